@@ -1,0 +1,38 @@
+# cryo: the two commands a newcomer needs are `make demo` and `make test`.
+export PATH := /usr/local/go/bin:$(PATH)
+
+GO ?= go
+# Debian packages the tests need, as "command:package" pairs.
+DEPS := gcc:gcc
+
+.PHONY: all build demo test deps fuzz fixtures clean
+
+all: build
+
+build:
+	$(GO) build -o bin/cryo ./cmd/cryo
+
+# deps installs the Debian packages whose commands are missing.
+deps:
+	@missing=""; for d in $(DEPS); do \
+		command -v $${d%%:*} >/dev/null 2>&1 || missing="$$missing $${d#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+demo: deps build
+	./bin/cryo vdso
+
+test: deps
+	$(GO) test -count=1 ./...
+
+# fuzz runs each fuzz target for FUZZTIME (default 2m).
+FUZZTIME ?= 2m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/vdso
+	$(GO) test -run '^$$' -fuzz '^FuzzParseMaps$$' -fuzztime $(FUZZTIME) ./internal/proc
+
+clean:
+	rm -rf bin

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/cryo-cr/cryo/internal/vdso"
+)
+
+func init() {
+	commands["vdso"] = command{
+		summary: "show a vDSO's layout and symbols, or the restore plan between two",
+		run:     runVDSO,
+	}
+}
+
+const vdsoHelp = `Without arguments, shows cryo's own vDSO: the [vvar], [vvar_vclock] and
+[vdso] mappings and every exported function (name@version, offset, size).
+SOURCE is a pid or a saved vDSO file (NAME.so with its NAME.maps beside it).
+
+'cryo vdso diff OLD NEW' prints what a restore of a process dumped with the
+OLD vDSO does on a kernel with the NEW one: remap or proxy, and per function
+its old and new offset and the trampoline a proxy writes.`
+
+func runVDSO(args []string, stdout io.Writer) error {
+	fs := newFlagSet("vdso", "[--pid PID | FILE] [--save FILE] [--json]\n       cryo vdso diff OLD NEW [--json]", vdsoHelp)
+	pid := fs.Int("pid", 0, "show the vDSO of process `PID`")
+	save := fs.String("save", "", "also save the vDSO as `FILE`.so and FILE.maps")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 && pos[0] == "diff" {
+		if len(pos) != 3 {
+			return usageErrorf(fs, "vdso diff takes two sources (pids or files), got %d", len(pos)-1)
+		}
+		old, err := loadSnapshot(pos[1])
+		if err != nil {
+			return err
+		}
+		rt, err := loadSnapshot(pos[2])
+		if err != nil {
+			return err
+		}
+		plan, err := vdso.NewPlan(old, rt, rt.VDSOAddr(), false)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, plan)
+		}
+		printPlan(stdout, plan)
+		return nil
+	}
+
+	source := "0"
+	switch {
+	case len(pos) > 1:
+		return usageErrorf(fs, "vdso takes at most one source, got %d", len(pos))
+	case len(pos) == 1 && *pid != 0:
+		return usageErrorf(fs, "give --pid or a file, not both")
+	case len(pos) == 1:
+		source = pos[0]
+	case *pid != 0:
+		source = strconv.Itoa(*pid)
+	}
+	s, err := loadSnapshot(source)
+	if err != nil {
+		return err
+	}
+	if *save != "" {
+		if err := s.Save(*save + ".so"); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		return printJSON(stdout, snapshotJSON(s))
+	}
+	printSnapshot(stdout, s)
+	return nil
+}
+
+// loadSnapshot reads a vDSO from a pid (0 is cryo itself) or a saved file.
+func loadSnapshot(source string) (*vdso.Snapshot, error) {
+	if pid, err := strconv.Atoi(source); err == nil {
+		return vdso.ReadLive(pid)
+	}
+	return vdso.Load(source)
+}
+
+type regionJSON struct {
+	Kind       vdso.Kind
+	Start, End uint64
+	Size       uint64
+}
+
+type snapshotOut struct {
+	Regions  []regionJSON
+	Adjacent bool
+	Machine  string `json:",omitempty"`
+	Class    string `json:",omitempty"`
+	Symbols  []vdso.Symbol
+}
+
+func snapshotJSON(s *vdso.Snapshot) snapshotOut {
+	out := snapshotOut{Adjacent: s.Layout.Adjacent(), Regions: []regionJSON{}, Symbols: []vdso.Symbol{}}
+	for _, r := range s.Layout {
+		out.Regions = append(out.Regions, regionJSON{r.Kind, r.Start, r.End, r.Size()})
+	}
+	if s.Image != nil {
+		out.Machine, out.Class = s.Image.Machine.String(), s.Image.Class.String()
+		out.Symbols = s.Image.Symbols
+	}
+	return out
+}
+
+func printJSON(w io.Writer, v any) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(v)
+}
+
+func printSnapshot(w io.Writer, s *vdso.Snapshot) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAPPING\tSTART\tEND\tSIZE")
+	for _, r := range s.Layout {
+		fmt.Fprintf(tw, "%s\t%#x\t%#x\t%d KiB\n", r.Kind, r.Start, r.End, r.Size()/1024)
+	}
+	tw.Flush()
+	switch {
+	case len(s.Layout) == 0:
+		fmt.Fprintln(w, "no [vvar], [vvar_vclock] or [vdso] mapped")
+	case s.Layout.Adjacent():
+		fmt.Fprintf(w, "adjacent, in the order %s\n", s.Layout.Order())
+	default:
+		fmt.Fprintf(w, "NOT adjacent (order %s)\n", s.Layout.Order())
+	}
+	if s.Image == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n%v %v vDSO, %d bytes, %d exported functions\n", s.Image.Machine, s.Image.Class, s.Image.Size, len(s.Image.Symbols))
+	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "FUNCTION\tOFFSET\tSIZE")
+	for _, sym := range s.Image.Symbols {
+		fmt.Fprintf(tw, "%s\t%#x\t%d\n", sym, sym.Offset, sym.Size)
+	}
+	tw.Flush()
+}
+
+func printPlan(w io.Writer, p *vdso.Plan) {
+	fmt.Fprintf(w, "plan: %s\n", p.Mode)
+	for _, r := range p.Reasons {
+		fmt.Fprintf(w, "  because %s\n", r)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "FUNCTION\tOLD\tNEW\tPATCH")
+	for _, e := range p.Entries {
+		target, patch := fmt.Sprintf("%#x", e.Target.Offset), e.Kind.String()
+		if e.Missing {
+			target, patch = "missing", "syscall fallback"
+		}
+		if p.Mode == vdso.ModeRemap {
+			patch = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%#x\t%s\t%s\n", e.Symbol, e.Offset, target, patch)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,227 @@
+package vdso
+
+import (
+	"debug/elf"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+func loadFixture(t *testing.T, name string) *Snapshot {
+	t.Helper()
+	s, err := Load("testdata/" + name + ".so")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// synthetic builds a snapshot of an x86_64 vDSO with the given functions
+// (all at version V), its [vdso] at base after a 0x4000-byte [vvar].
+func synthetic(base uint64, size uint64, syms ...Symbol) *Snapshot {
+	for i := range syms {
+		syms[i].Version = "V"
+	}
+	return &Snapshot{
+		Layout: Layout{{KindVVar, base - 0x4000, base}, {KindVDSO, base, base + size}},
+		Image:  &Image{Class: elf.ELFCLASS64, Machine: elf.EM_X86_64, Size: size, Symbols: syms},
+	}
+}
+
+func TestPlanRemapSameVDSO(t *testing.T) {
+	old := loadFixture(t, "linux-6.18-amd64")
+	rt, err := ReadLive(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture and this process's vDSO are the same only on the
+	// fixture's kernel; the fixture against itself is remap everywhere.
+	p, err := NewPlan(old, old, old.VDSOAddr(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != ModeRemap || len(p.Reasons) != 0 || len(p.Entries) != len(old.Image.Symbols) {
+		t.Fatalf("plan %+v, want remap of %d functions", p, len(old.Image.Symbols))
+	}
+	if len(p.Patches()) != 0 {
+		t.Errorf("remap plan has patches %v", p.Patches())
+	}
+	self, err := NewPlan(rt, rt, rt.VDSOAddr(), false)
+	if err != nil || self.Mode != ModeRemap {
+		t.Fatalf("live vDSO against itself: %v, %v; want remap", self, err)
+	}
+}
+
+func TestPlanForcedProxy(t *testing.T) {
+	old := loadFixture(t, "linux-6.18-amd64")
+	rtBase := old.VDSOAddr() + 0x100000
+	p, err := NewPlan(old, old, rtBase, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != ModeProxy || len(p.Reasons) != 0 {
+		t.Fatalf("mode %v reasons %q, want proxy without reasons", p.Mode, p.Reasons)
+	}
+	// One patch per function address, each a jump to the same function
+	// in the runtime copy.
+	if got := len(p.Patches()); got != 6 {
+		t.Errorf("%d patches, want 6", got)
+	}
+	for _, e := range p.Entries {
+		if e.Kind != TrampRel32 || e.Missing {
+			t.Errorf("%s: %v missing=%v, want jmp-rel32", e.Symbol, e.Kind, e.Missing)
+			continue
+		}
+		in, err := x86asm.Decode(e.Code, 64)
+		if err != nil || in.Op != x86asm.JMP {
+			t.Fatalf("%s: decode % x: %v", e.Symbol, e.Code, err)
+		}
+		if got := old.VDSOAddr() + e.Offset + 5 + uint64(int64(in.Args[0].(x86asm.Rel))); got != rtBase+e.Offset {
+			t.Errorf("%s jumps to %#x, want %#x", e.Symbol, got, rtBase+e.Offset)
+		}
+	}
+}
+
+func TestPlanProxy(t *testing.T) {
+	const base = 0x7f0000002000
+	tests := []struct {
+		name    string
+		old, rt *Snapshot
+		rtVDSO  uint64
+		want    map[string]TrampKind // by symbol name
+		wantErr string
+	}{
+		{
+			name: "moved function, near",
+			old:  synthetic(base, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40}, Symbol{Name: "__vdso_getcpu", Offset: 0x900, Size: 40}),
+			rt:   synthetic(0x7f0010002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0xa00, Size: 40}, Symbol{Name: "__vdso_getcpu", Offset: 0x900, Size: 40}),
+			want: map[string]TrampKind{"__vdso_time": TrampRel32, "__vdso_getcpu": TrampRel32},
+		},
+		{
+			name:   "far runtime block",
+			old:    synthetic(base, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40}),
+			rt:     synthetic(0x7f0010002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0xa00, Size: 40}),
+			rtVDSO: 0x1000,
+			want:   map[string]TrampKind{"__vdso_time": TrampAbs64},
+		},
+		{
+			name: "missing function falls back to the syscall",
+			old:  synthetic(base, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40}, Symbol{Name: "__vdso_getrandom", Offset: 0x900, Size: 40}),
+			rt:   synthetic(0x7f0010002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40}),
+			want: map[string]TrampKind{"__vdso_time": TrampRel32, "__vdso_getrandom": TrampSyscall},
+		},
+		{
+			name: "no runtime vDSO at all",
+			old:  synthetic(base, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40}, Symbol{Name: "clock_gettime", Offset: 0x900, Size: 40}),
+			rt:   &Snapshot{},
+			want: map[string]TrampKind{"__vdso_time": TrampSyscall, "clock_gettime": TrampSyscall},
+		},
+		{
+			name:    "long jump does not fit",
+			old:     synthetic(base, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 8}, Symbol{Name: "__vdso_getcpu", Offset: 0x808, Size: 40}),
+			rt:      synthetic(0x7f0010002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0xa00, Size: 40}, Symbol{Name: "__vdso_getcpu", Offset: 0x900, Size: 40}),
+			rtVDSO:  0x1000,
+			wantErr: "__vdso_time@V at 0x800: trampoline does not fit: 16-byte movabs-jmp, 8 bytes before the next symbol",
+		},
+		{
+			name:    "no room before the end of the image",
+			old:     synthetic(base, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x1ffd, Size: 3}),
+			rt:      synthetic(0x7f0010002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x900, Size: 40}),
+			wantErr: "trampoline does not fit: 5-byte jmp-rel32, 3 bytes",
+		},
+		{
+			name:    "missing function without a syscall",
+			old:     synthetic(base, 0x2000, Symbol{Name: "__vdso_sgx_enter_enclave", Offset: 0x800, Size: 40}),
+			rt:      synthetic(0x7f0010002000, 0x2000),
+			wantErr: "no syscall fallback for __vdso_sgx_enter_enclave",
+		},
+		{
+			name:    "dumped process without a vDSO",
+			old:     &Snapshot{},
+			rt:      synthetic(0x7f0010002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x900, Size: 40}),
+			wantErr: "the dumped process had no vDSO",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rtVDSO := tt.rtVDSO
+			if rtVDSO == 0 {
+				rtVDSO = tt.rt.VDSOAddr()
+			}
+			p, err := NewPlan(tt.old, tt.rt, rtVDSO, false)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("NewPlan error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Mode != ModeProxy || len(p.Reasons) == 0 {
+				t.Fatalf("mode %v reasons %q, want proxy with reasons", p.Mode, p.Reasons)
+			}
+			got := map[string]TrampKind{}
+			for _, e := range p.Entries {
+				got[e.Name] = e.Kind
+				if e.Missing != (e.Kind == TrampSyscall) {
+					t.Errorf("%s: missing=%v with kind %v", e.Symbol, e.Missing, e.Kind)
+				}
+			}
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("trampolines (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestPlanNoVDSOEither(t *testing.T) {
+	p, err := NewPlan(&Snapshot{}, &Snapshot{}, 0, false)
+	if err != nil || p.Mode != ModeRemap || len(p.Entries) != 0 {
+		t.Fatalf("NewPlan = %+v, %v; want an empty remap", p, err)
+	}
+	if _, err := NewPlan(&Snapshot{}, &Snapshot{}, 0, true); err == nil {
+		t.Fatal("forced proxy without a dumped vDSO: no error")
+	}
+}
+
+func TestDifferences(t *testing.T) {
+	a := synthetic(0x7f0000002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40})
+	moved := synthetic(0x7f0000002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x880, Size: 40})
+	bigger := synthetic(0x7f0000002000, 0x3000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40})
+	extra := synthetic(0x7f0000002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40}, Symbol{Name: "__vdso_getrandom", Offset: 0x900, Size: 40})
+	vclock := synthetic(0x7f0000002000, 0x2000, Symbol{Name: "__vdso_time", Offset: 0x800, Size: 40})
+	vclock.Layout = Layout{{KindVVar, 0x7efffffec000, 0x7effffff0000}, {KindVVarVClock, 0x7effffff0000, 0x7f0000002000}, vclock.Layout[1]}
+	tests := []struct {
+		name string
+		rt   *Snapshot
+		want []string
+	}{
+		{"same", a, nil},
+		{"function moved", moved, []string{"__vdso_time@V at 0x800, runtime at 0x880"}},
+		{"bigger", bigger, []string{"vDSO size 0x2000, runtime 0x3000"}},
+		{"new function", extra, []string{"__vdso_getrandom@V only in runtime vDSO"}},
+		{"vvar split", vclock, []string{"vvar size 0x4000, runtime 0x16000", `layout "[vvar] [vdso]", runtime "[vvar] [vvar_vclock] [vdso]"`}},
+		{"no vDSO", &Snapshot{}, []string{"this kernel maps no vDSO"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := cmp.Diff(tt.want, Differences(a, tt.rt)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestNewSnapshotRejectsMismatch(t *testing.T) {
+	s := loadFixture(t, "linux-6.18-amd64")
+	if _, err := NewSnapshot(s.Layout, s.Bytes[:4096]); !errors.Is(err, ErrFormat) {
+		t.Errorf("half a vDSO for the layout: err = %v, want ErrFormat", err)
+	}
+	if _, err := NewSnapshot(nil, s.Bytes); !errors.Is(err, ErrFormat) {
+		t.Errorf("bytes without a [vdso]: err = %v, want ErrFormat", err)
+	}
+}
