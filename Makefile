@@ -34,5 +34,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/vdso
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMaps$$' -fuzztime $(FUZZTIME) ./internal/proc
 
+# fixtures captures the vDSO of this kernel and of Debian's 5.10, 6.1 and
+# 6.12 kernels (booted under qemu) into internal/vdso/testdata.
+fixtures:
+	$(GO) run ./test/qemu/capture-vdso
+
 clean:
 	rm -rf bin

@@ -46,7 +46,12 @@ func runVDSO(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		plan, err := vdso.NewPlan(old, rt, rt.VDSOAddr(), false)
+		// A restore places the runtime block in the free hole nearest to
+		// the old vDSO; just below the old block is where that usually is.
+		oldStart, _ := old.Layout.Span()
+		rtStart, rtEnd := rt.Layout.Span()
+		rtVDSO := oldStart - (rtEnd - rtStart) + (rt.VDSOAddr() - rtStart)
+		plan, err := vdso.NewPlan(old, rt, rtVDSO, false)
 		if err != nil {
 			return err
 		}
@@ -54,6 +59,9 @@ func runVDSO(args []string, stdout io.Writer) error {
 			return printJSON(stdout, plan)
 		}
 		printPlan(stdout, plan)
+		if plan.Mode == vdso.ModeProxy && rt.Image != nil {
+			fmt.Fprintf(stdout, "\n(jumps assume the runtime vDSO at %#x, just below the old block, where a restore puts it when free)\n", rtVDSO)
+		}
 		return nil
 	}
 
@@ -162,7 +170,7 @@ func printPlan(w io.Writer, p *vdso.Plan) {
 	for _, e := range p.Entries {
 		target, patch := fmt.Sprintf("%#x", e.Target.Offset), e.Kind.String()
 		if e.Missing {
-			target, patch = "missing", "syscall fallback"
+			target, patch = "missing", map[bool]string{true: "syscall fallback", false: "-ENOSYS stub"}[e.Kind == vdso.TrampSyscall]
 		}
 		if p.Mode == vdso.ModeRemap {
 			patch = "-"

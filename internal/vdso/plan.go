@@ -32,7 +32,7 @@ func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 type Entry struct {
 	Symbol
 	// Target is the same function in the runtime vDSO; Missing means the
-	// runtime has none.
+	// runtime has none, and Kind says which fallback stub replaces it.
 	Target  Symbol `json:",omitempty"`
 	Missing bool   `json:",omitempty"`
 	Kind    TrampKind
@@ -124,8 +124,8 @@ func NewPlan(old, rt *Snapshot, rtVDSO uint64, forceProxy bool) (*Plan, error) {
 			e.Target = t
 			e.Kind, e.Code, err = jump(old.Image.Machine, oldBase+s.Offset, rtVDSO+t.Offset)
 		} else {
-			e.Missing, e.Kind = true, TrampSyscall
-			e.Code, err = syscallStub(old.Image.Machine, s.Name)
+			e.Missing = true
+			e.Kind, e.Code, err = fallbackStub(old.Image.Machine, s.Name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("proxy vDSO function %s: %w", s, err)

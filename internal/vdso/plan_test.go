@@ -3,6 +3,7 @@ package vdso
 import (
 	"debug/elf"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -133,10 +134,10 @@ func TestPlanProxy(t *testing.T) {
 			wantErr: "trampoline does not fit: 5-byte jmp-rel32, 3 bytes",
 		},
 		{
-			name:    "missing function without a syscall",
-			old:     synthetic(base, 0x2000, Symbol{Name: "__vdso_sgx_enter_enclave", Offset: 0x800, Size: 40}),
-			rt:      synthetic(0x7f0010002000, 0x2000),
-			wantErr: "no syscall fallback for __vdso_sgx_enter_enclave",
+			name: "missing function without a syscall",
+			old:  synthetic(base, 0x2000, Symbol{Name: "__vdso_sgx_enter_enclave", Offset: 0x800, Size: 40}),
+			rt:   synthetic(0x7f0010002000, 0x2000),
+			want: map[string]TrampKind{"__vdso_sgx_enter_enclave": TrampENOSYS},
 		},
 		{
 			name:    "dumped process without a vDSO",
@@ -167,7 +168,7 @@ func TestPlanProxy(t *testing.T) {
 			got := map[string]TrampKind{}
 			for _, e := range p.Entries {
 				got[e.Name] = e.Kind
-				if e.Missing != (e.Kind == TrampSyscall) {
+				if e.Missing != (e.Kind == TrampSyscall || e.Kind == TrampENOSYS) {
 					t.Errorf("%s: missing=%v with kind %v", e.Symbol, e.Missing, e.Kind)
 				}
 			}
@@ -223,5 +224,76 @@ func TestNewSnapshotRejectsMismatch(t *testing.T) {
 	}
 	if _, err := NewSnapshot(nil, s.Bytes); !errors.Is(err, ErrFormat) {
 		t.Errorf("bytes without a [vdso]: err = %v, want ErrFormat", err)
+	}
+}
+
+// TestPlanAcrossKernels plans restores between the real vDSOs of the
+// kernels in testdata, placing the runtime block 1 MiB above the old one.
+func TestPlanAcrossKernels(t *testing.T) {
+	kernels := []string{"5.10", "6.1", "6.12", "6.18"}
+	for _, from := range kernels {
+		for _, to := range kernels {
+			t.Run(from+"->"+to, func(t *testing.T) {
+				old, rt := loadFixture(t, "linux-"+from+"-amd64"), loadFixture(t, "linux-"+to+"-amd64")
+				p, err := NewPlan(old, rt, old.VDSOAddr()+1<<20, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := map[bool]Mode{true: ModeRemap, false: ModeProxy}[from == to]; p.Mode != want {
+					t.Fatalf("mode %v, want %v (reasons %q)", p.Mode, want, p.Reasons)
+				}
+				if len(p.Entries) != len(old.Image.Symbols) {
+					t.Errorf("%d entries for %d functions", len(p.Entries), len(old.Image.Symbols))
+				}
+				for _, e := range p.Entries {
+					_, inRT := rt.Image.Lookup(e.Name, e.Version)
+					switch {
+					case p.Mode == ModeRemap && e.Kind != TrampNone:
+						t.Errorf("%s: %v in a remap", e.Symbol, e.Kind)
+					case p.Mode == ModeProxy && inRT && e.Kind != TrampRel32:
+						t.Errorf("%s: %v, want jmp-rel32", e.Symbol, e.Kind)
+					case p.Mode == ModeProxy && !inRT && baseName(e.Name) == "getrandom":
+						if e.Kind != TrampSyscall {
+							t.Errorf("%s: %v, want syscall", e.Symbol, e.Kind)
+						}
+					case p.Mode == ModeProxy && !inRT && e.Kind != TrampENOSYS:
+						t.Errorf("%s: %v, want enosys", e.Symbol, e.Kind)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPlan618To61 is the case the proxy exists for: a process from this
+// kernel restored on Debian 12's, which lacks getrandom.
+func TestPlan618To61(t *testing.T) {
+	old, rt := loadFixture(t, "linux-6.18-amd64"), loadFixture(t, "linux-6.1-amd64")
+	p, err := NewPlan(old, rt, rt.VDSOAddr(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range p.Entries {
+		got[e.Name] = fmt.Sprintf("%#x->%#x %v", e.Offset, e.Target.Offset, e.Kind)
+		if e.Missing {
+			got[e.Name] = fmt.Sprintf("%#x %v", e.Offset, e.Kind)
+		}
+	}
+	kind := TrampRel32
+	if _, ok := rel32(old.VDSOAddr(), rt.VDSOAddr()); !ok {
+		kind = TrampAbs64
+	}
+	want := map[string]string{}
+	for _, f := range []struct {
+		name     string
+		old, new uint64
+	}{{"gettimeofday", 0x810, 0x780}, {"time", 0xac0, 0x930}, {"clock_gettime", 0xaf0, 0x960}, {"clock_getres", 0xe80, 0xbc0}, {"getcpu", 0xf00, 0xc20}} {
+		want[f.name] = fmt.Sprintf("%#x->%#x %v", f.old, f.new, kind)
+		want["__vdso_"+f.name] = want[f.name]
+	}
+	want["getrandom"], want["__vdso_getrandom"] = "0xf40 syscall", "0xf40 syscall"
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("plan (-want +got):\n%s", d)
 	}
 }

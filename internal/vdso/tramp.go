@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // TrampKind is how a proxy redirects one old vDSO function.
@@ -26,6 +28,10 @@ const (
 	// TrampSyscall is a stub that makes the equivalent system call, for a
 	// function the runtime vDSO lacks.
 	TrampSyscall
+	// TrampENOSYS is a stub that returns -ENOSYS, for a function the
+	// runtime vDSO lacks and no system call replaces (such as
+	// __vdso_sgx_enter_enclave on a kernel without it).
+	TrampENOSYS
 )
 
 var trampNames = [...]string{
@@ -34,6 +40,7 @@ var trampNames = [...]string{
 	TrampAbs64:   "movabs-jmp",
 	TrampARM64:   "ldr-br",
 	TrampSyscall: "syscall",
+	TrampENOSYS:  "enosys",
 }
 
 func (k TrampKind) String() string { return trampNames[k] }
@@ -103,14 +110,20 @@ func encodeRel32(rel int32) []byte {
 	return b
 }
 
-// syscallStub encodes a stand-in for a vDSO function that makes the system
-// call instead: `mov $nr,%eax; syscall; ret`.
-func syscallStub(m elf.Machine, name string) ([]byte, error) {
-	nr, ok := amd64Syscalls[baseName(name)]
-	if m != elf.EM_X86_64 || !ok {
-		return nil, fmt.Errorf("no syscall fallback for %s on %v", name, m)
+// fallbackStub encodes a stand-in for a vDSO function the runtime lacks:
+// `mov $nr,%eax; syscall; ret` when a system call does the same, else
+// `mov $-ENOSYS,%eax; ret`.
+func fallbackStub(m elf.Machine, name string) (TrampKind, []byte, error) {
+	if m != elf.EM_X86_64 {
+		return 0, nil, fmt.Errorf("no fallback for missing %s on %v", name, m)
 	}
-	b := []byte{0xb8, 0, 0, 0, 0, 0x0f, 0x05, 0xc3}
-	binary.LittleEndian.PutUint32(b[1:], nr)
-	return b, nil
+	if nr, ok := amd64Syscalls[baseName(name)]; ok {
+		b := []byte{0xb8, 0, 0, 0, 0, 0x0f, 0x05, 0xc3}
+		binary.LittleEndian.PutUint32(b[1:], nr)
+		return TrampSyscall, b, nil
+	}
+	b := []byte{0xb8, 0, 0, 0, 0, 0xc3}
+	enosys := -int32(unix.ENOSYS)
+	binary.LittleEndian.PutUint32(b[1:], uint32(enosys))
+	return TrampENOSYS, b, nil
 }

@@ -86,9 +86,9 @@ func TestJumpAMD64(t *testing.T) {
 func TestSyscallStubsAMD64(t *testing.T) {
 	for name, nr := range amd64Syscalls {
 		for _, sym := range []string{name, "__vdso_" + name} {
-			code, err := syscallStub(elf.EM_X86_64, sym)
-			if err != nil {
-				t.Fatalf("%s: %v", sym, err)
+			kind, code, err := fallbackStub(elf.EM_X86_64, sym)
+			if err != nil || kind != TrampSyscall {
+				t.Fatalf("%s: %v, %v; want a syscall stub", sym, kind, err)
 			}
 			insts := decodeAll(t, code)
 			if len(insts) != 3 || insts[0].Op != x86asm.MOV || insts[0].Args[0] != x86asm.EAX ||
@@ -98,8 +98,16 @@ func TestSyscallStubsAMD64(t *testing.T) {
 			}
 		}
 	}
-	if _, err := syscallStub(elf.EM_X86_64, "__vdso_sgx_enter_enclave"); err == nil {
-		t.Error("stub for a function without a system call: no error")
+	kind, code, err := fallbackStub(elf.EM_X86_64, "__vdso_sgx_enter_enclave")
+	if err != nil || kind != TrampENOSYS {
+		t.Fatalf("sgx_enter_enclave: %v, %v; want an ENOSYS stub", kind, err)
+	}
+	insts := decodeAll(t, code)
+	if len(insts) != 2 || insts[0].Op != x86asm.MOV || int32(insts[0].Args[1].(x86asm.Imm)) != -38 || insts[1].Op != x86asm.RET {
+		t.Errorf("ENOSYS stub %v, want mov $-38,%%eax; ret", insts)
+	}
+	if _, _, err := fallbackStub(elf.EM_AARCH64, "__kernel_clock_gettime"); err == nil {
+		t.Error("arm64 fallback: no error")
 	}
 }
 
