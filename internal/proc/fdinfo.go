@@ -1,0 +1,76 @@
+package proc
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+)
+
+// Fdinfo is /proc/PID/fdinfo/FD: the common fields, then the lines that
+// depend on the kind of file.
+type Fdinfo struct {
+	// Pos is the file offset.
+	Pos int64
+	// Flags are the O_* open flags, O_CLOEXEC included if set on the fd.
+	Flags uint32
+	// MntID is the mount ID of the file, as in /proc/PID/mountinfo.
+	MntID int
+	// Ino is the inode number; 0 on kernels that do not print it.
+	Ino uint64
+	// Extra are the other lines in order, e.g. "eventfd-count", "tfd" (one
+	// per epoll target), "lock", "sigmask". Keys repeat.
+	Extra []KeyValue
+}
+
+// KeyValue is one line of a "Key: value" file. Key is the text before the
+// first colon, so some lines have spaces in it ("inotify wd", "settime
+// flags"); Value is the rest without surrounding blanks.
+type KeyValue struct{ Key, Value string }
+
+// Lookup gives the value of the first Extra line with the key.
+func (f Fdinfo) Lookup(key string) (string, bool) {
+	i := slices.IndexFunc(f.Extra, func(kv KeyValue) bool { return kv.Key == key })
+	if i < 0 {
+		return "", false
+	}
+	return f.Extra[i].Value, true
+}
+
+// ParseFdinfo parses the contents of /proc/PID/fdinfo/FD.
+func ParseFdinfo(b []byte) (Fdinfo, error) {
+	var f Fdinfo
+	err := parseFields(b, []field{
+		{key: "pos", parse: num(&f.Pos, 10)},
+		{key: "flags", parse: num(&f.Flags, 8)},
+		{key: "mnt_id", parse: num(&f.MntID, 10)},
+		{key: "ino", optional: true, parse: num(&f.Ino, 10)},
+	}, func(k, v string) {
+		f.Extra = append(f.Extra, KeyValue{k, v})
+	})
+	if err != nil {
+		return Fdinfo{}, fmt.Errorf("parse fdinfo: %w", err)
+	}
+	return f, nil
+}
+
+// ReadFdinfo reads and parses /proc/PID/fdinfo/FD; pid 0 means the calling
+// process.
+func ReadFdinfo(pid, fd int) (Fdinfo, error) {
+	b, err := os.ReadFile(Path(pid, "fdinfo/"+strconv.Itoa(fd)))
+	if err != nil {
+		return Fdinfo{}, fmt.Errorf("read fdinfo: %w", err)
+	}
+	return ParseFdinfo(b)
+}
+
+// ReadFds lists the open file descriptors of a process, sorted; pid 0 means
+// the calling process, and then the list includes the descriptor that was
+// open to read the directory, closed on return.
+func ReadFds(pid int) ([]int, error) {
+	fds, err := readIDs(Path(pid, "fd"))
+	if err != nil {
+		return nil, fmt.Errorf("read fds: %w", err)
+	}
+	return fds, nil
+}

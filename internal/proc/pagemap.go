@@ -1,0 +1,134 @@
+package proc
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+)
+
+// /proc/PID/pagemap holds one native-endian 64-bit entry per virtual page,
+// at offset vaddr/pagesize*8 (Documentation/admin-guide/mm/pagemap.rst).
+// Its bits, tested by the Page* functions:
+const (
+	pmPresent    = 1 << 63
+	pmSwapped    = 1 << 62
+	pmFileShAnon = 1 << 61
+	pmExclusive  = 1 << 56
+	pmSoftDirty  = 1 << 55
+)
+
+var pageSize = uint64(os.Getpagesize())
+
+// PagePresent reports whether the page is in RAM.
+func PagePresent(e uint64) bool { return e&pmPresent != 0 }
+
+// PageSwapped reports whether the page is in swap.
+func PageSwapped(e uint64) bool { return e&pmSwapped != 0 }
+
+// PageFileOrSharedAnon reports whether the page is a page-cache page of a
+// file or shared anonymous memory, rather than a private anonymous (or
+// copied-on-write) page.
+func PageFileOrSharedAnon(e uint64) bool { return e&pmFileShAnon != 0 }
+
+// PageExclusive reports whether the page is mapped by this process only.
+func PageExclusive(e uint64) bool { return e&pmExclusive != 0 }
+
+// PageSoftDirty reports whether the page was written since the soft-dirty
+// bits were last cleared; always false without CONFIG_MEM_SOFT_DIRTY.
+func PageSoftDirty(e uint64) bool { return e&pmSoftDirty != 0 }
+
+// PresentOrSwapped reports whether the page has contents: the pages a dump
+// copies.
+func PresentOrSwapped(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 }
+
+// ReadPagemap reads the entries of the pages in [start, end), both
+// page-aligned, from an open /proc/PID/pagemap with one pread. That costs 8
+// bytes per page of the range: walk large mappings with ReadPageRuns.
+func ReadPagemap(f io.ReaderAt, start, end uint64) ([]uint64, error) {
+	if err := checkPageRange(start, end); err != nil {
+		return nil, err
+	}
+	entries := make([]uint64, (end-start)/pageSize)
+	if err := readPagemap(f, start, entries, make([]byte, 8*len(entries))); err != nil {
+		return nil, err
+	}
+	return entries, nil
+}
+
+// readPagemap fills entries from the pagemap of the pages from start on,
+// through buf of 8*len(entries) bytes.
+func readPagemap(f io.ReaderAt, start uint64, entries []uint64, buf []byte) error {
+	if _, err := f.ReadAt(buf, int64(start/pageSize*8)); err != nil {
+		// The kernel gives no entries past the user address space
+		// ([vsyscall]): a short read.
+		return fmt.Errorf("read pagemap at %#x, %d pages: %w", start, len(entries), err)
+	}
+	for i := range entries {
+		entries[i] = binary.NativeEndian.Uint64(buf[8*i:])
+	}
+	return nil
+}
+
+func checkPageRange(start, end uint64) error {
+	if start%pageSize != 0 || end%pageSize != 0 || end <= start {
+		return fmt.Errorf("pagemap range %#x-%#x: not a non-empty page-aligned range", start, end)
+	}
+	return nil
+}
+
+// PageRun is a run of adjacent pages.
+type PageRun struct {
+	// Addr is the address of the first page.
+	Addr uint64
+	// Pages is the number of pages.
+	Pages uint64
+}
+
+// PageRuns gives the runs of adjacent pages whose entries pass keep (often
+// PresentOrSwapped), for the entries of the pages from start on.
+func PageRuns(start uint64, entries []uint64, keep func(uint64) bool) []PageRun {
+	return appendRuns(nil, start, entries, keep)
+}
+
+// appendRuns appends the runs of entries to runs, extending the last run if
+// it ends at start.
+func appendRuns(runs []PageRun, start uint64, entries []uint64, keep func(uint64) bool) []PageRun {
+	for i, e := range entries {
+		if !keep(e) {
+			continue
+		}
+		addr := start + uint64(i)*pageSize
+		if n := len(runs); n > 0 && runs[n-1].Addr+runs[n-1].Pages*pageSize == addr {
+			runs[n-1].Pages++
+		} else {
+			runs = append(runs, PageRun{addr, 1})
+		}
+	}
+	return runs
+}
+
+// pagemapChunk is how many entries ReadPageRuns reads per pread: 512 KiB of
+// entries for 256 MiB of address space (with 4 KiB pages).
+var pagemapChunk uint64 = 64 << 10
+
+// ReadPageRuns gives the runs of pages in [start, end), both page-aligned,
+// whose entries in the open /proc/PID/pagemap f pass keep. It reads the
+// entries in chunks, so a huge, sparse mapping costs a bounded buffer and
+// one pread per chunk.
+func ReadPageRuns(f io.ReaderAt, start, end uint64, keep func(uint64) bool) ([]PageRun, error) {
+	if err := checkPageRange(start, end); err != nil {
+		return nil, err
+	}
+	n := min((end-start)/pageSize, pagemapChunk)
+	entries, buf := make([]uint64, n), make([]byte, 8*n)
+	var runs []PageRun
+	for addr := start; addr < end; addr += n * pageSize {
+		n = min(n, (end-addr)/pageSize)
+		if err := readPagemap(f, addr, entries[:n], buf[:8*n]); err != nil {
+			return nil, err
+		}
+		runs = appendRuns(runs, addr, entries[:n], keep)
+	}
+	return runs, nil
+}

@@ -1,0 +1,189 @@
+package proc
+
+import (
+	"encoding/binary"
+	"os"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+)
+
+func TestPageBits(t *testing.T) {
+	for _, tc := range []struct {
+		e                                                uint64
+		present, swapped, fileOrShared, excl, soft, keep bool
+	}{
+		{0, false, false, false, false, false, false},
+		{1<<63 | 1<<56 | 12345, true, false, false, true, false, true},
+		{1<<62 | 7, false, true, false, false, false, true},
+		{1<<63 | 1<<61, true, false, true, false, false, true},
+		{1 << 55, false, false, false, false, true, false},
+	} {
+		got := [6]bool{PagePresent(tc.e), PageSwapped(tc.e), PageFileOrSharedAnon(tc.e),
+			PageExclusive(tc.e), PageSoftDirty(tc.e), PresentOrSwapped(tc.e)}
+		want := [6]bool{tc.present, tc.swapped, tc.fileOrShared, tc.excl, tc.soft, tc.keep}
+		if got != want {
+			t.Errorf("%#x: got %v, want %v", tc.e, got, want)
+		}
+	}
+}
+
+func TestPageRuns(t *testing.T) {
+	const p, s = 1 << 63, 1 << 62
+	ps := pageSize
+	for _, tc := range []struct {
+		entries []uint64
+		want    []PageRun
+	}{
+		{nil, nil},
+		{[]uint64{0, 0}, nil},
+		{[]uint64{p, p, s, 0, p, 0, 1 << 61, s}, []PageRun{{0x10000, 3}, {0x10000 + 4*ps, 1}, {0x10000 + 7*ps, 1}}},
+		{[]uint64{0, p, p, p}, []PageRun{{0x10000 + ps, 3}}},
+	} {
+		got := PageRuns(0x10000, tc.entries, PresentOrSwapped)
+		if d := cmp.Diff(tc.want, got); d != "" {
+			t.Errorf("PageRuns(%x): (-want +got):\n%s", tc.entries, d)
+		}
+	}
+}
+
+// TestReadPagemapSelf touches some pages of fresh anonymous memory and finds
+// exactly those in the test process's own pagemap, read whole and in chunks
+// of every size up to beyond the mapping.
+func TestReadPagemapSelf(t *testing.T) {
+	const pages = 16
+	ps := int(pageSize)
+	mem := mmap(t, pages*ps)
+	// No transparent huge pages of any size: they would fault in neighbours.
+	if err := unix.Madvise(mem, unix.MADV_NOHUGEPAGE); err != nil {
+		t.Fatal(err)
+	}
+	touched := []int{0, 1, 2, 5, 9, 10, 15}
+	for _, i := range touched {
+		mem[i*ps] = 1
+	}
+	base := addr(mem)
+	want := []PageRun{{base, 3}, {base + 5*pageSize, 1}, {base + 9*pageSize, 2}, {base + 15*pageSize, 1}}
+
+	f, err := os.Open(Path(0, "pagemap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	end := base + pages*pageSize
+	entries, err := ReadPagemap(f, base, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		isTouched := i == touched[0]
+		if isTouched {
+			touched = touched[1:]
+		}
+		if PagePresent(e) != isTouched || isTouched && (!PageExclusive(e) || PageFileOrSharedAnon(e)) {
+			t.Errorf("page %d: entry %#x, touched %v", i, e, isTouched)
+		}
+	}
+	if d := cmp.Diff(want, PageRuns(base, entries, PresentOrSwapped)); d != "" {
+		t.Errorf("PageRuns: (-want +got):\n%s", d)
+	}
+
+	defer func(n uint64) { pagemapChunk = n }(pagemapChunk)
+	for pagemapChunk = 1; pagemapChunk <= pages+1; pagemapChunk++ {
+		runs, err := ReadPageRuns(f, base, end, PresentOrSwapped)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(want, runs); d != "" {
+			t.Errorf("ReadPageRuns in chunks of %d: (-want +got):\n%s", pagemapChunk, d)
+		}
+	}
+}
+
+// TestReadPagemapFile checks the file bit on a page of a file mapping.
+func TestReadPagemapFile(t *testing.T) {
+	exe, err := os.Open("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exe.Close()
+	mem, err := unix.Mmap(int(exe.Fd()), 0, int(pageSize), unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	if mem[0] != 0x7f {
+		t.Fatalf("executable starts with %#x", mem[0])
+	}
+	f, err := os.Open(Path(0, "pagemap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	entries, err := ReadPagemap(f, addr(mem), addr(mem)+pageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := entries[0]; !PagePresent(e) || !PageFileOrSharedAnon(e) {
+		t.Errorf("file page entry %#x", e)
+	}
+}
+
+func TestReadPagemapErrors(t *testing.T) {
+	f, err := os.Open(Path(0, "pagemap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, r := range [][2]uint64{{0x1000, 0x1000}, {0x2000, 0x1000}, {0x1001, 0x2000}, {0x1000, 0x2001}} {
+		if e, err := ReadPagemap(f, r[0], r[1]); err == nil {
+			t.Errorf("ReadPagemap(%#x, %#x) = %x, want an error", r[0], r[1], e)
+		}
+		if runs, err := ReadPageRuns(f, r[0], r[1], PresentOrSwapped); err == nil {
+			t.Errorf("ReadPageRuns(%#x, %#x) = %v, want an error", r[0], r[1], runs)
+		}
+	}
+	// Past the user address space, where [vsyscall] lives, the kernel has
+	// no entries.
+	if e, err := ReadPagemap(f, 0xffffffffff600000, 0xffffffffff601000); err == nil {
+		t.Errorf("ReadPagemap of [vsyscall] = %x, want an error", e)
+	}
+}
+
+// FuzzPageRuns checks that the runs cover exactly the pages kept, in order,
+// with no two runs adjacent. The seed is the pagemap of the stack of sleep,
+// PFNs cleared.
+func FuzzPageRuns(f *testing.F) {
+	f.Add(readSeed(f, "pagemap-sleep-stack.bin"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries := make([]uint64, len(b)/8)
+		for i := range entries {
+			entries[i] = binary.NativeEndian.Uint64(b[8*i:])
+		}
+		const start = 0x7ff000000000
+		runs := PageRuns(start, entries, PresentOrSwapped)
+		i := 0 // next page not yet covered
+		for _, r := range runs {
+			first := int((r.Addr - start) / pageSize)
+			if r.Pages == 0 || (r.Addr-start)%pageSize != 0 || first < i || first == i && i > 0 {
+				t.Fatalf("runs %v: bad run %v", runs, r)
+			}
+			for ; i < first; i++ {
+				if PresentOrSwapped(entries[i]) {
+					t.Fatalf("runs %v miss page %d", runs, i)
+				}
+			}
+			for ; i < first+int(r.Pages); i++ {
+				if !PresentOrSwapped(entries[i]) {
+					t.Fatalf("runs %v have page %d", runs, i)
+				}
+			}
+		}
+		for ; i < len(entries); i++ {
+			if PresentOrSwapped(entries[i]) {
+				t.Fatalf("runs %v miss page %d", runs, i)
+			}
+		}
+	})
+}

@@ -1,0 +1,90 @@
+package proc
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+)
+
+// ReadTasks lists the thread IDs of a process, sorted; pid 0 means the
+// calling process. Threads come and go while a process runs: the list is
+// only stable once every thread is stopped.
+func ReadTasks(pid int) ([]int, error) {
+	tids, err := readIDs(Path(pid, "task"))
+	if err != nil {
+		return nil, fmt.Errorf("read tasks: %w", err)
+	}
+	return tids, nil
+}
+
+// readIDs lists a directory whose entries are all numbers, sorted.
+func readIDs(dir string) ([]int, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int, len(names))
+	for i, name := range names {
+		if ids[i], err = parseNum[int](name, 10); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// ReadComm reads /proc/PID/comm, the task's name without escaping; pid 0
+// means the calling process.
+func ReadComm(pid int) (string, error) {
+	b, err := os.ReadFile(Path(pid, "comm"))
+	if err != nil {
+		return "", fmt.Errorf("read comm: %w", err)
+	}
+	return string(bytes.TrimSuffix(b, []byte{'\n'})), nil
+}
+
+// ReadCmdline reads the arguments of a process from /proc/PID/cmdline; pid
+// 0 means the calling process. It is what the process's memory holds now,
+// which the process may have rewritten; a zombie or a kernel thread has
+// none.
+func ReadCmdline(pid int) ([]string, error) {
+	b, err := os.ReadFile(Path(pid, "cmdline"))
+	if err != nil {
+		return nil, fmt.Errorf("read cmdline: %w", err)
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var args []string
+	for arg := range bytes.SplitSeq(bytes.TrimSuffix(b, []byte{0}), []byte{0}) {
+		args = append(args, string(arg))
+	}
+	return args, nil
+}
+
+// ReadExe reads the /proc/PID/exe link, the path of the executable; pid 0
+// means the calling process. A deleted file has the kernel's " (deleted)"
+// suffix.
+func ReadExe(pid int) (string, error) { return readLink(pid, "exe") }
+
+// ReadCwd reads the /proc/PID/cwd link, the working directory; pid 0 means
+// the calling process.
+func ReadCwd(pid int) (string, error) { return readLink(pid, "cwd") }
+
+// ReadRoot reads the /proc/PID/root link, the root directory; pid 0 means
+// the calling process.
+func ReadRoot(pid int) (string, error) { return readLink(pid, "root") }
+
+func readLink(pid int, name string) (string, error) {
+	s, err := os.Readlink(Path(pid, name))
+	if err != nil {
+		return "", fmt.Errorf("read %s link: %w", name, err)
+	}
+	return s, nil
+}
