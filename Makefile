@@ -24,6 +24,8 @@ deps:
 
 demo: deps build
 	./bin/cryo vdso
+	@echo
+	./bin/cryo check
 
 test: deps
 	$(GO) test -count=1 ./...

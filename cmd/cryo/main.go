@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/cryo-cr/cryo/internal/check"
 )
 
 // command is one cryo subcommand. Each lives in a file of its own named
@@ -43,6 +45,8 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	// A process that cryo check re-executed runs its probe and exits here.
+	check.MaybeRunChild()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,7 @@
+package kernel
+
+import "errors"
+
+// ErrStructSize means the kernel read or wrote a struct of a size other
+// than the one this package mirrors: the uapi header has changed.
+var ErrStructSize = errors.New("kernel struct size differs from cryo's")

@@ -1,0 +1,118 @@
+package kernel_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
+
+// TestStructSizes checks the mirrors against the sizes in the uapi headers;
+// binary.Size also proves they have no Go padding.
+func TestStructSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want int
+	}{
+		{"clone_args", kernel.CloneArgs{}, 88},
+		{"prctl_mm_map", kernel.PrctlMmMap{}, 104},
+		{"ptrace_rseq_configuration", kernel.RseqConfiguration{}, 24},
+		{"uffdio_api", kernel.UffdioAPI{}, 24},
+	} {
+		if got := binary.Size(tc.v); got != tc.want {
+			t.Errorf("struct %s: %d bytes, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPrctlMmMapSizeMatchesKernel(t *testing.T) {
+	n, err := kernel.PrctlMmMapSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := binary.Size(kernel.PrctlMmMap{}); n != want {
+		t.Errorf("kernel's prctl_mm_map is %d bytes, ours %d", n, want)
+	}
+}
+
+func TestUffdioAPIRequest(t *testing.T) {
+	// _IOWR(type, nr, size) in include/uapi/asm-generic/ioctl.h.
+	const iocRead, iocWrite, uffdioType, uffdioAPINr = 2, 1, 0xaa, 0x3f
+	want := (iocRead|iocWrite)<<30 | binary.Size(kernel.UffdioAPI{})<<16 | uffdioType<<8 | uffdioAPINr
+	if kernel.UffdioAPIRequest != want {
+		t.Errorf("UFFDIO_API = %#x, want %#x", kernel.UffdioAPIRequest, want)
+	}
+}
+
+func TestUffdHandshake(t *testing.T) {
+	testutil.RequireRoot(t)
+	fd, err := kernel.Userfaultfd(unix.O_CLOEXEC | unix.O_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	api, err := kernel.UffdHandshake(fd, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api.API != kernel.UffdAPI || api.Ioctls == 0 {
+		t.Errorf("handshake answered %+v, want API %#x and some ioctls", api, kernel.UffdAPI)
+	}
+	if _, err := kernel.UffdHandshake(fd, 0); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("second handshake: got %v, want EINVAL", err)
+	}
+}
+
+// reap waits for a Clone3Exit child and checks it exited with status 0.
+func reap(t *testing.T, pid int) {
+	t.Helper()
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+		t.Fatalf("wait for pid %d: %v", pid, err)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("pid %d ended with status %#x, want exit 0", pid, ws)
+	}
+}
+
+func TestClone3Exit(t *testing.T) {
+	testutil.RequireRoot(t)
+	pid, err := kernel.Clone3Exit(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reap(t, pid)
+	// PIDs are handed out upwards, so the one just freed stays free unless
+	// the whole range wraps meanwhile.
+	for _, tc := range []struct {
+		name    string
+		setTid  int32
+		want    int
+		wantErr error
+	}{
+		{"free pid", int32(pid), pid, nil},
+		{"pid in use", int32(os.Getpid()), 0, unix.EEXIST},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := kernel.Clone3Exit([]int32{tc.setTid})
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("clone3 with set_tid %d: got error %v, want %v", tc.setTid, err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			reap(t, got)
+			if got != tc.want {
+				t.Errorf("clone3 with set_tid %d created pid %d", tc.setTid, got)
+			}
+		})
+	}
+}

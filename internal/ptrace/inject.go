@@ -1,0 +1,272 @@
+package ptrace
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// Injection runs code in a stopped thread: its registers are saved, pointed
+// at a "syscall; int3" gadget (or at a function whose return address is the
+// int3), the thread is continued until the int3's SIGTRAP, and the
+// registers are put back at that signal stop. Putting them back at a
+// signal stop rather than a syscall-exit stop matters: on resume the kernel
+// then restarts a system call the thread was interrupted in exactly as it
+// would have.
+//
+// The first injection borrows a few bytes of the tracee's code (put back
+// right after) to map a scratch mapping of two pages: the first holds the
+// gadget and, below its end, the stack of injected function calls; the
+// second is a buffer for the caller (Scratch). Detach unmaps it.
+//
+// Signals: for the duration of an injection the thread blocks every signal
+// but the synchronous ones (SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE). A
+// SIGCHLD, SIGALRM or Go's SIGURG arriving then stays pending and reaches
+// the task's handler after detach, with its siginfo, as if the stop had
+// merely delayed it. Blocking a synchronous signal instead would make a
+// fault reset the task's handler. Of the signals that get through, those
+// sent by a process (SIGSTOP, or a kill of a synchronous one) are held back
+// and re-sent to the thread at detach, without their original siginfo; one
+// the kernel raised for the injected code itself, other than the gadget's
+// trap, is a fault (ErrFault), and is discarded.
+//
+// Known limit: the int3 resets a SIGTRAP disposition of SIG_IGN to SIG_DFL,
+// as the kernel does for every forced trap.
+
+// ScratchSize is the size of the buffer Scratch returns.
+const ScratchSize = pageSize
+
+// injectMask blocks every signal but the synchronous ones.
+var injectMask = ^(sigbit(unix.SIGTRAP) | sigbit(unix.SIGSEGV) | sigbit(unix.SIGBUS) | sigbit(unix.SIGILL) | sigbit(unix.SIGFPE))
+
+func sigbit(s unix.Signal) uint64 { return 1 << (s - 1) }
+
+// Syscall injects system call nr with up to six arguments into thread tid
+// and returns its result; a failure is returned as the unix.Errno.
+func (t *Tracer) Syscall(tid, nr int, args ...uint64) (uint64, error) {
+	var ret uint64
+	err := t.onThread(tid, func() error {
+		gadget, err := t.gadgetFor(tid, args)
+		if err != nil {
+			return err
+		}
+		ret, err = t.syscallAt(tid, gadget, nr, args)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inject syscall %d into tid %d: %w", nr, tid, err)
+	}
+	return ret, nil
+}
+
+// Call calls the function at fn in thread tid with up to six integer
+// arguments, following the platform's C calling convention, on a stack in
+// the scratch mapping, and returns what it returns. Unlike a system call,
+// a function may change the floating-point and vector registers: Call
+// puts them back too.
+func (t *Tracer) Call(tid int, fn uint64, args ...uint64) (uint64, error) {
+	var ret uint64
+	err := t.onThread(tid, func() error {
+		gadget, err := t.gadgetFor(tid, args)
+		if err != nil {
+			return err
+		}
+		sp, err := t.pushReturn(gadget+pageSize, gadget+trapOffset)
+		if err != nil {
+			return err
+		}
+		fpregs, err := getRegset(tid, fpRegset)
+		if err != nil {
+			return err
+		}
+		regs, err := t.run(tid, func(r *unix.PtraceRegs) { setCall(r, fn, sp, args) }, trapStop(gadget))
+		ret = result(&regs)
+		if errors.Is(err, ErrExited) {
+			return err
+		}
+		return errors.Join(err, kernel.PtraceSetRegset(tid, fpRegset, fpregs))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("call %#x in tid %d: %w", fn, tid, err)
+	}
+	return ret, nil
+}
+
+// Scratch returns the address of ScratchSize bytes of the tracee's memory
+// that the caller may use for the arguments of injected calls. It maps
+// the scratch mapping with an injection into thread tid if no injection
+// has done so yet.
+func (t *Tracer) Scratch(tid int) (uint64, error) {
+	var addr uint64
+	err := t.onThread(tid, func() error {
+		gadget, err := t.gadget(tid)
+		addr = gadget + pageSize
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("map scratch in tid %d: %w", tid, err)
+	}
+	return addr, nil
+}
+
+// gadgetFor checks the arguments of an injected call into thread tid and
+// returns the gadget's address.
+func (t *Tracer) gadgetFor(tid int, args []uint64) (uint64, error) {
+	if len(args) > maxArgs {
+		return 0, fmt.Errorf("%d arguments, at most %d", len(args), maxArgs)
+	}
+	return t.gadget(tid)
+}
+
+// gadget returns the address of the gadget in the scratch mapping, which
+// it maps first, with an injection into thread tid, if need be.
+func (t *Tracer) gadget(tid int) (uint64, error) {
+	if t.scratch != 0 {
+		return t.scratch, nil
+	}
+	err := t.borrow(func(site uint64) error {
+		addr, err := t.syscallAt(tid, site, unix.SYS_MMAP, []uint64{0, scratchSize,
+			unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC, unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, ^uint64(0), 0})
+		if err != nil {
+			return fmt.Errorf("map scratch: %w", err)
+		}
+		t.scratch = addr
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := t.WriteMem(t.scratch, gadgetCode); err != nil {
+		return 0, errors.Join(err, t.unmapScratch(tid))
+	}
+	return t.scratch, nil
+}
+
+// unmapScratch unmaps the scratch mapping with an injection into thread
+// tid.
+func (t *Tracer) unmapScratch(tid int) error {
+	err := t.borrow(func(site uint64) error {
+		_, err := t.syscallAt(tid, site, unix.SYS_MUNMAP, []uint64{t.scratch, scratchSize})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("unmap scratch at %#x: %w", t.scratch, err)
+	}
+	t.scratch = 0
+	return nil
+}
+
+// borrow writes the gadget over the start of the tracee's first private
+// executable mapping, runs f with its address and puts the bytes back (the
+// page stays the private copy the write made of it). Never the live [vdso]
+// (/proc/PID/mem writes there reach every process) and never a shared
+// mapping (the write would reach the file).
+func (t *Tracer) borrow(f func(site uint64) error) error {
+	maps, err := proc.ReadMaps(t.pid)
+	if err != nil {
+		return fmt.Errorf("find code to borrow: %w", err)
+	}
+	var site uint64
+	for _, m := range maps {
+		if m.Perms[2] == 'x' && m.Perms[3] == 'p' && !strings.HasPrefix(m.Path, "[") {
+			site = m.Start
+			break
+		}
+	}
+	if site == 0 {
+		return fmt.Errorf("find code to borrow: %w", ErrNoBorrowSite)
+	}
+	saved := make([]byte, len(gadgetCode))
+	if err := t.ReadMem(site, saved); err != nil {
+		return err
+	}
+	if err := t.WriteMem(site, gadgetCode); err != nil {
+		return err
+	}
+	return errors.Join(f(site), t.WriteMem(site, saved))
+}
+
+// syscallAt injects system call nr with a gadget at address gadget.
+func (t *Tracer) syscallAt(tid int, gadget uint64, nr int, args []uint64) (uint64, error) {
+	regs, err := t.run(tid, func(r *unix.PtraceRegs) { setSyscall(r, gadget, nr, args) }, trapStop(gadget))
+	if err != nil {
+		return 0, err
+	}
+	ret := result(&regs)
+	if e := int64(ret); e < 0 && e >= -4095 {
+		return 0, unix.Errno(-e)
+	}
+	return ret, nil
+}
+
+// pushReturn writes a return address below the stack top and returns the
+// new stack pointer.
+func (t *Tracer) pushReturn(top, ret uint64) (uint64, error) {
+	sp := top - 8
+	return sp, t.WriteMem(sp, binary.NativeEndian.AppendUint64(nil, ret))
+}
+
+// run sets up thread tid's registers with setup, applied to a copy of the
+// current ones, continues it until it traps at address trap, and returns
+// the registers there. The thread's registers and signal mask are put back
+// afterwards, also when the injection fails, unless the thread is gone.
+func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), trap uint64) (unix.PtraceRegs, error) {
+	var saved unix.PtraceRegs
+	if err := getRegs(tid, &saved); err != nil {
+		return saved, err
+	}
+	mask, err := kernel.PtraceGetSigmask(tid)
+	if err != nil {
+		return saved, err
+	}
+	if err := kernel.PtraceSetSigmask(tid, injectMask); err != nil {
+		return saved, err
+	}
+	regs := saved
+	setup(&regs)
+	out, err := t.runToTrap(tid, &regs, trap)
+	if errors.Is(err, ErrExited) {
+		return out, err
+	}
+	return out, errors.Join(err, setRegs(tid, &saved), kernel.PtraceSetSigmask(tid, mask))
+}
+
+func (t *Tracer) runToTrap(tid int, regs *unix.PtraceRegs, trap uint64) (unix.PtraceRegs, error) {
+	var out unix.PtraceRegs
+	if err := setRegs(tid, regs); err != nil {
+		return out, err
+	}
+	for {
+		if err := unix.PtraceCont(tid, 0); err != nil {
+			return out, fmt.Errorf("continue tid %d: %w", tid, err)
+		}
+		ws, err := wait(tid)
+		if err != nil {
+			return out, err
+		}
+		if event(ws) != 0 {
+			continue // an event the caller asked for with Seize's options
+		}
+		si, err := kernel.PtraceGetSiginfo(tid)
+		if err != nil {
+			return out, err
+		}
+		if si.Code <= 0 { // SI_USER, SI_TKILL, SI_QUEUE...: sent by a process
+			t.deferred[tid] = append(t.deferred[tid], ws.StopSignal())
+			continue
+		}
+		if err := getRegs(tid, &out); err != nil {
+			return out, err
+		}
+		if ws.StopSignal() == unix.SIGTRAP && pc(&out) == trap {
+			return out, nil
+		}
+		return out, fmt.Errorf("%w: %v at %#x", ErrFault, ws.StopSignal(), pc(&out))
+	}
+}
