@@ -10,6 +10,8 @@ var (
 	ErrNoVDSO = errors.New("no vDSO mapped")
 	// ErrNoFit means a trampoline does not fit before the next symbol.
 	ErrNoFit = errors.New("trampoline does not fit")
+	// ErrNoMark means a vDSO carries no proxy mark.
+	ErrNoMark = errors.New("no proxy mark")
 	// ErrNoHole means no free range of the requested size exists.
 	ErrNoHole = errors.New("no free address range")
 )
