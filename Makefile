@@ -3,7 +3,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 GO ?= go
 # Debian packages the tests need, as "command:package" pairs.
-DEPS := gcc:gcc
+DEPS := gcc:gcc crit:criu
 
 .PHONY: all build demo test deps fuzz fixtures clean
 
@@ -34,7 +34,10 @@ test: deps
 FUZZTIME ?= 2m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/vdso
-	$(GO) test -run '^$$' -fuzz '^FuzzParseMaps$$' -fuzztime $(FUZZTIME) ./internal/proc
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/image
+	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./internal/proc || exit 1; \
+	done
 
 # fixtures captures the vDSO of this kernel and of Debian's 5.10, 6.1 and
 # 6.12 kernels (booted under qemu) into internal/vdso/testdata.

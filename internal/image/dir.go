@@ -1,0 +1,225 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Dir is a directory of images. Its methods are safe for concurrent use;
+// the Writers and Readers they return are not.
+type Dir struct {
+	path    string
+	created bool // Create made the directory: its parent needs a sync too
+
+	mu   sync.Mutex
+	open int   // files created and not yet closed
+	err  error // first error closing one of them
+}
+
+// Create prepares path for a new dump. It makes the directory if missing,
+// with mode 0700 since images hold process memory, and refuses one that
+// already holds images: stale ones would mix with the new dump.
+func Create(path string) (*Dir, error) {
+	err := os.Mkdir(path, 0o700)
+	if err == nil {
+		return &Dir{path: path, created: true}, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create image directory: %w", err)
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("create image directory: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".img") {
+			return nil, fmt.Errorf("create image directory %s: %w (%s)", path, ErrNotEmpty, e.Name())
+		}
+	}
+	return &Dir{path: path}, nil
+}
+
+// Open opens an existing image directory.
+func Open(path string) (*Dir, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open image directory: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("open image directory %s: not a directory", path)
+	}
+	return &Dir{path: path}, nil
+}
+
+// Path returns the directory's path.
+func (d *Dir) Path() string { return d.path }
+
+// createFile makes a new image file (mode 0600, never overwriting: two
+// writers of one image are a bug) and counts it open until done is called.
+func (d *Dir) createFile(k Kind, id uint32) (f *os.File, done func(error), err error) {
+	name := k.FileName(id)
+	f, err = os.OpenFile(filepath.Join(d.path, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create image: %w", err)
+	}
+	d.mu.Lock()
+	d.open++
+	d.mu.Unlock()
+	var once sync.Once
+	return f, func(err error) {
+		once.Do(func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			d.open--
+			if d.err == nil {
+				d.err = err
+			}
+		})
+	}, nil
+}
+
+// Create starts the image of kind k for object id (see Kind.FileName).
+func (d *Dir) Create(k Kind, id uint32) (*Writer, error) {
+	if k.raw() {
+		return nil, fmt.Errorf("create %s: %s images hold raw data, not records", k.FileName(id), k)
+	}
+	f, done, err := d.createFile(k, id)
+	if err != nil {
+		return nil, err
+	}
+	w, err := newWriter(f, f, k, k.FileName(id))
+	if err != nil {
+		f.Close()
+		done(err)
+		return nil, err
+	}
+	w.done = done
+	return w, nil
+}
+
+// WriteImage writes a whole image of kind k for object id: one record per
+// message, in order.
+func (d *Dir) WriteImage(k Kind, id uint32, msgs ...proto.Message) error {
+	w, err := d.Create(k, id)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err = w.Write(m); err != nil {
+			break
+		}
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Open opens the image of kind k for object id. A missing image gives an
+// error that matches fs.ErrNotExist, for the optional ones.
+func (d *Dir) Open(k Kind, id uint32) (*Reader, error) {
+	name := k.FileName(id)
+	f, err := os.Open(filepath.Join(d.path, name))
+	if err != nil {
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	r, err := NewReader(f, k, name)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.c = f
+	return r, nil
+}
+
+// ReadImage reads an image of kind k that holds exactly one record into m.
+func (d *Dir) ReadImage(k Kind, id uint32, m proto.Message) error {
+	r, err := d.Open(k, id)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	switch err := r.Next(m); {
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("read %s: %w: no record", r.name, ErrCount)
+	case err != nil:
+		return err
+	}
+	switch err := r.Next(m.ProtoReflect().New().Interface()); {
+	case err == nil:
+		return fmt.Errorf("read %s: %w: more than one record", r.name, ErrCount)
+	case !errors.Is(err, io.EOF):
+		return err
+	}
+	return nil
+}
+
+// ReadAll reads every record of the image of kind k for object id, e.g.
+// ReadAll[fdinfo.FdinfoEntry](d, Fdinfo, 1).
+func ReadAll[T any, M interface {
+	*T
+	proto.Message
+}](d *Dir, k Kind, id uint32) ([]M, error) {
+	r, err := d.Open(k, id)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var all []M
+	for {
+		m := M(new(T))
+		switch err := r.Next(m); {
+		case errors.Is(err, io.EOF):
+			return all, nil
+		case err != nil:
+			return nil, err
+		}
+		all = append(all, m)
+	}
+}
+
+// Sync makes the dump durable: every image must have been closed (which
+// fsyncs it) without error; then the directory, and its parent if Create
+// made it, are fsynced so that the file names survive a crash too. A dump
+// may kill its target only after Sync returns nil.
+func (d *Dir) Sync() error {
+	d.mu.Lock()
+	open, err := d.open, d.err
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", d.path, err)
+	}
+	if open > 0 {
+		return fmt.Errorf("sync %s: %d images still open", d.path, open)
+	}
+	if err := syncDir(d.path); err != nil {
+		return err
+	}
+	if d.created {
+		return syncDir(filepath.Dir(d.path))
+	}
+	return nil
+}
+
+func syncDir(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package image
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
+	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+)
+
+func mode(t *testing.T, path string) fs.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode().Perm()
+}
+
+func TestCreateDir(t *testing.T) {
+	base := t.TempDir()
+	write := func(name string) {
+		if err := os.WriteFile(filepath.Join(base, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(base, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(base, "used"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("used/inventory.img")
+	if err := os.Mkdir(filepath.Join(base, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("logs/dump.log")
+	write("file")
+
+	for _, tc := range []struct {
+		name string
+		want error // nil: success
+		msg  string
+	}{
+		{"new", nil, ""},
+		{"empty", nil, ""},
+		{"logs", nil, ""},
+		{"used", ErrNotEmpty, "already holds images (inventory.img)"},
+		{"file", nil, "not a directory"},
+		{"missing/new", fs.ErrNotExist, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Create(filepath.Join(base, tc.name))
+			switch {
+			case tc.msg == "" && err != nil:
+				t.Fatalf("Create: %v", err)
+			case tc.msg != "" && (err == nil || !strings.Contains(err.Error(), tc.msg)):
+				t.Fatalf("Create: %v, want an error containing %q", err, tc.msg)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("Create: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if m := mode(t, filepath.Join(base, "new")); m != 0o700 {
+		t.Errorf("new directory mode %v, want 0700", m)
+	}
+}
+
+func TestDirImages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d")
+	d, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := complete(&pstree.PstreeEntry{Pid: proto.Uint32(1)})
+	b := complete(&pstree.PstreeEntry{Pid: proto.Uint32(2), Ppid: proto.Uint32(1)})
+	f := complete(&fsimg.FsEntry{CwdId: proto.Uint32(3), Umask: proto.Uint32(0o22)})
+	if err := d.WriteImage(Pstree, 0, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteImage(FS, 1, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteImage(FS, 1, f); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("writing fs-1.img twice: %v, want fs.ErrExist", err)
+	}
+	if err := d.WriteImage(FS, 2); err != nil { // an image without records
+		t.Fatal(err)
+	}
+	if _, err := d.Create(Pages, 1); err == nil {
+		t.Error("Create(Pages): no error")
+	}
+	if _, err := os.Stat(filepath.Join(path, "pages-1.img")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Create(Pages) left a file: %v", err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(t, filepath.Join(path, "fs-1.img")); m != 0o600 {
+		t.Errorf("image mode %v, want 0600", m)
+	}
+
+	d, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := ReadAll[pstree.PstreeEntry](d, Pstree, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]*pstree.PstreeEntry{a.(*pstree.PstreeEntry), b.(*pstree.PstreeEntry)}, all, protocmp.Transform()); diff != "" {
+		t.Errorf("ReadAll (-want +got):\n%s", diff)
+	}
+	var got fsimg.FsEntry
+	if err := d.ReadImage(FS, 1, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(f, &got, protocmp.Transform()); diff != "" {
+		t.Errorf("ReadImage (-want +got):\n%s", diff)
+	}
+
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"two records", d.ReadImage(Pstree, 0, &pstree.PstreeEntry{}), ErrCount},
+		{"no record", d.ReadImage(FS, 2, &got), ErrCount},
+		{"missing", d.ReadImage(FS, 3, &got), fs.ErrNotExist},
+		{"ReadAll missing", func() error { _, err := ReadAll[fsimg.FsEntry](d, FS, 3); return err }(), fs.ErrNotExist},
+		{"wrong kind", func() error { _, err := ReadAll[fsimg.FsEntry](d, Pstree, 0); return err }(), nil},
+	} {
+		if tc.want == nil {
+			if tc.err == nil {
+				t.Errorf("%s: no error", tc.name)
+			}
+		} else if !errors.Is(tc.err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, tc.err, tc.want)
+		}
+	}
+
+	if _, err := Open(filepath.Join(path, "fs-1.img")); err == nil {
+		t.Error("Open of a file: no error")
+	}
+	if _, err := Open(filepath.Join(path, "nope")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open of a missing directory: %v", err)
+	}
+}
+
+func TestSync(t *testing.T) {
+	d, err := Create(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := d.Create(PipesData, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err == nil || !strings.Contains(err.Error(), "1 images still open") {
+		t.Errorf("Sync with an open image: %v", err)
+	}
+	// A record whose payload never comes: Close fails, and so must Sync.
+	if err := w.Write(complete(&pipedata.PipeDataEntry{Bytes: proto.Uint32(3)})); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("Close with a missing payload: no error")
+	}
+	if err := d.Sync(); err == nil || !strings.Contains(err.Error(), "short by 3 bytes") {
+		t.Errorf("Sync after a failed Close: %v", err)
+	}
+}

@@ -1,0 +1,91 @@
+package image
+
+import (
+	"testing"
+
+	"github.com/checkpoint-restore/go-criu/v8/magic"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// criuMagic names each kind's magic the way CRIU's magic.h does.
+var criuMagic = map[Kind]string{
+	Inventory: "INVENTORY", Pstree: "PSTREE", Core: "CORE", MM: "MM", Pagemap: "PAGEMAP",
+	Files: "FILES", Fdinfo: "FDINFO", FS: "FS", IDs: "IDS", Creds: "CREDS",
+	PipesData: "PIPES_DATA", FifoData: "FIFO_DATA", RemapFpath: "REMAP_FPATH",
+	GhostFile: "GHOST_FILE", Timens: "TIMENS", TTYInfo: "TTY_INFO", TTYData: "TTY_DATA",
+	Seccomp: "SECCOMP", UTSNS: "UTSNS", Memfd: "MEMFD_INODE",
+}
+
+// allKinds lists every kind in the table.
+func allKinds() []Kind {
+	var ks []Kind
+	for k := Inventory; int(k) < len(kinds); k++ {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func TestMagicsMatchGoCRIU(t *testing.T) {
+	m := magic.LoadMagic()
+	if got, want := uint64(imgCommon), m.ByName["IMG_COMMON"]; got != want {
+		t.Errorf("IMG_COMMON = %#x, go-criu says %#x", got, want)
+	}
+	for _, k := range allKinds() {
+		if k.raw() {
+			continue
+		}
+		name, ok := criuMagic[k]
+		if !ok {
+			t.Errorf("%v: no CRIU magic name in the test table", k)
+			continue
+		}
+		if got, want := uint64(k.desc().magic), m.ByName[name]; got != want {
+			t.Errorf("%v magic = %#x, go-criu's %s = %#x", k, got, name, want)
+		}
+	}
+}
+
+func TestKindMessagesExist(t *testing.T) {
+	for _, k := range allKinds() {
+		for _, n := range k.desc().msgs {
+			if _, err := protoregistry.GlobalTypes.FindMessageByName(n); err != nil {
+				t.Errorf("%v: message %s: %v", k, n, err)
+			}
+		}
+	}
+}
+
+func TestEveryKindHasASample(t *testing.T) {
+	have := map[Kind]bool{}
+	for _, s := range samples() {
+		have[s.kind] = true
+	}
+	for _, k := range allKinds() {
+		if !k.raw() && !have[k] {
+			t.Errorf("%v: no sample image", k)
+		}
+	}
+}
+
+func TestFileName(t *testing.T) {
+	for _, tc := range []struct {
+		kind Kind
+		id   uint32
+		want string
+	}{
+		{Inventory, 0, "inventory.img"},
+		{Core, 4243, "core-4243.img"},
+		{Pages, 1, "pages-1.img"},
+		{Fdinfo, 2, "fdinfo-2.img"},
+		{GhostFile, 0x1a, "ghost-file-1a.img"},
+		{PipesData, 9, "pipes-data.img"},
+		{Timens, 4026531834, "timens-4026531834.img"},
+	} {
+		if got := tc.kind.FileName(tc.id); got != tc.want {
+			t.Errorf("%v.FileName(%d) = %q, want %q", tc.kind, tc.id, got, tc.want)
+		}
+	}
+	if got := Kind(0).String(); got != "Kind(0)" {
+		t.Errorf("Kind(0).String() = %q", got)
+	}
+}

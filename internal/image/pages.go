@@ -1,0 +1,281 @@
+package image
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	"google.golang.org/protobuf/proto"
+)
+
+// Pagemap entry flags (pagemap_entry.flags), as CRIU defines them.
+const (
+	PEParent  = 1 << 0 // the pages are in the parent dump (incremental dumps)
+	PELazy    = 1 << 1 // the pages are served on demand, not stored here
+	PEPresent = 1 << 2 // the pages are stored in this dump's pages file
+)
+
+// PageWriter stores a process's memory: raw page contents go to
+// pages-N.img, and pagemap-PID.img records where each run of pages belongs.
+// It is not safe for concurrent use.
+type PageWriter struct {
+	pm    *Writer
+	pages *bufio.Writer
+	f     *os.File
+	done  func(error)
+	name  string // of the pages file
+	psize uint64
+
+	vaddr, nr uint64 // the entry being extended; nr == 0 if none
+	end       uint64 // end of the last range written: ranges must ascend
+	err       error
+}
+
+// CreatePages starts pagemap-pid.img and pages-pagesID.img.
+func (d *Dir) CreatePages(pid, pagesID uint32) (*PageWriter, error) {
+	pm, err := d.Create(Pagemap, pid)
+	if err != nil {
+		return nil, err
+	}
+	if err := pm.Write(&pagemap.PagemapHead{PagesId: proto.Uint32(pagesID)}); err != nil {
+		pm.Close()
+		return nil, err
+	}
+	f, done, err := d.createFile(Pages, pagesID)
+	if err != nil {
+		pm.Close()
+		return nil, err
+	}
+	return &PageWriter{
+		pm: pm,
+		// Large enough that the writes of small runs coalesce; writes of
+		// at least this size go to the file directly, without a copy.
+		pages: bufio.NewWriterSize(f, 1<<20),
+		f:     f,
+		done:  done,
+		name:  Pages.FileName(pagesID),
+		psize: uint64(os.Getpagesize()),
+	}, nil
+}
+
+// WritePages stores data, a whole number of pages, as the contents of the
+// memory at vaddr. Ranges must come in ascending address order; adjacent
+// ones share a pagemap entry.
+func (p *PageWriter) WritePages(vaddr uint64, data []byte) error {
+	if p.err != nil {
+		return p.err
+	}
+	n := uint64(len(data))
+	if n == 0 {
+		return nil
+	}
+	if vaddr%p.psize != 0 || n%p.psize != 0 {
+		return fmt.Errorf("write %s: %d bytes at %#x: %w: not whole pages", p.name, n, vaddr, ErrPagemap)
+	}
+	if vaddr < p.end || vaddr+n < vaddr {
+		return fmt.Errorf("write %s: %d bytes at %#x after %#x: %w: ranges must ascend",
+			p.name, n, vaddr, p.end, ErrPagemap)
+	}
+	if _, err := p.pages.Write(data); err != nil {
+		p.err = fmt.Errorf("write %s: %w", p.name, err)
+		return p.err
+	}
+	if vaddr != p.end {
+		if err := p.flush(); err != nil {
+			return err
+		}
+		p.vaddr = vaddr
+	}
+	p.nr += n / p.psize
+	p.end = vaddr + n
+	return nil
+}
+
+// flush writes the pending entry. Entries stop at 2^32-1 pages so that
+// compat_nr_pages, the only count that CRIU before 3.18 reads, holds the
+// true count too.
+func (p *PageWriter) flush() error {
+	for p.nr > 0 {
+		nr := min(p.nr, math.MaxUint32)
+		err := p.pm.Write(&pagemap.PagemapEntry{
+			Vaddr:         proto.Uint64(p.vaddr),
+			CompatNrPages: proto.Uint32(uint32(nr)),
+			NrPages:       proto.Uint64(nr),
+			Flags:         proto.Uint32(PEPresent),
+		})
+		if err != nil {
+			p.err = err
+			return err
+		}
+		p.vaddr += nr * p.psize
+		p.nr -= nr
+	}
+	return nil
+}
+
+// Close writes the last entry, then flushes, fsyncs and closes both files.
+func (p *PageWriter) Close() error {
+	if errors.Is(p.err, os.ErrClosed) {
+		return p.err
+	}
+	err := p.err
+	if err == nil {
+		err = p.flush()
+	}
+	if cerr := p.pm.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if ferr := p.pages.Flush(); ferr != nil {
+			err = fmt.Errorf("write %s: %w", p.name, ferr)
+		}
+	}
+	if err == nil {
+		if serr := p.f.Sync(); serr != nil {
+			err = fmt.Errorf("sync %s: %w", p.name, serr)
+		}
+	}
+	if cerr := p.f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close %s: %w", p.name, cerr)
+	}
+	p.done(err)
+	p.err = fmt.Errorf("write %s: %w", p.name, os.ErrClosed)
+	return err
+}
+
+// PageEntry is one run of pages from a pagemap.
+type PageEntry struct {
+	Vaddr   uint64
+	NrPages uint64
+	Flags   uint32 // PEPresent, PEParent, PELazy
+	// Offset is where the run's contents start in the pages file; only
+	// entries with PEPresent have contents there.
+	Offset int64
+}
+
+// PageReader walks a process's pagemap and reads the matching contents
+// from its pages file. It is not safe for concurrent use.
+type PageReader struct {
+	pm    *Reader
+	pages io.ReaderAt
+	c     io.Closer // the pages file, or nil
+	size  int64     // of the pages file
+	name  string    // of the pages file
+	psize uint64
+
+	off int64  // pages file bytes the entries so far account for
+	end uint64 // end of the last entry: entries must ascend
+}
+
+// OpenPages opens pagemap-pid.img and the pages file its head names.
+func (d *Dir) OpenPages(pid uint32) (*PageReader, error) {
+	pm, err := d.Open(Pagemap, pid)
+	if err != nil {
+		return nil, err
+	}
+	id, err := readHead(pm)
+	if err != nil {
+		pm.Close()
+		return nil, err
+	}
+	name := Pages.FileName(id)
+	f, err := os.Open(filepath.Join(d.path, name))
+	if err != nil {
+		pm.Close()
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		pm.Close()
+		f.Close()
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	return &PageReader{pm: pm, pages: f, c: f, size: st.Size(), name: name, psize: uint64(os.Getpagesize())}, nil
+}
+
+// readHead reads the record every pagemap starts with and returns the id
+// of its pages file.
+func readHead(pm *Reader) (uint32, error) {
+	var h pagemap.PagemapHead
+	if err := pm.Next(&h); err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("read %s: %w: no pagemap head", pm.name, ErrCount)
+		}
+		return 0, err
+	}
+	return h.GetPagesId(), nil
+}
+
+// Next returns the next entry, or io.EOF, unwrapped, after the last one.
+// It checks that entries ascend, cover whole pages and stay within the
+// pages file, and that together they account for all of it.
+func (p *PageReader) Next() (PageEntry, error) {
+	var pe pagemap.PagemapEntry
+	if err := p.pm.Next(&pe); err != nil {
+		if errors.Is(err, io.EOF) && p.off != p.size {
+			return PageEntry{}, fmt.Errorf("read %s: %w: entries cover %d bytes of %s, which has %d",
+				p.pm.name, ErrPagemap, p.off, p.name, p.size)
+		}
+		return PageEntry{}, err
+	}
+	e := PageEntry{Vaddr: pe.GetVaddr(), NrPages: uint64(pe.GetCompatNrPages()), Flags: pe.GetFlags(), Offset: p.off}
+	// CRIU's rules for what older images leave out.
+	if pe.NrPages != nil {
+		e.NrPages = pe.GetNrPages()
+	}
+	if pe.Flags == nil {
+		e.Flags = PEPresent
+		if pe.GetInParent() {
+			e.Flags = PEParent
+		}
+	}
+	bad := func(why string) (PageEntry, error) {
+		return PageEntry{}, fmt.Errorf("read %s: entry %#x+%d pages: %w: %s", p.pm.name, e.Vaddr, e.NrPages, ErrPagemap, why)
+	}
+	switch {
+	case e.NrPages == 0:
+		return bad("empty")
+	case e.Vaddr%p.psize != 0:
+		return bad("address not page aligned")
+	case e.NrPages > (math.MaxUint64-e.Vaddr)/p.psize:
+		return bad("past the end of the address space")
+	case e.Vaddr < p.end:
+		return bad(fmt.Sprintf("overlaps or precedes the previous entry, which ends at %#x", p.end))
+	}
+	n := e.NrPages * p.psize // cannot overflow: checked above
+	if e.Flags&PEPresent != 0 {
+		if n > uint64(p.size-p.off) {
+			return bad(fmt.Sprintf("needs %d bytes at offset %d of %s, which has %d", n, p.off, p.name, p.size))
+		}
+		p.off += int64(n)
+	}
+	p.end = e.Vaddr + n
+	return e, nil
+}
+
+// Data returns the contents of e, which must come from this reader; empty
+// unless e has PEPresent. Reads from it use ReadAt on the pages file, so
+// large chunks cost one system call each.
+func (p *PageReader) Data(e PageEntry) *io.SectionReader {
+	if e.Flags&PEPresent == 0 {
+		return io.NewSectionReader(p.pages, e.Offset, 0)
+	}
+	return io.NewSectionReader(p.pages, e.Offset, int64(e.NrPages*p.psize))
+}
+
+// Close closes both files.
+func (p *PageReader) Close() error {
+	err := p.pm.Close()
+	if p.c != nil {
+		if cerr := p.c.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", p.name, cerr)
+		}
+		p.c = nil
+	}
+	return err
+}

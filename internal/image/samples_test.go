@@ -1,0 +1,248 @@
+package image
+
+import (
+	"bytes"
+	"testing"
+
+	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
+	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
+	remapfilepath "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// record is one record of a sample image and the raw bytes after it.
+type record struct {
+	msg     proto.Message
+	payload []byte
+}
+
+// sample is a representative image of one kind.
+type sample struct {
+	kind Kind
+	id   uint32
+	recs []record
+	// crit is what `crit decode --pretty` must show: a JSON value whose
+	// every member must appear, equal, in crit's output.
+	crit string
+}
+
+func recs(msgs ...proto.Message) []record {
+	r := make([]record, len(msgs))
+	for i, m := range msgs {
+		r[i] = record{msg: complete(m)}
+	}
+	return r
+}
+
+// complete sets every unset required field of m, recursively, to its
+// default, so that samples need only spell out the fields they check.
+func complete(m proto.Message) proto.Message {
+	fill(m.ProtoReflect())
+	return m
+}
+
+func fill(m protoreflect.Message) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		switch {
+		case f.Message() != nil && f.IsList():
+			l := m.Get(f).List()
+			for j := range l.Len() {
+				fill(l.Get(j).Message())
+			}
+		case f.Message() != nil:
+			if m.Has(f) || f.Cardinality() == protoreflect.Required {
+				fill(m.Mutable(f).Message())
+			}
+		case f.Cardinality() == protoreflect.Required && !m.Has(f):
+			m.Set(f, f.Default())
+		}
+	}
+}
+
+var (
+	u32 = proto.Uint32
+	u64 = proto.Uint64
+	str = proto.String
+)
+
+// samples returns one representative image of every kind with records.
+func samples() []sample {
+	ids := &criucore.TaskKobjIdsEntry{
+		VmId: u32(1), FilesId: u32(2), FsId: u32(3), SighandId: u32(4),
+		PidNsId: u32(5), NetNsId: u32(6), MntNsId: u32(7), TimeNsId: u32(8),
+	}
+	return []sample{
+		{kind: Inventory, recs: recs(&inventory.InventoryEntry{
+			ImgVersion: u32(ImgVersion), FdinfoPerId: proto.Bool(true),
+			RootIds: proto.CloneOf(ids), Lsmtype: inventory.Lsmtype_NO_LSM.Enum(),
+			DumpUptime: u64(123456789),
+		}), crit: `{"magic": "INVENTORY", "entries": [{"img_version": 2, "fdinfo_per_id": true,
+			"root_ids": {"vm_id": 1, "files_id": 2, "time_ns_id": 8}, "lsmtype": "NO_LSM", "dump_uptime": 123456789}]}`},
+		{kind: Pstree, recs: recs(&pstree.PstreeEntry{
+			Pid: u32(4242), Ppid: u32(0), Pgid: u32(4242), Sid: u32(4000), Threads: []uint32{4242, 4243},
+		}), crit: `{"magic": "PSTREE", "entries": [{"pid": 4242, "ppid": 0, "pgid": 4242, "sid": 4000, "threads": [4242, 4243]}]}`},
+		{kind: Core, id: 4242, recs: recs(&criucore.CoreEntry{
+			Mtype: criucore.CoreEntry_X86_64.Enum(),
+			ThreadInfo: &corex86.ThreadInfoX86{
+				ClearTidAddr: u64(0x7f0012345678),
+				Gpregs: &corex86.UserX86RegsEntry{
+					Ip: u64(0x401000), Sp: u64(0x7ffc0000f000), Ax: u64(0xfffffffffffffdfc),
+					OrigAx: u64(230), Mode: corex86.UserX86RegsMode_NATIVE.Enum(),
+				},
+				Fpregs: &corex86.UserX86FpregsEntry{Mxcsr: u32(0x1f80)},
+			},
+			Tc: &criucore.TaskCoreEntry{
+				TaskState: u32(1), Comm: str("sleep"), BlkSigset: u64(1 << 13),
+				Sigactions: []*criusa.SaEntry{{Sigaction: u64(0x401234), Flags: u64(0x4000000)}},
+			},
+			ThreadCore: &criucore.ThreadCoreEntry{FutexRla: u64(0x7f0000001000), FutexRlaLen: u32(24)},
+		}), crit: `{"magic": "CORE", "entries": [{"mtype": "X86_64",
+			"thread_info": {"clear_tid_addr": "0x7f0012345678", "gpregs": {"ip": "0x401000", "sp": "0x7ffc0000f000",
+				"ax": "0xfffffffffffffdfc", "orig_ax": "0xe6", "mode": "NATIVE"}, "fpregs": {"mxcsr": 8064}},
+			"tc": {"task_state": "Alive", "comm": "sleep", "blk_sigset": "0x2000",
+				"sigactions": [{"sigaction": "0x401234", "flags": "0x4000000"}]},
+			"thread_core": {"futex_rla": 139637976731648, "futex_rla_len": 24}}]}`},
+		{kind: MM, id: 4242, recs: recs(&mm.MmEntry{
+			MmStartCode: u64(0x400000), MmEndCode: u64(0x401000), MmStartStack: u64(0x7ffc0000f000),
+			ExeFileId: u32(9), MmSavedAuxv: []uint64{33, 0x7ffc00100000, 0, 0},
+			Vmas: []*vma.VmaEntry{{
+				Start: u64(0x400000), End: u64(0x401000), Prot: u32(5), Flags: u32(2),
+				Status: u32(1 | 1<<6), Shmid: u64(9), Fd: proto.Int64(-1),
+			}, {
+				Start: u64(0x7f0000000000), End: u64(0x7f0000004000), Prot: u32(3), Flags: u32(0x22),
+				Status: u32(1 | 1<<9), Fd: proto.Int64(-1),
+			}, {
+				Start: u64(0xffffffffff600000), End: u64(0xffffffffff601000), Prot: u32(4), Flags: u32(0x22),
+				Status: u32(1 | 1<<2), Fd: proto.Int64(-1),
+			}},
+		}), crit: `{"magic": "MM", "entries": [{"mm_start_code": "0x400000", "mm_end_code": "0x401000",
+			"exe_file_id": 9, "mm_saved_auxv": [33, 140720309534720, 0, 0],
+			"vmas": [{"start": "0x400000", "end": "0x401000", "shmid": 9, "prot": "PROT_READ | PROT_EXEC",
+				"flags": "MAP_PRIVATE", "status": "VMA_AREA_REGULAR | VMA_FILE_PRIVATE", "fd": -1},
+				{"start": "0x7f0000000000", "end": "0x7f0000004000", "prot": "PROT_READ | PROT_WRITE",
+				"flags": "MAP_PRIVATE | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_PRIVATE"},
+				{"start": "0xffffffffff600000", "prot": "PROT_EXEC", "status": "VMA_AREA_REGULAR | VMA_AREA_VSYSCALL"}]}]}`},
+		{kind: Pagemap, id: 4242, recs: recs(
+			&pagemap.PagemapHead{PagesId: u32(1)},
+			&pagemap.PagemapEntry{Vaddr: u64(0x7f0000000000), CompatNrPages: u32(2), NrPages: u64(2), Flags: u32(PEPresent)},
+		), crit: `{"magic": "PAGEMAP", "entries": [{"pages_id": 1},
+			{"vaddr": "0x7f0000000000", "nr_pages": 2, "flags": "PE_PRESENT"}]}`},
+		{kind: Files, recs: recs(&fdinfo.FileEntry{
+			Type: fdinfo.FdTypes_REG.Enum(), Id: u32(9),
+			Reg: &regfile.RegFileEntry{Id: u32(9), Flags: u32(0o100000), Pos: u64(77), Name: str("/usr/bin/sleep"),
+				Fown: &fown.FownEntry{}, Size: u64(35336)},
+		}), crit: `{"magic": "FILES", "entries": [{"type": "REG", "id": 9,
+			"reg": {"id": 9, "flags": "O_LARGEFILE", "pos": 77, "name": "/usr/bin/sleep", "size": 35336}}]}`},
+		{kind: Fdinfo, id: 2, recs: recs(
+			&fdinfo.FdinfoEntry{Id: u32(9), Flags: u32(1), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(3)},
+			&fdinfo.FdinfoEntry{Id: u32(10), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
+		), crit: `{"magic": "FDINFO", "entries": [{"id": 9, "flags": 1, "type": "REG", "fd": 3},
+			{"id": 10, "type": "PIPE", "fd": 4}]}`},
+		{kind: FS, id: 4242, recs: recs(&fs.FsEntry{CwdId: u32(11), RootId: u32(12), Umask: u32(0o22)}),
+			crit: `{"magic": "FS", "entries": [{"cwd_id": 11, "root_id": 12, "umask": 18}]}`},
+		{kind: IDs, id: 4242, recs: recs(proto.CloneOf(ids)),
+			crit: `{"magic": "IDS", "entries": [{"vm_id": 1, "files_id": 2, "fs_id": 3, "sighand_id": 4,
+				"pid_ns_id": 5, "net_ns_id": 6, "mnt_ns_id": 7, "time_ns_id": 8}]}`},
+		{kind: Creds, id: 4242, recs: recs(&creds.CredsEntry{
+			Uid: u32(1000), Gid: u32(1001), Euid: u32(1000), Egid: u32(1001),
+			CapEff: []uint32{0, 0}, CapBnd: []uint32{0xffffffff, 0x1ff}, Secbits: u32(0),
+			Groups: []uint32{27, 100},
+		}), crit: `{"magic": "CREDS", "entries": [{"uid": 1000, "gid": 1001, "euid": 1000,
+			"cap_bnd": [4294967295, 511], "groups": [27, 100]}]}`},
+		{kind: PipesData, recs: []record{
+			{complete(&pipedata.PipeDataEntry{PipeId: u32(10), Bytes: u32(5), Size: u32(65536)}), []byte("hello")},
+			{complete(&pipedata.PipeDataEntry{PipeId: u32(11), Bytes: u32(3)}), []byte("abc")},
+		}, crit: `{"magic": "PIPES_DATA", "entries": [{"pipe_id": 10, "bytes": 5, "size": 65536, "extra": "aGVsbG8=\n"},
+			{"pipe_id": 11, "bytes": 3, "extra": "YWJj\n"}]}`},
+		{kind: FifoData, recs: []record{
+			{complete(&pipedata.PipeDataEntry{PipeId: u32(12), Bytes: u32(4)}), []byte("fifo")},
+		}, crit: `{"magic": "FIFO_DATA", "entries": [{"pipe_id": 12, "bytes": 4, "extra": "Zmlmbw==\n"}]}`},
+		{kind: RemapFpath, recs: recs(&remapfilepath.RemapFilePathEntry{
+			OrigId: u32(9), RemapId: u32(0x10), RemapType: remapfilepath.RemapType_GHOST.Enum(),
+		}), crit: `{"magic": "REMAP_FPATH", "entries": [{"orig_id": 9, "remap_id": 16, "remap_type": "GHOST"}]}`},
+		{kind: GhostFile, id: 0x10, recs: []record{
+			{complete(&ghostfile.GhostFileEntry{Uid: u32(1000), Gid: u32(1000), Mode: u32(0o100600),
+				Chunks: proto.Bool(true), Size: u64(8192)}), nil},
+			{complete(&ghostfile.GhostChunkEntry{Len: u64(5), Off: u64(4096)}), []byte("ghost")},
+		}, crit: `{"magic": "GHOST_FILE", "entries": [{"uid": 1000, "gid": 1000, "mode": 33152, "chunks": true, "size": 8192},
+			{"len": 5, "off": 4096, "extra": "Z2hvc3Q=\n"}]}`},
+		{kind: Timens, id: 8, recs: recs(&timens.TimensEntry{
+			Monotonic: &timens.Timespec{TvSec: u64(100), TvNsec: u64(5)},
+			Boottime:  &timens.Timespec{TvSec: u64(200), TvNsec: u64(6)},
+		}), crit: `{"magic": "TIMENS", "entries": [{"monotonic": {"tv_sec": 100, "tv_nsec": 5},
+			"boottime": {"tv_sec": 200, "tv_nsec": 6}}]}`},
+		{kind: TTYInfo, recs: recs(&tty.TtyInfoEntry{
+			Id: u32(13), Type: tty.TtyType_PTY.Enum(), Sid: u32(4000), Pgrp: u32(4242), Rdev: u32(0x8803),
+			Pty:     &tty.TtyPtyEntry{Index: u32(3)},
+			Winsize: &tty.WinsizeEntry{WsRow: u32(24), WsCol: u32(80)},
+		}), crit: `{"magic": "TTY_INFO", "entries": [{"id": 13, "type": "PTY", "sid": 4000, "pgrp": 4242,
+			"rdev": 34819, "pty": {"index": 3}, "winsize": {"ws_row": 24, "ws_col": 80}}]}`},
+		{kind: TTYData, recs: recs(&tty.TtyDataEntry{TtyId: u32(13), Data: []byte("ls\n")}),
+			crit: `{"magic": "TTY_DATA", "entries": [{"tty_id": 13, "data": "bHMK\n"}]}`},
+		{kind: Seccomp, recs: recs(&seccomp.SeccompEntry{SeccompFilters: []*seccomp.SeccompFilter{
+			{Filter: []byte{6, 0, 0, 0, 0, 0, 0xff, 0x7f}, Flags: u32(1)},
+		}}), crit: `{"magic": "SECCOMP", "entries": [{"seccomp_filters": [{"filter": "BgAAAAAA/38=\n", "flags": 1}]}]}`},
+		{kind: UTSNS, id: 14, recs: recs(&utsns.UtsnsEntry{Nodename: str("box"), Domainname: str("(none)")}),
+			crit: `{"magic": "UTSNS", "entries": [{"nodename": "box", "domainname": "(none)"}]}`},
+		{kind: Memfd, recs: recs(&memfd.MemfdInodeEntry{
+			Name: str("memfd:jit"), Uid: u32(1000), Gid: u32(1000), Size: u64(8192), Shmid: u32(15),
+			Seals: u32(1), InodeId: u64(15),
+		}), crit: `{"magic": "MEMFD_INODE", "entries": [{"name": "memfd:jit", "uid": 1000, "size": 8192,
+			"shmid": 15, "seals": "F_SEAL_SEAL", "inode_id": 15}]}`},
+	}
+}
+
+// newMessage returns an empty message of the first type kind k holds.
+func newMessage(k Kind) proto.Message {
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(k.desc().msgs[0])
+	if err != nil {
+		panic(err)
+	}
+	return mt.New().Interface()
+}
+
+// encode returns s as our Writer frames it.
+func encode(t *testing.T, s sample) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := NewWriter(&b, s.kind, s.kind.FileName(s.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.recs {
+		if err := w.Write(r.msg); err != nil {
+			t.Fatal(err)
+		}
+		if r.payload != nil {
+			if err := w.WritePayload(r.payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
