@@ -94,6 +94,9 @@ func (w *Writer) WritePayload(p []byte) error {
 	if w.err != nil {
 		return w.err
 	}
+	if len(p) == 0 {
+		return nil
+	}
 	if w.owed == 0 || (w.owed > 0 && int64(len(p)) > w.owed) {
 		return fmt.Errorf("write %s: %d payload bytes, but the last record (%s) announces %d more",
 			w.name, len(p), w.last, max(w.owed, 0))

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+)
+
+func init() {
+	commands["dump"] = command{
+		summary: "checkpoint a running process into a directory of images",
+		run:     runDump,
+	}
+}
+
+const dumpHelp = `Freezes process PID and its threads, writes their state into DIR as
+CRIU-format images, then kills the process (or lets it go on with
+--leave-running). A dump that fails, or that cryo is interrupted during,
+leaves the process running as it was.`
+
+func runDump(args []string, stdout io.Writer) error {
+	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running] [--shell-job] [-v N] [-o LOGFILE]", dumpHelp)
+	pid := fs.Int("t", 0, "the `PID` of the process to dump")
+	fs.IntVar(pid, "tree", 0, "same as -t")
+	dir := fs.String("D", "", "the image `DIR`ectory")
+	fs.StringVar(dir, "images-dir", "", "same as -D")
+	leave := fs.Bool("leave-running", false, "let the process run on after the dump")
+	shellJob := fs.Bool("shell-job", false, "allow descriptors of the caller's terminal")
+	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
+	logFile := fs.String("o", "", "write the log to `FILE`")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return usageErrorf(fs, "unexpected argument %q", pos[0])
+	case *pid <= 0:
+		return usageErrorf(fs, "give the process to dump with -t PID")
+	case *dir == "":
+		return usageErrorf(fs, "give the image directory with -D DIR")
+	}
+	log, closeLog, err := newLogger(*verbosity, *logFile, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	defer stop()
+	st, err := dump.Dump(ctx, dump.Options{
+		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob,
+		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("dump done", "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
+		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)
+	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %d MiB of memory, frozen %v\n", *pid, st.Threads, st.Pages*4096>>20, st.Frozen.Round(1e5))
+	return nil
+}

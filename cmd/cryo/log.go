@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// newLogger makes the logger of -v N and -o FILE: level 0 and 1 report
+// errors and warnings, 2 what each step does, 3 and up every detail. The
+// log goes to stderr unless a file is given.
+func newLogger(verbosity int, path string, stderr io.Writer) (*slog.Logger, func() error, error) {
+	level := slog.LevelWarn
+	switch {
+	case verbosity >= 3:
+		level = slog.LevelDebug
+	case verbosity == 2:
+		level = slog.LevelInfo
+	}
+	w, closer := stderr, func() error { return nil }
+	if path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open log: %w", err)
+		}
+		w, closer = f, f.Close
+		if verbosity < 2 {
+			level = slog.LevelInfo // a log file is for reading later
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+}
+
+// progressBar returns a progress reporter that draws on stderr when it is
+// a terminal and the work is large enough to wait for; nil otherwise.
+func progressBar(stderr io.Writer, what string) func(done, total uint64) {
+	f, ok := stderr.(*os.File)
+	if !ok {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	const minTotal = 64 << 20
+	last := -1
+	return func(done, total uint64) {
+		if total < minTotal {
+			return
+		}
+		pct := int(done * 100 / total)
+		if pct == last {
+			return
+		}
+		last = pct
+		fmt.Fprintf(f, "\r%s: %d/%d MiB (%d%%)", what, done>>20, total>>20, pct)
+		if done == total {
+			fmt.Fprintln(f)
+		}
+	}
+}

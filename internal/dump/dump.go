@@ -1,0 +1,253 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+
+	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
+)
+
+// Options says what to dump and how.
+type Options struct {
+	Pid int
+	// Dir is the image directory; it is created if missing.
+	Dir string
+	// LeaveRunning lets the target go on after the dump; by default it is
+	// killed once the images are complete and synced.
+	LeaveRunning bool
+	// ShellJob allows descriptors of the caller's terminal.
+	ShellJob bool
+	// Log receives the dump's progress; nil logs nothing.
+	Log *slog.Logger
+	// Progress, if set, is told how many bytes of memory have been copied
+	// out of total.
+	Progress func(done, total uint64)
+	// FailAt makes the step of that name fail (see Steps): the hook the
+	// tests use to prove that a failed dump leaves the target as it was.
+	FailAt string
+}
+
+// Steps names the steps of a dump in order, for Options.FailAt.
+var Steps = []string{"inspect", "seize", "memory", "threads", "task", "files", "images", "pages", "sync"}
+
+// Stats reports what a dump did.
+type Stats struct {
+	Threads int
+	VMAs    int
+	Pages   uint64
+	// Frozen is how long the target was stopped.
+	Frozen time.Duration
+	Total  time.Duration
+}
+
+// dumper holds the state of one dump in progress.
+type dumper struct {
+	opts   Options
+	pid    int
+	log    *slog.Logger
+	tr     *ptrace.Tracer
+	host   *cpu.Host
+	status proc.Status
+	stat   proc.Stat
+	dir    *image.Dir
+
+	// vdsos are the vDSO code ranges no thread may be left inside.
+	vdsos   []proc.Mapping
+	files   *fileTable
+	threads []*criucore.CoreEntry
+	images  images
+	stats   Stats
+}
+
+// Dump checkpoints process opts.Pid into opts.Dir. On failure, or when ctx
+// is cancelled, the target is left running as it was and the images
+// written so far are removed.
+func Dump(ctx context.Context, opts Options) (*Stats, error) {
+	start := time.Now()
+	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: newFileTable(opts.Pid, opts.ShellJob)}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	err := d.run(ctx)
+	if err != nil {
+		if d.tr != nil {
+			err = errors.Join(err, d.tr.Detach())
+		}
+		d.removeImages()
+		return nil, fmt.Errorf("dump pid %d: %w", d.pid, err)
+	}
+	d.stats.Total = time.Since(start)
+	return &d.stats, nil
+}
+
+// step runs one named step, unless the context is done or the step is the
+// one to fail.
+func (d *dumper) step(ctx context.Context, name string, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if d.opts.FailAt == name {
+		return fmt.Errorf("%s: %w", name, ErrInjected)
+	}
+	t := time.Now()
+	if err := f(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	d.log.Debug("step done", "step", name, "took", time.Since(t))
+	return nil
+}
+
+func (d *dumper) run(ctx context.Context) error {
+	var mem *os.File
+	var runs []run
+	var frozen time.Time
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"inspect", d.inspect},
+		{"seize", func() (err error) {
+			frozen = time.Now()
+			if d.tr, err = ptrace.Seize(d.pid, 0); err != nil {
+				return err
+			}
+			d.log.Info("froze process", "pid", d.pid, "threads", len(d.tr.Threads()))
+			// Anything read before the freeze may have changed.
+			return d.inspect()
+		}},
+		{"memory", func() (err error) {
+			// Before any injection, so that the scratch mapping is not
+			// taken for the process's own.
+			if mem, err = os.Open(proc.Path(d.pid, "mem")); err != nil {
+				return err
+			}
+			runs, err = d.dumpMemory(mem)
+			return err
+		}},
+		{"threads", func() error {
+			for _, tid := range d.tids() {
+				core, err := d.dumpThread(tid)
+				if err != nil {
+					return fmt.Errorf("tid %d: %w", tid, err)
+				}
+				d.threads = append(d.threads, core)
+			}
+			d.stats.Threads = len(d.threads)
+			d.images.cores = d.threads
+			return nil
+		}},
+		{"task", d.dumpProcess},
+		{"files", d.dumpFiles},
+		{"images", func() error { return d.images.write(d.dir) }},
+		{"pages", func() error {
+			total := uint64(0)
+			for _, r := range runs {
+				total += r.n
+			}
+			w, err := d.dir.CreatePages(uint32(d.pid), 1)
+			if err != nil {
+				return err
+			}
+			var progress func(uint64)
+			if d.opts.Progress != nil {
+				progress = func(done uint64) { d.opts.Progress(done, total) }
+			}
+			st, err := copyPages(ctx, d.pid, mem, runs, w, progress)
+			d.stats.Pages = st.pages
+			return errors.Join(err, w.Close(), mem.Close())
+		}},
+		{"sync", func() error { return d.dir.Sync() }},
+	}
+	for _, s := range steps {
+		if err := d.step(ctx, s.name, s.f); err != nil {
+			if mem != nil {
+				mem.Close()
+			}
+			return err
+		}
+	}
+	if d.opts.LeaveRunning {
+		err := d.tr.Detach()
+		d.stats.Frozen = time.Since(frozen)
+		return err
+	}
+	d.stats.Frozen = time.Since(frozen)
+	return d.tr.Kill()
+}
+
+// tids lists the threads, the leader first: its core image carries the
+// process-wide state.
+func (d *dumper) tids() []int {
+	tids := []int{d.pid}
+	for _, t := range d.tr.Threads() {
+		if t != d.pid {
+			tids = append(tids, t)
+		}
+	}
+	return tids
+}
+
+// inspect checks that the target is something this version can dump and
+// prepares the image directory.
+func (d *dumper) inspect() (err error) {
+	if d.pid == os.Getpid() {
+		return errors.New("cannot dump cryo itself")
+	}
+	if d.dir == nil {
+		if d.dir, err = image.Create(d.opts.Dir); err != nil {
+			return err
+		}
+	}
+	if d.status, err = proc.ReadStatus(d.pid); err != nil {
+		return err
+	}
+	if d.stat, err = proc.ReadStat(d.pid); err != nil {
+		return err
+	}
+	if d.status.State == 'Z' {
+		return errors.New("process is a zombie")
+	}
+	if d.status.TracerPid != 0 && d.tr == nil {
+		return fmt.Errorf("process is already traced by pid %d", d.status.TracerPid)
+	}
+	if d.status.Seccomp != 0 {
+		return fmt.Errorf("%w: seccomp mode %d", ErrUnsupported, d.status.Seccomp)
+	}
+	tids, err := proc.ReadTasks(d.pid)
+	if err != nil {
+		return err
+	}
+	for _, tid := range tids {
+		b, err := os.ReadFile(proc.Path(d.pid, fmt.Sprintf("task/%d/children", tid)))
+		if err != nil {
+			return fmt.Errorf("read children: %w", err)
+		}
+		if kids := strings.Fields(string(b)); len(kids) > 0 {
+			return fmt.Errorf("%w: the process has children (%s); process trees are not supported yet", ErrUnsupported, strings.Join(kids, " "))
+		}
+	}
+	return nil
+}
+
+// removeImages deletes what a failed dump wrote: a directory that Create
+// accepted held no images before.
+func (d *dumper) removeImages() {
+	if d.dir == nil {
+		return
+	}
+	names, _ := filepath.Glob(filepath.Join(d.opts.Dir, "*.img"))
+	for _, n := range names {
+		os.Remove(n)
+	}
+}

@@ -1,0 +1,206 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/vdso"
+)
+
+// area is one VMA to dump: its image entry and where its pages come from.
+type area struct {
+	e *vma.VmaEntry
+	// dump says which present pages of the VMA to copy, nil for none.
+	dump func(pagemapEntry uint64) bool
+	// all copies every page of the VMA, present or not (the vDSO).
+	all bool
+	// viaMem reads through /proc/PID/mem, which can read pages that
+	// process_vm_readv cannot (PROT_NONE, execute-only).
+	viaMem bool
+	// path is the backing file, "" for anonymous memory.
+	path string
+}
+
+// madvise bits of vma_entry.madv: 1 << MADV_*, from the VmFlags that the
+// corresponding madvise sets.
+var madvFlags = []struct {
+	flag proc.VmFlags
+	madv uint
+}{
+	{proc.VmRandRead, unix.MADV_RANDOM},
+	{proc.VmSeqRead, unix.MADV_SEQUENTIAL},
+	{proc.VmDontCopy, unix.MADV_DONTFORK},
+	{proc.VmMergeable, unix.MADV_MERGEABLE},
+	{proc.VmHugePage, unix.MADV_HUGEPAGE},
+	{proc.VmNoHugePage, unix.MADV_NOHUGEPAGE},
+	{proc.VmDontDump, unix.MADV_DONTDUMP},
+	{proc.VmWipeOnFork, unix.MADV_WIPEONFORK},
+}
+
+func anonPage(e uint64) bool     { return proc.PresentOrSwapped(e) && !proc.PageFileOrSharedAnon(e) }
+func presentPage(e uint64) bool  { return proc.PresentOrSwapped(e) }
+func deletedPath(p string) bool  { return strings.HasSuffix(p, " (deleted)") }
+func pseudoPath(p string) bool   { return strings.HasPrefix(p, "[") }
+func protOf(perms string) uint32 { return protBits(perms[0] == 'r', perms[1] == 'w', perms[2] == 'x') }
+
+func protBits(r, w, x bool) uint32 {
+	var p uint32
+	if r {
+		p |= unix.PROT_READ
+	}
+	if w {
+		p |= unix.PROT_WRITE
+	}
+	if x {
+		p |= unix.PROT_EXEC
+	}
+	return p
+}
+
+// classify turns the target's smaps into the areas to dump. The vDSO's
+// special mappings become one [vdso] area and one vvar area; when the
+// target was restored by a proxy (its [vdso] carries the mark), the
+// runtime pair is left out and the marked original addresses take their
+// place, so the image shows the process's own vDSO.
+func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
+	var areas []area
+	var vvar *vma.VmaEntry
+	for _, s := range smaps {
+		e := &vma.VmaEntry{
+			Start:  proto.Uint64(s.Start),
+			End:    proto.Uint64(s.End),
+			Pgoff:  proto.Uint64(s.Offset),
+			Shmid:  proto.Uint64(0),
+			Prot:   proto.Uint32(protOf(s.Perms)),
+			Fd:     proto.Int64(-1),
+			Status: proto.Uint32(image.VMAAreaRegular),
+		}
+		var madv uint64
+		for _, m := range madvFlags {
+			if s.Flags&m.flag != 0 {
+				madv |= 1 << m.madv
+			}
+		}
+		if madv != 0 {
+			e.Madv = proto.Uint64(madv)
+		}
+		flags := uint32(unix.MAP_PRIVATE)
+		if s.Perms[3] == 's' {
+			flags = unix.MAP_SHARED
+		}
+		if s.Flags&proc.VmDroppable != 0 {
+			flags = image.MapDroppable
+		}
+		if s.Flags&proc.VmGrowsDown != 0 {
+			flags |= unix.MAP_GROWSDOWN
+		}
+		if s.Flags&proc.VmNoReserve != 0 {
+			flags |= unix.MAP_NORESERVE
+		}
+		a := area{e: e, viaMem: s.Perms[0] != 'r'}
+		status := uint32(image.VMAAreaRegular)
+
+		inRuntimePair := mark != nil && (s.Start >= mark.RuntimeVVar && s.Start < runtimeEnd(smaps, mark))
+		switch {
+		case s.Path == "[vsyscall]":
+			continue
+		case inRuntimePair:
+			continue
+		case s.Path == "[vvar]" || s.Path == "[vvar_vclock]":
+			if vvar != nil && *vvar.End == s.Start {
+				vvar.End = proto.Uint64(s.End)
+				continue
+			}
+			e.Status = proto.Uint32(status | image.VMAAreaVVAR)
+			e.Flags = proto.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
+			e.Pgoff = proto.Uint64(0)
+			vvar = e
+			areas = append(areas, area{e: e})
+			continue
+		case s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO):
+			status |= image.VMAAreaVDSO
+			flags |= unix.MAP_ANONYMOUS
+			a.all, a.viaMem = true, true
+		case mark != nil && s.Start == mark.VVar:
+			// The old vvar range a proxy reserves.
+			if vvar != nil {
+				return nil, fmt.Errorf("proxy mark: vvar at %#x and %#x", *vvar.Start, s.Start)
+			}
+			e.Status = proto.Uint32(status | image.VMAAreaVVAR)
+			e.Flags = proto.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
+			e.Prot = proto.Uint32(unix.PROT_READ)
+			vvar = e
+			areas = append(areas, area{e: e})
+			continue
+		case s.Path == "" || s.Path == "[heap]" || s.Path == "[stack]" || strings.HasPrefix(s.Path, "[anon:") || strings.HasPrefix(s.Path, "[stack:"):
+			if flags&unix.MAP_SHARED != 0 {
+				return nil, fmt.Errorf("%w: shared anonymous memory at %#x-%#x", ErrUnsupported, s.Start, s.End)
+			}
+			status |= image.VMAAnonPrivate
+			flags |= unix.MAP_ANONYMOUS
+			e.Pgoff = proto.Uint64(0)
+			a.dump = presentPage
+			switch s.Path {
+			case "[heap]":
+				status |= image.VMAAreaHeap
+			case "[stack]":
+				status |= image.VMAAreaStack
+			}
+		case pseudoPath(s.Path):
+			return nil, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
+		case deletedPath(s.Path):
+			return nil, fmt.Errorf("%w: mapping of deleted file %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
+		case flags&unix.MAP_SHARED != 0:
+			status |= image.VMAFileShared
+			a.path = s.Path
+		default:
+			status |= image.VMAFilePrivate
+			a.path = s.Path
+			a.dump = anonPage
+		}
+		e.Status = proto.Uint32(status)
+		e.Flags = proto.Uint32(flags)
+		areas = append(areas, a)
+	}
+	return areas, nil
+}
+
+// runtimeEnd is the end of the runtime vvar/vdso block of a proxied
+// process: the [vdso] that follows the runtime vvar.
+func runtimeEnd(smaps []proc.SmapsEntry, mark *vdso.Mark) uint64 {
+	for _, s := range smaps {
+		if s.Path == "[vdso]" && s.Start >= mark.RuntimeVVar {
+			return s.End
+		}
+	}
+	return mark.RuntimeVVar
+}
+
+// readMark returns the proxy mark of a process's [vdso], nil if none.
+func readMark(mem *os.File, smaps []proc.SmapsEntry) (*vdso.Mark, error) {
+	for _, s := range smaps {
+		if s.Path != "[vdso]" {
+			continue
+		}
+		b := make([]byte, vdso.MarkSize)
+		if _, err := mem.ReadAt(b, int64(s.Start)); err != nil {
+			return nil, fmt.Errorf("read [vdso] at %#x: %w", s.Start, err)
+		}
+		m, err := vdso.ParseMark(b)
+		if err != nil {
+			if err == vdso.ErrNoMark {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("read proxy mark at %#x: %w", s.Start, err)
+		}
+		return &m, nil
+	}
+	return nil, nil
+}

@@ -1,0 +1,189 @@
+package dump
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// The ids of the kernel objects of a one-process dump: each is the only
+// one of its kind.
+const (
+	filesID  = 1
+	timensID = 1
+)
+
+// dumpMemory lists the VMAs and the page runs to copy, and the ranges
+// threads must be stepped out of.
+func (d *dumper) dumpMemory(mem *os.File) ([]run, error) {
+	smaps, err := proc.ReadSmaps(d.pid)
+	if err != nil {
+		return nil, err
+	}
+	mark, err := readMark(mem, smaps)
+	if err != nil {
+		return nil, err
+	}
+	if mark != nil {
+		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", mark.VDSO), "vvar", fmt.Sprintf("%#x", mark.VVar))
+	}
+	areas, err := classify(smaps, mark)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range smaps {
+		if s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO) {
+			d.vdsos = append(d.vdsos, s.Mapping)
+		}
+	}
+	pm, err := os.Open(proc.Path(d.pid, "pagemap"))
+	if err != nil {
+		return nil, err
+	}
+	defer pm.Close()
+	runs, err := pageRuns(pm, areas)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range areas {
+		if a.path == "" {
+			continue
+		}
+		flags := uint32(unix.O_RDONLY)
+		if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
+			flags = unix.O_RDWR
+		}
+		a.e.Shmid = proto.Uint64(uint64(d.files.regPath(a.path, flags)))
+	}
+	for _, a := range areas {
+		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
+	}
+	d.stats.VMAs = len(areas)
+	return runs, nil
+}
+
+// dumpProcess collects what belongs to the process rather than a thread.
+func (d *dumper) dumpProcess() error {
+	tc, err := d.dumpTask()
+	if err != nil {
+		return err
+	}
+	cr, err := d.dumpCreds()
+	if err != nil {
+		return err
+	}
+	// The leader's core carries the process-wide state; every thread
+	// carries the credentials, as CRIU keeps them per thread.
+	for i, c := range d.threads {
+		c.ThreadCore.Creds = cr
+		if i == 0 {
+			c.Tc = tc
+			c.Ids = ids()
+		}
+	}
+	brk, err := d.tr.Syscall(d.pid, unix.SYS_BRK, 0)
+	if err != nil {
+		return fmt.Errorf("get brk: %w", err)
+	}
+	dumpable, err := d.prctlRet(unix.PR_GET_DUMPABLE)
+	if err != nil {
+		return err
+	}
+	thp, err := d.prctlRet(unix.PR_GET_THP_DISABLE)
+	if err != nil {
+		return err
+	}
+	auxv, err := proc.ReadAuxv(d.pid)
+	if err != nil {
+		return err
+	}
+	var saved []uint64
+	for _, a := range auxv {
+		saved = append(saved, a.Type, a.Value)
+	}
+	saved = append(saved, 0, 0)
+	exe, err := proc.ReadExe(d.pid)
+	if err != nil {
+		return err
+	}
+	if strings.HasSuffix(exe, " (deleted)") {
+		return fmt.Errorf("%w: the executable %s was deleted", ErrUnsupported, exe)
+	}
+	st := d.stat
+	m := &d.images.mm
+	m.MmStartCode, m.MmEndCode = proto.Uint64(st.StartCode), proto.Uint64(st.EndCode)
+	m.MmStartData, m.MmEndData = proto.Uint64(st.StartData), proto.Uint64(st.EndData)
+	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(brk)
+	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
+	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
+	m.ExeFileId = proto.Uint32(d.files.regPath(exe, unix.O_RDONLY))
+	m.MmSavedAuxv = saved
+	m.Dumpable = proto.Int32(int32(dumpable))
+	m.ThpDisabled = proto.Bool(thp != 0)
+
+	threads := make([]uint32, 0, len(d.threads))
+	for _, tid := range d.tids() {
+		threads = append(threads, uint32(tid))
+	}
+	d.images.pstree = &pstree.PstreeEntry{
+		Pid: proto.Uint32(uint32(d.pid)), Ppid: proto.Uint32(0),
+		Pgid: proto.Uint32(uint32(st.Pgrp)), Sid: proto.Uint32(uint32(st.Session)),
+		Threads: threads,
+	}
+	d.images.inventory = &inventory.InventoryEntry{
+		ImgVersion:  proto.Uint32(image.ImgVersion),
+		FdinfoPerId: proto.Bool(true),
+		RootIds:     ids(),
+		NsPerId:     proto.Bool(true),
+		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
+	}
+	d.images.ids = ids()
+	if d.images.timens, err = dumpClocks(d.pid); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ids are the kernel object ids of the one dumped process.
+func ids() *criucore.TaskKobjIdsEntry {
+	one := proto.Uint32(1)
+	return &criucore.TaskKobjIdsEntry{
+		VmId: one, FilesId: proto.Uint32(filesID), FsId: one, SighandId: one,
+		TimeNsId: proto.Uint32(timensID),
+	}
+}
+
+// dumpFiles records the descriptors, cwd and root.
+func (d *dumper) dumpFiles() error {
+	if err := d.files.dumpFds(); err != nil {
+		return err
+	}
+	cwd, err := proc.ReadCwd(d.pid)
+	if err != nil {
+		return err
+	}
+	root, err := proc.ReadRoot(d.pid)
+	if err != nil {
+		return err
+	}
+	if d.status.Umask < 0 {
+		return fmt.Errorf("no umask in status")
+	}
+	d.images.fs = &fs.FsEntry{
+		CwdId:  proto.Uint32(d.files.regPath(cwd, unix.O_RDONLY|unix.O_DIRECTORY)),
+		RootId: proto.Uint32(d.files.regPath(root, unix.O_RDONLY|unix.O_DIRECTORY)),
+		Umask:  proto.Uint32(uint32(d.status.Umask)),
+	}
+	d.images.files = d.files
+	return nil
+}

@@ -1,0 +1,222 @@
+package dump
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/rlimit"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+const sigMax = 64
+
+// dumpTask collects the process-wide state: signal dispositions and the
+// shared queue, interval timers, limits, personality, flags.
+func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
+	tr, pid := d.tr, d.pid
+	if err := d.refuseTimers(); err != nil {
+		return nil, err
+	}
+	scratch, err := tr.Scratch(pid)
+	if err != nil {
+		return nil, err
+	}
+	le := binary.LittleEndian
+
+	// Only the task knows its handlers: ask about each signal it catches
+	// or ignores (the others are SIG_DFL), one injected rt_sigaction each.
+	var sigactions []*criusa.SaEntry
+	asked := d.status.SigCgt | d.status.SigIgn
+	for sig := 1; sig <= sigMax; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		var act [32]byte
+		if asked&(1<<(sig-1)) != 0 {
+			if _, err := tr.Syscall(pid, unix.SYS_RT_SIGACTION, uint64(sig), 0, scratch, 8); err != nil {
+				return nil, fmt.Errorf("get action of signal %d: %w", sig, err)
+			}
+			if err := tr.ReadMem(scratch, act[:]); err != nil {
+				return nil, err
+			}
+		}
+		sigactions = append(sigactions, &criusa.SaEntry{
+			Sigaction:       proto.Uint64(le.Uint64(act[0:])),
+			Flags:           proto.Uint64(le.Uint64(act[8:])),
+			Restorer:        proto.Uint64(le.Uint64(act[16:])),
+			Mask:            proto.Uint64(le.Uint64(act[24:])),
+			CompatSigaction: proto.Bool(false),
+		})
+	}
+
+	var itimers [3]*timer.ItimerEntry
+	for which := range itimers {
+		if _, err := tr.Syscall(pid, unix.SYS_GETITIMER, uint64(which), scratch); err != nil {
+			return nil, fmt.Errorf("get interval timer %d: %w", which, err)
+		}
+		var v [32]byte // struct itimerval: interval, then value
+		if err := tr.ReadMem(scratch, v[:]); err != nil {
+			return nil, err
+		}
+		itimers[which] = &timer.ItimerEntry{
+			Isec: proto.Uint64(le.Uint64(v[0:])), Iusec: proto.Uint64(le.Uint64(v[8:])),
+			Vsec: proto.Uint64(le.Uint64(v[16:])), Vusec: proto.Uint64(le.Uint64(v[24:])),
+		}
+	}
+
+	limits, err := proc.ReadLimits(pid)
+	if err != nil {
+		return nil, err
+	}
+	rl := &criucore.TaskRlimitsEntry{}
+	for _, l := range limits {
+		rl.Rlimits = append(rl.Rlimits, &rlimit.RlimitEntry{Cur: proto.Uint64(l.Soft), Max: proto.Uint64(l.Hard)})
+	}
+	shared, err := tr.QueuedSignals(pid, true)
+	if err != nil {
+		return nil, err
+	}
+	personality, err := readPersonality(pid)
+	if err != nil {
+		return nil, err
+	}
+	blocked, err := tr.GetSigmask(pid)
+	if err != nil {
+		return nil, err
+	}
+	subreaper, err := d.prctlInt(unix.PR_GET_CHILD_SUBREAPER, scratch)
+	if err != nil {
+		return nil, err
+	}
+	return &criucore.TaskCoreEntry{
+		TaskState:      proto.Uint32(taskAlive),
+		ExitCode:       proto.Uint32(0),
+		Personality:    proto.Uint32(personality),
+		Flags:          proto.Uint32(d.stat.Flags),
+		BlkSigset:      proto.Uint64(blocked),
+		Comm:           proto.String(d.stat.Comm),
+		Timers:         &timer.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2]},
+		Rlimits:        rl,
+		SignalsS:       signalQueue(shared),
+		Sigactions:     sigactions,
+		ChildSubreaper: proto.Bool(subreaper != 0),
+	}, nil
+}
+
+// taskAlive is CRIU's TASK_ALIVE task state.
+const taskAlive = 1
+
+// prctlInt injects a prctl that writes an int to *arg2 and returns it.
+func (d *dumper) prctlInt(option int, scratch uint64) (uint32, error) {
+	if _, err := d.tr.Syscall(d.pid, unix.SYS_PRCTL, uint64(option), scratch); err != nil {
+		return 0, fmt.Errorf("prctl %d: %w", option, err)
+	}
+	var b [4]byte
+	if err := d.tr.ReadMem(scratch, b[:]); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(b[:]), nil
+}
+
+// prctlRet injects a prctl whose answer is its return value.
+func (d *dumper) prctlRet(option int) (uint64, error) {
+	v, err := d.tr.Syscall(d.pid, unix.SYS_PRCTL, uint64(option), 0, 0, 0, 0)
+	if err != nil {
+		return 0, fmt.Errorf("prctl %d: %w", option, err)
+	}
+	return v, nil
+}
+
+// refuseTimers refuses POSIX timers, which cryo cannot restore yet.
+func (d *dumper) refuseTimers() error {
+	b, err := os.ReadFile(proc.Path(d.pid, "timers"))
+	if err != nil {
+		return fmt.Errorf("read POSIX timers: %w", err)
+	}
+	if n := strings.Count(string(b), "ID:"); n > 0 {
+		return fmt.Errorf("%w: %d POSIX timers (timer_create)", ErrUnsupported, n)
+	}
+	return nil
+}
+
+func readPersonality(pid int) (uint32, error) {
+	b, err := os.ReadFile(proc.Path(pid, "personality"))
+	if err != nil {
+		return 0, fmt.Errorf("read personality: %w", err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("read personality: %w", err)
+	}
+	return uint32(v), nil
+}
+
+// dumpCreds collects the process's credentials.
+func (d *dumper) dumpCreds() (*creds.CredsEntry, error) {
+	secbits, err := d.prctlRet(unix.PR_GET_SECUREBITS)
+	if err != nil {
+		return nil, err
+	}
+	s := d.status
+	caps := func(c uint64) []uint32 { return []uint32{uint32(c), uint32(c >> 32)} }
+	nnp := uint32(0)
+	if s.NoNewPrivs {
+		nnp = 1
+	}
+	return &creds.CredsEntry{
+		Uid: proto.Uint32(s.Uid[0]), Euid: proto.Uint32(s.Uid[1]), Suid: proto.Uint32(s.Uid[2]), Fsuid: proto.Uint32(s.Uid[3]),
+		Gid: proto.Uint32(s.Gid[0]), Egid: proto.Uint32(s.Gid[1]), Sgid: proto.Uint32(s.Gid[2]), Fsgid: proto.Uint32(s.Gid[3]),
+		CapInh: caps(s.CapInh), CapPrm: caps(s.CapPrm), CapEff: caps(s.CapEff), CapBnd: caps(s.CapBnd), CapAmb: caps(s.CapAmb),
+		Secbits:    proto.Uint32(uint32(secbits)),
+		Groups:     s.Groups,
+		NoNewPrivs: proto.Uint32(nnp),
+	}, nil
+}
+
+// dumpClocks reads CLOCK_MONOTONIC and CLOCK_BOOTTIME as the target sees
+// them (its time namespace may shift them), so a restore can continue
+// them.
+func dumpClocks(pid int) (*timens.TimensEntry, error) {
+	b, err := os.ReadFile(proc.Path(pid, "timens_offsets"))
+	if err != nil {
+		return nil, fmt.Errorf("read time namespace offsets: %w", err)
+	}
+	offsets := map[string][2]int64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var name string
+		var sec, nsec int64
+		if _, err := fmt.Sscanf(line, "%s %d %d", &name, &sec, &nsec); err != nil {
+			return nil, fmt.Errorf("parse time namespace offsets %q: %w", line, err)
+		}
+		offsets[name] = [2]int64{sec, nsec}
+	}
+	read := func(clock int32, name string) (*timens.Timespec, error) {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(clock, &ts); err != nil {
+			return nil, fmt.Errorf("read %s clock: %w", name, err)
+		}
+		off := offsets[name]
+		ns := ts.Nano() + off[0]*1e9 + off[1]
+		return &timens.Timespec{TvSec: proto.Uint64(uint64(ns / 1e9)), TvNsec: proto.Uint64(uint64(ns % 1e9))}, nil
+	}
+	mono, err := read(unix.CLOCK_MONOTONIC, "monotonic")
+	if err != nil {
+		return nil, err
+	}
+	boot, err := read(unix.CLOCK_BOOTTIME, "boottime")
+	if err != nil {
+		return nil, err
+	}
+	return &timens.TimensEntry{Monotonic: mono, Boottime: boot}, nil
+}

@@ -1,0 +1,138 @@
+package dump
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/rseq"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/siginfo"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// maxVDSOSteps bounds the single-stepping out of the vDSO: its longest
+// function returns in a few hundred instructions unless it loops on a
+// seqlock that a writer holds, which the kernel releases at once.
+const maxVDSOSteps = 100000
+
+// dumpThread collects the state of one stopped thread into its core image,
+// first stepping it out of the vDSO if it is inside.
+func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
+	tr := d.tr
+	regs, err := tr.GetRegs(tid)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range d.vdsos {
+		if regs.Rip >= v.Start && regs.Rip < v.End {
+			d.log.Info("stepping thread out of the vDSO", "tid", tid, "rip", fmt.Sprintf("%#x", regs.Rip))
+			if regs, err = tr.StepOut(tid, v.Start, v.End, maxVDSOSteps); err != nil {
+				return nil, err
+			}
+		}
+	}
+	xstate, err := tr.GetRegset(tid, unix.NT_X86_XSTATE)
+	if err != nil {
+		return nil, err
+	}
+	fpregs, err := d.host.XStateToImage(xstate)
+	if err != nil {
+		return nil, fmt.Errorf("tid %d: %w", tid, err)
+	}
+	blocked, err := tr.GetSigmask(tid)
+	if err != nil {
+		return nil, err
+	}
+	queued, err := tr.QueuedSignals(tid, false)
+	if err != nil {
+		return nil, err
+	}
+	robust, err := kernel.GetRobustList(tid)
+	if err != nil {
+		return nil, err
+	}
+	stat, err := proc.ReadTaskStat(d.pid, tid)
+	if err != nil {
+		return nil, err
+	}
+
+	// What only the thread can tell: its alternate signal stack and its
+	// clear_child_tid address, both written into scratch memory.
+	scratch, err := tr.Scratch(tid)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tr.Syscall(tid, unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
+		return nil, fmt.Errorf("get sigaltstack of tid %d: %w", tid, err)
+	}
+	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+24); err != nil {
+		return nil, fmt.Errorf("get clear_child_tid of tid %d: %w", tid, err)
+	}
+	var buf [32]byte
+	if err := tr.ReadMem(scratch, buf[:]); err != nil {
+		return nil, err
+	}
+	le := binary.LittleEndian
+	sas := &criucore.ThreadSasEntry{
+		SsSp:    proto.Uint64(le.Uint64(buf[0:])),
+		SsFlags: proto.Uint32(le.Uint32(buf[8:])),
+		SsSize:  proto.Uint64(le.Uint64(buf[16:])),
+	}
+	clearTid := le.Uint64(buf[24:])
+
+	tc := &criucore.ThreadCoreEntry{
+		FutexRla:    proto.Uint64(robust.Head),
+		FutexRlaLen: proto.Uint32(uint32(robust.Len)),
+		SchedNice:   proto.Int32(int32(stat.Nice)),
+		SchedPolicy: proto.Uint32(stat.Policy),
+		SchedPrio:   proto.Uint32(stat.RTPriority),
+		BlkSigset:   proto.Uint64(blocked),
+		Sas:         sas,
+		Comm:        proto.String(stat.Comm),
+		SignalsP:    signalQueue(queued),
+	}
+	rs, err := tr.GetRseqConfiguration(tid)
+	if err != nil {
+		return nil, err
+	}
+	if rs.RseqAbiPointer != 0 {
+		// The rseq_cs field (offset 8) says whether the thread is inside a
+		// critical section; the kernel would restart it at its abort
+		// handler, and so will the restore.
+		var cs [8]byte
+		if err := tr.ReadMem(rs.RseqAbiPointer+8, cs[:]); err != nil {
+			return nil, fmt.Errorf("read rseq area of tid %d: %w", tid, err)
+		}
+		tc.RseqEntry = &rseq.RseqEntry{
+			RseqAbiPointer: proto.Uint64(rs.RseqAbiPointer),
+			RseqAbiSize:    proto.Uint32(rs.RseqAbiSize),
+			Signature:      proto.Uint32(rs.Signature),
+			RseqCsPointer:  proto.Uint64(le.Uint64(cs[:])),
+		}
+	}
+	return &criucore.CoreEntry{
+		Mtype: criucore.CoreEntry_X86_64.Enum(),
+		ThreadInfo: &corex86.ThreadInfoX86{
+			ClearTidAddr: proto.Uint64(clearTid),
+			Gpregs:       cpu.RegsToImage(&regs),
+			Fpregs:       fpregs,
+		},
+		ThreadCore: tc,
+	}, nil
+}
+
+// signalQueue turns the siginfos ptrace peeked into the image's queue.
+func signalQueue(b []byte) *siginfo.SignalQueueEntry {
+	q := &siginfo.SignalQueueEntry{}
+	for len(b) >= kernel.SiginfoSize {
+		q.Signals = append(q.Signals, &siginfo.SiginfoEntry{Siginfo: b[:kernel.SiginfoSize]})
+		b = b[kernel.SiginfoSize:]
+	}
+	return q
+}

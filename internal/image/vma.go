@@ -1,0 +1,20 @@
+package image
+
+// VMA status bits (vma_entry.status), as CRIU defines them.
+const (
+	VMAAreaRegular  = 1 << 0 // dumped and restored
+	VMAAreaStack    = 1 << 1
+	VMAAreaVsyscall = 1 << 2
+	VMAAreaVDSO     = 1 << 3 // [vdso]: its pages are always dumped
+	VMAAreaHeap     = 1 << 5
+	VMAFilePrivate  = 1 << 6
+	VMAFileShared   = 1 << 7
+	VMAAnonShared   = 1 << 8
+	VMAAnonPrivate  = 1 << 9
+	VMAAreaVVAR     = 1 << 12 // [vvar] and [vvar_vclock]: never dumped
+	VMAAreaMemfd    = 1 << 14
+)
+
+// MapDroppable is the MAP_DROPPABLE mapping type (Linux >= 6.11), which
+// vma_entry.flags holds in place of MAP_PRIVATE or MAP_SHARED.
+const MapDroppable = 0x08
