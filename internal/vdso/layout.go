@@ -100,6 +100,11 @@ func (l Layout) Span() (start, end uint64) {
 	return l[0].Start, l[len(l)-1].End
 }
 
+// VVarFirst reports whether the vvar pages come before the vDSO code.
+func (l Layout) VVarFirst() bool {
+	return len(l) > 0 && l[0].Kind != KindVDSO
+}
+
 // Order is the kinds in address order, e.g. "[vvar] [vvar_vclock] [vdso]".
 func (l Layout) Order() string {
 	names := make([]string, len(l))
