@@ -16,4 +16,10 @@ var (
 	// ErrNoBorrowSite means the tracee has no private executable mapping to
 	// borrow for the first injection.
 	ErrNoBorrowSite = errors.New("no private executable mapping")
+	// ErrNotChild means a pid is not a process born of an injection into
+	// the tracee.
+	ErrNotChild = errors.New("not a child of the tracee")
+	// ErrVfork means an injection would vfork: the parent would wait in the
+	// kernel for its stopped child, and the tracer with it.
+	ErrVfork = errors.New("vfork is not followed")
 )

@@ -22,8 +22,9 @@ import (
 //
 // The first injection borrows a few bytes of the tracee's code (put back
 // right after) to map a scratch mapping of two pages: the first holds the
-// gadget and, below its end, the stack of injected function calls; the
-// second is a buffer for the caller (Scratch). Detach unmaps it.
+// gadget, the arguments Clone3 passes and, below its end, the stack of
+// injected function calls; the second is a buffer for the caller
+// (Scratch). Detach and Resume unmap it.
 //
 // Signals: for the duration of an injection the thread blocks every signal
 // but the synchronous ones (SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE). A
@@ -212,11 +213,18 @@ func (t *Tracer) pushReturn(top, ret uint64) (uint64, error) {
 	return sp, t.WriteMem(sp, binary.NativeEndian.AppendUint64(nil, ret))
 }
 
+// stop is where an injection ends: a signal-delivery-stop for sig at pc.
+type stop struct {
+	sig unix.Signal
+	pc  uint64
+}
+
 // run sets up thread tid's registers with setup, applied to a copy of the
-// current ones, continues it until it traps at address trap, and returns
-// the registers there. The thread's registers and signal mask are put back
-// afterwards, also when the injection fails, unless the thread is gone.
-func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), trap uint64) (unix.PtraceRegs, error) {
+// current ones, continues it until it stops at want, and returns the
+// registers there. The thread's registers and signal mask are put back
+// afterwards, at that stop, also when the injection fails, unless the
+// thread is gone.
+func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), want stop) (unix.PtraceRegs, error) {
 	var saved unix.PtraceRegs
 	if err := getRegs(tid, &saved); err != nil {
 		return saved, err
@@ -230,43 +238,53 @@ func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), trap uint64) (unix.P
 	}
 	regs := saved
 	setup(&regs)
-	out, err := t.runToTrap(tid, &regs, trap)
+	out, err := t.runTo(tid, &regs, want, mask)
 	if errors.Is(err, ErrExited) {
 		return out, err
 	}
 	return out, errors.Join(err, setRegs(tid, &saved), kernel.PtraceSetSigmask(tid, mask))
 }
 
-func (t *Tracer) runToTrap(tid int, regs *unix.PtraceRegs, trap uint64) (unix.PtraceRegs, error) {
+// runTo runs thread tid from regs until it stops at want. A task it creates
+// on the way is adopted (see Clone3) with mask, the thread's own signal
+// mask; failing to adopt one fails the injection, but only once the thread
+// has reached want, so that it is never left inside the system call.
+func (t *Tracer) runTo(tid int, regs *unix.PtraceRegs, want stop, mask uint64) (unix.PtraceRegs, error) {
 	var out unix.PtraceRegs
 	if err := setRegs(tid, regs); err != nil {
 		return out, err
 	}
+	var adoptErr error
 	for {
 		if err := unix.PtraceCont(tid, 0); err != nil {
-			return out, fmt.Errorf("continue tid %d: %w", tid, err)
+			return out, errors.Join(adoptErr, fmt.Errorf("continue tid %d: %w", tid, err))
 		}
 		ws, err := wait(tid)
 		if err != nil {
-			return out, err
+			return out, errors.Join(adoptErr, err)
 		}
-		if event(ws) != 0 {
-			continue // an event the caller asked for with Seize's options
+		switch event(ws) {
+		case 0:
+		case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:
+			adoptErr = errors.Join(adoptErr, t.adopt(tid, mask))
+			continue
+		default:
+			continue // another event the caller asked for with the options
 		}
 		si, err := kernel.PtraceGetSiginfo(tid)
 		if err != nil {
-			return out, err
+			return out, errors.Join(adoptErr, err)
 		}
 		if si.Code <= 0 { // SI_USER, SI_TKILL, SI_QUEUE...: sent by a process
 			t.deferred[tid] = append(t.deferred[tid], ws.StopSignal())
 			continue
 		}
 		if err := getRegs(tid, &out); err != nil {
-			return out, err
+			return out, errors.Join(adoptErr, err)
 		}
-		if ws.StopSignal() == unix.SIGTRAP && pc(&out) == trap {
-			return out, nil
+		if ws.StopSignal() == want.sig && pc(&out) == want.pc {
+			return out, adoptErr
 		}
-		return out, fmt.Errorf("%w: %v at %#x", ErrFault, ws.StopSignal(), pc(&out))
+		return out, errors.Join(adoptErr, fmt.Errorf("%w: %v at %#x", ErrFault, ws.StopSignal(), pc(&out)))
 	}
 }

@@ -18,9 +18,13 @@ const (
 // gadgetCode is "syscall; int3".
 var gadgetCode = []byte{0x0f, 0x05, 0xcc}
 
-// trapStop is where the instruction pointer is when the gadget at address
-// gadget has trapped: right after the int3.
-func trapStop(gadget uint64) uint64 { return gadget + trapOffset + 1 }
+// trapStop is where the gadget at address gadget ends: at the int3's
+// SIGTRAP, with the instruction pointer right after the int3.
+func trapStop(gadget uint64) stop { return stop{unix.SIGTRAP, gadget + trapOffset + 1} }
+
+// faultStop is where the gadget at address gadget ends when its system
+// call has unmapped the gadget itself: at the SIGSEGV of fetching the int3.
+func faultStop(gadget uint64) stop { return stop{unix.SIGSEGV, gadget + trapOffset} }
 
 // setSyscall sets up system call nr at pc. orig_rax = -1 keeps the kernel
 // from restarting, into the gadget, a system call the thread was stopped

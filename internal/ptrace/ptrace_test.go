@@ -395,8 +395,13 @@ func waitState(t *testing.T, pid int, want byte) {
 
 func monotonic(t *testing.T) time.Duration {
 	t.Helper()
+	return clock(t, unix.CLOCK_MONOTONIC)
+}
+
+func clock(t *testing.T, id int32) time.Duration {
+	t.Helper()
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+	if err := unix.ClockGettime(id, &ts); err != nil {
 		t.Fatal(err)
 	}
 	return time.Duration(ts.Nano())

@@ -17,22 +17,33 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// The test binary is also the Go subject and a short-lived tracer; these
-// variables tell it which.
+// The test binary is also the Go subject, a short-lived tracer, the stub
+// of restore tests and a short-lived spawner; these variables tell it
+// which.
 const (
 	subjectEnv = "CRYO_PTRACE_TEST_SUBJECT"
-	tracerEnv  = "CRYO_PTRACE_TEST_TRACER" // "PID OPTIONS": seize, then exit
+	tracerEnv  = "CRYO_PTRACE_TEST_TRACER"  // "PID OPTIONS": seize, then exit
+	stubEnv    = "CRYO_PTRACE_TEST_STUB"    // once resumed: print the PID, then exit
+	spawnerEnv = "CRYO_PTRACE_TEST_SPAWNER" // spawn and clone a stub, print their PIDs, exit
 )
 
 // cDir holds the C subject once built.
 var cDir string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(stubEnv) != "" {
+		fmt.Println(os.Getpid())
+		os.Exit(0)
+	}
+	if os.Getenv(spawnerEnv) != "" {
+		spawnAndExit()
+	}
 	if os.Getenv(subjectEnv) != "" {
 		goSubject()
 	}
@@ -87,6 +98,23 @@ func seizeAndExit(arg string) {
 	os.Exit(0)
 }
 
+// spawnAndExit spawns a stub, clones a process from it and exits without
+// cleaning up, printing both PIDs.
+func spawnAndExit() {
+	stub, err := spawnStubProcess()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pid, err := stub.Clone3(stub.Pid(), kernel.CloneArgs{ExitSignal: uint64(unix.SIGCHLD)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(stub.Pid(), pid)
+	os.Exit(0)
+}
+
 var buildC = sync.OnceValues(func() (string, error) {
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
@@ -114,21 +142,21 @@ type subject struct {
 
 var subjectKinds = []string{"go", "c"}
 
-// startSubject starts a subject of the given kind and waits until it
-// counts.
-func startSubject(t *testing.T, kind string) *subject {
+// startSubject starts a subject of the given kind with args and waits
+// until it counts.
+func startSubject(t *testing.T, kind string, args ...string) *subject {
 	t.Helper()
 	var cmd *exec.Cmd
 	switch kind {
 	case "go":
-		cmd = exec.Command(os.Args[0])
+		cmd = exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), subjectEnv+"=1")
 	case "c":
 		bin, err := buildC()
 		if err != nil {
 			t.Skipf("skipped: cannot build the C subject: %v", err)
 		}
-		cmd = exec.Command(bin)
+		cmd = exec.Command(bin, args...)
 	}
 	s := &subject{cmd: cmd, lines: make(chan string), last: -1}
 	cmd.Stderr = &s.stderr

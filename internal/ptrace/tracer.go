@@ -1,13 +1,19 @@
 // Package ptrace owns cryo's ptrace tracer: stopping every thread of a
-// process, reading and writing its registers and memory, and injecting
-// system calls and function calls into it.
+// process or starting one traced from birth, reading and writing its
+// registers and memory, injecting system calls and function calls into it,
+// following the tasks those create, and letting it go: detached as it was,
+// resumed with the registers a restore gives it, or killed.
 //
 // The kernel accepts ptrace requests for a tracee only from the thread that
-// attached to it, so each Tracer runs every request on one goroutine locked
-// to its OS thread for the Tracer's whole life. That thread is never
-// unlocked: when the Tracer ends, the goroutine returns and the thread
-// exits with it, which makes the kernel release any tracee still attached
-// (and kill those seized with PTRACE_O_EXITKILL).
+// traces it, and a task born of a tracee is traced by that same thread. So
+// the Tracers that share a tracer thread share a session: one goroutine
+// locked to its OS thread for the session's whole life, which runs every
+// request of theirs. Seize and Spawn start a session with one Tracer; a
+// process born of an injection gets its own Tracer on its parent's session.
+// The thread is never unlocked: when the session's last Tracer ends, the
+// goroutine returns and the thread exits with it, which makes the kernel
+// release any tracee still attached (and kill those traced with
+// PTRACE_O_EXITKILL).
 package ptrace
 
 import (
@@ -16,25 +22,46 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
+// session is the tracer thread of one or more Tracers.
+type session struct {
+	calls chan func()
+	done  chan struct{} // closed when the session goroutine has ended
+
+	// Owned by the session goroutine.
+	tracers []*Tracer // the live ones, parents before children; the session ends when none is left
+}
+
 // Tracer holds every thread of one process in a ptrace-stop.
 type Tracer struct {
-	pid   int
-	calls chan func()
-	done  chan struct{} // closed when the tracer goroutine has ended
-	mem   *os.File      // /proc/PID/mem
+	pid int
+	s   *session
+	mem *os.File // /proc/PID/mem
 
-	// Owned by the tracer goroutine.
+	// Owned by the session goroutine.
 	threads  []int
+	options  int                   // PTRACE_O_*
+	born     bool                  // made by the session (Spawn, an injection), which reaps it when it kills it
 	scratch  uint64                // address of the scratch mapping, 0 before the first injection
 	deferred map[int][]unix.Signal // signals sent during injections, re-sent at detach
-	ending   bool
+	children map[int]*Tracer       // processes born of injections into this one
+	left     bool                  // detached or killed
+}
+
+// newTracer returns a Tracer of pid that belongs to no session yet.
+func newTracer(pid, options int, born bool) *Tracer {
+	return &Tracer{pid: pid, options: options, born: born, deferred: map[int][]unix.Signal{}, children: map[int]*Tracer{}}
+}
+
+// startSession starts a session whose first Tracer is t.
+func startSession(t *Tracer) {
+	t.s = &session{calls: make(chan func()), done: make(chan struct{}), tracers: []*Tracer{t}}
+	go t.s.loop()
 }
 
 // Seize stops every thread of process pid: PTRACE_SEIZE and
@@ -43,51 +70,77 @@ type Tracer struct {
 // (PTRACE_O_*) are set on every thread once all are stopped, so that none
 // that auto-attaches new tasks can race the seizing.
 func Seize(pid, options int) (*Tracer, error) {
-	t := &Tracer{
-		pid:      pid,
-		calls:    make(chan func()),
-		done:     make(chan struct{}),
-		deferred: map[int][]unix.Signal{},
-	}
-	go t.loop()
-	if err := t.do(func() error { return t.seize(options) }); err != nil {
-		t.end(t.detach, true)
+	t := newTracer(pid, options, false)
+	startSession(t)
+	err := t.do(func() error {
+		if err := t.seize(); err != nil {
+			return err
+		}
+		return t.openMem()
+	})
+	if err != nil {
+		t.leave(t.detach)
 		return nil, fmt.Errorf("seize pid %d: %w", pid, err)
 	}
-	mem, err := os.OpenFile("/proc/"+strconv.Itoa(pid)+"/mem", os.O_RDWR, 0)
+	return t, nil
+}
+
+func (t *Tracer) openMem() error {
+	mem, err := os.OpenFile(proc.Path(t.pid, "mem"), os.O_RDWR, 0)
 	if err != nil {
-		t.end(t.detach, true)
-		return nil, fmt.Errorf("seize pid %d: open memory: %w", pid, err)
+		return fmt.Errorf("open memory: %w", err)
 	}
 	t.mem = mem
-	return t, nil
+	return nil
 }
 
 // loop runs the requests; it locks its thread for good (see the package
 // comment).
-func (t *Tracer) loop() {
+func (s *session) loop() {
 	runtime.LockOSThread()
-	defer close(t.done)
-	for !t.ending {
-		(<-t.calls)()
+	defer close(s.done)
+	for len(s.tracers) > 0 {
+		(<-s.calls)()
 	}
 }
 
-// do runs f on the tracer thread.
-func (t *Tracer) do(f func() error) error {
-	return t.end(f, false)
-}
-
-// end runs f on the tracer thread; if last, it is the last request and
-// the tracer goroutine ends after it.
-func (t *Tracer) end(f func() error, last bool) error {
+// do runs f on the session thread.
+func (s *session) do(f func() error) error {
 	errc := make(chan error, 1)
 	select {
-	case t.calls <- func() { t.ending = last; errc <- f() }:
+	case s.calls <- func() { errc <- f() }:
 		return <-errc
-	case <-t.done:
+	case <-s.done:
 		return ErrDetached
 	}
+}
+
+// do runs f on the tracer thread unless t has ended.
+func (t *Tracer) do(f func() error) error {
+	return t.s.do(func() error {
+		if t.left {
+			return ErrDetached
+		}
+		return f()
+	})
+}
+
+// leave runs f on the tracer thread as t's last request, whether f fails
+// or not.
+func (t *Tracer) leave(f func() error) error {
+	return t.do(func() error {
+		defer t.drop()
+		return f()
+	})
+}
+
+// drop ends t; the session ends with its last Tracer.
+func (t *Tracer) drop() {
+	t.left = true
+	if t.mem != nil {
+		t.mem.Close()
+	}
+	t.s.tracers = slices.DeleteFunc(t.s.tracers, func(o *Tracer) bool { return o == t })
 }
 
 // onThread runs f on the tracer thread after checking that tid is traced.
@@ -110,7 +163,7 @@ func (t *Tracer) Threads() []int {
 	return tids
 }
 
-func (t *Tracer) seize(options int) error {
+func (t *Tracer) seize() error {
 	seen := map[int]bool{}
 	for {
 		tids, err := proc.ReadTasks(t.pid)
@@ -138,7 +191,7 @@ func (t *Tracer) seize(options int) error {
 			break
 		}
 		for _, tid := range fresh {
-			if err := waitInterrupted(tid); err != nil {
+			if err := waitStop(tid, interruptStop); err != nil {
 				if errors.Is(err, ErrExited) && tid != t.pid {
 					continue
 				}
@@ -149,28 +202,48 @@ func (t *Tracer) seize(options int) error {
 	}
 	slices.Sort(t.threads)
 	for _, tid := range t.threads {
-		if err := unix.PtraceSetOptions(tid, options); err != nil {
-			return fmt.Errorf("set ptrace options of tid %d: %w", tid, err)
+		if err := setOptions(tid, t.options); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// waitInterrupted waits until a seized and interrupted thread stops.
-func waitInterrupted(tid int) error {
+func setOptions(tid, options int) error {
+	if err := unix.PtraceSetOptions(tid, options); err != nil {
+		return fmt.Errorf("set ptrace options of tid %d: %w", tid, err)
+	}
+	return nil
+}
+
+// The first stops of a thread, which waitStop waits for.
+var (
+	// interruptStop follows PTRACE_INTERRUPT, or is a group-stop if the
+	// process was stopped.
+	interruptStop = func(ws unix.WaitStatus) bool { return event(ws) == unix.PTRACE_EVENT_STOP }
+	// execStop follows the exec of a PTRACE_TRACEME child.
+	execStop = func(ws unix.WaitStatus) bool { return event(ws) == 0 && ws.StopSignal() == unix.SIGTRAP }
+	// birthStop is the first of a task that starts traced: a
+	// PTRACE_EVENT_STOP if its parent's tracer seized it, a SIGSTOP
+	// signal-delivery-stop if it attached otherwise.
+	birthStop = func(ws unix.WaitStatus) bool {
+		return interruptStop(ws) || event(ws) == 0 && ws.StopSignal() == unix.SIGSTOP
+	}
+)
+
+// waitStop waits until thread tid reaches the stop that isStop accepts. A
+// signal dequeued before it is delivered as the kernel was about to; the
+// stop awaited stays pending and comes right after.
+func waitStop(tid int, isStop func(unix.WaitStatus) bool) error {
 	for {
 		ws, err := wait(tid)
 		if err != nil {
 			return err
 		}
 		switch {
-		case event(ws) == unix.PTRACE_EVENT_STOP:
-			// The interrupt, or a group-stop if the process was stopped.
+		case isStop(ws):
 			return nil
 		case event(ws) == 0:
-			// A signal dequeued before the interrupt took effect: deliver
-			// it as the kernel was about to; the interrupt stays pending
-			// and stops the thread right after.
 			if err := unix.PtraceCont(tid, int(ws.StopSignal())); err != nil {
 				return fmt.Errorf("deliver %v to tid %d: %w", ws.StopSignal(), tid, err)
 			}
@@ -207,11 +280,7 @@ func event(ws unix.WaitStatus) int { return int(ws) >> 16 }
 // that arrived during injections and could not be held back. The Tracer
 // takes no more requests, even when Detach fails.
 func (t *Tracer) Detach() error {
-	err := t.end(t.detach, true)
-	if t.mem != nil {
-		t.mem.Close()
-	}
-	if err != nil {
+	if err := t.leave(t.detach); err != nil {
 		return fmt.Errorf("detach pid %d: %w", t.pid, err)
 	}
 	return nil
@@ -237,16 +306,89 @@ func (t *Tracer) detach() error {
 	return errors.Join(errs...)
 }
 
-// Kill sends SIGKILL to the process and ends the tracer without detaching:
-// the exit of the tracer thread releases the dying threads, so that the
-// process's parent can reap it.
+// Kill sends SIGKILL to the process and reaps its threads; KillAll tells
+// who reaps the leader. The Tracer takes no more requests, even when Kill
+// fails.
 func (t *Tracer) Kill() error {
-	err := t.end(func() error { return unix.Kill(t.pid, unix.SIGKILL) }, true)
-	if t.mem != nil {
-		t.mem.Close()
-	}
-	if err != nil {
+	if err := t.leave(t.kill); err != nil {
 		return fmt.Errorf("kill pid %d: %w", t.pid, err)
 	}
 	return nil
+}
+
+// KillAll kills, as Kill does, the process of every Tracer of t's session
+// that has not ended, parents before children, so that a failed restore
+// leaves nothing behind; t itself may have ended. Those processes are
+// reaped: a process the session made (Spawn, an injection) by the tracer;
+// a seized one by its parent, to which the tracer hands it (or, if that
+// parent is the tracer's own process, whatever waits for it there). A
+// process born of a spawned one is that one's child, and the death of its
+// parent hands it to the nearest child subreaper: the tracer reaps it if
+// that is the tracer's process (PR_SET_CHILD_SUBREAPER), or if it was born
+// with CLONE_PARENT; otherwise its zombie stays with init.
+//
+// If cryo itself dies, PTRACE_O_EXITKILL kills the processes that have it
+// and Spawn's parent-death signal the spawned one.
+func (t *Tracer) KillAll() error {
+	err := t.s.do(func() error {
+		var errs []error
+		for _, c := range slices.Clone(t.s.tracers) {
+			errs = append(errs, c.kill())
+			c.drop()
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		return fmt.Errorf("kill the tracees of pid %d's tracer: %w", t.pid, err)
+	}
+	return nil
+}
+
+// kill sends SIGKILL to t's process and reaps its threads, the leader
+// last: the kernel reports the leader's exit only once the other threads
+// are reaped, and only their tracer reaps traced threads. The leader is
+// left alone only if it is a child of this process that the session did
+// not make: waiting for it here would reap it under the feet of its owner
+// (os/exec, say), whose own wait reaps it even while traced.
+func (t *Tracer) kill() error {
+	reapLeader := t.born
+	if !t.born {
+		st, err := proc.ReadStat(t.pid)
+		reapLeader = err == nil && st.PPid != os.Getpid()
+	}
+	if err := unix.Kill(t.pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill pid %d: %w", t.pid, err)
+	}
+	var errs []error
+	for _, tid := range t.threads {
+		if tid != t.pid {
+			errs = append(errs, reap(tid))
+		}
+	}
+	if reapLeader {
+		errs = append(errs, reap(t.pid))
+	}
+	return errors.Join(errs...)
+}
+
+// reap waits for a killed thread to exit and reaps it, or hands it to its
+// parent if that is not the tracer's process. It continues the thread
+// through any stop it reaches on the way (PTRACE_EVENT_EXIT); ECHILD means
+// it is already reaped.
+func reap(tid int) error {
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.ECHILD:
+			return nil
+		case err != nil:
+			return fmt.Errorf("reap tid %d: %w", tid, err)
+		case ws.Stopped():
+			unix.PtraceCont(tid, 0) // if it fails, the thread is dead already
+		default:
+			return nil
+		}
+	}
 }

@@ -1,0 +1,137 @@
+package ptrace
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// New tasks
+//
+// A task that an injected system call or function creates (clone3, clone,
+// fork) starts traced by the session thread and stopped, when the options
+// ask for it (PTRACE_O_TRACECLONE, PTRACE_O_TRACEFORK; Clone3 sets them
+// for its call). The injection catches its parent's PTRACE_EVENT_CLONE or
+// PTRACE_EVENT_FORK stop, waits for the new task's first stop, gives it
+// the parent's options and the signal mask the parent had before the
+// injection (it inherited the injection's), and adopts it: a thread joins
+// its process's Tracer, a process gets a Tracer of its own on the same
+// session (Child). The child of a fork has a copy of the scratch mapping
+// at the same address, so its Tracer injects into it at once.
+//
+// The new task stops at the instruction after the gadget's syscall, with
+// RAX 0 and its parent's other registers but for what clone_args sets
+// (stack pointer, TLS base); detached as it is, it would run into the int3
+// and die of SIGTRAP: give it registers first (Resume). Its first stop is
+// a SIGSTOP signal-delivery-stop under a spawned tracer, a
+// PTRACE_EVENT_STOP under a seized one; both are signal stops, where
+// Resume can set its final registers.
+//
+// vfork is not followed: the parent would wait in the kernel for its
+// stopped child to exec or exit, and the injection with it.
+
+// Where Clone3 writes clone_args and the set_tid array: in the gadget's
+// page, after the gadget and far above the stack of injected calls.
+const (
+	cloneArgsOffset = 64
+	maxSetTid       = 32 // MAX_PID_NS_LEVEL
+	traceBirths     = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK
+)
+
+// Clone3 injects clone3(2) with args into thread tid and returns the id of
+// the task it creates, which is born traced and stopped (see New tasks): a
+// thread (CLONE_THREAD, exit signal 0) joins Threads, a process gets a
+// Tracer that Child returns. setTid, if given, is the id wanted in each
+// PID namespace, innermost first (an id in use fails with EEXIST); Clone3
+// writes it and args into the tracee and points args.SetTid at it.
+func (t *Tracer) Clone3(tid int, args kernel.CloneArgs, setTid ...int) (int, error) {
+	var ret uint64
+	err := t.onThread(tid, func() error {
+		if args.Flags&unix.CLONE_VFORK != 0 {
+			return ErrVfork
+		}
+		if len(setTid) > maxSetTid {
+			return fmt.Errorf("set_tid of %d ids, at most %d", len(setTid), maxSetTid)
+		}
+		gadget, err := t.gadget(tid)
+		if err != nil {
+			return err
+		}
+		addr, size := gadget+cloneArgsOffset, uint64(binary.Size(args))
+		if len(setTid) > 0 {
+			args.SetTid, args.SetTidSize = addr+size, uint64(len(setTid))
+		}
+		b, err := binary.Append(nil, binary.NativeEndian, args)
+		if err != nil {
+			return err
+		}
+		for _, id := range setTid {
+			b = binary.NativeEndian.AppendUint32(b, uint32(id))
+		}
+		if err := t.WriteMem(addr, b); err != nil {
+			return err
+		}
+		if err := setOptions(tid, t.options|traceBirths); err != nil {
+			return err
+		}
+		ret, err = t.syscallAt(tid, gadget, unix.SYS_CLONE3, []uint64{addr, size})
+		if errors.Is(err, ErrExited) {
+			return err
+		}
+		return errors.Join(err, setOptions(tid, t.options))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inject clone3 into tid %d: %w", tid, err)
+	}
+	return int(ret), nil
+}
+
+// Child returns the Tracer of process pid, born of an injection into t.
+func (t *Tracer) Child(pid int) (*Tracer, error) {
+	var c *Tracer
+	err := t.do(func() error {
+		if c = t.children[pid]; c == nil {
+			return fmt.Errorf("pid %d: %w of pid %d", pid, ErrNotChild, t.pid)
+		}
+		return nil
+	})
+	return c, err
+}
+
+// adopt takes over the task whose birth has stopped thread parent, as New
+// tasks tells; mask is the signal mask the parent had before the
+// injection.
+func (t *Tracer) adopt(parent int, mask uint64) error {
+	msg, err := unix.PtraceGetEventMsg(parent)
+	if err != nil {
+		return fmt.Errorf("get the task tid %d created: %w", parent, err)
+	}
+	tid := int(msg)
+	if err := waitStop(tid, birthStop); err != nil {
+		return err
+	}
+	st, err := proc.ReadStatus(tid)
+	if err != nil {
+		return fmt.Errorf("adopt tid %d: %w", tid, err)
+	}
+	// Adopted first, so that KillAll covers the task if what follows fails.
+	if st.Tgid == t.pid {
+		t.threads = append(t.threads, tid)
+		slices.Sort(t.threads)
+	} else {
+		c := newTracer(tid, t.options, true)
+		c.s, c.threads, c.scratch = t.s, []int{tid}, t.scratch
+		t.s.tracers = append(t.s.tracers, c)
+		t.children[tid] = c
+		if err := c.openMem(); err != nil {
+			return fmt.Errorf("adopt pid %d: %w", tid, err)
+		}
+	}
+	return errors.Join(setOptions(tid, t.options), kernel.PtraceSetSigmask(tid, mask))
+}
