@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -230,6 +231,11 @@ func (d *dumper) inspect() (err error) {
 	}
 	for _, tid := range tids {
 		b, err := os.ReadFile(proc.Path(d.pid, fmt.Sprintf("task/%d/children", tid)))
+		if errors.Is(err, fs.ErrNotExist) && d.tr == nil {
+			// The thread exited since the listing: only a frozen
+			// process has a stable one.
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("read children: %w", err)
 		}

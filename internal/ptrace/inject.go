@@ -116,6 +116,27 @@ func (t *Tracer) Scratch(tid int) (uint64, error) {
 	return addr, nil
 }
 
+// ScratchRange returns where the scratch mapping is, mapping it first with
+// an injection into thread tid if need be: a restore must keep it out of
+// the way of the memory it rebuilds.
+func (t *Tracer) ScratchRange(tid int) (start, end uint64, err error) {
+	addr, err := t.Scratch(tid)
+	return addr - pageSize, addr - pageSize + scratchSize, err
+}
+
+// PlaceScratch asks for the scratch mapping at addr, which must be free, in
+// place of where the kernel would put it; it must be called before the
+// first injection.
+func (t *Tracer) PlaceScratch(addr uint64) error {
+	return t.do(func() error {
+		if t.scratch != 0 {
+			return fmt.Errorf("place scratch at %#x: already mapped at %#x", addr, t.scratch)
+		}
+		t.scratchHint = addr
+		return nil
+	})
+}
+
 // gadgetFor checks the arguments of an injected call into thread tid and
 // returns the gadget's address.
 func (t *Tracer) gadgetFor(tid int, args []uint64) (uint64, error) {
@@ -131,9 +152,13 @@ func (t *Tracer) gadget(tid int) (uint64, error) {
 	if t.scratch != 0 {
 		return t.scratch, nil
 	}
+	flags := uint64(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
+	if t.scratchHint != 0 {
+		flags |= unix.MAP_FIXED_NOREPLACE
+	}
 	err := t.borrow(func(site uint64) error {
-		addr, err := t.syscallAt(tid, site, unix.SYS_MMAP, []uint64{0, scratchSize,
-			unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC, unix.MAP_PRIVATE | unix.MAP_ANONYMOUS, ^uint64(0), 0})
+		addr, err := t.syscallAt(tid, site, unix.SYS_MMAP, []uint64{t.scratchHint, scratchSize,
+			unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC, flags, ^uint64(0), 0})
 		if err != nil {
 			return fmt.Errorf("map scratch: %w", err)
 		}

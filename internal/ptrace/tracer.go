@@ -44,13 +44,15 @@ type Tracer struct {
 	mem *os.File // /proc/PID/mem
 
 	// Owned by the session goroutine.
-	threads  []int
-	options  int                   // PTRACE_O_*
-	born     bool                  // made by the session (Spawn, an injection), which reaps it when it kills it
-	scratch  uint64                // address of the scratch mapping, 0 before the first injection
-	deferred map[int][]unix.Signal // signals sent during injections, re-sent at detach
-	children map[int]*Tracer       // processes born of injections into this one
-	left     bool                  // detached or killed
+	threads []int
+	options int    // PTRACE_O_*
+	born    bool   // made by the session (Spawn, an injection), which reaps it when it kills it
+	scratch uint64 // address of the scratch mapping, 0 before the first injection
+	// scratchHint is where PlaceScratch asked for the scratch mapping.
+	scratchHint uint64
+	deferred    map[int][]unix.Signal // signals sent during injections, re-sent at detach
+	children    map[int]*Tracer       // processes born of injections into this one
+	left        bool                  // detached or killed
 }
 
 // newTracer returns a Tracer of pid that belongs to no session yet.
