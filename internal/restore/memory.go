@@ -1,0 +1,230 @@
+package restore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/vdso"
+)
+
+const (
+	pageSize = 4096
+	// writeChunk is how much page data one write into the process moves.
+	writeChunk = 4 << 20
+)
+
+// teardown unmaps everything the restored process inherited from the stub
+// except the scratch area and the kernel's special mappings, which the
+// vDSO step moves.
+func (r *restorer) teardown() error {
+	maps, err := proc.ReadMaps(r.pid)
+	if err != nil {
+		return err
+	}
+	keep := r.scratchRange()
+	for _, m := range maps {
+		if _, special := vdsoKinds[m.Path]; special || m.Path == "[vsyscall]" {
+			continue
+		}
+		// The scratch area may have merged with a neighbour: unmap around
+		// it.
+		for _, piece := range subtract(vdso.Range{Start: m.Start, End: m.End}, keep) {
+			if err := r.sys(unix.SYS_MUNMAP, piece.Start, piece.End-piece.Start); err != nil {
+				return fmt.Errorf("unmap stub mapping %#x-%#x %s: %w", piece.Start, piece.End, m.Path, err)
+			}
+		}
+	}
+	return nil
+}
+
+var vdsoKinds = map[string]struct{}{"[vvar]": {}, "[vvar_vclock]": {}, "[vdso]": {}}
+
+// subtract returns the parts of a outside b.
+func subtract(a, b vdso.Range) []vdso.Range {
+	var out []vdso.Range
+	if b.Start > a.Start {
+		out = append(out, vdso.Range{Start: a.Start, End: min(a.End, b.Start)})
+	}
+	if b.End < a.End {
+		out = append(out, vdso.Range{Start: max(a.Start, b.End), End: a.End})
+	}
+	if b.End <= a.Start || b.Start >= a.End {
+		return []vdso.Range{a}
+	}
+	return out
+}
+
+// mapVMAs creates every VMA of the image but the vDSO pair, writable
+// where pages will be written into it; protect sets the final
+// protections once they are.
+func (r *restorer) mapVMAs() error {
+	fds := map[uint64]uint64{} // file id -> descriptor in the process
+	defer func() {
+		for _, fd := range fds {
+			r.sys(unix.SYS_CLOSE, fd)
+		}
+	}()
+	for _, v := range r.c.mm.Vmas {
+		st := v.GetStatus()
+		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+			continue
+		}
+		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
+		flags := uint64(v.GetFlags()) | unix.MAP_FIXED
+		prot := uint64(r.writableProt(v))
+		fd := ^uint64(0) // -1
+		if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 {
+			id := v.GetShmid()
+			if _, ok := fds[id]; !ok {
+				f := r.c.files[uint32(id)].Reg
+				openFlags := uint64(unix.O_RDONLY)
+				if st&image.VMAFileShared != 0 && v.GetProt()&unix.PROT_WRITE != 0 {
+					openFlags = unix.O_RDWR
+				}
+				n, err := r.open(f.GetName(), openFlags, 0)
+				if err != nil {
+					return fmt.Errorf("open mapped file %s: %w", f.GetName(), err)
+				}
+				fds[id] = n
+			}
+			fd = fds[id]
+		}
+		_, err := r.tr.Syscall(r.pid, unix.SYS_MMAP, start, length, prot, flags, fd, v.GetPgoff())
+		if errors.Is(err, unix.EINVAL) && flags&unix.MAP_TYPE == image.MapDroppable {
+			// Before Linux 6.11: droppable memory becomes plain private
+			// memory.
+			r.log.Info("kernel lacks MAP_DROPPABLE: mapping as private", "addr", fmt.Sprintf("%#x", start))
+			flags = flags&^unix.MAP_TYPE | unix.MAP_PRIVATE
+			_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, start, length, prot, flags, fd, v.GetPgoff())
+		}
+		if err != nil {
+			return fmt.Errorf("map VMA %#x-%#x (prot %#x flags %#x): %w", start, start+length, prot, flags, err)
+		}
+	}
+	return nil
+}
+
+// writableProt is the protection a VMA is created with: its own, plus
+// write permission while its pages are written (process_vm_writev writes
+// only to writable memory).
+func (r *restorer) writableProt(v *vma.VmaEntry) uint32 {
+	if v.GetStatus()&image.VMAFileShared != 0 {
+		return v.GetProt()
+	}
+	return v.GetProt() | unix.PROT_READ | unix.PROT_WRITE
+}
+
+// writePages copies the page contents from the image into the process.
+func (r *restorer) writePages() error {
+	pr, err := r.c.dir.OpenPages(uint32(r.c.pid))
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	buf := make([]byte, writeChunk)
+	var done, total uint64
+	for _, e := range r.c.pages {
+		total += e.NrPages * pageSize
+	}
+	// The vDSO step placed the vDSO's pages; a run may hold them too.
+	var skip vdso.Range
+	if r.c.vdso != nil {
+		skip = vdso.Range{Start: r.c.vdso.GetStart(), End: r.c.vdso.GetEnd()}
+	}
+	for _, e := range r.c.pages {
+		data := pr.Data(e)
+		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
+			for addr := piece.Start; addr < piece.End; {
+				n := min(uint64(len(buf)), piece.End-addr)
+				if _, err := data.ReadAt(buf[:n], int64(addr-e.Vaddr)); err != nil && !errors.Is(err, io.EOF) {
+					return fmt.Errorf("read pages of %#x: %w", addr, err)
+				}
+				if err := r.tr.WriteMemVM(addr, buf[:n]); err != nil {
+					return fmt.Errorf("write pages at %#x: %w", addr, err)
+				}
+				addr += n
+				done += n
+				if r.opts.Progress != nil {
+					r.opts.Progress(done, total)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// protect gives every VMA its final protection and madvise flags.
+func (r *restorer) protect() error {
+	for _, v := range r.c.mm.Vmas {
+		if v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+			continue
+		}
+		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
+		if r.writableProt(v) != v.GetProt() {
+			if err := r.sys(unix.SYS_MPROTECT, start, length, uint64(v.GetProt())); err != nil {
+				return fmt.Errorf("protect VMA %#x-%#x: %w", start, v.GetEnd(), err)
+			}
+		}
+		for bit := range uint64(64) {
+			if v.GetMadv()&(1<<bit) == 0 {
+				continue
+			}
+			if err := r.sys(unix.SYS_MADVISE, start, length, bit); err != nil {
+				return fmt.Errorf("madvise %d on %#x-%#x: %w", bit, start, v.GetEnd(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// setMM sets the mm fields, auxiliary vector and executable with one
+// prctl(PR_SET_MM_MAP).
+func (r *restorer) setMM() error {
+	m := r.c.mm
+	exe := r.c.files[m.GetExeFileId()].Reg.GetName()
+	exeFD, err := r.open(exe, unix.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open executable %s: %w", exe, err)
+	}
+	defer r.sys(unix.SYS_CLOSE, exeFD)
+	var auxv bytes.Buffer
+	for _, w := range m.MmSavedAuxv {
+		binary.Write(&auxv, binary.LittleEndian, w)
+	}
+	scratch, err := r.scratch()
+	if err != nil {
+		return err
+	}
+	mmMap := kernel.PrctlMmMap{
+		StartCode: m.GetMmStartCode(), EndCode: m.GetMmEndCode(),
+		StartData: m.GetMmStartData(), EndData: m.GetMmEndData(),
+		StartBrk: m.GetMmStartBrk(), Brk: m.GetMmBrk(), StartStack: m.GetMmStartStack(),
+		ArgStart: m.GetMmArgStart(), ArgEnd: m.GetMmArgEnd(),
+		EnvStart: m.GetMmEnvStart(), EnvEnd: m.GetMmEnvEnd(),
+		AuxvSize: uint32(auxv.Len()), ExeFD: uint32(exeFD),
+	}
+	structSize := uint64(binary.Size(mmMap))
+	mmMap.Auxv = scratch + structSize
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, mmMap)
+	b.Write(auxv.Bytes())
+	if b.Len() > scratchSize {
+		return fmt.Errorf("%w: %d-byte auxiliary vector", ErrImage, auxv.Len())
+	}
+	if err := r.tr.WriteMem(scratch, b.Bytes()); err != nil {
+		return err
+	}
+	if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, scratch, structSize); err != nil {
+		return fmt.Errorf("prctl PR_SET_MM_MAP: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,322 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
+	"github.com/cryo-cr/cryo/internal/vdso"
+)
+
+// Options says what to restore and how.
+type Options struct {
+	// Dir is the image directory.
+	Dir string
+	// VDSO chooses between remap and proxy; empty means auto.
+	VDSO VDSOMode
+	// NoTimens keeps the process in cryo's time namespace instead of one
+	// whose monotonic and boot-time clocks continue from the dump.
+	NoTimens bool
+	// ShellJob gives the process cryo's terminal where it had one.
+	ShellJob bool
+	// DropMissingCPU restores on a CPU that lacks register state the
+	// process used, leaving those registers at their initial state.
+	DropMissingCPU bool
+	Log            *slog.Logger
+	// Progress, if set, is told how many bytes of memory have been written
+	// out of total.
+	Progress func(done, total uint64)
+	// FailAt makes the step of that name fail (see Steps).
+	FailAt string
+}
+
+// Steps names the steps of a restore in order, for Options.FailAt and
+// error messages.
+var Steps = []string{"images", "cpu", "stub", "timens", "clone", "teardown", "vdso", "vmas", "pages",
+	"protect", "mm", "files", "fs", "task", "threads", "creds", "signals", "resume"}
+
+// Stats reports what a restore did.
+type Stats struct {
+	Pid  int
+	VDSO vdso.Mode
+	// Total is the time until the process runs.
+	Total time.Duration
+}
+
+// restorer holds the state of one restore in progress.
+type restorer struct {
+	opts     Options
+	log      *slog.Logger
+	c        *checkpoint
+	host     *cpu.Host
+	pid      int
+	stub     *ptrace.Tracer
+	tr       *ptrace.Tracer // the restored process
+	tempBase uint64         // descriptors above every restored one
+	stats    Stats
+}
+
+// Restore brings the checkpoint in opts.Dir back to life and returns once
+// the process runs. On failure everything it built is killed and the
+// error names the failed step.
+func Restore(ctx context.Context, opts Options) (*Stats, error) {
+	start := time.Now()
+	r := &restorer{opts: opts, log: opts.Log, host: cpu.ReadHost()}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.opts.VDSO == "" {
+		r.opts.VDSO = VDSOAuto
+	}
+	if err := r.run(ctx); err != nil {
+		if r.stub != nil {
+			err = errors.Join(err, r.stub.KillAll())
+		}
+		if r.pid != 0 {
+			return nil, fmt.Errorf("restore pid %d: %w", r.pid, err)
+		}
+		return nil, fmt.Errorf("restore %s: %w", opts.Dir, err)
+	}
+	r.stats.Pid = r.pid
+	r.stats.Total = time.Since(start)
+	return &r.stats, nil
+}
+
+func (r *restorer) run(ctx context.Context) error {
+	regs := map[int]unix.PtraceRegs{}
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"images", func() (err error) {
+			r.c, err = load(r.opts.Dir)
+			if err == nil {
+				r.pid = r.c.pid
+			}
+			return err
+		}},
+		{"cpu", r.checkCPU},
+		{"stub", r.startStub},
+		{"timens", r.timeNamespace},
+		{"clone", r.cloneProcess},
+		{"teardown", r.teardown},
+		{"vdso", r.placeVDSO},
+		{"vmas", r.mapVMAs},
+		{"pages", r.writePages},
+		{"protect", r.protect},
+		{"mm", r.setMM},
+		{"files", r.openFiles},
+		{"fs", r.restoreFS},
+		{"task", r.restoreTask},
+		{"threads", func() error {
+			if err := r.createThreads(); err != nil {
+				return err
+			}
+			for _, tid := range r.c.threads {
+				if err := r.restoreThread(int(tid), r.c.cores[tid]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"creds", r.restoreCreds},
+		{"signals", func() error {
+			if err := r.queueSignals(); err != nil {
+				return err
+			}
+			for _, tid := range r.c.threads {
+				rg, err := r.finalRegs(int(tid), r.c.cores[tid])
+				if err != nil {
+					return err
+				}
+				regs[int(tid)] = rg
+			}
+			return nil
+		}},
+		{"resume", func() error { return r.tr.Resume(regs) }},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if r.opts.FailAt == s.name {
+			return fmt.Errorf("%s: %w", s.name, ErrInjected)
+		}
+		t := time.Now()
+		if err := s.f(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		r.log.Debug("step done", "step", s.name, "took", time.Since(t))
+	}
+	return nil
+}
+
+// checkCPU refuses a checkpoint whose threads used register state this CPU
+// does not have, unless told to drop it.
+func (r *restorer) checkCPU() error {
+	var need uint64
+	for _, core := range r.c.cores {
+		if x := core.ThreadInfo.GetFpregs().GetXsave(); x != nil {
+			need |= x.GetXstateBv()
+		}
+	}
+	err := r.host.CheckFeatures(need)
+	if err != nil && r.opts.DropMissingCPU {
+		r.log.Warn("restoring without register state this CPU lacks", "err", err)
+		return nil
+	}
+	return err
+}
+
+// startStub starts the process the restored one is cloned from: cryo's
+// own binary, stopped at its exec before it runs anything, with cryo's
+// standard descriptors (a shell job's terminal comes from them).
+func (r *restorer) startStub() (err error) {
+	attr := &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}}
+	r.stub, err = ptrace.Spawn("/proc/self/exe", []string{"cryo-restore-stub"}, attr, unix.PTRACE_O_EXITKILL)
+	if err != nil {
+		return err
+	}
+	// The scratch mapping, which the restored process inherits, must be
+	// clear of everything the restore maps.
+	maps, err := proc.ReadMaps(r.stub.Pid())
+	if err != nil {
+		return err
+	}
+	var used []vdso.Range
+	for _, m := range maps {
+		used = append(used, vdso.Range{Start: m.Start, End: m.End})
+	}
+	for _, v := range r.c.mm.Vmas {
+		used = append(used, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
+	}
+	at, err := vdso.FindHole(used, 2*pageSize, taskSize/2, mmapMinAddr(), taskSize)
+	if err != nil {
+		return fmt.Errorf("place scratch: %w", err)
+	}
+	return r.stub.PlaceScratch(at)
+}
+
+// timeNamespace gives the stub a new time namespace for its children in
+// which CLOCK_MONOTONIC and CLOCK_BOOTTIME continue from the dump.
+func (r *restorer) timeNamespace() error {
+	if r.opts.NoTimens || r.c.timens == nil {
+		r.log.Info("no time namespace: the process sees this host's clocks")
+		return nil
+	}
+	stub := r.stub.Pid()
+	if _, err := r.stub.Syscall(stub, unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
+		return fmt.Errorf("unshare time namespace: %w", err)
+	}
+	own, err := readOffsets(0)
+	if err != nil {
+		return err
+	}
+	var text string
+	for _, c := range []struct {
+		name  string
+		clock int32
+		want  uint64
+		nsec  uint64
+	}{
+		{"monotonic", unix.CLOCK_MONOTONIC, r.c.timens.GetMonotonic().GetTvSec(), r.c.timens.GetMonotonic().GetTvNsec()},
+		{"boottime", unix.CLOCK_BOOTTIME, r.c.timens.GetBoottime().GetTvSec(), r.c.timens.GetBoottime().GetTvNsec()},
+	} {
+		var now unix.Timespec
+		if err := unix.ClockGettime(c.clock, &now); err != nil {
+			return err
+		}
+		// Offsets are from the host's clocks, which cryo sees shifted by
+		// its own namespace's.
+		off := int64(c.want)*1e9 + int64(c.nsec) - (now.Nano() - own[c.name])
+		sec, nsec := off/1e9, off%1e9
+		if nsec < 0 {
+			sec, nsec = sec-1, nsec+1e9
+		}
+		text += fmt.Sprintf("%s %d %d\n", c.name, sec, nsec)
+	}
+	path := fmt.Sprintf("/proc/%d/timens_offsets", stub)
+	if err := writeProcFile(path, text); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	r.log.Info("time namespace", "offsets", text)
+	return nil
+}
+
+// readOffsets reads a process's time namespace offsets in nanoseconds.
+func readOffsets(pid int) (map[string]int64, error) {
+	name := "/proc/self/timens_offsets"
+	if pid != 0 {
+		name = "/proc/" + strconv.Itoa(pid) + "/timens_offsets"
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range splitLines(string(b)) {
+		var n string
+		var sec, nsec int64
+		if _, err := fmt.Sscanf(line, "%s %d %d", &n, &sec, &nsec); err != nil {
+			return nil, fmt.Errorf("parse %s: %w", name, err)
+		}
+		out[n] = sec*1e9 + nsec
+	}
+	return out, nil
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		if i > 0 {
+			out = append(out, s[:i])
+		}
+		s = s[min(i+1, len(s)):]
+	}
+	return out
+}
+
+// cloneProcess makes the process to restore: a child of the stub with the
+// dumped PID, whose parent is cryo (CLONE_PARENT), so that cryo can wait
+// for it. The stub is not needed after that.
+func (r *restorer) cloneProcess() error {
+	// With CLONE_PARENT the exit signal is the stub's own, SIGCHLD.
+	args := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
+	got, err := r.stub.Clone3(r.stub.Pid(), args, r.pid)
+	if err != nil {
+		return r.explainTaken(r.pid, err)
+	}
+	if got != r.pid {
+		return fmt.Errorf("clone3 gave pid %d, want %d", got, r.pid)
+	}
+	if r.tr, err = r.stub.Child(got); err != nil {
+		return err
+	}
+	return nil
+}
+
+func isErrno(err error, e unix.Errno) bool { return errors.Is(err, e) }
+
+// writeProcFile writes a /proc file, which takes no O_CREAT or O_TRUNC.
+func writeProcFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
+}

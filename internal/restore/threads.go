@@ -1,0 +1,151 @@
+package restore
+
+import (
+	"fmt"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
+)
+
+// threadFlags make a thread of the restored process, as pthread_create
+// does.
+const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+	unix.CLONE_THREAD | unix.CLONE_SYSVSEM
+
+// ssDisable is SS_DISABLE: no alternate signal stack.
+const ssDisable = 2
+
+// createThreads clones every thread but the leader with its dumped TID.
+func (r *restorer) createThreads() error {
+	for _, tid := range r.c.threads[1:] {
+		got, err := r.tr.Clone3(r.pid, kernel.CloneArgs{Flags: threadFlags}, int(tid))
+		if err != nil {
+			return fmt.Errorf("create thread %d: %w", tid, r.explainTaken(int(tid), err))
+		}
+		if got != int(tid) {
+			return fmt.Errorf("create thread %d: got tid %d", tid, got)
+		}
+	}
+	return nil
+}
+
+// explainTaken names the process holding an id that clone3 could not have.
+func (r *restorer) explainTaken(id int, err error) error {
+	if err == nil || !isErrno(err, unix.EEXIST) {
+		return err
+	}
+	comm, cerr := proc.ReadComm(id)
+	if cerr != nil {
+		comm = "a task not visible here"
+	}
+	return fmt.Errorf("%w: %d is taken by %s", ErrPidTaken, id, comm)
+}
+
+// restoreThread sets what each thread holds of its own besides registers:
+// robust futex list, clear_child_tid, alternate signal stack, rseq, name.
+func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
+	tc := core.ThreadCore
+	scratch, err := r.scratch()
+	if err != nil {
+		return err
+	}
+	inject := func(what string, nr int, args ...uint64) error {
+		if _, err := r.tr.Syscall(tid, nr, args...); err != nil {
+			return fmt.Errorf("tid %d: %s: %w", tid, what, err)
+		}
+		return nil
+	}
+	if tc.GetFutexRla() != 0 {
+		if err := inject("set robust list", unix.SYS_SET_ROBUST_LIST, tc.GetFutexRla(), uint64(tc.GetFutexRlaLen())); err != nil {
+			return err
+		}
+	}
+	if err := inject("set clear_child_tid", unix.SYS_SET_TID_ADDRESS, core.ThreadInfo.GetClearTidAddr()); err != nil {
+		return err
+	}
+	if sas := tc.GetSas(); sas != nil && sas.GetSsFlags()&ssDisable == 0 {
+		// stack_t: ss_sp, ss_flags (int, padded), ss_size.
+		if err := r.writeWords(scratch, sas.GetSsSp(), uint64(sas.GetSsFlags()), sas.GetSsSize()); err != nil {
+			return err
+		}
+		if err := inject("set sigaltstack", unix.SYS_SIGALTSTACK, scratch, 0); err != nil {
+			return err
+		}
+	}
+	if rs := tc.GetRseqEntry(); rs != nil && rs.GetRseqAbiPointer() != 0 {
+		if err := inject("register rseq", unix.SYS_RSEQ, rs.GetRseqAbiPointer(), uint64(rs.GetRseqAbiSize()), 0, uint64(rs.GetSignature())); err != nil {
+			return err
+		}
+	}
+	if comm := tc.GetComm(); comm != "" {
+		// Only the thread's own group may write its comm file.
+		if err := r.writeString(scratch, comm); err != nil {
+			return err
+		}
+		if err := inject("set name", unix.SYS_PRCTL, unix.PR_SET_NAME, scratch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finalRegs returns a thread's registers to resume with, after setting its
+// FPU state and signal mask.
+func (r *restorer) finalRegs(tid int, core *criucore.CoreEntry) (unix.PtraceRegs, error) {
+	regs, err := cpu.RegsFromImage(core.ThreadInfo.GetGpregs())
+	if err != nil {
+		return unix.PtraceRegs{}, fmt.Errorf("tid %d: %w", tid, err)
+	}
+	xstate, err := r.host.XStateFromImage(core.ThreadInfo.GetFpregs(), r.opts.DropMissingCPU)
+	if err != nil {
+		return unix.PtraceRegs{}, fmt.Errorf("tid %d: %w", tid, err)
+	}
+	if err := r.tr.SetRegset(tid, unix.NT_X86_XSTATE, xstate); err != nil {
+		return unix.PtraceRegs{}, err
+	}
+	if err := r.tr.SetSigmask(tid, core.ThreadCore.GetBlkSigset()); err != nil {
+		return unix.PtraceRegs{}, err
+	}
+	return ptrace.RestartRegs(*regs), nil
+}
+
+// queueSignals puts the dumped pending signals back, from the leader: a
+// process may queue any siginfo to itself.
+func (r *restorer) queueSignals() error {
+	scratch, err := r.scratch()
+	if err != nil {
+		return err
+	}
+	send := func(tid int, info []byte) error {
+		if len(info) != kernel.SiginfoSize {
+			return fmt.Errorf("%w: %d-byte siginfo", ErrImage, len(info))
+		}
+		if err := r.tr.WriteMem(scratch, info); err != nil {
+			return err
+		}
+		sig := uint64(info[0])
+		if tid == 0 {
+			return r.sys(unix.SYS_RT_SIGQUEUEINFO, uint64(r.pid), sig, scratch)
+		}
+		return r.sys(unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.pid), uint64(tid), sig, scratch)
+	}
+	for _, s := range r.c.cores[uint32(r.pid)].Tc.GetSignalsS().GetSignals() {
+		if err := send(0, s.GetSiginfo()); err != nil {
+			return fmt.Errorf("queue process signal: %w", err)
+		}
+	}
+	for _, tid := range r.c.threads {
+		for _, s := range r.c.cores[tid].ThreadCore.GetSignalsP().GetSignals() {
+			if err := send(int(tid), s.GetSiginfo()); err != nil {
+				return fmt.Errorf("queue signal of tid %d: %w", tid, err)
+			}
+		}
+	}
+	return nil
+}
+
