@@ -179,8 +179,8 @@ func (t *Tracer) seize() error {
 			}
 			seen[tid] = true
 			if err := unix.PtraceSeize(tid); err != nil {
-				if errors.Is(err, unix.ESRCH) {
-					continue // exited since the listing
+				if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && tid != t.pid && exiting(t.pid, tid)) {
+					continue // exited since the listing, or exiting: it cannot be attached
 				}
 				return fmt.Errorf("ptrace seize tid %d: %w", tid, err)
 			}
@@ -393,4 +393,11 @@ func reap(tid int) error {
 			return nil
 		}
 	}
+}
+
+// exiting reports whether thread tid of pid is gone or dying, which
+// PTRACE_SEIZE refuses with EPERM rather than ESRCH.
+func exiting(pid, tid int) bool {
+	st, err := proc.ReadTaskStatus(pid, tid)
+	return err != nil || st.State == 'Z' || st.State == 'X'
 }
