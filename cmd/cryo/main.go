@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/cryo-cr/cryo/internal/check"
+	"github.com/cryo-cr/cryo/internal/demo"
 )
 
 // command is one cryo subcommand. Each lives in a file of its own named
@@ -47,6 +48,7 @@ func usage(w io.Writer) {
 func main() {
 	// A process that cryo check re-executed runs its probe and exits here.
 	check.MaybeRunChild()
+	demo.MaybeRunSubject()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

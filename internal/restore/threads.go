@@ -148,4 +148,3 @@ func (r *restorer) queueSignals() error {
 	}
 	return nil
 }
-
