@@ -40,7 +40,7 @@ type Options struct {
 }
 
 // Steps names the steps of a dump in order, for Options.FailAt.
-var Steps = []string{"inspect", "seize", "memory", "threads", "task", "files", "images", "pages", "sync"}
+var Steps = []string{"inspect", "seize", "memory", "threads", "task", "files", "pages", "images", "sync"}
 
 // Stats reports what a dump did.
 type Stats struct {
@@ -150,7 +150,6 @@ func (d *dumper) run(ctx context.Context) error {
 		}},
 		{"task", d.dumpProcess},
 		{"files", d.dumpFiles},
-		{"images", func() error { return d.images.write(d.dir) }},
 		{"pages", func() error {
 			total := uint64(0)
 			for _, r := range runs {
@@ -166,8 +165,17 @@ func (d *dumper) run(ctx context.Context) error {
 			}
 			st, err := copyPages(ctx, d.pid, mem, runs, w, progress)
 			d.stats.Pages = st.pages
-			return errors.Join(err, w.Close(), mem.Close())
+			if err = errors.Join(err, w.Close(), mem.Close()); err != nil || !d.opts.LeaveRunning {
+				return err
+			}
+			// Everything is read: the target may go on while the rest is
+			// written.
+			err = d.tr.Detach()
+			d.tr = nil
+			d.stats.Frozen = time.Since(frozen)
+			return err
 		}},
+		{"images", func() error { return d.images.write(d.dir) }},
 		{"sync", func() error { return d.dir.Sync() }},
 	}
 	for _, s := range steps {
@@ -179,10 +187,9 @@ func (d *dumper) run(ctx context.Context) error {
 		}
 	}
 	if d.opts.LeaveRunning {
-		err := d.tr.Detach()
-		d.stats.Frozen = time.Since(frozen)
-		return err
+		return nil
 	}
+	// The images are durable: the target can go.
 	d.stats.Frozen = time.Since(frozen)
 	return d.tr.Kill()
 }

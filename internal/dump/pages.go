@@ -55,67 +55,108 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, error) {
 }
 
 // copyPages copies the runs from process pid into w, progress reporting
-// bytes done after each chunk.
+// bytes done after each chunk. Reading the next chunk out of the process
+// overlaps writing the last one, with two buffers in flight.
 func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, w *image.PageWriter, progress func(done uint64)) (pageStats, error) {
+	type chunk struct {
+		data   []byte
+		pieces []run
+	}
+	free := make(chan []byte, 2)
+	free <- make([]byte, copyChunk)
+	free <- make([]byte, copyChunk)
+	full := make(chan chunk)
+	failed := make(chan struct{}) // closed when the writer stops on an error
 	var st pageStats
-	buf := make([]byte, copyChunk)
-	var done uint64
+	var werr error
+	go func() {
+		defer close(free)
+		var done uint64
+		for c := range full {
+			off := uint64(0)
+			for _, p := range c.pieces {
+				if werr = w.WritePages(p.addr, c.data[off:off+p.n]); werr != nil {
+					close(failed)
+					return
+				}
+				off += p.n
+			}
+			done += off
+			st.pages += off / pageSize
+			if progress != nil {
+				progress(done)
+			}
+			free <- c.data[:cap(c.data)]
+		}
+	}()
+	err := readChunks(ctx, pid, mem, runs, free, func(data []byte, pieces []run) bool {
+		select {
+		case full <- chunk{data, pieces}:
+			return true
+		case <-failed:
+			return false
+		}
+	})
+	close(full)
+	for range free { // until the writer is done
+	}
+	if werr != nil {
+		return st, werr
+	}
+	return st, err
+}
+
+// readChunks reads the runs chunk by chunk into buffers taken from free
+// and hands each to emit, until emit says to stop or free is closed.
+func readChunks(ctx context.Context, pid int, mem *os.File, runs []run, free chan []byte, emit func([]byte, []run) bool) error {
 	for len(runs) > 0 {
 		if err := ctx.Err(); err != nil {
-			return st, err
+			return err
 		}
 		// Gather runs into one chunk; a run larger than the chunk is
-		// split.
+		// split, and one read through /proc/PID/mem goes alone.
 		var iov []unix.RemoteIovec
 		var pieces []run
 		filled := uint64(0)
 		for len(runs) > 0 && filled < copyChunk && len(iov) < maxIov {
 			r := runs[0]
+			if r.viaMem && len(pieces) > 0 {
+				break
+			}
 			n := min(r.n, copyChunk-filled)
+			pieces = append(pieces, run{r.addr, n, r.viaMem})
+			filled += n
+			advance(&runs, n)
 			if r.viaMem {
-				if len(pieces) > 0 {
-					break // read alone below
-				}
-				pieces = append(pieces, run{r.addr, n, true})
-				filled = n
-				advance(&runs, n)
 				break
 			}
 			iov = append(iov, unix.RemoteIovec{Base: uintptr(r.addr), Len: int(n)})
-			pieces = append(pieces, run{r.addr, n, false})
-			filled += n
-			advance(&runs, n)
+		}
+		buf, ok := <-free
+		if !ok {
+			return nil // the writer stopped; it has the error
 		}
 		data := buf[:filled]
 		if pieces[0].viaMem {
 			if _, err := mem.ReadAt(data, int64(pieces[0].addr)); err != nil {
-				return st, fmt.Errorf("read memory of pid %d at %#x: %w", pid, pieces[0].addr, err)
+				return fmt.Errorf("read memory of pid %d at %#x: %w", pid, pieces[0].addr, err)
 			}
 		} else {
 			local := []unix.Iovec{{Base: &data[0]}}
 			local[0].SetLen(len(data))
 			got, err := unix.ProcessVMReadv(pid, local, iov, 0)
 			if err != nil {
-				return st, fmt.Errorf("read memory of pid %d at %#x: %w", pid, pieces[0].addr, err)
+				return fmt.Errorf("read memory of pid %d at %#x: %w", pid, pieces[0].addr, err)
 			}
 			if uint64(got) != filled {
-				return st, fmt.Errorf("read memory of pid %d at %#x: %d of %d bytes", pid, pieces[0].addr, got, filled)
+				return fmt.Errorf("read memory of pid %d at %#x: %d of %d bytes", pid, pieces[0].addr, got, filled)
 			}
 		}
-		off := uint64(0)
-		for _, p := range pieces {
-			if err := w.WritePages(p.addr, data[off:off+p.n]); err != nil {
-				return st, err
-			}
-			off += p.n
-		}
-		st.pages += filled / pageSize
-		done += filled
-		if progress != nil {
-			progress(done)
+		if !emit(data, pieces) {
+			return nil
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // advance consumes n bytes from the first run.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -19,9 +20,10 @@ type Dir struct {
 	path    string
 	created bool // Create made the directory: its parent needs a sync too
 
-	mu   sync.Mutex
-	open int   // files created and not yet closed
-	err  error // first error closing one of them
+	mu      sync.Mutex
+	open    int      // files created and not yet closed
+	err     error    // first error closing one of them
+	written []string // files created, for Sync
 }
 
 // Create prepares path for a new dump. It makes the directory if missing,
@@ -72,6 +74,7 @@ func (d *Dir) createFile(k Kind, id uint32) (f *os.File, done func(error), err e
 	}
 	d.mu.Lock()
 	d.open++
+	d.written = append(d.written, f.Name())
 	d.mu.Unlock()
 	var once sync.Once
 	return f, func(err error) {
@@ -186,13 +189,14 @@ func ReadAll[T any, M interface {
 	}
 }
 
-// Sync makes the dump durable: every image must have been closed (which
-// fsyncs it) without error; then the directory, and its parent if Create
-// made it, are fsynced so that the file names survive a crash too. A dump
-// may kill its target only after Sync returns nil.
+// Sync makes the dump durable: every image must have been closed without
+// error; then all of them are fsynced at once (closing does not sync, so
+// that a dump waits for the disk once, not per file) and the directory,
+// and its parent if Create made it, so that the file names survive a
+// crash too. A dump may kill its target only after Sync returns nil.
 func (d *Dir) Sync() error {
 	d.mu.Lock()
-	open, err := d.open, d.err
+	open, err, written := d.open, d.err, slices.Clone(d.written)
 	d.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", d.path, err)
@@ -200,26 +204,35 @@ func (d *Dir) Sync() error {
 	if open > 0 {
 		return fmt.Errorf("sync %s: %d images still open", d.path, open)
 	}
-	if err := syncDir(d.path); err != nil {
+	errs := make(chan error, len(written))
+	for _, name := range written {
+		go func() { errs <- syncFile(name) }()
+	}
+	for range written {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	if err := syncFile(d.path); err != nil {
 		return err
 	}
 	if d.created {
-		return syncDir(filepath.Dir(d.path))
+		return syncFile(filepath.Dir(d.path))
 	}
 	return nil
 }
 
-func syncDir(path string) error {
+func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
+		return fmt.Errorf("sync: %w", err)
 	}
 	err = f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", path, err)
+		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
 }

@@ -135,11 +135,6 @@ func (p *PageWriter) Close() error {
 			err = fmt.Errorf("write %s: %w", p.name, ferr)
 		}
 	}
-	if err == nil {
-		if serr := p.f.Sync(); serr != nil {
-			err = fmt.Errorf("sync %s: %w", p.name, serr)
-		}
-	}
 	if cerr := p.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close %s: %w", p.name, cerr)
 	}

@@ -134,11 +134,6 @@ func (w *Writer) Close() error {
 		}
 	}
 	if w.f != nil {
-		if err == nil {
-			if serr := w.f.Sync(); serr != nil {
-				err = fmt.Errorf("sync %s: %w", w.name, serr)
-			}
-		}
 		if cerr := w.f.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close %s: %w", w.name, cerr)
 		}

@@ -1,0 +1,268 @@
+// Package bench measures cryo's dump and restore against what the machine
+// itself can do in the same run: reading a process's memory with
+// process_vm_readv and writing it to a file (dump), reading the pages file
+// and filling fresh memory (restore), and a vDSO call without the proxy.
+// Machines here are noisy: the ratios are what travels.
+//
+//	go test -run '^$' -bench . -benchtime 3x ./test/bench
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
+
+var sizes = []int{16, 1024} // MiB
+
+// run runs cryo and returns its wall time, peak RSS and output.
+func run(b *testing.B, cryo string, args ...string) (time.Duration, int64, string) {
+	b.Helper()
+	cmd := exec.Command(cryo, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall := time.Since(start)
+	if err != nil {
+		b.Fatalf("cryo %v: %v\n%s", args, err, out)
+	}
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+	return wall, rss << 10, string(out)
+}
+
+var frozenRe = regexp.MustCompile(`frozen ([0-9.]+)(ms|µs|s)`)
+
+func parseFrozen(b *testing.B, out string) time.Duration {
+	m := frozenRe.FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("no frozen time in %q", out)
+	}
+	d, err := time.ParseDuration(m[1] + m[2])
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+func BenchmarkDump(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	mem := testutil.BuildC(b, "mem.c")
+	for _, mib := range sizes {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			s := testutil.StartSubject(b, mem, strconv.Itoa(mib))
+			dir := b.TempDir()
+			var wall, frozen, base time.Duration
+			var rss, size int64
+			for i := 0; b.Loop(); i++ {
+				images := filepath.Join(dir, fmt.Sprint("img", i))
+				w, r, out := run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "--leave-running", "-v", "0")
+				wall += w
+				rss = max(rss, r)
+				frozen += parseFrozen(b, out)
+				size = dirSize(b, images)
+				os.RemoveAll(images)
+				base += baselineDump(b, s.Pid, filepath.Join(dir, "baseline"))
+			}
+			n := time.Duration(b.N)
+			report(b, float64(size), wall/n, base/n)
+			b.ReportMetric(float64(frozen/n)/1e6, "frozen-ms")
+			b.ReportMetric(float64(rss)/(1<<20), "cryo-MiB")
+			b.ReportMetric(float64(size)/(1<<20), "image-MiB")
+		})
+	}
+}
+
+// report gives the throughput and the ratio of time to the baseline.
+func report(b *testing.B, bytes float64, took, base time.Duration) {
+	b.ReportMetric(float64(took)/1e6, "ms")
+	b.ReportMetric(bytes/(1<<30)/took.Seconds(), "GiB/s")
+	b.ReportMetric(float64(base)/1e6, "baseline-ms")
+	b.ReportMetric(took.Seconds()/base.Seconds(), "x-baseline")
+}
+
+// baselineDump reads the present pages of pid's anonymous memory with
+// process_vm_readv in 4 MiB chunks and writes them to a file, synced: the
+// floor for a dump.
+func baselineDump(b *testing.B, pid int, path string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	smaps, err := proc.ReadSmaps(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pm, err := os.Open(proc.Path(pid, "pagemap"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pm.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(path)
+	buf := make([]byte, 4<<20)
+	for _, m := range smaps {
+		if m.Anonymous == 0 || m.Perms[0] != 'r' {
+			continue
+		}
+		runs, err := proc.ReadPageRuns(pm, m.Start, m.End, proc.PresentOrSwapped)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range runs {
+			for addr, end := r.Addr, r.Addr+r.Pages*4096; addr < end; {
+				n := min(uint64(len(buf)), end-addr)
+				local := []unix.Iovec{{Base: &buf[0]}}
+				local[0].SetLen(int(n))
+				if _, err := unix.ProcessVMReadv(pid, local, []unix.RemoteIovec{{Base: uintptr(addr), Len: int(n)}}, 0); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := f.Write(buf[:n]); err != nil {
+					b.Fatal(err)
+				}
+				addr += n
+			}
+		}
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	return time.Since(start)
+}
+
+func dirSize(b *testing.B, dir string) int64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+func BenchmarkRestore(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	mem := testutil.BuildC(b, "mem.c")
+	for _, mib := range sizes {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			s := testutil.StartSubject(b, mem, strconv.Itoa(mib))
+			images := filepath.Join(b.TempDir(), "images")
+			run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "-v", "0")
+			s.ReapDumped(b)
+			pages, _ := filepath.Glob(filepath.Join(images, "pages-*.img"))
+			size := dirSize(b, images)
+			var wall, base time.Duration
+			var rss int64
+			for b.Loop() {
+				w, r, _ := run(b, cryo, "restore", "-D", images, "-d", "-v", "0")
+				s.Restored()
+				s.WaitTicks(b, 1)
+				wall += w
+				rss = max(rss, r)
+				s.Kill()
+				s.ReapDumped(b)
+				base += baselineRestore(b, pages[0])
+			}
+			n := time.Duration(b.N)
+			report(b, float64(size), wall/n, base/n)
+			b.ReportMetric(float64(rss)/(1<<20), "cryo-MiB")
+		})
+	}
+}
+
+// baselineRestore reads a pages file into fresh anonymous memory: the
+// floor for a restore.
+func baselineRestore(b *testing.B, pages string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	f, err := os.Open(pages)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	mem, err := unix.Mmap(-1, 0, int(fi.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for off := 0; off < len(mem); {
+		n, err := f.Read(mem[off:min(off+4<<20, len(mem))])
+		if err != nil {
+			b.Fatal(err)
+		}
+		off += n
+	}
+	return time.Since(start)
+}
+
+var nsRe = regexp.MustCompile(`ns_per_call=([0-9.]+)`)
+
+// BenchmarkProxyCall compares a vDSO call through cached pointers before a
+// dump and after a restore through the proxy (and after a remap).
+func BenchmarkProxyCall(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	subject := testutil.BuildC(b, "vdsocall.c")
+	for b.Loop() {
+		s := testutil.StartSubject(b, subject)
+		native := callCost(b, s)
+		costs := map[string]float64{}
+		for _, mode := range []string{"remap", "proxy"} {
+			images := filepath.Join(b.TempDir(), mode)
+			run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "-v", "0")
+			s.ReapDumped(b)
+			run(b, cryo, "restore", "-D", images, "-d", "--vdso="+mode, "-v", "0")
+			s.Restored()
+			costs[mode] = callCost(b, s)
+		}
+		b.ReportMetric(native, "native-ns")
+		b.ReportMetric(costs["remap"], "remap-ns")
+		b.ReportMetric(costs["proxy"], "proxy-ns")
+		b.ReportMetric(costs["proxy"]/native, "proxy-x-native")
+		s.Kill()
+	}
+}
+
+// callCost is the median ns per call of the subject's next 9 ticks.
+func callCost(b *testing.B, s *testutil.Subject) float64 {
+	b.Helper()
+	start := s.Ticks()
+	s.WaitTicks(b, 9)
+	var v []float64
+	for _, t := range s.TickLines()[start:] {
+		if x, err := strconv.ParseFloat(t.Fields["ns_per_call"], 64); err == nil {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		b.Fatal("no ns_per_call in the ticks")
+	}
+	for i := range v {
+		for j := i + 1; j < len(v); j++ {
+			if v[j] < v[i] {
+				v[i], v[j] = v[j], v[i]
+			}
+		}
+	}
+	return v[len(v)/2]
+}
