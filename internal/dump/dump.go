@@ -112,6 +112,7 @@ func (d *dumper) step(ctx context.Context, name string, f func() error) error {
 func (d *dumper) run(ctx context.Context) error {
 	var mem *os.File
 	var runs []run
+	var shared []shmemRuns
 	var frozen time.Time
 	steps := []struct {
 		name string
@@ -133,7 +134,7 @@ func (d *dumper) run(ctx context.Context) error {
 			if mem, err = os.Open(proc.Path(d.pid, "mem")); err != nil {
 				return err
 			}
-			runs, err = d.dumpMemory(mem)
+			runs, shared, err = d.dumpMemory(mem)
 			return err
 		}},
 		{"threads", func() error {
@@ -151,21 +152,8 @@ func (d *dumper) run(ctx context.Context) error {
 		{"task", d.dumpProcess},
 		{"files", d.dumpFiles},
 		{"pages", func() error {
-			total := uint64(0)
-			for _, r := range runs {
-				total += r.n
-			}
-			w, err := d.dir.CreatePages(uint32(d.pid), 1)
-			if err != nil {
-				return err
-			}
-			var progress func(uint64)
-			if d.opts.Progress != nil {
-				progress = func(done uint64) { d.opts.Progress(done, total) }
-			}
-			st, err := copyPages(ctx, d.pid, mem, runs, w, progress)
-			d.stats.Pages = st.pages
-			if err = errors.Join(err, w.Close(), mem.Close()); err != nil || !d.opts.LeaveRunning {
+			err := errors.Join(d.copyMemory(ctx, mem, runs, shared), mem.Close())
+			if err != nil || !d.opts.LeaveRunning {
 				return err
 			}
 			// Everything is read: the target may go on while the rest is
@@ -192,6 +180,45 @@ func (d *dumper) run(ctx context.Context) error {
 	// The images are durable: the target can go.
 	d.stats.Frozen = time.Since(frozen)
 	return d.tr.Kill()
+}
+
+// copyMemory copies the process's pages into pages-1.img, and each
+// shared memory object's into a pages file of its own.
+func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, shared []shmemRuns) error {
+	var total, done uint64
+	for _, r := range runs {
+		total += r.n
+	}
+	for _, sh := range shared {
+		for _, r := range sh.runs {
+			total += r.n
+		}
+	}
+	copyTo := func(w *image.PageWriter, err error, rs []run, base uint64) error {
+		if err != nil {
+			return err
+		}
+		var progress func(uint64)
+		if d.opts.Progress != nil {
+			from := done
+			progress = func(n uint64) { d.opts.Progress(from+n, total) }
+		}
+		st, err := copyPages(ctx, d.pid, mem, rs, base, w, progress)
+		d.stats.Pages += st.pages
+		done += st.pages * pageSize
+		return errors.Join(err, w.Close())
+	}
+	w, err := d.dir.CreatePages(uint32(d.pid), 1)
+	if err := copyTo(w, err, runs, 0); err != nil {
+		return err
+	}
+	for i, sh := range shared {
+		w, err := d.dir.CreateShmemPages(sh.shmid, uint32(2+i))
+		if err := copyTo(w, err, sh.runs, sh.base); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // tids lists the threads, the leader first: its core image carries the

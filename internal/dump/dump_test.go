@@ -142,12 +142,6 @@ func dumpProcess(t *testing.T, pid int, leaveRunning bool) *dumped {
 	d.tasksBefore = readTasks(t, pid)
 	d.mapsBefore = readMaps(t, pid)
 	st, err := dump.Dump(context.Background(), dump.Options{Pid: pid, Dir: d.dir, LeaveRunning: leaveRunning, Log: log})
-	if err != nil && errors.Is(err, dump.ErrUnsupported) &&
-		(strings.Contains(err.Error(), "anon_inode:[eventpoll]") || strings.Contains(err.Error(), "anon_inode:[eventfd]")) {
-		// Reported: every Go program holds both (the runtime's
-		// netpoller), so no Go program can be dumped yet.
-		t.Skipf("BUG: the dump refuses the epoll and eventfd descriptors of the Go runtime's netpoller: %v", err)
-	}
 	if err != nil {
 		t.Fatalf("dump: %v\nlog:\n%s", err, buf)
 	}

@@ -151,6 +151,10 @@ func (t *fileTable) dumpFile(fd int, info proc.Fdinfo) (uint32, fdinfo.FdTypes, 
 			Pipe: &pipe.PipeEntry{Id: proto.Uint32(id), PipeId: proto.Uint32(uint32(ino)), Flags: proto.Uint32(statusFlags(info)), Fown: zeroFown()},
 		})
 		return id, fdinfo.FdTypes_PIPE, nil
+	case link == "anon_inode:[eventfd]":
+		return t.dumpEventfd(fd, id, info)
+	case link == "anon_inode:[eventpoll]":
+		return t.dumpEventpoll(fd, id, info)
 	case !strings.HasPrefix(link, "/"):
 		return 0, 0, fmt.Errorf("%w: fd %d is %s", ErrUnsupported, fd, link)
 	}

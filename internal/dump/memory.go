@@ -26,6 +26,9 @@ type area struct {
 	viaMem bool
 	// path is the backing file, "" for anonymous memory.
 	path string
+	// shared marks shared anonymous memory, whose contents are stored
+	// once per object (shmid), at their offsets in the object.
+	shared bool
 }
 
 // madvise bits of vma_entry.madv: 1 << MADV_*, from the VmFlags that the
@@ -72,6 +75,7 @@ func protBits(r, w, x bool) uint32 {
 func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 	var areas []area
 	var vvar *vma.VmaEntry
+	seenShmem := map[uint64]bool{}
 	for _, s := range smaps {
 		e := &vma.VmaEntry{
 			Start:  proto.Uint64(s.Start),
@@ -140,9 +144,6 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			areas = append(areas, area{e: e})
 			continue
 		case s.Path == "" || s.Path == "[heap]" || s.Path == "[stack]" || strings.HasPrefix(s.Path, "[anon:") || strings.HasPrefix(s.Path, "[stack:"):
-			if flags&unix.MAP_SHARED != 0 {
-				return nil, fmt.Errorf("%w: shared anonymous memory at %#x-%#x", ErrUnsupported, s.Start, s.End)
-			}
 			status |= image.VMAAnonPrivate
 			flags |= unix.MAP_ANONYMOUS
 			e.Pgoff = proto.Uint64(0)
@@ -153,8 +154,23 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			case "[stack]":
 				status |= image.VMAAreaStack
 			}
+		case s.Path == "/dev/zero (deleted)" && flags&unix.MAP_SHARED != 0:
+			// Shared anonymous memory: a shmem object named after
+			// /dev/zero, identified by its inode.
+			if seenShmem[s.Inode] {
+				return nil, fmt.Errorf("%w: shared anonymous memory object %d mapped twice", ErrUnsupported, s.Inode)
+			}
+			seenShmem[s.Inode] = true
+			status |= image.VMAAnonShared
+			flags |= unix.MAP_ANONYMOUS
+			e.Shmid = proto.Uint64(s.Inode)
+			a.dump, a.shared = presentPage, true
 		case pseudoPath(s.Path):
 			return nil, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
+		case strings.HasPrefix(s.Path, "/memfd:"):
+			return nil, fmt.Errorf("%w: memfd mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
+		case strings.HasPrefix(s.Path, "/SYSV"):
+			return nil, fmt.Errorf("%w: System V shared memory at %#x-%#x", ErrUnsupported, s.Start, s.End)
 		case deletedPath(s.Path):
 			return nil, fmt.Errorf("%w: mapping of deleted file %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
 		case flags&unix.MAP_SHARED != 0:

@@ -33,31 +33,47 @@ type run struct {
 	viaMem  bool
 }
 
-// pageRuns lists the pages to dump for each area, in address order.
-func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, error) {
+// shmemRuns are the runs of one shared memory object: read at the
+// process's addresses, stored at offset addr-base of the object.
+type shmemRuns struct {
+	shmid uint64
+	base  uint64 // the address of object offset 0
+	runs  []run
+}
+
+// pageRuns lists the pages to dump, in address order: the process's own,
+// and those of each shared memory object.
+func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 	var runs []run
+	var shared []shmemRuns
 	for _, a := range areas {
 		start, end := *a.e.Start, *a.e.End
+		var rs []run
 		switch {
 		case a.all:
-			runs = append(runs, run{start, end - start, a.viaMem})
+			rs = []run{{start, end - start, a.viaMem}}
 		case a.dump != nil:
 			prs, err := proc.ReadPageRuns(pagemap, start, end, a.dump)
 			if err != nil {
-				return nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
 			for _, r := range prs {
-				runs = append(runs, run{r.Addr, r.Pages * pageSize, a.viaMem})
+				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem})
 			}
 		}
+		if a.shared {
+			shared = append(shared, shmemRuns{shmid: *a.e.Shmid, base: start - *a.e.Pgoff, runs: rs})
+		} else {
+			runs = append(runs, rs...)
+		}
 	}
-	return runs, nil
+	return runs, shared, nil
 }
 
-// copyPages copies the runs from process pid into w, progress reporting
-// bytes done after each chunk. Reading the next chunk out of the process
+// copyPages copies the runs from process pid into w, at their addresses
+// less base, progress reporting bytes done after each chunk. Reading the next chunk out of the process
 // overlaps writing the last one, with two buffers in flight.
-func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, w *image.PageWriter, progress func(done uint64)) (pageStats, error) {
+func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, base uint64, w *image.PageWriter, progress func(done uint64)) (pageStats, error) {
 	type chunk struct {
 		data   []byte
 		pieces []run
@@ -75,7 +91,7 @@ func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, w *image.
 		for c := range full {
 			off := uint64(0)
 			for _, p := range c.pieces {
-				if werr = w.WritePages(p.addr, c.data[off:off+p.n]); werr != nil {
+				if werr = w.WritePages(p.addr-base, c.data[off:off+p.n]); werr != nil {
 					close(failed)
 					return
 				}

@@ -25,21 +25,21 @@ const (
 
 // dumpMemory lists the VMAs and the page runs to copy, and the ranges
 // threads must be stepped out of.
-func (d *dumper) dumpMemory(mem *os.File) ([]run, error) {
+func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	smaps, err := proc.ReadSmaps(d.pid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mark, err := readMark(mem, smaps)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if mark != nil {
 		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", mark.VDSO), "vvar", fmt.Sprintf("%#x", mark.VVar))
 	}
 	areas, err := classify(smaps, mark)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, s := range smaps {
 		if s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO) {
@@ -48,12 +48,12 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, error) {
 	}
 	pm, err := os.Open(proc.Path(d.pid, "pagemap"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer pm.Close()
-	runs, err := pageRuns(pm, areas)
+	runs, shared, err := pageRuns(pm, areas)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, a := range areas {
 		if a.path == "" {
@@ -69,7 +69,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, error) {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
 	}
 	d.stats.VMAs = len(areas)
-	return runs, nil
+	return runs, shared, nil
 }
 
 // dumpProcess collects what belongs to the process rather than a thread.

@@ -19,27 +19,28 @@ type Kind uint8
 // interval and POSIX timers and rlimits have no kind of their own: current
 // CRIU keeps them in the core image, and so do we.
 const (
-	Inventory  Kind = iota + 1 // inventory.img: format version, root ids
-	Pstree                     // pstree.img: one entry per process
-	Core                       // core-TID.img: registers and task state
-	MM                         // mm-PID.img: mm fields, VMAs, auxv
-	Pagemap                    // pagemap-PID.img: which pages-N.img bytes go where
-	Pages                      // pages-N.img: raw page data, no header
-	Files                      // files.img: every open file object
-	Fdinfo                     // fdinfo-N.img: descriptor table N (ids files_id)
-	FS                         // fs-PID.img: cwd, root, umask
-	IDs                        // ids-PID.img: kernel object and namespace ids
-	Creds                      // creds-PID.img: uids, gids, capabilities
-	PipesData                  // pipes-data.img: buffered pipe contents
-	FifoData                   // fifo-data.img: buffered FIFO contents
-	RemapFpath                 // remap-fpath.img: files reached through another path
-	GhostFile                  // ghost-file-ID.img (hex ID): an unlinked file's contents
-	Timens                     // timens-ID.img: time namespace clock offsets
-	TTYInfo                    // tty-info.img: terminal state
-	TTYData                    // tty-data.img: unread terminal input
-	Seccomp                    // seccomp.img: seccomp filters
-	UTSNS                      // utsns-ID.img: host and domain names
-	Memfd                      // memfd.img: memfd inodes
+	Inventory    Kind = iota + 1 // inventory.img: format version, root ids
+	Pstree                       // pstree.img: one entry per process
+	Core                         // core-TID.img: registers and task state
+	MM                           // mm-PID.img: mm fields, VMAs, auxv
+	Pagemap                      // pagemap-PID.img: which pages-N.img bytes go where
+	Pages                        // pages-N.img: raw page data, no header
+	ShmemPagemap                 // pagemap-shmem-SHMID.img: which pages-N.img bytes a shared memory object holds
+	Files                        // files.img: every open file object
+	Fdinfo                       // fdinfo-N.img: descriptor table N (ids files_id)
+	FS                           // fs-PID.img: cwd, root, umask
+	IDs                          // ids-PID.img: kernel object and namespace ids
+	Creds                        // creds-PID.img: uids, gids, capabilities
+	PipesData                    // pipes-data.img: buffered pipe contents
+	FifoData                     // fifo-data.img: buffered FIFO contents
+	RemapFpath                   // remap-fpath.img: files reached through another path
+	GhostFile                    // ghost-file-ID.img (hex ID): an unlinked file's contents
+	Timens                       // timens-ID.img: time namespace clock offsets
+	TTYInfo                      // tty-info.img: terminal state
+	TTYData                      // tty-data.img: unread terminal input
+	Seccomp                      // seccomp.img: seccomp filters
+	UTSNS                        // utsns-ID.img: host and domain names
+	Memfd                        // memfd.img: memfd inodes
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -61,27 +62,28 @@ type kindDesc struct {
 }
 
 var kinds = [...]kindDesc{
-	Inventory:  {"inventory", "inventory.img", 0x58313116, names("inventory_entry")},
-	Pstree:     {"pstree", "pstree.img", 0x50273030, names("pstree_entry")},
-	Core:       {"core", "core-%d.img", 0x55053847, names("core_entry")},
-	MM:         {"mm", "mm-%d.img", 0x57492820, names("mm_entry")},
-	Pagemap:    {"pagemap", "pagemap-%d.img", 0x56084025, names("pagemap_head", "pagemap_entry")},
-	Pages:      {"pages", "pages-%d.img", 0, nil},
-	Files:      {"files", "files.img", 0x56303138, names("file_entry")},
-	Fdinfo:     {"fdinfo", "fdinfo-%d.img", 0x56213732, names("fdinfo_entry")},
-	FS:         {"fs", "fs-%d.img", 0x51403912, names("fs_entry")},
-	IDs:        {"ids", "ids-%d.img", 0x54432030, names("task_kobj_ids_entry")},
-	Creds:      {"creds", "creds-%d.img", 0x54023547, names("creds_entry")},
-	PipesData:  {"pipes-data", "pipes-data.img", 0x56453709, names("pipe_data_entry")},
-	FifoData:   {"fifo-data", "fifo-data.img", 0x59333054, names("pipe_data_entry")},
-	RemapFpath: {"remap-fpath", "remap-fpath.img", 0x59133954, names("remap_file_path_entry")},
-	GhostFile:  {"ghost-file", "ghost-file-%x.img", 0x52583605, names("ghost_file_entry", "ghost_chunk_entry")},
-	Timens:     {"timens", "timens-%d.img", 0x43114433, names("timens_entry")},
-	TTYInfo:    {"tty-info", "tty-info.img", 0x59453036, names("tty_info_entry")},
-	TTYData:    {"tty-data", "tty-data.img", 0x59413026, names("tty_data_entry")},
-	Seccomp:    {"seccomp", "seccomp.img", 0x64413049, names("seccomp_entry")},
-	UTSNS:      {"utsns", "utsns-%d.img", 0x54473203, names("utsns_entry")},
-	Memfd:      {"memfd", "memfd.img", 0x48453499, names("memfd_inode_entry")},
+	Inventory:    {"inventory", "inventory.img", 0x58313116, names("inventory_entry")},
+	Pstree:       {"pstree", "pstree.img", 0x50273030, names("pstree_entry")},
+	Core:         {"core", "core-%d.img", 0x55053847, names("core_entry")},
+	MM:           {"mm", "mm-%d.img", 0x57492820, names("mm_entry")},
+	Pagemap:      {"pagemap", "pagemap-%d.img", 0x56084025, names("pagemap_head", "pagemap_entry")},
+	Pages:        {"pages", "pages-%d.img", 0, nil},
+	ShmemPagemap: {"pagemap-shmem", "pagemap-shmem-%d.img", 0x56084025, names("pagemap_head", "pagemap_entry")},
+	Files:        {"files", "files.img", 0x56303138, names("file_entry")},
+	Fdinfo:       {"fdinfo", "fdinfo-%d.img", 0x56213732, names("fdinfo_entry")},
+	FS:           {"fs", "fs-%d.img", 0x51403912, names("fs_entry")},
+	IDs:          {"ids", "ids-%d.img", 0x54432030, names("task_kobj_ids_entry")},
+	Creds:        {"creds", "creds-%d.img", 0x54023547, names("creds_entry")},
+	PipesData:    {"pipes-data", "pipes-data.img", 0x56453709, names("pipe_data_entry")},
+	FifoData:     {"fifo-data", "fifo-data.img", 0x59333054, names("pipe_data_entry")},
+	RemapFpath:   {"remap-fpath", "remap-fpath.img", 0x59133954, names("remap_file_path_entry")},
+	GhostFile:    {"ghost-file", "ghost-file-%x.img", 0x52583605, names("ghost_file_entry", "ghost_chunk_entry")},
+	Timens:       {"timens", "timens-%d.img", 0x43114433, names("timens_entry")},
+	TTYInfo:      {"tty-info", "tty-info.img", 0x59453036, names("tty_info_entry")},
+	TTYData:      {"tty-data", "tty-data.img", 0x59413026, names("tty_data_entry")},
+	Seccomp:      {"seccomp", "seccomp.img", 0x64413049, names("seccomp_entry")},
+	UTSNS:        {"utsns", "utsns-%d.img", 0x54473203, names("utsns_entry")},
+	Memfd:        {"memfd", "memfd.img", 0x48453499, names("memfd_inode_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {

@@ -9,7 +9,7 @@ import (
 
 // criuMagic names each kind's magic the way CRIU's magic.h does.
 var criuMagic = map[Kind]string{
-	Inventory: "INVENTORY", Pstree: "PSTREE", Core: "CORE", MM: "MM", Pagemap: "PAGEMAP",
+	Inventory: "INVENTORY", Pstree: "PSTREE", Core: "CORE", MM: "MM", Pagemap: "PAGEMAP", ShmemPagemap: "PAGEMAP",
 	Files: "FILES", Fdinfo: "FDINFO", FS: "FS", IDs: "IDS", Creds: "CREDS",
 	PipesData: "PIPES_DATA", FifoData: "FIFO_DATA", RemapFpath: "REMAP_FPATH",
 	GhostFile: "GHOST_FILE", Timens: "TIMENS", TTYInfo: "TTY_INFO", TTYData: "TTY_DATA",

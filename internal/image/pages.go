@@ -38,7 +38,18 @@ type PageWriter struct {
 
 // CreatePages starts pagemap-pid.img and pages-pagesID.img.
 func (d *Dir) CreatePages(pid, pagesID uint32) (*PageWriter, error) {
-	pm, err := d.Create(Pagemap, pid)
+	return d.createPages(Pagemap, pid, pagesID)
+}
+
+// CreateShmemPages starts pagemap-shmem-shmid.img and
+// pages-pagesID.img: the contents of a shared memory object, stored once
+// however many mappings it has.
+func (d *Dir) CreateShmemPages(shmid uint64, pagesID uint32) (*PageWriter, error) {
+	return d.createPages(ShmemPagemap, uint32(shmid), pagesID)
+}
+
+func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
+	pm, err := d.Create(k, id)
 	if err != nil {
 		return nil, err
 	}
@@ -169,16 +180,25 @@ type PageReader struct {
 
 // OpenPages opens pagemap-pid.img and the pages file its head names.
 func (d *Dir) OpenPages(pid uint32) (*PageReader, error) {
-	pm, err := d.Open(Pagemap, pid)
+	return d.openPages(Pagemap, pid)
+}
+
+// OpenShmemPages opens the contents of shared memory object shmid.
+func (d *Dir) OpenShmemPages(shmid uint64) (*PageReader, error) {
+	return d.openPages(ShmemPagemap, uint32(shmid))
+}
+
+func (d *Dir) openPages(k Kind, id uint32) (*PageReader, error) {
+	pm, err := d.Open(k, id)
 	if err != nil {
 		return nil, err
 	}
-	id, err := readHead(pm)
+	pagesID, err := readHead(pm)
 	if err != nil {
 		pm.Close()
 		return nil, err
 	}
-	name := Pages.FileName(id)
+	name := Pages.FileName(pagesID)
 	f, err := os.Open(filepath.Join(d.path, name))
 	if err != nil {
 		pm.Close()

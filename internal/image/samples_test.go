@@ -149,6 +149,11 @@ func samples() []sample {
 			&pagemap.PagemapEntry{Vaddr: u64(0x7f0000000000), CompatNrPages: u32(2), NrPages: u64(2), Flags: u32(PEPresent)},
 		), crit: `{"magic": "PAGEMAP", "entries": [{"pages_id": 1},
 			{"vaddr": "0x7f0000000000", "nr_pages": 2, "flags": "PE_PRESENT"}]}`},
+		{kind: ShmemPagemap, id: 31337, recs: recs(
+			&pagemap.PagemapHead{PagesId: u32(2)},
+			&pagemap.PagemapEntry{Vaddr: u64(0), CompatNrPages: u32(3), NrPages: u64(3), Flags: u32(PEPresent)},
+		), crit: `{"magic": "PAGEMAP", "entries": [{"pages_id": 2},
+			{"vaddr": "0x0", "nr_pages": 3, "flags": "PE_PRESENT"}]}`},
 		{kind: Files, recs: recs(&fdinfo.FileEntry{
 			Type: fdinfo.FdTypes_REG.Enum(), Id: u32(9),
 			Reg: &regfile.RegFileEntry{Id: u32(9), Flags: u32(0o100000), Pos: u64(77), Name: str("/usr/bin/sleep"),

@@ -159,7 +159,7 @@ func (r *restorer) writePages() error {
 			}
 		}
 	}
-	return nil
+	return r.writeShmem(buf)
 }
 
 // protect gives every VMA its final protection and madvise flags.

@@ -1,0 +1,274 @@
+package dump_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventpoll"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// What test/subjects/epoll.c holds; the two must agree.
+const (
+	efdCount    = 0x123456789
+	semCount    = 3
+	tagEfd      = 0xefd0000000000000
+	tagEfdDup   = 0xefdd000000000000
+	tagSem      = 0x5e30000000000000
+	tagPipeR    = 0x91be000000000000
+	tagPipeW    = 0x91bf000000000000
+	tagEmpty    = 0xe3b7000000000000
+	epollAlways = unix.EPOLLERR | unix.EPOLLHUP // the kernel adds them to every registration
+)
+
+// registration is one epoll target as the images and fdinfo show it.
+type registration struct {
+	Fd     uint32
+	Events uint32
+	Data   uint64
+}
+
+// epollSubjectWants are the registrations of the epoll subject's two
+// epolls, by the names of its ready line.
+func epollSubjectWants(t *testing.T, s *testutil.Subject) (epfd, sleepEp []registration) {
+	t.Helper()
+	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
+	reg := func(k string, events uint32, tag uint64) registration {
+		return registration{fd(k), events | epollAlways, tag | uint64(fd(k))}
+	}
+	epfd = []registration{
+		reg("efd", unix.EPOLLIN, tagEfd),
+		reg("efd_dup", unix.EPOLLIN|unix.EPOLLRDHUP, tagEfdDup),
+		reg("sem", unix.EPOLLIN|unix.EPOLLOUT, tagSem),
+		reg("pipe_r", unix.EPOLLIN, tagPipeR),
+		reg("pipe_w", unix.EPOLLOUT|unix.EPOLLET, tagPipeW),
+		reg("empty_r", unix.EPOLLIN, tagEmpty),
+	}
+	return sortRegs(epfd), []registration{reg("empty_r", unix.EPOLLIN, tagEmpty)}
+}
+
+func sortRegs(r []registration) []registration {
+	slices.SortFunc(r, func(a, b registration) int { return int(a.Fd) - int(b.Fd) })
+	return r
+}
+
+// imageRegs are the registrations an EVENTPOLL entry holds.
+func imageRegs(t *testing.T, f *fdinfo.FileEntry) []registration {
+	t.Helper()
+	var out []registration
+	for _, tfd := range f.GetEpfd().GetTfd() {
+		if tfd.GetId() != f.GetId() {
+			t.Errorf("epoll file %d: target fd %d has the id %d", f.GetId(), tfd.GetTfd(), tfd.GetId())
+		}
+		out = append(out, registration{tfd.GetTfd(), tfd.GetEvents(), tfd.GetData()})
+	}
+	return sortRegs(out)
+}
+
+// TestDumpEventpoll dumps the epoll subject and checks its eventfds and
+// epolls in the images, as cryo and crit read them.
+func TestDumpEventpoll(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"))
+	d := dumpProcess(t, s.Pid, true)
+	s.WaitTicks(t, 5)
+	critDecode(t, d.dir)
+	im := readImages(t, d.dir, s.Pid)
+	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
+
+	for _, tc := range []struct {
+		name           string
+		fd             uint32
+		counter        uint64
+		flags, fdFlags uint32
+		shares         string // the descriptor it shares its file with
+	}{
+		{"efd", fd("efd"), efdCount, unix.O_RDWR | unix.O_NONBLOCK, unix.FD_CLOEXEC, ""},
+		{"efd_dup", fd("efd_dup"), efdCount, unix.O_RDWR | unix.O_NONBLOCK, 0, "efd"},
+		// The semaphore mode is bit 0 of the flags.
+		{"sem", fd("sem"), semCount, unix.O_RDWR | unix.EFD_SEMAPHORE, 0, ""},
+	} {
+		f := im.file(t, tc.fd)
+		if f.GetType() != fdinfo.FdTypes_EVENTFD || f.GetEfd() == nil {
+			t.Errorf("%s (fd %d): %v entry, want EVENTFD", tc.name, tc.fd, f.GetType())
+			continue
+		}
+		if got := f.GetEfd().GetCounter(); got != tc.counter {
+			t.Errorf("%s (fd %d): counter %#x, want %#x", tc.name, tc.fd, got, tc.counter)
+		}
+		if got := f.GetEfd().GetFlags(); got != tc.flags {
+			t.Errorf("%s (fd %d): flags %#o, want %#o", tc.name, tc.fd, got, tc.flags)
+		}
+		if got := im.fds[tc.fd].GetFlags(); got != tc.fdFlags {
+			t.Errorf("%s (fd %d): descriptor flags %d, want %d", tc.name, tc.fd, got, tc.fdFlags)
+		}
+		if tc.shares != "" && im.fds[tc.fd].GetId() != im.fds[fd(tc.shares)].GetId() {
+			t.Errorf("%s (fd %d) does not share its file with %s", tc.name, tc.fd, tc.shares)
+		}
+	}
+
+	wantEp, wantSleep := epollSubjectWants(t, s)
+	for _, tc := range []struct {
+		name  string
+		fd    uint32
+		flags uint32
+		want  []registration
+	}{
+		{"epfd", fd("epfd"), unix.O_RDWR, wantEp},
+		{"sleep_ep", fd("sleep_ep"), unix.O_RDWR, wantSleep},
+	} {
+		f := im.file(t, tc.fd)
+		if f.GetType() != fdinfo.FdTypes_EVENTPOLL || f.GetEpfd() == nil {
+			t.Errorf("%s (fd %d): %v entry, want EVENTPOLL", tc.name, tc.fd, f.GetType())
+			continue
+		}
+		if got := f.GetEpfd().GetFlags(); got != tc.flags {
+			t.Errorf("%s (fd %d): flags %#o, want %#o", tc.name, tc.fd, got, tc.flags)
+		}
+		if diff := cmp.Diff(tc.want, imageRegs(t, f)); diff != "" {
+			t.Errorf("%s (fd %d) registrations (-want +got):\n%s", tc.name, tc.fd, diff)
+		}
+	}
+
+	// crit, an independent decoder, reads the same.
+	crit := critFiles(t, d.dir)
+	if got := crit[im.fds[fd("efd")].GetId()]; got.Efd == nil || got.Efd.Counter != efdCount {
+		t.Errorf("crit decodes the eventfd as %+v, want counter %#x", got, efdCount)
+	}
+	var critRegs []registration
+	for _, r := range crit[im.fds[fd("epfd")].GetId()].Epfd.Tfd {
+		critRegs = append(critRegs, registration{r.Tfd, r.Events, r.Data})
+	}
+	if diff := cmp.Diff(wantEp, sortRegs(critRegs)); diff != "" {
+		t.Errorf("crit decodes the epoll's registrations as (-want +got):\n%s", diff)
+	}
+	if t.Failed() {
+		t.Logf("dump log:\n%s", d.log)
+	}
+}
+
+// critFile is what the tests look at of crit's JSON of a files.img entry.
+type critFile struct {
+	Type string
+	ID   uint32
+	Efd  *struct{ Counter uint64 }
+	Epfd *struct {
+		Tfd []struct {
+			Tfd    uint32
+			Events uint32
+			Data   uint64
+		}
+	}
+}
+
+// critFiles decodes files.img with crit, by file id.
+func critFiles(t *testing.T, dir string) map[uint32]critFile {
+	t.Helper()
+	out, err := exec.Command("crit", "decode", "-i", filepath.Join(dir, "files.img")).Output()
+	if err != nil {
+		t.Fatalf("crit decode files.img: %v", err)
+	}
+	var img struct{ Entries []critFile }
+	if err := json.Unmarshal(out, &img); err != nil {
+		t.Fatalf("crit's files.img JSON: %v", err)
+	}
+	m := map[uint32]critFile{}
+	for _, e := range img.Entries {
+		m[e.ID] = e
+	}
+	return m
+}
+
+// TestDumpGoNetpoller checks the epoll and eventfd of the Go runtime's
+// netpoller in the images of a Go program.
+func TestDumpGoNetpoller(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildGo(t, "./test/subjects/goclock"))
+	d := dumpProcess(t, s.Pid, false)
+	critDecode(t, d.dir)
+	im := readImages(t, d.dir, s.Pid)
+	var epolls, eventfds []uint32 // descriptors
+	for n, e := range im.fds {
+		switch e.GetType() {
+		case fdinfo.FdTypes_EVENTPOLL:
+			epolls = append(epolls, n)
+		case fdinfo.FdTypes_EVENTFD:
+			eventfds = append(eventfds, n)
+		}
+	}
+	if len(epolls) != 1 || len(eventfds) != 1 {
+		t.Fatalf("epoll descriptors %v and eventfds %v, want one of each", epolls, eventfds)
+	}
+	ep, efd := im.file(t, epolls[0]), im.file(t, eventfds[0])
+	// The runtime writes the eventfd to wake the poller and reads it
+	// empty when woken: it holds at most a few wake-ups.
+	if c := efd.GetEfd().GetCounter(); c > 1000 {
+		t.Errorf("the netpoller's eventfd (fd %d) counter is %d", eventfds[0], c)
+	}
+	// Both close-on-exec, the eventfd non-blocking.
+	for _, n := range []uint32{epolls[0], eventfds[0]} {
+		if im.fds[n].GetFlags() != unix.FD_CLOEXEC {
+			t.Errorf("fd %d is not close-on-exec", n)
+		}
+	}
+	if efd.GetEfd().GetFlags()&unix.O_NONBLOCK == 0 {
+		t.Errorf("the netpoller's eventfd is blocking: flags %#o", efd.GetEfd().GetFlags())
+	}
+	// The epoll watches the eventfd for reading.
+	i := slices.IndexFunc(ep.GetEpfd().GetTfd(), func(r *eventpoll.EventpollTfdEntry) bool { return r.GetTfd() == eventfds[0] })
+	if i < 0 {
+		t.Fatalf("the netpoller's epoll (fd %d) does not watch its eventfd (fd %d): %v", epolls[0], eventfds[0], ep.GetEpfd().GetTfd())
+	}
+	if ev := ep.GetEpfd().GetTfd()[i].GetEvents(); ev&unix.EPOLLIN == 0 {
+		t.Errorf("the netpoller watches its eventfd for events %#x, want EPOLLIN", ev)
+	}
+	// Every target is a descriptor of the process.
+	for _, r := range ep.GetEpfd().GetTfd() {
+		if _, ok := im.fds[r.GetTfd()]; !ok {
+			t.Errorf("the epoll watches fd %d, which the images lack", r.GetTfd())
+		}
+	}
+}
+
+// TestDumpRefusesStaleEpollTarget checks that an epoll registration whose
+// number no longer refers to the file it watches is refused by name.
+func TestDumpRefusesStaleEpollTarget(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		mode string
+		want string
+	}{
+		{"closed", "which is closed"},
+		{"reused", "no longer refers to"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			s := testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"), tc.mode)
+			maps := readMaps(t, s.Pid)
+			_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), LeaveRunning: true})
+			if !errors.Is(err, dump.ErrUnsupported) {
+				t.Fatalf("dump: %v, want ErrUnsupported", err)
+			}
+			for _, w := range []string{"epoll fd " + s.Ready["epfd"], "fd " + s.Ready["stale"], tc.want} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			t.Logf("refused: %v", err)
+			if after := readMaps(t, s.Pid); !slices.Equal(maps, after) {
+				t.Errorf("the refused dump changed the mappings")
+			}
+			s.WaitTicks(t, 3)
+		})
+	}
+}
