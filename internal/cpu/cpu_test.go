@@ -125,3 +125,14 @@ func TestXStateMissingFeatures(t *testing.T) {
 		t.Errorf("CheckFeatures = %v, want ErrMissingFeatures", err)
 	}
 }
+
+func TestNeeded(t *testing.T) {
+	h := ReadHost()
+	e := h.Image()
+	if got, want := Needed(e), h.XCR0&^amxMask; got != want {
+		t.Errorf("Needed = %#x (%s), want %#x", got, Names(got), want)
+	}
+	if err := h.CheckFeatures(Needed(e)); err != nil {
+		t.Errorf("this CPU lacks what it offers: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
@@ -22,6 +23,7 @@ type images struct {
 	fs        *fs.FsEntry
 	files     *fileTable
 	timens    *timens.TimensEntry
+	cpu       *cpuinfo.CpuinfoEntry
 }
 
 func (im *images) write(dir *image.Dir) error {
@@ -57,6 +59,7 @@ func (im *images) write(dir *image.Dir) error {
 		{image.Fdinfo, filesID, fds},
 		{image.RemapFpath, 0, remaps},
 		{image.Timens, timensID, []proto.Message{im.timens}},
+		{image.Cpuinfo, 0, []proto.Message{im.cpu}},
 	} {
 		if err := dir.WriteImage(w.kind, w.id, w.msgs...); err != nil {
 			return err

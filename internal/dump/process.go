@@ -148,6 +148,7 @@ func (d *dumper) dumpProcess() error {
 		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
 	}
 	d.images.ids = ids()
+	d.images.cpu = d.host.Image()
 	if d.images.timens, err = dumpClocks(d.pid); err != nil {
 		return err
 	}

@@ -41,6 +41,7 @@ const (
 	Seccomp                      // seccomp.img: seccomp filters
 	UTSNS                        // utsns-ID.img: host and domain names
 	Memfd                        // memfd.img: memfd inodes
+	Cpuinfo                      // cpuinfo.img: the CPU the dump ran on
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -84,6 +85,7 @@ var kinds = [...]kindDesc{
 	Seccomp:      {"seccomp", "seccomp.img", 0x64413049, names("seccomp_entry")},
 	UTSNS:        {"utsns", "utsns-%d.img", 0x54473203, names("utsns_entry")},
 	Memfd:        {"memfd", "memfd.img", 0x48453499, names("memfd_inode_entry")},
+	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {

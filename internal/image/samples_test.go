@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
@@ -216,6 +217,11 @@ func samples() []sample {
 			Seals: u32(1), InodeId: u64(15),
 		}), crit: `{"magic": "MEMFD_INODE", "entries": [{"name": "memfd:jit", "uid": 1000, "size": 8192,
 			"shmid": 15, "seals": "F_SEAL_SEAL", "inode_id": 15}]}`},
+		{kind: Cpuinfo, recs: recs(&cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{
+			VendorId: cpuinfo.CpuinfoX86Entry_INTEL.Enum(), CpuFamily: u32(6), Model: u32(143), Stepping: u32(8),
+			CapabilityVer: u32(0), ModelId: str("Intel(R) Xeon(R)"), XfeaturesMask: u64(0x602e7), XsaveSize: u32(11008),
+		}}}), crit: `{"magic": "CPUINFO", "entries": [{"x86_entry": [{"vendor_id": "INTEL", "cpu_family": 6, "model": 143,
+			"stepping": 8, "capability_ver": 0, "model_id": "Intel(R) Xeon(R)", "xfeatures_mask": 393959, "xsave_size": 11008}]}]}`},
 	}
 }
 

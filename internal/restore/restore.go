@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -161,10 +164,19 @@ func (r *restorer) run(ctx context.Context) error {
 	return nil
 }
 
-// checkCPU refuses a checkpoint whose threads used register state this CPU
-// does not have, unless told to drop it.
+// checkCPU refuses a checkpoint from a CPU with register state this one
+// lacks, unless told to go on without it: the process may rely on what
+// its CPU offered (cpuinfo.img), and certainly on the registers its
+// threads had in use.
 func (r *restorer) checkCPU() error {
 	var need uint64
+	var info cpuinfo.CpuinfoEntry
+	switch err := r.c.dir.ReadImage(image.Cpuinfo, 0, &info); {
+	case err == nil:
+		need = cpu.Needed(&info)
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
 	for _, core := range r.c.cores {
 		if x := core.ThreadInfo.GetFpregs().GetXsave(); x != nil {
 			need |= x.GetXstateBv()
@@ -172,10 +184,13 @@ func (r *restorer) checkCPU() error {
 	}
 	err := r.host.CheckFeatures(need)
 	if err != nil && r.opts.DropMissingCPU {
-		r.log.Warn("restoring without register state this CPU lacks", "err", err)
+		r.log.Warn("restoring on a CPU without register state the process may use", "err", err)
 		return nil
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("%w (--allow-missing-cpu-features restores anyway)", err)
+	}
+	return nil
 }
 
 // startStub starts the process the restored one is cloned from: cryo's
