@@ -278,6 +278,18 @@ func (c *checkpoint) checkFile(f *fdinfo.FileEntry) error {
 		if f.Fifo == nil || c.files[f.Fifo.GetRegfId()] == nil || c.files[f.Fifo.GetRegfId()].Reg == nil {
 			return imageErr("file %d: FIFO without its path entry", f.GetId())
 		}
+	case fdinfo.FdTypes_EVENTFD:
+		switch {
+		case f.Efd == nil:
+			return imageErr("file %d: EVENTFD without an efd entry", f.GetId())
+		case f.Efd.GetCounter() > efdMaxCount:
+			return imageErr("file %d: eventfd counter %#x is above the largest, %#x", f.GetId(), f.Efd.GetCounter(), uint64(efdMaxCount))
+		}
+	case fdinfo.FdTypes_EVENTPOLL:
+		if f.Epfd == nil {
+			return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
+		}
+		return c.checkEventpoll(f)
 	default:
 		return fmt.Errorf("%w: file %d of type %v", ErrUnsupported, f.GetId(), f.GetType())
 	}

@@ -52,6 +52,10 @@ func (r *restorer) openFiles() error {
 			n, err = r.openPipe(f, pipes)
 		case fdinfo.FdTypes_FIFO:
 			n, err = r.openFIFO(f)
+		case fdinfo.FdTypes_EVENTFD:
+			n, err = r.openEventfd(f)
+		case fdinfo.FdTypes_EVENTPOLL:
+			n, err = r.openEventpoll(f)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d (%v): %w", fd.GetFd(), f.GetType(), err)
@@ -71,7 +75,8 @@ func (r *restorer) openFiles() error {
 			return err
 		}
 	}
-	return nil
+	// Only now are the targets at the numbers the registrations name.
+	return r.addEpollTargets()
 }
 
 // lift moves a descriptor of the process above every target number.
