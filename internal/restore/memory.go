@@ -187,15 +187,22 @@ func (r *restorer) protect() error {
 }
 
 // setMM sets the mm fields, auxiliary vector and executable with one
-// prctl(PR_SET_MM_MAP).
+// prctl(PR_SET_MM_MAP), and whether transparent huge pages are disabled.
 func (r *restorer) setMM() error {
 	m := r.c.mm
 	exe := r.c.files[m.GetExeFileId()].Reg.GetName()
-	exeFD, err := r.open(exe, unix.O_RDONLY, 0)
-	if err != nil {
-		return fmt.Errorf("open executable %s: %w", exe, err)
+	exeFD := uint64(kernel.KeepExe)
+	if same, err := sameFile(exe, proc.Path(r.pid, "exe")); err != nil {
+		return fmt.Errorf("executable %s: %w", exe, err)
+	} else if !same {
+		// The kernel refuses to replace an executable that is still
+		// mapped: when the process's is the stub's own (cryo restoring
+		// cryo), it stays.
+		if exeFD, err = r.open(exe, unix.O_RDONLY, 0); err != nil {
+			return fmt.Errorf("open executable %s: %w", exe, err)
+		}
+		defer r.sys(unix.SYS_CLOSE, exeFD)
 	}
-	defer r.sys(unix.SYS_CLOSE, exeFD)
 	var auxv bytes.Buffer
 	for _, w := range m.MmSavedAuxv {
 		binary.Write(&auxv, binary.LittleEndian, w)
@@ -226,5 +233,26 @@ func (r *restorer) setMM() error {
 	if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, scratch, structSize); err != nil {
 		return fmt.Errorf("prctl PR_SET_MM_MAP: %w", err)
 	}
+	// The stub's flag is cryo's; the dumpable flag comes with the
+	// credentials, which reset it.
+	thp := uint64(0)
+	if m.GetThpDisabled() {
+		thp = 1
+	}
+	if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_THP_DISABLE, thp, 0, 0, 0); err != nil {
+		return fmt.Errorf("set THP disable %d: %w", thp, err)
+	}
 	return nil
+}
+
+// sameFile reports whether two paths name the same file.
+func sameFile(a, b string) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := unix.Stat(a, &sa); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(b, &sb); err != nil {
+		return false, err
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
