@@ -22,10 +22,10 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-demo: deps build
-	./bin/cryo vdso
-	@echo
+demo: build
 	./bin/cryo check
+	@echo
+	./bin/cryo demo
 
 test: deps
 	$(GO) test -count=1 ./...
