@@ -5,7 +5,7 @@ GO ?= go
 # Debian packages the tests need, as "command:package" pairs.
 DEPS := gcc:gcc crit:criu
 
-.PHONY: all build demo test deps fuzz fixtures clean
+.PHONY: all build demo test deps fuzz fixtures bench clean
 
 all: build
 
@@ -43,6 +43,11 @@ fuzz:
 # 6.12 kernels (booted under qemu) into internal/vdso/testdata.
 fixtures:
 	$(GO) run ./test/qemu/capture-vdso
+
+# bench measures dump, restore and a proxied vDSO call against same-run
+# baselines.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/bench
 
 clean:
 	rm -rf bin

@@ -60,7 +60,7 @@ func runDump(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("dump done", "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
+	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
 		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)
 	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %d MiB of memory, frozen %v\n", *pid, st.Threads, st.Pages*4096>>20, st.Frozen.Round(1e5))
 	return nil

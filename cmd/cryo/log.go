@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,4 +62,21 @@ func progressBar(stderr io.Writer, what string) func(done, total uint64) {
 			fmt.Fprintln(f)
 		}
 	}
+}
+
+// peakRSS is cryo's own peak resident memory in KiB, for the benchmarks.
+// It is the VmHWM of /proc/self/status: getrusage's figure also counts
+// what the process that started cryo had resident when it forked it.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return -1
 }

@@ -64,7 +64,7 @@ func runRestore(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("restore done", "pid", st.Pid, "vdso", st.VDSO, "took", st.Total)
+	log.Info("restore done", "peak-rss-kib", peakRSS(), "pid", st.Pid, "vdso", st.VDSO, "took", st.Total)
 	if *pidFile != "" {
 		if err := os.WriteFile(*pidFile, []byte(strconv.Itoa(st.Pid)+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write pid file: %w", err)

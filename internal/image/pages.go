@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -293,4 +294,26 @@ func (p *PageReader) Close() error {
 		p.c = nil
 	}
 	return err
+}
+
+// Map returns n bytes of e's contents from offset off, mapped read-only
+// from the pages file when it is one, so that writing them into a process
+// copies them once, straight from the page cache; the release function
+// unmaps them. Over any other reader they are read into memory.
+func (p *PageReader) Map(e PageEntry, off, n int64) ([]byte, func(), error) {
+	if off < 0 || n < 0 || off+n > int64(e.NrPages*p.psize) {
+		return nil, nil, fmt.Errorf("map %s: %d bytes at %d of a %d-page run: %w", p.name, n, off, e.NrPages, ErrPagemap)
+	}
+	if f, ok := p.pages.(*os.File); ok && (e.Offset+off)%int64(p.psize) == 0 {
+		b, err := unix.Mmap(int(f.Fd()), e.Offset+off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return nil, nil, fmt.Errorf("map %s: %w", p.name, err)
+		}
+		return b, func() { unix.Munmap(b) }, nil
+	}
+	b := make([]byte, n)
+	if _, err := p.Data(e).ReadAt(b, off); err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", p.name, err)
+	}
+	return b, func() {}, nil
 }

@@ -6,16 +6,17 @@ import (
 	"io"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
 // writeShmem fills each shared anonymous mapping, created empty by
 // mapVMAs, with the contents of its object.
-func (r *restorer) writeShmem(buf []byte) error {
+func (r *restorer) writeShmem() error {
 	for _, v := range r.c.mm.Vmas {
 		if v.GetStatus()&image.VMAAnonShared == 0 {
 			continue
 		}
-		if err := r.writeObject(v.GetShmid(), v.GetStart(), v.GetEnd(), v.GetPgoff(), buf); err != nil {
+		if err := r.writeObject(v.GetShmid(), v.GetStart(), v.GetEnd(), v.GetPgoff()); err != nil {
 			return fmt.Errorf("shared memory %d at %#x: %w", v.GetShmid(), v.GetStart(), err)
 		}
 	}
@@ -24,7 +25,7 @@ func (r *restorer) writeShmem(buf []byte) error {
 
 // writeObject writes the stored pages of object shmid that fall in the
 // mapping [start, end) of object offset pgoff.
-func (r *restorer) writeObject(shmid, start, end, pgoff uint64, buf []byte) error {
+func (r *restorer) writeObject(shmid, start, end, pgoff uint64) error {
 	pr, err := r.c.dir.OpenShmemPages(shmid)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
@@ -42,16 +43,10 @@ func (r *restorer) writeObject(shmid, start, end, pgoff uint64, buf []byte) erro
 		if e.Vaddr < pgoff || e.Vaddr+size > pgoff+(end-start) {
 			return imageErr("pages at object offset %#x-%#x outside the mapping", e.Vaddr, e.Vaddr+size)
 		}
-		data := pr.Data(e)
-		for off := uint64(0); off < size; {
-			n := min(uint64(len(buf)), size-off)
-			if _, err := data.ReadAt(buf[:n], int64(off)); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read object pages: %w", err)
-			}
-			if err := r.tr.WriteMemVM(start+e.Vaddr-pgoff+off, buf[:n]); err != nil {
-				return err
-			}
-			off += n
+		// Object offset e.Vaddr is at address start+e.Vaddr-pgoff.
+		piece := vdso.Range{Start: e.Vaddr, End: e.Vaddr + size}
+		if err := r.writeRange(pr, e, piece, start-pgoff); err != nil {
+			return err
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,18 +27,25 @@ func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
 
 var sizes = []int{16, 1024} // MiB
 
-// run runs cryo and returns its wall time, peak RSS and output.
+var rssRe = regexp.MustCompile(`peak-rss-kib=([0-9]+)`)
+
+// run runs cryo and returns its wall time, peak RSS (which cryo logs at
+// -v 2) and output.
 func run(b *testing.B, cryo string, args ...string) (time.Duration, int64, string) {
 	b.Helper()
-	cmd := exec.Command(cryo, args...)
+	cmd := exec.Command(cryo, append(args, "-v", "2")...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(start)
 	if err != nil {
 		b.Fatalf("cryo %v: %v\n%s", args, err, out)
 	}
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
-	return wall, rss << 10, string(out)
+	m := rssRe.FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("cryo %v logged no peak RSS:\n%s", args, out)
+	}
+	kib, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return wall, kib << 10, string(out)
 }
 
 var frozenRe = regexp.MustCompile(`frozen ([0-9.]+)(ms|µs|s)`)
@@ -68,7 +74,7 @@ func BenchmarkDump(b *testing.B) {
 			var rss, size int64
 			for i := 0; b.Loop(); i++ {
 				images := filepath.Join(dir, fmt.Sprint("img", i))
-				w, r, out := run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "--leave-running", "-v", "0")
+				w, r, out := run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "--leave-running")
 				wall += w
 				rss = max(rss, r)
 				frozen += parseFrozen(b, out)
@@ -166,14 +172,14 @@ func BenchmarkRestore(b *testing.B) {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
 			s := testutil.StartSubject(b, mem, strconv.Itoa(mib))
 			images := filepath.Join(b.TempDir(), "images")
-			run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "-v", "0")
+			run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images)
 			s.ReapDumped(b)
 			pages, _ := filepath.Glob(filepath.Join(images, "pages-*.img"))
 			size := dirSize(b, images)
 			var wall, base time.Duration
 			var rss int64
 			for b.Loop() {
-				w, r, _ := run(b, cryo, "restore", "-D", images, "-d", "-v", "0")
+				w, r, _ := run(b, cryo, "restore", "-D", images, "-d")
 				s.Restored()
 				s.WaitTicks(b, 1)
 				wall += w
@@ -229,9 +235,9 @@ func BenchmarkProxyCall(b *testing.B) {
 		costs := map[string]float64{}
 		for _, mode := range []string{"remap", "proxy"} {
 			images := filepath.Join(b.TempDir(), mode)
-			run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "-v", "0")
+			run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images)
 			s.ReapDumped(b)
-			run(b, cryo, "restore", "-D", images, "-d", "--vdso="+mode, "-v", "0")
+			run(b, cryo, "restore", "-D", images, "-d", "--vdso="+mode)
 			s.Restored()
 			costs[mode] = callCost(b, s)
 		}
