@@ -2,7 +2,6 @@
 // from the vDSO at start (as libc caches it), for the proxy benchmark.
 // Every 50 ms it prints "tick N ns_per_call=X ok".
 #define _GNU_SOURCE
-#include <elf.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,36 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
+#include "vdsosym.h"
 
-static void *vdso_sym(const char *want) {
-	uintptr_t base = getauxval(AT_SYSINFO_EHDR);
-	Elf64_Ehdr *eh = (Elf64_Ehdr *)base;
-	Elf64_Phdr *ph = (Elf64_Phdr *)(base + eh->e_phoff);
-	uintptr_t load = 0;
-	Elf64_Dyn *dyn = NULL;
-	for (int i = 0; i < eh->e_phnum; i++) {
-		if (ph[i].p_type == PT_LOAD && !load)
-			load = base + ph[i].p_offset - ph[i].p_vaddr;
-		if (ph[i].p_type == PT_DYNAMIC)
-			dyn = (Elf64_Dyn *)(base + ph[i].p_offset);
-	}
-	const char *strtab = NULL;
-	Elf64_Sym *symtab = NULL;
-	uint32_t *hash = NULL;
-	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
-		if (dyn->d_tag == DT_STRTAB)
-			strtab = (const char *)(load + dyn->d_un.d_ptr);
-		if (dyn->d_tag == DT_SYMTAB)
-			symtab = (Elf64_Sym *)(load + dyn->d_un.d_ptr);
-		if (dyn->d_tag == DT_HASH)
-			hash = (uint32_t *)(load + dyn->d_un.d_ptr);
-	}
-	for (uint32_t i = 0; hash && i < hash[1]; i++)
-		if (symtab[i].st_shndx != SHN_UNDEF && strcmp(strtab + symtab[i].st_name, want) == 0)
-			return (void *)(load + symtab[i].st_value);
-	return NULL;
-}
+typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 
 int main(void) {
 	clock_gettime_fn f = vdso_sym("__vdso_clock_gettime");

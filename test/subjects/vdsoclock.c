@@ -7,7 +7,6 @@
 // or "FAIL ..." and exits 1 when a check fails. A restore is correct when
 // the ticks go on, monotonic time never goes back, and no FAIL appears.
 #define _GNU_SOURCE
-#include <elf.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vdsosym.h"
+
 #define PERIOD_MS 20
 #define PATTERN_BYTES (4 << 20)
 
@@ -34,43 +35,6 @@ static clock_gettime_fn vdso_clock_gettime;
 static gettimeofday_fn vdso_gettimeofday;
 static time_fn vdso_time;
 static getcpu_fn vdso_getcpu;
-
-// vdso_sym finds a symbol in the vDSO through its dynamic section, as the
-// dynamic loader does.
-static void *vdso_sym(const char *want) {
-	uintptr_t base = getauxval(AT_SYSINFO_EHDR);
-	if (!base)
-		return NULL;
-	Elf64_Ehdr *eh = (Elf64_Ehdr *)base;
-	Elf64_Phdr *ph = (Elf64_Phdr *)(base + eh->e_phoff);
-	uintptr_t load = 0;
-	Elf64_Dyn *dyn = NULL;
-	for (int i = 0; i < eh->e_phnum; i++) {
-		if (ph[i].p_type == PT_LOAD && !load)
-			load = base + ph[i].p_offset - ph[i].p_vaddr;
-		if (ph[i].p_type == PT_DYNAMIC)
-			dyn = (Elf64_Dyn *)(base + ph[i].p_offset);
-	}
-	if (!dyn)
-		return NULL;
-	const char *strtab = NULL;
-	Elf64_Sym *symtab = NULL;
-	uint32_t *hash = NULL;
-	for (; dyn->d_tag != DT_NULL; dyn++) {
-		if (dyn->d_tag == DT_STRTAB)
-			strtab = (const char *)(load + dyn->d_un.d_ptr);
-		if (dyn->d_tag == DT_SYMTAB)
-			symtab = (Elf64_Sym *)(load + dyn->d_un.d_ptr);
-		if (dyn->d_tag == DT_HASH)
-			hash = (uint32_t *)(load + dyn->d_un.d_ptr);
-	}
-	if (!strtab || !symtab || !hash)
-		return NULL;
-	for (uint32_t i = 0; i < hash[1]; i++)
-		if (symtab[i].st_shndx != SHN_UNDEF && strcmp(strtab + symtab[i].st_name, want) == 0)
-			return (void *)(load + symtab[i].st_value);
-	return NULL;
-}
 
 static void fail(const char *what, long long a, long long b) {
 	printf("FAIL %s: %lld vs %lld\n", what, a, b);
