@@ -339,3 +339,107 @@ func TestRestoreLowerHardLimit(t *testing.T) {
 	}
 	s.WaitTicks(t, 5)
 }
+
+// openPty opens a new pseudo-terminal and returns its master and slave.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+// TestRestoreCommandShellJob restores a process whose standard input was a
+// terminal: refused without --shell-job; with it, the process gets cryo's
+// own terminal in its place.
+func TestRestoreCommandShellJob(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	_, oldTTY := openPty(t)
+	s := testutil.StartSubject(t, "/bin/sh", "-c", `exec "$0" <>"$1"`, testutil.BuildC(t, "vdsoclock.c"), oldTTY.Name())
+	s.WaitTicks(t, 3)
+	if got, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", s.Pid)); got != oldTTY.Name() {
+		t.Fatalf("subject's stdin is %q, want %s", got, oldTTY.Name())
+	}
+	dir := filepath.Join(t.TempDir(), "images")
+	if _, errOut, code := runBinary(t, bin, "dump", "-t", strconv.Itoa(s.Pid), "-D", dir, "--shell-job"); code != 0 {
+		t.Fatalf("cryo dump --shell-job: exit status %d\n%s", code, errOut)
+	}
+	s.ReapDumped(t)
+
+	if _, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d"); code != 1 || !strings.Contains(errOut, "--shell-job") {
+		t.Errorf("restore of a shell job without --shell-job: exit status %d, want 1 and a word about --shell-job:\n%s", code, errOut)
+	}
+
+	_, newTTY := openPty(t)
+	var errOut bytes.Buffer
+	cryo := exec.Command(bin, "restore", "-D", dir, "-d", "--shell-job")
+	cryo.Stdin, cryo.Stderr = newTTY, &errOut
+	err := cryo.Run()
+	s.Restored()
+	if err != nil {
+		t.Fatalf("cryo restore --shell-job: %v\n%s", err, errOut.String())
+	}
+	if got, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", s.Pid)); got != newTTY.Name() {
+		t.Errorf("restored stdin is %q, want cryo's terminal %s", got, newTTY.Name())
+	}
+	s.WaitTicks(t, 10)
+}
+
+// TestRestoreCommandOwnState restores with a cryo that runs niced and with
+// SIGHUP ignored (as under nohup): the restored process gets the dumped
+// process's nice value and signal dispositions, not cryo's, which its stub
+// inherits.
+func TestRestoreCommandOwnState(t *testing.T) {
+	testutil.RequireRoot(t)
+	nohup, err1 := exec.LookPath("nohup")
+	nice, err2 := exec.LookPath("nice")
+	if err := errors.Join(err1, err2); err != nil {
+		t.Skipf("needs nohup and nice (coreutils): %v", err)
+	}
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	s := testutil.StartSubject(t, testutil.BuildC(t, "vdsoclock.c"))
+	s.WaitTicks(t, 3)
+	state := func() (ign uint64, nice int64) {
+		t.Helper()
+		st, err := proc.ReadStatus(s.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pst, err := proc.ReadStat(s.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.SigIgn, pst.Nice
+	}
+	ign, niceness := state()
+	if ign&(1<<(unix.SIGHUP-1)) != 0 || niceness != 0 {
+		t.Fatalf("subject ignores %#x with nice %d; want SIGHUP not ignored, nice 0", ign, niceness)
+	}
+	dir := dumpSubject(t, bin, s)
+
+	// nohup prints where the output goes unless it is not a terminal.
+	_, errOut, code := runBinary(t, nohup, nice, "-n", "5", bin, "restore", "-D", dir, "-d")
+	s.Restored()
+	if code != 0 {
+		t.Fatalf("nohup nice cryo restore -d: exit status %d\n%s", code, errOut)
+	}
+	if gotIgn, gotNice := state(); gotIgn != ign || gotNice != niceness {
+		t.Errorf("restored process ignores %#x with nice %d, want %#x and %d", gotIgn, gotNice, ign, niceness)
+	}
+	s.WaitTicks(t, 5)
+}

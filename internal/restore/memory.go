@@ -133,14 +133,17 @@ func (r *restorer) writePages() error {
 		return err
 	}
 	defer pr.Close()
-	var done, total uint64
-	for _, e := range r.c.pages {
-		total += e.NrPages * pageSize
-	}
-	// The vDSO step placed the vDSO's pages; a run may hold them too.
+	// The vDSO step placed the vDSO's pages; a run may hold them too. The
+	// total leaves them out, so that the progress reaches it.
 	var skip vdso.Range
 	if r.c.vdso != nil {
 		skip = vdso.Range{Start: r.c.vdso.GetStart(), End: r.c.vdso.GetEnd()}
+	}
+	var done, total uint64
+	for _, e := range r.c.pages {
+		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
+			total += piece.End - piece.Start
+		}
 	}
 	for _, e := range r.c.pages {
 		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {

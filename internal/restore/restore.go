@@ -321,6 +321,13 @@ func (r *restorer) cloneProcess() error {
 	if r.tr, err = r.stub.Child(got); err != nil {
 		return err
 	}
+	// Nothing else ends the stub: left alone it would stay stopped, a
+	// child of cryo, for as long as cryo runs. The restored process, a
+	// sibling, keeps the time namespace it was born in; r.stub.KillAll
+	// still reaches the process through the session.
+	if err := r.stub.Kill(); err != nil {
+		return fmt.Errorf("end the stub: %w", err)
+	}
 	return nil
 }
 

@@ -3,8 +3,13 @@ package restore
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
 
@@ -21,6 +26,13 @@ func (r *restorer) restoreTask() error {
 	if err != nil {
 		return err
 	}
+	// A new process has every action SIG_DFL, but for the signals cryo
+	// ignores (under nohup, say): its stub kept them ignored across its
+	// exec, and the process inherited them.
+	st, err := proc.ReadStatus(r.pid)
+	if err != nil {
+		return err
+	}
 	// The entries are for signals 1 to 64 without SIGKILL and SIGSTOP.
 	sig := 0
 	for _, sa := range tc.Sigactions {
@@ -28,8 +40,8 @@ func (r *restorer) restoreTask() error {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			sig++
 		}
-		if sa.GetSigaction() == 0 && sa.GetFlags() == 0 && sa.GetMask() == 0 {
-			continue // SIG_DFL, as a new process has it
+		if sa.GetSigaction() == 0 && sa.GetFlags() == 0 && sa.GetMask() == 0 && st.SigIgn&(1<<(sig-1)) == 0 {
+			continue // SIG_DFL already
 		}
 		if err := r.writeWords(scratch, sa.GetSigaction(), sa.GetFlags(), sa.GetRestorer(), sa.GetMask()); err != nil {
 			return err
@@ -67,6 +79,28 @@ func (r *restorer) restoreTask() error {
 			return fmt.Errorf("set child subreaper: %w", err)
 		}
 	}
+	return r.restoreSession()
+}
+
+// restoreSession gives the process back the session or process group it
+// led. Born of the stub, it starts in cryo's. A process can make a session
+// or group of its own but join none of another process's, so one that led
+// neither stays in cryo's: that is what a shell job wants.
+func (r *restorer) restoreSession() error {
+	sid, pgid := int(r.c.task.GetSid()), int(r.c.task.GetPgid())
+	switch {
+	case sid == r.pid:
+		// A session leader leads its process group too.
+		if err := r.sys(unix.SYS_SETSID); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+	case pgid == r.pid:
+		if err := r.sys(unix.SYS_SETPGID, 0, 0); err != nil {
+			return fmt.Errorf("setpgid: %w", err)
+		}
+	default:
+		r.log.Info("the process stays in cryo's session and process group", "dumped session", sid, "dumped group", pgid)
+	}
 	return nil
 }
 
@@ -90,7 +124,8 @@ func (r *restorer) restoreLimits(tc *criucore.TaskCoreEntry, scratch uint64) err
 			return err
 		}
 		err := r.sys(unix.SYS_PRLIMIT64, 0, uint64(res), scratch, 0)
-		if err == unix.EPERM && hard > cur[res].Hard {
+		// r.sys wraps the errno.
+		if errors.Is(err, unix.EPERM) && hard > cur[res].Hard {
 			r.log.Warn("cannot raise a hard limit without CAP_SYS_RESOURCE; keeping this one's", "resource", res, "dumped", hard, "kept", cur[res].Hard)
 			if err = r.writeWords(scratch, min(soft, cur[res].Hard), cur[res].Hard); err == nil {
 				err = r.sys(unix.SYS_PRLIMIT64, 0, uint64(res), scratch, 0)
@@ -103,20 +138,74 @@ func (r *restorer) restoreLimits(tc *criucore.TaskCoreEntry, scratch uint64) err
 	return nil
 }
 
-// restoreCreds sets the credentials, last since they may take away the
-// right to do the rest. Only what differs from the stub's (cryo's) is set.
+// restoreCreds sets the credentials, last since they take away the right
+// to do the rest. The kernel keeps credentials per thread and a system
+// call changes its caller's only, so every thread gets its own; the
+// dumpable flag, which a change of uid resets, comes after them.
 func (r *restorer) restoreCreds() error {
-	cr := r.c.cores[uint32(r.pid)].ThreadCore.GetCreds()
+	// The stub's securebits are cryo's.
+	secbits, err := unix.PrctlRetInt(unix.PR_GET_SECUREBITS, 0, 0, 0, 0)
+	if err != nil {
+		return fmt.Errorf("read own securebits: %w", err)
+	}
+	for _, tid := range r.c.threads {
+		if err := r.restoreThreadCreds(int(tid), r.c.cores[tid].ThreadCore.GetCreds(), uint32(secbits)); err != nil {
+			return fmt.Errorf("tid %d: %w", tid, err)
+		}
+	}
+	// PR_SET_DUMPABLE takes 0 or 1; 2 (root may dump) is not settable, and
+	// 0 is the safe side of it. An image without the field (CRIU's may
+	// lack it) leaves the kernel's.
+	if r.c.mm.Dumpable == nil {
+		return nil
+	}
+	dumpable := uint64(0)
+	if r.c.mm.GetDumpable() == 1 {
+		dumpable = 1
+	}
+	if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, dumpable, 0, 0, 0); err != nil {
+		return fmt.Errorf("set dumpable %d: %w", dumpable, err)
+	}
+	return nil
+}
+
+// capBits turns an image's capability set (32-bit words, low first) into
+// bits.
+func capBits(c []uint32) uint64 {
+	var v uint64
+	for i, w := range c[:min(len(c), 2)] {
+		v |= uint64(w) << (32 * i)
+	}
+	return v
+}
+
+// Linux capability ABI bits that x/sys lacks.
+const (
+	secureNoSetuidFixup = 2          // SECURE_NO_SETUID_FIXUP
+	capVersion3         = 0x20080522 // _LINUX_CAPABILITY_VERSION_3
+)
+
+// restoreThreadCreds gives thread tid the credentials cr, in the order
+// that keeps the right to set each: groups and ids while it still has
+// cryo's capabilities (kept across the change of uid by
+// SECURE_NO_SETUID_FIXUP), then securebits and the bounding set, which
+// need CAP_SETPCAP, then the capabilities themselves, the ambient ones
+// (which must be permitted and inheritable) and no_new_privs. Nothing is
+// set if the thread has cr already.
+func (r *restorer) restoreThreadCreds(tid int, cr *creds.CredsEntry, ownSecbits uint32) error {
 	if cr == nil {
 		return nil
 	}
-	st, err := proc.ReadStatus(r.pid)
+	st, err := proc.ReadTaskStatus(r.pid, tid)
 	if err != nil {
 		return err
 	}
+	inh, prm, eff, bnd, amb := capBits(cr.CapInh), capBits(cr.CapPrm), capBits(cr.CapEff), capBits(cr.CapBnd), capBits(cr.CapAmb)
 	same := st.Uid == [4]uint32{cr.GetUid(), cr.GetEuid(), cr.GetSuid(), cr.GetFsuid()} &&
 		st.Gid == [4]uint32{cr.GetGid(), cr.GetEgid(), cr.GetSgid(), cr.GetFsgid()} &&
-		bytes.Equal(u32s(st.Groups), u32s(cr.Groups))
+		bytes.Equal(u32s(st.Groups), u32s(cr.Groups)) &&
+		st.CapInh == inh && st.CapPrm == prm && st.CapEff == eff && st.CapBnd == bnd && st.CapAmb == amb &&
+		st.NoNewPrivs == (cr.GetNoNewPrivs() != 0) && cr.GetSecbits() == ownSecbits
 	if same {
 		return nil
 	}
@@ -124,19 +213,83 @@ func (r *restorer) restoreCreds() error {
 	if err != nil {
 		return err
 	}
+	sys := func(what string, nr int, args ...uint64) error {
+		if _, err := r.tr.Syscall(tid, nr, args...); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
 	if err := r.tr.WriteMem(scratch, u32s(cr.Groups)); err != nil {
 		return err
 	}
-	if err := r.sys(unix.SYS_SETGROUPS, uint64(len(cr.Groups)), scratch); err != nil {
-		return fmt.Errorf("set groups: %w", err)
+	if err := sys("set groups", unix.SYS_SETGROUPS, uint64(len(cr.Groups)), scratch); err != nil {
+		return err
 	}
-	if err := r.sys(unix.SYS_SETRESGID, uint64(cr.GetGid()), uint64(cr.GetEgid()), uint64(cr.GetSgid())); err != nil {
-		return fmt.Errorf("set gids: %w", err)
+	if err := sys("keep capabilities", unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, 1<<secureNoSetuidFixup, 0, 0, 0); err != nil {
+		return err
 	}
-	if err := r.sys(unix.SYS_SETRESUID, uint64(cr.GetUid()), uint64(cr.GetEuid()), uint64(cr.GetSuid())); err != nil {
-		return fmt.Errorf("set uids: %w", err)
+	// setfsuid and setfsgid answer the old id, never an error.
+	if err := sys("set gids", unix.SYS_SETRESGID, uint64(cr.GetGid()), uint64(cr.GetEgid()), uint64(cr.GetSgid())); err != nil {
+		return err
+	}
+	if err := sys("set fsgid", unix.SYS_SETFSGID, uint64(cr.GetFsgid())); err != nil {
+		return err
+	}
+	if err := sys("set uids", unix.SYS_SETRESUID, uint64(cr.GetUid()), uint64(cr.GetEuid()), uint64(cr.GetSuid())); err != nil {
+		return err
+	}
+	if err := sys("set fsuid", unix.SYS_SETFSUID, uint64(cr.GetFsuid())); err != nil {
+		return err
+	}
+	if err := sys("set securebits", unix.SYS_PRCTL, unix.PR_SET_SECUREBITS, uint64(cr.GetSecbits()), 0, 0, 0); err != nil {
+		return err
+	}
+	last, err := capLast()
+	if err != nil {
+		return err
+	}
+	for c := range last + 1 {
+		if bnd&(1<<c) == 0 && st.CapBnd&(1<<c) != 0 {
+			if err := sys(fmt.Sprintf("drop capability %d from the bounding set", c), unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uint64(c), 0, 0, 0); err != nil {
+				return err
+			}
+		}
+	}
+	// struct __user_cap_header_struct, then two __user_cap_data_struct
+	// (effective, permitted, inheritable), low words first.
+	hdr := []uint32{capVersion3, 0, uint32(eff), uint32(prm), uint32(inh), uint32(eff >> 32), uint32(prm >> 32), uint32(inh >> 32)}
+	if err := r.tr.WriteMem(scratch, u32s(hdr)); err != nil {
+		return err
+	}
+	if err := sys("set capabilities", unix.SYS_CAPSET, scratch, scratch+8); err != nil {
+		return err
+	}
+	for c := range last + 1 {
+		if amb&(1<<c) != 0 {
+			if err := sys(fmt.Sprintf("raise ambient capability %d", c), unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uint64(c), 0, 0); err != nil {
+				return err
+			}
+		}
+	}
+	if cr.GetNoNewPrivs() != 0 {
+		if err := sys("set no_new_privs", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// capLast is the highest capability this kernel knows.
+func capLast() (int, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, fmt.Errorf("read the highest capability: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 0 || n > 63 {
+		return 0, fmt.Errorf("read the highest capability: %q", b)
+	}
+	return n, nil
 }
 
 func u32s(v []uint32) []byte {

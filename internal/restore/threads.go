@@ -47,7 +47,8 @@ func (r *restorer) explainTaken(id int, err error) error {
 }
 
 // restoreThread sets what each thread holds of its own besides registers:
-// robust futex list, clear_child_tid, alternate signal stack, rseq, name.
+// robust futex list, clear_child_tid, alternate signal stack, rseq,
+// scheduling policy and nice value, name.
 func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	tc := core.ThreadCore
 	scratch, err := r.scratch()
@@ -79,6 +80,26 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	}
 	if rs := tc.GetRseqEntry(); rs != nil && rs.GetRseqAbiPointer() != 0 {
 		if err := inject("register rseq", unix.SYS_RSEQ, rs.GetRseqAbiPointer(), uint64(rs.GetRseqAbiSize()), 0, uint64(rs.GetSignature())); err != nil {
+			return err
+		}
+	}
+	// Scheduling is per thread, and each starts with cryo's, which the
+	// stub inherited: set what differs. The policy first: setting it
+	// keeps the nice value, which follows.
+	cur, err := proc.ReadTaskStat(r.pid, tid)
+	if err != nil {
+		return err
+	}
+	if pol, prio := tc.GetSchedPolicy(), tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority {
+		if err := r.writeWords(scratch, uint64(prio)); err != nil { // struct sched_param: int
+			return err
+		}
+		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(pol), scratch); err != nil {
+			return err
+		}
+	}
+	if nice := tc.GetSchedNice(); int64(nice) != cur.Nice {
+		if err := inject("set nice value", unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(nice))); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,77 @@
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Restore tests take a subject through a dump that kills it and a
+// restore that brings it back with the same PID, as a child of the test
+// process (the restore clones it with CLONE_PARENT). The Subject keeps
+// watching the same output file, which the restored process goes on
+// writing; ReapDumped and Restored switch it from the first process to
+// the second.
+
+// ReapDumped waits for the subject, which a dump has killed, to end, reaps
+// it, and waits until its PID is free again, so that a restore can have
+// it. It returns how the subject ended.
+func (s *Subject) ReapDumped(t testing.TB) unix.WaitStatus {
+	t.Helper()
+	ws := s.Wait(t)
+	if err := WaitPidFree(s.Pid); err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+// Restored tells s that a restore brought its process back with the same
+// PID: Alive, WaitTicks, Wait and Kill (which the test's cleanup runs)
+// now watch the restored process. The original must have been reaped
+// (ReapDumped).
+func (s *Subject) Restored() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reaped, s.status = false, 0
+}
+
+// WaitPidFree waits up to SubjectTimeout until no task has pid: its
+// /proc entry is gone.
+func WaitPidFree(pid int) error {
+	deadline := time.Now().Add(SubjectTimeout)
+	for {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d still exists after %v", pid, SubjectTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Tick is one tick line of a subject: its number and key=value fields.
+type Tick struct {
+	N      int
+	Fields map[string]string
+}
+
+// TickLines returns every successful tick line printed so far, in order.
+func (s *Subject) TickLines() []Tick {
+	var out []Tick
+	for _, l := range s.lines() {
+		if !isTick(l) {
+			continue
+		}
+		var n int
+		fmt.Sscanf(l, "tick %d", &n)
+		out = append(out, Tick{N: n, Fields: Fields(l)})
+	}
+	return out
+}
