@@ -188,49 +188,31 @@ func (d *dumper) dumpCreds() (*creds.CredsEntry, error) {
 // them (its time namespace may shift them), so a restore can continue
 // them.
 func dumpClocks(pid int) (*timens.TimensEntry, error) {
-	offsets, err := readOffsets(proc.Path(pid, "timens_offsets"))
+	offsets, err := proc.ReadTimensOffsets(pid)
 	if err != nil {
 		return nil, err
 	}
 	// cryo's own clocks are shifted by its own namespace's offsets, which
 	// the target's, relative to the host, do not include.
-	own, err := readOffsets("/proc/self/timens_offsets")
+	own, err := proc.ReadTimensOffsets(0)
 	if err != nil {
 		return nil, err
 	}
-	read := func(clock int32, name string) (*timens.Timespec, error) {
+	read := func(clock int32, name string, ownOff, off int64) (*timens.Timespec, error) {
 		var ts unix.Timespec
 		if err := unix.ClockGettime(clock, &ts); err != nil {
 			return nil, fmt.Errorf("read %s clock: %w", name, err)
 		}
-		ns := ts.Nano() - own[name] + offsets[name]
+		ns := ts.Nano() - ownOff + off
 		return &timens.Timespec{TvSec: proto.Uint64(uint64(ns / 1e9)), TvNsec: proto.Uint64(uint64(ns % 1e9))}, nil
 	}
-	mono, err := read(unix.CLOCK_MONOTONIC, "monotonic")
+	mono, err := read(unix.CLOCK_MONOTONIC, "monotonic", own.Monotonic, offsets.Monotonic)
 	if err != nil {
 		return nil, err
 	}
-	boot, err := read(unix.CLOCK_BOOTTIME, "boottime")
+	boot, err := read(unix.CLOCK_BOOTTIME, "boottime", own.Boottime, offsets.Boottime)
 	if err != nil {
 		return nil, err
 	}
 	return &timens.TimensEntry{Monotonic: mono, Boottime: boot}, nil
-}
-
-// readOffsets reads a timens_offsets file, in nanoseconds by clock name.
-func readOffsets(path string) (map[string]int64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read time namespace offsets: %w", err)
-	}
-	offsets := map[string]int64{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var name string
-		var sec, nsec int64
-		if _, err := fmt.Sscanf(line, "%s %d %d", &name, &sec, &nsec); err != nil {
-			return nil, fmt.Errorf("parse time namespace offsets %q: %w", line, err)
-		}
-		offsets[name] = sec*1e9 + nsec
-	}
-	return offsets, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
@@ -233,19 +232,20 @@ func (r *restorer) timeNamespace() error {
 	if _, err := r.stub.Syscall(stub, unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
 		return fmt.Errorf("unshare time namespace: %w", err)
 	}
-	own, err := readOffsets(0)
+	own, err := proc.ReadTimensOffsets(0)
 	if err != nil {
 		return err
 	}
 	var text string
 	for _, c := range []struct {
-		name  string
-		clock int32
-		want  uint64
-		nsec  uint64
+		name   string
+		clock  int32
+		want   uint64
+		nsec   uint64
+		ownOff int64
 	}{
-		{"monotonic", unix.CLOCK_MONOTONIC, r.c.timens.GetMonotonic().GetTvSec(), r.c.timens.GetMonotonic().GetTvNsec()},
-		{"boottime", unix.CLOCK_BOOTTIME, r.c.timens.GetBoottime().GetTvSec(), r.c.timens.GetBoottime().GetTvNsec()},
+		{"monotonic", unix.CLOCK_MONOTONIC, r.c.timens.GetMonotonic().GetTvSec(), r.c.timens.GetMonotonic().GetTvNsec(), own.Monotonic},
+		{"boottime", unix.CLOCK_BOOTTIME, r.c.timens.GetBoottime().GetTvSec(), r.c.timens.GetBoottime().GetTvNsec(), own.Boottime},
 	} {
 		var now unix.Timespec
 		if err := unix.ClockGettime(c.clock, &now); err != nil {
@@ -253,7 +253,7 @@ func (r *restorer) timeNamespace() error {
 		}
 		// Offsets are from the host's clocks, which cryo sees shifted by
 		// its own namespace's.
-		off := int64(c.want)*1e9 + int64(c.nsec) - (now.Nano() - own[c.name])
+		off := int64(c.want)*1e9 + int64(c.nsec) - (now.Nano() - c.ownOff)
 		sec, nsec := off/1e9, off%1e9
 		if nsec < 0 {
 			sec, nsec = sec-1, nsec+1e9
@@ -266,43 +266,6 @@ func (r *restorer) timeNamespace() error {
 	}
 	r.log.Info("time namespace", "offsets", text)
 	return nil
-}
-
-// readOffsets reads a process's time namespace offsets in nanoseconds.
-func readOffsets(pid int) (map[string]int64, error) {
-	name := "/proc/self/timens_offsets"
-	if pid != 0 {
-		name = "/proc/" + strconv.Itoa(pid) + "/timens_offsets"
-	}
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int64{}
-	for _, line := range splitLines(string(b)) {
-		var n string
-		var sec, nsec int64
-		if _, err := fmt.Sscanf(line, "%s %d %d", &n, &sec, &nsec); err != nil {
-			return nil, fmt.Errorf("parse %s: %w", name, err)
-		}
-		out[n] = sec*1e9 + nsec
-	}
-	return out, nil
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		if i > 0 {
-			out = append(out, s[:i])
-		}
-		s = s[min(i+1, len(s)):]
-	}
-	return out
 }
 
 // cloneProcess makes the process to restore: a child of the stub with the
@@ -330,8 +293,6 @@ func (r *restorer) cloneProcess() error {
 	}
 	return nil
 }
-
-func isErrno(err error, e unix.Errno) bool { return errors.Is(err, e) }
 
 // writeProcFile writes a /proc file, which takes no O_CREAT or O_TRUNC.
 func writeProcFile(path, text string) error {

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -36,7 +37,7 @@ func (r *restorer) createThreads() error {
 
 // explainTaken names the process holding an id that clone3 could not have.
 func (r *restorer) explainTaken(id int, err error) error {
-	if err == nil || !isErrno(err, unix.EEXIST) {
+	if err == nil || !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	comm, cerr := proc.ReadComm(id)
