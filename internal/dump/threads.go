@@ -2,6 +2,7 @@ package dump
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
@@ -98,7 +99,12 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		SignalsP:    signalQueue(queued),
 	}
 	rs, err := tr.GetRseqConfiguration(tid)
-	if err != nil {
+	if errors.Is(err, unix.EIO) {
+		// Linux before 5.13 cannot tell a tracer about rseq: the
+		// registration, if any, is not restored (glibc then reads a stale
+		// CPU number from its rseq area; nothing else depends on it).
+		d.log.Warn("this kernel cannot report rseq registrations (Linux < 5.13); not dumping them", "tid", tid)
+	} else if err != nil {
 		return nil, err
 	}
 	if rs.RseqAbiPointer != 0 {
