@@ -3,9 +3,9 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 GO ?= go
 # Debian packages the tests need, as "command:package" pairs.
-DEPS := gcc:gcc crit:criu
+DEPS := gcc:gcc crit:criu qemu-system-x86_64:qemu-system-x86
 
-.PHONY: all build demo test deps fuzz fixtures bench clean
+.PHONY: all build demo test deps fuzz fixtures bench matrix clean
 
 all: build
 
@@ -43,6 +43,12 @@ fuzz:
 # 6.12 kernels (booted under qemu) into internal/vdso/testdata.
 fixtures:
 	$(GO) run ./test/qemu/capture-vdso
+
+# matrix runs only the cross-kernel matrix (every ordered pair of Linux 5.10,
+# 6.1, 6.12 and this kernel, both subjects, and the chain; make test runs it
+# too) and writes test/crosskernel/matrix.md.
+matrix: deps
+	$(GO) test -count=1 -v -run '^TestCrossKernel$$' ./test/crosskernel -matrix-md=matrix.md
 
 # bench measures dump, restore and a proxied vDSO call against same-run
 # baselines.

@@ -19,6 +19,7 @@ const (
 	// qemu exiting, and keeps kernel chatter off the console.
 	DefaultAppend  = "console=ttyS0 panic=-1 quiet"
 	DefaultMemory  = "512M"
+	DefaultCPU     = "max"
 	DefaultTimeout = 5 * time.Minute
 )
 
@@ -30,6 +31,9 @@ type BootConfig struct {
 	Append string
 	// Memory is qemu's -m; empty means DefaultMemory.
 	Memory string
+	// CPU is qemu's -cpu model and features, e.g. "max,pku=off"; empty
+	// means DefaultCPU.
+	CPU string
 	// Timeout bounds the whole boot; zero means DefaultTimeout.
 	Timeout time.Duration
 	// Extra are further qemu arguments.
@@ -65,6 +69,9 @@ func Boot(ctx context.Context, cfg BootConfig) (*BootResult, error) {
 	if cfg.Memory == "" {
 		cfg.Memory = DefaultMemory
 	}
+	if cfg.CPU == "" {
+		cfg.CPU = DefaultCPU
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -73,7 +80,7 @@ func Boot(ctx context.Context, cfg BootConfig) (*BootResult, error) {
 		return nil, fmt.Errorf("boot %s: %w", name, err)
 	}
 	args := []string{
-		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", cfg.Memory,
+		"-accel", "tcg", "-cpu", cfg.CPU, "-smp", "1", "-m", cfg.Memory,
 		"-nographic", "-no-reboot", "-nic", "none",
 		"-kernel", cfg.Kernel, "-initrd", cfg.Initrd, "-append", cfg.Append,
 	}
