@@ -81,6 +81,7 @@ func Dump(ctx context.Context, opts Options) (*Stats, error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	err := d.run(ctx)
+	d.files.closeMemfds()
 	if err != nil {
 		if d.tr != nil {
 			err = errors.Join(err, d.tr.Detach())
@@ -218,7 +219,7 @@ func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, share
 			return err
 		}
 	}
-	return nil
+	return d.copyMemfds(uint32(2 + len(shared)))
 }
 
 // tids lists the threads, the leader first: its core image carries the

@@ -36,6 +36,9 @@ type fileTable struct {
 	remaps   []*remap.RemapFilePathEntry
 	seen     map[uint64]bool // pipes whose data was taken
 	shellJob bool
+	// memfds are the memfd inodes by inode number, in the order found.
+	memfds     map[uint64]*memfdObject
+	memfdOrder []uint64
 }
 
 type pipeData struct {
@@ -50,7 +53,7 @@ type ghost struct {
 }
 
 func newFileTable(pid int, shellJob bool) *fileTable {
-	return &fileTable{pid: pid, byPath: map[string]uint32{}, seen: map[uint64]bool{}, shellJob: shellJob}
+	return &fileTable{pid: pid, byPath: map[string]uint32{}, seen: map[uint64]bool{}, shellJob: shellJob, memfds: map[uint64]*memfdObject{}}
 }
 
 // nextID numbers file objects from 1.
@@ -157,6 +160,14 @@ func (t *fileTable) dumpFile(fd int, info proc.Fdinfo) (uint32, fdinfo.FdTypes, 
 		return t.dumpEventpoll(fd, id, info)
 	case !strings.HasPrefix(link, "/"):
 		return 0, 0, fmt.Errorf("%w: fd %d is %s", ErrUnsupported, fd, link)
+	}
+	// A memfd reads as a deleted file, but it is a shmem object: it has
+	// no path to recreate it at.
+	if name, ok := memfdName(link); ok && deletedPath(link) {
+		if _, err := t.memfdFile(id, proc.Path(t.pid, "fd/"+strconv.Itoa(fd)), name, statusFlags(info), uint64(info.Pos)); err != nil {
+			return 0, 0, fmt.Errorf("fd %d: %w", fd, err)
+		}
+		return id, fdinfo.FdTypes_MEMFD, nil
 	}
 
 	var st unix.Stat_t

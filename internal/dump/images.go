@@ -45,6 +45,10 @@ func (im *images) write(dir *image.Dir) error {
 	for _, r := range im.files.remaps {
 		remaps = append(remaps, r)
 	}
+	memfds := make([]proto.Message, 0, len(im.files.memfdOrder))
+	for _, ino := range im.files.memfdOrder {
+		memfds = append(memfds, im.files.memfds[ino].e)
+	}
 	for _, w := range []struct {
 		kind image.Kind
 		id   uint32
@@ -58,6 +62,7 @@ func (im *images) write(dir *image.Dir) error {
 		{image.Files, 0, files},
 		{image.Fdinfo, filesID, fds},
 		{image.RemapFpath, 0, remaps},
+		{image.Memfd, 0, memfds},
 		{image.Timens, timensID, []proto.Message{im.timens}},
 		{image.Cpuinfo, 0, []proto.Message{im.cpu}},
 	} {

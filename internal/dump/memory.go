@@ -29,6 +29,8 @@ type area struct {
 	// shared marks shared anonymous memory, whose contents are stored
 	// once per object (shmid), at their offsets in the object.
 	shared bool
+	// memfd is the name of the memfd the VMA maps, "" if none.
+	memfd string
 }
 
 // madvise bits of vma_entry.madv: 1 << MADV_*, from the VmFlags that the
@@ -167,8 +169,17 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			a.dump, a.shared = presentPage, true
 		case pseudoPath(s.Path):
 			return nil, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
-		case strings.HasPrefix(s.Path, "/memfd:"):
-			return nil, fmt.Errorf("%w: memfd mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
+		case strings.HasPrefix(s.Path, "/memfd:") && deletedPath(s.Path):
+			// A memfd's contents are stored once per inode, read through a
+			// descriptor; a private mapping adds its copied-on-write pages.
+			a.memfd, _ = memfdName(s.Path)
+			status |= image.VMAAreaMemfd
+			if flags&unix.MAP_SHARED != 0 {
+				status |= image.VMAFileShared
+			} else {
+				status |= image.VMAFilePrivate
+				a.dump = anonPage
+			}
 		case strings.HasPrefix(s.Path, "/SYSV"):
 			return nil, fmt.Errorf("%w: System V shared memory at %#x-%#x", ErrUnsupported, s.Start, s.End)
 		case deletedPath(s.Path):

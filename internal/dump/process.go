@@ -56,6 +56,19 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	for _, a := range areas {
+		if a.memfd != "" {
+			flags := uint32(unix.O_RDONLY)
+			if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
+				flags = unix.O_RDWR
+			}
+			link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
+			id, err := d.files.memfdFile(0, link, a.memfd, flags, 0)
+			if err != nil {
+				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
+			}
+			a.e.Shmid = proto.Uint64(uint64(id))
+			continue
+		}
 		if a.path == "" {
 			continue
 		}

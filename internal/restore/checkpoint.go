@@ -12,6 +12,7 @@ import (
 	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
@@ -35,7 +36,8 @@ type checkpoint struct {
 	fds     []*fdinfo.FdinfoEntry
 	pipes   map[uint32][]byte // buffered data by pipe id
 	fifos   map[uint32][]byte
-	ghosts  map[uint32]ghost // by the id of the file entry they stand for
+	ghosts  map[uint32]ghost                  // by the id of the file entry they stand for
+	memfds  map[uint32]*memfd.MemfdInodeEntry // by inode id
 	timens  *timens.TimensEntry
 	pages   []image.PageEntry
 	vdso    *vma.VmaEntry // nil if the process had none
@@ -218,6 +220,9 @@ func (c *checkpoint) loadFiles() error {
 		}
 		c.files[f.GetId()] = f
 	}
+	if err := c.loadMemfds(); err != nil {
+		return err
+	}
 	ids := c.cores[uint32(c.pid)].GetIds()
 	if c.fds, err = image.ReadAll[fdinfo.FdinfoEntry](c.dir, image.Fdinfo, ids.GetFilesId()); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
@@ -251,7 +256,17 @@ func (c *checkpoint) loadFiles() error {
 		if v.GetStatus()&(image.VMAFilePrivate|image.VMAFileShared) == 0 {
 			continue
 		}
-		if f := c.files[uint32(v.GetShmid())]; f == nil || f.Reg == nil {
+		f := c.files[uint32(v.GetShmid())]
+		if v.GetStatus()&image.VMAAreaMemfd != 0 {
+			if f == nil || f.GetType() != fdinfo.FdTypes_MEMFD {
+				return imageErr("memfd mapping at %#x refers to file %d, which is not a memfd entry", v.GetStart(), v.GetShmid())
+			}
+			if err := c.checkMemfd(f); err != nil {
+				return err
+			}
+			continue
+		}
+		if f == nil || f.Reg == nil {
 			return imageErr("mapping at %#x refers to file %d, which files.img lacks", v.GetStart(), v.GetShmid())
 		}
 	}
@@ -285,6 +300,8 @@ func (c *checkpoint) checkFile(f *fdinfo.FileEntry) error {
 		case f.Efd.GetCounter() > efdMaxCount:
 			return imageErr("file %d: eventfd counter %#x is above the largest, %#x", f.GetId(), f.Efd.GetCounter(), uint64(efdMaxCount))
 		}
+	case fdinfo.FdTypes_MEMFD:
+		return c.checkMemfd(f)
 	case fdinfo.FdTypes_EVENTPOLL:
 		if f.Epfd == nil {
 			return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())

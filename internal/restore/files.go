@@ -19,12 +19,24 @@ import (
 // above every target, so that making one never takes the number another
 // must have, then duplicated into place.
 func (r *restorer) openFiles() error {
-	// Start from an empty table: the stub's descriptors are cryo's.
-	if err := r.sys(unix.SYS_CLOSE_RANGE, 0, ^uint64(0)>>32, 0); err != nil {
-		return fmt.Errorf("close the stub's descriptors: %w", err)
-	}
 	for _, fd := range r.c.fds {
 		r.tempBase = max(r.tempBase, uint64(fd.GetFd())+1)
+	}
+	// Start from an empty table but the memfds that mapVMAs made: the
+	// stub's descriptors are cryo's.
+	var memfds []uint64
+	for _, n := range r.memfds {
+		memfds = append(memfds, n)
+	}
+	if err := r.closeAllBut(memfds); err != nil {
+		return fmt.Errorf("close the stub's descriptors: %w", err)
+	}
+	for id, n := range r.memfds {
+		m, err := r.lift(n)
+		if err != nil {
+			return err
+		}
+		r.memfds[id] = m
 	}
 	var cleanup []string
 	defer func() {
@@ -56,6 +68,8 @@ func (r *restorer) openFiles() error {
 			n, err = r.openEventfd(f)
 		case fdinfo.FdTypes_EVENTPOLL:
 			n, err = r.openEventpoll(f)
+		case fdinfo.FdTypes_MEMFD:
+			n, err = r.openMemfd(f)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d (%v): %w", fd.GetFd(), f.GetType(), err)
@@ -63,6 +77,10 @@ func (r *restorer) openFiles() error {
 		temps[id] = n
 	}
 	if err := r.fillPipes(pipes); err != nil {
+		return err
+	}
+	// Memfds no VMA maps were made just now.
+	if err := r.sealMemfds(); err != nil {
 		return err
 	}
 	for _, fd := range r.c.fds {
@@ -74,6 +92,12 @@ func (r *restorer) openFiles() error {
 		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
 			return err
 		}
+	}
+	for id, n := range r.memfds {
+		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
+			return err
+		}
+		delete(r.memfds, id)
 	}
 	// Only now are the targets at the numbers the registrations name.
 	return r.addEpollTargets()

@@ -85,7 +85,12 @@ func (r *restorer) mapVMAs() error {
 		flags := uint64(v.GetFlags()) | unix.MAP_FIXED
 		prot := uint64(r.writableProt(v))
 		fd := ^uint64(0) // -1
-		if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 {
+		if st&image.VMAAreaMemfd != 0 {
+			var err error
+			if fd, err = r.memfd(r.c.files[uint32(v.GetShmid())].Memfd.GetInodeId()); err != nil {
+				return fmt.Errorf("map VMA %#x-%#x: %w", start, start+length, err)
+			}
+		} else if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 {
 			id := v.GetShmid()
 			if _, ok := fds[id]; !ok {
 				f := r.c.files[uint32(id)].Reg
@@ -113,7 +118,7 @@ func (r *restorer) mapVMAs() error {
 			return fmt.Errorf("map VMA %#x-%#x (prot %#x flags %#x): %w", start, start+length, prot, flags, err)
 		}
 	}
-	return nil
+	return r.sealMemfds()
 }
 
 // writableProt is the protection a VMA is created with: its own, plus

@@ -63,8 +63,10 @@ type restorer struct {
 	host     *cpu.Host
 	pid      int
 	stub     *ptrace.Tracer
-	tr       *ptrace.Tracer // the restored process
-	tempBase uint64         // descriptors above every restored one
+	tr       *ptrace.Tracer    // the restored process
+	tempBase uint64            // descriptors above every restored one
+	memfds   map[uint32]uint64 // memfd inode id -> the process's descriptor
+	sealed   map[uint32]bool   // memfds with all their seals
 	stats    Stats
 }
 

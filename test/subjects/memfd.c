@@ -1,0 +1,105 @@
+// memfd: a subject holding memfds: one with a pattern, mapped MAP_SHARED
+// read-write and MAP_PRIVATE with a few copied-on-write pages, kept open
+// at a known position; and a sealed one (F_SEAL_GROW|F_SEAL_SHRINK) held
+// only by its descriptor. Every 20 ms it checks everything and prints
+// "tick N ... ok", or FAIL and exits 1.
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SIZE (1 << 20)
+#define SEALED_SIZE (64 << 10)
+#define POS 12345
+#define COW_PAGES 4
+
+static uint32_t pat(size_t i) { return (uint32_t)(i * 2654435761u); }
+
+int main(void) {
+	int fd = memfd_create("cryo-pattern", MFD_CLOEXEC);
+	int sfd = memfd_create("cryo-sealed", MFD_ALLOW_SEALING);
+	if (fd < 0 || sfd < 0 || ftruncate(fd, SIZE) || ftruncate(sfd, SEALED_SIZE)) {
+		perror("memfd");
+		return 1;
+	}
+	uint32_t *sh = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (sh == MAP_FAILED) {
+		perror("mmap");
+		return 1;
+	}
+	// The last quarter of the object is never touched.
+	for (size_t i = 0; i < SIZE / 4 * 3 / 4; i++)
+		sh[i] = pat(i);
+	// A private mapping of the second half; its first pages are changed.
+	uint32_t *pv = mmap(NULL, SIZE / 2, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, SIZE / 2);
+	if (pv == MAP_FAILED) {
+		perror("mmap private");
+		return 1;
+	}
+	for (size_t p = 0; p < COW_PAGES; p++)
+		pv[p * 1024] = 0xc0c00000u + (uint32_t)p;
+	if (lseek(fd, POS, SEEK_SET) != POS) {
+		perror("lseek");
+		return 1;
+	}
+	if (pwrite(sfd, "sealed!", 7, 4096) != 7 || fcntl(sfd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK)) {
+		perror("seal");
+		return 1;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("ready fd=%d sfd=%d sh=%p pv=%p\n", fd, sfd, (void *)sh, (void *)pv);
+	for (unsigned long tick = 0;; tick++) {
+		for (size_t i = 0; i < SIZE / 4 * 3 / 4; i += 509)
+			if (sh[i] != pat(i)) {
+				printf("FAIL shared pattern at %zu\n", i);
+				return 1;
+			}
+		for (size_t i = SIZE / 4 * 3 / 4; i < SIZE / 4; i += 1024)
+			if (sh[i] != 0) {
+				printf("FAIL untouched page at %zu\n", i);
+				return 1;
+			}
+		for (size_t i = 0; i < SIZE / 8; i += 1024) {
+			size_t p = i / 1024;
+			uint32_t want = p < COW_PAGES ? 0xc0c00000u + (uint32_t)p : pat(SIZE / 8 + i);
+			if (i + 1 < SIZE / 8 && p < COW_PAGES && pv[i + 1] != pat(SIZE / 8 + i + 1)) {
+				printf("FAIL private copy of page %zu lost the rest\n", p);
+				return 1;
+			}
+			if (i < SIZE / 4 * 3 / 4 - SIZE / 8 && pv[i] != want) {
+				printf("FAIL private page %zu\n", p);
+				return 1;
+			}
+		}
+		// A write through the shared mapping shows in the private one
+		// only where it was not copied.
+		size_t k = SIZE / 8 + COW_PAGES * 1024 + 7;
+		sh[k] = pat(k);
+		if (lseek(fd, 0, SEEK_CUR) != POS) {
+			printf("FAIL position %ld\n", (long)lseek(fd, 0, SEEK_CUR));
+			return 1;
+		}
+		char b[8] = {0};
+		if (pread(sfd, b, 7, 4096) != 7 || strcmp(b, "sealed!") != 0) {
+			printf("FAIL sealed contents\n");
+			return 1;
+		}
+		if (fcntl(sfd, F_GET_SEALS) != (F_SEAL_GROW | F_SEAL_SHRINK)) {
+			printf("FAIL seals %#x\n", fcntl(sfd, F_GET_SEALS));
+			return 1;
+		}
+		if (ftruncate(sfd, SEALED_SIZE * 2) == 0) {
+			printf("FAIL sealed memfd grew\n");
+			return 1;
+		}
+		struct timespec m;
+		clock_gettime(CLOCK_MONOTONIC, &m);
+		printf("tick %lu mono_ns=%lld pid=%d ok\n", tick, m.tv_sec * 1000000000LL + m.tv_nsec, getpid());
+		struct timespec d = {0, 20 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+}
