@@ -3,7 +3,6 @@ package dump
 import (
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventfd"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventpoll"
@@ -11,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -53,7 +53,7 @@ func (t *fileTable) dumpEventpoll(fd int, id uint32, info proc.Fdinfo) (uint32, 
 	for _, tg := range targets {
 		// Several registrations share a number when the number was
 		// closed and reused; the kernel tells them apart by their rank.
-		same, err := epollTargetIs(t.pid, fd, tg.Fd, seen[tg.Fd])
+		same, err := kernel.EpollTargetIs(t.pid, fd, tg.Fd, seen[tg.Fd])
 		seen[tg.Fd]++
 		switch {
 		case errors.Is(err, unix.EBADF):
@@ -70,22 +70,4 @@ func (t *fileTable) dumpEventpoll(fd int, id uint32, info proc.Fdinfo) (uint32, 
 	}
 	t.files = append(t.files, &fdinfo.FileEntry{Type: fdinfo.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(id), Epfd: e})
 	return id, fdinfo.FdTypes_EVENTPOLL, nil
-}
-
-// kcmpEpollTFD is KCMP_EPOLL_TFD from include/uapi/linux/kcmp.h.
-const kcmpEpollTFD = 7
-
-// kcmpEpollSlot is struct kcmp_epoll_slot.
-type kcmpEpollSlot struct{ efd, tfd, toff uint32 }
-
-// epollTargetIs reports whether descriptor tfd of pid is the file that
-// the toff-th registration under number tfd of epoll epfd watches.
-func epollTargetIs(pid, epfd, tfd int, toff uint32) (bool, error) {
-	slot := kcmpEpollSlot{uint32(epfd), uint32(tfd), toff}
-	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpEpollTFD,
-		uintptr(tfd), uintptr(unsafe.Pointer(&slot)), 0)
-	if errno != 0 {
-		return false, errno
-	}
-	return r == 0, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unsafe"
 )
 
 // eachLine calls fn on every line of b without its newline (the last one
@@ -73,10 +72,20 @@ type integer interface {
 	~int | ~int32 | ~int64 | ~uint32 | ~uint64
 }
 
+// bitSize is the width of an integer type: the number of left shifts of
+// 1 before it overflows to 0.
+func bitSize[T integer](zero T) int {
+	n := 0
+	for v := T(1); v != 0; v <<= 1 {
+		n++
+	}
+	return n
+}
+
 // parseNum parses s in base into T, rejecting values that do not fit.
 func parseNum[T integer](s string, base int) (T, error) {
 	var zero T
-	bits := int(unsafe.Sizeof(zero)) * 8
+	bits := bitSize(zero)
 	if ^zero < 0 { // signed
 		v, err := strconv.ParseInt(s, base, bits)
 		if err != nil {
