@@ -179,17 +179,7 @@ func (c *checkpoint) loadPages() error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
-	for {
-		e, err := pr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrImage, err)
-		}
-		if e.Flags&image.PEPresent == 0 {
-			return fmt.Errorf("%w: pages at %#x are not in this image (incremental or lazy dumps)", ErrUnsupported, e.Vaddr)
-		}
+	return eachRun(pr, func(e image.PageEntry) error {
 		// A run may span adjacent VMAs.
 		end := e.Vaddr + e.NrPages*pageSize
 		for addr := e.Vaddr; addr < end; {
@@ -203,6 +193,27 @@ func (c *checkpoint) loadPages() error {
 			addr = v.GetEnd()
 		}
 		c.pages = append(c.pages, e)
+		return nil
+	})
+}
+
+// eachRun calls f on every run of a pagemap, in order. Runs whose pages
+// are not in this image (a parent's, or served lazily) are refused.
+func eachRun(pr *image.PageReader, f func(image.PageEntry) error) error {
+	for {
+		e, err := pr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrImage, err)
+		}
+		if e.Flags&image.PEPresent == 0 {
+			return fmt.Errorf("%w: pages at %#x are not in this image (incremental or lazy dumps)", ErrUnsupported, e.Vaddr)
+		}
+		if err := f(e); err != nil {
+			return err
+		}
 	}
 }
 

@@ -286,14 +286,9 @@ func (r *restorer) writeThrough(fd uint64, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	pidfd, err := unix.PidfdOpen(r.pid, 0)
+	dup, err := r.getfd(fd)
 	if err != nil {
-		return fmt.Errorf("pidfd_open %d: %w", r.pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, int(fd), 0)
-	if err != nil {
-		return fmt.Errorf("pidfd_getfd %d: %w", fd, err)
+		return err
 	}
 	defer unix.Close(dup)
 	if size, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0); err == nil && size < len(data) {
@@ -332,4 +327,19 @@ func (r *restorer) restoreFS() error {
 		return fmt.Errorf("umask: %w", err)
 	}
 	return nil
+}
+
+// getfd returns cryo's own duplicate of descriptor fd of the process, to
+// fill it from outside.
+func (r *restorer) getfd(fd uint64) (int, error) {
+	pidfd, err := unix.PidfdOpen(r.pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open %d: %w", r.pid, err)
+	}
+	defer unix.Close(pidfd)
+	dup, err := unix.PidfdGetfd(pidfd, int(fd), 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_getfd %d: %w", fd, err)
+	}
+	return dup, nil
 }

@@ -3,7 +3,6 @@ package restore
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"slices"
 
@@ -117,24 +116,12 @@ func (r *restorer) fillMemfd(n uint64, e *memfd.MemfdInodeEntry) error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
-	pidfd, err := unix.PidfdOpen(r.pid, 0)
+	dup, err := r.getfd(n)
 	if err != nil {
-		return fmt.Errorf("pidfd_open %d: %w", r.pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, int(n), 0)
-	if err != nil {
-		return fmt.Errorf("pidfd_getfd %d: %w", n, err)
+		return err
 	}
 	defer unix.Close(dup)
-	for {
-		pe, err := pr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrImage, err)
-		}
+	return eachRun(pr, func(pe image.PageEntry) error {
 		size := pe.NrPages * pageSize
 		if pe.Vaddr+size > (e.GetSize()+pageSize-1)&^(pageSize-1) {
 			return imageErr("pages at offset %#x-%#x beyond the size %#x", pe.Vaddr, pe.Vaddr+size, e.GetSize())
@@ -155,7 +142,8 @@ func (r *restorer) fillMemfd(n uint64, e *memfd.MemfdInodeEntry) error {
 			}
 			off += k
 		}
-	}
+		return nil
+	})
 }
 
 // sealMemfds adds the seals left for after the mappings, to the memfds

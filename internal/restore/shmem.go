@@ -1,9 +1,7 @@
 package restore
 
 import (
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/vdso"
@@ -31,22 +29,12 @@ func (r *restorer) writeObject(shmid, start, end, pgoff uint64) error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
-	for {
-		e, err := pr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrImage, err)
-		}
+	return eachRun(pr, func(e image.PageEntry) error {
 		size := e.NrPages * pageSize
 		if e.Vaddr < pgoff || e.Vaddr+size > pgoff+(end-start) {
 			return imageErr("pages at object offset %#x-%#x outside the mapping", e.Vaddr, e.Vaddr+size)
 		}
 		// Object offset e.Vaddr is at address start+e.Vaddr-pgoff.
-		piece := vdso.Range{Start: e.Vaddr, End: e.Vaddr + size}
-		if err := r.writeRange(pr, e, piece, start-pgoff); err != nil {
-			return err
-		}
-	}
+		return r.writeRange(pr, e, vdso.Range{Start: e.Vaddr, End: e.Vaddr + size}, start-pgoff)
+	})
 }
