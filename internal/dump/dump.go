@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
+	"github.com/cryo-cr/cryo/internal/steps"
 )
 
 // Options says what to dump and how.
@@ -93,34 +95,14 @@ func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	return &d.stats, nil
 }
 
-// step runs one named step, unless the context is done or the step is the
-// one to fail.
-func (d *dumper) step(ctx context.Context, name string, f func() error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if d.opts.FailAt == name {
-		return fmt.Errorf("%s: %w", name, ErrInjected)
-	}
-	t := time.Now()
-	if err := f(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	d.log.Debug("step done", "step", name, "took", time.Since(t))
-	return nil
-}
-
 func (d *dumper) run(ctx context.Context) error {
 	var mem *os.File
 	var runs []run
 	var shared []shmemRuns
 	var frozen time.Time
-	steps := []struct {
-		name string
-		f    func() error
-	}{
-		{"inspect", d.inspect},
-		{"seize", func() (err error) {
+	list := []steps.Step{
+		{Name: "inspect", Run: d.inspect},
+		{Name: "seize", Run: func() (err error) {
 			frozen = time.Now()
 			if d.tr, err = ptrace.Seize(d.pid, 0); err != nil {
 				return err
@@ -129,7 +111,7 @@ func (d *dumper) run(ctx context.Context) error {
 			// Anything read before the freeze may have changed.
 			return d.inspect()
 		}},
-		{"memory", func() (err error) {
+		{Name: "memory", Run: func() (err error) {
 			// Before any injection, so that the scratch mapping is not
 			// taken for the process's own.
 			if mem, err = os.Open(proc.Path(d.pid, "mem")); err != nil {
@@ -138,7 +120,7 @@ func (d *dumper) run(ctx context.Context) error {
 			runs, shared, err = d.dumpMemory(mem)
 			return err
 		}},
-		{"threads", func() error {
+		{Name: "threads", Run: func() error {
 			for _, tid := range d.tids() {
 				core, err := d.dumpThread(tid)
 				if err != nil {
@@ -150,9 +132,9 @@ func (d *dumper) run(ctx context.Context) error {
 			d.images.cores = d.threads
 			return nil
 		}},
-		{"task", d.dumpProcess},
-		{"files", d.dumpFiles},
-		{"pages", func() error {
+		{Name: "task", Run: d.dumpProcess},
+		{Name: "files", Run: d.dumpFiles},
+		{Name: "pages", Run: func() error {
 			err := errors.Join(d.copyMemory(ctx, mem, runs, shared), mem.Close())
 			if err != nil || !d.opts.LeaveRunning {
 				return err
@@ -164,16 +146,17 @@ func (d *dumper) run(ctx context.Context) error {
 			d.stats.Frozen = time.Since(frozen)
 			return err
 		}},
-		{"images", func() error { return d.images.write(d.dir) }},
-		{"sync", func() error { return d.dir.Sync() }},
+		{Name: "images", Run: func() error { return d.images.write(d.dir) }},
+		{Name: "sync", Run: func() error { return d.dir.Sync() }},
 	}
-	for _, s := range steps {
-		if err := d.step(ctx, s.name, s.f); err != nil {
-			if mem != nil {
-				mem.Close()
-			}
-			return err
+	if !slices.Equal(steps.Names(list), Steps) {
+		panic("dump.Steps does not list the steps")
+	}
+	if err := steps.Run(ctx, d.log, d.opts.FailAt, ErrInjected, list); err != nil {
+		if mem != nil {
+			mem.Close()
 		}
+		return err
 	}
 	if d.opts.LeaveRunning {
 		return nil

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
@@ -17,6 +18,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
+	"github.com/cryo-cr/cryo/internal/steps"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
@@ -98,31 +100,28 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 
 func (r *restorer) run(ctx context.Context) error {
 	regs := map[int]unix.PtraceRegs{}
-	steps := []struct {
-		name string
-		f    func() error
-	}{
-		{"images", func() (err error) {
+	list := []steps.Step{
+		{Name: "images", Run: func() (err error) {
 			r.c, err = load(r.opts.Dir)
 			if err == nil {
 				r.pid = r.c.pid
 			}
 			return err
 		}},
-		{"cpu", r.checkCPU},
-		{"stub", r.startStub},
-		{"timens", r.timeNamespace},
-		{"clone", r.cloneProcess},
-		{"teardown", r.teardown},
-		{"vdso", r.placeVDSO},
-		{"vmas", r.mapVMAs},
-		{"pages", r.writePages},
-		{"protect", r.protect},
-		{"mm", r.setMM},
-		{"files", r.openFiles},
-		{"fs", r.restoreFS},
-		{"task", r.restoreTask},
-		{"threads", func() error {
+		{Name: "cpu", Run: r.checkCPU},
+		{Name: "stub", Run: r.startStub},
+		{Name: "timens", Run: r.timeNamespace},
+		{Name: "clone", Run: r.cloneProcess},
+		{Name: "teardown", Run: r.teardown},
+		{Name: "vdso", Run: r.placeVDSO},
+		{Name: "vmas", Run: r.mapVMAs},
+		{Name: "pages", Run: r.writePages},
+		{Name: "protect", Run: r.protect},
+		{Name: "mm", Run: r.setMM},
+		{Name: "files", Run: r.openFiles},
+		{Name: "fs", Run: r.restoreFS},
+		{Name: "task", Run: r.restoreTask},
+		{Name: "threads", Run: func() error {
 			if err := r.createThreads(); err != nil {
 				return err
 			}
@@ -133,8 +132,8 @@ func (r *restorer) run(ctx context.Context) error {
 			}
 			return nil
 		}},
-		{"creds", r.restoreCreds},
-		{"signals", func() error {
+		{Name: "creds", Run: r.restoreCreds},
+		{Name: "signals", Run: func() error {
 			if err := r.queueSignals(); err != nil {
 				return err
 			}
@@ -147,22 +146,12 @@ func (r *restorer) run(ctx context.Context) error {
 			}
 			return nil
 		}},
-		{"resume", func() error { return r.tr.Resume(regs) }},
+		{Name: "resume", Run: func() error { return r.tr.Resume(regs) }},
 	}
-	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		if r.opts.FailAt == s.name {
-			return fmt.Errorf("%s: %w", s.name, ErrInjected)
-		}
-		t := time.Now()
-		if err := s.f(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		r.log.Debug("step done", "step", s.name, "took", time.Since(t))
+	if !slices.Equal(steps.Names(list), Steps) {
+		panic("restore.Steps does not list the steps")
 	}
-	return nil
+	return steps.Run(ctx, r.log, r.opts.FailAt, ErrInjected, list)
 }
 
 // checkCPU refuses a checkpoint from a CPU with register state this one
