@@ -201,56 +201,18 @@ type images struct {
 // readImages reads the images of process pid in dir.
 func readImages(t *testing.T, dir string, pid int) *images {
 	t.Helper()
-	d, err := image.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im := &images{dir: d, pstree: &pstree.PstreeEntry{}, mm: &mm.MmEntry{}, cores: map[uint32]*criucore.CoreEntry{},
-		files: map[uint32]*fdinfo.FileEntry{}, fds: map[uint32]*fdinfo.FdinfoEntry{}}
-	if err := d.ReadImage(image.Pstree, 0, im.pstree); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ReadImage(image.MM, uint32(pid), im.mm); err != nil {
-		t.Fatal(err)
-	}
-	for _, tid := range im.pstree.Threads {
-		core := &criucore.CoreEntry{}
-		if err := d.ReadImage(image.Core, tid, core); err != nil {
-			t.Fatal(err)
-		}
-		im.cores[tid] = core
-	}
-	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		im.files[f.GetId()] = f
-	}
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](d, image.Fdinfo, 1)
+	c := testutil.ReadCheckpoint(t, dir, pid)
+	im := &images{dir: c.Dir, pstree: c.Pstree, mm: c.MM, cores: c.Cores, files: c.Files,
+		fds: map[uint32]*fdinfo.FdinfoEntry{}, pages: c.Pages, pr: c.Pagemap}
+	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.Dir, image.Fdinfo, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range fds {
 		im.fds[f.GetFd()] = f
 	}
-	if im.remaps, err = image.ReadAll[remap.RemapFilePathEntry](d, image.RemapFpath, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if im.remaps, err = image.ReadAll[remap.RemapFilePathEntry](c.Dir, image.RemapFpath, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
-	}
-	im.pr, err = d.OpenPages(uint32(pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { im.pr.Close() })
-	for {
-		e, err := im.pr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		im.pages = append(im.pages, e)
 	}
 	return im
 }

@@ -165,48 +165,8 @@ type images struct {
 
 func readImages(t *testing.T, dir string, pid int) *images {
 	t.Helper()
-	d, err := image.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im := &images{dir: d, pstree: &pstree.PstreeEntry{}, mm: &mm.MmEntry{}, cores: map[uint32]*criucore.CoreEntry{},
-		files: map[uint32]*fdinfo.FileEntry{}}
-	if err := d.ReadImage(image.Pstree, 0, im.pstree); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ReadImage(image.MM, uint32(pid), im.mm); err != nil {
-		t.Fatal(err)
-	}
-	for _, tid := range im.pstree.Threads {
-		core := &criucore.CoreEntry{}
-		if err := d.ReadImage(image.Core, tid, core); err != nil {
-			t.Fatal(err)
-		}
-		im.cores[tid] = core
-	}
-	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		im.files[f.GetId()] = f
-	}
-	pr, err := d.OpenPages(uint32(pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	for {
-		e, err := pr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		im.pages = append(im.pages, e)
-	}
-	return im
+	c := testutil.ReadCheckpoint(t, dir, pid)
+	return &images{dir: c.Dir, pstree: c.Pstree, mm: c.MM, cores: c.Cores, files: c.Files, pages: c.Pages}
 }
 
 // threads are the dumped TIDs, sorted.

@@ -1,0 +1,73 @@
+package testutil
+
+import (
+	"errors"
+	"io"
+	"testing"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+
+	"github.com/cryo-cr/cryo/internal/image"
+)
+
+// Checkpoint is what the tests read of a one-process image directory.
+type Checkpoint struct {
+	Dir    *image.Dir
+	Pstree *pstree.PstreeEntry
+	MM     *mm.MmEntry
+	Cores  map[uint32]*criucore.CoreEntry // by TID
+	Files  map[uint32]*fdinfo.FileEntry   // by id
+	// Pages are the runs of pagemap-PID.img; Pagemap reads their contents
+	// until the test ends.
+	Pages   []image.PageEntry
+	Pagemap *image.PageReader
+}
+
+// ReadCheckpoint reads the images of process pid in dir, failing the test
+// on any error.
+func ReadCheckpoint(t testing.TB, dir string, pid int) *Checkpoint {
+	t.Helper()
+	d, err := image.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Checkpoint{Dir: d, Pstree: &pstree.PstreeEntry{}, MM: &mm.MmEntry{},
+		Cores: map[uint32]*criucore.CoreEntry{}, Files: map[uint32]*fdinfo.FileEntry{}}
+	if err := d.ReadImage(image.Pstree, 0, c.Pstree); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ReadImage(image.MM, uint32(pid), c.MM); err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range c.Pstree.Threads {
+		core := &criucore.CoreEntry{}
+		if err := d.ReadImage(image.Core, tid, core); err != nil {
+			t.Fatal(err)
+		}
+		c.Cores[tid] = core
+	}
+	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		c.Files[f.GetId()] = f
+	}
+	if c.Pagemap, err = d.OpenPages(uint32(pid)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Pagemap.Close() })
+	for {
+		e, err := c.Pagemap.Next()
+		if errors.Is(err, io.EOF) {
+			return c
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Pages = append(c.Pages, e)
+	}
+}
