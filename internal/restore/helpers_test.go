@@ -106,6 +106,11 @@ type checkpoint struct {
 // PID is free.
 func dumpAndReap(t *testing.T, s *subject) *checkpoint {
 	t.Helper()
+	// The checks below compare with the last tick before the dump: a
+	// subject only just ready has printed none.
+	if s.Ticks() == 0 {
+		s.WaitTicks(t, 1)
+	}
 	dir := filepath.Join(t.TempDir(), "images")
 	log, buf := newLog()
 	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, Log: log})
