@@ -223,7 +223,7 @@ func TestRestoreCommandKilled(t *testing.T) {
 	s := testutil.StartSubject(t, testutil.BuildC(t, "sink.c"), t.TempDir(), "big=256")
 	s.WaitTicks(t, 3)
 	dir := dumpSubject(t, bin, s)
-	before := childPids(t)
+	before := testutil.Children(t)
 
 	cryo := exec.Command(bin, "restore", "-D", dir)
 	if err := cryo.Start(); err != nil {
@@ -258,7 +258,7 @@ func TestRestoreCommandKilled(t *testing.T) {
 	deadline = time.Now().Add(testutil.SubjectTimeout)
 	for {
 		var left []string
-		for pid, what := range childPids(t) {
+		for pid, what := range testutil.Children(t) {
 			if _, ok := before[pid]; !ok {
 				left = append(left, fmt.Sprintf("%d %s", pid, what))
 			}
@@ -277,26 +277,6 @@ func TestRestoreCommandKilled(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// childPids lists the children of the test process with their state.
-func childPids(t *testing.T) map[int]string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int]string{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := proc.ReadStat(pid); err == nil && st.PPid == os.Getpid() {
-			out[pid] = fmt.Sprintf("%s (state %c)", st.Comm, st.State)
-		}
-	}
-	return out
 }
 
 // TestRestoreLowerHardLimit restores with a cryo whose hard limit is lower

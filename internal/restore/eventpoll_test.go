@@ -233,7 +233,7 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(fd("epfd")) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := children(t)
+			before := testutil.Children(t)
 			dir := edited(t, fd(tc.fd), tc.edit)
 			log, buf := newLog()
 			_, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})

@@ -44,7 +44,7 @@ func checkNothingLeft(t *testing.T, pid int, before map[int]string) {
 			t.Errorf("pid %d exists after the failed restore: %s (state %c, parent %d)", pid, st.Comm, st.State, st.PPid)
 		}
 	}
-	after := children(t)
+	after := testutil.Children(t)
 	for p, what := range after {
 		if _, ok := before[p]; !ok {
 			t.Errorf("child %d left behind: %s", p, what)
@@ -82,7 +82,7 @@ func TestRestoreFailAt(t *testing.T) {
 	s := startSink(t)
 	s.WaitTicks(t, 3)
 	c := dumpAndReap(t, s)
-	before := children(t)
+	before := testutil.Children(t)
 	imagesBefore, filesBefore := dirSum(t, c.dir), dirSum(t, s.dir)
 	for _, step := range restore.Steps {
 		t.Run(step, func(t *testing.T) {
@@ -123,7 +123,7 @@ func TestRestoreFailAt(t *testing.T) {
 
 	// A restore that succeeded leaves the restored process as the test
 	// process's only new child: no stub.
-	after := children(t)
+	after := testutil.Children(t)
 	delete(after, s.Pid)
 	for p, what := range after {
 		if _, ok := before[p]; !ok {
@@ -301,7 +301,7 @@ func TestRestoreBadImages(t *testing.T) {
 			return dir
 		}},
 	}
-	before := children(t)
+	before := testutil.Children(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := tt.broken(t)
@@ -345,7 +345,7 @@ func TestRestorePidTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := children(t)
+	before := testutil.Children(t)
 	log, buf := newLog()
 	_, err = restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
 	if err == nil {
@@ -390,7 +390,7 @@ func TestRestoreRemapRefused(t *testing.T) {
 		return vmas
 	})
 
-	before := children(t)
+	before := testutil.Children(t)
 	log, buf := newLog()
 	_, err = restore.Restore(context.Background(), restore.Options{Dir: dir, VDSO: restore.VDSORemap, Log: log})
 	if err == nil {
@@ -489,7 +489,7 @@ func TestRestoreTidTaken(t *testing.T) {
 		t.Fatalf("clone3 with set_tid %d: %d, %v", tid, got, err)
 	}
 
-	before := children(t)
+	before := testutil.Children(t)
 	log, buf := newLog()
 	_, err = restore.Restore(context.Background(), restore.Options{Dir: c.dir, Log: log})
 	if err == nil {

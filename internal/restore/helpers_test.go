@@ -384,30 +384,6 @@ func timensOffsets(t *testing.T, pid int) map[string]int64 {
 	return out
 }
 
-// children lists the processes whose parent is the test process, zombies
-// included, with their state.
-func children(t *testing.T) map[int]string {
-	t.Helper()
-	self := os.Getpid()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int]string{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := proc.ReadStat(pid)
-		if err != nil || st.PPid != self {
-			continue
-		}
-		out[pid] = fmt.Sprintf("%s (state %c)", st.Comm, st.State)
-	}
-	return out
-}
-
 // dumpLeaveRunning dumps pid into dir and lets it go on.
 func dumpLeaveRunning(pid int, dir string) (*dump.Stats, error) {
 	log, buf := newLog()

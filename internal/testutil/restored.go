@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // Restore tests take a subject through a dump that kills it and a
@@ -72,6 +75,29 @@ func (s *Subject) TickLines() []Tick {
 		var n int
 		fmt.Sscanf(l, "tick %d", &n)
 		out = append(out, Tick{N: n, Fields: Fields(l)})
+	}
+	return out
+}
+
+// Children lists the processes whose parent is the test process, zombies
+// included, with their name and state: what a failed restore must not
+// leave behind.
+func Children(t testing.TB) map[int]string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := os.Getpid()
+	out := map[int]string{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := proc.ReadStat(pid); err == nil && st.PPid == self {
+			out[pid] = fmt.Sprintf("%s (state %c)", st.Comm, st.State)
+		}
 	}
 	return out
 }
