@@ -146,7 +146,7 @@ func (t *fileTable) dumpFile(fd int, info proc.Fdinfo) (uint32, fdinfo.FdTypes, 
 		if err != nil {
 			return 0, 0, fmt.Errorf("parse %q: %w", link, err)
 		}
-		if err := t.takePipeData(fd, ino, &t.pipes); err != nil {
+		if err := t.takePipeData(fd, info, ino, &t.pipes); err != nil {
 			return 0, 0, err
 		}
 		t.files = append(t.files, &fdinfo.FileEntry{
@@ -198,7 +198,7 @@ func (t *fileTable) dumpFile(fd int, info proc.Fdinfo) (uint32, fdinfo.FdTypes, 
 		}
 		// A FIFO is a pipe reached through a path: a REG entry for the
 		// path, a FIFO entry for the pipe.
-		if err := t.takePipeData(fd, st.Ino, &t.fifos); err != nil {
+		if err := t.takePipeData(fd, info, st.Ino, &t.fifos); err != nil {
 			return 0, 0, err
 		}
 		t.files = append(t.files, &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: reg})
@@ -227,12 +227,12 @@ func isTTY(rdev uint64) bool {
 
 // takePipeData copies what is buffered in a pipe without draining it: tee()
 // from a duplicate of the target's descriptor into a pipe of cryo's.
-func (t *fileTable) takePipeData(fd int, ino uint64, into *[]pipeData) error {
+func (t *fileTable) takePipeData(fd int, info proc.Fdinfo, ino uint64, into *[]pipeData) error {
 	if t.seen[ino] {
 		return nil
 	}
 	t.seen[ino] = true
-	src, err := t.readEnd(fd)
+	src, err := t.readEnd(fd, info)
 	if err != nil {
 		return err
 	}
@@ -275,11 +275,7 @@ func (t *fileTable) takePipeData(fd int, ino uint64, into *[]pipeData) error {
 // readEnd returns a descriptor for reading the pipe behind fd: a duplicate
 // by pidfd_getfd if fd is a read end, else a new read end opened through
 // /proc (tee needs one to read from).
-func (t *fileTable) readEnd(fd int) (*os.File, error) {
-	info, err := proc.ReadFdinfo(t.pid, fd)
-	if err != nil {
-		return nil, err
-	}
+func (t *fileTable) readEnd(fd int, info proc.Fdinfo) (*os.File, error) {
 	if info.Flags&unix.O_ACCMODE == unix.O_RDONLY {
 		pidfd, err := unix.PidfdOpen(t.pid, 0)
 		if err != nil {
