@@ -15,6 +15,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -67,7 +68,7 @@ type dumper struct {
 
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
-	files   *fileTable
+	files   *files.Table
 	threads []*criucore.CoreEntry
 	images  images
 	stats   Stats
@@ -78,12 +79,12 @@ type dumper struct {
 // written so far are removed.
 func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
-	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: newFileTable(opts.Pid, opts.ShellJob)}
+	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	err := d.run(ctx)
-	d.files.closeMemfds()
+	d.files.Close()
 	if err != nil {
 		if d.tr != nil {
 			err = errors.Join(err, d.tr.Detach())
@@ -202,7 +203,21 @@ func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, share
 			return err
 		}
 	}
-	return d.copyMemfds(uint32(2 + len(shared)))
+	// Each memfd's contents are read through its descriptor: pages no
+	// mapping holds belong to the object too.
+	buf := make([]byte, copyChunk)
+	for i, m := range d.files.MemfdCopies() {
+		w, err := d.dir.CreateShmemPages(m.Shmid, uint32(2+len(shared)+i))
+		if err != nil {
+			return err
+		}
+		n, err := m.Copy(w, buf)
+		d.stats.Pages += n
+		if err := errors.Join(err, w.Close()); err != nil {
+			return fmt.Errorf("memfd %s: %w", m.Name, err)
+		}
+	}
+	return nil
 }
 
 // tids lists the threads, the leader first: its core image carries the

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
@@ -172,7 +173,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 		case strings.HasPrefix(s.Path, "/memfd:") && deletedPath(s.Path):
 			// A memfd's contents are stored once per inode, read through a
 			// descriptor; a private mapping adds its copied-on-write pages.
-			a.memfd, _ = memfdName(s.Path)
+			a.memfd, _ = files.MemfdName(s.Path)
 			status |= image.VMAAreaMemfd
 			if flags&unix.MAP_SHARED != 0 {
 				status |= image.VMAFileShared

@@ -116,6 +116,33 @@ func (t *Tracer) Scratch(tid int) (uint64, error) {
 	return addr, nil
 }
 
+// WriteString writes s, NUL-terminated, at the start of thread tid's
+// scratch buffer and returns its address: the path argument of an
+// injected call.
+func (t *Tracer) WriteString(tid int, s string) (uint64, error) {
+	if len(s)+1 > ScratchSize {
+		return 0, fmt.Errorf("string of %d bytes does not fit the scratch buffer", len(s))
+	}
+	addr, err := t.Scratch(tid)
+	if err != nil {
+		return 0, err
+	}
+	return addr, t.WriteMem(addr, append([]byte(s), 0))
+}
+
+// atFDCWD is AT_FDCWD (-100) as a system call argument.
+const atFDCWD = 1<<64 - 100
+
+// OpenAt opens path in thread tid's process, relative to its working
+// directory, with an injected openat, and returns the descriptor.
+func (t *Tracer) OpenAt(tid int, path string, flags, mode uint64) (uint64, error) {
+	addr, err := t.WriteString(tid, path)
+	if err != nil {
+		return 0, err
+	}
+	return t.Syscall(tid, unix.SYS_OPENAT, atFDCWD, addr, flags, mode)
+}
+
 // ScratchRange returns where the scratch mapping is, mapping it first with
 // an injection into thread tid if need be: a restore must keep it out of
 // the way of the memory it rebuilds.

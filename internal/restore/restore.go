@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -59,17 +60,15 @@ type Stats struct {
 
 // restorer holds the state of one restore in progress.
 type restorer struct {
-	opts     Options
-	log      *slog.Logger
-	c        *checkpoint
-	host     *cpu.Host
-	pid      int
-	stub     *ptrace.Tracer
-	tr       *ptrace.Tracer    // the restored process
-	tempBase uint64            // descriptors above every restored one
-	memfds   map[uint32]uint64 // memfd inode id -> the process's descriptor
-	sealed   map[uint32]bool   // memfds with all their seals
-	stats    Stats
+	opts  Options
+	log   *slog.Logger
+	c     *checkpoint
+	host  *cpu.Host
+	pid   int
+	stub  *ptrace.Tracer
+	tr    *ptrace.Tracer // the restored process
+	files *files.Restorer
+	stats Stats
 }
 
 // Restore brings the checkpoint in opts.Dir back to life and returns once
@@ -275,6 +274,7 @@ func (r *restorer) cloneProcess() error {
 	if r.tr, err = r.stub.Child(got); err != nil {
 		return err
 	}
+	r.files = files.NewRestorer(r.tr, r.pid, r.c.files, r.opts.ShellJob)
 	// Nothing else ends the stub: left alone it would stay stopped, a
 	// child of cryo, for as long as cryo runs. The restored process, a
 	// sibling, keeps the time namespace it was born in; r.stub.KillAll
