@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 )
@@ -46,12 +42,15 @@ func runDump(args []string, stdout io.Writer) error {
 	case *dir == "":
 		return usageErrorf(fs, "give the image directory with -D DIR")
 	}
+	if os.Getenv(workerEnv) == "" {
+		return runWorker(append([]string{"dump"}, args...))
+	}
 	log, closeLog, err := newLogger(*verbosity, *logFile, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	ctx, stop := workerContext()
 	defer stop()
 	st, err := dump.Dump(ctx, dump.Options{
 		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob,
