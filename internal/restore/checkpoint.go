@@ -114,9 +114,14 @@ func load(path string) (*checkpoint, error) {
 // finds the vDSO pair.
 func (c *checkpoint) checkVMAs() error {
 	var prevEnd uint64
+	minAddr := mmapMinAddr()
 	for i, v := range c.mm.Vmas {
 		start, end := v.GetStart(), v.GetEnd()
 		switch {
+		case start < minAddr:
+			// Only a process with CAP_SYS_RAWIO maps there, and cryo
+			// would hand it one.
+			return imageErr("mm-%d.img: VMA %d at %#x-%#x is below vm.mmap_min_addr (%#x)", c.pid, i, start, end, minAddr)
 		case start%pageSize != 0 || end%pageSize != 0 || end <= start:
 			return imageErr("mm-%d.img: VMA %d at %#x-%#x is not a page-aligned range", c.pid, i, start, end)
 		case start < prevEnd:

@@ -248,6 +248,22 @@ func TestRestoreBadImages(t *testing.T) {
 			})
 			return dir
 		}},
+		{name: "VMA at address 0", image: true, want: []string{"mmap_min_addr"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
+				low := proto.CloneOf(vmas[0])
+				low.Start, low.End = proto.Uint64(0), proto.Uint64(pageSize)
+				return append([]*vma.VmaEntry{low}, vmas...)
+			})
+			return dir
+		}},
+		{name: "directory writable by all", image: true, want: []string{"writable by others"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
 		{name: "pages outside every VMA", image: true, want: []string{"outside every VMA"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
 			anon := s.ReadyUint(t, "anon")
