@@ -57,7 +57,7 @@ func runDump(args []string, stdout io.Writer) error {
 		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
 	})
 	if err != nil {
-		return err
+		return logged(log, *logFile, err)
 	}
 	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
 		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)

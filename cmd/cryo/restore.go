@@ -55,6 +55,15 @@ func runRestore(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	// Opened before anything is built: a pid file that cannot be
+	// written fails the restore while there is nothing to undo.
+	var pf *os.File
+	if *pidFile != "" {
+		if pf, err = openOutput(*pidFile, os.O_TRUNC, 0o644); err != nil {
+			return logged(log, *logFile, fmt.Errorf("open pid file: %w", err))
+		}
+		defer pf.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	st, err := restore.Restore(ctx, restore.Options{
 		Dir: *dir, VDSO: restore.VDSOMode(*mode), NoTimens: *noTimens, ShellJob: *shellJob,
@@ -62,12 +71,17 @@ func runRestore(args []string, stdout io.Writer) error {
 	})
 	stop()
 	if err != nil {
-		return err
+		return logged(log, *logFile, err)
 	}
 	log.Info("restore done", "peak-rss-kib", peakRSS(), "pid", st.Pid, "vdso", st.VDSO, "took", st.Total)
-	if *pidFile != "" {
-		if err := os.WriteFile(*pidFile, []byte(strconv.Itoa(st.Pid)+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write pid file: %w", err)
+	if pf != nil {
+		if _, err := pf.WriteString(strconv.Itoa(st.Pid) + "\n"); err != nil {
+			// Whoever reads the pid file would not find the process:
+			// it must not run on unseen.
+			unix.Kill(st.Pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			unix.Wait4(st.Pid, &ws, 0, nil)
+			return logged(log, *logFile, fmt.Errorf("write pid file (pid %d killed): %w", st.Pid, err))
 		}
 	}
 	if *detach {
