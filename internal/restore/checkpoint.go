@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -101,11 +100,13 @@ func load(path string) (*checkpoint, error) {
 	if err := c.loadFiles(); err != nil {
 		return nil, err
 	}
-	c.timens = &timens.TimensEntry{}
-	if err := dir.ReadImage(image.Timens, 1, c.timens); errors.Is(err, fs.ErrNotExist) {
-		c.timens = nil
-	} else if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrImage, err)
+	// The clocks of the time namespace the ids name; a checkpoint whose
+	// ids name none has none.
+	if id := c.cores[uint32(c.pid)].GetIds().GetTimeNsId(); id != 0 {
+		c.timens = &timens.TimensEntry{}
+		if err := dir.ReadImage(image.Timens, id, c.timens); err != nil {
+			return nil, fmt.Errorf("%w: clocks of time namespace %d: %w", ErrImage, id, err)
+		}
 	}
 	return c, nil
 }

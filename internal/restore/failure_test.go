@@ -248,6 +248,13 @@ func TestRestoreBadImages(t *testing.T) {
 			})
 			return dir
 		}},
+		{name: "missing clocks", image: true, want: []string{"timens-1.img"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Remove(filepath.Join(dir, "timens-1.img")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
 		{name: "VMA at address 0", image: true, want: []string{"mmap_min_addr"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
 			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
