@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -191,6 +195,62 @@ func TestRestoreLockHeldElsewhere(t *testing.T) {
 			}
 			t.Logf("refused: %v", err)
 			checkNothingLeft(t, s.Pid, children)
+		})
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+}
+
+// TestRestoreBadLockImages restores checkpoints of the locks subject whose
+// filelocks.img is broken: each fails before anything is built, naming
+// the descriptor, and the intact images restore afterwards.
+func TestRestoreBadLockImages(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, _ := startLocks(t)
+	c := dumpAndReap(t, s)
+	locks, err := image.ReadAll[filelock.FileLockEntry](c.im.dir, image.FileLocks, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locks) != 5 {
+		t.Fatalf("%d locks in the images, want 5", len(locks))
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(l *filelock.FileLockEntry)
+		// unsupported: the error wraps ErrUnsupported, not ErrImage.
+		unsupported bool
+		want        string
+	}{
+		{"lease", func(l *filelock.FileLockEntry) { l.Flag = proto.Uint32(8) }, true, "lease on fd"},
+		{"unknown kind", func(l *filelock.FileLockEntry) { l.Flag = proto.Uint32(3) }, false, "of kind 0x3"},
+		{"unknown type", func(l *filelock.FileLockEntry) { l.Type = proto.Uint32(2) }, false, "of type 2"},
+		{"negative start", func(l *filelock.FileLockEntry) { l.Start = proto.Int64(-1) }, false, "of range -1+"},
+		{"range past the largest offset", func(l *filelock.FileLockEntry) { l.Start, l.Len = proto.Int64(10), proto.Int64(math.MaxInt64) }, false, "of range 10+"},
+		{"no such descriptor", func(l *filelock.FileLockEntry) { l.Fd = proto.Int32(999) }, false, "fd 999, which the process does not have"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.Children(t)
+			dir := copyDir(t, c.dir)
+			var msgs []proto.Message
+			for i, l := range locks {
+				l = proto.Clone(l).(*filelock.FileLockEntry)
+				if i == 0 {
+					tc.edit(l)
+				}
+				msgs = append(msgs, l)
+			}
+			rewriteImage(t, dir, image.FileLocks, 0, msgs...)
+			_, err := restore.Restore(context.Background(), restore.Options{Dir: dir})
+			want := restore.ErrImage
+			if tc.unsupported {
+				want = restore.ErrUnsupported
+			}
+			if !errors.Is(err, want) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "images: ") {
+				t.Errorf("restore: %v, want %v in step images saying %q", err, want, tc.want)
+			}
+			t.Logf("error: %v", err)
+			checkNothingLeft(t, s.Pid, before)
 		})
 	}
 	restoreSubject(t, s, c, restore.Options{})
