@@ -274,9 +274,12 @@ func (r *Restorer) holder(l *filelock.FileLockEntry) string {
 		want.End = l.GetStart() + l.GetLen() - 1
 	}
 	for _, o := range all {
+		// flock locks meet only flock locks; POSIX and OFD locks meet
+		// each other.
+		sameFamily := o.Class == proc.LockFlock && l.GetFlag() == flFlock ||
+			(o.Class == proc.LockPOSIX || o.Class == proc.LockOFD) && l.GetFlag() != flFlock
 		conflicts := o.Major == unix.Major(st.Dev) && o.Minor == unix.Minor(st.Dev) && o.Ino == st.Ino &&
-			!o.Waiting && o.Overlaps(want) && (o.Type == proc.LockWrite || l.GetType() == unix.F_WRLCK) &&
-			(o.Class == proc.LockFlock) == (l.GetFlag() == flFlock) &&
+			!o.Waiting && sameFamily && o.Overlaps(want) && (o.Type == proc.LockWrite || l.GetType() == unix.F_WRLCK) &&
 			!(o.Class == proc.LockPOSIX && o.Pid == r.pid)
 		switch {
 		case !conflicts:
