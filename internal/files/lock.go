@@ -207,7 +207,10 @@ func (s *Set) loadLocks() error {
 
 // takeLocks takes every lock of the checkpoint again, through the
 // descriptor the image names, before the process runs. A lock that
-// another process holds meanwhile fails the restore, naming it.
+// another process holds meanwhile fails the restore, naming it. It runs
+// once every descriptor has its number, and nothing may open and close a
+// file in the process afterwards: closing any descriptor of a file drops
+// the process's POSIX locks on it.
 func (r *Restorer) takeLocks() error {
 	for _, l := range r.set.Locks {
 		if int(l.GetPid()) != r.pid {
