@@ -102,5 +102,6 @@ func ReadPids() ([]int, error) {
 			pids = append(pids, pid)
 		}
 	}
+	slices.Sort(pids)
 	return pids, nil
 }
