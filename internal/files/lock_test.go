@@ -40,6 +40,10 @@ func TestDumpLocks(t *testing.T) {
 		{line: "1: UNKNOWN UNKNOWN  READ 4242 fe:00:5 0 EOF", err: "lock of class UNKNOWN"},
 		{line: "1: POSIX  *NOINODE* READ 4242 <none>:0 0 EOF", err: "in state *NOINODE* READ"},
 		{line: "1: POSIX  ADVISORY  WRITE 77 fe:00:5 0 9", err: "POSIX lock of another process"},
+		// Words of a kernel yet to come.
+		{line: "1: LOCKF  ADVISORY  WRITE 4242 fe:00:5 0 9", err: "lock of class LOCKF"},
+		{line: "1: POSIX  SOMETIMES WRITE 4242 fe:00:5 0 9", err: "in state SOMETIMES WRITE"},
+		{line: "1: FLOCK  ADVISORY  EXCL 4242 fe:00:5 0 EOF", err: "in state ADVISORY EXCL"},
 	} {
 		tb := NewTable(pid, false)
 		err := tb.dumpLocks(fd, proc.Fdinfo{Extra: []proc.KeyValue{{Key: "lock", Value: tc.line}}})

@@ -78,6 +78,8 @@ func TestParseLockKernelWords(t *testing.T) {
 		{"2: LEASE  BREAKING  UNLCK 12 08:01:5 0 EOF", Lock{2, false, LockLease, "BREAKING", "UNLCK", 12, 8, 1, 5, 0, math.MaxInt64}},
 		{"3: POSIX  *NOINODE* READ  12 <none>:0 4 4", Lock{3, false, LockPOSIX, "*NOINODE*", LockRead, 12, 0, 0, 0, 4, 4}},
 		{"4: UNKNOWN UNKNOWN  READ  12 103:a1:5 0 EOF", Lock{4, false, LockUnknown, "UNKNOWN", LockRead, 12, 0x103, 0xa1, 5, 0, math.MaxInt64}},
+		// Words of a kernel yet to come, kept for the dump to refuse.
+		{"5: LOCKF  SOMETIMES EXCL  12 08:01:5 0 EOF", Lock{5, false, "LOCKF", "SOMETIMES", "EXCL", 12, 8, 1, 5, 0, math.MaxInt64}},
 	} {
 		got, err := ParseLock(tc.in)
 		if err != nil {
@@ -98,9 +100,6 @@ func TestParseLockErrors(t *testing.T) {
 		"1: POSIX  ADVISORY  WRITE 1 fe:00:5 0",
 		"1: POSIX  ADVISORY  WRITE 1 fe:00:5 0 9 10",
 		"1: -> -> POSIX  ADVISORY  WRITE 1 fe:00:5 0 9",
-		"1: LOCKF  ADVISORY  WRITE 1 fe:00:5 0 9",
-		"1: POSIX  SOMETIMES WRITE 1 fe:00:5 0 9",
-		"1: POSIX  ADVISORY  EXCL 1 fe:00:5 0 9",
 		"1: POSIX  ADVISORY  WRITE x fe:00:5 0 9",
 		"1: POSIX  ADVISORY  WRITE 1 fe:00 0 9",
 		"1: POSIX  ADVISORY  WRITE 1 fg:00:5 0 9",
