@@ -21,7 +21,7 @@ CRIU-format images, then kills the process (or lets it go on with
 leaves the process running as it was.`
 
 func runDump(args []string, stdout io.Writer) error {
-	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running] [--shell-job] [-v N] [-o LOGFILE]", dumpHelp)
+	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", dumpHelp)
 	pid := fs.Int("t", 0, "the `PID` of the process to dump")
 	fs.IntVar(pid, "tree", 0, "same as -t")
 	dir := fs.String("D", "", "the image `DIR`ectory")
@@ -30,6 +30,7 @@ func runDump(args []string, stdout io.Writer) error {
 	shellJob := fs.Bool("shell-job", false, "allow descriptors of the caller's terminal")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
 	logFile := fs.String("o", "", "write the log to `FILE`")
+	criu := addCriuFlags(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -53,7 +54,7 @@ func runDump(args []string, stdout io.Writer) error {
 	ctx, stop := workerContext()
 	defer stop()
 	st, err := dump.Dump(ctx, dump.Options{
-		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob,
+		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob, LinkRemap: criu.linkRemap,
 		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
 	})
 	if err != nil {

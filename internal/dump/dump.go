@@ -32,6 +32,10 @@ type Options struct {
 	LeaveRunning bool
 	// ShellJob allows descriptors of the caller's terminal.
 	ShellJob bool
+	// LinkRemap is criu's --link-remap (link unlinked files back instead
+	// of copying their contents); accepted, no effect yet: unlinked files
+	// are kept by their contents.
+	LinkRemap bool
 	// Log receives the dump's progress; nil logs nothing.
 	Log *slog.Logger
 	// Progress, if set, is told how many bytes of memory have been copied

@@ -11,4 +11,8 @@
 // being restored and puts each descriptor at its number. The dump and
 // restore pipelines iterate; adding a kind means adding a file here and a
 // row to the table.
+//
+// File locks (lock.go) are not a kind but ride along: the Table records
+// those of each open file description, and the Restorer takes them again
+// once every descriptor has its number.
 package files

@@ -10,4 +10,7 @@ var (
 	// ErrImage is wrapped by every error about file images that are
 	// incomplete, corrupt or inconsistent.
 	ErrImage = errors.New("bad checkpoint")
+	// ErrLocked means a restore could not take a lock of the checkpoint
+	// again: another process holds it; the message names it.
+	ErrLocked = errors.New("lock held by another process")
 )

@@ -95,7 +95,7 @@ func (r *Restorer) OpenAll() error {
 			}
 		}
 	}
-	return nil
+	return r.takeLocks()
 }
 
 // opener is a kind with work to do once every entry is open, before the

@@ -19,6 +19,7 @@ type Set struct {
 	pipeSet
 	ghostSet
 	memfdSet
+	lockSet
 }
 
 func imageErr(format string, a ...any) error {
@@ -62,6 +63,9 @@ func Load(dir *image.Dir, filesID uint32) (*Set, error) {
 		if err := s.Check(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 		}
+	}
+	if err := s.loadLocks(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -27,6 +27,7 @@ type Table struct {
 	pipeTable
 	ghostTable
 	memfdTable
+	lockTable
 }
 
 // NewTable starts the file table of process pid. With shellJob, the
@@ -97,6 +98,9 @@ func (t *Table) Dump() error {
 			if id, err = t.dumpFd(fd, info); err != nil {
 				return fmt.Errorf("dump fd %d: %w", fd, err)
 			}
+			if err := t.dumpLocks(fd, info); err != nil {
+				return err
+			}
 			done = append(done, fd)
 			ids[fd] = id
 		}
@@ -104,7 +108,7 @@ func (t *Table) Dump() error {
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
 		})
 	}
-	return nil
+	return t.checkUnreachedLocks()
 }
 
 // dumpFd offers a descriptor to the kinds.
@@ -137,7 +141,7 @@ func (t *Table) WriteImages(dir *image.Dir, filesID uint32) error {
 	if err := dir.WriteImage(image.Fdinfo, filesID, messages(t.fds)...); err != nil {
 		return err
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write} {
 		if err := write(dir); err != nil {
 			return err
 		}

@@ -14,6 +14,9 @@ var (
 	// ErrUnsupported means the checkpoint holds state this version cannot
 	// restore.
 	ErrUnsupported = files.ErrUnsupported
+	// ErrLocked means a lock of the checkpoint is held by another process
+	// at restore; the message names it.
+	ErrLocked = files.ErrLocked
 	// ErrPidTaken means the dumped PID or a TID is in use.
 	ErrPidTaken = errors.New("pid in use")
 	// ErrInjected is the failure of a step that Options.FailAt names.
