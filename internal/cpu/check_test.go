@@ -120,6 +120,9 @@ func TestCheck(t *testing.T) {
 		{name: "capability version 1 has no word 11", host: small,
 			info: &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{
 				CapabilityVer: proto.Uint32(1), Capability: v1[:12], XfeaturesMask: proto.Uint64(xcr0Small)}}}},
+		{name: "CRIU image without XCR0", host: small,
+			info: &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{CapabilityVer: proto.Uint32(capabilityVer), Capability: big[:]}}},
+			want: "avx512bw avx512f rtm sha_ni (instruction sets the dump's CPU offered)"},
 		{name: "PKRU bit clear", host: small,
 			fpregs: []*corex86.UserX86FpregsEntry{thread(xcr0MPXPKU&^pkruBit, func(x *corex86.UserX86XsaveEntry) { x.Pkru = nil })}},
 		{name: "no xsave area", host: small, fpregs: []*corex86.UserX86FpregsEntry{{}}},

@@ -90,7 +90,13 @@ func (h *Host) Check(info *cpuinfo.CpuinfoEntry, fpregs []*corex86.UserX86Fpregs
 	var legacy uint64
 	for _, x := range info.GetX86Entry() {
 		if caps, ok := capsOf(x.GetCapabilityVer(), x.GetCapability()); ok {
-			insns = append(insns, h.missingInstructions(&caps, x.GetXfeaturesMask())...)
+			// An image without XCR0 (older CRIU): every feature its CPU
+			// had counts as usable.
+			xcr0 := x.GetXfeaturesMask()
+			if x.XfeaturesMask == nil {
+				xcr0 = ^uint64(0)
+			}
+			insns = append(insns, h.missingInstructions(&caps, xcr0)...)
 		} else {
 			legacy |= x.GetXfeaturesMask() & legacyNeeds
 		}
