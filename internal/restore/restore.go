@@ -35,8 +35,9 @@ type Options struct {
 	NoTimens bool
 	// ShellJob gives the process cryo's terminal where it had one.
 	ShellJob bool
-	// DropMissingCPU restores on a CPU that lacks register state the
-	// process used, leaving those registers at their initial state.
+	// DropMissingCPU restores on a CPU that lacks what the process may
+	// depend on (cpu.Host.Check), leaving registers this CPU lacks at
+	// their initial state.
 	DropMissingCPU bool
 	Log            *slog.Logger
 	// Progress, if set, is told how many bytes of memory have been written
