@@ -35,7 +35,7 @@ func runRestore(args []string, stdout io.Writer) error {
 	shellJob := fs.Bool("shell-job", false, "give the process this terminal where it had one")
 	mode := fs.String("vdso", "auto", "`mode`: auto (remap if the vDSOs match, else proxy), remap (or fail), proxy (always)")
 	noTimens := fs.Bool("no-timens", false, "do not continue the dumped monotonic and boot-time clocks in a time namespace")
-	dropCPU := fs.Bool("allow-missing-cpu-features", false, "restore even if the process used register state this CPU lacks")
+	dropCPU := fs.Bool("allow-missing-cpu-features", false, "restore even if this CPU lacks instruction sets the dump's CPU offered or register state the process uses")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
 	logFile := fs.String("o", "", "write the log to `FILE`")
 	addCriuFlags(fs) // nothing to do at restore: they act at dump or not at all

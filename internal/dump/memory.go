@@ -80,6 +80,9 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 	var vvar *vma.VmaEntry
 	seenShmem := map[uint64]bool{}
 	for _, s := range smaps {
+		if s.ProtectionKey != 0 {
+			return nil, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
+		}
 		e := &vma.VmaEntry{
 			Start:  proto.Uint64(s.Start),
 			End:    proto.Uint64(s.End),

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -289,6 +290,16 @@ func TestRestoreBadImages(t *testing.T) {
 				}
 			}
 			rewriteImage(t, dir, image.Files, 0, keep...)
+			return dir
+		}},
+		{name: "CPU lacks instructions", want: []string{"CPU lacks features the process uses", "instruction sets the dump's CPU offered", "--allow-missing-cpu-features"}, broken: func(t *testing.T) string {
+			// The dump's CPU had every feature there is.
+			dir := copyDir(t, c.dir)
+			info := cpu.ReadHost().Image()
+			for i := range info.X86Entry[0].Capability {
+				info.X86Entry[0].Capability[i] = ^uint32(0)
+			}
+			rewriteImage(t, dir, image.Cpuinfo, 0, info)
 			return dir
 		}},
 		{name: "open file deleted", want: []string{"reg.txt", "no such file"}, broken: func(t *testing.T) string {

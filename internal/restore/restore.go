@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	"golang.org/x/sys/unix"
 
@@ -34,8 +35,9 @@ type Options struct {
 	NoTimens bool
 	// ShellJob gives the process cryo's terminal where it had one.
 	ShellJob bool
-	// DropMissingCPU restores on a CPU that lacks register state the
-	// process used, leaving those registers at their initial state.
+	// DropMissingCPU restores on a CPU that lacks what the process may
+	// depend on (cpu.Host.Check), leaving registers this CPU lacks at
+	// their initial state.
 	DropMissingCPU bool
 	Log            *slog.Logger
 	// Progress, if set, is told how many bytes of memory have been written
@@ -153,27 +155,25 @@ func (r *restorer) run(ctx context.Context) error {
 	return steps.Run(ctx, r.log, r.opts.FailAt, ErrInjected, list)
 }
 
-// checkCPU refuses a checkpoint from a CPU with register state this one
-// lacks, unless told to go on without it: the process may rely on what
-// its CPU offered (cpuinfo.img), and certainly on the registers its
-// threads had in use.
+// checkCPU refuses a checkpoint whose process may need what this CPU
+// lacks (cpu.Host.Check: the instruction sets its CPU offered, recorded
+// in cpuinfo.img, and the register state its threads have in use),
+// unless told to go on without it.
 func (r *restorer) checkCPU() error {
-	var need uint64
-	var info cpuinfo.CpuinfoEntry
-	switch err := r.c.dir.ReadImage(image.Cpuinfo, 0, &info); {
-	case err == nil:
-		need = cpu.Needed(&info)
-	case !errors.Is(err, fs.ErrNotExist):
+	info := &cpuinfo.CpuinfoEntry{}
+	switch err := r.c.dir.ReadImage(image.Cpuinfo, 0, info); {
+	case errors.Is(err, fs.ErrNotExist):
+		info = nil
+	case err != nil:
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
+	var fpregs []*corex86.UserX86FpregsEntry
 	for _, core := range r.c.cores {
-		if x := core.ThreadInfo.GetFpregs().GetXsave(); x != nil {
-			need |= x.GetXstateBv()
-		}
+		fpregs = append(fpregs, core.ThreadInfo.GetFpregs())
 	}
-	err := r.host.CheckFeatures(need)
+	err := r.host.Check(info, fpregs)
 	if err != nil && r.opts.DropMissingCPU {
-		r.log.Warn("restoring on a CPU without register state the process may use", "err", err)
+		r.log.Warn("restoring on a CPU without features the process may use", "err", err)
 		return nil
 	}
 	if err != nil {

@@ -136,8 +136,10 @@ func (r *restorer) finalRegs(tid int, core *criucore.CoreEntry) (unix.PtraceRegs
 	return ptrace.RestartRegs(*regs), nil
 }
 
-// queueSignals puts the dumped pending signals back, from the leader: a
-// process may queue any siginfo to itself.
+// queueSignals puts the dumped pending signals back, each from the thread
+// it is pending for (the leader for the process's): a thread may queue any
+// siginfo to itself, while the kernel refuses a tgkill's or the kernel's
+// (si_code SI_TKILL or >= 0) for another thread.
 func (r *restorer) queueSignals() error {
 	scratch, err := r.scratch()
 	if err != nil {
@@ -154,7 +156,8 @@ func (r *restorer) queueSignals() error {
 		if tid == 0 {
 			return r.sys(unix.SYS_RT_SIGQUEUEINFO, uint64(r.pid), sig, scratch)
 		}
-		return r.sys(unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.pid), uint64(tid), sig, scratch)
+		_, err := r.tr.Syscall(tid, unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.pid), uint64(tid), sig, scratch)
+		return err
 	}
 	for _, s := range r.c.cores[uint32(r.pid)].Tc.GetSignalsS().GetSignals() {
 		if err := send(0, s.GetSiginfo()); err != nil {
