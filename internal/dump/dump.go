@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -242,13 +241,17 @@ func (d *dumper) inspect() (err error) {
 	if d.pid == os.Getpid() {
 		return errors.New("cannot dump cryo itself")
 	}
+	if d.status, err = proc.ReadStatus(d.pid); errors.Is(err, fs.ErrNotExist) {
+		return ErrNoProcess
+	} else if err != nil {
+		return err
+	}
+	// Only for a process that exists: a dump that fails removes a
+	// directory it made.
 	if d.dir == nil {
 		if d.dir, err = image.Create(d.opts.Dir); err != nil {
 			return err
 		}
-	}
-	if d.status, err = proc.ReadStatus(d.pid); err != nil {
-		return err
 	}
 	if d.stat, err = proc.ReadStat(d.pid); err != nil {
 		return err
@@ -283,14 +286,11 @@ func (d *dumper) inspect() (err error) {
 	return nil
 }
 
-// removeImages deletes what a failed dump wrote: a directory that Create
-// accepted held no images before.
+// removeImages deletes what a failed dump wrote.
 func (d *dumper) removeImages() {
-	if d.dir == nil {
-		return
-	}
-	names, _ := filepath.Glob(filepath.Join(d.opts.Dir, "*.img"))
-	for _, n := range names {
-		os.Remove(n)
+	if d.dir != nil {
+		if err := d.dir.Discard(); err != nil {
+			d.log.Warn("remove the images of the failed dump", "err", err)
+		}
 	}
 }

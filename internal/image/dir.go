@@ -230,6 +230,25 @@ func (d *Dir) Sync() error {
 	return nil
 }
 
+// Discard removes what a failed dump wrote: every image created through
+// d, and the directory if Create made it. A directory that existed
+// before is left as it was.
+func (d *Dir) Discard() error {
+	d.mu.Lock()
+	written := slices.Clone(d.written)
+	d.mu.Unlock()
+	var errs []error
+	for _, name := range written {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if d.created {
+		errs = append(errs, os.Remove(d.path))
+	}
+	return errors.Join(errs...)
+}
+
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {

@@ -61,7 +61,7 @@ func (t *Tracer) Syscall(tid, nr int, args ...uint64) (uint64, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("inject syscall %d into tid %d: %w", nr, tid, err)
+		return 0, fmt.Errorf("inject %s into tid %d: %w", kernel.SyscallName(nr), tid, err)
 	}
 	return ret, nil
 }

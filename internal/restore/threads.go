@@ -41,10 +41,21 @@ func (r *restorer) explainTaken(id int, err error) error {
 		return err
 	}
 	comm, cerr := proc.ReadComm(id)
-	if cerr != nil {
+	switch {
+	case cerr != nil:
 		comm = "a task not visible here"
+	case isCryo(id):
+		// Named as the user's process, it would mislead: it is cryo's
+		// own (a dump's worker or another restore).
+		comm = "a cryo process"
 	}
 	return fmt.Errorf("%w: %d is taken by %s", ErrPidTaken, id, comm)
+}
+
+// isCryo reports whether task id runs this very cryo binary.
+func isCryo(id int) bool {
+	same, err := sameFile(proc.Path(id, "exe"), "/proc/self/exe")
+	return err == nil && same
 }
 
 // restoreThread sets what each thread holds of its own besides registers:
