@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -535,4 +537,48 @@ func TestRestoreTidTaken(t *testing.T) {
 		t.Errorf("error %q does not say %q\nlog:\n%s", err, want, buf)
 	}
 	checkNothingLeft(t, s.Pid, before)
+}
+
+// TestRestoreWaitsForZombie restores while the zombie of the dumped
+// process still holds its PID, as after `cryo dump` then `cryo restore`
+// at once: the restore waits until the parent reaps it.
+func TestRestoreWaitsForZombie(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSink(t)
+	s.WaitTicks(t, 2)
+	dir := filepath.Join(t.TempDir(), "images")
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	// The dump killed it; its parent, the test, reaps it only later.
+	for {
+		st, err := proc.ReadStat(s.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == 'Z' {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	reaped := make(chan struct{})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		s.ReapDumped(t)
+		close(reaped)
+	}()
+	log, buf := newLog()
+	st, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
+	<-reaped
+	if err != nil {
+		t.Fatalf("restore: %v\nlog:\n%s", err, buf)
+	}
+	s.Restored()
+	if !strings.Contains(buf.String(), "waiting for a zombie") {
+		t.Errorf("the log does not say the restore waited:\n%s", buf)
+	}
+	if st.Pid != s.Pid {
+		t.Errorf("restored pid %d, want %d", st.Pid, s.Pid)
+	}
+	s.WaitTicks(t, 3)
 }

@@ -264,6 +264,7 @@ func (r *restorer) timeNamespace() error {
 func (r *restorer) cloneProcess() error {
 	// With CLONE_PARENT the exit signal is the stub's own, SIGCHLD.
 	args := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
+	r.awaitZombies()
 	got, err := r.stub.Clone3(r.stub.Pid(), args, r.pid)
 	if err != nil {
 		return r.explainTaken(r.pid, err)

@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
@@ -35,15 +36,43 @@ func (r *restorer) createThreads() error {
 	return nil
 }
 
+// zombieWait bounds how long a restore waits for the zombie of the
+// dumped process to be reaped: `cryo dump` then `cryo restore` at once
+// finds it still holding the PID until its parent waits for it.
+const zombieWait = 5 * time.Second
+
+// awaitZombies waits, up to zombieWait, until no zombie holds one of the
+// ids to restore.
+func (r *restorer) awaitZombies() {
+	deadline := time.Now().Add(zombieWait)
+	for _, id := range r.c.threads {
+		logged := false
+		for time.Now().Before(deadline) {
+			st, err := proc.ReadStat(int(id))
+			if err != nil || st.State != 'Z' {
+				break
+			}
+			if !logged {
+				r.log.Info("waiting for a zombie holding the pid to be reaped", "pid", id, "parent", st.PPid, "at-most", zombieWait)
+				logged = true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // explainTaken names the process holding an id that clone3 could not have.
 func (r *restorer) explainTaken(id int, err error) error {
 	if err == nil || !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	comm, cerr := proc.ReadComm(id)
+	st, serr := proc.ReadStat(id)
 	switch {
 	case cerr != nil:
 		comm = "a task not visible here"
+	case serr == nil && st.State == 'Z':
+		comm = fmt.Sprintf("the zombie of %s, which its parent, pid %d, has not reaped", comm, st.PPid)
 	case isCryo(id):
 		// Named as the user's process, it would mislead: it is cryo's
 		// own (a dump's worker or another restore).
