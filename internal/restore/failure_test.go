@@ -582,3 +582,56 @@ func TestRestoreWaitsForZombie(t *testing.T) {
 	}
 	s.WaitTicks(t, 3)
 }
+
+// TestRestoreCancelledPromptly cancels a restore, as SIGTERM does, while
+// it may be blocked opening a dumped file that someone replaced by a FIFO:
+// it must end within a second, leaving nothing behind.
+func TestRestoreCancelledPromptly(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSink(t)
+	c := dumpAndReap(t, s)
+	reg := filepath.Join(s.dir, "reg.txt")
+	// Read-only, so that opening a FIFO there blocks.
+	dir := copyDir(t, c.dir)
+	d, err := image.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []proto.Message
+	for _, f := range files {
+		if f.GetReg().GetName() == reg {
+			f.Reg.Flags = proto.Uint32(unix.O_RDONLY)
+		}
+		msgs = append(msgs, f)
+	}
+	rewriteImage(t, dir, image.Files, 0, msgs...)
+	if err := os.Remove(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(reg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := restore.Restore(ctx, restore.Options{Dir: dir})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("restore of a file replaced by a FIFO succeeded")
+		}
+		t.Log(err)
+	case <-time.After(1300 * time.Millisecond):
+		t.Fatal("restore still runs a second after it was cancelled")
+	}
+	if kids := testutil.Children(t); len(kids) > 0 {
+		t.Errorf("the cancelled restore left %v", kids)
+	}
+}

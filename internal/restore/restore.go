@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
@@ -70,6 +71,7 @@ type restorer struct {
 	stub  *ptrace.Tracer
 	tr    *ptrace.Tracer // the restored process
 	files *files.Restorer
+	built built
 	stats Stats
 }
 
@@ -85,7 +87,16 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	if r.opts.VDSO == "" {
 		r.opts.VDSO = VDSOAuto
 	}
-	if err := r.run(ctx); err != nil {
+	// Cancelled, the restore kills what it built at once: an injected
+	// call that blocks holds the tracer, and the next step would never
+	// come.
+	stop := context.AfterFunc(ctx, r.built.kill)
+	err := r.run(ctx)
+	if !stop() {
+		// Killed: say why, whatever the step that failed.
+		err = errors.Join(err, fmt.Errorf("restore cancelled: %w", steps.Cancelled(ctx)))
+	}
+	if err != nil {
 		if r.stub != nil {
 			err = errors.Join(err, r.stub.KillAll())
 		}
@@ -191,6 +202,7 @@ func (r *restorer) startStub() (err error) {
 	if err != nil {
 		return err
 	}
+	r.built.add(r.stub.Pid())
 	// The scratch mapping, which the restored process inherits, must be
 	// clear of everything the restore maps.
 	maps, err := proc.ReadMaps(r.stub.Pid())
@@ -272,6 +284,7 @@ func (r *restorer) cloneProcess() error {
 	if got != r.pid {
 		return fmt.Errorf("clone3 gave pid %d, want %d", got, r.pid)
 	}
+	r.built.add(got)
 	if r.tr, err = r.stub.Child(got); err != nil {
 		return err
 	}
@@ -284,6 +297,33 @@ func (r *restorer) cloneProcess() error {
 		return fmt.Errorf("end the stub: %w", err)
 	}
 	return nil
+}
+
+// built are the processes a restore made.
+type built struct {
+	mu     sync.Mutex
+	pids   []int
+	killed bool
+}
+
+// add records a process made; one made after a kill is killed too.
+func (b *built) add(pid int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pids = append(b.pids, pid)
+	if b.killed {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// kill sends SIGKILL to every process made; the failed restore reaps them.
+func (b *built) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.killed = true
+	for _, pid := range b.pids {
+		unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 // writeProcFile writes a /proc file, which takes no O_CREAT or O_TRUNC.
