@@ -218,9 +218,10 @@ func (t *Tracer) unmapScratch(tid int) error {
 
 // borrow writes the gadget over the start of the tracee's first private
 // executable mapping, runs f with its address and puts the bytes back (the
-// page stays the private copy the write made of it). Never the live [vdso]
-// (/proc/PID/mem writes there reach every process) and never a shared
-// mapping (the write would reach the file). Tracer thread only.
+// page stays the private copy the write made of it). Never the [vdso]
+// (the write would leave the process a private copy of the kernel's
+// page, which a later dump would take for the vDSO itself) and never a
+// shared mapping (the write would reach the file). Tracer thread only.
 func (t *Tracer) borrow(f func(site uint64) error) error {
 	maps, err := proc.ReadMaps(t.pid)
 	if err != nil {

@@ -9,8 +9,8 @@ import (
 )
 
 // ReadMem reads len(b) bytes of the tracee's memory at addr through
-// /proc/PID/mem, which also reads pages the tracee cannot (PROT_NONE
-// excepted).
+// /proc/PID/mem, which also reads pages the tracee cannot, PROT_NONE ones
+// included (as a debugger does, with FOLL_FORCE).
 func (t *Tracer) ReadMem(addr uint64, b []byte) error {
 	if _, err := t.mem.ReadAt(b, int64(addr)); err != nil {
 		return fmt.Errorf("read %d bytes at %#x of pid %d: %w", len(b), addr, t.pid, err)
