@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 func init() {
@@ -67,6 +68,6 @@ func runDump(args []string, stdout io.Writer) error {
 	}
 	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
 		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)
-	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %s of memory, frozen %v\n", *pid, st.Threads, size(st.Pages*4096), st.Frozen.Round(1e5))
+	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %s of memory, frozen %v\n", *pid, st.Threads, size(st.Pages*kernel.PageSize), st.Frozen.Round(1e5))
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
 )
 
 // maxVDSOSteps bounds the single-stepping out of the vDSO: its longest
@@ -31,8 +32,8 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		return nil, err
 	}
 	for _, v := range d.vdsos {
-		if regs.Rip >= v.Start && regs.Rip < v.End {
-			d.log.Info("stepping thread out of the vDSO", "tid", tid, "rip", fmt.Sprintf("%#x", regs.Rip))
+		if ptrace.PC(regs) >= v.Start && ptrace.PC(regs) < v.End {
+			d.log.Info("stepping thread out of the vDSO", "tid", tid, "rip", fmt.Sprintf("%#x", ptrace.PC(regs)))
 			if regs, err = tr.StepOut(tid, v.Start, v.End, maxVDSOSteps); err != nil {
 				return nil, err
 			}

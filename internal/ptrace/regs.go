@@ -20,6 +20,9 @@ func (t *Tracer) SetRegs(tid int, regs unix.PtraceRegs) error {
 	return t.onThread(tid, func() error { return setRegs(tid, &regs) })
 }
 
+// PC is the instruction pointer in registers r.
+func PC(r unix.PtraceRegs) uint64 { return pc(&r) }
+
 // getRegs reads the general registers of stopped thread tid. Tracer
 // thread only.
 func getRegs(tid int, regs *unix.PtraceRegs) error {

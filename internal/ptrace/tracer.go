@@ -72,6 +72,9 @@ func startSession(t *Tracer) {
 // (PTRACE_O_*) are set on every thread once all are stopped, so that none
 // that auto-attaches new tasks can race the seizing.
 func Seize(pid, options int) (*Tracer, error) {
+	if !archOK {
+		return nil, archErr
+	}
 	t := newTracer(pid, options, false)
 	startSession(t)
 	err := t.do(func() error {
