@@ -135,6 +135,8 @@ func (d *dumper) run(ctx context.Context) error {
 		{Name: "task", Run: d.dumpProcess},
 		{Name: "files", Run: d.dumpFiles},
 		{Name: "pages", Run: func() error {
+			// The last injection is done.
+			d.addDeferredSignals()
 			err := errors.Join(d.copyMemory(ctx, mem, runs, shared), mem.Close())
 			if err != nil || !d.opts.LeaveRunning {
 				return err

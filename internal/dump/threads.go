@@ -133,6 +133,16 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	}, nil
 }
 
+// addDeferredSignals adds to each thread's queue the signals that the
+// tracer took off it while it ran an injection or a step: they were
+// pending, and a restore must queue them again.
+func (d *dumper) addDeferredSignals() {
+	for i, tid := range d.tids() {
+		q := d.threads[i].ThreadCore.SignalsP
+		q.Signals = append(q.Signals, signalQueue(d.tr.DeferredSignals(tid)).Signals...)
+	}
+}
+
 // signalQueue turns the siginfos ptrace peeked into the image's queue.
 func signalQueue(b []byte) *siginfo.SignalQueueEntry {
 	q := &siginfo.SignalQueueEntry{}

@@ -146,7 +146,12 @@ func (r *restorer) run(ctx context.Context) error {
 			}
 			return nil
 		}},
-		{Name: "resume", Run: func() error { return r.tr.Resume(regs) }},
+		{Name: "resume", Run: func() error {
+			if err := r.stopIfStopped(); err != nil {
+				return err
+			}
+			return r.tr.Resume(regs)
+		}},
 	}
 	if !slices.Equal(steps.Names(list), Steps) {
 		panic("restore.Steps does not list the steps")
