@@ -119,7 +119,7 @@ func (r *restorer) run(ctx context.Context) error {
 		{Name: "protect", Run: r.protect},
 		{Name: "mm", Run: r.setMM},
 		{Name: "files", Run: r.openFiles},
-		{Name: "fs", Run: r.restoreFS},
+		{Name: "fs", Run: r.restoreFSGhostCwd},
 		{Name: "task", Run: r.restoreTask},
 		{Name: "threads", Run: func() error {
 			if err := r.createThreads(); err != nil {
