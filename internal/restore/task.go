@@ -82,6 +82,10 @@ func (r *restorer) restoreTask() error {
 	return r.restoreSession()
 }
 
+// defaultTimerSlack is the kernel's timer slack (50 µs), the only one a
+// dump keeps.
+const defaultTimerSlack = 50000
+
 // CRIU's task states: running, or stopped by a signal (job control).
 const (
 	taskAlive   = 1
