@@ -37,7 +37,7 @@ func stopInVDSO(t *testing.T, s *subject) {
 		if err := unix.Kill(s.Pid, unix.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		waitState(t, s.Pid, 'T')
+		testutil.WaitStopped(t, s.Pid)
 		// A task stopped outside a system call shows "-1 SP PC".
 		b, err := os.ReadFile(proc.Path(s.Pid, "syscall"))
 		if err != nil {
@@ -56,14 +56,13 @@ func stopInVDSO(t *testing.T, s *subject) {
 		if err := unix.Kill(s.Pid, unix.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
-		waitState(t, s.Pid, 'R')
+		waitRunning(t, s.Pid)
 	}
 	t.Fatalf("subject %d never stopped inside its vDSO", s.Pid)
 }
 
-// waitState waits until process pid is in state ('T' stopped; 'R' means
-// any state but stopped).
-func waitState(t *testing.T, pid int, want byte) {
+// waitRunning waits until process pid is no longer stopped.
+func waitRunning(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(testutil.SubjectTimeout)
 	for {
@@ -71,11 +70,11 @@ func waitState(t *testing.T, pid int, want byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.State == want || want == 'R' && st.State != 'T' && st.State != 't' {
+		if st.State != 'T' && st.State != 't' {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pid %d in state %c, want %c", pid, st.State, want)
+			t.Fatalf("pid %d still in state %c", pid, st.State)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -85,7 +84,7 @@ func waitState(t *testing.T, pid int, want byte) {
 // neither ticks nor takes a signal.
 func staysStopped(t *testing.T, s *subject) {
 	t.Helper()
-	waitState(t, s.Pid, 'T')
+	testutil.WaitStopped(t, s.Pid)
 	before := s.Output()
 	time.Sleep(100 * time.Millisecond)
 	if st, err := proc.ReadStat(s.Pid); err != nil || st.State != 'T' {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -390,4 +391,34 @@ func matchAny(key string, patterns []string) bool {
 		}
 	}
 	return false
+}
+
+// RecordStopped stops the running process pid (SIGSTOP), waits for the
+// stop and records its state: how to see a process hold still without
+// tracing it, as before `cryo dump`, whose restore brings the process
+// back stopped (WaitStopped, then RecordState). The caller resumes it
+// (SIGCONT).
+func RecordStopped(t testing.TB, pid int) State {
+	t.Helper()
+	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+		t.Fatalf("state oracle: stop pid %d: %v", pid, err)
+	}
+	WaitStopped(t, pid)
+	return RecordState(t, pid)
+}
+
+// WaitStopped waits until process pid is stopped by a signal (state T).
+func WaitStopped(t testing.TB, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(SubjectTimeout)
+	for {
+		st, err := proc.ReadStat(pid)
+		if err == nil && st.State == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not stopped after %v (state %c, %v)", pid, SubjectTimeout, st.State, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // recorder is a testing.TB that keeps what CompareStates reports.
@@ -31,18 +28,7 @@ func (r *recorder) Logf(string, ...any) {}
 func TestStateOracle(t *testing.T) {
 	RequireRoot(t)
 	s := StartSubject(t, BuildC(t, "vdsospin.c"))
-	if err := unix.Kill(s.Pid, unix.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	// The stop is complete once the state shows it.
-	deadline := time.Now().Add(SubjectTimeout)
-	for st, err := proc.ReadStat(s.Pid); err != nil || st.State != 'T'; st, err = proc.ReadStat(s.Pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("subject not stopped after %v: %v", SubjectTimeout, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	before := RecordState(t, s.Pid)
+	before := RecordStopped(t, s.Pid)
 	same := &recorder{TB: t}
 	CompareStates(same, before, RecordState(t, s.Pid))
 	if len(same.errors) > 0 {
