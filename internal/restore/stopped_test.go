@@ -153,6 +153,12 @@ func TestDumpStoppedLeavesItStopped(t *testing.T) {
 			s.WaitTicks(t, 2)
 			stopInVDSO(t, s)
 			queueSignal(t, s.Pid, 0, rtmin, 77)
+			// The test process is the parent: it takes the report of the
+			// stop, and must not get another one.
+			var ws unix.WaitStatus
+			if pid, err := unix.Wait4(s.Pid, &ws, unix.WUNTRACED|unix.WNOHANG, nil); err != nil || pid != s.Pid || !ws.Stopped() {
+				t.Fatalf("wait for the stop report: pid %d, status %v, %v", pid, ws, err)
+			}
 			dir := filepath.Join(t.TempDir(), "images")
 			log, buf := newLog()
 			_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, LeaveRunning: failAt == "", FailAt: failAt, Log: log})
@@ -160,7 +166,31 @@ func TestDumpStoppedLeavesItStopped(t *testing.T) {
 				t.Fatalf("dump: %v\nlog:\n%s", err, buf)
 			}
 			staysStopped(t, s)
+			if pid, err := unix.Wait4(s.Pid, &ws, unix.WUNTRACED|unix.WNOHANG, nil); err != nil || pid != 0 {
+				t.Errorf("the parent got another report after the dump: pid %d, status %v, %v", pid, ws, err)
+			}
 			resumesWithSignal(t, s, rtmin, 77)
 		})
 	}
+}
+
+// TestRestoreStoppedThreads dumps a stopped process of several threads
+// (the sink): every thread comes back stopped, and SIGCONT resumes them.
+func TestRestoreStoppedThreads(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSink(t)
+	s.WaitTicks(t, 3)
+	testutil.RecordStopped(t, s.Pid)
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	staysStopped(t, s)
+	for _, tid := range tasks(t, s.Pid) {
+		if st, err := proc.ReadTaskStat(s.Pid, tid); err != nil || st.State != 'T' {
+			t.Errorf("thread %d in state %c (%v), want T", tid, st.State, err)
+		}
+	}
+	if err := unix.Kill(s.Pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitTicks(t, c.ticks+2*checkEvery+5)
 }
