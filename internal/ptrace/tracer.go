@@ -318,7 +318,9 @@ func (t *Tracer) detach() error {
 		if d := t.deferred[tid]; len(d) > 0 {
 			sig = d[0].Signo()
 			if err := kernel.PtraceSetSiginfo(tid, &d[0]); err != nil {
-				errs = append(errs, err)
+				if !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, err)
+				}
 				continue
 			}
 		}
