@@ -1,7 +1,11 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
@@ -32,6 +36,14 @@ func (d *dumper) dumpCwd() (uint32, error) {
 	// has its own and its "." entry.
 	if !removed || st.Nlink != 0 {
 		return d.files.regPath(cwd, unix.O_RDONLY|unix.O_DIRECTORY), nil
+	}
+	// The restore makes it again at its path: refuse now what it could
+	// not do then.
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("%w: the working directory %s was removed, and its path is taken", ErrUnsupported, path)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return 0, fmt.Errorf("%w: the working directory %s was removed, and so was its parent", ErrUnsupported, path)
 	}
 	d.log.Info("the working directory was removed: dumping it as a ghost directory", "path", path)
 	id := d.files.regPath(path, unix.O_RDONLY|unix.O_DIRECTORY)
