@@ -27,8 +27,11 @@ demo: build
 	@echo
 	./bin/cryo demo
 
+# The tracer package runs twice: as built, and with its tracer-thread
+# checks on (-tags cryodebug).
 test: deps
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags cryodebug ./internal/ptrace
 
 # fuzz runs each fuzz target for FUZZTIME (default 2m). Minimizing a new
 # 8 KiB vDSO input can take the whole default minute, so it is cut short.
@@ -36,7 +39,7 @@ FUZZTIME ?= 2m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/vdso
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/image
-	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets; do \
+	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/proc || exit 1; \
 	done
 

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 
 	"golang.org/x/sys/unix"
 
@@ -25,7 +23,7 @@ CRIU-format images, then kills the process (or lets it go on with
 leaves the process running as it was.`
 
 func runDump(args []string, stdout io.Writer) error {
-	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running] [--shell-job] [-v N] [-o LOGFILE]", dumpHelp)
+	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", dumpHelp)
 	pid := fs.Int("t", 0, "the `PID` of the process to dump")
 	fs.IntVar(pid, "tree", 0, "same as -t")
 	dir := fs.String("D", "", "the image `DIR`ectory")
@@ -34,6 +32,7 @@ func runDump(args []string, stdout io.Writer) error {
 	shellJob := fs.Bool("shell-job", false, "allow descriptors of the caller's terminal")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
 	logFile := fs.String("o", "", "write the log to `FILE`")
+	criu := addCriuFlags(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -46,22 +45,28 @@ func runDump(args []string, stdout io.Writer) error {
 	case *dir == "":
 		return usageErrorf(fs, "give the image directory with -D DIR")
 	}
+	if err := requirePrivilege(unix.CAP_SYS_PTRACE); err != nil {
+		return err
+	}
+	if os.Getenv(workerEnv) == "" {
+		return runWorker(append([]string{"dump"}, args...))
+	}
 	log, closeLog, err := newLogger(*verbosity, *logFile, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	ctx, stop := workerContext()
 	defer stop()
 	st, err := dump.Dump(ctx, dump.Options{
-		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob,
+		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob, LinkRemap: criu.linkRemap,
 		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
 	})
 	if err != nil {
-		return err
+		return logged(log, *logFile, err)
 	}
 	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
 		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)
-	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %d MiB of memory, frozen %v\n", *pid, st.Threads, st.Pages*4096>>20, st.Frozen.Round(1e5))
+	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %s of memory, frozen %v\n", *pid, st.Threads, size(st.Pages*4096), st.Frozen.Round(1e5))
 	return nil
 }

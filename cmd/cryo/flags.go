@@ -42,3 +42,22 @@ func usageErrorf(fs *flag.FlagSet, format string, a ...any) error {
 	fs.Usage()
 	return errUsage
 }
+
+// criuFlags are criu options that cryo accepts on dump and restore, so
+// that criu command lines (container runtimes, scripts) work unchanged.
+type criuFlags struct {
+	// linkRemap is criu's --link-remap: keep unlinked files by linking
+	// them back. cryo keeps them by their contents with or without it.
+	linkRemap bool
+}
+
+// addCriuFlags adds the criu options cryo accepts to fs.
+func addCriuFlags(fs *flag.FlagSet) *criuFlags {
+	var c criuFlags
+	var none bool // options whose behaviour is cryo's default or moot
+	fs.BoolVar(&none, "file-locks", false, "accepted for criu compatibility: file locks are always dumped and taken again")
+	fs.BoolVar(&c.linkRemap, "link-remap", false, "accepted for criu compatibility: unlinked files are kept by their contents either way")
+	fs.BoolVar(&none, "tcp-established", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
+	fs.BoolVar(&none, "ext-unix-sk", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
+	return &c
+}

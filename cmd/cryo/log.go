@@ -24,7 +24,7 @@ func newLogger(verbosity int, path string, stderr io.Writer) (*slog.Logger, func
 	}
 	w, closer := stderr, func() error { return nil }
 	if path != "" {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		f, err := openOutput(path, os.O_APPEND, 0o600)
 		if err != nil {
 			return nil, nil, fmt.Errorf("open log: %w", err)
 		}
@@ -34,6 +34,38 @@ func newLogger(verbosity int, path string, stderr io.Writer) (*slog.Logger, func
 		}
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+}
+
+// logged writes a command's failure into its log file too, if it has one
+// (stderr shows it anyway), and returns it.
+func logged(log *slog.Logger, logFile string, err error) error {
+	if logFile != "" {
+		log.Error("failed", "err", err)
+	}
+	return err
+}
+
+// openOutput opens a file that cryo, often as root, writes for the user
+// (the log, the pid file): never through a symlink, which could point it
+// at a file of root's, and only a regular file, without blocking on a
+// FIFO.
+func openOutput(path string, flags int, perm os.FileMode) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|flags, uint32(perm))
+	if err == unix.ELOOP {
+		return nil, fmt.Errorf("%s is a symlink, which cryo does not follow", path)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file", path)
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 // progressBar returns a progress reporter that draws on stderr when it is
@@ -62,6 +94,17 @@ func progressBar(stderr io.Writer, what string) func(done, total uint64) {
 			fmt.Fprintln(f)
 		}
 	}
+}
+
+// size says a number of bytes in KiB, MiB or GiB, whichever reads best.
+func size(n uint64) string {
+	switch {
+	case n < 1<<20:
+		return fmt.Sprintf("%d KiB", n>>10)
+	case n < 10<<30:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d GiB", n>>30)
 }
 
 // peakRSS is cryo's own peak resident memory in KiB, for the benchmarks.

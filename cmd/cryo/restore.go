@@ -26,7 +26,7 @@ one the process was dumped with. Without -d, cryo waits for the process
 and exits with its exit status.`
 
 func runRestore(args []string, stdout io.Writer) error {
-	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [-v N] [-o LOGFILE]", restoreHelp)
+	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", restoreHelp)
 	dir := fs.String("D", "", "the image `DIR`ectory")
 	fs.StringVar(dir, "images-dir", "", "same as -D")
 	detach := fs.Bool("d", false, "return once the process runs instead of waiting for it")
@@ -35,9 +35,10 @@ func runRestore(args []string, stdout io.Writer) error {
 	shellJob := fs.Bool("shell-job", false, "give the process this terminal where it had one")
 	mode := fs.String("vdso", "auto", "`mode`: auto (remap if the vDSOs match, else proxy), remap (or fail), proxy (always)")
 	noTimens := fs.Bool("no-timens", false, "do not continue the dumped monotonic and boot-time clocks in a time namespace")
-	dropCPU := fs.Bool("allow-missing-cpu-features", false, "restore even if the process used register state this CPU lacks")
+	dropCPU := fs.Bool("allow-missing-cpu-features", false, "restore even if this CPU lacks instruction sets the dump's CPU offered or register state the process uses")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
 	logFile := fs.String("o", "", "write the log to `FILE`")
+	addCriuFlags(fs) // nothing to do at restore: they act at dump or not at all
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -50,11 +51,23 @@ func runRestore(args []string, stdout io.Writer) error {
 	case m != restore.VDSOAuto && m != restore.VDSORemap && m != restore.VDSOProxy:
 		return usageErrorf(fs, "--vdso must be auto, remap or proxy, not %q", *mode)
 	}
+	if err := requirePrivilege(unix.CAP_SYS_PTRACE, unix.CAP_SYS_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID); err != nil {
+		return err
+	}
 	log, closeLog, err := newLogger(*verbosity, *logFile, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
+	// Opened before anything is built: a pid file that cannot be
+	// written fails the restore while there is nothing to undo.
+	var pf *os.File
+	if *pidFile != "" {
+		if pf, err = openOutput(*pidFile, os.O_TRUNC, 0o644); err != nil {
+			return logged(log, *logFile, fmt.Errorf("open pid file: %w", err))
+		}
+		defer pf.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	st, err := restore.Restore(ctx, restore.Options{
 		Dir: *dir, VDSO: restore.VDSOMode(*mode), NoTimens: *noTimens, ShellJob: *shellJob,
@@ -62,12 +75,17 @@ func runRestore(args []string, stdout io.Writer) error {
 	})
 	stop()
 	if err != nil {
-		return err
+		return logged(log, *logFile, err)
 	}
 	log.Info("restore done", "peak-rss-kib", peakRSS(), "pid", st.Pid, "vdso", st.VDSO, "took", st.Total)
-	if *pidFile != "" {
-		if err := os.WriteFile(*pidFile, []byte(strconv.Itoa(st.Pid)+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write pid file: %w", err)
+	if pf != nil {
+		if _, err := pf.WriteString(strconv.Itoa(st.Pid) + "\n"); err != nil {
+			// Whoever reads the pid file would not find the process:
+			// it must not run on unseen.
+			unix.Kill(st.Pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			unix.Wait4(st.Pid, &ws, 0, nil)
+			return logged(log, *logFile, fmt.Errorf("write pid file (pid %d killed): %w", st.Pid, err))
 		}
 	}
 	if *detach {

@@ -431,3 +431,52 @@ func TestRestoreCommandOwnState(t *testing.T) {
 	checkRestoredState(t, s, before)
 	s.WaitTicks(t, 5)
 }
+
+// TestRestoreCommandOutputs checks that --pidfile and -o never write
+// through a symlink (cryo runs as root; the link could name any file),
+// that such a refusal comes before anything is restored, and that a
+// failure is written into the -o log as well as to stderr.
+func TestRestoreCommandOutputs(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	s := testutil.StartSubject(t, testutil.BuildC(t, "vdsoclock.c"))
+	s.WaitTicks(t, 2)
+	dir := dumpSubject(t, bin, s)
+	tmp := t.TempDir()
+	victim := filepath.Join(tmp, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(tmp, "link")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"pidfile", []string{"--pidfile", link}},
+		{"log", []string{"-o", link}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"restore", "-D", dir, "-d"}, tc.args...)
+			_, errOut, code := runBinary(t, bin, args...)
+			if code != 1 || !strings.Contains(errOut, "symlink") {
+				t.Errorf("exit status %d, stderr %q: want 1 and the symlink named", code, errOut)
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+				t.Errorf("the symlink's target now holds %q", b)
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", s.Pid)); err == nil {
+				t.Errorf("pid %d runs after a refused restore", s.Pid)
+			}
+		})
+	}
+	// A failed restore says why in its log file.
+	logPath := filepath.Join(tmp, "restore.log")
+	_, _, code := runBinary(t, bin, "restore", "-D", tmp, "-o", logPath)
+	b, err := os.ReadFile(logPath)
+	if code != 1 || err != nil || !strings.Contains(string(b), "bad checkpoint") {
+		t.Errorf("exit status %d; log %q (%v): want 1 and the error in the log", code, b, err)
+	}
+}

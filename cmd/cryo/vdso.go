@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/cryo-cr/cryo/internal/vdso"
@@ -19,7 +20,10 @@ func init() {
 
 const vdsoHelp = `Without arguments, shows cryo's own vDSO: the [vvar], [vvar_vclock] and
 [vdso] mappings and every exported function (name@version, offset, size).
-SOURCE is a pid or a saved vDSO file (NAME.so with its NAME.maps beside it).
+SOURCE is a pid or a saved vDSO file: NAME.so with its NAME.maps beside it,
+or a raw vDSO image alone (a kernel's vdso64.so, bytes read from
+/proc/PID/mem), whose layout is then unknown: a plan with one compares the
+functions and the image size, not the [vvar] pages, and says so.
 
 'cryo vdso diff OLD NEW' prints what a restore of a process dumped with the
 OLD vDSO does on a kernel with the NEW one: remap or proxy, and per function
@@ -48,8 +52,8 @@ func runVDSO(args []string, stdout io.Writer) error {
 		}
 		// A restore places the runtime block in the free hole nearest to
 		// the old vDSO; just below the old block is where that usually is.
-		oldStart, _ := old.Layout.Span()
-		rtStart, rtEnd := rt.Layout.Span()
+		oldStart, _ := old.Block()
+		rtStart, rtEnd := rt.Block()
 		rtVDSO := oldStart - (rtEnd - rtStart) + (rt.VDSOAddr() - rtStart)
 		plan, err := vdso.NewPlan(old, rt, rtVDSO, false)
 		if err != nil {
@@ -59,7 +63,11 @@ func runVDSO(args []string, stdout io.Writer) error {
 			return printJSON(stdout, plan)
 		}
 		printPlan(stdout, plan)
-		if plan.Mode == vdso.ModeProxy && rt.Image != nil {
+		switch {
+		case plan.Mode != vdso.ModeProxy || rt.Image == nil:
+		case len(plan.LayoutUnknown) > 0:
+			fmt.Fprintf(stdout, "\n(jumps assume the runtime vDSO just below the old one)\n")
+		default:
 			fmt.Fprintf(stdout, "\n(jumps assume the runtime vDSO at %#x, just below the old block, where a restore puts it when free)\n", rtVDSO)
 		}
 		return nil
@@ -107,15 +115,17 @@ type regionJSON struct {
 }
 
 type snapshotOut struct {
-	Regions  []regionJSON
-	Adjacent bool
-	Machine  string `json:",omitempty"`
-	Class    string `json:",omitempty"`
-	Symbols  []vdso.Symbol
+	Regions       []regionJSON
+	Adjacent      bool
+	LayoutUnknown bool   `json:",omitempty"`
+	Machine       string `json:",omitempty"`
+	Class         string `json:",omitempty"`
+	Symbols       []vdso.Symbol
 }
 
 func snapshotJSON(s *vdso.Snapshot) snapshotOut {
-	out := snapshotOut{Adjacent: s.Layout.Adjacent(), Regions: []regionJSON{}, Symbols: []vdso.Symbol{}}
+	out := snapshotOut{Adjacent: s.Layout.Adjacent() && !s.LayoutUnknown, LayoutUnknown: s.LayoutUnknown,
+		Regions: []regionJSON{}, Symbols: []vdso.Symbol{}}
 	for _, r := range s.Layout {
 		out.Regions = append(out.Regions, regionJSON{r.Kind, r.Start, r.End, r.Size()})
 	}
@@ -133,13 +143,17 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func printSnapshot(w io.Writer, s *vdso.Snapshot) {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAPPING\tSTART\tEND\tSIZE")
-	for _, r := range s.Layout {
-		fmt.Fprintf(tw, "%s\t%#x\t%#x\t%d KiB\n", r.Kind, r.Start, r.End, r.Size()/1024)
+	if !s.LayoutUnknown {
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "MAPPING\tSTART\tEND\tSIZE")
+		for _, r := range s.Layout {
+			fmt.Fprintf(tw, "%s\t%#x\t%#x\t%d KiB\n", r.Kind, r.Start, r.End, r.Size()/1024)
+		}
+		tw.Flush()
 	}
-	tw.Flush()
 	switch {
+	case s.LayoutUnknown:
+		fmt.Fprintln(w, "layout unknown: a raw vDSO image, without the maps of a process")
 	case len(s.Layout) == 0:
 		fmt.Fprintln(w, "no [vvar], [vvar_vclock] or [vdso] mapped")
 	case s.Layout.Adjacent():
@@ -151,7 +165,7 @@ func printSnapshot(w io.Writer, s *vdso.Snapshot) {
 		return
 	}
 	fmt.Fprintf(w, "\n%v %v vDSO, %d bytes, %d exported functions\n", s.Image.Machine, s.Image.Class, s.Image.Size, len(s.Image.Symbols))
-	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "FUNCTION\tOFFSET\tSIZE")
 	for _, sym := range s.Image.Symbols {
 		fmt.Fprintf(tw, "%s\t%#x\t%d\n", sym, sym.Offset, sym.Size)
@@ -163,6 +177,9 @@ func printPlan(w io.Writer, p *vdso.Plan) {
 	fmt.Fprintf(w, "plan: %s\n", p.Mode)
 	for _, r := range p.Reasons {
 		fmt.Fprintf(w, "  because %s\n", r)
+	}
+	if len(p.LayoutUnknown) > 0 {
+		fmt.Fprintf(w, "  layout of the %s vDSO unknown (raw image): functions and image size compared, not the [vvar] pages\n", strings.Join(p.LayoutUnknown, " and "))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)

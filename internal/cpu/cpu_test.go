@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
@@ -121,18 +123,61 @@ func TestXStateMissingFeatures(t *testing.T) {
 	if bv := le.Uint64(b[xstateBVOff:]); bv&0xe0 != 0 {
 		t.Errorf("xstate_bv %#x keeps AVX-512 components the CPU lacks", bv)
 	}
-	if err := small.CheckFeatures(h.XCR0); !errors.Is(err, ErrMissingFeatures) {
-		t.Errorf("CheckFeatures = %v, want ErrMissingFeatures", err)
+	if err := small.Check(nil, []*corex86.UserX86FpregsEntry{e}); !errors.Is(err, ErrMissingFeatures) {
+		t.Errorf("Check = %v, want ErrMissingFeatures", err)
+	}
+	// The same registers at their initial state go anywhere.
+	for _, w := range [][]uint64{e.Xsave.OpmaskReg, e.Xsave.ZmmUpper, e.Xsave.Hi16Zmm} {
+		clear(w)
+	}
+	if _, err := small.XStateFromImage(e, false); err != nil {
+		t.Errorf("unused AVX-512 state: %v", err)
 	}
 }
 
-func TestNeeded(t *testing.T) {
+// TestXStatePKRU checks that a thread from a CPU without protection keys
+// gets the kernel's default PKRU on one that has them.
+func TestXStatePKRU(t *testing.T) {
+	h := ReadHost()
+	if h.XCR0&(1<<pkruComponent) == 0 {
+		t.Skip("this CPU has no PKRU")
+	}
+	e, err := h.XStateToImage(randomXState(h, h.XCR0&ImageMask()&^(1<<pkruComponent)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.XStateFromImage(e, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, _, _ := h.component(pkruComponent, len(b))
+	if bv, pkru := le.Uint64(b[xstateBVOff:]), le.Uint32(b[off:]); bv&(1<<pkruComponent) == 0 || pkru != pkruDefault {
+		t.Errorf("xstate_bv %#x, PKRU %#x; want the PKRU bit and %#x", bv, pkru, pkruDefault)
+	}
+}
+
+// TestImageChecksOnItsCPU checks that this CPU's own record and threads
+// pass its check, and that the record holds CRIU's words.
+func TestImageChecksOnItsCPU(t *testing.T) {
 	h := ReadHost()
 	e := h.Image()
-	if got, want := Needed(e), h.XCR0&^amxMask; got != want {
-		t.Errorf("Needed = %#x (%s), want %#x", got, Names(got), want)
+	x := e.X86Entry[0]
+	if x.GetCapabilityVer() != 2 || len(x.Capability) != 19 {
+		t.Fatalf("capability version %d with %d words, want 2 with 19", x.GetCapabilityVer(), len(x.Capability))
 	}
-	if err := h.CheckFeatures(Needed(e)); err != nil {
+	a, _, c, d := cpuid(1, 0)
+	if x.Capability[0] != d || x.Capability[4] != c || a == 0 {
+		t.Errorf("words 0 and 4 = %#x %#x, want leaf 1 EDX %#x and ECX %#x", x.Capability[0], x.Capability[4], d, c)
+	}
+	if !slices.Contains(h.Caps.Usable(h.XCR0), "sse2") {
+		t.Errorf("usable %v lacks sse2", h.Caps.Usable(h.XCR0))
+	}
+	fp, err := h.XStateToImage(randomXState(h, h.XCR0&ImageMask()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Check(e, []*corex86.UserX86FpregsEntry{fp}); err != nil {
 		t.Errorf("this CPU lacks what it offers: %v", err)
 	}
+	t.Logf("%s: %s", h.ModelID, strings.Join(h.Caps.Usable(h.XCR0), " "))
 }

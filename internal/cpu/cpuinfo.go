@@ -1,16 +1,17 @@
 package cpu
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	"google.golang.org/protobuf/proto"
 )
 
-// amxMask covers the AMX tile components, which a process uses only after
-// asking the kernel for them (arch_prctl ARCH_REQ_XCOMP_PERM), so a CPU
-// without them cannot have been chosen silently at start-up.
-const amxMask = 1<<17 | 1<<18
-
-// Image describes this CPU for cpuinfo.img.
+// Image describes this CPU for cpuinfo.img, as CRIU does: identity,
+// CPUID feature words and XSAVE layout.
 func (h *Host) Image() *cpuinfo.CpuinfoEntry {
 	vendor := cpuinfo.CpuinfoX86Entry_UNKNOWN
 	switch h.Vendor {
@@ -19,26 +20,106 @@ func (h *Host) Image() *cpuinfo.CpuinfoEntry {
 	case "AuthenticAMD":
 		vendor = cpuinfo.CpuinfoX86Entry_AMD
 	}
-	return &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{
+	e := &cpuinfo.CpuinfoX86Entry{
 		VendorId:      vendor.Enum(),
 		CpuFamily:     proto.Uint32(h.Family),
 		Model:         proto.Uint32(h.Model),
 		Stepping:      proto.Uint32(h.Stepping),
-		CapabilityVer: proto.Uint32(0),
+		CapabilityVer: proto.Uint32(capabilityVer),
+		Capability:    slices.Clone(h.Caps[:]),
 		XfeaturesMask: proto.Uint64(h.XCR0),
 		XsaveSize:     proto.Uint32(h.XSaveSize),
-	}}}
+		XsaveSizeMax:  proto.Uint32(h.XSaveSizeMax),
+	}
+	if h.ModelID != "" {
+		e.ModelId = proto.String(h.ModelID)
+	}
+	return &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{e}}
 }
 
-// Needed returns the register state components a process dumped on the
-// CPU that e describes may rely on: every one its CPU had enabled, since
-// libraries pick their code paths (AVX-512 string functions, say) by what
-// the CPU offers at start-up, whether or not the registers were in use at
-// the dump. The AMX tiles are left out: a program must ask for them first.
-func Needed(e *cpuinfo.CpuinfoEntry) uint64 {
-	var need uint64
-	for _, x := range e.GetX86Entry() {
-		need |= x.GetXfeaturesMask()
+// pkruDefault is the PKRU Linux gives every new thread: all access to
+// every protection key but key 0 disabled.
+const pkruDefault = 0x55555554
+
+const pkruComponent Component = 9
+
+// InUse returns the components of a thread's saved state whose registers
+// are not in their initial state: not all zeros, and for PKRU not the
+// kernel's default. x87 and SSE count as always in use. A set XSTATE_BV
+// bit alone does not mean use: XSAVE under emulators (qemu TCG) sets it
+// for every enabled component.
+func InUse(x *corex86.UserX86XsaveEntry) uint64 {
+	used := uint64(legacyMask)
+	bv := x.GetXstateBv()
+	for _, ic := range imageComponents {
+		if bv&(1<<ic.c) == 0 {
+			continue
+		}
+		var nonzero bool
+		switch {
+		case ic.c == pkruComponent:
+			p := x.GetPkru()
+			nonzero = len(p) == 0 || p[0] != pkruDefault
+		case ic.u32 != nil:
+			nonzero = slices.ContainsFunc(*ic.u32(x), func(w uint32) bool { return w != 0 })
+		default:
+			nonzero = slices.ContainsFunc(*ic.u64(x), func(w uint64) bool { return w != 0 })
+		}
+		if nonzero {
+			used |= 1 << ic.c
+		}
 	}
-	return need &^ amxMask
+	return used
+}
+
+// legacyNeeds is what an image without CPUID words (made before cryo
+// recorded them) is taken to need: the AVX and AVX-512 state its CPU had
+// enabled, as libraries pick AVX code paths by it.
+const legacyNeeds = 1<<2 | 0xe0
+
+// Check decides whether the process of a checkpoint can run on this CPU.
+// It refuses, naming them, for the instruction-set extensions the dump's
+// CPU offered (info, nil for a checkpoint without cpuinfo.img) that this
+// one lacks, since libraries and runtimes chose their code by them at
+// start-up; and for the register state its threads have in use (fpregs)
+// that this CPU lacks: AVX-512 registers, MPX bounds, a PKRU other than
+// the default. Enabled but unused state (MPX, PKU on a CPU that has
+// them) does not count.
+func (h *Host) Check(info *cpuinfo.CpuinfoEntry, fpregs []*corex86.UserX86FpregsEntry) error {
+	var insns []string
+	var legacy uint64
+	for _, x := range info.GetX86Entry() {
+		if caps, ok := capsOf(x.GetCapabilityVer(), x.GetCapability()); ok {
+			// An image without XCR0 (older CRIU): every feature its CPU
+			// had counts as usable.
+			xcr0 := x.GetXfeaturesMask()
+			if x.XfeaturesMask == nil {
+				xcr0 = ^uint64(0)
+			}
+			insns = append(insns, h.missingInstructions(&caps, xcr0)...)
+		} else {
+			legacy |= x.GetXfeaturesMask() & legacyNeeds
+		}
+	}
+	var used uint64
+	for _, f := range fpregs {
+		if x := f.GetXsave(); x != nil {
+			used |= InUse(x)
+		}
+	}
+	var parts []string
+	if len(insns) > 0 {
+		slices.Sort(insns)
+		parts = append(parts, strings.Join(slices.Compact(insns), " ")+" (instruction sets the dump's CPU offered)")
+	}
+	if m := legacy &^ h.XCR0; m != 0 {
+		parts = append(parts, Names(m)+" (register state the dump's CPU had enabled)")
+	}
+	if m := used &^ h.XCR0; m != 0 {
+		parts = append(parts, Names(m)+" (register state in use)")
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrMissingFeatures, strings.Join(parts, "; "))
 }

@@ -40,8 +40,13 @@ type Host struct {
 	Family, Model, Stepping uint32
 	// XCR0 is the set of XSAVE components the kernel enabled.
 	XCR0 uint64
-	// XSaveSize is the size of the standard-format XSAVE area for XCR0.
-	XSaveSize uint32
+	// XSaveSize is the size of the standard-format XSAVE area for XCR0,
+	// XSaveSizeMax for every component the CPU supports.
+	XSaveSize, XSaveSizeMax uint32
+	// ModelID is the brand string.
+	ModelID string
+	// Caps are the CPUID feature words.
+	Caps Caps
 	// offsets holds each user component's standard-format offset and size.
 	offsets map[Component][2]uint32
 }
@@ -63,7 +68,9 @@ func ReadHost() *Host {
 	}
 	lo, hi := xgetbv0()
 	h.XCR0 = uint64(hi)<<32 | uint64(lo)
-	_, h.XSaveSize, _, _ = cpuid(0xd, 0)
+	_, h.XSaveSize, h.XSaveSizeMax, _ = cpuid(0xd, 0)
+	h.Caps = readCaps()
+	h.ModelID = brand()
 	for c := Component(2); c < 64; c++ {
 		if h.XCR0&(1<<c) == 0 {
 			continue
@@ -75,12 +82,3 @@ func ReadHost() *Host {
 }
 
 func le32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }
-
-// CheckFeatures returns an error naming every component in need that this
-// CPU lacks.
-func (h *Host) CheckFeatures(need uint64) error {
-	if missing := need &^ h.XCR0; missing != 0 {
-		return fmt.Errorf("%w: %s (this CPU has %s)", ErrMissingFeatures, Names(missing), Names(h.XCR0))
-	}
-	return nil
-}

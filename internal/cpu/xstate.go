@@ -95,8 +95,9 @@ func (h *Host) XStateToImage(b []byte) (*corex86.UserX86FpregsEntry, error) {
 }
 
 // XStateFromImage builds an NT_X86_XSTATE buffer for this CPU from CRIU's
-// FPU state. Components this CPU lacks are an error unless dropMissing,
-// in which case they are left out (their registers start at init state).
+// FPU state. Components this CPU lacks are left out (their registers
+// start at init state); one in use (InUse) is an error unless
+// dropMissing.
 func (h *Host) XStateFromImage(e *corex86.UserX86FpregsEntry, dropMissing bool) ([]byte, error) {
 	size := max(int(h.XSaveSize), fxsaveSize+xsaveHdrSize)
 	b := make([]byte, size)
@@ -126,13 +127,19 @@ func (h *Host) XStateFromImage(e *corex86.UserX86FpregsEntry, dropMissing bool) 
 		bv = x.GetXstateBv()
 	}
 	if missing := bv &^ h.XCR0; missing != 0 {
-		if !dropMissing {
-			return nil, fmt.Errorf("%w: %s (this CPU has %s)", ErrMissingFeatures, Names(missing), Names(h.XCR0))
+		if used := missing & InUse(x); used != 0 && !dropMissing {
+			return nil, fmt.Errorf("%w: %s (register state in use; this CPU has %s)", ErrMissingFeatures, Names(used), Names(h.XCR0))
 		}
 		bv &= h.XCR0
 	}
 	le.PutUint64(b[xstateBVOff:], bv)
 	le.PutUint64(b[xcompBVOff:], 0) // standard format
+	// A thread from a CPU without protection keys gets the PKRU the kernel
+	// gives new threads; left out, the kernel would set 0 (no key denied).
+	if off, _, ok := h.component(pkruComponent, len(b)); ok && bv&(1<<pkruComponent) == 0 {
+		le.PutUint32(b[off:], pkruDefault)
+		le.PutUint64(b[xstateBVOff:], bv|1<<pkruComponent)
+	}
 	if x == nil {
 		return b, nil
 	}

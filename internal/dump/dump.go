@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -31,6 +31,10 @@ type Options struct {
 	LeaveRunning bool
 	// ShellJob allows descriptors of the caller's terminal.
 	ShellJob bool
+	// LinkRemap is criu's --link-remap (link unlinked files back instead
+	// of copying their contents); accepted, no effect yet: unlinked files
+	// are kept by their contents.
+	LinkRemap bool
 	// Log receives the dump's progress; nil logs nothing.
 	Log *slog.Logger
 	// Progress, if set, is told how many bytes of memory have been copied
@@ -71,7 +75,7 @@ type dumper struct {
 
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
-	files   *fileTable
+	files   *files.Table
 	threads []*criucore.CoreEntry
 	images  images
 	stats   Stats
@@ -82,12 +86,12 @@ type dumper struct {
 // written so far are removed.
 func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
-	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: newFileTable(opts.Pid, opts.ShellJob)}
+	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	err := d.run(ctx)
-	d.files.closeMemfds()
+	d.files.Close()
 	if err != nil {
 		if d.tr != nil {
 			err = errors.Join(err, d.tr.Detach())
@@ -214,7 +218,21 @@ func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, share
 			return err
 		}
 	}
-	return d.copyMemfds(uint32(2 + len(shared)))
+	// Each memfd's contents are read through its descriptor: pages no
+	// mapping holds belong to the object too.
+	buf := make([]byte, copyChunk)
+	for i, m := range d.files.MemfdCopies() {
+		w, err := d.dir.CreateShmemPages(m.Shmid, uint32(2+len(shared)+i))
+		if err != nil {
+			return err
+		}
+		n, err := m.Copy(w, buf)
+		d.stats.Pages += n
+		if err := errors.Join(err, w.Close()); err != nil {
+			return fmt.Errorf("memfd %s: %w", m.Name, err)
+		}
+	}
+	return nil
 }
 
 // tids lists the threads, the leader first: its core image carries the
@@ -235,13 +253,17 @@ func (d *dumper) inspect() (err error) {
 	if d.pid == os.Getpid() {
 		return errors.New("cannot dump cryo itself")
 	}
+	if d.status, err = proc.ReadStatus(d.pid); errors.Is(err, fs.ErrNotExist) {
+		return ErrNoProcess
+	} else if err != nil {
+		return err
+	}
+	// Only for a process that exists: a dump that fails removes a
+	// directory it made.
 	if d.dir == nil {
 		if d.dir, err = image.Create(d.opts.Dir); err != nil {
 			return err
 		}
-	}
-	if d.status, err = proc.ReadStatus(d.pid); err != nil {
-		return err
 	}
 	if d.stat, err = proc.ReadStat(d.pid); err != nil {
 		return err
@@ -276,14 +298,11 @@ func (d *dumper) inspect() (err error) {
 	return nil
 }
 
-// removeImages deletes what a failed dump wrote: a directory that Create
-// accepted held no images before.
+// removeImages deletes what a failed dump wrote.
 func (d *dumper) removeImages() {
-	if d.dir == nil {
-		return
-	}
-	names, _ := filepath.Glob(filepath.Join(d.opts.Dir, "*.img"))
-	for _, n := range names {
-		os.Remove(n)
+	if d.dir != nil {
+		if err := d.dir.Discard(); err != nil {
+			d.log.Warn("remove the images of the failed dump", "err", err)
+		}
 	}
 }

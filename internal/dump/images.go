@@ -10,6 +10,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 )
 
@@ -21,7 +22,7 @@ type images struct {
 	ids       *criucore.TaskKobjIdsEntry
 	mm        mm.MmEntry
 	fs        *fs.FsEntry
-	files     *fileTable
+	files     *files.Table
 	timens    *timens.TimensEntry
 	cpu       *cpuinfo.CpuinfoEntry
 }
@@ -33,22 +34,6 @@ func (im *images) write(dir *image.Dir) error {
 			return err
 		}
 	}
-	files := make([]proto.Message, 0, len(im.files.files))
-	for _, f := range im.files.files {
-		files = append(files, f)
-	}
-	fds := make([]proto.Message, 0, len(im.files.fds))
-	for _, f := range im.files.fds {
-		fds = append(fds, f)
-	}
-	remaps := make([]proto.Message, 0, len(im.files.remaps))
-	for _, r := range im.files.remaps {
-		remaps = append(remaps, r)
-	}
-	memfds := make([]proto.Message, 0, len(im.files.memfdOrder))
-	for _, ino := range im.files.memfdOrder {
-		memfds = append(memfds, im.files.memfds[ino].e)
-	}
 	for _, w := range []struct {
 		kind image.Kind
 		id   uint32
@@ -59,10 +44,6 @@ func (im *images) write(dir *image.Dir) error {
 		{image.IDs, pid, []proto.Message{im.ids}},
 		{image.MM, pid, []proto.Message{&im.mm}},
 		{image.FS, pid, []proto.Message{im.fs}},
-		{image.Files, 0, files},
-		{image.Fdinfo, filesID, fds},
-		{image.RemapFpath, 0, remaps},
-		{image.Memfd, 0, memfds},
 		{image.Timens, timensID, []proto.Message{im.timens}},
 		{image.Cpuinfo, 0, []proto.Message{im.cpu}},
 	} {
@@ -70,43 +51,5 @@ func (im *images) write(dir *image.Dir) error {
 			return err
 		}
 	}
-	for _, p := range []struct {
-		kind image.Kind
-		data []pipeData
-	}{{image.PipesData, im.files.pipes}, {image.FifoData, im.files.fifos}} {
-		if err := writeWithPayloads(dir, p.kind, 0, len(p.data), func(i int) (proto.Message, []byte) {
-			return p.data[i].e, p.data[i].data
-		}); err != nil {
-			return err
-		}
-	}
-	for _, g := range im.files.ghosts {
-		if err := writeWithPayloads(dir, image.GhostFile, g.id, 1, func(int) (proto.Message, []byte) {
-			return g.e, g.data
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writeWithPayloads writes an image of n records, each followed by raw
-// bytes.
-func writeWithPayloads(dir *image.Dir, k image.Kind, id uint32, n int, rec func(int) (proto.Message, []byte)) error {
-	w, err := dir.Create(k, id)
-	if err != nil {
-		return err
-	}
-	for i := range n {
-		m, data := rec(i)
-		if err := w.Write(m); err != nil {
-			w.Close()
-			return err
-		}
-		if err := w.WritePayload(data); err != nil {
-			w.Close()
-			return err
-		}
-	}
-	return w.Close()
+	return im.files.WriteImages(dir, filesID)
 }

@@ -22,6 +22,9 @@ func TestDumpMemfd(t *testing.T) {
 	s := testutil.StartSubject(t, testutil.BuildC(t, "memfd.c"))
 	fd, sfd := uint32(s.ReadyUint(t, "fd")), uint32(s.ReadyUint(t, "sfd"))
 	sh, pv := s.ReadyUint(t, "sh"), s.ReadyUint(t, "pv")
+	// Its first tick has read the untouched quarter, which shmem then
+	// backs with pages.
+	s.WaitTicks(t, 1)
 	d := dumpProcess(t, s.Pid, false)
 	im := readImages(t, d.dir, s.Pid)
 	critDecode(t, d.dir)

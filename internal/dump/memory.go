@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
@@ -79,6 +80,9 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 	var vvar *vma.VmaEntry
 	seenShmem := map[uint64]bool{}
 	for _, s := range smaps {
+		if s.ProtectionKey != 0 {
+			return nil, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
+		}
 		e := &vma.VmaEntry{
 			Start:  proto.Uint64(s.Start),
 			End:    proto.Uint64(s.End),
@@ -172,7 +176,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 		case strings.HasPrefix(s.Path, "/memfd:") && deletedPath(s.Path):
 			// A memfd's contents are stored once per inode, read through a
 			// descriptor; a private mapping adds its copied-on-write pages.
-			a.memfd, _ = memfdName(s.Path)
+			a.memfd, _ = files.MemfdName(s.Path)
 			status |= image.VMAAreaMemfd
 			if flags&unix.MAP_SHARED != 0 {
 				status |= image.VMAFileShared

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/steps"
 )
 
 const (
@@ -126,7 +127,7 @@ func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, base uint
 // and hands each to emit, until emit says to stop or free is closed.
 func readChunks(ctx context.Context, pid int, mem *os.File, runs []run, free chan []byte, emit func([]byte, []run) bool) error {
 	for len(runs) > 0 {
-		if err := ctx.Err(); err != nil {
+		if err := steps.Cancelled(ctx); err != nil {
 			return err
 		}
 		// Gather runs into one chunk; a run larger than the chunk is

@@ -62,7 +62,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 				flags = unix.O_RDWR
 			}
 			link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
-			id, err := d.files.memfdFile(0, link, a.memfd, flags, 0)
+			id, err := d.files.MemfdMapping(link, a.memfd, flags)
 			if err != nil {
 				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
 			}
@@ -76,7 +76,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
 			flags = unix.O_RDWR
 		}
-		a.e.Shmid = proto.Uint64(uint64(d.files.regPath(a.path, flags)))
+		a.e.Shmid = proto.Uint64(uint64(d.files.RegPath(a.path, flags)))
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
@@ -139,7 +139,7 @@ func (d *dumper) dumpProcess() error {
 	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(brk)
 	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
 	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
-	m.ExeFileId = proto.Uint32(d.files.regPath(exe, unix.O_RDONLY))
+	m.ExeFileId = proto.Uint32(d.files.RegPath(exe, unix.O_RDONLY))
 	m.MmSavedAuxv = saved
 	m.Dumpable = proto.Int32(int32(dumpable))
 	m.ThpDisabled = proto.Bool(thp != 0)
@@ -179,7 +179,7 @@ func ids() *criucore.TaskKobjIdsEntry {
 
 // dumpFiles records the descriptors, cwd and root.
 func (d *dumper) dumpFiles() error {
-	if err := d.files.dumpFds(); err != nil {
+	if err := d.files.Dump(); err != nil {
 		return err
 	}
 	cwd, err := d.dumpCwd()
@@ -195,7 +195,7 @@ func (d *dumper) dumpFiles() error {
 	}
 	d.images.fs = &fs.FsEntry{
 		CwdId:  proto.Uint32(cwd),
-		RootId: proto.Uint32(d.files.regPath(root, unix.O_RDONLY|unix.O_DIRECTORY)),
+		RootId: proto.Uint32(d.files.RegPath(root, unix.O_RDONLY|unix.O_DIRECTORY)),
 		Umask:  proto.Uint32(uint32(d.status.Umask)),
 	}
 	d.images.files = d.files

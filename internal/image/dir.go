@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -19,6 +20,9 @@ import (
 type Dir struct {
 	path    string
 	created bool // Create made the directory: its parent needs a sync too
+	// checkOwner refuses images that others than root or cryo's user
+	// could have written (Open's, which a restore reads).
+	checkOwner bool
 
 	mu      sync.Mutex
 	open    int      // files created and not yet closed
@@ -49,16 +53,20 @@ func Create(path string) (*Dir, error) {
 	return &Dir{path: path}, nil
 }
 
-// Open opens an existing image directory.
+// Open opens an existing image directory to restore from. It, and every
+// image read from it, must be trusted (see checkTrusted).
 func Open(path string) (*Dir, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("open image directory: %w", err)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, fmt.Errorf("open image directory: %w", &os.PathError{Op: "stat", Path: path, Err: err})
 	}
-	if !st.IsDir() {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("open image directory %s: not a directory", path)
 	}
-	return &Dir{path: path}, nil
+	if err := checkTrusted(path, &st); err != nil {
+		return nil, fmt.Errorf("open image directory: %w", err)
+	}
+	return &Dir{path: path, checkOwner: true}, nil
 }
 
 // Path returns the directory's path.
@@ -130,9 +138,9 @@ func (d *Dir) WriteImage(k Kind, id uint32, msgs ...proto.Message) error {
 // error that matches fs.ErrNotExist, for the optional ones.
 func (d *Dir) Open(k Kind, id uint32) (*Reader, error) {
 	name := k.FileName(id)
-	f, err := os.Open(filepath.Join(d.path, name))
+	f, err := d.openImage(name)
 	if err != nil {
-		return nil, fmt.Errorf("open image: %w", err)
+		return nil, err
 	}
 	r, err := NewReader(f, k, name)
 	if err != nil {
@@ -220,6 +228,25 @@ func (d *Dir) Sync() error {
 		return syncFile(filepath.Dir(d.path))
 	}
 	return nil
+}
+
+// Discard removes what a failed dump wrote: every image created through
+// d, and the directory if Create made it. A directory that existed
+// before is left as it was.
+func (d *Dir) Discard() error {
+	d.mu.Lock()
+	written := slices.Clone(d.written)
+	d.mu.Unlock()
+	var errs []error
+	for _, name := range written {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if d.created {
+		errs = append(errs, os.Remove(d.path))
+	}
+	return errors.Join(errs...)
 }
 
 func syncFile(path string) error {

@@ -22,4 +22,8 @@ var (
 	// ErrNotEmpty means a directory chosen for a new dump already holds
 	// images, which the new ones would mix with.
 	ErrNotEmpty = errors.New("directory already holds images")
+	// ErrUntrusted means an image directory or image could have been
+	// written by someone else than root or the user running cryo, or is
+	// not a regular file: restoring from it would do their bidding.
+	ErrUntrusted = errors.New("untrusted image")
 )

@@ -42,6 +42,7 @@ const (
 	UTSNS                        // utsns-ID.img: host and domain names
 	Memfd                        // memfd.img: memfd inodes
 	Cpuinfo                      // cpuinfo.img: the CPU the dump ran on
+	FileLocks                    // filelocks.img: POSIX, OFD and flock locks
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -86,6 +87,7 @@ var kinds = [...]kindDesc{
 	UTSNS:        {"utsns", "utsns-%d.img", 0x54473203, names("utsns_entry")},
 	Memfd:        {"memfd", "memfd.img", 0x48453499, names("memfd_inode_entry")},
 	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
+	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
 	"golang.org/x/sys/unix"
@@ -200,10 +199,10 @@ func (d *Dir) openPages(k Kind, id uint32) (*PageReader, error) {
 		return nil, err
 	}
 	name := Pages.FileName(pagesID)
-	f, err := os.Open(filepath.Join(d.path, name))
+	f, err := d.openImage(name)
 	if err != nil {
 		pm.Close()
-		return nil, fmt.Errorf("open image: %w", err)
+		return nil, err
 	}
 	st, err := f.Stat()
 	if err != nil {

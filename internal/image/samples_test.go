@@ -10,6 +10,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
@@ -222,6 +223,11 @@ func samples() []sample {
 			CapabilityVer: u32(0), ModelId: str("Intel(R) Xeon(R)"), XfeaturesMask: u64(0x602e7), XsaveSize: u32(11008),
 		}}}), crit: `{"magic": "CPUINFO", "entries": [{"x86_entry": [{"vendor_id": "INTEL", "cpu_family": 6, "model": 143,
 			"stepping": 8, "capability_ver": 0, "model_id": "Intel(R) Xeon(R)", "xfeatures_mask": 393959, "xsave_size": 11008}]}]}`},
+		{kind: FileLocks, recs: recs(
+			&filelock.FileLockEntry{Flag: u32(1), Type: u32(1), Pid: proto.Int32(4242), Fd: proto.Int32(3), Start: proto.Int64(0), Len: proto.Int64(10)},
+			&filelock.FileLockEntry{Flag: u32(2), Type: u32(0), Pid: proto.Int32(4242), Fd: proto.Int32(4), Start: proto.Int64(0), Len: proto.Int64(0)},
+		), crit: `{"magic": "FILE_LOCKS", "entries": [{"flag": 1, "type": 1, "pid": 4242, "fd": 3, "start": 0, "len": 10},
+			{"flag": 2, "type": 0, "pid": 4242, "fd": 4, "start": 0, "len": 0}]}`},
 	}
 }
 

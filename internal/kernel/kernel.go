@@ -9,3 +9,6 @@
 //
 // Only the *_unsafe.go files import unsafe.
 package kernel
+
+// PageSize is the size of a page on x86_64, the architecture cryo runs on.
+const PageSize = 4096

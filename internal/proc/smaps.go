@@ -15,7 +15,10 @@ type SmapsEntry struct {
 	Mapping
 	// Resident, anonymous and swapped-out memory, in bytes.
 	Rss, Anonymous, Swap uint64
-	Flags                VmFlags
+	// ProtectionKey is the mapping's memory protection key; the line is
+	// there only where the kernel enabled protection keys.
+	ProtectionKey uint32
+	Flags         VmFlags
 	// OtherFlags are the VmFlags codes VmFlags has no constant for, in the
 	// kernel's order.
 	OtherFlags []string
@@ -90,7 +93,8 @@ func (f VmFlags) String() string {
 
 // ParseSmaps parses the contents of /proc/PID/smaps: per VMA a maps line,
 // then "Key: value" lines up to the next maps line. Rss, Anonymous, Swap and
-// VmFlags are required; other keys are skipped.
+// VmFlags are required, ProtectionKey is read where present; other keys
+// are skipped.
 func ParseSmaps(b []byte) ([]SmapsEntry, error) {
 	var entries []SmapsEntry
 	for len(b) > 0 {
@@ -133,6 +137,7 @@ func (e *SmapsEntry) fields() []field {
 		{key: "Rss", parse: kB(&e.Rss)},
 		{key: "Anonymous", parse: kB(&e.Anonymous)},
 		{key: "Swap", parse: kB(&e.Swap)},
+		{key: "ProtectionKey", optional: true, parse: num(&e.ProtectionKey, 10)},
 		{key: "VmFlags", parse: func(v string) error {
 			e.Flags, e.OtherFlags = parseVmFlags(v)
 			return nil

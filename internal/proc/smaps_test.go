@@ -30,6 +30,7 @@ func TestParseSmaps(t *testing.T) {
 		"VmFlags: rd wr mr mw me ac dc wf hg ?? zz sl\n" +
 		"7fff00000000-7fff00001000 rw-p 00000000 00:00 0    [stack]\n" +
 		"VmFlags: rd wr gd\n" +
+		"ProtectionKey: 15\n" +
 		"Swap: 0 kB\n" +
 		"Anonymous: 0 kB\n" +
 		"Rss: 18014398509481983 kB"
@@ -48,9 +49,10 @@ func TestParseSmaps(t *testing.T) {
 			OtherFlags: []string{"??", "zz"},
 		},
 		{
-			Mapping: Mapping{0x7fff00000000, 0x7fff00001000, "rw-p", 0, 0, 0, 0, "[stack]"},
-			Rss:     18014398509481983 << 10,
-			Flags:   VmRead | VmWrite | VmGrowsDown,
+			Mapping:       Mapping{0x7fff00000000, 0x7fff00001000, "rw-p", 0, 0, 0, 0, "[stack]"},
+			Rss:           18014398509481983 << 10,
+			ProtectionKey: 15,
+			Flags:         VmRead | VmWrite | VmGrowsDown,
 		},
 	}
 	got, err := ParseSmaps([]byte(in))
@@ -122,6 +124,7 @@ func TestParseSmapsErrors(t *testing.T) {
 		head + "Rss: 0 kB\nAnonymous: 0 kB\nSwap: 0 kB\nVmFlags: rd\ngarbage\n",
 		head + "Rss: 0 kB\nAnonymous: 0 kB\nSwap: 0 kB\nVmFlags: rd\n: x\n",
 		"7f10-7f00 r--p 00000000 00:00 0\nRss: 0 kB\nAnonymous: 0 kB\nSwap: 0 kB\nVmFlags: rd\n",
+		head + "Rss: 0 kB\nAnonymous: 0 kB\nSwap: 0 kB\nProtectionKey: -1\nVmFlags: rd\n",
 	} {
 		if e, err := ParseSmaps([]byte(in)); !errors.Is(err, ErrSyntax) {
 			t.Errorf("ParseSmaps(%q) = %v, %v; want ErrSyntax", in, e, err)

@@ -88,3 +88,20 @@ func readLink(pid int, name string) (string, error) {
 	}
 	return s, nil
 }
+
+// ReadPids lists the processes of cryo's PID namespace, sorted. Processes
+// come and go: a later read of one may fail.
+func ReadPids() ([]int, error) {
+	names, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("read pids: %w", err)
+	}
+	var pids []int
+	for _, e := range names {
+		if pid, err := parseNum[int](e.Name(), 10); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids, nil
+}

@@ -103,3 +103,13 @@ func TestZombie(t *testing.T) {
 		t.Errorf("auxv = %v; want an error", a)
 	}
 }
+
+func TestReadPids(t *testing.T) {
+	pids, err := ReadPids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(pids) || !slices.Contains(pids, os.Getpid()) || !slices.Contains(pids, 1) {
+		t.Errorf("ReadPids = %v: want a sorted list with 1 and this process, %d", pids, os.Getpid())
+	}
+}

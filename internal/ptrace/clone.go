@@ -106,7 +106,7 @@ func (t *Tracer) Child(pid int) (*Tracer, error) {
 
 // adopt takes over the task whose birth has stopped thread parent, as New
 // tasks tells; mask is the signal mask the parent had before the
-// injection.
+// injection. Tracer thread only.
 func (t *Tracer) adopt(parent int, mask uint64) error {
 	msg, err := unix.PtraceGetEventMsg(parent)
 	if err != nil {

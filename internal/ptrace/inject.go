@@ -61,7 +61,7 @@ func (t *Tracer) Syscall(tid, nr int, args ...uint64) (uint64, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("inject syscall %d into tid %d: %w", nr, tid, err)
+		return 0, fmt.Errorf("inject %s into tid %d: %w", kernel.SyscallName(nr), tid, err)
 	}
 	return ret, nil
 }
@@ -116,6 +116,33 @@ func (t *Tracer) Scratch(tid int) (uint64, error) {
 	return addr, nil
 }
 
+// WriteString writes s, NUL-terminated, at the start of thread tid's
+// scratch buffer and returns its address: the path argument of an
+// injected call.
+func (t *Tracer) WriteString(tid int, s string) (uint64, error) {
+	if len(s)+1 > ScratchSize {
+		return 0, fmt.Errorf("string of %d bytes does not fit the scratch buffer", len(s))
+	}
+	addr, err := t.Scratch(tid)
+	if err != nil {
+		return 0, err
+	}
+	return addr, t.WriteMem(addr, append([]byte(s), 0))
+}
+
+// atFDCWD is AT_FDCWD (-100) as a system call argument.
+const atFDCWD = 1<<64 - 100
+
+// OpenAt opens path in thread tid's process, relative to its working
+// directory, with an injected openat, and returns the descriptor.
+func (t *Tracer) OpenAt(tid int, path string, flags, mode uint64) (uint64, error) {
+	addr, err := t.WriteString(tid, path)
+	if err != nil {
+		return 0, err
+	}
+	return t.Syscall(tid, unix.SYS_OPENAT, atFDCWD, addr, flags, mode)
+}
+
 // ScratchRange returns where the scratch mapping is, mapping it first with
 // an injection into thread tid if need be: a restore must keep it out of
 // the way of the memory it rebuilds.
@@ -138,7 +165,7 @@ func (t *Tracer) PlaceScratch(addr uint64) error {
 }
 
 // gadgetFor checks the arguments of an injected call into thread tid and
-// returns the gadget's address.
+// returns the gadget's address. Tracer thread only.
 func (t *Tracer) gadgetFor(tid int, args []uint64) (uint64, error) {
 	if len(args) > maxArgs {
 		return 0, fmt.Errorf("%d arguments, at most %d", len(args), maxArgs)
@@ -148,6 +175,7 @@ func (t *Tracer) gadgetFor(tid int, args []uint64) (uint64, error) {
 
 // gadget returns the address of the gadget in the scratch mapping, which
 // it maps first, with an injection into thread tid, if need be.
+// Tracer thread only.
 func (t *Tracer) gadget(tid int) (uint64, error) {
 	if t.scratch != 0 {
 		return t.scratch, nil
@@ -175,7 +203,7 @@ func (t *Tracer) gadget(tid int) (uint64, error) {
 }
 
 // unmapScratch unmaps the scratch mapping with an injection into thread
-// tid.
+// tid. Tracer thread only.
 func (t *Tracer) unmapScratch(tid int) error {
 	err := t.borrow(func(site uint64) error {
 		_, err := t.syscallAt(tid, site, unix.SYS_MUNMAP, []uint64{t.scratch, scratchSize})
@@ -192,7 +220,7 @@ func (t *Tracer) unmapScratch(tid int) error {
 // executable mapping, runs f with its address and puts the bytes back (the
 // page stays the private copy the write made of it). Never the live [vdso]
 // (/proc/PID/mem writes there reach every process) and never a shared
-// mapping (the write would reach the file).
+// mapping (the write would reach the file). Tracer thread only.
 func (t *Tracer) borrow(f func(site uint64) error) error {
 	maps, err := proc.ReadMaps(t.pid)
 	if err != nil {
@@ -219,6 +247,7 @@ func (t *Tracer) borrow(f func(site uint64) error) error {
 }
 
 // syscallAt injects system call nr with a gadget at address gadget.
+// Tracer thread only.
 func (t *Tracer) syscallAt(tid int, gadget uint64, nr int, args []uint64) (uint64, error) {
 	regs, err := t.run(tid, func(r *unix.PtraceRegs) { setSyscall(r, gadget, nr, args) }, trapStop(gadget))
 	if err != nil {
@@ -232,7 +261,7 @@ func (t *Tracer) syscallAt(tid int, gadget uint64, nr int, args []uint64) (uint6
 }
 
 // pushReturn writes a return address below the stack top and returns the
-// new stack pointer.
+// new stack pointer. Tracer thread only.
 func (t *Tracer) pushReturn(top, ret uint64) (uint64, error) {
 	sp := top - 8
 	return sp, t.WriteMem(sp, binary.NativeEndian.AppendUint64(nil, ret))
@@ -248,7 +277,7 @@ type stop struct {
 // current ones, continues it until it stops at want, and returns the
 // registers there. The thread's registers and signal mask are put back
 // afterwards, at that stop, also when the injection fails, unless the
-// thread is gone.
+// thread is gone. Tracer thread only.
 func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), want stop) (unix.PtraceRegs, error) {
 	var saved unix.PtraceRegs
 	if err := getRegs(tid, &saved); err != nil {
@@ -274,6 +303,7 @@ func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), want stop) (unix.Ptr
 // on the way is adopted (see Clone3) with mask, the thread's own signal
 // mask; failing to adopt one fails the injection, but only once the thread
 // has reached want, so that it is never left inside the system call.
+// Tracer thread only.
 func (t *Tracer) runTo(tid int, regs *unix.PtraceRegs, want stop, mask uint64) (unix.PtraceRegs, error) {
 	var out unix.PtraceRegs
 	if err := setRegs(tid, regs); err != nil {

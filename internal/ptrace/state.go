@@ -66,6 +66,7 @@ func (t *Tracer) StepOut(tid int, start, end uint64, limit int) (unix.PtraceRegs
 	return regs, err
 }
 
+// stepOut does the work of StepOut. Tracer thread only.
 func (t *Tracer) stepOut(tid int, start, end uint64, limit int, regs *unix.PtraceRegs) error {
 	if err := getRegs(tid, regs); err != nil {
 		return err

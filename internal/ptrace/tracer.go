@@ -173,6 +173,7 @@ func (t *Tracer) Threads() []int {
 	return tids
 }
 
+// seize does the work of Seize. Tracer thread only.
 func (t *Tracer) seize() error {
 	seen := map[int]bool{}
 	for {
@@ -225,6 +226,8 @@ func (t *Tracer) seize() error {
 	return nil
 }
 
+// setOptions sets the PTRACE_O_* options of thread tid. Tracer thread
+// only.
 func setOptions(tid, options int) error {
 	if err := unix.PtraceSetOptions(tid, options); err != nil {
 		return fmt.Errorf("set ptrace options of tid %d: %w", tid, err)
@@ -249,7 +252,7 @@ var (
 
 // waitStop waits until thread tid reaches the stop that isStop accepts. A
 // signal dequeued before it is delivered as the kernel was about to; the
-// stop awaited stays pending and comes right after.
+// stop awaited stays pending and comes right after. Tracer thread only.
 func waitStop(tid int, isStop func(unix.WaitStatus) bool) (unix.WaitStatus, error) {
 	for {
 		ws, err := wait(tid)
@@ -270,6 +273,7 @@ func waitStop(tid int, isStop func(unix.WaitStatus) bool) (unix.WaitStatus, erro
 }
 
 // wait waits for the next stop of a traced thread; its death is ErrExited.
+// Tracer thread only.
 func wait(tid int) (unix.WaitStatus, error) {
 	var ws unix.WaitStatus
 	for {
@@ -284,6 +288,7 @@ func wait(tid int) (unix.WaitStatus, error) {
 		case ws.Signaled():
 			return ws, fmt.Errorf("tid %d: %w by %v", tid, ErrExited, ws.Signal())
 		}
+		assertTracer(tid)
 		return ws, nil
 	}
 }
@@ -303,11 +308,11 @@ func (t *Tracer) Detach() error {
 	return nil
 }
 
-// detach lets every thread go. A thread with deferred signals ran an
-// injection or a step, so it is at a signal-delivery-stop: the detach
-// delivers its first deferred signal with its siginfo, as if the kernel
-// had just dequeued it. Further ones, rarer still, are sent again with
-// tgkill, which makes cryo their sender.
+// detach does the work of Detach. Tracer thread only. A thread with
+// deferred signals ran an injection or a step, so it is at a
+// signal-delivery-stop: the detach delivers its first deferred signal with
+// its siginfo, as if the kernel had just dequeued it. Further ones, rarer
+// still, are sent again with tgkill, which makes cryo their sender.
 func (t *Tracer) detach() error {
 	var errs []error
 	if t.scratch != 0 {
@@ -340,7 +345,7 @@ func (t *Tracer) detach() error {
 
 // deferSignal holds back the signal of thread tid's current
 // signal-delivery-stop, which a process sent while the tracer was running
-// the thread, for the detach to deliver.
+// the thread, for the detach to deliver. Tracer thread only.
 func (t *Tracer) deferSignal(tid int, si kernel.Siginfo) {
 	t.deferred[tid] = append(t.deferred[tid], si)
 }
@@ -404,6 +409,7 @@ func (t *Tracer) KillAll() error {
 // left alone only if it is a child of this process that the session did
 // not make: waiting for it here would reap it under the feet of its owner
 // (os/exec, say), whose own wait reaps it even while traced.
+// Tracer thread only.
 func (t *Tracer) kill() error {
 	reapLeader := t.born
 	if !t.born {
@@ -428,7 +434,7 @@ func (t *Tracer) kill() error {
 // reap waits for a killed thread to exit and reaps it, or hands it to its
 // parent if that is not the tracer's process. It continues the thread
 // through any stop it reaches on the way (PTRACE_EVENT_EXIT); ECHILD means
-// it is already reaped.
+// it is already reaped. Tracer thread only.
 func reap(tid int) error {
 	for {
 		var ws unix.WaitStatus

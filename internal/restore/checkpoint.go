@@ -4,22 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 )
 
@@ -32,23 +28,12 @@ type checkpoint struct {
 	cores   map[uint32]*criucore.CoreEntry // by TID
 	mm      *mm.MmEntry
 	fs      *fsimg.FsEntry
-	files   map[uint32]*fdinfo.FileEntry
-	fds     []*fdinfo.FdinfoEntry
-	pipes   map[uint32][]byte // buffered data by pipe id
-	fifos   map[uint32][]byte
-	ghosts  map[uint32]ghost                  // by the id of the file entry they stand for
-	memfds  map[uint32]*memfd.MemfdInodeEntry // by inode id
+	files   *files.Set
 	timens  *timens.TimensEntry
 	pages   []image.PageEntry
 	vdso    *vma.VmaEntry // nil if the process had none
 	vvar    *vma.VmaEntry
 	threads []uint32 // leader first
-}
-
-// ghost is an unlinked file's saved contents.
-type ghost struct {
-	e    *ghostfile.GhostFileEntry
-	data []byte
 }
 
 func imageErr(format string, a ...any) error {
@@ -118,11 +103,13 @@ func load(path string) (*checkpoint, error) {
 	if err := c.loadFiles(); err != nil {
 		return nil, err
 	}
-	c.timens = &timens.TimensEntry{}
-	if err := dir.ReadImage(image.Timens, 1, c.timens); errors.Is(err, fs.ErrNotExist) {
-		c.timens = nil
-	} else if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrImage, err)
+	// The clocks of the time namespace the ids name; a checkpoint whose
+	// ids name none has none.
+	if id := c.cores[uint32(c.pid)].GetIds().GetTimeNsId(); id != 0 {
+		c.timens = &timens.TimensEntry{}
+		if err := dir.ReadImage(image.Timens, id, c.timens); err != nil {
+			return nil, fmt.Errorf("%w: clocks of time namespace %d: %w", ErrImage, id, err)
+		}
 	}
 	return c, nil
 }
@@ -131,9 +118,14 @@ func load(path string) (*checkpoint, error) {
 // finds the vDSO pair.
 func (c *checkpoint) checkVMAs() error {
 	var prevEnd uint64
+	minAddr := mmapMinAddr()
 	for i, v := range c.mm.Vmas {
 		start, end := v.GetStart(), v.GetEnd()
 		switch {
+		case start < minAddr:
+			// Only a process with CAP_SYS_RAWIO maps there, and cryo
+			// would hand it one.
+			return imageErr("mm-%d.img: VMA %d at %#x-%#x is below vm.mmap_min_addr (%#x)", c.pid, i, start, end, minAddr)
 		case start%pageSize != 0 || end%pageSize != 0 || end <= start:
 			return imageErr("mm-%d.img: VMA %d at %#x-%#x is not a page-aligned range", c.pid, i, start, end)
 		case start < prevEnd:
@@ -220,62 +212,31 @@ func eachRun(pr *image.PageReader, f func(image.PageEntry) error) error {
 	}
 }
 
-// loadFiles reads the open files and what goes with them, and checks that
-// every reference resolves.
-func (c *checkpoint) loadFiles() error {
-	files, err := image.ReadAll[fdinfo.FileEntry](c.dir, image.Files, 0)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrImage, err)
-	}
-	c.files = map[uint32]*fdinfo.FileEntry{}
-	for _, f := range files {
-		if _, dup := c.files[f.GetId()]; dup {
-			return imageErr("files.img: id %d twice", f.GetId())
-		}
-		c.files[f.GetId()] = f
-	}
-	if err := c.loadMemfds(); err != nil {
+// loadFiles reads the open files and checks that the executable, cwd,
+// root and every file mapping refer to entries of the right kind.
+func (c *checkpoint) loadFiles() (err error) {
+	if c.files, err = files.Load(c.dir, c.cores[uint32(c.pid)].GetIds().GetFilesId()); err != nil {
 		return err
-	}
-	ids := c.cores[uint32(c.pid)].GetIds()
-	if c.fds, err = image.ReadAll[fdinfo.FdinfoEntry](c.dir, image.Fdinfo, ids.GetFilesId()); err != nil {
-		return fmt.Errorf("%w: %w", ErrImage, err)
-	}
-	seen := map[uint32]bool{}
-	for _, fd := range c.fds {
-		f, ok := c.files[fd.GetId()]
-		switch {
-		case !ok:
-			return imageErr("fd %d refers to file %d, which files.img lacks", fd.GetFd(), fd.GetId())
-		case seen[fd.GetFd()]:
-			return imageErr("fd %d twice", fd.GetFd())
-		case f.GetType() != fd.GetType():
-			return imageErr("fd %d: type %v, but file %d is %v", fd.GetFd(), fd.GetType(), f.GetId(), f.GetType())
-		}
-		seen[fd.GetFd()] = true
-		if err := c.checkFile(f); err != nil {
-			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
-		}
 	}
 	c.fs = &fsimg.FsEntry{}
 	if err := c.dir.ReadImage(image.FS, uint32(c.pid), c.fs); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	for _, id := range []uint32{c.fs.GetCwdId(), c.fs.GetRootId(), c.mm.GetExeFileId()} {
-		if f := c.files[id]; f == nil || f.Reg == nil {
-			return imageErr("file %d (cwd, root or executable) is not a regular file entry", id)
+		if _, err := c.files.Reg(id); err != nil {
+			return fmt.Errorf("cwd, root or executable: %w", err)
 		}
 	}
 	for _, v := range c.mm.Vmas {
 		if v.GetStatus()&(image.VMAFilePrivate|image.VMAFileShared) == 0 {
 			continue
 		}
-		f := c.files[uint32(v.GetShmid())]
+		f := c.files.Files[uint32(v.GetShmid())]
 		if v.GetStatus()&image.VMAAreaMemfd != 0 {
 			if f == nil || f.GetType() != fdinfo.FdTypes_MEMFD {
 				return imageErr("memfd mapping at %#x refers to file %d, which is not a memfd entry", v.GetStart(), v.GetShmid())
 			}
-			if err := c.checkMemfd(f); err != nil {
+			if err := c.files.Check(f); err != nil {
 				return err
 			}
 			continue
@@ -283,108 +244,6 @@ func (c *checkpoint) loadFiles() error {
 		if f == nil || f.Reg == nil {
 			return imageErr("mapping at %#x refers to file %d, which files.img lacks", v.GetStart(), v.GetShmid())
 		}
-	}
-	if c.pipes, err = readPipeData(c.dir, image.PipesData); err != nil {
-		return err
-	}
-	if c.fifos, err = readPipeData(c.dir, image.FifoData); err != nil {
-		return err
-	}
-	return c.loadGhosts()
-}
-
-func (c *checkpoint) checkFile(f *fdinfo.FileEntry) error {
-	switch f.GetType() {
-	case fdinfo.FdTypes_REG:
-		if f.Reg == nil {
-			return imageErr("file %d: REG without a reg entry", f.GetId())
-		}
-	case fdinfo.FdTypes_PIPE:
-		if f.Pipe == nil {
-			return imageErr("file %d: PIPE without a pipe entry", f.GetId())
-		}
-	case fdinfo.FdTypes_FIFO:
-		if f.Fifo == nil || c.files[f.Fifo.GetRegfId()] == nil || c.files[f.Fifo.GetRegfId()].Reg == nil {
-			return imageErr("file %d: FIFO without its path entry", f.GetId())
-		}
-	case fdinfo.FdTypes_EVENTFD:
-		switch {
-		case f.Efd == nil:
-			return imageErr("file %d: EVENTFD without an efd entry", f.GetId())
-		case f.Efd.GetCounter() > efdMaxCount:
-			return imageErr("file %d: eventfd counter %#x is above the largest, %#x", f.GetId(), f.Efd.GetCounter(), uint64(efdMaxCount))
-		}
-	case fdinfo.FdTypes_MEMFD:
-		return c.checkMemfd(f)
-	case fdinfo.FdTypes_EVENTPOLL:
-		if f.Epfd == nil {
-			return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
-		}
-		return c.checkEventpoll(f)
-	default:
-		return fmt.Errorf("%w: file %d of type %v", ErrUnsupported, f.GetId(), f.GetType())
-	}
-	return nil
-}
-
-// readPipeData reads pipes-data.img or fifo-data.img: records each
-// followed by the pipe's buffered bytes.
-func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
-	out := map[uint32][]byte{}
-	r, err := dir.Open(k, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrImage, err)
-	}
-	defer r.Close()
-	for {
-		var e pipedata.PipeDataEntry
-		if err := r.Next(&e); errors.Is(err, io.EOF) {
-			return out, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrImage, err)
-		}
-		data, err := io.ReadAll(r.Payload())
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s data of pipe %d: %w", ErrImage, k, e.GetPipeId(), err)
-		}
-		out[e.GetPipeId()] = data
-	}
-}
-
-func (c *checkpoint) loadGhosts() error {
-	remaps, err := image.ReadAll[remap.RemapFilePathEntry](c.dir, image.RemapFpath, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrImage, err)
-	}
-	c.ghosts = map[uint32]ghost{}
-	for _, rm := range remaps {
-		if rm.GetRemapType() != remap.RemapType_GHOST {
-			return fmt.Errorf("%w: file remap of type %v", ErrUnsupported, rm.GetRemapType())
-		}
-		if f := c.files[rm.GetOrigId()]; f == nil || f.Reg == nil {
-			return imageErr("remap-fpath.img: file %d is not a regular file entry", rm.GetOrigId())
-		}
-		r, err := c.dir.Open(image.GhostFile, rm.GetRemapId())
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrImage, err)
-		}
-		var g ghost
-		g.e = &ghostfile.GhostFileEntry{}
-		err = r.Next(g.e)
-		if err == nil {
-			g.data, err = io.ReadAll(r.Payload())
-		}
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("%w: ghost file %d: %w", ErrImage, rm.GetRemapId(), err)
-		}
-		c.ghosts[rm.GetOrigId()] = g
 	}
 	return nil
 }

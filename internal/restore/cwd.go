@@ -14,19 +14,19 @@ import (
 // is a removed directory as before. Its path must be free.
 func (r *restorer) restoreFSGhostCwd() error {
 	id := r.c.fs.GetCwdId()
-	g, ok := r.c.ghosts[id]
-	if !ok {
+	mode, uid, gid, removed, err := r.c.files.RemovedDir(id)
+	if err != nil {
+		return err
+	}
+	if !removed {
 		return r.restoreFS()
 	}
-	if g.e.GetMode()&unix.S_IFMT != unix.S_IFDIR || len(g.data) != 0 {
-		return fmt.Errorf("%w: working directory %d: a ghost of mode %#o with %d bytes, not an empty directory", ErrImage, id, g.e.GetMode(), len(g.data))
-	}
-	name := r.c.files[id].Reg.GetName()
+	name := r.c.files.Files[id].Reg.GetName()
 	if err := os.Mkdir(name, 0o700); err != nil {
 		return fmt.Errorf("make the removed working directory again: %w", err)
 	}
 	r.log.Info("the working directory was removed: made again for the chdir", "path", name)
-	err := errors.Join(unix.Chmod(name, g.e.GetMode()&0o7777), os.Lchown(name, int(g.e.GetUid()), int(g.e.GetGid())))
+	err = errors.Join(unix.Chmod(name, mode&0o7777), os.Lchown(name, int(uid), int(gid)))
 	if err == nil {
 		err = r.restoreFS()
 	}

@@ -1,14 +1,22 @@
 package restore
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/cryo-cr/cryo/internal/files"
+)
 
 var (
 	// ErrImage is wrapped by every error about an image directory that is
-	// incomplete, corrupt, or inconsistent.
-	ErrImage = errors.New("bad checkpoint")
+	// incomplete, corrupt, or inconsistent. It is the files package's
+	// own, which checks the file images.
+	ErrImage = files.ErrImage
 	// ErrUnsupported means the checkpoint holds state this version cannot
 	// restore.
-	ErrUnsupported = errors.New("not supported")
+	ErrUnsupported = files.ErrUnsupported
+	// ErrLocked means a lock of the checkpoint is held by another process
+	// at restore; the message names it.
+	ErrLocked = files.ErrLocked
 	// ErrPidTaken means the dumped PID or a TID is in use.
 	ErrPidTaken = errors.New("pid in use")
 	// ErrInjected is the failure of a step that Options.FailAt names.

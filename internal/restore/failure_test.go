@@ -15,12 +15,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -248,6 +251,29 @@ func TestRestoreBadImages(t *testing.T) {
 			})
 			return dir
 		}},
+		{name: "missing clocks", image: true, want: []string{"timens-1.img"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Remove(filepath.Join(dir, "timens-1.img")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{name: "VMA at address 0", image: true, want: []string{"mmap_min_addr"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
+				low := proto.CloneOf(vmas[0])
+				low.Start, low.End = proto.Uint64(0), proto.Uint64(pageSize)
+				return append([]*vma.VmaEntry{low}, vmas...)
+			})
+			return dir
+		}},
+		{name: "directory writable by all", image: true, want: []string{"writable by others"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
 		{name: "pages outside every VMA", image: true, want: []string{"outside every VMA"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
 			anon := s.ReadyUint(t, "anon")
@@ -266,6 +292,16 @@ func TestRestoreBadImages(t *testing.T) {
 				}
 			}
 			rewriteImage(t, dir, image.Files, 0, keep...)
+			return dir
+		}},
+		{name: "CPU lacks instructions", want: []string{"CPU lacks features the process uses", "instruction sets the dump's CPU offered", "--allow-missing-cpu-features"}, broken: func(t *testing.T) string {
+			// The dump's CPU had every feature there is.
+			dir := copyDir(t, c.dir)
+			info := cpu.ReadHost().Image()
+			for i := range info.X86Entry[0].Capability {
+				info.X86Entry[0].Capability[i] = ^uint32(0)
+			}
+			rewriteImage(t, dir, image.Cpuinfo, 0, info)
 			return dir
 		}},
 		{name: "open file deleted", want: []string{"reg.txt", "no such file"}, broken: func(t *testing.T) string {
@@ -501,4 +537,101 @@ func TestRestoreTidTaken(t *testing.T) {
 		t.Errorf("error %q does not say %q\nlog:\n%s", err, want, buf)
 	}
 	checkNothingLeft(t, s.Pid, before)
+}
+
+// TestRestoreWaitsForZombie restores while the zombie of the dumped
+// process still holds its PID, as after `cryo dump` then `cryo restore`
+// at once: the restore waits until the parent reaps it.
+func TestRestoreWaitsForZombie(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSink(t)
+	s.WaitTicks(t, 2)
+	dir := filepath.Join(t.TempDir(), "images")
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	// The dump killed it; its parent, the test, reaps it only later.
+	for {
+		st, err := proc.ReadStat(s.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == 'Z' {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	reaped := make(chan struct{})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		s.ReapDumped(t)
+		close(reaped)
+	}()
+	log, buf := newLog()
+	st, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
+	<-reaped
+	if err != nil {
+		t.Fatalf("restore: %v\nlog:\n%s", err, buf)
+	}
+	s.Restored()
+	if !strings.Contains(buf.String(), "waiting for a zombie") {
+		t.Errorf("the log does not say the restore waited:\n%s", buf)
+	}
+	if st.Pid != s.Pid {
+		t.Errorf("restored pid %d, want %d", st.Pid, s.Pid)
+	}
+	s.WaitTicks(t, 3)
+}
+
+// TestRestoreCancelledPromptly cancels a restore, as SIGTERM does, while
+// it may be blocked opening a dumped file that someone replaced by a FIFO:
+// it must end within a second, leaving nothing behind.
+func TestRestoreCancelledPromptly(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSink(t)
+	c := dumpAndReap(t, s)
+	reg := filepath.Join(s.dir, "reg.txt")
+	// Read-only, so that opening a FIFO there blocks.
+	dir := copyDir(t, c.dir)
+	d, err := image.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []proto.Message
+	for _, f := range files {
+		if f.GetReg().GetName() == reg {
+			f.Reg.Flags = proto.Uint32(unix.O_RDONLY)
+		}
+		msgs = append(msgs, f)
+	}
+	rewriteImage(t, dir, image.Files, 0, msgs...)
+	if err := os.Remove(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(reg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := restore.Restore(ctx, restore.Options{Dir: dir})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("restore of a file replaced by a FIFO succeeded")
+		}
+		t.Log(err)
+	case <-time.After(1300 * time.Millisecond):
+		t.Fatal("restore still runs a second after it was cancelled")
+	}
+	if kids := testutil.Children(t); len(kids) > 0 {
+		t.Errorf("the cancelled restore left %v", kids)
+	}
 }

@@ -87,13 +87,13 @@ func (r *restorer) mapVMAs() error {
 		fd := ^uint64(0) // -1
 		if st&image.VMAAreaMemfd != 0 {
 			var err error
-			if fd, err = r.memfd(r.c.files[uint32(v.GetShmid())].Memfd.GetInodeId()); err != nil {
+			if fd, err = r.files.MemfdMapping(uint32(v.GetShmid())); err != nil {
 				return fmt.Errorf("map VMA %#x-%#x: %w", start, start+length, err)
 			}
 		} else if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 {
 			id := v.GetShmid()
 			if _, ok := fds[id]; !ok {
-				f := r.c.files[uint32(id)].Reg
+				f := r.c.files.Files[uint32(id)].Reg
 				openFlags := uint64(unix.O_RDONLY)
 				if st&image.VMAFileShared != 0 && v.GetProt()&unix.PROT_WRITE != 0 {
 					openFlags = unix.O_RDWR
@@ -118,7 +118,7 @@ func (r *restorer) mapVMAs() error {
 			return fmt.Errorf("map VMA %#x-%#x (prot %#x flags %#x): %w", start, start+length, prot, flags, err)
 		}
 	}
-	return r.sealMemfds()
+	return r.files.SealMemfds()
 }
 
 // writableProt is the protection a VMA is created with: its own, plus
@@ -215,7 +215,7 @@ func (r *restorer) protect() error {
 // prctl(PR_SET_MM_MAP), and whether transparent huge pages are disabled.
 func (r *restorer) setMM() error {
 	m := r.c.mm
-	exe := r.c.files[m.GetExeFileId()].Reg.GetName()
+	exe := r.c.files.Files[m.GetExeFileId()].Reg.GetName()
 	exeFD := uint64(kernel.KeepExe)
 	if same, err := sameFile(exe, proc.Path(r.pid, "exe")); err != nil {
 		return fmt.Errorf("executable %s: %w", exe, err)

@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
+	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -33,8 +36,9 @@ type Options struct {
 	NoTimens bool
 	// ShellJob gives the process cryo's terminal where it had one.
 	ShellJob bool
-	// DropMissingCPU restores on a CPU that lacks register state the
-	// process used, leaving those registers at their initial state.
+	// DropMissingCPU restores on a CPU that lacks what the process may
+	// depend on (cpu.Host.Check), leaving registers this CPU lacks at
+	// their initial state.
 	DropMissingCPU bool
 	Log            *slog.Logger
 	// Progress, if set, is told how many bytes of memory have been written
@@ -64,17 +68,16 @@ type Stats struct {
 
 // restorer holds the state of one restore in progress.
 type restorer struct {
-	opts     Options
-	log      *slog.Logger
-	c        *checkpoint
-	host     *cpu.Host
-	pid      int
-	stub     *ptrace.Tracer
-	tr       *ptrace.Tracer    // the restored process
-	tempBase uint64            // descriptors above every restored one
-	memfds   map[uint32]uint64 // memfd inode id -> the process's descriptor
-	sealed   map[uint32]bool   // memfds with all their seals
-	stats    Stats
+	opts  Options
+	log   *slog.Logger
+	c     *checkpoint
+	host  *cpu.Host
+	pid   int
+	stub  *ptrace.Tracer
+	tr    *ptrace.Tracer // the restored process
+	files *files.Restorer
+	built built
+	stats Stats
 }
 
 // Restore brings the checkpoint in opts.Dir back to life and returns once
@@ -89,7 +92,16 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	if r.opts.VDSO == "" {
 		r.opts.VDSO = VDSOAuto
 	}
-	if err := r.run(ctx); err != nil {
+	// Cancelled, the restore kills what it built at once: an injected
+	// call that blocks holds the tracer, and the next step would never
+	// come.
+	stop := context.AfterFunc(ctx, r.built.kill)
+	err := r.run(ctx)
+	if !stop() {
+		// Killed: say why, whatever the step that failed.
+		err = errors.Join(err, fmt.Errorf("restore cancelled: %w", steps.Cancelled(ctx)))
+	}
+	if err != nil {
 		if r.stub != nil {
 			err = errors.Join(err, r.stub.KillAll())
 		}
@@ -171,27 +183,25 @@ func (r *restorer) run(ctx context.Context) error {
 	return steps.Run(ctx, r.log, r.opts.FailAt, ErrInjected, list)
 }
 
-// checkCPU refuses a checkpoint from a CPU with register state this one
-// lacks, unless told to go on without it: the process may rely on what
-// its CPU offered (cpuinfo.img), and certainly on the registers its
-// threads had in use.
+// checkCPU refuses a checkpoint whose process may need what this CPU
+// lacks (cpu.Host.Check: the instruction sets its CPU offered, recorded
+// in cpuinfo.img, and the register state its threads have in use),
+// unless told to go on without it.
 func (r *restorer) checkCPU() error {
-	var need uint64
-	var info cpuinfo.CpuinfoEntry
-	switch err := r.c.dir.ReadImage(image.Cpuinfo, 0, &info); {
-	case err == nil:
-		need = cpu.Needed(&info)
-	case !errors.Is(err, fs.ErrNotExist):
+	info := &cpuinfo.CpuinfoEntry{}
+	switch err := r.c.dir.ReadImage(image.Cpuinfo, 0, info); {
+	case errors.Is(err, fs.ErrNotExist):
+		info = nil
+	case err != nil:
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
+	var fpregs []*corex86.UserX86FpregsEntry
 	for _, core := range r.c.cores {
-		if x := core.ThreadInfo.GetFpregs().GetXsave(); x != nil {
-			need |= x.GetXstateBv()
-		}
+		fpregs = append(fpregs, core.ThreadInfo.GetFpregs())
 	}
-	err := r.host.CheckFeatures(need)
+	err := r.host.Check(info, fpregs)
 	if err != nil && r.opts.DropMissingCPU {
-		r.log.Warn("restoring on a CPU without register state the process may use", "err", err)
+		r.log.Warn("restoring on a CPU without features the process may use", "err", err)
 		return nil
 	}
 	if err != nil {
@@ -209,6 +219,7 @@ func (r *restorer) startStub() (err error) {
 	if err != nil {
 		return err
 	}
+	r.built.add(r.stub.Pid())
 	// The scratch mapping, which the restored process inherits, must be
 	// clear of everything the restore maps.
 	maps, err := proc.ReadMaps(r.stub.Pid())
@@ -282,6 +293,7 @@ func (r *restorer) timeNamespace() error {
 func (r *restorer) cloneProcess() error {
 	// With CLONE_PARENT the exit signal is the stub's own, SIGCHLD.
 	args := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
+	r.awaitZombies()
 	got, err := r.stub.Clone3(r.stub.Pid(), args, r.pid)
 	if err != nil {
 		return r.explainTaken(r.pid, err)
@@ -289,9 +301,11 @@ func (r *restorer) cloneProcess() error {
 	if got != r.pid {
 		return fmt.Errorf("clone3 gave pid %d, want %d", got, r.pid)
 	}
+	r.built.add(got)
 	if r.tr, err = r.stub.Child(got); err != nil {
 		return err
 	}
+	r.files = files.NewRestorer(r.tr, r.pid, r.c.files, r.opts.ShellJob)
 	// Nothing else ends the stub: left alone it would stay stopped, a
 	// child of cryo, for as long as cryo runs. The restored process, a
 	// sibling, keeps the time namespace it was born in; r.stub.KillAll
@@ -300,6 +314,33 @@ func (r *restorer) cloneProcess() error {
 		return fmt.Errorf("end the stub: %w", err)
 	}
 	return nil
+}
+
+// built are the processes a restore made.
+type built struct {
+	mu     sync.Mutex
+	pids   []int
+	killed bool
+}
+
+// add records a process made; one made after a kill is killed too.
+func (b *built) add(pid int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pids = append(b.pids, pid)
+	if b.killed {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// kill sends SIGKILL to every process made; the failed restore reaps them.
+func (b *built) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.killed = true
+	for _, pid := range b.pids {
+		unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 // writeProcFile writes a /proc file, which takes no O_CREAT or O_TRUNC.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -58,6 +59,27 @@ func TestRestorePendingSignals(t *testing.T) {
 	if err := unix.Kill(s.Pid, unix.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
+	// A tgkill to the other thread (si_code SI_TKILL), which only that
+	// thread may queue again.
+	tids, err := proc.ReadTasks(s.Pid)
+	if err != nil || len(tids) != 2 {
+		t.Fatalf("threads %v, %v; want the main one and the sleeper", tids, err)
+	}
+	sleeper := tids[0] + tids[1] - s.Pid
+	if err := unix.Tgkill(s.Pid, sleeper, unix.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	sleeperPending := func() {
+		t.Helper()
+		st, err := proc.ReadTaskStatus(s.Pid, sleeper)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.SigPnd != 1<<(unix.SIGUSR2-1) {
+			t.Fatalf("thread %d has pending %#x, want SIGUSR2", sleeper, st.SigPnd)
+		}
+	}
+	sleeperPending()
 	wantMask := fmt.Sprintf("%#x", uint64(1)<<(unix.SIGUSR2-1)|uint64(1)<<(rtmin-1)|uint64(1)<<rtmin)
 	waitPending := func() {
 		t.Helper()
@@ -74,6 +96,7 @@ func TestRestorePendingSignals(t *testing.T) {
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 3)
 	waitPending()
+	sleeperPending()
 
 	// Take them all: each once, with what it was sent with.
 	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {

@@ -345,14 +345,7 @@ func (r *restorer) writeString(addr uint64, s string) error {
 
 // open opens a file in the process and returns the descriptor.
 func (r *restorer) open(path string, flags, mode uint64) (uint64, error) {
-	scratch, err := r.scratch()
-	if err != nil {
-		return 0, err
-	}
-	if err := r.writeString(scratch, path); err != nil {
-		return 0, err
-	}
-	return r.tr.Syscall(r.pid, unix.SYS_OPENAT, atFDCWD, scratch, flags, mode)
+	return r.tr.OpenAt(r.pid, path, flags, mode)
 }
 
 // sys injects a system call into the restored process's leader when only
@@ -361,9 +354,6 @@ func (r *restorer) sys(nr int, args ...uint64) error {
 	_, err := r.tr.Syscall(r.pid, nr, args...)
 	return err
 }
-
-// atFDCWD is AT_FDCWD (-100) as a system call argument.
-const atFDCWD = 1<<64 - 100
 
 // scratchSize is how much of the scratch area the restore may use.
 const scratchSize = ptrace.ScratchSize

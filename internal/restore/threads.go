@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
@@ -35,16 +36,55 @@ func (r *restorer) createThreads() error {
 	return nil
 }
 
+// zombieWait bounds how long a restore waits for the zombie of the
+// dumped process to be reaped: `cryo dump` then `cryo restore` at once
+// finds it still holding the PID until its parent waits for it.
+const zombieWait = 5 * time.Second
+
+// awaitZombies waits, up to zombieWait, until no zombie holds one of the
+// ids to restore.
+func (r *restorer) awaitZombies() {
+	deadline := time.Now().Add(zombieWait)
+	for _, id := range r.c.threads {
+		logged := false
+		for time.Now().Before(deadline) {
+			st, err := proc.ReadStat(int(id))
+			if err != nil || st.State != 'Z' {
+				break
+			}
+			if !logged {
+				r.log.Info("waiting for a zombie holding the pid to be reaped", "pid", id, "parent", st.PPid, "at-most", zombieWait)
+				logged = true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // explainTaken names the process holding an id that clone3 could not have.
 func (r *restorer) explainTaken(id int, err error) error {
 	if err == nil || !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	comm, cerr := proc.ReadComm(id)
-	if cerr != nil {
+	st, serr := proc.ReadStat(id)
+	switch {
+	case cerr != nil:
 		comm = "a task not visible here"
+	case serr == nil && st.State == 'Z':
+		comm = fmt.Sprintf("the zombie of %s, which its parent, pid %d, has not reaped", comm, st.PPid)
+	case isCryo(id):
+		// Named as the user's process, it would mislead: it is cryo's
+		// own (a dump's worker or another restore).
+		comm = "a cryo process"
 	}
 	return fmt.Errorf("%w: %d is taken by %s", ErrPidTaken, id, comm)
+}
+
+// isCryo reports whether task id runs this very cryo binary.
+func isCryo(id int) bool {
+	same, err := sameFile(proc.Path(id, "exe"), "/proc/self/exe")
+	return err == nil && same
 }
 
 // restoreThread sets what each thread holds of its own besides registers:
@@ -143,8 +183,10 @@ func (r *restorer) finalRegs(tid int, core *criucore.CoreEntry) (unix.PtraceRegs
 	return ptrace.RestartRegs(*regs), nil
 }
 
-// queueSignals puts the dumped pending signals back, from the leader: a
-// process may queue any siginfo to itself.
+// queueSignals puts the dumped pending signals back, each from the thread
+// it is pending for (the leader for the process's): a thread may queue any
+// siginfo to itself, while the kernel refuses a tgkill's or the kernel's
+// (si_code SI_TKILL or >= 0) for another thread.
 func (r *restorer) queueSignals() error {
 	scratch, err := r.scratch()
 	if err != nil {
@@ -161,7 +203,8 @@ func (r *restorer) queueSignals() error {
 		if tid == 0 {
 			return r.sys(unix.SYS_RT_SIGQUEUEINFO, uint64(r.pid), sig, scratch)
 		}
-		return r.sys(unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.pid), uint64(tid), sig, scratch)
+		_, err := r.tr.Syscall(tid, unix.SYS_RT_TGSIGQUEUEINFO, uint64(r.pid), uint64(tid), sig, scratch)
+		return err
 	}
 	for _, s := range r.c.cores[uint32(r.pid)].Tc.GetSignalsS().GetSignals() {
 		if err := send(0, s.GetSiginfo()); err != nil {

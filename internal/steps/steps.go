@@ -21,7 +21,7 @@ type Step struct {
 // the step. The step named failAt fails with injected instead of running.
 func Run(ctx context.Context, log *slog.Logger, failAt string, injected error, steps []Step) error {
 	for _, s := range steps {
-		if err := ctx.Err(); err != nil {
+		if err := Cancelled(ctx); err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		if s.Name == failAt {
@@ -31,9 +31,19 @@ func Run(ctx context.Context, log *slog.Logger, failAt string, injected error, s
 		if err := s.Run(); err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
-		log.Debug("step done", "step", s.Name, "took", time.Since(t))
+		log.Info("step done", "step", s.Name, "took", time.Since(t))
 	}
 	return nil
+}
+
+// Cancelled returns nil while ctx runs on, else its error with the cause
+// of the cancellation, if one was given.
+func Cancelled(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); err != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
 }
 
 // Names lists the steps' names, in order.

@@ -1,8 +1,11 @@
 package vdso
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -120,6 +123,19 @@ type Snapshot struct {
 	Layout Layout
 	Bytes  []byte
 	Image  *Image
+	// LayoutUnknown marks a raw vDSO image, read without the maps of a
+	// process (a kernel's vdso64.so, or bytes saved from /proc/PID/mem):
+	// its code is known, its Layout (empty) is not.
+	LayoutUnknown bool
+}
+
+// NewRawSnapshot parses a vDSO image whose layout is unknown.
+func NewRawSnapshot(b []byte) (*Snapshot, error) {
+	im, err := Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{Bytes: b, Image: im, LayoutUnknown: true}, nil
 }
 
 // NewSnapshot parses vDSO bytes taken from a process with the given layout.
@@ -141,6 +157,15 @@ func NewSnapshot(l Layout, b []byte) (*Snapshot, error) {
 	}
 	s.Bytes, s.Image = b, im
 	return s, nil
+}
+
+// Block is the range of the block that moves as a unit (Layout.Span); a
+// raw image is taken as its vDSO alone, at address 0.
+func (s *Snapshot) Block() (start, end uint64) {
+	if s.LayoutUnknown {
+		return 0, alignUp(s.Image.Size)
+	}
+	return s.Layout.Span()
 }
 
 // VDSOAddr is where the vDSO code is mapped, 0 if it is not.
@@ -185,9 +210,10 @@ func readMem(pid int, addr, n uint64) ([]byte, error) {
 
 // A saved snapshot is two files: NAME.so holds the vDSO bytes and NAME.maps
 // the kernel's maps lines of the vDSO-related mappings, so that fixtures are
-// exactly what the kernel showed.
+// exactly what the kernel showed. A raw image has no .maps.
 
-// Load reads a snapshot saved as path (the .so file) and its .maps sidecar.
+// Load reads a snapshot saved as path (the .so file) and its .maps sidecar,
+// or, when there is none, path as a raw image (NewRawSnapshot).
 func Load(path string) (*Snapshot, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -195,6 +221,13 @@ func Load(path string) (*Snapshot, error) {
 	}
 	mapsPath := strings.TrimSuffix(path, ".so") + ".maps"
 	mb, err := os.ReadFile(mapsPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		s, err := NewRawSnapshot(b)
+		if err != nil {
+			return nil, fmt.Errorf("load vDSO %s (no %s: a raw image): %w", path, filepath.Base(mapsPath), err)
+		}
+		return s, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load vDSO layout: %w", err)
 	}
@@ -210,7 +243,7 @@ func Load(path string) (*Snapshot, error) {
 }
 
 // Save writes the snapshot as path (which should end in .so) and its .maps
-// sidecar.
+// sidecar; a raw image gets none.
 func (s *Snapshot) Save(path string) error {
 	var maps strings.Builder
 	for _, r := range s.Layout {
@@ -218,6 +251,9 @@ func (s *Snapshot) Save(path string) error {
 	}
 	if err := os.WriteFile(path, s.Bytes, 0o644); err != nil {
 		return fmt.Errorf("save vDSO: %w", err)
+	}
+	if s.LayoutUnknown {
+		return nil
 	}
 	if err := os.WriteFile(strings.TrimSuffix(path, ".so")+".maps", []byte(maps.String()), 0o644); err != nil {
 		return fmt.Errorf("save vDSO layout: %w", err)

@@ -46,7 +46,11 @@ type Plan struct {
 	// Reasons says why a proxy is needed; empty for remap and for a forced
 	// proxy between matching vDSOs.
 	Reasons []string `json:",omitempty"`
-	Entries []Entry
+	// LayoutUnknown names the vDSOs ("dumped", "runtime") that are raw
+	// images: the plan then compares the functions and the image size,
+	// not the [vvar] size and order, which a restore also needs equal.
+	LayoutUnknown []string `json:",omitempty"`
+	Entries       []Entry
 }
 
 // Differences lists why the runtime vDSO cannot simply replace the dumped
@@ -65,16 +69,20 @@ func Differences(old, rt *Snapshot) []string {
 		why = append(why, fmt.Sprintf("vDSO machine %v/%v, runtime %v/%v",
 			old.Image.Machine, old.Image.Class, rt.Image.Machine, rt.Image.Class))
 	}
-	if old.Image.Size != rt.Image.Size {
+	// A kernel's vdso64.so is the mapped image before its padding to
+	// whole pages.
+	if alignUp(old.Image.Size) != alignUp(rt.Image.Size) {
 		why = append(why, fmt.Sprintf("vDSO size %#x, runtime %#x", old.Image.Size, rt.Image.Size))
 	}
-	if o, n := old.Layout.VVarSize(), rt.Layout.VVarSize(); o != n {
-		why = append(why, fmt.Sprintf("vvar size %#x, runtime %#x", o, n))
-	}
-	// [vvar_vclock] counts as part of the vvar: a dump records the two as
-	// one range, and the vDSO code only sees their combined distance.
-	if o, n := old.Layout.VVarFirst(), rt.Layout.VVarFirst(); o != n {
-		why = append(why, fmt.Sprintf("layout %q, runtime %q", old.Layout.Order(), rt.Layout.Order()))
+	if !old.LayoutUnknown && !rt.LayoutUnknown {
+		if o, n := old.Layout.VVarSize(), rt.Layout.VVarSize(); o != n {
+			why = append(why, fmt.Sprintf("vvar size %#x, runtime %#x", o, n))
+		}
+		// [vvar_vclock] counts as part of the vvar: a dump records the two
+		// as one range, and the vDSO code only sees their combined distance.
+		if o, n := old.Layout.VVarFirst(), rt.Layout.VVarFirst(); o != n {
+			why = append(why, fmt.Sprintf("layout %q, runtime %q", old.Layout.Order(), rt.Layout.Order()))
+		}
 	}
 	for _, s := range old.Image.Symbols {
 		t, ok := rt.Image.Lookup(s.Name, s.Version)
@@ -99,8 +107,17 @@ func Differences(old, rt *Snapshot) []string {
 // builds a proxy even when remap would do.
 func NewPlan(old, rt *Snapshot, rtVDSO uint64, forceProxy bool) (*Plan, error) {
 	why := Differences(old, rt)
+	var unknown []string
+	for _, s := range []struct {
+		name string
+		snap *Snapshot
+	}{{"dumped", old}, {"runtime", rt}} {
+		if s.snap.LayoutUnknown {
+			unknown = append(unknown, s.name)
+		}
+	}
 	if len(why) == 0 && !forceProxy {
-		p := &Plan{Mode: ModeRemap}
+		p := &Plan{Mode: ModeRemap, LayoutUnknown: unknown}
 		if old.Image != nil {
 			for _, s := range old.Image.Symbols {
 				t, _ := rt.Image.Lookup(s.Name, s.Version)
@@ -112,7 +129,7 @@ func NewPlan(old, rt *Snapshot, rtVDSO uint64, forceProxy bool) (*Plan, error) {
 	if old.Image == nil {
 		return nil, errors.New("proxy vDSO: the dumped process had no vDSO")
 	}
-	p := &Plan{Mode: ModeProxy, Reasons: why}
+	p := &Plan{Mode: ModeProxy, Reasons: why, LayoutUnknown: unknown}
 	oldBase := old.VDSOAddr()
 	for i, s := range old.Image.Symbols {
 		e := Entry{Symbol: s}

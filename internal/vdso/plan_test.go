@@ -1,9 +1,15 @@
 package vdso
 
 import (
+	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,11 +19,7 @@ import (
 
 func loadFixture(t *testing.T, name string) *Snapshot {
 	t.Helper()
-	s, err := Load("testdata/" + name + ".so")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return mustLoad(t, "testdata/"+name+".so")
 }
 
 // synthetic builds a snapshot of an x86_64 vDSO with the given functions
@@ -299,4 +301,101 @@ func TestPlan618To61(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("plan (-want +got):\n%s", d)
 	}
+}
+
+// rawCopy writes a fixture's vDSO bytes, cut to n bytes (0: all), alone in
+// a directory: a raw image without its .maps.
+func rawCopy(t *testing.T, name string, n int) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name + ".so")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 0 {
+		b = b[:n]
+	}
+	path := filepath.Join(t.TempDir(), name+".so")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestRawImage loads vDSOs without their .maps: the bytes a process maps
+// and, cut after the section headers, what a kernel build leaves in
+// vdso64.so before padding it to whole pages.
+func TestRawImage(t *testing.T) {
+	full := loadFixture(t, "linux-6.18-amd64")
+	f, err := elf.NewFile(bytes.NewReader(full.Bytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shEnd := int(binary.LittleEndian.Uint64(full.Bytes[0x28:])) + len(f.Sections)*64
+	if shEnd >= len(full.Bytes) {
+		t.Fatalf("section headers end at %d of %d bytes: nothing to cut", shEnd, len(full.Bytes))
+	}
+	for _, tt := range []struct {
+		name string
+		path string
+	}{
+		{"as mapped", rawCopy(t, "linux-6.18-amd64", 0)},
+		{"as built", rawCopy(t, "linux-6.18-amd64", shEnd)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, err := Load(tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !raw.LayoutUnknown || len(raw.Layout) != 0 {
+				t.Fatalf("layout %v (unknown %v), want unknown", raw.Layout, raw.LayoutUnknown)
+			}
+			if d := cmp.Diff(full.Image.Symbols, raw.Image.Symbols); d != "" {
+				t.Errorf("symbols (-with maps +raw):\n%s", d)
+			}
+			// Against the same vDSO with any layout: remap, saying what
+			// it could not compare.
+			moved := *full
+			moved.Layout = loadFixture(t, "linux-6.1-amd64").Layout
+			if why := Differences(full, &moved); len(why) == 0 {
+				t.Fatal("a different [vvar] layout makes no difference")
+			}
+			for _, pair := range [][2]*Snapshot{{raw, &moved}, {&moved, raw}, {raw, raw}} {
+				p, err := NewPlan(pair[0], pair[1], 0x7f0000000000, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Mode != ModeRemap || len(p.LayoutUnknown) == 0 || len(p.Entries) != len(full.Image.Symbols) {
+					t.Errorf("plan %v (%v), layout unknown for %v; want remap saying the layout is unknown", p.Mode, p.Reasons, p.LayoutUnknown)
+				}
+			}
+			// Saved again, it stays raw.
+			path := filepath.Join(t.TempDir(), "again.so")
+			if err := raw.Save(path); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(path), "again.maps")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a raw image saved with a .maps: %v", err)
+			}
+		})
+	}
+	// Against another kernel's: the functions decide.
+	p, err := NewPlan(loadFixture(t, "linux-6.18-amd64"), mustLoad(t, rawCopy(t, "linux-6.1-amd64", 0)), 0x7f0000000000, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != ModeProxy || !slices.Equal(p.LayoutUnknown, []string{"runtime"}) {
+		t.Errorf("6.18 -> raw 6.1: %v, layout unknown for %v; want proxy, runtime", p.Mode, p.LayoutUnknown)
+	}
+	if _, err := Load(rawCopy(t, "linux-6.18-amd64", 100)); !errors.Is(err, ErrFormat) {
+		t.Errorf("truncated raw image: %v, want ErrFormat", err)
+	}
+}
+
+func mustLoad(t *testing.T, path string) *Snapshot {
+	t.Helper()
+	s, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

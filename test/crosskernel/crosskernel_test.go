@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/testutil"
 	"github.com/cryo-cr/cryo/test/qemu"
 )
@@ -39,8 +41,9 @@ const (
 // the emulated CPU (qemu TCG "max") lacks: AVX-512, RTM and XSAVEC for
 // glibc's ifuncs, AVX-512, SHA-NI and VPCLMULQDQ for Go. A process restored
 // on a CPU without an instruction it was set up to use dies of SIGILL;
-// cryo's CPU check sees register state (XSAVE components), not
-// instructions. containermaxprocs=0 makes the Go runtime (>= 1.25) close
+// cryo's CPU check cannot see these masks, so it refuses host dumps in the
+// guests, which run with --allow-missing-cpu-features (Job.CPUOverride)
+// and need the masks to survive. containermaxprocs=0 makes the Go runtime (>= 1.25) close
 // the cgroup CPU file it otherwise keeps open for its lifetime: a path
 // (/sys/fs/cgroup/...) that the guests, which mount no cgroups, lack.
 var subjects = []Subject{
@@ -53,18 +56,50 @@ const (
 	goDebug       = "cpu.avx512f=off,cpu.avx512cd=off,cpu.avx512bw=off,cpu.avx512dq=off,cpu.avx512vl=off,cpu.sha=off,cpu.vpclmulqdq=off,containermaxprocs=0"
 )
 
-// guestCPU is the guests' qemu -cpu. Without the XSAVE components this
-// host lacks (MPX, PKRU): TCG marks every enabled component in use
-// (XSTATE_BV), so cryo's CPU check would refuse every guest dump here. And
-// without CMPXCHG16B: with it, Linux 6.12's SLUB fast path under QEMU 7.2's
-// TCG corrupts the guest kernel's memory within seconds (double faults in
-// kmem_cache_alloc with garbage in EFLAGS, with or without cryo running);
-// 5.10 and 6.1 are unaffected.
-const guestCPU = "max,pku=off,mpx=off,cx16=off"
+// guestCPU is the guests' qemu -cpu: qemu's "max", with its protection
+// keys and MPX (their state is enabled, unused, and must not stop a guest
+// dump from restoring here), less two things:
+//   - CMPXCHG16B: with it, Linux 6.12's SLUB fast path under QEMU 7.2's TCG
+//     corrupts the guest kernel's memory within seconds (double faults in
+//     kmem_cache_alloc at its cmpxchg16b, with garbage in EFLAGS, with or
+//     without cryo running; seen again 2026-12-06); 5.10 and 6.1 are
+//     unaffected.
+//   - the instruction sets user space dispatches on (cpu.Dispatched) that
+//     this host lacks, e.g. RDTSCP here: a guest process may have chosen
+//     code that uses them, and cryo's check rightly refuses to restore it
+//     here. Without them, guest dumps restore on the host with no override.
+func guestCPU(ctx context.Context, t *testing.T) string {
+	flags, err := qemu.CPUFlags(ctx, &testWriter{t: t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cpu.ReadHost()
+	have := h.Caps.Usable(h.XCR0)
+	spec := "max,cx16=off"
+	for _, f := range cpu.Dispatched {
+		if slices.Contains(have, f.Name) {
+			continue
+		}
+		// qemu spells sse4_1 sse4.1, avx512_vnni avx512vnni, sha_ni sha-ni.
+		for _, sep := range []string{"-", ".", ""} {
+			if n := strings.ReplaceAll(f.Name, "_", sep); flags[n] {
+				spec += "," + n + "=off"
+				break
+			}
+		}
+	}
+	return spec
+}
 
-const cpuNote = "Subjects start everywhere with GLIBC_TUNABLES=" + glibcTunables + " (C) and\n" +
-	"GODEBUG=" + goDebug + " (Go):\n" +
-	"the guests' CPU (qemu TCG -cpu " + guestCPU + ") lacks those instructions; the Go runtime keeps no cgroup file open."
+// cpuNote says how the subjects are started and why.
+func cpuNote(guestCPU string) string {
+	return "Subjects start everywhere with GLIBC_TUNABLES=" + glibcTunables + " (C) and\n" +
+		"GODEBUG=" + goDebug + " (Go),\n" +
+		"which keep them off instructions the guests' CPU (qemu TCG -cpu " + guestCPU + ") lacks, and the Go runtime from keeping a cgroup file open.\n" +
+		"Guest dumps restore on the host without --allow-missing-cpu-features: the guests' CPU offers no instruction set the host lacks.\n" +
+		"Host dumps restored in guests need it: the host's CPU offered AVX-512, SHA-NI and more when the subject started, and cryo cannot\n" +
+		"see that the tunables kept the subject off them (glibc and Go read CPUID at start-up whatever the masks), so it refuses, as it should."
+}
 
 // hostLabel is the host kernel's major.minor.
 func hostLabel() string {
@@ -175,6 +210,8 @@ func TestCrossKernel(t *testing.T) {
 	}
 
 	logw := &testWriter{t: t}
+	gcpu := guestCPU(ctx, t)
+	t.Logf("guests' CPU: -cpu %s", gcpu)
 	cfg := Config{
 		Root: root, Work: work,
 		Cryo: bins["cryo"], Guest: bins["guest"],
@@ -187,12 +224,8 @@ func TestCrossKernel(t *testing.T) {
 		// TCG. The limits are for a guest that hangs.
 		BootTimeout: 2 * time.Minute, JobTimeout: time.Minute,
 		Memory: "1G",
-		CPU:    guestCPU,
-		// The host's CPU has register state the guests' lacks (AVX-512,
-		// AMX): cryo refuses such restores unless told otherwise, and the
-		// matrix reports each cell where it had to be.
-		CPUOverride: true,
-		Log:         logw,
+		CPU:    gcpu,
+		Log:    logw,
 	}
 	if os.Getenv(envConsole) != "" {
 		cfg.Console = logw
@@ -201,7 +234,7 @@ func TestCrossKernel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cross-kernel harness: %v", err)
 	}
-	rep.CPUNote = cpuNote
+	rep.CPUNote = cpuNote(gcpu)
 	md := rep.Markdown()
 	t.Logf("\n%s", md)
 	if *matrixFile != "" {

@@ -43,9 +43,6 @@ type Config struct {
 	BootTimeout, JobTimeout time.Duration
 	// Memory is each guest's RAM (qemu -m); CPU its qemu -cpu.
 	Memory, CPU string
-	// CPUOverride allows restores refused by cryo's CPU check to be
-	// retried with --allow-missing-cpu-features (reported per cell).
-	CPUOverride bool
 	// Log receives progress; Console, if set, every guest's console.
 	Log, Console io.Writer
 }
@@ -249,9 +246,6 @@ func (h *harness) why(artifact string) (job, reason string) {
 
 func (h *harness) runHost(ctx context.Context, jobs []Job) {
 	r := &Runner{Root: h.cfg.Root, Kernel: h.cfg.Plan.Host, Release: Release(), Opts: h.cfg.Opts, Log: h.cfg.Log}
-	for i := range jobs {
-		jobs[i].CPUOverride = h.cfg.CPUOverride
-	}
 	for i, res := range RunJobs(ctx, r, jobs) {
 		if res.OK && jobs[i].Into != "" {
 			h.record(res, jobs[i].Into)
@@ -314,10 +308,7 @@ func (h *harness) bootGuest(ctx context.Context, rnd int, label string, jobs []J
 	}
 	sc := Scenario{Kernel: label, Root: h.cfg.Root, Disk: "/dev/vda", Opts: h.cfg.Opts,
 		CapBound: capBound, Rlimits: rlimits}
-	for _, j := range jobs {
-		j.CPUOverride = h.cfg.CPUOverride
-		sc.Jobs = append(sc.Jobs, j)
-	}
+	sc.Jobs = append(sc.Jobs, jobs...)
 	var files []qemu.File
 	for i, m := range h.modules[label] {
 		f, err := qemu.FileFromDisk(fmt.Sprintf("xk/modules/%02d-%s", i, filepath.Base(m)), m)

@@ -107,6 +107,12 @@ func TestNewPlan(t *testing.T) {
 	if hop1.From != "go-6.18" || hop2.From != hop1.Into || hop3.From != hop2.Into || hop3.Into != "" || hop1.Into == "" {
 		t.Errorf("chain %+v -> %+v -> %+v", hop1, hop2, hop3)
 	}
+	// Only host dumps restored in guests may go on without CPU features.
+	for _, j := range p.Jobs {
+		if want := j.Kind == KindRestore && j.Kernel != "6.18" && (strings.HasSuffix(j.From, "-6.18") || j.ID == "chain/1/6.1/"+j.Subject); j.CPUOverride != want {
+			t.Errorf("%s from %s: CPUOverride %v, want %v", j.ID, j.From, j.CPUOverride, want)
+		}
+	}
 	if _, err := NewPlan("/r", "6.18", kernels, testSubjects, []Pair{{"4.19", "6.1"}}, nil, nil); err == nil {
 		t.Error("unknown kernel: no error")
 	}

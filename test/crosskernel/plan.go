@@ -50,6 +50,10 @@ func dumpArtifact(k, subject string) string { return subject + "-" + k }
 // host keeps free, so that the dump can be restored on the host too.
 func NewPlan(root, host string, kernels []string, subjects []Subject, pairs []Pair, chain []string, pids map[string]int) (*Plan, error) {
 	p := &Plan{Kernels: kernels, Host: host, Subjects: subjects, Pairs: pairs, Chain: chain}
+	// Only a host dump restored in a guest may need
+	// --allow-missing-cpu-features: the guests' CPU lacks instruction
+	// sets the host's offered when the subject started (see guestCPU).
+	hostToGuest := func(from, to string) bool { return from == host && to != host }
 	known := map[string]bool{}
 	for _, k := range kernels {
 		known[k] = true
@@ -76,7 +80,7 @@ func NewPlan(root, host string, kernels []string, subjects []Subject, pairs []Pa
 		needDump(pr.From)
 		for _, s := range subjects {
 			p.Jobs = append(p.Jobs, Job{ID: restoreID(pr, s.Name), Kind: KindRestore, Kernel: pr.To,
-				Subject: s.Name, From: dumpArtifact(pr.From, s.Name)})
+				Subject: s.Name, From: dumpArtifact(pr.From, s.Name), CPUOverride: hostToGuest(pr.From, pr.To)})
 		}
 	}
 	if len(chain) == 1 {
@@ -93,7 +97,7 @@ func NewPlan(root, host string, kernels []string, subjects []Subject, pairs []Pa
 			from := dumpArtifact(chain[0], s.Name)
 			for hop := 1; hop < len(chain); hop++ {
 				j := Job{ID: chainID(hop, chain[hop], s.Name), Kind: KindRestore, Kernel: chain[hop],
-					Subject: s.Name, From: from}
+					Subject: s.Name, From: from, CPUOverride: hostToGuest(chain[hop-1], chain[hop])}
 				if hop < len(chain)-1 {
 					j.Into = fmt.Sprintf("chain%d-%s-%s", hop, s.Name, chain[hop])
 					from = j.Into

@@ -42,7 +42,8 @@ type Job struct {
 	From        string   `json:"from,omitempty"`
 	RestoreArgs []string `json:"restore_args,omitempty"`
 	// CPUOverride lets the runner retry a restore that cryo refused for
-	// lack of CPU features with --allow-missing-cpu-features.
+	// lack of CPU features with --allow-missing-cpu-features: set for the
+	// restores of host dumps in guests only.
 	CPUOverride bool `json:"cpu_override,omitempty"`
 
 	// Into names the artifact the job writes: the dump of a dump job, or

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// killRounds is how many times each subject's dump is killed.
+const killRounds = 100
+
+// TestDumpCommandKilled kills `cryo dump --leave-running` with SIGKILL at
+// random moments across the whole dump, single- and multi-threaded
+// targets alike: each time the target must be left exactly as it was
+// (its mappings, its signal masks and handlers, not stopped nor traced)
+// and go on working.
+func TestDumpCommandKilled(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	for _, subject := range []string{"vdsoclock.c", "sigqueue.c"} {
+		t.Run(subject, func(t *testing.T) {
+			s := testutil.StartSubject(t, testutil.BuildC(t, subject))
+			s.WaitTicks(t, 2)
+			before := targetState(t, s.Pid)
+			// How long a whole dump takes here, to spread the kills
+			// over it.
+			start := time.Now()
+			if _, errOut, code := runBinary(t, bin, "dump", "-t", strconv.Itoa(s.Pid), "-D", filepath.Join(t.TempDir(), "full"), "--leave-running"); code != 0 {
+				t.Fatalf("cryo dump: exit status %d\n%s", code, errOut)
+			}
+			span := time.Since(start)
+			var rolledBack int
+			for i := range killRounds {
+				dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
+				delay := rand.N(span + span/4)
+				if killDump(t, bin, s.Pid, dir, delay) {
+					rolledBack++
+				}
+				if got := targetState(t, s.Pid); !cmp.Equal(before, got) {
+					t.Fatalf("round %d, killed after %v: target changed (-before +after):\n%s", i, delay, cmp.Diff(before, got))
+				}
+				if i%10 == 9 {
+					s.WaitTicks(t, 1)
+				}
+			}
+			s.WaitTicks(t, 3)
+			t.Logf("%d rounds (dump takes %v), %d killed before the dump was complete", killRounds, span, rolledBack)
+		})
+	}
+}
+
+// killDump starts a dump, kills the command after delay, waits for its
+// worker to end and reports whether the dump was cut short (no complete
+// checkpoint left).
+func killDump(t *testing.T, bin string, pid int, dir string, delay time.Duration) bool {
+	t.Helper()
+	cmd := exec.Command(bin, "dump", "-t", strconv.Itoa(pid), "-D", dir, "--leave-running")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay)
+	cmd.Process.Kill()
+	cmd.Wait()
+	// The worker, if the command got to start it, is now a child of the
+	// test process, a subreaper: its only child but the target.
+	for wpid, what := range testutil.Children(t) {
+		if wpid == pid {
+			continue
+		}
+		done := make(chan error, 1)
+		go func() {
+			var ws unix.WaitStatus
+			_, err := unix.Wait4(wpid, &ws, 0, nil)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("wait for dump worker %d: %v", wpid, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("dump worker %d (%s) still runs 10 s after its command was killed", wpid, what)
+		}
+	}
+	_, err := os.Stat(filepath.Join(dir, "inventory.img"))
+	return err != nil
+}
+
+// targetState is what a dump must leave as it was: the mappings, the
+// signal lines of status, whether the process is stopped or traced.
+func targetState(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	maps, err := os.ReadFile(proc.Path(pid, "maps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := map[string]string{"maps": string(maps)}
+	tasks, err := proc.ReadTasks(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range tasks {
+		status, err := os.ReadFile(proc.Path(pid, fmt.Sprintf("task/%d/status", tid)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(status), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			switch k {
+			case "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt", "TracerPid":
+				st[fmt.Sprintf("%d %s", tid, k)] = strings.TrimSpace(v)
+			case "State":
+				// Running or sleeping are both as before; stopped or
+				// traced are not.
+				if s := strings.TrimSpace(v); strings.HasPrefix(s, "t") || strings.HasPrefix(s, "T") {
+					st[fmt.Sprintf("%d State", tid)] = s
+				}
+			}
+		}
+	}
+	return st
+}

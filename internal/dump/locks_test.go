@@ -1,0 +1,109 @@
+package dump_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// critLock is a filelocks.img entry as crit decodes it.
+type critLock struct {
+	Flag, Type uint32
+	Pid, Fd    int32
+	Start, Len int64
+}
+
+// TestDumpFileLocks dumps test/subjects/locks.c and finds each of its
+// locks in filelocks.img with CRIU's meaning (FL_POSIX 1, FL_FLOCK 2,
+// FL_OFD 4; F_RDLCK 0, F_WRLCK 1; length 0 to the end of the file), once
+// per open file description, as cryo and crit read it.
+func TestDumpFileLocks(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), t.TempDir())
+	d := dumpProcess(t, s.Pid, true)
+	critDecode(t, d.dir)
+	fd := func(k string) int32 { return int32(s.ReadyUint(t, k)) }
+	pid := int32(s.Pid)
+	want := []critLock{
+		{1, unix.F_WRLCK, pid, fd("posix"), 0, 10},
+		{1, unix.F_RDLCK, pid, fd("posix"), 100, 0},
+		{4, unix.F_WRLCK, pid, fd("ofd"), 5, 10},
+		{2, unix.F_WRLCK, pid, fd("flock"), 0, 0},
+		{2, unix.F_RDLCK, pid, fd("shared"), 0, 0},
+	}
+	sortLocks := cmpopts.SortSlices(func(a, b critLock) bool { return a.Fd < b.Fd || a.Fd == b.Fd && a.Start < b.Start })
+	dir, err := image.Open(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := image.ReadAll[filelock.FileLockEntry](dir, image.FileLocks, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []critLock
+	for _, e := range entries {
+		got = append(got, critLock{e.GetFlag(), e.GetType(), e.GetPid(), e.GetFd(), e.GetStart(), e.GetLen()})
+	}
+	if diff := cmp.Diff(want, got, sortLocks); diff != "" {
+		t.Errorf("filelocks.img (-want +got):\n%s", diff)
+	}
+	out, err := exec.Command("crit", "decode", "-i", filepath.Join(d.dir, "filelocks.img")).Output()
+	if err != nil {
+		t.Fatalf("crit decode filelocks.img: %v", err)
+	}
+	var img struct{ Entries []critLock }
+	if err := json.Unmarshal(out, &img); err != nil {
+		t.Fatalf("crit's filelocks.img JSON: %v", err)
+	}
+	if diff := cmp.Diff(want, img.Entries, sortLocks); diff != "" {
+		t.Errorf("crit decodes filelocks.img as (-want +got):\n%s", diff)
+	}
+	s.WaitTicks(t, 3)
+}
+
+// TestDumpRefusesLocks checks that a lease, and a lock only a mapping
+// keeps, are refused by name, and that the refused dump leaves the
+// process running with its locks.
+func TestDumpRefusesLocks(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		mode string
+		want []string
+	}{
+		{"lease", []string{"lease (F_SETLEASE)", "LEASE"}},
+		{"mapped", []string{"FLOCK WRITE", "held through the mapping of", "/mapped"}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), t.TempDir(), tc.mode)
+			maps := readMaps(t, s.Pid)
+			_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images")})
+			if !errors.Is(err, dump.ErrUnsupported) {
+				t.Fatalf("dump: %v, want ErrUnsupported", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			t.Logf("refused: %v", err)
+			if after := readMaps(t, s.Pid); !slices.Equal(maps, after) {
+				t.Errorf("the refused dump changed the mappings")
+			}
+			s.WaitTicks(t, 3) // its own check: it still holds its 5 locks
+		})
+	}
+}

@@ -1,0 +1,16 @@
+package files
+
+import "errors"
+
+var (
+	// ErrUnsupported means a descriptor or an entry is of a kind, or in a
+	// state, that cryo cannot checkpoint or restore yet; the message
+	// names it.
+	ErrUnsupported = errors.New("not supported")
+	// ErrImage is wrapped by every error about file images that are
+	// incomplete, corrupt or inconsistent.
+	ErrImage = errors.New("bad checkpoint")
+	// ErrLocked means a restore could not take a lock of the checkpoint
+	// again: another process holds it; the message names it.
+	ErrLocked = errors.New("lock held by another process")
+)

@@ -1,0 +1,94 @@
+package files
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventfd"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+)
+
+// eventfdKind is an eventfd with its counter and mode.
+type eventfdKind struct{}
+
+// efdSemaphoreFlag marks an EFD_SEMAPHORE eventfd in the entry's flags.
+// The file's own flags cannot say it (the kernel keeps the mode apart);
+// bit 0 is O_WRONLY, which an eventfd, always O_RDWR, never has, and which
+// F_SETFL (what CRIU's restore does with the flags) ignores.
+const efdSemaphoreFlag = unix.EFD_SEMAPHORE
+
+// efdMaxCount is the largest value an eventfd counter holds.
+const efdMaxCount = math.MaxUint64 - 1
+
+func (eventfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_EVENTFD }
+
+func (eventfdKind) claims(d *desc) bool { return d.link == "anon_inode:[eventfd]" }
+
+func (eventfdKind) dump(t *Table, d *desc) (uint32, error) {
+	ev, err := d.info.Eventfd()
+	if err != nil {
+		return 0, fmt.Errorf("read eventfd fd %d: %w", d.fd, err)
+	}
+	flags := statusFlags(d.info)
+	if ev.Semaphore {
+		flags |= efdSemaphoreFlag
+	}
+	id := t.nextID()
+	return t.add(&fdinfo.FileEntry{
+		Type: fdinfo.FdTypes_EVENTFD.Enum(), Id: proto.Uint32(id),
+		Efd: &eventfd.EventfdFileEntry{
+			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Fown: zeroFown(), Counter: proto.Uint64(ev.Count),
+		},
+	}), nil
+}
+
+func (eventfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+	switch {
+	case f.Efd == nil:
+		return imageErr("file %d: EVENTFD without an efd entry", f.GetId())
+	case f.Efd.GetCounter() > efdMaxCount:
+		return imageErr("file %d: eventfd counter %#x is above the largest, %#x", f.GetId(), f.Efd.GetCounter(), uint64(efdMaxCount))
+	}
+	return nil
+}
+
+// open makes an eventfd in the process with its counter and mode.
+func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	e := f.Efd
+	flags := uint64(unix.EFD_CLOEXEC)
+	if e.GetFlags()&unix.O_NONBLOCK != 0 {
+		flags |= unix.EFD_NONBLOCK
+	}
+	if e.GetFlags()&efdSemaphoreFlag != 0 {
+		flags |= unix.EFD_SEMAPHORE
+	}
+	// eventfd2 takes the initial count as an unsigned int: a larger one is
+	// written in afterwards.
+	count := e.GetCounter()
+	initial := count
+	if count > math.MaxUint32 {
+		initial = 0
+	}
+	n, err := r.tr.Syscall(r.pid, unix.SYS_EVENTFD2, initial, flags)
+	if err != nil {
+		return 0, fmt.Errorf("make eventfd: %w", err)
+	}
+	if initial != count {
+		scratch, err := r.tr.Scratch(r.pid)
+		if err != nil {
+			return 0, err
+		}
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], count)
+		if err := r.tr.WriteMem(scratch, b[:]); err != nil {
+			return 0, err
+		}
+		if err := r.sys(unix.SYS_WRITE, n, scratch, 8); err != nil {
+			return 0, fmt.Errorf("set eventfd %d counter to %#x: %w", n, count, err)
+		}
+	}
+	return r.lift(n)
+}

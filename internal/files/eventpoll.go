@@ -1,0 +1,124 @@
+package files
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventpoll"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+)
+
+// eventpollKind is an epoll with its registrations. A registration is
+// keyed by the descriptor number it was added with, and a restore adds it
+// again through that number once every descriptor has its number: so at
+// the dump the number must still be open on the very file the epoll
+// watches.
+type eventpollKind struct{}
+
+func (eventpollKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_EVENTPOLL }
+
+func (eventpollKind) claims(d *desc) bool { return d.link == "anon_inode:[eventpoll]" }
+
+func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
+	targets, err := d.info.EpollTargets()
+	if err != nil {
+		return 0, fmt.Errorf("read epoll fd %d: %w", d.fd, err)
+	}
+	id := t.nextID()
+	e := &eventpoll.EventpollFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()}
+	seen := map[int]uint32{} // registrations per number so far
+	for _, tg := range targets {
+		// Several registrations share a number when the number was
+		// closed and reused; the kernel tells them apart by their rank.
+		same, err := kernel.EpollTargetIs(t.pid, d.fd, tg.Fd, seen[tg.Fd])
+		seen[tg.Fd]++
+		switch {
+		case errors.Is(err, unix.EBADF):
+			return 0, fmt.Errorf("%w: epoll fd %d watches fd %d, which is closed (its file is still open elsewhere)", ErrUnsupported, d.fd, tg.Fd)
+		case err != nil:
+			return 0, fmt.Errorf("compare epoll fd %d target %d: %w", d.fd, tg.Fd, err)
+		case !same:
+			return 0, fmt.Errorf("%w: epoll fd %d watches a file that fd %d no longer refers to", ErrUnsupported, d.fd, tg.Fd)
+		}
+		e.Tfd = append(e.Tfd, &eventpoll.EventpollTfdEntry{
+			Id: proto.Uint32(id), Tfd: proto.Uint32(uint32(tg.Fd)), Events: proto.Uint32(tg.Events), Data: proto.Uint64(tg.Data),
+			Dev: proto.Uint32(tg.Sdev), Inode: proto.Uint64(tg.Ino), Pos: proto.Uint64(uint64(tg.Pos)),
+		})
+	}
+	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(id), Epfd: e}), nil
+}
+
+// check checks that every target of an epoll is a descriptor the restore
+// makes: a registration can only be made through one.
+func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
+	if f.Epfd == nil {
+		return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
+	}
+	for _, tg := range f.Epfd.GetTfd() {
+		found := false
+		for _, fd := range s.Fds {
+			if fd.GetFd() == tg.GetTfd() {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
+		}
+	}
+	return nil
+}
+
+// open makes an empty epoll in the process; placed registers its targets.
+func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	n, err := r.tr.Syscall(r.pid, unix.SYS_EPOLL_CREATE1, unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return 0, fmt.Errorf("make epoll: %w", err)
+	}
+	// O_NONBLOCK, say, set with fcntl.
+	if fl := uint64(f.Epfd.GetFlags()) &^ (unix.O_ACCMODE | unix.O_CLOEXEC); fl != 0 {
+		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, fl); err != nil {
+			return 0, fmt.Errorf("set epoll flags %#o: %w", fl, err)
+		}
+	}
+	return r.lift(n)
+}
+
+// epollEventSize is sizeof(struct epoll_event) on x86_64, where it is
+// packed: u32 events, then u64 data at offset 4.
+const epollEventSize = 12
+
+// placed registers the targets of every epoll, through the final
+// descriptor numbers of the epoll and of its targets.
+func (eventpollKind) placed(r *Restorer) error {
+	done := map[uint32]bool{}
+	for _, fd := range r.set.Fds {
+		f := r.set.Files[fd.GetId()]
+		if f.GetType() != fdinfo.FdTypes_EVENTPOLL || done[f.GetId()] {
+			continue
+		}
+		done[f.GetId()] = true
+		ep := uint64(fd.GetFd()) // any of its numbers will do
+		for _, tg := range f.Epfd.GetTfd() {
+			scratch, err := r.tr.Scratch(r.pid)
+			if err != nil {
+				return err
+			}
+			var ev [epollEventSize]byte
+			binary.LittleEndian.PutUint32(ev[0:], tg.GetEvents())
+			binary.LittleEndian.PutUint64(ev[4:], tg.GetData())
+			if err := r.tr.WriteMem(scratch, ev[:]); err != nil {
+				return err
+			}
+			if err := r.sys(unix.SYS_EPOLL_CTL, ep, unix.EPOLL_CTL_ADD, uint64(tg.GetTfd()), scratch); err != nil {
+				return fmt.Errorf("add fd %d to epoll fd %d (events %#x): %w", tg.GetTfd(), ep, tg.GetEvents(), err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,317 @@
+package files
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// File locks: POSIX record locks (fcntl F_SETLK), which belong to the
+// process; OFD locks (F_OFD_SETLK) and flock(2) locks, which belong to an
+// open file description. Each is one filelocks.img entry naming the
+// descriptor it is re-taken through at restore: for POSIX locks the one
+// the kernel shows it on (the one it was taken through), for the others
+// any descriptor of the open file description.
+//
+// Leases, delegations and mandatory locks are refused at dump.
+
+// The kinds of lock in an entry's flag, CRIU's FL_* values.
+const (
+	flPOSIX = 1
+	flFlock = 2
+	flOFD   = 4
+	flLease = 8
+)
+
+// lockFlags maps the kernel's class of a lock to its flag.
+var lockFlags = map[string]uint32{proc.LockPOSIX: flPOSIX, proc.LockFlock: flFlock, proc.LockOFD: flOFD}
+
+// lockTypes maps the kernel's word for a lock's type to the entry's type,
+// F_RDLCK or F_WRLCK (flock locks too: shared is read, exclusive write).
+var lockTypes = map[string]uint32{proc.LockRead: unix.F_RDLCK, proc.LockWrite: unix.F_WRLCK}
+
+// lockTable is the locks of a process being dumped.
+type lockTable struct {
+	locks []*filelock.FileLockEntry
+	// held are the locks recorded, as /proc/locks shows them (ID 0).
+	held []proc.Lock
+}
+
+// dumpLocks records the locks that the fdinfo of descriptor fd shows: those
+// of its open file description, and the POSIX locks the process took
+// through it. It runs once per open file description.
+func (t *Table) dumpLocks(fd int, info proc.Fdinfo) error {
+	locks, err := info.Locks()
+	if err != nil {
+		return fmt.Errorf("fd %d: %w", fd, err)
+	}
+	for _, l := range locks {
+		flag, ok := lockFlags[l.Class]
+		typ, typed := lockTypes[l.Type]
+		switch {
+		case l.Class == proc.LockLease || l.Class == proc.LockDeleg:
+			return fmt.Errorf("%w: fd %d holds a lease (F_SETLEASE): %v", ErrUnsupported, fd, l)
+		case !ok:
+			return fmt.Errorf("%w: fd %d holds a lock of class %s: %v", ErrUnsupported, fd, l.Class, l)
+		case l.Mode == "MANDATORY" || l.Mode == "MSNFS":
+			return fmt.Errorf("%w: fd %d holds a mandatory lock: %v", ErrUnsupported, fd, l)
+		case l.Mode != "ADVISORY" || !typed || l.Waiting:
+			return fmt.Errorf("%w: fd %d holds a lock in state %s %s: %v", ErrUnsupported, fd, l.Mode, l.Type, l)
+		case l.Class == proc.LockPOSIX && l.Pid != t.pid:
+			// The descriptor table is shared with another process
+			// (CLONE_FILES), which took the lock.
+			return fmt.Errorf("%w: fd %d: POSIX lock of another process: %v", ErrUnsupported, fd, l)
+		}
+		length := int64(0) // to the end of the file, however long
+		if !l.ToEOF() {
+			length = l.End - l.Start + 1
+		}
+		t.locks = append(t.locks, &filelock.FileLockEntry{
+			Flag: proto.Uint32(flag), Type: proto.Uint32(typ), Pid: proto.Int32(int32(t.pid)), Fd: proto.Int32(int32(fd)),
+			Start: proto.Int64(l.Start), Len: proto.Int64(length),
+		})
+		l.ID = 0
+		t.held = append(t.held, l)
+	}
+	return nil
+}
+
+// checkUnreachedLocks refuses the locks the process holds that no
+// descriptor shows, which a restore would lose: a POSIX lock of the
+// process that no fdinfo shows, and a lock of an open file description
+// that only a mapping of the process keeps open.
+func (t *Table) checkUnreachedLocks() error {
+	all, err := proc.ReadLocks()
+	if err != nil {
+		return err
+	}
+	var maps []proc.Mapping
+	for _, l := range all {
+		if l.Waiting {
+			continue
+		}
+		if l.ID = 0; slices.Contains(t.held, l) {
+			continue
+		}
+		if l.Class == proc.LockPOSIX && l.Pid == t.pid {
+			return fmt.Errorf("%w: %v, which no descriptor of the process shows", ErrUnsupported, l)
+		}
+		if l.Class == proc.LockPOSIX || l.Class == proc.LockAccess {
+			continue // another process's
+		}
+		if maps == nil {
+			if maps, err = proc.ReadMaps(t.pid); err != nil {
+				return err
+			}
+		}
+		i := slices.IndexFunc(maps, func(m proc.Mapping) bool {
+			return m.Major == l.Major && m.Minor == l.Minor && m.Inode == l.Ino
+		})
+		if i < 0 {
+			continue
+		}
+		// The process maps the file: the lock is its own if no descriptor
+		// of any process holds it.
+		if _, _, found := lockOnDescriptor(l, t.pid); !found {
+			return fmt.Errorf("%w: %v, held through the mapping of %s at %#x, not a descriptor", ErrUnsupported, l, maps[i].Path, maps[i].Start)
+		}
+	}
+	return nil
+}
+
+// lockOnDescriptor finds a process other than skip whose descriptor shows
+// lock l, and that descriptor.
+func lockOnDescriptor(l proc.Lock, skip int) (pid, fd int, found bool) {
+	pids, err := proc.ReadPids()
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, pid := range pids {
+		if pid == skip {
+			continue
+		}
+		fds, err := proc.ReadFds(pid)
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		for _, fd := range fds {
+			info, err := proc.ReadFdinfo(pid, fd)
+			if err != nil {
+				continue
+			}
+			locks, err := info.Locks()
+			if err != nil {
+				continue
+			}
+			for _, o := range locks {
+				if o.ID = 0; o == l {
+					return pid, fd, true
+				}
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+func (t *lockTable) write(dir *image.Dir) error {
+	if len(t.locks) == 0 {
+		return nil
+	}
+	return dir.WriteImage(image.FileLocks, 0, messages(t.locks)...)
+}
+
+// lockSet is the locks of a checkpoint.
+type lockSet struct{ Locks []*filelock.FileLockEntry }
+
+// loadLocks reads filelocks.img, if any, and checks every lock against
+// the descriptor table.
+func (s *Set) loadLocks() error {
+	locks, err := image.ReadAll[filelock.FileLockEntry](s.dir, image.FileLocks, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	for _, l := range locks {
+		fd := l.GetFd()
+		switch {
+		case l.GetFlag() == flLease:
+			return fmt.Errorf("%w: lease on fd %d", ErrUnsupported, fd)
+		case !slices.Contains([]uint32{flPOSIX, flFlock, flOFD}, l.GetFlag()):
+			return imageErr("filelocks.img: lock on fd %d of kind %#x", fd, l.GetFlag())
+		case l.GetType() != unix.F_RDLCK && l.GetType() != unix.F_WRLCK:
+			return imageErr("filelocks.img: lock on fd %d of type %d", fd, l.GetType())
+		case l.GetStart() < 0 || l.GetLen() < 0 || l.GetLen() > math.MaxInt64-l.GetStart():
+			return imageErr("filelocks.img: lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
+		case l.GetFlag() == flFlock && (l.GetStart() != 0 || l.GetLen() != 0):
+			return imageErr("filelocks.img: flock lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
+		case !slices.ContainsFunc(s.Fds, func(e *fdinfo.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
+			return imageErr("filelocks.img: lock on fd %d, which the process does not have", fd)
+		}
+	}
+	s.Locks = locks
+	return nil
+}
+
+// takeLocks takes every lock of the checkpoint again, through the
+// descriptor the image names, before the process runs. A lock that
+// another process holds meanwhile fails the restore, naming it. It runs
+// once every descriptor has its number, and nothing may open and close a
+// file in the process afterwards: closing any descriptor of a file drops
+// the process's POSIX locks on it.
+func (r *Restorer) takeLocks() error {
+	for _, l := range r.set.Locks {
+		if int(l.GetPid()) != r.pid {
+			return imageErr("filelocks.img: lock of pid %d in a checkpoint of pid %d", l.GetPid(), r.pid)
+		}
+		if err := r.takeLock(l); err != nil {
+			return fmt.Errorf("take %s: %w", describeLock(l), err)
+		}
+	}
+	return nil
+}
+
+func (r *Restorer) takeLock(l *filelock.FileLockEntry) error {
+	fd := uint64(l.GetFd())
+	var err error
+	switch l.GetFlag() {
+	case flFlock:
+		how := uint64(unix.LOCK_SH)
+		if l.GetType() == unix.F_WRLCK {
+			how = unix.LOCK_EX
+		}
+		err = r.sys(unix.SYS_FLOCK, fd, how|unix.LOCK_NB)
+	default:
+		cmd := uint64(unix.F_SETLK)
+		if l.GetFlag() == flOFD {
+			cmd = unix.F_OFD_SETLK
+		}
+		scratch, serr := r.tr.Scratch(r.pid)
+		if serr != nil {
+			return serr
+		}
+		// struct flock (asm-generic/fcntl.h) on x86_64: l_type and
+		// l_whence (SEEK_SET, 0) as shorts, l_start and l_len at 8 and
+		// 16, l_pid (0) at 24.
+		var b [32]byte
+		binary.LittleEndian.PutUint16(b[0:], uint16(l.GetType()))
+		binary.LittleEndian.PutUint64(b[8:], uint64(l.GetStart()))
+		binary.LittleEndian.PutUint64(b[16:], uint64(l.GetLen()))
+		if err := r.tr.WriteMem(scratch, b[:]); err != nil {
+			return err
+		}
+		err = r.sys(unix.SYS_FCNTL, fd, cmd, scratch)
+	}
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w: %s", ErrLocked, r.holder(l))
+	}
+	return err
+}
+
+// holder names who holds a lock that conflicts with l, from /proc/locks,
+// or from the descriptors of every process for an OFD lock, which
+// /proc/locks shows without its process.
+func (r *Restorer) holder(l *filelock.FileLockEntry) string {
+	var st unix.Stat_t
+	if err := unix.Stat(proc.Path(r.pid, fmt.Sprintf("fd/%d", l.GetFd())), &st); err != nil {
+		return fmt.Sprintf("holder unknown (stat the file: %v)", err)
+	}
+	all, err := proc.ReadLocks()
+	if err != nil {
+		return fmt.Sprintf("holder unknown (%v)", err)
+	}
+	want := proc.Lock{Start: l.GetStart(), End: math.MaxInt64}
+	if l.GetLen() != 0 {
+		want.End = l.GetStart() + l.GetLen() - 1
+	}
+	for _, o := range all {
+		// flock locks meet only flock locks; POSIX and OFD locks meet
+		// each other.
+		sameFamily := o.Class == proc.LockFlock && l.GetFlag() == flFlock ||
+			(o.Class == proc.LockPOSIX || o.Class == proc.LockOFD) && l.GetFlag() != flFlock
+		conflicts := o.Major == unix.Major(st.Dev) && o.Minor == unix.Minor(st.Dev) && o.Ino == st.Ino &&
+			!o.Waiting && sameFamily && o.Overlaps(want) && (o.Type == proc.LockWrite || l.GetType() == unix.F_WRLCK) &&
+			!(o.Class == proc.LockPOSIX && o.Pid == r.pid)
+		switch {
+		case !conflicts:
+		case o.Pid > 0:
+			return fmt.Sprintf("pid %d (%v)", o.Pid, o)
+		default:
+			o.ID = 0
+			if pid, fd, ok := lockOnDescriptor(o, r.pid); ok {
+				return fmt.Sprintf("pid %d through fd %d (%v)", pid, fd, o)
+			}
+			return fmt.Sprintf("an open file description no process has a descriptor of (%v)", o)
+		}
+	}
+	return "holder gone since"
+}
+
+// describeLock names a lock of the images for messages.
+func describeLock(l *filelock.FileLockEntry) string {
+	kind := map[uint32]string{flPOSIX: "POSIX", flFlock: "flock", flOFD: "OFD"}[l.GetFlag()]
+	typ := "read"
+	if l.GetType() == unix.F_WRLCK {
+		typ = "write"
+	}
+	if l.GetFlag() == flFlock {
+		return fmt.Sprintf("%s %s lock on fd %d", typ, kind, l.GetFd())
+	}
+	end := "EOF"
+	if l.GetLen() != 0 {
+		end = fmt.Sprint(l.GetStart() + l.GetLen() - 1)
+	}
+	return fmt.Sprintf("%s %s lock on fd %d bytes %d-%s", typ, kind, l.GetFd(), l.GetStart(), end)
+}

@@ -1,0 +1,453 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
+)
+
+const pageSize = kernel.PageSize
+
+// memfdKind is an open file description of a memfd. The memfd itself, an
+// inode with a name, size, mode and seals, is a memfd.img entry whose
+// contents are stored once, in the shmem pages of its shmid, however many
+// mappings and descriptors share it. Mappings refer to a MEMFD file entry
+// through their shmid, as CRIU's do.
+type memfdKind struct{}
+
+func (memfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_MEMFD }
+
+// claims a memfd, which reads as a deleted file but is a shmem object: it
+// has no path to recreate it at.
+func (memfdKind) claims(d *desc) bool {
+	_, ok := MemfdName(d.link)
+	return ok && strings.HasSuffix(d.link, " (deleted)")
+}
+
+func (memfdKind) dump(t *Table, d *desc) (uint32, error) {
+	name, _ := MemfdName(d.link)
+	id := t.nextID()
+	if err := t.memfdFile(id, d.path, name, statusFlags(d.info), uint64(d.info.Pos)); err != nil {
+		return 0, fmt.Errorf("fd %d: %w", d.fd, err)
+	}
+	return id, nil
+}
+
+// MemfdName is the name a memfd was created with, from the path its
+// mappings and descriptors show, "/memfd:NAME (deleted)".
+func MemfdName(path string) (string, bool) {
+	name, ok := strings.CutPrefix(path, "/memfd:")
+	if !ok {
+		return "", false
+	}
+	return strings.TrimSuffix(name, " (deleted)"), true
+}
+
+// memfdTable is the memfd inodes of a dump, by inode number, in the order
+// found.
+type memfdTable struct {
+	memfds     map[uint64]*memfdObject
+	memfdOrder []uint64
+}
+
+// memfdObject is one memfd inode: its memfd.img entry and a descriptor of
+// cryo's to read its contents through when the pages are copied.
+type memfdObject struct {
+	e *memfd.MemfdInodeEntry
+	f *os.File
+}
+
+// memfdInode returns the memfd.img entry of the memfd that path (a
+// /proc/PID/fd or map_files link) reaches, recording it the first time.
+func (t *Table) memfdInode(path, name string) (*memfd.MemfdInodeEntry, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, fmt.Errorf("stat memfd %s: %w", name, err)
+	}
+	if o, ok := t.memfds[st.Ino]; ok {
+		return o.e, nil
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%w: memfd %s has mode %#o", ErrUnsupported, name, st.Mode)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open memfd %s: %w", name, err)
+	}
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("get seals of memfd %s: %w", name, err)
+	}
+	e := &memfd.MemfdInodeEntry{
+		Name: proto.String(name), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid),
+		Size: proto.Uint64(uint64(st.Size)), Shmid: proto.Uint32(uint32(st.Ino)),
+		Seals: proto.Uint32(uint32(seals)), InodeId: proto.Uint64(uint64(len(t.memfdOrder) + 1)),
+		Mode: proto.Uint32(st.Mode),
+	}
+	t.memfds[st.Ino] = &memfdObject{e: e, f: f}
+	t.memfdOrder = append(t.memfdOrder, st.Ino)
+	return e, nil
+}
+
+// memfdFile adds a MEMFD file entry id for the memfd at path, with the
+// open flags and position given.
+func (t *Table) memfdFile(id uint32, path, name string, flags uint32, pos uint64) error {
+	e, err := t.memfdInode(path, name)
+	if err != nil {
+		return err
+	}
+	t.add(&fdinfo.FileEntry{
+		Type: fdinfo.FdTypes_MEMFD.Enum(), Id: proto.Uint32(id),
+		Memfd: &memfd.MemfdFileEntry{
+			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(pos),
+			Fown: zeroFown(), InodeId: proto.Uint32(uint32(e.GetInodeId())),
+		},
+	})
+	return nil
+}
+
+// MemfdMapping returns the id of the MEMFD entry a mapping of the memfd
+// called name refers to, reached at path (its map_files link), opened
+// with flags: one entry per memfd and flags.
+func (t *Table) MemfdMapping(path, name string, flags uint32) (uint32, error) {
+	e, err := t.memfdInode(path, name)
+	if err != nil {
+		return 0, err
+	}
+	key := fmt.Sprintf("memfd:%d:%o", e.GetInodeId(), flags)
+	if id, ok := t.byKey[key]; ok {
+		return id, nil
+	}
+	id := t.nextID()
+	if err := t.memfdFile(id, path, name, flags, 0); err != nil {
+		return 0, err
+	}
+	t.byKey[key] = id
+	return id, nil
+}
+
+// Close closes cryo's descriptors of the memfds.
+func (t *Table) Close() {
+	for _, o := range t.memfds {
+		o.f.Close()
+	}
+}
+
+// MemfdCopy is the copy of one memfd's contents into its pages file.
+type MemfdCopy struct {
+	// Name is the memfd's, for messages.
+	Name string
+	// Shmid names its pages file.
+	Shmid uint64
+	// Copy writes the pages that hold data into w (holes are skipped),
+	// reading through buf, and returns how many pages it wrote.
+	Copy func(w *image.PageWriter, buf []byte) (pages uint64, err error)
+}
+
+// MemfdCopies lists the memfds whose contents the dump stores, in order:
+// read through cryo's descriptor, so that pages no mapping holds belong to
+// the object too.
+func (t *Table) MemfdCopies() []MemfdCopy {
+	var out []MemfdCopy
+	for _, ino := range t.memfdOrder {
+		o := t.memfds[ino]
+		out = append(out, MemfdCopy{Name: o.e.GetName(), Shmid: ino, Copy: func(w *image.PageWriter, buf []byte) (uint64, error) {
+			return copyObject(o, w, buf)
+		}})
+	}
+	return out
+}
+
+func copyObject(o *memfdObject, w *image.PageWriter, buf []byte) (uint64, error) {
+	fd := int(o.f.Fd())
+	size := int64(o.e.GetSize())
+	var pages uint64
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return pages, nil // only holes left
+		}
+		if err != nil {
+			return pages, fmt.Errorf("seek data from %#x: %w", off, err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return pages, fmt.Errorf("seek hole from %#x: %w", data, err)
+		}
+		data &^= pageSize - 1
+		hole = min((hole+pageSize-1)&^(pageSize-1), (size+pageSize-1)&^(pageSize-1))
+		for data < hole {
+			n := min(int64(len(buf)), hole-data)
+			b := buf[:n]
+			got, err := o.f.ReadAt(b, data)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return pages, fmt.Errorf("read at %#x: %w", data, err)
+			}
+			clear(b[got:]) // the tail of the last page, past the size
+			if err := w.WritePages(uint64(data), b); err != nil {
+				return pages, err
+			}
+			pages += uint64(n) / pageSize
+			data += n
+		}
+		off = hole
+	}
+	return pages, nil
+}
+
+func (m *memfdTable) write(dir *image.Dir) error {
+	es := make([]*memfd.MemfdInodeEntry, 0, len(m.memfdOrder))
+	for _, ino := range m.memfdOrder {
+		es = append(es, m.memfds[ino].e)
+	}
+	return dir.WriteImage(image.Memfd, 0, messages(es)...)
+}
+
+// memfdSet is the memfd inodes of a checkpoint, by inode id.
+type memfdSet struct {
+	memfds map[uint32]*memfd.MemfdInodeEntry
+}
+
+// loadMemfds reads memfd.img, absent from dumps without memfds.
+func (s *Set) loadMemfds() error {
+	s.memfds = map[uint32]*memfd.MemfdInodeEntry{}
+	es, err := image.ReadAll[memfd.MemfdInodeEntry](s.dir, image.Memfd, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	for _, e := range es {
+		if e.GetHugetlbFlag() != 0 {
+			return fmt.Errorf("%w: hugetlb memfd %s", ErrUnsupported, e.GetName())
+		}
+		s.memfds[uint32(e.GetInodeId())] = e
+	}
+	return nil
+}
+
+func (memfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+	if f.Memfd == nil {
+		return imageErr("file %d: MEMFD without a memfd entry", f.GetId())
+	}
+	if s.memfds[f.Memfd.GetInodeId()] == nil {
+		return imageErr("file %d: memfd inode %d, which memfd.img lacks", f.GetId(), f.Memfd.GetInodeId())
+	}
+	return nil
+}
+
+// open opens a new open file description of a memfd, with the entry's
+// flags and position: through /proc/self/fd, as a dup would share the
+// position with the other entries of the inode.
+func (memfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	e := f.Memfd
+	m, err := r.memfd(e.GetInodeId())
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.reopen(fmt.Sprintf("/proc/self/fd/%d", m), e.GetFlags(), e.GetPos())
+	if err != nil {
+		return 0, fmt.Errorf("reopen memfd %s: %w", r.set.memfds[e.GetInodeId()].GetName(), err)
+	}
+	return n, nil
+}
+
+// mfdFlags are the memfd_create flags of every restored memfd: sealing is
+// allowed so that the image's seals can be added back, F_SEAL_SEAL last
+// among them if the memfd had no sealing.
+const mfdFlags = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
+
+// lateSeals are added after the mappings are made: F_SEAL_FUTURE_WRITE
+// forbids shared writable mappings made after it but not those made
+// before. F_SEAL_WRITE is the other way round: it fails while a shared
+// mapping that may write exists, so it goes first, and the mappings made
+// after it get no write permission, as in the dumped process.
+const lateSeals = ^uint32(unix.F_SEAL_WRITE)
+
+// fillChunk is how much of a memfd's stored contents one write moves.
+const fillChunk = 16 << 20
+
+// memfdRestorer holds the memfds made so far in the process.
+type memfdRestorer struct {
+	memfds map[uint32]uint64 // inode id -> the process's descriptor
+	sealed map[uint32]bool   // memfds with all their seals
+}
+
+// MemfdMapping returns the process's descriptor of the memfd that the
+// MEMFD entry id stands for, to map it, making the memfd on first use.
+func (r *Restorer) MemfdMapping(id uint32) (uint64, error) {
+	f := r.set.Files[id]
+	if f == nil || f.Memfd == nil {
+		return 0, imageErr("file %d is not a memfd entry", id)
+	}
+	return r.memfd(f.Memfd.GetInodeId())
+}
+
+// memfd returns the process's descriptor of memfd inode id, making the
+// memfd on first use: created, sized and filled, with its early seals.
+func (r *Restorer) memfd(id uint32) (uint64, error) {
+	if n, ok := r.memfds[id]; ok {
+		return n, nil
+	}
+	e := r.set.memfds[id]
+	scratch, err := r.tr.WriteString(r.pid, e.GetName())
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.tr.Syscall(r.pid, unix.SYS_MEMFD_CREATE, scratch, mfdFlags)
+	if err != nil {
+		return 0, fmt.Errorf("memfd_create %s: %w", e.GetName(), err)
+	}
+	if r.tempBase > 0 {
+		// OpenAll is under way: out of the way of the target numbers.
+		if n, err = r.lift(n); err != nil {
+			return 0, err
+		}
+	}
+	if r.memfds == nil {
+		r.memfds = map[uint32]uint64{}
+	}
+	r.memfds[id] = n
+	if err := r.sys(unix.SYS_FTRUNCATE, n, e.GetSize()); err != nil {
+		return 0, fmt.Errorf("size memfd %s (fd %d) to %d: %w", e.GetName(), n, e.GetSize(), err)
+	}
+	if mode := e.GetMode() & 0o7777; e.Mode != nil {
+		if err := r.sys(unix.SYS_FCHMOD, n, uint64(mode)); err != nil {
+			return 0, fmt.Errorf("chmod memfd %s (fd %d): %w", e.GetName(), n, err)
+		}
+	}
+	if err := r.sys(unix.SYS_FCHOWN, n, uint64(e.GetUid()), uint64(e.GetGid())); err != nil {
+		return 0, fmt.Errorf("chown memfd %s (fd %d): %w", e.GetName(), n, err)
+	}
+	if err := r.fillMemfd(n, e); err != nil {
+		return 0, fmt.Errorf("fill memfd %s (fd %d): %w", e.GetName(), n, err)
+	}
+	if early := e.GetSeals() &^ lateSeals; early != 0 {
+		if err := r.sys(unix.SYS_FCNTL, n, unix.F_ADD_SEALS, uint64(early)); err != nil {
+			return 0, fmt.Errorf("seal memfd %s (fd %d) with %#x: %w", e.GetName(), n, early, err)
+		}
+	}
+	return n, nil
+}
+
+// fillMemfd writes the stored contents of a memfd from outside, through a
+// duplicate of its descriptor: no mapping of it is needed.
+func (r *Restorer) fillMemfd(n uint64, e *memfd.MemfdInodeEntry) error {
+	pr, err := r.set.dir.OpenShmemPages(uint64(e.GetShmid()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // all holes
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	defer pr.Close()
+	dup, err := r.getfd(n)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dup)
+	for {
+		pe, err := pr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrImage, err)
+		}
+		if pe.Flags&image.PEPresent == 0 {
+			return fmt.Errorf("%w: memfd pages at %#x are not in this image (incremental or lazy dumps)", ErrUnsupported, pe.Vaddr)
+		}
+		size := pe.NrPages * pageSize
+		if pe.Vaddr+size > (e.GetSize()+pageSize-1)&^(pageSize-1) {
+			return imageErr("pages at offset %#x-%#x beyond the size %#x", pe.Vaddr, pe.Vaddr+size, e.GetSize())
+		}
+		// The last page may run past the size: writing it would grow
+		// the file.
+		size = min(size, e.GetSize()-pe.Vaddr)
+		for off := uint64(0); off < size; {
+			k := min(fillChunk, size-off)
+			data, release, err := pr.Map(pe, int64(off), int64(k))
+			if err != nil {
+				return err
+			}
+			_, err = unix.Pwrite(dup, data, int64(pe.Vaddr+off))
+			release()
+			if err != nil {
+				return fmt.Errorf("write at %#x: %w", pe.Vaddr+off, err)
+			}
+			off += k
+		}
+	}
+}
+
+// opened seals the memfds that only descriptors hold, made just now.
+func (memfdKind) opened(r *Restorer) error { return r.SealMemfds() }
+
+// SealMemfds adds the seals left for after the mappings to the memfds not
+// yet sealed: once the mappings are made, and again for memfds that only
+// descriptors hold.
+func (r *Restorer) SealMemfds() error {
+	for id, n := range r.memfds {
+		if r.sealed[id] {
+			continue
+		}
+		if r.sealed == nil {
+			r.sealed = map[uint32]bool{}
+		}
+		r.sealed[id] = true
+		e := r.set.memfds[id]
+		if late := e.GetSeals() & lateSeals; late != 0 {
+			if err := r.sys(unix.SYS_FCNTL, n, unix.F_ADD_SEALS, uint64(late)); err != nil {
+				return fmt.Errorf("seal memfd %s (fd %d) with %#x: %w", e.GetName(), n, late, err)
+			}
+		}
+	}
+	return nil
+}
+
+// memfdDescriptors are the process's descriptors of the memfds made.
+func (r *Restorer) memfdDescriptors() []uint64 {
+	var out []uint64
+	for _, n := range r.memfds {
+		out = append(out, n)
+	}
+	return out
+}
+
+// liftMemfds moves the memfds the mappings were made from above the
+// target numbers.
+func (r *Restorer) liftMemfds() error {
+	for id, n := range r.memfds {
+		m, err := r.lift(n)
+		if err != nil {
+			return err
+		}
+		r.memfds[id] = m
+	}
+	return nil
+}
+
+// closeMemfds closes the process's own descriptors of the memfds, which
+// it holds only through its mappings and its entries' descriptors.
+func (r *Restorer) closeMemfds() error {
+	for id, n := range r.memfds {
+		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
+			return err
+		}
+		delete(r.memfds, id)
+	}
+	return nil
+}

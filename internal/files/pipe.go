@@ -1,0 +1,288 @@
+package files
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pipe"
+	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+)
+
+// pipeKind is an end of a pipe. The data buffered in a pipe is saved once
+// per pipe in pipes-data.img, read with tee() so that nothing is drained,
+// and written back into the pipe made at restore.
+type pipeKind struct{}
+
+func (pipeKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_PIPE }
+
+func (pipeKind) claims(d *desc) bool { return strings.HasPrefix(d.link, "pipe:[") }
+
+func (pipeKind) dump(t *Table, d *desc) (uint32, error) {
+	ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(d.link, "pipe:["), "]"), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("parse %q: %w", d.link, err)
+	}
+	if err := t.takePipeData(d, ino, &t.pipes); err != nil {
+		return 0, err
+	}
+	id := t.nextID()
+	return t.add(&fdinfo.FileEntry{
+		Type: fdinfo.FdTypes_PIPE.Enum(), Id: proto.Uint32(id),
+		Pipe: &pipe.PipeEntry{Id: proto.Uint32(id), PipeId: proto.Uint32(uint32(ino)), Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()},
+	}), nil
+}
+
+func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
+	if f.Pipe == nil {
+		return imageErr("file %d: PIPE without a pipe entry", f.GetId())
+	}
+	return nil
+}
+
+// open returns a new descriptor of the end of a pipe that f stands for,
+// making the pipe on first use.
+func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	id := f.Pipe.GetPipeId()
+	p, ok := r.pipes[id]
+	if !ok {
+		var err error
+		if p, err = r.makePipe(); err != nil {
+			return 0, err
+		}
+		p.data = r.set.pipes[id]
+		if r.pipes == nil {
+			r.pipes = map[uint32]*pipeEnds{}
+		}
+		r.pipes[id] = p
+	}
+	end := p.read
+	if f.Pipe.GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
+		end = p.write
+	}
+	// A fresh descriptor for this entry, with the entry's status flags.
+	n, err := r.tr.Syscall(r.pid, unix.SYS_FCNTL, end, unix.F_DUPFD_CLOEXEC, r.tempBase)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(f.Pipe.GetFlags())); err != nil {
+		return 0, fmt.Errorf("set pipe flags %#x: %w", f.Pipe.GetFlags(), err)
+	}
+	return n, nil
+}
+
+// pipeData is what a pipe or FIFO holds at the dump.
+type pipeData struct {
+	e    *pipedata.PipeDataEntry
+	data []byte
+}
+
+// pipeTable is what a dump saves of pipes and FIFOs: their data, once per
+// pipe.
+type pipeTable struct {
+	pipes, fifos []pipeData
+	seen         map[uint64]bool // pipes whose data was taken
+}
+
+// takePipeData copies what is buffered in a pipe without draining it: tee()
+// from a duplicate of the target's descriptor into a pipe of cryo's.
+func (t *Table) takePipeData(d *desc, ino uint64, into *[]pipeData) error {
+	if t.seen[ino] {
+		return nil
+	}
+	t.seen[ino] = true
+	src, err := t.readEnd(d)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	size, err := unix.FcntlInt(src.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return fmt.Errorf("get pipe size: %w", err)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, size); err != nil {
+		return fmt.Errorf("grow pipe to %d bytes: %w", size, err)
+	}
+	n, err := unix.Tee(int(src.Fd()), p[1], size, unix.SPLICE_F_NONBLOCK)
+	if errors.Is(err, unix.EAGAIN) {
+		n, err = 0, nil // empty
+	}
+	if err != nil {
+		return fmt.Errorf("tee pipe: %w", err)
+	}
+	data := make([]byte, n)
+	for off := 0; off < len(data); {
+		m, err := unix.Read(p[0], data[off:])
+		if err != nil {
+			return fmt.Errorf("read teed pipe data: %w", err)
+		}
+		off += m
+	}
+	*into = append(*into, pipeData{
+		e:    &pipedata.PipeDataEntry{PipeId: proto.Uint32(uint32(ino)), Bytes: proto.Uint32(uint32(n)), Size: proto.Uint32(uint32(size))},
+		data: data,
+	})
+	return nil
+}
+
+// readEnd returns a descriptor for reading the pipe behind d: a duplicate
+// by pidfd_getfd if d is a read end, else a new read end opened through
+// /proc (tee needs one to read from).
+func (t *Table) readEnd(d *desc) (*os.File, error) {
+	if d.info.Flags&unix.O_ACCMODE == unix.O_RDONLY {
+		dup, err := Getfd(t.pid, d.fd)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(dup), "pipe"), nil
+	}
+	return os.OpenFile(d.path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+}
+
+func (p *pipeTable) write(dir *image.Dir) error {
+	for _, w := range []struct {
+		kind image.Kind
+		data []pipeData
+	}{{image.PipesData, p.pipes}, {image.FifoData, p.fifos}} {
+		if err := writeWithPayloads(dir, w.kind, 0, len(w.data), func(i int) (proto.Message, []byte) {
+			return w.data[i].e, w.data[i].data
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pipeSet is the buffered data of a checkpoint's pipes and FIFOs, by
+// pipe id.
+type pipeSet struct {
+	pipes, fifos map[uint32][]byte
+}
+
+func (s *Set) loadPipes() (err error) {
+	if s.pipes, err = readPipeData(s.dir, image.PipesData); err != nil {
+		return err
+	}
+	s.fifos, err = readPipeData(s.dir, image.FifoData)
+	return err
+}
+
+// readPipeData reads pipes-data.img or fifo-data.img: records each
+// followed by the pipe's buffered bytes.
+func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
+	out := map[uint32][]byte{}
+	r, err := dir.Open(k, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	defer r.Close()
+	for {
+		var e pipedata.PipeDataEntry
+		if err := r.Next(&e); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrImage, err)
+		}
+		data, err := io.ReadAll(r.Payload())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s data of pipe %d: %w", ErrImage, k, e.GetPipeId(), err)
+		}
+		out[e.GetPipeId()] = data
+	}
+}
+
+// pipeRestorer holds the pipes made so far, by pipe id.
+type pipeRestorer struct {
+	pipes map[uint32]*pipeEnds
+}
+
+// pipeEnds are the two descriptors of a pipe made in the process.
+type pipeEnds struct {
+	read, write uint64
+	data        []byte
+}
+
+// makePipe makes a pipe in the process, both ends above the targets.
+func (r *Restorer) makePipe() (*pipeEnds, error) {
+	scratch, err := r.tr.Scratch(r.pid)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.sys(unix.SYS_PIPE2, scratch, unix.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("make pipe: %w", err)
+	}
+	var b [8]byte
+	if err := r.tr.ReadMem(scratch, b[:]); err != nil {
+		return nil, err
+	}
+	p := &pipeEnds{}
+	if p.read, err = r.lift(uint64(binary.LittleEndian.Uint32(b[0:]))); err != nil {
+		return nil, err
+	}
+	if p.write, err = r.lift(uint64(binary.LittleEndian.Uint32(b[4:]))); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// opened writes the buffered data back into each pipe and closes the
+// ends made with it: the process keeps the duplicates its entries got.
+func (pipeKind) opened(r *Restorer) error {
+	for id, p := range r.pipes {
+		if err := r.writeThrough(p.write, p.data); err != nil {
+			return fmt.Errorf("refill pipe %d: %w", id, err)
+		}
+		for _, end := range []uint64{p.read, p.write} {
+			if err := r.sys(unix.SYS_CLOSE, end); err != nil {
+				return err
+			}
+		}
+	}
+	r.pipes = nil
+	return nil
+}
+
+// writeThrough writes data into a pipe or FIFO descriptor of the process
+// from outside, through a duplicate taken with pidfd_getfd.
+func (r *Restorer) writeThrough(fd uint64, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	dup, err := r.getfd(fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dup)
+	if size, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0); err == nil && size < len(data) {
+		if _, err := unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, len(data)); err != nil {
+			return fmt.Errorf("grow pipe to %d bytes: %w", len(data), err)
+		}
+	}
+	for len(data) > 0 {
+		n, err := unix.Write(dup, data)
+		if err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}

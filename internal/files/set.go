@@ -1,0 +1,90 @@
+package files
+
+import (
+	"fmt"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+
+	"github.com/cryo-cr/cryo/internal/image"
+)
+
+// Set is the open files of a checkpoint, read from its images and checked.
+type Set struct {
+	dir *image.Dir
+	// Files are the files.img entries by id: descriptors, mappings, the
+	// executable, cwd and root refer to them.
+	Files map[uint32]*fdinfo.FileEntry
+	// Fds is the descriptor table.
+	Fds []*fdinfo.FdinfoEntry
+	pipeSet
+	ghostSet
+	memfdSet
+	lockSet
+}
+
+func imageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrImage, fmt.Sprintf(format, a...))
+}
+
+// Load reads the open files of a checkpoint whose descriptor table is
+// fdinfo-filesID.img, and checks every entry a descriptor refers to.
+func Load(dir *image.Dir, filesID uint32) (*Set, error) {
+	files, err := image.ReadAll[fdinfo.FileEntry](dir, image.Files, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	s := &Set{dir: dir, Files: map[uint32]*fdinfo.FileEntry{}}
+	for _, f := range files {
+		if _, dup := s.Files[f.GetId()]; dup {
+			return nil, imageErr("files.img: id %d twice", f.GetId())
+		}
+		s.Files[f.GetId()] = f
+	}
+	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts} {
+		if err := load(); err != nil {
+			return nil, err
+		}
+	}
+	if s.Fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, filesID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	seen := map[uint32]bool{}
+	for _, fd := range s.Fds {
+		f, ok := s.Files[fd.GetId()]
+		switch {
+		case !ok:
+			return nil, imageErr("fd %d refers to file %d, which files.img lacks", fd.GetFd(), fd.GetId())
+		case seen[fd.GetFd()]:
+			return nil, imageErr("fd %d twice", fd.GetFd())
+		case f.GetType() != fd.GetType():
+			return nil, imageErr("fd %d: type %v, but file %d is %v", fd.GetFd(), fd.GetType(), f.GetId(), f.GetType())
+		}
+		seen[fd.GetFd()] = true
+		if err := s.Check(f); err != nil {
+			return nil, fmt.Errorf("fd %d: %w", fd.GetFd(), err)
+		}
+	}
+	if err := s.loadLocks(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Check checks one entry with its kind.
+func (s *Set) Check(f *fdinfo.FileEntry) error {
+	k, ok := kindOf(f.GetType())
+	if !ok {
+		return fmt.Errorf("%w: file %d of type %v", ErrUnsupported, f.GetId(), f.GetType())
+	}
+	return k.check(s, f)
+}
+
+// Reg returns the regular-file entry id, or an error if it is none: the
+// executable, cwd, root and file mappings refer to such entries.
+func (s *Set) Reg(id uint32) (*fdinfo.FileEntry, error) {
+	f := s.Files[id]
+	if f == nil || f.Reg == nil {
+		return nil, imageErr("file %d is not a regular file entry", id)
+	}
+	return f, nil
+}

@@ -1,0 +1,179 @@
+package files
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// Table is the open files of a process being dumped: files.img entries,
+// the descriptor table, and what each kind stores beside them.
+type Table struct {
+	pid      int
+	shellJob bool
+	files    []*fdinfo.FileEntry
+	fds      []*fdinfo.FdinfoEntry
+	byKey    map[string]uint32 // entries made for a path or object, not a descriptor
+	pipeTable
+	ghostTable
+	memfdTable
+	lockTable
+}
+
+// NewTable starts the file table of process pid. With shellJob, the
+// caller's terminal may be among its descriptors.
+func NewTable(pid int, shellJob bool) *Table {
+	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{},
+		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}}}
+}
+
+// nextID numbers file objects from 1.
+func (t *Table) nextID() uint32 { return uint32(len(t.files) + 1) }
+
+// add appends an entry whose id is nextID.
+func (t *Table) add(f *fdinfo.FileEntry) uint32 {
+	t.files = append(t.files, f)
+	return f.GetId()
+}
+
+// keyed returns the id of the entry made for key, making it with mk the
+// first time.
+func (t *Table) keyed(key string, mk func(id uint32) *fdinfo.FileEntry) uint32 {
+	if id, ok := t.byKey[key]; ok {
+		return id
+	}
+	id := t.add(mk(t.nextID()))
+	t.byKey[key] = id
+	return id
+}
+
+func zeroFown() *fown.FownEntry {
+	z := proto.Uint32(0)
+	return &fown.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
+}
+
+// statusFlags are the open flags a restore reopens a file with.
+func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC }
+
+// Dump records every descriptor of the process. Descriptors sharing an
+// open file description (dup) share one file entry.
+func (t *Table) Dump() error {
+	fds, err := proc.ReadFds(t.pid)
+	if err != nil {
+		return err
+	}
+	var done []int // descriptors with their own file entry
+	ids := map[int]uint32{}
+	for _, fd := range fds {
+		info, err := proc.ReadFdinfo(t.pid, fd)
+		if err != nil {
+			return err
+		}
+		fdFlags := uint32(0)
+		if info.Flags&unix.O_CLOEXEC != 0 {
+			fdFlags = unix.FD_CLOEXEC
+		}
+		var id uint32
+		for _, other := range done {
+			same, err := kernel.SameFile(t.pid, fd, other)
+			if err != nil {
+				return fmt.Errorf("compare fd %d with fd %d: %w", fd, other, err)
+			}
+			if same {
+				id = ids[other]
+				break
+			}
+		}
+		if id == 0 {
+			if id, err = t.dumpFd(fd, info); err != nil {
+				return fmt.Errorf("dump fd %d: %w", fd, err)
+			}
+			if err := t.dumpLocks(fd, info); err != nil {
+				return err
+			}
+			done = append(done, fd)
+			ids[fd] = id
+		}
+		t.fds = append(t.fds, &fdinfo.FdinfoEntry{
+			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
+		})
+	}
+	return t.checkUnreachedLocks()
+}
+
+// dumpFd offers a descriptor to the kinds.
+func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
+	d := &desc{fd: fd, info: info, path: proc.Path(t.pid, "fd/"+strconv.Itoa(fd))}
+	var err error
+	if d.link, err = os.Readlink(d.path); err != nil {
+		return 0, err
+	}
+	if err := unix.Stat(d.path, &d.st); err != nil {
+		return 0, err
+	}
+	for _, k := range kinds {
+		if k.claims(d) {
+			return k.dump(t, d)
+		}
+	}
+	if strings.HasPrefix(d.link, "/") {
+		return 0, fmt.Errorf("%w: fd %d is %s (mode %#o)", ErrUnsupported, fd, d.link, d.st.Mode)
+	}
+	return 0, fmt.Errorf("%w: fd %d is %s", ErrUnsupported, fd, d.link)
+}
+
+// WriteImages writes files.img, the descriptor table as fdinfo-ID.img,
+// and each kind's images.
+func (t *Table) WriteImages(dir *image.Dir, filesID uint32) error {
+	if err := dir.WriteImage(image.Files, 0, messages(t.files)...); err != nil {
+		return err
+	}
+	if err := dir.WriteImage(image.Fdinfo, filesID, messages(t.fds)...); err != nil {
+		return err
+	}
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write} {
+		if err := write(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func messages[M proto.Message](ms []M) []proto.Message {
+	out := make([]proto.Message, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m)
+	}
+	return out
+}
+
+// writeWithPayloads writes an image of records, each followed by raw
+// bytes.
+func writeWithPayloads(dir *image.Dir, k image.Kind, id uint32, n int, rec func(int) (proto.Message, []byte)) error {
+	w, err := dir.Create(k, id)
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		m, data := rec(i)
+		if err := w.Write(m); err != nil {
+			w.Close()
+			return err
+		}
+		if err := w.WritePayload(data); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}

@@ -1,0 +1,258 @@
+package restore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/restore"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// startLocks starts test/subjects/locks.c in a directory of its own.
+func startLocks(t *testing.T) (*subject, string) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), dir)}, dir
+}
+
+// openIn opens a file of the subject's directory in the test process.
+func openIn(t *testing.T, dir, name string) int {
+	t.Helper()
+	fd, err := unix.Open(filepath.Join(dir, name), unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+// getlk asks who holds a lock conflicting with a write lock on
+// [start, start+len) with F_GETLK or F_OFD_GETLK.
+func getlk(t *testing.T, fd, cmd int, start, n int64) unix.Flock_t {
+	t.Helper()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: unix.SEEK_SET, Start: start, Len: n}
+	if err := unix.FcntlFlock(uintptr(fd), cmd, &lk); err != nil {
+		t.Fatalf("fcntl %d on %d: %v", cmd, fd, err)
+	}
+	return lk
+}
+
+// liveLocks reads the lock lines of descriptors of pid, keyed by the
+// names of the subject's ready line, without what changes between
+// processes (the line numbers, device and inode).
+func liveLocks(t *testing.T, s *subject, names ...string) map[string][]proc.Lock {
+	t.Helper()
+	out := map[string][]proc.Lock{}
+	for _, n := range names {
+		info, err := proc.ReadFdinfo(s.Pid, int(s.ReadyUint(t, n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		locks, err := info.Locks()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range locks {
+			locks[i].ID, locks[i].Major, locks[i].Minor, locks[i].Ino = 0, 0, 0, 0
+		}
+		out[n] = locks
+	}
+	return out
+}
+
+var lockFds = []string{"posix", "ofd", "ofd_dup", "flock", "shared"}
+
+// TestRestoreFileLocks dumps a process holding POSIX, OFD and flock
+// locks, restores it, and checks that it holds them again before it
+// runs: its fdinfo shows the same locks as before the dump, another
+// process cannot take a conflicting lock (F_GETLK names the restored
+// process), and the restored process can still release them, after
+// which the other process gets them.
+func TestRestoreFileLocks(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, dir := startLocks(t)
+	s.WaitTicks(t, 3)
+	before := liveLocks(t, s, lockFds...)
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3) // its own check: 5 lock lines
+	if d := cmp.Diff(before, liveLocks(t, s, lockFds...)); d != "" {
+		t.Errorf("locks of the restored process (-dumped +restored):\n%s", d)
+	}
+
+	posix, ofd, fl, shared := openIn(t, dir, "posix"), openIn(t, dir, "ofd"), openIn(t, dir, "flock"), openIn(t, dir, "shared")
+	for _, tc := range []struct {
+		name       string
+		fd, cmd    int
+		start, len int64
+		wantType   int16
+		wantPid    int32
+	}{
+		{"posix write", posix, unix.F_GETLK, 3, 1, unix.F_WRLCK, int32(s.Pid)},
+		{"posix read", posix, unix.F_GETLK, 1000, 0, unix.F_RDLCK, int32(s.Pid)},
+		{"ofd", ofd, unix.F_OFD_GETLK, 14, 1, unix.F_WRLCK, -1},
+		{"ofd seen by posix", ofd, unix.F_GETLK, 0, 6, unix.F_WRLCK, -1},
+		{"free", posix, unix.F_GETLK, 10, 90, unix.F_UNLCK, 0},
+	} {
+		lk := getlk(t, tc.fd, tc.cmd, tc.start, tc.len)
+		if lk.Type != tc.wantType || tc.wantType != unix.F_UNLCK && lk.Pid != tc.wantPid {
+			t.Errorf("%s: F_GETLK says type %d pid %d, want type %d pid %d", tc.name, lk.Type, lk.Pid, tc.wantType, tc.wantPid)
+		}
+	}
+	if err := unix.FcntlFlock(uintptr(posix), unix.F_SETLK, &unix.Flock_t{Type: unix.F_RDLCK, Start: 9, Len: 1}); !errors.Is(err, unix.EAGAIN) {
+		t.Errorf("read lock on a byte the restored process write-locks: %v, want EAGAIN", err)
+	}
+	for _, tc := range []struct {
+		name string
+		fd   int
+		how  int
+	}{{"flock", fl, unix.LOCK_SH}, {"shared", shared, unix.LOCK_EX}} {
+		if err := unix.Flock(tc.fd, tc.how|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Errorf("flock %s %d: %v, want EWOULDBLOCK", tc.name, tc.how, err)
+		}
+	}
+	if err := unix.Flock(shared, unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		t.Errorf("shared flock beside the restored one: %v", err)
+	}
+	unix.Flock(shared, unix.LOCK_UN)
+
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitField(t, s, "unlocked", func(v int) bool { return v == 1 })
+	whole := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(uintptr(posix), unix.F_SETLK, &whole); err != nil {
+		t.Errorf("posix write lock after the restored process released its own: %v", err)
+	}
+	if err := unix.FcntlFlock(uintptr(ofd), unix.F_OFD_SETLK, &whole); err != nil {
+		t.Errorf("OFD write lock after the restored process released its own: %v", err)
+	}
+	for _, fd := range []int{fl, shared} {
+		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Errorf("flock after the restored process released its own: %v", err)
+		}
+	}
+	s.WaitTicks(t, 3)
+}
+
+// TestRestoreLockHeldElsewhere takes, in the test process, a lock that
+// conflicts with one of the checkpoint between dump and restore: the
+// restore fails naming the test process as the holder and leaves nothing
+// behind, and succeeds once the lock is released.
+func TestRestoreLockHeldElsewhere(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, dir := startLocks(t)
+	c := dumpAndReap(t, s)
+	me := os.Getpid()
+	for _, tc := range []struct {
+		name string
+		take func(fd int) error
+		file string
+		want string
+	}{
+		{"posix", func(fd int) error {
+			return unix.FcntlFlock(uintptr(fd), unix.F_SETLK, &unix.Flock_t{Type: unix.F_RDLCK, Start: 9, Len: 1})
+		}, "posix", fmt.Sprintf("write POSIX lock on fd %s bytes 0-9: %v: pid %d (ADVISORY POSIX READ", s.Ready["posix"], restore.ErrLocked, me)},
+		{"ofd", func(fd int) error {
+			return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 0})
+		}, "ofd", fmt.Sprintf("write OFD lock on fd %s bytes 5-14: %v: pid %d through fd", s.Ready["ofd"], restore.ErrLocked, me)},
+		{"flock", func(fd int) error { return unix.Flock(fd, unix.LOCK_EX) },
+			"shared", fmt.Sprintf("read flock lock on fd %s: %v: pid %d (ADVISORY FLOCK WRITE", s.Ready["shared"], restore.ErrLocked, me)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fd, err := unix.Open(filepath.Join(dir, tc.file), unix.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if err := tc.take(fd); err != nil {
+				t.Fatal(err)
+			}
+			children := testutil.Children(t)
+			log, buf := newLog()
+			_, err = restore.Restore(context.Background(), restore.Options{Dir: c.dir, Log: log})
+			if !errors.Is(err, restore.ErrLocked) {
+				t.Fatalf("restore: %v, want ErrLocked\nlog:\n%s", err, buf)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			t.Logf("refused: %v", err)
+			checkNothingLeft(t, s.Pid, children)
+		})
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+}
+
+// TestRestoreBadLockImages restores checkpoints of the locks subject whose
+// filelocks.img is broken: each fails before anything is built, naming
+// the descriptor, and the intact images restore afterwards.
+func TestRestoreBadLockImages(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, _ := startLocks(t)
+	c := dumpAndReap(t, s)
+	locks, err := image.ReadAll[filelock.FileLockEntry](c.im.dir, image.FileLocks, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locks) != 5 {
+		t.Fatalf("%d locks in the images, want 5", len(locks))
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(l *filelock.FileLockEntry)
+		// unsupported: the error wraps ErrUnsupported, not ErrImage.
+		unsupported bool
+		want        string
+	}{
+		{"lease", func(l *filelock.FileLockEntry) { l.Flag = proto.Uint32(8) }, true, "lease on fd"},
+		{"unknown kind", func(l *filelock.FileLockEntry) { l.Flag = proto.Uint32(3) }, false, "of kind 0x3"},
+		{"unknown type", func(l *filelock.FileLockEntry) { l.Type = proto.Uint32(2) }, false, "of type 2"},
+		{"negative start", func(l *filelock.FileLockEntry) { l.Start = proto.Int64(-1) }, false, "of range -1+"},
+		{"range past the largest offset", func(l *filelock.FileLockEntry) { l.Start, l.Len = proto.Int64(10), proto.Int64(math.MaxInt64) }, false, "of range 10+"},
+		{"no such descriptor", func(l *filelock.FileLockEntry) { l.Fd = proto.Int32(999) }, false, "fd 999, which the process does not have"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.Children(t)
+			dir := copyDir(t, c.dir)
+			var msgs []proto.Message
+			for i, l := range locks {
+				l = proto.Clone(l).(*filelock.FileLockEntry)
+				if i == 0 {
+					tc.edit(l)
+				}
+				msgs = append(msgs, l)
+			}
+			rewriteImage(t, dir, image.FileLocks, 0, msgs...)
+			_, err := restore.Restore(context.Background(), restore.Options{Dir: dir})
+			want := restore.ErrImage
+			if tc.unsupported {
+				want = restore.ErrUnsupported
+			}
+			if !errors.Is(err, want) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "images: ") {
+				t.Errorf("restore: %v, want %v in step images saying %q", err, want, tc.want)
+			}
+			t.Logf("error: %v", err)
+			checkNothingLeft(t, s.Pid, before)
+		})
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+}

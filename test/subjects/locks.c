@@ -1,0 +1,139 @@
+// locks: a checkpoint/restore subject holding every kind of file lock a
+// restore must take again, in files of DIR:
+//   posix    a POSIX write lock on bytes 0-9 and a POSIX read lock from
+//            byte 100 to the end of the file (fcntl F_SETLK)
+//   ofd      an OFD write lock on bytes 5-14 (F_OFD_SETLK), its open file
+//            description also open as ofd_dup
+//   flock    an exclusive flock
+//   shared   a shared flock
+//
+// Usage: locks DIR [lease|mapped]
+//   lease    also hold a read lease (F_SETLEASE) on DIR/lease
+//   mapped   also hold an exclusive flock on DIR/mapped through a shared
+//            mapping of it only, its descriptor closed
+//
+// Once set up it prints
+//   ready posix=FD ofd=FD ofd_dup=FD flock=FD shared=FD
+// then every PERIOD_MS
+//   tick N pid=P locks=K unlocked=U ok
+// where K counts the lock lines of its descriptors' fdinfo: 5 while it
+// holds its locks, 0 once it has released them (U=1), which SIGUSR1 asks
+// for; any other count prints "FAIL ..." and exits 1.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PERIOD_MS 20
+
+static volatile sig_atomic_t unlock_asked;
+
+static void on_usr1(int sig) {
+	(void)sig;
+	unlock_asked = 1;
+}
+
+static void fail(const char *fmt, ...) {
+	va_list ap;
+	va_start(ap, fmt);
+	printf("FAIL ");
+	vprintf(fmt, ap);
+	printf("\n");
+	va_end(ap);
+	fflush(stdout);
+	exit(1);
+}
+
+static int open_in(const char *dir, const char *name, int flags) {
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	int fd = open(path, flags | O_CREAT, 0600);
+	if (fd < 0)
+		fail("open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static void lock(int fd, int cmd, short type, off_t start, off_t len) {
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+	if (fcntl(fd, cmd, &fl) != 0)
+		fail("fcntl %d on fd %d, type %d, %lld+%lld: %s", cmd, fd, type, (long long)start, (long long)len,
+		     strerror(errno));
+}
+
+static void do_flock(int fd, int how) {
+	if (flock(fd, how | LOCK_NB) != 0)
+		fail("flock fd %d, %d: %s", fd, how, strerror(errno));
+}
+
+// count_locks counts the "lock:" lines of the fdinfo of fd.
+static int count_locks(int fd) {
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		fail("open %s: %s", path, strerror(errno));
+	int n = 0;
+	while (fgets(line, sizeof line, f))
+		n += strncmp(line, "lock:", 5) == 0;
+	fclose(f);
+	return n;
+}
+
+int main(int argc, char **argv) {
+	if (argc < 2)
+		fail("usage: locks DIR [lease|mapped]");
+	const char *dir = argv[1], *mode = argc > 2 ? argv[2] : "";
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	struct sigaction sa = {.sa_handler = on_usr1};
+	if (sigaction(SIGUSR1, &sa, NULL) != 0)
+		fail("sigaction: %s", strerror(errno));
+
+	int posix = open_in(dir, "posix", O_RDWR);
+	lock(posix, F_SETLK, F_WRLCK, 0, 10);
+	lock(posix, F_SETLK, F_RDLCK, 100, 0);
+	int ofd = open_in(dir, "ofd", O_RDWR);
+	lock(ofd, F_OFD_SETLK, F_WRLCK, 5, 10);
+	int ofd_dup = dup(ofd);
+	int fl = open_in(dir, "flock", O_RDWR);
+	do_flock(fl, LOCK_EX);
+	int shared = open_in(dir, "shared", O_RDONLY);
+	do_flock(shared, LOCK_SH);
+	if (strcmp(mode, "lease") == 0) {
+		int l = open_in(dir, "lease", O_RDONLY);
+		if (fcntl(l, F_SETLEASE, F_RDLCK) != 0)
+			fail("F_SETLEASE: %s", strerror(errno));
+	} else if (strcmp(mode, "mapped") == 0) {
+		int m = open_in(dir, "mapped", O_RDWR);
+		do_flock(m, LOCK_EX);
+		if (ftruncate(m, 4096) != 0 || mmap(NULL, 4096, PROT_READ, MAP_SHARED, m, 0) == MAP_FAILED)
+			fail("map %s/mapped: %s", dir, strerror(errno));
+		close(m);
+	}
+	printf("ready posix=%d ofd=%d ofd_dup=%d flock=%d shared=%d\n", posix, ofd, ofd_dup, fl, shared);
+
+	int unlocked = 0;
+	for (unsigned long tick = 0;; tick++) {
+		if (unlock_asked && !unlocked) {
+			lock(posix, F_SETLK, F_UNLCK, 0, 0);
+			lock(ofd, F_OFD_SETLK, F_UNLCK, 0, 0);
+			if (flock(fl, LOCK_UN) != 0 || flock(shared, LOCK_UN) != 0)
+				fail("flock LOCK_UN: %s", strerror(errno));
+			unlocked = 1;
+		}
+		int n = count_locks(posix) + count_locks(ofd) + count_locks(fl) + count_locks(shared);
+		if (n != (unlocked ? 0 : 5))
+			fail("tick %lu: %d locks, unlocked=%d", tick, n, unlocked);
+		printf("tick %lu pid=%d locks=%d unlocked=%d ok\n", tick, getpid(), n, unlocked);
+		struct timespec d = {0, PERIOD_MS * 1000000L};
+		while (nanosleep(&d, &d) != 0 && errno == EINTR)
+			;
+	}
+}
