@@ -43,6 +43,10 @@ type Options struct {
 	// FailAt makes the step of that name fail (see Steps): the hook the
 	// tests use to prove that a failed dump leaves the target as it was.
 	FailAt string
+	// Frozen, if set, is called once every thread is stopped, before
+	// anything is read or injected: the hook the tests use to see the
+	// process as the dump does (the state oracle).
+	Frozen func()
 }
 
 // Steps names the steps of a dump in order, for Options.FailAt.
@@ -113,7 +117,13 @@ func (d *dumper) run(ctx context.Context) error {
 			}
 			d.log.Info("froze process", "pid", d.pid, "threads", len(d.tr.Threads()))
 			// Anything read before the freeze may have changed.
-			return d.inspect()
+			if err := d.inspect(); err != nil {
+				return err
+			}
+			if d.opts.Frozen != nil {
+				d.opts.Frozen()
+			}
+			return nil
 		}},
 		{Name: "memory", Run: func() (err error) {
 			// Before any injection, so that the scratch mapping is not
@@ -139,6 +149,8 @@ func (d *dumper) run(ctx context.Context) error {
 		{Name: "task", Run: d.dumpProcess},
 		{Name: "files", Run: d.dumpFiles},
 		{Name: "pages", Run: func() error {
+			// The last injection is done.
+			d.addDeferredSignals()
 			err := errors.Join(d.copyMemory(ctx, mem, runs, shared), mem.Close())
 			if err != nil || !d.opts.LeaveRunning {
 				return err

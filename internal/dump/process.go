@@ -182,7 +182,7 @@ func (d *dumper) dumpFiles() error {
 	if err := d.files.Dump(); err != nil {
 		return err
 	}
-	cwd, err := proc.ReadCwd(d.pid)
+	cwd, err := d.dumpCwd()
 	if err != nil {
 		return err
 	}
@@ -194,7 +194,7 @@ func (d *dumper) dumpFiles() error {
 		return fmt.Errorf("no umask in status")
 	}
 	d.images.fs = &fs.FsEntry{
-		CwdId:  proto.Uint32(d.files.RegPath(cwd, unix.O_RDONLY|unix.O_DIRECTORY)),
+		CwdId:  proto.Uint32(cwd),
 		RootId: proto.Uint32(d.files.RegPath(root, unix.O_RDONLY|unix.O_DIRECTORY)),
 		Umask:  proto.Uint32(uint32(d.status.Umask)),
 	}

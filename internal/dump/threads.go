@@ -80,6 +80,9 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	if err := tr.ReadMem(scratch, buf[:]); err != nil {
 		return nil, err
 	}
+	if err := d.checkTimerSlack(tid, stat.Policy); err != nil {
+		return nil, err
+	}
 	le := binary.LittleEndian
 	sas := &criucore.ThreadSasEntry{
 		SsSp:    proto.Uint64(le.Uint64(buf[0:])),
@@ -132,6 +135,34 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		},
 		ThreadCore: tc,
 	}, nil
+}
+
+// defaultTimerSlack is the kernel's timer slack (50 µs), which every
+// thread inherits unless one of its ancestors changed its own.
+const defaultTimerSlack = 50000
+
+// checkTimerSlack refuses a thread whose timer slack is not the default:
+// CRIU's images have no field for it. A real-time thread has none.
+func (d *dumper) checkTimerSlack(tid int, policy uint32) error {
+	slack, err := d.tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	if err != nil {
+		return fmt.Errorf("get timer slack of tid %d: %w", tid, err)
+	}
+	rt := policy == unix.SCHED_FIFO || policy == unix.SCHED_RR
+	if slack != defaultTimerSlack && !(rt && slack == 0) {
+		return fmt.Errorf("%w: tid %d has a timer slack of %d ns (PR_SET_TIMERSLACK), not the default %d", ErrUnsupported, tid, slack, defaultTimerSlack)
+	}
+	return nil
+}
+
+// addDeferredSignals adds to each thread's queue the signals that the
+// tracer took off it while it ran an injection or a step: they were
+// pending, and a restore must queue them again.
+func (d *dumper) addDeferredSignals() {
+	for i, tid := range d.tids() {
+		q := d.threads[i].ThreadCore.SignalsP
+		q.Signals = append(q.Signals, signalQueue(d.tr.DeferredSignals(tid)).Signals...)
+	}
 }
 
 // signalQueue turns the siginfos ptrace peeked into the image's queue.

@@ -113,7 +113,7 @@ func (t *Tracer) adopt(parent int, mask uint64) error {
 		return fmt.Errorf("get the task tid %d created: %w", parent, err)
 	}
 	tid := int(msg)
-	if err := waitStop(tid, birthStop); err != nil {
+	if _, err := waitStop(tid, birthStop); err != nil {
 		return err
 	}
 	st, err := proc.ReadStatus(tid)

@@ -33,7 +33,7 @@ import (
 // merely delayed it. Blocking a synchronous signal instead would make a
 // fault reset the task's handler. Of the signals that get through, those
 // sent by a process (SIGSTOP, or a kill of a synchronous one) are held back
-// and re-sent to the thread at detach, without their original siginfo; one
+// and re-sent to the thread at detach (see detach and DeferredSignals); one
 // the kernel raised for the injected code itself, other than the gadget's
 // trap, is a fault (ErrFault), and is discarded.
 //
@@ -331,8 +331,8 @@ func (t *Tracer) runTo(tid int, regs *unix.PtraceRegs, want stop, mask uint64) (
 		if err != nil {
 			return out, errors.Join(adoptErr, err)
 		}
-		if si.Code <= 0 { // SI_USER, SI_TKILL, SI_QUEUE...: sent by a process
-			t.deferred[tid] = append(t.deferred[tid], ws.StopSignal())
+		if si.Code() <= 0 { // SI_USER, SI_TKILL, SI_QUEUE...: sent by a process
+			t.deferSignal(tid, si)
 			continue
 		}
 		if err := getRegs(tid, &out); err != nil {

@@ -34,7 +34,7 @@ func Spawn(path string, args []string, attr *os.ProcAttr, options int) (*Tracer,
 			return err
 		}
 		t.pid, t.threads = pid, []int{pid}
-		if err := waitStop(pid, execStop); err != nil {
+		if _, err := waitStop(pid, execStop); err != nil {
 			return err
 		}
 		if err := setOptions(pid, options); err != nil {

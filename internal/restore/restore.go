@@ -46,6 +46,11 @@ type Options struct {
 	Progress func(done, total uint64)
 	// FailAt makes the step of that name fail (see Steps).
 	FailAt string
+	// Restored, if set, is called when the process is complete but for its
+	// registers, still held, before it resumes: the hook the tests use to
+	// compare it with what was dumped (the state oracle). The process
+	// still has cryo's scratch mapping, at [scratchStart, scratchEnd).
+	Restored func(scratchStart, scratchEnd uint64)
 }
 
 // Steps names the steps of a restore in order, for Options.FailAt and
@@ -131,7 +136,7 @@ func (r *restorer) run(ctx context.Context) error {
 		{Name: "protect", Run: r.protect},
 		{Name: "mm", Run: r.setMM},
 		{Name: "files", Run: r.openFiles},
-		{Name: "fs", Run: r.restoreFS},
+		{Name: "fs", Run: r.restoreFSGhostCwd},
 		{Name: "task", Run: r.restoreTask},
 		{Name: "threads", Run: func() error {
 			if err := r.createThreads(); err != nil {
@@ -158,7 +163,19 @@ func (r *restorer) run(ctx context.Context) error {
 			}
 			return nil
 		}},
-		{Name: "resume", Run: func() error { return r.tr.Resume(regs) }},
+		{Name: "resume", Run: func() error {
+			if r.opts.Restored != nil {
+				start, end, err := r.tr.ScratchRange(r.pid)
+				if err != nil {
+					return err
+				}
+				r.opts.Restored(start, end)
+			}
+			if err := r.stopIfStopped(); err != nil {
+				return err
+			}
+			return r.tr.Resume(regs)
+		}},
 	}
 	if !slices.Equal(steps.Names(list), Steps) {
 		panic("restore.Steps does not list the steps")

@@ -139,6 +139,13 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 			return err
 		}
 	}
+	// The dump keeps only threads with the default timer slack; this one
+	// has cryo's, which may not be.
+	if pol := tc.GetSchedPolicy(); pol != unix.SCHED_FIFO && pol != unix.SCHED_RR {
+		if err := inject("set timer slack", unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, defaultTimerSlack, 0, 0, 0); err != nil {
+			return err
+		}
+	}
 	if nice := tc.GetSchedNice(); int64(nice) != cur.Nice {
 		if err := inject("set nice value", unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(nice))); err != nil {
 			return err
