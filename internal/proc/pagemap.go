@@ -14,6 +14,7 @@ const (
 	pmPresent    = 1 << 63
 	pmSwapped    = 1 << 62
 	pmFileShAnon = 1 << 61
+	pmGuard      = 1 << 58
 	pmExclusive  = 1 << 56
 	pmSoftDirty  = 1 << 55
 )
@@ -38,9 +39,15 @@ func PageExclusive(e uint64) bool { return e&pmExclusive != 0 }
 // bits were last cleared; always false without CONFIG_MEM_SOFT_DIRTY.
 func PageSoftDirty(e uint64) bool { return e&pmSoftDirty != 0 }
 
+// PageGuard reports whether the page is in a guard region
+// (madvise(MADV_GUARD_INSTALL), reported since Linux 6.15). Its entry also
+// has the swapped bit: the kernel keeps the guard as a marker in place of
+// a swap entry.
+func PageGuard(e uint64) bool { return e&pmGuard != 0 }
+
 // PresentOrSwapped reports whether the page has contents: the pages a dump
-// copies.
-func PresentOrSwapped(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 }
+// copies. A guard region has none.
+func PresentOrSwapped(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 && e&pmGuard == 0 }
 
 // ReadPagemap reads the entries of the pages in [start, end), both
 // page-aligned, from an open /proc/PID/pagemap with one pread. That costs 8
@@ -117,18 +124,31 @@ var pagemapChunk uint64 = 64 << 10
 // entries in chunks, so a huge, sparse mapping costs a bounded buffer and
 // one pread per chunk.
 func ReadPageRuns(f io.ReaderAt, start, end uint64, keep func(uint64) bool) ([]PageRun, error) {
+	sets, err := ReadPageRunSets(f, start, end, keep)
+	if err != nil {
+		return nil, err
+	}
+	return sets[0], nil
+}
+
+// ReadPageRunSets is ReadPageRuns for several kinds of pages at once, in
+// one walk of the pagemap: element i of the result holds the runs of the
+// pages that keeps[i] passes.
+func ReadPageRunSets(f io.ReaderAt, start, end uint64, keeps ...func(uint64) bool) ([][]PageRun, error) {
 	if err := checkPageRange(start, end); err != nil {
 		return nil, err
 	}
 	n := min((end-start)/pageSize, pagemapChunk)
 	entries, buf := make([]uint64, n), make([]byte, 8*n)
-	var runs []PageRun
+	sets := make([][]PageRun, len(keeps))
 	for addr := start; addr < end; addr += n * pageSize {
 		n = min(n, (end-addr)/pageSize)
 		if err := readPagemap(f, addr, entries[:n], buf[:8*n]); err != nil {
 			return nil, err
 		}
-		runs = appendRuns(runs, addr, entries[:n], keep)
+		for i, keep := range keeps {
+			sets[i] = appendRuns(sets[i], addr, entries[:n], keep)
+		}
 	}
-	return runs, nil
+	return sets, nil
 }
