@@ -51,18 +51,14 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	defer pm.Close()
-	runs, shared, err := pageRuns(pm, areas)
+	runs, shared, guards, err := pageRuns(pm, areas)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, a := range areas {
 		if a.memfd != "" {
-			flags := uint32(unix.O_RDONLY)
-			if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
-				flags = unix.O_RDWR
-			}
 			link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
-			id, err := d.files.MemfdMapping(link, a.memfd, flags)
+			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
 			if err != nil {
 				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
 			}
@@ -72,15 +68,12 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if a.path == "" {
 			continue
 		}
-		flags := uint32(unix.O_RDONLY)
-		if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
-			flags = unix.O_RDWR
-		}
-		a.e.Shmid = proto.Uint64(uint64(d.files.RegPath(a.path, flags)))
+		a.e.Shmid = proto.Uint64(uint64(d.files.RegPath(a.path, a.openFlags())))
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
 	}
+	d.images.mm.Vmas = append(d.images.mm.Vmas, guards...)
 	d.stats.VMAs = len(areas)
 	return runs, shared, nil
 }
@@ -89,6 +82,9 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 func (d *dumper) dumpProcess() error {
 	tc, err := d.dumpTask()
 	if err != nil {
+		return err
+	}
+	if err := d.dumpProcState(tc); err != nil {
 		return err
 	}
 	cr, err := d.dumpCreds()
