@@ -42,20 +42,18 @@ func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry) error {
 
 // refuseLockFuture refuses a process that called mlockall(MCL_FUTURE):
 // CRIU's images have no place for the flag its later mappings get. The
-// scratch mapping, made by an injected mmap, shows it: it is locked.
+// scratch mapping, made by an injected mmap since the status was read
+// after the freeze, shows it: it is locked, and adds to VmLck.
 func (d *dumper) refuseLockFuture() error {
-	scratch, err := d.tr.Scratch(d.pid)
+	if _, err := d.tr.Scratch(d.pid); err != nil {
+		return err
+	}
+	st, err := proc.ReadStatus(d.pid)
 	if err != nil {
 		return err
 	}
-	smaps, err := proc.ReadSmaps(d.pid)
-	if err != nil {
-		return err
-	}
-	for _, s := range smaps {
-		if scratch >= s.Start && scratch < s.End && s.Flags&proc.VmLocked != 0 {
-			return fmt.Errorf("%w: mlockall(MCL_FUTURE): the process's new mappings are locked", ErrUnsupported)
-		}
+	if st.VmLck > d.status.VmLck {
+		return fmt.Errorf("%w: mlockall(MCL_FUTURE): the process's new mappings are locked", ErrUnsupported)
 	}
 	return nil
 }
