@@ -60,3 +60,18 @@ func TestDumpRefusesMemoryLocks(t *testing.T) {
 		})
 	}
 }
+
+// TestDumpMemoryStateCrit dumps a subject holding every kind of memory and
+// process state the memstate subject makes that a dump keeps (guard
+// regions, locked and split shared memory...) and has crit decode the
+// images.
+func TestDumpMemoryStateCrit(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSinkBinary(t, testutil.BuildC(t, "memstate.c"), "lock", "guard", "shmsplit", "fileprot", "oom", "membarrier")
+	dir := filepath.Join(t.TempDir(), "images")
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, LeaveRunning: true}); err != nil {
+		t.Fatal(err)
+	}
+	critDecode(t, dir)
+	s.WaitTicks(t, 3)
+}
