@@ -49,7 +49,7 @@ func (r *restorer) restoreOOMScoreAdj(tc *criucore.TaskCoreEntry) error {
 	}
 	err = writeProcFile(proc.Path(r.pid, "oom_score_adj"), strconv.Itoa(int(want)))
 	if errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("set oom_score_adj %d (cryo's is %d; lower needs CAP_SYS_RESOURCE): %w", want, cur, err)
+		return fmt.Errorf("set oom_score_adj %d (the process has %d from cryo; lower needs CAP_SYS_RESOURCE): %w", want, cur, err)
 	}
 	if err != nil {
 		return fmt.Errorf("set oom_score_adj %d: %w", want, err)
