@@ -3,6 +3,7 @@ package dump
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/steps"
 )
@@ -49,44 +51,29 @@ type shmemRuns struct {
 }
 
 // pageRuns lists the pages to dump, in address order: the process's own,
-// and those of each shared memory object; and the guard regions
-// (madvise(MADV_GUARD_INSTALL)), as CRIU keeps them: VMA entries of
-// their own, after the others.
-func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, []*vma.VmaEntry, error) {
+// and those of each shared memory object.
+func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 	var runs []run
-	var guards []*vma.VmaEntry
 	shared := map[uint64][]run{}
 	var shmids []uint64
-	never := func(uint64) bool { return false }
 	for _, a := range areas {
 		start, end := *a.e.Start, *a.e.End
-		if a.all {
-			runs = append(runs, run{start, end - start, a.viaMem, 0})
-			continue
-		}
-		if *a.e.Status&image.VMAAreaVVAR != 0 {
-			continue
-		}
-		keep := a.dump
-		if keep == nil {
-			keep = never
-		}
-		// One walk finds the pages to copy and the guard regions, which
-		// any mapping but the kernel's own may hold.
-		sets, err := proc.ReadPageRunSets(pagemap, start, end, keep, proc.PageGuard)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
-		}
-		for _, g := range sets[1] {
-			guards = append(guards, guardEntry(g.Addr, g.Addr+g.Pages*pageSize))
-		}
-		var base uint64
-		if a.shared {
-			base = start - *a.e.Pgoff
-		}
 		var rs []run
-		for _, r := range sets[0] {
-			rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, base})
+		switch {
+		case a.all:
+			rs = []run{{start, end - start, a.viaMem, 0}}
+		case a.dump != nil:
+			prs, err := proc.ReadPageRuns(pagemap, start, end, a.dump)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+			}
+			var base uint64
+			if a.shared {
+				base = start - *a.e.Pgoff
+			}
+			for _, r := range prs {
+				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, base})
+			}
 		}
 		if !a.shared {
 			runs = append(runs, rs...)
@@ -102,7 +89,38 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, []*vma.Vma
 	for _, id := range shmids {
 		objects = append(objects, shmemRuns{shmid: id, runs: byOffset(shared[id])})
 	}
-	return runs, objects, guards, nil
+	return runs, objects, nil
+}
+
+// guardRegions lists the guard regions (madvise(MADV_GUARD_INSTALL)) in
+// [start, end) as CRIU keeps them: VMA entries of their own, to go after
+// the others. The kernel finds them with PAGEMAP_SCAN, without reading the
+// pagemap of every mapping; one that cannot (before Linux 6.15) has none
+// to report or fails the dump when it reads them.
+func guardRegions(pagemap *os.File, start, end uint64) ([]*vma.VmaEntry, error) {
+	var guards []*vma.VmaEntry
+	vec := make([]kernel.PageRegion, 64)
+	for start < end {
+		n, walkEnd, err := kernel.PagemapScan(int(pagemap.Fd()), start, end, kernel.PageIsGuard, vec)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: %w", start, err)
+		}
+		for _, r := range vec[:n] {
+			guards = append(guards, &vma.VmaEntry{
+				Start: proto.Uint64(r.Start), End: proto.Uint64(r.End),
+				Pgoff: proto.Uint64(0), Shmid: proto.Uint64(0), Prot: proto.Uint32(0), Flags: proto.Uint32(0),
+				Status: proto.Uint32(image.VMAAreaGuard), Fd: proto.Int64(-1),
+			})
+		}
+		if walkEnd <= start {
+			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: the walk ended at %#x", start, walkEnd)
+		}
+		start = walkEnd
+	}
+	return guards, nil
 }
 
 // byOffset orders the runs of one object by their offsets in it, and
@@ -126,16 +144,6 @@ func byOffset(rs []run) []run {
 		end = off + r.n
 	}
 	return out
-}
-
-// guardEntry is CRIU's VMA entry for a guard region: a range with the
-// guard status alone.
-func guardEntry(start, end uint64) *vma.VmaEntry {
-	return &vma.VmaEntry{
-		Start: proto.Uint64(start), End: proto.Uint64(end),
-		Pgoff: proto.Uint64(0), Shmid: proto.Uint64(0), Prot: proto.Uint32(0), Flags: proto.Uint32(0),
-		Status: proto.Uint32(image.VMAAreaGuard), Fd: proto.Int64(-1),
-	}
 }
 
 // copyPages copies the runs from process pid into w, each at its address

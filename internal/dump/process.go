@@ -51,7 +51,15 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	defer pm.Close()
-	runs, shared, guards, err := pageRuns(pm, areas)
+	runs, shared, err := pageRuns(pm, areas)
+	if err != nil {
+		return nil, nil, err
+	}
+	lo, hi := ^uint64(0), uint64(0)
+	for _, a := range areas {
+		lo, hi = min(lo, *a.e.Start), max(hi, *a.e.End)
+	}
+	guards, err := guardRegions(pm, lo, hi)
 	if err != nil {
 		return nil, nil, err
 	}

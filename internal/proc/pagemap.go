@@ -124,31 +124,18 @@ var pagemapChunk uint64 = 64 << 10
 // entries in chunks, so a huge, sparse mapping costs a bounded buffer and
 // one pread per chunk.
 func ReadPageRuns(f io.ReaderAt, start, end uint64, keep func(uint64) bool) ([]PageRun, error) {
-	sets, err := ReadPageRunSets(f, start, end, keep)
-	if err != nil {
-		return nil, err
-	}
-	return sets[0], nil
-}
-
-// ReadPageRunSets is ReadPageRuns for several kinds of pages at once, in
-// one walk of the pagemap: element i of the result holds the runs of the
-// pages that keeps[i] passes.
-func ReadPageRunSets(f io.ReaderAt, start, end uint64, keeps ...func(uint64) bool) ([][]PageRun, error) {
 	if err := checkPageRange(start, end); err != nil {
 		return nil, err
 	}
 	n := min((end-start)/pageSize, pagemapChunk)
 	entries, buf := make([]uint64, n), make([]byte, 8*n)
-	sets := make([][]PageRun, len(keeps))
+	var runs []PageRun
 	for addr := start; addr < end; addr += n * pageSize {
 		n = min(n, (end-addr)/pageSize)
 		if err := readPagemap(f, addr, entries[:n], buf[:8*n]); err != nil {
 			return nil, err
 		}
-		for i, keep := range keeps {
-			sets[i] = appendRuns(sets[i], addr, entries[:n], keep)
-		}
+		runs = appendRuns(runs, addr, entries[:n], keep)
 	}
-	return sets, nil
+	return runs, nil
 }
