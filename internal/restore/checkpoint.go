@@ -22,21 +22,19 @@ import (
 // checkpoint is an image directory read and checked: everything but the
 // page contents, which are read while they are written into the process.
 type checkpoint struct {
-	dir    *image.Dir
-	pid    int
-	task   *pstree.PstreeEntry
-	cores  map[uint32]*criucore.CoreEntry // by TID
-	mm     *mm.MmEntry
-	fs     *fsimg.FsEntry
-	files  *files.Set
-	timens *timens.TimensEntry
-	pages  []image.PageEntry
-	vdso   *vma.VmaEntry // nil if the process had none
-	vvar   *vma.VmaEntry
-	// guards are the guard regions (madvise(MADV_GUARD_INSTALL)), which
-	// CRIU lists after the VMAs; they are not in mm.Vmas.
-	guards  []*vma.VmaEntry
-	threads []uint32 // leader first
+	dir     *image.Dir
+	pid     int
+	task    *pstree.PstreeEntry
+	cores   map[uint32]*criucore.CoreEntry // by TID
+	mm      *mm.MmEntry
+	fs      *fsimg.FsEntry
+	files   *files.Set
+	timens  *timens.TimensEntry
+	pages   []image.PageEntry
+	vdso    *vma.VmaEntry // nil if the process had none
+	vvar    *vma.VmaEntry
+	guards  []*vma.VmaEntry // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in mm.Vmas
+	threads []uint32        // leader first
 }
 
 func imageErr(format string, a ...any) error {
