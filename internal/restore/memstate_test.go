@@ -72,10 +72,10 @@ func TestMemoryState(t *testing.T) {
 		{mode: "shmsplit", state: sharedState, image: func(t *testing.T, s *subject, im *images) {
 			split := s.ReadyUint(t, "shsplit")
 			first := vmaAt(t, im, split)
-			for i := range uint64(3) {
-				v := vmaAt(t, im, split+i*pageSize)
-				if v.GetShmid() != first.GetShmid() || v.GetPgoff() != i*pageSize {
-					t.Errorf("VMA %d of the split object: shmid %d offset %#x, want %d and %#x", i, v.GetShmid(), v.GetPgoff(), first.GetShmid(), i*pageSize)
+			for i, addr := range []uint64{split, split + pageSize, split + 2*pageSize, s.ReadyUint(t, "shdup")} {
+				v := vmaAt(t, im, addr)
+				if off := uint64(i%3) * pageSize; v.GetShmid() != first.GetShmid() || v.GetPgoff() != off {
+					t.Errorf("VMA at %#x of the split object: shmid %d offset %#x, want %d and %#x", addr, v.GetShmid(), v.GetPgoff(), first.GetShmid(), off)
 				}
 			}
 		}},
@@ -206,14 +206,15 @@ func guardState(t *testing.T, s *subject) string {
 }
 
 // sharedState describes the VMAs of the subject's two shared anonymous
-// objects: their protection, offset, and which object each maps.
+// objects, one mapped twice: their protection, offset, and which object
+// each maps.
 func sharedState(t *testing.T, s *subject) string {
 	t.Helper()
-	split, tail := s.ReadyUint(t, "shsplit"), s.ReadyUint(t, "shtail")
+	split, dup, tail := s.ReadyUint(t, "shsplit"), s.ReadyUint(t, "shdup"), s.ReadyUint(t, "shtail")
 	objects := map[uint64]int{}
 	var b strings.Builder
 	for _, e := range smaps(t, s.Pid) {
-		if !(e.Start >= split && e.End <= split+3*pageSize) && !(e.Start >= tail && e.End <= tail+2*pageSize) {
+		if !(e.Start >= split && e.End <= split+3*pageSize) && e.Start != dup && !(e.Start >= tail && e.End <= tail+2*pageSize) {
 			continue
 		}
 		if _, ok := objects[e.Inode]; !ok {

@@ -5,7 +5,8 @@
 //   lockonfault a mapping locked with mlock2(MLOCK_ONFAULT)
 //   guard       guard regions (MADV_GUARD_INSTALL) inside a mapping
 //   shmsplit    shared anonymous memory split in three VMAs by mprotect,
-//               and another whose first page was unmapped
+//               its first page mapped a second time (mremap of old size
+//               0), and another object whose first page was unmapped
 //   fileprot    a shared read-only mapping of a file opened read-write,
 //               and one of a file opened read-only
 //   oom         oom_score_adj 400
@@ -32,7 +33,7 @@
 #define MEMBARRIER_CMD_QUERY_ 0
 #define MEMBARRIER_CMD_GET_REGISTRATIONS_ (1 << 9)
 
-static char *locked, *halflocked, *onfault, *guarded, *shsplit, *shtail, *rwmap, *romap;
+static char *locked, *halflocked, *onfault, *guarded, *shsplit, *shdup, *shtail, *rwmap, *romap;
 static int oom, barriers;
 static char line[4096];
 static size_t used;
@@ -119,13 +120,16 @@ static void setup(const char *dir, const char *mode) {
 		fill(shsplit, 3);
 		if (mprotect(shsplit + PAGE, PAGE, PROT_READ))
 			fail("mprotect");
+		shdup = mremap(shsplit, 0, PAGE, MREMAP_MAYMOVE);
+		if (shdup == MAP_FAILED)
+			fail("mremap");
 		// One VMA at offset one page of its object.
 		shtail = mapped(3, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1);
 		fill(shtail, 3);
 		if (munmap(shtail, PAGE))
 			fail("munmap");
 		shtail += PAGE;
-		READY(" shsplit=%p shtail=%p", (void *)shsplit, (void *)shtail);
+		READY(" shsplit=%p shdup=%p shtail=%p", (void *)shsplit, (void *)shdup, (void *)shtail);
 	} else if (!strcmp(mode, "fileprot")) {
 		snprintf(path, sizeof(path), "%s/rw.dat", dir);
 		int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -188,8 +192,14 @@ static void check_all(unsigned long tick) {
 	if (shsplit) {
 		check("shsplit", shsplit, 0, 3);
 		check("shtail", shtail - PAGE, 1, 3);
-		// Writes land in the object (the pattern is kept).
+		// Writes land in the object (the pattern is kept), and show
+		// through its other mapping (byte 4095 is not one check reads).
 		shsplit[2 * PAGE + tick % PAGE] = pattern(2 * PAGE + tick % PAGE);
+		shsplit[PAGE - 1] = (char)tick;
+		if (shdup[PAGE - 1] != (char)tick) {
+			printf("FAIL the second mapping of the object does not show a write\n");
+			exit(1);
+		}
 	}
 	if (rwmap) {
 		// The mapping of the read-write file may become writable, the
