@@ -211,7 +211,7 @@ func (r *restorer) protect() error {
 	// any lock.
 	for _, g := range r.c.guards {
 		if err := r.sys(unix.SYS_MADVISE, g.GetStart(), g.GetEnd()-g.GetStart(), madvGuardInstall); err != nil {
-			return fmt.Errorf("install guard region %#x-%#x: %w", g.GetStart(), g.GetEnd(), err)
+			return fmt.Errorf("install guard region %#x-%#x (MADV_GUARD_INSTALL, Linux >= 6.13): %w", g.GetStart(), g.GetEnd(), err)
 		}
 	}
 	for _, v := range r.c.mm.Vmas {
