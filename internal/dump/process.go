@@ -55,14 +55,18 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	lo, hi := ^uint64(0), uint64(0)
+	for _, a := range areas {
+		lo, hi = min(lo, *a.e.Start), max(hi, *a.e.End)
+	}
+	guards, err := guardRegions(pm, lo, hi)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, a := range areas {
 		if a.memfd != "" {
-			flags := uint32(unix.O_RDONLY)
-			if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
-				flags = unix.O_RDWR
-			}
 			link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
-			id, err := d.files.MemfdMapping(link, a.memfd, flags)
+			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
 			if err != nil {
 				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
 			}
@@ -72,15 +76,12 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if a.path == "" {
 			continue
 		}
-		flags := uint32(unix.O_RDONLY)
-		if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
-			flags = unix.O_RDWR
-		}
-		a.e.Shmid = proto.Uint64(uint64(d.files.RegPath(a.path, flags)))
+		a.e.Shmid = proto.Uint64(uint64(d.files.RegPath(a.path, a.openFlags())))
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
 	}
+	d.images.mm.Vmas = append(d.images.mm.Vmas, guards...)
 	d.stats.VMAs = len(areas)
 	return runs, shared, nil
 }
@@ -89,6 +90,9 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 func (d *dumper) dumpProcess() error {
 	tc, err := d.dumpTask()
 	if err != nil {
+		return err
+	}
+	if err := d.dumpProcState(tc); err != nil {
 		return err
 	}
 	cr, err := d.dumpCreds()
