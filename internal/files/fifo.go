@@ -59,9 +59,12 @@ func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if data := r.set.fifos[f.Fifo.GetPipeId()]; len(data) > 0 {
-		delete(r.set.fifos, f.Fifo.GetPipeId()) // fill once
-		if err := r.writeThrough(holder, data); err != nil {
+	if d, ok := r.set.fifos[f.Fifo.GetPipeId()]; ok {
+		delete(r.set.fifos, f.Fifo.GetPipeId()) // size and fill once
+		if err := r.setPipeSize(holder, d); err != nil {
+			return 0, fmt.Errorf("FIFO %s: %w", path, err)
+		}
+		if err := r.writeThrough(holder, d.data); err != nil {
 			return 0, fmt.Errorf("refill FIFO %s: %w", path, err)
 		}
 	}

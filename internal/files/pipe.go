@@ -50,8 +50,10 @@ func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open returns a new descriptor of the end of a pipe that f stands for,
-// making the pipe on first use.
+// open returns a new open file description of the end of a pipe that f
+// stands for, making the pipe on first use. Each entry is a description
+// of its own, as at the dump: reopening the end through /proc makes a new
+// one (with its own status flags), where a dup would share one.
 func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	id := f.Pipe.GetPipeId()
 	p, ok := r.pipes[id]
@@ -61,6 +63,9 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, err
 		}
 		p.data = r.set.pipes[id]
+		if err := r.setPipeSize(p.write, p.data); err != nil {
+			return 0, fmt.Errorf("pipe %d: %w", id, err)
+		}
 		if r.pipes == nil {
 			r.pipes = map[uint32]*pipeEnds{}
 		}
@@ -70,15 +75,21 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if f.Pipe.GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
 		end = p.write
 	}
-	// A fresh descriptor for this entry, with the entry's status flags.
-	n, err := r.tr.Syscall(r.pid, unix.SYS_FCNTL, end, unix.F_DUPFD_CLOEXEC, r.tempBase)
-	if err != nil {
-		return 0, err
+	// Both ends are open, so opening either does not wait for the other.
+	return r.reopen("/proc/self/fd/"+strconv.FormatUint(end, 10), f.Pipe.GetFlags(), 0)
+}
+
+// setPipeSize gives a pipe or FIFO made in the process, through its
+// descriptor fd, the size it had at the dump, before it is refilled.
+func (r *Restorer) setPipeSize(fd uint64, d pipeData) error {
+	size := d.e.GetSize()
+	if size == 0 { // no record: a pipe of CRIU's before sizes were kept
+		return nil
 	}
-	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(f.Pipe.GetFlags())); err != nil {
-		return 0, fmt.Errorf("set pipe flags %#x: %w", f.Pipe.GetFlags(), err)
+	if err := r.sys(unix.SYS_FCNTL, fd, unix.F_SETPIPE_SZ, uint64(size)); err != nil {
+		return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
 	}
-	return n, nil
+	return nil
 }
 
 // pipeData is what a pipe or FIFO holds at the dump.
@@ -169,10 +180,10 @@ func (p *pipeTable) write(dir *image.Dir) error {
 	return nil
 }
 
-// pipeSet is the buffered data of a checkpoint's pipes and FIFOs, by
-// pipe id.
+// pipeSet is the size and buffered data of a checkpoint's pipes and FIFOs,
+// by pipe id.
 type pipeSet struct {
-	pipes, fifos map[uint32][]byte
+	pipes, fifos map[uint32]pipeData
 }
 
 func (s *Set) loadPipes() (err error) {
@@ -185,8 +196,8 @@ func (s *Set) loadPipes() (err error) {
 
 // readPipeData reads pipes-data.img or fifo-data.img: records each
 // followed by the pipe's buffered bytes.
-func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
-	out := map[uint32][]byte{}
+func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
+	out := map[uint32]pipeData{}
 	r, err := dir.Open(k, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return out, nil
@@ -196,8 +207,8 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
 	}
 	defer r.Close()
 	for {
-		var e pipedata.PipeDataEntry
-		if err := r.Next(&e); errors.Is(err, io.EOF) {
+		e := &pipedata.PipeDataEntry{}
+		if err := r.Next(e); errors.Is(err, io.EOF) {
 			return out, nil
 		} else if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrImage, err)
@@ -206,7 +217,7 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s data of pipe %d: %w", ErrImage, k, e.GetPipeId(), err)
 		}
-		out[e.GetPipeId()] = data
+		out[e.GetPipeId()] = pipeData{e: e, data: data}
 	}
 }
 
@@ -218,7 +229,7 @@ type pipeRestorer struct {
 // pipeEnds are the two descriptors of a pipe made in the process.
 type pipeEnds struct {
 	read, write uint64
-	data        []byte
+	data        pipeData
 }
 
 // makePipe makes a pipe in the process, both ends above the targets.
@@ -248,7 +259,7 @@ func (r *Restorer) makePipe() (*pipeEnds, error) {
 // ends made with it: the process keeps the duplicates its entries got.
 func (pipeKind) opened(r *Restorer) error {
 	for id, p := range r.pipes {
-		if err := r.writeThrough(p.write, p.data); err != nil {
+		if err := r.writeThrough(p.write, p.data.data); err != nil {
 			return fmt.Errorf("refill pipe %d: %w", id, err)
 		}
 		for _, end := range []uint64{p.read, p.write} {
