@@ -103,6 +103,9 @@ type pipeData struct {
 type pipeTable struct {
 	pipes, fifos []pipeData
 	seen         map[uint64]bool // pipes whose data was taken
+	// fifoGhosts are the ghost files of unlinked FIFOs, by device and
+	// inode.
+	fifoGhosts map[[2]uint64]uint32
 }
 
 // takePipeData copies what is buffered in a pipe without draining it: tee()
@@ -221,9 +224,11 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
 	}
 }
 
-// pipeRestorer holds the pipes made so far, by pipe id.
+// pipeRestorer holds the pipes made so far, by pipe id, and the nodes of
+// unlinked FIFOs made again, by ghost id.
 type pipeRestorer struct {
-	pipes map[uint32]*pipeEnds
+	pipes     map[uint32]*pipeEnds
+	fifoNodes map[uint32]string
 }
 
 // pipeEnds are the two descriptors of a pipe made in the process.
