@@ -80,7 +80,7 @@ func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		return 0, fmt.Errorf("open FIFO %s: %w", path, err)
 	}
 	defer r.sys(unix.SYS_CLOSE, holder)
-	n, err := r.reopen(path, reg.GetFlags(), reg.GetPos())
+	n, err := r.openPipe(path, reg.GetFlags())
 	if err != nil {
 		return 0, err
 	}

@@ -75,8 +75,25 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if f.Pipe.GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
 		end = p.write
 	}
-	// Both ends are open, so opening either does not wait for the other.
-	return r.reopen("/proc/self/fd/"+strconv.FormatUint(end, 10), f.Pipe.GetFlags(), 0)
+	return r.openPipe("/proc/self/fd/"+strconv.FormatUint(end, 10), f.Pipe.GetFlags())
+}
+
+// openPipe opens an end of a pipe or FIFO through path in the process,
+// above the targets, with status flags. The open takes only the access
+// mode, and does not wait for the other side; fcntl sets the flags: open
+// refuses O_DIRECT, the flag of a packet-mode pipe.
+func (r *Restorer) openPipe(path string, flags uint32) (uint64, error) {
+	n, err := r.open(path, uint64(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", path, err)
+	}
+	if n, err = r.lift(n); err != nil {
+		return 0, err
+	}
+	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(flags)); err != nil {
+		return 0, fmt.Errorf("set flags %#o of %s: %w", flags, path, err)
+	}
+	return n, nil
 }
 
 // setPipeSize gives a pipe or FIFO made in the process, through its

@@ -17,7 +17,7 @@ import (
 
 // pipesSubjectFds are the names of test/subjects/pipes.c's descriptors.
 var pipesSubjectFds = []string{"pr", "pr_dup", "pr_own", "pw", "pw_dup", "pw_own", "big_r", "big_w", "small_r",
-	"fifo", "ghost_r", "ghost_w", "wronly"}
+	"pkt_r", "pkt_w", "fifo", "ghost_r", "ghost_w", "wronly"}
 
 // TestRestorePipes checkpoints test/subjects/pipes.c and restores it: its
 // own checks (the status flags of each open file description, pipe sizes,

@@ -15,6 +15,8 @@
 //   big_r    a pipe of BIG_SIZE bytes holding BIG_DATA bytes, more than a
 //   big_w    pipe of the default size holds
 //   small_r  an empty pipe of SMALL_SIZE bytes
+//   pkt_r    an empty packet-mode pipe (O_DIRECT on its write end)
+//   pkt_w
 //   fifo     DIR/fifo opened read-write, of FIFO_SIZE bytes, holding
 //            FIFO_DATA
 //   ghost_r  DIR/ghost, a FIFO of mode 0640 holding GHOST_DATA, opened
@@ -92,8 +94,9 @@ static void setsize(int fd, int size) {
 // size and how many bytes it holds.
 static void check(const char *name, int fd, int flags, int size, int queued) {
 	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || (fl & (O_ACCMODE | O_NONBLOCK)) != flags)
-		fail("%s fd %d: flags %#o, want %#o", name, fd, fl & (O_ACCMODE | O_NONBLOCK), flags);
+	int mask = O_ACCMODE | O_NONBLOCK | O_DIRECT;
+	if (fl < 0 || (fl & mask) != flags)
+		fail("%s fd %d: flags %#o, want %#o", name, fd, fl & mask, flags);
 	int sz = fcntl(fd, F_GETPIPE_SZ);
 	if (sz != size)
 		fail("%s fd %d: pipe size %d, want %d", name, fd, sz, size);
@@ -141,8 +144,8 @@ int main(int argc, char **argv) {
 	snprintf(ghost_path, sizeof ghost_path, "%s/ghost", argv[1]);
 	snprintf(wronly_path, sizeof wronly_path, "%s/wronly", argv[1]);
 
-	int p[2], big[2], small[2];
-	if (pipe(p) != 0 || pipe2(big, O_NONBLOCK) != 0 || pipe(small) != 0)
+	int p[2], big[2], small[2], pkt[2];
+	if (pipe(p) != 0 || pipe2(big, O_NONBLOCK) != 0 || pipe(small) != 0 || pipe2(pkt, O_DIRECT) != 0)
 		fail("pipe: %s", strerror(errno));
 	xwrite(p[1], PIPE_DATA, strlen(PIPE_DATA), "pipe");
 	int pr = p[0], pw = p[1];
@@ -178,9 +181,10 @@ int main(int argc, char **argv) {
 	if (unlink(ghost_path) != 0 || unlink(wronly_path) != 0)
 		fail("unlink: %s", strerror(errno));
 
-	printf("ready pr=%d pr_dup=%d pr_own=%d pw=%d pw_dup=%d pw_own=%d big_r=%d big_w=%d small_r=%d fifo=%d "
-	       "ghost_r=%d ghost_w=%d wronly=%d\n",
-	       pr, pr_dup, pr_own, pw, pw_dup, pw_own, big[0], big[1], small[0], fifo, ghost_r, ghost_w, wronly);
+	printf("ready pr=%d pr_dup=%d pr_own=%d pw=%d pw_dup=%d pw_own=%d big_r=%d big_w=%d small_r=%d pkt_r=%d pkt_w=%d "
+	       "fifo=%d ghost_r=%d ghost_w=%d wronly=%d\n",
+	       pr, pr_dup, pr_own, pw, pw_dup, pw_own, big[0], big[1], small[0], pkt[0], pkt[1], fifo, ghost_r, ghost_w,
+	       wronly);
 
 	int n = strlen(PIPE_DATA), g = strlen(GHOST_DATA);
 	for (long tick = 0;; tick++) {
@@ -200,6 +204,8 @@ int main(int argc, char **argv) {
 		check("big_w", big[1], O_WRONLY | O_NONBLOCK, BIG_SIZE, BIG_DATA);
 		peek("big_r", big[0], big_data, BIG_DATA);
 		check("small_r", small[0], O_RDONLY, SMALL_SIZE, 0);
+		check("pkt_r", pkt[0], O_RDONLY, DEFAULT_SIZE, 0); // pipe2 sets O_DIRECT on the write end
+		check("pkt_w", pkt[1], O_WRONLY | O_DIRECT, DEFAULT_SIZE, 0);
 
 		check("fifo", fifo, O_RDWR, FIFO_SIZE, strlen(FIFO_DATA));
 		peek("fifo", fifo, (const uint8_t *)FIFO_DATA, strlen(FIFO_DATA));
