@@ -1,15 +1,20 @@
 package dump_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -89,4 +94,32 @@ func TestDumpPipes(t *testing.T) {
 			t.Errorf("%s (fd %d): ghost file of mode %#o, want %#o", tc.fd, fd(tc.fd), img.Entries[0].Mode, tc.mode)
 		}
 	}
+}
+
+// TestDumpRefusesPackets checks that a pipe holding packets of a
+// packet-mode (O_DIRECT) writer is refused by name, the process left as it
+// was: the images keep a pipe's bytes, not where its packets end.
+func TestDumpRefusesPackets(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.StartSubject(t, testutil.BuildC(t, "pipes.c"), dir, "packets")
+	maps := readMaps(t, s.Pid)
+	_, err = dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), LeaveRunning: true})
+	if !errors.Is(err, dump.ErrUnsupported) {
+		t.Fatalf("dump: %v, want ErrUnsupported", err)
+	}
+	// The first descriptor of the pipe the dump meets names it.
+	for _, w := range []string{"fd " + s.Ready["pkt_r"], "packets"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	t.Logf("refused: %v", err)
+	if after := readMaps(t, s.Pid); !slices.Equal(maps, after) {
+		t.Errorf("the refused dump changed the mappings")
+	}
+	s.WaitTicks(t, 3)
 }

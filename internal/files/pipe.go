@@ -157,13 +157,16 @@ func (t *Table) takePipeData(d *desc, ino uint64, into *[]pipeData) error {
 	if err != nil {
 		return fmt.Errorf("tee pipe: %w", err)
 	}
+	// One read takes all that is buffered, but stops at the end of a
+	// packet, a packet-mode (O_DIRECT) writer's: the images keep bytes,
+	// not packets.
 	data := make([]byte, n)
-	for off := 0; off < len(data); {
-		m, err := unix.Read(p[0], data[off:])
-		if err != nil {
-			return fmt.Errorf("read teed pipe data: %w", err)
-		}
-		off += m
+	m, err := unix.Read(p[0], data)
+	if err != nil {
+		return fmt.Errorf("read teed pipe data: %w", err)
+	}
+	if int64(m) < n {
+		return fmt.Errorf("%w: %s holds packets of a packet-mode (O_DIRECT) writer, whose boundaries cannot be kept", ErrUnsupported, d)
 	}
 	*into = append(*into, pipeData{
 		e:    &pipedata.PipeDataEntry{PipeId: proto.Uint32(uint32(ino)), Bytes: proto.Uint32(uint32(n)), Size: proto.Uint32(uint32(size))},

@@ -4,7 +4,7 @@
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1.
 //
-// Usage: pipes DIR. It holds:
+// Usage: pipes DIR [packets]. It holds:
 //   pr       the read end of a pipe holding PIPE_DATA
 //   pr_dup   a dup of pr (one open file description)
 //   pr_own   pr reopened through /proc (a description of its own),
@@ -16,7 +16,7 @@
 //   big_w    pipe of the default size holds
 //   small_r  an empty pipe of SMALL_SIZE bytes
 //   pkt_r    an empty packet-mode pipe (O_DIRECT on its write end)
-//   pkt_w
+//   pkt_w    (with packets: holding two packets, which a dump refuses)
 //   fifo     DIR/fifo opened read-write, of FIFO_SIZE bytes, holding
 //            FIFO_DATA
 //   ghost_r  DIR/ghost, a FIFO of mode 0640 holding GHOST_DATA, opened
@@ -136,8 +136,9 @@ static void shares(const char *what, int a, int b, int want) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 2)
-		fail("usage: pipes DIR");
+	if (argc != 2 && (argc != 3 || strcmp(argv[2], "packets")))
+		fail("usage: pipes DIR [packets]");
+	int pkt_bytes = argc == 3 ? 4 : 0; // two packets of 2 bytes
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	char fifo_path[4096], ghost_path[4096], wronly_path[4096];
 	snprintf(fifo_path, sizeof fifo_path, "%s/fifo", argv[1]);
@@ -160,6 +161,10 @@ int main(int argc, char **argv) {
 		big_data[i] = pat(i);
 	xwrite(big[1], big_data, BIG_DATA, "big pipe");
 	setsize(small[0], SMALL_SIZE);
+	if (pkt_bytes) {
+		xwrite(pkt[1], "p1", 2, "packet");
+		xwrite(pkt[1], "p2", 2, "packet");
+	}
 
 	if (mkfifo(fifo_path, 0600) != 0)
 		fail("mkfifo %s: %s", fifo_path, strerror(errno));
@@ -204,8 +209,8 @@ int main(int argc, char **argv) {
 		check("big_w", big[1], O_WRONLY | O_NONBLOCK, BIG_SIZE, BIG_DATA);
 		peek("big_r", big[0], big_data, BIG_DATA);
 		check("small_r", small[0], O_RDONLY, SMALL_SIZE, 0);
-		check("pkt_r", pkt[0], O_RDONLY, DEFAULT_SIZE, 0); // pipe2 sets O_DIRECT on the write end
-		check("pkt_w", pkt[1], O_WRONLY | O_DIRECT, DEFAULT_SIZE, 0);
+		check("pkt_r", pkt[0], O_RDONLY, DEFAULT_SIZE, pkt_bytes); // pipe2 sets O_DIRECT on the write end
+		check("pkt_w", pkt[1], O_WRONLY | O_DIRECT, DEFAULT_SIZE, pkt_bytes);
 
 		check("fifo", fifo, O_RDWR, FIFO_SIZE, strlen(FIFO_DATA));
 		peek("fifo", fifo, (const uint8_t *)FIFO_DATA, strlen(FIFO_DATA));
