@@ -100,7 +100,7 @@ func (r *Restorer) openPipe(path string, flags uint32) (uint64, error) {
 // descriptor fd, the size it had at the dump, before it is refilled.
 func (r *Restorer) setPipeSize(fd uint64, d pipeData) error {
 	size := d.e.GetSize()
-	if size == 0 { // no record: a pipe of CRIU's before sizes were kept
+	if size == 0 { // none recorded
 		return nil
 	}
 	if err := r.sys(unix.SYS_FCNTL, fd, unix.F_SETPIPE_SZ, uint64(size)); err != nil {
