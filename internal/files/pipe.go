@@ -52,8 +52,10 @@ func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open returns a new open file description of the end of a pipe that f
 // stands for, making the pipe on first use. Each entry is a description
-// of its own, as at the dump: reopening the end through /proc makes a new
-// one (with its own status flags), where a dup would share one.
+// of its own, as at the dump: the end pipe() made, or the end reopened
+// through /proc, which makes a new one (where a dup would share one). The
+// status flags tell which an entry was: open() adds O_LARGEFILE, which
+// fcntl cannot set nor clear, and pipe() does not.
 func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	id := f.Pipe.GetPipeId()
 	p, ok := r.pipes[id]
@@ -63,7 +65,7 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, err
 		}
 		p.data = r.set.pipes[id]
-		if err := r.setPipeSize(p.write, p.data); err != nil {
+		if err := r.setPipeSize(p.ends[1], p.data); err != nil {
 			return 0, fmt.Errorf("pipe %d: %w", id, err)
 		}
 		if r.pipes == nil {
@@ -71,11 +73,18 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		}
 		r.pipes[id] = p
 	}
-	end := p.read
-	if f.Pipe.GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
-		end = p.write
+	flags, end := f.Pipe.GetFlags(), 0
+	if flags&unix.O_ACCMODE == unix.O_WRONLY {
+		end = 1
 	}
-	return r.openPipe("/proc/self/fd/"+strconv.FormatUint(end, 10), f.Pipe.GetFlags())
+	if flags&unix.O_LARGEFILE == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
+		p.given[end] = true
+		if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFL, uint64(flags)); err != nil {
+			return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
+		}
+		return p.ends[end], nil
+	}
+	return r.openPipe("/proc/self/fd/"+strconv.FormatUint(p.ends[end], 10), flags)
 }
 
 // openPipe opens an end of a pipe or FIFO through path in the process,
@@ -251,10 +260,12 @@ type pipeRestorer struct {
 	fifoNodes map[uint32]string
 }
 
-// pipeEnds are the two descriptors of a pipe made in the process.
+// pipeEnds are the two descriptors of a pipe made in the process, read
+// end first, and whether an entry was given each.
 type pipeEnds struct {
-	read, write uint64
-	data        pipeData
+	ends  [2]uint64
+	given [2]bool
+	data  pipeData
 }
 
 // makePipe makes a pipe in the process, both ends above the targets.
@@ -271,23 +282,25 @@ func (r *Restorer) makePipe() (*pipeEnds, error) {
 		return nil, err
 	}
 	p := &pipeEnds{}
-	if p.read, err = r.lift(uint64(binary.LittleEndian.Uint32(b[0:]))); err != nil {
-		return nil, err
-	}
-	if p.write, err = r.lift(uint64(binary.LittleEndian.Uint32(b[4:]))); err != nil {
-		return nil, err
+	for i := range p.ends {
+		if p.ends[i], err = r.lift(uint64(binary.LittleEndian.Uint32(b[4*i:]))); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
 
 // opened writes the buffered data back into each pipe and closes the
-// ends made with it: the process keeps the duplicates its entries got.
+// ends made with it that no entry was given.
 func (pipeKind) opened(r *Restorer) error {
 	for id, p := range r.pipes {
-		if err := r.writeThrough(p.write, p.data.data); err != nil {
+		if err := r.writeThrough(p.ends[1], p.data.data); err != nil {
 			return fmt.Errorf("refill pipe %d: %w", id, err)
 		}
-		for _, end := range []uint64{p.read, p.write} {
+		for i, end := range p.ends {
+			if p.given[i] {
+				continue
+			}
 			if err := r.sys(unix.SYS_CLOSE, end); err != nil {
 				return err
 			}
