@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -20,7 +21,7 @@ import (
 // one of its kind.
 const (
 	filesID  = 1
-	timensID = 1
+	timensID = files.TimeNsID
 )
 
 // dumpMemory lists the VMAs and the page runs to copy, and the ranges
@@ -175,10 +176,9 @@ func (d *dumper) dumpProcess() error {
 // ids are the kernel object ids of the one dumped process.
 func ids() *criucore.TaskKobjIdsEntry {
 	one := proto.Uint32(1)
-	return &criucore.TaskKobjIdsEntry{
-		VmId: one, FilesId: proto.Uint32(filesID), FsId: one, SighandId: one,
-		TimeNsId: proto.Uint32(timensID),
-	}
+	ids := &criucore.TaskKobjIdsEntry{VmId: one, FilesId: proto.Uint32(filesID), FsId: one, SighandId: one}
+	files.SetNsIDs(ids)
+	return ids
 }
 
 // dumpFiles records the descriptors, cwd and root.
