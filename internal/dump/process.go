@@ -56,12 +56,12 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	for _, a := range areas {
+		link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
 		if a.memfd != "" {
 			flags := uint32(unix.O_RDONLY)
 			if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
 				flags = unix.O_RDWR
 			}
-			link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
 			id, err := d.files.MemfdMapping(link, a.memfd, flags)
 			if err != nil {
 				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
@@ -76,7 +76,11 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
 			flags = unix.O_RDWR
 		}
-		a.e.Shmid = proto.Uint64(uint64(d.files.RegPath(a.path, flags)))
+		id, err := d.files.RegFile(a.path, link, flags)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mapping at %#x: %w", *a.e.Start, err)
+		}
+		a.e.Shmid = proto.Uint64(uint64(id))
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
@@ -193,8 +197,12 @@ func (d *dumper) dumpFiles() error {
 	if d.status.Umask < 0 {
 		return fmt.Errorf("no umask in status")
 	}
+	cwdID, err := d.files.RegFile(cwd, proc.Path(d.pid, "cwd"), unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
 	d.images.fs = &fs.FsEntry{
-		CwdId:  proto.Uint32(d.files.RegPath(cwd, unix.O_RDONLY|unix.O_DIRECTORY)),
+		CwdId:  proto.Uint32(cwdID),
 		RootId: proto.Uint32(d.files.RegPath(root, unix.O_RDONLY|unix.O_DIRECTORY)),
 		Umask:  proto.Uint32(uint32(d.status.Umask)),
 	}

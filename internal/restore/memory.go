@@ -93,14 +93,18 @@ func (r *restorer) mapVMAs() error {
 		} else if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 {
 			id := v.GetShmid()
 			if _, ok := fds[id]; !ok {
-				f := r.c.files.Files[uint32(id)].Reg
+				// An unlinked file is recreated or linked back first.
+				path, err := r.files.Path(uint32(id))
+				if err != nil {
+					return fmt.Errorf("map VMA %#x-%#x: %w", start, start+length, err)
+				}
 				openFlags := uint64(unix.O_RDONLY)
 				if st&image.VMAFileShared != 0 && v.GetProt()&unix.PROT_WRITE != 0 {
 					openFlags = unix.O_RDWR
 				}
-				n, err := r.open(f.GetName(), openFlags, 0)
+				n, err := r.open(path, openFlags, 0)
 				if err != nil {
-					return fmt.Errorf("open mapped file %s: %w", f.GetName(), err)
+					return fmt.Errorf("open mapped file %s: %w", r.c.files.Files[uint32(id)].Reg.GetName(), err)
 				}
 				fds[id] = n
 			}

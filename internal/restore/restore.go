@@ -96,6 +96,9 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 		// Killed: say why, whatever the step that failed.
 		err = errors.Join(err, fmt.Errorf("restore cancelled: %w", steps.Cancelled(ctx)))
 	}
+	if r.files != nil {
+		r.files.Close()
+	}
 	if err != nil {
 		if r.stub != nil {
 			err = errors.Join(err, r.stub.KillAll())
@@ -158,7 +161,14 @@ func (r *restorer) run(ctx context.Context) error {
 			}
 			return nil
 		}},
-		{Name: "resume", Run: func() error { return r.tr.Resume(regs) }},
+		{Name: "resume", Run: func() error {
+			// The process holds its unlinked files: the links made for
+			// them at the dump go before it runs.
+			if err := r.files.RemoveLinks(); err != nil {
+				r.log.Warn("remove link remaps", "err", err)
+			}
+			return r.tr.Resume(regs)
+		}},
 	}
 	if !slices.Equal(steps.Names(list), Steps) {
 		panic("restore.Steps does not list the steps")
