@@ -106,6 +106,13 @@ type checkpoint struct {
 // PID is free.
 func dumpAndReap(t *testing.T, s *subject) *checkpoint {
 	t.Helper()
+	return dumpAndReapWith(t, s, dump.Options{})
+}
+
+// dumpAndReapWith is dumpAndReap with dump options (Pid, Dir and Log are
+// set here).
+func dumpAndReapWith(t *testing.T, s *subject, opts dump.Options) *checkpoint {
+	t.Helper()
 	// The checks below compare with the last tick before the dump: a
 	// subject only just ready has printed none.
 	if s.Ticks() == 0 {
@@ -113,7 +120,8 @@ func dumpAndReap(t *testing.T, s *subject) *checkpoint {
 	}
 	dir := filepath.Join(t.TempDir(), "images")
 	log, buf := newLog()
-	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, Log: log})
+	opts.Pid, opts.Dir, opts.Log = s.Pid, dir, log
+	_, err := dump.Dump(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("dump pid %d: %v\nlog:\n%s", s.Pid, err, buf)
 	}
