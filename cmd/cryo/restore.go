@@ -34,9 +34,6 @@ func runRestore(args []string, stdout io.Writer) error {
 	pidFile := fs.String("pidfile", "", "write the restored PID to `FILE`")
 	shellJob := fs.Bool("shell-job", false, "give the process this terminal where it had one")
 	mode := fs.String("vdso", "auto", "`mode`: auto (remap if the vDSOs match, else proxy), remap (or fail), proxy (always)")
-	// A restore opens whatever link remaps the dump made: criu's flag is
-	// accepted, and changes nothing.
-	fs.Bool("link-remap", false, "accepted for criu compatibility (link remaps are restored without it)")
 	noTimens := fs.Bool("no-timens", false, "do not continue the dumped monotonic and boot-time clocks in a time namespace")
 	dropCPU := fs.Bool("allow-missing-cpu-features", false, "restore even if this CPU lacks instruction sets the dump's CPU offered or register state the process uses")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
