@@ -16,6 +16,8 @@
 //   dir     DIR/gone, a directory with mode DIR_MODE, opened, made the
 //           working directory, removed: descriptor and working directory
 //           must stay one deleted directory
+//   aio     an AIO context, whose ring is a mapping of "/[aio] (deleted)",
+//           a file of an internal mount that a dump must refuse
 //
 // Once set up it prints
 //   ready attr=FD shared1=FD shared2=FD map1=0xADDR map2=0xADDR linked=FD holes=FD dir=FD
@@ -25,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -248,6 +252,11 @@ int main(int argc, char **argv) {
 			if (chdir(path("gone")) || rmdir(path("gone")))
 				fail("chdir or rmdir");
 			rl += snprintf(ready + rl, sizeof ready - rl, " dir=%d", dir_fd);
+		} else if (!strcmp(part, "aio")) {
+			aio_context_t ctx = 0;
+			if (syscall(SYS_io_setup, 8, &ctx))
+				fail("io_setup");
+			rl += snprintf(ready + rl, sizeof ready - rl, " aio=%#llx", (unsigned long long)ctx);
 		} else {
 			fail("unknown part %s", part);
 		}
