@@ -3,7 +3,6 @@ package dump
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
@@ -133,8 +132,10 @@ func (d *dumper) dumpProcess() error {
 	if err != nil {
 		return err
 	}
-	if strings.HasSuffix(exe, " (deleted)") {
-		return fmt.Errorf("%w: the executable %s was deleted", ErrUnsupported, exe)
+	// A deleted executable shares the ghost of its mappings.
+	exeID, err := d.files.RegFile(exe, proc.Path(d.pid, "exe"), unix.O_RDONLY)
+	if err != nil {
+		return fmt.Errorf("executable: %w", err)
 	}
 	st := d.stat
 	m := &d.images.mm
@@ -143,7 +144,7 @@ func (d *dumper) dumpProcess() error {
 	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(brk)
 	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
 	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
-	m.ExeFileId = proto.Uint32(d.files.RegPath(exe, unix.O_RDONLY))
+	m.ExeFileId = proto.Uint32(exeID)
 	m.MmSavedAuxv = saved
 	m.Dumpable = proto.Int32(int32(dumpable))
 	m.ThpDisabled = proto.Bool(thp != 0)

@@ -480,6 +480,14 @@ func recreateGhost(dir *image.Dir, id uint32, name string) (int, error) {
 	if err == nil {
 		err = applyGhostMeta(fd, e)
 	}
+	if err == nil && e.GetMode()&unix.S_IFMT == unix.S_IFREG {
+		// Held read-write, the file could not become an executable
+		// (ETXTBSY): cryo keeps an O_PATH descriptor, as of the others.
+		var p int
+		p, err = unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		fd = p
+	}
 	if err != nil {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -534,7 +542,8 @@ func applyGhostMeta(fd int, e *ghostfile.GhostFileEntry) error {
 // createGhost makes an empty file of type typ (private to root until its
 // metadata is applied) at name, or beside it if the name is taken, in the
 // nearest directory left, removes the name and returns a descriptor of
-// the file: read-write for a regular file, O_PATH for the others.
+// the file: read-write for a regular file, to fill it, O_PATH for the
+// others.
 func createGhost(name string, typ uint32) (int, error) {
 	dir, err := nearestDir(name)
 	if err != nil {

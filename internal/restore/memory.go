@@ -219,7 +219,11 @@ func (r *restorer) protect() error {
 // prctl(PR_SET_MM_MAP), and whether transparent huge pages are disabled.
 func (r *restorer) setMM() error {
 	m := r.c.mm
-	exe := r.c.files.Files[m.GetExeFileId()].Reg.GetName()
+	// A deleted executable is recreated (it was when its mappings were).
+	exe, err := r.files.Path(m.GetExeFileId())
+	if err != nil {
+		return fmt.Errorf("executable: %w", err)
+	}
 	exeFD := uint64(kernel.KeepExe)
 	if same, err := sameFile(exe, proc.Path(r.pid, "exe")); err != nil {
 		return fmt.Errorf("executable %s: %w", exe, err)

@@ -257,3 +257,33 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 10)
 }
+
+// TestRestoreDeletedExecutable checkpoints a copy of
+// test/subjects/unlinked.c that deleted its own executable and restores
+// it: its executable and the mappings of its code are again one deleted
+// file (its own check), under the old name.
+func TestRestoreDeletedExecutable(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(testutil.BuildC(t, "unlinked.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "unlinked-copy")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &subject{Subject: testutil.StartSubject(t, bin, dir, "exe"), dir: dir}
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 10)
+	if got, err := os.Readlink(proc.Path(s.Pid, "exe")); err != nil || got != bin+" (deleted)" {
+		t.Errorf("exe of the restored process: %q (%v), want %s (deleted)", got, err, bin)
+	}
+	if left := names(t, dir); len(left) != 0 {
+		t.Errorf("the restore left %v in %s", left, dir)
+	}
+}

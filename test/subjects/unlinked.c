@@ -16,6 +16,9 @@
 //   dir     DIR/gone, a directory with mode DIR_MODE, opened, made the
 //           working directory, removed: descriptor and working directory
 //           must stay one deleted directory
+//   exe     its own executable, unlinked (run a copy: the binary goes):
+//           the executable and the mappings of its code must stay one
+//           deleted file
 //   aio     an AIO context, whose ring is a mapping of "/[aio] (deleted)",
 //           a file of an internal mount that a dump must refuse
 //
@@ -185,6 +188,27 @@ static void check_holes(void) {
 	check_fill(holes_fd, 3 * BLOCK, BLOCK, 33, "holes");
 }
 
+static int exe_deleted;
+
+static void check_exe(void) {
+	struct stat st;
+	char link[4096], line[4096];
+	ssize_t n = readlink("/proc/self/exe", link, sizeof link - 1);
+	if (n < 0 || stat("/proc/self/exe", &st))
+		fail("exe");
+	link[n] = 0;
+	if (n < 10 || strcmp(link + n - 10, " (deleted)") || st.st_nlink != 0)
+		fail("exe: %s with %ld links, want it deleted", link, (long)st.st_nlink);
+	// The first mapping is of the executable's headers.
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long ino = 0;
+	if (!f || !fgets(line, sizeof line, f) || sscanf(line, "%*s %*s %*s %*s %lu", &ino) != 1)
+		fail("exe: read maps");
+	fclose(f);
+	if (ino != st.st_ino)
+		fail("exe: the code mapped is inode %lu, the executable %lu", ino, (unsigned long)st.st_ino);
+}
+
 static void check_dir(void) {
 	struct stat a, b;
 	if (fstat(dir_fd, &a) || stat(".", &b))
@@ -252,6 +276,14 @@ int main(int argc, char **argv) {
 			if (chdir(path("gone")) || rmdir(path("gone")))
 				fail("chdir or rmdir");
 			rl += snprintf(ready + rl, sizeof ready - rl, " dir=%d", dir_fd);
+		} else if (!strcmp(part, "exe")) {
+			char self[4096];
+			ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+			if (n < 0)
+				fail("readlink exe");
+			self[n] = 0;
+			xunlink(self);
+			exe_deleted = 1;
 		} else if (!strcmp(part, "aio")) {
 			aio_context_t ctx = 0;
 			if (syscall(SYS_io_setup, 8, &ctx))
@@ -273,6 +305,8 @@ int main(int argc, char **argv) {
 			check_holes();
 		if (dir_fd >= 0)
 			check_dir();
+		if (exe_deleted)
+			check_exe();
 		printf("tick %lu pid=%d ok\n", tick, getpid());
 		struct timespec d = {0, PERIOD_MS * 1000000L};
 		nanosleep(&d, NULL);
