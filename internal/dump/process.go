@@ -199,6 +199,10 @@ func (d *dumper) dumpFiles() error {
 	if err != nil {
 		return err
 	}
+	if root != "/" {
+		// A restore could not make it again: refused now, not then.
+		return fmt.Errorf("%w: the root directory is %s (chroot)", ErrUnsupported, root)
+	}
 	if d.status.Umask < 0 {
 		return fmt.Errorf("no umask in status")
 	}
