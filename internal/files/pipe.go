@@ -214,12 +214,29 @@ type pipeSet struct {
 	pipes, fifos map[uint32]pipeData
 }
 
+// loadPipes reads the pipes' and FIFOs' data, which must be there when
+// the checkpoint has pipes or FIFOs: without it their data would be lost.
 func (s *Set) loadPipes() (err error) {
-	if s.pipes, err = readPipeData(s.dir, image.PipesData); err != nil {
-		return err
+	for _, w := range []struct {
+		typ  fdinfo.FdTypes
+		kind image.Kind
+		data *map[uint32]pipeData
+	}{{fdinfo.FdTypes_PIPE, image.PipesData, &s.pipes}, {fdinfo.FdTypes_FIFO, image.FifoData, &s.fifos}} {
+		*w.data, err = readPipeData(s.dir, w.kind)
+		if errors.Is(err, fs.ErrNotExist) {
+			*w.data = map[uint32]pipeData{}
+			for _, f := range s.Files {
+				if f.GetType() == w.typ {
+					return imageErr("%s is missing: file %d is a %v, whose data it holds", w.kind.FileName(0), f.GetId(), w.typ)
+				}
+			}
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
 	}
-	s.fifos, err = readPipeData(s.dir, image.FifoData)
-	return err
+	return nil
 }
 
 // readPipeData reads pipes-data.img or fifo-data.img: records each
@@ -228,7 +245,7 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
 	out := map[uint32]pipeData{}
 	r, err := dir.Open(k, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)

@@ -252,6 +252,27 @@ func TestRestoreBadImages(t *testing.T) {
 			})
 			return dir
 		}},
+		{name: "missing pipe data", image: true, want: []string{"pipes-data.img is missing"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Remove(filepath.Join(dir, "pipes-data.img")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{name: "missing FIFO data", image: true, want: []string{"fifo-data.img is missing"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Remove(filepath.Join(dir, "fifo-data.img")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{name: "missing cpuinfo", image: true, want: []string{"cpuinfo.img"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Remove(filepath.Join(dir, "cpuinfo.img")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
 		{name: "missing clocks", image: true, want: []string{"timens-1.img"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
 			if err := os.Remove(filepath.Join(dir, "timens-1.img")); err != nil {

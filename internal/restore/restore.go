@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
@@ -196,11 +195,10 @@ func (r *restorer) run(ctx context.Context) error {
 // in cpuinfo.img, and the register state its threads have in use),
 // unless told to go on without it.
 func (r *restorer) checkCPU() error {
+	// Every dump writes it: without it, nothing says what the process
+	// may depend on.
 	info := &cpuinfo.CpuinfoEntry{}
-	switch err := r.c.dir.ReadImage(image.Cpuinfo, 0, info); {
-	case errors.Is(err, fs.ErrNotExist):
-		info = nil
-	case err != nil:
+	if err := r.c.dir.ReadImage(image.Cpuinfo, 0, info); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	var fpregs []*corex86.UserX86FpregsEntry
