@@ -76,7 +76,12 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
 			flags = unix.O_RDWR
 		}
-		a.e.Shmid = proto.Uint64(uint64(d.files.RegPath(a.path, flags)))
+		link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
+		id, err := d.files.RegPath(a.path, link, flags)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mapping at %#x: %w", *a.e.Start, err)
+		}
+		a.e.Shmid = proto.Uint64(uint64(id))
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
@@ -139,7 +144,11 @@ func (d *dumper) dumpProcess() error {
 	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(brk)
 	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
 	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
-	m.ExeFileId = proto.Uint32(d.files.RegPath(exe, unix.O_RDONLY))
+	exeID, err := d.files.RegPath(exe, proc.Path(d.pid, "exe"), unix.O_RDONLY)
+	if err != nil {
+		return fmt.Errorf("executable: %w", err)
+	}
+	m.ExeFileId = proto.Uint32(exeID)
 	m.MmSavedAuxv = saved
 	m.Dumpable = proto.Int32(int32(dumpable))
 	m.ThpDisabled = proto.Bool(thp != 0)
@@ -193,10 +202,16 @@ func (d *dumper) dumpFiles() error {
 	if d.status.Umask < 0 {
 		return fmt.Errorf("no umask in status")
 	}
+	cwdID, err := d.files.RegPath(cwd, proc.Path(d.pid, "cwd"), unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	rootID, err := d.files.RegPath(root, proc.Path(d.pid, "root"), unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("root directory: %w", err)
+	}
 	d.images.fs = &fs.FsEntry{
-		CwdId:  proto.Uint32(d.files.RegPath(cwd, unix.O_RDONLY|unix.O_DIRECTORY)),
-		RootId: proto.Uint32(d.files.RegPath(root, unix.O_RDONLY|unix.O_DIRECTORY)),
-		Umask:  proto.Uint32(uint32(d.status.Umask)),
+		CwdId: proto.Uint32(cwdID), RootId: proto.Uint32(rootID), Umask: proto.Uint32(uint32(d.status.Umask)),
 	}
 	d.images.files = d.files
 	return nil

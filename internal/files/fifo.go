@@ -30,6 +30,7 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	regID := t.nextID()
 	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: regEntry(regID, path, d)})
+	t.noteStat(regID, &d.st)
 	id := t.nextID()
 	return t.add(&fdinfo.FileEntry{
 		Type: fdinfo.FdTypes_FIFO.Enum(), Id: proto.Uint32(id),
@@ -49,7 +50,10 @@ func (fifoKind) check(s *Set, f *fdinfo.FileEntry) error {
 // the FIFO open meanwhile.
 func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	reg := r.set.Files[f.Fifo.GetRegfId()].Reg
-	path := reg.GetName()
+	path, err := r.set.Path(f.Fifo.GetRegfId())
+	if err != nil {
+		return 0, err
+	}
 	holder, err := r.open(path, unix.O_RDWR|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open FIFO %s: %w", path, err)

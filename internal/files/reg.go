@@ -34,6 +34,9 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	path, deleted := strings.CutSuffix(d.link, " (deleted)")
 	id := t.nextID()
 	reg := regEntry(id, path, d)
+	if !deleted {
+		t.noteStat(id, &d.st)
+	}
 	switch d.mode() {
 	case unix.S_IFREG:
 		reg.Size = proto.Uint64(uint64(d.st.Size))
@@ -74,18 +77,23 @@ func isTTY(rdev uint64) bool {
 
 // RegPath returns the id of a REG entry for a path opened with flags,
 // making one if needed: mappings, the executable, cwd and root refer to
-// files by such entries.
-func (t *Table) RegPath(path string, flags uint32) uint32 {
-	return t.keyed(path+"\x00"+strconv.FormatUint(uint64(flags), 8), func(id uint32) *fdinfo.FileEntry {
-		return &fdinfo.FileEntry{
-			Type: fdinfo.FdTypes_REG.Enum(),
-			Id:   proto.Uint32(id),
-			Reg: &regfile.RegFileEntry{
-				Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(0),
-				Fown: zeroFown(), Name: proto.String(path),
-			},
+// files by such entries. via is a /proc path that reaches the file the
+// process uses (map_files/..., exe, cwd, root), whose identity the entry
+// records.
+func (t *Table) RegPath(path, via string, flags uint32) (uint32, error) {
+	var err error
+	id := t.keyed(path+"\x00"+strconv.FormatUint(uint64(flags), 8), func(id uint32) *fdinfo.FileEntry {
+		reg := &regfile.RegFileEntry{
+			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(0),
+			Fown: zeroFown(), Name: proto.String(path),
 		}
+		err = t.identify(reg, via)
+		return &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: reg}
 	})
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", path, err)
+	}
+	return id, nil
 }
 
 func (regKind) check(s *Set, f *fdinfo.FileEntry) error {
@@ -100,7 +108,11 @@ func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return r.reopen(path, f.Reg.GetFlags(), f.Reg.GetPos())
+	n, err := r.reopen(path, f.Reg.GetFlags(), f.Reg.GetPos())
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", f.Reg.GetName(), err)
+	}
+	return n, nil
 }
 
 // regPath is the path to reopen a regular-file entry at: its own, the
@@ -126,7 +138,7 @@ func (r *Restorer) regPath(f *fdinfo.FileEntry) (string, error) {
 		}
 		return tty, nil
 	}
-	return name, nil
+	return r.set.Path(f.GetId())
 }
 
 func isTTYPath(p string) bool {

@@ -16,11 +16,16 @@ func (r *restorer) restoreFS() error {
 		return fmt.Errorf("%w: root directory %s", ErrUnsupported, root)
 	}
 	cwd := r.c.files.Files[r.c.fs.GetCwdId()].Reg.GetName()
+	// Through cryo's descriptor of the checked directory (Set.Path).
+	path, err := r.c.files.Path(r.c.fs.GetCwdId())
+	if err != nil {
+		return fmt.Errorf("working directory %s: %w", cwd, err)
+	}
 	scratch, err := r.scratch()
 	if err != nil {
 		return err
 	}
-	if err := r.writeString(scratch, cwd); err != nil {
+	if err := r.writeString(scratch, path); err != nil {
 		return err
 	}
 	if err := r.sys(unix.SYS_CHDIR, scratch); err != nil {

@@ -98,7 +98,11 @@ func (r *restorer) mapVMAs() error {
 				if st&image.VMAFileShared != 0 && v.GetProt()&unix.PROT_WRITE != 0 {
 					openFlags = unix.O_RDWR
 				}
-				n, err := r.open(f.GetName(), openFlags, 0)
+				path, err := r.c.files.Path(uint32(id))
+				if err != nil {
+					return fmt.Errorf("mapped file %s: %w", f.GetName(), err)
+				}
+				n, err := r.open(path, openFlags, 0)
 				if err != nil {
 					return fmt.Errorf("open mapped file %s: %w", f.GetName(), err)
 				}
@@ -216,14 +220,18 @@ func (r *restorer) protect() error {
 func (r *restorer) setMM() error {
 	m := r.c.mm
 	exe := r.c.files.Files[m.GetExeFileId()].Reg.GetName()
+	path, err := r.c.files.Path(m.GetExeFileId())
+	if err != nil {
+		return fmt.Errorf("executable %s: %w", exe, err)
+	}
 	exeFD := uint64(kernel.KeepExe)
-	if same, err := sameFile(exe, proc.Path(r.pid, "exe")); err != nil {
+	if same, err := sameFile(path, proc.Path(r.pid, "exe")); err != nil {
 		return fmt.Errorf("executable %s: %w", exe, err)
 	} else if !same {
 		// The kernel refuses to replace an executable that is still
 		// mapped: when the process's is the stub's own (cryo restoring
 		// cryo), it stays.
-		if exeFD, err = r.open(exe, unix.O_RDONLY, 0); err != nil {
+		if exeFD, err = r.open(path, unix.O_RDONLY, 0); err != nil {
 			return fmt.Errorf("open executable %s: %w", exe, err)
 		}
 		defer r.sys(unix.SYS_CLOSE, exeFD)

@@ -1,0 +1,178 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/image"
+)
+
+// A file reached by its path may have changed between dump and restore:
+// rebuilt, truncated, replaced by another file or a symbolic link. The
+// dump records what identifies it: its type, mode and size (and the
+// build-id of a mapped ELF file) in CRIU's reg entry, its owner,
+// modification time and inode in cryo-file-stat.img; a restore compares
+// them before anything is built (Set.Verify).
+
+// identityTable is what a dump records of files reached by their path
+// beyond their reg entries.
+type identityTable struct {
+	stats []image.FileStat
+}
+
+// noteStat records the owner, mtime and inode of the file of REG entry id.
+func (t *Table) noteStat(id uint32, st *unix.Stat_t) {
+	t.stats = append(t.stats, image.FileStat{
+		ID: id, UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
+		Dev: st.Dev, Inode: st.Ino,
+	})
+}
+
+func (t *identityTable) write(dir *image.Dir) error { return dir.WriteFileStats(t.stats) }
+
+// identify fills a reg entry for a file mapped or run by the process,
+// which via (a /proc path: map_files, exe, cwd) reaches, and records its
+// identity.
+func (t *Table) identify(reg *regfile.RegFileEntry, via string) error {
+	f, err := os.Open(via)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", via, err)
+	}
+	reg.Mode = proto.Uint32(st.Mode)
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		reg.Size = proto.Uint64(uint64(st.Size))
+		if reg.BuildId, err = buildID(f); err != nil {
+			return fmt.Errorf("%s: %w", reg.GetName(), err)
+		}
+	}
+	t.noteStat(reg.GetId(), &st)
+	return nil
+}
+
+// identitySet is the recorded identities of a checkpoint's files, by the
+// id of their REG entry; checkpoints CRIU made have none.
+type identitySet struct {
+	stats map[uint32]image.FileStat
+	// opened are cryo's O_PATH descriptors of the files Verify checked,
+	// by entry id: the process opens exactly those (Path).
+	opened map[uint32]int
+}
+
+func (s *Set) loadStats() error {
+	stats, err := s.dir.ReadFileStats()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	s.stats = map[uint32]image.FileStat{}
+	for _, st := range stats {
+		if f := s.Files[st.ID]; f == nil || f.Reg == nil {
+			return imageErr("cryo-file-stat.img: file %d is not a regular file entry", st.ID)
+		}
+		if _, dup := s.stats[st.ID]; dup {
+			return imageErr("cryo-file-stat.img: file %d twice", st.ID)
+		}
+		s.stats[st.ID] = st
+	}
+	return nil
+}
+
+// A change is one way a file differs from the one dumped.
+type change struct {
+	text string
+	// content: its size or mtime, which an append-only file may grow.
+	content bool
+}
+
+// changes lists how the file cryo holds at fd, with status st, differs
+// from what the dump recorded of entry id.
+func (s *Set) changes(id uint32, fd int, st *unix.Stat_t) []change {
+	reg := s.Files[id].Reg
+	var out []change
+	add := func(content bool, format string, a ...any) {
+		out = append(out, change{fmt.Sprintf(format, a...), content})
+	}
+	typ := st.Mode & unix.S_IFMT
+	if reg.Mode != nil {
+		if was := reg.GetMode() & unix.S_IFMT; was != typ {
+			add(false, "%s at dump, %s now", typeName(was), typeName(typ))
+			return out // nothing else compares
+		}
+		if was, now := reg.GetMode()&0o7777, st.Mode&0o7777; was != now {
+			add(false, "mode %#o at dump, %#o now", was, now)
+		}
+	}
+	rec, ok := s.stats[id]
+	if ok && (rec.UID != st.Uid || rec.GID != st.Gid) {
+		add(false, "owner %d:%d at dump, %d:%d now", rec.UID, rec.GID, st.Uid, st.Gid)
+	}
+	// Directories, devices and FIFOs change their times and sizes as
+	// they are used: only a regular file's are its contents'.
+	if typ != unix.S_IFREG {
+		return out
+	}
+	if reg.Size != nil && reg.GetSize() != uint64(st.Size) {
+		add(true, "size %d at dump, %d now", reg.GetSize(), st.Size)
+	}
+	if ok && (rec.MtimeSec != st.Mtim.Sec || int64(rec.MtimeNsec) != st.Mtim.Nsec) {
+		add(true, "mtime %s at dump, %s now", stamp(rec.MtimeSec, int64(rec.MtimeNsec)), stamp(st.Mtim.Sec, st.Mtim.Nsec))
+	}
+	if len(reg.BuildId) > 0 {
+		now, err := buildIDAt(fd)
+		switch {
+		case err != nil:
+			add(false, "build-id %08x at dump, unreadable now: %v", reg.BuildId, err)
+		case !slices.Equal(now, reg.BuildId):
+			add(false, "build-id %08x at dump, %08x now", reg.BuildId, now)
+		}
+	}
+	return out
+}
+
+// buildIDAt reads the build-id of the file cryo holds with an O_PATH
+// descriptor.
+func buildIDAt(fd int) ([]uint32, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return buildID(f)
+}
+
+func stamp(sec, nsec int64) string { return time.Unix(sec, nsec).UTC().Format(time.RFC3339Nano) }
+
+func typeName(t uint32) string {
+	switch t {
+	case unix.S_IFREG:
+		return "a regular file"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symbolic link"
+	}
+	return fmt.Sprintf("file type %#o", t)
+}
