@@ -34,8 +34,9 @@ import (
 // A process may hold a descriptor or mapping it could not open itself
 // now: root gave it the descriptor before it dropped privileges, or the
 // file's mode changed. It had the file, so it gets it back, but only if
-// it is provably the one it held: the dump recorded its device and inode
-// (cryo-file-stat.img) and they are the same. A file the process may not
+// it is provably the one it held: the dump recorded its device, inode
+// number and birth time (cryo-file-stat.img; the birth time tells an inode
+// number reused for a new file) and they are the same. A file the process may not
 // open and whose identity the images do not record (a checkpoint CRIU
 // made) is refused: then only the access check stands between the
 // process and root's files.
@@ -111,19 +112,20 @@ func (s *Set) verify(id uint32, need uint32, o VerifyOptions) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	st, err := statx(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("stat: %w", err)
+		return -1, err
 	}
 	if !allowed {
 		rec, ok := s.stats[id]
+		now := fileStat(id, st)
 		switch {
 		case !ok:
 			err = fmt.Errorf("%w: fsuid %d may not %s it, and the images do not record which file the process held", ErrAccess, o.Creds.Fsuid, accessName(need))
-		case rec.Dev != st.Dev || rec.Inode != st.Ino:
-			err = fmt.Errorf("%w: fsuid %d may not %s it, and it is not the file the process held (inode %d on device %#x at dump, %d on %#x now)",
-				ErrAccess, o.Creds.Fsuid, accessName(need), rec.Inode, rec.Dev, st.Ino, st.Dev)
+		case rec.Dev != now.Dev || rec.Inode != now.Inode || rec.BtimeSec != now.BtimeSec || rec.BtimeNsec != now.BtimeNsec:
+			err = fmt.Errorf("%w: fsuid %d may not %s it, and it is not the file the process held (inode %d on device %#x born %s at dump, %d on %#x born %s now)",
+				ErrAccess, o.Creds.Fsuid, accessName(need), rec.Inode, rec.Dev, stamp(rec.BtimeSec, rec.BtimeNsec), now.Inode, now.Dev, stamp(now.BtimeSec, now.BtimeNsec))
 		}
 		if err != nil {
 			unix.Close(fd)
@@ -131,12 +133,12 @@ func (s *Set) verify(id uint32, need uint32, o VerifyOptions) (int, error) {
 		}
 		// The very inode the process held: it had it.
 	}
-	changes := s.changes(id, fd, &st)
+	changes := s.changes(id, fd, st)
 	if len(changes) == 0 {
 		return fd, nil
 	}
 	var texts []string
-	grew := reg.GetFlags()&unix.O_APPEND != 0 && uint64(st.Size) >= reg.GetSize()
+	grew := reg.GetFlags()&unix.O_APPEND != 0 && st.Size >= reg.GetSize()
 	for _, c := range changes {
 		texts = append(texts, c.text)
 		grew = grew && c.content

@@ -30,7 +30,9 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	regID := t.nextID()
 	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: regEntry(regID, path, d)})
-	t.noteStat(regID, &d.st)
+	if err := t.noteStat(regID, d.path); err != nil {
+		return 0, err
+	}
 	id := t.nextID()
 	return t.add(&fdinfo.FileEntry{
 		Type: fdinfo.FdTypes_FIFO.Enum(), Id: proto.Uint32(id),

@@ -28,12 +28,36 @@ type identityTable struct {
 	stats []image.FileStat
 }
 
-// noteStat records the owner, mtime and inode of the file of REG entry id.
-func (t *Table) noteStat(id uint32, st *unix.Stat_t) {
-	t.stats = append(t.stats, image.FileStat{
-		ID: id, UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec),
-		Dev: st.Dev, Inode: st.Ino,
-	})
+// statx returns what cryo compares of the file at path (dirfd and flags
+// as statx(2) takes them).
+func statx(dirfd int, path string, flags int) (*unix.Statx_t, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(dirfd, path, flags, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil {
+		return nil, fmt.Errorf("statx: %w", err)
+	}
+	return &st, nil
+}
+
+// noteStat records the owner, mtime and inode of the file of REG entry
+// id, which path reaches.
+func (t *Table) noteStat(id uint32, path string) error {
+	st, err := statx(unix.AT_FDCWD, path, 0)
+	if err != nil {
+		return err
+	}
+	t.stats = append(t.stats, fileStat(id, st))
+	return nil
+}
+
+func fileStat(id uint32, st *unix.Statx_t) image.FileStat {
+	s := image.FileStat{
+		ID: id, UID: st.Uid, GID: st.Gid, MtimeSec: st.Mtime.Sec, MtimeNsec: st.Mtime.Nsec,
+		Dev: unix.Mkdev(st.Dev_major, st.Dev_minor), Inode: st.Ino,
+	}
+	if st.Mask&unix.STATX_BTIME != 0 {
+		s.BtimeSec, s.BtimeNsec = st.Btime.Sec, st.Btime.Nsec
+	}
+	return s
 }
 
 func (t *identityTable) write(dir *image.Dir) error { return dir.WriteFileStats(t.stats) }
@@ -47,18 +71,18 @@ func (t *Table) identify(reg *regfile.RegFileEntry, via string) error {
 		return err
 	}
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return fmt.Errorf("stat %s: %w", via, err)
+	st, err := statx(int(f.Fd()), "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("%s: %w", via, err)
 	}
-	reg.Mode = proto.Uint32(st.Mode)
+	reg.Mode = proto.Uint32(uint32(st.Mode))
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
-		reg.Size = proto.Uint64(uint64(st.Size))
+		reg.Size = proto.Uint64(st.Size)
 		if reg.BuildId, err = buildID(f); err != nil {
 			return fmt.Errorf("%s: %w", reg.GetName(), err)
 		}
 	}
-	t.noteStat(reg.GetId(), &st)
+	t.stats = append(t.stats, fileStat(reg.GetId(), st))
 	return nil
 }
 
@@ -101,19 +125,19 @@ type change struct {
 
 // changes lists how the file cryo holds at fd, with status st, differs
 // from what the dump recorded of entry id.
-func (s *Set) changes(id uint32, fd int, st *unix.Stat_t) []change {
+func (s *Set) changes(id uint32, fd int, st *unix.Statx_t) []change {
 	reg := s.Files[id].Reg
 	var out []change
 	add := func(content bool, format string, a ...any) {
 		out = append(out, change{fmt.Sprintf(format, a...), content})
 	}
-	typ := st.Mode & unix.S_IFMT
+	typ := uint32(st.Mode) & unix.S_IFMT
 	if reg.Mode != nil {
 		if was := reg.GetMode() & unix.S_IFMT; was != typ {
 			add(false, "%s at dump, %s now", typeName(was), typeName(typ))
 			return out // nothing else compares
 		}
-		if was, now := reg.GetMode()&0o7777, st.Mode&0o7777; was != now {
+		if was, now := reg.GetMode()&0o7777, uint32(st.Mode)&0o7777; was != now {
 			add(false, "mode %#o at dump, %#o now", was, now)
 		}
 	}
@@ -126,11 +150,11 @@ func (s *Set) changes(id uint32, fd int, st *unix.Stat_t) []change {
 	if typ != unix.S_IFREG {
 		return out
 	}
-	if reg.Size != nil && reg.GetSize() != uint64(st.Size) {
+	if reg.Size != nil && reg.GetSize() != st.Size {
 		add(true, "size %d at dump, %d now", reg.GetSize(), st.Size)
 	}
-	if ok && (rec.MtimeSec != st.Mtim.Sec || int64(rec.MtimeNsec) != st.Mtim.Nsec) {
-		add(true, "mtime %s at dump, %s now", stamp(rec.MtimeSec, int64(rec.MtimeNsec)), stamp(st.Mtim.Sec, st.Mtim.Nsec))
+	if ok && (rec.MtimeSec != st.Mtime.Sec || rec.MtimeNsec != st.Mtime.Nsec) {
+		add(true, "mtime %s at dump, %s now", stamp(rec.MtimeSec, rec.MtimeNsec), stamp(st.Mtime.Sec, st.Mtime.Nsec))
 	}
 	if len(reg.BuildId) > 0 {
 		now, err := buildIDAt(fd)
@@ -155,7 +179,9 @@ func buildIDAt(fd int) ([]uint32, error) {
 	return buildID(f)
 }
 
-func stamp(sec, nsec int64) string { return time.Unix(sec, nsec).UTC().Format(time.RFC3339Nano) }
+func stamp(sec int64, nsec uint32) string {
+	return time.Unix(sec, int64(nsec)).UTC().Format(time.RFC3339Nano)
+}
 
 func typeName(t uint32) string {
 	switch t {

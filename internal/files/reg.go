@@ -35,7 +35,9 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	reg := regEntry(id, path, d)
 	if !deleted {
-		t.noteStat(id, &d.st)
+		if err := t.noteStat(id, d.path); err != nil {
+			return 0, err
+		}
 	}
 	switch d.mode() {
 	case unix.S_IFREG:

@@ -15,7 +15,8 @@ import (
 
 // FileStat is what identifies a file reached by its path beyond CRIU's
 // reg entry (which has its mode, size and build-id): its owner, its
-// modification time and its inode. cryo keeps them in an image of its own,
+// modification time, and its inode: device, number and birth time (which
+// tells a reused inode number; zero where the filesystem keeps none). cryo keeps them in an image of its own,
 // cryo-file-stat.img, one record per entry of files.img that has them;
 // CRIU's tools know neither the image nor its magic.
 type FileStat struct {
@@ -25,6 +26,8 @@ type FileStat struct {
 	MtimeSec   int64
 	MtimeNsec  uint32
 	Dev, Inode uint64
+	BtimeSec   int64
+	BtimeNsec  uint32
 }
 
 // fileStatType is the message type of cryo-file-stat.img records,
@@ -46,6 +49,7 @@ var fileStatType = func() protoreflect.MessageType {
 				field("id", 1, u32), field("uid", 2, u32), field("gid", 3, u32),
 				field("mtime_sec", 4, i64), field("mtime_nsec", 5, u32),
 				field("dev", 6, u64), field("ino", 7, u64),
+				field("btime_sec", 8, i64), field("btime_nsec", 9, u32),
 			},
 		}},
 	}, protoregistry.GlobalFiles)
@@ -73,6 +77,8 @@ func (s FileStat) message() proto.Message {
 	set("mtime_nsec", protoreflect.ValueOfUint32(s.MtimeNsec))
 	set("dev", protoreflect.ValueOfUint64(s.Dev))
 	set("ino", protoreflect.ValueOfUint64(s.Inode))
+	set("btime_sec", protoreflect.ValueOfInt64(s.BtimeSec))
+	set("btime_nsec", protoreflect.ValueOfUint32(s.BtimeNsec))
 	return m.Interface()
 }
 
@@ -83,6 +89,7 @@ func fileStatOf(m protoreflect.Message) FileStat {
 		ID: uint32(get("id").Uint()), UID: uint32(get("uid").Uint()), GID: uint32(get("gid").Uint()),
 		MtimeSec: get("mtime_sec").Int(), MtimeNsec: uint32(get("mtime_nsec").Uint()),
 		Dev: get("dev").Uint(), Inode: get("ino").Uint(),
+		BtimeSec: get("btime_sec").Int(), BtimeNsec: uint32(get("btime_nsec").Uint()),
 	}
 }
 

@@ -232,7 +232,7 @@ func samples() []sample {
 		// cryo's own image: crit knows neither its magic nor its message,
 		// so it has no crit output to match (TestCritDecodesEveryKind).
 		{kind: FileStats, recs: []record{{msg: FileStat{ID: 3, UID: 65534, GID: 65534, MtimeSec: 1700000000,
-			MtimeNsec: 123456789, Dev: 0x803, Inode: 4242}.message()}}},
+			MtimeNsec: 123456789, Dev: 0x803, Inode: 4242, BtimeSec: 1690000000, BtimeNsec: 5}.message()}}},
 	}
 }
 
