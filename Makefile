@@ -27,8 +27,11 @@ demo: build
 	@echo
 	./bin/cryo demo
 
+# The tracer package runs twice: as built, and with its tracer-thread
+# checks on (-tags cryodebug).
 test: deps
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags cryodebug ./internal/ptrace
 
 # fuzz runs each fuzz target for FUZZTIME (default 2m). Minimizing a new
 # 8 KiB vDSO input can take the whole default minute, so it is cut short.

@@ -5,7 +5,10 @@ import (
 	"io"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 func init() {
@@ -43,6 +46,9 @@ func runDump(args []string, stdout io.Writer) error {
 	case *dir == "":
 		return usageErrorf(fs, "give the image directory with -D DIR")
 	}
+	if err := requirePrivilege(unix.CAP_SYS_PTRACE); err != nil {
+		return err
+	}
 	if os.Getenv(workerEnv) == "" {
 		return runWorker(append([]string{"dump"}, args...))
 	}
@@ -62,6 +68,6 @@ func runDump(args []string, stdout io.Writer) error {
 	}
 	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
 		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)
-	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %d MiB of memory, frozen %v\n", *pid, st.Threads, st.Pages*4096>>20, st.Frozen.Round(1e5))
+	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %s of memory, frozen %v\n", *pid, st.Threads, size(st.Pages*kernel.PageSize), st.Frozen.Round(1e5))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -47,7 +48,7 @@ func TestDumpCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cryo dump: exit status %d\n%s", code, errOut)
 	}
-	want := regexp.MustCompile(`^dumped pid ` + pid + `: 1 threads, \d+ MiB of memory, frozen \S+\n$`)
+	want := regexp.MustCompile(`^dumped pid ` + pid + `: 1 threads, \d+ [KMG]iB of memory, frozen \S+\n$`)
 	if !want.MatchString(out) {
 		t.Errorf("cryo dump printed %q, want a match for %s", out, want)
 	}
@@ -110,5 +111,52 @@ func TestDumpUsage(t *testing.T) {
 				t.Errorf("stderr %q does not say %q and give the usage", errOut, tt.want)
 			}
 		})
+	}
+}
+
+// TestDumpErrors checks the failures a user meets first: they say what is
+// wrong, and a failed dump removes the directory it made and leaves one
+// that existed as it was.
+func TestDumpErrors(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	made := filepath.Join(t.TempDir(), "new")
+	existing := t.TempDir()
+	keep := filepath.Join(existing, "notes.txt")
+	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A pid that no process has: above pid_max.
+	for _, dir := range []string{made, existing} {
+		_, errOut, code := runBinary(t, bin, "dump", "-t", "99999999", "-D", dir)
+		if code != 1 || !strings.Contains(errOut, "no such process") {
+			t.Errorf("dump of a missing pid into %s: exit status %d, stderr %q; want 1 and \"no such process\"", dir, code, errOut)
+		}
+	}
+	if _, err := os.Stat(made); err == nil {
+		t.Errorf("a failed dump left %s behind", made)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "mine" {
+		t.Errorf("a failed dump changed %s: %q, %v", keep, b, err)
+	}
+	// Not root: said before anything starts.
+	s := testutil.StartSubject(t, testutil.BuildC(t, "vdsoclock.c"))
+	open, err := os.MkdirTemp("", "cryo-open-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(open) })
+	b, err := os.ReadFile(bin)
+	if err == nil {
+		err = errors.Join(os.Chmod(open, 0o755), os.WriteFile(filepath.Join(open, "cryo"), b, 0o755))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(open, "cryo"), "dump", "-t", strconv.Itoa(s.Pid), "-D", filepath.Join(open, "x"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "must run as root") {
+		t.Errorf("dump as nobody: exit status %d, output %q; want 1 and \"must run as root\"", cmd.ProcessState.ExitCode(), out)
 	}
 }

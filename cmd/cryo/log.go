@@ -96,6 +96,17 @@ func progressBar(stderr io.Writer, what string) func(done, total uint64) {
 	}
 }
 
+// size says a number of bytes in KiB, MiB or GiB, whichever reads best.
+func size(n uint64) string {
+	switch {
+	case n < 1<<20:
+		return fmt.Sprintf("%d KiB", n>>10)
+	case n < 10<<30:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d GiB", n>>30)
+}
+
 // peakRSS is cryo's own peak resident memory in KiB, for the benchmarks.
 // It is the VmHWM of /proc/self/status: getrusage's figure also counts
 // what the process that started cryo had resident when it forked it.

@@ -56,6 +56,9 @@ func runRestore(args []string, stdout io.Writer) error {
 	case m != restore.VDSOAuto && m != restore.VDSORemap && m != restore.VDSOProxy:
 		return usageErrorf(fs, "--vdso must be auto, remap or proxy, not %q", *mode)
 	}
+	if err := requirePrivilege(unix.CAP_SYS_PTRACE, unix.CAP_SYS_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID); err != nil {
+		return err
+	}
 	log, closeLog, err := newLogger(*verbosity, *logFile, os.Stderr)
 	if err != nil {
 		return err

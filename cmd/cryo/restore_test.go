@@ -32,6 +32,27 @@ func dumpSubject(t *testing.T, bin string, s *testutil.Subject, wrap ...string) 
 	return dir
 }
 
+// dumpStopped stops a subject and dumps it with `cryo dump`, returning
+// the images and what /proc said of the subject, which a restore brings
+// back stopped: the state oracle compares them (checkRestoredState).
+func dumpStopped(t *testing.T, bin string, s *testutil.Subject) (dir string, before testutil.State) {
+	t.Helper()
+	before = testutil.RecordStopped(t, s.Pid)
+	return dumpSubject(t, bin, s), before
+}
+
+// checkRestoredState waits until the restored subject is stopped, as it
+// was dumped, fails the test with every difference the state oracle finds
+// in /proc, and lets the subject go on.
+func checkRestoredState(t *testing.T, s *testutil.Subject, before testutil.State) {
+	t.Helper()
+	testutil.WaitStopped(t, s.Pid)
+	testutil.CompareStates(t, before, testutil.RecordState(t, s.Pid))
+	if err := unix.Kill(s.Pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRestoreCommandDetached runs `cryo restore -d --pidfile F`: cryo
 // returns once the process runs, with its PID in F; the process, orphaned
 // then, goes on ticking under the test process, a child subreaper.
@@ -40,7 +61,7 @@ func TestRestoreCommandDetached(t *testing.T) {
 	bin := testutil.BuildGo(t, "./cmd/cryo")
 	s := testutil.StartSubject(t, testutil.BuildC(t, "vdsoclock.c"))
 	s.WaitTicks(t, 3)
-	dir := dumpSubject(t, bin, s)
+	dir, before := dumpStopped(t, bin, s)
 
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	out, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d", "--pidfile", pidFile)
@@ -58,6 +79,7 @@ func TestRestoreCommandDetached(t *testing.T) {
 	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(s.Pid) {
 		t.Errorf("pid file holds %q, want %d", got, s.Pid)
 	}
+	checkRestoredState(t, s, before)
 	s.WaitTicks(t, 20)
 }
 
@@ -383,7 +405,7 @@ func TestRestoreCommandShellJob(t *testing.T) {
 // TestRestoreCommandOwnState restores with a cryo that runs niced and with
 // SIGHUP ignored (as under nohup): the restored process gets the dumped
 // process's nice value and signal dispositions, not cryo's, which its stub
-// inherits.
+// inherits, nor anything else of cryo's (the state oracle).
 func TestRestoreCommandOwnState(t *testing.T) {
 	testutil.RequireRoot(t)
 	nohup, err1 := exec.LookPath("nohup")
@@ -394,23 +416,11 @@ func TestRestoreCommandOwnState(t *testing.T) {
 	bin := testutil.BuildGo(t, "./cmd/cryo")
 	s := testutil.StartSubject(t, testutil.BuildC(t, "vdsoclock.c"))
 	s.WaitTicks(t, 3)
-	state := func() (ign uint64, nice int64) {
-		t.Helper()
-		st, err := proc.ReadStatus(s.Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pst, err := proc.ReadStat(s.Pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.SigIgn, pst.Nice
+	dir, before := dumpStopped(t, bin, s)
+	status := fmt.Sprintf("task/%d/status/", s.Pid)
+	if ign, niceness := before[status+"SigIgn"], before[fmt.Sprintf("task/%d/stat/nice", s.Pid)]; ign != "0000000000000000" || niceness != "0" {
+		t.Fatalf("subject ignores %s with nice %s; want no signal ignored, nice 0", ign, niceness)
 	}
-	ign, niceness := state()
-	if ign&(1<<(unix.SIGHUP-1)) != 0 || niceness != 0 {
-		t.Fatalf("subject ignores %#x with nice %d; want SIGHUP not ignored, nice 0", ign, niceness)
-	}
-	dir := dumpSubject(t, bin, s)
 
 	// nohup prints where the output goes unless it is not a terminal.
 	_, errOut, code := runBinary(t, nohup, nice, "-n", "5", bin, "restore", "-D", dir, "-d")
@@ -418,9 +428,7 @@ func TestRestoreCommandOwnState(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("nohup nice cryo restore -d: exit status %d\n%s", code, errOut)
 	}
-	if gotIgn, gotNice := state(); gotIgn != ign || gotNice != niceness {
-		t.Errorf("restored process ignores %#x with nice %d, want %#x and %d", gotIgn, gotNice, ign, niceness)
-	}
+	checkRestoredState(t, s, before)
 	s.WaitTicks(t, 5)
 }
 

@@ -9,4 +9,7 @@ var (
 	// ErrMissingFeatures means the image needs CPU state components this
 	// CPU does not have.
 	ErrMissingFeatures = errors.New("CPU lacks features the process uses")
+	// ErrArch means the state is of an architecture this build of cryo
+	// does not run.
+	ErrArch = errors.New("architecture not supported")
 )

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/restore"
 )
 
@@ -118,7 +119,7 @@ func Run(ctx context.Context, w io.Writer) error {
 	}
 	cmd.Wait() // reap: the PID must be free to restore into
 	fmt.Fprintf(w, "checkpointed %d threads and %d MiB of memory in %v; the process is gone:\n",
-		st.Threads, st.Pages*4096>>20, st.Total.Round(time.Millisecond))
+		st.Threads, st.Pages*kernel.PageSize>>20, st.Total.Round(time.Millisecond))
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(w, "  /proc/%d does not exist\n", pid)
 	}

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -44,6 +43,10 @@ type Options struct {
 	// FailAt makes the step of that name fail (see Steps): the hook the
 	// tests use to prove that a failed dump leaves the target as it was.
 	FailAt string
+	// Frozen, if set, is called once every thread is stopped, before
+	// anything is read or injected: the hook the tests use to see the
+	// process as the dump does (the state oracle).
+	Frozen func()
 }
 
 // Steps names the steps of a dump in order, for Options.FailAt.
@@ -114,7 +117,13 @@ func (d *dumper) run(ctx context.Context) error {
 			}
 			d.log.Info("froze process", "pid", d.pid, "threads", len(d.tr.Threads()))
 			// Anything read before the freeze may have changed.
-			return d.inspect()
+			if err := d.inspect(); err != nil {
+				return err
+			}
+			if d.opts.Frozen != nil {
+				d.opts.Frozen()
+			}
+			return nil
 		}},
 		{Name: "memory", Run: func() (err error) {
 			// Before any injection, so that the scratch mapping is not
@@ -140,6 +149,8 @@ func (d *dumper) run(ctx context.Context) error {
 		{Name: "task", Run: d.dumpProcess},
 		{Name: "files", Run: d.dumpFiles},
 		{Name: "pages", Run: func() error {
+			// The last injection is done.
+			d.addDeferredSignals()
 			err := errors.Join(d.copyMemory(ctx, mem, runs, shared), mem.Close())
 			if err != nil || !d.opts.LeaveRunning {
 				return err
@@ -242,13 +253,17 @@ func (d *dumper) inspect() (err error) {
 	if d.pid == os.Getpid() {
 		return errors.New("cannot dump cryo itself")
 	}
+	if d.status, err = proc.ReadStatus(d.pid); errors.Is(err, fs.ErrNotExist) {
+		return ErrNoProcess
+	} else if err != nil {
+		return err
+	}
+	// Only for a process that exists: a dump that fails removes a
+	// directory it made.
 	if d.dir == nil {
 		if d.dir, err = image.Create(d.opts.Dir); err != nil {
 			return err
 		}
-	}
-	if d.status, err = proc.ReadStatus(d.pid); err != nil {
-		return err
 	}
 	if d.stat, err = proc.ReadStat(d.pid); err != nil {
 		return err
@@ -283,14 +298,11 @@ func (d *dumper) inspect() (err error) {
 	return nil
 }
 
-// removeImages deletes what a failed dump wrote: a directory that Create
-// accepted held no images before.
+// removeImages deletes what a failed dump wrote.
 func (d *dumper) removeImages() {
-	if d.dir == nil {
-		return
-	}
-	names, _ := filepath.Glob(filepath.Join(d.opts.Dir, "*.img"))
-	for _, n := range names {
-		os.Remove(n)
+	if d.dir != nil {
+		if err := d.dir.Discard(); err != nil {
+			d.log.Warn("remove the images of the failed dump", "err", err)
+		}
 	}
 }

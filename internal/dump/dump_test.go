@@ -1025,7 +1025,7 @@ func TestDumpRefuses(t *testing.T) {
 			want: func(*sink) []string { return []string{"inventory.img"} }},
 		{name: "itself", pid: func(*testing.T) int { return os.Getpid() },
 			want: func(*sink) []string { return []string{"cryo itself"} }},
-		{name: "no such process", pid: freePid, is: fs.ErrNotExist,
+		{name: "no such process", pid: freePid, is: dump.ErrNoProcess,
 			want: func(*sink) []string { return nil }},
 	}
 	for _, tt := range tests {

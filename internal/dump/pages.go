@@ -11,10 +11,12 @@ import (
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/steps"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 const (
-	pageSize = 4096
+	pageSize = kernel.PageSize
 	// copyChunk is how much memory one process_vm_readv moves: large
 	// enough that system calls are a small part of the cost, small enough
 	// for cryo's own footprint.

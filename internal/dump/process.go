@@ -191,7 +191,7 @@ func (d *dumper) dumpFiles() error {
 	if err := d.files.Dump(); err != nil {
 		return err
 	}
-	cwd, err := proc.ReadCwd(d.pid)
+	cwdID, err := d.dumpCwd()
 	if err != nil {
 		return err
 	}
@@ -201,10 +201,6 @@ func (d *dumper) dumpFiles() error {
 	}
 	if d.status.Umask < 0 {
 		return fmt.Errorf("no umask in status")
-	}
-	cwdID, err := d.files.RegPath(cwd, proc.Path(d.pid, "cwd"), unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return fmt.Errorf("working directory: %w", err)
 	}
 	rootID, err := d.files.RegPath(root, proc.Path(d.pid, "root"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {

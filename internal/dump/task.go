@@ -99,8 +99,14 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	state := uint32(taskAlive)
+	var stopSig *uint32
+	if sig := tr.GroupStop(); sig != 0 {
+		state, stopSig = taskStopped, proto.Uint32(uint32(sig))
+	}
 	return &criucore.TaskCoreEntry{
-		TaskState:      proto.Uint32(taskAlive),
+		TaskState:      proto.Uint32(state),
+		StopSigno:      stopSig,
 		ExitCode:       proto.Uint32(0),
 		Personality:    proto.Uint32(personality),
 		Flags:          proto.Uint32(d.stat.Flags),
@@ -114,8 +120,11 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	}, nil
 }
 
-// taskAlive is CRIU's TASK_ALIVE task state.
-const taskAlive = 1
+// CRIU's task states: running, or stopped by a signal (job control).
+const (
+	taskAlive   = 1
+	taskStopped = 3
+)
 
 // prctlInt injects a prctl that writes an int to *arg2 and returns it.
 func (d *dumper) prctlInt(option int, scratch uint64) (uint32, error) {

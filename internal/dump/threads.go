@@ -15,6 +15,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
 )
 
 // maxVDSOSteps bounds the single-stepping out of the vDSO: its longest
@@ -31,8 +32,8 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		return nil, err
 	}
 	for _, v := range d.vdsos {
-		if regs.Rip >= v.Start && regs.Rip < v.End {
-			d.log.Info("stepping thread out of the vDSO", "tid", tid, "rip", fmt.Sprintf("%#x", regs.Rip))
+		if ptrace.PC(regs) >= v.Start && ptrace.PC(regs) < v.End {
+			d.log.Info("stepping thread out of the vDSO", "tid", tid, "rip", fmt.Sprintf("%#x", ptrace.PC(regs)))
 			if regs, err = tr.StepOut(tid, v.Start, v.End, maxVDSOSteps); err != nil {
 				return nil, err
 			}
@@ -77,6 +78,9 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	}
 	var buf [32]byte
 	if err := tr.ReadMem(scratch, buf[:]); err != nil {
+		return nil, err
+	}
+	if err := d.checkTimerSlack(tid, stat.Policy); err != nil {
 		return nil, err
 	}
 	le := binary.LittleEndian
@@ -131,6 +135,34 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		},
 		ThreadCore: tc,
 	}, nil
+}
+
+// defaultTimerSlack is the kernel's timer slack (50 µs), which every
+// thread inherits unless one of its ancestors changed its own.
+const defaultTimerSlack = 50000
+
+// checkTimerSlack refuses a thread whose timer slack is not the default:
+// CRIU's images have no field for it. A real-time thread has none.
+func (d *dumper) checkTimerSlack(tid int, policy uint32) error {
+	slack, err := d.tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	if err != nil {
+		return fmt.Errorf("get timer slack of tid %d: %w", tid, err)
+	}
+	rt := policy == unix.SCHED_FIFO || policy == unix.SCHED_RR
+	if slack != defaultTimerSlack && !(rt && slack == 0) {
+		return fmt.Errorf("%w: tid %d has a timer slack of %d ns (PR_SET_TIMERSLACK), not the default %d", ErrUnsupported, tid, slack, defaultTimerSlack)
+	}
+	return nil
+}
+
+// addDeferredSignals adds to each thread's queue the signals that the
+// tracer took off it while it ran an injection or a step: they were
+// pending, and a restore must queue them again.
+func (d *dumper) addDeferredSignals() {
+	for i, tid := range d.tids() {
+		q := d.threads[i].ThreadCore.SignalsP
+		q.Signals = append(q.Signals, signalQueue(d.tr.DeferredSignals(tid)).Signals...)
+	}
 }
 
 // signalQueue turns the siginfos ptrace peeked into the image's queue.

@@ -237,6 +237,26 @@ func openNoSymlinks(path string) (int, error) {
 	return fd, nil
 }
 
+// OpenMade opens, for Path, a file the restore made again from the
+// images, which Verify leaves out (a removed working directory): there is
+// nothing on disk to compare it with, but it too is reached without a
+// symbolic link, and its path resolved once.
+func (s *Set) OpenMade(id uint32) error {
+	name := s.Files[id].Reg.GetName()
+	fd, err := openNoSymlinks(name)
+	if err != nil {
+		return fmt.Errorf("file %s: %w", name, err)
+	}
+	if old, ok := s.opened[id]; ok {
+		unix.Close(old)
+	}
+	if s.opened == nil {
+		s.opened = map[uint32]int{}
+	}
+	s.opened[id] = fd
+	return nil
+}
+
 // Path is the path through which the process opens entry id: cryo's
 // descriptor of the file Verify checked, which reopens that very inode.
 func (s *Set) Path(id uint32) (string, error) {

@@ -23,6 +23,9 @@ type Dir struct {
 	// checkOwner refuses images that others than root or cryo's user
 	// could have written (Open's, which a restore reads).
 	checkOwner bool
+	// oldMode is the mode an existing directory had before Create made it
+	// writable by its owner only; 0 if unchanged.
+	oldMode uint32
 
 	mu      sync.Mutex
 	open    int      // files created and not yet closed
@@ -32,7 +35,11 @@ type Dir struct {
 
 // Create prepares path for a new dump. It makes the directory if missing,
 // with mode 0700 since images hold process memory, and refuses one that
-// already holds images: stale ones would mix with the new dump.
+// already holds images: stale ones would mix with the new dump. An
+// existing directory must be one a restore will trust (see checkTrusted):
+// one of another user is refused, and one that others may write is made
+// writable by its owner only, before any image is in it (Discard puts
+// its mode back).
 func Create(path string) (*Dir, error) {
 	err := os.Mkdir(path, 0o700)
 	if err == nil {
@@ -41,16 +48,36 @@ func Create(path string) (*Dir, error) {
 	if !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("create image directory: %w", err)
 	}
+	d := &Dir{path: path}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, fmt.Errorf("create image directory: %w", &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("create image directory %s: not a directory", path)
+	}
+	if st.Mode&0o022 != 0 {
+		d.oldMode = st.Mode & 0o7777
+		if err := unix.Chmod(path, d.oldMode&^0o022); err != nil {
+			return nil, fmt.Errorf("create image directory: make %s writable by its owner only: %w", path, err)
+		}
+		st.Mode &^= 0o022
+	}
+	if err := checkTrusted(path, &st); err != nil {
+		d.Discard()
+		return nil, fmt.Errorf("create image directory: %w", err)
+	}
 	ents, err := os.ReadDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("create image directory: %w", err)
 	}
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".img") {
+			d.Discard()
 			return nil, fmt.Errorf("create image directory %s: %w (%s)", path, ErrNotEmpty, e.Name())
 		}
 	}
-	return &Dir{path: path}, nil
+	return d, nil
 }
 
 // Open opens an existing image directory to restore from. It, and every
@@ -228,6 +255,28 @@ func (d *Dir) Sync() error {
 		return syncFile(filepath.Dir(d.path))
 	}
 	return nil
+}
+
+// Discard removes what a failed dump wrote: every image created through
+// d, and the directory if Create made it. A directory that existed
+// before is left as it was, its mode too.
+func (d *Dir) Discard() error {
+	d.mu.Lock()
+	written := slices.Clone(d.written)
+	d.mu.Unlock()
+	var errs []error
+	for _, name := range written {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	switch {
+	case d.created:
+		errs = append(errs, os.Remove(d.path))
+	case d.oldMode != 0:
+		errs = append(errs, unix.Chmod(d.path, d.oldMode))
+	}
+	return errors.Join(errs...)
 }
 
 func syncFile(path string) error {

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -70,7 +71,7 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 		f:     f,
 		done:  done,
 		name:  Pages.FileName(pagesID),
-		psize: uint64(os.Getpagesize()),
+		psize: kernel.PageSize,
 	}, nil
 }
 
@@ -210,7 +211,7 @@ func (d *Dir) openPages(k Kind, id uint32) (*PageReader, error) {
 		f.Close()
 		return nil, fmt.Errorf("open image: %w", err)
 	}
-	return &PageReader{pm: pm, pages: f, c: f, size: st.Size(), name: name, psize: uint64(os.Getpagesize())}, nil
+	return &PageReader{pm: pm, pages: f, c: f, size: st.Size(), name: name, psize: kernel.PageSize}, nil
 }
 
 // readHead reads the record every pagemap starts with and returns the id

@@ -112,3 +112,40 @@ func chown(t *testing.T, path string, uid int) {
 		t.Fatal(err)
 	}
 }
+
+// TestCreateTrusted checks that a dump only writes where a restore will
+// read: an existing directory that others may write is made writable by
+// its owner alone (and given its mode back when the dump fails), and one
+// of another user is refused.
+func TestCreateTrusted(t *testing.T) {
+	testutil.RequireRoot(t)
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	chmod(t, open, 0o777)
+	d, err := image.Create(open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(open); st.Mode().Perm() != 0o755 {
+		t.Errorf("mode %v after Create, want 0755", st.Mode().Perm())
+	}
+	if _, err := image.Open(open); err != nil {
+		t.Errorf("a restore refuses what the dump wrote into: %v", err)
+	}
+	if err := d.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(open); st.Mode().Perm() != 0o777 {
+		t.Errorf("mode %v after Discard, want 0777 back", st.Mode().Perm())
+	}
+	theirs := filepath.Join(t.TempDir(), "theirs")
+	if err := os.Mkdir(theirs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, theirs, 65534)
+	if _, err := image.Create(theirs); !errors.Is(err, image.ErrUntrusted) {
+		t.Errorf("Create in another user's directory: %v, want ErrUntrusted", err)
+	}
+}

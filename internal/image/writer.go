@@ -121,8 +121,10 @@ func (w *Writer) put(p []byte) error {
 	return nil
 }
 
-// Close flushes the image and, if the Writer owns its file, fsyncs and
-// closes it: an image is complete and durable once Close returns nil.
+// Close flushes the image and, if the Writer owns its file, closes it: an
+// image is complete once Close returns nil, and durable once its Dir's
+// Sync returns nil (Close does not fsync, so that a dump waits for the
+// disk once for all its images).
 func (w *Writer) Close() error {
 	if errors.Is(w.err, os.ErrClosed) {
 		return w.err

@@ -26,6 +26,12 @@ func TestStructSizes(t *testing.T) {
 		{"prctl_mm_map", kernel.PrctlMmMap{}, 104},
 		{"ptrace_rseq_configuration", kernel.RseqConfiguration{}, 24},
 		{"uffdio_api", kernel.UffdioAPI{}, 24},
+		{"sigaction", kernel.Sigaction{}, 32},
+		{"stack_t", kernel.StackT{}, 24},
+		{"itimerval", kernel.Itimerval{}, 32},
+		{"sched_param", kernel.SchedParam{}, 4},
+		{"rlimit (x/sys)", unix.Rlimit{}, 16},
+		{"epoll_event (x/sys, packed on x86_64)", unix.EpollEvent{}, 12},
 	} {
 		if got := binary.Size(tc.v); got != tc.want {
 			t.Errorf("struct %s: %d bytes, want %d", tc.name, got, tc.want)

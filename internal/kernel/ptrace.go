@@ -1,5 +1,23 @@
 package kernel
 
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+)
+
+// Siginfo is a siginfo_t (include/uapi/asm-generic/siginfo.h) as the
+// kernel copies it out: si_signo, si_errno and si_code are its first three
+// ints.
+type Siginfo [SiginfoSize]byte
+
+// Signo is si_signo.
+func (s *Siginfo) Signo() unix.Signal { return unix.Signal(binary.LittleEndian.Uint32(s[0:])) }
+
+// Code is si_code: positive when the kernel raised the signal, 0 or
+// negative (SI_USER, SI_TKILL, SI_QUEUE...) when a process sent it.
+func (s *Siginfo) Code() int32 { return int32(binary.LittleEndian.Uint32(s[8:])) }
+
 // RseqConfiguration mirrors struct ptrace_rseq_configuration in
 // include/uapi/linux/ptrace.h: a thread's rseq registration as
 // PTRACE_GET_RSEQ_CONFIGURATION reports it. RseqAbiPointer is 0 when the

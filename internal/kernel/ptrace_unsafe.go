@@ -73,10 +73,29 @@ func PtraceSetSigmask(tid int, mask uint64) error {
 
 // PtraceGetSiginfo reads the siginfo of the signal that put a thread in
 // its current signal-delivery-stop.
-func PtraceGetSiginfo(tid int) (unix.Siginfo, error) {
-	var si unix.Siginfo
+func PtraceGetSiginfo(tid int) (Siginfo, error) {
+	var si Siginfo
 	if _, err := ptrace(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(&si))); err != nil {
 		return si, fmt.Errorf("get siginfo of tid %d: %w", tid, err)
 	}
 	return si, nil
+}
+
+// PtraceSetSiginfo replaces the siginfo of the signal of a thread's
+// signal-delivery-stop: resumed with that signal, the thread takes it with
+// this siginfo.
+func PtraceSetSiginfo(tid int, si *Siginfo) error {
+	if _, err := ptrace(unix.PTRACE_SETSIGINFO, tid, 0, uintptr(unsafe.Pointer(si))); err != nil {
+		return fmt.Errorf("set siginfo of tid %d: %w", tid, err)
+	}
+	return nil
+}
+
+// PtraceDetachSignal detaches a thread and, if it is at a
+// signal-delivery-stop, delivers sig to it (0 for none).
+func PtraceDetachSignal(tid int, sig unix.Signal) error {
+	if _, err := ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)); err != nil {
+		return fmt.Errorf("ptrace detach tid %d: %w", tid, err)
+	}
+	return nil
 }

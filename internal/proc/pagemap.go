@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // /proc/PID/pagemap holds one native-endian 64-bit entry per virtual page,
@@ -18,7 +19,7 @@ const (
 	pmSoftDirty  = 1 << 55
 )
 
-var pageSize = uint64(os.Getpagesize())
+const pageSize = kernel.PageSize
 
 // PagePresent reports whether the page is in RAM.
 func PagePresent(e uint64) bool { return e&pmPresent != 0 }

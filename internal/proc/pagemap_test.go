@@ -31,7 +31,7 @@ func TestPageBits(t *testing.T) {
 
 func TestPageRuns(t *testing.T) {
 	const p, s = 1 << 63, 1 << 62
-	ps := pageSize
+	ps := uint64(pageSize)
 	for _, tc := range []struct {
 		entries []uint64
 		want    []PageRun

@@ -106,14 +106,14 @@ func (t *Tracer) Child(pid int) (*Tracer, error) {
 
 // adopt takes over the task whose birth has stopped thread parent, as New
 // tasks tells; mask is the signal mask the parent had before the
-// injection.
+// injection. Tracer thread only.
 func (t *Tracer) adopt(parent int, mask uint64) error {
 	msg, err := unix.PtraceGetEventMsg(parent)
 	if err != nil {
 		return fmt.Errorf("get the task tid %d created: %w", parent, err)
 	}
 	tid := int(msg)
-	if err := waitStop(tid, birthStop); err != nil {
+	if _, err := waitStop(tid, birthStop); err != nil {
 		return err
 	}
 	st, err := proc.ReadStatus(tid)

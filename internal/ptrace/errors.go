@@ -22,4 +22,6 @@ var (
 	// ErrVfork means an injection would vfork: the parent would wait in the
 	// kernel for its stopped child, and the tracer with it.
 	ErrVfork = errors.New("vfork is not followed")
+	// ErrArch means cryo cannot trace processes on this architecture.
+	ErrArch = errors.New("architecture not supported")
 )

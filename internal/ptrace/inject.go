@@ -33,7 +33,7 @@ import (
 // merely delayed it. Blocking a synchronous signal instead would make a
 // fault reset the task's handler. Of the signals that get through, those
 // sent by a process (SIGSTOP, or a kill of a synchronous one) are held back
-// and re-sent to the thread at detach, without their original siginfo; one
+// and re-sent to the thread at detach (see detach and DeferredSignals); one
 // the kernel raised for the injected code itself, other than the gadget's
 // trap, is a fault (ErrFault), and is discarded.
 //
@@ -61,7 +61,7 @@ func (t *Tracer) Syscall(tid, nr int, args ...uint64) (uint64, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("inject syscall %d into tid %d: %w", nr, tid, err)
+		return 0, fmt.Errorf("inject %s into tid %d: %w", kernel.SyscallName(nr), tid, err)
 	}
 	return ret, nil
 }
@@ -165,7 +165,7 @@ func (t *Tracer) PlaceScratch(addr uint64) error {
 }
 
 // gadgetFor checks the arguments of an injected call into thread tid and
-// returns the gadget's address.
+// returns the gadget's address. Tracer thread only.
 func (t *Tracer) gadgetFor(tid int, args []uint64) (uint64, error) {
 	if len(args) > maxArgs {
 		return 0, fmt.Errorf("%d arguments, at most %d", len(args), maxArgs)
@@ -175,6 +175,7 @@ func (t *Tracer) gadgetFor(tid int, args []uint64) (uint64, error) {
 
 // gadget returns the address of the gadget in the scratch mapping, which
 // it maps first, with an injection into thread tid, if need be.
+// Tracer thread only.
 func (t *Tracer) gadget(tid int) (uint64, error) {
 	if t.scratch != 0 {
 		return t.scratch, nil
@@ -202,7 +203,7 @@ func (t *Tracer) gadget(tid int) (uint64, error) {
 }
 
 // unmapScratch unmaps the scratch mapping with an injection into thread
-// tid.
+// tid. Tracer thread only.
 func (t *Tracer) unmapScratch(tid int) error {
 	err := t.borrow(func(site uint64) error {
 		_, err := t.syscallAt(tid, site, unix.SYS_MUNMAP, []uint64{t.scratch, scratchSize})
@@ -217,9 +218,10 @@ func (t *Tracer) unmapScratch(tid int) error {
 
 // borrow writes the gadget over the start of the tracee's first private
 // executable mapping, runs f with its address and puts the bytes back (the
-// page stays the private copy the write made of it). Never the live [vdso]
-// (/proc/PID/mem writes there reach every process) and never a shared
-// mapping (the write would reach the file).
+// page stays the private copy the write made of it). Never the [vdso]
+// (the write would leave the process a private copy of the kernel's
+// page, which a later dump would take for the vDSO itself) and never a
+// shared mapping (the write would reach the file). Tracer thread only.
 func (t *Tracer) borrow(f func(site uint64) error) error {
 	maps, err := proc.ReadMaps(t.pid)
 	if err != nil {
@@ -246,6 +248,7 @@ func (t *Tracer) borrow(f func(site uint64) error) error {
 }
 
 // syscallAt injects system call nr with a gadget at address gadget.
+// Tracer thread only.
 func (t *Tracer) syscallAt(tid int, gadget uint64, nr int, args []uint64) (uint64, error) {
 	regs, err := t.run(tid, func(r *unix.PtraceRegs) { setSyscall(r, gadget, nr, args) }, trapStop(gadget))
 	if err != nil {
@@ -259,7 +262,7 @@ func (t *Tracer) syscallAt(tid int, gadget uint64, nr int, args []uint64) (uint6
 }
 
 // pushReturn writes a return address below the stack top and returns the
-// new stack pointer.
+// new stack pointer. Tracer thread only.
 func (t *Tracer) pushReturn(top, ret uint64) (uint64, error) {
 	sp := top - 8
 	return sp, t.WriteMem(sp, binary.NativeEndian.AppendUint64(nil, ret))
@@ -275,7 +278,7 @@ type stop struct {
 // current ones, continues it until it stops at want, and returns the
 // registers there. The thread's registers and signal mask are put back
 // afterwards, at that stop, also when the injection fails, unless the
-// thread is gone.
+// thread is gone. Tracer thread only.
 func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), want stop) (unix.PtraceRegs, error) {
 	var saved unix.PtraceRegs
 	if err := getRegs(tid, &saved); err != nil {
@@ -301,6 +304,7 @@ func (t *Tracer) run(tid int, setup func(*unix.PtraceRegs), want stop) (unix.Ptr
 // on the way is adopted (see Clone3) with mask, the thread's own signal
 // mask; failing to adopt one fails the injection, but only once the thread
 // has reached want, so that it is never left inside the system call.
+// Tracer thread only.
 func (t *Tracer) runTo(tid int, regs *unix.PtraceRegs, want stop, mask uint64) (unix.PtraceRegs, error) {
 	var out unix.PtraceRegs
 	if err := setRegs(tid, regs); err != nil {
@@ -327,8 +331,8 @@ func (t *Tracer) runTo(tid int, regs *unix.PtraceRegs, want stop, mask uint64) (
 		if err != nil {
 			return out, errors.Join(adoptErr, err)
 		}
-		if si.Code <= 0 { // SI_USER, SI_TKILL, SI_QUEUE...: sent by a process
-			t.deferred[tid] = append(t.deferred[tid], ws.StopSignal())
+		if si.Code() <= 0 { // SI_USER, SI_TKILL, SI_QUEUE...: sent by a process
+			t.deferSignal(tid, si)
 			continue
 		}
 		if err := getRegs(tid, &out); err != nil {

@@ -1,9 +1,13 @@
 package ptrace
 
-import "golang.org/x/sys/unix"
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+)
 
 const (
-	pageSize    = 4096
+	pageSize    = kernel.PageSize
 	scratchSize = 2 * pageSize
 	maxArgs     = 6
 	// trapOffset is where the int3 sits in gadgetCode.
@@ -13,7 +17,12 @@ const (
 	fpRegset = unix.NT_X86_XSTATE
 	// flagDF is the direction flag, which the ABI wants clear at calls.
 	flagDF = 1 << 10
+	// archOK: the tracer runs on this architecture.
+	archOK = true
 )
+
+// archErr is never returned on x86_64.
+var archErr error
 
 // gadgetCode is "syscall; int3".
 var gadgetCode = []byte{0x0f, 0x05, 0xcc}

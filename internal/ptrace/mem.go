@@ -1,16 +1,19 @@
 package ptrace
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // ReadMem reads len(b) bytes of the tracee's memory at addr through
-// /proc/PID/mem, which also reads pages the tracee cannot (PROT_NONE
-// excepted).
+// /proc/PID/mem, which also reads pages the tracee cannot, PROT_NONE ones
+// included (as a debugger does, with FOLL_FORCE).
 func (t *Tracer) ReadMem(addr uint64, b []byte) error {
 	if _, err := t.mem.ReadAt(b, int64(addr)); err != nil {
 		return fmt.Errorf("read %d bytes at %#x of pid %d: %w", len(b), addr, t.pid, err)
@@ -26,6 +29,20 @@ func (t *Tracer) WriteMem(addr uint64, b []byte) error {
 		return fmt.Errorf("write %d bytes at %#x of pid %d: %w", len(b), addr, t.pid, err)
 	}
 	return nil
+}
+
+// ReadValue reads a kernel struct v (see kernel.Decode) at addr.
+func (t *Tracer) ReadValue(addr uint64, v any) error {
+	b := make([]byte, binary.Size(v))
+	if err := t.ReadMem(addr, b); err != nil {
+		return err
+	}
+	return kernel.Decode(b, v)
+}
+
+// WriteValue writes a kernel struct v (see kernel.Encode) at addr.
+func (t *Tracer) WriteValue(addr uint64, v any) error {
+	return t.WriteMem(addr, kernel.Encode(v))
 }
 
 // Segment is bytes to write at an address of the tracee.

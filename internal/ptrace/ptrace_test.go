@@ -1,3 +1,5 @@
+//go:build amd64
+
 package ptrace_test
 
 import (
@@ -15,8 +17,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
+	"github.com/cryo-cr/cryo/internal/testutil"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
@@ -143,6 +147,68 @@ func TestSyscallHoldsSignals(t *testing.T) {
 				tc.after(t, s)
 			})
 		})
+	}
+}
+
+// TestStepOutHoldsSignals single-steps a thread that spins in user code
+// (test/subjects/vdsospin.c) with a signal queued for the process and a
+// SIGSTOP sent to the thread: the first stays queued, with its siginfo;
+// the second, which nothing blocks, is held back, reported, and delivered
+// at detach with the siginfo it came with.
+func TestStepOutHoldsSignals(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "vdsospin.c"))
+	rtmin := unix.Signal(s.ReadyUint(t, "sigrtmin"))
+	s.WaitTicks(t, 2)
+	tr, err := ptrace.Seize(s.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Detach() })
+	regs, err := tr.GetRegs(s.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(s.Pid, rtmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Tgkill(s.Pid, s.Pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Any range around the thread's instruction: the SIGSTOP comes
+	// before the first step.
+	if _, err := tr.StepOut(s.Pid, regs.Rip, regs.Rip+1, 1000); err != nil {
+		t.Fatal(err)
+	}
+	var si kernel.Siginfo
+	if d := tr.DeferredSignals(s.Pid); len(d) != kernel.SiginfoSize {
+		t.Fatalf("%d bytes of deferred siginfo, want one", len(d))
+	} else {
+		copy(si[:], d)
+	}
+	const siTkill = -6
+	if si.Signo() != unix.SIGSTOP || si.Code() != siTkill {
+		t.Errorf("deferred signal %v code %d, want SIGSTOP code %d (SI_TKILL)", si.Signo(), si.Code(), siTkill)
+	}
+	shared, err := tr.QueuedSignals(s.Pid, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shared) != kernel.SiginfoSize || unix.Signal(shared[0]) != rtmin {
+		t.Errorf("process queue holds %d bytes, want the siginfo of signal %d", len(shared), rtmin)
+	}
+	detach(t, tr)
+	waitState(t, s.Pid, 'T')
+	if strings.Contains(s.Output(), "took") {
+		t.Errorf("the subject took its signal before the SIGCONT:\n%s", s.Output())
+	}
+	if err := unix.Kill(s.Pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitTicks(t, s.Ticks()+3)
+	want := fmt.Sprintf("took sig=%d code=0 pid=%d value=0\n", rtmin, os.Getpid())
+	if n := strings.Count(s.Output(), want); n != 1 {
+		t.Errorf("the subject took %q %d times, want once:\n%s", want, n, s.Output())
 	}
 }
 

@@ -20,14 +20,23 @@ func (t *Tracer) SetRegs(tid int, regs unix.PtraceRegs) error {
 	return t.onThread(tid, func() error { return setRegs(tid, &regs) })
 }
 
+// PC is the instruction pointer in registers r.
+func PC(r unix.PtraceRegs) uint64 { return pc(&r) }
+
+// getRegs reads the general registers of stopped thread tid. Tracer
+// thread only.
 func getRegs(tid int, regs *unix.PtraceRegs) error {
+	assertTracer(tid)
 	if err := unix.PtraceGetRegs(tid, regs); err != nil {
 		return fmt.Errorf("get registers of tid %d: %w", tid, err)
 	}
 	return nil
 }
 
+// setRegs writes the general registers of stopped thread tid. Tracer
+// thread only.
 func setRegs(tid int, regs *unix.PtraceRegs) error {
+	assertTracer(tid)
 	if err := unix.PtraceSetRegs(tid, regs); err != nil {
 		return fmt.Errorf("set registers of tid %d: %w", tid, err)
 	}
@@ -45,7 +54,10 @@ func (t *Tracer) GetRegset(tid, note int) ([]byte, error) {
 	return out, err
 }
 
+// getRegset reads register set note of stopped thread tid. Tracer thread
+// only.
 func getRegset(tid, note int) ([]byte, error) {
+	assertTracer(tid)
 	// The kernel silently cuts a set short to the buffer: grow the buffer
 	// until the set fits with room to spare.
 	for size := 4096; ; size *= 2 {

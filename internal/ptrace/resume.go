@@ -65,7 +65,7 @@ func (t *Tracer) Resume(regs map[int]unix.PtraceRegs) error {
 
 // dropScratch unmaps the scratch mapping with an injection into thread tid
 // that runs the gadget inside it, which leaves the thread at the signal
-// stop of the fault that follows.
+// stop of the fault that follows. Tracer thread only.
 func (t *Tracer) dropScratch(tid int) error {
 	gadget := t.scratch
 	_, err := t.run(tid, func(r *unix.PtraceRegs) {

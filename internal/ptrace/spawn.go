@@ -21,6 +21,9 @@ import (
 // stops at the exec with a SIGTRAP signal-delivery-stop, and a task born
 // of it starts with a SIGSTOP one.
 func Spawn(path string, args []string, attr *os.ProcAttr, options int) (*Tracer, error) {
+	if !archOK {
+		return nil, archErr
+	}
 	sys := spawnAttr(attr)
 	t := newTracer(0, options, true)
 	startSession(t)
@@ -31,7 +34,7 @@ func Spawn(path string, args []string, attr *os.ProcAttr, options int) (*Tracer,
 			return err
 		}
 		t.pid, t.threads = pid, []int{pid}
-		if err := waitStop(pid, execStop); err != nil {
+		if _, err := waitStop(pid, execStop); err != nil {
 			return err
 		}
 		if err := setOptions(pid, options); err != nil {

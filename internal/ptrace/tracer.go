@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -50,14 +51,15 @@ type Tracer struct {
 	scratch uint64 // address of the scratch mapping, 0 before the first injection
 	// scratchHint is where PlaceScratch asked for the scratch mapping.
 	scratchHint uint64
-	deferred    map[int][]unix.Signal // signals sent during injections, re-sent at detach
-	children    map[int]*Tracer       // processes born of injections into this one
-	left        bool                  // detached or killed
+	deferred    map[int][]kernel.Siginfo // signals taken during injections and steps, re-sent at detach
+	children    map[int]*Tracer          // processes born of injections into this one
+	groupStop   unix.Signal              // the signal that had stopped the process when seized, 0 if it ran
+	left        bool                     // detached or killed
 }
 
 // newTracer returns a Tracer of pid that belongs to no session yet.
 func newTracer(pid, options int, born bool) *Tracer {
-	return &Tracer{pid: pid, options: options, born: born, deferred: map[int][]unix.Signal{}, children: map[int]*Tracer{}}
+	return &Tracer{pid: pid, options: options, born: born, deferred: map[int][]kernel.Siginfo{}, children: map[int]*Tracer{}}
 }
 
 // startSession starts a session whose first Tracer is t.
@@ -72,6 +74,9 @@ func startSession(t *Tracer) {
 // (PTRACE_O_*) are set on every thread once all are stopped, so that none
 // that auto-attaches new tasks can race the seizing.
 func Seize(pid, options int) (*Tracer, error) {
+	if !archOK {
+		return nil, archErr
+	}
 	t := newTracer(pid, options, false)
 	startSession(t)
 	err := t.do(func() error {
@@ -155,6 +160,12 @@ func (t *Tracer) onThread(tid int, f func() error) error {
 	})
 }
 
+// GroupStop returns the signal (SIGSTOP, SIGTSTP...) that had stopped the
+// process when Seize found it in a group-stop, 0 if it was running. The
+// process stays stopped: it is still when Detach lets it go, and a
+// SIGCONT resumes it.
+func (t *Tracer) GroupStop() unix.Signal { return t.groupStop }
+
 // Pid is the traced process.
 func (t *Tracer) Pid() int { return t.pid }
 
@@ -165,6 +176,7 @@ func (t *Tracer) Threads() []int {
 	return tids
 }
 
+// seize does the work of Seize. Tracer thread only.
 func (t *Tracer) seize() error {
 	seen := map[int]bool{}
 	for {
@@ -193,11 +205,17 @@ func (t *Tracer) seize() error {
 			break
 		}
 		for _, tid := range fresh {
-			if err := waitStop(tid, interruptStop); err != nil {
+			ws, err := waitStop(tid, interruptStop)
+			if err != nil {
 				if errors.Is(err, ErrExited) && tid != t.pid {
 					continue
 				}
 				return err
+			}
+			if tid == t.pid && ws.StopSignal() != unix.SIGTRAP {
+				// A group-stop: the kernel reports the signal that
+				// stopped the process.
+				t.groupStop = ws.StopSignal()
 			}
 			t.threads = append(t.threads, tid)
 		}
@@ -211,6 +229,8 @@ func (t *Tracer) seize() error {
 	return nil
 }
 
+// setOptions sets the PTRACE_O_* options of thread tid. Tracer thread
+// only.
 func setOptions(tid, options int) error {
 	if err := unix.PtraceSetOptions(tid, options); err != nil {
 		return fmt.Errorf("set ptrace options of tid %d: %w", tid, err)
@@ -235,27 +255,28 @@ var (
 
 // waitStop waits until thread tid reaches the stop that isStop accepts. A
 // signal dequeued before it is delivered as the kernel was about to; the
-// stop awaited stays pending and comes right after.
-func waitStop(tid int, isStop func(unix.WaitStatus) bool) error {
+// stop awaited stays pending and comes right after. Tracer thread only.
+func waitStop(tid int, isStop func(unix.WaitStatus) bool) (unix.WaitStatus, error) {
 	for {
 		ws, err := wait(tid)
 		if err != nil {
-			return err
+			return ws, err
 		}
 		switch {
 		case isStop(ws):
-			return nil
+			return ws, nil
 		case event(ws) == 0:
 			if err := unix.PtraceCont(tid, int(ws.StopSignal())); err != nil {
-				return fmt.Errorf("deliver %v to tid %d: %w", ws.StopSignal(), tid, err)
+				return ws, fmt.Errorf("deliver %v to tid %d: %w", ws.StopSignal(), tid, err)
 			}
 		default:
-			return fmt.Errorf("wait for tid %d to stop: unexpected ptrace event %d", tid, event(ws))
+			return ws, fmt.Errorf("wait for tid %d to stop: unexpected ptrace event %d", tid, event(ws))
 		}
 	}
 }
 
 // wait waits for the next stop of a traced thread; its death is ErrExited.
+// Tracer thread only.
 func wait(tid int) (unix.WaitStatus, error) {
 	var ws unix.WaitStatus
 	for {
@@ -270,6 +291,7 @@ func wait(tid int) (unix.WaitStatus, error) {
 		case ws.Signaled():
 			return ws, fmt.Errorf("tid %d: %w by %v", tid, ErrExited, ws.Signal())
 		}
+		assertTracer(tid)
 		return ws, nil
 	}
 }
@@ -279,8 +301,9 @@ func event(ws unix.WaitStatus) int { return int(ws) >> 16 }
 
 // Detach unmaps the scratch mapping if an injection made one, detaches
 // every thread, which resumes where it stopped, and re-sends the signals
-// that arrived during injections and could not be held back. The Tracer
-// takes no more requests, even when Detach fails.
+// that arrived during injections and steps and could not be held back
+// (DeferredSignals). The Tracer takes no more requests, even when Detach
+// fails.
 func (t *Tracer) Detach() error {
 	if err := t.leave(t.detach); err != nil {
 		return fmt.Errorf("detach pid %d: %w", t.pid, err)
@@ -288,24 +311,61 @@ func (t *Tracer) Detach() error {
 	return nil
 }
 
+// detach does the work of Detach. Tracer thread only. A thread with
+// deferred signals ran an injection or a step, so it is at a
+// signal-delivery-stop: the detach delivers its first deferred signal with
+// its siginfo, as if the kernel had just dequeued it. Further ones, rarer
+// still, are sent again with tgkill, which makes cryo their sender.
 func (t *Tracer) detach() error {
 	var errs []error
 	if t.scratch != 0 {
 		errs = append(errs, t.unmapScratch(t.threads[0]))
 	}
 	for _, tid := range t.threads {
-		if err := unix.PtraceDetach(tid); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("ptrace detach tid %d: %w", tid, err))
+		var sig unix.Signal
+		if d := t.deferred[tid]; len(d) > 0 {
+			sig = d[0].Signo()
+			if err := kernel.PtraceSetSiginfo(tid, &d[0]); err != nil {
+				if !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, err)
+				}
+				continue
+			}
+		}
+		if err := kernel.PtraceDetachSignal(tid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, err)
 		}
 	}
 	for tid, sigs := range t.deferred {
-		for _, sig := range sigs {
-			if err := unix.Tgkill(t.pid, tid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-				errs = append(errs, fmt.Errorf("re-send %v to tid %d: %w", sig, tid, err))
+		for _, si := range sigs[1:] {
+			if err := unix.Tgkill(t.pid, tid, si.Signo()); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("re-send %v to tid %d: %w", si.Signo(), tid, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deferSignal holds back the signal of thread tid's current
+// signal-delivery-stop, which a process sent while the tracer was running
+// the thread, for the detach to deliver. Tracer thread only.
+func (t *Tracer) deferSignal(tid int, si kernel.Siginfo) {
+	t.deferred[tid] = append(t.deferred[tid], si)
+}
+
+// DeferredSignals returns the siginfos (kernel.SiginfoSize bytes each) of
+// the signals held back from thread tid so far, in the order they came:
+// they were pending when the tracer took them, so a dump records them with
+// the thread's queue.
+func (t *Tracer) DeferredSignals(tid int) []byte {
+	var b []byte
+	t.do(func() error {
+		for _, si := range t.deferred[tid] {
+			b = append(b, si[:]...)
+		}
+		return nil
+	})
+	return b
 }
 
 // Kill sends SIGKILL to the process and reaps its threads; KillAll tells
@@ -352,6 +412,7 @@ func (t *Tracer) KillAll() error {
 // left alone only if it is a child of this process that the session did
 // not make: waiting for it here would reap it under the feet of its owner
 // (os/exec, say), whose own wait reaps it even while traced.
+// Tracer thread only.
 func (t *Tracer) kill() error {
 	reapLeader := t.born
 	if !t.born {
@@ -376,7 +437,7 @@ func (t *Tracer) kill() error {
 // reap waits for a killed thread to exit and reaps it, or hands it to its
 // parent if that is not the tracer's process. It continues the thread
 // through any stop it reaches on the way (PTRACE_EVENT_EXIT); ECHILD means
-// it is already reaped.
+// it is already reaped. Tracer thread only.
 func reap(tid int) error {
 	for {
 		var ws unix.WaitStatus

@@ -87,6 +87,9 @@ func load(path string) (*checkpoint, error) {
 	if c.cores[uint32(c.pid)].Tc == nil {
 		return nil, imageErr("core-%d.img has no task state", c.pid)
 	}
+	if st := c.cores[uint32(c.pid)].Tc.GetTaskState(); st != taskAlive && st != taskStopped {
+		return nil, fmt.Errorf("%w: task state %d (only running and stopped processes)", ErrUnsupported, st)
+	}
 	c.mm = &mm.MmEntry{}
 	if err := dir.ReadImage(image.MM, uint32(c.pid), c.mm); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -104,15 +106,15 @@ func TestRestoreFailAt(t *testing.T) {
 			}
 		})
 	}
-	// Cancelled while it writes the memory, as cryo is by SIGINT: the
-	// step after says so.
+	// Cancelled while it writes the memory, as cryo is by SIGINT: what
+	// it built is killed at once, and the error says it was cancelled.
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		log, buf := newLog()
 		_, err := restore.Restore(ctx, restore.Options{Dir: c.dir, Log: log, Progress: func(done, total uint64) { cancel() }})
-		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), ": protect: ") {
-			t.Errorf("error %v, want the protect step cancelled\nlog:\n%s", err, buf)
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "restore cancelled") {
+			t.Errorf("error %v, want the restore cancelled\nlog:\n%s", err, buf)
 		}
 		checkNothingLeft(t, s.Pid, before)
 	})
@@ -535,4 +537,101 @@ func TestRestoreTidTaken(t *testing.T) {
 		t.Errorf("error %q does not say %q\nlog:\n%s", err, want, buf)
 	}
 	checkNothingLeft(t, s.Pid, before)
+}
+
+// TestRestoreWaitsForZombie restores while the zombie of the dumped
+// process still holds its PID, as after `cryo dump` then `cryo restore`
+// at once: the restore waits until the parent reaps it.
+func TestRestoreWaitsForZombie(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSink(t)
+	s.WaitTicks(t, 2)
+	dir := filepath.Join(t.TempDir(), "images")
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	// The dump killed it; its parent, the test, reaps it only later.
+	for {
+		st, err := proc.ReadStat(s.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == 'Z' {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	reaped := make(chan struct{})
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		s.ReapDumped(t)
+		close(reaped)
+	}()
+	log, buf := newLog()
+	st, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
+	<-reaped
+	if err != nil {
+		t.Fatalf("restore: %v\nlog:\n%s", err, buf)
+	}
+	s.Restored()
+	if !strings.Contains(buf.String(), "waiting for a zombie") {
+		t.Errorf("the log does not say the restore waited:\n%s", buf)
+	}
+	if st.Pid != s.Pid {
+		t.Errorf("restored pid %d, want %d", st.Pid, s.Pid)
+	}
+	s.WaitTicks(t, 3)
+}
+
+// TestRestoreCancelledPromptly cancels a restore, as SIGTERM does, while
+// it may be blocked opening a dumped file that someone replaced by a FIFO:
+// it must end within a second, leaving nothing behind.
+func TestRestoreCancelledPromptly(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startSink(t)
+	c := dumpAndReap(t, s)
+	reg := filepath.Join(s.dir, "reg.txt")
+	// Read-only, so that opening a FIFO there blocks.
+	dir := copyDir(t, c.dir)
+	d, err := image.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []proto.Message
+	for _, f := range files {
+		if f.GetReg().GetName() == reg {
+			f.Reg.Flags = proto.Uint32(unix.O_RDONLY)
+		}
+		msgs = append(msgs, f)
+	}
+	rewriteImage(t, dir, image.Files, 0, msgs...)
+	if err := os.Remove(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(reg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := restore.Restore(ctx, restore.Options{Dir: dir})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("restore of a file replaced by a FIFO succeeded")
+		}
+		t.Log(err)
+	case <-time.After(1300 * time.Millisecond):
+		t.Fatal("restore still runs a second after it was cancelled")
+	}
+	if kids := testutil.Children(t); len(kids) > 0 {
+		t.Errorf("the cancelled restore left %v", kids)
+	}
 }

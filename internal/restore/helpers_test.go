@@ -100,6 +100,9 @@ type checkpoint struct {
 	lastTick testutil.Tick
 	// ticks is how many ticks it had printed.
 	ticks int
+	// before is what /proc said of the subject when the dump froze it,
+	// for the state oracle to compare with the restored process.
+	before testutil.State
 }
 
 // dumpAndReap dumps s, which the dump kills, reaps it and waits until its
@@ -113,14 +116,16 @@ func dumpAndReap(t *testing.T, s *subject) *checkpoint {
 	}
 	dir := filepath.Join(t.TempDir(), "images")
 	log, buf := newLog()
-	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, Log: log})
+	var before testutil.State
+	frozen := func() { before = testutil.RecordState(t, s.Pid) }
+	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, Log: log, Frozen: frozen})
 	if err != nil {
 		t.Fatalf("dump pid %d: %v\nlog:\n%s", s.Pid, err, buf)
 	}
 	if ws := s.ReapDumped(t); !ws.Signaled() {
 		t.Fatalf("dumped subject ended with %v, want killed", ws)
 	}
-	c := &checkpoint{dir: dir, im: readImages(t, dir, s.Pid)}
+	c := &checkpoint{dir: dir, im: readImages(t, dir, s.Pid), before: before}
 	ticks := s.TickLines()
 	if len(ticks) == 0 {
 		t.Fatalf("subject %d printed no tick before the dump", s.Pid)
@@ -130,7 +135,8 @@ func dumpAndReap(t *testing.T, s *subject) *checkpoint {
 }
 
 // restoreSubject restores c into s's process, failing the test if the
-// restore fails, and makes s watch the restored process.
+// restore fails or /proc shows the process different from the dumped one
+// (the state oracle), and makes s watch the restored process.
 func restoreSubject(t *testing.T, s *subject, c *checkpoint, opts restore.Options) (*restore.Stats, *bytes.Buffer) {
 	t.Helper()
 	log, buf := newLog()
@@ -144,11 +150,18 @@ func restoreSubject(t *testing.T, s *subject, c *checkpoint, opts restore.Option
 		}
 		done, total = d, tot
 	}
+	var after testutil.State
+	opts.Restored = func(scratchStart, scratchEnd uint64) {
+		after = testutil.RecordState(t, s.Pid, scratchStart, scratchEnd)
+	}
 	st, err := restore.Restore(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("restore %s: %v\nlog:\n%s", c.dir, err, buf)
 	}
 	s.Restored()
+	if c.before != nil {
+		testutil.CompareStates(t, c.before, after)
+	}
 	if st.Pid != s.Pid {
 		t.Errorf("restored pid %d, want %d", st.Pid, s.Pid)
 	}

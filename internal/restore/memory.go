@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	pageSize = 4096
+	pageSize = kernel.PageSize
 	// madvPopulateWrite is MADV_POPULATE_WRITE (Linux >= 5.14).
 	madvPopulateWrite = 23
 	// writeChunk is how much page data one write into the process moves,

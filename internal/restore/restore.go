@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
@@ -48,6 +49,11 @@ type Options struct {
 	// AllowChanged are files restored even though they changed since the
 	// dump (files.VerifyOptions).
 	AllowChanged []string
+	// Restored, if set, is called when the process is complete but for its
+	// registers, still held, before it resumes: the hook the tests use to
+	// compare it with what was dumped (the state oracle). The process
+	// still has cryo's scratch mapping, at [scratchStart, scratchEnd).
+	Restored func(scratchStart, scratchEnd uint64)
 }
 
 // Steps names the steps of a restore in order, for Options.FailAt and
@@ -73,6 +79,7 @@ type restorer struct {
 	stub  *ptrace.Tracer
 	tr    *ptrace.Tracer // the restored process
 	files *files.Restorer
+	built built
 	stats Stats
 }
 
@@ -88,7 +95,15 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	if r.opts.VDSO == "" {
 		r.opts.VDSO = VDSOAuto
 	}
+	// Cancelled, the restore kills what it built at once: an injected
+	// call that blocks holds the tracer, and the next step would never
+	// come.
+	stop := context.AfterFunc(ctx, r.built.kill)
 	err := r.run(ctx)
+	if !stop() {
+		// Killed: say why, whatever the step that failed.
+		err = errors.Join(err, fmt.Errorf("restore cancelled: %w", steps.Cancelled(ctx)))
+	}
 	if r.c != nil {
 		r.c.files.Close()
 	}
@@ -127,7 +142,7 @@ func (r *restorer) run(ctx context.Context) error {
 		{Name: "protect", Run: r.protect},
 		{Name: "mm", Run: r.setMM},
 		{Name: "files", Run: r.openFiles},
-		{Name: "fs", Run: r.restoreFS},
+		{Name: "fs", Run: r.restoreFSGhostCwd},
 		{Name: "task", Run: r.restoreTask},
 		{Name: "threads", Run: func() error {
 			if err := r.createThreads(); err != nil {
@@ -154,7 +169,19 @@ func (r *restorer) run(ctx context.Context) error {
 			}
 			return nil
 		}},
-		{Name: "resume", Run: func() error { return r.tr.Resume(regs) }},
+		{Name: "resume", Run: func() error {
+			if r.opts.Restored != nil {
+				start, end, err := r.tr.ScratchRange(r.pid)
+				if err != nil {
+					return err
+				}
+				r.opts.Restored(start, end)
+			}
+			if err := r.stopIfStopped(); err != nil {
+				return err
+			}
+			return r.tr.Resume(regs)
+		}},
 	}
 	if !slices.Equal(steps.Names(list), Steps) {
 		panic("restore.Steps does not list the steps")
@@ -198,6 +225,7 @@ func (r *restorer) startStub() (err error) {
 	if err != nil {
 		return err
 	}
+	r.built.add(r.stub.Pid())
 	// The scratch mapping, which the restored process inherits, must be
 	// clear of everything the restore maps.
 	maps, err := proc.ReadMaps(r.stub.Pid())
@@ -271,6 +299,7 @@ func (r *restorer) timeNamespace() error {
 func (r *restorer) cloneProcess() error {
 	// With CLONE_PARENT the exit signal is the stub's own, SIGCHLD.
 	args := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
+	r.awaitZombies()
 	got, err := r.stub.Clone3(r.stub.Pid(), args, r.pid)
 	if err != nil {
 		return r.explainTaken(r.pid, err)
@@ -278,6 +307,7 @@ func (r *restorer) cloneProcess() error {
 	if got != r.pid {
 		return fmt.Errorf("clone3 gave pid %d, want %d", got, r.pid)
 	}
+	r.built.add(got)
 	if r.tr, err = r.stub.Child(got); err != nil {
 		return err
 	}
@@ -290,6 +320,33 @@ func (r *restorer) cloneProcess() error {
 		return fmt.Errorf("end the stub: %w", err)
 	}
 	return nil
+}
+
+// built are the processes a restore made.
+type built struct {
+	mu     sync.Mutex
+	pids   []int
+	killed bool
+}
+
+// add records a process made; one made after a kill is killed too.
+func (b *built) add(pid int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pids = append(b.pids, pid)
+	if b.killed {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// kill sends SIGKILL to every process made; the failed restore reaps them.
+func (b *built) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.killed = true
+	for _, pid := range b.pids {
+		unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 // writeProcFile writes a /proc file, which takes no O_CREAT or O_TRUNC.

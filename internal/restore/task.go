@@ -82,6 +82,34 @@ func (r *restorer) restoreTask() error {
 	return r.restoreSession()
 }
 
+// defaultTimerSlack is the kernel's timer slack (50 µs), the only one a
+// dump keeps.
+const defaultTimerSlack = 50000
+
+// CRIU's task states: running, or stopped by a signal (job control).
+const (
+	taskAlive   = 1
+	taskStopped = 3
+)
+
+// stopIfStopped queues a SIGSTOP for a process dumped stopped, while its
+// threads are still held: they take it before running any of their code
+// and the process is stopped as it was, until a SIGCONT. It is SIGSTOP
+// whatever signal stopped the process (tc.stop_signo): SIGTSTP, SIGTTIN
+// and SIGTTOU may now be caught, or be discarded in an orphaned process
+// group, and SIGSTOP can be neither.
+func (r *restorer) stopIfStopped() error {
+	tc := r.c.cores[uint32(r.pid)].Tc
+	if tc.GetTaskState() != taskStopped {
+		return nil
+	}
+	r.log.Info("the process was stopped: it stays stopped", "signal", tc.GetStopSigno())
+	if err := unix.Kill(r.pid, unix.SIGSTOP); err != nil {
+		return fmt.Errorf("stop the process: %w", err)
+	}
+	return nil
+}
+
 // restoreSession gives the process back the session or process group it
 // led. Born of the stub, it starts in cryo's. A process can make a session
 // or group of its own but join none of another process's, so one that led

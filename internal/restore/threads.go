@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
@@ -35,16 +36,55 @@ func (r *restorer) createThreads() error {
 	return nil
 }
 
+// zombieWait bounds how long a restore waits for the zombie of the
+// dumped process to be reaped: `cryo dump` then `cryo restore` at once
+// finds it still holding the PID until its parent waits for it.
+const zombieWait = 5 * time.Second
+
+// awaitZombies waits, up to zombieWait, until no zombie holds one of the
+// ids to restore.
+func (r *restorer) awaitZombies() {
+	deadline := time.Now().Add(zombieWait)
+	for _, id := range r.c.threads {
+		logged := false
+		for time.Now().Before(deadline) {
+			st, err := proc.ReadStat(int(id))
+			if err != nil || st.State != 'Z' {
+				break
+			}
+			if !logged {
+				r.log.Info("waiting for a zombie holding the pid to be reaped", "pid", id, "parent", st.PPid, "at-most", zombieWait)
+				logged = true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // explainTaken names the process holding an id that clone3 could not have.
 func (r *restorer) explainTaken(id int, err error) error {
 	if err == nil || !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	comm, cerr := proc.ReadComm(id)
-	if cerr != nil {
+	st, serr := proc.ReadStat(id)
+	switch {
+	case cerr != nil:
 		comm = "a task not visible here"
+	case serr == nil && st.State == 'Z':
+		comm = fmt.Sprintf("the zombie of %s, which its parent, pid %d, has not reaped", comm, st.PPid)
+	case isCryo(id):
+		// Named as the user's process, it would mislead: it is cryo's
+		// own (a dump's worker or another restore).
+		comm = "a cryo process"
 	}
 	return fmt.Errorf("%w: %d is taken by %s", ErrPidTaken, id, comm)
+}
+
+// isCryo reports whether task id runs this very cryo binary.
+func isCryo(id int) bool {
+	same, err := sameFile(proc.Path(id, "exe"), "/proc/self/exe")
+	return err == nil && same
 }
 
 // restoreThread sets what each thread holds of its own besides registers:
@@ -96,6 +136,13 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 			return err
 		}
 		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(pol), scratch); err != nil {
+			return err
+		}
+	}
+	// The dump keeps only threads with the default timer slack; this one
+	// has cryo's, which may not be.
+	if pol := tc.GetSchedPolicy(); pol != unix.SCHED_FIFO && pol != unix.SCHED_RR {
+		if err := inject("set timer slack", unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, defaultTimerSlack, 0, 0, 0); err != nil {
 			return err
 		}
 	}

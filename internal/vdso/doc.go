@@ -5,5 +5,6 @@
 // encoding the trampolines and syscall stubs a proxy patches into the old
 // code.
 //
-// Nothing here touches another process except the live readers in live.go.
+// Nothing here touches another process except the live reader in
+// layout.go.
 package vdso

@@ -4,12 +4,15 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // Range is a half-open address range [Start, End).
 type Range struct{ Start, End uint64 }
 
-const pageSize = 4096
+// pageSize is the page size of the processes cryo handles.
+const pageSize = kernel.PageSize
 
 // FindHole returns the page-aligned start of a free size-byte block within
 // [lo, hi) that overlaps none of used, as near to the address near as

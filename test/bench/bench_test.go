@@ -113,7 +113,7 @@ func report(b *testing.B, bytes float64, wall, took, base time.Duration) {
 
 // baselineDump reads the present pages of pid's anonymous memory with
 // process_vm_readv in 4 MiB chunks and writes them to a file, synced: the
-// floor for a dump.
+// same-run baseline of a dump, the copy any dump must make.
 func baselineDump(b *testing.B, pid int, path string) time.Duration {
 	b.Helper()
 	start := time.Now()
@@ -216,7 +216,7 @@ func BenchmarkRestore(b *testing.B) {
 }
 
 // baselineRestore reads a pages file into fresh anonymous memory: the
-// floor for a restore.
+// same-run baseline of a restore, the copy any restore must make.
 func baselineRestore(b *testing.B, pages string) time.Duration {
 	b.Helper()
 	start := time.Now()

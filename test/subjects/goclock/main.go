@@ -64,10 +64,14 @@ func main() {
 	for tick := 0; ; tick++ {
 		<-ticker.C
 		a := monoNS()
-		now := time.Since(start) // monotonic reading through the vDSO
+		vdso := nanotime() // through the vDSO, checked against the system call
+		now := time.Since(start)
 		b := monoNS()
 		if b < a || b-a > int64(time.Second) {
 			fail("syscall monotonic clock jumped: %d then %d", a, b)
+		}
+		if vdso < a || vdso > b {
+			fail("vDSO monotonic clock %d outside the system call's %d..%d", vdso, a, b)
 		}
 		if now <= 0 {
 			fail("time.Since(start) = %v", now)

@@ -1,0 +1,93 @@
+package restore_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/restore"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// TestRestoreRemovedCwd restores a process whose working directory was
+// removed: it comes back in a removed directory of the same path, owner
+// and mode, and nothing is left at that path.
+func TestRestoreRemovedCwd(t *testing.T) {
+	testutil.RequireRoot(t)
+	parent, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "gone")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Not the umask's: the restore must set the mode itself.
+	if err := unix.Chmod(dir, 0o1751); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1234, 5678); err != nil {
+		t.Fatal(err)
+	}
+	bin := testutil.BuildC(t, "vdsospin.c")
+	s := &subject{Subject: testutil.StartSubject(t, "/bin/sh", "-c", `cd "$1" && exec "$2"`, "sh", dir, bin)}
+	s.WaitTicks(t, 2)
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	var before unix.Stat_t
+	if err := unix.Stat(proc.Path(s.Pid, "cwd"), &before); err != nil {
+		t.Fatal(err)
+	}
+
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, c.ticks+3)
+	cwd, err := proc.ReadCwd(s.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := dir + " (deleted)"; cwd != want {
+		t.Errorf("restored cwd %q, want %q", cwd, want)
+	}
+	var after unix.Stat_t
+	if err := unix.Stat(proc.Path(s.Pid, "cwd"), &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Mode != before.Mode || after.Uid != before.Uid || after.Gid != before.Gid || after.Nlink != 0 {
+		t.Errorf("restored cwd mode %#o uid %d gid %d links %d, want %#o %d %d 0", after.Mode, after.Uid, after.Gid, after.Nlink, before.Mode, before.Uid, before.Gid)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s is left behind after the restore: %v", dir, err)
+	}
+}
+
+// TestDumpRefusesRemovedCwdParent dumps a process whose working directory
+// and its parent were removed: no restore could make it again at its
+// path, so the dump refuses, naming it, and the process goes on.
+func TestDumpRefusesRemovedCwdParent(t *testing.T) {
+	testutil.RequireRoot(t)
+	parent := filepath.Join(t.TempDir(), "parent")
+	dir := filepath.Join(parent, "gone")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bin := testutil.BuildC(t, "vdsospin.c")
+	s := testutil.StartSubject(t, "/bin/sh", "-c", `cd "$1" && exec "$2"`, "sh", dir, bin)
+	s.WaitTicks(t, 2)
+	if err := errors.Join(os.Remove(dir), os.Remove(parent)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images")})
+	if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), "so was its parent") {
+		t.Fatalf("dump: %v, want a refusal naming the removed parent", err)
+	}
+	s.WaitTicks(t, s.Ticks()+3)
+}

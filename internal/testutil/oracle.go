@@ -1,0 +1,424 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// The state oracle: what /proc says of a process before a dump and after
+// its restore, compared field by field, so that a restore that loses some
+// state (a flag, a mask, a capability, a descriptor's position) fails the
+// test that made it even when the test looked elsewhere.
+
+// State is what /proc says of one process: "FILE/FIELD" keys (per thread
+// "task/TID/status/SigBlk", per mapping "smaps/START-END/VmFlags", per
+// descriptor "fd/N/pos"...) and their values as the kernel writes them.
+type State map[string]string
+
+// allowedDiffs are the fields a faithful restore may change, as path.Match
+// patterns over State keys, each with its reason.
+var allowedDiffs = []string{
+	// How much memory is resident, peaked, swapped or in page tables
+	// depends on which pages were touched, not on the process's state;
+	// the mappings themselves are compared one by one (smaps), and the
+	// restore still holds its scratch mapping when the state is read.
+	"task/*/status/Vm*", "task/*/status/Rss*", "task/*/status/HugetlbPages",
+	// Counters of the task's life, not state.
+	"task/*/status/*ctxt_switches",
+	// The size of the descriptor table grows with the highest descriptor
+	// ever used: a restore opens its temporary ones above the process's.
+	"task/*/status/FDSize",
+	// The pending signals of every process of the same user, against
+	// RLIMIT_SIGPENDING: the process's own are SigPnd and ShdPnd.
+	"task/*/status/SigQ",
+	// PF_SUPERPRIV (0x100): set once the task uses a capability, as the
+	// calls a restore injects into it do (PR_SET_MM, setting credentials).
+	"task/*/stat/flags/superpriv",
+	// PF_FORKNOEXEC (0x40): set by fork, cleared only by execve; a restored
+	// process is cloned, never exec'd, as CRIU's are.
+	"task/*/stat/flags/forknoexec",
+	// A restore makes new pipes, eventfds, epolls and memfds: new inodes.
+	// A reopened regular file keeps its inode, which "fd/*/link" shows.
+	"fd/*/ino",
+	// The id the kernel numbers each eventfd with when it makes it.
+	"fd/*/eventfd-id",
+}
+
+// pendingLosses are real losses that are being fixed elsewhere: each is
+// to be removed from this list once its fix is merged. Not allowed
+// differences: report them.
+var pendingLosses = []string{
+	// Issue 8, memory areas (branch mem): mlock()ed areas come back
+	// unlocked: VmFlags loses "lo" (and VmLck in status, allowed above
+	// with the other sizes).
+	"smaps/*/VmFlags/lo",
+	// Issue 8, task state (branch mem): oom_score_adj is not restored.
+	"oom_score_adj",
+	// Found by this oracle, not fixed (restore/memory.go is branch mem's):
+	// a restore maps every private VMA writable to fill it (writableProt),
+	// and the kernel then accounts it (VM_ACCOUNT) for good, so read-only
+	// private file mappings (code, rodata) gain "ac".
+	"smaps/*/VmFlags/ac",
+}
+
+// RecordState reads what /proc says of process pid, leaving out the
+// mappings that lie in skip (start, end pairs: the restore's scratch
+// mapping). The process must hold still: stopped, or traced by the caller
+// (TracerPid is then the caller before the dump and after the restore
+// alike).
+func RecordState(t testing.TB, pid int, skip ...uint64) State {
+	t.Helper()
+	s := State{}
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(proc.Path(pid, name))
+		if err != nil {
+			t.Fatalf("state oracle: %v", err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	link := func(name string) string {
+		t.Helper()
+		l, err := os.Readlink(proc.Path(pid, name))
+		if err != nil {
+			t.Fatalf("state oracle: %v", err)
+		}
+		return l
+	}
+	tids, err := proc.ReadTasks(pid)
+	if err != nil {
+		t.Fatalf("state oracle: %v", err)
+	}
+	for _, tid := range tids {
+		task := fmt.Sprintf("task/%d/", tid)
+		lines(read(task+"status"), ":", func(k, v string) { s[task+"status/"+k] = v })
+		// The tracer is a thread of the caller's at the dump and at the
+		// restore alike, but not the same one.
+		if tp := s[task+"status/TracerPid"]; tp != "0" {
+			if _, err := os.Stat("/proc/self/task/" + tp); err == nil {
+				s[task+"status/TracerPid"] = "this process"
+			}
+		}
+		st, err := proc.ReadTaskStat(pid, tid)
+		if err != nil {
+			t.Fatalf("state oracle: %v", err)
+		}
+		// PF_* flags one by one, so that one may be allowed to differ.
+		for bit, name := range pfNames {
+			s[task+"stat/flags/"+name] = strconv.FormatBool(st.Flags&bit != 0)
+		}
+		s[task+"stat/flags/other"] = fmt.Sprintf("%#x", st.Flags&^pfKnown)
+		s[task+"stat/priority"] = strconv.FormatInt(st.Priority, 10)
+		s[task+"stat/nice"] = strconv.FormatInt(st.Nice, 10)
+		s[task+"stat/rt_priority"] = strconv.FormatUint(uint64(st.RTPriority), 10)
+		s[task+"stat/policy"] = strconv.FormatUint(uint64(st.Policy), 10)
+		s[task+"stat/exit_signal"] = strconv.Itoa(st.ExitSignal)
+		s[task+"comm"] = read(task + "comm")
+	}
+
+	smaps, err := proc.ReadSmaps(pid)
+	if err != nil {
+		t.Fatalf("state oracle: %v", err)
+	}
+	for _, m := range mergeMappings(smaps, skip) {
+		key := fmt.Sprintf("smaps/%x-%x/", m.start, m.end)
+		s[key+"map"] = m.desc
+		for f := range m.flags {
+			s[key+"VmFlags/"+f] = "set"
+		}
+	}
+
+	fds, err := proc.ReadFds(pid)
+	if err != nil {
+		t.Fatalf("state oracle: %v", err)
+	}
+	for _, fd := range fds {
+		key := fmt.Sprintf("fd/%d/", fd)
+		s[key+"link"] = objectNumber.ReplaceAllString(link(fmt.Sprintf("fd/%d", fd)), "[N]")
+		// Keys repeat (an epoll's tfd lines, a file's lock lines): each
+		// value goes into a sorted list under its key.
+		multi := map[string][]string{}
+		lines(read(fmt.Sprintf("fdinfo/%d", fd)), ":", func(k, v string) { multi[k] = append(multi[k], v) })
+		// An epoll's watches name their targets by descriptor, compared
+		// as "fd/N/link", and by inode, which is new for a new object.
+		for i, v := range multi["tfd"] {
+			multi["tfd"][i] = tfdInode.ReplaceAllString(v, "")
+		}
+		for k, vs := range multi {
+			slices.Sort(vs)
+			s[key+k] = strings.Join(vs, " | ")
+		}
+	}
+	var locks []string
+	lines(read("../locks"), ":", func(_, v string) {
+		// ID: CLASS MODE TYPE PID MAJ:MIN:INODE START END
+		if f := strings.Fields(v); len(f) >= 5 && f[4] == strconv.Itoa(pid) {
+			locks = append(locks, v)
+		}
+	})
+	slices.Sort(locks)
+	s["locks"] = strings.Join(locks, " | ")
+
+	lines(read("limits"), "  ", func(k, v string) { s["limits/"+k] = strings.Join(strings.Fields(v), " ") })
+	for _, name := range []string{"oom_score_adj", "personality", "timerslack_ns", "cmdline", "environ", "auxv"} {
+		s[name] = fmt.Sprintf("%q", read(name))
+	}
+	s["cwd"], s["root"], s["exe"] = link("cwd"), link("root"), link("exe")
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		t.Fatalf("state oracle: %v", err)
+	}
+	s["stat/session"], s["stat/pgrp"] = strconv.Itoa(st.Session), strconv.Itoa(st.Pgrp)
+	// /proc/PID belongs to root rather than to the process's owner when
+	// the process is not dumpable.
+	var own unix.Stat_t
+	if err := unix.Stat(proc.Path(pid, "status"), &own); err != nil {
+		t.Fatalf("state oracle: %v", err)
+	}
+	s["status owner"] = fmt.Sprintf("%d:%d", own.Uid, own.Gid)
+	return s
+}
+
+// mapping is one VMA as the oracle compares it.
+type mapping struct {
+	start, end uint64
+	desc       string // perms, offset and path
+	path       string
+	offset     uint64
+	flags      map[string]bool
+}
+
+// mergeMappings lists the mappings outside skip, joining neighbours that
+// differ only in VmFlags that may differ (allowedDiffs, pendingLosses):
+// the kernel merges VMAs whose flags are equal, so such a flag also moves
+// the boundaries between them.
+func mergeMappings(smaps []proc.SmapsEntry, skip []uint64) []*mapping {
+	var out []*mapping
+	for _, e := range smaps {
+		if skipped(e.Start, e.End, skip) {
+			continue
+		}
+		m := &mapping{start: e.Start, end: e.End, path: e.Path, offset: e.Offset, flags: map[string]bool{}}
+		m.desc = fmt.Sprintf("%s %x %s", e.Perms, e.Offset, e.Path)
+		for _, f := range append(strings.Fields(e.Flags.String()), e.OtherFlags...) {
+			m.flags[f] = true
+		}
+		if n := len(out); n > 0 && continues(out[n-1], m, e.Perms) {
+			for f := range m.flags {
+				out[n-1].flags[f] = true
+			}
+			out[n-1].end = m.end
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// continues reports whether m, with permissions perms, extends prev as a
+// VMA merge would, but for the flags that may differ.
+func continues(prev, m *mapping, perms string) bool {
+	if prev.end != m.start || !strings.HasPrefix(prev.desc, perms+" ") || prev.path != m.path ||
+		m.path != "" && prev.offset+(prev.end-prev.start) != m.offset {
+		return false
+	}
+	mayDiffer := func(f string) bool {
+		k := "smaps/*/VmFlags/" + f
+		return matchAny(k, allowedDiffs) || matchAny(k, pendingLosses)
+	}
+	for f := range prev.flags {
+		if !m.flags[f] && !mayDiffer(f) {
+			return false
+		}
+	}
+	for f := range m.flags {
+		if !prev.flags[f] && !mayDiffer(f) {
+			return false
+		}
+	}
+	return true
+}
+
+// tfdInode is the target's inode and device in an epoll's tfd line.
+var tfdInode = regexp.MustCompile(`\s+ino:[0-9a-f]+\s+sdev:[0-9a-f]+`)
+
+// objectNumber is the inode number in a descriptor link to a kernel
+// object ("pipe:[1234]"), which a restore makes anew.
+var objectNumber = regexp.MustCompile(`\[\d+\]$`)
+
+// The PF_* flags of include/linux/sched.h that a process can show in
+// /proc/PID/stat while it runs or is stopped.
+var pfNames = map[uint32]string{
+	0x2: "idle", 0x4: "exiting", 0x10: "io_worker", 0x20: "wq_worker",
+	0x40: "forknoexec", 0x80: "mce_process", 0x100: "superpriv", 0x200: "dumpcore",
+	0x400: "signaled", 0x800: "memalloc", 0x1000: "nproc_exceeded", 0x2000: "used_math",
+	0x4000: "user_worker", 0x8000: "nofreeze", 0x40000: "kswapd", 0x80000: "memalloc_nofs",
+	0x100000: "memalloc_noio", 0x200000: "local_throttle", 0x400000: "kthread", 0x800000: "randomize",
+	0x4000000: "no_setaffinity", 0x8000000: "mce_early", 0x10000000: "memalloc_pin",
+	0x40000000: "suspend_task",
+}
+
+var pfKnown = func() uint32 {
+	var m uint32
+	for bit := range pfNames {
+		m |= bit
+	}
+	return m
+}()
+
+// lines calls fn with the key and the value of each line of text split at
+// the first sep, both trimmed; a line without sep is its key, with an
+// empty value.
+func lines(text, sep string, fn func(k, v string)) {
+	for _, l := range strings.Split(text, "\n") {
+		k, v, _ := strings.Cut(l, sep)
+		if k = strings.TrimSpace(k); k != "" {
+			fn(k, strings.TrimSpace(v))
+		}
+	}
+}
+
+// skipped reports whether [start, end) lies within one of the ranges.
+func skipped(start, end uint64, ranges []uint64) bool {
+	for i := 0; i+1 < len(ranges); i += 2 {
+		if start >= ranges[i] && end <= ranges[i+1] {
+			return true
+		}
+	}
+	return false
+}
+
+// CompareStates fails t with every field that differs between before and
+// after (a field missing on one side differs), but for allowedDiffs and
+// pendingLosses, which it logs.
+func CompareStates(t testing.TB, before, after State) {
+	t.Helper()
+	var excused []string
+	drop := func(s State) State {
+		out := State{}
+		for k, v := range s {
+			if matchAny(k, allowedDiffs) {
+				continue
+			}
+			if matchAny(k, pendingLosses) {
+				if before[k] != after[k] {
+					excused = append(excused, fmt.Sprintf("%s: %q -> %q", k, before[k], after[k]))
+				}
+				continue
+			}
+			out[k] = v
+		}
+		return out
+	}
+	b, a := drop(before), drop(after)
+	dropVDSOProxy(b, a)
+	// Only the fields that differ, so that the diff shows each of them.
+	for k, v := range b {
+		if w, ok := a[k]; ok && w == v {
+			delete(a, k)
+			delete(b, k)
+		}
+	}
+	slices.Sort(excused)
+	excused = slices.Compact(excused)
+	if len(excused) > 0 {
+		t.Logf("state oracle: known losses being fixed elsewhere (pendingLosses):\n%s", strings.Join(excused, "\n"))
+	}
+	if d := cmp.Diff(b, a); d != "" {
+		t.Errorf("state oracle: /proc differs after the restore (-before +after):\n%s", d)
+	}
+}
+
+// vdsoNames are the special mappings a vDSO proxy moves.
+var vdsoNames = []string{"[vdso]", "[vvar]", "[vvar_vclock]"}
+
+// dropVDSOProxy leaves out of both states the mappings over the ranges of
+// [vdso], [vvar] and [vvar_vclock] when those moved: the vDSO proxy moves
+// them and leaves at their old addresses a patched copy of the old vDSO
+// and a reserved range, a layout the vDSO tests check.
+func dropVDSOProxy(before, after State) {
+	specials := func(s State) (ranges []string) {
+		for k, v := range s {
+			r, ok := strings.CutPrefix(k, "smaps/")
+			if r, field, _ := strings.Cut(r, "/"); ok && field == "map" && slices.ContainsFunc(vdsoNames, func(n string) bool { return strings.HasSuffix(v, " "+n) }) {
+				ranges = append(ranges, r)
+			}
+		}
+		slices.Sort(ranges)
+		return ranges
+	}
+	rb, ra := specials(before), specials(after)
+	if slices.Equal(rb, ra) {
+		return
+	}
+	var spans [][2]uint64
+	for _, r := range append(rb, ra...) {
+		var lo, hi uint64
+		fmt.Sscanf(r, "%x-%x", &lo, &hi)
+		spans = append(spans, [2]uint64{lo, hi})
+	}
+	for _, s := range []State{before, after} {
+		for k := range s {
+			r, ok := strings.CutPrefix(k, "smaps/")
+			if !ok {
+				continue
+			}
+			var lo, hi uint64
+			fmt.Sscanf(r, "%x-%x", &lo, &hi)
+			if slices.ContainsFunc(spans, func(sp [2]uint64) bool { return lo < sp[1] && sp[0] < hi }) {
+				delete(s, k)
+			}
+		}
+	}
+}
+
+func matchAny(key string, patterns []string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, key); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// RecordStopped stops the running process pid (SIGSTOP), waits for the
+// stop and records its state: how to see a process hold still without
+// tracing it, as before `cryo dump`, whose restore brings the process
+// back stopped (WaitStopped, then RecordState). The caller resumes it
+// (SIGCONT).
+func RecordStopped(t testing.TB, pid int) State {
+	t.Helper()
+	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+		t.Fatalf("state oracle: stop pid %d: %v", pid, err)
+	}
+	WaitStopped(t, pid)
+	return RecordState(t, pid)
+}
+
+// WaitStopped waits until process pid is stopped by a signal (state T).
+func WaitStopped(t testing.TB, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(SubjectTimeout)
+	for {
+		st, err := proc.ReadStat(pid)
+		if err == nil && st.State == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not stopped after %v (state %c, %v)", pid, SubjectTimeout, st.State, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
