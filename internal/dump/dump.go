@@ -194,7 +194,7 @@ func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, share
 			total += r.n
 		}
 	}
-	copyTo := func(w *image.PageWriter, err error, rs []run, base uint64) error {
+	copyTo := func(w *image.PageWriter, err error, rs []run) error {
 		if err != nil {
 			return err
 		}
@@ -203,18 +203,18 @@ func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, share
 			from := done
 			progress = func(n uint64) { d.opts.Progress(from+n, total) }
 		}
-		st, err := copyPages(ctx, d.pid, mem, rs, base, w, progress)
+		st, err := copyPages(ctx, d.pid, mem, rs, w, progress)
 		d.stats.Pages += st.pages
 		done += st.pages * pageSize
 		return errors.Join(err, w.Close())
 	}
 	w, err := d.dir.CreatePages(uint32(d.pid), 1)
-	if err := copyTo(w, err, runs, 0); err != nil {
+	if err := copyTo(w, err, runs); err != nil {
 		return err
 	}
 	for i, sh := range shared {
 		w, err := d.dir.CreateShmemPages(sh.shmid, uint32(2+i))
-		if err := copyTo(w, err, sh.runs, sh.base); err != nil {
+		if err := copyTo(w, err, sh.runs); err != nil {
 			return err
 		}
 	}

@@ -29,6 +29,7 @@ const (
 	tagPipeR    = 0x91be000000000000
 	tagPipeW    = 0x91bf000000000000
 	tagEmpty    = 0xe3b7000000000000
+	tagStale    = 0x57a1000000000000
 	epollAlways = unix.EPOLLERR | unix.EPOLLHUP // the kernel adds them to every registration
 )
 
@@ -241,26 +242,56 @@ func TestDumpGoNetpoller(t *testing.T) {
 	}
 }
 
-// TestDumpRefusesStaleEpollTarget checks that an epoll registration whose
-// number no longer refers to the file it watches is refused by name.
-func TestDumpRefusesStaleEpollTarget(t *testing.T) {
+// TestDumpMovedEpollTarget dumps the epoll subject with a registration
+// whose number was closed, or reused for another file, since it was added:
+// the images name, as CRIU's do, the descriptor the watched file has moved
+// to, which a restore adds it through.
+func TestDumpMovedEpollTarget(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, mode := range []string{"closed", "reused"} {
+		t.Run(mode, func(t *testing.T) {
+			s := testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"), mode)
+			d := dumpProcess(t, s.Pid, true)
+			s.WaitTicks(t, 3)
+			critDecode(t, d.dir)
+			im := readImages(t, d.dir, s.Pid)
+			fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
+			want, _ := epollSubjectWants(t, s)
+			want = sortRegs(append(want, registration{fd("moved"), unix.EPOLLIN | epollAlways, tagStale | uint64(fd("stale"))}))
+			if diff := cmp.Diff(want, imageRegs(t, im.file(t, fd("epfd")))); diff != "" {
+				t.Errorf("epfd (fd %d) registrations (-want +got):\n%s", fd("epfd"), diff)
+			}
+		})
+	}
+}
+
+// TestDumpRefusesEpollTarget checks that registrations that cannot be
+// added again through a descriptor of their file are refused by name, the
+// process left as it was: one whose file no descriptor of the process
+// holds (the test holds it), and one whose file is registered under the
+// descriptor it moved to too.
+func TestDumpRefusesEpollTarget(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
 		mode string
-		want string
+		want []string
 	}{
-		{"closed", "which is closed"},
-		{"reused", "no longer refers to"},
+		{"orphan", []string{"fd {stale} referred to", "no descriptor holds"}},
+		{"twice", []string{"file of fd {moved} twice", "under fd {stale}"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s := testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"), tc.mode)
+			if tc.mode == "orphan" {
+				orphan(t, s)
+			}
 			maps := readMaps(t, s.Pid)
 			_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), LeaveRunning: true})
 			if !errors.Is(err, dump.ErrUnsupported) {
 				t.Fatalf("dump: %v, want ErrUnsupported", err)
 			}
-			for _, w := range []string{"epoll fd " + s.Ready["epfd"], "fd " + s.Ready["stale"], tc.want} {
-				if !strings.Contains(err.Error(), w) {
+			r := strings.NewReplacer("{stale}", s.Ready["stale"], "{moved}", s.Ready["moved"], "{epfd}", s.Ready["epfd"])
+			for _, w := range append(tc.want, "epoll fd {epfd}") {
+				if w = r.Replace(w); !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
 				}
 			}
@@ -270,5 +301,31 @@ func TestDumpRefusesStaleEpollTarget(t *testing.T) {
 			}
 			s.WaitTicks(t, 3)
 		})
+	}
+}
+
+// orphan takes a duplicate of the epoll subject's orphan eventfd and makes
+// it readable, so that the subject closes its own descriptor of it; the
+// duplicate stays open until the test ends.
+func orphan(t *testing.T, s *testutil.Subject) {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(s.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	own, err := unix.PidfdGetfd(pidfd, int(s.ReadyUint(t, "stale")), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(own) })
+	if _, err := unix.Write(own, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; s.LastTick()["orphaned"] != "1"; i++ {
+		if i == 100 {
+			t.Fatalf("the subject never closed the orphan: last tick %v", s.LastTick())
+		}
+		s.WaitTicks(t, 1)
 	}
 }

@@ -32,6 +32,9 @@ type area struct {
 	shared bool
 	// memfd is the name of the memfd the VMA maps, "" if none.
 	memfd string
+	// mayWrite says the mapping may be made writable (smaps "mw"): a
+	// shared file mapping then needs its file open for writing.
+	mayWrite bool
 }
 
 // madvise bits of vma_entry.madv: 1 << MADV_*, from the VmFlags that the
@@ -48,6 +51,16 @@ var madvFlags = []struct {
 	{proc.VmNoHugePage, unix.MADV_NOHUGEPAGE},
 	{proc.VmDontDump, unix.MADV_DONTDUMP},
 	{proc.VmWipeOnFork, unix.MADV_WIPEONFORK},
+}
+
+// openFlags is the access mode of the file a mapping maps: for writing
+// when a shared mapping may become writable, which the kernel allows only
+// of a file open for writing, whatever the mapping's protection now.
+func (a area) openFlags() uint32 {
+	if *a.e.Flags&unix.MAP_SHARED != 0 && a.mayWrite {
+		return unix.O_RDWR
+	}
+	return unix.O_RDONLY
 }
 
 func anonPage(e uint64) bool     { return proc.PresentOrSwapped(e) && !proc.PageFileOrSharedAnon(e) }
@@ -78,7 +91,6 @@ func protBits(r, w, x bool) uint32 {
 func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 	var areas []area
 	var vvar *vma.VmaEntry
-	seenShmem := map[uint64]bool{}
 	for _, s := range smaps {
 		if s.ProtectionKey != 0 {
 			return nil, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
@@ -114,7 +126,15 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 		if s.Flags&proc.VmNoReserve != 0 {
 			flags |= unix.MAP_NORESERVE
 		}
-		a := area{e: e, viaMem: s.Perms[0] != 'r'}
+		if s.Flags&proc.VmLocked != 0 {
+			// Locked with mlock() or mapped with MAP_LOCKED: CRIU's
+			// image says MAP_LOCKED for both.
+			if s.Flags&proc.VmLockOnFault != 0 {
+				return nil, fmt.Errorf("%w: memory locked on fault (mlock2 MLOCK_ONFAULT) at %#x-%#x", ErrUnsupported, s.Start, s.End)
+			}
+			flags |= unix.MAP_LOCKED
+		}
+		a := area{e: e, viaMem: s.Perms[0] != 'r', mayWrite: s.Flags&proc.VmMayWrite != 0}
 		status := uint32(image.VMAAreaRegular)
 
 		inRuntimePair := mark != nil && (s.Start >= mark.RuntimeVVar && s.Start < runtimeEnd(smaps, mark))
@@ -162,11 +182,9 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			}
 		case s.Path == "/dev/zero (deleted)" && flags&unix.MAP_SHARED != 0:
 			// Shared anonymous memory: a shmem object named after
-			// /dev/zero, identified by its inode.
-			if seenShmem[s.Inode] {
-				return nil, fmt.Errorf("%w: shared anonymous memory object %d mapped twice", ErrUnsupported, s.Inode)
-			}
-			seenShmem[s.Inode] = true
+			// /dev/zero, identified by its inode. It may be mapped
+			// more than once (an mprotect of part of it splits it),
+			// each VMA at its offset in the object.
 			status |= image.VMAAnonShared
 			flags |= unix.MAP_ANONYMOUS
 			e.Shmid = proto.Uint64(s.Inode)

@@ -1,18 +1,22 @@
 package dump
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/steps"
-
-	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 const (
@@ -34,13 +38,15 @@ type pageStats struct {
 type run struct {
 	addr, n uint64 // n in bytes
 	viaMem  bool
+	// base is the address of offset 0 of what the run is stored in: 0 for
+	// the process's pages, the object's for shared memory.
+	base uint64
 }
 
-// shmemRuns are the runs of one shared memory object: read at the
-// process's addresses, stored at offset addr-base of the object.
+// shmemRuns are the runs of one shared memory object, in the order of
+// their offsets in it, each read at an address where the process maps it.
 type shmemRuns struct {
 	shmid uint64
-	base  uint64 // the address of object offset 0
 	runs  []run
 }
 
@@ -48,35 +54,102 @@ type shmemRuns struct {
 // and those of each shared memory object.
 func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 	var runs []run
-	var shared []shmemRuns
+	shared := map[uint64][]run{}
+	var shmids []uint64
 	for _, a := range areas {
 		start, end := *a.e.Start, *a.e.End
 		var rs []run
 		switch {
 		case a.all:
-			rs = []run{{start, end - start, a.viaMem}}
+			rs = []run{{start, end - start, a.viaMem, 0}}
 		case a.dump != nil:
 			prs, err := proc.ReadPageRuns(pagemap, start, end, a.dump)
 			if err != nil {
 				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
+			var base uint64
+			if a.shared {
+				base = start - *a.e.Pgoff
+			}
 			for _, r := range prs {
-				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem})
+				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, base})
 			}
 		}
-		if a.shared {
-			shared = append(shared, shmemRuns{shmid: *a.e.Shmid, base: start - *a.e.Pgoff, runs: rs})
-		} else {
+		if !a.shared {
 			runs = append(runs, rs...)
+			continue
 		}
+		id := *a.e.Shmid
+		if _, ok := shared[id]; !ok {
+			shmids = append(shmids, id)
+		}
+		shared[id] = append(shared[id], rs...)
 	}
-	return runs, shared, nil
+	var objects []shmemRuns
+	for _, id := range shmids {
+		objects = append(objects, shmemRuns{shmid: id, runs: byOffset(shared[id])})
+	}
+	return runs, objects, nil
 }
 
-// copyPages copies the runs from process pid into w, at their addresses
-// less base, progress reporting bytes done after each chunk. Reading the next chunk out of the process
+// guardRegions lists the guard regions (madvise(MADV_GUARD_INSTALL)) in
+// [start, end) as CRIU keeps them: VMA entries of their own, to go after
+// the others. The kernel finds them with PAGEMAP_SCAN, without reading the
+// pagemap of every mapping; one that cannot (before Linux 6.15) has none
+// to report or fails the dump when it reads them.
+func guardRegions(pagemap *os.File, start, end uint64) ([]*vma.VmaEntry, error) {
+	var guards []*vma.VmaEntry
+	vec := make([]kernel.PageRegion, 64)
+	for start < end {
+		n, walkEnd, err := kernel.PagemapScan(int(pagemap.Fd()), start, end, kernel.PageIsGuard, vec)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: %w", start, err)
+		}
+		for _, r := range vec[:n] {
+			guards = append(guards, &vma.VmaEntry{
+				Start: proto.Uint64(r.Start), End: proto.Uint64(r.End),
+				Pgoff: proto.Uint64(0), Shmid: proto.Uint64(0), Prot: proto.Uint32(0), Flags: proto.Uint32(0),
+				Status: proto.Uint32(image.VMAAreaGuard), Fd: proto.Int64(-1),
+			})
+		}
+		if walkEnd <= start {
+			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: the walk ended at %#x", start, walkEnd)
+		}
+		start = walkEnd
+	}
+	return guards, nil
+}
+
+// byOffset orders the runs of one object by their offsets in it, and
+// drops what an earlier run holds already: an object mapped twice over the
+// same offsets shows the same pages twice.
+func byOffset(rs []run) []run {
+	slices.SortStableFunc(rs, func(a, b run) int { return cmp.Compare(a.addr-a.base, b.addr-b.base) })
+	var out []run
+	var end uint64 // object offset the runs so far reach
+	for _, r := range rs {
+		off := r.addr - r.base
+		if off+r.n <= end {
+			continue
+		}
+		if off < end {
+			r.addr += end - off
+			r.n -= end - off
+			off = end
+		}
+		out = append(out, r)
+		end = off + r.n
+	}
+	return out
+}
+
+// copyPages copies the runs from process pid into w, each at its address
+// less its base, progress reporting bytes done after each chunk. Reading the next chunk out of the process
 // overlaps writing the last one, with two buffers in flight.
-func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, base uint64, w *image.PageWriter, progress func(done uint64)) (pageStats, error) {
+func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, w *image.PageWriter, progress func(done uint64)) (pageStats, error) {
 	type chunk struct {
 		data   []byte
 		pieces []run
@@ -94,7 +167,7 @@ func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, base uint
 		for c := range full {
 			off := uint64(0)
 			for _, p := range c.pieces {
-				if werr = w.WritePages(p.addr-base, c.data[off:off+p.n]); werr != nil {
+				if werr = w.WritePages(p.addr-p.base, c.data[off:off+p.n]); werr != nil {
 					close(failed)
 					return
 				}
@@ -143,7 +216,7 @@ func readChunks(ctx context.Context, pid int, mem *os.File, runs []run, free cha
 				break
 			}
 			n := min(r.n, copyChunk-filled)
-			pieces = append(pieces, run{r.addr, n, r.viaMem})
+			pieces = append(pieces, run{r.addr, n, r.viaMem, r.base})
 			filled += n
 			advance(&runs, n)
 			if r.viaMem {

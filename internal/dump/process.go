@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -20,7 +21,7 @@ import (
 // one of its kind.
 const (
 	filesID  = 1
-	timensID = 1
+	timensID = files.TimeNsID
 )
 
 // dumpMemory lists the VMAs and the page runs to copy, and the ranges
@@ -55,14 +56,18 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	lo, hi := ^uint64(0), uint64(0)
+	for _, a := range areas {
+		lo, hi = min(lo, *a.e.Start), max(hi, *a.e.End)
+	}
+	guards, err := guardRegions(pm, lo, hi)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, a := range areas {
 		if a.memfd != "" {
-			flags := uint32(unix.O_RDONLY)
-			if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
-				flags = unix.O_RDWR
-			}
 			link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
-			id, err := d.files.MemfdMapping(link, a.memfd, flags)
+			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
 			if err != nil {
 				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
 			}
@@ -72,12 +77,8 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if a.path == "" {
 			continue
 		}
-		flags := uint32(unix.O_RDONLY)
-		if *a.e.Flags&unix.MAP_SHARED != 0 && *a.e.Prot&unix.PROT_WRITE != 0 {
-			flags = unix.O_RDWR
-		}
 		link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
-		id, err := d.files.RegPath(a.path, link, flags)
+		id, err := d.files.RegPath(a.path, link, a.openFlags())
 		if err != nil {
 			return nil, nil, fmt.Errorf("mapping at %#x: %w", *a.e.Start, err)
 		}
@@ -86,6 +87,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
 	}
+	d.images.mm.Vmas = append(d.images.mm.Vmas, guards...)
 	d.stats.VMAs = len(areas)
 	return runs, shared, nil
 }
@@ -94,6 +96,9 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 func (d *dumper) dumpProcess() error {
 	tc, err := d.dumpTask()
 	if err != nil {
+		return err
+	}
+	if err := d.dumpProcState(tc); err != nil {
 		return err
 	}
 	cr, err := d.dumpCreds()
@@ -180,10 +185,9 @@ func (d *dumper) dumpProcess() error {
 // ids are the kernel object ids of the one dumped process.
 func ids() *criucore.TaskKobjIdsEntry {
 	one := proto.Uint32(1)
-	return &criucore.TaskKobjIdsEntry{
-		VmId: one, FilesId: proto.Uint32(filesID), FsId: one, SighandId: one,
-		TimeNsId: proto.Uint32(timensID),
-	}
+	ids := &criucore.TaskKobjIdsEntry{VmId: one, FilesId: proto.Uint32(filesID), FsId: one, SighandId: one}
+	files.SetNsIDs(ids)
+	return ids
 }
 
 // dumpFiles records the descriptors, cwd and root.

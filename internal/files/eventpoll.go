@@ -11,13 +11,17 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 )
 
-// eventpollKind is an epoll with its registrations. A registration is
-// keyed by the descriptor number it was added with, and a restore adds it
-// again through that number once every descriptor has its number: so at
-// the dump the number must still be open on the very file the epoll
-// watches.
+// eventpollKind is an epoll with its registrations. A restore adds each
+// registration again through a descriptor of the watched file, once every
+// descriptor has its number. In CRIU's images that descriptor is the
+// entry's tfd: the number the registration was added under while that
+// number still refers to the watched file, else another descriptor of the
+// file, found by kcmp. The registration then comes back under that
+// number, as with CRIU: the images have no room for the number it was
+// added under.
 type eventpollKind struct{}
 
 func (eventpollKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_EVENTPOLL }
@@ -31,26 +35,70 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	e := &eventpoll.EventpollFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()}
-	seen := map[int]uint32{} // registrations per number so far
-	for _, tg := range targets {
+	tfds := make([]int, len(targets))
+	used := map[int]bool{} // descriptors registrations are added through
+	var moved []int        // registrations whose number no longer refers to their file
+	toffs := make([]uint32, len(targets))
+	seen := map[int]uint32{}
+	for i, tg := range targets {
 		// Several registrations share a number when the number was
 		// closed and reused; the kernel tells them apart by their rank.
-		same, err := kernel.EpollTargetIs(t.pid, d.fd, tg.Fd, seen[tg.Fd])
+		toffs[i] = seen[tg.Fd]
 		seen[tg.Fd]++
+		same, err := kernel.EpollTargetIs(t.pid, tg.Fd, d.fd, tg.Fd, toffs[i])
 		switch {
-		case errors.Is(err, unix.EBADF):
-			return 0, fmt.Errorf("%w: epoll fd %d watches fd %d, which is closed (its file is still open elsewhere)", ErrUnsupported, d.fd, tg.Fd)
-		case err != nil:
+		case err != nil && !errors.Is(err, unix.EBADF):
 			return 0, fmt.Errorf("compare epoll fd %d target %d: %w", d.fd, tg.Fd, err)
-		case !same:
-			return 0, fmt.Errorf("%w: epoll fd %d watches a file that fd %d no longer refers to", ErrUnsupported, d.fd, tg.Fd)
+		case same:
+			tfds[i], used[tg.Fd] = tg.Fd, true
+		default: // closed, or reused for another file
+			moved = append(moved, i)
 		}
+	}
+	if len(moved) > 0 {
+		fds, err := proc.ReadFds(t.pid)
+		if err != nil {
+			return 0, err
+		}
+		for _, i := range moved {
+			if tfds[i], err = t.epollHolder(d.fd, targets[i].Fd, toffs[i], fds, used); err != nil {
+				return 0, err
+			}
+			used[tfds[i]] = true
+		}
+	}
+	for i, tg := range targets {
 		e.Tfd = append(e.Tfd, &eventpoll.EventpollTfdEntry{
-			Id: proto.Uint32(id), Tfd: proto.Uint32(uint32(tg.Fd)), Events: proto.Uint32(tg.Events), Data: proto.Uint64(tg.Data),
+			Id: proto.Uint32(id), Tfd: proto.Uint32(uint32(tfds[i])), Events: proto.Uint32(tg.Events), Data: proto.Uint64(tg.Data),
 			Dev: proto.Uint32(tg.Sdev), Inode: proto.Uint64(tg.Ino), Pos: proto.Uint64(uint64(tg.Pos)),
 		})
 	}
 	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(id), Epfd: e}), nil
+}
+
+// epollHolder returns a descriptor, among fds and not in used, of the
+// file that the toff-th registration under number tfd of epoll epfd
+// watches, that number no longer referring to it. A descriptor in used
+// already has a registration of that file added through it: adding a
+// second would collide.
+func (t *Table) epollHolder(epfd, tfd int, toff uint32, fds []int, used map[int]bool) (int, error) {
+	taken := -1
+	for _, fd := range fds {
+		same, err := kernel.EpollTargetIs(t.pid, fd, epfd, tfd, toff)
+		if err != nil && !errors.Is(err, unix.EBADF) { // EBADF: closed meanwhile
+			return 0, fmt.Errorf("compare epoll fd %d target %d with fd %d: %w", epfd, tfd, fd, err)
+		}
+		switch {
+		case same && !used[fd]:
+			return fd, nil
+		case same:
+			taken = fd
+		}
+	}
+	if taken >= 0 {
+		return 0, fmt.Errorf("%w: epoll fd %d watches the file of fd %d twice, under fd %d (closed or reused since) and fd %d", ErrUnsupported, epfd, taken, tfd, taken)
+	}
+	return 0, fmt.Errorf("%w: epoll fd %d watches a file that fd %d referred to and that no descriptor holds now", ErrUnsupported, epfd, tfd)
 }
 
 // check checks that every target of an epoll is a descriptor the restore

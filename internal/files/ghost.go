@@ -10,6 +10,7 @@ import (
 
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
@@ -44,16 +45,26 @@ func (t *Table) takeGhost(d *desc, id uint32) error {
 	if err != nil {
 		return fmt.Errorf("read unlinked file: %w", err)
 	}
+	t.remapToGhost(id, t.addGhost(&d.st, data))
+	return nil
+}
+
+// addGhost saves an unlinked file of status st and contents data as a
+// ghost file and returns its id.
+func (t *Table) addGhost(st *unix.Stat_t, data []byte) uint32 {
 	gid := uint32(len(t.ghosts) + 1)
-	st := &d.st
 	t.ghosts = append(t.ghosts, ghost{id: gid, data: data, e: &ghostfile.GhostFileEntry{
 		Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid), Mode: proto.Uint32(st.Mode),
 		Dev: proto.Uint32(uint32(st.Dev)), Ino: proto.Uint64(st.Ino), Size: proto.Uint64(uint64(len(data))),
 	}})
+	return gid
+}
+
+// remapToGhost ties the REG entry id to the ghost file gid.
+func (t *Table) remapToGhost(id, gid uint32) {
 	t.remaps = append(t.remaps, &remap.RemapFilePathEntry{
 		OrigId: proto.Uint32(id), RemapId: proto.Uint32(gid), RemapType: remap.RemapType_GHOST.Enum(),
 	})
-	return nil
 }
 
 func (g *ghostTable) write(dir *image.Dir) error {

@@ -34,6 +34,7 @@ var kinds = []kind{
 	eventfdKind{},
 	eventpollKind{},
 	memfdKind{},
+	nsKind{},
 	fifoKind{},
 	regKind{},
 }

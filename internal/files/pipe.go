@@ -50,8 +50,12 @@ func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open returns a new descriptor of the end of a pipe that f stands for,
-// making the pipe on first use.
+// open returns a new open file description of the end of a pipe that f
+// stands for, making the pipe on first use. Each entry is a description
+// of its own, as at the dump: the end pipe() made, or the end reopened
+// through /proc, which makes a new one (where a dup would share one). The
+// status flags tell which an entry was: open() adds O_LARGEFILE, which
+// fcntl cannot set nor clear, and pipe() does not.
 func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	id := f.Pipe.GetPipeId()
 	p, ok := r.pipes[id]
@@ -61,24 +65,57 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, err
 		}
 		p.data = r.set.pipes[id]
+		if err := r.setPipeSize(p.ends[1], p.data); err != nil {
+			return 0, fmt.Errorf("pipe %d: %w", id, err)
+		}
 		if r.pipes == nil {
 			r.pipes = map[uint32]*pipeEnds{}
 		}
 		r.pipes[id] = p
 	}
-	end := p.read
-	if f.Pipe.GetFlags()&unix.O_ACCMODE == unix.O_WRONLY {
-		end = p.write
+	flags, end := f.Pipe.GetFlags(), 0
+	if flags&unix.O_ACCMODE == unix.O_WRONLY {
+		end = 1
 	}
-	// A fresh descriptor for this entry, with the entry's status flags.
-	n, err := r.tr.Syscall(r.pid, unix.SYS_FCNTL, end, unix.F_DUPFD_CLOEXEC, r.tempBase)
+	if flags&unix.O_LARGEFILE == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
+		p.given[end] = true
+		if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFL, uint64(flags)); err != nil {
+			return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
+		}
+		return p.ends[end], nil
+	}
+	return r.openPipe("/proc/self/fd/"+strconv.FormatUint(p.ends[end], 10), flags)
+}
+
+// openPipe opens an end of a pipe or FIFO through path in the process,
+// above the targets, with status flags. The open takes only the access
+// mode, and does not wait for the other side; fcntl sets the flags: open
+// refuses O_DIRECT, the flag of a packet-mode pipe.
+func (r *Restorer) openPipe(path string, flags uint32) (uint64, error) {
+	n, err := r.open(path, uint64(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", path, err)
+	}
+	if n, err = r.lift(n); err != nil {
 		return 0, err
 	}
-	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(f.Pipe.GetFlags())); err != nil {
-		return 0, fmt.Errorf("set pipe flags %#x: %w", f.Pipe.GetFlags(), err)
+	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(flags)); err != nil {
+		return 0, fmt.Errorf("set flags %#o of %s: %w", flags, path, err)
 	}
 	return n, nil
+}
+
+// setPipeSize gives a pipe or FIFO made in the process, through its
+// descriptor fd, the size it had at the dump, before it is refilled.
+func (r *Restorer) setPipeSize(fd uint64, d pipeData) error {
+	size := d.e.GetSize()
+	if size == 0 { // none recorded
+		return nil
+	}
+	if err := r.sys(unix.SYS_FCNTL, fd, unix.F_SETPIPE_SZ, uint64(size)); err != nil {
+		return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
+	}
+	return nil
 }
 
 // pipeData is what a pipe or FIFO holds at the dump.
@@ -92,6 +129,9 @@ type pipeData struct {
 type pipeTable struct {
 	pipes, fifos []pipeData
 	seen         map[uint64]bool // pipes whose data was taken
+	// fifoGhosts are the ghost files of unlinked FIFOs, by device and
+	// inode.
+	fifoGhosts map[[2]uint64]uint32
 }
 
 // takePipeData copies what is buffered in a pipe without draining it: tee()
@@ -126,13 +166,16 @@ func (t *Table) takePipeData(d *desc, ino uint64, into *[]pipeData) error {
 	if err != nil {
 		return fmt.Errorf("tee pipe: %w", err)
 	}
+	// One read takes all that is buffered, but stops at the end of a
+	// packet, a packet-mode (O_DIRECT) writer's: the images keep bytes,
+	// not packets.
 	data := make([]byte, n)
-	for off := 0; off < len(data); {
-		m, err := unix.Read(p[0], data[off:])
-		if err != nil {
-			return fmt.Errorf("read teed pipe data: %w", err)
-		}
-		off += m
+	m, err := unix.Read(p[0], data)
+	if err != nil {
+		return fmt.Errorf("read teed pipe data: %w", err)
+	}
+	if int64(m) < n {
+		return fmt.Errorf("%w: %s holds packets of a packet-mode (O_DIRECT) writer, whose boundaries cannot be kept", ErrUnsupported, d)
 	}
 	*into = append(*into, pipeData{
 		e:    &pipedata.PipeDataEntry{PipeId: proto.Uint32(uint32(ino)), Bytes: proto.Uint32(uint32(n)), Size: proto.Uint32(uint32(size))},
@@ -169,10 +212,10 @@ func (p *pipeTable) write(dir *image.Dir) error {
 	return nil
 }
 
-// pipeSet is the buffered data of a checkpoint's pipes and FIFOs, by
-// pipe id.
+// pipeSet is the size and buffered data of a checkpoint's pipes and FIFOs,
+// by pipe id.
 type pipeSet struct {
-	pipes, fifos map[uint32][]byte
+	pipes, fifos map[uint32]pipeData
 }
 
 func (s *Set) loadPipes() (err error) {
@@ -185,8 +228,8 @@ func (s *Set) loadPipes() (err error) {
 
 // readPipeData reads pipes-data.img or fifo-data.img: records each
 // followed by the pipe's buffered bytes.
-func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
-	out := map[uint32][]byte{}
+func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
+	out := map[uint32]pipeData{}
 	r, err := dir.Open(k, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return out, nil
@@ -196,8 +239,8 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
 	}
 	defer r.Close()
 	for {
-		var e pipedata.PipeDataEntry
-		if err := r.Next(&e); errors.Is(err, io.EOF) {
+		e := &pipedata.PipeDataEntry{}
+		if err := r.Next(e); errors.Is(err, io.EOF) {
 			return out, nil
 		} else if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrImage, err)
@@ -206,19 +249,23 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s data of pipe %d: %w", ErrImage, k, e.GetPipeId(), err)
 		}
-		out[e.GetPipeId()] = data
+		out[e.GetPipeId()] = pipeData{e: e, data: data}
 	}
 }
 
-// pipeRestorer holds the pipes made so far, by pipe id.
+// pipeRestorer holds the pipes made so far, by pipe id, and the nodes of
+// unlinked FIFOs made again, by ghost id.
 type pipeRestorer struct {
-	pipes map[uint32]*pipeEnds
+	pipes     map[uint32]*pipeEnds
+	fifoNodes map[uint32]string
 }
 
-// pipeEnds are the two descriptors of a pipe made in the process.
+// pipeEnds are the two descriptors of a pipe made in the process, read
+// end first, and whether an entry was given each.
 type pipeEnds struct {
-	read, write uint64
-	data        []byte
+	ends  [2]uint64
+	given [2]bool
+	data  pipeData
 }
 
 // makePipe makes a pipe in the process, both ends above the targets.
@@ -235,23 +282,25 @@ func (r *Restorer) makePipe() (*pipeEnds, error) {
 		return nil, err
 	}
 	p := &pipeEnds{}
-	if p.read, err = r.lift(uint64(binary.LittleEndian.Uint32(b[0:]))); err != nil {
-		return nil, err
-	}
-	if p.write, err = r.lift(uint64(binary.LittleEndian.Uint32(b[4:]))); err != nil {
-		return nil, err
+	for i := range p.ends {
+		if p.ends[i], err = r.lift(uint64(binary.LittleEndian.Uint32(b[4*i:]))); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
 
 // opened writes the buffered data back into each pipe and closes the
-// ends made with it: the process keeps the duplicates its entries got.
+// ends made with it that no entry was given.
 func (pipeKind) opened(r *Restorer) error {
 	for id, p := range r.pipes {
-		if err := r.writeThrough(p.write, p.data); err != nil {
+		if err := r.writeThrough(p.ends[1], p.data.data); err != nil {
 			return fmt.Errorf("refill pipe %d: %w", id, err)
 		}
-		for _, end := range []uint64{p.read, p.write} {
+		for i, end := range p.ends {
+			if p.given[i] {
+				continue
+			}
 			if err := r.sys(unix.SYS_CLOSE, end); err != nil {
 				return err
 			}

@@ -13,6 +13,10 @@ const (
 	VMAAnonPrivate  = 1 << 9
 	VMAAreaVVAR     = 1 << 12 // [vvar] and [vvar_vclock]: never dumped
 	VMAAreaMemfd    = 1 << 14
+	// VMAAreaGuard marks an entry that is no VMA but a guard region
+	// (madvise(MADV_GUARD_INSTALL)) inside one; such entries come after
+	// every VMA.
+	VMAAreaGuard = 1 << 16
 )
 
 // MapDroppable is the MAP_DROPPABLE mapping type (Linux >= 6.11), which

@@ -13,12 +13,13 @@ const kcmpEpollTFD = 7
 // include/uapi/linux/kcmp.h.
 type kcmpEpollSlot struct{ efd, tfd, toff uint32 }
 
-// EpollTargetIs reports whether descriptor tfd of process pid is the file
-// that the toff-th registration under number tfd of epoll epfd watches.
-func EpollTargetIs(pid, epfd, tfd int, toff uint32) (bool, error) {
+// EpollTargetIs reports whether descriptor fd of process pid is the file
+// that the toff-th registration under number tfd of epoll epfd watches;
+// fd need not be tfd, which may be closed or reused.
+func EpollTargetIs(pid, fd, epfd, tfd int, toff uint32) (bool, error) {
 	slot := kcmpEpollSlot{uint32(epfd), uint32(tfd), toff}
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpEpollTFD,
-		uintptr(tfd), uintptr(unsafe.Pointer(&slot)), 0)
+		uintptr(fd), uintptr(unsafe.Pointer(&slot)), 0)
 	if errno != 0 {
 		return false, errno
 	}

@@ -15,6 +15,7 @@ const (
 	pmPresent    = 1 << 63
 	pmSwapped    = 1 << 62
 	pmFileShAnon = 1 << 61
+	pmGuard      = 1 << 58
 	pmExclusive  = 1 << 56
 	pmSoftDirty  = 1 << 55
 )
@@ -39,9 +40,15 @@ func PageExclusive(e uint64) bool { return e&pmExclusive != 0 }
 // bits were last cleared; always false without CONFIG_MEM_SOFT_DIRTY.
 func PageSoftDirty(e uint64) bool { return e&pmSoftDirty != 0 }
 
+// PageGuard reports whether the page is in a guard region
+// (madvise(MADV_GUARD_INSTALL), reported since Linux 6.15). Its entry also
+// has the swapped bit: the kernel keeps the guard as a marker in place of
+// a swap entry.
+func PageGuard(e uint64) bool { return e&pmGuard != 0 }
+
 // PresentOrSwapped reports whether the page has contents: the pages a dump
-// copies.
-func PresentOrSwapped(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 }
+// copies. A guard region has none.
+func PresentOrSwapped(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 && e&pmGuard == 0 }
 
 // ReadPagemap reads the entries of the pages in [start, end), both
 // page-aligned, from an open /proc/PID/pagemap with one pread. That costs 8

@@ -11,18 +11,20 @@ import (
 
 func TestPageBits(t *testing.T) {
 	for _, tc := range []struct {
-		e                                                uint64
-		present, swapped, fileOrShared, excl, soft, keep bool
+		e                                                       uint64
+		present, swapped, fileOrShared, excl, soft, guard, keep bool
 	}{
-		{0, false, false, false, false, false, false},
-		{1<<63 | 1<<56 | 12345, true, false, false, true, false, true},
-		{1<<62 | 7, false, true, false, false, false, true},
-		{1<<63 | 1<<61, true, false, true, false, false, true},
-		{1 << 55, false, false, false, false, true, false},
+		{0, false, false, false, false, false, false, false},
+		{1<<63 | 1<<56 | 12345, true, false, false, true, false, false, true},
+		{1<<62 | 7, false, true, false, false, false, false, true},
+		{1<<63 | 1<<61, true, false, true, false, false, false, true},
+		{1 << 55, false, false, false, false, true, false, false},
+		// A guard region, as Linux 6.18 reports it: a swap marker.
+		{1<<62 | 1<<58 | 0x9f, false, true, false, false, false, true, false},
 	} {
-		got := [6]bool{PagePresent(tc.e), PageSwapped(tc.e), PageFileOrSharedAnon(tc.e),
-			PageExclusive(tc.e), PageSoftDirty(tc.e), PresentOrSwapped(tc.e)}
-		want := [6]bool{tc.present, tc.swapped, tc.fileOrShared, tc.excl, tc.soft, tc.keep}
+		got := [7]bool{PagePresent(tc.e), PageSwapped(tc.e), PageFileOrSharedAnon(tc.e),
+			PageExclusive(tc.e), PageSoftDirty(tc.e), PageGuard(tc.e), PresentOrSwapped(tc.e)}
+		want := [7]bool{tc.present, tc.swapped, tc.fileOrShared, tc.excl, tc.soft, tc.guard, tc.keep}
 		if got != want {
 			t.Errorf("%#x: got %v, want %v", tc.e, got, want)
 		}
@@ -97,6 +99,55 @@ func TestReadPagemapSelf(t *testing.T) {
 		}
 		if d := cmp.Diff(want, runs); d != "" {
 			t.Errorf("ReadPageRuns in chunks of %d: (-want +got):\n%s", pagemapChunk, d)
+		}
+	}
+}
+
+// madvGuardInstall is MADV_GUARD_INSTALL (Linux >= 6.13).
+const madvGuardInstall = 102
+
+// TestReadPagemapGuard installs guard regions in fresh memory with touched
+// pages around them and tells the two apart, in chunks of every size.
+func TestReadPagemapGuard(t *testing.T) {
+	const pages = 8
+	ps := int(pageSize)
+	mem := mmap(t, pages*ps)
+	if err := unix.Madvise(mem, unix.MADV_NOHUGEPAGE); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 4, 7} {
+		mem[i*ps] = 1
+	}
+	for _, r := range [][2]int{{2, 4}, {6, 7}} {
+		if err := unix.Madvise(mem[r[0]*ps:r[1]*ps], madvGuardInstall); err != nil {
+			t.Skipf("madvise(MADV_GUARD_INSTALL): %v (Linux >= 6.13)", err)
+		}
+	}
+	base := addr(mem)
+	f, err := os.Open(Path(0, "pagemap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if e, err := ReadPagemap(f, base+2*pageSize, base+3*pageSize); err != nil {
+		t.Fatal(err)
+	} else if !PageGuard(e[0]) {
+		t.Skipf("guard page entry %#x: no guard bit (Linux >= 6.15)", e[0])
+	}
+	want := [][]PageRun{
+		{{base, 2}, {base + 4*pageSize, 1}, {base + 7*pageSize, 1}},
+		{{base + 2*pageSize, 2}, {base + 6*pageSize, 1}},
+	}
+	defer func(n uint64) { pagemapChunk = n }(pagemapChunk)
+	for pagemapChunk = 1; pagemapChunk <= pages+1; pagemapChunk++ {
+		for i, keep := range []func(uint64) bool{PresentOrSwapped, PageGuard} {
+			runs, err := ReadPageRuns(f, base, base+pages*pageSize, keep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(want[i], runs); d != "" {
+				t.Errorf("ReadPageRuns of kind %d in chunks of %d: (-want +got):\n%s", i, pagemapChunk, d)
+			}
 		}
 	}
 }

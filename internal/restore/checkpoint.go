@@ -33,7 +33,8 @@ type checkpoint struct {
 	pages   []image.PageEntry
 	vdso    *vma.VmaEntry // nil if the process had none
 	vvar    *vma.VmaEntry
-	threads []uint32 // leader first
+	guards  []*vma.VmaEntry // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in mm.Vmas
+	threads []uint32        // leader first
 }
 
 func imageErr(format string, a ...any) error {
@@ -115,11 +116,19 @@ func load(path string) (*checkpoint, error) {
 }
 
 // checkVMAs checks the VMAs are page-aligned, ordered and disjoint, and
-// finds the vDSO pair.
+// finds the vDSO pair; it moves the guard regions out of the VMAs.
 func (c *checkpoint) checkVMAs() error {
+	n := len(c.mm.Vmas)
+	for n > 0 && c.mm.Vmas[n-1].GetStatus()&image.VMAAreaGuard != 0 {
+		n--
+	}
+	c.mm.Vmas, c.guards = c.mm.Vmas[:n], c.mm.Vmas[n:]
 	var prevEnd uint64
 	minAddr := mmapMinAddr()
 	for i, v := range c.mm.Vmas {
+		if v.GetStatus()&image.VMAAreaGuard != 0 {
+			return imageErr("mm-%d.img: guard region %d at %#x-%#x before a VMA", c.pid, i, v.GetStart(), v.GetEnd())
+		}
 		start, end := v.GetStart(), v.GetEnd()
 		switch {
 		case start < minAddr:
@@ -144,6 +153,30 @@ func (c *checkpoint) checkVMAs() error {
 				return imageErr("mm-%d.img: two vvar VMAs", c.pid)
 			}
 			c.vvar = v
+		}
+	}
+	return c.checkGuards()
+}
+
+// checkGuards checks the guard regions are page-aligned, ordered,
+// disjoint, and inside VMAs the process maps itself.
+func (c *checkpoint) checkGuards() error {
+	var prevEnd uint64
+	for _, g := range c.guards {
+		start, end := g.GetStart(), g.GetEnd()
+		switch {
+		case start%pageSize != 0 || end%pageSize != 0 || end <= start:
+			return imageErr("mm-%d.img: guard region %#x-%#x is not a page-aligned range", c.pid, start, end)
+		case start < prevEnd:
+			return imageErr("mm-%d.img: guard region %#x-%#x overlaps the one before, which ends at %#x", c.pid, start, end, prevEnd)
+		}
+		prevEnd = end
+		for addr := start; addr < end; {
+			v := c.vmaAt(addr)
+			if v == nil || v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+				return imageErr("mm-%d.img: guard region %#x-%#x is not inside the process's VMAs", c.pid, start, end)
+			}
+			addr = v.GetEnd()
 		}
 	}
 	return nil

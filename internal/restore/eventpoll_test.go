@@ -136,6 +136,15 @@ func TestRestoreEventpoll(t *testing.T) {
 		{"epoll", func(t *testing.T) *subject {
 			return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"))}
 		}, true, true},
+		// A registration whose number was closed, or reused, since: it
+		// comes back through the descriptor its file moved to, and the
+		// subject checks it reports the file readable.
+		{"epoll-closed", func(t *testing.T) *subject {
+			return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"), "closed")}
+		}, true, true},
+		{"epoll-reused", func(t *testing.T) *subject {
+			return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"), "reused")}
+		}, true, true},
 		{"goclock", func(t *testing.T) *subject { return kind(t, "goclock").start(t) }, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

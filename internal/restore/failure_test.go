@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -280,6 +281,28 @@ func TestRestoreBadImages(t *testing.T) {
 			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
 				return slices.DeleteFunc(vmas, func(v *vma.VmaEntry) bool { return v.GetStart() <= anon && anon < v.GetEnd() })
 			})
+			return dir
+		}},
+		{name: "guard region outside every VMA", image: true, want: []string{"guard region 0x1000-0x2000"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry { return append(vmas, guardAt(0x1000)) })
+			return dir
+		}},
+		{name: "guard region among the VMAs", image: true, want: []string{"before a VMA"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
+				return append([]*vma.VmaEntry{guardAt(vmas[0].GetStart())}, vmas...)
+			})
+			return dir
+		}},
+		{name: "oom_score_adj below cryo's", want: []string{"oom_score_adj -500", "CAP_SYS_RESOURCE"}, broken: func(t *testing.T) string {
+			if st, err := proc.ReadStatus(0); err != nil || st.CapEff&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+				t.Skipf("cryo may lower oom_score_adj (CAP_SYS_RESOURCE) or its status is unreadable: %v", err)
+			}
+			dir := copyDir(t, c.dir)
+			core := proto.Clone(im.cores[uint32(pid)]).(*criucore.CoreEntry)
+			core.Tc.OomScoreAdj = proto.Int32(-500)
+			rewriteImage(t, dir, image.Core, uint32(pid), core)
 			return dir
 		}},
 		{name: "fd of a file missing from files.img", image: true, want: []string{"files.img lacks"}, broken: func(t *testing.T) string {
@@ -633,5 +656,13 @@ func TestRestoreCancelledPromptly(t *testing.T) {
 	}
 	if kids := testutil.Children(t); len(kids) > 0 {
 		t.Errorf("the cancelled restore left %v", kids)
+	}
+}
+
+// guardAt is a one-page guard region entry at addr.
+func guardAt(addr uint64) *vma.VmaEntry {
+	return &vma.VmaEntry{
+		Start: proto.Uint64(addr), End: proto.Uint64(addr + pageSize), Pgoff: proto.Uint64(0), Shmid: proto.Uint64(0),
+		Prot: proto.Uint32(0), Flags: proto.Uint32(0), Status: proto.Uint32(image.VMAAreaGuard), Fd: proto.Int64(-1),
 	}
 }

@@ -20,9 +20,11 @@ func (r *restorer) verifyFiles() error {
 		if st&(image.VMAFilePrivate|image.VMAFileShared) == 0 || st&image.VMAAreaMemfd != 0 {
 			continue
 		}
-		need[uint32(v.GetShmid())] |= unix.R_OK
-		if st&image.VMAFileShared != 0 && v.GetProt()&unix.PROT_WRITE != 0 {
-			need[uint32(v.GetShmid())] |= unix.W_OK
+		// As mapVMAs opens it: for writing too if shared and open so.
+		id := uint32(v.GetShmid())
+		need[id] |= unix.R_OK
+		if st&image.VMAFileShared != 0 && c.files.Files[id].GetReg().GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
+			need[id] |= unix.W_OK
 		}
 	}
 	need[c.mm.GetExeFileId()] |= unix.R_OK | unix.X_OK

@@ -276,6 +276,9 @@ func (im *images) dumpedAreas(t *testing.T, vvarSplit uint64) []area {
 	for _, v := range im.mm.Vmas {
 		a := area{Start: v.GetStart(), End: v.GetEnd(), Perms: permsOf(v)}
 		st := v.GetStatus()
+		if st&image.VMAAreaGuard != 0 {
+			continue // a guard region inside a VMA
+		}
 		switch {
 		case st&image.VMAAreaVVAR != 0:
 			if vvarSplit > a.Start && vvarSplit < a.End {

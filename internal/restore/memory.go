@@ -19,6 +19,8 @@ const (
 	pageSize = kernel.PageSize
 	// madvPopulateWrite is MADV_POPULATE_WRITE (Linux >= 5.14).
 	madvPopulateWrite = 23
+	// madvGuardInstall is MADV_GUARD_INSTALL (Linux >= 6.13).
+	madvGuardInstall = 102
 	// writeChunk is how much page data one write into the process moves,
 	// mapped from the pages file: enough that system calls are a small
 	// part of the cost, little enough to keep cryo small.
@@ -76,13 +78,23 @@ func (r *restorer) mapVMAs() error {
 			r.sys(unix.SYS_CLOSE, fd)
 		}
 	}()
+	objects := r.c.shmemObjects()
 	for _, v := range r.c.mm.Vmas {
 		st := v.GetStatus()
 		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}
 		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
-		flags := uint64(v.GetFlags()) | unix.MAP_FIXED
+		if vs := objects[v.GetShmid()]; st&image.VMAAnonShared != 0 && !alone(vs) {
+			if vs[0] == v {
+				if err := r.mapObject(vs); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		// Locking comes once the pages are written (protect).
+		flags := uint64(v.GetFlags())&^unix.MAP_LOCKED | unix.MAP_FIXED
 		prot := uint64(r.writableProt(v))
 		fd := ^uint64(0) // -1
 		if st&image.VMAAreaMemfd != 0 {
@@ -94,8 +106,10 @@ func (r *restorer) mapVMAs() error {
 			id := v.GetShmid()
 			if _, ok := fds[id]; !ok {
 				f := r.c.files.Files[uint32(id)].Reg
+				// A shared mapping may be made writable only if its file
+				// was open for writing, as the dump records.
 				openFlags := uint64(unix.O_RDONLY)
-				if st&image.VMAFileShared != 0 && v.GetProt()&unix.PROT_WRITE != 0 {
+				if st&image.VMAFileShared != 0 && f.GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
 					openFlags = unix.O_RDWR
 				}
 				path, err := r.c.files.Path(uint32(id))
@@ -191,8 +205,35 @@ func (r *restorer) writeRange(pr *image.PageReader, e image.PageEntry, piece vds
 	return nil
 }
 
-// protect gives every VMA its final protection and madvise flags.
+// protect gives every VMA its final protection and madvise flags, then
+// puts back the guard regions and locks what was locked.
 func (r *restorer) protect() error {
+	if err := r.protectVMAs(); err != nil {
+		return err
+	}
+	// A locked VMA takes no guard regions: these were installed before
+	// any lock.
+	for _, g := range r.c.guards {
+		if err := r.sys(unix.SYS_MADVISE, g.GetStart(), g.GetEnd()-g.GetStart(), madvGuardInstall); err != nil {
+			return fmt.Errorf("install guard region %#x-%#x (MADV_GUARD_INSTALL, Linux >= 6.13): %w", g.GetStart(), g.GetEnd(), err)
+		}
+	}
+	for _, v := range r.c.mm.Vmas {
+		if v.GetFlags()&unix.MAP_LOCKED == 0 || v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+			continue
+		}
+		// The restore runs with CAP_IPC_LOCK, so the process's
+		// RLIMIT_MEMLOCK, which it may have lowered since it locked
+		// this memory, does not stop it.
+		if err := r.sys(unix.SYS_MLOCK, v.GetStart(), v.GetEnd()-v.GetStart()); err != nil {
+			return fmt.Errorf("lock VMA %#x-%#x: %w", v.GetStart(), v.GetEnd(), err)
+		}
+	}
+	return nil
+}
+
+// protectVMAs gives every VMA its final protection and madvise flags.
+func (r *restorer) protectVMAs() error {
 	for _, v := range r.c.mm.Vmas {
 		if v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue

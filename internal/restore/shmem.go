@@ -3,38 +3,119 @@ package restore
 import (
 	"fmt"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
+	"golang.org/x/sys/unix"
+
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
-// writeShmem fills each shared anonymous mapping, created empty by
-// mapVMAs, with the contents of its object.
-func (r *restorer) writeShmem() error {
+// shmemObjects groups the shared anonymous VMAs by object, in address
+// order.
+func (c *checkpoint) shmemObjects() map[uint64][]*vma.VmaEntry {
+	objects := map[uint64][]*vma.VmaEntry{}
+	for _, v := range c.mm.Vmas {
+		if v.GetStatus()&image.VMAAnonShared != 0 {
+			objects[v.GetShmid()] = append(objects[v.GetShmid()], v)
+		}
+	}
+	return objects
+}
+
+// alone reports whether an object is one VMA that maps it from its start,
+// which a plain mmap makes.
+func alone(vs []*vma.VmaEntry) bool { return len(vs) == 1 && vs[0].GetPgoff() == 0 }
+
+// mapObject makes one shared anonymous object for the VMAs vs and maps
+// each at its offset in it: the object is mapped whole at a free place,
+// each VMA is a second mapping of part of it (mremap of old size 0), and
+// the whole goes.
+func (r *restorer) mapObject(vs []*vma.VmaEntry) error {
+	var size uint64
+	for _, v := range vs {
+		size = max(size, v.GetPgoff()+v.GetEnd()-v.GetStart())
+	}
+	maps, err := proc.ReadMaps(r.pid)
+	if err != nil {
+		return err
+	}
+	var used []vdso.Range
+	for _, m := range maps {
+		used = append(used, vdso.Range{Start: m.Start, End: m.End})
+	}
 	for _, v := range r.c.mm.Vmas {
-		if v.GetStatus()&image.VMAAnonShared == 0 {
+		used = append(used, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
+	}
+	shmid := vs[0].GetShmid()
+	at, err := vdso.FindHole(used, size, vs[0].GetStart(), mmapMinAddr(), taskSize)
+	if err != nil {
+		return fmt.Errorf("place shared memory %d: %w", shmid, err)
+	}
+	flags := uint64(vs[0].GetFlags())&^unix.MAP_LOCKED | unix.MAP_FIXED_NOREPLACE
+	if _, err := r.tr.Syscall(r.pid, unix.SYS_MMAP, at, size, unix.PROT_READ|unix.PROT_WRITE, flags, ^uint64(0), 0); err != nil {
+		return fmt.Errorf("map shared memory %d (%d bytes) at %#x: %w", shmid, size, at, err)
+	}
+	for _, v := range vs {
+		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
+		if _, err := r.tr.Syscall(r.pid, unix.SYS_MREMAP, at+v.GetPgoff(), 0, length, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, start); err != nil {
+			return fmt.Errorf("map VMA %#x-%#x of shared memory %d at offset %#x: %w", start, start+length, shmid, v.GetPgoff(), err)
+		}
+	}
+	if err := r.sys(unix.SYS_MUNMAP, at, size); err != nil {
+		return fmt.Errorf("unmap shared memory %d at %#x: %w", shmid, at, err)
+	}
+	return nil
+}
+
+// writeShmem fills each shared anonymous object, created empty by
+// mapVMAs, with its contents.
+func (r *restorer) writeShmem() error {
+	objects := r.c.shmemObjects()
+	for _, v := range r.c.mm.Vmas {
+		vs := objects[v.GetShmid()]
+		if v.GetStatus()&image.VMAAnonShared == 0 || vs[0] != v {
 			continue
 		}
-		if err := r.writeObject(v.GetShmid(), v.GetStart(), v.GetEnd(), v.GetPgoff()); err != nil {
+		if err := r.writeObject(v.GetShmid(), vs); err != nil {
 			return fmt.Errorf("shared memory %d at %#x: %w", v.GetShmid(), v.GetStart(), err)
 		}
 	}
 	return nil
 }
 
-// writeObject writes the stored pages of object shmid that fall in the
-// mapping [start, end) of object offset pgoff.
-func (r *restorer) writeObject(shmid, start, end, pgoff uint64) error {
+// writeObject writes the stored pages of object shmid, each through one
+// of the VMAs vs that maps it.
+func (r *restorer) writeObject(shmid uint64, vs []*vma.VmaEntry) error {
 	pr, err := r.c.dir.OpenShmemPages(shmid)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
 	return eachRun(pr, func(e image.PageEntry) error {
-		size := e.NrPages * pageSize
-		if e.Vaddr < pgoff || e.Vaddr+size > pgoff+(end-start) {
-			return imageErr("pages at object offset %#x-%#x outside the mapping", e.Vaddr, e.Vaddr+size)
+		end := e.Vaddr + e.NrPages*pageSize
+		for off := e.Vaddr; off < end; {
+			v := mapping(vs, off)
+			if v == nil {
+				return imageErr("pages at object offset %#x are outside every mapping of it", off)
+			}
+			to := min(end, v.GetPgoff()+v.GetEnd()-v.GetStart())
+			// Object offset off is at address off+start-pgoff.
+			if err := r.writeRange(pr, e, vdso.Range{Start: off, End: to}, v.GetStart()-v.GetPgoff()); err != nil {
+				return err
+			}
+			off = to
 		}
-		// Object offset e.Vaddr is at address start+e.Vaddr-pgoff.
-		return r.writeRange(pr, e, vdso.Range{Start: e.Vaddr, End: e.Vaddr + size}, start-pgoff)
+		return nil
 	})
+}
+
+// mapping returns the VMA of vs that maps object offset off, nil if none.
+func mapping(vs []*vma.VmaEntry, off uint64) *vma.VmaEntry {
+	for _, v := range vs {
+		if off >= v.GetPgoff() && off < v.GetPgoff()+v.GetEnd()-v.GetStart() {
+			return v
+		}
+	}
+	return nil
 }

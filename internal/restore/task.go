@@ -79,6 +79,9 @@ func (r *restorer) restoreTask() error {
 			return fmt.Errorf("set child subreaper: %w", err)
 		}
 	}
+	if err := r.restoreProcState(tc); err != nil {
+		return err
+	}
 	return r.restoreSession()
 }
 

@@ -13,18 +13,24 @@
 //   sleep_ep an epoll watching only empty_r, which it sleeps in: so that a
 //            dump mostly finds it blocked in epoll_wait
 //
-// Usage: epoll [closed|reused]
-//   closed   also register an eventfd in epfd under a number that is then
-//            closed (the file stays open under another)
+// Usage: epoll [closed|reused|twice|orphan]
+//   closed   also register a readable eventfd in epfd under a number
+//            (stale), then move it to another (moved): the registration
+//            stays, under a number that is closed
 //   reused   the same, then open another eventfd at that number
+//   twice    as closed, the eventfd also registered under moved
+//   orphan   register an eventfd under stale, not readable, and close it
+//            once epfd reports it readable: the test makes it so by
+//            writing into its own duplicate of it, which then is the only
+//            descriptor of the file left
 //
 // Once set up it prints
-//   ready efd=FD efd_dup=FD sem=FD pipe_r=FD pipe_w=FD empty_r=FD empty_w=FD epfd=FD sleep_ep=FD stale=FD
+//   ready efd=FD efd_dup=FD sem=FD pipe_r=FD pipe_w=FD empty_r=FD empty_w=FD epfd=FD sleep_ep=FD stale=FD moved=FD
 // then every PERIOD_MS
-//   tick N pid=P ready=K woken=W ok
-// where K is how many registrations epoll_wait on epfd reported and W how
-// many times data in empty_r woke the sleep; or "FAIL ..." and exits 1
-// when a check fails.
+//   tick N pid=P ready=K woken=W orphaned=O ok
+// where K is how many registrations epoll_wait on epfd reported, W how
+// many times data in empty_r woke the sleep, and O 1 once the orphan's
+// descriptor is closed; or "FAIL ..." and exits 1 when a check fails.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +57,7 @@
 #define TAG_PIPE_R 0x91be000000000000ULL
 #define TAG_PIPE_W 0x91bf000000000000ULL
 #define TAG_EMPTY 0xe3b7000000000000ULL
+#define TAG_STALE 0x57a1000000000000ULL
 
 static void fail(const char *fmt, ...) {
 	va_list ap;
@@ -136,21 +143,25 @@ int main(int argc, char **argv) {
 	add(ep, p[1], EPOLLOUT | EPOLLET, TAG_PIPE_W);
 	add(ep, q[0], EPOLLIN, TAG_EMPTY);
 	add(sleep_ep, q[0], EPOLLIN, TAG_EMPTY);
-	// A registration whose number no longer refers to its file: a dump
-	// must refuse it.
-	int stale = -1;
+	// A registration whose number no longer refers to its file.
+	int stale = -1, moved = -1, orphan = 0, orphaned = 0, twice = 0;
 	if (argc > 1) {
-		if (strcmp(argv[1], "closed") && strcmp(argv[1], "reused"))
-			fail("usage: epoll [closed|reused]");
-		stale = eventfd(0, 0);
-		add(ep, stale, EPOLLIN, 0);
-		if (dup(stale) < 0 || close(stale) != 0)
+		orphan = !strcmp(argv[1], "orphan");
+		twice = !strcmp(argv[1], "twice");
+		if (strcmp(argv[1], "closed") && strcmp(argv[1], "reused") && !twice && !orphan)
+			fail("usage: epoll [closed|reused|twice|orphan]");
+		stale = eventfd(!orphan, 0);
+		add(ep, stale, EPOLLIN, TAG_STALE);
+		if (!orphan && ((moved = dup(stale)) < 0 || close(stale) != 0))
 			fail("move eventfd: %s", strerror(errno));
 		if (!strcmp(argv[1], "reused") && eventfd(0, 0) != stale)
 			fail("fd %d not reused", stale);
+		if (twice)
+			add(ep, moved, EPOLLIN, TAG_STALE);
 	}
-	printf("ready efd=%d efd_dup=%d sem=%d pipe_r=%d pipe_w=%d empty_r=%d empty_w=%d epfd=%d sleep_ep=%d stale=%d\n",
-	       efd, efd_dup, sem, p[0], p[1], q[0], q[1], ep, sleep_ep, stale);
+	printf("ready efd=%d efd_dup=%d sem=%d pipe_r=%d pipe_w=%d empty_r=%d empty_w=%d epfd=%d sleep_ep=%d stale=%d "
+	       "moved=%d\n",
+	       efd, efd_dup, sem, p[0], p[1], q[0], q[1], ep, sleep_ep, stale, moved);
 
 	long woken = 0;
 	for (long tick = 0;; tick++) {
@@ -192,11 +203,27 @@ int main(int argc, char **argv) {
 				;
 			else if (d == (TAG_EMPTY | q[0]) && e == EPOLLIN)
 				; // woken between the two waits
+			else if (stale >= 0 && d == (TAG_STALE | stale) && e == EPOLLIN)
+				seen |= 16;
+			else if (twice && d == (TAG_STALE | moved) && e == EPOLLIN)
+				;
 			else
 				fail("epoll_wait reported events %#x data %#" PRIx64, e, d);
 		}
-		if (seen != 15)
-			fail("epoll_wait reported %d events, missing mask %#x", n, 15 & ~seen);
+		// The moved eventfd is readable; the orphan once the test wrote
+		// into it, which closes it here.
+		int want = 15;
+		if (stale >= 0 && !orphan)
+			want |= 16;
+		if (orphan && (seen & 16) && !orphaned) {
+			if (close(stale) != 0)
+				fail("close the orphan: %s", strerror(errno));
+			orphaned = 1;
+		}
+		if (orphaned)
+			want |= 16;
+		if (seen != want)
+			fail("epoll_wait reported %d events, mask %#x, want %#x", n, seen, want);
 		check_count(efd, EFD_COUNT, 0);
 		check_count(sem, SEM_COUNT, 1);
 		int queued = 0;
@@ -207,6 +234,6 @@ int main(int argc, char **argv) {
 		check_flags(sem, 0, "semaphore eventfd");
 		check_flags(ep, O_CLOEXEC, "epoll");
 		check_flags(sleep_ep, 0, "sleeping epoll");
-		printf("tick %ld pid=%d ready=%d woken=%ld ok\n", tick, getpid(), n, woken);
+		printf("tick %ld pid=%d ready=%d woken=%ld orphaned=%d ok\n", tick, getpid(), n, woken, orphaned);
 	}
 }

@@ -1,0 +1,91 @@
+package dump_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// TestDumpRefusesForeignNamespace checks that a descriptor of a namespace
+// other than the process's own (it moved to a new network namespace since)
+// is refused by name, the process left as it was: a restore could only
+// give it its own.
+func TestDumpRefusesForeignNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "procfd.c"), "foreign")
+	maps := readMaps(t, s.Pid)
+	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), LeaveRunning: true})
+	if !errors.Is(err, dump.ErrUnsupported) {
+		t.Fatalf("dump: %v, want ErrUnsupported", err)
+	}
+	for _, w := range []string{"fd " + s.Ready["net"], "net namespace", "not the process's own"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	t.Logf("refused: %v", err)
+	if after := readMaps(t, s.Pid); !slices.Equal(maps, after) {
+		t.Errorf("the refused dump changed the mappings")
+	}
+	s.WaitTicks(t, 3)
+}
+
+// TestDumpNamespaceFiles dumps test/subjects/procfd.c, which holds its
+// namespaces open, and checks with crit that each NS entry names, by its
+// clone flag and id, the namespace the process's ids give that id.
+func TestDumpNamespaceFiles(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "procfd.c"))
+	d := dumpProcess(t, s.Pid, true)
+	s.WaitTicks(t, 3)
+	critDecode(t, d.dir)
+	decode := func(name string, v any) {
+		t.Helper()
+		out, err := exec.Command("crit", "decode", "-i", filepath.Join(d.dir, name)).Output()
+		if err != nil {
+			t.Fatalf("crit decode %s: %v", name, err)
+		}
+		if err := json.Unmarshal(out, v); err != nil {
+			t.Fatalf("crit's %s: %v", name, err)
+		}
+	}
+	var ids struct{ Entries []map[string]any }
+	decode(image.IDs.FileName(uint32(s.Pid)), &ids)
+	var files struct {
+		Entries []struct {
+			Type string
+			Nsf  *struct {
+				NsID    uint32 `json:"ns_id"`
+				NsCflag uint32 `json:"ns_cflag"`
+			}
+		}
+	}
+	decode("files.img", &files)
+	field := map[uint32]string{unix.CLONE_NEWNET: "net_ns_id", unix.CLONE_NEWUTS: "uts_ns_id", unix.CLONE_NEWIPC: "ipc_ns_id",
+		unix.CLONE_NEWPID: "pid_ns_id", unix.CLONE_NEWUSER: "user_ns_id", unix.CLONE_NEWNS: "mnt_ns_id",
+		unix.CLONE_NEWCGROUP: "cgroup_ns_id", unix.CLONE_NEWTIME: "time_ns_id"}
+	seen := map[uint32]bool{}
+	for _, f := range files.Entries {
+		if f.Type != "NS" || f.Nsf == nil {
+			continue
+		}
+		seen[f.Nsf.NsCflag] = true
+		if id, ok := ids.Entries[0][field[f.Nsf.NsCflag]].(float64); !ok || uint32(id) != f.Nsf.NsID {
+			t.Errorf("NS entry of clone flag %#x names namespace %d; the ids image says %s %v", f.Nsf.NsCflag, f.Nsf.NsID, field[f.Nsf.NsCflag], ids.Entries[0][field[f.Nsf.NsCflag]])
+		}
+	}
+	if len(seen) != len(field) {
+		t.Errorf("NS entries for clone flags %v, want all of %v", seen, field)
+	}
+}

@@ -1,0 +1,59 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// membarrierGetRegistrations is MEMBARRIER_CMD_GET_REGISTRATIONS (Linux
+// >= 6.3): the registration commands the caller's mm has issued.
+const membarrierGetRegistrations = 1 << 9
+
+// dumpProcState adds to tc the state of the process's mm and its OOM
+// score adjustment, and refuses what it cannot keep of them.
+func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry) error {
+	if err := d.refuseLockFuture(); err != nil {
+		return err
+	}
+	oom, err := proc.ReadOOMScoreAdj(d.pid)
+	if err != nil {
+		return err
+	}
+	tc.OomScoreAdj = proto.Int32(oom)
+	// The registrations are the mm's, so any thread may ask.
+	mask, err := d.tr.Syscall(d.pid, unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
+	switch {
+	case errors.Is(err, unix.EINVAL):
+		// Nothing outside the process shows them on this kernel.
+		d.log.Warn("this kernel cannot tell membarrier registrations (Linux < 6.3): a restore will not have them")
+	case err != nil:
+		return fmt.Errorf("get membarrier registrations: %w", err)
+	default:
+		tc.MembarrierRegistrationMask = proto.Uint32(uint32(mask))
+	}
+	return nil
+}
+
+// refuseLockFuture refuses a process that called mlockall(MCL_FUTURE):
+// CRIU's images have no place for the flag its later mappings get. The
+// scratch mapping, made by an injected mmap since the status was read
+// after the freeze, shows it: it is locked, and adds to VmLck.
+func (d *dumper) refuseLockFuture() error {
+	if _, err := d.tr.Scratch(d.pid); err != nil {
+		return err
+	}
+	st, err := proc.ReadStatus(d.pid)
+	if err != nil {
+		return err
+	}
+	if st.VmLck > d.status.VmLck {
+		return fmt.Errorf("%w: mlockall(MCL_FUTURE): the process's new mappings are locked", ErrUnsupported)
+	}
+	return nil
+}
