@@ -43,6 +43,9 @@ import (
 
 // VerifyOptions says whose files Verify opens and what it lets pass.
 type VerifyOptions struct {
+	// Pid is the process's: its own files under /proc/PID exist only
+	// once it does, and are opened by path then (Path).
+	Pid int
 	// Creds are the process's filesystem credentials, as dumped.
 	Creds kernel.FsCreds
 	// AllowChanged are paths restored even if they changed since the
@@ -72,7 +75,7 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 			all[f.Fifo.GetRegfId()] |= accessOf(reg.GetFlags())
 		}
 	}
-	s.opened = map[uint32]int{}
+	s.opened, s.ownProc = map[uint32]int{}, map[uint32]bool{}
 	for _, id := range slices.Sorted(maps.Keys(all)) {
 		f, err := s.Reg(id)
 		if err != nil {
@@ -80,6 +83,12 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		}
 		if _, ghost := s.ghosts[id]; ghost || isTTYPath(f.Reg.GetName()) {
 			continue // recreated from the images, or cryo's own terminal
+		}
+		if o.Pid > 0 && strings.HasPrefix(f.Reg.GetName(), fmt.Sprintf("/proc/%d/", o.Pid)) {
+			// The restored process's own, on procfs, where no one can
+			// put a link or another file.
+			s.ownProc[id] = true
+			continue
 		}
 		fd, err := s.verify(id, all[id], o)
 		if err != nil {
@@ -258,8 +267,12 @@ func (s *Set) OpenMade(id uint32) error {
 }
 
 // Path is the path through which the process opens entry id: cryo's
-// descriptor of the file Verify checked, which reopens that very inode.
+// descriptor of the file Verify checked, which reopens that very inode;
+// for the process's own /proc files, their path.
 func (s *Set) Path(id uint32) (string, error) {
+	if s.ownProc[id] {
+		return s.Files[id].Reg.GetName(), nil
+	}
 	fd, ok := s.opened[id]
 	if !ok {
 		return "", fmt.Errorf("file %d was not verified", id)

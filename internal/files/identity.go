@@ -66,19 +66,21 @@ func (t *identityTable) write(dir *image.Dir) error { return dir.WriteFileStats(
 // which via (a /proc path: map_files, exe, cwd) reaches, and records its
 // identity.
 func (t *Table) identify(reg *regfile.RegFileEntry, via string) error {
-	f, err := os.Open(via)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := statx(int(f.Fd()), "", unix.AT_EMPTY_PATH)
+	st, err := statx(unix.AT_FDCWD, via, 0)
 	if err != nil {
 		return fmt.Errorf("%s: %w", via, err)
 	}
 	reg.Mode = proto.Uint32(uint32(st.Mode))
+	// Only a regular file is read: opening a device may do anything.
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
 		reg.Size = proto.Uint64(st.Size)
-		if reg.BuildId, err = buildID(f); err != nil {
+		f, err := os.Open(via)
+		if err != nil {
+			return err
+		}
+		reg.BuildId, err = buildID(f)
+		f.Close()
+		if err != nil {
 			return fmt.Errorf("%s: %w", reg.GetName(), err)
 		}
 	}
@@ -93,6 +95,8 @@ type identitySet struct {
 	// opened are cryo's O_PATH descriptors of the files Verify checked,
 	// by entry id: the process opens exactly those (Path).
 	opened map[uint32]int
+	// ownProc are the entries of the process's own /proc files.
+	ownProc map[uint32]bool
 }
 
 func (s *Set) loadStats() error {

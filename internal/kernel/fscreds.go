@@ -68,6 +68,19 @@ func SetThreadFsCreds(c FsCreds) error {
 	return setThreadCaps(c.Effective & permitted)
 }
 
+// threadGroups returns the calling thread's supplementary groups.
+func threadGroups() ([]uint32, error) {
+	groups, err := unix.Getgroups()
+	if err != nil {
+		return nil, fmt.Errorf("getgroups: %w", err)
+	}
+	out := make([]uint32, len(groups))
+	for i, g := range groups {
+		out[i] = uint32(g)
+	}
+	return out, nil
+}
+
 // setfsid calls setfsuid or setfsgid, which return the previous id; an
 // id of -1 changes nothing.
 func setfsid(nr uintptr, id uint32) uint32 {

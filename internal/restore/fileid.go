@@ -38,5 +38,5 @@ func (r *restorer) verifyFiles() error {
 	if cr := c.cores[uint32(c.pid)].ThreadCore.GetCreds(); cr != nil {
 		fsCreds = kernel.FsCreds{Fsuid: cr.GetFsuid(), Fsgid: cr.GetFsgid(), Groups: cr.Groups, Effective: capBits(cr.CapEff)}
 	}
-	return c.files.Verify(need, files.VerifyOptions{Creds: fsCreds, AllowChanged: r.opts.AllowChanged, Log: r.log})
+	return c.files.Verify(need, files.VerifyOptions{Pid: c.pid, Creds: fsCreds, AllowChanged: r.opts.AllowChanged, Log: r.log})
 }

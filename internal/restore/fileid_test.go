@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,8 @@ func writeOwned(t *testing.T, path, data string, owner int) {
 // file it could not open itself, through a symbolic link put in the
 // dumped path, nor any file other than the one dumped, and must say what
 // changed. The root-owned file the process was given before it dropped
-// privileges is restored as long as it is the very inode it held.
+// privileges is restored as long as it is the very inode it held, and its
+// own /proc/PID/stat is its own again.
 func TestRestoreChangedFiles(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "fileid.c")
@@ -178,8 +180,8 @@ func TestRestoreChangedFiles(t *testing.T) {
 				_, log := restoreSubject(t, s, c, opts)
 				s.WaitTicks(t, 3)
 				tick := s.LastTick()
-				if tick["uid"] != "65534" || tick["own"] != tt.ownAfter || tick["root"] != "root-secret" {
-					t.Errorf("restored subject: %v, want uid 65534, own %s, root root-secret", tick, tt.ownAfter)
+				if tick["uid"] != "65534" || tick["own"] != tt.ownAfter || tick["root"] != "root-secret" || tick["proc"] != strconv.Itoa(s.Pid) {
+					t.Errorf("restored subject: %v, want uid 65534, own %s, root root-secret, proc %d", tick, tt.ownAfter, s.Pid)
 				}
 				if tt.allow != nil && !strings.Contains(log.String(), "file changed since the dump, restored as asked") {
 					t.Errorf("no warning about the changed file in the log:\n%s", log)

@@ -2,10 +2,11 @@
 // its own and one of root's open:
 //   fileid OWN ROOT
 // opens ROOT read-only while still root, drops to uid and gid 65534 (no
-// supplementary groups), then opens OWN read-write. Once set up it prints
+// supplementary groups), then opens OWN read-write and its own
+// /proc/PID/stat. Once set up it prints
 //   ready own=FD root=FD
 // then every PERIOD_MS
-//   tick N uid=U own=WORD root=WORD ok
+//   tick N uid=U own=WORD root=WORD proc=PID ok
 // with the first word of each file as read through its descriptor, and
 // "FAIL ..." and exit 1 if a read fails.
 #define _GNU_SOURCE
@@ -55,13 +56,17 @@ int main(int argc, char **argv) {
 	int own = open(argv[1], O_RDWR);
 	if (own < 0)
 		fail("open %s as nobody: %s", argv[1], strerror(errno));
+	int proc = open("/proc/self/stat", O_RDONLY);
+	if (proc < 0)
+		fail("open /proc/self/stat: %s", strerror(errno));
 	printf("ready own=%d root=%d\n", own, root);
 	fflush(stdout);
 	for (unsigned long n = 0;; n++) {
-		char a[64], b[64];
+		char a[64], b[64], c[64];
 		word(own, a, sizeof a);
 		word(root, b, sizeof b);
-		printf("tick %lu uid=%d own=%s root=%s ok\n", n, (int)getuid(), a, b);
+		word(proc, c, sizeof c);
+		printf("tick %lu uid=%d own=%s root=%s proc=%s ok\n", n, (int)getuid(), a, b, c);
 		fflush(stdout);
 		struct timespec ts = {0, PERIOD_MS * 1000000L};
 		nanosleep(&ts, NULL);
