@@ -21,6 +21,9 @@ import (
 // shadow, a root-only file nobody can reach but not read.
 type fileidEnv struct {
 	ownDir, own, root, shadow string
+	// out is the subject's output, which it holds O_APPEND; images is
+	// its checkpoint.
+	out, images string
 }
 
 func newFileidEnv(t *testing.T) fileidEnv {
@@ -80,12 +83,13 @@ func TestRestoreChangedFiles(t *testing.T) {
 		name   string
 		change func(t *testing.T, e fileidEnv)
 		allow  func(e fileidEnv) []string
-		// want: the error and what it says beside the file's name; nil
-		// for a restore that must succeed.
+		// want: the error and what it says beside the file's name (file,
+		// if set); nil for a restore that must succeed.
 		want     error
 		says     string
 		file     func(e fileidEnv) string
 		ownAfter string
+		warns    string // in the log of a restore that succeeds
 	}{
 		{name: "unchanged", change: func(*testing.T, fileidEnv) {}, ownAfter: "own-data"},
 		{
@@ -115,6 +119,29 @@ func TestRestoreChangedFiles(t *testing.T) {
 			want: files.ErrChanged, says: "mtime", file: func(e fileidEnv) string { return e.own },
 		},
 		{
+			name: "its append-only output grew",
+			change: func(t *testing.T, e fileidEnv) {
+				f, err := os.OpenFile(e.out, os.O_WRONLY|os.O_APPEND, 0)
+				must(t, err)
+				_, err = f.WriteString("written after the dump\n")
+				must(t, errors.Join(err, f.Close()))
+			},
+			ownAfter: "own-data", warns: "append-only file grew since the dump",
+		},
+		{
+			name:   "its append-only output shrank",
+			change: func(t *testing.T, e fileidEnv) { must(t, os.Truncate(e.out, 1)) },
+			want:   files.ErrChanged, says: "size", file: func(e fileidEnv) string { return e.out },
+		},
+		{
+			// As in a checkpoint CRIU made: nothing tells that root's
+			// file, or the executable in a directory only root may
+			// enter, is the one the process held.
+			name:   "no record of the files' identity",
+			change: func(t *testing.T, e fileidEnv) { must(t, os.Remove(filepath.Join(e.images, "cryo-file-stat.img"))) },
+			want:   files.ErrAccess, says: "the images do not record which file the process held",
+		},
+		{
 			name:   "own file replaced by a root-only file",
 			change: func(t *testing.T, e fileidEnv) { must(t, os.Rename(e.shadow, e.own)) },
 			want:   files.ErrAccess, says: "fsuid 65534 may not read and write it", file: func(e fileidEnv) string { return e.own },
@@ -128,7 +155,7 @@ func TestRestoreChangedFiles(t *testing.T) {
 			name:     "own file truncated, restored as asked",
 			change:   func(t *testing.T, e fileidEnv) { must(t, os.Truncate(e.own, 0)) },
 			allow:    func(e fileidEnv) []string { return []string{e.own} },
-			ownAfter: "-",
+			ownAfter: "-", warns: "file changed since the dump, restored as asked",
 		},
 		{
 			name: "own file replaced by a directory",
@@ -171,6 +198,7 @@ func TestRestoreChangedFiles(t *testing.T) {
 				t.Fatalf("subject before the dump: %v", tick)
 			}
 			c := dumpAndReap(t, s)
+			e.out, e.images = s.OutPath, c.dir
 			tt.change(t, e)
 			var opts restore.Options
 			if tt.allow != nil {
@@ -183,16 +211,20 @@ func TestRestoreChangedFiles(t *testing.T) {
 				if tick["uid"] != "65534" || tick["own"] != tt.ownAfter || tick["root"] != "root-secret" || tick["proc"] != strconv.Itoa(s.Pid) {
 					t.Errorf("restored subject: %v, want uid 65534, own %s, root root-secret, proc %d", tick, tt.ownAfter, s.Pid)
 				}
-				if tt.allow != nil && !strings.Contains(log.String(), "file changed since the dump, restored as asked") {
-					t.Errorf("no warning about the changed file in the log:\n%s", log)
+				if !strings.Contains(log.String(), tt.warns) {
+					t.Errorf("no warning %q in the log:\n%s", tt.warns, log)
 				}
 				return
 			}
 			log, buf := newLog()
 			opts.Dir, opts.Log = c.dir, log
 			_, err := restore.Restore(context.Background(), opts)
-			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), "file "+tt.file(e)+": ") || !strings.Contains(err.Error(), tt.says) {
-				t.Fatalf("restore: %v\nwant %v naming file %s and saying %q\nlog:\n%s", err, tt.want, tt.file(e), tt.says, buf)
+			file := "" // any
+			if tt.file != nil {
+				file = tt.file(e) + ": "
+			}
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), "file "+file) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("restore: %v\nwant %v naming file %s and saying %q\nlog:\n%s", err, tt.want, file, tt.says, buf)
 			}
 			if !strings.Contains(err.Error(), "images: ") {
 				t.Errorf("restore failed after the images step: %v", err)
