@@ -46,8 +46,9 @@ func usageErrorf(fs *flag.FlagSet, format string, a ...any) error {
 // criuFlags are criu options that cryo accepts on dump and restore, so
 // that criu command lines (container runtimes, scripts) work unchanged.
 type criuFlags struct {
-	// linkRemap is criu's --link-remap: keep unlinked files by linking
-	// them back. cryo keeps them by their contents with or without it.
+	// linkRemap is criu's --link-remap: at dump, a file unlinked but
+	// still linked elsewhere is linked back for the restore (without it,
+	// such a file is refused, as criu does). A restore needs nothing.
 	linkRemap bool
 }
 
@@ -56,7 +57,7 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	var c criuFlags
 	var none bool // options whose behaviour is cryo's default or moot
 	fs.BoolVar(&none, "file-locks", false, "accepted for criu compatibility: file locks are always dumped and taken again")
-	fs.BoolVar(&c.linkRemap, "link-remap", false, "accepted for criu compatibility: unlinked files are kept by their contents either way")
+	fs.BoolVar(&c.linkRemap, "link-remap", false, "dump: link a file unlinked but still linked elsewhere back beside its old name (link_remap.ID) for the restore, which removes it; refused without it, as by criu (restore: no effect)")
 	fs.BoolVar(&none, "tcp-established", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
 	fs.BoolVar(&none, "ext-unix-sk", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
 	return &c

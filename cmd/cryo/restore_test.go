@@ -480,3 +480,33 @@ func TestRestoreCommandOutputs(t *testing.T) {
 		t.Errorf("exit status %d; log %q (%v): want 1 and the error in the log", code, b, err)
 	}
 }
+
+// TestLinkRemapCommand dumps a process holding a file unlinked but still
+// linked elsewhere: `cryo dump` refuses it without --link-remap, naming
+// the flag, and with it dumps; `cryo restore --link-remap`, as zdtm runs
+// criu, restores it.
+func TestLinkRemapCommand(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	files, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), files, "linked")
+	s.WaitTicks(t, 3)
+	dir := filepath.Join(t.TempDir(), "images")
+	pid := strconv.Itoa(s.Pid)
+	if _, errOut, code := runBinary(t, bin, "dump", "-t", pid, "-D", dir); code != 1 || !strings.Contains(errOut, "--link-remap") {
+		t.Errorf("cryo dump without --link-remap: exit status %d, want 1 and a word about --link-remap:\n%s", code, errOut)
+	}
+	if _, errOut, code := runBinary(t, bin, "dump", "-t", pid, "-D", dir, "--link-remap"); code != 0 {
+		t.Fatalf("cryo dump --link-remap: exit status %d\n%s", code, errOut)
+	}
+	s.ReapDumped(t)
+	_, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d", "--link-remap")
+	s.Restored()
+	if code != 0 {
+		t.Fatalf("cryo restore -d --link-remap: exit status %d\n%s", code, errOut)
+	}
+	s.WaitTicks(t, 10)
+}

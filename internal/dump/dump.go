@@ -31,9 +31,9 @@ type Options struct {
 	LeaveRunning bool
 	// ShellJob allows descriptors of the caller's terminal.
 	ShellJob bool
-	// LinkRemap is criu's --link-remap (link unlinked files back instead
-	// of copying their contents); accepted, no effect yet: unlinked files
-	// are kept by their contents.
+	// LinkRemap allows unlinked files that are still linked elsewhere:
+	// each is linked back beside its old name (link_remap.ID) for the
+	// restore, which removes the link. Without it they are refused.
 	LinkRemap bool
 	// Log receives the dump's progress; nil logs nothing.
 	Log *slog.Logger
@@ -86,13 +86,14 @@ type dumper struct {
 // written so far are removed.
 func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
-	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob)}
+	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob, opts.LinkRemap)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	err := d.run(ctx)
 	d.files.Close()
 	if err != nil {
+		d.files.Abort()
 		if d.tr != nil {
 			err = errors.Join(err, d.tr.Detach())
 		}

@@ -204,8 +204,6 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			}
 		case strings.HasPrefix(s.Path, "/SYSV"):
 			return nil, fmt.Errorf("%w: System V shared memory at %#x-%#x", ErrUnsupported, s.Start, s.End)
-		case deletedPath(s.Path):
-			return nil, fmt.Errorf("%w: mapping of deleted file %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
 		case flags&unix.MAP_SHARED != 0:
 			status |= image.VMAFileShared
 			a.path = s.Path

@@ -3,7 +3,6 @@ package dump
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
@@ -65,8 +64,8 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	for _, a := range areas {
+		link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
 		if a.memfd != "" {
-			link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
 			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
 			if err != nil {
 				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
@@ -77,8 +76,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if a.path == "" {
 			continue
 		}
-		link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
-		id, err := d.files.RegPath(a.path, link, a.openFlags())
+		id, err := d.files.RegFile(a.path, link, a.openFlags())
 		if err != nil {
 			return nil, nil, fmt.Errorf("mapping at %#x: %w", *a.e.Start, err)
 		}
@@ -139,8 +137,10 @@ func (d *dumper) dumpProcess() error {
 	if err != nil {
 		return err
 	}
-	if strings.HasSuffix(exe, " (deleted)") {
-		return fmt.Errorf("%w: the executable %s was deleted", ErrUnsupported, exe)
+	// A deleted executable shares the ghost of its mappings.
+	exeID, err := d.files.RegFile(exe, proc.Path(d.pid, "exe"), unix.O_RDONLY)
+	if err != nil {
+		return fmt.Errorf("executable: %w", err)
 	}
 	st := d.stat
 	m := &d.images.mm
@@ -149,10 +149,6 @@ func (d *dumper) dumpProcess() error {
 	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(brk)
 	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
 	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
-	exeID, err := d.files.RegPath(exe, proc.Path(d.pid, "exe"), unix.O_RDONLY)
-	if err != nil {
-		return fmt.Errorf("executable: %w", err)
-	}
 	m.ExeFileId = proto.Uint32(exeID)
 	m.MmSavedAuxv = saved
 	m.Dumpable = proto.Int32(int32(dumpable))
@@ -195,7 +191,7 @@ func (d *dumper) dumpFiles() error {
 	if err := d.files.Dump(); err != nil {
 		return err
 	}
-	cwdID, err := d.dumpCwd()
+	cwd, err := proc.ReadCwd(d.pid)
 	if err != nil {
 		return err
 	}
@@ -206,12 +202,18 @@ func (d *dumper) dumpFiles() error {
 	if d.status.Umask < 0 {
 		return fmt.Errorf("no umask in status")
 	}
+	cwdID, err := d.files.RegFile(cwd, proc.Path(d.pid, "cwd"), unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
 	rootID, err := d.files.RegPath(root, proc.Path(d.pid, "root"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("root directory: %w", err)
 	}
 	d.images.fs = &fs.FsEntry{
-		CwdId: proto.Uint32(cwdID), RootId: proto.Uint32(rootID), Umask: proto.Uint32(uint32(d.status.Umask)),
+		CwdId:  proto.Uint32(cwdID),
+		RootId: proto.Uint32(rootID),
+		Umask:  proto.Uint32(uint32(d.status.Umask)),
 	}
 	d.images.files = d.files
 	return nil

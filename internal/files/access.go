@@ -81,8 +81,8 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		if err != nil {
 			return err
 		}
-		if _, ghost := s.ghosts[id]; ghost || isTTYPath(f.Reg.GetName()) {
-			continue // recreated from the images, or cryo's own terminal
+		if _, remapped := s.remaps[id]; remapped || isTTYPath(f.Reg.GetName()) {
+			continue // unlinked: recreated or linked back; or cryo's own terminal
 		}
 		if o.Pid > 0 && strings.HasPrefix(f.Reg.GetName(), fmt.Sprintf("/proc/%d/", o.Pid)) {
 			// The restored process's own, on procfs, where no one can
@@ -244,26 +244,6 @@ func openNoSymlinks(path string) (int, error) {
 		return -1, fmt.Errorf("open: %w", err)
 	}
 	return fd, nil
-}
-
-// OpenMade opens, for Path, a file the restore made again from the
-// images, which Verify leaves out (a removed working directory): there is
-// nothing on disk to compare it with, but it too is reached without a
-// symbolic link, and its path resolved once.
-func (s *Set) OpenMade(id uint32) error {
-	name := s.Files[id].Reg.GetName()
-	fd, err := openNoSymlinks(name)
-	if err != nil {
-		return fmt.Errorf("file %s: %w", name, err)
-	}
-	if old, ok := s.opened[id]; ok {
-		unix.Close(old)
-	}
-	if s.opened == nil {
-		s.opened = map[uint32]int{}
-	}
-	s.opened[id] = fd
-	return nil
 }
 
 // Path is the path through which the process opens entry id: cryo's

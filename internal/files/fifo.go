@@ -1,13 +1,12 @@
 package files
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fifo"
+	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -17,8 +16,8 @@ import (
 //
 // A FIFO unlinked while open is kept as CRIU keeps it: its REG entry is
 // remapped to a ghost file of the FIFO's mode, without contents, one per
-// FIFO; the restore makes the node again, opens every entry of the FIFO
-// through it and unlinks it.
+// FIFO (ghost.go); the restore makes the node again and opens every entry
+// of the FIFO through it.
 type fifoKind struct{}
 
 func (fifoKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_FIFO }
@@ -35,16 +34,9 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 	regID := t.nextID()
 	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: regEntry(regID, path, d)})
 	if deleted {
-		node := [2]uint64{d.st.Dev, d.st.Ino}
-		gid, ok := t.fifoGhosts[node]
-		if !ok {
-			gid = t.addGhost(&d.st, nil)
-			if t.fifoGhosts == nil {
-				t.fifoGhosts = map[[2]uint64]uint32{}
-			}
-			t.fifoGhosts[node] = gid
+		if err := t.unlinked(regID, path, d.path, &d.st); err != nil {
+			return 0, err
 		}
-		t.remapToGhost(regID, gid)
 	} else if err := t.noteStat(regID, d.path); err != nil {
 		return 0, err
 	}
@@ -59,8 +51,8 @@ func (fifoKind) check(s *Set, f *fdinfo.FileEntry) error {
 	if f.Fifo == nil || s.Files[f.Fifo.GetRegfId()] == nil || s.Files[f.Fifo.GetRegfId()].Reg == nil {
 		return imageErr("file %d: FIFO without its path entry", f.GetId())
 	}
-	if g, ok := s.ghosts[f.Fifo.GetRegfId()]; ok && g.e.GetMode()&unix.S_IFMT != unix.S_IFIFO {
-		return imageErr("file %d: FIFO whose unlinked node is of mode %#o", f.GetId(), g.e.GetMode())
+	if t, ok := s.remaps[f.Fifo.GetRegfId()]; ok && t.typ == remap.RemapType_GHOST && s.ghosts[t.id].GetMode()&unix.S_IFMT != unix.S_IFIFO {
+		return imageErr("file %d: FIFO whose unlinked node is of mode %#o", f.GetId(), s.ghosts[t.id].GetMode())
 	}
 	return nil
 }
@@ -70,13 +62,8 @@ func (fifoKind) check(s *Set, f *fdinfo.FileEntry) error {
 // the FIFO open meanwhile.
 func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	reg := r.set.Files[f.Fifo.GetRegfId()].Reg
-	var path string
-	var err error
-	if g, ok := r.set.ghosts[f.Fifo.GetRegfId()]; ok {
-		path, err = r.fifoGhost(reg.GetName(), g)
-	} else {
-		path, err = r.set.Path(f.Fifo.GetRegfId())
-	}
+	// An unlinked one is made again, and reached through cryo.
+	path, err := r.Path(f.Fifo.GetRegfId())
 	if err != nil {
 		return 0, err
 	}
@@ -99,35 +86,4 @@ func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		}
 	}
 	return n, nil
-}
-
-// fifoGhost returns the path of the node made again for an unlinked FIFO,
-// making it on first use: at its old path if free, else beside it. It is
-// unlinked once every descriptor is open.
-func (r *Restorer) fifoGhost(name string, g ghost) (string, error) {
-	if p, ok := r.fifoNodes[g.id]; ok {
-		return p, nil
-	}
-	mode := g.e.GetMode() & 0o7777
-	p := name
-	for i := 1; ; i++ {
-		err := unix.Mknod(p, unix.S_IFIFO|mode, 0)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || i > 100 {
-			return "", fmt.Errorf("make unlinked FIFO %s again at %s: %w", name, p, err)
-		}
-		p = fmt.Sprintf("%s.cryo-ghost-%d", name, i)
-	}
-	r.cleanup = append(r.cleanup, p)
-	// mknod applied cryo's umask.
-	if err := errors.Join(unix.Chmod(p, mode), unix.Lchown(p, int(g.e.GetUid()), int(g.e.GetGid()))); err != nil {
-		return "", fmt.Errorf("make unlinked FIFO %s again at %s: %w", name, p, err)
-	}
-	if r.fifoNodes == nil {
-		r.fifoNodes = map[uint32]string{}
-	}
-	r.fifoNodes[g.id] = p
-	return p, nil
 }

@@ -7,64 +7,258 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
+	criutime "github.com/checkpoint-restore/go-criu/v8/crit/images/time"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
 )
 
-// An unlinked regular file held open is a REG entry whose contents are
-// saved in a ghost file image, tied to it by a remap-fpath.img entry; a
-// restore recreates the file, opens it and unlinks it again.
+// An unlinked file a process holds (by a descriptor, a mapping or as its
+// working directory) is a REG entry under its old name, tied by a
+// remap-fpath.img entry to what a restore reaches it through, once per
+// inode however many entries refer to it:
+//
+//   - a ghost, when no name is left (link count 0): the file's type,
+//     owner, mode, times and, for a regular file, its data ranges (holes
+//     left out) are saved in a ghost file image; a restore recreates it
+//     under its old name (or beside it), removes the name at once and
+//     opens every entry from the one inode;
+//   - a link remap, when the file is still linked elsewhere: with
+//     --link-remap the dump links it back beside its old name, as
+//     link_remap.ID, a REG entry of its own; a restore opens that and
+//     removes it once the process is restored. Without --link-remap such
+//     a file is refused, as CRIU does: a copy would not be the same file.
+
+// ghostChunksFrom is the size from which a regular file's ghost saves
+// its data ranges rather than all of it, as CRIU's does.
+const ghostChunksFrom = 3 * 4096
+
+// remapTarget is what an unlinked file's entries are remapped to: a ghost
+// file image, or a REG entry (a link remap), by id.
+type remapTarget struct {
+	typ remap.RemapType
+	id  uint32
+}
+
+type inode struct{ dev, ino uint64 }
 
 // ghostTable is what a dump saves of unlinked files.
 type ghostTable struct {
-	ghosts []ghost
-	remaps []*remap.RemapFilePathEntry
+	linkRemap bool
+	targets   map[inode]remapTarget
+	ghosts    []ghost
+	remaps    []*remap.RemapFilePathEntry
+	// links are the link remaps this dump made, removed if it fails.
+	links []string
 }
 
-// ghost is an unlinked file's saved contents.
+// ghost is an unlinked file's saved state: without chunks, its data is
+// chunks[0].data.
 type ghost struct {
-	id   uint32
-	e    *ghostfile.GhostFileEntry
+	id     uint32
+	e      *ghostfile.GhostFileEntry
+	chunks []chunk
+}
+
+type chunk struct {
+	off  uint64
 	data []byte
 }
 
-// takeGhost saves the contents of the unlinked file of descriptor d, for
-// the REG entry id.
-func (t *Table) takeGhost(d *desc, id uint32) error {
-	f, err := os.Open(d.path)
-	if err != nil {
-		return err
+// unlinked remaps entry id, for the unlinked file that /proc showed at
+// name and that link (a /proc link of the process) reaches, to the file's
+// ghost or link remap.
+func (t *Table) unlinked(id uint32, name, link string, st *unix.Stat_t) error {
+	k := inode{st.Dev, st.Ino}
+	target, ok := t.targets[k]
+	if !ok {
+		if err := sameFS(name, st); err != nil {
+			return err
+		}
+		var err error
+		if st.Nlink > 0 {
+			target, err = t.linkBack(name, link, st)
+		} else {
+			target, err = t.takeGhost(link, st)
+		}
+		if err != nil {
+			return err
+		}
+		t.targets[k] = target
 	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return fmt.Errorf("read unlinked file: %w", err)
+	if target.id == 0 {
+		return nil // reached by its name again
 	}
-	t.remapToGhost(id, t.addGhost(&d.st, data))
+	t.remaps = append(t.remaps, &remap.RemapFilePathEntry{
+		OrigId: proto.Uint32(id), RemapId: proto.Uint32(target.id), RemapType: target.typ.Enum(),
+	})
 	return nil
 }
 
-// addGhost saves an unlinked file of status st and contents data as a
-// ghost file and returns its id.
-func (t *Table) addGhost(st *unix.Stat_t, data []byte) uint32 {
-	gid := uint32(len(t.ghosts) + 1)
-	t.ghosts = append(t.ghosts, ghost{id: gid, data: data, e: &ghostfile.GhostFileEntry{
-		Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid), Mode: proto.Uint32(st.Mode),
-		Dev: proto.Uint32(uint32(st.Dev)), Ino: proto.Uint64(st.Ino), Size: proto.Uint64(uint64(len(data))),
-	}})
-	return gid
+// sameFS refuses an unlinked file whose old name's nearest directory is
+// on another filesystem: a file of an internal mount (shared anonymous
+// hugetlb memory, an aio ring) shows a made-up name, and nothing
+// recreated there would be the same object.
+func sameFS(name string, st *unix.Stat_t) error {
+	dir, err := nearestDir(name)
+	if err != nil {
+		return err
+	}
+	var dst unix.Stat_t
+	if err := unix.Stat(dir, &dst); err != nil {
+		return fmt.Errorf("stat %s: %w", dir, err)
+	}
+	if dst.Dev != st.Dev {
+		return fmt.Errorf("%w: the unlinked file %s is not on the filesystem of %s", ErrUnsupported, name, dir)
+	}
+	return nil
 }
 
-// remapToGhost ties the REG entry id to the ghost file gid.
-func (t *Table) remapToGhost(id, gid uint32) {
-	t.remaps = append(t.remaps, &remap.RemapFilePathEntry{
-		OrigId: proto.Uint32(id), RemapId: proto.Uint32(gid), RemapType: remap.RemapType_GHOST.Enum(),
-	})
+// nearestDir is the directory of name or, if it was removed too, its
+// nearest ancestor that is left.
+func nearestDir(name string) (string, error) {
+	dir := filepath.Dir(name)
+	for {
+		_, err := os.Lstat(dir)
+		if err == nil || dir == "/" {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// linkBack makes a link remap for a file unlinked from name but still
+// linked elsewhere, reached at link.
+func (t *Table) linkBack(name, link string, st *unix.Stat_t) (remapTarget, error) {
+	var cur unix.Stat_t
+	err := unix.Stat(name, &cur)
+	switch {
+	case err == nil && cur.Dev == st.Dev && cur.Ino == st.Ino:
+		return remapTarget{}, nil
+	case err == nil:
+		return remapTarget{}, fmt.Errorf("%w: %s was unlinked and the name is now another file's", ErrUnsupported, name)
+	case !errors.Is(err, unix.ENOENT):
+		return remapTarget{}, fmt.Errorf("stat %s: %w", name, err)
+	case !t.linkRemap:
+		return remapTarget{}, fmt.Errorf("%w: %s was unlinked but is still linked elsewhere: dump with --link-remap to link it back for the restore",
+			ErrUnsupported, name)
+	}
+	dir, err := nearestDir(name)
+	if err != nil {
+		return remapTarget{}, err
+	}
+	id := t.nextID()
+	// A link remap of an earlier dump that was not restored may hold the
+	// first name.
+	base := "link_remap." + strconv.FormatUint(uint64(id), 10)
+	path := filepath.Join(dir, base)
+	for i := 1; ; i++ {
+		err = unix.Linkat(unix.AT_FDCWD, link, unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+		if !errors.Is(err, unix.EEXIST) || i == 100 {
+			break
+		}
+		path = filepath.Join(dir, base+"."+strconv.Itoa(i))
+	}
+	if err != nil {
+		return remapTarget{}, fmt.Errorf("link %s back at %s: %w", name, path, err)
+	}
+	t.links = append(t.links, path)
+	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: &regfile.RegFileEntry{
+		Id: proto.Uint32(id), Flags: proto.Uint32(0), Pos: proto.Uint64(0), Fown: zeroFown(), Name: proto.String(path),
+	}})
+	return remapTarget{remap.RemapType_LINKED, id}, nil
+}
+
+// Abort undoes what a dump that failed did to the filesystem: it removes
+// the link remaps.
+func (t *Table) Abort() {
+	for _, p := range t.links {
+		os.Remove(p)
+	}
+	t.links = nil
+}
+
+// takeGhost saves the unlinked file reached at link, of which no name is
+// left.
+func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
+	g := ghost{id: uint32(len(t.ghosts) + 1), e: &ghostfile.GhostFileEntry{
+		Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid), Mode: proto.Uint32(st.Mode),
+		Dev: proto.Uint32(uint32(st.Dev)), Ino: proto.Uint64(st.Ino),
+		Atim: timeval(st.Atim), Mtim: timeval(st.Mtim),
+	}}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		f, err := os.Open(link)
+		if err != nil {
+			return remapTarget{}, err
+		}
+		defer f.Close()
+		g.e.Size = proto.Uint64(uint64(st.Size))
+		if st.Size >= ghostChunksFrom {
+			g.e.Chunks = proto.Bool(true)
+			err = forData(f, st.Size, func(off, end int64) error {
+				c := chunk{off: uint64(off), data: make([]byte, end-off)}
+				_, err := io.ReadFull(io.NewSectionReader(f, off, end-off), c.data)
+				g.chunks = append(g.chunks, c)
+				return err
+			})
+		} else {
+			c := chunk{data: make([]byte, st.Size)}
+			_, err = io.ReadFull(f, c.data)
+			g.chunks = []chunk{c}
+		}
+		if err != nil {
+			return remapTarget{}, fmt.Errorf("read unlinked file: %w", err)
+		}
+	case unix.S_IFDIR, unix.S_IFIFO:
+	default:
+		return remapTarget{}, fmt.Errorf("%w: unlinked file of mode %#o", ErrUnsupported, st.Mode)
+	}
+	t.ghosts = append(t.ghosts, g)
+	return remapTarget{remap.RemapType_GHOST, g.id}, nil
+}
+
+// timeval is a time in CRIU's ghost entries, to the microsecond.
+func timeval(ts unix.Timespec) *criutime.Timeval {
+	return &criutime.Timeval{TvSec: proto.Uint64(uint64(ts.Sec)), TvUsec: proto.Uint64(uint64(ts.Nsec / 1000))}
+}
+
+// forData calls fn for each range [off, end) of f below size that holds
+// data: holes are skipped.
+func forData(f *os.File, size int64, fn func(off, end int64) error) error {
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return nil // only holes left
+		}
+		if err != nil {
+			return fmt.Errorf("seek data from %#x: %w", off, err)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("seek hole from %#x: %w", data, err)
+		}
+		hole = min(hole, size)
+		if data >= hole {
+			return nil
+		}
+		if err := fn(data, hole); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
 }
 
 func (g *ghostTable) write(dir *image.Dir) error {
@@ -72,8 +266,24 @@ func (g *ghostTable) write(dir *image.Dir) error {
 		return err
 	}
 	for _, gh := range g.ghosts {
-		if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1, func(int) (proto.Message, []byte) {
-			return gh.e, gh.data
+		if !gh.e.GetChunks() {
+			var data []byte
+			if len(gh.chunks) > 0 {
+				data = gh.chunks[0].data
+			}
+			if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1, func(int) (proto.Message, []byte) {
+				return gh.e, data
+			}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1+len(gh.chunks), func(i int) (proto.Message, []byte) {
+			if i == 0 {
+				return gh.e, nil
+			}
+			c := gh.chunks[i-1]
+			return &ghostfile.GhostChunkEntry{Len: proto.Uint64(uint64(len(c.data))), Off: proto.Uint64(c.off)}, c.data
 		}); err != nil {
 			return err
 		}
@@ -81,10 +291,11 @@ func (g *ghostTable) write(dir *image.Dir) error {
 	return nil
 }
 
-// ghostSet is the unlinked files of a checkpoint, by the id of the REG
-// entry they stand for.
+// ghostSet is the unlinked files of a checkpoint: what each REG entry
+// that stands for one is remapped to, and the ghost entries, checked.
 type ghostSet struct {
-	ghosts map[uint32]ghost
+	remaps map[uint32]remapTarget
+	ghosts map[uint32]*ghostfile.GhostFileEntry
 }
 
 func (s *Set) loadGhosts() error {
@@ -95,48 +306,310 @@ func (s *Set) loadGhosts() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	s.ghosts = map[uint32]ghost{}
+	s.remaps = map[uint32]remapTarget{}
+	s.ghosts = map[uint32]*ghostfile.GhostFileEntry{}
 	for _, rm := range remaps {
-		if rm.GetRemapType() != remap.RemapType_GHOST {
-			return fmt.Errorf("%w: file remap of type %v", ErrUnsupported, rm.GetRemapType())
+		orig, target := rm.GetOrigId(), remapTarget{rm.GetRemapType(), rm.GetRemapId()}
+		if f := s.Files[orig]; f == nil || f.Reg == nil {
+			return imageErr("remap-fpath.img: file %d is not a regular file entry", orig)
 		}
-		if f := s.Files[rm.GetOrigId()]; f == nil || f.Reg == nil {
-			return imageErr("remap-fpath.img: file %d is not a regular file entry", rm.GetOrigId())
+		if _, dup := s.remaps[orig]; dup {
+			return imageErr("remap-fpath.img: file %d remapped twice", orig)
 		}
-		r, err := s.dir.Open(image.GhostFile, rm.GetRemapId())
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrImage, err)
+		switch target.typ {
+		case remap.RemapType_GHOST:
+			if _, ok := s.ghosts[target.id]; !ok {
+				if s.ghosts[target.id], err = checkGhost(s.dir, target.id); err != nil {
+					return err
+				}
+			}
+		case remap.RemapType_LINKED:
+			if f := s.Files[target.id]; f == nil || f.Reg == nil || target.id == orig {
+				return imageErr("remap-fpath.img: link remap of file %d to %d, which is not a regular file entry", orig, target.id)
+			}
+		default:
+			return fmt.Errorf("%w: file remap of type %v", ErrUnsupported, target.typ)
 		}
-		g := ghost{id: rm.GetRemapId(), e: &ghostfile.GhostFileEntry{}}
-		err = r.Next(g.e)
-		if err == nil {
-			g.data, err = io.ReadAll(r.Payload())
-		}
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("%w: ghost file %d: %w", ErrImage, rm.GetRemapId(), err)
-		}
-		s.ghosts[rm.GetOrigId()] = g
+		s.remaps[orig] = target
 	}
 	return nil
 }
 
-// recreateGhost writes an unlinked file's contents back, at its old path
-// if free, else beside it.
-func recreateGhost(name string, g ghost) (string, error) {
-	mode := os.FileMode(g.e.GetMode() & 0o7777)
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if errors.Is(err, fs.ErrExist) {
-		f, err = os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".cryo-ghost-*")
+// checkGhost reads ghost file image id through, checking that its chunks
+// are in order and within its size.
+func checkGhost(dir *image.Dir, id uint32) (*ghostfile.GhostFileEntry, error) {
+	var e *ghostfile.GhostFileEntry
+	err := readGhost(dir, id, func(g *ghostfile.GhostFileEntry) error {
+		e = g
+		return nil
+	}, func(*ghostfile.GhostChunkEntry, io.Reader) error { return nil })
+	return e, err
+}
+
+// readGhost reads ghost file image id: its entry, given to head, then each
+// chunk with its data (the whole file, at offset 0, for a ghost without
+// chunks), given to body.
+func readGhost(dir *image.Dir, id uint32, head func(*ghostfile.GhostFileEntry) error,
+	body func(*ghostfile.GhostChunkEntry, io.Reader) error) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: ghost file %d: %s", ErrImage, id, fmt.Sprintf(format, a...))
+	}
+	r, err := dir.Open(image.GhostFile, id)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	defer r.Close()
+	e := &ghostfile.GhostFileEntry{}
+	if err := r.Next(e); err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	switch e.GetMode() & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFDIR, unix.S_IFIFO:
+	default:
+		return fmt.Errorf("%w: ghost file %d of mode %#o", ErrUnsupported, id, e.GetMode())
+	}
+	if e.GetChunks() && (e.Size == nil || e.GetMode()&unix.S_IFMT != unix.S_IFREG) {
+		return bad("chunks without a size, or not of a regular file")
+	}
+	if err := head(e); err != nil {
+		return err
+	}
+	if e.GetMode()&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	if !e.GetChunks() {
+		if err := body(&ghostfile.GhostChunkEntry{Len: proto.Uint64(e.GetSize()), Off: proto.Uint64(0)}, r.Payload()); err != nil {
+			return fmt.Errorf("ghost file %d: %w", id, err)
+		}
+		return nil
+	}
+	var end uint64
+	for {
+		c := &ghostfile.GhostChunkEntry{}
+		err := r.Next(c)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrImage, err)
+		}
+		if c.GetOff() < end || c.GetLen() > e.GetSize() || c.GetOff() > e.GetSize()-c.GetLen() {
+			return bad("chunk of %d bytes at %d, after %d, in a file of %d", c.GetLen(), c.GetOff(), end, e.GetSize())
+		}
+		end = c.GetOff() + c.GetLen()
+		if err := body(c, r.Payload()); err != nil {
+			return fmt.Errorf("ghost file %d: %w", id, err)
+		}
+	}
+}
+
+// ghostRestorer holds, for a restore, cryo's descriptors of the unlinked
+// files it recreated or reached through link remaps, through which the
+// process opens them (/proc/CRYO/fd/N): one inode per file, whatever
+// name it had.
+type ghostRestorer struct {
+	held map[remapTarget]int
+	// links are the link remaps to remove once the process is restored.
+	links []string
+}
+
+// remapped returns cryo's descriptor of what an entry once named name is
+// remapped to, recreating or opening it the first time.
+func (r *Restorer) remapped(t remapTarget, name string) (int, error) {
+	if fd, ok := r.held[t]; ok {
+		return fd, nil
+	}
+	var fd int
+	var err error
+	if t.typ == remap.RemapType_GHOST {
+		fd, err = recreateGhost(r.set.dir, t.id, name)
+	} else {
+		link := r.set.Files[t.id].Reg.GetName()
+		if fd, err = unix.Open(link, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+			err = fmt.Errorf("open link remap %s of %s: %w", link, name, err)
+		} else {
+			r.links = append(r.links, link)
+			fd = underOldName(fd, name)
+		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("recreate unlinked file %s: %w", name, err)
+		return -1, err
 	}
-	_, err = f.Write(g.data)
-	err = errors.Join(err, f.Chmod(mode), f.Chown(int(g.e.GetUid()), int(g.e.GetGid())), f.Close())
+	if r.held == nil {
+		r.held = map[remapTarget]int{}
+	}
+	r.held[t] = fd
+	return fd, nil
+}
+
+// underOldName returns a descriptor of the file that fd holds, reached
+// by the name it had before it was unlinked when that name is free: the
+// process's descriptors then read "NAME (deleted)" as they did, not the
+// link remap's name. Otherwise fd itself.
+func underOldName(fd int, name string) int {
+	src := "/proc/self/fd/" + strconv.Itoa(fd)
+	if err := unix.Linkat(unix.AT_FDCWD, src, unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return fd
+	}
+	defer os.Remove(name)
+	nfd, err := unix.Open(name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("recreate unlinked file %s: %w", name, err)
+		return fd
 	}
-	return f.Name(), nil
+	var a, b unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Fstat(nfd, &b) != nil || a.Dev != b.Dev || a.Ino != b.Ino {
+		unix.Close(nfd) // the name was taken meanwhile
+		return fd
+	}
+	unix.Close(fd)
+	return nfd
+}
+
+// RemoveLinks removes the link remaps the restore opened: the process
+// holds the files now.
+func (r *Restorer) RemoveLinks() error {
+	var errs []error
+	for _, l := range r.links {
+		if err := os.Remove(l); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.links = nil
+	return errors.Join(errs...)
+}
+
+// Close closes cryo's descriptors of unlinked files. Link remaps left
+// (the restore failed) stay, for another restore.
+func (r *Restorer) Close() {
+	for _, fd := range r.held {
+		unix.Close(fd)
+	}
+	r.held = nil
+}
+
+// recreateGhost recreates ghost id, once named name: at that name if it
+// is free, else beside it, the name removed at once (before any data or
+// set-id bit is there to see). It returns cryo's descriptor of it.
+func recreateGhost(dir *image.Dir, id uint32, name string) (int, error) {
+	fd := -1
+	var e *ghostfile.GhostFileEntry
+	err := readGhost(dir, id, func(g *ghostfile.GhostFileEntry) (err error) {
+		e = g
+		fd, err = createGhost(name, e.GetMode()&unix.S_IFMT)
+		return err
+	}, func(c *ghostfile.GhostChunkEntry, data io.Reader) error {
+		_, err := io.Copy(io.NewOffsetWriter(fdAt(fd), int64(c.GetOff())), data)
+		return err
+	})
+	if err == nil {
+		err = applyGhostMeta(fd, e)
+	}
+	if err == nil && e.GetMode()&unix.S_IFMT == unix.S_IFREG {
+		// Held read-write, the file could not become an executable
+		// (ETXTBSY): cryo keeps an O_PATH descriptor, as of the others.
+		var p int
+		p, err = unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		fd = p
+	}
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("recreate unlinked file %s: %w", name, err)
+	}
+	return fd, nil
+}
+
+// fdAt writes at offsets of a descriptor.
+type fdAt int
+
+func (fd fdAt) WriteAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Pwrite(int(fd), p[n:], off+int64(n))
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// applyGhostMeta gives a recreated ghost its size, owner, mode and times.
+func applyGhostMeta(fd int, e *ghostfile.GhostFileEntry) error {
+	self := "/proc/self/fd/" + strconv.Itoa(fd)
+	if e.GetMode()&unix.S_IFMT == unix.S_IFREG {
+		if err := unix.Ftruncate(fd, int64(e.GetSize())); err != nil {
+			return fmt.Errorf("truncate to %d: %w", e.GetSize(), err)
+		}
+	}
+	// chown clears the set-id bits: the mode comes after it.
+	if err := unix.Fchownat(unix.AT_FDCWD, self, int(e.GetUid()), int(e.GetGid()), 0); err != nil {
+		return fmt.Errorf("chown %d:%d: %w", e.GetUid(), e.GetGid(), err)
+	}
+	if err := unix.Fchmodat(unix.AT_FDCWD, self, e.GetMode()&0o7777, 0); err != nil {
+		return fmt.Errorf("chmod %#o: %w", e.GetMode()&0o7777, err)
+	}
+	if e.Atim != nil && e.Mtim != nil {
+		ts := []unix.Timespec{
+			unix.NsecToTimespec(int64(e.Atim.GetTvSec())*1e9 + int64(e.Atim.GetTvUsec())*1e3),
+			unix.NsecToTimespec(int64(e.Mtim.GetTvSec())*1e9 + int64(e.Mtim.GetTvUsec())*1e3),
+		}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, self, ts, 0); err != nil {
+			return fmt.Errorf("set times: %w", err)
+		}
+	}
+	return nil
+}
+
+// createGhost makes an empty file of type typ (private to root until its
+// metadata is applied) at name, or beside it if the name is taken, in the
+// nearest directory left, removes the name and returns a descriptor of
+// the file: read-write for a regular file, to fill it, O_PATH for the
+// others.
+func createGhost(name string, typ uint32) (int, error) {
+	dir, err := nearestDir(name)
+	if err != nil {
+		return -1, err
+	}
+	base := filepath.Base(name)
+	path := filepath.Join(dir, base)
+	for i := 1; ; i++ {
+		fd, err := createNode(path, typ)
+		if err == nil {
+			if err = os.Remove(path); err != nil {
+				unix.Close(fd)
+				return -1, err
+			}
+			return fd, nil
+		}
+		if !errors.Is(err, unix.EEXIST) || i == 100 {
+			return -1, fmt.Errorf("create %s: %w", path, err)
+		}
+		path = filepath.Join(dir, base+".cryo-ghost."+strconv.Itoa(i))
+	}
+}
+
+func createNode(path string, typ uint32) (int, error) {
+	flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	var err error
+	switch typ {
+	case unix.S_IFREG:
+		return unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	case unix.S_IFDIR:
+		err = unix.Mkdir(path, 0o700)
+		flags |= unix.O_DIRECTORY
+	case unix.S_IFIFO:
+		err = unix.Mknod(path, unix.S_IFIFO|0o600, 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	fd, err := unix.Open(path, flags, 0)
+	if err != nil {
+		os.Remove(path)
+		return -1, err
+	}
+	return fd, nil
 }

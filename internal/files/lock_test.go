@@ -45,7 +45,7 @@ func TestDumpLocks(t *testing.T) {
 		{line: "1: POSIX  SOMETIMES WRITE 4242 fe:00:5 0 9", err: "in state SOMETIMES WRITE"},
 		{line: "1: FLOCK  ADVISORY  EXCL 4242 fe:00:5 0 EOF", err: "in state ADVISORY EXCL"},
 	} {
-		tb := NewTable(pid, false)
+		tb := NewTable(pid, false, false)
 		err := tb.dumpLocks(fd, proc.Fdinfo{Extra: []proc.KeyValue{{Key: "lock", Value: tc.line}}})
 		switch {
 		case tc.err != "":

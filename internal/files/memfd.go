@@ -171,40 +171,29 @@ func (t *Table) MemfdCopies() []MemfdCopy {
 }
 
 func copyObject(o *memfdObject, w *image.PageWriter, buf []byte) (uint64, error) {
-	fd := int(o.f.Fd())
-	size := int64(o.e.GetSize())
 	var pages uint64
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			return pages, nil // only holes left
-		}
-		if err != nil {
-			return pages, fmt.Errorf("seek data from %#x: %w", off, err)
-		}
-		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return pages, fmt.Errorf("seek hole from %#x: %w", data, err)
-		}
-		data &^= pageSize - 1
-		hole = min((hole+pageSize-1)&^(pageSize-1), (size+pageSize-1)&^(pageSize-1))
+	var next int64 // the pages below are written
+	err := forData(o.f, int64(o.e.GetSize()), func(data, hole int64) error {
+		data = max(data&^(pageSize-1), next)
+		hole = (hole + pageSize - 1) &^ (pageSize - 1)
 		for data < hole {
 			n := min(int64(len(buf)), hole-data)
 			b := buf[:n]
 			got, err := o.f.ReadAt(b, data)
 			if err != nil && !errors.Is(err, io.EOF) {
-				return pages, fmt.Errorf("read at %#x: %w", data, err)
+				return fmt.Errorf("read at %#x: %w", data, err)
 			}
 			clear(b[got:]) // the tail of the last page, past the size
 			if err := w.WritePages(uint64(data), b); err != nil {
-				return pages, err
+				return err
 			}
 			pages += uint64(n) / pageSize
 			data += n
 		}
-		off = hole
-	}
-	return pages, nil
+		next = hole
+		return nil
+	})
+	return pages, err
 }
 
 func (m *memfdTable) write(dir *image.Dir) error {

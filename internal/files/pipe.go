@@ -129,9 +129,6 @@ type pipeData struct {
 type pipeTable struct {
 	pipes, fifos []pipeData
 	seen         map[uint64]bool // pipes whose data was taken
-	// fifoGhosts are the ghost files of unlinked FIFOs, by device and
-	// inode.
-	fifoGhosts map[[2]uint64]uint32
 }
 
 // takePipeData copies what is buffered in a pipe without draining it: tee()
@@ -253,11 +250,9 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
 	}
 }
 
-// pipeRestorer holds the pipes made so far, by pipe id, and the nodes of
-// unlinked FIFOs made again, by ghost id.
+// pipeRestorer holds the pipes made so far, by pipe id.
 type pipeRestorer struct {
-	pipes     map[uint32]*pipeEnds
-	fifoNodes map[uint32]string
+	pipes map[uint32]*pipeEnds
 }
 
 // pipeEnds are the two descriptors of a pipe made in the process, read

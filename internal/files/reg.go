@@ -32,26 +32,7 @@ func (regKind) claims(d *desc) bool {
 
 func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	path, deleted := strings.CutSuffix(d.link, " (deleted)")
-	id := t.nextID()
-	reg := regEntry(id, path, d)
-	if !deleted {
-		if err := t.noteStat(id, d.path); err != nil {
-			return 0, err
-		}
-	}
-	switch d.mode() {
-	case unix.S_IFREG:
-		reg.Size = proto.Uint64(uint64(d.st.Size))
-		if deleted {
-			if err := t.takeGhost(d, id); err != nil {
-				return 0, err
-			}
-		}
-	case unix.S_IFDIR:
-		if deleted {
-			return 0, fmt.Errorf("%w: fd %d is the deleted directory %s", ErrUnsupported, d.fd, path)
-		}
-	case unix.S_IFCHR:
+	if d.mode() == unix.S_IFCHR {
 		if deleted {
 			return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
 		}
@@ -59,7 +40,19 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 			return 0, fmt.Errorf("%w: fd %d is the terminal %s: dump with --shell-job", ErrUnsupported, d.fd, path)
 		}
 	}
-	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: reg}), nil
+	reg := regEntry(t.nextID(), path, d)
+	if d.mode() == unix.S_IFREG {
+		reg.Size = proto.Uint64(uint64(d.st.Size))
+	}
+	id := t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: reg.Id, Reg: reg})
+	if deleted {
+		if err := t.unlinked(id, path, d.path, &d.st); err != nil {
+			return 0, err
+		}
+	} else if err := t.noteStat(id, d.path); err != nil {
+		return 0, err
+	}
+	return id, nil
 }
 
 // regEntry is the reg entry of a descriptor d reached at path.
@@ -98,6 +91,39 @@ func (t *Table) RegPath(path, via string, flags uint32) (uint32, error) {
 	return id, nil
 }
 
+// RegFile returns the id of a REG entry for the file that /proc shows as
+// path, reached at link (a /proc link of the process), opened with flags:
+// one entry per path and flags, or, for an unlinked file, per inode and
+// flags, remapped to what a restore reaches it through (ghost.go).
+// Mappings and the working directory refer to files by such entries.
+func (t *Table) RegFile(path, link string, flags uint32) (uint32, error) {
+	name, deleted := strings.CutSuffix(path, " (deleted)")
+	if !deleted {
+		return t.RegPath(path, link, flags)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(link, &st); err != nil {
+		return 0, err
+	}
+	key := fmt.Sprintf("unlinked:%d:%d:%o", st.Dev, st.Ino, flags)
+	if id, ok := t.byKey[key]; ok {
+		return id, nil
+	}
+	id := t.nextID()
+	t.byKey[key] = t.add(&fdinfo.FileEntry{
+		Type: fdinfo.FdTypes_REG.Enum(),
+		Id:   proto.Uint32(id),
+		Reg: &regfile.RegFileEntry{
+			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(0),
+			Fown: zeroFown(), Name: proto.String(name), Mode: proto.Uint32(st.Mode),
+		},
+	})
+	if err := t.unlinked(id, name, link, &st); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return id, nil
+}
+
 func (regKind) check(s *Set, f *fdinfo.FileEntry) error {
 	if f.Reg == nil {
 		return imageErr("file %d: REG without a reg entry", f.GetId())
@@ -106,7 +132,7 @@ func (regKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
-	path, err := r.regPath(f)
+	path, err := r.Path(f.GetId())
 	if err != nil {
 		return 0, err
 	}
@@ -117,18 +143,23 @@ func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	return n, nil
 }
 
-// regPath is the path to reopen a regular-file entry at: its own, the
-// caller's terminal for a terminal of a shell job, or a recreated copy of
-// an unlinked file, which is unlinked again once open.
-func (r *Restorer) regPath(f *fdinfo.FileEntry) (string, error) {
+// Path returns the path at which the process being restored opens REG
+// entry id: cryo's descriptor of the file Set.Verify checked (Set.Path),
+// the caller's terminal for a terminal of a shell job, or, for an
+// unlinked file, cryo's descriptor of the file recreated or linked back
+// (/proc/CRYO/fd/N).
+func (r *Restorer) Path(id uint32) (string, error) {
+	f, err := r.set.Reg(id)
+	if err != nil {
+		return "", err
+	}
 	name := f.Reg.GetName()
-	if g, ok := r.set.ghosts[f.GetId()]; ok {
-		p, err := recreateGhost(name, g)
+	if t, ok := r.set.remaps[id]; ok {
+		fd, err := r.remapped(t, name)
 		if err != nil {
 			return "", err
 		}
-		r.cleanup = append(r.cleanup, p)
-		return p, nil
+		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd), nil
 	}
 	if isTTYPath(name) {
 		if !r.shellJob {
@@ -140,7 +171,7 @@ func (r *Restorer) regPath(f *fdinfo.FileEntry) (string, error) {
 		}
 		return tty, nil
 	}
-	return r.set.Path(f.GetId())
+	return r.set.Path(id)
 }
 
 func isTTYPath(p string) bool {

@@ -2,7 +2,6 @@ package files
 
 import (
 	"fmt"
-	"os"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -21,11 +20,9 @@ type Restorer struct {
 	// opened there first, so that making one never takes the number
 	// another must have.
 	tempBase uint64
-	// cleanup are paths made for the restore (recreated unlinked files),
-	// removed once the process holds them.
-	cleanup []string
 	memfdRestorer
 	pipeRestorer
+	ghostRestorer
 }
 
 // NewRestorer prepares to reopen set in process pid, traced by tr. With
@@ -48,12 +45,6 @@ func (r *Restorer) OpenAll() error {
 	if err := r.liftMemfds(); err != nil {
 		return err
 	}
-	defer func() {
-		for _, p := range r.cleanup {
-			os.Remove(p)
-		}
-		r.cleanup = nil
-	}()
 	temps := map[uint32]uint64{} // file id -> its descriptor above the targets
 	for _, fd := range r.set.Fds {
 		id := fd.GetId()

@@ -32,10 +32,12 @@ type Table struct {
 }
 
 // NewTable starts the file table of process pid. With shellJob, the
-// caller's terminal may be among its descriptors.
-func NewTable(pid int, shellJob bool) *Table {
+// caller's terminal may be among its descriptors; with linkRemap, an
+// unlinked file still linked elsewhere is linked back for the restore.
+func NewTable(pid int, shellJob, linkRemap bool) *Table {
 	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{},
-		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}}}
+		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}},
+		ghostTable: ghostTable{linkRemap: linkRemap, targets: map[inode]remapTarget{}}}
 }
 
 // nextID numbers file objects from 1.

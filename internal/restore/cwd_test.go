@@ -1,16 +1,12 @@
 package restore_test
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -67,27 +63,4 @@ func TestRestoreRemovedCwd(t *testing.T) {
 	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s is left behind after the restore: %v", dir, err)
 	}
-}
-
-// TestDumpRefusesRemovedCwdParent dumps a process whose working directory
-// and its parent were removed: no restore could make it again at its
-// path, so the dump refuses, naming it, and the process goes on.
-func TestDumpRefusesRemovedCwdParent(t *testing.T) {
-	testutil.RequireRoot(t)
-	parent := filepath.Join(t.TempDir(), "parent")
-	dir := filepath.Join(parent, "gone")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	bin := testutil.BuildC(t, "vdsospin.c")
-	s := testutil.StartSubject(t, "/bin/sh", "-c", `cd "$1" && exec "$2"`, "sh", dir, bin)
-	s.WaitTicks(t, 2)
-	if err := errors.Join(os.Remove(dir), os.Remove(parent)); err != nil {
-		t.Fatal(err)
-	}
-	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images")})
-	if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), "so was its parent") {
-		t.Fatalf("dump: %v, want a refusal naming the removed parent", err)
-	}
-	s.WaitTicks(t, s.Ticks()+3)
 }

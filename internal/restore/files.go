@@ -15,21 +15,19 @@ func (r *restorer) restoreFS() error {
 	if root != "/" {
 		return fmt.Errorf("%w: root directory %s", ErrUnsupported, root)
 	}
-	cwd := r.c.files.Files[r.c.fs.GetCwdId()].Reg.GetName()
-	// Through cryo's descriptor of the checked directory (Set.Path).
-	path, err := r.c.files.Path(r.c.fs.GetCwdId())
+	cwd, err := r.files.Path(r.c.fs.GetCwdId())
 	if err != nil {
-		return fmt.Errorf("working directory %s: %w", cwd, err)
+		return fmt.Errorf("working directory: %w", err)
 	}
 	scratch, err := r.scratch()
 	if err != nil {
 		return err
 	}
-	if err := r.writeString(scratch, path); err != nil {
+	if err := r.writeString(scratch, cwd); err != nil {
 		return err
 	}
 	if err := r.sys(unix.SYS_CHDIR, scratch); err != nil {
-		return fmt.Errorf("chdir %s: %w", cwd, err)
+		return fmt.Errorf("chdir %s: %w", r.c.files.Files[r.c.fs.GetCwdId()].Reg.GetName(), err)
 	}
 	if err := r.sys(unix.SYS_UMASK, uint64(r.c.fs.GetUmask())); err != nil {
 		return fmt.Errorf("umask: %w", err)

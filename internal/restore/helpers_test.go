@@ -109,6 +109,13 @@ type checkpoint struct {
 // PID is free.
 func dumpAndReap(t *testing.T, s *subject) *checkpoint {
 	t.Helper()
+	return dumpAndReapWith(t, s, dump.Options{})
+}
+
+// dumpAndReapWith is dumpAndReap with dump options (Pid, Dir and Log are
+// set here).
+func dumpAndReapWith(t *testing.T, s *subject, opts dump.Options) *checkpoint {
+	t.Helper()
 	// The checks below compare with the last tick before the dump: a
 	// subject only just ready has printed none.
 	if s.Ticks() == 0 {
@@ -117,8 +124,9 @@ func dumpAndReap(t *testing.T, s *subject) *checkpoint {
 	dir := filepath.Join(t.TempDir(), "images")
 	log, buf := newLog()
 	var before testutil.State
-	frozen := func() { before = testutil.RecordState(t, s.Pid) }
-	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, Log: log, Frozen: frozen})
+	opts.Pid, opts.Dir, opts.Log = s.Pid, dir, log
+	opts.Frozen = func() { before = testutil.RecordState(t, s.Pid) }
+	_, err := dump.Dump(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("dump pid %d: %v\nlog:\n%s", s.Pid, err, buf)
 	}

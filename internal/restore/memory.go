@@ -106,15 +106,16 @@ func (r *restorer) mapVMAs() error {
 			id := v.GetShmid()
 			if _, ok := fds[id]; !ok {
 				f := r.c.files.Files[uint32(id)].Reg
+				// An unlinked file is recreated or linked back first.
+				path, err := r.files.Path(uint32(id))
+				if err != nil {
+					return fmt.Errorf("map VMA %#x-%#x: %w", start, start+length, err)
+				}
 				// A shared mapping may be made writable only if its file
 				// was open for writing, as the dump records.
 				openFlags := uint64(unix.O_RDONLY)
 				if st&image.VMAFileShared != 0 && f.GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
 					openFlags = unix.O_RDWR
-				}
-				path, err := r.c.files.Path(uint32(id))
-				if err != nil {
-					return fmt.Errorf("mapped file %s: %w", f.GetName(), err)
 				}
 				n, err := r.open(path, openFlags, 0)
 				if err != nil {
@@ -260,19 +261,19 @@ func (r *restorer) protectVMAs() error {
 // prctl(PR_SET_MM_MAP), and whether transparent huge pages are disabled.
 func (r *restorer) setMM() error {
 	m := r.c.mm
-	exe := r.c.files.Files[m.GetExeFileId()].Reg.GetName()
-	path, err := r.c.files.Path(m.GetExeFileId())
+	// A deleted executable is recreated (it was when its mappings were).
+	exe, err := r.files.Path(m.GetExeFileId())
 	if err != nil {
-		return fmt.Errorf("executable %s: %w", exe, err)
+		return fmt.Errorf("executable: %w", err)
 	}
 	exeFD := uint64(kernel.KeepExe)
-	if same, err := sameFile(path, proc.Path(r.pid, "exe")); err != nil {
+	if same, err := sameFile(exe, proc.Path(r.pid, "exe")); err != nil {
 		return fmt.Errorf("executable %s: %w", exe, err)
 	} else if !same {
 		// The kernel refuses to replace an executable that is still
 		// mapped: when the process's is the stub's own (cryo restoring
 		// cryo), it stays.
-		if exeFD, err = r.open(path, unix.O_RDONLY, 0); err != nil {
+		if exeFD, err = r.open(exe, unix.O_RDONLY, 0); err != nil {
 			return fmt.Errorf("open executable %s: %w", exe, err)
 		}
 		defer r.sys(unix.SYS_CLOSE, exeFD)

@@ -104,6 +104,9 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 		// Killed: say why, whatever the step that failed.
 		err = errors.Join(err, fmt.Errorf("restore cancelled: %w", steps.Cancelled(ctx)))
 	}
+	if r.files != nil {
+		r.files.Close()
+	}
 	if r.c != nil {
 		r.c.files.Close()
 	}
@@ -142,7 +145,7 @@ func (r *restorer) run(ctx context.Context) error {
 		{Name: "protect", Run: r.protect},
 		{Name: "mm", Run: r.setMM},
 		{Name: "files", Run: r.openFiles},
-		{Name: "fs", Run: r.restoreFSGhostCwd},
+		{Name: "fs", Run: r.restoreFS},
 		{Name: "task", Run: r.restoreTask},
 		{Name: "threads", Run: func() error {
 			if err := r.createThreads(); err != nil {
@@ -170,6 +173,11 @@ func (r *restorer) run(ctx context.Context) error {
 			return nil
 		}},
 		{Name: "resume", Run: func() error {
+			// The process holds its unlinked files: the links made for
+			// them at the dump go before it runs.
+			if err := r.files.RemoveLinks(); err != nil {
+				r.log.Warn("remove link remaps", "err", err)
+			}
 			if r.opts.Restored != nil {
 				start, end, err := r.tr.ScratchRange(r.pid)
 				if err != nil {
