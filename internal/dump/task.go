@@ -1,7 +1,6 @@
 package dump
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -32,8 +32,6 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	le := binary.LittleEndian
-
 	// Only the task knows its handlers: ask about each signal it catches
 	// or ignores (the others are SIG_DFL), one injected rt_sigaction each.
 	var sigactions []*criusa.SaEntry
@@ -42,20 +40,20 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			continue
 		}
-		var act [32]byte
+		var act kernel.Sigaction
 		if asked&(1<<(sig-1)) != 0 {
 			if _, err := tr.Syscall(pid, unix.SYS_RT_SIGACTION, uint64(sig), 0, scratch, 8); err != nil {
 				return nil, fmt.Errorf("get action of signal %d: %w", sig, err)
 			}
-			if err := tr.ReadMem(scratch, act[:]); err != nil {
+			if err := tr.ReadValue(scratch, &act); err != nil {
 				return nil, err
 			}
 		}
 		sigactions = append(sigactions, &criusa.SaEntry{
-			Sigaction:       proto.Uint64(le.Uint64(act[0:])),
-			Flags:           proto.Uint64(le.Uint64(act[8:])),
-			Restorer:        proto.Uint64(le.Uint64(act[16:])),
-			Mask:            proto.Uint64(le.Uint64(act[24:])),
+			Sigaction:       proto.Uint64(act.Handler),
+			Flags:           proto.Uint64(act.Flags),
+			Restorer:        proto.Uint64(act.Restorer),
+			Mask:            proto.Uint64(act.Mask),
 			CompatSigaction: proto.Bool(false),
 		})
 	}
@@ -65,13 +63,13 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 		if _, err := tr.Syscall(pid, unix.SYS_GETITIMER, uint64(which), scratch); err != nil {
 			return nil, fmt.Errorf("get interval timer %d: %w", which, err)
 		}
-		var v [32]byte // struct itimerval: interval, then value
-		if err := tr.ReadMem(scratch, v[:]); err != nil {
+		var v kernel.Itimerval
+		if err := tr.ReadValue(scratch, &v); err != nil {
 			return nil, err
 		}
 		itimers[which] = &timer.ItimerEntry{
-			Isec: proto.Uint64(le.Uint64(v[0:])), Iusec: proto.Uint64(le.Uint64(v[8:])),
-			Vsec: proto.Uint64(le.Uint64(v[16:])), Vusec: proto.Uint64(le.Uint64(v[24:])),
+			Isec: proto.Uint64(uint64(v.IntervalSec)), Iusec: proto.Uint64(uint64(v.IntervalUsec)),
+			Vsec: proto.Uint64(uint64(v.ValueSec)), Vusec: proto.Uint64(uint64(v.ValueUsec)),
 		}
 	}
 
@@ -131,11 +129,8 @@ func (d *dumper) prctlInt(option int, scratch uint64) (uint32, error) {
 	if _, err := d.tr.Syscall(d.pid, unix.SYS_PRCTL, uint64(option), scratch); err != nil {
 		return 0, fmt.Errorf("prctl %d: %w", option, err)
 	}
-	var b [4]byte
-	if err := d.tr.ReadMem(scratch, b[:]); err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint32(b[:]), nil
+	var v uint32
+	return v, d.tr.ReadValue(scratch, &v)
 }
 
 // prctlRet injects a prctl whose answer is its return value.

@@ -70,26 +70,28 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	var out struct {
+		Sas      kernel.StackT
+		ClearTid uint64 // int *, as PR_GET_TID_ADDRESS writes it
+	}
 	if _, err := tr.Syscall(tid, unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
 		return nil, fmt.Errorf("get sigaltstack of tid %d: %w", tid, err)
 	}
-	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+24); err != nil {
+	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+uint64(binary.Size(out.Sas))); err != nil {
 		return nil, fmt.Errorf("get clear_child_tid of tid %d: %w", tid, err)
 	}
-	var buf [32]byte
-	if err := tr.ReadMem(scratch, buf[:]); err != nil {
+	if err := tr.ReadValue(scratch, &out); err != nil {
 		return nil, err
 	}
 	if err := d.checkTimerSlack(tid, stat.Policy); err != nil {
 		return nil, err
 	}
-	le := binary.LittleEndian
 	sas := &criucore.ThreadSasEntry{
-		SsSp:    proto.Uint64(le.Uint64(buf[0:])),
-		SsFlags: proto.Uint32(le.Uint32(buf[8:])),
-		SsSize:  proto.Uint64(le.Uint64(buf[16:])),
+		SsSp:    proto.Uint64(out.Sas.Sp),
+		SsFlags: proto.Uint32(uint32(out.Sas.Flags)),
+		SsSize:  proto.Uint64(out.Sas.Size),
 	}
-	clearTid := le.Uint64(buf[24:])
+	clearTid := out.ClearTid
 
 	tc := &criucore.ThreadCoreEntry{
 		FutexRla:    proto.Uint64(robust.Head),
@@ -115,15 +117,15 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		// The rseq_cs field (offset 8) says whether the thread is inside a
 		// critical section; the kernel would restart it at its abort
 		// handler, and so will the restore.
-		var cs [8]byte
-		if err := tr.ReadMem(rs.RseqAbiPointer+8, cs[:]); err != nil {
+		var cs uint64
+		if err := tr.ReadValue(rs.RseqAbiPointer+8, &cs); err != nil {
 			return nil, fmt.Errorf("read rseq area of tid %d: %w", tid, err)
 		}
 		tc.RseqEntry = &rseq.RseqEntry{
 			RseqAbiPointer: proto.Uint64(rs.RseqAbiPointer),
 			RseqAbiSize:    proto.Uint32(rs.RseqAbiSize),
 			Signature:      proto.Uint32(rs.Signature),
-			RseqCsPointer:  proto.Uint64(le.Uint64(cs[:])),
+			RseqCsPointer:  proto.Uint64(cs),
 		}
 	}
 	return &criucore.CoreEntry{

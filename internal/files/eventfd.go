@@ -1,7 +1,6 @@
 package files
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -81,9 +80,7 @@ func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], count)
-		if err := r.tr.WriteMem(scratch, b[:]); err != nil {
+		if err := r.tr.WriteValue(scratch, count); err != nil {
 			return 0, err
 		}
 		if err := r.sys(unix.SYS_WRITE, n, scratch, 8); err != nil {

@@ -1,7 +1,6 @@
 package files
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -137,10 +136,6 @@ func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	return r.lift(n)
 }
 
-// epollEventSize is sizeof(struct epoll_event) on x86_64, where it is
-// packed: u32 events, then u64 data at offset 4.
-const epollEventSize = 12
-
 // placed registers the targets of every epoll, through the final
 // descriptor numbers of the epoll and of its targets.
 func (eventpollKind) placed(r *Restorer) error {
@@ -157,10 +152,9 @@ func (eventpollKind) placed(r *Restorer) error {
 			if err != nil {
 				return err
 			}
-			var ev [epollEventSize]byte
-			binary.LittleEndian.PutUint32(ev[0:], tg.GetEvents())
-			binary.LittleEndian.PutUint64(ev[4:], tg.GetData())
-			if err := r.tr.WriteMem(scratch, ev[:]); err != nil {
+			// x/sys splits the packed u64 data in two.
+			ev := unix.EpollEvent{Events: tg.GetEvents(), Fd: int32(tg.GetData()), Pad: int32(tg.GetData() >> 32)}
+			if err := r.tr.WriteValue(scratch, ev); err != nil {
 				return err
 			}
 			if err := r.sys(unix.SYS_EPOLL_CTL, ep, unix.EPOLL_CTL_ADD, uint64(tg.GetTfd()), scratch); err != nil {

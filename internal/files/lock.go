@@ -1,7 +1,6 @@
 package files
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -242,14 +242,8 @@ func (r *Restorer) takeLock(l *filelock.FileLockEntry) error {
 		if serr != nil {
 			return serr
 		}
-		// struct flock (asm-generic/fcntl.h) on x86_64: l_type and
-		// l_whence (SEEK_SET, 0) as shorts, l_start and l_len at 8 and
-		// 16, l_pid (0) at 24.
-		var b [32]byte
-		binary.LittleEndian.PutUint16(b[0:], uint16(l.GetType()))
-		binary.LittleEndian.PutUint64(b[8:], uint64(l.GetStart()))
-		binary.LittleEndian.PutUint64(b[16:], uint64(l.GetLen()))
-		if err := r.tr.WriteMem(scratch, b[:]); err != nil {
+		flock := kernel.Flock{Type: int16(l.GetType()), Whence: unix.SEEK_SET, Start: l.GetStart(), Len: l.GetLen()}
+		if err := r.tr.WriteValue(scratch, flock); err != nil {
 			return err
 		}
 		err = r.sys(unix.SYS_FCNTL, fd, cmd, scratch)

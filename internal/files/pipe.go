@@ -1,7 +1,6 @@
 package files
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -272,13 +271,13 @@ func (r *Restorer) makePipe() (*pipeEnds, error) {
 	if err := r.sys(unix.SYS_PIPE2, scratch, unix.O_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("make pipe: %w", err)
 	}
-	var b [8]byte
-	if err := r.tr.ReadMem(scratch, b[:]); err != nil {
+	var fds [2]int32
+	if err := r.tr.ReadValue(scratch, &fds); err != nil {
 		return nil, err
 	}
 	p := &pipeEnds{}
 	for i := range p.ends {
-		if p.ends[i], err = r.lift(uint64(binary.LittleEndian.Uint32(b[4*i:]))); err != nil {
+		if p.ends[i], err = r.lift(uint64(fds[i])); err != nil {
 			return nil, err
 		}
 	}

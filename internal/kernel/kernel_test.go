@@ -30,6 +30,7 @@ func TestStructSizes(t *testing.T) {
 		{"stack_t", kernel.StackT{}, 24},
 		{"itimerval", kernel.Itimerval{}, 32},
 		{"sched_param", kernel.SchedParam{}, 4},
+		{"flock", kernel.Flock{}, 32},
 		{"rlimit (x/sys)", unix.Rlimit{}, 16},
 		{"epoll_event (x/sys, packed on x86_64)", unix.EpollEvent{}, 12},
 	} {

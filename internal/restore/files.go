@@ -19,11 +19,8 @@ func (r *restorer) restoreFS() error {
 	if err != nil {
 		return fmt.Errorf("working directory: %w", err)
 	}
-	scratch, err := r.scratch()
+	scratch, err := r.tr.WriteString(r.pid, cwd)
 	if err != nil {
-		return err
-	}
-	if err := r.writeString(scratch, cwd); err != nil {
 		return err
 	}
 	if err := r.sys(unix.SYS_CHDIR, scratch); err != nil {

@@ -1,7 +1,6 @@
 package restore
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,8 +16,6 @@ import (
 
 const (
 	pageSize = kernel.PageSize
-	// madvPopulateWrite is MADV_POPULATE_WRITE (Linux >= 5.14).
-	madvPopulateWrite = 23
 	// madvGuardInstall is MADV_GUARD_INSTALL (Linux >= 6.13).
 	madvGuardInstall = 102
 	// writeChunk is how much page data one write into the process moves,
@@ -189,7 +186,7 @@ func (r *restorer) writeRange(pr *image.PageReader, e image.PageEntry, piece vds
 	// Faulting the pages in from inside the process first is much faster
 	// than process_vm_writev faulting them one by one; kernels before
 	// 5.14 lack MADV_POPULATE_WRITE, and then the writes fault them.
-	r.tr.Syscall(r.pid, unix.SYS_MADVISE, piece.Start+shift, piece.End-piece.Start, madvPopulateWrite)
+	r.tr.Syscall(r.pid, unix.SYS_MADVISE, piece.Start+shift, piece.End-piece.Start, unix.MADV_POPULATE_WRITE)
 	for addr := piece.Start; addr < piece.End; {
 		n := min(writeChunk, piece.End-addr)
 		data, release, err := pr.Map(e, int64(addr-e.Vaddr), int64(n))
@@ -278,10 +275,7 @@ func (r *restorer) setMM() error {
 		}
 		defer r.sys(unix.SYS_CLOSE, exeFD)
 	}
-	var auxv bytes.Buffer
-	for _, w := range m.MmSavedAuxv {
-		binary.Write(&auxv, binary.LittleEndian, w)
-	}
+	auxv := kernel.Encode(m.MmSavedAuxv)
 	scratch, err := r.scratch()
 	if err != nil {
 		return err
@@ -292,17 +286,15 @@ func (r *restorer) setMM() error {
 		StartBrk: m.GetMmStartBrk(), Brk: m.GetMmBrk(), StartStack: m.GetMmStartStack(),
 		ArgStart: m.GetMmArgStart(), ArgEnd: m.GetMmArgEnd(),
 		EnvStart: m.GetMmEnvStart(), EnvEnd: m.GetMmEnvEnd(),
-		AuxvSize: uint32(auxv.Len()), ExeFD: uint32(exeFD),
+		AuxvSize: uint32(len(auxv)), ExeFD: uint32(exeFD),
 	}
 	structSize := uint64(binary.Size(mmMap))
 	mmMap.Auxv = scratch + structSize
-	var b bytes.Buffer
-	binary.Write(&b, binary.LittleEndian, mmMap)
-	b.Write(auxv.Bytes())
-	if b.Len() > scratchSize {
-		return fmt.Errorf("%w: %d-byte auxiliary vector", ErrImage, auxv.Len())
+	b := append(kernel.Encode(mmMap), auxv...)
+	if len(b) > scratchSize {
+		return fmt.Errorf("%w: %d-byte auxiliary vector", ErrImage, len(auxv))
 	}
-	if err := r.tr.WriteMem(scratch, b.Bytes()); err != nil {
+	if err := r.tr.WriteMem(scratch, b); err != nil {
 		return err
 	}
 	if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, scratch, structSize); err != nil {

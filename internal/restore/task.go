@@ -1,11 +1,11 @@
 package restore
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,6 +13,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/vdso"
@@ -43,7 +44,7 @@ func (r *restorer) restoreTask() error {
 		if sa.GetSigaction() == 0 && sa.GetFlags() == 0 && sa.GetMask() == 0 && st.SigIgn&(1<<(sig-1)) == 0 {
 			continue // SIG_DFL already
 		}
-		if err := r.writeWords(scratch, sa.GetSigaction(), sa.GetFlags(), sa.GetRestorer(), sa.GetMask()); err != nil {
+		if err := r.tr.WriteValue(scratch, kernel.Sigaction{Handler: sa.GetSigaction(), Flags: sa.GetFlags(), Restorer: sa.GetRestorer(), Mask: sa.GetMask()}); err != nil {
 			return err
 		}
 		if err := r.sys(unix.SYS_RT_SIGACTION, uint64(sig), scratch, 0, 8); err != nil {
@@ -60,7 +61,8 @@ func (r *restorer) restoreTask() error {
 			if it.GetVsec() == 0 && it.GetVusec() == 0 {
 				continue // disarmed
 			}
-			if err := r.writeWords(scratch, it.GetIsec(), it.GetIusec(), it.GetVsec(), it.GetVusec()); err != nil {
+			v := kernel.Itimerval{IntervalSec: int64(it.GetIsec()), IntervalUsec: int64(it.GetIusec()), ValueSec: int64(it.GetVsec()), ValueUsec: int64(it.GetVusec())}
+			if err := r.tr.WriteValue(scratch, v); err != nil {
 				return err
 			}
 			if err := r.sys(unix.SYS_SETITIMER, uint64(which), scratch, 0); err != nil {
@@ -151,14 +153,14 @@ func (r *restorer) restoreLimits(tc *criucore.TaskCoreEntry, scratch uint64) err
 		if soft == cur[res].Soft && hard == cur[res].Hard {
 			continue
 		}
-		if err := r.writeWords(scratch, soft, hard); err != nil {
+		if err := r.tr.WriteValue(scratch, unix.Rlimit{Cur: soft, Max: hard}); err != nil {
 			return err
 		}
 		err := r.sys(unix.SYS_PRLIMIT64, 0, uint64(res), scratch, 0)
 		// r.sys wraps the errno.
 		if errors.Is(err, unix.EPERM) && hard > cur[res].Hard {
 			r.log.Warn("cannot raise a hard limit without CAP_SYS_RESOURCE; keeping this one's", "resource", res, "dumped", hard, "kept", cur[res].Hard)
-			if err = r.writeWords(scratch, min(soft, cur[res].Hard), cur[res].Hard); err == nil {
+			if err = r.tr.WriteValue(scratch, unix.Rlimit{Cur: min(soft, cur[res].Hard), Max: cur[res].Hard}); err == nil {
 				err = r.sys(unix.SYS_PRLIMIT64, 0, uint64(res), scratch, 0)
 			}
 		}
@@ -210,11 +212,9 @@ func capBits(c []uint32) uint64 {
 	return v
 }
 
-// Linux capability ABI bits that x/sys lacks.
-const (
-	secureNoSetuidFixup = 2          // SECURE_NO_SETUID_FIXUP
-	capVersion3         = 0x20080522 // _LINUX_CAPABILITY_VERSION_3
-)
+// secureNoSetuidFixup is SECURE_NO_SETUID_FIXUP
+// (include/uapi/linux/securebits.h), which x/sys lacks.
+const secureNoSetuidFixup = 2
 
 // restoreThreadCreds gives thread tid the credentials cr, in the order
 // that keeps the right to set each: groups and ids while it still has
@@ -234,7 +234,7 @@ func (r *restorer) restoreThreadCreds(tid int, cr *creds.CredsEntry, ownSecbits 
 	inh, prm, eff, bnd, amb := capBits(cr.CapInh), capBits(cr.CapPrm), capBits(cr.CapEff), capBits(cr.CapBnd), capBits(cr.CapAmb)
 	same := st.Uid == [4]uint32{cr.GetUid(), cr.GetEuid(), cr.GetSuid(), cr.GetFsuid()} &&
 		st.Gid == [4]uint32{cr.GetGid(), cr.GetEgid(), cr.GetSgid(), cr.GetFsgid()} &&
-		bytes.Equal(u32s(st.Groups), u32s(cr.Groups)) &&
+		slices.Equal(st.Groups, cr.Groups) &&
 		st.CapInh == inh && st.CapPrm == prm && st.CapEff == eff && st.CapBnd == bnd && st.CapAmb == amb &&
 		st.NoNewPrivs == (cr.GetNoNewPrivs() != 0) && cr.GetSecbits() == ownSecbits
 	if same {
@@ -250,7 +250,7 @@ func (r *restorer) restoreThreadCreds(tid int, cr *creds.CredsEntry, ownSecbits 
 		}
 		return nil
 	}
-	if err := r.tr.WriteMem(scratch, u32s(cr.Groups)); err != nil {
+	if err := r.tr.WriteMem(scratch, kernel.Encode(cr.Groups)); err != nil {
 		return err
 	}
 	if err := sys("set groups", unix.SYS_SETGROUPS, uint64(len(cr.Groups)), scratch); err != nil {
@@ -286,13 +286,19 @@ func (r *restorer) restoreThreadCreds(tid int, cr *creds.CredsEntry, ownSecbits 
 			}
 		}
 	}
-	// struct __user_cap_header_struct, then two __user_cap_data_struct
-	// (effective, permitted, inheritable), low words first.
-	hdr := []uint32{capVersion3, 0, uint32(eff), uint32(prm), uint32(inh), uint32(eff >> 32), uint32(prm >> 32), uint32(inh >> 32)}
-	if err := r.tr.WriteMem(scratch, u32s(hdr)); err != nil {
+	// The header, then the low and the high words of each set.
+	caps := struct {
+		Hdr  unix.CapUserHeader
+		Data [2]unix.CapUserData
+	}{
+		unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3},
+		[2]unix.CapUserData{{Effective: uint32(eff), Permitted: uint32(prm), Inheritable: uint32(inh)},
+			{Effective: uint32(eff >> 32), Permitted: uint32(prm >> 32), Inheritable: uint32(inh >> 32)}},
+	}
+	if err := r.tr.WriteValue(scratch, caps); err != nil {
 		return err
 	}
-	if err := sys("set capabilities", unix.SYS_CAPSET, scratch, scratch+8); err != nil {
+	if err := sys("set capabilities", unix.SYS_CAPSET, scratch, scratch+uint64(binary.Size(caps.Hdr))); err != nil {
 		return err
 	}
 	for c := range last + 1 {
@@ -321,29 +327,6 @@ func capLast() (int, error) {
 		return 0, fmt.Errorf("read the highest capability: %q", b)
 	}
 	return n, nil
-}
-
-func u32s(v []uint32) []byte {
-	var b bytes.Buffer
-	binary.Write(&b, binary.LittleEndian, v)
-	return b.Bytes()
-}
-
-// writeWords writes 64-bit words at addr in the process.
-func (r *restorer) writeWords(addr uint64, words ...uint64) error {
-	b := make([]byte, 0, 8*len(words))
-	for _, w := range words {
-		b = binary.LittleEndian.AppendUint64(b, w)
-	}
-	return r.tr.WriteMem(addr, b)
-}
-
-// writeString writes a NUL-terminated string at addr in the process.
-func (r *restorer) writeString(addr uint64, s string) error {
-	if len(s)+1 > scratchSize {
-		return fmt.Errorf("path of %d bytes is too long", len(s))
-	}
-	return r.tr.WriteMem(addr, append([]byte(s), 0))
 }
 
 // open opens a file in the process and returns the descriptor.

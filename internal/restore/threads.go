@@ -111,8 +111,7 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 		return err
 	}
 	if sas := tc.GetSas(); sas != nil && sas.GetSsFlags()&ssDisable == 0 {
-		// stack_t: ss_sp, ss_flags (int, padded), ss_size.
-		if err := r.writeWords(scratch, sas.GetSsSp(), uint64(sas.GetSsFlags()), sas.GetSsSize()); err != nil {
+		if err := r.tr.WriteValue(scratch, kernel.StackT{Sp: sas.GetSsSp(), Flags: int32(sas.GetSsFlags()), Size: sas.GetSsSize()}); err != nil {
 			return err
 		}
 		if err := inject("set sigaltstack", unix.SYS_SIGALTSTACK, scratch, 0); err != nil {
@@ -132,7 +131,7 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 		return err
 	}
 	if pol, prio := tc.GetSchedPolicy(), tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority {
-		if err := r.writeWords(scratch, uint64(prio)); err != nil { // struct sched_param: int
+		if err := r.tr.WriteValue(scratch, kernel.SchedParam{Priority: int32(prio)}); err != nil {
 			return err
 		}
 		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(pol), scratch); err != nil {
@@ -153,10 +152,11 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	}
 	if comm := tc.GetComm(); comm != "" {
 		// Only the thread's own group may write its comm file.
-		if err := r.writeString(scratch, comm); err != nil {
+		name, err := r.tr.WriteString(tid, comm)
+		if err != nil {
 			return err
 		}
-		if err := inject("set name", unix.SYS_PRCTL, unix.PR_SET_NAME, scratch); err != nil {
+		if err := inject("set name", unix.SYS_PRCTL, unix.PR_SET_NAME, name); err != nil {
 			return err
 		}
 	}

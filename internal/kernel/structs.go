@@ -31,3 +31,16 @@ type Itimerval struct {
 type SchedParam struct {
 	Priority int32
 }
+
+// Flock mirrors struct flock (include/uapi/asm-generic/fcntl.h) on
+// x86_64, with the padding after l_whence that x/sys's Flock_t leaves to
+// the Go compiler (encoding/binary would not add it).
+type Flock struct {
+	Type   int16
+	Whence int16
+	_      int32
+	Start  int64
+	Len    int64
+	Pid    int32
+	_      int32
+}
