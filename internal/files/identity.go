@@ -1,6 +1,8 @@
 package files
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -164,9 +166,9 @@ func (s *Set) changes(id uint32, fd int, st *unix.Statx_t) []change {
 		now, err := buildIDAt(fd)
 		switch {
 		case err != nil:
-			add(false, "build-id %08x at dump, unreadable now: %v", reg.BuildId, err)
+			add(false, "build-id %s at dump, unreadable now: %v", hexID(reg.BuildId), err)
 		case !slices.Equal(now, reg.BuildId):
-			add(false, "build-id %08x at dump, %08x now", reg.BuildId, now)
+			add(false, "build-id %s at dump, %s now", hexID(reg.BuildId), hexID(now))
 		}
 	}
 	return out
@@ -181,6 +183,15 @@ func buildIDAt(fd int) ([]uint32, error) {
 	}
 	defer f.Close()
 	return buildID(f)
+}
+
+// hexID spells a build-id as readelf and file do: its bytes in hex.
+func hexID(words []uint32) string {
+	var b []byte
+	for _, w := range words {
+		b = binary.LittleEndian.AppendUint32(b, w)
+	}
+	return hex.EncodeToString(b)
 }
 
 func stamp(sec int64, nsec uint32) string {
