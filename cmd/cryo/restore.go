@@ -26,7 +26,7 @@ one the process was dumped with. Without -d, cryo waits for the process
 and exits with its exit status.`
 
 func runRestore(args []string, stdout io.Writer) error {
-	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", restoreHelp)
+	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [--allow-changed PATH]... [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", restoreHelp)
 	dir := fs.String("D", "", "the image `DIR`ectory")
 	fs.StringVar(dir, "images-dir", "", "same as -D")
 	detach := fs.Bool("d", false, "return once the process runs instead of waiting for it")
@@ -35,6 +35,11 @@ func runRestore(args []string, stdout io.Writer) error {
 	shellJob := fs.Bool("shell-job", false, "give the process this terminal where it had one")
 	mode := fs.String("vdso", "auto", "`mode`: auto (remap if the vDSOs match, else proxy), remap (or fail), proxy (always)")
 	noTimens := fs.Bool("no-timens", false, "do not continue the dumped monotonic and boot-time clocks in a time namespace")
+	var allowChanged []string
+	fs.Func("allow-changed", "restore even if `PATH` changed since the dump (repeatable); never a file the process may not open and did not hold", func(p string) error {
+		allowChanged = append(allowChanged, p)
+		return nil
+	})
 	dropCPU := fs.Bool("allow-missing-cpu-features", false, "restore even if this CPU lacks instruction sets the dump's CPU offered or register state the process uses")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
 	logFile := fs.String("o", "", "write the log to `FILE`")
@@ -71,7 +76,7 @@ func runRestore(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	st, err := restore.Restore(ctx, restore.Options{
 		Dir: *dir, VDSO: restore.VDSOMode(*mode), NoTimens: *noTimens, ShellJob: *shellJob,
-		DropMissingCPU: *dropCPU, Log: log, Progress: progressBar(os.Stderr, "restoring memory"),
+		DropMissingCPU: *dropCPU, AllowChanged: allowChanged, Log: log, Progress: progressBar(os.Stderr, "restoring memory"),
 	})
 	stop()
 	if err != nil {

@@ -210,9 +210,13 @@ func (d *dumper) dumpFiles() error {
 	if err != nil {
 		return fmt.Errorf("working directory: %w", err)
 	}
+	rootID, err := d.files.RegPath(root, proc.Path(d.pid, "root"), unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("root directory: %w", err)
+	}
 	d.images.fs = &fs.FsEntry{
 		CwdId:  proto.Uint32(cwdID),
-		RootId: proto.Uint32(d.files.RegPath(root, unix.O_RDONLY|unix.O_DIRECTORY)),
+		RootId: proto.Uint32(rootID),
 		Umask:  proto.Uint32(uint32(d.status.Umask)),
 	}
 	d.images.files = d.files

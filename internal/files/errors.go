@@ -13,4 +13,10 @@ var (
 	// ErrLocked means a restore could not take a lock of the checkpoint
 	// again: another process holds it; the message names it.
 	ErrLocked = errors.New("lock held by another process")
+	// ErrChanged means a file reached by its path is not the one dumped:
+	// the message names it and what changed.
+	ErrChanged = errors.New("changed since the dump")
+	// ErrAccess means the process being restored could not open a file
+	// itself and did not provably hold it: cryo will not open it for it.
+	ErrAccess = errors.New("not the process's to open")
 )

@@ -37,6 +37,8 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 		if err := t.unlinked(regID, path, d.path, &d.st); err != nil {
 			return 0, err
 		}
+	} else if err := t.noteStat(regID, d.path); err != nil {
+		return 0, err
 	}
 	id := t.nextID()
 	return t.add(&fdinfo.FileEntry{

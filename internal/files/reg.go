@@ -49,6 +49,8 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 		if err := t.unlinked(id, path, d.path, &d.st); err != nil {
 			return 0, err
 		}
+	} else if err := t.noteStat(id, d.path); err != nil {
+		return 0, err
 	}
 	return id, nil
 }
@@ -70,18 +72,23 @@ func isTTY(rdev uint64) bool {
 
 // RegPath returns the id of a REG entry for a path opened with flags,
 // making one if needed: mappings, the executable, cwd and root refer to
-// files by such entries.
-func (t *Table) RegPath(path string, flags uint32) uint32 {
-	return t.keyed(path+"\x00"+strconv.FormatUint(uint64(flags), 8), func(id uint32) *fdinfo.FileEntry {
-		return &fdinfo.FileEntry{
-			Type: fdinfo.FdTypes_REG.Enum(),
-			Id:   proto.Uint32(id),
-			Reg: &regfile.RegFileEntry{
-				Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(0),
-				Fown: zeroFown(), Name: proto.String(path),
-			},
+// files by such entries. via is a /proc path that reaches the file the
+// process uses (map_files/..., exe, cwd, root), whose identity the entry
+// records.
+func (t *Table) RegPath(path, via string, flags uint32) (uint32, error) {
+	var err error
+	id := t.keyed(path+"\x00"+strconv.FormatUint(uint64(flags), 8), func(id uint32) *fdinfo.FileEntry {
+		reg := &regfile.RegFileEntry{
+			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(0),
+			Fown: zeroFown(), Name: proto.String(path),
 		}
+		err = t.identify(reg, via)
+		return &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: reg}
 	})
+	if err != nil {
+		return 0, fmt.Errorf("record %s: %w", path, err)
+	}
+	return id, nil
 }
 
 // RegFile returns the id of a REG entry for the file that /proc shows as
@@ -92,7 +99,7 @@ func (t *Table) RegPath(path string, flags uint32) uint32 {
 func (t *Table) RegFile(path, link string, flags uint32) (uint32, error) {
 	name, deleted := strings.CutSuffix(path, " (deleted)")
 	if !deleted {
-		return t.RegPath(path, flags), nil
+		return t.RegPath(path, link, flags)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(link, &st); err != nil {
@@ -129,13 +136,18 @@ func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return r.reopen(path, f.Reg.GetFlags(), f.Reg.GetPos())
+	n, err := r.reopen(path, f.Reg.GetFlags(), f.Reg.GetPos())
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", f.Reg.GetName(), err)
+	}
+	return n, nil
 }
 
 // Path returns the path at which the process being restored opens REG
-// entry id: its own, the caller's terminal for a terminal of a shell job,
-// or, for an unlinked file, cryo's descriptor of the file recreated or
-// linked back (/proc/CRYO/fd/N).
+// entry id: cryo's descriptor of the file Set.Verify checked (Set.Path),
+// the caller's terminal for a terminal of a shell job, or, for an
+// unlinked file, cryo's descriptor of the file recreated or linked back
+// (/proc/CRYO/fd/N).
 func (r *Restorer) Path(id uint32) (string, error) {
 	f, err := r.set.Reg(id)
 	if err != nil {
@@ -159,7 +171,7 @@ func (r *Restorer) Path(id uint32) (string, error) {
 		}
 		return tty, nil
 	}
-	return name, nil
+	return r.set.Path(id)
 }
 
 func isTTYPath(p string) bool {

@@ -20,6 +20,7 @@ type Set struct {
 	ghostSet
 	memfdSet
 	lockSet
+	identitySet
 }
 
 func imageErr(format string, a ...any) error {
@@ -65,6 +66,9 @@ func Load(dir *image.Dir, filesID uint32) (*Set, error) {
 		}
 	}
 	if err := s.loadLocks(); err != nil {
+		return nil, err
+	}
+	if err := s.loadStats(); err != nil {
 		return nil, err
 	}
 	return s, nil

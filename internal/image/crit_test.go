@@ -52,6 +52,9 @@ func TestCritDecodesEveryKind(t *testing.T) {
 	dir := t.TempDir()
 	for _, s := range samples() {
 		t.Run(s.kind.String(), func(t *testing.T) {
+			if s.crit == "" {
+				t.Skipf("%s is cryo's own image: crit does not know its magic", s.kind.FileName(s.id))
+			}
 			path := filepath.Join(dir, s.kind.FileName(s.id))
 			if err := os.WriteFile(path, encode(t, s), 0o600); err != nil {
 				t.Fatal(err)

@@ -43,12 +43,17 @@ const (
 	Memfd                        // memfd.img: memfd inodes
 	Cpuinfo                      // cpuinfo.img: the CPU the dump ran on
 	FileLocks                    // filelocks.img: POSIX, OFD and flock locks
+	FileStats                    // cryo-file-stat.img: owner, mtime and inode of files reached by path (cryo's own)
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
 // format predates the two-magic header) and raw ones; the second is the
 // kind's own. The values are CRIU's, checked against go-criu's table.
 const imgCommon = 0x54564319
+
+// cryoFileStatMagic is the magic of cryo-file-stat.img, which only cryo
+// writes; CRIU's magic.h has no such value.
+const cryoFileStatMagic = 0x43525946
 
 // ImgVersion is the value InventoryEntry.img_version must hold: CRIU's
 // CRTOOLS_IMAGES_V1_1, the format with the two-magic header.
@@ -88,6 +93,8 @@ var kinds = [...]kindDesc{
 	Memfd:        {"memfd", "memfd.img", 0x48453499, names("memfd_inode_entry")},
 	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
 	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
+	// cryo's own kind: a magic CRIU does not use.
+	FileStats: {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {

@@ -70,7 +70,10 @@ func (w *Writer) Write(m proto.Message) error {
 	case w.owed < 0:
 		return fmt.Errorf("write %s: no record may follow %s, whose payload is the rest of the image", w.name, w.last)
 	}
-	b, err := proto.MarshalOptions{}.MarshalAppend(w.buf[:4], m)
+	// Deterministic: fields in number order for cryo's own messages too
+	// (dynamicpb's are otherwise in random order), so images are
+	// reproducible.
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(w.buf[:4], m)
 	if err != nil {
 		return fmt.Errorf("write %s: marshal %s: %w", w.name, typ, err)
 	}

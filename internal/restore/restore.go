@@ -45,6 +45,9 @@ type Options struct {
 	Progress func(done, total uint64)
 	// FailAt makes the step of that name fail (see Steps).
 	FailAt string
+	// AllowChanged are files restored even though they changed since the
+	// dump (files.VerifyOptions).
+	AllowChanged []string
 	// Restored, if set, is called when the process is complete but for its
 	// registers, still held, before it resumes: the hook the tests use to
 	// compare it with what was dumped (the state oracle). The process
@@ -103,6 +106,9 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	if r.files != nil {
 		r.files.Close()
 	}
+	if r.c != nil {
+		r.c.files.Close()
+	}
 	if err != nil {
 		if r.stub != nil {
 			err = errors.Join(err, r.stub.KillAll())
@@ -121,11 +127,11 @@ func (r *restorer) run(ctx context.Context) error {
 	regs := map[int]unix.PtraceRegs{}
 	list := []steps.Step{
 		{Name: "images", Run: func() (err error) {
-			r.c, err = load(r.opts.Dir)
-			if err == nil {
-				r.pid = r.c.pid
+			if r.c, err = load(r.opts.Dir); err != nil {
+				return err
 			}
-			return err
+			r.pid = r.c.pid
+			return r.verifyFiles()
 		}},
 		{Name: "cpu", Run: r.checkCPU},
 		{Name: "stub", Run: r.startStub},

@@ -1,0 +1,124 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// FileStat is what identifies a file reached by its path beyond CRIU's
+// reg entry (which has its mode, size and build-id): its owner, its
+// modification time, and its inode: device, number and birth time (which
+// tells a reused inode number; zero where the filesystem keeps none). cryo keeps them in an image of its own,
+// cryo-file-stat.img, one record per entry of files.img that has them;
+// CRIU's tools know neither the image nor its magic.
+type FileStat struct {
+	// ID is the files.img entry the file is reached by.
+	ID         uint32
+	UID, GID   uint32
+	MtimeSec   int64
+	MtimeNsec  uint32
+	Dev, Inode uint64
+	BtimeSec   int64
+	BtimeNsec  uint32
+}
+
+// fileStatType is the message type of cryo-file-stat.img records,
+// cryo.file_stat_entry, built from its description here: the repository
+// has no protoc, and the message is small.
+var fileStatType = func() protoreflect.MessageType {
+	field := func(name string, n int32, t descriptorpb.FieldDescriptorProto_Type) *descriptorpb.FieldDescriptorProto {
+		return &descriptorpb.FieldDescriptorProto{
+			Name: proto.String(name), Number: proto.Int32(n), Type: t.Enum(),
+			Label: descriptorpb.FieldDescriptorProto_LABEL_REQUIRED.Enum(),
+		}
+	}
+	u32, u64, i64 := descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_TYPE_UINT64, descriptorpb.FieldDescriptorProto_TYPE_INT64
+	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+		Name: proto.String("cryo/file-stat.proto"), Package: proto.String("cryo"), Syntax: proto.String("proto2"),
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("file_stat_entry"),
+			Field: []*descriptorpb.FieldDescriptorProto{
+				field("id", 1, u32), field("uid", 2, u32), field("gid", 3, u32),
+				field("mtime_sec", 4, i64), field("mtime_nsec", 5, u32),
+				field("dev", 6, u64), field("ino", 7, u64),
+				field("btime_sec", 8, i64), field("btime_nsec", 9, u32),
+			},
+		}},
+	}, protoregistry.GlobalFiles)
+	if err != nil {
+		panic(fmt.Sprintf("image: cryo.file_stat_entry: %v", err))
+	}
+	mt := dynamicpb.NewMessageType(fd.Messages().Get(0))
+	if err := protoregistry.GlobalFiles.RegisterFile(fd); err != nil {
+		panic(err)
+	}
+	if err := protoregistry.GlobalTypes.RegisterMessage(mt); err != nil {
+		panic(err)
+	}
+	return mt
+}()
+
+func (s FileStat) message() proto.Message {
+	m := fileStatType.New()
+	f := m.Descriptor().Fields()
+	set := func(name string, v protoreflect.Value) { m.Set(f.ByName(protoreflect.Name(name)), v) }
+	set("id", protoreflect.ValueOfUint32(s.ID))
+	set("uid", protoreflect.ValueOfUint32(s.UID))
+	set("gid", protoreflect.ValueOfUint32(s.GID))
+	set("mtime_sec", protoreflect.ValueOfInt64(s.MtimeSec))
+	set("mtime_nsec", protoreflect.ValueOfUint32(s.MtimeNsec))
+	set("dev", protoreflect.ValueOfUint64(s.Dev))
+	set("ino", protoreflect.ValueOfUint64(s.Inode))
+	set("btime_sec", protoreflect.ValueOfInt64(s.BtimeSec))
+	set("btime_nsec", protoreflect.ValueOfUint32(s.BtimeNsec))
+	return m.Interface()
+}
+
+func fileStatOf(m protoreflect.Message) FileStat {
+	f := m.Descriptor().Fields()
+	get := func(name string) protoreflect.Value { return m.Get(f.ByName(protoreflect.Name(name))) }
+	return FileStat{
+		ID: uint32(get("id").Uint()), UID: uint32(get("uid").Uint()), GID: uint32(get("gid").Uint()),
+		MtimeSec: get("mtime_sec").Int(), MtimeNsec: uint32(get("mtime_nsec").Uint()),
+		Dev: get("dev").Uint(), Inode: get("ino").Uint(),
+		BtimeSec: get("btime_sec").Int(), BtimeNsec: uint32(get("btime_nsec").Uint()),
+	}
+}
+
+// WriteFileStats writes cryo-file-stat.img.
+func (d *Dir) WriteFileStats(stats []FileStat) error {
+	msgs := make([]proto.Message, len(stats))
+	for i, s := range stats {
+		msgs[i] = s.message()
+	}
+	return d.WriteImage(FileStats, 0, msgs...)
+}
+
+// ReadFileStats reads cryo-file-stat.img; a checkpoint without it (one
+// CRIU made, or an older cryo) gives an error wrapping fs.ErrNotExist.
+func (d *Dir) ReadFileStats() ([]FileStat, error) {
+	r, err := d.Open(FileStats, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var all []FileStat
+	for {
+		m := fileStatType.New()
+		switch err := r.Next(m.Interface()); {
+		case errors.Is(err, io.EOF):
+			return all, nil
+		case err != nil:
+			return nil, err
+		}
+		all = append(all, fileStatOf(m))
+	}
+}
