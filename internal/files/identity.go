@@ -159,9 +159,7 @@ func (s *Set) changes(id uint32, fd int, st *unix.Statx_t) []change {
 	if reg.Size != nil && reg.GetSize() != st.Size {
 		add(true, "size %d at dump, %d now", reg.GetSize(), st.Size)
 	}
-	if ok && (rec.MtimeSec != st.Mtime.Sec || rec.MtimeNsec != st.Mtime.Nsec) {
-		add(true, "mtime %s at dump, %s now", stamp(rec.MtimeSec, rec.MtimeNsec), stamp(st.Mtime.Sec, st.Mtime.Nsec))
-	}
+	sameProgram := false
 	if len(reg.BuildId) > 0 {
 		now, err := buildIDAt(fd)
 		switch {
@@ -169,7 +167,14 @@ func (s *Set) changes(id uint32, fd int, st *unix.Statx_t) []change {
 			add(false, "build-id %s at dump, unreadable now: %v", hexID(reg.BuildId), err)
 		case !slices.Equal(now, reg.BuildId):
 			add(false, "build-id %s at dump, %s now", hexID(reg.BuildId), hexID(now))
+		default:
+			sameProgram = reg.Size == nil || reg.GetSize() == st.Size
 		}
+	}
+	// An ELF file of the same build-id and size is the same program,
+	// deployed anew or copied to another host: its mtime may differ.
+	if ok && !sameProgram && (rec.MtimeSec != st.Mtime.Sec || rec.MtimeNsec != st.Mtime.Nsec) {
+		add(true, "mtime %s at dump, %s now", stamp(rec.MtimeSec, rec.MtimeNsec), stamp(st.Mtime.Sec, st.Mtime.Nsec))
 	}
 	return out
 }
