@@ -169,7 +169,14 @@ func (h *harness) prepare(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("install %s: %w", name, err)
 		}
-		if err := os.WriteFile(filepath.Join(bin, name), b, 0o755); err != nil {
+		dst := filepath.Join(bin, name)
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			return fmt.Errorf("install %s: %w", name, err)
+		}
+		// The same file on every kernel, as a package deploys it, mtime
+		// included (0, as the guests give theirs): a restore checks that
+		// the files a process had are the ones dumped.
+		if err := os.Chtimes(dst, time.Unix(0, 0), time.Unix(0, 0)); err != nil {
 			return fmt.Errorf("install %s: %w", name, err)
 		}
 	}
