@@ -45,6 +45,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "subject.h"
+
 #define PERIOD_MS 20
 #define EFD_COUNT 0x123456789ULL
 #define SEM_COUNT 3
@@ -58,17 +60,6 @@
 #define TAG_PIPE_W 0x91bf000000000000ULL
 #define TAG_EMPTY 0xe3b7000000000000ULL
 #define TAG_STALE 0x57a1000000000000ULL
-
-static void fail(const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	printf("FAIL ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(1);
-}
 
 static void add(int ep, int fd, uint32_t events, uint64_t tag) {
 	struct epoll_event ev = {.events = events, .data.u64 = tag | (uint64_t)fd};

@@ -20,19 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "subject.h"
+
 #define PERIOD_MS 20
 #define NOBODY 65534
-
-static void fail(const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	printf("FAIL ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(1);
-}
 
 // word reads the first word of the file of fd.
 static void word(int fd, char *buf, size_t n) {

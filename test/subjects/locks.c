@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "subject.h"
+
 #define PERIOD_MS 20
 
 static volatile sig_atomic_t unlock_asked;
@@ -39,17 +41,6 @@ static volatile sig_atomic_t unlock_asked;
 static void on_usr1(int sig) {
 	(void)sig;
 	unlock_asked = 1;
-}
-
-static void fail(const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	printf("FAIL ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(1);
 }
 
 static int open_in(const char *dir, const char *name, int flags) {

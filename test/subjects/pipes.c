@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "subject.h"
+
 #define PERIOD_MS 20
 #define PIPE_DATA "unread data in a pipe with three descriptions"
 #define FIFO_DATA "unread data in a FIFO of its own size"
@@ -51,17 +53,6 @@
 // The kernel's O_LARGEFILE, which open() sets and pipe() does not (glibc's
 // is 0 on x86_64).
 #define LARGEFILE 0100000
-
-static void fail(const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	printf("FAIL ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(1);
-}
 
 static uint8_t pat(size_t i) { return (uint8_t)(i * 2654435761u >> 13); }
 

@@ -20,22 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "subject.h"
+
 #define PERIOD_MS 20
 #define STATUS_POS 5 // after "Name:"
 
 static const char *names[] = {"net", "uts", "ipc", "pid", "user", "mnt", "cgroup", "time"};
 #define N (sizeof names / sizeof names[0])
-
-static void fail(const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	printf("FAIL ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(1);
-}
 
 static void link_of(const char *path, char *buf, size_t len) {
 	ssize_t n = readlink(path, buf, len - 1);

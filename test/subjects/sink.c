@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "subject.h"
+
 #define PERIOD_MS 20
 #define PAGE 4096
 // CHECK_EVERY is how many ticks each thread has to show progress in.
@@ -76,17 +78,6 @@ static const int cow_pages[] = {1, 5};
 static const char ghost_data[] = "the contents of a file that was unlinked while open\n";
 static const char pipe_data[] = "unread data in a pipe";
 static const char fifo_data[] = "unread data in a FIFO";
-
-static void fail(const char *fmt, ...) {
-	va_list ap;
-	va_start(ap, fmt);
-	printf("FAIL ");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	exit(1);
-}
 
 static void *xmmap(size_t len, int prot, int flags, int fd) {
 	void *p = mmap(NULL, len, prot, flags, fd, 0);
