@@ -132,3 +132,76 @@ func targetState(t *testing.T, pid int) map[string]string {
 	}
 	return st
 }
+
+// TestRestoreCommandKilledAnyMoment kills `cryo restore -d` with SIGKILL
+// at random moments across the whole restore: each time either the
+// restore was complete (the process runs, untraced) or nothing it built
+// is left, the PID free again.
+func TestRestoreCommandKilledAnyMoment(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	s := testutil.StartSubject(t, testutil.BuildC(t, "vdsoclock.c"))
+	s.WaitTicks(t, 2)
+	dir := dumpSubject(t, bin, s)
+	// How long a whole restore takes here, to spread the kills over it.
+	start := time.Now()
+	if _, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d"); code != 0 {
+		t.Fatalf("cryo restore: exit status %d\n%s", code, errOut)
+	}
+	span := time.Since(start)
+	endRestored(t, s.Pid)
+	var complete int
+	for i := range killRounds {
+		cryo := exec.Command(bin, "restore", "-D", dir, "-d")
+		if err := cryo.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := rand.N(span + span/4)
+		time.Sleep(delay)
+		cryo.Process.Kill()
+		cryo.Wait()
+		// Traced tasks die with their tracer (PTRACE_O_EXITKILL); what
+		// was let go runs on.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := proc.ReadStatus(s.Pid)
+			if err != nil || st.State == 'Z' {
+				break
+			}
+			if st.TracerPid == 0 && st.State != 't' {
+				complete++
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d, killed after %v: pid %d still traced by %d 10 s after cryo died", i, delay, s.Pid, st.TracerPid)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		endRestored(t, s.Pid)
+		if kids := testutil.Children(t); len(kids) > 0 {
+			t.Fatalf("round %d, killed after %v: left behind %v", i, delay, kids)
+		}
+	}
+	t.Logf("%d rounds (a restore takes %v), %d killed once the restore was complete", killRounds, span, complete)
+}
+
+// endRestored kills what a restore left of process pid, if anything, and
+// reaps it and every other child of the test (stubs re-parented here),
+// until the pid is free.
+func endRestored(t *testing.T, pid int) {
+	t.Helper()
+	unix.Kill(pid, unix.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for kid := range testutil.Children(t) {
+			unix.Wait4(kid, nil, unix.WNOHANG, nil)
+		}
+		if _, err := os.Stat(proc.Path(pid, "")); err != nil && len(testutil.Children(t)) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d or children %v still there", pid, testutil.Children(t))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
