@@ -48,15 +48,16 @@ func run(b *testing.B, cryo string, args ...string) (time.Duration, int64, strin
 	return wall, kib << 10, string(out)
 }
 
-// logged reads a duration cryo logs as key=DURATION at -v 2: its own
+// logged reads a duration cryo logs as key=DURATION at -v 2 in its last
+// line, the summary (each step logs a took= of its own before): its own
 // measure, without the start-up of the cryo process.
 func logged(b *testing.B, out, key string) time.Duration {
 	b.Helper()
-	m := regexp.MustCompile(key + `=([0-9.]+(?:ns|µs|ms|s))`).FindStringSubmatch(out)
-	if m == nil {
+	ms := regexp.MustCompile(` `+key+`=([0-9.]+(?:ns|µs|ms|s))`).FindAllStringSubmatch(out, -1)
+	if ms == nil {
 		b.Fatalf("cryo logged no %s in %q", key, out)
 	}
-	d, err := time.ParseDuration(m[1])
+	d, err := time.ParseDuration(ms[len(ms)-1][1])
 	if err != nil {
 		b.Fatal(err)
 	}
