@@ -163,6 +163,29 @@ func readTasks(t *testing.T, pid int) []int {
 	return tids
 }
 
+// expectRefused dumps s, which must be refused (ErrUnsupported) with an
+// error that says each of want, and leaves s as it was: its mappings the
+// same, and it goes on ticking.
+func expectRefused(t *testing.T, s *testutil.Subject, opts dump.Options, want ...string) {
+	t.Helper()
+	maps := readMaps(t, s.Pid)
+	opts.Pid, opts.Dir = s.Pid, filepath.Join(t.TempDir(), "images")
+	_, err := dump.Dump(context.Background(), opts)
+	if !errors.Is(err, dump.ErrUnsupported) {
+		t.Fatalf("dump: %v, want ErrUnsupported", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	t.Logf("refused: %v", err)
+	if after := readMaps(t, s.Pid); !slices.Equal(maps, after) {
+		t.Errorf("the refused dump changed the mappings")
+	}
+	s.WaitTicks(t, 3)
+}
+
 func readMaps(t *testing.T, pid int) []proc.Mapping {
 	t.Helper()
 	m, err := proc.ReadMaps(pid)

@@ -1,13 +1,9 @@
 package dump_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -24,21 +20,7 @@ import (
 func TestDumpRefusesForeignNamespace(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := testutil.StartSubject(t, testutil.BuildC(t, "procfd.c"), "foreign")
-	maps := readMaps(t, s.Pid)
-	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), LeaveRunning: true})
-	if !errors.Is(err, dump.ErrUnsupported) {
-		t.Fatalf("dump: %v, want ErrUnsupported", err)
-	}
-	for _, w := range []string{"fd " + s.Ready["net"], "net namespace", "not the process's own"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not say %q", err, w)
-		}
-	}
-	t.Logf("refused: %v", err)
-	if after := readMaps(t, s.Pid); !slices.Equal(maps, after) {
-		t.Errorf("the refused dump changed the mappings")
-	}
-	s.WaitTicks(t, 3)
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["net"], "net namespace", "not the process's own")
 }
 
 // TestDumpNamespaceFiles dumps test/subjects/procfd.c, which holds its
