@@ -17,11 +17,14 @@
 package ptrace
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"slices"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -278,6 +281,7 @@ func waitStop(tid int, isStop func(unix.WaitStatus) bool) (unix.WaitStatus, erro
 // wait waits for the next stop of a traced thread; its death is ErrExited.
 // Tracer thread only.
 func wait(tid int) (unix.WaitStatus, error) {
+	defer watchDeath(tid)()
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
@@ -293,6 +297,45 @@ func wait(tid int) (unix.WaitStatus, error) {
 		}
 		assertTracer(tid)
 		return ws, nil
+	}
+}
+
+// deathCheck is how often a wait checks that its thread's process was not
+// killed from outside.
+const deathCheck = 100 * time.Millisecond
+
+// watchDeath covers a wait for thread tid. A process that someone else
+// kills reports its main thread's death only once its other threads are
+// reaped, by their tracer, which is the very thread waiting for the main
+// one: the wait would never end. So while it waits, a timer checks
+// whether tid died (a zombie) and reaps the other threads of its process:
+// any thread of cryo may wait for its tracees. The result stops the
+// watch.
+func watchDeath(tid int) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var timer *time.Timer
+	timer = time.AfterFunc(deathCheck, func() {
+		if st, err := proc.ReadStat(tid); err == nil && st.State == 'Z' {
+			others, _ := proc.ReadTasks(tid)
+			for _, o := range others {
+				if o != tid {
+					var ws unix.WaitStatus
+					unix.Wait4(o, &ws, unix.WALL|unix.WNOHANG, nil)
+				}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			timer.Reset(deathCheck)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
 	}
 }
 
@@ -318,6 +361,7 @@ func (t *Tracer) Detach() error {
 // still, are sent again with tgkill, which makes cryo their sender.
 func (t *Tracer) detach() error {
 	var errs []error
+	var gone []int
 	if t.scratch != 0 {
 		errs = append(errs, t.unmapScratch(t.threads[0]))
 	}
@@ -332,7 +376,23 @@ func (t *Tracer) detach() error {
 				continue
 			}
 		}
-		if err := kernel.PtraceDetachSignal(tid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		err := kernel.PtraceDetachSignal(tid, sig)
+		switch {
+		case errors.Is(err, unix.ESRCH) && killed(t.pid, tid):
+			gone = append(gone, tid)
+		case errors.Is(err, unix.ESRCH):
+		case err != nil:
+			errs = append(errs, err)
+		}
+	}
+	// A thread that is not in its stop any more was killed (from outside:
+	// a dump never lets one go before this). Dead, it stays traced until
+	// this thread reaps it, and the process's main thread with it: reap
+	// them, the others first, as the kernel reports the main one's death
+	// only after theirs.
+	slices.SortFunc(gone, func(a, b int) int { return cmp.Compare(boolInt(a == t.pid), boolInt(b == t.pid)) })
+	for _, tid := range gone {
+		if err := reap(tid); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -344,6 +404,22 @@ func (t *Tracer) detach() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killed reports whether thread tid of pid is dead or dying of SIGKILL.
+func killed(pid, tid int) bool {
+	if exiting(pid, tid) {
+		return true
+	}
+	st, err := proc.ReadTaskStatus(pid, tid)
+	return err == nil && (st.SigPnd|st.ShdPnd)&(1<<(unix.SIGKILL-1)) != 0
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // deferSignal holds back the signal of thread tid's current
