@@ -234,22 +234,38 @@ func (r *restorer) startStub() (err error) {
 	r.built.add(r.stub.Pid())
 	// The scratch mapping, which the restored process inherits, must be
 	// clear of everything the restore maps.
-	maps, err := proc.ReadMaps(r.stub.Pid())
+	used, err := r.takenRanges(r.stub.Pid())
 	if err != nil {
 		return err
-	}
-	var used []vdso.Range
-	for _, m := range maps {
-		used = append(used, vdso.Range{Start: m.Start, End: m.End})
-	}
-	for _, v := range r.c.mm.Vmas {
-		used = append(used, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
 	}
 	at, err := vdso.FindHole(used, 2*pageSize, taskSize/2, mmapMinAddr(), taskSize)
 	if err != nil {
 		return fmt.Errorf("place scratch: %w", err)
 	}
 	return r.stub.PlaceScratch(at)
+}
+
+// takenRanges are the address ranges a new mapping must keep clear of:
+// what process pid maps now, and every dumped VMA.
+func (r *restorer) takenRanges(pid int) ([]vdso.Range, error) {
+	maps, err := proc.ReadMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	used := r.dumpedRanges()
+	for _, m := range maps {
+		used = append(used, vdso.Range{Start: m.Start, End: m.End})
+	}
+	return used, nil
+}
+
+// dumpedRanges are the ranges of the dumped VMAs.
+func (r *restorer) dumpedRanges() []vdso.Range {
+	var out []vdso.Range
+	for _, v := range r.c.mm.Vmas {
+		out = append(out, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
+	}
+	return out
 }
 
 // timeNamespace gives the stub a new time namespace for its children in

@@ -7,7 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
-	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
@@ -36,16 +35,9 @@ func (r *restorer) mapObject(vs []*vma.VmaEntry) error {
 	for _, v := range vs {
 		size = max(size, v.GetPgoff()+v.GetEnd()-v.GetStart())
 	}
-	maps, err := proc.ReadMaps(r.pid)
+	used, err := r.takenRanges(r.pid)
 	if err != nil {
 		return err
-	}
-	var used []vdso.Range
-	for _, m := range maps {
-		used = append(used, vdso.Range{Start: m.Start, End: m.End})
-	}
-	for _, v := range r.c.mm.Vmas {
-		used = append(used, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
 	}
 	shmid := vs[0].GetShmid()
 	at, err := vdso.FindHole(used, size, vs[0].GetStart(), mmapMinAddr(), taskSize)

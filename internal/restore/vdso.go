@@ -142,10 +142,7 @@ func (r *restorer) moveBlock(rt vdso.Layout, to uint64) (vdso.Layout, error) {
 // usedRanges are the ranges a moved vDSO block must avoid: the image's
 // VMAs, the scratch area, and the given layout's current place.
 func (r *restorer) usedRanges(l vdso.Layout) []vdso.Range {
-	used := []vdso.Range{r.scratchRange()}
-	for _, v := range r.c.mm.Vmas {
-		used = append(used, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
-	}
+	used := append(r.dumpedRanges(), r.scratchRange())
 	if start, end := l.Span(); end > start {
 		used = append(used, vdso.Range{Start: start, End: end})
 	}
