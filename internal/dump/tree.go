@@ -34,6 +34,8 @@ type tree struct {
 	// first; zombies are the dead ones their parents have not waited for.
 	procs   []*dumper
 	zombies []zombie
+	// sharedObjects are the shared memory objects several processes map.
+	sharedObjects []sharedObject
 	// order is every process, zombies included, as pstree.img lists them.
 	order   []*pstree.PstreeEntry
 	pagesID uint32
@@ -254,41 +256,103 @@ func (t *tree) checkSessions() error {
 	return nil
 }
 
-// refuseSharedMemory refuses shared memory objects (MAP_SHARED anonymous
-// memory, memfds) that several processes of the tree map or hold: a
-// restore would make one for each.
-func (t *tree) refuseSharedMemory() error {
+// shareMemory finds the shared anonymous memory objects that several
+// processes of the tree map (inherited across fork): each is copied once,
+// whole, through one of its mappings (copyShared), not by each process.
+// A memfd that several processes map or hold is refused: a restore would
+// make one for each.
+func (t *tree) shareMemory() error {
 	if len(t.procs) < 2 {
 		return nil
 	}
-	owner := map[uint64]int{}
-	use := func(pid int, id uint64, what string) error {
-		if o, ok := owner[id]; ok && o != pid {
-			return fmt.Errorf("%w: %s %d is shared by pids %d and %d (shared memory between processes is not supported yet)", ErrUnsupported, what, id, o, pid)
+	mappers := map[uint64][]*dumper{}
+	var order []uint64
+	memfds := map[uint64]int{}
+	useMemfd := func(pid int, id uint64) error {
+		if o, ok := memfds[id]; ok && o != pid {
+			return fmt.Errorf("%w: memfd (file %d) is shared by pids %d and %d (memfds shared between processes are not supported yet)", ErrUnsupported, id, o, pid)
 		}
-		owner[id] = pid
+		memfds[id] = pid
 		return nil
 	}
-	memfds := t.files.MemfdIDs()
+	isMemfd := t.files.MemfdIDs()
 	for _, d := range t.procs {
 		for _, v := range d.images.mm.Vmas {
+			id := v.GetShmid()
 			switch {
 			case v.GetStatus()&image.VMAAnonShared != 0:
-				if err := use(d.pid, v.GetShmid(), "shared anonymous memory"); err != nil {
-					return err
+				ds := mappers[id]
+				if len(ds) == 0 {
+					order = append(order, id)
+				}
+				if len(ds) == 0 || ds[len(ds)-1] != d {
+					mappers[id] = append(ds, d)
 				}
 			case v.GetStatus()&image.VMAAreaMemfd != 0:
-				if err := use(d.pid, v.GetShmid()<<32, "memfd"); err != nil {
+				if err := useMemfd(d.pid, id); err != nil {
 					return err
 				}
 			}
 		}
 		for _, fd := range t.files.Fds(uint32(d.pid)) {
-			if memfds[fd.GetId()] {
-				if err := use(d.pid, uint64(fd.GetId())<<32, "memfd"); err != nil {
+			if isMemfd[fd.GetId()] {
+				if err := useMemfd(d.pid, uint64(fd.GetId())); err != nil {
 					return err
 				}
 			}
+		}
+	}
+	for _, id := range order {
+		ds := mappers[id]
+		if len(ds) < 2 {
+			continue
+		}
+		for _, d := range ds {
+			d.shared = slices.DeleteFunc(d.shared, func(s shmemRuns) bool { return s.shmid == id })
+		}
+		for _, v := range ds[0].images.mm.Vmas {
+			if v.GetShmid() == id && v.GetStatus()&image.VMAAnonShared != 0 {
+				t.sharedObjects = append(t.sharedObjects, sharedObject{shmid: id,
+					path: proc.Path(ds[0].pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))})
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// sharedObject is a shared anonymous memory object that several
+// processes of the tree map.
+type sharedObject struct {
+	shmid uint64
+	// path is one of its mappings in /proc/PID/map_files, through which
+	// it is read.
+	path string
+}
+
+// copyShared copies each shared anonymous memory object that several
+// processes map, whole: its pages at their offsets in the object.
+func (t *tree) copyShared(buf []byte) error {
+	for _, o := range t.sharedObjects {
+		f, err := os.Open(o.path)
+		if err != nil {
+			return fmt.Errorf("shared memory %d: %w", o.shmid, err)
+		}
+		err = func() error {
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			w, err := t.dir.CreateShmemPages(o.shmid, t.nextPagesID())
+			if err != nil {
+				return err
+			}
+			n, err := files.CopyPages(f, st.Size(), w, buf)
+			t.stats.Pages += n
+			return errors.Join(err, w.Close())
+		}()
+		if err := errors.Join(err, f.Close()); err != nil {
+			return fmt.Errorf("shared memory %d: %w", o.shmid, err)
 		}
 	}
 	return nil
@@ -310,10 +374,14 @@ func (t *tree) memoryToCopy() uint64 {
 	return n
 }
 
-// copyMemfds copies each memfd's contents, read through its descriptor:
-// pages no mapping holds belong to the object too.
-func (t *tree) copyMemfds() error {
+// copyObjects copies the shared anonymous objects that several processes
+// map, and each memfd's contents, read through its descriptor: pages no
+// mapping holds belong to the object too.
+func (t *tree) copyObjects() error {
 	buf := make([]byte, copyChunk)
+	if err := t.copyShared(buf); err != nil {
+		return err
+	}
 	for _, m := range t.files.MemfdCopies() {
 		w, err := t.dir.CreateShmemPages(m.Shmid, t.nextPagesID())
 		if err != nil {

@@ -35,6 +35,10 @@ type tree struct {
 	stub    *ptrace.Tracer
 	built   built
 	shared  *files.Shared
+	// shmem is where each shared anonymous object is made, and shmemSize
+	// how large.
+	shmem     map[uint64]shmemAt
+	shmemSize map[uint64]uint64
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	stats            Stats
@@ -139,6 +143,7 @@ func (t *tree) load() error {
 		t.procs = append(t.procs, &restorer{tree: t, c: c, pid: c.pid})
 	}
 	t.stats.Processes = len(t.entries)
+	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
 	for _, r := range t.procs {
 		// A lock is taken by the process that held it.
 		for _, l := range r.c.files.Locks {
