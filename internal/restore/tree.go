@@ -76,13 +76,9 @@ func (t *tree) named(pid int, err error) error {
 
 // close releases what the loaded images hold open.
 func (t *tree) close() {
+	t.shared.Close()
 	for _, r := range t.procs {
-		if r.files != nil {
-			r.files.Close()
-		}
-		if r.c != nil {
-			r.c.files.Close()
-		}
+		r.c.files.Close()
 	}
 }
 
@@ -320,7 +316,7 @@ func (t *tree) exitZombie(z *zombie) error {
 	if _, err := z.tr.Syscall(pid, unix.SYS_PRCTL, unix.PR_SET_NAME, scratch, 0, 0, 0); err != nil {
 		return fmt.Errorf("set name %q: %w", z.comm, err)
 	}
-	if z.status.Signaled() {
+	if sig := z.status.Signal(); z.status.Signaled() && sig != unix.SIGKILL && sig != unix.SIGSTOP {
 		// Its default action ends the process, without a core: a
 		// process of cryo's ignores what cryo ignores.
 		var dfl kernel.Sigaction
