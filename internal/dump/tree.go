@@ -34,6 +34,9 @@ type tree struct {
 	// first; zombies are the dead ones their parents have not waited for.
 	procs   []*dumper
 	zombies []zombie
+	// helpers are the pids of the processes a restore makes only to make
+	// a process group whose leader has exited.
+	helpers []int
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// order is every process, zombies included, as pstree.img lists them.
@@ -224,12 +227,8 @@ func (t *tree) checkAlone(d *dumper) error {
 // restored before it.
 func (t *tree) checkSessions() error {
 	root := t.order[0]
-	bySid := map[uint32]bool{}
 	leaders := map[uint32]bool{}
 	for _, e := range t.order {
-		if e.GetSid() == e.GetPid() {
-			bySid[e.GetSid()] = true
-		}
 		if e.GetPgid() == e.GetPid() {
 			leaders[e.GetPgid()] = true
 		}
@@ -238,7 +237,7 @@ func (t *tree) checkSessions() error {
 	for _, e := range t.order {
 		ppid[e.GetPid()] = e
 	}
-	for _, e := range t.order[1:] {
+	for _, e := range slices.Clone(t.order[1:]) {
 		p := ppid[e.GetPpid()]
 		switch {
 		case e.GetSid() == e.GetPid():
@@ -251,7 +250,15 @@ func (t *tree) checkSessions() error {
 		if e.GetPgid() == root.GetPgid() && e.GetSid() == root.GetSid() {
 			continue // cryo's group, as the root's
 		}
-		return fmt.Errorf("%w: pid %d is in process group %d, whose leader is not in the tree", ErrUnsupported, e.GetPid(), e.GetPgid())
+		// The group's leader has exited: a helper with its pid makes the
+		// group at restore, and exits once the members have joined.
+		t.log.Info("process group without its leader: a helper will make it", "group", e.GetPgid(), "member", e.GetPid())
+		leaders[e.GetPgid()] = true
+		t.helpers = append(t.helpers, int(e.GetPgid()))
+		t.order = append(t.order, &pstree.PstreeEntry{
+			Pid: proto.Uint32(e.GetPgid()), Ppid: proto.Uint32(p.GetPid()),
+			Pgid: proto.Uint32(e.GetPgid()), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{e.GetPgid()},
+		})
 	}
 	return nil
 }
@@ -426,6 +433,19 @@ func (t *tree) writeImages() error {
 			},
 		}
 		if err := t.dir.WriteImage(image.Core, uint32(z.pid), core); err != nil {
+			return err
+		}
+	}
+	for _, pid := range t.helpers {
+		core := &criucore.CoreEntry{
+			Mtype: criucore.CoreEntry_X86_64.Enum(),
+			Tc: &criucore.TaskCoreEntry{
+				TaskState: proto.Uint32(taskHelper), ExitCode: proto.Uint32(0),
+				Personality: proto.Uint32(0), Flags: proto.Uint32(0), BlkSigset: proto.Uint64(0),
+				Comm: proto.String("cryo-helper"),
+			},
+		}
+		if err := t.dir.WriteImage(image.Core, uint32(pid), core); err != nil {
 			return err
 		}
 	}
