@@ -90,20 +90,21 @@ func (t *tree) seize() error {
 		pid := queue[0]
 		queue = queue[1:]
 		d := &dumper{tree: t, pid: pid}
-		if err := d.inspect(); err != nil && pid != t.opts.Pid && d.status.State == 'Z' {
+		if err := d.inspect(); err != nil {
+			if d.status.State != 'Z' || pid == t.opts.Pid {
+				return t.named(pid, err)
+			}
 			if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
-				return err
+				return t.named(pid, err)
 			}
 			continue
-		} else if err != nil {
-			return t.named(pid, err)
 		}
 		var err error
 		if d.tr, err = ptrace.Seize(pid, 0); err != nil {
 			// A child may have exited since its parent was frozen.
 			if st, serr := proc.ReadStat(pid); pid != t.opts.Pid && serr == nil && st.State == 'Z' {
 				if err := t.addZombie(pid, parent[pid], st); err != nil {
-					return err
+					return t.named(pid, err)
 				}
 				continue
 			}
@@ -168,8 +169,13 @@ func children(pid int) ([]int, error) {
 	return out, nil
 }
 
-// addZombie records a child that has exited and not been waited for.
+// addZombie records a child that has exited and not been waited for. A
+// thread group leader that exited while its threads run on shows as a
+// zombie too: that one is refused.
 func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
+	if tids, err := proc.ReadTasks(pid); err == nil && len(tids) > 1 {
+		return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+	}
 	z := zombie{pid: pid, ppid: ppid, pgid: st.Pgrp, sid: st.Session, comm: st.Comm, flags: st.Flags, status: st.ExitCode}
 	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
 	t.zombies = append(t.zombies, z)
