@@ -155,7 +155,7 @@ func (r *restorer) run(ctx context.Context) error {
 					return err
 				}
 			}
-			return nil
+			return r.restorePosixTimers()
 		}},
 		{Name: "creds", Run: r.restoreCreds},
 		{Name: "signals", Run: func() error {

@@ -1,0 +1,165 @@
+package restore
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+)
+
+// maxTimerFillers bounds the timers a restore on a kernel without
+// PR_TIMER_CREATE_RESTORE_IDS makes and deletes to reach a timer's id:
+// two injected calls each.
+const maxTimerFillers = 1 << 16
+
+// inIDOrder makes timers in id order even where the kernel could take
+// their ids (tests).
+var inIDOrder bool
+
+// restorePosixTimers makes the process's POSIX timers again under their
+// dumped ids and arms them with the time they had left. It runs once the
+// threads exist, since a timer may signal one (SIGEV_THREAD_ID); one that
+// fires before the process resumes leaves its signal pending, as for any
+// stopped process.
+//
+// Since Linux 6.17, PR_TIMER_CREATE_RESTORE_IDS makes timer_create take
+// the id the caller wants from its timer_t. Before, a process numbers its
+// timers 0, 1, 2... in the order they are made, never reusing one, so a
+// restore makes them in id order and deletes the fillers that skip a gap.
+//
+// The overrun count of a timer's last expiry (timer_getoverrun) is in the
+// image but no call sets it: it reads 0 until the timer expires again.
+func (r *restorer) restorePosixTimers() error {
+	timers := slices.Clone(r.c.cores[uint32(r.pid)].Tc.GetTimers().GetPosix())
+	if len(timers) == 0 {
+		return nil
+	}
+	slices.SortFunc(timers, func(a, b *timer.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
+	for i, t := range timers {
+		if err := checkPosixTimer(t); err != nil {
+			return err
+		}
+		if i > 0 && timers[i-1].GetItId() == t.GetItId() {
+			return fmt.Errorf("%w: POSIX timer %d twice", ErrImage, t.GetItId())
+		}
+	}
+	scratch, err := r.scratch()
+	if err != nil {
+		return err
+	}
+	byID := false
+	if !inIDOrder {
+		err := r.sys(unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0)
+		switch {
+		case err == nil:
+			byID = true
+		case errors.Is(err, unix.EINVAL):
+			r.log.Info("no PR_TIMER_CREATE_RESTORE_IDS (Linux 6.17): POSIX timers are made in id order")
+		default:
+			return fmt.Errorf("turn on PR_TIMER_CREATE_RESTORE_IDS: %w", err)
+		}
+	}
+	next := uint32(0) // the id the kernel gives next, without byID
+	for _, t := range timers {
+		if byID {
+			err = r.createPosixTimer(t, scratch)
+		} else {
+			err = r.reachPosixTimer(t, scratch, &next)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if byID {
+		if err := r.sys(unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0); err != nil {
+			return fmt.Errorf("turn off PR_TIMER_CREATE_RESTORE_IDS: %w", err)
+		}
+	}
+	for _, t := range timers {
+		if t.GetVsec() == 0 && t.GetVnsec() == 0 {
+			continue // disarmed: an armed timer has at least 1 ns left
+		}
+		v := unix.ItimerSpec{
+			Interval: unix.Timespec{Sec: int64(t.GetIsec()), Nsec: int64(t.GetInsec())},
+			Value:    unix.Timespec{Sec: int64(t.GetVsec()), Nsec: int64(t.GetVnsec())},
+		}
+		if err := r.tr.WriteValue(scratch, v); err != nil {
+			return err
+		}
+		if err := r.sys(unix.SYS_TIMER_SETTIME, uint64(t.GetItId()), 0, scratch, 0); err != nil {
+			return fmt.Errorf("arm POSIX timer %d: %w", t.GetItId(), err)
+		}
+	}
+	r.log.Info("POSIX timers", "count", len(timers), "by id", byID)
+	return nil
+}
+
+// checkPosixTimer refuses an entry the kernel would misread: times out of
+// range, an id timer_t cannot hold.
+func checkPosixTimer(t *timer.PosixTimerEntry) error {
+	const sec = 1 << 62
+	if t.GetItId() > 1<<31-1 || t.GetInsec() >= 1e9 || t.GetVnsec() >= 1e9 || t.GetIsec() >= sec || t.GetVsec() >= sec {
+		return fmt.Errorf("%w: POSIX timer %d: id or times out of range", ErrImage, t.GetItId())
+	}
+	return nil
+}
+
+// createPosixTimer injects the timer_create that makes timer t; with
+// PR_TIMER_CREATE_RESTORE_IDS on, the kernel takes its id from the
+// timer_t at scratch, and otherwise writes the id it gave there.
+func (r *restorer) createPosixTimer(t *timer.PosixTimerEntry, scratch uint64) error {
+	ev := kernel.Sigevent{Value: t.GetSivalPtr(), Signo: int32(t.GetSiSigno()), Notify: int32(t.GetItSigevNotify()), Tid: t.GetNotifyThreadId()}
+	id := int32(t.GetItId())
+	if err := r.tr.WriteValue(scratch, ev); err != nil {
+		return err
+	}
+	idAt := scratch + uint64(len(kernel.Encode(ev)))
+	if err := r.tr.WriteValue(idAt, id); err != nil {
+		return err
+	}
+	if err := r.sys(unix.SYS_TIMER_CREATE, uint64(int64(int32(t.GetClockId()))), scratch, idAt); err != nil {
+		return fmt.Errorf("create POSIX timer %d (clock %d): %w", id, int32(t.GetClockId()), err)
+	}
+	var got int32
+	if err := r.tr.ReadValue(idAt, &got); err != nil {
+		return err
+	}
+	if got != id {
+		return fmt.Errorf("create POSIX timer %d: the kernel gave id %d", id, got)
+	}
+	return nil
+}
+
+// reachPosixTimer makes timer t on a kernel that numbers timers in order,
+// next being the id it gives next: fillers take the ids below t's, each
+// deleted at once.
+func (r *restorer) reachPosixTimer(t *timer.PosixTimerEntry, scratch uint64, next *uint32) error {
+	want := t.GetItId()
+	if want-*next > maxTimerFillers {
+		return fmt.Errorf("%w: POSIX timer %d: reaching its id takes %d timers made and deleted, over %d (this kernel lacks PR_TIMER_CREATE_RESTORE_IDS)",
+			ErrUnsupported, want, want-*next, maxTimerFillers)
+	}
+	for *next < want {
+		// On CLOCK_MONOTONIC with no signal: it never fires.
+		filler := &timer.PosixTimerEntry{ItId: proto.Uint32(*next), ClockId: proto.Uint32(unix.CLOCK_MONOTONIC),
+			ItSigevNotify: proto.Uint32(kernel.SigevNone)}
+		if err := r.createPosixTimer(filler, scratch); err != nil {
+			return fmt.Errorf("make filler timers up to id %d: %w", want, err)
+		}
+		if err := r.sys(unix.SYS_TIMER_DELETE, uint64(*next)); err != nil {
+			return fmt.Errorf("delete filler timer %d: %w", *next, err)
+		}
+		*next++
+	}
+	if err := r.createPosixTimer(t, scratch); err != nil {
+		return err
+	}
+	*next++
+	return nil
+}
