@@ -65,6 +65,22 @@ func TestDecodeCPUClock(t *testing.T) {
 	}
 }
 
+// TestClearTimerPrivate clears _sys_private of a timer's signal only.
+func TestClearTimerPrivate(t *testing.T) {
+	for _, code := range []int32{kernel.SiTimer, -1} {
+		var si kernel.Siginfo
+		binary.LittleEndian.PutUint32(si[8:], uint32(code))
+		for i := 16; i < 40; i++ {
+			si[i] = 0xff
+		}
+		si.ClearTimerPrivate()
+		private := binary.LittleEndian.Uint32(si[32:])
+		if cleared := private == 0; cleared != (code == kernel.SiTimer) || si[31] != 0xff || si[36] != 0xff {
+			t.Errorf("si_code %d: %x after ClearTimerPrivate", code, si[16:40])
+		}
+	}
+}
+
 func TestPrctlMmMapSizeMatchesKernel(t *testing.T) {
 	n, err := kernel.PrctlMmMapSize()
 	if err != nil {

@@ -28,7 +28,9 @@ var sysNames = map[int]string{
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_SETPGID: "setpgid", unix.SYS_SETPRIORITY: "setpriority",
 	unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
 	unix.SYS_SET_ROBUST_LIST: "set_robust_list", unix.SYS_SET_TID_ADDRESS: "set_tid_address",
-	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
+	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_DELETE: "timer_delete",
+	unix.SYS_TIMER_GETOVERRUN: "timer_getoverrun", unix.SYS_TIMER_GETTIME: "timer_gettime",
+	unix.SYS_TIMER_SETTIME: "timer_settime", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
 	unix.SYS_USERFAULTFD: "userfaultfd", unix.SYS_WRITE: "write", unix.SYS_PWRITE64: "pwrite64",
 }
 

@@ -163,3 +163,14 @@ func (r *restorer) reachPosixTimer(t *timer.PosixTimerEntry, scratch uint64, nex
 	*next++
 	return nil
 }
+
+// plainTimerSignal is a copy of siginfo info, whose size the caller
+// checked, to queue again: a pending POSIX timer signal becomes a plain
+// one, which older kernels do not take for the timer's own signal, or
+// they would rearm the restored timer a second time.
+func plainTimerSignal(info []byte) []byte {
+	var si kernel.Siginfo
+	copy(si[:], info)
+	si.ClearTimerPrivate()
+	return si[:]
+}
