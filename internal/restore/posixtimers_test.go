@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -81,4 +83,51 @@ func byID(ts []proc.PosixTimer) map[int32]proc.PosixTimer {
 		m[t.ID] = t
 	}
 	return m
+}
+
+// TestRestorePendingTimerSignal restores a process whose timer's signal
+// is pending, blocked: it is pending again after the restore, and once
+// unblocked it comes with the timer's si_code, si_value and si_timerid
+// (the subject checks them), and the timer, periodic, goes on firing.
+func TestRestorePendingTimerSignal(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "posixtimers.c"), "block")}
+	s.WaitTicks(t, 3)
+	rtmin := s.ReadyUint(t, "sigrtmin")
+	pending := func() {
+		t.Helper()
+		st, err := proc.ReadStatus(s.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ShdPnd&(1<<(rtmin-1)) == 0 {
+			t.Fatalf("SIGRTMIN not pending: %#x", st.ShdPnd)
+		}
+	}
+	pending()
+	c := dumpAndReap(t, s)
+	var timerSignals int
+	for _, sig := range c.im.cores[uint32(s.Pid)].Tc.GetSignalsS().GetSignals() {
+		var si kernel.Siginfo
+		copy(si[:], sig.GetSiginfo())
+		if si.Signo() == unix.Signal(rtmin) && si.Code() == kernel.SiTimer {
+			timerSignals++
+		}
+	}
+	if timerSignals != 1 {
+		t.Fatalf("%d pending signals of timer 0 dumped, want 1", timerSignals)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 2)
+	pending()
+	if got := s.LastTick()["fired0"]; got != "0" {
+		t.Fatalf("timer 0 fired %s times while its signal was blocked", got)
+	}
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitTicks(t, 12)
+	if n, _ := strconv.Atoi(s.LastTick()["fired0"]); n < 3 {
+		t.Errorf("timer 0 fired %d times in 12 ticks of 20 ms after SIGRTMIN was unblocked, want its pending signal and more", n)
+	}
 }

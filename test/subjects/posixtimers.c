@@ -12,6 +12,8 @@
 // With the argument "threadcpu", also
 //   id 6  CLOCK_THREAD_CPUTIME_ID, SIGEV_NONE, never armed
 // which a dump must refuse (the kernel does not say which thread's).
+// With "block", SIGRTMIN stays blocked, and timer 0's signal pending,
+// until a SIGUSR1.
 //
 // Its handlers check every signal's si_code, si_value, si_timerid and,
 // for id 2, the thread that takes it. Every PERIOD_MS it checks with
@@ -38,6 +40,12 @@
 static atomic_long fired0, fired2;
 static atomic_int bad; // the first wrong signal: 1 value, 2 timer id, 3 thread, 4 code
 static atomic_int worker_tid;
+static volatile sig_atomic_t unblock;
+
+static void on_usr1(int sig) {
+	(void)sig;
+	unblock = 1;
+}
 
 static void record_bad(int why) {
 	int zero = 0;
@@ -109,6 +117,17 @@ static void check(int id, long isec, long insec, int armed, long max) {
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	int threadcpu = argc > 1 && strcmp(argv[1], "threadcpu") == 0;
+	int block = argc > 1 && strcmp(argv[1], "block") == 0;
+	sigset_t rtmin;
+	sigemptyset(&rtmin);
+	sigaddset(&rtmin, SIGRTMIN);
+	// Before the thread starts, which inherits the mask.
+	if (block && sigprocmask(SIG_BLOCK, &rtmin, NULL) != 0)
+		fail("sigprocmask: %s", strerror(errno));
+	struct sigaction usr1 = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
+	sigemptyset(&usr1.sa_mask);
+	if (sigaction(SIGUSR1, &usr1, NULL) != 0)
+		fail("sigaction: %s", strerror(errno));
 	struct sigaction sa = {.sa_sigaction = on_timer, .sa_flags = SA_SIGINFO | SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGRTMIN, &sa, NULL) != 0 || sigaction(SIGRTMIN + 1, &sa, NULL) != 0)
@@ -136,6 +155,11 @@ int main(int argc, char **argv) {
 	printf("ready worker=%d sigrtmin=%d\n", atomic_load(&worker_tid), SIGRTMIN);
 
 	for (unsigned long tick = 0;; tick++) {
+		if (unblock && block) {
+			block = 0;
+			if (sigprocmask(SIG_UNBLOCK, &rtmin, NULL) != 0)
+				fail("sigprocmask: %s", strerror(errno));
+		}
 		if (atomic_load(&bad))
 			fail("a timer signal was wrong (%d: 1 value, 2 timer id, 3 thread, 4 code)", atomic_load(&bad));
 		check(0, 0, PERIOD_MS * 1000000L, 1, 0);
