@@ -2,6 +2,7 @@ package dump
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -17,6 +18,16 @@ import (
 // /proc says of each, and its time left, interval and overrun, which only
 // the process can ask (injected timer_gettime and timer_getoverrun).
 func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, error) {
+	// A process may have turned PR_TIMER_CREATE_RESTORE_IDS on (a
+	// restorer of its own): images have no field for it.
+	on, err := d.tr.Syscall(d.pid, unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0)
+	switch {
+	case errors.Is(err, unix.EINVAL): // before Linux 6.17
+	case err != nil:
+		return nil, fmt.Errorf("get PR_TIMER_CREATE_RESTORE_IDS: %w", err)
+	case on != 0:
+		return nil, fmt.Errorf("%w: PR_TIMER_CREATE_RESTORE_IDS is on (CRIU's images have no field for it)", ErrUnsupported)
+	}
 	timers, err := proc.ReadPosixTimers(d.pid)
 	if err != nil {
 		return nil, err

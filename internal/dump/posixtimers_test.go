@@ -88,3 +88,12 @@ func TestDumpRefusesThreadCPUTimer(t *testing.T) {
 	s.WaitTicks(t, 2)
 	expectRefused(t, s, dump.Options{LeaveRunning: true}, "POSIX timer 6", "CLOCK_THREAD_CPUTIME_ID")
 }
+
+// TestDumpRefusesTimerRestoreIDs: a process that turned
+// PR_TIMER_CREATE_RESTORE_IDS on has state no image holds.
+func TestDumpRefusesTimerRestoreIDs(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "posixtimers.c"), "restoreids")
+	s.WaitTicks(t, 2)
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "PR_TIMER_CREATE_RESTORE_IDS is on")
+}

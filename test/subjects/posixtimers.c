@@ -12,7 +12,8 @@
 // With the argument "threadcpu", also
 //   id 6  CLOCK_THREAD_CPUTIME_ID, SIGEV_NONE, never armed
 // which a dump must refuse (the kernel does not say which thread's).
-// With "block", SIGRTMIN stays blocked, and timer 0's signal pending,
+// With "restoreids", it turns PR_TIMER_CREATE_RESTORE_IDS on, which a
+// dump must refuse too. With "block", SIGRTMIN stays blocked, and timer 0's signal pending,
 // until a SIGUSR1.
 //
 // Its handlers check every signal's si_code, si_value, si_timerid and,
@@ -28,6 +29,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +120,9 @@ int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	int threadcpu = argc > 1 && strcmp(argv[1], "threadcpu") == 0;
 	int block = argc > 1 && strcmp(argv[1], "block") == 0;
+	// PR_TIMER_CREATE_RESTORE_IDS and _ON (Linux 6.17), after the timers
+	// are made.
+	int restoreids = argc > 1 && strcmp(argv[1], "restoreids") == 0;
 	sigset_t rtmin;
 	sigemptyset(&rtmin);
 	sigaddset(&rtmin, SIGRTMIN);
@@ -152,6 +157,8 @@ int main(int argc, char **argv) {
 	arm(2, 0, 30000000L, 0, 30000000L);
 	arm(3, HOUR, 0, HOUR, 0);
 	arm(5, HOUR, 0, 2, 0);
+	if (restoreids && prctl(77, 1, 0, 0, 0) != 0)
+		fail("PR_TIMER_CREATE_RESTORE_IDS: %s", strerror(errno));
 	printf("ready worker=%d sigrtmin=%d\n", atomic_load(&worker_tid), SIGRTMIN);
 
 	for (unsigned long tick = 0;; tick++) {
