@@ -154,30 +154,40 @@ func (r *restorer) writePages() error {
 		return err
 	}
 	defer pr.Close()
-	// The vDSO step placed the vDSO's pages; a run may hold them too. The
-	// total leaves them out, so that the progress reaches it.
-	var skip vdso.Range
-	if r.c.vdso != nil {
-		skip = vdso.Range{Start: r.c.vdso.GetStart(), End: r.c.vdso.GetEnd()}
-	}
-	var done, total uint64
-	for _, e := range r.c.pages {
-		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
-			total += piece.End - piece.Start
-		}
-	}
+	skip := r.vdsoPages()
 	for _, e := range r.c.pages {
 		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
 			if err := r.writeRange(pr, e, piece, 0); err != nil {
 				return err
 			}
-			done += piece.End - piece.Start
+			r.written += piece.End - piece.Start
 			if r.opts.Progress != nil {
-				r.opts.Progress(done, total)
+				r.opts.Progress(r.written, r.toWrite)
 			}
 		}
 	}
 	return r.writeShmem()
+}
+
+// vdsoPages is the range of the vDSO's pages, which the vDSO step
+// placed; a run may hold them too, and writePages leaves them out.
+func (r *restorer) vdsoPages() vdso.Range {
+	if r.c.vdso == nil {
+		return vdso.Range{}
+	}
+	return vdso.Range{Start: r.c.vdso.GetStart(), End: r.c.vdso.GetEnd()}
+}
+
+// pagesToWrite is how many bytes writePages writes into the process,
+// which the progress counts.
+func (r *restorer) pagesToWrite() uint64 {
+	var n uint64
+	for _, e := range r.c.pages {
+		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, r.vdsoPages()) {
+			n += piece.End - piece.Start
+		}
+	}
+	return n
 }
 
 // writeRange writes the part [piece.Start, piece.End) of run e, whose
