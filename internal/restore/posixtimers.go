@@ -8,15 +8,14 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // maxTimerFillers bounds the timers a restore on a kernel without
 // PR_TIMER_CREATE_RESTORE_IDS makes and deletes to reach a timer's id:
-// two injected calls each.
-const maxTimerFillers = 1 << 16
+// two injected calls each, half a millisecond on a small VM.
+const maxTimerFillers = 1 << 14
 
 // inIDOrder makes timers in id order even where the kernel could take
 // their ids (tests).
@@ -146,11 +145,17 @@ func (r *restorer) reachPosixTimer(t *timer.PosixTimerEntry, scratch uint64, nex
 			ErrUnsupported, want, want-*next, maxTimerFillers)
 	}
 	for *next < want {
-		// On CLOCK_MONOTONIC with no signal: it never fires.
-		filler := &timer.PosixTimerEntry{ItId: proto.Uint32(*next), ClockId: proto.Uint32(unix.CLOCK_MONOTONIC),
-			ItSigevNotify: proto.Uint32(kernel.SigevNone)}
-		if err := r.createPosixTimer(filler, scratch); err != nil {
+		// No sigevent: a timer that would signal, but is never armed.
+		id, err := r.tr.Syscall(r.pid, unix.SYS_TIMER_CREATE, unix.CLOCK_MONOTONIC, 0, scratch)
+		if err != nil {
 			return fmt.Errorf("make filler timers up to id %d: %w", want, err)
+		}
+		var got int32
+		if err := r.tr.ReadValue(scratch, &got); err != nil {
+			return err
+		}
+		if id != 0 || got != int32(*next) {
+			return fmt.Errorf("make filler timers up to id %d: the kernel gave id %d, want %d", want, got, *next)
 		}
 		if err := r.sys(unix.SYS_TIMER_DELETE, uint64(*next)); err != nil {
 			return fmt.Errorf("delete filler timer %d: %w", *next, err)

@@ -1,14 +1,19 @@
 package restore_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -129,5 +134,50 @@ func TestRestorePendingTimerSignal(t *testing.T) {
 	s.WaitTicks(t, 12)
 	if n, _ := strconv.Atoi(s.LastTick()["fired0"]); n < 3 {
 		t.Errorf("timer 0 fired %d times in 12 ticks of 20 ms after SIGRTMIN was unblocked, want its pending signal and more", n)
+	}
+}
+
+// TestRestorePosixTimerFarID restores a timer whose id lies far past the
+// one before it: a restore that must make timers in id order refuses it,
+// naming it, and leaves nothing behind; PR_TIMER_CREATE_RESTORE_IDS gives
+// it its id at once.
+func TestRestorePosixTimerFarID(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "posixtimers.c"))}
+	s.WaitTicks(t, 2)
+	c := dumpAndReap(t, s)
+	const far = 5 + 1<<14 + 1
+	core := proto.Clone(c.im.cores[uint32(s.Pid)]).(*criucore.CoreEntry)
+	posix := core.GetTc().GetTimers().GetPosix()
+	if last := posix[len(posix)-1]; last.GetItId() != 5 {
+		t.Fatalf("last timer %d, want 5", last.GetItId())
+	}
+	posix[len(posix)-1].ItId = proto.Uint32(far)
+	rewriteImage(t, c.dir, image.Core, uint32(s.Pid), core)
+
+	*restore.InIDOrder = true
+	t.Cleanup(func() { *restore.InIDOrder = false })
+	before := testutil.Children(t)
+	log, buf := newLog()
+	_, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir, Log: log})
+	if err == nil {
+		s.Restored()
+		t.Fatal("restore of a timer 16385 ids past the one before succeeded in id order")
+	}
+	if !errors.Is(err, restore.ErrUnsupported) || !strings.Contains(err.Error(), ": threads: ") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("POSIX timer %d: ", far)) {
+		t.Errorf("error %q, want ErrUnsupported in step threads naming timer %d\nlog:\n%s", err, far, buf)
+	}
+	checkNothingLeft(t, s.Pid, before)
+
+	*restore.InIDOrder = false
+	c.before = nil // timer 5 is another one now
+	restoreSubject(t, s, c, restore.Options{})
+	after, err := proc.ReadPosixTimers(s.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := byID(after); len(m) != 5 || m[far].ClockID != -6 {
+		t.Errorf("timers after the restore %+v, want 5 with CLOCK_PROCESS_CPUTIME_ID's as %d", after, far)
 	}
 }
