@@ -41,7 +41,7 @@ func (r *restorer) restorePosixTimers() error {
 	}
 	slices.SortFunc(timers, func(a, b *timer.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
 	for i, t := range timers {
-		if err := checkPosixTimer(t); err != nil {
+		if err := r.checkPosixTimer(t); err != nil {
 			return err
 		}
 		if i > 0 && timers[i-1].GetItId() == t.GetItId() {
@@ -99,12 +99,17 @@ func (r *restorer) restorePosixTimers() error {
 	return nil
 }
 
-// checkPosixTimer refuses an entry the kernel would misread: times out of
-// range, an id timer_t cannot hold.
-func checkPosixTimer(t *timer.PosixTimerEntry) error {
+// checkPosixTimer refuses an entry the kernel would misread (times out
+// of range, an id timer_t cannot hold) or that would let the process
+// count the CPU time of another (a restore makes it as root).
+func (r *restorer) checkPosixTimer(t *timer.PosixTimerEntry) error {
 	const sec = 1 << 62
 	if t.GetItId() > 1<<31-1 || t.GetInsec() >= 1e9 || t.GetVnsec() >= 1e9 || t.GetIsec() >= sec || t.GetVsec() >= sec {
 		return fmt.Errorf("%w: POSIX timer %d: id or times out of range", ErrImage, t.GetItId())
+	}
+	c, ok := kernel.DecodeCPUClock(int32(t.GetClockId()))
+	if ok && c.Pid != 0 && c.Pid != r.pid && !slices.Contains(r.c.threads, uint32(c.Pid)) {
+		return fmt.Errorf("%w: POSIX timer %d counts the CPU time of %d, not of the process or one of its threads", ErrImage, t.GetItId(), c.Pid)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -143,17 +144,8 @@ func TestRestorePendingTimerSignal(t *testing.T) {
 // it its id at once.
 func TestRestorePosixTimerFarID(t *testing.T) {
 	testutil.RequireRoot(t)
-	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "posixtimers.c"))}
-	s.WaitTicks(t, 2)
-	c := dumpAndReap(t, s)
 	const far = 5 + 1<<14 + 1
-	core := proto.Clone(c.im.cores[uint32(s.Pid)]).(*criucore.CoreEntry)
-	posix := core.GetTc().GetTimers().GetPosix()
-	if last := posix[len(posix)-1]; last.GetItId() != 5 {
-		t.Fatalf("last timer %d, want 5", last.GetItId())
-	}
-	posix[len(posix)-1].ItId = proto.Uint32(far)
-	rewriteImage(t, c.dir, image.Core, uint32(s.Pid), core)
+	s, c := dumpEditTimer5(t, func(p *timer.PosixTimerEntry) { p.ItId = proto.Uint32(far) })
 
 	*restore.InIDOrder = true
 	t.Cleanup(func() { *restore.InIDOrder = false })
@@ -180,4 +172,40 @@ func TestRestorePosixTimerFarID(t *testing.T) {
 	if m := byID(after); len(m) != 5 || m[far].ClockID != -6 {
 		t.Errorf("timers after the restore %+v, want 5 with CLOCK_PROCESS_CPUTIME_ID's as %d", after, far)
 	}
+}
+
+// TestRestorePosixTimerForeignClock: an image whose timer would count the
+// CPU time of another process (init's) is refused, and nothing is left.
+func TestRestorePosixTimerForeignClock(t *testing.T) {
+	testutil.RequireRoot(t)
+	initCPU := ^int32(1)<<3 | 2 // CPUCLOCK_SCHED of pid 1
+	s, c := dumpEditTimer5(t, func(p *timer.PosixTimerEntry) { p.ClockId = proto.Uint32(uint32(initCPU)) })
+	before := testutil.Children(t)
+	_, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir})
+	if err == nil {
+		s.Restored()
+		t.Fatal("restore of a timer on init's CPU-time clock succeeded")
+	}
+	if !errors.Is(err, restore.ErrImage) || !strings.Contains(err.Error(), "CPU time of 1,") {
+		t.Errorf("error %q, want ErrImage naming pid 1", err)
+	}
+	checkNothingLeft(t, s.Pid, before)
+}
+
+// dumpEditTimer5 dumps test/subjects/posixtimers.c and edits its timer 5
+// in the images.
+func dumpEditTimer5(t *testing.T, edit func(*timer.PosixTimerEntry)) (*subject, *checkpoint) {
+	t.Helper()
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "posixtimers.c"))}
+	s.WaitTicks(t, 2)
+	c := dumpAndReap(t, s)
+	core := proto.Clone(c.im.cores[uint32(s.Pid)]).(*criucore.CoreEntry)
+	posix := core.GetTc().GetTimers().GetPosix()
+	last := posix[len(posix)-1]
+	if last.GetItId() != 5 {
+		t.Fatalf("last timer %d, want 5", last.GetItId())
+	}
+	edit(last)
+	rewriteImage(t, c.dir, image.Core, uint32(s.Pid), core)
+	return s, c
 }
