@@ -161,7 +161,7 @@ func (t *tree) run(ctx context.Context) error {
 			if err := each((*dumper).dumpFiles)(); err != nil {
 				return err
 			}
-			return t.refuseSharedMemory()
+			return t.shareMemory()
 		}},
 		{Name: "pages", Run: func() error {
 			t.toCopy = t.memoryToCopy()
@@ -174,7 +174,7 @@ func (t *tree) run(ctx context.Context) error {
 			})(); err != nil {
 				return err
 			}
-			if err := t.copyMemfds(); err != nil || !t.opts.LeaveRunning {
+			if err := t.copyObjects(); err != nil || !t.opts.LeaveRunning {
 				return err
 			}
 			// Everything is read: the tree may go on while the rest is

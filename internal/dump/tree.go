@@ -34,6 +34,11 @@ type tree struct {
 	// first; zombies are the dead ones their parents have not waited for.
 	procs   []*dumper
 	zombies []zombie
+	// helpers are the pids of the processes a restore makes only to make
+	// a process group whose leader has exited.
+	helpers []int
+	// sharedObjects are the shared memory objects several processes map.
+	sharedObjects []sharedObject
 	// order is every process, zombies included, as pstree.img lists them.
 	order   []*pstree.PstreeEntry
 	pagesID uint32
@@ -222,12 +227,8 @@ func (t *tree) checkAlone(d *dumper) error {
 // restored before it.
 func (t *tree) checkSessions() error {
 	root := t.order[0]
-	bySid := map[uint32]bool{}
 	leaders := map[uint32]bool{}
 	for _, e := range t.order {
-		if e.GetSid() == e.GetPid() {
-			bySid[e.GetSid()] = true
-		}
 		if e.GetPgid() == e.GetPid() {
 			leaders[e.GetPgid()] = true
 		}
@@ -236,7 +237,7 @@ func (t *tree) checkSessions() error {
 	for _, e := range t.order {
 		ppid[e.GetPid()] = e
 	}
-	for _, e := range t.order[1:] {
+	for _, e := range slices.Clone(t.order[1:]) {
 		p := ppid[e.GetPpid()]
 		switch {
 		case e.GetSid() == e.GetPid():
@@ -249,46 +250,116 @@ func (t *tree) checkSessions() error {
 		if e.GetPgid() == root.GetPgid() && e.GetSid() == root.GetSid() {
 			continue // cryo's group, as the root's
 		}
-		return fmt.Errorf("%w: pid %d is in process group %d, whose leader is not in the tree", ErrUnsupported, e.GetPid(), e.GetPgid())
+		// The group's leader has exited: a helper with its pid makes the
+		// group at restore, and exits once the members have joined.
+		t.log.Info("process group without its leader: a helper will make it", "group", e.GetPgid(), "member", e.GetPid())
+		leaders[e.GetPgid()] = true
+		t.helpers = append(t.helpers, int(e.GetPgid()))
+		t.order = append(t.order, &pstree.PstreeEntry{
+			Pid: proto.Uint32(e.GetPgid()), Ppid: proto.Uint32(p.GetPid()),
+			Pgid: proto.Uint32(e.GetPgid()), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{e.GetPgid()},
+		})
 	}
 	return nil
 }
 
-// refuseSharedMemory refuses shared memory objects (MAP_SHARED anonymous
-// memory, memfds) that several processes of the tree map or hold: a
-// restore would make one for each.
-func (t *tree) refuseSharedMemory() error {
+// shareMemory finds the shared anonymous memory objects that several
+// processes of the tree map (inherited across fork): each is copied once,
+// whole, through one of its mappings (copyShared), not by each process.
+// A memfd that several processes map or hold is refused: a restore would
+// make one for each.
+func (t *tree) shareMemory() error {
 	if len(t.procs) < 2 {
 		return nil
 	}
-	owner := map[uint64]int{}
-	use := func(pid int, id uint64, what string) error {
-		if o, ok := owner[id]; ok && o != pid {
-			return fmt.Errorf("%w: %s %d is shared by pids %d and %d (shared memory between processes is not supported yet)", ErrUnsupported, what, id, o, pid)
+	mappers := map[uint64][]*dumper{}
+	var order []uint64
+	memfds := map[uint64]int{}
+	useMemfd := func(pid int, id uint64) error {
+		if o, ok := memfds[id]; ok && o != pid {
+			return fmt.Errorf("%w: memfd (file %d) is shared by pids %d and %d (memfds shared between processes are not supported yet)", ErrUnsupported, id, o, pid)
 		}
-		owner[id] = pid
+		memfds[id] = pid
 		return nil
 	}
-	memfds := t.files.MemfdIDs()
+	isMemfd := t.files.MemfdIDs()
 	for _, d := range t.procs {
 		for _, v := range d.images.mm.Vmas {
+			id := v.GetShmid()
 			switch {
 			case v.GetStatus()&image.VMAAnonShared != 0:
-				if err := use(d.pid, v.GetShmid(), "shared anonymous memory"); err != nil {
-					return err
+				ds := mappers[id]
+				if len(ds) == 0 {
+					order = append(order, id)
+				}
+				if len(ds) == 0 || ds[len(ds)-1] != d {
+					mappers[id] = append(ds, d)
 				}
 			case v.GetStatus()&image.VMAAreaMemfd != 0:
-				if err := use(d.pid, v.GetShmid()<<32, "memfd"); err != nil {
+				if err := useMemfd(d.pid, id); err != nil {
 					return err
 				}
 			}
 		}
 		for _, fd := range t.files.Fds(uint32(d.pid)) {
-			if memfds[fd.GetId()] {
-				if err := use(d.pid, uint64(fd.GetId())<<32, "memfd"); err != nil {
+			if isMemfd[fd.GetId()] {
+				if err := useMemfd(d.pid, uint64(fd.GetId())); err != nil {
 					return err
 				}
 			}
+		}
+	}
+	for _, id := range order {
+		ds := mappers[id]
+		if len(ds) < 2 {
+			continue
+		}
+		for _, d := range ds {
+			d.shared = slices.DeleteFunc(d.shared, func(s shmemRuns) bool { return s.shmid == id })
+		}
+		for _, v := range ds[0].images.mm.Vmas {
+			if v.GetShmid() == id && v.GetStatus()&image.VMAAnonShared != 0 {
+				t.sharedObjects = append(t.sharedObjects, sharedObject{shmid: id,
+					path: proc.Path(ds[0].pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))})
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// sharedObject is a shared anonymous memory object that several
+// processes of the tree map.
+type sharedObject struct {
+	shmid uint64
+	// path is one of its mappings in /proc/PID/map_files, through which
+	// it is read.
+	path string
+}
+
+// copyShared copies each shared anonymous memory object that several
+// processes map, whole: its pages at their offsets in the object.
+func (t *tree) copyShared(buf []byte) error {
+	for _, o := range t.sharedObjects {
+		f, err := os.Open(o.path)
+		if err != nil {
+			return fmt.Errorf("shared memory %d: %w", o.shmid, err)
+		}
+		err = func() error {
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			w, err := t.dir.CreateShmemPages(o.shmid, t.nextPagesID())
+			if err != nil {
+				return err
+			}
+			n, err := files.CopyPages(f, st.Size(), w, buf)
+			t.stats.Pages += n
+			return errors.Join(err, w.Close())
+		}()
+		if err := errors.Join(err, f.Close()); err != nil {
+			return fmt.Errorf("shared memory %d: %w", o.shmid, err)
 		}
 	}
 	return nil
@@ -310,10 +381,14 @@ func (t *tree) memoryToCopy() uint64 {
 	return n
 }
 
-// copyMemfds copies each memfd's contents, read through its descriptor:
-// pages no mapping holds belong to the object too.
-func (t *tree) copyMemfds() error {
+// copyObjects copies the shared anonymous objects that several processes
+// map, and each memfd's contents, read through its descriptor: pages no
+// mapping holds belong to the object too.
+func (t *tree) copyObjects() error {
 	buf := make([]byte, copyChunk)
+	if err := t.copyShared(buf); err != nil {
+		return err
+	}
 	for _, m := range t.files.MemfdCopies() {
 		w, err := t.dir.CreateShmemPages(m.Shmid, t.nextPagesID())
 		if err != nil {
@@ -358,6 +433,19 @@ func (t *tree) writeImages() error {
 			},
 		}
 		if err := t.dir.WriteImage(image.Core, uint32(z.pid), core); err != nil {
+			return err
+		}
+	}
+	for _, pid := range t.helpers {
+		core := &criucore.CoreEntry{
+			Mtype: criucore.CoreEntry_X86_64.Enum(),
+			Tc: &criucore.TaskCoreEntry{
+				TaskState: proto.Uint32(taskHelper), ExitCode: proto.Uint32(0),
+				Personality: proto.Uint32(0), Flags: proto.Uint32(0), BlkSigset: proto.Uint64(0),
+				Comm: proto.String("cryo-helper"),
+			},
+		}
+		if err := t.dir.WriteImage(image.Core, uint32(pid), core); err != nil {
 			return err
 		}
 	}

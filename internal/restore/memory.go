@@ -82,13 +82,22 @@ func (r *restorer) mapVMAs() error {
 			continue
 		}
 		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
-		if vs := objects[v.GetShmid()]; st&image.VMAAnonShared != 0 && !alone(vs) {
-			if vs[0] == v {
-				if err := r.mapObject(vs); err != nil {
+		if st&image.VMAAnonShared != 0 {
+			vs := objects[v.GetShmid()]
+			switch at := r.shmem[v.GetShmid()]; {
+			case at.pid != 0 && at.pid != r.pid:
+				if err := r.mapShared(v, at); err != nil {
 					return err
 				}
+				continue
+			case !alone(vs) || r.shmemSize[v.GetShmid()] != length:
+				if vs[0] == v {
+					if err := r.mapObject(vs); err != nil {
+						return err
+					}
+				}
+				continue
 			}
-			continue
 		}
 		// Locking comes once the pages are written (protect).
 		flags := uint64(v.GetFlags())&^unix.MAP_LOCKED | unix.MAP_FIXED
@@ -132,6 +141,11 @@ func (r *restorer) mapVMAs() error {
 		}
 		if err != nil {
 			return fmt.Errorf("map VMA %#x-%#x (prot %#x flags %#x): %w", start, start+length, prot, flags, err)
+		}
+	}
+	for id, vs := range objects {
+		if r.shmem[id].pid == 0 {
+			r.shmem[id] = shmemAt{pid: r.pid, start: vs[0].GetStart(), end: vs[0].GetEnd()}
 		}
 	}
 	return r.files.SealMemfds()

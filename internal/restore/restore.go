@@ -178,12 +178,12 @@ func (t *tree) run(ctx context.Context) error {
 // resume lets every process of the tree run, children first, so that no
 // parent runs before what it may wait for is there.
 func (t *tree) resume() error {
+	// The processes hold their unlinked files: the links made for them at
+	// the dump go before they run.
+	if err := t.shared.RemoveLinks(); err != nil {
+		t.log.Warn("remove link remaps", "err", err)
+	}
 	for _, r := range t.procs {
-		// The process holds its unlinked files: the links made for them
-		// at the dump go before it runs.
-		if err := r.files.RemoveLinks(); err != nil {
-			r.log.Warn("remove link remaps", "pid", r.pid, "err", err)
-		}
 		if r.opts.Restored != nil {
 			start, end, err := r.tr.ScratchRange(r.pid)
 			if err != nil {

@@ -35,6 +35,10 @@ type tree struct {
 	stub    *ptrace.Tracer
 	built   built
 	shared  *files.Shared
+	// shmem is where each shared anonymous object is made, and shmemSize
+	// how large.
+	shmem     map[uint64]shmemAt
+	shmemSize map[uint64]uint64
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	stats            Stats
@@ -72,13 +76,9 @@ func (t *tree) named(pid int, err error) error {
 
 // close releases what the loaded images hold open.
 func (t *tree) close() {
+	t.shared.Close()
 	for _, r := range t.procs {
-		if r.files != nil {
-			r.files.Close()
-		}
-		if r.c != nil {
-			r.c.files.Close()
-		}
+		r.c.files.Close()
 	}
 }
 
@@ -139,6 +139,7 @@ func (t *tree) load() error {
 		t.procs = append(t.procs, &restorer{tree: t, c: c, pid: c.pid})
 	}
 	t.stats.Processes = len(t.entries)
+	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
 	for _, r := range t.procs {
 		// A lock is taken by the process that held it.
 		for _, l := range r.c.files.Locks {
@@ -315,7 +316,7 @@ func (t *tree) exitZombie(z *zombie) error {
 	if _, err := z.tr.Syscall(pid, unix.SYS_PRCTL, unix.PR_SET_NAME, scratch, 0, 0, 0); err != nil {
 		return fmt.Errorf("set name %q: %w", z.comm, err)
 	}
-	if z.status.Signaled() {
+	if sig := z.status.Signal(); z.status.Signaled() && sig != unix.SIGKILL && sig != unix.SIGSTOP {
 		// Its default action ends the process, without a core: a
 		// process of cryo's ignores what cryo ignores.
 		var dfl kernel.Sigaction

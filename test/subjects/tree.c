@@ -1,8 +1,10 @@
 // tree: a checkpoint/restore subject made of several processes, whose
 // links, groups, shared descriptors and zombies a restore must keep.
 //
-// Usage: tree DIR [shm|uts|files]. Started as a session leader, it makes:
-//   writer   a child that writes 1, 2, 3... into a pipe every PERIOD_MS
+// Usage: tree DIR [uts|files]. Started as a session leader, it makes:
+//   writer   a child that writes 1, 2, 3... into a pipe every PERIOD_MS,
+//            and each number first into a MAP_SHARED anonymous page that
+//            every process maps (made before the forks)
 //   reader   a child that reads them from the pipe, checks that none is
 //            skipped or repeated, and passes each on through a second
 //            pipe to the root, which checks them again
@@ -15,16 +17,16 @@
 // description: one offset), which the writer appends a line to at each
 // number. Every process checks at each tick that its parent and groups
 // are as they were; the root checks the zombies without reaping them
-// (waitid WNOWAIT), and prints
+// (waitid WNOWAIT) and that the shared page holds at least the last number
+// passed on, and prints
 //   tick N pid=P seq=S ok
 // with S the last number passed on, or "FAIL ..." (from any process) and
 // exits 1. It prints "ready writer=PID reader=PID group=PID
 // grandchild=PID exited=PID killed=PID file=FD".
 //
-// What a dump must refuse, with an argument: shm, a MAP_SHARED anonymous
-// page mapped before the forks, which every child shares; uts, the
-// reader in a UTS namespace of its own; files, one more child sharing
-// the root's descriptor table (CLONE_FILES).
+// What a dump must refuse, with an argument: uts, the reader in a UTS
+// namespace of its own; files, one more child sharing the root's
+// descriptor table (CLONE_FILES).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -60,8 +62,11 @@ static void watch(pid_t parent, pid_t pgid, const char *who) {
 		fail("%s %d: process group %d, want %d", who, getpid(), getpgrp(), pgid);
 }
 
+static volatile uint32_t *shared;
+
 static void writer(int out, int file, pid_t parent) {
 	for (uint32_t n = 1;; n++) {
+		*shared = n;
 		if (write(out, &n, sizeof n) != sizeof n)
 			fail("writer: write %u: %s", n, strerror(errno));
 		char line[32];
@@ -112,9 +117,10 @@ static int sleep_forever(void *arg) {
 
 int main(int argc, char **argv) {
 	if (argc < 2 || argc > 3)
-		fail("usage: tree DIR [shm|uts|files]");
+		fail("usage: tree DIR [uts|files]");
 	const char *refused = argc == 3 ? argv[2] : "";
-	if (strcmp(refused, "shm") == 0 && mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0) == MAP_FAILED)
+	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED)
 		fail("mmap: %s", strerror(errno));
 	pid_t root = getpid();
 	if (getsid(0) != root)
@@ -192,6 +198,8 @@ int main(int argc, char **argv) {
 				fail("root: got %u after %u", n, seq);
 			seq = n;
 		}
+		if (*shared < seq)
+			fail("root: the shared page holds %u, below %u", *shared, seq);
 		if (getsid(0) != root || getpgrp() != root)
 			fail("root: session %d, group %d, want %d", getsid(0), getpgrp(), root);
 		if (getpgid(g) != g || getpgid(gc) != g || getsid(g) != root)
