@@ -156,7 +156,7 @@ func (t *tree) run(ctx context.Context) error {
 					return err
 				}
 			}
-			return nil
+			return r.restorePosixTimers()
 		})},
 		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
 		{Name: "signals", Run: t.each(func(r *restorer) error {
