@@ -160,7 +160,7 @@ func TestRestorePosixTimerFarID(t *testing.T) {
 		!strings.Contains(err.Error(), fmt.Sprintf("POSIX timer %d: ", far)) {
 		t.Errorf("error %q, want ErrUnsupported in step threads naming timer %d\nlog:\n%s", err, far, buf)
 	}
-	checkNothingLeft(t, s.Pid, before)
+	checkNothingLeft(t, before, s.Pid)
 
 	*restore.InIDOrder = false
 	c.before = nil // timer 5 is another one now
@@ -189,7 +189,7 @@ func TestRestorePosixTimerForeignClock(t *testing.T) {
 	if !errors.Is(err, restore.ErrImage) || !strings.Contains(err.Error(), "CPU time of 1,") {
 		t.Errorf("error %q, want ErrImage naming pid 1", err)
 	}
-	checkNothingLeft(t, s.Pid, before)
+	checkNothingLeft(t, before, s.Pid)
 }
 
 // dumpEditTimer5 dumps test/subjects/posixtimers.c and edits its timer 5
