@@ -24,6 +24,7 @@ type Table struct {
 	files    []*fdinfo.FileEntry
 	fds      []*fdinfo.FdinfoEntry
 	byKey    map[string]uint32 // entries made for a path or object, not a descriptor
+	mounts   []proc.Mount      // the process's, read for the first mark of a notification descriptor
 	pipeTable
 	ghostTable
 	memfdTable
