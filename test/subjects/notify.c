@@ -1,13 +1,15 @@
 // notify: a checkpoint/restore subject holding an inotify, and a fanotify
 // if asked, which prints every event they report.
 //
-// Usage: notify DIR [deleted] [fanotify]
+// Usage: notify DIR [deleted] [fanotify [mount]]
 //   DIR       an existing directory; the inotify watches it (IN_CREATE,
 //             IN_DELETE: watch 1), DIR/gone (watch 2, removed: the
 //             numbers have a gap) and DIR/watched (IN_MODIFY: watch 3)
 //   deleted   also DIR/deleted, held open read-write as held, watched
 //             (IN_MODIFY: watch 4), then unlinked
 //   fanotify  a fanotify marking DIR/watched for FAN_MODIFY
+//   mount     the fanotify also marks the mount of DIR for FAN_MODIFY,
+//             FAN_ACCESS ignored (surviving modification)
 //
 // Once set up, the events of the set-up read, it prints
 //   ready ino=FD fan=FD held=FD
@@ -100,12 +102,14 @@ int main(int argc, char **argv) {
 	if (argc < 2)
 		fail("usage: notify DIR [deleted] [fanotify]");
 	dir = argv[1];
-	int deleted = 0, fanotify = 0;
+	int deleted = 0, fanotify = 0, mount = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "deleted") == 0)
 			deleted = 1;
 		else if (strcmp(argv[i], "fanotify") == 0)
 			fanotify = 1;
+		else if (strcmp(argv[i], "mount") == 0)
+			mount = 1;
 		else
 			fail("unknown part %s", argv[i]);
 	}
@@ -135,6 +139,11 @@ int main(int argc, char **argv) {
 			fail("fanotify_init: %s", strerror(errno));
 		if (fanotify_mark(fan, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, path("watched")) != 0)
 			fail("fanotify_mark: %s", strerror(errno));
+		if (mount && fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_MODIFY, AT_FDCWD, dir) != 0)
+			fail("fanotify_mark mount: %s", strerror(errno));
+		if (mount && fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
+					  FAN_ACCESS, AT_FDCWD, dir) != 0)
+			fail("fanotify_mark mount ignored: %s", strerror(errno));
 	}
 	drain(ino, 0);
 	printf("ready ino=%d fan=%d held=%d\n", ino, fan, held);
