@@ -40,9 +40,6 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	if st.CapEff&(1<<unix.CAP_SYS_ADMIN) == 0 {
 		return 0, fmt.Errorf("%w: fd %d is a fanotify, which the process could not make again without CAP_SYS_ADMIN", ErrUnsupported, d.fd)
 	}
-	if err := t.noQueuedEvents(d, "fanotify"); err != nil {
-		return 0, err
-	}
 	e := &fsnotify.FanotifyFileEntry{
 		Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown(),
 		Faflags: proto.Uint32(fa.Flags), Evflags: proto.Uint32(fa.EventFlags),
@@ -77,6 +74,9 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			return 0, fmt.Errorf("%w: fanotify fd %d has a %s mark, which CRIU's images cannot hold", ErrUnsupported, d.fd, markKindName(m.Kind))
 		}
 		e.Mark = append(e.Mark, me)
+	}
+	if err := t.noQueuedEvents(d, "fanotify"); err != nil {
+		return 0, err
 	}
 	// After the marks: an unlinked inode's entry takes an id.
 	id := t.nextID()

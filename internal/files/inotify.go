@@ -38,9 +38,6 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read inotify fd %d: %w", d.fd, err)
 	}
-	if err := t.noQueuedEvents(d, "inotify"); err != nil {
-		return 0, err
-	}
 	slices.SortFunc(watches, func(a, b proc.InotifyWatch) int { return int(a.Wd) - int(b.Wd) })
 	e := &fsnotify.InotifyFileEntry{Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()}
 	for _, w := range watches {
@@ -55,6 +52,9 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			IIno: proto.Uint64(w.Ino), Mask: proto.Uint32(w.Mask), IgnoredMask: proto.Uint32(w.IgnoredMask),
 			SDev: proto.Uint32(w.Sdev), Wd: proto.Uint32(uint32(w.Wd)), FHandle: h,
 		})
+	}
+	if err := t.noQueuedEvents(d, "inotify"); err != nil {
+		return 0, err
 	}
 	// After the marks: an unlinked inode's entry takes an id.
 	id := t.nextID()

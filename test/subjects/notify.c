@@ -1,7 +1,7 @@
 // notify: a checkpoint/restore subject holding an inotify, and a fanotify
 // if asked, which prints every event they report.
 //
-// Usage: notify DIR [deleted] [fanotify [mount]]
+// Usage: notify DIR [deleted] [fanotify [mount|fs|nocap]] [proc] [noread]
 //   DIR       an existing directory; the inotify watches it (IN_CREATE,
 //             IN_DELETE: watch 1), DIR/gone (watch 2, removed: the
 //             numbers have a gap) and DIR/watched (IN_MODIFY: watch 3)
@@ -10,6 +10,11 @@
 //   fanotify  a fanotify marking DIR/watched for FAN_MODIFY
 //   mount     the fanotify also marks the mount of DIR for FAN_MODIFY,
 //             FAN_ACCESS ignored (surviving modification)
+//   fs        the fanotify also marks the filesystem of DIR
+//   nocap     then drops CAP_SYS_ADMIN from its effective set
+//   proc      the inotify also watches /proc/self/status (watch 4, 5
+//             with deleted): a file no path reaches through its handle
+//   noread    events are left in the queues, not read
 //
 // Once set up, the events of the set-up read, it prints
 //   ready ino=FD fan=FD held=FD
@@ -28,7 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fanotify.h>
+#include <linux/capability.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,7 +109,7 @@ int main(int argc, char **argv) {
 	if (argc < 2)
 		fail("usage: notify DIR [deleted] [fanotify]");
 	dir = argv[1];
-	int deleted = 0, fanotify = 0, mount = 0;
+	int deleted = 0, fanotify = 0, mount = 0, fs = 0, nocap = 0, procfs = 0, noread = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "deleted") == 0)
 			deleted = 1;
@@ -110,6 +117,14 @@ int main(int argc, char **argv) {
 			fanotify = 1;
 		else if (strcmp(argv[i], "mount") == 0)
 			mount = 1;
+		else if (strcmp(argv[i], "fs") == 0)
+			fs = 1;
+		else if (strcmp(argv[i], "nocap") == 0)
+			nocap = 1;
+		else if (strcmp(argv[i], "proc") == 0)
+			procfs = 1;
+		else if (strcmp(argv[i], "noread") == 0)
+			noread = 1;
 		else
 			fail("unknown part %s", argv[i]);
 	}
@@ -144,12 +159,26 @@ int main(int argc, char **argv) {
 		if (mount && fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY,
 					  FAN_ACCESS, AT_FDCWD, dir) != 0)
 			fail("fanotify_mark mount ignored: %s", strerror(errno));
+		if (fs && fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, AT_FDCWD, dir) != 0)
+			fail("fanotify_mark filesystem: %s", strerror(errno));
+		if (nocap) {
+			struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+			struct __user_cap_data_struct d[2];
+			if (syscall(SYS_capget, &h, d) != 0)
+				fail("capget: %s", strerror(errno));
+			d[0].effective &= ~(1u << CAP_SYS_ADMIN);
+			if (syscall(SYS_capset, &h, d) != 0)
+				fail("capset: %s", strerror(errno));
+		}
 	}
+	if (procfs && inotify_add_watch(ino, "/proc/self/status", IN_MODIFY) < 0)
+		fail("inotify_add_watch /proc/self/status: %s", strerror(errno));
 	drain(ino, 0);
 	printf("ready ino=%d fan=%d held=%d\n", ino, fan, held);
 	for (unsigned long n = 0;; n++) {
-		drain(ino, 1);
-		if (fan >= 0)
+		if (!noread)
+			drain(ino, 1);
+		if (fan >= 0 && !noread)
 			drain_fan(fan);
 		printf("tick %lu pid=%d ok\n", n, getpid());
 		struct timespec ts = {0, PERIOD_MS * 1000000L};
