@@ -99,13 +99,11 @@ func markKindName(k string) string {
 
 // mount returns the process's mount of ID id.
 func (t *Table) mount(id int) (proc.Mount, error) {
-	if t.mounts == nil {
-		var err error
-		if t.mounts, err = proc.ReadMountinfo(t.pid); err != nil {
-			return proc.Mount{}, err
-		}
+	mounts, err := t.processMounts()
+	if err != nil {
+		return proc.Mount{}, err
 	}
-	for _, m := range t.mounts {
+	for _, m := range mounts {
 		if m.ID == id && len(m.Point) > 0 && m.Point[0] == '/' {
 			return m, nil
 		}

@@ -51,13 +51,11 @@ func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHand
 	for i := range e.Handle {
 		e.Handle[i] = binary.LittleEndian.Uint64(buf[i*8:])
 	}
-	if t.mounts == nil {
-		var err error
-		if t.mounts, err = proc.ReadMountinfo(t.pid); err != nil {
-			return nil, err
-		}
+	mounts, err := t.processMounts()
+	if err != nil {
+		return nil, err
 	}
-	for _, m := range t.mounts {
+	for _, m := range mounts {
 		if m.Major != major || m.Minor != minor {
 			continue
 		}
@@ -73,6 +71,17 @@ func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHand
 		}
 	}
 	return nil, fmt.Errorf("%w: %s marks inode %#x on device %d:%d, which no path reaches", ErrUnsupported, what, ino, major, minor)
+}
+
+// processMounts are the process's mounts, read once.
+func (t *Table) processMounts() ([]proc.Mount, error) {
+	if t.mounts == nil {
+		var err error
+		if t.mounts, err = proc.ReadMountinfo(t.pid); err != nil {
+			return nil, err
+		}
+	}
+	return t.mounts, nil
 }
 
 // inodeVia opens handle h through mount m and returns a path that reaches
