@@ -1,7 +1,9 @@
 package restore_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"os"
 	"os/exec"
@@ -15,8 +17,11 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/files"
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -171,4 +176,72 @@ func TestRestoreNotify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestoreBadNotifyImages restores checkpoints of the notify subject
+// whose inotify entry is broken or names a file that changed: each fails
+// with an error that names the descriptor and leaves nothing running; the
+// intact images restore afterwards.
+func TestRestoreBadNotifyImages(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "notify.c"), dir), dir: dir}
+	c := dumpAndReap(t, s)
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	edited := func(t *testing.T, edit func(f *fdinfo.FileEntry)) string {
+		dir := copyDir(t, c.dir)
+		var msgs []proto.Message
+		for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
+			f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
+			if f.GetType() == fdinfo.FdTypes_INOTIFY {
+				edit(f)
+			}
+			msgs = append(msgs, f)
+		}
+		rewriteImage(t, dir, image.Files, 0, msgs...)
+		return dir
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(f *fdinfo.FileEntry)
+		want error
+		says string
+	}{
+		{"without its entry", func(f *fdinfo.FileEntry) { f.Ify = nil }, restore.ErrImage, "INOTIFY without"},
+		{"a watch number twice", func(f *fdinfo.FileEntry) { f.Ify.Wd[1].Wd = f.Ify.Wd[0].Wd }, restore.ErrImage, "repeated"},
+		{"a handle longer than its words", func(f *fdinfo.FileEntry) { f.Ify.Wd[0].FHandle.Handle = nil }, restore.ErrImage, "file handle"},
+		{"an unknown mask bit", func(f *fdinfo.FileEntry) { f.Ify.Wd[0].Mask = proto.Uint32(1 << 27) }, files.ErrUnsupported, "mask 0x8000000"},
+		{"another file at the path", func(f *fdinfo.FileEntry) { f.Ify.Wd[1].FHandle.Path = proto.String(other) }, files.ErrChanged, other},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.Children(t)
+			log, buf := newLog()
+			_, err := restore.Restore(context.Background(), restore.Options{Dir: edited(t, tc.edit), Log: log})
+			if err == nil {
+				s.Restored()
+				t.Fatalf("restore of a broken checkpoint succeeded")
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("error %q does not wrap %v\nlog:\n%s", err, tc.want, buf)
+			}
+			for _, w := range []string{tc.says, "fd " + s.Ready["ino"]} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			t.Logf("error: %v", err)
+			checkNothingLeft(t, s.Pid, before)
+		})
+	}
+	if t.Failed() {
+		return
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 5)
 }
