@@ -2,6 +2,7 @@ package files
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -95,8 +96,11 @@ func (t *Table) inodeVia(m proc.Mount, h *proc.FileHandle, sdev uint32, ino uint
 	}
 	defer unix.Close(mfd)
 	fd, err := unix.OpenByHandleAt(mfd, unix.NewFileHandle(h.Type, h.Bytes), unix.O_PATH|unix.O_CLOEXEC)
+	if errors.Is(err, unix.EPERM) {
+		return "", false, fmt.Errorf("open its file handle (needs CAP_DAC_READ_SEARCH): %w", err)
+	}
 	if err != nil {
-		return "", false, nil
+		return "", false, nil // another file system, or a handle it cannot open
 	}
 	defer unix.Close(fd)
 	link := "/proc/self/fd/" + strconv.Itoa(fd)
