@@ -97,6 +97,9 @@ func TestRestoreNotify(t *testing.T) {
 		// On a tmpfs of its own, which only the test writes into: the
 		// fanotify marks its mount too.
 		{"fanotify-mount", []string{"fanotify", "mount"}, []uint32{1, 3}},
+		// It holds its inotify's /proc/self/fdinfo open: that exists only
+		// once the inotify has its number.
+		{"fdinfo", []string{"fdinfo"}, []uint32{1, 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, err := filepath.EvalSymlinks(t.TempDir())

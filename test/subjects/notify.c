@@ -1,7 +1,7 @@
 // notify: a checkpoint/restore subject holding an inotify, and a fanotify
 // if asked, which prints every event they report.
 //
-// Usage: notify DIR [deleted] [fanotify [mount|fs|nocap]] [proc] [noread]
+// Usage: notify DIR [deleted] [fanotify [mount|fs|nocap]] [proc] [noread] [fdinfo]
 //   DIR       an existing directory; the inotify watches it (IN_CREATE,
 //             IN_DELETE: watch 1), DIR/gone (watch 2, removed: the
 //             numbers have a gap) and DIR/watched (IN_MODIFY: watch 3)
@@ -15,6 +15,8 @@
 //   proc      the inotify also watches /proc/self/status (watch 4, 5
 //             with deleted): a file no path reaches through its handle
 //   noread    events are left in the queues, not read
+//   fdinfo    it holds /proc/self/fdinfo/INO open, and checks every tick
+//             that it shows watch 1
 //
 // Once set up, the events of the set-up read, it prints
 //   ready ino=FD fan=FD held=FD
@@ -109,7 +111,7 @@ int main(int argc, char **argv) {
 	if (argc < 2)
 		fail("usage: notify DIR [deleted] [fanotify]");
 	dir = argv[1];
-	int deleted = 0, fanotify = 0, mount = 0, fs = 0, nocap = 0, procfs = 0, noread = 0;
+	int deleted = 0, fanotify = 0, mount = 0, fs = 0, nocap = 0, procfs = 0, noread = 0, fdinfo = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "deleted") == 0)
 			deleted = 1;
@@ -125,6 +127,8 @@ int main(int argc, char **argv) {
 			procfs = 1;
 		else if (strcmp(argv[i], "noread") == 0)
 			noread = 1;
+		else if (strcmp(argv[i], "fdinfo") == 0)
+			fdinfo = 1;
 		else
 			fail("unknown part %s", argv[i]);
 	}
@@ -173,6 +177,13 @@ int main(int argc, char **argv) {
 	}
 	if (procfs && inotify_add_watch(ino, "/proc/self/status", IN_MODIFY) < 0)
 		fail("inotify_add_watch /proc/self/status: %s", strerror(errno));
+	int info = -1;
+	if (fdinfo) {
+		char p[64];
+		snprintf(p, sizeof p, "/proc/self/fdinfo/%d", ino);
+		if ((info = open(p, O_RDONLY)) < 0)
+			fail("open %s: %s", p, strerror(errno));
+	}
 	drain(ino, 0);
 	printf("ready ino=%d fan=%d held=%d\n", ino, fan, held);
 	for (unsigned long n = 0;; n++) {
@@ -180,6 +191,15 @@ int main(int argc, char **argv) {
 			drain(ino, 1);
 		if (fan >= 0 && !noread)
 			drain_fan(fan);
+		if (info >= 0) {
+			char buf[4096];
+			ssize_t len = pread(info, buf, sizeof buf - 1, 0);
+			if (len < 0)
+				fail("read fdinfo: %s", strerror(errno));
+			buf[len] = 0;
+			if (!strstr(buf, "inotify wd:1 "))
+				fail("fdinfo of the inotify shows no watch 1: %s", buf);
+		}
 		printf("tick %lu pid=%d ok\n", n, getpid());
 		struct timespec ts = {0, PERIOD_MS * 1000000L};
 		nanosleep(&ts, NULL);
