@@ -135,7 +135,9 @@ func (fanotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes a fanotify in the process with its flags and marks.
 func (fanotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Ffy
-	n, err := r.tr.Syscall(r.pid, unix.SYS_FANOTIFY_INIT, uint64(e.GetFaflags()|unix.FAN_CLOEXEC), uint64(e.GetEvflags()))
+	// FAN_CLOEXEC as it was: the group keeps its flags, fdinfo shows
+	// them; the descriptor's own flag is set when it gets its number.
+	n, err := r.tr.Syscall(r.pid, unix.SYS_FANOTIFY_INIT, uint64(e.GetFaflags()), uint64(e.GetEvflags()))
 	if err != nil {
 		return 0, fmt.Errorf("make fanotify (flags %#x, event flags %#o): %w", e.GetFaflags(), e.GetEvflags(), err)
 	}

@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
 	}
 	int fan = -1;
 	if (fanotify) {
-		fan = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE);
+		fan = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE);
 		if (fan < 0)
 			fail("fanotify_init: %s", strerror(errno));
 		if (fanotify_mark(fan, FAN_MARK_ADD, FAN_MODIFY, AT_FDCWD, path("watched")) != 0)
