@@ -14,8 +14,8 @@ import (
 // a restore could not bring back is refused by name, the process left as
 // it was: events not read yet, a watch on a file no path reaches (procfs
 // encodes handles it cannot open), a fanotify filesystem mark (CRIU's
-// images have no room for it), a fanotify of a process without
-// CAP_SYS_ADMIN.
+// images have no room for it), signal-driven I/O, a fanotify of a
+// process without CAP_SYS_ADMIN.
 func TestDumpRefusesNotify(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
@@ -26,6 +26,7 @@ func TestDumpRefusesNotify(t *testing.T) {
 		{"events", []string{"noread"}, []string{"inotify fd {ino} has", "bytes of events not read yet"}},
 		{"procfs", []string{"proc"}, []string{"inotify fd {ino} watch 4 marks inode", "which no path reaches"}},
 		{"filesystem mark", []string{"fanotify", "fs"}, []string{"fanotify fd {fan} has a filesystem mark"}},
+		{"signal-driven", []string{"async"}, []string{"inotify fd {ino} has O_ASYNC"}},
 		{"no CAP_SYS_ADMIN", []string{"fanotify", "nocap"}, []string{"fd {fan} is a fanotify", "without CAP_SYS_ADMIN"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -75,7 +75,7 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 		e.Mark = append(e.Mark, me)
 	}
-	if err := t.noQueuedEvents(d, "fanotify"); err != nil {
+	if err := t.refuseLost(d, "fanotify"); err != nil {
 		return 0, err
 	}
 	// After the marks: an unlinked inode's entry takes an id.

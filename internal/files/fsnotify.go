@@ -137,9 +137,13 @@ func (t *Table) inodeVia(m proc.Mount, h *proc.FileHandle, sdev uint32, ino uint
 	return name, true, nil
 }
 
-// noQueuedEvents refuses a notification descriptor with events not read
-// yet: they would be lost.
-func (t *Table) noQueuedEvents(d *desc, what string) error {
+// refuseLost refuses what a restore could not bring back of a
+// notification descriptor: events not read yet, and signal-driven I/O
+// (O_ASYNC), whose owner cryo does not keep.
+func (t *Table) refuseLost(d *desc, what string) error {
+	if d.info.Flags&unix.O_ASYNC != 0 {
+		return fmt.Errorf("%w: %s fd %d has O_ASYNC (signal-driven I/O)", ErrUnsupported, what, d.fd)
+	}
 	fd, err := Getfd(t.pid, d.fd)
 	if err != nil {
 		return err

@@ -53,7 +53,7 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			SDev: proto.Uint32(w.Sdev), Wd: proto.Uint32(uint32(w.Wd)), FHandle: h,
 		})
 	}
-	if err := t.noQueuedEvents(d, "inotify"); err != nil {
+	if err := t.refuseLost(d, "inotify"); err != nil {
 		return 0, err
 	}
 	// After the marks: an unlinked inode's entry takes an id.

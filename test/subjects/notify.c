@@ -1,7 +1,7 @@
 // notify: a checkpoint/restore subject holding an inotify, and a fanotify
 // if asked, which prints every event they report.
 //
-// Usage: notify DIR [deleted] [fanotify [mount|fs|nocap]] [proc] [noread] [fdinfo]
+// Usage: notify DIR [deleted] [fanotify [mount|fs|nocap]] [proc] [noread] [fdinfo] [async]
 //   DIR       an existing directory; the inotify watches it (IN_CREATE,
 //             IN_DELETE: watch 1), DIR/gone (watch 2, removed: the
 //             numbers have a gap) and DIR/watched (IN_MODIFY: watch 3)
@@ -15,6 +15,7 @@
 //   proc      the inotify also watches /proc/self/status (watch 4, 5
 //             with deleted): a file no path reaches through its handle
 //   noread    events are left in the queues, not read
+//   async     the inotify is O_ASYNC (signal-driven I/O)
 //   fdinfo    it holds /proc/self/fdinfo/INO open, and checks every tick
 //             that it shows watch 1
 //
@@ -111,7 +112,7 @@ int main(int argc, char **argv) {
 	if (argc < 2)
 		fail("usage: notify DIR [deleted] [fanotify]");
 	dir = argv[1];
-	int deleted = 0, fanotify = 0, mount = 0, fs = 0, nocap = 0, procfs = 0, noread = 0, fdinfo = 0;
+	int deleted = 0, fanotify = 0, mount = 0, fs = 0, nocap = 0, procfs = 0, noread = 0, fdinfo = 0, async = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "deleted") == 0)
 			deleted = 1;
@@ -129,6 +130,8 @@ int main(int argc, char **argv) {
 			noread = 1;
 		else if (strcmp(argv[i], "fdinfo") == 0)
 			fdinfo = 1;
+		else if (strcmp(argv[i], "async") == 0)
+			async = 1;
 		else
 			fail("unknown part %s", argv[i]);
 	}
@@ -177,6 +180,8 @@ int main(int argc, char **argv) {
 	}
 	if (procfs && inotify_add_watch(ino, "/proc/self/status", IN_MODIFY) < 0)
 		fail("inotify_add_watch /proc/self/status: %s", strerror(errno));
+	if (async && fcntl(ino, F_SETFL, O_NONBLOCK | O_ASYNC) != 0)
+		fail("fcntl O_ASYNC: %s", strerror(errno));
 	int info = -1;
 	if (fdinfo) {
 		char p[64];
