@@ -74,13 +74,14 @@ func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHand
 	return nil, fmt.Errorf("%w: %s marks inode %#x on device %d:%d, which no path reaches", ErrUnsupported, what, ino, major, minor)
 }
 
-// processMounts are the process's mounts, read once.
+// processMounts are the mounts of the process being recorded, read once.
 func (t *Table) processMounts() ([]proc.Mount, error) {
-	if t.mounts == nil {
+	if t.mounts == nil || t.mountsOf != t.pid {
 		var err error
 		if t.mounts, err = proc.ReadMountinfo(t.pid); err != nil {
 			return nil, err
 		}
+		t.mountsOf = t.pid
 	}
 	return t.mounts, nil
 }
