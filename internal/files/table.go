@@ -31,6 +31,10 @@ type Table struct {
 	// descriptor can share an open file description only with one of
 	// the same inode, so kcmp compares so few.
 	described map[inode][]fdRef
+	// mounts are the mounts of process mountsOf, read for the first
+	// mark of a notification descriptor.
+	mounts   []proc.Mount
+	mountsOf int
 	pipeTable
 	ghostTable
 	memfdTable
