@@ -70,9 +70,9 @@ type dumper struct {
 	// filesID and fsID name the descriptor table and the filesystem
 	// context: its pid, or its parent's when it shares them.
 	filesID, fsID int
-	tr     *ptrace.Tracer
-	status proc.Status
-	stat   proc.Stat
+	tr            *ptrace.Tracer
+	status        proc.Status
+	stat          proc.Stat
 
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping

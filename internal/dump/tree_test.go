@@ -33,6 +33,11 @@ func startTree(t *testing.T, args ...string) (*testutil.Subject, map[string]int)
 		}
 		pids[name] = pid
 	}
+	var all []int
+	for _, pid := range pids {
+		all = append(all, pid)
+	}
+	testutil.KillPidsAtCleanup(t, all...)
 	return s, pids
 }
 

@@ -60,6 +60,11 @@ func startTree(t *testing.T) (*subject, map[string]int) {
 		}
 		pids[name] = pid
 	}
+	var all []int
+	for _, pid := range pids {
+		all = append(all, pid)
+	}
+	testutil.KillPidsAtCleanup(t, all...)
 	return s, pids
 }
 
