@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -89,7 +90,18 @@ func TestRestoreTree(t *testing.T) {
 	s, pids := startTree(t)
 	s.WaitTicks(t, 3)
 	before := readLinks(t, pids)
-	c := dumpAndReap(t, s)
+	// The state oracle, for every live process but the root, which
+	// dumpAndReap and restoreSubject compare.
+	var live []int
+	for _, name := range []string{"writer", "reader", "group", "grandchild", "orphan", "twin"} {
+		live = append(live, pids[name])
+	}
+	states := map[int]testutil.State{}
+	c := dumpAndReapWith(t, s, dump.Options{Frozen: func() {
+		for _, pid := range live {
+			states[pid] = testutil.RecordState(t, pid)
+		}
+	}})
 	var all []int
 	for _, pid := range pids {
 		all = append(all, pid)
@@ -97,7 +109,12 @@ func TestRestoreTree(t *testing.T) {
 	if err := testutil.WaitPidsFree(all...); err != nil {
 		t.Fatal(err)
 	}
-	st, log := restoreSubject(t, s, c, restore.Options{})
+	st, log := restoreSubject(t, s, c, restore.Options{Restored: func(pid int, scratchStart, scratchEnd uint64) {
+		if want, ok := states[pid]; ok {
+			t.Logf("state oracle of pid %d", pid)
+			testutil.CompareStates(t, want, testutil.RecordState(t, pid, scratchStart, scratchEnd))
+		}
+	}})
 	if st.Processes != len(pids) {
 		t.Errorf("restored %d processes, want %d", st.Processes, len(pids))
 	}
