@@ -31,6 +31,8 @@ func TestStructSizes(t *testing.T) {
 		{"itimerval", kernel.Itimerval{}, 32},
 		{"sched_param", kernel.SchedParam{}, 4},
 		{"flock", kernel.Flock{}, 32},
+		{"seccomp_metadata", kernel.SeccompMetadata{}, 16},
+		{"sock_fprog", kernel.SockFprog{}, 16},
 		{"rlimit (x/sys)", unix.Rlimit{}, 16},
 		{"epoll_event (x/sys, packed on x86_64)", unix.EpollEvent{}, 12},
 	} {
