@@ -73,6 +73,8 @@ type dumper struct {
 	stat   proc.Stat
 	dir    *image.Dir
 
+	// seccomp holds the seccomp mode of each thread under seccomp.
+	seccomp map[int]int
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
 	files   *files.Table
@@ -121,6 +123,9 @@ func (d *dumper) run(ctx context.Context) error {
 			if err := d.inspect(); err != nil {
 				return err
 			}
+			if err := d.suspendSeccomp(); err != nil {
+				return err
+			}
 			if d.opts.Frozen != nil {
 				d.opts.Frozen()
 			}
@@ -145,7 +150,7 @@ func (d *dumper) run(ctx context.Context) error {
 			}
 			d.stats.Threads = len(d.threads)
 			d.images.cores = d.threads
-			return nil
+			return d.dumpSeccomp()
 		}},
 		{Name: "task", Run: d.dumpProcess},
 		{Name: "files", Run: d.dumpFiles},
@@ -274,9 +279,6 @@ func (d *dumper) inspect() (err error) {
 	}
 	if d.status.TracerPid != 0 && d.tr == nil {
 		return fmt.Errorf("process is already traced by pid %d", d.status.TracerPid)
-	}
-	if d.status.Seccomp != 0 {
-		return fmt.Errorf("%w: seccomp mode %d", ErrUnsupported, d.status.Seccomp)
 	}
 	tids, err := proc.ReadTasks(d.pid)
 	if err != nil {

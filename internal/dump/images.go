@@ -7,6 +7,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"google.golang.org/protobuf/proto"
 
@@ -25,6 +26,7 @@ type images struct {
 	files     *files.Table
 	timens    *timens.TimensEntry
 	cpu       *cpuinfo.CpuinfoEntry
+	seccomp   *seccomp.SeccompEntry // nil when no thread has a filter
 }
 
 func (im *images) write(dir *image.Dir) error {
@@ -48,6 +50,11 @@ func (im *images) write(dir *image.Dir) error {
 		{image.Cpuinfo, 0, []proto.Message{im.cpu}},
 	} {
 		if err := dir.WriteImage(w.kind, w.id, w.msgs...); err != nil {
+			return err
+		}
+	}
+	if im.seccomp != nil {
+		if err := dir.WriteImage(image.Seccomp, 0, im.seccomp); err != nil {
 			return err
 		}
 	}

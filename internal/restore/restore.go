@@ -58,7 +58,7 @@ type Options struct {
 // Steps names the steps of a restore in order, for Options.FailAt and
 // error messages.
 var Steps = []string{"images", "cpu", "stub", "timens", "clone", "teardown", "vdso", "vmas", "pages",
-	"protect", "mm", "files", "fs", "task", "threads", "creds", "signals", "resume"}
+	"protect", "mm", "files", "fs", "task", "threads", "seccomp", "creds", "signals", "resume"}
 
 // Stats reports what a restore did.
 type Stats struct {
@@ -157,6 +157,7 @@ func (r *restorer) run(ctx context.Context) error {
 			}
 			return nil
 		}},
+		{Name: "seccomp", Run: r.restoreSeccomp},
 		{Name: "creds", Run: r.restoreCreds},
 		{Name: "signals", Run: func() error {
 			if err := r.queueSignals(); err != nil {
