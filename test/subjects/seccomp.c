@@ -9,16 +9,20 @@
 //            D (getsid fails with EBADF)
 //   tsync    two threads, then A and B with SECCOMP_FILTER_FLAG_TSYNC: every
 //            thread has them. On SIGUSR1 the main thread installs E (getpgid
-//            fails with EPERM) with SECCOMP_FILTER_FLAG_TSYNC and prints
-//            "tsync ret=R errno=E", then every thread has E too
+//            fails with EPERM) with SECCOMP_FILTER_FLAG_TSYNC, which must
+//            succeed; then every thread has E too
 //   strict   a thread in strict mode, woken by the main thread through a
 //            pipe once a tick, which it answers by counting
 //   nommap   one filter that fails mmap with EPERM and kills the process
 //            for munmap, mprotect and prctl, which cryo injects
+//   listener one filter installed with SECCOMP_FILTER_FLAG_NEW_LISTENER
+//            that hands getsid, which the subject does not call, to its
+//            listener; the listener is closed
 // Filters are installed with no_new_privs. Every PERIOD_MS the main thread
 // checks that each thread gets from its filters exactly what it should
 // (every thread checks itself between ticks) and prints
-//   tick N pid=P ok
+//   tick N pid=P tsync=T ok
+// with T 2 once E is installed, 0 before.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/audit.h>
@@ -52,6 +56,7 @@ static const struct rule filter_b[] = {{SYS_getppid, ERRNO(EACCES)}, {-1, 0}};
 static const struct rule filter_c[] = {{SYS_getppid, ERRNO(ENOENT)}, {-1, 0}};
 static const struct rule filter_d[] = {{SYS_getsid, ERRNO(EBADF)}, {-1, 0}};
 static const struct rule filter_e[] = {{SYS_getpgid, ERRNO(EPERM)}, {-1, 0}};
+static const struct rule filter_listener[] = {{SYS_getsid, SECCOMP_RET_USER_NOTIF}, {-1, 0}};
 static const struct rule filter_nommap[] = {
 	{SYS_mmap, ERRNO(EPERM)},
 	{SYS_munmap, SECCOMP_RET_KILL_PROCESS},
@@ -102,6 +107,7 @@ static void check(const char *who, const struct expect *want) {
 
 // What each filter chain gives.
 static const struct expect none[] = {{SYS_getppid, 0}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
+static const struct expect but_getsid[] = {{SYS_getppid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_ab[] = {{SYS_getppid, EACCES}, {SYS_getsid, ENOENT}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_abe[] = {{SYS_getppid, EACCES}, {SYS_getsid, ENOENT}, {SYS_getpgid, EPERM}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_c[] = {{SYS_getppid, ENOENT}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
@@ -177,7 +183,7 @@ static void on_usr1(int sig) {
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2)
-		fail("usage: seccomp stacked|threads|tsync|strict|nommap");
+		fail("usage: seccomp stacked|threads|tsync|strict|nommap|listener");
 	const char *mode = argv[1];
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
@@ -215,6 +221,12 @@ int main(int argc, char **argv) {
 		if (pthread_create(&t, NULL, strict_worker, NULL) != 0)
 			fail("pthread_create");
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	} else if (strcmp(mode, "listener") == 0) {
+		long fd = install(filter_listener, SECCOMP_FILTER_FLAG_NEW_LISTENER);
+		if (fd < 0)
+			fail("install a filter with a listener: %s", strerror(errno));
+		close(fd);
+		want = but_getsid;
 	} else if (strcmp(mode, "nommap") == 0) {
 		must_install(filter_nommap, 0);
 		want = none;
@@ -227,8 +239,9 @@ int main(int argc, char **argv) {
 			usr1 = 0;
 			tsync = 1;
 			long r = install(filter_e, SECCOMP_FILTER_FLAG_TSYNC);
-			printf("tsync ret=%ld errno=%d\n", r, r ? errno : 0);
-			tsync = r == 0 ? 2 : 0;
+			if (r != 0)
+				fail("install with SECCOMP_FILTER_FLAG_TSYNC: %ld errno %d", r, errno);
+			tsync = 2;
 		}
 		check("main", tsync == 2 ? chain_abe : want);
 		if (strcmp(mode, "nommap") == 0) {
@@ -247,7 +260,7 @@ int main(int argc, char **argv) {
 				nap(1);
 			}
 		}
-		printf("tick %lu pid=%d ok\n", tick, getpid());
+		printf("tick %lu pid=%d tsync=%d ok\n", tick, getpid(), tsync);
 		nap(PERIOD_MS);
 	}
 }
