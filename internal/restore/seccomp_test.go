@@ -1,0 +1,100 @@
+package restore_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"testing"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/restore"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// TestRestoreSeccomp restores processes under seccomp
+// (test/subjects/seccomp.c): two stacked filters, one with
+// SECCOMP_FILTER_FLAG_LOG; threads with filters of their own and a shared
+// prefix; threads that share theirs (TSYNC); a thread in strict mode; a
+// filter that kills the process for calls cryo injects. The state oracle
+// finds each thread's mode, filter count and no_new_privs back; the
+// subject finds, at every tick, every forbidden call failing as it did
+// and the others working, which proves the order of the filters too; and
+// a second dump of the restored process writes the same seccomp state.
+// A restore that fails after the filters are installed leaves nothing
+// behind. The threads that shared their filters still do: a filter installed with
+// SECCOMP_FILTER_FLAG_TSYNC after the restore reaches all of them.
+func TestRestoreSeccomp(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		mode  string
+		tsync bool
+	}{
+		{mode: "stacked"},
+		{mode: "threads"},
+		{mode: "tsync", tsync: true},
+		{mode: "strict"},
+		{mode: "nommap"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "seccomp.c"), tc.mode)}
+			s.WaitTicks(t, 3)
+			c := dumpAndReap(t, s)
+			// A restore that fails once the filters are in leaves nothing.
+			if _, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir, FailAt: "resume"}); !errors.Is(err, restore.ErrInjected) {
+				t.Fatalf("restore failed at resume: %v, want ErrInjected", err)
+			}
+			restoreSubject(t, s, c, restore.Options{})
+			s.WaitTicks(t, c.ticks+3)
+			again := filepath.Join(t.TempDir(), "again")
+			if _, err := dumpLeaveRunning(s.Pid, again); err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(seccompState(t, c.dir, s.Pid), seccompState(t, again, s.Pid), protocmp.Transform()); d != "" {
+				t.Errorf("seccomp state dumped from the restored process differs (-first +second):\n%s", d)
+			}
+			if tc.tsync {
+				if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+					t.Fatal(err)
+				}
+				waitField(t, s, "tsync", func(v int) bool { return v == 2 })
+			}
+			s.WaitTicks(t, s.Ticks()+3)
+		})
+	}
+}
+
+// seccompImages is what a checkpoint holds of seccomp: each thread's mode
+// and first filter, and seccomp.img if there is one.
+type seccompImages struct {
+	Modes   map[uint32]criucore.SeccompMode
+	First   map[uint32]uint32
+	Filters []*seccomp.SeccompFilter
+}
+
+// seccompState reads the seccompImages of process pid in dir.
+func seccompState(t *testing.T, dir string, pid int) seccompImages {
+	t.Helper()
+	c := testutil.ReadCheckpoint(t, dir, pid)
+	st := seccompImages{Modes: map[uint32]criucore.SeccompMode{}, First: map[uint32]uint32{}}
+	for tid, core := range c.Cores {
+		st.Modes[tid] = core.ThreadCore.GetSeccompMode()
+		if core.ThreadCore.SeccompFilter != nil {
+			st.First[tid] = core.ThreadCore.GetSeccompFilter()
+		}
+	}
+	entry := &seccomp.SeccompEntry{}
+	switch err := c.Dir.ReadImage(image.Seccomp, 0, entry); {
+	case err == nil:
+		st.Filters = entry.SeccompFilters
+	case !errors.Is(err, fs.ErrNotExist):
+		t.Fatal(err)
+	}
+	return st
+}
