@@ -3,14 +3,18 @@ package restore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/cryo-cr/cryo/internal/image"
@@ -97,4 +101,87 @@ func seccompState(t *testing.T, dir string, pid int) seccompImages {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestRestoreBadSeccompImages restores checkpoints whose seccomp state is
+// broken or asks for more than restricting the process: each fails with a
+// clear error before anything is built.
+func TestRestoreBadSeccompImages(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "seccomp.c"), "threads")}
+	s.WaitTicks(t, 3)
+	c := dumpAndReap(t, s)
+	tids := c.im.threads()
+	// editFilters rewrites seccomp.img of a copy of the checkpoint.
+	editFilters := func(t *testing.T, edit func(f []*seccomp.SeccompFilter)) string {
+		dir := copyDir(t, c.dir)
+		st := seccompState(t, dir, s.Pid)
+		edit(st.Filters)
+		rewriteImage(t, dir, image.Seccomp, 0, &seccomp.SeccompEntry{SeccompFilters: st.Filters})
+		return dir
+	}
+	// editCore rewrites the core of the leader of a copy.
+	editCore := func(t *testing.T, edit func(tc *criucore.ThreadCoreEntry)) string {
+		dir := copyDir(t, c.dir)
+		core := readImages(t, dir, s.Pid).cores[uint32(s.Pid)]
+		edit(core.ThreadCore)
+		rewriteImage(t, dir, image.Core, uint32(s.Pid), core)
+		return dir
+	}
+	notify := []byte{6, 0, 0, 0, 0, 0, 0xc0, 0x7f} // ret SECCOMP_RET_USER_NOTIF
+	for _, tc := range []struct {
+		name   string
+		broken func(t *testing.T) string
+		want   error
+		says   string
+	}{
+		{"missing seccomp.img", func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			if err := os.Remove(filepath.Join(dir, "seccomp.img")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, restore.ErrImage, "seccomp.img"},
+		{"filter mode without a filter", func(t *testing.T) string {
+			return editCore(t, func(tc *criucore.ThreadCoreEntry) { tc.SeccompFilter = nil })
+		}, restore.ErrImage, "without a filter"},
+		{"filter out of range", func(t *testing.T) string {
+			return editCore(t, func(tc *criucore.ThreadCoreEntry) { tc.SeccompFilter = proto.Uint32(99) })
+		}, restore.ErrImage, "filter 99 of 6"},
+		{"filters in a loop", func(t *testing.T) string {
+			return editFilters(t, func(f []*seccomp.SeccompFilter) { f[0].Prev = proto.Uint32(1) })
+		}, restore.ErrImage, "after 6 filters"},
+		{"half an instruction", func(t *testing.T) string {
+			return editFilters(t, func(f []*seccomp.SeccompFilter) { f[1].Filter = f[1].Filter[:12] })
+		}, restore.ErrImage, "not a seccomp BPF program"},
+		{"a listener asked for", func(t *testing.T) string {
+			return editFilters(t, func(f []*seccomp.SeccompFilter) {
+				f[0].Flags = proto.Uint32(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+			})
+		}, restore.ErrUnsupported, "flags 0x8"},
+		{"a filter that notifies a listener", func(t *testing.T) string {
+			return editFilters(t, func(f []*seccomp.SeccompFilter) { f[0].Filter = notify })
+		}, restore.ErrUnsupported, "SECCOMP_RET_USER_NOTIF"},
+		{"TSYNC from another thread", func(t *testing.T) string {
+			// The second thread's only filter, C.
+			return editFilters(t, func(f []*seccomp.SeccompFilter) {
+				f[2].Flags = proto.Uint32(unix.SECCOMP_FILTER_FLAG_TSYNC)
+			})
+		}, restore.ErrImage, fmt.Sprintf("thread %d, not the leader", tids[1])},
+		{"TSYNC from the leader beside other threads' own", func(t *testing.T) string {
+			return editFilters(t, func(f []*seccomp.SeccompFilter) {
+				f[0].Flags = proto.Uint32(unix.SECCOMP_FILTER_FLAG_TSYNC)
+			})
+		}, restore.ErrImage, "another thread has its own"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := restore.Restore(context.Background(), restore.Options{Dir: tc.broken(t)})
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("restore: %v; want %v saying %q", err, tc.want, tc.says)
+			}
+		})
+	}
+	// The checkpoint itself restores.
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, c.ticks+3)
 }
