@@ -48,6 +48,7 @@ func TestDumpSeccomp(t *testing.T) {
 		{"tsync", []string{"filter " + a + tsync + " " + b + tsync, "none", "none"}},
 		{"strict", []string{"none", "strict"}},
 		{"nommap", []string{"filter " + n + tsync}},
+		{"nonnp", []string{"filter " + a + tsync + " " + b + tsync}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s := testutil.StartSubject(t, testutil.BuildC(t, "seccomp.c"), tc.mode)

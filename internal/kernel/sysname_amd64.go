@@ -26,7 +26,7 @@ var sysNames = map[int]string{
 	unix.SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo", unix.SYS_SCHED_SETSCHEDULER: "sched_setscheduler",
 	unix.SYS_SETFSGID: "setfsgid", unix.SYS_SETFSUID: "setfsuid", unix.SYS_SETGROUPS: "setgroups",
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_SETPGID: "setpgid", unix.SYS_SETPRIORITY: "setpriority",
-	unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
+	unix.SYS_SECCOMP: "seccomp", unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
 	unix.SYS_SET_ROBUST_LIST: "set_robust_list", unix.SYS_SET_TID_ADDRESS: "set_tid_address",
 	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
 	unix.SYS_USERFAULTFD: "userfaultfd", unix.SYS_WRITE: "write", unix.SYS_PWRITE64: "pwrite64",

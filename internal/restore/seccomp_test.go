@@ -26,7 +26,9 @@ import (
 // (test/subjects/seccomp.c): two stacked filters, one with
 // SECCOMP_FILTER_FLAG_LOG; threads with filters of their own and a shared
 // prefix; threads that share theirs (TSYNC); a thread in strict mode; a
-// filter that kills the process for calls cryo injects. The state oracle
+// filter that kills the process for calls cryo injects; filters installed
+// without no_new_privs by a process that has since given up CAP_SYS_ADMIN,
+// which the restore gives them before its credentials. The state oracle
 // finds each thread's mode, filter count and no_new_privs back; the
 // subject finds, at every tick, every forbidden call failing as it did
 // and the others working, which proves the order of the filters too; and
@@ -45,6 +47,9 @@ func TestRestoreSeccomp(t *testing.T) {
 		{mode: "tsync", tsync: true},
 		{mode: "strict"},
 		{mode: "nommap"},
+		// Filters that only CAP_SYS_ADMIN could install, which the
+		// process gave up.
+		{mode: "nonnp"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "seccomp.c"), tc.mode)}

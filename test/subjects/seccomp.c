@@ -15,10 +15,13 @@
 //            pipe once a tick, which it answers by counting
 //   nommap   one filter that fails mmap with EPERM and kills the process
 //            for munmap, mprotect and prctl, which cryo injects
+//   nonnp    A and B installed without no_new_privs, which takes
+//            CAP_SYS_ADMIN: the subject, started as root, then becomes
+//            nobody, with no capability left
 //   listener one filter installed with SECCOMP_FILTER_FLAG_NEW_LISTENER
 //            that hands getsid, which the subject does not call, to its
 //            listener; the listener is closed
-// Filters are installed with no_new_privs. Every PERIOD_MS the main thread
+// Filters are installed with no_new_privs but in nonnp. Every PERIOD_MS the main thread
 // checks that each thread gets from its filters exactly what it should
 // (every thread checks itself between ticks) and prints
 //   tick N pid=P tsync=T ok
@@ -34,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <grp.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -183,13 +187,13 @@ static void on_usr1(int sig) {
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2)
-		fail("usage: seccomp stacked|threads|tsync|strict|nommap|listener");
+		fail("usage: seccomp stacked|threads|tsync|strict|nommap|nonnp|listener");
 	const char *mode = argv[1];
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGUSR1, &sa, NULL) != 0)
 		fail("sigaction: %s", strerror(errno));
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+	if (strcmp(mode, "nonnp") != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fail("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 	static struct worker first, second;
 	const struct expect *want = chain_ab;
@@ -221,6 +225,11 @@ int main(int argc, char **argv) {
 		if (pthread_create(&t, NULL, strict_worker, NULL) != 0)
 			fail("pthread_create");
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	} else if (strcmp(mode, "nonnp") == 0) {
+		must_install(filter_a, 0);
+		must_install(filter_b, 0);
+		if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
+			fail("become nobody: %s", strerror(errno));
 	} else if (strcmp(mode, "listener") == 0) {
 		long fd = install(filter_listener, SECCOMP_FILTER_FLAG_NEW_LISTENER);
 		if (fd < 0)
