@@ -28,7 +28,8 @@ import (
 // prefix; threads that share theirs (TSYNC); a thread in strict mode; a
 // filter that kills the process for calls cryo injects; filters installed
 // without no_new_privs by a process that has since given up CAP_SYS_ADMIN,
-// which the restore gives them before its credentials. The state oracle
+// which the restore gives them before its credentials; a filter larger
+// than cryo's scratch buffer. The state oracle
 // finds each thread's mode, filter count and no_new_privs back; the
 // subject finds, at every tick, every forbidden call failing as it did
 // and the others working, which proves the order of the filters too; and
@@ -50,6 +51,8 @@ func TestRestoreSeccomp(t *testing.T) {
 		// Filters that only CAP_SYS_ADMIN could install, which the
 		// process gave up.
 		{mode: "nonnp"},
+		// A filter larger than cryo's scratch buffer.
+		{mode: "big"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "seccomp.c"), tc.mode)}

@@ -18,6 +18,8 @@
 //   nonnp    A and B installed without no_new_privs, which takes
 //            CAP_SYS_ADMIN: the subject, started as root, then becomes
 //            nobody, with no capability left
+//   big      one filter of more than 4 KiB: 400 rules for system calls that
+//            do not exist, then getppid fails with EACCES
 //   listener one filter installed with SECCOMP_FILTER_FLAG_NEW_LISTENER
 //            that hands getsid, which the subject does not call, to its
 //            listener; the listener is closed
@@ -45,7 +47,7 @@
 #include "subject.h"
 
 #define PERIOD_MS 20
-#define MAX_RULES 4
+#define MAX_RULES 512
 
 // A rule makes system call nr return ret (a SECCOMP_RET_* action).
 struct rule {
@@ -112,6 +114,7 @@ static void check(const char *who, const struct expect *want) {
 // What each filter chain gives.
 static const struct expect none[] = {{SYS_getppid, 0}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect but_getsid[] = {{SYS_getppid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
+static const struct expect big_want[] = {{SYS_getppid, EACCES}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_ab[] = {{SYS_getppid, EACCES}, {SYS_getsid, ENOENT}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_abe[] = {{SYS_getppid, EACCES}, {SYS_getsid, ENOENT}, {SYS_getpgid, EPERM}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_c[] = {{SYS_getppid, ENOENT}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
@@ -187,7 +190,7 @@ static void on_usr1(int sig) {
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2)
-		fail("usage: seccomp stacked|threads|tsync|strict|nommap|nonnp|listener");
+		fail("usage: seccomp stacked|threads|tsync|strict|nommap|nonnp|big|listener");
 	const char *mode = argv[1];
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
@@ -230,6 +233,14 @@ int main(int argc, char **argv) {
 		must_install(filter_b, 0);
 		if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
 			fail("become nobody: %s", strerror(errno));
+	} else if (strcmp(mode, "big") == 0) {
+		static struct rule big[402];
+		for (int i = 0; i < 400; i++)
+			big[i] = (struct rule){1000 + i, ERRNO(EPERM)};
+		big[400] = (struct rule){SYS_getppid, ERRNO(EACCES)};
+		big[401] = (struct rule){-1, 0};
+		must_install(big, 0);
+		want = big_want;
 	} else if (strcmp(mode, "listener") == 0) {
 		long fd = install(filter_listener, SECCOMP_FILTER_FLAG_NEW_LISTENER);
 		if (fd < 0)
