@@ -23,7 +23,10 @@
 //   listener one filter installed with SECCOMP_FILTER_FLAG_NEW_LISTENER
 //            that hands getsid, which the subject does not call, to its
 //            listener; the listener is closed
-// Filters are installed with no_new_privs but in nonnp. Every PERIOD_MS the main thread
+// Filters are installed with no_new_privs but in nonnp. With the arguments
+//   exec PROGRAM ARGS...
+// it installs a filter that allows everything and executes PROGRAM: a
+// program run under seccomp. Every PERIOD_MS the main thread
 // checks that each thread gets from its filters exactly what it should
 // (every thread checks itself between ticks) and prints
 //   tick N pid=P tsync=T ok
@@ -192,6 +195,14 @@ int main(int argc, char **argv) {
 	if (argc < 2)
 		fail("usage: seccomp stacked|threads|tsync|strict|nommap|nonnp|big|listener");
 	const char *mode = argv[1];
+	if (strcmp(mode, "exec") == 0 && argc > 2) {
+		static const struct rule allow[] = {{-1, 0}};
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+			fail("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		must_install(allow, 0);
+		execv(argv[2], argv + 2);
+		fail("exec %s: %s", argv[2], strerror(errno));
+	}
 	struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGUSR1, &sa, NULL) != 0)
