@@ -42,11 +42,13 @@ func (d *dumper) suspendSeccomp() error {
 }
 
 // dumpSeccomp records each thread's seccomp mode in its core and the
-// filters of those in filter mode in seccomp.img, as CRIU does: a thread's
+// filters of those in filter mode in the tree's seccomp.img, as CRIU does:
+// a thread's
 // filters are consecutive entries, the newest first, each older one's prev
 // naming the entry before it (the filter installed after it); the thread
 // core's seccomp_filter names its oldest, the first to install. When every
-// thread has the same filters, only the leader's are written, each with
+// thread of the process has the same filters, only the leader's are
+// written, each with
 // SECCOMP_FILTER_FLAG_TSYNC, and the other threads' cores have no mode:
 // installed with it the filters are shared again, so that a later
 // SECCOMP_FILTER_FLAG_TSYNC of the process succeeds as it would have.
@@ -82,7 +84,7 @@ func (d *dumper) dumpSeccomp() error {
 	if shared {
 		tsync = unix.SECCOMP_FILTER_FLAG_TSYNC
 	}
-	entry := &seccomp.SeccompEntry{}
+	entry := &d.tree.seccomp
 	for i, chain := range chains {
 		tc := d.threads[i].ThreadCore
 		if chain == nil {
@@ -100,9 +102,6 @@ func (d *dumper) dumpSeccomp() error {
 			entry.SeccompFilters = append(entry.SeccompFilters, f)
 		}
 		tc.SeccompFilter = proto.Uint32(uint32(len(entry.SeccompFilters) - 1))
-	}
-	if len(entry.SeccompFilters) > 0 {
-		d.images.seccomp = entry
 	}
 	return nil
 }

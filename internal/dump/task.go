@@ -118,9 +118,11 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	}, nil
 }
 
-// CRIU's task states: running, or stopped by a signal (job control).
+// CRIU's task states: running, dead (a zombie), or stopped by a signal
+// (job control).
 const (
 	taskAlive   = 1
+	taskDead    = 2
 	taskStopped = 3
 )
 

@@ -64,8 +64,9 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		return nil, err
 	}
 
-	// What only the thread can tell: its alternate signal stack and its
-	// clear_child_tid address, both written into scratch memory.
+	// What only the thread can tell: its alternate signal stack, its
+	// clear_child_tid address and its parent-death signal, written into
+	// scratch memory.
 	scratch, err := tr.Scratch(tid)
 	if err != nil {
 		return nil, err
@@ -73,12 +74,16 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	var out struct {
 		Sas      kernel.StackT
 		ClearTid uint64 // int *, as PR_GET_TID_ADDRESS writes it
+		Pdeath   int32
 	}
 	if _, err := tr.Syscall(tid, unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
 		return nil, fmt.Errorf("get sigaltstack of tid %d: %w", tid, err)
 	}
 	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+uint64(binary.Size(out.Sas))); err != nil {
 		return nil, fmt.Errorf("get clear_child_tid of tid %d: %w", tid, err)
+	}
+	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, scratch+uint64(binary.Size(out.Sas))+8); err != nil {
+		return nil, fmt.Errorf("get parent-death signal of tid %d: %w", tid, err)
 	}
 	if err := tr.ReadValue(scratch, &out); err != nil {
 		return nil, err
@@ -103,6 +108,7 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		Sas:         sas,
 		Comm:        proto.String(stat.Comm),
 		SignalsP:    signalQueue(queued),
+		PdeathSig:   proto.Uint32(uint32(out.Pdeath)),
 	}
 	rs, err := tr.GetRseqConfiguration(tid)
 	if errors.Is(err, unix.EIO) {

@@ -41,11 +41,11 @@ func (r *restorer) createThreads() error {
 // finds it still holding the PID until its parent waits for it.
 const zombieWait = 5 * time.Second
 
-// awaitZombies waits, up to zombieWait, until no zombie holds one of the
-// ids to restore.
-func (r *restorer) awaitZombies() {
+// awaitZombies waits, up to zombieWait, until no zombie holds one of
+// ids.
+func (t *tree) awaitZombies(ids []uint32) {
 	deadline := time.Now().Add(zombieWait)
-	for _, id := range r.c.threads {
+	for _, id := range ids {
 		logged := false
 		for time.Now().Before(deadline) {
 			st, err := proc.ReadStat(int(id))
@@ -53,7 +53,7 @@ func (r *restorer) awaitZombies() {
 				break
 			}
 			if !logged {
-				r.log.Info("waiting for a zombie holding the pid to be reaped", "pid", id, "parent", st.PPid, "at-most", zombieWait)
+				t.log.Info("waiting for a zombie holding the pid to be reaped", "pid", id, "parent", st.PPid, "at-most", zombieWait)
 				logged = true
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -62,7 +62,7 @@ func (r *restorer) awaitZombies() {
 }
 
 // explainTaken names the process holding an id that clone3 could not have.
-func (r *restorer) explainTaken(id int, err error) error {
+func (t *tree) explainTaken(id int, err error) error {
 	if err == nil || !errors.Is(err, unix.EEXIST) {
 		return err
 	}
