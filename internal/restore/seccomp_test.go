@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -192,4 +194,33 @@ func TestRestoreBadSeccompImages(t *testing.T) {
 	// The checkpoint itself restores.
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, c.ticks+3)
+}
+
+// TestRestoreSeccompTree restores a parent under one filter and its
+// child, which added one of its own: each comes back with its filters
+// (the child checks its own all the time, and says so if one is not as
+// it should be).
+func TestRestoreSeccompTree(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "seccomp.c"), "fork")}
+	child, err := strconv.Atoi(s.Ready["child"])
+	if err != nil {
+		t.Fatalf("ready line: child=%q", s.Ready["child"])
+	}
+	s.WaitTicks(t, 3)
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, c.ticks+5)
+	for pid, want := range map[int]int{s.Pid: 1, child: 2} {
+		st, err := proc.ReadStatus(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Seccomp != 2 || st.SeccompFilters != want {
+			t.Errorf("pid %d: seccomp mode %d with %d filters, want mode 2 with %d", pid, st.Seccomp, st.SeccompFilters, want)
+		}
+	}
 }

@@ -18,6 +18,9 @@
 //   nonnp    A and B installed without no_new_privs, which takes
 //            CAP_SYS_ADMIN: the subject, started as root, then becomes
 //            nobody, with no capability left
+//   fork     A, then a child that adds D: the parent has A, the child A
+//            and D, and checks them as a worker does; the parent prints
+//            "ready child=PID" first
 //   big      one filter of more than 4 KiB: 400 rules for system calls that
 //            do not exist, then getppid fails with EACCES
 //   listener one filter installed with SECCOMP_FILTER_FLAG_NEW_LISTENER
@@ -118,6 +121,8 @@ static void check(const char *who, const struct expect *want) {
 static const struct expect none[] = {{SYS_getppid, 0}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect but_getsid[] = {{SYS_getppid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect big_want[] = {{SYS_getppid, EACCES}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
+static const struct expect chain_a[] = {{SYS_getppid, EPERM}, {SYS_getsid, ENOENT}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
+static const struct expect chain_ad[] = {{SYS_getppid, EPERM}, {SYS_getsid, EBADF}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_ab[] = {{SYS_getppid, EACCES}, {SYS_getsid, ENOENT}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_abe[] = {{SYS_getppid, EACCES}, {SYS_getsid, ENOENT}, {SYS_getpgid, EPERM}, {SYS_getpid, 0}, {-1, 0}};
 static const struct expect chain_c[] = {{SYS_getppid, ENOENT}, {SYS_getsid, 0}, {SYS_getpgid, 0}, {SYS_getpid, 0}, {-1, 0}};
@@ -193,7 +198,7 @@ static void on_usr1(int sig) {
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2)
-		fail("usage: seccomp stacked|threads|tsync|strict|nommap|nonnp|big|listener");
+		fail("usage: seccomp stacked|threads|tsync|strict|nommap|nonnp|fork|big|listener");
 	const char *mode = argv[1];
 	if (strcmp(mode, "exec") == 0 && argc > 2) {
 		static const struct rule allow[] = {{-1, 0}};
@@ -244,6 +249,22 @@ int main(int argc, char **argv) {
 		must_install(filter_b, 0);
 		if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
 			fail("become nobody: %s", strerror(errno));
+	} else if (strcmp(mode, "fork") == 0) {
+		must_install(filter_a, 0);
+		want = chain_a;
+		pid_t child = fork();
+		if (child < 0)
+			fail("fork: %s", strerror(errno));
+		if (child == 0) {
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+				fail("PR_SET_PDEATHSIG: %s", strerror(errno));
+			must_install(filter_d, 0);
+			for (;;) {
+				check("child", chain_ad);
+				nap(PERIOD_MS / 2);
+			}
+		}
+		printf("ready child=%d\n", child);
 	} else if (strcmp(mode, "big") == 0) {
 		static struct rule big[402];
 		for (int i = 0; i < 400; i++)
