@@ -91,6 +91,11 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	if err := d.checkTimerSlack(tid, stat.Policy); err != nil {
 		return nil, err
 	}
+	// With SCHED_RESET_ON_FORK, which stat leaves out; CRIU keeps it so.
+	policy, err := kernel.SchedGetScheduler(tid)
+	if err != nil {
+		return nil, fmt.Errorf("get scheduling policy of tid %d: %w", tid, err)
+	}
 	sas := &criucore.ThreadSasEntry{
 		SsSp:    proto.Uint64(out.Sas.Sp),
 		SsFlags: proto.Uint32(uint32(out.Sas.Flags)),
@@ -102,7 +107,7 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		FutexRla:    proto.Uint64(robust.Head),
 		FutexRlaLen: proto.Uint32(uint32(robust.Len)),
 		SchedNice:   proto.Int32(int32(stat.Nice)),
-		SchedPolicy: proto.Uint32(stat.Policy),
+		SchedPolicy: proto.Uint32(policy),
 		SchedPrio:   proto.Uint32(stat.RTPriority),
 		BlkSigset:   proto.Uint64(blocked),
 		Sas:         sas,

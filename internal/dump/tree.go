@@ -35,6 +35,9 @@ type tree struct {
 	// first; zombies are the dead ones their parents have not waited for.
 	procs   []*dumper
 	zombies []zombie
+	// helpers are the pids of the processes a restore makes only to make
+	// a process group whose leader has exited.
+	helpers []int
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// order is every process, zombies included, as pstree.img lists them.
@@ -91,20 +94,21 @@ func (t *tree) seize() error {
 		pid := queue[0]
 		queue = queue[1:]
 		d := &dumper{tree: t, pid: pid}
-		if err := d.inspect(); err != nil && pid != t.opts.Pid && d.status.State == 'Z' {
+		if err := d.inspect(); err != nil {
+			if d.status.State != 'Z' || pid == t.opts.Pid {
+				return t.named(pid, err)
+			}
 			if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
-				return err
+				return t.named(pid, err)
 			}
 			continue
-		} else if err != nil {
-			return t.named(pid, err)
 		}
 		var err error
 		if d.tr, err = ptrace.Seize(pid, 0); err != nil {
 			// A child may have exited since its parent was frozen.
 			if st, serr := proc.ReadStat(pid); pid != t.opts.Pid && serr == nil && st.State == 'Z' {
 				if err := t.addZombie(pid, parent[pid], st); err != nil {
-					return err
+					return t.named(pid, err)
 				}
 				continue
 			}
@@ -169,8 +173,13 @@ func children(pid int) ([]int, error) {
 	return out, nil
 }
 
-// addZombie records a child that has exited and not been waited for.
+// addZombie records a child that has exited and not been waited for. A
+// thread group leader that exited while its threads run on shows as a
+// zombie too: that one is refused.
 func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
+	if tids, err := proc.ReadTasks(pid); err == nil && len(tids) > 1 {
+		return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+	}
 	z := zombie{pid: pid, ppid: ppid, pgid: st.Pgrp, sid: st.Session, comm: st.Comm, flags: st.Flags, status: st.ExitCode}
 	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
 	t.zombies = append(t.zombies, z)
@@ -228,12 +237,8 @@ func (t *tree) checkAlone(d *dumper) error {
 // restored before it.
 func (t *tree) checkSessions() error {
 	root := t.order[0]
-	bySid := map[uint32]bool{}
 	leaders := map[uint32]bool{}
 	for _, e := range t.order {
-		if e.GetSid() == e.GetPid() {
-			bySid[e.GetSid()] = true
-		}
 		if e.GetPgid() == e.GetPid() {
 			leaders[e.GetPgid()] = true
 		}
@@ -242,7 +247,7 @@ func (t *tree) checkSessions() error {
 	for _, e := range t.order {
 		ppid[e.GetPid()] = e
 	}
-	for _, e := range t.order[1:] {
+	for _, e := range slices.Clone(t.order[1:]) {
 		p := ppid[e.GetPpid()]
 		switch {
 		case e.GetSid() == e.GetPid():
@@ -255,7 +260,15 @@ func (t *tree) checkSessions() error {
 		if e.GetPgid() == root.GetPgid() && e.GetSid() == root.GetSid() {
 			continue // cryo's group, as the root's
 		}
-		return fmt.Errorf("%w: pid %d is in process group %d, whose leader is not in the tree", ErrUnsupported, e.GetPid(), e.GetPgid())
+		// The group's leader has exited: a helper with its pid makes the
+		// group at restore, and exits once the members have joined.
+		t.log.Info("process group without its leader: a helper will make it", "group", e.GetPgid(), "member", e.GetPid())
+		leaders[e.GetPgid()] = true
+		t.helpers = append(t.helpers, int(e.GetPgid()))
+		t.order = append(t.order, &pstree.PstreeEntry{
+			Pid: proto.Uint32(e.GetPgid()), Ppid: proto.Uint32(p.GetPid()),
+			Pgid: proto.Uint32(e.GetPgid()), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{e.GetPgid()},
+		})
 	}
 	return nil
 }
@@ -430,6 +443,19 @@ func (t *tree) writeImages() error {
 			},
 		}
 		if err := t.dir.WriteImage(image.Core, uint32(z.pid), core); err != nil {
+			return err
+		}
+	}
+	for _, pid := range t.helpers {
+		core := &criucore.CoreEntry{
+			Mtype: criucore.CoreEntry_X86_64.Enum(),
+			Tc: &criucore.TaskCoreEntry{
+				TaskState: proto.Uint32(taskHelper), ExitCode: proto.Uint32(0),
+				Personality: proto.Uint32(0), Flags: proto.Uint32(0), BlkSigset: proto.Uint64(0),
+				Comm: proto.String("cryo-helper"),
+			},
+		}
+		if err := t.dir.WriteImage(image.Core, uint32(pid), core); err != nil {
 			return err
 		}
 	}

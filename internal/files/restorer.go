@@ -26,7 +26,6 @@ type Restorer struct {
 	tempBase uint64
 	memfdRestorer
 	pipeRestorer
-	ghostRestorer
 }
 
 // NewRestorer prepares to reopen set in process pid, traced by tr, one of

@@ -21,6 +21,7 @@ type Shared struct {
 	pipes map[uint32]fdRef
 	// filled are the FIFOs whose data is written back, by pipe id.
 	filled map[uint32]bool
+	ghostRestorer
 }
 
 // NewShared starts the registry of a tree's restore.

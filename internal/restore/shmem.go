@@ -116,38 +116,47 @@ func (r *restorer) writeShmem() error {
 	return nil
 }
 
-// writeObject writes the stored pages of object shmid, each through one
-// of the VMAs vs that maps it.
+// writeObject writes the stored pages of object shmid, mapped by the
+// VMAs vs, through a mapping of the whole object made for it: a page may
+// lie where only another process of the tree maps the object.
 func (r *restorer) writeObject(shmid uint64, vs []*vma.VmaEntry) error {
 	pr, err := r.c.dir.OpenShmemPages(shmid)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
-	return eachRun(pr, func(e image.PageEntry) error {
-		end := e.Vaddr + e.NrPages*pageSize
-		for off := e.Vaddr; off < end; {
-			v := mapping(vs, off)
-			if v == nil {
-				return imageErr("pages at object offset %#x are outside every mapping of it", off)
+	size := r.shmemSize[shmid]
+	fd, err := r.open(fmt.Sprintf("/proc/self/map_files/%x-%x", vs[0].GetStart(), vs[0].GetEnd()), unix.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open the object: %w", err)
+	}
+	used, err := r.takenRanges(r.pid)
+	if err == nil {
+		var at uint64
+		if at, err = vdso.FindHole(used, size, vs[0].GetStart(), mmapMinAddr(), taskSize); err == nil {
+			_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, at, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, 0)
+			if err == nil {
+				err = r.writeRuns(pr, size, at)
+				if uerr := r.sys(unix.SYS_MUNMAP, at, size); err == nil {
+					err = uerr
+				}
 			}
-			to := min(end, v.GetPgoff()+v.GetEnd()-v.GetStart())
-			// Object offset off is at address off+start-pgoff.
-			if err := r.writeRange(pr, e, vdso.Range{Start: off, End: to}, v.GetStart()-v.GetPgoff()); err != nil {
-				return err
-			}
-			off = to
-		}
-		return nil
-	})
-}
-
-// mapping returns the VMA of vs that maps object offset off, nil if none.
-func mapping(vs []*vma.VmaEntry, off uint64) *vma.VmaEntry {
-	for _, v := range vs {
-		if off >= v.GetPgoff() && off < v.GetPgoff()+v.GetEnd()-v.GetStart() {
-			return v
 		}
 	}
-	return nil
+	if cerr := r.sys(unix.SYS_CLOSE, fd); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeRuns writes the runs of an object's pages, of size bytes, into
+// its mapping at at.
+func (r *restorer) writeRuns(pr *image.PageReader, size, at uint64) error {
+	return eachRun(pr, func(e image.PageEntry) error {
+		end := e.Vaddr + e.NrPages*pageSize
+		if end > size || end < e.Vaddr {
+			return imageErr("pages at object offset %#x-%#x are past its end, %#x", e.Vaddr, end, size)
+		}
+		return r.writeRange(pr, e, vdso.Range{Start: e.Vaddr, End: end}, at)
+	})
 }

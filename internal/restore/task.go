@@ -88,12 +88,14 @@ func (r *restorer) restoreTask() error {
 // dump keeps.
 const defaultTimerSlack = 50000
 
-// CRIU's task states: running, dead (a zombie), or stopped by a signal
-// (job control).
+// CRIU's task states: running, dead (a zombie), stopped by a signal (job
+// control), or a helper (made only to make a process group whose leader
+// has exited).
 const (
 	taskAlive   = 1
 	taskDead    = 2
 	taskStopped = 3
+	taskHelper  = 4
 )
 
 // stopIfStopped queues a SIGSTOP for a process dumped stopped, while its

@@ -130,17 +130,19 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	if err != nil {
 		return err
 	}
-	if pol, prio := tc.GetSchedPolicy(), tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority {
+	pol := tc.GetSchedPolicy() &^ kernel.SchedResetOnFork
+	resetOnFork := tc.GetSchedPolicy()&kernel.SchedResetOnFork != 0
+	if prio := tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority || resetOnFork {
 		if err := r.tr.WriteValue(scratch, kernel.SchedParam{Priority: int32(prio)}); err != nil {
 			return err
 		}
-		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(pol), scratch); err != nil {
+		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(tc.GetSchedPolicy()), scratch); err != nil {
 			return err
 		}
 	}
 	// The dump keeps only threads with the default timer slack; this one
 	// has cryo's, which may not be.
-	if pol := tc.GetSchedPolicy(); pol != unix.SCHED_FIFO && pol != unix.SCHED_RR {
+	if pol != unix.SCHED_FIFO && pol != unix.SCHED_RR {
 		if err := inject("set timer slack", unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, defaultTimerSlack, 0, 0, 0); err != nil {
 			return err
 		}

@@ -13,6 +13,9 @@
 //            and grandchild has a parent-death signal (SIGTERM, caught)
 //   exited   a child that exited with EXIT_CODE, not waited for
 //   killed   a child killed by SIGTERM, not waited for
+//   orphan   a child left alone in a process group whose leader, another
+//            child that made it (CLONE_PARENT), has exited and been
+//            waited for
 // and it shares with them a file opened before the forks (one open file
 // description: one offset), which the writer appends a line to at each
 // number. Every process checks at each tick that its parent and groups
@@ -22,7 +25,7 @@
 //   tick N pid=P seq=S ok
 // with S the last number passed on, or "FAIL ..." (from any process) and
 // exits 1. It prints "ready writer=PID reader=PID group=PID
-// grandchild=PID exited=PID killed=PID file=FD".
+// grandchild=PID exited=PID killed=PID orphan=PID leader=PID file=FD".
 //
 // What a dump must refuse, with an argument: uts, the reader in a UTS
 // namespace of its own; files, one more child sharing the root's
@@ -170,6 +173,19 @@ int main(int argc, char **argv) {
 	pid_t gc;
 	if (read(ready[0], &gc, sizeof gc) != sizeof gc)
 		fail("read the grandchild's pid: %s", strerror(errno));
+	pid_t leader = fork();
+	if (leader == 0) {
+		static char stack[64 << 10];
+		if (setpgid(0, 0) != 0)
+			fail("leader: setpgid: %s", strerror(errno));
+		pid_t o = clone(sleep_forever, stack + sizeof stack, CLONE_PARENT | SIGCHLD, NULL);
+		if (o < 0 || write(ready[1], &o, sizeof o) != sizeof o)
+			fail("leader: clone: %s", strerror(errno));
+		_exit(0);
+	}
+	pid_t orphan;
+	if (read(ready[0], &orphan, sizeof orphan) != sizeof orphan || waitpid(leader, NULL, 0) != leader)
+		fail("make the orphan: %s", strerror(errno));
 	pid_t ex = fork();
 	if (ex == 0)
 		_exit(EXIT_CODE);
@@ -187,7 +203,8 @@ int main(int argc, char **argv) {
 			fail("waitid %d: %s", zombies[i], strerror(errno));
 	}
 	fcntl(passed[0], F_SETFL, O_NONBLOCK);
-	printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d file=%d\n", w, r, g, gc, ex, k, file);
+	printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d file=%d\n", w, r, g, gc,
+	       ex, k, orphan, leader, file);
 	fflush(stdout);
 
 	uint32_t seq = 0;
@@ -206,6 +223,8 @@ int main(int argc, char **argv) {
 			fail("root: group child %d in group %d (grandchild %d), session %d", g, getpgid(g), getpgid(gc), getsid(g));
 		if (getpgid(w) != root || getpgid(r) != root)
 			fail("root: writer or reader left the root's group");
+		if (getpgid(orphan) != leader)
+			fail("root: orphan %d in group %d, want %d", orphan, getpgid(orphan), leader);
 		struct {
 			pid_t pid;
 			int code, status;
@@ -219,8 +238,8 @@ int main(int argc, char **argv) {
 				     si.si_code, si.si_status, zs[i].code, zs[i].status);
 		}
 		// The other children must not have ended.
-		pid_t live[] = {w, r, g};
-		for (int i = 0; i < 3; i++) {
+		pid_t live[] = {w, r, g, orphan};
+		for (int i = 0; i < 4; i++) {
 			memset(&si, 0, sizeof si);
 			if (waitid(P_PID, live[i], &si, WEXITED | WNOWAIT | WNOHANG) != 0)
 				fail("root: waitid %d: %s", live[i], strerror(errno));
