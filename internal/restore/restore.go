@@ -69,7 +69,7 @@ type Stats struct {
 	Processes int
 	// Pids are the live processes, the root first.
 	Pids []int
-	VDSO      vdso.Mode
+	VDSO vdso.Mode
 	// Total is the time until the processes run.
 	Total time.Duration
 }
