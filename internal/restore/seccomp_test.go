@@ -27,18 +27,19 @@ import (
 // TestRestoreSeccomp restores processes under seccomp
 // (test/subjects/seccomp.c): two stacked filters, one with
 // SECCOMP_FILTER_FLAG_LOG; threads with filters of their own and a shared
-// prefix; threads that share theirs (TSYNC); a thread in strict mode; a
-// filter that kills the process for calls cryo injects; filters installed
-// without no_new_privs by a process that has since given up CAP_SYS_ADMIN,
-// which the restore gives them before its credentials; a filter larger
-// than cryo's scratch buffer. The state oracle
-// finds each thread's mode, filter count and no_new_privs back; the
-// subject finds, at every tick, every forbidden call failing as it did
-// and the others working, which proves the order of the filters too; and
-// a second dump of the restored process writes the same seccomp state.
-// A restore that fails after the filters are installed leaves nothing
-// behind. The threads that shared their filters still do: a filter installed with
-// SECCOMP_FILTER_FLAG_TSYNC after the restore reaches all of them.
+// prefix; threads that share theirs (TSYNC); a thread in strict mode, the
+// leader or another; a filter that kills the process for calls cryo
+// injects; filters installed without no_new_privs by a process that has
+// since given up CAP_SYS_ADMIN, which the restore gives them before its
+// credentials; a filter larger than cryo's scratch buffer. The state
+// oracle finds each thread's mode, filter count and no_new_privs back; the
+// subject finds, at every tick, every forbidden call failing as it did and
+// the others working, which proves the order of the filters too; and a
+// second dump of the restored process writes the same seccomp state. A
+// restore that fails after the filters are installed leaves nothing
+// behind. The threads that shared their filters still do: a filter
+// installed with SECCOMP_FILTER_FLAG_TSYNC after the restore reaches all
+// of them.
 func TestRestoreSeccomp(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
@@ -49,6 +50,9 @@ func TestRestoreSeccomp(t *testing.T) {
 		{mode: "threads"},
 		{mode: "tsync", tsync: true},
 		{mode: "strict"},
+		// The leader, into which the restore injects the most, even the
+		// munmap of its scratch mapping at resume.
+		{mode: "strictleader"},
 		{mode: "nommap"},
 		// Filters that only CAP_SYS_ADMIN could install, which the
 		// process gave up.

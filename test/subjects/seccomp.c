@@ -13,6 +13,8 @@
 //            succeed; then every thread has E too
 //   strict   a thread in strict mode, woken by the main thread through a
 //            pipe once a tick, which it answers by counting
+//   strictleader
+//            the main thread in strict mode, another thread ticking
 //   nommap   one filter that fails mmap with EPERM and kills the process
 //            for munmap, mprotect and prctl, which cryo injects
 //   nonnp    A and B installed without no_new_privs, which takes
@@ -190,16 +192,56 @@ static void *strict_worker(void *arg) {
 
 static volatile sig_atomic_t usr1;
 
+// mode is the first argument; want is what the main thread's filters give.
+static const char *mode;
+static const struct expect *want = chain_ab;
+
 static void on_usr1(int sig) {
 	(void)sig;
 	usr1 = 1;
 }
 
+// ticker checks the filters of its thread and prints a tick, forever.
+static void *ticker(void *arg) {
+	(void)arg;
+	unsigned long woken = 0;
+	for (unsigned long tick = 0;; tick++) {
+		if (usr1) {
+			usr1 = 0;
+			tsync = 1;
+			long r = install(filter_e, SECCOMP_FILTER_FLAG_TSYNC);
+			if (r != 0)
+				fail("install with SECCOMP_FILTER_FLAG_TSYNC: %ld errno %d", r, errno);
+			tsync = 2;
+		}
+		check("main", tsync == 2 ? chain_abe : want);
+		if (strcmp(mode, "nommap") == 0) {
+			void *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (p != MAP_FAILED || errno != EPERM)
+				fail("mmap gave %p errno %d, want EPERM", p, errno);
+		}
+		if (strict_pipe[1]) {
+			// The strict thread must count each byte, at once.
+			if (write(strict_pipe[1], "x", 1) != 1)
+				fail("write to the strict thread: %s", strerror(errno));
+			woken++;
+			for (int i = 0; strict_count != woken; i++) {
+				if (i == 500)
+					fail("the strict thread counted %lu of %lu", strict_count, woken);
+				nap(1);
+			}
+		}
+		printf("tick %lu pid=%d tsync=%d ok\n", tick, getpid(), tsync);
+		nap(PERIOD_MS);
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2)
-		fail("usage: seccomp stacked|threads|tsync|strict|nommap|nonnp|fork|big|listener");
-	const char *mode = argv[1];
+		fail("usage: seccomp stacked|threads|tsync|strict|strictleader|nommap|nonnp|fork|big|listener");
+	mode = argv[1];
 	if (strcmp(mode, "exec") == 0 && argc > 2) {
 		static const struct rule allow[] = {{-1, 0}};
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -215,8 +257,6 @@ int main(int argc, char **argv) {
 	if (strcmp(mode, "nonnp") != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fail("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 	static struct worker first, second;
-	const struct expect *want = chain_ab;
-	unsigned long woken = 0;
 	if (strcmp(mode, "stacked") == 0) {
 		must_install(filter_a, 0);
 		must_install(filter_b, SECCOMP_FILTER_FLAG_LOG);
@@ -279,6 +319,8 @@ int main(int argc, char **argv) {
 			fail("install a filter with a listener: %s", strerror(errno));
 		close(fd);
 		want = but_getsid;
+	} else if (strcmp(mode, "strictleader") == 0) {
+		want = none;
 	} else if (strcmp(mode, "nommap") == 0) {
 		must_install(filter_nommap, 0);
 		want = none;
@@ -286,33 +328,17 @@ int main(int argc, char **argv) {
 		fail("unknown mode %s", mode);
 	}
 	armed = 1;
-	for (unsigned long tick = 0;; tick++) {
-		if (usr1) {
-			usr1 = 0;
-			tsync = 1;
-			long r = install(filter_e, SECCOMP_FILTER_FLAG_TSYNC);
-			if (r != 0)
-				fail("install with SECCOMP_FILTER_FLAG_TSYNC: %ld errno %d", r, errno);
-			tsync = 2;
-		}
-		check("main", tsync == 2 ? chain_abe : want);
-		if (strcmp(mode, "nommap") == 0) {
-			void *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			if (p != MAP_FAILED || errno != EPERM)
-				fail("mmap gave %p errno %d, want EPERM", p, errno);
-		}
-		if (strict_pipe[1]) {
-			// The strict thread must count each byte, at once.
-			if (write(strict_pipe[1], "x", 1) != 1)
-				fail("write to the strict thread: %s", strerror(errno));
-			woken++;
-			for (int i = 0; strict_count != woken; i++) {
-				if (i == 500)
-					fail("the strict thread counted %lu of %lu", strict_count, woken);
-				nap(1);
-			}
-		}
-		printf("tick %lu pid=%d tsync=%d ok\n", tick, getpid(), tsync);
-		nap(PERIOD_MS);
+	if (strcmp(mode, "strictleader") == 0) {
+		// The main thread goes strict; another ticks.
+		if (pipe(strict_pipe) != 0)
+			fail("pipe: %s", strerror(errno));
+		pthread_t t;
+		if (pthread_create(&t, NULL, ticker, NULL) != 0)
+			fail("pthread_create");
+		sigset_t all;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, NULL);
+		strict_worker(NULL);
 	}
+	ticker(NULL);
 }
