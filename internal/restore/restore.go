@@ -156,7 +156,7 @@ func (t *tree) run(ctx context.Context) error {
 					return err
 				}
 			}
-			return nil
+			return r.restorePosixTimers()
 		})},
 		{Name: "seccomp", Run: t.each((*restorer).restoreSeccomp)},
 		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
