@@ -15,7 +15,7 @@ import (
 
 // treeMembers are the processes test/subjects/tree.c names in its ready
 // line, besides its root.
-var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan"}
+var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "twin"}
 
 // links is what ties a process to the others of its tree.
 type links struct {
@@ -118,6 +118,11 @@ func TestRestoreTree(t *testing.T) {
 		same, err := kernel.SameFile(pids["root"], fd, pids[name], fd)
 		if err != nil || !same {
 			t.Errorf("fd %d of the root and of the %s: same open file description %v (%v), want true", fd, name, same, err)
+		}
+	}
+	for _, typ := range []kernel.KcmpType{kernel.KcmpFiles, kernel.KcmpFS} {
+		if r, err := kernel.Kcmp(pids["root"], pids["twin"], typ, 0, 0); err != nil || r != 0 {
+			t.Errorf("the root and the twin share their %s: kcmp %d (%v), want 0", typ, r, err)
 		}
 	}
 }
