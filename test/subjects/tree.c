@@ -29,7 +29,7 @@
 // last number passed on, and prints
 //   tick N mono_ns=T pid=P ok
 // with T its CLOCK_MONOTONIC, or "FAIL ..." (from any process) and exits
-// 1. It prints "ready writer=PID reader=PID group=PID
+// 1. With DIR it first prints "ready writer=PID reader=PID group=PID
 // grandchild=PID exited=PID killed=PID orphan=PID leader=PID twin=PID
 // file=FD".
 //
