@@ -29,6 +29,7 @@ var sysNames = map[int]string{
 	unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
 	unix.SYS_SET_ROBUST_LIST: "set_robust_list", unix.SYS_SET_TID_ADDRESS: "set_tid_address",
 	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
+	unix.SYS_SIGNALFD4: "signalfd4", unix.SYS_TIMERFD_CREATE: "timerfd_create", unix.SYS_TIMERFD_SETTIME: "timerfd_settime",
 	unix.SYS_USERFAULTFD: "userfaultfd", unix.SYS_WRITE: "write", unix.SYS_PWRITE64: "pwrite64",
 }
 
