@@ -101,7 +101,7 @@ func (timerfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 	case e.GetSettimeFlags()&^(unix.TFD_TIMER_ABSTIME|unix.TFD_TIMER_CANCEL_ON_SET) != 0:
 		return imageErr("file %d: timerfd settime flags %#x", f.GetId(), e.GetSettimeFlags())
 	case !kernelTime(e.GetVsec(), e.GetVnsec()) || !kernelTime(e.GetIsec(), e.GetInsec()):
-		return imageErr("file %d: timerfd time left %d.%09d s or interval %d.%09d s out of range",
+		return imageErr("file %d: timerfd time left (%d s, %d ns) or interval (%d s, %d ns) out of range",
 			f.GetId(), e.GetVsec(), e.GetVnsec(), e.GetIsec(), e.GetInsec())
 	}
 	return nil

@@ -194,6 +194,39 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 	s.WaitTicks(t, 3)
 	c := dumpAndReap(t, s)
 	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
+	restoreBrokenFiles(t, s, c, []brokenFile{
+		{name: "epoll target missing", fd: "epfd", image: true, want: []string{"watches fd 999"},
+			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(999) }},
+		{name: "epoll without its entry", fd: "sleep_ep", image: true, want: []string{"EVENTPOLL without"},
+			edit: func(f *fdinfo.FileEntry) { f.Epfd = nil }},
+		{name: "eventfd without its entry", fd: "sem", image: true, want: []string{"EVENTFD without"},
+			edit: func(f *fdinfo.FileEntry) { f.Efd = nil }},
+		{name: "eventfd counter too large", fd: "efd", image: true, want: []string{"counter 0xffffffffffffffff"},
+			edit: func(f *fdinfo.FileEntry) { f.Efd.Counter = proto.Uint64(^uint64(0)) }},
+		// The kernel refuses an epoll watching itself: found only when the
+		// restore registers it.
+		{name: "epoll watching itself", fd: "epfd",
+			want: []string{fmt.Sprintf("add fd %d to epoll fd %d", fd("epfd"), fd("epfd")), "invalid argument"},
+			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(fd("epfd")) }},
+	})
+}
+
+// brokenFile is a checkpoint whose entry of one descriptor is broken.
+type brokenFile struct {
+	name  string
+	fd    string // the descriptor whose entry is broken, by its ready key
+	edit  func(f *fdinfo.FileEntry)
+	image bool // the error wraps ErrImage
+	want  []string
+}
+
+// restoreBrokenFiles restores c, a checkpoint of s, broken each way: each
+// restore fails with an error that names the descriptor and what is
+// wanted, and leaves nothing running; the intact images restore
+// afterwards.
+func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenFile) {
+	t.Helper()
+	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
 	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
 	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 	if err != nil {
@@ -220,27 +253,7 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 		rewriteImage(t, dir, image.Files, 0, msgs...)
 		return dir
 	}
-	for _, tc := range []struct {
-		name  string
-		fd    string // the descriptor whose entry is broken
-		edit  func(f *fdinfo.FileEntry)
-		image bool // the error wraps ErrImage
-		want  []string
-	}{
-		{name: "epoll target missing", fd: "epfd", image: true, want: []string{"watches fd 999"},
-			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(999) }},
-		{name: "epoll without its entry", fd: "sleep_ep", image: true, want: []string{"EVENTPOLL without"},
-			edit: func(f *fdinfo.FileEntry) { f.Epfd = nil }},
-		{name: "eventfd without its entry", fd: "sem", image: true, want: []string{"EVENTFD without"},
-			edit: func(f *fdinfo.FileEntry) { f.Efd = nil }},
-		{name: "eventfd counter too large", fd: "efd", image: true, want: []string{"counter 0xffffffffffffffff"},
-			edit: func(f *fdinfo.FileEntry) { f.Efd.Counter = proto.Uint64(^uint64(0)) }},
-		// The kernel refuses an epoll watching itself: found only when the
-		// restore registers it.
-		{name: "epoll watching itself", fd: "epfd",
-			want: []string{fmt.Sprintf("add fd %d to epoll fd %d", fd("epfd"), fd("epfd")), "invalid argument"},
-			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(fd("epfd")) }},
-	} {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)
 			dir := edited(t, fd(tc.fd), tc.edit)

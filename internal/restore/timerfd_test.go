@@ -7,6 +7,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -204,4 +205,27 @@ func (d timerfdDup) ticks(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return tf.Ticks
+}
+
+// TestRestoreBadTimerfdImages restores checkpoints of the timerfd subject
+// whose timerfds or signalfds are broken.
+func TestRestoreBadTimerfdImages(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "timerfd.c"))}
+	s.WaitTicks(t, 3)
+	c := dumpAndReap(t, s)
+	restoreBrokenFiles(t, s, c, []brokenFile{
+		{name: "timerfd without its entry", fd: "slow", image: true, want: []string{"TIMERFD without"},
+			edit: func(f *fdinfo.FileEntry) { f.Tfd = nil }},
+		{name: "timerfd on a CPU clock", fd: "off", image: true, want: []string{"clock 2"},
+			edit: func(f *fdinfo.FileEntry) { f.Tfd.Clockid = proto.Uint32(unix.CLOCK_PROCESS_CPUTIME_ID) }},
+		{name: "timerfd settime flags", fd: "abs", image: true, want: []string{"settime flags 0x5"},
+			edit: func(f *fdinfo.FileEntry) { f.Tfd.SettimeFlags = proto.Uint32(5) }},
+		{name: "timerfd nanoseconds", fd: "fast", image: true, want: []string{"out of range"},
+			edit: func(f *fdinfo.FileEntry) { f.Tfd.Insec = proto.Uint64(1e9) }},
+		{name: "timerfd time too long", fd: "slow", image: true, want: []string{"out of range"},
+			edit: func(f *fdinfo.FileEntry) { f.Tfd.Vsec = proto.Uint64(1 << 62) }},
+		{name: "signalfd without its entry", fd: "sfd", image: true, want: []string{"SIGNALFD without"},
+			edit: func(f *fdinfo.FileEntry) { f.Sgfd = nil }},
+	})
 }
