@@ -6,6 +6,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -22,7 +23,7 @@ func TestDumpTimerfd(t *testing.T) {
 	critDecode(t, d.dir)
 	im := readImages(t, d.dir, s.Pid)
 	crit := critFiles(t, d.dir)
-	for _, k := range []string{"clock", "fast", "once", "off", "slow", "abs", "wall"} {
+	for _, k := range []string{"clock", "fast", "once", "off", "parked", "slow", "abs", "wall"} {
 		f := im.file(t, uint32(s.ReadyUint(t, k)))
 		e := f.GetTfd()
 		if f.GetType() != fdinfo.FdTypes_TIMERFD || e == nil {
@@ -51,4 +52,14 @@ func TestDumpTimerfd(t *testing.T) {
 	if t.Failed() {
 		t.Logf("dump log:\n%s", d.log)
 	}
+}
+
+// TestDumpTimerfdTooFast dumps the timerfd subject with a timer that
+// expires every microsecond, again before its expirations can be read
+// once counted: the dump refuses it, naming it, and the subject runs on.
+func TestDumpTimerfdTooFast(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "timerfd.c"), "1000")
+	s.WaitTicks(t, 3)
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["fast"], "timerfd", "expires again")
 }

@@ -60,15 +60,18 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 // until it is read or asked for its time: only then does the kernel count
 // the periods since and run it again. So the dump asks first, through a
 // duplicate (timerfd_gettime changes nothing the process could tell), and
-// then reads fdinfo; a timer that was running when asked and has no time
-// left in fdinfo expired in between, and is asked again.
+// then reads fdinfo. A periodic timer with no time left there expired in
+// between, and is asked again; unless it never counts an expiration more:
+// then it is disarmed, its period set for a later arming.
 func readTimerfd(pid, fd int) (proc.Timerfd, error) {
 	dup, err := Getfd(pid, fd)
 	if err != nil {
 		return proc.Timerfd{}, err
 	}
 	defer unix.Close(dup)
-	for range timerfdTries {
+	var last proc.Timerfd
+	running := false
+	for i := range timerfdTries {
 		var cur unix.ItimerSpec
 		if err := unix.TimerfdGettime(dup, &cur); err != nil {
 			return proc.Timerfd{}, fmt.Errorf("timerfd_gettime fd %d of pid %d: %w", fd, pid, err)
@@ -81,11 +84,16 @@ func readTimerfd(pid, fd int) (proc.Timerfd, error) {
 		if err != nil {
 			return proc.Timerfd{}, fmt.Errorf("read timerfd fd %d: %w", fd, err)
 		}
-		if cur.Value == (unix.Timespec{}) || tf.Value != 0 {
+		if tf.Value != 0 || tf.Interval == 0 {
 			return tf, nil
 		}
+		running = running || i > 0 && tf.Ticks != last.Ticks
+		last = tf
 	}
-	return proc.Timerfd{}, fmt.Errorf("%w: timerfd fd %d expires again each time it is read", ErrUnsupported, fd)
+	if !running {
+		return last, nil
+	}
+	return proc.Timerfd{}, fmt.Errorf("%w: timerfd fd %d, every %v, expires again each time it is read", ErrUnsupported, fd, last.Interval)
 }
 
 // timerfdClocks are the clocks timerfd_create takes.

@@ -18,11 +18,12 @@ import (
 
 // What test/subjects/timerfd.c holds; the two must agree.
 const (
-	tfdFast  = 2 * time.Millisecond
-	tfdSlow  = 3600 * time.Second
-	tfdAbs   = 7200 * time.Second
-	tfdWall  = 5400 * time.Second
-	tfdSig40 = 40
+	tfdFast   = 2 * time.Millisecond
+	tfdSlow   = 3600 * time.Second
+	tfdParked = 60 * time.Second
+	tfdAbs    = 7200 * time.Second
+	tfdWall   = 5400 * time.Second
+	tfdSig40  = 40
 )
 
 // dumpedFiles are a checkpoint's file entries by descriptor number.
@@ -86,9 +87,11 @@ func TestRestoreTimerfd(t *testing.T) {
 		"fast": {clock: unix.CLOCK_MONOTONIC, interval: tfdFast, ticks: 10, nonblock: true},
 		"once": {clock: unix.CLOCK_BOOTTIME, ticks: 1, notRunning: true},
 		"off":  {clock: unix.CLOCK_BOOTTIME, notRunning: true},
-		"slow": {clock: unix.CLOCK_BOOTTIME, armed: tfdSlow, interval: 2 * tfdSlow},
-		"abs":  {clock: unix.CLOCK_MONOTONIC, settime: abstime, armed: tfdAbs},
-		"wall": {clock: unix.CLOCK_REALTIME, settime: abstime | cancel, armed: tfdWall},
+		// Disarmed, a period set: it stays disarmed.
+		"parked": {clock: unix.CLOCK_MONOTONIC, interval: tfdParked, notRunning: true},
+		"slow":   {clock: unix.CLOCK_BOOTTIME, armed: tfdSlow, interval: 2 * tfdSlow},
+		"abs":    {clock: unix.CLOCK_MONOTONIC, settime: abstime, armed: tfdAbs},
+		"wall":   {clock: unix.CLOCK_REALTIME, settime: abstime | cancel, armed: tfdWall},
 	}
 	dumped := map[string]*proc.Timerfd{}
 	for k, w := range timers {

@@ -4,11 +4,13 @@
 // It holds:
 //   clock  a periodic CLOCK_MONOTONIC timerfd (PERIOD_MS) whose read it
 //          blocks in once per tick: a dump mostly finds it there
-//   fast   a periodic CLOCK_MONOTONIC timerfd (FAST_MS), O_NONBLOCK and
-//          close-on-exec, never read: its expirations pile up
+//   fast   a periodic CLOCK_MONOTONIC timerfd (FAST_MS, or FAST_NS
+//          nanoseconds), O_NONBLOCK and close-on-exec, never read: its
+//          expirations pile up
 //   once   a one-shot CLOCK_BOOTTIME timerfd that expired before ready,
 //          never read: it holds one expiration
 //   off    a CLOCK_BOOTTIME timerfd never armed
+//   parked a CLOCK_MONOTONIC timerfd disarmed with a period of PARKED_S
 //   slow   a CLOCK_BOOTTIME timerfd armed for SLOW_S seconds, period
 //          2*SLOW_S
 //   abs    a CLOCK_MONOTONIC timerfd armed with TFD_TIMER_ABSTIME for
@@ -20,8 +22,10 @@
 //   sfd2   a signalfd of SIGUSR2 and signal 40, never read
 // with SIGUSR1, SIGUSR2 and signal 40 blocked.
 //
+// Usage: timerfd [FAST_NS]
+//
 // Once set up it prints
-//   ready clock=FD fast=FD once=FD off=FD slow=FD abs=FD wall=FD sfd=FD sfd2=FD
+//   ready clock=FD fast=FD once=FD off=FD parked=FD slow=FD abs=FD wall=FD sfd=FD sfd2=FD
 // then every tick
 //   tick N pid=P expired=E sigs=S ok
 // where E is what the read of clock returned and S how many SIGUSR1 it
@@ -44,6 +48,7 @@
 #define PERIOD_MS 20
 #define FAST_MS 2
 #define SLOW_S 3600
+#define PARKED_S 60
 #define ABS_S 7200
 #define WALL_S 5400
 #define SIG40 40
@@ -75,7 +80,7 @@ static int sigfd(int flags, int a, int b) {
 	return fd;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	sigset_t blocked;
 	sigemptyset(&blocked);
@@ -88,13 +93,18 @@ int main(void) {
 	int clock = make(CLOCK_MONOTONIC, 0);
 	arm(clock, 0, 0, PERIOD_MS * 1000000, 0, PERIOD_MS * 1000000);
 	int fast = make(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	arm(fast, 0, 0, FAST_MS * 1000000, 0, FAST_MS * 1000000);
+	long fast_ns = argc > 1 ? atol(argv[1]) : FAST_MS * 1000000;
+	if (fast_ns <= 0 || fast_ns >= 1000000000)
+		fail("usage: timerfd [FAST_NS], below a second");
+	arm(fast, 0, 0, fast_ns, 0, fast_ns);
 	int once = make(CLOCK_BOOTTIME, 0);
 	arm(once, 0, 0, 1000000, 0, 0);
 	struct pollfd p = {.fd = once, .events = POLLIN};
 	if (poll(&p, 1, -1) != 1)
 		fail("poll the one-shot timer: %s", strerror(errno));
 	int off = make(CLOCK_BOOTTIME, 0);
+	int parked = make(CLOCK_MONOTONIC, 0);
+	arm(parked, 0, 0, 0, PARKED_S, 0);
 	int slow = make(CLOCK_BOOTTIME, 0);
 	arm(slow, 0, SLOW_S, 0, 2 * SLOW_S, 0);
 	struct timespec now;
@@ -107,8 +117,8 @@ int main(void) {
 	arm(wall, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, now.tv_sec + WALL_S, now.tv_nsec, 0, 0);
 	int sfd = sigfd(SFD_NONBLOCK, SIGUSR1, 0);
 	int sfd2 = sigfd(0, SIGUSR2, SIG40);
-	printf("ready clock=%d fast=%d once=%d off=%d slow=%d abs=%d wall=%d sfd=%d sfd2=%d\n", clock, fast, once, off,
-	       slow, abs, wall, sfd, sfd2);
+	printf("ready clock=%d fast=%d once=%d off=%d parked=%d slow=%d abs=%d wall=%d sfd=%d sfd2=%d\n", clock, fast,
+	       once, off, parked, slow, abs, wall, sfd, sfd2);
 
 	long sigs = 0;
 	for (long tick = 0;; tick++) {
