@@ -41,64 +41,127 @@ func dumpedFiles(t *testing.T, c *checkpoint) map[int]*fdinfo.FileEntry {
 	return m
 }
 
+// timerfdWant is what the images must hold of one of the timerfd
+// subject's timerfds. Times left shrink while the subject runs: they are
+// checked against what it armed, less a minute.
+type timerfdWant struct {
+	clock    int32
+	settime  uint32
+	armed    time.Duration // one-shot, running: what it was armed with
+	interval time.Duration
+	// ticks: at least, but exactly for the timers that do not run.
+	ticks      uint64
+	nonblock   bool
+	notRunning bool
+}
+
+var timerfdWants = map[string]timerfdWant{
+	// Without asking for its time first, the dump would see one
+	// expiration: at least a tick's worth of periods since the start.
+	"fast": {clock: unix.CLOCK_MONOTONIC, interval: tfdFast, ticks: 10, nonblock: true},
+	"once": {clock: unix.CLOCK_BOOTTIME, ticks: 1, notRunning: true},
+	"off":  {clock: unix.CLOCK_BOOTTIME, notRunning: true},
+	// Disarmed, a period set: it stays disarmed.
+	"parked": {clock: unix.CLOCK_MONOTONIC, interval: tfdParked, notRunning: true},
+	"slow":   {clock: unix.CLOCK_BOOTTIME, armed: tfdSlow, interval: 2 * tfdSlow},
+	"abs":    {clock: unix.CLOCK_MONOTONIC, settime: unix.TFD_TIMER_ABSTIME, armed: tfdAbs},
+	"wall":   {clock: unix.CLOCK_REALTIME, settime: unix.TFD_TIMER_ABSTIME | unix.TFD_TIMER_CANCEL_ON_SET, armed: tfdWall},
+}
+
 // TestRestoreTimerfd dumps the timerfd subject, checks its timerfds and
 // signalfds in the images, restores it, and checks that they come back
 // as dumped and work: the timer it blocks in keeps ticking, expirations
-// not read are still there, a periodic one goes on expiring, disarmed
-// ones stay disarmed, the absolute one keeps its deadline on the
-// process's clock (the subject checks that), and a signal sent after the
-// restore is read from the signalfd.
+// not read are still there, a periodic one goes on expiring (and an epoll
+// reports it), disarmed ones stay disarmed, the absolute one keeps its
+// deadline on the process's clock (the subject checks that), and a signal
+// sent after the restore is read from the signalfd. Then the restored
+// process goes through it all again.
 func TestRestoreTimerfd(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "timerfd.c"))}
 	s.WaitTicks(t, 3)
 	fd := func(k string) int { return int(s.ReadyUint(t, k)) }
-	c := dumpAndReap(t, s)
-	files := dumpedFiles(t, c)
-	tfd := func(k string) *proc.Timerfd {
-		t.Helper()
-		f := files[fd(k)]
-		if f.GetType() != fdinfo.FdTypes_TIMERFD || f.GetTfd() == nil {
-			t.Fatalf("%s (fd %d): %v entry, want TIMERFD", k, fd(k), f.GetType())
+	for hop := 1; hop <= 2; hop++ {
+		c := dumpAndReap(t, s)
+		dumped := checkDumpedTimerfds(t, s, c)
+		if t.Failed() {
+			t.FailNow()
 		}
+
+		_, log := restoreSubject(t, s, c, restore.Options{})
+		s.WaitTicks(t, 3)
+		for k, w := range timerfdWants {
+			info, err := proc.ReadFdinfo(s.Pid, fd(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := info.Timerfd()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := dumped[k]
+			ok := got.Clockid == d.Clockid && got.SettimeFlags == d.SettimeFlags && got.Interval == d.Interval
+			switch {
+			case w.notRunning:
+				ok = ok && got.Ticks == d.Ticks && got.Value == 0
+			case w.armed != 0:
+				// The process's clocks went on from the dump: the time
+				// left is what it was, less the restore and this test.
+				ok = ok && got.Ticks == 0 && got.Value <= d.Value && got.Value > d.Value-10*time.Second
+			default:
+				ok = ok && got.Ticks >= d.Ticks
+			}
+			if !ok {
+				t.Errorf("hop %d: %s: restored as %+v, dumped as %+v\nlog:\n%s", hop, k, got, d, log)
+			}
+		}
+
+		// The unread periodic timer goes on expiring: each time it is
+		// asked, it has counted more periods.
+		fast := dupTimerfd(t, s.Pid, fd("fast"))
+		n := fast.ticks(t)
+		time.Sleep(10 * tfdFast)
+		if m := fast.ticks(t); m <= n || n < dumped["fast"].Ticks {
+			t.Errorf("hop %d: fast timerfd: %d expirations, then %d; dumped with %d", hop, n, m, dumped["fast"].Ticks)
+		}
+		unix.Close(fast.fd)
+
+		if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitField(t, s, "sigs", func(v int) bool { return v == hop })
+		s.WaitTicks(t, 3)
+		for _, tk := range s.TickLines()[c.ticks:] {
+			if tk.Fields["pid"] != fmt.Sprint(s.Pid) {
+				t.Fatalf("tick %d after the restore says pid=%s, want %d", tk.N, tk.Fields["pid"], s.Pid)
+			}
+		}
+	}
+}
+
+// checkDumpedTimerfds checks the timerfds and signalfds of a checkpoint
+// of the timerfd subject, and returns the timerfds as the images hold
+// them.
+func checkDumpedTimerfds(t *testing.T, s *subject, c *checkpoint) map[string]proc.Timerfd {
+	t.Helper()
+	fd := func(k string) int { return int(s.ReadyUint(t, k)) }
+	files := dumpedFiles(t, c)
+	dumped := map[string]proc.Timerfd{}
+	for k, w := range timerfdWants {
+		f := files[fd(k)]
 		e := f.GetTfd()
-		return &proc.Timerfd{
+		if f.GetType() != fdinfo.FdTypes_TIMERFD || e == nil {
+			t.Errorf("%s (fd %d): %v entry, want TIMERFD", k, fd(k), f.GetType())
+			continue
+		}
+		got := proc.Timerfd{
 			Clockid: int32(e.GetClockid()), Ticks: e.GetTicks(), SettimeFlags: e.GetSettimeFlags(),
 			Value:    time.Duration(e.GetVsec())*time.Second + time.Duration(e.GetVnsec()),
 			Interval: time.Duration(e.GetIsec())*time.Second + time.Duration(e.GetInsec()),
 		}
-	}
-
-	// What the images must hold. Times left shrink while the subject
-	// runs: they are checked against what it armed, less a minute.
-	const abstime, cancel = unix.TFD_TIMER_ABSTIME, unix.TFD_TIMER_CANCEL_ON_SET
-	type want struct {
-		clock      int32
-		settime    uint32
-		armed      time.Duration // 0: not running
-		interval   time.Duration
-		ticks      uint64 // at least, but exactly for the timers that do not run
-		nonblock   bool
-		notRunning bool
-	}
-	timers := map[string]want{
-		// Without asking for its time first, the dump would see one
-		// expiration: at least a tick's worth of periods since the start.
-		"fast": {clock: unix.CLOCK_MONOTONIC, interval: tfdFast, ticks: 10, nonblock: true},
-		"once": {clock: unix.CLOCK_BOOTTIME, ticks: 1, notRunning: true},
-		"off":  {clock: unix.CLOCK_BOOTTIME, notRunning: true},
-		// Disarmed, a period set: it stays disarmed.
-		"parked": {clock: unix.CLOCK_MONOTONIC, interval: tfdParked, notRunning: true},
-		"slow":   {clock: unix.CLOCK_BOOTTIME, armed: tfdSlow, interval: 2 * tfdSlow},
-		"abs":    {clock: unix.CLOCK_MONOTONIC, settime: abstime, armed: tfdAbs},
-		"wall":   {clock: unix.CLOCK_REALTIME, settime: abstime | cancel, armed: tfdWall},
-	}
-	dumped := map[string]*proc.Timerfd{}
-	for k, w := range timers {
-		got := tfd(k)
 		dumped[k] = got
 		ok := got.Clockid == w.clock && got.SettimeFlags == w.settime && got.Interval == w.interval &&
-			(files[fd(k)].GetTfd().GetFlags()&unix.O_NONBLOCK != 0) == w.nonblock
+			(e.GetFlags()&unix.O_NONBLOCK != 0) == w.nonblock
 		switch {
 		case w.notRunning:
 			ok = ok && got.Ticks == w.ticks && got.Value == 0
@@ -108,7 +171,7 @@ func TestRestoreTimerfd(t *testing.T) {
 			ok = ok && got.Ticks >= w.ticks && got.Value > 0 && got.Value <= w.interval
 		}
 		if !ok {
-			t.Errorf("%s: dumped as %+v (flags %#o), want %+v", k, *got, files[fd(k)].GetTfd().GetFlags(), w)
+			t.Errorf("%s: dumped as %+v (flags %#o), want %+v", k, got, e.GetFlags(), w)
 		}
 	}
 	for _, tc := range []struct {
@@ -125,69 +188,20 @@ func TestRestoreTimerfd(t *testing.T) {
 			t.Errorf("%s: dumped as %v, want SIGNALFD of mask %#x, flags %#o", tc.name, f, tc.mask, unix.O_RDWR|tc.flag)
 		}
 	}
-	if t.Failed() {
-		t.FailNow()
-	}
-
-	_, log := restoreSubject(t, s, c, restore.Options{})
-	s.WaitTicks(t, 3)
-	for k, w := range timers {
-		info, err := proc.ReadFdinfo(s.Pid, fd(k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := info.Timerfd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := dumped[k]
-		ok := got.Clockid == d.Clockid && got.SettimeFlags == d.SettimeFlags && got.Interval == d.Interval
-		switch {
-		case w.notRunning:
-			ok = ok && got.Ticks == d.Ticks && got.Value == 0
-		case w.armed != 0:
-			// The process's clocks went on from the dump: the time
-			// left is what it was, less the restore and this test.
-			ok = ok && got.Ticks == 0 && got.Value <= d.Value && got.Value > d.Value-10*time.Second
-		default:
-			ok = ok && got.Ticks >= d.Ticks
-		}
-		if !ok {
-			t.Errorf("%s: restored as %+v, dumped as %+v\nlog:\n%s", k, got, *d, log)
-		}
-	}
-
-	// The unread periodic timer goes on expiring: each time it is asked,
-	// it has counted more periods.
-	fast := fastTimerfd(t, s.Pid, fd("fast"))
-	n := fast.ticks(t)
-	time.Sleep(10 * tfdFast)
-	if m := fast.ticks(t); m <= n || n < dumped["fast"].Ticks {
-		t.Errorf("fast timerfd: %d expirations, then %d; dumped with %d", n, m, dumped["fast"].Ticks)
-	}
-
-	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	waitField(t, s, "sigs", func(v int) bool { return v == 1 })
-	s.WaitTicks(t, 3)
-	for _, tk := range s.TickLines()[c.ticks:] {
-		if tk.Fields["pid"] != fmt.Sprint(s.Pid) {
-			t.Fatalf("tick %d after the restore says pid=%s, want %d", tk.N, tk.Fields["pid"], s.Pid)
-		}
-	}
+	return dumped
 }
 
 // timerfdDup is the test's own duplicate of a timerfd of the subject.
 type timerfdDup struct{ fd, pid, target int }
 
-func fastTimerfd(t *testing.T, pid, fd int) timerfdDup {
+// dupTimerfd duplicates descriptor fd of pid into the test; the caller
+// closes it.
+func dupTimerfd(t *testing.T, pid, fd int) timerfdDup {
 	t.Helper()
 	dup, err := files.Getfd(pid, fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(dup) })
 	return timerfdDup{dup, pid, fd}
 }
 

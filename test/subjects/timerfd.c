@@ -18,6 +18,7 @@
 //          clock plus its time left is still that deadline
 //   wall   a CLOCK_REALTIME timerfd armed with TFD_TIMER_ABSTIME and
 //          TFD_TIMER_CANCEL_ON_SET for WALL_S seconds after the start
+//   ep     an epoll watching fast, which every tick checks is readable
 //   sfd    a signalfd of SIGUSR1, O_NONBLOCK, read every tick
 //   sfd2   a signalfd of SIGUSR2 and signal 40, never read
 // with SIGUSR1, SIGUSR2 and signal 40 blocked.
@@ -25,7 +26,7 @@
 // Usage: timerfd [FAST_NS]
 //
 // Once set up it prints
-//   ready clock=FD fast=FD once=FD off=FD parked=FD slow=FD abs=FD wall=FD sfd=FD sfd2=FD
+//   ready clock=FD fast=FD once=FD off=FD parked=FD slow=FD abs=FD wall=FD ep=FD sfd=FD sfd2=FD
 // then every tick
 //   tick N pid=P expired=E sigs=S ok
 // where E is what the read of clock returned and S how many SIGUSR1 it
@@ -38,6 +39,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -115,10 +117,14 @@ int main(int argc, char **argv) {
 	clock_gettime(CLOCK_REALTIME, &now);
 	int wall = make(CLOCK_REALTIME, 0);
 	arm(wall, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, now.tv_sec + WALL_S, now.tv_nsec, 0, 0);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fast};
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fast, &ev) != 0)
+		fail("epoll: %s", strerror(errno));
 	int sfd = sigfd(SFD_NONBLOCK, SIGUSR1, 0);
 	int sfd2 = sigfd(0, SIGUSR2, SIG40);
-	printf("ready clock=%d fast=%d once=%d off=%d parked=%d slow=%d abs=%d wall=%d sfd=%d sfd2=%d\n", clock, fast,
-	       once, off, parked, slow, abs, wall, sfd, sfd2);
+	printf("ready clock=%d fast=%d once=%d off=%d parked=%d slow=%d abs=%d wall=%d ep=%d sfd=%d sfd2=%d\n", clock,
+	       fast, once, off, parked, slow, abs, wall, ep, sfd, sfd2);
 
 	long sigs = 0;
 	for (long tick = 0;; tick++) {
@@ -136,6 +142,8 @@ int main(int argc, char **argv) {
 		}
 		if (n >= 0 || errno != EAGAIN)
 			fail("read the signalfd: %zd, %s", n, strerror(errno));
+		if (epoll_wait(ep, &ev, 1, 0) != 1 || ev.data.fd != fast || ev.events != EPOLLIN)
+			fail("epoll does not report the fast timerfd readable");
 		// The absolute timer's deadline holds on the process's clock,
 		// within what a tick may take.
 		struct itimerspec its;
