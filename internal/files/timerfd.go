@@ -119,8 +119,18 @@ func (timerfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // the kernel keeps a timer for: signed 64-bit nanoseconds.
 func kernelTime(sec, nsec uint64) bool { return nsec < 1e9 && sec <= (math.MaxInt64-nsec)/1e9 }
 
+// timerfdMargin is how far ahead of a restored timer's next expiration
+// its expirations not read are set, at first; see open.
+const timerfdMargin = time.Millisecond
+
 // open makes a timerfd in the process, armed with the time left and
-// period, holding the expirations not read.
+// period, holding the expirations not read. Those can only be set once
+// the timer is armed, which clears them, and setting them overwrites an
+// expiration in between. So the expirations due within a margin are
+// counted at once, the timer armed for the one after (a one-shot stays
+// disarmed), and fdinfo must then show it has not expired since; else it
+// is armed again, with a wider margin. An expiration can then come up to
+// the margin early, never be lost.
 func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Tfd
 	flags := uint64(unix.TFD_CLOEXEC)
@@ -131,49 +141,100 @@ func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("make timerfd on clock %d: %w", e.GetClockid(), err)
 	}
-	spec := unix.ItimerSpec{
-		Interval: unix.Timespec{Sec: int64(e.GetIsec()), Nsec: int64(e.GetInsec())},
-		Value:    unix.Timespec{Sec: int64(e.GetVsec()), Nsec: int64(e.GetVnsec())},
+	left := time.Duration(e.GetVsec())*time.Second + time.Duration(e.GetVnsec())
+	interval := time.Duration(e.GetIsec())*time.Second + time.Duration(e.GetInsec())
+	for margin := timerfdMargin; ; margin *= 2 {
+		value, ticks := left, e.GetTicks()
+		if ticks != 0 && left != 0 && left < margin {
+			if interval == 0 {
+				value, ticks = 0, ticks+1
+			} else {
+				due := (margin - left + interval - 1) / interval
+				value, ticks = left+due*interval, ticks+uint64(due)
+				if value < left { // past the largest time the kernel keeps
+					value = math.MaxInt64
+				}
+			}
+		}
+		if err := armTimerfd(r, n, e, value, interval); err != nil {
+			return 0, err
+		}
+		if ticks != 0 {
+			if err := setTimerfdTicks(r, n, ticks); err != nil {
+				return 0, err
+			}
+		}
+		if ticks == 0 || value == 0 {
+			break // nothing ran between
+		}
+		info, err := proc.ReadFdinfo(r.pid, int(n))
+		if err != nil {
+			return 0, err
+		}
+		tf, err := info.Timerfd()
+		if err != nil {
+			return 0, fmt.Errorf("read timerfd %d: %w", n, err)
+		}
+		if tf.Value != 0 {
+			break
+		}
+		if margin > time.Second {
+			return 0, fmt.Errorf("timerfd %d expired before its expirations could be set, %v ahead", n, margin)
+		}
 	}
+	return r.lift(n)
+}
+
+// armTimerfd arms timerfd n of the process for entry e, with the time
+// left value and period interval, or leaves it disarmed.
+func armTimerfd(r *Restorer, n uint64, e *timerfd.TimerfdEntry, value, interval time.Duration) error {
+	spec := unix.ItimerSpec{Interval: unix.NsecToTimespec(interval.Nanoseconds()), Value: unix.NsecToTimespec(value.Nanoseconds())}
 	scratch, err := r.tr.Scratch(r.pid)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	// The deadline of an absolute timer is the process's own clock (in
 	// its time namespace) plus the time left.
-	if e.GetSettimeFlags()&unix.TFD_TIMER_ABSTIME != 0 && spec.Value != (unix.Timespec{}) {
+	if e.GetSettimeFlags()&unix.TFD_TIMER_ABSTIME != 0 && value != 0 {
 		if err := r.sys(unix.SYS_CLOCK_GETTIME, uint64(e.GetClockid()), scratch); err != nil {
-			return 0, fmt.Errorf("read clock %d: %w", e.GetClockid(), err)
+			return fmt.Errorf("read clock %d: %w", e.GetClockid(), err)
 		}
 		var now unix.Timespec
 		if err := r.tr.ReadValue(scratch, &now); err != nil {
-			return 0, err
+			return err
 		}
 		// Past the largest time the kernel keeps is never, as for it.
 		deadline := int64(math.MaxInt64)
-		if left := spec.Value.Nano(); left <= deadline-now.Nano() {
+		if left := value.Nanoseconds(); left <= deadline-now.Nano() {
 			deadline = now.Nano() + left
 		}
 		spec.Value = unix.NsecToTimespec(deadline)
 	}
 	// A timer as made is disarmed, without period or flags.
-	if spec != (unix.ItimerSpec{}) || e.GetSettimeFlags() != 0 {
-		if err := r.tr.WriteValue(scratch, spec); err != nil {
-			return 0, err
-		}
-		if err := r.sys(unix.SYS_TIMERFD_SETTIME, n, uint64(e.GetSettimeFlags()), scratch, 0); err != nil {
-			return 0, fmt.Errorf("arm timerfd %d (flags %#x, value %d.%09d s, interval %d.%09d s): %w",
-				n, e.GetSettimeFlags(), spec.Value.Sec, spec.Value.Nsec, spec.Interval.Sec, spec.Interval.Nsec, err)
-		}
+	if spec == (unix.ItimerSpec{}) && e.GetSettimeFlags() == 0 {
+		return nil
 	}
-	// Arming cleared them.
-	if e.GetTicks() != 0 {
-		if err := r.tr.WriteValue(scratch, e.GetTicks()); err != nil {
-			return 0, err
-		}
-		if err := r.sys(unix.SYS_IOCTL, n, kernel.TimerfdSetTicksRequest, scratch); err != nil {
-			return 0, fmt.Errorf("set timerfd %d expirations to %d: %w", n, e.GetTicks(), err)
-		}
+	if err := r.tr.WriteValue(scratch, spec); err != nil {
+		return err
 	}
-	return r.lift(n)
+	if err := r.sys(unix.SYS_TIMERFD_SETTIME, n, uint64(e.GetSettimeFlags()), scratch, 0); err != nil {
+		return fmt.Errorf("arm timerfd %d (flags %#x, value %d.%09d s, interval %d.%09d s): %w",
+			n, e.GetSettimeFlags(), spec.Value.Sec, spec.Value.Nsec, spec.Interval.Sec, spec.Interval.Nsec, err)
+	}
+	return nil
+}
+
+// setTimerfdTicks sets the expirations timerfd n of the process holds.
+func setTimerfdTicks(r *Restorer, n, ticks uint64) error {
+	scratch, err := r.tr.Scratch(r.pid)
+	if err != nil {
+		return err
+	}
+	if err := r.tr.WriteValue(scratch, ticks); err != nil {
+		return err
+	}
+	if err := r.sys(unix.SYS_IOCTL, n, kernel.TimerfdSetTicksRequest, scratch); err != nil {
+		return fmt.Errorf("set timerfd %d expirations to %d: %w", n, ticks, err)
+	}
+	return nil
 }

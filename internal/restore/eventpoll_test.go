@@ -227,36 +227,10 @@ type brokenFile struct {
 func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenFile) {
 	t.Helper()
 	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
-	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
-	if err != nil {
-		t.Fatal(err)
-	}
-	idOf := func(n uint32) uint32 {
-		i := slices.IndexFunc(fds, func(e *fdinfo.FdinfoEntry) bool { return e.GetFd() == n })
-		if i < 0 {
-			t.Fatalf("no fd %d in the images", n)
-		}
-		return fds[i].GetId()
-	}
-	// edited rewrites files.img with the entry of descriptor n changed.
-	edited := func(t *testing.T, n uint32, edit func(f *fdinfo.FileEntry)) string {
-		dir := copyDir(t, c.dir)
-		var msgs []proto.Message
-		for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
-			f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
-			if id == idOf(n) {
-				edit(f)
-			}
-			msgs = append(msgs, f)
-		}
-		rewriteImage(t, dir, image.Files, 0, msgs...)
-		return dir
-	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)
-			dir := edited(t, fd(tc.fd), tc.edit)
+			dir := editedFiles(t, c, fd(tc.fd), tc.edit)
 			log, buf := newLog()
 			_, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
 			if err == nil {
@@ -280,4 +254,30 @@ func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenF
 	}
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 10)
+}
+
+// editedFiles copies checkpoint c with the file entry of descriptor n
+// changed by edit, and returns the copy's directory.
+func editedFiles(t *testing.T, c *checkpoint, n uint32, edit func(f *fdinfo.FileEntry)) string {
+	t.Helper()
+	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
+	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(fds, func(e *fdinfo.FdinfoEntry) bool { return e.GetFd() == n })
+	if i < 0 {
+		t.Fatalf("no fd %d in the images", n)
+	}
+	dir := copyDir(t, c.dir)
+	var msgs []proto.Message
+	for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
+		f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
+		if id == fds[i].GetId() {
+			edit(f)
+		}
+		msgs = append(msgs, f)
+	}
+	rewriteImage(t, dir, image.Files, 0, msgs...)
+	return dir
 }

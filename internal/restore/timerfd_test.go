@@ -246,3 +246,32 @@ func TestRestoreBadTimerfdImages(t *testing.T) {
 			edit: func(f *fdinfo.FileEntry) { f.Sgfd = nil }},
 	})
 }
+
+// TestRestoreTimerfdDue restores the timerfd subject with a timer that
+// holds expirations not read and expires a microsecond after it is armed,
+// before they can be set: the expiration is counted at once rather than
+// overwritten, and the timer armed for the period after.
+func TestRestoreTimerfdDue(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "timerfd.c"))}
+	s.WaitTicks(t, 3)
+	c := dumpAndReap(t, s)
+	const ticks = 5
+	due := *c
+	due.dir = editedFiles(t, c, uint32(s.ReadyUint(t, "slow")), func(f *fdinfo.FileEntry) {
+		f.Tfd.Ticks, f.Tfd.Vsec, f.Tfd.Vnsec = proto.Uint64(ticks), proto.Uint64(0), proto.Uint64(1000)
+	})
+	_, log := restoreSubject(t, s, &due, restore.Options{})
+	s.WaitTicks(t, 3)
+	info, err := proc.ReadFdinfo(s.Pid, int(s.ReadyUint(t, "slow")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := info.Timerfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if period := 2 * tfdSlow; got.Ticks != ticks+1 || got.Value > period || got.Value < period-10*time.Second {
+		t.Errorf("timer due at once restored as %+v, want %d expirations and the next in about %v\nlog:\n%s", got, ticks+1, period, log)
+	}
+}
