@@ -23,6 +23,7 @@ type Restorer struct {
 	memfdRestorer
 	pipeRestorer
 	ghostRestorer
+	timerfdRestorer
 }
 
 // NewRestorer prepares to reopen set in process pid, traced by tr. With

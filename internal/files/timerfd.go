@@ -18,16 +18,16 @@ import (
 // timerfdKind is a timerfd: its clock, the time left until it expires,
 // its period, and the expirations not read yet.
 //
-// The images hold the time left, as CRIU's do, and a restore arms the
-// timer with it. In the time namespace a restore makes, CLOCK_MONOTONIC
-// and CLOCK_BOOTTIME go on from the dump, so a timer on them expires at
-// the very time it would have, relative or absolute
-// (TFD_TIMER_ABSTIME, kept: the deadline is the process's clock plus the
-// time left). CLOCK_REALTIME is not namespaced: a timer on it expires
-// the time left after the restore, as the process's other timers do, and
-// an absolute one therefore as much later as the process was away.
-// TFD_TIMER_CANCEL_ON_SET is kept for later settings of the clock; the
-// jump of the wall clock across the restore cancels nothing.
+// The images hold the time left, as CRIU's do. In the time namespace a
+// restore makes, CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from their
+// values at the dump (timens.img), so a timer on them, relative or
+// absolute, keeps its deadline on the process's clock: that value plus
+// the time left (the few milliseconds between the dump reading the clocks
+// and reading the timer aside). CLOCK_REALTIME is not namespaced: a timer
+// on it expires the time left after the restore, as with CRIU, and an
+// absolute one therefore as much later as the process was away.
+// TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET are kept; the jump of the
+// wall clock across the restore cancels nothing.
 type timerfdKind struct{}
 
 // timerfdTries is how many times a dump asks a running timer for its time
@@ -60,9 +60,10 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 // until it is read or asked for its time: only then does the kernel count
 // the periods since and run it again. So the dump asks first, through a
 // duplicate (timerfd_gettime changes nothing the process could tell), and
-// then reads fdinfo. A periodic timer with no time left there expired in
-// between, and is asked again; unless it never counts an expiration more:
-// then it is disarmed, its period set for a later arming.
+// then reads fdinfo. A timer with no time left there that was running
+// when asked expired in between, and is asked again; a periodic one that
+// never counts an expiration more is not running: it is disarmed, its
+// period set for a later arming.
 func readTimerfd(pid, fd int) (proc.Timerfd, error) {
 	dup, err := Getfd(pid, fd)
 	if err != nil {
@@ -84,7 +85,9 @@ func readTimerfd(pid, fd int) (proc.Timerfd, error) {
 		if err != nil {
 			return proc.Timerfd{}, fmt.Errorf("read timerfd fd %d: %w", fd, err)
 		}
-		if tf.Value != 0 || tf.Interval == 0 {
+		// A one-shot timer running when asked and expired since is read
+		// again, once it has counted that expiration.
+		if tf.Value != 0 || tf.Interval == 0 && cur.Value == (unix.Timespec{}) {
 			return tf, nil
 		}
 		running = running || i > 0 && tf.Ticks != last.Ticks
@@ -119,45 +122,77 @@ func (timerfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // the kernel keeps a timer for: signed 64-bit nanoseconds.
 func kernelTime(sec, nsec uint64) bool { return nsec < 1e9 && sec <= (math.MaxInt64-nsec)/1e9 }
 
+// timerfdRestorer is what a restore knows of the process's clocks.
+type timerfdRestorer struct {
+	// atDump are the values at the dump of the clocks that went on from
+	// there in the process's time namespace, by clock id.
+	atDump map[uint32]time.Duration
+}
+
+// ClocksFromDump says that the process lives in a time namespace whose
+// CLOCK_MONOTONIC and CLOCK_BOOTTIME went on from mono and boot, their
+// values at the dump: its timers on them keep their deadlines.
+func (r *Restorer) ClocksFromDump(mono, boot time.Duration) {
+	r.atDump = map[uint32]time.Duration{unix.CLOCK_MONOTONIC: mono, unix.CLOCK_BOOTTIME: boot, unix.CLOCK_BOOTTIME_ALARM: boot}
+}
+
 // timerfdMargin is how far ahead of a restored timer's next expiration
 // its expirations not read are set, at first; see open.
 const timerfdMargin = time.Millisecond
 
-// open makes a timerfd in the process, armed with the time left and
-// period, holding the expirations not read. Those can only be set once
-// the timer is armed, which clears them, and setting them overwrites an
-// expiration in between. So the expirations due within a margin are
-// counted at once, the timer armed for the one after (a one-shot stays
-// disarmed), and fdinfo must then show it has not expired since; else it
-// is armed again, with a wider margin. An expiration can then come up to
-// the margin early, never be lost.
+// open makes a timerfd in the process, armed and holding the expirations
+// not read. On a clock that went on from the dump, its deadline is the
+// clock's value at the dump plus the time left, which the restore's own
+// time may have passed: the expirations due are then counted. On another
+// clock it has the time left from now.
+//
+// The expirations not read can only be set once the timer is armed, which
+// clears them, and setting them overwrites an expiration in between. So
+// the expirations due within a margin are counted at once, the timer
+// armed for the one after (a one-shot stays disarmed), and fdinfo must
+// then show it has not expired since; else it is armed again, with a
+// wider margin. An expiration can then come up to the margin early, never
+// be lost.
 func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Tfd
 	flags := uint64(unix.TFD_CLOEXEC)
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.TFD_NONBLOCK
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_TIMERFD_CREATE, uint64(e.GetClockid()), flags)
+	clock := e.GetClockid()
+	n, err := r.tr.Syscall(r.pid, unix.SYS_TIMERFD_CREATE, uint64(clock), flags)
 	if err != nil {
-		return 0, fmt.Errorf("make timerfd on clock %d: %w", e.GetClockid(), err)
+		return 0, fmt.Errorf("make timerfd on clock %d: %w", clock, err)
 	}
 	left := time.Duration(e.GetVsec())*time.Second + time.Duration(e.GetVnsec())
 	interval := time.Duration(e.GetIsec())*time.Second + time.Duration(e.GetInsec())
+	atDump, kept := r.atDump[clock]
+	abs := e.GetSettimeFlags()&unix.TFD_TIMER_ABSTIME != 0
 	for margin := timerfdMargin; ; margin *= 2 {
-		value, ticks := left, e.GetTicks()
-		if ticks != 0 && left != 0 && left < margin {
-			if interval == 0 {
-				value, ticks = 0, ticks+1
-			} else {
-				due := (margin - left + interval - 1) / interval
-				value, ticks = left+due*interval, ticks+uint64(due)
-				if value < left { // past the largest time the kernel keeps
-					value = math.MaxInt64
-				}
+		var now time.Duration
+		if left != 0 && (kept || abs) {
+			if now, err = r.clock(clock); err != nil {
+				return 0, err
 			}
 		}
-		if err := armTimerfd(r, n, e, value, interval); err != nil {
-			return 0, err
+		value, ticks := left, e.GetTicks()
+		if left != 0 && kept {
+			value = addSat(atDump, left) - now
+		}
+		if left != 0 && (value <= 0 || ticks != 0 && value < margin) {
+			var due uint64
+			value, due = dueWithin(value, interval, margin)
+			ticks += due
+		}
+		spec := unix.ItimerSpec{Interval: unix.NsecToTimespec(int64(interval)), Value: unix.NsecToTimespec(int64(value))}
+		if abs && value != 0 {
+			spec.Value = unix.NsecToTimespec(int64(addSat(now, value)))
+		}
+		// A timer as made is disarmed, without period or flags.
+		if spec != (unix.ItimerSpec{}) || e.GetSettimeFlags() != 0 {
+			if err := armTimerfd(r, n, e.GetSettimeFlags(), spec); err != nil {
+				return 0, err
+			}
 		}
 		if ticks != 0 {
 			if err := setTimerfdTicks(r, n, ticks); err != nil {
@@ -185,41 +220,54 @@ func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	return r.lift(n)
 }
 
-// armTimerfd arms timerfd n of the process for entry e, with the time
-// left value and period interval, or leaves it disarmed.
-func armTimerfd(r *Restorer, n uint64, e *timerfd.TimerfdEntry, value, interval time.Duration) error {
-	spec := unix.ItimerSpec{Interval: unix.NsecToTimespec(interval.Nanoseconds()), Value: unix.NsecToTimespec(value.Nanoseconds())}
+// dueWithin counts the expirations within margin of a timer due in left
+// (past if negative) with period interval, and returns the time left
+// until the next one: none for a one-shot.
+func dueWithin(left, interval, margin time.Duration) (time.Duration, uint64) {
+	if interval == 0 {
+		return 0, 1
+	}
+	due := (margin - left + interval - 1) / interval
+	return addSat(left, due*interval), uint64(due)
+}
+
+// addSat adds b to a, both times the kernel keeps; past the largest one
+// is never, as for the kernel.
+func addSat(a, b time.Duration) time.Duration {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// clock reads clock id in the process, in its time namespace.
+func (r *Restorer) clock(id uint32) (time.Duration, error) {
+	scratch, err := r.tr.Scratch(r.pid)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.sys(unix.SYS_CLOCK_GETTIME, uint64(id), scratch); err != nil {
+		return 0, fmt.Errorf("read clock %d: %w", id, err)
+	}
+	var now unix.Timespec
+	if err := r.tr.ReadValue(scratch, &now); err != nil {
+		return 0, err
+	}
+	return time.Duration(now.Nano()), nil
+}
+
+// armTimerfd arms timerfd n of the process.
+func armTimerfd(r *Restorer, n uint64, flags uint32, spec unix.ItimerSpec) error {
 	scratch, err := r.tr.Scratch(r.pid)
 	if err != nil {
 		return err
 	}
-	// The deadline of an absolute timer is the process's own clock (in
-	// its time namespace) plus the time left.
-	if e.GetSettimeFlags()&unix.TFD_TIMER_ABSTIME != 0 && value != 0 {
-		if err := r.sys(unix.SYS_CLOCK_GETTIME, uint64(e.GetClockid()), scratch); err != nil {
-			return fmt.Errorf("read clock %d: %w", e.GetClockid(), err)
-		}
-		var now unix.Timespec
-		if err := r.tr.ReadValue(scratch, &now); err != nil {
-			return err
-		}
-		// Past the largest time the kernel keeps is never, as for it.
-		deadline := int64(math.MaxInt64)
-		if left := value.Nanoseconds(); left <= deadline-now.Nano() {
-			deadline = now.Nano() + left
-		}
-		spec.Value = unix.NsecToTimespec(deadline)
-	}
-	// A timer as made is disarmed, without period or flags.
-	if spec == (unix.ItimerSpec{}) && e.GetSettimeFlags() == 0 {
-		return nil
-	}
 	if err := r.tr.WriteValue(scratch, spec); err != nil {
 		return err
 	}
-	if err := r.sys(unix.SYS_TIMERFD_SETTIME, n, uint64(e.GetSettimeFlags()), scratch, 0); err != nil {
+	if err := r.sys(unix.SYS_TIMERFD_SETTIME, n, uint64(flags), scratch, 0); err != nil {
 		return fmt.Errorf("arm timerfd %d (flags %#x, value %d.%09d s, interval %d.%09d s): %w",
-			n, e.GetSettimeFlags(), spec.Value.Sec, spec.Value.Nsec, spec.Interval.Sec, spec.Interval.Nsec, err)
+			n, flags, spec.Value.Sec, spec.Value.Nsec, spec.Interval.Sec, spec.Interval.Nsec, err)
 	}
 	return nil
 }

@@ -230,7 +230,7 @@ func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenF
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)
-			dir := editedFiles(t, c, fd(tc.fd), tc.edit)
+			dir := editedFiles(t, c, map[uint32]func(*fdinfo.FileEntry){fd(tc.fd): tc.edit})
 			log, buf := newLog()
 			_, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
 			if err == nil {
@@ -256,24 +256,28 @@ func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenF
 	s.WaitTicks(t, 10)
 }
 
-// editedFiles copies checkpoint c with the file entry of descriptor n
-// changed by edit, and returns the copy's directory.
-func editedFiles(t *testing.T, c *checkpoint, n uint32, edit func(f *fdinfo.FileEntry)) string {
+// editedFiles copies checkpoint c with the file entries of some
+// descriptors changed, each by its edit, and returns the copy's directory.
+func editedFiles(t *testing.T, c *checkpoint, edits map[uint32]func(f *fdinfo.FileEntry)) string {
 	t.Helper()
 	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
 	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(fds, func(e *fdinfo.FdinfoEntry) bool { return e.GetFd() == n })
-	if i < 0 {
-		t.Fatalf("no fd %d in the images", n)
+	byID := map[uint32]func(f *fdinfo.FileEntry){}
+	for n, edit := range edits {
+		i := slices.IndexFunc(fds, func(e *fdinfo.FdinfoEntry) bool { return e.GetFd() == n })
+		if i < 0 {
+			t.Fatalf("no fd %d in the images", n)
+		}
+		byID[fds[i].GetId()] = edit
 	}
 	dir := copyDir(t, c.dir)
 	var msgs []proto.Message
 	for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
 		f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
-		if id == fds[i].GetId() {
+		if edit := byID[id]; edit != nil {
 			edit(f)
 		}
 		msgs = append(msgs, f)

@@ -334,6 +334,11 @@ func (r *restorer) cloneProcess() error {
 		return err
 	}
 	r.files = files.NewRestorer(r.tr, r.pid, r.c.files, r.opts.ShellJob)
+	if t := r.c.timens; t != nil && !r.opts.NoTimens { // timeNamespace made it so
+		mono, boot := t.GetMonotonic(), t.GetBoottime()
+		r.files.ClocksFromDump(time.Duration(mono.GetTvSec())*time.Second+time.Duration(mono.GetTvNsec()),
+			time.Duration(boot.GetTvSec())*time.Second+time.Duration(boot.GetTvNsec()))
+	}
 	// Nothing else ends the stub: left alone it would stay stopped, a
 	// child of cryo, for as long as cryo runs. The restored process, a
 	// sibling, keeps the time namespace it was born in; r.stub.KillAll

@@ -26,6 +26,10 @@ const (
 	tfdSig40  = 40
 )
 
+// restoreDelay is how much longer TestRestoreTimerfd makes a restore
+// take: more than the subject lets its deadlines be off by.
+const restoreDelay = 300 * time.Millisecond
+
 // dumpedFiles are a checkpoint's file entries by descriptor number.
 func dumpedFiles(t *testing.T, c *checkpoint) map[int]*fdinfo.FileEntry {
 	t.Helper()
@@ -72,8 +76,9 @@ var timerfdWants = map[string]timerfdWant{
 // signalfds in the images, restores it, and checks that they come back
 // as dumped and work: the timer it blocks in keeps ticking, expirations
 // not read are still there, a periodic one goes on expiring (and an epoll
-// reports it), disarmed ones stay disarmed, the absolute one keeps its
-// deadline on the process's clock (the subject checks that), and a signal
+// reports it), disarmed ones stay disarmed, those on the clocks of the
+// process's time namespace keep their deadlines on them however long the
+// restore takes (the subject checks that), and a signal
 // sent after the restore is read from the signalfd. Then the restored
 // process goes through it all again.
 func TestRestoreTimerfd(t *testing.T) {
@@ -88,7 +93,15 @@ func TestRestoreTimerfd(t *testing.T) {
 			t.FailNow()
 		}
 
-		_, log := restoreSubject(t, s, c, restore.Options{})
+		// A restore that takes its time: the process's clocks go on
+		// meanwhile, and its timers must keep their deadlines on them.
+		slowed := false
+		_, log := restoreSubject(t, s, c, restore.Options{Progress: func(_, _ uint64) {
+			if !slowed {
+				slowed = true
+				time.Sleep(restoreDelay)
+			}
+		}})
 		s.WaitTicks(t, 3)
 		for k, w := range timerfdWants {
 			info, err := proc.ReadFdinfo(s.Pid, fd(k))
@@ -105,9 +118,14 @@ func TestRestoreTimerfd(t *testing.T) {
 			case w.notRunning:
 				ok = ok && got.Ticks == d.Ticks && got.Value == 0
 			case w.armed != 0:
-				// The process's clocks went on from the dump: the time
-				// left is what it was, less the restore and this test.
-				ok = ok && got.Ticks == 0 && got.Value <= d.Value && got.Value > d.Value-10*time.Second
+				// The time left is what it was, less the restore on the
+				// clocks that went on meanwhile (the subject checks the
+				// deadlines), and this test.
+				spent := restoreDelay
+				if w.clock == unix.CLOCK_REALTIME {
+					spent = 0
+				}
+				ok = ok && got.Ticks == 0 && got.Value <= d.Value-spent && got.Value > d.Value-10*time.Second
 			default:
 				ok = ok && got.Ticks >= d.Ticks
 			}
@@ -247,31 +265,49 @@ func TestRestoreBadTimerfdImages(t *testing.T) {
 	})
 }
 
-// TestRestoreTimerfdDue restores the timerfd subject with a timer that
-// holds expirations not read and expires a microsecond after it is armed,
-// before they can be set: the expiration is counted at once rather than
-// overwritten, and the timer armed for the period after.
+// TestRestoreTimerfdDue restores the timerfd subject with timers that
+// expire a microsecond after the dump: by the time the restore arms
+// them, they are due. Their expirations are counted at once (never
+// overwritten by those not read, set afterwards). (TestRestoreTimerfd's
+// periodic timer is due after its slowed restore.)
 func TestRestoreTimerfdDue(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "timerfd.c"))}
 	s.WaitTicks(t, 3)
 	c := dumpAndReap(t, s)
+	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
 	const ticks = 5
 	due := *c
-	due.dir = editedFiles(t, c, uint32(s.ReadyUint(t, "slow")), func(f *fdinfo.FileEntry) {
-		f.Tfd.Ticks, f.Tfd.Vsec, f.Tfd.Vnsec = proto.Uint64(ticks), proto.Uint64(0), proto.Uint64(1000)
+	due.dir = editedFiles(t, c, map[uint32]func(*fdinfo.FileEntry){
+		// Its expiration not read, on CLOCK_BOOTTIME, which went on from
+		// the dump while the process was restored.
+		fd("once"): func(f *fdinfo.FileEntry) { f.Tfd.Vsec, f.Tfd.Vnsec = proto.Uint64(0), proto.Uint64(1000) },
+		// Absolute on CLOCK_REALTIME: the time left counts from the
+		// restore, and is less than the time arming takes.
+		fd("wall"): func(f *fdinfo.FileEntry) {
+			f.Tfd.Ticks, f.Tfd.Vsec, f.Tfd.Vnsec = proto.Uint64(ticks), proto.Uint64(0), proto.Uint64(1000)
+		},
 	})
 	_, log := restoreSubject(t, s, &due, restore.Options{})
 	s.WaitTicks(t, 3)
-	info, err := proc.ReadFdinfo(s.Pid, int(s.ReadyUint(t, "slow")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := info.Timerfd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if period := 2 * tfdSlow; got.Ticks != ticks+1 || got.Value > period || got.Value < period-10*time.Second {
-		t.Errorf("timer due at once restored as %+v, want %d expirations and the next in about %v\nlog:\n%s", got, ticks+1, period, log)
+	for _, tc := range []struct {
+		name         string
+		ticks        uint64
+		settimeFlags uint32
+	}{
+		{"once", 2, 0},
+		{"wall", ticks + 1, unix.TFD_TIMER_ABSTIME | unix.TFD_TIMER_CANCEL_ON_SET},
+	} {
+		info, err := proc.ReadFdinfo(s.Pid, int(fd(tc.name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := info.Timerfd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (proc.Timerfd{Clockid: got.Clockid, Ticks: tc.ticks, SettimeFlags: tc.settimeFlags}); got != want {
+			t.Errorf("%s: restored as %+v, want %+v: expired, disarmed\nlog:\n%s", tc.name, got, want, log)
+		}
 	}
 }
