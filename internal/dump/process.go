@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 	"os"
+	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
@@ -175,6 +176,7 @@ func (d *dumper) dumpProcess() error {
 	if d.images.timens, err = dumpClocks(d.pid); err != nil {
 		return err
 	}
+	d.files.ClocksRead(time.Now())
 	return nil
 }
 

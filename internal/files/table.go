@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
@@ -24,6 +25,8 @@ type Table struct {
 	files    []*fdinfo.FileEntry
 	fds      []*fdinfo.FdinfoEntry
 	byKey    map[string]uint32 // entries made for a path or object, not a descriptor
+	// clocksRead is when the dump read the process's clocks.
+	clocksRead time.Time
 	pipeTable
 	ghostTable
 	memfdTable

@@ -18,12 +18,12 @@ import (
 // timerfdKind is a timerfd: its clock, the time left until it expires,
 // its period, and the expirations not read yet.
 //
-// The images hold the time left, as CRIU's do. In the time namespace a
-// restore makes, CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from their
-// values at the dump (timens.img), so a timer on them, relative or
-// absolute, keeps its deadline on the process's clock: that value plus
-// the time left (the few milliseconds between the dump reading the clocks
-// and reading the timer aside). CLOCK_REALTIME is not namespaced: a timer
+// The images hold the time left, as CRIU's do, as of when the dump read
+// the process's clocks (timens.img). In the time namespace a restore
+// makes, CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from those values, so a
+// timer on them, relative or absolute, keeps its deadline on the
+// process's clock: their value plus the time left. CLOCK_REALTIME is not
+// namespaced: a timer
 // on it expires the time left after the restore, as with CRIU, and an
 // absolute one therefore as much later as the process was away.
 // TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET are kept; the jump of the
@@ -38,10 +38,25 @@ func (timerfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_TIMERFD }
 
 func (timerfdKind) claims(d *desc) bool { return d.link == "anon_inode:[timerfd]" }
 
+// ClocksRead says when the dump read the process's clocks (timens.img).
+// The time left of a running timer is then the time left at that moment,
+// so that its deadline is that reading of its clock plus the time left.
+func (t *Table) ClocksRead(at time.Time) { t.clocksRead = at }
+
 func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
-	tf, err := readTimerfd(t.pid, d.fd)
+	tf, read, err := readTimerfd(t.pid, d.fd)
 	if err != nil {
 		return 0, err
+	}
+	if !t.clocksRead.IsZero() && tf.Value != 0 {
+		// Read after the clocks, as the dump's steps go: its time left
+		// then was longer, and the expirations since were not counted.
+		tf.Value = addSat(tf.Value, max(read.Sub(t.clocksRead), 0))
+		if tf.Interval != 0 && tf.Value > tf.Interval {
+			since := min(uint64((tf.Value-1)/tf.Interval), tf.Ticks)
+			tf.Value -= time.Duration(since) * tf.Interval
+			tf.Ticks -= since
+		}
 	}
 	id := t.nextID()
 	return t.add(&fdinfo.FileEntry{
@@ -55,7 +70,8 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 	}), nil
 }
 
-// readTimerfd reads the timerfd at descriptor fd of process pid. A
+// readTimerfd reads the timerfd at descriptor fd of process pid, and
+// says when it read its time left. A
 // periodic timer that expired counts one expiration and has no time left
 // until it is read or asked for its time: only then does the kernel count
 // the periods since and run it again. So the dump asks first, through a
@@ -64,10 +80,10 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 // when asked expired in between, and is asked again; a periodic one that
 // never counts an expiration more is not running: it is disarmed, its
 // period set for a later arming.
-func readTimerfd(pid, fd int) (proc.Timerfd, error) {
+func readTimerfd(pid, fd int) (proc.Timerfd, time.Time, error) {
 	dup, err := Getfd(pid, fd)
 	if err != nil {
-		return proc.Timerfd{}, err
+		return proc.Timerfd{}, time.Time{}, err
 	}
 	defer unix.Close(dup)
 	var last proc.Timerfd
@@ -75,28 +91,29 @@ func readTimerfd(pid, fd int) (proc.Timerfd, error) {
 	for i := range timerfdTries {
 		var cur unix.ItimerSpec
 		if err := unix.TimerfdGettime(dup, &cur); err != nil {
-			return proc.Timerfd{}, fmt.Errorf("timerfd_gettime fd %d of pid %d: %w", fd, pid, err)
+			return proc.Timerfd{}, time.Time{}, fmt.Errorf("timerfd_gettime fd %d of pid %d: %w", fd, pid, err)
 		}
 		info, err := proc.ReadFdinfo(pid, fd)
 		if err != nil {
-			return proc.Timerfd{}, err
+			return proc.Timerfd{}, time.Time{}, err
 		}
+		read := time.Now()
 		tf, err := info.Timerfd()
 		if err != nil {
-			return proc.Timerfd{}, fmt.Errorf("read timerfd fd %d: %w", fd, err)
+			return proc.Timerfd{}, time.Time{}, fmt.Errorf("read timerfd fd %d: %w", fd, err)
 		}
 		// A one-shot timer running when asked and expired since is read
 		// again, once it has counted that expiration.
 		if tf.Value != 0 || tf.Interval == 0 && cur.Value == (unix.Timespec{}) {
-			return tf, nil
+			return tf, read, nil
 		}
 		running = running || i > 0 && tf.Ticks != last.Ticks
 		last = tf
 	}
 	if !running {
-		return last, nil
+		return last, time.Time{}, nil // no time left to date
 	}
-	return proc.Timerfd{}, fmt.Errorf("%w: timerfd fd %d, every %v, expires again each time it is read", ErrUnsupported, fd, last.Interval)
+	return proc.Timerfd{}, time.Time{}, fmt.Errorf("%w: timerfd fd %d, every %v, expires again each time it is read", ErrUnsupported, fd, last.Interval)
 }
 
 // timerfdClocks are the clocks timerfd_create takes.

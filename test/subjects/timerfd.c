@@ -55,8 +55,8 @@
 #define ABS_S 7200
 #define WALL_S 5400
 #define SIG40 40
-// How far off its deadline a restored timer may be: the time between the
-// dump reading the clocks and reading the timer, on a loaded machine.
+// How far off its deadline a timer may seem: how long the subject may be
+// preempted between reading the timer and the clock, on a loaded machine.
 #define DEADLINE_NS 100000000
 
 static int make(int clock, int flags) {
