@@ -246,7 +246,7 @@ func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenF
 				}
 			}
 			t.Logf("error: %v", err)
-			checkNothingLeft(t, s.Pid, before)
+			checkNothingLeft(t, before, s.Pid)
 		})
 	}
 	if t.Failed() {
