@@ -69,7 +69,7 @@ type Stats struct {
 	Processes int
 	// Pids are the live processes, the root first.
 	Pids []int
-	VDSO      vdso.Mode
+	VDSO vdso.Mode
 	// Total is the time until the processes run.
 	Total time.Duration
 }
@@ -156,7 +156,7 @@ func (t *tree) run(ctx context.Context) error {
 					return err
 				}
 			}
-			return nil
+			return r.restorePosixTimers()
 		})},
 		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
 		{Name: "signals", Run: t.each(func(r *restorer) error {

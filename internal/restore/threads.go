@@ -198,7 +198,7 @@ func (r *restorer) queueSignals() error {
 		if len(info) != kernel.SiginfoSize {
 			return fmt.Errorf("%w: %d-byte siginfo", ErrImage, len(info))
 		}
-		if err := r.tr.WriteMem(scratch, info); err != nil {
+		if err := r.tr.WriteMem(scratch, plainTimerSignal(info)); err != nil {
 			return err
 		}
 		sig := uint64(info[0])
