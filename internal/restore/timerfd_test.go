@@ -2,6 +2,7 @@ package restore_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -310,4 +312,46 @@ func TestRestoreTimerfdDue(t *testing.T) {
 			t.Errorf("%s: restored as %+v, want %+v: expired, disarmed\nlog:\n%s", tc.name, got, want, log)
 		}
 	}
+}
+
+// TestRestoreTimerfdTree restores the timerfd subject with a child that
+// shares its timerfds and signalfds: each is one open file description of
+// both processes again, and the child reads the signals sent to it, after
+// the restore as before, from the signalfd its parent made.
+func TestRestoreTimerfdTree(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "timerfd.c"), "child")}
+	s.WaitTicks(t, 3)
+	kid := int(s.ReadyUint(t, "child"))
+	signalChild := func(got int) {
+		t.Helper()
+		if err := unix.Kill(kid, unix.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		line := fmt.Sprintf("child pid=%d got=%d\n", kid, got)
+		deadline := time.Now().Add(testutil.SubjectTimeout)
+		for !strings.Contains(s.Output(), line) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the child never printed %q:\n%s", line, s.Output())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	signalChild(1)
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(kid); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := restoreSubject(t, s, c, restore.Options{})
+	if st.Processes != 2 {
+		t.Errorf("restored %d processes, want 2", st.Processes)
+	}
+	for _, k := range []string{"clock", "fast", "once", "slow", "abs", "wall", "ep", "sfd", "sfd2"} {
+		fd := int(s.ReadyUint(t, k))
+		if same, err := kernel.SameFile(s.Pid, fd, kid, fd); err != nil || !same {
+			t.Errorf("%s: fd %d of the parent and the child: same open file description %v (%v), want true", k, fd, same, err)
+		}
+	}
+	signalChild(2)
+	s.WaitTicks(t, 3)
 }

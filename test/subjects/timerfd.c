@@ -24,10 +24,13 @@
 //   sfd2   a signalfd of SIGUSR2 and signal 40, never read
 // with SIGUSR1, SIGUSR2 and signal 40 blocked.
 //
-// Usage: timerfd [FAST_NS]
+// Usage: timerfd [FAST_NS | child]. With child, a child process shares
+// all of them: it blocks in reads of sfd2, and prints
+//   child pid=P got=N
+// for each SIGUSR2 sent to it, read from there.
 //
 // Once set up it prints
-//   ready clock=FD fast=FD once=FD off=FD parked=FD slow=FD abs=FD wall=FD ep=FD sfd=FD sfd2=FD
+//   ready clock=FD fast=FD once=FD off=FD parked=FD slow=FD abs=FD wall=FD ep=FD sfd=FD sfd2=FD child=PID
 // then every tick
 //   tick N pid=P expired=E sigs=S ok
 // where E is what the read of clock returned and S how many SIGUSR1 it
@@ -41,6 +44,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -97,6 +101,21 @@ static int sigfd(int flags, int a, int b) {
 	return fd;
 }
 
+// child reads its own SIGUSR2s from sfd2, which its parent made.
+static void child(int sfd2) {
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+		fail("child: prctl: %s", strerror(errno));
+	for (long got = 1;; got++) {
+		struct signalfd_siginfo si;
+		ssize_t n;
+		while ((n = read(sfd2, &si, sizeof si)) < 0 && errno == EINTR)
+			;
+		if (n != sizeof si || si.ssi_signo != SIGUSR2)
+			fail("child: read the signalfd: %zd, %s, signal %u", n, strerror(errno), si.ssi_signo);
+		printf("child pid=%d got=%ld\n", getpid(), got);
+	}
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	sigset_t blocked;
@@ -110,9 +129,10 @@ int main(int argc, char **argv) {
 	int clock = make(CLOCK_MONOTONIC, 0);
 	arm(clock, 0, 0, PERIOD_MS * 1000000, 0, PERIOD_MS * 1000000);
 	int fast = make(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	long fast_ns = argc > 1 ? atol(argv[1]) : FAST_MS * 1000000;
+	int with_child = argc > 1 && !strcmp(argv[1], "child");
+	long fast_ns = argc > 1 && !with_child ? atol(argv[1]) : FAST_MS * 1000000;
 	if (fast_ns <= 0 || fast_ns >= 1000000000)
-		fail("usage: timerfd [FAST_NS], below a second");
+		fail("usage: timerfd [FAST_NS | child], FAST_NS below a second");
 	arm(fast, 0, 0, fast_ns, 0, fast_ns);
 	int once = make(CLOCK_BOOTTIME, 0);
 	arm(once, 0, 0, 1000000, 0, 0);
@@ -140,8 +160,13 @@ int main(int argc, char **argv) {
 		fail("epoll: %s", strerror(errno));
 	int sfd = sigfd(SFD_NONBLOCK, SIGUSR1, 0);
 	int sfd2 = sigfd(0, SIGUSR2, SIG40);
-	printf("ready clock=%d fast=%d once=%d off=%d parked=%d slow=%d abs=%d wall=%d ep=%d sfd=%d sfd2=%d\n", clock,
-	       fast, once, off, parked, slow, abs, wall, ep, sfd, sfd2);
+	pid_t kid = 0;
+	if (with_child && (kid = fork()) == 0)
+		child(sfd2);
+	if (kid < 0)
+		fail("fork: %s", strerror(errno));
+	printf("ready clock=%d fast=%d once=%d off=%d parked=%d slow=%d abs=%d wall=%d ep=%d sfd=%d sfd2=%d child=%d\n",
+	       clock, fast, once, off, parked, slow, abs, wall, ep, sfd, sfd2, (int)kid);
 
 	long sigs = 0;
 	for (long tick = 0;; tick++) {
