@@ -23,9 +23,9 @@ import (
 // makes, CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from those values, so a
 // timer on them, relative or absolute, keeps its deadline on the
 // process's clock: their value plus the time left. CLOCK_REALTIME is not
-// namespaced: a timer
-// on it expires the time left after the restore, as with CRIU, and an
-// absolute one therefore as much later as the process was away.
+// namespaced: a timer on it expires the time left after the restore, as
+// with CRIU, and an absolute one therefore as much later as the process
+// was away.
 // TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET are kept; the jump of the
 // wall clock across the restore cancels nothing.
 type timerfdKind struct{}
@@ -71,10 +71,10 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 }
 
 // readTimerfd reads the timerfd at descriptor fd of process pid, and
-// says when it read its time left. A
-// periodic timer that expired counts one expiration and has no time left
-// until it is read or asked for its time: only then does the kernel count
-// the periods since and run it again. So the dump asks first, through a
+// says when it read its time left. A periodic timer that expired counts
+// one expiration and has no time left until it is read or asked for its
+// time: only then does the kernel count the periods since and run it
+// again. So the dump asks first, through a
 // duplicate (timerfd_gettime changes nothing the process could tell), and
 // then reads fdinfo. A timer with no time left there that was running
 // when asked expired in between, and is asked again; a periodic one that
