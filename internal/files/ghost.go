@@ -485,7 +485,10 @@ func (s *Shared) Close() {
 	for _, fd := range s.held {
 		unix.Close(fd)
 	}
-	s.held = nil
+	for _, fd := range s.memfds {
+		unix.Close(fd)
+	}
+	s.held, s.memfds = nil, nil
 }
 
 // recreateGhost recreates ghost id, once named name: at that name if it

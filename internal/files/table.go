@@ -151,20 +151,6 @@ func (t *Table) sharedWith(pid, fd int, ino inode) (uint32, error) {
 	return 0, nil
 }
 
-// Fds is descriptor table filesID as dumped.
-func (t *Table) Fds(filesID uint32) []*fdinfo.FdinfoEntry { return t.fds[filesID] }
-
-// MemfdIDs are the ids of the memfd entries.
-func (t *Table) MemfdIDs() map[uint32]bool {
-	ids := map[uint32]bool{}
-	for _, f := range t.files {
-		if f.GetType() == fdinfo.FdTypes_MEMFD {
-			ids[f.GetId()] = true
-		}
-	}
-	return ids
-}
-
 // dumpFd offers a descriptor to the kinds.
 func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 	d := &desc{fd: fd, info: info, path: proc.Path(t.pid, "fd/"+strconv.Itoa(fd))}
