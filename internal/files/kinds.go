@@ -35,6 +35,8 @@ var kinds = []kind{
 	eventpollKind{},
 	timerfdKind{},
 	signalfdKind{},
+	inotifyKind{},
+	fanotifyKind{},
 	memfdKind{},
 	nsKind{},
 	fifoKind{},

@@ -32,8 +32,9 @@ func TestClaims(t *testing.T) {
 		{"socket:[99]", unix.S_IFSOCK, none},
 		{"anon_inode:[timerfd]", 0, fdinfo.FdTypes_TIMERFD},
 		{"anon_inode:[signalfd]", 0, fdinfo.FdTypes_SIGNALFD},
+		{"anon_inode:inotify", 0, fdinfo.FdTypes_INOTIFY},
+		{"anon_inode:[fanotify]", 0, fdinfo.FdTypes_FANOTIFY},
 		{"anon_inode:[pidfd]", 0, none},
-		{"anon_inode:inotify", 0, none},
 	} {
 		d := &desc{link: tc.link, st: unix.Stat_t{Mode: tc.mode | 0o644}}
 		got := none

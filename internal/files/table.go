@@ -34,6 +34,10 @@ type Table struct {
 	described map[inode][]fdRef
 	// clocksRead is when the dump read the processes' clocks.
 	clocksRead time.Time
+	// mounts are the mounts of process mountsOf, read for the first
+	// mark of a notification descriptor.
+	mounts   []proc.Mount
+	mountsOf int
 	pipeTable
 	ghostTable
 	memfdTable

@@ -6,8 +6,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openFiles recreates the descriptor table (see files.Restorer.OpenAll).
-func (r *restorer) openFiles() error { return r.files.OpenAll() }
+// openFiles recreates the descriptor table (see files.Restorer.OpenAll),
+// unless it is the parent's, which the parent made.
+func (r *restorer) openFiles() error {
+	if r.sharesFiles() {
+		return nil
+	}
+	return r.files.OpenAll()
+}
 
 // restoreFS sets the working directory, root and umask.
 func (r *restorer) restoreFS() error {
