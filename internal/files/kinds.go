@@ -33,6 +33,8 @@ var kinds = []kind{
 	pipeKind{},
 	eventfdKind{},
 	eventpollKind{},
+	timerfdKind{},
+	signalfdKind{},
 	inotifyKind{},
 	fanotifyKind{},
 	memfdKind{},

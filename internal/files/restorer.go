@@ -28,6 +28,7 @@ type Restorer struct {
 	tempBase uint64
 	memfdRestorer
 	pipeRestorer
+	timerfdRestorer
 }
 
 // NewRestorer prepares to reopen set in process pid, traced by tr, one of

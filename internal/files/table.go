@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
@@ -31,6 +32,8 @@ type Table struct {
 	// descriptor can share an open file description only with one of
 	// the same inode, so kcmp compares so few.
 	described map[inode][]fdRef
+	// clocksRead is when the dump read the processes' clocks.
+	clocksRead time.Time
 	// mounts are the mounts of process mountsOf, read for the first
 	// mark of a notification descriptor.
 	mounts   []proc.Mount
