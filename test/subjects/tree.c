@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
 	const char *refused = argc == 3 ? argv[2] : "";
 	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	memfd = memfd_create("tree", MFD_CLOEXEC);
-	if (shared == MAP_FAILED || memfd < 0)
+	if (shared == MAP_FAILED || memfd < 0 || ftruncate(memfd, sizeof(uint32_t)) != 0)
 		fail("mmap, memfd_create: %s", strerror(errno));
 	pid_t root = getpid();
 	if (getsid(0) != root)
