@@ -36,6 +36,7 @@ var kinds = []kind{
 	memfdKind{},
 	nsKind{},
 	fifoKind{},
+	ttyKind{},
 	regKind{},
 }
 

@@ -23,10 +23,12 @@ type Restorer struct {
 	memfdRestorer
 	pipeRestorer
 	ghostRestorer
+	ttyRestorer
 }
 
 // NewRestorer prepares to reopen set in process pid, traced by tr. With
-// shellJob, a terminal the process had is cryo's own.
+// shellJob, a terminal the process had outside the checkpoint is cryo's
+// own.
 func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shellJob bool) *Restorer {
 	return &Restorer{tr: tr, pid: pid, set: set, shellJob: shellJob}
 }

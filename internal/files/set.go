@@ -21,6 +21,7 @@ type Set struct {
 	memfdSet
 	lockSet
 	identitySet
+	ttySet
 }
 
 func imageErr(format string, a ...any) error {
@@ -41,7 +42,7 @@ func Load(dir *image.Dir, filesID uint32) (*Set, error) {
 		}
 		s.Files[f.GetId()] = f
 	}
-	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts} {
+	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs} {
 		if err := load(); err != nil {
 			return nil, err
 		}

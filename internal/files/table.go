@@ -29,6 +29,7 @@ type Table struct {
 	memfdTable
 	lockTable
 	identityTable
+	ttyTable
 }
 
 // NewTable starts the file table of process pid. With shellJob, the
@@ -144,7 +145,7 @@ func (t *Table) WriteImages(dir *image.Dir, filesID uint32) error {
 	if err := dir.WriteImage(image.Fdinfo, filesID, messages(t.fds)...); err != nil {
 		return err
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write} {
 		if err := write(dir); err != nil {
 			return err
 		}

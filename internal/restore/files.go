@@ -6,8 +6,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openFiles recreates the descriptor table (see files.Restorer.OpenAll).
-func (r *restorer) openFiles() error { return r.files.OpenAll() }
+// openFiles recreates the descriptor table (see files.Restorer.OpenAll)
+// and gives a shell job back the foreground of its terminal.
+func (r *restorer) openFiles() error {
+	if err := r.files.OpenAll(); err != nil {
+		return err
+	}
+	notes, err := r.files.Foreground(int(r.c.task.GetPgid()))
+	for _, n := range notes {
+		r.log.Warn(n)
+	}
+	return err
+}
 
 // restoreFS sets the working directory, root and umask.
 func (r *restorer) restoreFS() error {

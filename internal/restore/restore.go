@@ -58,7 +58,7 @@ type Options struct {
 // Steps names the steps of a restore in order, for Options.FailAt and
 // error messages.
 var Steps = []string{"images", "cpu", "stub", "timens", "clone", "teardown", "vdso", "vmas", "pages",
-	"protect", "mm", "files", "fs", "task", "threads", "creds", "signals", "resume"}
+	"protect", "mm", "session", "files", "fs", "task", "threads", "creds", "signals", "resume"}
 
 // Stats reports what a restore did.
 type Stats struct {
@@ -143,6 +143,7 @@ func (r *restorer) run(ctx context.Context) error {
 		{Name: "pages", Run: r.writePages},
 		{Name: "protect", Run: r.protect},
 		{Name: "mm", Run: r.setMM},
+		{Name: "session", Run: r.restoreSession},
 		{Name: "files", Run: r.openFiles},
 		{Name: "fs", Run: r.restoreFS},
 		{Name: "task", Run: r.restoreTask},

@@ -81,10 +81,7 @@ func (r *restorer) restoreTask() error {
 			return fmt.Errorf("set child subreaper: %w", err)
 		}
 	}
-	if err := r.restoreProcState(tc); err != nil {
-		return err
-	}
-	return r.restoreSession()
+	return r.restoreProcState(tc)
 }
 
 // defaultTimerSlack is the kernel's timer slack (50 µs), the only one a
@@ -118,7 +115,8 @@ func (r *restorer) stopIfStopped() error {
 // restoreSession gives the process back the session or process group it
 // led. Born of the stub, it starts in cryo's. A process can make a session
 // or group of its own but join none of another process's, so one that led
-// neither stays in cryo's: that is what a shell job wants.
+// neither stays in cryo's: that is what a shell job wants. It comes before
+// the files: a terminal is the controlling terminal of a session.
 func (r *restorer) restoreSession() error {
 	sid, pgid := int(r.c.task.GetSid()), int(r.c.task.GetPgid())
 	switch {
