@@ -90,7 +90,10 @@ type ttyTable struct {
 	// external are the tty-info ids of the terminals outside the
 	// checkpoint (a shell job's), by device.
 	external map[uint64]uint32
-	stat     *proc.Stat
+	// hungUp are the tty-info ids of the slaves hung up when their
+	// master closed.
+	hungUp map[ptyKey]uint32
+	stat   *proc.Stat
 }
 
 func (t *ttyTable) addInfo(e *tty.TtyInfoEntry) uint32 {
@@ -108,10 +111,13 @@ func (t *ttyTable) write(dir *image.Dir) error {
 
 func (ttyKind) dump(t *Table, d *desc) (uint32, error) {
 	path, deleted := strings.CutSuffix(d.link, " (deleted)")
+	var info uint32
+	var err error
 	if deleted {
-		return 0, fmt.Errorf("%w: fd %d is the deleted terminal %s", ErrUnsupported, d.fd, path)
+		info, err = t.hungUpInfo(d, path)
+	} else {
+		info, err = t.ttyInfo(d, path)
 	}
-	info, err := t.ttyInfo(d, path)
 	if err != nil {
 		return 0, err
 	}
@@ -174,6 +180,39 @@ func (t *Table) ttyInfo(d *desc, path string) (uint32, error) {
 	return t.externalInfo(d, typ)
 }
 
+// hungUpInfo records a slave whose master was closed, which hung it up
+// and removed its node: a restore makes a pseudo-terminal, opens the
+// slave and closes the master, which hangs it up again. Its tty-info
+// entry has no settings: a hung-up terminal has none to give.
+func (t *Table) hungUpInfo(d *desc, path string) (uint32, error) {
+	refuse := fmt.Errorf("%w: fd %d is the deleted terminal %s", ErrUnsupported, d.fd, path)
+	if typ, _ := ttyTypeOf(d.st.Rdev); typ != tty.TtyType_PTY || isPtmx(d.st.Rdev) {
+		return 0, refuse
+	}
+	fd, err := Getfd(t.pid, d.fd)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	// A hung-up file answers every terminal ioctl with EIO.
+	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); !errors.Is(err, unix.EIO) {
+		return 0, refuse
+	}
+	key := ptyKey{d.st.Dev, slaveIndex(d.st.Rdev)}
+	if id, ok := t.hungUp[key]; ok {
+		return id, nil
+	}
+	if t.hungUp == nil {
+		t.hungUp = map[ptyKey]uint32{}
+	}
+	t.hungUp[key] = t.addInfo(&tty.TtyInfoEntry{
+		Type: tty.TtyType_PTY.Enum(), Locked: proto.Bool(false), Exclusive: proto.Bool(false), PacketMode: proto.Bool(false),
+		Sid: proto.Uint32(0), Pgrp: proto.Uint32(0), Rdev: proto.Uint32(uint32(d.st.Rdev)),
+		Pty: &tty.TtyPtyEntry{Index: proto.Uint32(key.index)}, Uid: proto.Uint32(d.st.Uid), Gid: proto.Uint32(d.st.Gid),
+	})
+	return t.hungUp[key], nil
+}
+
 // ptyOf finds the pseudo-terminal of descriptor d and, if the process
 // holds both its ends, the descriptors of each.
 func (t *Table) ptyOf(d *desc) (ptyKey, *ptyEnds, error) {
@@ -187,10 +226,29 @@ func (t *Table) ptyOf(d *desc) (ptyKey, *ptyEnds, error) {
 		return ptyKey{}, nil, err
 	}
 	ends := t.ptys[key]
-	if ends == nil || ends.master < 0 || ends.slave < 0 {
+	if ends == nil || ends.master < 0 {
 		return key, nil, nil
 	}
+	if ends.slave < 0 {
+		// The slave may be held as the controlling terminal of the
+		// process's session alone.
+		if own, err := t.ownSessionsTerminal(ends.master); err != nil || !own {
+			return key, nil, err
+		}
+	}
 	return key, ends, nil
+}
+
+// ownSessionsTerminal reports whether the slave of master descriptor fd
+// of the process is the controlling terminal of the session it leads.
+func (t *Table) ownSessionsTerminal(fd int) (bool, error) {
+	m, err := Getfd(t.pid, fd)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(m)
+	sid, err := ioctlID(m, unix.TIOCGSID)
+	return int(sid) == t.pid, err
 }
 
 // scanPtys finds every pseudo-terminal end among the process's
@@ -273,6 +331,15 @@ func (t *Table) ptyKeyOf(fd int, link string, st *unix.Stat_t, info proc.Fdinfo)
 	return ptyKey{pts.Dev, uint32(index)}, nil
 }
 
+// openPeer opens the slave of master m in cryo.
+func openPeer(m int) (int, error) {
+	s, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(m), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		return -1, fmt.Errorf("open the slave: %w", errno)
+	}
+	return int(s), nil
+}
+
 // ioctlID reads a process id a terminal ioctl returns, 0 when the
 // terminal has none (ENOTTY).
 func ioctlID(fd int, req uint) (uint32, error) {
@@ -296,7 +363,14 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 		return err
 	}
 	defer unix.Close(m)
-	s, err := Getfd(t.pid, ends.slave)
+	var s int
+	if ends.slave >= 0 {
+		s, err = Getfd(t.pid, ends.slave)
+	} else {
+		// Held as the controlling terminal alone: cryo opens it, and its
+		// closing leaves the master as it was (its other end closed).
+		s, err = openPeer(m)
+	}
 	if err != nil {
 		return err
 	}
@@ -489,14 +563,8 @@ func (s *Set) loadTTYs() error {
 		}
 		s.ttyInfos[e.GetId()] = e
 	}
-	// The pairs are those of the entries that descriptors refer to: a
-	// shell job's terminal is a slave alone.
-	for _, f := range s.Files {
-		if f.GetType() != fdinfo.FdTypes_TTY || f.Tty == nil {
-			continue
-		}
-		e := s.ttyInfos[f.Tty.GetTtyInfoId()]
-		if e == nil || e.GetType() != tty.TtyType_PTY || e.Pty == nil {
+	for _, e := range infos {
+		if e.GetType() != tty.TtyType_PTY || e.Pty == nil {
 			continue
 		}
 		p := s.ptyPairs[e.Pty.GetIndex()]
@@ -508,7 +576,7 @@ func (s *Set) loadTTYs() error {
 		if isPtmx(uint64(e.GetRdev())) {
 			side = 1
 		}
-		if p[side] != 0 && p[side] != e.GetId() {
+		if p[side] != 0 {
 			return imageErr("tty-info.img: entries %d and %d are the same end of pseudo-terminal %d", p[side], e.GetId(), e.Pty.GetIndex())
 		}
 		p[side] = e.GetId()
@@ -522,7 +590,7 @@ func (s *Set) loadTTYs() error {
 	}
 	for _, d := range datas {
 		e := s.ttyInfos[d.GetTtyId()]
-		if e == nil || e.GetType() != tty.TtyType_PTY || e.Pty == nil || s.ptyPairs[e.Pty.GetIndex()] == nil {
+		if e == nil || !s.inPair(e) {
 			return imageErr("tty-data.img: data for terminal %d, which is no pseudo-terminal of the checkpoint", d.GetTtyId())
 		}
 		s.ttyData[d.GetTtyId()] = append(s.ttyData[d.GetTtyId()], d.GetData()...)
@@ -549,14 +617,15 @@ func (ttyKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// inPair reports whether tty-info e is an end of a pseudo-terminal whose
-// both ends are in the checkpoint.
+// inPair reports whether tty-info e is an end of a pseudo-terminal the
+// restore makes: one whose both ends are in the checkpoint, or a slave
+// hung up when its master closed (an entry without settings).
 func (s *Set) inPair(e *tty.TtyInfoEntry) bool {
 	if e.GetType() != tty.TtyType_PTY || e.Pty == nil {
 		return false
 	}
 	p := s.ptyPairs[e.Pty.GetIndex()]
-	return p != nil && p[0] != 0 && p[1] != 0
+	return p != nil && p[0] != 0 && (p[1] != 0 || s.ttyInfos[p[0]].Termios == nil)
 }
 
 // ttyRestorer holds the terminals made so far.
@@ -675,7 +744,7 @@ func (r *Restorer) pty(index uint32) (*ptyMade, error) {
 		return p, nil
 	}
 	ids := r.set.ptyPairs[index]
-	p := &ptyMade{index: index, slaveInfo: r.set.ttyInfos[ids[0]], masterInfo: r.set.ttyInfos[ids[1]]}
+	p := &ptyMade{index: index, slaveInfo: r.set.ttyInfos[ids[0]], masterInfo: r.set.ttyInfos[ids[1]]} // nil for a hung-up slave
 	if r.pairs == nil {
 		r.pairs = map[uint32]*ptyMade{}
 	}
@@ -722,6 +791,9 @@ func (r *Restorer) makePty(p *ptyMade) error {
 	e := p.slaveInfo
 	if err := unix.Fchown(s, int(e.GetUid()), int(e.GetGid())); err != nil {
 		return fmt.Errorf("chown %s to %d:%d: %w", slave, e.GetUid(), e.GetGid(), err)
+	}
+	if p.masterInfo == nil {
+		return nil // hung up once its slaves are open, by the master's closing
 	}
 	if e.Termios == nil || e.Winsize == nil {
 		return imageErr("pseudo-terminal %d without its settings or window size", p.index)
@@ -778,6 +850,9 @@ func (ttyKind) opened(r *Restorer) error {
 		}
 		err = func() error {
 			defer unix.Close(m)
+			if p.masterInfo == nil {
+				return nil
+			}
 			if p.masterInfo.GetLocked() {
 				if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 1); err != nil {
 					return fmt.Errorf("lock: %w", err)
