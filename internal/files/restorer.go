@@ -167,8 +167,12 @@ func (r *Restorer) open(path string, flags, mode uint64) (uint64, error) {
 // reopen opens path in the process with an entry's flags and moves it
 // above the targets, at position pos. O_NOFOLLOW acted on the dumped
 // path; the path here is a magic link to the checked file (Set.Path),
-// which it would refuse.
+// which it would refuse. O_TMPFILE (tmpfile(3)) made the file, which is
+// reopened as the unlinked file it is now.
 func (r *Restorer) reopen(path string, flags uint32, pos uint64) (uint64, error) {
+	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
+		flags &^= unix.O_TMPFILE
+	}
 	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW), 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
