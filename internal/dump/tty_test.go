@@ -101,8 +101,9 @@ func TestDumpPty(t *testing.T) {
 // TestDumpRefusesOutsideTerminal checks that a terminal whose other end
 // is outside the checkpoint is refused by name, the process left as it
 // was: a slave whose master another process holds (an ssh session's,
-// say) without --shell-job, and a master whose slave the process does
-// not hold, even with it.
+// say) without --shell-job, held by a descriptor or only as the
+// controlling terminal of the session the process leads; and a master
+// whose slave the process does not hold, even with --shell-job.
 func TestDumpRefusesOutsideTerminal(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, "vdsoclock.c")
@@ -121,15 +122,18 @@ func TestDumpRefusesOutsideTerminal(t *testing.T) {
 	slave := fmt.Sprintf("/dev/pts/%d", n)
 	for _, tc := range []struct {
 		name     string
+		script   string
 		open     string
 		shellJob bool
 		want     []string
 	}{
-		{"slave", slave, false, []string{"fd 0", slave, "outside the checkpoint", "--shell-job"}},
-		{"master", "/dev/ptmx", true, []string{"fd 0", "master of pseudo-terminal", "outside the checkpoint"}},
+		{"slave", `exec "$0" <>"$1"`, slave, false, []string{"fd 0", slave, "outside the checkpoint", "--shell-job"}},
+		{"controlling terminal", `exec 3<>"$1"; exec "$0" 3<&-`, slave, false,
+			[]string{"leads its session", fmt.Sprintf("device 136:%d", n), "outside the checkpoint", "--shell-job"}},
+		{"master", `exec "$0" <>"$1"`, "/dev/ptmx", true, []string{"fd 0", "master of pseudo-terminal", "outside the checkpoint"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := testutil.StartSubject(t, "/bin/sh", "-c", `exec "$0" <>"$1"`, bin, tc.open)
+			s := testutil.StartSubject(t, "/bin/sh", "-c", tc.script, bin, tc.open)
 			s.WaitTicks(t, 2)
 			expectRefused(t, s, dump.Options{ShellJob: tc.shellJob}, tc.want...)
 		})

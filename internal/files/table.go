@@ -112,6 +112,9 @@ func (t *Table) Dump() error {
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
 		})
 	}
+	if err := t.checkControllingTerminal(); err != nil {
+		return err
+	}
 	return t.checkUnreachedLocks()
 }
 

@@ -180,6 +180,32 @@ func (t *Table) ttyInfo(d *desc, path string) (uint32, error) {
 	return t.externalInfo(d, typ)
 }
 
+// checkControllingTerminal refuses, but for a shell job, a process that
+// leads its session and whose controlling terminal is outside the
+// checkpoint: a restore could not give it back.
+func (t *Table) checkControllingTerminal() error {
+	stat, err := t.procStat()
+	if err != nil || stat.TtyNr == 0 || stat.Session != t.pid || t.shellJob {
+		return err
+	}
+	if t.ptys == nil {
+		if err := t.scanPtys(); err != nil {
+			return err
+		}
+	}
+	for _, ends := range t.ptys {
+		if ends.master < 0 {
+			continue
+		}
+		if own, err := t.ownSessionsTerminal(ends.master); err != nil || own {
+			return err
+		}
+	}
+	dev := uint64(stat.TtyNr)
+	return fmt.Errorf("%w: the process leads its session, whose controlling terminal (device %d:%d) is outside the checkpoint: dump with --shell-job",
+		ErrUnsupported, unix.Major(dev), unix.Minor(dev))
+}
+
 // hungUpInfo records a slave whose master was closed, which hung it up
 // and removed its node: a restore makes a pseudo-terminal, opens the
 // slave and closes the master, which hangs it up again. Its tty-info
@@ -668,10 +694,11 @@ func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		}
 		return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), uint32(flags), 0)
 	case e.GetType() == tty.TtyType_CTTY:
-		if err := r.controllingTerminal(); err != nil {
+		path, err := r.controllingTerminal()
+		if err != nil {
 			return 0, err
 		}
-		return r.reopen("/dev/tty", uint32(flags), 0)
+		return r.reopen(path, uint32(flags), 0)
 	}
 	if !r.shellJob {
 		name := r.set.Files[f.Tty.GetRegfId()].Reg.GetName()
@@ -822,21 +849,26 @@ func (r *Restorer) makePty(p *ptyMade) error {
 	return nil
 }
 
-// controllingTerminal makes sure the process has its controlling
-// terminal before /dev/tty is opened: a pseudo-terminal of the checkpoint
-// that was its session's is made now; otherwise it is cryo's terminal, a
-// shell job's.
-func (r *Restorer) controllingTerminal() error {
+// controllingTerminal returns the path at which the process opens
+// /dev/tty again: /dev/tty itself, once a pseudo-terminal of the
+// checkpoint that was its session's is made, or, for a shell job, while
+// it has a controlling terminal (cryo's session's); a shell job without
+// one, which led its session, opens cryo's terminal.
+func (r *Restorer) controllingTerminal() (string, error) {
 	for index, ids := range r.set.ptyPairs {
 		if e := r.set.ttyInfos[ids[0]]; r.set.inPair(e) && int(e.GetSid()) == r.pid {
 			_, err := r.pty(index)
-			return err
+			return "/dev/tty", err
 		}
 	}
 	if !r.shellJob {
-		return fmt.Errorf("%w: /dev/tty is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported)
+		return "", fmt.Errorf("%w: /dev/tty is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported)
 	}
-	return nil
+	st, err := proc.ReadStat(r.pid)
+	if err != nil || st.TtyNr != 0 {
+		return "/dev/tty", err
+	}
+	return ownTerminal()
 }
 
 // opened locks the pseudo-terminals that were locked and sets their
