@@ -334,13 +334,9 @@ func (t *Table) ptyKeyOf(fd int, link string, st *unix.Stat_t, info proc.Fdinfo)
 	if !isPtmx(st.Rdev) {
 		return ptyKey{st.Dev, slaveIndex(st.Rdev)}, nil
 	}
-	v, ok := info.Lookup("tty-index")
-	if !ok {
-		return ptyKey{}, fmt.Errorf("fdinfo has no tty-index")
-	}
-	index, err := strconv.ParseUint(v, 10, 32)
+	index, err := info.TTYIndex()
 	if err != nil {
-		return ptyKey{}, fmt.Errorf("fdinfo tty-index %q: %w", v, err)
+		return ptyKey{}, err
 	}
 	root := proc.Path(t.pid, "root")
 	var fsst unix.Statfs_t
@@ -348,13 +344,13 @@ func (t *Table) ptyKeyOf(fd int, link string, st *unix.Stat_t, info proc.Fdinfo)
 		return ptyKey{}, err
 	}
 	if fsst.Type == unix.DEVPTS_SUPER_MAGIC {
-		return ptyKey{st.Dev, uint32(index)}, nil
+		return ptyKey{st.Dev, index}, nil
 	}
 	var pts unix.Stat_t
 	if err := unix.Stat(filepath.Join(root, filepath.Dir(link), "pts"), &pts); err != nil {
 		return ptyKey{}, fmt.Errorf("find the devpts of %s: %w", link, err)
 	}
-	return ptyKey{pts.Dev, uint32(index)}, nil
+	return ptyKey{pts.Dev, index}, nil
 }
 
 // openPeer opens the slave of master m in cryo.
