@@ -82,7 +82,7 @@ func runRestore(args []string, stdout io.Writer) error {
 	if err != nil {
 		return logged(log, *logFile, err)
 	}
-	log.Info("restore done", "peak-rss-kib", peakRSS(), "pid", st.Pid, "vdso", st.VDSO, "took", st.Total)
+	log.Info("restore done", "peak-rss-kib", peakRSS(), "pid", st.Pid, "processes", st.Processes, "vdso", st.VDSO, "took", st.Total)
 	if pf != nil {
 		if _, err := pf.WriteString(strconv.Itoa(st.Pid) + "\n"); err != nil {
 			// Whoever reads the pid file would not find the process:

@@ -118,10 +118,14 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	}, nil
 }
 
-// CRIU's task states: running, or stopped by a signal (job control).
+// CRIU's task states: running, dead (a zombie), stopped by a signal (job
+// control), or a helper (a process made at restore only to make a process
+// group whose leader has exited).
 const (
 	taskAlive   = 1
+	taskDead    = 2
 	taskStopped = 3
+	taskHelper  = 4
 )
 
 // prctlInt injects a prctl that writes an int to *arg2 and returns it.

@@ -15,22 +15,25 @@ type Restorer struct {
 	tr       *ptrace.Tracer
 	pid      int
 	set      *Set
+	shared   *Shared
 	shellJob bool
+	// taken are the entries whose descriptor came from another process
+	// of the tree, made there.
+	taken map[uint32]bool
 	// tempBase is above every target descriptor number: a file is
 	// opened there first, so that making one never takes the number
 	// another must have.
 	tempBase uint64
 	memfdRestorer
 	pipeRestorer
-	ghostRestorer
 	ttyRestorer
 }
 
-// NewRestorer prepares to reopen set in process pid, traced by tr. With
-// shellJob, a terminal the process had outside the checkpoint is cryo's
-// own.
-func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shellJob bool) *Restorer {
-	return &Restorer{tr: tr, pid: pid, set: set, shellJob: shellJob}
+// NewRestorer prepares to reopen set in process pid, traced by tr, one of
+// the processes of a tree whose restores share shared. With shellJob, a
+// terminal the process had outside the checkpoint is cryo's own.
+func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob bool) *Restorer {
+	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}}
 }
 
 // OpenAll recreates the descriptor table: every descriptor at its number
@@ -54,8 +57,17 @@ func (r *Restorer) OpenAll() error {
 			continue
 		}
 		f := r.set.Files[id]
+		n, taken, err := r.takeShared(id)
+		if err != nil {
+			return fmt.Errorf("fd %d (%v): %w", fd.GetFd(), f.GetType(), err)
+		}
+		if taken {
+			r.taken[id] = true
+			temps[id] = n
+			continue
+		}
 		k, _ := kindOf(f.GetType()) // Load checked it
-		n, err := k.open(r, f)
+		n, err = k.open(r, f)
 		if err != nil {
 			return fmt.Errorf("fd %d (%v): %w", fd.GetFd(), f.GetType(), err)
 		}
@@ -81,6 +93,7 @@ func (r *Restorer) OpenAll() error {
 	if err := r.closeMemfds(); err != nil {
 		return err
 	}
+	r.shared.note(r)
 	for _, k := range kinds {
 		if p, ok := k.(placer); ok {
 			if err := p.placed(r); err != nil {

@@ -16,14 +16,21 @@ import (
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
-// Table is the open files of a process being dumped: files.img entries,
-// the descriptor table, and what each kind stores beside them.
+// Table is the open files of the processes being dumped: files.img
+// entries, each process's descriptor table, and what each kind stores
+// beside them. An open file description that several descriptors share,
+// in one process or several, is one entry.
 type Table struct {
-	pid      int
+	pid      int // the process whose descriptors Dump is recording
 	shellJob bool
 	files    []*fdinfo.FileEntry
-	fds      []*fdinfo.FdinfoEntry
-	byKey    map[string]uint32 // entries made for a path or object, not a descriptor
+	fds      map[uint32][]*fdinfo.FdinfoEntry // descriptor tables by files id
+	tables   []uint32                         // files ids in the order dumped
+	byKey    map[string]uint32                // entries made for a path or object, not a descriptor
+	// described are the descriptors that made an entry, by inode: a
+	// descriptor can share an open file description only with one of
+	// the same inode, so kcmp compares so few.
+	described map[inode][]fdRef
 	pipeTable
 	ghostTable
 	memfdTable
@@ -32,11 +39,19 @@ type Table struct {
 	ttyTable
 }
 
-// NewTable starts the file table of process pid. With shellJob, the
-// caller's terminal may be among its descriptors; with linkRemap, an
-// unlinked file still linked elsewhere is linked back for the restore.
+// fdRef is a descriptor of a dumped process and the entry it refers to.
+type fdRef struct {
+	pid, fd int
+	id      uint32
+}
+
+// NewTable starts the file table of the processes to dump, pid first
+// (Dump of another process changes it). With shellJob, the caller's
+// terminal may be among their descriptors; with linkRemap, an unlinked
+// file still linked elsewhere is linked back for the restore.
 func NewTable(pid int, shellJob, linkRemap bool) *Table {
 	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{},
+		fds: map[uint32][]*fdinfo.FdinfoEntry{}, described: map[inode][]fdRef{},
 		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}},
 		ghostTable: ghostTable{linkRemap: linkRemap, targets: map[inode]remapTarget{}}}
 }
@@ -69,17 +84,24 @@ func zeroFown() *fown.FownEntry {
 // statusFlags are the open flags a restore reopens a file with.
 func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC }
 
-// Dump records every descriptor of the process. Descriptors sharing an
-// open file description (dup) share one file entry.
-func (t *Table) Dump() error {
-	fds, err := proc.ReadFds(t.pid)
+// Dump records every descriptor of process pid as descriptor table
+// filesID. Descriptors sharing an open file description (dup, or
+// inherited across fork by processes dumped together) share one file
+// entry.
+func (t *Table) Dump(pid int, filesID uint32) error {
+	t.pid = pid
+	t.ttyTable.process()
+	if _, dup := t.fds[filesID]; dup {
+		return fmt.Errorf("descriptor table %d dumped twice", filesID)
+	}
+	t.tables = append(t.tables, filesID)
+	t.fds[filesID] = nil
+	fds, err := proc.ReadFds(pid)
 	if err != nil {
 		return err
 	}
-	var done []int // descriptors with their own file entry
-	ids := map[int]uint32{}
 	for _, fd := range fds {
-		info, err := proc.ReadFdinfo(t.pid, fd)
+		info, err := proc.ReadFdinfo(pid, fd)
 		if err != nil {
 			return err
 		}
@@ -87,16 +109,14 @@ func (t *Table) Dump() error {
 		if info.Flags&unix.O_CLOEXEC != 0 {
 			fdFlags = unix.FD_CLOEXEC
 		}
-		var id uint32
-		for _, other := range done {
-			same, err := kernel.SameFile(t.pid, fd, other)
-			if err != nil {
-				return fmt.Errorf("compare fd %d with fd %d: %w", fd, other, err)
-			}
-			if same {
-				id = ids[other]
-				break
-			}
+		var st unix.Stat_t
+		if err := unix.Stat(proc.Path(pid, "fd/"+strconv.Itoa(fd)), &st); err != nil {
+			return fmt.Errorf("stat fd %d: %w", fd, err)
+		}
+		ino := inode{dev: st.Dev, ino: st.Ino}
+		id, err := t.sharedWith(pid, fd, ino)
+		if err != nil {
+			return err
 		}
 		if id == 0 {
 			if id, err = t.dumpFd(fd, info); err != nil {
@@ -105,10 +125,9 @@ func (t *Table) Dump() error {
 			if err := t.dumpLocks(fd, info); err != nil {
 				return err
 			}
-			done = append(done, fd)
-			ids[fd] = id
+			t.described[ino] = append(t.described[ino], fdRef{pid: pid, fd: fd, id: id})
 		}
-		t.fds = append(t.fds, &fdinfo.FdinfoEntry{
+		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
 		})
 	}
@@ -116,6 +135,36 @@ func (t *Table) Dump() error {
 		return err
 	}
 	return t.checkUnreachedLocks()
+}
+
+// sharedWith returns the entry of the open file description that
+// descriptor fd of process pid, of inode ino, shares with a descriptor
+// already described; 0 if none.
+func (t *Table) sharedWith(pid, fd int, ino inode) (uint32, error) {
+	for _, o := range t.described[ino] {
+		same, err := kernel.SameFile(pid, fd, o.pid, o.fd)
+		if err != nil {
+			return 0, fmt.Errorf("compare fd %d of pid %d with fd %d of pid %d: %w", fd, pid, o.fd, o.pid, err)
+		}
+		if same {
+			return o.id, nil
+		}
+	}
+	return 0, nil
+}
+
+// Fds is descriptor table filesID as dumped.
+func (t *Table) Fds(filesID uint32) []*fdinfo.FdinfoEntry { return t.fds[filesID] }
+
+// MemfdIDs are the ids of the memfd entries.
+func (t *Table) MemfdIDs() map[uint32]bool {
+	ids := map[uint32]bool{}
+	for _, f := range t.files {
+		if f.GetType() == fdinfo.FdTypes_MEMFD {
+			ids[f.GetId()] = true
+		}
+	}
+	return ids
 }
 
 // dumpFd offers a descriptor to the kinds.
@@ -139,14 +188,16 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 	return 0, fmt.Errorf("%w: fd %d is %s", ErrUnsupported, fd, d.link)
 }
 
-// WriteImages writes files.img, the descriptor table as fdinfo-ID.img,
+// WriteImages writes files.img, each descriptor table as fdinfo-ID.img,
 // and each kind's images.
-func (t *Table) WriteImages(dir *image.Dir, filesID uint32) error {
+func (t *Table) WriteImages(dir *image.Dir) error {
 	if err := dir.WriteImage(image.Files, 0, messages(t.files)...); err != nil {
 		return err
 	}
-	if err := dir.WriteImage(image.Fdinfo, filesID, messages(t.fds)...); err != nil {
-		return err
+	for _, id := range t.tables {
+		if err := dir.WriteImage(image.Fdinfo, id, messages(t.fds[id])...); err != nil {
+			return err
+		}
 	}
 	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write} {
 		if err := write(dir); err != nil {

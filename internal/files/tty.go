@@ -74,18 +74,24 @@ type ptyKey struct {
 }
 
 // ptyEnds are a descriptor of each end of a pseudo-terminal that the
-// dumped process holds (-1 where it holds none), and, once dumped, its
-// tty-info ids (slave, master).
-type ptyEnds struct {
-	master, slave int
-	info          [2]uint32
-}
+// dumped process holds (-1 where it holds none).
+type ptyEnds struct{ master, slave int }
 
-// ttyTable is the terminals of a process being dumped.
+// ttyTable is the terminals of the processes being dumped. A
+// pseudo-terminal is one process's: the restore makes it there, and the
+// other processes of the tree can share its ends' open file
+// descriptions, not open their own.
 type ttyTable struct {
 	ttyInfos []*tty.TtyInfoEntry
 	ttyData  []*tty.TtyDataEntry
-	// ptys are the process's pseudo-terminal ends, found on first need.
+	// ptyInfos are the tty-info ids (slave, master) of the
+	// pseudo-terminals dumped, and externalPtys the slaves taken for a
+	// shell job's terminal, so that no pseudo-terminal is both.
+	ptyInfos     map[ptyKey][2]uint32
+	ptyOwners    map[ptyKey]int
+	externalPtys map[ptyKey]bool
+	// ptys are the pseudo-terminal ends of the process being dumped,
+	// found on first need, and stat its stat: both for one process.
 	ptys map[ptyKey]*ptyEnds
 	// external are the tty-info ids of the terminals outside the
 	// checkpoint (a shell job's), by device.
@@ -95,6 +101,9 @@ type ttyTable struct {
 	hungUp map[ptyKey]uint32
 	stat   *proc.Stat
 }
+
+// process starts the terminals of another process.
+func (t *ttyTable) process() { t.ptys, t.stat = nil, nil }
 
 func (t *ttyTable) addInfo(e *tty.TtyInfoEntry) uint32 {
 	e.Id = proto.Uint32(uint32(len(t.ttyInfos) + 1))
@@ -158,17 +167,22 @@ func (t *Table) ttyInfo(d *desc, path string) (uint32, error) {
 			return 0, fmt.Errorf("fd %d (%s): %w", d.fd, path, err)
 		}
 		master := isPtmx(d.st.Rdev)
+		infos, dumped := t.ptyInfos[key]
 		switch {
+		case dumped && t.ptyOwners[key] != t.pid:
+			return 0, fmt.Errorf("%w: fd %d is an end of pseudo-terminal %d, which another process of the tree holds: opened apart from it, not inherited",
+				ErrUnsupported, d.fd, key.index)
 		case ends != nil:
-			if ends.info[0] == 0 {
+			if !dumped {
 				if err := t.dumpPty(key, ends); err != nil {
 					return 0, fmt.Errorf("pseudo-terminal %d: %w", key.index, err)
 				}
+				infos = t.ptyInfos[key]
 			}
 			if master {
-				return ends.info[1], nil
+				return infos[1], nil
 			}
-			return ends.info[0], nil
+			return infos[0], nil
 		case master:
 			return 0, fmt.Errorf("%w: fd %d is the master of pseudo-terminal %d, whose slave the process does not hold: its other end is outside the checkpoint",
 				ErrUnsupported, d.fd, key.index)
@@ -433,21 +447,33 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	if err := unix.Fstat(s, &sst); err != nil {
 		return err
 	}
+	if t.externalPtys[key] {
+		return fmt.Errorf("%w: another process of the tree holds its slave as a shell job's terminal", ErrUnsupported)
+	}
+	var infos [2]uint32
 	for side, rdev := range []uint64{sst.Rdev, unix.Mkdev(5, 2)} {
-		ends.info[side] = t.addInfo(&tty.TtyInfoEntry{
+		infos[side] = t.addInfo(&tty.TtyInfoEntry{
 			Type: tty.TtyType_PTY.Enum(), Locked: proto.Bool(locked), Exclusive: proto.Bool(excl[side]),
 			PacketMode: proto.Bool(packet), Sid: proto.Uint32(sid), Pgrp: proto.Uint32(pgrp), Rdev: proto.Uint32(uint32(rdev)),
 			Termios: termiosEntry(tio), Winsize: winsizeEntry(ws),
 			Pty: &tty.TtyPtyEntry{Index: proto.Uint32(key.index)}, Uid: proto.Uint32(sst.Uid), Gid: proto.Uint32(sst.Gid),
 		})
 	}
+	if t.ptyInfos == nil {
+		t.ptyInfos = map[ptyKey][2]uint32{}
+	}
+	t.ptyInfos[key] = infos
+	if t.ptyOwners == nil {
+		t.ptyOwners = map[ptyKey]int{}
+	}
+	t.ptyOwners[key] = t.pid
 	q, err := takeQueued(m, s, tio, packet)
 	if err != nil {
 		return err
 	}
 	for side, data := range [2][]byte{q.toSlave, q.toMaster} {
 		if len(data) > 0 {
-			t.ttyData = append(t.ttyData, &tty.TtyDataEntry{TtyId: proto.Uint32(ends.info[side]), Data: data})
+			t.ttyData = append(t.ttyData, &tty.TtyDataEntry{TtyId: proto.Uint32(infos[side]), Data: data})
 		}
 	}
 	return nil
@@ -509,7 +535,15 @@ func (t *Table) externalInfo(d *desc, typ tty.TtyType) (uint32, error) {
 		Termios: termiosEntry(tio), Winsize: winsizeEntry(ws), Uid: proto.Uint32(d.st.Uid), Gid: proto.Uint32(d.st.Gid),
 	}
 	if typ == tty.TtyType_PTY {
-		e.Pty = &tty.TtyPtyEntry{Index: proto.Uint32(slaveIndex(d.st.Rdev))}
+		key := ptyKey{d.st.Dev, slaveIndex(d.st.Rdev)}
+		if _, ok := t.ptyInfos[key]; ok {
+			return 0, fmt.Errorf("%w: fd %d is the slave of pseudo-terminal %d, which another process of the tree holds", ErrUnsupported, d.fd, key.index)
+		}
+		if t.externalPtys == nil {
+			t.externalPtys = map[ptyKey]bool{}
+		}
+		t.externalPtys[key] = true
+		e.Pty = &tty.TtyPtyEntry{Index: proto.Uint32(key.index)}
 	}
 	if t.external == nil {
 		t.external = map[uint64]uint32{}

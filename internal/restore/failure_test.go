@@ -180,7 +180,7 @@ func TestRestoreBadImages(t *testing.T) {
 	im := c.im
 	fileOf := func(t *testing.T, fd string) *fdinfo.FileEntry {
 		t.Helper()
-		fds, err := image.ReadAll[fdinfo.FdinfoEntry](im.dir, image.Fdinfo, 1)
+		fds, err := image.ReadAll[fdinfo.FdinfoEntry](im.dir, image.Fdinfo, uint32(pid))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -117,7 +117,7 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	fdFile := func(key string) uint32 {
-		fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, 1)
+		fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, uint32(s.Pid))
 		if err != nil {
 			t.Fatal(err)
 		}
