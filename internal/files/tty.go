@@ -196,11 +196,26 @@ func (t *Table) ttyInfo(d *desc, path string) (uint32, error) {
 
 // checkControllingTerminal refuses, but for a shell job, a process that
 // leads its session and whose controlling terminal is outside the
-// checkpoint: a restore could not give it back.
+// checkpoint: a restore could not give it back. Nor can it give a
+// pseudo-terminal of the checkpoint as controlling terminal to a process
+// of the session but its leader, which sets it: such a process is
+// refused.
 func (t *Table) checkControllingTerminal() error {
 	stat, err := t.procStat()
-	if err != nil || stat.TtyNr == 0 || stat.Session != t.pid || t.shellJob {
+	if err != nil || stat.TtyNr == 0 {
 		return err
+	}
+	if stat.Session != t.pid {
+		for _, infos := range t.ptyInfos {
+			if e := t.ttyInfos[infos[0]-1]; int(e.GetSid()) == stat.Session {
+				return fmt.Errorf("%w: the controlling terminal of the process's session is pseudo-terminal %d of the checkpoint, which a restore gives back to the session's leader alone",
+					ErrUnsupported, e.Pty.GetIndex())
+			}
+		}
+		return nil
+	}
+	if t.shellJob {
+		return nil
 	}
 	if t.ptys == nil {
 		if err := t.scanPtys(); err != nil {

@@ -19,6 +19,12 @@
 //           winsize 24x80 with pixels, holding RAW_IN for the slave and
 //           RAW_OUT for the master
 // and prints "ready cm=FD cs=FD tty=FD rm=FD rs=FD".
+//
+// Usage: pty [child|session-child]. With child, it forks a child that
+// makes a session of its own (no controlling terminal) and sleeps holding
+// the descriptors it inherited; with session-child, one that stays in the
+// session, whose controlling terminal is the canonical pair. The ready
+// line adds child=PID.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -149,7 +155,7 @@ static void on_usr1(int sig) {
 	flow = 1;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
 	cm = posix_openpt(O_RDWR);
 	if (cm < 0)
 		fail("posix_openpt: %s", strerror(errno));
@@ -183,7 +189,19 @@ int main(void) {
 
 	signal(SIGUSR1, on_usr1);
 	check();
-	printf("ready cm=%d cs=%d tty=%d rm=%d rs=%d\n", cm, cs, tty, rm, rs);
+	pid_t child = 0;
+	if (argc > 1) {
+		child = fork();
+		if (child < 0)
+			fail("fork: %s", strerror(errno));
+		if (child == 0) {
+			if (!strcmp(argv[1], "child") && setsid() < 0)
+				_exit(1);
+			for (;;)
+				pause();
+		}
+	}
+	printf("ready cm=%d cs=%d tty=%d rm=%d rs=%d child=%d\n", cm, cs, tty, rm, rs, child);
 	fflush(stdout);
 	int drained = 0;
 	for (long n = 0;; n++) {
