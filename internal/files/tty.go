@@ -661,8 +661,8 @@ func (s *Set) loadTTYs() error {
 	}
 	for _, d := range datas {
 		e := s.ttyInfos[d.GetTtyId()]
-		if e == nil || !s.inPair(e) {
-			return imageErr("tty-data.img: data for terminal %d, which is no pseudo-terminal of the checkpoint", d.GetTtyId())
+		if e == nil || !s.inPair(e) || s.ptyPairs[e.Pty.GetIndex()][1] == 0 {
+			return imageErr("tty-data.img: data for terminal %d, which is no pseudo-terminal of the checkpoint with both ends", d.GetTtyId())
 		}
 		s.ttyData[d.GetTtyId()] = append(s.ttyData[d.GetTtyId()], d.GetData()...)
 	}
