@@ -21,12 +21,15 @@ type Shared struct {
 	pipes map[uint32]fdRef
 	// filled are the FIFOs whose data is written back, by pipe id.
 	filled map[uint32]bool
+	// ptys are the numbers of the pseudo-terminals made, by dumped
+	// index.
+	ptys map[uint32]uint32
 	ghostRestorer
 }
 
 // NewShared starts the registry of a tree's restore.
 func NewShared() *Shared {
-	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}}
+	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, ptys: map[uint32]uint32{}}
 }
 
 // note records the descriptors of process pid, at their numbers, for the

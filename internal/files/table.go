@@ -50,7 +50,7 @@ type fdRef struct {
 // terminal may be among their descriptors; with linkRemap, an unlinked
 // file still linked elsewhere is linked back for the restore.
 func NewTable(pid int, shellJob, linkRemap bool) *Table {
-	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{},
+	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{}, ttyTable: ttyTable{root: pid},
 		fds: map[uint32][]*fdinfo.FdinfoEntry{}, described: map[inode][]fdRef{},
 		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}},
 		ghostTable: ghostTable{linkRemap: linkRemap, targets: map[inode]remapTarget{}}}

@@ -82,6 +82,7 @@ type ptyEnds struct{ master, slave int }
 // other processes of the tree can share its ends' open file
 // descriptions, not open their own.
 type ttyTable struct {
+	root     int // the root of the tree dumped
 	ttyInfos []*tty.TtyInfoEntry
 	ttyData  []*tty.TtyDataEntry
 	// ptyInfos are the tty-info ids (slave, master) of the
@@ -226,8 +227,13 @@ func (t *Table) checkControllingTerminal() error {
 		if ends.master < 0 {
 			continue
 		}
-		if own, err := t.ownSessionsTerminal(ends.master); err != nil || own {
+		if sid, err := t.slaveSession(ends.master); err != nil || sid == t.pid {
 			return err
+		}
+	}
+	for _, infos := range t.ptyInfos {
+		if int(t.ttyInfos[infos[0]-1].GetSid()) == t.pid {
+			return nil // dumped with another process's master
 		}
 	}
 	dev := uint64(stat.TtyNr)
@@ -285,25 +291,41 @@ func (t *Table) ptyOf(d *desc) (ptyKey, *ptyEnds, error) {
 		return key, nil, nil
 	}
 	if ends.slave < 0 {
-		// The slave may be held as the controlling terminal of the
-		// process's session alone.
-		if own, err := t.ownSessionsTerminal(ends.master); err != nil || !own {
+		// The slave may be held as the controlling terminal of a
+		// session of the tree alone.
+		if sid, err := t.slaveSession(ends.master); err != nil || sid == 0 || !t.inTree(sid) {
 			return key, nil, err
 		}
 	}
 	return key, ends, nil
 }
 
-// ownSessionsTerminal reports whether the slave of master descriptor fd
-// of the process is the controlling terminal of the session it leads.
-func (t *Table) ownSessionsTerminal(fd int) (bool, error) {
+// slaveSession is the session whose controlling terminal the slave of
+// master descriptor fd of the process is, 0 if none.
+func (t *Table) slaveSession(fd int) (int, error) {
 	m, err := Getfd(t.pid, fd)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer unix.Close(m)
 	sid, err := ioctlID(m, unix.TIOCGSID)
-	return int(sid) == t.pid, err
+	return int(sid), err
+}
+
+// inTree reports whether process pid is the root of the tree dumped or
+// one of its descendants.
+func (t *Table) inTree(pid int) bool {
+	for pid > 1 {
+		if pid == t.root {
+			return true
+		}
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			return false
+		}
+		pid = st.PPid
+	}
+	return false
 }
 
 // scanPtys finds every pseudo-terminal end among the process's
@@ -448,15 +470,13 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	if err := errors.Join(errs[:]...); err != nil {
 		return err
 	}
-	stat, err := t.procStat()
-	if err != nil {
-		return err
-	}
+	// A restore makes it the controlling terminal of the session's
+	// leader, whose group then has the foreground.
 	switch {
-	case sid != 0 && int(sid) != t.pid:
+	case sid != 0 && !t.inTree(int(sid)):
 		return fmt.Errorf("%w: it is the controlling terminal of session %d, outside the checkpoint", ErrUnsupported, sid)
-	case sid != 0 && int(pgrp) != stat.Pgrp:
-		return fmt.Errorf("%w: its foreground process group %d is not the process's", ErrUnsupported, pgrp)
+	case sid != 0 && pgrp != sid:
+		return fmt.Errorf("%w: its foreground process group %d is not its session's leader's, %d", ErrUnsupported, pgrp, sid)
 	}
 	var sst unix.Stat_t
 	if err := unix.Fstat(s, &sst); err != nil {
@@ -708,6 +728,9 @@ type ttyRestorer struct {
 	settled map[uint32]bool
 	// ttyNotes are what the log should say of the terminals.
 	ttyNotes []string
+	// cttyDone is set once the process has its session's controlling
+	// terminal.
+	cttyDone bool
 }
 
 // ptyMade is a pseudo-terminal made in the process: its master and a
@@ -806,14 +829,17 @@ func (r *Restorer) settle(n uint64, e *tty.TtyInfoEntry) error {
 	return nil
 }
 
-// pty returns the pseudo-terminal made for dumped index, making it the
-// first time: a master from /dev/ptmx, unlocked, and a slave by the
+// pty returns the pseudo-terminal made for dumped index in the process,
+// making it the first time: a master from /dev/ptmx, unlocked, and a slave by the
 // number the kernel gave it (which may differ from the dumped one), with
 // the dumped settings, window size, owner and queued data; and, if it was
 // the controlling terminal of the process's session, it is again.
 func (r *Restorer) pty(index uint32) (*ptyMade, error) {
 	if p, ok := r.pairs[index]; ok {
 		return p, nil
+	}
+	if _, made := r.shared.ptys[index]; made {
+		return nil, fmt.Errorf("%w: pseudo-terminal %d is made by another process of the tree, whose ends this one holds apart", ErrUnsupported, index)
 	}
 	ids := r.set.ptyPairs[index]
 	p := &ptyMade{index: index, slaveInfo: r.set.ttyInfos[ids[0]], masterInfo: r.set.ttyInfos[ids[1]]} // nil for a hung-up slave
@@ -848,6 +874,7 @@ func (r *Restorer) makePty(p *ptyMade) error {
 		return fmt.Errorf("read its number: %w", err)
 	}
 	p.newIndex = uint32(newIndex)
+	r.shared.ptys[p.index] = p.newIndex
 	if p.newIndex != p.index {
 		r.ttyNotes = append(r.ttyNotes, fmt.Sprintf("pseudo-terminal %d is /dev/pts/%d now", p.index, p.newIndex))
 	}
@@ -885,8 +912,7 @@ func (r *Restorer) makePty(p *ptyMade) error {
 			return fmt.Errorf("set packet mode: %w", err)
 		}
 	}
-	if e.GetSid() != 0 {
-		// Only the process's own session's, the dump made sure.
+	if int(e.GetSid()) == r.pid {
 		if err := r.sys(unix.SYS_IOCTL, p.slave, unix.TIOCSCTTY, 0); err != nil {
 			return fmt.Errorf("make it the controlling terminal: %w", err)
 		}
@@ -894,17 +920,70 @@ func (r *Restorer) makePty(p *ptyMade) error {
 	return nil
 }
 
+// sessionTerminal gives the process, which leads its session, the
+// pseudo-terminal of the checkpoint that was its session's controlling
+// terminal, if any, and reports whether there was one: made here, or
+// made by another process of the tree, whose slave it opens to take it.
+func (r *Restorer) sessionTerminal() (bool, error) {
+	if r.cttyDone {
+		return true, nil
+	}
+	for index, ids := range r.set.ptyPairs {
+		e := r.set.ttyInfos[ids[0]]
+		if !r.set.inPair(e) || int(e.GetSid()) != r.pid {
+			continue
+		}
+		r.cttyDone = true
+		if _, mine := r.pairs[index]; mine {
+			return true, nil
+		}
+		newIndex, made := r.shared.ptys[index]
+		if !made {
+			if !r.holdsPty(index) {
+				return true, fmt.Errorf("%w: pseudo-terminal %d, the controlling terminal of the session, is held by a process of the tree restored after its leader", ErrUnsupported, index)
+			}
+			_, err := r.pty(index)
+			return true, err
+		}
+		n, err := r.open(fmt.Sprintf("/dev/pts/%d", newIndex), unix.O_RDWR|unix.O_NOCTTY, 0)
+		if err != nil {
+			return true, fmt.Errorf("open /dev/pts/%d: %w", newIndex, err)
+		}
+		err = r.sys(unix.SYS_IOCTL, n, unix.TIOCSCTTY, 0)
+		if cerr := r.sys(unix.SYS_CLOSE, n); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return true, fmt.Errorf("make pseudo-terminal %d the controlling terminal: %w", index, err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// holdsPty reports whether a descriptor of the process is an end of the
+// pseudo-terminal of dumped index.
+func (r *Restorer) holdsPty(index uint32) bool {
+	for _, fd := range r.set.Fds {
+		f := r.set.Files[fd.GetId()]
+		if f.GetType() != fdinfo.FdTypes_TTY {
+			continue
+		}
+		if e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]; e.GetType() == tty.TtyType_PTY && e.Pty.GetIndex() == index {
+			return true
+		}
+	}
+	return false
+}
+
 // controllingTerminal returns the path at which the process opens
 // /dev/tty again: /dev/tty itself, once a pseudo-terminal of the
-// checkpoint that was its session's is made, or, for a shell job, while
-// it has a controlling terminal (cryo's session's); a shell job without
-// one, which led its session, opens cryo's terminal.
+// checkpoint that was its session's is its controlling terminal, or, for
+// a shell job, while it has a controlling terminal (cryo's session's); a
+// shell job without one, which led its session, opens cryo's terminal.
 func (r *Restorer) controllingTerminal() (string, error) {
-	for index, ids := range r.set.ptyPairs {
-		if e := r.set.ttyInfos[ids[0]]; r.set.inPair(e) && int(e.GetSid()) == r.pid {
-			_, err := r.pty(index)
-			return "/dev/tty", err
-		}
+	if ok, err := r.sessionTerminal(); ok || err != nil {
+		return "/dev/tty", err
 	}
 	if !r.shellJob {
 		return "", fmt.Errorf("%w: /dev/tty is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported)
@@ -916,10 +995,15 @@ func (r *Restorer) controllingTerminal() (string, error) {
 	return ownTerminal()
 }
 
-// opened locks the pseudo-terminals that were locked and sets their
-// exclusive mode, now that every entry has opened its slave, and closes
-// the descriptors that no entry was given.
+// opened gives the process its session's controlling terminal if it
+// was a pseudo-terminal of the checkpoint, locks the pseudo-terminals
+// that were locked and sets their exclusive mode, now that every entry
+// has opened its slave, and closes the descriptors that no entry was
+// given.
 func (ttyKind) opened(r *Restorer) error {
+	if _, err := r.sessionTerminal(); err != nil {
+		return err
+	}
 	for _, p := range r.pairs {
 		m, err := r.getfd(p.master)
 		if err != nil {

@@ -1,6 +1,7 @@
 package restore_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -21,33 +23,56 @@ import (
 // ways through both, and through /dev/tty.
 //
 // With a child that inherited the descriptors (in a session of its own),
-// the child's are the same open file descriptions again.
+// the child's are the same open file descriptions again; with a child
+// that made the raw pair the controlling terminal of a session of its
+// own, it is again.
 func TestRestorePty(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, child := range []bool{false, true} {
-		name := "alone"
-		if child {
-			name = "with a child"
-		}
-		t.Run(name, func(t *testing.T) { testRestorePty(t, child) })
+	for _, mode := range []string{"", "child", "ctty-child"} {
+		t.Run("mode="+mode, func(t *testing.T) { testRestorePty(t, mode) })
 	}
 }
 
-func testRestorePty(t *testing.T, child bool) {
-	args := []string{}
-	if child {
-		args = append(args, "child")
+// controllingTerminal is the device of process pid's controlling
+// terminal, 0 if none.
+func controllingTerminal(t *testing.T, pid int) uint64 {
+	t.Helper()
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return uint64(st.TtyNr)
+}
+
+func testRestorePty(t *testing.T, mode string) {
+	var args []string
+	if mode != "" {
+		args = append(args, mode)
+	}
+	child := mode == "child"
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "pty.c"), args...)}
 	s.WaitTicks(t, 3)
 	cpid := int(s.ReadyUint(t, "child"))
+	rawSlave := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", s.Pid, s.ReadyUint(t, "rs")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Rdev
+	}
+	if mode == "ctty-child" && controllingTerminal(t, cpid) != rawSlave() {
+		t.Fatalf("the child's controlling terminal is %#x, want the raw pair's slave %#x", controllingTerminal(t, cpid), rawSlave())
+	}
 	c := dumpAndReap(t, s)
-	if child {
+	if mode != "" {
 		if err := testutil.WaitPidsFree(cpid); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, log := restoreSubject(t, s, c, restore.Options{})
+	if mode == "ctty-child" && controllingTerminal(t, cpid) != rawSlave() {
+		t.Errorf("the restored child's controlling terminal is %#x, want the raw pair's slave %#x\nlog:\n%s", controllingTerminal(t, cpid), rawSlave(), log)
+	}
 	for _, k := range []string{"cm", "cs", "tty", "rm", "rs"} {
 		if !child {
 			break

@@ -20,11 +20,13 @@
 //           RAW_OUT for the master
 // and prints "ready cm=FD cs=FD tty=FD rm=FD rs=FD".
 //
-// Usage: pty [child|session-child]. With child, it forks a child that
-// makes a session of its own (no controlling terminal) and sleeps holding
-// the descriptors it inherited; with session-child, one that stays in the
-// session, whose controlling terminal is the canonical pair. The ready
-// line adds child=PID.
+// Usage: pty [child|session-child|ctty-child]. With child, it forks a
+// child that makes a session of its own (no controlling terminal) and
+// sleeps holding the descriptors it inherited; with session-child, one
+// that stays in the session, whose controlling terminal is the canonical
+// pair; with ctty-child, one that makes a session whose controlling
+// terminal is the raw pair, opened and closed. The ready line adds
+// child=PID.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -195,8 +197,13 @@ int main(int argc, char **argv) {
 		if (child < 0)
 			fail("fork: %s", strerror(errno));
 		if (child == 0) {
-			if (!strcmp(argv[1], "child") && setsid() < 0)
+			if (strcmp(argv[1], "session-child") && setsid() < 0)
 				_exit(1);
+			if (!strcmp(argv[1], "ctty-child")) {
+				int fd = open(ptsname(rm), O_RDWR);
+				if (fd < 0 || close(fd) != 0)
+					_exit(1);
+			}
 			for (;;)
 				pause();
 		}
