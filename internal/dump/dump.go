@@ -261,6 +261,11 @@ func (d *dumper) inspect() (err error) {
 		return err
 	}
 	if d.status.State == 'Z' {
+		// So shows a thread group leader that has exited while its
+		// threads run on.
+		if tids, err := proc.ReadTasks(d.pid); err == nil && len(tids) > 1 {
+			return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+		}
 		return errors.New("process is a zombie")
 	}
 	if d.status.TracerPid != 0 && d.tr == nil {

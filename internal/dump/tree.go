@@ -90,20 +90,21 @@ func (t *tree) seize() error {
 		pid := queue[0]
 		queue = queue[1:]
 		d := &dumper{tree: t, pid: pid}
-		if err := d.inspect(); err != nil && pid != t.opts.Pid && d.status.State == 'Z' {
+		if err := d.inspect(); err != nil {
+			if d.status.State != 'Z' || pid == t.opts.Pid {
+				return t.named(pid, err)
+			}
 			if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
-				return err
+				return t.named(pid, err)
 			}
 			continue
-		} else if err != nil {
-			return t.named(pid, err)
 		}
 		var err error
 		if d.tr, err = ptrace.Seize(pid, 0); err != nil {
 			// A child may have exited since its parent was frozen.
 			if st, serr := proc.ReadStat(pid); pid != t.opts.Pid && serr == nil && st.State == 'Z' {
 				if err := t.addZombie(pid, parent[pid], st); err != nil {
-					return err
+					return t.named(pid, err)
 				}
 				continue
 			}
@@ -168,8 +169,13 @@ func children(pid int) ([]int, error) {
 	return out, nil
 }
 
-// addZombie records a child that has exited and not been waited for.
+// addZombie records a child that has exited and not been waited for. A
+// thread group leader that exited while its threads run on shows as a
+// zombie too: that one is refused.
 func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
+	if tids, err := proc.ReadTasks(pid); err == nil && len(tids) > 1 {
+		return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+	}
 	z := zombie{pid: pid, ppid: ppid, pgid: st.Pgrp, sid: st.Session, comm: st.Comm, flags: st.Flags, status: st.ExitCode}
 	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
 	t.zombies = append(t.zombies, z)
@@ -266,46 +272,26 @@ func (t *tree) checkSessions() error {
 // shareMemory finds the shared anonymous memory objects that several
 // processes of the tree map (inherited across fork): each is copied once,
 // whole, through one of its mappings (copyShared), not by each process.
-// A memfd that several processes map or hold is refused: a restore would
-// make one for each.
+// A memfd is one object whoever holds it: its contents are copied once
+// (copyObjects).
 func (t *tree) shareMemory() error {
 	if len(t.procs) < 2 {
 		return nil
 	}
 	mappers := map[uint64][]*dumper{}
 	var order []uint64
-	memfds := map[uint64]int{}
-	useMemfd := func(pid int, id uint64) error {
-		if o, ok := memfds[id]; ok && o != pid {
-			return fmt.Errorf("%w: memfd (file %d) is shared by pids %d and %d (memfds shared between processes are not supported yet)", ErrUnsupported, id, o, pid)
-		}
-		memfds[id] = pid
-		return nil
-	}
-	isMemfd := t.files.MemfdIDs()
 	for _, d := range t.procs {
 		for _, v := range d.images.mm.Vmas {
 			id := v.GetShmid()
-			switch {
-			case v.GetStatus()&image.VMAAnonShared != 0:
-				ds := mappers[id]
-				if len(ds) == 0 {
-					order = append(order, id)
-				}
-				if len(ds) == 0 || ds[len(ds)-1] != d {
-					mappers[id] = append(ds, d)
-				}
-			case v.GetStatus()&image.VMAAreaMemfd != 0:
-				if err := useMemfd(d.pid, id); err != nil {
-					return err
-				}
+			if v.GetStatus()&image.VMAAnonShared == 0 {
+				continue
 			}
-		}
-		for _, fd := range t.files.Fds(uint32(d.pid)) {
-			if isMemfd[fd.GetId()] {
-				if err := useMemfd(d.pid, uint64(fd.GetId())); err != nil {
-					return err
-				}
+			ds := mappers[id]
+			if len(ds) == 0 {
+				order = append(order, id)
+			}
+			if len(ds) == 0 || ds[len(ds)-1] != d {
+				mappers[id] = append(ds, d)
 			}
 		}
 	}

@@ -26,7 +26,7 @@ func startTree(t *testing.T, args ...string) (*testutil.Subject, map[string]int)
 	}
 	s := testutil.StartSubject(t, testutil.BuildC(t, "tree.c"), append([]string{dir}, args...)...)
 	pids := map[string]int{"root": s.Pid}
-	for _, name := range []string{"writer", "reader", "group", "grandchild", "exited", "killed"} {
+	for _, name := range []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "leader"} {
 		pid, err := strconv.Atoi(s.Ready[name])
 		if err != nil {
 			t.Fatalf("ready line: %s=%q", name, s.Ready[name])
@@ -48,7 +48,7 @@ func TestDumpTree(t *testing.T) {
 	d := dumpProcess(t, s.Pid, true)
 	s.WaitTicks(t, 10)
 	critDecode(t, d.dir)
-	if d.stats.Processes != len(pids) {
+	if d.stats.Processes != len(pids)-1 {
 		t.Errorf("dumped %d processes, want %d", d.stats.Processes, len(pids))
 	}
 	dir, err := image.Open(d.dir)
@@ -69,20 +69,26 @@ func TestDumpTree(t *testing.T) {
 		entry(pids["writer"], pids["root"], pids["root"], one(pids["writer"])...),
 		entry(pids["reader"], pids["root"], pids["root"], one(pids["reader"])...),
 		entry(pids["group"], pids["root"], pids["group"], one(pids["group"])...),
+		entry(pids["orphan"], pids["root"], pids["leader"], one(pids["orphan"])...),
 		entry(pids["exited"], pids["root"], pids["root"], one(pids["exited"])...),
 		entry(pids["killed"], pids["root"], pids["root"], one(pids["killed"])...),
 		entry(pids["grandchild"], pids["group"], pids["group"], one(pids["grandchild"])...),
+		// The helper that makes the orphan's group, whose leader exited.
+		entry(pids["leader"], pids["root"], pids["leader"], one(pids["leader"])...),
 	}
 	if diff := cmp.Diff(want, tree, protocmp.Transform()); diff != "" {
 		t.Errorf("pstree.img (-want +got):\n%s", diff)
 	}
-	for name, status := range map[string]uint32{"exited": 7 << 8, "killed": 15} {
+	for _, z := range []struct {
+		name          string
+		state, status uint32
+	}{{"exited", 2, 7 << 8}, {"killed", 2, 15}, {"leader", 4, 0}} {
 		core := &criucore.CoreEntry{}
-		if err := dir.ReadImage(image.Core, uint32(pids[name]), core); err != nil {
+		if err := dir.ReadImage(image.Core, uint32(pids[z.name]), core); err != nil {
 			t.Fatal(err)
 		}
-		if st, code := core.GetTc().GetTaskState(), core.GetTc().GetExitCode(); st != 2 || code != status {
-			t.Errorf("%s zombie: task state %d, exit code %#x, want 2 (dead) and %#x", name, st, code, status)
+		if st, code := core.GetTc().GetTaskState(), core.GetTc().GetExitCode(); st != z.state || code != z.status {
+			t.Errorf("%s: task state %d, exit code %#x, want %d and %#x", z.name, st, code, z.state, z.status)
 		}
 	}
 	fd, err := strconv.Atoi(s.Ready["file"])

@@ -33,6 +33,8 @@ var kinds = []kind{
 	pipeKind{},
 	eventfdKind{},
 	eventpollKind{},
+	inotifyKind{},
+	fanotifyKind{},
 	memfdKind{},
 	nsKind{},
 	fifoKind{},

@@ -42,7 +42,9 @@ func TestClaims(t *testing.T) {
 		{"/run/sock", unix.S_IFSOCK, none, 0},
 		{"socket:[99]", unix.S_IFSOCK, none, 0},
 		{"anon_inode:[timerfd]", 0, none, 0},
-		{"anon_inode:inotify", 0, none, 0},
+		{"anon_inode:inotify", 0, fdinfo.FdTypes_INOTIFY, 0},
+		{"anon_inode:[fanotify]", 0, fdinfo.FdTypes_FANOTIFY, 0},
+		{"anon_inode:[pidfd]", 0, none, 0},
 	} {
 		d := &desc{link: tc.link, st: unix.Stat_t{Mode: tc.mode | 0o644, Rdev: tc.rdev}}
 		got := none

@@ -3,7 +3,9 @@ package files
 import (
 	"fmt"
 	"slices"
+	"strings"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -50,8 +52,51 @@ func (r *Restorer) OpenAll() error {
 	if err := r.liftMemfds(); err != nil {
 		return err
 	}
-	temps := map[uint32]uint64{} // file id -> its descriptor above the targets
+	// The process's own /proc/PID/fd/N and fdinfo/N exist only once
+	// descriptor N has its number: they are opened last.
+	var early, late []*fdinfo.FdinfoEntry
 	for _, fd := range r.set.Fds {
+		if r.ownFdFile(r.set.Files[fd.GetId()]) {
+			late = append(late, fd)
+		} else {
+			early = append(early, fd)
+		}
+	}
+	if err := r.openAt(early, func() error {
+		for _, k := range kinds {
+			if o, ok := k.(opener); ok {
+				if err := o.opened(r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := r.openAt(late, func() error { return nil }); err != nil {
+		return err
+	}
+	if err := r.closeMemfds(); err != nil {
+		return err
+	}
+	r.shared.note(r)
+	for _, k := range kinds {
+		if p, ok := k.(placer); ok {
+			if err := p.placed(r); err != nil {
+				return err
+			}
+		}
+	}
+	return r.takeLocks()
+}
+
+// openAt opens the entries of descriptors fds, each once, above the
+// targets (or takes them from the process of the tree that made them),
+// runs opened, and moves them to their numbers.
+func (r *Restorer) openAt(fds []*fdinfo.FdinfoEntry, opened func() error) error {
+	temps := map[uint32]uint64{} // file id -> its descriptor above the targets
+	for _, fd := range fds {
 		id := fd.GetId()
 		if _, ok := temps[id]; ok {
 			continue
@@ -73,14 +118,10 @@ func (r *Restorer) OpenAll() error {
 		}
 		temps[id] = n
 	}
-	for _, k := range kinds {
-		if o, ok := k.(opener); ok {
-			if err := o.opened(r); err != nil {
-				return err
-			}
-		}
+	if err := opened(); err != nil {
+		return err
 	}
-	for _, fd := range r.set.Fds {
+	for _, fd := range fds {
 		if err := r.dupTo(temps[fd.GetId()], uint64(fd.GetFd()), fd.GetFlags()); err != nil {
 			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 		}
@@ -90,18 +131,17 @@ func (r *Restorer) OpenAll() error {
 			return err
 		}
 	}
-	if err := r.closeMemfds(); err != nil {
-		return err
+	return nil
+}
+
+// ownFdFile reports whether f is the process's own /proc/PID/fd/N or
+// /proc/PID/fdinfo/N.
+func (r *Restorer) ownFdFile(f *fdinfo.FileEntry) bool {
+	if f.Reg == nil || !r.set.ownProc[f.GetId()] {
+		return false
 	}
-	r.shared.note(r)
-	for _, k := range kinds {
-		if p, ok := k.(placer); ok {
-			if err := p.placed(r); err != nil {
-				return err
-			}
-		}
-	}
-	return r.takeLocks()
+	rest, _ := strings.CutPrefix(f.Reg.GetName(), fmt.Sprintf("/proc/%d/", r.pid))
+	return strings.HasPrefix(rest, "fd/") || strings.HasPrefix(rest, "fdinfo/")
 }
 
 // opener is a kind with work to do once every entry is open, before the

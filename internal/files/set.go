@@ -24,6 +24,7 @@ type Set struct {
 	lockSet
 	identitySet
 	ttySet
+	markSet
 }
 
 func imageErr(format string, a ...any) error {

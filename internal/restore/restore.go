@@ -67,7 +67,9 @@ type Stats struct {
 	Pid int
 	// Processes counts the processes restored, zombies included.
 	Processes int
-	VDSO      vdso.Mode
+	// Pids are the live processes, the root first.
+	Pids []int
+	VDSO vdso.Mode
 	// Total is the time until the processes run.
 	Total time.Duration
 }
@@ -110,12 +112,16 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 		if t.stub != nil {
 			err = errors.Join(err, t.stub.KillAll())
 		}
+		t.built.reap(t.log)
 		if t.rootPid != 0 {
 			return nil, fmt.Errorf("restore pid %d: %w", t.rootPid, err)
 		}
 		return nil, fmt.Errorf("restore %s: %w", opts.Dir, err)
 	}
 	t.stats.Pid = t.rootPid
+	for _, r := range t.procs {
+		t.stats.Pids = append(t.stats.Pids, r.pid)
+	}
 	t.stats.Total = time.Since(start)
 	return &t.stats, nil
 }
@@ -150,7 +156,7 @@ func (t *tree) run(ctx context.Context) error {
 					return err
 				}
 			}
-			return nil
+			return r.restorePosixTimers()
 		})},
 		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
 		{Name: "signals", Run: t.each(func(r *restorer) error {
@@ -356,6 +362,35 @@ func (b *built) kill() {
 	b.killed = true
 	for _, pid := range b.pids {
 		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// reapWait bounds how long a failed restore waits for what it killed.
+const reapWait = 5 * time.Second
+
+// reap waits for every process made, killed, to be gone, reaping those
+// that are the caller's: a process of the tree whose parent died before
+// it is handed to the nearest child subreaper, which a restore's caller
+// is meant to be (cryo restore makes itself one), and so is a zombie of
+// the tree once its parent is gone.
+func (b *built) reap(log *slog.Logger) {
+	b.mu.Lock()
+	pids := slices.Clone(b.pids)
+	b.mu.Unlock()
+	deadline := time.Now().Add(reapWait)
+	for _, pid := range pids {
+		for {
+			unix.Wait4(pid, nil, unix.WALL|unix.WNOHANG, nil)
+			st, err := proc.ReadStat(pid)
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				log.Warn("a process the failed restore made is left to its parent", "pid", pid, "state", string(st.State), "parent", st.PPid)
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 

@@ -44,9 +44,12 @@ type tree struct {
 	stats            Stats
 }
 
-// zombie is a process that had exited and was not waited for.
+// zombie is a process that had exited and was not waited for, or a
+// helper: a process made only to make a process group whose leader has
+// exited, which exits, and is reaped, once the group's members joined.
 type zombie struct {
-	entry *pstree.PstreeEntry
+	entry  *pstree.PstreeEntry
+	helper bool
 	// status is what its parent's wait reports.
 	status unix.WaitStatus
 	comm   string
@@ -124,11 +127,15 @@ func (t *tree) load() error {
 		if core.Tc == nil {
 			return imageErr("core-%d.img has no task state", pid)
 		}
-		if core.Tc.GetTaskState() == taskDead {
+		if st := core.Tc.GetTaskState(); st == taskDead || st == taskHelper {
 			if i == 0 {
-				return imageErr("pstree.img: the root %d is a zombie", pid)
+				return imageErr("pstree.img: the root %d is not a live process (task state %d)", pid, st)
 			}
-			t.zombies = append(t.zombies, &zombie{entry: e, status: unix.WaitStatus(core.Tc.GetExitCode()), comm: core.Tc.GetComm()})
+			if st == taskHelper && (e.GetPgid() != pid || e.GetSid() == pid) {
+				return imageErr("pstree.img: helper %d does not lead a process group of its own", pid)
+			}
+			t.zombies = append(t.zombies, &zombie{entry: e, helper: st == taskHelper,
+				status: unix.WaitStatus(core.Tc.GetExitCode()), comm: core.Tc.GetComm()})
 			continue
 		}
 		live[pid] = true
@@ -138,7 +145,12 @@ func (t *tree) load() error {
 		}
 		t.procs = append(t.procs, &restorer{tree: t, c: c, pid: c.pid})
 	}
-	t.stats.Processes = len(t.entries)
+	t.stats.Processes = len(t.procs)
+	for _, z := range t.zombies {
+		if !z.helper {
+			t.stats.Processes++
+		}
+	}
 	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
 	for _, r := range t.procs {
 		// A lock is taken by the process that held it.
@@ -189,10 +201,16 @@ func (t *tree) cloneTree() error {
 		r.tr = byPid[r.pid]
 		r.files = files.NewRestorer(r.tr, r.pid, r.c.files, t.shared, r.opts.ShellJob)
 	}
-	for _, z := range t.zombies {
-		z.tr = byPid[int(z.entry.GetPid())]
-		if err := t.exitZombie(z); err != nil {
-			return t.named(int(z.entry.GetPid()), err)
+	// The helpers last: a zombie may be in a group a helper made.
+	for _, helpers := range []bool{false, true} {
+		for _, z := range t.zombies {
+			if z.helper != helpers {
+				continue
+			}
+			z.tr = byPid[int(z.entry.GetPid())]
+			if err := t.exitZombie(z); err != nil {
+				return t.named(int(z.entry.GetPid()), err)
+			}
 		}
 	}
 	return nil
@@ -333,22 +351,50 @@ func (t *tree) exitZombie(z *zombie) error {
 			return fmt.Errorf("set core limit: %w", err)
 		}
 	}
-	t.log.Info("zombie", "pid", pid, "status", fmt.Sprintf("%#x", int(z.status)))
+	t.log.Info("zombie", "pid", pid, "status", fmt.Sprintf("%#x", int(z.status)), "helper", z.helper)
 	if err := z.tr.Exit(z.status); err != nil {
 		return err
 	}
+	if z.helper {
+		if err := t.reapHelper(z); err != nil {
+			return err
+		}
+	}
 	return t.takeChildSignal(int(z.entry.GetPpid()))
+}
+
+// reapHelper makes the parent of a helper that exited wait for it, so
+// that it leaves no trace.
+func (t *tree) reapHelper(z *zombie) error {
+	ppid, pid := int(z.entry.GetPpid()), int(z.entry.GetPid())
+	parent := t.proc(ppid)
+	if parent == nil {
+		return errors.New("the helper's parent is not a live process of the checkpoint")
+	}
+	got, err := parent.tr.Syscall(ppid, unix.SYS_WAIT4, uint64(pid), 0, unix.WNOHANG|unix.WALL, 0)
+	if err != nil {
+		return fmt.Errorf("reap helper %d in pid %d: %w", pid, ppid, err)
+	}
+	if int(got) != pid {
+		return fmt.Errorf("reap helper %d in pid %d: wait4 gave %d", pid, ppid, got)
+	}
+	return nil
+}
+
+// proc returns the live process pid of the tree, nil if none.
+func (t *tree) proc(pid int) *restorer {
+	for _, r := range t.procs {
+		if r.pid == pid {
+			return r
+		}
+	}
+	return nil
 }
 
 // takeChildSignal takes back the SIGCHLD a zombie's exit sent its parent
 // ppid, if it is pending.
 func (t *tree) takeChildSignal(ppid int) error {
-	var parent *restorer
-	for _, r := range t.procs {
-		if r.pid == ppid {
-			parent = r
-		}
-	}
+	parent := t.proc(ppid)
 	if parent == nil {
 		return errors.New("the zombie's parent is not a live process of the checkpoint")
 	}

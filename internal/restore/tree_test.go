@@ -15,7 +15,7 @@ import (
 
 // treeMembers are the processes test/subjects/tree.c names in its ready
 // line, besides its root.
-var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed"}
+var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan"}
 
 // links is what ties a process to the others of its tree.
 type links struct {
@@ -43,29 +43,15 @@ func readLinks(t *testing.T, pids map[string]int) map[string]links {
 	return out
 }
 
-func atoi(s string) int {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return -1
-	}
-	return n
-}
-
-// TestRestoreTree checkpoints test/subjects/tree.c, a root with five
-// children (two of them zombies) and a grandchild, and restores it: every
-// process comes back with its PID, parent, process group and session;
-// the zombies are zombies again, waitable with their exit status; the
-// numbers going from the writer through the reader to the root go on with
-// none skipped or repeated (the subject checks); and the file the root
-// shares with its children is one open file description again.
-func TestRestoreTree(t *testing.T) {
-	testutil.RequireRoot(t)
+// startTree starts test/subjects/tree.c and returns it and the pids of
+// its processes, by name ("root" and treeMembers).
+func startTree(t *testing.T) (*subject, map[string]int) {
+	t.Helper()
 	dir, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "tree.c"), dir), dir: dir}
-	s.WaitTicks(t, 3)
 	pids := map[string]int{"root": s.Pid}
 	for _, name := range treeMembers {
 		pid, err := strconv.Atoi(s.Ready[name])
@@ -74,6 +60,29 @@ func TestRestoreTree(t *testing.T) {
 		}
 		pids[name] = pid
 	}
+	return s, pids
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// TestRestoreTree checkpoints test/subjects/tree.c, a root with six
+// children (two of them zombies, one in a process group whose leader has
+// exited) and a grandchild, and restores it: every process comes back
+// with its PID, parent, process group and session;
+// the zombies are zombies again, waitable with their exit status; the
+// numbers going from the writer through the reader to the root go on with
+// none skipped or repeated (the subject checks); and the file the root
+// shares with its children is one open file description again.
+func TestRestoreTree(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, pids := startTree(t)
+	s.WaitTicks(t, 3)
 	before := readLinks(t, pids)
 	c := dumpAndReap(t, s)
 	var all []int
@@ -88,6 +97,10 @@ func TestRestoreTree(t *testing.T) {
 		t.Errorf("restored %d processes, want %d", st.Processes, len(pids))
 	}
 	s.WaitTicks(t, 10)
+	// The helper that made the orphan's group again is gone.
+	if leader := s.Ready["leader"]; testutil.WaitPidsFree(atoi(leader)) != nil {
+		t.Errorf("the helper %s that made a process group is still there", leader)
+	}
 	if diff := cmp.Diff(before, readLinks(t, pids)); diff != "" {
 		t.Errorf("process links (-dumped +restored):\n%s\nlog:\n%s", diff, log)
 	}

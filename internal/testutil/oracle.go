@@ -137,6 +137,8 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		s[task+"comm"] = read(task + "comm")
 	}
 
+	recordPosixTimers(t, s, pid, tids)
+
 	smaps, err := proc.ReadSmaps(pid)
 	if err != nil {
 		t.Fatalf("state oracle: %v", err)
@@ -153,6 +155,15 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	if err != nil {
 		t.Fatalf("state oracle: %v", err)
 	}
+	// A restore recreates an unlinked file the process holds (a ghost):
+	// a new inode, which the marks on it then name.
+	unlinked := map[string]bool{}
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if strings.HasSuffix(link(fmt.Sprintf("fd/%d", fd)), " (deleted)") && unix.Stat(proc.Path(pid, fmt.Sprintf("fd/%d", fd)), &st) == nil {
+			unlinked[strconv.FormatUint(st.Ino, 16)] = true
+		}
+	}
 	for _, fd := range fds {
 		key := fmt.Sprintf("fd/%d/", fd)
 		s[key+"link"] = ptsNumber.ReplaceAllString(objectNumber.ReplaceAllString(link(fmt.Sprintf("fd/%d", fd)), "[N]"), "/dev/pts/[N]")
@@ -164,6 +175,15 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		// as "fd/N/link", and by inode, which is new for a new object.
 		for i, v := range multi["tfd"] {
 			multi["tfd"][i] = tfdInode.ReplaceAllString(v, "")
+		}
+		for _, k := range []string{"inotify wd", "fanotify ino"} {
+			for i, v := range multi[k] {
+				line := k + ":" + v
+				if m := markInode.FindStringSubmatch(line); m != nil && unlinked[m[1]] {
+					line = strings.Replace(line, m[0], "ino:(unlinked) ", 1)
+					multi[k][i] = strings.TrimPrefix(markHandle.ReplaceAllString(line, ""), k+":")
+				}
+			}
 		}
 		for k, vs := range multi {
 			slices.Sort(vs)
@@ -198,6 +218,35 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	}
 	s["status owner"] = fmt.Sprintf("%d:%d", own.Uid, own.Gid)
 	return s
+}
+
+// recordPosixTimers records the POSIX timers by id (/proc lists them in
+// no set order). A timer runs on while the process is held, by the dump's
+// freeze and the restore's last steps alike, so the signal of one that
+// signals may be pending at one reading and not at the other: it is left
+// out of the pending masks.
+func recordPosixTimers(t testing.TB, s State, pid int, tids []int) {
+	t.Helper()
+	timers, err := proc.ReadPosixTimers(pid)
+	if err != nil {
+		t.Fatalf("state oracle: %v", err)
+	}
+	var sigs uint64
+	for _, tm := range timers {
+		s[fmt.Sprintf("timers/%d", tm.ID)] = fmt.Sprintf("signal %d/%#x notify %s thread %v %d clock %d",
+			tm.Signo, tm.Value, tm.Notify, tm.ToThread, tm.NotifyPid, tm.ClockID)
+		if tm.Notify != "none" && tm.Signo >= 1 && tm.Signo <= 64 {
+			sigs |= 1 << (tm.Signo - 1)
+		}
+	}
+	for _, tid := range tids {
+		for _, k := range []string{"SigPnd", "ShdPnd"} {
+			key := fmt.Sprintf("task/%d/status/%s", tid, k)
+			if v, err := strconv.ParseUint(s[key], 16, 64); err == nil && sigs != 0 {
+				s[key] = fmt.Sprintf("%016x", v&^sigs)
+			}
+		}
+	}
 }
 
 // mapping is one VMA as the oracle compares it.
@@ -262,6 +311,13 @@ func continues(prev, m *mapping, perms string) bool {
 
 // tfdInode is the target's inode and device in an epoll's tfd line.
 var tfdInode = regexp.MustCompile(`\s+ino:[0-9a-f]+\s+sdev:[0-9a-f]+`)
+
+// markInode is the inode of an inotify or fanotify mark line, its key
+// included; markHandle its file handle.
+var (
+	markInode  = regexp.MustCompile(`ino:([0-9a-f]+) `)
+	markHandle = regexp.MustCompile(` f_handle:[0-9a-f]+`)
+)
 
 // objectNumber is the inode number in a descriptor link to a kernel
 // object ("pipe:[1234]"), which a restore makes anew.

@@ -4,7 +4,8 @@
 // Usage: tree DIR [uts|files]. Started as a session leader, it makes:
 //   writer   a child that writes 1, 2, 3... into a pipe every PERIOD_MS,
 //            and each number first into a MAP_SHARED anonymous page that
-//            every process maps (made before the forks)
+//            every process maps and into a memfd every process holds
+//            (both made before the forks)
 //   reader   a child that reads them from the pipe, checks that none is
 //            skipped or repeated, and passes each on through a second
 //            pipe to the root, which checks them again
@@ -13,16 +14,19 @@
 //            and grandchild has a parent-death signal (SIGTERM, caught)
 //   exited   a child that exited with EXIT_CODE, not waited for
 //   killed   a child killed by SIGTERM, not waited for
+//   orphan   a child left alone in a process group whose leader, another
+//            child that made it (CLONE_PARENT), has exited and been
+//            waited for
 // and it shares with them a file opened before the forks (one open file
 // description: one offset), which the writer appends a line to at each
 // number. Every process checks at each tick that its parent and groups
 // are as they were; the root checks the zombies without reaping them
-// (waitid WNOWAIT) and that the shared page holds at least the last number
-// passed on, and prints
+// (waitid WNOWAIT) and that the shared page and the memfd hold at least
+// the last number passed on, and prints
 //   tick N pid=P seq=S ok
 // with S the last number passed on, or "FAIL ..." (from any process) and
 // exits 1. It prints "ready writer=PID reader=PID group=PID
-// grandchild=PID exited=PID killed=PID file=FD".
+// grandchild=PID exited=PID killed=PID orphan=PID leader=PID file=FD".
 //
 // What a dump must refuse, with an argument: uts, the reader in a UTS
 // namespace of its own; files, one more child sharing the root's
@@ -63,10 +67,13 @@ static void watch(pid_t parent, pid_t pgid, const char *who) {
 }
 
 static volatile uint32_t *shared;
+static int memfd;
 
 static void writer(int out, int file, pid_t parent) {
 	for (uint32_t n = 1;; n++) {
 		*shared = n;
+		if (pwrite(memfd, &n, sizeof n, 0) != sizeof n)
+			fail("writer: write the memfd: %s", strerror(errno));
 		if (write(out, &n, sizeof n) != sizeof n)
 			fail("writer: write %u: %s", n, strerror(errno));
 		char line[32];
@@ -120,8 +127,9 @@ int main(int argc, char **argv) {
 		fail("usage: tree DIR [uts|files]");
 	const char *refused = argc == 3 ? argv[2] : "";
 	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (shared == MAP_FAILED)
-		fail("mmap: %s", strerror(errno));
+	memfd = memfd_create("tree", MFD_CLOEXEC);
+	if (shared == MAP_FAILED || memfd < 0)
+		fail("mmap, memfd_create: %s", strerror(errno));
 	pid_t root = getpid();
 	if (getsid(0) != root)
 		fail("not a session leader");
@@ -170,6 +178,19 @@ int main(int argc, char **argv) {
 	pid_t gc;
 	if (read(ready[0], &gc, sizeof gc) != sizeof gc)
 		fail("read the grandchild's pid: %s", strerror(errno));
+	pid_t leader = fork();
+	if (leader == 0) {
+		static char stack[64 << 10];
+		if (setpgid(0, 0) != 0)
+			fail("leader: setpgid: %s", strerror(errno));
+		pid_t o = clone(sleep_forever, stack + sizeof stack, CLONE_PARENT | SIGCHLD, NULL);
+		if (o < 0 || write(ready[1], &o, sizeof o) != sizeof o)
+			fail("leader: clone: %s", strerror(errno));
+		_exit(0);
+	}
+	pid_t orphan;
+	if (read(ready[0], &orphan, sizeof orphan) != sizeof orphan || waitpid(leader, NULL, 0) != leader)
+		fail("make the orphan: %s", strerror(errno));
 	pid_t ex = fork();
 	if (ex == 0)
 		_exit(EXIT_CODE);
@@ -187,7 +208,8 @@ int main(int argc, char **argv) {
 			fail("waitid %d: %s", zombies[i], strerror(errno));
 	}
 	fcntl(passed[0], F_SETFL, O_NONBLOCK);
-	printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d file=%d\n", w, r, g, gc, ex, k, file);
+	printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d file=%d\n", w, r, g, gc,
+	       ex, k, orphan, leader, file);
 	fflush(stdout);
 
 	uint32_t seq = 0;
@@ -200,12 +222,17 @@ int main(int argc, char **argv) {
 		}
 		if (*shared < seq)
 			fail("root: the shared page holds %u, below %u", *shared, seq);
+		uint32_t held = 0;
+		if (pread(memfd, &held, sizeof held, 0) != sizeof held || held < seq)
+			fail("root: the memfd holds %u, below %u: %s", held, seq, strerror(errno));
 		if (getsid(0) != root || getpgrp() != root)
 			fail("root: session %d, group %d, want %d", getsid(0), getpgrp(), root);
 		if (getpgid(g) != g || getpgid(gc) != g || getsid(g) != root)
 			fail("root: group child %d in group %d (grandchild %d), session %d", g, getpgid(g), getpgid(gc), getsid(g));
 		if (getpgid(w) != root || getpgid(r) != root)
 			fail("root: writer or reader left the root's group");
+		if (getpgid(orphan) != leader)
+			fail("root: orphan %d in group %d, want %d", orphan, getpgid(orphan), leader);
 		struct {
 			pid_t pid;
 			int code, status;
@@ -219,8 +246,8 @@ int main(int argc, char **argv) {
 				     si.si_code, si.si_status, zs[i].code, zs[i].status);
 		}
 		// The other children must not have ended.
-		pid_t live[] = {w, r, g};
-		for (int i = 0; i < 3; i++) {
+		pid_t live[] = {w, r, g, orphan};
+		for (int i = 0; i < 4; i++) {
 			memset(&si, 0, sizeof si);
 			if (waitid(P_PID, live[i], &si, WEXITED | WNOWAIT | WNOHANG) != 0)
 				fail("root: waitid %d: %s", live[i], strerror(errno));
