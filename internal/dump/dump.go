@@ -66,11 +66,16 @@ type Stats struct {
 // dumper holds the state of one process of the tree being dumped.
 type dumper struct {
 	*tree
-	pid    int
-	tr     *ptrace.Tracer
-	status proc.Status
-	stat   proc.Stat
+	pid, ppid int
+	// filesID and fsID name the descriptor table and the filesystem
+	// context: its pid, or its parent's when it shares them.
+	filesID, fsID int
+	tr            *ptrace.Tracer
+	status        proc.Status
+	stat          proc.Stat
 
+	// seccomp holds the seccomp mode of each thread under seccomp.
+	seccomp map[int]int
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
 	threads []*criucore.CoreEntry
@@ -130,6 +135,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.seize(); err != nil {
 				return err
 			}
+			if err := each((*dumper).suspendSeccomp)(); err != nil {
+				return err
+			}
 			if t.opts.Frozen != nil {
 				t.opts.Frozen()
 			}
@@ -154,7 +162,7 @@ func (t *tree) run(ctx context.Context) error {
 			}
 			t.stats.Threads += len(d.threads)
 			d.images.cores = d.threads
-			return nil
+			return d.dumpSeccomp()
 		})},
 		{Name: "task", Run: each((*dumper).dumpProcess)},
 		{Name: "files", Run: func() error {
@@ -270,9 +278,6 @@ func (d *dumper) inspect() (err error) {
 	}
 	if d.status.TracerPid != 0 && d.tr == nil {
 		return fmt.Errorf("process is already traced by pid %d", d.status.TracerPid)
-	}
-	if d.status.Seccomp != 0 {
-		return fmt.Errorf("%w: seccomp mode %d", ErrUnsupported, d.status.Seccomp)
 	}
 	return nil
 }

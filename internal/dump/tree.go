@@ -11,6 +11,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"google.golang.org/protobuf/proto"
 
@@ -45,7 +46,10 @@ type tree struct {
 	// toCopy and copied count the bytes of memory of the pages step.
 	toCopy, copied uint64
 	timens         *timens.TimensEntry
-	stats          Stats
+	// seccomp holds the filters of every thread of the tree in filter
+	// mode (dumpSeccomp).
+	seccomp seccomp.SeccompEntry
+	stats   Stats
 }
 
 // zombie is a process of the tree that has exited.
@@ -89,7 +93,7 @@ func (t *tree) seize() error {
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
-		d := &dumper{tree: t, pid: pid}
+		d := &dumper{tree: t, pid: pid, ppid: parent[pid], filesID: pid, fsID: pid}
 		if err := d.inspect(); err != nil {
 			if d.status.State != 'Z' || pid == t.opts.Pid {
 				return t.named(pid, err)
@@ -191,9 +195,12 @@ func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
 var namespaces = []string{"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}
 
 // checkAlone refuses a process that shares with another process of the
-// tree what a restore would make twice (an address space, a descriptor
-// table, a filesystem context, signal handlers), or that lives in other
-// namespaces than the root.
+// tree what a restore could not share again, or that lives in other
+// namespaces than the root. A descriptor table (CLONE_FILES) or a
+// filesystem context (CLONE_FS) shared with its parent is made shared
+// again, as the parent's; an address space or signal handlers shared
+// with another process (CLONE_VM without a thread: vfork) are refused,
+// and so is a table or context shared otherwise.
 func (t *tree) checkAlone(d *dumper) error {
 	root := t.procs[0]
 	if d == root {
@@ -209,16 +216,41 @@ func (t *tree) checkAlone(d *dumper) error {
 			return fmt.Errorf("%w: the process is in %s, the root pid %d in %s", ErrUnsupported, b, root.pid, a)
 		}
 	}
+	same := func(o *dumper, typ kernel.KcmpType) (bool, error) {
+		r, err := kernel.Kcmp(d.pid, o.pid, typ, 0, 0)
+		if err != nil {
+			return false, fmt.Errorf("compare with pid %d: %w", o.pid, err)
+		}
+		return r == 0, nil
+	}
+	for _, o := range t.procs {
+		if o.pid == d.ppid {
+			// Shared with the parent: the restore clones it so.
+			if s, err := same(o, kernel.KcmpFiles); err != nil {
+				return err
+			} else if s {
+				d.filesID = o.filesID
+			}
+			if s, err := same(o, kernel.KcmpFS); err != nil {
+				return err
+			} else if s {
+				d.fsID = o.fsID
+			}
+		}
+	}
 	for _, o := range t.procs {
 		if o == d {
 			continue
 		}
 		for _, typ := range []kernel.KcmpType{kernel.KcmpVM, kernel.KcmpFiles, kernel.KcmpFS, kernel.KcmpSighand} {
-			r, err := kernel.Kcmp(d.pid, o.pid, typ, 0, 0)
+			s, err := same(o, typ)
 			if err != nil {
-				return fmt.Errorf("compare with pid %d: %w", o.pid, err)
+				return err
 			}
-			if r == 0 {
+			switch {
+			case !s:
+			case typ == kernel.KcmpFiles && d.filesID == o.filesID, typ == kernel.KcmpFS && d.fsID == o.fsID:
+			default:
 				return fmt.Errorf("%w: the process shares its %s with pid %d", ErrUnsupported, typ, o.pid)
 			}
 		}
@@ -390,8 +422,8 @@ func (t *tree) copyObjects() error {
 }
 
 // writeImages writes what belongs to the tree as a whole: the inventory,
-// the process tree, the zombies' cores, the open files, the CPU and the
-// clocks.
+// the process tree, the zombies' cores, the open files, the CPU, the
+// clocks and the seccomp filters.
 func (t *tree) writeImages() error {
 	rootIDs := t.procs[0].images.ids
 	inv := &inventory.InventoryEntry{
@@ -446,6 +478,11 @@ func (t *tree) writeImages() error {
 	}
 	if err := t.dir.WriteImage(image.Timens, timensID, t.timens); err != nil {
 		return err
+	}
+	if len(t.seccomp.SeccompFilters) > 0 {
+		if err := t.dir.WriteImage(image.Seccomp, 0, &t.seccomp); err != nil {
+			return err
+		}
 	}
 	return t.files.WriteImages(t.dir)
 }

@@ -29,7 +29,7 @@ var sysNames = map[int]string{
 	unix.SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo", unix.SYS_SCHED_SETSCHEDULER: "sched_setscheduler",
 	unix.SYS_SETFSGID: "setfsgid", unix.SYS_SETFSUID: "setfsuid", unix.SYS_SETGROUPS: "setgroups",
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_SETPGID: "setpgid", unix.SYS_SETPRIORITY: "setpriority",
-	unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
+	unix.SYS_SECCOMP: "seccomp", unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
 	unix.SYS_SET_ROBUST_LIST: "set_robust_list", unix.SYS_SET_TID_ADDRESS: "set_tid_address",
 	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_DELETE: "timer_delete",
 	unix.SYS_TIMER_GETOVERRUN: "timer_getoverrun", unix.SYS_TIMER_GETTIME: "timer_gettime",

@@ -6,9 +6,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openFiles recreates the descriptor table (see files.Restorer.OpenAll)
-// and gives a shell job back the foreground of its terminal.
+// openFiles recreates the descriptor table (see files.Restorer.OpenAll),
+// unless it is the parent's, which the parent made, and gives a shell job
+// back the foreground of its terminal.
 func (r *restorer) openFiles() error {
+	if r.sharesFiles() {
+		return nil
+	}
 	if err := r.files.OpenAll(); err != nil {
 		return err
 	}
