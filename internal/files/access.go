@@ -82,8 +82,8 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		if err != nil {
 			return err
 		}
-		if _, remapped := s.remaps[id]; remapped || isTTYPath(f.Reg.GetName()) {
-			continue // unlinked: recreated or linked back; or cryo's own terminal
+		if _, remapped := s.remaps[id]; remapped {
+			continue // unlinked: recreated or linked back
 		}
 		if o.Pid > 0 && strings.HasPrefix(f.Reg.GetName(), fmt.Sprintf("/proc/%d/", o.Pid)) {
 			// The restored process's own, on procfs, where no one can

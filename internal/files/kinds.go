@@ -40,6 +40,7 @@ var kinds = []kind{
 	memfdKind{},
 	nsKind{},
 	fifoKind{},
+	ttyKind{},
 	regKind{},
 }
 

@@ -15,28 +15,39 @@ func TestClaims(t *testing.T) {
 		link string
 		mode uint32
 		want fdinfo.FdTypes
+		rdev uint64
 	}{
-		{"pipe:[1234]", unix.S_IFIFO, fdinfo.FdTypes_PIPE},
-		{"anon_inode:[eventfd]", 0, fdinfo.FdTypes_EVENTFD},
-		{"anon_inode:[eventpoll]", 0, fdinfo.FdTypes_EVENTPOLL},
-		{"/memfd:buf (deleted)", unix.S_IFREG, fdinfo.FdTypes_MEMFD},
-		{"/memfd:buf", unix.S_IFREG, fdinfo.FdTypes_REG}, // a file that happens to be called so
-		{"/tmp/fifo", unix.S_IFIFO, fdinfo.FdTypes_FIFO},
-		{"/tmp/fifo (deleted)", unix.S_IFIFO, fdinfo.FdTypes_FIFO}, // which refuses it
-		{"/etc/passwd", unix.S_IFREG, fdinfo.FdTypes_REG},
-		{"/tmp/gone (deleted)", unix.S_IFREG, fdinfo.FdTypes_REG},
-		{"/tmp", unix.S_IFDIR, fdinfo.FdTypes_REG},
-		{"/dev/null", unix.S_IFCHR, fdinfo.FdTypes_REG},
-		{"/dev/sda", unix.S_IFBLK, none},
-		{"/run/sock", unix.S_IFSOCK, none},
-		{"socket:[99]", unix.S_IFSOCK, none},
-		{"anon_inode:[timerfd]", 0, fdinfo.FdTypes_TIMERFD},
-		{"anon_inode:[signalfd]", 0, fdinfo.FdTypes_SIGNALFD},
-		{"anon_inode:inotify", 0, fdinfo.FdTypes_INOTIFY},
-		{"anon_inode:[fanotify]", 0, fdinfo.FdTypes_FANOTIFY},
-		{"anon_inode:[pidfd]", 0, none},
+		{"pipe:[1234]", unix.S_IFIFO, fdinfo.FdTypes_PIPE, 0},
+		{"anon_inode:[eventfd]", 0, fdinfo.FdTypes_EVENTFD, 0},
+		{"anon_inode:[eventpoll]", 0, fdinfo.FdTypes_EVENTPOLL, 0},
+		{"/memfd:buf (deleted)", unix.S_IFREG, fdinfo.FdTypes_MEMFD, 0},
+		{"/memfd:buf", unix.S_IFREG, fdinfo.FdTypes_REG, 0}, // a file that happens to be called so
+		{"/tmp/fifo", unix.S_IFIFO, fdinfo.FdTypes_FIFO, 0},
+		{"/tmp/fifo (deleted)", unix.S_IFIFO, fdinfo.FdTypes_FIFO, 0}, // which refuses it
+		{"/etc/passwd", unix.S_IFREG, fdinfo.FdTypes_REG, 0},
+		{"/tmp/gone (deleted)", unix.S_IFREG, fdinfo.FdTypes_REG, 0},
+		{"/tmp", unix.S_IFDIR, fdinfo.FdTypes_REG, 0},
+		{"/dev/null", unix.S_IFCHR, fdinfo.FdTypes_REG, unix.Mkdev(1, 3)},
+		{"/dev/ptmx", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(5, 2)},
+		{"/dev/pts/ptmx", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(5, 2)},
+		{"/dev/pts/3", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(136, 3)},
+		{"/dev/pts/300", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(136, 300)},
+		{"/dev/tty", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(5, 0)},
+		{"/dev/console", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(5, 1)},
+		{"/dev/tty1", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(4, 1)},
+		{"/dev/ttyS0", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(4, 64)},
+		{"/dev/pts/3 (deleted)", unix.S_IFCHR, fdinfo.FdTypes_TTY, unix.Mkdev(136, 3)}, // which refuses it
+		{"/dev/ptmx", unix.S_IFBLK, none, unix.Mkdev(5, 2)},
+		{"/dev/sda", unix.S_IFBLK, none, 0},
+		{"/run/sock", unix.S_IFSOCK, none, 0},
+		{"socket:[99]", unix.S_IFSOCK, none, 0},
+		{"anon_inode:[timerfd]", 0, fdinfo.FdTypes_TIMERFD, 0},
+		{"anon_inode:[signalfd]", 0, fdinfo.FdTypes_SIGNALFD, 0},
+		{"anon_inode:inotify", 0, fdinfo.FdTypes_INOTIFY, 0},
+		{"anon_inode:[fanotify]", 0, fdinfo.FdTypes_FANOTIFY, 0},
+		{"anon_inode:[pidfd]", 0, none, 0},
 	} {
-		d := &desc{link: tc.link, st: unix.Stat_t{Mode: tc.mode | 0o644}}
+		d := &desc{link: tc.link, st: unix.Stat_t{Mode: tc.mode | 0o644, Rdev: tc.rdev}}
 		got := none
 		for _, k := range kinds {
 			if k.claims(d) {

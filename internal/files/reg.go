@@ -14,7 +14,7 @@ import (
 
 // regKind is a file reached by its path: a regular file (an unlinked one
 // too: ghost.go), a directory, or a character device such as /dev/null
-// or, for a shell job, the terminal.
+// (terminals are tty.go's).
 type regKind struct{}
 
 func (regKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_REG }
@@ -32,13 +32,8 @@ func (regKind) claims(d *desc) bool {
 
 func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	path, deleted := strings.CutSuffix(d.link, " (deleted)")
-	if d.mode() == unix.S_IFCHR {
-		if deleted {
-			return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
-		}
-		if isTTY(d.st.Rdev) && !t.shellJob {
-			return 0, fmt.Errorf("%w: fd %d is the terminal %s: dump with --shell-job", ErrUnsupported, d.fd, path)
-		}
+	if d.mode() == unix.S_IFCHR && deleted {
+		return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
 	}
 	reg := regEntry(t.nextID(), path, d)
 	if d.mode() == unix.S_IFREG {
@@ -61,13 +56,6 @@ func regEntry(id uint32, path string, d *desc) *regfile.RegFileEntry {
 		Id: proto.Uint32(id), Flags: proto.Uint32(statusFlags(d.info)), Pos: proto.Uint64(uint64(d.info.Pos)),
 		Fown: zeroFown(), Name: proto.String(path), Mode: proto.Uint32(d.st.Mode),
 	}
-}
-
-// isTTY reports whether a character device is a terminal: the pty slaves
-// (major 136-143), the consoles and ttys (major 4, 5).
-func isTTY(rdev uint64) bool {
-	major := unix.Major(rdev)
-	return major == 4 || major == 5 || (major >= 136 && major <= 143)
 }
 
 // RegPath returns the id of a REG entry for a path opened with flags,
@@ -145,9 +133,8 @@ func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 
 // Path returns the path at which the process being restored opens REG
 // entry id: cryo's descriptor of the file Set.Verify checked (Set.Path),
-// the caller's terminal for a terminal of a shell job, or, for an
-// unlinked file, cryo's descriptor of the file recreated or linked back
-// (/proc/CRYO/fd/N).
+// or, for an unlinked file, cryo's descriptor of the file recreated or
+// linked back (/proc/CRYO/fd/N).
 func (r *Restorer) Path(id uint32) (string, error) {
 	f, err := r.set.Reg(id)
 	if err != nil {
@@ -161,19 +148,5 @@ func (r *Restorer) Path(id uint32) (string, error) {
 		}
 		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd), nil
 	}
-	if isTTYPath(name) {
-		if !r.shellJob {
-			return "", fmt.Errorf("%w: %s is a terminal: restore with --shell-job", ErrUnsupported, name)
-		}
-		tty, err := os.Readlink("/proc/self/fd/0")
-		if err != nil || !isTTYPath(tty) {
-			return "", fmt.Errorf("--shell-job: cryo's standard input is not a terminal")
-		}
-		return tty, nil
-	}
 	return r.set.Path(id)
-}
-
-func isTTYPath(p string) bool {
-	return strings.HasPrefix(p, "/dev/pts/") || strings.HasPrefix(p, "/dev/tty") || p == "/dev/console"
 }

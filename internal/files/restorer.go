@@ -29,11 +29,12 @@ type Restorer struct {
 	memfdRestorer
 	pipeRestorer
 	timerfdRestorer
+	ttyRestorer
 }
 
 // NewRestorer prepares to reopen set in process pid, traced by tr, one of
 // the processes of a tree whose restores share shared. With shellJob, a
-// terminal the process had is cryo's own.
+// terminal the process had outside the checkpoint is cryo's own.
 func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob bool) *Restorer {
 	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}}
 }
@@ -220,8 +221,12 @@ func (r *Restorer) open(path string, flags, mode uint64) (uint64, error) {
 // reopen opens path in the process with an entry's flags and moves it
 // above the targets, at position pos. O_NOFOLLOW acted on the dumped
 // path; the path here is a magic link to the checked file (Set.Path),
-// which it would refuse.
+// which it would refuse. O_TMPFILE (tmpfile(3)) made the file, which is
+// reopened as the unlinked file it is now.
 func (r *Restorer) reopen(path string, flags uint32, pos uint64) (uint64, error) {
+	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
+		flags &^= unix.O_TMPFILE
+	}
 	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW), 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)

@@ -23,6 +23,7 @@ type Set struct {
 	memfdSet
 	lockSet
 	identitySet
+	ttySet
 	markSet
 }
 
@@ -45,7 +46,7 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		}
 		s.Files[f.GetId()] = f
 	}
-	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts} {
+	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs} {
 		if err := load(); err != nil {
 			return nil, err
 		}

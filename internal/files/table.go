@@ -43,6 +43,7 @@ type Table struct {
 	memfdTable
 	lockTable
 	identityTable
+	ttyTable
 }
 
 // fdRef is a descriptor of a dumped process and the entry it refers to.
@@ -56,7 +57,7 @@ type fdRef struct {
 // terminal may be among their descriptors; with linkRemap, an unlinked
 // file still linked elsewhere is linked back for the restore.
 func NewTable(pid int, shellJob, linkRemap bool) *Table {
-	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{},
+	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{}, ttyTable: ttyTable{root: pid},
 		fds: map[uint32][]*fdinfo.FdinfoEntry{}, described: map[inode][]fdRef{},
 		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}},
 		ghostTable: ghostTable{linkRemap: linkRemap, targets: map[inode]remapTarget{}}}
@@ -96,6 +97,7 @@ func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC 
 // entry.
 func (t *Table) Dump(pid int, filesID uint32) error {
 	t.pid = pid
+	t.ttyTable.process()
 	if _, dup := t.fds[filesID]; dup {
 		return fmt.Errorf("descriptor table %d dumped twice", filesID)
 	}
@@ -135,6 +137,9 @@ func (t *Table) Dump(pid int, filesID uint32) error {
 		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
 		})
+	}
+	if err := t.checkControllingTerminal(); err != nil {
+		return err
 	}
 	return t.checkUnreachedLocks()
 }
@@ -187,7 +192,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 			return err
 		}
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write} {
 		if err := write(dir); err != nil {
 			return err
 		}

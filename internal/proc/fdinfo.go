@@ -74,3 +74,17 @@ func ReadFds(pid int) ([]int, error) {
 	}
 	return fds, nil
 }
+
+// TTYIndex parses the "tty-index" line of a pseudo-terminal master's
+// fdinfo: the number of its slave, /dev/pts/N.
+func (f Fdinfo) TTYIndex() (uint32, error) {
+	v, ok := f.Lookup("tty-index")
+	if !ok {
+		return 0, fmt.Errorf("%w: no tty-index line", ErrSyntax)
+	}
+	n, err := parseNum[uint32](v, 10)
+	if err != nil {
+		return 0, fmt.Errorf("tty-index: %w", err)
+	}
+	return n, nil
+}

@@ -15,6 +15,7 @@ var fdinfoSeeds = []string{
 	"fdinfo-epoll.txt", "fdinfo-eventfd.txt", "fdinfo-fanotify.txt", "fdinfo-file-locked.txt",
 	"fdinfo-inotify.txt", "fdinfo-inotify-watches.txt", "fdinfo-pidfd.txt", "fdinfo-pipe.txt", "fdinfo-signalfd.txt",
 	"fdinfo-signalfd-rt.txt", "fdinfo-timerfd.txt", "fdinfo-timerfd-expired.txt", "fdinfo-timerfd-abstime.txt",
+	"fdinfo-ptmx.txt",
 }
 
 func TestParseFdinfo(t *testing.T) {
@@ -134,7 +135,34 @@ func FuzzParseFdinfo(f *testing.F) {
 		f.Add(readSeed(f, name))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := ParseFdinfo(b)
-		checkFuzzErr(t, err)
+		info, err := ParseFdinfo(b)
+		if !checkFuzzErr(t, err) {
+			_, err = info.TTYIndex()
+			checkFuzzErr(t, err)
+		}
 	})
+}
+
+// TestTTYIndex reads the slave number of a pseudo-terminal master.
+func TestTTYIndex(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint32
+		err  bool
+	}{
+		{"pos:\t0\nflags:\t02\nmnt_id:\t1\ntty-index:\t4\n", 4, false},
+		{"pos:\t0\nflags:\t02\nmnt_id:\t1\ntty-index:\t1048575\n", 1048575, false},
+		{"pos:\t0\nflags:\t02\nmnt_id:\t1\n", 0, true},
+		{"pos:\t0\nflags:\t02\nmnt_id:\t1\ntty-index:\t-1\n", 0, true},
+		{"pos:\t0\nflags:\t02\nmnt_id:\t1\ntty-index:\t4294967296\n", 0, true},
+	} {
+		info, err := ParseFdinfo([]byte(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := info.TTYIndex()
+		if got != tc.want || (err != nil) != tc.err || err != nil && !errors.Is(err, ErrSyntax) {
+			t.Errorf("TTYIndex of %q = %d, %v; want %d, error %v (ErrSyntax)", tc.in, got, err, tc.want, tc.err)
+		}
+	}
 }

@@ -7,12 +7,20 @@ import (
 )
 
 // openFiles recreates the descriptor table (see files.Restorer.OpenAll),
-// unless it is the parent's, which the parent made.
+// unless it is the parent's, which the parent made, and gives a shell job
+// back the foreground of its terminal.
 func (r *restorer) openFiles() error {
 	if r.sharesFiles() {
 		return nil
 	}
-	return r.files.OpenAll()
+	if err := r.files.OpenAll(); err != nil {
+		return err
+	}
+	notes, err := r.files.Foreground(int(r.c.task.GetPgid()))
+	for _, n := range notes {
+		r.log.Warn(n)
+	}
+	return err
 }
 
 // restoreFS sets the working directory, root and umask.

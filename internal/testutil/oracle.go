@@ -61,6 +61,10 @@ var allowedDiffs = []string{
 	// comes back with every period counted, running. TestRestoreTimerfd
 	// compares both with the images.
 	"fd/*/ticks", "fd/*/it_value",
+	// A pseudo-terminal made anew takes the lowest free number, which
+	// may not be the dumped one (the restore logs it); its slave's path
+	// is compared without the number (ptsNumber).
+	"fd/*/tty-index",
 }
 
 // pendingLosses are real losses not fixed yet: the oracle tolerates them
@@ -169,7 +173,7 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	}
 	for _, fd := range fds {
 		key := fmt.Sprintf("fd/%d/", fd)
-		s[key+"link"] = objectNumber.ReplaceAllString(link(fmt.Sprintf("fd/%d", fd)), "[N]")
+		s[key+"link"] = ptsNumber.ReplaceAllString(objectNumber.ReplaceAllString(link(fmt.Sprintf("fd/%d", fd)), "[N]"), "/dev/pts/[N]")
 		// Keys repeat (an epoll's tfd lines, a file's lock lines): each
 		// value goes into a sorted list under its key.
 		multi := map[string][]string{}
@@ -325,6 +329,10 @@ var (
 // objectNumber is the inode number in a descriptor link to a kernel
 // object ("pipe:[1234]"), which a restore makes anew.
 var objectNumber = regexp.MustCompile(`\[\d+\]$`)
+
+// ptsNumber is the number of a pseudo-terminal slave in a descriptor
+// link ("/dev/pts/3"): see "fd/*/tty-index".
+var ptsNumber = regexp.MustCompile(`^/dev/pts/\d+$`)
 
 // The PF_* flags of include/linux/sched.h that a process can show in
 // /proc/PID/stat while it runs or is stopped.

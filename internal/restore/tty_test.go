@@ -1,0 +1,97 @@
+package restore_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/restore"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// TestRestorePty checkpoints test/subjects/pty.c and restores it: its own
+// checks pass tick after tick (both pseudo-terminals with their settings,
+// window sizes, flags and queued byte counts, each master paired with the
+// slave held, the canonical one the controlling terminal of the
+// process's session with its group in the foreground); then it reads
+// every queued byte, the lines as they were written, and sends data both
+// ways through both, and through /dev/tty.
+//
+// With a child that inherited the descriptors (in a session of its own),
+// the child's are the same open file descriptions again; with a child
+// that made the raw pair the controlling terminal of a session of its
+// own, it is again.
+func TestRestorePty(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, mode := range []string{"", "child", "ctty-child"} {
+		t.Run("mode="+mode, func(t *testing.T) { testRestorePty(t, mode) })
+	}
+}
+
+// controllingTerminal is the device of process pid's controlling
+// terminal, 0 if none.
+func controllingTerminal(t *testing.T, pid int) uint64 {
+	t.Helper()
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(st.TtyNr)
+}
+
+func testRestorePty(t *testing.T, mode string) {
+	var args []string
+	if mode != "" {
+		args = append(args, mode)
+	}
+	child := mode == "child"
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "pty.c"), args...)}
+	s.WaitTicks(t, 3)
+	cpid := int(s.ReadyUint(t, "child"))
+	rawSlave := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", s.Pid, s.ReadyUint(t, "rs")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Rdev
+	}
+	if mode == "ctty-child" && controllingTerminal(t, cpid) != rawSlave() {
+		t.Fatalf("the child's controlling terminal is %#x, want the raw pair's slave %#x", controllingTerminal(t, cpid), rawSlave())
+	}
+	c := dumpAndReap(t, s)
+	if mode != "" {
+		if err := testutil.WaitPidsFree(cpid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, log := restoreSubject(t, s, c, restore.Options{})
+	if mode == "ctty-child" && controllingTerminal(t, cpid) != rawSlave() {
+		t.Errorf("the restored child's controlling terminal is %#x, want the raw pair's slave %#x\nlog:\n%s", controllingTerminal(t, cpid), rawSlave(), log)
+	}
+	for _, k := range []string{"cm", "cs", "tty", "rm", "rs"} {
+		if !child {
+			break
+		}
+		fd := int(s.ReadyUint(t, k))
+		if same, err := kernel.SameFile(s.Pid, fd, cpid, fd); err != nil || !same {
+			t.Errorf("%s (fd %d) of the child: the parent's open file description %v (%v), want true", k, fd, same, err)
+		}
+	}
+	s.WaitTicks(t, 5)
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testutil.SubjectTimeout)
+	for !strings.Contains(s.Output(), "flow ok\n") {
+		if time.Now().After(deadline) || !s.Alive() {
+			t.Fatalf("no data flowed through the restored pseudo-terminals:\n%s\nlog:\n%s", s.Output(), log)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.WaitTicks(t, 3)
+}
