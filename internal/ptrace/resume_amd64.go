@@ -23,11 +23,24 @@ import (
 // the restored task's own restart_block answers (a nanosleep gets EINTR).
 // RestartRegs turns that code into -ERESTARTNOHAND, which the kernel
 // treats alike (EINTR if a handler runs) but restarts by re-issuing the
-// original call: a relative sleep (nanosleep, poll and futex timeouts)
-// starts again with its full length, an absolute one keeps its deadline.
+// call. An absolute sleep keeps its deadline so. A relative nanosleep or
+// clock_nanosleep given a buffer for the time left had it written there
+// when the dump stopped it: the call is re-issued with that buffer as its
+// request, so that it sleeps what was left, not its full length again
+// (glibc's sleep() passes one buffer as both). Without the buffer, and for
+// poll and futex timeouts, the sleep starts again with its full length.
 func RestartRegs(r unix.PtraceRegs) unix.PtraceRegs {
-	if int64(r.Orig_rax) >= 0 && r.Rax == returned(kernel.ErestartRestartBlock) {
-		r.Rax = returned(kernel.ErestartNoHand)
+	if int64(r.Orig_rax) < 0 || r.Rax != returned(kernel.ErestartRestartBlock) {
+		return r
+	}
+	r.Rax = returned(kernel.ErestartNoHand)
+	switch {
+	case r.Orig_rax == unix.SYS_NANOSLEEP && r.Rsi != 0:
+		// nanosleep(req, rem)
+		r.Rdi = r.Rsi
+	case r.Orig_rax == unix.SYS_CLOCK_NANOSLEEP && r.Rsi&unix.TIMER_ABSTIME == 0 && r.R10 != 0:
+		// clock_nanosleep(clock, flags, req, rem)
+		r.Rdx = r.R10
 	}
 	return r
 }
