@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,8 +76,7 @@ func (t *Table) Dump() error {
 	if err != nil {
 		return err
 	}
-	var done []int // descriptors with their own file entry
-	ids := map[int]uint32{}
+	descs := descriptions{pid: t.pid, byInode: map[inodeKey][]described{}}
 	for _, fd := range fds {
 		info, err := proc.ReadFdinfo(t.pid, fd)
 		if err != nil {
@@ -86,16 +86,9 @@ func (t *Table) Dump() error {
 		if info.Flags&unix.O_CLOEXEC != 0 {
 			fdFlags = unix.FD_CLOEXEC
 		}
-		var id uint32
-		for _, other := range done {
-			same, err := kernel.SameFile(t.pid, fd, other)
-			if err != nil {
-				return fmt.Errorf("compare fd %d with fd %d: %w", fd, other, err)
-			}
-			if same {
-				id = ids[other]
-				break
-			}
+		id, at, err := descs.find(fd, info)
+		if err != nil {
+			return err
 		}
 		if id == 0 {
 			if id, err = t.dumpFd(fd, info); err != nil {
@@ -104,14 +97,60 @@ func (t *Table) Dump() error {
 			if err := t.dumpLocks(fd, info); err != nil {
 				return err
 			}
-			done = append(done, fd)
-			ids[fd] = id
+			descs.add(fd, info, at, id)
 		}
 		t.fds = append(t.fds, &fdinfo.FdinfoEntry{
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
 		})
 	}
 	return t.checkUnreachedLocks()
+}
+
+// descriptions are the open file descriptions recorded so far, each
+// through its first descriptor, to find the one a descriptor shares. One
+// description has one mount and inode, so only those of its inode are
+// searched, in kcmp's order: a process of many descriptors is dumped in
+// n log n comparisons, not n².
+type descriptions struct {
+	pid     int
+	byInode map[inodeKey][]described // sorted by kcmp's order of the descriptions
+}
+
+// inodeKey is what fdinfo says of a description's file: 0 for the inode
+// on kernels that do not print it, which searches the whole mount.
+type inodeKey struct {
+	mnt int
+	ino uint64
+}
+
+// described is a recorded description: its first descriptor and entry.
+type described struct {
+	fd int
+	id uint32
+}
+
+// find returns the entry of fd's description, 0 if it is new, and where
+// it is or goes among those of its inode.
+func (d *descriptions) find(fd int, info proc.Fdinfo) (uint32, int, error) {
+	list := d.byInode[inodeKey{info.MntID, info.Ino}]
+	var err error
+	i, found := slices.BinarySearchFunc(list, fd, func(e described, fd int) int {
+		c, cerr := kernel.CompareFiles(d.pid, e.fd, fd)
+		if cerr != nil && err == nil {
+			err = fmt.Errorf("compare fd %d with fd %d: %w", fd, e.fd, cerr)
+		}
+		return c
+	})
+	if err != nil || !found {
+		return 0, i, err
+	}
+	return list[i].id, i, nil
+}
+
+// add records fd's description, new, as entry id, at i (from find).
+func (d *descriptions) add(fd int, info proc.Fdinfo, i int, id uint32) {
+	k := inodeKey{info.MntID, info.Ino}
+	d.byInode[k] = slices.Insert(d.byInode[k], i, described{fd, id})
 }
 
 // dumpFd offers a descriptor to the kinds.
