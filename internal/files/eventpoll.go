@@ -123,7 +123,7 @@ func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open makes an empty epoll in the process; placed registers its targets.
 func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
-	n, err := r.tr.Syscall(r.pid, unix.SYS_EPOLL_CREATE1, unix.EPOLL_CLOEXEC)
+	n, err := r.tr.Syscall(r.pid, unix.SYS_EPOLL_CREATE1, r.cloexec) // EPOLL_CLOEXEC is O_CLOEXEC
 	if err != nil {
 		return 0, fmt.Errorf("make epoll: %w", err)
 	}
@@ -133,7 +133,7 @@ func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, fmt.Errorf("set epoll flags %#o: %w", fl, err)
 		}
 	}
-	return r.lift(n)
+	return n, nil
 }
 
 // placed registers the targets of every epoll, through the final

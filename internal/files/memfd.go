@@ -300,12 +300,6 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("memfd_create %s: %w", e.GetName(), err)
 	}
-	if r.tempBase > 0 {
-		// OpenAll is under way: out of the way of the target numbers.
-		if n, err = r.lift(n); err != nil {
-			return 0, err
-		}
-	}
 	if r.memfds == nil {
 		r.memfds = map[uint32]uint64{}
 	}
@@ -416,15 +410,35 @@ func (r *Restorer) memfdDescriptors() []uint64 {
 	return out
 }
 
-// liftMemfds moves the memfds the mappings were made from above the
-// target numbers.
-func (r *Restorer) liftMemfds() error {
+// makeMemfds makes the memfds that the table's entries are opened from,
+// and moves every memfd the process holds to a number the table does not
+// use, for as long as the table is being made.
+func (r *Restorer) makeMemfds() error {
+	for _, fd := range r.byNumber {
+		if f := r.set.Files[fd.GetId()]; f.GetType() == fdinfo.FdTypes_MEMFD {
+			if _, err := r.memfd(f.Memfd.GetInodeId()); err != nil {
+				return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
+			}
+		}
+	}
+	for _, n := range r.memfds {
+		if r.targets[n] == nil {
+			r.kept[n] = true
+		}
+	}
 	for id, n := range r.memfds {
-		m, err := r.lift(n)
-		if err != nil {
+		if r.kept[n] {
+			continue
+		}
+		free := r.free(0, func(m uint64) bool { return r.targets[m] != nil })
+		if err := r.sys(unix.SYS_DUP3, n, free, unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("move memfd descriptor %d out of the table to %d: %w", n, free, err)
+		}
+		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
 			return err
 		}
-		r.memfds[id] = m
+		r.memfds[id] = free
+		r.kept[free] = true
 	}
 	return nil
 }
@@ -437,6 +451,7 @@ func (r *Restorer) closeMemfds() error {
 			return err
 		}
 		delete(r.memfds, id)
+		delete(r.kept, n)
 	}
 	return nil
 }

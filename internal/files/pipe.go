@@ -78,8 +78,20 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	}
 	if flags&unix.O_LARGEFILE == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
 		p.given[end] = true
-		if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFL, uint64(flags)); err != nil {
-			return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
+		// pipe() made the end with the access mode alone.
+		if flags&^unix.O_ACCMODE != 0 {
+			if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFL, uint64(flags)); err != nil {
+				return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
+			}
+		}
+		if p.cloexec != r.cloexec {
+			fdFlags := uint64(0)
+			if r.cloexec != 0 {
+				fdFlags = unix.FD_CLOEXEC
+			}
+			if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFD, fdFlags); err != nil {
+				return 0, fmt.Errorf("set pipe fd flags: %w", err)
+			}
 		}
 		return p.ends[end], nil
 	}
@@ -87,16 +99,13 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 }
 
 // openPipe opens an end of a pipe or FIFO through path in the process,
-// above the targets, with status flags. The open takes only the access
-// mode, and does not wait for the other side; fcntl sets the flags: open
-// refuses O_DIRECT, the flag of a packet-mode pipe.
+// with status flags. The open takes only the access mode, and does not
+// wait for the other side; fcntl sets the flags: open refuses O_DIRECT,
+// the flag of a packet-mode pipe.
 func (r *Restorer) openPipe(path string, flags uint32) (uint64, error) {
-	n, err := r.open(path, uint64(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	n, err := r.open(path, uint64(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|r.cloexec, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
-	}
-	if n, err = r.lift(n); err != nil {
-		return 0, err
 	}
 	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(flags)); err != nil {
 		return 0, fmt.Errorf("set flags %#o of %s: %w", flags, path, err)
@@ -272,38 +281,37 @@ type pipeRestorer struct {
 }
 
 // pipeEnds are the two descriptors of a pipe made in the process, read
-// end first, and whether an entry was given each.
+// end first, whether they are close-on-exec (O_CLOEXEC), and whether an
+// entry was given each.
 type pipeEnds struct {
-	ends  [2]uint64
-	given [2]bool
-	data  pipeData
+	ends    [2]uint64
+	cloexec uint64
+	given   [2]bool
+	data    pipeData
 }
 
-// makePipe makes a pipe in the process, both ends above the targets.
+// makePipe makes a pipe in the process, close-on-exec as r.cloexec says.
 func (r *Restorer) makePipe() (*pipeEnds, error) {
 	scratch, err := r.tr.Scratch(r.pid)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.sys(unix.SYS_PIPE2, scratch, unix.O_CLOEXEC); err != nil {
+	if err := r.sys(unix.SYS_PIPE2, scratch, r.cloexec); err != nil {
 		return nil, fmt.Errorf("make pipe: %w", err)
 	}
 	var fds [2]int32
 	if err := r.tr.ReadValue(scratch, &fds); err != nil {
 		return nil, err
 	}
-	p := &pipeEnds{}
-	for i := range p.ends {
-		if p.ends[i], err = r.lift(uint64(fds[i])); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
+	return &pipeEnds{ends: [2]uint64{uint64(fds[0]), uint64(fds[1])}, cloexec: r.cloexec}, nil
 }
 
-// opened writes the buffered data back into each pipe and closes the
-// ends made with it that no entry was given.
-func (pipeKind) opened(r *Restorer) error {
+// group makes the entries of one pipe together.
+func (pipeKind) group(f *fdinfo.FileEntry) uint32 { return f.Pipe.GetPipeId() }
+
+// groupOpened writes the buffered data back into the pipe of the group
+// just opened and closes the ends made with it that no entry was given.
+func (pipeKind) groupOpened(r *Restorer) error {
 	for id, p := range r.pipes {
 		if err := r.writeThrough(p.ends[1], p.data.data); err != nil {
 			return fmt.Errorf("refill pipe %d: %w", id, err)

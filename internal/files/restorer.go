@@ -1,8 +1,12 @@
 package files
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 
 	"golang.org/x/sys/unix"
 
@@ -16,10 +20,11 @@ type Restorer struct {
 	pid      int
 	set      *Set
 	shellJob bool
-	// tempBase is above every target descriptor number: a file is
-	// opened there first, so that making one never takes the number
-	// another must have.
-	tempBase uint64
+	// cloexec is O_CLOEXEC or 0: what the descriptor a kind opens for
+	// the entry at hand starts as, that of the entry's lowest number,
+	// where the descriptor lands if it is free.
+	cloexec uint64
+	placement
 	memfdRestorer
 	pipeRestorer
 	ghostRestorer
@@ -35,45 +40,35 @@ func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shellJob bool) *Restorer 
 // with its flags and position, descriptors that shared an open file
 // description (dup) sharing one again. The memfds the mappings were made
 // from stay open; every other descriptor of the process is closed first.
+//
+// The table may fill the process's RLIMIT_NOFILE, so nothing is opened
+// above it: the entries are made in the order of their lowest number, one
+// group at a time (an entry, or the entries of one pipe), each placed at
+// its numbers before the next is made. A new descriptor takes the lowest
+// free number, so it lands where it goes unless the table has a hole
+// below; the first descriptor to land in a hole stays there too, plugging
+// it, until the table is made.
 func (r *Restorer) OpenAll() error {
-	for _, fd := range r.set.Fds {
-		r.tempBase = max(r.tempBase, uint64(fd.GetFd())+1)
-	}
 	if err := r.closeAllBut(r.memfdDescriptors()); err != nil {
 		return fmt.Errorf("close the stub's descriptors: %w", err)
 	}
-	if err := r.liftMemfds(); err != nil {
+	r.placement = newPlacement(r.set.Fds)
+	if err := r.makeMemfds(); err != nil {
 		return err
 	}
-	temps := map[uint32]uint64{} // file id -> its descriptor above the targets
-	for _, fd := range r.set.Fds {
-		id := fd.GetId()
-		if _, ok := temps[id]; ok {
-			continue
+	for _, g := range r.groups() {
+		if err := r.openGroup(g); err != nil {
+			return err
 		}
-		f := r.set.Files[id]
-		k, _ := kindOf(f.GetType()) // Load checked it
-		n, err := k.open(r, f)
-		if err != nil {
-			return fmt.Errorf("fd %d (%v): %w", fd.GetFd(), f.GetType(), err)
-		}
-		temps[id] = n
+	}
+	if err := r.closePlugs(); err != nil {
+		return err
 	}
 	for _, k := range kinds {
 		if o, ok := k.(opener); ok {
 			if err := o.opened(r); err != nil {
 				return err
 			}
-		}
-	}
-	for _, fd := range r.set.Fds {
-		if err := r.dupTo(temps[fd.GetId()], uint64(fd.GetFd()), fd.GetFlags()); err != nil {
-			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
-		}
-	}
-	for _, n := range temps {
-		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
-			return err
 		}
 	}
 	if err := r.closeMemfds(); err != nil {
@@ -89,20 +84,227 @@ func (r *Restorer) OpenAll() error {
 	return r.takeLocks()
 }
 
-// opener is a kind with work to do once every entry is open, before the
-// descriptors move to their numbers.
+// opener is a kind with work to do once every entry is open.
 type opener interface{ opened(r *Restorer) error }
 
 // placer is a kind with work to do once every descriptor has its number.
 type placer interface{ placed(r *Restorer) error }
 
-// lift moves a descriptor of the process above every target number.
-func (r *Restorer) lift(n uint64) (uint64, error) {
-	m, err := r.tr.Syscall(r.pid, unix.SYS_FCNTL, n, unix.F_DUPFD_CLOEXEC, r.tempBase)
-	if err != nil {
-		return 0, fmt.Errorf("move descriptor %d above %d: %w", n, r.tempBase, err)
+// grouper is a kind whose entries are made together, as a pipe makes both
+// its ends: every entry of a group is opened, then groupOpened runs,
+// before any is placed.
+type grouper interface {
+	group(f *fdinfo.FileEntry) uint32
+	groupOpened(r *Restorer) error
+}
+
+// placement is where the descriptors of the table go and what holds which
+// number while it is made. Every number the process holds is one of
+// these, so that a number to move a descriptor to is known free without
+// asking the kernel.
+type placement struct {
+	// targets are the numbers of the table, with their entries.
+	targets map[uint64]*fdinfo.FdinfoEntry
+	// byNumber is the table in the order of its numbers.
+	byNumber []*fdinfo.FdinfoEntry
+	// placed are the numbers that hold their descriptor.
+	placed map[uint64]bool
+	// kept are the numbers of descriptors kept for the whole making of
+	// the table (memfds), out of the table's numbers.
+	kept map[uint64]bool
+	// plugs are holes of the table that a descriptor landed in, left
+	// open so that the next lands elsewhere.
+	plugs map[uint64]bool
+	// temps are the descriptors of the group being made, by number, as
+	// indexes into its entries.
+	temps map[uint64]int
+}
+
+func newPlacement(fds []*fdinfo.FdinfoEntry) placement {
+	p := placement{targets: map[uint64]*fdinfo.FdinfoEntry{}, placed: map[uint64]bool{}, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
+	for _, fd := range fds {
+		p.targets[uint64(fd.GetFd())] = fd
 	}
-	return m, r.sys(unix.SYS_CLOSE, n)
+	p.byNumber = slices.SortedFunc(slices.Values(fds), func(a, b *fdinfo.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
+	return p
+}
+
+// group is entries made together, each with its numbers, in the order of
+// their lowest numbers.
+type group struct {
+	entries []*fdinfo.FileEntry
+	fds     [][]*fdinfo.FdinfoEntry
+}
+
+// groups sorts the table's entries into groups, in the order of their
+// lowest numbers.
+func (r *Restorer) groups() []*group {
+	type key struct {
+		typ fdinfo.FdTypes
+		id  uint32
+	}
+	var out []*group
+	groups := map[key]*group{}
+	entry := map[uint32]int{} // file id -> index in its group
+	for _, fd := range r.byNumber {
+		f := r.set.Files[fd.GetId()]
+		k := key{typ: f.GetType(), id: f.GetId()}
+		if gk, ok := kindOfEntry(f).(grouper); ok {
+			k.id = gk.group(f)
+		}
+		g := groups[k]
+		if g == nil {
+			g = &group{}
+			groups[k] = g
+			out = append(out, g)
+		}
+		i, ok := entry[f.GetId()]
+		if !ok {
+			i = len(g.entries)
+			entry[f.GetId()] = i
+			g.entries = append(g.entries, f)
+			g.fds = append(g.fds, nil)
+		}
+		g.fds[i] = append(g.fds[i], fd)
+	}
+	return out
+}
+
+// kindOfEntry is the kind of an entry Load checked.
+func kindOfEntry(f *fdinfo.FileEntry) kind {
+	k, _ := kindOf(f.GetType())
+	return k
+}
+
+// openGroup opens the entries of a group, then places each at its numbers.
+func (r *Restorer) openGroup(g *group) error {
+	r.temps = map[uint64]int{}
+	temps := make([]uint64, len(g.entries))
+	for i, f := range g.entries {
+		r.cloexec = 0
+		if g.fds[i][0].GetFlags()&unix.FD_CLOEXEC != 0 {
+			r.cloexec = unix.O_CLOEXEC
+		}
+		n, err := kindOfEntry(f).open(r, f)
+		if err != nil {
+			return fmt.Errorf("fd %d (%v): %w", g.fds[i][0].GetFd(), f.GetType(), err)
+		}
+		temps[i] = n
+		r.temps[n] = i
+	}
+	if gk, ok := kindOfEntry(g.entries[0]).(grouper); ok {
+		if err := gk.groupOpened(r); err != nil {
+			return err
+		}
+	}
+	for i := range g.entries {
+		if err := r.place(g, temps, i); err != nil {
+			return fmt.Errorf("fd %d: %w", g.fds[i][0].GetFd(), err)
+		}
+	}
+	return nil
+}
+
+// place gives entry i of group g, open at temps[i] close-on-exec as the
+// entry's lowest number, its numbers. Another entry of the group open at
+// one of them moves out of the way first.
+func (r *Restorer) place(g *group, temps []uint64, i int) error {
+	n, stays := temps[i], false
+	for j, fd := range g.fds[i] {
+		to := uint64(fd.GetFd())
+		if to == n {
+			stays = true
+		} else {
+			if other, ok := r.temps[to]; ok {
+				free, err := r.moveAside(to, g)
+				if err != nil {
+					return err
+				}
+				temps[other] = free
+				delete(r.temps, to)
+				r.temps[free] = other
+			}
+			if err := r.dupTo(n, to, fd.GetFlags()); err != nil {
+				return err
+			}
+		}
+		if to == n && j > 0 && fd.GetFlags()&unix.FD_CLOEXEC != g.fds[i][0].GetFlags()&unix.FD_CLOEXEC {
+			if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, uint64(fd.GetFlags()&unix.FD_CLOEXEC)); err != nil {
+				return fmt.Errorf("set fd %d flags: %w", n, err)
+			}
+		}
+		r.placed[to] = true
+	}
+	delete(r.temps, n)
+	switch {
+	case stays:
+	case r.targets[n] == nil && !r.beyond(n):
+		r.plugs[n] = true
+	default:
+		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// beyond reports whether number n is above every number of the table.
+func (p *placement) beyond(n uint64) bool {
+	return len(p.byNumber) == 0 || n > uint64(p.byNumber[len(p.byNumber)-1].GetFd())
+}
+
+// moveAside moves the descriptor at number n to a free number that no
+// entry of group g goes to, and returns it.
+func (r *Restorer) moveAside(n uint64, g *group) (uint64, error) {
+	ours := map[uint64]bool{}
+	for _, fds := range g.fds {
+		for _, fd := range fds {
+			ours[uint64(fd.GetFd())] = true
+		}
+	}
+	free := r.free(uint64(g.fds[0][0].GetFd()), func(m uint64) bool { return ours[m] })
+	if err := r.sys(unix.SYS_DUP3, n, free, unix.O_CLOEXEC); err != nil {
+		return 0, fmt.Errorf("move descriptor %d out of the way to %d: %w", n, free, err)
+	}
+	return free, nil
+}
+
+// free returns the lowest number from (else from 0) that nothing holds
+// and that avoid does not refuse. There is one below the table's
+// highest number plus as many more as the process holds besides the
+// table: the process's RLIMIT_NOFILE may be too low for it, and then the
+// call that uses it fails.
+func (r *Restorer) free(from uint64, avoid func(uint64) bool) uint64 {
+	end := uint64(len(r.kept)+len(r.plugs)+len(r.temps)) + 1
+	if len(r.byNumber) > 0 {
+		end += uint64(r.byNumber[len(r.byNumber)-1].GetFd()) + 1
+	}
+	for _, start := range []uint64{from, 0} {
+		for m := start; m < end; m++ {
+			_, temp := r.temps[m]
+			if !temp && !r.placed[m] && !r.kept[m] && !r.plugs[m] && !avoid(m) {
+				return m
+			}
+		}
+	}
+	return end
+}
+
+// closePlugs closes the descriptors left in the table's holes.
+func (r *Restorer) closePlugs() error {
+	plugs := slices.Sorted(maps.Keys(r.plugs))
+	for i := 0; i < len(plugs); {
+		j := i + 1
+		for j < len(plugs) && plugs[j] == plugs[j-1]+1 {
+			j++
+		}
+		if err := r.sys(unix.SYS_CLOSE_RANGE, plugs[i], plugs[j-1], 0); err != nil {
+			return fmt.Errorf("close descriptors %d-%d: %w", plugs[i], plugs[j-1], err)
+		}
+		i = j
+	}
+	clear(r.plugs)
+	return nil
 }
 
 // dupTo makes descriptor to a duplicate of from, close-on-exec if the
@@ -162,17 +364,14 @@ func (r *Restorer) open(path string, flags, mode uint64) (uint64, error) {
 	return r.tr.OpenAt(r.pid, path, flags, mode)
 }
 
-// reopen opens path in the process with an entry's flags and moves it
-// above the targets, at position pos. O_NOFOLLOW acted on the dumped
+// reopen opens path in the process with an entry's flags, at position
+// pos, close-on-exec as r.cloexec says. O_NOFOLLOW acted on the dumped
 // path; the path here is a magic link to the checked file (Set.Path),
 // which it would refuse.
 func (r *Restorer) reopen(path string, flags uint32, pos uint64) (uint64, error) {
-	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW), 0)
+	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW)|r.cloexec, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
-	}
-	if n, err = r.lift(n); err != nil {
-		return 0, err
 	}
 	if pos != 0 {
 		if _, err := r.tr.Syscall(r.pid, unix.SYS_LSEEK, n, pos, unix.SEEK_SET); err != nil {

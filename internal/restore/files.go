@@ -6,8 +6,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openFiles recreates the descriptor table (see files.Restorer.OpenAll).
-func (r *restorer) openFiles() error { return r.files.OpenAll() }
+// openFiles recreates the descriptor table (see files.Restorer.OpenAll),
+// under the dumped RLIMIT_NOFILE as far as this one's hard limit allows:
+// the stub has cryo's soft limit, which the table may not fit in. The
+// task step sets the dumped limits afterwards.
+func (r *restorer) openFiles() error {
+	rl := r.c.cores[uint32(r.pid)].GetTc().GetRlimits().GetRlimits()
+	if len(rl) > unix.RLIMIT_NOFILE {
+		var cur unix.Rlimit
+		if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
+			return fmt.Errorf("read RLIMIT_NOFILE of pid %d: %w", r.pid, err)
+		}
+		if soft := min(rl[unix.RLIMIT_NOFILE].GetMax(), cur.Max); soft > cur.Cur {
+			if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: soft, Max: cur.Max}, nil); err != nil {
+				return fmt.Errorf("raise RLIMIT_NOFILE of pid %d to %d: %w", r.pid, soft, err)
+			}
+		}
+	}
+	return r.files.OpenAll()
+}
 
 // restoreFS sets the working directory, root and umask.
 func (r *restorer) restoreFS() error {
