@@ -1,6 +1,7 @@
 package files
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -76,14 +77,11 @@ func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		return 0, fmt.Errorf("make eventfd: %w", err)
 	}
 	if initial != count {
-		scratch, err := r.tr.Scratch(r.pid)
+		err := r.outside(n, func(fd int) error {
+			_, err := unix.Write(fd, binary.NativeEndian.AppendUint64(nil, count))
+			return err
+		})
 		if err != nil {
-			return 0, err
-		}
-		if err := r.tr.WriteValue(scratch, count); err != nil {
-			return 0, err
-		}
-		if err := r.sys(unix.SYS_WRITE, n, scratch, 8); err != nil {
 			return 0, fmt.Errorf("set eventfd %d counter to %#x: %w", n, count, err)
 		}
 	}

@@ -129,7 +129,7 @@ func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	}
 	// O_NONBLOCK, say, set with fcntl.
 	if fl := uint64(f.Epfd.GetFlags()) &^ (unix.O_ACCMODE | unix.O_CLOEXEC); fl != 0 {
-		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, fl); err != nil {
+		if err := r.setStatusFlags(n, uint32(fl)); err != nil {
 			return 0, fmt.Errorf("set epoll flags %#o: %w", fl, err)
 		}
 	}

@@ -478,13 +478,18 @@ func (r *Restorer) RemoveLinks() error {
 	return errors.Join(errs...)
 }
 
-// Close closes cryo's descriptors of unlinked files. Link remaps left
-// (the restore failed) stay, for another restore.
+// Close closes cryo's descriptors of unlinked files and its pidfd of the
+// process. Link remaps left (the restore failed) stay, for another
+// restore.
 func (r *Restorer) Close() {
 	for _, fd := range r.held {
 		unix.Close(fd)
 	}
 	r.held = nil
+	if r.pidfd >= 0 {
+		unix.Close(r.pidfd)
+		r.pidfd = -1
+	}
 }
 
 // recreateGhost recreates ghost id, once named name: at that name if it

@@ -337,43 +337,40 @@ func (r *Restorer) fillMemfd(n uint64, e *memfd.MemfdInodeEntry) error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
-	dup, err := r.getfd(n)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dup)
-	for {
-		pe, err := pr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrImage, err)
-		}
-		if pe.Flags&image.PEPresent == 0 {
-			return fmt.Errorf("%w: memfd pages at %#x are not in this image (incremental or lazy dumps)", ErrUnsupported, pe.Vaddr)
-		}
-		size := pe.NrPages * pageSize
-		if pe.Vaddr+size > (e.GetSize()+pageSize-1)&^(pageSize-1) {
-			return imageErr("pages at offset %#x-%#x beyond the size %#x", pe.Vaddr, pe.Vaddr+size, e.GetSize())
-		}
-		// The last page may run past the size: writing it would grow
-		// the file.
-		size = min(size, e.GetSize()-pe.Vaddr)
-		for off := uint64(0); off < size; {
-			k := min(fillChunk, size-off)
-			data, release, err := pr.Map(pe, int64(off), int64(k))
-			if err != nil {
-				return err
+	return r.outside(n, func(dup int) error {
+		for {
+			pe, err := pr.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
-			_, err = unix.Pwrite(dup, data, int64(pe.Vaddr+off))
-			release()
 			if err != nil {
-				return fmt.Errorf("write at %#x: %w", pe.Vaddr+off, err)
+				return fmt.Errorf("%w: %w", ErrImage, err)
 			}
-			off += k
+			if pe.Flags&image.PEPresent == 0 {
+				return fmt.Errorf("%w: memfd pages at %#x are not in this image (incremental or lazy dumps)", ErrUnsupported, pe.Vaddr)
+			}
+			size := pe.NrPages * pageSize
+			if pe.Vaddr+size > (e.GetSize()+pageSize-1)&^(pageSize-1) {
+				return imageErr("pages at offset %#x-%#x beyond the size %#x", pe.Vaddr, pe.Vaddr+size, e.GetSize())
+			}
+			// The last page may run past the size: writing it would grow
+			// the file.
+			size = min(size, e.GetSize()-pe.Vaddr)
+			for off := uint64(0); off < size; {
+				k := min(fillChunk, size-off)
+				data, release, err := pr.Map(pe, int64(off), int64(k))
+				if err != nil {
+					return err
+				}
+				_, err = unix.Pwrite(dup, data, int64(pe.Vaddr+off))
+				release()
+				if err != nil {
+					return fmt.Errorf("write at %#x: %w", pe.Vaddr+off, err)
+				}
+				off += k
+			}
 		}
-	}
+	})
 }
 
 // opened seals the memfds that only descriptors hold, made just now.

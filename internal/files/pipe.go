@@ -64,9 +64,6 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, err
 		}
 		p.data = r.set.pipes[id]
-		if err := r.setPipeSize(p.ends[1], p.data); err != nil {
-			return 0, fmt.Errorf("pipe %d: %w", id, err)
-		}
 		if r.pipes == nil {
 			r.pipes = map[uint32]*pipeEnds{}
 		}
@@ -80,7 +77,7 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		p.given[end] = true
 		// pipe() made the end with the access mode alone.
 		if flags&^unix.O_ACCMODE != 0 {
-			if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFL, uint64(flags)); err != nil {
+			if err := r.setStatusFlags(p.ends[end], flags); err != nil {
 				return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
 			}
 		}
@@ -107,23 +104,10 @@ func (r *Restorer) openPipe(path string, flags uint32) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
-	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(flags)); err != nil {
+	if err := r.setStatusFlags(n, flags); err != nil {
 		return 0, fmt.Errorf("set flags %#o of %s: %w", flags, path, err)
 	}
 	return n, nil
-}
-
-// setPipeSize gives a pipe or FIFO made in the process, through its
-// descriptor fd, the size it had at the dump, before it is refilled.
-func (r *Restorer) setPipeSize(fd uint64, d pipeData) error {
-	size := d.e.GetSize()
-	if size == 0 { // none recorded
-		return nil
-	}
-	if err := r.sys(unix.SYS_FCNTL, fd, unix.F_SETPIPE_SZ, uint64(size)); err != nil {
-		return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
-	}
-	return nil
 }
 
 // pipeData is what a pipe or FIFO holds at the dump.
@@ -309,12 +293,12 @@ func (r *Restorer) makePipe() (*pipeEnds, error) {
 // group makes the entries of one pipe together.
 func (pipeKind) group(f *fdinfo.FileEntry) uint32 { return f.Pipe.GetPipeId() }
 
-// groupOpened writes the buffered data back into the pipe of the group
-// just opened and closes the ends made with it that no entry was given.
+// groupOpened gives the pipe of the group just opened its size and data
+// back, and closes the ends made with it that no entry was given.
 func (pipeKind) groupOpened(r *Restorer) error {
 	for id, p := range r.pipes {
-		if err := r.writeThrough(p.ends[1], p.data.data); err != nil {
-			return fmt.Errorf("refill pipe %d: %w", id, err)
+		if err := r.fillPipe(p.ends[1], p.data); err != nil {
+			return fmt.Errorf("pipe %d: %w", id, err)
 		}
 		for i, end := range p.ends {
 			if p.given[i] {
@@ -329,28 +313,36 @@ func (pipeKind) groupOpened(r *Restorer) error {
 	return nil
 }
 
-// writeThrough writes data into a pipe or FIFO descriptor of the process
-// from outside, through a duplicate taken with pidfd_getfd.
-func (r *Restorer) writeThrough(fd uint64, data []byte) error {
-	if len(data) == 0 {
+// fillPipe gives a pipe or FIFO made in the process, through its
+// descriptor fd, the size it had at the dump, then the data it held, from
+// outside.
+func (r *Restorer) fillPipe(fd uint64, d pipeData) error {
+	size, data := int(d.e.GetSize()), d.data // size 0: none recorded
+	if size == 0 && len(data) == 0 {
 		return nil
 	}
-	dup, err := r.getfd(fd)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dup)
-	if size, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0); err == nil && size < len(data) {
-		if _, err := unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, len(data)); err != nil {
-			return fmt.Errorf("grow pipe to %d bytes: %w", len(data), err)
-		}
-	}
-	for len(data) > 0 {
-		n, err := unix.Write(dup, data)
+	return r.outside(fd, func(dup int) error {
+		cur, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0)
 		if err != nil {
-			return err
+			return fmt.Errorf("read pipe size: %w", err)
 		}
-		data = data[n:]
-	}
-	return nil
+		if size != 0 && size != cur {
+			if cur, err = unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, size); err != nil {
+				return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
+			}
+		}
+		if cur < len(data) {
+			if _, err := unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, len(data)); err != nil {
+				return fmt.Errorf("grow pipe to %d bytes: %w", len(data), err)
+			}
+		}
+		for len(data) > 0 {
+			n, err := unix.Write(dup, data)
+			if err != nil {
+				return fmt.Errorf("refill: %w", err)
+			}
+			data = data[n:]
+		}
+		return nil
+	})
 }

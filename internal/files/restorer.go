@@ -3,6 +3,7 @@ package files
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 
@@ -20,6 +21,8 @@ type Restorer struct {
 	pid      int
 	set      *Set
 	shellJob bool
+	// pidfd is cryo's pidfd of the process, once outside needs it.
+	pidfd int
 	// cloexec is O_CLOEXEC or 0: what the descriptor a kind opens for
 	// the entry at hand starts as, that of the entry's lowest number,
 	// where the descriptor lands if it is free.
@@ -33,7 +36,7 @@ type Restorer struct {
 // NewRestorer prepares to reopen set in process pid, traced by tr. With
 // shellJob, a terminal the process had is cryo's own.
 func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shellJob bool) *Restorer {
-	return &Restorer{tr: tr, pid: pid, set: set, shellJob: shellJob}
+	return &Restorer{tr: tr, pid: pid, set: set, shellJob: shellJob, pidfd: -1}
 }
 
 // OpenAll recreates the descriptor table: every descriptor at its number
@@ -335,9 +338,33 @@ func (r *Restorer) closeAllBut(keep []uint64) error {
 	return r.sys(unix.SYS_CLOSE_RANGE, from, ^uint64(0)>>32, 0)
 }
 
-// getfd returns cryo's own duplicate of descriptor fd of the process, to
-// fill it from outside.
-func (r *Restorer) getfd(fd uint64) (int, error) { return Getfd(r.pid, int(fd)) }
+// outside runs f on cryo's own duplicate of descriptor n of the process:
+// what is done to its open file description (position, status flags, a
+// pipe's size and data, a file's contents) needs no injected call.
+func (r *Restorer) outside(n uint64, f func(fd int) error) error {
+	if r.pidfd < 0 {
+		pidfd, err := unix.PidfdOpen(r.pid, 0)
+		if err != nil {
+			return fmt.Errorf("pidfd_open %d: %w", r.pid, err)
+		}
+		r.pidfd = pidfd
+	}
+	dup, err := unix.PidfdGetfd(r.pidfd, int(n), 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_getfd %d of pid %d: %w", n, r.pid, err)
+	}
+	defer unix.Close(dup)
+	return f(dup)
+}
+
+// setStatusFlags sets the status flags (O_NONBLOCK...) of descriptor n of
+// the process.
+func (r *Restorer) setStatusFlags(n uint64, flags uint32) error {
+	return r.outside(n, func(fd int) error {
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(flags))
+		return err
+	})
+}
 
 // Getfd returns a duplicate, in cryo, of descriptor fd of process pid.
 func Getfd(pid, fd int) (int, error) {
@@ -374,7 +401,11 @@ func (r *Restorer) reopen(path string, flags uint32, pos uint64) (uint64, error)
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
 	if pos != 0 {
-		if _, err := r.tr.Syscall(r.pid, unix.SYS_LSEEK, n, pos, unix.SEEK_SET); err != nil {
+		err := r.outside(n, func(fd int) error {
+			_, err := unix.Seek(fd, int64(pos), io.SeekStart)
+			return err
+		})
+		if err != nil {
 			return 0, fmt.Errorf("seek %s to %d: %w", path, pos, err)
 		}
 	}
