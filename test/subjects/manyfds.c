@@ -10,7 +10,7 @@
 //   - dups (dup, or fcntl F_DUPFD_CLOEXEC every other time) of one of
 //     three files DIR/shared-K, opened once each;
 //   - DIR/own opened again (a description of its own), at position I;
-//   - the two ends of a pipe holding a byte;
+//   - the two ends of a pipe holding a byte (the first pipe's swapped);
 //   - an eventfd counting I.
 // Then, every 97 descriptors, it swaps one with one far away, so that a
 // dup is far from its file's first descriptor and a pipe's ends are far
@@ -188,6 +188,11 @@ int main(int argc, char **argv) {
 			record(p[0], PIPE_R, p[0], p[1], 0);
 			record(p[1], PIPE_W, p[1], p[0], 0);
 			n += 2;
+			if (i == 2) { // the first pipe's read end above its write end
+				move(p[0], limit - 1);
+				move(p[1], p[0]);
+				move(limit - 1, p[1]);
+			}
 			break;
 		case 3:
 			fd = eventfd(i, i % 5 ? EFD_CLOEXEC : 0);
