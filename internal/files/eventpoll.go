@@ -107,14 +107,7 @@ func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
 		return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
 	}
 	for _, tg := range f.Epfd.GetTfd() {
-		found := false
-		for _, fd := range s.Fds {
-			if fd.GetFd() == tg.GetTfd() {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !s.numbers[tg.GetTfd()] {
 			return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
 		}
 	}
