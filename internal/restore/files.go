@@ -11,16 +11,21 @@ import (
 // the stub has cryo's soft limit, which the table may not fit in. The
 // task step sets the dumped limits afterwards.
 func (r *restorer) openFiles() error {
-	rl := r.c.cores[uint32(r.pid)].GetTc().GetRlimits().GetRlimits()
-	if len(rl) > unix.RLIMIT_NOFILE {
-		var cur unix.Rlimit
-		if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
-			return fmt.Errorf("read RLIMIT_NOFILE of pid %d: %w", r.pid, err)
-		}
+	var cur unix.Rlimit
+	if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
+		return fmt.Errorf("read RLIMIT_NOFILE of pid %d: %w", r.pid, err)
+	}
+	if rl := r.c.cores[uint32(r.pid)].GetTc().GetRlimits().GetRlimits(); len(rl) > unix.RLIMIT_NOFILE {
 		if soft := min(rl[unix.RLIMIT_NOFILE].GetMax(), cur.Max); soft > cur.Cur {
-			if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: soft, Max: cur.Max}, nil); err != nil {
+			cur.Cur = soft
+			if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, &cur, nil); err != nil {
 				return fmt.Errorf("raise RLIMIT_NOFILE of pid %d to %d: %w", r.pid, soft, err)
 			}
+		}
+	}
+	for _, fd := range r.c.files.Fds {
+		if uint64(fd.GetFd()) >= cur.Cur {
+			return fmt.Errorf("%w: fd %d, at or above the RLIMIT_NOFILE of %d that the process's hard limit and cryo's allow", ErrUnsupported, fd.GetFd(), cur.Cur)
 		}
 	}
 	return r.files.OpenAll()
