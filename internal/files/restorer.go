@@ -392,11 +392,12 @@ func (r *Restorer) open(path string, flags, mode uint64) (uint64, error) {
 }
 
 // reopen opens path in the process with an entry's flags, at position
-// pos, close-on-exec as r.cloexec says. O_NOFOLLOW acted on the dumped
+// pos, close-on-exec as r.cloexec says, whatever the entry's flags say
+// (the descriptor's own flags do). O_NOFOLLOW acted on the dumped
 // path; the path here is a magic link to the checked file (Set.Path),
 // which it would refuse.
 func (r *Restorer) reopen(path string, flags uint32, pos uint64) (uint64, error) {
-	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW)|r.cloexec, 0)
+	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC)|r.cloexec, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
