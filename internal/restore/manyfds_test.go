@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
@@ -42,8 +43,8 @@ func manyFdsCount(t *testing.T, want int) int {
 // little above them, and restores it: every descriptor comes back at its
 // number (the subject checks their files, sharing, positions, counters
 // and close-on-exec flags tick after tick; the state oracle compares
-// them and the limits with /proc), though the table leaves no room above
-// it for the restore to open files first.
+// them and the limits with /proc), though neither the process's limit nor
+// cryo's leaves room above the table for the restore to open files first.
 func TestRestoreManyFds(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir, err := filepath.EvalSymlinks(t.TempDir())
@@ -66,6 +67,21 @@ func TestRestoreManyFds(t *testing.T) {
 	// The subject's, and those it was started with.
 	if len(want) < int(s.ReadyUint(t, "count")) || want[len(want)-1] != int(s.ReadyUint(t, "max")) {
 		t.Fatalf("the images hold %d descriptors up to %d, want %s up to %s", len(want), want[len(want)-1], s.Ready["count"], s.Ready["max"])
+	}
+	// The restore's stub starts with this process's soft limit, which may
+	// leave room above the table: no more than the process had, so that
+	// the restore must make the table without it.
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if tight := uint64(count + manyFdsSpare); rl.Cur > tight {
+		// syscall's, which children then inherit, unlike the soft limit
+		// the Go runtime raised at start.
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: tight, Max: rl.Max}); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 2)
