@@ -141,7 +141,7 @@ func (eventpollKind) placed(r *Restorer) error {
 		done[f.GetId()] = true
 		ep := uint64(fd.GetFd()) // any of its numbers will do
 		for _, tg := range f.Epfd.GetTfd() {
-			scratch, err := r.tr.Scratch(r.pid)
+			scratch, err := r.scratch()
 			if err != nil {
 				return err
 			}

@@ -276,7 +276,7 @@ type pipeEnds struct {
 
 // makePipe makes a pipe in the process, close-on-exec as r.cloexec says.
 func (r *Restorer) makePipe() (*pipeEnds, error) {
-	scratch, err := r.tr.Scratch(r.pid)
+	scratch, err := r.scratch()
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,8 @@ type Restorer struct {
 	shellJob bool
 	// pidfd is cryo's pidfd of the process, once outside needs it.
 	pidfd int
+	// scratchAt is where the tracer's scratch buffer is, once asked.
+	scratchAt uint64
 	// cloexec is O_CLOEXEC or 0: what the descriptor a kind opens for
 	// the entry at hand starts as, that of the entry's lowest number,
 	// where the descriptor lands if it is free.
@@ -378,6 +380,20 @@ func Getfd(pid, fd int) (int, error) {
 		return -1, fmt.Errorf("pidfd_getfd %d of pid %d: %w", fd, pid, err)
 	}
 	return dup, nil
+}
+
+// scratch returns the address of the tracer's scratch buffer in the
+// process, which stays where it is: asked once, not at each call, each
+// asking being a trip to the tracer's thread.
+func (r *Restorer) scratch() (uint64, error) {
+	if r.scratchAt == 0 {
+		at, err := r.tr.Scratch(r.pid)
+		if err != nil {
+			return 0, err
+		}
+		r.scratchAt = at
+	}
+	return r.scratchAt, nil
 }
 
 // sys injects a system call when only its success matters.
