@@ -3,7 +3,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 GO ?= go
 # Debian packages the tests need, as "command:package" pairs.
-DEPS := gcc:gcc crit:criu qemu-system-x86_64:qemu-system-x86
+DEPS := gcc:gcc crit:criu qemu-system-x86_64:qemu-system-x86 python3:python3
 
 .PHONY: all build demo test deps fuzz fixtures bench matrix clean
 
@@ -40,7 +40,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/vdso
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/image
 	$(GO) test -run '^$$' -fuzz '^FuzzGNUBuildID$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
-	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj; do \
+	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzParsePosixTimers; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/proc || exit 1; \
 	done
 

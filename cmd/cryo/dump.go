@@ -18,10 +18,10 @@ func init() {
 	}
 }
 
-const dumpHelp = `Freezes process PID and its threads, writes their state into DIR as
-CRIU-format images, then kills the process (or lets it go on with
+const dumpHelp = `Freezes process PID, its threads and its descendants, writes their state
+into DIR as CRIU-format images, then kills them (or lets them go on with
 --leave-running). A dump that fails, or that cryo is interrupted during,
-leaves the process running as it was.`
+leaves every process running as it was.`
 
 func runDump(args []string, stdout io.Writer) error {
 	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", dumpHelp)
@@ -66,8 +66,8 @@ func runDump(args []string, stdout io.Writer) error {
 	if err != nil {
 		return logged(log, *logFile, err)
 	}
-	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "threads", st.Threads, "vmas", st.VMAs,
+	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "processes", st.Processes, "threads", st.Threads, "vmas", st.VMAs,
 		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)
-	fmt.Fprintf(stdout, "dumped pid %d: %d threads, %s of memory, frozen %v\n", *pid, st.Threads, size(st.Pages*kernel.PageSize), st.Frozen.Round(1e5))
+	fmt.Fprintf(stdout, "dumped pid %d: %d processes, %d threads, %s of memory, frozen %v\n", *pid, st.Processes, st.Threads, size(st.Pages*kernel.PageSize), st.Frozen.Round(1e5))
 	return nil
 }

@@ -48,7 +48,7 @@ func TestDumpCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cryo dump: exit status %d\n%s", code, errOut)
 	}
-	want := regexp.MustCompile(`^dumped pid ` + pid + `: 1 threads, \d+ [KMG]iB of memory, frozen \S+\n$`)
+	want := regexp.MustCompile(`^dumped pid ` + pid + `: 1 processes, 1 threads, \d+ [KMG]iB of memory, frozen \S+\n$`)
 	if !want.MatchString(out) {
 		t.Errorf("cryo dump printed %q, want a match for %s", out, want)
 	}

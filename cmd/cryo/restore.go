@@ -73,6 +73,13 @@ func runRestore(args []string, stdout io.Writer) error {
 		}
 		defer pf.Close()
 	}
+	// A restore that fails kills the tree it built: as a child
+	// subreaper, cryo is handed the processes whose parents died first,
+	// and reaps them. Once the tree runs, its orphans go where they
+	// would have gone.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return logged(log, *logFile, fmt.Errorf("become a child subreaper: %w", err))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	st, err := restore.Restore(ctx, restore.Options{
 		Dir: *dir, VDSO: restore.VDSOMode(*mode), NoTimens: *noTimens, ShellJob: *shellJob,
@@ -82,12 +89,17 @@ func runRestore(args []string, stdout io.Writer) error {
 	if err != nil {
 		return logged(log, *logFile, err)
 	}
-	log.Info("restore done", "peak-rss-kib", peakRSS(), "pid", st.Pid, "vdso", st.VDSO, "took", st.Total)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0); err != nil {
+		log.Warn("stop being a child subreaper", "err", err)
+	}
+	log.Info("restore done", "peak-rss-kib", peakRSS(), "pid", st.Pid, "processes", st.Processes, "vdso", st.VDSO, "took", st.Total)
 	if pf != nil {
 		if _, err := pf.WriteString(strconv.Itoa(st.Pid) + "\n"); err != nil {
-			// Whoever reads the pid file would not find the process:
-			// it must not run on unseen.
-			unix.Kill(st.Pid, unix.SIGKILL)
+			// Whoever reads the pid file would not find the tree: it
+			// must not run on unseen.
+			for _, pid := range st.Pids {
+				unix.Kill(pid, unix.SIGKILL)
+			}
 			var ws unix.WaitStatus
 			unix.Wait4(st.Pid, &ws, 0, nil)
 			return logged(log, *logFile, fmt.Errorf("write pid file (pid %d killed): %w", st.Pid, err))

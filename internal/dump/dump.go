@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -54,88 +53,98 @@ var Steps = []string{"inspect", "seize", "memory", "threads", "task", "files", "
 
 // Stats reports what a dump did.
 type Stats struct {
-	Threads int
-	VMAs    int
-	Pages   uint64
+	// Processes counts the processes of the tree, zombies included.
+	Processes int
+	Threads   int
+	VMAs      int
+	Pages     uint64
 	// Frozen is how long the target was stopped.
 	Frozen time.Duration
 	Total  time.Duration
 }
 
-// dumper holds the state of one dump in progress.
+// dumper holds the state of one process of the tree being dumped.
 type dumper struct {
-	opts   Options
+	*tree
 	pid    int
-	log    *slog.Logger
 	tr     *ptrace.Tracer
-	host   *cpu.Host
 	status proc.Status
 	stat   proc.Stat
-	dir    *image.Dir
 
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
-	files   *files.Table
 	threads []*criucore.CoreEntry
 	images  images
-	stats   Stats
+	// mem is /proc/PID/mem, open from the memory step to the pages step;
+	// runs and shared are the page runs found there.
+	mem    *os.File
+	runs   []run
+	shared []shmemRuns
 }
 
-// Dump checkpoints process opts.Pid into opts.Dir. On failure, or when ctx
-// is cancelled, the target is left running as it was and the images
-// written so far are removed.
+// Dump checkpoints process opts.Pid and its descendants into opts.Dir. On
+// failure, or when ctx is cancelled, every process is left running as it
+// was and the images written so far are removed.
 func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
-	d := &dumper{opts: opts, pid: opts.Pid, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob, opts.LinkRemap)}
-	if d.log == nil {
-		d.log = slog.New(slog.DiscardHandler)
+	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob, opts.LinkRemap)}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
 	}
-	err := d.run(ctx)
-	d.files.Close()
-	if err != nil {
-		d.files.Abort()
-		if d.tr != nil {
-			err = errors.Join(err, d.tr.Detach())
+	err := t.run(ctx)
+	t.files.Close()
+	for _, d := range t.procs {
+		if d.mem != nil {
+			d.mem.Close()
 		}
-		d.removeImages()
-		return nil, fmt.Errorf("dump pid %d: %w", d.pid, err)
 	}
-	d.stats.Total = time.Since(start)
-	return &d.stats, nil
+	if err != nil {
+		t.files.Abort()
+		err = errors.Join(err, t.detach())
+		t.removeImages()
+		return nil, fmt.Errorf("dump pid %d: %w", opts.Pid, err)
+	}
+	t.stats.Total = time.Since(start)
+	return &t.stats, nil
 }
 
-func (d *dumper) run(ctx context.Context) error {
-	var mem *os.File
-	var runs []run
-	var shared []shmemRuns
+func (t *tree) run(ctx context.Context) error {
 	var frozen time.Time
+	each := func(f func(d *dumper) error) func() error {
+		return func() error {
+			for _, d := range t.procs {
+				if err := f(d); err != nil {
+					if len(t.procs) > 1 {
+						return fmt.Errorf("pid %d: %w", d.pid, err)
+					}
+					return err
+				}
+			}
+			return nil
+		}
+	}
 	list := []steps.Step{
-		{Name: "inspect", Run: d.inspect},
-		{Name: "seize", Run: func() (err error) {
+		{Name: "inspect", Run: t.inspect},
+		{Name: "seize", Run: func() error {
 			frozen = time.Now()
-			if d.tr, err = ptrace.Seize(d.pid, 0); err != nil {
+			if err := t.seize(); err != nil {
 				return err
 			}
-			d.log.Info("froze process", "pid", d.pid, "threads", len(d.tr.Threads()))
-			// Anything read before the freeze may have changed.
-			if err := d.inspect(); err != nil {
-				return err
-			}
-			if d.opts.Frozen != nil {
-				d.opts.Frozen()
+			if t.opts.Frozen != nil {
+				t.opts.Frozen()
 			}
 			return nil
 		}},
-		{Name: "memory", Run: func() (err error) {
+		{Name: "memory", Run: each(func(d *dumper) (err error) {
 			// Before any injection, so that the scratch mapping is not
 			// taken for the process's own.
-			if mem, err = os.Open(proc.Path(d.pid, "mem")); err != nil {
+			if d.mem, err = os.Open(proc.Path(d.pid, "mem")); err != nil {
 				return err
 			}
-			runs, shared, err = d.dumpMemory(mem)
+			d.runs, d.shared, err = d.dumpMemory(d.mem)
 			return err
-		}},
-		{Name: "threads", Run: func() error {
+		})},
+		{Name: "threads", Run: each(func(d *dumper) error {
 			for _, tid := range d.tids() {
 				core, err := d.dumpThread(tid)
 				if err != nil {
@@ -143,94 +152,84 @@ func (d *dumper) run(ctx context.Context) error {
 				}
 				d.threads = append(d.threads, core)
 			}
-			d.stats.Threads = len(d.threads)
+			t.stats.Threads += len(d.threads)
 			d.images.cores = d.threads
 			return nil
-		}},
-		{Name: "task", Run: d.dumpProcess},
-		{Name: "files", Run: d.dumpFiles},
-		{Name: "pages", Run: func() error {
-			// The last injection is done.
-			d.addDeferredSignals()
-			err := errors.Join(d.copyMemory(ctx, mem, runs, shared), mem.Close())
-			if err != nil || !d.opts.LeaveRunning {
+		})},
+		{Name: "task", Run: each((*dumper).dumpProcess)},
+		{Name: "files", Run: func() error {
+			if err := each((*dumper).dumpFiles)(); err != nil {
 				return err
 			}
-			// Everything is read: the target may go on while the rest is
+			return t.shareMemory()
+		}},
+		{Name: "pages", Run: func() error {
+			t.toCopy = t.memoryToCopy()
+			if err := each(func(d *dumper) error {
+				// The last injection is done.
+				d.addDeferredSignals()
+				err := errors.Join(d.copyMemory(ctx, d.mem, d.runs, d.shared), d.mem.Close())
+				d.mem = nil
+				return err
+			})(); err != nil {
+				return err
+			}
+			if err := t.copyObjects(); err != nil || !t.opts.LeaveRunning {
+				return err
+			}
+			// Everything is read: the tree may go on while the rest is
 			// written.
-			err = d.tr.Detach()
-			d.tr = nil
-			d.stats.Frozen = time.Since(frozen)
+			err := t.detach()
+			t.stats.Frozen = time.Since(frozen)
 			return err
 		}},
-		{Name: "images", Run: func() error { return d.images.write(d.dir) }},
-		{Name: "sync", Run: func() error { return d.dir.Sync() }},
+		{Name: "images", Run: func() error {
+			if err := each(func(d *dumper) error { return d.images.write(t.dir, uint32(d.pid)) })(); err != nil {
+				return err
+			}
+			return t.writeImages()
+		}},
+		{Name: "sync", Run: func() error { return t.dir.Sync() }},
 	}
 	if !slices.Equal(steps.Names(list), Steps) {
 		panic("dump.Steps does not list the steps")
 	}
-	if err := steps.Run(ctx, d.log, d.opts.FailAt, ErrInjected, list); err != nil {
-		if mem != nil {
-			mem.Close()
-		}
+	if err := steps.Run(ctx, t.log, t.opts.FailAt, ErrInjected, list); err != nil {
 		return err
 	}
-	if d.opts.LeaveRunning {
+	if t.opts.LeaveRunning {
 		return nil
 	}
-	// The images are durable: the target can go.
-	d.stats.Frozen = time.Since(frozen)
-	return d.tr.Kill()
+	// The images are durable: the tree can go.
+	t.stats.Frozen = time.Since(frozen)
+	return t.kill()
 }
 
-// copyMemory copies the process's pages into pages-1.img, and each
-// shared memory object's into a pages file of its own.
+// copyMemory copies the process's pages into a pages image, and each
+// shared memory object's into a pages image of its own.
 func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, shared []shmemRuns) error {
-	var total, done uint64
-	for _, r := range runs {
-		total += r.n
-	}
-	for _, sh := range shared {
-		for _, r := range sh.runs {
-			total += r.n
-		}
-	}
 	copyTo := func(w *image.PageWriter, err error, rs []run) error {
 		if err != nil {
 			return err
 		}
 		var progress func(uint64)
 		if d.opts.Progress != nil {
-			from := done
-			progress = func(n uint64) { d.opts.Progress(from+n, total) }
+			from := d.copied
+			progress = func(n uint64) { d.opts.Progress(from+n, d.toCopy) }
 		}
 		st, err := copyPages(ctx, d.pid, mem, rs, w, progress)
 		d.stats.Pages += st.pages
-		done += st.pages * pageSize
+		d.copied += st.pages * pageSize
 		return errors.Join(err, w.Close())
 	}
-	w, err := d.dir.CreatePages(uint32(d.pid), 1)
+	w, err := d.dir.CreatePages(uint32(d.pid), d.nextPagesID())
 	if err := copyTo(w, err, runs); err != nil {
 		return err
 	}
-	for i, sh := range shared {
-		w, err := d.dir.CreateShmemPages(sh.shmid, uint32(2+i))
+	for _, sh := range shared {
+		w, err := d.dir.CreateShmemPages(sh.shmid, d.nextPagesID())
 		if err := copyTo(w, err, sh.runs); err != nil {
 			return err
-		}
-	}
-	// Each memfd's contents are read through its descriptor: pages no
-	// mapping holds belong to the object too.
-	buf := make([]byte, copyChunk)
-	for i, m := range d.files.MemfdCopies() {
-		w, err := d.dir.CreateShmemPages(m.Shmid, uint32(2+len(shared)+i))
-		if err != nil {
-			return err
-		}
-		n, err := m.Copy(w, buf)
-		d.stats.Pages += n
-		if err := errors.Join(err, w.Close()); err != nil {
-			return fmt.Errorf("memfd %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -248,8 +247,7 @@ func (d *dumper) tids() []int {
 	return tids
 }
 
-// inspect checks that the target is something this version can dump and
-// prepares the image directory.
+// inspect checks that the process is something this version can dump.
 func (d *dumper) inspect() (err error) {
 	if d.pid == os.Getpid() {
 		return errors.New("cannot dump cryo itself")
@@ -259,17 +257,15 @@ func (d *dumper) inspect() (err error) {
 	} else if err != nil {
 		return err
 	}
-	// Only for a process that exists: a dump that fails removes a
-	// directory it made.
-	if d.dir == nil {
-		if d.dir, err = image.Create(d.opts.Dir); err != nil {
-			return err
-		}
-	}
 	if d.stat, err = proc.ReadStat(d.pid); err != nil {
 		return err
 	}
 	if d.status.State == 'Z' {
+		// So shows a thread group leader that has exited while its
+		// threads run on.
+		if tids, err := proc.ReadTasks(d.pid); err == nil && len(tids) > 1 {
+			return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+		}
 		return errors.New("process is a zombie")
 	}
 	if d.status.TracerPid != 0 && d.tr == nil {
@@ -278,32 +274,5 @@ func (d *dumper) inspect() (err error) {
 	if d.status.Seccomp != 0 {
 		return fmt.Errorf("%w: seccomp mode %d", ErrUnsupported, d.status.Seccomp)
 	}
-	tids, err := proc.ReadTasks(d.pid)
-	if err != nil {
-		return err
-	}
-	for _, tid := range tids {
-		b, err := os.ReadFile(proc.Path(d.pid, fmt.Sprintf("task/%d/children", tid)))
-		if errors.Is(err, fs.ErrNotExist) && d.tr == nil {
-			// The thread exited since the listing: only a frozen
-			// process has a stable one.
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read children: %w", err)
-		}
-		if kids := strings.Fields(string(b)); len(kids) > 0 {
-			return fmt.Errorf("%w: the process has children (%s); process trees are not supported yet", ErrUnsupported, strings.Join(kids, " "))
-		}
-	}
 	return nil
-}
-
-// removeImages deletes what a failed dump wrote.
-func (d *dumper) removeImages() {
-	if d.dir != nil {
-		if err := d.dir.Discard(); err != nil {
-			d.log.Warn("remove the images of the failed dump", "err", err)
-		}
-	}
 }

@@ -1,55 +1,41 @@
 package dump
 
 import (
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 )
 
-// images is everything a dump writes but the pages.
+// images is what a dump writes of one process but its pages and
+// descriptors.
 type images struct {
-	inventory *inventory.InventoryEntry
-	pstree    *pstree.PstreeEntry
-	cores     []*criucore.CoreEntry // the leader's first
-	ids       *criucore.TaskKobjIdsEntry
-	mm        mm.MmEntry
-	fs        *fs.FsEntry
-	files     *files.Table
-	timens    *timens.TimensEntry
-	cpu       *cpuinfo.CpuinfoEntry
+	threads []uint32              // the leader first
+	cores   []*criucore.CoreEntry // in the order of threads
+	ids     *criucore.TaskKobjIdsEntry
+	mm      mm.MmEntry
+	fs      *fs.FsEntry
 }
 
-func (im *images) write(dir *image.Dir) error {
-	pid := im.pstree.GetPid()
+func (im *images) write(dir *image.Dir, pid uint32) error {
 	for i, c := range im.cores {
-		if err := dir.WriteImage(image.Core, im.pstree.Threads[i], c); err != nil {
+		if err := dir.WriteImage(image.Core, im.threads[i], c); err != nil {
 			return err
 		}
 	}
 	for _, w := range []struct {
 		kind image.Kind
-		id   uint32
-		msgs []proto.Message
+		msg  proto.Message
 	}{
-		{image.Inventory, 0, []proto.Message{im.inventory}},
-		{image.Pstree, 0, []proto.Message{im.pstree}},
-		{image.IDs, pid, []proto.Message{im.ids}},
-		{image.MM, pid, []proto.Message{&im.mm}},
-		{image.FS, pid, []proto.Message{im.fs}},
-		{image.Timens, timensID, []proto.Message{im.timens}},
-		{image.Cpuinfo, 0, []proto.Message{im.cpu}},
+		{image.IDs, im.ids},
+		{image.MM, &im.mm},
+		{image.FS, im.fs},
 	} {
-		if err := dir.WriteImage(w.kind, w.id, w.msgs...); err != nil {
+		if err := dir.WriteImage(w.kind, pid, w.msg); err != nil {
 			return err
 		}
 	}
-	return im.files.WriteImages(dir, filesID)
+	return nil
 }

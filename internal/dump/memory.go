@@ -174,6 +174,12 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			flags |= unix.MAP_ANONYMOUS
 			e.Pgoff = proto.Uint64(0)
 			a.dump = presentPage
+			if flags&unix.MAP_TYPE == image.MapDroppable {
+				// The kernel may drop its pages at any moment, and a
+				// process must expect zeros: they are not kept, as
+				// CRIU does not keep them.
+				a.dump = nil
+			}
 			switch s.Path {
 			case "[heap]":
 				status |= image.VMAAreaHeap

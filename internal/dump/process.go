@@ -6,22 +6,15 @@ import (
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/files"
-	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
-// The ids of the kernel objects of a one-process dump: each is the only
-// one of its kind.
-const (
-	filesID  = 1
-	timensID = files.TimeNsID
-)
+// timensID is the id of the one time namespace of a dump.
+const timensID = files.TimeNsID
 
 // dumpMemory lists the VMAs and the page runs to copy, and the ranges
 // threads must be stepped out of.
@@ -86,7 +79,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
 	}
 	d.images.mm.Vmas = append(d.images.mm.Vmas, guards...)
-	d.stats.VMAs = len(areas)
+	d.stats.VMAs += len(areas)
 	return runs, shared, nil
 }
 
@@ -109,7 +102,7 @@ func (d *dumper) dumpProcess() error {
 		c.ThreadCore.Creds = cr
 		if i == 0 {
 			c.Tc = tc
-			c.Ids = ids()
+			c.Ids = d.ids()
 		}
 	}
 	brk, err := d.tr.Syscall(d.pid, unix.SYS_BRK, 0)
@@ -154,41 +147,33 @@ func (d *dumper) dumpProcess() error {
 	m.Dumpable = proto.Int32(int32(dumpable))
 	m.ThpDisabled = proto.Bool(thp != 0)
 
-	threads := make([]uint32, 0, len(d.threads))
 	for _, tid := range d.tids() {
-		threads = append(threads, uint32(tid))
+		d.images.threads = append(d.images.threads, uint32(tid))
 	}
-	d.images.pstree = &pstree.PstreeEntry{
-		Pid: proto.Uint32(uint32(d.pid)), Ppid: proto.Uint32(0),
-		Pgid: proto.Uint32(uint32(st.Pgrp)), Sid: proto.Uint32(uint32(st.Session)),
-		Threads: threads,
-	}
-	d.images.inventory = &inventory.InventoryEntry{
-		ImgVersion:  proto.Uint32(image.ImgVersion),
-		FdinfoPerId: proto.Bool(true),
-		RootIds:     ids(),
-		NsPerId:     proto.Bool(true),
-		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
-	}
-	d.images.ids = ids()
-	d.images.cpu = d.host.Image()
-	if d.images.timens, err = dumpClocks(d.pid); err != nil {
-		return err
+	d.images.ids = d.ids()
+	if d == d.procs[0] {
+		// The clocks are the namespace's, which every process shares.
+		if d.timens, err = dumpClocks(d.pid); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// ids are the kernel object ids of the one dumped process.
-func ids() *criucore.TaskKobjIdsEntry {
-	one := proto.Uint32(1)
-	ids := &criucore.TaskKobjIdsEntry{VmId: one, FilesId: proto.Uint32(filesID), FsId: one, SighandId: one}
+// ids are the kernel object ids of the process: its address space,
+// descriptor table, filesystem context and signal handlers are its own
+// (the tree's checkAlone refuses them shared), numbered by its pid; its
+// namespaces are the tree's.
+func (d *dumper) ids() *criucore.TaskKobjIdsEntry {
+	own := proto.Uint32(uint32(d.pid))
+	ids := &criucore.TaskKobjIdsEntry{VmId: own, FilesId: own, FsId: own, SighandId: own}
 	files.SetNsIDs(ids)
 	return ids
 }
 
 // dumpFiles records the descriptors, cwd and root.
 func (d *dumper) dumpFiles() error {
-	if err := d.files.Dump(); err != nil {
+	if err := d.files.Dump(d.pid, uint32(d.pid)); err != nil {
 		return err
 	}
 	cwd, err := proc.ReadCwd(d.pid)
@@ -219,6 +204,5 @@ func (d *dumper) dumpFiles() error {
 		RootId: proto.Uint32(rootID),
 		Umask:  proto.Uint32(uint32(d.status.Umask)),
 	}
-	d.images.files = d.files
 	return nil
 }

@@ -22,13 +22,14 @@ import (
 const sigMax = 64
 
 // dumpTask collects the process-wide state: signal dispositions and the
-// shared queue, interval timers, limits, personality, flags.
+// shared queue, interval and POSIX timers, limits, personality, flags.
 func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	tr, pid := d.tr, d.pid
-	if err := d.refuseTimers(); err != nil {
+	scratch, err := tr.Scratch(pid)
+	if err != nil {
 		return nil, err
 	}
-	scratch, err := tr.Scratch(pid)
+	posixTimers, err := d.dumpPosixTimers(scratch)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +111,7 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 		Flags:          proto.Uint32(d.stat.Flags),
 		BlkSigset:      proto.Uint64(blocked),
 		Comm:           proto.String(d.stat.Comm),
-		Timers:         &timer.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2]},
+		Timers:         &timer.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2], Posix: posixTimers},
 		Rlimits:        rl,
 		SignalsS:       signalQueue(shared),
 		Sigactions:     sigactions,
@@ -118,10 +119,14 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	}, nil
 }
 
-// CRIU's task states: running, or stopped by a signal (job control).
+// CRIU's task states: running, dead (a zombie), stopped by a signal (job
+// control), or a helper (a process made at restore only to make a process
+// group whose leader has exited).
 const (
 	taskAlive   = 1
+	taskDead    = 2
 	taskStopped = 3
+	taskHelper  = 4
 )
 
 // prctlInt injects a prctl that writes an int to *arg2 and returns it.
@@ -140,18 +145,6 @@ func (d *dumper) prctlRet(option int) (uint64, error) {
 		return 0, fmt.Errorf("prctl %d: %w", option, err)
 	}
 	return v, nil
-}
-
-// refuseTimers refuses POSIX timers, which cryo cannot restore yet.
-func (d *dumper) refuseTimers() error {
-	b, err := os.ReadFile(proc.Path(d.pid, "timers"))
-	if err != nil {
-		return fmt.Errorf("read POSIX timers: %w", err)
-	}
-	if n := strings.Count(string(b), "ID:"); n > 0 {
-		return fmt.Errorf("%w: %d POSIX timers (timer_create)", ErrUnsupported, n)
-	}
-	return nil
 }
 
 func readPersonality(pid int) (uint32, error) {

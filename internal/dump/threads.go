@@ -64,8 +64,9 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		return nil, err
 	}
 
-	// What only the thread can tell: its alternate signal stack and its
-	// clear_child_tid address, both written into scratch memory.
+	// What only the thread can tell: its alternate signal stack, its
+	// clear_child_tid address and its parent-death signal, written into
+	// scratch memory.
 	scratch, err := tr.Scratch(tid)
 	if err != nil {
 		return nil, err
@@ -73,6 +74,7 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	var out struct {
 		Sas      kernel.StackT
 		ClearTid uint64 // int *, as PR_GET_TID_ADDRESS writes it
+		Pdeath   int32
 	}
 	if _, err := tr.Syscall(tid, unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
 		return nil, fmt.Errorf("get sigaltstack of tid %d: %w", tid, err)
@@ -80,11 +82,19 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+uint64(binary.Size(out.Sas))); err != nil {
 		return nil, fmt.Errorf("get clear_child_tid of tid %d: %w", tid, err)
 	}
+	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, scratch+uint64(binary.Size(out.Sas))+8); err != nil {
+		return nil, fmt.Errorf("get parent-death signal of tid %d: %w", tid, err)
+	}
 	if err := tr.ReadValue(scratch, &out); err != nil {
 		return nil, err
 	}
 	if err := d.checkTimerSlack(tid, stat.Policy); err != nil {
 		return nil, err
+	}
+	// With SCHED_RESET_ON_FORK, which stat leaves out; CRIU keeps it so.
+	policy, err := kernel.SchedGetScheduler(tid)
+	if err != nil {
+		return nil, fmt.Errorf("get scheduling policy of tid %d: %w", tid, err)
 	}
 	sas := &criucore.ThreadSasEntry{
 		SsSp:    proto.Uint64(out.Sas.Sp),
@@ -97,12 +107,13 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		FutexRla:    proto.Uint64(robust.Head),
 		FutexRlaLen: proto.Uint32(uint32(robust.Len)),
 		SchedNice:   proto.Int32(int32(stat.Nice)),
-		SchedPolicy: proto.Uint32(stat.Policy),
+		SchedPolicy: proto.Uint32(policy),
 		SchedPrio:   proto.Uint32(stat.RTPriority),
 		BlkSigset:   proto.Uint64(blocked),
 		Sas:         sas,
 		Comm:        proto.String(stat.Comm),
 		SignalsP:    signalQueue(queued),
+		PdeathSig:   proto.Uint32(uint32(out.Pdeath)),
 	}
 	rs, err := tr.GetRseqConfiguration(tid)
 	if errors.Is(err, unix.EIO) {

@@ -130,12 +130,13 @@ func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 }
 
 // placed registers the targets of every epoll, through the final
-// descriptor numbers of the epoll and of its targets.
+// descriptor numbers of the epoll and of its targets; an epoll taken from
+// another process of the tree has them from there.
 func (eventpollKind) placed(r *Restorer) error {
 	done := map[uint32]bool{}
 	for _, fd := range r.set.Fds {
 		f := r.set.Files[fd.GetId()]
-		if f.GetType() != fdinfo.FdTypes_EVENTPOLL || done[f.GetId()] {
+		if f.GetType() != fdinfo.FdTypes_EVENTPOLL || done[f.GetId()] || r.taken[f.GetId()] {
 			continue
 		}
 		done[f.GetId()] = true

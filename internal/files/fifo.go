@@ -76,8 +76,8 @@ func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if d, ok := r.set.fifos[f.Fifo.GetPipeId()]; ok {
-		delete(r.set.fifos, f.Fifo.GetPipeId()) // size and fill once
+	if d, ok := r.set.fifos[f.Fifo.GetPipeId()]; ok && !r.shared.filled[f.Fifo.GetPipeId()] {
+		r.shared.filled[f.Fifo.GetPipeId()] = true // size and fill once in the tree
 		if err := r.fillPipe(holder, d); err != nil {
 			return 0, fmt.Errorf("FIFO %s: %w", path, err)
 		}

@@ -403,10 +403,10 @@ func readGhost(dir *image.Dir, id uint32, head func(*ghostfile.GhostFileEntry) e
 	}
 }
 
-// ghostRestorer holds, for a restore, cryo's descriptors of the unlinked
-// files it recreated or reached through link remaps, through which the
-// process opens them (/proc/CRYO/fd/N): one inode per file, whatever
-// name it had.
+// ghostRestorer holds, for the restore of a tree, cryo's descriptors of
+// the unlinked files it recreated or reached through link remaps, through
+// which the processes open them (/proc/CRYO/fd/N): one inode per file,
+// whatever name it had, whichever process has it.
 type ghostRestorer struct {
 	held map[remapTarget]int
 	// links are the link remaps to remove once the process is restored.
@@ -416,7 +416,8 @@ type ghostRestorer struct {
 // remapped returns cryo's descriptor of what an entry once named name is
 // remapped to, recreating or opening it the first time.
 func (r *Restorer) remapped(t remapTarget, name string) (int, error) {
-	if fd, ok := r.held[t]; ok {
+	g := &r.shared.ghostRestorer
+	if fd, ok := g.held[t]; ok {
 		return fd, nil
 	}
 	var fd int
@@ -428,17 +429,17 @@ func (r *Restorer) remapped(t remapTarget, name string) (int, error) {
 		if fd, err = unix.Open(link, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			err = fmt.Errorf("open link remap %s of %s: %w", link, name, err)
 		} else {
-			r.links = append(r.links, link)
+			g.links = append(g.links, link)
 			fd = underOldName(fd, name)
 		}
 	}
 	if err != nil {
 		return -1, err
 	}
-	if r.held == nil {
-		r.held = map[remapTarget]int{}
+	if g.held == nil {
+		g.held = map[remapTarget]int{}
 	}
-	r.held[t] = fd
+	g.held[t] = fd
 	return fd, nil
 }
 
@@ -465,31 +466,26 @@ func underOldName(fd int, name string) int {
 	return nfd
 }
 
-// RemoveLinks removes the link remaps the restore opened: the process
-// holds the files now.
-func (r *Restorer) RemoveLinks() error {
+// RemoveLinks removes the link remaps the restore opened: the processes
+// hold the files now.
+func (s *Shared) RemoveLinks() error {
 	var errs []error
-	for _, l := range r.links {
+	for _, l := range s.links {
 		if err := os.Remove(l); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	r.links = nil
+	s.links = nil
 	return errors.Join(errs...)
 }
 
-// Close closes cryo's descriptors of unlinked files and its pidfd of the
-// process. Link remaps left (the restore failed) stay, for another
-// restore.
-func (r *Restorer) Close() {
-	for _, fd := range r.held {
+// Close closes cryo's descriptors of unlinked files. Link remaps left
+// (the restore failed) stay, for another restore.
+func (s *Shared) Close() {
+	for _, fd := range s.held {
 		unix.Close(fd)
 	}
-	r.held = nil
-	if r.pidfd >= 0 {
-		unix.Close(r.pidfd)
-		r.pidfd = -1
-	}
+	s.held = nil
 }
 
 // recreateGhost recreates ghost id, once named name: at that name if it

@@ -174,8 +174,9 @@ func (t *lockTable) write(dir *image.Dir) error {
 // lockSet is the locks of a checkpoint.
 type lockSet struct{ Locks []*filelock.FileLockEntry }
 
-// loadLocks reads filelocks.img, if any, and checks every lock against
-// the descriptor table.
+// loadLocks reads filelocks.img, if any, and checks every lock of the
+// process against its descriptor table. The other processes' locks are
+// theirs to check.
 func (s *Set) loadLocks() error {
 	locks, err := image.ReadAll[filelock.FileLockEntry](s.dir, image.FileLocks, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -197,7 +198,7 @@ func (s *Set) loadLocks() error {
 			return imageErr("filelocks.img: lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
 		case l.GetFlag() == flFlock && (l.GetStart() != 0 || l.GetLen() != 0):
 			return imageErr("filelocks.img: flock lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
-		case !slices.ContainsFunc(s.Fds, func(e *fdinfo.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
+		case int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e *fdinfo.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
 			return imageErr("filelocks.img: lock on fd %d, which the process does not have", fd)
 		}
 	}
@@ -214,7 +215,7 @@ func (s *Set) loadLocks() error {
 func (r *Restorer) takeLocks() error {
 	for _, l := range r.set.Locks {
 		if int(l.GetPid()) != r.pid {
-			return imageErr("filelocks.img: lock of pid %d in a checkpoint of pid %d", l.GetPid(), r.pid)
+			continue // another process's, taken by its restore
 		}
 		if err := r.takeLock(l); err != nil {
 			return fmt.Errorf("take %s: %w", describeLock(l), err)

@@ -171,15 +171,22 @@ func (t *Table) MemfdCopies() []MemfdCopy {
 }
 
 func copyObject(o *memfdObject, w *image.PageWriter, buf []byte) (uint64, error) {
+	return CopyPages(o.f, int64(o.e.GetSize()), w, buf)
+}
+
+// CopyPages writes the pages of file f, of size bytes, that hold data
+// (holes are skipped) into w at their offsets, through buf, and returns
+// how many it wrote.
+func CopyPages(f *os.File, size int64, w *image.PageWriter, buf []byte) (uint64, error) {
 	var pages uint64
 	var next int64 // the pages below are written
-	err := forData(o.f, int64(o.e.GetSize()), func(data, hole int64) error {
+	err := forData(f, size, func(data, hole int64) error {
 		data = max(data&^(pageSize-1), next)
 		hole = (hole + pageSize - 1) &^ (pageSize - 1)
 		for data < hole {
 			n := min(int64(len(buf)), hole-data)
 			b := buf[:n]
-			got, err := o.f.ReadAt(b, data)
+			got, err := f.ReadAt(b, data)
 			if err != nil && !errors.Is(err, io.EOF) {
 				return fmt.Errorf("read at %#x: %w", data, err)
 			}

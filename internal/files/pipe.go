@@ -57,6 +57,10 @@ func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
 // fcntl cannot set nor clear, and pipe() does not.
 func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	id := f.Pipe.GetPipeId()
+	if path := r.sharedPipe(id); path != "" {
+		// Made and filled by another process of the tree.
+		return r.openPipe(path, f.Pipe.GetFlags())
+	}
 	p, ok := r.pipes[id]
 	if !ok {
 		var err error

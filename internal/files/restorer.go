@@ -20,8 +20,13 @@ type Restorer struct {
 	tr       *ptrace.Tracer
 	pid      int
 	set      *Set
+	shared   *Shared
 	shellJob bool
-	// pidfd is cryo's pidfd of the process, once outside needs it.
+	// taken are the entries whose descriptor came from another process
+	// of the tree, made there.
+	taken map[uint32]bool
+	// pidfd is cryo's pidfd of the process while the table is made, for
+	// outside.
 	pidfd int
 	// scratchAt is where the tracer's scratch buffer is, once asked.
 	scratchAt uint64
@@ -32,13 +37,13 @@ type Restorer struct {
 	placement
 	memfdRestorer
 	pipeRestorer
-	ghostRestorer
 }
 
-// NewRestorer prepares to reopen set in process pid, traced by tr. With
-// shellJob, a terminal the process had is cryo's own.
-func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shellJob bool) *Restorer {
-	return &Restorer{tr: tr, pid: pid, set: set, shellJob: shellJob, pidfd: -1}
+// NewRestorer prepares to reopen set in process pid, traced by tr, one of
+// the processes of a tree whose restores share shared. With shellJob, a
+// terminal the process had is cryo's own.
+func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob bool) *Restorer {
+	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}, pidfd: -1}
 }
 
 // OpenAll recreates the descriptor table: every descriptor at its number
@@ -57,6 +62,15 @@ func (r *Restorer) OpenAll() error {
 	if err := r.closeAllBut(r.memfdDescriptors()); err != nil {
 		return fmt.Errorf("close the stub's descriptors: %w", err)
 	}
+	pidfd, err := unix.PidfdOpen(r.pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", r.pid, err)
+	}
+	r.pidfd = pidfd
+	defer func() {
+		unix.Close(r.pidfd)
+		r.pidfd = -1
+	}()
 	r.placement = newPlacement(r.set.Fds)
 	if err := r.makeMemfds(); err != nil {
 		return err
@@ -79,6 +93,7 @@ func (r *Restorer) OpenAll() error {
 	if err := r.closeMemfds(); err != nil {
 		return err
 	}
+	r.shared.note(r)
 	for _, k := range kinds {
 		if p, ok := k.(placer); ok {
 			if err := p.placed(r); err != nil {
@@ -190,9 +205,15 @@ func (r *Restorer) openGroup(g *group) error {
 		if g.fds[i][0].GetFlags()&unix.FD_CLOEXEC != 0 {
 			r.cloexec = unix.O_CLOEXEC
 		}
-		n, err := kindOfEntry(f).open(r, f)
+		n, taken, err := r.takeShared(f.GetId())
+		if err == nil && !taken {
+			n, err = kindOfEntry(f).open(r, f)
+		}
 		if err != nil {
 			return fmt.Errorf("fd %d (%v): %w", g.fds[i][0].GetFd(), f.GetType(), err)
+		}
+		if taken {
+			r.taken[f.GetId()] = true
 		}
 		temps[i] = n
 		r.temps[n] = i
@@ -344,14 +365,15 @@ func (r *Restorer) closeAllBut(keep []uint64) error {
 // what is done to its open file description (position, status flags, a
 // pipe's size and data, a file's contents) needs no injected call.
 func (r *Restorer) outside(n uint64, f func(fd int) error) error {
-	if r.pidfd < 0 {
-		pidfd, err := unix.PidfdOpen(r.pid, 0)
-		if err != nil {
+	pidfd := r.pidfd
+	if pidfd < 0 {
+		var err error
+		if pidfd, err = unix.PidfdOpen(r.pid, 0); err != nil {
 			return fmt.Errorf("pidfd_open %d: %w", r.pid, err)
 		}
-		r.pidfd = pidfd
+		defer unix.Close(pidfd)
 	}
-	dup, err := unix.PidfdGetfd(r.pidfd, int(n), 0)
+	dup, err := unix.PidfdGetfd(pidfd, int(n), 0)
 	if err != nil {
 		return fmt.Errorf("pidfd_getfd %d of pid %d: %w", n, r.pid, err)
 	}

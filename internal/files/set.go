@@ -11,6 +11,8 @@ import (
 // Set is the open files of a checkpoint, read from its images and checked.
 type Set struct {
 	dir *image.Dir
+	// pid is the process whose descriptor table Fds is.
+	pid int
 	// Files are the files.img entries by id: descriptors, mappings, the
 	// executable, cwd and root refer to them.
 	Files map[uint32]*fdinfo.FileEntry
@@ -29,14 +31,15 @@ func imageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrImage, fmt.Sprintf(format, a...))
 }
 
-// Load reads the open files of a checkpoint whose descriptor table is
-// fdinfo-filesID.img, and checks every entry a descriptor refers to.
-func Load(dir *image.Dir, filesID uint32) (*Set, error) {
+// Load reads the open files of process pid of a checkpoint, whose
+// descriptor table is fdinfo-filesID.img, and checks every entry a
+// descriptor refers to.
+func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 	files, err := image.ReadAll[fdinfo.FileEntry](dir, image.Files, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	s := &Set{dir: dir, Files: map[uint32]*fdinfo.FileEntry{}}
+	s := &Set{dir: dir, pid: pid, Files: map[uint32]*fdinfo.FileEntry{}}
 	for _, f := range files {
 		if _, dup := s.Files[f.GetId()]; dup {
 			return nil, imageErr("files.img: id %d twice", f.GetId())

@@ -17,14 +17,22 @@ import (
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
-// Table is the open files of a process being dumped: files.img entries,
-// the descriptor table, and what each kind stores beside them.
+// Table is the open files of the processes being dumped: files.img
+// entries, each process's descriptor table, and what each kind stores
+// beside them. An open file description that several descriptors share,
+// in one process or several, is one entry.
 type Table struct {
-	pid      int
+	pid      int // the process whose descriptors Dump is recording
 	shellJob bool
 	files    []*fdinfo.FileEntry
-	fds      []*fdinfo.FdinfoEntry
-	byKey    map[string]uint32 // entries made for a path or object, not a descriptor
+	fds      map[uint32][]*fdinfo.FdinfoEntry // descriptor tables by files id
+	tables   []uint32                         // files ids in the order dumped
+	byKey    map[string]uint32                // entries made for a path or object, not a descriptor
+	// described are the descriptors that made an entry, by inode: a
+	// descriptor can share an open file description only with one of
+	// the same inode, so kcmp compares so few; sorted by kcmp's order of
+	// their descriptions (sharedWith).
+	described map[inode][]fdRef
 	pipeTable
 	ghostTable
 	memfdTable
@@ -32,11 +40,19 @@ type Table struct {
 	identityTable
 }
 
-// NewTable starts the file table of process pid. With shellJob, the
-// caller's terminal may be among its descriptors; with linkRemap, an
-// unlinked file still linked elsewhere is linked back for the restore.
+// fdRef is a descriptor of a dumped process and the entry it refers to.
+type fdRef struct {
+	pid, fd int
+	id      uint32
+}
+
+// NewTable starts the file table of the processes to dump, pid first
+// (Dump of another process changes it). With shellJob, the caller's
+// terminal may be among their descriptors; with linkRemap, an unlinked
+// file still linked elsewhere is linked back for the restore.
 func NewTable(pid int, shellJob, linkRemap bool) *Table {
 	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{},
+		fds: map[uint32][]*fdinfo.FdinfoEntry{}, described: map[inode][]fdRef{},
 		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}},
 		ghostTable: ghostTable{linkRemap: linkRemap, targets: map[inode]remapTarget{}}}
 }
@@ -69,16 +85,23 @@ func zeroFown() *fown.FownEntry {
 // statusFlags are the open flags a restore reopens a file with.
 func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC }
 
-// Dump records every descriptor of the process. Descriptors sharing an
-// open file description (dup) share one file entry.
-func (t *Table) Dump() error {
-	fds, err := proc.ReadFds(t.pid)
+// Dump records every descriptor of process pid as descriptor table
+// filesID. Descriptors sharing an open file description (dup, or
+// inherited across fork by processes dumped together) share one file
+// entry.
+func (t *Table) Dump(pid int, filesID uint32) error {
+	t.pid = pid
+	if _, dup := t.fds[filesID]; dup {
+		return fmt.Errorf("descriptor table %d dumped twice", filesID)
+	}
+	t.tables = append(t.tables, filesID)
+	t.fds[filesID] = nil
+	fds, err := proc.ReadFds(pid)
 	if err != nil {
 		return err
 	}
-	descs := descriptions{pid: t.pid, byInode: map[inodeKey][]described{}}
 	for _, fd := range fds {
-		info, err := proc.ReadFdinfo(t.pid, fd)
+		info, err := proc.ReadFdinfo(pid, fd)
 		if err != nil {
 			return err
 		}
@@ -86,7 +109,12 @@ func (t *Table) Dump() error {
 		if info.Flags&unix.O_CLOEXEC != 0 {
 			fdFlags = unix.FD_CLOEXEC
 		}
-		id, at, err := descs.find(fd, info)
+		var st unix.Stat_t
+		if err := unix.Stat(proc.Path(pid, "fd/"+strconv.Itoa(fd)), &st); err != nil {
+			return fmt.Errorf("stat fd %d: %w", fd, err)
+		}
+		ino := inode{dev: st.Dev, ino: st.Ino}
+		id, at, err := t.sharedWith(pid, fd, ino)
 		if err != nil {
 			return err
 		}
@@ -97,60 +125,56 @@ func (t *Table) Dump() error {
 			if err := t.dumpLocks(fd, info); err != nil {
 				return err
 			}
-			descs.add(fd, info, at, id)
+			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: pid, fd: fd, id: id})
 		}
-		t.fds = append(t.fds, &fdinfo.FdinfoEntry{
+		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
 		})
 	}
 	return t.checkUnreachedLocks()
 }
 
-// descriptions are the open file descriptions recorded so far, each
-// through its first descriptor, to find the one a descriptor shares. One
-// description has one mount and inode, so only those of its inode are
-// searched, in kcmp's order: a process of many descriptors is dumped in
-// n log n comparisons, not n².
-type descriptions struct {
-	pid     int
-	byInode map[inodeKey][]described // sorted by kcmp's order of the descriptions
-}
-
-// inodeKey is what fdinfo says of a description's file: 0 for the inode
-// on kernels that do not print it, which searches the whole mount.
-type inodeKey struct {
-	mnt int
-	ino uint64
-}
-
-// described is a recorded description: its first descriptor and entry.
-type described struct {
-	fd int
-	id uint32
-}
-
-// find returns the entry of fd's description, 0 if it is new, and where
-// it is or goes among those of its inode.
-func (d *descriptions) find(fd int, info proc.Fdinfo) (uint32, int, error) {
-	list := d.byInode[inodeKey{info.MntID, info.Ino}]
+// sharedWith returns the entry of the open file description that
+// descriptor fd of process pid, of inode ino, shares with a descriptor
+// already described, 0 if none, and where fd goes among those of its
+// inode if it is new. They are kept in kcmp's order of their
+// descriptions, searched in log n comparisons: a process of many
+// descriptors of one inode (eventfds share one) is dumped in n log n.
+func (t *Table) sharedWith(pid, fd int, ino inode) (uint32, int, error) {
 	var err error
-	i, found := slices.BinarySearchFunc(list, fd, func(e described, fd int) int {
-		c, cerr := kernel.CompareFiles(d.pid, e.fd, fd)
-		if cerr != nil && err == nil {
-			err = fmt.Errorf("compare fd %d with fd %d: %w", fd, e.fd, cerr)
+	i, found := slices.BinarySearchFunc(t.described[ino], fd, func(o fdRef, fd int) int {
+		r, kerr := kernel.Kcmp(o.pid, pid, kernel.KcmpFile, o.fd, fd)
+		switch {
+		case kerr != nil:
+			if err == nil {
+				err = fmt.Errorf("compare fd %d of pid %d with fd %d of pid %d: %w", fd, pid, o.fd, o.pid, kerr)
+			}
+			return 0
+		case r == 1: // o's is less
+			return -1
+		case r == 2:
+			return 1
 		}
-		return c
+		return 0
 	})
 	if err != nil || !found {
 		return 0, i, err
 	}
-	return list[i].id, i, nil
+	return t.described[ino][i].id, i, nil
 }
 
-// add records fd's description, new, as entry id, at i (from find).
-func (d *descriptions) add(fd int, info proc.Fdinfo, i int, id uint32) {
-	k := inodeKey{info.MntID, info.Ino}
-	d.byInode[k] = slices.Insert(d.byInode[k], i, described{fd, id})
+// Fds is descriptor table filesID as dumped.
+func (t *Table) Fds(filesID uint32) []*fdinfo.FdinfoEntry { return t.fds[filesID] }
+
+// MemfdIDs are the ids of the memfd entries.
+func (t *Table) MemfdIDs() map[uint32]bool {
+	ids := map[uint32]bool{}
+	for _, f := range t.files {
+		if f.GetType() == fdinfo.FdTypes_MEMFD {
+			ids[f.GetId()] = true
+		}
+	}
+	return ids
 }
 
 // dumpFd offers a descriptor to the kinds.
@@ -174,14 +198,16 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 	return 0, fmt.Errorf("%w: fd %d is %s", ErrUnsupported, fd, d.link)
 }
 
-// WriteImages writes files.img, the descriptor table as fdinfo-ID.img,
+// WriteImages writes files.img, each descriptor table as fdinfo-ID.img,
 // and each kind's images.
-func (t *Table) WriteImages(dir *image.Dir, filesID uint32) error {
+func (t *Table) WriteImages(dir *image.Dir) error {
 	if err := dir.WriteImage(image.Files, 0, messages(t.files)...); err != nil {
 		return err
 	}
-	if err := dir.WriteImage(image.Fdinfo, filesID, messages(t.fds)...); err != nil {
-		return err
+	for _, id := range t.tables {
+		if err := dir.WriteImage(image.Fdinfo, id, messages(t.fds[id])...); err != nil {
+			return err
+		}
 	}
 	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write} {
 		if err := write(dir); err != nil {

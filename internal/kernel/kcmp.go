@@ -1,37 +1,61 @@
 package kernel
 
 import (
-	"fmt"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
-// kcmpFile is KCMP_FILE from include/uapi/linux/kcmp.h.
-const kcmpFile = 0
+// KcmpType is a resource kcmp(2) compares, from include/uapi/linux/kcmp.h.
+type KcmpType int
 
-// SameFile reports whether descriptors fd1 and fd2 of process pid refer to
-// the same open file description (dup'ed descriptors share one position).
-func SameFile(pid, fd1, fd2 int) (bool, error) {
-	c, err := CompareFiles(pid, fd1, fd2)
-	return c == 0, err
+// The kcmp types cryo compares.
+const (
+	KcmpFile    KcmpType = 0
+	KcmpVM      KcmpType = 1
+	KcmpFiles   KcmpType = 2
+	KcmpFS      KcmpType = 3
+	KcmpSighand KcmpType = 4
+	KcmpIO      KcmpType = 5
+	KcmpSysvsem KcmpType = 6
+)
+
+// String names the resource as the clone flag that shares it.
+func (k KcmpType) String() string {
+	switch k {
+	case KcmpFile:
+		return "open file description"
+	case KcmpVM:
+		return "address space (CLONE_VM)"
+	case KcmpFiles:
+		return "descriptor table (CLONE_FILES)"
+	case KcmpFS:
+		return "root, cwd and umask (CLONE_FS)"
+	case KcmpSighand:
+		return "signal handlers (CLONE_SIGHAND)"
+	case KcmpIO:
+		return "I/O context (CLONE_IO)"
+	case KcmpSysvsem:
+		return "System V semaphore undo list (CLONE_SYSVSEM)"
+	}
+	return "kcmp type " + strconv.Itoa(int(k))
 }
 
-// CompareFiles orders the open file descriptions of descriptors fd1 and
-// fd2 of process pid: 0 if they are one, else -1 or 1 by an order the
-// kernel keeps for as long as both are open, so that descriptions can be
-// sorted and searched.
-func CompareFiles(pid, fd1, fd2 int) (int, error) {
-	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpFile, uintptr(fd1), uintptr(fd2), 0)
+// Kcmp compares resource typ of process pid1 with that of pid2 (for
+// KcmpFile, descriptors idx1 and idx2): 0 if they are the same object,
+// else 1 or 2, an order the kernel keeps consistent while both exist.
+func Kcmp(pid1, pid2 int, typ KcmpType, idx1, idx2 int) (int, error) {
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid1), uintptr(pid2), uintptr(typ), uintptr(idx1), uintptr(idx2), 0)
 	if errno != 0 {
 		return 0, errno
 	}
-	switch r {
-	case 0:
-		return 0, nil
-	case 1: // the first is less
-		return -1, nil
-	case 2:
-		return 1, nil
-	}
-	return 0, fmt.Errorf("kcmp of fds %d and %d of pid %d: no order (%d)", fd1, fd2, pid, r)
+	return int(r), nil
+}
+
+// SameFile reports whether descriptor fd1 of process pid1 and fd2 of
+// pid2 refer to the same open file description (dup'ed or inherited
+// descriptors share one position).
+func SameFile(pid1, fd1, pid2, fd2 int) (bool, error) {
+	r, err := Kcmp(pid1, pid2, KcmpFile, fd1, fd2)
+	return r == 0 && err == nil, err
 }

@@ -31,11 +31,52 @@ func TestStructSizes(t *testing.T) {
 		{"itimerval", kernel.Itimerval{}, 32},
 		{"sched_param", kernel.SchedParam{}, 4},
 		{"flock", kernel.Flock{}, 32},
+		{"sigevent", kernel.Sigevent{}, 64},
+		{"itimerspec (x/sys)", unix.ItimerSpec{}, 32},
 		{"rlimit (x/sys)", unix.Rlimit{}, 16},
 		{"epoll_event (x/sys, packed on x86_64)", unix.EpollEvent{}, 12},
 	} {
 		if got := binary.Size(tc.v); got != tc.want {
 			t.Errorf("struct %s: %d bytes, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestDecodeCPUClock decodes the clock ids glibc makes: the caller's
+// process and thread clocks, and another's (clock_getcpuclockid,
+// pthread_getcpuclockid).
+func TestDecodeCPUClock(t *testing.T) {
+	for _, tc := range []struct {
+		id   int32
+		want kernel.CPUClock
+		ok   bool
+	}{
+		{-6, kernel.CPUClock{Pid: 0, Thread: false, Which: 2}, true}, // CLOCK_PROCESS_CPUTIME_ID
+		{-2, kernel.CPUClock{Pid: 0, Thread: true, Which: 2}, true},  // CLOCK_THREAD_CPUTIME_ID
+		{^int32(4242)<<3 | 2, kernel.CPUClock{Pid: 4242, Which: 2}, true},
+		{^int32(4243)<<3 | 4 | 1, kernel.CPUClock{Pid: 4243, Thread: true, Which: 1}, true},
+		{-1, kernel.CPUClock{}, false}, // CPUCLOCK_MAX: no clock
+		{1, kernel.CPUClock{}, false},
+	} {
+		got, ok := kernel.DecodeCPUClock(tc.id)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("DecodeCPUClock(%d) = %+v, %v; want %+v, %v", tc.id, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestClearTimerPrivate clears _sys_private of a timer's signal only.
+func TestClearTimerPrivate(t *testing.T) {
+	for _, code := range []int32{kernel.SiTimer, -1} {
+		var si kernel.Siginfo
+		binary.LittleEndian.PutUint32(si[8:], uint32(code))
+		for i := 16; i < 40; i++ {
+			si[i] = 0xff
+		}
+		si.ClearTimerPrivate()
+		private := binary.LittleEndian.Uint32(si[32:])
+		if cleared := private == 0; cleared != (code == kernel.SiTimer) || si[31] != 0xff || si[36] != 0xff {
+			t.Errorf("si_code %d: %x after ClearTimerPrivate", code, si[16:40])
 		}
 	}
 }

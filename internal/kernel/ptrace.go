@@ -18,6 +18,19 @@ func (s *Siginfo) Signo() unix.Signal { return unix.Signal(binary.LittleEndian.U
 // negative (SI_USER, SI_TKILL, SI_QUEUE...) when a process sent it.
 func (s *Siginfo) Code() int32 { return int32(binary.LittleEndian.Uint32(s[8:])) }
 
+// SiTimer is si_code SI_TIMER: a POSIX timer's signal.
+const SiTimer = -2
+
+// ClearTimerPrivate zeroes, in a POSIX timer's signal, the int after
+// si_value in _sifields._timer (_sys_private), which the kernel keeps for
+// itself but PTRACE_PEEKSIGINFO copies out. Older kernels (5.10 among
+// them) read it when the signal is taken, to rearm the timer it came from.
+func (s *Siginfo) ClearTimerPrivate() {
+	if s.Code() == SiTimer {
+		clear(s[32:36])
+	}
+}
+
 // RseqConfiguration mirrors struct ptrace_rseq_configuration in
 // include/uapi/linux/ptrace.h: a thread's rseq registration as
 // PTRACE_GET_RSEQ_CONFIGURATION reports it. RseqAbiPointer is 0 when the

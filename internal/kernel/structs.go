@@ -44,3 +44,42 @@ type Flock struct {
 	Pid    int32
 	_      int32
 }
+
+// Sigevent mirrors struct sigevent (include/uapi/asm-generic/siginfo.h)
+// on x86_64, as timer_create(2) takes it: the value, the signal, how to
+// notify, the thread of SIGEV_THREAD_ID, padding to 64 bytes.
+type Sigevent struct {
+	Value  uint64
+	Signo  int32
+	Notify int32
+	Tid    int32
+	_      [44]byte
+}
+
+// How a POSIX timer notifies, its sigev_notify
+// (include/uapi/asm-generic/siginfo.h); SigevThreadID goes with a signal.
+const (
+	SigevSignal   = 0
+	SigevNone     = 1
+	SigevThread   = 2
+	SigevThreadID = 4
+)
+
+// CPUClock is what a negative clock id names, a CPU-time clock
+// (include/linux/posix-timers_types.h): of process or thread Pid, 0 for
+// the caller (the calling thread, for a thread clock), and which time.
+type CPUClock struct {
+	Pid    int
+	Thread bool
+	// Which is CPUCLOCK_PROF, CPUCLOCK_VIRT or CPUCLOCK_SCHED (0 to 2).
+	Which int
+}
+
+// DecodeCPUClock splits a clock id into its CPU-time clock; ok is false
+// for a clock id that is not one.
+func DecodeCPUClock(id int32) (c CPUClock, ok bool) {
+	if id >= 0 || id&3 == 3 {
+		return CPUClock{}, false
+	}
+	return CPUClock{Pid: int(^(id >> 3)), Thread: id&4 != 0, Which: int(id & 3)}, true
+}

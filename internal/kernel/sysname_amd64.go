@@ -20,7 +20,8 @@ var sysNames = map[int]string{
 	unix.SYS_MEMBARRIER: "membarrier", unix.SYS_MEMFD_CREATE: "memfd_create", unix.SYS_MKNODAT: "mknodat",
 	unix.SYS_MLOCK: "mlock", unix.SYS_MLOCK2: "mlock2", unix.SYS_MMAP: "mmap", unix.SYS_MPROTECT: "mprotect",
 	unix.SYS_MREMAP: "mremap", unix.SYS_MUNMAP: "munmap", unix.SYS_OPENAT: "openat",
-	unix.SYS_PERSONALITY: "personality", unix.SYS_PIPE2: "pipe2", unix.SYS_PRCTL: "prctl", unix.SYS_PTRACE: "ptrace",
+	unix.SYS_PIDFD_GETFD: "pidfd_getfd", unix.SYS_PIDFD_OPEN: "pidfd_open", unix.SYS_RT_SIGTIMEDWAIT: "rt_sigtimedwait",
+	unix.SYS_SCHED_GETSCHEDULER: "sched_getscheduler", unix.SYS_PERSONALITY: "personality", unix.SYS_PIPE2: "pipe2", unix.SYS_PRCTL: "prctl", unix.SYS_PTRACE: "ptrace",
 	unix.SYS_PRLIMIT64: "prlimit64", unix.SYS_RSEQ: "rseq", unix.SYS_RT_SIGACTION: "rt_sigaction",
 	unix.SYS_RT_SIGPROCMASK: "rt_sigprocmask", unix.SYS_RT_SIGQUEUEINFO: "rt_sigqueueinfo",
 	unix.SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo", unix.SYS_SCHED_SETSCHEDULER: "sched_setscheduler",
@@ -28,8 +29,10 @@ var sysNames = map[int]string{
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_SETPGID: "setpgid", unix.SYS_SETPRIORITY: "setpriority",
 	unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
 	unix.SYS_SET_ROBUST_LIST: "set_robust_list", unix.SYS_SET_TID_ADDRESS: "set_tid_address",
-	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
-	unix.SYS_USERFAULTFD: "userfaultfd", unix.SYS_WRITE: "write", unix.SYS_PWRITE64: "pwrite64",
+	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_DELETE: "timer_delete",
+	unix.SYS_TIMER_GETOVERRUN: "timer_getoverrun", unix.SYS_TIMER_GETTIME: "timer_gettime",
+	unix.SYS_TIMER_SETTIME: "timer_settime", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
+	unix.SYS_USERFAULTFD: "userfaultfd", unix.SYS_WAIT4: "wait4", unix.SYS_WRITE: "write", unix.SYS_PWRITE64: "pwrite64",
 }
 
 // SyscallName names system call nr, or says its number if cryo does not

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // Resume ends a restore: it gives every traced thread the registers regs
@@ -75,5 +77,52 @@ func (t *Tracer) dropScratch(tid int) error {
 		return fmt.Errorf("unmap scratch at %#x: %w", gadget, err)
 	}
 	t.scratch = 0
+	return nil
+}
+
+// Exit ends the process as wait status ws says, leaving it a zombie for
+// its parent to wait for: exit_group with the exit code, or death by the
+// signal, which must take its default action, terminate, in the process
+// (the caller sets it so). The signal is sent as the tracer's resumption
+// of the stop, with every signal unblocked. A core dump is not made
+// again, so WCOREDUMP stays clear. The Tracer takes no more requests.
+func (t *Tracer) Exit(ws unix.WaitStatus) error {
+	err := t.leave(func() error {
+		tid := t.pid
+		if len(t.threads) != 1 {
+			return fmt.Errorf("%d threads, want the leader alone", len(t.threads))
+		}
+		if err := kernel.PtraceSetSigmask(tid, 0); err != nil {
+			return err
+		}
+		sig := 0
+		switch {
+		case ws.Exited():
+			gadget, err := t.gadget(tid)
+			if err != nil {
+				return err
+			}
+			var regs unix.PtraceRegs
+			if err := getRegs(tid, &regs); err != nil {
+				return err
+			}
+			setSyscall(&regs, gadget, unix.SYS_EXIT_GROUP, []uint64{uint64(ws.ExitStatus())})
+			if err := setRegs(tid, &regs); err != nil {
+				return err
+			}
+		case ws.Signaled():
+			sig = int(ws.Signal())
+		default:
+			return fmt.Errorf("wait status %#x is neither an exit nor a death by a signal", int(ws))
+		}
+		if err := unix.PtraceCont(tid, sig); err != nil {
+			return fmt.Errorf("continue tid %d: %w", tid, err)
+		}
+		// The tracer's wait hands the zombie to its parent.
+		return reap(tid)
+	})
+	if err != nil {
+		return fmt.Errorf("end pid %d with status %#x: %w", t.pid, int(ws), err)
+	}
 	return nil
 }

@@ -154,11 +154,11 @@ func compareCheckpoints(t *testing.T, a, b *images) {
 	if d := cmp.Diff(fa, fb, opts); d != "" {
 		t.Errorf("fs differs (-first +second):\n%s", d)
 	}
-	fda, err := image.ReadAll[fdinfo.FdinfoEntry](a.dir, image.Fdinfo, 1)
+	fda, err := image.ReadAll[fdinfo.FdinfoEntry](a.dir, image.Fdinfo, a.pstree.GetPid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fdb, err := image.ReadAll[fdinfo.FdinfoEntry](b.dir, image.Fdinfo, 1)
+	fdb, err := image.ReadAll[fdinfo.FdinfoEntry](b.dir, image.Fdinfo, b.pstree.GetPid())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
@@ -41,41 +40,22 @@ func imageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrImage, fmt.Sprintf(format, a...))
 }
 
-// load reads and checks a checkpoint directory.
-func load(path string) (*checkpoint, error) {
-	dir, err := image.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrImage, err)
-	}
-	c := &checkpoint{dir: dir}
-	var inv inventory.InventoryEntry
-	if err := dir.ReadImage(image.Inventory, 0, &inv); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrImage, err)
-	}
-	if inv.GetImgVersion() != image.ImgVersion {
-		return nil, imageErr("image version %d, want %d", inv.GetImgVersion(), image.ImgVersion)
-	}
-	tree, err := image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrImage, err)
-	}
-	switch {
-	case len(tree) == 0:
-		return nil, imageErr("pstree.img holds no process")
-	case len(tree) > 1:
-		return nil, fmt.Errorf("%w: %d processes: process trees", ErrUnsupported, len(tree))
-	}
-	c.task = tree[0]
-	c.pid = int(c.task.GetPid())
+// loadProcess reads and checks the images of one live process of a
+// checkpoint, task its pstree.img entry.
+func loadProcess(dir *image.Dir, task *pstree.PstreeEntry, cores map[uint32]*criucore.CoreEntry) (*checkpoint, error) {
+	c := &checkpoint{dir: dir, task: task, pid: int(task.GetPid())}
 	if c.pid <= 0 || len(c.task.Threads) == 0 || c.task.Threads[0] != uint32(c.pid) {
 		return nil, imageErr("pstree.img: pid %d with threads %v: the leader must come first", c.pid, c.task.Threads)
 	}
 	c.threads = c.task.Threads
 	c.cores = map[uint32]*criucore.CoreEntry{}
 	for _, tid := range c.threads {
-		core := &criucore.CoreEntry{}
-		if err := dir.ReadImage(image.Core, tid, core); err != nil {
-			return nil, fmt.Errorf("%w: thread %d: %w", ErrImage, tid, err)
+		core := cores[tid]
+		if core == nil {
+			core = &criucore.CoreEntry{}
+			if err := dir.ReadImage(image.Core, tid, core); err != nil {
+				return nil, fmt.Errorf("%w: thread %d: %w", ErrImage, tid, err)
+			}
 		}
 		if core.GetMtype() != criucore.CoreEntry_X86_64 || core.ThreadInfo == nil || core.ThreadCore == nil {
 			return nil, fmt.Errorf("%w: thread %d: %v core: only x86_64 is supported", ErrUnsupported, tid, core.GetMtype())
@@ -248,7 +228,7 @@ func eachRun(pr *image.PageReader, f func(image.PageEntry) error) error {
 // loadFiles reads the open files and checks that the executable, cwd,
 // root and every file mapping refer to entries of the right kind.
 func (c *checkpoint) loadFiles() (err error) {
-	if c.files, err = files.Load(c.dir, c.cores[uint32(c.pid)].GetIds().GetFilesId()); err != nil {
+	if c.files, err = files.Load(c.dir, c.pid, c.cores[uint32(c.pid)].GetIds().GetFilesId()); err != nil {
 		return err
 	}
 	c.fs = &fsimg.FsEntry{}

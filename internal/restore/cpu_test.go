@@ -65,7 +65,7 @@ func TestRestoreFromEmulatedCPU(t *testing.T) {
 	if !errors.Is(err, cpu.ErrMissingFeatures) || !strings.Contains(err.Error(), "mpx-bndregs (register state in use)") {
 		t.Errorf("error %q, want ErrMissingFeatures naming mpx-bndregs\nlog:\n%s", err, buf)
 	}
-	checkNothingLeft(t, s.Pid, before)
+	checkNothingLeft(t, before, s.Pid)
 
 	cc := *c
 	cc.dir = emulated(t, 0)

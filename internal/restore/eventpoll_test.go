@@ -259,7 +259,7 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 				}
 			}
 			t.Logf("error: %v", err)
-			checkNothingLeft(t, s.Pid, before)
+			checkNothingLeft(t, before, s.Pid)
 		})
 	}
 	if t.Failed() {

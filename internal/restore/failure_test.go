@@ -40,9 +40,9 @@ import (
 // checkNothingLeft checks that a failed restore left nothing behind: no
 // task with the dumped PID, and no child of the test process, running or
 // zombie, that was not there before.
-func checkNothingLeft(t *testing.T, pid int, before map[int]string) {
+func checkNothingLeft(t *testing.T, before map[int]string, pids ...int) {
 	t.Helper()
-	if pid != 0 {
+	for _, pid := range pids {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); !errors.Is(err, fs.ErrNotExist) {
 			st, _ := proc.ReadStat(pid)
 			t.Errorf("pid %d exists after the failed restore: %s (state %c, parent %d)", pid, st.Comm, st.State, st.PPid)
@@ -78,14 +78,37 @@ func dirSum(t *testing.T, dir string) map[string][32]byte {
 	return out
 }
 
-// TestRestoreFailAt makes each step of a restore fail in turn: each
-// failure names its step, and leaves nothing running and nothing changed,
-// so that the same images restore afterwards.
+// TestRestoreFailAt makes each step of a restore fail in turn, for a
+// process and for a tree: each failure names its step, and leaves
+// nothing running and nothing changed, so that the same images restore
+// afterwards.
 func TestRestoreFailAt(t *testing.T) {
 	testutil.RequireRoot(t)
-	s := startSink(t)
-	s.WaitTicks(t, 3)
-	c := dumpAndReap(t, s)
+	t.Run("sink", func(t *testing.T) {
+		s := startSink(t)
+		s.WaitTicks(t, 3)
+		c := dumpAndReap(t, s)
+		failEveryStep(t, s, c, []int{s.Pid})
+	})
+	t.Run("tree", func(t *testing.T) {
+		s, pids := startTree(t)
+		s.WaitTicks(t, 3)
+		c := dumpAndReap(t, s)
+		var all []int
+		for _, pid := range pids {
+			all = append(all, pid)
+		}
+		if err := testutil.WaitPidsFree(all...); err != nil {
+			t.Fatal(err)
+		}
+		failEveryStep(t, s, c, all)
+	})
+}
+
+// failEveryStep restores c, s's checkpoint of the processes pids, with
+// each step failing in turn, then cancelled, then for real.
+func failEveryStep(t *testing.T, s *subject, c *checkpoint, pids []int) {
+	t.Helper()
 	before := testutil.Children(t)
 	imagesBefore, filesBefore := dirSum(t, c.dir), dirSum(t, s.dir)
 	for _, step := range restore.Steps {
@@ -98,7 +121,7 @@ func TestRestoreFailAt(t *testing.T) {
 			if !errors.Is(err, restore.ErrInjected) || !strings.Contains(err.Error(), ": "+step+": ") {
 				t.Errorf("error %q does not wrap ErrInjected with the step %q\nlog:\n%s", err, step, buf)
 			}
-			checkNothingLeft(t, s.Pid, before)
+			checkNothingLeft(t, before, pids...)
 			if d := dirSum(t, c.dir); !maps.Equal(d, imagesBefore) {
 				t.Errorf("the failed restore changed the images")
 			}
@@ -117,7 +140,7 @@ func TestRestoreFailAt(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "restore cancelled") {
 			t.Errorf("error %v, want the restore cancelled\nlog:\n%s", err, buf)
 		}
-		checkNothingLeft(t, s.Pid, before)
+		checkNothingLeft(t, before, pids...)
 	})
 	if t.Failed() {
 		return
@@ -125,7 +148,7 @@ func TestRestoreFailAt(t *testing.T) {
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 2*checkEvery+5)
 
-	// A restore that succeeded leaves the restored process as the test
+	// A restore that succeeded leaves the restored root as the test
 	// process's only new child: no stub.
 	after := testutil.Children(t)
 	delete(after, s.Pid)
@@ -180,7 +203,7 @@ func TestRestoreBadImages(t *testing.T) {
 	im := c.im
 	fileOf := func(t *testing.T, fd string) *fdinfo.FileEntry {
 		t.Helper()
-		fds, err := image.ReadAll[fdinfo.FdinfoEntry](im.dir, image.Fdinfo, 1)
+		fds, err := image.ReadAll[fdinfo.FdinfoEntry](im.dir, image.Fdinfo, uint32(pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,7 +423,7 @@ func TestRestoreBadImages(t *testing.T) {
 				}
 			}
 			t.Logf("error: %v", err)
-			checkNothingLeft(t, pid, before)
+			checkNothingLeft(t, before, pid)
 		})
 	}
 	if t.Failed() {
@@ -435,7 +458,7 @@ func TestRestorePidTaken(t *testing.T) {
 		t.Errorf("error %q does not say the pid is in use by %s\nlog:\n%s", err, comm, buf)
 	}
 	// Nothing new, and the holder untouched.
-	checkNothingLeft(t, 0, before)
+	checkNothingLeft(t, before)
 	s.WaitTicks(t, 5)
 }
 
@@ -483,7 +506,7 @@ func TestRestoreRemapRefused(t *testing.T) {
 			t.Errorf("error %q does not say %q\nlog:\n%s", err, w, buf)
 		}
 	}
-	checkNothingLeft(t, s.Pid, before)
+	checkNothingLeft(t, before, s.Pid)
 
 	// Auto proxies. The process may then crash: it resolved its vDSO
 	// pointers in this kernel's vDSO, whose code is no longer at them.
@@ -580,7 +603,7 @@ func TestRestoreTidTaken(t *testing.T) {
 	if !errors.Is(err, restore.ErrPidTaken) || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not say %q\nlog:\n%s", err, want, buf)
 	}
-	checkNothingLeft(t, s.Pid, before)
+	checkNothingLeft(t, before, s.Pid)
 }
 
 // TestRestoreWaitsForZombie restores while the zombie of the dumped

@@ -159,8 +159,10 @@ func restoreSubject(t *testing.T, s *subject, c *checkpoint, opts restore.Option
 		done, total = d, tot
 	}
 	var after testutil.State
-	opts.Restored = func(scratchStart, scratchEnd uint64) {
-		after = testutil.RecordState(t, s.Pid, scratchStart, scratchEnd)
+	opts.Restored = func(pid int, scratchStart, scratchEnd uint64) {
+		if pid == s.Pid {
+			after = testutil.RecordState(t, s.Pid, scratchStart, scratchEnd)
+		}
 	}
 	st, err := restore.Restore(context.Background(), opts)
 	if err != nil {

@@ -194,7 +194,7 @@ func TestRestoreLockHeldElsewhere(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, tc.want)
 			}
 			t.Logf("refused: %v", err)
-			checkNothingLeft(t, s.Pid, children)
+			checkNothingLeft(t, children, s.Pid)
 		})
 	}
 	restoreSubject(t, s, c, restore.Options{})
@@ -250,7 +250,7 @@ func TestRestoreBadLockImages(t *testing.T) {
 				t.Errorf("restore: %v, want %v in step images saying %q", err, want, tc.want)
 			}
 			t.Logf("error: %v", err)
-			checkNothingLeft(t, s.Pid, before)
+			checkNothingLeft(t, before, s.Pid)
 		})
 	}
 	restoreSubject(t, s, c, restore.Options{})

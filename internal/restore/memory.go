@@ -82,13 +82,22 @@ func (r *restorer) mapVMAs() error {
 			continue
 		}
 		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
-		if vs := objects[v.GetShmid()]; st&image.VMAAnonShared != 0 && !alone(vs) {
-			if vs[0] == v {
-				if err := r.mapObject(vs); err != nil {
+		if st&image.VMAAnonShared != 0 {
+			vs := objects[v.GetShmid()]
+			switch at := r.shmem[v.GetShmid()]; {
+			case at.pid != 0 && at.pid != r.pid:
+				if err := r.mapShared(v, at); err != nil {
 					return err
 				}
+				continue
+			case !alone(vs) || r.shmemSize[v.GetShmid()] != length:
+				if vs[0] == v {
+					if err := r.mapObject(vs); err != nil {
+						return err
+					}
+				}
+				continue
 			}
-			continue
 		}
 		// Locking comes once the pages are written (protect).
 		flags := uint64(v.GetFlags())&^unix.MAP_LOCKED | unix.MAP_FIXED
@@ -134,6 +143,11 @@ func (r *restorer) mapVMAs() error {
 			return fmt.Errorf("map VMA %#x-%#x (prot %#x flags %#x): %w", start, start+length, prot, flags, err)
 		}
 	}
+	for id, vs := range objects {
+		if r.shmem[id].pid == 0 {
+			r.shmem[id] = shmemAt{pid: r.pid, start: vs[0].GetStart(), end: vs[0].GetEnd()}
+		}
+	}
 	return r.files.SealMemfds()
 }
 
@@ -154,30 +168,40 @@ func (r *restorer) writePages() error {
 		return err
 	}
 	defer pr.Close()
-	// The vDSO step placed the vDSO's pages; a run may hold them too. The
-	// total leaves them out, so that the progress reaches it.
-	var skip vdso.Range
-	if r.c.vdso != nil {
-		skip = vdso.Range{Start: r.c.vdso.GetStart(), End: r.c.vdso.GetEnd()}
-	}
-	var done, total uint64
-	for _, e := range r.c.pages {
-		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
-			total += piece.End - piece.Start
-		}
-	}
+	skip := r.vdsoPages()
 	for _, e := range r.c.pages {
 		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
 			if err := r.writeRange(pr, e, piece, 0); err != nil {
 				return err
 			}
-			done += piece.End - piece.Start
+			r.written += piece.End - piece.Start
 			if r.opts.Progress != nil {
-				r.opts.Progress(done, total)
+				r.opts.Progress(r.written, r.toWrite)
 			}
 		}
 	}
 	return r.writeShmem()
+}
+
+// vdsoPages is the range of the vDSO's pages, which the vDSO step
+// placed; a run may hold them too, and writePages leaves them out.
+func (r *restorer) vdsoPages() vdso.Range {
+	if r.c.vdso == nil {
+		return vdso.Range{}
+	}
+	return vdso.Range{Start: r.c.vdso.GetStart(), End: r.c.vdso.GetEnd()}
+}
+
+// pagesToWrite is how many bytes writePages writes into the process,
+// which the progress counts.
+func (r *restorer) pagesToWrite() uint64 {
+	var n uint64
+	for _, e := range r.c.pages {
+		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, r.vdsoPages()) {
+			n += piece.End - piece.Start
+		}
+	}
+	return n
 }
 
 // writeRange writes the part [piece.Start, piece.End) of run e, whose

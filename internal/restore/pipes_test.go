@@ -63,7 +63,7 @@ func TestRestorePipes(t *testing.T) {
 	_, log := restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 10)
 	got := sharing(func(a, b int) bool {
-		same, err := kernel.SameFile(s.Pid, a, b)
+		same, err := kernel.SameFile(s.Pid, a, s.Pid, b)
 		if err != nil {
 			t.Fatalf("kcmp fds %d and %d of pid %d: %v", a, b, s.Pid, err)
 		}

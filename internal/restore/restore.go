@@ -17,7 +17,6 @@ import (
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
-	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/steps"
@@ -30,12 +29,12 @@ type Options struct {
 	Dir string
 	// VDSO chooses between remap and proxy; empty means auto.
 	VDSO VDSOMode
-	// NoTimens keeps the process in cryo's time namespace instead of one
+	// NoTimens keeps the processes in cryo's time namespace instead of one
 	// whose monotonic and boot-time clocks continue from the dump.
 	NoTimens bool
-	// ShellJob gives the process cryo's terminal where it had one.
+	// ShellJob gives the processes cryo's terminal where they had one.
 	ShellJob bool
-	// DropMissingCPU restores on a CPU that lacks what the process may
+	// DropMissingCPU restores on a CPU that lacks what the processes may
 	// depend on (cpu.Host.Check), leaving registers this CPU lacks at
 	// their initial state.
 	DropMissingCPU bool
@@ -48,105 +47,107 @@ type Options struct {
 	// AllowChanged are files restored even though they changed since the
 	// dump (files.VerifyOptions).
 	AllowChanged []string
-	// Restored, if set, is called when the process is complete but for its
-	// registers, still held, before it resumes: the hook the tests use to
-	// compare it with what was dumped (the state oracle). The process
-	// still has cryo's scratch mapping, at [scratchStart, scratchEnd).
-	Restored func(scratchStart, scratchEnd uint64)
+	// Restored, if set, is called for each live process when it is
+	// complete but for its registers, still held, before it resumes: the
+	// hook the tests use to compare it with what was dumped (the state
+	// oracle). The process still has cryo's scratch mapping, at
+	// [scratchStart, scratchEnd).
+	Restored func(pid int, scratchStart, scratchEnd uint64)
 }
 
 // Steps names the steps of a restore in order, for Options.FailAt and
-// error messages.
+// error messages. Each step is done for every process of the tree before
+// the next.
 var Steps = []string{"images", "cpu", "stub", "timens", "clone", "teardown", "vdso", "vmas", "pages",
 	"protect", "mm", "files", "fs", "task", "threads", "creds", "signals", "resume"}
 
 // Stats reports what a restore did.
 type Stats struct {
-	Pid  int
+	// Pid is the root of the restored tree.
+	Pid int
+	// Processes counts the processes restored, zombies included.
+	Processes int
+	// Pids are the live processes, the root first.
+	Pids []int
 	VDSO vdso.Mode
-	// Total is the time until the process runs.
+	// Total is the time until the processes run.
 	Total time.Duration
 }
 
-// restorer holds the state of one restore in progress.
+// restorer holds the state of one live process of the tree being
+// restored.
 type restorer struct {
-	opts  Options
-	log   *slog.Logger
+	*tree
 	c     *checkpoint
-	host  *cpu.Host
 	pid   int
-	stub  *ptrace.Tracer
 	tr    *ptrace.Tracer // the restored process
 	files *files.Restorer
-	built built
-	stats Stats
+	// regs are the threads' final registers, from the signals step.
+	regs map[int]unix.PtraceRegs
 }
 
 // Restore brings the checkpoint in opts.Dir back to life and returns once
-// the process runs. On failure everything it built is killed and the
+// its processes run. On failure everything it built is killed and the
 // error names the failed step.
 func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
-	r := &restorer{opts: opts, log: opts.Log, host: cpu.ReadHost()}
-	if r.log == nil {
-		r.log = slog.New(slog.DiscardHandler)
+	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), shared: files.NewShared()}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
 	}
-	if r.opts.VDSO == "" {
-		r.opts.VDSO = VDSOAuto
+	if t.opts.VDSO == "" {
+		t.opts.VDSO = VDSOAuto
 	}
 	// Cancelled, the restore kills what it built at once: an injected
 	// call that blocks holds the tracer, and the next step would never
 	// come.
-	stop := context.AfterFunc(ctx, r.built.kill)
-	err := r.run(ctx)
+	stop := context.AfterFunc(ctx, t.built.kill)
+	err := t.run(ctx)
 	if !stop() {
 		// Killed: say why, whatever the step that failed.
 		err = errors.Join(err, fmt.Errorf("restore cancelled: %w", steps.Cancelled(ctx)))
 	}
-	if r.files != nil {
-		r.files.Close()
-	}
-	if r.c != nil {
-		r.c.files.Close()
-	}
+	t.close()
 	if err != nil {
-		if r.stub != nil {
-			err = errors.Join(err, r.stub.KillAll())
+		if t.stub != nil {
+			err = errors.Join(err, t.stub.KillAll())
 		}
-		if r.pid != 0 {
-			return nil, fmt.Errorf("restore pid %d: %w", r.pid, err)
+		t.built.reap(t.log)
+		if t.rootPid != 0 {
+			return nil, fmt.Errorf("restore pid %d: %w", t.rootPid, err)
 		}
 		return nil, fmt.Errorf("restore %s: %w", opts.Dir, err)
 	}
-	r.stats.Pid = r.pid
-	r.stats.Total = time.Since(start)
-	return &r.stats, nil
+	t.stats.Pid = t.rootPid
+	for _, r := range t.procs {
+		t.stats.Pids = append(t.stats.Pids, r.pid)
+	}
+	t.stats.Total = time.Since(start)
+	return &t.stats, nil
 }
 
-func (r *restorer) run(ctx context.Context) error {
-	regs := map[int]unix.PtraceRegs{}
+func (t *tree) run(ctx context.Context) error {
 	list := []steps.Step{
-		{Name: "images", Run: func() (err error) {
-			if r.c, err = load(r.opts.Dir); err != nil {
-				return err
+		{Name: "images", Run: t.load},
+		{Name: "cpu", Run: t.checkCPU},
+		{Name: "stub", Run: t.startStub},
+		{Name: "timens", Run: t.timeNamespace},
+		{Name: "clone", Run: t.cloneTree},
+		{Name: "teardown", Run: t.each((*restorer).teardown)},
+		{Name: "vdso", Run: t.each((*restorer).placeVDSO)},
+		{Name: "vmas", Run: t.each((*restorer).mapVMAs)},
+		{Name: "pages", Run: func() error {
+			for _, r := range t.procs {
+				t.toWrite += r.pagesToWrite()
 			}
-			r.pid = r.c.pid
-			return r.verifyFiles()
+			return t.each((*restorer).writePages)()
 		}},
-		{Name: "cpu", Run: r.checkCPU},
-		{Name: "stub", Run: r.startStub},
-		{Name: "timens", Run: r.timeNamespace},
-		{Name: "clone", Run: r.cloneProcess},
-		{Name: "teardown", Run: r.teardown},
-		{Name: "vdso", Run: r.placeVDSO},
-		{Name: "vmas", Run: r.mapVMAs},
-		{Name: "pages", Run: r.writePages},
-		{Name: "protect", Run: r.protect},
-		{Name: "mm", Run: r.setMM},
-		{Name: "files", Run: r.openFiles},
-		{Name: "fs", Run: r.restoreFS},
-		{Name: "task", Run: r.restoreTask},
-		{Name: "threads", Run: func() error {
+		{Name: "protect", Run: t.each((*restorer).protect)},
+		{Name: "mm", Run: t.each((*restorer).setMM)},
+		{Name: "files", Run: t.each((*restorer).openFiles)},
+		{Name: "fs", Run: t.each((*restorer).restoreFS)},
+		{Name: "task", Run: t.each((*restorer).restoreTask)},
+		{Name: "threads", Run: t.each(func(r *restorer) error {
 			if err := r.createThreads(); err != nil {
 				return err
 			}
@@ -155,65 +156,79 @@ func (r *restorer) run(ctx context.Context) error {
 					return err
 				}
 			}
-			return nil
-		}},
-		{Name: "creds", Run: r.restoreCreds},
-		{Name: "signals", Run: func() error {
+			return r.restorePosixTimers()
+		})},
+		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
+		{Name: "signals", Run: t.each(func(r *restorer) error {
 			if err := r.queueSignals(); err != nil {
 				return err
 			}
+			r.regs = map[int]unix.PtraceRegs{}
 			for _, tid := range r.c.threads {
 				rg, err := r.finalRegs(int(tid), r.c.cores[tid])
 				if err != nil {
 					return err
 				}
-				regs[int(tid)] = rg
+				r.regs[int(tid)] = rg
 			}
 			return nil
-		}},
-		{Name: "resume", Run: func() error {
-			// The process holds its unlinked files: the links made for
-			// them at the dump go before it runs.
-			if err := r.files.RemoveLinks(); err != nil {
-				r.log.Warn("remove link remaps", "err", err)
-			}
-			if r.opts.Restored != nil {
-				start, end, err := r.tr.ScratchRange(r.pid)
-				if err != nil {
-					return err
-				}
-				r.opts.Restored(start, end)
-			}
-			if err := r.stopIfStopped(); err != nil {
-				return err
-			}
-			return r.tr.Resume(regs)
-		}},
+		})},
+		{Name: "resume", Run: t.resume},
 	}
 	if !slices.Equal(steps.Names(list), Steps) {
 		panic("restore.Steps does not list the steps")
 	}
-	return steps.Run(ctx, r.log, r.opts.FailAt, ErrInjected, list)
+	return steps.Run(ctx, t.log, t.opts.FailAt, ErrInjected, list)
+}
+
+// resume lets every process of the tree run, children first, so that no
+// parent runs before what it may wait for is there.
+func (t *tree) resume() error {
+	// The processes hold their unlinked files: the links made for them at
+	// the dump go before they run.
+	if err := t.shared.RemoveLinks(); err != nil {
+		t.log.Warn("remove link remaps", "err", err)
+	}
+	for _, r := range t.procs {
+		if r.opts.Restored != nil {
+			start, end, err := r.tr.ScratchRange(r.pid)
+			if err != nil {
+				return err
+			}
+			r.opts.Restored(r.pid, start, end)
+		}
+	}
+	for _, r := range slices.Backward(t.procs) {
+		if err := r.stopIfStopped(); err != nil {
+			return t.named(r.pid, err)
+		}
+		if err := r.tr.Resume(r.regs); err != nil {
+			return t.named(r.pid, err)
+		}
+	}
+	return nil
 }
 
 // checkCPU refuses a checkpoint whose process may need what this CPU
 // lacks (cpu.Host.Check: the instruction sets its CPU offered, recorded
 // in cpuinfo.img, and the register state its threads have in use),
 // unless told to go on without it.
-func (r *restorer) checkCPU() error {
+func (t *tree) checkCPU() error {
 	// Every dump writes it: without it, nothing says what the process
 	// may depend on.
 	info := &cpuinfo.CpuinfoEntry{}
-	if err := r.c.dir.ReadImage(image.Cpuinfo, 0, info); err != nil {
+	if err := t.dir.ReadImage(image.Cpuinfo, 0, info); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	var fpregs []*corex86.UserX86FpregsEntry
-	for _, core := range r.c.cores {
-		fpregs = append(fpregs, core.ThreadInfo.GetFpregs())
+	for _, r := range t.procs {
+		for _, core := range r.c.cores {
+			fpregs = append(fpregs, core.ThreadInfo.GetFpregs())
+		}
 	}
-	err := r.host.Check(info, fpregs)
-	if err != nil && r.opts.DropMissingCPU {
-		r.log.Warn("restoring on a CPU without features the process may use", "err", err)
+	err := t.host.Check(info, fpregs)
+	if err != nil && t.opts.DropMissingCPU {
+		t.log.Warn("restoring on a CPU without features the process may use", "err", err)
 		return nil
 	}
 	if err != nil {
@@ -222,27 +237,34 @@ func (r *restorer) checkCPU() error {
 	return nil
 }
 
-// startStub starts the process the restored one is cloned from: cryo's
-// own binary, stopped at its exec before it runs anything, with cryo's
+// startStub starts the process the root is cloned from: cryo's own
+// binary, stopped at its exec before it runs anything, with cryo's
 // standard descriptors (a shell job's terminal comes from them).
-func (r *restorer) startStub() (err error) {
+func (t *tree) startStub() (err error) {
 	attr := &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}}
-	r.stub, err = ptrace.Spawn("/proc/self/exe", []string{"cryo-restore-stub"}, attr, unix.PTRACE_O_EXITKILL)
+	t.stub, err = ptrace.Spawn("/proc/self/exe", []string{"cryo-restore-stub"}, attr, unix.PTRACE_O_EXITKILL)
 	if err != nil {
 		return err
 	}
-	r.built.add(r.stub.Pid())
-	// The scratch mapping, which the restored process inherits, must be
-	// clear of everything the restore maps.
-	used, err := r.takenRanges(r.stub.Pid())
+	t.built.add(t.stub.Pid())
+	// The scratch mapping, which every restored process inherits, must
+	// be clear of everything the restore maps in any of them.
+	maps, err := proc.ReadMaps(t.stub.Pid())
 	if err != nil {
 		return err
+	}
+	var used []vdso.Range
+	for _, m := range maps {
+		used = append(used, vdso.Range{Start: m.Start, End: m.End})
+	}
+	for _, r := range t.procs {
+		used = append(used, r.dumpedRanges()...)
 	}
 	at, err := vdso.FindHole(used, 2*pageSize, taskSize/2, mmapMinAddr(), taskSize)
 	if err != nil {
 		return fmt.Errorf("place scratch: %w", err)
 	}
-	return r.stub.PlaceScratch(at)
+	return t.stub.PlaceScratch(at)
 }
 
 // takenRanges are the address ranges a new mapping must keep clear of:
@@ -270,13 +292,14 @@ func (r *restorer) dumpedRanges() []vdso.Range {
 
 // timeNamespace gives the stub a new time namespace for its children in
 // which CLOCK_MONOTONIC and CLOCK_BOOTTIME continue from the dump.
-func (r *restorer) timeNamespace() error {
-	if r.opts.NoTimens || r.c.timens == nil {
-		r.log.Info("no time namespace: the process sees this host's clocks")
+func (t *tree) timeNamespace() error {
+	timens := t.procs[0].c.timens
+	if t.opts.NoTimens || timens == nil {
+		t.log.Info("no time namespace: the processes see this host's clocks")
 		return nil
 	}
-	stub := r.stub.Pid()
-	if _, err := r.stub.Syscall(stub, unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
+	stub := t.stub.Pid()
+	if _, err := t.stub.Syscall(stub, unix.SYS_UNSHARE, unix.CLONE_NEWTIME); err != nil {
 		return fmt.Errorf("unshare time namespace: %w", err)
 	}
 	own, err := proc.ReadTimensOffsets(0)
@@ -291,8 +314,8 @@ func (r *restorer) timeNamespace() error {
 		nsec   uint64
 		ownOff int64
 	}{
-		{"monotonic", unix.CLOCK_MONOTONIC, r.c.timens.GetMonotonic().GetTvSec(), r.c.timens.GetMonotonic().GetTvNsec(), own.Monotonic},
-		{"boottime", unix.CLOCK_BOOTTIME, r.c.timens.GetBoottime().GetTvSec(), r.c.timens.GetBoottime().GetTvNsec(), own.Boottime},
+		{"monotonic", unix.CLOCK_MONOTONIC, timens.GetMonotonic().GetTvSec(), timens.GetMonotonic().GetTvNsec(), own.Monotonic},
+		{"boottime", unix.CLOCK_BOOTTIME, timens.GetBoottime().GetTvSec(), timens.GetBoottime().GetTvNsec(), own.Boottime},
 	} {
 		var now unix.Timespec
 		if err := unix.ClockGettime(c.clock, &now); err != nil {
@@ -311,36 +334,7 @@ func (r *restorer) timeNamespace() error {
 	if err := writeProcFile(path, text); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	r.log.Info("time namespace", "offsets", text)
-	return nil
-}
-
-// cloneProcess makes the process to restore: a child of the stub with the
-// dumped PID, whose parent is cryo (CLONE_PARENT), so that cryo can wait
-// for it. The stub is not needed after that.
-func (r *restorer) cloneProcess() error {
-	// With CLONE_PARENT the exit signal is the stub's own, SIGCHLD.
-	args := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
-	r.awaitZombies()
-	got, err := r.stub.Clone3(r.stub.Pid(), args, r.pid)
-	if err != nil {
-		return r.explainTaken(r.pid, err)
-	}
-	if got != r.pid {
-		return fmt.Errorf("clone3 gave pid %d, want %d", got, r.pid)
-	}
-	r.built.add(got)
-	if r.tr, err = r.stub.Child(got); err != nil {
-		return err
-	}
-	r.files = files.NewRestorer(r.tr, r.pid, r.c.files, r.opts.ShellJob)
-	// Nothing else ends the stub: left alone it would stay stopped, a
-	// child of cryo, for as long as cryo runs. The restored process, a
-	// sibling, keeps the time namespace it was born in; r.stub.KillAll
-	// still reaches the process through the session.
-	if err := r.stub.Kill(); err != nil {
-		return fmt.Errorf("end the stub: %w", err)
-	}
+	t.log.Info("time namespace", "offsets", text)
 	return nil
 }
 
@@ -368,6 +362,35 @@ func (b *built) kill() {
 	b.killed = true
 	for _, pid := range b.pids {
 		unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// reapWait bounds how long a failed restore waits for what it killed.
+const reapWait = 5 * time.Second
+
+// reap waits for every process made, killed, to be gone, reaping those
+// that are the caller's: a process of the tree whose parent died before
+// it is handed to the nearest child subreaper, which a restore's caller
+// is meant to be (cryo restore makes itself one), and so is a zombie of
+// the tree once its parent is gone.
+func (b *built) reap(log *slog.Logger) {
+	b.mu.Lock()
+	pids := slices.Clone(b.pids)
+	b.mu.Unlock()
+	deadline := time.Now().Add(reapWait)
+	for _, pid := range pids {
+		for {
+			unix.Wait4(pid, nil, unix.WALL|unix.WNOHANG, nil)
+			st, err := proc.ReadStat(pid)
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				log.Warn("a process the failed restore made is left to its parent", "pid", pid, "state", string(st.State), "parent", st.PPid)
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 

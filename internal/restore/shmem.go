@@ -22,19 +22,59 @@ func (c *checkpoint) shmemObjects() map[uint64][]*vma.VmaEntry {
 	return objects
 }
 
+// shmemAt is where a shared anonymous object of the tree is mapped: by the
+// process that made it, which the others map it from.
+type shmemAt struct {
+	pid        int
+	start, end uint64
+}
+
+// shmemSizes are the sizes the shared anonymous objects must have: the
+// end of the furthest mapping of each, in any process of the tree.
+func (t *tree) shmemSizes() map[uint64]uint64 {
+	sizes := map[uint64]uint64{}
+	for _, r := range t.procs {
+		for _, v := range r.c.mm.Vmas {
+			if v.GetStatus()&image.VMAAnonShared != 0 {
+				sizes[v.GetShmid()] = max(sizes[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
+			}
+		}
+	}
+	return sizes
+}
+
+// mapShared maps VMA v of a shared anonymous object that another process
+// of the tree made, through that one's mapping of it in map_files.
+func (r *restorer) mapShared(v *vma.VmaEntry, at shmemAt) error {
+	path := fmt.Sprintf("/proc/%d/map_files/%x-%x", at.pid, at.start, at.end)
+	fd, err := r.open(path, unix.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open shared memory %d of pid %d: %w", v.GetShmid(), at.pid, err)
+	}
+	start, length := v.GetStart(), v.GetEnd()-v.GetStart()
+	// The object's file, not new anonymous memory.
+	flags := uint64(v.GetFlags())&^(unix.MAP_LOCKED|unix.MAP_ANONYMOUS) | unix.MAP_FIXED
+	_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, start, length, uint64(r.writableProt(v)), flags, fd, v.GetPgoff())
+	if cerr := r.sys(unix.SYS_CLOSE, fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("map VMA %#x-%#x of shared memory %d of pid %d: %w", start, start+length, v.GetShmid(), at.pid, err)
+	}
+	return nil
+}
+
 // alone reports whether an object is one VMA that maps it from its start,
 // which a plain mmap makes.
 func alone(vs []*vma.VmaEntry) bool { return len(vs) == 1 && vs[0].GetPgoff() == 0 }
 
-// mapObject makes one shared anonymous object for the VMAs vs and maps
-// each at its offset in it: the object is mapped whole at a free place,
+// mapObject makes one shared anonymous object for the VMAs vs, as large
+// as the tree's mappings of it need, and maps each at its offset in it:
+// the object is mapped whole at a free place,
 // each VMA is a second mapping of part of it (mremap of old size 0), and
 // the whole goes.
 func (r *restorer) mapObject(vs []*vma.VmaEntry) error {
-	var size uint64
-	for _, v := range vs {
-		size = max(size, v.GetPgoff()+v.GetEnd()-v.GetStart())
-	}
+	size := r.shmemSize[vs[0].GetShmid()]
 	used, err := r.takenRanges(r.pid)
 	if err != nil {
 		return err
@@ -66,8 +106,8 @@ func (r *restorer) writeShmem() error {
 	objects := r.c.shmemObjects()
 	for _, v := range r.c.mm.Vmas {
 		vs := objects[v.GetShmid()]
-		if v.GetStatus()&image.VMAAnonShared == 0 || vs[0] != v {
-			continue
+		if v.GetStatus()&image.VMAAnonShared == 0 || vs[0] != v || r.shmem[v.GetShmid()].pid != r.pid {
+			continue // made, and filled, by another process
 		}
 		if err := r.writeObject(v.GetShmid(), vs); err != nil {
 			return fmt.Errorf("shared memory %d at %#x: %w", v.GetShmid(), v.GetStart(), err)
@@ -76,38 +116,47 @@ func (r *restorer) writeShmem() error {
 	return nil
 }
 
-// writeObject writes the stored pages of object shmid, each through one
-// of the VMAs vs that maps it.
+// writeObject writes the stored pages of object shmid, mapped by the
+// VMAs vs, through a mapping of the whole object made for it: a page may
+// lie where only another process of the tree maps the object.
 func (r *restorer) writeObject(shmid uint64, vs []*vma.VmaEntry) error {
 	pr, err := r.c.dir.OpenShmemPages(shmid)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
-	return eachRun(pr, func(e image.PageEntry) error {
-		end := e.Vaddr + e.NrPages*pageSize
-		for off := e.Vaddr; off < end; {
-			v := mapping(vs, off)
-			if v == nil {
-				return imageErr("pages at object offset %#x are outside every mapping of it", off)
+	size := r.shmemSize[shmid]
+	fd, err := r.open(fmt.Sprintf("/proc/self/map_files/%x-%x", vs[0].GetStart(), vs[0].GetEnd()), unix.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open the object: %w", err)
+	}
+	used, err := r.takenRanges(r.pid)
+	if err == nil {
+		var at uint64
+		if at, err = vdso.FindHole(used, size, vs[0].GetStart(), mmapMinAddr(), taskSize); err == nil {
+			_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, at, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, 0)
+			if err == nil {
+				err = r.writeRuns(pr, size, at)
+				if uerr := r.sys(unix.SYS_MUNMAP, at, size); err == nil {
+					err = uerr
+				}
 			}
-			to := min(end, v.GetPgoff()+v.GetEnd()-v.GetStart())
-			// Object offset off is at address off+start-pgoff.
-			if err := r.writeRange(pr, e, vdso.Range{Start: off, End: to}, v.GetStart()-v.GetPgoff()); err != nil {
-				return err
-			}
-			off = to
-		}
-		return nil
-	})
-}
-
-// mapping returns the VMA of vs that maps object offset off, nil if none.
-func mapping(vs []*vma.VmaEntry, off uint64) *vma.VmaEntry {
-	for _, v := range vs {
-		if off >= v.GetPgoff() && off < v.GetPgoff()+v.GetEnd()-v.GetStart() {
-			return v
 		}
 	}
-	return nil
+	if cerr := r.sys(unix.SYS_CLOSE, fd); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeRuns writes the runs of an object's pages, of size bytes, into
+// its mapping at at.
+func (r *restorer) writeRuns(pr *image.PageReader, size, at uint64) error {
+	return eachRun(pr, func(e image.PageEntry) error {
+		end := e.Vaddr + e.NrPages*pageSize
+		if end > size || end < e.Vaddr {
+			return imageErr("pages at object offset %#x-%#x are past its end, %#x", e.Vaddr, end, size)
+		}
+		return r.writeRange(pr, e, vdso.Range{Start: e.Vaddr, End: end}, at)
+	})
 }

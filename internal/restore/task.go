@@ -81,20 +81,21 @@ func (r *restorer) restoreTask() error {
 			return fmt.Errorf("set child subreaper: %w", err)
 		}
 	}
-	if err := r.restoreProcState(tc); err != nil {
-		return err
-	}
-	return r.restoreSession()
+	return r.restoreProcState(tc)
 }
 
 // defaultTimerSlack is the kernel's timer slack (50 µs), the only one a
 // dump keeps.
 const defaultTimerSlack = 50000
 
-// CRIU's task states: running, or stopped by a signal (job control).
+// CRIU's task states: running, dead (a zombie), stopped by a signal (job
+// control), or a helper (made only to make a process group whose leader
+// has exited).
 const (
 	taskAlive   = 1
+	taskDead    = 2
 	taskStopped = 3
+	taskHelper  = 4
 )
 
 // stopIfStopped queues a SIGSTOP for a process dumped stopped, while its
@@ -111,28 +112,6 @@ func (r *restorer) stopIfStopped() error {
 	r.log.Info("the process was stopped: it stays stopped", "signal", tc.GetStopSigno())
 	if err := unix.Kill(r.pid, unix.SIGSTOP); err != nil {
 		return fmt.Errorf("stop the process: %w", err)
-	}
-	return nil
-}
-
-// restoreSession gives the process back the session or process group it
-// led. Born of the stub, it starts in cryo's. A process can make a session
-// or group of its own but join none of another process's, so one that led
-// neither stays in cryo's: that is what a shell job wants.
-func (r *restorer) restoreSession() error {
-	sid, pgid := int(r.c.task.GetSid()), int(r.c.task.GetPgid())
-	switch {
-	case sid == r.pid:
-		// A session leader leads its process group too.
-		if err := r.sys(unix.SYS_SETSID); err != nil {
-			return fmt.Errorf("setsid: %w", err)
-		}
-	case pgid == r.pid:
-		if err := r.sys(unix.SYS_SETPGID, 0, 0); err != nil {
-			return fmt.Errorf("setpgid: %w", err)
-		}
-	default:
-		r.log.Info("the process stays in cryo's session and process group", "dumped session", sid, "dumped group", pgid)
 	}
 	return nil
 }
@@ -185,6 +164,10 @@ func (r *restorer) restoreCreds() error {
 		if err := r.restoreThreadCreds(int(tid), r.c.cores[tid].ThreadCore.GetCreds(), uint32(secbits)); err != nil {
 			return fmt.Errorf("tid %d: %w", tid, err)
 		}
+		// After the credentials, whose change clears it.
+		if err := r.restorePdeath(int(tid), r.c.cores[tid].ThreadCore.GetPdeathSig()); err != nil {
+			return fmt.Errorf("tid %d: %w", tid, err)
+		}
 	}
 	// PR_SET_DUMPABLE takes 0 or 1; 2 (root may dump) is not settable, and
 	// 0 is the safe side of it. An image without the field (CRIU's may
@@ -198,6 +181,23 @@ func (r *restorer) restoreCreds() error {
 	}
 	if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, dumpable, 0, 0, 0); err != nil {
 		return fmt.Errorf("set dumpable %d: %w", dumpable, err)
+	}
+	return nil
+}
+
+// restorePdeath sets the parent-death signal of thread tid. The root's
+// parent is cryo now, not the one the signal was about: with -d the root
+// would get it as soon as cryo exits, so it is left unset, and said.
+func (r *restorer) restorePdeath(tid int, sig uint32) error {
+	switch {
+	case sig == 0:
+		return nil
+	case r.pid == r.rootPid:
+		r.log.Warn("the root's parent-death signal is not restored: its parent is not in the checkpoint", "tid", tid, "signal", sig)
+		return nil
+	}
+	if _, err := r.tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uint64(sig), 0, 0, 0); err != nil {
+		return fmt.Errorf("set parent-death signal %d: %w", sig, err)
 	}
 	return nil
 }

@@ -41,11 +41,11 @@ func (r *restorer) createThreads() error {
 // finds it still holding the PID until its parent waits for it.
 const zombieWait = 5 * time.Second
 
-// awaitZombies waits, up to zombieWait, until no zombie holds one of the
-// ids to restore.
-func (r *restorer) awaitZombies() {
+// awaitZombies waits, up to zombieWait, until no zombie holds one of
+// ids.
+func (t *tree) awaitZombies(ids []uint32) {
 	deadline := time.Now().Add(zombieWait)
-	for _, id := range r.c.threads {
+	for _, id := range ids {
 		logged := false
 		for time.Now().Before(deadline) {
 			st, err := proc.ReadStat(int(id))
@@ -53,7 +53,7 @@ func (r *restorer) awaitZombies() {
 				break
 			}
 			if !logged {
-				r.log.Info("waiting for a zombie holding the pid to be reaped", "pid", id, "parent", st.PPid, "at-most", zombieWait)
+				t.log.Info("waiting for a zombie holding the pid to be reaped", "pid", id, "parent", st.PPid, "at-most", zombieWait)
 				logged = true
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -62,7 +62,7 @@ func (r *restorer) awaitZombies() {
 }
 
 // explainTaken names the process holding an id that clone3 could not have.
-func (r *restorer) explainTaken(id int, err error) error {
+func (t *tree) explainTaken(id int, err error) error {
 	if err == nil || !errors.Is(err, unix.EEXIST) {
 		return err
 	}
@@ -130,17 +130,19 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	if err != nil {
 		return err
 	}
-	if pol, prio := tc.GetSchedPolicy(), tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority {
+	pol := tc.GetSchedPolicy() &^ kernel.SchedResetOnFork
+	resetOnFork := tc.GetSchedPolicy()&kernel.SchedResetOnFork != 0
+	if prio := tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority || resetOnFork {
 		if err := r.tr.WriteValue(scratch, kernel.SchedParam{Priority: int32(prio)}); err != nil {
 			return err
 		}
-		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(pol), scratch); err != nil {
+		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(tc.GetSchedPolicy()), scratch); err != nil {
 			return err
 		}
 	}
 	// The dump keeps only threads with the default timer slack; this one
 	// has cryo's, which may not be.
-	if pol := tc.GetSchedPolicy(); pol != unix.SCHED_FIFO && pol != unix.SCHED_RR {
+	if pol != unix.SCHED_FIFO && pol != unix.SCHED_RR {
 		if err := inject("set timer slack", unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, defaultTimerSlack, 0, 0, 0); err != nil {
 			return err
 		}
@@ -196,7 +198,7 @@ func (r *restorer) queueSignals() error {
 		if len(info) != kernel.SiginfoSize {
 			return fmt.Errorf("%w: %d-byte siginfo", ErrImage, len(info))
 		}
-		if err := r.tr.WriteMem(scratch, info); err != nil {
+		if err := r.tr.WriteMem(scratch, plainTimerSignal(info)); err != nil {
 			return err
 		}
 		sig := uint64(info[0])

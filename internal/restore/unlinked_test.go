@@ -66,7 +66,7 @@ func TestRestoreUnlinked(t *testing.T) {
 	if !errors.Is(err, restore.ErrInjected) {
 		t.Fatalf("restore failing at creds: %v", err)
 	}
-	checkNothingLeft(t, s.Pid, before)
+	checkNothingLeft(t, before, s.Pid)
 	if diff := cmp.Diff(dumped, names(t, dir)); diff != "" {
 		t.Errorf("the failed restore changed %s (-before +after):\n%s", dir, diff)
 	}
@@ -117,7 +117,7 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	fdFile := func(key string) uint32 {
-		fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, 1)
+		fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, uint32(s.Pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,7 +243,7 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 				t.Errorf("error %q, want %v saying %q", err, tt.is, tt.want)
 			}
 			t.Logf("error: %v", err)
-			checkNothingLeft(t, s.Pid, before)
+			checkNothingLeft(t, before, s.Pid)
 			if tt.is != unix.ENOENT {
 				if diff := cmp.Diff(dumped, names(t, dir)); diff != "" {
 					t.Errorf("the failed restore changed %s (-before +after):\n%s", dir, diff)

@@ -36,8 +36,17 @@ func ReadCheckpoint(t testing.TB, dir string, pid int) *Checkpoint {
 	}
 	c := &Checkpoint{Dir: d, Pstree: &pstree.PstreeEntry{}, MM: &mm.MmEntry{},
 		Cores: map[uint32]*criucore.CoreEntry{}, Files: map[uint32]*fdinfo.FileEntry{}}
-	if err := d.ReadImage(image.Pstree, 0, c.Pstree); err != nil {
+	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, e := range tree {
+		if e.GetPid() == uint32(pid) {
+			c.Pstree = e
+		}
+	}
+	if c.Pstree.GetPid() != uint32(pid) {
+		t.Fatalf("pstree.img does not list pid %d", pid)
 	}
 	if err := d.ReadImage(image.MM, uint32(pid), c.MM); err != nil {
 		t.Fatal(err)

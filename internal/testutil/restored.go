@@ -59,6 +59,27 @@ func WaitPidFree(pid int) error {
 	}
 }
 
+// WaitPidsFree waits up to SubjectTimeout until no task has any of pids,
+// reaping those that become this process's zombies: the processes of a
+// dumped tree, orphaned when the dump killed its root, are handed to the
+// tests' child subreaper.
+func WaitPidsFree(pids ...int) error {
+	deadline := time.Now().Add(SubjectTimeout)
+	for _, pid := range pids {
+		for {
+			unix.Wait4(pid, nil, unix.WALL|unix.WNOHANG, nil)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("pid %d still exists after %v", pid, SubjectTimeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
 // Tick is one tick line of a subject: its number and key=value fields.
 type Tick struct {
 	N      int

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,6 +309,69 @@ func callCost(b *testing.B, s *testutil.Subject) float64 {
 		}
 	}
 	return v[len(v)/2]
+}
+
+// BenchmarkTree dumps and restores a tree of 100 processes of 10 MiB each
+// and, in the same run, one process of 1000 MiB: the ratio of the tree's
+// time to the one process's is the cost of the processes themselves.
+func BenchmarkTree(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	mem := testutil.BuildC(b, "mem.c")
+	shapes := []struct {
+		name      string
+		mib, proc int
+	}{{"tree-100x10MiB", 10, 100}, {"one-1000MiB", 1000, 1}}
+	var dump, restore [2]time.Duration
+	for b.Loop() {
+		for i, sh := range shapes {
+			s := testutil.StartSubject(b, mem, strconv.Itoa(sh.mib), strconv.Itoa(sh.proc))
+			pids := append([]int{s.Pid}, children(b, s.Pid)...)
+			if len(pids) != sh.proc {
+				b.Fatalf("%s: %d processes, want %d", sh.name, len(pids), sh.proc)
+			}
+			images := filepath.Join(b.TempDir(), "images")
+			_, _, out := run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images)
+			dump[i] += logged(b, out, "total")
+			s.ReapDumped(b)
+			if err := testutil.WaitPidsFree(pids...); err != nil {
+				b.Fatal(err)
+			}
+			_, _, out = run(b, cryo, "restore", "-D", images, "-d")
+			s.Restored()
+			restore[i] += logged(b, out, "took")
+			s.WaitTicks(b, 1)
+			s.Kill()
+			if err := testutil.WaitPidsFree(pids...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	n := time.Duration(b.N)
+	for i, sh := range shapes {
+		b.ReportMetric(float64(dump[i]/n)/1e6, sh.name+"-dump-ms")
+		b.ReportMetric(float64(restore[i]/n)/1e6, sh.name+"-restore-ms")
+	}
+	b.ReportMetric(dump[0].Seconds()/dump[1].Seconds(), "x-dump-vs-one")
+	b.ReportMetric(restore[0].Seconds()/restore[1].Seconds(), "x-restore-vs-one")
+}
+
+// children lists the children of process pid's main thread.
+func children(b *testing.B, pid int) []int {
+	b.Helper()
+	data, err := os.ReadFile(proc.Path(pid, fmt.Sprintf("task/%d/children", pid)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []int
+	for _, f := range strings.Fields(string(data)) {
+		k, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 var fdCounts = []int{1000, 10000}

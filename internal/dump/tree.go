@@ -1,0 +1,511 @@
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/files"
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
+)
+
+// tree is a dump in progress: the process asked for and its descendants,
+// and what they share (the image directory, the open files).
+type tree struct {
+	opts  Options
+	log   *slog.Logger
+	host  *cpu.Host
+	dir   *image.Dir
+	files *files.Table
+	// procs are the live processes, parents before children, the root
+	// first; zombies are the dead ones their parents have not waited for.
+	procs   []*dumper
+	zombies []zombie
+	// helpers are the pids of the processes a restore makes only to make
+	// a process group whose leader has exited.
+	helpers []int
+	// sharedObjects are the shared memory objects several processes map.
+	sharedObjects []sharedObject
+	// order is every process, zombies included, as pstree.img lists them.
+	order   []*pstree.PstreeEntry
+	pagesID uint32
+	// toCopy and copied count the bytes of memory of the pages step.
+	toCopy, copied uint64
+	timens         *timens.TimensEntry
+	stats          Stats
+}
+
+// zombie is a process of the tree that has exited.
+type zombie struct {
+	pid, ppid, pgid, sid int
+	comm                 string
+	flags                uint32
+	// status is what its parent's wait will report.
+	status int
+}
+
+// nextPagesID numbers the pages images from 1.
+func (t *tree) nextPagesID() uint32 {
+	t.pagesID++
+	return t.pagesID
+}
+
+// inspect checks the root before anything is stopped, and makes the image
+// directory once the process is known to exist.
+func (t *tree) inspect() error {
+	root := &dumper{tree: t, pid: t.opts.Pid}
+	if err := root.inspect(); err != nil {
+		return err
+	}
+	if t.dir == nil {
+		var err error
+		if t.dir, err = image.Create(t.opts.Dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seize stops the root, then each child of a stopped process, and its
+// children in turn: a stopped process forks no more, so a child is
+// either listed or not born yet when its parent is frozen, and the tree
+// is whole once every listed child is stopped.
+func (t *tree) seize() error {
+	queue := []int{t.opts.Pid}
+	parent := map[int]int{t.opts.Pid: 0}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		d := &dumper{tree: t, pid: pid}
+		if err := d.inspect(); err != nil {
+			if d.status.State != 'Z' || pid == t.opts.Pid {
+				return t.named(pid, err)
+			}
+			if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
+				return t.named(pid, err)
+			}
+			continue
+		}
+		var err error
+		if d.tr, err = ptrace.Seize(pid, 0); err != nil {
+			// A child may have exited since its parent was frozen.
+			if st, serr := proc.ReadStat(pid); pid != t.opts.Pid && serr == nil && st.State == 'Z' {
+				if err := t.addZombie(pid, parent[pid], st); err != nil {
+					return t.named(pid, err)
+				}
+				continue
+			}
+			return t.named(pid, err)
+		}
+		t.procs = append(t.procs, d)
+		t.log.Info("froze process", "pid", pid, "threads", len(d.tr.Threads()))
+		// Anything read before the freeze may have changed.
+		if err := d.inspect(); err != nil {
+			return t.named(pid, err)
+		}
+		if err := t.checkAlone(d); err != nil {
+			return t.named(pid, err)
+		}
+		t.order = append(t.order, &pstree.PstreeEntry{
+			Pid: proto.Uint32(uint32(pid)), Ppid: proto.Uint32(uint32(parent[pid])),
+			Pgid: proto.Uint32(uint32(d.stat.Pgrp)), Sid: proto.Uint32(uint32(d.stat.Session)),
+		})
+		kids, err := children(pid)
+		if err != nil {
+			return t.named(pid, err)
+		}
+		for _, k := range kids {
+			parent[k] = pid
+		}
+		queue = append(queue, kids...)
+	}
+	t.stats.Processes = len(t.order)
+	return t.checkSessions()
+}
+
+// named adds the pid to an error about a process of the tree other than
+// the root, whose pid the dump's error names already.
+func (t *tree) named(pid int, err error) error {
+	if pid == t.opts.Pid || err == nil {
+		return err
+	}
+	return fmt.Errorf("pid %d: %w", pid, err)
+}
+
+// children lists the children of every thread of a stopped process.
+func children(pid int) ([]int, error) {
+	tids, err := proc.ReadTasks(pid)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, tid := range tids {
+		b, err := os.ReadFile(proc.Path(pid, fmt.Sprintf("task/%d/children", tid)))
+		if err != nil {
+			return nil, fmt.Errorf("read children: %w", err)
+		}
+		for _, f := range strings.Fields(string(b)) {
+			var k int
+			if _, err := fmt.Sscan(f, &k); err != nil || k <= 0 {
+				return nil, fmt.Errorf("read children of tid %d: %q", tid, f)
+			}
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// addZombie records a child that has exited and not been waited for. A
+// thread group leader that exited while its threads run on shows as a
+// zombie too: that one is refused.
+func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
+	if tids, err := proc.ReadTasks(pid); err == nil && len(tids) > 1 {
+		return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+	}
+	z := zombie{pid: pid, ppid: ppid, pgid: st.Pgrp, sid: st.Session, comm: st.Comm, flags: st.Flags, status: st.ExitCode}
+	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
+	t.zombies = append(t.zombies, z)
+	t.order = append(t.order, &pstree.PstreeEntry{
+		Pid: proto.Uint32(uint32(pid)), Ppid: proto.Uint32(uint32(ppid)),
+		Pgid: proto.Uint32(uint32(z.pgid)), Sid: proto.Uint32(uint32(z.sid)), Threads: []uint32{uint32(pid)},
+	})
+	return nil
+}
+
+// namespaces are those a process of the tree must share with the root:
+// a restore makes every process in the namespaces of the first.
+var namespaces = []string{"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}
+
+// checkAlone refuses a process that shares with another process of the
+// tree what a restore would make twice (an address space, a descriptor
+// table, a filesystem context, signal handlers), or that lives in other
+// namespaces than the root.
+func (t *tree) checkAlone(d *dumper) error {
+	root := t.procs[0]
+	if d == root {
+		return nil
+	}
+	for _, ns := range namespaces {
+		a, errA := os.Readlink(proc.Path(root.pid, "ns/"+ns))
+		b, errB := os.Readlink(proc.Path(d.pid, "ns/"+ns))
+		if errA != nil || errB != nil {
+			continue // a namespace this kernel lacks
+		}
+		if a != b {
+			return fmt.Errorf("%w: the process is in %s, the root pid %d in %s", ErrUnsupported, b, root.pid, a)
+		}
+	}
+	for _, o := range t.procs {
+		if o == d {
+			continue
+		}
+		for _, typ := range []kernel.KcmpType{kernel.KcmpVM, kernel.KcmpFiles, kernel.KcmpFS, kernel.KcmpSighand} {
+			r, err := kernel.Kcmp(d.pid, o.pid, typ, 0, 0)
+			if err != nil {
+				return fmt.Errorf("compare with pid %d: %w", o.pid, err)
+			}
+			if r == 0 {
+				return fmt.Errorf("%w: the process shares its %s with pid %d", ErrUnsupported, typ, o.pid)
+			}
+		}
+	}
+	return nil
+}
+
+// checkSessions refuses a tree whose sessions and process groups a
+// restore could not make again. A restored process starts in the session
+// and group of its parent, the root in cryo's; it can then make a session
+// or group of its own, or join a group of its session whose leader is
+// restored before it.
+func (t *tree) checkSessions() error {
+	root := t.order[0]
+	leaders := map[uint32]bool{}
+	for _, e := range t.order {
+		if e.GetPgid() == e.GetPid() {
+			leaders[e.GetPgid()] = true
+		}
+	}
+	ppid := map[uint32]*pstree.PstreeEntry{}
+	for _, e := range t.order {
+		ppid[e.GetPid()] = e
+	}
+	for _, e := range slices.Clone(t.order[1:]) {
+		p := ppid[e.GetPpid()]
+		switch {
+		case e.GetSid() == e.GetPid():
+		case e.GetSid() != p.GetSid():
+			return fmt.Errorf("%w: pid %d is in session %d and its parent %d in session %d", ErrUnsupported, e.GetPid(), e.GetSid(), p.GetPid(), p.GetSid())
+		}
+		if e.GetPgid() == e.GetPid() || e.GetPgid() == p.GetPgid() || leaders[e.GetPgid()] {
+			continue
+		}
+		if e.GetPgid() == root.GetPgid() && e.GetSid() == root.GetSid() {
+			continue // cryo's group, as the root's
+		}
+		// The group's leader has exited: a helper with its pid makes the
+		// group at restore, and exits once the members have joined.
+		t.log.Info("process group without its leader: a helper will make it", "group", e.GetPgid(), "member", e.GetPid())
+		leaders[e.GetPgid()] = true
+		t.helpers = append(t.helpers, int(e.GetPgid()))
+		t.order = append(t.order, &pstree.PstreeEntry{
+			Pid: proto.Uint32(e.GetPgid()), Ppid: proto.Uint32(p.GetPid()),
+			Pgid: proto.Uint32(e.GetPgid()), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{e.GetPgid()},
+		})
+	}
+	return nil
+}
+
+// shareMemory finds the shared anonymous memory objects that several
+// processes of the tree map (inherited across fork): each is copied once,
+// whole, through one of its mappings (copyShared), not by each process.
+// A memfd that several processes map or hold is refused: a restore would
+// make one for each.
+func (t *tree) shareMemory() error {
+	if len(t.procs) < 2 {
+		return nil
+	}
+	mappers := map[uint64][]*dumper{}
+	var order []uint64
+	memfds := map[uint64]int{}
+	useMemfd := func(pid int, id uint64) error {
+		if o, ok := memfds[id]; ok && o != pid {
+			return fmt.Errorf("%w: memfd (file %d) is shared by pids %d and %d (memfds shared between processes are not supported yet)", ErrUnsupported, id, o, pid)
+		}
+		memfds[id] = pid
+		return nil
+	}
+	isMemfd := t.files.MemfdIDs()
+	for _, d := range t.procs {
+		for _, v := range d.images.mm.Vmas {
+			id := v.GetShmid()
+			switch {
+			case v.GetStatus()&image.VMAAnonShared != 0:
+				ds := mappers[id]
+				if len(ds) == 0 {
+					order = append(order, id)
+				}
+				if len(ds) == 0 || ds[len(ds)-1] != d {
+					mappers[id] = append(ds, d)
+				}
+			case v.GetStatus()&image.VMAAreaMemfd != 0:
+				if err := useMemfd(d.pid, id); err != nil {
+					return err
+				}
+			}
+		}
+		for _, fd := range t.files.Fds(uint32(d.pid)) {
+			if isMemfd[fd.GetId()] {
+				if err := useMemfd(d.pid, uint64(fd.GetId())); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, id := range order {
+		ds := mappers[id]
+		if len(ds) < 2 {
+			continue
+		}
+		for _, d := range ds {
+			d.shared = slices.DeleteFunc(d.shared, func(s shmemRuns) bool { return s.shmid == id })
+		}
+		for _, v := range ds[0].images.mm.Vmas {
+			if v.GetShmid() == id && v.GetStatus()&image.VMAAnonShared != 0 {
+				t.sharedObjects = append(t.sharedObjects, sharedObject{shmid: id,
+					path: proc.Path(ds[0].pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))})
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// sharedObject is a shared anonymous memory object that several
+// processes of the tree map.
+type sharedObject struct {
+	shmid uint64
+	// path is one of its mappings in /proc/PID/map_files, through which
+	// it is read.
+	path string
+}
+
+// copyShared copies each shared anonymous memory object that several
+// processes map, whole: its pages at their offsets in the object.
+func (t *tree) copyShared(buf []byte) error {
+	for _, o := range t.sharedObjects {
+		f, err := os.Open(o.path)
+		if err != nil {
+			return fmt.Errorf("shared memory %d: %w", o.shmid, err)
+		}
+		err = func() error {
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			w, err := t.dir.CreateShmemPages(o.shmid, t.nextPagesID())
+			if err != nil {
+				return err
+			}
+			n, err := files.CopyPages(f, st.Size(), w, buf)
+			t.stats.Pages += n
+			return errors.Join(err, w.Close())
+		}()
+		if err := errors.Join(err, f.Close()); err != nil {
+			return fmt.Errorf("shared memory %d: %w", o.shmid, err)
+		}
+	}
+	return nil
+}
+
+// memoryToCopy is how many bytes the pages step copies.
+func (t *tree) memoryToCopy() uint64 {
+	var n uint64
+	for _, d := range t.procs {
+		for _, r := range d.runs {
+			n += r.n
+		}
+		for _, sh := range d.shared {
+			for _, r := range sh.runs {
+				n += r.n
+			}
+		}
+	}
+	return n
+}
+
+// copyObjects copies the shared anonymous objects that several processes
+// map, and each memfd's contents, read through its descriptor: pages no
+// mapping holds belong to the object too.
+func (t *tree) copyObjects() error {
+	buf := make([]byte, copyChunk)
+	if err := t.copyShared(buf); err != nil {
+		return err
+	}
+	for _, m := range t.files.MemfdCopies() {
+		w, err := t.dir.CreateShmemPages(m.Shmid, t.nextPagesID())
+		if err != nil {
+			return err
+		}
+		n, err := m.Copy(w, buf)
+		t.stats.Pages += n
+		if err := errors.Join(err, w.Close()); err != nil {
+			return fmt.Errorf("memfd %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeImages writes what belongs to the tree as a whole: the inventory,
+// the process tree, the zombies' cores, the open files, the CPU and the
+// clocks.
+func (t *tree) writeImages() error {
+	rootIDs := t.procs[0].images.ids
+	inv := &inventory.InventoryEntry{
+		ImgVersion:  proto.Uint32(image.ImgVersion),
+		FdinfoPerId: proto.Bool(true),
+		RootIds:     rootIDs,
+		NsPerId:     proto.Bool(true),
+		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
+	}
+	for _, d := range t.procs {
+		for _, e := range t.order {
+			if e.GetPid() == uint32(d.pid) {
+				e.Threads = d.images.threads
+			}
+		}
+	}
+	for _, z := range t.zombies {
+		core := &criucore.CoreEntry{
+			Mtype: criucore.CoreEntry_X86_64.Enum(),
+			// What a zombie has left: its exit status and name.
+			Tc: &criucore.TaskCoreEntry{
+				TaskState: proto.Uint32(taskDead), ExitCode: proto.Uint32(uint32(z.status)),
+				Personality: proto.Uint32(0), Flags: proto.Uint32(z.flags), BlkSigset: proto.Uint64(0),
+				Comm: proto.String(z.comm),
+			},
+		}
+		if err := t.dir.WriteImage(image.Core, uint32(z.pid), core); err != nil {
+			return err
+		}
+	}
+	for _, pid := range t.helpers {
+		core := &criucore.CoreEntry{
+			Mtype: criucore.CoreEntry_X86_64.Enum(),
+			Tc: &criucore.TaskCoreEntry{
+				TaskState: proto.Uint32(taskHelper), ExitCode: proto.Uint32(0),
+				Personality: proto.Uint32(0), Flags: proto.Uint32(0), BlkSigset: proto.Uint64(0),
+				Comm: proto.String("cryo-helper"),
+			},
+		}
+		if err := t.dir.WriteImage(image.Core, uint32(pid), core); err != nil {
+			return err
+		}
+	}
+	if err := t.dir.WriteImage(image.Inventory, 0, inv); err != nil {
+		return err
+	}
+	if err := t.dir.WriteImage(image.Pstree, 0, t.orderMessages()...); err != nil {
+		return err
+	}
+	if err := t.dir.WriteImage(image.Cpuinfo, 0, t.host.Image()); err != nil {
+		return err
+	}
+	if err := t.dir.WriteImage(image.Timens, timensID, t.timens); err != nil {
+		return err
+	}
+	return t.files.WriteImages(t.dir)
+}
+
+func (t *tree) orderMessages() []proto.Message {
+	out := make([]proto.Message, len(t.order))
+	for i, e := range t.order {
+		out[i] = e
+	}
+	return out
+}
+
+// detach lets every seized process go on as it was.
+func (t *tree) detach() error {
+	var errs []error
+	for _, d := range slices.Backward(t.procs) {
+		if d.tr != nil {
+			errs = append(errs, t.named(d.pid, d.tr.Detach()))
+			d.tr = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// kill ends every process of the tree, children first.
+func (t *tree) kill() error {
+	var errs []error
+	for _, d := range slices.Backward(t.procs) {
+		if err := d.tr.Kill(); err != nil {
+			errs = append(errs, t.named(d.pid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeImages deletes what a failed dump wrote.
+func (t *tree) removeImages() {
+	if t.dir != nil {
+		if err := t.dir.Discard(); err != nil {
+			t.log.Warn("remove the images of the failed dump", "err", err)
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package dump_test
+
+import (
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// startTree starts test/subjects/tree.c with args and returns it and the
+// pids it names.
+func startTree(t *testing.T, args ...string) (*testutil.Subject, map[string]int) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.StartSubject(t, testutil.BuildC(t, "tree.c"), append([]string{dir}, args...)...)
+	pids := map[string]int{"root": s.Pid}
+	for _, name := range []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "leader"} {
+		pid, err := strconv.Atoi(s.Ready[name])
+		if err != nil {
+			t.Fatalf("ready line: %s=%q", name, s.Ready[name])
+		}
+		pids[name] = pid
+	}
+	return s, pids
+}
+
+// TestDumpTree dumps test/subjects/tree.c, leaving it running: every
+// process of the tree goes on (the subject checks its links and the
+// numbers passed from process to process), and the images list the tree
+// with its links, the zombies with their exit status, and one file entry
+// for the file the processes share.
+func TestDumpTree(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, pids := startTree(t)
+	s.WaitTicks(t, 3)
+	d := dumpProcess(t, s.Pid, true)
+	s.WaitTicks(t, 10)
+	critDecode(t, d.dir)
+	if d.stats.Processes != len(pids)-1 {
+		t.Errorf("dumped %d processes, want %d", d.stats.Processes, len(pids))
+	}
+	dir, err := image.Open(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := uint32(pids["root"])
+	entry := func(pid, ppid, pgid int, threads ...uint32) *pstree.PstreeEntry {
+		return &pstree.PstreeEntry{Pid: ptr(uint32(pid)), Ppid: ptr(uint32(ppid)), Pgid: ptr(uint32(pgid)), Sid: ptr(root), Threads: threads}
+	}
+	one := func(pid int) []uint32 { return []uint32{uint32(pid)} }
+	want := []*pstree.PstreeEntry{
+		entry(pids["root"], 0, pids["root"], one(pids["root"])...),
+		entry(pids["writer"], pids["root"], pids["root"], one(pids["writer"])...),
+		entry(pids["reader"], pids["root"], pids["root"], one(pids["reader"])...),
+		entry(pids["group"], pids["root"], pids["group"], one(pids["group"])...),
+		entry(pids["orphan"], pids["root"], pids["leader"], one(pids["orphan"])...),
+		entry(pids["exited"], pids["root"], pids["root"], one(pids["exited"])...),
+		entry(pids["killed"], pids["root"], pids["root"], one(pids["killed"])...),
+		entry(pids["grandchild"], pids["group"], pids["group"], one(pids["grandchild"])...),
+		// The helper that makes the orphan's group, whose leader exited.
+		entry(pids["leader"], pids["root"], pids["leader"], one(pids["leader"])...),
+	}
+	if diff := cmp.Diff(want, tree, protocmp.Transform()); diff != "" {
+		t.Errorf("pstree.img (-want +got):\n%s", diff)
+	}
+	for _, z := range []struct {
+		name          string
+		state, status uint32
+	}{{"exited", 2, 7 << 8}, {"killed", 2, 15}, {"leader", 4, 0}} {
+		core := &criucore.CoreEntry{}
+		if err := dir.ReadImage(image.Core, uint32(pids[z.name]), core); err != nil {
+			t.Fatal(err)
+		}
+		if st, code := core.GetTc().GetTaskState(), core.GetTc().GetExitCode(); st != z.state || code != z.status {
+			t.Errorf("%s: task state %d, exit code %#x, want %d and %#x", z.name, st, code, z.state, z.status)
+		}
+	}
+	fd, err := strconv.Atoi(s.Ready["file"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileOf := func(pid int) uint32 {
+		t.Helper()
+		fds, err := image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, uint32(pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range fds {
+			if int(e.GetFd()) == fd {
+				return e.GetId()
+			}
+		}
+		t.Fatalf("pid %d has no fd %d in the images", pid, fd)
+		return 0
+	}
+	if a, b := fileOf(pids["root"]), fileOf(pids["writer"]); a != b {
+		t.Errorf("the shared file is entry %d in the root and %d in the writer, want one entry", a, b)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestDumpTreeRefuses dumps trees that a restore could not make again:
+// each is refused, naming what, and goes on as it was.
+func TestDumpTreeRefuses(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tt := range []struct {
+		arg  string
+		want []string
+	}{
+		{"uts", []string{"uts:["}},
+		{"files", []string{"descriptor table (CLONE_FILES)"}},
+	} {
+		t.Run(tt.arg, func(t *testing.T) {
+			s, _ := startTree(t, tt.arg)
+			s.WaitTicks(t, 2)
+			expectRefused(t, s, dump.Options{}, tt.want...)
+		})
+	}
+}

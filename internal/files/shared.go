@@ -1,0 +1,79 @@
+package files
+
+import (
+	"fmt"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Shared is what the restores of the processes of one tree share: the
+// open file descriptions already made, which the next process that has
+// one takes from there (pidfd_getfd) instead of making another, and the
+// pipes and FIFOs already made and filled. The processes are restored
+// one after the other, parents first, and each keeps its descriptors at
+// their numbers until every process has its own.
+type Shared struct {
+	// opened is where each file entry is open: a process and one of its
+	// descriptor numbers.
+	opened map[uint32]fdRef
+	// pipes is where each pipe is open, by pipe id.
+	pipes map[uint32]fdRef
+	// filled are the FIFOs whose data is written back, by pipe id.
+	filled map[uint32]bool
+	ghostRestorer
+}
+
+// NewShared starts the registry of a tree's restore.
+func NewShared() *Shared {
+	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}}
+}
+
+// note records the descriptors of process pid, at their numbers, for the
+// processes restored after it.
+func (s *Shared) note(r *Restorer) {
+	for _, fd := range r.set.Fds {
+		id := fd.GetId()
+		if _, ok := s.opened[id]; !ok {
+			s.opened[id] = fdRef{pid: r.pid, fd: int(fd.GetFd()), id: id}
+		}
+		if p := r.set.Files[id].GetPipe(); p != nil {
+			if _, ok := s.pipes[p.GetPipeId()]; !ok {
+				s.pipes[p.GetPipeId()] = fdRef{pid: r.pid, fd: int(fd.GetFd())}
+			}
+		}
+	}
+}
+
+// takeShared gives the process a descriptor of entry id, above the
+// targets, if another process of the tree has it open already: the same
+// open file description, taken with pidfd_getfd.
+func (r *Restorer) takeShared(id uint32) (uint64, bool, error) {
+	ref, ok := r.shared.opened[id]
+	if !ok || ref.pid == r.pid {
+		return 0, false, nil
+	}
+	pidfd, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(ref.pid), 0)
+	if err != nil {
+		return 0, false, fmt.Errorf("pidfd_open %d: %w", ref.pid, err)
+	}
+	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_GETFD, pidfd, uint64(ref.fd), 0)
+	if cerr := r.sys(unix.SYS_CLOSE, pidfd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("take fd %d of pid %d: %w", ref.fd, ref.pid, err)
+	}
+	n, err = r.lift(n)
+	return n, true, err
+}
+
+// sharedPipe is a path to the pipe pipeID in another process of the tree
+// that has it, "" if none.
+func (r *Restorer) sharedPipe(pipeID uint32) string {
+	ref, ok := r.shared.pipes[pipeID]
+	if !ok || ref.pid == r.pid {
+		return ""
+	}
+	return "/proc/" + strconv.Itoa(ref.pid) + "/fd/" + strconv.Itoa(ref.fd)
+}

@@ -1,0 +1,415 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/files"
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
+)
+
+// tree is a restore in progress: the processes of a checkpoint, made
+// again parents first, each a child of its own parent as it was.
+type tree struct {
+	opts Options
+	log  *slog.Logger
+	host *cpu.Host
+	dir  *image.Dir
+	// entries are pstree.img's, parents before children, the root first.
+	entries []*pstree.PstreeEntry
+	// procs are the live processes, in the order of entries; zombies are
+	// the dead ones, made only to exit.
+	procs   []*restorer
+	zombies []*zombie
+	rootPid int
+	stub    *ptrace.Tracer
+	built   built
+	shared  *files.Shared
+	// shmem is where each shared anonymous object is made, and shmemSize
+	// how large.
+	shmem     map[uint64]shmemAt
+	shmemSize map[uint64]uint64
+	// toWrite and written count the bytes of the pages step.
+	toWrite, written uint64
+	stats            Stats
+}
+
+// zombie is a process that had exited and was not waited for, or a
+// helper: a process made only to make a process group whose leader has
+// exited, which exits, and is reaped, once the group's members joined.
+type zombie struct {
+	entry  *pstree.PstreeEntry
+	helper bool
+	// status is what its parent's wait reports.
+	status unix.WaitStatus
+	comm   string
+	tr     *ptrace.Tracer
+}
+
+// each returns a step that runs f for every live process, in order.
+func (t *tree) each(f func(*restorer) error) func() error {
+	return func() error {
+		for _, r := range t.procs {
+			if err := f(r); err != nil {
+				return t.named(r.pid, err)
+			}
+		}
+		return nil
+	}
+}
+
+// named adds the pid to an error about a process other than the root,
+// whose pid the restore's error names already.
+func (t *tree) named(pid int, err error) error {
+	if pid == t.rootPid || err == nil {
+		return err
+	}
+	return fmt.Errorf("pid %d: %w", pid, err)
+}
+
+// close releases what the loaded images hold open.
+func (t *tree) close() {
+	t.shared.Close()
+	for _, r := range t.procs {
+		r.c.files.Close()
+	}
+}
+
+// load reads and checks the checkpoint: the process tree, then each live
+// process's images, and the files each gets by path.
+func (t *tree) load() error {
+	dir, err := image.Open(t.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	t.dir = dir
+	var inv inventory.InventoryEntry
+	if err := dir.ReadImage(image.Inventory, 0, &inv); err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	if inv.GetImgVersion() != image.ImgVersion {
+		return imageErr("image version %d, want %d", inv.GetImgVersion(), image.ImgVersion)
+	}
+	if t.entries, err = image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, 0); err != nil {
+		return fmt.Errorf("%w: %w", ErrImage, err)
+	}
+	if len(t.entries) == 0 {
+		return imageErr("pstree.img holds no process")
+	}
+	t.rootPid = int(t.entries[0].GetPid())
+	live := map[uint32]bool{}
+	seen := map[uint32]bool{}
+	for i, e := range t.entries {
+		pid := e.GetPid()
+		switch {
+		case pid == 0:
+			return imageErr("pstree.img: entry %d has pid 0", i)
+		case seen[pid]:
+			return imageErr("pstree.img: pid %d twice", pid)
+		case i > 0 && !live[e.GetPpid()]:
+			return imageErr("pstree.img: the parent %d of pid %d is not a live process listed before it", e.GetPpid(), pid)
+		}
+		seen[pid] = true
+		core := &criucore.CoreEntry{}
+		if err := dir.ReadImage(image.Core, pid, core); err != nil {
+			return fmt.Errorf("%w: pid %d: %w", ErrImage, pid, err)
+		}
+		if core.Tc == nil {
+			return imageErr("core-%d.img has no task state", pid)
+		}
+		if st := core.Tc.GetTaskState(); st == taskDead || st == taskHelper {
+			if i == 0 {
+				return imageErr("pstree.img: the root %d is not a live process (task state %d)", pid, st)
+			}
+			if st == taskHelper && (e.GetPgid() != pid || e.GetSid() == pid) {
+				return imageErr("pstree.img: helper %d does not lead a process group of its own", pid)
+			}
+			t.zombies = append(t.zombies, &zombie{entry: e, helper: st == taskHelper,
+				status: unix.WaitStatus(core.Tc.GetExitCode()), comm: core.Tc.GetComm()})
+			continue
+		}
+		live[pid] = true
+		c, err := loadProcess(dir, e, map[uint32]*criucore.CoreEntry{pid: core})
+		if err != nil {
+			return t.named(int(pid), err)
+		}
+		t.procs = append(t.procs, &restorer{tree: t, c: c, pid: c.pid})
+	}
+	t.stats.Processes = len(t.procs)
+	for _, z := range t.zombies {
+		if !z.helper {
+			t.stats.Processes++
+		}
+	}
+	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
+	for _, r := range t.procs {
+		// A lock is taken by the process that held it.
+		for _, l := range r.c.files.Locks {
+			if !live[uint32(l.GetPid())] {
+				return imageErr("filelocks.img: a lock of pid %d, which is not a live process of the checkpoint", l.GetPid())
+			}
+		}
+		if err := r.verifyFiles(); err != nil {
+			return t.named(r.pid, err)
+		}
+	}
+	return nil
+}
+
+// cloneTree makes every process of the tree with its PID: the root a
+// child of the stub whose parent is cryo (CLONE_PARENT), so that cryo can
+// wait for it; every other process a child of its restored parent, made
+// by a clone3 injected into the parent, so that it is the parent's child
+// as it was. A process that led a session or a process group makes it as
+// soon as it is born, before its children, which are born in it; once
+// all are there, the others join their groups. Then the zombies exit.
+func (t *tree) cloneTree() error {
+	byPid := map[int]*ptrace.Tracer{}
+	for _, e := range t.entries {
+		pid := int(e.GetPid())
+		var tr *ptrace.Tracer
+		var err error
+		if pid == t.rootPid {
+			tr, err = t.cloneRoot()
+		} else {
+			tr, err = t.cloneChild(byPid[int(e.GetPpid())], int(e.GetPpid()), pid)
+		}
+		if err != nil {
+			return t.named(pid, err)
+		}
+		byPid[pid] = tr
+		if err := t.lead(tr, e); err != nil {
+			return t.named(pid, err)
+		}
+	}
+	for _, e := range t.entries {
+		if err := t.joinGroup(byPid[int(e.GetPid())], e); err != nil {
+			return t.named(int(e.GetPid()), err)
+		}
+	}
+	for _, r := range t.procs {
+		r.tr = byPid[r.pid]
+		r.files = files.NewRestorer(r.tr, r.pid, r.c.files, t.shared, r.opts.ShellJob)
+	}
+	// The helpers last: a zombie may be in a group a helper made.
+	for _, helpers := range []bool{false, true} {
+		for _, z := range t.zombies {
+			if z.helper != helpers {
+				continue
+			}
+			z.tr = byPid[int(z.entry.GetPid())]
+			if err := t.exitZombie(z); err != nil {
+				return t.named(int(z.entry.GetPid()), err)
+			}
+		}
+	}
+	return nil
+}
+
+// cloneRoot makes the root, a child of the stub with CLONE_PARENT; the
+// stub is not needed after that.
+func (t *tree) cloneRoot() (*ptrace.Tracer, error) {
+	// With CLONE_PARENT the exit signal is the stub's own, SIGCHLD.
+	args := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
+	t.awaitZombies(t.procs[0].c.threads)
+	got, err := t.stub.Clone3(t.stub.Pid(), args, t.rootPid)
+	if err != nil {
+		return nil, t.explainTaken(t.rootPid, err)
+	}
+	if got != t.rootPid {
+		return nil, fmt.Errorf("clone3 gave pid %d, want %d", got, t.rootPid)
+	}
+	t.built.add(got)
+	tr, err := t.stub.Child(got)
+	if err != nil {
+		return nil, err
+	}
+	// Nothing else ends the stub: left alone it would stay stopped, a
+	// child of cryo, for as long as cryo runs. The restored processes
+	// keep the time namespace the root was born in; t.stub.KillAll
+	// still reaches them through the session.
+	if err := t.stub.Kill(); err != nil {
+		return nil, fmt.Errorf("end the stub: %w", err)
+	}
+	return tr, nil
+}
+
+// cloneChild makes process pid a child of its restored parent ppid, still
+// a copy of the stub as the parent is.
+func (t *tree) cloneChild(parent *ptrace.Tracer, ppid, pid int) (*ptrace.Tracer, error) {
+	ids := []uint32{uint32(pid)}
+	for _, r := range t.procs {
+		if r.pid == pid {
+			ids = r.c.threads
+		}
+	}
+	t.awaitZombies(ids)
+	got, err := parent.Clone3(ppid, kernel.CloneArgs{ExitSignal: uint64(unix.SIGCHLD)}, pid)
+	if err != nil {
+		return nil, t.explainTaken(pid, err)
+	}
+	if got != pid {
+		return nil, fmt.Errorf("clone3 gave pid %d, want %d", got, pid)
+	}
+	t.built.add(got)
+	return parent.Child(got)
+}
+
+// lead makes the session or the process group the process led. Born of
+// its parent, it starts in the parent's (the root in cryo's). A process
+// can make a session or group of its own but join no other session, so
+// one that led neither stays in its parent's session, and the root in
+// cryo's: that is what a shell job wants.
+func (t *tree) lead(tr *ptrace.Tracer, e *pstree.PstreeEntry) error {
+	pid, sid, pgid := int(e.GetPid()), int(e.GetSid()), int(e.GetPgid())
+	switch {
+	case sid == pid:
+		// A session leader leads its process group too.
+		if _, err := tr.Syscall(pid, unix.SYS_SETSID); err != nil {
+			return fmt.Errorf("setsid: %w", err)
+		}
+	case pgid == pid:
+		if _, err := tr.Syscall(pid, unix.SYS_SETPGID, 0, 0); err != nil {
+			return fmt.Errorf("setpgid: %w", err)
+		}
+	case pid == t.rootPid:
+		t.log.Info("the root stays in cryo's session and process group", "dumped session", sid, "dumped group", pgid)
+	}
+	return nil
+}
+
+// joinGroup moves a process that did not lead its process group into it,
+// once its leader is there; a group whose leader is not in the tree is
+// the root's, which is cryo's now.
+func (t *tree) joinGroup(tr *ptrace.Tracer, e *pstree.PstreeEntry) error {
+	pid, pgid := int(e.GetPid()), int(e.GetPgid())
+	if pgid == pid || int(e.GetSid()) == pid {
+		return nil
+	}
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		return err
+	}
+	if st.Pgrp == pgid {
+		return nil
+	}
+	leader := false
+	for _, o := range t.entries {
+		leader = leader || int(o.GetPid()) == pgid
+	}
+	root := t.entries[0]
+	switch {
+	case leader:
+		if _, err := tr.Syscall(pid, unix.SYS_SETPGID, 0, uint64(pgid)); err != nil {
+			return fmt.Errorf("join process group %d: %w", pgid, err)
+		}
+	case pgid == int(root.GetPgid()):
+		// The root's group, which the root did not lead: cryo's now.
+	default:
+		return fmt.Errorf("%w: process group %d, whose leader is not in the checkpoint", ErrUnsupported, pgid)
+	}
+	return nil
+}
+
+// exitZombie ends a process that was a zombie with the status it had, to
+// be a zombie again for its parent to wait for. Its parent, still held,
+// is sent a SIGCHLD then, which it had taken before the dump: it is taken
+// back (the signals step restores the ones that were pending).
+func (t *tree) exitZombie(z *zombie) error {
+	pid := int(z.entry.GetPid())
+	scratch, err := z.tr.WriteString(pid, z.comm)
+	if err != nil {
+		return err
+	}
+	if _, err := z.tr.Syscall(pid, unix.SYS_PRCTL, unix.PR_SET_NAME, scratch, 0, 0, 0); err != nil {
+		return fmt.Errorf("set name %q: %w", z.comm, err)
+	}
+	if sig := z.status.Signal(); z.status.Signaled() && sig != unix.SIGKILL && sig != unix.SIGSTOP {
+		// Its default action ends the process, without a core: a
+		// process of cryo's ignores what cryo ignores.
+		var dfl kernel.Sigaction
+		if err := z.tr.WriteValue(scratch, dfl); err != nil {
+			return err
+		}
+		if _, err := z.tr.Syscall(pid, unix.SYS_RT_SIGACTION, uint64(z.status.Signal()), scratch, 0, 8); err != nil {
+			return fmt.Errorf("reset action of signal %d: %w", z.status.Signal(), err)
+		}
+		if err := z.tr.WriteValue(scratch, unix.Rlimit{}); err != nil {
+			return err
+		}
+		if _, err := z.tr.Syscall(pid, unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, scratch, 0); err != nil {
+			return fmt.Errorf("set core limit: %w", err)
+		}
+	}
+	t.log.Info("zombie", "pid", pid, "status", fmt.Sprintf("%#x", int(z.status)), "helper", z.helper)
+	if err := z.tr.Exit(z.status); err != nil {
+		return err
+	}
+	if z.helper {
+		if err := t.reapHelper(z); err != nil {
+			return err
+		}
+	}
+	return t.takeChildSignal(int(z.entry.GetPpid()))
+}
+
+// reapHelper makes the parent of a helper that exited wait for it, so
+// that it leaves no trace.
+func (t *tree) reapHelper(z *zombie) error {
+	ppid, pid := int(z.entry.GetPpid()), int(z.entry.GetPid())
+	parent := t.proc(ppid)
+	if parent == nil {
+		return errors.New("the helper's parent is not a live process of the checkpoint")
+	}
+	got, err := parent.tr.Syscall(ppid, unix.SYS_WAIT4, uint64(pid), 0, unix.WNOHANG|unix.WALL, 0)
+	if err != nil {
+		return fmt.Errorf("reap helper %d in pid %d: %w", pid, ppid, err)
+	}
+	if int(got) != pid {
+		return fmt.Errorf("reap helper %d in pid %d: wait4 gave %d", pid, ppid, got)
+	}
+	return nil
+}
+
+// proc returns the live process pid of the tree, nil if none.
+func (t *tree) proc(pid int) *restorer {
+	for _, r := range t.procs {
+		if r.pid == pid {
+			return r
+		}
+	}
+	return nil
+}
+
+// takeChildSignal takes back the SIGCHLD a zombie's exit sent its parent
+// ppid, if it is pending.
+func (t *tree) takeChildSignal(ppid int) error {
+	parent := t.proc(ppid)
+	if parent == nil {
+		return errors.New("the zombie's parent is not a live process of the checkpoint")
+	}
+	scratch, err := parent.tr.Scratch(ppid)
+	if err != nil {
+		return err
+	}
+	// The set, then a zero timeout after it.
+	set := uint64(1) << (unix.SIGCHLD - 1)
+	if err := parent.tr.WriteMem(scratch, kernel.Encode([]uint64{set, 0, 0})); err != nil {
+		return err
+	}
+	_, err = parent.tr.Syscall(ppid, unix.SYS_RT_SIGTIMEDWAIT, scratch, 0, scratch+8, 8)
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		return fmt.Errorf("take back SIGCHLD in pid %d: %w", ppid, err)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package restore_test
+
+import (
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/restore"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// treeMembers are the processes test/subjects/tree.c names in its ready
+// line, besides its root.
+var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan"}
+
+// links is what ties a process to the others of its tree.
+type links struct {
+	PPid, Pgrp, Session int
+	State               byte
+	Comm                string
+	ExitCode            int
+}
+
+func readLinks(t *testing.T, pids map[string]int) map[string]links {
+	t.Helper()
+	out := map[string]links{}
+	for name, pid := range pids {
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			t.Fatalf("%s (pid %d): %v", name, pid, err)
+		}
+		// A sleeping process may be seen running.
+		state := st.State
+		if state == 'R' {
+			state = 'S'
+		}
+		out[name] = links{PPid: st.PPid, Pgrp: st.Pgrp, Session: st.Session, State: state, Comm: st.Comm, ExitCode: st.ExitCode}
+	}
+	return out
+}
+
+// startTree starts test/subjects/tree.c and returns it and the pids of
+// its processes, by name ("root" and treeMembers).
+func startTree(t *testing.T) (*subject, map[string]int) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "tree.c"), dir), dir: dir}
+	pids := map[string]int{"root": s.Pid}
+	for _, name := range treeMembers {
+		pid, err := strconv.Atoi(s.Ready[name])
+		if err != nil {
+			t.Fatalf("ready line: %s=%q", name, s.Ready[name])
+		}
+		pids[name] = pid
+	}
+	return s, pids
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// TestRestoreTree checkpoints test/subjects/tree.c, a root with six
+// children (two of them zombies, one in a process group whose leader has
+// exited) and a grandchild, and restores it: every process comes back
+// with its PID, parent, process group and session;
+// the zombies are zombies again, waitable with their exit status; the
+// numbers going from the writer through the reader to the root go on with
+// none skipped or repeated (the subject checks); and the file the root
+// shares with its children is one open file description again.
+func TestRestoreTree(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, pids := startTree(t)
+	s.WaitTicks(t, 3)
+	before := readLinks(t, pids)
+	c := dumpAndReap(t, s)
+	var all []int
+	for _, pid := range pids {
+		all = append(all, pid)
+	}
+	if err := testutil.WaitPidsFree(all...); err != nil {
+		t.Fatal(err)
+	}
+	st, log := restoreSubject(t, s, c, restore.Options{})
+	if st.Processes != len(pids) {
+		t.Errorf("restored %d processes, want %d", st.Processes, len(pids))
+	}
+	s.WaitTicks(t, 10)
+	// The helper that made the orphan's group again is gone.
+	if leader := s.Ready["leader"]; testutil.WaitPidsFree(atoi(leader)) != nil {
+		t.Errorf("the helper %s that made a process group is still there", leader)
+	}
+	if diff := cmp.Diff(before, readLinks(t, pids)); diff != "" {
+		t.Errorf("process links (-dumped +restored):\n%s\nlog:\n%s", diff, log)
+	}
+	// The subject fails itself if a number is skipped or repeated.
+	after := s.TickLines()
+	last := after[len(after)-1]
+	if seq, dumped := last.Fields["seq"], c.lastTick.Fields["seq"]; atoi(seq) <= atoi(dumped) {
+		t.Errorf("numbers passed on: %s at the dump, %s now", dumped, seq)
+	}
+	fd, err := strconv.Atoi(s.Ready["file"])
+	if err != nil {
+		t.Fatalf("ready line: file=%q", s.Ready["file"])
+	}
+	for _, name := range []string{"writer", "reader", "group"} {
+		same, err := kernel.SameFile(pids["root"], fd, pids[name], fd)
+		if err != nil || !same {
+			t.Errorf("fd %d of the root and of the %s: same open file description %v (%v), want true", fd, name, same, err)
+		}
+	}
+}
