@@ -2,12 +2,12 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -47,11 +47,12 @@ func TestRestoreCommandPrograms(t *testing.T) {
 			}
 			s := testutil.StartSubject(t, tt.args[0], tt.args[1:]...)
 			s.WaitTicks(t, 5)
-			tree := descendants(t, s.Pid)
-			if len(tree) == 0 {
-				t.Fatalf("pid %d has no child to checkpoint with it", s.Pid)
-			}
 			dir := dumpSubject(t, bin, s)
+			// The processes dumped: a shell's sleep comes and goes.
+			tree := dumpedPids(t, dir)
+			if len(tree) < 2 {
+				t.Fatalf("pid %d was dumped without a child", s.Pid)
+			}
 			if err := testutil.WaitPidsFree(tree...); err != nil {
 				t.Fatal(err)
 			}
@@ -76,25 +77,20 @@ func TestRestoreCommandPrograms(t *testing.T) {
 	}
 }
 
-// descendants lists the children of pid, and theirs.
-func descendants(t *testing.T, pid int) []int {
+// dumpedPids lists the processes of a checkpoint.
+func dumpedPids(t *testing.T, dir string) []int {
 	t.Helper()
-	var out []int
-	tids, err := proc.ReadTasks(pid)
+	d, err := image.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tid := range tids {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", strconv.Itoa(tid), "children"))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if k, err := strconv.Atoi(f); err == nil {
-				out = append(out, k)
-				out = append(out, descendants(t, k)...)
-			}
-		}
+	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range tree {
+		out = append(out, int(e.GetPid()))
 	}
 	return out
 }

@@ -272,46 +272,26 @@ func (t *tree) checkSessions() error {
 // shareMemory finds the shared anonymous memory objects that several
 // processes of the tree map (inherited across fork): each is copied once,
 // whole, through one of its mappings (copyShared), not by each process.
-// A memfd that several processes map or hold is refused: a restore would
-// make one for each.
+// A memfd is one object whoever holds it: its contents are copied once
+// (copyObjects).
 func (t *tree) shareMemory() error {
 	if len(t.procs) < 2 {
 		return nil
 	}
 	mappers := map[uint64][]*dumper{}
 	var order []uint64
-	memfds := map[uint64]int{}
-	useMemfd := func(pid int, id uint64) error {
-		if o, ok := memfds[id]; ok && o != pid {
-			return fmt.Errorf("%w: memfd (file %d) is shared by pids %d and %d (memfds shared between processes are not supported yet)", ErrUnsupported, id, o, pid)
-		}
-		memfds[id] = pid
-		return nil
-	}
-	isMemfd := t.files.MemfdIDs()
 	for _, d := range t.procs {
 		for _, v := range d.images.mm.Vmas {
 			id := v.GetShmid()
-			switch {
-			case v.GetStatus()&image.VMAAnonShared != 0:
-				ds := mappers[id]
-				if len(ds) == 0 {
-					order = append(order, id)
-				}
-				if len(ds) == 0 || ds[len(ds)-1] != d {
-					mappers[id] = append(ds, d)
-				}
-			case v.GetStatus()&image.VMAAreaMemfd != 0:
-				if err := useMemfd(d.pid, id); err != nil {
-					return err
-				}
+			if v.GetStatus()&image.VMAAnonShared == 0 {
+				continue
 			}
-		}
-		for _, fd := range t.files.Fds(uint32(d.pid)) {
-			if isMemfd[fd.GetId()] {
-				if err := useMemfd(d.pid, uint64(fd.GetId())); err != nil {
-					return err
-				}
+			ds := mappers[id]
+			if len(ds) == 0 {
+				order = append(order, id)
+			}
+			if len(ds) == 0 || ds[len(ds)-1] != d {
+				mappers[id] = append(ds, d)
 			}
 		}
 	}

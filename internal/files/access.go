@@ -58,7 +58,8 @@ type VerifyOptions struct {
 // Verify checks and opens every file the process gets by path: the
 // entries its descriptors and FIFOs refer to, and the entries of need
 // (mappings, executable, working directory), each with the access
-// (unix.R_OK, W_OK, X_OK bits) the process needs. Errors name the file
+// (unix.R_OK, W_OK, X_OK bits) the process needs; and what the marks of
+// its inotify and fanotify descriptors are on (fsnotify.go). Errors name the file
 // and what changed. The files stay open, for Path, until Close.
 func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 	all := maps.Clone(need)
@@ -96,6 +97,10 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 			return fmt.Errorf("file %s: %w", f.Reg.GetName(), err)
 		}
 		s.opened[id] = fd
+	}
+	if err := s.verifyMarks(o); err != nil {
+		s.Close()
+		return err
 	}
 	return nil
 }
@@ -266,4 +271,5 @@ func (s *Set) Close() {
 		unix.Close(fd)
 	}
 	s.opened = nil
+	s.closeMarks()
 }

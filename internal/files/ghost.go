@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // An unlinked file a process holds (by a descriptor, a mapping or as its
@@ -189,11 +190,12 @@ func (t *Table) Abort() {
 }
 
 // takeGhost saves the unlinked file reached at link, of which no name is
-// left.
+// left. Its device is the kernel's dev_t, as CRIU keeps it: an inotify
+// or fanotify mark finds its ghost by device and inode.
 func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
 	g := ghost{id: uint32(len(t.ghosts) + 1), e: &ghostfile.GhostFileEntry{
 		Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid), Mode: proto.Uint32(st.Mode),
-		Dev: proto.Uint32(uint32(st.Dev)), Ino: proto.Uint64(st.Ino),
+		Dev: proto.Uint32(kernel.KernelDev(unix.Major(st.Dev), unix.Minor(st.Dev))), Ino: proto.Uint64(st.Ino),
 		Atim: timeval(st.Atim), Mtim: timeval(st.Mtim),
 	}}
 	switch st.Mode & unix.S_IFMT {
@@ -485,7 +487,10 @@ func (s *Shared) Close() {
 	for _, fd := range s.held {
 		unix.Close(fd)
 	}
-	s.held = nil
+	for _, fd := range s.memfds {
+		unix.Close(fd)
+	}
+	s.held, s.memfds = nil, nil
 }
 
 // recreateGhost recreates ghost id, once named name: at that name if it

@@ -35,6 +35,8 @@ var kinds = []kind{
 	pipeKind{},
 	eventfdKind{},
 	eventpollKind{},
+	inotifyKind{},
+	fanotifyKind{},
 	memfdKind{},
 	nsKind{},
 	fifoKind{},

@@ -31,7 +31,9 @@ func TestClaims(t *testing.T) {
 		{"/run/sock", unix.S_IFSOCK, none},
 		{"socket:[99]", unix.S_IFSOCK, none},
 		{"anon_inode:[timerfd]", 0, none},
-		{"anon_inode:inotify", 0, none},
+		{"anon_inode:inotify", 0, fdinfo.FdTypes_INOTIFY},
+		{"anon_inode:[fanotify]", 0, fdinfo.FdTypes_FANOTIFY},
+		{"anon_inode:[pidfd]", 0, none},
 	} {
 		d := &desc{link: tc.link, st: unix.Stat_t{Mode: tc.mode | 0o644}}
 		got := none

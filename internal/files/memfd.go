@@ -298,7 +298,20 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 	if n, ok := r.memfds[id]; ok {
 		return n, nil
 	}
+	if r.memfds == nil {
+		r.memfds, r.sealed = map[uint32]uint64{}, map[uint32]bool{}
+	}
 	e := r.set.memfds[id]
+	if held, ok := r.shared.memfds[id]; ok {
+		// Made by another process of the tree, which sized, filled and
+		// sealed it: the same inode, reached through cryo's descriptor.
+		n, err := r.open(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), held), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open memfd %s made by another process: %w", e.GetName(), err)
+		}
+		r.memfds[id], r.sealed[id] = n, true
+		return n, nil
+	}
 	scratch, err := r.tr.WriteString(r.pid, e.GetName())
 	if err != nil {
 		return 0, err
@@ -307,10 +320,12 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("memfd_create %s: %w", e.GetName(), err)
 	}
-	if r.memfds == nil {
-		r.memfds = map[uint32]uint64{}
-	}
 	r.memfds[id] = n
+	held, err := Getfd(r.pid, int(n))
+	if err != nil {
+		return 0, err
+	}
+	r.shared.memfds[id] = held
 	if err := r.sys(unix.SYS_FTRUNCATE, n, e.GetSize()); err != nil {
 		return 0, fmt.Errorf("size memfd %s (fd %d) to %d: %w", e.GetName(), n, e.GetSize(), err)
 	}
@@ -390,9 +405,6 @@ func (r *Restorer) SealMemfds() error {
 	for id, n := range r.memfds {
 		if r.sealed[id] {
 			continue
-		}
-		if r.sealed == nil {
-			r.sealed = map[uint32]bool{}
 		}
 		r.sealed[id] = true
 		e := r.set.memfds[id]

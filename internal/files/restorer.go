@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 
@@ -75,7 +76,17 @@ func (r *Restorer) OpenAll() error {
 	if err := r.makeMemfds(); err != nil {
 		return err
 	}
+	// The process's own /proc/PID/fd/N and fdinfo/N exist only once
+	// descriptor N has its number: they are opened last.
+	var early, late []*group
 	for _, g := range r.groups() {
+		if r.ownFdFile(g.entries[0]) { // a regular file: a group of its own
+			late = append(late, g)
+		} else {
+			early = append(early, g)
+		}
+	}
+	for _, g := range append(early, late...) {
 		if err := r.openGroup(g); err != nil {
 			return err
 		}
@@ -102,6 +113,16 @@ func (r *Restorer) OpenAll() error {
 		}
 	}
 	return r.takeLocks()
+}
+
+// ownFdFile reports whether f is the process's own /proc/PID/fd/N or
+// /proc/PID/fdinfo/N.
+func (r *Restorer) ownFdFile(f *fdinfo.FileEntry) bool {
+	if f.Reg == nil || !r.set.ownProc[f.GetId()] {
+		return false
+	}
+	rest, _ := strings.CutPrefix(f.Reg.GetName(), fmt.Sprintf("/proc/%d/", r.pid))
+	return strings.HasPrefix(rest, "fd/") || strings.HasPrefix(rest, "fdinfo/")
 }
 
 // opener is a kind with work to do once every entry is open.

@@ -25,6 +25,7 @@ type Set struct {
 	memfdSet
 	lockSet
 	identitySet
+	markSet
 }
 
 func imageErr(format string, a ...any) error {

@@ -21,12 +21,15 @@ type Shared struct {
 	pipes map[uint32]fdRef
 	// filled are the FIFOs whose data is written back, by pipe id.
 	filled map[uint32]bool
+	// memfds are cryo's descriptors of the memfds made, by inode id: the
+	// other processes that have one open it through them.
+	memfds map[uint32]int
 	ghostRestorer
 }
 
 // NewShared starts the registry of a tree's restore.
 func NewShared() *Shared {
-	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}}
+	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, memfds: map[uint32]int{}}
 }
 
 // note records the descriptors of process pid, at their numbers, for the

@@ -33,6 +33,10 @@ type Table struct {
 	// the same inode, so kcmp compares so few; sorted by kcmp's order of
 	// their descriptions (sharedWith).
 	described map[inode][]fdRef
+	// mounts are the mounts of process mountsOf, read for the first
+	// mark of a notification descriptor.
+	mounts   []proc.Mount
+	mountsOf int
 	pipeTable
 	ghostTable
 	memfdTable
@@ -161,20 +165,6 @@ func (t *Table) sharedWith(pid, fd int, ino inode) (uint32, int, error) {
 		return 0, i, err
 	}
 	return t.described[ino][i].id, i, nil
-}
-
-// Fds is descriptor table filesID as dumped.
-func (t *Table) Fds(filesID uint32) []*fdinfo.FdinfoEntry { return t.fds[filesID] }
-
-// MemfdIDs are the ids of the memfd entries.
-func (t *Table) MemfdIDs() map[uint32]bool {
-	ids := map[uint32]bool{}
-	for _, f := range t.files {
-		if f.GetType() == fdinfo.FdTypes_MEMFD {
-			ids[f.GetId()] = true
-		}
-	}
-	return ids
 }
 
 // dumpFd offers a descriptor to the kinds.

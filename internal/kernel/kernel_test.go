@@ -164,3 +164,18 @@ func TestClone3Exit(t *testing.T) {
 		})
 	}
 }
+
+func TestInotifySetNextWd(t *testing.T) {
+	// _IOW(type, nr, size) in include/uapi/asm-generic/ioctl.h, of an
+	// __s32.
+	const iocWrite, inotifyType = 1, 'I'
+	if want := iocWrite<<30 | 4<<16 | inotifyType<<8 | 0; kernel.InotifySetNextWd != want {
+		t.Errorf("INOTIFY_IOC_SETNEXTWD = %#x, want %#x", kernel.InotifySetNextWd, want)
+	}
+	if got := kernel.KernelDev(254, 3); got != 0xfe00003 {
+		t.Errorf("KernelDev(254, 3) = %#x", got)
+	}
+	if ma, mi := kernel.KernelDevSplit(0xfe00003); ma != 254 || mi != 3 {
+		t.Errorf("KernelDevSplit(0xfe00003) = %d, %d", ma, mi)
+	}
+}

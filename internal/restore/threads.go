@@ -3,6 +3,8 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -70,7 +72,7 @@ func (t *tree) explainTaken(id int, err error) error {
 	st, serr := proc.ReadStat(id)
 	switch {
 	case cerr != nil:
-		comm = "a task not visible here"
+		comm = groupHolder(id)
 	case serr == nil && st.State == 'Z':
 		comm = fmt.Sprintf("the zombie of %s, which its parent, pid %d, has not reaped", comm, st.PPid)
 	case isCryo(id):
@@ -79,6 +81,24 @@ func (t *tree) explainTaken(id int, err error) error {
 		comm = "a cryo process"
 	}
 	return fmt.Errorf("%w: %d is taken by %s", ErrPidTaken, id, comm)
+}
+
+// groupHolder names what holds id when no task has it: a process group or
+// session of that id, which lives on while a member does.
+func groupHolder(id int) string {
+	ents, err := os.ReadDir("/proc")
+	if err == nil {
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if st, err := proc.ReadStat(pid); err == nil && (st.Pgrp == id || st.Session == id) {
+				return fmt.Sprintf("the process group or session of pid %d (%s), whose leader has exited", pid, st.Comm)
+			}
+		}
+	}
+	return "a task not visible here"
 }
 
 // isCryo reports whether task id runs this very cryo binary.

@@ -151,6 +151,15 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	if err != nil {
 		t.Fatalf("state oracle: %v", err)
 	}
+	// A restore recreates an unlinked file the process holds (a ghost):
+	// a new inode, which the marks on it then name.
+	unlinked := map[string]bool{}
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if strings.HasSuffix(link(fmt.Sprintf("fd/%d", fd)), " (deleted)") && unix.Stat(proc.Path(pid, fmt.Sprintf("fd/%d", fd)), &st) == nil {
+			unlinked[strconv.FormatUint(st.Ino, 16)] = true
+		}
+	}
 	for _, fd := range fds {
 		key := fmt.Sprintf("fd/%d/", fd)
 		s[key+"link"] = objectNumber.ReplaceAllString(link(fmt.Sprintf("fd/%d", fd)), "[N]")
@@ -162,6 +171,15 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		// as "fd/N/link", and by inode, which is new for a new object.
 		for i, v := range multi["tfd"] {
 			multi["tfd"][i] = tfdInode.ReplaceAllString(v, "")
+		}
+		for _, k := range []string{"inotify wd", "fanotify ino"} {
+			for i, v := range multi[k] {
+				line := k + ":" + v
+				if m := markInode.FindStringSubmatch(line); m != nil && unlinked[m[1]] {
+					line = strings.Replace(line, m[0], "ino:(unlinked) ", 1)
+					multi[k][i] = strings.TrimPrefix(markHandle.ReplaceAllString(line, ""), k+":")
+				}
+			}
 		}
 		for k, vs := range multi {
 			slices.Sort(vs)
@@ -289,6 +307,13 @@ func continues(prev, m *mapping, perms string) bool {
 
 // tfdInode is the target's inode and device in an epoll's tfd line.
 var tfdInode = regexp.MustCompile(`\s+ino:[0-9a-f]+\s+sdev:[0-9a-f]+`)
+
+// markInode is the inode of an inotify or fanotify mark line, its key
+// included; markHandle its file handle.
+var (
+	markInode  = regexp.MustCompile(`ino:([0-9a-f]+) `)
+	markHandle = regexp.MustCompile(` f_handle:[0-9a-f]+`)
+)
 
 // objectNumber is the inode number in a descriptor link to a kernel
 // object ("pipe:[1234]"), which a restore makes anew.

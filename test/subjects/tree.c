@@ -4,7 +4,8 @@
 // Usage: tree DIR [uts|files]. Started as a session leader, it makes:
 //   writer   a child that writes 1, 2, 3... into a pipe every PERIOD_MS,
 //            and each number first into a MAP_SHARED anonymous page that
-//            every process maps (made before the forks)
+//            every process maps and into a memfd every process holds
+//            (both made before the forks)
 //   reader   a child that reads them from the pipe, checks that none is
 //            skipped or repeated, and passes each on through a second
 //            pipe to the root, which checks them again
@@ -20,8 +21,8 @@
 // description: one offset), which the writer appends a line to at each
 // number. Every process checks at each tick that its parent and groups
 // are as they were; the root checks the zombies without reaping them
-// (waitid WNOWAIT) and that the shared page holds at least the last number
-// passed on, and prints
+// (waitid WNOWAIT) and that the shared page and the memfd hold at least
+// the last number passed on, and prints
 //   tick N pid=P seq=S ok
 // with S the last number passed on, or "FAIL ..." (from any process) and
 // exits 1. It prints "ready writer=PID reader=PID group=PID
@@ -66,10 +67,13 @@ static void watch(pid_t parent, pid_t pgid, const char *who) {
 }
 
 static volatile uint32_t *shared;
+static int memfd;
 
 static void writer(int out, int file, pid_t parent) {
 	for (uint32_t n = 1;; n++) {
 		*shared = n;
+		if (pwrite(memfd, &n, sizeof n, 0) != sizeof n)
+			fail("writer: write the memfd: %s", strerror(errno));
 		if (write(out, &n, sizeof n) != sizeof n)
 			fail("writer: write %u: %s", n, strerror(errno));
 		char line[32];
@@ -123,8 +127,9 @@ int main(int argc, char **argv) {
 		fail("usage: tree DIR [uts|files]");
 	const char *refused = argc == 3 ? argv[2] : "";
 	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (shared == MAP_FAILED)
-		fail("mmap: %s", strerror(errno));
+	memfd = memfd_create("tree", MFD_CLOEXEC);
+	if (shared == MAP_FAILED || memfd < 0)
+		fail("mmap, memfd_create: %s", strerror(errno));
 	pid_t root = getpid();
 	if (getsid(0) != root)
 		fail("not a session leader");
@@ -217,6 +222,9 @@ int main(int argc, char **argv) {
 		}
 		if (*shared < seq)
 			fail("root: the shared page holds %u, below %u", *shared, seq);
+		uint32_t held = 0;
+		if (pread(memfd, &held, sizeof held, 0) != sizeof held || held < seq)
+			fail("root: the memfd holds %u, below %u: %s", held, seq, strerror(errno));
 		if (getsid(0) != root || getpgrp() != root)
 			fail("root: session %d, group %d, want %d", getsid(0), getpgrp(), root);
 		if (getpgid(g) != g || getpgid(gc) != g || getsid(g) != root)

@@ -1,0 +1,141 @@
+package files
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fsnotify"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+)
+
+// inotifyKind is an inotify with its watches, each under its watch
+// descriptor number (wd), on the inode it watches (fsnotify.go). Events
+// not read yet are refused at dump. A restore adds the watches in the
+// order of their numbers, each after setting the number the next watch
+// gets; the number the watch after the last restored one gets may be one
+// the process had removed before the dump (the kernel does not say where
+// its count stood).
+type inotifyKind struct{}
+
+// inotifyMask is what an inotify's fdinfo shows of a watch and
+// inotify_add_watch takes back: the events, IN_ONESHOT and
+// IN_EXCL_UNLINK.
+const inotifyMask = unix.IN_ALL_EVENTS | unix.IN_ONESHOT | unix.IN_EXCL_UNLINK
+
+func (inotifyKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_INOTIFY }
+
+func (inotifyKind) claims(d *desc) bool { return d.link == "anon_inode:inotify" }
+
+func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
+	watches, err := d.info.InotifyWatches()
+	if err != nil {
+		return 0, fmt.Errorf("read inotify fd %d: %w", d.fd, err)
+	}
+	slices.SortFunc(watches, func(a, b proc.InotifyWatch) int { return int(a.Wd) - int(b.Wd) })
+	e := &fsnotify.InotifyFileEntry{Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()}
+	for _, w := range watches {
+		if w.Mask&^inotifyMask != 0 {
+			return 0, fmt.Errorf("%w: inotify fd %d watch %d has mask %#x", ErrUnsupported, d.fd, w.Wd, w.Mask)
+		}
+		h, err := t.markEntry(fmt.Sprintf("inotify fd %d watch %d", d.fd, w.Wd), w.Sdev, w.Ino, w.Handle)
+		if err != nil {
+			return 0, err
+		}
+		e.Wd = append(e.Wd, &fsnotify.InotifyWdEntry{
+			IIno: proto.Uint64(w.Ino), Mask: proto.Uint32(w.Mask), IgnoredMask: proto.Uint32(w.IgnoredMask),
+			SDev: proto.Uint32(w.Sdev), Wd: proto.Uint32(uint32(w.Wd)), FHandle: h,
+		})
+	}
+	if err := t.refuseLost(d, "inotify"); err != nil {
+		return 0, err
+	}
+	// After the marks: an unlinked inode's entry takes an id.
+	id := t.nextID()
+	e.Id = proto.Uint32(id)
+	for _, w := range e.Wd {
+		w.Id = proto.Uint32(id)
+	}
+	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_INOTIFY.Enum(), Id: proto.Uint32(id), Ify: e}), nil
+}
+
+func (inotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
+	if f.Ify == nil {
+		return imageErr("file %d: INOTIFY without an ify entry", f.GetId())
+	}
+	seen := map[uint32]bool{}
+	for _, w := range f.Ify.GetWd() {
+		switch {
+		case w.GetWd() == 0 || w.GetWd() > math.MaxInt32 || seen[w.GetWd()]:
+			return imageErr("inotify file %d: watch number %d is zero, too large or repeated", f.GetId(), w.GetWd())
+		case w.GetMask()&^inotifyMask != 0:
+			return fmt.Errorf("%w: inotify file %d watch %d has mask %#x", ErrUnsupported, f.GetId(), w.GetWd(), w.GetMask())
+		}
+		seen[w.GetWd()] = true
+		if err := checkHandle(f.GetId(), w.GetFHandle()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// open makes an inotify in the process and adds its watches, each with
+// its number.
+func (inotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	flags := r.cloexec // IN_CLOEXEC is O_CLOEXEC
+	if f.Ify.GetFlags()&unix.O_NONBLOCK != 0 {
+		flags |= unix.IN_NONBLOCK
+	}
+	n, err := r.tr.Syscall(r.pid, unix.SYS_INOTIFY_INIT1, flags)
+	if err != nil {
+		return 0, fmt.Errorf("make inotify: %w", err)
+	}
+	ms := marks(f)
+	order := make([]int, len(ms))
+	for i := range order {
+		order[i] = i
+	}
+	wds := f.Ify.GetWd()
+	slices.SortFunc(order, func(a, b int) int { return int(wds[a].GetWd()) - int(wds[b].GetWd()) })
+	for _, i := range order {
+		w := wds[i]
+		path, err := r.markPath(f, i, ms[i])
+		if err != nil {
+			return 0, err
+		}
+		if err := r.addWatch(n, path, w.GetMask(), w.GetWd()); err != nil {
+			return 0, fmt.Errorf("inotify watch %d on %v: %w", w.GetWd(), ms[i], err)
+		}
+	}
+	return n, nil
+}
+
+// addWatch adds a watch of inotify n on path that gets number wd, the
+// numbers below it being taken or free: the kernel numbers watches from
+// where its count stands, which INOTIFY_IOC_SETNEXTWD sets. A kernel
+// without it (built without CONFIG_CHECKPOINT_RESTORE) numbers them from
+// 1: the numbers come back only if they were 1, 2, 3...
+func (r *Restorer) addWatch(n uint64, path string, mask, wd uint32) error {
+	_, err := r.tr.Syscall(r.pid, unix.SYS_IOCTL, n, kernel.InotifySetNextWd, uint64(wd))
+	if err != nil && !errors.Is(err, unix.ENOTTY) {
+		return fmt.Errorf("set the next watch number: %w", err)
+	}
+	addr, err := r.tr.WriteString(r.pid, path)
+	if err != nil {
+		return err
+	}
+	got, err := r.tr.Syscall(r.pid, unix.SYS_INOTIFY_ADD_WATCH, n, addr, uint64(mask))
+	switch {
+	case err != nil:
+		return fmt.Errorf("add watch (mask %#x): %w", mask, err)
+	case got != uint64(wd):
+		return fmt.Errorf("%w: the watch got number %d: this kernel cannot set the number of a watch (INOTIFY_IOC_SETNEXTWD)", ErrUnsupported, got)
+	}
+	return nil
+}
