@@ -56,6 +56,7 @@ func TestRestoreCommandPrograms(t *testing.T) {
 			if err := testutil.WaitPidsFree(tree...); err != nil {
 				t.Fatal(err)
 			}
+			testutil.KillPidsAtCleanup(t, tree...)
 			dumped := len(s.TickLines())
 			out, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d")
 			s.Restored()

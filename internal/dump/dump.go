@@ -66,10 +66,13 @@ type Stats struct {
 // dumper holds the state of one process of the tree being dumped.
 type dumper struct {
 	*tree
-	pid    int
-	tr     *ptrace.Tracer
-	status proc.Status
-	stat   proc.Stat
+	pid, ppid int
+	// filesID and fsID name the descriptor table and the filesystem
+	// context: its pid, or its parent's when it shares them.
+	filesID, fsID int
+	tr            *ptrace.Tracer
+	status        proc.Status
+	stat          proc.Stat
 
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping

@@ -160,21 +160,24 @@ func (d *dumper) dumpProcess() error {
 	return nil
 }
 
-// ids are the kernel object ids of the process: its address space,
-// descriptor table, filesystem context and signal handlers are its own
-// (the tree's checkAlone refuses them shared), numbered by its pid; its
+// ids are the kernel object ids of the process: its address space and
+// signal handlers are its own, numbered by its pid; its descriptor table
+// and filesystem context its own or its parent's (checkAlone); its
 // namespaces are the tree's.
 func (d *dumper) ids() *criucore.TaskKobjIdsEntry {
 	own := proto.Uint32(uint32(d.pid))
-	ids := &criucore.TaskKobjIdsEntry{VmId: own, FilesId: own, FsId: own, SighandId: own}
+	ids := &criucore.TaskKobjIdsEntry{VmId: own, FilesId: proto.Uint32(uint32(d.filesID)), FsId: proto.Uint32(uint32(d.fsID)), SighandId: own}
 	files.SetNsIDs(ids)
 	return ids
 }
 
 // dumpFiles records the descriptors, cwd and root.
 func (d *dumper) dumpFiles() error {
-	if err := d.files.Dump(d.pid, uint32(d.pid)); err != nil {
-		return err
+	// A table shared with the parent is the parent's, dumped once.
+	if d.filesID == d.pid {
+		if err := d.files.Dump(d.pid, uint32(d.pid)); err != nil {
+			return err
+		}
 	}
 	cwd, err := proc.ReadCwd(d.pid)
 	if err != nil {

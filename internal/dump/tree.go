@@ -89,7 +89,7 @@ func (t *tree) seize() error {
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
-		d := &dumper{tree: t, pid: pid}
+		d := &dumper{tree: t, pid: pid, ppid: parent[pid], filesID: pid, fsID: pid}
 		if err := d.inspect(); err != nil {
 			if d.status.State != 'Z' || pid == t.opts.Pid {
 				return t.named(pid, err)
@@ -191,9 +191,12 @@ func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
 var namespaces = []string{"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}
 
 // checkAlone refuses a process that shares with another process of the
-// tree what a restore would make twice (an address space, a descriptor
-// table, a filesystem context, signal handlers), or that lives in other
-// namespaces than the root.
+// tree what a restore could not share again, or that lives in other
+// namespaces than the root. A descriptor table (CLONE_FILES) or a
+// filesystem context (CLONE_FS) shared with its parent is made shared
+// again, as the parent's; an address space or signal handlers shared
+// with another process (CLONE_VM without a thread: vfork) are refused,
+// and so is a table or context shared otherwise.
 func (t *tree) checkAlone(d *dumper) error {
 	root := t.procs[0]
 	if d == root {
@@ -209,16 +212,41 @@ func (t *tree) checkAlone(d *dumper) error {
 			return fmt.Errorf("%w: the process is in %s, the root pid %d in %s", ErrUnsupported, b, root.pid, a)
 		}
 	}
+	same := func(o *dumper, typ kernel.KcmpType) (bool, error) {
+		r, err := kernel.Kcmp(d.pid, o.pid, typ, 0, 0)
+		if err != nil {
+			return false, fmt.Errorf("compare with pid %d: %w", o.pid, err)
+		}
+		return r == 0, nil
+	}
+	for _, o := range t.procs {
+		if o.pid == d.ppid {
+			// Shared with the parent: the restore clones it so.
+			if s, err := same(o, kernel.KcmpFiles); err != nil {
+				return err
+			} else if s {
+				d.filesID = o.filesID
+			}
+			if s, err := same(o, kernel.KcmpFS); err != nil {
+				return err
+			} else if s {
+				d.fsID = o.fsID
+			}
+		}
+	}
 	for _, o := range t.procs {
 		if o == d {
 			continue
 		}
 		for _, typ := range []kernel.KcmpType{kernel.KcmpVM, kernel.KcmpFiles, kernel.KcmpFS, kernel.KcmpSighand} {
-			r, err := kernel.Kcmp(d.pid, o.pid, typ, 0, 0)
+			s, err := same(o, typ)
 			if err != nil {
-				return fmt.Errorf("compare with pid %d: %w", o.pid, err)
+				return err
 			}
-			if r == 0 {
+			switch {
+			case !s:
+			case typ == kernel.KcmpFiles && d.filesID == o.filesID, typ == kernel.KcmpFS && d.fsID == o.fsID:
+			default:
 				return fmt.Errorf("%w: the process shares its %s with pid %d", ErrUnsupported, typ, o.pid)
 			}
 		}

@@ -26,13 +26,18 @@ func startTree(t *testing.T, args ...string) (*testutil.Subject, map[string]int)
 	}
 	s := testutil.StartSubject(t, testutil.BuildC(t, "tree.c"), append([]string{dir}, args...)...)
 	pids := map[string]int{"root": s.Pid}
-	for _, name := range []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "leader"} {
+	for _, name := range []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "leader", "twin"} {
 		pid, err := strconv.Atoi(s.Ready[name])
 		if err != nil {
 			t.Fatalf("ready line: %s=%q", name, s.Ready[name])
 		}
 		pids[name] = pid
 	}
+	var all []int
+	for _, pid := range pids {
+		all = append(all, pid)
+	}
+	testutil.KillPidsAtCleanup(t, all...)
 	return s, pids
 }
 
@@ -69,6 +74,7 @@ func TestDumpTree(t *testing.T) {
 		entry(pids["writer"], pids["root"], pids["root"], one(pids["writer"])...),
 		entry(pids["reader"], pids["root"], pids["root"], one(pids["reader"])...),
 		entry(pids["group"], pids["root"], pids["group"], one(pids["group"])...),
+		entry(pids["twin"], pids["root"], pids["root"], one(pids["twin"])...),
 		entry(pids["orphan"], pids["root"], pids["leader"], one(pids["orphan"])...),
 		entry(pids["exited"], pids["root"], pids["root"], one(pids["exited"])...),
 		entry(pids["killed"], pids["root"], pids["root"], one(pids["killed"])...),
@@ -112,6 +118,14 @@ func TestDumpTree(t *testing.T) {
 	if a, b := fileOf(pids["root"]), fileOf(pids["writer"]); a != b {
 		t.Errorf("the shared file is entry %d in the root and %d in the writer, want one entry", a, b)
 	}
+	// The twin shares the root's descriptor table and filesystem context.
+	core := &criucore.CoreEntry{}
+	if err := dir.ReadImage(image.Core, uint32(pids["twin"]), core); err != nil {
+		t.Fatal(err)
+	}
+	if ids := core.GetIds(); ids.GetFilesId() != root || ids.GetFsId() != root {
+		t.Errorf("the twin's descriptor table %d and filesystem context %d, want the root's, %d", ids.GetFilesId(), ids.GetFsId(), root)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -125,7 +139,7 @@ func TestDumpTreeRefuses(t *testing.T) {
 		want []string
 	}{
 		{"uts", []string{"uts:["}},
-		{"files", []string{"descriptor table (CLONE_FILES)"}},
+		{"siblings", []string{"descriptor table (CLONE_FILES)"}},
 	} {
 		t.Run(tt.arg, func(t *testing.T) {
 			s, _ := startTree(t, tt.arg)

@@ -573,48 +573,65 @@ func applyGhostMeta(fd int, e *ghostfile.GhostFileEntry) error {
 // metadata is applied) at name, or beside it if the name is taken, in the
 // nearest directory left, removes the name and returns a descriptor of
 // the file: read-write for a regular file, to fill it, O_PATH for the
-// others.
+// others. The directory is reached without following any symbolic link:
+// the dumped name is canonical, so a link in it was put there since, and
+// root must not create files where it leads.
 func createGhost(name string, typ uint32) (int, error) {
 	dir, err := nearestDir(name)
 	if err != nil {
 		return -1, err
 	}
+	dfd, err := unix.Openat2(unix.AT_FDCWD, dir, &unix.OpenHow{
+		Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS,
+	})
+	if err != nil {
+		return -1, fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	defer unix.Close(dfd)
 	base := filepath.Base(name)
-	path := filepath.Join(dir, base)
 	for i := 1; ; i++ {
-		fd, err := createNode(path, typ)
+		fd, err := createNode(dfd, base, typ)
 		if err == nil {
-			if err = os.Remove(path); err != nil {
+			unlink := 0
+			if typ == unix.S_IFDIR {
+				unlink = unix.AT_REMOVEDIR
+			}
+			if err = unix.Unlinkat(dfd, base, unlink); err != nil {
 				unix.Close(fd)
-				return -1, err
+				return -1, fmt.Errorf("remove %s: %w", filepath.Join(dir, base), err)
 			}
 			return fd, nil
 		}
 		if !errors.Is(err, unix.EEXIST) || i == 100 {
-			return -1, fmt.Errorf("create %s: %w", path, err)
+			return -1, fmt.Errorf("create %s: %w", filepath.Join(dir, base), err)
 		}
-		path = filepath.Join(dir, base+".cryo-ghost."+strconv.Itoa(i))
+		base = filepath.Base(name) + ".cryo-ghost." + strconv.Itoa(i)
 	}
 }
 
-func createNode(path string, typ uint32) (int, error) {
+// createNode makes name, of type typ, in directory dfd.
+func createNode(dfd int, name string, typ uint32) (int, error) {
 	flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	var err error
 	switch typ {
 	case unix.S_IFREG:
-		return unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return unix.Openat(dfd, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	case unix.S_IFDIR:
-		err = unix.Mkdir(path, 0o700)
+		err = unix.Mkdirat(dfd, name, 0o700)
 		flags |= unix.O_DIRECTORY
 	case unix.S_IFIFO:
-		err = unix.Mknod(path, unix.S_IFIFO|0o600, 0)
+		err = unix.Mknodat(dfd, name, unix.S_IFIFO|0o600, 0)
 	}
 	if err != nil {
 		return -1, err
 	}
-	fd, err := unix.Open(path, flags, 0)
+	fd, err := unix.Openat(dfd, name, flags, 0)
 	if err != nil {
-		os.Remove(path)
+		unlink := 0
+		if typ == unix.S_IFDIR {
+			unlink = unix.AT_REMOVEDIR
+		}
+		unix.Unlinkat(dfd, name, unlink)
 		return -1, err
 	}
 	return fd, nil

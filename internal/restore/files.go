@@ -7,10 +7,14 @@ import (
 )
 
 // openFiles recreates the descriptor table (see files.Restorer.OpenAll),
-// under the dumped RLIMIT_NOFILE as far as this one's hard limit allows:
-// the stub has cryo's soft limit, which the table may not fit in. The
-// task step sets the dumped limits afterwards.
+// under the dumped RLIMIT_NOFILE as far as this one's hard limit allows
+// (the stub has cryo's soft limit, which the table may not fit in; the
+// task step sets the dumped limits afterwards), unless it is the
+// parent's, which the parent made.
 func (r *restorer) openFiles() error {
+	if r.sharesFiles() {
+		return nil
+	}
 	var cur unix.Rlimit
 	if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
 		return fmt.Errorf("read RLIMIT_NOFILE of pid %d: %w", r.pid, err)

@@ -125,7 +125,13 @@ func dumpAndReapWith(t *testing.T, s *subject, opts dump.Options) *checkpoint {
 	log, buf := newLog()
 	var before testutil.State
 	opts.Pid, opts.Dir, opts.Log = s.Pid, dir, log
-	opts.Frozen = func() { before = testutil.RecordState(t, s.Pid) }
+	frozen := opts.Frozen
+	opts.Frozen = func() {
+		before = testutil.RecordState(t, s.Pid)
+		if frozen != nil {
+			frozen()
+		}
+	}
 	_, err := dump.Dump(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("dump pid %d: %v\nlog:\n%s", s.Pid, err, buf)
@@ -159,9 +165,13 @@ func restoreSubject(t *testing.T, s *subject, c *checkpoint, opts restore.Option
 		done, total = d, tot
 	}
 	var after testutil.State
+	restored := opts.Restored
 	opts.Restored = func(pid int, scratchStart, scratchEnd uint64) {
 		if pid == s.Pid {
 			after = testutil.RecordState(t, s.Pid, scratchStart, scratchEnd)
+		}
+		if restored != nil {
+			restored(pid, scratchStart, scratchEnd)
 		}
 	}
 	st, err := restore.Restore(context.Background(), opts)

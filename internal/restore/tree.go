@@ -145,6 +145,29 @@ func (t *tree) load() error {
 		}
 		t.procs = append(t.procs, &restorer{tree: t, c: c, pid: c.pid})
 	}
+	// A child made with CLONE_FILES or CLONE_FS shares its parent's
+	// descriptor table or filesystem context; nothing else can be made
+	// shared.
+	for _, kind := range []struct {
+		what string
+		id   func(*restorer) uint32
+	}{
+		{"descriptor table", func(r *restorer) uint32 { return r.ids().GetFilesId() }},
+		{"filesystem context", func(r *restorer) uint32 { return r.ids().GetFsId() }},
+	} {
+		first := map[uint32]int{}
+		for _, r := range t.procs {
+			id := kind.id(r)
+			o, ok := first[id]
+			if !ok {
+				first[id] = r.pid
+				continue
+			}
+			if p := t.proc(int(r.c.task.GetPpid())); p == nil || kind.id(p) != id {
+				return fmt.Errorf("%w: pid %d shares %s %d with pid %d, not with its parent", ErrUnsupported, r.pid, kind.what, id, o)
+			}
+		}
+	}
 	t.stats.Processes = len(t.procs)
 	for _, z := range t.zombies {
 		if !z.helper {
@@ -182,7 +205,7 @@ func (t *tree) cloneTree() error {
 		if pid == t.rootPid {
 			tr, err = t.cloneRoot()
 		} else {
-			tr, err = t.cloneChild(byPid[int(e.GetPpid())], int(e.GetPpid()), pid)
+			tr, err = t.cloneChild(byPid[int(e.GetPpid())], int(e.GetPpid()), pid, t.sharing(e))
 		}
 		if err != nil {
 			return t.named(pid, err)
@@ -244,9 +267,38 @@ func (t *tree) cloneRoot() (*ptrace.Tracer, error) {
 	return tr, nil
 }
 
+// sharing is what a process shares with its parent: CLONE_FILES and
+// CLONE_FS when its descriptor table or filesystem context is its
+// parent's.
+func (t *tree) sharing(e *pstree.PstreeEntry) uint64 {
+	r, p := t.proc(int(e.GetPid())), t.proc(int(e.GetPpid()))
+	if r == nil || p == nil {
+		return 0
+	}
+	own, theirs := r.ids(), p.ids()
+	var flags uint64
+	if own.GetFilesId() == theirs.GetFilesId() {
+		flags |= unix.CLONE_FILES
+	}
+	if own.GetFsId() == theirs.GetFsId() {
+		flags |= unix.CLONE_FS
+	}
+	return flags
+}
+
+// ids are the kernel object ids of the process.
+func (r *restorer) ids() *criucore.TaskKobjIdsEntry { return r.c.cores[uint32(r.pid)].GetIds() }
+
+// sharesFiles reports whether the process's descriptor table is one an
+// earlier process of the tree, its parent, makes.
+func (r *restorer) sharesFiles() bool {
+	p := r.proc(int(r.c.task.GetPpid()))
+	return p != nil && p.ids().GetFilesId() == r.ids().GetFilesId()
+}
+
 // cloneChild makes process pid a child of its restored parent ppid, still
-// a copy of the stub as the parent is.
-func (t *tree) cloneChild(parent *ptrace.Tracer, ppid, pid int) (*ptrace.Tracer, error) {
+// a copy of the stub as the parent is, sharing with it what flags say.
+func (t *tree) cloneChild(parent *ptrace.Tracer, ppid, pid int, flags uint64) (*ptrace.Tracer, error) {
 	ids := []uint32{uint32(pid)}
 	for _, r := range t.procs {
 		if r.pid == pid {
@@ -254,7 +306,7 @@ func (t *tree) cloneChild(parent *ptrace.Tracer, ppid, pid int) (*ptrace.Tracer,
 		}
 	}
 	t.awaitZombies(ids)
-	got, err := parent.Clone3(ppid, kernel.CloneArgs{ExitSignal: uint64(unix.SIGCHLD)}, pid)
+	got, err := parent.Clone3(ppid, kernel.CloneArgs{Flags: flags, ExitSignal: uint64(unix.SIGCHLD)}, pid)
 	if err != nil {
 		return nil, t.explainTaken(pid, err)
 	}

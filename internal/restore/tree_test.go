@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -15,7 +16,7 @@ import (
 
 // treeMembers are the processes test/subjects/tree.c names in its ready
 // line, besides its root.
-var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan"}
+var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "twin"}
 
 // links is what ties a process to the others of its tree.
 type links struct {
@@ -60,6 +61,11 @@ func startTree(t *testing.T) (*subject, map[string]int) {
 		}
 		pids[name] = pid
 	}
+	var all []int
+	for _, pid := range pids {
+		all = append(all, pid)
+	}
+	testutil.KillPidsAtCleanup(t, all...)
 	return s, pids
 }
 
@@ -84,7 +90,18 @@ func TestRestoreTree(t *testing.T) {
 	s, pids := startTree(t)
 	s.WaitTicks(t, 3)
 	before := readLinks(t, pids)
-	c := dumpAndReap(t, s)
+	// The state oracle, for every live process but the root, which
+	// dumpAndReap and restoreSubject compare.
+	var live []int
+	for _, name := range []string{"writer", "reader", "group", "grandchild", "orphan", "twin"} {
+		live = append(live, pids[name])
+	}
+	states := map[int]testutil.State{}
+	c := dumpAndReapWith(t, s, dump.Options{Frozen: func() {
+		for _, pid := range live {
+			states[pid] = testutil.RecordState(t, pid)
+		}
+	}})
 	var all []int
 	for _, pid := range pids {
 		all = append(all, pid)
@@ -92,7 +109,12 @@ func TestRestoreTree(t *testing.T) {
 	if err := testutil.WaitPidsFree(all...); err != nil {
 		t.Fatal(err)
 	}
-	st, log := restoreSubject(t, s, c, restore.Options{})
+	st, log := restoreSubject(t, s, c, restore.Options{Restored: func(pid int, scratchStart, scratchEnd uint64) {
+		if want, ok := states[pid]; ok {
+			t.Logf("state oracle of pid %d", pid)
+			testutil.CompareStates(t, want, testutil.RecordState(t, pid, scratchStart, scratchEnd))
+		}
+	}})
 	if st.Processes != len(pids) {
 		t.Errorf("restored %d processes, want %d", st.Processes, len(pids))
 	}
@@ -118,6 +140,11 @@ func TestRestoreTree(t *testing.T) {
 		same, err := kernel.SameFile(pids["root"], fd, pids[name], fd)
 		if err != nil || !same {
 			t.Errorf("fd %d of the root and of the %s: same open file description %v (%v), want true", fd, name, same, err)
+		}
+	}
+	for _, typ := range []kernel.KcmpType{kernel.KcmpFiles, kernel.KcmpFS} {
+		if r, err := kernel.Kcmp(pids["root"], pids["twin"], typ, 0, 0); err != nil || r != 0 {
+			t.Errorf("the root and the twin share their %s: kcmp %d (%v), want 0", typ, r, err)
 		}
 	}
 }

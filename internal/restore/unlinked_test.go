@@ -287,3 +287,38 @@ func TestRestoreDeletedExecutable(t *testing.T) {
 		t.Errorf("the restore left %v in %s", left, dir)
 	}
 }
+
+// TestRestoreGhostThroughSymlink restores an unlinked file whose
+// directory was replaced by a symbolic link after the dump: the restore
+// fails naming the directory, and creates nothing where the link leads
+// (root would otherwise write the file's contents there).
+func TestRestoreGhostThroughSymlink(t *testing.T) {
+	testutil.RequireRoot(t)
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "files")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr"), dir: dir}
+	c := dumpAndReap(t, s)
+	before := testutil.Children(t)
+	target := t.TempDir()
+	if err := os.Rename(dir, dir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, dir); err != nil {
+		t.Fatal(err)
+	}
+	log, buf := newLog()
+	_, err = restore.Restore(context.Background(), restore.Options{Dir: c.dir, Log: log})
+	if err == nil || !strings.Contains(err.Error(), dir) {
+		t.Errorf("restore: %v, want an error naming %s\nlog:\n%s", err, dir, buf)
+	}
+	if ents, err := os.ReadDir(target); err != nil || len(ents) > 0 {
+		t.Errorf("the restore left %v (%v) where the link leads", ents, err)
+	}
+	checkNothingLeft(t, before, s.Pid)
+}

@@ -80,6 +80,20 @@ func WaitPidsFree(pids ...int) error {
 	return nil
 }
 
+// KillPidsAtCleanup kills the processes pids when the test ends, and
+// waits until they are gone (WaitPidsFree): the members of a tree outlive
+// its root for a moment, and a later test must not find them.
+func KillPidsAtCleanup(t testing.TB, pids ...int) {
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		if err := WaitPidsFree(pids...); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // Tick is one tick line of a subject: its number and key=value fields.
 type Tick struct {
 	N      int

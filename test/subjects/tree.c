@@ -17,6 +17,8 @@
 //   orphan   a child left alone in a process group whose leader, another
 //            child that made it (CLONE_PARENT), has exited and been
 //            waited for
+//   twin     a child sharing the root's descriptor table and filesystem
+//            context (CLONE_FILES | CLONE_FS)
 // and it shares with them a file opened before the forks (one open file
 // description: one offset), which the writer appends a line to at each
 // number. Every process checks at each tick that its parent and groups
@@ -26,11 +28,13 @@
 //   tick N pid=P seq=S ok
 // with S the last number passed on, or "FAIL ..." (from any process) and
 // exits 1. It prints "ready writer=PID reader=PID group=PID
-// grandchild=PID exited=PID killed=PID orphan=PID leader=PID file=FD".
+// grandchild=PID exited=PID killed=PID orphan=PID leader=PID twin=PID
+// file=FD".
 //
 // What a dump must refuse, with an argument: uts, the reader in a UTS
-// namespace of its own; files, one more child sharing the root's
-// descriptor table (CLONE_FILES).
+// namespace of its own; siblings, two more children, one made by the
+// other with CLONE_PARENT, sharing a descriptor table of their own
+// (CLONE_FILES): not their parent's.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -170,17 +174,21 @@ int main(int argc, char **argv) {
 			nap();
 		}
 	}
-	if (strcmp(refused, "files") == 0) {
-		static char stack[64 << 10];
-		if (clone(sleep_forever, stack + sizeof stack, CLONE_FILES | SIGCHLD, NULL) < 0)
+	static char stack[64 << 10];
+	pid_t twin = clone(sleep_forever, stack + sizeof stack, CLONE_FILES | CLONE_FS | SIGCHLD, NULL);
+	if (twin < 0)
+		fail("clone: %s", strerror(errno));
+	if (strcmp(refused, "siblings") == 0 && fork() == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (clone(sleep_forever, stack + sizeof stack, CLONE_FILES | CLONE_PARENT | SIGCHLD, NULL) < 0)
 			fail("clone: %s", strerror(errno));
+		sleep_forever(NULL);
 	}
 	pid_t gc;
 	if (read(ready[0], &gc, sizeof gc) != sizeof gc)
 		fail("read the grandchild's pid: %s", strerror(errno));
 	pid_t leader = fork();
 	if (leader == 0) {
-		static char stack[64 << 10];
 		if (setpgid(0, 0) != 0)
 			fail("leader: setpgid: %s", strerror(errno));
 		pid_t o = clone(sleep_forever, stack + sizeof stack, CLONE_PARENT | SIGCHLD, NULL);
@@ -208,8 +216,8 @@ int main(int argc, char **argv) {
 			fail("waitid %d: %s", zombies[i], strerror(errno));
 	}
 	fcntl(passed[0], F_SETFL, O_NONBLOCK);
-	printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d file=%d\n", w, r, g, gc,
-	       ex, k, orphan, leader, file);
+	printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d twin=%d file=%d\n", w, r,
+	       g, gc, ex, k, orphan, leader, twin, file);
 	fflush(stdout);
 
 	uint32_t seq = 0;
@@ -246,8 +254,8 @@ int main(int argc, char **argv) {
 				     si.si_code, si.si_status, zs[i].code, zs[i].status);
 		}
 		// The other children must not have ended.
-		pid_t live[] = {w, r, g, orphan};
-		for (int i = 0; i < 4; i++) {
+		pid_t live[] = {w, r, g, orphan, twin};
+		for (int i = 0; i < 5; i++) {
 			memset(&si, 0, sizeof si);
 			if (waitid(P_PID, live[i], &si, WEXITED | WNOWAIT | WNOHANG) != 0)
 				fail("root: waitid %d: %s", live[i], strerror(errno));
