@@ -160,3 +160,24 @@ func TestDumpErrors(t *testing.T) {
 		t.Errorf("dump as nobody: exit status %d, output %q; want 1 and \"must run as root\"", cmd.ProcessState.ExitCode(), out)
 	}
 }
+
+// TestDumpUnderSeccompRefused runs `cryo dump` under seccomp itself, where
+// the kernel does not let it suspend the filters of a target that has
+// some, and the target kills itself for calls the dump would inject: the
+// dump fails, saying why, and the target goes on, its images removed.
+func TestDumpUnderSeccompRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	wrap := testutil.BuildC(t, "seccomp.c")
+	s := testutil.StartSubject(t, wrap, "nommap")
+	s.WaitTicks(t, 3)
+	dir := filepath.Join(t.TempDir(), "images")
+	_, errOut, code := runBinary(t, wrap, "exec", bin, "dump", "-t", strconv.Itoa(s.Pid), "-D", dir)
+	if code == 0 || !strings.Contains(errOut, "under seccomp, which cryo must suspend") || !strings.Contains(errOut, "operation not permitted") {
+		t.Errorf("cryo dump under seccomp: exit status %d, want a failure saying it cannot suspend seccomp:\n%s", code, errOut)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed dump left its directory: %v", err)
+	}
+	s.WaitTicks(t, s.Ticks()+5)
+}

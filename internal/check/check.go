@@ -33,6 +33,7 @@ var probes = []probe{
 	{"ptrace seize/interrupt", "to freeze a process", probeSeize},
 	{"ptrace syscall injection", "to read task state and build restored processes", probeInject},
 	{"PTRACE_GET_RSEQ_CONFIGURATION", "to dump rseq registrations", probeRseq},
+	{"PTRACE_O_SUSPEND_SECCOMP", "to dump and restore processes under seccomp", probeSuspendSeccomp},
 	{"process_vm_readv/writev", "to dump and restore memory", probeProcessVM},
 	{"pidfd_open/pidfd_getfd", "to dump file descriptors", probePidfd},
 	{"clone3 with set_tid", "to restore PIDs and TIDs", probeClone3},

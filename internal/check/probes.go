@@ -73,6 +73,10 @@ func probeRseq() error {
 	})
 }
 
+func probeSuspendSeccomp() error {
+	return traced(func(s *subject, tr *ptrace.Tracer) error { return tr.SuspendSeccomp() })
+}
+
 func probeProcessVM() error {
 	s, err := startSubject()
 	if err != nil {

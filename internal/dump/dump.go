@@ -74,6 +74,8 @@ type dumper struct {
 	status        proc.Status
 	stat          proc.Stat
 
+	// seccomp holds the seccomp mode of each thread under seccomp.
+	seccomp map[int]int
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
 	threads []*criucore.CoreEntry
@@ -133,6 +135,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.seize(); err != nil {
 				return err
 			}
+			if err := each((*dumper).suspendSeccomp)(); err != nil {
+				return err
+			}
 			if t.opts.Frozen != nil {
 				t.opts.Frozen()
 			}
@@ -157,7 +162,7 @@ func (t *tree) run(ctx context.Context) error {
 			}
 			t.stats.Threads += len(d.threads)
 			d.images.cores = d.threads
-			return nil
+			return d.dumpSeccomp()
 		})},
 		{Name: "task", Run: each((*dumper).dumpProcess)},
 		{Name: "files", Run: func() error {
@@ -273,9 +278,6 @@ func (d *dumper) inspect() (err error) {
 	}
 	if d.status.TracerPid != 0 && d.tr == nil {
 		return fmt.Errorf("process is already traced by pid %d", d.status.TracerPid)
-	}
-	if d.status.Seccomp != 0 {
-		return fmt.Errorf("%w: seccomp mode %d", ErrUnsupported, d.status.Seccomp)
 	}
 	return nil
 }

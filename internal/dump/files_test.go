@@ -162,6 +162,11 @@ type critFile struct {
 	Type string
 	ID   uint32
 	Efd  *struct{ Counter uint64 }
+	Tfd  *critTimerfd
+	Sgfd *struct {
+		Flags   uint32
+		Sigmask uint64
+	}
 	Epfd *struct {
 		Tfd []struct {
 			Tfd    uint32
@@ -169,6 +174,14 @@ type critFile struct {
 			Data   uint64
 		}
 	}
+}
+
+// critTimerfd is crit's JSON of a timerfd entry.
+type critTimerfd struct {
+	Flags, Clockid           uint32
+	Ticks                    uint64
+	SettimeFlags             uint32 `json:"settime_flags"`
+	Vsec, Vnsec, Isec, Insec uint64
 }
 
 // critFiles decodes files.img with crit, by file id.

@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 	"os"
+	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
@@ -156,6 +157,7 @@ func (d *dumper) dumpProcess() error {
 		if d.timens, err = dumpClocks(d.pid); err != nil {
 			return err
 		}
+		d.files.ClocksRead(time.Now())
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"google.golang.org/protobuf/proto"
 
@@ -45,7 +46,10 @@ type tree struct {
 	// toCopy and copied count the bytes of memory of the pages step.
 	toCopy, copied uint64
 	timens         *timens.TimensEntry
-	stats          Stats
+	// seccomp holds the filters of every thread of the tree in filter
+	// mode (dumpSeccomp).
+	seccomp seccomp.SeccompEntry
+	stats   Stats
 }
 
 // zombie is a process of the tree that has exited.
@@ -418,8 +422,8 @@ func (t *tree) copyObjects() error {
 }
 
 // writeImages writes what belongs to the tree as a whole: the inventory,
-// the process tree, the zombies' cores, the open files, the CPU and the
-// clocks.
+// the process tree, the zombies' cores, the open files, the CPU, the
+// clocks and the seccomp filters.
 func (t *tree) writeImages() error {
 	rootIDs := t.procs[0].images.ids
 	inv := &inventory.InventoryEntry{
@@ -474,6 +478,11 @@ func (t *tree) writeImages() error {
 	}
 	if err := t.dir.WriteImage(image.Timens, timensID, t.timens); err != nil {
 		return err
+	}
+	if len(t.seccomp.SeccompFilters) > 0 {
+		if err := t.dir.WriteImage(image.Seccomp, 0, &t.seccomp); err != nil {
+			return err
+		}
 	}
 	return t.files.WriteImages(t.dir)
 }

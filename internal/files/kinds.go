@@ -35,6 +35,8 @@ var kinds = []kind{
 	pipeKind{},
 	eventfdKind{},
 	eventpollKind{},
+	timerfdKind{},
+	signalfdKind{},
 	inotifyKind{},
 	fanotifyKind{},
 	memfdKind{},

@@ -38,6 +38,7 @@ type Restorer struct {
 	placement
 	memfdRestorer
 	pipeRestorer
+	timerfdRestorer
 }
 
 // NewRestorer prepares to reopen set in process pid, traced by tr, one of

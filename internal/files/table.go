@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
@@ -33,6 +34,8 @@ type Table struct {
 	// the same inode, so kcmp compares so few; sorted by kcmp's order of
 	// their descriptions (sharedWith).
 	described map[inode][]fdRef
+	// clocksRead is when the dump read the processes' clocks.
+	clocksRead time.Time
 	// mounts are the mounts of process mountsOf, read for the first
 	// mark of a notification descriptor.
 	mounts   []proc.Mount

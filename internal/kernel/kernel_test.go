@@ -31,6 +31,8 @@ func TestStructSizes(t *testing.T) {
 		{"itimerval", kernel.Itimerval{}, 32},
 		{"sched_param", kernel.SchedParam{}, 4},
 		{"flock", kernel.Flock{}, 32},
+		{"seccomp_metadata", kernel.SeccompMetadata{}, 16},
+		{"sock_fprog", kernel.SockFprog{}, 16},
 		{"sigevent", kernel.Sigevent{}, 64},
 		{"itimerspec (x/sys)", unix.ItimerSpec{}, 32},
 		{"rlimit (x/sys)", unix.Rlimit{}, 16},

@@ -42,3 +42,12 @@ type RseqConfiguration struct {
 	Flags          uint32
 	Pad            uint32
 }
+
+// SeccompMetadata mirrors struct seccomp_metadata in
+// include/uapi/linux/ptrace.h: which filter PTRACE_SECCOMP_GET_METADATA
+// asks about, and the SECCOMP_FILTER_FLAG_* it was installed with that the
+// kernel reports (SECCOMP_FILTER_FLAG_LOG only, as of Linux 6.18).
+type SeccompMetadata struct {
+	FilterOff uint64
+	Flags     uint64
+}

@@ -99,3 +99,38 @@ func PtraceDetachSignal(tid int, sig unix.Signal) error {
 	}
 	return nil
 }
+
+// PtraceSeccompGetFilter returns the BPF program (struct sock_filter
+// instructions, unix.SizeofSockFilter bytes each) of seccomp filter index
+// of a stopped thread. Index 0 is the oldest filter, the first installed
+// (whatever ptrace(2) says); past the newest the kernel answers ENOENT.
+func PtraceSeccompGetFilter(tid, index int) ([]byte, error) {
+	// A first call without a buffer answers the length.
+	n, err := ptrace(unix.PTRACE_SECCOMP_GET_FILTER, tid, uintptr(index), 0)
+	if err != nil {
+		return nil, fmt.Errorf("get seccomp filter %d of tid %d: %w", index, tid, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	// A filter never changes once installed.
+	prog := make([]unix.SockFilter, n)
+	if _, err := ptrace(unix.PTRACE_SECCOMP_GET_FILTER, tid, uintptr(index), uintptr(unsafe.Pointer(&prog[0]))); err != nil {
+		return nil, fmt.Errorf("get seccomp filter %d of tid %d: %w", index, tid, err)
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&prog[0])), len(prog)*unix.SizeofSockFilter), nil
+}
+
+// PtraceSeccompGetMetadata returns the metadata of seccomp filter index of
+// a stopped thread (indexes as for PtraceSeccompGetFilter).
+func PtraceSeccompGetMetadata(tid, index int) (SeccompMetadata, error) {
+	md := SeccompMetadata{FilterOff: uint64(index)}
+	n, err := ptrace(unix.PTRACE_SECCOMP_GET_METADATA, tid, unsafe.Sizeof(md), uintptr(unsafe.Pointer(&md)))
+	if err != nil {
+		return md, fmt.Errorf("get seccomp metadata %d of tid %d: %w", index, tid, err)
+	}
+	if n != unsafe.Sizeof(md) {
+		return md, fmt.Errorf("get seccomp metadata %d of tid %d: %w: %d bytes, want %d", index, tid, ErrStructSize, n, unsafe.Sizeof(md))
+	}
+	return md, nil
+}

@@ -29,11 +29,12 @@ var sysNames = map[int]string{
 	unix.SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo", unix.SYS_SCHED_SETSCHEDULER: "sched_setscheduler",
 	unix.SYS_SETFSGID: "setfsgid", unix.SYS_SETFSUID: "setfsuid", unix.SYS_SETGROUPS: "setgroups",
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_SETPGID: "setpgid", unix.SYS_SETPRIORITY: "setpriority",
-	unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
+	unix.SYS_SECCOMP: "seccomp", unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
 	unix.SYS_SET_ROBUST_LIST: "set_robust_list", unix.SYS_SET_TID_ADDRESS: "set_tid_address",
 	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_DELETE: "timer_delete",
 	unix.SYS_TIMER_GETOVERRUN: "timer_getoverrun", unix.SYS_TIMER_GETTIME: "timer_gettime",
 	unix.SYS_TIMER_SETTIME: "timer_settime", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
+	unix.SYS_SIGNALFD4: "signalfd4", unix.SYS_TIMERFD_CREATE: "timerfd_create", unix.SYS_TIMERFD_SETTIME: "timerfd_settime",
 	unix.SYS_USERFAULTFD: "userfaultfd", unix.SYS_WAIT4: "wait4", unix.SYS_WRITE: "write", unix.SYS_PWRITE64: "pwrite64",
 }
 

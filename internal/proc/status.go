@@ -38,6 +38,9 @@ type Status struct {
 	// Seccomp is the SECCOMP_MODE_* (0 off, 1 strict, 2 filter); 0 on
 	// kernels without seccomp.
 	Seccomp int
+	// SeccompFilters is how many seccomp filters the thread has (Linux
+	// 5.9 and later; 0 before).
+	SeccompFilters int
 	// VmLck is how much memory the process has locked, in bytes; 0 for a
 	// task without memory.
 	VmLck uint64
@@ -113,6 +116,7 @@ func ParseStatus(b []byte) (Status, error) {
 			return nil
 		}},
 		{key: "Seccomp", optional: true, parse: num(&s.Seccomp, 10)},
+		{key: "Seccomp_filters", optional: true, parse: num(&s.SeccompFilters, 10)},
 		{key: "VmLck", optional: true, parse: kB(&s.VmLck)},
 	}, nil)
 	if err != nil {

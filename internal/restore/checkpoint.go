@@ -32,8 +32,9 @@ type checkpoint struct {
 	pages   []image.PageEntry
 	vdso    *vma.VmaEntry // nil if the process had none
 	vvar    *vma.VmaEntry
-	guards  []*vma.VmaEntry // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in mm.Vmas
-	threads []uint32        // leader first
+	guards  []*vma.VmaEntry          // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in mm.Vmas
+	threads []uint32                 // leader first
+	seccomp map[uint32]threadSeccomp // the threads under seccomp
 }
 
 func imageErr(format string, a ...any) error {
@@ -64,6 +65,9 @@ func loadProcess(dir *image.Dir, task *pstree.PstreeEntry, cores map[uint32]*cri
 			return nil, imageErr("thread %d listed twice", tid)
 		}
 		c.cores[tid] = core
+	}
+	if err := c.loadSeccomp(); err != nil {
+		return nil, err
 	}
 	if c.cores[uint32(c.pid)].Tc == nil {
 		return nil, imageErr("core-%d.img has no task state", c.pid)

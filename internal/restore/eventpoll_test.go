@@ -194,39 +194,7 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 	s.WaitTicks(t, 3)
 	c := dumpAndReap(t, s)
 	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
-	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
-	if err != nil {
-		t.Fatal(err)
-	}
-	idOf := func(n uint32) uint32 {
-		i := slices.IndexFunc(fds, func(e *fdinfo.FdinfoEntry) bool { return e.GetFd() == n })
-		if i < 0 {
-			t.Fatalf("no fd %d in the images", n)
-		}
-		return fds[i].GetId()
-	}
-	// edited rewrites files.img with the entry of descriptor n changed.
-	edited := func(t *testing.T, n uint32, edit func(f *fdinfo.FileEntry)) string {
-		dir := copyDir(t, c.dir)
-		var msgs []proto.Message
-		for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
-			f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
-			if id == idOf(n) {
-				edit(f)
-			}
-			msgs = append(msgs, f)
-		}
-		rewriteImage(t, dir, image.Files, 0, msgs...)
-		return dir
-	}
-	for _, tc := range []struct {
-		name  string
-		fd    string // the descriptor whose entry is broken
-		edit  func(f *fdinfo.FileEntry)
-		image bool // the error wraps ErrImage
-		want  []string
-	}{
+	restoreBrokenFiles(t, s, c, []brokenFile{
 		{name: "epoll target missing", fd: "epfd", image: true, want: []string{"watches fd 999"},
 			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(999) }},
 		{name: "epoll without its entry", fd: "sleep_ep", image: true, want: []string{"EVENTPOLL without"},
@@ -240,10 +208,29 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 		{name: "epoll watching itself", fd: "epfd",
 			want: []string{fmt.Sprintf("add fd %d to epoll fd %d", fd("epfd"), fd("epfd")), "invalid argument"},
 			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(fd("epfd")) }},
-	} {
+	})
+}
+
+// brokenFile is a checkpoint whose entry of one descriptor is broken.
+type brokenFile struct {
+	name  string
+	fd    string // the descriptor whose entry is broken, by its ready key
+	edit  func(f *fdinfo.FileEntry)
+	image bool // the error wraps ErrImage
+	want  []string
+}
+
+// restoreBrokenFiles restores c, a checkpoint of s, broken each way: each
+// restore fails with an error that names the descriptor and what is
+// wanted, and leaves nothing running; the intact images restore
+// afterwards.
+func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenFile) {
+	t.Helper()
+	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)
-			dir := edited(t, fd(tc.fd), tc.edit)
+			dir := editedFiles(t, c, map[uint32]func(*fdinfo.FileEntry){fd(tc.fd): tc.edit})
 			log, buf := newLog()
 			_, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
 			if err == nil {
@@ -267,4 +254,34 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 	}
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 10)
+}
+
+// editedFiles copies checkpoint c with the file entries of some
+// descriptors changed, each by its edit, and returns the copy's directory.
+func editedFiles(t *testing.T, c *checkpoint, edits map[uint32]func(f *fdinfo.FileEntry)) string {
+	t.Helper()
+	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
+	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[uint32]func(f *fdinfo.FileEntry){}
+	for n, edit := range edits {
+		i := slices.IndexFunc(fds, func(e *fdinfo.FdinfoEntry) bool { return e.GetFd() == n })
+		if i < 0 {
+			t.Fatalf("no fd %d in the images", n)
+		}
+		byID[fds[i].GetId()] = edit
+	}
+	dir := copyDir(t, c.dir)
+	var msgs []proto.Message
+	for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
+		f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
+		if edit := byID[id]; edit != nil {
+			edit(f)
+		}
+		msgs = append(msgs, f)
+	}
+	rewriteImage(t, dir, image.Files, 0, msgs...)
+	return dir
 }

@@ -150,7 +150,8 @@ func dumpAndReapWith(t *testing.T, s *subject, opts dump.Options) *checkpoint {
 
 // restoreSubject restores c into s's process, failing the test if the
 // restore fails or /proc shows the process different from the dumped one
-// (the state oracle), and makes s watch the restored process.
+// (the state oracle), and makes s watch the restored process. A Progress
+// in opts is called too.
 func restoreSubject(t *testing.T, s *subject, c *checkpoint, opts restore.Options) (*restore.Stats, *bytes.Buffer) {
 	t.Helper()
 	log, buf := newLog()
@@ -158,11 +159,15 @@ func restoreSubject(t *testing.T, s *subject, c *checkpoint, opts restore.Option
 	// Progress goes up to the total, never past it, and reaches it.
 	var done, total uint64
 	var progressErr error
+	progress := opts.Progress
 	opts.Progress = func(d, tot uint64) {
 		if d < done || d > tot || total != 0 && tot != total {
 			progressErr = errors.Join(progressErr, fmt.Errorf("progress %d of %d after %d of %d", d, tot, done, total))
 		}
 		done, total = d, tot
+		if progress != nil {
+			progress(d, tot)
+		}
 	}
 	var after testutil.State
 	restored := opts.Restored

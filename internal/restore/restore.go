@@ -59,7 +59,7 @@ type Options struct {
 // error messages. Each step is done for every process of the tree before
 // the next.
 var Steps = []string{"images", "cpu", "stub", "timens", "clone", "teardown", "vdso", "vmas", "pages",
-	"protect", "mm", "files", "fs", "task", "threads", "creds", "signals", "resume"}
+	"protect", "mm", "files", "fs", "task", "threads", "seccomp", "creds", "signals", "resume"}
 
 // Stats reports what a restore did.
 type Stats struct {
@@ -158,6 +158,7 @@ func (t *tree) run(ctx context.Context) error {
 			}
 			return r.restorePosixTimers()
 		})},
+		{Name: "seccomp", Run: t.each((*restorer).restoreSeccomp)},
 		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
 		{Name: "signals", Run: t.each(func(r *restorer) error {
 			if err := r.queueSignals(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
@@ -223,6 +224,11 @@ func (t *tree) cloneTree() error {
 	for _, r := range t.procs {
 		r.tr = byPid[r.pid]
 		r.files = files.NewRestorer(r.tr, r.pid, r.c.files, t.shared, r.opts.ShellJob)
+		if tn := t.procs[0].c.timens; tn != nil && !t.opts.NoTimens { // timeNamespace made it so
+			mono, boot := tn.GetMonotonic(), tn.GetBoottime()
+			r.files.ClocksFromDump(time.Duration(mono.GetTvSec())*time.Second+time.Duration(mono.GetTvNsec()),
+				time.Duration(boot.GetTvSec())*time.Second+time.Duration(boot.GetTvNsec()))
+		}
 	}
 	// The helpers last: a zombie may be in a group a helper made.
 	for _, helpers := range []bool{false, true} {

@@ -49,6 +49,9 @@ const (
 var subjects = []Subject{
 	{Name: "vdsoclock", Short: "C", Env: []string{"GLIBC_TUNABLES=" + glibcTunables}},
 	{Name: "goclock", Short: "Go", Env: []string{"GODEBUG=" + goDebug}},
+	// A tree (test/subjects/tree.c): a root and its children passing
+	// numbers through pipes, shared memory, zombies, process groups.
+	{Name: "tree", Short: "tree", Env: []string{"GLIBC_TUNABLES=" + glibcTunables}},
 }
 
 const (
@@ -156,6 +159,7 @@ func TestCrossKernel(t *testing.T) {
 		"guest":     testutil.BuildGo(t, "./test/crosskernel/guest"),
 		"vdsoclock": testutil.BuildC(t, "vdsoclock.c", "-static"),
 		"goclock":   testutil.BuildGo(t, "./test/subjects/goclock"),
+		"tree":      testutil.BuildC(t, "tree.c", "-static"),
 	}
 	for name, p := range bins {
 		if err := checkStatic(p); err != nil {
@@ -215,7 +219,7 @@ func TestCrossKernel(t *testing.T) {
 	cfg := Config{
 		Root: root, Work: work,
 		Cryo: bins["cryo"], Guest: bins["guest"],
-		Subjects: map[string]string{"vdsoclock": bins["vdsoclock"], "goclock": bins["goclock"]},
+		Subjects: map[string]string{"vdsoclock": bins["vdsoclock"], "goclock": bins["goclock"], "tree": bins["tree"]},
 		Plan:     plan,
 		Fetcher:  &qemu.Fetcher{Log: logw},
 		Parallel: max(1, min(2, runtime.NumCPU())),

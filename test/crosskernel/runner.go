@@ -16,7 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/image"
 )
 
 // RunnerOptions tune how long subjects are watched.
@@ -133,10 +136,18 @@ func (r *Runner) dump(ctx context.Context, job Job, pid int, out, vdsoMode strin
 		res.Detail = fileTail(logPath, 30) + "\n--- output:\n" + outputTail(out)
 		return fmt.Errorf("cryo dump of pid %d: %w", pid, err)
 	}
-	// The dump kills the process; reap it so its PID is free again.
+	// The dump kills the process; reap it so its PID is free again, and
+	// the others of its tree.
 	ws, err := reap(pid, r.Opts.Timeout)
 	if err != nil {
 		killAndReap(pid)
+		return fmt.Errorf("after the dump: %w", err)
+	}
+	below, err := treePids(images)
+	if err == nil {
+		err = freePids(below)
+	}
+	if err != nil {
 		return fmt.Errorf("after the dump: %w", err)
 	}
 	if !ws.Signaled() || ws.Signal() != unix.SIGKILL {
@@ -427,13 +438,70 @@ func killChild(pid int) {
 	}
 }
 
-// killAndReap kills pid (if it still runs) and reaps it.
+// killAndReap kills pid (if it still runs) and the processes below it,
+// and reaps them.
 func killAndReap(pid int) (unix.WaitStatus, error) {
 	if pid <= 0 {
 		return 0, nil
 	}
+	below := descendants(pid)
 	unix.Kill(pid, unix.SIGKILL)
-	return reap(pid, 30*time.Second)
+	ws, err := reap(pid, 30*time.Second)
+	return ws, errors.Join(err, freePids(below))
+}
+
+// descendants lists the processes below pid.
+func descendants(pid int) []int {
+	var out []int
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				out = append(out, k)
+				out = append(out, descendants(k)...)
+			}
+		}
+	}
+	return out
+}
+
+// freePids kills pids and waits until they are gone, reaping those handed
+// to this process, a child subreaper, when their parents died: the other
+// processes of a killed tree, whose PIDs a later restore needs.
+func freePids(pids []int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for _, pid := range pids {
+		unix.Kill(pid, unix.SIGKILL)
+		for {
+			unix.Wait4(pid, nil, unix.WALL|unix.WNOHANG, nil)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("pid %d did not end", pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// treePids lists the processes of a checkpoint but its root.
+func treePids(images string) ([]int, error) {
+	d, err := image.Open(images)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range tree[min(1, len(tree)):] {
+		out = append(out, int(e.GetPid()))
+	}
+	return out, nil
 }
 
 func describe(ws unix.WaitStatus) string {

@@ -1,7 +1,7 @@
 // tree: a checkpoint/restore subject made of several processes, whose
 // links, groups, shared descriptors and zombies a restore must keep.
 //
-// Usage: tree DIR [uts|files]. Started as a session leader, it makes:
+// Usage: tree [DIR [uts|siblings]]. Started as a session leader, it makes:
 //   writer   a child that writes 1, 2, 3... into a pipe every PERIOD_MS,
 //            and each number first into a MAP_SHARED anonymous page that
 //            every process maps and into a memfd every process holds
@@ -20,14 +20,16 @@
 //   twin     a child sharing the root's descriptor table and filesystem
 //            context (CLONE_FILES | CLONE_FS)
 // and it shares with them a file opened before the forks (one open file
-// description: one offset), which the writer appends a line to at each
-// number. Every process checks at each tick that its parent and groups
+// description: one offset), DIR/shared, which the writer appends a line
+// to at each number; without DIR it is made in the working directory and
+// unlinked at once, to travel with the images to another machine. Every process checks at each tick that its parent and groups
 // are as they were; the root checks the zombies without reaping them
-// (waitid WNOWAIT) and that the shared page and the memfd hold at least
-// the last number passed on, and prints
-//   tick N pid=P seq=S ok
-// with S the last number passed on, or "FAIL ..." (from any process) and
-// exits 1. It prints "ready writer=PID reader=PID group=PID
+// (waitid WNOWAIT), that the numbers keep coming (none for STALL_TICKS
+// ticks fails) and that the shared page and the memfd hold at least the
+// last number passed on, and prints
+//   tick N mono_ns=T pid=P ok
+// with T its CLOCK_MONOTONIC, or "FAIL ..." (from any process) and exits
+// 1. With DIR it first prints "ready writer=PID reader=PID group=PID
 // grandchild=PID exited=PID killed=PID orphan=PID leader=PID twin=PID
 // file=FD".
 //
@@ -54,6 +56,9 @@
 
 #define PERIOD_MS 20
 #define EXIT_CODE 7
+// STALL_TICKS is how long the numbers may stop coming: a restore under
+// emulation is slow, but never 20 s.
+#define STALL_TICKS 1000
 
 static void nap(void) {
 	struct timespec ts = {0, PERIOD_MS * 1000000L};
@@ -127,8 +132,9 @@ static int sleep_forever(void *arg) {
 }
 
 int main(int argc, char **argv) {
-	if (argc < 2 || argc > 3)
-		fail("usage: tree DIR [uts|files]");
+	if (argc > 3)
+		fail("usage: tree [DIR [uts|siblings]]");
+	const char *dir = argc > 1 ? argv[1] : ".";
 	const char *refused = argc == 3 ? argv[2] : "";
 	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	memfd = memfd_create("tree", MFD_CLOEXEC);
@@ -138,8 +144,10 @@ int main(int argc, char **argv) {
 	if (getsid(0) != root)
 		fail("not a session leader");
 	char path[4096];
-	snprintf(path, sizeof path, "%s/shared", argv[1]);
+	snprintf(path, sizeof path, "%s/shared", dir);
 	int file = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (argc == 1)
+		unlink(path);
 	int numbers[2], passed[2], ready[2];
 	if (file < 0 || pipe(numbers) != 0 || pipe(passed) != 0 || pipe(ready) != 0)
 		fail("setup: %s", strerror(errno));
@@ -216,18 +224,25 @@ int main(int argc, char **argv) {
 			fail("waitid %d: %s", zombies[i], strerror(errno));
 	}
 	fcntl(passed[0], F_SETFL, O_NONBLOCK);
-	printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d twin=%d file=%d\n", w, r,
-	       g, gc, ex, k, orphan, leader, twin, file);
+	// Without DIR, its output is ticks alone (the cross-kernel tests').
+	if (argc > 1)
+		printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d twin=%d file=%d\n",
+		       w, r, g, gc, ex, k, orphan, leader, twin, file);
 	fflush(stdout);
 
 	uint32_t seq = 0;
+	int stalled = 0;
 	for (int tick = 0;; tick++) {
 		uint32_t n;
+		stalled++;
 		while (read(passed[0], &n, sizeof n) == sizeof n) {
 			if (n != seq + 1)
 				fail("root: got %u after %u", n, seq);
 			seq = n;
+			stalled = 0;
 		}
+		if (stalled > STALL_TICKS)
+			fail("root: no number passed on for %d ticks, after %u", stalled, seq);
 		if (*shared < seq)
 			fail("root: the shared page holds %u, below %u", *shared, seq);
 		uint32_t held = 0;
@@ -262,7 +277,9 @@ int main(int argc, char **argv) {
 			if (si.si_pid != 0)
 				fail("root: child %d ended (code %d, status %d)", live[i], si.si_code, si.si_status);
 		}
-		printf("tick %d pid=%d seq=%u ok\n", tick, root, seq);
+		struct timespec m;
+		clock_gettime(CLOCK_MONOTONIC, &m);
+		printf("tick %d mono_ns=%lld pid=%d ok\n", tick, m.tv_sec * 1000000000LL + m.tv_nsec, root);
 		fflush(stdout);
 		nap();
 	}
