@@ -56,11 +56,11 @@ func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob 
 //
 // The table may fill the process's RLIMIT_NOFILE, so nothing is opened
 // above it: the entries are made in the order of their lowest number, one
-// group at a time (an entry, or the entries of one pipe), each placed at
-// its numbers before the next is made. A new descriptor takes the lowest
-// free number, so it lands where it goes unless the table has a hole
-// below; the first descriptor to land in a hole stays there too, plugging
-// it, until the table is made.
+// group at a time (an entry, or the entries of one pipe or
+// pseudo-terminal), each placed at its numbers before the next is made. A
+// new descriptor takes the lowest free number, so it lands where it goes
+// unless the table has a hole below; the first descriptor to land in a
+// hole stays there too, plugging it, until the table is made.
 func (r *Restorer) OpenAll() error {
 	if err := r.closeAllBut(r.memfdDescriptors()); err != nil {
 		return fmt.Errorf("close the stub's descriptors: %w", err)
