@@ -342,6 +342,46 @@ func TestRestoreLowerHardLimit(t *testing.T) {
 	s.WaitTicks(t, 5)
 }
 
+// TestRestoreFdsAboveLimit restores a process with descriptors above
+// what cryo's own RLIMIT_NOFILE lets the restore give it: the restore is
+// refused up front, naming a descriptor and the limit, and a cryo with
+// room restores the same images.
+func TestRestoreFdsAboveLimit(t *testing.T) {
+	testutil.RequireRoot(t)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skipf("needs prlimit (util-linux): %v", err)
+	}
+	bin := testutil.BuildGo(t, "./cmd/cryo")
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const low = 1000
+	s := testutil.StartSubject(t, testutil.BuildC(t, "manyfds.c"), dir, "1100", "100")
+	s.WaitTicks(t, 1)
+	images := dumpSubject(t, bin, s)
+
+	_, errOut, code := runBinary(t, prlimit, fmt.Sprintf("--nofile=%d:%d", low, low), bin, "restore", "-D", images, "-d")
+	if code == 0 {
+		s.Restored()
+		t.Fatalf("cryo restore under RLIMIT_NOFILE %d of a process with descriptors up to %s succeeded", low, s.Ready["max"])
+	}
+	for _, want := range []string{"files: not supported: fd ", fmt.Sprintf("RLIMIT_NOFILE of %d", low)} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("cryo restore said %q, want %q in it", errOut, want)
+		}
+	}
+	if err := testutil.WaitPidFree(s.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := runBinary(t, bin, "restore", "-D", images, "-d"); code != 0 {
+		t.Fatalf("cryo restore: exit status %d\n%s", code, errOut)
+	}
+	s.Restored()
+	s.WaitTicks(t, 2)
+}
+
 // openPty opens a new pseudo-terminal and returns its master and slave.
 func openPty(t *testing.T) (master, slave *os.File) {
 	t.Helper()

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -57,7 +58,7 @@ func (eventfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes an eventfd in the process with its counter and mode.
 func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Efd
-	flags := uint64(unix.EFD_CLOEXEC)
+	flags := r.cloexec // EFD_CLOEXEC is O_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.EFD_NONBLOCK
 	}
@@ -76,16 +77,13 @@ func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		return 0, fmt.Errorf("make eventfd: %w", err)
 	}
 	if initial != count {
-		scratch, err := r.tr.Scratch(r.pid)
+		err := r.outside(n, func(fd int) error {
+			_, err := unix.Write(fd, binary.NativeEndian.AppendUint64(nil, count))
+			return err
+		})
 		if err != nil {
-			return 0, err
-		}
-		if err := r.tr.WriteValue(scratch, count); err != nil {
-			return 0, err
-		}
-		if err := r.sys(unix.SYS_WRITE, n, scratch, 8); err != nil {
 			return 0, fmt.Errorf("set eventfd %d counter to %#x: %w", n, count, err)
 		}
 	}
-	return r.lift(n)
+	return n, nil
 }

@@ -107,14 +107,7 @@ func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
 		return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
 	}
 	for _, tg := range f.Epfd.GetTfd() {
-		found := false
-		for _, fd := range s.Fds {
-			if fd.GetFd() == tg.GetTfd() {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !s.numbers[tg.GetTfd()] {
 			return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
 		}
 	}
@@ -123,17 +116,17 @@ func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open makes an empty epoll in the process; placed registers its targets.
 func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
-	n, err := r.tr.Syscall(r.pid, unix.SYS_EPOLL_CREATE1, unix.EPOLL_CLOEXEC)
+	n, err := r.tr.Syscall(r.pid, unix.SYS_EPOLL_CREATE1, r.cloexec) // EPOLL_CLOEXEC is O_CLOEXEC
 	if err != nil {
 		return 0, fmt.Errorf("make epoll: %w", err)
 	}
 	// O_NONBLOCK, say, set with fcntl.
 	if fl := uint64(f.Epfd.GetFlags()) &^ (unix.O_ACCMODE | unix.O_CLOEXEC); fl != 0 {
-		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, fl); err != nil {
+		if err := r.setStatusFlags(n, uint32(fl)); err != nil {
 			return 0, fmt.Errorf("set epoll flags %#o: %w", fl, err)
 		}
 	}
-	return r.lift(n)
+	return n, nil
 }
 
 // placed registers the targets of every epoll, through the final
@@ -149,7 +142,7 @@ func (eventpollKind) placed(r *Restorer) error {
 		done[f.GetId()] = true
 		ep := uint64(fd.GetFd()) // any of its numbers will do
 		for _, tg := range f.Epfd.GetTfd() {
-			scratch, err := r.tr.Scratch(r.pid)
+			scratch, err := r.scratch()
 			if err != nil {
 				return err
 			}

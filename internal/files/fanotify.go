@@ -136,10 +136,19 @@ func (fanotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 func (fanotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Ffy
 	// FAN_CLOEXEC as it was: the group keeps its flags, fdinfo shows
-	// them; the descriptor's own flag is set when it gets its number.
+	// them; the descriptor's own flag is r.cloexec's.
 	n, err := r.tr.Syscall(r.pid, unix.SYS_FANOTIFY_INIT, uint64(e.GetFaflags()), uint64(e.GetEvflags()))
 	if err != nil {
 		return 0, fmt.Errorf("make fanotify (flags %#x, event flags %#o): %w", e.GetFaflags(), e.GetEvflags(), err)
+	}
+	if cloexec := r.cloexec != 0; cloexec != (e.GetFaflags()&unix.FAN_CLOEXEC != 0) {
+		fdFlags := uint64(0)
+		if cloexec {
+			fdFlags = unix.FD_CLOEXEC
+		}
+		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, fdFlags); err != nil {
+			return 0, fmt.Errorf("set fanotify fd flags: %w", err)
+		}
 	}
 	// FAN_NONBLOCK made it O_NONBLOCK; fcntl may have changed that since.
 	if nonblock := e.GetFlags()&unix.O_NONBLOCK != 0; nonblock != (e.GetFaflags()&unix.FAN_NONBLOCK != 0) {
@@ -173,5 +182,5 @@ func (fanotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			}
 		}
 	}
-	return r.lift(n)
+	return n, nil
 }

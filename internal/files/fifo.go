@@ -78,11 +78,8 @@ func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	}
 	if d, ok := r.set.fifos[f.Fifo.GetPipeId()]; ok && !r.shared.filled[f.Fifo.GetPipeId()] {
 		r.shared.filled[f.Fifo.GetPipeId()] = true // size and fill once in the tree
-		if err := r.setPipeSize(holder, d); err != nil {
+		if err := r.fillPipe(holder, d); err != nil {
 			return 0, fmt.Errorf("FIFO %s: %w", path, err)
-		}
-		if err := r.writeThrough(holder, d.data); err != nil {
-			return 0, fmt.Errorf("refill FIFO %s: %w", path, err)
 		}
 	}
 	return n, nil

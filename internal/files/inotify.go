@@ -88,7 +88,7 @@ func (inotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes an inotify in the process and adds its watches, each with
 // its number.
 func (inotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
-	flags := uint64(unix.IN_CLOEXEC)
+	flags := r.cloexec // IN_CLOEXEC is O_CLOEXEC
 	if f.Ify.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.IN_NONBLOCK
 	}
@@ -113,7 +113,7 @@ func (inotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, fmt.Errorf("inotify watch %d on %v: %w", w.GetWd(), ms[i], err)
 		}
 	}
-	return r.lift(n)
+	return n, nil
 }
 
 // addWatch adds a watch of inotify n on path that gets number wd, the

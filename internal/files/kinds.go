@@ -23,7 +23,9 @@ type kind interface {
 	// built: every reference it makes resolves.
 	check(s *Set, f *fdinfo.FileEntry) error
 	// open makes a new open file description for entry f in the process
-	// being restored, at a descriptor above every target number.
+	// being restored, at any number, close-on-exec as r.cloexec says;
+	// what else it opens it closes, but for what its kind holds until
+	// the entry's group is placed.
 	open(r *Restorer, f *fdinfo.FileEntry) (uint64, error)
 }
 

@@ -239,7 +239,7 @@ func (r *Restorer) takeLock(l *filelock.FileLockEntry) error {
 		if l.GetFlag() == flOFD {
 			cmd = unix.F_OFD_SETLK
 		}
-		scratch, serr := r.tr.Scratch(r.pid)
+		scratch, serr := r.scratch()
 		if serr != nil {
 			return serr
 		}

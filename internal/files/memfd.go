@@ -306,9 +306,6 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 		// Made by another process of the tree, which sized, filled and
 		// sealed it: the same inode, reached through cryo's descriptor.
 		n, err := r.open(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), held), unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err == nil && r.tempBase > 0 {
-			n, err = r.lift(n)
-		}
 		if err != nil {
 			return 0, fmt.Errorf("open memfd %s made by another process: %w", e.GetName(), err)
 		}
@@ -323,14 +320,8 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("memfd_create %s: %w", e.GetName(), err)
 	}
-	if r.tempBase > 0 {
-		// OpenAll is under way: out of the way of the target numbers.
-		if n, err = r.lift(n); err != nil {
-			return 0, err
-		}
-	}
 	r.memfds[id] = n
-	held, err := r.getfd(n)
+	held, err := Getfd(r.pid, int(n))
 	if err != nil {
 		return 0, err
 	}
@@ -368,43 +359,40 @@ func (r *Restorer) fillMemfd(n uint64, e *memfd.MemfdInodeEntry) error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
-	dup, err := r.getfd(n)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dup)
-	for {
-		pe, err := pr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrImage, err)
-		}
-		if pe.Flags&image.PEPresent == 0 {
-			return fmt.Errorf("%w: memfd pages at %#x are not in this image (incremental or lazy dumps)", ErrUnsupported, pe.Vaddr)
-		}
-		size := pe.NrPages * pageSize
-		if pe.Vaddr+size > (e.GetSize()+pageSize-1)&^(pageSize-1) {
-			return imageErr("pages at offset %#x-%#x beyond the size %#x", pe.Vaddr, pe.Vaddr+size, e.GetSize())
-		}
-		// The last page may run past the size: writing it would grow
-		// the file.
-		size = min(size, e.GetSize()-pe.Vaddr)
-		for off := uint64(0); off < size; {
-			k := min(fillChunk, size-off)
-			data, release, err := pr.Map(pe, int64(off), int64(k))
-			if err != nil {
-				return err
+	return r.outside(n, func(dup int) error {
+		for {
+			pe, err := pr.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
-			_, err = unix.Pwrite(dup, data, int64(pe.Vaddr+off))
-			release()
 			if err != nil {
-				return fmt.Errorf("write at %#x: %w", pe.Vaddr+off, err)
+				return fmt.Errorf("%w: %w", ErrImage, err)
 			}
-			off += k
+			if pe.Flags&image.PEPresent == 0 {
+				return fmt.Errorf("%w: memfd pages at %#x are not in this image (incremental or lazy dumps)", ErrUnsupported, pe.Vaddr)
+			}
+			size := pe.NrPages * pageSize
+			if pe.Vaddr+size > (e.GetSize()+pageSize-1)&^(pageSize-1) {
+				return imageErr("pages at offset %#x-%#x beyond the size %#x", pe.Vaddr, pe.Vaddr+size, e.GetSize())
+			}
+			// The last page may run past the size: writing it would grow
+			// the file.
+			size = min(size, e.GetSize()-pe.Vaddr)
+			for off := uint64(0); off < size; {
+				k := min(fillChunk, size-off)
+				data, release, err := pr.Map(pe, int64(off), int64(k))
+				if err != nil {
+					return err
+				}
+				_, err = unix.Pwrite(dup, data, int64(pe.Vaddr+off))
+				release()
+				if err != nil {
+					return fmt.Errorf("write at %#x: %w", pe.Vaddr+off, err)
+				}
+				off += k
+			}
 		}
-	}
+	})
 }
 
 // opened seals the memfds that only descriptors hold, made just now.
@@ -438,15 +426,35 @@ func (r *Restorer) memfdDescriptors() []uint64 {
 	return out
 }
 
-// liftMemfds moves the memfds the mappings were made from above the
-// target numbers.
-func (r *Restorer) liftMemfds() error {
+// makeMemfds makes the memfds that the table's entries are opened from,
+// and moves every memfd the process holds to a number the table does not
+// use, for as long as the table is being made.
+func (r *Restorer) makeMemfds() error {
+	for _, fd := range r.byNumber {
+		if f := r.set.Files[fd.GetId()]; f.GetType() == fdinfo.FdTypes_MEMFD {
+			if _, err := r.memfd(f.Memfd.GetInodeId()); err != nil {
+				return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
+			}
+		}
+	}
+	for _, n := range r.memfds {
+		if r.targets[n] == nil {
+			r.kept[n] = true
+		}
+	}
 	for id, n := range r.memfds {
-		m, err := r.lift(n)
-		if err != nil {
+		if r.kept[n] {
+			continue
+		}
+		free := r.free(0, func(m uint64) bool { return r.targets[m] != nil })
+		if err := r.sys(unix.SYS_DUP3, n, free, unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("move memfd descriptor %d out of the table to %d: %w", n, free, err)
+		}
+		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
 			return err
 		}
-		r.memfds[id] = m
+		r.memfds[id] = free
+		r.kept[free] = true
 	}
 	return nil
 }
@@ -459,6 +467,7 @@ func (r *Restorer) closeMemfds() error {
 			return err
 		}
 		delete(r.memfds, id)
+		delete(r.kept, n)
 	}
 	return nil
 }

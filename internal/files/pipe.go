@@ -68,9 +68,6 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, err
 		}
 		p.data = r.set.pipes[id]
-		if err := r.setPipeSize(p.ends[1], p.data); err != nil {
-			return 0, fmt.Errorf("pipe %d: %w", id, err)
-		}
 		if r.pipes == nil {
 			r.pipes = map[uint32]*pipeEnds{}
 		}
@@ -82,8 +79,20 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	}
 	if flags&unix.O_LARGEFILE == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
 		p.given[end] = true
-		if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFL, uint64(flags)); err != nil {
-			return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
+		// pipe() made the end with the access mode alone.
+		if flags&^unix.O_ACCMODE != 0 {
+			if err := r.setStatusFlags(p.ends[end], flags); err != nil {
+				return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
+			}
+		}
+		if p.cloexec != r.cloexec {
+			fdFlags := uint64(0)
+			if r.cloexec != 0 {
+				fdFlags = unix.FD_CLOEXEC
+			}
+			if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFD, fdFlags); err != nil {
+				return 0, fmt.Errorf("set pipe fd flags: %w", err)
+			}
 		}
 		return p.ends[end], nil
 	}
@@ -91,34 +100,18 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 }
 
 // openPipe opens an end of a pipe or FIFO through path in the process,
-// above the targets, with status flags. The open takes only the access
-// mode, and does not wait for the other side; fcntl sets the flags: open
-// refuses O_DIRECT, the flag of a packet-mode pipe.
+// with status flags. The open takes only the access mode, and does not
+// wait for the other side; fcntl sets the flags: open refuses O_DIRECT,
+// the flag of a packet-mode pipe.
 func (r *Restorer) openPipe(path string, flags uint32) (uint64, error) {
-	n, err := r.open(path, uint64(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	n, err := r.open(path, uint64(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|r.cloexec, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
-	if n, err = r.lift(n); err != nil {
-		return 0, err
-	}
-	if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(flags)); err != nil {
+	if err := r.setStatusFlags(n, flags); err != nil {
 		return 0, fmt.Errorf("set flags %#o of %s: %w", flags, path, err)
 	}
 	return n, nil
-}
-
-// setPipeSize gives a pipe or FIFO made in the process, through its
-// descriptor fd, the size it had at the dump, before it is refilled.
-func (r *Restorer) setPipeSize(fd uint64, d pipeData) error {
-	size := d.e.GetSize()
-	if size == 0 { // none recorded
-		return nil
-	}
-	if err := r.sys(unix.SYS_FCNTL, fd, unix.F_SETPIPE_SZ, uint64(size)); err != nil {
-		return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
-	}
-	return nil
 }
 
 // pipeData is what a pipe or FIFO holds at the dump.
@@ -276,41 +269,42 @@ type pipeRestorer struct {
 }
 
 // pipeEnds are the two descriptors of a pipe made in the process, read
-// end first, and whether an entry was given each.
+// end first, whether they are close-on-exec (O_CLOEXEC), and whether an
+// entry was given each.
 type pipeEnds struct {
-	ends  [2]uint64
-	given [2]bool
-	data  pipeData
+	ends    [2]uint64
+	cloexec uint64
+	given   [2]bool
+	data    pipeData
 }
 
-// makePipe makes a pipe in the process, both ends above the targets.
+// makePipe makes a pipe in the process, close-on-exec as r.cloexec says.
 func (r *Restorer) makePipe() (*pipeEnds, error) {
-	scratch, err := r.tr.Scratch(r.pid)
+	scratch, err := r.scratch()
 	if err != nil {
 		return nil, err
 	}
-	if err := r.sys(unix.SYS_PIPE2, scratch, unix.O_CLOEXEC); err != nil {
+	if err := r.sys(unix.SYS_PIPE2, scratch, r.cloexec); err != nil {
 		return nil, fmt.Errorf("make pipe: %w", err)
 	}
 	var fds [2]int32
 	if err := r.tr.ReadValue(scratch, &fds); err != nil {
 		return nil, err
 	}
-	p := &pipeEnds{}
-	for i := range p.ends {
-		if p.ends[i], err = r.lift(uint64(fds[i])); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
+	return &pipeEnds{ends: [2]uint64{uint64(fds[0]), uint64(fds[1])}, cloexec: r.cloexec}, nil
 }
 
-// opened writes the buffered data back into each pipe and closes the
-// ends made with it that no entry was given.
-func (pipeKind) opened(r *Restorer) error {
+// group makes the entries of one pipe together.
+func (pipeKind) group(_ *Restorer, f *fdinfo.FileEntry) (uint32, bool) {
+	return f.Pipe.GetPipeId(), true
+}
+
+// groupOpened gives the pipe of the group just opened its size and data
+// back, and closes the ends made with it that no entry was given.
+func (pipeKind) groupOpened(r *Restorer) error {
 	for id, p := range r.pipes {
-		if err := r.writeThrough(p.ends[1], p.data.data); err != nil {
-			return fmt.Errorf("refill pipe %d: %w", id, err)
+		if err := r.fillPipe(p.ends[1], p.data); err != nil {
+			return fmt.Errorf("pipe %d: %w", id, err)
 		}
 		for i, end := range p.ends {
 			if p.given[i] {
@@ -325,28 +319,36 @@ func (pipeKind) opened(r *Restorer) error {
 	return nil
 }
 
-// writeThrough writes data into a pipe or FIFO descriptor of the process
-// from outside, through a duplicate taken with pidfd_getfd.
-func (r *Restorer) writeThrough(fd uint64, data []byte) error {
-	if len(data) == 0 {
+// fillPipe gives a pipe or FIFO made in the process, through its
+// descriptor fd, the size it had at the dump, then the data it held, from
+// outside.
+func (r *Restorer) fillPipe(fd uint64, d pipeData) error {
+	size, data := int(d.e.GetSize()), d.data // size 0: none recorded
+	if size == 0 && len(data) == 0 {
 		return nil
 	}
-	dup, err := r.getfd(fd)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dup)
-	if size, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0); err == nil && size < len(data) {
-		if _, err := unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, len(data)); err != nil {
-			return fmt.Errorf("grow pipe to %d bytes: %w", len(data), err)
-		}
-	}
-	for len(data) > 0 {
-		n, err := unix.Write(dup, data)
+	return r.outside(fd, func(dup int) error {
+		cur, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0)
 		if err != nil {
-			return err
+			return fmt.Errorf("read pipe size: %w", err)
 		}
-		data = data[n:]
-	}
-	return nil
+		if size != 0 && size != cur {
+			if cur, err = unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, size); err != nil {
+				return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
+			}
+		}
+		if cur < len(data) {
+			if _, err := unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, len(data)); err != nil {
+				return fmt.Errorf("grow pipe to %d bytes: %w", len(data), err)
+			}
+		}
+		for len(data) > 0 {
+			n, err := unix.Write(dup, data)
+			if err != nil {
+				return fmt.Errorf("refill: %w", err)
+			}
+			data = data[n:]
+		}
+		return nil
+	})
 }

@@ -1,11 +1,15 @@
 package files
 
 import (
+	"cmp"
 	"fmt"
+	"io"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -22,10 +26,16 @@ type Restorer struct {
 	// taken are the entries whose descriptor came from another process
 	// of the tree, made there.
 	taken map[uint32]bool
-	// tempBase is above every target descriptor number: a file is
-	// opened there first, so that making one never takes the number
-	// another must have.
-	tempBase uint64
+	// pidfd is cryo's pidfd of the process while the table is made, for
+	// outside.
+	pidfd int
+	// scratchAt is where the tracer's scratch buffer is, once asked.
+	scratchAt uint64
+	// cloexec is O_CLOEXEC or 0: what the descriptor a kind opens for
+	// the entry at hand starts as, that of the entry's lowest number,
+	// where the descriptor lands if it is free.
+	cloexec uint64
+	placement
 	memfdRestorer
 	pipeRestorer
 	timerfdRestorer
@@ -36,47 +46,63 @@ type Restorer struct {
 // the processes of a tree whose restores share shared. With shellJob, a
 // terminal the process had outside the checkpoint is cryo's own.
 func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob bool) *Restorer {
-	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}}
+	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}, pidfd: -1}
 }
 
 // OpenAll recreates the descriptor table: every descriptor at its number
 // with its flags and position, descriptors that shared an open file
 // description (dup) sharing one again. The memfds the mappings were made
 // from stay open; every other descriptor of the process is closed first.
+//
+// The table may fill the process's RLIMIT_NOFILE, so nothing is opened
+// above it: the entries are made in the order of their lowest number, one
+// group at a time (an entry, or the entries of one pipe or
+// pseudo-terminal), each placed at its numbers before the next is made. A
+// new descriptor takes the lowest free number, so it lands where it goes
+// unless the table has a hole below; the first descriptor to land in a
+// hole stays there too, plugging it, until the table is made.
 func (r *Restorer) OpenAll() error {
-	for _, fd := range r.set.Fds {
-		r.tempBase = max(r.tempBase, uint64(fd.GetFd())+1)
-	}
 	if err := r.closeAllBut(r.memfdDescriptors()); err != nil {
 		return fmt.Errorf("close the stub's descriptors: %w", err)
 	}
-	if err := r.liftMemfds(); err != nil {
+	pidfd, err := unix.PidfdOpen(r.pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", r.pid, err)
+	}
+	r.pidfd = pidfd
+	defer func() {
+		r.releasePtys()
+		unix.Close(r.pidfd)
+		r.pidfd = -1
+	}()
+	r.placement = newPlacement(r.set.Fds)
+	if err := r.makeMemfds(); err != nil {
 		return err
 	}
 	// The process's own /proc/PID/fd/N and fdinfo/N exist only once
 	// descriptor N has its number: they are opened last.
-	var early, late []*fdinfo.FdinfoEntry
-	for _, fd := range r.set.Fds {
-		if r.ownFdFile(r.set.Files[fd.GetId()]) {
-			late = append(late, fd)
+	var early, late []*group
+	for _, g := range r.groups() {
+		if r.ownFdFile(g.entries[0]) { // a regular file: a group of its own
+			late = append(late, g)
 		} else {
-			early = append(early, fd)
+			early = append(early, g)
 		}
 	}
-	if err := r.openAt(early, func() error {
-		for _, k := range kinds {
-			if o, ok := k.(opener); ok {
-				if err := o.opened(r); err != nil {
-					return err
-				}
+	for _, g := range append(early, late...) {
+		if err := r.openGroup(g); err != nil {
+			return err
+		}
+	}
+	if err := r.closePlugs(); err != nil {
+		return err
+	}
+	for _, k := range kinds {
+		if o, ok := k.(opener); ok {
+			if err := o.opened(r); err != nil {
+				return err
 			}
 		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := r.openAt(late, func() error { return nil }); err != nil {
-		return err
 	}
 	if err := r.closeMemfds(); err != nil {
 		return err
@@ -92,49 +118,6 @@ func (r *Restorer) OpenAll() error {
 	return r.takeLocks()
 }
 
-// openAt opens the entries of descriptors fds, each once, above the
-// targets (or takes them from the process of the tree that made them),
-// runs opened, and moves them to their numbers.
-func (r *Restorer) openAt(fds []*fdinfo.FdinfoEntry, opened func() error) error {
-	temps := map[uint32]uint64{} // file id -> its descriptor above the targets
-	for _, fd := range fds {
-		id := fd.GetId()
-		if _, ok := temps[id]; ok {
-			continue
-		}
-		f := r.set.Files[id]
-		n, taken, err := r.takeShared(id)
-		if err != nil {
-			return fmt.Errorf("fd %d (%v): %w", fd.GetFd(), f.GetType(), err)
-		}
-		if taken {
-			r.taken[id] = true
-			temps[id] = n
-			continue
-		}
-		k, _ := kindOf(f.GetType()) // Load checked it
-		n, err = k.open(r, f)
-		if err != nil {
-			return fmt.Errorf("fd %d (%v): %w", fd.GetFd(), f.GetType(), err)
-		}
-		temps[id] = n
-	}
-	if err := opened(); err != nil {
-		return err
-	}
-	for _, fd := range fds {
-		if err := r.dupTo(temps[fd.GetId()], uint64(fd.GetFd()), fd.GetFlags()); err != nil {
-			return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
-		}
-	}
-	for _, n := range temps {
-		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // ownFdFile reports whether f is the process's own /proc/PID/fd/N or
 // /proc/PID/fdinfo/N.
 func (r *Restorer) ownFdFile(f *fdinfo.FileEntry) bool {
@@ -145,20 +128,237 @@ func (r *Restorer) ownFdFile(f *fdinfo.FileEntry) bool {
 	return strings.HasPrefix(rest, "fd/") || strings.HasPrefix(rest, "fdinfo/")
 }
 
-// opener is a kind with work to do once every entry is open, before the
-// descriptors move to their numbers.
+// opener is a kind with work to do once every entry is open.
 type opener interface{ opened(r *Restorer) error }
 
 // placer is a kind with work to do once every descriptor has its number.
 type placer interface{ placed(r *Restorer) error }
 
-// lift moves a descriptor of the process above every target number.
-func (r *Restorer) lift(n uint64) (uint64, error) {
-	m, err := r.tr.Syscall(r.pid, unix.SYS_FCNTL, n, unix.F_DUPFD_CLOEXEC, r.tempBase)
-	if err != nil {
-		return 0, fmt.Errorf("move descriptor %d above %d: %w", n, r.tempBase, err)
+// grouper is a kind whose entries are made together, as a pipe makes both
+// its ends: every entry of a group is opened, then groupOpened runs,
+// before any is placed. group returns the group of entry f, or false for
+// an entry that is a group of its own.
+type grouper interface {
+	group(r *Restorer, f *fdinfo.FileEntry) (uint32, bool)
+	groupOpened(r *Restorer) error
+}
+
+// placement is where the descriptors of the table go and what holds which
+// number while it is made. Every number the process holds is one of
+// these, so that a number to move a descriptor to is known free without
+// asking the kernel.
+type placement struct {
+	// targets are the numbers of the table, with their entries.
+	targets map[uint64]*fdinfo.FdinfoEntry
+	// byNumber is the table in the order of its numbers.
+	byNumber []*fdinfo.FdinfoEntry
+	// placed are the numbers that hold their descriptor.
+	placed map[uint64]bool
+	// kept are the numbers of descriptors kept for the whole making of
+	// the table (memfds), out of the table's numbers.
+	kept map[uint64]bool
+	// plugs are holes of the table that a descriptor landed in, left
+	// open so that the next lands elsewhere.
+	plugs map[uint64]bool
+	// temps are the descriptors of the group being made, by number, as
+	// indexes into its entries.
+	temps map[uint64]int
+}
+
+func newPlacement(fds []*fdinfo.FdinfoEntry) placement {
+	p := placement{targets: map[uint64]*fdinfo.FdinfoEntry{}, placed: map[uint64]bool{}, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
+	for _, fd := range fds {
+		p.targets[uint64(fd.GetFd())] = fd
 	}
-	return m, r.sys(unix.SYS_CLOSE, n)
+	p.byNumber = slices.SortedFunc(slices.Values(fds), func(a, b *fdinfo.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
+	return p
+}
+
+// group is entries made together, each with its numbers, in the order of
+// their lowest numbers.
+type group struct {
+	entries []*fdinfo.FileEntry
+	fds     [][]*fdinfo.FdinfoEntry
+}
+
+// groups sorts the table's entries into groups, in the order of their
+// lowest numbers.
+func (r *Restorer) groups() []*group {
+	type key struct {
+		typ     fdinfo.FdTypes
+		id      uint32
+		grouped bool // id is a grouper's, not a file's
+	}
+	var out []*group
+	groups := map[key]*group{}
+	entry := map[uint32]int{} // file id -> index in its group
+	for _, fd := range r.byNumber {
+		f := r.set.Files[fd.GetId()]
+		k := key{typ: f.GetType(), id: f.GetId()}
+		if gk, ok := kindOfEntry(f).(grouper); ok {
+			if id, ok := gk.group(r, f); ok {
+				k.id, k.grouped = id, true
+			}
+		}
+		g := groups[k]
+		if g == nil {
+			g = &group{}
+			groups[k] = g
+			out = append(out, g)
+		}
+		i, ok := entry[f.GetId()]
+		if !ok {
+			i = len(g.entries)
+			entry[f.GetId()] = i
+			g.entries = append(g.entries, f)
+			g.fds = append(g.fds, nil)
+		}
+		g.fds[i] = append(g.fds[i], fd)
+	}
+	return out
+}
+
+// kindOfEntry is the kind of an entry Load checked.
+func kindOfEntry(f *fdinfo.FileEntry) kind {
+	k, _ := kindOf(f.GetType())
+	return k
+}
+
+// openGroup opens the entries of a group, then places each at its numbers.
+func (r *Restorer) openGroup(g *group) error {
+	r.temps = map[uint64]int{}
+	temps := make([]uint64, len(g.entries))
+	for i, f := range g.entries {
+		r.cloexec = 0
+		if g.fds[i][0].GetFlags()&unix.FD_CLOEXEC != 0 {
+			r.cloexec = unix.O_CLOEXEC
+		}
+		n, taken, err := r.takeShared(f.GetId())
+		if err == nil && !taken {
+			n, err = kindOfEntry(f).open(r, f)
+		}
+		if err != nil {
+			return fmt.Errorf("fd %d (%v): %w", g.fds[i][0].GetFd(), f.GetType(), err)
+		}
+		if taken {
+			r.taken[f.GetId()] = true
+		}
+		temps[i] = n
+		r.temps[n] = i
+	}
+	if gk, ok := kindOfEntry(g.entries[0]).(grouper); ok {
+		if err := gk.groupOpened(r); err != nil {
+			return err
+		}
+	}
+	for i := range g.entries {
+		if err := r.place(g, temps, i); err != nil {
+			return fmt.Errorf("fd %d: %w", g.fds[i][0].GetFd(), err)
+		}
+	}
+	return nil
+}
+
+// place gives entry i of group g, open at temps[i] close-on-exec as the
+// entry's lowest number, its numbers. Another entry of the group open at
+// one of them moves out of the way first.
+func (r *Restorer) place(g *group, temps []uint64, i int) error {
+	n, stays := temps[i], false
+	for j, fd := range g.fds[i] {
+		to := uint64(fd.GetFd())
+		if to == n {
+			stays = true
+		} else {
+			if other, ok := r.temps[to]; ok {
+				free, err := r.moveAside(to, g)
+				if err != nil {
+					return err
+				}
+				temps[other] = free
+				delete(r.temps, to)
+				r.temps[free] = other
+			}
+			if err := r.dupTo(n, to, fd.GetFlags()); err != nil {
+				return err
+			}
+		}
+		if to == n && j > 0 && fd.GetFlags()&unix.FD_CLOEXEC != g.fds[i][0].GetFlags()&unix.FD_CLOEXEC {
+			if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, uint64(fd.GetFlags()&unix.FD_CLOEXEC)); err != nil {
+				return fmt.Errorf("set fd %d flags: %w", n, err)
+			}
+		}
+		r.placed[to] = true
+	}
+	delete(r.temps, n)
+	switch {
+	case stays:
+	case r.targets[n] == nil && !r.beyond(n):
+		r.plugs[n] = true
+	default:
+		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// beyond reports whether number n is above every number of the table.
+func (p *placement) beyond(n uint64) bool {
+	return len(p.byNumber) == 0 || n > uint64(p.byNumber[len(p.byNumber)-1].GetFd())
+}
+
+// moveAside moves the descriptor at number n to a free number that no
+// entry of group g goes to, and returns it.
+func (r *Restorer) moveAside(n uint64, g *group) (uint64, error) {
+	ours := map[uint64]bool{}
+	for _, fds := range g.fds {
+		for _, fd := range fds {
+			ours[uint64(fd.GetFd())] = true
+		}
+	}
+	free := r.free(uint64(g.fds[0][0].GetFd()), func(m uint64) bool { return ours[m] })
+	if err := r.sys(unix.SYS_DUP3, n, free, unix.O_CLOEXEC); err != nil {
+		return 0, fmt.Errorf("move descriptor %d out of the way to %d: %w", n, free, err)
+	}
+	return free, nil
+}
+
+// free returns the lowest number from (else from 0) that nothing holds
+// and that avoid does not refuse. There is one below the table's
+// highest number plus as many more as the process holds besides the
+// table: the process's RLIMIT_NOFILE may be too low for it, and then the
+// call that uses it fails.
+func (r *Restorer) free(from uint64, avoid func(uint64) bool) uint64 {
+	end := uint64(len(r.kept)+len(r.plugs)+len(r.temps)) + 1
+	if len(r.byNumber) > 0 {
+		end += uint64(r.byNumber[len(r.byNumber)-1].GetFd()) + 1
+	}
+	for _, start := range []uint64{from, 0} {
+		for m := start; m < end; m++ {
+			_, temp := r.temps[m]
+			if !temp && !r.placed[m] && !r.kept[m] && !r.plugs[m] && !avoid(m) {
+				return m
+			}
+		}
+	}
+	return end
+}
+
+// closePlugs closes the descriptors left in the table's holes.
+func (r *Restorer) closePlugs() error {
+	plugs := slices.Sorted(maps.Keys(r.plugs))
+	for i := 0; i < len(plugs); {
+		j := i + 1
+		for j < len(plugs) && plugs[j] == plugs[j-1]+1 {
+			j++
+		}
+		if err := r.sys(unix.SYS_CLOSE_RANGE, plugs[i], plugs[j-1], 0); err != nil {
+			return fmt.Errorf("close descriptors %d-%d: %w", plugs[i], plugs[j-1], err)
+		}
+		i = j
+	}
+	clear(r.plugs)
+	return nil
 }
 
 // dupTo makes descriptor to a duplicate of from, close-on-exec if the
@@ -189,9 +389,39 @@ func (r *Restorer) closeAllBut(keep []uint64) error {
 	return r.sys(unix.SYS_CLOSE_RANGE, from, ^uint64(0)>>32, 0)
 }
 
-// getfd returns cryo's own duplicate of descriptor fd of the process, to
-// fill it from outside.
-func (r *Restorer) getfd(fd uint64) (int, error) { return Getfd(r.pid, int(fd)) }
+// outside runs f on cryo's own duplicate of descriptor n of the process:
+// what is done to its open file description (position, status flags, a
+// pipe's size and data, a file's contents) needs no injected call.
+func (r *Restorer) outside(n uint64, f func(fd int) error) error {
+	dup, err := r.getfd(n)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dup)
+	return f(dup)
+}
+
+// getfd returns cryo's own duplicate of descriptor n of the process, for
+// the caller to close.
+func (r *Restorer) getfd(n uint64) (int, error) {
+	if r.pidfd < 0 {
+		return Getfd(r.pid, int(n))
+	}
+	dup, err := unix.PidfdGetfd(r.pidfd, int(n), 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_getfd %d of pid %d: %w", n, r.pid, err)
+	}
+	return dup, nil
+}
+
+// setStatusFlags sets the status flags (O_NONBLOCK...) of descriptor n of
+// the process.
+func (r *Restorer) setStatusFlags(n uint64, flags uint32) error {
+	return r.outside(n, func(fd int) error {
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(flags))
+		return err
+	})
+}
 
 // Getfd returns a duplicate, in cryo, of descriptor fd of process pid.
 func Getfd(pid, fd int) (int, error) {
@@ -207,6 +437,20 @@ func Getfd(pid, fd int) (int, error) {
 	return dup, nil
 }
 
+// scratch returns the address of the tracer's scratch buffer in the
+// process, which stays where it is: asked once, not at each call, each
+// asking being a trip to the tracer's thread.
+func (r *Restorer) scratch() (uint64, error) {
+	if r.scratchAt == 0 {
+		at, err := r.tr.Scratch(r.pid)
+		if err != nil {
+			return 0, err
+		}
+		r.scratchAt = at
+	}
+	return r.scratchAt, nil
+}
+
 // sys injects a system call when only its success matters.
 func (r *Restorer) sys(nr int, args ...uint64) error {
 	_, err := r.tr.Syscall(r.pid, nr, args...)
@@ -218,8 +462,9 @@ func (r *Restorer) open(path string, flags, mode uint64) (uint64, error) {
 	return r.tr.OpenAt(r.pid, path, flags, mode)
 }
 
-// reopen opens path in the process with an entry's flags and moves it
-// above the targets, at position pos. O_NOFOLLOW acted on the dumped
+// reopen opens path in the process with an entry's flags, at position
+// pos, close-on-exec as r.cloexec says, whatever the entry's flags say
+// (the descriptor's own flags do). O_NOFOLLOW acted on the dumped
 // path; the path here is a magic link to the checked file (Set.Path),
 // which it would refuse. O_TMPFILE (tmpfile(3)) made the file, which is
 // reopened as the unlinked file it is now.
@@ -227,15 +472,16 @@ func (r *Restorer) reopen(path string, flags uint32, pos uint64) (uint64, error)
 	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
 		flags &^= unix.O_TMPFILE
 	}
-	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW), 0)
+	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC)|r.cloexec, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
-	if n, err = r.lift(n); err != nil {
-		return 0, err
-	}
 	if pos != 0 {
-		if _, err := r.tr.Syscall(r.pid, unix.SYS_LSEEK, n, pos, unix.SEEK_SET); err != nil {
+		err := r.outside(n, func(fd int) error {
+			_, err := unix.Seek(fd, int64(pos), io.SeekStart)
+			return err
+		})
+		if err != nil {
 			return 0, fmt.Errorf("seek %s to %d: %w", path, pos, err)
 		}
 	}

@@ -18,6 +18,8 @@ type Set struct {
 	Files map[uint32]*fdinfo.FileEntry
 	// Fds is the descriptor table.
 	Fds []*fdinfo.FdinfoEntry
+	// numbers are the descriptor numbers of the table.
+	numbers map[uint32]bool
 	pipeSet
 	ghostSet
 	memfdSet
@@ -54,18 +56,21 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 	if s.Fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, filesID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	seen := map[uint32]bool{}
+	s.numbers = map[uint32]bool{}
+	for _, fd := range s.Fds {
+		if s.numbers[fd.GetFd()] {
+			return nil, imageErr("fd %d twice", fd.GetFd())
+		}
+		s.numbers[fd.GetFd()] = true
+	}
 	for _, fd := range s.Fds {
 		f, ok := s.Files[fd.GetId()]
 		switch {
 		case !ok:
 			return nil, imageErr("fd %d refers to file %d, which files.img lacks", fd.GetFd(), fd.GetId())
-		case seen[fd.GetFd()]:
-			return nil, imageErr("fd %d twice", fd.GetFd())
 		case f.GetType() != fd.GetType():
 			return nil, imageErr("fd %d: type %v, but file %d is %v", fd.GetFd(), fd.GetType(), f.GetId(), f.GetType())
 		}
-		seen[fd.GetFd()] = true
 		if err := s.Check(f); err != nil {
 			return nil, fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 		}

@@ -51,9 +51,9 @@ func (s *Shared) note(r *Restorer) {
 	}
 }
 
-// takeShared gives the process a descriptor of entry id, above the
-// targets, if another process of the tree has it open already: the same
-// open file description, taken with pidfd_getfd.
+// takeShared gives the process a descriptor of entry id, close-on-exec as
+// r.cloexec says, if another process of the tree has it open already: the
+// same open file description, taken with pidfd_getfd.
 func (r *Restorer) takeShared(id uint32) (uint64, bool, error) {
 	ref, ok := r.shared.opened[id]
 	if !ok || ref.pid == r.pid {
@@ -70,8 +70,13 @@ func (r *Restorer) takeShared(id uint32) (uint64, bool, error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("take fd %d of pid %d: %w", ref.fd, ref.pid, err)
 	}
-	n, err = r.lift(n)
-	return n, true, err
+	// pidfd_getfd makes it close-on-exec.
+	if r.cloexec == 0 {
+		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, 0); err != nil {
+			return 0, false, fmt.Errorf("set fd %d flags: %w", n, err)
+		}
+	}
+	return n, true, nil
 }
 
 // sharedPipe is a path to the pipe pipeID in another process of the tree

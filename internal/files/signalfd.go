@@ -39,11 +39,11 @@ func (signalfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes a signalfd in the process reading the dumped signals.
 func (signalfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Sgfd
-	flags := uint64(unix.SFD_CLOEXEC)
+	flags := r.cloexec // SFD_CLOEXEC is O_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.SFD_NONBLOCK
 	}
-	scratch, err := r.tr.Scratch(r.pid)
+	scratch, err := r.scratch()
 	if err != nil {
 		return 0, err
 	}
@@ -54,5 +54,5 @@ func (signalfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("make signalfd of mask %#x: %w", e.GetSigmask(), err)
 	}
-	return r.lift(n)
+	return n, nil
 }

@@ -3,6 +3,7 @@ package files
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +31,8 @@ type Table struct {
 	byKey    map[string]uint32                // entries made for a path or object, not a descriptor
 	// described are the descriptors that made an entry, by inode: a
 	// descriptor can share an open file description only with one of
-	// the same inode, so kcmp compares so few.
+	// the same inode, so kcmp compares so few; sorted by kcmp's order of
+	// their descriptions (sharedWith).
 	described map[inode][]fdRef
 	// clocksRead is when the dump read the processes' clocks.
 	clocksRead time.Time
@@ -121,7 +123,7 @@ func (t *Table) Dump(pid int, filesID uint32) error {
 			return fmt.Errorf("stat fd %d: %w", fd, err)
 		}
 		ino := inode{dev: st.Dev, ino: st.Ino}
-		id, err := t.sharedWith(pid, fd, ino)
+		id, at, err := t.sharedWith(pid, fd, ino)
 		if err != nil {
 			return err
 		}
@@ -132,7 +134,7 @@ func (t *Table) Dump(pid int, filesID uint32) error {
 			if err := t.dumpLocks(fd, info); err != nil {
 				return err
 			}
-			t.described[ino] = append(t.described[ino], fdRef{pid: pid, fd: fd, id: id})
+			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: pid, fd: fd, id: id})
 		}
 		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
@@ -146,18 +148,31 @@ func (t *Table) Dump(pid int, filesID uint32) error {
 
 // sharedWith returns the entry of the open file description that
 // descriptor fd of process pid, of inode ino, shares with a descriptor
-// already described; 0 if none.
-func (t *Table) sharedWith(pid, fd int, ino inode) (uint32, error) {
-	for _, o := range t.described[ino] {
-		same, err := kernel.SameFile(pid, fd, o.pid, o.fd)
-		if err != nil {
-			return 0, fmt.Errorf("compare fd %d of pid %d with fd %d of pid %d: %w", fd, pid, o.fd, o.pid, err)
+// already described, 0 if none, and where fd goes among those of its
+// inode if it is new. They are kept in kcmp's order of their
+// descriptions, searched in log n comparisons: a process of many
+// descriptors of one inode (eventfds share one) is dumped in n log n.
+func (t *Table) sharedWith(pid, fd int, ino inode) (uint32, int, error) {
+	var err error
+	i, found := slices.BinarySearchFunc(t.described[ino], fd, func(o fdRef, fd int) int {
+		r, kerr := kernel.Kcmp(o.pid, pid, kernel.KcmpFile, o.fd, fd)
+		switch {
+		case kerr != nil:
+			if err == nil {
+				err = fmt.Errorf("compare fd %d of pid %d with fd %d of pid %d: %w", fd, pid, o.fd, o.pid, kerr)
+			}
+			return 0
+		case r == 1: // o's is less
+			return -1
+		case r == 2:
+			return 1
 		}
-		if same {
-			return o.id, nil
-		}
+		return 0
+	})
+	if err != nil || !found {
+		return 0, i, err
 	}
-	return 0, nil
+	return t.described[ino][i].id, i, nil
 }
 
 // dumpFd offers a descriptor to the kinds.

@@ -172,7 +172,7 @@ const timerfdMargin = time.Millisecond
 // be lost.
 func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Tfd
-	flags := uint64(unix.TFD_CLOEXEC)
+	flags := r.cloexec // TFD_CLOEXEC is O_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.TFD_NONBLOCK
 	}
@@ -234,7 +234,7 @@ func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, fmt.Errorf("timerfd %d expired before its expirations could be set, %v ahead", n, margin)
 		}
 	}
-	return r.lift(n)
+	return n, nil
 }
 
 // dueWithin counts the expirations within margin of a timer due in left
@@ -259,7 +259,7 @@ func addSat(a, b time.Duration) time.Duration {
 
 // clock reads clock id in the process, in its time namespace.
 func (r *Restorer) clock(id uint32) (time.Duration, error) {
-	scratch, err := r.tr.Scratch(r.pid)
+	scratch, err := r.scratch()
 	if err != nil {
 		return 0, err
 	}
@@ -275,7 +275,7 @@ func (r *Restorer) clock(id uint32) (time.Duration, error) {
 
 // armTimerfd arms timerfd n of the process.
 func armTimerfd(r *Restorer, n uint64, flags uint32, spec unix.ItimerSpec) error {
-	scratch, err := r.tr.Scratch(r.pid)
+	scratch, err := r.scratch()
 	if err != nil {
 		return err
 	}
@@ -291,7 +291,7 @@ func armTimerfd(r *Restorer, n uint64, flags uint32, spec unix.ItimerSpec) error
 
 // setTimerfdTicks sets the expirations timerfd n of the process holds.
 func setTimerfdTicks(r *Restorer, n, ticks uint64) error {
-	scratch, err := r.tr.Scratch(r.pid)
+	scratch, err := r.scratch()
 	if err != nil {
 		return err
 	}

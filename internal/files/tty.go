@@ -723,6 +723,8 @@ func (s *Set) inPair(e *tty.TtyInfoEntry) bool {
 type ttyRestorer struct {
 	// pairs are the pseudo-terminals made, by dumped index.
 	pairs map[uint32]*ptyMade
+	// making are the pseudo-terminals of the group being opened.
+	making []*ptyMade
 	// settled are the tty-info ids of the terminals given their
 	// settings.
 	settled map[uint32]bool
@@ -734,13 +736,53 @@ type ttyRestorer struct {
 }
 
 // ptyMade is a pseudo-terminal made in the process: its master and a
-// slave descriptor held until every entry is open, above the targets.
+// slave descriptor, held in the process until its group is opened (a
+// number they hold is free to the placement afterwards), and cryo's
+// duplicates of them, held until every entry is open.
 type ptyMade struct {
 	index, newIndex uint32
 	master, slave   uint64
-	given           bool // the master went to an entry
+	cloexec         uint64 // the master's O_CLOEXEC
+	given           bool   // the master went to an entry
+	m, s            int    // cryo's duplicates of master and slave, or -1
 	slaveInfo       *tty.TtyInfoEntry
 	masterInfo      *tty.TtyInfoEntry
+}
+
+// group makes the entries of one pseudo-terminal together, and /dev/tty
+// with them if it is that terminal, made here as the controlling
+// terminal of the session the process leads: the pair is made once, for
+// the first of them, and what it needs of both ends is done before any
+// is placed.
+func (ttyKind) group(r *Restorer, f *fdinfo.FileEntry) (uint32, bool) {
+	e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
+	if r.set.inPair(e) {
+		return e.Pty.GetIndex(), true
+	}
+	if e.GetType() == tty.TtyType_CTTY {
+		if index, ok := r.sessionPty(); ok && r.holdsPty(index) {
+			return index, true
+		}
+	}
+	return 0, false
+}
+
+// groupOpened closes the process's descriptors of the pseudo-terminal of
+// the group just opened that no entry was given, before any descriptor
+// moves: later entries may be placed at their numbers.
+func (ttyKind) groupOpened(r *Restorer) error {
+	for _, p := range r.making {
+		if err := r.sys(unix.SYS_CLOSE, p.slave); err != nil {
+			return err
+		}
+		if !p.given {
+			if err := r.sys(unix.SYS_CLOSE, p.master); err != nil {
+				return err
+			}
+		}
+	}
+	r.making = nil
+	return nil
 }
 
 func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
@@ -753,9 +795,19 @@ func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			return 0, err
 		}
 		if isPtmx(uint64(e.GetRdev())) {
-			// Made by /dev/ptmx with none of the entry's flags.
-			if err := r.sys(unix.SYS_FCNTL, p.master, unix.F_SETFL, uint64(f.Tty.GetFlags())); err != nil {
+			// Made by /dev/ptmx with none of the entry's flags, and
+			// close-on-exec as the entry that made it.
+			if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.Tty.GetFlags())); err != nil {
 				return 0, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
+			}
+			if p.cloexec != r.cloexec {
+				fdFlags := uint64(0)
+				if r.cloexec != 0 {
+					fdFlags = unix.FD_CLOEXEC
+				}
+				if err := r.sys(unix.SYS_FCNTL, p.master, unix.F_SETFD, fdFlags); err != nil {
+					return 0, fmt.Errorf("set fd flags of the master of pseudo-terminal %d: %w", p.index, err)
+				}
 			}
 			p.given = true
 			return p.master, nil
@@ -842,11 +894,12 @@ func (r *Restorer) pty(index uint32) (*ptyMade, error) {
 		return nil, fmt.Errorf("%w: pseudo-terminal %d is made by another process of the tree, whose ends this one holds apart", ErrUnsupported, index)
 	}
 	ids := r.set.ptyPairs[index]
-	p := &ptyMade{index: index, slaveInfo: r.set.ttyInfos[ids[0]], masterInfo: r.set.ttyInfos[ids[1]]} // nil for a hung-up slave
+	p := &ptyMade{index: index, m: -1, s: -1, slaveInfo: r.set.ttyInfos[ids[0]], masterInfo: r.set.ttyInfos[ids[1]]} // nil for a hung-up slave
 	if r.pairs == nil {
 		r.pairs = map[uint32]*ptyMade{}
 	}
 	r.pairs[index] = p
+	r.making = append(r.making, p)
 	if err := r.makePty(p); err != nil {
 		return nil, fmt.Errorf("pseudo-terminal %d: %w", index, err)
 	}
@@ -854,18 +907,15 @@ func (r *Restorer) pty(index uint32) (*ptyMade, error) {
 }
 
 func (r *Restorer) makePty(p *ptyMade) error {
-	n, err := r.open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
+	var err error
+	if p.master, err = r.open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|r.cloexec, 0); err != nil {
 		return fmt.Errorf("open /dev/ptmx: %w", err)
 	}
-	if p.master, err = r.lift(n); err != nil {
+	p.cloexec = r.cloexec
+	if p.m, err = r.getfd(p.master); err != nil {
 		return err
 	}
-	m, err := r.getfd(p.master)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(m)
+	m := p.m
 	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
 		return fmt.Errorf("unlock: %w", err)
 	}
@@ -882,11 +932,10 @@ func (r *Restorer) makePty(p *ptyMade) error {
 	if p.slave, err = r.reopen(slave, unix.O_RDWR|unix.O_NOCTTY, 0); err != nil {
 		return err
 	}
-	s, err := r.getfd(p.slave)
-	if err != nil {
+	if p.s, err = r.getfd(p.slave); err != nil {
 		return err
 	}
-	defer unix.Close(s)
+	s := p.s
 	e := p.slaveInfo
 	if err := unix.Fchown(s, int(e.GetUid()), int(e.GetGid())); err != nil {
 		return fmt.Errorf("chown %s to %d:%d: %w", slave, e.GetUid(), e.GetGid(), err)
@@ -928,37 +977,46 @@ func (r *Restorer) sessionTerminal() (bool, error) {
 	if r.cttyDone {
 		return true, nil
 	}
-	for index, ids := range r.set.ptyPairs {
-		e := r.set.ttyInfos[ids[0]]
-		if !r.set.inPair(e) || int(e.GetSid()) != r.pid {
-			continue
-		}
-		r.cttyDone = true
-		if _, mine := r.pairs[index]; mine {
-			return true, nil
-		}
-		newIndex, made := r.shared.ptys[index]
-		if !made {
-			if !r.holdsPty(index) {
-				return true, fmt.Errorf("%w: pseudo-terminal %d, the controlling terminal of the session, is held by a process of the tree restored after its leader", ErrUnsupported, index)
-			}
-			_, err := r.pty(index)
-			return true, err
-		}
-		n, err := r.open(fmt.Sprintf("/dev/pts/%d", newIndex), unix.O_RDWR|unix.O_NOCTTY, 0)
-		if err != nil {
-			return true, fmt.Errorf("open /dev/pts/%d: %w", newIndex, err)
-		}
-		err = r.sys(unix.SYS_IOCTL, n, unix.TIOCSCTTY, 0)
-		if cerr := r.sys(unix.SYS_CLOSE, n); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return true, fmt.Errorf("make pseudo-terminal %d the controlling terminal: %w", index, err)
-		}
+	index, ok := r.sessionPty()
+	if !ok {
+		return false, nil
+	}
+	r.cttyDone = true
+	if _, mine := r.pairs[index]; mine {
 		return true, nil
 	}
-	return false, nil
+	newIndex, made := r.shared.ptys[index]
+	if !made {
+		if !r.holdsPty(index) {
+			return true, fmt.Errorf("%w: pseudo-terminal %d, the controlling terminal of the session, is held by a process of the tree restored after its leader", ErrUnsupported, index)
+		}
+		_, err := r.pty(index)
+		return true, err
+	}
+	n, err := r.open(fmt.Sprintf("/dev/pts/%d", newIndex), unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return true, fmt.Errorf("open /dev/pts/%d: %w", newIndex, err)
+	}
+	err = r.sys(unix.SYS_IOCTL, n, unix.TIOCSCTTY, 0)
+	if cerr := r.sys(unix.SYS_CLOSE, n); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return true, fmt.Errorf("make pseudo-terminal %d the controlling terminal: %w", index, err)
+	}
+	return true, nil
+}
+
+// sessionPty returns the dumped index of the pseudo-terminal of the
+// checkpoint that was the controlling terminal of the session the
+// process leads, if there was one.
+func (r *Restorer) sessionPty() (uint32, bool) {
+	for index, ids := range r.set.ptyPairs {
+		if e := r.set.ttyInfos[ids[0]]; r.set.inPair(e) && int(e.GetSid()) == r.pid {
+			return index, true
+		}
+	}
+	return 0, false
 }
 
 // holdsPty reports whether a descriptor of the process is an end of the
@@ -996,55 +1054,59 @@ func (r *Restorer) controllingTerminal() (string, error) {
 }
 
 // opened gives the process its session's controlling terminal if it
-// was a pseudo-terminal of the checkpoint, locks the pseudo-terminals
-// that were locked and sets their exclusive mode, now that every entry
-// has opened its slave, and closes the descriptors that no entry was
-// given.
+// was a pseudo-terminal of the checkpoint, and locks the pseudo-terminals
+// that were locked and sets their exclusive mode, through cryo's
+// duplicates, now that every entry has opened its slave (/dev/tty
+// included, which a locked pair refuses); then cryo lets go of them, the
+// last hold on the master of a slave that was hung up.
 func (ttyKind) opened(r *Restorer) error {
 	if _, err := r.sessionTerminal(); err != nil {
 		return err
 	}
 	for _, p := range r.pairs {
-		m, err := r.getfd(p.master)
-		if err != nil {
-			return err
-		}
-		err = func() error {
-			defer unix.Close(m)
-			if p.masterInfo == nil {
-				return nil
-			}
-			if p.masterInfo.GetLocked() {
-				if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 1); err != nil {
-					return fmt.Errorf("lock: %w", err)
-				}
-			}
-			for _, x := range []struct {
-				fd uint64
-				e  *tty.TtyInfoEntry
-			}{{p.master, p.masterInfo}, {p.slave, p.slaveInfo}} {
-				if x.e.GetExclusive() {
-					if err := r.sys(unix.SYS_IOCTL, x.fd, unix.TIOCEXCL); err != nil {
-						return fmt.Errorf("set exclusive: %w", err)
-					}
-				}
-			}
-			return nil
-		}()
-		if err != nil {
+		if err := p.finish(); err != nil {
 			return fmt.Errorf("pseudo-terminal %d: %w", p.index, err)
 		}
-		if err := r.sys(unix.SYS_CLOSE, p.slave); err != nil {
-			return err
+	}
+	r.releasePtys()
+	return nil
+}
+
+// finish locks the pair if it was locked and sets its ends' exclusive
+// mode.
+func (p *ptyMade) finish() error {
+	if p.masterInfo == nil {
+		return nil
+	}
+	if p.masterInfo.GetLocked() {
+		if err := unix.IoctlSetPointerInt(p.m, unix.TIOCSPTLCK, 1); err != nil {
+			return fmt.Errorf("lock: %w", err)
 		}
-		if !p.given {
-			if err := r.sys(unix.SYS_CLOSE, p.master); err != nil {
-				return err
+	}
+	for _, x := range []struct {
+		fd int
+		e  *tty.TtyInfoEntry
+	}{{p.m, p.masterInfo}, {p.s, p.slaveInfo}} {
+		if x.e.GetExclusive() {
+			if err := unix.IoctlSetInt(x.fd, unix.TIOCEXCL, 0); err != nil {
+				return fmt.Errorf("set exclusive: %w", err)
 			}
 		}
 	}
-	r.pairs = nil
 	return nil
+}
+
+// releasePtys closes cryo's duplicates of the pseudo-terminals made, and
+// forgets them.
+func (r *Restorer) releasePtys() {
+	for _, p := range r.pairs {
+		for _, fd := range []int{p.m, p.s} {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}
+	r.pairs, r.making = nil, nil
 }
 
 // Foreground gives back, for a shell job, the foreground of the terminal

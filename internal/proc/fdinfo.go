@@ -2,9 +2,11 @@ package proc
 
 import (
 	"fmt"
-	"os"
+	"io/fs"
 	"slices"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Fdinfo is /proc/PID/fdinfo/FD: the common fields, then the lines that
@@ -57,11 +59,38 @@ func ParseFdinfo(b []byte) (Fdinfo, error) {
 // ReadFdinfo reads and parses /proc/PID/fdinfo/FD; pid 0 means the calling
 // process.
 func ReadFdinfo(pid, fd int) (Fdinfo, error) {
-	b, err := os.ReadFile(Path(pid, "fdinfo/"+strconv.Itoa(fd)))
+	b, err := readSmall(Path(pid, "fdinfo/"+strconv.Itoa(fd)))
 	if err != nil {
 		return Fdinfo{}, fmt.Errorf("read fdinfo: %w", err)
 	}
 	return ParseFdinfo(b)
+}
+
+// readSmall reads a small file with plain system calls: a dump reads one
+// per descriptor, and os.ReadFile's other calls (fstat, the poller's
+// registration) were a large part of its cost.
+func readSmall(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, cap(b))
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		case n == 0:
+			return b, nil
+		default:
+			b = b[:len(b)+n]
+		}
+	}
 }
 
 // ReadFds lists the open file descriptors of a process, sorted; pid 0 means

@@ -25,10 +25,13 @@ import (
 // With a child that inherited the descriptors (in a session of its own),
 // the child's are the same open file descriptions again; with a child
 // that made the raw pair the controlling terminal of a session of its
-// own, it is again.
+// own, it is again. Shuffled, /dev/tty comes before the pair it is made
+// with and each slave before its master, between holes, so that the
+// restore moves them about; the raw pair is locked and its slave
+// exclusive, set once /dev/tty is open again.
 func TestRestorePty(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, mode := range []string{"", "child", "ctty-child"} {
+	for _, mode := range []string{"", "child", "ctty-child", "shuffled"} {
 		t.Run("mode="+mode, func(t *testing.T) { testRestorePty(t, mode) })
 	}
 }
@@ -64,7 +67,7 @@ func testRestorePty(t *testing.T, mode string) {
 		t.Fatalf("the child's controlling terminal is %#x, want the raw pair's slave %#x", controllingTerminal(t, cpid), rawSlave())
 	}
 	c := dumpAndReap(t, s)
-	if mode != "" {
+	if cpid != 0 {
 		if err := testutil.WaitPidsFree(cpid); err != nil {
 			t.Fatal(err)
 		}

@@ -38,7 +38,7 @@ var allowedDiffs = []string{
 	// Counters of the task's life, not state.
 	"task/*/status/*ctxt_switches",
 	// The size of the descriptor table grows with the highest descriptor
-	// ever used: a restore opens its temporary ones above the process's.
+	// ever used: a restore may move a descriptor above the process's.
 	"task/*/status/FDSize",
 	// The pending signals of every process of the same user, against
 	// RLIMIT_SIGPENDING: the process's own are SigPnd and ShdPnd.

@@ -1,7 +1,8 @@
 // Package bench measures cryo's dump and restore against what the machine
 // itself can do in the same run: reading a process's memory with
 // process_vm_readv and writing it to a file (dump), reading the pages file
-// and filling fresh memory (restore), and a vDSO call without the proxy.
+// and filling fresh memory (restore), reading and making descriptors
+// (BenchmarkFds), and a vDSO call without the proxy.
 // Machines here are noisy: the ratios are what travels.
 //
 //	go test -run '^$' -bench . -benchtime 3x ./test/bench
@@ -9,6 +10,7 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +61,20 @@ func logged(b *testing.B, out, key string) time.Duration {
 		b.Fatalf("cryo logged no %s in %q", key, out)
 	}
 	d, err := time.ParseDuration(ms[len(ms)-1][1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// stepTook reads the took= that cryo logs at -v 2 for one step.
+func stepTook(b *testing.B, out, step string) time.Duration {
+	b.Helper()
+	m := regexp.MustCompile(` step=` + step + ` took=([0-9.]+(?:ns|µs|ms|s))`).FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("cryo logged no time for step %s in %q", step, out)
+	}
+	d, err := time.ParseDuration(m[1])
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -356,4 +372,134 @@ func children(b *testing.B, pid int) []int {
 		out = append(out, k)
 	}
 	return out
+}
+
+var fdCounts = []int{1000, 10000}
+
+// fdsSpare is how many numbers the subject of BenchmarkFds leaves free in
+// its RLIMIT_NOFILE above its descriptors.
+const fdsSpare = 100
+
+// BenchmarkFds dumps and restores test/subjects/manyfds.c with 1,000 and
+// 10,000 descriptors, in a limit little above them. The time per
+// descriptor is what shows whether both grow linearly with the table.
+// The baselines are what any dump must read (every descriptor's fdinfo
+// and link in /proc) and what making such a table costs the kernel
+// (the same kinds of descriptors made here, no injection).
+func BenchmarkFds(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	subject := testutil.BuildC(b, "manyfds.c")
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		b.Fatal(err)
+	}
+	for _, count := range fdCounts {
+		b.Run(fmt.Sprintf("%dfds", count), func(b *testing.B) {
+			if rl.Max < uint64(count+fdsSpare) {
+				b.Skipf("RLIMIT_NOFILE hard limit %d: no room for %d descriptors", rl.Max, count)
+			}
+			dir, err := filepath.EvalSymlinks(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := testutil.StartSubject(b, subject, dir, strconv.Itoa(count), strconv.Itoa(fdsSpare))
+			images := filepath.Join(b.TempDir(), "images")
+			// An untimed round warms the page cache and this VM's memory.
+			run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images, "--leave-running")
+			os.RemoveAll(images)
+			var dump, dumpFiles, dumpBase, restore, restoreFiles, restoreBase time.Duration
+			for b.Loop() {
+				_, _, out := run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images)
+				dump += logged(b, out, "total")
+				dumpFiles += stepTook(b, out, "files")
+				s.ReapDumped(b)
+				_, _, out = run(b, cryo, "restore", "-D", images, "-d")
+				restore += logged(b, out, "took")
+				restoreFiles += stepTook(b, out, "files")
+				s.Restored()
+				s.WaitTicks(b, 1)
+				dumpBase += baselineFdsDump(b, s.Pid)
+				restoreBase += baselineFdsRestore(b, dir, count)
+				os.RemoveAll(images)
+			}
+			// Per descriptor: the files step's time, the rest of a dump
+			// or restore being the same whatever the count.
+			n := time.Duration(b.N)
+			b.ReportMetric(float64(dump/n)/1e6, "dump-ms")
+			b.ReportMetric(float64(dumpFiles/n)/1e3/float64(count), "dump-µs/fd")
+			b.ReportMetric(dumpFiles.Seconds()/dumpBase.Seconds(), "dump-x-baseline")
+			b.ReportMetric(float64(restore/n)/1e6, "restore-ms")
+			b.ReportMetric(float64(restoreFiles/n)/1e3/float64(count), "restore-µs/fd")
+			b.ReportMetric(restoreFiles.Seconds()/restoreBase.Seconds(), "restore-x-baseline")
+			s.Kill()
+		})
+	}
+}
+
+// baselineFdsDump reads the fdinfo and link of every descriptor of pid.
+func baselineFdsDump(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	start := time.Now()
+	fds, err := proc.ReadFds(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, fd := range fds {
+		if _, err := proc.ReadFdinfo(pid, fd); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := os.Readlink(proc.Path(pid, "fd/"+strconv.Itoa(fd))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+// baselineFdsRestore makes count descriptors here of the subject's kinds,
+// in its proportions (a dup, a file of its own at a position, a pipe's
+// two ends, an eventfd), and closes them.
+func baselineFdsRestore(b *testing.B, dir string, count int) time.Duration {
+	b.Helper()
+	start := time.Now()
+	shared, err := unix.Open(filepath.Join(dir, "shared-0"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fds := []int{shared}
+	for i := 0; len(fds) < count; i++ {
+		switch i % 4 {
+		case 0:
+			fd, err := unix.Dup(shared)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fds = append(fds, fd)
+		case 1:
+			fd, err := unix.Open(filepath.Join(dir, "own"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := unix.Seek(fd, int64(i), io.SeekStart); err != nil {
+				b.Fatal(err)
+			}
+			fds = append(fds, fd)
+		case 2:
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				b.Fatal(err)
+			}
+			fds = append(fds, p[0], p[1])
+		case 3:
+			fd, err := unix.Eventfd(uint(i), unix.EFD_CLOEXEC)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fds = append(fds, fd)
+		}
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	return time.Since(start)
 }

@@ -20,13 +20,16 @@
 //           RAW_OUT for the master
 // and prints "ready cm=FD cs=FD tty=FD rm=FD rs=FD".
 //
-// Usage: pty [child|session-child|ctty-child]. With child, it forks a
+// Usage: pty [child|session-child|ctty-child|shuffled]. With child, it forks a
 // child that makes a session of its own (no controlling terminal) and
 // sleeps holding the descriptors it inherited; with session-child, one
 // that stays in the session, whose controlling terminal is the canonical
 // pair; with ctty-child, one that makes a session whose controlling
 // terminal is the raw pair, opened and closed. The ready line adds
-// child=PID.
+// child=PID (0 without a child). With shuffled, it forks none and moves
+// the descriptors so that /dev/tty comes first and each slave below its
+// master, holes between them, each master close-on-exec; it locks the
+// raw pair and makes its slave exclusive, and checks all of it.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +57,7 @@
 static int cm, cs, tty, rm, rs;
 static struct termios canon_tio, raw_tio;
 static volatile sig_atomic_t flow;
+static int shuffled;
 
 static int open_slave(int m, int flags) {
 	if (grantpt(m) != 0 || unlockpt(m) != 0)
@@ -103,7 +107,20 @@ static void check_pair(const char *name, int m, int s, const struct termios *wan
 		fail("%s: the master's slave %s is not the slave held", name, ptsname(m));
 }
 
+static void check_shuffled(void) {
+	int excl = 0, locked = 0;
+	if (ioctl(rs, TIOCGEXCL, &excl) != 0 || ioctl(rm, TIOCGPTLCK, &locked) != 0)
+		fail("TIOCGEXCL, TIOCGPTLCK: %s", strerror(errno));
+	if (!excl || !locked)
+		fail("raw slave exclusive %d, raw pair locked %d, want both", excl, locked);
+	if (!(fcntl(cm, F_GETFD) & FD_CLOEXEC) || !(fcntl(rm, F_GETFD) & FD_CLOEXEC) || (fcntl(cs, F_GETFD) & FD_CLOEXEC))
+		fail("close-on-exec: masters %d %d, canonical slave %d, want 1 1 0", fcntl(cm, F_GETFD), fcntl(rm, F_GETFD),
+		     fcntl(cs, F_GETFD));
+}
+
 static void check(void) {
+	if (shuffled)
+		check_shuffled();
 	check_pair("canonical pair", cm, cs, &canon_tio, 33, 101, 0);
 	check_pair("raw pair", rm, rs, &raw_tio, 24, 80, 640);
 	if (getsid(0) != getpid())
@@ -152,6 +169,27 @@ static void drain(void) {
 	fflush(stdout);
 }
 
+// move moves descriptor fd to number to, with flags (O_CLOEXEC).
+static int move(int fd, int to, int flags) {
+	if (dup3(fd, to, flags) != to || close(fd) != 0)
+		fail("move fd %d to %d: %s", fd, to, strerror(errno));
+	return to;
+}
+
+static void shuffle(void) {
+	int t[5] = {cm, cs, tty, rm, rs};
+	for (int i = 0; i < 5; i++)
+		t[i] = move(t[i], 30 + i, 0);
+	tty = move(t[2], 3, 0);
+	cs = move(t[1], 5, 0);
+	cm = move(t[0], 9, O_CLOEXEC);
+	rs = move(t[4], 12, 0);
+	rm = move(t[3], 15, O_CLOEXEC);
+	int lock = 1;
+	if (ioctl(rs, TIOCEXCL) != 0 || ioctl(rm, TIOCSPTLCK, &lock) != 0)
+		fail("TIOCEXCL, TIOCSPTLCK: %s", strerror(errno));
+}
+
 static void on_usr1(int sig) {
 	(void)sig;
 	flow = 1;
@@ -189,10 +227,13 @@ int main(int argc, char **argv) {
 	settle(rs, strlen(RAW_IN));
 	settle(rm, strlen(RAW_OUT));
 
+	shuffled = argc > 1 && !strcmp(argv[1], "shuffled");
+	if (shuffled)
+		shuffle();
 	signal(SIGUSR1, on_usr1);
 	check();
 	pid_t child = 0;
-	if (argc > 1) {
+	if (argc > 1 && !shuffled) {
 		child = fork();
 		if (child < 0)
 			fail("fork: %s", strerror(errno));
