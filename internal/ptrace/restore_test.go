@@ -286,23 +286,39 @@ func errno(e unix.Errno) uint64 { return -uint64(e) }
 
 func TestRestartRegs(t *testing.T) {
 	const nr = unix.SYS_CLOCK_NANOSLEEP
+	block, noHand := errno(kernel.ErestartRestartBlock), errno(kernel.ErestartNoHand)
+	// The arguments: clock_nanosleep(clock 1, flags, req 3, rem 4) and
+	// nanosleep(req 1, rem).
+	args := func(rdi, rsi, rdx, r10 uint64) unix.PtraceRegs {
+		return unix.PtraceRegs{Rdi: rdi, Rsi: rsi, Rdx: rdx, R10: r10}
+	}
 	for _, tc := range []struct {
 		name             string
 		origRax, rax     uint64
+		in               unix.PtraceRegs
 		wantRax, wantRip uint64
+		// want are the arguments the call is re-issued with.
+		want unix.PtraceRegs
 	}{
-		{"not in a system call", ^uint64(0), errno(kernel.ErestartRestartBlock), errno(kernel.ErestartRestartBlock), 0x1002},
-		{"returned", nr, 0, 0, 0x1002},
-		{"EINTR", nr, errno(unix.EINTR), errno(unix.EINTR), 0x1002},
-		{"ERESTARTSYS", nr, errno(kernel.ErestartSys), errno(kernel.ErestartSys), 0x1002},
-		{"ERESTARTNOINTR", nr, errno(kernel.ErestartNoIntr), errno(kernel.ErestartNoIntr), 0x1002},
-		{"ERESTARTNOHAND", nr, errno(kernel.ErestartNoHand), errno(kernel.ErestartNoHand), 0x1002},
-		{"ERESTART_RESTARTBLOCK", nr, errno(kernel.ErestartRestartBlock), errno(kernel.ErestartNoHand), 0x1002},
+		{"not in a system call", ^uint64(0), block, args(1, 0, 3, 4), block, 0x1002, args(1, 0, 3, 4)},
+		{"returned", nr, 0, args(1, 0, 3, 4), 0, 0x1002, args(1, 0, 3, 4)},
+		{"EINTR", nr, errno(unix.EINTR), args(1, 0, 3, 4), errno(unix.EINTR), 0x1002, args(1, 0, 3, 4)},
+		{"ERESTARTSYS", nr, errno(kernel.ErestartSys), args(1, 0, 3, 4), errno(kernel.ErestartSys), 0x1002, args(1, 0, 3, 4)},
+		{"ERESTARTNOINTR", nr, errno(kernel.ErestartNoIntr), args(1, 0, 3, 4), errno(kernel.ErestartNoIntr), 0x1002, args(1, 0, 3, 4)},
+		{"ERESTARTNOHAND", nr, noHand, args(1, 0, 3, 4), noHand, 0x1002, args(1, 0, 3, 4)},
+		// The time left, which the kernel wrote into rem, is the request.
+		{"clock_nanosleep relative", nr, block, args(1, 0, 3, 4), noHand, 0x1002, args(1, 0, 4, 4)},
+		{"clock_nanosleep without rem", nr, block, args(1, 0, 3, 0), noHand, 0x1002, args(1, 0, 3, 0)},
+		{"clock_nanosleep absolute", nr, block, args(1, unix.TIMER_ABSTIME, 3, 4), noHand, 0x1002, args(1, unix.TIMER_ABSTIME, 3, 4)},
+		{"nanosleep", unix.SYS_NANOSLEEP, block, args(1, 2, 0, 0), noHand, 0x1002, args(2, 2, 0, 0)},
+		{"nanosleep without rem", unix.SYS_NANOSLEEP, block, args(1, 0, 0, 0), noHand, 0x1002, args(1, 0, 0, 0)},
+		{"poll", unix.SYS_POLL, block, args(1, 2, 3, 0), noHand, 0x1002, args(1, 2, 3, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := unix.PtraceRegs{Orig_rax: tc.origRax, Rax: tc.rax, Rip: 0x1002, Rdi: 1, Rsi: 2, Rdx: 3, R10: 4}
-			want := in
-			want.Rax, want.Rip = tc.wantRax, tc.wantRip
+			in := tc.in
+			in.Orig_rax, in.Rax, in.Rip = tc.origRax, tc.rax, 0x1002
+			want := tc.want
+			want.Orig_rax, want.Rax, want.Rip = tc.origRax, tc.wantRax, tc.wantRip
 			if got := ptrace.RestartRegs(in); got != want {
 				t.Errorf("RestartRegs(%+v) = %+v, want %+v", in, got, want)
 			}
