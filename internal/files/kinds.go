@@ -37,6 +37,7 @@ var kinds = []kind{
 	signalfdKind{},
 	inotifyKind{},
 	fanotifyKind{},
+	pidfdKind{},
 	memfdKind{},
 	nsKind{},
 	fifoKind{},
