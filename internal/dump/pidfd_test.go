@@ -41,6 +41,7 @@ func TestDumpPidfd(t *testing.T) {
 	}{
 		{"pidfd", "child", unix.O_RDWR},
 		{"nbfd", "child", unix.O_RDWR | unix.O_NONBLOCK},
+		{"tfd", "child", unix.O_RDWR | unix.PIDFD_THREAD},
 		{"zfd", "zombie", unix.O_RDWR},
 	} {
 		fd := s.ReadyUint(t, tc.name)

@@ -30,7 +30,7 @@ func TestRestorePidfd(t *testing.T) {
 	child, zombie := int(s.ReadyUint(t, "child")), int(s.ReadyUint(t, "zombie"))
 	pids := []int{s.Pid, child, zombie}
 	testutil.KillPidsAtCleanup(t, pids...)
-	want := map[string]int{"pidfd": child, "nbfd": child, "zfd": zombie}
+	want := map[string]int{"pidfd": child, "nbfd": child, "tfd": child, "zfd": zombie}
 	before := map[string]proc.Fdinfo{}
 	for name := range want {
 		before[name] = readFdinfo(t, s.Pid, int(s.ReadyUint(t, name)))
@@ -79,8 +79,8 @@ func TestRestorePidfd(t *testing.T) {
 				name, fd, got.Pid, after.Flags, pid, before[name].Flags)
 		}
 	}
-	if before["nbfd"].Flags&unix.O_NONBLOCK == 0 {
-		t.Errorf("nbfd: flags %#o before the dump, without O_NONBLOCK", before["nbfd"].Flags)
+	if before["nbfd"].Flags&unix.O_NONBLOCK == 0 || before["tfd"].Flags&unix.PIDFD_THREAD == 0 {
+		t.Errorf("nbfd, tfd: flags %#o, %#o before the dump, without PIDFD_NONBLOCK, PIDFD_THREAD", before["nbfd"].Flags, before["tfd"].Flags)
 	}
 	if st, err := proc.ReadStat(zombie); err != nil || st.State != 'Z' {
 		t.Errorf("zombie %d: %+v, %v; want a zombie", zombie, st, err)

@@ -8,6 +8,7 @@
 // and holds
 //   pidfd   pidfd_open(child, 0)
 //   nbfd    pidfd_open(child, PIDFD_NONBLOCK)
+//   tfd     pidfd_open(child, PIDFD_THREAD), of its only thread
 //   zfd     pidfd_open(zombie, 0), opened before it exits
 // Every tick it checks that each pidfd's fdinfo says its child's pid,
 // that child can be signalled through pidfd and has not exited (pidfd
@@ -21,7 +22,7 @@
 //   reapedfd pidfd_open(child), then waitpid(child)
 //
 // Once set up it prints
-//   ready child=PID pidfd=FD nbfd=FD zombie=PID zfd=FD [parentfd=FD | reapedfd=FD]
+//   ready child=PID pidfd=FD nbfd=FD tfd=FD zombie=PID zfd=FD [parentfd=FD | reapedfd=FD]
 // then every tick
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1 when a check fails.
@@ -45,6 +46,9 @@
 
 #ifndef PIDFD_NONBLOCK
 #define PIDFD_NONBLOCK O_NONBLOCK
+#endif
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
 #endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -102,7 +106,8 @@ int main(int argc, char **argv) {
 	}
 	int pidfd = pidfd_open(child, 0);
 	int nbfd = pidfd_open(child, PIDFD_NONBLOCK);
-	if (pidfd < 0 || nbfd < 0)
+	int tfd = pidfd_open(child, PIDFD_THREAD);
+	if (pidfd < 0 || nbfd < 0 || tfd < 0)
 		fail("pidfd_open %d: %s", child, strerror(errno));
 	int pipefd[2];
 	if (pipe(pipefd) != 0)
@@ -147,12 +152,13 @@ int main(int argc, char **argv) {
 			fail("waitpid %d: %s", gone, strerror(errno));
 		snprintf(extra, sizeof extra, " reapedfd=%d", reapedfd);
 	}
-	printf("ready child=%d pidfd=%d nbfd=%d zombie=%d zfd=%d%s\n", child, pidfd, nbfd, zombie, zfd, extra);
+	printf("ready child=%d pidfd=%d nbfd=%d tfd=%d zombie=%d zfd=%d%s\n", child, pidfd, nbfd, tfd, zombie, zfd, extra);
 	fflush(stdout);
 	for (long n = 1;; n++) {
 		nap();
 		check(pidfd, "pidfd", child);
 		check(nbfd, "nbfd", child);
+		check(tfd, "tfd", child);
 		check(zfd, "zfd", zombie);
 		if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) != 0)
 			fail("pidfd_send_signal to %d: %s", child, strerror(errno));
@@ -161,6 +167,8 @@ int main(int argc, char **argv) {
 			fail("pidfd of %d readable (poll %#x): the child has exited", child, p.revents);
 		if ((fcntl(nbfd, F_GETFL) & O_NONBLOCK) == 0)
 			fail("nbfd %d lost O_NONBLOCK", nbfd);
+		if ((fcntl(tfd, F_GETFL) & PIDFD_THREAD) == 0)
+			fail("tfd %d lost PIDFD_THREAD", tfd);
 		memset(&si, 0, sizeof si);
 		if (waitid(P_PIDFD, nbfd, &si, WEXITED) == 0 || errno != EAGAIN)
 			fail("waitid through nbfd: %s, want EAGAIN", strerror(errno));
