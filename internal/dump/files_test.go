@@ -174,6 +174,7 @@ type critFile struct {
 			Data   uint64
 		}
 	}
+	Pidfd *struct{ Nspid int32 }
 }
 
 // critTimerfd is crit's JSON of a timerfd entry.

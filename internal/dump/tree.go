@@ -137,6 +137,11 @@ func (t *tree) seize() error {
 		queue = append(queue, kids...)
 	}
 	t.stats.Processes = len(t.order)
+	pids := make([]int, 0, len(t.order))
+	for _, e := range t.order {
+		pids = append(pids, int(e.GetPid()))
+	}
+	t.files.SetProcesses(pids)
 	return t.checkSessions()
 }
 

@@ -39,6 +39,7 @@ var kinds = []kind{
 	signalfdKind{},
 	inotifyKind{},
 	fanotifyKind{},
+	pidfdKind{},
 	memfdKind{},
 	nsKind{},
 	fifoKind{},

@@ -45,7 +45,7 @@ func TestClaims(t *testing.T) {
 		{"anon_inode:[signalfd]", 0, fdinfo.FdTypes_SIGNALFD, 0},
 		{"anon_inode:inotify", 0, fdinfo.FdTypes_INOTIFY, 0},
 		{"anon_inode:[fanotify]", 0, fdinfo.FdTypes_FANOTIFY, 0},
-		{"anon_inode:[pidfd]", 0, none, 0},
+		{"anon_inode:[pidfd]", 0, fdinfo.FdTypes_PIDFD, 0},
 	} {
 		d := &desc{link: tc.link, st: unix.Stat_t{Mode: tc.mode | 0o644, Rdev: tc.rdev}}
 		got := none

@@ -40,6 +40,9 @@ type Table struct {
 	// mark of a notification descriptor.
 	mounts   []proc.Mount
 	mountsOf int
+	// processes are the pids of the processes dumped, live and zombie
+	// (SetProcesses): a pidfd of another is refused.
+	processes map[int]bool
 	pipeTable
 	ghostTable
 	memfdTable

@@ -13,7 +13,7 @@ import (
 // fdinfoSeeds are captures of this machine, one per kind of file.
 var fdinfoSeeds = []string{
 	"fdinfo-epoll.txt", "fdinfo-eventfd.txt", "fdinfo-fanotify.txt", "fdinfo-file-locked.txt",
-	"fdinfo-inotify.txt", "fdinfo-inotify-watches.txt", "fdinfo-pidfd.txt", "fdinfo-pipe.txt", "fdinfo-signalfd.txt",
+	"fdinfo-inotify.txt", "fdinfo-inotify-watches.txt", "fdinfo-pidfd.txt", "fdinfo-pidfd-reaped.txt", "fdinfo-pipe.txt", "fdinfo-signalfd.txt",
 	"fdinfo-signalfd-rt.txt", "fdinfo-timerfd.txt", "fdinfo-timerfd-expired.txt", "fdinfo-timerfd-abstime.txt",
 	"fdinfo-ptmx.txt",
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -176,6 +177,19 @@ func (t *tree) load() error {
 		}
 	}
 	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
+	// A pidfd is made again only of a process the restore brings back,
+	// never of one outside the tree.
+	members := maps.Clone(live)
+	for _, z := range t.zombies {
+		members[z.entry.GetPid()] = !z.helper
+	}
+	for _, r := range t.procs {
+		for _, fd := range r.c.files.Fds {
+			if p := r.c.files.Files[fd.GetId()].GetPidfd(); p != nil && !members[uint32(p.GetNspid())] {
+				return t.named(r.pid, imageErr("fd %d: a pidfd of pid %d, which is not a process of the checkpoint", fd.GetFd(), p.GetNspid()))
+			}
+		}
+	}
 	for _, r := range t.procs {
 		// A lock is taken by the process that held it.
 		for _, l := range r.c.files.Locks {

@@ -1,0 +1,90 @@
+package files
+
+import (
+	"fmt"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pidfd"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+)
+
+// pidfdKind is a pidfd (pidfd_open, CLONE_PIDFD) of a process of the
+// checkpoint, which the restore makes again with its pid. A pidfd of
+// another process is refused: that process is not brought back.
+type pidfdKind struct{}
+
+// pidfdFlags are the status flags a pidfd can have: its access mode,
+// PIDFD_NONBLOCK (O_NONBLOCK) and PIDFD_THREAD (O_EXCL).
+const pidfdFlags = unix.O_RDWR | unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD
+
+// SetProcesses tells the table the pids of the processes of the
+// checkpoint, live and zombie: the processes a pidfd may refer to.
+func (t *Table) SetProcesses(pids []int) {
+	t.processes = map[int]bool{}
+	for _, pid := range pids {
+		t.processes[pid] = true
+	}
+}
+
+func (pidfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_PIDFD }
+
+func (pidfdKind) claims(d *desc) bool { return d.link == "anon_inode:[pidfd]" }
+
+func (pidfdKind) dump(t *Table, d *desc) (uint32, error) {
+	p, err := d.info.Pidfd()
+	if err != nil {
+		return 0, fmt.Errorf("read pidfd fd %d: %w", d.fd, err)
+	}
+	flags := statusFlags(d.info)
+	switch {
+	case p.Pid == -1:
+		return 0, fmt.Errorf("%w: fd %d is a pidfd of a process that has exited and been reaped", ErrUnsupported, d.fd)
+	case p.Pid == 0:
+		return 0, fmt.Errorf("%w: fd %d is a pidfd of a process outside cryo's pid namespace", ErrUnsupported, d.fd)
+	case !t.processes[p.Pid]:
+		return 0, fmt.Errorf("%w: fd %d is a pidfd of pid %d, which is not a process of the checkpoint", ErrUnsupported, d.fd, p.Pid)
+	case len(p.NSpid) > 1:
+		return 0, fmt.Errorf("%w: fd %d is a pidfd of pid %d, which is pid %d in a nested pid namespace", ErrUnsupported, d.fd, p.Pid, p.NSpid[len(p.NSpid)-1])
+	case flags&^pidfdFlags != 0:
+		return 0, fmt.Errorf("%w: fd %d is a pidfd of pid %d with flags %#o", ErrUnsupported, d.fd, p.Pid, flags)
+	}
+	id := t.nextID()
+	return t.add(&fdinfo.FileEntry{
+		Type: fdinfo.FdTypes_PIDFD.Enum(), Id: proto.Uint32(id),
+		Pidfd: &pidfd.PidfdEntry{
+			// The image's inode number is 32 bits; a restore makes the
+			// pidfd by its pid and does not use it.
+			Id: proto.Uint32(id), Ino: proto.Uint32(uint32(d.st.Ino)), Flags: proto.Uint32(flags),
+			Nspid: proto.Int32(int32(p.Pid)), Fown: zeroFown(),
+		},
+	}), nil
+}
+
+func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+	e := f.Pidfd
+	switch {
+	case e == nil:
+		return imageErr("file %d: PIDFD without a pidfd entry", f.GetId())
+	case e.GetNspid() <= 0:
+		// CRIU's image of a pidfd of a process that had exited.
+		return fmt.Errorf("%w: file %d is a pidfd of a process that had exited (pid %d)", ErrUnsupported, f.GetId(), e.GetNspid())
+	case e.GetFlags()&^pidfdFlags != 0:
+		return imageErr("file %d: pidfd flags %#o", f.GetId(), e.GetFlags())
+	}
+	return nil
+}
+
+// open makes a pidfd of the process of the tree with the dumped pid: every
+// process of the tree, zombies too, exists by the time files are opened.
+// The tree's restore checks that the pid is one of its processes.
+func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	e := f.Pidfd
+	// pidfd_open makes every pidfd close-on-exec.
+	flags := uint64(e.GetFlags() & (unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD))
+	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(e.GetNspid()), flags)
+	if err != nil {
+		return 0, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
+	}
+	return r.lift(n)
+}
