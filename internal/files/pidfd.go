@@ -86,5 +86,12 @@ func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
 	}
-	return r.lift(n)
+	// The table is made with each descriptor close-on-exec as its entry's
+	// lowest number says (r.cloexec).
+	if r.cloexec == 0 {
+		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, 0); err != nil {
+			return 0, fmt.Errorf("clear close-on-exec of pidfd %d: %w", n, err)
+		}
+	}
+	return n, nil
 }
