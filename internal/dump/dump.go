@@ -169,6 +169,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := each((*dumper).dumpFiles)(); err != nil {
 				return err
 			}
+			if err := t.refuseMappedShmemFd(); err != nil {
+				return err
+			}
 			return t.shareMemory()
 		}},
 		{Name: "pages", Run: func() error {

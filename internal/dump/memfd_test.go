@@ -20,7 +20,7 @@ import (
 func TestDumpMemfd(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := testutil.StartSubject(t, testutil.BuildC(t, "memfd.c"))
-	fd, sfd := uint32(s.ReadyUint(t, "fd")), uint32(s.ReadyUint(t, "sfd"))
+	fd, sfd, zfd := uint32(s.ReadyUint(t, "fd")), uint32(s.ReadyUint(t, "sfd")), uint32(s.ReadyUint(t, "zfd"))
 	sh, pv := s.ReadyUint(t, "sh"), s.ReadyUint(t, "pv")
 	// Its first tick has read the untouched quarter, which shmem then
 	// backs with pages.
@@ -37,8 +37,8 @@ func TestDumpMemfd(t *testing.T) {
 	for _, e := range inodes {
 		byID[e.GetInodeId()] = e
 	}
-	if len(inodes) != 2 || len(byID) != 2 {
-		t.Fatalf("memfd.img holds %d entries (%d ids), want 2", len(inodes), len(byID))
+	if len(inodes) != 3 || len(byID) != 3 {
+		t.Fatalf("memfd.img holds %d entries (%d ids), want 3", len(inodes), len(byID))
 	}
 	inodeOf := func(f *fdinfo.FileEntry) *memfd.MemfdInodeEntry {
 		t.Helper()
@@ -61,6 +61,11 @@ func TestDumpMemfd(t *testing.T) {
 	}
 	if pat.GetName() != "cryo-pattern" || pat.GetSize() != 1<<20 || pat.GetSeals() != unix.F_SEAL_SEAL {
 		t.Errorf("pattern memfd: name %q size %d seals %#x, want cryo-pattern, 1 MiB, F_SEAL_SEAL", pat.GetName(), pat.GetSize(), pat.GetSeals())
+	}
+	// Shared anonymous memory held by a descriptor, kept as a memfd of
+	// the name a restore makes it again by.
+	if z, f := inodeOf(im.file(t, zfd)), im.file(t, zfd).Memfd; z.GetName() != "/dev/zero" || f.GetPos() != 3 || f.GetFlags()&unix.O_APPEND == 0 {
+		t.Errorf("shared anonymous memory descriptor: name %q pos %d flags %#o, want /dev/zero, 3 and O_APPEND", z.GetName(), f.GetPos(), f.GetFlags())
 	}
 	sealed := inodeOf(im.file(t, sfd))
 	if sealed.GetName() != "cryo-sealed" || sealed.GetSize() != 64<<10 || sealed.GetSeals() != unix.F_SEAL_GROW|unix.F_SEAL_SHRINK {

@@ -351,6 +351,24 @@ func (t *tree) shareMemory() error {
 	return nil
 }
 
+// refuseMappedShmemFd refuses shared anonymous memory that is both held
+// by a descriptor (kept as a memfd) and mapped (kept as shared anonymous
+// memory): a restore would make two objects of it.
+func (t *tree) refuseMappedShmemFd() error {
+	held := map[uint64]bool{}
+	for _, m := range t.files.MemfdCopies() {
+		held[m.Shmid] = true
+	}
+	for _, d := range t.procs {
+		for _, v := range d.images.mm.Vmas {
+			if v.GetStatus()&image.VMAAnonShared != 0 && held[v.GetShmid()] {
+				return t.named(d.pid, fmt.Errorf("%w: shared anonymous memory at %#x is held by a descriptor too", ErrUnsupported, v.GetStart()))
+			}
+		}
+	}
+	return nil
+}
+
 // sharedObject is a shared anonymous memory object that several
 // processes of the tree map.
 type sharedObject struct {

@@ -31,12 +31,29 @@ func (memfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_MEMFD }
 // claims a memfd, which reads as a deleted file but is a shmem object: it
 // has no path to recreate it at.
 func (memfdKind) claims(d *desc) bool {
+	if d.link == shmemLink && d.mode() == unix.S_IFREG {
+		return true
+	}
 	_, ok := MemfdName(d.link)
 	return ok && strings.HasSuffix(d.link, " (deleted)")
 }
 
+// shmemLink is what /proc shows of a descriptor of shared anonymous
+// memory (opened through /proc/PID/map_files): a shmem file like a
+// memfd's, but made by mmap, without a name or seals of its own. It is
+// kept as a memfd entry named shmemName, which a memfd's name (the link
+// would read "/memfd:/dev/zero") cannot be told from; the restore makes
+// one again by mmap.
+const (
+	shmemLink = "/dev/zero (deleted)"
+	shmemName = "/dev/zero"
+)
+
 func (memfdKind) dump(t *Table, d *desc) (uint32, error) {
 	name, _ := MemfdName(d.link)
+	if d.link == shmemLink {
+		name = shmemName
+	}
 	id := t.nextID()
 	if err := t.memfdFile(id, d.path, name, statusFlags(d.info), uint64(d.info.Pos)); err != nil {
 		return 0, fmt.Errorf("fd %d: %w", d.fd, err)
@@ -312,15 +329,13 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 		r.memfds[id], r.sealed[id] = n, true
 		return n, nil
 	}
-	scratch, err := r.tr.WriteString(r.pid, e.GetName())
+	n, err := r.makeMemfd(e)
 	if err != nil {
 		return 0, err
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_MEMFD_CREATE, scratch, mfdFlags)
-	if err != nil {
-		return 0, fmt.Errorf("memfd_create %s: %w", e.GetName(), err)
-	}
 	r.memfds[id] = n
+	// Shared anonymous memory is born sealed against more seals.
+	r.sealed[id] = e.GetName() == shmemName
 	held, err := Getfd(r.pid, int(n))
 	if err != nil {
 		return 0, err
@@ -344,6 +359,35 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 		if err := r.sys(unix.SYS_FCNTL, n, unix.F_ADD_SEALS, uint64(early)); err != nil {
 			return 0, fmt.Errorf("seal memfd %s (fd %d) with %#x: %w", e.GetName(), n, early, err)
 		}
+	}
+	return n, nil
+}
+
+// makeMemfd makes the memfd of entry e in the process, or the shmem file
+// of shared anonymous memory (shmemName): mapped, opened through its
+// map_files link, unmapped.
+func (r *Restorer) makeMemfd(e *memfd.MemfdInodeEntry) (uint64, error) {
+	if e.GetName() != shmemName {
+		scratch, err := r.tr.WriteString(r.pid, e.GetName())
+		if err != nil {
+			return 0, err
+		}
+		n, err := r.tr.Syscall(r.pid, unix.SYS_MEMFD_CREATE, scratch, mfdFlags)
+		if err != nil {
+			return 0, fmt.Errorf("memfd_create %s: %w", e.GetName(), err)
+		}
+		return n, nil
+	}
+	addr, err := r.tr.Syscall(r.pid, unix.SYS_MMAP, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return 0, fmt.Errorf("map shared anonymous memory: %w", err)
+	}
+	n, err := r.open(fmt.Sprintf("/proc/self/map_files/%x-%x", addr, addr+pageSize), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if uerr := r.sys(unix.SYS_MUNMAP, addr, pageSize); err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open shared anonymous memory: %w", err)
 	}
 	return n, nil
 }

@@ -1,14 +1,18 @@
 // memfd: a subject holding memfds: one with a pattern, mapped MAP_SHARED
 // read-write and MAP_PRIVATE with a few copied-on-write pages, kept open
 // at a known position; and a sealed one (F_SEAL_GROW|F_SEAL_SHRINK) held
-// only by its descriptor. Every 20 ms it checks everything and prints
-// "tick N ... ok", or FAIL and exits 1.
+// only by its descriptor; and a descriptor of shared anonymous memory
+// (opened through /proc/self/map_files, then unmapped: "/dev/zero
+// (deleted)"), O_APPEND, holding SHMEM_DATA, at position 3. Every 20 ms
+// it checks everything and prints "tick N ... ok", or FAIL and exits 1.
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +20,7 @@
 #define SEALED_SIZE (64 << 10)
 #define POS 12345
 #define COW_PAGES 4
+#define SHMEM_DATA "shared anonymous"
 
 static uint32_t pat(size_t i) { return (uint32_t)(i * 2654435761u); }
 
@@ -50,8 +55,18 @@ int main(void) {
 		perror("seal");
 		return 1;
 	}
+	char path[64];
+	void *anon = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (long)anon, (long)anon + 4096);
+	int zfd = open(path, O_RDWR);
+	if (anon == MAP_FAILED || zfd < 0 || munmap(anon, 4096) || ftruncate(zfd, 0) ||
+	    fcntl(zfd, F_SETFL, O_APPEND) || write(zfd, SHMEM_DATA, strlen(SHMEM_DATA)) != (ssize_t)strlen(SHMEM_DATA) ||
+	    lseek(zfd, 3, SEEK_SET) != 3) {
+		perror("shared anonymous memory descriptor");
+		return 1;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("ready fd=%d sfd=%d sh=%p pv=%p\n", fd, sfd, (void *)sh, (void *)pv);
+	printf("ready fd=%d sfd=%d zfd=%d sh=%p pv=%p\n", fd, sfd, zfd, (void *)sh, (void *)pv);
 	for (unsigned long tick = 0;; tick++) {
 		for (size_t i = 0; i < SIZE / 4 * 3 / 4; i += 509)
 			if (sh[i] != pat(i)) {
@@ -94,6 +109,16 @@ int main(void) {
 		}
 		if (ftruncate(sfd, SEALED_SIZE * 2) == 0) {
 			printf("FAIL sealed memfd grew\n");
+			return 1;
+		}
+		char z[sizeof SHMEM_DATA] = {0}, link[64] = {0};
+		struct statfs fs;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", zfd);
+		if (pread(zfd, z, sizeof z - 1, 0) != sizeof z - 1 || strcmp(z, SHMEM_DATA) != 0 ||
+		    lseek(zfd, 0, SEEK_CUR) != 3 || !(fcntl(zfd, F_GETFL) & O_APPEND) ||
+		    readlink(path, link, sizeof link - 1) < 0 || strcmp(link, "/dev/zero (deleted)") != 0 ||
+		    fstatfs(zfd, &fs) || fs.f_type != TMPFS_MAGIC) {
+			printf("FAIL shared anonymous memory descriptor: %s at %ld, %s\n", z, (long)lseek(zfd, 0, SEEK_CUR), link);
 			return 1;
 		}
 		struct timespec m;
