@@ -21,7 +21,7 @@ func TestClaims(t *testing.T) {
 		{"anon_inode:[eventfd]", 0, fdinfo.FdTypes_EVENTFD, 0},
 		{"anon_inode:[eventpoll]", 0, fdinfo.FdTypes_EVENTPOLL, 0},
 		{"/memfd:buf (deleted)", unix.S_IFREG, fdinfo.FdTypes_MEMFD, 0},
-		{"/memfd:buf", unix.S_IFREG, fdinfo.FdTypes_REG, 0}, // a file that happens to be called so
+		{"/memfd:buf", unix.S_IFREG, fdinfo.FdTypes_REG, 0},            // a file that happens to be called so
 		{"/dev/zero (deleted)", unix.S_IFREG, fdinfo.FdTypes_MEMFD, 0}, // shared anonymous memory
 		{"/tmp/fifo", unix.S_IFIFO, fdinfo.FdTypes_FIFO, 0},
 		{"/tmp/fifo (deleted)", unix.S_IFIFO, fdinfo.FdTypes_FIFO, 0}, // which refuses it
