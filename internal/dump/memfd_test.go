@@ -9,6 +9,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -138,4 +139,14 @@ func TestDumpMemfd(t *testing.T) {
 			t.Errorf("sealed memfd page holds %q (%v), want sealed!", b, err)
 		}
 	}
+}
+
+// TestDumpRefusesMappedShmemFd dumps test/subjects/memfd.c holding a
+// descriptor of shared anonymous memory that it also maps: refused, as a
+// restore would make two objects of it, and the subject goes on.
+func TestDumpRefusesMappedShmemFd(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "memfd.c"), "mapped")
+	s.WaitTicks(t, 1)
+	expectRefused(t, s, dump.Options{}, "held by a descriptor too")
 }

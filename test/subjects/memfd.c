@@ -3,8 +3,10 @@
 // at a known position; and a sealed one (F_SEAL_GROW|F_SEAL_SHRINK) held
 // only by its descriptor; and a descriptor of shared anonymous memory
 // (opened through /proc/self/map_files, then unmapped: "/dev/zero
-// (deleted)"), O_APPEND, holding SHMEM_DATA, at position 3. Every 20 ms
-// it checks everything and prints "tick N ... ok", or FAIL and exits 1.
+// (deleted)"), O_APPEND, holding SHMEM_DATA, at position 3; with the
+// argument "mapped", its memory stays mapped too, which a dump refuses.
+// Every 20 ms it checks everything and prints "tick N ... ok", or FAIL
+// and exits 1.
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
@@ -24,7 +26,8 @@
 
 static uint32_t pat(size_t i) { return (uint32_t)(i * 2654435761u); }
 
-int main(void) {
+int main(int argc, char **argv) {
+	int mapped = argc > 1 && strcmp(argv[1], "mapped") == 0;
 	int fd = memfd_create("cryo-pattern", MFD_CLOEXEC);
 	int sfd = memfd_create("cryo-sealed", MFD_ALLOW_SEALING);
 	if (fd < 0 || sfd < 0 || ftruncate(fd, SIZE) || ftruncate(sfd, SEALED_SIZE)) {
@@ -59,7 +62,7 @@ int main(void) {
 	void *anon = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (long)anon, (long)anon + 4096);
 	int zfd = open(path, O_RDWR);
-	if (anon == MAP_FAILED || zfd < 0 || munmap(anon, 4096) || ftruncate(zfd, 0) ||
+	if (anon == MAP_FAILED || zfd < 0 || (!mapped && munmap(anon, 4096)) || ftruncate(zfd, 0) ||
 	    fcntl(zfd, F_SETFL, O_APPEND) || write(zfd, SHMEM_DATA, strlen(SHMEM_DATA)) != (ssize_t)strlen(SHMEM_DATA) ||
 	    lseek(zfd, 3, SEEK_SET) != 3) {
 		perror("shared anonymous memory descriptor");
