@@ -11,6 +11,7 @@ import (
 	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
@@ -67,6 +68,8 @@ type Stats struct {
 type dumper struct {
 	*tree
 	pid, ppid int
+	// entry is its pstree.img entry.
+	entry *pstree.PstreeEntry
 	// filesID and fsID name the descriptor table and the filesystem
 	// context: its pid, or its parent's when it shares them.
 	filesID, fsID int
@@ -274,8 +277,8 @@ func (d *dumper) inspect() (err error) {
 	if d.status.State == 'Z' {
 		// So shows a thread group leader that has exited while its
 		// threads run on.
-		if tids, err := proc.ReadTasks(d.pid); err == nil && len(tids) > 1 {
-			return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+		if err := leaderExited(d.pid); err != nil {
+			return err
 		}
 		return errors.New("process is a zombie")
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -32,12 +33,9 @@ type tree struct {
 	dir   *image.Dir
 	files *files.Table
 	// procs are the live processes, parents before children, the root
-	// first; zombies are the dead ones their parents have not waited for.
-	procs   []*dumper
-	zombies []zombie
-	// helpers are the pids of the processes a restore makes only to make
-	// a process group whose leader has exited.
-	helpers []int
+	// first; dead are the others pstree.img lists.
+	procs []*dumper
+	dead  []dead
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// order is every process, zombies included, as pstree.img lists them.
@@ -52,11 +50,15 @@ type tree struct {
 	stats   Stats
 }
 
-// zombie is a process of the tree that has exited.
-type zombie struct {
-	pid, ppid, pgid, sid int
-	comm                 string
-	flags                uint32
+// dead is a process of the tree that runs no more: a zombie its parent
+// has not waited for (taskDead), or a helper a restore makes only to make
+// a process group whose leader has exited (taskHelper). Its core holds
+// its task state alone.
+type dead struct {
+	pid   int
+	state uint32
+	comm  string
+	flags uint32
 	// status is what its parent's wait will report.
 	status int
 }
@@ -123,10 +125,11 @@ func (t *tree) seize() error {
 		if err := t.checkAlone(d); err != nil {
 			return t.named(pid, err)
 		}
-		t.order = append(t.order, &pstree.PstreeEntry{
+		d.entry = &pstree.PstreeEntry{
 			Pid: proto.Uint32(uint32(pid)), Ppid: proto.Uint32(uint32(parent[pid])),
 			Pgid: proto.Uint32(uint32(d.stat.Pgrp)), Sid: proto.Uint32(uint32(d.stat.Session)),
-		})
+		}
+		t.order = append(t.order, d.entry)
 		kids, err := children(pid)
 		if err != nil {
 			return t.named(pid, err)
@@ -167,8 +170,8 @@ func children(pid int) ([]int, error) {
 			return nil, fmt.Errorf("read children: %w", err)
 		}
 		for _, f := range strings.Fields(string(b)) {
-			var k int
-			if _, err := fmt.Sscan(f, &k); err != nil || k <= 0 {
+			k, err := strconv.Atoi(f)
+			if err != nil || k <= 0 {
 				return nil, fmt.Errorf("read children of tid %d: %q", tid, f)
 			}
 			out = append(out, k)
@@ -182,16 +185,24 @@ func children(pid int) ([]int, error) {
 // thread group leader that exited while its threads run on shows as a
 // zombie too: that one is refused.
 func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
+	if err := leaderExited(pid); err != nil {
+		return err
+	}
+	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
+	t.dead = append(t.dead, dead{pid: pid, state: taskDead, comm: st.Comm, flags: st.Flags, status: st.ExitCode})
+	t.order = append(t.order, &pstree.PstreeEntry{
+		Pid: proto.Uint32(uint32(pid)), Ppid: proto.Uint32(uint32(ppid)),
+		Pgid: proto.Uint32(uint32(st.Pgrp)), Sid: proto.Uint32(uint32(st.Session)), Threads: []uint32{uint32(pid)},
+	})
+	return nil
+}
+
+// leaderExited refuses a zombie leader whose threads run on: a thread
+// group whose leader has exited, which /proc shows as a zombie too.
+func leaderExited(pid int) error {
 	if tids, err := proc.ReadTasks(pid); err == nil && len(tids) > 1 {
 		return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
 	}
-	z := zombie{pid: pid, ppid: ppid, pgid: st.Pgrp, sid: st.Session, comm: st.Comm, flags: st.Flags, status: st.ExitCode}
-	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
-	t.zombies = append(t.zombies, z)
-	t.order = append(t.order, &pstree.PstreeEntry{
-		Pid: proto.Uint32(uint32(pid)), Ppid: proto.Uint32(uint32(ppid)),
-		Pgid: proto.Uint32(uint32(z.pgid)), Sid: proto.Uint32(uint32(z.sid)), Threads: []uint32{uint32(pid)},
-	})
 	return nil
 }
 
@@ -297,7 +308,7 @@ func (t *tree) checkSessions() error {
 		// group at restore, and exits once the members have joined.
 		t.log.Info("process group without its leader: a helper will make it", "group", e.GetPgid(), "member", e.GetPid())
 		leaders[e.GetPgid()] = true
-		t.helpers = append(t.helpers, int(e.GetPgid()))
+		t.dead = append(t.dead, dead{pid: int(e.GetPgid()), state: taskHelper, comm: "cryo-helper"})
 		t.order = append(t.order, &pstree.PstreeEntry{
 			Pid: proto.Uint32(e.GetPgid()), Ppid: proto.Uint32(p.GetPid()),
 			Pgid: proto.Uint32(e.GetPgid()), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{e.GetPgid()},
@@ -457,18 +468,13 @@ func (t *tree) writeImages() error {
 		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
 	}
 	for _, d := range t.procs {
-		for _, e := range t.order {
-			if e.GetPid() == uint32(d.pid) {
-				e.Threads = d.images.threads
-			}
-		}
+		d.entry.Threads = d.images.threads
 	}
-	for _, z := range t.zombies {
+	for _, z := range t.dead {
 		core := &criucore.CoreEntry{
 			Mtype: criucore.CoreEntry_X86_64.Enum(),
-			// What a zombie has left: its exit status and name.
 			Tc: &criucore.TaskCoreEntry{
-				TaskState: proto.Uint32(taskDead), ExitCode: proto.Uint32(uint32(z.status)),
+				TaskState: proto.Uint32(z.state), ExitCode: proto.Uint32(uint32(z.status)),
 				Personality: proto.Uint32(0), Flags: proto.Uint32(z.flags), BlkSigset: proto.Uint64(0),
 				Comm: proto.String(z.comm),
 			},
@@ -477,23 +483,10 @@ func (t *tree) writeImages() error {
 			return err
 		}
 	}
-	for _, pid := range t.helpers {
-		core := &criucore.CoreEntry{
-			Mtype: criucore.CoreEntry_X86_64.Enum(),
-			Tc: &criucore.TaskCoreEntry{
-				TaskState: proto.Uint32(taskHelper), ExitCode: proto.Uint32(0),
-				Personality: proto.Uint32(0), Flags: proto.Uint32(0), BlkSigset: proto.Uint64(0),
-				Comm: proto.String("cryo-helper"),
-			},
-		}
-		if err := t.dir.WriteImage(image.Core, uint32(pid), core); err != nil {
-			return err
-		}
-	}
 	if err := t.dir.WriteImage(image.Inventory, 0, inv); err != nil {
 		return err
 	}
-	if err := t.dir.WriteImage(image.Pstree, 0, t.orderMessages()...); err != nil {
+	if err := image.WriteAll(t.dir, image.Pstree, 0, t.order); err != nil {
 		return err
 	}
 	if err := t.dir.WriteImage(image.Cpuinfo, 0, t.host.Image()); err != nil {
@@ -508,14 +501,6 @@ func (t *tree) writeImages() error {
 		}
 	}
 	return t.files.WriteImages(t.dir)
-}
-
-func (t *tree) orderMessages() []proto.Message {
-	out := make([]proto.Message, len(t.order))
-	for i, e := range t.order {
-		out[i] = e
-	}
-	return out
 }
 
 // detach lets every seized process go on as it was.

@@ -1,7 +1,6 @@
 package dump_test
 
 import (
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -16,31 +15,6 @@ import (
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// startTree starts test/subjects/tree.c with args and returns it and the
-// pids it names.
-func startTree(t *testing.T, args ...string) (*testutil.Subject, map[string]int) {
-	t.Helper()
-	dir, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := testutil.StartSubject(t, testutil.BuildC(t, "tree.c"), append([]string{dir}, args...)...)
-	pids := map[string]int{"root": s.Pid}
-	for _, name := range []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "leader", "twin"} {
-		pid, err := strconv.Atoi(s.Ready[name])
-		if err != nil {
-			t.Fatalf("ready line: %s=%q", name, s.Ready[name])
-		}
-		pids[name] = pid
-	}
-	var all []int
-	for _, pid := range pids {
-		all = append(all, pid)
-	}
-	testutil.KillPidsAtCleanup(t, all...)
-	return s, pids
-}
-
 // TestDumpTree dumps test/subjects/tree.c, leaving it running: every
 // process of the tree goes on (the subject checks its links and the
 // numbers passed from process to process), and the images list the tree
@@ -48,12 +22,14 @@ func startTree(t *testing.T, args ...string) (*testutil.Subject, map[string]int)
 // for the file the processes share.
 func TestDumpTree(t *testing.T) {
 	testutil.RequireRoot(t)
-	s, pids := startTree(t)
+	s, _, pids := testutil.StartTree(t)
+	// The helper that makes the orphan's group again: its leader exited.
+	leader := int(s.ReadyUint(t, "leader"))
 	s.WaitTicks(t, 3)
 	d := dumpProcess(t, s.Pid, true)
 	s.WaitTicks(t, 10)
 	critDecode(t, d.dir)
-	if d.stats.Processes != len(pids)-1 {
+	if d.stats.Processes != len(pids) {
 		t.Errorf("dumped %d processes, want %d", d.stats.Processes, len(pids))
 	}
 	dir, err := image.Open(d.dir)
@@ -75,12 +51,11 @@ func TestDumpTree(t *testing.T) {
 		entry(pids["reader"], pids["root"], pids["root"], one(pids["reader"])...),
 		entry(pids["group"], pids["root"], pids["group"], one(pids["group"])...),
 		entry(pids["twin"], pids["root"], pids["root"], one(pids["twin"])...),
-		entry(pids["orphan"], pids["root"], pids["leader"], one(pids["orphan"])...),
+		entry(pids["orphan"], pids["root"], leader, one(pids["orphan"])...),
 		entry(pids["exited"], pids["root"], pids["root"], one(pids["exited"])...),
 		entry(pids["killed"], pids["root"], pids["root"], one(pids["killed"])...),
 		entry(pids["grandchild"], pids["group"], pids["group"], one(pids["grandchild"])...),
-		// The helper that makes the orphan's group, whose leader exited.
-		entry(pids["leader"], pids["root"], pids["leader"], one(pids["leader"])...),
+		entry(leader, pids["root"], leader, one(leader)...),
 	}
 	if diff := cmp.Diff(want, tree, protocmp.Transform()); diff != "" {
 		t.Errorf("pstree.img (-want +got):\n%s", diff)
@@ -89,8 +64,12 @@ func TestDumpTree(t *testing.T) {
 		name          string
 		state, status uint32
 	}{{"exited", 2, 7 << 8}, {"killed", 2, 15}, {"leader", 4, 0}} {
+		pid := pids[z.name]
+		if z.name == "leader" {
+			pid = leader
+		}
 		core := &criucore.CoreEntry{}
-		if err := dir.ReadImage(image.Core, uint32(pids[z.name]), core); err != nil {
+		if err := dir.ReadImage(image.Core, uint32(pid), core); err != nil {
 			t.Fatal(err)
 		}
 		if st, code := core.GetTc().GetTaskState(), core.GetTc().GetExitCode(); st != z.state || code != z.status {
@@ -142,7 +121,7 @@ func TestDumpTreeRefuses(t *testing.T) {
 		{"siblings", []string{"descriptor table (CLONE_FILES)"}},
 	} {
 		t.Run(tt.arg, func(t *testing.T) {
-			s, _ := startTree(t, tt.arg)
+			s, _, _ := testutil.StartTree(t, tt.arg)
 			s.WaitTicks(t, 2)
 			expectRefused(t, s, dump.Options{}, tt.want...)
 		})

@@ -168,7 +168,7 @@ func (t *lockTable) write(dir *image.Dir) error {
 	if len(t.locks) == 0 {
 		return nil
 	}
-	return dir.WriteImage(image.FileLocks, 0, messages(t.locks)...)
+	return image.WriteAll(dir, image.FileLocks, 0, t.locks)
 }
 
 // lockSet is the locks of a checkpoint.

@@ -202,11 +202,11 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 // WriteImages writes files.img, each descriptor table as fdinfo-ID.img,
 // and each kind's images.
 func (t *Table) WriteImages(dir *image.Dir) error {
-	if err := dir.WriteImage(image.Files, 0, messages(t.files)...); err != nil {
+	if err := image.WriteAll(dir, image.Files, 0, t.files); err != nil {
 		return err
 	}
 	for _, id := range t.tables {
-		if err := dir.WriteImage(image.Fdinfo, id, messages(t.fds[id])...); err != nil {
+		if err := image.WriteAll(dir, image.Fdinfo, id, t.fds[id]); err != nil {
 			return err
 		}
 	}
@@ -216,14 +216,6 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 		}
 	}
 	return nil
-}
-
-func messages[M proto.Message](ms []M) []proto.Message {
-	out := make([]proto.Message, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, m)
-	}
-	return out
 }
 
 // writeWithPayloads writes an image of records, each followed by raw

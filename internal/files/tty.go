@@ -113,10 +113,10 @@ func (t *ttyTable) addInfo(e *tty.TtyInfoEntry) uint32 {
 }
 
 func (t *ttyTable) write(dir *image.Dir) error {
-	if err := dir.WriteImage(image.TTYInfo, 0, messages(t.ttyInfos)...); err != nil {
+	if err := image.WriteAll(dir, image.TTYInfo, 0, t.ttyInfos); err != nil {
 		return err
 	}
-	return dir.WriteImage(image.TTYData, 0, messages(t.ttyData)...)
+	return image.WriteAll(dir, image.TTYData, 0, t.ttyData)
 }
 
 func (ttyKind) dump(t *Table, d *desc) (uint32, error) {

@@ -200,6 +200,16 @@ func (d *Dir) ReadImage(k Kind, id uint32, m proto.Message) error {
 	return nil
 }
 
+// WriteAll writes records ms as the image of kind k for object id, the
+// other way of ReadAll.
+func WriteAll[M proto.Message](d *Dir, k Kind, id uint32, ms []M) error {
+	msgs := make([]proto.Message, len(ms))
+	for i, m := range ms {
+		msgs[i] = m
+	}
+	return d.WriteImage(k, id, msgs...)
+}
+
 // ReadAll reads every record of the image of kind k for object id, e.g.
 // ReadAll[fdinfo.FdinfoEntry](d, Fdinfo, 1).
 func ReadAll[T any, M interface {

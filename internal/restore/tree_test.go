@@ -16,10 +16,6 @@ import (
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// treeMembers are the processes test/subjects/tree.c names in its ready
-// line, besides its root.
-var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "twin"}
-
 // links is what ties a process to the others of its tree.
 type links struct {
 	PPid, Pgrp, Session int
@@ -46,29 +42,11 @@ func readLinks(t *testing.T, pids map[string]int) map[string]links {
 	return out
 }
 
-// startTree starts test/subjects/tree.c and returns it and the pids of
-// its processes, by name ("root" and treeMembers).
+// startTree starts test/subjects/tree.c (testutil.StartTree).
 func startTree(t *testing.T) (*subject, map[string]int) {
 	t.Helper()
-	dir, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "tree.c"), dir), dir: dir}
-	pids := map[string]int{"root": s.Pid}
-	for _, name := range treeMembers {
-		pid, err := strconv.Atoi(s.Ready[name])
-		if err != nil {
-			t.Fatalf("ready line: %s=%q", name, s.Ready[name])
-		}
-		pids[name] = pid
-	}
-	var all []int
-	for _, pid := range pids {
-		all = append(all, pid)
-	}
-	testutil.KillPidsAtCleanup(t, all...)
-	return s, pids
+	s, dir, pids := testutil.StartTree(t)
+	return &subject{Subject: s, dir: dir}, pids
 }
 
 func atoi(s string) int {

@@ -243,6 +243,32 @@ func (s *Subject) ReadyUint(t testing.TB, key string) uint64 {
 	return n
 }
 
+// treeMembers are the processes test/subjects/tree.c names in its ready
+// line besides its root, but for the leader of a group that exited.
+var treeMembers = []string{"writer", "reader", "group", "grandchild", "exited", "killed", "orphan", "twin"}
+
+// StartTree starts test/subjects/tree.c in a directory of its own, with
+// args after it, and returns it, the directory and the pids of its
+// processes by name ("root", and the names of its ready line but
+// "leader", which has exited). They are killed and reaped when the test
+// ends: the members of a tree outlive its root for a moment.
+func StartTree(t testing.TB, args ...string) (*Subject, string, map[string]int) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := StartSubject(t, BuildC(t, "tree.c"), append([]string{dir}, args...)...)
+	pids := map[string]int{"root": s.Pid}
+	all := []int{s.Pid}
+	for _, name := range treeMembers {
+		pids[name] = int(s.ReadyUint(t, name))
+		all = append(all, pids[name])
+	}
+	KillPidsAtCleanup(t, all...)
+	return s, dir, pids
+}
+
 // Output returns everything the subject has printed so far.
 func (s *Subject) Output() string {
 	b, _ := os.ReadFile(s.OutPath)
