@@ -49,7 +49,9 @@ const uskExtern = 1
 
 func (unixKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_UNIXSK }
 
-func (unixKind) claims(d *desc) bool { return d.mode() == unix.S_IFSOCK && socketFamily(d) == unix.AF_UNIX }
+func (unixKind) claims(d *desc) bool {
+	return d.mode() == unix.S_IFSOCK && socketFamily(d) == unix.AF_UNIX
+}
 
 // socketFamily is the address family of the socket behind d, read from
 // /proc/PID/fdinfo's view of it through the socket's extended
