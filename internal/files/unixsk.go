@@ -149,7 +149,8 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	if err := t.unixTable.dumpFile(t.pid, e, s); err != nil {
 		return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
 	}
-	if s.State != tcpListen {
+	// A stream socket has a queue once connected; a datagram one always.
+	if s.State == tcpEstablished || s.Type == unix.SOCK_DGRAM {
 		if err := t.unixTable.dumpQueue(dup, e, s); err != nil {
 			return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
 		}

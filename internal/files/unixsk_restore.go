@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 
@@ -55,7 +56,7 @@ func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	ino := f.Usk.GetIno()
 	fd, ok := r.shared.unixMade[ino]
 	if !ok {
-		m := &unixMaking{r: r, byIno: r.set.unixByIno, tmp: map[uint32]int{}}
+		m := &unixMaking{r: r, byIno: r.set.unixByIno, tmp: map[uint32]int{}, released: map[uint32]bool{}}
 		if r.shared.unixMade == nil {
 			r.shared.unixMade = map[uint32]int{}
 		}
@@ -84,6 +85,11 @@ type unixMaking struct {
 	// tmp are the other ends of sockets whose peer had closed: their
 	// queues are sent from there, then they are closed.
 	tmp map[uint32]int
+	// dirs are the directories made to bind names removed with them,
+	// removed once the names are.
+	dirs []string
+	// released are the sockets whose removed name is removed already.
+	released map[uint32]bool
 }
 
 func (m *unixMaking) fd(ino uint32) int { return m.r.shared.unixMade[ino] }
@@ -117,7 +123,7 @@ func (m *unixMaking) make(ino uint32) error {
 		return m.single(e, nil)
 	case p.GetState() == tcpListen: // a connection not accepted yet
 		return m.listener(p)
-	case p.GetUflags()&uskExtern != 0:
+	case p.GetUflags()&uskExtern != 0 || p == e: // connected to itself too
 		return m.single(e, p)
 	case e.GetType() != unix.SOCK_DGRAM:
 		for _, side := range []*skunix.UnixSkEntry{e, p} {
@@ -131,6 +137,9 @@ func (m *unixMaking) make(ino uint32) error {
 	}
 	if err := m.make(p.GetIno()); err != nil {
 		return err
+	}
+	if _, ok := m.r.shared.unixMade[ino]; ok {
+		return nil // made as one connected to p
 	}
 	return m.single(e, p)
 }
@@ -159,13 +168,15 @@ func (m *unixMaking) single(e, peer *skunix.UnixSkEntry) error {
 			return err
 		}
 		m.made(e.GetIno(), fd)
-		if err := bindName(fd, e); err != nil {
+		if err := m.bindName(fd, e); err != nil {
 			return err
 		}
 		if peer != nil {
-			return connectName(fd, peer)
+			if err := connectName(fd, peer); err != nil {
+				return err
+			}
 		}
-		return nil
+		return m.release(e)
 	})
 	return err
 }
@@ -182,13 +193,22 @@ func (m *unixMaking) pair(e, p *skunix.UnixSkEntry) error {
 		m.made(e.GetIno(), fds[0])
 		if p == nil {
 			m.tmp[e.GetIno()] = fds[1]
-			return bindName(fds[0], e)
+			if err := m.bindName(fds[0], e); err != nil {
+				return err
+			}
+			return m.release(e)
 		}
 		m.made(p.GetIno(), fds[1])
-		if err := bindName(fds[0], e); err != nil {
+		if err := m.bindName(fds[0], e); err != nil {
 			return err
 		}
-		return bindName(fds[1], p)
+		if err := m.release(e); err != nil {
+			return err
+		}
+		if err := m.bindName(fds[1], p); err != nil {
+			return err
+		}
+		return m.release(p)
 	})
 }
 
@@ -214,7 +234,7 @@ func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
 			return err
 		}
 		m.made(l.GetIno(), fd)
-		if err := bindName(fd, l); err != nil {
+		if err := m.bindName(fd, l); err != nil {
 			return err
 		}
 		if err := unix.Listen(fd, int(l.GetBacklog())); err != nil {
@@ -237,7 +257,7 @@ func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
 					return err
 				}
 				m.made(c.GetIno(), cfd)
-				if err := bindName(cfd, c); err != nil {
+				if err := m.bindName(cfd, c); err != nil {
 					return err
 				}
 			}
@@ -256,7 +276,7 @@ func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
 				return err
 			}
 			m.made(c.GetIno(), cfd)
-			if err := bindName(cfd, c); err != nil {
+			if err := m.bindName(cfd, c); err != nil {
 				return err
 			}
 			if err := connectName(cfd, l); err != nil {
@@ -271,6 +291,16 @@ func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
 // datagram senders still missing), then their options, shutdown state
 // and status flags, and removes the names that had been removed.
 func (m *unixMaking) finish() error {
+	// The sockets connected to one made here, while its name is there.
+	for i := 0; i < len(m.unit); i++ {
+		for _, ino := range slices.Sorted(maps.Keys(m.byIno)) {
+			if m.byIno[ino].GetPeer() == m.unit[i] && m.byIno[ino].GetUflags()&uskExtern == 0 {
+				if err := m.make(ino); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	for i := 0; i < len(m.unit); i++ {
 		if err := m.fill(m.byIno[m.unit[i]]); err != nil {
 			return fmt.Errorf("refill the queue of unix socket %d: %w", m.unit[i], err)
@@ -291,16 +321,23 @@ func (m *unixMaking) finish() error {
 		}
 	}
 	return m.r.asProcess(func() error {
+		removed := map[string]bool{} // an accepted socket has its listening one's name
 		for _, ino := range m.unit {
 			e := m.byIno[ino]
-			if !e.GetDeleted() || len(e.GetName()) == 0 || e.GetName()[0] == 0 {
+			if !e.GetDeleted() || len(e.GetName()) == 0 || e.GetName()[0] == 0 || m.released[ino] || removed[e.GetNameDir()+"\x00"+pathName(e)] {
 				continue
 			}
+			removed[e.GetNameDir()+"\x00"+pathName(e)] = true
 			if err := chdirName(e); err != nil {
 				return err
 			}
 			if err := unix.Unlink(pathName(e)); err != nil {
 				return fmt.Errorf("remove %s, removed at the dump: %w", sockName(e.GetName()), err)
+			}
+		}
+		for _, d := range slices.Backward(m.dirs) {
+			if err := unix.Rmdir(d); err != nil {
+				return fmt.Errorf("remove the directory %s, removed at the dump: %w", d, err)
 			}
 		}
 		return nil
@@ -471,8 +508,10 @@ func chdirName(e *skunix.UnixSkEntry) error {
 // bindName binds socket fd to e's name, if it had one, on the thread of
 // asProcess. A path is bound only where nothing is, or a socket file no
 // socket is bound at (left by a process that exited, whose restore this
-// may be); the file gets its owner and mode back.
-func bindName(fd int, e *skunix.UnixSkEntry) error {
+// may be); the file gets its owner and mode back. A path removed since
+// the dump, in a directory removed too, is bound in directories made
+// for the time of the restore (m.dirs), removed after.
+func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
 	name := e.GetName()
 	if len(name) == 0 {
 		return nil
@@ -482,6 +521,11 @@ func bindName(fd int, e *skunix.UnixSkEntry) error {
 			return err
 		}
 		path := pathName(e)
+		if e.GetDeleted() {
+			if err := m.makeDirs(filepath.Dir(path)); err != nil {
+				return err
+			}
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(path, &st); err == nil {
 			if st.Mode&unix.S_IFMT != unix.S_IFSOCK || !staleSocketFile(path) {
@@ -510,6 +554,57 @@ func bindName(fd int, e *skunix.UnixSkEntry) error {
 			}
 		}
 	}
+	return nil
+}
+
+// release removes the name of datagram socket e, bound to a path removed
+// since (another may be bound there next), once the sockets connected to
+// it are: on the thread of asProcess.
+func (m *unixMaking) release(e *skunix.UnixSkEntry) error {
+	name := e.GetName()
+	if !e.GetDeleted() || len(name) == 0 || name[0] == 0 || e.GetType() != unix.SOCK_DGRAM {
+		return nil
+	}
+	for _, ino := range slices.Sorted(maps.Keys(m.byIno)) {
+		c := m.byIno[ino]
+		if c.GetPeer() == e.GetIno() && c != e && c.GetUflags()&uskExtern == 0 {
+			if err := m.make(ino); err != nil {
+				return err
+			}
+		}
+	}
+	if err := chdirName(e); err != nil {
+		return err
+	}
+	if err := unix.Unlink(pathName(e)); err != nil {
+		return fmt.Errorf("remove %s, removed at the dump: %w", sockName(name), err)
+	}
+	m.released[e.GetIno()] = true
+	return nil
+}
+
+// makeDirs makes the directories of path dir that are missing, as the
+// process, and records them to be removed after.
+func (m *unixMaking) makeDirs(dir string) error {
+	var st unix.Stat_t
+	if dir == "/" || dir == "." || unix.Lstat(dir, &st) == nil {
+		return nil
+	}
+	if err := m.makeDirs(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := unix.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("make the removed directory %s for the time of the restore: %w", dir, err)
+	}
+	abs := dir
+	if !filepath.IsAbs(dir) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		abs = filepath.Join(wd, dir)
+	}
+	m.dirs = append(m.dirs, abs)
 	return nil
 }
 
