@@ -88,7 +88,8 @@ type unixMaking struct {
 	// dirs are the directories made to bind names removed with them,
 	// removed once the names are.
 	dirs []string
-	// released are the sockets whose removed name is removed already.
+	// released are the sockets whose removed name is removed already,
+	// and their queues refilled.
 	released map[uint32]bool
 }
 
@@ -302,6 +303,9 @@ func (m *unixMaking) finish() error {
 		}
 	}
 	for i := 0; i < len(m.unit); i++ {
+		if m.released[m.unit[i]] {
+			continue
+		}
 		if err := m.fill(m.byIno[m.unit[i]]); err != nil {
 			return fmt.Errorf("refill the queue of unix socket %d: %w", m.unit[i], err)
 		}
@@ -393,8 +397,11 @@ func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.Sock
 			return -1, nil, err
 		}
 		from = m.fd(fromEntry.GetIno())
-	} else if p := m.byIno[e.GetPeer()]; p != nil && len(p.GetName()) == 0 && p.GetUflags()&uskExtern == 0 {
-		fromEntry, from = p, m.fd(p.GetIno())
+	} else if c := m.unnamedClient(e); c != nil {
+		if err := m.make(c.GetIno()); err != nil {
+			return -1, nil, err
+		}
+		fromEntry, from = c, m.fd(c.GetIno())
 	} else if fd, ok := m.tmp[^e.GetIno()]; ok {
 		from = fd
 	} else {
@@ -414,6 +421,22 @@ func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.Sock
 		return -1, nil, fmt.Errorf("%w: a datagram queued to an unnamed socket by one not connected to it", ErrUnsupported)
 	}
 	return from, &unix.SockaddrUnix{Name: addrString(e)}, nil
+}
+
+// unnamedClient returns a socket of no name that can send to e without
+// naming it, or e's peer of no name: any sends as the unnamed sender of a
+// datagram did. Nil if none.
+func (m *unixMaking) unnamedClient(e *skunix.UnixSkEntry) *skunix.UnixSkEntry {
+	for _, ino := range slices.Sorted(maps.Keys(m.byIno)) {
+		c := m.byIno[ino]
+		if c.GetPeer() == e.GetIno() && len(c.GetName()) == 0 && c.GetType() == unix.SOCK_DGRAM && c.GetUflags()&uskExtern == 0 {
+			return c
+		}
+	}
+	if p := m.byIno[e.GetPeer()]; p != nil && len(p.GetName()) == 0 && p.GetUflags()&uskExtern == 0 {
+		return p
+	}
+	return nil
 }
 
 // send sends data from socket fd to dest (its peer if nil) with the
@@ -572,6 +595,13 @@ func (m *unixMaking) release(e *skunix.UnixSkEntry) error {
 				return err
 			}
 		}
+	}
+	// Its queue too, while its name reaches it: from a thread of cryo's
+	// (this one, the process's, cannot give credentials).
+	done := make(chan error, 1)
+	go func() { done <- m.fill(e) }()
+	if err := <-done; err != nil {
+		return fmt.Errorf("refill the queue of unix socket %d: %w", e.GetIno(), err)
 	}
 	if err := chdirName(e); err != nil {
 		return err
