@@ -171,8 +171,10 @@ func TestDumpUnixRefused(t *testing.T) {
 			func(s *testutil.Subject) []string {
 				return []string{"fd " + s.Ready["ext"] + " of pid " + strconv.Itoa(s.Pid), strconv.Quote(filepath.Join(tmp, "server")), "not accepted yet"}
 			}},
-		{"descriptor in flight", []string{"rights"}, dump.Options{},
-			func(s *testutil.Subject) []string { return []string{"fd " + s.Ready["rt1"], "SCM_RIGHTS"} }},
+		{"eventfd in flight, held by none", []string{"eventfd"}, dump.Options{},
+			func(s *testutil.Subject) []string {
+				return []string{"fd " + s.Ready["rt1"] + " of pid " + strconv.Itoa(s.Pid), "SCM_RIGHTS", "anon_inode:[eventfd]", "which no process of the checkpoint holds"}
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := startUnixsk(t, tc.args...)

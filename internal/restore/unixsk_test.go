@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -182,4 +183,48 @@ func TestRestoreUnixExternal(t *testing.T) {
 		t.Errorf("ext is connected to %q, want %q", got, path)
 	}
 	talk(t, ext, logger, "ext to the logger outside")
+}
+
+// TestRestoreUnixRights checkpoints the subject with descriptors in
+// flight (SCM_RIGHTS) to rt1: its own st0, and the read end of a pipe
+// it closed since, holding data, whose write end it keeps. After the
+// restore rt1 receives them: the first is st0's open file description,
+// the second reads the pipe's data, then what is written to pw.
+func TestRestoreUnixRights(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, child := startUnixsk(t, "rights")
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	rt1 := testutil.UnixSocketDup(t, s.Pid, int(s.ReadyUint(t, "rt1")))
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(2*4))
+	n, oobn, _, _, err := unix.Recvmsg(rt1, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+	if err != nil || string(buf[:n]) != "r" {
+		t.Fatalf("rt1: received %q, %v; want r", buf[:n], err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("rt1: control messages %v, %v; want one", msgs, err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 2 {
+		t.Fatalf("rt1: descriptors %v, %v; want 2", fds, err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if same, err := kernel.SameFile(os.Getpid(), fds[0], s.Pid, int(s.ReadyUint(t, "st0"))); err != nil || !same {
+		t.Errorf("the first descriptor in flight is not st0's open file description: %v, %v", same, err)
+	}
+	if n, err := unix.Read(fds[1], buf); err != nil || string(buf[:n]) != "piped" {
+		t.Errorf("the pipe in flight reads %q, %v; want piped", buf[:n], err)
+	}
+	if _, err := unix.Write(testutil.UnixSocketDup(t, s.Pid, int(s.ReadyUint(t, "pw"))), []byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := unix.Read(fds[1], buf); err != nil || string(buf[:n]) != "more" {
+		t.Errorf("the pipe in flight reads %q, %v after a write to pw; want more", buf[:n], err)
+	}
 }

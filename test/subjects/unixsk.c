@@ -3,7 +3,8 @@
 // them from outside (pidfd_getfd), before the dump and after the
 // restore, and make them talk.
 //
-// Usage: unixsk DIR [external PATH | stream-external PATH | rights]. It
+// Usage: unixsk DIR [external PATH | stream-external PATH | rights |
+// eventfd]. It
 // holds
 //   st0 st1     a stream socketpair: "abc" then "defg" queued to st1,
 //               "ba" to st0; st0 with SO_PASSCRED, O_NONBLOCK and a send
@@ -33,8 +34,11 @@
 //   ext         external: a datagram socket connected to PATH, bound
 //               outside; stream-external: a stream socket connected to
 //               PATH, listening outside
-//   rt0 rt1     rights: a stream socketpair with a descriptor in flight
-//               (SCM_RIGHTS) to rt1
+//   rt0 rt1     rights: a stream socketpair with descriptors in flight
+//               (SCM_RIGHTS) to rt1: st0, and the read end of a pipe
+//               holding "piped", closed since, whose write end is
+//   pw          (then with "r" queued to rt1); eventfd: with an eventfd
+//               in flight, closed since
 // It prints "ready NAME=FD ... child=PID", then every PERIOD_MS
 //   tick N pid=P ok
 // after checking that its bound names are still its sockets'.
@@ -45,6 +49,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -230,20 +235,33 @@ int main(int argc, char **argv) {
 		int ext = sock(strcmp(arg, "external") == 0 ? SOCK_DGRAM : SOCK_STREAM);
 		xconnect(ext, argv[3]);
 		snprintf(extra, sizeof extra, " ext=%d", ext);
-	} else if (strcmp(arg, "rights") == 0) {
-		int rt[2];
+	} else if (strcmp(arg, "rights") == 0 || strcmp(arg, "eventfd") == 0) {
+		int rt[2], p[2], fds[2], n = 2;
 		pair(SOCK_STREAM, rt);
-		char buf[CMSG_SPACE(sizeof(int))] = {0}, c = 'r';
+		if (strcmp(arg, "rights") == 0) {
+			if (pipe(p) != 0)
+				fail("pipe: %s", strerror(errno));
+			if (write(p[1], "piped", 5) != 5)
+				fail("write pipe: %s", strerror(errno));
+			fds[0] = st[0];
+			fds[1] = p[0];
+		} else {
+			fds[0] = p[0] = eventfd(0, 0);
+			p[1] = -1;
+			n = 1;
+		}
+		char buf[CMSG_SPACE(sizeof fds)] = {0}, c = 'r';
 		struct iovec iov = {&c, 1};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof buf};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = CMSG_SPACE(n * sizeof(int))};
 		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &st[0], sizeof(int));
+		cm->cmsg_len = CMSG_LEN(n * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
 		if (sendmsg(rt[0], &m, 0) != 1)
 			fail("sendmsg SCM_RIGHTS: %s", strerror(errno));
-		snprintf(extra, sizeof extra, " rt0=%d rt1=%d", rt[0], rt[1]);
+		close(p[0]);
+		snprintf(extra, sizeof extra, " rt0=%d rt1=%d pw=%d", rt[0], rt[1], p[1]);
 	}
 	printf("ready st0=%d st1=%d dg0=%d dg1=%d sp0=%d sp1=%d lis=%d cli=%d acc=%d pend1=%d pend2=%d "
 	       "abs=%d named=%d gone=%d goner=%d sh0=%d sh1=%d tr0=%d tr1=%d child=%d%s\n",
