@@ -444,7 +444,12 @@ func setPacketExtras(e *skpacket.SkPacketEntry, addr []byte, cred *unix.Ucred) {
 // packetExtras reads what setPacketExtras recorded: nil for what is not
 // there.
 func packetExtras(e *skpacket.SkPacketEntry) (addr []byte, cred *unix.Ucred, err error) {
-	b := e.ProtoReflect().GetUnknown()
+	return parsePacketExtras(e.ProtoReflect().GetUnknown())
+}
+
+// parsePacketExtras parses the fields of a packet record go-criu does not
+// know, as the wire holds them; others are skipped.
+func parsePacketExtras(b []byte) (addr []byte, cred *unix.Ucred, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
