@@ -20,9 +20,11 @@ const (
 	// madvGuardInstall is MADV_GUARD_INSTALL (Linux >= 6.13).
 	madvGuardInstall = 102
 	// writeChunk is how much page data one write into the process moves,
-	// mapped from the pages file: enough that system calls are a small
-	// part of the cost, little enough to keep cryo small.
-	writeChunk = 16 << 20
+	// mapped from the pages file, whose pages then count in cryo's RSS
+	// until the write is done: 1 MiB keeps a restore's peak RSS under
+	// 12 MiB, and the system calls still a small part of the cost (1 GiB
+	// restored as fast as with 16 MiB windows, in the same run).
+	writeChunk = 1 << 20
 )
 
 // teardown unmaps everything the restored process inherited from the stub
