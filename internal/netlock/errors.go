@@ -8,8 +8,7 @@ var (
 	// ErrBadConn is a connection whose addresses cannot be matched: not
 	// set, port 0, or one end IPv4 and the other IPv6.
 	ErrBadConn = errors.New("bad connection")
-	// ErrExists is a lock of that id already in place (kept, or held by a
-	// running process).
+	// ErrExists is a kept lock of that id.
 	ErrExists = errors.New("lock exists")
 	// ErrHeld is a lock still held by a running process, which alone may
 	// remove it.

@@ -118,8 +118,13 @@ func (l *Lock) newOwnedTable() error {
 		return fmt.Errorf("send table: %w", err)
 	}
 	if _, err := l.nl.Receive(); err != nil {
-		if errors.Is(err, unix.EEXIST) {
+		switch {
+		case errors.Is(err, unix.EEXIST):
 			return ErrExists
+		case errors.Is(err, os.ErrPermission) && held(l.conn, l.id):
+			// The kernel refuses to look up a table owned by another
+			// socket.
+			return ErrHeld
 		}
 		return fmt.Errorf("add table: %w", err)
 	}
@@ -213,7 +218,14 @@ func Unlock(id string) error {
 // held reports whether the table of id is owned by a socket.
 func held(c *nftables.Conn, id string) bool {
 	t, err := c.ListTableOfFamily(tablePrefix+id, nftables.TableFamilyINet)
-	return err == nil && t.Flags&kernel.NftTableFOwner != 0
+	return err == nil && isOwned(t)
+}
+
+// isOwned reports whether t is owned by a socket. nftables v0.3.0 decodes
+// NFTA_TABLE_FLAGS in host order; the kernel sends it in network order.
+func isOwned(t *nftables.Table) bool {
+	flags := binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, t.Flags))
+	return flags&kernel.NftTableFOwner != 0
 }
 
 // Locks lists the ids of the kept locks on this host (in this network
@@ -229,7 +241,7 @@ func Locks() ([]string, error) {
 	}
 	var ids []string
 	for _, t := range ts {
-		if id, ok := strings.CutPrefix(t.Name, tablePrefix); ok && t.Flags&kernel.NftTableFOwner == 0 {
+		if id, ok := strings.CutPrefix(t.Name, tablePrefix); ok && !isOwned(t) {
 			ids = append(ids, id)
 		}
 	}

@@ -6,11 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
@@ -223,8 +225,214 @@ func TestLockDrops(t *testing.T) {
 	}
 }
 
-// tableFlags is the flags of the table of id, and whether it exists.
-func tableFlags(t *testing.T, id string) (uint32, bool) {
+// TestKeep keeps a lock: its table is no longer owned, so it outlives the
+// socket Keep closed, is listed by Locks, and drops until Unlock.
+func TestKeep(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, lo := range loopbacks {
+		t.Run(lo.name, func(t *testing.T) {
+			p := newPair(t, lo.addr)
+			client, server := p.ends()
+			id := testID(t)
+			l := take(t, id, []Conn{client, server})
+			if owned, ok := tableOwned(t, id); !ok || !owned {
+				t.Fatalf("table of a lock: exists %v, owned %v; want owned", ok, owned)
+			}
+			if ids := locks(t); slices.Contains(ids, id) {
+				t.Fatalf("Locks() = %q lists a lock not kept", ids)
+			}
+			send(t, p.client, "ping")
+			if err := l.Keep(); err != nil {
+				t.Fatal(err)
+			}
+			send(t, p.server, "pong")
+			if owned, ok := tableOwned(t, id); !ok || owned {
+				t.Fatalf("table of a kept lock: exists %v, owned %v; want not owned", ok, owned)
+			}
+			if ids := locks(t); !slices.Contains(ids, id) {
+				t.Fatalf("Locks() = %q lacks kept lock %q", ids, id)
+			}
+			if received(t, p.server, "ping", 300*time.Millisecond) || received(t, p.client, "pong", 300*time.Millisecond) {
+				t.Fatal("kept: data arrived")
+			}
+			if err := Unlock(id); err != nil {
+				t.Fatal(err)
+			}
+			if ids := locks(t); slices.Contains(ids, id) {
+				t.Fatalf("Locks() = %q after Unlock(%q)", ids, id)
+			}
+			p.retransmitted(t, "unlocked")
+			p.flows(t, "unlocked")
+		})
+	}
+}
+
+// TestProcessDies takes a lock in a child process killed with SIGKILL, as a
+// cryo that dies: a lock not kept goes with it, a kept one stays until
+// Unlock.
+func TestProcessDies(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "owned", true: "kept"}[keep], func(t *testing.T) {
+			p := newPair(t, "127.0.0.1")
+			client, _ := p.ends()
+			id := testID(t)
+			child := testutil.StartSubject(t, os.Args[0], childArg, id, map[bool]string{false: "own", true: "keep"}[keep],
+				client.Local.String(), client.Remote.String())
+			if owned, ok := tableOwned(t, id); !ok || owned == keep {
+				t.Fatalf("table while the child holds the lock: exists %v, owned %v", ok, owned)
+			}
+			send(t, p.client, "ping")
+			send(t, p.server, "pong")
+			child.Kill()
+			if _, ok := tableOwned(t, id); ok != keep {
+				t.Fatalf("after the child died: table exists %v, want %v", ok, keep)
+			}
+			if keep {
+				if received(t, p.server, "ping", 300*time.Millisecond) || received(t, p.client, "pong", 300*time.Millisecond) {
+					t.Fatal("kept lock, child dead: data arrived")
+				}
+				if err := Unlock(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p.retransmitted(t, "lock gone")
+		})
+	}
+}
+
+// TestHeld checks what another process may do to a lock a process holds:
+// not remove it, nor take one of the same id.
+func TestHeld(t *testing.T) {
+	testutil.RequireRoot(t)
+	id := testID(t)
+	testutil.StartSubject(t, os.Args[0], childArg, id, "own")
+	if err := Unlock(id); !errors.Is(err, ErrHeld) {
+		t.Errorf("Unlock of a lock held by another process: %v, want ErrHeld", err)
+	}
+	if _, err := Take(id, nil); !errors.Is(err, ErrHeld) {
+		t.Errorf("Take of an id held by another process: %v, want ErrHeld", err)
+	}
+}
+
+// TestTakeExisting takes a lock of an id already kept.
+func TestTakeExisting(t *testing.T) {
+	testutil.RequireRoot(t)
+	id := testID(t)
+	if err := take(t, id, nil).Keep(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Take(id, nil); !errors.Is(err, ErrExists) {
+		t.Errorf("Take of a kept id: %v, want ErrExists", err)
+	}
+}
+
+func TestUnlockMissing(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := Unlock(testID(t)); err != nil {
+		t.Errorf("Unlock of no lock: %v", err)
+	}
+}
+
+// TestMany locks 10,000 connections of each family, more than a netlink
+// attribute holds, and keeps them.
+func TestMany(t *testing.T) {
+	testutil.RequireRoot(t)
+	var conns []Conn
+	for i := range 10000 {
+		a4 := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		a6 := netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i)})
+		conns = append(conns,
+			Conn{netip.AddrPortFrom(a4, 40000), netip.AddrPortFrom(a4.Next(), uint16(1+i))},
+			Conn{netip.AddrPortFrom(a6, 40000), netip.AddrPortFrom(a6.Next(), uint16(1+i))})
+	}
+	start := time.Now()
+	l := take(t, testID(t), conns)
+	taken := time.Since(start)
+	if err := l.Keep(); err != nil {
+		t.Fatal(err)
+	}
+	kept := time.Since(start) - taken
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d connections: Take %v, Keep %v, Release %v", len(conns), taken, kept, time.Since(start)-taken-kept)
+}
+
+func TestBadInput(t *testing.T) {
+	v4 := netip.MustParseAddrPort("127.0.0.1:80")
+	v6 := netip.MustParseAddrPort("[::1]:80")
+	for _, tc := range []struct {
+		name  string
+		id    string
+		conns []Conn
+		want  error
+	}{
+		{"empty id", "", nil, ErrBadID},
+		{"NUL in id", "a\x00b", nil, ErrBadID},
+		{"long id", strings.Repeat("x", 251), nil, ErrBadID},
+		{"no address", "x", []Conn{{Local: v4}}, ErrBadConn},
+		{"port 0", "x", []Conn{{v4, netip.AddrPortFrom(v4.Addr(), 0)}}, ErrBadConn},
+		{"families", "x", []Conn{{v4, v6}}, ErrBadConn},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Take(tc.id, tc.conns); !errors.Is(err, tc.want) {
+				t.Errorf("Take: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if err := Unlock(""); !errors.Is(err, ErrBadID) {
+		t.Errorf("Unlock(\"\"): %v, want ErrBadID", err)
+	}
+}
+
+// TestKeys checks the set keys: both directions of each connection, one
+// given from both ends counted once, IPv4-mapped addresses as IPv4.
+func TestKeys(t *testing.T) {
+	a := netip.MustParseAddrPort("127.0.0.1:1000")
+	b := netip.MustParseAddrPort("127.0.0.2:2000")
+	mapped := netip.MustParseAddrPort("[::ffff:127.0.0.2]:2000")
+	c := netip.MustParseAddrPort("[fe80::1%lo]:3000")
+	d := netip.MustParseAddrPort("[fe80::2]:4000")
+	ab := []byte{127, 0, 0, 1, 0x03, 0xe8, 0, 0, 127, 0, 0, 2, 0x07, 0xd0, 0, 0}
+	ba := []byte{127, 0, 0, 2, 0x07, 0xd0, 0, 0, 127, 0, 0, 1, 0x03, 0xe8, 0, 0}
+	cd := slices.Concat(c.Addr().WithZone("").AsSlice(), []byte{0x0b, 0xb8, 0, 0}, d.Addr().AsSlice(), []byte{0x0f, 0xa0, 0, 0})
+	dc := slices.Concat(d.Addr().AsSlice(), []byte{0x0f, 0xa0, 0, 0}, c.Addr().WithZone("").AsSlice(), []byte{0x0b, 0xb8, 0, 0})
+	for _, tc := range []struct {
+		name   string
+		conns  []Conn
+		v4, v6 [][]byte
+	}{
+		{"none", nil, nil, nil},
+		{"one", []Conn{{a, b}}, [][]byte{ab, ba}, nil},
+		{"both ends", []Conn{{a, b}, {b, a}}, [][]byte{ab, ba}, nil},
+		{"mapped", []Conn{{b, a}, {a, mapped}}, [][]byte{ab, ba}, nil},
+		{"IPv6 zone", []Conn{{c, d}}, nil, [][]byte{cd, dc}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := keys(tc.conns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []setKeys{{unix.NFPROTO_IPV4, tc.v4}, {unix.NFPROTO_IPV6, tc.v6}}
+			if diff := cmp.Diff(want, got, cmp.AllowUnexported(setKeys{})); diff != "" {
+				t.Errorf("keys (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func locks(t *testing.T) []string {
+	t.Helper()
+	ids, err := Locks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// tableOwned is whether the table of id is owned, and whether it exists.
+func tableOwned(t *testing.T, id string) (owned, ok bool) {
 	t.Helper()
 	c, err := nftables.New()
 	if err != nil {
@@ -236,8 +444,8 @@ func tableFlags(t *testing.T, id string) (uint32, bool) {
 	}
 	for _, tb := range ts {
 		if tb.Name == tablePrefix+id {
-			return tb.Flags, true
+			return isOwned(tb), true
 		}
 	}
-	return 0, false
+	return false, false
 }
