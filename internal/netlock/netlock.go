@@ -125,6 +125,8 @@ func (l *Lock) newOwnedTable() error {
 			// The kernel refuses to look up a table owned by another
 			// socket.
 			return ErrHeld
+		case errors.Is(err, unix.EOPNOTSUPP):
+			return fmt.Errorf("add table owned by its socket (NFT_TABLE_F_OWNER, Linux >= 5.12): %w", err)
 		}
 		return fmt.Errorf("add table: %w", err)
 	}

@@ -102,15 +102,28 @@ func take(t *testing.T, id string, conns []Conn) *Lock {
 // pair is a TCP connection over loopback, both ends in the test process.
 type pair struct{ client, server *net.TCPConn }
 
-// newPair connects a client to a listener on addr ("127.0.0.1" or "::1").
-func newPair(t *testing.T, addr string) pair {
+// loopback is where a test's listener listens and its client connects.
+type loopback struct {
+	name, listen, dial string
+	mapped             bool // the server's addresses are IPv4-mapped IPv6
+}
+
+var loopbacks = []loopback{
+	{"IPv4", "127.0.0.1", "127.0.0.1", false},
+	{"IPv6", "::1", "::1", false},
+	{"IPv4-mapped", "::", "127.0.0.1", true},
+}
+
+// newPair connects a client to a listener over lo.
+func newPair(t *testing.T, lo loopback) pair {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(addr), 0)))
+	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(lo.listen), 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(lo.dial), port)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,14 +134,19 @@ func newPair(t *testing.T, addr string) pair {
 	}
 	t.Cleanup(func() { s.Close() })
 	p := pair{c, s}
+	if _, server := p.ends(); server.Local.Addr().Is4In6() != lo.mapped {
+		t.Fatalf("server address %v: IPv4-mapped %v, want %v", server.Local, !lo.mapped, lo.mapped)
+	}
 	p.flows(t, "before the lock")
 	return p
 }
 
 // ends is the connection seen from the client and from the server.
 func (p pair) ends() (client, server Conn) {
-	return Conn{p.client.LocalAddr().(*net.TCPAddr).AddrPort(), p.client.RemoteAddr().(*net.TCPAddr).AddrPort()},
-		Conn{p.server.LocalAddr().(*net.TCPAddr).AddrPort(), p.server.RemoteAddr().(*net.TCPAddr).AddrPort()}
+	end := func(c *net.TCPConn) Conn {
+		return Conn{c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()}
+	}
+	return end(p.client), end(p.server)
 }
 
 // send writes msg on from, which queues it whether or not it can leave.
@@ -200,8 +218,6 @@ func (p pair) retransmitted(t *testing.T, when string) {
 	}
 }
 
-var loopbacks = []struct{ name, addr string }{{"IPv4", "127.0.0.1"}, {"IPv6", "::1"}}
-
 // TestLockDrops takes a lock on a real connection, given from either end
 // or both: nothing passes either way, and once the lock is released the
 // data queued meanwhile is retransmitted on the same connection.
@@ -210,7 +226,7 @@ func TestLockDrops(t *testing.T) {
 	for _, lo := range loopbacks {
 		for _, ends := range []string{"both", "client", "server"} {
 			t.Run(lo.name+"/"+ends, func(t *testing.T) {
-				p := newPair(t, lo.addr)
+				p := newPair(t, lo)
 				client, server := p.ends()
 				conns := map[string][]Conn{"both": {client, server}, "client": {client}, "server": {server}}[ends]
 				l := take(t, testID(t), conns)
@@ -231,7 +247,7 @@ func TestKeep(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, lo := range loopbacks {
 		t.Run(lo.name, func(t *testing.T) {
-			p := newPair(t, lo.addr)
+			p := newPair(t, lo)
 			client, server := p.ends()
 			id := testID(t)
 			l := take(t, id, []Conn{client, server})
@@ -274,7 +290,7 @@ func TestProcessDies(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, keep := range []bool{false, true} {
 		t.Run(map[bool]string{false: "owned", true: "kept"}[keep], func(t *testing.T) {
-			p := newPair(t, "127.0.0.1")
+			p := newPair(t, loopbacks[0])
 			client, _ := p.ends()
 			id := testID(t)
 			child := testutil.StartSubject(t, os.Args[0], childArg, id, map[bool]string{false: "own", true: "keep"}[keep],
