@@ -24,11 +24,6 @@ import (
 // tablePrefix begins the name of every table of a lock; the id follows.
 const tablePrefix = "cryo-"
 
-// batchBuffer is the send buffer a lock's socket asks for: a batch goes in
-// one sendmsg, and 10,000 IPv6 connections make a batch of about 1 MiB
-// (the default wmem is 208 KiB; this stays under wmem_max's usual 4 MiB).
-const batchBuffer = 4 << 20
-
 // Lock is a network lock in place. Until Keep it lives in a table owned by
 // its netlink socket, which the kernel removes when the socket closes, so
 // that a cryo that dies leaves no lock behind.
@@ -72,7 +67,7 @@ func Take(id string, conns []Conn) (*Lock, error) {
 		if err := s.SetOption(netlink.CapAcknowledge, true); err != nil {
 			return err
 		}
-		return s.SetWriteBuffer(batchBuffer)
+		return setBuffers(s, sets)
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: open netlink: %w", id, err)
@@ -129,6 +124,44 @@ func (l *Lock) newOwnedTable() error {
 			return fmt.Errorf("add table owned by its socket (NFT_TABLE_F_OWNER, Linux >= 5.12): %w", err)
 		}
 		return fmt.Errorf("add table: %w", err)
+	}
+	return nil
+}
+
+// buffers is a bound on the sizes of the batch of the rules of sets and of
+// the acknowledgements it brings back, one a message, each in a buffer of
+// its own (768 bytes on x86_64).
+func buffers(sets []setKeys) (send, receive int) {
+	send, msgs := 1<<16, 16 // tables, chains, sets, rules, message headers
+	for _, s := range sets {
+		for _, k := range s.keys {
+			send += len(k) + 12 // the element's three attribute headers
+		}
+		msgs += (len(s.keys) + setMax - 1) / setMax
+	}
+	return send, msgs * 2048
+}
+
+// setBuffers makes s's buffers hold the batch of the rules of sets and its
+// acknowledgements: a batch goes in one sendmsg, and 10,000 IPv6
+// connections make one of 1 MiB, beyond the default 208 KiB and often
+// beyond wmem_max, which SO_SNDBUFFORCE and SO_RCVBUFFORCE (root) ignore.
+func setBuffers(s *netlink.Conn, sets []setKeys) error {
+	send, receive := buffers(sets)
+	raw, err := s.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, send),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receive))
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set socket buffers to %d and %d bytes: %w", send, receive, serr)
 	}
 	return nil
 }

@@ -350,17 +350,18 @@ func TestUnlockMissing(t *testing.T) {
 	}
 }
 
-// TestMany locks 10,000 connections of each family, more than a netlink
-// attribute holds, and keeps them.
+// TestMany locks 50,000 connections of each family, more than a netlink
+// attribute holds, in a batch larger than wmem_max (often 208 KiB, 4 MiB
+// here), and keeps them.
 func TestMany(t *testing.T) {
 	testutil.RequireRoot(t)
 	var conns []Conn
-	for i := range 10000 {
-		a4 := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
-		a6 := netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i)})
+	for i := range 50000 {
+		a4 := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		a6 := netip.AddrFrom16([16]byte{0xfd, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
 		conns = append(conns,
-			Conn{netip.AddrPortFrom(a4, 40000), netip.AddrPortFrom(a4.Next(), uint16(1+i))},
-			Conn{netip.AddrPortFrom(a6, 40000), netip.AddrPortFrom(a6.Next(), uint16(1+i))})
+			Conn{netip.AddrPortFrom(a4, 40000), netip.AddrPortFrom(a4.Next(), uint16(1+i%60000))},
+			Conn{netip.AddrPortFrom(a6, 40000), netip.AddrPortFrom(a6.Next(), uint16(1+i%60000))})
 	}
 	start := time.Now()
 	l := take(t, testID(t), conns)
