@@ -312,6 +312,14 @@ func (m *unixMaking) finish() error {
 			}
 		}
 	}
+	// The buffers first, as large as they were for what was queued;
+	// the other options after (SO_PASSCRED would bind a datagram
+	// sender without a name to one).
+	for _, ino := range m.unit {
+		if err := RestoreSockBuffers(m.fd(ino), m.byIno[ino].GetOpts()); err != nil {
+			return fmt.Errorf("unix socket %d: %w", ino, err)
+		}
+	}
 	for i := 0; i < len(m.unit); i++ {
 		if m.released[m.unit[i]] {
 			continue
