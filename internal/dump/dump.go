@@ -175,7 +175,10 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.refuseMappedShmemFd(); err != nil {
 				return err
 			}
-			return t.shareMemory()
+			if err := t.shareMemory(); err != nil {
+				return err
+			}
+			return t.dumpSysvShm()
 		}},
 		{Name: "pages", Run: func() error {
 			t.toCopy = t.memoryToCopy()
