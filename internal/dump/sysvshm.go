@@ -112,7 +112,7 @@ func (t *tree) dumpSysvShm() error {
 	for _, id := range ids {
 		switch {
 		case segs[id].e == nil:
-			return fmt.Errorf("System V shared memory %d: not in /proc/sysvipc/shm", id)
+			return fmt.Errorf("find System V shared memory %d in /proc/sysvipc/shm: not there", id)
 		case others[id]:
 			// Their contents would share one pagemap-shmem image.
 			return fmt.Errorf("%w: System V shared memory %d has the id of shared memory the tree maps", ErrUnsupported, id)
@@ -131,7 +131,7 @@ func (t *tree) copySysvShm(buf []byte) error {
 		id := s.e.GetDesc().GetId()
 		f, err := os.Open(s.path)
 		if err != nil {
-			return fmt.Errorf("System V shared memory %d: %w", id, err)
+			return fmt.Errorf("copy System V shared memory %d: %w", id, err)
 		}
 		err = func() error {
 			w, err := t.dir.CreateShmemPages(uint64(id), t.nextPagesID())
@@ -148,7 +148,7 @@ func (t *tree) copySysvShm(buf []byte) error {
 			return errors.Join(err, w.Close())
 		}()
 		if err := errors.Join(err, f.Close()); err != nil {
-			return fmt.Errorf("System V shared memory %d: %w", id, err)
+			return fmt.Errorf("copy System V shared memory %d: %w", id, err)
 		}
 	}
 	return nil
