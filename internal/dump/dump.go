@@ -88,6 +88,9 @@ type dumper struct {
 	mem    *os.File
 	runs   []run
 	shared []shmemRuns
+	// sysvKeys are the keys the System V shared memory segments it
+	// attaches were made with, by id.
+	sysvKeys map[uint64]uint32
 }
 
 // Dump checkpoints process opts.Pid and its descendants into opts.Dir. On

@@ -17,20 +17,28 @@ import (
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
-// isSysvShm reports whether m attaches a System V shared memory segment:
-// the kernel names its file "SYSV" and the key in 8 hex digits, deleted,
-// on the internal shmem mount, with the segment's id for inode.
+// isSysvShm reports whether m attaches a System V shared memory segment.
 func isSysvShm(m proc.Mapping) bool {
+	_, ok := sysvKey(m)
+	return ok
+}
+
+// sysvKey returns the key a System V shared memory segment was made with,
+// from the name of an attachment: the kernel names its file "SYSV" and
+// the key in 8 hex digits, deleted, on the internal shmem mount, with
+// the segment's id for inode. Once the segment is removed (IPC_RMID), its
+// key reads 0, and only this name keeps it.
+func sysvKey(m proc.Mapping) (uint32, bool) {
 	hex, ok := strings.CutPrefix(m.Path, "/SYSV")
 	if !ok {
-		return false
+		return 0, false
 	}
 	hex, ok = strings.CutSuffix(hex, " (deleted)")
-	if !ok || len(hex) != 8 {
-		return false
+	if !ok || len(hex) != 8 || m.Major != 0 {
+		return 0, false
 	}
-	_, err := strconv.ParseUint(hex, 16, 32)
-	return err == nil && m.Major == 0
+	key, err := strconv.ParseUint(hex, 16, 32)
+	return uint32(key), err == nil
 }
 
 // checkIPCNamespace refuses a process in another IPC namespace than
@@ -57,6 +65,8 @@ type sysvSegment struct {
 	// path is one of its attachments in /proc/PID/map_files, which opens
 	// the memory object behind it.
 	path string
+	// made is the key it was made with, its attachments' name.
+	made uint32
 }
 
 // dumpSysvShm records each System V shared memory segment the tree has
@@ -77,7 +87,7 @@ func (t *tree) dumpSysvShm() error {
 				continue
 			}
 			if segs[id] == nil {
-				segs[id] = &sysvSegment{path: proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))}
+				segs[id] = &sysvSegment{path: proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd())), made: d.sysvKeys[id]}
 				ids = append(ids, id)
 			}
 			users[id]++
@@ -98,9 +108,16 @@ func (t *tree) dumpSysvShm() error {
 		if seg == nil {
 			continue
 		}
+		key := uint32(s.Key)
+		if s.Mode&proc.ShmDest != 0 {
+			// Removed, its key reads 0: the key it was made with is
+			// kept instead, which a restore makes it with again before
+			// it removes it, so that its attachments keep their name.
+			key = seg.made
+		}
 		seg.e = &ipcshm.IpcShmEntry{
 			Desc: &ipcdesc.IpcDescEntry{
-				Key: proto.Uint32(uint32(s.Key)), Uid: proto.Uint32(s.UID), Gid: proto.Uint32(s.GID),
+				Key: proto.Uint32(key), Uid: proto.Uint32(s.UID), Gid: proto.Uint32(s.GID),
 				Cuid: proto.Uint32(s.CUID), Cgid: proto.Uint32(s.CGID), Mode: proto.Uint32(s.Mode), Id: proto.Uint32(uint32(s.ID)),
 			},
 			Size:       proto.Uint64(s.Size),

@@ -134,10 +134,14 @@ func (t *tree) prepareSysvShm() error {
 		}
 		d := s.e.GetDesc()
 		p := ds.Perm
-		if uint32(p.Key) != d.GetKey() || ds.Segsz != s.e.GetSize() || p.Uid != d.GetUid() || p.Gid != d.GetGid() ||
+		key := d.GetKey()
+		if d.GetMode()&proc.ShmDest != 0 {
+			key = 0 // the key it was made with, which reads 0 once removed
+		}
+		if uint32(p.Key) != key || ds.Segsz != s.e.GetSize() || p.Uid != d.GetUid() || p.Gid != d.GetGid() ||
 			p.Cuid != d.GetCuid() || p.Cgid != d.GetCgid() || p.Mode&(0o777|proc.ShmDest) != d.GetMode()&(0o777|proc.ShmDest) {
-			return fmt.Errorf("%w: System V shared memory id %d is another segment now (key %#x, %d bytes, owner %d:%d, mode %#o), not the dumped one (key %#x, %d bytes, owner %d:%d, mode %#o)",
-				ErrSysvShmTaken, id, uint32(p.Key), ds.Segsz, p.Uid, p.Gid, p.Mode, d.GetKey(), s.e.GetSize(), d.GetUid(), d.GetGid(), d.GetMode())
+			return fmt.Errorf("%w: id %d is another segment's now (key %#x, %d bytes, owner %d:%d, mode %#o), not the dumped one's (key %#x, %d bytes, owner %d:%d, mode %#o)",
+				ErrSysvShmTaken, id, uint32(p.Key), ds.Segsz, p.Uid, p.Gid, p.Mode, key, s.e.GetSize(), d.GetUid(), d.GetGid(), d.GetMode())
 		}
 		for _, r := range t.procs {
 			if err := r.mayAttach(s, p); err != nil {
@@ -191,7 +195,9 @@ func hasCap(set []uint32, c uint) bool {
 }
 
 // createSysvShm makes segment s with its id, through shm_next_id, its
-// key (none if it had been removed), size, mode and owner.
+// key, size, mode and owner. One that had been removed is made with the
+// key it was made with, which names its attachments (it reads 0 once
+// removed again), or none if another segment holds that key now.
 func (t *tree) createSysvShm(s *sysvSegment) (err error) {
 	d := s.e.GetDesc()
 	if err := writeProcFile(shmNextID, strconv.Itoa(s.id())); err != nil {
@@ -202,7 +208,13 @@ func (t *tree) createSysvShm(s *sysvSegment) (err error) {
 			err = errors.Join(err, fmt.Errorf("reset %s: %w", shmNextID, rerr))
 		}
 	}()
-	id, err := unix.SysvShmGet(int(int32(d.GetKey())), int(s.e.GetSize()), unix.IPC_CREAT|unix.IPC_EXCL|int(d.GetMode()&0o777))
+	flags := unix.IPC_CREAT | unix.IPC_EXCL | int(d.GetMode()&0o777)
+	id, err := unix.SysvShmGet(int(int32(d.GetKey())), int(s.e.GetSize()), flags)
+	if errors.Is(err, unix.EEXIST) && d.GetMode()&proc.ShmDest != 0 {
+		t.log.Warn("the key a removed System V shared memory segment was made with is taken: made without a key, its attachments' names in /proc/PID/maps say SYSV00000000",
+			"id", s.id(), "key", fmt.Sprintf("%#x", d.GetKey()))
+		id, err = unix.SysvShmGet(unix.IPC_PRIVATE, int(s.e.GetSize()), flags)
+	}
 	if err != nil {
 		return fmt.Errorf("create System V shared memory %d (key %#x, %d bytes): %w%s", s.id(), d.GetKey(), s.e.GetSize(), err, t.sysvHolder(s))
 	}
