@@ -157,7 +157,10 @@ func (t *tree) prepareSysvShm() error {
 
 // mayAttach checks that the process's credentials let it attach the
 // segment of permissions p as it did, as the kernel's ipcperms decides:
-// owner, group or other bits, or CAP_IPC_OWNER.
+// owner, group or other bits, or CAP_IPC_OWNER. The restore attaches as
+// root, and an image may name any segment there is: one the process
+// could not attach itself would be given to it. (One made again holds
+// what the images hold, and needs no check.)
 func (r *restorer) mayAttach(s *sysvSegment, p unix.SysvIpcPerm) error {
 	cr := r.c.cores[uint32(r.pid)].GetThreadCore().GetCreds()
 	for _, v := range r.c.mm.Vmas {
@@ -176,7 +179,7 @@ func (r *restorer) mayAttach(s *sysvSegment, p unix.SysvIpcPerm) error {
 			granted >>= 3
 		}
 		if want&^granted&0o7 != 0 && !hasCap(cr.GetCapEff(), capIPCOwner) {
-			return fmt.Errorf("%w: System V shared memory %d (mode %#o, owner %d:%d) may not be attached at %#x by the process's credentials (euid %d, fsgid %d, groups %v)",
+			return fmt.Errorf("%w: segment %d (mode %#o, owner %d:%d) at %#x, with the process's credentials (euid %d, fsgid %d, groups %v)",
 				ErrSysvShmDenied, s.id(), p.Mode, p.Uid, p.Gid, v.GetStart(), cr.GetEuid(), cr.GetFsgid(), cr.GetGroups())
 		}
 	}

@@ -85,7 +85,9 @@ func TestSysvShm(t *testing.T) {
 		afterDump func(t *testing.T, id, key int)
 		// made says the restore makes the segment (else it attaches the
 		// one still there).
-		made    bool
+		made bool
+		// failAt fails the restore at that step (restore.Options.FailAt).
+		failAt  string
 		wantErr error
 	}{
 		{name: "removed", made: true, afterDump: func(t *testing.T, id, key int) {
@@ -100,6 +102,21 @@ func TestSysvShm(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		// Attached before the process dropped its privileges: the
+		// segment still there is refused (an image could name any
+		// segment), one made from the images comes back.
+		{name: "denied", args: []string{"drop"}, wantErr: restore.ErrSysvShmDenied},
+		{name: "dropped-removed", args: []string{"drop"}, made: true, afterDump: func(t *testing.T, id, key int) {
+			if _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		// A failed restore removes the segment it made.
+		{name: "failed", failAt: "pages", wantErr: restore.ErrInjected, afterDump: func(t *testing.T, id, key int) {
+			if _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{name: "taken", wantErr: restore.ErrSysvShmTaken, afterDump: func(t *testing.T, id, key int) {
 			if _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); err != nil {
 				t.Fatal(err)
@@ -110,10 +127,8 @@ func TestSysvShm(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "sysvshm.c"), tc.args...)}
 			id, key, child := int(s.ReadyUint(t, "shmid")), int(int32(s.ReadyUint(t, "key"))), int(s.ReadyUint(t, "child"))
+			// The child dies with its parent (PR_SET_PDEATHSIG).
 			t.Cleanup(func() { unix.SysvShmCtl(id, unix.IPC_RMID, nil) })
-			if child != 0 {
-				testutil.KillPidsAtCleanup(t, child)
-			}
 			s.WaitTicks(t, 3)
 			before, _ := sysvSegment(t, id)
 			attached := sysvAttachments(t, s.Pid, id)
@@ -131,19 +146,23 @@ func TestSysvShm(t *testing.T) {
 			}
 			if tc.wantErr != nil {
 				log, buf := newLog()
-				_, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir, Log: log})
+				_, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir, Log: log, FailAt: tc.failAt})
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("restore: %v, want %v\nlog:\n%s", err, tc.wantErr, buf)
 				}
 				t.Logf("refused: %v", err)
-				if seg, ok := sysvSegment(t, id); !ok || seg.Key != 0 || seg.Nattch != 0 {
-					t.Errorf("the segment that took id %d: %+v, %v", id, seg, ok)
+				seg, ok := sysvSegment(t, id)
+				switch {
+				case tc.failAt != "" && ok:
+					t.Errorf("segment %d, made by the failed restore, is still there: %+v", id, seg)
+				case tc.failAt == "" && (!ok || seg.Nattch != 0):
+					t.Errorf("segment %d after the failed restore: %+v, %v", id, seg, ok)
 				}
 				return
 			}
 			_, log := restoreSubject(t, s, c, restore.Options{})
 			if child != 0 {
-				testutil.KillPidsAtCleanup(t, child)
+				testutil.KillPidsAtCleanup(t, s.Pid, child)
 			}
 			for _, want := range []string{map[bool]string{true: "System V shared memory made again", false: "System V shared memory still there"}[tc.made]} {
 				if !strings.Contains(log.String(), want) {

@@ -5,10 +5,12 @@
 // (SHM_RDONLY | SHM_EXEC). The segment holds a pattern in its first,
 // third and last (partial) pages; its second page is never written.
 //
-// Usage: sysvshm [rmid] [fork]. rmid removes the segment (IPC_RMID) once
-// attached: it lives on, marked for destruction, while attached. fork
-// makes a child that inherits the attachments and counts in the segment
-// while the parent checks the count goes on.
+// Usage: sysvshm [rmid] [fork] [drop]. rmid removes the segment
+// (IPC_RMID) once attached: it lives on, marked for destruction, while
+// attached. fork makes a child that inherits the attachments and counts
+// in the segment while the parent checks the count goes on. drop makes
+// it nobody (65534) once attached, which the segment's mode (0640, owned
+// by root) would not let attach it.
 //
 // It prints "ready shmid=ID key=KEY child=PID" (child=0 without fork),
 // then every 20 ms checks the pattern through every attachment and
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <grp.h>
 #include <sys/shm.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,12 +54,14 @@ static void pause_ms(long ms) {
 }
 
 int main(int argc, char **argv) {
-	int rmid = 0, forked = 0;
+	int rmid = 0, forked = 0, drop = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "rmid") == 0)
 			rmid = 1;
 		else if (strcmp(argv[i], "fork") == 0)
 			forked = 1;
+		else if (strcmp(argv[i], "drop") == 0)
+			drop = 1;
 		else
 			fail("unknown argument %s", argv[i]);
 	}
@@ -76,6 +81,8 @@ int main(int argc, char **argv) {
 		fail("mprotect: %m");
 	if (rmid && shmctl(id, IPC_RMID, NULL) != 0)
 		fail("shmctl IPC_RMID: %m");
+	if (drop && (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0))
+		fail("become nobody: %m");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	pid_t child = 0;
 	if (forked) {
