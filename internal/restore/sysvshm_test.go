@@ -5,16 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
+
+// ipcNS is the id of the IPC namespace in the images.
+const ipcNS = 4
 
 // sysvSegment returns segment id as /proc/sysvipc/shm lists it, and
 // whether it is there.
@@ -87,7 +94,9 @@ func TestSysvShm(t *testing.T) {
 		// one still there).
 		made bool
 		// failAt fails the restore at that step (restore.Options.FailAt).
-		failAt  string
+		failAt string
+		// images changes the images.
+		images  func(t *testing.T, dir string)
 		wantErr error
 	}{
 		{name: "removed", made: true, afterDump: func(t *testing.T, id, key int) {
@@ -117,6 +126,30 @@ func TestSysvShm(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		// Images that lost the segment, or say it is smaller than its
+		// attachments.
+		{name: "segment image lost", wantErr: restore.ErrImage, images: func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, image.IpcShm.FileName(ipcNS))); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "segment too small", wantErr: restore.ErrImage, images: func(t *testing.T, dir string) {
+			d, err := image.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			es, err := image.ReadAll[ipcshm.IpcShmEntry](d, image.IpcShm, ipcNS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			es[0].Size = proto.Uint64(pageSize)
+			if err := os.Remove(filepath.Join(dir, image.IpcShm.FileName(ipcNS))); err != nil {
+				t.Fatal(err)
+			}
+			if err := image.WriteAll(d, image.IpcShm, ipcNS, es); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{name: "taken", wantErr: restore.ErrSysvShmTaken, afterDump: func(t *testing.T, id, key int) {
 			if _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); err != nil {
 				t.Fatal(err)
@@ -143,6 +176,9 @@ func TestSysvShm(t *testing.T) {
 			}
 			if tc.afterDump != nil {
 				tc.afterDump(t, id, key)
+			}
+			if tc.images != nil {
+				tc.images(t, c.dir)
 			}
 			if tc.wantErr != nil {
 				log, buf := newLog()
