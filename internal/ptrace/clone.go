@@ -51,6 +51,50 @@ const (
 // PID namespace, innermost first (an id in use fails with EEXIST); Clone3
 // writes it and args into the tracee and points args.SetTid at it.
 func (t *Tracer) Clone3(tid int, args kernel.CloneArgs, setTid ...int) (int, error) {
+	return t.clone3(tid, args, 0, setTid)
+}
+
+// Snapshot injects into thread tid a fork of the process whose child is a
+// copy-on-write copy of its memory at this instant, for the tracer to read
+// while the process runs on. The child never runs: it is born stopped
+// (see New tasks) and is killed, with PTRACE_O_EXITKILL, if the tracer
+// dies before it kills it. It shares the process's descriptor table
+// (CLONE_FILES), so that it holds no file open of its own: a pipe or a
+// socket the process closes meanwhile closes. It has no exit signal: the
+// process gets no SIGCHLD for it, and its wait() does not see it (only a
+// wait with __WALL or __WCLONE does). Killed, its zombie is the process's
+// own child, which only the process can reap: ReapSnapshot.
+func (t *Tracer) Snapshot(tid int) (*Tracer, error) {
+	pid, err := t.clone3(tid, kernel.CloneArgs{Flags: unix.CLONE_FILES}, unix.PTRACE_O_EXITKILL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot pid %d: %w", t.pid, err)
+	}
+	c, err := t.Child(pid)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot pid %d: %w", t.pid, err)
+	}
+	return c, nil
+}
+
+// ReapSnapshot reaps, with a wait4 injected into thread tid, the zombie
+// of a Snapshot child that was killed: the process is its parent. It is
+// no error that the process reaped it first (a wait with __WALL).
+func (t *Tracer) ReapSnapshot(tid, child int) error {
+	got, err := t.Syscall(tid, unix.SYS_WAIT4, uint64(child), 0, unix.WNOHANG|unix.WALL, 0)
+	switch {
+	case errors.Is(err, unix.ECHILD):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reap snapshot pid %d: %w", child, err)
+	case int(got) != child:
+		return fmt.Errorf("reap snapshot pid %d: %w", child, ErrNotReaped)
+	}
+	return nil
+}
+
+// clone3 does the work of Clone3; the task born gets the options
+// birthOptions on top of the tracer's, from its birth on.
+func (t *Tracer) clone3(tid int, args kernel.CloneArgs, birthOptions int, setTid []int) (int, error) {
 	var ret uint64
 	err := t.onThread(tid, func() error {
 		if args.Flags&unix.CLONE_VFORK != 0 {
@@ -77,10 +121,13 @@ func (t *Tracer) Clone3(tid int, args kernel.CloneArgs, setTid ...int) (int, err
 		if err := t.WriteMem(addr, b); err != nil {
 			return err
 		}
-		if err := setOptions(tid, t.options|traceBirths); err != nil {
+		// A task auto-attached at birth starts with its parent's options.
+		if err := setOptions(tid, t.options|traceBirths|birthOptions); err != nil {
 			return err
 		}
+		t.birthOptions = birthOptions
 		ret, err = t.syscallAt(tid, gadget, unix.SYS_CLONE3, []uint64{addr, size})
+		t.birthOptions = 0
 		if errors.Is(err, ErrExited) {
 			return err
 		}
@@ -125,7 +172,7 @@ func (t *Tracer) adopt(parent int, mask uint64) error {
 		t.threads = append(t.threads, tid)
 		slices.Sort(t.threads)
 	} else {
-		c := newTracer(tid, t.options, true)
+		c := newTracer(tid, t.options|t.birthOptions, true)
 		c.s, c.threads, c.scratch = t.s, []int{tid}, t.scratch
 		t.s.tracers = append(t.s.tracers, c)
 		t.children[tid] = c
@@ -133,5 +180,5 @@ func (t *Tracer) adopt(parent int, mask uint64) error {
 			return fmt.Errorf("adopt pid %d: %w", tid, err)
 		}
 	}
-	return errors.Join(setOptions(tid, t.options), kernel.PtraceSetSigmask(tid, mask))
+	return errors.Join(setOptions(tid, t.options|t.birthOptions), kernel.PtraceSetSigmask(tid, mask))
 }
