@@ -80,7 +80,20 @@ func (t *Tracer) Snapshot(tid int) (*Tracer, error) {
 // of a Snapshot child that was killed: the process is its parent. It is
 // no error that the process reaped it first (a wait with __WALL).
 func (t *Tracer) ReapSnapshot(tid, child int) error {
-	got, err := t.Syscall(tid, unix.SYS_WAIT4, uint64(child), 0, unix.WNOHANG|unix.WALL, 0)
+	var got uint64
+	err := t.onThread(tid, func() (err error) {
+		args := []uint64{uint64(child), 0, unix.WNOHANG | unix.WALL, 0}
+		if t.scratch != 0 {
+			got, err = t.syscallAt(tid, t.scratch, unix.SYS_WAIT4, args)
+			return err
+		}
+		// One injection at borrowed code rather than three with a
+		// scratch mapping: the process was seized again for this alone.
+		return t.borrow(func(site uint64) (err error) {
+			got, err = t.syscallAt(tid, site, unix.SYS_WAIT4, args)
+			return err
+		})
+	})
 	switch {
 	case errors.Is(err, unix.ECHILD):
 		return nil
