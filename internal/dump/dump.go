@@ -227,7 +227,16 @@ func (t *tree) run(ctx context.Context) error {
 				return nil
 			}
 			t.stats.Snapshots++
-			return errors.Join(d.copySnapshot(ctx), d.endSnapshot())
+			if err := d.copySnapshot(ctx); err != nil {
+				return errors.Join(err, d.endSnapshot())
+			}
+			// The images are whole: a child that could not be reaped
+			// (the process exited, or another tracer holds it) is no
+			// reason to throw them away.
+			if err := d.endSnapshot(); err != nil {
+				d.log.Warn("snapshot child left behind", "pid", d.pid, "err", err)
+			}
+			return nil
 		})},
 		{Name: "images", Run: func() error {
 			if err := each(func(d *dumper) error { return d.images.write(t.dir, uint32(d.pid)) })(); err != nil {
