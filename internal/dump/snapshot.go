@@ -183,7 +183,11 @@ func (d *dumper) endSnapshot() error {
 	}
 	d.snap = nil
 	child := s.tr.Pid()
-	if err := errors.Join(s.mem.Close(), s.tr.Kill()); err != nil {
+	var err error
+	if s.mem != nil {
+		err = s.mem.Close()
+	}
+	if err := errors.Join(err, s.tr.Kill()); err != nil {
 		return fmt.Errorf("end snapshot pid %d: %w", child, err)
 	}
 	if d.tr != nil {
