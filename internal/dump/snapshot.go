@@ -33,7 +33,9 @@ import (
 //
 // The child costs a PID and the page tables of a copy of the process's
 // address space (2 MiB per GiB mapped), and every page the process writes
-// while it is read is copied once more. A process that cannot fork (its
+// while it is read is copied once more. The child is read through
+// /proc/PID/mem, never with process_vm_readv, which would copy every page
+// it reads (see copySnapshot). A process that cannot fork (its
 // RLIMIT_NPROC or its cgroup's pids.max reached, no PID free, not enough
 // memory) is read frozen, the log saying why.
 //
@@ -163,7 +165,14 @@ func (d *dumper) copySnapshot(ctx context.Context) error {
 			for n < len(runs) && s.noFork[runs[n].addr] == nil {
 				n++
 			}
-			if err := d.copyRuns(ctx, s.tr.Pid(), s.mem, w, runs[:n]); err != nil {
+			// Through /proc/PID/mem: process_vm_readv pins the pages it
+			// reads, and the kernel copies a copy-on-write page before it
+			// lets it be pinned, which would copy the whole process.
+			seg := slices.Clone(runs[:n])
+			for i := range seg {
+				seg[i].viaMem = true
+			}
+			if err := d.copyRuns(ctx, s.tr.Pid(), s.mem, w, seg); err != nil {
 				return err
 			}
 			runs = runs[n:]
