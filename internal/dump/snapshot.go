@@ -44,7 +44,9 @@ import (
 // __WALL or __WCLONE reports it (such a wait reaps it once it is killed,
 // or says a child is still there where there were none). It shares the
 // process's descriptor table (CLONE_FILES), so it keeps no file open once
-// the process closes it.
+// the process closes it; but for an exec meanwhile, which gives the
+// process a table of its own and leaves the child the old one, with the
+// close-on-exec descriptors still open until the child is killed.
 
 // maxNoFork is how many bytes of areas a fork does not copy a snapshot
 // dump holds in memory; a process with more is read frozen.
