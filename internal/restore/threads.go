@@ -26,14 +26,17 @@ const ssDisable = 2
 
 // createThreads clones every thread but the leader with its dumped TID.
 func (r *restorer) createThreads() error {
+	tids := make([]int, 0, len(r.c.threads))
 	for _, tid := range r.c.threads[1:] {
-		got, err := r.tr.Clone3(r.pid, kernel.CloneArgs{Flags: threadFlags}, int(tid))
-		if err != nil {
-			return fmt.Errorf("create thread %d: %w", tid, r.explainTaken(int(tid), err))
-		}
-		if got != int(tid) {
-			return fmt.Errorf("create thread %d: got tid %d", tid, got)
-		}
+		tids = append(tids, int(tid))
+	}
+	err := r.tr.CloneThreads(r.pid, kernel.CloneArgs{Flags: threadFlags}, tids)
+	if se := (*ptrace.SyscallError)(nil); errors.As(err, &se) {
+		tid := tids[se.Index]
+		return fmt.Errorf("create thread %d: %w", tid, r.explainTaken(tid, err))
+	}
+	if err != nil {
+		return fmt.Errorf("create threads: %w", err)
 	}
 	return nil
 }
