@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 )
@@ -37,9 +38,13 @@ import (
 // /proc/PID/mem, never with process_vm_readv, which would copy every page
 // it reads (see copySnapshot). A process that cannot fork (its
 // RLIMIT_NPROC or its cgroup's pids.max reached, no PID free, not enough
-// memory) is read frozen, the log saying why.
+// memory) is read frozen, the log saying why; so is one that attaches
+// System V shared memory, whose segment a fork would attach too (its
+// attach and detach times and last pid would change).
 //
-// What the process may see meanwhile: a child in /proc/PID/task/*/children;
+// What the process may see meanwhile: a child in /proc/PID/task/*/children,
+// in its process group and session (a signal to the group reaches it; it
+// never runs, and dies as planned);
 // no SIGCHLD (the child has no exit signal), and no wait but one with
 // __WALL or __WCLONE reports it (such a wait reaps it once it is killed,
 // or says a child is still there where there were none). It shares the
@@ -95,6 +100,9 @@ func (d *dumper) takeSnapshot() error {
 	if size > maxNoFork {
 		d.log.Warn("no snapshot: the memory is read with the process frozen", "pid", d.pid,
 			"why", fmt.Sprintf("%d MiB of memory a fork does not copy (MADV_DONTFORK, MADV_WIPEONFORK), more than %d", size>>20, maxNoFork>>20))
+	} else if d.attachesSysvShm() {
+		d.log.Info("no snapshot: the memory is read with the process frozen", "pid", d.pid,
+			"why", "it attaches System V shared memory, which a fork would attach too, changing the segment's attach times and last pid")
 	} else if c, err := d.tr.Snapshot(d.pid); errors.Is(err, ptrace.ErrExited) {
 		return err
 	} else if err != nil {
@@ -116,6 +124,17 @@ func (d *dumper) takeSnapshot() error {
 		return nil
 	}
 	return d.findDeferred(d.pid)
+}
+
+// attachesSysvShm reports whether the process attaches System V shared
+// memory.
+func (d *dumper) attachesSysvShm() bool {
+	for _, v := range d.images.mm.Vmas {
+		if v.GetStatus()&image.VMAAreaSysvIPC != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // findDeferred finds the pages of the deferred areas in the pagemap of
