@@ -1,9 +1,12 @@
 package restore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -24,24 +27,27 @@ const (
 	writeChunk = 16 << 20
 )
 
-// teardown unmaps everything the restored process inherited from the stub
-// except the scratch area and the kernel's special mappings, which the
-// vDSO step moves.
+// teardown unmaps everything the restored process inherited from its
+// parent (the stub, for the root) except the scratch area, the kernel's
+// special mappings, which the vDSO step moves, and the memory it keeps
+// from its parent (findInherited).
 func (r *restorer) teardown() error {
 	maps, err := proc.ReadMaps(r.pid)
 	if err != nil {
 		return err
 	}
-	keep := r.scratchRange()
+	r.findInherited()
+	keep := slices.SortedFunc(slices.Values(append([]vdso.Range{r.scratchRange()}, r.keep...)),
+		func(a, b vdso.Range) int { return cmp.Compare(a.Start, b.Start) })
 	for _, m := range maps {
 		if _, special := vdsoKinds[m.Path]; special || m.Path == "[vsyscall]" {
 			continue
 		}
-		// The scratch area may have merged with a neighbour: unmap around
-		// it.
-		for _, piece := range subtract(vdso.Range{Start: m.Start, End: m.End}, keep) {
+		// What is kept may have merged with a neighbour: unmap around it.
+		_, pieces := split(vdso.Range{Start: m.Start, End: m.End}, keep)
+		for _, piece := range pieces {
 			if err := r.sys(unix.SYS_MUNMAP, piece.Start, piece.End-piece.Start); err != nil {
-				return fmt.Errorf("unmap stub mapping %#x-%#x %s: %w", piece.Start, piece.End, m.Path, err)
+				return fmt.Errorf("unmap inherited mapping %#x-%#x %s: %w", piece.Start, piece.End, m.Path, err)
 			}
 		}
 	}
@@ -52,16 +58,7 @@ var vdsoKinds = map[string]struct{}{"[vvar]": {}, "[vvar_vclock]": {}, "[vdso]":
 
 // subtract returns the parts of a outside b.
 func subtract(a, b vdso.Range) []vdso.Range {
-	var out []vdso.Range
-	if b.Start > a.Start {
-		out = append(out, vdso.Range{Start: a.Start, End: min(a.End, b.Start)})
-	}
-	if b.End < a.End {
-		out = append(out, vdso.Range{Start: max(a.Start, b.End), End: a.End})
-	}
-	if b.End <= a.Start || b.Start >= a.End {
-		return []vdso.Range{a}
-	}
+	_, out := split(a, []vdso.Range{b})
 	return out
 }
 
@@ -79,6 +76,9 @@ func (r *restorer) mapVMAs() error {
 	for _, v := range r.c.mm.Vmas {
 		st := v.GetStatus()
 		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+			continue
+		}
+		if r.inherited[v] {
 			continue
 		}
 		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
@@ -161,23 +161,48 @@ func (r *restorer) writableProt(v *vma.VmaEntry) uint32 {
 	return v.GetProt() | unix.PROT_READ | unix.PROT_WRITE
 }
 
-// writePages copies the page contents from the image into the process.
+// writePages copies the page contents from the image into the process;
+// into memory kept from its parent, only the pages that differ
+// (writeKept), and the pages kept that the image lacks are dropped.
 func (r *restorer) writePages() error {
 	pr, err := r.c.dir.OpenPages(uint32(r.c.pid))
 	if err != nil {
 		return err
 	}
 	defer pr.Close()
+	var pagemap *os.File
+	if len(r.keep) > 0 {
+		if pagemap, err = os.Open(proc.Path(r.pid, "pagemap")); err != nil {
+			return err
+		}
+		defer pagemap.Close()
+	}
 	skip := r.vdsoPages()
+	var written []vdso.Range // in kept memory
 	for _, e := range r.c.pages {
 		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
-			if err := r.writeRange(pr, e, piece, 0); err != nil {
-				return err
+			kept, fresh := split(piece, r.keep)
+			for _, p := range fresh {
+				if err := r.writeRange(pr, e, p, 0); err != nil {
+					return err
+				}
 			}
+			for _, p := range kept {
+				if err := r.writeKept(pr, pagemap, e, p); err != nil {
+					return err
+				}
+			}
+			written = append(written, kept...)
 			r.written += piece.End - piece.Start
 			if r.opts.Progress != nil {
 				r.opts.Progress(r.written, r.toWrite)
 			}
+		}
+	}
+	if len(r.keep) > 0 {
+		slices.SortFunc(written, func(a, b vdso.Range) int { return cmp.Compare(a.Start, b.Start) })
+		if err := r.dropUnwritten(pagemap, written); err != nil {
+			return err
 		}
 	}
 	return r.writeShmem()

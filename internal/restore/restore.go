@@ -13,6 +13,7 @@ import (
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
@@ -85,6 +86,10 @@ type restorer struct {
 	pid   int
 	tr    *ptrace.Tracer // the restored process
 	files *files.Restorer
+	// inherited are the VMAs kept from the parent, keep their ranges,
+	// sorted (findInherited).
+	inherited map[*vma.VmaEntry]bool
+	keep      []vdso.Range
 	// regs are the threads' final registers, from the signals step.
 	regs map[int]unix.PtraceRegs
 }
