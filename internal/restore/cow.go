@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
-	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
@@ -20,10 +18,12 @@ import (
 // so is born with it, shared copy-on-write. It keeps what it may have
 // shared with its parent before the dump: its private anonymous VMAs that
 // lie within one of its parent's of the same kind (inherits). Of their
-// pages, it keeps each whose contents are what its own image holds,
-// still shared, and gets the others written, or dropped where its image
-// has none: its memory is its image's, as if made afresh, but for the
-// pages it shares.
+// pages, it keeps each whose contents in its image are the same as in its
+// parent's, still shared, and gets the others written, or dropped where
+// its image has none: its memory is its image's, as if made afresh, but
+// for the pages it shares. The images are compared, not the memory:
+// reading it would cost more, and process_vm_readv would copy the pages
+// it reads (it pins them).
 
 // anonPrivate reports whether v is private anonymous memory, the heap and
 // the stack included: what a child inherits from its parent copy-on-write.
@@ -89,52 +89,64 @@ func split(a vdso.Range, by []vdso.Range) (in, out []vdso.Range) {
 	return in, out
 }
 
-// inheritedPages are the runs of pages the process was born with in
-// [at.Start, at.End), from its open pagemap.
-func inheritedPages(pagemap *os.File, at vdso.Range) ([]vdso.Range, error) {
-	runs, err := proc.ReadPageRuns(pagemap, at.Start, at.End, proc.PresentOrSwapped)
+// compareChunk is how much of a child's image and its parent's
+// writeKept compares at a time, read into buffers the restore reuses:
+// mapping them would cost a fault per page.
+const compareChunk = 4 << 20
+
+// parentPages is the image of the parent a process was cloned from: its
+// memory then, where the child's kept memory comes from. The parent's
+// pages step had made the parent's private memory exactly its image,
+// zeros where the image has no pages, and nothing writes it before its
+// children are cloned.
+type parentPages struct {
+	pr      *image.PageReader
+	entries []image.PageEntry
+	ranges  []vdso.Range // of entries, sorted
+}
+
+// openParentPages opens the image of the process's parent.
+func (r *restorer) openParentPages() (*parentPages, error) {
+	p := r.proc(int(r.c.task.GetPpid()))
+	pr, err := p.c.dir.OpenPages(uint32(p.pid))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]vdso.Range, len(runs))
-	for i, pr := range runs {
-		out[i] = vdso.Range{Start: pr.Addr, End: pr.Addr + pr.Pages*pageSize}
+	pp := &parentPages{pr: pr, entries: p.c.pages}
+	for _, e := range p.c.pages {
+		pp.ranges = append(pp.ranges, vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize})
 	}
-	return out, nil
+	return pp, nil
 }
 
 // writeKept writes the part piece of run e that lies in memory the
-// process kept from its parent: the pages it was born with are compared
-// with the image and written only if they differ, so that those that do
-// not stay shared; the others are written.
-func (r *restorer) writeKept(pr *image.PageReader, pagemap *os.File, e image.PageEntry, piece vdso.Range) error {
-	born, err := inheritedPages(pagemap, piece)
-	if err != nil {
-		return fmt.Errorf("read pagemap of %#x-%#x: %w", piece.Start, piece.End, err)
-	}
-	same, fresh := split(piece, born)
-	for _, p := range fresh {
+// process kept from its parent: a page is written only if it differs from
+// the parent's, which the process was born with, so that the others stay
+// shared.
+func (r *restorer) writeKept(pr *image.PageReader, parent *parentPages, e image.PageEntry, piece vdso.Range) error {
+	born, zeros := split(piece, parent.ranges)
+	for _, p := range zeros {
 		if err := r.writeRange(pr, e, p, 0); err != nil {
 			return err
 		}
 	}
-	var buf []byte
-	for _, p := range same {
+	for _, p := range born {
+		// split cut p out of one run of the parent's.
+		i, _ := slices.BinarySearchFunc(parent.ranges, p.Start, func(b vdso.Range, at uint64) int { return cmp.Compare(b.End, at+1) })
+		pe := parent.entries[i]
 		for addr := p.Start; addr < p.End; {
-			n := min(writeChunk, p.End-addr)
-			if uint64(len(buf)) < n {
-				buf = make([]byte, n)
+			n := min(compareChunk, p.End-addr)
+			if r.compare[0] == nil {
+				r.compare = [2][]byte{make([]byte, compareChunk), make([]byte, compareChunk)}
 			}
-			if err := r.tr.ReadMem(addr, buf[:n]); err != nil {
-				return err
+			want, have := r.compare[0][:n], r.compare[1][:n]
+			if _, err := pr.Data(e).ReadAt(want, int64(addr-e.Vaddr)); err != nil {
+				return fmt.Errorf("read pages at %#x: %w", addr, err)
 			}
-			data, release, err := pr.Map(e, int64(addr-e.Vaddr), int64(n))
-			if err != nil {
-				return err
+			if _, err := parent.pr.Data(pe).ReadAt(have, int64(addr-pe.Vaddr)); err != nil {
+				return fmt.Errorf("read the parent's pages at %#x: %w", addr, err)
 			}
-			err = r.tr.WriteMemVMBatch(changed(addr, buf[:n], data))
-			release()
-			if err != nil {
+			if err := r.tr.WriteMemVMBatch(changed(addr, have, want)); err != nil {
 				return fmt.Errorf("write pages at %#x: %w", addr, err)
 			}
 			addr += n
@@ -160,16 +172,13 @@ func changed(addr uint64, have, want []byte) []ptrace.Segment {
 	return segs
 }
 
-// dropUnwritten empties the pages the process was born with in the
-// memory it kept that its image does not have (its own never touched, or
-// dropped): they read as zeros again. written are the ranges of the image
-// there, sorted.
-func (r *restorer) dropUnwritten(pagemap *os.File, written []vdso.Range) error {
+// dropUnwritten empties the pages of the memory the process kept that
+// its parent had and its own image has not (it never touched them, or
+// dropped them): they read as zeros again. written are the ranges of the
+// image there, sorted.
+func (r *restorer) dropUnwritten(parent *parentPages, written []vdso.Range) error {
 	for _, k := range r.keep {
-		born, err := inheritedPages(pagemap, k)
-		if err != nil {
-			return fmt.Errorf("read pagemap of %#x-%#x: %w", k.Start, k.End, err)
-		}
+		born, _ := split(k, parent.ranges)
 		for _, b := range born {
 			_, extra := split(b, written)
 			for _, x := range extra {

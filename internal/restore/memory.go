@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
@@ -170,12 +169,12 @@ func (r *restorer) writePages() error {
 		return err
 	}
 	defer pr.Close()
-	var pagemap *os.File
+	var parent *parentPages
 	if len(r.keep) > 0 {
-		if pagemap, err = os.Open(proc.Path(r.pid, "pagemap")); err != nil {
+		if parent, err = r.openParentPages(); err != nil {
 			return err
 		}
-		defer pagemap.Close()
+		defer parent.pr.Close()
 	}
 	skip := r.vdsoPages()
 	var written []vdso.Range // in kept memory
@@ -188,7 +187,7 @@ func (r *restorer) writePages() error {
 				}
 			}
 			for _, p := range kept {
-				if err := r.writeKept(pr, pagemap, e, p); err != nil {
+				if err := r.writeKept(pr, parent, e, p); err != nil {
 					return err
 				}
 			}
@@ -201,7 +200,7 @@ func (r *restorer) writePages() error {
 	}
 	if len(r.keep) > 0 {
 		slices.SortFunc(written, func(a, b vdso.Range) int { return cmp.Compare(a.Start, b.Start) })
-		if err := r.dropUnwritten(pagemap, written); err != nil {
+		if err := r.dropUnwritten(parent, written); err != nil {
 			return err
 		}
 	}

@@ -43,7 +43,9 @@ type tree struct {
 	shmemSize map[uint64]uint64
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
-	stats            Stats
+	// compare are writeKept's buffers.
+	compare [2][]byte
+	stats   Stats
 }
 
 // zombie is a process that had exited and was not waited for, or a
