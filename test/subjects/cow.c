@@ -6,14 +6,15 @@
 // pattern over the first mebibyte and makes it read-only. After the
 // forks the parent writes its own pattern over the last mebibyte and
 // fills the untouched region. It prints "ready parent=PID children=PID,PID,..."
-// and then, every tick, checks all of its memory, asks each child in
-// turn to check all of its own (through a pipe each, answered on one
-// shared pipe), and prints "tick N ... ok" once all have answered. Each
-// process expects exactly what it wrote or inherited: the children see
-// neither the parent's late writes (they see the first pattern) nor its
-// late-filled region (zeros), the wiped region as zeros, no region where
-// the parent's MADV_DONTFORK one is; the writer sees its own writes, the
-// readers not. A check that fails prints "FAIL ..." and exits.
+// and then, every tick, checks its memory, asks each child to check its
+// own (through a pipe each, answered on one shared pipe), and prints
+// "tick N ... ok" once all have answered. A check reads a word of
+// every page, another each tick. Each process expects exactly what it
+// wrote or inherited: the children see neither the parent's late writes
+// (they see the first pattern) nor its late-filled region (zeros), the
+// wiped region as zeros, no region where the parent's MADV_DONTFORK one
+// is; the writer sees its own writes, the readers not. A check that fails
+// prints "FAIL ..." and exits.
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
@@ -39,10 +40,15 @@ static uint64_t first(size_t i) { return i * 0x9e3779b97f4a7c15ull + 1; }
 static uint64_t parents(size_t i) { return ~first(i); }
 static uint64_t writers(size_t i) { return first(i) ^ 0x5555555555555555ull; }
 
-// check compares every word of the memory with what role expects.
-static void check(enum role role, int who) {
+// perPage is how many words a page holds.
+#define perPage 512
+
+// check compares a word of every page of the memory, word off of each,
+// with what role expects: a page restored wrong (another process's, or
+// zeros) differs in every word, and each tick checks another.
+static void check(enum role role, int who, size_t off) {
 	size_t tail = n - MIB / 8, head = MIB / 8;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = off; i < n; i += perPage) {
 		uint64_t want = first(i);
 		if (role == PARENT && i >= tail)
 			want = parents(i);
@@ -52,7 +58,7 @@ static void check(enum role role, int who) {
 			fail("process %d (role %d): word %zu is %#llx, want %#llx", who, role, i,
 			     (unsigned long long)mem[i], (unsigned long long)want);
 	}
-	for (size_t i = 0; i < MIB / 8; i++) {
+	for (size_t i = off; i < MIB / 8; i += perPage) {
 		uint64_t want = role == PARENT ? parents(i) : 0;
 		if (late[i] != want)
 			fail("process %d (role %d): late region word %zu is %#llx, want %#llx", who, role, i,
@@ -117,10 +123,10 @@ int main(int argc, char **argv) {
 					fail("mprotect: %m");
 			}
 			for (;;) {
-				char c;
-				if (read(ask[0], &c, 1) != 1)
+				uint16_t off;
+				if (read(ask[0], &off, sizeof off) != sizeof off)
 					fail("read: %m");
-				check(role, getpid());
+				check(role, getpid(), off);
 				if (write(answers[1], "k", 1) != 1)
 					fail("write: %m");
 			}
@@ -139,11 +145,15 @@ int main(int argc, char **argv) {
 		printf("%s%d", k ? "," : "", kids[k]);
 	printf("\n");
 	for (unsigned long tick = 0;; tick++) {
-		check(PARENT, getpid());
+		uint16_t off = tick % perPage;
+		check(PARENT, getpid(), off);
+		for (int k = 0; k < nkids; k++)
+			if (write(asks[k], &off, sizeof off) != sizeof off)
+				fail("ask child %d: %m", kids[k]);
 		for (int k = 0; k < nkids; k++) {
 			char c;
-			if (write(asks[k], "?", 1) != 1 || read(answers[0], &c, 1) != 1)
-				fail("child %d did not answer", kids[k]);
+			if (read(answers[0], &c, 1) != 1)
+				fail("a child did not answer");
 		}
 		struct timespec m;
 		clock_gettime(CLOCK_MONOTONIC, &m);
