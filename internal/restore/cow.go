@@ -89,11 +89,6 @@ func split(a vdso.Range, by []vdso.Range) (in, out []vdso.Range) {
 	return in, out
 }
 
-// compareChunk is how much of a child's image and its parent's
-// writeKept compares at a time, read into buffers the restore reuses:
-// mapping them would cost a fault per page.
-const compareChunk = 4 << 20
-
 // parentPages is the image of the parent a process was cloned from: its
 // memory then, where the child's kept memory comes from. The parent's
 // pages step had made the parent's private memory exactly its image,
@@ -119,28 +114,24 @@ func (r *restorer) openParentPages() (*parentPages, error) {
 	return pp, nil
 }
 
-// writeKept writes the part piece of run e that lies in memory the
-// process kept from its parent: a page is written only if it differs from
-// the parent's, which the process was born with, so that the others stay
-// shared.
-func (r *restorer) writeKept(pr *image.PageReader, parent *parentPages, e image.PageEntry, piece vdso.Range) error {
-	born, zeros := split(piece, parent.ranges)
-	for _, p := range zeros {
-		if err := r.writeRange(pr, e, p, 0); err != nil {
-			return err
-		}
-	}
-	for _, p := range born {
-		// split cut p out of one run of the parent's.
-		i, _ := slices.BinarySearchFunc(parent.ranges, p.Start, func(b vdso.Range, at uint64) int { return cmp.Compare(b.End, at+1) })
+// writeKept writes pieces of memory the process kept from its parent,
+// each within a run of the parent's: a page is written only if it
+// differs from the parent's, which the process was born with, so that
+// the others stay shared. done is told how many bytes each piece moved,
+// written or not.
+func (r *restorer) writeKept(pr *image.PageReader, parent *parentPages, pieces []piece, done func(n uint64)) error {
+	for _, p := range pieces {
+		i, _ := slices.BinarySearchFunc(parent.ranges, p.r.Start, func(b vdso.Range, at uint64) int { return cmp.Compare(b.End, at+1) })
 		pe := parent.entries[i]
-		for addr := p.Start; addr < p.End; {
-			n := min(compareChunk, p.End-addr)
+		for addr := p.r.Start; addr < p.r.End; {
+			// Read into buffers the restore reuses: mapping the files
+			// would cost a fault per page.
+			n := min(writeChunk, p.r.End-addr)
 			if r.compare[0] == nil {
-				r.compare = [2][]byte{make([]byte, compareChunk), make([]byte, compareChunk)}
+				r.compare = [2][]byte{make([]byte, writeChunk), make([]byte, writeChunk)}
 			}
 			want, have := r.compare[0][:n], r.compare[1][:n]
-			if _, err := pr.Data(e).ReadAt(want, int64(addr-e.Vaddr)); err != nil {
+			if _, err := pr.Data(p.e).ReadAt(want, int64(addr-p.e.Vaddr)); err != nil {
 				return fmt.Errorf("read pages at %#x: %w", addr, err)
 			}
 			if _, err := parent.pr.Data(pe).ReadAt(have, int64(addr-pe.Vaddr)); err != nil {
@@ -151,6 +142,7 @@ func (r *restorer) writeKept(pr *image.PageReader, parent *parentPages, e image.
 			}
 			addr += n
 		}
+		done(p.r.End - p.r.Start)
 	}
 	return nil
 }
