@@ -121,6 +121,7 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 			err = errors.Join(err, t.stub.KillAll())
 		}
 		t.built.reap(t.log)
+		t.removeSysvShm()
 		if t.rootPid != 0 {
 			return nil, fmt.Errorf("restore pid %d: %w", t.rootPid, err)
 		}
@@ -152,7 +153,23 @@ func (t *tree) run(ctx context.Context) error {
 			{Name: "clone", Run: func() error { return t.cloneGeneration(gens[g], g == len(gens)-1) }},
 			{Name: "teardown", Run: each((*restorer).teardown)},
 			{Name: "vdso", Run: each((*restorer).placeVDSO)},
-			{Name: "vmas", Run: each((*restorer).mapVMAs)},
+			{Name: "vmas", Run: func() error {
+				// System V shared memory is found or made before the
+				// first process attaches it, and a removed segment
+				// marked for destruction once the last has.
+				if g == 0 {
+					if err := t.prepareSysvShm(); err != nil {
+						return err
+					}
+				}
+				if err := t.eachOf(gens[g], (*restorer).mapVMAs); err != nil {
+					return err
+				}
+				if g == len(gens)-1 {
+					return t.destroySysvShm()
+				}
+				return nil
+			}},
 			{Name: "pages", Run: each((*restorer).writePages)},
 		}
 	}
