@@ -202,25 +202,15 @@ const (
 	TCPRepairOffNoProbe = -1
 )
 
-// GetsockoptBytes reads socket option opt of fd into a buffer of n bytes
-// and returns what the kernel wrote.
-func GetsockoptBytes(fd, level, opt, n int) ([]byte, error) {
-	b := make([]byte, n)
-	got, err := getsockopt(fd, level, opt, b)
-	if err != nil {
-		return nil, err
-	}
-	return b[:got], nil
-}
-
 // GetTCPRepairWindow reads TCP_REPAIR_WINDOW of a socket in repair mode.
 func GetTCPRepairWindow(fd int) (TCPRepairWindow, error) {
 	var w TCPRepairWindow
-	b, err := GetsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, binary.Size(w))
+	b := make([]byte, binary.Size(w))
+	n, err := GetsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, b)
 	if err != nil {
 		return w, err
 	}
-	if err := Decode(b, &w); err != nil {
+	if err := Decode(b[:min(n, len(b))], &w); err != nil {
 		return w, fmt.Errorf("%w: %w", ErrStructSize, err)
 	}
 	return w, nil

@@ -6,12 +6,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// getsockopt reads an option into b, which x/sys offers only for its
-// own types, and returns how many bytes the kernel wrote.
-func getsockopt(fd, level, opt int, b []byte) (int, error) {
-	n := uint32(len(b))
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
-		uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&n)), 0)
+// GetsockoptBytes reads socket option opt of level into buf and returns
+// the length the kernel reports (which, for SO_GET_FILTER, counts
+// instructions, and with an empty buf is all it does). x/sys's
+// GetsockoptString stops at the first zero byte, which binary options
+// hold.
+func GetsockoptBytes(fd, level, opt int, buf []byte) (int, error) {
+	n := uint32(len(buf))
+	p := unsafe.Pointer(nil)
+	if len(buf) > 0 {
+		p = unsafe.Pointer(&buf[0])
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(p), uintptr(unsafe.Pointer(&n)), 0)
 	if errno != 0 {
 		return 0, errno
 	}
