@@ -8,6 +8,7 @@ import (
 
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -44,6 +45,7 @@ const (
 	Cpuinfo                      // cpuinfo.img: the CPU the dump ran on
 	FileLocks                    // filelocks.img: POSIX, OFD and flock locks
 	FileStats                    // cryo-file-stat.img: owner, mtime and inode of files reached by path (cryo's own)
+	TCPStream                    // tcp-stream-INO.img (hex inode): a TCP connection's sequences, options and queues
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -95,6 +97,7 @@ var kinds = [...]kindDesc{
 	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats: {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
+	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {
@@ -154,12 +157,15 @@ func (k Kind) holds(name protoreflect.FullName) bool {
 }
 
 // payloadLen returns how many raw bytes follow record m in its image: the
-// contents a pipe data or ghost chunk record announces or, after a ghost
-// file record without chunks, the rest of the image (-1).
+// contents a pipe data or ghost chunk record announces, a TCP stream's
+// receive then send queue or, after a ghost file record without chunks,
+// the rest of the image (-1).
 func payloadLen(m proto.Message) int64 {
 	switch m := m.(type) {
 	case *pipedata.PipeDataEntry:
 		return int64(m.GetBytes())
+	case *tcpstream.TcpStreamEntry:
+		return int64(m.GetInqLen()) + int64(m.GetOutqLen())
 	case *ghostfile.GhostChunkEntry:
 		return int64(min(m.GetLen(), math.MaxInt64))
 	case *ghostfile.GhostFileEntry:

@@ -23,6 +23,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	remapfilepath "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
@@ -229,6 +230,15 @@ func samples() []sample {
 			&filelock.FileLockEntry{Flag: u32(2), Type: u32(0), Pid: proto.Int32(4242), Fd: proto.Int32(4), Start: proto.Int64(0), Len: proto.Int64(0)},
 		), crit: `{"magic": "FILE_LOCKS", "entries": [{"flag": 1, "type": 1, "pid": 4242, "fd": 3, "start": 0, "len": 10},
 			{"flag": 2, "type": 0, "pid": 4242, "fd": 4, "start": 0, "len": 0}]}`},
+		{kind: TCPStream, id: 0x4d2, recs: []record{
+			{complete(&tcpstream.TcpStreamEntry{InqLen: u32(3), InqSeq: u32(1000), OutqLen: u32(4), OutqSeq: u32(2000),
+				OptMask: u32(7), SndWscale: u32(7), MssClamp: u32(65483), RcvWscale: u32(7), Timestamp: u32(12345),
+				UnsqLen: u32(1), SndWl1: u32(999), SndWnd: u32(65536), MaxWindow: u32(65536), RcvWnd: u32(65536), RcvWup: u32(997)}),
+				[]byte("inqoutq")},
+		}, crit: `{"magic": "TCP_STREAM", "entries": [{"inq_len": 3, "inq_seq": 1000, "outq_len": 4, "outq_seq": 2000,
+			"opt_mask": "0x7", "snd_wscale": 7, "mss_clamp": 65483, "rcv_wscale": 7, "timestamp": 12345, "unsq_len": 1,
+			"snd_wl1": 999, "snd_wnd": 65536, "max_window": 65536, "rcv_wnd": 65536, "rcv_wup": 997,
+			"extra": {"inq": "aW5x\n", "outq": "b3V0cQ==\n"}}]}`},
 		// cryo's own image: crit knows neither its magic nor its message,
 		// so it has no crit output to match (TestCritDecodesEveryKind).
 		{kind: FileStats, recs: []record{{msg: FileStat{ID: 3, UID: 65534, GID: 65534, MtimeSec: 1700000000,
