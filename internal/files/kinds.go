@@ -44,6 +44,7 @@ var kinds = []kind{
 	nsKind{},
 	fifoKind{},
 	ttyKind{},
+	inetKind{},
 	regKind{},
 }
 

@@ -49,6 +49,7 @@ type Table struct {
 	lockTable
 	identityTable
 	ttyTable
+	inetTable
 }
 
 // fdRef is a descriptor of a dumped process and the entry it refers to.
@@ -192,6 +193,11 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 		if k.claims(d) {
 			return k.dump(t, d)
 		}
+	}
+	if d.mode() == unix.S_IFSOCK {
+		// Raw and packet sockets, among others, are refused by the name
+		// of their protocol.
+		return 0, fmt.Errorf("%w: fd %d is a %s socket (%s)", ErrUnsupported, fd, sockProtoName(d), d.link)
 	}
 	if strings.HasPrefix(d.link, "/") {
 		return 0, fmt.Errorf("%w: fd %d is %s (mode %#o)", ErrUnsupported, fd, d.link, d.st.Mode)
