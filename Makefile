@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzGNUBuildID$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
 	$(GO) test -run '^$$' -fuzz '^FuzzSeccompProgram$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzParseInetDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
+	$(GO) test -run '^$$' -fuzz '^FuzzUnixDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzInotifyWatches FuzzFanotify FuzzParseMountinfo FuzzParsePosixTimers FuzzTimerfd FuzzSignalfd; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/proc || exit 1; \
 	done

@@ -23,6 +23,9 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	remapfilepath "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
+	sk_opts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
+	sk_packet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
+	sk_unix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
@@ -164,6 +167,19 @@ func samples() []sample {
 				Fown: &fown.FownEntry{}, Size: u64(35336)},
 		}), crit: `{"magic": "FILES", "entries": [{"type": "REG", "id": 9,
 			"reg": {"id": 9, "flags": "O_LARGEFILE", "pos": 77, "name": "/usr/bin/sleep", "size": 35336}}]}`},
+		{kind: Files, id: 0, recs: recs(&fdinfo.FileEntry{
+			Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: u32(5),
+			Usk: &sk_unix.UnixSkEntry{Id: u32(5), Ino: u32(7001), Type: u32(1), State: u32(10), Flags: u32(0o4002), Uflags: u32(0),
+				Backlog: u32(16), Peer: u32(0), Fown: &fown.FownEntry{}, Name: []byte("/run/x.sock\x00"),
+				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), SoPasscred: proto.Bool(true)},
+				Shutdown:  sk_opts.SkShutdown_WRITE.Enum(),
+				FilePerms: &sk_unix.FilePermsEntry{Mode: u32(0o140755), Uid: u32(1000), Gid: u32(1000)},
+			},
+		}), crit: `{"magic": "FILES", "entries": [{"type": "UNIXSK", "id": 5,
+			"usk": {"id": 5, "ino": 7001, "backlog": 16, "peer": 0, "shutdown": "WRITE",
+				"opts": {"so_sndbuf": 212992, "so_passcred": true},
+				"file_perms": {"mode": 49645, "uid": 1000, "gid": 1000}}}]}`},
 		{kind: Fdinfo, id: 2, recs: recs(
 			&fdinfo.FdinfoEntry{Id: u32(9), Flags: u32(1), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(3)},
 			&fdinfo.FdinfoEntry{Id: u32(10), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
@@ -188,6 +204,11 @@ func samples() []sample {
 		{kind: FifoData, recs: []record{
 			{complete(&pipedata.PipeDataEntry{PipeId: u32(12), Bytes: u32(4)}), []byte("fifo")},
 		}, crit: `{"magic": "FIFO_DATA", "entries": [{"pipe_id": 12, "bytes": 4, "extra": "Zmlmbw==\n"}]}`},
+		{kind: SkQueues, recs: []record{
+			{complete(&sk_packet.SkPacketEntry{IdFor: u32(5), Length: u32(5)}), []byte("hello")},
+			{complete(&sk_packet.SkPacketEntry{IdFor: u32(6), Length: u32(0)}), []byte{}},
+		}, crit: `{"magic": "SK_QUEUES", "entries": [{"id_for": 5, "length": 5, "extra": "aGVsbG8=\n"},
+			{"id_for": 6, "length": 0}]}`},
 		{kind: RemapFpath, recs: recs(&remapfilepath.RemapFilePathEntry{
 			OrigId: u32(9), RemapId: u32(0x10), RemapType: remapfilepath.RemapType_GHOST.Enum(),
 		}), crit: `{"magic": "REMAP_FPATH", "entries": [{"orig_id": 9, "remap_id": 16, "remap_type": "GHOST"}]}`},

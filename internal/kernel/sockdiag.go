@@ -2,16 +2,11 @@ package kernel
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
-
-// ErrNetlink means bytes read from a netlink socket are not the messages
-// they should be.
-var ErrNetlink = errors.New("malformed netlink message")
 
 // InetDiagSockID mirrors struct inet_diag_sockid
 // (include/uapi/linux/inet_diag.h): ports and addresses in network byte
