@@ -172,6 +172,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := each((*dumper).dumpFiles)(); err != nil {
 				return err
 			}
+			if err := t.files.LockConnections(); err != nil {
+				return err
+			}
 			if err := t.refuseMappedShmemFd(); err != nil {
 				return err
 			}
@@ -192,7 +195,10 @@ func (t *tree) run(ctx context.Context) error {
 				return err
 			}
 			// Everything is read: the tree may go on while the rest is
-			// written.
+			// written, its connections out of repair mode and unlocked.
+			if err := t.files.ReleaseConnections(); err != nil {
+				return err
+			}
 			err := t.detach()
 			t.stats.Frozen = time.Since(frozen)
 			return err
@@ -214,7 +220,11 @@ func (t *tree) run(ctx context.Context) error {
 	if t.opts.LeaveRunning {
 		return nil
 	}
-	// The images are durable: the tree can go.
+	// The images are durable: the tree can go, its connections locked
+	// until the restore.
+	if err := t.files.KeepConnections(); err != nil {
+		return err
+	}
 	t.stats.Frozen = time.Since(frozen)
 	return t.kill()
 }

@@ -27,6 +27,7 @@ type Set struct {
 	identitySet
 	ttySet
 	markSet
+	tcpSet
 }
 
 func imageErr(format string, a ...any) error {

@@ -28,6 +28,7 @@ type Shared struct {
 	// other processes that have one open it through them.
 	memfds map[uint32]int
 	ghostRestorer
+	tcpShared
 }
 
 // NewShared starts the registry of a tree's restore.

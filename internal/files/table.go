@@ -216,7 +216,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 			return err
 		}
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.tcpTable.writeStreams} {
 		if err := write(dir); err != nil {
 			return err
 		}

@@ -215,3 +215,34 @@ func GetTCPRepairWindow(fd int) (TCPRepairWindow, error) {
 func SetTCPRepairWindow(fd int, w TCPRepairWindow) error {
 	return unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, string(Encode(w)))
 }
+
+// TCPInfoHead mirrors the start of struct tcp_info
+// (include/uapi/linux/tcp.h), which x/sys's TCPInfo skips where the
+// window scales are, bit fields: tcpi_snd_wscale in the low 4 bits of
+// Wscale, tcpi_rcv_wscale in the high 4.
+type TCPInfoHead struct {
+	State, CaState, Retransmits, Probes, Backoff, Options uint8
+	Wscale, Flags                                         uint8
+}
+
+// The bits of tcpi_options (include/uapi/linux/tcp.h), which
+// tcp_stream_entry's opt_mask holds.
+const (
+	TCPIOptTimestamps = 1
+	TCPIOptSack       = 2
+	TCPIOptWscale     = 4
+)
+
+// GetTCPInfoHead reads the start of TCP_INFO.
+func GetTCPInfoHead(fd int) (TCPInfoHead, error) {
+	var h TCPInfoHead
+	b := make([]byte, binary.Size(h))
+	n, err := GetsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_INFO, b)
+	if err != nil {
+		return h, err
+	}
+	if err := Decode(b[:min(n, len(b))], &h); err != nil {
+		return h, fmt.Errorf("%w: %w", ErrStructSize, err)
+	}
+	return h, nil
+}

@@ -22,6 +22,7 @@ func TestInetDiagSizes(t *testing.T) {
 		{"inet_diag_req_v2", kernel.InetDiagReqV2{}, 56},
 		{"inet_diag_msg", kernel.InetDiagMsg{}, 72},
 		{"tcp_repair_window", kernel.TCPRepairWindow{}, 20},
+		{"tcp_info up to tcpi_rto", kernel.TCPInfoHead{}, 8},
 	} {
 		if got := binary.Size(tc.v); got != tc.want {
 			t.Errorf("struct %s: %d bytes, want %d", tc.name, got, tc.want)

@@ -2,18 +2,26 @@ package restore_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/files"
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/netlock"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -159,5 +167,130 @@ func TestRestoreInet(t *testing.T) {
 	}
 	if strings.Contains(s.Output(), "FAIL") {
 		t.Errorf("subject failed:\n%s", s.Output())
+	}
+}
+
+// TestRestoreTCPEstablished dumps the inet subject connected to a peer
+// the test holds, outside the checkpoint, with data queued both ways:
+// the subject's send queue holds what the peer, which does not read,
+// has no room for, and its receive queue what the peer sent. The test
+// sends more while the connection is locked. Once restored (or let run
+// on), the peer reads every byte the subject wrote, in order, and the
+// subject echoes every byte the peer sent, with no reset. A dump that
+// kills the subject keeps the lock until the restore, which removes it;
+// one that lets it run removes it at once.
+func TestRestoreTCPEstablished(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		name, network, addr string
+		leaveRunning        bool
+	}{
+		{"ipv4", "tcp4", "127.0.0.1", false},
+		{"ipv6", "tcp6", "::1", false},
+		{"ipv4 leave running", "tcp4", "127.0.0.1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			locksBefore, err := netlock.Locks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A small receive buffer, which the accepted connection
+			// inherits, leaves most of what the subject writes queued
+			// in the subject.
+			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 32<<10) })
+				return errors.Join(err, serr)
+			}}
+			l, err := lc.Listen(context.Background(), tc.network, net.JoinHostPort(tc.addr, "0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			name := tc.network
+			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+			s := startInet(t, name+":"+port)
+			peer, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			sent := int(s.ReadyUint(t, name+"_sent"))
+			if _, err := peer.Write([]byte("before|")); err != nil {
+				t.Fatal(err)
+			}
+			s.WaitTicks(t, 2)
+			want := "before|"
+			if tc.leaveRunning {
+				if _, err := dumpLeaveRunning(s.Pid, filepath.Join(t.TempDir(), "images")); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				c := dumpAndReap(t, s)
+				dumped := dumpedFiles(t, c)
+				e := dumped[int(s.ReadyUint(t, name))].GetIsk()
+				var st tcpstream.TcpStreamEntry
+				r, err := c.im.dir.Open(image.TCPStream, e.GetIno())
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = r.Next(&st)
+				r.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.GetState() != 1 || st.GetInqLen() != uint32(len("before|")) || st.GetOutqLen() == 0 {
+					t.Errorf("dumped connection in state %d, receive queue %d bytes, send queue %d; want 1 (ESTABLISHED), %d, some",
+						e.GetState(), st.GetInqLen(), st.GetOutqLen(), len("before|"))
+				}
+				kept, err := netlock.Locks()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(kept) != len(locksBefore)+1 {
+					t.Errorf("locks kept by the dump: %v, before it %v; want one more", kept, locksBefore)
+				}
+				// Dropped by the lock, retransmitted once it goes.
+				if _, err := peer.Write([]byte("locked|")); err != nil {
+					t.Fatal(err)
+				}
+				want += "locked|"
+				restoreSubject(t, s, c, restore.Options{})
+			}
+			if locks, err := netlock.Locks(); err != nil || len(locks) != len(locksBefore) {
+				t.Errorf("locks after: %v, %v; want %v", locks, err, locksBefore)
+			}
+			peer.SetDeadline(time.Now().Add(20 * time.Second))
+			buf := make([]byte, sent)
+			if _, err := io.ReadFull(peer, buf); err != nil {
+				t.Fatalf("read the %d bytes the subject wrote: %v", sent, err)
+			}
+			for i, b := range buf {
+				if b != byte(i%251) {
+					t.Fatalf("byte %d of what the subject wrote is %d, want %d", i, b, i%251)
+				}
+			}
+			if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := peer.Write([]byte("after|")); err != nil {
+				t.Fatal(err)
+			}
+			want += "after|"
+			var got strings.Builder
+			for got.Len() < len(want) {
+				n, err := peer.Read(buf)
+				if err != nil {
+					t.Fatalf("read the echoes: %v after %q", err, got.String())
+				}
+				got.WriteString(strings.ReplaceAll(string(buf[:n]), "echo:", ""))
+			}
+			if got.String() != want {
+				t.Errorf("the subject echoed %q, want %q", got.String(), want)
+			}
+			if strings.Contains(s.Output(), "FAIL") {
+				t.Errorf("subject failed:\n%s", s.Output())
+			}
+		})
 	}
 }
