@@ -50,6 +50,10 @@ type criuFlags struct {
 	// still linked elsewhere is linked back for the restore (without it,
 	// such a file is refused, as criu does). A restore needs nothing.
 	linkRemap bool
+	// tcpClose is criu's --tcp-close: a restore makes established TCP
+	// connections closed sockets and removes their lock. A dump needs
+	// nothing: it keeps the connections either way.
+	tcpClose bool
 }
 
 // addCriuFlags adds the criu options cryo accepts to fs.
@@ -58,7 +62,8 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	var none bool // options whose behaviour is cryo's default or moot
 	fs.BoolVar(&none, "file-locks", false, "accepted for criu compatibility: file locks are always dumped and taken again")
 	fs.BoolVar(&c.linkRemap, "link-remap", false, "dump: link a file unlinked but still linked elsewhere back beside its old name (link_remap.ID) for the restore, which removes it; refused without it, as by criu (restore: no effect)")
-	fs.BoolVar(&none, "tcp-established", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
+	fs.BoolVar(&none, "tcp-established", false, "accepted for criu compatibility: established TCP connections are always dumped and restored")
+	fs.BoolVar(&c.tcpClose, "tcp-close", false, "restore: established TCP connections come back closed, never connected, and their network lock goes (dump: no effect)")
 	fs.BoolVar(&none, "ext-unix-sk", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
 	return &c
 }

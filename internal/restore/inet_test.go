@@ -18,6 +18,7 @@ import (
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
@@ -184,10 +185,17 @@ func TestRestoreTCPEstablished(t *testing.T) {
 	for _, tc := range []struct {
 		name, network, addr string
 		leaveRunning        bool
+		// tcpClose restores the connection closed.
+		tcpClose bool
+		// failAt fails the dump at that step: the connection goes on.
+		failAt string
 	}{
-		{"ipv4", "tcp4", "127.0.0.1", false},
-		{"ipv6", "tcp6", "::1", false},
-		{"ipv4 leave running", "tcp4", "127.0.0.1", true},
+		{name: "ipv4", network: "tcp4", addr: "127.0.0.1"},
+		{name: "ipv6", network: "tcp6", addr: "::1"},
+		{name: "ipv4 leave running", network: "tcp4", addr: "127.0.0.1", leaveRunning: true},
+		{name: "tcp-close", network: "tcp4", addr: "127.0.0.1", tcpClose: true},
+		{name: "dump failed in repair mode", network: "tcp4", addr: "127.0.0.1", failAt: "pages"},
+		{name: "dump failed at the end", network: "tcp6", addr: "::1", failAt: "sync"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			locksBefore, err := netlock.Locks()
@@ -221,11 +229,17 @@ func TestRestoreTCPEstablished(t *testing.T) {
 			}
 			s.WaitTicks(t, 2)
 			want := "before|"
-			if tc.leaveRunning {
+			switch {
+			case tc.failAt != "":
+				_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), FailAt: tc.failAt})
+				if !errors.Is(err, dump.ErrInjected) {
+					t.Fatalf("dump failing at %s: %v", tc.failAt, err)
+				}
+			case tc.leaveRunning:
 				if _, err := dumpLeaveRunning(s.Pid, filepath.Join(t.TempDir(), "images")); err != nil {
 					t.Fatal(err)
 				}
-			} else {
+			default:
 				c := dumpAndReap(t, s)
 				dumped := dumpedFiles(t, c)
 				e := dumped[int(s.ReadyUint(t, name))].GetIsk()
@@ -255,10 +269,28 @@ func TestRestoreTCPEstablished(t *testing.T) {
 					t.Fatal(err)
 				}
 				want += "locked|"
-				restoreSubject(t, s, c, restore.Options{})
+				restoreSubject(t, s, c, restore.Options{TCPClose: tc.tcpClose})
 			}
 			if locks, err := netlock.Locks(); err != nil || len(locks) != len(locksBefore) {
 				t.Errorf("locks after: %v, %v; want %v", locks, err, locksBefore)
+			}
+			if tc.tcpClose {
+				// A socket never connected; the peer's next segment is
+				// answered with a reset.
+				dup, err := files.Getfd(s.Pid, int(s.ReadyUint(t, name)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				info, err := kernel.GetTCPInfoHead(dup)
+				unix.Close(dup)
+				if err != nil || info.State != 7 {
+					t.Errorf("restored with TCPClose: state %d, %v; want 7 (CLOSE)", info.State, err)
+				}
+				peer.SetDeadline(time.Now().Add(20 * time.Second))
+				if _, err := io.ReadAll(peer); !errors.Is(err, unix.ECONNRESET) {
+					t.Errorf("the peer of a connection restored closed reads to %v, want a reset", err)
+				}
+				return
 			}
 			peer.SetDeadline(time.Now().Add(20 * time.Second))
 			buf := make([]byte, sent)
