@@ -26,15 +26,9 @@ import (
 // duplicate, as root: a privileged port it had bound it gets again.
 type inetKind struct{}
 
-// TCP states (include/net/tcp_states.h), which inet_sk_entry's state
-// holds; a UDP socket is TCP_ESTABLISHED when connected, else TCP_CLOSE.
-const (
-	tcpEstablished = 1
-	tcpClose       = 7
-	tcpListen      = 10
-)
-
-// tcpStateNames names the states a socket is refused in.
+// inet_sk_entry's state is the socket's TCP state (tcpEstablished...,
+// unixsk.go); a UDP socket is TCP_ESTABLISHED when connected, else
+// TCP_CLOSE. tcpStateNames names the states a socket is refused in.
 var tcpStateNames = map[uint32]string{
 	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
 	7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",

@@ -238,6 +238,10 @@ func (t *tree) cloneTree() error {
 	for _, r := range t.procs {
 		r.tr = byPid[r.pid]
 		r.files = files.NewRestorer(r.tr, r.pid, r.c.files, t.shared, r.opts.ShellJob)
+		if cr := r.c.cores[uint32(r.pid)].ThreadCore.GetCreds(); cr != nil {
+			r.files.SetCreds(kernel.Creds{UID: cr.GetUid(), EUID: cr.GetEuid(), SUID: cr.GetSuid(),
+				GID: cr.GetGid(), EGID: cr.GetEgid(), SGID: cr.GetSgid(), Groups: cr.Groups})
+		}
 		if tn := t.procs[0].c.timens; tn != nil && !t.opts.NoTimens { // timeNamespace made it so
 			mono, boot := tn.GetMonotonic(), tn.GetBoottime()
 			r.files.ClocksFromDump(time.Duration(mono.GetTvSec())*time.Second+time.Duration(mono.GetTvNsec()),
