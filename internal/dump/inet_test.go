@@ -14,12 +14,22 @@ import (
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// TestDumpInet dumps TCP listeners and UDP sockets, IPv4 and IPv6, and
-// reads them back with crit: family, type, protocol, state, address,
-// port, backlog and IPV6_V6ONLY as CRIU names them.
+// TestDumpInet dumps TCP listeners and UDP sockets, IPv4 and IPv6, one
+// with a datagram queued, and reads them back with crit: family, type,
+// protocol, state, address, port, backlog and IPV6_V6ONLY as CRIU names
+// them.
 func TestDumpInet(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), "listen4", "listen6", "udp4", "udp6")
+	// A datagram queued, in sk-queues.img.
+	c, err := net.Dial("udp4", "127.0.0.1:"+s.Ready["udp4_port"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("queued")); err != nil {
+		t.Fatal(err)
+	}
 	d := dumpProcess(t, s.Pid, true)
 	s.WaitTicks(t, 3)
 	critDecode(t, d.dir)

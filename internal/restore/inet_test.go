@@ -326,3 +326,83 @@ func TestRestoreTCPEstablished(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreUDPQueued dumps UDP sockets, IPv4 and IPv6, bound and
+// connected, with datagrams queued to them from several senders, and
+// restores them: the subject reads the same datagrams in the same order
+// and answers each to its sender, which gets the answer.
+func TestRestoreUDPQueued(t *testing.T) {
+	testutil.RequireRoot(t)
+	type sender struct {
+		sock *net.UDPConn
+		msgs []string
+	}
+	listen := func(network, addr string) *net.UDPConn {
+		c, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(addr)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// The connected sockets' peers.
+	peer4, peer6 := listen("udp4", "127.0.0.1"), listen("udp6", "::1")
+	s := startInet(t, "udp4", "udp6",
+		fmt.Sprintf("udpc4:%d", peer4.LocalAddr().(*net.UDPAddr).Port), fmt.Sprintf("udpc6:%d", peer6.LocalAddr().(*net.UDPAddr).Port))
+	type target struct {
+		name, addr string
+		port       int
+		senders    []*sender
+	}
+	portOf := func(name string) int { p, _ := strconv.Atoi(s.Ready[name+"_port"]); return p }
+	targets := []*target{
+		{name: "udp4", addr: "127.0.0.1", port: portOf("udp4"), senders: []*sender{{sock: listen("udp4", "127.0.0.1")}, {sock: listen("udp4", "127.0.0.2")}}},
+		{name: "udp6", addr: "::1", port: portOf("udp6"), senders: []*sender{{sock: listen("udp6", "::1")}, {sock: listen("udp6", "::1")}}},
+		{name: "udpc4", addr: "127.0.0.1", port: portOf("udpc4"), senders: []*sender{{sock: peer4}}},
+		{name: "udpc6", addr: "::1", port: portOf("udpc6"), senders: []*sender{{sock: peer6}}},
+	}
+	for _, tg := range targets {
+		for i := range 6 {
+			sd := tg.senders[i%len(tg.senders)]
+			msg := fmt.Sprintf("%s-%d-%s", tg.name, i, strings.Repeat("x", i*1000))
+			if _, err := sd.sock.WriteToUDP([]byte(msg), &net.UDPAddr{IP: net.ParseIP(tg.addr), Port: tg.port}); err != nil {
+				t.Fatal(err)
+			}
+			sd.msgs = append(sd.msgs, msg)
+		}
+	}
+	s.WaitTicks(t, 2)
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		for j, sd := range tg.senders {
+			sd.sock.SetDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 70000)
+			for _, msg := range sd.msgs {
+				n, err := sd.sock.Read(buf)
+				if err != nil || string(buf[:n]) != "echo:"+msg {
+					t.Fatalf("%s, sender %d: answer %.40q, %v; want echo:%.34q", tg.name, j, buf[:max(n, 0)], err, msg)
+				}
+			}
+		}
+	}
+	// Each socket read its datagrams in the order sent.
+	got := map[string][]string{}
+	for _, l := range strings.Split(s.Output(), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "got" {
+			got[f[1]] = append(got[f[1]], strings.TrimRight(f[2], "x"))
+		}
+	}
+	for _, tg := range targets {
+		var want []string
+		for i := range 6 {
+			want = append(want, fmt.Sprintf("%s-%d-", tg.name, i))
+		}
+		if fmt.Sprint(got[tg.name]) != fmt.Sprint(want) {
+			t.Errorf("%s read %v, want %v", tg.name, got[tg.name], want)
+		}
+	}
+}

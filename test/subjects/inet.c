@@ -9,6 +9,8 @@
 //                     a connection, if one waits, writes "hello PORT\n" to
 //                     it and closes it
 //   udp4, udp6        a UDP socket bound on 127.0.0.1 or ::1
+//   udpc4:PORT, udpc6:PORT
+//                     the same, connected to PORT on 127.0.0.1 or ::1
 //   tcp4:PORT, tcp6:PORT
 //                     a TCP connection to PORT on 127.0.0.1 or ::1; once
 //                     connected it writes FILL bytes (byte i is i % 251),
@@ -128,6 +130,9 @@ static void setup(struct sock *s, const char *arg) {
 		len = loopback(family, 0, &sa);
 		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0)
 			fail("bind: %s", strerror(errno));
+		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
+		if (colon && connect(s->fd, (struct sockaddr *)&sa, len) < 0)
+			fail("connect to %s: %s", arg, strerror(errno));
 	} else if (!strncmp(arg, "tcp", 3) && colon) {
 		s->kind = TCP;
 		s->fd = socket(family, SOCK_STREAM, 0);
