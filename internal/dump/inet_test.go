@@ -17,10 +17,10 @@ import (
 // TestDumpInet dumps TCP listeners and UDP sockets, IPv4 and IPv6, one
 // with a datagram queued, and reads them back with crit: family, type,
 // protocol, state, address, port, backlog and IPV6_V6ONLY as CRIU names
-// them.
+// them; and a netlink socket, which crit decodes too.
 func TestDumpInet(t *testing.T) {
 	testutil.RequireRoot(t)
-	s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), "listen4", "listen6", "udp4", "udp6")
+	s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), "listen4", "listen6", "udp4", "udp6", "netlink")
 	// A datagram queued, in sk-queues.img.
 	c, err := net.Dial("udp4", "127.0.0.1:"+s.Ready["udp4_port"])
 	if err != nil {
@@ -81,6 +81,7 @@ func TestDumpInetRefused(t *testing.T) {
 		want   []string
 	}{
 		{name: "raw", arg: "raw", want: []string{"RAW socket"}},
+		{name: "netlink queue", arg: "netlinkq", want: []string{"netlink socket with a message of"}},
 		{name: "accept queue", arg: "listen4", before: func(t *testing.T, s *testutil.Subject) {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+s.Ready["listen4_port"], 5*time.Second)
 			if err != nil {

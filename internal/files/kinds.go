@@ -46,6 +46,7 @@ var kinds = []kind{
 	fifoKind{},
 	ttyKind{},
 	inetKind{},
+	netlinkKind{},
 	regKind{},
 }
 

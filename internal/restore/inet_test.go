@@ -406,3 +406,41 @@ func TestRestoreUDPQueued(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreNetlink restores a NETLINK_ROUTE socket bound to groups,
+// one of them past the 32 its address holds: it has its port id and
+// every group again.
+func TestRestoreNetlink(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startInet(t, "netlink")
+	fd := int(s.ReadyUint(t, "netlink"))
+	groups := func() (uint32, []byte) {
+		t.Helper()
+		dup, err := files.Getfd(s.Pid, fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dup)
+		sa, err := unix.Getsockname(dup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := kernel.GetsockoptBytes(dup, unix.SOL_NETLINK, unix.NETLINK_LIST_MEMBERSHIPS, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sa.(*unix.SockaddrNetlink).Pid, buf[:min(n, len(buf))]
+	}
+	port, before := groups()
+	if port != uint32(s.ReadyUint(t, "netlink_port")) || len(before) < 8 || before[0] != 0x11 || before[4] != 1 {
+		t.Fatalf("before the dump: port %d, groups %x; want %s, 11000000 01000000", port, before, s.Ready["netlink_port"])
+	}
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	portAfter, after := groups()
+	if portAfter != port || string(after) != string(before) {
+		t.Errorf("restored: port %d, groups %x; want %d, %x", portAfter, after, port, before)
+	}
+}

@@ -17,6 +17,10 @@
 //                     as many as the socket takes without blocking, so
 //                     that a peer that does not read leaves them queued
 //   raw               a raw ICMP socket (a dump refuses it)
+//   netlink           a NETLINK_ROUTE socket bound to the groups of links
+//                     (RTMGRP_LINK) and IPv4 addresses, and in group 33
+//   netlinkq          the same, with the answer to a request queued (a
+//                     dump refuses it)
 // The sockets are left alone until the subject gets SIGUSR1; from then
 // on, every tick, a listener accepts and the others read what is queued
 // and answer each datagram or read with "echo:" and what they read (a
@@ -28,6 +32,8 @@
 // and for each answer "got NAME DATA" (DATA up to 64 bytes).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -44,7 +50,7 @@
 #define PERIOD_MS 20
 #define FILL (4 << 20)
 
-enum kind { LISTEN, UDP, TCP, RAW };
+enum kind { LISTEN, UDP, TCP, RAW, NETLINK };
 
 struct sock {
 	char name[32];
@@ -154,6 +160,28 @@ static void setup(struct sock *s, const char *arg) {
 				fail("write: %s", strerror(errno));
 			s->sent += w;
 		}
+	} else if (!strncmp(arg, "netlink", 7)) {
+		s->kind = NETLINK;
+		s->fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		struct sockaddr_nl nl = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR};
+		if (bind(s->fd, (struct sockaddr *)&nl, sizeof nl) < 0)
+			fail("bind netlink: %s", strerror(errno));
+		setint(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 33, "NETLINK_ADD_MEMBERSHIP");
+		if (!strcmp(arg, "netlinkq")) {
+			struct {
+				struct nlmsghdr h;
+				struct rtgenmsg g;
+			} req = {{sizeof req, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, 0}, {AF_UNSPEC}};
+			if (send(s->fd, &req, sizeof req, 0) < 0)
+				fail("send netlink request: %s", strerror(errno));
+		}
+		socklen_t nlen = sizeof nl;
+		if (getsockname(s->fd, (struct sockaddr *)&nl, &nlen) < 0)
+			fail("getsockname: %s", strerror(errno));
+		s->port = nl.nl_pid;
+		return;
 	} else if (!strcmp(arg, "raw")) {
 		s->kind = RAW;
 		s->fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
@@ -218,6 +246,7 @@ static void serve(struct sock *s) {
 			fail("write %s: %s", s->name, strerror(errno));
 		return;
 	case RAW:
+	case NETLINK:
 		return;
 	}
 }
