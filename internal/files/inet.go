@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
@@ -22,8 +23,9 @@ import (
 // with the datagrams queued to it (udp.go). The dump reads it on cryo's
 // duplicate of the process's socket and asks sock_diag what the socket
 // itself cannot say (a listener's backlog, the shutdown state); the
-// restore makes the socket in the process and sets it up through cryo's
-// duplicate, as root: a privileged port it had bound it gets again.
+// restore makes the socket as the process, sets it up as root (a
+// privileged port it had bound it gets again), and gives it to the
+// process.
 type inetKind struct{}
 
 // inet_sk_entry's state is the socket's TCP state (tcpEstablished...,
@@ -386,31 +388,45 @@ func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open makes the socket in the process and sets it up through cryo's
-// duplicate: options, then bound, listening or connected as it was.
+// open makes the socket as the process (socketAsProcess), sets it up
+// from cryo (options, then bound, listening or connected as it was, its
+// datagrams queued), then gives it to the process.
 func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Isk
-	typ := uint64(e.GetType()) | r.cloexec // SOCK_CLOEXEC is O_CLOEXEC
+	typ := int(e.GetType())
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		typ |= unix.SOCK_NONBLOCK
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_SOCKET, uint64(e.GetFamily()), typ, uint64(e.GetProto()))
-	if err != nil {
-		return 0, fmt.Errorf("make socket: %w", err)
-	}
-	if e.GetState() == tcpEstablished && e.GetProto() == unix.IPPROTO_TCP {
-		return n, r.restoreConnection(n, f)
-	}
-	err = r.outside(n, func(fd int) error {
-		if err := setupInet(fd, e); err != nil {
-			return err
-		}
-		return r.restoreDatagrams(fd, f)
-	})
+	fd, err := r.socketAsProcess(int(e.GetFamily()), typ, int(e.GetProto()))
 	if err != nil {
 		return 0, err
 	}
-	return n, nil
+	defer unix.Close(fd)
+	if e.GetState() == tcpEstablished && e.GetProto() == unix.IPPROTO_TCP {
+		err = r.restoreConnection(fd, f)
+	} else if err = setupInet(fd, e); err == nil {
+		err = r.restoreDatagrams(fd, f)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return r.takeFrom(os.Getpid(), fd)
+}
+
+// socketAsProcess makes a socket in cryo, close-on-exec, with the
+// credentials of the process: it is the process's (its owner, which
+// sock_diag shows and netfilter matches). Binding it, even to a
+// privileged port, is done as cryo: the process had it bound.
+func (r *Restorer) socketAsProcess(family, typ, protocol int) (int, error) {
+	fd := -1
+	err := r.asProcess(func() (err error) {
+		fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, protocol)
+		return err
+	})
+	if err != nil {
+		return -1, fmt.Errorf("make socket: %w", err)
+	}
+	return fd, nil
 }
 
 // setupInet sets socket fd up as entry e says, but for a connected TCP

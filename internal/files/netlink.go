@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	sknetlink "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-netlink"
@@ -136,19 +137,20 @@ func (netlinkKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open makes the netlink socket in the process, then binds it to its
-// port and groups and connects it through cryo's duplicate.
+// open makes the netlink socket as the process, binds it to its port
+// and groups and connects it, then gives it to the process.
 func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	e := f.Nlsk
-	typ := uint64(unix.SOCK_RAW) | r.cloexec
+	typ := unix.SOCK_RAW
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		typ |= unix.SOCK_NONBLOCK
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_SOCKET, unix.AF_NETLINK, typ, uint64(e.GetProtocol()))
+	fd, err := r.socketAsProcess(unix.AF_NETLINK, typ, int(e.GetProtocol()))
 	if err != nil {
-		return 0, fmt.Errorf("make netlink socket: %w", err)
+		return 0, err
 	}
-	err = r.outside(n, func(fd int) error {
+	defer unix.Close(fd)
+	err = func() error {
 		if err := RestoreSockOpts(fd, e.Opts); err != nil {
 			return err
 		}
@@ -180,9 +182,9 @@ func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return 0, err
 	}
-	return n, nil
+	return r.takeFrom(os.Getpid(), fd)
 }

@@ -360,34 +360,29 @@ func (r *Restorer) lockConnections() error {
 	return nil
 }
 
-// restoreConnection makes socket n of the process the connection of
-// entry f again, in repair mode until ResumeConnections.
-func (r *Restorer) restoreConnection(n uint64, f *fdinfo.FileEntry) error {
+// restoreConnection makes socket fd, which cryo holds, the connection
+// of entry f again, in repair mode until ResumeConnections, which closes
+// the duplicate it keeps.
+func (r *Restorer) restoreConnection(fd int, f *fdinfo.FileEntry) error {
 	e := f.Isk
-	if r.shared.CloseConnections {
-		if err := r.lockConnections(); err != nil {
-			return err
-		}
-		return r.outside(n, func(fd int) error {
-			if err := RestoreSockOpts(fd, e.Opts); err != nil {
-				return err
-			}
-			return restoreInetOpts(fd, e)
-		})
-	}
-	s := r.set.streams[e.GetIno()]
 	if err := r.lockConnections(); err != nil {
 		return err
 	}
-	fd, err := r.getfd(n)
-	if err != nil {
-		return err
+	if r.shared.CloseConnections {
+		if err := RestoreSockOpts(fd, e.Opts); err != nil {
+			return err
+		}
+		return restoreInetOpts(fd, e)
 	}
-	c := &restoredConn{fd: fd, reuse: e.Opts.GetReuseaddr()}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("duplicate socket: %w", err)
+	}
+	c := &restoredConn{fd: dup, reuse: e.Opts.GetReuseaddr()}
 	c.src, _ = wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
 	c.dst, _ = wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort())
 	r.shared.conns = append(r.shared.conns, c)
-	if err := restoreStream(fd, e, s, c); err != nil {
+	if err := restoreStream(fd, e, r.set.streams[e.GetIno()], c); err != nil {
 		return fmt.Errorf("TCP connection %v -> %v: %w", c.src, c.dst, err)
 	}
 	return nil

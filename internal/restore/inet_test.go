@@ -444,3 +444,42 @@ func TestRestoreNetlink(t *testing.T) {
 		t.Errorf("restored: port %d, groups %x; want %d, %x", portAfter, after, port, before)
 	}
 }
+
+// TestRestoreInetPrivilegedPort restores a process that bound a
+// privileged port as root, then became nobody: its listener is on that
+// port again, though the process could not bind it itself, owned by the
+// process, and accepts.
+func TestRestoreInetPrivilegedPort(t *testing.T) {
+	testutil.RequireRoot(t)
+	// A free privileged port.
+	port := 0
+	for p := 990; p < 1024 && port == 0; p++ {
+		if l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			port = p
+		}
+	}
+	if port == 0 {
+		t.Skip("no free port in 990-1023")
+	}
+	s := startInet(t, fmt.Sprintf("listen4:%d", port), "drop")
+	fd := int(s.ReadyUint(t, "listen4"))
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	d := diagOf(t, s.Pid, fd, unix.AF_INET, unix.IPPROTO_TCP)
+	if d.State != 10 || d.Local().Port() != uint16(port) || d.UID != nobody {
+		t.Errorf("restored listener: state %d on %v, owner %d; want 10 (LISTEN) on port %d, owner %d", d.State, d.Local(), d.UID, port, nobody)
+	}
+	conn, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); line != fmt.Sprintf("hello %d\n", port) {
+		t.Errorf("the restored listener's connection says %q, %v", line, err)
+	}
+}

@@ -8,6 +8,7 @@
 //                     TCP_KEEPINTVL=11, TCP_KEEPCNT=5, backlog 7; it accepts
 //                     a connection, if one waits, writes "hello PORT\n" to
 //                     it and closes it
+//   listen4:PORT      the same on PORT
 //   udp4, udp6        a UDP socket bound on 127.0.0.1 or ::1
 //   udpc4:PORT, udpc6:PORT
 //                     the same, connected to PORT on 127.0.0.1 or ::1
@@ -17,6 +18,9 @@
 //                     as many as the socket takes without blocking, so
 //                     that a peer that does not read leaves them queued
 //   raw               a raw ICMP socket (a dump refuses it)
+//   drop              not a socket: once the sockets before it are set up,
+//                     the subject becomes uid and gid 65534 (nobody), all
+//                     its capabilities gone
 //   netlink           a NETLINK_ROUTE socket bound to the groups of links
 //                     (RTMGRP_LINK) and IPv4 addresses, and in group 33
 //   netlinkq          the same, with the answer to a request queued (a
@@ -38,6 +42,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,7 +130,7 @@ static void setup(struct sock *s, const char *arg) {
 		setint(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
 		setint(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL");
 		setint(s->fd, IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT");
-		len = loopback(family, 0, &sa);
+		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
 		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0 || listen(s->fd, 7) < 0)
 			fail("bind and listen: %s", strerror(errno));
 	} else if (!strncmp(arg, "udp", 3)) {
@@ -259,6 +264,14 @@ int main(int argc, char **argv) {
 	signal(SIGUSR1, on_usr1);
 	printf("ready");
 	for (int i = 0; i < n; i++) {
+		if (!strcmp(argv[i + 1], "drop")) {
+			if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+				fail("become nobody: %s", strerror(errno));
+			socks[i].kind = RAW;
+			socks[i].fd = -1;
+			snprintf(socks[i].name, sizeof socks[i].name, "drop");
+			continue;
+		}
 		setup(&socks[i], argv[i + 1]);
 		printf(" %s=%d %s_port=%d", socks[i].name, socks[i].fd, socks[i].name, socks[i].port);
 		if (socks[i].kind == TCP)
