@@ -76,14 +76,17 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		ClearTid uint64 // int *, as PR_GET_TID_ADDRESS writes it
 		Pdeath   int32
 	}
-	if _, err := tr.Syscall(tid, unix.SYS_SIGALTSTACK, 0, scratch); err != nil {
-		return nil, fmt.Errorf("get sigaltstack of tid %d: %w", tid, err)
+	gets := []ptrace.Sys{
+		{Nr: unix.SYS_SIGALTSTACK, Args: [6]uint64{0, scratch}},
+		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_TID_ADDRESS, scratch + uint64(binary.Size(out.Sas))}},
+		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_PDEATHSIG, scratch + uint64(binary.Size(out.Sas)) + 8}},
 	}
-	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, scratch+uint64(binary.Size(out.Sas))); err != nil {
-		return nil, fmt.Errorf("get clear_child_tid of tid %d: %w", tid, err)
-	}
-	if _, err := tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, scratch+uint64(binary.Size(out.Sas))+8); err != nil {
-		return nil, fmt.Errorf("get parent-death signal of tid %d: %w", tid, err)
+	if err := tr.Syscalls(tid, gets); err != nil {
+		var se *ptrace.SyscallError
+		if errors.As(err, &se) {
+			err = fmt.Errorf("get %s of tid %d: %w", []string{"sigaltstack", "clear_child_tid", "parent-death signal"}[se.Index], tid, se.Err)
+		}
+		return nil, err
 	}
 	if err := tr.ReadValue(scratch, &out); err != nil {
 		return nil, err

@@ -296,23 +296,35 @@ func (p *PageReader) Close() error {
 	return err
 }
 
-// Map returns n bytes of e's contents from offset off, mapped read-only
-// from the pages file when it is one, so that writing them into a process
-// copies them once, straight from the page cache; the release function
-// unmaps them. Over any other reader they are read into memory.
+// Map returns n bytes of e's contents from offset off, as MapFile does.
 func (p *PageReader) Map(e PageEntry, off, n int64) ([]byte, func(), error) {
 	if off < 0 || n < 0 || off+n > int64(e.NrPages*p.psize) {
 		return nil, nil, fmt.Errorf("map %s: %d bytes at %d of a %d-page run: %w", p.name, n, off, e.NrPages, ErrPagemap)
 	}
-	if f, ok := p.pages.(*os.File); ok && (e.Offset+off)%int64(p.psize) == 0 {
-		b, err := unix.Mmap(int(f.Fd()), e.Offset+off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	return p.MapFile(e.Offset+off, n)
+}
+
+// MapFile returns n bytes of the pages file from offset off, mapped
+// read-only when it is a file and off is page aligned, so that writing
+// them into a process copies them once, straight from the page cache; the
+// release function unmaps them. Over any other reader they are read into
+// memory.
+func (p *PageReader) MapFile(off, n int64) ([]byte, func(), error) {
+	if off < 0 || n < 0 || off > p.size || n > p.size-off {
+		return nil, nil, fmt.Errorf("map %s: %d bytes at %d of %d: %w", p.name, n, off, p.size, ErrPagemap)
+	}
+	if n == 0 {
+		return nil, func() {}, nil
+	}
+	if f, ok := p.pages.(*os.File); ok && off%int64(p.psize) == 0 {
+		b, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 		if err != nil {
 			return nil, nil, fmt.Errorf("map %s: %w", p.name, err)
 		}
 		return b, func() { unix.Munmap(b) }, nil
 	}
 	b := make([]byte, n)
-	if _, err := p.Data(e).ReadAt(b, off); err != nil {
+	if _, err := p.pages.ReadAt(b, off); err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", p.name, err)
 	}
 	return b, func() {}, nil

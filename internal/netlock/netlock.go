@@ -26,7 +26,8 @@ const tablePrefix = "cryo-"
 
 // Lock is a network lock in place. Until Keep it lives in a table owned by
 // its netlink socket, which the kernel removes when the socket closes, so
-// that a cryo that dies leaves no lock behind.
+// that a cryo that dies leaves no lock behind. A Lock is used by one
+// goroutine at a time.
 type Lock struct {
 	id    string
 	sets  []setKeys
@@ -184,7 +185,8 @@ func nfgenmsg(family byte, resID uint16) []byte {
 // that killed its target keeps it until the restore: in one batch, the
 // owned table is deleted and a table of the same name and rules, owned by
 // no one, is made. The batch commits at once, so no packet passes between
-// the two. Keep closes the socket, which owns nothing any more.
+// the two. Keep closes the socket, which owns nothing any more. A Keep that
+// fails leaves the lock held as it was.
 func (l *Lock) Keep() error {
 	if l.state != owned {
 		return fmt.Errorf("keep lock %s: not held", l.id)

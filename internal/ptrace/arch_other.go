@@ -19,19 +19,23 @@ var archErr = fmt.Errorf("%w: cryo traces processes on x86_64 only, not %s", Err
 
 const (
 	pageSize    = kernel.PageSize
-	scratchSize = 2 * pageSize
+	scratchSize = 2*pageSize + batchSize
 	maxArgs     = 6
 	trapOffset  = 0
 	fpRegset    = 0
 	archOK      = false
 )
 
-var gadgetCode []byte
+var gadgetCode, batchCode []byte
 
 func unreachable() { panic("ptrace: " + archErr.Error()) }
 
 func trapStop(gadget uint64) stop  { unreachable(); return stop{} }
 func faultStop(gadget uint64) stop { unreachable(); return stop{} }
+func batchStop(code uint64) stop   { unreachable(); return stop{} }
+
+func setBatch(r *unix.PtraceRegs, pc, entries uint64, n int) { unreachable() }
+func batchLeft(r *unix.PtraceRegs) (entry, left uint64)      { unreachable(); return 0, 0 }
 
 func setSyscall(r *unix.PtraceRegs, pc uint64, nr int, args []uint64) { unreachable() }
 func setCall(r *unix.PtraceRegs, fn, sp uint64, args []uint64)        { unreachable() }

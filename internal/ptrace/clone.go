@@ -63,33 +63,98 @@ func (t *Tracer) Clone3(tid int, args kernel.CloneArgs, setTid ...int) (int, err
 		if err != nil {
 			return err
 		}
-		addr, size := gadget+cloneArgsOffset, uint64(binary.Size(args))
-		if len(setTid) > 0 {
-			args.SetTid, args.SetTidSize = addr+size, uint64(len(setTid))
-		}
-		b, err := binary.Append(nil, binary.NativeEndian, args)
-		if err != nil {
+		addr := gadget + cloneArgsOffset
+		if err := t.WriteMem(addr, cloneRecord(args, addr, setTid)); err != nil {
 			return err
 		}
-		for _, id := range setTid {
-			b = binary.NativeEndian.AppendUint32(b, uint32(id))
-		}
-		if err := t.WriteMem(addr, b); err != nil {
+		return t.births(tid, func() (err error) {
+			ret, err = t.syscallAt(tid, gadget, unix.SYS_CLONE3, []uint64{addr, cloneArgsSize})
 			return err
-		}
-		if err := setOptions(tid, t.options|traceBirths); err != nil {
-			return err
-		}
-		ret, err = t.syscallAt(tid, gadget, unix.SYS_CLONE3, []uint64{addr, size})
-		if errors.Is(err, ErrExited) {
-			return err
-		}
-		return errors.Join(err, setOptions(tid, t.options))
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("inject clone3 into tid %d: %w", tid, err)
 	}
 	return int(ret), nil
+}
+
+// CloneThreads creates a thread of id tids[i] for each i in thread tid's
+// process, as Clone3 with args and that id would, in batches (see
+// Syscalls): one stop for dozens of threads. It stops at the first that
+// fails: a *SyscallError gives its index in tids.
+func (t *Tracer) CloneThreads(tid int, args kernel.CloneArgs, tids []int) error {
+	err := t.onThread(tid, func() error {
+		if args.Flags&unix.CLONE_THREAD == 0 {
+			return fmt.Errorf("clone flags %#x: not a thread", args.Flags)
+		}
+		gadget, err := t.gadget(tid)
+		if err != nil {
+			return err
+		}
+		// The records go in the caller's buffer, as many as fit.
+		buf, per := gadget+pageSize, int(ScratchSize/cloneRecordSize)
+		for done := 0; done < len(tids); done += per {
+			ids := tids[done:min(done+per, len(tids))]
+			var b []byte
+			calls := make([]Sys, len(ids))
+			for i, id := range ids {
+				addr := buf + uint64(i)*cloneRecordSize
+				rec := cloneRecord(args, addr, []int{id})
+				b = append(append(b, rec...), make([]byte, cloneRecordSize-uint64(len(rec)))...)
+				calls[i] = Sys{Nr: unix.SYS_CLONE3, Args: [maxArgs]uint64{addr, cloneArgsSize}}
+			}
+			if err := t.WriteMem(buf, b); err != nil {
+				return err
+			}
+			err := t.births(tid, func() error { return t.runBatch(tid, gadget, calls, done) })
+			if err != nil {
+				return err
+			}
+			for i, c := range calls {
+				if c.Ret != uint64(ids[i]) {
+					return fmt.Errorf("clone3 of thread %d made tid %d", ids[i], c.Ret)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("inject %d clone3 into tid %d: %w", len(tids), tid, err)
+	}
+	return nil
+}
+
+// cloneArgsSize is the size of struct clone_args; cloneRecordSize that of
+// a record CloneThreads writes: the struct and one id, 8-byte aligned.
+var (
+	cloneArgsSize   = uint64(binary.Size(kernel.CloneArgs{}))
+	cloneRecordSize = (cloneArgsSize + 4 + 7) &^ 7
+)
+
+// cloneRecord returns args, to be written at addr, followed by the
+// set_tid array of setTid that args then points at.
+func cloneRecord(args kernel.CloneArgs, addr uint64, setTid []int) []byte {
+	if len(setTid) > 0 {
+		args.SetTid, args.SetTidSize = addr+cloneArgsSize, uint64(len(setTid))
+	}
+	b, _ := binary.Append(nil, binary.NativeEndian, args) // fixed size: cannot fail
+	for _, id := range setTid {
+		b = binary.NativeEndian.AppendUint32(b, uint32(id))
+	}
+	return b
+}
+
+// births runs f, which injects clone3 calls into thread tid, with the
+// tasks they create followed (see New tasks). Tracer thread only.
+func (t *Tracer) births(tid int, f func() error) error {
+	if err := setOptions(tid, t.options|traceBirths); err != nil {
+		return err
+	}
+	err := f()
+	if errors.Is(err, ErrExited) {
+		return err
+	}
+	return errors.Join(err, setOptions(tid, t.options))
 }
 
 // Child returns the Tracer of process pid, born of an injection into t.

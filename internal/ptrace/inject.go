@@ -21,10 +21,11 @@ import (
 // would have.
 //
 // The first injection borrows a few bytes of the tracee's code (put back
-// right after) to map a scratch mapping of two pages: the first holds the
+// right after) to map a scratch mapping: its first page holds the
 // gadget, the arguments Clone3 passes and, below its end, the stack of
-// injected function calls; the second is a buffer for the caller
-// (Scratch). Detach and Resume unmap it.
+// injected function calls, and the loop that runs a batch of system calls
+// (Syscalls); the second is a buffer for the caller (Scratch); the rest
+// holds the batch. Detach and Resume unmap it.
 //
 // Signals: for the duration of an injection the thread blocks every signal
 // but the synchronous ones (SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE). A
@@ -196,7 +197,8 @@ func (t *Tracer) gadget(tid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := t.WriteMem(t.scratch, gadgetCode); err != nil {
+	err = errors.Join(t.WriteMem(t.scratch, gadgetCode), t.WriteMem(t.scratch+batchOffset, batchCode))
+	if err != nil {
 		return 0, errors.Join(err, t.unmapScratch(tid))
 	}
 	return t.scratch, nil

@@ -7,8 +7,10 @@ import (
 )
 
 const (
-	pageSize    = kernel.PageSize
-	scratchSize = 2 * pageSize
+	pageSize = kernel.PageSize
+	// scratchSize: the gadget's page, the caller's buffer, and the
+	// entries of a batch (see Syscalls).
+	scratchSize = 2*pageSize + batchSize
 	maxArgs     = 6
 	// trapOffset is where the int3 sits in gadgetCode.
 	trapOffset = 2
@@ -26,6 +28,37 @@ var archErr error
 
 // gadgetCode is "syscall; int3".
 var gadgetCode = []byte{0x0f, 0x05, 0xcc}
+
+// batchCode runs the batch of n entries at rbx, n in r12 (both kept by
+// syscall), and traps once all are done, or at the first that failed
+// without its may-fail flag, rbx then pointing at it:
+//
+//	loop: mov rax,[rbx]; mov rdi,[rbx+8]; mov rsi,[rbx+16]; mov rdx,[rbx+24]
+//	      mov r10,[rbx+32]; mov r8,[rbx+40]; mov r9,[rbx+48]; syscall
+//	      mov [rbx+64],rax; cmp rax,-4095; jb ok
+//	      test byte [rbx+56],1; jz done
+//	ok:   add rbx,72; dec r12; jnz loop
+//	done: int3
+var batchCode = []byte{
+	0x48, 0x8b, 0x03, 0x48, 0x8b, 0x7b, 0x08, 0x48, 0x8b, 0x73, 0x10, 0x48, 0x8b, 0x53, 0x18,
+	0x4c, 0x8b, 0x53, 0x20, 0x4c, 0x8b, 0x43, 0x28, 0x4c, 0x8b, 0x4b, 0x30, 0x0f, 0x05,
+	0x48, 0x89, 0x43, 0x40, 0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff, 0x72, 0x06,
+	0xf6, 0x43, 0x38, 0x01, 0x74, 0x09,
+	0x48, 0x83, 0xc3, 0x48, 0x49, 0xff, 0xcc, 0x75, 0xc8,
+	0xcc,
+}
+
+// batchStop is where batchCode at address code ends.
+func batchStop(code uint64) stop { return stop{unix.SIGTRAP, code + uint64(len(batchCode))} }
+
+// setBatch sets up batchCode at pc to run the n entries at entries.
+func setBatch(r *unix.PtraceRegs, pc, entries uint64, n int) {
+	r.Rip, r.Rbx, r.R12, r.Orig_rax = pc, entries, uint64(n), ^uint64(0)
+}
+
+// batchLeft is where a batch stopped: the entry it points at and how
+// many were left from there.
+func batchLeft(r *unix.PtraceRegs) (entry, left uint64) { return r.Rbx, r.R12 }
 
 // trapStop is where the gadget at address gadget ends: at the int3's
 // SIGTRAP, with the instruction pointer right after the int3.

@@ -152,11 +152,17 @@ func (r *restorer) writeObject(shmid uint64, vs []*vma.VmaEntry) error {
 // writeRuns writes the runs of an object's pages, of size bytes, into
 // its mapping at at.
 func (r *restorer) writeRuns(pr *image.PageReader, size, at uint64) error {
-	return eachRun(pr, func(e image.PageEntry) error {
+	var pieces []piece
+	err := eachRun(pr, func(e image.PageEntry) error {
 		end := e.Vaddr + e.NrPages*pageSize
 		if end > size || end < e.Vaddr {
 			return imageErr("pages at object offset %#x-%#x are past its end, %#x", e.Vaddr, end, size)
 		}
-		return r.writeRange(pr, e, vdso.Range{Start: e.Vaddr, End: end}, at)
+		pieces = append(pieces, piece{e, vdso.Range{Start: e.Vaddr, End: end}, at})
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return r.writePieces(pr, pieces, nil)
 }

@@ -341,6 +341,17 @@ func (r *restorer) sys(nr int, args ...uint64) error {
 	return err
 }
 
+// syscalls injects calls into thread tid in batches (see
+// ptrace.Syscalls); what(i) names what the call that failed was for.
+func (r *restorer) syscalls(tid int, calls []ptrace.Sys, what func(i int) string) error {
+	err := r.tr.Syscalls(tid, calls)
+	var se *ptrace.SyscallError
+	if what != nil && errors.As(err, &se) {
+		return fmt.Errorf("%s: %w", what(se.Index), se.Err)
+	}
+	return err
+}
+
 // scratchSize is how much of the scratch area the restore may use.
 const scratchSize = ptrace.ScratchSize
 

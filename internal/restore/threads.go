@@ -26,14 +26,17 @@ const ssDisable = 2
 
 // createThreads clones every thread but the leader with its dumped TID.
 func (r *restorer) createThreads() error {
+	tids := make([]int, 0, len(r.c.threads))
 	for _, tid := range r.c.threads[1:] {
-		got, err := r.tr.Clone3(r.pid, kernel.CloneArgs{Flags: threadFlags}, int(tid))
-		if err != nil {
-			return fmt.Errorf("create thread %d: %w", tid, r.explainTaken(int(tid), err))
-		}
-		if got != int(tid) {
-			return fmt.Errorf("create thread %d: got tid %d", tid, got)
-		}
+		tids = append(tids, int(tid))
+	}
+	err := r.tr.CloneThreads(r.pid, kernel.CloneArgs{Flags: threadFlags}, tids)
+	if se := (*ptrace.SyscallError)(nil); errors.As(err, &se) {
+		tid := tids[se.Index]
+		return fmt.Errorf("create thread %d: %w", tid, r.explainTaken(tid, err))
+	}
+	if err != nil {
+		return fmt.Errorf("create threads: %w", err)
 	}
 	return nil
 }
@@ -116,32 +119,28 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	if err != nil {
 		return err
 	}
-	inject := func(what string, nr int, args ...uint64) error {
-		if _, err := r.tr.Syscall(tid, nr, args...); err != nil {
-			return fmt.Errorf("tid %d: %s: %w", tid, what, err)
-		}
-		return nil
+	// The calls go in one batch; what they point at, in the scratch
+	// buffer, each at an offset of its own.
+	var calls []ptrace.Sys
+	var whats []string
+	inject := func(what string, nr int, args ...uint64) {
+		c := ptrace.Sys{Nr: nr}
+		copy(c.Args[:], args)
+		calls, whats = append(calls, c), append(whats, what)
 	}
+	const sasAt, schedAt, commAt = 0, 64, 128
 	if tc.GetFutexRla() != 0 {
-		if err := inject("set robust list", unix.SYS_SET_ROBUST_LIST, tc.GetFutexRla(), uint64(tc.GetFutexRlaLen())); err != nil {
-			return err
-		}
+		inject("set robust list", unix.SYS_SET_ROBUST_LIST, tc.GetFutexRla(), uint64(tc.GetFutexRlaLen()))
 	}
-	if err := inject("set clear_child_tid", unix.SYS_SET_TID_ADDRESS, core.ThreadInfo.GetClearTidAddr()); err != nil {
-		return err
-	}
+	inject("set clear_child_tid", unix.SYS_SET_TID_ADDRESS, core.ThreadInfo.GetClearTidAddr())
 	if sas := tc.GetSas(); sas != nil && sas.GetSsFlags()&ssDisable == 0 {
-		if err := r.tr.WriteValue(scratch, kernel.StackT{Sp: sas.GetSsSp(), Flags: int32(sas.GetSsFlags()), Size: sas.GetSsSize()}); err != nil {
+		if err := r.tr.WriteValue(scratch+sasAt, kernel.StackT{Sp: sas.GetSsSp(), Flags: int32(sas.GetSsFlags()), Size: sas.GetSsSize()}); err != nil {
 			return err
 		}
-		if err := inject("set sigaltstack", unix.SYS_SIGALTSTACK, scratch, 0); err != nil {
-			return err
-		}
+		inject("set sigaltstack", unix.SYS_SIGALTSTACK, scratch+sasAt, 0)
 	}
 	if rs := tc.GetRseqEntry(); rs != nil && rs.GetRseqAbiPointer() != 0 {
-		if err := inject("register rseq", unix.SYS_RSEQ, rs.GetRseqAbiPointer(), uint64(rs.GetRseqAbiSize()), 0, uint64(rs.GetSignature())); err != nil {
-			return err
-		}
+		inject("register rseq", unix.SYS_RSEQ, rs.GetRseqAbiPointer(), uint64(rs.GetRseqAbiSize()), 0, uint64(rs.GetSignature()))
 	}
 	// Scheduling is per thread, and each starts with cryo's, which the
 	// stub inherited: set what differs. The policy first: setting it
@@ -153,36 +152,27 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	pol := tc.GetSchedPolicy() &^ kernel.SchedResetOnFork
 	resetOnFork := tc.GetSchedPolicy()&kernel.SchedResetOnFork != 0
 	if prio := tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority || resetOnFork {
-		if err := r.tr.WriteValue(scratch, kernel.SchedParam{Priority: int32(prio)}); err != nil {
+		if err := r.tr.WriteValue(scratch+schedAt, kernel.SchedParam{Priority: int32(prio)}); err != nil {
 			return err
 		}
-		if err := inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(tc.GetSchedPolicy()), scratch); err != nil {
-			return err
-		}
+		inject("set scheduling policy", unix.SYS_SCHED_SETSCHEDULER, 0, uint64(tc.GetSchedPolicy()), scratch+schedAt)
 	}
 	// The dump keeps only threads with the default timer slack; this one
 	// has cryo's, which may not be.
 	if pol != unix.SCHED_FIFO && pol != unix.SCHED_RR {
-		if err := inject("set timer slack", unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, defaultTimerSlack, 0, 0, 0); err != nil {
-			return err
-		}
+		inject("set timer slack", unix.SYS_PRCTL, unix.PR_SET_TIMERSLACK, defaultTimerSlack, 0, 0, 0)
 	}
 	if nice := tc.GetSchedNice(); int64(nice) != cur.Nice {
-		if err := inject("set nice value", unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(nice))); err != nil {
-			return err
-		}
+		inject("set nice value", unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(nice)))
 	}
 	if comm := tc.GetComm(); comm != "" {
 		// Only the thread's own group may write its comm file.
-		name, err := r.tr.WriteString(tid, comm)
-		if err != nil {
+		if err := r.tr.WriteMem(scratch+commAt, append([]byte(comm), 0)); err != nil {
 			return err
 		}
-		if err := inject("set name", unix.SYS_PRCTL, unix.PR_SET_NAME, name); err != nil {
-			return err
-		}
+		inject("set name", unix.SYS_PRCTL, unix.PR_SET_NAME, scratch+commAt)
 	}
-	return nil
+	return r.syscalls(tid, calls, func(i int) string { return fmt.Sprintf("tid %d: %s", tid, whats[i]) })
 }
 
 // finalRegs returns a thread's registers to resume with, after setting its

@@ -2,7 +2,8 @@
 // itself can do in the same run: reading a process's memory with
 // process_vm_readv and writing it to a file (dump), reading the pages file
 // and filling fresh memory (restore), reading and making descriptors
-// (BenchmarkFds), and a vDSO call without the proxy.
+// (BenchmarkFds), making threads and mappings (BenchmarkScale), and a
+// vDSO call without the proxy.
 // Machines here are noisy: the ratios are what travels.
 //
 //	go test -run '^$' -bench . -benchtime 3x ./test/bench
@@ -502,4 +503,44 @@ func baselineFdsRestore(b *testing.B, dir string, count int) time.Duration {
 		unix.Close(fd)
 	}
 	return time.Since(start)
+}
+
+// BenchmarkScale dumps and restores test/subjects/scale.c with 1,000
+// threads and with 30,000 mappings of two VMAs each (60,000 VMAs). The
+// baseline is what making them took the subject itself, in the same run:
+// restore-x-setup is how many times that a restore takes.
+func BenchmarkScale(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	subject := testutil.BuildC(b, "scale.c", "-pthread")
+	for _, sh := range []struct {
+		kind  string
+		count int
+	}{{"threads", 1000}, {"maps", 30000}} {
+		b.Run(fmt.Sprintf("%d%s", sh.count, sh.kind), func(b *testing.B) {
+			var dump, restore, setup time.Duration
+			for b.Loop() {
+				s := testutil.StartSubject(b, subject, sh.kind, strconv.Itoa(sh.count))
+				ns, err := strconv.ParseInt(s.Ready["setup_ns"], 10, 64)
+				if err != nil {
+					b.Fatalf("subject's ready line: %v", err)
+				}
+				setup += time.Duration(ns)
+				images := filepath.Join(b.TempDir(), "images")
+				_, _, out := run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images)
+				dump += logged(b, out, "total")
+				s.ReapDumped(b)
+				_, _, out = run(b, cryo, "restore", "-D", images, "-d")
+				restore += logged(b, out, "took")
+				s.Restored()
+				s.WaitTicks(b, 2)
+				s.Kill()
+			}
+			n := time.Duration(b.N)
+			b.ReportMetric(float64(dump/n)/1e6, "dump-ms")
+			b.ReportMetric(float64(restore/n)/1e6, "restore-ms")
+			b.ReportMetric(float64(setup/n)/1e6, "setup-ms")
+			b.ReportMetric(restore.Seconds()/setup.Seconds(), "restore-x-setup")
+		})
+	}
 }
