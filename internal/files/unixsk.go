@@ -81,6 +81,11 @@ type unixTable struct {
 	dumped map[uint32]*unixDumped
 	order  []uint32
 	queues []unixPacket
+	// inFlight are cryo's descriptors of the files in flight in the
+	// queues, kept for kcmp until every process is dumped; unresolved
+	// those held by no process dumped before.
+	inFlight   []int
+	unresolved []inFlight
 }
 
 // unixDumped is a socket recorded and the descriptor it was found at.
@@ -122,6 +127,11 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	if s == nil {
 		return 0, fmt.Errorf("%w: unix socket inode %d is not in this network namespace", ErrUnsupported, d.st.Ino)
 	}
+	if u, ok := t.unixTable.dumped[s.Ino]; ok {
+		// A socket is one open file description: this one is in
+		// flight in a queue being read, or in its own.
+		return u.e.GetId(), nil
+	}
 	dup, err := Getfd(t.pid, d.fd)
 	if err != nil {
 		return 0, err
@@ -149,15 +159,18 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	if err := t.unixTable.dumpFile(t.pid, e, s); err != nil {
 		return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
 	}
+	// Recorded before its queue, whose descriptors in flight get
+	// entries of their own.
+	t.unixTable.dumped[s.Ino] = &unixDumped{e: e, pid: t.pid, fd: d.fd}
+	t.unixTable.order = append(t.unixTable.order, s.Ino)
+	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: e})
 	// A stream socket has a queue once connected; a datagram one always.
 	if s.State == tcpEstablished || s.Type == unix.SOCK_DGRAM {
-		if err := t.unixTable.dumpQueue(dup, e, s); err != nil {
+		if err := t.dumpUnixQueue(dup, e, s); err != nil {
 			return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
 		}
 	}
-	t.unixTable.dumped[s.Ino] = &unixDumped{e: e, pid: t.pid, fd: d.fd}
-	t.unixTable.order = append(t.unixTable.order, s.Ino)
-	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: e}), nil
+	return id, nil
 }
 
 // dumpFile records the file a socket bound to a path is at: its owner
@@ -187,12 +200,13 @@ func (u *unixTable) dumpFile(pid int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 	return nil
 }
 
-// dumpQueue reads what is queued to the socket without taking it: at a
-// peek offset (SO_PEEK_OFF) moved along by each MSG_PEEK, set back after.
-// Credentials are read as the process would with SO_PASSCRED; a
-// descriptor in flight (SCM_RIGHTS) is refused: the peek installed it in
-// cryo, which closes it.
-func (u *unixTable) dumpQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock) error {
+// dumpUnixQueue reads what is queued to the socket without taking it: at
+// a peek offset (SO_PEEK_OFF) moved along by each MSG_PEEK, set back
+// after. Credentials are read as the process would with SO_PASSCRED. A
+// descriptor in flight (SCM_RIGHTS), which the peek installs in cryo, is
+// recorded as a file entry (dumpInFlight).
+func (t *Table) dumpUnixQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock) error {
+	u := &t.unixTable
 	off, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 	if err != nil {
 		return fmt.Errorf("read peek offset: %w", err)
@@ -215,7 +229,7 @@ func (u *unixTable) dumpQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(253*4))
 	for {
-		n, oobn, flags, from, err := unix.Recvmsg(fd, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		n, oobn, flags, from, err := unix.Recvmsg(fd, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC|unix.MSG_CMSG_CLOEXEC)
 		if errors.Is(err, unix.EAGAIN) {
 			return nil
 		}
@@ -223,18 +237,17 @@ func (u *unixTable) dumpQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 			return fmt.Errorf("peek queue: %w", err)
 		}
 		cred, rights, err := parseControl(oob[:oobn])
+		u.inFlight = append(u.inFlight, rights...) // closed once every process is dumped
 		if err != nil {
 			return err
-		}
-		if rights > 0 {
-			return fmt.Errorf("%w: %d descriptors in flight (SCM_RIGHTS) in its queue", ErrUnsupported, rights)
 		}
 		if flags&unix.MSG_CTRUNC != 0 {
 			return fmt.Errorf("%w: control messages in its queue that cryo cannot read", ErrUnsupported)
 		}
 		if n > len(buf) {
 			// A datagram larger than buf: peek it again, whole. The
-			// offset went past what was copied only.
+			// offset went past what was copied only. (Its descriptors,
+			// installed again, are the same files.)
 			back, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 			if err == nil {
 				err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, back-len(buf))
@@ -256,6 +269,17 @@ func (u *unixTable) dumpQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 			addr = sockaddrName(sa)
 		}
 		setPacketExtras(p.e, addr, cred)
+		if len(rights) > 0 {
+			scm := &skpacket.ScmEntry{Type: proto.Uint32(unix.SCM_RIGHTS)}
+			for _, r := range rights {
+				id, err := t.dumpInFlight(r, u.dumped[s.Ino].String())
+				if err != nil {
+					return fmt.Errorf("a descriptor in flight (SCM_RIGHTS) in its queue: %w", err)
+				}
+				scm.Rights = append(scm.Rights, id)
+			}
+			p.e.Scm = []*skpacket.ScmEntry{scm}
+		}
 		u.queues = append(u.queues, p)
 	}
 }
@@ -270,37 +294,124 @@ func sockaddrName(sa *unix.SockaddrUnix) []byte {
 }
 
 // parseControl reads the control messages of a peek: the credentials,
-// and how many descriptors it carried, closing them.
-func parseControl(b []byte) (*unix.Ucred, int, error) {
+// and the descriptors it carried, installed in cryo (returned even with
+// an error, for the caller to close).
+func parseControl(b []byte) (*unix.Ucred, []int, error) {
 	msgs, err := unix.ParseSocketControlMessage(b)
 	if err != nil {
-		return nil, 0, fmt.Errorf("parse control messages: %w", err)
+		return nil, nil, fmt.Errorf("parse control messages: %w", err)
 	}
 	var cred *unix.Ucred
-	rights := 0
+	var rights []int
 	for _, m := range msgs {
 		if m.Header.Level != unix.SOL_SOCKET {
-			return nil, 0, fmt.Errorf("%w: control message of level %d in its queue", ErrUnsupported, m.Header.Level)
+			return nil, rights, fmt.Errorf("%w: control message of level %d in its queue", ErrUnsupported, m.Header.Level)
 		}
 		switch m.Header.Type {
 		case unix.SCM_CREDENTIALS:
 			if cred, err = unix.ParseUnixCredentials(&m); err != nil {
-				return nil, 0, err
+				return nil, rights, err
 			}
 		case unix.SCM_RIGHTS:
 			fds, err := unix.ParseUnixRights(&m)
+			rights = append(rights, fds...)
 			if err != nil {
-				return nil, 0, err
+				return nil, rights, err
 			}
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-			rights += len(fds)
 		default:
-			return nil, 0, fmt.Errorf("%w: control message of type %d in its queue", ErrUnsupported, m.Header.Type)
+			return nil, rights, fmt.Errorf("%w: control message of type %d in its queue", ErrUnsupported, m.Header.Type)
 		}
 	}
 	return cred, rights, nil
+}
+
+// dumpInFlight records a descriptor in flight, installed in cryo as fd by
+// a peek, and returns its entry: the open file description a process of
+// the checkpoint holds, if one does (found by kcmp now or, held by one
+// dumped later, once every process is: finishUnix), else a pipe or unix
+// socket of its own. cryo keeps fd until every process is dumped.
+func (t *Table) dumpInFlight(fd int, in string) (uint32, error) {
+	self := os.Getpid()
+	d := &desc{fd: fd, path: proc.Path(self, "fd/"+strconv.Itoa(fd))}
+	if err := unix.Fstat(fd, &d.st); err != nil {
+		return 0, err
+	}
+	ino := inode{dev: d.st.Dev, ino: d.st.Ino}
+	id, at, err := t.sharedWith(self, fd, ino)
+	if err != nil || id != 0 {
+		return id, err
+	}
+	if d.link, err = os.Readlink(d.path); err != nil {
+		return 0, err
+	}
+	if d.info, err = proc.ReadFdinfo(self, fd); err != nil {
+		return 0, err
+	}
+	var k kind
+	switch {
+	case pipeKind{}.claims(d):
+		k = pipeKind{}
+	case unixKind{}.claims(d):
+		k = unixKind{}
+	default:
+		// Held by a process not dumped yet, or refused then: a
+		// placeholder id, from the top, no entry has.
+		id = ^uint32(len(t.unixTable.unresolved))
+		t.unixTable.unresolved = append(t.unixTable.unresolved, inFlight{fd: fd, ino: ino, id: id, link: d.link, in: in})
+		return id, nil
+	}
+	pid := t.pid
+	t.pid = self
+	id, err = k.dump(t, d)
+	t.pid = pid
+	if err != nil {
+		return 0, err
+	}
+	t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: self, fd: fd, id: id})
+	return id, nil
+}
+
+// inFlight is a descriptor in flight, installed in cryo as fd, whose
+// entry id is a placeholder until a process of the checkpoint is found
+// holding it.
+type inFlight struct {
+	fd   int
+	ino  inode
+	id   uint32
+	link string
+	in   string // the socket in whose queue it is
+}
+
+// resolveInFlight replaces each placeholder entry of a descriptor in
+// flight by a reference to the entry of the process that holds it, and
+// closes cryo's descriptors in flight.
+func (t *Table) resolveInFlight() error {
+	u := &t.unixTable
+	defer func() {
+		for _, fd := range u.inFlight {
+			unix.Close(fd)
+		}
+		u.inFlight = nil
+	}()
+	for _, f := range u.unresolved {
+		id, _, err := t.sharedWith(os.Getpid(), f.fd, f.ino)
+		if err != nil {
+			return err
+		}
+		if id == 0 {
+			return fmt.Errorf("%w: %s: a descriptor in flight (SCM_RIGHTS) of %s, which no process of the checkpoint holds (only pipes and unix sockets are kept then)", ErrUnsupported, f.in, f.link)
+		}
+		for _, p := range u.queues {
+			for _, scm := range p.e.Scm {
+				for i, r := range scm.Rights {
+					if r == f.id {
+						scm.Rights[i] = id
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // The fields of sk_packet_entry that CRIU's .proto reserves but go-criu's
@@ -388,6 +499,9 @@ func packetExtras(e *skpacket.SkPacketEntry) (addr []byte, cred *unix.Ucred, err
 // outside is recorded as an external entry.
 func (t *Table) finishUnix() error {
 	u := &t.unixTable
+	if err := t.resolveInFlight(); err != nil {
+		return err
+	}
 	// The pending connections' clients.
 	pending := map[uint32]uint32{} // client -> listening socket
 	for ino, s := range u.socks {
@@ -502,8 +616,15 @@ func (s *Set) loadUnix() error {
 		if err != nil {
 			return fmt.Errorf("%w: packet for socket %d: %w", ErrImage, e.GetIdFor(), err)
 		}
-		if len(e.Scm) > 0 {
-			return fmt.Errorf("%w: packet for socket %d carries control messages (SCM_RIGHTS)", ErrUnsupported, e.GetIdFor())
+		for _, scm := range e.Scm {
+			if scm.GetType() != unix.SCM_RIGHTS {
+				return fmt.Errorf("%w: packet for socket %d carries a control message of type %d", ErrUnsupported, e.GetIdFor(), scm.GetType())
+			}
+			for _, id := range scm.Rights {
+				if s.Files[id] == nil {
+					return imageErr("packet for socket %d carries file %d, which files.img lacks", e.GetIdFor(), id)
+				}
+			}
 		}
 		if _, _, err := packetExtras(e); err != nil {
 			return err

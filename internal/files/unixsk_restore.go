@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skunix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
@@ -39,13 +40,20 @@ import (
 // inode.
 type unixShared struct {
 	unixMade map[uint32]int
+	// unixHeld are cryo's descriptors of the files in flight made for
+	// the queues, and of their pipes.
+	unixHeld []int
+	// cryoPipes are the pipes made in cryo for their ends in flight, by
+	// pipe id.
+	cryoPipes map[uint32]*cryoPipe
 }
 
 func (u *unixShared) closeUnix() {
 	for _, fd := range u.unixMade {
 		unix.Close(fd)
 	}
-	u.unixMade = nil
+	closeAll(u.unixHeld)
+	u.unixMade, u.unixHeld, u.cryoPipes = nil, nil, nil
 }
 
 // SetCreds gives the credentials the process is restored with: the unix
@@ -88,7 +96,8 @@ type unixMaking struct {
 	// dirs are the directories made to bind names removed with them,
 	// removed once the names are.
 	dirs []string
-	// released are the sockets whose removed name is removed already.
+	// released are the sockets whose removed name is removed already,
+	// and their queues refilled.
 	released map[uint32]bool
 }
 
@@ -117,8 +126,10 @@ func (m *unixMaking) make(ino uint32) error {
 	p := m.byIno[e.GetPeer()]
 	switch {
 	case p == nil:
-		if e.GetState() == tcpEstablished && e.GetType() != unix.SOCK_DGRAM {
-			return m.pair(e, nil) // its peer had closed
+		// Connected, its peer closed since; but a bound datagram
+		// socket others connected to is "established" too.
+		if e.GetState() == tcpEstablished && (e.GetType() != unix.SOCK_DGRAM || len(e.GetName()) == 0) {
+			return m.pair(e, nil)
 		}
 		return m.single(e, nil)
 	case p.GetState() == tcpListen: // a connection not accepted yet
@@ -302,6 +313,9 @@ func (m *unixMaking) finish() error {
 		}
 	}
 	for i := 0; i < len(m.unit); i++ {
+		if m.released[m.unit[i]] {
+			continue
+		}
 		if err := m.fill(m.byIno[m.unit[i]]); err != nil {
 			return fmt.Errorf("refill the queue of unix socket %d: %w", m.unit[i], err)
 		}
@@ -358,20 +372,163 @@ func (m *unixMaking) fill(e *skunix.UnixSkEntry) error {
 		if err != nil {
 			return err
 		}
-		if err := m.send(from, dest, p.data, cred); err != nil {
+		var rights []int
+		for _, scm := range p.e.Scm {
+			for _, id := range scm.Rights {
+				fd, err := m.inFlight(id)
+				if err != nil {
+					closeAll(rights)
+					return fmt.Errorf("file %d in flight: %w", id, err)
+				}
+				rights = append(rights, fd)
+			}
+		}
+		err = m.send(from, dest, p.data, cred, rights)
+		closeAll(rights)
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// inFlight returns a descriptor of cryo's, for the caller to close, of
+// file id, to put in flight again: the open file description a process
+// of the tree (this one too) has open already, else a unix socket or an
+// end of a pipe made here. Such a description made here is where the
+// processes that hold it later take it from (Shared.opened).
+func (m *unixMaking) inFlight(id uint32) (int, error) {
+	r := m.r
+	f := r.set.Files[id]
+	if f.Usk != nil {
+		if err := m.make(f.Usk.GetIno()); err != nil {
+			return -1, err
+		}
+		return unix.FcntlInt(uintptr(m.fd(f.Usk.GetIno())), unix.F_DUPFD_CLOEXEC, 0)
+	}
+	if ref, ok := r.shared.opened[id]; ok {
+		if ref.pid == os.Getpid() {
+			return unix.FcntlInt(uintptr(ref.fd), unix.F_DUPFD_CLOEXEC, 0)
+		}
+		return Getfd(ref.pid, ref.fd)
+	}
+	for _, fd := range r.set.Fds {
+		if fd.GetId() == id && r.placed[uint64(fd.GetFd())] {
+			return r.getfd(uint64(fd.GetFd()))
+		}
+	}
+	if f.Pipe == nil {
+		return -1, fmt.Errorf("%w: a %v in flight (SCM_RIGHTS) that no process of the tree has open before", ErrUnsupported, f.GetType())
+	}
+	fd, err := m.pipeEnd(f)
+	if err != nil {
+		return -1, err
+	}
+	kept, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	r.shared.unixHeld = append(r.shared.unixHeld, kept)
+	r.shared.opened[id] = fdRef{pid: os.Getpid(), fd: kept, id: id}
+	return fd, nil
+}
+
+// pipeEnd returns a new descriptor of cryo's of pipe entry f: opened
+// where a process of the tree (this one too) has the pipe, else from a
+// pipe made in cryo and filled with its data, which the processes that
+// have it later get their ends of (Shared.cryoPipes).
+func (m *unixMaking) pipeEnd(f *fdinfo.FileEntry) (int, error) {
+	r, id := m.r, f.Pipe.GetPipeId()
+	if p, ok := r.shared.cryoPipes[id]; ok {
+		return p.take(f.Pipe.GetFlags())
+	}
+	path := ""
+	if ref, ok := r.shared.pipes[id]; ok {
+		path = "/proc/" + strconv.Itoa(ref.pid) + "/fd/" + strconv.Itoa(ref.fd)
+	}
+	for _, fd := range r.set.Fds {
+		if p := r.set.Files[fd.GetId()].GetPipe(); p != nil && p.GetPipeId() == id && r.placed[uint64(fd.GetFd())] {
+			path = "/proc/" + strconv.Itoa(r.pid) + "/fd/" + strconv.Itoa(int(fd.GetFd()))
+		}
+	}
+	if path != "" {
+		return openCryoPipe(path, f.Pipe.GetFlags())
+	}
+	var ends [2]int
+	if err := unix.Pipe2(ends[:], unix.O_CLOEXEC); err != nil {
+		return -1, fmt.Errorf("make pipe %d: %w", id, err)
+	}
+	r.shared.unixHeld = append(r.shared.unixHeld, ends[0], ends[1])
+	d := r.set.pipes[id]
+	if err := fillPipeFd(ends[1], int(d.e.GetSize()), d.data); err != nil {
+		return -1, fmt.Errorf("pipe %d: %w", id, err)
+	}
+	p := &cryoPipe{ends: ends}
+	if r.shared.cryoPipes == nil {
+		r.shared.cryoPipes = map[uint32]*cryoPipe{}
+	}
+	r.shared.cryoPipes[id] = p
+	return p.take(f.Pipe.GetFlags())
+}
+
+// cryoPipe is a pipe made in cryo for one of its ends in flight: the
+// ends pipe() made, and whether an entry was given each.
+type cryoPipe struct {
+	ends  [2]int
+	given [2]bool
+}
+
+// take returns a new descriptor of cryo's of an end of the pipe with
+// status flags: the end pipe() made if the flags say an entry had it (as
+// pipeKind.open tells), else the end opened again.
+func (p *cryoPipe) take(flags uint32) (int, error) {
+	end := 0
+	if flags&unix.O_ACCMODE == unix.O_WRONLY {
+		end = 1
+	}
+	if flags&unix.O_LARGEFILE == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
+		p.given[end] = true
+		fd, err := unix.FcntlInt(uintptr(p.ends[end]), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(flags)); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("set pipe flags %#o: %w", flags, err)
+		}
+		return fd, nil
+	}
+	return openCryoPipe("/proc/self/fd/"+strconv.Itoa(p.ends[end]), flags)
+}
+
+// openCryoPipe opens a pipe in cryo through path with status flags, as
+// openPipe does in a process.
+func openCryoPipe(path string, flags uint32) (int, error) {
+	fd, err := unix.Open(path, int(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", path, err)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(flags)); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("set flags %#o of %s: %w", flags, path, err)
+	}
+	return fd, nil
+}
+
 // sender returns the socket a packet to e from addr is sent from, and
 // the address to send it to (nil: the sender's peer, e).
 func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.SockaddrUnix, error) {
+	if t, ok := m.tmp[e.GetIno()]; ok {
+		return t, nil, nil // its peer had closed
+	}
 	if e.GetType() != unix.SOCK_DGRAM {
-		if t, ok := m.tmp[e.GetIno()]; ok {
-			return t, nil, nil
-		}
 		if fd, ok := m.r.shared.unixMade[e.GetPeer()]; ok {
 			return fd, nil, nil
 		}
@@ -393,8 +550,11 @@ func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.Sock
 			return -1, nil, err
 		}
 		from = m.fd(fromEntry.GetIno())
-	} else if p := m.byIno[e.GetPeer()]; p != nil && len(p.GetName()) == 0 && p.GetUflags()&uskExtern == 0 {
-		fromEntry, from = p, m.fd(p.GetIno())
+	} else if c := m.unnamedClient(e); c != nil {
+		if err := m.make(c.GetIno()); err != nil {
+			return -1, nil, err
+		}
+		fromEntry, from = c, m.fd(c.GetIno())
 	} else if fd, ok := m.tmp[^e.GetIno()]; ok {
 		from = fd
 	} else {
@@ -416,10 +576,26 @@ func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.Sock
 	return from, &unix.SockaddrUnix{Name: addrString(e)}, nil
 }
 
+// unnamedClient returns a socket of no name that can send to e without
+// naming it, or e's peer of no name: any sends as the unnamed sender of a
+// datagram did. Nil if none.
+func (m *unixMaking) unnamedClient(e *skunix.UnixSkEntry) *skunix.UnixSkEntry {
+	for _, ino := range slices.Sorted(maps.Keys(m.byIno)) {
+		c := m.byIno[ino]
+		if c.GetPeer() == e.GetIno() && len(c.GetName()) == 0 && c.GetType() == unix.SOCK_DGRAM && c.GetUflags()&uskExtern == 0 {
+			return c
+		}
+	}
+	if p := m.byIno[e.GetPeer()]; p != nil && len(p.GetName()) == 0 && p.GetUflags()&uskExtern == 0 {
+		return p
+	}
+	return nil
+}
+
 // send sends data from socket fd to dest (its peer if nil) with the
 // credentials cred (the dump's, else the process's own): cryo's would be
 // root's.
-func (m *unixMaking) send(fd int, dest *unix.SockaddrUnix, data []byte, cred *unix.Ucred) error {
+func (m *unixMaking) send(fd int, dest *unix.SockaddrUnix, data []byte, cred *unix.Ucred, rights []int) error {
 	if cred == nil {
 		cred = &unix.Ucred{Pid: int32(m.r.pid), Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid())}
 		if c := m.r.creds; c != nil {
@@ -431,7 +607,11 @@ func (m *unixMaking) send(fd int, dest *unix.SockaddrUnix, data []byte, cred *un
 		to = dest
 	}
 	for {
-		n, err := unix.SendmsgN(fd, data, unix.UnixCredentials(cred), to, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		oob := unix.UnixCredentials(cred)
+		if len(rights) > 0 {
+			oob = append(oob, unix.UnixRights(rights...)...)
+		}
+		n, err := unix.SendmsgN(fd, data, oob, to, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		if errors.Is(err, unix.ESRCH) && cred.Pid != int32(m.r.pid) {
 			// The sender has exited: the credentials stay, with the
 			// pid of the receiving process.
@@ -443,7 +623,7 @@ func (m *unixMaking) send(fd int, dest *unix.SockaddrUnix, data []byte, cred *un
 		if err != nil {
 			return fmt.Errorf("send %d bytes: %w", len(data), err)
 		}
-		data = data[n:]
+		data, rights = data[n:], nil // the descriptors went with the first bytes
 		if len(data) == 0 {
 			return nil
 		}
@@ -572,6 +752,13 @@ func (m *unixMaking) release(e *skunix.UnixSkEntry) error {
 				return err
 			}
 		}
+	}
+	// Its queue too, while its name reaches it: from a thread of cryo's
+	// (this one, the process's, cannot give credentials).
+	done := make(chan error, 1)
+	go func() { done <- m.fill(e) }()
+	if err := <-done; err != nil {
+		return fmt.Errorf("refill the queue of unix socket %d: %w", e.GetIno(), err)
 	}
 	if err := chdirName(e); err != nil {
 		return err
