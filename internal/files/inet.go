@@ -155,9 +155,12 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 		e.Backlog = proto.Uint32(diag.Wqueue)
 	case protocol == unix.IPPROTO_TCP && state == tcpClose:
-	case protocol == unix.IPPROTO_TCP && state == tcpEstablished:
-		if diag.Shutdown != 0 {
-			return 0, fmt.Errorf("%w: TCP connection %v -> %v shut down (%v)", ErrUnsupported, local, remote, e.GetShutdown())
+	case protocol == unix.IPPROTO_TCP && isConnection(state):
+		// Shut down for writing, a connection has sent its FIN
+		// (FIN_WAIT*); shut down for reading, what the peer sends is
+		// dropped, which a restore cannot do.
+		if want := writeShut(state); diag.Shutdown != want {
+			return 0, fmt.Errorf("%w: TCP connection %v -> %v in state %s shut down (%v)", ErrUnsupported, local, remote, tcpStateName(state), e.GetShutdown())
 		}
 		if err := t.addConnection(fd, e, local, remote); err != nil {
 			return 0, err
@@ -379,7 +382,7 @@ func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
 	}
 	switch p, st := e.GetProto(), e.GetState(); {
 	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && (st == tcpListen || st == tcpClose):
-	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && st == tcpEstablished:
+	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && isConnection(st):
 		return s.checkConnection(f)
 	case e.GetType() == unix.SOCK_DGRAM && p == unix.IPPROTO_UDP && (st == tcpClose || st == tcpEstablished):
 	default:
@@ -402,7 +405,7 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		return 0, err
 	}
 	defer unix.Close(fd)
-	if e.GetState() == tcpEstablished && e.GetProto() == unix.IPPROTO_TCP {
+	if e.GetProto() == unix.IPPROTO_TCP && isConnection(e.GetState()) {
 		err = r.restoreConnection(fd, f)
 	} else if err = setupInet(fd, e); err == nil {
 		err = r.restoreDatagrams(fd, f)

@@ -43,6 +43,30 @@ import (
 // lock goes then: the lock kept by the dump, or one the restore took if
 // it was gone.
 
+// TCP states of a connection shut down for writing, its FIN sent
+// (include/net/tcp_states.h).
+const (
+	tcpFinWait1 = 4
+	tcpFinWait2 = 5
+)
+
+// isConnection reports whether a TCP socket in state is a connection
+// cryo keeps: established, or shut down for writing (FIN_WAIT1, its FIN
+// sent or queued, or FIN_WAIT2, its FIN acknowledged). The states where
+// the peer's FIN came (CLOSE_WAIT, LAST_ACK, CLOSING) need that FIN put
+// back in the receive queue, which only the peer can send: refused.
+func isConnection(state uint32) bool {
+	return state == tcpEstablished || state == tcpFinWait1 || state == tcpFinWait2
+}
+
+// writeShut is the sk_shutdown of a connection in state.
+func writeShut(state uint32) uint8 {
+	if state == tcpEstablished {
+		return 0
+	}
+	return kernel.SendShutdown
+}
+
 // tcpTable is the established TCP connections a dump holds, locked and
 // in repair mode from LockConnections on.
 type tcpTable struct {
@@ -118,10 +142,17 @@ func dumpStream(fd int) (*tcpstream.TcpStreamEntry, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read TCP_INFO: %w", err)
 	}
-	if info.State != tcpEstablished {
+	if !isConnection(uint32(info.State)) {
 		return nil, nil, fmt.Errorf("%w: in state %s", ErrUnsupported, tcpStateName(uint32(info.State)))
 	}
-	queue := func(q, lenIoctl int, name string) (uint32, []byte, error) {
+	// The FIN of FIN_WAIT1, not acknowledged yet, counts in the send
+	// queue's length (and in what is not sent, until it is), not in its
+	// data; the queue's sequence, CRIU's outq_seq, counts it.
+	fin := 0
+	if info.State == tcpFinWait1 {
+		fin = 1
+	}
+	queue := func(q, lenIoctl int, name string, fin int) (uint32, []byte, error) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_TCP, unix.TCP_REPAIR_QUEUE, q); err != nil {
 			return 0, nil, fmt.Errorf("select the %s queue: %w", name, err)
 		}
@@ -132,6 +163,9 @@ func dumpStream(fd int) (*tcpstream.TcpStreamEntry, []byte, error) {
 		n, err := unix.IoctlGetInt(fd, uint(lenIoctl))
 		if err != nil {
 			return 0, nil, fmt.Errorf("read the %s queue's length: %w", name, err)
+		}
+		if n -= fin; n < 0 {
+			return 0, nil, fmt.Errorf("the %s queue's length %d does not count its FIN", name, n+fin)
 		}
 		data := make([]byte, n)
 		if n > 0 {
@@ -145,17 +179,20 @@ func dumpStream(fd int) (*tcpstream.TcpStreamEntry, []byte, error) {
 		}
 		return uint32(seq), data, nil
 	}
-	inSeq, in, err := queue(kernel.TCPRecvQueue, unix.SIOCINQ, "receive")
+	inSeq, in, err := queue(kernel.TCPRecvQueue, unix.SIOCINQ, "receive", 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	outSeq, out, err := queue(kernel.TCPSendQueue, unix.SIOCOUTQ, "send")
+	outSeq, out, err := queue(kernel.TCPSendQueue, unix.SIOCOUTQ, "send", fin)
 	if err != nil {
 		return nil, nil, err
 	}
 	unsent, err := unix.IoctlGetInt(fd, unix.SIOCOUTQNSD)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the unsent length: %w", err)
+	}
+	if unsent > 0 {
+		unsent -= fin
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_TCP, unix.TCP_REPAIR_QUEUE, 0); err != nil {
 		return nil, nil, fmt.Errorf("select no queue: %w", err)
@@ -324,6 +361,9 @@ type restoredConn struct {
 	dst    netip.AddrPort
 	unsent []byte
 	reuse  bool // SO_REUSEADDR, which leaving repair mode clears
+	// shut is whether it was shut down for writing: its FIN is sent
+	// again after what it had not sent.
+	shut bool
 }
 
 // lockConnections makes sure the connections of the checkpoint (every
@@ -338,7 +378,7 @@ func (r *Restorer) lockConnections() error {
 	var inos []uint32
 	for _, f := range r.set.Files {
 		e := f.GetIsk()
-		if e == nil || e.GetProto() != unix.IPPROTO_TCP || e.GetState() != tcpEstablished {
+		if e == nil || e.GetProto() != unix.IPPROTO_TCP || !isConnection(e.GetState()) {
 			continue
 		}
 		src, _ := wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
@@ -378,7 +418,7 @@ func (r *Restorer) restoreConnection(fd int, f *fdinfo.FileEntry) error {
 	if err != nil {
 		return fmt.Errorf("duplicate socket: %w", err)
 	}
-	c := &restoredConn{fd: dup, reuse: e.Opts.GetReuseaddr()}
+	c := &restoredConn{fd: dup, reuse: e.Opts.GetReuseaddr(), shut: e.GetState() != tcpEstablished}
 	c.src, _ = wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
 	c.dst, _ = wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort())
 	r.shared.conns = append(r.shared.conns, c)
@@ -413,7 +453,13 @@ func restoreStream(fd int, e *skinet.InetSkEntry, s *tcpStream, c *restoredConn)
 	if err := setSeq(kernel.TCPRecvQueue, s.GetInqSeq()-s.GetInqLen()); err != nil {
 		return err
 	}
-	if err := setSeq(kernel.TCPSendQueue, s.GetOutqSeq()-s.GetOutqLen()); err != nil {
+	// The FIN of a connection shut down for writing is in outq_seq and
+	// is sent again (ResumeConnections).
+	fin := uint32(0)
+	if c.shut {
+		fin = 1
+	}
+	if err := setSeq(kernel.TCPSendQueue, s.GetOutqSeq()-s.GetOutqLen()-fin); err != nil {
 		return err
 	}
 	if err := unix.Bind(fd, sockaddr(e.GetFamily(), c.src)); err != nil {
@@ -496,6 +542,13 @@ func (s *Shared) ResumeConnections() error {
 		}
 		if err := sendAll(c.fd, c.unsent); err != nil {
 			return fmt.Errorf("TCP connection %v -> %v: send %d bytes not sent before the dump: %w", c.src, c.dst, len(c.unsent), err)
+		}
+		// A FIN the peer had acknowledged comes to it again, as a
+		// duplicate it acknowledges again.
+		if c.shut {
+			if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+				return fmt.Errorf("TCP connection %v -> %v: shut down for writing: %w", c.src, c.dst, err)
+			}
 		}
 	}
 	for _, c := range s.conns {

@@ -483,3 +483,80 @@ func TestRestoreInetPrivilegedPort(t *testing.T) {
 		t.Errorf("the restored listener's connection says %q, %v", line, err)
 	}
 }
+
+// TestRestoreTCPHalfClosed restores connections the subject shut down
+// for writing, their peer outside the checkpoint: with data still queued
+// ahead of its FIN (FIN_WAIT1), and with its FIN acknowledged
+// (FIN_WAIT2). The peer reads every byte, then the end of the stream,
+// and what it sends after the restore reaches the subject.
+func TestRestoreTCPHalfClosed(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		name, suffix string
+		state        uint32
+	}{
+		{"FIN_WAIT1", ":shut", 4},
+		{"FIN_WAIT2", ":quiet:shut", 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 32<<10) })
+				return errors.Join(err, serr)
+			}}
+			l, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			s := startInet(t, fmt.Sprintf("tcp4:%d%s", l.Addr().(*net.TCPAddr).Port, tc.suffix))
+			peer, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			if _, err := peer.Write([]byte("before|")); err != nil {
+				t.Fatal(err)
+			}
+			s.WaitTicks(t, 2)
+			c := dumpAndReap(t, s)
+			e := dumpedFiles(t, c)[int(s.ReadyUint(t, "tcp4"))].GetIsk()
+			if e.GetState() != tc.state {
+				t.Fatalf("dumped in state %d, want %d", e.GetState(), tc.state)
+			}
+			restoreSubject(t, s, c, restore.Options{})
+			if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			peer.SetDeadline(time.Now().Add(20 * time.Second))
+			data, err := io.ReadAll(peer)
+			if err != nil || len(data) != int(s.ReadyUint(t, "tcp4_sent")) {
+				t.Fatalf("the peer read %d bytes, %v; want %s, then the end of the stream", len(data), err, s.Ready["tcp4_sent"])
+			}
+			for i, b := range data {
+				if b != byte(i%251) {
+					t.Fatalf("byte %d is %d, want %d", i, b, i%251)
+				}
+			}
+			if _, err := peer.Write([]byte("after|")); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				var got string
+				for _, l := range strings.Split(s.Output(), "\n") {
+					if f := strings.Fields(l); len(f) == 3 && f[0] == "got" {
+						got += f[2]
+					}
+				}
+				if got == "before|after|" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the subject read %q, want %q", got, "before|after|")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -16,7 +16,10 @@
 //                     a TCP connection to PORT on 127.0.0.1 or ::1; once
 //                     connected it writes FILL bytes (byte i is i % 251),
 //                     as many as the socket takes without blocking, so
-//                     that a peer that does not read leaves them queued
+//                     that a peer that does not read leaves them queued;
+//                     tcp4:PORT:quiet writes nothing, tcp4:PORT:shut then
+//                     shuts the connection down for writing (and does not
+//                     answer what it reads)
 //   raw               a raw ICMP socket (a dump refuses it)
 //   drop              not a socket: once the sockets before it are set up,
 //                     the subject becomes uid and gid 65534 (nobody), all
@@ -63,6 +66,7 @@ struct sock {
 	int fd;
 	int port;
 	long sent;
+	int shut;
 };
 
 static volatile sig_atomic_t serving;
@@ -155,7 +159,7 @@ static void setup(struct sock *s, const char *arg) {
 		if (fcntl(s->fd, F_SETFL, O_NONBLOCK) < 0)
 			fail("fcntl: %s", strerror(errno));
 		char buf[4096];
-		while (s->sent < FILL) {
+		while (s->sent < FILL && !strstr(colon, ":quiet")) {
 			for (size_t i = 0; i < sizeof buf; i++)
 				buf[i] = (s->sent + i) % 251;
 			ssize_t w = write(s->fd, buf, sizeof buf);
@@ -164,6 +168,11 @@ static void setup(struct sock *s, const char *arg) {
 			if (w < 0)
 				fail("write: %s", strerror(errno));
 			s->sent += w;
+		}
+		if (strstr(colon, ":shut")) {
+			s->shut = 1;
+			if (shutdown(s->fd, SHUT_WR) < 0)
+				fail("shutdown: %s", strerror(errno));
 		}
 	} else if (!strncmp(arg, "netlink", 7)) {
 		s->kind = NETLINK;
@@ -245,6 +254,8 @@ static void serve(struct sock *s) {
 		if (n <= 0)
 			fail("read %s: %zd %s", s->name, n, n < 0 ? strerror(errno) : "end of stream");
 		got(s, buf, n);
+		if (s->shut)
+			return;
 		memcpy(out, "echo:", 5);
 		memcpy(out + 5, buf, n);
 		if (write(s->fd, out, n + 5) != n + 5)
