@@ -2,6 +2,7 @@ package dump_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -76,24 +77,49 @@ func TestDumpInetRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
 		name, arg string
+		// peer, if set, is a listener the subject connects to (arg
+		// gains its port), whose end is passed to before.
+		peer bool
 		// before is done to the subject before the dump.
-		before func(t *testing.T, s *testutil.Subject)
+		before func(t *testing.T, s *testutil.Subject, peer net.Conn)
 		want   []string
 	}{
 		{name: "raw", arg: "raw", want: []string{"RAW socket"}},
 		{name: "netlink queue", arg: "netlinkq", want: []string{"netlink socket with a message of"}},
-		{name: "accept queue", arg: "listen4", before: func(t *testing.T, s *testutil.Subject) {
+		{name: "accept queue", arg: "listen4", before: func(t *testing.T, s *testutil.Subject, _ net.Conn) {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+s.Ready["listen4_port"], 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { c.Close() })
 		}, want: []string{"TCP listener 127.0.0.1:", "1 connections not accepted"}},
+		{name: "closed by the peer", arg: "tcp4", peer: true, before: func(t *testing.T, s *testutil.Subject, peer net.Conn) {
+			peer.Close()
+			s.WaitTicks(t, 2)
+		}, want: []string{"TCP socket 127.0.0.1:", "in state CLOSE_WAIT"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), tc.arg)
+			arg := tc.arg
+			var l net.Listener
+			if tc.peer {
+				var err error
+				if l, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				arg = fmt.Sprintf("%s:%d:quiet", arg, l.Addr().(*net.TCPAddr).Port)
+			}
+			s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), arg)
+			var peer net.Conn
+			if l != nil {
+				var err error
+				if peer, err = l.Accept(); err != nil {
+					t.Fatal(err)
+				}
+				defer peer.Close()
+			}
 			if tc.before != nil {
-				tc.before(t, s)
+				tc.before(t, s, peer)
 			}
 			expectRefused(t, s, dump.Options{LeaveRunning: true}, tc.want...)
 		})
