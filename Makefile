@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/image
 	$(GO) test -run '^$$' -fuzz '^FuzzGNUBuildID$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
 	$(GO) test -run '^$$' -fuzz '^FuzzDatagramSender$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
+	$(GO) test -run '^$$' -fuzz '^FuzzPacketExtras$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
 	$(GO) test -run '^$$' -fuzz '^FuzzSeccompProgram$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzParseInetDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzUnixDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel

@@ -43,11 +43,13 @@ import (
 // lock goes then: the lock kept by the dump, or one the restore took if
 // it was gone.
 
-// TCP states of a connection shut down for writing, its FIN sent
-// (include/net/tcp_states.h).
+// TCP states (include/net/tcp_states.h) besides unixsk.go's: a
+// connection shut down for writing, its FIN sent, and a socket not
+// connected (a UDP one too).
 const (
 	tcpFinWait1 = 4
 	tcpFinWait2 = 5
+	tcpClose    = 7
 )
 
 // isConnection reports whether a TCP socket in state is a connection

@@ -30,15 +30,17 @@ import (
 // accepted, its shutdown state. The data queued to it is read without
 // being consumed (MSG_PEEK at a peek offset moved along, on a duplicate)
 // into sk-queues.img, one record per datagram, with its sender's address
-// and credentials. Peers must be in the checkpoint, with the criu's
-// exception (--ext-unix-sk) of a datagram socket connected to a bound
-// name outside it. The restore is in unixsk_restore.go.
+// and credentials, and the descriptors in flight with it (SCM_RIGHTS) as
+// file entries. Peers must be in the checkpoint, but for criu's exception
+// (--ext-unix-sk): a datagram socket connected to a bound name outside
+// it. The restore is in unixsk_restore.go.
 type unixKind struct{}
 
-// The states of sk_state that unix sockets take (include/net/tcp_states.h).
+// The states of sk_state that tell a unix socket's
+// (include/net/tcp_states.h): connected (or, for a datagram socket, one
+// others connected to), and listening.
 const (
 	tcpEstablished = 1
-	tcpClose       = 7
 	tcpListen      = 10
 )
 
@@ -53,9 +55,9 @@ func (unixKind) claims(d *desc) bool {
 	return d.mode() == unix.S_IFSOCK && socketFamily(d) == unix.AF_UNIX
 }
 
-// socketFamily is the address family of the socket behind d, read from
-// /proc/PID/fdinfo's view of it through the socket's extended
-// attribute; -1 if unknown.
+// socketFamily is the address family of the socket behind d, told by the
+// name of its protocol (sockfs's extended attribute
+// system.sockprotoname); -1 if not one cryo knows.
 func socketFamily(d *desc) int {
 	v := make([]byte, 16)
 	n, err := unix.Getxattr(d.path, "system.sockprotoname", v)
@@ -444,7 +446,12 @@ func setPacketExtras(e *skpacket.SkPacketEntry, addr []byte, cred *unix.Ucred) {
 // packetExtras reads what setPacketExtras recorded: nil for what is not
 // there.
 func packetExtras(e *skpacket.SkPacketEntry) (addr []byte, cred *unix.Ucred, err error) {
-	b := e.ProtoReflect().GetUnknown()
+	return parsePacketExtras(e.ProtoReflect().GetUnknown())
+}
+
+// parsePacketExtras parses the fields of a packet record go-criu does not
+// know, as the wire holds them; others are skipped.
+func parsePacketExtras(b []byte) (addr []byte, cred *unix.Ucred, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {

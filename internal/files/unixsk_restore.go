@@ -338,14 +338,14 @@ func (m *unixMaking) finish() error {
 		removed := map[string]bool{} // an accepted socket has its listening one's name
 		for _, ino := range m.unit {
 			e := m.byIno[ino]
-			if !e.GetDeleted() || len(e.GetName()) == 0 || e.GetName()[0] == 0 || m.released[ino] || removed[e.GetNameDir()+"\x00"+pathName(e)] {
+			if !e.GetDeleted() || len(e.GetName()) == 0 || e.GetName()[0] == 0 || m.released[ino] || removed[e.GetNameDir()+"\x00"+addrString(e)] {
 				continue
 			}
-			removed[e.GetNameDir()+"\x00"+pathName(e)] = true
+			removed[e.GetNameDir()+"\x00"+addrString(e)] = true
 			if err := chdirName(e); err != nil {
 				return err
 			}
-			if err := unix.Unlink(pathName(e)); err != nil {
+			if err := unix.Unlink(addrString(e)); err != nil {
 				return fmt.Errorf("remove %s, removed at the dump: %w", sockName(e.GetName()), err)
 			}
 		}
@@ -672,8 +672,6 @@ func addrString(e *skunix.UnixSkEntry) string {
 	return string(bytes.TrimRight(name, "\x00"))
 }
 
-func pathName(e *skunix.UnixSkEntry) string { return addrString(e) }
-
 // chdirName moves the calling thread (asProcess's) to the directory a
 // relative name of e is in.
 func chdirName(e *skunix.UnixSkEntry) error {
@@ -700,7 +698,7 @@ func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
 		if err := chdirName(e); err != nil {
 			return err
 		}
-		path := pathName(e)
+		path := addrString(e)
 		if e.GetDeleted() {
 			if err := m.makeDirs(filepath.Dir(path)); err != nil {
 				return err
@@ -720,7 +718,7 @@ func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
 		return fmt.Errorf("bind %s: %w", sockName(name), err)
 	}
 	if perms := e.GetFilePerms(); perms != nil && name[0] != 0 && !e.GetDeleted() {
-		path := pathName(e)
+		path := addrString(e)
 		if err := unix.Fchmodat(unix.AT_FDCWD, path, perms.GetMode()&07777, 0); err != nil {
 			return fmt.Errorf("chmod %s %#o: %w", path, perms.GetMode()&07777, err)
 		}
@@ -763,7 +761,7 @@ func (m *unixMaking) release(e *skunix.UnixSkEntry) error {
 	if err := chdirName(e); err != nil {
 		return err
 	}
-	if err := unix.Unlink(pathName(e)); err != nil {
+	if err := unix.Unlink(addrString(e)); err != nil {
 		return fmt.Errorf("remove %s, removed at the dump: %w", sockName(name), err)
 	}
 	m.released[e.GetIno()] = true

@@ -2,10 +2,13 @@ package restore_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,5 +229,104 @@ func TestRestoreUnixRights(t *testing.T) {
 	}
 	if n, err := unix.Read(fds[1], buf); err != nil || string(buf[:n]) != "more" {
 		t.Errorf("the pipe in flight reads %q, %v after a write to pw; want more", buf[:n], err)
+	}
+}
+
+// TestRestoreUnixAsNobody restores the subject run as nobody: its
+// sockets are made as nobody, so the bound file is nobody's and each end
+// of a connection sees nobody as its peer (SO_PEERCRED), not root; and a
+// path nobody may no longer bind at (its directory now root's) fails the
+// restore, naming it.
+func TestRestoreUnixAsNobody(t *testing.T) {
+	testutil.RequireRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skipf("needs setpriv (util-linux): %v", err)
+	}
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "unixsk")
+	b, err := os.ReadFile(testutil.BuildC(t, "unixsk.c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var files string
+	runs := 0
+	start := func() (*subject, int) {
+		runs++
+		files = filepath.Join(dir, "files"+strconv.Itoa(runs))
+		if err := os.Mkdir(files, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(files, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		s := &subject{Subject: testutil.StartSubject(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", bin, files), dir: files}
+		child := int(s.ReadyUint(t, "child"))
+		testutil.KillPidsAtCleanup(t, s.Pid, child)
+		s.WaitTicks(t, 3)
+		return s, child
+	}
+	peerUID := func(pid int, s *subject, name string) uint32 {
+		t.Helper()
+		cred, err := unix.GetsockoptUcred(testutil.UnixSocketDup(t, pid, int(s.ReadyUint(t, name))), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err != nil {
+			t.Fatalf("%s: SO_PEERCRED: %v", name, err)
+		}
+		return cred.Uid
+	}
+
+	s, child := start()
+	before := unixSockets(t, s, child)
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	if diff := cmp.Diff(before, unixSockets(t, s, child)); diff != "" {
+		t.Errorf("restored sockets differ (-dumped +restored):\n%s", diff)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(files, "lis"), &st); err != nil || st.Uid != nobody || st.Gid != nobody || st.Mode != unix.S_IFSOCK|0o640 {
+		t.Errorf("%s/lis: owner %d:%d mode %#o, %v; want nobody's, 0640", files, st.Uid, st.Gid, st.Mode, err)
+	}
+	for _, name := range []string{"st0", "st1", "acc", "cli", "pend1", "sh1"} {
+		if uid := peerUID(s.Pid, s, name); uid != nobody {
+			t.Errorf("%s: its peer's uid (SO_PEERCRED) is %d, want nobody's", name, uid)
+		}
+	}
+
+	// The directory becomes root's: nobody may not bind there (another
+	// one: the first subject still holds its names).
+	s, child = start()
+	c = dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"lis", "named"} {
+		if err := os.Remove(filepath.Join(files, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(files, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = restore.Restore(context.Background(), restore.Options{Dir: c.dir})
+	if err == nil || !strings.Contains(err.Error(), "bind "+strconv.Quote(filepath.Join(files, "lis"))) || !errors.Is(err, unix.EACCES) {
+		t.Fatalf("restore with %s root's: %v, want binding lis refused (EACCES)", files, err)
+	}
+	if _, err := os.Lstat(filepath.Join(files, "lis")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s/lis exists after the refused restore: %v", files, err)
 	}
 }
