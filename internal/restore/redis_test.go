@@ -56,6 +56,7 @@ func TestRestoreRedis(t *testing.T) {
 		}
 		t.Fatal("redis-server not found: run `make test`, which installs it (Debian package redis-server), or use -short")
 	}
+	unlockKeptAtCleanup(t)
 	// A free port.
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
