@@ -209,12 +209,16 @@ func TestRestoreTCPEstablished(t *testing.T) {
 		tcpClose bool
 		// failAt fails the dump at that step: the connection goes on.
 		failAt string
+		// failRestoreAt fails a first restore at that step, after the
+		// connection is made: the next restore brings it back.
+		failRestoreAt string
 	}{
 		{name: "ipv4", network: "tcp4", addr: "127.0.0.1"},
 		{name: "ipv6", network: "tcp6", addr: "::1"},
 		{name: "ipv4 leave running", network: "tcp4", addr: "127.0.0.1", leaveRunning: true},
 		{name: "tcp-close", network: "tcp4", addr: "127.0.0.1", tcpClose: true},
 		{name: "dump failed in repair mode", network: "tcp4", addr: "127.0.0.1", failAt: "pages"},
+		{name: "restore failed, then done", network: "tcp6", addr: "::1", failRestoreAt: "resume"},
 		{name: "dump failed at the end", network: "tcp6", addr: "::1", failAt: "sync"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,6 +295,15 @@ func TestRestoreTCPEstablished(t *testing.T) {
 					t.Fatal(err)
 				}
 				want += "locked|"
+				if tc.failRestoreAt != "" {
+					_, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir, FailAt: tc.failRestoreAt})
+					if !errors.Is(err, restore.ErrInjected) {
+						t.Fatalf("restore failing at %s: %v", tc.failRestoreAt, err)
+					}
+					if err := testutil.WaitPidsFree(s.Pid); err != nil {
+						t.Fatal(err)
+					}
+				}
 				restoreSubject(t, s, c, restore.Options{TCPClose: tc.tcpClose})
 			}
 			if locks, err := netlock.Locks(); err != nil || len(locks) != len(locksBefore) {
