@@ -158,26 +158,40 @@ func TestDumpUnixRefused(t *testing.T) {
 	}
 	defer server.Close()
 	for _, tc := range []struct {
-		name string
-		args []string
-		opts dump.Options
-		want func(s *testutil.Subject) []string
+		name  string
+		args  []string
+		opts  dump.Options
+		want  func(s *testutil.Subject) []string
+		setup func(t *testing.T, s *testutil.Subject)
 	}{
+		{"datagram from outside", nil, dump.Options{ExtUnixSk: true},
+			func(s *testutil.Subject) []string {
+				return []string{"fd " + s.Ready["abs"] + " of pid " + strconv.Itoa(s.Pid), "a datagram from " + strconv.Quote(filepath.Join(tmp, "logger"))}
+			},
+			func(t *testing.T, s *testutil.Subject) {
+				abs := &net.UnixAddr{Name: "@cryo-unixsk-" + strconv.Itoa(s.Pid), Net: "unixgram"}
+				if _, err := logger.WriteToUnix([]byte("from outside"), abs); err != nil {
+					t.Fatal(err)
+				}
+			}},
 		{"datagram peer outside", []string{"external", filepath.Join(tmp, "logger")}, dump.Options{},
 			func(s *testutil.Subject) []string {
 				return []string{"fd " + s.Ready["ext"] + " of pid " + strconv.Itoa(s.Pid), strconv.Quote(filepath.Join(tmp, "logger")), "--ext-unix-sk"}
-			}},
+			}, nil},
 		{"stream peer outside, with --ext-unix-sk", []string{"stream-external", filepath.Join(tmp, "server")}, dump.Options{ExtUnixSk: true},
 			func(s *testutil.Subject) []string {
 				return []string{"fd " + s.Ready["ext"] + " of pid " + strconv.Itoa(s.Pid), strconv.Quote(filepath.Join(tmp, "server")), "not accepted yet"}
-			}},
+			}, nil},
 		{"eventfd in flight, held by none", []string{"eventfd"}, dump.Options{},
 			func(s *testutil.Subject) []string {
 				return []string{"fd " + s.Ready["rt1"] + " of pid " + strconv.Itoa(s.Pid), "SCM_RIGHTS", "anon_inode:[eventfd]", "which no process of the checkpoint holds"}
-			}},
+			}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := startUnixsk(t, tc.args...)
+			if tc.setup != nil {
+				tc.setup(t, s)
+			}
 			opts := tc.opts
 			opts.LeaveRunning = true
 			expectRefused(t, s, opts, tc.want(s)...)

@@ -21,7 +21,9 @@ import (
 //
 //   - DumpSockOpts(fd) reads them at dump, refusing an option the images
 //     cannot hold;
-//   - RestoreSockOpts(fd, opts) sets them again at restore.
+//   - RestoreSockOpts(fd, opts) sets them again at restore;
+//     RestoreSockBuffers(fd, opts) the buffer sizes alone, for a socket
+//     to be filled before its other options are set.
 
 // maxSockFilter is the most instructions of an attached socket filter
 // (SO_ATTACH_FILTER) kept: BPF_MAXINSNS.
@@ -195,6 +197,16 @@ func dumpSockFilter(fd int) ([]uint64, error) {
 // (SO_SNDBUFFORCE, past the system's maximum, as they were) and their
 // lock, which setting them takes, is set back to what it was after.
 func RestoreSockOpts(fd int, o *skopts.SkOptsEntry) error {
+	if err := RestoreSockBuffers(fd, o); err != nil {
+		return err
+	}
+	return restoreOtherSockOpts(fd, o)
+}
+
+// RestoreSockBuffers sets the buffer sizes of sk_opts_entry on fd, a
+// socket cryo holds, forced (SO_SNDBUFFORCE) as RestoreSockOpts does; its
+// lock (SO_BUF_LOCK) is set back by RestoreSockOpts.
+func RestoreSockBuffers(fd int, o *skopts.SkOptsEntry) error {
 	for _, b := range []struct {
 		opt  int
 		name string
@@ -206,6 +218,12 @@ func RestoreSockOpts(fd int, o *skopts.SkOptsEntry) error {
 			return fmt.Errorf("set %s to %d: %w", b.name, b.v, err)
 		}
 	}
+	return nil
+}
+
+// restoreOtherSockOpts sets the options of sk_opts_entry but the buffer
+// sizes.
+func restoreOtherSockOpts(fd int, o *skopts.SkOptsEntry) error {
 	for _, t := range []struct {
 		opt       int
 		name      string

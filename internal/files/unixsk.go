@@ -509,6 +509,9 @@ func (t *Table) finishUnix() error {
 	if err := t.resolveInFlight(); err != nil {
 		return err
 	}
+	if err := u.checkSenders(); err != nil {
+		return err
+	}
 	// The pending connections' clients.
 	pending := map[uint32]uint32{} // client -> listening socket
 	for ino, s := range u.socks {
@@ -565,6 +568,27 @@ func (t *Table) finishUnix() error {
 		}
 		u.dumped[peer] = &unixDumped{e: e, pid: d.pid, fd: -1}
 		t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: e})
+	}
+	return nil
+}
+
+// checkSenders refuses a datagram queued by a bound socket outside the
+// checkpoint: the restore could not send it from that address again.
+func (u *unixTable) checkSenders() error {
+	names := map[string]bool{}
+	byID := map[uint32]*unixDumped{}
+	for _, d := range u.dumped {
+		names[string(d.e.GetName())] = true
+		byID[d.e.GetId()] = d
+	}
+	for _, p := range u.queues {
+		addr, _, err := packetExtras(p.e)
+		if err != nil {
+			return err
+		}
+		if addr != nil && !names[string(addr)] {
+			return fmt.Errorf("%w: %s holds a datagram from %s, outside the checkpoint", ErrUnsupported, byID[p.e.GetIdFor()], sockName(addr))
+		}
 	}
 	return nil
 }

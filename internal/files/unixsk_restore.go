@@ -172,10 +172,9 @@ func (m *unixMaking) listenerOf(e *skunix.UnixSkEntry) *skunix.UnixSkEntry {
 // single makes a socket on its own: bound if it was, connected to peer
 // if given (a bound datagram socket).
 func (m *unixMaking) single(e, peer *skunix.UnixSkEntry) error {
-	var fd int
-	err := m.r.asProcess(func() error {
-		var err error
-		if fd, err = newUnixSocket(e); err != nil {
+	return m.r.asProcess(func() error {
+		fd, err := newUnixSocket(e)
+		if err != nil {
 			return err
 		}
 		m.made(e.GetIno(), fd)
@@ -189,7 +188,6 @@ func (m *unixMaking) single(e, peer *skunix.UnixSkEntry) error {
 		}
 		return m.release(e)
 	})
-	return err
 }
 
 // pair makes e and its peer p by socketpair, each bound afterwards if it
@@ -227,6 +225,10 @@ func (m *unixMaking) pair(e, p *skunix.UnixSkEntry) error {
 // (each connected to it and accepted at once), then those it had not
 // accepted yet, connected in turn and left pending.
 func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
+	if _, ok := m.r.shared.unixMade[l.GetIno()]; ok {
+		// Its connections were made with it.
+		return imageErr("a connection of listening unix socket %d not made with it", l.GetIno())
+	}
 	var accepted, pending []*skunix.UnixSkEntry
 	for _, ino := range slices.Sorted(maps.Keys(m.byIno)) {
 		e := m.byIno[ino]
@@ -310,6 +312,14 @@ func (m *unixMaking) finish() error {
 					return err
 				}
 			}
+		}
+	}
+	// The buffers first, as large as they were for what was queued;
+	// the other options after (SO_PASSCRED would bind a datagram
+	// sender without a name to one).
+	for _, ino := range m.unit {
+		if err := RestoreSockBuffers(m.fd(ino), m.byIno[ino].GetOpts()); err != nil {
+			return fmt.Errorf("unix socket %d: %w", ino, err)
 		}
 	}
 	for i := 0; i < len(m.unit); i++ {
