@@ -169,7 +169,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	case protocol == unix.IPPROTO_TCP:
 		return 0, fmt.Errorf("%w: TCP socket %v -> %v in state %s", ErrUnsupported, local, remote, tcpStateName(state))
 	case protocol == unix.IPPROTO_UDP && (state == tcpClose || state == tcpEstablished):
-		if err := t.dumpDatagrams(fd, id, diag); err != nil {
+		if err := t.dumpDatagrams(fd, id, diag, opts.GetSoBoundDev()); err != nil {
 			return 0, err
 		}
 	default:
@@ -295,11 +295,14 @@ var inetLostOpts = []struct {
 	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTTL, "IP_RECVTTL", 0},
 	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTOS, "IP_RECVTOS", 0},
 	{unix.AF_INET, unix.SOL_IP, unix.IP_HDRINCL, "IP_HDRINCL", 0},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_MULTICAST_TTL, "IP_MULTICAST_TTL", 1},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_MULTICAST_LOOP, "IP_MULTICAST_LOOP", 1},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, "IPV6_TRANSPARENT", 0},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR", 0},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TCLASS, "IPV6_TCLASS", 0},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS", 0},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", 64},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_MULTICAST_LOOP, "IPV6_MULTICAST_LOOP", 1},
 	{-1, unix.SOL_TCP, unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 0},
 	{-1, unix.SOL_TCP, unix.TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", 0},
 	{-1, unix.SOL_TCP, unix.TCP_FASTOPEN, "TCP_FASTOPEN", 0},

@@ -29,10 +29,15 @@ import (
 // maxDatagram is the largest UDP payload: 65535 less the UDP header.
 const maxDatagram = 65535 - 8
 
-// dumpDatagrams records the datagrams queued to UDP socket fd, entry id.
-func (t *Table) dumpDatagrams(fd int, id uint32, diag kernel.InetDiag) error {
+// dumpDatagrams records the datagrams queued to UDP socket fd, entry id,
+// bound to device dev if not "".
+func (t *Table) dumpDatagrams(fd int, id uint32, diag kernel.InetDiag, dev string) error {
 	if diag.Rqueue == 0 {
 		return nil
+	}
+	if dev != "" {
+		// They could only be put back through the loopback device.
+		return fmt.Errorf("%w: UDP socket %v bound to device %s with datagrams queued", ErrUnsupported, diag.Local(), dev)
 	}
 	off, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
 	if err != nil {
