@@ -582,6 +582,9 @@ func (u *unixTable) checkSenders() error {
 		byID[d.e.GetId()] = d
 	}
 	for _, p := range u.queues {
+		if byID[p.e.GetIdFor()] == nil {
+			continue // queued to a UDP socket (udp.go)
+		}
 		addr, _, err := packetExtras(p.e)
 		if err != nil {
 			return err
