@@ -23,6 +23,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	remapfilepath "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
+	sk_inet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
+	sk_netlink "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-netlink"
 	sk_opts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	sk_packet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
 	sk_unix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
@@ -180,6 +182,29 @@ func samples() []sample {
 			"usk": {"id": 5, "ino": 7001, "backlog": 16, "peer": 0, "shutdown": "WRITE",
 				"opts": {"so_sndbuf": 212992, "so_passcred": true},
 				"file_perms": {"mode": 49645, "uid": 1000, "gid": 1000}}}]}`},
+		{kind: Files, id: 0, recs: recs(&fdinfo.FileEntry{
+			Type: fdinfo.FdTypes_INETSK.Enum(), Id: u32(6),
+			Isk: &sk_inet.InetSkEntry{Id: u32(6), Ino: u32(7002), Family: u32(10), Type: u32(1), Proto: u32(6), State: u32(10),
+				SrcPort: u32(8080), DstPort: u32(0), Flags: u32(0o4002), Backlog: u32(511),
+				SrcAddr: []uint32{0, 0, 0, 0x01000000}, DstAddr: []uint32{0, 0, 0, 0}, Fown: &fown.FownEntry{},
+				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(16384), SoRcvbuf: u32(131072), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), Reuseaddr: proto.Bool(true)},
+				V6Only: proto.Bool(true),
+				// Debian's crit (CRIU 3.17) predates tcp_opts: it reads
+				// the entry without them.
+				TcpOpts: &tcpstream.TcpOptsEntry{Nodelay: proto.Bool(true), Keepidle: u32(77)},
+			},
+		}, &fdinfo.FileEntry{
+			Type: fdinfo.FdTypes_NETLINKSK.Enum(), Id: u32(7),
+			Nlsk: &sk_netlink.NetlinkSkEntry{Id: u32(7), Ino: u32(7003), Protocol: u32(0), State: u32(0), Flags: u32(2), Portid: u32(4242),
+				Groups: []uint32{0x11, 1}, DstPortid: u32(0), DstGroup: u32(0), Fown: &fown.FownEntry{},
+				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0)}},
+		}), crit: `{"magic": "FILES", "entries": [{"type": "INETSK", "id": 6,
+			"isk": {"id": 6, "ino": 7002, "family": "INET6", "type": "STREAM", "proto": "TCP", "state": "LISTEN",
+				"src_port": 8080, "backlog": 511, "src_addr": ["::1"], "v6only": true,
+				"opts": {"so_sndbuf": 16384, "reuseaddr": true}}},
+			{"type": "NETLINKSK", "id": 7, "nlsk": {"id": 7, "ino": 7003, "portid": 4242, "groups": [17, 1]}}]}`},
 		{kind: Fdinfo, id: 2, recs: recs(
 			&fdinfo.FdinfoEntry{Id: u32(9), Flags: u32(1), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(3)},
 			&fdinfo.FdinfoEntry{Id: u32(10), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
