@@ -289,23 +289,26 @@ var inetLostOpts = []struct {
 	family, level, opt int
 	name               string
 	value              int
+	// udp is for the options of UDP sockets only.
+	udp bool
 }{
-	{unix.AF_INET, unix.SOL_IP, unix.IP_TRANSPARENT, "IP_TRANSPARENT", 0},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVERR, "IP_RECVERR", 0},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTTL, "IP_RECVTTL", 0},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTOS, "IP_RECVTOS", 0},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_HDRINCL, "IP_HDRINCL", 0},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_MULTICAST_TTL, "IP_MULTICAST_TTL", 1},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_MULTICAST_LOOP, "IP_MULTICAST_LOOP", 1},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, "IPV6_TRANSPARENT", 0},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR", 0},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TCLASS, "IPV6_TCLASS", 0},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS", 0},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", 64},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_MULTICAST_LOOP, "IPV6_MULTICAST_LOOP", 1},
-	{-1, unix.SOL_TCP, unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 0},
-	{-1, unix.SOL_TCP, unix.TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", 0},
-	{-1, unix.SOL_TCP, unix.TCP_FASTOPEN, "TCP_FASTOPEN", 0},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_TRANSPARENT, "IP_TRANSPARENT", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVERR, "IP_RECVERR", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTTL, "IP_RECVTTL", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTOS, "IP_RECVTOS", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_HDRINCL, "IP_HDRINCL", 0, false},
+	// An accepted TCP socket's multicast TTL is its SYN's TTL.
+	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_TTL, name: "IP_MULTICAST_TTL", value: 1, udp: true},
+	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_LOOP, name: "IP_MULTICAST_LOOP", value: 1, udp: true},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, "IPV6_TRANSPARENT", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TCLASS, "IPV6_TCLASS", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", 64, false},
+	{family: unix.AF_INET6, level: unix.SOL_IPV6, opt: unix.IPV6_MULTICAST_LOOP, name: "IPV6_MULTICAST_LOOP", value: 1, udp: true},
+	{-1, unix.SOL_TCP, unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 0, false},
+	{-1, unix.SOL_TCP, unix.TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", 0, false},
+	{-1, unix.SOL_TCP, unix.TCP_FASTOPEN, "TCP_FASTOPEN", 0, false},
 }
 
 // inetOptsOf lists the options an entry of family and protocol has.
@@ -334,7 +337,7 @@ func dumpInetOpts(fd int, e *skinet.InetSkEntry) error {
 	}
 	for _, l := range inetLostOpts {
 		if l.family == unix.AF_INET && e.GetFamily() != unix.AF_INET || l.family == unix.AF_INET6 && e.GetFamily() != unix.AF_INET6 ||
-			l.level == unix.SOL_TCP && e.GetProto() != unix.IPPROTO_TCP {
+			l.level == unix.SOL_TCP && e.GetProto() != unix.IPPROTO_TCP || l.udp && e.GetProto() != unix.IPPROTO_UDP {
 			continue
 		}
 		v, err := unix.GetsockoptInt(fd, l.level, l.opt)

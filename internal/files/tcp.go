@@ -10,6 +10,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
+	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -366,6 +367,9 @@ type restoredConn struct {
 	// shut is whether it was shut down for writing: its FIN is sent
 	// again after what it had not sent.
 	shut bool
+	// opts are its socket options: its send buffer is larger until what
+	// it had not sent is queued again.
+	opts *skopts.SkOptsEntry
 }
 
 // lockConnections makes sure the connections of the checkpoint (every
@@ -420,7 +424,7 @@ func (r *Restorer) restoreConnection(fd int, f *fdinfo.FileEntry) error {
 	if err != nil {
 		return fmt.Errorf("duplicate socket: %w", err)
 	}
-	c := &restoredConn{fd: dup, reuse: e.Opts.GetReuseaddr(), shut: e.GetState() != tcpEstablished}
+	c := &restoredConn{fd: dup, reuse: e.Opts.GetReuseaddr(), shut: e.GetState() != tcpEstablished, opts: e.Opts}
 	c.src, _ = wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
 	c.dst, _ = wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort())
 	r.shared.conns = append(r.shared.conns, c)
@@ -490,7 +494,19 @@ func restoreStream(fd int, e *skinet.InetSkEntry, s *tcpStream, c *restoredConn)
 		}
 	}
 	// What was sent goes back in repair mode, as sent; what was not is
-	// sent when the socket leaves it.
+	// sent when the socket leaves it. The queues held it all, but the
+	// buffers they are made of again may take more room than they did:
+	// the socket's buffers are larger until then.
+	for _, b := range []struct {
+		opt, size, queued int
+	}{{unix.SO_SNDBUFFORCE, int(e.Opts.GetSoSndbuf()), len(s.out)}, {unix.SO_RCVBUFFORCE, int(e.Opts.GetSoRcvbuf()), len(s.in)}} {
+		if b.queued == 0 {
+			continue
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.opt, b.size+2*b.queued); err != nil {
+			return fmt.Errorf("grow a socket buffer: %w", err)
+		}
+	}
 	sent := len(s.out) - int(s.GetUnsqLen())
 	for _, q := range []struct {
 		queue int
@@ -551,6 +567,11 @@ func (s *Shared) ResumeConnections() error {
 			if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
 				return fmt.Errorf("TCP connection %v -> %v: shut down for writing: %w", c.src, c.dst, err)
 			}
+		}
+		// The send buffer as it was (RestoreSockOpts sets it, then the
+		// lock of its size).
+		if err := RestoreSockOpts(c.fd, &skopts.SkOptsEntry{SoSndbuf: c.opts.SoSndbuf, SoRcvbuf: c.opts.SoRcvbuf, SoBufLock: c.opts.SoBufLock}); err != nil {
+			return fmt.Errorf("TCP connection %v -> %v: %w", c.src, c.dst, err)
 		}
 	}
 	for _, c := range s.conns {
