@@ -92,6 +92,9 @@ type dumper struct {
 	mem    *os.File
 	runs   []run
 	shared []shmemRuns
+	// sysvKeys are the keys the System V shared memory segments it
+	// attaches were made with, by id.
+	sysvKeys map[uint64]uint32
 }
 
 // Dump checkpoints process opts.Pid and its descendants into opts.Dir. On
@@ -183,7 +186,10 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.refuseMappedShmemFd(); err != nil {
 				return err
 			}
-			return t.shareMemory()
+			if err := t.shareMemory(); err != nil {
+				return err
+			}
+			return t.dumpSysvShm()
 		}},
 		{Name: "pages", Run: func() error {
 			t.toCopy = t.memoryToCopy()

@@ -45,6 +45,7 @@ const (
 	Memfd                        // memfd.img: memfd inodes
 	Cpuinfo                      // cpuinfo.img: the CPU the dump ran on
 	FileLocks                    // filelocks.img: POSIX, OFD and flock locks
+	IpcShm                       // ipcns-shm-ID.img: the System V shared memory segments of IPC namespace ID
 	FileStats                    // cryo-file-stat.img: owner, mtime and inode of files reached by path (cryo's own)
 	TCPStream                    // tcp-stream-INO.img (hex inode): a TCP connection's sequences, options and queues
 	SkQueues                     // sk-queues.img: data queued in sockets
@@ -97,6 +98,8 @@ var kinds = [...]kindDesc{
 	Memfd:        {"memfd", "memfd.img", 0x48453499, names("memfd_inode_entry")},
 	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
 	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
+	// The segments' contents are in pagemap-shmem-SHMID.img (in_pagemaps).
+	IpcShm: {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats: {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},

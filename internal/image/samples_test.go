@@ -15,6 +15,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	ipcdesc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
+	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
@@ -143,6 +145,9 @@ func samples() []sample {
 				Start: u64(0x7f0000000000), End: u64(0x7f0000004000), Prot: u32(3), Flags: u32(0x22),
 				Status: u32(1 | 1<<9), Fd: proto.Int64(-1),
 			}, {
+				Start: u64(0x7f0000010000), End: u64(0x7f0000013000), Prot: u32(1), Flags: u32(0x21),
+				Status: u32(1 | 1<<8 | 1<<10), Shmid: u64(12345), Fd: proto.Int64(-1), Fdflags: u32(0),
+			}, {
 				Start: u64(0xffffffffff600000), End: u64(0xffffffffff601000), Prot: u32(4), Flags: u32(0x22),
 				Status: u32(1 | 1<<2), Fd: proto.Int64(-1),
 			}},
@@ -152,6 +157,8 @@ func samples() []sample {
 				"flags": "MAP_PRIVATE", "status": "VMA_AREA_REGULAR | VMA_FILE_PRIVATE", "fd": -1},
 				{"start": "0x7f0000000000", "end": "0x7f0000004000", "prot": "PROT_READ | PROT_WRITE",
 				"flags": "MAP_PRIVATE | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_PRIVATE"},
+				{"start": "0x7f0000010000", "end": "0x7f0000013000", "shmid": 12345, "prot": "PROT_READ",
+				"flags": "MAP_SHARED | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_SHARED | VMA_AREA_SYSVIPC", "fdflags": "0x0"},
 				{"start": "0xffffffffff600000", "prot": "PROT_EXEC", "status": "VMA_AREA_REGULAR | VMA_AREA_VSYSCALL"}]}]}`},
 		{kind: Pagemap, id: 4242, recs: recs(
 			&pagemap.PagemapHead{PagesId: u32(1)},
@@ -285,6 +292,16 @@ func samples() []sample {
 			"opt_mask": "0x7", "snd_wscale": 7, "mss_clamp": 65483, "rcv_wscale": 7, "timestamp": 12345, "unsq_len": 1,
 			"snd_wl1": 999, "snd_wnd": 65536, "max_window": 65536, "rcv_wnd": 65536, "rcv_wup": 997,
 			"extra": {"inq": "aW5x\n", "outq": "b3V0cQ==\n"}}]}`},
+		// One segment: crit reads as many bytes after each entry as the
+		// segment's size, the contents of images made before in_pagemaps
+		// (which it does not look at), so it shows only the first segment
+		// of an image that holds several, CRIU's as ours.
+		{kind: IpcShm, id: 4, recs: recs(&ipcshm.IpcShmEntry{
+			Desc: &ipcdesc.IpcDescEntry{Key: u32(0x1234abcd), Uid: u32(1000), Gid: u32(100), Cuid: u32(0), Cgid: u32(0),
+				Mode: u32(0o1640), Id: u32(12345)},
+			Size: u64(10000), InPagemaps: proto.Bool(true),
+		}), crit: `{"magic": "IPCNS_SHM", "entries": [{"desc": {"key": 305441741, "uid": 1000, "gid": 100, "cuid": 0, "cgid": 0,
+			"mode": 928, "id": 12345}, "size": 10000, "in_pagemaps": true}]}`},
 		// cryo's own image: crit knows neither its magic nor its message,
 		// so it has no crit output to match (TestCritDecodesEveryKind).
 		{kind: FileStats, recs: []record{{msg: FileStat{ID: 3, UID: 65534, GID: 65534, MtimeSec: 1700000000,

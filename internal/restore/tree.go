@@ -41,6 +41,10 @@ type tree struct {
 	// how large.
 	shmem     map[uint64]shmemAt
 	shmemSize map[uint64]uint64
+	// sysv are the System V shared memory segments by id, in the order
+	// of sysvOrder.
+	sysv      map[uint64]*sysvSegment
+	sysvOrder []uint64
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	stats            Stats
@@ -177,6 +181,9 @@ func (t *tree) load() error {
 		}
 	}
 	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
+	if err := t.loadSysvShm(); err != nil {
+		return err
+	}
 	// A pidfd is made again only of a process the restore brings back,
 	// never of one outside the tree.
 	members := maps.Clone(live)
