@@ -19,7 +19,7 @@ import (
 
 // unixSubjectFds are test/subjects/unixsk.c's sockets of the parent.
 var unixSubjectFds = []string{"st0", "st1", "dg0", "dg1", "sp0", "sp1", "lis", "cli", "acc", "pend1", "pend2",
-	"abs", "named", "gone", "goner", "sh0", "sh1", "tr0"}
+	"abs", "named", "absz", "gone", "goner", "sh0", "sh1", "tr0"}
 
 // startUnixsk starts test/subjects/unixsk.c in a directory of its own;
 // it and its child are killed when the test ends.
@@ -103,7 +103,7 @@ func TestDumpUnixSockets(t *testing.T) {
 		}
 	}
 	want := []string{"st1 |abcdefg", "dg1 |one", "dg1 |three", "sp1 |p1", "sp1 |p22",
-		"abs " + dir + "/named\x00|from-named", "abs |from-anon", "gone |to-gone"}
+		"abs " + dir + "/named\x00|from-named", "abs |from-anon", "abs \x00cryo-unixsk-" + pid + "-z\x00|from-absz", "gone |to-gone"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("queued packets (-want +got):\n%s", diff)
 	}

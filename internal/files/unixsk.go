@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
@@ -573,25 +574,39 @@ func (t *Table) finishUnix() error {
 }
 
 // checkSenders refuses a datagram queued by a bound socket outside the
-// checkpoint: the restore could not send it from that address again.
+// checkpoint: the restore could not send it from that address again. An
+// abstract address, which x/sys cuts at its first zero byte past the
+// leading one, becomes the whole name of the one socket of the checkpoint
+// it is the start of.
 func (u *unixTable) checkSenders() error {
 	names := map[string]bool{}
+	abstract := map[string][]string{} // cut name -> whole names
 	byID := map[uint32]*unixDumped{}
 	for _, d := range u.dumped {
-		names[string(d.e.GetName())] = true
+		name := string(d.e.GetName())
+		names[name] = true
 		byID[d.e.GetId()] = d
+		if len(name) > 0 && name[0] == 0 {
+			cut, _, _ := strings.Cut(name[1:], "\x00")
+			abstract[cut] = append(abstract[cut], name)
+		}
 	}
 	for _, p := range u.queues {
 		if byID[p.e.GetIdFor()] == nil {
 			continue // queued to a UDP socket (udp.go)
 		}
-		addr, _, err := packetExtras(p.e)
+		addr, cred, err := packetExtras(p.e)
 		if err != nil {
 			return err
 		}
-		if addr != nil && !names[string(addr)] {
-			return fmt.Errorf("%w: %s holds a datagram from %s, outside the checkpoint", ErrUnsupported, byID[p.e.GetIdFor()], sockName(addr))
+		if addr == nil || names[string(addr)] {
+			continue
 		}
+		if whole := abstract[string(addr[1:])]; addr[0] == 0 && len(whole) == 1 {
+			setPacketExtras(p.e, []byte(whole[0]), cred)
+			continue
+		}
+		return fmt.Errorf("%w: %s holds a datagram from %s, outside the checkpoint", ErrUnsupported, byID[p.e.GetIdFor()], sockName(addr))
 	}
 	return nil
 }

@@ -99,11 +99,11 @@ var kinds = [...]kindDesc{
 	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
 	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
 	// The segments' contents are in pagemap-shmem-SHMID.img (in_pagemaps).
-	IpcShm: {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
+	IpcShm:    {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
+	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
+	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats: {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
-	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
-	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {

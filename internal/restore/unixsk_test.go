@@ -23,7 +23,7 @@ import (
 
 // unixSubjectFds are test/subjects/unixsk.c's sockets; its child holds tr1.
 var unixSubjectFds = []string{"st0", "st1", "dg0", "dg1", "sp0", "sp1", "lis", "cli", "acc", "pend1", "pend2",
-	"abs", "named", "gone", "goner", "sh0", "sh1", "tr0", "tr1"}
+	"abs", "named", "absz", "gone", "goner", "sh0", "sh1", "tr0", "tr1"}
 
 // startUnixsk starts test/subjects/unixsk.c in a directory of its own;
 // it and its child are killed when the test ends.
@@ -68,7 +68,7 @@ func TestRestoreUnixSockets(t *testing.T) {
 	pid := strconv.Itoa(s.Pid)
 	for name, want := range map[string][]string{
 		"st1": {"abcdefg"}, "st0": {"ba"}, "dg1": {"|one", "|three"}, "sp1": {"|p1", "|p22"},
-		"acc": {"to-acc"}, "abs": {s.dir + "/named|from-named", "|from-anon"}, "gone": {"|to-gone"}, "tr1": {"to-child"}, "tr0": {"to-parent"},
+		"acc": {"to-acc"}, "abs": {s.dir + "/named|from-named", "|from-anon", "@cryo-unixsk-" + pid + "-z|from-absz"}, "gone": {"|to-gone"}, "tr1": {"to-child"}, "tr0": {"to-parent"},
 	} {
 		if got := before[name].Queue; !cmp.Equal(got, want) {
 			t.Fatalf("%s holds %q before the dump, want %q", name, got, want)

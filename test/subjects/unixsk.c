@@ -19,8 +19,10 @@
 //               to @cryo-unixsk-PID-pend
 //   abs         a datagram socket bound to @cryo-unixsk-PID, to which are
 //               queued "from-named" sent by
-//   named       a datagram socket bound to DIR/named, and "from-anon"
-//               sent by an unnamed socket closed since
+//   named       a datagram socket bound to DIR/named, "from-anon" sent by
+//               an unnamed socket closed since, and "from-absz" sent by
+//   absz        a datagram socket bound to the abstract name
+//               @cryo-unixsk-PID-z followed by a zero byte
 //   gone        a datagram socket bound to DIR/gone, since removed, to
 //               which is queued "to-gone" sent by
 //   goner       an unnamed datagram socket connected to it
@@ -191,6 +193,15 @@ int main(int argc, char **argv) {
 	xsendto(named, "from-named", abs_name);
 	xsendto(anon, "from-anon", abs_name);
 	close(anon);
+	char absz_name[64];
+	snprintf(absz_name, sizeof absz_name, "@cryo-unixsk-%d-z", getpid());
+	struct sockaddr_un absz_addr;
+	// The zero byte after the name (addr zeroed it) is part of it.
+	socklen_t absz_len = addr(&absz_addr, absz_name) + 1;
+	int absz = sock(SOCK_DGRAM);
+	if (bind(absz, (struct sockaddr *)&absz_addr, absz_len) != 0)
+		fail("bind absz: %s", strerror(errno));
+	xsendto(absz, "from-absz", abs_name);
 
 	int gone = sock(SOCK_DGRAM), goner = sock(SOCK_DGRAM);
 	xbind(gone, gone_name);
@@ -264,8 +275,8 @@ int main(int argc, char **argv) {
 		snprintf(extra, sizeof extra, " rt0=%d rt1=%d pw=%d", rt[0], rt[1], p[1]);
 	}
 	printf("ready st0=%d st1=%d dg0=%d dg1=%d sp0=%d sp1=%d lis=%d cli=%d acc=%d pend1=%d pend2=%d "
-	       "abs=%d named=%d gone=%d goner=%d sh0=%d sh1=%d tr0=%d tr1=%d child=%d%s\n",
-	       st[0], st[1], dg[0], dg[1], sp[0], sp[1], lis, cli, acc, pend1, pend2, abs, named, gone, goner,
+	       "abs=%d named=%d absz=%d gone=%d goner=%d sh0=%d sh1=%d tr0=%d tr1=%d child=%d%s\n",
+	       st[0], st[1], dg[0], dg[1], sp[0], sp[1], lis, cli, acc, pend1, pend2, abs, named, absz, gone, goner,
 	       sh[0], sh[1], tr[0], tr[1], child, extra);
 	fflush(stdout);
 	for (long n = 1;; n++) {
