@@ -3,7 +3,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 GO ?= go
 # Debian packages the tests need, as "command:package" pairs.
-DEPS := gcc:gcc crit:criu qemu-system-x86_64:qemu-system-x86 python3:python3
+DEPS := gcc:gcc crit:criu qemu-system-x86_64:qemu-system-x86 python3:python3 redis-server:redis-server
 
 .PHONY: all build demo test deps fuzz fixtures bench matrix clean
 
@@ -40,8 +40,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/vdso
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/image
 	$(GO) test -run '^$$' -fuzz '^FuzzGNUBuildID$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
+	$(GO) test -run '^$$' -fuzz '^FuzzDatagramSender$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
 	$(GO) test -run '^$$' -fuzz '^FuzzPacketExtras$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
 	$(GO) test -run '^$$' -fuzz '^FuzzSeccompProgram$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
+	$(GO) test -run '^$$' -fuzz '^FuzzParseInetDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzUnixDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzInotifyWatches FuzzFanotify FuzzParseMountinfo FuzzParsePosixTimers FuzzTimerfd FuzzSignalfd FuzzParseSysvShm; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/proc || exit 1; \

@@ -10,7 +10,7 @@ import (
 )
 
 // criuOptions are the criu options cryo accepts for compatibility.
-var criuOptions = []string{"--file-locks", "--link-remap", "--tcp-established", "--ext-unix-sk"}
+var criuOptions = []string{"--file-locks", "--link-remap", "--tcp-established", "--tcp-close", "--ext-unix-sk"}
 
 // TestCriuOptions dumps and restores the locks subject with criu's
 // options, as a criu command line would: both accept them, the usage

@@ -26,7 +26,7 @@ one the process was dumped with. Without -d, cryo waits for the process
 and exits with its exit status.`
 
 func runRestore(args []string, stdout io.Writer) error {
-	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [--allow-changed PATH]... [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", restoreHelp)
+	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [--allow-changed PATH]... [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --tcp-close --ext-unix-sk]", restoreHelp)
 	dir := fs.String("D", "", "the image `DIR`ectory")
 	fs.StringVar(dir, "images-dir", "", "same as -D")
 	detach := fs.Bool("d", false, "return once the process runs instead of waiting for it")
@@ -43,7 +43,7 @@ func runRestore(args []string, stdout io.Writer) error {
 	dropCPU := fs.Bool("allow-missing-cpu-features", false, "restore even if this CPU lacks instruction sets the dump's CPU offered or register state the process uses")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
 	logFile := fs.String("o", "", "write the log to `FILE`")
-	addCriuFlags(fs) // nothing to do at restore: they act at dump or not at all
+	criu := addCriuFlags(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func runRestore(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	st, err := restore.Restore(ctx, restore.Options{
 		Dir: *dir, VDSO: restore.VDSOMode(*mode), NoTimens: *noTimens, ShellJob: *shellJob,
-		DropMissingCPU: *dropCPU, AllowChanged: allowChanged, Log: log, Progress: progressBar(os.Stderr, "restoring memory"),
+		DropMissingCPU: *dropCPU, AllowChanged: allowChanged, TCPClose: criu.tcpClose, Log: log, Progress: progressBar(os.Stderr, "restoring memory"),
 	})
 	stop()
 	if err != nil {

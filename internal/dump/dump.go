@@ -198,6 +198,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := each((*dumper).dumpFiles)(); err != nil {
 				return err
 			}
+			if err := t.files.LockConnections(); err != nil {
+				return err
+			}
 			if err := t.refuseMappedShmemFd(); err != nil {
 				return err
 			}
@@ -229,6 +232,9 @@ func (t *tree) run(ctx context.Context) error {
 			}
 			// Everything is read but what the snapshots hold: the tree
 			// may go on while that is read and the rest written.
+			if err := t.files.ReleaseConnections(); err != nil {
+				return err
+			}
 			err := t.detach()
 			t.stats.Frozen = time.Since(frozen)
 			return err
@@ -266,7 +272,11 @@ func (t *tree) run(ctx context.Context) error {
 	if t.opts.LeaveRunning {
 		return nil
 	}
-	// The images are durable: the tree can go.
+	// The images are durable: the tree can go, its connections locked
+	// until the restore.
+	if err := t.files.KeepConnections(); err != nil {
+		return err
+	}
 	t.stats.Frozen = time.Since(frozen)
 	return t.kill()
 }

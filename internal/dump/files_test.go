@@ -175,6 +175,17 @@ type critFile struct {
 		}
 	}
 	Pidfd *struct{ Nspid int32 }
+	Isk   *critInetSk
+}
+
+// critInetSk is crit's JSON of an inet socket entry: names for the
+// family, type, protocol and state, addresses as text.
+type critInetSk struct {
+	Family, Type, Proto, State string
+	SrcPort                    uint32   `json:"src_port"`
+	SrcAddr                    []string `json:"src_addr"`
+	Backlog                    uint32
+	V6only                     bool
 }
 
 // critTimerfd is crit's JSON of a timerfd entry.

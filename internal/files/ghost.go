@@ -481,8 +481,9 @@ func (s *Shared) RemoveLinks() error {
 	return errors.Join(errs...)
 }
 
-// Close closes cryo's descriptors of unlinked files. Link remaps left
-// (the restore failed) stay, for another restore.
+// Close closes cryo's descriptors of unlinked files and of TCP
+// connections (closeConnections). Link remaps left (the restore failed)
+// stay, for another restore.
 func (s *Shared) Close() {
 	for _, fd := range s.held {
 		unix.Close(fd)
@@ -491,6 +492,7 @@ func (s *Shared) Close() {
 		unix.Close(fd)
 	}
 	s.held, s.memfds = nil, nil
+	s.closeConnections()
 	s.closeUnix()
 }
 

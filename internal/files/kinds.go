@@ -45,6 +45,8 @@ var kinds = []kind{
 	nsKind{},
 	fifoKind{},
 	ttyKind{},
+	inetKind{},
+	netlinkKind{},
 	regKind{},
 }
 

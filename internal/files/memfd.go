@@ -155,11 +155,14 @@ func (t *Table) MemfdMapping(path, name string, flags uint32) (uint32, error) {
 	return id, nil
 }
 
-// Close closes cryo's descriptors of the memfds.
+// Close closes cryo's descriptors of the memfds and of the TCP
+// connections, which leave repair mode and are unlocked first unless
+// KeepConnections kept them.
 func (t *Table) Close() {
 	for _, o := range t.memfds {
 		o.f.Close()
 	}
+	t.closeConnections()
 }
 
 // MemfdCopy is the copy of one memfd's contents into its pages file.

@@ -27,6 +27,7 @@ type Set struct {
 	identitySet
 	ttySet
 	markSet
+	tcpSet
 	unixSet
 }
 

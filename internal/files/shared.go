@@ -28,6 +28,7 @@ type Shared struct {
 	// other processes that have one open it through them.
 	memfds map[uint32]int
 	ghostRestorer
+	tcpShared
 	unixShared
 }
 

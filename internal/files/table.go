@@ -49,6 +49,7 @@ type Table struct {
 	lockTable
 	identityTable
 	ttyTable
+	inetTable
 	unixTable
 }
 
@@ -194,6 +195,11 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 			return k.dump(t, d)
 		}
 	}
+	if d.mode() == unix.S_IFSOCK {
+		// Raw and packet sockets, among others, are refused by the name
+		// of their protocol.
+		return 0, fmt.Errorf("%w: fd %d is a %s socket (%s)", ErrUnsupported, fd, sockProtoName(d), d.link)
+	}
 	if strings.HasPrefix(d.link, "/") {
 		return 0, fmt.Errorf("%w: fd %d is %s (mode %#o)", ErrUnsupported, fd, d.link, d.st.Mode)
 	}
@@ -214,7 +220,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 			return err
 		}
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.unixTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.tcpTable.writeStreams, t.unixTable.write} {
 		if err := write(dir); err != nil {
 			return err
 		}

@@ -592,6 +592,9 @@ func (u *unixTable) checkSenders() error {
 		}
 	}
 	for _, p := range u.queues {
+		if byID[p.e.GetIdFor()] == nil {
+			continue // queued to a UDP socket (udp.go)
+		}
 		addr, cred, err := packetExtras(p.e)
 		if err != nil {
 			return err
@@ -609,7 +612,8 @@ func (u *unixTable) checkSenders() error {
 }
 
 func (u *unixTable) write(dir *image.Dir) error {
-	if len(u.dumped) == 0 {
+	// The datagrams queued to UDP sockets go there too (udp.go).
+	if len(u.dumped) == 0 && len(u.queues) == 0 {
 		return nil
 	}
 	return writeWithPayloads(dir, image.SkQueues, 0, len(u.queues), func(i int) (proto.Message, []byte) {
@@ -625,18 +629,24 @@ type unixSet struct {
 }
 
 // loadUnix reads sk-queues.img, which must be there when the checkpoint
-// has unix sockets.
+// has unix sockets; with UDP sockets only, it is there if datagrams were
+// queued to them.
 func (s *Set) loadUnix() error {
 	s.unixByIno, s.queued = map[uint32]*skunix.UnixSkEntry{}, map[uint32][]unixPacket{}
+	udp := false
 	for _, f := range s.Files {
 		if f.Usk != nil {
 			s.unixByIno[f.Usk.GetIno()] = f.Usk
 		}
+		udp = udp || f.GetIsk().GetProto() == unix.IPPROTO_UDP
 	}
-	if len(s.unixByIno) == 0 {
+	if len(s.unixByIno) == 0 && !udp {
 		return nil
 	}
 	r, err := s.dir.Open(image.SkQueues, 0)
+	if errors.Is(err, fs.ErrNotExist) && len(s.unixByIno) == 0 {
+		return nil
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return imageErr("%s is missing: the checkpoint has unix sockets, whose queued data it holds", image.SkQueues.FileName(0))
 	}

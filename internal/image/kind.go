@@ -9,6 +9,7 @@ import (
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
 	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -46,6 +47,7 @@ const (
 	FileLocks                    // filelocks.img: POSIX, OFD and flock locks
 	IpcShm                       // ipcns-shm-ID.img: the System V shared memory segments of IPC namespace ID
 	FileStats                    // cryo-file-stat.img: owner, mtime and inode of files reached by path (cryo's own)
+	TCPStream                    // tcp-stream-INO.img (hex inode): a TCP connection's sequences, options and queues
 	SkQueues                     // sk-queues.img: data queued in sockets
 )
 
@@ -97,8 +99,9 @@ var kinds = [...]kindDesc{
 	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
 	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
 	// The segments' contents are in pagemap-shmem-SHMID.img (in_pagemaps).
-	IpcShm:   {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
-	SkQueues: {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
+	IpcShm:    {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
+	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
+	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats: {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 }
@@ -160,12 +163,15 @@ func (k Kind) holds(name protoreflect.FullName) bool {
 }
 
 // payloadLen returns how many raw bytes follow record m in its image: the
-// contents a pipe data, socket packet or ghost chunk record announces or, after a ghost
-// file record without chunks, the rest of the image (-1).
+// contents a pipe data, socket packet or ghost chunk record announces, a
+// TCP stream's receive then send queue or, after a ghost file record
+// without chunks, the rest of the image (-1).
 func payloadLen(m proto.Message) int64 {
 	switch m := m.(type) {
 	case *pipedata.PipeDataEntry:
 		return int64(m.GetBytes())
+	case *tcpstream.TcpStreamEntry:
+		return int64(m.GetInqLen()) + int64(m.GetOutqLen())
 	case *skpacket.SkPacketEntry:
 		return int64(m.GetLength())
 	case *ghostfile.GhostChunkEntry:

@@ -25,9 +25,12 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	remapfilepath "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
+	sk_inet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
+	sk_netlink "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-netlink"
 	sk_opts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	sk_packet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
 	sk_unix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
@@ -186,6 +189,29 @@ func samples() []sample {
 			"usk": {"id": 5, "ino": 7001, "backlog": 16, "peer": 0, "shutdown": "WRITE",
 				"opts": {"so_sndbuf": 212992, "so_passcred": true},
 				"file_perms": {"mode": 49645, "uid": 1000, "gid": 1000}}}]}`},
+		{kind: Files, id: 0, recs: recs(&fdinfo.FileEntry{
+			Type: fdinfo.FdTypes_INETSK.Enum(), Id: u32(6),
+			Isk: &sk_inet.InetSkEntry{Id: u32(6), Ino: u32(7002), Family: u32(10), Type: u32(1), Proto: u32(6), State: u32(10),
+				SrcPort: u32(8080), DstPort: u32(0), Flags: u32(0o4002), Backlog: u32(511),
+				SrcAddr: []uint32{0, 0, 0, 0x01000000}, DstAddr: []uint32{0, 0, 0, 0}, Fown: &fown.FownEntry{},
+				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(16384), SoRcvbuf: u32(131072), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), Reuseaddr: proto.Bool(true)},
+				V6Only: proto.Bool(true),
+				// Debian's crit (CRIU 3.17) predates tcp_opts: it reads
+				// the entry without them.
+				TcpOpts: &tcpstream.TcpOptsEntry{Nodelay: proto.Bool(true), Keepidle: u32(77)},
+			},
+		}, &fdinfo.FileEntry{
+			Type: fdinfo.FdTypes_NETLINKSK.Enum(), Id: u32(7),
+			Nlsk: &sk_netlink.NetlinkSkEntry{Id: u32(7), Ino: u32(7003), Protocol: u32(0), State: u32(0), Flags: u32(2), Portid: u32(4242),
+				Groups: []uint32{0x11, 1}, DstPortid: u32(0), DstGroup: u32(0), Fown: &fown.FownEntry{},
+				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0)}},
+		}), crit: `{"magic": "FILES", "entries": [{"type": "INETSK", "id": 6,
+			"isk": {"id": 6, "ino": 7002, "family": "INET6", "type": "STREAM", "proto": "TCP", "state": "LISTEN",
+				"src_port": 8080, "backlog": 511, "src_addr": ["::1"], "v6only": true,
+				"opts": {"so_sndbuf": 16384, "reuseaddr": true}}},
+			{"type": "NETLINKSK", "id": 7, "nlsk": {"id": 7, "ino": 7003, "portid": 4242, "groups": [17, 1]}}]}`},
 		{kind: Fdinfo, id: 2, recs: recs(
 			&fdinfo.FdinfoEntry{Id: u32(9), Flags: u32(1), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(3)},
 			&fdinfo.FdinfoEntry{Id: u32(10), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
@@ -257,6 +283,15 @@ func samples() []sample {
 			&filelock.FileLockEntry{Flag: u32(2), Type: u32(0), Pid: proto.Int32(4242), Fd: proto.Int32(4), Start: proto.Int64(0), Len: proto.Int64(0)},
 		), crit: `{"magic": "FILE_LOCKS", "entries": [{"flag": 1, "type": 1, "pid": 4242, "fd": 3, "start": 0, "len": 10},
 			{"flag": 2, "type": 0, "pid": 4242, "fd": 4, "start": 0, "len": 0}]}`},
+		{kind: TCPStream, id: 0x4d2, recs: []record{
+			{complete(&tcpstream.TcpStreamEntry{InqLen: u32(3), InqSeq: u32(1000), OutqLen: u32(4), OutqSeq: u32(2000),
+				OptMask: u32(7), SndWscale: u32(7), MssClamp: u32(65483), RcvWscale: u32(7), Timestamp: u32(12345),
+				UnsqLen: u32(1), SndWl1: u32(999), SndWnd: u32(65536), MaxWindow: u32(65536), RcvWnd: u32(65536), RcvWup: u32(997)}),
+				[]byte("inqoutq")},
+		}, crit: `{"magic": "TCP_STREAM", "entries": [{"inq_len": 3, "inq_seq": 1000, "outq_len": 4, "outq_seq": 2000,
+			"opt_mask": "0x7", "snd_wscale": 7, "mss_clamp": 65483, "rcv_wscale": 7, "timestamp": 12345, "unsq_len": 1,
+			"snd_wl1": 999, "snd_wnd": 65536, "max_window": 65536, "rcv_wnd": 65536, "rcv_wup": 997,
+			"extra": {"inq": "aW5x\n", "outq": "b3V0cQ==\n"}}]}`},
 		// One segment: crit reads as many bytes after each entry as the
 		// segment's size, the contents of images made before in_pagemaps
 		// (which it does not look at), so it shows only the first segment

@@ -318,6 +318,10 @@ func watchDeath(tid int) (stop func()) {
 	var mu sync.Mutex
 	stopped := false
 	var timer *time.Timer
+	// Under mu: on a loaded machine the first check may run before
+	// AfterFunc has returned.
+	mu.Lock()
+	defer mu.Unlock()
 	timer = time.AfterFunc(deathCheck, func() {
 		if st, err := proc.ReadStat(tid); err == nil && st.State == 'Z' {
 			others, _ := proc.ReadTasks(tid)

@@ -46,6 +46,9 @@ type Options struct {
 	Progress func(done, total uint64)
 	// FailAt makes the step of that name fail (see Steps).
 	FailAt string
+	// TCPClose restores established TCP connections closed: sockets
+	// never connected (criu's --tcp-close).
+	TCPClose bool
 	// AllowChanged are files restored even though they changed since the
 	// dump (files.VerifyOptions).
 	AllowChanged []string
@@ -100,6 +103,7 @@ type restorer struct {
 func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
 	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), shared: files.NewShared()}
+	t.shared.CloseConnections = opts.TCPClose
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -229,6 +233,9 @@ func (t *tree) run(ctx context.Context) error {
 // resume lets every process of the tree run, children first, so that no
 // parent runs before what it may wait for is there.
 func (t *tree) resume() error {
+	if err := t.shared.ResumeConnections(); err != nil {
+		return err
+	}
 	// The processes hold their unlinked files: the links made for them at
 	// the dump go before they run.
 	if err := t.shared.RemoveLinks(); err != nil {

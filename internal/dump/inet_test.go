@@ -1,0 +1,127 @@
+package dump_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// TestDumpInet dumps TCP listeners and UDP sockets, IPv4 and IPv6, one
+// with a datagram queued, and reads them back with crit: family, type,
+// protocol, state, address, port, backlog and IPV6_V6ONLY as CRIU names
+// them; and a netlink socket, which crit decodes too.
+func TestDumpInet(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), "listen4", "listen6", "udp4", "udp6", "netlink")
+	// A datagram queued, in sk-queues.img.
+	c, err := net.Dial("udp4", "127.0.0.1:"+s.Ready["udp4_port"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	d := dumpProcess(t, s.Pid, true)
+	s.WaitTicks(t, 3)
+	critDecode(t, d.dir)
+	im := readImages(t, d.dir, s.Pid)
+	// Names and addresses are crit's --pretty output.
+	out, err := exec.Command("crit", "decode", "--pretty", "-i", filepath.Join(d.dir, "files.img")).Output()
+	if err != nil {
+		t.Fatalf("crit decode files.img: %v", err)
+	}
+	var img struct{ Entries []critFile }
+	if err := json.Unmarshal(out, &img); err != nil {
+		t.Fatalf("crit's files.img JSON: %v", err)
+	}
+	crit := map[uint32]critFile{}
+	for _, e := range img.Entries {
+		crit[e.ID] = e
+	}
+	for _, tc := range []struct {
+		name string
+		want critInetSk
+	}{
+		{"listen4", critInetSk{Family: "INET", Type: "STREAM", Proto: "TCP", State: "LISTEN", SrcAddr: []string{"127.0.0.1"}, Backlog: 7}},
+		{"listen6", critInetSk{Family: "INET6", Type: "STREAM", Proto: "TCP", State: "LISTEN", SrcAddr: []string{"::1"}, Backlog: 7, V6only: true}},
+		{"udp4", critInetSk{Family: "INET", Type: "DGRAM", Proto: "UDP", State: "CLOSE", SrcAddr: []string{"127.0.0.1"}}},
+		// Bound to an address of its own, an IPv6 socket is IPv6-only.
+		{"udp6", critInetSk{Family: "INET6", Type: "DGRAM", Proto: "UDP", State: "CLOSE", SrcAddr: []string{"::1"}, V6only: true}},
+	} {
+		f := im.file(t, uint32(s.ReadyUint(t, tc.name)))
+		tc.want.SrcPort = uint32(s.ReadyUint(t, tc.name+"_port"))
+		got := crit[f.GetId()].Isk
+		if got == nil {
+			t.Errorf("%s: crit shows no inet socket in %+v", tc.name, crit[f.GetId()])
+			continue
+		}
+		if diff := cmp.Diff(tc.want, *got); diff != "" {
+			t.Errorf("%s: crit's entry (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+// TestDumpInetRefused dumps sockets cryo cannot keep: each is refused,
+// named, and the subject runs on.
+func TestDumpInetRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		name, arg string
+		// peer, if set, is a listener the subject connects to (arg
+		// gains its port), whose end is passed to before.
+		peer bool
+		// before is done to the subject before the dump.
+		before func(t *testing.T, s *testutil.Subject, peer net.Conn)
+		want   []string
+	}{
+		{name: "raw", arg: "raw", want: []string{"RAW socket"}},
+		{name: "netlink queue", arg: "netlinkq", want: []string{"netlink socket with a message of"}},
+		{name: "accept queue", arg: "listen4", before: func(t *testing.T, s *testutil.Subject, _ net.Conn) {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+s.Ready["listen4_port"], 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}, want: []string{"TCP listener 127.0.0.1:", "1 connections not accepted"}},
+		{name: "closed by the peer", arg: "tcp4", peer: true, before: func(t *testing.T, s *testutil.Subject, peer net.Conn) {
+			peer.Close()
+			s.WaitTicks(t, 2)
+		}, want: []string{"TCP socket 127.0.0.1:", "in state CLOSE_WAIT"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			arg := tc.arg
+			var l net.Listener
+			if tc.peer {
+				var err error
+				if l, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				arg = fmt.Sprintf("%s:%d:quiet", arg, l.Addr().(*net.TCPAddr).Port)
+			}
+			s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), arg)
+			var peer net.Conn
+			if l != nil {
+				var err error
+				if peer, err = l.Accept(); err != nil {
+					t.Fatal(err)
+				}
+				defer peer.Close()
+			}
+			if tc.before != nil {
+				tc.before(t, s, peer)
+			}
+			expectRefused(t, s, dump.Options{LeaveRunning: true}, tc.want...)
+		})
+	}
+}

@@ -1,0 +1,477 @@
+package files
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
+	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
+	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+)
+
+// inetKind is a TCP or UDP socket, IPv4 or IPv6 (CRIU's inet_sk_entry):
+// a TCP listener, a TCP socket not connected (bound or not), an
+// established TCP connection (tcp.go), a UDP socket bound or connected
+// with the datagrams queued to it (udp.go). The dump reads it on cryo's
+// duplicate of the process's socket and asks sock_diag what the socket
+// itself cannot say (a listener's backlog, the shutdown state); the
+// restore makes the socket as the process, sets it up as root (a
+// privileged port it had bound it gets again), and gives it to the
+// process.
+type inetKind struct{}
+
+// inet_sk_entry's state is the socket's TCP state (tcpEstablished...,
+// unixsk.go); a UDP socket is TCP_ESTABLISHED when connected, else
+// TCP_CLOSE. tcpStateNames names the states a socket is refused in.
+var tcpStateNames = map[uint32]string{
+	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+	7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
+}
+
+func tcpStateName(s uint32) string {
+	if n, ok := tcpStateNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("state %d", s)
+}
+
+// inetProtos are the protocols of the sockets the kind claims, as
+// sockfs names them (the system.sockprotoname attribute).
+var inetProtos = map[string]bool{"TCP": true, "TCPv6": true, "UDP": true, "UDPv6": true}
+
+func (inetKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_INETSK }
+
+func (inetKind) claims(d *desc) bool {
+	return d.mode() == unix.S_IFSOCK && inetProtos[sockProtoName(d)]
+}
+
+// sockProtoName is the name sockfs gives the protocol of a socket
+// descriptor ("TCP", "UNIXv6"... "UNIX", "NETLINK", "PACKET", "RAW"), ""
+// if it has none.
+func sockProtoName(d *desc) string {
+	buf := make([]byte, 32)
+	n, err := unix.Getxattr(d.path, "system.sockprotoname", buf)
+	if err != nil || n == 0 {
+		return ""
+	}
+	name := buf[:n]
+	for len(name) > 0 && name[len(name)-1] == 0 {
+		name = name[:len(name)-1]
+	}
+	return string(name)
+}
+
+// inetTable is what the dump of inet sockets keeps: sock_diag's answers,
+// asked once per family and protocol, and the established connections
+// (tcp.go).
+type inetTable struct {
+	diag map[[2]uint8]map[uint32]kernel.InetDiag
+	tcpTable
+}
+
+// diagOf returns what sock_diag says of socket ino of family and
+// protocol.
+func (t *inetTable) diagOf(family, protocol uint8, ino uint32) (kernel.InetDiag, error) {
+	key := [2]uint8{family, protocol}
+	if t.diag[key] == nil {
+		socks, err := kernel.InetDiagDump(family, protocol)
+		if err != nil {
+			return kernel.InetDiag{}, err
+		}
+		if t.diag == nil {
+			t.diag = map[[2]uint8]map[uint32]kernel.InetDiag{}
+		}
+		t.diag[key] = map[uint32]kernel.InetDiag{}
+		for _, s := range socks {
+			t.diag[key][s.Inode] = s
+		}
+	}
+	s, ok := t.diag[key][ino]
+	if !ok {
+		return s, fmt.Errorf("%w: socket %d is not in cryo's network namespace (sock_diag does not know it)", ErrUnsupported, ino)
+	}
+	return s, nil
+}
+
+func (inetKind) dump(t *Table, d *desc) (uint32, error) {
+	fd, err := Getfd(t.pid, d.fd)
+	if err != nil {
+		return 0, err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			unix.Close(fd)
+		}
+	}()
+	var v [3]int
+	for i, opt := range []int{unix.SO_DOMAIN, unix.SO_TYPE, unix.SO_PROTOCOL} {
+		if v[i], err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt); err != nil {
+			return 0, fmt.Errorf("read socket family and type: %w", err)
+		}
+	}
+	family, typ, protocol := v[0], v[1], v[2]
+	diag, err := t.diagOf(uint8(family), uint8(protocol), uint32(d.st.Ino))
+	if err != nil {
+		return 0, err
+	}
+	local, remote := diag.Local(), diag.Remote()
+	if local.Addr().Is6() && local.Addr().IsLinkLocalUnicast() {
+		return 0, fmt.Errorf("%w: socket bound to the link-local address %v", ErrUnsupported, local)
+	}
+	opts, err := DumpSockOpts(fd)
+	if err != nil {
+		return 0, err
+	}
+	id := t.nextID()
+	e := &skinet.InetSkEntry{
+		Id: proto.Uint32(id), Ino: proto.Uint32(uint32(d.st.Ino)),
+		Family: proto.Uint32(uint32(family)), Type: proto.Uint32(uint32(typ)), Proto: proto.Uint32(uint32(protocol)),
+		State:   proto.Uint32(uint32(diag.State)),
+		SrcPort: proto.Uint32(uint32(local.Port())), DstPort: proto.Uint32(uint32(remote.Port())),
+		Flags: proto.Uint32(statusFlags(d.info)), Backlog: proto.Uint32(0),
+		SrcAddr: addrWords(local.Addr()), DstAddr: addrWords(remote.Addr()),
+		Fown: zeroFown(), Opts: opts,
+	}
+	if diag.Shutdown != 0 {
+		e.Shutdown = skopts.SkShutdown(diag.Shutdown).Enum()
+	}
+	if err := dumpInetOpts(fd, e); err != nil {
+		return 0, err
+	}
+	state := e.GetState()
+	switch {
+	case protocol == unix.IPPROTO_TCP && state == tcpListen:
+		if diag.Rqueue != 0 {
+			return 0, fmt.Errorf("%w: TCP listener %v with %d connections not accepted yet", ErrUnsupported, local, diag.Rqueue)
+		}
+		e.Backlog = proto.Uint32(diag.Wqueue)
+	case protocol == unix.IPPROTO_TCP && state == tcpClose:
+	case protocol == unix.IPPROTO_TCP && isConnection(state):
+		// Shut down for writing, a connection has sent its FIN
+		// (FIN_WAIT*); shut down for reading, what the peer sends is
+		// dropped, which a restore cannot do.
+		if want := writeShut(state); diag.Shutdown != want {
+			return 0, fmt.Errorf("%w: TCP connection %v -> %v in state %s shut down (%v)", ErrUnsupported, local, remote, tcpStateName(state), e.GetShutdown())
+		}
+		if err := t.addConnection(fd, e, local, remote); err != nil {
+			return 0, err
+		}
+		keep = true
+	case protocol == unix.IPPROTO_TCP:
+		return 0, fmt.Errorf("%w: TCP socket %v -> %v in state %s", ErrUnsupported, local, remote, tcpStateName(state))
+	case protocol == unix.IPPROTO_UDP && (state == tcpClose || state == tcpEstablished):
+		if err := t.dumpDatagrams(fd, id, diag, opts.GetSoBoundDev()); err != nil {
+			return 0, err
+		}
+	default:
+		return 0, fmt.Errorf("%w: socket of protocol %d in state %s", ErrUnsupported, protocol, tcpStateName(state))
+	}
+	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Id: proto.Uint32(id), Isk: e}), nil
+}
+
+// addrWords is an address as inet_sk_entry holds it: its bytes in
+// network order, read as native 32-bit words (one for IPv4, four for
+// IPv6).
+func addrWords(a netip.Addr) []uint32 {
+	b := a.AsSlice()
+	w := make([]uint32, len(b)/4)
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
+// wordsAddr is the address of an entry's words and port, for the
+// entry's family.
+func wordsAddr(family uint32, w []uint32, port uint32) (netip.AddrPort, error) {
+	var b []byte
+	for _, x := range w {
+		b = binary.NativeEndian.AppendUint32(b, x)
+	}
+	switch {
+	case port > 0xffff:
+		return netip.AddrPort{}, fmt.Errorf("port %d", port)
+	case family == unix.AF_INET && len(b) == 4:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b)), uint16(port)), nil
+	case family == unix.AF_INET6 && len(b) == 16:
+		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b)), uint16(port)), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("address of %d words for family %d", len(w), family)
+}
+
+// sockaddr is a for a socket of family.
+func sockaddr(family uint32, a netip.AddrPort) unix.Sockaddr {
+	if family == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+}
+
+// inetOpt is an IP or TCP option an entry has a field for.
+type inetOpt struct {
+	level, opt int
+	name       string
+	get        func(e *skinet.InetSkEntry) *uint32
+	set        func(e *skinet.InetSkEntry, v uint32)
+}
+
+func boolOpt(level, opt int, name string, field func(e *skinet.InetSkEntry) **bool) inetOpt {
+	return inetOpt{level, opt, name,
+		func(e *skinet.InetSkEntry) *uint32 {
+			if p := *field(e); p != nil {
+				v := uint32(0)
+				if *p {
+					v = 1
+				}
+				return &v
+			}
+			return nil
+		},
+		func(e *skinet.InetSkEntry, v uint32) { *field(e) = proto.Bool(v != 0) }}
+}
+
+func intOpt(level, opt int, name string, field func(e *skinet.InetSkEntry) **uint32) inetOpt {
+	return inetOpt{level, opt, name,
+		func(e *skinet.InetSkEntry) *uint32 { return *field(e) },
+		func(e *skinet.InetSkEntry, v uint32) { *field(e) = proto.Uint32(v) }}
+}
+
+func ipOpts(e *skinet.InetSkEntry) *skinet.IpOptsEntry {
+	if e.IpOpts == nil {
+		e.IpOpts = &skinet.IpOptsEntry{}
+	}
+	return e.IpOpts
+}
+
+func tcpOpts(e *skinet.InetSkEntry) *tcpstream.TcpOptsEntry {
+	if e.TcpOpts == nil {
+		e.TcpOpts = &tcpstream.TcpOptsEntry{}
+	}
+	return e.TcpOpts
+}
+
+// The options of inet sockets the images hold, by family and protocol,
+// as CRIU keeps them.
+var (
+	ip4Opts = []inetOpt{
+		boolOpt(unix.SOL_IP, unix.IP_FREEBIND, "IP_FREEBIND", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Freebind }),
+		boolOpt(unix.SOL_IP, unix.IP_PKTINFO, "IP_PKTINFO", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Pktinfo }),
+		intOpt(unix.SOL_IP, unix.IP_TOS, "IP_TOS", func(e *skinet.InetSkEntry) **uint32 { return &ipOpts(e).Tos }),
+		intOpt(unix.SOL_IP, unix.IP_TTL, "IP_TTL", func(e *skinet.InetSkEntry) **uint32 { return &ipOpts(e).Ttl }),
+	}
+	ip6Opts = []inetOpt{
+		boolOpt(unix.SOL_IPV6, unix.IPV6_V6ONLY, "IPV6_V6ONLY", func(e *skinet.InetSkEntry) **bool { return &e.V6Only }),
+		boolOpt(unix.SOL_IPV6, unix.IPV6_FREEBIND, "IPV6_FREEBIND", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Freebind }),
+		boolOpt(unix.SOL_IPV6, unix.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Pktinfo }),
+	}
+	tcpOptList = []inetOpt{
+		boolOpt(unix.SOL_TCP, unix.TCP_NODELAY, "TCP_NODELAY", func(e *skinet.InetSkEntry) **bool { return &tcpOpts(e).Nodelay }),
+		boolOpt(unix.SOL_TCP, unix.TCP_CORK, "TCP_CORK", func(e *skinet.InetSkEntry) **bool { return &tcpOpts(e).Cork }),
+		intOpt(unix.SOL_TCP, unix.TCP_KEEPCNT, "TCP_KEEPCNT", func(e *skinet.InetSkEntry) **uint32 { return &tcpOpts(e).Keepcnt }),
+		intOpt(unix.SOL_TCP, unix.TCP_KEEPIDLE, "TCP_KEEPIDLE", func(e *skinet.InetSkEntry) **uint32 { return &tcpOpts(e).Keepidle }),
+		intOpt(unix.SOL_TCP, unix.TCP_KEEPINTVL, "TCP_KEEPINTVL", func(e *skinet.InetSkEntry) **uint32 { return &tcpOpts(e).Keepintvl }),
+	}
+)
+
+// inetLostOpts are IP and TCP options the images have no field for, with
+// the value of a new socket: a socket with another is refused. IP_TRANSPARENT
+// also needs CAP_NET_ADMIN, which a restore must not give.
+var inetLostOpts = []struct {
+	family, level, opt int
+	name               string
+	value              int
+	// udp is for the options of UDP sockets only.
+	udp bool
+}{
+	{unix.AF_INET, unix.SOL_IP, unix.IP_TRANSPARENT, "IP_TRANSPARENT", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVERR, "IP_RECVERR", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTTL, "IP_RECVTTL", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTOS, "IP_RECVTOS", 0, false},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_HDRINCL, "IP_HDRINCL", 0, false},
+	// An accepted TCP socket's multicast TTL is its SYN's TTL.
+	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_TTL, name: "IP_MULTICAST_TTL", value: 1, udp: true},
+	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_LOOP, name: "IP_MULTICAST_LOOP", value: 1, udp: true},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, "IPV6_TRANSPARENT", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TCLASS, "IPV6_TCLASS", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS", 0, false},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", 64, false},
+	{family: unix.AF_INET6, level: unix.SOL_IPV6, opt: unix.IPV6_MULTICAST_LOOP, name: "IPV6_MULTICAST_LOOP", value: 1, udp: true},
+	{-1, unix.SOL_TCP, unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 0, false},
+	{-1, unix.SOL_TCP, unix.TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", 0, false},
+	{-1, unix.SOL_TCP, unix.TCP_FASTOPEN, "TCP_FASTOPEN", 0, false},
+}
+
+// inetOptsOf lists the options an entry of family and protocol has.
+func inetOptsOf(family, protocol uint32) []inetOpt {
+	l := ip6Opts
+	if family == unix.AF_INET {
+		l = ip4Opts
+	}
+	if protocol == unix.IPPROTO_TCP {
+		l = append(l[:len(l):len(l)], tcpOptList...)
+	}
+	return l
+}
+
+// dumpInetOpts reads the IP and TCP options of socket fd into e.
+func dumpInetOpts(fd int, e *skinet.InetSkEntry) error {
+	for _, o := range inetOptsOf(e.GetFamily(), e.GetProto()) {
+		v, err := unix.GetsockoptInt(fd, o.level, o.opt)
+		if notForThisSocket(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", o.name, err)
+		}
+		o.set(e, uint32(v))
+	}
+	for _, l := range inetLostOpts {
+		if l.family == unix.AF_INET && e.GetFamily() != unix.AF_INET || l.family == unix.AF_INET6 && e.GetFamily() != unix.AF_INET6 ||
+			l.level == unix.SOL_TCP && e.GetProto() != unix.IPPROTO_TCP || l.udp && e.GetProto() != unix.IPPROTO_UDP {
+			continue
+		}
+		v, err := unix.GetsockoptInt(fd, l.level, l.opt)
+		if notForThisSocket(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", l.name, err)
+		}
+		if v != l.value {
+			return fmt.Errorf("%w: socket option %s is %d (a checkpoint cannot hold it)", ErrUnsupported, l.name, v)
+		}
+	}
+	return nil
+}
+
+// restoreInetOpts sets on socket fd the IP and TCP options of e that a
+// new socket does not have already.
+func restoreInetOpts(fd int, e *skinet.InetSkEntry) error {
+	for _, o := range inetOptsOf(e.GetFamily(), e.GetProto()) {
+		want := o.get(e)
+		if want == nil {
+			continue
+		}
+		if cur, err := unix.GetsockoptInt(fd, o.level, o.opt); err == nil && uint32(cur) == *want {
+			continue
+		}
+		if err := unix.SetsockoptInt(fd, o.level, o.opt, int(*want)); err != nil {
+			return fmt.Errorf("set %s to %d: %w", o.name, *want, err)
+		}
+	}
+	return nil
+}
+
+func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
+	e := f.Isk
+	if e == nil {
+		return imageErr("file %d: INETSK without an isk entry", f.GetId())
+	}
+	if e.Opts == nil {
+		return imageErr("file %d: inet socket without options", f.GetId())
+	}
+	if _, err := wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort()); err != nil {
+		return imageErr("file %d: inet socket source: %v", f.GetId(), err)
+	}
+	if _, err := wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort()); err != nil {
+		return imageErr("file %d: inet socket destination: %v", f.GetId(), err)
+	}
+	switch p, st := e.GetProto(), e.GetState(); {
+	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && (st == tcpListen || st == tcpClose):
+	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && isConnection(st):
+		return s.checkConnection(f)
+	case e.GetType() == unix.SOCK_DGRAM && p == unix.IPPROTO_UDP && (st == tcpClose || st == tcpEstablished):
+	default:
+		return fmt.Errorf("%w: file %d: inet socket of type %d, protocol %d, state %s", ErrUnsupported, f.GetId(), e.GetType(), p, tcpStateName(st))
+	}
+	return nil
+}
+
+// open makes the socket as the process (socketAsProcess), sets it up
+// from cryo (options, then bound, listening or connected as it was, its
+// datagrams queued), then gives it to the process.
+func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	e := f.Isk
+	typ := int(e.GetType())
+	if e.GetFlags()&unix.O_NONBLOCK != 0 {
+		typ |= unix.SOCK_NONBLOCK
+	}
+	fd, err := r.socketAsProcess(int(e.GetFamily()), typ, int(e.GetProto()))
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	if e.GetProto() == unix.IPPROTO_TCP && isConnection(e.GetState()) {
+		err = r.restoreConnection(fd, f)
+	} else if err = setupInet(fd, e); err == nil {
+		err = r.restoreDatagrams(fd, f)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return r.takeFrom(os.Getpid(), fd)
+}
+
+// socketAsProcess makes a socket in cryo, close-on-exec, with the
+// credentials of the process: it is the process's (its owner, which
+// sock_diag shows and netfilter matches). Binding it, even to a
+// privileged port, is done as cryo: the process had it bound.
+func (r *Restorer) socketAsProcess(family, typ, protocol int) (int, error) {
+	fd := -1
+	err := r.asProcess(func() (err error) {
+		fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, protocol)
+		return err
+	})
+	if err != nil {
+		return -1, fmt.Errorf("make socket: %w", err)
+	}
+	return fd, nil
+}
+
+// setupInet sets socket fd up as entry e says, but for a connected TCP
+// socket's connection.
+func setupInet(fd int, e *skinet.InetSkEntry) error {
+	if err := RestoreSockOpts(fd, e.Opts); err != nil {
+		return err
+	}
+	if err := restoreInetOpts(fd, e); err != nil {
+		return err
+	}
+	src, _ := wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
+	dst, _ := wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort())
+	if src.Port() != 0 || e.GetState() == tcpListen {
+		if err := unix.Bind(fd, sockaddr(e.GetFamily(), src)); err != nil {
+			return fmt.Errorf("bind to %v: %w", src, err)
+		}
+	}
+	switch {
+	case e.GetState() == tcpListen:
+		if err := unix.Listen(fd, int(e.GetBacklog())); err != nil {
+			return fmt.Errorf("listen on %v: %w", src, err)
+		}
+	case e.GetState() == tcpEstablished && e.GetProto() == unix.IPPROTO_UDP:
+		if err := unix.Connect(fd, sockaddr(e.GetFamily(), dst)); err != nil {
+			return fmt.Errorf("connect %v to %v: %w", src, dst, err)
+		}
+	}
+	if e.Shutdown != nil && e.GetShutdown() != skopts.SkShutdown_NONE {
+		// shutdown(2) takes SHUT_RD (0), SHUT_WR (1) or both (2); the
+		// entry holds sk_shutdown's bits. On a socket not connected it
+		// sets them and says ENOTCONN.
+		how := int(e.GetShutdown()) - 1
+		if err := unix.Shutdown(fd, how); err != nil && !(errors.Is(err, unix.ENOTCONN) && e.GetState() != tcpEstablished) {
+			return fmt.Errorf("shut down %v: %w", src, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package files
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	sknetlink "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-netlink"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
+)
+
+// netlinkKind is a NETLINK_ROUTE socket a program keeps open to hear of
+// links, addresses and routes (CRIU's netlink_sk_entry): its port id,
+// the multicast groups it listens to, the peer it is connected to. The
+// restore makes it in the process and binds it again through cryo's
+// duplicate. What it has queued (answers not read, notifications) is
+// refused: replaying them would tell the program of a state of the
+// network that is gone; so are other netlink protocols, and the
+// netlink options the images have no field for.
+type netlinkKind struct{}
+
+// netlinkOpts are the SOL_NETLINK flags a socket may have, off on a new
+// one, which netlink_sk_entry cannot hold.
+var netlinkOpts = []struct {
+	opt  int
+	name string
+}{
+	{unix.NETLINK_PKTINFO, "NETLINK_PKTINFO"},
+	{unix.NETLINK_BROADCAST_ERROR, "NETLINK_BROADCAST_ERROR"},
+	{unix.NETLINK_NO_ENOBUFS, "NETLINK_NO_ENOBUFS"},
+	{unix.NETLINK_LISTEN_ALL_NSID, "NETLINK_LISTEN_ALL_NSID"},
+	{unix.NETLINK_CAP_ACK, "NETLINK_CAP_ACK"},
+	{unix.NETLINK_EXT_ACK, "NETLINK_EXT_ACK"},
+	{unix.NETLINK_GET_STRICT_CHK, "NETLINK_GET_STRICT_CHK"},
+}
+
+// netlinkConnected is the state of a connected netlink socket
+// (NETLINK_CONNECTED, net/netlink/af_netlink.h).
+const netlinkConnected = 1
+
+func (netlinkKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_NETLINKSK }
+
+func (netlinkKind) claims(d *desc) bool {
+	return d.mode() == unix.S_IFSOCK && sockProtoName(d) == "NETLINK"
+}
+
+func (netlinkKind) dump(t *Table, d *desc) (uint32, error) {
+	fd, err := Getfd(t.pid, d.fd)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	protocol, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil {
+		return 0, fmt.Errorf("read netlink protocol: %w", err)
+	}
+	if protocol != unix.NETLINK_ROUTE {
+		return 0, fmt.Errorf("%w: netlink socket of protocol %d (only NETLINK_ROUTE is kept)", ErrUnsupported, protocol)
+	}
+	if typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || (typ != unix.SOCK_RAW && typ != unix.SOCK_DGRAM) {
+		return 0, fmt.Errorf("netlink socket of type %d: %w", typ, err)
+	}
+	for _, o := range netlinkOpts {
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_NETLINK, o.opt); err != nil {
+			return 0, fmt.Errorf("read %s: %w", o.name, err)
+		} else if v != 0 {
+			return 0, fmt.Errorf("%w: netlink socket option %s (a checkpoint cannot hold it)", ErrUnsupported, o.name)
+		}
+	}
+	var one [1]byte
+	if n, _, err := unix.Recvfrom(fd, one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC); err == nil {
+		return 0, fmt.Errorf("%w: netlink socket with a message of %d bytes queued", ErrUnsupported, n)
+	} else if !errors.Is(err, unix.EAGAIN) {
+		return 0, fmt.Errorf("peek netlink queue: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("read netlink address: %w", err)
+	}
+	local, ok := sa.(*unix.SockaddrNetlink)
+	if !ok {
+		return 0, fmt.Errorf("netlink socket address %T", sa)
+	}
+	// Every group, past the 32 the address holds.
+	buf := make([]byte, 64)
+	n, err := kernel.GetsockoptBytes(fd, unix.SOL_NETLINK, unix.NETLINK_LIST_MEMBERSHIPS, buf)
+	if err == nil && n > len(buf) {
+		buf = make([]byte, n)
+		n, err = kernel.GetsockoptBytes(fd, unix.SOL_NETLINK, unix.NETLINK_LIST_MEMBERSHIPS, buf)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read netlink groups: %w", err)
+	}
+	var groups []uint32
+	for i := 0; i+4 <= min(n, len(buf)); i += 4 {
+		groups = append(groups, binary.NativeEndian.Uint32(buf[i:]))
+	}
+	for len(groups) > 0 && groups[len(groups)-1] == 0 {
+		groups = groups[:len(groups)-1]
+	}
+	opts, err := DumpSockOpts(fd)
+	if err != nil {
+		return 0, err
+	}
+	id := t.nextID()
+	e := &sknetlink.NetlinkSkEntry{
+		Id: proto.Uint32(id), Ino: proto.Uint32(uint32(d.st.Ino)), Protocol: proto.Uint32(uint32(protocol)),
+		State: proto.Uint32(0), Flags: proto.Uint32(statusFlags(d.info)), Portid: proto.Uint32(local.Pid), Groups: groups,
+		DstPortid: proto.Uint32(0), DstGroup: proto.Uint32(0), Fown: zeroFown(), Opts: opts,
+	}
+	if sa, err := unix.Getpeername(fd); err == nil {
+		if peer, ok := sa.(*unix.SockaddrNetlink); ok && (peer.Pid != 0 || peer.Groups != 0) {
+			e.State = proto.Uint32(netlinkConnected)
+			e.DstPortid, e.DstGroup = proto.Uint32(peer.Pid), proto.Uint32(peer.Groups)
+		}
+	}
+	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_NETLINKSK.Enum(), Id: proto.Uint32(id), Nlsk: e}), nil
+}
+
+func (netlinkKind) check(s *Set, f *fdinfo.FileEntry) error {
+	e := f.Nlsk
+	switch {
+	case e == nil:
+		return imageErr("file %d: NETLINKSK without a netlink entry", f.GetId())
+	case e.Opts == nil:
+		return imageErr("file %d: netlink socket without options", f.GetId())
+	case e.GetProtocol() != unix.NETLINK_ROUTE:
+		return fmt.Errorf("%w: file %d: netlink socket of protocol %d", ErrUnsupported, f.GetId(), e.GetProtocol())
+	case len(e.Groups) > 32:
+		return imageErr("file %d: netlink socket in %d words of groups", f.GetId(), len(e.Groups))
+	}
+	return nil
+}
+
+// open makes the netlink socket as the process, binds it to its port
+// and groups and connects it, then gives it to the process.
+func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+	e := f.Nlsk
+	typ := unix.SOCK_RAW
+	if e.GetFlags()&unix.O_NONBLOCK != 0 {
+		typ |= unix.SOCK_NONBLOCK
+	}
+	fd, err := r.socketAsProcess(unix.AF_NETLINK, typ, int(e.GetProtocol()))
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	err = func() error {
+		if err := RestoreSockOpts(fd, e.Opts); err != nil {
+			return err
+		}
+		// The address holds the first 32 groups, the others are joined
+		// one by one.
+		first := uint32(0)
+		if len(e.Groups) > 0 {
+			first = e.Groups[0]
+		}
+		if e.GetPortid() != 0 || first != 0 {
+			if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: e.GetPortid(), Groups: first}); err != nil {
+				return fmt.Errorf("bind netlink socket to port %d: %w", e.GetPortid(), err)
+			}
+		}
+		for w, bits := range e.Groups[min(1, len(e.Groups)):] {
+			for b := range 32 {
+				if bits&(1<<b) == 0 {
+					continue
+				}
+				group := 32*(w+1) + b + 1
+				if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, group); err != nil {
+					return fmt.Errorf("join netlink group %d: %w", group, err)
+				}
+			}
+		}
+		if e.GetState() == netlinkConnected {
+			if err := unix.Connect(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: e.GetDstPortid(), Groups: e.GetDstGroup()}); err != nil {
+				return fmt.Errorf("connect netlink socket to port %d: %w", e.GetDstPortid(), err)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		return 0, err
+	}
+	return r.takeFrom(os.Getpid(), fd)
+}

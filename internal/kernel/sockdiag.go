@@ -1,0 +1,248 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// InetDiagSockID mirrors struct inet_diag_sockid
+// (include/uapi/linux/inet_diag.h): ports and addresses in network byte
+// order, an IPv4 address in the first 4 bytes of its array.
+type InetDiagSockID struct {
+	Sport, Dport [2]byte
+	Src, Dst     [16]byte
+	If           uint32
+	Cookie       [2]uint32
+}
+
+// InetDiagReqV2 mirrors struct inet_diag_req_v2
+// (include/uapi/linux/inet_diag.h), the request of SOCK_DIAG_BY_FAMILY
+// for AF_INET and AF_INET6.
+type InetDiagReqV2 struct {
+	Family, Protocol, Ext, _ uint8
+	States                   uint32
+	ID                       InetDiagSockID
+}
+
+// InetDiagMsg mirrors struct inet_diag_msg
+// (include/uapi/linux/inet_diag.h), the answer's header for one socket.
+type InetDiagMsg struct {
+	Family, State, Timer, Retrans uint8
+	ID                            InetDiagSockID
+	Expires                       uint32
+	// Rqueue is what the receive queue holds; for a listener, the
+	// connections waiting in its accept queue.
+	Rqueue uint32
+	// Wqueue is what the send queue holds; for a listener, its backlog.
+	Wqueue uint32
+	UID    uint32
+	Inode  uint32
+}
+
+// inetDiagShutdown is INET_DIAG_SHUTDOWN (include/uapi/linux/inet_diag.h),
+// the attribute that holds sk_shutdown, which every answer carries.
+const inetDiagShutdown = 8
+
+// The bits of sk_shutdown (include/net/sock.h), which CRIU's sk_shutdown
+// enum has the values of.
+const (
+	RcvShutdown  = 1
+	SendShutdown = 2
+)
+
+// InetDiag is what sock_diag says of one socket.
+type InetDiag struct {
+	InetDiagMsg
+	// Shutdown is sk_shutdown: RcvShutdown and SendShutdown.
+	Shutdown uint8
+}
+
+// Local and Remote are the socket's addresses.
+func (d *InetDiag) Local() netip.AddrPort  { return d.ID.addrPort(d.Family, d.ID.Src, d.ID.Sport) }
+func (d *InetDiag) Remote() netip.AddrPort { return d.ID.addrPort(d.Family, d.ID.Dst, d.ID.Dport) }
+
+func (InetDiagSockID) addrPort(family uint8, a [16]byte, p [2]byte) netip.AddrPort {
+	port := binary.BigEndian.Uint16(p[:])
+	if family == unix.AF_INET {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a[:4])), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(a), port)
+}
+
+// nlmsgHeader mirrors struct nlmsghdr (include/uapi/linux/netlink.h).
+type nlmsgHeader struct {
+	Len   uint32
+	Type  uint16
+	Flags uint16
+	Seq   uint32
+	Pid   uint32
+}
+
+const nlmsgHeaderLen = 16
+
+// InetDiagRequest returns the netlink message that asks for every socket
+// of family and protocol, in every state.
+func InetDiagRequest(family, protocol uint8, seq uint32) []byte {
+	req := Encode(InetDiagReqV2{Family: family, Protocol: protocol, States: ^uint32(0)})
+	h := Encode(nlmsgHeader{Len: uint32(nlmsgHeaderLen + len(req)), Type: unix.SOCK_DIAG_BY_FAMILY,
+		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: seq})
+	return append(h, req...)
+}
+
+// ParseInetDiag parses a buffer of netlink messages answering
+// InetDiagRequest: the sockets it holds, and whether it ends the answer
+// (NLMSG_DONE). An NLMSG_ERROR message is returned as its errno.
+func ParseInetDiag(b []byte) (socks []InetDiag, done bool, err error) {
+	msgLen := binary.Size(InetDiagMsg{})
+	for len(b) > 0 {
+		var h nlmsgHeader
+		if len(b) < nlmsgHeaderLen {
+			return nil, false, fmt.Errorf("%w: %d bytes left, short of a header", ErrNetlink, len(b))
+		}
+		if err := Decode(b[:nlmsgHeaderLen], &h); err != nil {
+			return nil, false, err
+		}
+		if h.Len < nlmsgHeaderLen || int(h.Len) > len(b) {
+			return nil, false, fmt.Errorf("%w: message of %d bytes in %d", ErrNetlink, h.Len, len(b))
+		}
+		body := b[nlmsgHeaderLen:h.Len]
+		b = b[min(nlmAlign(int(h.Len)), len(b)):]
+		switch h.Type {
+		case unix.NLMSG_DONE:
+			return socks, true, nil
+		case unix.NLMSG_ERROR:
+			if len(body) < 4 {
+				return nil, false, fmt.Errorf("%w: error message of %d bytes", ErrNetlink, len(body))
+			}
+			if errno := int32(binary.LittleEndian.Uint32(body)); errno < 0 {
+				return nil, false, unix.Errno(-errno)
+			}
+			continue
+		case unix.SOCK_DIAG_BY_FAMILY:
+		default:
+			return nil, false, fmt.Errorf("%w: message type %d", ErrNetlink, h.Type)
+		}
+		if len(body) < msgLen {
+			return nil, false, fmt.Errorf("%w: inet_diag_msg of %d bytes", ErrNetlink, len(body))
+		}
+		var d InetDiag
+		if err := Decode(body[:msgLen], &d.InetDiagMsg); err != nil {
+			return nil, false, err
+		}
+		attrs := body[min(nlmAlign(msgLen), len(body)):]
+		for len(attrs) > 0 {
+			if len(attrs) < 4 {
+				return nil, false, fmt.Errorf("%w: %d bytes left, short of an attribute", ErrNetlink, len(attrs))
+			}
+			l, typ := int(binary.LittleEndian.Uint16(attrs)), binary.LittleEndian.Uint16(attrs[2:])
+			if l < 4 || l > len(attrs) {
+				return nil, false, fmt.Errorf("%w: attribute of %d bytes in %d", ErrNetlink, l, len(attrs))
+			}
+			if typ&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER) == inetDiagShutdown && l > 4 {
+				d.Shutdown = attrs[4]
+			}
+			attrs = attrs[min(nlmAlign(l), len(attrs)):]
+		}
+		socks = append(socks, d)
+	}
+	return socks, false, nil
+}
+
+func nlmAlign(n int) int { return (n + 3) &^ 3 }
+
+// InetDiagDump asks sock_diag for every socket of family and protocol
+// (IPPROTO_TCP, IPPROTO_UDP...) in cryo's network namespace.
+func InetDiagDump(family, protocol uint8) ([]InetDiag, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, fmt.Errorf("open sock_diag: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Sendto(fd, InetDiagRequest(family, protocol, 1), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("ask sock_diag: %w", err)
+	}
+	var all []InetDiag
+	buf := make([]byte, 64<<10)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read sock_diag: %w", err)
+		}
+		socks, done, err := ParseInetDiag(buf[:n])
+		if err != nil {
+			return nil, fmt.Errorf("read sock_diag: %w", err)
+		}
+		all = append(all, socks...)
+		if done {
+			return all, nil
+		}
+	}
+}
+
+// TCPRepairWindow mirrors struct tcp_repair_window
+// (include/uapi/linux/tcp.h), TCP_REPAIR_WINDOW's value.
+type TCPRepairWindow struct {
+	SndWl1, SndWnd, MaxWindow, RcvWnd, RcvWup uint32
+}
+
+// The TCP_REPAIR_QUEUE values and TCP_REPAIR's (include/uapi/linux/tcp.h).
+const (
+	TCPRecvQueue = 1
+	TCPSendQueue = 2
+	// TCPRepairOffNoProbe leaves repair mode without the window probe
+	// TCP_REPAIR_OFF sends.
+	TCPRepairOffNoProbe = -1
+)
+
+// GetTCPRepairWindow reads TCP_REPAIR_WINDOW of a socket in repair mode.
+func GetTCPRepairWindow(fd int) (TCPRepairWindow, error) {
+	var w TCPRepairWindow
+	b := make([]byte, binary.Size(w))
+	n, err := GetsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, b)
+	if err != nil {
+		return w, err
+	}
+	if err := Decode(b[:min(n, len(b))], &w); err != nil {
+		return w, fmt.Errorf("%w: %w", ErrStructSize, err)
+	}
+	return w, nil
+}
+
+// SetTCPRepairWindow sets TCP_REPAIR_WINDOW of a socket in repair mode.
+func SetTCPRepairWindow(fd int, w TCPRepairWindow) error {
+	return unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_REPAIR_WINDOW, string(Encode(w)))
+}
+
+// TCPInfoHead mirrors the start of struct tcp_info
+// (include/uapi/linux/tcp.h), which x/sys's TCPInfo skips where the
+// window scales are, bit fields: tcpi_snd_wscale in the low 4 bits of
+// Wscale, tcpi_rcv_wscale in the high 4.
+type TCPInfoHead struct {
+	State, CaState, Retransmits, Probes, Backoff, Options uint8
+	Wscale, Flags                                         uint8
+}
+
+// The bits of tcpi_options (include/uapi/linux/tcp.h), which
+// tcp_stream_entry's opt_mask holds.
+const (
+	TCPIOptTimestamps = 1
+	TCPIOptSack       = 2
+	TCPIOptWscale     = 4
+)
+
+// GetTCPInfoHead reads the start of TCP_INFO.
+func GetTCPInfoHead(fd int) (TCPInfoHead, error) {
+	var h TCPInfoHead
+	b := make([]byte, binary.Size(h))
+	n, err := GetsockoptBytes(fd, unix.IPPROTO_TCP, unix.TCP_INFO, b)
+	if err != nil {
+		return h, err
+	}
+	if err := Decode(b[:min(n, len(b))], &h); err != nil {
+		return h, fmt.Errorf("%w: %w", ErrStructSize, err)
+	}
+	return h, nil
+}

@@ -1,0 +1,300 @@
+// inet: a checkpoint/restore subject holding TCP and UDP sockets, IPv4
+// and IPv6, that serves them every tick.
+//
+// Usage: inet SOCKET... where each SOCKET is one of
+//   listen4, listen6  a TCP listener on 127.0.0.1 or ::1 (IPV6_V6ONLY),
+//                     port chosen by the kernel, with SO_REUSEADDR,
+//                     TCP_NODELAY, SO_KEEPALIVE and TCP_KEEPIDLE=77,
+//                     TCP_KEEPINTVL=11, TCP_KEEPCNT=5, backlog 7; it accepts
+//                     a connection, if one waits, writes "hello PORT\n" to
+//                     it and closes it
+//   listen4:PORT      the same on PORT
+//   udp4, udp6        a UDP socket bound on 127.0.0.1 or ::1
+//   udpc4:PORT, udpc6:PORT
+//                     the same, connected to PORT on 127.0.0.1 or ::1
+//   tcp4:PORT, tcp6:PORT
+//                     a TCP connection to PORT on 127.0.0.1 or ::1; once
+//                     connected it writes FILL bytes (byte i is i % 251),
+//                     as many as the socket takes without blocking, so
+//                     that a peer that does not read leaves them queued;
+//                     tcp4:PORT:quiet writes nothing, tcp4:PORT:shut then
+//                     shuts the connection down for writing (and does not
+//                     answer what it reads)
+//   raw               a raw ICMP socket (a dump refuses it)
+//   drop              not a socket: once the sockets before it are set up,
+//                     the subject becomes uid and gid 65534 (nobody), all
+//                     its capabilities gone
+//   netlink           a NETLINK_ROUTE socket bound to the groups of links
+//                     (RTMGRP_LINK) and IPv4 addresses, and in group 33
+//   netlinkq          the same, with the answer to a request queued (a
+//                     dump refuses it)
+// The sockets are left alone until the subject gets SIGUSR1; from then
+// on, every tick, a listener accepts and the others read what is queued
+// and answer each datagram or read with "echo:" and what they read (a
+// datagram to its sender).
+// Once set up it prints
+//   ready NAME=FD NAME_port=PORT ... [NAME_sent=BYTES]
+// with NAME the SOCKET argument up to its colon, then every tick
+//   tick N pid=P ok
+// and for each answer "got NAME DATA" (DATA up to 64 bytes).
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "subject.h"
+
+#define PERIOD_MS 20
+#define FILL (4 << 20)
+
+enum kind { LISTEN, UDP, TCP, RAW, NETLINK };
+
+struct sock {
+	char name[32];
+	enum kind kind;
+	int fd;
+	int port;
+	long sent;
+	int shut;
+};
+
+static volatile sig_atomic_t serving;
+
+static void on_usr1(int sig) {
+	(void)sig;
+	serving = 1;
+}
+
+static void nap(void) {
+	struct timespec ts = {0, PERIOD_MS * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void setint(int fd, int level, int opt, int v, const char *name) {
+	if (setsockopt(fd, level, opt, &v, sizeof v) < 0)
+		fail("setsockopt %s: %s", name, strerror(errno));
+}
+
+// loopback fills sa with the loopback address of family and port.
+static socklen_t loopback(int family, int port, struct sockaddr_storage *sa) {
+	memset(sa, 0, sizeof *sa);
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)sa;
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof *in;
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = htons(port);
+	in6->sin6_addr = in6addr_loopback;
+	return sizeof *in6;
+}
+
+static int local_port(int fd) {
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof sa;
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		fail("getsockname: %s", strerror(errno));
+	if (sa.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&sa)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+}
+
+static void setup(struct sock *s, const char *arg) {
+	const char *colon = strchr(arg, ':');
+	size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+	snprintf(s->name, sizeof s->name, "%.*s", (int)n, arg);
+	int family = s->name[n - 1] == '6' ? AF_INET6 : AF_INET;
+	struct sockaddr_storage sa;
+	socklen_t len;
+	if (!strncmp(arg, "listen", 6)) {
+		s->kind = LISTEN;
+		s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		setint(s->fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+		if (family == AF_INET6)
+			setint(s->fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+		setint(s->fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+		setint(s->fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+		setint(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
+		setint(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL");
+		setint(s->fd, IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT");
+		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
+		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0 || listen(s->fd, 7) < 0)
+			fail("bind and listen: %s", strerror(errno));
+	} else if (!strncmp(arg, "udp", 3)) {
+		s->kind = UDP;
+		s->fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		len = loopback(family, 0, &sa);
+		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0)
+			fail("bind: %s", strerror(errno));
+		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
+		if (colon && connect(s->fd, (struct sockaddr *)&sa, len) < 0)
+			fail("connect to %s: %s", arg, strerror(errno));
+	} else if (!strncmp(arg, "tcp", 3) && colon) {
+		s->kind = TCP;
+		s->fd = socket(family, SOCK_STREAM, 0);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		len = loopback(family, atoi(colon + 1), &sa);
+		if (connect(s->fd, (struct sockaddr *)&sa, len) < 0)
+			fail("connect to %s: %s", arg, strerror(errno));
+		if (fcntl(s->fd, F_SETFL, O_NONBLOCK) < 0)
+			fail("fcntl: %s", strerror(errno));
+		char buf[4096];
+		while (s->sent < FILL && !strstr(colon, ":quiet")) {
+			for (size_t i = 0; i < sizeof buf; i++)
+				buf[i] = (s->sent + i) % 251;
+			ssize_t w = write(s->fd, buf, sizeof buf);
+			if (w < 0 && errno == EAGAIN)
+				break;
+			if (w < 0)
+				fail("write: %s", strerror(errno));
+			s->sent += w;
+		}
+		if (strstr(colon, ":shut")) {
+			s->shut = 1;
+			if (shutdown(s->fd, SHUT_WR) < 0)
+				fail("shutdown: %s", strerror(errno));
+		}
+	} else if (!strncmp(arg, "netlink", 7)) {
+		s->kind = NETLINK;
+		s->fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		struct sockaddr_nl nl = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR};
+		if (bind(s->fd, (struct sockaddr *)&nl, sizeof nl) < 0)
+			fail("bind netlink: %s", strerror(errno));
+		setint(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 33, "NETLINK_ADD_MEMBERSHIP");
+		if (!strcmp(arg, "netlinkq")) {
+			struct {
+				struct nlmsghdr h;
+				struct rtgenmsg g;
+			} req = {{sizeof req, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, 0}, {AF_UNSPEC}};
+			if (send(s->fd, &req, sizeof req, 0) < 0)
+				fail("send netlink request: %s", strerror(errno));
+		}
+		socklen_t nlen = sizeof nl;
+		if (getsockname(s->fd, (struct sockaddr *)&nl, &nlen) < 0)
+			fail("getsockname: %s", strerror(errno));
+		s->port = nl.nl_pid;
+		return;
+	} else if (!strcmp(arg, "raw")) {
+		s->kind = RAW;
+		s->fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		return;
+	} else {
+		fail("unknown socket %s", arg);
+	}
+	s->port = local_port(s->fd);
+}
+
+static void got(struct sock *s, const char *data, ssize_t n) {
+	printf("got %s %.*s\n", s->name, (int)(n > 64 ? 64 : n), data);
+}
+
+static void serve(struct sock *s) {
+	char buf[65536], out[65536 + 8];
+	struct sockaddr_storage from;
+	socklen_t len;
+	ssize_t n;
+	if (!serving)
+		return;
+	switch (s->kind) {
+	case LISTEN: {
+		int c = accept(s->fd, NULL, NULL);
+		if (c < 0) {
+			if (errno != EAGAIN)
+				fail("accept %s: %s", s->name, strerror(errno));
+			return;
+		}
+		int k = snprintf(out, sizeof out, "hello %d\n", s->port);
+		if (write(c, out, k) != k)
+			fail("write to accepted: %s", strerror(errno));
+		close(c);
+		return;
+	}
+	case UDP:
+		for (;;) {
+			len = sizeof from;
+			n = recvfrom(s->fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
+			if (n < 0 && errno == EAGAIN)
+				return;
+			if (n < 0)
+				fail("recvfrom %s: %s", s->name, strerror(errno));
+			got(s, buf, n);
+			memcpy(out, "echo:", 5);
+			memcpy(out + 5, buf, n);
+			if (sendto(s->fd, out, n + 5, 0, (struct sockaddr *)&from, len) < 0)
+				fail("sendto from %s: %s", s->name, strerror(errno));
+		}
+	case TCP:
+		n = read(s->fd, buf, sizeof buf);
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			fail("read %s: %zd %s", s->name, n, n < 0 ? strerror(errno) : "end of stream");
+		got(s, buf, n);
+		if (s->shut)
+			return;
+		memcpy(out, "echo:", 5);
+		memcpy(out + 5, buf, n);
+		if (write(s->fd, out, n + 5) != n + 5)
+			fail("write %s: %s", s->name, strerror(errno));
+		return;
+	case RAW:
+	case NETLINK:
+		return;
+	}
+}
+
+int main(int argc, char **argv) {
+	static struct sock socks[16];
+	int n = argc - 1;
+	if (n < 1 || n > 16)
+		fail("usage: inet SOCKET...");
+	signal(SIGUSR1, on_usr1);
+	printf("ready");
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(argv[i + 1], "drop")) {
+			if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+				fail("become nobody: %s", strerror(errno));
+			socks[i].kind = RAW;
+			socks[i].fd = -1;
+			snprintf(socks[i].name, sizeof socks[i].name, "drop");
+			continue;
+		}
+		setup(&socks[i], argv[i + 1]);
+		printf(" %s=%d %s_port=%d", socks[i].name, socks[i].fd, socks[i].name, socks[i].port);
+		if (socks[i].kind == TCP)
+			printf(" %s_sent=%ld", socks[i].name, socks[i].sent);
+	}
+	printf("\n");
+	fflush(stdout);
+	for (long tick = 1;; tick++) {
+		nap();
+		for (int i = 0; i < n; i++)
+			serve(&socks[i]);
+		printf("tick %ld pid=%d ok\n", tick, getpid());
+		fflush(stdout);
+	}
+}
