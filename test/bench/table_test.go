@@ -39,17 +39,17 @@ func TestTable(t *testing.T) {
 	testutil.RequireRoot(t)
 	cryo := testutil.BuildGo(t, "./cmd/cryo")
 	tools := []tool{cryoTool(cryo)}
-	tab := &table{other: "same-run baseline"}
+	tab := &table{other: "same-run baseline", base: true}
 	if path := os.Getenv("CRIU"); path != "" {
 		out, err := exec.Command(path, "--version").CombinedOutput()
 		if err != nil {
 			t.Fatalf("CRIU=%s: %v\n%s", path, err, out)
 		}
 		tools = append(tools, criuTool(path))
-		tab.other = strings.TrimSpace(strings.TrimPrefix(strings.Split(string(out), "\n")[0], "Version: "))
-		tab.other = "CRIU " + tab.other
+		version, _, _ := strings.Cut(string(out), "\n")
+		tab.other, tab.base = "CRIU "+strings.TrimPrefix(version, "Version: "), false
 	}
-	base := len(tools) == 1
+	base := tab.base
 	mem := testutil.BuildC(t, "mem.c")
 	scale := testutil.BuildC(t, "scale.c", "-pthread")
 	manyfds := testutil.BuildC(t, "manyfds.c")
@@ -190,6 +190,7 @@ func (tab *table) chain(t *testing.T, tools []tool, dump, restore *row, ticks in
 
 // A tool is cryo or CRIU: what the table measures.
 type tool struct {
+	name    string
 	dump    func(t *testing.T, pid int, dir string, leaveRunning bool) shot
 	restore func(t *testing.T, dir string) shot
 }
@@ -204,6 +205,7 @@ type shot struct {
 
 func cryoTool(cryo string) tool {
 	return tool{
+		name: "cryo",
 		dump: func(t *testing.T, pid int, dir string, leaveRunning bool) shot {
 			args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir}
 			if leaveRunning {
@@ -229,6 +231,7 @@ func cryoTool(cryo string) tool {
 // restored processes it forks (it does not reap them).
 func criuTool(criu string) tool {
 	return tool{
+		name: "criu",
 		dump: func(t *testing.T, pid int, dir string, leaveRunning bool) shot {
 			args := []string{"dump", "-t", strconv.Itoa(pid), "-D", dir, "-o", "dump.log"}
 			if leaveRunning {
@@ -296,14 +299,19 @@ func (tab *table) dumpRestore(t *testing.T, i int, tl tool, s *testutil.Subject,
 		s.Kill()
 		return false
 	}
-	s.ReapDumped(t)
+	s.Wait(t)
+	// On a loaded machine, a process of 1,000 threads can take long to go.
+	if err := testutil.WaitPidFree(s.Pid); err != nil {
+		restore.fail(i, fmt.Errorf("%s dumped %d: %w", tl.name, s.Pid, err))
+		return false
+	}
 	r := tl.restore(t, images)
 	restore.shot(i, r)
 	tab.rss("restore", restore, i, r)
 	if r.err != nil {
 		// What a failed restore built is gone; a later one needs the PID.
 		if err := testutil.WaitPidFree(s.Pid); err != nil {
-			t.Fatal(err)
+			t.Errorf("%s failed to restore %d and left it: %v", tl.name, s.Pid, err)
 		}
 		return false
 	}
@@ -315,7 +323,8 @@ func (tab *table) dumpRestore(t *testing.T, i int, tl tool, s *testutil.Subject,
 // table holds the rows of TestTable: for each, cryo's figures (column 0)
 // and the other column's (1), CRIU's or the baseline's.
 type table struct {
-	other string
+	other string // the other column's title
+	base  bool   // the other column is the baselines'
 	rows  []*row
 	peak  map[string]*row
 }
@@ -403,13 +412,12 @@ func (r *row) figure(i int) (v float64, text string, ok bool) {
 
 func (tab *table) String() string {
 	var b strings.Builder
-	base := tab.other == "same-run baseline"
 	fmt.Fprintf(&b, "\n| work | cryo | %s | ratio |", tab.other)
-	if base {
+	if tab.base {
 		b.WriteString(" baseline |")
 	}
 	b.WriteString("\n|---|---|---|---|")
-	if base {
+	if tab.base {
 		b.WriteString("---|")
 	}
 	for _, r := range append(tab.rows, tab.peak["dump"], tab.peak["restore"]) {
@@ -420,10 +428,10 @@ func (tab *table) String() string {
 			ratio = fmt.Sprintf("%.2fx", c/o)
 		}
 		fmt.Fprintf(&b, "\n| %s | %s | %s | %s |", r.work, ctext, otext, ratio)
-		if base {
+		if tab.base {
 			fmt.Fprintf(&b, " %s |", r.baseline)
 		}
 	}
-	fmt.Fprintf(&b, "\n\nwall times, %s of %d rounds; peak RSS the largest of them.\n", "medians", rounds)
+	fmt.Fprintf(&b, "\n\nWall times of the tool's process, medians of %d rounds; peak RSS the largest of them.\n", rounds)
 	return b.String()
 }
