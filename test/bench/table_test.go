@@ -70,7 +70,7 @@ func TestTable(t *testing.T) {
 		restore.rss = tab.peakRow("restore " + size)
 		tab.chain(t, tools, dump, restore, 1, lanes{
 			start: func(string) *testutil.Subject { return testutil.StartSubject(t, mem, strconv.Itoa(mib)) },
-			before: func(i int, tl tool, s *testutil.Subject, dir string) {
+			before: func(i int, tl tool, s *testutil.Subject, dir, _ string) {
 				if live := tl.dump(t, s.Pid, filepath.Join(dir, "live"), true); live.err != nil {
 					frozen.fail(i, live.err)
 				} else {
@@ -106,7 +106,7 @@ func TestTable(t *testing.T) {
 				setup = time.Duration(ns).Seconds()
 				return s
 			},
-			before: func(int, tool, *testutil.Subject, string) {
+			before: func(int, tool, *testutil.Subject, string, string) {
 				if base {
 					dump.add(1, setup)
 					restore.add(1, setup)
@@ -120,10 +120,10 @@ func TestTable(t *testing.T) {
 		start: func(dir string) *testutil.Subject {
 			return testutil.StartSubject(t, manyfds, dir, strconv.Itoa(fds), strconv.Itoa(fdsSpare))
 		},
-		before: func(_ int, _ tool, s *testutil.Subject, dir string) {
+		before: func(_ int, _ tool, s *testutil.Subject, _, home string) {
 			if base {
 				dump.add(1, baselineFdsDump(t, s.Pid).Seconds())
-				restore.add(1, baselineFdsRestore(t, dir, fds).Seconds())
+				restore.add(1, baselineFdsRestore(t, home, fds).Seconds())
 			}
 		},
 	})
@@ -138,12 +138,12 @@ func TestTable(t *testing.T) {
 }
 
 // lanes says how TestTable's chain starts a subject in a directory of its
-// own, and what it measures besides each round's dump and restore: before
-// the dump (on the running subject, in the round's directory), and after
-// the restore (with the dump's images).
+// own (home), and what it measures besides each round's dump and restore:
+// before the dump (on the running subject, in the round's directory dir),
+// and after the restore (with the dump's images).
 type lanes struct {
-	start  func(dir string) *testutil.Subject
-	before func(i int, tl tool, s *testutil.Subject, dir string)
+	start  func(home string) *testutil.Subject
+	before func(i int, tl tool, s *testutil.Subject, dir, home string)
 	after  func(images string)
 }
 
@@ -157,19 +157,20 @@ type lanes struct {
 func (tab *table) chain(t *testing.T, tools []tool, dump, restore *row, ticks int, l lanes) {
 	t.Helper()
 	subjects := make([]*testutil.Subject, len(tools))
+	homes := make([]string, len(tools))
 	for range rounds {
 		for i, tl := range tools {
 			if subjects[i] == nil {
-				dir, err := filepath.EvalSymlinks(t.TempDir())
+				home, err := filepath.EvalSymlinks(t.TempDir())
 				if err != nil {
 					t.Fatal(err)
 				}
-				subjects[i] = l.start(dir)
+				subjects[i], homes[i] = l.start(home), home
 			}
 			s := subjects[i]
 			dir := t.TempDir()
 			if l.before != nil {
-				l.before(i, tl, s, dir)
+				l.before(i, tl, s, dir, homes[i])
 			}
 			images := filepath.Join(dir, "images")
 			if !tab.dumpRestore(t, i, tl, s, images, dump, restore, ticks) {
