@@ -40,8 +40,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/vdso
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/image
 	$(GO) test -run '^$$' -fuzz '^FuzzGNUBuildID$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
+	$(GO) test -run '^$$' -fuzz '^FuzzPacketExtras$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/files
 	$(GO) test -run '^$$' -fuzz '^FuzzSeccompProgram$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
-	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzInotifyWatches FuzzFanotify FuzzParseMountinfo FuzzParsePosixTimers FuzzTimerfd FuzzSignalfd; do \
+	$(GO) test -run '^$$' -fuzz '^FuzzUnixDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
+	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzInotifyWatches FuzzFanotify FuzzParseMountinfo FuzzParsePosixTimers FuzzTimerfd FuzzSignalfd FuzzParseSysvShm; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/proc || exit 1; \
 	done
 

@@ -60,7 +60,7 @@ func runDump(args []string, stdout io.Writer) error {
 	ctx, stop := workerContext()
 	defer stop()
 	st, err := dump.Dump(ctx, dump.Options{
-		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob, LinkRemap: criu.linkRemap,
+		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob, LinkRemap: criu.linkRemap, ExtUnixSk: criu.extUnixSk,
 		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
 	})
 	if err != nil {

@@ -50,6 +50,10 @@ type criuFlags struct {
 	// still linked elsewhere is linked back for the restore (without it,
 	// such a file is refused, as criu does). A restore needs nothing.
 	linkRemap bool
+	// extUnixSk is criu's --ext-unix-sk: at dump, a datagram unix socket
+	// connected to a bound socket outside the checkpoint is kept, and
+	// connected to that name again at restore (without it, refused).
+	extUnixSk bool
 }
 
 // addCriuFlags adds the criu options cryo accepts to fs.
@@ -59,6 +63,6 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	fs.BoolVar(&none, "file-locks", false, "accepted for criu compatibility: file locks are always dumped and taken again")
 	fs.BoolVar(&c.linkRemap, "link-remap", false, "dump: link a file unlinked but still linked elsewhere back beside its old name (link_remap.ID) for the restore, which removes it; refused without it, as by criu (restore: no effect)")
 	fs.BoolVar(&none, "tcp-established", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
-	fs.BoolVar(&none, "ext-unix-sk", false, "accepted for criu compatibility, no effect: sockets are not supported, a dump refuses a process with one")
+	fs.BoolVar(&c.extUnixSk, "ext-unix-sk", false, "dump: keep a datagram unix socket connected to a bound one outside the checkpoint (the system logger's), connected to its name again at restore; refused without it, as by criu (restore: no effect)")
 	return &c
 }

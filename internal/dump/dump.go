@@ -35,6 +35,10 @@ type Options struct {
 	// each is linked back beside its old name (link_remap.ID) for the
 	// restore, which removes the link. Without it they are refused.
 	LinkRemap bool
+	// ExtUnixSk keeps a datagram unix socket connected to a bound one
+	// outside the checkpoint, connected to that name again at restore
+	// (criu's --ext-unix-sk). Without it such a socket is refused.
+	ExtUnixSk bool
 	// Log receives the dump's progress; nil logs nothing.
 	Log *slog.Logger
 	// Progress, if set, is told how many bytes of memory have been copied
@@ -88,6 +92,9 @@ type dumper struct {
 	mem    *os.File
 	runs   []run
 	shared []shmemRuns
+	// sysvKeys are the keys the System V shared memory segments it
+	// attaches were made with, by id.
+	sysvKeys map[uint64]uint32
 }
 
 // Dump checkpoints process opts.Pid and its descendants into opts.Dir. On
@@ -96,6 +103,7 @@ type dumper struct {
 func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
 	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob, opts.LinkRemap)}
+	t.files.ExtUnixSk = opts.ExtUnixSk
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -175,7 +183,10 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.refuseMappedShmemFd(); err != nil {
 				return err
 			}
-			return t.shareMemory()
+			if err := t.shareMemory(); err != nil {
+				return err
+			}
+			return t.dumpSysvShm()
 		}},
 		{Name: "pages", Run: func() error {
 			t.toCopy = t.memoryToCopy()

@@ -208,8 +208,21 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 				status |= image.VMAFilePrivate
 				a.dump = anonPage
 			}
-		case strings.HasPrefix(s.Path, "/SYSV"):
-			return nil, fmt.Errorf("%w: System V shared memory at %#x-%#x", ErrUnsupported, s.Start, s.End)
+		case isSysvShm(s.Mapping):
+			// An attachment of a System V shared memory segment, whose
+			// inode is its id: the segment is dumped once for the tree
+			// (sysvshm.go), and a read-only attachment (SHM_RDONLY) maps
+			// a file open read-only, as fdflags says of file mappings.
+			if s.Flags&proc.VmHugeTLB != 0 {
+				return nil, fmt.Errorf("%w: System V shared memory %d of huge pages (SHM_HUGETLB) at %#x-%#x", ErrUnsupported, s.Inode, s.Start, s.End)
+			}
+			status |= image.VMAAnonShared | image.VMAAreaSysvIPC
+			flags |= unix.MAP_ANONYMOUS
+			e.Shmid = proto.Uint64(s.Inode)
+			e.Fdflags = proto.Uint32(unix.O_RDWR)
+			if !a.mayWrite {
+				e.Fdflags = proto.Uint32(unix.O_RDONLY)
+			}
 		case flags&unix.MAP_SHARED != 0:
 			status |= image.VMAFileShared
 			a.path = s.Path

@@ -35,9 +35,13 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	d.sysvKeys = map[uint64]uint32{}
 	for _, s := range smaps {
 		if s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO) {
 			d.vdsos = append(d.vdsos, s.Mapping)
+		}
+		if key, ok := sysvKey(s.Mapping); ok {
+			d.sysvKeys[s.Inode] = key
 		}
 	}
 	pm, err := os.Open(proc.Path(d.pid, "pagemap"))

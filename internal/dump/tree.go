@@ -38,6 +38,8 @@ type tree struct {
 	dead  []dead
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
+	// sysvShm are the System V shared memory segments the tree attaches.
+	sysvShm []sysvSegment
 	// order is every process, zombies included, as pstree.img lists them.
 	order   []*pstree.PstreeEntry
 	pagesID uint32
@@ -74,6 +76,9 @@ func (t *tree) nextPagesID() uint32 {
 func (t *tree) inspect() error {
 	root := &dumper{tree: t, pid: t.opts.Pid}
 	if err := root.inspect(); err != nil {
+		return err
+	}
+	if err := checkIPCNamespace(root.pid); err != nil {
 		return err
 	}
 	if t.dir == nil {
@@ -331,7 +336,7 @@ func (t *tree) shareMemory() error {
 	for _, d := range t.procs {
 		for _, v := range d.images.mm.Vmas {
 			id := v.GetShmid()
-			if v.GetStatus()&image.VMAAnonShared == 0 {
+			if v.GetStatus()&image.VMAAnonShared == 0 || v.GetStatus()&image.VMAAreaSysvIPC != 0 {
 				continue
 			}
 			ds := mappers[id]
@@ -352,7 +357,7 @@ func (t *tree) shareMemory() error {
 			d.shared = slices.DeleteFunc(d.shared, func(s shmemRuns) bool { return s.shmid == id })
 		}
 		for _, v := range ds[0].images.mm.Vmas {
-			if v.GetShmid() == id && v.GetStatus()&image.VMAAnonShared != 0 {
+			if v.GetShmid() == id && v.GetStatus()&(image.VMAAnonShared|image.VMAAreaSysvIPC) == image.VMAAnonShared {
 				t.sharedObjects = append(t.sharedObjects, sharedObject{shmid: id,
 					path: proc.Path(ds[0].pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))})
 				break
@@ -372,7 +377,7 @@ func (t *tree) refuseMappedShmemFd() error {
 	}
 	for _, d := range t.procs {
 		for _, v := range d.images.mm.Vmas {
-			if v.GetStatus()&image.VMAAnonShared != 0 && held[v.GetShmid()] {
+			if v.GetStatus()&(image.VMAAnonShared|image.VMAAreaSysvIPC) == image.VMAAnonShared && held[v.GetShmid()] {
 				return t.named(d.pid, fmt.Errorf("%w: shared anonymous memory at %#x is held by a descriptor too", ErrUnsupported, v.GetStart()))
 			}
 		}
@@ -441,6 +446,9 @@ func (t *tree) copyObjects() error {
 	if err := t.copyShared(buf); err != nil {
 		return err
 	}
+	if err := t.copySysvShm(buf); err != nil {
+		return err
+	}
 	for _, m := range t.files.MemfdCopies() {
 		w, err := t.dir.CreateShmemPages(m.Shmid, t.nextPagesID())
 		if err != nil {
@@ -493,6 +501,9 @@ func (t *tree) writeImages() error {
 		return err
 	}
 	if err := t.dir.WriteImage(image.Timens, timensID, t.timens); err != nil {
+		return err
+	}
+	if err := t.writeSysvShm(rootIDs.GetIpcNsId()); err != nil {
 		return err
 	}
 	if len(t.seccomp.SeccompFilters) > 0 {

@@ -1,6 +1,6 @@
 // Package files owns open files: for each kind of descriptor a process
 // can hold (regular file, directory, device, unlinked file, pipe, FIFO,
-// eventfd, epoll, memfd, terminal), what it is in CRIU's images, how it is dumped
+// eventfd, epoll, memfd, terminal, unix socket), what it is in CRIU's images, how it is dumped
 // and how it is restored, side by side in one file per kind.
 //
 // The kinds are reached through one table (kinds.go), keyed by the

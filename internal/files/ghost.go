@@ -491,6 +491,7 @@ func (s *Shared) Close() {
 		unix.Close(fd)
 	}
 	s.held, s.memfds = nil, nil
+	s.closeUnix()
 }
 
 // recreateGhost recreates ghost id, once named name: at that name if it

@@ -33,6 +33,7 @@ type kind interface {
 // descriptor at dump: the first that claims it records it.
 var kinds = []kind{
 	pipeKind{},
+	unixKind{},
 	eventfdKind{},
 	eventpollKind{},
 	timerfdKind{},

@@ -57,6 +57,15 @@ func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
 // fcntl cannot set nor clear, and pipe() does not.
 func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	id := f.Pipe.GetPipeId()
+	if p, ok := r.shared.cryoPipes[id]; ok {
+		// Made in cryo for an end in flight (unixsk_restore.go).
+		fd, err := p.take(f.Pipe.GetFlags())
+		if err != nil {
+			return 0, err
+		}
+		defer unix.Close(fd)
+		return r.takeFrom(os.Getpid(), fd)
+	}
 	if path := r.sharedPipe(id); path != "" {
 		// Made and filled by another process of the tree.
 		return r.openPipe(path, f.Pipe.GetFlags())
@@ -327,7 +336,13 @@ func (r *Restorer) fillPipe(fd uint64, d pipeData) error {
 	if size == 0 && len(data) == 0 {
 		return nil
 	}
-	return r.outside(fd, func(dup int) error {
+	return r.outside(fd, func(dup int) error { return fillPipeFd(dup, size, data) })
+}
+
+// fillPipeFd gives the pipe or FIFO that cryo's descriptor dup writes to
+// size (0: left as it is), then data.
+func fillPipeFd(dup, size int, data []byte) error {
+	{
 		cur, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0)
 		if err != nil {
 			return fmt.Errorf("read pipe size: %w", err)
@@ -350,5 +365,5 @@ func (r *Restorer) fillPipe(fd uint64, d pipeData) error {
 			data = data[n:]
 		}
 		return nil
-	})
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 )
 
@@ -35,6 +36,8 @@ type Restorer struct {
 	// the entry at hand starts as, that of the entry's lowest number,
 	// where the descriptor lands if it is free.
 	cloexec uint64
+	// creds are the process's, which the unix sockets are made with.
+	creds *kernel.Creds
 	placement
 	memfdRestorer
 	pipeRestorer

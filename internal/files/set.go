@@ -27,6 +27,7 @@ type Set struct {
 	identitySet
 	ttySet
 	markSet
+	unixSet
 }
 
 func imageErr(format string, a ...any) error {
@@ -48,7 +49,7 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		}
 		s.Files[f.GetId()] = f
 	}
-	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs} {
+	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs, s.loadUnix} {
 		if err := load(); err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ type Shared struct {
 	// other processes that have one open it through them.
 	memfds map[uint32]int
 	ghostRestorer
+	unixShared
 }
 
 // NewShared starts the registry of a tree's restore.
@@ -59,24 +60,31 @@ func (r *Restorer) takeShared(id uint32) (uint64, bool, error) {
 	if !ok || ref.pid == r.pid {
 		return 0, false, nil
 	}
-	pidfd, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(ref.pid), 0)
+	n, err := r.takeFrom(ref.pid, ref.fd)
+	return n, err == nil, err
+}
+
+// takeFrom gives the process a duplicate of descriptor fd of process pid
+// (cryo's own too), close-on-exec as r.cloexec says.
+func (r *Restorer) takeFrom(pid, fd int) (uint64, error) {
+	pidfd, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(pid), 0)
 	if err != nil {
-		return 0, false, fmt.Errorf("pidfd_open %d: %w", ref.pid, err)
+		return 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_GETFD, pidfd, uint64(ref.fd), 0)
+	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_GETFD, pidfd, uint64(fd), 0)
 	if cerr := r.sys(unix.SYS_CLOSE, pidfd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("take fd %d of pid %d: %w", ref.fd, ref.pid, err)
+		return 0, fmt.Errorf("take fd %d of pid %d: %w", fd, pid, err)
 	}
 	// pidfd_getfd makes it close-on-exec.
 	if r.cloexec == 0 {
 		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, 0); err != nil {
-			return 0, false, fmt.Errorf("set fd %d flags: %w", n, err)
+			return 0, fmt.Errorf("set fd %d flags: %w", n, err)
 		}
 	}
-	return n, true, nil
+	return n, nil
 }
 
 // sharedPipe is a path to the pipe pipeID in another process of the tree

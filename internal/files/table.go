@@ -49,6 +49,7 @@ type Table struct {
 	lockTable
 	identityTable
 	ttyTable
+	unixTable
 }
 
 // fdRef is a descriptor of a dumped process and the entry it refers to.
@@ -202,6 +203,9 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 // WriteImages writes files.img, each descriptor table as fdinfo-ID.img,
 // and each kind's images.
 func (t *Table) WriteImages(dir *image.Dir) error {
+	if err := t.finishUnix(); err != nil {
+		return err
+	}
 	if err := image.WriteAll(dir, image.Files, 0, t.files); err != nil {
 		return err
 	}
@@ -210,7 +214,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 			return err
 		}
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.unixTable.write} {
 		if err := write(dir); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
+	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -43,7 +44,9 @@ const (
 	Memfd                        // memfd.img: memfd inodes
 	Cpuinfo                      // cpuinfo.img: the CPU the dump ran on
 	FileLocks                    // filelocks.img: POSIX, OFD and flock locks
+	IpcShm                       // ipcns-shm-ID.img: the System V shared memory segments of IPC namespace ID
 	FileStats                    // cryo-file-stat.img: owner, mtime and inode of files reached by path (cryo's own)
+	SkQueues                     // sk-queues.img: data queued in sockets
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -93,6 +96,9 @@ var kinds = [...]kindDesc{
 	Memfd:        {"memfd", "memfd.img", 0x48453499, names("memfd_inode_entry")},
 	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
 	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
+	// The segments' contents are in pagemap-shmem-SHMID.img (in_pagemaps).
+	IpcShm:   {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
+	SkQueues: {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats: {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 }
@@ -154,12 +160,14 @@ func (k Kind) holds(name protoreflect.FullName) bool {
 }
 
 // payloadLen returns how many raw bytes follow record m in its image: the
-// contents a pipe data or ghost chunk record announces or, after a ghost
+// contents a pipe data, socket packet or ghost chunk record announces or, after a ghost
 // file record without chunks, the rest of the image (-1).
 func payloadLen(m proto.Message) int64 {
 	switch m := m.(type) {
 	case *pipedata.PipeDataEntry:
 		return int64(m.GetBytes())
+	case *skpacket.SkPacketEntry:
+		return int64(m.GetLength())
 	case *ghostfile.GhostChunkEntry:
 		return int64(min(m.GetLen(), math.MaxInt64))
 	case *ghostfile.GhostFileEntry:

@@ -14,7 +14,7 @@ var criuMagic = map[Kind]string{
 	PipesData: "PIPES_DATA", FifoData: "FIFO_DATA", RemapFpath: "REMAP_FPATH",
 	GhostFile: "GHOST_FILE", Timens: "TIMENS", TTYInfo: "TTY_INFO", TTYData: "TTY_DATA",
 	Seccomp: "SECCOMP", UTSNS: "UTSNS", Memfd: "MEMFD_INODE",
-	Cpuinfo: "CPUINFO", FileLocks: "FILE_LOCKS",
+	Cpuinfo: "CPUINFO", FileLocks: "FILE_LOCKS", SkQueues: "SK_QUEUES", IpcShm: "IPCNS_SHM",
 }
 
 // allKinds lists every kind in the table.

@@ -15,6 +15,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
+	ipcdesc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
+	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
@@ -23,6 +25,9 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	remapfilepath "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
+	sk_opts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
+	sk_packet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
+	sk_unix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
@@ -137,6 +142,9 @@ func samples() []sample {
 				Start: u64(0x7f0000000000), End: u64(0x7f0000004000), Prot: u32(3), Flags: u32(0x22),
 				Status: u32(1 | 1<<9), Fd: proto.Int64(-1),
 			}, {
+				Start: u64(0x7f0000010000), End: u64(0x7f0000013000), Prot: u32(1), Flags: u32(0x21),
+				Status: u32(1 | 1<<8 | 1<<10), Shmid: u64(12345), Fd: proto.Int64(-1), Fdflags: u32(0),
+			}, {
 				Start: u64(0xffffffffff600000), End: u64(0xffffffffff601000), Prot: u32(4), Flags: u32(0x22),
 				Status: u32(1 | 1<<2), Fd: proto.Int64(-1),
 			}},
@@ -146,6 +154,8 @@ func samples() []sample {
 				"flags": "MAP_PRIVATE", "status": "VMA_AREA_REGULAR | VMA_FILE_PRIVATE", "fd": -1},
 				{"start": "0x7f0000000000", "end": "0x7f0000004000", "prot": "PROT_READ | PROT_WRITE",
 				"flags": "MAP_PRIVATE | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_PRIVATE"},
+				{"start": "0x7f0000010000", "end": "0x7f0000013000", "shmid": 12345, "prot": "PROT_READ",
+				"flags": "MAP_SHARED | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_SHARED | VMA_AREA_SYSVIPC", "fdflags": "0x0"},
 				{"start": "0xffffffffff600000", "prot": "PROT_EXEC", "status": "VMA_AREA_REGULAR | VMA_AREA_VSYSCALL"}]}]}`},
 		{kind: Pagemap, id: 4242, recs: recs(
 			&pagemap.PagemapHead{PagesId: u32(1)},
@@ -163,6 +173,19 @@ func samples() []sample {
 				Fown: &fown.FownEntry{}, Size: u64(35336)},
 		}), crit: `{"magic": "FILES", "entries": [{"type": "REG", "id": 9,
 			"reg": {"id": 9, "flags": "O_LARGEFILE", "pos": 77, "name": "/usr/bin/sleep", "size": 35336}}]}`},
+		{kind: Files, id: 0, recs: recs(&fdinfo.FileEntry{
+			Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: u32(5),
+			Usk: &sk_unix.UnixSkEntry{Id: u32(5), Ino: u32(7001), Type: u32(1), State: u32(10), Flags: u32(0o4002), Uflags: u32(0),
+				Backlog: u32(16), Peer: u32(0), Fown: &fown.FownEntry{}, Name: []byte("/run/x.sock\x00"),
+				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), SoPasscred: proto.Bool(true)},
+				Shutdown:  sk_opts.SkShutdown_WRITE.Enum(),
+				FilePerms: &sk_unix.FilePermsEntry{Mode: u32(0o140755), Uid: u32(1000), Gid: u32(1000)},
+			},
+		}), crit: `{"magic": "FILES", "entries": [{"type": "UNIXSK", "id": 5,
+			"usk": {"id": 5, "ino": 7001, "backlog": 16, "peer": 0, "shutdown": "WRITE",
+				"opts": {"so_sndbuf": 212992, "so_passcred": true},
+				"file_perms": {"mode": 49645, "uid": 1000, "gid": 1000}}}]}`},
 		{kind: Fdinfo, id: 2, recs: recs(
 			&fdinfo.FdinfoEntry{Id: u32(9), Flags: u32(1), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(3)},
 			&fdinfo.FdinfoEntry{Id: u32(10), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
@@ -187,6 +210,11 @@ func samples() []sample {
 		{kind: FifoData, recs: []record{
 			{complete(&pipedata.PipeDataEntry{PipeId: u32(12), Bytes: u32(4)}), []byte("fifo")},
 		}, crit: `{"magic": "FIFO_DATA", "entries": [{"pipe_id": 12, "bytes": 4, "extra": "Zmlmbw==\n"}]}`},
+		{kind: SkQueues, recs: []record{
+			{complete(&sk_packet.SkPacketEntry{IdFor: u32(5), Length: u32(5)}), []byte("hello")},
+			{complete(&sk_packet.SkPacketEntry{IdFor: u32(6), Length: u32(0)}), []byte{}},
+		}, crit: `{"magic": "SK_QUEUES", "entries": [{"id_for": 5, "length": 5, "extra": "aGVsbG8=\n"},
+			{"id_for": 6, "length": 0}]}`},
 		{kind: RemapFpath, recs: recs(&remapfilepath.RemapFilePathEntry{
 			OrigId: u32(9), RemapId: u32(0x10), RemapType: remapfilepath.RemapType_GHOST.Enum(),
 		}), crit: `{"magic": "REMAP_FPATH", "entries": [{"orig_id": 9, "remap_id": 16, "remap_type": "GHOST"}]}`},
@@ -229,6 +257,16 @@ func samples() []sample {
 			&filelock.FileLockEntry{Flag: u32(2), Type: u32(0), Pid: proto.Int32(4242), Fd: proto.Int32(4), Start: proto.Int64(0), Len: proto.Int64(0)},
 		), crit: `{"magic": "FILE_LOCKS", "entries": [{"flag": 1, "type": 1, "pid": 4242, "fd": 3, "start": 0, "len": 10},
 			{"flag": 2, "type": 0, "pid": 4242, "fd": 4, "start": 0, "len": 0}]}`},
+		// One segment: crit reads as many bytes after each entry as the
+		// segment's size, the contents of images made before in_pagemaps
+		// (which it does not look at), so it shows only the first segment
+		// of an image that holds several, CRIU's as ours.
+		{kind: IpcShm, id: 4, recs: recs(&ipcshm.IpcShmEntry{
+			Desc: &ipcdesc.IpcDescEntry{Key: u32(0x1234abcd), Uid: u32(1000), Gid: u32(100), Cuid: u32(0), Cgid: u32(0),
+				Mode: u32(0o1640), Id: u32(12345)},
+			Size: u64(10000), InPagemaps: proto.Bool(true),
+		}), crit: `{"magic": "IPCNS_SHM", "entries": [{"desc": {"key": 305441741, "uid": 1000, "gid": 100, "cuid": 0, "cgid": 0,
+			"mode": 928, "id": 12345}, "size": 10000, "in_pagemaps": true}]}`},
 		// cryo's own image: crit knows neither its magic nor its message,
 		// so it has no crit output to match (TestCritDecodesEveryKind).
 		{kind: FileStats, recs: []record{{msg: FileStat{ID: 3, UID: 65534, GID: 65534, MtimeSec: 1700000000,

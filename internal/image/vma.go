@@ -11,8 +11,11 @@ const (
 	VMAFileShared   = 1 << 7
 	VMAAnonShared   = 1 << 8
 	VMAAnonPrivate  = 1 << 9
-	VMAAreaVVAR     = 1 << 12 // [vvar] and [vvar_vclock]: never dumped
-	VMAAreaMemfd    = 1 << 14
+	// VMAAreaSysvIPC marks a System V shared memory attachment (with
+	// VMAAnonShared); its shmid is the segment's id.
+	VMAAreaSysvIPC = 1 << 10
+	VMAAreaVVAR    = 1 << 12 // [vvar] and [vvar_vclock]: never dumped
+	VMAAreaMemfd   = 1 << 14
 	// VMAAreaGuard marks an entry that is no VMA but a guard region
 	// (madvise(MADV_GUARD_INSTALL)) inside one; such entries come after
 	// every VMA.

@@ -8,3 +8,7 @@ var ErrStructSize = errors.New("kernel struct size differs from cryo's")
 
 // ErrSeccompProgram means bytes are not a BPF program seccomp takes.
 var ErrSeccompProgram = errors.New("not a seccomp BPF program")
+
+// ErrNetlink means a netlink reply is not what the kernel writes: cut
+// short, or with lengths that do not add up.
+var ErrNetlink = errors.New("malformed netlink reply")

@@ -114,3 +114,30 @@ func setThreadCaps(eff uint64) error {
 	}
 	return nil
 }
+
+// Creds are a process's user and group ids, real, effective and saved,
+// and its supplementary groups.
+type Creds struct {
+	UID, EUID, SUID uint32
+	GID, EGID, SGID uint32
+	Groups          []uint32
+}
+
+// BecomeThread gives the calling thread the credentials c for good: its
+// groups, group ids and user ids, the filesystem ones following the
+// effective ones. Unless c's ids are 0 the thread loses its capabilities
+// and cannot switch back: its goroutine must hold it
+// (runtime.LockOSThread) and end without unlocking it, so that the
+// thread dies with it.
+func BecomeThread(c Creds) error {
+	if err := setThreadGroups(c.Groups); err != nil {
+		return err
+	}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(c.GID), uintptr(c.EGID), uintptr(c.SGID)); errno != 0 {
+		return fmt.Errorf("setresgid %d %d %d: %w", c.GID, c.EGID, c.SGID, errno)
+	}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(c.UID), uintptr(c.EUID), uintptr(c.SUID)); errno != 0 {
+		return fmt.Errorf("setresuid %d %d %d: %w", c.UID, c.EUID, c.SUID, errno)
+	}
+	return nil
+}

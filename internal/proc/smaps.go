@@ -1,8 +1,11 @@
 package proc
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/bits"
 	"os"
@@ -96,7 +99,11 @@ func (f VmFlags) String() string {
 // VmFlags are required, ProtectionKey is read where present; other keys
 // are skipped.
 func ParseSmaps(b []byte) ([]SmapsEntry, error) {
-	var entries []SmapsEntry
+	return parseSmaps(nil, b)
+}
+
+// parseSmaps appends the entries of b to entries.
+func parseSmaps(entries []SmapsEntry, b []byte) ([]SmapsEntry, error) {
 	for len(b) > 0 {
 		header, body := b, []byte(nil)
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -182,9 +189,35 @@ func kB(p *uint64) func(string) error {
 // ReadSmaps reads and parses /proc/PID/smaps; pid 0 means the calling
 // process.
 func ReadSmaps(pid int) ([]SmapsEntry, error) {
-	b, err := os.ReadFile(Path(pid, "smaps"))
+	f, err := os.Open(Path(pid, "smaps"))
 	if err != nil {
 		return nil, fmt.Errorf("read smaps: %w", err)
 	}
-	return ParseSmaps(b)
+	defer f.Close()
+	return readSmaps(bufio.NewReader(f))
+}
+
+// readSmaps parses smaps an entry at a time as it reads r: the text of a
+// process with 60,000 mappings runs to 34 MB, its entries to far less.
+func readSmaps(r *bufio.Reader) ([]SmapsEntry, error) {
+	var entries []SmapsEntry
+	var entry []byte
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read smaps: %w", err)
+		}
+		// A maps line (but the rest of a long one) begins the next entry.
+		if len(entry) > 0 && entry[len(entry)-1] == '\n' && smapsBodyLen(line) == 0 {
+			var perr error
+			if entries, perr = parseSmaps(entries, entry); perr != nil {
+				return nil, perr
+			}
+			entry = entry[:0]
+		}
+		entry = append(entry, line...)
+		if errors.Is(err, io.EOF) {
+			return parseSmaps(entries, entry)
+		}
+	}
 }

@@ -1,9 +1,11 @@
 package proc
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -178,6 +180,27 @@ func TestReadSmapsSelf(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("mappings not found: %v", want)
+	}
+}
+
+// TestReadSmapsStreams parses smaps read an entry at a time, through a
+// buffer shorter than its lines, as ParseSmaps parses it whole.
+func TestReadSmapsStreams(t *testing.T) {
+	for _, in := range [][]byte{readSeed(t, "smaps-sleep.txt"), []byte(smapsVvar)} {
+		want, err := ParseSmaps(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readSmaps(bufio.NewReaderSize(bytes.NewReader(in), 16))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("streamed smaps differ (-whole +streamed):\n%s", diff)
+		}
+	}
+	if _, err := readSmaps(bufio.NewReader(strings.NewReader("not smaps\n"))); !errors.Is(err, ErrSyntax) {
+		t.Errorf("bad smaps: got %v, want ErrSyntax", err)
 	}
 }
 

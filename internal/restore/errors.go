@@ -19,6 +19,12 @@ var (
 	ErrLocked = files.ErrLocked
 	// ErrPidTaken means the dumped PID or a TID is in use.
 	ErrPidTaken = errors.New("pid in use")
+	// ErrSysvShmTaken means the id of a System V shared memory segment
+	// of the checkpoint is another segment's now.
+	ErrSysvShmTaken = errors.New("id of System V shared memory taken")
+	// ErrSysvShmDenied means a process may not attach a System V shared
+	// memory segment that is still there with its restored credentials.
+	ErrSysvShmDenied = errors.New("no permission to attach System V shared memory")
 	// ErrInjected is the failure of a step that Options.FailAt names.
 	ErrInjected = errors.New("injected failure")
 )

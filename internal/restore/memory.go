@@ -89,6 +89,12 @@ func (r *restorer) mapVMAs() error {
 			continue
 		}
 		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
+		if isSysv(v) {
+			if err := r.attachSysvShm(v); err != nil {
+				return err
+			}
+			continue
+		}
 		if st&image.VMAAnonShared != 0 {
 			vs := objects[v.GetShmid()]
 			switch at := r.shmem[v.GetShmid()]; {
@@ -185,6 +191,13 @@ func (r *restorer) droppableAsPrivate(m *ptrace.Sys) error {
 func (r *restorer) writableProt(v *vma.VmaEntry) uint32 {
 	if v.GetStatus()&image.VMAFileShared != 0 {
 		return v.GetProt()
+	}
+	if isSysv(v) {
+		// As attached (attachSysvShm); cryo writes its contents.
+		if sysvReadOnly(v) {
+			return unix.PROT_READ
+		}
+		return unix.PROT_READ | unix.PROT_WRITE
 	}
 	return v.GetProt() | unix.PROT_READ | unix.PROT_WRITE
 }

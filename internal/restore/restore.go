@@ -113,6 +113,7 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 			err = errors.Join(err, t.stub.KillAll())
 		}
 		t.built.reap(t.log)
+		t.removeSysvShm()
 		if t.rootPid != 0 {
 			return nil, fmt.Errorf("restore pid %d: %w", t.rootPid, err)
 		}
@@ -135,7 +136,15 @@ func (t *tree) run(ctx context.Context) error {
 		{Name: "clone", Run: t.cloneTree},
 		{Name: "teardown", Run: t.each((*restorer).teardown)},
 		{Name: "vdso", Run: t.each((*restorer).placeVDSO)},
-		{Name: "vmas", Run: t.each((*restorer).mapVMAs)},
+		{Name: "vmas", Run: func() error {
+			if err := t.prepareSysvShm(); err != nil {
+				return err
+			}
+			if err := t.each((*restorer).mapVMAs)(); err != nil {
+				return err
+			}
+			return t.destroySysvShm()
+		}},
 		{Name: "pages", Run: func() error {
 			for _, r := range t.procs {
 				t.toWrite += r.pagesToWrite()

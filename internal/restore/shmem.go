@@ -15,7 +15,7 @@ import (
 func (c *checkpoint) shmemObjects() map[uint64][]*vma.VmaEntry {
 	objects := map[uint64][]*vma.VmaEntry{}
 	for _, v := range c.mm.Vmas {
-		if v.GetStatus()&image.VMAAnonShared != 0 {
+		if v.GetStatus()&image.VMAAnonShared != 0 && !isSysv(v) {
 			objects[v.GetShmid()] = append(objects[v.GetShmid()], v)
 		}
 	}
@@ -35,7 +35,7 @@ func (t *tree) shmemSizes() map[uint64]uint64 {
 	sizes := map[uint64]uint64{}
 	for _, r := range t.procs {
 		for _, v := range r.c.mm.Vmas {
-			if v.GetStatus()&image.VMAAnonShared != 0 {
+			if v.GetStatus()&image.VMAAnonShared != 0 && !isSysv(v) {
 				sizes[v.GetShmid()] = max(sizes[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
 			}
 		}
@@ -106,7 +106,7 @@ func (r *restorer) writeShmem() error {
 	objects := r.c.shmemObjects()
 	for _, v := range r.c.mm.Vmas {
 		vs := objects[v.GetShmid()]
-		if v.GetStatus()&image.VMAAnonShared == 0 || vs[0] != v || r.shmem[v.GetShmid()].pid != r.pid {
+		if v.GetStatus()&image.VMAAnonShared == 0 || isSysv(v) || vs[0] != v || r.shmem[v.GetShmid()].pid != r.pid {
 			continue // made, and filled, by another process
 		}
 		if err := r.writeObject(v.GetShmid(), vs); err != nil {

@@ -41,6 +41,10 @@ type tree struct {
 	// how large.
 	shmem     map[uint64]shmemAt
 	shmemSize map[uint64]uint64
+	// sysv are the System V shared memory segments by id, in the order
+	// of sysvOrder.
+	sysv      map[uint64]*sysvSegment
+	sysvOrder []uint64
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	stats            Stats
@@ -177,6 +181,9 @@ func (t *tree) load() error {
 		}
 	}
 	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
+	if err := t.loadSysvShm(); err != nil {
+		return err
+	}
 	// A pidfd is made again only of a process the restore brings back,
 	// never of one outside the tree.
 	members := maps.Clone(live)
@@ -238,6 +245,10 @@ func (t *tree) cloneTree() error {
 	for _, r := range t.procs {
 		r.tr = byPid[r.pid]
 		r.files = files.NewRestorer(r.tr, r.pid, r.c.files, t.shared, r.opts.ShellJob)
+		if cr := r.c.cores[uint32(r.pid)].ThreadCore.GetCreds(); cr != nil {
+			r.files.SetCreds(kernel.Creds{UID: cr.GetUid(), EUID: cr.GetEuid(), SUID: cr.GetSuid(),
+				GID: cr.GetGid(), EGID: cr.GetEgid(), SGID: cr.GetSgid(), Groups: cr.Groups})
+		}
 		if tn := t.procs[0].c.timens; tn != nil && !t.opts.NoTimens { // timeNamespace made it so
 			mono, boot := tn.GetMonotonic(), tn.GetBoottime()
 			r.files.ClocksFromDump(time.Duration(mono.GetTvSec())*time.Second+time.Duration(mono.GetTvNsec()),

@@ -6,7 +6,7 @@
 //
 // Usage: sink DIR [socket] [child] [churn] [big=MIB]
 //   DIR     an existing directory for the files it creates and maps
-//   socket  also hold a socket (a kind of fd a dump refuses)
+//   socket  also hold a packet socket (a kind of fd a dump refuses)
 //   child   also have a child process (a dump refuses process trees)
 //   churn   also start and end short-lived threads all the time
 //   big=N   also hold N MiB of touched anonymous memory
@@ -418,7 +418,7 @@ int main(int argc, char **argv) {
 	zero_fd = xopen("/dev/zero", O_RDONLY);
 	urandom_fd = xopen("/dev/urandom", O_RDONLY);
 	int sock_fd = -1;
-	if (want_socket && (sock_fd = socket(AF_UNIX, SOCK_DGRAM, 0)) < 0)
+	if (want_socket && (sock_fd = socket(AF_PACKET, SOCK_DGRAM, 0)) < 0)
 		fail("socket: %s", strerror(errno));
 
 	// Signals.
