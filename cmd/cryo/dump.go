@@ -24,12 +24,13 @@ into DIR as CRIU-format images, then kills them (or lets them go on with
 leaves every process running as it was.`
 
 func runDump(args []string, stdout io.Writer) error {
-	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", dumpHelp)
+	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running [--no-snapshot]] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --ext-unix-sk]", dumpHelp)
 	pid := fs.Int("t", 0, "the `PID` of the process to dump")
 	fs.IntVar(pid, "tree", 0, "same as -t")
 	dir := fs.String("D", "", "the image `DIR`ectory")
 	fs.StringVar(dir, "images-dir", "", "same as -D")
-	leave := fs.Bool("leave-running", false, "let the process run on after the dump")
+	leave := fs.Bool("leave-running", false, "let the process run on after the dump, frozen only while its state and its shared memory are read: its private memory is read from a copy-on-write child it forks")
+	noSnapshot := fs.Bool("no-snapshot", false, "with --leave-running: read all the memory with the process frozen, without a copy-on-write child")
 	shellJob := fs.Bool("shell-job", false, "allow descriptors of the caller's terminal")
 	verbosity := fs.Int("v", 1, "log `level`: 0-1 errors, 2 steps, 3+ details")
 	logFile := fs.String("o", "", "write the log to `FILE`")
@@ -60,14 +61,15 @@ func runDump(args []string, stdout io.Writer) error {
 	ctx, stop := workerContext()
 	defer stop()
 	st, err := dump.Dump(ctx, dump.Options{
-		Pid: *pid, Dir: *dir, LeaveRunning: *leave, ShellJob: *shellJob, LinkRemap: criu.linkRemap, ExtUnixSk: criu.extUnixSk,
+		Pid: *pid, Dir: *dir, LeaveRunning: *leave, NoSnapshot: *noSnapshot, ShellJob: *shellJob,
+		LinkRemap: criu.linkRemap, ExtUnixSk: criu.extUnixSk,
 		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
 	})
 	if err != nil {
 		return logged(log, *logFile, err)
 	}
 	log.Info("dump done", "peak-rss-kib", peakRSS(), "pid", *pid, "processes", st.Processes, "threads", st.Threads, "vmas", st.VMAs,
-		"pages", st.Pages, "frozen", st.Frozen, "total", st.Total)
+		"pages", st.Pages, "snapshots", st.Snapshots, "frozen", st.Frozen, "total", st.Total)
 	fmt.Fprintf(stdout, "dumped pid %d: %d processes, %d threads, %s of memory, frozen %v\n", *pid, st.Processes, st.Threads, size(st.Pages*kernel.PageSize), st.Frozen.Round(1e5))
 	return nil
 }

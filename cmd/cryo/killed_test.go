@@ -23,17 +23,27 @@ const killRounds = 100
 
 // TestDumpCommandKilled kills `cryo dump --leave-running` with SIGKILL at
 // random moments across the whole dump, single- and multi-threaded
-// targets alike: each time the target must be left exactly as it was
-// (its mappings, its signal masks and handlers, not stopped nor traced)
-// and go on working.
+// targets alike, and one whose memory is read from a snapshot child for
+// long enough to be killed meanwhile: each time the target must be left
+// exactly as it was (its mappings, its signal masks and handlers, not
+// stopped nor traced, no snapshot child) and go on working.
 func TestDumpCommandKilled(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildGo(t, "./cmd/cryo")
-	for _, subject := range []string{"vdsoclock.c", "sigqueue.c"} {
-		t.Run(subject, func(t *testing.T) {
-			s := testutil.StartSubject(t, testutil.BuildC(t, subject))
+	for _, subject := range []struct {
+		args   []string
+		rounds int
+	}{
+		{[]string{"vdsoclock.c"}, killRounds},
+		{[]string{"sigqueue.c"}, killRounds},
+		// Its dumps take longer: fewer of them.
+		{[]string{"churn.c", "32"}, killRounds / 4},
+	} {
+		t.Run(subject.args[0], func(t *testing.T) {
+			s := testutil.StartSubject(t, testutil.BuildC(t, subject.args[0]), subject.args[1:]...)
 			s.WaitTicks(t, 2)
 			before := targetState(t, s.Pid)
+			kids := childrenOf(t, s.Pid)
 			// How long a whole dump takes here, to spread the kills
 			// over it.
 			start := time.Now()
@@ -42,7 +52,7 @@ func TestDumpCommandKilled(t *testing.T) {
 			}
 			span := time.Since(start)
 			var rolledBack int
-			for i := range killRounds {
+			for i := range subject.rounds {
 				dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
 				delay := rand.N(span + span/4)
 				if killDump(t, bin, s.Pid, dir, delay) {
@@ -51,12 +61,16 @@ func TestDumpCommandKilled(t *testing.T) {
 				if got := targetState(t, s.Pid); !cmp.Equal(before, got) {
 					t.Fatalf("round %d, killed after %v: target changed (-before +after):\n%s", i, delay, cmp.Diff(before, got))
 				}
+				// No snapshot child is left, alive or a zombie.
+				if got := childrenOf(t, s.Pid); !cmp.Equal(kids, got) {
+					t.Fatalf("round %d, killed after %v: target has children %v, %v before", i, delay, got, kids)
+				}
 				if i%10 == 9 {
 					s.WaitTicks(t, 1)
 				}
 			}
 			s.WaitTicks(t, 3)
-			t.Logf("%d rounds (dump takes %v), %d killed before the dump was complete", killRounds, span, rolledBack)
+			t.Logf("%d rounds (dump takes %v), %d killed before the dump was complete", subject.rounds, span, rolledBack)
 		})
 	}
 }

@@ -47,6 +47,10 @@ type Options struct {
 	// FailAt makes the step of that name fail (see Steps): the hook the
 	// tests use to prove that a failed dump leaves the target as it was.
 	FailAt string
+	// NoSnapshot reads the memory of a dump that lets the target run on
+	// with the target frozen, rather than from a copy-on-write child
+	// while it runs (see Snapshot dumps in snapshot.go).
+	NoSnapshot bool
 	// Frozen, if set, is called once every thread is stopped, before
 	// anything is read or injected: the hook the tests use to see the
 	// process as the dump does (the state oracle).
@@ -54,7 +58,7 @@ type Options struct {
 }
 
 // Steps names the steps of a dump in order, for Options.FailAt.
-var Steps = []string{"inspect", "seize", "memory", "threads", "task", "files", "pages", "images", "sync"}
+var Steps = []string{"inspect", "seize", "memory", "threads", "task", "files", "pages", "snapshot", "images", "sync"}
 
 // Stats reports what a dump did.
 type Stats struct {
@@ -63,9 +67,13 @@ type Stats struct {
 	Threads   int
 	VMAs      int
 	Pages     uint64
-	// Frozen is how long the target was stopped.
+	// Frozen is how long the target was stopped: the freeze, and the
+	// moments a snapshot dump stops it again to reap its snapshot child.
 	Frozen time.Duration
-	Total  time.Duration
+	// Snapshots counts the processes whose private memory was read from a
+	// snapshot child while they ran on.
+	Snapshots int
+	Total     time.Duration
 }
 
 // dumper holds the state of one process of the tree being dumped.
@@ -92,6 +100,11 @@ type dumper struct {
 	mem    *os.File
 	runs   []run
 	shared []shmemRuns
+	// deferred are the areas whose pages a snapshot child holds: their
+	// runs are not in runs yet.
+	deferred []area
+	// snap is the snapshot child of a dump that lets the process run on.
+	snap *snapshot
 	// sysvKeys are the keys the System V shared memory segments it
 	// attaches were made with, by id.
 	sysvKeys map[uint64]uint32
@@ -109,6 +122,11 @@ func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	}
 	err := t.run(ctx)
 	t.files.Close()
+	if err != nil {
+		// While the processes are still seized, if they are, which reap
+		// their snapshots.
+		err = errors.Join(err, t.endSnapshots())
+	}
 	for _, d := range t.procs {
 		if d.mem != nil {
 			d.mem.Close()
@@ -190,10 +208,17 @@ func (t *tree) run(ctx context.Context) error {
 		}},
 		{Name: "pages", Run: func() error {
 			t.toCopy = t.memoryToCopy()
+			if err := each((*dumper).takeSnapshot)(); err != nil {
+				return err
+			}
 			if err := each(func(d *dumper) error {
 				// The last injection is done.
 				d.addDeferredSignals()
-				err := errors.Join(d.copyMemory(ctx, d.mem, d.runs, d.shared), d.mem.Close())
+				var err error
+				if d.snap == nil {
+					err = d.copyOwn(ctx)
+				}
+				err = errors.Join(err, d.copyShmem(ctx), d.mem.Close())
 				d.mem = nil
 				return err
 			})(); err != nil {
@@ -202,12 +227,28 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.copyObjects(); err != nil || !t.opts.LeaveRunning {
 				return err
 			}
-			// Everything is read: the tree may go on while the rest is
-			// written.
+			// Everything is read but what the snapshots hold: the tree
+			// may go on while that is read and the rest written.
 			err := t.detach()
 			t.stats.Frozen = time.Since(frozen)
 			return err
 		}},
+		{Name: "snapshot", Run: each(func(d *dumper) error {
+			if d.snap == nil {
+				return nil
+			}
+			t.stats.Snapshots++
+			if err := d.copySnapshot(ctx); err != nil {
+				return errors.Join(err, d.endSnapshot())
+			}
+			// The images are whole: a child that could not be reaped
+			// (the process exited, or another tracer holds it) is no
+			// reason to throw them away.
+			if err := d.endSnapshot(); err != nil {
+				d.log.Warn("snapshot child left behind", "pid", d.pid, "err", err)
+			}
+			return nil
+		})},
 		{Name: "images", Run: func() error {
 			if err := each(func(d *dumper) error { return d.images.write(t.dir, uint32(d.pid)) })(); err != nil {
 				return err
@@ -230,34 +271,42 @@ func (t *tree) run(ctx context.Context) error {
 	return t.kill()
 }
 
-// copyMemory copies the process's pages into a pages image, and each
-// shared memory object's into a pages image of its own.
-func (d *dumper) copyMemory(ctx context.Context, mem *os.File, runs []run, shared []shmemRuns) error {
-	copyTo := func(w *image.PageWriter, err error, rs []run) error {
+// copyOwn copies the process's pages, read from it, into a pages image.
+func (d *dumper) copyOwn(ctx context.Context) error {
+	w, err := d.dir.CreatePages(uint32(d.pid), d.nextPagesID())
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.copyRuns(ctx, d.pid, d.mem, w, d.runs), w.Close())
+}
+
+// copyShmem copies each shared memory object's pages into a pages image
+// of its own, read from the process.
+func (d *dumper) copyShmem(ctx context.Context) error {
+	for _, sh := range d.shared {
+		w, err := d.dir.CreateShmemPages(sh.shmid, d.nextPagesID())
 		if err != nil {
 			return err
 		}
-		var progress func(uint64)
-		if d.opts.Progress != nil {
-			from := d.copied
-			progress = func(n uint64) { d.opts.Progress(from+n, d.toCopy) }
-		}
-		st, err := copyPages(ctx, d.pid, mem, rs, w, progress)
-		d.stats.Pages += st.pages
-		d.copied += st.pages * pageSize
-		return errors.Join(err, w.Close())
-	}
-	w, err := d.dir.CreatePages(uint32(d.pid), d.nextPagesID())
-	if err := copyTo(w, err, runs); err != nil {
-		return err
-	}
-	for _, sh := range shared {
-		w, err := d.dir.CreateShmemPages(sh.shmid, d.nextPagesID())
-		if err := copyTo(w, err, sh.runs); err != nil {
+		if err := errors.Join(d.copyRuns(ctx, d.pid, d.mem, w, sh.runs), w.Close()); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// copyRuns copies runs into w, read from process pid (through mem, its
+// /proc/PID/mem, where they must be), reporting progress.
+func (d *dumper) copyRuns(ctx context.Context, pid int, mem *os.File, w *image.PageWriter, rs []run) error {
+	var progress func(uint64)
+	if d.opts.Progress != nil {
+		from := d.copied
+		progress = func(n uint64) { d.opts.Progress(from+n, d.toCopy) }
+	}
+	st, err := copyPages(ctx, pid, mem, rs, w, progress)
+	d.stats.Pages += st.pages
+	d.copied += st.pages * pageSize
+	return err
 }
 
 // tids lists the threads, the leader first: its core image carries the

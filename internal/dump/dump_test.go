@@ -854,6 +854,10 @@ func TestDumpLeaveRunning(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, sk := tt.start(t)
 			d := dumpProcess(t, s.Pid, true)
+			checkNoSnapshot(t, s.Pid)
+			if d.stats.Snapshots != 1 {
+				t.Errorf("%d snapshots, want 1", d.stats.Snapshots)
+			}
 			// Past at least one of the sink's thread progress checks.
 			s.WaitTicks(t, checkEvery+5)
 			critDecode(t, d.dir)
@@ -950,6 +954,7 @@ func checkUnharmed(t *testing.T, s *sink, dir string, mapsBefore []proc.Mapping)
 	if imgs, _ := filepath.Glob(filepath.Join(dir, "*.img")); len(imgs) > 0 {
 		t.Errorf("images left behind: %v", imgs)
 	}
+	checkNoSnapshot(t, s.Pid)
 	if diff := cmp.Diff(mapsBefore, readMaps(t, s.Pid)); diff != "" {
 		t.Errorf("mappings changed (-before +after):\n%s", diff)
 	}
@@ -964,6 +969,24 @@ func checkUnharmed(t *testing.T, s *sink, dir string, mapsBefore []proc.Mapping)
 		a, _ := strconv.Atoi(after[k])
 		if a <= b {
 			t.Errorf("%s went from %s to %s", k, before[k], after[k])
+		}
+	}
+}
+
+// checkNoSnapshot checks that process pid has no child stopped or dead:
+// a snapshot child left alive or unreaped (a child of its own sleeps).
+func checkNoSnapshot(t *testing.T, pid int) {
+	t.Helper()
+	for _, tid := range readTasks(t, pid) {
+		b, err := os.ReadFile(proc.Path(pid, fmt.Sprintf("task/%d/children", tid)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range strings.Fields(string(b)) {
+			k, _ := strconv.Atoi(f)
+			if st, err := proc.ReadStat(k); err == nil && st.State != 'S' && st.State != 'R' {
+				t.Errorf("pid %d left with a child %d in state %c", pid, k, st.State)
+			}
 		}
 	}
 }

@@ -62,18 +62,31 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 		switch {
 		case a.all:
 			rs = []run{{start, end - start, a.viaMem, 0}}
-		case a.dump != nil:
+		case a.dump != nil && a.shared:
 			prs, err := proc.ReadPageRuns(pagemap, start, end, a.dump)
 			if err != nil {
 				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
-			var base uint64
-			if a.shared {
-				base = start - *a.e.Pgoff
-			}
 			for _, r := range prs {
-				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, base})
+				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, start - *a.e.Pgoff})
 			}
+		case a.dump != nil:
+			// process_vm_readv pins the pages it reads, and pinning a
+			// private page shared copy-on-write (with a parent or a
+			// child) copies it: those are read through /proc/PID/mem,
+			// which does not, so that the processes share them still.
+			for _, own := range []bool{true, false} {
+				prs, err := proc.ReadPageRuns(pagemap, start, end, func(e uint64) bool {
+					return a.dump(e) && proc.PageExclusive(e) == own
+				})
+				if err != nil {
+					return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+				}
+				for _, r := range prs {
+					rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem || !own, 0})
+				}
+			}
+			slices.SortFunc(rs, func(x, y run) int { return cmp.Compare(x.addr, y.addr) })
 		}
 		if !a.shared {
 			runs = append(runs, rs...)

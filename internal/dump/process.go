@@ -49,7 +49,13 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	defer pm.Close()
-	runs, shared, err := pageRuns(pm, areas)
+	// The private memory a snapshot child will hold has its pages found
+	// in the child's pagemap, once the process runs on.
+	now := areas
+	if d.snapshotting() {
+		now, d.deferred = splitForked(areas)
+	}
+	runs, shared, err := pageRuns(pm, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,6 +51,63 @@ const (
 // PID namespace, innermost first (an id in use fails with EEXIST); Clone3
 // writes it and args into the tracee and points args.SetTid at it.
 func (t *Tracer) Clone3(tid int, args kernel.CloneArgs, setTid ...int) (int, error) {
+	return t.clone3(tid, args, 0, setTid)
+}
+
+// Snapshot injects into thread tid a fork of the process whose child is a
+// copy-on-write copy of its memory at this instant, for the tracer to read
+// while the process runs on. The child never runs: it is born stopped
+// (see New tasks) and is killed, with PTRACE_O_EXITKILL, if the tracer
+// dies before it kills it. It shares the process's descriptor table
+// (CLONE_FILES), so that it holds no file open of its own: a pipe or a
+// socket the process closes meanwhile closes. It has no exit signal: the
+// process gets no SIGCHLD for it, and its wait() does not see it (only a
+// wait with __WALL or __WCLONE does). Killed, its zombie is the process's
+// own child, which only the process can reap: ReapSnapshot.
+func (t *Tracer) Snapshot(tid int) (*Tracer, error) {
+	pid, err := t.clone3(tid, kernel.CloneArgs{Flags: unix.CLONE_FILES}, unix.PTRACE_O_EXITKILL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot pid %d: %w", t.pid, err)
+	}
+	c, err := t.Child(pid)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot pid %d: %w", t.pid, err)
+	}
+	return c, nil
+}
+
+// ReapSnapshot reaps, with a wait4 injected into thread tid, the zombie
+// of a Snapshot child that was killed: the process is its parent. It is
+// no error that the process reaped it first (a wait with __WALL).
+func (t *Tracer) ReapSnapshot(tid, child int) error {
+	var got uint64
+	err := t.onThread(tid, func() (err error) {
+		args := []uint64{uint64(child), 0, unix.WNOHANG | unix.WALL, 0}
+		if t.scratch != 0 {
+			got, err = t.syscallAt(tid, t.scratch, unix.SYS_WAIT4, args)
+			return err
+		}
+		// One injection at borrowed code rather than three with a
+		// scratch mapping: the process was seized again for this alone.
+		return t.borrow(func(site uint64) (err error) {
+			got, err = t.syscallAt(tid, site, unix.SYS_WAIT4, args)
+			return err
+		})
+	})
+	switch {
+	case errors.Is(err, unix.ECHILD):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reap snapshot pid %d: %w", child, err)
+	case int(got) != child:
+		return fmt.Errorf("reap snapshot pid %d: %w", child, ErrNotReaped)
+	}
+	return nil
+}
+
+// clone3 does the work of Clone3; the task born gets the options
+// birthOptions on top of the tracer's, from its birth on.
+func (t *Tracer) clone3(tid int, args kernel.CloneArgs, birthOptions int, setTid []int) (int, error) {
 	var ret uint64
 	err := t.onThread(tid, func() error {
 		if args.Flags&unix.CLONE_VFORK != 0 {
@@ -67,6 +124,8 @@ func (t *Tracer) Clone3(tid int, args kernel.CloneArgs, setTid ...int) (int, err
 		if err := t.WriteMem(addr, cloneRecord(args, addr, setTid)); err != nil {
 			return err
 		}
+		t.birthOptions = birthOptions
+		defer func() { t.birthOptions = 0 }()
 		return t.births(tid, func() (err error) {
 			ret, err = t.syscallAt(tid, gadget, unix.SYS_CLONE3, []uint64{addr, cloneArgsSize})
 			return err
@@ -147,7 +206,8 @@ func cloneRecord(args kernel.CloneArgs, addr uint64, setTid []int) []byte {
 // births runs f, which injects clone3 calls into thread tid, with the
 // tasks they create followed (see New tasks). Tracer thread only.
 func (t *Tracer) births(tid int, f func() error) error {
-	if err := setOptions(tid, t.options|traceBirths); err != nil {
+	// A task auto-attached at birth starts with its parent's options.
+	if err := setOptions(tid, t.options|traceBirths|t.birthOptions); err != nil {
 		return err
 	}
 	err := f()
@@ -190,7 +250,7 @@ func (t *Tracer) adopt(parent int, mask uint64) error {
 		t.threads = append(t.threads, tid)
 		slices.Sort(t.threads)
 	} else {
-		c := newTracer(tid, t.options, true)
+		c := newTracer(tid, t.options|t.birthOptions, true)
 		c.s, c.threads, c.scratch = t.s, []int{tid}, t.scratch
 		t.s.tracers = append(t.s.tracers, c)
 		t.children[tid] = c
@@ -198,5 +258,5 @@ func (t *Tracer) adopt(parent int, mask uint64) error {
 			return fmt.Errorf("adopt pid %d: %w", tid, err)
 		}
 	}
-	return errors.Join(setOptions(tid, t.options), kernel.PtraceSetSigmask(tid, mask))
+	return errors.Join(setOptions(tid, t.options|t.birthOptions), kernel.PtraceSetSigmask(tid, mask))
 }

@@ -22,6 +22,9 @@ var (
 	// ErrVfork means an injection would vfork: the parent would wait in the
 	// kernel for its stopped child, and the tracer with it.
 	ErrVfork = errors.New("vfork is not followed")
+	// ErrNotReaped means an injected wait4 did not reap the child asked
+	// for.
+	ErrNotReaped = errors.New("child not reaped")
 	// ErrArch means cryo cannot trace processes on this architecture.
 	ErrArch = errors.New("architecture not supported")
 )

@@ -54,10 +54,13 @@ type Tracer struct {
 	scratch uint64 // address of the scratch mapping, 0 before the first injection
 	// scratchHint is where PlaceScratch asked for the scratch mapping.
 	scratchHint uint64
-	deferred    map[int][]kernel.Siginfo // signals taken during injections and steps, re-sent at detach
-	children    map[int]*Tracer          // processes born of injections into this one
-	groupStop   unix.Signal              // the signal that had stopped the process when seized, 0 if it ran
-	left        bool                     // detached or killed
+	// birthOptions are the options of the tasks an injection under way
+	// creates, on top of options (clone3).
+	birthOptions int
+	deferred     map[int][]kernel.Siginfo // signals taken during injections and steps, re-sent at detach
+	children     map[int]*Tracer          // processes born of injections into this one
+	groupStop    unix.Signal              // the signal that had stopped the process when seized, 0 if it ran
+	left         bool                     // detached or killed
 }
 
 // newTracer returns a Tracer of pid that belongs to no session yet.

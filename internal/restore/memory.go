@@ -1,9 +1,11 @@
 package restore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
@@ -27,24 +29,27 @@ const (
 	writeChunk = 1 << 20
 )
 
-// teardown unmaps everything the restored process inherited from the stub
-// except the scratch area and the kernel's special mappings, which the
-// vDSO step moves.
+// teardown unmaps everything the restored process inherited from its
+// parent (the stub, for the root) except the scratch area, the kernel's
+// special mappings, which the vDSO step moves, and the memory it keeps
+// from its parent (findInherited).
 func (r *restorer) teardown() error {
 	maps, err := proc.ReadMaps(r.pid)
 	if err != nil {
 		return err
 	}
-	keep := r.scratchRange()
+	r.findInherited()
+	keep := slices.SortedFunc(slices.Values(append([]vdso.Range{r.scratchRange()}, r.keep...)),
+		func(a, b vdso.Range) int { return cmp.Compare(a.Start, b.Start) })
 	for _, m := range maps {
 		if _, special := vdsoKinds[m.Path]; special || m.Path == "[vsyscall]" {
 			continue
 		}
-		// The scratch area may have merged with a neighbour: unmap around
-		// it.
-		for _, piece := range subtract(vdso.Range{Start: m.Start, End: m.End}, keep) {
+		// What is kept may have merged with a neighbour: unmap around it.
+		_, pieces := split(vdso.Range{Start: m.Start, End: m.End}, keep)
+		for _, piece := range pieces {
 			if err := r.sys(unix.SYS_MUNMAP, piece.Start, piece.End-piece.Start); err != nil {
-				return fmt.Errorf("unmap stub mapping %#x-%#x %s: %w", piece.Start, piece.End, m.Path, err)
+				return fmt.Errorf("unmap inherited mapping %#x-%#x %s: %w", piece.Start, piece.End, m.Path, err)
 			}
 		}
 	}
@@ -55,16 +60,7 @@ var vdsoKinds = map[string]struct{}{"[vvar]": {}, "[vvar_vclock]": {}, "[vdso]":
 
 // subtract returns the parts of a outside b.
 func subtract(a, b vdso.Range) []vdso.Range {
-	var out []vdso.Range
-	if b.Start > a.Start {
-		out = append(out, vdso.Range{Start: a.Start, End: min(a.End, b.Start)})
-	}
-	if b.End < a.End {
-		out = append(out, vdso.Range{Start: max(a.Start, b.End), End: a.End})
-	}
-	if b.End <= a.Start || b.Start >= a.End {
-		return []vdso.Range{a}
-	}
+	_, out := split(a, []vdso.Range{b})
 	return out
 }
 
@@ -86,6 +82,9 @@ func (r *restorer) mapVMAs() error {
 	for _, v := range r.c.mm.Vmas {
 		st := v.GetStatus()
 		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+			continue
+		}
+		if r.inherited[v] {
 			continue
 		}
 		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
@@ -202,28 +201,68 @@ func (r *restorer) writableProt(v *vma.VmaEntry) uint32 {
 	return v.GetProt() | unix.PROT_READ | unix.PROT_WRITE
 }
 
-// writePages copies the page contents from the image into the process.
+// writePages copies the page contents from the image into the process;
+// into memory kept from its parent, only the pages that differ
+// (writeKept), and the pages kept that the image lacks are dropped.
 func (r *restorer) writePages() error {
 	pr, err := r.c.dir.OpenPages(uint32(r.c.pid))
 	if err != nil {
 		return err
 	}
 	defer pr.Close()
+	var parent *parentPages
+	if len(r.keep) > 0 {
+		if parent, err = r.openParentPages(); err != nil {
+			return err
+		}
+		defer parent.pr.Close()
+	}
 	skip := r.vdsoPages()
-	var pieces []piece
+	// The pages of memory kept from the parent are compared with the
+	// parent's (writeKept), but where the parent had none.
+	var pieces, kept []piece
+	var written []vdso.Range // in kept memory
 	for _, e := range r.c.pages {
 		for _, p := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
-			pieces = append(pieces, piece{e, p, 0})
+			in, fresh := split(p, r.keep)
+			for _, f := range fresh {
+				pieces = append(pieces, piece{e, f, 0})
+			}
+			for _, k := range in {
+				born, zeros := split(k, parent.ranges)
+				for _, z := range zeros {
+					pieces = append(pieces, piece{e, z, 0})
+				}
+				for _, b := range born {
+					kept = append(kept, piece{e, b, 0})
+				}
+			}
+			written = append(written, in...)
 		}
 	}
-	err = r.writePieces(pr, pieces, func(n uint64) {
+	// In the order of the pages file.
+	slices.SortFunc(pieces, func(a, b piece) int {
+		af, _ := a.file()
+		bf, _ := b.file()
+		return cmp.Compare(af, bf)
+	})
+	progress := func(n uint64) {
 		r.written += n
 		if r.opts.Progress != nil {
 			r.opts.Progress(r.written, r.toWrite)
 		}
-	})
-	if err != nil {
+	}
+	if err := r.writePieces(pr, pieces, progress); err != nil {
 		return err
+	}
+	if len(r.keep) > 0 {
+		if err := r.writeKept(pr, parent, kept, progress); err != nil {
+			return err
+		}
+		slices.SortFunc(written, func(a, b vdso.Range) int { return cmp.Compare(a.Start, b.Start) })
+		if err := r.dropUnwritten(parent, written); err != nil {
+			return err
+		}
 	}
 	return r.writeShmem()
 }

@@ -12,6 +12,8 @@ import (
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
@@ -57,7 +59,9 @@ type Options struct {
 
 // Steps names the steps of a restore in order, for Options.FailAt and
 // error messages. Each step is done for every process of the tree before
-// the next.
+// the next, but for clone to pages, which are done for the root, then
+// again for its children, and so on: a child is cloned from its parent
+// once the parent's memory is made, to share it.
 var Steps = []string{"images", "cpu", "stub", "timens", "clone", "teardown", "vdso", "vmas", "pages",
 	"protect", "mm", "files", "fs", "task", "threads", "seccomp", "creds", "signals", "resume"}
 
@@ -82,6 +86,10 @@ type restorer struct {
 	pid   int
 	tr    *ptrace.Tracer // the restored process
 	files *files.Restorer
+	// inherited are the VMAs kept from the parent, keep their ranges,
+	// sorted (findInherited).
+	inherited map[*vma.VmaEntry]bool
+	keep      []vdso.Range
 	// regs are the threads' final registers, from the signals step.
 	regs map[int]unix.PtraceRegs
 }
@@ -128,29 +136,44 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 }
 
 func (t *tree) run(ctx context.Context) error {
-	list := []steps.Step{
+	head := []steps.Step{
 		{Name: "images", Run: t.load},
 		{Name: "cpu", Run: t.checkCPU},
 		{Name: "stub", Run: t.startStub},
 		{Name: "timens", Run: t.timeNamespace},
-		{Name: "clone", Run: t.cloneTree},
-		{Name: "teardown", Run: t.each((*restorer).teardown)},
-		{Name: "vdso", Run: t.each((*restorer).placeVDSO)},
-		{Name: "vmas", Run: func() error {
-			if err := t.prepareSysvShm(); err != nil {
-				return err
-			}
-			if err := t.each((*restorer).mapVMAs)(); err != nil {
-				return err
-			}
-			return t.destroySysvShm()
-		}},
-		{Name: "pages", Run: func() error {
-			for _, r := range t.procs {
-				t.toWrite += r.pagesToWrite()
-			}
-			return t.each((*restorer).writePages)()
-		}},
+	}
+	// The memory is made generation by generation: a child is cloned
+	// from its parent once the parent's is in place, to inherit it.
+	var gens [][]*pstree.PstreeEntry
+	build := func(g int) []steps.Step {
+		each := func(f func(*restorer) error) func() error {
+			return func() error { return t.eachOf(gens[g], f) }
+		}
+		return []steps.Step{
+			{Name: "clone", Run: func() error { return t.cloneGeneration(gens[g], g == len(gens)-1) }},
+			{Name: "teardown", Run: each((*restorer).teardown)},
+			{Name: "vdso", Run: each((*restorer).placeVDSO)},
+			{Name: "vmas", Run: func() error {
+				// System V shared memory is found or made before the
+				// first process attaches it, and a removed segment
+				// marked for destruction once the last has.
+				if g == 0 {
+					if err := t.prepareSysvShm(); err != nil {
+						return err
+					}
+				}
+				if err := t.eachOf(gens[g], (*restorer).mapVMAs); err != nil {
+					return err
+				}
+				if g == len(gens)-1 {
+					return t.destroySysvShm()
+				}
+				return nil
+			}},
+			{Name: "pages", Run: each((*restorer).writePages)},
+		}
+	}
+	tail := []steps.Step{
 		{Name: "protect", Run: t.each((*restorer).protect)},
 		{Name: "mm", Run: t.each((*restorer).setMM)},
 		{Name: "files", Run: t.each((*restorer).openFiles)},
@@ -185,10 +208,22 @@ func (t *tree) run(ctx context.Context) error {
 		})},
 		{Name: "resume", Run: t.resume},
 	}
-	if !slices.Equal(steps.Names(list), Steps) {
+	if !slices.Equal(steps.Names(slices.Concat(head, build(0), tail)), Steps) {
 		panic("restore.Steps does not list the steps")
 	}
-	return steps.Run(ctx, t.log, t.opts.FailAt, ErrInjected, list)
+	if err := steps.Run(ctx, t.log, t.opts.FailAt, ErrInjected, head); err != nil {
+		return err
+	}
+	gens = t.generations()
+	for _, r := range t.procs {
+		t.toWrite += r.pagesToWrite()
+	}
+	for g := range gens {
+		if err := steps.Run(ctx, t.log, t.opts.FailAt, ErrInjected, build(g)); err != nil {
+			return err
+		}
+	}
+	return steps.Run(ctx, t.log, t.opts.FailAt, ErrInjected, tail)
 }
 
 // resume lets every process of the tree run, children first, so that no

@@ -47,7 +47,9 @@ type tree struct {
 	sysvOrder []uint64
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
-	stats            Stats
+	// compare are writeKept's buffers.
+	compare [2][]byte
+	stats   Stats
 }
 
 // zombie is a process that had exited and was not waited for, or a
@@ -72,6 +74,20 @@ func (t *tree) each(f func(*restorer) error) func() error {
 		}
 		return nil
 	}
+}
+
+// eachOf runs f for every live process of entries, in order.
+func (t *tree) eachOf(entries []*pstree.PstreeEntry, f func(*restorer) error) error {
+	for _, e := range entries {
+		r := t.proc(int(e.GetPid()))
+		if r == nil {
+			continue
+		}
+		if err := f(r); err != nil {
+			return t.named(r.pid, err)
+		}
+	}
+	return nil
 }
 
 // named adds the pid to an error about a process other than the root,
@@ -211,48 +227,66 @@ func (t *tree) load() error {
 	return nil
 }
 
-// cloneTree makes every process of the tree with its PID: the root a
-// child of the stub whose parent is cryo (CLONE_PARENT), so that cryo can
-// wait for it; every other process a child of its restored parent, made
-// by a clone3 injected into the parent, so that it is the parent's child
-// as it was. A process that led a session or a process group makes it as
-// soon as it is born, before its children, which are born in it; once
-// all are there, the others join their groups. Then the zombies exit.
-func (t *tree) cloneTree() error {
-	byPid := map[int]*ptrace.Tracer{}
-	for _, e := range t.entries {
+// generations groups the entries by their depth in the tree: the root,
+// its children, theirs, and so on, each in the order of entries.
+func (t *tree) generations() [][]*pstree.PstreeEntry {
+	depth := map[uint32]int{}
+	var gens [][]*pstree.PstreeEntry
+	for i, e := range t.entries {
+		d := 0
+		if i > 0 {
+			d = depth[e.GetPpid()] + 1
+		}
+		depth[e.GetPid()] = d
+		if d == len(gens) {
+			gens = append(gens, nil)
+		}
+		gens[d] = append(gens[d], e)
+	}
+	return gens
+}
+
+// cloneGeneration makes the processes of one generation of the tree with
+// their PIDs: the root a child of the stub whose parent is cryo
+// (CLONE_PARENT), so that cryo can wait for it; every other process a
+// child of its restored parent, made by a clone3 injected into the
+// parent, so that it is the parent's child as it was, and born with the
+// parent's memory, which the restore has made by then: what the two
+// shared copy-on-write they share again (inheritedRanges). A process that
+// led a session or a process group makes it as soon as it is born, before
+// its children, which are born in it. Once the last generation is there,
+// the others join their groups, then the zombies exit.
+func (t *tree) cloneGeneration(gen []*pstree.PstreeEntry, last bool) error {
+	for _, e := range gen {
 		pid := int(e.GetPid())
 		var tr *ptrace.Tracer
 		var err error
 		if pid == t.rootPid {
 			tr, err = t.cloneRoot()
 		} else {
-			tr, err = t.cloneChild(byPid[int(e.GetPpid())], int(e.GetPpid()), pid, t.sharing(e))
+			tr, err = t.cloneChild(t.proc(int(e.GetPpid())).tr, int(e.GetPpid()), pid, t.sharing(e))
 		}
 		if err != nil {
 			return t.named(pid, err)
 		}
-		byPid[pid] = tr
 		if err := t.lead(tr, e); err != nil {
 			return t.named(pid, err)
 		}
+		if r := t.proc(pid); r != nil {
+			r.born(tr)
+		}
+		for _, z := range t.zombies {
+			if int(z.entry.GetPid()) == pid {
+				z.tr = tr
+			}
+		}
+	}
+	if !last {
+		return nil
 	}
 	for _, e := range t.entries {
-		if err := t.joinGroup(byPid[int(e.GetPid())], e); err != nil {
+		if err := t.joinGroup(t.tracer(int(e.GetPid())), e); err != nil {
 			return t.named(int(e.GetPid()), err)
-		}
-	}
-	for _, r := range t.procs {
-		r.tr = byPid[r.pid]
-		r.files = files.NewRestorer(r.tr, r.pid, r.c.files, t.shared, r.opts.ShellJob)
-		if cr := r.c.cores[uint32(r.pid)].ThreadCore.GetCreds(); cr != nil {
-			r.files.SetCreds(kernel.Creds{UID: cr.GetUid(), EUID: cr.GetEuid(), SUID: cr.GetSuid(),
-				GID: cr.GetGid(), EGID: cr.GetEgid(), SGID: cr.GetSgid(), Groups: cr.Groups})
-		}
-		if tn := t.procs[0].c.timens; tn != nil && !t.opts.NoTimens { // timeNamespace made it so
-			mono, boot := tn.GetMonotonic(), tn.GetBoottime()
-			r.files.ClocksFromDump(time.Duration(mono.GetTvSec())*time.Second+time.Duration(mono.GetTvNsec()),
-				time.Duration(boot.GetTvSec())*time.Second+time.Duration(boot.GetTvNsec()))
 		}
 	}
 	// The helpers last: a zombie may be in a group a helper made.
@@ -261,10 +295,38 @@ func (t *tree) cloneTree() error {
 			if z.helper != helpers {
 				continue
 			}
-			z.tr = byPid[int(z.entry.GetPid())]
 			if err := t.exitZombie(z); err != nil {
 				return t.named(int(z.entry.GetPid()), err)
 			}
+		}
+	}
+	return nil
+}
+
+// born takes the process cloned, traced by tr.
+func (r *restorer) born(tr *ptrace.Tracer) {
+	r.tr = tr
+	r.files = files.NewRestorer(r.tr, r.pid, r.c.files, r.shared, r.opts.ShellJob)
+	if cr := r.c.cores[uint32(r.pid)].ThreadCore.GetCreds(); cr != nil {
+		r.files.SetCreds(kernel.Creds{UID: cr.GetUid(), EUID: cr.GetEuid(), SUID: cr.GetSuid(),
+			GID: cr.GetGid(), EGID: cr.GetEgid(), SGID: cr.GetSgid(), Groups: cr.Groups})
+	}
+	if tn := r.procs[0].c.timens; tn != nil && !r.opts.NoTimens { // timeNamespace made it so
+		mono, boot := tn.GetMonotonic(), tn.GetBoottime()
+		r.files.ClocksFromDump(time.Duration(mono.GetTvSec())*time.Second+time.Duration(mono.GetTvNsec()),
+			time.Duration(boot.GetTvSec())*time.Second+time.Duration(boot.GetTvNsec()))
+	}
+}
+
+// tracer is the tracer of process pid of the tree, live or zombie, once
+// cloned.
+func (t *tree) tracer(pid int) *ptrace.Tracer {
+	if r := t.proc(pid); r != nil {
+		return r.tr
+	}
+	for _, z := range t.zombies {
+		if int(z.entry.GetPid()) == pid {
+			return z.tr
 		}
 	}
 	return nil

@@ -128,6 +128,42 @@ func BenchmarkDump(b *testing.B) {
 	}
 }
 
+// BenchmarkFrozen measures how long a --leave-running dump holds its
+// target frozen when it reads the private memory from a snapshot child
+// (the default) and, as the same-run baseline, when it reads it all
+// frozen (--no-snapshot); and each whole dump's time.
+func BenchmarkFrozen(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	mem := testutil.BuildC(b, "mem.c")
+	for _, mib := range sizes {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			s := testutil.StartSubject(b, mem, strconv.Itoa(mib))
+			dir := b.TempDir()
+			dump := func(name string, flags ...string) (frozen, took time.Duration) {
+				images := filepath.Join(dir, name)
+				defer os.RemoveAll(images)
+				_, _, out := run(b, cryo, append([]string{"dump", "-t", strconv.Itoa(s.Pid), "-D", images, "--leave-running"}, flags...)...)
+				return logged(b, out, "frozen"), logged(b, out, "total")
+			}
+			dump("warm")
+			var frozen, took, base, baseTook time.Duration
+			for i := 0; b.Loop(); i++ {
+				f, t := dump(fmt.Sprint("snap", i))
+				frozen, took = frozen+f, took+t
+				f, t = dump(fmt.Sprint("frozen", i), "--no-snapshot")
+				base, baseTook = base+f, baseTook+t
+			}
+			n := time.Duration(b.N)
+			b.ReportMetric(float64(frozen/n)/1e6, "frozen-ms")
+			b.ReportMetric(float64(base/n)/1e6, "frozen-nosnapshot-ms")
+			b.ReportMetric(frozen.Seconds()/base.Seconds(), "x-nosnapshot")
+			b.ReportMetric(float64(took/n)/1e6, "dump-ms")
+			b.ReportMetric(float64(baseTook/n)/1e6, "dump-nosnapshot-ms")
+		})
+	}
+}
+
 // report gives the time as cryo measured it and with its process's
 // start-up (wall), the throughput, and the ratio of cryo's time to the
 // baseline's.
