@@ -62,8 +62,11 @@ matrix: deps
 
 # bench measures dump, restore and a proxied vDSO call against same-run
 # baselines.
+# bench runs the benchmarks, then prints the table of figures beside CRIU's
+# (CRIU=path to a CRIU binary, see the README) or the same-run baselines.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./test/bench
+	CRYO_BENCH_TABLE=1 CRIU="$(CRIU)" $(GO) test -count=1 -v -run '^TestTable$$' -timeout 30m ./test/bench
 
 clean:
 	rm -rf bin

@@ -35,27 +35,36 @@ var rssRe = regexp.MustCompile(`peak-rss-kib=([0-9]+)`)
 
 // run runs cryo and returns its wall time, peak RSS (which cryo logs at
 // -v 2) and output.
-func run(b *testing.B, cryo string, args ...string) (time.Duration, int64, string) {
+func run(b testing.TB, cryo string, args ...string) (time.Duration, int64, string) {
 	b.Helper()
+	wall, rss, out, err := tryRun(cryo, args...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return wall, rss, out
+}
+
+// tryRun is run for a caller that goes on when cryo fails.
+func tryRun(cryo string, args ...string) (time.Duration, int64, string, error) {
 	cmd := exec.Command(cryo, append(args, "-v", "2")...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(start)
 	if err != nil {
-		b.Fatalf("cryo %v: %v\n%s", args, err, out)
+		return wall, 0, string(out), fmt.Errorf("cryo %v: %w\n%s", args, err, out)
 	}
 	m := rssRe.FindSubmatch(out)
 	if m == nil {
-		b.Fatalf("cryo %v logged no peak RSS:\n%s", args, out)
+		return wall, 0, string(out), fmt.Errorf("cryo %v logged no peak RSS:\n%s", args, out)
 	}
 	kib, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return wall, kib << 10, string(out)
+	return wall, kib << 10, string(out), nil
 }
 
 // logged reads a duration cryo logs as key=DURATION at -v 2 in its last
 // line, the summary (each step logs a took= of its own before): its own
 // measure, without the start-up of the cryo process.
-func logged(b *testing.B, out, key string) time.Duration {
+func logged(b testing.TB, out, key string) time.Duration {
 	b.Helper()
 	ms := regexp.MustCompile(` `+key+`=([0-9.]+(?:ns|µs|ms|s))`).FindAllStringSubmatch(out, -1)
 	if ms == nil {
@@ -69,7 +78,7 @@ func logged(b *testing.B, out, key string) time.Duration {
 }
 
 // stepTook reads the took= that cryo logs at -v 2 for one step.
-func stepTook(b *testing.B, out, step string) time.Duration {
+func stepTook(b testing.TB, out, step string) time.Duration {
 	b.Helper()
 	m := regexp.MustCompile(` step=` + step + ` took=([0-9.]+(?:ns|µs|ms|s))`).FindStringSubmatch(out)
 	if m == nil {
@@ -169,7 +178,7 @@ func report(b *testing.B, bytes float64, wall, took, base time.Duration) {
 // baselineDump reads the present pages of pid's anonymous memory with
 // process_vm_readv in 4 MiB chunks and writes them to a file, synced: the
 // same-run baseline of a dump, the copy any dump must make.
-func baselineDump(b *testing.B, pid int, path string) time.Duration {
+func baselineDump(b testing.TB, pid int, path string) time.Duration {
 	b.Helper()
 	start := time.Now()
 	smaps, err := proc.ReadSmaps(pid)
@@ -217,7 +226,7 @@ func baselineDump(b *testing.B, pid int, path string) time.Duration {
 	return time.Since(start)
 }
 
-func dirSize(b *testing.B, dir string) int64 {
+func dirSize(b testing.TB, dir string) int64 {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -272,7 +281,7 @@ func BenchmarkRestore(b *testing.B) {
 
 // baselineRestore reads a pages file into fresh anonymous memory: the
 // same-run baseline of a restore, the copy any restore must make.
-func baselineRestore(b *testing.B, pages string) time.Duration {
+func baselineRestore(b testing.TB, pages string) time.Duration {
 	b.Helper()
 	start := time.Now()
 	f, err := os.Open(pages)
@@ -475,7 +484,7 @@ func BenchmarkFds(b *testing.B) {
 }
 
 // baselineFdsDump reads the fdinfo and link of every descriptor of pid.
-func baselineFdsDump(b *testing.B, pid int) time.Duration {
+func baselineFdsDump(b testing.TB, pid int) time.Duration {
 	b.Helper()
 	start := time.Now()
 	fds, err := proc.ReadFds(pid)
@@ -496,7 +505,7 @@ func baselineFdsDump(b *testing.B, pid int) time.Duration {
 // baselineFdsRestore makes count descriptors here of the subject's kinds,
 // in its proportions (a dup, a file of its own at a position, a pipe's
 // two ends, an eventfd), and closes them.
-func baselineFdsRestore(b *testing.B, dir string, count int) time.Duration {
+func baselineFdsRestore(b testing.TB, dir string, count int) time.Duration {
 	b.Helper()
 	start := time.Now()
 	shared, err := unix.Open(filepath.Join(dir, "shared-0"), unix.O_RDWR|unix.O_CLOEXEC, 0)
