@@ -14,6 +14,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
+	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
 // links is what ties a process to the others of its tree.
@@ -135,4 +136,26 @@ func TestRestoreTree(t *testing.T) {
 			t.Errorf("the root and the twin share their %s: kcmp %d (%v), want 0", typ, r, err)
 		}
 	}
+}
+
+// TestRestoreTreeProxy restores a tree with its vDSO proxied: every child
+// is cloned from a parent whose vDSO the restore has already proxied and
+// marked, and proxies its own.
+func TestRestoreTreeProxy(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, pids := startTree(t)
+	s.WaitTicks(t, 3)
+	c := dumpAndReapWith(t, s, dump.Options{})
+	var all []int
+	for _, pid := range pids {
+		all = append(all, pid)
+	}
+	if err := testutil.WaitPidsFree(all...); err != nil {
+		t.Fatal(err)
+	}
+	st, log := restoreSubject(t, s, c, restore.Options{VDSO: restore.VDSOProxy})
+	if st.Processes != len(pids) || st.VDSO != vdso.ModeProxy {
+		t.Errorf("restored %d processes with vDSO %v, want %d with the proxy\nlog:\n%s", st.Processes, st.VDSO, len(pids), log)
+	}
+	s.WaitTicks(t, 10)
 }

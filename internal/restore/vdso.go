@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
@@ -82,7 +83,7 @@ func (r *restorer) placeVDSO() error {
 	if err != nil {
 		return err
 	}
-	rt, err := vdso.ReadLive(r.pid)
+	rt, err := r.runtimeVDSO()
 	if err != nil {
 		return err
 	}
@@ -109,6 +110,30 @@ func (r *restorer) placeVDSO() error {
 	}
 	r.stats.VDSO = vdso.ModeProxy
 	return r.proxyVDSO(old, rt)
+}
+
+// runtimeVDSO is the layout of the process's vDSO mappings, with the code
+// of this kernel's vDSO read from cryo's own: a child cloned from a
+// restored parent whose vDSO is proxied has a copy of the parent's, whose
+// ELF header the mark overwrites.
+func (r *restorer) runtimeVDSO() (*vdso.Snapshot, error) {
+	maps, err := proc.ReadMaps(r.pid)
+	if err != nil {
+		return nil, fmt.Errorf("read vDSO layout of pid %d: %w", r.pid, err)
+	}
+	l := vdso.LayoutFromMaps(maps)
+	if _, ok := l.Find(vdso.KindVDSO); !ok {
+		return vdso.NewSnapshot(l, nil)
+	}
+	own, err := vdso.ReadLive(0)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := vdso.NewSnapshot(l, own.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("vDSO of pid %d: %w", r.pid, err)
+	}
+	return rt, nil
 }
 
 // unmapRuntime removes the runtime vDSO mappings.
