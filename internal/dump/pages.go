@@ -50,6 +50,30 @@ type shmemRuns struct {
 	runs  []run
 }
 
+// splitOwn returns the runs of all, split where they meet own, both sorted:
+// the parts in own read as viaMem says, the others through
+// /proc/PID/mem.
+func splitOwn(all, own []proc.PageRun, viaMem bool) []run {
+	var rs []run
+	for _, r := range all {
+		for addr, end := r.Addr, r.Addr+r.Pages*pageSize; addr < end; {
+			for len(own) > 0 && own[0].Addr+own[0].Pages*pageSize <= addr {
+				own = own[1:]
+			}
+			next, mine := end, false
+			switch {
+			case len(own) > 0 && own[0].Addr <= addr:
+				next, mine = min(end, own[0].Addr+own[0].Pages*pageSize), true
+			case len(own) > 0 && own[0].Addr < end:
+				next = own[0].Addr
+			}
+			rs = append(rs, run{addr, next - addr, viaMem || !mine, 0})
+			addr = next
+		}
+	}
+	return rs
+}
+
 // pageRuns lists the pages to dump, in address order: the process's own,
 // and those of each shared memory object.
 func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
@@ -75,18 +99,20 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 			// private page shared copy-on-write (with a parent or a
 			// child) copies it: those are read through /proc/PID/mem,
 			// which does not, so that the processes share them still.
-			for _, own := range []bool{true, false} {
-				prs, err := proc.ReadPageRuns(pagemap, start, end, func(e uint64) bool {
-					return a.dump(e) && proc.PageExclusive(e) == own
-				})
-				if err != nil {
-					return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
-				}
-				for _, r := range prs {
-					rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem || !own, 0})
-				}
+			// Which pages to read comes from one read of the pagemap:
+			// a page may stop being shared between two reads (its
+			// sharer wrote it), and must not fall between them.
+			all, err := proc.ReadPageRuns(pagemap, start, end, a.dump)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
-			slices.SortFunc(rs, func(x, y run) int { return cmp.Compare(x.addr, y.addr) })
+			own, err := proc.ReadPageRuns(pagemap, start, end, func(e uint64) bool {
+				return a.dump(e) && proc.PageExclusive(e)
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+			}
+			rs = splitOwn(all, own, a.viaMem)
 		}
 		if !a.shared {
 			runs = append(runs, rs...)
