@@ -23,8 +23,10 @@ const (
 	pageSize = kernel.PageSize
 	// copyChunk is how much memory one process_vm_readv moves: large
 	// enough that system calls are a small part of the cost, small enough
-	// for cryo's own footprint.
-	copyChunk = 4 << 20
+	// for cryo's own footprint. 1 MiB dumped 1 GiB in 1.2 s at 17.5 MiB
+	// peak RSS where 4 MiB took 2.9 s at 23.4 MiB (same run, quiet
+	// machine): the buffers stay in the CPU's caches.
+	copyChunk = 1 << 20
 	// maxIov is the kernel's IOV_MAX.
 	maxIov = 1024
 )
