@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
@@ -167,5 +168,35 @@ func (r *Restorer) restoreDatagrams(fd int, f *fdinfo.FileEntry) error {
 			return fmt.Errorf("queue datagram %d from %v to %v: %w", i, src, to, err)
 		}
 	}
-	return nil
+	return awaitDatagrams(fd, len(packets))
+}
+
+// datagramWait bounds how long a restore waits for the datagrams it sent to
+// reach their socket.
+const datagramWait = 5 * time.Second
+
+// awaitDatagrams waits until socket fd holds n datagrams: sent through the
+// loopback device, they reach it from the CPU's backlog, which a loaded
+// machine may work through after sendto has returned. They are counted by
+// peeking past each in turn (SO_PEEK_OFF, put back to off after).
+func awaitDatagrams(fd, n int) error {
+	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1)
+	buf := make([]byte, 1<<16)
+	for deadline := time.Now().Add(datagramWait); ; time.Sleep(time.Millisecond) {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
+			return fmt.Errorf("count queued datagrams: %w", err)
+		}
+		got := 0
+		for ; got < n; got++ {
+			if _, _, err := unix.Recvfrom(fd, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT); err != nil {
+				break
+			}
+		}
+		if got == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d datagrams reached their socket in %v", got, n, datagramWait)
+		}
+	}
 }
