@@ -424,11 +424,20 @@ func TestRestoreUDPQueued(t *testing.T) {
 			}
 		}
 	}
-	// Each socket read its datagrams in the order sent.
-	got := map[string][]string{}
-	for _, l := range strings.Split(s.Output(), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "got" {
-			got[f[1]] = append(got[f[1]], strings.TrimRight(f[2], "x"))
+	// Each socket read its datagrams in the order sent. The subject says
+	// so after it echoes them: its lines may come a little later.
+	var got map[string][]string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got = map[string][]string{}
+		lines := 0
+		for _, l := range strings.Split(s.Output(), "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "got" {
+				got[f[1]] = append(got[f[1]], strings.TrimRight(f[2], "x"))
+				lines++
+			}
+		}
+		if lines >= 6*len(targets) || time.Now().After(deadline) {
+			break
 		}
 	}
 	for _, tg := range targets {

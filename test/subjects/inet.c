@@ -210,6 +210,7 @@ static void setup(struct sock *s, const char *arg) {
 
 static void got(struct sock *s, const char *data, ssize_t n) {
 	printf("got %s %.*s\n", s->name, (int)(n > 64 ? 64 : n), data);
+	fflush(stdout);
 }
 
 static void serve(struct sock *s) {
