@@ -145,7 +145,7 @@ func (t *Table) refuseLost(d *desc, what string) error {
 	if d.info.Flags&unix.O_ASYNC != 0 {
 		return fmt.Errorf("%w: %s fd %d has O_ASYNC (signal-driven I/O)", ErrUnsupported, what, d.fd)
 	}
-	fd, err := Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.pid, d.fd)
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func (t *inetTable) diagOf(family, protocol uint8, ino uint32) (kernel.InetDiag,
 }
 
 func (inetKind) dump(t *Table, d *desc) (uint32, error) {
-	fd, err := Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.pid, d.fd)
 	if err != nil {
 		return 0, err
 	}

@@ -339,7 +339,7 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 	r.memfds[id] = n
 	// Shared anonymous memory is born sealed against more seals.
 	r.sealed[id] = e.GetName() == shmemName
-	held, err := Getfd(r.pid, int(n))
+	held, err := kernel.Getfd(r.pid, int(n))
 	if err != nil {
 		return 0, err
 	}

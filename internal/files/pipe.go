@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // pipeKind is an end of a pipe. The data buffered in a pipe is saved once
@@ -191,7 +192,7 @@ func (t *Table) takePipeData(d *desc, ino uint64, into *[]pipeData) error {
 // /proc (tee needs one to read from).
 func (t *Table) readEnd(d *desc) (*os.File, error) {
 	if d.info.Flags&unix.O_ACCMODE == unix.O_RDONLY {
-		dup, err := Getfd(t.pid, d.fd)
+		dup, err := kernel.Getfd(t.pid, d.fd)
 		if err != nil {
 			return nil, err
 		}

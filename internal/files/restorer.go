@@ -408,7 +408,7 @@ func (r *Restorer) outside(n uint64, f func(fd int) error) error {
 // the caller to close.
 func (r *Restorer) getfd(n uint64) (int, error) {
 	if r.pidfd < 0 {
-		return Getfd(r.pid, int(n))
+		return kernel.Getfd(r.pid, int(n))
 	}
 	dup, err := unix.PidfdGetfd(r.pidfd, int(n), 0)
 	if err != nil {
@@ -424,20 +424,6 @@ func (r *Restorer) setStatusFlags(n uint64, flags uint32) error {
 		_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(flags))
 		return err
 	})
-}
-
-// Getfd returns a duplicate, in cryo, of descriptor fd of process pid.
-func Getfd(pid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd %d of pid %d: %w", fd, pid, err)
-	}
-	return dup, nil
 }
 
 // scratch returns the address of the tracer's scratch buffer in the

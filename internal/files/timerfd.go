@@ -81,7 +81,7 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 // never counts an expiration more is not running: it is disarmed, its
 // period set for a later arming.
 func readTimerfd(pid, fd int) (proc.Timerfd, time.Time, error) {
-	dup, err := Getfd(pid, fd)
+	dup, err := kernel.Getfd(pid, fd)
 	if err != nil {
 		return proc.Timerfd{}, time.Time{}, err
 	}

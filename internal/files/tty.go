@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -250,7 +251,7 @@ func (t *Table) hungUpInfo(d *desc, path string) (uint32, error) {
 	if typ, _ := ttyTypeOf(d.st.Rdev); typ != tty.TtyType_PTY || isPtmx(d.st.Rdev) {
 		return 0, refuse
 	}
-	fd, err := Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.pid, d.fd)
 	if err != nil {
 		return 0, err
 	}
@@ -303,7 +304,7 @@ func (t *Table) ptyOf(d *desc) (ptyKey, *ptyEnds, error) {
 // slaveSession is the session whose controlling terminal the slave of
 // master descriptor fd of the process is, 0 if none.
 func (t *Table) slaveSession(fd int) (int, error) {
-	m, err := Getfd(t.pid, fd)
+	m, err := kernel.Getfd(t.pid, fd)
 	if err != nil {
 		return 0, err
 	}
@@ -431,14 +432,14 @@ func ioctlBool(fd int, req uint) (bool, error) {
 // dumpPty records a pseudo-terminal whose both ends the process holds:
 // one tty-info entry per end, and the data queued in each direction.
 func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
-	m, err := Getfd(t.pid, ends.master)
+	m, err := kernel.Getfd(t.pid, ends.master)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(m)
 	var s int
 	if ends.slave >= 0 {
-		s, err = Getfd(t.pid, ends.slave)
+		s, err = kernel.Getfd(t.pid, ends.slave)
 	} else {
 		// Held as the controlling terminal alone: cryo opens it, and its
 		// closing leaves the master as it was (its other end closed).
@@ -542,7 +543,7 @@ func (t *Table) externalInfo(d *desc, typ tty.TtyType) (uint32, error) {
 	if id, ok := t.external[d.st.Rdev]; ok {
 		return id, nil
 	}
-	fd, err := Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.pid, d.fd)
 	if err != nil {
 		return 0, err
 	}

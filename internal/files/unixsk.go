@@ -135,7 +135,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 		// flight in a queue being read, or in its own.
 		return u.e.GetId(), nil
 	}
-	dup, err := Getfd(t.pid, d.fd)
+	dup, err := kernel.Getfd(t.pid, d.fd)
 	if err != nil {
 		return 0, err
 	}

@@ -169,16 +169,22 @@ func (m *unixMaking) listenerOf(e *skunix.UnixSkEntry) *skunix.UnixSkEntry {
 	return nil
 }
 
+// bound makes socket e, bound to its name if it had one.
+func (m *unixMaking) bound(e *skunix.UnixSkEntry) (int, error) {
+	fd, err := newUnixSocket(e)
+	if err != nil {
+		return 0, err
+	}
+	m.made(e.GetIno(), fd)
+	return fd, m.bindName(fd, e)
+}
+
 // single makes a socket on its own: bound if it was, connected to peer
 // if given (a bound datagram socket).
 func (m *unixMaking) single(e, peer *skunix.UnixSkEntry) error {
 	return m.r.asProcess(func() error {
-		fd, err := newUnixSocket(e)
+		fd, err := m.bound(e)
 		if err != nil {
-			return err
-		}
-		m.made(e.GetIno(), fd)
-		if err := m.bindName(fd, e); err != nil {
 			return err
 		}
 		if peer != nil {
@@ -242,12 +248,8 @@ func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
 		}
 	}
 	return m.r.asProcess(func() error {
-		fd, err := newUnixSocket(l)
+		fd, err := m.bound(l)
 		if err != nil {
-			return err
-		}
-		m.made(l.GetIno(), fd)
-		if err := m.bindName(fd, l); err != nil {
 			return err
 		}
 		if err := unix.Listen(fd, int(l.GetBacklog())); err != nil {
@@ -266,11 +268,7 @@ func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
 				if _, ok := m.r.shared.unixMade[c.GetIno()]; ok {
 					return imageErr("unix socket %d: its peer %d is connected twice", a.GetIno(), c.GetIno())
 				}
-				if cfd, err = newUnixSocket(c); err != nil {
-					return err
-				}
-				m.made(c.GetIno(), cfd)
-				if err := m.bindName(cfd, c); err != nil {
+				if cfd, err = m.bound(c); err != nil {
 					return err
 				}
 			}
@@ -284,12 +282,8 @@ func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
 			m.made(a.GetIno(), afd)
 		}
 		for _, c := range pending {
-			cfd, err := newUnixSocket(c)
+			cfd, err := m.bound(c)
 			if err != nil {
-				return err
-			}
-			m.made(c.GetIno(), cfd)
-			if err := m.bindName(cfd, c); err != nil {
 				return err
 			}
 			if err := connectName(cfd, l); err != nil {
@@ -426,7 +420,7 @@ func (m *unixMaking) inFlight(id uint32) (int, error) {
 		if ref.pid == os.Getpid() {
 			return unix.FcntlInt(uintptr(ref.fd), unix.F_DUPFD_CLOEXEC, 0)
 		}
-		return Getfd(ref.pid, ref.fd)
+		return kernel.Getfd(ref.pid, ref.fd)
 	}
 	for _, fd := range r.set.Fds {
 		if fd.GetId() == id && r.placed[uint64(fd.GetFd())] {

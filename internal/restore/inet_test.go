@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
-	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/netlock"
@@ -40,7 +39,7 @@ func startInet(t *testing.T, args ...string) *subject {
 // duplicate.
 func sockOpts(t *testing.T, pid, fd int, opts [][2]int) []int {
 	t.Helper()
-	dup, err := files.Getfd(pid, fd)
+	dup, err := kernel.Getfd(pid, fd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +311,7 @@ func TestRestoreTCPEstablished(t *testing.T) {
 			if tc.tcpClose {
 				// A socket never connected; the peer's next segment is
 				// answered with a reset.
-				dup, err := files.Getfd(s.Pid, int(s.ReadyUint(t, name)))
+				dup, err := kernel.Getfd(s.Pid, int(s.ReadyUint(t, name)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -460,7 +459,7 @@ func TestRestoreNetlink(t *testing.T) {
 	fd := int(s.ReadyUint(t, "netlink"))
 	groups := func() (uint32, []byte) {
 		t.Helper()
-		dup, err := files.Getfd(s.Pid, fd)
+		dup, err := kernel.Getfd(s.Pid, fd)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -218,7 +217,7 @@ type timerfdDup struct{ fd, pid, target int }
 // closes it.
 func dupTimerfd(t *testing.T, pid, fd int) timerfdDup {
 	t.Helper()
-	dup, err := files.Getfd(pid, fd)
+	dup, err := kernel.Getfd(pid, fd)
 	if err != nil {
 		t.Fatal(err)
 	}

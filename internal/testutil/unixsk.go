@@ -29,7 +29,7 @@ type UnixSock struct {
 // is, without changing it.
 func UnixSocket(t testing.TB, pid, fd int) UnixSock {
 	t.Helper()
-	dup, err := pidfdGetfd(pid, fd)
+	dup, err := kernel.Getfd(pid, fd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,24 +110,11 @@ func peekQueue(fd, typ int) ([]string, error) {
 	return out, nil
 }
 
-func pidfdGetfd(pid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
-	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd %d of pid %d: %w", fd, pid, err)
-	}
-	return dup, nil
-}
-
 // UnixSocketDup returns a duplicate, in the test, of descriptor fd of
 // process pid, closed when the test ends.
 func UnixSocketDup(t testing.TB, pid, fd int) int {
 	t.Helper()
-	dup, err := pidfdGetfd(pid, fd)
+	dup, err := kernel.Getfd(pid, fd)
 	if err != nil {
 		t.Fatal(err)
 	}
