@@ -2,15 +2,16 @@
 // time, relatively, and check they wake when they would have: a sleep cut
 // by a checkpoint goes on for what was left, on the process's monotonic
 // clock (which a restore's time namespace carries on from the dump).
-// Five sleepers: nanosleep with one buffer as request and time left
-// (glibc's sleep()), nanosleep with a buffer of its own for the time left,
+// Six sleepers: glibc's sleep(), which returns early when interrupted,
+// nanosleep with one buffer as request and time left (as sleep() does),
+// nanosleep with a buffer of its own for the time left,
 // a relative clock_nanosleep, and select and ppoll with a timeout and no
 // descriptor (which the kernel restarts with the time left written back
 // into their timeout). Each prints
 //   woke NAME ms=N
 // after every sleep; the main thread prints "tick N pid=P ok" every
 // PERIOD_MS, or "FAIL ..." when a sleep lasted OVERSLEEP_MS longer than
-// asked, and exits 1.
+// asked, or ended early, and exits 1.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -26,6 +27,9 @@
 #define PERIOD_MS 20
 #define SLEEP_MS 2000
 #define OVERSLEEP_MS 400
+// EARLY_MS is how much earlier than asked a sleep may end: the time left
+// select() writes back is truncated to microseconds.
+#define EARLY_MS 5
 
 static long long now_ms(void) {
 	struct timespec t;
@@ -35,10 +39,20 @@ static long long now_ms(void) {
 
 static void check(const char *name, long long start) {
 	long long slept = now_ms() - start;
-	if (slept > SLEEP_MS + OVERSLEEP_MS)
+	if (slept > SLEEP_MS + OVERSLEEP_MS || slept < SLEEP_MS - EARLY_MS)
 		fail("%s slept %lld ms, asked %d", name, slept, SLEEP_MS);
 	printf("woke %s ms=%lld\n", name, slept);
 	fflush(stdout);
+}
+
+static void *glibc_sleep(void *arg) {
+	(void)arg;
+	for (;;) {
+		long long start = now_ms();
+		sleep(SLEEP_MS / 1000);
+		check("sleep", start);
+	}
+	return NULL;
 }
 
 static void *same_buffer(void *arg) {
@@ -112,8 +126,8 @@ static void *ppoll_sleep(void *arg) {
 }
 
 int main(void) {
-	void *(*sleepers[])(void *) = {same_buffer, own_buffer, clock_sleep, select_sleep, ppoll_sleep};
-	for (int i = 0; i < 5; i++) {
+	void *(*sleepers[])(void *) = {glibc_sleep, same_buffer, own_buffer, clock_sleep, select_sleep, ppoll_sleep};
+	for (int i = 0; i < 6; i++) {
 		pthread_t t;
 		if (pthread_create(&t, NULL, sleepers[i], NULL) != 0)
 			fail("pthread_create");
