@@ -612,44 +612,48 @@ func TestRestoreTCPHalfClosed(t *testing.T) {
 // end of the stream, and what it writes after reaches the peer.
 func TestRestoreTCPPeerClosed(t *testing.T) {
 	testutil.RequireRoot(t)
-	unlockKeptAtCleanup(t)
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	s := startInet(t, fmt.Sprintf("tcp4:%d:quiet:eof", l.Addr().(*net.TCPAddr).Port))
-	peer, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	if _, err := peer.Write([]byte("before|")); err != nil {
-		t.Fatal(err)
-	}
-	if err := peer.(*net.TCPConn).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	s.WaitTicks(t, 2)
-	c := dumpAndReap(t, s)
-	if e := dumpedFiles(t, c)[int(s.ReadyUint(t, "tcp4"))].GetIsk(); e.GetState() != 8 {
-		t.Fatalf("dumped in state %d, want 8 (CLOSE_WAIT)", e.GetState())
-	}
-	restoreSubject(t, s, c, restore.Options{})
-	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	peer.SetDeadline(time.Now().Add(20 * time.Second))
-	if data, err := io.ReadAll(peer); string(data) != "echo:before|bye|" || err != nil {
-		t.Errorf("the peer read %q, %v; want %q, then the end of the stream", data, err, "echo:before|bye|")
-	}
-	var got []string
-	for _, l := range strings.Split(s.Output(), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "got" {
-			got = append(got, f[2])
-		}
-	}
-	if want := []string{"before|", "EOF"}; !slices.Equal(got, want) {
-		t.Errorf("the subject read %q, want %q", got, want)
+	for _, tc := range []struct{ name, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			unlockKeptAtCleanup(t)
+			l, err := net.Listen(tc.name, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			s := startInet(t, fmt.Sprintf("%s:%d:quiet:eof", tc.name, l.Addr().(*net.TCPAddr).Port))
+			peer, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			if _, err := peer.Write([]byte("before|")); err != nil {
+				t.Fatal(err)
+			}
+			if err := peer.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			s.WaitTicks(t, 2)
+			c := dumpAndReap(t, s)
+			if e := dumpedFiles(t, c)[int(s.ReadyUint(t, tc.name))].GetIsk(); e.GetState() != 8 {
+				t.Fatalf("dumped in state %d, want 8 (CLOSE_WAIT)", e.GetState())
+			}
+			restoreSubject(t, s, c, restore.Options{})
+			if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			peer.SetDeadline(time.Now().Add(20 * time.Second))
+			if data, err := io.ReadAll(peer); string(data) != "echo:before|bye|" || err != nil {
+				t.Errorf("the peer read %q, %v; want %q, then the end of the stream", data, err, "echo:before|bye|")
+			}
+			var got []string
+			for _, l := range strings.Split(s.Output(), "\n") {
+				if f := strings.Fields(l); len(f) == 3 && f[0] == "got" {
+					got = append(got, f[2])
+				}
+			}
+			if want := []string{"before|", "EOF"}; !slices.Equal(got, want) {
+				t.Errorf("the subject read %q, want %q", got, want)
+			}
+		})
 	}
 }
