@@ -21,8 +21,9 @@
 //                     shuts the connection down for writing (and does not
 //                     answer what it reads); tcp4:PORT:eof takes the end
 //                     of the stream for a last read: it says "got NAME
-//                     EOF", writes "bye|" (unless shut) and closes the
-//                     connection (any other end of the stream fails);
+//                     EOF", writes "bye|" (unless shut), shuts the
+//                     connection down for writing and reads no more
+//                     (any other end of the stream fails);
 //                     tcp4:PORT:noread shuts it down for reading (a dump
 //                     refuses it)
 //   raw               a raw ICMP socket (a dump refuses it)
@@ -263,9 +264,8 @@ static void serve(struct sock *s) {
 			return;
 		if (n == 0 && s->eof) {
 			got(s, "EOF", 3);
-			if (!s->shut && write(s->fd, "bye|", 4) != 4)
+			if (!s->shut && (write(s->fd, "bye|", 4) != 4 || shutdown(s->fd, SHUT_WR) < 0))
 				fail("write %s: %s", s->name, strerror(errno));
-			close(s->fd);
 			s->kind = RAW;
 			return;
 		}
