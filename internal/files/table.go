@@ -41,8 +41,10 @@ type Table struct {
 	mounts   []proc.Mount
 	mountsOf int
 	// processes are the pids of the processes dumped, live and zombie
-	// (SetProcesses): a pidfd of another is refused.
+	// (SetProcesses): a pidfd of another is refused. order lists them
+	// in the order dumped, which the restore's is.
 	processes map[int]bool
+	order     []int
 	pipeTable
 	ghostTable
 	memfdTable
