@@ -7,12 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -72,13 +77,20 @@ func dialProgram(t *testing.T, s *subject, port int) net.Conn {
 }
 
 // dumpRestoreProgram checkpoints s and the processes under it, which the
-// dump kills, and restores them: the state oracle compares the root with
-// what it was. It returns the PIDs of the checkpoint, the root first.
-func dumpRestoreProgram(t *testing.T, s *subject) []int {
+// dump kills, and restores them: the state oracle compares the root, and
+// the processes others of the tree, with what they were. It returns the
+// PIDs of the checkpoint, the root first.
+func dumpRestoreProgram(t *testing.T, s *subject, others ...int) []int {
 	t.Helper()
 	c := &checkpoint{dir: filepath.Join(t.TempDir(), "images")}
+	states := map[int]testutil.State{}
 	log, buf := newLog()
-	opts := dump.Options{Pid: s.Pid, Dir: c.dir, Log: log, Frozen: func() { c.before = testutil.RecordState(t, s.Pid) }}
+	opts := dump.Options{Pid: s.Pid, Dir: c.dir, Log: log, Frozen: func() {
+		c.before = testutil.RecordState(t, s.Pid)
+		for _, pid := range others {
+			states[pid] = testutil.RecordState(t, pid)
+		}
+	}}
 	if _, err := dump.Dump(context.Background(), opts); err != nil {
 		t.Fatalf("dump pid %d: %v\nlog:\n%s", s.Pid, err, buf)
 	}
@@ -88,8 +100,37 @@ func dumpRestoreProgram(t *testing.T, s *subject) []int {
 		t.Fatal(err)
 	}
 	testutil.KillPidsAtCleanup(t, pids[1:]...)
-	restoreSubject(t, s, c, restore.Options{})
+	restoreSubject(t, s, c, restore.Options{Restored: func(pid int, scratchStart, scratchEnd uint64) {
+		if want, ok := states[pid]; ok {
+			t.Logf("state oracle of pid %d", pid)
+			testutil.CompareStates(t, want, testutil.RecordState(t, pid, scratchStart, scratchEnd))
+		}
+	}})
 	return pids
+}
+
+// waitChildren waits until process pid has n children, and returns them.
+func waitChildren(t *testing.T, pid, n int) []int {
+	t.Helper()
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; {
+		pids, err := proc.ReadPids()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var children []int
+		for _, p := range pids {
+			if st, err := proc.ReadStat(p); err == nil && st.PPid == pid {
+				children = append(children, p)
+			}
+		}
+		if len(children) == n {
+			return children
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d has children %v, want %d", pid, children, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // httpGet sends a GET for path on c, an HTTP/1.1 connection kept open,
@@ -144,5 +185,80 @@ func TestRestorePythonHTTP(t *testing.T) {
 	c2 := dialProgram(t, s, port)
 	if got, want := httpGet(t, c2, bufio.NewReader(c2), "/new"), "request 3 path /new\n"; got != want {
 		t.Errorf("on a new connection: %q, want %q", got, want)
+	}
+}
+
+// nginxConf configures nginx with everything in one directory (%[1]s):
+// in the foreground, a master as root and two workers as nobody, serving
+// on 127.0.0.1:%[2]d an answer that names the worker.
+const nginxConf = `daemon off;
+master_process on;
+worker_processes 2;
+user nobody nogroup;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+	server {
+		listen 127.0.0.1:%[2]d;
+		location / { return 200 "worker $pid\n"; }
+	}
+}
+`
+
+// TestRestoreNginx checkpoints nginx, a master running as root and its
+// workers as nobody sharing its listener, with a keep-alive client
+// connected to a worker: after the restore every process is back with
+// its user and parent, the client's next request on its connection is
+// answered by the same worker, and new clients are served.
+func TestRestoreNginx(t *testing.T) {
+	testutil.RequireRoot(t)
+	nginx := program(t, "nginx", "nginx")
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nobody must reach the directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startProgram(t, nginx, "-c", conf, "-p", dir, "-e", filepath.Join(dir, "error.log"))
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	worker := httpGet(t, c, r, "/")
+	workers := waitChildren(t, s.Pid, 2)
+	names := map[string]int{}
+	for _, pid := range workers {
+		names[fmt.Sprintf("worker %d", pid)] = pid
+	}
+	before := readLinks(t, names)
+
+	if pids := dumpRestoreProgram(t, s, workers...); len(pids) != 3 {
+		t.Errorf("dumped pids %v, want the master and its 2 workers", pids)
+	}
+	if diff := cmp.Diff(before, readLinks(t, names)); diff != "" {
+		t.Errorf("workers (-dumped +restored):\n%s", diff)
+	}
+	if got := httpGet(t, c, r, "/"); got != worker {
+		t.Errorf("on the kept connection: %q, want %q", got, worker)
+	}
+	for i := 0; i < 4; i++ {
+		c := dialProgram(t, s, port)
+		got := httpGet(t, c, bufio.NewReader(c), "/")
+		if _, ok := names[strings.TrimSpace(got)]; !ok {
+			t.Errorf("a new connection: %q, want the answer of a worker of %v", got, workers)
+		}
 	}
 }
