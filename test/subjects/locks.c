@@ -7,10 +7,12 @@
 //   flock    an exclusive flock
 //   shared   a shared flock
 //
-// Usage: locks DIR [lease|mapped]
+// Usage: locks DIR [lease|mapped|mapped2]
 //   lease    also hold a read lease (F_SETLEASE) on DIR/lease
 //   mapped   also hold an exclusive flock on DIR/mapped through a shared
-//            mapping of it only, its descriptor closed
+//            mapping of it only, its descriptor closed (as the JVM holds
+//            its hsperfdata file)
+//   mapped2  the same, and a second mapping of DIR/mapped, opened apart
 //
 // Once set up it prints
 //   ready posix=FD ofd=FD ofd_dup=FD flock=FD shared=FD
@@ -101,12 +103,15 @@ int main(int argc, char **argv) {
 		int l = open_in(dir, "lease", O_RDONLY);
 		if (fcntl(l, F_SETLEASE, F_RDLCK) != 0)
 			fail("F_SETLEASE: %s", strerror(errno));
-	} else if (strcmp(mode, "mapped") == 0) {
-		int m = open_in(dir, "mapped", O_RDWR);
-		do_flock(m, LOCK_EX);
-		if (ftruncate(m, 4096) != 0 || mmap(NULL, 4096, PROT_READ, MAP_SHARED, m, 0) == MAP_FAILED)
-			fail("map %s/mapped: %s", dir, strerror(errno));
-		close(m);
+	} else if (strncmp(mode, "mapped", 6) == 0) {
+		for (int i = strcmp(mode, "mapped2") == 0 ? 2 : 1; i > 0; i--) {
+			int m = open_in(dir, "mapped", O_RDWR);
+			if (i == 1)
+				do_flock(m, LOCK_EX);
+			if (ftruncate(m, 4096) != 0 || mmap(NULL, 4096, PROT_READ, MAP_SHARED, m, 0) == MAP_FAILED)
+				fail("map %s/mapped: %s", dir, strerror(errno));
+			close(m);
+		}
 	}
 	printf("ready posix=%d ofd=%d ofd_dup=%d flock=%d shared=%d\n", posix, ofd, ofd_dup, fl, shared);
 
