@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,11 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -260,5 +263,75 @@ func TestRestoreNginx(t *testing.T) {
 		if _, ok := names[strings.TrimSpace(got)]; !ok {
 			t.Errorf("a new connection: %q, want the answer of a worker of %v", got, workers)
 		}
+	}
+}
+
+// TestRestoreJava checkpoints a Java program (test/subjects/Counter.java,
+// run from its source by the default JVM: its threads, its compiler's
+// code, its hsperfdata file, flock-ed through a mapping) with a client
+// connected: after the restore it counts on from where it was, and
+// answers the client on its connection and a new one.
+func TestRestoreJava(t *testing.T) {
+	testutil.RequireRoot(t)
+	java := program(t, "/usr/bin/java", "default-jdk-headless")
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	s := &subject{Subject: testutil.StartSubject(t, java,
+		filepath.Join(testutil.ModuleRoot(t), "test", "subjects", "Counter.java"), fmt.Sprint(port))}
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	ask := func(c net.Conn, r *bufio.Reader, what string) int {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintln(c, what); err != nil {
+			t.Fatalf("ask %s: %v", what, err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("ask %s: %v", what, err)
+		}
+		n, err := strconv.Atoi(testutil.Fields(line)["n"])
+		if !strings.HasPrefix(line, what+" ") || err != nil {
+			t.Fatalf("ask %s: answer %q", what, line)
+		}
+		return n
+	}
+	ask(c, r, "before")
+	s.WaitTicks(t, 3)
+	// The JVM flock-s its hsperfdata file and keeps it through a mapping
+	// only; a JVM killed leaves it behind.
+	perf := fmt.Sprintf("/tmp/hsperfdata_root/%d", s.Pid)
+	t.Cleanup(func() { os.Remove(perf) })
+	flocked := func(when string) {
+		t.Helper()
+		f, err := os.Open(perf)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		defer f.Close()
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Errorf("%s: flock of %s: %v, want EWOULDBLOCK (the JVM's lock)", when, perf, err)
+		}
+	}
+	flocked("before the dump")
+
+	dumpRestoreProgram(t, s)
+	dumped := s.LastTick()["n"]
+	flocked("after the restore")
+
+	s.WaitTicks(t, 5)
+	ticks := s.TickLines()
+	for i, tk := range ticks[1:] {
+		if prev, n := atoi(ticks[i].Fields["n"]), atoi(tk.Fields["n"]); n != prev+1 {
+			t.Errorf("n=%d follows n=%d (n=%s at the dump)", n, prev, dumped)
+		}
+	}
+	last := atoi(s.LastTick()["n"])
+	if n := ask(c, r, "after"); n < last {
+		t.Errorf("on the kept connection: n=%d, want at least %d", n, last)
+	}
+	c2 := dialProgram(t, s, port)
+	if n := ask(c2, bufio.NewReader(c2), "new"); n < last {
+		t.Errorf("on a new connection: n=%d, want at least %d", n, last)
 	}
 }
