@@ -87,9 +87,10 @@ func TestDumpFileLocks(t *testing.T) {
 	s.WaitTicks(t, 3)
 }
 
-// TestDumpRefusesLocks checks that a lease, and a lock only a mapping
-// keeps of a file mapped twice (which mapping holds it is unknown), are
-// refused by name, and that the refused dump leaves the process running
+// TestDumpRefusesLocks checks that a lease, a lock only a mapping keeps of
+// a file mapped twice (which mapping holds it is unknown), and an OFD
+// write lock only a private mapping keeps (the restore maps the file
+// from a descriptor open for reading) are refused by name, and that the refused dump leaves the process running
 // with its locks.
 func TestDumpRefusesLocks(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -99,6 +100,7 @@ func TestDumpRefusesLocks(t *testing.T) {
 	}{
 		{"lease", []string{"lease (F_SETLEASE)", "LEASE"}},
 		{"mapped2", []string{"FLOCK WRITE", "held through the mapping of", "/mapped", "2 mappings"}},
+		{"mapped-ofd", []string{"OFDLCK WRITE", "held through the mapping of", "/mapped", "does not write the file"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), t.TempDir(), tc.mode)

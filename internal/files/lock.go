@@ -164,6 +164,9 @@ func mapsFile(m proc.Mapping, l proc.Lock) bool {
 // opens once for it alone (not a memfd). Else it cannot tell, and
 // refuses.
 func (t *Table) mappingLock(l proc.Lock, m proc.Mapping, vmas []*vma.VmaEntry) error {
+	if l.Class != proc.LockFlock && l.Class != proc.LockOFD {
+		return fmt.Errorf("a %s lock", l.Class)
+	}
 	pids, err := proc.ReadPids()
 	if err != nil {
 		return err
@@ -187,10 +190,13 @@ func (t *Table) mappingLock(l proc.Lock, m proc.Mapping, vmas []*vma.VmaEntry) e
 	if i < 0 || vmas[i].GetStatus()&(image.VMAFilePrivate|image.VMAFileShared) == 0 || vmas[i].GetStatus()&image.VMAAreaMemfd != 0 {
 		return fmt.Errorf("a mapping of a kind whose locks a restore does not take")
 	}
-	if l.Class != proc.LockFlock && l.Class != proc.LockOFD {
-		return fmt.Errorf("a %s lock", l.Class)
+	id := uint32(vmas[i].GetShmid())
+	// The restore opens the file as the mapping's entry says: an OFD
+	// write lock needs it open for writing.
+	if l.Class == proc.LockOFD && l.Type == proc.LockWrite && t.files[id-1].GetReg().GetFlags()&unix.O_ACCMODE == unix.O_RDONLY {
+		return fmt.Errorf("a write lock, and the mapping does not write the file")
 	}
-	return t.recordLock(l, -int32(vmas[i].GetShmid()))
+	return t.recordLock(l, -int32(id))
 }
 
 // lockOnDescriptor finds a process other than skip whose descriptor shows
