@@ -273,7 +273,7 @@ func TestRestoreNginx(t *testing.T) {
 // answers the client on its connection and a new one.
 func TestRestoreJava(t *testing.T) {
 	testutil.RequireRoot(t)
-	java := program(t, "/usr/bin/java", "default-jdk-headless")
+	java := program(t, "/usr/bin/java", "default-jre-headless")
 	unlockKeptAtCleanup(t)
 	port := freePort(t)
 	s := &subject{Subject: testutil.StartSubject(t, java,
