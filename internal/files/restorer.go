@@ -39,6 +39,7 @@ type Restorer struct {
 	// creds are the process's, which the unix sockets are made with.
 	creds *kernel.Creds
 	placement
+	lockRestorer
 	memfdRestorer
 	pipeRestorer
 	timerfdRestorer
