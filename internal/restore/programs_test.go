@@ -334,3 +334,72 @@ func TestRestoreJava(t *testing.T) {
 		t.Errorf("on a new connection: n=%d, want at least %d", n, last)
 	}
 }
+
+// TestRestoreTmux checkpoints a tmux server (in the foreground, -D) whose
+// pane runs an interactive bash, which runs vim in the foreground, editing
+// a file: the server holds the pseudo-terminal's master, bash and vim its
+// slave, their session's controlling terminal, whose foreground is vim's
+// group. After the restore the editing goes on, the file is written, and
+// the shell, back in the foreground, answers.
+func TestRestoreTmux(t *testing.T) {
+	testutil.RequireRoot(t)
+	tmux := program(t, "tmux", "tmux")
+	vim := program(t, "vim", "vim")
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, file := filepath.Join(dir, "tmux.sock"), filepath.Join(dir, "edited.txt")
+	s := startProgram(t, tmux, "-S", sock, "-f", "/dev/null", "-D")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	screen := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(20 * time.Millisecond) {
+			out := run("capture-pane", "-p", "-t", "t")
+			if strings.Contains(out, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the pane does not show %q:\n%s", want, out)
+			}
+		}
+	}
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || !s.Alive() {
+			t.Fatalf("tmux made no socket %s:\n%s", sock, s.Output())
+		}
+	}
+	run("new-session", "-d", "-s", "t", "-x", "80", "-y", "20", "bash --norc --noprofile -i")
+	run("send-keys", "-t", "t", "PS1='$ '; X=42; "+vim+" -u NONE -i NONE "+file, "Enter")
+	screen("~")
+	run("send-keys", "-t", "t", "i", "hello before", "Escape")
+	screen("hello before")
+	bash := waitChildren(t, s.Pid, 1)
+	dumpRestoreProgram(t, s)
+	// The server first, at the end: tmux may miss the SIGCHLD of a pane's
+	// shell killed under it (it ignores SIGCHLD while it runs utempter
+	// for the pane that closed), and the shell would stay its zombie.
+	t.Cleanup(func() { unix.Kill(s.Pid, unix.SIGKILL) })
+	run("send-keys", "-t", "t", "o", "and after", "Escape", ":wq", "Enter")
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(file)
+		if err == nil && string(b) == "hello before\nand after\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vim wrote %q (%v), want %q\n%s", b, err, "hello before\nand after\n", run("capture-pane", "-p", "-t", "t"))
+		}
+	}
+	run("send-keys", "-t", "t", "echo restored-$X-$$", "Enter")
+	screen(fmt.Sprintf("restored-42-%d", bash[0]))
+}
