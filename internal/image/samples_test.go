@@ -342,7 +342,7 @@ func newMessage(k Kind) proto.Message {
 }
 
 // encode returns s as our Writer frames it.
-func encode(t *testing.T, s sample) []byte {
+func encode(t testing.TB, s sample) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	w, err := NewWriter(&b, s.kind, s.kind.FileName(s.id))
