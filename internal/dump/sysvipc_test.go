@@ -1,0 +1,128 @@
+package dump_test
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// subjectMsgs are the messages test/subjects/sysvipc.c queues, in order.
+func subjectMsgs() []image.Msg {
+	big := make([]byte, 5000)
+	for i := range big {
+		big[i] = byte(i*7 + 1)
+	}
+	return []image.Msg{{Type: 1, Text: []byte("first\x00")}, {Type: 42, Text: []byte("second message\x00")},
+		{Type: 1, Text: big}, {Type: 7, Text: []byte{}}, {Type: 3, Text: []byte("last\x00")}}
+}
+
+// startSysvIPC starts test/subjects/sysvipc.c and returns its semaphore
+// set's and message queue's ids and keys, removed at the test's end.
+func startSysvIPC(t *testing.T, args ...string) (s *testutil.Subject, semid, msqid int, semkey, msgkey uint32) {
+	t.Helper()
+	s = testutil.StartSubject(t, testutil.BuildC(t, "sysvipc.c"), args...)
+	semid, msqid = int(s.ReadyUint(t, "semid")), int(s.ReadyUint(t, "msqid"))
+	t.Cleanup(func() { kernel.SemRemove(semid); kernel.MsgRemove(msqid) })
+	return s, semid, msqid, uint32(s.ReadyUint(t, "semkey")), uint32(s.ReadyUint(t, "msgkey"))
+}
+
+// TestDumpSysvIPC dumps test/subjects/sysvipc.c and leaves it running:
+// its semaphore set and message queue are in the images with their key,
+// id, mode, owner, values, byte limit and messages in order, which the
+// dump leaves queued; a set and a queue it does not use (another process
+// made and last used them) are not; crit decodes the images.
+func TestDumpSysvIPC(t *testing.T) {
+	testutil.RequireRoot(t)
+	otherSem, err := kernel.SemGet(unix.IPC_PRIVATE, 2, unix.IPC_CREAT|0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kernel.SemRemove(otherSem) })
+	if err := kernel.SemSetAll(otherSem, []uint16{5, 6}); err != nil {
+		t.Fatal(err)
+	}
+	otherMsq, err := kernel.MsgGet(unix.IPC_PRIVATE, unix.IPC_CREAT|0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kernel.MsgRemove(otherMsq) })
+	if err := kernel.MsgSend(otherMsq, 1, []byte("not the subject's")); err != nil {
+		t.Fatal(err)
+	}
+	s, semid, msqid, semkey, msgkey := startSysvIPC(t)
+	s.WaitTicks(t, 2)
+	d := dumpProcess(t, s.Pid, true)
+	im := readImages(t, d.dir, s.Pid)
+	ipcNS := im.leader().GetIds().GetIpcNsId()
+
+	r, err := im.dir.Open(image.IpcSem, ipcNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := image.ReadSemSets(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, set := range sets {
+		e := set.Entry.GetDesc()
+		got = append(got, fmt.Sprintf("id %d key %#x mode %#o owner %d:%d nsems %d values %v",
+			e.GetId(), e.GetKey(), e.GetMode(), e.GetUid(), e.GetGid(), set.Entry.GetNsems(), set.Values))
+	}
+	want := []string{fmt.Sprintf("id %d key %#x mode 0640 owner 0:0 nsems 4 values [3 2 7 32000]", semid, semkey)}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("semaphore sets (-want +got):\n%s", d)
+	}
+
+	if r, err = im.dir.Open(image.IpcMsg, ipcNS); err != nil {
+		t.Fatal(err)
+	}
+	queues, err := image.ReadMsgQueues(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queues) != 1 {
+		t.Fatalf("%d message queues in the images, want 1", len(queues))
+	}
+	e := queues[0].Entry.GetDesc()
+	gotQ := fmt.Sprintf("id %d key %#x mode %#o owner %d:%d qbytes %d qnum %d",
+		e.GetId(), e.GetKey(), e.GetMode(), e.GetUid(), e.GetGid(), queues[0].Entry.GetQbytes(), queues[0].Entry.GetQnum())
+	if wantQ := fmt.Sprintf("id %d key %#x mode 0604 owner 0:0 qbytes 10000 qnum 5", msqid, msgkey); gotQ != wantQ {
+		t.Errorf("message queue: %s, want %s", gotQ, wantQ)
+	}
+	if d := cmp.Diff(subjectMsgs(), queues[0].Msgs, cmp.Comparer(bytes.Equal)); d != "" {
+		t.Errorf("messages (-want +got):\n%s", d)
+	}
+	// MSG_COPY left them queued.
+	listed, err := proc.ReadSysvMsg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(listed, func(m proc.SysvMsg) bool { return int(m.ID) == msqid }); i < 0 || listed[i].Qnum != 5 || listed[i].Lrpid != 0 {
+		t.Errorf("the queue after the dump: %+v", listed)
+	}
+	critDecode(t, d.dir)
+	s.WaitTicks(t, 3)
+}
+
+// TestDumpSemUndo checks that a process with a semaphore undo list
+// (SEM_UNDO), whose adjustments no interface reads, is refused, and goes
+// on.
+func TestDumpSemUndo(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, _, _, _, _ := startSysvIPC(t, "undo")
+	s.WaitTicks(t, 2)
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "semaphore undo list", fmt.Sprint(s.Pid))
+}
