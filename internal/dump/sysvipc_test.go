@@ -48,8 +48,8 @@ func TestDumpSysvIPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { kernel.SemRemove(otherSem) })
-	if err := kernel.SemSetAll(otherSem, []uint16{5, 6}); err != nil {
-		t.Fatal(err)
+	if _, _, errno := unix.Syscall6(unix.SYS_SEMCTL, uintptr(otherSem), 1, kernel.SemSetval, 5, 0, 0); errno != 0 {
+		t.Fatal(errno)
 	}
 	otherMsq, err := kernel.MsgGet(unix.IPC_PRIVATE, unix.IPC_CREAT|0o600)
 	if err != nil {

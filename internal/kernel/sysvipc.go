@@ -10,10 +10,8 @@ import (
 // (<linux/sem.h>, <linux/msg.h>).
 const (
 	SemGetpid = 11 // semctl GETPID: the last process that changed a semaphore
-	SemGetval = 12 // semctl GETVAL
 	SemGetall = 13 // semctl GETALL
 	SemSetval = 16 // semctl SETVAL
-	SemSetall = 17 // semctl SETALL
 	// MsgCopy makes msgrcv copy the message at an index, leaving it
 	// queued (MSG_COPY; CONFIG_CHECKPOINT_RESTORE), with IPC_NOWAIT.
 	MsgCopy = 0o40000

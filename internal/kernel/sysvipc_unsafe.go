@@ -17,19 +17,6 @@ func SemGetAll(id, n int) ([]uint16, error) {
 	return vals[:n], nil
 }
 
-// SemSetAll sets the values of the semaphores of set id (SETALL), one
-// for each.
-func SemSetAll(id int, vals []uint16) error {
-	if len(vals) == 0 {
-		return unix.EINVAL
-	}
-	_, _, errno := unix.Syscall6(unix.SYS_SEMCTL, uintptr(id), 0, SemSetall, uintptr(unsafe.Pointer(&vals[0])), 0, 0)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
 // SemSetPerm sets the owner and mode of semaphore set id (IPC_SET).
 func SemSetPerm(id int, uid, gid, mode uint32) error {
 	ds := semidDs{Perm: unix.SysvIpcPerm{Uid: uid, Gid: gid, Mode: mode}}
