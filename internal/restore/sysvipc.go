@@ -249,10 +249,11 @@ func resetNextID(next string, get func(key, flags int) (int, error), remove func
 // fillSysvIPC gives the objects this restore made what the processes
 // find in them, once the processes exist. The root process sets each
 // semaphore (SETVAL), and sends and receives a message of each queue
-// before cryo sends its messages, so that the kernel says the tree used
+// before its messages are sent, so that the kernel says the tree used
 // them last (sempid, lrpid), as a dump decides: the dumped pids of the
 // last users are in no image. Each queue gets its messages in order,
-// then its byte limit.
+// the last from the root process too if it fits its scratch page (else
+// cryo is the last sender), then its byte limit.
 func (t *tree) fillSysvIPC() error {
 	r := t.procs[0]
 	for _, s := range t.sysvSem {
@@ -283,9 +284,9 @@ func (t *tree) fillSysvIPC() error {
 			if scratch, err = r.scratch(); err != nil {
 				return err
 			}
-			if err := r.tr.WriteMem(scratch, kernel.MsgBuf(1, nil)); err != nil {
-				return err
-			}
+		}
+		if err := r.tr.WriteMem(scratch, kernel.MsgBuf(1, nil)); err != nil {
+			return err
 		}
 		if err := r.sys(unix.SYS_MSGSND, uint64(d.GetId()), scratch, 0, unix.IPC_NOWAIT); err != nil {
 			return fmt.Errorf("send a message to queue %d in the process: %w", d.GetId(), err)
@@ -294,7 +295,18 @@ func (t *tree) fillSysvIPC() error {
 			return fmt.Errorf("receive a message of queue %d in the process: %w", d.GetId(), err)
 		}
 		for i, m := range q.Msgs {
-			if err := kernel.MsgSend(int(d.GetId()), int64(m.Type), m.Text); err != nil {
+			var err error
+			if b := kernel.MsgBuf(int64(m.Type), m.Text); i == len(q.Msgs)-1 && len(b) <= scratchSize {
+				// The last from the process, which the kernel then
+				// says sent last (lspid), if it fits the scratch page.
+				err = r.tr.WriteMem(scratch, b)
+				if err == nil {
+					err = r.sys(unix.SYS_MSGSND, uint64(d.GetId()), scratch, uint64(len(m.Text)), unix.IPC_NOWAIT)
+				}
+			} else {
+				err = kernel.MsgSend(int(d.GetId()), int64(m.Type), m.Text)
+			}
+			if err != nil {
 				return fmt.Errorf("send message %d (type %d, %d bytes) to queue %d: %w", i, m.Type, len(m.Text), d.GetId(), err)
 			}
 		}

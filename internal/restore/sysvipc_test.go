@@ -155,12 +155,12 @@ func TestSysvIPC(t *testing.T) {
 				t.Fatalf("set %d or queue %d is gone", semid, msqid)
 			}
 			if tc.made {
-				// The restored process set the semaphores and received a
-				// message last; cryo sent the messages.
+				// The restored process set the semaphores, received a
+				// message and sent the last.
 				for i := range before.Sempid {
 					before.Sempid[i] = s.Pid
 				}
-				before.Msg.Lrpid, before.Msg.Lspid = int32(s.Pid), int32(os.Getpid())
+				before.Msg.Lrpid = int32(s.Pid)
 			}
 			if d := cmp.Diff(before, after); d != "" {
 				t.Errorf("set and queue (-dumped +restored):\n%s", d)
