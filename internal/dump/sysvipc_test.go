@@ -3,6 +3,7 @@ package dump_test
 import (
 	"bytes"
 	"fmt"
+	"os/exec"
 	"slices"
 	"testing"
 
@@ -125,4 +126,18 @@ func TestDumpSemUndo(t *testing.T) {
 	s, _, _, _, _ := startSysvIPC(t, "undo")
 	s.WaitTicks(t, 2)
 	expectRefused(t, s, dump.Options{LeaveRunning: true}, "semaphore undo list", fmt.Sprint(s.Pid))
+}
+
+// TestDumpSysvIPCOtherIPCNamespace checks that a process using a
+// semaphore set and a message queue of another IPC namespace than cryo's
+// is refused, and goes on.
+func TestDumpSysvIPCOtherIPCNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skipf("needs unshare (util-linux): %v", err)
+	}
+	s := testutil.StartSubject(t, unshare, "--ipc", testutil.BuildC(t, "sysvipc.c"))
+	s.WaitTicks(t, 2)
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "IPC namespace")
 }
