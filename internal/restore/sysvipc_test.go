@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -165,6 +168,9 @@ func TestSysvIPC(t *testing.T) {
 			if d := cmp.Diff(before, after); d != "" {
 				t.Errorf("set and queue (-dumped +restored):\n%s", d)
 			}
+			if tc.made {
+				redumpKeeps(t, s.Pid, semid, msqid)
+			}
 			if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
 				t.Fatal(err)
 			}
@@ -177,5 +183,47 @@ func TestSysvIPC(t *testing.T) {
 			}
 			s.WaitTicks(t, 2)
 		})
+	}
+}
+
+// redumpKeeps dumps the restored process pid, leaving it running, and
+// checks that the dump keeps set semid, its 4 values, and queue msqid,
+// its 5 messages: the restore made the process their last user.
+func redumpKeeps(t *testing.T, pid, semid, msqid int) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "again")
+	log, buf := newLog()
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: pid, Dir: dir, Log: log, LeaveRunning: true}); err != nil {
+		t.Fatalf("dump the restored process: %v\nlog:\n%s", err, buf)
+	}
+	im := readImages(t, dir, pid)
+	ns := im.cores[uint32(pid)].GetIds().GetIpcNsId()
+	var got []string
+	r, err := im.dir.Open(image.IpcSem, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := image.ReadSemSets(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		got = append(got, fmt.Sprintf("set %d %v", s.Entry.GetDesc().GetId(), s.Values))
+	}
+	if r, err = im.dir.Open(image.IpcMsg, ns); err != nil {
+		t.Fatal(err)
+	}
+	queues, err := image.ReadMsgQueues(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range queues {
+		got = append(got, fmt.Sprintf("queue %d: %d messages", q.Entry.GetDesc().GetId(), len(q.Msgs)))
+	}
+	want := []string{fmt.Sprintf("set %d [3 2 7 32000]", semid), fmt.Sprintf("queue %d: 5 messages", msqid)}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("a new dump of the restored process (-want +got):\n%s", d)
 	}
 }
