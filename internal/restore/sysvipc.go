@@ -200,12 +200,16 @@ func (t *tree) prepareQueue(q *sysvQueue, listed []proc.SysvMsg) error {
 	if err != nil {
 		return fmt.Errorf("stat message queue %d: %w", id, err)
 	}
+	// The limit bounds the bytes queued, and the number of messages.
 	var size uint64
 	for _, m := range q.Msgs {
 		size += uint64(len(m.Text))
 	}
-	room = max(room, uint64(q.Entry.GetQbytes()), size)
+	room = max(room, uint64(q.Entry.GetQbytes()), size, uint64(len(q.Msgs)))
 	if err := kernel.MsgSetPerm(id, d.GetUid(), d.GetGid(), d.GetMode(), room); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			err = fmt.Errorf("%w (a limit above kernel.msgmnb needs CAP_SYS_RESOURCE)", err)
+		}
 		return fmt.Errorf("set owner %d:%d, mode %#o and byte limit %d of message queue %d: %w", d.GetUid(), d.GetGid(), d.GetMode(), room, id, err)
 	}
 	return nil
