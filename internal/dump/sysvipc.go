@@ -18,12 +18,15 @@ import (
 
 // System V semaphore sets and message queues are named by id, never
 // attached: which ones a process uses is what the kernel says last used
-// them. The tree uses a message queue whose last sender or receiver
-// (lspid, lrpid) is one of its processes, and a semaphore set one of
-// whose semaphores was last changed (sempid: semop, SETVAL, SETALL) by
-// one; the kernel keeps no creator pid for either. Those are kept, with
-// their key, id, mode, owner and contents; the others are left alone,
-// as they are left in the kernel.
+// them, or what its threads wait on. The tree uses a message queue whose
+// last sender or receiver (lspid, lrpid) is one of its processes, or
+// that one of its threads was blocked sending to or receiving from when
+// frozen (msgsnd, msgrcv: the call and the id in its registers), and a
+// semaphore set one of whose semaphores was last changed (sempid: semop,
+// SETVAL, SETALL) by one, or that one was blocked in a semop on. The
+// kernel keeps no creator pid for either (cuid is a user, not a
+// process). Those are kept, with their key, id, mode, owner and
+// contents; the others are left alone, as they are left in the kernel.
 
 // gone reports whether a System V object went away while it was read.
 func gone(err error) bool { return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EIDRM) }
@@ -36,12 +39,16 @@ func (t *tree) dumpSysvIPC() error {
 	for _, d := range t.procs {
 		ours[int32(d.pid)] = true
 	}
+	semWaits, msgWaits := t.sysvWaits()
 	sets, err := proc.ReadSysvSem()
 	if err != nil {
 		return err
 	}
 	for _, s := range sets {
-		used, err := semUsed(s, ours)
+		used, err := semWaits[s.ID], error(nil)
+		if !used {
+			used, err = semUsed(s, ours)
+		}
 		if gone(err) {
 			continue
 		} else if err != nil {
@@ -71,7 +78,7 @@ func (t *tree) dumpSysvIPC() error {
 		return err
 	}
 	for _, q := range queues {
-		if !ours[q.Lspid] && !ours[q.Lrpid] {
+		if !ours[q.Lspid] && !ours[q.Lrpid] && !msgWaits[q.ID] {
 			continue
 		}
 		e, err := t.dumpMsgQueue(q)
@@ -83,6 +90,32 @@ func (t *tree) dumpSysvIPC() error {
 		t.sysvMsg = append(t.sysvMsg, e)
 	}
 	return nil
+}
+
+// sysvWaits returns the ids of the semaphore sets and message queues
+// that threads of the tree were blocked on when frozen: the call a
+// thread was in (orig_rax) was interrupted (rax holds EINTR, which semop
+// returns even to a stop, or a restart code), and its first argument is
+// the id.
+func (t *tree) sysvWaits() (sems, queues map[int32]bool) {
+	sems, queues = map[int32]bool{}, map[int32]bool{}
+	for _, d := range t.procs {
+		for _, c := range d.threads {
+			r := c.GetThreadInfo().GetGpregs()
+			switch unix.Errno(-r.GetAx()) {
+			case unix.EINTR, kernel.ErestartSys, kernel.ErestartNoIntr, kernel.ErestartNoHand, kernel.ErestartRestartBlock:
+			default:
+				continue
+			}
+			switch r.GetOrigAx() {
+			case unix.SYS_SEMOP, unix.SYS_SEMTIMEDOP:
+				sems[int32(r.GetDi())] = true
+			case unix.SYS_MSGSND, unix.SYS_MSGRCV:
+				queues[int32(r.GetDi())] = true
+			}
+		}
+	}
+	return sems, queues
 }
 
 // semUsed reports whether a process of ours last changed a semaphore of

@@ -3,9 +3,12 @@ package dump_test
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -140,4 +143,81 @@ func TestDumpSysvIPCOtherIPCNamespace(t *testing.T) {
 	s := testutil.StartSubject(t, unshare, "--ipc", testutil.BuildC(t, "sysvipc.c"))
 	s.WaitTicks(t, 2)
 	expectRefused(t, s, dump.Options{LeaveRunning: true}, "IPC namespace")
+}
+
+// TestDumpSysvIPCWaited dumps test/subjects/sysvipc.c with a child
+// blocked in a semop on a set and then in a msgrcv on a queue that
+// nothing has changed or sent to: the dump keeps the set it waits on
+// and, once it waits there, the queue, and the child goes on.
+func TestDumpSysvIPCWaited(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, semid, msqid, _, _ := startSysvIPC(t, "wait")
+	// The child dies with the subject (PR_SET_PDEATHSIG).
+	waitsem, waitmsq, child := int(s.ReadyUint(t, "waitsem")), int(s.ReadyUint(t, "waitmsq")), int(s.ReadyUint(t, "child"))
+	t.Cleanup(func() { kernel.SemRemove(waitsem); kernel.MsgRemove(waitmsq) })
+	kept := func(nr int, want ...string) {
+		t.Helper()
+		waitInSyscall(t, child, nr)
+		d := dumpProcess(t, s.Pid, true)
+		im := readImages(t, d.dir, s.Pid)
+		ns := im.leader().GetIds().GetIpcNsId()
+		var got []string
+		r, err := im.dir.Open(image.IpcSem, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets, err := image.ReadSemSets(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, set := range sets {
+			got = append(got, fmt.Sprintf("set %d %v", set.Entry.GetDesc().GetId(), set.Values))
+		}
+		if r, err = im.dir.Open(image.IpcMsg, ns); err != nil {
+			t.Fatal(err)
+		}
+		queues, err := image.ReadMsgQueues(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range queues {
+			got = append(got, fmt.Sprintf("queue %d: %d messages", q.Entry.GetDesc().GetId(), len(q.Msgs)))
+		}
+		slices.Sort(got)
+		want = slices.Sorted(slices.Values(want))
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("kept (-want +got):\n%s", d)
+		}
+	}
+	own := []string{fmt.Sprintf("set %d [3 2 7 32000]", semid), fmt.Sprintf("queue %d: 5 messages", msqid)}
+	kept(unix.SYS_SEMTIMEDOP, append(own, fmt.Sprintf("set %d [0]", waitsem))...)
+	if _, _, errno := unix.Syscall6(unix.SYS_SEMCTL, uintptr(waitsem), 0, kernel.SemSetval, 1, 0, 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	s.WaitLine(t, "child got sem")
+	// The child took the semaphore (sempid) and waits on the queue.
+	kept(unix.SYS_MSGRCV, append(own, fmt.Sprintf("set %d [0]", waitsem), fmt.Sprintf("queue %d: 0 messages", waitmsq))...)
+	if err := kernel.MsgSend(waitmsq, 9, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitLine(t, "child got hello")
+	s.WaitTicks(t, 2)
+}
+
+// waitInSyscall waits until process pid is blocked in system call nr.
+func waitInSyscall(t *testing.T, pid, nr int) {
+	t.Helper()
+	deadline := time.Now().Add(testutil.SubjectTimeout)
+	for {
+		b, err := os.ReadFile(proc.Path(pid, "syscall"))
+		if err == nil && strings.HasPrefix(string(b), fmt.Sprint(nr)+" ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not in system call %d: %q, %v", pid, nr, b, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

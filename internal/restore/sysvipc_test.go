@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -174,13 +173,7 @@ func TestSysvIPC(t *testing.T) {
 			if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(testutil.SubjectTimeout)
-			for !strings.Contains(s.Output(), "checked sem=3,2,7,32000 msgs=5\n") {
-				if time.Now().After(deadline) || !s.Alive() {
-					t.Fatalf("the subject did not check its set and queue:\n%s", s.Output())
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			s.WaitLine(t, "checked sem=3,2,7,32000 msgs=5")
 			s.WaitTicks(t, 2)
 		})
 	}

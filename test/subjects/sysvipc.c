@@ -4,8 +4,13 @@
 // into which it sends 5 messages of several types and sizes, one empty
 // and one of 5000 bytes; its queue's byte limit is lowered to 10000.
 //
-// Usage: sysvipc [undo]. undo makes a semop with SEM_UNDO (and undoes it
-// at once, which leaves it an undo list), which a dump must refuse.
+// Usage: sysvipc [undo|wait]. undo makes a semop with SEM_UNDO (and
+// undoes it at once, which leaves it an undo list), which a dump must
+// refuse. wait also makes a second set of one semaphore at 0 and a
+// second queue, empty, that nothing has used, and a child that waits
+// for the semaphore to be 1 (semop) and then for a message of the queue
+// (msgrcv), going on after EINTR, and prints "child got sem" and "child
+// got TEXT"; it prints "ready ... waitsem=ID waitmsq=ID child=PID".
 //
 // It prints "ready semid=ID msqid=ID semkey=KEY msgkey=KEY", then every
 // 20 ms "tick N mono_ns=T pid=P ok". On SIGUSR1 it checks the values of
@@ -14,10 +19,12 @@
 // it prints "FAIL ..." and exits 1.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/msg.h>
+#include <sys/prctl.h>
 #include <sys/sem.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,8 +93,27 @@ static void check_all(int semid, int msqid) {
 	printf("checked sem=%u,%u,%u,%u msgs=%d\n", values[0], values[1], values[2], values[3], NMSGS);
 }
 
+// waiter waits for semaphore 0 of set semid to be 1 and takes it, then
+// for a message of queue msqid, going on after EINTR (a semop stopped
+// by a stop signal or a dump fails so, handler or not).
+static void waiter(int semid, int msqid) {
+	struct sembuf take = {.sem_num = 0, .sem_op = -1};
+	while (semop(semid, &take, 1) != 0)
+		if (errno != EINTR)
+			fail("child: semop: %m");
+	printf("child got sem\n");
+	ssize_t n;
+	while ((n = msgrcv(msqid, &buf, sizeof(buf.text) - 1, 0, 0)) < 0)
+		if (errno != EINTR)
+			fail("child: msgrcv: %m");
+	buf.text[n] = 0;
+	printf("child got %s\n", buf.text);
+	exit(0);
+}
+
 int main(int argc, char **argv) {
 	int undo = argc > 1 && strcmp(argv[1], "undo") == 0;
+	int wait = argc > 1 && strcmp(argv[1], "wait") == 0;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	key_t semkey = (key_t)(0x5e000000 | (getpid() & 0xffffff));
 	key_t msgkey = (key_t)(0x5f000000 | (getpid() & 0xffffff));
@@ -117,8 +143,24 @@ int main(int argc, char **argv) {
 	ds.msg_qbytes = 10000;
 	if (msgctl(msqid, IPC_SET, &ds) != 0)
 		fail("msgctl IPC_SET: %m");
+	int waitsem = -1, waitmsq = -1;
+	pid_t child = 0;
+	if (wait) {
+		waitsem = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+		waitmsq = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+		if (waitsem < 0 || waitmsq < 0)
+			fail("semget, msgget: %m");
+		child = fork();
+		if (child < 0)
+			fail("fork: %m");
+		if (child == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			waiter(waitsem, waitmsq);
+		}
+	}
 	signal(SIGUSR1, on_usr1);
-	printf("ready semid=%d msqid=%d semkey=%u msgkey=%u\n", semid, msqid, (unsigned)semkey, (unsigned)msgkey);
+	printf("ready semid=%d msqid=%d semkey=%u msgkey=%u waitsem=%d waitmsq=%d child=%d\n", semid, msqid, (unsigned)semkey,
+	       (unsigned)msgkey, waitsem, waitmsq, (int)child);
 	for (unsigned long tick = 0;; tick++) {
 		if (check) {
 			check = 0;
