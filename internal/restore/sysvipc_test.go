@@ -220,3 +220,50 @@ func redumpKeeps(t *testing.T, pid, semid, msqid int) {
 		t.Errorf("a new dump of the restored process (-want +got):\n%s", d)
 	}
 }
+
+// TestSysvIPCWaited checkpoints test/subjects/sysvipc.c with a child
+// blocked in a semop on a set nothing has changed, removes the sets and
+// the queue it used and restores it: they are made again, the child
+// still waits on the set, goes on once another process sets it, then
+// waits on its second queue, which nothing had used (left alone, not
+// removed), and takes the message another process sends.
+func TestSysvIPCWaited(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "sysvipc.c"), "wait")}
+	semid, msqid := int(s.ReadyUint(t, "semid")), int(s.ReadyUint(t, "msqid"))
+	waitsem, waitmsq, child := int(s.ReadyUint(t, "waitsem")), int(s.ReadyUint(t, "waitmsq")), int(s.ReadyUint(t, "child"))
+	// The child dies with its parent (PR_SET_PDEATHSIG).
+	t.Cleanup(func() {
+		kernel.SemRemove(semid)
+		kernel.MsgRemove(msqid)
+		kernel.SemRemove(waitsem)
+		kernel.MsgRemove(waitmsq)
+	})
+	s.WaitTicks(t, 3)
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(child); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(kernel.SemRemove(semid), kernel.MsgRemove(msqid), kernel.SemRemove(waitsem)); err != nil {
+		t.Fatal(err)
+	}
+	_, log := restoreSubject(t, s, c, restore.Options{})
+	testutil.KillPidsAtCleanup(t, s.Pid, child)
+	if n := strings.Count(log.String(), "made again"); n != 3 {
+		t.Errorf("restore log says %q %d times, want 3 (2 sets, 1 queue):\n%s", "made again", n, log)
+	}
+	s.WaitTicks(t, 3)
+	if strings.Contains(s.Output(), "child got") {
+		t.Fatalf("the child went on before the semaphore was set:\n%s", s.Output())
+	}
+	if _, _, errno := unix.Syscall6(unix.SYS_SEMCTL, uintptr(waitsem), 0, kernel.SemSetval, 1, 0, 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	s.WaitLine(t, "child got sem")
+	if err := kernel.MsgSend(waitmsq, 9, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitLine(t, "child got hello")
+	unix.Kill(s.Pid, unix.SIGUSR1)
+	s.WaitLine(t, "checked sem=3,2,7,32000 msgs=5")
+}
