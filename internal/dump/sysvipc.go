@@ -58,7 +58,9 @@ func (t *tree) dumpSysvIPC() error {
 			continue
 		}
 		vals, err := kernel.SemGetAll(int(s.ID), int(s.Nsems))
-		if err != nil {
+		if gone(err) {
+			continue
+		} else if err != nil {
 			return fmt.Errorf("read System V semaphore set %d (GETALL): %w", s.ID, err)
 		}
 		t.sysvSem = append(t.sysvSem, image.SemSet{
