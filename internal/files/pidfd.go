@@ -23,8 +23,10 @@ type pidfdKind struct{}
 const pidfdFlags = unix.O_RDWR | unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD
 
 // SetProcesses tells the table the pids of the processes of the
-// checkpoint, live and zombie: the processes a pidfd may refer to.
+// checkpoint, live and zombie, in the order they are dumped: the
+// processes a pidfd may refer to.
 func (t *Table) SetProcesses(pids []int) {
+	t.order = pids
 	t.processes = map[int]bool{}
 	for _, pid := range pids {
 		t.processes[pid] = true

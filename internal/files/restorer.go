@@ -39,6 +39,7 @@ type Restorer struct {
 	// creds are the process's, which the unix sockets are made with.
 	creds *kernel.Creds
 	placement
+	lockRestorer
 	memfdRestorer
 	pipeRestorer
 	timerfdRestorer
@@ -59,8 +60,8 @@ func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob 
 //
 // The table may fill the process's RLIMIT_NOFILE, so nothing is opened
 // above it: the entries are made in the order of their lowest number, one
-// group at a time (an entry, or the entries of one pipe or
-// pseudo-terminal), each placed at its numbers before the next is made. A
+// group at a time (an entry, or the entries of one pipe), each placed at
+// its numbers before the next is made. A
 // new descriptor takes the lowest free number, so it lands where it goes
 // unless the table has a hole below; the first descriptor to land in a
 // hole stays there too, plugging it, until the table is made.
@@ -74,7 +75,6 @@ func (r *Restorer) OpenAll() error {
 	}
 	r.pidfd = pidfd
 	defer func() {
-		r.releasePtys()
 		unix.Close(r.pidfd)
 		r.pidfd = -1
 	}()

@@ -187,7 +187,12 @@ func (t *tree) run(ctx context.Context) error {
 	tail := []steps.Step{
 		{Name: "protect", Run: t.each((*restorer).protect)},
 		{Name: "mm", Run: t.each((*restorer).setMM)},
-		{Name: "files", Run: t.each((*restorer).openFiles)},
+		{Name: "files", Run: func() error {
+			if err := t.each((*restorer).openFiles)(); err != nil {
+				return err
+			}
+			return t.shared.PtysOpened()
+		}},
 		{Name: "fs", Run: t.each((*restorer).restoreFS)},
 		{Name: "task", Run: t.each((*restorer).restoreTask)},
 		{Name: "threads", Run: t.each(func(r *restorer) error {

@@ -281,6 +281,9 @@ func (t *tree) cloneGeneration(gen []*pstree.PstreeEntry, last bool) error {
 		}
 		if r := t.proc(pid); r != nil {
 			r.born(tr)
+			if err := r.files.SessionTerminal(); err != nil {
+				return t.named(pid, err)
+			}
 		}
 		for _, z := range t.zombies {
 			if int(z.entry.GetPid()) == pid {
@@ -294,6 +297,11 @@ func (t *tree) cloneGeneration(gen []*pstree.PstreeEntry, last bool) error {
 	for _, e := range t.entries {
 		if err := t.joinGroup(t.tracer(int(e.GetPid())), e); err != nil {
 			return t.named(int(e.GetPid()), err)
+		}
+	}
+	for _, r := range t.procs {
+		if err := r.files.SessionForeground(); err != nil {
+			return t.named(r.pid, err)
 		}
 	}
 	// The helpers last: a zombie may be in a group a helper made.
