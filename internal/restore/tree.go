@@ -45,6 +45,10 @@ type tree struct {
 	// of sysvOrder.
 	sysv      map[uint64]*sysvSegment
 	sysvOrder []uint64
+	// sysvSem and sysvMsg are the System V semaphore sets and message
+	// queues of the checkpoint (sysvipc.go).
+	sysvSem []*sysvSemSet
+	sysvMsg []*sysvQueue
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	// compare are writeKept's buffers.
@@ -198,6 +202,9 @@ func (t *tree) load() error {
 	}
 	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
 	if err := t.loadSysvShm(); err != nil {
+		return err
+	}
+	if err := t.loadSysvIPC(); err != nil {
 		return err
 	}
 	// A pidfd is made again only of a process the restore brings back,
