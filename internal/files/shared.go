@@ -19,6 +19,9 @@ type Shared struct {
 	opened map[uint32]fdRef
 	// pipes is where each pipe is open, by pipe id.
 	pipes map[uint32]fdRef
+	// livePipes are the descriptors of processes outside the tree that
+	// hold a pipe of the checkpoint, by pipe id (livePipe).
+	livePipes map[uint32][]fdRef
 	// filled are the FIFOs whose data is written back, by pipe id.
 	filled map[uint32]bool
 	// ptys are the pseudo-terminals made, by dumped index.
