@@ -80,6 +80,10 @@ type Stats struct {
 type dumper struct {
 	*tree
 	pid, ppid int
+	// view is the thread through which the process is read and injected
+	// into (proc.View): pid, or the first live thread when the leader has
+	// exited, whose memory and files are gone.
+	view int
 	// entry is its pstree.img entry.
 	entry *pstree.PstreeEntry
 	// filesID and fsID name the descriptor table and the filesystem
@@ -175,7 +179,7 @@ func (t *tree) run(ctx context.Context) error {
 		{Name: "memory", Run: each(func(d *dumper) (err error) {
 			// Before any injection, so that the scratch mapping is not
 			// taken for the process's own.
-			if d.mem, err = os.Open(proc.Path(d.pid, "mem")); err != nil {
+			if d.mem, err = os.Open(proc.Path(d.view, "mem")); err != nil {
 				return err
 			}
 			d.runs, d.shared, err = d.dumpMemory(d.mem)
@@ -183,7 +187,11 @@ func (t *tree) run(ctx context.Context) error {
 		})},
 		{Name: "threads", Run: each(func(d *dumper) error {
 			for _, tid := range d.tids() {
-				core, err := d.dumpThread(tid)
+				dumpThread := d.dumpThread
+				if tid == d.pid && d.leaderExited() {
+					dumpThread = d.dumpExitedLeader
+				}
+				core, err := dumpThread(tid)
 				if err != nil {
 					return fmt.Errorf("tid %d: %w", tid, err)
 				}
@@ -290,7 +298,7 @@ func (d *dumper) copyOwn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(d.copyRuns(ctx, d.pid, d.mem, w, d.runs), w.Close())
+	return errors.Join(d.copyRuns(ctx, d.view, d.mem, w, d.runs), w.Close())
 }
 
 // copyShmem copies each shared memory object's pages into a pages image
@@ -301,7 +309,7 @@ func (d *dumper) copyShmem(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := errors.Join(d.copyRuns(ctx, d.pid, d.mem, w, sh.runs), w.Close()); err != nil {
+		if err := errors.Join(d.copyRuns(ctx, d.view, d.mem, w, sh.runs), w.Close()); err != nil {
 			return err
 		}
 	}
@@ -322,8 +330,12 @@ func (d *dumper) copyRuns(ctx context.Context, pid int, mem *os.File, w *image.P
 	return err
 }
 
-// tids lists the threads, the leader first: its core image carries the
-// process-wide state.
+// leaderExited reports whether the thread group leader has exited while
+// the other threads run on.
+func (d *dumper) leaderExited() bool { return d.view != d.pid }
+
+// tids lists the threads, the leader first, also when it has exited: its
+// core image carries the process-wide state.
 func (d *dumper) tids() []int {
 	tids := []int{d.pid}
 	for _, t := range d.tr.Threads() {
@@ -339,21 +351,33 @@ func (d *dumper) inspect() (err error) {
 	if d.pid == os.Getpid() {
 		return errors.New("cannot dump cryo itself")
 	}
-	if d.status, err = proc.ReadStatus(d.pid); errors.Is(err, fs.ErrNotExist) {
+	if d.tr != nil {
+		d.view = d.tr.View()
+	} else if d.view, err = proc.View(d.pid); errors.Is(err, fs.ErrNotExist) {
 		return ErrNoProcess
 	} else if err != nil {
 		return err
 	}
-	if d.stat, err = proc.ReadStat(d.pid); err != nil {
+	// A leader that has exited keeps its process's ids but not its mm,
+	// files or umask: those the view shows.
+	if d.status, err = proc.ReadStatus(d.view); errors.Is(err, fs.ErrNotExist) {
+		return ErrNoProcess
+	} else if err != nil {
+		return err
+	}
+	if d.stat, err = proc.ReadStat(d.view); err != nil {
 		return err
 	}
 	if d.status.State == 'Z' {
-		// So shows a thread group leader that has exited while its
-		// threads run on.
-		if err := leaderExited(d.pid); err != nil {
+		return errors.New("process is a zombie")
+	}
+	if d.leaderExited() {
+		// The process's name is its leader's.
+		leader, err := proc.ReadStat(d.pid)
+		if err != nil {
 			return err
 		}
-		return errors.New("process is a zombie")
+		d.stat.Comm = leader.Comm
 	}
 	if d.status.TracerPid != 0 && d.tr == nil {
 		return fmt.Errorf("process is already traced by pid %d", d.status.TracerPid)

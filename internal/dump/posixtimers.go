@@ -20,7 +20,7 @@ import (
 func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, error) {
 	// A process may have turned PR_TIMER_CREATE_RESTORE_IDS on (a
 	// restorer of its own): images have no field for it.
-	on, err := d.tr.Syscall(d.pid, unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0)
+	on, err := d.tr.Syscall(d.view, unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0)
 	switch {
 	case errors.Is(err, unix.EINVAL): // before Linux 6.17
 	case err != nil:
@@ -28,7 +28,7 @@ func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, erro
 	case on != 0:
 		return nil, fmt.Errorf("%w: PR_TIMER_CREATE_RESTORE_IDS is on (CRIU's images have no field for it)", ErrUnsupported)
 	}
-	timers, err := proc.ReadPosixTimers(d.pid)
+	timers, err := proc.ReadPosixTimers(d.view)
 	if err != nil {
 		return nil, err
 	}
@@ -38,14 +38,14 @@ func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, erro
 		if err := d.checkPosixTimer(t, threads); err != nil {
 			return nil, fmt.Errorf("%w: POSIX timer %d: %w", ErrUnsupported, t.ID, err)
 		}
-		if _, err := d.tr.Syscall(d.pid, unix.SYS_TIMER_GETTIME, uint64(t.ID), scratch); err != nil {
+		if _, err := d.tr.Syscall(d.view, unix.SYS_TIMER_GETTIME, uint64(t.ID), scratch); err != nil {
 			return nil, fmt.Errorf("get time of POSIX timer %d: %w", t.ID, err)
 		}
 		var v unix.ItimerSpec
 		if err := d.tr.ReadValue(scratch, &v); err != nil {
 			return nil, err
 		}
-		overrun, err := d.tr.Syscall(d.pid, unix.SYS_TIMER_GETOVERRUN, uint64(t.ID))
+		overrun, err := d.tr.Syscall(d.view, unix.SYS_TIMER_GETOVERRUN, uint64(t.ID))
 		if err != nil {
 			return nil, fmt.Errorf("get overrun of POSIX timer %d: %w", t.ID, err)
 		}

@@ -20,7 +20,7 @@ const timensID = files.TimeNsID
 // dumpMemory lists the VMAs and the page runs to copy, and the ranges
 // threads must be stepped out of.
 func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
-	smaps, err := proc.ReadSmaps(d.pid)
+	smaps, err := proc.ReadSmaps(d.view)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -44,7 +44,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 			d.sysvKeys[s.Inode] = key
 		}
 	}
-	pm, err := os.Open(proc.Path(d.pid, "pagemap"))
+	pm, err := os.Open(proc.Path(d.view, "pagemap"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -68,7 +68,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	for _, a := range areas {
-		link := proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
+		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
 		if a.memfd != "" {
 			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
 			if err != nil {
@@ -116,7 +116,7 @@ func (d *dumper) dumpProcess() error {
 			c.Ids = d.ids()
 		}
 	}
-	brk, err := d.tr.Syscall(d.pid, unix.SYS_BRK, 0)
+	brk, err := d.tr.Syscall(d.view, unix.SYS_BRK, 0)
 	if err != nil {
 		return fmt.Errorf("get brk: %w", err)
 	}
@@ -128,7 +128,7 @@ func (d *dumper) dumpProcess() error {
 	if err != nil {
 		return err
 	}
-	auxv, err := proc.ReadAuxv(d.pid)
+	auxv, err := proc.ReadAuxv(d.view)
 	if err != nil {
 		return err
 	}
@@ -137,12 +137,12 @@ func (d *dumper) dumpProcess() error {
 		saved = append(saved, a.Type, a.Value)
 	}
 	saved = append(saved, 0, 0)
-	exe, err := proc.ReadExe(d.pid)
+	exe, err := proc.ReadExe(d.view)
 	if err != nil {
 		return err
 	}
 	// A deleted executable shares the ghost of its mappings.
-	exeID, err := d.files.RegFile(exe, proc.Path(d.pid, "exe"), unix.O_RDONLY)
+	exeID, err := d.files.RegFile(exe, proc.Path(d.view, "exe"), unix.O_RDONLY)
 	if err != nil {
 		return fmt.Errorf("executable: %w", err)
 	}
@@ -164,7 +164,7 @@ func (d *dumper) dumpProcess() error {
 	d.images.ids = d.ids()
 	if d == d.procs[0] {
 		// The clocks are the namespace's, which every process shares.
-		if d.timens, err = dumpClocks(d.pid); err != nil {
+		if d.timens, err = dumpClocks(d.view); err != nil {
 			return err
 		}
 		d.files.ClocksRead(time.Now())
@@ -187,15 +187,15 @@ func (d *dumper) ids() *criucore.TaskKobjIdsEntry {
 func (d *dumper) dumpFiles() error {
 	// A table shared with the parent is the parent's, dumped once.
 	if d.filesID == d.pid {
-		if err := d.files.Dump(d.pid, uint32(d.pid), d.images.mm.Vmas); err != nil {
+		if err := d.files.Dump(d.view, uint32(d.pid), d.images.mm.Vmas); err != nil {
 			return err
 		}
 	}
-	cwd, err := proc.ReadCwd(d.pid)
+	cwd, err := proc.ReadCwd(d.view)
 	if err != nil {
 		return err
 	}
-	root, err := proc.ReadRoot(d.pid)
+	root, err := proc.ReadRoot(d.view)
 	if err != nil {
 		return err
 	}
@@ -206,11 +206,11 @@ func (d *dumper) dumpFiles() error {
 	if d.status.Umask < 0 {
 		return fmt.Errorf("no umask in status")
 	}
-	cwdID, err := d.files.RegFile(cwd, proc.Path(d.pid, "cwd"), unix.O_RDONLY|unix.O_DIRECTORY)
+	cwdID, err := d.files.RegFile(cwd, proc.Path(d.view, "cwd"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("working directory: %w", err)
 	}
-	rootID, err := d.files.RegPath(root, proc.Path(d.pid, "root"), unix.O_RDONLY|unix.O_DIRECTORY)
+	rootID, err := d.files.RegPath(root, proc.Path(d.view, "root"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("root directory: %w", err)
 	}

@@ -21,13 +21,13 @@ func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry) error {
 	if err := d.refuseLockFuture(); err != nil {
 		return err
 	}
-	oom, err := proc.ReadOOMScoreAdj(d.pid)
+	oom, err := proc.ReadOOMScoreAdj(d.view)
 	if err != nil {
 		return err
 	}
 	tc.OomScoreAdj = proto.Int32(oom)
 	// The registrations are the mm's, so any thread may ask.
-	mask, err := d.tr.Syscall(d.pid, unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
+	mask, err := d.tr.Syscall(d.view, unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
 	switch {
 	case errors.Is(err, unix.EINVAL):
 		// Nothing outside the process shows them on this kernel.
@@ -45,10 +45,10 @@ func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry) error {
 // scratch mapping, made by an injected mmap since the status was read
 // after the freeze, shows it: it is locked, and adds to VmLck.
 func (d *dumper) refuseLockFuture() error {
-	if _, err := d.tr.Scratch(d.pid); err != nil {
+	if _, err := d.tr.Scratch(d.view); err != nil {
 		return err
 	}
-	st, err := proc.ReadStatus(d.pid)
+	st, err := proc.ReadStatus(d.view)
 	if err != nil {
 		return err
 	}

@@ -103,7 +103,7 @@ func (d *dumper) takeSnapshot() error {
 	} else if d.attachesSysvShm() {
 		d.log.Info("no snapshot: the memory is read with the process frozen", "pid", d.pid,
 			"why", "it attaches System V shared memory, which a fork would attach too, changing the segment's attach times and last pid")
-	} else if c, err := d.tr.Snapshot(d.pid); errors.Is(err, ptrace.ErrExited) {
+	} else if c, err := d.tr.Snapshot(d.view); errors.Is(err, ptrace.ErrExited) {
 		return err
 	} else if err != nil {
 		d.log.Warn("no snapshot: the memory is read with the process frozen", "pid", d.pid, "why", err)
@@ -123,7 +123,7 @@ func (d *dumper) takeSnapshot() error {
 		}
 		return nil
 	}
-	return d.findDeferred(d.pid)
+	return d.findDeferred(d.view)
 }
 
 // attachesSysvShm reports whether the process attaches System V shared
@@ -221,7 +221,7 @@ func (d *dumper) endSnapshot() error {
 		return fmt.Errorf("end snapshot pid %d: %w", child, err)
 	}
 	if d.tr != nil {
-		return d.tr.ReapSnapshot(d.pid, child)
+		return d.tr.ReapSnapshot(d.view, child)
 	}
 	start := time.Now()
 	tr, err := ptrace.Seize(d.pid, 0)
@@ -232,7 +232,7 @@ func (d *dumper) endSnapshot() error {
 		err = tr.SuspendSeccomp()
 	}
 	if err == nil {
-		err = tr.ReapSnapshot(d.pid, child)
+		err = tr.ReapSnapshot(tr.View(), child)
 	}
 	err = errors.Join(err, tr.Detach())
 	took := time.Since(start)

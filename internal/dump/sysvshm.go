@@ -87,7 +87,7 @@ func (t *tree) dumpSysvShm() error {
 				continue
 			}
 			if segs[id] == nil {
-				segs[id] = &sysvSegment{path: proc.Path(d.pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd())), made: d.sysvKeys[id]}
+				segs[id] = &sysvSegment{path: proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd())), made: d.sysvKeys[id]}
 				ids = append(ids, id)
 			}
 			users[id]++

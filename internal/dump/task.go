@@ -24,7 +24,7 @@ const sigMax = 64
 // dumpTask collects the process-wide state: signal dispositions and the
 // shared queue, interval and POSIX timers, limits, personality, flags.
 func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
-	tr, pid := d.tr, d.pid
+	tr, pid := d.tr, d.view
 	scratch, err := tr.Scratch(pid)
 	if err != nil {
 		return nil, err
@@ -90,10 +90,8 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	blocked, err := tr.GetSigmask(pid)
-	if err != nil {
-		return nil, err
-	}
+	// The leader's, as its thread core has it.
+	blocked := d.threads[0].ThreadCore.GetBlkSigset()
 	subreaper, err := d.prctlInt(unix.PR_GET_CHILD_SUBREAPER, scratch)
 	if err != nil {
 		return nil, err
@@ -131,7 +129,7 @@ const (
 
 // prctlInt injects a prctl that writes an int to *arg2 and returns it.
 func (d *dumper) prctlInt(option int, scratch uint64) (uint32, error) {
-	if _, err := d.tr.Syscall(d.pid, unix.SYS_PRCTL, uint64(option), scratch); err != nil {
+	if _, err := d.tr.Syscall(d.view, unix.SYS_PRCTL, uint64(option), scratch); err != nil {
 		return 0, fmt.Errorf("prctl %d: %w", option, err)
 	}
 	var v uint32
@@ -140,7 +138,7 @@ func (d *dumper) prctlInt(option int, scratch uint64) (uint32, error) {
 
 // prctlRet injects a prctl whose answer is its return value.
 func (d *dumper) prctlRet(option int) (uint64, error) {
-	v, err := d.tr.Syscall(d.pid, unix.SYS_PRCTL, uint64(option), 0, 0, 0, 0)
+	v, err := d.tr.Syscall(d.view, unix.SYS_PRCTL, uint64(option), 0, 0, 0, 0)
 	if err != nil {
 		return 0, fmt.Errorf("prctl %d: %w", option, err)
 	}

@@ -190,3 +190,64 @@ func signalQueue(b []byte) *siginfo.SignalQueueEntry {
 	}
 	return q
 }
+
+// dumpExitedLeader makes the core of a thread group leader that has
+// exited while the other threads run on. CRIU's images have no state for
+// a thread that has exited: its core is that of a thread about to exit as
+// it did, with SYS_exit and its exit code (which the parent's wait reports
+// if the last thread exits as it did), at a system call instruction of
+// the process's code, every signal blocked so that none is handled on its
+// behalf first. Restored so, it becomes the zombie leader again while the
+// other threads run on. Its registers are otherwise the view thread's,
+// which hold valid segments.
+func (d *dumper) dumpExitedLeader(tid int) (*criucore.CoreEntry, error) {
+	if len(d.seccomp) > 0 {
+		return nil, fmt.Errorf("%w: the thread group leader has exited and the process is under seccomp, whose filters a restored leader would need to exit again", ErrUnsupported)
+	}
+	stat, err := proc.ReadTaskStat(d.pid, tid)
+	if err != nil {
+		return nil, err
+	}
+	if stat.State != 'Z' || stat.ExitCode&0x7f != 0 {
+		return nil, fmt.Errorf("tid %d: the leader is in state %c with exit status %#x, not exited", tid, stat.State, stat.ExitCode)
+	}
+	code := uint64(stat.ExitCode>>8) & 0xff
+	site, err := d.tr.SyscallSite()
+	if err != nil {
+		return nil, fmt.Errorf("%w: the thread group leader has exited, and a restore needs a system call instruction in the process's code to exit it again: %w", ErrUnsupported, err)
+	}
+	regs, err := d.tr.GetRegs(d.view)
+	if err != nil {
+		return nil, err
+	}
+	regs = ptrace.SyscallRegs(regs, site, unix.SYS_EXIT, code)
+	xstate, err := d.tr.GetRegset(d.view, unix.NT_X86_XSTATE)
+	if err != nil {
+		return nil, err
+	}
+	fpregs, err := d.host.XStateToImage(xstate)
+	if err != nil {
+		return nil, fmt.Errorf("tid %d: %w", d.view, err)
+	}
+	d.log.Info("the thread group leader has exited: a restore makes it exit again", "tid", tid, "code", code, "site", fmt.Sprintf("%#x", site))
+	return &criucore.CoreEntry{
+		Mtype: criucore.CoreEntry_X86_64.Enum(),
+		ThreadInfo: &corex86.ThreadInfoX86{
+			ClearTidAddr: proto.Uint64(0),
+			Gpregs:       cpu.RegsToImage(&regs),
+			Fpregs:       fpregs,
+		},
+		ThreadCore: &criucore.ThreadCoreEntry{
+			FutexRla:    proto.Uint64(0),
+			FutexRlaLen: proto.Uint32(0),
+			SchedNice:   proto.Int32(int32(stat.Nice)),
+			SchedPolicy: proto.Uint32(stat.Policy),
+			SchedPrio:   proto.Uint32(stat.RTPriority),
+			BlkSigset:   proto.Uint64(^uint64(0)),
+			Sas:         &criucore.ThreadSasEntry{SsSp: proto.Uint64(0), SsFlags: proto.Uint32(kernel.SsDisable), SsSize: proto.Uint64(0)},
+			Comm:        proto.String(stat.Comm),
+			SignalsP:    &siginfo.SignalQueueEntry{},
+			PdeathSig:   proto.Uint32(0),
+		},
+	}, nil
+}

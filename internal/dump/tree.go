@@ -82,7 +82,7 @@ func (t *tree) inspect() error {
 	if err := root.inspect(); err != nil {
 		return err
 	}
-	if err := checkIPCNamespace(root.pid); err != nil {
+	if err := checkIPCNamespace(root.view); err != nil {
 		return err
 	}
 	if t.dir == nil {
@@ -191,10 +191,11 @@ func children(pid int) ([]int, error) {
 }
 
 // addZombie records a child that has exited and not been waited for. A
-// thread group leader that exited while its threads run on shows as a
-// zombie too: that one is refused.
+// zombie leader whose other threads are still there but could not be
+// seized (they are exiting) is refused: a leader that has exited while its
+// threads run on is a live process, seized through them.
 func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
-	if err := leaderExited(pid); err != nil {
+	if err := refuseThreadedZombie(pid); err != nil {
 		return err
 	}
 	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
@@ -206,11 +207,11 @@ func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
 	return nil
 }
 
-// leaderExited refuses a zombie leader whose threads run on: a thread
-// group whose leader has exited, which /proc shows as a zombie too.
-func leaderExited(pid int) error {
+// refuseThreadedZombie refuses a zombie leader whose other threads are
+// still listed.
+func refuseThreadedZombie(pid int) error {
 	if tids, err := proc.ReadTasks(pid); err == nil && len(tids) > 1 {
-		return fmt.Errorf("%w: the thread group leader has exited, and %d threads run on", ErrUnsupported, len(tids)-1)
+		return fmt.Errorf("%w: the thread group leader has exited, and %d threads that are still there could not be seized", ErrUnsupported, len(tids)-1)
 	}
 	return nil
 }
@@ -232,8 +233,8 @@ func (t *tree) checkAlone(d *dumper) error {
 		return nil
 	}
 	for _, ns := range namespaces {
-		a, errA := os.Readlink(proc.Path(root.pid, "ns/"+ns))
-		b, errB := os.Readlink(proc.Path(d.pid, "ns/"+ns))
+		a, errA := os.Readlink(proc.Path(root.view, "ns/"+ns))
+		b, errB := os.Readlink(proc.Path(d.view, "ns/"+ns))
 		if errA != nil || errB != nil {
 			continue // a namespace this kernel lacks
 		}
@@ -242,7 +243,7 @@ func (t *tree) checkAlone(d *dumper) error {
 		}
 	}
 	same := func(o *dumper, typ kernel.KcmpType) (bool, error) {
-		r, err := kernel.Kcmp(d.pid, o.pid, typ, 0, 0)
+		r, err := kernel.Kcmp(d.view, o.view, typ, 0, 0)
 		if err != nil {
 			return false, fmt.Errorf("compare with pid %d: %w", o.pid, err)
 		}
@@ -363,7 +364,7 @@ func (t *tree) shareMemory() error {
 		for _, v := range ds[0].images.mm.Vmas {
 			if v.GetShmid() == id && v.GetStatus()&(image.VMAAnonShared|image.VMAAreaSysvIPC) == image.VMAAnonShared {
 				t.sharedObjects = append(t.sharedObjects, sharedObject{shmid: id,
-					path: proc.Path(ds[0].pid, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))})
+					path: proc.Path(ds[0].view, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))})
 				break
 			}
 		}

@@ -19,6 +19,10 @@ type StackT struct {
 	Size  uint64
 }
 
+// SsDisable is SS_DISABLE (include/uapi/linux/signal.h), StackT's flag
+// for no alternate signal stack.
+const SsDisable = 2
+
 // Itimerval mirrors struct itimerval (include/uapi/linux/time.h): the
 // interval, then the time left, each a struct timeval.
 type Itimerval struct {

@@ -105,3 +105,39 @@ func ReadPids() ([]int, error) {
 	slices.Sort(pids)
 	return pids, nil
 }
+
+// View returns the thread through which /proc shows process pid's memory,
+// descriptors, working directory and other process-wide state: pid itself,
+// or, when the thread group leader has exited while other threads run on
+// (a zombie leader, which has no memory or files any more), the first of
+// those, whose /proc/TID directory shows them. A plain zombie is its own
+// view.
+func View(pid int) (int, error) {
+	st, err := ReadStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	if st.State != 'Z' {
+		return pid, nil
+	}
+	tids, err := ReadTasks(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, tid := range tids {
+		if tid == pid {
+			continue
+		}
+		if ts, err := ReadTaskStat(pid, tid); err == nil && ts.State != 'Z' && ts.State != 'X' {
+			return tid, nil
+		}
+	}
+	return pid, nil
+}
+
+// LeaderExited reports whether the thread group leader of process pid
+// has exited while other threads run on: its view is another thread.
+func LeaderExited(pid int) bool {
+	v, err := View(pid)
+	return err == nil && v != pid
+}

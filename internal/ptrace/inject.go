@@ -1,6 +1,7 @@
 package ptrace
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -225,7 +226,7 @@ func (t *Tracer) unmapScratch(tid int) error {
 // page, which a later dump would take for the vDSO itself) and never a
 // shared mapping (the write would reach the file). Tracer thread only.
 func (t *Tracer) borrow(f func(site uint64) error) error {
-	maps, err := proc.ReadMaps(t.pid)
+	maps, err := proc.ReadMaps(t.view)
 	if err != nil {
 		return fmt.Errorf("find code to borrow: %w", err)
 	}
@@ -345,4 +346,45 @@ func (t *Tracer) runTo(tid int, regs *unix.PtraceRegs, want stop, mask uint64) (
 		}
 		return out, errors.Join(adoptErr, fmt.Errorf("%w: %v at %#x", ErrFault, ws.StopSignal(), pc(&out)))
 	}
+}
+
+// SyscallSite returns the address of a system call instruction in the
+// process's own code: a private executable mapping of a file (never the
+// vDSO nor a shared mapping), which a restore maps at the same place with
+// the same contents. ErrNoBorrowSite if it has none.
+func (t *Tracer) SyscallSite() (uint64, error) {
+	insn := gadgetCode[:trapOffset]
+	maps, err := proc.ReadMaps(t.view)
+	if err != nil {
+		return 0, fmt.Errorf("find a system call instruction: %w", err)
+	}
+	buf := make([]byte, 64<<10)
+	for _, m := range maps {
+		if m.Perms[2] != 'x' || m.Perms[3] != 'p' || m.Path == "" || strings.HasPrefix(m.Path, "[") {
+			continue
+		}
+		// Chunks overlap by an instruction's length less one, so that
+		// none is missed across their boundary.
+		for at := m.Start; at < m.End; at += uint64(len(buf) - len(insn) + 1) {
+			b := buf[:min(uint64(len(buf)), m.End-at)]
+			if err := t.ReadMem(at, b); err != nil {
+				return 0, fmt.Errorf("find a system call instruction: %w", err)
+			}
+			if i := bytes.Index(b, insn); i >= 0 {
+				return at + uint64(i), nil
+			}
+			if uint64(len(b)) < uint64(len(buf)) {
+				break
+			}
+		}
+	}
+	return 0, fmt.Errorf("find a system call instruction: %w", ErrNoBorrowSite)
+}
+
+// SyscallRegs returns r set up so that the thread, resumed, makes system
+// call nr with args at pc, the address of a system call instruction
+// (SyscallSite), and is not taken to be inside one already.
+func SyscallRegs(r unix.PtraceRegs, pc uint64, nr int, args ...uint64) unix.PtraceRegs {
+	setSyscall(&r, pc, nr, args)
+	return r
 }

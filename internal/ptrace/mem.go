@@ -99,7 +99,7 @@ func (t *Tracer) writev(segs []Segment) (int, error) {
 		local[i].SetLen(len(s.Data))
 		remote[i] = unix.RemoteIovec{Base: uintptr(s.Addr), Len: len(s.Data)}
 	}
-	return unix.ProcessVMWritev(t.pid, local, remote, 0)
+	return unix.ProcessVMWritev(t.view, local, remote, 0)
 }
 
 // advance drops the first n bytes of segs, whose first segment it may

@@ -33,7 +33,7 @@ func Spawn(path string, args []string, attr *os.ProcAttr, options int) (*Tracer,
 		if err != nil {
 			return err
 		}
-		t.pid, t.threads = pid, []int{pid}
+		t.pid, t.view, t.threads = pid, pid, []int{pid}
 		if _, err := waitStop(pid, execStop); err != nil {
 			return err
 		}

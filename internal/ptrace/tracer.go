@@ -44,8 +44,12 @@ type session struct {
 // Tracer holds every thread of one process in a ptrace-stop.
 type Tracer struct {
 	pid int
-	s   *session
-	mem *os.File // /proc/PID/mem
+	// view is the thread through which /proc shows the process's memory
+	// (proc.View): pid, or the first live thread when the leader has
+	// exited, which no tracer can attach.
+	view int
+	s    *session
+	mem  *os.File // /proc/PID/mem
 
 	// Owned by the session goroutine.
 	threads []int
@@ -66,7 +70,7 @@ type Tracer struct {
 
 // newTracer returns a Tracer of pid that belongs to no session yet.
 func newTracer(pid, options int, born bool) *Tracer {
-	return &Tracer{pid: pid, options: options, born: born, deferred: map[int][]kernel.Siginfo{}, children: map[int]*Tracer{}, stopped: map[int]time.Time{}}
+	return &Tracer{pid: pid, view: pid, options: options, born: born, deferred: map[int][]kernel.Siginfo{}, children: map[int]*Tracer{}, stopped: map[int]time.Time{}}
 }
 
 // startSession starts a session whose first Tracer is t.
@@ -100,7 +104,7 @@ func Seize(pid, options int) (*Tracer, error) {
 }
 
 func (t *Tracer) openMem() error {
-	mem, err := os.OpenFile(proc.Path(t.pid, "mem"), os.O_RDWR, 0)
+	mem, err := os.OpenFile(proc.Path(t.view, "mem"), os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("open memory: %w", err)
 	}
@@ -176,6 +180,12 @@ func (t *Tracer) GroupStop() unix.Signal { return t.groupStop }
 // Pid is the traced process.
 func (t *Tracer) Pid() int { return t.pid }
 
+// View is the thread through which /proc shows the process (proc.View):
+// its pid, or, when the thread group leader has exited while other
+// threads run on, the first of those. Injections that concern the whole
+// process go to it: the exited leader is not traced.
+func (t *Tracer) View() int { return t.view }
+
 // Threads lists the traced threads, sorted; nil once detached.
 func (t *Tracer) Threads() []int {
 	var tids []int
@@ -198,8 +208,11 @@ func (t *Tracer) seize() error {
 			}
 			seen[tid] = true
 			if err := unix.PtraceSeize(tid); err != nil {
-				if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && tid != t.pid && exiting(t.pid, tid)) {
-					continue // exited since the listing, or exiting: it cannot be attached
+				if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && exiting(t.pid, tid)) {
+					// Exited since the listing, or exiting: it cannot be
+					// attached. So is a leader that has exited while its
+					// threads run on; one alone is a zombie, refused below.
+					continue
 				}
 				return fmt.Errorf("ptrace seize tid %d: %w", tid, err)
 			}
@@ -219,9 +232,9 @@ func (t *Tracer) seize() error {
 				}
 				return err
 			}
-			if tid == t.pid && ws.StopSignal() != unix.SIGTRAP {
+			if ws.StopSignal() != unix.SIGTRAP {
 				// A group-stop: the kernel reports the signal that
-				// stopped the process.
+				// stopped the process to each thread.
 				t.groupStop = ws.StopSignal()
 			}
 			t.threads = append(t.threads, tid)
@@ -229,11 +242,23 @@ func (t *Tracer) seize() error {
 		}
 	}
 	slices.Sort(t.threads)
+	if len(t.threads) == 0 {
+		return fmt.Errorf("%w: no thread could be attached", ErrExited)
+	}
 	for _, tid := range t.threads {
 		if err := setOptions(tid, t.options); err != nil {
 			return err
 		}
 	}
+	// Every live thread is stopped: the view is one of them.
+	view, err := proc.View(t.pid)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(t.threads, view) {
+		return fmt.Errorf("view tid %d of pid %d: %w", view, t.pid, ErrNotThread)
+	}
+	t.view = view
 	return nil
 }
 

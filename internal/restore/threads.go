@@ -21,9 +21,6 @@ import (
 const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
 	unix.CLONE_THREAD | unix.CLONE_SYSVSEM
 
-// ssDisable is SS_DISABLE: no alternate signal stack.
-const ssDisable = 2
-
 // createThreads clones every thread but the leader with its dumped TID.
 func (r *restorer) createThreads() error {
 	tids := make([]int, 0, len(r.c.threads))
@@ -133,7 +130,7 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 		inject("set robust list", unix.SYS_SET_ROBUST_LIST, tc.GetFutexRla(), uint64(tc.GetFutexRlaLen()))
 	}
 	inject("set clear_child_tid", unix.SYS_SET_TID_ADDRESS, core.ThreadInfo.GetClearTidAddr())
-	if sas := tc.GetSas(); sas != nil && sas.GetSsFlags()&ssDisable == 0 {
+	if sas := tc.GetSas(); sas != nil && sas.GetSsFlags()&kernel.SsDisable == 0 {
 		if err := r.tr.WriteValue(scratch+sasAt, kernel.StackT{Sp: sas.GetSsSp(), Flags: int32(sas.GetSsFlags()), Size: sas.GetSsSize()}); err != nil {
 			return err
 		}

@@ -114,9 +114,15 @@ const temporaryMask = "not compared: the mask of "
 func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	t.Helper()
 	s := State{}
+	// A leader that has exited has no memory or files any more: the
+	// process's are read through a live thread.
+	view, err := proc.View(pid)
+	if err != nil {
+		t.Fatalf("state oracle: %v", err)
+	}
 	read := func(name string) string {
 		t.Helper()
-		b, err := os.ReadFile(proc.Path(pid, name))
+		b, err := os.ReadFile(proc.Path(view, name))
 		if err != nil {
 			t.Fatalf("state oracle: %v", err)
 		}
@@ -124,7 +130,7 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	}
 	link := func(name string) string {
 		t.Helper()
-		l, err := os.Readlink(proc.Path(pid, name))
+		l, err := os.Readlink(proc.Path(view, name))
 		if err != nil {
 			t.Fatalf("state oracle: %v", err)
 		}
@@ -136,6 +142,15 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	}
 	for _, tid := range tids {
 		task := fmt.Sprintf("task/%d/", tid)
+		if tid == pid && view != pid {
+			// An exited leader has only its exit to show.
+			st, err := proc.ReadTaskStat(pid, tid)
+			if err != nil {
+				t.Fatalf("state oracle: %v", err)
+			}
+			s[task+"exited"] = fmt.Sprintf("%#x", st.ExitCode)
+			continue
+		}
 		lines(read(task+"status"), ":", func(k, v string) { s[task+"status/"+k] = v })
 		// The tracer is a thread of the caller's at the dump and at the
 		// restore alike, but not the same one.
@@ -167,9 +182,9 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		}
 	}
 
-	recordPosixTimers(t, s, pid, tids)
+	recordPosixTimers(t, s, view, tids)
 
-	smaps, err := proc.ReadSmaps(pid)
+	smaps, err := proc.ReadSmaps(view)
 	if err != nil {
 		t.Fatalf("state oracle: %v", err)
 	}
@@ -181,7 +196,7 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		}
 	}
 
-	fds, err := proc.ReadFds(pid)
+	fds, err := proc.ReadFds(view)
 	if err != nil {
 		t.Fatalf("state oracle: %v", err)
 	}
@@ -190,7 +205,7 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	unlinked := map[string]bool{}
 	for _, fd := range fds {
 		var st unix.Stat_t
-		if strings.HasSuffix(link(fmt.Sprintf("fd/%d", fd)), " (deleted)") && unix.Stat(proc.Path(pid, fmt.Sprintf("fd/%d", fd)), &st) == nil {
+		if strings.HasSuffix(link(fmt.Sprintf("fd/%d", fd)), " (deleted)") && unix.Stat(proc.Path(view, fmt.Sprintf("fd/%d", fd)), &st) == nil {
 			unlinked[strconv.FormatUint(st.Ino, 16)] = true
 		}
 	}
@@ -253,7 +268,7 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	// /proc/PID belongs to root rather than to the process's owner when
 	// the process is not dumpable.
 	var own unix.Stat_t
-	if err := unix.Stat(proc.Path(pid, "status"), &own); err != nil {
+	if err := unix.Stat(proc.Path(view, "status"), &own); err != nil {
 		t.Fatalf("state oracle: %v", err)
 	}
 	s["status owner"] = fmt.Sprintf("%d:%d", own.Uid, own.Gid)

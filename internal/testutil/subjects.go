@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // SubjectTimeout bounds every wait for a subject: generous, since the test
@@ -384,8 +386,9 @@ func tail(out string) string {
 	return strings.Join(lines, "\n")
 }
 
-// Alive reports whether the subject runs: it exists and is not a zombie.
-// It does not reap it; Wait does.
+// Alive reports whether the subject runs: it exists and is not a zombie,
+// or its main thread has exited while other threads run on. It does not
+// reap it; Wait does.
 func (s *Subject) Alive() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -398,7 +401,7 @@ func (s *Subject) Alive() bool {
 	}
 	// The state follows the parenthesized command, which may hold spaces.
 	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X' || proc.LeaderExited(s.Pid)
 }
 
 // Wait waits up to SubjectTimeout for the subject to end, reaps it and
