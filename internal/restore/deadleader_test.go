@@ -44,6 +44,9 @@ func TestRestoreExitedLeader(t *testing.T) {
 			if fork {
 				kid := int(s.ReadyUint(t, "child"))
 				testutil.KillPidsAtCleanup(t, kid)
+				// First: the child, its parent gone, is then the test
+				// process's to reap.
+				t.Cleanup(s.Kill)
 				waitLeaderExited(t, kid)
 				pids = append(pids, kid)
 			}
