@@ -12,7 +12,7 @@ var sysNames = map[int]string{
 	unix.SYS_BRK: "brk", unix.SYS_CAPSET: "capset", unix.SYS_CHDIR: "chdir",
 	unix.SYS_CLOCK_GETTIME: "clock_gettime", unix.SYS_CLONE3: "clone3", unix.SYS_CLOSE: "close",
 	unix.SYS_CLOSE_RANGE: "close_range", unix.SYS_DUP3: "dup3", unix.SYS_EPOLL_CREATE1: "epoll_create1",
-	unix.SYS_EPOLL_CTL: "epoll_ctl", unix.SYS_EVENTFD2: "eventfd2", unix.SYS_EXIT_GROUP: "exit_group",
+	unix.SYS_EPOLL_CTL: "epoll_ctl", unix.SYS_EVENTFD2: "eventfd2", unix.SYS_EXIT: "exit", unix.SYS_EXIT_GROUP: "exit_group",
 	unix.SYS_FANOTIFY_INIT: "fanotify_init", unix.SYS_FANOTIFY_MARK: "fanotify_mark",
 	unix.SYS_INOTIFY_INIT1: "inotify_init1", unix.SYS_INOTIFY_ADD_WATCH: "inotify_add_watch",
 	unix.SYS_FCHDIR: "fchdir", unix.SYS_FCHMOD: "fchmod", unix.SYS_FCHOWN: "fchown", unix.SYS_FCNTL: "fcntl",
