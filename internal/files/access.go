@@ -76,7 +76,7 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 			all[f.Fifo.GetRegfId()] |= accessOf(reg.GetFlags())
 		}
 	}
-	s.opened, s.ownProc = map[uint32]int{}, map[uint32]bool{}
+	s.opened, s.ownProc, s.special = map[uint32]int{}, map[uint32]bool{}, map[uint32]bool{}
 	for _, id := range slices.Sorted(maps.Keys(all)) {
 		f, err := s.Reg(id)
 		if err != nil {
@@ -131,6 +131,7 @@ func (s *Set) verify(id uint32, need uint32, o VerifyOptions) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
+	s.special[id] = specialFile(uint32(st.Mode))
 	if !allowed {
 		rec, ok := s.stats[id]
 		now := fileStat(id, st)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
@@ -400,7 +399,7 @@ func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes the socket as the process (socketAsProcess), sets it up
 // from cryo (options, then bound, listening or connected as it was, its
 // datagrams queued), then gives it to the process.
-func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Isk
 	typ := int(e.GetType())
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
@@ -408,18 +407,18 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	}
 	fd, err := r.socketAsProcess(int(e.GetFamily()), typ, int(e.GetProto()))
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	defer unix.Close(fd)
 	if e.GetProto() == unix.IPPROTO_TCP && isConnection(e.GetState()) {
 		err = r.restoreConnection(fd, f)
 	} else if err = setupInet(fd, e); err == nil {
 		err = r.restoreDatagrams(fd, f)
 	}
 	if err != nil {
-		return 0, err
+		unix.Close(fd)
+		return -1, err
 	}
-	return r.takeFrom(os.Getpid(), fd)
+	return fd, nil
 }
 
 // socketAsProcess makes a socket in cryo, close-on-exec, with the

@@ -75,23 +75,16 @@ func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open makes a pidfd of the process of the tree with the dumped pid: every
-// process of the tree, zombies too, exists by the time files are opened.
-// The tree's restore checks that the pid is one of its processes.
-func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+// open makes a pidfd of the process of the tree with the dumped pid, in
+// the process, whose pid namespace the pid is of: every process of the
+// tree, zombies too, exists by the time files are opened. The tree's
+// restore checks that the pid is one of its processes.
+func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Pidfd
-	// pidfd_open makes every pidfd close-on-exec.
 	flags := uint64(e.GetFlags() & (unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD))
 	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(e.GetNspid()), flags)
 	if err != nil {
-		return 0, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
+		return -1, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
 	}
-	// The table is made with each descriptor close-on-exec as its entry's
-	// lowest number says (r.cloexec).
-	if r.cloexec == 0 {
-		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, 0); err != nil {
-			return 0, fmt.Errorf("clear close-on-exec of pidfd %d: %w", n, err)
-		}
-	}
-	return n, nil
+	return r.made(n)
 }

@@ -743,9 +743,8 @@ type ttyRestorer struct {
 type ptyMade struct {
 	index, newIndex uint32
 	master, slave   uint64
-	cloexec         uint64 // the master's O_CLOEXEC
-	given           bool   // the master went to an entry
-	m, s            int    // cryo's duplicates of master and slave, or -1
+	given           bool // the master went to an entry
+	m, s            int  // cryo's duplicates of master and slave, or -1
 	slaveInfo       *tty.TtyInfoEntry
 	masterInfo      *tty.TtyInfoEntry
 }
@@ -769,15 +768,11 @@ func (ttyKind) group(r *Restorer, f *fdinfo.FileEntry) (uint32, bool) {
 }
 
 // groupOpened closes the process's descriptors of the pseudo-terminal of
-// the group just opened that no entry was given, before any descriptor
-// moves: later entries may be placed at their numbers.
+// the group just opened: its entries have cryo's.
 func (ttyKind) groupOpened(r *Restorer) error {
 	for _, p := range r.making {
-		if err := r.sys(unix.SYS_CLOSE, p.slave); err != nil {
-			return err
-		}
-		if !p.given {
-			if err := r.sys(unix.SYS_CLOSE, p.master); err != nil {
+		for _, n := range []uint64{p.slave, p.master} {
+			if err := r.sys(unix.SYS_CLOSE, n); err != nil {
 				return err
 			}
 		}
@@ -786,57 +781,59 @@ func (ttyKind) groupOpened(r *Restorer) error {
 	return nil
 }
 
-func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
-	flags := uint64(f.Tty.GetFlags()) | unix.O_NOCTTY
+	flags := f.Tty.GetFlags() | unix.O_NOCTTY
 	switch {
 	case r.set.inPair(e):
 		p, err := r.pty(e.Pty.GetIndex())
 		if err != nil {
-			return 0, err
+			return -1, err
 		}
 		if isPtmx(uint64(e.GetRdev())) {
-			// Made by /dev/ptmx with none of the entry's flags, and
-			// close-on-exec as the entry that made it.
+			// Made by /dev/ptmx with none of the entry's flags.
 			if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.Tty.GetFlags())); err != nil {
-				return 0, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
-			}
-			if p.cloexec != r.cloexec {
-				fdFlags := uint64(0)
-				if r.cloexec != 0 {
-					fdFlags = unix.FD_CLOEXEC
-				}
-				if err := r.sys(unix.SYS_FCNTL, p.master, unix.F_SETFD, fdFlags); err != nil {
-					return 0, fmt.Errorf("set fd flags of the master of pseudo-terminal %d: %w", p.index, err)
-				}
+				return -1, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
 			}
 			p.given = true
-			return p.master, nil
+			return unix.FcntlInt(uintptr(p.m), unix.F_DUPFD_CLOEXEC, 0)
 		}
-		return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), uint32(flags), 0)
+		return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), flags, 0)
 	case e.GetType() == tty.TtyType_CTTY:
+		// /dev/tty opens the controlling terminal of whoever opens it.
 		path, err := r.controllingTerminal()
 		if err != nil {
-			return 0, err
+			return -1, err
 		}
-		return r.reopen(path, uint32(flags), 0)
+		return r.reopenHere(path, flags, 0)
 	}
 	if !r.shellJob {
 		name := r.set.Files[f.Tty.GetRegfId()].Reg.GetName()
-		return 0, fmt.Errorf("%w: %s is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported, name)
+		return -1, fmt.Errorf("%w: %s is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported, name)
 	}
 	path, err := ownTerminal()
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	n, err := r.reopen(path, uint32(flags), 0)
+	// Opened in the process, which sets it up (settle).
+	n, err := r.openHere(path, flags)
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
 	if !r.settled[e.GetId()] {
 		if err := r.settle(n, e); err != nil {
-			return 0, fmt.Errorf("%s: %w", path, err)
+			return -1, fmt.Errorf("%s: %w", path, err)
 		}
+	}
+	return r.made(n)
+}
+
+// openHere opens a terminal in the process with an entry's flags, for
+// what only the process can do with it.
+func (r *Restorer) openHere(path string, flags uint32) (uint64, error) {
+	n, err := r.open(path, uint64(flags&^unix.O_CLOEXEC), 0)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
 	return n, nil
 }
@@ -909,10 +906,9 @@ func (r *Restorer) pty(index uint32) (*ptyMade, error) {
 
 func (r *Restorer) makePty(p *ptyMade) error {
 	var err error
-	if p.master, err = r.open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|r.cloexec, 0); err != nil {
+	if p.master, err = r.open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err != nil {
 		return fmt.Errorf("open /dev/ptmx: %w", err)
 	}
-	p.cloexec = r.cloexec
 	if p.m, err = r.getfd(p.master); err != nil {
 		return err
 	}
@@ -930,7 +926,7 @@ func (r *Restorer) makePty(p *ptyMade) error {
 		r.ttyNotes = append(r.ttyNotes, fmt.Sprintf("pseudo-terminal %d is /dev/pts/%d now", p.index, p.newIndex))
 	}
 	slave := fmt.Sprintf("/dev/pts/%d", p.newIndex)
-	if p.slave, err = r.reopen(slave, unix.O_RDWR|unix.O_NOCTTY, 0); err != nil {
+	if p.slave, err = r.openHere(slave, unix.O_RDWR|unix.O_NOCTTY); err != nil {
 		return err
 	}
 	if p.s, err = r.getfd(p.slave); err != nil {
