@@ -28,8 +28,9 @@ import (
 //     whether it may read, write or search the file;
 //   - and compared with what the dump recorded of it (identity.go).
 //
-// The process then opens that very inode through cryo's descriptor
-// (Path: /proc/CRYO/fd/N), so no path is resolved twice.
+// The restore then opens that very inode again through cryo's descriptor
+// (Path: /proc/CRYO/fd/N), so no path is resolved twice, and passes it to
+// the process (deliver.go).
 //
 // A process may hold a descriptor or mapping it could not open itself
 // now: root gave it the descriptor before it dropped privileges, or the

@@ -306,6 +306,9 @@ func (r *Restorer) closePlugs() error {
 	if r.channel.fd >= 0 {
 		calls = append(calls, ptrace.Sys{Nr: unix.SYS_CLOSE, Args: [6]uint64{r.channel.at}})
 	}
+	if len(calls) == 0 {
+		return nil
+	}
 	if err := r.tr.Syscalls(r.pid, calls); err != nil {
 		return fmt.Errorf("close the descriptors in the table's holes and the socket descriptors travelled through: %w", err)
 	}

@@ -81,8 +81,10 @@ func (r *Restorer) OpenAll() error {
 	if err := r.makeMemfds(); err != nil {
 		return err
 	}
-	if err := r.openChannel(); err != nil {
-		return err
+	if len(r.byNumber) > 0 {
+		if err := r.openChannel(); err != nil {
+			return err
+		}
 	}
 	// The process's own /proc/PID/fd/N and fdinfo/N exist only once
 	// descriptor N has its number: they are opened last.

@@ -743,8 +743,7 @@ type ttyRestorer struct {
 type ptyMade struct {
 	index, newIndex uint32
 	master, slave   uint64
-	given           bool // the master went to an entry
-	m, s            int  // cryo's duplicates of master and slave, or -1
+	m, s            int // cryo's duplicates of master and slave, or -1
 	slaveInfo       *tty.TtyInfoEntry
 	masterInfo      *tty.TtyInfoEntry
 }
@@ -795,7 +794,6 @@ func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 			if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.Tty.GetFlags())); err != nil {
 				return -1, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
 			}
-			p.given = true
 			return unix.FcntlInt(uintptr(p.m), unix.F_DUPFD_CLOEXEC, 0)
 		}
 		return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), flags, 0)
