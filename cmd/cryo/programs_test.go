@@ -5,9 +5,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-
-	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -49,7 +46,7 @@ func TestRestoreCommandPrograms(t *testing.T) {
 			s.WaitTicks(t, 5)
 			dir := dumpSubject(t, bin, s)
 			// The processes dumped: a shell's sleep comes and goes.
-			tree := dumpedPids(t, dir)
+			tree := testutil.DumpedPids(t, dir)
 			if len(tree) < 2 {
 				t.Fatalf("pid %d was dumped without a child", s.Pid)
 			}
@@ -76,24 +73,6 @@ func TestRestoreCommandPrograms(t *testing.T) {
 			}
 		})
 	}
-}
-
-// dumpedPids lists the processes of a checkpoint.
-func dumpedPids(t *testing.T, dir string) []int {
-	t.Helper()
-	d, err := image.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []int
-	for _, e := range tree {
-		out = append(out, int(e.GetPid()))
-	}
-	return out
 }
 
 func atoiOr(s string) int {

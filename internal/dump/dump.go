@@ -207,7 +207,10 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.shareMemory(); err != nil {
 				return err
 			}
-			return t.dumpSysvShm()
+			if err := t.dumpSysvShm(); err != nil {
+				return err
+			}
+			return t.dumpSysvIPC()
 		}},
 		{Name: "pages", Run: func() error {
 			t.toCopy = t.memoryToCopy()

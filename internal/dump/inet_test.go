@@ -79,7 +79,8 @@ func TestDumpInetRefused(t *testing.T) {
 		name, arg string
 		// peer, if set, is a listener the subject connects to (arg
 		// gains its port), whose end is passed to before.
-		peer bool
+		peer   bool
+		suffix string // after the port
 		// before is done to the subject before the dump.
 		before func(t *testing.T, s *testutil.Subject, peer net.Conn)
 		want   []string
@@ -93,10 +94,7 @@ func TestDumpInetRefused(t *testing.T) {
 			}
 			t.Cleanup(func() { c.Close() })
 		}, want: []string{"TCP listener 127.0.0.1:", "1 connections not accepted"}},
-		{name: "closed by the peer", arg: "tcp4", peer: true, before: func(t *testing.T, s *testutil.Subject, peer net.Conn) {
-			peer.Close()
-			s.WaitTicks(t, 2)
-		}, want: []string{"TCP socket 127.0.0.1:", "in state CLOSE_WAIT"}},
+		{name: "shut down for reading", arg: "tcp4", peer: true, suffix: ":noread", want: []string{"TCP connection 127.0.0.1:", "in state ESTABLISHED shut down"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			arg := tc.arg
@@ -107,7 +105,7 @@ func TestDumpInetRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer l.Close()
-				arg = fmt.Sprintf("%s:%d:quiet", arg, l.Addr().(*net.TCPAddr).Port)
+				arg = fmt.Sprintf("%s:%d:quiet%s", arg, l.Addr().(*net.TCPAddr).Port, tc.suffix)
 			}
 			s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), arg)
 			var peer net.Conn

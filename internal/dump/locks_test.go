@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -26,12 +28,29 @@ type critLock struct {
 // TestDumpFileLocks dumps test/subjects/locks.c and finds each of its
 // locks in filelocks.img with CRIU's meaning (FL_POSIX 1, FL_FLOCK 2,
 // FL_OFD 4; F_RDLCK 0, F_WRLCK 1; length 0 to the end of the file), once
-// per open file description, as cryo and crit read it.
+// per open file description, as cryo and crit read it; and the flock that
+// only a mapping holds, naming the mapped file by its negative id.
 func TestDumpFileLocks(t *testing.T) {
 	testutil.RequireRoot(t)
-	s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), t.TempDir())
+	tmp, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), tmp, "mapped")
 	d := dumpProcess(t, s.Pid, true)
 	critDecode(t, d.dir)
+	dir, err := image.Open(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := image.ReadAll[fdinfo.FileEntry](dir, image.Files, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped := slices.IndexFunc(files, func(f *fdinfo.FileEntry) bool { return f.GetReg().GetName() == filepath.Join(tmp, "mapped") })
+	if mapped < 0 {
+		t.Fatalf("files.img has no entry of %s/mapped", tmp)
+	}
 	fd := func(k string) int32 { return int32(s.ReadyUint(t, k)) }
 	pid := int32(s.Pid)
 	want := []critLock{
@@ -40,12 +59,9 @@ func TestDumpFileLocks(t *testing.T) {
 		{4, unix.F_WRLCK, pid, fd("ofd"), 5, 10},
 		{2, unix.F_WRLCK, pid, fd("flock"), 0, 0},
 		{2, unix.F_RDLCK, pid, fd("shared"), 0, 0},
+		{2, unix.F_WRLCK, pid, -int32(files[mapped].GetId()), 0, 0},
 	}
 	sortLocks := cmpopts.SortSlices(func(a, b critLock) bool { return a.Fd < b.Fd || a.Fd == b.Fd && a.Start < b.Start })
-	dir, err := image.Open(d.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	entries, err := image.ReadAll[filelock.FileLockEntry](dir, image.FileLocks, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -71,9 +87,11 @@ func TestDumpFileLocks(t *testing.T) {
 	s.WaitTicks(t, 3)
 }
 
-// TestDumpRefusesLocks checks that a lease, and a lock only a mapping
-// keeps, are refused by name, and that the refused dump leaves the
-// process running with its locks.
+// TestDumpRefusesLocks checks that a lease, a lock only a mapping keeps of
+// a file mapped twice (which mapping holds it is unknown), and an OFD
+// write lock only a private mapping keeps (the restore maps the file
+// from a descriptor open for reading) are refused by name, and that the refused dump leaves the process running
+// with its locks.
 func TestDumpRefusesLocks(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
@@ -81,7 +99,8 @@ func TestDumpRefusesLocks(t *testing.T) {
 		want []string
 	}{
 		{"lease", []string{"lease (F_SETLEASE)", "LEASE"}},
-		{"mapped", []string{"FLOCK WRITE", "held through the mapping of", "/mapped"}},
+		{"mapped2", []string{"FLOCK WRITE", "held through the mapping of", "/mapped", "2 mappings"}},
+		{"mapped-ofd", []string{"OFDLCK WRITE", "held through the mapping of", "/mapped", "does not write the file"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), t.TempDir(), tc.mode)

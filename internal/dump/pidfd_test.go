@@ -71,17 +71,13 @@ func TestDumpPidfd(t *testing.T) {
 }
 
 // TestDumpPidfdRefused dumps the pidfd subject holding a pidfd of a
-// process outside the checkpoint, its parent, or of one reaped: the dump
-// refuses it, naming it, and the subject runs on.
+// process outside the checkpoint, its parent: the dump refuses it, naming
+// it, and the subject runs on.
 func TestDumpPidfdRefused(t *testing.T) {
 	testutil.RequireRoot(t)
 	t.Run("parent", func(t *testing.T) {
 		s := startPidfd(t, "parent")
 		expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["parentfd"],
 			"pidfd of pid "+strconv.Itoa(os.Getpid()), "not a process of the checkpoint")
-	})
-	t.Run("reaped", func(t *testing.T) {
-		s := startPidfd(t, "reaped")
-		expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["reapedfd"], "pidfd", "exited and been reaped")
 	})
 }

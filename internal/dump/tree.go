@@ -40,6 +40,10 @@ type tree struct {
 	sharedObjects []sharedObject
 	// sysvShm are the System V shared memory segments the tree attaches.
 	sysvShm []sysvSegment
+	// sysvSem and sysvMsg are the System V semaphore sets and message
+	// queues the tree uses (sysvipc.go).
+	sysvSem []image.SemSet
+	sysvMsg []image.MsgQueue
 	// order is every process, zombies included, as pstree.img lists them.
 	order   []*pstree.PstreeEntry
 	pagesID uint32
@@ -504,6 +508,9 @@ func (t *tree) writeImages() error {
 		return err
 	}
 	if err := t.writeSysvShm(rootIDs.GetIpcNsId()); err != nil {
+		return err
+	}
+	if err := t.writeSysvIPC(rootIDs.GetIpcNsId()); err != nil {
 		return err
 	}
 	if len(t.seccomp.SeccompFilters) > 0 {

@@ -139,14 +139,3 @@ func TestDumpRefusesOutsideTerminal(t *testing.T) {
 		})
 	}
 }
-
-// TestDumpRefusesSessionChild checks that a process of a session whose
-// controlling terminal is a pseudo-terminal of the checkpoint, but not
-// its leader, is refused, naming it: a restore sets the controlling
-// terminal of the leader alone.
-func TestDumpRefusesSessionChild(t *testing.T) {
-	testutil.RequireRoot(t)
-	s := testutil.StartSubject(t, testutil.BuildC(t, "pty.c"), "session-child")
-	s.WaitTicks(t, 3)
-	expectRefused(t, s, dump.Options{}, "controlling terminal of the process's session", "pseudo-terminal")
-}

@@ -494,6 +494,7 @@ func (s *Shared) Close() {
 	s.held, s.memfds = nil, nil
 	s.closeConnections()
 	s.closeUnix()
+	s.closePtys()
 }
 
 // recreateGhost recreates ghost id, once named name: at that name if it

@@ -155,10 +155,10 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		e.Backlog = proto.Uint32(diag.Wqueue)
 	case protocol == unix.IPPROTO_TCP && state == tcpClose:
 	case protocol == unix.IPPROTO_TCP && isConnection(state):
-		// Shut down for writing, a connection has sent its FIN
-		// (FIN_WAIT*); shut down for reading, what the peer sends is
-		// dropped, which a restore cannot do.
-		if want := writeShut(state); diag.Shutdown != want {
+		// Shut down for writing, a connection has sent its FIN;
+		// for reading, it has had its peer's. Shut down otherwise,
+		// what the peer sends is dropped, which a restore cannot do.
+		if want := shutdownOf(state); diag.Shutdown != want {
 			return 0, fmt.Errorf("%w: TCP connection %v -> %v in state %s shut down (%v)", ErrUnsupported, local, remote, tcpStateName(state), e.GetShutdown())
 		}
 		if err := t.addConnection(fd, e, local, remote); err != nil {

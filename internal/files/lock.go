@@ -9,6 +9,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -22,7 +23,12 @@ import (
 // open file description. Each is one filelocks.img entry naming the
 // descriptor it is re-taken through at restore: for POSIX locks the one
 // the kernel shows it on (the one it was taken through), for the others
-// any descriptor of the open file description.
+// any descriptor of the open file description. An flock or OFD lock that
+// only a mapping holds (its descriptors closed) names, as a negative
+// descriptor, the mapped file (its files.img id, the VMA's shmid), which
+// the restore opens to map: it takes the lock on that open file
+// description before the descriptor is closed. CRIU, which has no such
+// entries, fails on the descriptor rather than lose the lock.
 //
 // Leases, delegations and mandatory locks are refused at dump.
 
@@ -57,41 +63,53 @@ func (t *Table) dumpLocks(fd int, info proc.Fdinfo) error {
 		return fmt.Errorf("fd %d: %w", fd, err)
 	}
 	for _, l := range locks {
-		flag, ok := lockFlags[l.Class]
-		typ, typed := lockTypes[l.Type]
-		switch {
-		case l.Class == proc.LockLease || l.Class == proc.LockDeleg:
-			return fmt.Errorf("%w: fd %d holds a lease (F_SETLEASE): %v", ErrUnsupported, fd, l)
-		case !ok:
-			return fmt.Errorf("%w: fd %d holds a lock of class %s: %v", ErrUnsupported, fd, l.Class, l)
-		case l.Mode == "MANDATORY" || l.Mode == "MSNFS":
-			return fmt.Errorf("%w: fd %d holds a mandatory lock: %v", ErrUnsupported, fd, l)
-		case l.Mode != "ADVISORY" || !typed || l.Waiting:
-			return fmt.Errorf("%w: fd %d holds a lock in state %s %s: %v", ErrUnsupported, fd, l.Mode, l.Type, l)
-		case l.Class == proc.LockPOSIX && l.Pid != t.pid:
-			// The descriptor table is shared with another process
-			// (CLONE_FILES), which took the lock.
-			return fmt.Errorf("%w: fd %d: POSIX lock of another process: %v", ErrUnsupported, fd, l)
+		if err := t.recordLock(l, int32(fd)); err != nil {
+			return fmt.Errorf("%w: fd %d holds %w", ErrUnsupported, fd, err)
 		}
-		length := int64(0) // to the end of the file, however long
-		if !l.ToEOF() {
-			length = l.End - l.Start + 1
-		}
-		t.locks = append(t.locks, &filelock.FileLockEntry{
-			Flag: proto.Uint32(flag), Type: proto.Uint32(typ), Pid: proto.Int32(int32(t.pid)), Fd: proto.Int32(int32(fd)),
-			Start: proto.Int64(l.Start), Len: proto.Int64(length),
-		})
-		l.ID = 0
-		t.held = append(t.held, l)
 	}
 	return nil
 }
 
-// checkUnreachedLocks refuses the locks the process holds that no
-// descriptor shows, which a restore would lose: a POSIX lock of the
-// process that no fdinfo shows, and a lock of an open file description
-// that only a mapping of the process keeps open.
-func (t *Table) checkUnreachedLocks() error {
+// recordLock records lock l, to be taken again through descriptor fd or,
+// if fd is negative, through the mapping of file -fd (a mapping lock).
+// It returns what is wrong with a lock a restore cannot take again.
+func (t *Table) recordLock(l proc.Lock, fd int32) error {
+	flag, ok := lockFlags[l.Class]
+	typ, typed := lockTypes[l.Type]
+	switch {
+	case l.Class == proc.LockLease || l.Class == proc.LockDeleg:
+		return fmt.Errorf("a lease (F_SETLEASE): %v", l)
+	case !ok:
+		return fmt.Errorf("a lock of class %s: %v", l.Class, l)
+	case l.Mode == "MANDATORY" || l.Mode == "MSNFS":
+		return fmt.Errorf("a mandatory lock: %v", l)
+	case l.Mode != "ADVISORY" || !typed || l.Waiting:
+		return fmt.Errorf("a lock in state %s %s: %v", l.Mode, l.Type, l)
+	case l.Class == proc.LockPOSIX && l.Pid != t.pid:
+		// The descriptor table is shared with another process
+		// (CLONE_FILES), which took the lock.
+		return fmt.Errorf("a POSIX lock of another process: %v", l)
+	}
+	length := int64(0) // to the end of the file, however long
+	if !l.ToEOF() {
+		length = l.End - l.Start + 1
+	}
+	t.locks = append(t.locks, &filelock.FileLockEntry{
+		Flag: proto.Uint32(flag), Type: proto.Uint32(typ), Pid: proto.Int32(int32(t.pid)), Fd: proto.Int32(fd),
+		Start: proto.Int64(l.Start), Len: proto.Int64(length),
+	})
+	l.ID = 0
+	t.held = append(t.held, l)
+	return nil
+}
+
+// checkUnreachedLocks records or refuses the locks the process holds that
+// no descriptor shows, which a restore would lose: it refuses a POSIX
+// lock of the process that no fdinfo shows, and records the lock of an
+// open file description that only a mapping of the process keeps open
+// when it can tell which mapping (mappingLock). vmas are the process's,
+// as the dump records them.
+func (t *Table) checkUnreachedLocks(vmas []*vma.VmaEntry) error {
 	all, err := proc.ReadLocks()
 	if err != nil {
 		return err
@@ -115,19 +133,70 @@ func (t *Table) checkUnreachedLocks() error {
 				return err
 			}
 		}
-		i := slices.IndexFunc(maps, func(m proc.Mapping) bool {
-			return m.Major == l.Major && m.Minor == l.Minor && m.Inode == l.Ino
-		})
+		i := slices.IndexFunc(maps, func(m proc.Mapping) bool { return mapsFile(m, l) })
 		if i < 0 {
 			continue
 		}
 		// The process maps the file: the lock is its own if no descriptor
 		// of any process holds it.
-		if _, _, found := lockOnDescriptor(l, t.pid); !found {
-			return fmt.Errorf("%w: %v, held through the mapping of %s at %#x, not a descriptor", ErrUnsupported, l, maps[i].Path, maps[i].Start)
+		if _, _, found := lockOnDescriptor(l, t.pid); found {
+			continue
+		}
+		if err := t.mappingLock(l, maps[i], vmas); err != nil {
+			return fmt.Errorf("%w: %v, held through the mapping of %s at %#x, not a descriptor: %w", ErrUnsupported, l, maps[i].Path, maps[i].Start, err)
 		}
 	}
 	return nil
+}
+
+// mapsFile reports whether mapping m is of the file lock l is on.
+func mapsFile(m proc.Mapping, l proc.Lock) bool {
+	return m.Major == l.Major && m.Minor == l.Minor && m.Inode == l.Ino
+}
+
+// mappingLock records lock l, which no descriptor of any process shows,
+// on a file that mapping m of the process maps: a program may open a
+// file, lock it, map it and close the descriptor, leaving the lock on the
+// open file description the mapping holds (the JVM does so with its
+// hsperfdata file). /proc does not say which open file description holds
+// a lock, nor which one a mapping holds: the lock is the mapping's when
+// m is the only mapping of the file in the system, of a file the restore
+// opens once for it alone (not a memfd). Else it cannot tell, and
+// refuses.
+func (t *Table) mappingLock(l proc.Lock, m proc.Mapping, vmas []*vma.VmaEntry) error {
+	if l.Class != proc.LockFlock && l.Class != proc.LockOFD {
+		return fmt.Errorf("a %s lock", l.Class)
+	}
+	pids, err := proc.ReadPids()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, pid := range pids {
+		maps, err := proc.ReadMaps(pid)
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		for _, o := range maps {
+			if mapsFile(o, l) {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("the file has %d mappings in the system, and which holds the lock is unknown", n)
+	}
+	i := slices.IndexFunc(vmas, func(v *vma.VmaEntry) bool { return v.GetStart() == m.Start })
+	if i < 0 || vmas[i].GetStatus()&(image.VMAFilePrivate|image.VMAFileShared) == 0 || vmas[i].GetStatus()&image.VMAAreaMemfd != 0 {
+		return fmt.Errorf("a mapping of a kind whose locks a restore does not take")
+	}
+	id := uint32(vmas[i].GetShmid())
+	// The restore opens the file as the mapping's entry says: an OFD
+	// write lock needs it open for writing.
+	if l.Class == proc.LockOFD && l.Type == proc.LockWrite && t.files[id-1].GetReg().GetFlags()&unix.O_ACCMODE == unix.O_RDONLY {
+		return fmt.Errorf("a write lock, and the mapping does not write the file")
+	}
+	return t.recordLock(l, -int32(id))
 }
 
 // lockOnDescriptor finds a process other than skip whose descriptor shows
@@ -198,11 +267,52 @@ func (s *Set) loadLocks() error {
 			return imageErr("filelocks.img: lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
 		case l.GetFlag() == flFlock && (l.GetStart() != 0 || l.GetLen() != 0):
 			return imageErr("filelocks.img: flock lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
-		case int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e *fdinfo.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
+		case fd < 0 && (l.GetFlag() == flPOSIX || s.Files[uint32(-fd)].GetReg() == nil):
+			return imageErr("filelocks.img: %s, not a file whose mapping may hold it", describeLock(l))
+		case fd >= 0 && int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e *fdinfo.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
 			return imageErr("filelocks.img: lock on fd %d, which the process does not have", fd)
 		}
 	}
 	s.Locks = locks
+	return nil
+}
+
+// CheckMappingLocks checks that the file of every lock of the process
+// that a mapping held is one the process maps, as mapped says of a files
+// id.
+func (s *Set) CheckMappingLocks(mapped func(id uint32) bool) error {
+	for _, l := range s.Locks {
+		if int(l.GetPid()) == s.pid && l.GetFd() < 0 && !mapped(uint32(-l.GetFd())) {
+			return imageErr("filelocks.img: %s, a file the process does not map", describeLock(l))
+		}
+	}
+	return nil
+}
+
+// lockRestorer is what a Restorer knows of the locks held through
+// mappings.
+type lockRestorer struct {
+	// mappingLocks are those taken (TakeMappingLocks).
+	mappingLocks map[*filelock.FileLockEntry]bool
+}
+
+// TakeMappingLocks takes the locks that the mapping of file id held, on
+// fd, the process's descriptor of the file that the mapping is made
+// from. It runs before the descriptor is closed: the lock then stays
+// with the open file description the mapping holds.
+func (r *Restorer) TakeMappingLocks(id uint32, fd uint64) error {
+	for _, l := range r.set.Locks {
+		if int(l.GetPid()) != r.pid || l.GetFd() >= 0 || uint32(-l.GetFd()) != id {
+			continue
+		}
+		if err := r.takeLock(l, fd); err != nil {
+			return fmt.Errorf("take %s: %w", describeLock(l), err)
+		}
+		if r.mappingLocks == nil {
+			r.mappingLocks = map[*filelock.FileLockEntry]bool{}
+		}
+		r.mappingLocks[l] = true
+	}
 	return nil
 }
 
@@ -211,21 +321,28 @@ func (s *Set) loadLocks() error {
 // another process holds meanwhile fails the restore, naming it. It runs
 // once every descriptor has its number, and nothing may open and close a
 // file in the process afterwards: closing any descriptor of a file drops
-// the process's POSIX locks on it.
+// the process's POSIX locks on it. The locks of mappings were taken
+// with them; one whose file the process does not map fails the restore.
 func (r *Restorer) takeLocks() error {
 	for _, l := range r.set.Locks {
 		if int(l.GetPid()) != r.pid {
 			continue // another process's, taken by its restore
 		}
-		if err := r.takeLock(l); err != nil {
+		if l.GetFd() < 0 {
+			if !r.mappingLocks[l] {
+				return fmt.Errorf("%w: %s: the process maps no such file", ErrImage, describeLock(l))
+			}
+			continue
+		}
+		if err := r.takeLock(l, uint64(l.GetFd())); err != nil {
 			return fmt.Errorf("take %s: %w", describeLock(l), err)
 		}
 	}
 	return nil
 }
 
-func (r *Restorer) takeLock(l *filelock.FileLockEntry) error {
-	fd := uint64(l.GetFd())
+// takeLock takes lock l through the process's descriptor fd.
+func (r *Restorer) takeLock(l *filelock.FileLockEntry, fd uint64) error {
 	var err error
 	switch l.GetFlag() {
 	case flFlock:
@@ -250,7 +367,7 @@ func (r *Restorer) takeLock(l *filelock.FileLockEntry) error {
 		err = r.sys(unix.SYS_FCNTL, fd, cmd, scratch)
 	}
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("%w: %s", ErrLocked, r.holder(l))
+		return fmt.Errorf("%w: %s", ErrLocked, r.holder(l, fd))
 	}
 	return err
 }
@@ -258,9 +375,9 @@ func (r *Restorer) takeLock(l *filelock.FileLockEntry) error {
 // holder names who holds a lock that conflicts with l, from /proc/locks,
 // or from the descriptors of every process for an OFD lock, which
 // /proc/locks shows without its process.
-func (r *Restorer) holder(l *filelock.FileLockEntry) string {
+func (r *Restorer) holder(l *filelock.FileLockEntry, fd uint64) string {
 	var st unix.Stat_t
-	if err := unix.Stat(proc.Path(r.pid, fmt.Sprintf("fd/%d", l.GetFd())), &st); err != nil {
+	if err := unix.Stat(proc.Path(r.pid, fmt.Sprintf("fd/%d", fd)), &st); err != nil {
 		return fmt.Sprintf("holder unknown (stat the file: %v)", err)
 	}
 	all, err := proc.ReadLocks()
@@ -301,12 +418,16 @@ func describeLock(l *filelock.FileLockEntry) string {
 	if l.GetType() == unix.F_WRLCK {
 		typ = "write"
 	}
+	on := fmt.Sprintf("fd %d", l.GetFd())
+	if l.GetFd() < 0 {
+		on = fmt.Sprintf("the mapping of file %d", -l.GetFd())
+	}
 	if l.GetFlag() == flFlock {
-		return fmt.Sprintf("%s %s lock on fd %d", typ, kind, l.GetFd())
+		return fmt.Sprintf("%s %s lock on %s", typ, kind, on)
 	}
 	end := "EOF"
 	if l.GetLen() != 0 {
 		end = fmt.Sprint(l.GetStart() + l.GetLen() - 1)
 	}
-	return fmt.Sprintf("%s %s lock on fd %d bytes %d-%s", typ, kind, l.GetFd(), l.GetStart(), end)
+	return fmt.Sprintf("%s %s lock on %s bytes %d-%s", typ, kind, on, l.GetStart(), end)
 }

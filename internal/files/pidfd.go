@@ -7,11 +7,15 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pidfd"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // pidfdKind is a pidfd (pidfd_open, CLONE_PIDFD) of a process of the
-// checkpoint, which the restore makes again with its pid. A pidfd of
-// another process is refused: that process is not brought back.
+// checkpoint, which the restore makes again with its pid, or of a process
+// reaped, which any reaped process stands for (CRIU's image gives it pid
+// -1). A pidfd of another process is refused: that process is not
+// brought back.
 type pidfdKind struct{}
 
 // pidfdFlags are the status flags a pidfd can have: its access mode,
@@ -19,8 +23,10 @@ type pidfdKind struct{}
 const pidfdFlags = unix.O_RDWR | unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD
 
 // SetProcesses tells the table the pids of the processes of the
-// checkpoint, live and zombie: the processes a pidfd may refer to.
+// checkpoint, live and zombie, in the order they are dumped: the
+// processes a pidfd may refer to.
 func (t *Table) SetProcesses(pids []int) {
+	t.order = pids
 	t.processes = map[int]bool{}
 	for _, pid := range pids {
 		t.processes[pid] = true
@@ -39,7 +45,6 @@ func (pidfdKind) dump(t *Table, d *desc) (uint32, error) {
 	flags := statusFlags(d.info)
 	switch {
 	case p.Pid == -1:
-		return 0, fmt.Errorf("%w: fd %d is a pidfd of a process that has exited and been reaped", ErrUnsupported, d.fd)
 	case p.Pid == 0:
 		return 0, fmt.Errorf("%w: fd %d is a pidfd of a process outside cryo's pid namespace", ErrUnsupported, d.fd)
 	case !t.processes[p.Pid]:
@@ -66,9 +71,8 @@ func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 	switch {
 	case e == nil:
 		return imageErr("file %d: PIDFD without a pidfd entry", f.GetId())
-	case e.GetNspid() <= 0:
-		// CRIU's image of a pidfd of a process that had exited.
-		return fmt.Errorf("%w: file %d is a pidfd of a process that had exited (pid %d)", ErrUnsupported, f.GetId(), e.GetNspid())
+	case e.GetNspid() == 0 || e.GetNspid() < -1:
+		return imageErr("file %d: a pidfd of pid %d", f.GetId(), e.GetNspid())
 	case e.GetFlags()&^pidfdFlags != 0:
 		return imageErr("file %d: pidfd flags %#o", f.GetId(), e.GetFlags())
 	}
@@ -78,11 +82,26 @@ func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes a pidfd of the process of the tree with the dumped pid, in
 // the process, whose pid namespace the pid is of: every process of the
 // tree, zombies too, exists by the time files are opened. The tree's
-// restore checks that the pid is one of its processes.
+// restore checks that the pid is one of its processes. A pidfd of a
+// process reaped is made of a child of cryo's that has exited, which is
+// reaped once the pidfd is made.
 func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Pidfd
+	pid := int(e.GetNspid())
+	if pid == -1 {
+		child, err := kernel.Clone3Exit(nil)
+		if err != nil {
+			return -1, fmt.Errorf("make a process to reap for a pidfd: %w", err)
+		}
+		defer unix.Wait4(child, nil, 0, nil)
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, child, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+			return -1, fmt.Errorf("wait for pid %d to exit: %w", child, err)
+		}
+		pid = child
+	}
 	flags := uint64(e.GetFlags() & (unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD))
-	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(e.GetNspid()), flags)
+	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(pid), flags)
 	if err != nil {
 		return -1, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // pipeKind is an end of a pipe. The data buffered in a pipe is saved once
@@ -67,6 +68,17 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		// Made and filled by another process of the tree.
 		return openCryoPipe(path, f.Pipe.GetFlags())
 	}
+	path, err := r.livePipe(id)
+	if err != nil {
+		return -1, err
+	}
+	if path != "" {
+		// Its other end is a process's outside the checkpoint (a
+		// pipeline's, a supervisor's), which holds it still, with
+		// whatever it has not read: the same pipe, not a new one
+		// whose other end nobody holds.
+		return openCryoPipe(path, f.Pipe.GetFlags())
+	}
 	p, ok := r.pipes[id]
 	if !ok {
 		p = &pipeMade{data: r.set.pipes[id]}
@@ -79,6 +91,50 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		r.pipes[id] = p
 	}
 	return p.take(f.Pipe.GetFlags())
+}
+
+// livePipe returns where pipe id is still open, "/proc/PID/fd/N" of a
+// process that may open it (its user's, for one not root), or "" if none
+// holds it. Those are processes outside the checkpoint: the dumped ones
+// are gone, their pids the restore's, and the pipes a restore makes are
+// new ones. The open pipes of the system are listed once per restore.
+func (r *Restorer) livePipe(id uint32) (string, error) {
+	sh := r.shared
+	if sh.livePipes == nil {
+		sh.livePipes = map[uint32][]fdRef{}
+		want := map[string]uint32{}
+		for _, f := range r.set.Files {
+			if p := f.GetPipe(); p != nil {
+				want["pipe:["+strconv.FormatUint(uint64(p.GetPipeId()), 10)+"]"] = p.GetPipeId()
+			}
+		}
+		pids, err := proc.ReadPids()
+		if err != nil {
+			return "", err
+		}
+		for _, pid := range pids {
+			fds, err := proc.ReadFds(pid)
+			if err != nil {
+				continue // gone, or a kernel thread's
+			}
+			for _, fd := range fds {
+				link, err := os.Readlink(proc.Path(pid, "fd/"+strconv.Itoa(fd)))
+				if ino, ok := want[link]; ok && err == nil {
+					sh.livePipes[ino] = append(sh.livePipes[ino], fdRef{pid: pid, fd: fd})
+				}
+			}
+		}
+	}
+	for _, ref := range sh.livePipes[id] {
+		st, err := proc.ReadStatus(ref.pid)
+		if err != nil {
+			continue
+		}
+		if r.creds == nil || r.creds.EUID == 0 || st.Uid[1] == r.creds.EUID {
+			return "/proc/" + strconv.Itoa(ref.pid) + "/fd/" + strconv.Itoa(ref.fd), nil
+		}
+	}
+	return "", nil
 }
 
 // pipeData is what a pipe or FIFO holds at the dump.

@@ -35,6 +35,7 @@ type Restorer struct {
 	creds *kernel.Creds
 	placement
 	channel
+	lockRestorer
 	memfdRestorer
 	pipeRestorer
 	timerfdRestorer
@@ -72,7 +73,6 @@ func (r *Restorer) OpenAll() error {
 	}
 	r.pidfd = pidfd
 	defer func() {
-		r.releasePtys()
 		r.closeChannel()
 		unix.Close(r.pidfd)
 		r.pidfd = -1

@@ -21,11 +21,13 @@ type Shared struct {
 	opened map[uint32]fdRef
 	// pipes is where each pipe is open, by pipe id.
 	pipes map[uint32]fdRef
+	// livePipes are the descriptors of processes outside the tree that
+	// hold a pipe of the checkpoint, by pipe id (livePipe).
+	livePipes map[uint32][]fdRef
 	// filled are the FIFOs whose data is written back, by pipe id.
 	filled map[uint32]bool
-	// ptys are the numbers of the pseudo-terminals made, by dumped
-	// index.
-	ptys map[uint32]uint32
+	// ptys are the pseudo-terminals made, by dumped index.
+	ptys map[uint32]*ptyMade
 	// memfds are cryo's descriptors of the memfds made, by inode id: the
 	// other processes that have one open it through them.
 	memfds map[uint32]int
@@ -36,7 +38,7 @@ type Shared struct {
 
 // NewShared starts the registry of a tree's restore.
 func NewShared() *Shared {
-	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, memfds: map[uint32]int{}, ptys: map[uint32]uint32{}}
+	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, memfds: map[uint32]int{}, ptys: map[uint32]*ptyMade{}}
 }
 
 // note records the descriptors of process pid, at their numbers, for the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -41,8 +42,10 @@ type Table struct {
 	mounts   []proc.Mount
 	mountsOf int
 	// processes are the pids of the processes dumped, live and zombie
-	// (SetProcesses): a pidfd of another is refused.
+	// (SetProcesses): a pidfd of another is refused. order lists them
+	// in the order dumped, which the restore's is.
 	processes map[int]bool
+	order     []int
 	pipeTable
 	ghostTable
 	memfdTable
@@ -101,8 +104,8 @@ func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC 
 // Dump records every descriptor of process pid as descriptor table
 // filesID. Descriptors sharing an open file description (dup, or
 // inherited across fork by processes dumped together) share one file
-// entry.
-func (t *Table) Dump(pid int, filesID uint32) error {
+// entry. vmas are the process's mappings, whose files hold locks too.
+func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 	t.pid = pid
 	t.ttyTable.process()
 	if _, dup := t.fds[filesID]; dup {
@@ -148,7 +151,7 @@ func (t *Table) Dump(pid int, filesID uint32) error {
 	if err := t.checkControllingTerminal(); err != nil {
 		return err
 	}
-	return t.checkUnreachedLocks()
+	return t.checkUnreachedLocks(vmas)
 }
 
 // sharedWith returns the entry of the open file description that

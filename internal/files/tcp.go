@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
@@ -45,29 +46,53 @@ import (
 // it was gone.
 
 // TCP states (include/net/tcp_states.h) besides unixsk.go's: a
-// connection shut down for writing, its FIN sent, and a socket not
-// connected (a UDP one too).
+// connection shut down for writing, its FIN sent, one whose peer's FIN
+// came, and a socket not connected (a UDP one too).
 const (
-	tcpFinWait1 = 4
-	tcpFinWait2 = 5
-	tcpClose    = 7
+	tcpFinWait1  = 4
+	tcpFinWait2  = 5
+	tcpClose     = 7
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpClosing   = 11
 )
 
 // isConnection reports whether a TCP socket in state is a connection
-// cryo keeps: established, or shut down for writing (FIN_WAIT1, its FIN
-// sent or queued, or FIN_WAIT2, its FIN acknowledged). The states where
-// the peer's FIN came (CLOSE_WAIT, LAST_ACK, CLOSING) need that FIN put
-// back in the receive queue, which only the peer can send: refused.
+// cryo keeps: established, shut down for writing (FIN_WAIT1, its FIN sent
+// or queued, or FIN_WAIT2, its FIN acknowledged), its peer's FIN come
+// (CLOSE_WAIT), or both (LAST_ACK, CLOSING: its own FIN not acknowledged).
 func isConnection(state uint32) bool {
-	return state == tcpEstablished || state == tcpFinWait1 || state == tcpFinWait2
+	switch state {
+	case tcpEstablished, tcpFinWait1, tcpFinWait2, tcpCloseWait, tcpLastAck, tcpClosing:
+		return true
+	}
+	return false
 }
 
-// writeShut is the sk_shutdown of a connection in state.
-func writeShut(state uint32) uint8 {
-	if state == tcpEstablished {
-		return 0
+// sentFin reports whether a connection in state has sent its FIN, and
+// finAcked whether it is acknowledged.
+func sentFin(state uint32) bool {
+	return state == tcpFinWait1 || state == tcpFinWait2 || state == tcpLastAck || state == tcpClosing
+}
+
+func finAcked(state uint32) bool { return state == tcpFinWait2 }
+
+// gotFin reports whether a connection in state has had its peer's FIN.
+func gotFin(state uint32) bool {
+	return state == tcpCloseWait || state == tcpLastAck || state == tcpClosing
+}
+
+// shutdownOf is the sk_shutdown of a connection in state: its own FIN
+// shuts it down for writing, its peer's for reading.
+func shutdownOf(state uint32) uint8 {
+	var sh uint8
+	if sentFin(state) {
+		sh |= kernel.SendShutdown
 	}
-	return kernel.SendShutdown
+	if gotFin(state) {
+		sh |= kernel.RcvShutdown
+	}
+	return sh
 }
 
 // tcpTable is the established TCP connections a dump holds, locked and
@@ -148,11 +173,12 @@ func dumpStream(fd int) (*tcpstream.TcpStreamEntry, []byte, error) {
 	if !isConnection(uint32(info.State)) {
 		return nil, nil, fmt.Errorf("%w: in state %s", ErrUnsupported, tcpStateName(uint32(info.State)))
 	}
-	// The FIN of FIN_WAIT1, not acknowledged yet, counts in the send
-	// queue's length (and in what is not sent, until it is), not in its
-	// data; the queue's sequence, CRIU's outq_seq, counts it.
+	// A FIN not acknowledged yet counts in the send queue's length (and
+	// in what is not sent, until it is), not in its data; the queue's
+	// sequence, CRIU's outq_seq, counts it. So does the receive queue's,
+	// inq_seq, the peer's FIN, which its length does not count.
 	fin := 0
-	if info.State == tcpFinWait1 {
+	if state := uint32(info.State); sentFin(state) && !finAcked(state) {
 		fin = 1
 	}
 	queue := func(q, lenIoctl int, name string, fin int) (uint32, []byte, error) {
@@ -367,6 +393,10 @@ type restoredConn struct {
 	// shut is whether it was shut down for writing: its FIN is sent
 	// again after what it had not sent.
 	shut bool
+	// fin is the FIN its peer had sent (CLOSE_WAIT, LAST_ACK, CLOSING),
+	// which the peer does not send again: the restore crafts it, as an
+	// IP packet from the peer; nil if none.
+	fin []byte
 	// opts are its socket options: its send buffer is larger until what
 	// it had not sent is queued again.
 	opts *skopts.SkOptsEntry
@@ -424,14 +454,39 @@ func (r *Restorer) restoreConnection(fd int, f *fdinfo.FileEntry) error {
 	if err != nil {
 		return fmt.Errorf("duplicate socket: %w", err)
 	}
-	c := &restoredConn{fd: dup, reuse: e.Opts.GetReuseaddr(), shut: e.GetState() != tcpEstablished, opts: e.Opts}
+	c := &restoredConn{fd: dup, reuse: e.Opts.GetReuseaddr(), shut: sentFin(e.GetState()), opts: e.Opts}
 	c.src, _ = wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
 	c.dst, _ = wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort())
 	r.shared.conns = append(r.shared.conns, c)
-	if err := restoreStream(fd, e, r.set.streams[e.GetIno()], c); err != nil {
+	s := r.set.streams[e.GetIno()]
+	if err := restoreStream(fd, e, s, c); err != nil {
 		return fmt.Errorf("TCP connection %v -> %v: %w", c.src, c.dst, err)
 	}
+	if gotFin(e.GetState()) {
+		c.fin = peerFin(c, s)
+	}
 	return nil
+}
+
+// peerFin returns the FIN that the peer of connection c, restored from
+// stream s, had sent: its sequence number the one after the data queued,
+// acknowledging what c's peer had acknowledged, with the window it had
+// advertised.
+func peerFin(c *restoredConn, s *tcpStream) []byte {
+	una := s.GetOutqSeq() - s.GetOutqLen()
+	if c.shut {
+		una--
+	}
+	window := uint32(0xffff)
+	if s.SndWnd != nil {
+		window = min(s.GetSndWnd()>>s.GetSndWscale(), window)
+	}
+	from, to := c.dst, c.src
+	if from.Addr().Is4In6() {
+		// An IPv6 socket's connection over IPv4 gets IPv4 packets.
+		from, to = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	}
+	return kernel.TCPFin(from, to, s.GetInqSeq()-1, una, uint16(window))
 }
 
 // restoreStream sets up socket fd as connection e with stream s, and
@@ -456,7 +511,13 @@ func restoreStream(fd int, e *skinet.InetSkEntry, s *tcpStream, c *restoredConn)
 		}
 		return nil
 	}
-	if err := setSeq(kernel.TCPRecvQueue, s.GetInqSeq()-s.GetInqLen()); err != nil {
+	// The peer's FIN is in inq_seq, and comes again once the
+	// socket has left repair mode (ResumeConnections).
+	peerFin := uint32(0)
+	if gotFin(e.GetState()) {
+		peerFin = 1
+	}
+	if err := setSeq(kernel.TCPRecvQueue, s.GetInqSeq()-s.GetInqLen()-peerFin); err != nil {
 		return err
 	}
 	// The FIN of a connection shut down for writing is in outq_seq and
@@ -525,6 +586,11 @@ func restoreStream(fd int, e *skinet.InetSkEntry, s *tcpStream, c *restoredConn)
 	}
 	if s.RcvWnd != nil {
 		w := kernel.TCPRepairWindow{SndWl1: s.GetSndWl1(), SndWnd: s.GetSndWnd(), MaxWindow: s.GetMaxWindow(), RcvWnd: s.GetRcvWnd(), RcvWup: s.GetRcvWup()}
+		// Where the window was last advertised may count the peer's
+		// FIN, which has not come yet: not past what has.
+		if rcvNxt := s.GetInqSeq() - peerFin; int32(w.RcvWup-rcvNxt) > 0 {
+			w.RcvWup = rcvNxt
+		}
 		if err := kernel.SetTCPRepairWindow(fd, w); err != nil {
 			return fmt.Errorf("set the window %+v: %w", w, err)
 		}
@@ -546,9 +612,16 @@ func sendAll(fd int, data []byte) error {
 }
 
 // ResumeConnections takes the restored connections out of repair mode,
-// sends what they had not sent yet, and removes the lock: the
-// processes are about to run.
+// sends what they had not sent yet, removes the lock, and gives the
+// connections whose peer had sent its FIN that FIN: the processes are
+// about to run.
 func (s *Shared) ResumeConnections() error {
+	defer func() {
+		for _, c := range s.conns {
+			unix.Close(c.fd)
+		}
+		s.conns = nil
+	}()
 	for _, c := range s.conns {
 		if err := unix.SetsockoptInt(c.fd, unix.SOL_TCP, unix.TCP_REPAIR, 0); err != nil {
 			return fmt.Errorf("TCP connection %v -> %v: leave repair mode: %w", c.src, c.dst, err)
@@ -562,10 +635,11 @@ func (s *Shared) ResumeConnections() error {
 			return fmt.Errorf("TCP connection %v -> %v: send %d bytes not sent before the dump: %w", c.src, c.dst, len(c.unsent), err)
 		}
 		// A FIN the peer had acknowledged comes to it again, as a
-		// duplicate it acknowledges again.
-		if c.shut {
-			if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
-				return fmt.Errorf("TCP connection %v -> %v: shut down for writing: %w", c.src, c.dst, err)
+		// duplicate it acknowledges again. One sent after the peer's
+		// (LAST_ACK) is sent after it comes again, below.
+		if c.shut && c.fin == nil {
+			if err := shutWrite(c); err != nil {
+				return err
 			}
 		}
 		// The send buffer as it was (RestoreSockOpts sets it, then the
@@ -574,21 +648,71 @@ func (s *Shared) ResumeConnections() error {
 			return fmt.Errorf("TCP connection %v -> %v: %w", c.src, c.dst, err)
 		}
 	}
+	if s.lockID != "" {
+		var err error
+		if s.lock != nil {
+			err = s.lock.Release()
+		} else {
+			err = netlock.Unlock(s.lockID)
+		}
+		s.lock, s.lockID = nil, ""
+		if err != nil {
+			return err
+		}
+	}
+	// The peers' FINs, which the lock would have dropped.
 	for _, c := range s.conns {
-		unix.Close(c.fd)
+		if c.fin == nil {
+			continue
+		}
+		if err := receiveFin(c); err != nil {
+			return fmt.Errorf("TCP connection %v -> %v: %w", c.src, c.dst, err)
+		}
+		if c.shut {
+			if err := shutWrite(c); err != nil {
+				return err
+			}
+		}
 	}
-	s.conns = nil
-	if s.lockID == "" {
-		return nil
+	return nil
+}
+
+func shutWrite(c *restoredConn) error {
+	if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+		return fmt.Errorf("TCP connection %v -> %v: shut down for writing: %w", c.src, c.dst, err)
 	}
-	var err error
-	if s.lock != nil {
-		err = s.lock.Release()
-	} else {
-		err = netlock.Unlock(s.lockID)
+	return nil
+}
+
+// finWait bounds how long a restore waits for a FIN it crafted to reach
+// its socket.
+const finWait = 5 * time.Second
+
+// receiveFin sends connection c the FIN of its peer, through a raw
+// socket, and waits until it has come: through the loopback device, it
+// reaches the socket from the CPU's backlog, maybe after sendto returns.
+func receiveFin(c *restoredConn) error {
+	to := c.src.Addr().Unmap()
+	s, err := rawSocket(to.Is4())
+	if err != nil {
+		return err
 	}
-	s.lock, s.lockID = nil, ""
-	return err
+	defer unix.Close(s)
+	if err := unix.Sendto(s, c.fin, 0, rawSockaddr(to)); err != nil {
+		return fmt.Errorf("send the peer's FIN again: %w", err)
+	}
+	for deadline := time.Now().Add(finWait); ; time.Sleep(time.Millisecond) {
+		info, err := kernel.GetTCPInfoHead(c.fd)
+		if err != nil {
+			return fmt.Errorf("read TCP_INFO: %w", err)
+		}
+		if info.State == tcpCloseWait {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the peer's FIN, sent again, did not reach the socket in %v (state %s)", finWait, tcpStateName(uint32(info.State)))
+		}
+	}
 }
 
 // closeConnections closes cryo's duplicates: before ResumeConnections,

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,13 +76,15 @@ type ptyKey struct {
 }
 
 // ptyEnds are a descriptor of each end of a pseudo-terminal that the
-// dumped process holds (-1 where it holds none).
-type ptyEnds struct{ master, slave int }
+// dumped process holds (-1 where it holds none); slavePid, if not 0, is
+// the later process of the tree whose descriptor slave is.
+type ptyEnds struct{ master, slave, slavePid int }
 
 // ttyTable is the terminals of the processes being dumped. A
-// pseudo-terminal is one process's: the restore makes it there, and the
-// other processes of the tree can share its ends' open file
-// descriptions, not open their own.
+// pseudo-terminal is made by the process that holds its master: the
+// restore makes it there, and the other processes of the tree, restored
+// after it, can share its ends' open file descriptions or open its slave
+// anew.
 type ttyTable struct {
 	root     int // the root of the tree dumped
 	ttyInfos []*tty.TtyInfoEntry
@@ -171,8 +174,12 @@ func (t *Table) ttyInfo(d *desc, path string) (uint32, error) {
 		master := isPtmx(d.st.Rdev)
 		infos, dumped := t.ptyInfos[key]
 		switch {
+		case dumped && t.ptyOwners[key] != t.pid && !master:
+			// A slave opened apart from the process that holds the
+			// master (a terminal multiplexer's shell), dumped before it.
+			return infos[0], nil
 		case dumped && t.ptyOwners[key] != t.pid:
-			return 0, fmt.Errorf("%w: fd %d is an end of pseudo-terminal %d, which another process of the tree holds: opened apart from it, not inherited",
+			return 0, fmt.Errorf("%w: fd %d is the master of pseudo-terminal %d, which another process of the tree holds: opened apart from it, not inherited",
 				ErrUnsupported, d.fd, key.index)
 		case ends != nil:
 			if !dumped {
@@ -198,23 +205,13 @@ func (t *Table) ttyInfo(d *desc, path string) (uint32, error) {
 
 // checkControllingTerminal refuses, but for a shell job, a process that
 // leads its session and whose controlling terminal is outside the
-// checkpoint: a restore could not give it back. Nor can it give a
-// pseudo-terminal of the checkpoint as controlling terminal to a process
-// of the session but its leader, which sets it: such a process is
-// refused.
+// checkpoint: a restore could not give it back. The other processes of
+// a session get its terminal from their parent, born after the leader
+// took it.
 func (t *Table) checkControllingTerminal() error {
 	stat, err := t.procStat()
-	if err != nil || stat.TtyNr == 0 {
+	if err != nil || stat.TtyNr == 0 || stat.Session != t.pid {
 		return err
-	}
-	if stat.Session != t.pid {
-		for _, infos := range t.ptyInfos {
-			if e := t.ttyInfos[infos[0]-1]; int(e.GetSid()) == stat.Session {
-				return fmt.Errorf("%w: the controlling terminal of the process's session is pseudo-terminal %d of the checkpoint, which a restore gives back to the session's leader alone",
-					ErrUnsupported, e.Pty.GetIndex())
-			}
-		}
-		return nil
 	}
 	if t.shellJob {
 		return nil
@@ -292,13 +289,62 @@ func (t *Table) ptyOf(d *desc) (ptyKey, *ptyEnds, error) {
 		return key, nil, nil
 	}
 	if ends.slave < 0 {
-		// The slave may be held as the controlling terminal of a
-		// session of the tree alone.
+		// The slave may be held by a process of the tree restored after
+		// this one, or as the controlling terminal of a session of the
+		// tree alone.
+		pid, fd, err := t.laterSlave(key)
+		if err != nil {
+			return ptyKey{}, nil, err
+		}
+		if pid != 0 {
+			return key, &ptyEnds{master: ends.master, slave: fd, slavePid: pid}, nil
+		}
 		if sid, err := t.slaveSession(ends.master); err != nil || sid == 0 || !t.inTree(sid) {
 			return key, nil, err
 		}
 	}
 	return key, ends, nil
+}
+
+// hasGroup reports whether a process dumped is in process group pgrp.
+func (t *Table) hasGroup(pgrp int) bool {
+	for _, p := range t.order {
+		if st, err := proc.ReadStat(p); err == nil && st.Pgrp == pgrp {
+			return true
+		}
+	}
+	return false
+}
+
+// laterSlave finds a descriptor of the slave of pseudo-terminal key in
+// a process of the tree dumped, and restored, after this one (pid 0 if
+// none).
+func (t *Table) laterSlave(key ptyKey) (pid, fd int, err error) {
+	i := slices.Index(t.order, t.pid)
+	if i < 0 {
+		return 0, 0, nil
+	}
+	for _, p := range t.order[i+1:] {
+		fds, err := proc.ReadFds(p)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // a zombie, or gone
+			}
+			return 0, 0, err
+		}
+		for _, fd := range fds {
+			var st unix.Stat_t
+			if err := unix.Stat(proc.Path(p, "fd/"+strconv.Itoa(fd)), &st); err != nil {
+				continue // closed meanwhile, or not reachable
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFCHR && !isPtmx(st.Rdev) && st.Dev == key.dev && slaveIndex(st.Rdev) == key.index {
+				if typ, _ := ttyTypeOf(st.Rdev); typ == tty.TtyType_PTY {
+					return p, fd, nil
+				}
+			}
+		}
+	}
+	return 0, 0, nil
 }
 
 // slaveSession is the session whose controlling terminal the slave of
@@ -438,9 +484,12 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	}
 	defer unix.Close(m)
 	var s int
-	if ends.slave >= 0 {
+	switch {
+	case ends.slavePid != 0:
+		s, err = kernel.Getfd(ends.slavePid, ends.slave)
+	case ends.slave >= 0:
 		s, err = kernel.Getfd(t.pid, ends.slave)
-	} else {
+	default:
 		// Held as the controlling terminal alone: cryo opens it, and its
 		// closing leaves the master as it was (its other end closed).
 		s, err = openPeer(m)
@@ -472,12 +521,13 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 		return err
 	}
 	// A restore makes it the controlling terminal of the session's
-	// leader, whose group then has the foreground.
+	// leader, then gives the foreground to the group that had it, which
+	// must be one of the checkpoint's.
 	switch {
 	case sid != 0 && !t.inTree(int(sid)):
 		return fmt.Errorf("%w: it is the controlling terminal of session %d, outside the checkpoint", ErrUnsupported, sid)
-	case sid != 0 && pgrp != sid:
-		return fmt.Errorf("%w: its foreground process group %d is not its session's leader's, %d", ErrUnsupported, pgrp, sid)
+	case sid != 0 && pgrp != sid && !t.hasGroup(int(pgrp)):
+		return fmt.Errorf("%w: its foreground process group %d has no process in the checkpoint", ErrUnsupported, pgrp)
 	}
 	var sst unix.Stat_t
 	if err := unix.Fstat(s, &sst); err != nil {
@@ -720,12 +770,8 @@ func (s *Set) inPair(e *tty.TtyInfoEntry) bool {
 	return p != nil && p[0] != 0 && (p[1] != 0 || s.ttyInfos[p[0]].Termios == nil)
 }
 
-// ttyRestorer holds the terminals made so far.
+// ttyRestorer holds the terminals given so far.
 type ttyRestorer struct {
-	// pairs are the pseudo-terminals made, by dumped index.
-	pairs map[uint32]*ptyMade
-	// making are the pseudo-terminals of the group being opened.
-	making []*ptyMade
 	// settled are the tty-info ids of the terminals given their
 	// settings.
 	settled map[uint32]bool
@@ -736,48 +782,16 @@ type ttyRestorer struct {
 	cttyDone bool
 }
 
-// ptyMade is a pseudo-terminal made in the process: its master and a
-// slave descriptor, held in the process until its group is opened (a
-// number they hold is free to the placement afterwards), and cryo's
-// duplicates of them, held until every entry is open.
+// ptyMade is a pseudo-terminal of the checkpoint made anew, in cryo: its
+// master goes to the process that held it, and each process that held
+// its slave opens it again; cryo holds both ends until every process has
+// its descriptors (PtysOpened).
 type ptyMade struct {
 	index, newIndex uint32
-	master, slave   uint64
-	m, s            int // cryo's duplicates of master and slave, or -1
+	given           bool // the master went to an entry
+	m, s            int  // cryo's master and slave
 	slaveInfo       *tty.TtyInfoEntry
 	masterInfo      *tty.TtyInfoEntry
-}
-
-// group makes the entries of one pseudo-terminal together, and /dev/tty
-// with them if it is that terminal, made here as the controlling
-// terminal of the session the process leads: the pair is made once, for
-// the first of them, and what it needs of both ends is done before any
-// is placed.
-func (ttyKind) group(r *Restorer, f *fdinfo.FileEntry) (uint32, bool) {
-	e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
-	if r.set.inPair(e) {
-		return e.Pty.GetIndex(), true
-	}
-	if e.GetType() == tty.TtyType_CTTY {
-		if index, ok := r.sessionPty(); ok && r.holdsPty(index) {
-			return index, true
-		}
-	}
-	return 0, false
-}
-
-// groupOpened closes the process's descriptors of the pseudo-terminal of
-// the group just opened: its entries have cryo's.
-func (ttyKind) groupOpened(r *Restorer) error {
-	for _, p := range r.making {
-		for _, n := range []uint64{p.slave, p.master} {
-			if err := r.sys(unix.SYS_CLOSE, n); err != nil {
-				return err
-			}
-		}
-	}
-	r.making = nil
-	return nil
 }
 
 func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
@@ -789,14 +803,19 @@ func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		if err != nil {
 			return -1, err
 		}
-		if isPtmx(uint64(e.GetRdev())) {
-			// Made by /dev/ptmx with none of the entry's flags.
-			if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.Tty.GetFlags())); err != nil {
-				return -1, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
-			}
-			return unix.FcntlInt(uintptr(p.m), unix.F_DUPFD_CLOEXEC, 0)
+		if !isPtmx(uint64(e.GetRdev())) {
+			return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), flags, 0)
 		}
-		return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), flags, 0)
+		// The one master: other processes that held it share it
+		// (takeShared) before it is made.
+		if p.given {
+			return -1, fmt.Errorf("%w: pseudo-terminal %d: its master held twice, apart", ErrUnsupported, p.index)
+		}
+		if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.Tty.GetFlags())); err != nil {
+			return -1, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
+		}
+		p.given = true
+		return unix.FcntlInt(uintptr(p.m), unix.F_DUPFD_CLOEXEC, 0)
 	case e.GetType() == tty.TtyType_CTTY:
 		// /dev/tty opens the controlling terminal of whoever opens it.
 		path, err := r.controllingTerminal()
@@ -814,9 +833,9 @@ func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		return -1, err
 	}
 	// Opened in the process, which sets it up (settle).
-	n, err := r.openHere(path, flags)
+	n, err := r.open(path, reopenFlags(flags), 0)
 	if err != nil {
-		return -1, err
+		return -1, fmt.Errorf("open %s: %w", path, err)
 	}
 	if !r.settled[e.GetId()] {
 		if err := r.settle(n, e); err != nil {
@@ -824,16 +843,6 @@ func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		}
 	}
 	return r.made(n)
-}
-
-// openHere opens a terminal in the process with an entry's flags, for
-// what only the process can do with it.
-func (r *Restorer) openHere(path string, flags uint32) (uint64, error) {
-	n, err := r.open(path, uint64(flags&^unix.O_CLOEXEC), 0)
-	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", path, err)
-	}
-	return n, nil
 }
 
 // ownTerminal is the terminal cryo restores from, its standard input,
@@ -877,97 +886,88 @@ func (r *Restorer) settle(n uint64, e *tty.TtyInfoEntry) error {
 	return nil
 }
 
-// pty returns the pseudo-terminal made for dumped index in the process,
-// making it the first time: a master from /dev/ptmx, unlocked, and a slave by the
-// number the kernel gave it (which may differ from the dumped one), with
-// the dumped settings, window size, owner and queued data; and, if it was
-// the controlling terminal of the process's session, it is again.
+// pty returns the pseudo-terminal made for dumped index, making it the
+// first time (see Shared.pty).
 func (r *Restorer) pty(index uint32) (*ptyMade, error) {
-	if p, ok := r.pairs[index]; ok {
-		return p, nil
-	}
-	if _, made := r.shared.ptys[index]; made {
-		return nil, fmt.Errorf("%w: pseudo-terminal %d is made by another process of the tree, whose ends this one holds apart", ErrUnsupported, index)
-	}
-	ids := r.set.ptyPairs[index]
-	p := &ptyMade{index: index, m: -1, s: -1, slaveInfo: r.set.ttyInfos[ids[0]], masterInfo: r.set.ttyInfos[ids[1]]} // nil for a hung-up slave
-	if r.pairs == nil {
-		r.pairs = map[uint32]*ptyMade{}
-	}
-	r.pairs[index] = p
-	r.making = append(r.making, p)
-	if err := r.makePty(p); err != nil {
+	p, made, err := r.shared.pty(r.set, index)
+	if err != nil {
 		return nil, fmt.Errorf("pseudo-terminal %d: %w", index, err)
+	}
+	if made && p.newIndex != p.index {
+		r.ttyNotes = append(r.ttyNotes, fmt.Sprintf("pseudo-terminal %d is /dev/pts/%d now", p.index, p.newIndex))
 	}
 	return p, nil
 }
 
-func (r *Restorer) makePty(p *ptyMade) error {
-	var err error
-	if p.master, err = r.open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err != nil {
-		return fmt.Errorf("open /dev/ptmx: %w", err)
+// pty returns the pseudo-terminal made for dumped index, and whether this
+// call made it: a master from /dev/ptmx, unlocked, and its slave, which
+// may have another number than the dumped one, given the dumped settings,
+// window size, owner and queued data.
+func (s *Shared) pty(set *Set, index uint32) (*ptyMade, bool, error) {
+	if p, ok := s.ptys[index]; ok {
+		return p, false, nil
 	}
-	if p.m, err = r.getfd(p.master); err != nil {
-		return err
+	ids := set.ptyPairs[index]
+	p := &ptyMade{index: index, m: -1, s: -1, slaveInfo: set.ttyInfos[ids[0]], masterInfo: set.ttyInfos[ids[1]]} // nil for a hung-up slave
+	s.ptys[index] = p
+	var err error
+	if p.m, err = unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, false, fmt.Errorf("open /dev/ptmx: %w", err)
 	}
 	m := p.m
 	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
-		return fmt.Errorf("unlock: %w", err)
+		return nil, false, fmt.Errorf("unlock: %w", err)
 	}
 	newIndex, err := unix.IoctlGetInt(m, unix.TIOCGPTN)
 	if err != nil {
-		return fmt.Errorf("read its number: %w", err)
+		return nil, false, fmt.Errorf("read its number: %w", err)
 	}
 	p.newIndex = uint32(newIndex)
-	r.shared.ptys[p.index] = p.newIndex
-	if p.newIndex != p.index {
-		r.ttyNotes = append(r.ttyNotes, fmt.Sprintf("pseudo-terminal %d is /dev/pts/%d now", p.index, p.newIndex))
+	if p.s, err = openPeer(m); err != nil {
+		return nil, false, err
 	}
-	slave := fmt.Sprintf("/dev/pts/%d", p.newIndex)
-	if p.slave, err = r.openHere(slave, unix.O_RDWR|unix.O_NOCTTY); err != nil {
-		return err
-	}
-	if p.s, err = r.getfd(p.slave); err != nil {
-		return err
-	}
-	s := p.s
 	e := p.slaveInfo
-	if err := unix.Fchown(s, int(e.GetUid()), int(e.GetGid())); err != nil {
-		return fmt.Errorf("chown %s to %d:%d: %w", slave, e.GetUid(), e.GetGid(), err)
+	if err := unix.Fchown(p.s, int(e.GetUid()), int(e.GetGid())); err != nil {
+		return nil, false, fmt.Errorf("chown /dev/pts/%d to %d:%d: %w", p.newIndex, e.GetUid(), e.GetGid(), err)
 	}
 	if p.masterInfo == nil {
-		return nil // hung up once its slaves are open, by the master's closing
+		return p, true, nil // hung up once its slaves are open, by the master's closing
 	}
 	if e.Termios == nil || e.Winsize == nil {
-		return imageErr("pseudo-terminal %d without its settings or window size", p.index)
+		return nil, false, imageErr("pseudo-terminal %d without its settings or window size", p.index)
 	}
 	tio := termiosOf(e.Termios)
-	if err := putQueued(m, s, tio, queued{toSlave: r.set.ttyData[e.GetId()], toMaster: r.set.ttyData[p.masterInfo.GetId()]}); err != nil {
-		return err
+	if err := putQueued(m, p.s, tio, queued{toSlave: set.ttyData[e.GetId()], toMaster: set.ttyData[p.masterInfo.GetId()]}); err != nil {
+		return nil, false, err
 	}
 	if err := unix.IoctlSetTermios(m, unix.TCSETS2, tio); err != nil {
-		return fmt.Errorf("set settings: %w", err)
+		return nil, false, fmt.Errorf("set settings: %w", err)
 	}
 	if err := unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, winsizeOf(e.Winsize)); err != nil {
-		return fmt.Errorf("set window size: %w", err)
+		return nil, false, fmt.Errorf("set window size: %w", err)
 	}
 	if e.GetPacketMode() {
 		if err := unix.IoctlSetPointerInt(m, unix.TIOCPKT, 1); err != nil {
-			return fmt.Errorf("set packet mode: %w", err)
+			return nil, false, fmt.Errorf("set packet mode: %w", err)
 		}
 	}
-	if int(e.GetSid()) == r.pid {
-		if err := r.sys(unix.SYS_IOCTL, p.slave, unix.TIOCSCTTY, 0); err != nil {
-			return fmt.Errorf("make it the controlling terminal: %w", err)
-		}
-	}
-	return nil
+	return p, true, nil
 }
 
-// sessionTerminal gives the process, which leads its session, the
-// pseudo-terminal of the checkpoint that was its session's controlling
-// terminal, if any, and reports whether there was one: made here, or
-// made by another process of the tree, whose slave it opens to take it.
+// SessionTerminal gives the process, if it leads its session and that
+// session's controlling terminal was a pseudo-terminal of the checkpoint,
+// that terminal again, making it if it is the first to need it. The
+// tree's restore calls it as soon as the process leads its session, before
+// any of its children is born: they take the controlling terminal from
+// their parent, the one way into a session's terminal for a process that
+// does not lead it.
+func (r *Restorer) SessionTerminal() error {
+	_, err := r.sessionTerminal()
+	return err
+}
+
+// sessionTerminal does SessionTerminal's work and reports whether the
+// process has a controlling terminal of the checkpoint.
 func (r *Restorer) sessionTerminal() (bool, error) {
 	if r.cttyDone {
 		return true, nil
@@ -976,21 +976,13 @@ func (r *Restorer) sessionTerminal() (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	r.cttyDone = true
-	if _, mine := r.pairs[index]; mine {
-		return true, nil
-	}
-	newIndex, made := r.shared.ptys[index]
-	if !made {
-		if !r.holdsPty(index) {
-			return true, fmt.Errorf("%w: pseudo-terminal %d, the controlling terminal of the session, is held by a process of the tree restored after its leader", ErrUnsupported, index)
-		}
-		_, err := r.pty(index)
+	p, err := r.pty(index)
+	if err != nil {
 		return true, err
 	}
-	n, err := r.open(fmt.Sprintf("/dev/pts/%d", newIndex), unix.O_RDWR|unix.O_NOCTTY, 0)
+	n, err := r.open(fmt.Sprintf("/dev/pts/%d", p.newIndex), unix.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		return true, fmt.Errorf("open /dev/pts/%d: %w", newIndex, err)
+		return true, fmt.Errorf("open /dev/pts/%d: %w", p.newIndex, err)
 	}
 	err = r.sys(unix.SYS_IOCTL, n, unix.TIOCSCTTY, 0)
 	if cerr := r.sys(unix.SYS_CLOSE, n); err == nil {
@@ -999,6 +991,7 @@ func (r *Restorer) sessionTerminal() (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("make pseudo-terminal %d the controlling terminal: %w", index, err)
 	}
+	r.cttyDone = true
 	return true, nil
 }
 
@@ -1012,21 +1005,6 @@ func (r *Restorer) sessionPty() (uint32, bool) {
 		}
 	}
 	return 0, false
-}
-
-// holdsPty reports whether a descriptor of the process is an end of the
-// pseudo-terminal of dumped index.
-func (r *Restorer) holdsPty(index uint32) bool {
-	for _, fd := range r.set.Fds {
-		f := r.set.Files[fd.GetId()]
-		if f.GetType() != fdinfo.FdTypes_TTY {
-			continue
-		}
-		if e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]; e.GetType() == tty.TtyType_PTY && e.Pty.GetIndex() == index {
-			return true
-		}
-	}
-	return false
 }
 
 // controllingTerminal returns the path at which the process opens
@@ -1048,23 +1026,20 @@ func (r *Restorer) controllingTerminal() (string, error) {
 	return ownTerminal()
 }
 
-// opened gives the process its session's controlling terminal if it
-// was a pseudo-terminal of the checkpoint, and locks the pseudo-terminals
-// that were locked and sets their exclusive mode, through cryo's
-// duplicates, now that every entry has opened its slave (/dev/tty
-// included, which a locked pair refuses); then cryo lets go of them, the
-// last hold on the master of a slave that was hung up.
-func (ttyKind) opened(r *Restorer) error {
-	if _, err := r.sessionTerminal(); err != nil {
-		return err
-	}
-	for _, p := range r.pairs {
+// PtysOpened ends the pseudo-terminals once every process of the tree has
+// its descriptors (the slaves open, /dev/tty included, which a locked
+// pair refuses): it locks those that were locked and sets their
+// exclusive mode, through cryo's ends, then closes these, the last hold
+// on the master of a slave that was hung up.
+func (s *Shared) PtysOpened() error {
+	var errs []error
+	for _, p := range s.ptys {
 		if err := p.finish(); err != nil {
-			return fmt.Errorf("pseudo-terminal %d: %w", p.index, err)
+			errs = append(errs, fmt.Errorf("pseudo-terminal %d: %w", p.index, err))
 		}
 	}
-	r.releasePtys()
-	return nil
+	s.closePtys()
+	return errors.Join(errs...)
 }
 
 // finish locks the pair if it was locked and sets its ends' exclusive
@@ -1091,17 +1066,16 @@ func (p *ptyMade) finish() error {
 	return nil
 }
 
-// releasePtys closes cryo's duplicates of the pseudo-terminals made, and
-// forgets them.
-func (r *Restorer) releasePtys() {
-	for _, p := range r.pairs {
+// closePtys closes cryo's ends of the pseudo-terminals made.
+func (s *Shared) closePtys() {
+	for _, p := range s.ptys {
 		for _, fd := range []int{p.m, p.s} {
 			if fd >= 0 {
 				unix.Close(fd)
 			}
 		}
 	}
-	r.pairs, r.making = nil, nil
+	s.ptys = map[uint32]*ptyMade{}
 }
 
 // Foreground gives back, for a shell job, the foreground of the terminal
@@ -1131,16 +1105,54 @@ func (r *Restorer) Foreground(pgid int) ([]string, error) {
 		if int(e.GetPgrp()) != pgid || pgid != r.pid {
 			continue // not in the foreground, or in cryo's group, whose the foreground is
 		}
-		scratch, err := r.tr.Scratch(r.pid)
-		if err != nil {
+		if err := r.setForeground(n, r.pid); err != nil {
 			return notes, err
-		}
-		if err := r.tr.WriteValue(scratch, int32(r.pid)); err != nil {
-			return notes, err
-		}
-		if err := r.sys(unix.SYS_IOCTL, n, unix.TIOCSPGRP, scratch); err != nil {
-			return notes, fmt.Errorf("make process group %d the foreground of the terminal: %w", r.pid, err)
 		}
 	}
 	return notes, nil
+}
+
+// SessionForeground gives the foreground of the process's session's
+// controlling terminal, if it was a pseudo-terminal of the checkpoint,
+// back to the process group that had it: the leader's has it since the
+// leader took the terminal (SessionTerminal), and the others exist once
+// every process of the tree is born.
+func (r *Restorer) SessionForeground() error {
+	index, ok := r.sessionPty()
+	if !ok {
+		return nil
+	}
+	pgrp := int(r.set.ttyInfos[r.set.ptyPairs[index][0]].GetPgrp())
+	if pgrp == 0 || pgrp == r.pid {
+		return nil
+	}
+	p, err := r.pty(index)
+	if err != nil {
+		return err
+	}
+	n, err := r.open(fmt.Sprintf("/dev/pts/%d", p.newIndex), unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/pts/%d: %w", p.newIndex, err)
+	}
+	err = r.setForeground(n, pgrp)
+	if cerr := r.sys(unix.SYS_CLOSE, n); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// setForeground makes process group pgrp the foreground of the terminal
+// of the process's descriptor n.
+func (r *Restorer) setForeground(n uint64, pgrp int) error {
+	scratch, err := r.tr.Scratch(r.pid)
+	if err != nil {
+		return err
+	}
+	if err := r.tr.WriteValue(scratch, int32(pgrp)); err != nil {
+		return err
+	}
+	if err := r.sys(unix.SYS_IOCTL, n, unix.TIOCSPGRP, scratch); err != nil {
+		return fmt.Errorf("make process group %d the foreground of the terminal: %w", pgrp, err)
+	}
+	return nil
 }

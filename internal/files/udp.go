@@ -149,26 +149,38 @@ func (r *Restorer) restoreDatagrams(fd int, f *fdinfo.FileEntry) error {
 		v4 := src.Addr().Is4()
 		s, ok := raw[v4]
 		if !ok {
-			family := unix.AF_INET6
-			if v4 {
-				family = unix.AF_INET
-			}
-			// IPPROTO_RAW: the datagram is sent with the headers given.
-			if s, err = unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW); err != nil {
-				return fmt.Errorf("open raw socket: %w", err)
+			if s, err = rawSocket(v4); err != nil {
+				return err
 			}
 			raw[v4] = s
 		}
-		pkt := kernel.UDPPacket(src, to, p.data)
-		var sa unix.Sockaddr = &unix.SockaddrInet6{Addr: to.Addr().As16()}
-		if v4 {
-			sa = &unix.SockaddrInet4{Addr: to.Addr().As4()}
-		}
-		if err := unix.Sendto(s, pkt, 0, sa); err != nil {
+		if err := unix.Sendto(s, kernel.UDPPacket(src, to, p.data), 0, rawSockaddr(to.Addr())); err != nil {
 			return fmt.Errorf("queue datagram %d from %v to %v: %w", i, src, to, err)
 		}
 	}
 	return awaitDatagrams(fd, len(packets))
+}
+
+// rawSocket opens a raw socket of IPPROTO_RAW, IPv4 or IPv6, which sends
+// packets with the headers given (kernel.UDPPacket, kernel.TCPFin).
+func rawSocket(v4 bool) (int, error) {
+	family := unix.AF_INET6
+	if v4 {
+		family = unix.AF_INET
+	}
+	s, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return -1, fmt.Errorf("open raw socket: %w", err)
+	}
+	return s, nil
+}
+
+// rawSockaddr is where a raw socket sends a packet to addr.
+func rawSockaddr(addr netip.Addr) unix.Sockaddr {
+	if addr.Is4() {
+		return &unix.SockaddrInet4{Addr: addr.As4()}
+	}
+	return &unix.SockaddrInet6{Addr: addr.As16()}
 }
 
 // datagramWait bounds how long a restore waits for the datagrams it sent to

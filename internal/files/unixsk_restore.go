@@ -502,7 +502,7 @@ func (p *cryoPipe) take(flags uint32) (int, error) {
 	if flags&unix.O_ACCMODE == unix.O_WRONLY {
 		end = 1
 	}
-	if flags&unix.O_LARGEFILE == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
+	if flags&kernel.OLargefile == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
 		p.given[end] = true
 		fd, err := unix.FcntlInt(uintptr(p.ends[end]), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {

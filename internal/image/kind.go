@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
+	ipcmsg "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-msg"
+	ipcsem "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-sem"
 	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
 	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
@@ -49,6 +51,8 @@ const (
 	FileStats                    // cryo-file-stat.img: owner, mtime and inode of files reached by path (cryo's own)
 	TCPStream                    // tcp-stream-INO.img (hex inode): a TCP connection's sequences, options and queues
 	SkQueues                     // sk-queues.img: data queued in sockets
+	IpcSem                       // ipcns-sem-ID.img: the System V semaphore sets of IPC namespace ID
+	IpcMsg                       // ipcns-msg-ID.img: the System V message queues of IPC namespace ID
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -99,7 +103,11 @@ var kinds = [...]kindDesc{
 	Cpuinfo:      {"cpuinfo", "cpuinfo.img", 0x61404013, names("cpuinfo_entry")},
 	FileLocks:    {"filelocks", "filelocks.img", 0x54323616, names("file_lock_entry")},
 	// The segments' contents are in pagemap-shmem-SHMID.img (in_pagemaps).
-	IpcShm:    {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
+	IpcShm: {"ipcns-shm", "ipcns-shm-%d.img", 0x46283044, names("ipc_shm_entry")},
+	// Each set's values follow its entry, each queue's messages its
+	// entry, each message's text its ipc_msg (payloadLen).
+	IpcSem:    {"ipcns-sem", "ipcns-sem-%d.img", 0x59573019, names("ipc_sem_entry")},
+	IpcMsg:    {"ipcns-msg", "ipcns-msg-%d.img", 0x55453737, names("ipc_msg_entry", "ipc_msg")},
 	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
 	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
 	// cryo's own kind: a magic CRIU does not use.
@@ -174,6 +182,12 @@ func payloadLen(m proto.Message) int64 {
 		return int64(m.GetInqLen()) + int64(m.GetOutqLen())
 	case *skpacket.SkPacketEntry:
 		return int64(m.GetLength())
+	case *ipcsem.IpcSemEntry:
+		// u16 values, padded to 8 bytes.
+		return (2*int64(m.GetNsems()) + 7) &^ 7
+	case *ipcmsg.IpcMsg:
+		// The text, padded to 8 bytes.
+		return (int64(m.GetMsize()) + 7) &^ 7
 	case *ghostfile.GhostChunkEntry:
 		return int64(min(m.GetLen(), math.MaxInt64))
 	case *ghostfile.GhostFileEntry:

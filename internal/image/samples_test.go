@@ -16,6 +16,8 @@ import (
 	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
 	ipcdesc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
+	ipcmsg "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-msg"
+	ipcsem "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-sem"
 	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
@@ -302,6 +304,27 @@ func samples() []sample {
 			Size: u64(10000), InPagemaps: proto.Bool(true),
 		}), crit: `{"magic": "IPCNS_SHM", "entries": [{"desc": {"key": 305441741, "uid": 1000, "gid": 100, "cuid": 0, "cgid": 0,
 			"mode": 928, "id": 12345}, "size": 10000, "in_pagemaps": true}]}`},
+		// Each set's u16 values, padded to 8 bytes, follow its entry.
+		{kind: IpcSem, id: 4, recs: []record{
+			{complete(&ipcsem.IpcSemEntry{Desc: &ipcdesc.IpcDescEntry{Key: u32(0x1234abcd), Uid: u32(1000), Gid: u32(100),
+				Mode: u32(0o640), Id: u32(7)}, Nsems: u32(3)}), []byte{1, 0, 2, 0, 0xff, 0x7f, 0, 0}},
+			{complete(&ipcsem.IpcSemEntry{Desc: &ipcdesc.IpcDescEntry{Id: u32(32775), Mode: u32(0o600)}, Nsems: u32(4)}),
+				[]byte{0, 0, 1, 0, 0, 0, 9, 0}},
+		}, crit: `{"magic": "IPCNS_SEM", "entries": [
+			{"desc": {"key": 305441741, "uid": 1000, "gid": 100, "cuid": 0, "cgid": 0, "mode": 416, "id": 7}, "nsems": 3, "extra": [1, 2, 32767]},
+			{"desc": {"key": 0, "uid": 0, "gid": 0, "cuid": 0, "cgid": 0, "mode": 384, "id": 32775}, "nsems": 4, "extra": [0, 1, 0, 9]}]}`},
+		// Each queue's entry is followed by its qnum messages: an ipc_msg,
+		// then the text padded to 8 bytes.
+		{kind: IpcMsg, id: 4, recs: []record{
+			{complete(&ipcmsg.IpcMsgEntry{Desc: &ipcdesc.IpcDescEntry{Key: u32(0x4321), Mode: u32(0o666), Id: u32(2)},
+				Qbytes: u32(16384), Qnum: u32(2)}), nil},
+			{complete(&ipcmsg.IpcMsg{Mtype: u64(7), Msize: u32(6)}), []byte("hello\x00\x00\x00")},
+			{complete(&ipcmsg.IpcMsg{Mtype: u64(3), Msize: u32(9)}), []byte("123456789\x00\x00\x00\x00\x00\x00\x00")},
+			{complete(&ipcmsg.IpcMsgEntry{Desc: &ipcdesc.IpcDescEntry{Id: u32(3), Mode: u32(0o600)}, Qbytes: u32(100), Qnum: u32(0)}), nil},
+		}, crit: `{"magic": "IPCNS_MSG", "entries": [
+			{"desc": {"key": 17185, "uid": 0, "gid": 0, "cuid": 0, "cgid": 0, "mode": 438, "id": 2}, "qbytes": 16384, "qnum": 2,
+				"extra": [{"mtype": 7, "msize": 6}, "aGVsbG8A\n", {"mtype": 3, "msize": 9}, "MTIzNDU2Nzg5\n"]},
+			{"desc": {"key": 0, "uid": 0, "gid": 0, "cuid": 0, "cgid": 0, "mode": 384, "id": 3}, "qbytes": 100, "qnum": 0, "extra": []}]}`},
 		// cryo's own image: crit knows neither its magic nor its message,
 		// so it has no crit output to match (TestCritDecodesEveryKind).
 		{kind: FileStats, recs: []record{{msg: FileStat{ID: 3, UID: 65534, GID: 65534, MtimeSec: 1700000000,
@@ -319,7 +342,7 @@ func newMessage(k Kind) proto.Message {
 }
 
 // encode returns s as our Writer frames it.
-func encode(t *testing.T, s sample) []byte {
+func encode(t testing.TB, s sample) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	w, err := NewWriter(&b, s.kind, s.kind.FileName(s.id))

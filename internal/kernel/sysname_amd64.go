@@ -21,6 +21,8 @@ var sysNames = map[int]string{
 	unix.SYS_KCMP: "kcmp", unix.SYS_LSEEK: "lseek", unix.SYS_MADVISE: "madvise",
 	unix.SYS_MEMBARRIER: "membarrier", unix.SYS_MEMFD_CREATE: "memfd_create", unix.SYS_MKNODAT: "mknodat",
 	unix.SYS_MLOCK: "mlock", unix.SYS_MLOCK2: "mlock2", unix.SYS_MMAP: "mmap", unix.SYS_MPROTECT: "mprotect", unix.SYS_SHMAT: "shmat",
+	unix.SYS_SEMGET: "semget", unix.SYS_SEMCTL: "semctl", unix.SYS_MSGGET: "msgget", unix.SYS_MSGCTL: "msgctl",
+	unix.SYS_MSGSND: "msgsnd", unix.SYS_MSGRCV: "msgrcv", unix.SYS_SEMOP: "semop", unix.SYS_SEMTIMEDOP: "semtimedop",
 	unix.SYS_MREMAP: "mremap", unix.SYS_MUNMAP: "munmap", unix.SYS_NANOSLEEP: "nanosleep", unix.SYS_CLOCK_NANOSLEEP: "clock_nanosleep", unix.SYS_OPENAT: "openat",
 	unix.SYS_PIDFD_GETFD: "pidfd_getfd", unix.SYS_PIDFD_OPEN: "pidfd_open", unix.SYS_RT_SIGTIMEDWAIT: "rt_sigtimedwait",
 	unix.SYS_SCHED_GETSCHEDULER: "sched_getscheduler", unix.SYS_PERSONALITY: "personality", unix.SYS_PIPE2: "pipe2", unix.SYS_RECVMSG: "recvmsg", unix.SYS_SOCKETPAIR: "socketpair", unix.SYS_PRCTL: "prctl", unix.SYS_PTRACE: "ptrace",

@@ -37,6 +37,8 @@ func batchStop(code uint64) stop   { unreachable(); return stop{} }
 func setBatch(r *unix.PtraceRegs, pc, entries uint64, n int) { unreachable() }
 func batchLeft(r *unix.PtraceRegs) (entry, left uint64)      { unreachable(); return 0, 0 }
 
+func (t *Tracer) reissueSleeps() error { unreachable(); return nil }
+
 func setSyscall(r *unix.PtraceRegs, pc uint64, nr int, args []uint64) { unreachable() }
 func setCall(r *unix.PtraceRegs, fn, sp uint64, args []uint64)        { unreachable() }
 func result(r *unix.PtraceRegs) uint64                                { unreachable(); return 0 }

@@ -60,12 +60,13 @@ type Tracer struct {
 	deferred     map[int][]kernel.Siginfo // signals taken during injections and steps, re-sent at detach
 	children     map[int]*Tracer          // processes born of injections into this one
 	groupStop    unix.Signal              // the signal that had stopped the process when seized, 0 if it ran
+	stopped      map[int]time.Time        // when each seized thread stopped
 	left         bool                     // detached or killed
 }
 
 // newTracer returns a Tracer of pid that belongs to no session yet.
 func newTracer(pid, options int, born bool) *Tracer {
-	return &Tracer{pid: pid, options: options, born: born, deferred: map[int][]kernel.Siginfo{}, children: map[int]*Tracer{}}
+	return &Tracer{pid: pid, options: options, born: born, deferred: map[int][]kernel.Siginfo{}, children: map[int]*Tracer{}, stopped: map[int]time.Time{}}
 }
 
 // startSession starts a session whose first Tracer is t.
@@ -224,6 +225,7 @@ func (t *Tracer) seize() error {
 				t.groupStop = ws.StopSignal()
 			}
 			t.threads = append(t.threads, tid)
+			t.stopped[tid] = time.Now()
 		}
 	}
 	slices.Sort(t.threads)
@@ -372,6 +374,7 @@ func (t *Tracer) detach() error {
 	if t.scratch != 0 {
 		errs = append(errs, t.unmapScratch(t.threads[0]))
 	}
+	errs = append(errs, t.reissueSleeps())
 	for _, tid := range t.threads {
 		var sig unix.Signal
 		if d := t.deferred[tid]; len(d) > 0 {

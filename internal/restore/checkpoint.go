@@ -262,5 +262,10 @@ func (c *checkpoint) loadFiles() (err error) {
 			return imageErr("mapping at %#x refers to file %d, which files.img lacks", v.GetStart(), v.GetShmid())
 		}
 	}
-	return nil
+	return c.files.CheckMappingLocks(func(id uint32) bool {
+		return slices.ContainsFunc(c.mm.Vmas, func(v *vma.VmaEntry) bool {
+			st := v.GetStatus()
+			return st&(image.VMAFilePrivate|image.VMAFileShared) != 0 && st&image.VMAAreaMemfd == 0 && v.GetShmid() == uint64(id)
+		})
+	})
 }

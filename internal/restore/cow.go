@@ -16,31 +16,39 @@ import (
 
 // A child is cloned from its parent once the parent's memory is made, and
 // so is born with it, shared copy-on-write. It keeps what it may have
-// shared with its parent before the dump: its private anonymous VMAs that
-// lie within one of its parent's of the same kind (inherits). Of their
-// pages, it keeps each whose contents in its image are the same as in its
-// parent's, still shared, and gets the others written, or dropped where
-// its image has none: its memory is its image's, as if made afresh, but
-// for the pages it shares. The images are compared, not the memory:
-// reading it would cost more, and process_vm_readv would copy the pages
-// it reads (it pins them).
+// shared with its parent before the dump: its private VMAs, anonymous or
+// mapping a file, that lie within one of its parent's of the same kind
+// (inherits). Of their pages, it keeps each whose contents in its image
+// are the same as in its parent's, still shared, and gets the others
+// written, or dropped where its image has none (a file's page reads from
+// the file again): its memory is its image's, as if made afresh, but for
+// the pages it shares. The images are compared, not the memory: reading
+// it would cost more, and process_vm_readv would copy the pages it reads
+// (it pins them).
 
-// anonPrivate reports whether v is private anonymous memory, the heap and
-// the stack included: what a child inherits from its parent copy-on-write.
-func anonPrivate(v *vma.VmaEntry) bool {
+// cowPrivate reports whether v is private memory that a child inherits
+// from its parent copy-on-write: anonymous, the heap and the stack
+// included, or a file's private mapping.
+func cowPrivate(v *vma.VmaEntry) bool {
 	st := v.GetStatus() &^ (image.VMAAreaHeap | image.VMAAreaStack)
-	return st == image.VMAAreaRegular|image.VMAAnonPrivate && v.GetFlags()&unix.MAP_TYPE == unix.MAP_PRIVATE
+	return (st == image.VMAAreaRegular|image.VMAAnonPrivate || st == image.VMAAreaRegular|image.VMAFilePrivate) &&
+		v.GetFlags()&unix.MAP_TYPE == unix.MAP_PRIVATE
 }
 
 // inherits reports whether the child's VMA v is made by keeping the
 // mapping it was born with: its parent's VMA p, which the restore made
 // before the child was cloned, covers it and is of the same kind, with
 // the same flags and, while the restore writes, protection (protect sets
-// the child's own; nothing before it set madvise flags in the parent).
+// the child's own; nothing before it set madvise flags in the parent), and
+// maps the same file at the same offsets.
 func inherits(v, p *vma.VmaEntry, writable func(*vma.VmaEntry) uint32) bool {
-	return anonPrivate(v) && anonPrivate(p) && p.GetStart() <= v.GetStart() && v.GetEnd() <= p.GetEnd() &&
+	same := cowPrivate(v) && p.GetStart() <= v.GetStart() && v.GetEnd() <= p.GetEnd() &&
 		v.GetStatus() == p.GetStatus() && v.GetFlags()&^unix.MAP_LOCKED == p.GetFlags()&^unix.MAP_LOCKED &&
 		writable(v) == writable(p)
+	if !same || v.GetStatus()&image.VMAFilePrivate == 0 {
+		return same
+	}
+	return v.GetShmid() == p.GetShmid() && v.GetPgoff()-p.GetPgoff() == v.GetStart()-p.GetStart()
 }
 
 // findInherited sets the VMAs the process keeps from its parent, nil for

@@ -65,33 +65,44 @@ func TestChanged(t *testing.T) {
 }
 
 func TestInherits(t *testing.T) {
-	anon := uint32(image.VMAAreaRegular | image.VMAAnonPrivate)
+	anon, file := uint32(image.VMAAreaRegular|image.VMAAnonPrivate), uint32(image.VMAAreaRegular|image.VMAFilePrivate)
 	v := func(start, end uint64, prot, flags, status uint32) *vma.VmaEntry {
 		return &vma.VmaEntry{Start: proto.Uint64(start), End: proto.Uint64(end), Prot: proto.Uint32(prot),
-			Flags: proto.Uint32(flags), Status: proto.Uint32(status)}
+			Flags: proto.Uint32(flags), Status: proto.Uint32(status), Shmid: proto.Uint64(0), Pgoff: proto.Uint64(0)}
+	}
+	// f maps file id at offset pgoff.
+	f := func(start, end, id, pgoff uint64) *vma.VmaEntry {
+		e := v(start, end, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE, file)
+		e.Shmid, e.Pgoff = proto.Uint64(id), proto.Uint64(pgoff)
+		return e
 	}
 	rw, priv := uint32(unix.PROT_READ|unix.PROT_WRITE), uint32(unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	parent := v(0x1000, 0x9000, rw, priv, anon)
+	anonParent, fileParent := v(0x1000, 0x9000, rw, priv, anon), f(0x1000, 0x9000, 7, 0x10000)
 	r := &restorer{}
 	tests := []struct {
-		name  string
-		child *vma.VmaEntry
-		want  bool
+		name          string
+		child, parent *vma.VmaEntry
+		want          bool
 	}{
-		{"same", v(0x1000, 0x9000, rw, priv, anon), true},
-		{"inside", v(0x2000, 0x3000, rw, priv, anon), true},
-		{"read-only after the fork", v(0x2000, 0x3000, unix.PROT_READ, priv, anon), true},
-		{"locked", v(0x2000, 0x3000, rw, priv|unix.MAP_LOCKED, anon), true},
-		{"executable", v(0x2000, 0x3000, rw|unix.PROT_EXEC, priv, anon), false},
-		{"past the end", v(0x8000, 0xa000, rw, priv, anon), false},
-		{"grows down", v(0x2000, 0x3000, rw, priv|unix.MAP_GROWSDOWN, anon), false},
-		{"heap", v(0x2000, 0x3000, rw, priv, anon|image.VMAAreaHeap), false},
-		{"shared", v(0x2000, 0x3000, rw, unix.MAP_SHARED|unix.MAP_ANONYMOUS, image.VMAAreaRegular|image.VMAAnonShared), false},
-		{"file", v(0x2000, 0x3000, rw, unix.MAP_PRIVATE, image.VMAAreaRegular|image.VMAFilePrivate), false},
+		{"same", v(0x1000, 0x9000, rw, priv, anon), anonParent, true},
+		{"inside", v(0x2000, 0x3000, rw, priv, anon), anonParent, true},
+		{"read-only after the fork", v(0x2000, 0x3000, unix.PROT_READ, priv, anon), anonParent, true},
+		{"locked", v(0x2000, 0x3000, rw, priv|unix.MAP_LOCKED, anon), anonParent, true},
+		{"executable", v(0x2000, 0x3000, rw|unix.PROT_EXEC, priv, anon), anonParent, false},
+		{"past the end", v(0x8000, 0xa000, rw, priv, anon), anonParent, false},
+		{"grows down", v(0x2000, 0x3000, rw, priv|unix.MAP_GROWSDOWN, anon), anonParent, false},
+		{"heap", v(0x2000, 0x3000, rw, priv, anon|image.VMAAreaHeap), anonParent, false},
+		{"shared", v(0x2000, 0x3000, rw, unix.MAP_SHARED|unix.MAP_ANONYMOUS, image.VMAAreaRegular|image.VMAAnonShared), anonParent, false},
+		{"file in anonymous memory", f(0x2000, 0x3000, 7, 0x11000), anonParent, false},
+		{"the same file", f(0x1000, 0x9000, 7, 0x10000), fileParent, true},
+		{"the same file, inside", f(0x2000, 0x3000, 7, 0x11000), fileParent, true},
+		{"another file", f(0x2000, 0x3000, 8, 0x11000), fileParent, false},
+		{"another offset", f(0x2000, 0x3000, 7, 0x12000), fileParent, false},
+		{"anonymous in a file mapping", v(0x2000, 0x3000, rw, priv, anon), fileParent, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := inherits(tt.child, parent, r.writableProt); got != tt.want {
+			if got := inherits(tt.child, tt.parent, r.writableProt); got != tt.want {
 				t.Errorf("inherits = %v, want %v", got, tt.want)
 			}
 		})

@@ -25,6 +25,9 @@ var (
 	// ErrSysvShmDenied means a process may not attach a System V shared
 	// memory segment that is still there with its restored credentials.
 	ErrSysvShmDenied = errors.New("no permission to attach System V shared memory")
+	// ErrSysvIPCTaken means the id or key of a System V semaphore set or
+	// message queue of the checkpoint is another object's now.
+	ErrSysvIPCTaken = errors.New("id or key of System V IPC object taken")
 	// ErrInjected is the failure of a step that Options.FailAt names.
 	ErrInjected = errors.New("injected failure")
 )

@@ -604,3 +604,94 @@ func TestRestoreTCPHalfClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreTCPPeerClosed restores a connection whose peer, outside the
+// checkpoint, had shut it down for writing before the dump, with data
+// the subject had not read (CLOSE_WAIT): the peer's FIN does not come
+// again, so the restore crafts it. The subject reads the data, then the
+// end of the stream, and what it writes after reaches the peer, then its
+// FIN. In LAST_ACK the subject had done so before the dump, but a lock
+// the test holds dropped its data and FIN: they come after the restore.
+func TestRestoreTCPPeerClosed(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct {
+		name, family, addr string
+		lastAck            bool
+	}{
+		{"CLOSE_WAIT", "tcp4", "127.0.0.1:0", false},
+		{"CLOSE_WAIT IPv6", "tcp6", "[::1]:0", false},
+		{"LAST_ACK", "tcp4", "127.0.0.1:0", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unlockKeptAtCleanup(t)
+			l, err := net.Listen(tc.family, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			s := startInet(t, fmt.Sprintf("%s:%d:quiet:eof", tc.family, l.Addr().(*net.TCPAddr).Port))
+			peer, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			if _, err := peer.Write([]byte("before|")); err != nil {
+				t.Fatal(err)
+			}
+			if err := peer.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			s.WaitTicks(t, 2)
+			got := func() []string {
+				var got []string
+				for _, l := range strings.Split(s.Output(), "\n") {
+					if f := strings.Fields(l); len(f) == 3 && f[0] == "got" {
+						got = append(got, f[2])
+					}
+				}
+				return got
+			}
+			want, state := []string{"before|", "EOF"}, uint32(8)
+			var lock *netlock.Lock
+			if tc.lastAck {
+				lock, err = netlock.Take("test-last-ack", []netlock.Conn{{
+					Local:  peer.RemoteAddr().(*net.TCPAddr).AddrPort(),
+					Remote: peer.LocalAddr().(*net.TCPAddr).AddrPort(),
+				}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+					t.Fatal(err)
+				}
+				for deadline := time.Now().Add(5 * time.Second); !slices.Equal(got(), want); time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the subject read %q, want %q", got(), want)
+					}
+				}
+				state = 9
+			}
+			c := dumpAndReap(t, s)
+			if e := dumpedFiles(t, c)[int(s.ReadyUint(t, tc.family))].GetIsk(); e.GetState() != state {
+				t.Fatalf("dumped in state %d, want %d", e.GetState(), state)
+			}
+			if lock != nil {
+				// Still locked by the dump's.
+				if err := lock.Release(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			restoreSubject(t, s, c, restore.Options{})
+			if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			peer.SetDeadline(time.Now().Add(20 * time.Second))
+			if data, err := io.ReadAll(peer); string(data) != "echo:before|bye|" || err != nil {
+				t.Errorf("the peer read %q, %v; want %q, then the end of the stream", data, err, "echo:before|bye|")
+			}
+			if !slices.Equal(got(), want) {
+				t.Errorf("the subject read %q, want %q", got(), want)
+			}
+		})
+	}
+}

@@ -24,14 +24,15 @@ import (
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// startLocks starts test/subjects/locks.c in a directory of its own.
-func startLocks(t *testing.T) (*subject, string) {
+// startLocks starts test/subjects/locks.c in a directory of its own, with
+// args after it.
+func startLocks(t *testing.T, args ...string) (*subject, string) {
 	t.Helper()
 	dir, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), dir)}, dir
+	return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), append([]string{dir}, args...)...)}, dir
 }
 
 // openIn opens a file of the subject's directory in the test process.
@@ -209,6 +210,38 @@ func TestLockHolder(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin)
 }
 
+// TestRestoreMappingLock restores a process holding an flock through a
+// shared mapping only, its descriptor closed, as the JVM holds its
+// hsperfdata file: the restored process holds it again, through no
+// descriptor, and another process cannot take it.
+func TestRestoreMappingLock(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, dir := startLocks(t, "mapped")
+	path := filepath.Join(dir, "mapped")
+	held := func(when string) {
+		t.Helper()
+		fd := openIn(t, dir, "mapped")
+		if err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Errorf("%s: flock of %s: %v, want EWOULDBLOCK", when, path, err)
+		}
+		unix.Close(fd)
+	}
+	held("before the dump")
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{}) // the state oracle compares its locks
+	held("after the restore")
+	fds, err := proc.ReadFds(s.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if l, _ := os.Readlink(proc.Path(s.Pid, fmt.Sprintf("fd/%d", fd))); l == path {
+			t.Errorf("the restored process has %s open as fd %d", path, fd)
+		}
+	}
+	s.WaitTicks(t, 3)
+}
+
 // TestRestoreLockHeldElsewhere takes, in the test process, a lock that
 // conflicts with one of the checkpoint between dump and restore: the
 // restore fails naming the test process as the holder and leaves nothing
@@ -277,6 +310,18 @@ func TestRestoreBadLockImages(t *testing.T) {
 	if len(locks) != 5 {
 		t.Fatalf("%d locks in the images, want 5", len(locks))
 	}
+	// A file the process has open and does not map.
+	var unmapped int32
+	for id, f := range c.im.files {
+		if strings.HasSuffix(f.GetReg().GetName(), "/posix") {
+			unmapped = int32(id)
+		}
+	}
+	mappingLock := func(fd int32) func(l *filelock.FileLockEntry) {
+		return func(l *filelock.FileLockEntry) {
+			l.Flag, l.Start, l.Len, l.Fd = proto.Uint32(2), proto.Int64(0), proto.Int64(0), proto.Int32(fd)
+		}
+	}
 	for _, tc := range []struct {
 		name string
 		edit func(l *filelock.FileLockEntry)
@@ -290,6 +335,9 @@ func TestRestoreBadLockImages(t *testing.T) {
 		{"negative start", func(l *filelock.FileLockEntry) { l.Start = proto.Int64(-1) }, false, "of range -1+"},
 		{"range past the largest offset", func(l *filelock.FileLockEntry) { l.Start, l.Len = proto.Int64(10), proto.Int64(math.MaxInt64) }, false, "of range 10+"},
 		{"no such descriptor", func(l *filelock.FileLockEntry) { l.Fd = proto.Int32(999) }, false, "fd 999, which the process does not have"},
+		{"mapping of no file", mappingLock(-999), false, "the mapping of file 999, not a file whose mapping may hold it"},
+		{"posix lock of a mapping", func(l *filelock.FileLockEntry) { l.Fd = proto.Int32(-unmapped) }, false, "not a file whose mapping may hold it"},
+		{"mapping of a file not mapped", mappingLock(-unmapped), false, "a file the process does not map"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)

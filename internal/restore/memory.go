@@ -140,6 +140,10 @@ func (r *restorer) mapVMAs() error {
 					return fmt.Errorf("open mapped file %s: %w", f.GetName(), err)
 				}
 				fds[id] = n
+				// A lock that only the mapping held (files/lock.go).
+				if err := r.files.TakeMappingLocks(uint32(id), n); err != nil {
+					return fmt.Errorf("map VMA %#x-%#x: %w", start, start+length, err)
+				}
 			}
 			fd = fds[id]
 		}

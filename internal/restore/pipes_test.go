@@ -1,14 +1,21 @@
 package restore_test
 
 import (
+	"bufio"
+	"context"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -83,5 +90,78 @@ func TestRestorePipes(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"fifo"}) {
 		t.Errorf("the subject's directory holds %v after the restore, want only its FIFO", names)
+	}
+}
+
+// TestRestoreOutsidePipes checkpoints cat, whose standard input and output
+// are pipes whose other ends the test holds, outside the checkpoint, with
+// a line cat wrote that the test has not read yet: the restored cat reads
+// and writes the same pipes (not new ones whose other end nobody holds,
+// where its first write would kill it with SIGPIPE), and the line waiting
+// in its output comes once, not again.
+func TestRestoreOutsidePipes(t *testing.T) {
+	testutil.RequireRoot(t)
+	inR, stdin, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	defer stdout.Close()
+	// The pipes stay the test's after cat's end: Wait would close those
+	// StdinPipe and StdoutPipe make.
+	cmd := exec.Command("/bin/cat")
+	cmd.Stdin, cmd.Stdout = inR, outW
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	testutil.KillPidsAtCleanup(t, pid)
+	r := bufio.NewReader(stdout)
+	if _, err := io.WriteString(stdin, "before\n"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := r.ReadString('\n'); l != "before\n" {
+		t.Fatalf("cat wrote %q, %v; want %q", l, err, "before\n")
+	}
+	if _, err := io.WriteString(stdin, "waiting\n"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(5 * time.Millisecond) {
+		if n, err := unix.IoctlGetInt(int(stdout.Fd()), unix.SIOCINQ); err == nil && n == len("waiting\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cat did not write the second line")
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "images")
+	log, buf := newLog()
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: pid, Dir: dir, Log: log}); err != nil {
+		t.Fatalf("dump: %v\nlog:\n%s", err, buf)
+	}
+	cmd.Wait()
+	if _, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log}); err != nil {
+		t.Fatalf("restore: %v\nlog:\n%s", err, buf)
+	}
+	if _, err := io.WriteString(stdin, "after\n"); err != nil {
+		t.Fatal(err)
+	}
+	stdout.SetReadDeadline(time.Now().Add(testutil.SubjectTimeout))
+	for _, want := range []string{"waiting\n", "after\n"} {
+		if l, err := r.ReadString('\n'); l != want {
+			t.Fatalf("the restored cat wrote %q, %v; want %q\nlog:\n%s", l, err, want, buf)
+		}
+	}
+	stdin.Close()
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil || !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("the restored cat: %v, %v; want it to exit 0 at the end of its input", ws, err)
 	}
 }

@@ -126,6 +126,7 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 		}
 		t.built.reap(t.log)
 		t.removeSysvShm()
+		t.removeSysvIPC()
 		if t.rootPid != 0 {
 			return nil, fmt.Errorf("restore pid %d: %w", t.rootPid, err)
 		}
@@ -165,11 +166,17 @@ func (t *tree) run(ctx context.Context) error {
 					if err := t.prepareSysvShm(); err != nil {
 						return err
 					}
+					if err := t.prepareSysvIPC(); err != nil {
+						return err
+					}
 				}
 				if err := t.eachOf(gens[g], (*restorer).mapVMAs); err != nil {
 					return err
 				}
 				if g == len(gens)-1 {
+					if err := t.fillSysvIPC(); err != nil {
+						return err
+					}
 					return t.destroySysvShm()
 				}
 				return nil
@@ -180,7 +187,12 @@ func (t *tree) run(ctx context.Context) error {
 	tail := []steps.Step{
 		{Name: "protect", Run: t.each((*restorer).protect)},
 		{Name: "mm", Run: t.each((*restorer).setMM)},
-		{Name: "files", Run: t.each((*restorer).openFiles)},
+		{Name: "files", Run: func() error {
+			if err := t.each((*restorer).openFiles)(); err != nil {
+				return err
+			}
+			return t.shared.PtysOpened()
+		}},
 		{Name: "fs", Run: t.each((*restorer).restoreFS)},
 		{Name: "task", Run: t.each((*restorer).restoreTask)},
 		{Name: "threads", Run: t.each(func(r *restorer) error {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
@@ -244,20 +243,10 @@ func (t *tree) createSysvShm(s *sysvSegment) (err error) {
 	return nil
 }
 
-// resetShmNextID leaves shm_next_id at -1: a segment that could not be
-// made left the id chosen for the next, which a segment made and removed
-// at once takes.
+// resetShmNextID leaves shm_next_id at -1 (resetNextID).
 func resetShmNextID() error {
-	b, err := os.ReadFile(shmNextID)
-	if err != nil || strings.TrimSpace(string(b)) == "-1" {
-		return err
-	}
-	id, err := unix.SysvShmGet(unix.IPC_PRIVATE, 1, unix.IPC_CREAT|0o600)
-	if err != nil {
-		return err
-	}
-	_, err = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
-	return err
+	return resetNextID(shmNextID, func(key, flags int) (int, error) { return unix.SysvShmGet(key, 1, flags) },
+		func(id int) error { _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); return err })
 }
 
 // sysvHolder names the segment that holds s's key, or the slot of its

@@ -45,6 +45,10 @@ type tree struct {
 	// of sysvOrder.
 	sysv      map[uint64]*sysvSegment
 	sysvOrder []uint64
+	// sysvSem and sysvMsg are the System V semaphore sets and message
+	// queues of the checkpoint (sysvipc.go).
+	sysvSem []*sysvSemSet
+	sysvMsg []*sysvQueue
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	// compare are writeKept's buffers.
@@ -200,6 +204,9 @@ func (t *tree) load() error {
 	if err := t.loadSysvShm(); err != nil {
 		return err
 	}
+	if err := t.loadSysvIPC(); err != nil {
+		return err
+	}
 	// A pidfd is made again only of a process the restore brings back,
 	// never of one outside the tree.
 	members := maps.Clone(live)
@@ -208,7 +215,7 @@ func (t *tree) load() error {
 	}
 	for _, r := range t.procs {
 		for _, fd := range r.c.files.Fds {
-			if p := r.c.files.Files[fd.GetId()].GetPidfd(); p != nil && !members[uint32(p.GetNspid())] {
+			if p := r.c.files.Files[fd.GetId()].GetPidfd(); p != nil && p.GetNspid() != -1 && !members[uint32(p.GetNspid())] {
 				return t.named(r.pid, imageErr("fd %d: a pidfd of pid %d, which is not a process of the checkpoint", fd.GetFd(), p.GetNspid()))
 			}
 		}
@@ -274,6 +281,9 @@ func (t *tree) cloneGeneration(gen []*pstree.PstreeEntry, last bool) error {
 		}
 		if r := t.proc(pid); r != nil {
 			r.born(tr)
+			if err := r.files.SessionTerminal(); err != nil {
+				return t.named(pid, err)
+			}
 		}
 		for _, z := range t.zombies {
 			if int(z.entry.GetPid()) == pid {
@@ -287,6 +297,11 @@ func (t *tree) cloneGeneration(gen []*pstree.PstreeEntry, last bool) error {
 	for _, e := range t.entries {
 		if err := t.joinGroup(t.tracer(int(e.GetPid())), e); err != nil {
 			return t.named(int(e.GetPid()), err)
+		}
+	}
+	for _, r := range t.procs {
+		if err := r.files.SessionForeground(); err != nil {
+			return t.named(r.pid, err)
 		}
 	}
 	// The helpers last: a zombie may be in a group a helper made.

@@ -25,13 +25,15 @@ import (
 // With a child that inherited the descriptors (in a session of its own),
 // the child's are the same open file descriptions again; with a child
 // that made the raw pair the controlling terminal of a session of its
-// own, it is again. Shuffled, /dev/tty comes before the pair it is made
+// own, it is again; with a child that stayed in the session, whose
+// controlling terminal is the canonical pair, it takes it again from its
+// parent, the session's leader. Shuffled, /dev/tty comes before the pair it is made
 // with and each slave before its master, between holes, so that the
 // restore moves them about; the raw pair is locked and its slave
 // exclusive, set once /dev/tty is open again.
 func TestRestorePty(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, mode := range []string{"", "child", "ctty-child", "shuffled"} {
+	for _, mode := range []string{"", "child", "session-child", "ctty-child", "shuffled"} {
 		t.Run("mode="+mode, func(t *testing.T) { testRestorePty(t, mode) })
 	}
 }
@@ -63,8 +65,15 @@ func testRestorePty(t *testing.T, mode string) {
 		}
 		return st.Rdev
 	}
-	if mode == "ctty-child" && controllingTerminal(t, cpid) != rawSlave() {
-		t.Fatalf("the child's controlling terminal is %#x, want the raw pair's slave %#x", controllingTerminal(t, cpid), rawSlave())
+	slave := map[string]func() uint64{"ctty-child": rawSlave, "session-child": func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", s.Pid, s.ReadyUint(t, "cs")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Rdev
+	}}[mode]
+	if slave != nil && controllingTerminal(t, cpid) != slave() {
+		t.Fatalf("the child's controlling terminal is %#x, want %#x", controllingTerminal(t, cpid), slave())
 	}
 	c := dumpAndReap(t, s)
 	if cpid != 0 {
@@ -73,8 +82,8 @@ func testRestorePty(t *testing.T, mode string) {
 		}
 	}
 	_, log := restoreSubject(t, s, c, restore.Options{})
-	if mode == "ctty-child" && controllingTerminal(t, cpid) != rawSlave() {
-		t.Errorf("the restored child's controlling terminal is %#x, want the raw pair's slave %#x\nlog:\n%s", controllingTerminal(t, cpid), rawSlave(), log)
+	if slave != nil && controllingTerminal(t, cpid) != slave() {
+		t.Errorf("the restored child's controlling terminal is %#x, want %#x\nlog:\n%s", controllingTerminal(t, cpid), slave(), log)
 	}
 	for _, k := range []string{"cm", "cs", "tty", "rm", "rs"} {
 		if !child {

@@ -80,3 +80,22 @@ func ReadCheckpoint(t testing.TB, dir string, pid int) *Checkpoint {
 		c.Pages = append(c.Pages, e)
 	}
 }
+
+// DumpedPids lists the processes of the checkpoint in dir, the root
+// first.
+func DumpedPids(t testing.TB, dir string) []int {
+	t.Helper()
+	d, err := image.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range tree {
+		out = append(out, int(e.GetPid()))
+	}
+	return out
+}

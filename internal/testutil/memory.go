@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,11 +41,13 @@ func Pss(t testing.TB, pids []int) int {
 }
 
 // StartCow starts test/subjects/cow.c with mib mebibytes shared by the
-// parent and readers+1 children, and returns it and the pids of the tree,
-// the parent first, which are killed and reaped when the test ends.
+// parent and readers+1 children, and a file of its own mapped privately,
+// and returns it and the pids of the tree, the parent first, which are
+// killed and reaped when the test ends.
 func StartCow(t testing.TB, mib, readers int) (*Subject, []int) {
 	t.Helper()
-	s := StartSubject(t, BuildC(t, "cow.c"), strconv.Itoa(mib), strconv.Itoa(readers))
+	file := filepath.Join(t.TempDir(), "cow.dat")
+	s := StartSubject(t, BuildC(t, "cow.c"), strconv.Itoa(mib), strconv.Itoa(readers), file)
 	pids := []int{s.Pid}
 	for _, k := range strings.Split(s.Ready["children"], ",") {
 		pid, err := strconv.Atoi(k)

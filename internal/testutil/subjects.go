@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,6 +350,26 @@ func (s *Subject) WaitTicks(t testing.TB, n int) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("subject %d printed %d ticks in %v, want %d:\n%s", s.Pid, got-(want-n), SubjectTimeout, n, tail(s.Output()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// WaitLine waits until the subject has printed the line line, failing the
+// test if it prints FAIL, ends, or takes longer than SubjectTimeout.
+func (s *Subject) WaitLine(t testing.TB, line string) {
+	t.Helper()
+	deadline := time.Now().Add(SubjectTimeout)
+	for {
+		lines := s.lines()
+		if l := s.failed(lines); l != "" {
+			t.Fatalf("subject %d: %s\n%s", s.Pid, l, tail(s.Output()))
+		}
+		if slices.Contains(lines, line) {
+			return
+		}
+		if !s.Alive() || time.Now().After(deadline) {
+			t.Fatalf("subject %d (alive: %v) did not print %q in %v:\n%s", s.Pid, s.Alive(), line, SubjectTimeout, tail(s.Output()))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -10,8 +10,10 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -588,4 +590,82 @@ func BenchmarkScale(b *testing.B) {
 			b.ReportMetric(restore.Seconds()/setup.Seconds(), "restore-x-setup")
 		})
 	}
+}
+
+// BenchmarkConns dumps and restores test/subjects/scale.c holding 10,000
+// established TCP connections whose peers are the benchmark's, outside the
+// checkpoint: a --leave-running dump (its frozen time), then a dump that
+// kills the subject, and the restore, after which every peer finds its
+// connection still there (no reset, no end of stream). The baseline is
+// what opening the connections took the subject, in the same run.
+func BenchmarkConns(b *testing.B) {
+	testutil.RequireRoot(b)
+	cryo := testutil.BuildGo(b, "./cmd/cryo")
+	subject := testutil.BuildC(b, "scale.c", "-pthread")
+	const count = 10000
+	var dump, restore, frozen, setup time.Duration
+	for b.Loop() {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		accepted := make(chan []net.Conn, 1)
+		go func() {
+			var peers []net.Conn
+			for len(peers) < count {
+				c, err := l.Accept()
+				if err != nil {
+					break
+				}
+				peers = append(peers, c)
+			}
+			accepted <- peers
+		}()
+		s := testutil.StartSubject(b, subject, "conns", strconv.Itoa(count), strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+		ns, err := strconv.ParseInt(s.Ready["setup_ns"], 10, 64)
+		if err != nil {
+			b.Fatalf("subject's ready line: %v", err)
+		}
+		setup += time.Duration(ns)
+		peers := <-accepted
+		l.Close()
+		if len(peers) != count {
+			b.Fatalf("accepted %d connections, want %d", len(peers), count)
+		}
+		dir := b.TempDir()
+		_, _, out := run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", filepath.Join(dir, "live"), "--leave-running")
+		frozen += logged(b, out, "frozen")
+		s.WaitTicks(b, 1)
+		images := filepath.Join(dir, "images")
+		_, _, out = run(b, cryo, "dump", "-t", strconv.Itoa(s.Pid), "-D", images)
+		dump += logged(b, out, "total")
+		s.ReapDumped(b)
+		_, _, out = run(b, cryo, "restore", "-D", images, "-d")
+		restore += logged(b, out, "took")
+		s.Restored()
+		s.WaitTicks(b, 2)
+		for i, c := range peers {
+			// Each sent its index, which its peer reads now; then nothing.
+			if i%100 == 0 {
+				idx := make([]byte, 8)
+				c.SetReadDeadline(time.Now().Add(time.Second))
+				if _, err := io.ReadFull(c, idx); err != nil {
+					b.Fatalf("peer %d: read the index: %v", i, err)
+				}
+				c.SetReadDeadline(time.Now().Add(time.Millisecond))
+				if _, err := c.Read(idx); !errors.Is(err, os.ErrDeadlineExceeded) {
+					b.Fatalf("peer %d: %v, want nothing more to read", i, err)
+				}
+			}
+			c.Close()
+		}
+		s.Kill()
+	}
+	n := time.Duration(b.N)
+	b.ReportMetric(float64(frozen/n)/1e6, "frozen-ms")
+	b.ReportMetric(float64(dump/n)/1e6, "dump-ms")
+	b.ReportMetric(float64(restore/n)/1e6, "restore-ms")
+	b.ReportMetric(float64(setup/n)/1e6, "setup-ms")
+	b.ReportMetric(dump.Seconds()/setup.Seconds(), "dump-x-setup")
+	b.ReportMetric(restore.Seconds()/setup.Seconds(), "restore-x-setup")
 }

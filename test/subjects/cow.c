@@ -8,7 +8,10 @@
 // fills the untouched region. It prints "ready parent=PID children=PID,PID,..."
 // and then, every tick, checks its memory, asks each child to check its
 // own (through a pipe each, answered on one shared pipe), and prints
-// "tick N ... ok" once all have answered. A check reads a word of
+// "tick N ... ok" once all have answered. With a third argument, a
+// path, it also creates a file there of FILE_MIB mebibytes, maps it
+// privately and fills the mapping before the forks (private copies of
+// the file's pages, which the children share). A check reads a word of
 // every page, another each tick. Each process expects exactly what it
 // wrote or inherited: the children see neither the parent's late writes
 // (they see the first pattern) nor its late-filled region (zeros), the
@@ -16,6 +19,7 @@
 // is; the writer sees its own writes, the readers not. A check that fails
 // prints "FAIL ..." and exits.
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,11 +33,12 @@
 #include "subject.h"
 
 #define MIB (1UL << 20)
+#define FILE_MIB 32
 #define MAXKIDS 64
 
 enum role { PARENT, READER, WRITER };
 
-static uint64_t *mem, *late, *wipe, *dontfork;
+static uint64_t *mem, *late, *wipe, *dontfork, *fmap;
 static size_t n; // words of mem
 
 static uint64_t first(size_t i) { return i * 0x9e3779b97f4a7c15ull + 1; }
@@ -70,6 +75,10 @@ static void check(enum role role, int who, size_t off) {
 		if (role == PARENT && dontfork[i] != writers(i))
 			fail("parent: MADV_DONTFORK region word %zu is %#llx", i, (unsigned long long)dontfork[i]);
 	}
+	for (size_t i = off; fmap && i < FILE_MIB * MIB / 8; i += perPage)
+		if (fmap[i] != first(i))
+			fail("process %d (role %d): file mapping word %zu is %#llx, want %#llx", who, role, i,
+			     (unsigned long long)fmap[i], (unsigned long long)first(i));
 	if (role != PARENT && msync(dontfork, MIB, MS_ASYNC) == 0)
 		fail("process %d: the parent's MADV_DONTFORK region is mapped", who);
 }
@@ -85,7 +94,7 @@ int main(int argc, char **argv) {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 64;
 	int readers = argc > 2 ? atoi(argv[2]) : 8;
 	if (mib < 2 || readers < 0 || readers + 1 > MAXKIDS)
-		fail("usage: cow MIB READERS (MIB >= 2, READERS < %d)", MAXKIDS);
+		fail("usage: cow MIB READERS [FILE] (MIB >= 2, READERS < %d)", MAXKIDS);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	n = mib * MIB / 8;
 	mem = region(mib * MIB);
@@ -100,6 +109,17 @@ int main(int argc, char **argv) {
 	}
 	if (madvise(wipe, MIB, MADV_WIPEONFORK) != 0 || madvise(dontfork, MIB, MADV_DONTFORK) != 0)
 		fail("madvise: %m");
+	if (argc > 3) {
+		int fd = open(argv[3], O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || ftruncate(fd, FILE_MIB * MIB) != 0)
+			fail("create %s: %m", argv[3]);
+		fmap = mmap(NULL, FILE_MIB * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+		if (fmap == MAP_FAILED)
+			fail("mmap %s: %m", argv[3]);
+		close(fd);
+		for (size_t i = 0; i < FILE_MIB * MIB / 8; i++)
+			fmap[i] = first(i);
+	}
 	int answers[2];
 	if (pipe(answers) != 0)
 		fail("pipe: %m");

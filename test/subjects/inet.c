@@ -19,7 +19,13 @@
 //                     that a peer that does not read leaves them queued;
 //                     tcp4:PORT:quiet writes nothing, tcp4:PORT:shut then
 //                     shuts the connection down for writing (and does not
-//                     answer what it reads)
+//                     answer what it reads); tcp4:PORT:eof takes the end
+//                     of the stream for a last read: it says "got NAME
+//                     EOF", writes "bye|" (unless shut), shuts the
+//                     connection down for writing and reads no more
+//                     (any other end of the stream fails);
+//                     tcp4:PORT:noread shuts it down for reading (a dump
+//                     refuses it)
 //   raw               a raw ICMP socket (a dump refuses it)
 //   drop              not a socket: once the sockets before it are set up,
 //                     the subject becomes uid and gid 65534 (nobody), all
@@ -67,6 +73,7 @@ struct sock {
 	int port;
 	long sent;
 	int shut;
+	int eof;
 };
 
 static volatile sig_atomic_t serving;
@@ -169,6 +176,9 @@ static void setup(struct sock *s, const char *arg) {
 				fail("write: %s", strerror(errno));
 			s->sent += w;
 		}
+		s->eof = strstr(colon, ":eof") != NULL;
+		if (strstr(colon, ":noread") && shutdown(s->fd, SHUT_RD) < 0)
+			fail("shutdown: %s", strerror(errno));
 		if (strstr(colon, ":shut")) {
 			s->shut = 1;
 			if (shutdown(s->fd, SHUT_WR) < 0)
@@ -252,6 +262,13 @@ static void serve(struct sock *s) {
 		n = read(s->fd, buf, sizeof buf);
 		if (n < 0 && errno == EAGAIN)
 			return;
+		if (n == 0 && s->eof) {
+			got(s, "EOF", 3);
+			if (!s->shut && (write(s->fd, "bye|", 4) != 4 || shutdown(s->fd, SHUT_WR) < 0))
+				fail("write %s: %s", s->name, strerror(errno));
+			s->kind = RAW;
+			return;
+		}
 		if (n <= 0)
 			fail("read %s: %zd %s", s->name, n, n < 0 ? strerror(errno) : "end of stream");
 		got(s, buf, n);

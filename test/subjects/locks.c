@@ -7,10 +7,14 @@
 //   flock    an exclusive flock
 //   shared   a shared flock
 //
-// Usage: locks DIR [lease|mapped]
-//   lease    also hold a read lease (F_SETLEASE) on DIR/lease
-//   mapped   also hold an exclusive flock on DIR/mapped through a shared
-//            mapping of it only, its descriptor closed
+// Usage: locks DIR [lease|mapped|mapped2|mapped-ofd]
+//   lease       also hold a read lease (F_SETLEASE) on DIR/lease
+//   mapped      also hold an exclusive flock on DIR/mapped through a
+//               shared mapping of it only, its descriptor closed (as the
+//               JVM holds its hsperfdata file)
+//   mapped2     the same, and a second mapping of DIR/mapped, opened apart
+//   mapped-ofd  an OFD write lock on DIR/mapped instead, through a
+//               private mapping of it
 //
 // Once set up it prints
 //   ready posix=FD ofd=FD ofd_dup=FD flock=FD shared=FD
@@ -80,7 +84,7 @@ static int count_locks(int fd) {
 
 int main(int argc, char **argv) {
 	if (argc < 2)
-		fail("usage: locks DIR [lease|mapped]");
+		fail("usage: locks DIR [lease|mapped|mapped2|mapped-ofd]");
 	const char *dir = argv[1], *mode = argc > 2 ? argv[2] : "";
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	struct sigaction sa = {.sa_handler = on_usr1};
@@ -101,12 +105,19 @@ int main(int argc, char **argv) {
 		int l = open_in(dir, "lease", O_RDONLY);
 		if (fcntl(l, F_SETLEASE, F_RDLCK) != 0)
 			fail("F_SETLEASE: %s", strerror(errno));
-	} else if (strcmp(mode, "mapped") == 0) {
-		int m = open_in(dir, "mapped", O_RDWR);
-		do_flock(m, LOCK_EX);
-		if (ftruncate(m, 4096) != 0 || mmap(NULL, 4096, PROT_READ, MAP_SHARED, m, 0) == MAP_FAILED)
-			fail("map %s/mapped: %s", dir, strerror(errno));
-		close(m);
+	} else if (strncmp(mode, "mapped", 6) == 0) {
+		int ofd_lock = strcmp(mode, "mapped-ofd") == 0;
+		for (int i = strcmp(mode, "mapped2") == 0 ? 2 : 1; i > 0; i--) {
+			int m = open_in(dir, "mapped", O_RDWR);
+			if (i == 1 && ofd_lock)
+				lock(m, F_OFD_SETLK, F_WRLCK, 0, 0);
+			else if (i == 1)
+				do_flock(m, LOCK_EX);
+			if (ftruncate(m, 4096) != 0 ||
+			    mmap(NULL, 4096, PROT_READ, ofd_lock ? MAP_PRIVATE : MAP_SHARED, m, 0) == MAP_FAILED)
+				fail("map %s/mapped: %s", dir, strerror(errno));
+			close(m);
+		}
 	}
 	printf("ready posix=%d ofd=%d ofd_dup=%d flock=%d shared=%d\n", posix, ofd, ofd_dup, fl, shared);
 

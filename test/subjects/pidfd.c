@@ -10,19 +10,21 @@
 //   nbfd    pidfd_open(child, PIDFD_NONBLOCK)
 //   tfd     pidfd_open(child, PIDFD_THREAD), of its only thread
 //   zfd     pidfd_open(zombie, 0), opened before it exits
-// Every tick it checks that each pidfd's fdinfo says its child's pid,
-// that child can be signalled through pidfd and has not exited (pidfd
-// not readable), that a wait through nbfd does not block (EAGAIN), and
-// that a wait through zfd, which leaves the zombie, reports EXIT_CODE.
+//   reapedfd pidfd_open(PIDFD_NONBLOCK) of a third child, which has
+//           exited and been waited for since
+// Every tick it checks that each pidfd's fdinfo says its child's pid (-1
+// for reapedfd), that child can be signalled through pidfd and has not
+// exited (pidfd not readable), that a wait through nbfd does not block
+// (EAGAIN), that a wait through zfd, which leaves the zombie, reports
+// EXIT_CODE, and that reapedfd is readable and cannot be signalled
+// through (ESRCH) nor waited for (ECHILD).
 //
-// Usage: pidfd [parent | reaped]. What a dump must refuse, with an
-// argument: parent, a pidfd of a process outside its tree,
+// Usage: pidfd [parent]. What a dump must refuse, with the argument
+// parent: a pidfd of a process outside its tree,
 //   parentfd pidfd_open(getppid(), 0)
-// reaped, a pidfd of a child that has exited and been waited for,
-//   reapedfd pidfd_open(child), then waitpid(child)
 //
 // Once set up it prints
-//   ready child=PID pidfd=FD nbfd=FD tfd=FD zombie=PID zfd=FD [parentfd=FD | reapedfd=FD]
+//   ready child=PID pidfd=FD nbfd=FD tfd=FD zombie=PID zfd=FD reapedfd=FD [parentfd=FD]
 // then every tick
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1 when a check fails.
@@ -132,6 +134,16 @@ int main(int argc, char **argv) {
 	memset(&si, 0, sizeof si);
 	if (waitid(P_PIDFD, zfd, &si, WEXITED | WNOWAIT) != 0)
 		fail("waitid zombie: %s", strerror(errno));
+	pid_t gone = fork();
+	if (gone < 0)
+		fail("fork: %s", strerror(errno));
+	if (gone == 0)
+		_exit(0);
+	int reapedfd = pidfd_open(gone, PIDFD_NONBLOCK);
+	if (reapedfd < 0)
+		fail("pidfd_open %d: %s", gone, strerror(errno));
+	if (waitpid(gone, NULL, 0) != gone)
+		fail("waitpid %d: %s", gone, strerror(errno));
 	int parentfd = -1;
 	char extra[32] = "";
 	if (strcmp(arg, "parent") == 0) {
@@ -139,20 +151,8 @@ int main(int argc, char **argv) {
 		if (parentfd < 0)
 			fail("pidfd_open parent %d: %s", getppid(), strerror(errno));
 		snprintf(extra, sizeof extra, " parentfd=%d", parentfd);
-	} else if (strcmp(arg, "reaped") == 0) {
-		pid_t gone = fork();
-		if (gone < 0)
-			fail("fork: %s", strerror(errno));
-		if (gone == 0)
-			_exit(0);
-		int reapedfd = pidfd_open(gone, 0);
-		if (reapedfd < 0)
-			fail("pidfd_open %d: %s", gone, strerror(errno));
-		if (waitpid(gone, NULL, 0) != gone)
-			fail("waitpid %d: %s", gone, strerror(errno));
-		snprintf(extra, sizeof extra, " reapedfd=%d", reapedfd);
 	}
-	printf("ready child=%d pidfd=%d nbfd=%d tfd=%d zombie=%d zfd=%d%s\n", child, pidfd, nbfd, tfd, zombie, zfd, extra);
+	printf("ready child=%d pidfd=%d nbfd=%d tfd=%d zombie=%d zfd=%d reapedfd=%d%s\n", child, pidfd, nbfd, tfd, zombie, zfd, reapedfd, extra);
 	fflush(stdout);
 	for (long n = 1;; n++) {
 		nap();
@@ -177,6 +177,16 @@ int main(int argc, char **argv) {
 			fail("waitid through zfd: %s", strerror(errno));
 		if (si.si_pid != zombie || si.si_code != CLD_EXITED || si.si_status != EXIT_CODE)
 			fail("zombie %d: waitid says pid %d code %d status %d", zombie, si.si_pid, si.si_code, si.si_status);
+		check(reapedfd, "reapedfd", -1);
+		p = (struct pollfd){.fd = reapedfd, .events = POLLIN};
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+			fail("reapedfd not readable (poll %#x)", p.revents);
+		if (syscall(SYS_pidfd_send_signal, reapedfd, 0, NULL, 0) == 0 || errno != ESRCH)
+			fail("pidfd_send_signal through reapedfd: %s, want ESRCH", strerror(errno));
+		if (waitid(P_PIDFD, reapedfd, &si, WEXITED | WNOHANG) == 0 || errno != ECHILD)
+			fail("waitid through reapedfd: %s, want ECHILD", strerror(errno));
+		if ((fcntl(reapedfd, F_GETFL) & O_NONBLOCK) == 0)
+			fail("reapedfd %d lost PIDFD_NONBLOCK", reapedfd);
 		if (parentfd >= 0 && fdinfo_pid(parentfd) <= 0)
 			fail("parentfd: its process has exited");
 		printf("tick %ld pid=%d ok\n", n, self);

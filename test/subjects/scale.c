@@ -1,19 +1,29 @@
 // scale: a checkpoint/restore benchmark subject with many of one thing.
 //
-// Usage: scale threads N | scale maps N. With threads it starts N threads
-// that each count in a slot of their own; with maps it makes N private
-// anonymous mappings of two pages, the first written with its index, the
-// second made read-only (so that no two merge: 2N VMAs). It prints
+// Usage: scale threads N | scale maps N | scale conns N PORT. With threads
+// it starts N threads that each count in a slot of their own; with maps it
+// makes N private anonymous mappings of two pages, the first written with
+// its index, the second made read-only (so that no two merge: 2N VMAs);
+// with conns it opens N TCP connections to 127.0.0.1:PORT (raising its
+// RLIMIT_NOFILE to its hard limit), each sending its index once
+// connected, and checks every tick that each is still connected to that
+// port and none was closed by its peer. It prints
 //   ready setup_ns=T
 // T being what making them took here, the baseline of a restore, then
 // every PERIOD_MS checks them all and prints "tick N ok", or "FAIL ..."
 // and exits 1.
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +34,8 @@
 static long n;
 static volatile uint64_t *counts;
 static char **maps;
+static int *conns;
+static int port;
 
 static uint64_t now_ns(void) {
 	struct timespec ts;
@@ -96,14 +108,51 @@ static void check_maps(void) {
 	}
 }
 
+static void setup_conns(void) {
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		fail("getrlimit: %m");
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		fail("setrlimit: %m");
+	conns = calloc(n, sizeof(*conns));
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	for (long i = 0; i < n; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+			fail("connection %ld: %m", i);
+		if (write(fd, &i, sizeof i) != sizeof i)
+			fail("write to connection %ld: %m", i);
+		conns[i] = fd;
+	}
+}
+
+static void check_conns(void) {
+	for (long i = 0; i < n; i++) {
+		struct sockaddr_in sa;
+		socklen_t len = sizeof sa;
+		char c;
+		if (getpeername(conns[i], (struct sockaddr *)&sa, &len) != 0 || ntohs(sa.sin_port) != port)
+			fail("connection %ld: not connected to %d: %m", i, port);
+		if (recv(conns[i], &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0)
+			fail("connection %ld: closed by its peer", i);
+	}
+}
+
 int main(int argc, char **argv) {
-	if (argc != 3)
-		fail("usage: scale threads|maps N");
+	if (argc < 3)
+		fail("usage: scale threads|maps N | scale conns N PORT");
 	n = strtol(argv[2], NULL, 10);
-	int threads = strcmp(argv[1], "threads") == 0;
+	int threads = strcmp(argv[1], "threads") == 0, conn = strcmp(argv[1], "conns") == 0;
+	if (conn && argc == 4)
+		port = atoi(argv[3]);
+	else if (argc != 3)
+		fail("usage: scale threads|maps N | scale conns N PORT");
 	uint64_t start = now_ns();
 	if (threads)
 		setup_threads();
+	else if (conn)
+		setup_conns();
 	else
 		setup_maps();
 	printf("ready setup_ns=%llu\n", (unsigned long long)(now_ns() - start));
@@ -112,6 +161,8 @@ int main(int argc, char **argv) {
 		usleep(PERIOD_MS * 1000);
 		if (threads)
 			check_threads();
+		else if (conn)
+			check_conns();
 		else
 			check_maps();
 		printf("tick %ld ok\n", tick);

@@ -1,0 +1,405 @@
+package restore_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/restore"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// Real programs, checkpointed and restored with their sockets: redis
+// (redis_test.go), a Python HTTP server, nginx's master and workers, and
+// a Java program. Each is installed by `make test` (its deps step).
+
+// program returns the path of a program a test runs: a name looked up in
+// PATH, or an absolute path. `make test` installs it (Debian package
+// pkg); without it the test fails, or skips with -short.
+func program(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if testing.Short() {
+			t.Skipf("%s not installed", name)
+		}
+		t.Fatalf("%s not found: run `make test`, which installs it (Debian package %s), or use -short", name, pkg)
+	}
+	return path
+}
+
+// startProgram starts a program that prints no ready line of its own as a
+// subject: a shell says it is ready and becomes the program.
+func startProgram(t *testing.T, path string, args ...string) *subject {
+	t.Helper()
+	return &subject{Subject: testutil.StartSubject(t, "/bin/sh", append([]string{"-c", `echo ready; exec "$0" "$@"`, path}, args...)...)}
+}
+
+// freePort returns a TCP port of 127.0.0.1 that nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// dialProgram connects to 127.0.0.1:port, waiting for s to listen there;
+// the connection is closed when the test ends.
+func dialProgram(t *testing.T, s *subject, port int) net.Conn {
+	t.Helper()
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; {
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		if time.Now().After(deadline) || !s.Alive() {
+			t.Fatalf("pid %d does not listen on %d: %v\n%s", s.Pid, port, err, s.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dumpRestoreProgram checkpoints s and the processes under it, which the
+// dump kills, and restores them: the state oracle compares the root, and
+// the processes others of the tree, with what they were. It returns the
+// PIDs of the checkpoint, the root first.
+func dumpRestoreProgram(t *testing.T, s *subject, others ...int) []int {
+	t.Helper()
+	c := &checkpoint{dir: filepath.Join(t.TempDir(), "images")}
+	states := map[int]testutil.State{}
+	log, buf := newLog()
+	opts := dump.Options{Pid: s.Pid, Dir: c.dir, Log: log, Frozen: func() {
+		c.before = testutil.RecordState(t, s.Pid)
+		for _, pid := range others {
+			states[pid] = testutil.RecordState(t, pid)
+		}
+	}}
+	if _, err := dump.Dump(context.Background(), opts); err != nil {
+		t.Fatalf("dump pid %d: %v\nlog:\n%s", s.Pid, err, buf)
+	}
+	pids := testutil.DumpedPids(t, c.dir)
+	s.ReapDumped(t)
+	if err := testutil.WaitPidsFree(pids...); err != nil {
+		t.Fatal(err)
+	}
+	testutil.KillPidsAtCleanup(t, pids[1:]...)
+	restoreSubject(t, s, c, restore.Options{Restored: func(pid int, scratchStart, scratchEnd uint64) {
+		if want, ok := states[pid]; ok {
+			t.Logf("state oracle of pid %d", pid)
+			testutil.CompareStates(t, want, testutil.RecordState(t, pid, scratchStart, scratchEnd))
+		}
+	}})
+	return pids
+}
+
+// waitChildren waits until process pid has n children, and returns them.
+func waitChildren(t *testing.T, pid, n int) []int {
+	t.Helper()
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; {
+		pids, err := proc.ReadPids()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var children []int
+		for _, p := range pids {
+			if st, err := proc.ReadStat(p); err == nil && st.PPid == pid {
+				children = append(children, p)
+			}
+		}
+		if len(children) == n {
+			return children
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d has children %v, want %d", pid, children, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// httpGet sends a GET for path on c, an HTTP/1.1 connection kept open,
+// and returns the body of the answer.
+func httpGet(t *testing.T, c net.Conn, r *bufio.Reader, path string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+c.RemoteAddr().String()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := req.Write(c); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp, err := http.ReadResponse(r, req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("GET %s: %s, closing %v, %q (%v)", path, resp.Status, resp.Close, body, err)
+	}
+	return string(body)
+}
+
+// TestRestorePythonHTTP checkpoints a Python HTTP/1.1 server
+// (test/subjects/httpserver.py: http.server, a thread per connection)
+// with a keep-alive client connected from outside the checkpoint: after
+// the restore the client's next request on the same connection is
+// answered, counted after the one before the dump, and so is a new
+// client's.
+func TestRestorePythonHTTP(t *testing.T) {
+	testutil.RequireRoot(t)
+	// Not the python3 of PATH, which may be a pyenv shim.
+	python := program(t, "/usr/bin/python3", "python3")
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	s := &subject{Subject: testutil.StartSubject(t, python,
+		filepath.Join(testutil.ModuleRoot(t), "test", "subjects", "httpserver.py"), fmt.Sprint(port))}
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	if got, want := httpGet(t, c, r, "/before"), "request 1 path /before\n"; got != want {
+		t.Fatalf("before the dump: %q, want %q", got, want)
+	}
+
+	dumpRestoreProgram(t, s)
+
+	if got, want := httpGet(t, c, r, "/after"), "request 2 path /after\n"; got != want {
+		t.Errorf("on the kept connection: %q, want %q", got, want)
+	}
+	c2 := dialProgram(t, s, port)
+	if got, want := httpGet(t, c2, bufio.NewReader(c2), "/new"), "request 3 path /new\n"; got != want {
+		t.Errorf("on a new connection: %q, want %q", got, want)
+	}
+}
+
+// nginxConf configures nginx with everything in one directory (%[1]s):
+// in the foreground, a master as root and two workers as nobody, serving
+// on 127.0.0.1:%[2]d an answer that names the worker.
+const nginxConf = `daemon off;
+master_process on;
+worker_processes 2;
+user nobody nogroup;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+	server {
+		listen 127.0.0.1:%[2]d;
+		location / { return 200 "worker $pid\n"; }
+	}
+}
+`
+
+// TestRestoreNginx checkpoints nginx, a master running as root and its
+// workers as nobody sharing its listener, with a keep-alive client
+// connected to a worker: after the restore every process is back with
+// its user and parent, the client's next request on its connection is
+// answered by the same worker, and new clients are served.
+func TestRestoreNginx(t *testing.T) {
+	testutil.RequireRoot(t)
+	nginx := program(t, "nginx", "nginx")
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nobody must reach the directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startProgram(t, nginx, "-c", conf, "-p", dir, "-e", filepath.Join(dir, "error.log"))
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	worker := httpGet(t, c, r, "/")
+	workers := waitChildren(t, s.Pid, 2)
+	names := map[string]int{}
+	for _, pid := range workers {
+		names[fmt.Sprintf("worker %d", pid)] = pid
+	}
+	before := readLinks(t, names)
+
+	if pids := dumpRestoreProgram(t, s, workers...); len(pids) != 3 {
+		t.Errorf("dumped pids %v, want the master and its 2 workers", pids)
+	}
+	if diff := cmp.Diff(before, readLinks(t, names)); diff != "" {
+		t.Errorf("workers (-dumped +restored):\n%s", diff)
+	}
+	if got := httpGet(t, c, r, "/"); got != worker {
+		t.Errorf("on the kept connection: %q, want %q", got, worker)
+	}
+	for i := 0; i < 4; i++ {
+		c := dialProgram(t, s, port)
+		got := httpGet(t, c, bufio.NewReader(c), "/")
+		if _, ok := names[strings.TrimSpace(got)]; !ok {
+			t.Errorf("a new connection: %q, want the answer of a worker of %v", got, workers)
+		}
+	}
+}
+
+// TestRestoreJava checkpoints a Java program (test/subjects/Counter.java,
+// run from its source by the default JVM: its threads, its compiler's
+// code, its hsperfdata file, flock-ed through a mapping) with a client
+// connected: after the restore it counts on from where it was, and
+// answers the client on its connection and a new one.
+func TestRestoreJava(t *testing.T) {
+	testutil.RequireRoot(t)
+	java := program(t, "/usr/bin/java", "default-jre-headless")
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	s := &subject{Subject: testutil.StartSubject(t, java,
+		filepath.Join(testutil.ModuleRoot(t), "test", "subjects", "Counter.java"), fmt.Sprint(port))}
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	ask := func(c net.Conn, r *bufio.Reader, what string) int {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintln(c, what); err != nil {
+			t.Fatalf("ask %s: %v", what, err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("ask %s: %v", what, err)
+		}
+		n, err := strconv.Atoi(testutil.Fields(line)["n"])
+		if !strings.HasPrefix(line, what+" ") || err != nil {
+			t.Fatalf("ask %s: answer %q", what, line)
+		}
+		return n
+	}
+	ask(c, r, "before")
+	s.WaitTicks(t, 3)
+	// The JVM flock-s its hsperfdata file and keeps it through a mapping
+	// only; a JVM killed leaves it behind.
+	perf := fmt.Sprintf("/tmp/hsperfdata_root/%d", s.Pid)
+	t.Cleanup(func() { os.Remove(perf) })
+	flocked := func(when string) {
+		t.Helper()
+		f, err := os.Open(perf)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		defer f.Close()
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Errorf("%s: flock of %s: %v, want EWOULDBLOCK (the JVM's lock)", when, perf, err)
+		}
+	}
+	flocked("before the dump")
+
+	dumpRestoreProgram(t, s)
+	flocked("after the restore")
+
+	s.WaitTicks(t, 5)
+	ticks := s.TickLines()
+	for i, tk := range ticks[1:] {
+		if prev, n := atoi(ticks[i].Fields["n"]), atoi(tk.Fields["n"]); n != prev+1 {
+			t.Errorf("n=%d follows n=%d: a number lost or repeated across the checkpoint", n, prev)
+		}
+	}
+	last := atoi(s.LastTick()["n"])
+	if n := ask(c, r, "after"); n < last {
+		t.Errorf("on the kept connection: n=%d, want at least %d", n, last)
+	}
+	c2 := dialProgram(t, s, port)
+	if n := ask(c2, bufio.NewReader(c2), "new"); n < last {
+		t.Errorf("on a new connection: n=%d, want at least %d", n, last)
+	}
+}
+
+// TestRestoreTmux checkpoints a tmux server (in the foreground, -D) whose
+// pane runs an interactive bash, which runs vim in the foreground, editing
+// a file: the server holds the pseudo-terminal's master, bash and vim its
+// slave, their session's controlling terminal, whose foreground is vim's
+// group. After the restore the editing goes on, the file is written, and
+// the shell, back in the foreground, answers.
+func TestRestoreTmux(t *testing.T) {
+	testutil.RequireRoot(t)
+	tmux := program(t, "tmux", "tmux")
+	vim := program(t, "vim", "vim")
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, file := filepath.Join(dir, "tmux.sock"), filepath.Join(dir, "edited.txt")
+	s := startProgram(t, tmux, "-S", sock, "-f", "/dev/null", "-D")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(tmux, append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	screen := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(20 * time.Millisecond) {
+			out := run("capture-pane", "-p", "-t", "t")
+			if strings.Contains(out, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the pane does not show %q:\n%s", want, out)
+			}
+		}
+	}
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || !s.Alive() {
+			t.Fatalf("tmux made no socket %s:\n%s", sock, s.Output())
+		}
+	}
+	run("new-session", "-d", "-s", "t", "-x", "80", "-y", "20", "bash --norc --noprofile -i")
+	run("send-keys", "-t", "t", "PS1='$ '; X=42; "+vim+" -u NONE -i NONE "+file, "Enter")
+	screen("~")
+	run("send-keys", "-t", "t", "i", "hello before", "Escape")
+	screen("hello before")
+	bash := waitChildren(t, s.Pid, 1)
+	dumpRestoreProgram(t, s)
+	// The server first, at the end: tmux may miss the SIGCHLD of a pane's
+	// shell killed under it (it ignores SIGCHLD while it runs utempter
+	// for the pane that closed), and the shell would stay its zombie.
+	t.Cleanup(func() { unix.Kill(s.Pid, unix.SIGKILL) })
+	run("send-keys", "-t", "t", "o", "and after", "Escape", ":wq", "Enter")
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(file)
+		if err == nil && string(b) == "hello before\nand after\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vim wrote %q (%v), want %q\n%s", b, err, "hello before\nand after\n", run("capture-pane", "-p", "-t", "t"))
+		}
+	}
+	run("send-keys", "-t", "t", "echo restored-$X-$$", "Enter")
+	screen(fmt.Sprintf("restored-42-%d", bash[0]))
+}
