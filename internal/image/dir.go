@@ -234,11 +234,18 @@ func ReadAll[T any, M interface {
 	}
 }
 
+// syncfsFiles is how many images make Sync flush the whole filesystem at
+// once (syncfs) rather than fsync each: a checkpoint of thousands of
+// connections writes an image per connection, and each fsync commits the
+// filesystem's journal.
+const syncfsFiles = 64
+
 // Sync makes the dump durable: every image must have been closed without
 // error; then all of them are fsynced at once (closing does not sync, so
-// that a dump waits for the disk once, not per file) and the directory,
-// and its parent if Create made it, so that the file names survive a
-// crash too. A dump may kill its target only after Sync returns nil.
+// that a dump waits for the disk once, not per file), or their filesystem
+// for many, and the directory, and its parent if Create made it, so that
+// the file names survive a crash too. A dump may kill its target only
+// after Sync returns nil.
 func (d *Dir) Sync() error {
 	d.mu.Lock()
 	open, err, written := d.open, d.err, slices.Clone(d.written)
@@ -249,17 +256,23 @@ func (d *Dir) Sync() error {
 	if open > 0 {
 		return fmt.Errorf("sync %s: %d images still open", d.path, open)
 	}
-	errs := make(chan error, len(written))
-	for _, name := range written {
-		go func() { errs <- syncFile(name) }()
-	}
-	for range written {
-		if err := <-errs; err != nil {
+	if len(written) >= syncfsFiles {
+		if err := syncFS(d.path); err != nil {
 			return err
 		}
-	}
-	if err := syncFile(d.path); err != nil {
-		return err
+	} else {
+		errs := make(chan error, len(written))
+		for _, name := range written {
+			go func() { errs <- syncFile(name) }()
+		}
+		for range written {
+			if err := <-errs; err != nil {
+				return err
+			}
+		}
+		if err := syncFile(d.path); err != nil {
+			return err
+		}
 	}
 	if d.created {
 		return syncFile(filepath.Dir(d.path))
@@ -287,6 +300,19 @@ func (d *Dir) Discard() error {
 		errs = append(errs, unix.Chmod(d.path, d.oldMode))
 	}
 	return errors.Join(errs...)
+}
+
+// syncFS flushes the filesystem that holds path, data and names.
+func syncFS(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync the filesystem of %s: %w", path, err)
+	}
+	return nil
 }
 
 func syncFile(path string) error {

@@ -657,9 +657,11 @@ func BenchmarkConns(b *testing.B) {
 					b.Fatalf("peer %d: %v, want nothing more to read", i, err)
 				}
 			}
-			c.Close()
 		}
 		s.Kill()
+		for _, c := range peers {
+			c.Close()
+		}
 	}
 	n := time.Duration(b.N)
 	b.ReportMetric(float64(frozen/n)/1e6, "frozen-ms")
