@@ -21,7 +21,9 @@ import (
 // (ptrace.Syscalls) moves them to their numbers (dup3), sets their
 // close-on-exec flags (fcntl) and closes what is left: two stops per
 // deliverMax descriptors, where opening each in the process cost one or
-// more.
+// more. Cryo closing its descriptor of a file drops the POSIX locks its
+// own process holds on that file: a program restoring with this package
+// must hold none on the files it restores (the cryo command holds none).
 
 // deliverMax is how many descriptors one message carries: the kernel's
 // SCM_MAX_FD.
