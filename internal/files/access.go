@@ -28,8 +28,9 @@ import (
 //     whether it may read, write or search the file;
 //   - and compared with what the dump recorded of it (identity.go).
 //
-// The process then opens that very inode through cryo's descriptor
-// (Path: /proc/CRYO/fd/N), so no path is resolved twice.
+// The restore then opens that very inode again through cryo's descriptor
+// (Path: /proc/CRYO/fd/N), so no path is resolved twice, and passes it to
+// the process (deliver.go).
 //
 // A process may hold a descriptor or mapping it could not open itself
 // now: root gave it the descriptor before it dropped privileges, or the
@@ -76,7 +77,7 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 			all[f.Fifo.GetRegfId()] |= accessOf(reg.GetFlags())
 		}
 	}
-	s.opened, s.ownProc = map[uint32]int{}, map[uint32]bool{}
+	s.opened, s.ownProc, s.special = map[uint32]int{}, map[uint32]bool{}, map[uint32]bool{}
 	for _, id := range slices.Sorted(maps.Keys(all)) {
 		f, err := s.Reg(id)
 		if err != nil {
@@ -131,6 +132,7 @@ func (s *Set) verify(id uint32, need uint32, o VerifyOptions) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
+	s.special[id] = specialFile(uint32(st.Mode))
 	if !allowed {
 		rec, ok := s.stats[id]
 		now := fileStat(id, st)

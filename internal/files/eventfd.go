@@ -56,9 +56,9 @@ func (eventfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open makes an eventfd in the process with its counter and mode.
-func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Efd
-	flags := r.cloexec // EFD_CLOEXEC is O_CLOEXEC
+	flags := unix.EFD_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.EFD_NONBLOCK
 	}
@@ -72,18 +72,15 @@ func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	if count > math.MaxUint32 {
 		initial = 0
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_EVENTFD2, initial, flags)
+	fd, err := unix.Eventfd(uint(initial), flags)
 	if err != nil {
-		return 0, fmt.Errorf("make eventfd: %w", err)
+		return -1, fmt.Errorf("make eventfd: %w", err)
 	}
 	if initial != count {
-		err := r.outside(n, func(fd int) error {
-			_, err := unix.Write(fd, binary.NativeEndian.AppendUint64(nil, count))
-			return err
-		})
-		if err != nil {
-			return 0, fmt.Errorf("set eventfd %d counter to %#x: %w", n, count, err)
+		if _, err := unix.Write(fd, binary.NativeEndian.AppendUint64(nil, count)); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("set eventfd counter to %#x: %w", count, err)
 		}
 	}
-	return n, nil
+	return fd, nil
 }

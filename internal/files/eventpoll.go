@@ -115,18 +115,19 @@ func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open makes an empty epoll in the process; placed registers its targets.
-func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
-	n, err := r.tr.Syscall(r.pid, unix.SYS_EPOLL_CREATE1, r.cloexec) // EPOLL_CLOEXEC is O_CLOEXEC
+func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return 0, fmt.Errorf("make epoll: %w", err)
+		return -1, fmt.Errorf("make epoll: %w", err)
 	}
 	// O_NONBLOCK, say, set with fcntl.
-	if fl := uint64(f.Epfd.GetFlags()) &^ (unix.O_ACCMODE | unix.O_CLOEXEC); fl != 0 {
-		if err := r.setStatusFlags(n, uint32(fl)); err != nil {
-			return 0, fmt.Errorf("set epoll flags %#o: %w", fl, err)
+	if fl := f.Epfd.GetFlags() &^ (unix.O_ACCMODE | unix.O_CLOEXEC); fl != 0 {
+		if err := setStatusFlags(fd, fl); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("set epoll flags %#o: %w", fl, err)
 		}
 	}
-	return n, nil
+	return fd, nil
 }
 
 // placed registers the targets of every epoll, through the final

@@ -132,34 +132,26 @@ func (fanotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open makes a fanotify in the process with its flags and marks.
-func (fanotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+// open makes a fanotify in the process with its flags and marks, the
+// group being charged to it, and takes it.
+func (fanotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Ffy
 	// FAN_CLOEXEC as it was: the group keeps its flags, fdinfo shows
-	// them; the descriptor's own flag is r.cloexec's.
+	// them; the descriptor's own flag is set once it has its number.
 	n, err := r.tr.Syscall(r.pid, unix.SYS_FANOTIFY_INIT, uint64(e.GetFaflags()), uint64(e.GetEvflags()))
 	if err != nil {
-		return 0, fmt.Errorf("make fanotify (flags %#x, event flags %#o): %w", e.GetFaflags(), e.GetEvflags(), err)
-	}
-	if cloexec := r.cloexec != 0; cloexec != (e.GetFaflags()&unix.FAN_CLOEXEC != 0) {
-		fdFlags := uint64(0)
-		if cloexec {
-			fdFlags = unix.FD_CLOEXEC
-		}
-		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, fdFlags); err != nil {
-			return 0, fmt.Errorf("set fanotify fd flags: %w", err)
-		}
+		return -1, fmt.Errorf("make fanotify (flags %#x, event flags %#o): %w", e.GetFaflags(), e.GetEvflags(), err)
 	}
 	// FAN_NONBLOCK made it O_NONBLOCK; fcntl may have changed that since.
 	if nonblock := e.GetFlags()&unix.O_NONBLOCK != 0; nonblock != (e.GetFaflags()&unix.FAN_NONBLOCK != 0) {
 		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFL, uint64(e.GetFlags()&unix.O_NONBLOCK)); err != nil {
-			return 0, fmt.Errorf("set fanotify flags %#o: %w", e.GetFlags()&unix.O_NONBLOCK, err)
+			return -1, fmt.Errorf("set fanotify flags %#o: %w", e.GetFlags()&unix.O_NONBLOCK, err)
 		}
 	}
 	for i, m := range marks(f) {
 		path, err := r.markPath(f, i, m)
 		if err != nil {
-			return 0, err
+			return -1, err
 		}
 		fm := e.GetMark()[i]
 		flags := uint64(unix.FAN_MARK_ADD | fm.GetMflags())
@@ -175,12 +167,12 @@ func (fanotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			}
 			addr, err := r.tr.WriteString(r.pid, path)
 			if err != nil {
-				return 0, err
+				return -1, err
 			}
 			if err := r.sys(unix.SYS_FANOTIFY_MARK, n, add.flags, uint64(add.mask), atFDCWD, addr); err != nil {
-				return 0, fmt.Errorf("fanotify mark on %v (flags %#x, mask %#x): %w", m, add.flags, add.mask, err)
+				return -1, fmt.Errorf("fanotify mark on %v (flags %#x, mask %#x): %w", m, add.flags, add.mask, err)
 			}
 		}
 	}
-	return n, nil
+	return r.made(n)
 }

@@ -60,27 +60,28 @@ func (fifoKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open opens a FIFO by its path. A read-only or write-only open would
 // block until the other side shows up, so a read-write descriptor holds
 // the FIFO open meanwhile.
-func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	reg := r.set.Files[f.Fifo.GetRegfId()].Reg
 	// An unlinked one is made again, and reached through cryo.
 	path, err := r.Path(f.Fifo.GetRegfId())
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	holder, err := r.open(path, unix.O_RDWR|unix.O_NONBLOCK, 0)
+	holder, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, fmt.Errorf("open FIFO %s: %w", path, err)
+		return -1, fmt.Errorf("open FIFO %s: %w", path, err)
 	}
-	defer r.sys(unix.SYS_CLOSE, holder)
-	n, err := r.openPipe(path, reg.GetFlags())
+	defer unix.Close(holder)
+	fd, err := openCryoPipe(path, reg.GetFlags())
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
 	if d, ok := r.set.fifos[f.Fifo.GetPipeId()]; ok && !r.shared.filled[f.Fifo.GetPipeId()] {
 		r.shared.filled[f.Fifo.GetPipeId()] = true // size and fill once in the tree
-		if err := r.fillPipe(holder, d); err != nil {
-			return 0, fmt.Errorf("FIFO %s: %w", path, err)
+		if err := fillPipeFd(holder, int(d.e.GetSize()), d.data); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("FIFO %s: %w", path, err)
 		}
 	}
-	return n, nil
+	return fd, nil
 }

@@ -99,6 +99,19 @@ type identitySet struct {
 	opened map[uint32]int
 	// ownProc are the entries of the process's own /proc files.
 	ownProc map[uint32]bool
+	// special are the entries whose file Verify found neither a regular
+	// file nor a directory (specialFile).
+	special map[uint32]bool
+}
+
+// specialFile reports whether a file of mode is neither a regular file
+// nor a directory: opening one may wait, a FIFO for its other side, a
+// terminal for its carrier. The process opens those (Restorer.reopenHere),
+// where a cancelled restore, which kills it, interrupts the wait; cryo
+// opens the others. A mode of 0 is one the image does not record.
+func specialFile(mode uint32) bool {
+	t := mode & unix.S_IFMT
+	return t != 0 && t != unix.S_IFREG && t != unix.S_IFDIR
 }
 
 func (s *Set) loadStats() error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
@@ -45,7 +44,7 @@ func tcpStateName(s uint32) string {
 
 // inetProtos are the protocols of the sockets the kind claims, as
 // sockfs names them (the system.sockprotoname attribute).
-var inetProtos = map[string]bool{"TCP": true, "TCPv6": true, "UDP": true, "UDPv6": true}
+var inetProtos = map[string]bool{"TCP": true, "TCPv6": true, "UDP": true, "UDPv6": true, "MPTCP": true, "MPTCPv6": true}
 
 func (inetKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_INETSK }
 
@@ -73,21 +72,21 @@ func sockProtoName(d *desc) string {
 // asked once per family and protocol, and the established connections
 // (tcp.go).
 type inetTable struct {
-	diag map[[2]uint8]map[uint32]kernel.InetDiag
+	diag map[[2]uint32]map[uint32]kernel.InetDiag
 	tcpTable
 }
 
 // diagOf returns what sock_diag says of socket ino of family and
 // protocol.
-func (t *inetTable) diagOf(family, protocol uint8, ino uint32) (kernel.InetDiag, error) {
-	key := [2]uint8{family, protocol}
+func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.InetDiag, error) {
+	key := [2]uint32{uint32(family), protocol}
 	if t.diag[key] == nil {
 		socks, err := kernel.InetDiagDump(family, protocol)
 		if err != nil {
 			return kernel.InetDiag{}, err
 		}
 		if t.diag == nil {
-			t.diag = map[[2]uint8]map[uint32]kernel.InetDiag{}
+			t.diag = map[[2]uint32]map[uint32]kernel.InetDiag{}
 		}
 		t.diag[key] = map[uint32]kernel.InetDiag{}
 		for _, s := range socks {
@@ -119,7 +118,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 	}
 	family, typ, protocol := v[0], v[1], v[2]
-	diag, err := t.diagOf(uint8(family), uint8(protocol), uint32(d.st.Ino))
+	diag, err := t.diagOf(uint8(family), uint32(protocol), uint32(d.st.Ino))
 	if err != nil {
 		return 0, err
 	}
@@ -148,13 +147,19 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	state := e.GetState()
+	stream := protocol == unix.IPPROTO_TCP || protocol == unix.IPPROTO_MPTCP
 	switch {
-	case protocol == unix.IPPROTO_TCP && state == tcpListen:
+	case stream && state == tcpListen:
 		if diag.Rqueue != 0 {
-			return 0, fmt.Errorf("%w: TCP listener %v with %d connections not accepted yet", ErrUnsupported, local, diag.Rqueue)
+			return 0, fmt.Errorf("%w: %s listener %v with %d connections not accepted yet", ErrUnsupported, protoName(protocol), local, diag.Rqueue)
 		}
 		e.Backlog = proto.Uint32(diag.Wqueue)
-	case protocol == unix.IPPROTO_TCP && state == tcpClose:
+	case stream && state == tcpClose:
+	case protocol == unix.IPPROTO_MPTCP:
+		// Go programs since Go 1.24 listen with MPTCP, and their
+		// connections, even from TCP clients, are MPTCP sockets.
+		return 0, fmt.Errorf("%w: MPTCP connection %v -> %v in state %s: TCP repair mode does not reach MPTCP sockets (a Go program run with GODEBUG=multipathtcp=0 uses TCP)",
+			ErrUnsupported, local, remote, tcpStateName(state))
 	case protocol == unix.IPPROTO_TCP && isConnection(state):
 		// Shut down for writing, a connection has sent its FIN;
 		// for reading, it has had its peer's. Shut down otherwise,
@@ -176,6 +181,14 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("%w: socket of protocol %d in state %s", ErrUnsupported, protocol, tcpStateName(state))
 	}
 	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Id: proto.Uint32(id), Isk: e}), nil
+}
+
+// protoName names a stream socket's protocol in messages.
+func protoName(protocol int) string {
+	if protocol == unix.IPPROTO_MPTCP {
+		return "MPTCP"
+	}
+	return "TCP"
 }
 
 // addrWords is an address as inet_sk_entry holds it: its bytes in
@@ -317,7 +330,7 @@ func inetOptsOf(family, protocol uint32) []inetOpt {
 	if family == unix.AF_INET {
 		l = ip4Opts
 	}
-	if protocol == unix.IPPROTO_TCP {
+	if protocol == unix.IPPROTO_TCP || protocol == unix.IPPROTO_MPTCP {
 		l = append(l[:len(l):len(l)], tcpOptList...)
 	}
 	return l
@@ -337,7 +350,7 @@ func dumpInetOpts(fd int, e *skinet.InetSkEntry) error {
 	}
 	for _, l := range inetLostOpts {
 		if l.family == unix.AF_INET && e.GetFamily() != unix.AF_INET || l.family == unix.AF_INET6 && e.GetFamily() != unix.AF_INET6 ||
-			l.level == unix.SOL_TCP && e.GetProto() != unix.IPPROTO_TCP || l.udp && e.GetProto() != unix.IPPROTO_UDP {
+			l.level == unix.SOL_TCP && e.GetProto() != unix.IPPROTO_TCP && e.GetProto() != unix.IPPROTO_MPTCP || l.udp && e.GetProto() != unix.IPPROTO_UDP {
 			continue
 		}
 		v, err := unix.GetsockoptInt(fd, l.level, l.opt)
@@ -387,7 +400,7 @@ func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
 		return imageErr("file %d: inet socket destination: %v", f.GetId(), err)
 	}
 	switch p, st := e.GetProto(), e.GetState(); {
-	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && (st == tcpListen || st == tcpClose):
+	case e.GetType() == unix.SOCK_STREAM && (p == unix.IPPROTO_TCP || p == unix.IPPROTO_MPTCP) && (st == tcpListen || st == tcpClose):
 	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && isConnection(st):
 		return s.checkConnection(f)
 	case e.GetType() == unix.SOCK_DGRAM && p == unix.IPPROTO_UDP && (st == tcpClose || st == tcpEstablished):
@@ -400,7 +413,7 @@ func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes the socket as the process (socketAsProcess), sets it up
 // from cryo (options, then bound, listening or connected as it was, its
 // datagrams queued), then gives it to the process.
-func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Isk
 	typ := int(e.GetType())
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
@@ -408,18 +421,18 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	}
 	fd, err := r.socketAsProcess(int(e.GetFamily()), typ, int(e.GetProto()))
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	defer unix.Close(fd)
 	if e.GetProto() == unix.IPPROTO_TCP && isConnection(e.GetState()) {
 		err = r.restoreConnection(fd, f)
 	} else if err = setupInet(fd, e); err == nil {
 		err = r.restoreDatagrams(fd, f)
 	}
 	if err != nil {
-		return 0, err
+		unix.Close(fd)
+		return -1, err
 	}
-	return r.takeFrom(os.Getpid(), fd)
+	return fd, nil
 }
 
 // socketAsProcess makes a socket in cryo, close-on-exec, with the

@@ -85,16 +85,16 @@ func (inotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open makes an inotify in the process and adds its watches, each with
-// its number.
-func (inotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
-	flags := r.cloexec // IN_CLOEXEC is O_CLOEXEC
+// open makes an inotify in cryo and adds its watches, each with its
+// number.
+func (inotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+	flags := unix.IN_CLOEXEC
 	if f.Ify.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.IN_NONBLOCK
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_INOTIFY_INIT1, flags)
+	fd, err := unix.InotifyInit1(flags)
 	if err != nil {
-		return 0, fmt.Errorf("make inotify: %w", err)
+		return -1, fmt.Errorf("make inotify: %w", err)
 	}
 	ms := marks(f)
 	order := make([]int, len(ms))
@@ -106,35 +106,32 @@ func (inotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	for _, i := range order {
 		w := wds[i]
 		path, err := r.markPath(f, i, ms[i])
-		if err != nil {
-			return 0, err
+		if err == nil {
+			err = addWatch(fd, path, w.GetMask(), w.GetWd())
 		}
-		if err := r.addWatch(n, path, w.GetMask(), w.GetWd()); err != nil {
-			return 0, fmt.Errorf("inotify watch %d on %v: %w", w.GetWd(), ms[i], err)
+		if err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("inotify watch %d on %v: %w", w.GetWd(), ms[i], err)
 		}
 	}
-	return n, nil
+	return fd, nil
 }
 
-// addWatch adds a watch of inotify n on path that gets number wd, the
+// addWatch adds a watch of inotify fd on path that gets number wd, the
 // numbers below it being taken or free: the kernel numbers watches from
 // where its count stands, which INOTIFY_IOC_SETNEXTWD sets. A kernel
 // without it (built without CONFIG_CHECKPOINT_RESTORE) numbers them from
 // 1: the numbers come back only if they were 1, 2, 3...
-func (r *Restorer) addWatch(n uint64, path string, mask, wd uint32) error {
-	_, err := r.tr.Syscall(r.pid, unix.SYS_IOCTL, n, kernel.InotifySetNextWd, uint64(wd))
+func addWatch(fd int, path string, mask, wd uint32) error {
+	err := unix.IoctlSetInt(fd, kernel.InotifySetNextWd, int(wd))
 	if err != nil && !errors.Is(err, unix.ENOTTY) {
 		return fmt.Errorf("set the next watch number: %w", err)
 	}
-	addr, err := r.tr.WriteString(r.pid, path)
-	if err != nil {
-		return err
-	}
-	got, err := r.tr.Syscall(r.pid, unix.SYS_INOTIFY_ADD_WATCH, n, addr, uint64(mask))
+	got, err := unix.InotifyAddWatch(fd, path, mask)
 	switch {
 	case err != nil:
 		return fmt.Errorf("add watch (mask %#x): %w", mask, err)
-	case got != uint64(wd):
+	case got != int(wd):
 		return fmt.Errorf("%w: the watch got number %d: this kernel cannot set the number of a watch (INOTIFY_IOC_SETNEXTWD)", ErrUnsupported, got)
 	}
 	return nil

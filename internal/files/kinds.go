@@ -22,11 +22,12 @@ type kind interface {
 	// check checks an entry read from the images before anything is
 	// built: every reference it makes resolves.
 	check(s *Set, f *fdinfo.FileEntry) error
-	// open makes a new open file description for entry f in the process
-	// being restored, at any number, close-on-exec as r.cloexec says;
+	// open makes a new open file description for entry f of the process
+	// being restored and returns cryo's descriptor of it, close-on-exec,
+	// which the restorer sends to the process (deliver.go) and closes;
 	// what else it opens it closes, but for what its kind holds until
-	// the entry's group is placed.
-	open(r *Restorer, f *fdinfo.FileEntry) (uint64, error)
+	// the entry's group is opened (grouper).
+	open(r *Restorer, f *fdinfo.FileEntry) (int, error)
 }
 
 // kinds is the table of kinds, in the order they are offered a

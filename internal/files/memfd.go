@@ -268,17 +268,17 @@ func (memfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open opens a new open file description of a memfd, with the entry's
 // flags and position: through /proc/self/fd, as a dup would share the
 // position with the other entries of the inode.
-func (memfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (memfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Memfd
 	m, err := r.memfd(e.GetInodeId())
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	n, err := r.reopen(fmt.Sprintf("/proc/self/fd/%d", m), e.GetFlags(), e.GetPos())
+	fd, err := r.reopen(fmt.Sprintf("/proc/%d/fd/%d", r.pid, m), e.GetFlags(), e.GetPos())
 	if err != nil {
-		return 0, fmt.Errorf("reopen memfd %s: %w", r.set.memfds[e.GetInodeId()].GetName(), err)
+		return -1, fmt.Errorf("reopen memfd %s: %w", r.set.memfds[e.GetInodeId()].GetName(), err)
 	}
-	return n, nil
+	return fd, nil
 }
 
 // mfdFlags are the memfd_create flags of every restored memfd: sealing is

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	sknetlink "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-netlink"
@@ -139,7 +138,7 @@ func (netlinkKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open makes the netlink socket as the process, binds it to its port
 // and groups and connects it, then gives it to the process.
-func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Nlsk
 	typ := unix.SOCK_RAW
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
@@ -147,9 +146,8 @@ func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 	}
 	fd, err := r.socketAsProcess(unix.AF_NETLINK, typ, int(e.GetProtocol()))
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	defer unix.Close(fd)
 	err = func() error {
 		if err := RestoreSockOpts(fd, e.Opts); err != nil {
 			return err
@@ -184,7 +182,8 @@ func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		return nil
 	}()
 	if err != nil {
-		return 0, err
+		unix.Close(fd)
+		return -1, err
 	}
-	return r.takeFrom(os.Getpid(), fd)
+	return fd, nil
 }

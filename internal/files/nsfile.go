@@ -128,10 +128,10 @@ func (nsKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open opens the restored process's own namespace of the entry's kind.
-func (nsKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (nsKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	n, err := nsByFlag(f)
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	return r.reopen("/proc/self/ns/"+n.name, f.Nsf.GetFlags(), 0)
+	return r.reopen(fmt.Sprintf("/proc/%d/ns/%s", r.pid, n.name), f.Nsf.GetFlags(), 0)
 }

@@ -79,38 +79,31 @@ func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// open makes a pidfd of the process of the tree with the dumped pid: every
-// process of the tree, zombies too, exists by the time files are opened.
-// The tree's restore checks that the pid is one of its processes. A pidfd
-// of a process reaped is made of a child of cryo's that has exited, which
-// is reaped once the pidfd is made.
-func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+// open makes a pidfd of the process of the tree with the dumped pid, in
+// the process, whose pid namespace the pid is of: every process of the
+// tree, zombies too, exists by the time files are opened. The tree's
+// restore checks that the pid is one of its processes. A pidfd of a
+// process reaped is made of a child of cryo's that has exited, which is
+// reaped once the pidfd is made.
+func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Pidfd
 	pid := int(e.GetNspid())
 	if pid == -1 {
 		child, err := kernel.Clone3Exit(nil)
 		if err != nil {
-			return 0, fmt.Errorf("make a process to reap for a pidfd: %w", err)
+			return -1, fmt.Errorf("make a process to reap for a pidfd: %w", err)
 		}
 		defer unix.Wait4(child, nil, 0, nil)
 		var info unix.Siginfo
 		if err := unix.Waitid(unix.P_PID, child, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
-			return 0, fmt.Errorf("wait for pid %d to exit: %w", child, err)
+			return -1, fmt.Errorf("wait for pid %d to exit: %w", child, err)
 		}
 		pid = child
 	}
-	// pidfd_open makes every pidfd close-on-exec.
 	flags := uint64(e.GetFlags() & (unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD))
 	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(pid), flags)
 	if err != nil {
-		return 0, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
+		return -1, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
 	}
-	// The table is made with each descriptor close-on-exec as its entry's
-	// lowest number says (r.cloexec).
-	if r.cloexec == 0 {
-		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, 0); err != nil {
-			return 0, fmt.Errorf("clear close-on-exec of pidfd %d: %w", n, err)
-		}
-	}
-	return n, nil
+	return r.made(n)
 }

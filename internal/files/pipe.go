@@ -52,73 +52,45 @@ func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open returns a new open file description of the end of a pipe that f
-// stands for, making the pipe on first use. Each entry is a description
-// of its own, as at the dump: the end pipe() made, or the end reopened
-// through /proc, which makes a new one (where a dup would share one). The
-// status flags tell which an entry was: open() adds O_LARGEFILE, which
-// fcntl cannot set nor clear, and pipe() does not.
-func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+// stands for, making the pipe in cryo on first use. Each entry is a
+// description of its own, as at the dump: the end pipe() made, or the end
+// reopened through /proc, which makes a new one (where a dup would share
+// one). The status flags tell which an entry was: open() adds
+// O_LARGEFILE, which fcntl cannot set nor clear, and pipe() does not
+// (cryoPipe.take).
+func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	id := f.Pipe.GetPipeId()
 	if p, ok := r.shared.cryoPipes[id]; ok {
 		// Made in cryo for an end in flight (unixsk_restore.go).
-		fd, err := p.take(f.Pipe.GetFlags())
-		if err != nil {
-			return 0, err
-		}
-		defer unix.Close(fd)
-		return r.takeFrom(os.Getpid(), fd)
+		return p.take(f.Pipe.GetFlags())
 	}
 	if path := r.sharedPipe(id); path != "" {
 		// Made and filled by another process of the tree.
-		return r.openPipe(path, f.Pipe.GetFlags())
+		return openCryoPipe(path, f.Pipe.GetFlags())
 	}
 	path, err := r.livePipe(id)
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
 	if path != "" {
 		// Its other end is a process's outside the checkpoint (a
 		// pipeline's, a supervisor's), which holds it still, with
 		// whatever it has not read: the same pipe, not a new one
 		// whose other end nobody holds.
-		return r.openPipe(path, f.Pipe.GetFlags())
+		return openCryoPipe(path, f.Pipe.GetFlags())
 	}
 	p, ok := r.pipes[id]
 	if !ok {
-		var err error
-		if p, err = r.makePipe(); err != nil {
-			return 0, err
+		p = &pipeMade{data: r.set.pipes[id]}
+		if err := unix.Pipe2(p.ends[:], unix.O_CLOEXEC); err != nil {
+			return -1, fmt.Errorf("make pipe: %w", err)
 		}
-		p.data = r.set.pipes[id]
 		if r.pipes == nil {
-			r.pipes = map[uint32]*pipeEnds{}
+			r.pipes = map[uint32]*pipeMade{}
 		}
 		r.pipes[id] = p
 	}
-	flags, end := f.Pipe.GetFlags(), 0
-	if flags&unix.O_ACCMODE == unix.O_WRONLY {
-		end = 1
-	}
-	if flags&kernel.OLargefile == 0 && flags&unix.O_ACCMODE != unix.O_RDWR && !p.given[end] {
-		p.given[end] = true
-		// pipe() made the end with the access mode alone.
-		if flags&^unix.O_ACCMODE != 0 {
-			if err := r.setStatusFlags(p.ends[end], flags); err != nil {
-				return 0, fmt.Errorf("set pipe flags %#o: %w", flags, err)
-			}
-		}
-		if p.cloexec != r.cloexec {
-			fdFlags := uint64(0)
-			if r.cloexec != 0 {
-				fdFlags = unix.FD_CLOEXEC
-			}
-			if err := r.sys(unix.SYS_FCNTL, p.ends[end], unix.F_SETFD, fdFlags); err != nil {
-				return 0, fmt.Errorf("set pipe fd flags: %w", err)
-			}
-		}
-		return p.ends[end], nil
-	}
-	return r.openPipe("/proc/self/fd/"+strconv.FormatUint(p.ends[end], 10), flags)
+	return p.take(f.Pipe.GetFlags())
 }
 
 // livePipe returns where pipe id is still open, "/proc/PID/fd/N" of a
@@ -163,21 +135,6 @@ func (r *Restorer) livePipe(id uint32) (string, error) {
 		}
 	}
 	return "", nil
-}
-
-// openPipe opens an end of a pipe or FIFO through path in the process,
-// with status flags. The open takes only the access mode, and does not
-// wait for the other side; fcntl sets the flags: open refuses O_DIRECT,
-// the flag of a packet-mode pipe.
-func (r *Restorer) openPipe(path string, flags uint32) (uint64, error) {
-	n, err := r.open(path, uint64(flags&unix.O_ACCMODE)|unix.O_NONBLOCK|r.cloexec, 0)
-	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := r.setStatusFlags(n, flags); err != nil {
-		return 0, fmt.Errorf("set flags %#o of %s: %w", flags, path, err)
-	}
-	return n, nil
 }
 
 // pipeData is what a pipe or FIFO holds at the dump.
@@ -329,35 +286,16 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
 	}
 }
 
-// pipeRestorer holds the pipes made so far, by pipe id.
+// pipeRestorer holds the pipes of the group being opened, by pipe id.
 type pipeRestorer struct {
-	pipes map[uint32]*pipeEnds
+	pipes map[uint32]*pipeMade
 }
 
-// pipeEnds are the two descriptors of a pipe made in the process, read
-// end first, whether they are close-on-exec (O_CLOEXEC), and whether an
-// entry was given each.
-type pipeEnds struct {
-	ends    [2]uint64
-	cloexec uint64
-	given   [2]bool
-	data    pipeData
-}
-
-// makePipe makes a pipe in the process, close-on-exec as r.cloexec says.
-func (r *Restorer) makePipe() (*pipeEnds, error) {
-	scratch, err := r.scratch()
-	if err != nil {
-		return nil, err
-	}
-	if err := r.sys(unix.SYS_PIPE2, scratch, r.cloexec); err != nil {
-		return nil, fmt.Errorf("make pipe: %w", err)
-	}
-	var fds [2]int32
-	if err := r.tr.ReadValue(scratch, &fds); err != nil {
-		return nil, err
-	}
-	return &pipeEnds{ends: [2]uint64{uint64(fds[0]), uint64(fds[1])}, cloexec: r.cloexec}, nil
+// pipeMade is a pipe made in cryo for the group being opened, and what
+// it held.
+type pipeMade struct {
+	cryoPipe
+	data pipeData
 }
 
 // group makes the entries of one pipe together.
@@ -366,61 +304,47 @@ func (pipeKind) group(_ *Restorer, f *fdinfo.FileEntry) (uint32, bool) {
 }
 
 // groupOpened gives the pipe of the group just opened its size and data
-// back, and closes the ends made with it that no entry was given.
+// back, and closes cryo's ends of it: its entries have theirs.
 func (pipeKind) groupOpened(r *Restorer) error {
+	var err error
 	for id, p := range r.pipes {
-		if err := r.fillPipe(p.ends[1], p.data); err != nil {
-			return fmt.Errorf("pipe %d: %w", id, err)
-		}
-		for i, end := range p.ends {
-			if p.given[i] {
-				continue
-			}
-			if err := r.sys(unix.SYS_CLOSE, end); err != nil {
-				return err
+		if err == nil {
+			if err = fillPipeFd(p.ends[1], int(p.data.e.GetSize()), p.data.data); err != nil {
+				err = fmt.Errorf("pipe %d: %w", id, err)
 			}
 		}
+		closeAll(p.ends[:])
 	}
 	r.pipes = nil
-	return nil
-}
-
-// fillPipe gives a pipe or FIFO made in the process, through its
-// descriptor fd, the size it had at the dump, then the data it held, from
-// outside.
-func (r *Restorer) fillPipe(fd uint64, d pipeData) error {
-	size, data := int(d.e.GetSize()), d.data // size 0: none recorded
-	if size == 0 && len(data) == 0 {
-		return nil
-	}
-	return r.outside(fd, func(dup int) error { return fillPipeFd(dup, size, data) })
+	return err
 }
 
 // fillPipeFd gives the pipe or FIFO that cryo's descriptor dup writes to
 // size (0: left as it is), then data.
 func fillPipeFd(dup, size int, data []byte) error {
-	{
-		cur, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0)
-		if err != nil {
-			return fmt.Errorf("read pipe size: %w", err)
-		}
-		if size != 0 && size != cur {
-			if cur, err = unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, size); err != nil {
-				return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
-			}
-		}
-		if cur < len(data) {
-			if _, err := unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, len(data)); err != nil {
-				return fmt.Errorf("grow pipe to %d bytes: %w", len(data), err)
-			}
-		}
-		for len(data) > 0 {
-			n, err := unix.Write(dup, data)
-			if err != nil {
-				return fmt.Errorf("refill: %w", err)
-			}
-			data = data[n:]
-		}
+	if size == 0 && len(data) == 0 {
 		return nil
 	}
+	cur, err := unix.FcntlInt(uintptr(dup), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return fmt.Errorf("read pipe size: %w", err)
+	}
+	if size != 0 && size != cur {
+		if cur, err = unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, size); err != nil {
+			return fmt.Errorf("set pipe size to %d bytes: %w", size, err)
+		}
+	}
+	if cur < len(data) {
+		if _, err := unix.FcntlInt(uintptr(dup), unix.F_SETPIPE_SZ, len(data)); err != nil {
+			return fmt.Errorf("grow pipe to %d bytes: %w", len(data), err)
+		}
+	}
+	for len(data) > 0 {
+		n, err := unix.Write(dup, data)
+		if err != nil {
+			return fmt.Errorf("refill: %w", err)
+		}
+		data = data[n:]
+	}
+	return nil
 }

@@ -119,16 +119,20 @@ func (regKind) check(s *Set, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	path, err := r.Path(f.GetId())
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	n, err := r.reopen(path, f.Reg.GetFlags(), f.Reg.GetPos())
+	reopen := r.reopen
+	if r.set.special[f.GetId()] || specialFile(f.Reg.GetMode()) {
+		reopen = r.reopenHere
+	}
+	fd, err := reopen(path, f.Reg.GetFlags(), f.Reg.GetPos())
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", f.Reg.GetName(), err)
+		return -1, fmt.Errorf("%s: %w", f.Reg.GetName(), err)
 	}
-	return n, nil
+	return fd, nil
 }
 
 // Path returns the path at which the process being restored opens REG

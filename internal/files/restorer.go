@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 
@@ -32,13 +31,10 @@ type Restorer struct {
 	pidfd int
 	// scratchAt is where the tracer's scratch buffer is, once asked.
 	scratchAt uint64
-	// cloexec is O_CLOEXEC or 0: what the descriptor a kind opens for
-	// the entry at hand starts as, that of the entry's lowest number,
-	// where the descriptor lands if it is free.
-	cloexec uint64
 	// creds are the process's, which the unix sockets are made with.
 	creds *kernel.Creds
 	placement
+	channel
 	lockRestorer
 	memfdRestorer
 	pipeRestorer
@@ -50,7 +46,7 @@ type Restorer struct {
 // the processes of a tree whose restores share shared. With shellJob, a
 // terminal the process had outside the checkpoint is cryo's own.
 func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob bool) *Restorer {
-	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}, pidfd: -1}
+	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}, pidfd: -1, channel: channel{fd: -1}}
 }
 
 // OpenAll recreates the descriptor table: every descriptor at its number
@@ -58,13 +54,15 @@ func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob 
 // description (dup) sharing one again. The memfds the mappings were made
 // from stay open; every other descriptor of the process is closed first.
 //
+// Every entry is opened in cryo, and the descriptors travel to the
+// process over a unix socket, deliverMax at a time (deliver.go): a
+// descriptor costs no stop of the process of its own.
+//
 // The table may fill the process's RLIMIT_NOFILE, so nothing is opened
-// above it: the entries are made in the order of their lowest number, one
-// group at a time (an entry, or the entries of one pipe), each placed at
-// its numbers before the next is made. A
-// new descriptor takes the lowest free number, so it lands where it goes
-// unless the table has a hole below; the first descriptor to land in a
-// hole stays there too, plugging it, until the table is made.
+// above it: the entries are sent in the order of their lowest number,
+// and a batch lands at the lowest free numbers, where they go unless the
+// table has a hole below; the first descriptor to land in a hole stays
+// there, plugging it, until the table is made.
 func (r *Restorer) OpenAll() error {
 	if err := r.closeAllBut(r.memfdDescriptors()); err != nil {
 		return fmt.Errorf("close the stub's descriptors: %w", err)
@@ -75,12 +73,18 @@ func (r *Restorer) OpenAll() error {
 	}
 	r.pidfd = pidfd
 	defer func() {
+		r.closeChannel()
 		unix.Close(r.pidfd)
 		r.pidfd = -1
 	}()
 	r.placement = newPlacement(r.set.Fds)
 	if err := r.makeMemfds(); err != nil {
 		return err
+	}
+	if len(r.byNumber) > 0 {
+		if err := r.openChannel(); err != nil {
+			return err
+		}
 	}
 	// The process's own /proc/PID/fd/N and fdinfo/N exist only once
 	// descriptor N has its number: they are opened last.
@@ -92,8 +96,13 @@ func (r *Restorer) OpenAll() error {
 			early = append(early, g)
 		}
 	}
-	for _, g := range append(early, late...) {
-		if err := r.openGroup(g); err != nil {
+	for _, gs := range [][]*group{early, late} {
+		for _, g := range gs {
+			if err := r.openGroup(g); err != nil {
+				return err
+			}
+		}
+		if err := r.deliver(true); err != nil {
 			return err
 		}
 	}
@@ -163,8 +172,8 @@ type placement struct {
 	// plugs are holes of the table that a descriptor landed in, left
 	// open so that the next lands elsewhere.
 	plugs map[uint64]bool
-	// temps are the descriptors of the group being made, by number, as
-	// indexes into its entries.
+	// temps are the descriptors of the batch being placed, by number, as
+	// indexes into the batch.
 	temps map[uint64]int
 }
 
@@ -227,18 +236,13 @@ func kindOfEntry(f *fdinfo.FileEntry) kind {
 	return k
 }
 
-// openGroup opens the entries of a group, then places each at its numbers.
+// openGroup opens the entries of a group in cryo and queues them for the
+// process, sending the batches that are full.
 func (r *Restorer) openGroup(g *group) error {
-	r.temps = map[uint64]int{}
-	temps := make([]uint64, len(g.entries))
 	for i, f := range g.entries {
-		r.cloexec = 0
-		if g.fds[i][0].GetFlags()&unix.FD_CLOEXEC != 0 {
-			r.cloexec = unix.O_CLOEXEC
-		}
-		n, taken, err := r.takeShared(f.GetId())
+		fd, taken, err := r.takeShared(f.GetId())
 		if err == nil && !taken {
-			n, err = kindOfEntry(f).open(r, f)
+			fd, err = kindOfEntry(f).open(r, f)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d (%v): %w", g.fds[i][0].GetFd(), f.GetType(), err)
@@ -246,84 +250,19 @@ func (r *Restorer) openGroup(g *group) error {
 		if taken {
 			r.taken[f.GetId()] = true
 		}
-		temps[i] = n
-		r.temps[n] = i
+		r.pending = append(r.pending, sending{id: f.GetId(), fds: g.fds[i], fd: fd})
 	}
 	if gk, ok := kindOfEntry(g.entries[0]).(grouper); ok {
 		if err := gk.groupOpened(r); err != nil {
 			return err
 		}
 	}
-	for i := range g.entries {
-		if err := r.place(g, temps, i); err != nil {
-			return fmt.Errorf("fd %d: %w", g.fds[i][0].GetFd(), err)
-		}
-	}
-	return nil
-}
-
-// place gives entry i of group g, open at temps[i] close-on-exec as the
-// entry's lowest number, its numbers. Another entry of the group open at
-// one of them moves out of the way first.
-func (r *Restorer) place(g *group, temps []uint64, i int) error {
-	n, stays := temps[i], false
-	for j, fd := range g.fds[i] {
-		to := uint64(fd.GetFd())
-		if to == n {
-			stays = true
-		} else {
-			if other, ok := r.temps[to]; ok {
-				free, err := r.moveAside(to, g)
-				if err != nil {
-					return err
-				}
-				temps[other] = free
-				delete(r.temps, to)
-				r.temps[free] = other
-			}
-			if err := r.dupTo(n, to, fd.GetFlags()); err != nil {
-				return err
-			}
-		}
-		if to == n && j > 0 && fd.GetFlags()&unix.FD_CLOEXEC != g.fds[i][0].GetFlags()&unix.FD_CLOEXEC {
-			if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, uint64(fd.GetFlags()&unix.FD_CLOEXEC)); err != nil {
-				return fmt.Errorf("set fd %d flags: %w", n, err)
-			}
-		}
-		r.placed[to] = true
-	}
-	delete(r.temps, n)
-	switch {
-	case stays:
-	case r.targets[n] == nil && !r.beyond(n):
-		r.plugs[n] = true
-	default:
-		if err := r.sys(unix.SYS_CLOSE, n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.deliver(false)
 }
 
 // beyond reports whether number n is above every number of the table.
 func (p *placement) beyond(n uint64) bool {
 	return len(p.byNumber) == 0 || n > uint64(p.byNumber[len(p.byNumber)-1].GetFd())
-}
-
-// moveAside moves the descriptor at number n to a free number that no
-// entry of group g goes to, and returns it.
-func (r *Restorer) moveAside(n uint64, g *group) (uint64, error) {
-	ours := map[uint64]bool{}
-	for _, fds := range g.fds {
-		for _, fd := range fds {
-			ours[uint64(fd.GetFd())] = true
-		}
-	}
-	free := r.free(uint64(g.fds[0][0].GetFd()), func(m uint64) bool { return ours[m] })
-	if err := r.sys(unix.SYS_DUP3, n, free, unix.O_CLOEXEC); err != nil {
-		return 0, fmt.Errorf("move descriptor %d out of the way to %d: %w", n, free, err)
-	}
-	return free, nil
 }
 
 // free returns the lowest number from (else from 0) that nothing holds
@@ -345,36 +284,6 @@ func (r *Restorer) free(from uint64, avoid func(uint64) bool) uint64 {
 		}
 	}
 	return end
-}
-
-// closePlugs closes the descriptors left in the table's holes.
-func (r *Restorer) closePlugs() error {
-	plugs := slices.Sorted(maps.Keys(r.plugs))
-	for i := 0; i < len(plugs); {
-		j := i + 1
-		for j < len(plugs) && plugs[j] == plugs[j-1]+1 {
-			j++
-		}
-		if err := r.sys(unix.SYS_CLOSE_RANGE, plugs[i], plugs[j-1], 0); err != nil {
-			return fmt.Errorf("close descriptors %d-%d: %w", plugs[i], plugs[j-1], err)
-		}
-		i = j
-	}
-	clear(r.plugs)
-	return nil
-}
-
-// dupTo makes descriptor to a duplicate of from, close-on-exec if the
-// image says so.
-func (r *Restorer) dupTo(from, to uint64, fdFlags uint32) error {
-	flags := uint64(0)
-	if fdFlags&unix.FD_CLOEXEC != 0 {
-		flags = unix.O_CLOEXEC
-	}
-	if err := r.sys(unix.SYS_DUP3, from, to, flags); err != nil {
-		return fmt.Errorf("dup %d to %d: %w", from, to, err)
-	}
-	return nil
 }
 
 // closeAllBut closes every descriptor of the process but keep.
@@ -417,15 +326,6 @@ func (r *Restorer) getfd(n uint64) (int, error) {
 	return dup, nil
 }
 
-// setStatusFlags sets the status flags (O_NONBLOCK...) of descriptor n of
-// the process.
-func (r *Restorer) setStatusFlags(n uint64, flags uint32) error {
-	return r.outside(n, func(fd int) error {
-		_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(flags))
-		return err
-	})
-}
-
 // scratch returns the address of the tracer's scratch buffer in the
 // process, which stays where it is: asked once, not at each call, each
 // asking being a trip to the tracer's thread.
@@ -451,28 +351,74 @@ func (r *Restorer) open(path string, flags, mode uint64) (uint64, error) {
 	return r.tr.OpenAt(r.pid, path, flags, mode)
 }
 
-// reopen opens path in the process with an entry's flags, at position
-// pos, close-on-exec as r.cloexec says, whatever the entry's flags say
-// (the descriptor's own flags do). O_NOFOLLOW acted on the dumped
-// path; the path here is a magic link to the checked file (Set.Path),
-// which it would refuse. O_TMPFILE (tmpfile(3)) made the file, which is
-// reopened as the unlinked file it is now.
-func (r *Restorer) reopen(path string, flags uint32, pos uint64) (uint64, error) {
+// reopen opens path in cryo with an entry's flags (reopenFlags), at
+// position pos, close-on-exec in cryo whatever the entry's flags say (the
+// descriptor's own flags are set in the process).
+func (r *Restorer) reopen(path string, flags uint32, pos uint64) (int, error) {
+	fd, err := unix.Open(path, int(reopenFlags(flags))|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", path, err)
+	}
+	return seekTo(fd, path, pos)
+}
+
+// reopenHere is reopen done by the process, for a file whose opening may
+// wait (specialFile), and returns cryo's descriptor of it.
+func (r *Restorer) reopenHere(path string, flags uint32, pos uint64) (int, error) {
+	n, err := r.open(path, reopenFlags(flags)|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", path, err)
+	}
+	fd, err := r.made(n)
+	if err != nil {
+		return -1, err
+	}
+	return seekTo(fd, path, pos)
+}
+
+// reopenFlags are the flags that reopen an entry's file with the entry's
+// flags. O_NOFOLLOW acted on the dumped path; the path here is a magic
+// link to the checked file (Set.Path), which it would refuse. O_TMPFILE
+// (tmpfile(3)) made the file, which is reopened as the unlinked file it
+// is now.
+func reopenFlags(flags uint32) uint64 {
 	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
 		flags &^= unix.O_TMPFILE
 	}
-	n, err := r.open(path, uint64(flags)&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC)|r.cloexec, 0)
+	return uint64(flags) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_NOFOLLOW | unix.O_CLOEXEC)
+}
+
+// seekTo moves cryo's descriptor fd of path to pos, closing it if it
+// cannot.
+func seekTo(fd int, path string, pos uint64) (int, error) {
+	if pos == 0 {
+		return fd, nil
+	}
+	if _, err := unix.Seek(fd, int64(pos), io.SeekStart); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("seek %s to %d: %w", path, pos, err)
+	}
+	return fd, nil
+}
+
+// made takes descriptor n, which the process made because only it can
+// (in its namespaces, or with its controlling terminal), into cryo, and
+// closes it there: it goes back as every descriptor does.
+func (r *Restorer) made(n uint64) (int, error) {
+	fd, err := r.getfd(n)
+	if cerr := r.sys(unix.SYS_CLOSE, n); err == nil && cerr != nil {
+		unix.Close(fd)
+		err = fmt.Errorf("close fd %d: %w", n, cerr)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", path, err)
+		return -1, err
 	}
-	if pos != 0 {
-		err := r.outside(n, func(fd int) error {
-			_, err := unix.Seek(fd, int64(pos), io.SeekStart)
-			return err
-		})
-		if err != nil {
-			return 0, fmt.Errorf("seek %s to %d: %w", path, pos, err)
-		}
-	}
-	return n, nil
+	return fd, nil
+}
+
+// setStatusFlags sets the status flags (O_NONBLOCK...) of cryo's
+// descriptor fd.
+func setStatusFlags(fd int, flags uint32) error {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, int(flags))
+	return err
 }

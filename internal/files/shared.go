@@ -1,10 +1,12 @@
 package files
 
 import (
-	"fmt"
+	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // Shared is what the restores of the processes of one tree share: the
@@ -55,39 +57,20 @@ func (s *Shared) note(r *Restorer) {
 	}
 }
 
-// takeShared gives the process a descriptor of entry id, close-on-exec as
-// r.cloexec says, if another process of the tree has it open already: the
-// same open file description, taken with pidfd_getfd.
-func (r *Restorer) takeShared(id uint32) (uint64, bool, error) {
+// takeShared returns cryo's descriptor of entry id if another process of
+// the tree has it open already: the same open file description, taken
+// with pidfd_getfd.
+func (r *Restorer) takeShared(id uint32) (int, bool, error) {
 	ref, ok := r.shared.opened[id]
 	if !ok || ref.pid == r.pid {
-		return 0, false, nil
+		return -1, false, nil
 	}
-	n, err := r.takeFrom(ref.pid, ref.fd)
-	return n, err == nil, err
-}
-
-// takeFrom gives the process a duplicate of descriptor fd of process pid
-// (cryo's own too), close-on-exec as r.cloexec says.
-func (r *Restorer) takeFrom(pid, fd int) (uint64, error) {
-	pidfd, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(pid), 0)
-	if err != nil {
-		return 0, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	if ref.pid == os.Getpid() {
+		fd, err := unix.FcntlInt(uintptr(ref.fd), unix.F_DUPFD_CLOEXEC, 0)
+		return fd, err == nil, err
 	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_GETFD, pidfd, uint64(fd), 0)
-	if cerr := r.sys(unix.SYS_CLOSE, pidfd); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, fmt.Errorf("take fd %d of pid %d: %w", fd, pid, err)
-	}
-	// pidfd_getfd makes it close-on-exec.
-	if r.cloexec == 0 {
-		if err := r.sys(unix.SYS_FCNTL, n, unix.F_SETFD, 0); err != nil {
-			return 0, fmt.Errorf("set fd %d flags: %w", n, err)
-		}
-	}
-	return n, nil
+	fd, err := kernel.Getfd(ref.pid, ref.fd)
+	return fd, err == nil, err
 }
 
 // sharedPipe is a path to the pipe pipeID in another process of the tree

@@ -37,22 +37,18 @@ func (signalfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open makes a signalfd in the process reading the dumped signals.
-func (signalfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (signalfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Sgfd
-	flags := r.cloexec // SFD_CLOEXEC is O_CLOEXEC
+	flags := unix.SFD_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.SFD_NONBLOCK
 	}
-	scratch, err := r.scratch()
+	// A signalfd reads the signals of whoever reads it: made in cryo, it
+	// is the process's once there.
+	mask := unix.Sigset_t{Val: [16]uint64{e.GetSigmask()}}
+	fd, err := unix.Signalfd(-1, &mask, flags)
 	if err != nil {
-		return 0, err
+		return -1, fmt.Errorf("make signalfd of mask %#x: %w", e.GetSigmask(), err)
 	}
-	if err := r.tr.WriteValue(scratch, e.GetSigmask()); err != nil {
-		return 0, err
-	}
-	n, err := r.tr.Syscall(r.pid, unix.SYS_SIGNALFD4, ^uint64(0), scratch, 8, flags)
-	if err != nil {
-		return 0, fmt.Errorf("make signalfd of mask %#x: %w", e.GetSigmask(), err)
-	}
-	return n, nil
+	return fd, nil
 }

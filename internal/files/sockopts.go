@@ -211,7 +211,13 @@ func RestoreSockBuffers(fd int, o *skopts.SkOptsEntry) error {
 		opt  int
 		name string
 		v    uint32
-	}{{unix.SO_SNDBUFFORCE, "SO_SNDBUF", o.GetSoSndbuf()}, {unix.SO_RCVBUFFORCE, "SO_RCVBUF", o.GetSoRcvbuf()}} {
+		get  int
+	}{{unix.SO_SNDBUFFORCE, "SO_SNDBUF", o.GetSoSndbuf(), unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, "SO_RCVBUF", o.GetSoRcvbuf(), unix.SO_RCVBUF}} {
+		// A size the socket has already is left alone, and not locked
+		// by setting it (a new socket's, which the kernel tunes).
+		if cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, b.get); err == nil && uint32(cur) == b.v {
+			continue
+		}
 		// getsockopt reports twice what setsockopt is given: the
 		// kernel's bookkeeping overhead.
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, b.opt, int(b.v/2)); err != nil {
@@ -281,8 +287,12 @@ func restoreOtherSockOpts(fd int, o *skopts.SkOptsEntry) error {
 		}
 	}
 	if o.SoBufLock != nil {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUF_LOCK, int(o.GetSoBufLock())); err != nil {
-			return fmt.Errorf("set SO_BUF_LOCK: %w", err)
+		// Set unless it is so already (an MPTCP socket reads it, and
+		// refuses to set it).
+		if cur, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUF_LOCK); err != nil || uint32(cur) != o.GetSoBufLock() {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUF_LOCK, int(o.GetSoBufLock())); err != nil {
+				return fmt.Errorf("set SO_BUF_LOCK: %w", err)
+			}
 		}
 	}
 	return nil

@@ -157,7 +157,7 @@ func (r *Restorer) ClocksFromDump(mono, boot time.Duration) {
 // its expirations not read are set, at first; see open.
 const timerfdMargin = time.Millisecond
 
-// open makes a timerfd in the process, armed and holding the expirations
+// open makes a timerfd in the process, in its time namespace, armed and holding the expirations
 // not read. On a clock that went on from the dump, its deadline is the
 // clock's value at the dump plus the time left, which the restore's own
 // time may have passed: the expirations due are then counted. On another
@@ -170,16 +170,16 @@ const timerfdMargin = time.Millisecond
 // then show it has not expired since; else it is armed again, with a
 // wider margin. An expiration can then come up to the margin early, never
 // be lost.
-func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Tfd
-	flags := r.cloexec // TFD_CLOEXEC is O_CLOEXEC
+	flags := uint64(0)
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.TFD_NONBLOCK
 	}
 	clock := e.GetClockid()
 	n, err := r.tr.Syscall(r.pid, unix.SYS_TIMERFD_CREATE, uint64(clock), flags)
 	if err != nil {
-		return 0, fmt.Errorf("make timerfd on clock %d: %w", clock, err)
+		return -1, fmt.Errorf("make timerfd on clock %d: %w", clock, err)
 	}
 	left := time.Duration(e.GetVsec())*time.Second + time.Duration(e.GetVnsec())
 	interval := time.Duration(e.GetIsec())*time.Second + time.Duration(e.GetInsec())
@@ -189,7 +189,7 @@ func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		var now time.Duration
 		if left != 0 && (kept || abs) {
 			if now, err = r.clock(clock); err != nil {
-				return 0, err
+				return -1, err
 			}
 		}
 		value, ticks := left, e.GetTicks()
@@ -208,12 +208,12 @@ func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		// A timer as made is disarmed, without period or flags.
 		if spec != (unix.ItimerSpec{}) || e.GetSettimeFlags() != 0 {
 			if err := armTimerfd(r, n, e.GetSettimeFlags(), spec); err != nil {
-				return 0, err
+				return -1, err
 			}
 		}
 		if ticks != 0 {
 			if err := setTimerfdTicks(r, n, ticks); err != nil {
-				return 0, err
+				return -1, err
 			}
 		}
 		if ticks == 0 || value == 0 {
@@ -221,20 +221,20 @@ func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 		}
 		info, err := proc.ReadFdinfo(r.pid, int(n))
 		if err != nil {
-			return 0, err
+			return -1, err
 		}
 		tf, err := info.Timerfd()
 		if err != nil {
-			return 0, fmt.Errorf("read timerfd %d: %w", n, err)
+			return -1, fmt.Errorf("read timerfd %d: %w", n, err)
 		}
 		if tf.Value != 0 {
 			break
 		}
 		if margin > time.Second {
-			return 0, fmt.Errorf("timerfd %d expired before its expirations could be set, %v ahead", n, margin)
+			return -1, fmt.Errorf("timerfd %d expired before its expirations could be set, %v ahead", n, margin)
 		}
 	}
-	return n, nil
+	return r.made(n)
 }
 
 // dueWithin counts the expirations within margin of a timer due in left

@@ -794,53 +794,55 @@ type ptyMade struct {
 	masterInfo      *tty.TtyInfoEntry
 }
 
-func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
-	flags := uint64(f.Tty.GetFlags()) | unix.O_NOCTTY
+	flags := f.Tty.GetFlags() | unix.O_NOCTTY
 	switch {
 	case r.set.inPair(e):
 		p, err := r.pty(e.Pty.GetIndex())
 		if err != nil {
-			return 0, err
+			return -1, err
 		}
 		if !isPtmx(uint64(e.GetRdev())) {
-			return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), uint32(flags), 0)
+			return r.reopen(fmt.Sprintf("/dev/pts/%d", p.newIndex), flags, 0)
 		}
 		// The one master: other processes that held it share it
 		// (takeShared) before it is made.
 		if p.given {
-			return 0, fmt.Errorf("%w: pseudo-terminal %d: its master held twice, apart", ErrUnsupported, p.index)
+			return -1, fmt.Errorf("%w: pseudo-terminal %d: its master held twice, apart", ErrUnsupported, p.index)
 		}
 		if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.Tty.GetFlags())); err != nil {
-			return 0, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
+			return -1, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
 		}
 		p.given = true
-		return r.takeFrom(os.Getpid(), p.m)
+		return unix.FcntlInt(uintptr(p.m), unix.F_DUPFD_CLOEXEC, 0)
 	case e.GetType() == tty.TtyType_CTTY:
+		// /dev/tty opens the controlling terminal of whoever opens it.
 		path, err := r.controllingTerminal()
 		if err != nil {
-			return 0, err
+			return -1, err
 		}
-		return r.reopen(path, uint32(flags), 0)
+		return r.reopenHere(path, flags, 0)
 	}
 	if !r.shellJob {
 		name := r.set.Files[f.Tty.GetRegfId()].Reg.GetName()
-		return 0, fmt.Errorf("%w: %s is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported, name)
+		return -1, fmt.Errorf("%w: %s is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported, name)
 	}
 	path, err := ownTerminal()
 	if err != nil {
-		return 0, err
+		return -1, err
 	}
-	n, err := r.reopen(path, uint32(flags), 0)
+	// Opened in the process, which sets it up (settle).
+	n, err := r.open(path, reopenFlags(flags), 0)
 	if err != nil {
-		return 0, err
+		return -1, fmt.Errorf("open %s: %w", path, err)
 	}
 	if !r.settled[e.GetId()] {
 		if err := r.settle(n, e); err != nil {
-			return 0, fmt.Errorf("%s: %w", path, err)
+			return -1, fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	return n, nil
+	return r.made(n)
 }
 
 // ownTerminal is the terminal cryo restores from, its standard input,

@@ -19,7 +19,7 @@ import (
 )
 
 // A restore makes the unix sockets in cryo, then gives each to its
-// process (pidfd_getfd). Whatever records who did it is done as the
+// process (deliver.go). Whatever records who did it is done as the
 // process, on a thread of cryo's with its credentials (asProcess):
 // creating the socket (its owner), binding a path (the file's owner, and
 // whether the process may create it), listen and connect (the peer
@@ -60,10 +60,15 @@ func (u *unixShared) closeUnix() {
 // sockets are made with them. Without, they are made with cryo's.
 func (r *Restorer) SetCreds(c kernel.Creds) { r.creds = &c }
 
-func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
+func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	ino := f.Usk.GetIno()
 	fd, ok := r.shared.unixMade[ino]
 	if !ok {
+		// What goes in flight with its queues may be an entry of the
+		// process opened before: it is at its number once delivered.
+		if err := r.deliver(true); err != nil {
+			return -1, err
+		}
 		m := &unixMaking{r: r, byIno: r.set.unixByIno, tmp: map[uint32]int{}, released: map[uint32]bool{}}
 		if r.shared.unixMade == nil {
 			r.shared.unixMade = map[uint32]int{}
@@ -76,11 +81,11 @@ func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (uint64, error) {
 			unix.Close(t)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("unix socket %s: %w", sockName(f.Usk.GetName()), err)
+			return -1, fmt.Errorf("unix socket %s: %w", sockName(f.Usk.GetName()), err)
 		}
 		fd = r.shared.unixMade[ino]
 	}
-	return r.takeFrom(os.Getpid(), fd)
+	return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 }
 
 // unixMaking is the sockets made for one entry: it and those connected

@@ -83,10 +83,22 @@ type nlmsgHeader struct {
 
 const nlmsgHeaderLen = 16
 
+// inetDiagReqProtocol is INET_DIAG_REQ_PROTOCOL (include/uapi/linux/
+// inet_diag.h): an attribute of a request holding its protocol as 32 bits,
+// for a protocol above 255 (IPPROTO_MPTCP), which the request's own byte
+// cannot hold.
+const inetDiagReqProtocol = 3
+
 // InetDiagRequest returns the netlink message that asks for every socket
 // of family and protocol, in every state.
-func InetDiagRequest(family, protocol uint8, seq uint32) []byte {
-	req := Encode(InetDiagReqV2{Family: family, Protocol: protocol, States: ^uint32(0)})
+func InetDiagRequest(family uint8, protocol uint32, seq uint32) []byte {
+	req := Encode(InetDiagReqV2{Family: family, Protocol: uint8(protocol), States: ^uint32(0)})
+	if protocol > 0xff {
+		// struct nlattr, then the protocol.
+		req = binary.NativeEndian.AppendUint16(req, 8)
+		req = binary.NativeEndian.AppendUint16(req, inetDiagReqProtocol)
+		req = binary.NativeEndian.AppendUint32(req, protocol)
+	}
 	h := Encode(nlmsgHeader{Len: uint32(nlmsgHeaderLen + len(req)), Type: unix.SOCK_DIAG_BY_FAMILY,
 		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: seq})
 	return append(h, req...)
@@ -154,8 +166,8 @@ func ParseInetDiag(b []byte) (socks []InetDiag, done bool, err error) {
 func nlmAlign(n int) int { return (n + 3) &^ 3 }
 
 // InetDiagDump asks sock_diag for every socket of family and protocol
-// (IPPROTO_TCP, IPPROTO_UDP...) in cryo's network namespace.
-func InetDiagDump(family, protocol uint8) ([]InetDiag, error) {
+// (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP...) in cryo's network namespace.
+func InetDiagDump(family uint8, protocol uint32) ([]InetDiag, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("open sock_diag: %w", err)

@@ -87,3 +87,24 @@ func DecodeCPUClock(id int32) (c CPUClock, ok bool) {
 	}
 	return CPUClock{Pid: int(^(id >> 3)), Thread: id&4 != 0, Which: int(id & 3)}, true
 }
+
+// Msghdr mirrors struct user_msghdr (include/linux/socket.h) on x86_64,
+// as recvmsg(2) takes it in another process's memory: x/sys's Msghdr
+// holds Go pointers. ControlLen and Flags are what the kernel writes
+// back.
+type Msghdr struct {
+	Name       uint64
+	NameLen    uint32
+	_          uint32
+	Iov        uint64
+	IovLen     uint64
+	Control    uint64
+	ControlLen uint64
+	Flags      int32
+	_          int32
+}
+
+// Iovec mirrors struct iovec (include/uapi/linux/uio.h).
+type Iovec struct {
+	Base, Len uint64
+}

@@ -25,7 +25,7 @@ var sysNames = map[int]string{
 	unix.SYS_MSGSND: "msgsnd", unix.SYS_MSGRCV: "msgrcv", unix.SYS_SEMOP: "semop", unix.SYS_SEMTIMEDOP: "semtimedop",
 	unix.SYS_MREMAP: "mremap", unix.SYS_MUNMAP: "munmap", unix.SYS_NANOSLEEP: "nanosleep", unix.SYS_CLOCK_NANOSLEEP: "clock_nanosleep", unix.SYS_OPENAT: "openat",
 	unix.SYS_PIDFD_GETFD: "pidfd_getfd", unix.SYS_PIDFD_OPEN: "pidfd_open", unix.SYS_RT_SIGTIMEDWAIT: "rt_sigtimedwait",
-	unix.SYS_SCHED_GETSCHEDULER: "sched_getscheduler", unix.SYS_PERSONALITY: "personality", unix.SYS_PIPE2: "pipe2", unix.SYS_PRCTL: "prctl", unix.SYS_PTRACE: "ptrace",
+	unix.SYS_SCHED_GETSCHEDULER: "sched_getscheduler", unix.SYS_PERSONALITY: "personality", unix.SYS_PIPE2: "pipe2", unix.SYS_RECVMSG: "recvmsg", unix.SYS_SOCKETPAIR: "socketpair", unix.SYS_PRCTL: "prctl", unix.SYS_PTRACE: "ptrace",
 	unix.SYS_PRLIMIT64: "prlimit64", unix.SYS_RSEQ: "rseq", unix.SYS_RT_SIGACTION: "rt_sigaction",
 	unix.SYS_RT_SIGPROCMASK: "rt_sigprocmask", unix.SYS_RT_SIGQUEUEINFO: "rt_sigqueueinfo",
 	unix.SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo", unix.SYS_SCHED_SETSCHEDULER: "sched_setscheduler",

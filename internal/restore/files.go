@@ -7,11 +7,13 @@ import (
 )
 
 // openFiles recreates the descriptor table (see files.Restorer.OpenAll),
-// under the dumped RLIMIT_NOFILE as far as this one's hard limit allows
-// (the stub has cryo's soft limit, which the table may not fit in; the
-// task step sets the dumped limits afterwards), unless it is the
-// parent's, which the parent made, and gives a shell job back the
-// foreground of its terminal.
+// unless it is the parent's, which the parent made, and gives a shell job
+// back the foreground of its terminal. The table must fit under the
+// dumped RLIMIT_NOFILE as far as this one's hard limit allows; it is made
+// under the hard limit (the stub has cryo's soft limit, which the table
+// may not fit in, and the socket the descriptors travel through needs a
+// number besides the table's), and the task step sets the dumped limits
+// afterwards; without dumped limits, the table must fit the stub's.
 func (r *restorer) openFiles() error {
 	if r.sharesFiles() {
 		return nil
@@ -20,17 +22,19 @@ func (r *restorer) openFiles() error {
 	if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, nil, &cur); err != nil {
 		return fmt.Errorf("read RLIMIT_NOFILE of pid %d: %w", r.pid, err)
 	}
+	limit, dumped := cur.Cur, false
 	if rl := r.c.cores[uint32(r.pid)].GetTc().GetRlimits().GetRlimits(); len(rl) > unix.RLIMIT_NOFILE {
-		if soft := min(rl[unix.RLIMIT_NOFILE].GetMax(), cur.Max); soft > cur.Cur {
-			cur.Cur = soft
-			if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, &cur, nil); err != nil {
-				return fmt.Errorf("raise RLIMIT_NOFILE of pid %d to %d: %w", r.pid, soft, err)
-			}
-		}
+		limit, dumped = min(rl[unix.RLIMIT_NOFILE].GetMax(), cur.Max), true
 	}
 	for _, fd := range r.c.files.Fds {
-		if uint64(fd.GetFd()) >= cur.Cur {
-			return fmt.Errorf("%w: fd %d, at or above the RLIMIT_NOFILE of %d that the process's hard limit and cryo's allow", ErrUnsupported, fd.GetFd(), cur.Cur)
+		if uint64(fd.GetFd()) >= limit {
+			return fmt.Errorf("%w: fd %d, at or above the RLIMIT_NOFILE of %d that the process's hard limit and cryo's allow", ErrUnsupported, fd.GetFd(), limit)
+		}
+	}
+	if dumped && cur.Cur < cur.Max {
+		cur.Cur = cur.Max
+		if err := unix.Prlimit(r.pid, unix.RLIMIT_NOFILE, &cur, nil); err != nil {
+			return fmt.Errorf("raise RLIMIT_NOFILE of pid %d to %d: %w", r.pid, cur.Cur, err)
 		}
 	}
 	if err := r.files.OpenAll(); err != nil {

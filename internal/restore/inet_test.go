@@ -56,7 +56,7 @@ func sockOpts(t *testing.T, pid, fd int, opts [][2]int) []int {
 }
 
 // diagOf is what sock_diag says of descriptor fd of process pid.
-func diagOf(t *testing.T, pid, fd int, family, protocol uint8) kernel.InetDiag {
+func diagOf(t *testing.T, pid, fd int, family uint8, protocol uint32) kernel.InetDiag {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", pid, fd), &st); err != nil {
@@ -106,16 +106,18 @@ var listenerOpts = [][2]int{
 // each UDP socket answers a datagram sent after the restore.
 func TestRestoreInet(t *testing.T) {
 	testutil.RequireRoot(t)
-	s := startInet(t, "listen4", "listen6", "udp4", "udp6")
+	s := startInet(t, "listen4", "listen6", "mlisten4", "mlisten6", "udp4", "udp6")
 	type sock struct {
 		name     string
 		family   uint8
-		protocol uint8
+		protocol uint32
 		addr     string
 	}
 	socks := []sock{
 		{"listen4", unix.AF_INET, unix.IPPROTO_TCP, "127.0.0.1"},
 		{"listen6", unix.AF_INET6, unix.IPPROTO_TCP, "::1"},
+		{"mlisten4", unix.AF_INET, unix.IPPROTO_MPTCP, "127.0.0.1"},
+		{"mlisten6", unix.AF_INET6, unix.IPPROTO_MPTCP, "::1"},
 		{"udp4", unix.AF_INET, unix.IPPROTO_UDP, "127.0.0.1"},
 		{"udp6", unix.AF_INET6, unix.IPPROTO_UDP, "::1"},
 	}
@@ -137,7 +139,7 @@ func TestRestoreInet(t *testing.T) {
 		fd := int(s.ReadyUint(t, k.name))
 		after := diagOf(t, s.Pid, fd, k.family, k.protocol)
 		b := before[k.name]
-		if after.State != b.State || after.Local() != b.Local() || (k.protocol == unix.IPPROTO_TCP && after.Wqueue != b.Wqueue) {
+		if after.State != b.State || after.Local() != b.Local() || (k.protocol != unix.IPPROTO_UDP && after.Wqueue != b.Wqueue) {
 			t.Errorf("%s: state %d on %v, backlog %d; before the dump state %d on %v, backlog %d",
 				k.name, after.State, after.Local(), after.Wqueue, b.State, b.Local(), b.Wqueue)
 		}
@@ -145,7 +147,7 @@ func TestRestoreInet(t *testing.T) {
 	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"listen4", "listen6"} {
+	for _, name := range []string{"listen4", "listen6", "mlisten4", "mlisten6"} {
 		want := []int{1, 1, 1, 77, 11, 5}
 		if got := sockOpts(t, s.Pid, int(s.ReadyUint(t, name)), listenerOpts); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: options %v, want %v", name, got, want)
@@ -154,7 +156,7 @@ func TestRestoreInet(t *testing.T) {
 	if got := sockOpts(t, s.Pid, int(s.ReadyUint(t, "listen6")), [][2]int{{unix.IPPROTO_IPV6, unix.IPV6_V6ONLY}}); got[0] != 1 {
 		t.Errorf("listen6: IPV6_V6ONLY %d, want 1", got[0])
 	}
-	for _, k := range socks[:2] {
+	for _, k := range socks[:4] {
 		port := s.Ready[k.name+"_port"]
 		conn, err := net.DialTimeout("tcp", net.JoinHostPort(k.addr, port), 5*time.Second)
 		if err != nil {
@@ -167,7 +169,7 @@ func TestRestoreInet(t *testing.T) {
 			t.Errorf("%s: the restored listener's connection says %q, %v; want hello %s", k.name, line, err, port)
 		}
 	}
-	for _, k := range socks[2:] {
+	for _, k := range socks[4:] {
 		port, _ := strconv.Atoi(s.Ready[k.name+"_port"])
 		conn, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.ParseIP(k.addr), Port: port})
 		if err != nil {

@@ -1,11 +1,14 @@
 package restore_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,6 +155,61 @@ func TestRestoreFileLocks(t *testing.T) {
 	s.WaitTicks(t, 3)
 }
 
+// lockElsewhere has a child process take POSIX lock lk on the file at
+// path, and hold it until the test ends; it returns the child's pid.
+// Taken here, the lock would go when the restore, which runs in this
+// process, closes its descriptor of the file: POSIX locks belong to a
+// process, and go with the close of any of its descriptors of the file.
+func lockElsewhere(t *testing.T, path string, lk unix.Flock_t) int {
+	t.Helper()
+	cmd := exec.Command("/proc/self/exe", "-test.run", "^TestLockHolder$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("CRYO_TEST_LOCK=%s %d %d %d", path, lk.Type, lk.Start, lk.Len))
+	hold, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hold.Close()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if line != "locked\n" {
+		t.Fatalf("lock holder: %q, %v", line, err)
+	}
+	return cmd.Process.Pid
+}
+
+// TestLockHolder is lockElsewhere's child: it takes the lock that
+// CRYO_TEST_LOCK says (path, type, start, length), says "locked", and
+// holds it until its standard input closes.
+func TestLockHolder(t *testing.T) {
+	spec := os.Getenv("CRYO_TEST_LOCK")
+	if spec == "" {
+		t.Skip("lockElsewhere's child")
+	}
+	var path string
+	var lk unix.Flock_t
+	if _, err := fmt.Sscan(spec, &path, &lk.Type, &lk.Start, &lk.Len); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(path, unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_SETLK, &lk); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("locked")
+	io.Copy(io.Discard, os.Stdin)
+}
+
 // TestRestoreMappingLock restores a process holding an flock through a
 // shared mapping only, its descriptor closed, as the JVM holds its
 // hsperfdata file: the restored process holds it again, through no
@@ -195,18 +253,20 @@ func TestRestoreLockHeldElsewhere(t *testing.T) {
 	me := os.Getpid()
 	for _, tc := range []struct {
 		name string
-		take func(fd int) error
+		// take takes the lock through fd and returns the pid of its
+		// holder.
+		take func(t *testing.T, fd int) (int, error)
 		file string
-		want string
+		want string // with the holder's pid
 	}{
-		{"posix", func(fd int) error {
-			return unix.FcntlFlock(uintptr(fd), unix.F_SETLK, &unix.Flock_t{Type: unix.F_RDLCK, Start: 9, Len: 1})
-		}, "posix", fmt.Sprintf("write POSIX lock on fd %s bytes 0-9: %v: pid %d (ADVISORY POSIX READ", s.Ready["posix"], restore.ErrLocked, me)},
-		{"ofd", func(fd int) error {
-			return unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 0})
-		}, "ofd", fmt.Sprintf("write OFD lock on fd %s bytes 5-14: %v: pid %d through fd", s.Ready["ofd"], restore.ErrLocked, me)},
-		{"flock", func(fd int) error { return unix.Flock(fd, unix.LOCK_EX) },
-			"shared", fmt.Sprintf("read flock lock on fd %s: %v: pid %d (ADVISORY FLOCK WRITE", s.Ready["shared"], restore.ErrLocked, me)},
+		{"posix", func(t *testing.T, _ int) (int, error) {
+			return lockElsewhere(t, filepath.Join(dir, "posix"), unix.Flock_t{Type: unix.F_RDLCK, Start: 9, Len: 1}), nil
+		}, "posix", fmt.Sprintf("write POSIX lock on fd %s bytes 0-9: %v: pid %%d (ADVISORY POSIX READ", s.Ready["posix"], restore.ErrLocked)},
+		{"ofd", func(_ *testing.T, fd int) (int, error) {
+			return me, unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_WRLCK, Start: 0, Len: 0})
+		}, "ofd", fmt.Sprintf("write OFD lock on fd %s bytes 5-14: %v: pid %%d through fd", s.Ready["ofd"], restore.ErrLocked)},
+		{"flock", func(_ *testing.T, fd int) (int, error) { return me, unix.Flock(fd, unix.LOCK_EX) },
+			"shared", fmt.Sprintf("read flock lock on fd %s: %v: pid %%d (ADVISORY FLOCK WRITE", s.Ready["shared"], restore.ErrLocked)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fd, err := unix.Open(filepath.Join(dir, tc.file), unix.O_RDWR, 0)
@@ -214,17 +274,19 @@ func TestRestoreLockHeldElsewhere(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer unix.Close(fd)
-			if err := tc.take(fd); err != nil {
+			holder, err := tc.take(t, fd)
+			if err != nil {
 				t.Fatal(err)
 			}
+			want := fmt.Sprintf(tc.want, holder)
 			children := testutil.Children(t)
 			log, buf := newLog()
 			_, err = restore.Restore(context.Background(), restore.Options{Dir: c.dir, Log: log})
 			if !errors.Is(err, restore.ErrLocked) {
 				t.Fatalf("restore: %v, want ErrLocked\nlog:\n%s", err, buf)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not say %q", err, tc.want)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
 			}
 			t.Logf("refused: %v", err)
 			checkNothingLeft(t, children, s.Pid)

@@ -1,8 +1,11 @@
 package restore_test
 
 import (
+	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"syscall"
 	"testing"
@@ -91,5 +94,73 @@ func TestRestoreManyFds(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("restored descriptors (-dumped +restored):\n%s", diff)
+	}
+}
+
+// TestRestoreFdBatches restores test/subjects/manyfds.c with enough
+// descriptors for several batches of the 253 that travel together
+// (SCM_MAX_FD): once in a table with holes, the highest of which the
+// socket they travel through takes, so that descriptors go both below and
+// above it, with room in its RLIMIT_NOFILE above the table; once in a
+// table of every number below the limit, hard and soft, so that the
+// socket goes above it, in the room cryo's hard limit leaves (the task
+// step sets the dumped limits later). Every descriptor must be back at its number with
+// its close-on-exec flag (and, the subject checks, its file, position and
+// sharing), and nothing else open: not the socket.
+func TestRestoreFdBatches(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, spare := range []int{manyFdsSpare, 5} {
+		t.Run(fmt.Sprintf("spare%d", spare), func(t *testing.T) {
+			dir, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := manyFdsCount(t, 1000)
+			s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "manyfds.c"), dir, strconv.Itoa(count), strconv.Itoa(spare)), dir: dir}
+			c := dumpAndReap(t, s)
+			ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
+			fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cloexec := map[int]bool{}
+			for _, fd := range fds {
+				cloexec[int(fd.GetFd())] = fd.GetFlags()&unix.FD_CLOEXEC != 0
+			}
+			want := slices.Sorted(maps.Keys(cloexec))
+			top := want[len(want)-1]
+			hole := top - 1
+			for hole >= 0 && slices.Contains(want, hole) {
+				hole--
+			}
+			above := len(want) - sort.SearchInts(want, hole)
+			switch {
+			case len(want) < 3*253:
+				t.Fatalf("%d descriptors: not several batches", len(want))
+			case spare == manyFdsSpare && (hole < 0 || above == 0):
+				t.Fatalf("%d descriptors up to %d, highest hole %d with %d above: the socket would not sit between them", len(want), top, hole, above)
+			case spare < manyFdsSpare && len(want) != count+spare:
+				t.Fatalf("%d descriptors up to %d: not every number below the limit of %d", len(want), top, count+spare)
+			}
+			t.Logf("%d descriptors up to %d, limit %d, highest hole %d below %d of them", len(want), top, count+spare, hole, above)
+			restoreSubject(t, s, c, restore.Options{})
+			s.WaitTicks(t, 2)
+			got, err := proc.ReadFds(s.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("restored descriptors (-dumped +restored):\n%s", diff)
+			}
+			for _, fd := range got {
+				info, err := proc.ReadFdinfo(s.Pid, fd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if now := info.Flags&unix.O_CLOEXEC != 0; now != cloexec[fd] {
+					t.Errorf("fd %d: close-on-exec %v, dumped %v", fd, now, cloexec[fd])
+				}
+			}
+		})
 	}
 }

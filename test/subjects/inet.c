@@ -26,6 +26,9 @@
 //                     (any other end of the stream fails);
 //                     tcp4:PORT:noread shuts it down for reading (a dump
 //                     refuses it)
+//   mlisten4, mlisten6, mtcp4:PORT...
+//                     the same over MPTCP (IPPROTO_MPTCP), as Go programs
+//                     listen since Go 1.24
 //   raw               a raw ICMP socket (a dump refuses it)
 //   drop              not a socket: once the sockets before it are set up,
 //                     the subject becomes uid and gid 65534 (nobody), all
@@ -60,6 +63,10 @@
 #include <unistd.h>
 
 #include "subject.h"
+
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
 
 #define PERIOD_MS 20
 #define FILL (4 << 20)
@@ -128,9 +135,13 @@ static void setup(struct sock *s, const char *arg) {
 	int family = s->name[n - 1] == '6' ? AF_INET6 : AF_INET;
 	struct sockaddr_storage sa;
 	socklen_t len;
+	// An m before a TCP socket's name makes it MPTCP.
+	int stream = arg[0] == 'm' ? IPPROTO_MPTCP : 0;
+	if (stream)
+		arg++;
 	if (!strncmp(arg, "listen", 6)) {
 		s->kind = LISTEN;
-		s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK, stream);
 		if (s->fd < 0)
 			fail("socket: %s", strerror(errno));
 		setint(s->fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
@@ -157,7 +168,7 @@ static void setup(struct sock *s, const char *arg) {
 			fail("connect to %s: %s", arg, strerror(errno));
 	} else if (!strncmp(arg, "tcp", 3) && colon) {
 		s->kind = TCP;
-		s->fd = socket(family, SOCK_STREAM, 0);
+		s->fd = socket(family, SOCK_STREAM, stream);
 		if (s->fd < 0)
 			fail("socket: %s", strerror(errno));
 		len = loopback(family, atoi(colon + 1), &sa);
