@@ -187,7 +187,7 @@ func (d *dumper) ids() *criucore.TaskKobjIdsEntry {
 func (d *dumper) dumpFiles() error {
 	// A table shared with the parent is the parent's, dumped once.
 	if d.filesID == d.pid {
-		if err := d.files.Dump(d.view, uint32(d.pid), d.images.mm.Vmas); err != nil {
+		if err := d.files.Dump(d.pid, uint32(d.pid), d.images.mm.Vmas); err != nil {
 			return err
 		}
 	}

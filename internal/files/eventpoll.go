@@ -44,7 +44,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 		// closed and reused; the kernel tells them apart by their rank.
 		toffs[i] = seen[tg.Fd]
 		seen[tg.Fd]++
-		same, err := kernel.EpollTargetIs(t.pid, tg.Fd, d.fd, tg.Fd, toffs[i])
+		same, err := kernel.EpollTargetIs(t.view, tg.Fd, d.fd, tg.Fd, toffs[i])
 		switch {
 		case err != nil && !errors.Is(err, unix.EBADF):
 			return 0, fmt.Errorf("compare epoll fd %d target %d: %w", d.fd, tg.Fd, err)
@@ -55,7 +55,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 	}
 	if len(moved) > 0 {
-		fds, err := proc.ReadFds(t.pid)
+		fds, err := proc.ReadFds(t.view)
 		if err != nil {
 			return 0, err
 		}
@@ -83,7 +83,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 func (t *Table) epollHolder(epfd, tfd int, toff uint32, fds []int, used map[int]bool) (int, error) {
 	taken := -1
 	for _, fd := range fds {
-		same, err := kernel.EpollTargetIs(t.pid, fd, epfd, tfd, toff)
+		same, err := kernel.EpollTargetIs(t.view, fd, epfd, tfd, toff)
 		if err != nil && !errors.Is(err, unix.EBADF) { // EBADF: closed meanwhile
 			return 0, fmt.Errorf("compare epoll fd %d target %d with fd %d: %w", epfd, tfd, fd, err)
 		}

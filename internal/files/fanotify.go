@@ -33,7 +33,7 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read fanotify fd %d: %w", d.fd, err)
 	}
-	st, err := proc.ReadStatus(t.pid)
+	st, err := proc.ReadStatus(t.view)
 	if err != nil {
 		return 0, err
 	}

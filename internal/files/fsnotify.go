@@ -76,12 +76,12 @@ func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHand
 
 // processMounts are the mounts of the process being recorded, read once.
 func (t *Table) processMounts() ([]proc.Mount, error) {
-	if t.mounts == nil || t.mountsOf != t.pid {
+	if t.mounts == nil || t.mountsOf != t.view {
 		var err error
-		if t.mounts, err = proc.ReadMountinfo(t.pid); err != nil {
+		if t.mounts, err = proc.ReadMountinfo(t.view); err != nil {
 			return nil, err
 		}
-		t.mountsOf = t.pid
+		t.mountsOf = t.view
 	}
 	return t.mounts, nil
 }
@@ -91,7 +91,7 @@ func (t *Table) processMounts() ([]proc.Mount, error) {
 // for a ghost); found is false if the mount does not reach it.
 func (t *Table) inodeVia(m proc.Mount, h *proc.FileHandle, sdev uint32, ino uint64) (path string, found bool, err error) {
 	// Not O_PATH: open_by_handle_at takes no such descriptor.
-	mfd, err := unix.Open(proc.Path(t.pid, "root")+m.Point, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	mfd, err := unix.Open(proc.Path(t.view, "root")+m.Point, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", false, nil // covered, gone, or a file mounted on a file
 	}
@@ -145,7 +145,7 @@ func (t *Table) refuseLost(d *desc, what string) error {
 	if d.info.Flags&unix.O_ASYNC != 0 {
 		return fmt.Errorf("%w: %s fd %d has O_ASYNC (signal-driven I/O)", ErrUnsupported, what, d.fd)
 	}
-	fd, err := kernel.Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.view, d.fd)
 	if err != nil {
 		return err
 	}

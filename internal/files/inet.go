@@ -101,7 +101,7 @@ func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.In
 }
 
 func (inetKind) dump(t *Table, d *desc) (uint32, error) {
-	fd, err := kernel.Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.view, d.fd)
 	if err != nil {
 		return 0, err
 	}

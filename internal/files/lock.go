@@ -129,7 +129,7 @@ func (t *Table) checkUnreachedLocks(vmas []*vma.VmaEntry) error {
 			continue // another process's
 		}
 		if maps == nil {
-			if maps, err = proc.ReadMaps(t.pid); err != nil {
+			if maps, err = proc.ReadMaps(t.view); err != nil {
 				return err
 			}
 		}

@@ -49,7 +49,7 @@ func (netlinkKind) claims(d *desc) bool {
 }
 
 func (netlinkKind) dump(t *Table, d *desc) (uint32, error) {
-	fd, err := kernel.Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.view, d.fd)
 	if err != nil {
 		return 0, err
 	}

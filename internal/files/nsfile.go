@@ -95,7 +95,7 @@ func (nsKind) claims(d *desc) bool {
 func (nsKind) dump(t *Table, d *desc) (uint32, error) {
 	n, _ := nsOf(d.link)
 	var own unix.Stat_t
-	if err := unix.Stat(proc.Path(t.pid, "ns/"+n.name), &own); err != nil {
+	if err := unix.Stat(proc.Path(t.view, "ns/"+n.name), &own); err != nil {
 		return 0, err
 	}
 	if own.Ino != d.st.Ino || own.Dev != d.st.Dev {

@@ -205,7 +205,7 @@ func (t *Table) takePipeData(d *desc, ino uint64, into *[]pipeData) error {
 // /proc (tee needs one to read from).
 func (t *Table) readEnd(d *desc) (*os.File, error) {
 	if d.info.Flags&unix.O_ACCMODE == unix.O_RDONLY {
-		dup, err := kernel.Getfd(t.pid, d.fd)
+		dup, err := kernel.Getfd(t.view, d.fd)
 		if err != nil {
 			return nil, err
 		}

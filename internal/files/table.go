@@ -24,7 +24,10 @@ import (
 // beside them. An open file description that several descriptors share,
 // in one process or several, is one entry.
 type Table struct {
-	pid      int // the process whose descriptors Dump is recording
+	pid int // the process whose descriptors Dump is recording
+	// view is the thread through which /proc shows them (proc.View): pid,
+	// or another thread when the leader has exited.
+	view     int
 	shellJob bool
 	files    []*fdinfo.FileEntry
 	fds      map[uint32][]*fdinfo.FdinfoEntry // descriptor tables by files id
@@ -106,19 +109,23 @@ func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC 
 // inherited across fork by processes dumped together) share one file
 // entry. vmas are the process's mappings, whose files hold locks too.
 func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
-	t.pid = pid
+	view, err := proc.View(pid)
+	if err != nil {
+		return err
+	}
+	t.pid, t.view = pid, view
 	t.ttyTable.process()
 	if _, dup := t.fds[filesID]; dup {
 		return fmt.Errorf("descriptor table %d dumped twice", filesID)
 	}
 	t.tables = append(t.tables, filesID)
 	t.fds[filesID] = nil
-	fds, err := proc.ReadFds(pid)
+	fds, err := proc.ReadFds(view)
 	if err != nil {
 		return err
 	}
 	for _, fd := range fds {
-		info, err := proc.ReadFdinfo(pid, fd)
+		info, err := proc.ReadFdinfo(view, fd)
 		if err != nil {
 			return err
 		}
@@ -127,11 +134,11 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 			fdFlags = unix.FD_CLOEXEC
 		}
 		var st unix.Stat_t
-		if err := unix.Stat(proc.Path(pid, "fd/"+strconv.Itoa(fd)), &st); err != nil {
+		if err := unix.Stat(proc.Path(view, "fd/"+strconv.Itoa(fd)), &st); err != nil {
 			return fmt.Errorf("stat fd %d: %w", fd, err)
 		}
 		ino := inode{dev: st.Dev, ino: st.Ino}
-		id, at, err := t.sharedWith(pid, fd, ino)
+		id, at, err := t.sharedWith(view, fd, ino)
 		if err != nil {
 			return err
 		}
@@ -142,7 +149,7 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 			if err := t.dumpLocks(fd, info); err != nil {
 				return err
 			}
-			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: pid, fd: fd, id: id})
+			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: view, fd: fd, id: id})
 		}
 		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{
 			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
@@ -185,7 +192,7 @@ func (t *Table) sharedWith(pid, fd int, ino inode) (uint32, int, error) {
 
 // dumpFd offers a descriptor to the kinds.
 func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
-	d := &desc{fd: fd, info: info, path: proc.Path(t.pid, "fd/"+strconv.Itoa(fd))}
+	d := &desc{fd: fd, info: info, path: proc.Path(t.view, "fd/"+strconv.Itoa(fd))}
 	var err error
 	if d.link, err = os.Readlink(d.path); err != nil {
 		return 0, err

@@ -44,7 +44,7 @@ func (timerfdKind) claims(d *desc) bool { return d.link == "anon_inode:[timerfd]
 func (t *Table) ClocksRead(at time.Time) { t.clocksRead = at }
 
 func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
-	tf, read, err := readTimerfd(t.pid, d.fd)
+	tf, read, err := readTimerfd(t.view, d.fd)
 	if err != nil {
 		return 0, err
 	}

@@ -248,7 +248,7 @@ func (t *Table) hungUpInfo(d *desc, path string) (uint32, error) {
 	if typ, _ := ttyTypeOf(d.st.Rdev); typ != tty.TtyType_PTY || isPtmx(d.st.Rdev) {
 		return 0, refuse
 	}
-	fd, err := kernel.Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.view, d.fd)
 	if err != nil {
 		return 0, err
 	}
@@ -350,7 +350,7 @@ func (t *Table) laterSlave(key ptyKey) (pid, fd int, err error) {
 // slaveSession is the session whose controlling terminal the slave of
 // master descriptor fd of the process is, 0 if none.
 func (t *Table) slaveSession(fd int) (int, error) {
-	m, err := kernel.Getfd(t.pid, fd)
+	m, err := kernel.Getfd(t.view, fd)
 	if err != nil {
 		return 0, err
 	}
@@ -379,12 +379,12 @@ func (t *Table) inTree(pid int) bool {
 // descriptors.
 func (t *Table) scanPtys() error {
 	t.ptys = map[ptyKey]*ptyEnds{}
-	fds, err := proc.ReadFds(t.pid)
+	fds, err := proc.ReadFds(t.view)
 	if err != nil {
 		return err
 	}
 	for _, fd := range fds {
-		path := proc.Path(t.pid, "fd/"+strconv.Itoa(fd))
+		path := proc.Path(t.view, "fd/"+strconv.Itoa(fd))
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil {
 			if errors.Is(err, unix.ENOENT) {
@@ -402,7 +402,7 @@ func (t *Table) scanPtys() error {
 		if err != nil {
 			return err
 		}
-		info, err := proc.ReadFdinfo(t.pid, fd)
+		info, err := proc.ReadFdinfo(t.view, fd)
 		if err != nil {
 			return err
 		}
@@ -436,9 +436,9 @@ func (t *Table) ptyKeyOf(fd int, link string, st *unix.Stat_t, info proc.Fdinfo)
 	if err != nil {
 		return ptyKey{}, err
 	}
-	root := proc.Path(t.pid, "root")
+	root := proc.Path(t.view, "root")
 	var fsst unix.Statfs_t
-	if err := unix.Statfs(proc.Path(t.pid, "fd/"+strconv.Itoa(fd)), &fsst); err != nil {
+	if err := unix.Statfs(proc.Path(t.view, "fd/"+strconv.Itoa(fd)), &fsst); err != nil {
 		return ptyKey{}, err
 	}
 	if fsst.Type == unix.DEVPTS_SUPER_MAGIC {
@@ -478,7 +478,7 @@ func ioctlBool(fd int, req uint) (bool, error) {
 // dumpPty records a pseudo-terminal whose both ends the process holds:
 // one tty-info entry per end, and the data queued in each direction.
 func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
-	m, err := kernel.Getfd(t.pid, ends.master)
+	m, err := kernel.Getfd(t.view, ends.master)
 	if err != nil {
 		return err
 	}
@@ -488,7 +488,7 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	case ends.slavePid != 0:
 		s, err = kernel.Getfd(ends.slavePid, ends.slave)
 	case ends.slave >= 0:
-		s, err = kernel.Getfd(t.pid, ends.slave)
+		s, err = kernel.Getfd(t.view, ends.slave)
 	default:
 		// Held as the controlling terminal alone: cryo opens it, and its
 		// closing leaves the master as it was (its other end closed).
@@ -593,7 +593,7 @@ func (t *Table) externalInfo(d *desc, typ tty.TtyType) (uint32, error) {
 	if id, ok := t.external[d.st.Rdev]; ok {
 		return id, nil
 	}
-	fd, err := kernel.Getfd(t.pid, d.fd)
+	fd, err := kernel.Getfd(t.view, d.fd)
 	if err != nil {
 		return 0, err
 	}

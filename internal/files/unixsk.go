@@ -135,7 +135,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 		// flight in a queue being read, or in its own.
 		return u.e.GetId(), nil
 	}
-	dup, err := kernel.Getfd(t.pid, d.fd)
+	dup, err := kernel.Getfd(t.view, d.fd)
 	if err != nil {
 		return 0, err
 	}
@@ -159,7 +159,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	if s.Shutdown != 0 {
 		e.Shutdown = skopts.SkShutdown(s.Shutdown & 3).Enum()
 	}
-	if err := t.unixTable.dumpFile(t.pid, e, s); err != nil {
+	if err := t.unixTable.dumpFile(t.view, e, s); err != nil {
 		return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
 	}
 	// Recorded before its queue, whose descriptors in flight get
@@ -363,10 +363,10 @@ func (t *Table) dumpInFlight(fd int, in string) (uint32, error) {
 		t.unixTable.unresolved = append(t.unixTable.unresolved, inFlight{fd: fd, ino: ino, id: id, link: d.link, in: in})
 		return id, nil
 	}
-	pid := t.pid
-	t.pid = self
+	pid, view := t.pid, t.view
+	t.pid, t.view = self, self
 	id, err = k.dump(t, d)
-	t.pid = pid
+	t.pid, t.view = pid, view
 	if err != nil {
 		return 0, err
 	}

@@ -1,8 +1,9 @@
 // deadleader: a checkpoint/restore subject whose main thread exits
 // (pthread_exit) while two threads run on: the thread group leader is a
 // zombie as long as the process lives. Before it exits, the main thread
-// fills a heap buffer with a pattern and opens a file at an offset, which
-// the threads check. The ticker prints
+// fills a heap buffer with a pattern, opens a file at an offset, and
+// makes a pipe and a socket pair with bytes queued, which the threads
+// check. The ticker prints
 //   ready file=PATH
 // once the leader has exited, then "tick N pid=P beats=B ok" every
 // 3*PERIOD_MS, where B is how often the other thread has beaten; or
@@ -17,6 +18,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +35,8 @@
 
 static unsigned char *buf;
 static int fd;
+// pipefd[0] and sock[0] each hold unread bytes the threads check.
+static int pipefd[2], sock[2];
 static volatile long beats;
 static volatile sig_atomic_t quit;
 
@@ -112,6 +117,11 @@ static void *ticker(void *arg) {
 		off_t off = lseek(fd, 0, SEEK_CUR);
 		if (off != OFFSET)
 			fail("file offset %ld, want %d", (long)off, OFFSET);
+		int queued;
+		if (ioctl(pipefd[0], FIONREAD, &queued) || queued != 4)
+			fail("pipe holds %d bytes, want 4", queued);
+		if (ioctl(sock[0], FIONREAD, &queued) || queued != 5)
+			fail("socket holds %d bytes, want 5", queued);
 		long b = __atomic_load_n(&beats, __ATOMIC_RELAXED);
 		if (b != last)
 			last = b, changed = now_ms();
@@ -142,6 +152,10 @@ int main(int argc, char **argv) {
 	fd = open(argv[1], O_RDWR | O_CREAT, 0600);
 	if (fd < 0 || lseek(fd, OFFSET, SEEK_SET) != OFFSET)
 		fail("open %s", argv[1]);
+	if (pipe(pipefd) || write(pipefd[1], "pipe", 4) != 4)
+		fail("pipe");
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sock) || write(sock[1], "sock!", 5) != 5)
+		fail("socketpair");
 	pthread_t t;
 	if (pthread_create(&t, NULL, beater, NULL) || pthread_create(&t, NULL, ticker, NULL))
 		fail("pthread_create");
