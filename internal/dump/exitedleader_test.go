@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -104,6 +105,25 @@ func TestDumpExitedLeader(t *testing.T) {
 	}
 	if !strings.HasPrefix(im.leader().GetTc().GetComm(), "deadleader") || !strings.HasPrefix(im.leader().GetThreadCore().GetComm(), "deadleader") {
 		t.Errorf("leader core: comm %q, thread comm %q", im.leader().GetTc().GetComm(), im.leader().GetThreadCore().GetComm())
+	}
+	s.WaitTicks(t, 3)
+
+	// Stopped, it is refused, and left stopped.
+	if err := unix.Kill(s.Pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for st, _ := proc.ReadStat(views[s.Pid]); st.State != 'T'; st, _ = proc.ReadStat(views[s.Pid]) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err = dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "stopped")})
+	if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), "stopped") {
+		t.Errorf("dump of the stopped process: %v, want ErrUnsupported naming the stop", err)
+	}
+	if st, err := proc.ReadStat(views[s.Pid]); err != nil || st.State != 'T' {
+		t.Errorf("after the refused dump: state %c (%v), want still stopped", st.State, err)
+	}
+	if err := unix.Kill(s.Pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
 	}
 	s.WaitTicks(t, 3)
 }

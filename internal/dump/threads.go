@@ -204,6 +204,11 @@ func (d *dumper) dumpExitedLeader(tid int) (*criucore.CoreEntry, error) {
 	if len(d.seccomp) > 0 {
 		return nil, fmt.Errorf("%w: the thread group leader has exited and the process is under seccomp, whose filters a restored leader would need to exit again", ErrUnsupported)
 	}
+	if sig := d.tr.GroupStop(); sig != 0 {
+		// The restore stops the process before its threads run: the
+		// leader would be stopped, not exited, until a SIGCONT.
+		return nil, fmt.Errorf("%w: the thread group leader has exited and the process is stopped (%v), which a restored leader would be before it exits again", ErrUnsupported, sig)
+	}
 	stat, err := proc.ReadTaskStat(d.pid, tid)
 	if err != nil {
 		return nil, err
