@@ -185,22 +185,12 @@ func (t *tree) run(ctx context.Context) error {
 			d.runs, d.shared, err = d.dumpMemory(d.mem)
 			return err
 		})},
-		{Name: "threads", Run: each(func(d *dumper) error {
-			for _, tid := range d.tids() {
-				dumpThread := d.dumpThread
-				if tid == d.pid && d.leaderExited() {
-					dumpThread = d.dumpExitedLeader
-				}
-				core, err := dumpThread(tid)
-				if err != nil {
-					return fmt.Errorf("tid %d: %w", tid, err)
-				}
-				d.threads = append(d.threads, core)
+		{Name: "threads", Run: func() error {
+			if err := each((*dumper).dumpThreads)(); err != nil {
+				return err
 			}
-			t.stats.Threads += len(d.threads)
-			d.images.cores = d.threads
-			return d.dumpSeccomp()
-		})},
+			return t.refuseParentDeathSignals()
+		}},
 		{Name: "task", Run: each((*dumper).dumpProcess)},
 		{Name: "files", Run: func() error {
 			if err := each((*dumper).dumpFiles)(); err != nil {
@@ -290,6 +280,25 @@ func (t *tree) run(ctx context.Context) error {
 	}
 	t.stats.Frozen = time.Since(frozen)
 	return t.kill()
+}
+
+// dumpThreads collects the core of every thread, the leader first, and
+// the seccomp filters.
+func (d *dumper) dumpThreads() error {
+	for _, tid := range d.tids() {
+		dumpThread := d.dumpThread
+		if tid == d.pid && d.leaderExited() {
+			dumpThread = d.dumpExitedLeader
+		}
+		core, err := dumpThread(tid)
+		if err != nil {
+			return fmt.Errorf("tid %d: %w", tid, err)
+		}
+		d.threads = append(d.threads, core)
+	}
+	d.stats.Threads += len(d.threads)
+	d.images.cores = d.threads
+	return d.dumpSeccomp()
 }
 
 // copyOwn copies the process's pages, read from it, into a pages image.

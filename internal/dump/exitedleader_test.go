@@ -127,3 +127,19 @@ func TestDumpExitedLeader(t *testing.T) {
 	}
 	s.WaitTicks(t, 3)
 }
+
+// TestDumpExitedLeaderChildPdeath refuses a child with a parent-death
+// signal of a process whose leader has exited: the restore makes it from
+// the leader, whose exit again would send it.
+func TestDumpExitedLeaderChildPdeath(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "deadleader.c"), filepath.Join(t.TempDir(), "file"), "fork-pdeath")
+	kid := int(s.ReadyUint(t, "child"))
+	testutil.KillPidsAtCleanup(t, kid)
+	t.Cleanup(s.Kill)
+	// The child sets its signal before its leader exits.
+	for !proc.LeaderExited(kid) {
+		s.WaitTicks(t, 1)
+	}
+	expectRefused(t, s, dump.Options{}, "parent-death signal", "leader has exited")
+}

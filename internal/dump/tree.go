@@ -14,6 +14,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
@@ -552,4 +553,25 @@ func (t *tree) removeImages() {
 			t.log.Warn("remove the images of the failed dump", "err", err)
 		}
 	}
+}
+
+// refuseParentDeathSignals refuses a child with a parent-death signal
+// (PR_SET_PDEATHSIG) in a process whose leader has exited: the restore
+// makes children from the leader, whose exit again would send it.
+func (t *tree) refuseParentDeathSignals() error {
+	exited := map[int]bool{}
+	for _, d := range t.procs {
+		exited[d.pid] = d.leaderExited()
+	}
+	for _, d := range t.procs {
+		if !exited[d.ppid] {
+			continue
+		}
+		for i, c := range d.threads {
+			if sig := c.GetThreadCore().GetPdeathSig(); sig != 0 {
+				return t.named(d.pid, fmt.Errorf("%w: thread %d has a parent-death signal (%s) and its parent pid %d's leader has exited: the restored leader's exit would send it", ErrUnsupported, d.tids()[i], unix.SignalName(unix.Signal(sig)), d.ppid))
+			}
+		}
+	}
+	return nil
 }

@@ -11,7 +11,9 @@
 // stopped for STALL_MS, or the leader is not a zombie. With a second
 // argument "fork", the ticker first forks a child whose own main thread
 // exits while a thread of its own sleeps on: a tree of two processes
-// whose leaders have exited; the ready line names it (child=PID).
+// whose leaders have exited; the ready line names it (child=PID). With
+// "fork-pdeath", the child's thread that runs on has a parent-death signal
+// (SIGTERM).
 // SIGUSR1 makes both threads exit (pthread_exit), the ticker after
 // printing "bye": the process ends with the leader's exit status, 0.
 #define _GNU_SOURCE
@@ -19,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,8 +80,18 @@ static int leader_dead(void) {
 	return p && p[1] == ' ' && p[2] == 'Z';
 }
 
+// forks is 1 with "fork", 2 with "fork-pdeath".
+static int forks;
+
+// pdeath_set tells the child's main thread that its sleeper has set its
+// parent-death signal, if it was to.
+static volatile int pdeath_set;
+
 static void *sleeper(void *arg) {
 	(void)arg;
+	if (forks == 2 && prctl(PR_SET_PDEATHSIG, SIGTERM))
+		_exit(1);
+	pdeath_set = 1;
 	for (;;)
 		pause();
 	return NULL;
@@ -93,13 +106,14 @@ static pid_t child(void) {
 		pthread_t t;
 		if (pthread_create(&t, NULL, sleeper, NULL))
 			_exit(1);
+		while (!pdeath_set)
+			usleep(1000);
 		pthread_exit(NULL);
 	}
 	return pid;
 }
 
 static const char *path;
-static int forks;
 
 static void *ticker(void *arg) {
 	(void)arg;
@@ -140,9 +154,10 @@ static void *ticker(void *arg) {
 
 int main(int argc, char **argv) {
 	if (argc < 2 || argc > 3)
-		fail("usage: deadleader FILE [fork]");
+		fail("usage: deadleader FILE [fork|fork-pdeath]");
 	path = argv[1];
-	forks = argc == 3 && strcmp(argv[2], "fork") == 0;
+	if (argc == 3)
+		forks = strcmp(argv[2], "fork-pdeath") == 0 ? 2 : strcmp(argv[2], "fork") == 0;
 	signal(SIGUSR1, on_usr1);
 	buf = malloc(BUF_SIZE);
 	if (!buf)
