@@ -68,16 +68,12 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		// Made and filled by another process of the tree.
 		return openCryoPipe(path, f.Pipe.GetFlags())
 	}
-	path, err := r.livePipe(id)
-	if err != nil {
-		return -1, err
-	}
-	if path != "" {
-		// Its other end is a process's outside the checkpoint (a
-		// pipeline's, a supervisor's), which holds it still, with
-		// whatever it has not read: the same pipe, not a new one
-		// whose other end nobody holds.
-		return openCryoPipe(path, f.Pipe.GetFlags())
+	// Its other end may be a process's outside the checkpoint (a
+	// pipeline's, a supervisor's), which holds it still, with whatever
+	// it has not read: the same pipe, not a new one whose other end
+	// nobody holds.
+	if fd, err := r.openLivePipe(id, f.Pipe.GetFlags()); fd >= 0 || err != nil {
+		return fd, err
 	}
 	p, ok := r.pipes[id]
 	if !ok {
@@ -93,13 +89,15 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	return p.take(f.Pipe.GetFlags())
 }
 
-// livePipe returns where pipe id is still open, "/proc/PID/fd/N" of a
-// process that may open it (its user's, for one not root), or "" if none
-// holds it. Those are processes outside the checkpoint: the dumped ones
-// are gone, their pids the restore's, and the pipes a restore makes are
-// new ones. The open pipes of the system are listed once per restore.
-func (r *Restorer) livePipe(id uint32) (string, error) {
+// openLivePipe opens pipe id, in cryo, with flags, where a process that
+// may open it (its user's, for one not root) still holds it, or returns
+// -1 if none does. Those are processes outside the checkpoint: the dumped
+// ones are gone, their pids the restore's, and the pipes a restore makes
+// are new ones. The open pipes of the system are listed once per restore;
+// a descriptor closed or reused since is passed over.
+func (r *Restorer) openLivePipe(id, flags uint32) (int, error) {
 	sh := r.shared
+	link := "pipe:[" + strconv.FormatUint(uint64(id), 10) + "]"
 	if sh.livePipes == nil {
 		sh.livePipes = map[uint32][]fdRef{}
 		want := map[string]uint32{}
@@ -110,7 +108,7 @@ func (r *Restorer) livePipe(id uint32) (string, error) {
 		}
 		pids, err := proc.ReadPids()
 		if err != nil {
-			return "", err
+			return -1, err
 		}
 		for _, pid := range pids {
 			fds, err := proc.ReadFds(pid)
@@ -118,8 +116,8 @@ func (r *Restorer) livePipe(id uint32) (string, error) {
 				continue // gone, or a kernel thread's
 			}
 			for _, fd := range fds {
-				link, err := os.Readlink(proc.Path(pid, "fd/"+strconv.Itoa(fd)))
-				if ino, ok := want[link]; ok && err == nil {
+				l, err := os.Readlink(proc.Path(pid, "fd/"+strconv.Itoa(fd)))
+				if ino, ok := want[l]; ok && err == nil {
 					sh.livePipes[ino] = append(sh.livePipes[ino], fdRef{pid: pid, fd: fd})
 				}
 			}
@@ -127,14 +125,25 @@ func (r *Restorer) livePipe(id uint32) (string, error) {
 	}
 	for _, ref := range sh.livePipes[id] {
 		st, err := proc.ReadStatus(ref.pid)
+		if err != nil || r.creds != nil && r.creds.EUID != 0 && st.Uid[1] != r.creds.EUID {
+			continue
+		}
+		path := proc.Path(ref.pid, "fd/"+strconv.Itoa(ref.fd))
+		if l, err := os.Readlink(path); err != nil || l != link {
+			continue
+		}
+		fd, err := openCryoPipe(path, flags)
 		if err != nil {
 			continue
 		}
-		if r.creds == nil || r.creds.EUID == 0 || st.Uid[1] == r.creds.EUID {
-			return "/proc/" + strconv.Itoa(ref.pid) + "/fd/" + strconv.Itoa(ref.fd), nil
+		var fst unix.Stat_t
+		if unix.Fstat(fd, &fst) != nil || fst.Mode&unix.S_IFMT != unix.S_IFIFO || fst.Ino != uint64(id) {
+			unix.Close(fd)
+			continue
 		}
+		return fd, nil
 	}
-	return "", nil
+	return -1, nil
 }
 
 // pipeData is what a pipe or FIFO holds at the dump.
