@@ -1,6 +1,7 @@
 package files
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
+	"github.com/cryo-cr/cryo/internal/ptrace"
 )
 
 // eventpollKind is an epoll with its registrations. A restore adds each
@@ -142,20 +144,47 @@ func (eventpollKind) placed(r *Restorer) error {
 		}
 		done[f.GetId()] = true
 		ep := uint64(fd.GetFd()) // any of its numbers will do
-		for _, tg := range f.Epfd.GetTfd() {
-			scratch, err := r.scratch()
-			if err != nil {
+		tfds := f.Epfd.GetTfd()
+		for len(tfds) > 0 {
+			n := min(len(tfds), epollEventsPerPage)
+			if err := r.addTargets(ep, tfds[:n]); err != nil {
 				return err
 			}
-			// x/sys splits the packed u64 data in two.
-			ev := unix.EpollEvent{Events: tg.GetEvents(), Fd: int32(tg.GetData()), Pad: int32(tg.GetData() >> 32)}
-			if err := r.tr.WriteValue(scratch, ev); err != nil {
-				return err
-			}
-			if err := r.sys(unix.SYS_EPOLL_CTL, ep, unix.EPOLL_CTL_ADD, uint64(tg.GetTfd()), scratch); err != nil {
-				return fmt.Errorf("add fd %d to epoll fd %d (events %#x): %w", tg.GetTfd(), ep, tg.GetEvents(), err)
-			}
+			tfds = tfds[n:]
 		}
+	}
+	return nil
+}
+
+// epollEventsPerPage is how many struct epoll_event (packed on x86-64:
+// 12 bytes) the scratch page holds.
+var epollEventsPerPage = pageSize / binary.Size(unix.EpollEvent{})
+
+// addTargets registers targets with the process's epoll ep: their events
+// written in the scratch page, then one batch of epoll_ctl calls.
+func (r *Restorer) addTargets(ep uint64, targets []*eventpoll.EventpollTfdEntry) error {
+	scratch, err := r.scratch()
+	if err != nil {
+		return err
+	}
+	size := uint64(binary.Size(unix.EpollEvent{}))
+	var evs []byte
+	calls := make([]ptrace.Sys, len(targets))
+	for i, tg := range targets {
+		// x/sys splits the packed u64 data in two.
+		evs = append(evs, kernel.Encode(unix.EpollEvent{Events: tg.GetEvents(), Fd: int32(tg.GetData()), Pad: int32(tg.GetData() >> 32)})...)
+		calls[i] = ptrace.Sys{Nr: unix.SYS_EPOLL_CTL, Args: [6]uint64{ep, unix.EPOLL_CTL_ADD, uint64(tg.GetTfd()), scratch + uint64(i)*size}}
+	}
+	if err := r.tr.WriteMem(scratch, evs); err != nil {
+		return err
+	}
+	if err := r.tr.Syscalls(r.pid, calls); err != nil {
+		var se *ptrace.SyscallError
+		if errors.As(err, &se) {
+			tg := targets[se.Index]
+			return fmt.Errorf("add fd %d to epoll fd %d (events %#x): %w", tg.GetTfd(), ep, tg.GetEvents(), se.Err)
+		}
+		return err
 	}
 	return nil
 }

@@ -285,3 +285,16 @@ func editedFiles(t *testing.T, c *checkpoint, edits map[uint32]func(f *fdinfo.Fi
 	rewriteImage(t, dir, image.Files, 0, msgs...)
 	return dir
 }
+
+// TestRestoreManyEpollTargets restores test/subjects/scale.c holding an
+// epoll that watches 1,000 eventfds, registered in batches of a scratch
+// page of events each: every tick the subject checks that the epoll
+// reports each eventfd once, with its data.
+func TestRestoreManyEpollTargets(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "scale.c", "-pthread"), "epoll", "1000")}
+	s.WaitTicks(t, 2)
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+}

@@ -1,13 +1,17 @@
 // scale: a checkpoint/restore benchmark subject with many of one thing.
 //
-// Usage: scale threads N | scale maps N | scale conns N PORT. With threads
+// Usage: scale threads N | scale maps N | scale conns N PORT | scale epoll N.
+// With threads
 // it starts N threads that each count in a slot of their own; with maps it
 // makes N private anonymous mappings of two pages, the first written with
 // its index, the second made read-only (so that no two merge: 2N VMAs);
 // with conns it opens N TCP connections to 127.0.0.1:PORT (raising its
 // RLIMIT_NOFILE to its hard limit), each sending its index once
 // connected, and checks every tick that each is still connected to that
-// port and none was closed by its peer. It prints
+// port and none was closed by its peer; with epoll it registers N
+// eventfds, the i-th counting i+1, in one epoll with i as data, and
+// checks every tick that the epoll reports each once with its data. It
+// prints
 //   ready setup_ns=T
 // T being what making them took here, the baseline of a restore, then
 // every PERIOD_MS checks them all and prints "tick N ok", or "FAIL ..."
@@ -21,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -36,6 +42,7 @@ static volatile uint64_t *counts;
 static char **maps;
 static int *conns;
 static int port;
+static int ep;
 
 static uint64_t now_ns(void) {
 	struct timespec ts;
@@ -139,20 +146,58 @@ static void check_conns(void) {
 	}
 }
 
+static void setup_epoll(void) {
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		fail("getrlimit: %m");
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		fail("setrlimit: %m");
+	ep = epoll_create1(0);
+	if (ep < 0)
+		fail("epoll_create1: %m");
+	for (long i = 0; i < n; i++) {
+		int fd = eventfd(i + 1, 0);
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+		if (fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+			fail("eventfd %ld: %m", i);
+	}
+}
+
+static void check_epoll(void) {
+	static struct epoll_event *evs;
+	static char *seen;
+	if (!evs) {
+		evs = calloc(n, sizeof(*evs));
+		seen = malloc(n);
+	}
+	memset(seen, 0, n);
+	int got = epoll_wait(ep, evs, n, 1000);
+	if (got != n)
+		fail("epoll_wait reported %d of %ld eventfds", got, n);
+	for (int i = 0; i < got; i++) {
+		uint64_t d = evs[i].data.u64;
+		if (d >= (uint64_t)n || seen[d]++)
+			fail("epoll_wait reported data %llu", (unsigned long long)d);
+	}
+}
+
 int main(int argc, char **argv) {
 	if (argc < 3)
-		fail("usage: scale threads|maps N | scale conns N PORT");
+		fail("usage: scale threads|maps|epoll N | scale conns N PORT");
 	n = strtol(argv[2], NULL, 10);
-	int threads = strcmp(argv[1], "threads") == 0, conn = strcmp(argv[1], "conns") == 0;
+	int threads = strcmp(argv[1], "threads") == 0, conn = strcmp(argv[1], "conns") == 0, epoll = strcmp(argv[1], "epoll") == 0;
 	if (conn && argc == 4)
 		port = atoi(argv[3]);
 	else if (argc != 3)
-		fail("usage: scale threads|maps N | scale conns N PORT");
+		fail("usage: scale threads|maps|epoll N | scale conns N PORT");
 	uint64_t start = now_ns();
 	if (threads)
 		setup_threads();
 	else if (conn)
 		setup_conns();
+	else if (epoll)
+		setup_epoll();
 	else
 		setup_maps();
 	printf("ready setup_ns=%llu\n", (unsigned long long)(now_ns() - start));
@@ -163,6 +208,8 @@ int main(int argc, char **argv) {
 			check_threads();
 		else if (conn)
 			check_conns();
+		else if (epoll)
+			check_epoll();
 		else
 			check_maps();
 		printf("tick %ld ok\n", tick);
