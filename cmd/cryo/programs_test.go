@@ -4,6 +4,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -44,6 +45,13 @@ func TestRestoreCommandPrograms(t *testing.T) {
 			}
 			s := testutil.StartSubject(t, tt.args[0], tt.args[1:]...)
 			s.WaitTicks(t, 5)
+			// The shell's sleep comes and goes: dumped as soon as it is
+			// there, it is still.
+			for deadline := time.Now().Add(testutil.SubjectTimeout); len(childrenOf(t, s.Pid)) == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("pid %d has no child", s.Pid)
+				}
+			}
 			dir := dumpSubject(t, bin, s)
 			// The processes dumped: a shell's sleep comes and goes.
 			tree := testutil.DumpedPids(t, dir)

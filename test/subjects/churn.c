@@ -41,8 +41,13 @@ static int64_t now_ns(void) {
 int main(int argc, char **argv) {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 16;
 	int child = 0;
+	// The child says through set when its memory is made: the parent
+	// is ready only then.
+	int set[2] = {-1, -1};
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 2 && atoi(argv[2]) > 0) {
+		if (pipe(set) != 0)
+			fail("pipe: %s", strerror(errno));
 		pid_t p = fork();
 		if (p < 0)
 			fail("fork: %s", strerror(errno));
@@ -68,6 +73,13 @@ int main(int argc, char **argv) {
 	pages[mid] = map(PAGE, MAP_PRIVATE, MADV_DONTFORK);
 	pages[mid + 1] = map(PAGE, MAP_PRIVATE, MADV_WIPEONFORK);
 	pages[mid + 2] = map(PAGE, MAP_SHARED, -1);
+	if (child && (write(set[1], "x", 1) != 1 || close(set[0]) != 0 || close(set[1]) != 0))
+		fail("tell the parent: %s", strerror(errno));
+	if (!child && set[0] >= 0) {
+		char c;
+		if (read(set[0], &c, 1) != 1 || close(set[0]) != 0 || close(set[1]) != 0)
+			fail("wait for the child: %s", strerror(errno));
+	}
 	if (!child)
 		printf("ready mib=%zu pages=%zu\n", mib, n);
 	uint64_t pass = 0;
