@@ -69,15 +69,7 @@ func TestDumpSysvIPC(t *testing.T) {
 	im := readImages(t, d.dir, s.Pid)
 	ipcNS := im.leader().GetIds().GetIpcNsId()
 
-	r, err := im.dir.Open(image.IpcSem, ipcNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sets, err := image.ReadSemSets(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sets, queues := testutil.ReadSysvIPC(t, im.dir, ipcNS)
 	var got []string
 	for _, set := range sets {
 		e := set.Entry.GetDesc()
@@ -89,14 +81,6 @@ func TestDumpSysvIPC(t *testing.T) {
 		t.Errorf("semaphore sets (-want +got):\n%s", d)
 	}
 
-	if r, err = im.dir.Open(image.IpcMsg, ipcNS); err != nil {
-		t.Fatal(err)
-	}
-	queues, err := image.ReadMsgQueues(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(queues) != 1 {
 		t.Fatalf("%d message queues in the images, want 1", len(queues))
 	}
@@ -162,25 +146,9 @@ func TestDumpSysvIPCWaited(t *testing.T) {
 		im := readImages(t, d.dir, s.Pid)
 		ns := im.leader().GetIds().GetIpcNsId()
 		var got []string
-		r, err := im.dir.Open(image.IpcSem, ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sets, err := image.ReadSemSets(r)
-		r.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		sets, queues := testutil.ReadSysvIPC(t, im.dir, ns)
 		for _, set := range sets {
 			got = append(got, fmt.Sprintf("set %d %v", set.Entry.GetDesc().GetId(), set.Values))
-		}
-		if r, err = im.dir.Open(image.IpcMsg, ns); err != nil {
-			t.Fatal(err)
-		}
-		queues, err := image.ReadMsgQueues(r)
-		r.Close()
-		if err != nil {
-			t.Fatal(err)
 		}
 		for _, q := range queues {
 			got = append(got, fmt.Sprintf("queue %d: %d messages", q.Entry.GetDesc().GetId(), len(q.Msgs)))

@@ -97,13 +97,13 @@ func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 // a descriptor closed or reused since is passed over.
 func (r *Restorer) openLivePipe(id, flags uint32) (int, error) {
 	sh := r.shared
-	link := "pipe:[" + strconv.FormatUint(uint64(id), 10) + "]"
+	linkOf := func(id uint32) string { return "pipe:[" + strconv.FormatUint(uint64(id), 10) + "]" }
 	if sh.livePipes == nil {
 		sh.livePipes = map[uint32][]fdRef{}
 		want := map[string]uint32{}
 		for _, f := range r.set.Files {
 			if p := f.GetPipe(); p != nil {
-				want["pipe:["+strconv.FormatUint(uint64(p.GetPipeId()), 10)+"]"] = p.GetPipeId()
+				want[linkOf(p.GetPipeId())] = p.GetPipeId()
 			}
 		}
 		pids, err := proc.ReadPids()
@@ -129,7 +129,7 @@ func (r *Restorer) openLivePipe(id, flags uint32) (int, error) {
 			continue
 		}
 		path := proc.Path(ref.pid, "fd/"+strconv.Itoa(ref.fd))
-		if l, err := os.Readlink(path); err != nil || l != link {
+		if l, err := os.Readlink(path); err != nil || l != linkOf(id) {
 			continue
 		}
 		fd, err := openCryoPipe(path, flags)

@@ -513,11 +513,11 @@ func restoreStream(fd int, e *skinet.InetSkEntry, s *tcpStream, c *restoredConn)
 	}
 	// The peer's FIN is in inq_seq, and comes again once the
 	// socket has left repair mode (ResumeConnections).
-	peerFin := uint32(0)
+	finIn := uint32(0)
 	if gotFin(e.GetState()) {
-		peerFin = 1
+		finIn = 1
 	}
-	if err := setSeq(kernel.TCPRecvQueue, s.GetInqSeq()-s.GetInqLen()-peerFin); err != nil {
+	if err := setSeq(kernel.TCPRecvQueue, s.GetInqSeq()-s.GetInqLen()-finIn); err != nil {
 		return err
 	}
 	// The FIN of a connection shut down for writing is in outq_seq and
@@ -588,7 +588,7 @@ func restoreStream(fd int, e *skinet.InetSkEntry, s *tcpStream, c *restoredConn)
 		w := kernel.TCPRepairWindow{SndWl1: s.GetSndWl1(), SndWnd: s.GetSndWnd(), MaxWindow: s.GetMaxWindow(), RcvWnd: s.GetRcvWnd(), RcvWup: s.GetRcvWup()}
 		// Where the window was last advertised may count the peer's
 		// FIN, which has not come yet: not past what has.
-		if rcvNxt := s.GetInqSeq() - peerFin; int32(w.RcvWup-rcvNxt) > 0 {
+		if rcvNxt := s.GetInqSeq() - finIn; int32(w.RcvWup-rcvNxt) > 0 {
 			w.RcvWup = rcvNxt
 		}
 		if err := kernel.SetTCPRepairWindow(fd, w); err != nil {

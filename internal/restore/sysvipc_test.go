@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
-	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -192,25 +191,9 @@ func redumpKeeps(t *testing.T, pid, semid, msqid int) {
 	im := readImages(t, dir, pid)
 	ns := im.cores[uint32(pid)].GetIds().GetIpcNsId()
 	var got []string
-	r, err := im.dir.Open(image.IpcSem, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sets, err := image.ReadSemSets(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sets, queues := testutil.ReadSysvIPC(t, im.dir, ns)
 	for _, s := range sets {
 		got = append(got, fmt.Sprintf("set %d %v", s.Entry.GetDesc().GetId(), s.Values))
-	}
-	if r, err = im.dir.Open(image.IpcMsg, ns); err != nil {
-		t.Fatal(err)
-	}
-	queues, err := image.ReadMsgQueues(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, q := range queues {
 		got = append(got, fmt.Sprintf("queue %d: %d messages", q.Entry.GetDesc().GetId(), len(q.Msgs)))

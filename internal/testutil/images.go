@@ -99,3 +99,27 @@ func DumpedPids(t testing.TB, dir string) []int {
 	}
 	return out
 }
+
+// ReadSysvIPC reads the semaphore sets and message queues of IPC
+// namespace ns in dir, failing the test on any error.
+func ReadSysvIPC(t testing.TB, dir *image.Dir, ns uint32) ([]image.SemSet, []image.MsgQueue) {
+	t.Helper()
+	r, err := dir.Open(image.IpcSem, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := image.ReadSemSets(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = dir.Open(image.IpcMsg, ns); err != nil {
+		t.Fatal(err)
+	}
+	queues, err := image.ReadMsgQueues(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sets, queues
+}

@@ -115,13 +115,18 @@ static void check_maps(void) {
 	}
 }
 
-static void setup_conns(void) {
+// raise_nofile raises RLIMIT_NOFILE to its hard limit, for N descriptors.
+static void raise_nofile(void) {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		fail("getrlimit: %m");
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 		fail("setrlimit: %m");
+}
+
+static void setup_conns(void) {
+	raise_nofile();
 	conns = calloc(n, sizeof(*conns));
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	for (long i = 0; i < n; i++) {
@@ -147,12 +152,7 @@ static void check_conns(void) {
 }
 
 static void setup_epoll(void) {
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		fail("getrlimit: %m");
-	rl.rlim_cur = rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-		fail("setrlimit: %m");
+	raise_nofile();
 	ep = epoll_create1(0);
 	if (ep < 0)
 		fail("epoll_create1: %m");
