@@ -109,7 +109,7 @@ func TestRestoreManyFds(t *testing.T) {
 // sharing), and nothing else open: not the socket.
 func TestRestoreFdBatches(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, spare := range []int{manyFdsSpare, 5} {
+	for _, spare := range []int{manyFdsSpare, 0} {
 		t.Run(fmt.Sprintf("spare%d", spare), func(t *testing.T) {
 			dir, err := filepath.EvalSymlinks(t.TempDir())
 			if err != nil {

@@ -5,8 +5,9 @@
 // or "FAIL ..." and exits 1.
 //
 // Usage: manyfds DIR COUNT SPARE. It sets its RLIMIT_NOFILE, soft and
-// hard, to COUNT + SPARE, and opens COUNT descriptors, one kind after the
-// other in turn:
+// hard, to COUNT + SPARE, and opens descriptors until its table holds
+// COUNT, those it was started with included (so that SPARE 0 leaves no
+// number free below the limit), one kind after the other in turn:
 //   - dups (dup, or fcntl F_DUPFD_CLOEXEC every other time) of one of
 //     three files DIR/shared-K, opened once each;
 //   - DIR/own opened again (a description of its own), at position I;
@@ -162,7 +163,11 @@ int main(int argc, char **argv) {
 	if (own < 0 || ftruncate(own, count) != 0)
 		fail("make %s: %s", path, strerror(errno));
 	record(own, OWN, own, -1, 0);
-	for (int i = 0, n = SHARED + 1; n < count; i++) {
+	int open_fds = 0;
+	for (int fd = 0; fd < limit; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			open_fds++;
+	for (int i = 0, n = open_fds; n < count; i++) {
 		int fd, p[2];
 		switch (i % 4) {
 		case 0:
