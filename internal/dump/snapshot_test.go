@@ -19,8 +19,10 @@ import (
 // the log says why, and the process runs on with no child.
 func TestSnapshotFallback(t *testing.T) {
 	testutil.RequireRoot(t)
-	// Set before the user is, as root here lacks CAP_SYS_RESOURCE.
-	s := testutil.StartSubject(t, "/usr/bin/prlimit", "--nproc=1", "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+	// Set before the user is, as root here lacks CAP_SYS_RESOURCE. The
+	// user is one no other test runs as: RLIMIT_NPROC counts all of a
+	// user's processes, and other packages' tests run meanwhile.
+	s := testutil.StartSubject(t, "/usr/bin/prlimit", "--nproc=1", "/usr/bin/setpriv", "--reuid=64999", "--regid=64999", "--clear-groups",
 		"/bin/sh", "-c", "echo ready; exec sleep 1000")
 	log, buf := newLog()
 	st, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), LeaveRunning: true, Log: log})

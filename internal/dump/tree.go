@@ -286,44 +286,55 @@ func (t *tree) checkAlone(d *dumper) error {
 }
 
 // checkSessions refuses a tree whose sessions and process groups a
-// restore could not make again. A restored process starts in the session
-// and group of its parent, the root in cryo's; it can then make a session
-// or group of its own, or join a group of its session whose leader is
-// restored before it.
+// restore could not make again. A restored process is born in the session
+// and group of its parent (the root in cryo's, or one its restore makes
+// again); it can then make a session or group of its own, or join a group
+// of its session whose leader is restored before it. A session or group
+// whose leader has exited is made again by a helper with the leader's
+// pid, listed here: a process in a session that is not its parent's is
+// born of the session's helper (CLONE_PARENT), which the parent makes.
 func (t *tree) checkSessions() error {
 	root := t.order[0]
+	byPid := map[uint32]*pstree.PstreeEntry{}
 	leaders := map[uint32]bool{}
 	for _, e := range t.order {
+		byPid[e.GetPid()] = e
 		if e.GetPgid() == e.GetPid() {
 			leaders[e.GetPgid()] = true
 		}
 	}
-	ppid := map[uint32]*pstree.PstreeEntry{}
-	for _, e := range t.order {
-		ppid[e.GetPid()] = e
+	helper := func(e, p *pstree.PstreeEntry, id uint32, what string) {
+		t.log.Info(what+" without its leader: a helper will make it", what, id, "member", e.GetPid())
+		leaders[id] = true
+		h := &pstree.PstreeEntry{
+			Pid: proto.Uint32(id), Ppid: proto.Uint32(p.GetPid()),
+			Pgid: proto.Uint32(id), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{id},
+		}
+		byPid[id] = h
+		t.dead = append(t.dead, dead{pid: int(id), state: taskHelper, comm: "cryo-helper"})
+		t.order = append(t.order, h)
 	}
 	for _, e := range slices.Clone(t.order[1:]) {
-		p := ppid[e.GetPpid()]
-		switch {
-		case e.GetSid() == e.GetPid():
-		case e.GetSid() != p.GetSid():
-			return fmt.Errorf("%w: pid %d is in session %d and its parent %d in session %d", ErrUnsupported, e.GetPid(), e.GetSid(), p.GetPid(), p.GetSid())
+		p := byPid[e.GetPpid()]
+		if sid := e.GetSid(); sid != e.GetPid() && sid != p.GetSid() {
+			switch h := byPid[sid]; {
+			case h == nil && alive(int(sid)):
+				return fmt.Errorf("%w: pid %d is in session %d, whose leader is outside the tree, and its parent %d in session %d", ErrUnsupported, e.GetPid(), sid, p.GetPid(), p.GetSid())
+			case h == nil:
+				helper(e, p, sid, "session")
+			case h.GetSid() != sid || !slices.ContainsFunc(t.dead, func(d dead) bool { return d.pid == int(sid) && d.state == taskHelper }):
+				return fmt.Errorf("%w: pid %d is in session %d, whose leader is in the tree, and its parent %d in session %d", ErrUnsupported, e.GetPid(), sid, p.GetPid(), p.GetSid())
+			case h.GetPpid() != p.GetPid():
+				return fmt.Errorf("%w: pid %d is in session %d, whose leader has exited, and its parent %d in another, not the parent (%d) of the others in it", ErrUnsupported, e.GetPid(), sid, p.GetPid(), h.GetPpid())
+			}
 		}
 		if e.GetPgid() == e.GetPid() || e.GetPgid() == p.GetPgid() || leaders[e.GetPgid()] {
 			continue
 		}
 		if e.GetPgid() == root.GetPgid() && e.GetSid() == root.GetSid() {
-			continue // cryo's group, as the root's
+			continue // the root's, which its restore makes
 		}
-		// The group's leader has exited: a helper with its pid makes the
-		// group at restore, and exits once the members have joined.
-		t.log.Info("process group without its leader: a helper will make it", "group", e.GetPgid(), "member", e.GetPid())
-		leaders[e.GetPgid()] = true
-		t.dead = append(t.dead, dead{pid: int(e.GetPgid()), state: taskHelper, comm: "cryo-helper"})
-		t.order = append(t.order, &pstree.PstreeEntry{
-			Pid: proto.Uint32(e.GetPgid()), Ppid: proto.Uint32(p.GetPid()),
-			Pgid: proto.Uint32(e.GetPgid()), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{e.GetPgid()},
-		})
+		helper(e, p, e.GetPgid(), "process group")
 	}
 	return nil
 }
@@ -574,4 +585,10 @@ func (t *tree) refuseParentDeathSignals() error {
 		}
 	}
 	return nil
+}
+
+// alive reports whether a task has pid: its /proc entry is there.
+func alive(pid int) bool {
+	_, err := proc.ReadStat(pid)
+	return err == nil
 }

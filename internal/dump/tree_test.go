@@ -1,7 +1,11 @@
 package dump_test
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -119,11 +123,28 @@ func TestDumpTreeRefuses(t *testing.T) {
 	}{
 		{"uts", []string{"uts:["}},
 		{"siblings", []string{"descriptor table (CLONE_FILES)"}},
+		{"session", []string{"whose leader is in the tree"}},
 	} {
 		t.Run(tt.arg, func(t *testing.T) {
 			s, _, _ := testutil.StartTree(t, tt.arg)
 			s.WaitTicks(t, 2)
 			expectRefused(t, s, dump.Options{}, tt.want...)
 		})
+	}
+	// The moved child's child is in a session whose leader, the root,
+	// is outside a dump of the moved child.
+	s, _, _ := testutil.StartTree(t, "session")
+	s.WaitTicks(t, 2)
+	moved := int(s.ReadyUint(t, "moved"))
+	log, buf := newLog()
+	_, err := dump.Dump(context.Background(), dump.Options{Pid: moved, Dir: filepath.Join(t.TempDir(), "images"), Log: log})
+	if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), "whose leader is outside the tree") {
+		t.Errorf("dump of pid %d: %v, want %v: ... whose leader is outside the tree\nlog:\n%s", moved, err, dump.ErrUnsupported, buf)
+	}
+	s.WaitTicks(t, 1)
+	// The root first: moved is its child, and dies with it.
+	s.Kill()
+	if err := testutil.WaitPidsFree(moved); err != nil {
+		t.Error(err)
 	}
 }

@@ -72,7 +72,10 @@ func (t *tree) explainTaken(id int, err error) error {
 	st, serr := proc.ReadStat(id)
 	switch {
 	case cerr != nil:
-		comm = groupHolder(id)
+		var ok bool
+		if comm, ok = groupHolder(id); !ok {
+			comm = "a task not visible here"
+		}
 	case serr == nil && st.State == 'Z':
 		comm = fmt.Sprintf("the zombie of %s, which its parent, pid %d, has not reaped", comm, st.PPid)
 	case isCryo(id):
@@ -83,22 +86,24 @@ func (t *tree) explainTaken(id int, err error) error {
 	return fmt.Errorf("%w: %d is taken by %s", ErrPidTaken, id, comm)
 }
 
-// groupHolder names what holds id when no task has it: a process group or
-// session of that id, which lives on while a member does.
-func groupHolder(id int) string {
+// groupHolder names what holds id when no task has it, a process group
+// or session of that id, which lives on while a member does, and reports
+// whether one does.
+func groupHolder(id int) (string, bool) {
 	ents, err := os.ReadDir("/proc")
-	if err == nil {
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			if st, err := proc.ReadStat(pid); err == nil && (st.Pgrp == id || st.Session == id) {
-				return fmt.Sprintf("the process group or session of pid %d (%s), whose leader has exited", pid, st.Comm)
-			}
+	if err != nil {
+		return "", false
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := proc.ReadStat(pid); err == nil && (st.Pgrp == id || st.Session == id) {
+			return fmt.Sprintf("the process group or session of pid %d (%s), whose leader has exited", pid, st.Comm), true
 		}
 	}
-	return "a task not visible here"
+	return "", false
 }
 
 // isCryo reports whether task id runs this very cryo binary.

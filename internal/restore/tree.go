@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -16,7 +17,6 @@ import (
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
-	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 )
 
@@ -34,7 +34,11 @@ type tree struct {
 	procs   []*restorer
 	zombies []*zombie
 	rootPid int
-	stub    *ptrace.Tracer
+	// rootHelpers are the pids of the processes that make the session
+	// and process group the root was in, whose leaders have exited, and
+	// make the root in them (planRootSession).
+	rootHelpers []int
+	stub        *ptrace.Tracer
 	built   built
 	shared  *files.Shared
 	// shmem is where each shared anonymous object is made, and shmemSize
@@ -57,8 +61,9 @@ type tree struct {
 }
 
 // zombie is a process that had exited and was not waited for, or a
-// helper: a process made only to make a process group whose leader has
-// exited, which exits, and is reaped, once the group's members joined.
+// helper: a process made only to make a process group or a session whose
+// leader has exited, which exits, and is reaped, once the group's members
+// joined and the session's were born of it.
 type zombie struct {
 	entry  *pstree.PstreeEntry
 	helper bool
@@ -157,7 +162,7 @@ func (t *tree) load() error {
 			if i == 0 {
 				return imageErr("pstree.img: the root %d is not a live process (task state %d)", pid, st)
 			}
-			if st == taskHelper && (e.GetPgid() != pid || e.GetSid() == pid) {
+			if st == taskHelper && e.GetPgid() != pid {
 				return imageErr("pstree.img: helper %d does not lead a process group of its own", pid)
 			}
 			t.zombies = append(t.zombies, &zombie{entry: e, helper: st == taskHelper,
@@ -193,6 +198,12 @@ func (t *tree) load() error {
 				return fmt.Errorf("%w: pid %d shares %s %d with pid %d, not with its parent", ErrUnsupported, r.pid, kind.what, id, o)
 			}
 		}
+	}
+	if err := t.checkSessions(); err != nil {
+		return err
+	}
+	if err := t.planRootSession(); err != nil {
+		return err
 	}
 	t.stats.Processes = len(t.procs)
 	for _, z := range t.zombies {
@@ -235,7 +246,9 @@ func (t *tree) load() error {
 }
 
 // generations groups the entries by their depth in the tree: the root,
-// its children, theirs, and so on, each in the order of entries.
+// its children, theirs, and so on, each in the order of entries but for
+// the helpers, first (those that make a session before those that make
+// a group, which may be born of them), as others are born of them.
 func (t *tree) generations() [][]*pstree.PstreeEntry {
 	depth := map[uint32]int{}
 	var gens [][]*pstree.PstreeEntry
@@ -249,6 +262,20 @@ func (t *tree) generations() [][]*pstree.PstreeEntry {
 			gens = append(gens, nil)
 		}
 		gens[d] = append(gens[d], e)
+	}
+	rank := func(e *pstree.PstreeEntry) int {
+		for _, z := range t.zombies {
+			if z.helper && z.entry == e {
+				if e.GetSid() == e.GetPid() {
+					return 0
+				}
+				return 1
+			}
+		}
+		return 2
+	}
+	for _, gen := range gens {
+		slices.SortStableFunc(gen, func(a, b *pstree.PstreeEntry) int { return rank(a) - rank(b) })
 	}
 	return gens
 }
@@ -268,9 +295,12 @@ func (t *tree) cloneGeneration(gen []*pstree.PstreeEntry, last bool) error {
 		pid := int(e.GetPid())
 		var tr *ptrace.Tracer
 		var err error
-		if pid == t.rootPid {
+		switch h := t.sessionHelper(e); {
+		case pid == t.rootPid:
 			tr, err = t.cloneRoot()
-		} else {
+		case h != nil:
+			tr, err = t.cloneChild(h.tr, int(h.entry.GetPid()), pid, unix.CLONE_PARENT)
+		default:
 			tr, err = t.cloneChild(t.proc(int(e.GetPpid())).tr, int(e.GetPpid()), pid, t.sharing(e))
 		}
 		if err != nil {
@@ -347,23 +377,27 @@ func (t *tree) tracer(pid int) *ptrace.Tracer {
 	return nil
 }
 
-// cloneRoot makes the root, a child of the stub with CLONE_PARENT; the
-// stub is not needed after that.
+// cloneRoot makes the root, a child of the stub with CLONE_PARENT, or of
+// the last helper that makes its session or group; the stub and the
+// helpers are not needed after that.
 func (t *tree) cloneRoot() (*ptrace.Tracer, error) {
-	// With CLONE_PARENT the exit signal is the stub's own, SIGCHLD.
-	args := kernel.CloneArgs{Flags: unix.CLONE_PARENT}
-	t.awaitZombies(t.procs[0].c.threads)
-	got, err := t.stub.Clone3(t.stub.Pid(), args, t.rootPid)
-	if err != nil {
-		return nil, t.explainTaken(t.rootPid, err)
-	}
-	if got != t.rootPid {
-		return nil, fmt.Errorf("clone3 gave pid %d, want %d", got, t.rootPid)
-	}
-	t.built.add(got)
-	tr, err := t.stub.Child(got)
+	helpers, err := t.cloneRootHelpers(t.stub)
 	if err != nil {
 		return nil, err
+	}
+	creator := t.stub
+	if len(helpers) > 0 {
+		creator = helpers[len(helpers)-1]
+	}
+	tr, err := t.cloneChild(creator, creator.Pid(), t.rootPid, unix.CLONE_PARENT)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range helpers {
+		// cryo's child: Exit reaps it.
+		if err := h.Exit(0); err != nil {
+			return nil, fmt.Errorf("end helper: %w", err)
+		}
 	}
 	// Nothing else ends the stub: left alone it would stay stopped, a
 	// child of cryo, for as long as cryo runs. The restored processes
@@ -373,6 +407,15 @@ func (t *tree) cloneRoot() (*ptrace.Tracer, error) {
 		return nil, fmt.Errorf("end the stub: %w", err)
 	}
 	return tr, nil
+}
+
+// cloneArgs are clone3's arguments for a process: with CLONE_PARENT the
+// exit signal is the caller's own, and clone3 takes none.
+func cloneArgs(flags uint64) kernel.CloneArgs {
+	if flags&unix.CLONE_PARENT != 0 {
+		return kernel.CloneArgs{Flags: flags}
+	}
+	return kernel.CloneArgs{Flags: flags, ExitSignal: uint64(unix.SIGCHLD)}
 }
 
 // sharing is what a process shares with its parent: CLONE_FILES and
@@ -405,7 +448,8 @@ func (r *restorer) sharesFiles() bool {
 }
 
 // cloneChild makes process pid a child of its restored parent ppid, still
-// a copy of the stub as the parent is, sharing with it what flags say.
+// a copy of the stub as the parent is, sharing with it what flags say;
+// with CLONE_PARENT, a child of ppid's parent.
 func (t *tree) cloneChild(parent *ptrace.Tracer, ppid, pid int, flags uint64) (*ptrace.Tracer, error) {
 	ids := []uint32{uint32(pid)}
 	for _, r := range t.procs {
@@ -414,7 +458,7 @@ func (t *tree) cloneChild(parent *ptrace.Tracer, ppid, pid int, flags uint64) (*
 		}
 	}
 	t.awaitZombies(ids)
-	got, err := parent.Clone3(ppid, kernel.CloneArgs{Flags: flags, ExitSignal: uint64(unix.SIGCHLD)}, pid)
+	got, err := parent.Clone3(ppid, cloneArgs(flags), pid)
 	if err != nil {
 		return nil, t.explainTaken(pid, err)
 	}
@@ -423,62 +467,6 @@ func (t *tree) cloneChild(parent *ptrace.Tracer, ppid, pid int, flags uint64) (*
 	}
 	t.built.add(got)
 	return parent.Child(got)
-}
-
-// lead makes the session or the process group the process led. Born of
-// its parent, it starts in the parent's (the root in cryo's). A process
-// can make a session or group of its own but join no other session, so
-// one that led neither stays in its parent's session, and the root in
-// cryo's: that is what a shell job wants.
-func (t *tree) lead(tr *ptrace.Tracer, e *pstree.PstreeEntry) error {
-	pid, sid, pgid := int(e.GetPid()), int(e.GetSid()), int(e.GetPgid())
-	switch {
-	case sid == pid:
-		// A session leader leads its process group too.
-		if _, err := tr.Syscall(pid, unix.SYS_SETSID); err != nil {
-			return fmt.Errorf("setsid: %w", err)
-		}
-	case pgid == pid:
-		if _, err := tr.Syscall(pid, unix.SYS_SETPGID, 0, 0); err != nil {
-			return fmt.Errorf("setpgid: %w", err)
-		}
-	case pid == t.rootPid:
-		t.log.Info("the root stays in cryo's session and process group", "dumped session", sid, "dumped group", pgid)
-	}
-	return nil
-}
-
-// joinGroup moves a process that did not lead its process group into it,
-// once its leader is there; a group whose leader is not in the tree is
-// the root's, which is cryo's now.
-func (t *tree) joinGroup(tr *ptrace.Tracer, e *pstree.PstreeEntry) error {
-	pid, pgid := int(e.GetPid()), int(e.GetPgid())
-	if pgid == pid || int(e.GetSid()) == pid {
-		return nil
-	}
-	st, err := proc.ReadStat(pid)
-	if err != nil {
-		return err
-	}
-	if st.Pgrp == pgid {
-		return nil
-	}
-	leader := false
-	for _, o := range t.entries {
-		leader = leader || int(o.GetPid()) == pgid
-	}
-	root := t.entries[0]
-	switch {
-	case leader:
-		if _, err := tr.Syscall(pid, unix.SYS_SETPGID, 0, uint64(pgid)); err != nil {
-			return fmt.Errorf("join process group %d: %w", pgid, err)
-		}
-	case pgid == int(root.GetPgid()):
-		// The root's group, which the root did not lead: cryo's now.
-	default:
-		return fmt.Errorf("%w: process group %d, whose leader is not in the checkpoint", ErrUnsupported, pgid)
-	}
-	return nil
 }
 
 // exitZombie ends a process that was a zombie with the status it had, to

@@ -31,12 +31,15 @@
 // with T its CLOCK_MONOTONIC, or "FAIL ..." (from any process) and exits
 // 1. With DIR it first prints "ready writer=PID reader=PID group=PID
 // grandchild=PID exited=PID killed=PID orphan=PID leader=PID twin=PID
-// file=FD".
+// file=FD moved=PID" (moved 0 but with session).
 //
 // What a dump must refuse, with an argument: uts, the reader in a UTS
 // namespace of its own; siblings, two more children, one made by the
 // other with CLONE_PARENT, sharing a descriptor table of their own
-// (CLONE_FILES): not their parent's.
+// (CLONE_FILES): not their parent's; session, one more child, moved, that
+// made a child of its own and then a session: its child is left in the
+// root's session, whose leader is outside a dump of moved and in a dump
+// of the root, not its parent.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -207,6 +210,23 @@ int main(int argc, char **argv) {
 	pid_t orphan;
 	if (read(ready[0], &orphan, sizeof orphan) != sizeof orphan || waitpid(leader, NULL, 0) != leader)
 		fail("make the orphan: %s", strerror(errno));
+	pid_t moved = 0;
+	if (strcmp(refused, "session") == 0) {
+		moved = fork();
+		if (moved == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (fork() == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				sleep_forever(NULL);
+			}
+			pid_t me = setsid();
+			if (me < 0 || write(ready[1], &me, sizeof me) != sizeof me)
+				fail("moved: setsid: %s", strerror(errno));
+			sleep_forever(NULL);
+		}
+		if (read(ready[0], &moved, sizeof moved) != sizeof moved)
+			fail("read the moved child's pid: %s", strerror(errno));
+	}
 	pid_t ex = fork();
 	if (ex == 0)
 		_exit(EXIT_CODE);
@@ -226,8 +246,8 @@ int main(int argc, char **argv) {
 	fcntl(passed[0], F_SETFL, O_NONBLOCK);
 	// Without DIR, its output is ticks alone (the cross-kernel tests').
 	if (argc > 1)
-		printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d twin=%d file=%d\n",
-		       w, r, g, gc, ex, k, orphan, leader, twin, file);
+		printf("ready writer=%d reader=%d group=%d grandchild=%d exited=%d killed=%d orphan=%d leader=%d twin=%d file=%d moved=%d\n",
+		       w, r, g, gc, ex, k, orphan, leader, twin, file, moved);
 	fflush(stdout);
 
 	uint32_t seq = 0;
