@@ -39,8 +39,8 @@ type tree struct {
 	// make the root in them (planRootSession).
 	rootHelpers []int
 	stub        *ptrace.Tracer
-	built   built
-	shared  *files.Shared
+	built       built
+	shared      *files.Shared
 	// shmem is where each shared anonymous object is made, and shmemSize
 	// how large.
 	shmem     map[uint64]shmemAt
