@@ -1,12 +1,16 @@
 package restore
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
@@ -46,8 +50,7 @@ func (t *tree) shmemSizes() map[uint64]uint64 {
 // mapShared maps VMA v of a shared anonymous object that another process
 // of the tree made, through that one's mapping of it in map_files.
 func (r *restorer) mapShared(v *vma.VmaEntry, at shmemAt) error {
-	path := fmt.Sprintf("/proc/%d/map_files/%x-%x", at.pid, at.start, at.end)
-	fd, err := r.open(path, unix.O_RDWR, 0)
+	fd, err := r.openObject(at.pid, at.start, at.end)
 	if err != nil {
 		return fmt.Errorf("open shared memory %d of pid %d: %w", v.GetShmid(), at.pid, err)
 	}
@@ -62,6 +65,27 @@ func (r *restorer) mapShared(v *vma.VmaEntry, at shmemAt) error {
 		return fmt.Errorf("map VMA %#x-%#x of shared memory %d of pid %d: %w", start, start+length, v.GetShmid(), at.pid, err)
 	}
 	return nil
+}
+
+// openObject opens, in the restored process, the shared memory object
+// that process pid maps at start-end, through map_files. The VMA may have
+// merged with a neighbour mapping the next part of the object until the
+// protect step makes their protections differ again (a guard page's):
+// its entry is then the merged range, found in pid's maps.
+func (r *restorer) openObject(pid int, start, end uint64) (uint64, error) {
+	fd, err := r.open(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, start, end), unix.O_RDWR, 0)
+	if !errors.Is(err, unix.ENOENT) {
+		return fd, err
+	}
+	maps, merr := proc.ReadMaps(pid)
+	if merr != nil {
+		return 0, errors.Join(err, merr)
+	}
+	i, _ := slices.BinarySearchFunc(maps, start, func(m proc.Mapping, a uint64) int { return cmp.Compare(m.End-1, a) })
+	if i == len(maps) || maps[i].Start > start || maps[i].End < end {
+		return 0, err
+	}
+	return r.open(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, maps[i].Start, maps[i].End), unix.O_RDWR, 0)
 }
 
 // alone reports whether an object is one VMA that maps it from its start,
@@ -126,7 +150,7 @@ func (r *restorer) writeObject(shmid uint64, vs []*vma.VmaEntry) error {
 	}
 	defer pr.Close()
 	size := r.shmemSize[shmid]
-	fd, err := r.open(fmt.Sprintf("/proc/self/map_files/%x-%x", vs[0].GetStart(), vs[0].GetEnd()), unix.O_RDWR, 0)
+	fd, err := r.openObject(r.pid, vs[0].GetStart(), vs[0].GetEnd())
 	if err != nil {
 		return fmt.Errorf("open the object: %w", err)
 	}
