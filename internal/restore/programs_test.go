@@ -403,3 +403,19 @@ func TestRestoreTmux(t *testing.T) {
 	run("send-keys", "-t", "t", "echo restored-$X-$$", "Enter")
 	screen(fmt.Sprintf("restored-42-%d", bash[0]))
 }
+
+// TestRestoreStressNG checkpoints stress-ng in the middle of a run of four
+// stressors (cpu; vm, whose shared memory ends in a guard page; fork,
+// whose children come and go all the time; pipe, a writer and a reader)
+// and restores it: the run completes, stress-ng says so and exits 0.
+func TestRestoreStressNG(t *testing.T) {
+	testutil.RequireRoot(t)
+	path := program(t, "stress-ng", "stress-ng")
+	s := startProgram(t, path, "--cpu", "1", "--vm", "1", "--vm-bytes", "16M", "--fork", "1", "--pipe", "1",
+		"--timeout", "3s", "--metrics-brief")
+	waitChildren(t, s.Pid, 4)
+	dumpRestoreProgram(t, s)
+	if ws := s.Wait(t); !ws.Exited() || ws.ExitStatus() != 0 || !strings.Contains(s.Output(), "successful run completed") {
+		t.Errorf("restored stress-ng ended with %v:\n%s", ws, s.Output())
+	}
+}
