@@ -95,7 +95,7 @@ func TestDumpInetRefused(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 		}, want: []string{"TCP listener 127.0.0.1:", "1 connections not accepted"}},
 		{name: "shut down for reading", arg: "tcp4", peer: true, suffix: ":noread", want: []string{"TCP connection 127.0.0.1:", "in state ESTABLISHED shut down"}},
-		{name: "MPTCP connection", arg: "mtcp4", peer: true, want: []string{"MPTCP connection 127.0.0.1:", "GODEBUG=multipathtcp=0"}},
+		{name: "MPTCP connection", arg: "mtcp4", peer: true, want: []string{"MPTCP connection 127.0.0.1:", "both ends asked for MPTCP"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			arg := tc.arg

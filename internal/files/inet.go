@@ -156,9 +156,9 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		e.Backlog = proto.Uint32(diag.Wqueue)
 	case stream && state == tcpClose:
 	case protocol == unix.IPPROTO_MPTCP:
-		// Go programs since Go 1.24 listen with MPTCP, and their
-		// connections, even from TCP clients, are MPTCP sockets.
-		return 0, fmt.Errorf("%w: MPTCP connection %v -> %v in state %s: TCP repair mode does not reach MPTCP sockets (a Go program run with GODEBUG=multipathtcp=0 uses TCP)",
+		// Both ends made it with MPTCP: a TCP client's connection to an
+		// MPTCP listener (a Go program's, since Go 1.24) is a TCP socket.
+		return 0, fmt.Errorf("%w: MPTCP connection %v -> %v in state %s: TCP repair mode does not reach MPTCP sockets (a connection is one only if both ends asked for MPTCP)",
 			ErrUnsupported, local, remote, tcpStateName(state))
 	case protocol == unix.IPPROTO_TCP && isConnection(state):
 		// Shut down for writing, a connection has sent its FIN;

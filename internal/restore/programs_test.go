@@ -191,6 +191,34 @@ func TestRestorePythonHTTP(t *testing.T) {
 	}
 }
 
+// TestRestoreGoHTTP checkpoints a Go HTTP/1.1 server
+// (test/subjects/gohttp, whose listener is MPTCP, as Go's are since Go
+// 1.24) with a keep-alive TCP client connected from outside the
+// checkpoint: after the restore the client's next request on the same
+// connection is answered, counted after the one before the dump, and so
+// is a new client's.
+func TestRestoreGoHTTP(t *testing.T) {
+	testutil.RequireRoot(t)
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildGo(t, "./test/subjects/gohttp"), fmt.Sprint(port))}
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	if got, want := httpGet(t, c, r, "/before"), "request 1 path /before\n"; got != want {
+		t.Fatalf("before the dump: %q, want %q", got, want)
+	}
+
+	dumpRestoreProgram(t, s)
+
+	if got, want := httpGet(t, c, r, "/after"), "request 2 path /after\n"; got != want {
+		t.Errorf("on the kept connection: %q, want %q", got, want)
+	}
+	c2 := dialProgram(t, s, port)
+	if got, want := httpGet(t, c2, bufio.NewReader(c2), "/new"), "request 3 path /new\n"; got != want {
+		t.Errorf("on a new connection: %q, want %q", got, want)
+	}
+}
+
 // nginxConf configures nginx with everything in one directory (%[1]s):
 // in the foreground, a master as root and two workers as nobody, serving
 // on 127.0.0.1:%[2]d an answer that names the worker.
