@@ -89,7 +89,7 @@ func protBits(r, w, x bool) uint32 {
 // runtime pair is left out and the marked original addresses take their
 // place, so the image shows the process's own vDSO.
 func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
-	var areas []area
+	areas := make([]area, 0, len(smaps))
 	var vvar *vma.VmaEntry
 	for _, s := range smaps {
 		if s.ProtectionKey != 0 {

@@ -82,6 +82,13 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 	var runs []run
 	shared := map[uint64][]run{}
 	var shmids []uint64
+	var ranges []proc.PageRange
+	for _, a := range areas {
+		if a.dump != nil && !a.all {
+			ranges = append(ranges, proc.PageRange{Start: *a.e.Start, End: *a.e.End})
+		}
+	}
+	pm := proc.NewPagemapReader(pagemap, ranges)
 	for _, a := range areas {
 		start, end := *a.e.Start, *a.e.End
 		var rs []run
@@ -89,7 +96,7 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 		case a.all:
 			rs = []run{{start, end - start, a.viaMem, 0}}
 		case a.dump != nil && a.shared:
-			prs, err := proc.ReadPageRuns(pagemap, start, end, a.dump)
+			prs, err := pm.Runs(start, end, a.dump)
 			if err != nil {
 				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
@@ -101,14 +108,15 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 			// private page shared copy-on-write (with a parent or a
 			// child) copies it: those are read through /proc/PID/mem,
 			// which does not, so that the processes share them still.
-			// Which pages to read comes from one read of the pagemap:
-			// a page may stop being shared between two reads (its
-			// sharer wrote it), and must not fall between them.
-			all, err := proc.ReadPageRuns(pagemap, start, end, a.dump)
+			// Which pages to read comes from one read of the pagemap
+			// (for a mapping of up to a window): a page may stop being
+			// shared between two reads (its sharer wrote it), and must
+			// not fall between them.
+			all, err := pm.Runs(start, end, a.dump)
 			if err != nil {
 				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
-			own, err := proc.ReadPageRuns(pagemap, start, end, func(e uint64) bool {
+			own, err := pm.Runs(start, end, func(e uint64) bool {
 				return a.dump(e) && proc.PageExclusive(e)
 			})
 			if err != nil {

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -125,6 +126,32 @@ func ReadMaps(pid int) ([]Mapping, error) {
 		return nil, fmt.Errorf("read maps: %w", err)
 	}
 	return ParseMaps(b)
+}
+
+// FindMapping returns the first mapping of /proc/PID/maps that match
+// accepts, reading no further than it, and whether there is one: a
+// process may have tens of thousands of mappings.
+func FindMapping(pid int, match func(Mapping) bool) (Mapping, bool, error) {
+	f, err := os.Open(Path(pid, "maps"))
+	if err != nil {
+		return Mapping{}, false, fmt.Errorf("read maps: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for n := 1; sc.Scan(); n++ {
+		m, err := parseMapsLine(sc.Bytes())
+		if err != nil {
+			return Mapping{}, false, fmt.Errorf("parse maps line %d %q: %w", n, sc.Bytes(), err)
+		}
+		if match(m) {
+			return m, true, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Mapping{}, false, fmt.Errorf("read maps: %w", err)
+	}
+	return Mapping{}, false, nil
 }
 
 // Path names a file under /proc/PID; pid 0 means the calling process.

@@ -1,9 +1,11 @@
 package proc
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
@@ -52,7 +54,7 @@ func PresentOrSwapped(e uint64) bool { return e&(pmPresent|pmSwapped) != 0 && e&
 
 // ReadPagemap reads the entries of the pages in [start, end), both
 // page-aligned, from an open /proc/PID/pagemap with one pread. That costs 8
-// bytes per page of the range: walk large mappings with ReadPageRuns.
+// bytes per page of the range: walk large mappings with a PagemapReader.
 func ReadPagemap(f io.ReaderAt, start, end uint64) ([]uint64, error) {
 	if err := checkPageRange(start, end); err != nil {
 		return nil, err
@@ -116,27 +118,81 @@ func appendRuns(runs []PageRun, start uint64, entries []uint64, keep func(uint64
 	return runs
 }
 
-// pagemapChunk is how many entries ReadPageRuns reads per pread: 512 KiB of
-// entries for 256 MiB of address space (with 4 KiB pages).
+// pagemapChunk is how many entries a PagemapReader reads at most per
+// pread: 512 KiB of entries for 256 MiB of address space (with 4 KiB
+// pages).
 var pagemapChunk uint64 = 64 << 10
 
-// ReadPageRuns gives the runs of pages in [start, end), both page-aligned,
-// whose entries in the open /proc/PID/pagemap f pass keep. It reads the
-// entries in chunks, so a huge, sparse mapping costs a bounded buffer and
-// one pread per chunk.
-func ReadPageRuns(f io.ReaderAt, start, end uint64, keep func(uint64) bool) ([]PageRun, error) {
+// PageRange is a page-aligned range of addresses, [Start, End).
+type PageRange struct{ Start, End uint64 }
+
+// PagemapReader reads the entries of the pages of ranges from an open
+// /proc/PID/pagemap, a window of entries at a time: one pread covers as
+// many of the ranges that follow one another as fit in pagemapChunk
+// entries (the gaps between them too), so that a process of many small
+// mappings costs a read per chunk of them, not one each, and a huge
+// sparse mapping a bounded buffer.
+type PagemapReader struct {
+	f      io.ReaderAt
+	ranges []PageRange
+	// start is the address of the page of entries[0].
+	start   uint64
+	entries []uint64
+	buf     []byte
+}
+
+// NewPagemapReader reads the pagemap f for ranges, sorted by address and
+// not overlapping.
+func NewPagemapReader(f io.ReaderAt, ranges []PageRange) *PagemapReader {
+	return &PagemapReader{f: f, ranges: ranges}
+}
+
+// Runs gives the runs of pages in [start, end), part of one of the
+// reader's ranges, whose entries pass keep.
+func (p *PagemapReader) Runs(start, end uint64, keep func(uint64) bool) ([]PageRun, error) {
 	if err := checkPageRange(start, end); err != nil {
 		return nil, err
 	}
-	n := min((end-start)/pageSize, pagemapChunk)
-	entries, buf := make([]uint64, n), make([]byte, 8*n)
 	var runs []PageRun
-	for addr := start; addr < end; addr += n * pageSize {
-		n = min(n, (end-addr)/pageSize)
-		if err := readPagemap(f, addr, entries[:n], buf[:8*n]); err != nil {
-			return nil, err
+	for addr := start; addr < end; {
+		if addr < p.start || addr >= p.windowEnd() {
+			if err := p.fill(addr); err != nil {
+				return nil, err
+			}
 		}
-		runs = appendRuns(runs, addr, entries[:n], keep)
+		upto := min(end, p.windowEnd())
+		runs = appendRuns(runs, addr, p.entries[(addr-p.start)/pageSize:(upto-p.start)/pageSize], keep)
+		addr = upto
 	}
 	return runs, nil
+}
+
+func (p *PagemapReader) windowEnd() uint64 { return p.start + uint64(len(p.entries))*pageSize }
+
+// fill reads the window of entries from addr on: to the end of its range,
+// or of the last of the ranges after it that ends within pagemapChunk
+// pages of addr, but no further.
+func (p *PagemapReader) fill(addr uint64) error {
+	limit := addr + pagemapChunk*pageSize
+	i, _ := slices.BinarySearchFunc(p.ranges, addr, func(r PageRange, a uint64) int { return cmp.Compare(r.End, a+1) })
+	if i == len(p.ranges) || p.ranges[i].Start > addr {
+		return fmt.Errorf("read pagemap at %#x: not in a range of the reader", addr)
+	}
+	end := min(p.ranges[i].End, limit)
+	for _, r := range p.ranges[i+1:] {
+		if r.End > limit {
+			break
+		}
+		end = r.End
+	}
+	n := (end - addr) / pageSize
+	if uint64(cap(p.entries)) < n {
+		p.entries, p.buf = make([]uint64, n), make([]byte, 8*n)
+	}
+	p.start, p.entries = addr, p.entries[:n]
+	if err := readPagemap(p.f, addr, p.entries, p.buf[:8*n]); err != nil {
+		p.entries = p.entries[:0]
+		return err
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package proc
 
 import (
 	"encoding/binary"
+	"io"
 	"os"
 	"testing"
 
@@ -93,13 +94,80 @@ func TestReadPagemapSelf(t *testing.T) {
 
 	defer func(n uint64) { pagemapChunk = n }(pagemapChunk)
 	for pagemapChunk = 1; pagemapChunk <= pages+1; pagemapChunk++ {
-		runs, err := ReadPageRuns(f, base, end, PresentOrSwapped)
+		runs, err := NewPagemapReader(f, []PageRange{{base, end}}).Runs(base, end, PresentOrSwapped)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d := cmp.Diff(want, runs); d != "" {
-			t.Errorf("ReadPageRuns in chunks of %d: (-want +got):\n%s", pagemapChunk, d)
+			t.Errorf("PagemapReader in chunks of %d: (-want +got):\n%s", pagemapChunk, d)
 		}
+	}
+}
+
+// countingReader counts the reads of the ReaderAt it wraps.
+type countingReader struct {
+	io.ReaderAt
+	reads int
+}
+
+func (c *countingReader) ReadAt(b []byte, off int64) (int, error) {
+	c.reads++
+	return c.ReaderAt.ReadAt(b, off)
+}
+
+// TestPagemapReaderRanges reads the runs of several ranges with gaps
+// between them, each twice in a row, in windows of every size: the runs
+// are those of each range alone, and a window as large as all of them
+// reads them in one pread.
+func TestPagemapReaderRanges(t *testing.T) {
+	const pages = 16
+	ps := int(pageSize)
+	mem := mmap(t, pages*ps)
+	if err := unix.Madvise(mem, unix.MADV_NOHUGEPAGE); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 2, 5, 10, 11, 15} {
+		mem[i*ps] = 1
+	}
+	base := addr(mem)
+	f, err := os.Open(Path(0, "pagemap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ranges []PageRange
+	for _, r := range [][2]uint64{{0, 3}, {5, 6}, {9, 12}, {15, 16}} {
+		ranges = append(ranges, PageRange{base + r[0]*pageSize, base + r[1]*pageSize})
+	}
+	var want [][]PageRun
+	for _, r := range ranges {
+		entries, err := ReadPagemap(f, r.Start, r.End)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, PageRuns(r.Start, entries, PresentOrSwapped))
+	}
+	defer func(n uint64) { pagemapChunk = n }(pagemapChunk)
+	for pagemapChunk = 1; pagemapChunk <= pages+1; pagemapChunk++ {
+		c := &countingReader{ReaderAt: f}
+		p := NewPagemapReader(c, ranges)
+		for i, r := range ranges {
+			for range 2 {
+				runs, err := p.Runs(r.Start, r.End, PresentOrSwapped)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(want[i], runs); d != "" {
+					t.Errorf("range %d in windows of %d: (-want +got):\n%s", i, pagemapChunk, d)
+				}
+			}
+		}
+		if pagemapChunk >= pages && c.reads != 1 {
+			t.Errorf("windows of %d pages: %d reads, want 1", pagemapChunk, c.reads)
+		}
+	}
+	if _, err := NewPagemapReader(f, ranges).Runs(base+3*pageSize, base+4*pageSize, PresentOrSwapped); err == nil {
+		t.Errorf("Runs of a page in no range: no error")
 	}
 }
 
@@ -141,12 +209,13 @@ func TestReadPagemapGuard(t *testing.T) {
 	defer func(n uint64) { pagemapChunk = n }(pagemapChunk)
 	for pagemapChunk = 1; pagemapChunk <= pages+1; pagemapChunk++ {
 		for i, keep := range []func(uint64) bool{PresentOrSwapped, PageGuard} {
-			runs, err := ReadPageRuns(f, base, base+pages*pageSize, keep)
+			end := base + pages*pageSize
+			runs, err := NewPagemapReader(f, []PageRange{{base, end}}).Runs(base, end, keep)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if d := cmp.Diff(want[i], runs); d != "" {
-				t.Errorf("ReadPageRuns of kind %d in chunks of %d: (-want +got):\n%s", i, pagemapChunk, d)
+				t.Errorf("PagemapReader of kind %d in chunks of %d: (-want +got):\n%s", i, pagemapChunk, d)
 			}
 		}
 	}
@@ -191,8 +260,8 @@ func TestReadPagemapErrors(t *testing.T) {
 		if e, err := ReadPagemap(f, r[0], r[1]); err == nil {
 			t.Errorf("ReadPagemap(%#x, %#x) = %x, want an error", r[0], r[1], e)
 		}
-		if runs, err := ReadPageRuns(f, r[0], r[1], PresentOrSwapped); err == nil {
-			t.Errorf("ReadPageRuns(%#x, %#x) = %v, want an error", r[0], r[1], runs)
+		if runs, err := NewPagemapReader(f, []PageRange{{0x1000, 0x3000}}).Runs(r[0], r[1], PresentOrSwapped); err == nil {
+			t.Errorf("Runs(%#x, %#x) = %v, want an error", r[0], r[1], runs)
 		}
 	}
 	// Past the user address space, where [vsyscall] lives, the kernel has

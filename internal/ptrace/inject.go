@@ -226,20 +226,16 @@ func (t *Tracer) unmapScratch(tid int) error {
 // page, which a later dump would take for the vDSO itself) and never a
 // shared mapping (the write would reach the file). Tracer thread only.
 func (t *Tracer) borrow(f func(site uint64) error) error {
-	maps, err := proc.ReadMaps(t.view)
-	if err != nil {
+	m, ok, err := proc.FindMapping(t.view, func(m proc.Mapping) bool {
+		return m.Perms[2] == 'x' && m.Perms[3] == 'p' && !strings.HasPrefix(m.Path, "[")
+	})
+	switch {
+	case err != nil:
 		return fmt.Errorf("find code to borrow: %w", err)
-	}
-	var site uint64
-	for _, m := range maps {
-		if m.Perms[2] == 'x' && m.Perms[3] == 'p' && !strings.HasPrefix(m.Path, "[") {
-			site = m.Start
-			break
-		}
-	}
-	if site == 0 {
+	case !ok:
 		return fmt.Errorf("find code to borrow: %w", ErrNoBorrowSite)
 	}
+	site := m.Start
 	saved := make([]byte, len(gadgetCode))
 	if err := t.ReadMem(site, saved); err != nil {
 		return err

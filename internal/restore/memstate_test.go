@@ -191,7 +191,7 @@ func guardState(t *testing.T, s *subject) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	runs, err := proc.ReadPageRuns(f, g, g+8*pageSize, proc.PageGuard)
+	runs, err := proc.NewPagemapReader(f, []proc.PageRange{{Start: g, End: g + 8*pageSize}}).Runs(g, g+8*pageSize, proc.PageGuard)
 	if err != nil {
 		t.Fatal(err)
 	}

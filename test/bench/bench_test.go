@@ -202,7 +202,7 @@ func baselineDump(b testing.TB, pid int, path string) time.Duration {
 		if m.Anonymous == 0 || m.Perms[0] != 'r' {
 			continue
 		}
-		runs, err := proc.ReadPageRuns(pm, m.Start, m.End, proc.PresentOrSwapped)
+		runs, err := proc.NewPagemapReader(pm, []proc.PageRange{{Start: m.Start, End: m.End}}).Runs(m.Start, m.End, proc.PresentOrSwapped)
 		if err != nil {
 			b.Fatal(err)
 		}
