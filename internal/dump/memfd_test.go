@@ -38,8 +38,8 @@ func TestDumpMemfd(t *testing.T) {
 	for _, e := range inodes {
 		byID[e.GetInodeId()] = e
 	}
-	if len(inodes) != 3 || len(byID) != 3 {
-		t.Fatalf("memfd.img holds %d entries (%d ids), want 3", len(inodes), len(byID))
+	if len(inodes) != 4 || len(byID) != 4 {
+		t.Fatalf("memfd.img holds %d entries (%d ids), want 4", len(inodes), len(byID))
 	}
 	inodeOf := func(f *fdinfo.FileEntry) *memfd.MemfdInodeEntry {
 		t.Helper()

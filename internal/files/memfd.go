@@ -267,18 +267,42 @@ func (memfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open opens a new open file description of a memfd, with the entry's
 // flags and position: through /proc/self/fd, as a dup would share the
-// position with the other entries of the inode.
+// position with the other entries of the inode. The first read-write
+// entry of a memfd made by memfd_create gets that very description:
+// opened by memfd_create, it does not count as a writer of the inode,
+// which one opened again does, and a writer makes executing the memfd
+// (execveat, as runc runs itself) fail with ETXTBSY.
 func (memfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Memfd
 	m, err := r.memfd(e.GetInodeId())
 	if err != nil {
 		return -1, err
 	}
+	if id := e.GetInodeId(); e.GetFlags()&unix.O_ACCMODE == unix.O_RDWR && !r.shared.memfdGiven[id] && r.set.memfds[id].GetName() != shmemName {
+		r.shared.memfdGiven[id] = true
+		return r.memfdMade(id, e)
+	}
 	fd, err := r.reopen(fmt.Sprintf("/proc/%d/fd/%d", r.pid, m), e.GetFlags(), e.GetPos())
 	if err != nil {
 		return -1, fmt.Errorf("reopen memfd %s: %w", r.set.memfds[e.GetInodeId()].GetName(), err)
 	}
 	return fd, nil
+}
+
+// memfdMade returns a descriptor of cryo's of the open file description
+// memfd_create made for memfd inode id, with entry e's status flags and
+// position.
+func (r *Restorer) memfdMade(id uint32, e *memfd.MemfdFileEntry) (int, error) {
+	name := r.set.memfds[id].GetName()
+	fd, err := unix.FcntlInt(uintptr(r.shared.memfds[id]), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("duplicate memfd %s: %w", name, err)
+	}
+	if err := setStatusFlags(fd, e.GetFlags()); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("set the flags of memfd %s: %w", name, err)
+	}
+	return seekTo(fd, name, e.GetPos())
 }
 
 // mfdFlags are the memfd_create flags of every restored memfd: sealing is

@@ -31,6 +31,9 @@ type Shared struct {
 	// memfds are cryo's descriptors of the memfds made, by inode id: the
 	// other processes that have one open it through them.
 	memfds map[uint32]int
+	// memfdGiven are the memfds whose description memfd_create made is
+	// a process's (memfdKind.open), by inode id.
+	memfdGiven map[uint32]bool
 	ghostRestorer
 	tcpShared
 	unixShared
@@ -38,7 +41,7 @@ type Shared struct {
 
 // NewShared starts the registry of a tree's restore.
 func NewShared() *Shared {
-	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, memfds: map[uint32]int{}, ptys: map[uint32]*ptyMade{}}
+	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, memfds: map[uint32]int{}, memfdGiven: map[uint32]bool{}, ptys: map[uint32]*ptyMade{}}
 }
 
 // note records the descriptors of process pid, at their numbers, for the

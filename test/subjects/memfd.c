@@ -5,16 +5,22 @@
 // (opened through /proc/self/map_files, then unmapped: "/dev/zero
 // (deleted)"), O_APPEND, holding SHMEM_DATA, at position 3; with the
 // argument "mapped", its memory stays mapped too, which a dump refuses.
+// And a memfd holding a script ("#!/bin/true"), read-write, that it
+// executes (execveat) every tenth tick: a memfd's own descriptor does not
+// count as a writer, which a descriptor opened again would (ETXTBSY).
 // Every 20 ms it checks everything and prints "tick N ... ok", or FAIL
 // and exits 1.
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +31,19 @@
 #define SHMEM_DATA "shared anonymous"
 
 static uint32_t pat(size_t i) { return (uint32_t)(i * 2654435761u); }
+
+// runs reports whether the script memfd xfd executes and exits 0.
+static int runs(int xfd) {
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *argv[] = {"true", NULL}, *envp[] = {NULL};
+		syscall(SYS_execveat, xfd, "", argv, envp, AT_EMPTY_PATH);
+		printf("FAIL execveat memfd: %s\n", strerror(errno));
+		_exit(1);
+	}
+	int st;
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
 
 int main(int argc, char **argv) {
 	int mapped = argc > 1 && strcmp(argv[1], "mapped") == 0;
@@ -68,7 +87,17 @@ int main(int argc, char **argv) {
 		perror("shared anonymous memory descriptor");
 		return 1;
 	}
+	// Not close-on-exec: the interpreter of a script reopens it.
+	int xfd = memfd_create("cryo-script", 0);
+	if (xfd < 0 || write(xfd, "#!/bin/true\n", 12) != 12) {
+		perror("script memfd");
+		return 1;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!runs(xfd)) {
+		printf("FAIL script memfd does not run before the dump\n");
+		return 1;
+	}
 	printf("ready fd=%d sfd=%d zfd=%d sh=%p pv=%p\n", fd, sfd, zfd, (void *)sh, (void *)pv);
 	for (unsigned long tick = 0;; tick++) {
 		for (size_t i = 0; i < SIZE / 4 * 3 / 4; i += 509)
@@ -122,6 +151,10 @@ int main(int argc, char **argv) {
 		    readlink(path, link, sizeof link - 1) < 0 || strcmp(link, "/dev/zero (deleted)") != 0 ||
 		    fstatfs(zfd, &fs) || fs.f_type != TMPFS_MAGIC) {
 			printf("FAIL shared anonymous memory descriptor: %s at %ld, %s\n", z, (long)lseek(zfd, 0, SEEK_CUR), link);
+			return 1;
+		}
+		if (tick % 10 == 0 && !runs(xfd)) {
+			printf("FAIL script memfd does not run\n");
 			return 1;
 		}
 		struct timespec m;
