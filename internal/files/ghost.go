@@ -482,7 +482,8 @@ func (s *Shared) RemoveLinks() error {
 }
 
 // Close closes cryo's descriptors of unlinked files and of TCP
-// connections (closeConnections). Link remaps left (the restore failed)
+// connections (closeConnections), and reaps the children pidfds of
+// processes reaped were made of. Link remaps left (the restore failed)
 // stay, for another restore.
 func (s *Shared) Close() {
 	for _, fd := range s.held {
@@ -492,6 +493,7 @@ func (s *Shared) Close() {
 		unix.Close(fd)
 	}
 	s.held, s.memfds = nil, nil
+	s.ReapStandIns()
 	s.closeConnections()
 	s.closeUnix()
 	s.closePtys()

@@ -84,21 +84,17 @@ func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // tree, zombies too, exists by the time files are opened. The tree's
 // restore checks that the pid is one of its processes. A pidfd of a
 // process reaped is made of a child of cryo's that has exited, which is
-// reaped once the pidfd is made.
+// reaped before the processes run (Shared.ReapStandIns): the pidfds of one
+// process reaped, the same pidfs inode at the dump, are of one such
+// child, those of two are of two.
 func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	e := f.Pidfd
 	pid := int(e.GetNspid())
 	if pid == -1 {
-		child, err := kernel.Clone3Exit(nil)
-		if err != nil {
-			return -1, fmt.Errorf("make a process to reap for a pidfd: %w", err)
+		var err error
+		if pid, err = r.shared.reapedStandIn(e.GetIno()); err != nil {
+			return -1, err
 		}
-		defer unix.Wait4(child, nil, 0, nil)
-		var info unix.Siginfo
-		if err := unix.Waitid(unix.P_PID, child, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
-			return -1, fmt.Errorf("wait for pid %d to exit: %w", child, err)
-		}
-		pid = child
 	}
 	flags := uint64(e.GetFlags() & (unix.PIDFD_NONBLOCK | unix.PIDFD_THREAD))
 	n, err := r.tr.Syscall(r.pid, unix.SYS_PIDFD_OPEN, uint64(pid), flags)
@@ -106,4 +102,33 @@ func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		return -1, fmt.Errorf("make pidfd of pid %d: %w", e.GetNspid(), err)
 	}
 	return r.made(n)
+}
+
+// reapedStandIn returns the child of cryo's, exited and not reaped yet,
+// that stands for the process reaped whose pidfds had inode ino at the
+// dump, making it the first time.
+func (s *Shared) reapedStandIn(ino uint32) (int, error) {
+	if child, ok := s.reaped[ino]; ok {
+		return child, nil
+	}
+	child, err := kernel.Clone3Exit(nil)
+	if err != nil {
+		return 0, fmt.Errorf("make a process to reap for a pidfd: %w", err)
+	}
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, child, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		unix.Wait4(child, nil, 0, nil)
+		return 0, fmt.Errorf("wait for pid %d to exit: %w", child, err)
+	}
+	s.reaped[ino] = child
+	return child, nil
+}
+
+// ReapStandIns reaps the children reapedStandIn made, before the
+// processes run: their pidfds are of processes reaped then.
+func (s *Shared) ReapStandIns() {
+	for _, child := range s.reaped {
+		unix.Wait4(child, nil, 0, nil)
+	}
+	clear(s.reaped)
 }

@@ -34,6 +34,9 @@ type Shared struct {
 	// memfdGiven are the memfds whose description memfd_create made is
 	// a process's (memfdKind.open), by inode id.
 	memfdGiven map[uint32]bool
+	// reaped are the exited children of cryo's that pidfds of processes
+	// reaped are made of, by the pidfs inode of those at the dump.
+	reaped map[uint32]int
 	ghostRestorer
 	tcpShared
 	unixShared
@@ -41,7 +44,7 @@ type Shared struct {
 
 // NewShared starts the registry of a tree's restore.
 func NewShared() *Shared {
-	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, memfds: map[uint32]int{}, memfdGiven: map[uint32]bool{}, ptys: map[uint32]*ptyMade{}}
+	return &Shared{opened: map[uint32]fdRef{}, pipes: map[uint32]fdRef{}, filled: map[uint32]bool{}, memfds: map[uint32]int{}, memfdGiven: map[uint32]bool{}, reaped: map[uint32]int{}, ptys: map[uint32]*ptyMade{}}
 }
 
 // note records the descriptors of process pid, at their numbers, for the

@@ -19,8 +19,9 @@ import (
 )
 
 // TestRestorePidfd checkpoints test/subjects/pidfd.c, a parent holding
-// pidfds of its two children, one of them a zombie, and of a third it has
-// reaped, and restores it:
+// pidfds of its two children, one of them a zombie, and of two it has
+// reaped (two pidfds of the first, which stay of one process), and
+// restores it:
 // each pidfd refers to its child again (the fdinfo says its pid, and the
 // subject checks that it signals, waits and polls through them), with
 // its flags. An image whose pidfd names a process outside the checkpoint
@@ -31,7 +32,7 @@ func TestRestorePidfd(t *testing.T) {
 	child, zombie := int(s.ReadyUint(t, "child")), int(s.ReadyUint(t, "zombie"))
 	pids := []int{s.Pid, child, zombie}
 	testutil.KillPidsAtCleanup(t, pids...)
-	want := map[string]int{"pidfd": child, "nbfd": child, "tfd": child, "zfd": zombie, "reapedfd": -1}
+	want := map[string]int{"pidfd": child, "nbfd": child, "tfd": child, "zfd": zombie, "reapedfd": -1, "samefd": -1, "otherfd": -1}
 	before := map[string]proc.Fdinfo{}
 	for name := range want {
 		before[name] = readFdinfo(t, s.Pid, int(s.ReadyUint(t, name)))

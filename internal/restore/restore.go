@@ -253,6 +253,7 @@ func (t *tree) resume() error {
 	if err := t.shared.RemoveLinks(); err != nil {
 		t.log.Warn("remove link remaps", "err", err)
 	}
+	t.shared.ReapStandIns()
 	for _, r := range t.procs {
 		if r.opts.Restored != nil {
 			start, end, err := r.tr.ScratchRange(r.pid)

@@ -12,19 +12,22 @@
 //   zfd     pidfd_open(zombie, 0), opened before it exits
 //   reapedfd pidfd_open(PIDFD_NONBLOCK) of a third child, which has
 //           exited and been waited for since
+//   samefd  pidfd_open(0) of that third child too, opened apart
+//   otherfd pidfd_open(0) of a fourth child, reaped too
 // Every tick it checks that each pidfd's fdinfo says its child's pid (-1
 // for reapedfd), that child can be signalled through pidfd and has not
 // exited (pidfd not readable), that a wait through nbfd does not block
 // (EAGAIN), that a wait through zfd, which leaves the zombie, reports
 // EXIT_CODE, and that reapedfd is readable and cannot be signalled
-// through (ESRCH) nor waited for (ECHILD).
+// through (ESRCH) nor waited for (ECHILD), that samefd is of the same
+// process as reapedfd (the same pidfs inode) and otherfd of another.
 //
 // Usage: pidfd [parent]. What a dump must refuse, with the argument
 // parent: a pidfd of a process outside its tree,
 //   parentfd pidfd_open(getppid(), 0)
 //
 // Once set up it prints
-//   ready child=PID pidfd=FD nbfd=FD tfd=FD zombie=PID zfd=FD reapedfd=FD [parentfd=FD]
+//   ready child=PID pidfd=FD nbfd=FD tfd=FD zombie=PID zfd=FD reapedfd=FD samefd=FD otherfd=FD [parentfd=FD]
 // then every tick
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1 when a check fails.
@@ -36,6 +39,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -139,11 +143,21 @@ int main(int argc, char **argv) {
 		fail("fork: %s", strerror(errno));
 	if (gone == 0)
 		_exit(0);
-	int reapedfd = pidfd_open(gone, PIDFD_NONBLOCK);
-	if (reapedfd < 0)
+	int reapedfd = pidfd_open(gone, PIDFD_NONBLOCK), samefd = pidfd_open(gone, 0);
+	if (reapedfd < 0 || samefd < 0)
 		fail("pidfd_open %d: %s", gone, strerror(errno));
 	if (waitpid(gone, NULL, 0) != gone)
 		fail("waitpid %d: %s", gone, strerror(errno));
+	pid_t other = fork();
+	if (other < 0)
+		fail("fork: %s", strerror(errno));
+	if (other == 0)
+		_exit(0);
+	int otherfd = pidfd_open(other, 0);
+	if (otherfd < 0)
+		fail("pidfd_open %d: %s", other, strerror(errno));
+	if (waitpid(other, NULL, 0) != other)
+		fail("waitpid %d: %s", other, strerror(errno));
 	int parentfd = -1;
 	char extra[32] = "";
 	if (strcmp(arg, "parent") == 0) {
@@ -152,7 +166,8 @@ int main(int argc, char **argv) {
 			fail("pidfd_open parent %d: %s", getppid(), strerror(errno));
 		snprintf(extra, sizeof extra, " parentfd=%d", parentfd);
 	}
-	printf("ready child=%d pidfd=%d nbfd=%d tfd=%d zombie=%d zfd=%d reapedfd=%d%s\n", child, pidfd, nbfd, tfd, zombie, zfd, reapedfd, extra);
+	printf("ready child=%d pidfd=%d nbfd=%d tfd=%d zombie=%d zfd=%d reapedfd=%d samefd=%d otherfd=%d%s\n", child, pidfd, nbfd, tfd, zombie, zfd, reapedfd,
+	       samefd, otherfd, extra);
 	fflush(stdout);
 	for (long n = 1;; n++) {
 		nap();
@@ -187,6 +202,13 @@ int main(int argc, char **argv) {
 			fail("waitid through reapedfd: %s, want ECHILD", strerror(errno));
 		if ((fcntl(reapedfd, F_GETFL) & O_NONBLOCK) == 0)
 			fail("reapedfd %d lost PIDFD_NONBLOCK", reapedfd);
+		struct stat a, b, o;
+		if (fstat(reapedfd, &a) || fstat(samefd, &b) || fstat(otherfd, &o))
+			fail("fstat reaped pidfds: %s", strerror(errno));
+		if (a.st_ino != b.st_ino)
+			fail("reapedfd and samefd are of different processes (inodes %lu, %lu)", (unsigned long)a.st_ino, (unsigned long)b.st_ino);
+		if (a.st_ino == o.st_ino)
+			fail("reapedfd and otherfd are of the same process (inode %lu)", (unsigned long)a.st_ino);
 		if (parentfd >= 0 && fdinfo_pid(parentfd) <= 0)
 			fail("parentfd: its process has exited");
 		printf("tick %ld pid=%d ok\n", n, self);
