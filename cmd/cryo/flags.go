@@ -67,7 +67,7 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	fs.BoolVar(&none, "file-locks", false, "accepted for criu compatibility: file locks are always dumped and taken again")
 	fs.BoolVar(&c.linkRemap, "link-remap", false, "dump: link a file unlinked but still linked elsewhere back beside its old name (link_remap.ID) for the restore, which removes it; refused without it, as by criu (restore: no effect)")
 	fs.BoolVar(&none, "tcp-established", false, "accepted for criu compatibility: established TCP connections are always dumped and restored")
-	fs.BoolVar(&c.tcpClose, "tcp-close", false, "restore: established TCP connections come back closed, never connected, and their network lock goes (dump: no effect)")
+	fs.BoolVar(&c.tcpClose, "tcp-close", false, "restore: established TCP connections come back closed both ways (reads find the end of the stream, writes EPIPE), and their network lock goes (dump: no effect)")
 	fs.BoolVar(&c.extUnixSk, "ext-unix-sk", false, "dump: keep a datagram unix socket connected to a bound one outside the checkpoint (the system logger's), connected to its name again at restore; refused without it, as by criu (restore: no effect)")
 	return &c
 }

@@ -373,8 +373,8 @@ func (s *Set) checkConnection(f *fdinfo.FileEntry) error {
 // tcpShared is the restore's connections, in repair mode until
 // ResumeConnections, and its lock.
 type tcpShared struct {
-	// CloseConnections restores established connections closed, as
-	// sockets never connected (--tcp-close).
+	// CloseConnections restores established connections closed, shut
+	// down both ways (--tcp-close).
 	CloseConnections bool
 	conns            []*restoredConn
 	// lockID is the lock of the checkpoint's connections, "" until the
@@ -448,7 +448,17 @@ func (r *Restorer) restoreConnection(fd int, f *fdinfo.FileEntry) error {
 		if err := RestoreSockOpts(fd, e.Opts); err != nil {
 			return err
 		}
-		return restoreInetOpts(fd, e)
+		if err := restoreInetOpts(fd, e); err != nil {
+			return err
+		}
+		// Shut down both ways, as a connection that ended: reads find
+		// the end of the stream, writes EPIPE, where a socket never
+		// connected would say ENOTCONN. On a socket not connected
+		// shutdown sets that and says ENOTCONN.
+		if err := unix.Shutdown(fd, unix.SHUT_RDWR); err != nil && !errors.Is(err, unix.ENOTCONN) {
+			return fmt.Errorf("shut down the connection restored closed: %w", err)
+		}
+		return nil
 	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {

@@ -311,17 +311,24 @@ func TestRestoreTCPEstablished(t *testing.T) {
 				t.Errorf("locks after: %v, %v; want %v", locks, err, locksBefore)
 			}
 			if tc.tcpClose {
-				// A socket never connected; the peer's next segment is
-				// answered with a reset.
+				// A connection closed both ways: reads at its end
+				// find the end of the stream, writes EPIPE; the peer's
+				// next segment is answered with a reset.
 				dup, err := kernel.Getfd(s.Pid, int(s.ReadyUint(t, name)))
 				if err != nil {
 					t.Fatal(err)
 				}
 				info, err := kernel.GetTCPInfoHead(dup)
-				unix.Close(dup)
 				if err != nil || info.State != 7 {
 					t.Errorf("restored with TCPClose: state %d, %v; want 7 (CLOSE)", info.State, err)
 				}
+				if n, _, err := unix.Recvfrom(dup, make([]byte, 1), unix.MSG_DONTWAIT|unix.MSG_PEEK); n != 0 || err != nil {
+					t.Errorf("restored with TCPClose: a read returns %d, %v; want 0 (the end of the stream)", n, err)
+				}
+				if err := unix.Sendto(dup, []byte("x"), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil); !errors.Is(err, unix.EPIPE) {
+					t.Errorf("restored with TCPClose: a write returns %v, want EPIPE", err)
+				}
+				unix.Close(dup)
 				peer.SetDeadline(time.Now().Add(20 * time.Second))
 				if _, err := io.ReadAll(peer); !errors.Is(err, unix.ECONNRESET) {
 					t.Errorf("the peer of a connection restored closed reads to %v, want a reset", err)

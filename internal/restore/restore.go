@@ -46,8 +46,8 @@ type Options struct {
 	Progress func(done, total uint64)
 	// FailAt makes the step of that name fail (see Steps).
 	FailAt string
-	// TCPClose restores established TCP connections closed: sockets
-	// never connected (criu's --tcp-close).
+	// TCPClose restores established TCP connections closed: shut down
+	// both ways, not connected (criu's --tcp-close).
 	TCPClose bool
 	// AllowChanged are files restored even though they changed since the
 	// dump (files.VerifyOptions).
