@@ -77,13 +77,13 @@ type inetTable struct {
 }
 
 // diagOf returns what sock_diag says of socket ino of family and
-// protocol.
-func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.InetDiag, error) {
+// protocol, false if it does not list it.
+func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.InetDiag, bool, error) {
 	key := [2]uint32{uint32(family), protocol}
 	if t.diag[key] == nil {
 		socks, err := kernel.InetDiagDump(family, protocol)
 		if err != nil {
-			return kernel.InetDiag{}, err
+			return kernel.InetDiag{}, false, err
 		}
 		if t.diag == nil {
 			t.diag = map[[2]uint32]map[uint32]kernel.InetDiag{}
@@ -94,10 +94,51 @@ func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.In
 		}
 	}
 	s, ok := t.diag[key][ino]
-	if !ok {
-		return s, fmt.Errorf("%w: socket %d is not in cryo's network namespace (sock_diag does not know it)", ErrUnsupported, ino)
+	return s, ok, nil
+}
+
+// unlistedDiag stands for what sock_diag would say of socket fd, which
+// it does not list: a socket never bound (nor connected or listening,
+// which bind it) is in no table. Such a socket is CLOSE, of no address;
+// its shutdown state is what poll says of it: RcvShutdown shows, and for
+// UDP both bits together; SendShutdown alone on a TCP socket shows
+// nowhere (CRIU does not keep it either). A socket bound, or of another
+// network namespace than cryo's, is refused.
+func unlistedDiag(fd, family, protocol int, ino uint64) (kernel.InetDiag, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return kernel.InetDiag{}, fmt.Errorf("read the address of socket %d: %w", ino, err)
 	}
-	return s, nil
+	same, err := kernel.InCryoNetns(fd)
+	if err != nil {
+		return kernel.InetDiag{}, fmt.Errorf("socket %d: %w", ino, err)
+	}
+	if sa == nil || sockaddrPort(sa) != 0 || !same {
+		return kernel.InetDiag{}, fmt.Errorf("%w: socket %d is not in cryo's network namespace (sock_diag does not know it)", ErrUnsupported, ino)
+	}
+	d := kernel.InetDiag{InetDiagMsg: kernel.InetDiagMsg{Family: uint8(family), State: tcpClose, Inode: uint32(ino)}}
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	if _, err := unix.Poll(p, 0); err != nil {
+		return kernel.InetDiag{}, fmt.Errorf("poll socket %d: %w", ino, err)
+	}
+	if p[0].Revents&unix.POLLRDHUP != 0 {
+		d.Shutdown |= kernel.RcvShutdown
+	}
+	if protocol == unix.IPPROTO_UDP && p[0].Revents&unix.POLLHUP != 0 {
+		d.Shutdown |= kernel.RcvShutdown | kernel.SendShutdown
+	}
+	return d, nil
+}
+
+// sockaddrPort is the port of an IPv4 or IPv6 address, 0 for another.
+func sockaddrPort(sa unix.Sockaddr) int {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port
+	case *unix.SockaddrInet6:
+		return a.Port
+	}
+	return 0
 }
 
 func (inetKind) dump(t *Table, d *desc) (uint32, error) {
@@ -118,7 +159,10 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 	}
 	family, typ, protocol := v[0], v[1], v[2]
-	diag, err := t.diagOf(uint8(family), uint32(protocol), uint32(d.st.Ino))
+	diag, listed, err := t.diagOf(uint8(family), uint32(protocol), uint32(d.st.Ino))
+	if err == nil && !listed {
+		diag, err = unlistedDiag(fd, family, protocol, d.st.Ino)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -258,3 +258,23 @@ func GetTCPInfoHead(fd int) (TCPInfoHead, error) {
 	}
 	return h, nil
 }
+
+// InCryoNetns reports whether socket fd is of cryo's network namespace:
+// sock_diag, asked from it, knows the sockets of that one only. The
+// socket's namespace is what SIOCGSKNS (include/uapi/linux/sockios.h)
+// opens.
+func InCryoNetns(fd int) (bool, error) {
+	ns, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if err != nil {
+		return false, fmt.Errorf("open the network namespace of a socket: %w", err)
+	}
+	defer unix.Close(ns)
+	var sock, own unix.Stat_t
+	if err := unix.Fstat(ns, &sock); err != nil {
+		return false, err
+	}
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		return false, err
+	}
+	return sock.Dev == own.Dev && sock.Ino == own.Ino, nil
+}

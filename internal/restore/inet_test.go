@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 
@@ -185,6 +186,53 @@ func TestRestoreInet(t *testing.T) {
 		conn.Close()
 		if got := string(buf[:max(n, 0)]); got != "echo:"+msg {
 			t.Errorf("%s answers %q, %v; want echo:%s", k.name, got, err, msg)
+		}
+	}
+	if strings.Contains(s.Output(), "FAIL") {
+		t.Errorf("subject failed:\n%s", s.Output())
+	}
+}
+
+// TestRestoreInetUnbound restores TCP and UDP sockets never bound, which
+// sock_diag does not list: each comes back of its family and type, not
+// bound, with its options (SO_LINGER, TCP_NODELAY) and its shutdown
+// state (a UDP socket shut down for reading), which the subject checks
+// every tick.
+func TestRestoreInetUnbound(t *testing.T) {
+	testutil.RequireRoot(t)
+	names := []string{"new4", "new6", "unew4", "unew6"}
+	s := startInet(t, names...)
+	s.WaitTicks(t, 2)
+	c := dumpAndReap(t, s)
+	dumped := dumpedFiles(t, c)
+	for _, name := range names {
+		e := dumped[int(s.ReadyUint(t, name))].GetIsk()
+		if e == nil || e.GetState() != 7 || e.GetSrcPort() != 0 {
+			t.Errorf("%s: dumped as %v, want a socket in state 7 (CLOSE) of no port", name, e)
+		}
+		if strings.HasPrefix(name, "unew") && e.GetShutdown() != skopts.SkShutdown_READ {
+			t.Errorf("%s: dumped shut down %v, want READ", name, e.GetShutdown())
+		}
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 5)
+	for _, name := range names {
+		dup, err := kernel.Getfd(s.Pid, int(s.ReadyUint(t, name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		family, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		typ, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TYPE)
+		unix.Close(dup)
+		wantFamily, wantType := unix.AF_INET, unix.SOCK_STREAM
+		if strings.HasSuffix(name, "6") {
+			wantFamily = unix.AF_INET6
+		}
+		if strings.HasPrefix(name, "unew") {
+			wantType = unix.SOCK_DGRAM
+		}
+		if family != wantFamily || typ != wantType {
+			t.Errorf("%s: family %d type %d, want %d %d", name, family, typ, wantFamily, wantType)
 		}
 	}
 	if strings.Contains(s.Output(), "FAIL") {

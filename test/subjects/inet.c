@@ -29,6 +29,12 @@
 //   mlisten4, mlisten6, mtcp4:PORT...
 //                     the same over MPTCP (IPPROTO_MPTCP), as Go programs
 //                     listen since Go 1.24
+//   new4, new6        a TCP socket never bound, with SO_LINGER (on, 5 s),
+//                     TCP_NODELAY and SO_KEEPALIVE
+//   unew4, unew6      a UDP socket never bound, shut down for reading
+//                     (shutdown says ENOTCONN, and sets it)
+//                     Every tick the subject checks that these are still
+//                     not bound, with those options and shutdown state.
 //   raw               a raw ICMP socket (a dump refuses it)
 //   drop              not a socket: once the sockets before it are set up,
 //                     the subject becomes uid and gid 65534 (nobody), all
@@ -54,6 +60,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,7 +78,7 @@
 #define PERIOD_MS 20
 #define FILL (4 << 20)
 
-enum kind { LISTEN, UDP, TCP, RAW, NETLINK };
+enum kind { LISTEN, UDP, TCP, RAW, NETLINK, NEW };
 
 struct sock {
 	char name[32];
@@ -217,6 +224,21 @@ static void setup(struct sock *s, const char *arg) {
 			fail("getsockname: %s", strerror(errno));
 		s->port = nl.nl_pid;
 		return;
+	} else if (!strncmp(arg, "new", 3) || !strncmp(arg, "unew", 4)) {
+		s->kind = NEW;
+		int udp = arg[0] == 'u';
+		s->fd = socket(family, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		if (udp && (shutdown(s->fd, SHUT_RD) == 0 || errno != ENOTCONN))
+			fail("shutdown of a socket never bound: %s, want ENOTCONN", strerror(errno));
+		if (!udp) {
+			struct linger l = {1, 5};
+			if (setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0)
+				fail("setsockopt SO_LINGER: %s", strerror(errno));
+			setint(s->fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+			setint(s->fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+		}
 	} else if (!strcmp(arg, "raw")) {
 		s->kind = RAW;
 		s->fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
@@ -290,6 +312,27 @@ static void serve(struct sock *s) {
 		if (write(s->fd, out, n + 5) != n + 5)
 			fail("write %s: %s", s->name, strerror(errno));
 		return;
+	case NEW: {
+		int type = 0, v = 0;
+		socklen_t tl = sizeof type, vl = sizeof v;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+			fail("SO_TYPE %s: %s", s->name, strerror(errno));
+		if (local_port(s->fd) != 0)
+			fail("%s is bound to port %d", s->name, local_port(s->fd));
+		if (type == SOCK_STREAM) {
+			struct linger l;
+			socklen_t ll = sizeof l;
+			if (getsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, &ll) < 0 || l.l_onoff != 1 || l.l_linger != 5)
+				fail("%s: SO_LINGER %d %d, want 1 5", s->name, l.l_onoff, l.l_linger);
+			if (getsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) < 0 || !v)
+				fail("%s lost TCP_NODELAY", s->name);
+			return;
+		}
+		struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLRDHUP))
+			fail("%s is not shut down for reading (poll %#x)", s->name, p.revents);
+		return;
+	}
 	case RAW:
 	case NETLINK:
 		return;
