@@ -495,6 +495,30 @@ func (r *Restorer) socketAsProcess(family, typ, protocol int) (int, error) {
 	return fd, nil
 }
 
+// bindInet binds socket fd of family to src. An address not local was
+// bound with IP_FREEBIND, which the process may have turned off since
+// (zdtm sk-freebind-false): it is set for the bind, and off again.
+func bindInet(fd int, family uint32, src netip.AddrPort) error {
+	err := unix.Bind(fd, sockaddr(family, src))
+	if errors.Is(err, unix.EADDRNOTAVAIL) {
+		level, opt := unix.SOL_IP, unix.IP_FREEBIND
+		if family == unix.AF_INET6 {
+			level, opt = unix.SOL_IPV6, unix.IPV6_FREEBIND
+		}
+		if ferr := unix.SetsockoptInt(fd, level, opt, 1); ferr != nil {
+			return fmt.Errorf("bind to %v: %w (and set IP_FREEBIND: %w)", src, err, ferr)
+		}
+		err = unix.Bind(fd, sockaddr(family, src))
+		if ferr := unix.SetsockoptInt(fd, level, opt, 0); err == nil && ferr != nil {
+			return fmt.Errorf("turn IP_FREEBIND off again: %w", ferr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bind to %v: %w", src, err)
+	}
+	return nil
+}
+
 // setupInet sets socket fd up as entry e says, but for a connected TCP
 // socket's connection.
 func setupInet(fd int, e *skinet.InetSkEntry) error {
@@ -507,8 +531,8 @@ func setupInet(fd int, e *skinet.InetSkEntry) error {
 	src, _ := wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
 	dst, _ := wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort())
 	if src.Port() != 0 || e.GetState() == tcpListen {
-		if err := unix.Bind(fd, sockaddr(e.GetFamily(), src)); err != nil {
-			return fmt.Errorf("bind to %v: %w", src, err)
+		if err := bindInet(fd, e.GetFamily(), src); err != nil {
+			return err
 		}
 	}
 	switch {

@@ -35,6 +35,9 @@
 //                     (shutdown says ENOTCONN, and sets it)
 //                     Every tick the subject checks that these are still
 //                     not bound, with those options and shutdown state.
+//   ufree4, ufree6    a UDP socket bound with IP_FREEBIND to an address
+//                     not local (192.0.2.1, 2001:db8::1), IP_FREEBIND
+//                     turned off since; checked every tick too
 //   raw               a raw ICMP socket (a dump refuses it)
 //   drop              not a socket: once the sockets before it are set up,
 //                     the subject becomes uid and gid 65534 (nobody), all
@@ -78,7 +81,7 @@
 #define PERIOD_MS 20
 #define FILL (4 << 20)
 
-enum kind { LISTEN, UDP, TCP, RAW, NETLINK, NEW };
+enum kind { LISTEN, UDP, TCP, RAW, NETLINK, NEW, FREE };
 
 struct sock {
 	char name[32];
@@ -122,6 +125,22 @@ static socklen_t loopback(int family, int port, struct sockaddr_storage *sa) {
 	in6->sin6_family = AF_INET6;
 	in6->sin6_port = htons(port);
 	in6->sin6_addr = in6addr_loopback;
+	return sizeof *in6;
+}
+
+// nonlocal fills sa with an address of family no host has (TEST-NET-1,
+// the documentation prefix), port 0.
+static socklen_t nonlocal(int family, struct sockaddr_storage *sa) {
+	memset(sa, 0, sizeof *sa);
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)sa;
+		in->sin_family = AF_INET;
+		inet_pton(AF_INET, "192.0.2.1", &in->sin_addr);
+		return sizeof *in;
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+	in6->sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "2001:db8::1", &in6->sin6_addr);
 	return sizeof *in6;
 }
 
@@ -224,6 +243,16 @@ static void setup(struct sock *s, const char *arg) {
 			fail("getsockname: %s", strerror(errno));
 		s->port = nl.nl_pid;
 		return;
+	} else if (!strncmp(arg, "ufree", 5)) {
+		s->kind = FREE;
+		s->fd = socket(family, SOCK_DGRAM, 0);
+		if (s->fd < 0)
+			fail("socket: %s", strerror(errno));
+		setint(s->fd, SOL_IP, IP_FREEBIND, 1, "IP_FREEBIND");
+		len = nonlocal(family, &sa);
+		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0)
+			fail("bind to an address not local: %s", strerror(errno));
+		setint(s->fd, SOL_IP, IP_FREEBIND, 0, "IP_FREEBIND");
 	} else if (!strncmp(arg, "new", 3) || !strncmp(arg, "unew", 4)) {
 		s->kind = NEW;
 		int udp = arg[0] == 'u';
@@ -331,6 +360,23 @@ static void serve(struct sock *s) {
 		struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};
 		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLRDHUP))
 			fail("%s is not shut down for reading (poll %#x)", s->name, p.revents);
+		return;
+	}
+	case FREE: {
+		struct sockaddr_storage sa, want;
+		socklen_t sl = sizeof sa;
+		int v = 1;
+		socklen_t vl = sizeof v;
+		if (getsockname(s->fd, (struct sockaddr *)&sa, &sl) < 0)
+			fail("getsockname %s: %s", s->name, strerror(errno));
+		nonlocal(sa.ss_family, &want);
+		int same = sa.ss_family == AF_INET
+			       ? ((struct sockaddr_in *)&sa)->sin_addr.s_addr == ((struct sockaddr_in *)&want)->sin_addr.s_addr
+			       : !memcmp(&((struct sockaddr_in6 *)&sa)->sin6_addr, &((struct sockaddr_in6 *)&want)->sin6_addr, 16);
+		if (!same || local_port(s->fd) != s->port)
+			fail("%s is not bound where it was", s->name);
+		if (getsockopt(s->fd, SOL_IP, IP_FREEBIND, &v, &vl) < 0 || v)
+			fail("%s: IP_FREEBIND %d, want 0", s->name, v);
 		return;
 	}
 	case RAW:
