@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,11 @@ type VerifyOptions struct {
 	// Pid is the process's: its own files under /proc/PID exist only
 	// once it does, and are opened by path then (Path).
 	Pid int
+	// Tree are the pids of the other processes of the checkpoint, live
+	// or zombies, which exist by the time files are opened: their files
+	// under /proc/PID are opened by path too, but their descriptors
+	// (fd/N, fdinfo/N), which may not be made yet, are refused.
+	Tree map[uint32]bool
 	// Creds are the process's filesystem credentials, as dumped.
 	Creds kernel.FsCreds
 	// AllowChanged are paths restored even if they changed since the
@@ -86,9 +92,13 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		if _, remapped := s.remaps[id]; remapped {
 			continue // unlinked: recreated or linked back
 		}
-		if o.Pid > 0 && strings.HasPrefix(f.Reg.GetName(), fmt.Sprintf("/proc/%d/", o.Pid)) {
-			// The restored process's own, on procfs, where no one can
+		if pid, rest, ok := procFile(f.Reg.GetName()); ok && o.Pid > 0 && (pid == o.Pid || o.Tree[uint32(pid)]) {
+			// A restored process's own, on procfs, where no one can
 			// put a link or another file.
+			if pid != o.Pid && (strings.HasPrefix(rest, "fd/") || strings.HasPrefix(rest, "fdinfo/")) {
+				s.Close()
+				return fmt.Errorf("%w: file %s: a descriptor of another process of the checkpoint, which may not be made yet", ErrUnsupported, f.Reg.GetName())
+			}
 			s.ownProc[id] = true
 			continue
 		}
@@ -104,6 +114,20 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		return err
 	}
 	return nil
+}
+
+// procFile splits a path under /proc/PID/ into the pid and the rest.
+func procFile(name string) (int, string, bool) {
+	rest, ok := strings.CutPrefix(name, "/proc/")
+	if !ok {
+		return 0, "", false
+	}
+	n, rest, ok := strings.Cut(rest, "/")
+	pid, err := strconv.Atoi(n)
+	if !ok || err != nil || pid <= 0 {
+		return 0, "", false
+	}
+	return pid, rest, true
 }
 
 // accessOf is the access an open with flags needs.

@@ -97,7 +97,8 @@ type identitySet struct {
 	// opened are cryo's O_PATH descriptors of the files Verify checked,
 	// by entry id: the process opens exactly those (Path).
 	opened map[uint32]int
-	// ownProc are the entries of the process's own /proc files.
+	// ownProc are the entries of the /proc files of the process or of
+	// another process of the checkpoint.
 	ownProc map[uint32]bool
 	// special are the entries whose file Verify found neither a regular
 	// file nor a directory (specialFile).

@@ -11,8 +11,9 @@ import (
 // verifyFiles checks, before anything is built, that every file the
 // process gets by path is the one dumped and one it may have, and opens
 // it for the steps that hand it over (files.Set.Verify): descriptors,
-// file mappings, the executable and the working directory.
-func (r *restorer) verifyFiles() error {
+// file mappings, the executable and the working directory. tree are the
+// pids of the processes of the checkpoint, zombies too.
+func (r *restorer) verifyFiles(tree map[uint32]bool) error {
 	c := r.c
 	need := map[uint32]uint32{}
 	for _, v := range c.mm.Vmas {
@@ -38,5 +39,5 @@ func (r *restorer) verifyFiles() error {
 	if cr := c.cores[uint32(c.pid)].ThreadCore.GetCreds(); cr != nil {
 		fsCreds = kernel.FsCreds{Fsuid: cr.GetFsuid(), Fsgid: cr.GetFsgid(), Groups: cr.Groups, Effective: capBits(cr.CapEff)}
 	}
-	return c.files.Verify(need, files.VerifyOptions{Pid: c.pid, Creds: fsCreds, AllowChanged: r.opts.AllowChanged, Log: r.log})
+	return c.files.Verify(need, files.VerifyOptions{Pid: c.pid, Tree: tree, Creds: fsCreds, AllowChanged: r.opts.AllowChanged, Log: r.log})
 }

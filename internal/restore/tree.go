@@ -238,7 +238,7 @@ func (t *tree) load() error {
 				return imageErr("filelocks.img: a lock of pid %d, which is not a live process of the checkpoint", l.GetPid())
 			}
 		}
-		if err := r.verifyFiles(); err != nil {
+		if err := r.verifyFiles(members); err != nil {
 			return t.named(r.pid, err)
 		}
 	}

@@ -1,8 +1,9 @@
 // procfd: a checkpoint/restore subject holding files of its own /proc
 // open: its namespaces (/proc/self/ns/NAME) and its status file, read
-// part way. Every PERIOD_MS it checks that each namespace descriptor is
-// the namespace it runs in, and that the status file is its own, at the
-// position it left it, and prints
+// part way; and the stat file of a child of its (/proc/CHILD/stat), which
+// sleeps. Every PERIOD_MS it checks that each namespace descriptor is
+// the namespace it runs in, that the status file is its own, at the
+// position it left it, and the stat file its child's, and prints
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1.
 //
@@ -13,10 +14,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,7 +54,19 @@ int main(int argc, char **argv) {
 	int foreign = argc > 1 && !strcmp(argv[1], "foreign");
 	if (foreign && unshare(CLONE_NEWNET) != 0)
 		fail("unshare CLONE_NEWNET: %s", strerror(errno));
-	printf("ready net=%d time=%d status=%d\n", fds[0], fds[N - 1], status);
+	pid_t child = fork();
+	if (child < 0)
+		fail("fork: %s", strerror(errno));
+	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			pause();
+	}
+	snprintf(path, sizeof path, "/proc/%d/stat", child);
+	int cstat = open(path, O_RDONLY);
+	if (cstat < 0)
+		fail("open %s: %s", path, strerror(errno));
+	printf("ready net=%d time=%d status=%d child=%d cstat=%d\n", fds[0], fds[N - 1], status, child, cstat);
 	for (long tick = 0;; tick++) {
 		for (size_t i = foreign; i < N; i++) { // net is names[0]
 			char want[64], got[64];
@@ -72,6 +87,13 @@ int main(int argc, char **argv) {
 		snprintf(want, sizeof want, "\nPid:\t%d\n", getpid());
 		if (!strstr(buf, want))
 			fail("status fd %d is not this process's: %.80s", status, buf);
+		n = pread(cstat, buf, sizeof buf - 1, 0);
+		if (n <= 0)
+			fail("read the child's stat fd %d: %s", cstat, strerror(errno));
+		buf[n] = 0;
+		snprintf(want, sizeof want, "%d (", child);
+		if (strncmp(buf, want, strlen(want)))
+			fail("stat fd %d is not the child's: %.80s", cstat, buf);
 		printf("tick %ld pid=%d ok\n", tick, getpid());
 		struct timespec ts = {0, PERIOD_MS * 1000000L};
 		nanosleep(&ts, NULL);
