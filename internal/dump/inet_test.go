@@ -96,6 +96,12 @@ func TestDumpInetRefused(t *testing.T) {
 		}, want: []string{"TCP listener 127.0.0.1:", "1 connections not accepted"}},
 		{name: "shut down for reading", arg: "tcp4", peer: true, suffix: ":noread", want: []string{"TCP connection 127.0.0.1:", "in state ESTABLISHED shut down"}},
 		{name: "MPTCP connection", arg: "mtcp4", peer: true, want: []string{"MPTCP connection 127.0.0.1:", "both ends asked for MPTCP"}},
+		// Both ends shut down: the subject's end waits in TIME_WAIT,
+		// which a socket of its own holds, CLOSE, of no port.
+		{name: "ended connection", arg: "tcp4", peer: true, suffix: ":shut", before: func(t *testing.T, s *testutil.Subject, peer net.Conn) {
+			peer.Close()
+			time.Sleep(200 * time.Millisecond)
+		}, want: []string{"was connected and is closed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			arg := tc.arg

@@ -102,8 +102,8 @@ func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.In
 // which bind it) is in no table. Such a socket is CLOSE, of no address;
 // its shutdown state is what poll says of it: RcvShutdown shows, and for
 // UDP both bits together; SendShutdown alone on a TCP socket shows
-// nowhere (CRIU does not keep it either). A socket bound, or of another
-// network namespace than cryo's, is refused.
+// nowhere (CRIU does not keep it either). A socket of another network
+// namespace than cryo's, or a connection that ended, is refused.
 func unlistedDiag(fd, family, protocol int, ino uint64) (kernel.InetDiag, error) {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
@@ -113,8 +113,14 @@ func unlistedDiag(fd, family, protocol int, ino uint64) (kernel.InetDiag, error)
 	if err != nil {
 		return kernel.InetDiag{}, fmt.Errorf("socket %d: %w", ino, err)
 	}
-	if sa == nil || sockaddrPort(sa) != 0 || !same {
+	if sa == nil || !same {
 		return kernel.InetDiag{}, fmt.Errorf("%w: socket %d is not in cryo's network namespace (sock_diag does not know it)", ErrUnsupported, ino)
+	}
+	if sockaddrPort(sa) != 0 {
+		// A connection that ended (CLOSE after TIME_WAIT or LAST_ACK)
+		// has given its port back but still says its address; a
+		// restore could not make it again without taking the port.
+		return kernel.InetDiag{}, fmt.Errorf("%w: socket %d was connected and is closed (it says a local port it no longer holds)", ErrUnsupported, ino)
 	}
 	d := kernel.InetDiag{InetDiagMsg: kernel.InetDiagMsg{Family: uint8(family), State: tcpClose, Inode: uint32(ino)}}
 	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
