@@ -232,6 +232,51 @@ func TestRestoreUnixRights(t *testing.T) {
 	}
 }
 
+// TestRestoreUnixEpollInFlight checkpoints the subject with an epoll in
+// flight twice to rt1, which no process holds any more (zdtm scm05).
+// After the restore rt1 receives one epoll twice, which reports st1
+// readable with the data it was registered with.
+func TestRestoreUnixEpollInFlight(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, child := startUnixsk(t, "epoll")
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	rt1 := testutil.UnixSocketDup(t, s.Pid, int(s.ReadyUint(t, "rt1")))
+	var eps []int
+	for range 2 {
+		buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(4))
+		n, oobn, _, _, err := unix.Recvmsg(rt1, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+		if err != nil || string(buf[:n]) != "r" {
+			t.Fatalf("rt1: received %q, %v; want r", buf[:n], err)
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("rt1: control messages %v, %v; want one", msgs, err)
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			t.Fatalf("rt1: descriptors %v, %v; want 1", fds, err)
+		}
+		defer unix.Close(fds[0])
+		eps = append(eps, fds[0])
+	}
+	if same, err := kernel.SameFile(os.Getpid(), eps[0], os.Getpid(), eps[1]); err != nil || !same {
+		t.Errorf("the two epolls in flight are not one open file description: %v, %v", same, err)
+	}
+	events := make([]unix.EpollEvent, 2)
+	n, err := unix.EpollWait(eps[0], events, 0)
+	if err != nil || n != 1 {
+		t.Fatalf("epoll_wait on the epoll in flight: %d events, %v; want 1", n, err)
+	}
+	if data := uint64(uint32(events[0].Fd)) | uint64(uint32(events[0].Pad))<<32; events[0].Events != unix.EPOLLIN || data != 0x1122334455667788 {
+		t.Errorf("epoll event %#x with data %#x, want EPOLLIN with 0x1122334455667788", events[0].Events, data)
+	}
+}
+
 // TestRestoreUnixAsNobody restores the subject run as nobody: its
 // sockets are made as nobody, so the bound file is nobody's and each end
 // of a connection sees nobody as its peer (SO_PEERCRED), not root; and a
