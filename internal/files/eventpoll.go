@@ -29,7 +29,14 @@ func (eventpollKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_EVENTPOLL }
 
 func (eventpollKind) claims(d *desc) bool { return d.link == "anon_inode:[eventpoll]" }
 
+// dump records an epoll and its registrations, found among the
+// descriptors of the process dumped, even when the epoll itself is in
+// flight, held by cryo (d.holder).
 func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
+	epPid := t.view
+	if d.holder != 0 {
+		epPid = d.holder
+	}
 	targets, err := d.info.EpollTargets()
 	if err != nil {
 		return 0, fmt.Errorf("read epoll fd %d: %w", d.fd, err)
@@ -46,7 +53,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 		// closed and reused; the kernel tells them apart by their rank.
 		toffs[i] = seen[tg.Fd]
 		seen[tg.Fd]++
-		same, err := kernel.EpollTargetIs(t.view, tg.Fd, d.fd, tg.Fd, toffs[i])
+		same, err := kernel.EpollTargetIs(t.view, tg.Fd, epPid, d.fd, tg.Fd, toffs[i])
 		switch {
 		case err != nil && !errors.Is(err, unix.EBADF):
 			return 0, fmt.Errorf("compare epoll fd %d target %d: %w", d.fd, tg.Fd, err)
@@ -62,7 +69,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 			return 0, err
 		}
 		for _, i := range moved {
-			if tfds[i], err = t.epollHolder(d.fd, targets[i].Fd, toffs[i], fds, used); err != nil {
+			if tfds[i], err = t.epollHolder(epPid, d.fd, targets[i].Fd, toffs[i], fds, used); err != nil {
 				return 0, err
 			}
 			used[tfds[i]] = true
@@ -78,14 +85,14 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 }
 
 // epollHolder returns a descriptor, among fds and not in used, of the
-// file that the toff-th registration under number tfd of epoll epfd
-// watches, that number no longer referring to it. A descriptor in used
-// already has a registration of that file added through it: adding a
-// second would collide.
-func (t *Table) epollHolder(epfd, tfd int, toff uint32, fds []int, used map[int]bool) (int, error) {
+// file that the toff-th registration under number tfd of epoll epfd (of
+// process epPid) watches, that number no longer referring to it. A
+// descriptor in used already has a registration of that file added
+// through it: adding a second would collide.
+func (t *Table) epollHolder(epPid, epfd, tfd int, toff uint32, fds []int, used map[int]bool) (int, error) {
 	taken := -1
 	for _, fd := range fds {
-		same, err := kernel.EpollTargetIs(t.view, fd, epfd, tfd, toff)
+		same, err := kernel.EpollTargetIs(t.view, fd, epPid, epfd, tfd, toff)
 		if err != nil && !errors.Is(err, unix.EBADF) { // EBADF: closed meanwhile
 			return 0, fmt.Errorf("compare epoll fd %d target %d with fd %d: %w", epfd, tfd, fd, err)
 		}

@@ -224,6 +224,9 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	case protocol == unix.IPPROTO_TCP:
 		return 0, fmt.Errorf("%w: TCP socket %v -> %v in state %s", ErrUnsupported, local, remote, tcpStateName(state))
 	case protocol == unix.IPPROTO_UDP && (state == tcpClose || state == tcpEstablished):
+		if err := t.checkMemberships(fd, e.GetFamily(), local); err != nil {
+			return 0, err
+		}
 		if err := t.dumpDatagrams(fd, id, diag, opts.GetSoBoundDev()); err != nil {
 			return 0, err
 		}

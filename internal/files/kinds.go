@@ -71,6 +71,9 @@ type desc struct {
 	st   unix.Stat_t
 	// path is /proc/PID/fd/N, through which cryo reaches the file.
 	path string
+	// holder is the process whose descriptor fd is, when it is not the
+	// one being dumped: cryo's, for a file in flight.
+	holder int
 }
 
 func (d *desc) String() string { return fmt.Sprintf("fd %d (%s)", d.fd, d.link) }

@@ -44,6 +44,10 @@ type Table struct {
 	// mark of a notification descriptor.
 	mounts   []proc.Mount
 	mountsOf int
+	// mcastGroups are the multicast groups joined in the network
+	// namespace, read for the first UDP socket (mcastRead).
+	mcastGroups []proc.McastGroup
+	mcastRead   bool
 	// processes are the pids of the processes dumped, live and zombie
 	// (SetProcesses): a pidfd of another is refused. order lists them
 	// in the order dumped, which the restore's is.

@@ -360,7 +360,7 @@ func (t *Table) dumpInFlight(fd int, in string) (uint32, error) {
 		// Held by a process not dumped yet, or refused then: a
 		// placeholder id, from the top, no entry has.
 		id = ^uint32(len(t.unixTable.unresolved))
-		t.unixTable.unresolved = append(t.unixTable.unresolved, inFlight{fd: fd, ino: ino, id: id, link: d.link, in: in})
+		t.unixTable.unresolved = append(t.unixTable.unresolved, inFlight{fd: fd, ino: ino, id: id, link: d.link, in: in, pid: t.pid, view: t.view})
 		return id, nil
 	}
 	pid, view := t.pid, t.view
@@ -383,6 +383,8 @@ type inFlight struct {
 	id   uint32
 	link string
 	in   string // the socket in whose queue it is
+	// pid and view are those of the process that holds that socket.
+	pid, view int
 }
 
 // resolveInFlight replaces each placeholder entry of a descriptor in
@@ -396,13 +398,30 @@ func (t *Table) resolveInFlight() error {
 		}
 		u.inFlight = nil
 	}()
+	var epolls []inFlight // dumped here, by their resolved ids
 	for _, f := range u.unresolved {
 		id, _, err := t.sharedWith(os.Getpid(), f.fd, f.ino)
 		if err != nil {
 			return err
 		}
+		if id == 0 && (eventpollKind{}).claims(&desc{link: f.link}) {
+			// All epolls share one inode: kcmp tells them apart.
+			for _, e := range epolls {
+				if same, err := kernel.SameFile(os.Getpid(), f.fd, os.Getpid(), e.fd); err != nil {
+					return err
+				} else if same {
+					id = e.id
+				}
+			}
+			if id == 0 {
+				if id, err = t.dumpEpollInFlight(f); err != nil {
+					return fmt.Errorf("%s: an epoll in flight (SCM_RIGHTS): %w", f.in, err)
+				}
+				epolls = append(epolls, inFlight{fd: f.fd, id: id})
+			}
+		}
 		if id == 0 {
-			return fmt.Errorf("%w: %s: a descriptor in flight (SCM_RIGHTS) of %s, which no process of the checkpoint holds (only pipes and unix sockets are kept then)", ErrUnsupported, f.in, f.link)
+			return fmt.Errorf("%w: %s: a descriptor in flight (SCM_RIGHTS) of %s, which no process of the checkpoint holds (only pipes, unix sockets and epolls are kept then)", ErrUnsupported, f.in, f.link)
 		}
 		for _, p := range u.queues {
 			for _, scm := range p.e.Scm {
@@ -415,6 +434,23 @@ func (t *Table) resolveInFlight() error {
 		}
 	}
 	return nil
+}
+
+// dumpEpollInFlight records an epoll that only a socket's queue holds,
+// installed in cryo by the peek: its registrations are found among the
+// descriptors of the process that holds the socket, which a restore adds
+// them through.
+func (t *Table) dumpEpollInFlight(f inFlight) (uint32, error) {
+	self := os.Getpid()
+	d := &desc{fd: f.fd, link: f.link, path: proc.Path(self, "fd/"+strconv.Itoa(f.fd)), holder: self}
+	var err error
+	if d.info, err = proc.ReadFdinfo(self, f.fd); err != nil {
+		return 0, err
+	}
+	pid, view := t.pid, t.view
+	t.pid, t.view = f.pid, f.view
+	defer func() { t.pid, t.view = pid, view }()
+	return eventpollKind{}.dump(t, d)
 }
 
 // The fields of sk_packet_entry that CRIU's .proto reserves but go-criu's

@@ -432,6 +432,9 @@ func (m *unixMaking) inFlight(id uint32) (int, error) {
 			return r.getfd(uint64(fd.GetFd()))
 		}
 	}
+	if f.Epfd != nil {
+		return m.epollInFlight(f)
+	}
 	if f.Pipe == nil {
 		return -1, fmt.Errorf("%w: a %v in flight (SCM_RIGHTS) that no process of the tree has open before", ErrUnsupported, f.GetType())
 	}
@@ -447,6 +450,49 @@ func (m *unixMaking) inFlight(id uint32) (int, error) {
 	r.shared.unixHeld = append(r.shared.unixHeld, kept)
 	r.shared.opened[id] = fdRef{pid: os.Getpid(), fd: kept, id: id}
 	return fd, nil
+}
+
+// epollInFlight makes in cryo an epoll that no process holds, only a
+// queue, with its registrations, added through cryo's own descriptors of
+// the files the process watches: the registrations come back keyed by
+// those numbers (the images have no room for the original ones, as for
+// any epoll). It is where a second reference in flight takes it from.
+func (m *unixMaking) epollInFlight(f *fdinfo.FileEntry) (int, error) {
+	r := m.r
+	ep, err := eventpollKind{}.open(r, f)
+	if err != nil {
+		return -1, err
+	}
+	err = func() error {
+		for _, tg := range f.Epfd.GetTfd() {
+			i := slices.IndexFunc(r.set.Fds, func(fd *fdinfo.FdinfoEntry) bool { return fd.GetFd() == tg.GetTfd() })
+			if i < 0 {
+				return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
+			}
+			tfd, err := m.inFlight(r.set.Fds[i].GetId())
+			if err != nil {
+				return fmt.Errorf("watched fd %d: %w", tg.GetTfd(), err)
+			}
+			ev := unix.EpollEvent{Events: tg.GetEvents(), Fd: int32(tg.GetData()), Pad: int32(tg.GetData() >> 32)}
+			err = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, tfd, &ev)
+			unix.Close(tfd)
+			if err != nil {
+				return fmt.Errorf("add fd %d (events %#x): %w", tg.GetTfd(), tg.GetEvents(), err)
+			}
+		}
+		kept, err := unix.FcntlInt(uintptr(ep), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		r.shared.unixHeld = append(r.shared.unixHeld, kept)
+		r.shared.opened[f.GetId()] = fdRef{pid: os.Getpid(), fd: kept, id: f.GetId()}
+		return nil
+	}()
+	if err != nil {
+		unix.Close(ep)
+		return -1, fmt.Errorf("epoll %d in flight: %w", f.GetId(), err)
+	}
+	return ep, nil
 }
 
 // pipeEnd returns a new descriptor of cryo's of pipe entry f: opened

@@ -66,8 +66,10 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 	return &PageWriter{
 		pm: pm,
 		// Large enough that the writes of small runs coalesce; writes of
-		// at least this size go to the file directly, without a copy.
-		pages: bufio.NewWriterSize(f, 1<<20),
+		// at least this size go to the file directly, without a copy. A
+		// dump copies memory in 1 MiB chunks: a buffer as large would
+		// be 1 MiB of RSS for nothing.
+		pages: bufio.NewWriterSize(f, 256<<10),
 		f:     f,
 		done:  done,
 		name:  Pages.FileName(pagesID),

@@ -14,11 +14,12 @@ const kcmpEpollTFD = 7
 type kcmpEpollSlot struct{ efd, tfd, toff uint32 }
 
 // EpollTargetIs reports whether descriptor fd of process pid is the file
-// that the toff-th registration under number tfd of epoll epfd watches;
-// fd need not be tfd, which may be closed or reused.
-func EpollTargetIs(pid, fd, epfd, tfd int, toff uint32) (bool, error) {
+// that the toff-th registration under number tfd of epoll epfd, a
+// descriptor of process epPid, watches; fd need not be tfd, which may be
+// closed or reused.
+func EpollTargetIs(pid, fd, epPid, epfd, tfd int, toff uint32) (bool, error) {
 	slot := kcmpEpollSlot{uint32(epfd), uint32(tfd), toff}
-	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpEpollTFD,
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(epPid), kcmpEpollTFD,
 		uintptr(fd), uintptr(unsafe.Pointer(&slot)), 0)
 	if errno != 0 {
 		return false, errno

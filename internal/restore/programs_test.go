@@ -162,46 +162,32 @@ func httpGet(t *testing.T, c net.Conn, r *bufio.Reader, path string) string {
 
 // TestRestorePythonHTTP checkpoints a Python HTTP/1.1 server
 // (test/subjects/httpserver.py: http.server, a thread per connection)
-// with a keep-alive client connected from outside the checkpoint: after
-// the restore the client's next request on the same connection is
-// answered, counted after the one before the dump, and so is a new
-// client's.
+// with a keep-alive client connected (keepsHTTPClient).
 func TestRestorePythonHTTP(t *testing.T) {
 	testutil.RequireRoot(t)
 	// Not the python3 of PATH, which may be a pyenv shim.
 	python := program(t, "/usr/bin/python3", "python3")
-	unlockKeptAtCleanup(t)
-	port := freePort(t)
-	s := &subject{Subject: testutil.StartSubject(t, python,
-		filepath.Join(testutil.ModuleRoot(t), "test", "subjects", "httpserver.py"), fmt.Sprint(port))}
-	c := dialProgram(t, s, port)
-	r := bufio.NewReader(c)
-	if got, want := httpGet(t, c, r, "/before"), "request 1 path /before\n"; got != want {
-		t.Fatalf("before the dump: %q, want %q", got, want)
-	}
-
-	dumpRestoreProgram(t, s)
-
-	if got, want := httpGet(t, c, r, "/after"), "request 2 path /after\n"; got != want {
-		t.Errorf("on the kept connection: %q, want %q", got, want)
-	}
-	c2 := dialProgram(t, s, port)
-	if got, want := httpGet(t, c2, bufio.NewReader(c2), "/new"), "request 3 path /new\n"; got != want {
-		t.Errorf("on a new connection: %q, want %q", got, want)
-	}
+	keepsHTTPClient(t, python, filepath.Join(testutil.ModuleRoot(t), "test", "subjects", "httpserver.py"))
 }
 
 // TestRestoreGoHTTP checkpoints a Go HTTP/1.1 server
 // (test/subjects/gohttp, whose listener is MPTCP, as Go's are since Go
-// 1.24) with a keep-alive TCP client connected from outside the
-// checkpoint: after the restore the client's next request on the same
-// connection is answered, counted after the one before the dump, and so
-// is a new client's.
+// 1.24) with a keep-alive TCP client connected (keepsHTTPClient).
 func TestRestoreGoHTTP(t *testing.T) {
 	testutil.RequireRoot(t)
+	keepsHTTPClient(t, testutil.BuildGo(t, "./test/subjects/gohttp"))
+}
+
+// keepsHTTPClient starts an HTTP/1.1 server, path and args then a free
+// port, that answers "request N path P", with a keep-alive client
+// connected from outside the checkpoint, and checkpoints and restores it:
+// the client's next request on the same connection is answered, counted
+// after the one before the dump, and so is a new client's.
+func keepsHTTPClient(t *testing.T, path string, args ...string) {
+	t.Helper()
 	unlockKeptAtCleanup(t)
 	port := freePort(t)
-	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildGo(t, "./test/subjects/gohttp"), fmt.Sprint(port))}
+	s := &subject{Subject: testutil.StartSubject(t, path, append(args, fmt.Sprint(port))...)}
 	c := dialProgram(t, s, port)
 	r := bufio.NewReader(c)
 	if got, want := httpGet(t, c, r, "/before"), "request 1 path /before\n"; got != want {

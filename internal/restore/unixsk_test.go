@@ -203,21 +203,8 @@ func TestRestoreUnixRights(t *testing.T) {
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 3)
 	rt1 := testutil.UnixSocketDup(t, s.Pid, int(s.ReadyUint(t, "rt1")))
-	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(2*4))
-	n, oobn, _, _, err := unix.Recvmsg(rt1, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
-	if err != nil || string(buf[:n]) != "r" {
-		t.Fatalf("rt1: received %q, %v; want r", buf[:n], err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("rt1: control messages %v, %v; want one", msgs, err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 2 {
-		t.Fatalf("rt1: descriptors %v, %v; want 2", fds, err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	fds := recvRights(t, rt1, 2)
+	buf := make([]byte, 16)
 	if same, err := kernel.SameFile(os.Getpid(), fds[0], s.Pid, int(s.ReadyUint(t, "st0"))); err != nil || !same {
 		t.Errorf("the first descriptor in flight is not st0's open file description: %v, %v", same, err)
 	}
@@ -229,6 +216,59 @@ func TestRestoreUnixRights(t *testing.T) {
 	}
 	if n, err := unix.Read(fds[1], buf); err != nil || string(buf[:n]) != "more" {
 		t.Errorf("the pipe in flight reads %q, %v after a write to pw; want more", buf[:n], err)
+	}
+}
+
+// recvRights receives from socket fd the subject's message "r" with n
+// descriptors in flight, which are closed when the test ends.
+func recvRights(t *testing.T, fd, n int) []int {
+	t.Helper()
+	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(n*4))
+	got, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+	if err != nil || string(buf[:got]) != "r" {
+		t.Fatalf("received %q, %v; want r", buf[:got], err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v, %v; want one", msgs, err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != n {
+		t.Fatalf("descriptors %v, %v; want %d", fds, err, n)
+	}
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	return fds
+}
+
+// TestRestoreUnixEpollInFlight checkpoints the subject with an epoll in
+// flight twice to rt1, which no process holds any more (zdtm scm05).
+// After the restore rt1 receives one epoll twice, which reports st1
+// readable with the data it was registered with.
+func TestRestoreUnixEpollInFlight(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, child := startUnixsk(t, "epoll")
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	rt1 := testutil.UnixSocketDup(t, s.Pid, int(s.ReadyUint(t, "rt1")))
+	eps := append(recvRights(t, rt1, 1), recvRights(t, rt1, 1)...)
+	if same, err := kernel.SameFile(os.Getpid(), eps[0], os.Getpid(), eps[1]); err != nil || !same {
+		t.Errorf("the two epolls in flight are not one open file description: %v, %v", same, err)
+	}
+	events := make([]unix.EpollEvent, 2)
+	n, err := unix.EpollWait(eps[0], events, 0)
+	if err != nil || n != 1 {
+		t.Fatalf("epoll_wait on the epoll in flight: %d events, %v; want 1", n, err)
+	}
+	if data := uint64(uint32(events[0].Fd)) | uint64(uint32(events[0].Pad))<<32; events[0].Events != unix.EPOLLIN || data != 0x1122334455667788 {
+		t.Errorf("epoll event %#x with data %#x, want EPOLLIN with 0x1122334455667788", events[0].Events, data)
 	}
 }
 

@@ -10,6 +10,9 @@
 //                     it and closes it
 //   listen4:PORT      the same on PORT
 //   udp4, udp6        a UDP socket bound on 127.0.0.1 or ::1
+//   udpm4, udpm6      the same, a member of multicast group 239.7.7.7 or
+//                     ff15::777 on the loopback interface (a dump refuses
+//                     it)
 //   udpc4:PORT, udpc6:PORT
 //                     the same, connected to PORT on 127.0.0.1 or ::1
 //   tcp4:PORT, tcp6:PORT
@@ -61,6 +64,7 @@
 #include <linux/rtnetlink.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -189,6 +193,15 @@ static void setup(struct sock *s, const char *arg) {
 		len = loopback(family, 0, &sa);
 		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0)
 			fail("bind: %s", strerror(errno));
+		if (arg[3] == 'm') {
+			struct ip_mreqn m4 = {.imr_ifindex = if_nametoindex("lo")};
+			struct ipv6_mreq m6 = {.ipv6mr_interface = if_nametoindex("lo")};
+			inet_pton(AF_INET, "239.7.7.7", &m4.imr_multiaddr);
+			inet_pton(AF_INET6, "ff15::777", &m6.ipv6mr_multiaddr);
+			if ((family == AF_INET ? setsockopt(s->fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m4, sizeof m4)
+					       : setsockopt(s->fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m6, sizeof m6)) < 0)
+				fail("join a multicast group: %s", strerror(errno));
+		}
 		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
 		if (colon && connect(s->fd, (struct sockaddr *)&sa, len) < 0)
 			fail("connect to %s: %s", arg, strerror(errno));

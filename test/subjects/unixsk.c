@@ -4,7 +4,7 @@
 // restore, and make them talk.
 //
 // Usage: unixsk DIR [external PATH | stream-external PATH | rights |
-// eventfd]. It
+// eventfd | epoll]. It
 // holds
 //   st0 st1     a stream socketpair: "abc" then "defg" queued to st1,
 //               "ba" to st0; st0 with SO_PASSCRED, O_NONBLOCK and a send
@@ -40,7 +40,9 @@
 //               (SCM_RIGHTS) to rt1: st0, and the read end of a pipe
 //               holding "piped", closed since, whose write end is
 //   pw          (then with "r" queued to rt1); eventfd: with an eventfd
-//               in flight, closed since
+//               in flight, closed since; epoll: with an epoll in flight
+//               twice (two messages "r"), closed since, that watches st1
+//               for EPOLLIN with data 0x1122334455667788
 // It prints "ready NAME=FD ... child=PID", then every PERIOD_MS
 //   tick N pid=P ok
 // after checking that its bound names are still its sockets'.
@@ -51,6 +53,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -137,6 +140,20 @@ static void check(int fd, const char *name) {
 		fail("getsockname %d: %s", fd, strerror(errno));
 	if (m != n || memcmp(&got, &want, n) != 0)
 		fail("fd %d is not bound to %s", fd, name);
+}
+
+// send_rights sends "r" with n descriptors in flight (SCM_RIGHTS).
+static void send_rights(int via, int *fds, int n) {
+	char buf[CMSG_SPACE(2 * sizeof(int))] = {0}, c = 'r';
+	struct iovec iov = {&c, 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = CMSG_SPACE(n * sizeof(int))};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(n * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
+	if (sendmsg(via, &m, 0) != 1)
+		fail("sendmsg SCM_RIGHTS: %s", strerror(errno));
 }
 
 int main(int argc, char **argv) {
@@ -261,18 +278,20 @@ int main(int argc, char **argv) {
 			p[1] = -1;
 			n = 1;
 		}
-		char buf[CMSG_SPACE(sizeof fds)] = {0}, c = 'r';
-		struct iovec iov = {&c, 1};
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = CMSG_SPACE(n * sizeof(int))};
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(n * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, n * sizeof(int));
-		if (sendmsg(rt[0], &m, 0) != 1)
-			fail("sendmsg SCM_RIGHTS: %s", strerror(errno));
+		send_rights(rt[0], fds, n);
 		close(p[0]);
 		snprintf(extra, sizeof extra, " rt0=%d rt1=%d pw=%d", rt[0], rt[1], p[1]);
+	} else if (strcmp(arg, "epoll") == 0) {
+		int rt[2];
+		pair(SOCK_STREAM, rt);
+		int ep = epoll_create1(0);
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0x1122334455667788ULL};
+		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, st[1], &ev) != 0)
+			fail("epoll: %s", strerror(errno));
+		send_rights(rt[0], &ep, 1);
+		send_rights(rt[0], &ep, 1);
+		close(ep);
+		snprintf(extra, sizeof extra, " rt0=%d rt1=%d", rt[0], rt[1]);
 	}
 	printf("ready st0=%d st1=%d dg0=%d dg1=%d sp0=%d sp1=%d lis=%d cli=%d acc=%d pend1=%d pend2=%d "
 	       "abs=%d named=%d absz=%d gone=%d goner=%d sh0=%d sh1=%d tr0=%d tr1=%d child=%d%s\n",
