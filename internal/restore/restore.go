@@ -264,10 +264,14 @@ func (t *tree) resume() error {
 		}
 	}
 	for _, r := range slices.Backward(t.procs) {
-		if err := r.stopIfStopped(); err != nil {
+		sig, err := r.stopIfStopped()
+		if err != nil {
 			return t.named(r.pid, err)
 		}
 		if err := r.tr.Resume(r.regs); err != nil {
+			return t.named(r.pid, err)
+		}
+		if err := r.waitStopped(sig); err != nil {
 			return t.named(r.pid, err)
 		}
 	}

@@ -194,3 +194,48 @@ func TestRestoreStoppedThreads(t *testing.T) {
 	}
 	s.WaitTicks(t, c.ticks+2*checkEvery+5)
 }
+
+// TestRestoreStoppedBySignal dumps the tree subject with its grandchild,
+// in a process group that is not orphaned, stopped by SIGTSTP, SIGTTIN
+// or SIGTTOU: it comes back stopped by that same signal (which a dump of
+// the restored tree reads, as its parent's wait would), and SIGCONT
+// resumes it.
+func TestRestoreStoppedBySignal(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, sig := range []unix.Signal{unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			s, pids := startTree(t)
+			s.WaitTicks(t, 3)
+			g := pids["grandchild"]
+			if err := unix.Kill(g, sig); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitStopped(t, g)
+			c := dumpAndReap(t, s)
+			if tc := readImages(t, c.dir, g).cores[uint32(g)].Tc; tc.GetTaskState() != 3 || tc.GetStopSigno() != uint32(sig) {
+				t.Fatalf("grandchild dumped in state %d stopped by %d, want 3 and %d", tc.GetTaskState(), tc.GetStopSigno(), sig)
+			}
+			var all []int
+			for _, pid := range pids {
+				all = append(all, pid)
+			}
+			if err := testutil.WaitPidsFree(all...); err != nil {
+				t.Fatal(err)
+			}
+			restoreSubject(t, s, c, restore.Options{})
+			testutil.WaitStopped(t, g)
+			dir := filepath.Join(t.TempDir(), "again")
+			if _, err := dumpLeaveRunning(s.Pid, dir); err != nil {
+				t.Fatal(err)
+			}
+			if tc := readImages(t, dir, g).cores[uint32(g)].Tc; tc.GetStopSigno() != uint32(sig) {
+				t.Errorf("restored grandchild stopped by %d, want %d", tc.GetStopSigno(), sig)
+			}
+			if err := unix.Kill(g, unix.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			waitRunning(t, g)
+			s.WaitTicks(t, s.Ticks()+5)
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -98,22 +99,90 @@ const (
 	taskHelper  = 4
 )
 
-// stopIfStopped queues a SIGSTOP for a process dumped stopped, while its
-// threads are still held: they take it before running any of their code
-// and the process is stopped as it was, until a SIGCONT. It is SIGSTOP
-// whatever signal stopped the process (tc.stop_signo): SIGTSTP, SIGTTIN
-// and SIGTTOU may now be caught, or be discarded in an orphaned process
-// group, and SIGSTOP can be neither.
-func (r *restorer) stopIfStopped() error {
+// stopIfStopped queues the signal that stopped a process dumped stopped
+// (tc.stop_signo), while its threads are still held: they take it before
+// running any of their code and the process is stopped as it was, until
+// a SIGCONT, its parent told of the same stop signal. It returns the
+// signal, 0 for a process not stopped. SIGTSTP, SIGTTIN and SIGTTOU stop
+// only a process that has no action for them, and the kernel discards
+// them in an orphaned process group: when the process has an action, or
+// no process of the tree shows its group is not orphaned (stopSignal),
+// SIGSTOP stops it, which can be neither caught nor discarded, and the
+// log says so.
+func (r *restorer) stopIfStopped() (unix.Signal, error) {
 	tc := r.c.cores[uint32(r.pid)].Tc
 	if tc.GetTaskState() != taskStopped {
+		return 0, nil
+	}
+	sig := r.stopSignal(unix.Signal(tc.GetStopSigno()))
+	r.log.Info("the process was stopped: it stays stopped", "signal", tc.GetStopSigno(), "stopped with", int(sig))
+	if err := unix.Kill(r.pid, sig); err != nil {
+		return 0, fmt.Errorf("stop the process with signal %d: %w", sig, err)
+	}
+	return sig, nil
+}
+
+// waitStopped waits, once the process runs, until a stop signal other
+// than SIGSTOP has stopped it: the restore returns with it stopped, before
+// anything (cryo exiting) may orphan its group, which would have the
+// signal discarded.
+func (r *restorer) waitStopped(sig unix.Signal) error {
+	if sig == 0 || sig == unix.SIGSTOP {
 		return nil
 	}
-	r.log.Info("the process was stopped: it stays stopped", "signal", tc.GetStopSigno())
-	if err := unix.Kill(r.pid, unix.SIGSTOP); err != nil {
-		return fmt.Errorf("stop the process: %w", err)
+	deadline := time.Now().Add(time.Second)
+	for {
+		st, err := proc.ReadStat(r.pid)
+		if err != nil {
+			return err
+		}
+		if st.State == 'T' {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("signal %d did not stop the process within a second", sig)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return nil
+}
+
+// stopSignal is the signal that stops the process as sig had: sig itself
+// if it is SIGTSTP, SIGTTIN or SIGTTOU, the process's action for it is the
+// default one, and its process group is not orphaned: a process in the
+// group has its parent in another group of the same session. Else
+// SIGSTOP.
+func (r *restorer) stopSignal(sig unix.Signal) unix.Signal {
+	if sig != unix.SIGTSTP && sig != unix.SIGTTIN && sig != unix.SIGTTOU {
+		return unix.SIGSTOP
+	}
+	// The actions are for signals 1 to 64 without SIGKILL and SIGSTOP,
+	// which come before these.
+	acts := r.c.cores[uint32(r.pid)].Tc.Sigactions
+	if i := int(sig) - 3; i >= len(acts) || acts[i].GetSigaction() != 0 {
+		return unix.SIGSTOP
+	}
+	own, err := proc.ReadStat(r.pid)
+	if err != nil {
+		return unix.SIGSTOP
+	}
+	// The processes of the tree first; the group may have others.
+	var pids []int
+	for _, o := range r.procs {
+		pids = append(pids, o.pid)
+	}
+	if all, err := proc.ReadPids(); err == nil {
+		pids = append(pids, all...)
+	}
+	for _, pid := range pids {
+		m, err := proc.ReadStat(pid)
+		if err != nil || m.Pgrp != own.Pgrp {
+			continue
+		}
+		if p, err := proc.ReadStat(m.PPid); err == nil && p.Pgrp != own.Pgrp && p.Session == m.Session {
+			return sig
+		}
+	}
+	return unix.SIGSTOP
 }
 
 // restoreLimits sets the resource limits. A hard limit above this one's
