@@ -628,7 +628,26 @@ func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.Sock
 	if len(e.GetName()) == 0 {
 		return -1, nil, fmt.Errorf("%w: a datagram queued to an unnamed socket by one not connected to it", ErrUnsupported)
 	}
-	return from, &unix.SockaddrUnix{Name: addrString(e)}, nil
+	dest, err := sendName(e)
+	if err != nil {
+		return -1, nil, err
+	}
+	return from, &unix.SockaddrUnix{Name: dest}, nil
+}
+
+// sendName is the name cryo's threads send to socket e by: a relative
+// name joined to the directory it is in (the thread that sends is not
+// there), which must still fit in a socket address.
+func sendName(e *skunix.UnixSkEntry) (string, error) {
+	name := addrString(e)
+	if e.GetName()[0] == 0 || filepath.IsAbs(name) || e.GetNameDir() == "" {
+		return name, nil
+	}
+	abs := filepath.Join(e.GetNameDir(), name)
+	if len(abs) >= len(unix.RawSockaddrUnix{}.Path) {
+		return "", fmt.Errorf("%w: a datagram queued to unix socket %s in %s by a socket that is gone: its name from there is %d bytes, more than an address holds", ErrUnsupported, name, e.GetNameDir(), len(abs))
+	}
+	return abs, nil
 }
 
 // unnamedClient returns a socket of no name that can send to e without

@@ -370,3 +370,24 @@ func TestRestoreUnixAsNobody(t *testing.T) {
 		t.Errorf("%s/lis exists after the refused restore: %v", files, err)
 	}
 }
+
+// TestRestoreUnixRelativeName restores a datagram socket bound to a name
+// relative to the process's directory, holding a datagram sent to that
+// name by a process that has exited: the datagram is put back through the
+// name in that directory, not in cryo's.
+func TestRestoreUnixRelativeName(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, child := startUnixsk(t, "relative")
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	rel := testutil.UnixSocketDup(t, s.Pid, int(s.ReadyUint(t, "rel")))
+	buf := make([]byte, 64)
+	n, _, err := unix.Recvfrom(rel, buf, unix.MSG_DONTWAIT|unix.MSG_PEEK)
+	if err != nil || string(buf[:max(n, 0)]) != "from-exited" {
+		t.Errorf("rel holds %q, %v; want from-exited", buf[:max(n, 0)], err)
+	}
+}

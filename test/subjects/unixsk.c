@@ -4,7 +4,7 @@
 // restore, and make them talk.
 //
 // Usage: unixsk DIR [external PATH | stream-external PATH | rights |
-// eventfd | epoll]. It
+// eventfd | epoll | relative]. It
 // holds
 //   st0 st1     a stream socketpair: "abc" then "defg" queued to st1,
 //               "ba" to st0; st0 with SO_PASSCRED, O_NONBLOCK and a send
@@ -43,6 +43,10 @@
 //               in flight, closed since; epoll: with an epoll in flight
 //               twice (two messages "r"), closed since, that watches st1
 //               for EPOLLIN with data 0x1122334455667788
+//   rel         relative (kept): a datagram socket bound to the relative
+//               name "rel" from DIR, its working directory from then on,
+//               to which a child that exited since sent "from-exited" by
+//               that name
 // It prints "ready NAME=FD ... child=PID", then every PERIOD_MS
 //   tick N pid=P ok
 // after checking that its bound names are still its sockets'.
@@ -58,6 +62,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -281,6 +286,23 @@ int main(int argc, char **argv) {
 		send_rights(rt[0], fds, n);
 		close(p[0]);
 		snprintf(extra, sizeof extra, " rt0=%d rt1=%d pw=%d", rt[0], rt[1], p[1]);
+	} else if (strcmp(arg, "relative") == 0) {
+		// Bound and sent to by a relative name, from DIR, where it
+		// stays.
+		if (chdir(dir) != 0)
+			fail("chdir %s: %s", dir, strerror(errno));
+		int rel = sock(SOCK_DGRAM);
+		xbind(rel, "rel");
+		pid_t sender = fork();
+		if (sender == 0) {
+			int s = sock(SOCK_DGRAM);
+			xconnect(s, "rel");
+			xsend(s, "from-exited");
+			_exit(0);
+		}
+		if (sender < 0 || waitpid(sender, NULL, 0) != sender)
+			fail("the sender to rel: %s", strerror(errno));
+		snprintf(extra, sizeof extra, " rel=%d", rel);
 	} else if (strcmp(arg, "epoll") == 0) {
 		int rt[2];
 		pair(SOCK_STREAM, rt);
