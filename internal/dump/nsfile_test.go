@@ -23,6 +23,15 @@ func TestDumpRefusesForeignNamespace(t *testing.T) {
 	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["net"], "net namespace", "not the process's own")
 }
 
+// TestDumpRefusesGoneProcDir checks that a working directory in /proc/PID
+// of a process reaped since is refused by name, the process left as it
+// was: no restore makes that directory again.
+func TestDumpRefusesGoneProcDir(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "procfd.c"), "gonecwd")
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "is of /proc, of a process that is gone")
+}
+
 // TestDumpNamespaceFiles dumps test/subjects/procfd.c, which holds its
 // namespaces open, and checks with crit that each NS entry names, by its
 // clone flag and id, the namespace the process's ids give that id.

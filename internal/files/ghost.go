@@ -83,6 +83,15 @@ func (t *Table) unlinked(id uint32, name, link string, st *unix.Stat_t) error {
 		if err := sameFS(name, st); err != nil {
 			return err
 		}
+		var sfs unix.Statfs_t
+		if err := unix.Statfs(link, &sfs); err != nil {
+			return fmt.Errorf("statfs %s: %w", name, err)
+		}
+		if sfs.Type == unix.PROC_SUPER_MAGIC {
+			// /proc/PID of a process that is gone: nothing makes it
+			// again, nor links it back.
+			return fmt.Errorf("%w: %s is of /proc, of a process that is gone", ErrUnsupported, name)
+		}
 		var err error
 		if st.Nlink > 0 {
 			target, err = t.linkBack(name, link, st)

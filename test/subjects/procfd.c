@@ -7,9 +7,11 @@
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1.
 //
-// Usage: procfd [foreign]
+// Usage: procfd [foreign|gonecwd]
 //   foreign  then move to a new network namespace: the net descriptor
 //            is of another namespace than the process's (needs root)
+//   gonecwd  then work in /proc/PID of a child that has exited and been
+//            reaped since (which a dump refuses)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +69,14 @@ int main(int argc, char **argv) {
 	int cstat = open(path, O_RDONLY);
 	if (cstat < 0)
 		fail("open %s: %s", path, strerror(errno));
+	if (argc > 1 && !strcmp(argv[1], "gonecwd")) {
+		pid_t gone = fork();
+		if (gone == 0)
+			_exit(0);
+		snprintf(path, sizeof path, "/proc/%d", gone);
+		if (gone < 0 || chdir(path) != 0 || waitpid(gone, NULL, 0) != gone)
+			fail("work in %s: %s", path, strerror(errno));
+	}
 	printf("ready net=%d time=%d status=%d child=%d cstat=%d\n", fds[0], fds[N - 1], status, child, cstat);
 	for (long tick = 0;; tick++) {
 		for (size_t i = foreign; i < N; i++) { // net is names[0]
