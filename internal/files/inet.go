@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
@@ -478,14 +479,72 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	}
 	if e.GetProto() == unix.IPPROTO_TCP && isConnection(e.GetState()) {
 		err = r.restoreConnection(fd, f)
-	} else if err = setupInet(fd, e); err == nil {
-		err = r.restoreDatagrams(fd, f)
+	} else if err = setupInet(fd, e, r.sharesPort(e)); err == nil {
+		err = r.reusePortLater(fd, e)
+		if err == nil {
+			err = r.restoreDatagrams(fd, f)
+		}
 	}
 	if err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	return fd, nil
+}
+
+// inetRestorer holds the sockets bound with SO_REUSEPORT that the
+// process had turned off since (sharesPort): cryo's duplicates, turned
+// off once every entry is open.
+type inetRestorer struct {
+	reusePortOff []int
+}
+
+// sharesPort reports whether entry e, without SO_REUSEPORT, is bound to
+// the address and port of another socket of the process that has it:
+// they were bound together while both had it, and one turned it off since
+// (zdtm socket-tcp-reuseport). It gets it for the time of the restore
+// (setupInet), or the second could not bind.
+func (r *Restorer) sharesPort(e *skinet.InetSkEntry) bool {
+	if e.GetOpts().GetSoReuseport() || e.GetSrcPort() == 0 {
+		return false
+	}
+	for _, fde := range r.set.Fds {
+		o := r.set.Files[fde.GetId()].GetIsk()
+		if o != nil && o != e && o.GetOpts().GetSoReuseport() && !isConnection(o.GetState()) && o.GetFamily() == e.GetFamily() &&
+			o.GetProto() == e.GetProto() && o.GetSrcPort() == e.GetSrcPort() && slices.Equal(o.SrcAddr, e.SrcAddr) {
+			return true
+		}
+	}
+	return false
+}
+
+// reusePortLater keeps a duplicate of socket fd of entry e, if it has
+// SO_REUSEPORT for the time of the restore only, to turn it off once
+// every entry is open.
+func (r *Restorer) reusePortLater(fd int, e *skinet.InetSkEntry) error {
+	if !r.sharesPort(e) {
+		return nil
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("duplicate socket: %w", err)
+	}
+	r.reusePortOff = append(r.reusePortOff, dup)
+	return nil
+}
+
+// opened turns SO_REUSEPORT off again where setupInet set it for the
+// restore.
+func (inetKind) opened(r *Restorer) error {
+	var err error
+	for _, fd := range r.reusePortOff {
+		if serr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 0); serr != nil && err == nil {
+			err = fmt.Errorf("turn SO_REUSEPORT off again: %w", serr)
+		}
+		unix.Close(fd)
+	}
+	r.reusePortOff = nil
+	return err
 }
 
 // socketAsProcess makes a socket in cryo, close-on-exec, with the
@@ -529,13 +588,18 @@ func bindInet(fd int, family uint32, src netip.AddrPort) error {
 }
 
 // setupInet sets socket fd up as entry e says, but for a connected TCP
-// socket's connection.
-func setupInet(fd int, e *skinet.InetSkEntry) error {
+// socket's connection; with sharePort, SO_REUSEPORT on too (sharesPort).
+func setupInet(fd int, e *skinet.InetSkEntry, sharePort bool) error {
 	if err := RestoreSockOpts(fd, e.Opts); err != nil {
 		return err
 	}
 	if err := restoreInetOpts(fd, e); err != nil {
 		return err
+	}
+	if sharePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fmt.Errorf("set SO_REUSEPORT for the restore: %w", err)
+		}
 	}
 	src, _ := wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
 	dst, _ := wordsAddr(e.GetFamily(), e.DstAddr, e.GetDstPort())

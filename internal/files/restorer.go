@@ -37,6 +37,7 @@ type Restorer struct {
 	channel
 	lockRestorer
 	memfdRestorer
+	inetRestorer
 	pipeRestorer
 	timerfdRestorer
 	ttyRestorer

@@ -193,17 +193,18 @@ func TestRestoreInet(t *testing.T) {
 	}
 }
 
-// TestRestoreInetUnbound restores TCP and UDP sockets never bound, which
+// TestRestoreInetBindings restores TCP and UDP sockets never bound, which
 // sock_diag does not list: each comes back of its family and type, not
 // bound, with its options (SO_LINGER, TCP_NODELAY) and its shutdown
 // state (a UDP socket shut down for reading), which the subject checks
 // every tick; and UDP sockets bound to an address not local with
 // IP_FREEBIND, turned off since, which come back bound there, without
-// it.
-func TestRestoreInetUnbound(t *testing.T) {
+// it; and two TCP listeners bound to one port with SO_REUSEPORT, which
+// the first turned off since, which come back so.
+func TestRestoreInetBindings(t *testing.T) {
 	testutil.RequireRoot(t)
 	names := []string{"new4", "new6", "unew4", "unew6"}
-	s := startInet(t, append(names, "ufree4", "ufree6")...)
+	s := startInet(t, append(names, "ufree4", "ufree6", "reuse4")...)
 	s.WaitTicks(t, 2)
 	c := dumpAndReap(t, s)
 	dumped := dumpedFiles(t, c)

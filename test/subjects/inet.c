@@ -38,6 +38,9 @@
 //                     (shutdown says ENOTCONN, and sets it)
 //                     Every tick the subject checks that these are still
 //                     not bound, with those options and shutdown state.
+//   reuse4            two TCP listeners on one port of 127.0.0.1, bound
+//                     and listening with SO_REUSEPORT, which the first
+//                     turned off since; checked every tick too
 //   ufree4, ufree6    a UDP socket bound with IP_FREEBIND to an address
 //                     not local (192.0.2.1, 2001:db8::1), IP_FREEBIND
 //                     turned off since; checked every tick too
@@ -85,12 +88,12 @@
 #define PERIOD_MS 20
 #define FILL (4 << 20)
 
-enum kind { LISTEN, UDP, TCP, RAW, NETLINK, NEW, FREE };
+enum kind { LISTEN, UDP, TCP, RAW, NETLINK, NEW, FREE, REUSE };
 
 struct sock {
 	char name[32];
 	enum kind kind;
-	int fd;
+	int fd, fd2;
 	int port;
 	long sent;
 	int shut;
@@ -256,6 +259,21 @@ static void setup(struct sock *s, const char *arg) {
 			fail("getsockname: %s", strerror(errno));
 		s->port = nl.nl_pid;
 		return;
+	} else if (!strcmp(arg, "reuse4")) {
+		s->kind = REUSE;
+		int port = 0;
+		for (int i = 0; i < 2; i++) {
+			int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+			if (fd < 0)
+				fail("socket: %s", strerror(errno));
+			setint(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+			len = loopback(AF_INET, port, &sa);
+			if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 3) < 0)
+				fail("bind and listen with SO_REUSEPORT: %s", strerror(errno));
+			port = local_port(fd);
+			*(i ? &s->fd2 : &s->fd) = fd;
+		}
+		setint(s->fd, SOL_SOCKET, SO_REUSEPORT, 0, "SO_REUSEPORT");
 	} else if (!strncmp(arg, "ufree", 5)) {
 		s->kind = FREE;
 		s->fd = socket(family, SOCK_DGRAM, 0);
@@ -373,6 +391,16 @@ static void serve(struct sock *s) {
 		struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};
 		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLRDHUP))
 			fail("%s is not shut down for reading (poll %#x)", s->name, p.revents);
+		return;
+	}
+	case REUSE: {
+		int a = -1, b = -1;
+		socklen_t l = sizeof a;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &a, &l) < 0 || getsockopt(s->fd2, SOL_SOCKET, SO_REUSEPORT, &b, &l) < 0 ||
+		    a != 0 || b != 1)
+			fail("%s: SO_REUSEPORT %d and %d, want 0 and 1", s->name, a, b);
+		if (local_port(s->fd) != s->port || local_port(s->fd2) != s->port)
+			fail("%s: ports %d and %d, want %d", s->name, local_port(s->fd), local_port(s->fd2), s->port);
 		return;
 	}
 	case FREE: {
