@@ -69,7 +69,7 @@ func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		if err := r.deliver(true); err != nil {
 			return -1, err
 		}
-		m := &unixMaking{r: r, byIno: r.set.unixByIno, tmp: map[uint32]int{}, released: map[uint32]bool{}}
+		m := &unixMaking{r: r, byIno: r.set.unixByIno, tmp: map[uint32]int{}, released: map[uint32]bool{}, aside: map[string]string{}}
 		if r.shared.unixMade == nil {
 			r.shared.unixMade = map[uint32]int{}
 		}
@@ -77,6 +77,7 @@ func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		if err == nil {
 			err = m.finish()
 		}
+		err = errors.Join(err, m.putBack())
 		for _, t := range m.tmp {
 			unix.Close(t)
 		}
@@ -104,6 +105,10 @@ type unixMaking struct {
 	// released are the sockets whose removed name is removed already,
 	// and their queues refilled.
 	released map[uint32]bool
+	// aside are the files found at a removed name, by its absolute path,
+	// moved aside to their temporary path while a socket is bound there
+	// (bindName), put back once the name is removed (putBack).
+	aside map[string]string
 }
 
 func (m *unixMaking) fd(ino uint32) int { return m.r.shared.unixMade[ino] }
@@ -760,7 +765,9 @@ func chdirName(e *skunix.UnixSkEntry) error {
 // bindName binds socket fd to e's name, if it had one, on the thread of
 // asProcess. A path is bound only where nothing is, or a socket file no
 // socket is bound at (left by a process that exited, whose restore this
-// may be); the file gets its owner and mode back. A path removed since
+// may be); the file gets its owner and mode back. A name removed since
+// the dump is bound whatever is there now, which steps aside until the
+// name is removed again (moveAside, putBack). A path removed since
 // the dump, in a directory removed too, is bound in directories made
 // for the time of the restore (m.dirs), removed after.
 func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
@@ -780,11 +787,20 @@ func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
 		}
 		var st unix.Stat_t
 		if err := unix.Lstat(path, &st); err == nil {
-			if st.Mode&unix.S_IFMT != unix.S_IFSOCK || !staleSocketFile(path) {
+			switch {
+			case e.GetDeleted():
+				// The name was removed and another file made there
+				// (another socket bound there since, a FIFO): it
+				// steps aside while the name is this socket's.
+				if err := m.moveAside(e, path); err != nil {
+					return err
+				}
+			case st.Mode&unix.S_IFMT == unix.S_IFSOCK && staleSocketFile(path):
+				if err := unix.Unlink(path); err != nil {
+					return fmt.Errorf("remove the unused socket file %s: %w", path, err)
+				}
+			default:
 				return fmt.Errorf("%w: %s exists (mode %#o) and is not a socket file left unused", ErrChanged, path, st.Mode)
-			}
-			if err := unix.Unlink(path); err != nil {
-				return fmt.Errorf("remove the unused socket file %s: %w", path, err)
 			}
 		}
 	}
@@ -807,6 +823,56 @@ func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
 		}
 	}
 	return nil
+}
+
+// moveAside renames the file at path, the removed name of socket e
+// (relative to its directory, the thread's), to a name of its own beside
+// it, on the thread of asProcess.
+func (m *unixMaking) moveAside(e *skunix.UnixSkEntry, path string) error {
+	abs := path
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(e.GetNameDir(), path)
+	}
+	base := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".cryo-aside")
+	tmp := base
+	for i := 1; ; i++ {
+		err := unix.Renameat2(unix.AT_FDCWD, abs, unix.AT_FDCWD, tmp, unix.RENAME_NOREPLACE)
+		if err == nil {
+			m.aside[abs] = tmp
+			return nil
+		}
+		if !errors.Is(err, unix.EEXIST) || i == 100 {
+			return fmt.Errorf("move %s, where unix socket %d was bound, aside to %s: %w", abs, e.GetIno(), tmp, err)
+		}
+		tmp = base + "." + strconv.Itoa(i)
+	}
+}
+
+// putBack puts back the files moved aside, once their names, removed
+// names of the sockets made, are removed again (or, if the making
+// failed, removing them now).
+func (m *unixMaking) putBack() error {
+	if len(m.aside) == 0 {
+		return nil
+	}
+	return m.r.asProcess(func() error {
+		var errs []error
+		for abs, tmp := range m.aside {
+			// Only the socket file of the removed name can be there.
+			var st unix.Stat_t
+			if err := unix.Lstat(abs, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+				if err := unix.Unlink(abs); err != nil {
+					errs = append(errs, fmt.Errorf("remove %s to put the file there back: %w", abs, err))
+					continue
+				}
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, abs, unix.RENAME_NOREPLACE); err != nil {
+				errs = append(errs, fmt.Errorf("put %s back at %s: %w", tmp, abs, err))
+			}
+		}
+		m.aside = map[string]string{}
+		return errors.Join(errs...)
+	})
 }
 
 // release removes the name of datagram socket e, bound to a path removed
@@ -868,9 +934,12 @@ func (m *unixMaking) makeDirs(dir string) error {
 }
 
 // staleSocketFile reports whether no socket is bound at the socket file
-// path: connecting to it is refused.
+// path: connecting to it is refused. The probe is a datagram socket: a
+// stream or seqpacket one bound there refuses its type (EPROTOTYPE), a
+// datagram one takes it, and neither is changed, where a stream probe
+// would leave a listener a connection to accept.
 func staleSocketFile(path string) bool {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}

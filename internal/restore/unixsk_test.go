@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,5 +390,49 @@ func TestRestoreUnixRelativeName(t *testing.T) {
 	n, _, err := unix.Recvfrom(rel, buf, unix.MSG_DONTWAIT|unix.MSG_PEEK)
 	if err != nil || string(buf[:max(n, 0)]) != "from-exited" {
 		t.Errorf("rel holds %q, %v; want from-exited", buf[:max(n, 0)], err)
+	}
+}
+
+// TestRestoreUnixRemovedNameTaken restores sockets whose removed name
+// another file holds now: a listening socket whose name is another
+// listening socket's file, and a datagram socket whose name is a FIFO's.
+// Each is bound at its name again while the file there steps aside, which
+// is back after: DIR/over still reaches the other socket, DIR/fifoed is
+// the FIFO, and the datagram socket has its name and its queue.
+func TestRestoreUnixRemovedNameTaken(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, child := startUnixsk(t, "overbound")
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	conn, err := net.Dial("unix", filepath.Join(s.dir, "over"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	o1 := testutil.UnixSocket(t, s.Pid, int(s.ReadyUint(t, "o1")))
+	o2 := testutil.UnixSocket(t, s.Pid, int(s.ReadyUint(t, "o2")))
+	if o1.Pending != 1 || o2.Pending != 0 || o2.Name != filepath.Join(s.dir, "over") {
+		t.Errorf("a connection to over reached o1 %d times, o2 (%s) %d times; want o1 once", o1.Pending, o2.Name, o2.Pending)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(s.dir, "fifoed"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		t.Errorf("fifoed has mode %#o, %v; want a FIFO", st.Mode, err)
+	}
+	f1 := testutil.UnixSocket(t, s.Pid, int(s.ReadyUint(t, "f1")))
+	if f1.Name != filepath.Join(s.dir, "fifoed") || len(f1.Queue) != 1 || !strings.HasSuffix(f1.Queue[0], "|to-f1") {
+		t.Errorf("f1: name %s, queue %q; want fifoed and to-f1", f1.Name, f1.Queue)
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(e.Name(), "cryo-aside") {
+			t.Errorf("%s left in %s", e.Name(), s.dir)
+		}
 	}
 }

@@ -4,7 +4,7 @@
 // restore, and make them talk.
 //
 // Usage: unixsk DIR [external PATH | stream-external PATH | rights |
-// eventfd | epoll | relative]. It
+// eventfd | epoll | relative | overbound]. It
 // holds
 //   st0 st1     a stream socketpair: "abc" then "defg" queued to st1,
 //               "ba" to st0; st0 with SO_PASSCRED, O_NONBLOCK and a send
@@ -43,6 +43,13 @@
 //               in flight, closed since; epoll: with an epoll in flight
 //               twice (two messages "r"), closed since, that watches st1
 //               for EPOLLIN with data 0x1122334455667788
+//   o1 o2       overbound (kept): two listening sockets bound to DIR/over,
+//               o1's file moved away while o2 bound there, then back:
+//               o2's name is removed, and DIR/over is o1's
+//   f1 f2       overbound: a datagram socket bound to DIR/fifoed and one
+//               connected to it that sent "to-f1", the name removed since
+//               and a FIFO made there,
+//   ff          held open read-write
 //   rel         relative (kept): a datagram socket bound to the relative
 //               name "rel" from DIR, its working directory from then on,
 //               to which a child that exited since sent "from-exited" by
@@ -303,6 +310,28 @@ int main(int argc, char **argv) {
 		if (sender < 0 || waitpid(sender, NULL, 0) != sender)
 			fail("the sender to rel: %s", strerror(errno));
 		snprintf(extra, sizeof extra, " rel=%d", rel);
+	} else if (strcmp(arg, "overbound") == 0) {
+		char over[256], aside[256], fifoed[256];
+		snprintf(over, sizeof over, "%s/over", dir);
+		snprintf(aside, sizeof aside, "%s/over.tmp", dir);
+		snprintf(fifoed, sizeof fifoed, "%s/fifoed", dir);
+		int o1 = sock(SOCK_STREAM), o2 = sock(SOCK_STREAM);
+		xbind(o1, over);
+		if (listen(o1, 1) != 0 || rename(over, aside) != 0)
+			fail("listen on and move %s: %s", over, strerror(errno));
+		xbind(o2, over);
+		if (listen(o2, 1) != 0 || rename(aside, over) != 0)
+			fail("listen on %s, move the first back: %s", over, strerror(errno));
+		int f1 = sock(SOCK_DGRAM), f2 = sock(SOCK_DGRAM);
+		xbind(f1, fifoed);
+		xconnect(f2, fifoed);
+		xsend(f2, "to-f1");
+		if (unlink(fifoed) != 0 || mkfifo(fifoed, 0600) != 0)
+			fail("make a FIFO at %s: %s", fifoed, strerror(errno));
+		int ff = open(fifoed, O_RDWR);
+		if (ff < 0)
+			fail("open %s: %s", fifoed, strerror(errno));
+		snprintf(extra, sizeof extra, " o1=%d o2=%d f1=%d f2=%d ff=%d", o1, o2, f1, f2, ff);
 	} else if (strcmp(arg, "epoll") == 0) {
 		int rt[2];
 		pair(SOCK_STREAM, rt);
