@@ -433,3 +433,47 @@ func TestRestoreStressNG(t *testing.T) {
 		t.Errorf("restored stress-ng ended with %v:\n%s", ws, s.Output())
 	}
 }
+
+// TestRestoreMemcached checkpoints memcached (worker threads, libevent's
+// epoll, its pipes and eventfds) after a client stored a key, with that
+// client still connected: after the restore the client gets the key on
+// its old connection, and so does a new client.
+func TestRestoreMemcached(t *testing.T) {
+	testutil.RequireRoot(t)
+	memcached := program(t, "memcached", "memcached")
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	s := startProgram(t, memcached, "-l", "127.0.0.1", "-p", fmt.Sprint(port), "-U", "0", "-u", "nobody", "-t", "2")
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	ask := func(c net.Conn, r *bufio.Reader, req string, lines int) string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatalf("send %q: %v", req, err)
+		}
+		var out string
+		for range lines {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("answer to %q: %q, %v", req, out, err)
+			}
+			out += l
+		}
+		return out
+	}
+	if got := ask(c, r, "set k 0 0 5\r\nhello\r\n", 1); got != "STORED\r\n" {
+		t.Fatalf("set: %q", got)
+	}
+
+	dumpRestoreProgram(t, s)
+
+	const want = "VALUE k 0 5\r\nhello\r\nEND\r\n"
+	if got := ask(c, r, "get k\r\n", 3); got != want {
+		t.Errorf("get on the kept connection: %q, want %q", got, want)
+	}
+	c2 := dialProgram(t, s, port)
+	if got := ask(c2, bufio.NewReader(c2), "get k\r\n", 3); got != want {
+		t.Errorf("get on a new connection: %q, want %q", got, want)
+	}
+}
