@@ -178,6 +178,16 @@ func TestRestoreGoHTTP(t *testing.T) {
 	keepsHTTPClient(t, testutil.BuildGo(t, "./test/subjects/gohttp"))
 }
 
+// TestRestoreNodeHTTP checkpoints a Node.js HTTP/1.1 server
+// (test/subjects/httpserver.js: V8 and its compiler's code, libuv's
+// threads and epoll) with a keep-alive client connected
+// (keepsHTTPClient).
+func TestRestoreNodeHTTP(t *testing.T) {
+	testutil.RequireRoot(t)
+	node := program(t, "node", "nodejs")
+	keepsHTTPClient(t, node, filepath.Join(testutil.ModuleRoot(t), "test", "subjects", "httpserver.js"))
+}
+
 // keepsHTTPClient starts an HTTP/1.1 server, path and args then a free
 // port, that answers "request N path P", with a keep-alive client
 // connected from outside the checkpoint, and checkpoints and restores it:
