@@ -487,3 +487,44 @@ func TestRestoreMemcached(t *testing.T) {
 		t.Errorf("get on a new connection: %q, want %q", got, want)
 	}
 }
+
+// makeJobs is a Makefile of four jobs, each writing six lines to a file
+// of its own, a fifth of a second apart.
+const makeJobs = `all: a b c d
+a b c d:
+	for i in 1 2 3 4 5 6; do echo $@ $$i; sleep 0.2; done > $@.out
+`
+
+// TestRestoreMake checkpoints make -j2 while it runs two of its four jobs
+// (its job server's pipe, the shells it started and their sleep): after
+// the restore every job finishes with its six lines, and make exits 0.
+func TestRestoreMake(t *testing.T) {
+	testutil.RequireRoot(t)
+	mk := program(t, "make", "make")
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(makeJobs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startProgram(t, mk, "-C", dir, "-j2")
+	waitChildren(t, s.Pid, 2)
+	dumpRestoreProgram(t, s)
+	if ws := s.Wait(t); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("restored make ended with %v:\n%s", ws, s.Output())
+	}
+	for _, job := range []string{"a", "b", "c", "d"} {
+		b, err := os.ReadFile(filepath.Join(dir, job+".out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want string
+		for i := 1; i <= 6; i++ {
+			want += fmt.Sprintf("%s %d\n", job, i)
+		}
+		if string(b) != want {
+			t.Errorf("%s.out holds %q, want %q", job, b, want)
+		}
+	}
+}
