@@ -96,30 +96,46 @@ func fileStatOf(m protoreflect.Message) FileStat {
 
 // WriteFileStats writes cryo-file-stat.img.
 func (d *Dir) WriteFileStats(stats []FileStat) error {
-	msgs := make([]proto.Message, len(stats))
-	for i, s := range stats {
-		msgs[i] = s.message()
-	}
-	return d.WriteImage(FileStats, 0, msgs...)
+	return writeOwn(d, FileStats, stats, FileStat.message)
 }
 
 // ReadFileStats reads cryo-file-stat.img; a checkpoint without it (one
 // CRIU made, or an older cryo) gives an error wrapping fs.ErrNotExist.
 func (d *Dir) ReadFileStats() ([]FileStat, error) {
-	r, err := d.Open(FileStats, 0)
+	return readOwn(d, FileStats, fileStatType, func(m protoreflect.Message) (FileStat, error) { return fileStatOf(m), nil })
+}
+
+// writeOwn writes the records of one of cryo's own images, each item
+// made a message by msg.
+func writeOwn[T any](d *Dir, k Kind, items []T, msg func(T) proto.Message) error {
+	msgs := make([]proto.Message, len(items))
+	for i, it := range items {
+		msgs[i] = msg(it)
+	}
+	return d.WriteImage(k, 0, msgs...)
+}
+
+// readOwn reads the records of one of cryo's own images, of message type
+// mt, each made an item by of.
+func readOwn[T any](d *Dir, k Kind, mt protoreflect.MessageType, of func(protoreflect.Message) (T, error)) ([]T, error) {
+	r, err := d.Open(k, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	var all []FileStat
+	var all []T
 	for {
-		m := fileStatType.New()
+		m := mt.New()
 		switch err := r.Next(m.Interface()); {
 		case errors.Is(err, io.EOF):
 			return all, nil
 		case err != nil:
 			return nil, err
 		}
-		all = append(all, fileStatOf(m))
+		it, err := of(m)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", k.FileName(0), err)
+		}
+		all = append(all, it)
 	}
 }

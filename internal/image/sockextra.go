@@ -1,9 +1,7 @@
 package image
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 
 	"google.golang.org/protobuf/proto"
@@ -76,34 +74,11 @@ func sockExtraOf(m protoreflect.Message) (SockExtra, error) {
 
 // WriteSockExtras writes cryo-sk-extra.img.
 func (d *Dir) WriteSockExtras(extras []SockExtra) error {
-	msgs := make([]proto.Message, len(extras))
-	for i, s := range extras {
-		msgs[i] = s.message()
-	}
-	return d.WriteImage(SockExtras, 0, msgs...)
+	return writeOwn(d, SockExtras, extras, SockExtra.message)
 }
 
 // ReadSockExtras reads cryo-sk-extra.img; a checkpoint without it (one
 // CRIU made, or an older cryo) gives an error wrapping fs.ErrNotExist.
 func (d *Dir) ReadSockExtras() ([]SockExtra, error) {
-	r, err := d.Open(SockExtras, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	var all []SockExtra
-	for {
-		m := sockExtraType.New()
-		switch err := r.Next(m.Interface()); {
-		case errors.Is(err, io.EOF):
-			return all, nil
-		case err != nil:
-			return nil, err
-		}
-		s, err := sockExtraOf(m)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", SockExtras.FileName(0), err)
-		}
-		all = append(all, s)
-	}
+	return readOwn(d, SockExtras, sockExtraType, sockExtraOf)
 }
