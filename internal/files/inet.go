@@ -225,7 +225,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	case protocol == unix.IPPROTO_TCP:
 		return 0, fmt.Errorf("%w: TCP socket %v -> %v in state %s", ErrUnsupported, local, remote, tcpStateName(state))
 	case protocol == unix.IPPROTO_UDP && (state == tcpClose || state == tcpEstablished):
-		if err := t.checkMemberships(fd, e.GetFamily(), local); err != nil {
+		if err := t.dumpMemberships(fd, id, e.GetFamily(), local); err != nil {
 			return 0, err
 		}
 		if err := t.dumpDatagrams(fd, id, diag, opts.GetSoBoundDev()); err != nil {
@@ -484,6 +484,9 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		if err == nil {
 			err = r.restoreDatagrams(fd, f)
 		}
+	}
+	if err == nil {
+		err = errors.Join(r.set.joinGroups(fd, f.GetId()), r.set.setPeekOff(fd, f.GetId()))
 	}
 	if err != nil {
 		unix.Close(fd)

@@ -29,6 +29,7 @@ type Set struct {
 	markSet
 	tcpSet
 	unixSet
+	sockExtraSet
 }
 
 func imageErr(format string, a ...any) error {
@@ -81,6 +82,9 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		return nil, err
 	}
 	if err := s.loadStats(); err != nil {
+		return nil, err
+	}
+	if err := s.loadSockExtras(); err != nil {
 		return nil, err
 	}
 	return s, nil

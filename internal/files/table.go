@@ -44,10 +44,6 @@ type Table struct {
 	// mark of a notification descriptor.
 	mounts   []proc.Mount
 	mountsOf int
-	// mcastGroups are the multicast groups joined in the network
-	// namespace, read for the first UDP socket (mcastRead).
-	mcastGroups []proc.McastGroup
-	mcastRead   bool
 	// processes are the pids of the processes dumped, live and zombie
 	// (SetProcesses): a pidfd of another is refused. order lists them
 	// in the order dumped, which the restore's is.
@@ -58,6 +54,7 @@ type Table struct {
 	memfdTable
 	lockTable
 	identityTable
+	sockExtraTable
 	ttyTable
 	inetTable
 	unixTable
@@ -240,7 +237,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 			return err
 		}
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.tcpTable.writeStreams, t.unixTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.tcpTable.writeStreams, t.unixTable.write, t.sockExtraTable.write} {
 		if err := write(dir); err != nil {
 			return err
 		}

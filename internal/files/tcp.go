@@ -157,15 +157,27 @@ func (t *Table) LockConnections() error {
 			return fmt.Errorf("TCP connection %v -> %v: repair mode: %w", c.local, c.remote, err)
 		}
 		c.repaired = true
-		if c.stream, c.queues, err = dumpStream(c.fd); err != nil {
+		if c.stream, c.queues, err = t.dumpStream(c.fd, c.e.GetId()); err != nil {
 			return fmt.Errorf("TCP connection %v -> %v: %w", c.local, c.remote, err)
 		}
 	}
 	return nil
 }
 
-// dumpStream reads a connection in repair mode.
-func dumpStream(fd int) (*tcpstream.TcpStreamEntry, []byte, error) {
+// dumpStream reads a connection, entry id, in repair mode. Its peek
+// offset, which the peeks at its receive queue would start from, is
+// recorded and set aside meanwhile.
+func (t *Table) dumpStream(fd int, id uint32) (*tcpstream.TcpStreamEntry, []byte, error) {
+	off, err := t.dumpPeekOff(fd, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if off != -1 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1); err != nil {
+			return nil, nil, fmt.Errorf("set the peek offset aside: %w", err)
+		}
+		defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off)
+	}
 	info, err := kernel.GetTCPInfoHead(fd)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read TCP_INFO: %w", err)

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
-	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // The datagrams queued to a UDP socket are read without being consumed,
@@ -28,62 +27,24 @@ import (
 // (cryo has CAP_NET_RAW) to the socket's address (loopback for a socket
 // bound to all addresses), delivered through the loopback device.
 
-// checkMemberships refuses a UDP socket that joined a multicast group:
-// the images have no place for memberships, and a restore without them
-// would receive nothing sent to the group. Which groups a socket joined
-// the kernel lists nowhere, but it answers for each group that some
-// socket joined (/proc/net/igmp and igmp6).
-func (t *Table) checkMemberships(fd int, family uint32, local netip.AddrPort) error {
-	if !t.mcastRead {
-		groups, err := proc.ReadMcastGroups()
-		if err != nil {
-			return err
-		}
-		t.mcastGroups, t.mcastRead = groups, true
-	}
-	for _, g := range t.mcastGroups {
-		level := unix.SOL_IP
-		switch {
-		case g.Group.Is4() && family != unix.AF_INET, g.Group.Is6() && family != unix.AF_INET6:
-			continue
-		case g.Group.Is6():
-			level = unix.SOL_IPV6
-		}
-		_, _, member, err := kernel.McastFilter(fd, level, g.Ifindex, g.Group)
-		if err != nil {
-			return fmt.Errorf("UDP socket %v: %w", local, err)
-		}
-		if member {
-			return fmt.Errorf("%w: UDP socket %v joined multicast group %v on interface %d: a checkpoint cannot hold memberships", ErrUnsupported, local, g.Group, g.Ifindex)
-		}
-	}
-	return nil
-}
-
 // maxDatagram is the largest UDP payload: 65535 less the UDP header.
 const maxDatagram = 65535 - 8
 
 // dumpDatagrams records the datagrams queued to UDP socket fd, entry id,
 // bound to device dev if not "".
 func (t *Table) dumpDatagrams(fd int, id uint32, diag kernel.InetDiag, dev string) error {
-	if diag.Rqueue == 0 {
-		return nil
+	off, err := t.dumpPeekOff(fd, id)
+	if err != nil || diag.Rqueue == 0 {
+		return err
 	}
 	if dev != "" {
 		// They could only be put back through the loopback device.
 		return fmt.Errorf("%w: UDP socket %v bound to device %s with datagrams queued", ErrUnsupported, diag.Local(), dev)
 	}
-	off, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
-	if err != nil {
-		return fmt.Errorf("read peek offset: %w", err)
-	}
-	if off != -1 {
-		return fmt.Errorf("%w: peek offset (SO_PEEK_OFF) %d: a checkpoint cannot hold it", ErrUnsupported, off)
-	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
 		return fmt.Errorf("set peek offset: %w", err)
 	}
-	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1)
+	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off)
 	buf := make([]byte, maxDatagram+1)
 	for {
 		n, _, _, from, err := unix.Recvmsg(fd, buf, nil, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC)

@@ -169,9 +169,12 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: e})
 	// A stream socket has a queue once connected; a datagram one always.
 	if s.State == tcpEstablished || s.Type == unix.SOCK_DGRAM {
-		if err := t.dumpUnixQueue(dup, e, s); err != nil {
-			return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
-		}
+		err = t.dumpUnixQueue(dup, e, s)
+	} else {
+		_, err = t.dumpPeekOff(dup, id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
 	}
 	return id, nil
 }
@@ -210,12 +213,9 @@ func (u *unixTable) dumpFile(pid int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 // recorded as a file entry (dumpInFlight).
 func (t *Table) dumpUnixQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock) error {
 	u := &t.unixTable
-	off, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
+	off, err := t.dumpPeekOff(fd, e.GetId())
 	if err != nil {
-		return fmt.Errorf("read peek offset: %w", err)
-	}
-	if off != -1 {
-		return fmt.Errorf("%w: peek offset (SO_PEEK_OFF) %d: a checkpoint cannot hold it", ErrUnsupported, off)
+		return err
 	}
 	passcred := e.Opts.GetSoPasscred()
 	if !passcred {
@@ -227,7 +227,7 @@ func (t *Table) dumpUnixQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
 		return fmt.Errorf("set peek offset: %w", err)
 	}
-	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1)
+	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off)
 	stream := s.Type == unix.SOCK_STREAM
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(253*4))

@@ -339,6 +339,9 @@ func (m *unixMaking) finish() error {
 		if err := RestoreSockOpts(fd, e.GetOpts()); err != nil {
 			return fmt.Errorf("unix socket %d: %w", ino, err)
 		}
+		if err := m.r.set.setPeekOff(fd, e.GetId()); err != nil {
+			return fmt.Errorf("unix socket %d: %w", ino, err)
+		}
 		if sh := e.GetShutdown(); sh != 0 {
 			if err := unix.Shutdown(fd, int(sh)-1); err != nil && !errors.Is(err, unix.ENOTCONN) {
 				return fmt.Errorf("shut unix socket %d down: %w", ino, err)

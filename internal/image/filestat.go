@@ -31,30 +31,27 @@ type FileStat struct {
 }
 
 // fileStatType is the message type of cryo-file-stat.img records,
-// cryo.file_stat_entry, built from its description here: the repository
-// has no protoc, and the message is small.
+// cryo.file_stat_entry.
 var fileStatType = func() protoreflect.MessageType {
-	field := func(name string, n int32, t descriptorpb.FieldDescriptorProto_Type) *descriptorpb.FieldDescriptorProto {
-		return &descriptorpb.FieldDescriptorProto{
-			Name: proto.String(name), Number: proto.Int32(n), Type: t.Enum(),
-			Label: descriptorpb.FieldDescriptorProto_LABEL_REQUIRED.Enum(),
-		}
-	}
+	req := descriptorpb.FieldDescriptorProto_LABEL_REQUIRED
 	u32, u64, i64 := descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_TYPE_UINT64, descriptorpb.FieldDescriptorProto_TYPE_INT64
+	return ownMessage("file-stat", "file_stat_entry",
+		ownField("id", 1, u32, req), ownField("uid", 2, u32, req), ownField("gid", 3, u32, req),
+		ownField("mtime_sec", 4, i64, req), ownField("mtime_nsec", 5, u32, req),
+		ownField("dev", 6, u64, req), ownField("ino", 7, u64, req),
+		ownField("btime_sec", 8, i64, req), ownField("btime_nsec", 9, u32, req))
+}()
+
+// ownMessage builds and registers cryo.NAME, the message of one of cryo's
+// own images, from its description here: the repository has no protoc,
+// and the messages are small.
+func ownMessage(file, name string, fields ...*descriptorpb.FieldDescriptorProto) protoreflect.MessageType {
 	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
-		Name: proto.String("cryo/file-stat.proto"), Package: proto.String("cryo"), Syntax: proto.String("proto2"),
-		MessageType: []*descriptorpb.DescriptorProto{{
-			Name: proto.String("file_stat_entry"),
-			Field: []*descriptorpb.FieldDescriptorProto{
-				field("id", 1, u32), field("uid", 2, u32), field("gid", 3, u32),
-				field("mtime_sec", 4, i64), field("mtime_nsec", 5, u32),
-				field("dev", 6, u64), field("ino", 7, u64),
-				field("btime_sec", 8, i64), field("btime_nsec", 9, u32),
-			},
-		}},
+		Name: proto.String("cryo/" + file + ".proto"), Package: proto.String("cryo"), Syntax: proto.String("proto2"),
+		MessageType: []*descriptorpb.DescriptorProto{{Name: proto.String(name), Field: fields}},
 	}, protoregistry.GlobalFiles)
 	if err != nil {
-		panic(fmt.Sprintf("image: cryo.file_stat_entry: %v", err))
+		panic(fmt.Sprintf("image: cryo.%s: %v", name, err))
 	}
 	mt := dynamicpb.NewMessageType(fd.Messages().Get(0))
 	if err := protoregistry.GlobalFiles.RegisterFile(fd); err != nil {
@@ -64,7 +61,11 @@ var fileStatType = func() protoreflect.MessageType {
 		panic(err)
 	}
 	return mt
-}()
+}
+
+func ownField(name string, n int32, t descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label) *descriptorpb.FieldDescriptorProto {
+	return &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(n), Type: t.Enum(), Label: label.Enum()}
+}
 
 func (s FileStat) message() proto.Message {
 	m := fileStatType.New()
@@ -95,30 +96,46 @@ func fileStatOf(m protoreflect.Message) FileStat {
 
 // WriteFileStats writes cryo-file-stat.img.
 func (d *Dir) WriteFileStats(stats []FileStat) error {
-	msgs := make([]proto.Message, len(stats))
-	for i, s := range stats {
-		msgs[i] = s.message()
-	}
-	return d.WriteImage(FileStats, 0, msgs...)
+	return writeOwn(d, FileStats, stats, FileStat.message)
 }
 
 // ReadFileStats reads cryo-file-stat.img; a checkpoint without it (one
 // CRIU made, or an older cryo) gives an error wrapping fs.ErrNotExist.
 func (d *Dir) ReadFileStats() ([]FileStat, error) {
-	r, err := d.Open(FileStats, 0)
+	return readOwn(d, FileStats, fileStatType, func(m protoreflect.Message) (FileStat, error) { return fileStatOf(m), nil })
+}
+
+// writeOwn writes the records of one of cryo's own images, each item
+// made a message by msg.
+func writeOwn[T any](d *Dir, k Kind, items []T, msg func(T) proto.Message) error {
+	msgs := make([]proto.Message, len(items))
+	for i, it := range items {
+		msgs[i] = msg(it)
+	}
+	return d.WriteImage(k, 0, msgs...)
+}
+
+// readOwn reads the records of one of cryo's own images, of message type
+// mt, each made an item by of.
+func readOwn[T any](d *Dir, k Kind, mt protoreflect.MessageType, of func(protoreflect.Message) (T, error)) ([]T, error) {
+	r, err := d.Open(k, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	var all []FileStat
+	var all []T
 	for {
-		m := fileStatType.New()
+		m := mt.New()
 		switch err := r.Next(m.Interface()); {
 		case errors.Is(err, io.EOF):
 			return all, nil
 		case err != nil:
 			return nil, err
 		}
-		all = append(all, fileStatOf(m))
+		it, err := of(m)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", k.FileName(0), err)
+		}
+		all = append(all, it)
 	}
 }

@@ -53,6 +53,7 @@ const (
 	SkQueues                     // sk-queues.img: data queued in sockets
 	IpcSem                       // ipcns-sem-ID.img: the System V semaphore sets of IPC namespace ID
 	IpcMsg                       // ipcns-msg-ID.img: the System V message queues of IPC namespace ID
+	SockExtras                   // cryo-sk-extra.img: socket state CRIU's entries lack (cryo's own)
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -60,9 +61,12 @@ const (
 // kind's own. The values are CRIU's, checked against go-criu's table.
 const imgCommon = 0x54564319
 
-// cryoFileStatMagic is the magic of cryo-file-stat.img, which only cryo
-// writes; CRIU's magic.h has no such value.
-const cryoFileStatMagic = 0x43525946
+// The magics of cryo's own images, which only cryo writes; CRIU's magic.h
+// has no such values.
+const (
+	cryoFileStatMagic  = 0x43525946
+	cryoSockExtraMagic = 0x4352534b
+)
 
 // ImgVersion is the value InventoryEntry.img_version must hold: CRIU's
 // CRTOOLS_IMAGES_V1_1, the format with the two-magic header.
@@ -111,7 +115,8 @@ var kinds = [...]kindDesc{
 	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
 	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
 	// cryo's own kind: a magic CRIU does not use.
-	FileStats: {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
+	FileStats:  {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
+	SockExtras: {"cryo-sk-extra", "cryo-sk-extra.img", cryoSockExtraMagic, names("cryo.sk_extra_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {
@@ -151,6 +156,10 @@ func (k Kind) FileName(id uint32) string {
 
 // raw reports whether the kind is bare data without header or records.
 func (k Kind) raw() bool { return k.desc().magic == 0 }
+
+// Own reports whether the kind is cryo's own, one CRIU's tools know
+// nothing of.
+func (k Kind) Own() bool { return k == FileStats || k == SockExtras }
 
 // header returns the magic words the kind's files start with.
 func (k Kind) header() []uint32 {

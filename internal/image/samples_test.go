@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
@@ -329,6 +330,9 @@ func samples() []sample {
 		// so it has no crit output to match (TestCritDecodesEveryKind).
 		{kind: FileStats, recs: []record{{msg: FileStat{ID: 3, UID: 65534, GID: 65534, MtimeSec: 1700000000,
 			MtimeNsec: 123456789, Dev: 0x803, Inode: 4242, BtimeSec: 1690000000, BtimeNsec: 5}.message()}}},
+		{kind: SockExtras, recs: []record{
+			{msg: SockExtra{ID: 7, PeekOff: 3}.message()},
+			{msg: SockExtra{ID: 9, PeekOff: -1, Groups: []McastGroup{{1, netip.MustParseAddr("239.7.7.7")}, {2, netip.MustParseAddr("ff15::777")}}}.message()}}},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -256,7 +257,9 @@ func TestRestoreTCPEstablished(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
 		name, network, addr string
-		leaveRunning        bool
+		// suffix is added to the subject's argument.
+		suffix       string
+		leaveRunning bool
 		// tcpClose restores the connection closed.
 		tcpClose bool
 		// failAt fails the dump at that step: the connection goes on.
@@ -272,6 +275,7 @@ func TestRestoreTCPEstablished(t *testing.T) {
 		{name: "dump failed in repair mode", network: "tcp4", addr: "127.0.0.1", failAt: "pages"},
 		{name: "restore failed, then done", network: "tcp6", addr: "::1", failRestoreAt: "resume"},
 		{name: "dump failed at the end", network: "tcp6", addr: "::1", failAt: "sync"},
+		{name: "peek offset", network: "tcp4", addr: "127.0.0.1", suffix: ":peek"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			unlockKeptAtCleanup(t)
@@ -294,7 +298,7 @@ func TestRestoreTCPEstablished(t *testing.T) {
 			defer l.Close()
 			name := tc.network
 			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-			s := startInet(t, name+":"+port)
+			s := startInet(t, name+":"+port+tc.suffix)
 			peer, err := l.Accept()
 			if err != nil {
 				t.Fatal(err)
@@ -357,6 +361,11 @@ func TestRestoreTCPEstablished(t *testing.T) {
 					}
 				}
 				restoreSubject(t, s, c, restore.Options{TCPClose: tc.tcpClose})
+				if tc.suffix == ":peek" {
+					if off := sockOpts(t, s.Pid, int(s.ReadyUint(t, name)), [][2]int{{unix.SOL_SOCKET, unix.SO_PEEK_OFF}})[0]; off != 3 {
+						t.Errorf("restored peek offset %d, want 3", off)
+					}
+				}
 			}
 			if locks, err := netlock.Locks(); err != nil || len(locks) != len(locksBefore) {
 				t.Errorf("locks after: %v, %v; want %v", locks, err, locksBefore)
@@ -545,6 +554,49 @@ func TestRestoreNetlink(t *testing.T) {
 	portAfter, after := groups()
 	if portAfter != port || string(after) != string(before) {
 		t.Errorf("restored: port %d, groups %x; want %d, %x", portAfter, after, port, before)
+	}
+}
+
+// TestRestoreUDPMulticast restores UDP sockets that joined a multicast
+// group on the loopback interface, IPv4 and IPv6, and set a peek offset:
+// each is a member again, with its peek offset.
+func TestRestoreUDPMulticast(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startInet(t, "udpm4", "udpm6")
+	state := func(name string, level int, group netip.Addr) (bool, int) {
+		t.Helper()
+		dup, err := kernel.Getfd(s.Pid, int(s.ReadyUint(t, name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dup)
+		_, _, member, err := kernel.McastFilter(dup, level, 1, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return member, off
+	}
+	sockets := []struct {
+		name  string
+		level int
+		group netip.Addr
+	}{{"udpm4", unix.SOL_IP, netip.MustParseAddr("239.7.7.7")}, {"udpm6", unix.SOL_IPV6, netip.MustParseAddr("ff15::777")}}
+	for _, sk := range sockets {
+		if member, off := state(sk.name, sk.level, sk.group); !member || off != 0 {
+			t.Fatalf("%s before the dump: member of %v %v, peek offset %d; want a member, 0", sk.name, sk.group, member, off)
+		}
+	}
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	for _, sk := range sockets {
+		if member, off := state(sk.name, sk.level, sk.group); !member || off != 0 {
+			t.Errorf("%s restored: member of %v %v, peek offset %d; want a member, 0", sk.name, sk.group, member, off)
+		}
 	}
 }
 

@@ -178,6 +178,16 @@ func TestRestoreGoHTTP(t *testing.T) {
 	keepsHTTPClient(t, testutil.BuildGo(t, "./test/subjects/gohttp"))
 }
 
+// TestRestoreNodeHTTP checkpoints a Node.js HTTP/1.1 server
+// (test/subjects/httpserver.js: V8 and its compiler's code, libuv's
+// threads and epoll) with a keep-alive client connected
+// (keepsHTTPClient).
+func TestRestoreNodeHTTP(t *testing.T) {
+	testutil.RequireRoot(t)
+	node := program(t, "node", "nodejs")
+	keepsHTTPClient(t, node, filepath.Join(testutil.ModuleRoot(t), "test", "subjects", "httpserver.js"))
+}
+
 // keepsHTTPClient starts an HTTP/1.1 server, path and args then a free
 // port, that answers "request N path P", with a keep-alive client
 // connected from outside the checkpoint, and checkpoints and restores it:
@@ -431,5 +441,90 @@ func TestRestoreStressNG(t *testing.T) {
 	dumpRestoreProgram(t, s)
 	if ws := s.Wait(t); !ws.Exited() || ws.ExitStatus() != 0 || !strings.Contains(s.Output(), "successful run completed") {
 		t.Errorf("restored stress-ng ended with %v:\n%s", ws, s.Output())
+	}
+}
+
+// TestRestoreMemcached checkpoints memcached (worker threads, libevent's
+// epoll, its pipes and eventfds) after a client stored a key, with that
+// client still connected: after the restore the client gets the key on
+// its old connection, and so does a new client.
+func TestRestoreMemcached(t *testing.T) {
+	testutil.RequireRoot(t)
+	memcached := program(t, "memcached", "memcached")
+	unlockKeptAtCleanup(t)
+	port := freePort(t)
+	s := startProgram(t, memcached, "-l", "127.0.0.1", "-p", fmt.Sprint(port), "-U", "0", "-u", "nobody", "-t", "2")
+	c := dialProgram(t, s, port)
+	r := bufio.NewReader(c)
+	ask := func(c net.Conn, r *bufio.Reader, req string, lines int) string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatalf("send %q: %v", req, err)
+		}
+		var out string
+		for range lines {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("answer to %q: %q, %v", req, out, err)
+			}
+			out += l
+		}
+		return out
+	}
+	if got := ask(c, r, "set k 0 0 5\r\nhello\r\n", 1); got != "STORED\r\n" {
+		t.Fatalf("set: %q", got)
+	}
+
+	dumpRestoreProgram(t, s)
+
+	const want = "VALUE k 0 5\r\nhello\r\nEND\r\n"
+	if got := ask(c, r, "get k\r\n", 3); got != want {
+		t.Errorf("get on the kept connection: %q, want %q", got, want)
+	}
+	c2 := dialProgram(t, s, port)
+	if got := ask(c2, bufio.NewReader(c2), "get k\r\n", 3); got != want {
+		t.Errorf("get on a new connection: %q, want %q", got, want)
+	}
+}
+
+// makeJobs is a Makefile of four jobs, each writing six lines to a file
+// of its own, a fifth of a second apart.
+const makeJobs = `all: a b c d
+a b c d:
+	for i in 1 2 3 4 5 6; do echo $@ $$i; sleep 0.2; done > $@.out
+`
+
+// TestRestoreMake checkpoints make -j2 while it runs two of its four jobs
+// (its job server's pipe, the shells it started and their sleep): after
+// the restore every job finishes with its six lines, and make exits 0.
+func TestRestoreMake(t *testing.T) {
+	testutil.RequireRoot(t)
+	mk := program(t, "make", "make")
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(makeJobs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startProgram(t, mk, "-C", dir, "-j2")
+	waitChildren(t, s.Pid, 2)
+	dumpRestoreProgram(t, s)
+	if ws := s.Wait(t); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("restored make ended with %v:\n%s", ws, s.Output())
+	}
+	for _, job := range []string{"a", "b", "c", "d"} {
+		b, err := os.ReadFile(filepath.Join(dir, job+".out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want string
+		for i := 1; i <= 6; i++ {
+			want += fmt.Sprintf("%s %d\n", job, i)
+		}
+		if string(b) != want {
+			t.Errorf("%s.out holds %q, want %q", job, b, want)
+		}
 	}
 }

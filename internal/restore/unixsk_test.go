@@ -75,8 +75,8 @@ func TestRestoreUnixSockets(t *testing.T) {
 			t.Fatalf("%s holds %q before the dump, want %q", name, got, want)
 		}
 	}
-	if l := before["lis"]; l.Pending != 2 || l.Backlog != 5 || before["sh1"].Shutdown != unix.SHUT_WR || !before["st0"].Passcred {
-		t.Fatalf("before the dump: lis %+v, sh1 %+v, st0 %+v", l, before["sh1"], before["st0"])
+	if l := before["lis"]; l.Pending != 2 || l.Backlog != 5 || before["sh1"].Shutdown != unix.SHUT_WR || !before["st0"].Passcred || before["st1"].PeekOff != 2 {
+		t.Fatalf("before the dump: lis %+v, sh1 %+v, st0 %+v, st1 %+v", l, before["sh1"], before["st0"], before["st1"])
 	}
 	c := dumpAndReap(t, s)
 	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {

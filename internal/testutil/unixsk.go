@@ -20,6 +20,7 @@ type UnixSock struct {
 	Queue            []string
 	Sndbuf, Rcvbuf   int
 	Passcred         bool
+	PeekOff          int // SO_PEEK_OFF
 	Flags            int // status flags
 	State, Shutdown  uint8
 	Pending, Backlog uint32 // of a listening socket
@@ -68,18 +69,22 @@ func UnixSocket(t testing.TB, pid, fd int) UnixSock {
 		s.Pending, s.Backlog = d.Rqueue, d.Wqueue
 		return s
 	}
-	if s.Queue, err = peekQueue(dup, s.Type); err != nil {
+	if s.PeekOff, err = unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_PEEK_OFF); err != nil {
+		t.Fatalf("fd %d of pid %d: %v", fd, pid, err)
+	}
+	if s.Queue, err = peekQueue(dup, s.Type, s.PeekOff); err != nil {
 		t.Fatalf("fd %d of pid %d: %v", fd, pid, err)
 	}
 	return s
 }
 
-// peekQueue reads what is queued to socket fd without taking it.
-func peekQueue(fd, typ int) ([]string, error) {
+// peekQueue reads what is queued to socket fd without taking it, its
+// peek offset set back to off after.
+func peekQueue(fd, typ, off int) ([]string, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
 		return nil, err
 	}
-	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1)
+	defer unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off)
 	var out []string
 	stream := ""
 	buf := make([]byte, 1<<16)

@@ -11,8 +11,8 @@
 //   listen4:PORT      the same on PORT
 //   udp4, udp6        a UDP socket bound on 127.0.0.1 or ::1
 //   udpm4, udpm6      the same, a member of multicast group 239.7.7.7 or
-//                     ff15::777 on the loopback interface (a dump refuses
-//                     it)
+//                     ff15::777 on the loopback interface, with a peek
+//                     offset (SO_PEEK_OFF) of 0
 //   udpc4:PORT, udpc6:PORT
 //                     the same, connected to PORT on 127.0.0.1 or ::1
 //   tcp4:PORT, tcp6:PORT
@@ -27,6 +27,7 @@
 //                     EOF", writes "bye|" (unless shut), shuts the
 //                     connection down for writing and reads no more
 //                     (any other end of the stream fails);
+//                     tcp4:PORT:peek sets a peek offset (SO_PEEK_OFF) of 3;
 //                     tcp4:PORT:noread shuts it down for reading (a dump
 //                     refuses it)
 //   mlisten4, mlisten6, mtcp4:PORT...
@@ -204,6 +205,7 @@ static void setup(struct sock *s, const char *arg) {
 			if ((family == AF_INET ? setsockopt(s->fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m4, sizeof m4)
 					       : setsockopt(s->fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m6, sizeof m6)) < 0)
 				fail("join a multicast group: %s", strerror(errno));
+			setint(s->fd, SOL_SOCKET, SO_PEEK_OFF, 0, "SO_PEEK_OFF");
 		}
 		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
 		if (colon && connect(s->fd, (struct sockaddr *)&sa, len) < 0)
@@ -230,6 +232,8 @@ static void setup(struct sock *s, const char *arg) {
 			s->sent += w;
 		}
 		s->eof = strstr(colon, ":eof") != NULL;
+		if (strstr(colon, ":peek"))
+			setint(s->fd, SOL_SOCKET, SO_PEEK_OFF, 3, "SO_PEEK_OFF");
 		if (strstr(colon, ":noread") && shutdown(s->fd, SHUT_RD) < 0)
 			fail("shutdown: %s", strerror(errno));
 		if (strstr(colon, ":shut")) {

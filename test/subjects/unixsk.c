@@ -7,6 +7,7 @@
 // eventfd | epoll | relative | overbound]. It
 // holds
 //   st0 st1     a stream socketpair: "abc" then "defg" queued to st1,
+//               which has a peek offset (SO_PEEK_OFF) of PEEKOFF,
 //               "ba" to st0; st0 with SO_PASSCRED, O_NONBLOCK and a send
 //               buffer of SNDBUF
 //   dg0 dg1     a datagram socketpair: "one" and "three" queued to
@@ -78,6 +79,7 @@
 
 #define PERIOD_MS 20
 #define SNDBUF 50000
+#define PEEKOFF 2
 #define RCVBUF 100000
 
 static void nap(void) {
@@ -183,6 +185,7 @@ int main(int argc, char **argv) {
 	pair(SOCK_STREAM, st);
 	xsend(st[0], "abc");
 	xsend(st[0], "defg");
+	setint(st[1], SO_PEEK_OFF, PEEKOFF);
 	xsend(st[1], "ba");
 	setint(st[0], SO_PASSCRED, 1);
 	setint(st[0], SO_SNDBUF, SNDBUF);

@@ -1,0 +1,84 @@
+package image
+
+import (
+	"fmt"
+	"net/netip"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// SockExtra is what a socket holds beyond the entry CRIU's images have
+// for it, which cryo keeps in an image of its own, cryo-sk-extra.img, one
+// record per socket entry of files.img that has any: its peek offset
+// (SO_PEEK_OFF; -1, the kernel's default, when it has none), and the
+// multicast groups a UDP socket joined.
+type SockExtra struct {
+	// ID is the socket's files.img entry.
+	ID      uint32
+	PeekOff int32
+	Groups  []McastGroup
+}
+
+// McastGroup is a multicast group joined on a network interface.
+type McastGroup struct {
+	Ifindex uint32
+	Group   netip.Addr
+}
+
+// sockExtraType is the message type of cryo-sk-extra.img records,
+// cryo.sk_extra_entry: each group's interface and address in two lists
+// of one length.
+var sockExtraType = func() protoreflect.MessageType {
+	req, rep := descriptorpb.FieldDescriptorProto_LABEL_REQUIRED, descriptorpb.FieldDescriptorProto_LABEL_REPEATED
+	return ownMessage("sk-extra", "sk_extra_entry",
+		ownField("id", 1, descriptorpb.FieldDescriptorProto_TYPE_UINT32, req),
+		ownField("peek_off", 2, descriptorpb.FieldDescriptorProto_TYPE_INT32, req),
+		ownField("mcast_ifindex", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, rep),
+		ownField("mcast_group", 4, descriptorpb.FieldDescriptorProto_TYPE_BYTES, rep))
+}()
+
+func (s SockExtra) message() proto.Message {
+	m := sockExtraType.New()
+	f := m.Descriptor().Fields()
+	m.Set(f.ByName("id"), protoreflect.ValueOfUint32(s.ID))
+	m.Set(f.ByName("peek_off"), protoreflect.ValueOfInt32(s.PeekOff))
+	ifs, groups := m.Mutable(f.ByName("mcast_ifindex")).List(), m.Mutable(f.ByName("mcast_group")).List()
+	for _, g := range s.Groups {
+		ifs.Append(protoreflect.ValueOfUint32(g.Ifindex))
+		groups.Append(protoreflect.ValueOfBytes(g.Group.AsSlice()))
+	}
+	return m.Interface()
+}
+
+func sockExtraOf(m protoreflect.Message) (SockExtra, error) {
+	f := m.Descriptor().Fields()
+	s := SockExtra{ID: uint32(m.Get(f.ByName("id")).Uint()), PeekOff: int32(m.Get(f.ByName("peek_off")).Int())}
+	if s.PeekOff < -1 {
+		return s, fmt.Errorf("%w: socket %d: peek offset %d", ErrRecord, s.ID, s.PeekOff)
+	}
+	ifs, groups := m.Get(f.ByName("mcast_ifindex")).List(), m.Get(f.ByName("mcast_group")).List()
+	if ifs.Len() != groups.Len() {
+		return s, fmt.Errorf("%w: socket %d: %d interfaces for %d multicast groups", ErrRecord, s.ID, ifs.Len(), groups.Len())
+	}
+	for i := range ifs.Len() {
+		a, ok := netip.AddrFromSlice(groups.Get(i).Bytes())
+		if !ok || !a.IsMulticast() {
+			return s, fmt.Errorf("%w: socket %d: multicast group %x", ErrRecord, s.ID, groups.Get(i).Bytes())
+		}
+		s.Groups = append(s.Groups, McastGroup{uint32(ifs.Get(i).Uint()), a})
+	}
+	return s, nil
+}
+
+// WriteSockExtras writes cryo-sk-extra.img.
+func (d *Dir) WriteSockExtras(extras []SockExtra) error {
+	return writeOwn(d, SockExtras, extras, SockExtra.message)
+}
+
+// ReadSockExtras reads cryo-sk-extra.img; a checkpoint without it (one
+// CRIU made, or an older cryo) gives an error wrapping fs.ErrNotExist.
+func (d *Dir) ReadSockExtras() ([]SockExtra, error) {
+	return readOwn(d, SockExtras, sockExtraType, sockExtraOf)
+}

@@ -1,0 +1,55 @@
+package image
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+func TestSockExtras(t *testing.T) {
+	d, err := Create(t.TempDir() + "/images")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []SockExtra{
+		{ID: 7, PeekOff: 3},
+		{ID: 9, PeekOff: -1, Groups: []McastGroup{{1, netip.MustParseAddr("239.7.7.7")}, {2, netip.MustParseAddr("ff15::777")}}},
+	}
+	if err := d.WriteSockExtras(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.ReadSockExtras()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("read back (-written +read):\n%s", diff)
+	}
+	for _, bad := range []func(m protoreflect.Message){
+		func(m protoreflect.Message) {
+			m.Set(m.Descriptor().Fields().ByName("peek_off"), protoreflect.ValueOfInt32(-2))
+		},
+		func(m protoreflect.Message) {
+			m.Mutable(m.Descriptor().Fields().ByName("mcast_ifindex")).List().Append(protoreflect.ValueOfUint32(1))
+		},
+		func(m protoreflect.Message) {
+			f := m.Descriptor().Fields()
+			m.Mutable(f.ByName("mcast_ifindex")).List().Append(protoreflect.ValueOfUint32(1))
+			m.Mutable(f.ByName("mcast_group")).List().Append(protoreflect.ValueOfBytes([]byte{10, 0, 0, 1}))
+		},
+		func(m protoreflect.Message) {
+			f := m.Descriptor().Fields()
+			m.Mutable(f.ByName("mcast_ifindex")).List().Append(protoreflect.ValueOfUint32(1))
+			m.Mutable(f.ByName("mcast_group")).List().Append(protoreflect.ValueOfBytes([]byte{239, 0, 0}))
+		},
+	} {
+		m := SockExtra{ID: 1, PeekOff: -1}.message().ProtoReflect()
+		bad(m)
+		if s, err := sockExtraOf(m); !errors.Is(err, ErrRecord) {
+			t.Errorf("a bad record read as %+v, %v; want ErrRecord", s, err)
+		}
+	}
+}
