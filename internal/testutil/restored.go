@@ -81,15 +81,47 @@ func WaitPidsFree(pids ...int) error {
 }
 
 // KillPidsAtCleanup kills the processes pids when the test ends, and
-// waits until they are gone (WaitPidsFree): the members of a tree outlive
-// its root for a moment, and a later test must not find them.
+// waits until they are gone (reaping those that are the test process's):
+// the members of a tree outlive its root for a moment, and a later test
+// must not find them. Each is known by its start time as well as its
+// pid, and killed through a pidfd taken now: a test run makes enough
+// processes for pid numbers to wrap, and a pid may belong to another
+// package's process by then, which must be left alone.
 func KillPidsAtCleanup(t testing.TB, pids ...int) {
-	t.Cleanup(func() {
-		for _, pid := range pids {
-			unix.Kill(pid, unix.SIGKILL)
+	type victim struct {
+		pid, fd int
+		start   uint64
+	}
+	var victims []victim
+	for _, pid := range pids {
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			continue // gone already
 		}
-		if err := WaitPidsFree(pids...); err != nil {
-			t.Error(err)
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue
+		}
+		victims = append(victims, victim{pid, fd, st.StartTime})
+	}
+	t.Cleanup(func() {
+		for _, p := range victims {
+			unix.PidfdSendSignal(p.fd, unix.SIGKILL, nil, 0)
+		}
+		deadline := time.Now().Add(SubjectTimeout)
+		for _, p := range victims {
+			for {
+				unix.Wait4(p.pid, nil, unix.WALL|unix.WNOHANG, nil)
+				if st, err := proc.ReadStat(p.pid); err != nil || st.StartTime != p.start {
+					break // gone, or another process's pid now
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("pid %d still exists after %v", p.pid, SubjectTimeout)
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			unix.Close(p.fd)
 		}
 	})
 }
