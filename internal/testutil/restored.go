@@ -83,47 +83,60 @@ func WaitPidsFree(pids ...int) error {
 // KillPidsAtCleanup kills the processes pids when the test ends, and
 // waits until they are gone (reaping those that are the test process's):
 // the members of a tree outlive its root for a moment, and a later test
-// must not find them. Each is known by its start time as well as its
-// pid, and killed through a pidfd taken now: a test run makes enough
-// processes for pid numbers to wrap, and a pid may belong to another
-// package's process by then, which must be left alone.
+// must not find them. A process is killed if it is the one that had the
+// pid when KillPidsAtCleanup was called (its start time tells), or one
+// under the test process (restored with that pid): a test run makes
+// enough processes for pid numbers to wrap, and by then a pid may be
+// another package's process, which must be left alone.
 func KillPidsAtCleanup(t testing.TB, pids ...int) {
-	type victim struct {
-		pid, fd int
-		start   uint64
-	}
-	var victims []victim
+	starts := map[int]uint64{}
 	for _, pid := range pids {
+		if st, err := proc.ReadStat(pid); err == nil {
+			starts[pid] = st.StartTime
+		}
+	}
+	ours := func(pid int) bool {
 		st, err := proc.ReadStat(pid)
-		if err != nil {
-			continue // gone already
-		}
-		fd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			continue
-		}
-		victims = append(victims, victim{pid, fd, st.StartTime})
+		return err == nil && (st.StartTime == starts[pid] || descendant(pid))
 	}
 	t.Cleanup(func() {
-		for _, p := range victims {
-			unix.PidfdSendSignal(p.fd, unix.SIGKILL, nil, 0)
+		for _, pid := range pids {
+			if ours(pid) {
+				unix.Kill(pid, unix.SIGKILL)
+			}
 		}
 		deadline := time.Now().Add(SubjectTimeout)
-		for _, p := range victims {
+		for _, pid := range pids {
 			for {
-				unix.Wait4(p.pid, nil, unix.WALL|unix.WNOHANG, nil)
-				if st, err := proc.ReadStat(p.pid); err != nil || st.StartTime != p.start {
-					break // gone, or another process's pid now
+				unix.Wait4(pid, nil, unix.WALL|unix.WNOHANG, nil)
+				if !ours(pid) {
+					break // gone, or another's pid now
 				}
 				if time.Now().After(deadline) {
-					t.Errorf("pid %d still exists after %v", p.pid, SubjectTimeout)
+					t.Errorf("pid %d still exists after %v", pid, SubjectTimeout)
 					break
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			unix.Close(p.fd)
 		}
 	})
+}
+
+// descendant reports whether process pid is a descendant of the test
+// process.
+func descendant(pid int) bool {
+	self := os.Getpid()
+	for range 64 {
+		st, err := proc.ReadStat(pid)
+		if err != nil || st.PPid <= 1 {
+			return false
+		}
+		if st.PPid == self {
+			return true
+		}
+		pid = st.PPid
+	}
+	return false
 }
 
 // Tick is one tick line of a subject: its number and key=value fields.
