@@ -466,6 +466,12 @@ func (s *Subject) Kill() {
 	if s.reaped {
 		return
 	}
+	// Reaped by another wait (WaitPidsFree), its pid may be another
+	// package's process by now: pid numbers wrap in a test run.
+	if !descendant(s.Pid) {
+		s.reaped = true
+		return
+	}
 	unix.Kill(s.Pid, unix.SIGKILL)
 	var ws unix.WaitStatus
 	for {
