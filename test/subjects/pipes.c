@@ -17,8 +17,8 @@
 //   small_r  an empty pipe of SMALL_SIZE bytes
 //   pkt_r    an empty packet-mode pipe (O_DIRECT on its write end)
 //   pkt_w    (with packets: holding two packets, which a dump refuses)
-// (with async: pr is O_ASYNC, its owner the process, signal SIGUSR2,
-// which the process ignores)
+// (with async: pr is O_ASYNC, its owner the process, signal SIGIO, which
+// a dump refuses)
 //   fifo     DIR/fifo opened read-write, of FIFO_SIZE bytes, holding
 //            FIFO_DATA
 //   ghost_r  DIR/ghost, a FIFO of mode 0640 holding GHOST_DATA, opened
@@ -152,7 +152,7 @@ int main(int argc, char **argv) {
 	int pr_own = reopen(pr, O_RDONLY), pw_own = reopen(pw, O_WRONLY);
 	setfl(pr_own, O_NONBLOCK);
 	setfl(pw, O_NONBLOCK);
-	if (async && (signal(SIGUSR2, SIG_IGN) == SIG_ERR || fcntl(pr, F_SETOWN, getpid()) || fcntl(pr, F_SETSIG, SIGUSR2)))
+	if (async && (signal(SIGIO, SIG_IGN) == SIG_ERR || fcntl(pr, F_SETOWN, getpid()) || fcntl(pr, F_SETSIG, SIGIO)))
 		fail("F_SETOWN: %s", strerror(errno));
 	if (async)
 		setfl(pr, O_ASYNC);
