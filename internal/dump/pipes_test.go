@@ -117,5 +117,5 @@ func TestDumpRefusesAsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testutil.StartSubject(t, testutil.BuildC(t, "pipes.c"), dir, "async")
-	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["pr"]+" has O_ASYNC")
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["pr"]+" (pipe:", "has O_ASYNC")
 }

@@ -150,13 +150,6 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 			if err := t.dumpLocks(fd, info); err != nil {
 				return err
 			}
-			if info.Flags&unix.O_ASYNC != 0 {
-				// Its owner (F_SETOWN) holds the credentials it was
-				// set with, which no interface shows; kept without
-				// them, the flag would bring no signal. (A lease sets
-				// it too, refused above by name.)
-				return fmt.Errorf("%w: fd %d has O_ASYNC (signal-driven I/O), whose owner and signal a checkpoint does not keep", ErrUnsupported, fd)
-			}
 			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: view, fd: fd, id: id})
 		}
 		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{
@@ -207,6 +200,12 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 	}
 	if err := unix.Stat(d.path, &d.st); err != nil {
 		return 0, err
+	}
+	if info.Flags&unix.O_ASYNC != 0 {
+		// Its owner (F_SETOWN) holds the credentials it was set with,
+		// which no interface shows; kept without them, the flag would
+		// bring no signal.
+		return 0, fmt.Errorf("%w: %v has O_ASYNC (signal-driven I/O), whose owner and signal a checkpoint does not keep", ErrUnsupported, d)
 	}
 	for _, k := range kinds {
 		if k.claims(d) {
