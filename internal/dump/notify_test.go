@@ -26,7 +26,7 @@ func TestDumpRefusesNotify(t *testing.T) {
 		{"events", []string{"noread"}, []string{"inotify fd {ino} has", "bytes of events not read yet"}},
 		{"procfs", []string{"proc"}, []string{"inotify fd {ino} watch 4 marks inode", "which no path reaches"}},
 		{"filesystem mark", []string{"fanotify", "fs"}, []string{"fanotify fd {fan} has a filesystem mark"}},
-		{"signal-driven", []string{"async"}, []string{"fd {ino} (anon_inode:inotify) has O_ASYNC"}},
+		{"signal-driven", []string{"async"}, []string{"inotify fd {ino} has O_ASYNC"}},
 		{"no CAP_SYS_ADMIN", []string{"fanotify", "nocap"}, []string{"fd {fan} is a fanotify", "without CAP_SYS_ADMIN"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -105,17 +105,3 @@ func TestDumpRefusesPackets(t *testing.T) {
 	// The first descriptor of the pipe the dump meets names it.
 	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["pkt_r"], "packets")
 }
-
-// TestDumpRefusesAsync checks that a descriptor with signal-driven I/O
-// (O_ASYNC) is refused by name, the process left as it was: no interface
-// shows whose credentials its owner was set with, and a restore that kept
-// the flag without its owner and signal would deliver no signal.
-func TestDumpRefusesAsync(t *testing.T) {
-	testutil.RequireRoot(t)
-	dir, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := testutil.StartSubject(t, testutil.BuildC(t, "pipes.c"), dir, "async")
-	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["pr"]+" (pipe:", "has O_ASYNC")
-}

@@ -139,8 +139,12 @@ func (t *Table) inodeVia(m proc.Mount, h *proc.FileHandle, sdev uint32, ino uint
 }
 
 // refuseLost refuses what a restore could not bring back of a
-// notification descriptor: events not read yet.
+// notification descriptor: events not read yet, and signal-driven I/O
+// (O_ASYNC), whose owner cryo does not keep.
 func (t *Table) refuseLost(d *desc, what string) error {
+	if d.info.Flags&unix.O_ASYNC != 0 {
+		return fmt.Errorf("%w: %s fd %d has O_ASYNC (signal-driven I/O)", ErrUnsupported, what, d.fd)
+	}
 	fd, err := kernel.Getfd(t.view, d.fd)
 	if err != nil {
 		return err

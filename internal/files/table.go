@@ -201,12 +201,6 @@ func (t *Table) dumpFd(fd int, info proc.Fdinfo) (uint32, error) {
 	if err := unix.Stat(d.path, &d.st); err != nil {
 		return 0, err
 	}
-	if info.Flags&unix.O_ASYNC != 0 {
-		// Its owner (F_SETOWN) holds the credentials it was set with,
-		// which no interface shows; kept without them, the flag would
-		// bring no signal.
-		return 0, fmt.Errorf("%w: %v has O_ASYNC (signal-driven I/O), whose owner and signal a checkpoint does not keep", ErrUnsupported, d)
-	}
 	for _, k := range kinds {
 		if k.claims(d) {
 			return k.dump(t, d)
