@@ -138,8 +138,11 @@ func TestDumpExitedLeaderChildPdeath(t *testing.T) {
 	testutil.KillPidsAtCleanup(t, kid)
 	t.Cleanup(s.Kill)
 	// The child sets its signal before its leader exits.
-	for !proc.LeaderExited(kid) {
-		s.WaitTicks(t, 1)
+	for deadline := time.Now().Add(testutil.SubjectTimeout); !proc.LeaderExited(kid); s.WaitTicks(t, 1) {
+		if time.Now().After(deadline) {
+			st, err := proc.ReadStat(kid)
+			t.Fatalf("child %d: its leader has not exited with a thread running (state %c, %v)", kid, st.State, err)
+		}
 	}
 	expectRefused(t, s, dump.Options{}, "parent-death signal", "leader has exited")
 }
