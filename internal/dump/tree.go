@@ -303,9 +303,12 @@ func (t *tree) checkSessions() error {
 			leaders[e.GetPgid()] = true
 		}
 	}
+	// sessions are the sessions whose helpers are made here.
+	sessions := map[uint32]bool{}
 	helper := func(e, p *pstree.PstreeEntry, id uint32, what string) {
 		t.log.Info(what+" without its leader: a helper will make it", what, id, "member", e.GetPid())
 		leaders[id] = true
+		sessions[id] = id == e.GetSid()
 		h := &pstree.PstreeEntry{
 			Pid: proto.Uint32(id), Ppid: proto.Uint32(p.GetPid()),
 			Pgid: proto.Uint32(id), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{id},
@@ -322,7 +325,7 @@ func (t *tree) checkSessions() error {
 				return fmt.Errorf("%w: pid %d is in session %d, whose leader is outside the tree, and its parent %d in session %d", ErrUnsupported, e.GetPid(), sid, p.GetPid(), p.GetSid())
 			case h == nil:
 				helper(e, p, sid, "session")
-			case h.GetSid() != sid || !slices.ContainsFunc(t.dead, func(d dead) bool { return d.pid == int(sid) && d.state == taskHelper }):
+			case !sessions[sid]:
 				return fmt.Errorf("%w: pid %d is in session %d, whose leader is in the tree, and its parent %d in session %d", ErrUnsupported, e.GetPid(), sid, p.GetPid(), p.GetSid())
 			case h.GetPpid() != p.GetPid():
 				return fmt.Errorf("%w: pid %d is in session %d, whose leader has exited, and its parent %d in another, not the parent (%d) of the others in it", ErrUnsupported, e.GetPid(), sid, p.GetPid(), h.GetPpid())

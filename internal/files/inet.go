@@ -479,8 +479,11 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	}
 	if e.GetProto() == unix.IPPROTO_TCP && isConnection(e.GetState()) {
 		err = r.restoreConnection(fd, f)
-	} else if err = setupInet(fd, e, r.sharesPort(e)); err == nil {
-		err = r.reusePortLater(fd, e)
+	} else {
+		share := r.sharesPort(e)
+		if err = setupInet(fd, e, share); err == nil && share {
+			err = r.reusePortLater(fd)
+		}
 		if err == nil {
 			err = r.restoreDatagrams(fd, f)
 		}
@@ -521,13 +524,10 @@ func (r *Restorer) sharesPort(e *skinet.InetSkEntry) bool {
 	return false
 }
 
-// reusePortLater keeps a duplicate of socket fd of entry e, if it has
-// SO_REUSEPORT for the time of the restore only, to turn it off once
+// reusePortLater keeps a duplicate of socket fd, which has SO_REUSEPORT
+// for the time of the restore only (sharesPort), to turn it off once
 // every entry is open.
-func (r *Restorer) reusePortLater(fd int, e *skinet.InetSkEntry) error {
-	if !r.sharesPort(e) {
-		return nil
-	}
+func (r *Restorer) reusePortLater(fd int) error {
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("duplicate socket: %w", err)

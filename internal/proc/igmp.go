@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
 )
 
 // McastGroup is a multicast group joined on a network interface, by some
@@ -70,7 +69,7 @@ func ParseIGMP6(b []byte) ([]McastGroup, error) {
 		if len(fields) < 3 {
 			return fmt.Errorf("%w: %d fields, want at least 3", ErrSyntax, len(fields))
 		}
-		n, err := strconv.Atoi(string(fields[0]))
+		n, err := parseNum[int](string(fields[0]), 10)
 		if err != nil || n <= 0 {
 			return fmt.Errorf("%w: interface index %q", ErrSyntax, fields[0])
 		}

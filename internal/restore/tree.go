@@ -263,16 +263,18 @@ func (t *tree) generations() [][]*pstree.PstreeEntry {
 		}
 		gens[d] = append(gens[d], e)
 	}
+	helpers := map[*pstree.PstreeEntry]bool{}
+	for _, z := range t.zombies {
+		helpers[z.entry] = z.helper
+	}
 	rank := func(e *pstree.PstreeEntry) int {
-		for _, z := range t.zombies {
-			if z.helper && z.entry == e {
-				if e.GetSid() == e.GetPid() {
-					return 0
-				}
-				return 1
-			}
+		switch {
+		case !helpers[e]:
+			return 2
+		case e.GetSid() == e.GetPid():
+			return 0
 		}
-		return 2
+		return 1
 	}
 	for _, gen := range gens {
 		slices.SortStableFunc(gen, func(a, b *pstree.PstreeEntry) int { return rank(a) - rank(b) })
