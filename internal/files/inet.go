@@ -491,6 +491,10 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 	if err == nil {
 		err = errors.Join(r.set.joinGroups(fd, f.GetId()), r.set.setPeekOff(fd, f.GetId()))
 	}
+	if err == nil && e.GetFlags()&unix.O_ASYNC != 0 {
+		// Signal-driven I/O; its owner comes after (restoreOwner).
+		err = setStatusFlags(fd, e.GetFlags())
+	}
 	if err != nil {
 		unix.Close(fd)
 		return -1, err

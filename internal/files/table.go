@@ -150,6 +150,18 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 			if err := t.dumpLocks(fd, info); err != nil {
 				return err
 			}
+			// Signal-driven I/O, and a socket's SIGURG, go to the
+			// file's owner. (A lease sets O_ASYNC too, refused above
+			// by name.) The restores of pipes and sockets set the
+			// flag again; those of other kinds do not.
+			switch typ := t.files[id-1].GetType(); {
+			case info.Flags&unix.O_ASYNC != 0 && typ != fdinfo.FdTypes_PIPE && typ != fdinfo.FdTypes_UNIXSK && typ != fdinfo.FdTypes_INETSK:
+				return fmt.Errorf("%w: fd %d has O_ASYNC (signal-driven I/O), which the restore of a %v does not keep", ErrUnsupported, fd, typ)
+			case info.Flags&unix.O_ASYNC != 0 || st.Mode&unix.S_IFMT == unix.S_IFSOCK:
+				if err := t.dumpOwner(fd, t.files[id-1]); err != nil {
+					return fmt.Errorf("dump fd %d: %w", fd, err)
+				}
+			}
 			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: view, fd: fd, id: id})
 		}
 		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{

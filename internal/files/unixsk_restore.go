@@ -714,7 +714,11 @@ func (m *unixMaking) send(fd int, dest *unix.SockaddrUnix, data []byte, cred *un
 
 // asProcess runs f on a thread of cryo's own, with the process's
 // credentials and a working directory of its own, which dies after.
-func (r *Restorer) asProcess(f func() error) error {
+func (r *Restorer) asProcess(f func() error) error { return onThreadAs(r.creds, f) }
+
+// onThreadAs runs f on a thread of cryo's own, with a working directory
+// of its own, and with credentials c unless nil.
+func onThreadAs(c *kernel.Creds, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread ends with the goroutine.
@@ -723,9 +727,9 @@ func (r *Restorer) asProcess(f func() error) error {
 			if err := unix.Unshare(unix.CLONE_FS); err != nil {
 				return fmt.Errorf("unshare the working directory: %w", err)
 			}
-			if r.creds != nil {
-				if err := kernel.BecomeThread(*r.creds); err != nil {
-					return fmt.Errorf("take the process's credentials: %w", err)
+			if c != nil {
+				if err := kernel.BecomeThread(*c); err != nil {
+					return fmt.Errorf("take the credentials %d/%d: %w", c.UID, c.EUID, err)
 				}
 			}
 			return f()

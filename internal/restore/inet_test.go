@@ -25,6 +25,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/netlock"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -558,8 +559,9 @@ func TestRestoreNetlink(t *testing.T) {
 }
 
 // TestRestoreUDPMulticast restores UDP sockets that joined a multicast
-// group on the loopback interface, IPv4 and IPv6, and set a peek offset:
-// each is a member again, with its peek offset.
+// group on the loopback interface, IPv4 and IPv6, set a peek offset and
+// signal-driven I/O: each is a member again, with its peek offset, and
+// O_ASYNC with its owner and signal.
 func TestRestoreUDPMulticast(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := startInet(t, "udpm4", "udpm6")
@@ -597,6 +599,19 @@ func TestRestoreUDPMulticast(t *testing.T) {
 		if member, off := state(sk.name, sk.level, sk.group); !member || off != 0 {
 			t.Errorf("%s restored: member of %v %v, peek offset %d; want a member, 0", sk.name, sk.group, member, off)
 		}
+		fd := int(s.ReadyUint(t, sk.name))
+		if info, err := proc.ReadFdinfo(s.Pid, fd); err != nil || info.Flags&unix.O_ASYNC == 0 {
+			t.Errorf("%s restored: flags %#o, %v; want O_ASYNC", sk.name, info.Flags, err)
+		}
+		dup, err := kernel.Getfd(s.Pid, fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := kernel.Owner{Type: kernel.FOwnerPID, Pid: s.Pid, Sig: int(unix.SIGUSR2)}
+		if o, err := kernel.GetOwner(dup); err != nil || o != want {
+			t.Errorf("%s restored: owner %+v, %v; want %+v", sk.name, o, err, want)
+		}
+		unix.Close(dup)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -163,5 +164,38 @@ func TestRestoreOutsidePipes(t *testing.T) {
 	var ws unix.WaitStatus
 	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil || !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Errorf("the restored cat: %v, %v; want it to exit 0 at the end of its input", ws, err)
+	}
+}
+
+// TestRestoreAsyncOwner restores test/subjects/pipes.c with signal-driven
+// I/O on a pipe (O_ASYNC, its owner the process, signal SIGUSR2): the
+// restored descriptor has the flag, and the owner, signal and the uids it
+// was set with.
+func TestRestoreAsyncOwner(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "pipes.c"), dir, "async"), dir: dir}
+	pr := int(s.ReadyUint(t, "pr"))
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 2)
+	info, err := proc.ReadFdinfo(s.Pid, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Flags&unix.O_ASYNC == 0 {
+		t.Errorf("fd %d: flags %#o, no O_ASYNC", pr, info.Flags)
+	}
+	dup, err := kernel.Getfd(s.Pid, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dup)
+	want := kernel.Owner{Type: kernel.FOwnerPID, Pid: s.Pid, Sig: int(unix.SIGUSR2)}
+	if o, err := kernel.GetOwner(dup); err != nil || o != want {
+		t.Errorf("fd %d: owner %+v, %v; want %+v", pr, o, err, want)
 	}
 }

@@ -12,7 +12,8 @@
 //   udp4, udp6        a UDP socket bound on 127.0.0.1 or ::1
 //   udpm4, udpm6      the same, a member of multicast group 239.7.7.7 or
 //                     ff15::777 on the loopback interface, with a peek
-//                     offset (SO_PEEK_OFF) of 0
+//                     offset (SO_PEEK_OFF) of 0, and signal-driven I/O
+//                     (O_ASYNC) to the process, signal SIGUSR2 (ignored)
 //   udpc4:PORT, udpc6:PORT
 //                     the same, connected to PORT on 127.0.0.1 or ::1
 //   tcp4:PORT, tcp6:PORT
@@ -206,6 +207,9 @@ static void setup(struct sock *s, const char *arg) {
 					       : setsockopt(s->fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m6, sizeof m6)) < 0)
 				fail("join a multicast group: %s", strerror(errno));
 			setint(s->fd, SOL_SOCKET, SO_PEEK_OFF, 0, "SO_PEEK_OFF");
+			if (signal(SIGUSR2, SIG_IGN) == SIG_ERR || fcntl(s->fd, F_SETOWN, getpid()) < 0 ||
+			    fcntl(s->fd, F_SETSIG, SIGUSR2) < 0 || fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_ASYNC) < 0)
+				fail("signal-driven I/O: %s", strerror(errno));
 		}
 		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
 		if (colon && connect(s->fd, (struct sockaddr *)&sa, len) < 0)

@@ -4,7 +4,7 @@
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1.
 //
-// Usage: pipes DIR [packets]. It holds:
+// Usage: pipes DIR [packets|async]. It holds:
 //   pr       the read end of a pipe holding PIPE_DATA
 //   pr_dup   a dup of pr (one open file description)
 //   pr_own   pr reopened through /proc (a description of its own),
@@ -17,6 +17,8 @@
 //   small_r  an empty pipe of SMALL_SIZE bytes
 //   pkt_r    an empty packet-mode pipe (O_DIRECT on its write end)
 //   pkt_w    (with packets: holding two packets, which a dump refuses)
+// (with async: pr is O_ASYNC, its owner the process, signal SIGUSR2,
+// which the process ignores)
 //   fifo     DIR/fifo opened read-write, of FIFO_SIZE bytes, holding
 //            FIFO_DATA
 //   ghost_r  DIR/ghost, a FIFO of mode 0640 holding GHOST_DATA, opened
@@ -27,6 +29,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/kcmp.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -130,9 +133,10 @@ static void shares(const char *what, int a, int b, int want) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 2 && (argc != 3 || strcmp(argv[2], "packets")))
-		fail("usage: pipes DIR [packets]");
-	int pkt_bytes = argc == 3 ? 4 : 0; // two packets of 2 bytes
+	if (argc != 2 && (argc != 3 || (strcmp(argv[2], "packets") && strcmp(argv[2], "async"))))
+		fail("usage: pipes DIR [packets|async]");
+	int pkt_bytes = argc == 3 && !strcmp(argv[2], "packets") ? 4 : 0; // two packets of 2 bytes
+	int async = argc == 3 && !strcmp(argv[2], "async");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	char fifo_path[4096], ghost_path[4096], wronly_path[4096];
 	snprintf(fifo_path, sizeof fifo_path, "%s/fifo", argv[1]);
@@ -148,6 +152,10 @@ int main(int argc, char **argv) {
 	int pr_own = reopen(pr, O_RDONLY), pw_own = reopen(pw, O_WRONLY);
 	setfl(pr_own, O_NONBLOCK);
 	setfl(pw, O_NONBLOCK);
+	if (async && (signal(SIGUSR2, SIG_IGN) == SIG_ERR || fcntl(pr, F_SETOWN, getpid()) || fcntl(pr, F_SETSIG, SIGUSR2)))
+		fail("F_SETOWN: %s", strerror(errno));
+	if (async)
+		setfl(pr, O_ASYNC);
 
 	setsize(big[1], BIG_SIZE);
 	static uint8_t big_data[BIG_DATA];
