@@ -141,7 +141,8 @@ func TestDumpExitedLeaderChildPdeath(t *testing.T) {
 	for deadline := time.Now().Add(testutil.SubjectTimeout); !proc.LeaderExited(kid); s.WaitTicks(t, 1) {
 		if time.Now().After(deadline) {
 			st, err := proc.ReadStat(kid)
-			t.Fatalf("child %d: its leader has not exited with a thread running (state %c, %v)", kid, st.State, err)
+			// A zombie's exit code tells what ended it.
+			t.Fatalf("child %d: its leader has not exited with a thread running (state %c, exit code %#x, %v)", kid, st.State, st.ExitCode, err)
 		}
 	}
 	expectRefused(t, s, dump.Options{}, "parent-death signal", "leader has exited")

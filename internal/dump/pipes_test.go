@@ -2,6 +2,8 @@ package dump_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -104,4 +106,18 @@ func TestDumpRefusesPackets(t *testing.T) {
 	s := testutil.StartSubject(t, testutil.BuildC(t, "pipes.c"), dir, "packets")
 	// The first descriptor of the pipe the dump meets names it.
 	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["pkt_r"], "packets")
+}
+
+// TestDumpRefusesOwnerOutside checks that a pipe whose signals
+// (F_SETOWN) go to a process outside the checkpoint, the subject's parent
+// here, is refused by name, the process left as it was: a restore would
+// signal whatever process has that pid then.
+func TestDumpRefusesOwnerOutside(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testutil.StartSubject(t, testutil.BuildC(t, "pipes.c"), dir, "async-outside")
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "fd "+s.Ready["pr"], fmt.Sprintf("process %d, not one of the checkpoint's", os.Getpid()))
 }

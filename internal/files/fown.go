@@ -3,12 +3,15 @@ package files
 import (
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // An open file's owner (F_SETOWN, F_SETSIG) is who its signal-driven I/O
@@ -46,6 +49,9 @@ func (t *Table) dumpOwner(fd int, f *fdinfo.FileEntry) error {
 	if err != nil || o.Pid == 0 && o.Sig == 0 {
 		return err
 	}
+	if o.Pid != 0 && !t.ownerInTree(o) {
+		return fmt.Errorf("%w: fd %d: the owner of its signals (F_SETOWN) is %s %d, not one of the checkpoint's", ErrUnsupported, fd, o.Kind(), o.Pid)
+	}
 	m, field := entryFown(f)
 	if m == nil {
 		return fmt.Errorf("%w: fd %d (%v) has an owner for its signals (F_SETOWN), which its kind's entry cannot hold", ErrUnsupported, fd, f.GetType())
@@ -56,21 +62,76 @@ func (t *Table) dumpOwner(fd int, f *fdinfo.FileEntry) error {
 	return nil
 }
 
-// restoreOwner gives the file cryo made of entry f, fd, its owner, if it
-// had one, from a thread with the uids it was set with.
-func (r *Restorer) restoreOwner(fd int, f *fdinfo.FileEntry) error {
-	m, field := entryFown(f)
-	if m == nil || !m.Has(field) {
-		return nil
+// ownerInTree says whether o is a thread, process or process group of
+// the processes dumped. (The kernel says 0 for an owner that has exited.)
+func (t *Table) ownerInTree(o kernel.Owner) bool {
+	switch o.Type {
+	case kernel.FOwnerPGRP:
+		for pid := range t.processes {
+			if st, err := proc.ReadStat(pid); err == nil && st.Pgrp == o.Pid {
+				return true
+			}
+		}
+		return false
+	case kernel.FOwnerTID:
+		st, err := proc.ReadStatus(o.Pid)
+		return err == nil && t.processes[st.Tgid]
 	}
-	e, ok := m.Get(field).Message().Interface().(*fown.FownEntry)
-	if !ok || e.GetPid() == 0 && e.GetSignum() == 0 {
-		return nil
-	}
-	o := kernel.Owner{Type: int(e.GetPidType()), Pid: int(e.GetPid()), Sig: int(e.GetSignum())}
-	c := kernel.Creds{UID: e.GetUid(), EUID: e.GetEuid(), SUID: e.GetEuid()}
-	if err := onThreadAs(&c, func() error { return kernel.SetOwner(fd, o) }); err != nil {
-		return fmt.Errorf("owner of its signals: %w", err)
+	return t.processes[o.Pid]
+}
+
+// SetOwners gives the files the process made their owners, once every
+// thread of the tree exists (an owner may be any of them): through the
+// process's descriptor, from a thread with the uids the owner was set
+// with. inTree says whether an owner is a thread, process or group of the
+// tree; one that is not is refused, so that a restore never lets a process
+// signal one outside the tree it could not.
+func (r *Restorer) SetOwners(inTree func(kernel.Owner) bool) error {
+	done := map[uint32]bool{}
+	for _, d := range r.set.Fds {
+		id := d.GetId()
+		if done[id] || r.taken[id] {
+			continue
+		}
+		done[id] = true
+		f := r.set.Files[id]
+		m, field := entryFown(f)
+		if m == nil || !m.Has(field) {
+			continue
+		}
+		e, ok := m.Get(field).Message().Interface().(*fown.FownEntry)
+		if !ok || e.GetPid() == 0 && e.GetSignum() == 0 {
+			continue
+		}
+		o := kernel.Owner{Type: int(e.GetPidType()), Pid: int(e.GetPid()), Sig: int(e.GetSignum()), UID: e.GetUid(), EUID: e.GetEuid()}
+		if err := r.setOwner(int(d.GetFd()), o, inTree); err != nil {
+			return fmt.Errorf("fd %d: owner of its signals: %w", d.GetFd(), err)
+		}
 	}
 	return nil
+}
+
+// setOwner makes o the owner of the file at descriptor fd of the process.
+func (r *Restorer) setOwner(fd int, o kernel.Owner, inTree func(kernel.Owner) bool) error {
+	if o.Pid != 0 && !inTree(o) {
+		return fmt.Errorf("%w: %s %d, not one of the checkpoint's", ErrImage, o.Kind(), o.Pid)
+	}
+	// The owner's uids decide which processes it may signal. An owner of
+	// the tree signals the tree only, whatever they are; but cryo's own
+	// process group, which a shell job joins, holds processes outside
+	// the checkpoint, which the process's own uids must allow.
+	if c := r.creds; c != nil && o.Type == kernel.FOwnerPGRP && o.Pid == unix.Getpgrp() {
+		for _, u := range []uint32{o.UID, o.EUID} {
+			if u != c.UID && u != c.EUID && u != c.SUID {
+				return fmt.Errorf("%w: cryo's process group, set with uid %d, which the process (uids %d/%d/%d) does not have", ErrImage, u, c.UID, c.EUID, c.SUID)
+			}
+		}
+	}
+	dup, err := kernel.Getfd(r.pid, fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dup)
+	c := kernel.Creds{UID: o.UID, EUID: o.EUID, SUID: o.EUID}
+	return onThreadAs(&c, func() error { return kernel.SetOwner(dup, o) })
 }

@@ -243,11 +243,7 @@ func (r *Restorer) openGroup(g *group) error {
 	for i, f := range g.entries {
 		fd, taken, err := r.takeShared(f.GetId())
 		if err == nil && !taken {
-			if fd, err = kindOfEntry(f).open(r, f); err == nil {
-				if err = r.restoreOwner(fd, f); err != nil {
-					unix.Close(fd)
-				}
-			}
+			fd, err = kindOfEntry(f).open(r, f)
 		}
 		if err != nil {
 			return fmt.Errorf("fd %d (%v): %w", g.fds[i][0].GetFd(), f.GetType(), err)

@@ -151,13 +151,16 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 				return err
 			}
 			// Signal-driven I/O, and a socket's SIGURG, go to the
-			// file's owner. (A lease sets O_ASYNC too, refused above
-			// by name.) The restores of pipes and sockets set the
-			// flag again; those of other kinds do not.
+			// file's owner, set before or after O_ASYNC. (A lease sets
+			// O_ASYNC too, refused above by name.) The restores of
+			// pipes and sockets set the flag again; those of other
+			// kinds do not.
 			switch typ := t.files[id-1].GetType(); {
-			case info.Flags&unix.O_ASYNC != 0 && typ != fdinfo.FdTypes_PIPE && typ != fdinfo.FdTypes_UNIXSK && typ != fdinfo.FdTypes_INETSK:
-				return fmt.Errorf("%w: fd %d has O_ASYNC (signal-driven I/O), which the restore of a %v does not keep", ErrUnsupported, fd, typ)
-			case info.Flags&unix.O_ASYNC != 0 || st.Mode&unix.S_IFMT == unix.S_IFSOCK:
+			case typ != fdinfo.FdTypes_PIPE && typ != fdinfo.FdTypes_UNIXSK && typ != fdinfo.FdTypes_INETSK:
+				if info.Flags&unix.O_ASYNC != 0 {
+					return fmt.Errorf("%w: fd %d has O_ASYNC (signal-driven I/O), which the restore of a %v does not keep", ErrUnsupported, fd, typ)
+				}
+			default:
 				if err := t.dumpOwner(fd, t.files[id-1]); err != nil {
 					return fmt.Errorf("dump fd %d: %w", fd, err)
 				}

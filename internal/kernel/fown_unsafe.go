@@ -36,6 +36,17 @@ type Owner struct {
 	UID, EUID      uint32
 }
 
+// Kind names what o.Pid is: a thread, process or process group.
+func (o Owner) Kind() string {
+	switch o.Type {
+	case FOwnerTID:
+		return "thread"
+	case FOwnerPGRP:
+		return "process group"
+	}
+	return "process"
+}
+
 // GetOwner reads the owner of open file fd.
 func GetOwner(fd int) (Owner, error) {
 	var ex fOwnerEx

@@ -126,7 +126,8 @@ func waitLeaderExited(t *testing.T, pid int) {
 	for !proc.LeaderExited(pid) {
 		if time.Now().After(deadline) {
 			st, err := proc.ReadStat(pid)
-			t.Fatalf("pid %d: the leader has not exited with its threads running (state %c, %v)", pid, st.State, err)
+			// A zombie's exit code tells what ended it.
+			t.Fatalf("pid %d: the leader has not exited with its threads running (state %c, exit code %#x, %v)", pid, st.State, st.ExitCode, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -2,8 +2,11 @@ package restore
 
 import (
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // openFiles recreates the descriptor table (see files.Restorer.OpenAll),
@@ -68,4 +71,35 @@ func (r *restorer) restoreFS() error {
 		return fmt.Errorf("umask: %w", err)
 	}
 	return nil
+}
+
+// restoreOwners gives the process's files the owners of their signals
+// (F_SETOWN), once every thread of the tree exists: an owner may be any.
+func (r *restorer) restoreOwners() error {
+	if r.sharesFiles() {
+		return nil
+	}
+	return r.files.SetOwners(r.ownerInTree)
+}
+
+// ownerInTree says whether o is a thread, process or process group of
+// the tree restored.
+func (r *restorer) ownerInTree(o kernel.Owner) bool {
+	for _, p := range r.procs {
+		switch o.Type {
+		case kernel.FOwnerPGRP:
+			if int(p.c.task.GetPgid()) == o.Pid {
+				return true
+			}
+		case kernel.FOwnerTID:
+			if slices.Contains(p.c.threads, uint32(o.Pid)) {
+				return true
+			}
+		default:
+			if p.pid == o.Pid {
+				return true
+			}
+		}
+	}
+	return false
 }

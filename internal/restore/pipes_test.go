@@ -168,9 +168,10 @@ func TestRestoreOutsidePipes(t *testing.T) {
 }
 
 // TestRestoreAsyncOwner restores test/subjects/pipes.c with signal-driven
-// I/O on a pipe (O_ASYNC, its owner the process, signal SIGUSR2): the
-// restored descriptor has the flag, and the owner, signal and the uids it
-// was set with.
+// I/O on a pipe (O_ASYNC, its owner the process, signal SIGUSR2) and
+// owners on two more: a thread of the process and its process group. The
+// restored descriptors have the flag, and the owner, signal and the uids
+// it was set with; a thread's owner is set once the thread exists.
 func TestRestoreAsyncOwner(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir, err := filepath.EvalSymlinks(t.TempDir())
@@ -189,13 +190,22 @@ func TestRestoreAsyncOwner(t *testing.T) {
 	if info.Flags&unix.O_ASYNC == 0 {
 		t.Errorf("fd %d: flags %#o, no O_ASYNC", pr, info.Flags)
 	}
-	dup, err := kernel.Getfd(s.Pid, pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(dup)
-	want := kernel.Owner{Type: kernel.FOwnerPID, Pid: s.Pid, Sig: int(unix.SIGUSR2)}
-	if o, err := kernel.GetOwner(dup); err != nil || o != want {
-		t.Errorf("fd %d: owner %+v, %v; want %+v", pr, o, err, want)
+	for _, tc := range []struct {
+		fd   string
+		want kernel.Owner
+	}{
+		{"pr", kernel.Owner{Type: kernel.FOwnerPID, Pid: s.Pid, Sig: int(unix.SIGUSR2)}},
+		{"big_w", kernel.Owner{Type: kernel.FOwnerTID, Pid: int(s.ReadyUint(t, "owner_tid"))}},
+		{"small_r", kernel.Owner{Type: kernel.FOwnerPGRP, Pid: s.Pid}},
+	} {
+		fd := int(s.ReadyUint(t, tc.fd))
+		dup, err := kernel.Getfd(s.Pid, fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(dup)
+		if o, err := kernel.GetOwner(dup); err != nil || o != tc.want {
+			t.Errorf("%s (fd %d): owner %+v, %v; want %+v", tc.fd, fd, o, err, tc.want)
+		}
 	}
 }

@@ -209,6 +209,9 @@ func (t *tree) run(ctx context.Context) error {
 		{Name: "seccomp", Run: t.each((*restorer).restoreSeccomp)},
 		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
 		{Name: "signals", Run: t.each(func(r *restorer) error {
+			if err := r.restoreOwners(); err != nil {
+				return err
+			}
 			if err := r.queueSignals(); err != nil {
 				return err
 			}

@@ -4,7 +4,7 @@
 //   tick N pid=P ok
 // or "FAIL ..." and exits 1.
 //
-// Usage: pipes DIR [packets|async]. It holds:
+// Usage: pipes DIR [packets|async|async-outside]. It holds:
 //   pr       the read end of a pipe holding PIPE_DATA
 //   pr_dup   a dup of pr (one open file description)
 //   pr_own   pr reopened through /proc (a description of its own),
@@ -18,7 +18,10 @@
 //   pkt_r    an empty packet-mode pipe (O_DIRECT on its write end)
 //   pkt_w    (with packets: holding two packets, which a dump refuses)
 // (with async: pr is O_ASYNC, its owner the process, signal SIGUSR2,
-// which the process ignores)
+// which the process ignores; big_w's owner a thread of the process,
+// printed as owner_tid, and small_r's the process's group; with
+// async-outside, pr's owner is the parent instead, outside a checkpoint
+// of the process)
 //   fifo     DIR/fifo opened read-write, of FIFO_SIZE bytes, holding
 //            FIFO_DATA
 //   ghost_r  DIR/ghost, a FIFO of mode 0640 holding GHOST_DATA, opened
@@ -31,6 +34,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <linux/kcmp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -132,11 +136,22 @@ static void shares(const char *what, int a, int b, int want) {
 		fail("%s: fds %d and %d %s one open file description", what, a, b, want ? "do not share" : "share");
 }
 
+// sleeper_tid is the thread that owns big_w's signals (with async).
+static pid_t sleeper_tid;
+
+static void *sleeper(void *arg) {
+	(void)arg;
+	__atomic_store_n(&sleeper_tid, gettid(), __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv) {
-	if (argc != 2 && (argc != 3 || (strcmp(argv[2], "packets") && strcmp(argv[2], "async"))))
-		fail("usage: pipes DIR [packets|async]");
+	if (argc != 2 && (argc != 3 || (strcmp(argv[2], "packets") && strcmp(argv[2], "async") && strcmp(argv[2], "async-outside"))))
+		fail("usage: pipes DIR [packets|async|async-outside]");
 	int pkt_bytes = argc == 3 && !strcmp(argv[2], "packets") ? 4 : 0; // two packets of 2 bytes
-	int async = argc == 3 && !strcmp(argv[2], "async");
+	int async = argc == 3 && !strncmp(argv[2], "async", 5), outside = async && argv[2][5];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	char fifo_path[4096], ghost_path[4096], wronly_path[4096];
 	snprintf(fifo_path, sizeof fifo_path, "%s/fifo", argv[1]);
@@ -152,7 +167,7 @@ int main(int argc, char **argv) {
 	int pr_own = reopen(pr, O_RDONLY), pw_own = reopen(pw, O_WRONLY);
 	setfl(pr_own, O_NONBLOCK);
 	setfl(pw, O_NONBLOCK);
-	if (async && (signal(SIGUSR2, SIG_IGN) == SIG_ERR || fcntl(pr, F_SETOWN, getpid()) || fcntl(pr, F_SETSIG, SIGUSR2)))
+	if (async && (signal(SIGUSR2, SIG_IGN) == SIG_ERR || fcntl(pr, F_SETOWN, outside ? getppid() : getpid()) || fcntl(pr, F_SETSIG, SIGUSR2)))
 		fail("F_SETOWN: %s", strerror(errno));
 	if (async)
 		setfl(pr, O_ASYNC);
@@ -163,6 +178,17 @@ int main(int argc, char **argv) {
 		big_data[i] = pat(i);
 	xwrite(big[1], big_data, BIG_DATA, "big pipe");
 	setsize(small[0], SMALL_SIZE);
+	pid_t owner_tid = 0;
+	if (async) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, sleeper, NULL))
+			fail("pthread_create");
+		while (!(owner_tid = __atomic_load_n(&sleeper_tid, __ATOMIC_ACQUIRE)))
+			usleep(1000);
+		struct f_owner_ex thread = {F_OWNER_TID, owner_tid}, group = {F_OWNER_PGRP, getpgrp()};
+		if (fcntl(big[1], F_SETOWN_EX, &thread) || fcntl(small[0], F_SETOWN_EX, &group))
+			fail("F_SETOWN_EX: %s", strerror(errno));
+	}
 	if (pkt_bytes) {
 		xwrite(pkt[1], "p1", 2, "packet");
 		xwrite(pkt[1], "p2", 2, "packet");
@@ -189,9 +215,9 @@ int main(int argc, char **argv) {
 		fail("unlink: %s", strerror(errno));
 
 	printf("ready pr=%d pr_dup=%d pr_own=%d pw=%d pw_dup=%d pw_own=%d big_r=%d big_w=%d small_r=%d pkt_r=%d pkt_w=%d "
-	       "fifo=%d ghost_r=%d ghost_w=%d wronly=%d\n",
+	       "fifo=%d ghost_r=%d ghost_w=%d wronly=%d owner_tid=%d\n",
 	       pr, pr_dup, pr_own, pw, pw_dup, pw_own, big[0], big[1], small[0], pkt[0], pkt[1], fifo, ghost_r, ghost_w,
-	       wronly);
+	       wronly, (int)owner_tid);
 
 	int n = strlen(PIPE_DATA), g = strlen(GHOST_DATA);
 	for (long tick = 0;; tick++) {
