@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -118,6 +119,9 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		SignalsP:    signalQueue(queued),
 		PdeathSig:   proto.Uint32(uint32(out.Pdeath)),
 	}
+	if err := d.recordAffinity(tid); err != nil {
+		return nil, err
+	}
 	rs, err := tr.GetRseqConfiguration(tid)
 	if errors.Is(err, unix.EIO) {
 		// Linux before 5.13 cannot tell a tracer about rseq: the
@@ -151,6 +155,36 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		},
 		ThreadCore: tc,
 	}, nil
+}
+
+// recordAffinity keeps the CPUs thread tid may run on when they are not
+// the ones cryo may: a restore gives a thread without a record the CPUs
+// its own cryo may run on, so that a process is not tied to the CPUs of
+// the machine it was dumped on unless it tied itself (taskset).
+func (d *dumper) recordAffinity(tid int) error {
+	if d.ownCPUs == nil {
+		var own unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &own); err != nil {
+			return fmt.Errorf("read cryo's CPU affinity: %w", err)
+		}
+		d.ownCPUs = &own
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(tid, &set); err != nil {
+		return fmt.Errorf("read CPU affinity of tid %d: %w", tid, err)
+	}
+	if set == *d.ownCPUs {
+		return nil
+	}
+	words := make([]uint64, 0, len(set))
+	for _, w := range set {
+		words = append(words, uint64(w))
+	}
+	for len(words) > 1 && words[len(words)-1] == 0 {
+		words = words[:len(words)-1]
+	}
+	d.affinities = append(d.affinities, image.Affinity{TID: uint32(tid), CPUs: words})
+	return nil
 }
 
 // defaultTimerSlack is the kernel's timer slack (50 µs), which every

@@ -37,6 +37,10 @@ type tree struct {
 	// first; dead are the others pstree.img lists.
 	procs []*dumper
 	dead  []dead
+	// affinities are the CPU sets of the threads whose set is not
+	// cryo's own, ownCPUs (see recordAffinity).
+	affinities []image.Affinity
+	ownCPUs    *unix.CPUSet
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// sysvShm are the System V shared memory segments the tree attaches.
@@ -531,6 +535,11 @@ func (t *tree) writeImages() error {
 	}
 	if len(t.seccomp.SeccompFilters) > 0 {
 		if err := t.dir.WriteImage(image.Seccomp, 0, &t.seccomp); err != nil {
+			return err
+		}
+	}
+	if len(t.affinities) > 0 {
+		if err := t.dir.WriteAffinities(t.affinities); err != nil {
 			return err
 		}
 	}

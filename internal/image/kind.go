@@ -54,6 +54,7 @@ const (
 	IpcSem                       // ipcns-sem-ID.img: the System V semaphore sets of IPC namespace ID
 	IpcMsg                       // ipcns-msg-ID.img: the System V message queues of IPC namespace ID
 	SockExtras                   // cryo-sk-extra.img: socket state CRIU's entries lack (cryo's own)
+	Affinities                   // cryo-affinity.img: threads' CPU affinity (cryo's own)
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -66,6 +67,7 @@ const imgCommon = 0x54564319
 const (
 	cryoFileStatMagic  = 0x43525946
 	cryoSockExtraMagic = 0x4352534b
+	cryoAffinityMagic  = 0x43524146
 )
 
 // ImgVersion is the value InventoryEntry.img_version must hold: CRIU's
@@ -117,6 +119,7 @@ var kinds = [...]kindDesc{
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats:  {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 	SockExtras: {"cryo-sk-extra", "cryo-sk-extra.img", cryoSockExtraMagic, names("cryo.sk_extra_entry")},
+	Affinities: {"cryo-affinity", "cryo-affinity.img", cryoAffinityMagic, names("cryo.affinity_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {
@@ -159,7 +162,7 @@ func (k Kind) raw() bool { return k.desc().magic == 0 }
 
 // Own reports whether the kind is cryo's own, one CRIU's tools know
 // nothing of.
-func (k Kind) Own() bool { return k == FileStats || k == SockExtras }
+func (k Kind) Own() bool { return k == FileStats || k == SockExtras || k == Affinities }
 
 // header returns the magic words the kind's files start with.
 func (k Kind) header() []uint32 {

@@ -333,6 +333,8 @@ func samples() []sample {
 		{kind: SockExtras, recs: []record{
 			{msg: SockExtra{ID: 7, PeekOff: 3}.message()},
 			{msg: SockExtra{ID: 9, PeekOff: -1, Groups: []McastGroup{{1, netip.MustParseAddr("239.7.7.7")}, {2, netip.MustParseAddr("ff15::777")}}}.message()}}},
+		{kind: Affinities, recs: []record{{msg: Affinity{TID: 42, CPUs: []uint64{0b10}}.message()},
+			{msg: Affinity{TID: 43, CPUs: []uint64{0, 1 << 63}}.message()}}},
 	}
 }
 

@@ -53,6 +53,10 @@ type tree struct {
 	// queues of the checkpoint (sysvipc.go).
 	sysvSem []*sysvSemSet
 	sysvMsg []*sysvQueue
+	// affinity are the CPUs of the threads tied to some at the dump
+	// (affinity.go), cpus the ones cryo may run on.
+	affinity map[uint32]*unix.CPUSet
+	cpus     unix.CPUSet
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	// compare are writeKept's buffers.
@@ -213,6 +217,9 @@ func (t *tree) load() error {
 	}
 	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
 	if err := t.loadSysvShm(); err != nil {
+		return err
+	}
+	if err := t.loadAffinities(); err != nil {
 		return err
 	}
 	if err := t.loadSysvIPC(); err != nil {
