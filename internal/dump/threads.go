@@ -119,7 +119,7 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		SignalsP:    signalQueue(queued),
 		PdeathSig:   proto.Uint32(uint32(out.Pdeath)),
 	}
-	if err := d.recordAffinity(tid); err != nil {
+	if err := d.recordThreadExtra(tid); err != nil {
 		return nil, err
 	}
 	rs, err := tr.GetRseqConfiguration(tid)
@@ -157,11 +157,12 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	}, nil
 }
 
-// recordAffinity keeps the CPUs thread tid may run on when they are not
-// the ones cryo may: a restore gives a thread without a record the CPUs
-// its own cryo may run on, so that a process is not tied to the CPUs of
-// the machine it was dumped on unless it tied itself (taskset).
-func (d *dumper) recordAffinity(tid int) error {
+// recordThreadExtra keeps what thread tid holds that CRIU's core entry
+// does not: the CPUs it may run on when they are not the ones cryo may
+// (a restore gives a thread without them the CPUs its own cryo may run
+// on, so that a process is not tied to the CPUs of the machine it was
+// dumped on unless it tied itself), and its I/O priority if one was set.
+func (d *dumper) recordThreadExtra(tid int) error {
 	if d.ownCPUs == nil {
 		var own unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &own); err != nil {
@@ -173,17 +174,23 @@ func (d *dumper) recordAffinity(tid int) error {
 	if err := unix.SchedGetaffinity(tid, &set); err != nil {
 		return fmt.Errorf("read CPU affinity of tid %d: %w", tid, err)
 	}
-	if set == *d.ownCPUs {
-		return nil
+	x := image.ThreadExtra{TID: uint32(tid)}
+	if set != *d.ownCPUs {
+		for _, w := range set {
+			x.CPUs = append(x.CPUs, uint64(w))
+		}
+		for len(x.CPUs) > 1 && x.CPUs[len(x.CPUs)-1] == 0 {
+			x.CPUs = x.CPUs[:len(x.CPUs)-1]
+		}
 	}
-	words := make([]uint64, 0, len(set))
-	for _, w := range set {
-		words = append(words, uint64(w))
+	prio, err := kernel.IoprioGet(tid)
+	if err != nil {
+		return fmt.Errorf("read I/O priority of tid %d: %w", tid, err)
 	}
-	for len(words) > 1 && words[len(words)-1] == 0 {
-		words = words[:len(words)-1]
+	x.IOPrio = prio
+	if x.CPUs != nil || x.IOPrio != 0 {
+		d.threadExtras = append(d.threadExtras, x)
 	}
-	d.affinities = append(d.affinities, image.Affinity{TID: uint32(tid), CPUs: words})
 	return nil
 }
 

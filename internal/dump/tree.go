@@ -37,10 +37,10 @@ type tree struct {
 	// first; dead are the others pstree.img lists.
 	procs []*dumper
 	dead  []dead
-	// affinities are the CPU sets of the threads whose set is not
-	// cryo's own, ownCPUs (see recordAffinity).
-	affinities []image.Affinity
-	ownCPUs    *unix.CPUSet
+	// threadExtras are the threads' records of cryo-thread-extra.img;
+	// ownCPUs the CPUs cryo may run on (see recordThreadExtra).
+	threadExtras []image.ThreadExtra
+	ownCPUs      *unix.CPUSet
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// sysvShm are the System V shared memory segments the tree attaches.
@@ -538,8 +538,8 @@ func (t *tree) writeImages() error {
 			return err
 		}
 	}
-	if len(t.affinities) > 0 {
-		if err := t.dir.WriteAffinities(t.affinities); err != nil {
+	if len(t.threadExtras) > 0 {
+		if err := t.dir.WriteThreadExtras(t.threadExtras); err != nil {
 			return err
 		}
 	}

@@ -229,7 +229,7 @@ func (t *tree) run(ctx context.Context) error {
 				}
 				r.regs[int(tid)] = rg
 			}
-			return r.restoreAffinity()
+			return r.restoreThreadExtras()
 		})},
 		{Name: "resume", Run: t.resume},
 	}

@@ -53,10 +53,10 @@ type tree struct {
 	// queues of the checkpoint (sysvipc.go).
 	sysvSem []*sysvSemSet
 	sysvMsg []*sysvQueue
-	// affinity are the CPUs of the threads tied to some at the dump
-	// (affinity.go), cpus the ones cryo may run on.
-	affinity map[uint32]*unix.CPUSet
-	cpus     unix.CPUSet
+	// threadExtras are what threads hold beyond their core entries
+	// (threadextra.go), cpus the CPUs cryo may run on.
+	threadExtras map[uint32]threadExtra
+	cpus         unix.CPUSet
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	// compare are writeKept's buffers.
@@ -219,7 +219,7 @@ func (t *tree) load() error {
 	if err := t.loadSysvShm(); err != nil {
 		return err
 	}
-	if err := t.loadAffinities(); err != nil {
+	if err := t.loadThreadExtras(); err != nil {
 		return err
 	}
 	if err := t.loadSysvIPC(); err != nil {

@@ -5,15 +5,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// TestRestoreAffinity restores test/subjects/scale.c with three threads,
-// one of which was tied to one CPU (as taskset would): it is tied to that
-// CPU again, and the others, tied to none, may run on cryo's CPUs, not on
-// the one CPU every task the restore made was tied to meanwhile.
-func TestRestoreAffinity(t *testing.T) {
+// TestRestoreThreadExtras restores test/subjects/scale.c with three
+// threads, one of which was tied to one CPU (as taskset would): it is tied
+// to that CPU again, and the others, tied to none, may run on cryo's
+// CPUs, not on the one CPU every task the restore made was tied to
+// meanwhile. Two threads had I/O priorities (as ionice sets them), which
+// they have again; the others none.
+func TestRestoreThreadExtras(t *testing.T) {
 	testutil.RequireRoot(t)
 	var own unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &own); err != nil {
@@ -39,6 +42,13 @@ func TestRestoreAffinity(t *testing.T) {
 	if err := unix.SchedSetaffinity(tied, &one); err != nil {
 		t.Fatal(err)
 	}
+	const idle, bestEffort5 = 3 << 13, 2<<13 | 5
+	prios := map[int]uint32{tids[0]: bestEffort5, tids[3]: idle}
+	for tid, p := range prios {
+		if err := kernel.IoprioSet(tid, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.WaitTicks(t, 1)
 	c := dumpAndReap(t, s)
 	restoreSubject(t, s, c, restore.Options{})
@@ -54,6 +64,9 @@ func TestRestoreAffinity(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("tid %d may run on %d CPUs (%x), want %d (%x)", tid, got.Count(), got[0], want.Count(), want[0])
+		}
+		if p, err := kernel.IoprioGet(tid); err != nil || p != prios[tid] {
+			t.Errorf("tid %d: I/O priority %#x, %v; want %#x", tid, p, err, prios[tid])
 		}
 	}
 }
