@@ -194,6 +194,28 @@ func (d *dumper) recordThreadExtra(tid int) error {
 	return nil
 }
 
+// recordMDWE keeps the process's memory-deny-write-execute flags
+// (PR_SET_MDWE), which only the process may read, on its leader's record
+// of cryo-thread-extra.img: without them a restored process could make
+// writable memory executable, which it could not.
+func (d *dumper) recordMDWE() error {
+	flags, err := d.prctlRet(unix.PR_GET_MDWE)
+	switch {
+	case errors.Is(err, unix.EINVAL): // before Linux 6.3: none
+		return nil
+	case err != nil || flags == 0:
+		return err
+	}
+	for i := range d.threadExtras {
+		if d.threadExtras[i].TID == uint32(d.pid) {
+			d.threadExtras[i].MDWE = uint32(flags)
+			return nil
+		}
+	}
+	d.threadExtras = append(d.threadExtras, image.ThreadExtra{TID: uint32(d.pid), MDWE: uint32(flags)})
+	return nil
+}
+
 // defaultTimerSlack is the kernel's timer slack (50 µs), which every
 // thread inherits unless one of its ancestors changed its own.
 const defaultTimerSlack = 50000

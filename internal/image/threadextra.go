@@ -13,7 +13,9 @@ import (
 // one record per thread that has any: the CPUs it may run on
 // (sched_setaffinity), when they are not the dumping cryo's own (as
 // taskset ties a process), and its I/O priority (ioprio_set, as ionice
-// sets it).
+// sets it); and on the record of a process's leader, what the process
+// holds that CRIU's images do not: its memory-deny-write-execute flags
+// (PR_SET_MDWE, as systemd's MemoryDenyWriteExecute= may set them).
 type ThreadExtra struct {
 	TID uint32
 	// CPUs is the mask, 64 CPUs a word, CPU 0 the lowest bit of the
@@ -22,6 +24,9 @@ type ThreadExtra struct {
 	// IOPrio is the I/O priority as ioprio_get gives it, class and data;
 	// 0, the default (following the nice value), when none was set.
 	IOPrio uint32
+	// MDWE are the PR_SET_MDWE flags of the thread's process, on its
+	// leader's record only.
+	MDWE uint32
 }
 
 // MaxCPUWords bounds a ThreadExtra's mask: 1,024 CPUs, as glibc's
@@ -32,12 +37,17 @@ const MaxCPUWords = 16
 // last class; the class is the top 3 of an I/O priority's 16 bits.
 const ioprioClassMax = 3
 
+// mdweFlags are the flags PR_SET_MDWE takes (include/uapi/linux/prctl.h):
+// PR_MDWE_REFUSE_EXEC_GAIN and PR_MDWE_NO_INHERIT.
+const mdweFlags = 3
+
 // threadExtraType is the message type of cryo-thread-extra.img records,
 // cryo.thread_extra_entry.
 var threadExtraType = ownMessage("thread-extra", "thread_extra_entry",
 	ownField("tid", 1, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_REQUIRED),
 	ownField("cpus", 2, descriptorpb.FieldDescriptorProto_TYPE_UINT64, descriptorpb.FieldDescriptorProto_LABEL_REPEATED),
-	ownField("ioprio", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL))
+	ownField("ioprio", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL),
+	ownField("mdwe", 4, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL))
 
 func (x ThreadExtra) message() proto.Message {
 	m := threadExtraType.New()
@@ -50,12 +60,16 @@ func (x ThreadExtra) message() proto.Message {
 	if x.IOPrio != 0 {
 		m.Set(f.ByName("ioprio"), protoreflect.ValueOfUint32(x.IOPrio))
 	}
+	if x.MDWE != 0 {
+		m.Set(f.ByName("mdwe"), protoreflect.ValueOfUint32(x.MDWE))
+	}
 	return m.Interface()
 }
 
 func threadExtraOf(m protoreflect.Message) (ThreadExtra, error) {
 	f := m.Descriptor().Fields()
-	x := ThreadExtra{TID: uint32(m.Get(f.ByName("tid")).Uint()), IOPrio: uint32(m.Get(f.ByName("ioprio")).Uint())}
+	x := ThreadExtra{TID: uint32(m.Get(f.ByName("tid")).Uint()), IOPrio: uint32(m.Get(f.ByName("ioprio")).Uint()),
+		MDWE: uint32(m.Get(f.ByName("mdwe")).Uint())}
 	cpus := m.Get(f.ByName("cpus")).List()
 	if cpus.Len() > MaxCPUWords {
 		return x, fmt.Errorf("%w: tid %d: a CPU mask of %d words, more than %d", ErrRecord, x.TID, cpus.Len(), MaxCPUWords)
@@ -71,6 +85,8 @@ func threadExtraOf(m protoreflect.Message) (ThreadExtra, error) {
 		return x, fmt.Errorf("%w: tid %d: an empty CPU mask", ErrRecord, x.TID)
 	case x.IOPrio>>13 > ioprioClassMax || x.IOPrio > 0xffff:
 		return x, fmt.Errorf("%w: tid %d: I/O priority %#x", ErrRecord, x.TID, x.IOPrio)
+	case x.MDWE&^mdweFlags != 0:
+		return x, fmt.Errorf("%w: tid %d: PR_SET_MDWE flags %#x", ErrRecord, x.TID, x.MDWE)
 	}
 	return x, nil
 }

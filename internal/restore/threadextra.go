@@ -22,6 +22,7 @@ import (
 type threadExtra struct {
 	cpus   *unix.CPUSet // nil: not tied
 	ioprio uint32
+	mdwe   uint32 // the process's, on its leader's
 }
 
 // loadThreadExtras reads cryo-thread-extra.img, if the checkpoint has it.
@@ -33,8 +34,9 @@ func (t *tree) loadThreadExtras() error {
 	if err != nil {
 		return err
 	}
-	threads := map[uint32]bool{}
+	threads, leaders := map[uint32]bool{}, map[uint32]bool{}
 	for _, r := range t.procs {
+		leaders[uint32(r.pid)] = true
 		for _, tid := range r.c.threads {
 			threads[tid] = true
 		}
@@ -47,7 +49,10 @@ func (t *tree) loadThreadExtras() error {
 		if _, ok := t.threadExtras[x.TID]; ok {
 			return imageErr("%s: tid %d twice", image.ThreadExtras.FileName(0), x.TID)
 		}
-		e := threadExtra{ioprio: x.IOPrio}
+		if x.MDWE != 0 && !leaders[x.TID] {
+			return imageErr("%s: tid %d, which leads no process, has the PR_SET_MDWE flags of one", image.ThreadExtras.FileName(0), x.TID)
+		}
+		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE}
 		if x.CPUs != nil {
 			e.cpus = new(unix.CPUSet)
 			for i, w := range x.CPUs {
@@ -72,10 +77,16 @@ func (t *tree) pinStub() error {
 	return t.stub.PinWithSession()
 }
 
-// restoreThreadExtras gives each thread its CPUs and I/O priority. A
-// thread tied to CPUs none of which this machine has runs on cryo's,
-// which the log says.
+// restoreThreadExtras gives each thread its CPUs and I/O priority, and
+// the process its memory-deny-write-execute flags, last, once the restore
+// maps and protects nothing more in it. A thread tied to CPUs none of
+// which this machine has runs on cryo's, which the log says.
 func (r *restorer) restoreThreadExtras() error {
+	if mdwe := r.threadExtras[uint32(r.pid)].mdwe; mdwe != 0 {
+		if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_MDWE, uint64(mdwe), 0, 0, 0); err != nil {
+			return fmt.Errorf("set PR_SET_MDWE flags %#x: %w", mdwe, err)
+		}
+	}
 	for _, tid := range r.c.threads {
 		x := r.threadExtras[tid]
 		set := x.cpus

@@ -70,3 +70,16 @@ func TestRestoreThreadExtras(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreMDWE checkpoints test/subjects/mdwe.c, which denies itself
+// memory both writable and executable (PR_SET_MDWE): the dump maps its
+// scratch memory all the same, and the restored process is denied such
+// memory again, which it checks.
+func TestRestoreMDWE(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "mdwe.c"))}
+	s.WaitTicks(t, 1)
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+}
