@@ -24,7 +24,7 @@ into DIR as CRIU-format images, then kills them (or lets them go on with
 leaves every process running as it was.`
 
 func runDump(args []string, stdout io.Writer) error {
-	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running [--no-snapshot]] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --tcp-close --ext-unix-sk --tcp-skip-in-flight]", dumpHelp)
+	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running [--no-snapshot]] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --tcp-close --ext-unix-sk --skip-in-flight]", dumpHelp)
 	pid := fs.Int("t", 0, "the `PID` of the process to dump")
 	fs.IntVar(pid, "tree", 0, "same as -t")
 	dir := fs.String("D", "", "the image `DIR`ectory")

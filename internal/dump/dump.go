@@ -41,7 +41,7 @@ type Options struct {
 	// (criu's --ext-unix-sk). Without it such a socket is refused.
 	ExtUnixSk bool
 	// TCPSkipInFlight leaves behind the connections TCP listeners have not
-	// accepted yet (criu's --tcp-skip-in-flight), each listener said in the
+	// accepted yet (criu's --skip-in-flight), each listener said in the
 	// log. Without it such a listener is refused.
 	TCPSkipInFlight bool
 	// Log receives the dump's progress; nil logs nothing.
@@ -131,7 +131,7 @@ func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	}
 	t.files.SkipInFlight = opts.TCPSkipInFlight
 	t.files.Dropped = func(l netip.AddrPort, n uint32) {
-		t.log.Warn("connections not accepted yet left behind (--tcp-skip-in-flight): their clients find them reset", "listener", l, "connections", n)
+		t.log.Warn("connections not accepted yet left behind (--skip-in-flight): their clients find them reset", "listener", l, "connections", n)
 	}
 	err := t.run(ctx)
 	t.files.Close()

@@ -137,7 +137,7 @@ func TestDumpInetRefused(t *testing.T) {
 // while the dump holds the subject stopped, so that the connection waits
 // in the listener's accept queue: the dump refuses the listener, naming
 // it, and leaves the subject running as it was; with TCPSkipInFlight
-// (criu's --tcp-skip-in-flight) it dumps it, with an empty queue, and
+// (criu's --skip-in-flight) it dumps it, with an empty queue, and
 // says so in the log.
 func TestDumpTCPInFlight(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -156,7 +156,7 @@ func TestDumpTCPInFlight(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	expectRefused(t, s, dump.Options{LeaveRunning: true, Frozen: connect}, "listener "+addr, "1 connections not accepted yet", "--tcp-skip-in-flight")
+	expectRefused(t, s, dump.Options{LeaveRunning: true, Frozen: connect}, "listener "+addr, "1 connections not accepted yet", "--skip-in-flight")
 	log, buf := newLog()
 	dir := filepath.Join(t.TempDir(), "images")
 	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, LeaveRunning: true, TCPSkipInFlight: true, Frozen: connect, Log: log}); err != nil {

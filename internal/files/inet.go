@@ -74,7 +74,7 @@ func sockProtoName(d *desc) string {
 // (tcp.go).
 type inetTable struct {
 	diag map[[2]uint32]map[uint32]kernel.InetDiag
-	// SkipInFlight is criu's --tcp-skip-in-flight: the connections a TCP
+	// SkipInFlight is criu's --skip-in-flight: the connections a TCP
 	// listener has not accepted yet are left behind (the restored
 	// listener's queue is empty; their clients, whose handshake is done,
 	// find them reset when the dumped process ends), said through
@@ -212,7 +212,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	case stream && state == tcpListen:
 		switch {
 		case diag.Rqueue != 0 && !t.SkipInFlight:
-			return 0, fmt.Errorf("%w: %s listener %v with %d connections not accepted yet (criu's --tcp-skip-in-flight leaves them behind)", ErrUnsupported, protoName(protocol), local, diag.Rqueue)
+			return 0, fmt.Errorf("%w: %s listener %v with %d connections not accepted yet (criu's --skip-in-flight leaves them behind)", ErrUnsupported, protoName(protocol), local, diag.Rqueue)
 		case diag.Rqueue != 0 && t.Dropped != nil:
 			t.Dropped(local, diag.Rqueue)
 		}
