@@ -116,14 +116,15 @@ func (r *Restorer) setOwner(fd int, o kernel.Owner, inTree func(kernel.Owner) bo
 	if o.Pid != 0 && !inTree(o) {
 		return fmt.Errorf("%w: %s %d, not one of the checkpoint's", ErrImage, o.Kind(), o.Pid)
 	}
-	// The owner's uids decide which processes it may signal. An owner of
-	// the tree signals the tree only, whatever they are; but cryo's own
-	// process group, which a shell job joins, holds processes outside
-	// the checkpoint, which the process's own uids must allow.
-	if c := r.creds; c != nil && o.Type == kernel.FOwnerPGRP && o.Pid == unix.Getpgrp() {
+	// The owner's uids decide which processes it may signal. A thread or
+	// process of the tree is the tree's, whatever they are; but a group
+	// may hold processes outside it (cryo's, which a shell job joins, or
+	// one living on in cryo's session), which only the process's own uids
+	// may signal.
+	if c := r.creds; c != nil && o.Type == kernel.FOwnerPGRP {
 		for _, u := range []uint32{o.UID, o.EUID} {
 			if u != c.UID && u != c.EUID && u != c.SUID {
-				return fmt.Errorf("%w: cryo's process group, set with uid %d, which the process (uids %d/%d/%d) does not have", ErrImage, u, c.UID, c.EUID, c.SUID)
+				return fmt.Errorf("%w: process group %d, set with uid %d, which the process (uids %d/%d/%d) does not have", ErrImage, o.Pid, u, c.UID, c.EUID, c.SUID)
 			}
 		}
 	}
