@@ -400,5 +400,10 @@ func (d *dumper) inspect() (err error) {
 	if d.status.TracerPid != 0 && d.tr == nil {
 		return fmt.Errorf("process is already traced by pid %d", d.status.TracerPid)
 	}
+	if m := d.status.UntagMask; m != 0 && m != ^uint64(0) {
+		// Its tagged pointers would fault after a restore, which does
+		// not enable it.
+		return fmt.Errorf("%w: the process uses linear address masking (ARCH_ENABLE_TAGGED_ADDR, untag_mask %#x)", ErrUnsupported, m)
+	}
 	return nil
 }

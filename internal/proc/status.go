@@ -44,6 +44,10 @@ type Status struct {
 	// VmLck is how much memory the process has locked, in bytes; 0 for a
 	// task without memory.
 	VmLck uint64
+	// UntagMask is the mask the kernel applies to the process's pointers
+	// (x86 linear address masking, which arch_prctl enables): all ones
+	// without it, and 0 where the kernel omits it.
+	UntagMask uint64
 }
 
 // ParseStatus parses the contents of /proc/PID/status or
@@ -118,6 +122,7 @@ func ParseStatus(b []byte) (Status, error) {
 		{key: "Seccomp", optional: true, parse: num(&s.Seccomp, 10)},
 		{key: "Seccomp_filters", optional: true, parse: num(&s.SeccompFilters, 10)},
 		{key: "VmLck", optional: true, parse: kB(&s.VmLck)},
+		{key: "untag_mask", optional: true, parse: num(&s.UntagMask, 0)},
 	}, nil)
 	if err != nil {
 		return Status{}, fmt.Errorf("parse status: %w", err)
