@@ -24,7 +24,7 @@ into DIR as CRIU-format images, then kills them (or lets them go on with
 leaves every process running as it was.`
 
 func runDump(args []string, stdout io.Writer) error {
-	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running [--no-snapshot]] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --tcp-close --ext-unix-sk]", dumpHelp)
+	fs := newFlagSet("dump", "-t PID -D DIR [--leave-running [--no-snapshot]] [--shell-job] [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --tcp-close --ext-unix-sk --skip-in-flight]", dumpHelp)
 	pid := fs.Int("t", 0, "the `PID` of the process to dump")
 	fs.IntVar(pid, "tree", 0, "same as -t")
 	dir := fs.String("D", "", "the image `DIR`ectory")
@@ -62,7 +62,7 @@ func runDump(args []string, stdout io.Writer) error {
 	defer stop()
 	st, err := dump.Dump(ctx, dump.Options{
 		Pid: *pid, Dir: *dir, LeaveRunning: *leave, NoSnapshot: *noSnapshot, ShellJob: *shellJob,
-		LinkRemap: criu.linkRemap, ExtUnixSk: criu.extUnixSk,
+		LinkRemap: criu.linkRemap, ExtUnixSk: criu.extUnixSk, TCPSkipInFlight: criu.tcpSkipInFlight,
 		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
 	})
 	if err != nil {

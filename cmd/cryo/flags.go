@@ -58,6 +58,10 @@ type criuFlags struct {
 	// connected to a bound socket outside the checkpoint is kept, and
 	// connected to that name again at restore (without it, refused).
 	extUnixSk bool
+	// tcpSkipInFlight is criu's --skip-in-flight: at dump, the
+	// connections TCP listeners have not accepted yet are left behind
+	// (without it, refused).
+	tcpSkipInFlight bool
 }
 
 // addCriuFlags adds the criu options cryo accepts to fs.
@@ -69,5 +73,6 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	fs.BoolVar(&none, "tcp-established", false, "accepted for criu compatibility: established TCP connections are always dumped and restored")
 	fs.BoolVar(&c.tcpClose, "tcp-close", false, "restore: established TCP connections come back closed both ways (reads find the end of the stream, writes EPIPE), and their network lock goes (dump: no effect)")
 	fs.BoolVar(&c.extUnixSk, "ext-unix-sk", false, "dump: keep a datagram unix socket connected to a bound one outside the checkpoint (the system logger's), connected to its name again at restore; refused without it, as by criu (restore: no effect)")
+	fs.BoolVar(&c.tcpSkipInFlight, "skip-in-flight", false, "dump: leave behind the connections TCP listeners have not accepted yet (their clients find them reset once the dumped process ends), each listener said in the log; refused without it, as by criu (restore: no effect)")
 	return &c
 }

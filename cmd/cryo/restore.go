@@ -26,7 +26,7 @@ one the process was dumped with. Without -d, cryo waits for the process
 and exits with its exit status.`
 
 func runRestore(args []string, stdout io.Writer) error {
-	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [--allow-changed PATH]... [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --tcp-close --ext-unix-sk]", restoreHelp)
+	fs := newFlagSet("restore", "-D DIR [-d] [--pidfile FILE] [--shell-job] [--vdso=auto|remap|proxy] [--no-timens] [--allow-changed PATH]... [-v N] [-o LOGFILE] [criu options: --file-locks --link-remap --tcp-established --tcp-close --ext-unix-sk --skip-in-flight]", restoreHelp)
 	dir := fs.String("D", "", "the image `DIR`ectory")
 	fs.StringVar(dir, "images-dir", "", "same as -D")
 	detach := fs.Bool("d", false, "return once the process runs instead of waiting for it")

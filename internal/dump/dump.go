@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -39,6 +40,10 @@ type Options struct {
 	// outside the checkpoint, connected to that name again at restore
 	// (criu's --ext-unix-sk). Without it such a socket is refused.
 	ExtUnixSk bool
+	// TCPSkipInFlight leaves behind the connections TCP listeners have not
+	// accepted yet (criu's --skip-in-flight), each listener said in the
+	// log. Without it such a listener is refused.
+	TCPSkipInFlight bool
 	// Log receives the dump's progress; nil logs nothing.
 	Log *slog.Logger
 	// Progress, if set, is told how many bytes of memory have been copied
@@ -123,6 +128,10 @@ func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	t.files.ExtUnixSk = opts.ExtUnixSk
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
+	}
+	t.files.SkipInFlight = opts.TCPSkipInFlight
+	t.files.Dropped = func(l netip.AddrPort, n uint32) {
+		t.log.Warn("connections not accepted yet left behind (--skip-in-flight): their clients find them reset", "listener", l, "connections", n)
 	}
 	err := t.run(ctx)
 	t.files.Close()

@@ -377,7 +377,7 @@ func critDecode(t *testing.T, dir string) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 4)
 	for _, n := range names {
-		if base := filepath.Base(n); strings.HasPrefix(base, "pages-") || base == image.FileStats.FileName(0) || base == image.SockExtras.FileName(0) {
+		if base := filepath.Base(n); strings.HasPrefix(base, "pages-") || base == image.FileStats.FileName(0) || base == image.SockExtras.FileName(0) || base == image.ThreadExtras.FileName(0) {
 			continue
 		}
 		wg.Go(func() {

@@ -142,7 +142,7 @@ func TestDumpExitedLeaderChildPdeath(t *testing.T) {
 		if time.Now().After(deadline) {
 			st, err := proc.ReadStat(kid)
 			// A zombie's exit code tells what ended it.
-			t.Fatalf("child %d: its leader has not exited with a thread running (state %c, exit code %#x, %v)", kid, st.State, st.ExitCode, err)
+			t.Fatalf("child %d: its leader has not exited with a thread running (state %c, exit code %#x, %v); output:\n%s", kid, st.State, st.ExitCode, err, s.Output())
 		}
 	}
 	expectRefused(t, s, dump.Options{}, "parent-death signal", "leader has exited")

@@ -1,11 +1,13 @@
 package dump_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,4 +131,40 @@ func TestDumpInetRefused(t *testing.T) {
 			expectRefused(t, s, dump.Options{LeaveRunning: true}, tc.want...)
 		})
 	}
+}
+
+// TestDumpTCPInFlight connects to a TCP listener of test/subjects/inet.c
+// while the dump holds the subject stopped, so that the connection waits
+// in the listener's accept queue: the dump refuses the listener, naming
+// it, and leaves the subject running as it was; with TCPSkipInFlight
+// (criu's --skip-in-flight) it dumps it, with an empty queue, and
+// says so in the log.
+func TestDumpTCPInFlight(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "inet.c"), "listen4")
+	addr := "127.0.0.1:" + s.Ready["listen4_port"]
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	connect := func() {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	expectRefused(t, s, dump.Options{LeaveRunning: true, Frozen: connect}, "listener "+addr, "1 connections not accepted yet", "--skip-in-flight")
+	log, buf := newLog()
+	dir := filepath.Join(t.TempDir(), "images")
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: dir, LeaveRunning: true, TCPSkipInFlight: true, Frozen: connect, Log: log}); err != nil {
+		t.Fatalf("dump: %v\nlog:\n%s", err, buf)
+	}
+	if !strings.Contains(buf.String(), "left behind") || !strings.Contains(buf.String(), addr) {
+		t.Errorf("the log does not say the listener's connection was left behind:\n%s", buf)
+	}
+	s.WaitTicks(t, 2)
+	critDecode(t, dir)
 }

@@ -80,3 +80,24 @@ func TestDumpNamespaceFiles(t *testing.T) {
 		t.Errorf("NS entries for clone flags %v, want all of %v", seen, field)
 	}
 }
+
+// TestDumpRefusesOtherNamespaces checks that a process in another
+// namespace than cryo's, of each kind a restore would give it cryo's of,
+// is refused, naming the kind, and goes on: before, it was dumped, and
+// restored in cryo's network, mounts, host name...
+func TestDumpRefusesOtherNamespaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skipf("needs unshare (util-linux): %v", err)
+	}
+	mdwe := testutil.BuildC(t, "mdwe.c")
+	for _, tc := range []struct{ flag, ns string }{
+		{"--net", "net"}, {"--uts", "uts"}, {"--mount", "mnt"}, {"--user", "user"}, {"--cgroup", "cgroup"},
+	} {
+		t.Run(tc.ns, func(t *testing.T) {
+			s := testutil.StartSubject(t, unshare, tc.flag, mdwe)
+			expectRefused(t, s, dump.Options{LeaveRunning: true}, "in "+tc.ns+" namespace", "not cryo's")
+		})
+	}
+}

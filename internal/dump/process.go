@@ -128,6 +128,9 @@ func (d *dumper) dumpProcess() error {
 	if err != nil {
 		return err
 	}
+	if err := d.recordMDWE(); err != nil {
+		return err
+	}
 	auxv, err := proc.ReadAuxv(d.view)
 	if err != nil {
 		return err

@@ -126,7 +126,7 @@ func TestDumpSysvIPCOtherIPCNamespace(t *testing.T) {
 	}
 	s := testutil.StartSubject(t, unshare, "--ipc", testutil.BuildC(t, "sysvipc.c"))
 	s.WaitTicks(t, 2)
-	expectRefused(t, s, dump.Options{LeaveRunning: true}, "IPC namespace")
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "ipc namespace")
 }
 
 // TestDumpSysvIPCWaited dumps test/subjects/sysvipc.c with a child

@@ -41,24 +41,6 @@ func sysvKey(m proc.Mapping) (uint32, bool) {
 	return uint32(key), err == nil
 }
 
-// checkIPCNamespace refuses a process in another IPC namespace than
-// cryo's: cryo sees and restores the System V objects of its own
-// namespace only, and the namespace itself is not restored.
-func checkIPCNamespace(pid int) error {
-	own, err := os.Readlink("/proc/self/ns/ipc")
-	if err != nil {
-		return err
-	}
-	its, err := os.Readlink(proc.Path(pid, "ns/ipc"))
-	if err != nil {
-		return err
-	}
-	if its != own {
-		return fmt.Errorf("%w: the process is in IPC namespace %s, not cryo's %s (its System V IPC objects would be lost)", ErrUnsupported, its, own)
-	}
-	return nil
-}
-
 // sysvSegment is a System V shared memory segment the tree attaches.
 type sysvSegment struct {
 	e *ipcshm.IpcShmEntry

@@ -134,5 +134,5 @@ func TestDumpSysvShmOtherIPCNamespace(t *testing.T) {
 	}
 	s := testutil.StartSubject(t, unshare, "--ipc", testutil.BuildC(t, "sysvshm.c"))
 	s.WaitTicks(t, 2)
-	expectRefused(t, s, dump.Options{LeaveRunning: true}, "IPC namespace")
+	expectRefused(t, s, dump.Options{LeaveRunning: true}, "ipc namespace")
 }

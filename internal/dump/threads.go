@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -118,6 +119,9 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		SignalsP:    signalQueue(queued),
 		PdeathSig:   proto.Uint32(uint32(out.Pdeath)),
 	}
+	if err := d.recordThreadExtra(tid); err != nil {
+		return nil, err
+	}
 	rs, err := tr.GetRseqConfiguration(tid)
 	if errors.Is(err, unix.EIO) {
 		// Linux before 5.13 cannot tell a tracer about rseq: the
@@ -151,6 +155,65 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		},
 		ThreadCore: tc,
 	}, nil
+}
+
+// recordThreadExtra keeps what thread tid holds that CRIU's core entry
+// does not: the CPUs it may run on when they are not the ones cryo may
+// (a restore gives a thread without them the CPUs its own cryo may run
+// on, so that a process is not tied to the CPUs of the machine it was
+// dumped on unless it tied itself), and its I/O priority if one was set.
+func (d *dumper) recordThreadExtra(tid int) error {
+	if d.ownCPUs == nil {
+		var own unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &own); err != nil {
+			return fmt.Errorf("read cryo's CPU affinity: %w", err)
+		}
+		d.ownCPUs = &own
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(tid, &set); err != nil {
+		return fmt.Errorf("read CPU affinity of tid %d: %w", tid, err)
+	}
+	x := image.ThreadExtra{TID: uint32(tid)}
+	if set != *d.ownCPUs {
+		for _, w := range set {
+			x.CPUs = append(x.CPUs, uint64(w))
+		}
+		for len(x.CPUs) > 1 && x.CPUs[len(x.CPUs)-1] == 0 {
+			x.CPUs = x.CPUs[:len(x.CPUs)-1]
+		}
+	}
+	prio, err := kernel.IoprioGet(tid)
+	if err != nil {
+		return fmt.Errorf("read I/O priority of tid %d: %w", tid, err)
+	}
+	x.IOPrio = prio
+	if x.CPUs != nil || x.IOPrio != 0 {
+		d.threadExtras = append(d.threadExtras, x)
+	}
+	return nil
+}
+
+// recordMDWE keeps the process's memory-deny-write-execute flags
+// (PR_SET_MDWE), which only the process may read, on its leader's record
+// of cryo-thread-extra.img: without them a restored process could make
+// writable memory executable, which it could not.
+func (d *dumper) recordMDWE() error {
+	flags, err := d.prctlRet(unix.PR_GET_MDWE)
+	switch {
+	case errors.Is(err, unix.EINVAL): // before Linux 6.3: none
+		return nil
+	case err != nil || flags == 0:
+		return err
+	}
+	for i := range d.threadExtras {
+		if d.threadExtras[i].TID == uint32(d.pid) {
+			d.threadExtras[i].MDWE = uint32(flags)
+			return nil
+		}
+	}
+	d.threadExtras = append(d.threadExtras, image.ThreadExtra{TID: uint32(d.pid), MDWE: uint32(flags)})
+	return nil
 }
 
 // defaultTimerSlack is the kernel's timer slack (50 µs), which every

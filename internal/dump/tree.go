@@ -3,6 +3,7 @@ package dump
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
@@ -37,6 +38,10 @@ type tree struct {
 	// first; dead are the others pstree.img lists.
 	procs []*dumper
 	dead  []dead
+	// threadExtras are the threads' records of cryo-thread-extra.img;
+	// ownCPUs the CPUs cryo may run on (see recordThreadExtra).
+	threadExtras []image.ThreadExtra
+	ownCPUs      *unix.CPUSet
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// sysvShm are the System V shared memory segments the tree attaches.
@@ -83,7 +88,7 @@ func (t *tree) inspect() error {
 	if err := root.inspect(); err != nil {
 		return err
 	}
-	if err := checkIPCNamespace(root.view); err != nil {
+	if err := checkNamespaces(root.view); err != nil {
 		return err
 	}
 	if t.dir == nil {
@@ -220,6 +225,32 @@ func refuseThreadedZombie(pid int) error {
 // namespaces are those a process of the tree must share with the root:
 // a restore makes every process in the namespaces of the first.
 var namespaces = []string{"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}
+
+// checkNamespaces refuses a root process in other namespaces than cryo's
+// (but its time namespace, whose clock offsets the dump reads): a restore
+// makes no namespace, and the process would come back in cryo's, its
+// network, mounts, host name, users, cgroup root and pids not its own.
+// cryo keeps the System V objects of its own IPC namespace only.
+func checkNamespaces(pid int) error {
+	for _, ns := range namespaces {
+		if ns == "time" {
+			continue
+		}
+		own, errOwn := os.Readlink("/proc/self/ns/" + ns)
+		its, errIts := os.Readlink(proc.Path(pid, "ns/"+ns))
+		switch {
+		case errors.Is(errOwn, fs.ErrNotExist) && errors.Is(errIts, fs.ErrNotExist):
+			continue // a namespace this kernel lacks
+		case errOwn != nil:
+			return errOwn
+		case errIts != nil:
+			return errIts
+		case its != own:
+			return fmt.Errorf("%w: the process is in %s namespace %s, not cryo's %s: a restore makes no namespace, and it would come back in cryo's (dump it from within its namespaces)", ErrUnsupported, ns, its, own)
+		}
+	}
+	return nil
+}
 
 // checkAlone refuses a process that shares with another process of the
 // tree what a restore could not share again, or that lives in other
@@ -531,6 +562,11 @@ func (t *tree) writeImages() error {
 	}
 	if len(t.seccomp.SeccompFilters) > 0 {
 		if err := t.dir.WriteImage(image.Seccomp, 0, &t.seccomp); err != nil {
+			return err
+		}
+	}
+	if len(t.threadExtras) > 0 {
+		if err := t.dir.WriteThreadExtras(t.threadExtras); err != nil {
 			return err
 		}
 	}

@@ -74,6 +74,15 @@ func sockProtoName(d *desc) string {
 // (tcp.go).
 type inetTable struct {
 	diag map[[2]uint32]map[uint32]kernel.InetDiag
+	// SkipInFlight is criu's --skip-in-flight: the connections a TCP
+	// listener has not accepted yet are left behind (the restored
+	// listener's queue is empty; their clients, whose handshake is done,
+	// find them reset when the dumped process ends), said through
+	// Dropped. Without it such a listener is refused.
+	SkipInFlight bool
+	// Dropped is told of each listener whose connections were left
+	// behind.
+	Dropped func(listener netip.AddrPort, connections uint32)
 	tcpTable
 }
 
@@ -206,8 +215,11 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	switch {
 	case stream && state == tcpListen:
-		if diag.Rqueue != 0 {
-			return 0, fmt.Errorf("%w: %s listener %v with %d connections not accepted yet", ErrUnsupported, protoName(protocol), local, diag.Rqueue)
+		switch {
+		case diag.Rqueue != 0 && !t.SkipInFlight:
+			return 0, fmt.Errorf("%w: %s listener %v with %d connections not accepted yet (criu's --skip-in-flight leaves them behind)", ErrUnsupported, protoName(protocol), local, diag.Rqueue)
+		case diag.Rqueue != 0 && t.Dropped != nil:
+			t.Dropped(local, diag.Rqueue)
 		}
 		e.Backlog = proto.Uint32(diag.Wqueue)
 	case stream && state == tcpClose:

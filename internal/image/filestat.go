@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/runtime/protoimpl"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 )
@@ -44,27 +45,46 @@ var fileStatType = func() protoreflect.MessageType {
 
 // ownMessage builds and registers cryo.NAME, the message of one of cryo's
 // own images, from its description here: the repository has no protoc,
-// and the messages are small.
-func ownMessage(file, name string, fields ...*descriptorpb.FieldDescriptorProto) protoreflect.MessageType {
-	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
-		Name: proto.String("cryo/" + file + ".proto"), Package: proto.String("cryo"), Syntax: proto.String("proto2"),
-		MessageType: []*descriptorpb.DescriptorProto{{Name: proto.String(name), Field: fields}},
-	}, protoregistry.GlobalFiles)
-	if err != nil {
-		panic(fmt.Sprintf("image: cryo.%s: %v", name, err))
+// and the messages are small. The descriptor is encoded here and built
+// the way generated code builds its own, lazily: marshaling it with
+// descriptorpb, or building it with protodesc, took a millisecond or two
+// of every cryo start.
+func ownMessage(file, name string, fields ...[]byte) protoreflect.MessageType {
+	msg := protowire.AppendTag(nil, 1, protowire.BytesType)
+	msg = protowire.AppendString(msg, name)
+	for _, f := range fields {
+		msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, f)
 	}
+	// FileDescriptorProto: name, package, message_type, syntax.
+	raw := protowire.AppendTag(nil, 1, protowire.BytesType)
+	raw = protowire.AppendString(raw, "cryo/"+file+".proto")
+	raw = protowire.AppendTag(raw, 2, protowire.BytesType)
+	raw = protowire.AppendString(raw, "cryo")
+	raw = protowire.AppendTag(raw, 4, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, msg)
+	raw = protowire.AppendTag(raw, 12, protowire.BytesType)
+	raw = protowire.AppendString(raw, "proto2")
+	fd := protoimpl.DescBuilder{GoPackagePath: "github.com/cryo-cr/cryo/internal/image", RawDescriptor: raw, NumMessages: 1}.Build().File
 	mt := dynamicpb.NewMessageType(fd.Messages().Get(0))
-	if err := protoregistry.GlobalFiles.RegisterFile(fd); err != nil {
-		panic(err)
-	}
 	if err := protoregistry.GlobalTypes.RegisterMessage(mt); err != nil {
-		panic(err)
+		panic(fmt.Sprintf("image: cryo.%s: %v", name, err))
 	}
 	return mt
 }
 
-func ownField(name string, n int32, t descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label) *descriptorpb.FieldDescriptorProto {
-	return &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(n), Type: t.Enum(), Label: label.Enum()}
+// ownField encodes the FieldDescriptorProto of field n of an ownMessage.
+func ownField(name string, n int32, t descriptorpb.FieldDescriptorProto_Type, label descriptorpb.FieldDescriptorProto_Label) []byte {
+	b := protowire.AppendTag(nil, 1, protowire.BytesType)
+	b = protowire.AppendString(b, name)
+	for _, v := range []struct {
+		num protowire.Number
+		val int32
+	}{{3, n}, {4, int32(label)}, {5, int32(t)}} {
+		b = protowire.AppendTag(b, v.num, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(v.val))
+	}
+	return b
 }
 
 func (s FileStat) message() proto.Message {

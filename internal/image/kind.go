@@ -54,6 +54,7 @@ const (
 	IpcSem                       // ipcns-sem-ID.img: the System V semaphore sets of IPC namespace ID
 	IpcMsg                       // ipcns-msg-ID.img: the System V message queues of IPC namespace ID
 	SockExtras                   // cryo-sk-extra.img: socket state CRIU's entries lack (cryo's own)
+	ThreadExtras                 // cryo-thread-extra.img: thread state CRIU's core entries lack (cryo's own)
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -64,8 +65,9 @@ const imgCommon = 0x54564319
 // The magics of cryo's own images, which only cryo writes; CRIU's magic.h
 // has no such values.
 const (
-	cryoFileStatMagic  = 0x43525946
-	cryoSockExtraMagic = 0x4352534b
+	cryoFileStatMagic    = 0x43525946
+	cryoSockExtraMagic   = 0x4352534b
+	cryoThreadExtraMagic = 0x43525458
 )
 
 // ImgVersion is the value InventoryEntry.img_version must hold: CRIU's
@@ -115,8 +117,9 @@ var kinds = [...]kindDesc{
 	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
 	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
 	// cryo's own kind: a magic CRIU does not use.
-	FileStats:  {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
-	SockExtras: {"cryo-sk-extra", "cryo-sk-extra.img", cryoSockExtraMagic, names("cryo.sk_extra_entry")},
+	FileStats:    {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
+	SockExtras:   {"cryo-sk-extra", "cryo-sk-extra.img", cryoSockExtraMagic, names("cryo.sk_extra_entry")},
+	ThreadExtras: {"cryo-thread-extra", "cryo-thread-extra.img", cryoThreadExtraMagic, names("cryo.thread_extra_entry")},
 }
 
 func names(s ...string) []protoreflect.FullName {
@@ -159,7 +162,7 @@ func (k Kind) raw() bool { return k.desc().magic == 0 }
 
 // Own reports whether the kind is cryo's own, one CRIU's tools know
 // nothing of.
-func (k Kind) Own() bool { return k == FileStats || k == SockExtras }
+func (k Kind) Own() bool { return k == FileStats || k == SockExtras || k == ThreadExtras }
 
 // header returns the magic words the kind's files start with.
 func (k Kind) header() []uint32 {

@@ -16,3 +16,25 @@ func SchedGetScheduler(tid int) (uint32, error) {
 	}
 	return uint32(r), nil
 }
+
+// ioprioWhoProcess is IOPRIO_WHO_PROCESS (include/uapi/linux/ioprio.h):
+// the I/O priority calls' who is a thread id.
+const ioprioWhoProcess = 1
+
+// IoprioGet returns the I/O priority of thread tid, class and data as
+// the kernel encodes them; 0 when none was set.
+func IoprioGet(tid int) (uint32, error) {
+	r, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return uint32(r), nil
+}
+
+// IoprioSet sets the I/O priority of thread tid.
+func IoprioSet(tid int, prio uint32) error {
+	if _, _, errno := unix.Syscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, uintptr(tid), uintptr(prio)); errno != 0 {
+		return errno
+	}
+	return nil
+}

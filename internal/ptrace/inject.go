@@ -187,8 +187,22 @@ func (t *Tracer) gadget(tid int) (uint64, error) {
 		flags |= unix.MAP_FIXED_NOREPLACE
 	}
 	err := t.borrow(func(site uint64) error {
-		addr, err := t.syscallAt(tid, site, unix.SYS_MMAP, []uint64{t.scratchHint, scratchSize,
-			unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC, flags, ^uint64(0), 0})
+		mmap := func(prot uint64) (uint64, error) {
+			return t.syscallAt(tid, site, unix.SYS_MMAP, []uint64{t.scratchHint, scratchSize, prot, flags, ^uint64(0), 0})
+		}
+		addr, err := mmap(unix.PROT_READ | unix.PROT_WRITE | unix.PROT_EXEC)
+		if errors.Is(err, unix.EACCES) {
+			// The process denies itself memory both writable and
+			// executable (PR_SET_MDWE): the gadget's page is
+			// executable only (the tracer writes it through
+			// /proc/PID/mem all the same), the rest writable only.
+			if addr, err = mmap(unix.PROT_READ | unix.PROT_EXEC); err == nil {
+				_, err = t.syscallAt(tid, site, unix.SYS_MPROTECT, []uint64{addr + pageSize, scratchSize - pageSize, unix.PROT_READ | unix.PROT_WRITE})
+				if err != nil {
+					t.syscallAt(tid, site, unix.SYS_MUNMAP, []uint64{addr, scratchSize})
+				}
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("map scratch: %w", err)
 		}

@@ -573,3 +573,28 @@ func exiting(pid, tid int) bool {
 	st, err := proc.ReadTaskStatus(pid, tid)
 	return err != nil || st.State == 'Z' || st.State == 'X'
 }
+
+// PinWithSession ties the traced process, and so every task it makes
+// from then on, and the session thread to the one CPU that thread runs
+// on, until the caller sets their CPUs again (the session thread's until
+// it ends). A tracee's stop wakes the tracer and the tracer's request
+// wakes the tracee: on one CPU, such a wake is a switch, where across
+// CPUs it waits on another's idle state, which in a virtual machine
+// costs tens of microseconds, many times a thread.
+func (t *Tracer) PinWithSession() error {
+	return t.do(func() error {
+		cpu, err := kernel.CurrentCPU()
+		if err != nil {
+			return fmt.Errorf("find the tracer's CPU: %w", err)
+		}
+		var one unix.CPUSet
+		one.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return fmt.Errorf("tie the tracer to CPU %d: %w", cpu, err)
+		}
+		if err := unix.SchedSetaffinity(t.pid, &one); err != nil {
+			return fmt.Errorf("tie pid %d to CPU %d: %w", t.pid, cpu, err)
+		}
+		return nil
+	})
+}

@@ -47,7 +47,7 @@ func TestRestoreExitedLeader(t *testing.T) {
 				// First: the child, its parent gone, is then the test
 				// process's to reap.
 				t.Cleanup(s.Kill)
-				waitLeaderExited(t, kid)
+				waitLeaderExited(t, s, kid)
 				pids = append(pids, kid)
 			}
 			s.WaitTicks(t, 3)
@@ -85,7 +85,7 @@ func TestRestoreExitedLeader(t *testing.T) {
 				}
 			}})
 			for _, pid := range pids {
-				waitLeaderExited(t, pid)
+				waitLeaderExited(t, s, pid)
 			}
 			if got := tasks(t, s.Pid); !slices.Equal(got, threads) {
 				t.Errorf("restored threads %v, want %v\nlog:\n%s", got, threads, log)
@@ -120,14 +120,14 @@ func TestRestoreExitedLeader(t *testing.T) {
 
 // waitLeaderExited waits until the main thread of pid has exited while
 // its other threads run: a zombie leader, the view another thread.
-func waitLeaderExited(t *testing.T, pid int) {
+func waitLeaderExited(t *testing.T, s *subject, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(testutil.SubjectTimeout)
 	for !proc.LeaderExited(pid) {
 		if time.Now().After(deadline) {
 			st, err := proc.ReadStat(pid)
 			// A zombie's exit code tells what ended it.
-			t.Fatalf("pid %d: the leader has not exited with its threads running (state %c, exit code %#x, %v)", pid, st.State, st.ExitCode, err)
+			t.Fatalf("pid %d: the leader has not exited with its threads running (state %c, exit code %#x, %v); output:\n%s", pid, st.State, st.ExitCode, err, s.Output())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -199,8 +199,14 @@ func (t *tree) run(ctx context.Context) error {
 			if err := r.createThreads(); err != nil {
 				return err
 			}
+			// Every thread was cloned from the leader, with its
+			// scheduling, before any was set: read once.
+			born, err := proc.ReadTaskStat(r.pid, r.pid)
+			if err != nil {
+				return err
+			}
 			for _, tid := range r.c.threads {
-				if err := r.restoreThread(int(tid), r.c.cores[tid]); err != nil {
+				if err := r.restoreThread(int(tid), r.c.cores[tid], born); err != nil {
 					return err
 				}
 			}
@@ -223,7 +229,7 @@ func (t *tree) run(ctx context.Context) error {
 				}
 				r.regs[int(tid)] = rg
 			}
-			return nil
+			return r.restoreThreadExtras()
 		})},
 		{Name: "resume", Run: t.resume},
 	}
@@ -335,6 +341,9 @@ func (t *tree) startStub() (err error) {
 	at, err := vdso.FindHole(used, 2*pageSize, taskSize/2, mmapMinAddr(), taskSize)
 	if err != nil {
 		return fmt.Errorf("place scratch: %w", err)
+	}
+	if err := t.pinStub(); err != nil {
+		return err
 	}
 	return t.stub.PlaceScratch(at)
 }

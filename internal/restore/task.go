@@ -229,8 +229,19 @@ func (r *restorer) restoreCreds() error {
 	if err != nil {
 		return fmt.Errorf("read own securebits: %w", err)
 	}
+	// The threads have the credentials they were cloned with from the
+	// leader, unless seccomp filters were installed since, which may
+	// set no_new_privs: read once, before the leader's change.
+	var born *proc.Status
+	if len(r.c.seccomp) == 0 {
+		st, err := proc.ReadTaskStatus(r.pid, r.pid)
+		if err != nil {
+			return err
+		}
+		born = &st
+	}
 	for _, tid := range r.c.threads {
-		if err := r.restoreThreadCreds(int(tid), r.c.cores[tid].ThreadCore.GetCreds(), uint32(secbits)); err != nil {
+		if err := r.restoreThreadCreds(int(tid), r.c.cores[tid].ThreadCore.GetCreds(), uint32(secbits), born); err != nil {
 			return fmt.Errorf("tid %d: %w", tid, err)
 		}
 		// After the credentials, whose change clears it.
@@ -291,15 +302,19 @@ const secureNoSetuidFixup = 2
 // SECURE_NO_SETUID_FIXUP), then securebits and the bounding set, which
 // need CAP_SETPCAP, then the capabilities themselves, the ambient ones
 // (which must be permitted and inheritable) and no_new_privs. Nothing is
-// set if the thread has cr already.
-func (r *restorer) restoreThreadCreds(tid int, cr *creds.CredsEntry, ownSecbits uint32) error {
+// set if the thread has cr already: born, when known, or as read.
+func (r *restorer) restoreThreadCreds(tid int, cr *creds.CredsEntry, ownSecbits uint32, born *proc.Status) error {
 	if cr == nil {
 		return nil
 	}
-	st, err := proc.ReadTaskStatus(r.pid, tid)
-	if err != nil {
-		return err
+	if born == nil {
+		st, err := proc.ReadTaskStatus(r.pid, tid)
+		if err != nil {
+			return err
+		}
+		born = &st
 	}
+	st := *born
 	inh, prm, eff, bnd, amb := capBits(cr.CapInh), capBits(cr.CapPrm), capBits(cr.CapEff), capBits(cr.CapBnd), capBits(cr.CapAmb)
 	same := st.Uid == [4]uint32{cr.GetUid(), cr.GetEuid(), cr.GetSuid(), cr.GetFsuid()} &&
 		st.Gid == [4]uint32{cr.GetGid(), cr.GetEgid(), cr.GetSgid(), cr.GetFsgid()} &&

@@ -114,8 +114,9 @@ func isCryo(id int) bool {
 
 // restoreThread sets what each thread holds of its own besides registers:
 // robust futex list, clear_child_tid, alternate signal stack, rseq,
-// scheduling policy and nice value, name.
-func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
+// scheduling policy and nice value, name. cur is the scheduling it was
+// born with.
+func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry, cur proc.Stat) error {
 	tc := core.ThreadCore
 	scratch, err := r.scratch()
 	if err != nil {
@@ -147,10 +148,6 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry) error {
 	// Scheduling is per thread, and each starts with cryo's, which the
 	// stub inherited: set what differs. The policy first: setting it
 	// keeps the nice value, which follows.
-	cur, err := proc.ReadTaskStat(r.pid, tid)
-	if err != nil {
-		return err
-	}
 	pol := tc.GetSchedPolicy() &^ kernel.SchedResetOnFork
 	resetOnFork := tc.GetSchedPolicy()&kernel.SchedResetOnFork != 0
 	if prio := tc.GetSchedPrio(); pol != cur.Policy || prio != cur.RTPriority || resetOnFork {

@@ -53,6 +53,10 @@ type tree struct {
 	// queues of the checkpoint (sysvipc.go).
 	sysvSem []*sysvSemSet
 	sysvMsg []*sysvQueue
+	// threadExtras are what threads hold beyond their core entries
+	// (threadextra.go), cpus the CPUs cryo may run on.
+	threadExtras map[uint32]threadExtra
+	cpus         unix.CPUSet
 	// toWrite and written count the bytes of the pages step.
 	toWrite, written uint64
 	// compare are writeKept's buffers.
@@ -213,6 +217,9 @@ func (t *tree) load() error {
 	}
 	t.shmem, t.shmemSize = map[uint64]shmemAt{}, t.shmemSizes()
 	if err := t.loadSysvShm(); err != nil {
+		return err
+	}
+	if err := t.loadThreadExtras(); err != nil {
 		return err
 	}
 	if err := t.loadSysvIPC(); err != nil {

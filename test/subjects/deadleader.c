@@ -117,9 +117,12 @@ static const char *path;
 
 static void *ticker(void *arg) {
 	(void)arg;
-	pid_t kid = forks ? child() : 0;
 	while (!leader_dead())
 		usleep(1000);
+	// Forked only once the leader has exited: its pthread_exit loads the
+	// unwinder (libgcc_s), and a child forked in the middle of that would
+	// find it half loaded and abort in its own pthread_exit.
+	pid_t kid = forks ? child() : 0;
 	printf("ready file=%s child=%d\n", path, (int)kid);
 	fflush(stdout);
 	long last = -1;

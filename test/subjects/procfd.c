@@ -8,8 +8,9 @@
 // or "FAIL ..." and exits 1.
 //
 // Usage: procfd [foreign|gonecwd]
-//   foreign  then move to a new network namespace: the net descriptor
-//            is of another namespace than the process's (needs root)
+//   foreign  then make a new network namespace and come back: the net
+//            descriptor is of that one, another namespace than the
+//            process's (needs root)
 //   gonecwd  then work in /proc/PID of a child that has exited and been
 //            reaped since (which a dump refuses)
 #define _GNU_SOURCE
@@ -55,8 +56,14 @@ int main(int argc, char **argv) {
 	if (status < 0 || read(status, buf, STATUS_POS) != STATUS_POS)
 		fail("read /proc/self/status: %s", strerror(errno));
 	int foreign = argc > 1 && !strcmp(argv[1], "foreign");
-	if (foreign && unshare(CLONE_NEWNET) != 0)
-		fail("unshare CLONE_NEWNET: %s", strerror(errno));
+	if (foreign) {
+		if (unshare(CLONE_NEWNET) != 0)
+			fail("unshare CLONE_NEWNET: %s", strerror(errno));
+		int other = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (other < 0 || setns(fds[0], CLONE_NEWNET) != 0 || dup3(other, fds[0], O_CLOEXEC) < 0)
+			fail("come back from a new network namespace: %s", strerror(errno));
+		close(other);
+	}
 	pid_t child = fork();
 	if (child < 0)
 		fail("fork: %s", strerror(errno));

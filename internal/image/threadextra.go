@@ -1,0 +1,104 @@
+package image
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// ThreadExtra is what a thread holds beyond its core entry in CRIU's
+// images, which cryo keeps in an image of its own, cryo-thread-extra.img,
+// one record per thread that has any: the CPUs it may run on
+// (sched_setaffinity), when they are not the dumping cryo's own (as
+// taskset ties a process), and its I/O priority (ioprio_set, as ionice
+// sets it); and on the record of a process's leader, what the process
+// holds that CRIU's images do not: its memory-deny-write-execute flags
+// (PR_SET_MDWE, as systemd's MemoryDenyWriteExecute= may set them).
+type ThreadExtra struct {
+	TID uint32
+	// CPUs is the mask, 64 CPUs a word, CPU 0 the lowest bit of the
+	// first, as sched_getaffinity gives it; nil when not tied.
+	CPUs []uint64
+	// IOPrio is the I/O priority as ioprio_get gives it, class and data;
+	// 0, the default (following the nice value), when none was set.
+	IOPrio uint32
+	// MDWE are the PR_SET_MDWE flags of the thread's process, on its
+	// leader's record only.
+	MDWE uint32
+}
+
+// MaxCPUWords bounds a ThreadExtra's mask: 1,024 CPUs, as glibc's
+// cpu_set_t.
+const MaxCPUWords = 16
+
+// ioprioClassMax is IOPRIO_CLASS_IDLE (include/uapi/linux/ioprio.h), the
+// last class; the class is the top 3 of an I/O priority's 16 bits.
+const ioprioClassMax = 3
+
+// mdweFlags are the flags PR_SET_MDWE takes (include/uapi/linux/prctl.h):
+// PR_MDWE_REFUSE_EXEC_GAIN and PR_MDWE_NO_INHERIT.
+const mdweFlags = 3
+
+// threadExtraType is the message type of cryo-thread-extra.img records,
+// cryo.thread_extra_entry.
+var threadExtraType = ownMessage("thread-extra", "thread_extra_entry",
+	ownField("tid", 1, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_REQUIRED),
+	ownField("cpus", 2, descriptorpb.FieldDescriptorProto_TYPE_UINT64, descriptorpb.FieldDescriptorProto_LABEL_REPEATED),
+	ownField("ioprio", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL),
+	ownField("mdwe", 4, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL))
+
+func (x ThreadExtra) message() proto.Message {
+	m := threadExtraType.New()
+	f := m.Descriptor().Fields()
+	m.Set(f.ByName("tid"), protoreflect.ValueOfUint32(x.TID))
+	cpus := m.Mutable(f.ByName("cpus")).List()
+	for _, w := range x.CPUs {
+		cpus.Append(protoreflect.ValueOfUint64(w))
+	}
+	if x.IOPrio != 0 {
+		m.Set(f.ByName("ioprio"), protoreflect.ValueOfUint32(x.IOPrio))
+	}
+	if x.MDWE != 0 {
+		m.Set(f.ByName("mdwe"), protoreflect.ValueOfUint32(x.MDWE))
+	}
+	return m.Interface()
+}
+
+func threadExtraOf(m protoreflect.Message) (ThreadExtra, error) {
+	f := m.Descriptor().Fields()
+	x := ThreadExtra{TID: uint32(m.Get(f.ByName("tid")).Uint()), IOPrio: uint32(m.Get(f.ByName("ioprio")).Uint()),
+		MDWE: uint32(m.Get(f.ByName("mdwe")).Uint())}
+	cpus := m.Get(f.ByName("cpus")).List()
+	if cpus.Len() > MaxCPUWords {
+		return x, fmt.Errorf("%w: tid %d: a CPU mask of %d words, more than %d", ErrRecord, x.TID, cpus.Len(), MaxCPUWords)
+	}
+	var any uint64
+	for i := range cpus.Len() {
+		w := cpus.Get(i).Uint()
+		x.CPUs = append(x.CPUs, w)
+		any |= w
+	}
+	switch {
+	case cpus.Len() > 0 && any == 0:
+		return x, fmt.Errorf("%w: tid %d: an empty CPU mask", ErrRecord, x.TID)
+	case x.IOPrio>>13 > ioprioClassMax || x.IOPrio > 0xffff:
+		return x, fmt.Errorf("%w: tid %d: I/O priority %#x", ErrRecord, x.TID, x.IOPrio)
+	case x.MDWE&^mdweFlags != 0:
+		return x, fmt.Errorf("%w: tid %d: PR_SET_MDWE flags %#x", ErrRecord, x.TID, x.MDWE)
+	}
+	return x, nil
+}
+
+// WriteThreadExtras writes cryo-thread-extra.img.
+func (d *Dir) WriteThreadExtras(xs []ThreadExtra) error {
+	return writeOwn(d, ThreadExtras, xs, ThreadExtra.message)
+}
+
+// ReadThreadExtras reads cryo-thread-extra.img; a checkpoint without it
+// (one CRIU made, or an older cryo) gives an error wrapping
+// fs.ErrNotExist.
+func (d *Dir) ReadThreadExtras() ([]ThreadExtra, error) {
+	return readOwn(d, ThreadExtras, threadExtraType, threadExtraOf)
+}

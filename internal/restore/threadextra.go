@@ -1,0 +1,114 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/kernel"
+)
+
+// What a thread holds beyond its core entry (cryo-thread-extra.img): the
+// CPUs it may run on and its I/O priority. The restore runs with every
+// task it makes tied to the tracer's CPU (ptrace.Tracer.PinWithSession);
+// once they are made, each thread gets the CPUs it was tied to at the
+// dump, or, when it was not tied to any but the dumping cryo's, the CPUs
+// this cryo may use.
+
+// threadExtra is a thread's record, ready to set.
+type threadExtra struct {
+	cpus   *unix.CPUSet // nil: not tied
+	ioprio uint32
+	mdwe   uint32 // the process's, on its leader's
+}
+
+// loadThreadExtras reads cryo-thread-extra.img, if the checkpoint has it.
+func (t *tree) loadThreadExtras() error {
+	xs, err := t.dir.ReadThreadExtras()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	threads, leaders := map[uint32]bool{}, map[uint32]bool{}
+	for _, r := range t.procs {
+		leaders[uint32(r.pid)] = true
+		for _, tid := range r.c.threads {
+			threads[tid] = true
+		}
+	}
+	t.threadExtras = map[uint32]threadExtra{}
+	for _, x := range xs {
+		if !threads[x.TID] {
+			return imageErr("%s: tid %d is no thread of the checkpoint", image.ThreadExtras.FileName(0), x.TID)
+		}
+		if _, ok := t.threadExtras[x.TID]; ok {
+			return imageErr("%s: tid %d twice", image.ThreadExtras.FileName(0), x.TID)
+		}
+		if x.MDWE != 0 && !leaders[x.TID] {
+			return imageErr("%s: tid %d, which leads no process, has the PR_SET_MDWE flags of one", image.ThreadExtras.FileName(0), x.TID)
+		}
+		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE}
+		if x.CPUs != nil {
+			e.cpus = new(unix.CPUSet)
+			for i, w := range x.CPUs {
+				for b := range 64 {
+					if w&(1<<b) != 0 {
+						e.cpus.Set(i*64 + b)
+					}
+				}
+			}
+		}
+		t.threadExtras[x.TID] = e
+	}
+	return nil
+}
+
+// pinStub ties the stub, and the tasks the restore makes of it, to the
+// tracer's CPU, and remembers the CPUs it had: cryo's.
+func (t *tree) pinStub() error {
+	if err := unix.SchedGetaffinity(t.stub.Pid(), &t.cpus); err != nil {
+		return fmt.Errorf("read the CPU affinity of the stub %d: %w", t.stub.Pid(), err)
+	}
+	return t.stub.PinWithSession()
+}
+
+// restoreThreadExtras gives each thread its CPUs and I/O priority, and
+// the process its memory-deny-write-execute flags, last, once the restore
+// maps and protects nothing more in it. A thread tied to CPUs none of
+// which this machine has runs on cryo's, which the log says.
+func (r *restorer) restoreThreadExtras() error {
+	if mdwe := r.threadExtras[uint32(r.pid)].mdwe; mdwe != 0 {
+		if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_MDWE, uint64(mdwe), 0, 0, 0); err != nil {
+			return fmt.Errorf("set PR_SET_MDWE flags %#x: %w", mdwe, err)
+		}
+	}
+	for _, tid := range r.c.threads {
+		x := r.threadExtras[tid]
+		set := x.cpus
+		if set == nil {
+			set = &r.cpus
+		}
+		err := unix.SchedSetaffinity(int(tid), set)
+		if errors.Is(err, unix.EINVAL) && set != &r.cpus {
+			r.log.Warn("a thread was tied to CPUs none of which can run it here; it runs on cryo's", "tid", tid)
+			err = unix.SchedSetaffinity(int(tid), &r.cpus)
+		}
+		if err != nil {
+			return fmt.Errorf("set the CPU affinity of tid %d: %w", tid, err)
+		}
+		// A thread inherits cryo's I/O priority, usually none.
+		cur, err := kernel.IoprioGet(int(tid))
+		if err == nil && cur != x.ioprio {
+			err = kernel.IoprioSet(int(tid), x.ioprio)
+		}
+		if err != nil {
+			return fmt.Errorf("set the I/O priority %#x of tid %d: %w", x.ioprio, tid, err)
+		}
+	}
+	return nil
+}
