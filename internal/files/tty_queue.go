@@ -129,7 +129,10 @@ func lineEnd(c byte, tio *unix.Termios) bool {
 // echoed nor acted on (a signal character), and is put back as it was.
 func drainSlave(s int, tio *unix.Termios) (data []byte, exact bool, err error) {
 	exact = true
+	// IXON stays: turning it off restarts a terminal stopped by its
+	// STOP character.
 	quiet := transparent(tio)
+	quiet.Iflag |= tio.Iflag & unix.IXON
 	if err := unix.IoctlSetTermios(s, unix.TCSETS2, quiet); err != nil {
 		return nil, exact, err
 	}
