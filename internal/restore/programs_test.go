@@ -555,7 +555,7 @@ func TestRestoreDnsmasq(t *testing.T) {
 	}
 	port := freePort(t)
 	s := startProgram(t, dnsmasq, "-k", "-d", "-p", fmt.Sprint(port), "--listen-address=127.0.0.1", "--bind-interfaces",
-		"--no-resolv", "--no-hosts", "--addn-hosts="+hosts, "--user=root", "--pid-file=")
+		"--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--addn-hosts="+hosts, "--user=root", "--pid-file=")
 	dialProgram(t, s, port).Close()
 	c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
