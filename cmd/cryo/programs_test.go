@@ -35,8 +35,10 @@ func TestRestoreCommandPrograms(t *testing.T) {
 		name string
 		args []string
 	}{
-		// A shell loop that runs sleep, a child it waits for.
-		{"bash-sleep", []string{"/bin/bash", "-c", `i=0; while :; do i=$((i+1)); echo "tick $i pid=$$ n=$i ok"; sleep 0.05; done`}},
+		// A shell loop that runs sleep, a child it waits for: long
+		// enough to be there still when the dump comes, on a loaded
+		// machine too.
+		{"bash-sleep", []string{"/bin/bash", "-c", `i=0; while :; do i=$((i+1)); echo "tick $i pid=$$ n=$i ok"; sleep 0.4; done`}},
 		{"python-pool", []string{"/usr/bin/python3", "-c", poolScript}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

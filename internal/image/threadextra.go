@@ -22,7 +22,8 @@ type ThreadExtra struct {
 	// first, as sched_getaffinity gives it; nil when not tied.
 	CPUs []uint64
 	// IOPrio is the I/O priority as ioprio_get gives it, class and data;
-	// 0, the default (following the nice value), when none was set.
+	// 0, the default (following the nice value), when none was set: the
+	// class none has no data.
 	IOPrio uint32
 	// MDWE are the PR_SET_MDWE flags of the thread's process, on its
 	// leader's record only.
@@ -83,7 +84,7 @@ func threadExtraOf(m protoreflect.Message) (ThreadExtra, error) {
 	switch {
 	case cpus.Len() > 0 && any == 0:
 		return x, fmt.Errorf("%w: tid %d: an empty CPU mask", ErrRecord, x.TID)
-	case x.IOPrio>>13 > ioprioClassMax || x.IOPrio > 0xffff:
+	case x.IOPrio>>13 > ioprioClassMax || x.IOPrio > 0xffff || x.IOPrio != 0 && x.IOPrio>>13 == 0:
 		return x, fmt.Errorf("%w: tid %d: I/O priority %#x", ErrRecord, x.TID, x.IOPrio)
 	case x.MDWE&^mdweFlags != 0:
 		return x, fmt.Errorf("%w: tid %d: PR_SET_MDWE flags %#x", ErrRecord, x.TID, x.MDWE)

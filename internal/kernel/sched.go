@@ -22,14 +22,22 @@ func SchedGetScheduler(tid int) (uint32, error) {
 const ioprioWhoProcess = 1
 
 // IoprioGet returns the I/O priority of thread tid, class and data as
-// the kernel encodes them; 0 when none was set.
+// the kernel encodes them; 0 when none was set, which kernels before 5.15
+// or so say as the class none (0) with the data the nice value implies,
+// and later ones refuse to be set.
 func IoprioGet(tid int) (uint32, error) {
 	r, _, errno := unix.Syscall(unix.SYS_IOPRIO_GET, ioprioWhoProcess, uintptr(tid), 0)
 	if errno != 0 {
 		return 0, errno
 	}
+	if r>>ioprioClassShift == 0 {
+		return 0, nil
+	}
 	return uint32(r), nil
 }
+
+// ioprioClassShift is IOPRIO_CLASS_SHIFT (include/uapi/linux/ioprio.h).
+const ioprioClassShift = 13
 
 // IoprioSet sets the I/O priority of thread tid.
 func IoprioSet(tid int, prio uint32) error {
