@@ -208,6 +208,11 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	state := e.GetState()
 	stream := protocol == unix.IPPROTO_TCP || protocol == unix.IPPROTO_MPTCP
+	if stream {
+		if err := t.dumpTCPOpts(fd, id, state); err != nil {
+			return 0, err
+		}
+	}
 	switch {
 	case stream && state == tcpListen:
 		switch {
@@ -385,9 +390,6 @@ var inetLostOpts = []struct {
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS", 0, false},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", 64, false},
 	{family: unix.AF_INET6, level: unix.SOL_IPV6, opt: unix.IPV6_MULTICAST_LOOP, name: "IPV6_MULTICAST_LOOP", value: 1, udp: true},
-	{-1, unix.SOL_TCP, unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", 0, false},
-	{-1, unix.SOL_TCP, unix.TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", 0, false},
-	{-1, unix.SOL_TCP, unix.TCP_FASTOPEN, "TCP_FASTOPEN", 0, false},
 }
 
 // inetOptsOf lists the options an entry of family and protocol has.
@@ -501,7 +503,7 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		}
 	}
 	if err == nil {
-		err = errors.Join(r.set.joinGroups(fd, f.GetId()), r.set.setPeekOff(fd, f.GetId()))
+		err = errors.Join(r.set.joinGroups(fd, f.GetId()), r.set.setPeekOff(fd, f.GetId()), r.set.setTCPOpts(fd, f.GetId()))
 	}
 	if err == nil && e.GetFlags()&unix.O_ASYNC != 0 {
 		// Signal-driven I/O; its owner comes after (restoreOwner).

@@ -16,7 +16,8 @@ import (
 
 // What a socket holds that CRIU's entries have no field for goes into
 // cryo's own cryo-sk-extra.img (image.SockExtra): a unix or UDP socket's
-// peek offset (SO_PEEK_OFF), and the multicast groups a UDP socket joined.
+// peek offset (SO_PEEK_OFF), the multicast groups a UDP socket joined,
+// and the TCP options tcpExtraOpts.
 
 // sockExtraTable gathers a dump's socket extras, by entry id.
 type sockExtraTable struct {
@@ -87,6 +88,40 @@ func (t *sockExtraTable) dumpMemberships(fd int, id, family uint32, local netip.
 	return nil
 }
 
+// tcpExtraOpts are the TCP options kept in cryo-sk-extra.img, each 0
+// unless set: a listener's (dnsmasq sets TCP_FASTOPEN on its own; nginx's
+// and haproxy's take them from their configurations) and
+// TCP_USER_TIMEOUT, any socket's.
+var tcpExtraOpts = []struct {
+	opt   int
+	name  string
+	field func(*image.SockExtra) *uint32
+}{
+	{unix.TCP_FASTOPEN, "TCP_FASTOPEN", func(x *image.SockExtra) *uint32 { return &x.TCPFastOpen }},
+	{unix.TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", func(x *image.SockExtra) *uint32 { return &x.TCPDeferAccept }},
+	{unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", func(x *image.SockExtra) *uint32 { return &x.TCPUserTimeout }},
+}
+
+// dumpTCPOpts records the tcpExtraOpts TCP or MPTCP socket fd, entry id,
+// in state state, has set. TCP_FASTOPEN can be set again only on a
+// socket listening or not connected yet; a connection's is refused (an
+// accepted one has none).
+func (t *sockExtraTable) dumpTCPOpts(fd int, id, state uint32) error {
+	for _, o := range tcpExtraOpts {
+		v, err := unix.GetsockoptInt(fd, unix.SOL_TCP, o.opt)
+		switch {
+		case notForThisSocket(err) || err == nil && v == 0:
+			continue
+		case err != nil:
+			return fmt.Errorf("read %s: %w", o.name, err)
+		case o.opt == unix.TCP_FASTOPEN && state != tcpListen && state != tcpClose:
+			return fmt.Errorf("%w: socket option %s is %d on a connection in state %s (it can be set only before one)", ErrUnsupported, o.name, v, tcpStateName(state))
+		}
+		*o.field(t.extra(id)) = uint32(v)
+	}
+	return nil
+}
+
 // sockExtraSet are the socket extras of a checkpoint, by entry id.
 type sockExtraSet struct {
 	sockExtras map[uint32]image.SockExtra
@@ -108,6 +143,8 @@ func (s *Set) loadSockExtras() error {
 			return imageErr("%s: file %d is not a socket entry", image.SockExtras.FileName(0), x.ID)
 		case len(x.Groups) > 0 && f.Isk.GetProto() != unix.IPPROTO_UDP:
 			return imageErr("%s: file %d joined multicast groups, but is no UDP socket", image.SockExtras.FileName(0), x.ID)
+		case x.TCPFastOpen|x.TCPDeferAccept|x.TCPUserTimeout != 0 && (f.Isk == nil || f.Isk.GetProto() != unix.IPPROTO_TCP && f.Isk.GetProto() != unix.IPPROTO_MPTCP):
+			return imageErr("%s: file %d has TCP options, but is no TCP socket", image.SockExtras.FileName(0), x.ID)
 		}
 		if _, dup := s.sockExtras[x.ID]; dup {
 			return imageErr("%s: file %d twice", image.SockExtras.FileName(0), x.ID)
@@ -128,6 +165,20 @@ func (s *Set) joinGroups(fd int, id uint32) error {
 		}
 		if err != nil {
 			return fmt.Errorf("join multicast group %v on interface %d: %w", g.Group, g.Ifindex, err)
+		}
+	}
+	return nil
+}
+
+// setTCPOpts gives socket fd, entry id, the tcpExtraOpts it had set:
+// a listener once it listens.
+func (s *Set) setTCPOpts(fd int, id uint32) error {
+	x := s.sockExtras[id]
+	for _, o := range tcpExtraOpts {
+		if v := *o.field(&x); v != 0 {
+			if err := unix.SetsockoptInt(fd, unix.SOL_TCP, o.opt, int(v)); err != nil {
+				return fmt.Errorf("set %s to %d: %w", o.name, v, err)
+			}
 		}
 	}
 	return nil

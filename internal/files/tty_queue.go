@@ -123,8 +123,24 @@ func lineEnd(c byte, tio *unix.Termios) bool {
 // waits). exact
 // is false when the lines could not come back the same: a line end or
 // EOF character quoted inside a line.
+//
+// It drains with transparent settings: what waited behind the line
+// discipline's buffer comes in as it is while the buffer empties, neither
+// echoed nor acted on (a signal character), and is put back as it was.
 func drainSlave(s int, tio *unix.Termios) (data []byte, exact bool, err error) {
 	exact = true
+	// IXON stays: turning it off restarts a terminal stopped by its
+	// STOP character.
+	quiet := transparent(tio)
+	quiet.Iflag |= tio.Iflag & unix.IXON
+	if err := unix.IoctlSetTermios(s, unix.TCSETS2, quiet); err != nil {
+		return nil, exact, err
+	}
+	defer func() {
+		if err2 := unix.IoctlSetTermios(s, unix.TCSETS2, tio); err == nil {
+			err = err2
+		}
+	}()
 	buf := make([]byte, 8192)
 	for tio.Lflag&unix.ICANON != 0 {
 		ok, err := readable(s, drainSettle)
@@ -152,7 +168,7 @@ func drainSlave(s int, tio *unix.Termios) (data []byte, exact bool, err error) {
 		}
 		data = append(data, line...)
 	}
-	raw := *tio
+	raw := *quiet
 	raw.Lflag &^= unix.ICANON
 	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 0, 0
 	if err := unix.IoctlSetTermios(s, unix.TCSETS2, &raw); err != nil {
@@ -164,9 +180,6 @@ func drainSlave(s int, tio *unix.Termios) (data []byte, exact bool, err error) {
 		if isEOF(c, tio) {
 			exact = false
 		}
-	}
-	if err2 := unix.IoctlSetTermios(s, unix.TCSETS2, tio); err == nil {
-		err = err2
 	}
 	return data, exact, err
 }
@@ -189,17 +202,34 @@ func transparent(tio *unix.Termios) *unix.Termios {
 }
 
 // putQueued writes q into the pseudo-terminal whose master and slave cryo
-// holds as m and s, and leaves it with settings tio.
-func putQueued(m, s int, tio *unix.Termios, q queued) error {
+// holds as m and s, and leaves it with settings tio, even when it fails.
+func putQueued(m, s int, tio *unix.Termios, q queued) (err error) {
+	defer func() {
+		if err2 := unix.IoctlSetTermios(m, unix.TCSETS2, tio); err == nil {
+			err = err2
+		}
+	}()
 	if len(q.toSlave) > 0 {
+		// What the line discipline held went through it already; what
+		// waited behind it goes through it when the reader makes room,
+		// with the settings then.
+		held, rest := q.toSlave[:min(len(q.toSlave), lineBufMax)], q.toSlave[min(len(q.toSlave), lineBufMax):]
 		if err := unix.IoctlSetTermios(m, unix.TCSETS2, transparent(tio)); err != nil {
 			return err
 		}
-		if err := writeAll(m, q.toSlave); err != nil {
+		if err := writeQueued(m, held); err != nil {
 			return err
 		}
-		if err := awaitInput(s, tio, q.toSlave); err != nil {
+		if err := awaitInput(s, tio, held); err != nil {
 			return err
+		}
+		if len(rest) > 0 {
+			if err := unix.IoctlSetTermios(m, unix.TCSETS2, tio); err != nil {
+				return err
+			}
+			if err := writeQueued(m, rest); err != nil {
+				return err
+			}
 		}
 	}
 	if len(q.toMaster) > 0 {
@@ -208,23 +238,56 @@ func putQueued(m, s int, tio *unix.Termios, q queued) error {
 		if err := unix.IoctlSetTermios(m, unix.TCSETS2, &out); err != nil {
 			return err
 		}
-		if err := writeAll(s, q.toMaster); err != nil {
+		if err := writeQueued(s, q.toMaster); err != nil {
 			return err
 		}
-		if err := awaitCount(m, len(q.toMaster)); err != nil {
+		if err := awaitCount(m, min(len(q.toMaster), lineBufMax)); err != nil {
 			return err
 		}
 	}
-	return unix.IoctlSetTermios(m, unix.TCSETS2, tio)
+	return nil
 }
 
-func writeAll(fd int, data []byte) error {
-	for len(data) > 0 {
-		n, err := unix.Write(fd, data)
-		if err != nil {
+// A terminal end's reader reads from its line discipline's buffer, which
+// holds at most lineBufMax bytes (N_TTY_BUF_SIZE, include/linux/tty.h,
+// less one), processed as they came in; what does not fit waits, as it
+// came, in the terminal's own buffers, which no count shows, up to a
+// limit the kernel charges by the write: what a program queued in small
+// writes (16 KiB more) comes back whole only in small writes too.
+const (
+	lineBufMax = 4095
+	queueChunk = 1024
+)
+
+// writeQueued writes data to the terminal end fd, in chunks of queueChunk,
+// never blocking: a chunk that finds no room waits, up to queueWait, for
+// the line discipline to take in what came before. fd's file status flags
+// are left as they were (a dump's is the process's own description).
+func writeQueued(fd int, data []byte) error {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_NONBLOCK); err != nil {
 			return err
 		}
-		data = data[n:]
+		defer unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags)
+	}
+	deadline := time.Now().Add(queueWait)
+	for done := 0; done < len(data); {
+		n, err := unix.Write(fd, data[done:min(done+queueChunk, len(data))])
+		switch {
+		case err == unix.EAGAIN && time.Now().Before(deadline):
+			time.Sleep(time.Millisecond)
+		case err == unix.EAGAIN:
+			return fmt.Errorf("%d of %d bytes written: no room for more in %v", done, len(data), queueWait)
+		case err != nil:
+			return fmt.Errorf("%d of %d bytes written: %w", done, len(data), err)
+		default:
+			done += n
+			deadline = time.Now().Add(queueWait)
+		}
 	}
 	return nil
 }

@@ -136,8 +136,13 @@ func (m *unixMaking) make(ino uint32) error {
 	p := m.byIno[e.GetPeer()]
 	switch {
 	case p == nil:
-		// Connected, its peer closed since; but a bound datagram
-		// socket others connected to is "established" too.
+		// Connected, its peer closed since: a connection a listener
+		// of the checkpoint accepted is made with it, which binds the
+		// name they share; but a bound datagram socket others
+		// connected to is "established" too.
+		if l := m.listenerOf(e); l != nil {
+			return m.listener(l)
+		}
 		if e.GetState() == tcpEstablished && (e.GetType() != unix.SOCK_DGRAM || len(e.GetName()) == 0) {
 			return m.pair(e, nil)
 		}

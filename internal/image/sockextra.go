@@ -12,13 +12,23 @@ import (
 // SockExtra is what a socket holds beyond the entry CRIU's images have
 // for it, which cryo keeps in an image of its own, cryo-sk-extra.img, one
 // record per socket entry of files.img that has any: its peek offset
-// (SO_PEEK_OFF; -1, the kernel's default, when it has none), and the
-// multicast groups a UDP socket joined.
+// (SO_PEEK_OFF; -1, the kernel's default, when it has none), the
+// multicast groups a UDP socket joined, and a TCP socket's options that
+// CRIU's tcp_opts lack, each 0 when not set (the kernel's default).
 type SockExtra struct {
 	// ID is the socket's files.img entry.
 	ID      uint32
 	PeekOff int32
 	Groups  []McastGroup
+	// TCPFastOpen is a listener's queue of connections opened with
+	// their first data (TCP_FASTOPEN).
+	TCPFastOpen uint32
+	// TCPDeferAccept is the seconds a listener waits for a connection's
+	// first data before accepting it (TCP_DEFER_ACCEPT).
+	TCPDeferAccept uint32
+	// TCPUserTimeout is the milliseconds data may stay unacknowledged
+	// before the connection is dropped (TCP_USER_TIMEOUT).
+	TCPUserTimeout uint32
 }
 
 // McastGroup is a multicast group joined on a network interface.
@@ -31,13 +41,26 @@ type McastGroup struct {
 // cryo.sk_extra_entry: each group's interface and address in two lists
 // of one length.
 var sockExtraType = func() protoreflect.MessageType {
-	req, rep := descriptorpb.FieldDescriptorProto_LABEL_REQUIRED, descriptorpb.FieldDescriptorProto_LABEL_REPEATED
+	req, rep, opt := descriptorpb.FieldDescriptorProto_LABEL_REQUIRED, descriptorpb.FieldDescriptorProto_LABEL_REPEATED, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
 	return ownMessage("sk-extra", "sk_extra_entry",
 		ownField("id", 1, descriptorpb.FieldDescriptorProto_TYPE_UINT32, req),
 		ownField("peek_off", 2, descriptorpb.FieldDescriptorProto_TYPE_INT32, req),
 		ownField("mcast_ifindex", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, rep),
-		ownField("mcast_group", 4, descriptorpb.FieldDescriptorProto_TYPE_BYTES, rep))
+		ownField("mcast_group", 4, descriptorpb.FieldDescriptorProto_TYPE_BYTES, rep),
+		ownField("tcp_fastopen", 5, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
+		ownField("tcp_defer_accept", 6, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
+		ownField("tcp_user_timeout", 7, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt))
 }()
+
+// sockExtraTCPOpts are the fields of SockExtra's TCP options.
+var sockExtraTCPOpts = []struct {
+	name  protoreflect.Name
+	field func(*SockExtra) *uint32
+}{
+	{"tcp_fastopen", func(s *SockExtra) *uint32 { return &s.TCPFastOpen }},
+	{"tcp_defer_accept", func(s *SockExtra) *uint32 { return &s.TCPDeferAccept }},
+	{"tcp_user_timeout", func(s *SockExtra) *uint32 { return &s.TCPUserTimeout }},
+}
 
 func (s SockExtra) message() proto.Message {
 	m := sockExtraType.New()
@@ -48,6 +71,11 @@ func (s SockExtra) message() proto.Message {
 	for _, g := range s.Groups {
 		ifs.Append(protoreflect.ValueOfUint32(g.Ifindex))
 		groups.Append(protoreflect.ValueOfBytes(g.Group.AsSlice()))
+	}
+	for _, o := range sockExtraTCPOpts {
+		if v := *o.field(&s); v != 0 {
+			m.Set(f.ByName(o.name), protoreflect.ValueOfUint32(v))
+		}
 	}
 	return m.Interface()
 }
@@ -68,6 +96,9 @@ func sockExtraOf(m protoreflect.Message) (SockExtra, error) {
 			return s, fmt.Errorf("%w: socket %d: multicast group %x", ErrRecord, s.ID, groups.Get(i).Bytes())
 		}
 		s.Groups = append(s.Groups, McastGroup{uint32(ifs.Get(i).Uint()), a})
+	}
+	for _, o := range sockExtraTCPOpts {
+		*o.field(&s) = uint32(m.Get(f.ByName(o.name)).Uint())
 	}
 	return s, nil
 }

@@ -17,6 +17,7 @@ func TestSockExtras(t *testing.T) {
 	want := []SockExtra{
 		{ID: 7, PeekOff: 3},
 		{ID: 9, PeekOff: -1, Groups: []McastGroup{{1, netip.MustParseAddr("239.7.7.7")}, {2, netip.MustParseAddr("ff15::777")}}},
+		{ID: 11, PeekOff: -1, TCPFastOpen: 5, TCPDeferAccept: 15, TCPUserTimeout: 30000},
 	}
 	if err := d.WriteSockExtras(want); err != nil {
 		t.Fatal(err)

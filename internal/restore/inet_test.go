@@ -101,6 +101,7 @@ func unlockKeptAtCleanup(t *testing.T) {
 var listenerOpts = [][2]int{
 	{unix.SOL_SOCKET, unix.SO_REUSEADDR}, {unix.IPPROTO_TCP, unix.TCP_NODELAY}, {unix.SOL_SOCKET, unix.SO_KEEPALIVE},
 	{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE}, {unix.IPPROTO_TCP, unix.TCP_KEEPINTVL}, {unix.IPPROTO_TCP, unix.TCP_KEEPCNT},
+	{unix.IPPROTO_TCP, unix.TCP_FASTOPEN},
 }
 
 // TestRestoreInet restores TCP listeners and bound UDP sockets, IPv4 and
@@ -151,7 +152,7 @@ func TestRestoreInet(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"listen4", "listen6", "mlisten4", "mlisten6"} {
-		want := []int{1, 1, 1, 77, 11, 5}
+		want := []int{1, 1, 1, 77, 11, 5, 5}
 		if got := sockOpts(t, s.Pid, int(s.ReadyUint(t, name)), listenerOpts); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: options %v, want %v", name, got, want)
 		}

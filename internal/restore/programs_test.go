@@ -530,3 +530,67 @@ func TestRestoreMake(t *testing.T) {
 		}
 	}
 }
+
+// dnsQuery is a DNS query for the A record of name, with id.
+func dnsQuery(id uint16, name string) []byte {
+	q := []byte{byte(id >> 8), byte(id), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+	for _, label := range strings.Split(name, ".") {
+		q = append(append(q, byte(len(label))), label...)
+	}
+	return append(q, 0, 0, 1, 0, 1)
+}
+
+// TestRestoreDnsmasq checkpoints dnsmasq, answering from a hosts file on
+// UDP and TCP (its TCP listener has TCP_FASTOPEN set, which cryo keeps
+// in its own image), with a client's UDP socket connected to it: after
+// the restore the client's next query on that socket is answered, and so
+// is a query over TCP.
+func TestRestoreDnsmasq(t *testing.T) {
+	testutil.RequireRoot(t)
+	dnsmasq := program(t, "dnsmasq", "dnsmasq-base")
+	dir := t.TempDir()
+	hosts := filepath.Join(dir, "hosts")
+	if err := os.WriteFile(hosts, []byte("10.1.2.3 foo.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	s := startProgram(t, dnsmasq, "-k", "-d", "-p", fmt.Sprint(port), "--listen-address=127.0.0.1", "--bind-interfaces",
+		"--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--addn-hosts="+hosts, "--user=root", "--pid-file=")
+	dialProgram(t, s, port).Close()
+	c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func(c net.Conn, id uint16, tcp bool) {
+		t.Helper()
+		q := dnsQuery(id, "foo.test")
+		if tcp {
+			q = append([]byte{0, byte(len(q))}, q...)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(q); err != nil {
+			t.Fatalf("query %d: %v", id, err)
+		}
+		buf := make([]byte, 512)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("query %d: %v", id, err)
+		}
+		a := buf[:n]
+		if tcp {
+			a = a[min(2, n):]
+		}
+		// The id, an answer with no error, and its address at the end.
+		if len(a) < 16 || a[0] != byte(id>>8) || a[1] != byte(id) || a[3]&0xf != 0 || a[7] != 1 || string(a[len(a)-4:]) != "\x0a\x01\x02\x03" {
+			t.Fatalf("query %d: answer %x", id, a)
+		}
+	}
+	ask(c, 1, false)
+
+	dumpRestoreProgram(t, s)
+
+	ask(c, 2, false)
+	tc := dialProgram(t, s, port)
+	ask(tc, 3, true)
+}

@@ -1,13 +1,16 @@
 package restore_test
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -105,5 +108,33 @@ func testRestorePty(t *testing.T, mode string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	s.WaitTicks(t, 3)
+}
+
+// TestRestorePtyFull checkpoints test/subjects/ptyfull.c, whose
+// pseudo-terminals hold more than their line disciplines do: a raw pair
+// filled both ways until a write would block (its master non-blocking, as
+// a terminal multiplexer's), and a canonical pair with echo whose line
+// discipline holds 40 lines and a part, the rest waiting behind. A dump
+// that leaves it running puts every byte back, with the counts and
+// settings its checks see, tick after tick; a dump and restore brings
+// every byte back, in order, and the lines that waited are echoed once,
+// when read, not at the dump.
+func TestRestorePtyFull(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "ptyfull.c"))}
+	s.WaitTicks(t, 2)
+	log, buf := newLog()
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "snapshot"), LeaveRunning: true, Log: log}); err != nil {
+		t.Fatalf("dump, leaving it running: %v\nlog:\n%s", err, buf)
+	}
+	s.WaitTicks(t, 5)
+	c := dumpAndReap(t, s)
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitLine(t, "flow ok")
 	s.WaitTicks(t, 3)
 }

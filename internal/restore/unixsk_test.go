@@ -393,6 +393,39 @@ func TestRestoreUnixRelativeName(t *testing.T) {
 	}
 }
 
+// TestRestoreUnixClosedClient restores a server's connection whose client
+// closed (a tmux server's, its client gone, the end not read yet), held at
+// a descriptor below its listener's, so made first: it reads the data the
+// client sent, then the end, and the listener is bound to its name again
+// and accepts a new client.
+func TestRestoreUnixClosedClient(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, child := startUnixsk(t, "closed-client")
+	c := dumpAndReap(t, s)
+	if err := testutil.WaitPidsFree(s.Pid, child); err != nil {
+		t.Fatal(err)
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+	a2 := testutil.UnixSocketDup(t, s.Pid, int(s.ReadyUint(t, "a2")))
+	buf := make([]byte, 64)
+	n, err := unix.Read(a2, buf)
+	if err != nil || string(buf[:max(n, 0)]) != "from-gone" {
+		t.Errorf("a2 reads %q, %v; want from-gone", buf[:max(n, 0)], err)
+	}
+	if n, err := unix.Read(a2, buf); n != 0 || err != nil {
+		t.Errorf("a2 then reads %d bytes, %v; want the end", n, err)
+	}
+	conn, err := net.Dial("unix", filepath.Join(s.dir, "l2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if l2 := testutil.UnixSocket(t, s.Pid, int(s.ReadyUint(t, "l2"))); l2.Pending != 1 {
+		t.Errorf("l2 has %d connections pending, want the new one", l2.Pending)
+	}
+}
+
 // TestRestoreUnixRemovedNameTaken restores sockets whose removed name
 // another file holds now: a listening socket whose name is another
 // listening socket's file, and a datagram socket whose name is a FIFO's.

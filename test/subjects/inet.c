@@ -5,7 +5,8 @@
 //   listen4, listen6  a TCP listener on 127.0.0.1 or ::1 (IPV6_V6ONLY),
 //                     port chosen by the kernel, with SO_REUSEADDR,
 //                     TCP_NODELAY, SO_KEEPALIVE and TCP_KEEPIDLE=77,
-//                     TCP_KEEPINTVL=11, TCP_KEEPCNT=5, backlog 7; it accepts
+//                     TCP_KEEPINTVL=11, TCP_KEEPCNT=5, TCP_FASTOPEN=5 (as
+//                     dnsmasq's), backlog 7; it accepts
 //                     a connection, if one waits, writes "hello PORT\n" to
 //                     it and closes it
 //   listen4:PORT      the same on PORT
@@ -35,7 +36,8 @@
 //                     the same over MPTCP (IPPROTO_MPTCP), as Go programs
 //                     listen since Go 1.24
 //   new4, new6        a TCP socket never bound, with SO_LINGER (on, 5 s),
-//                     TCP_NODELAY and SO_KEEPALIVE
+//                     TCP_NODELAY, SO_KEEPALIVE, TCP_FASTOPEN=5,
+//                     TCP_DEFER_ACCEPT=15 and TCP_USER_TIMEOUT=30000
 //   unew4, unew6      a UDP socket never bound, shut down for reading
 //                     (shutdown says ENOTCONN, and sets it)
 //                     Every tick the subject checks that these are still
@@ -115,6 +117,19 @@ static void nap(void) {
 		;
 }
 
+// new_tcp_opts are the TCP options of a TCP socket never bound, which
+// CRIU's images have no field for (cryo keeps them in its own): a
+// listener's to be, and a connection's to be. TCP_DEFER_ACCEPT's is in
+// seconds the kernel keeps as a count of retransmissions: 15 stays 15.
+static const struct {
+	int opt, v;
+	const char *name;
+} new_tcp_opts[] = {
+	{TCP_FASTOPEN, 5, "TCP_FASTOPEN"},
+	{TCP_DEFER_ACCEPT, 15, "TCP_DEFER_ACCEPT"},
+	{TCP_USER_TIMEOUT, 30000, "TCP_USER_TIMEOUT"},
+};
+
 static void setint(int fd, int level, int opt, int v, const char *name) {
 	if (setsockopt(fd, level, opt, &v, sizeof v) < 0)
 		fail("setsockopt %s: %s", name, strerror(errno));
@@ -187,6 +202,7 @@ static void setup(struct sock *s, const char *arg) {
 		setint(s->fd, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
 		setint(s->fd, IPPROTO_TCP, TCP_KEEPINTVL, 11, "TCP_KEEPINTVL");
 		setint(s->fd, IPPROTO_TCP, TCP_KEEPCNT, 5, "TCP_KEEPCNT");
+		setint(s->fd, IPPROTO_TCP, TCP_FASTOPEN, 5, "TCP_FASTOPEN");
 		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
 		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0 || listen(s->fd, 7) < 0)
 			fail("bind and listen: %s", strerror(errno));
@@ -306,6 +322,8 @@ static void setup(struct sock *s, const char *arg) {
 				fail("setsockopt SO_LINGER: %s", strerror(errno));
 			setint(s->fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
 			setint(s->fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+			for (size_t i = 0; i < sizeof new_tcp_opts / sizeof new_tcp_opts[0]; i++)
+				setint(s->fd, IPPROTO_TCP, new_tcp_opts[i].opt, new_tcp_opts[i].v, new_tcp_opts[i].name);
 		}
 	} else if (!strcmp(arg, "raw")) {
 		s->kind = RAW;
@@ -394,6 +412,9 @@ static void serve(struct sock *s) {
 				fail("%s: SO_LINGER %d %d, want 1 5", s->name, l.l_onoff, l.l_linger);
 			if (getsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) < 0 || !v)
 				fail("%s lost TCP_NODELAY", s->name);
+			for (size_t i = 0; i < sizeof new_tcp_opts / sizeof new_tcp_opts[0]; i++)
+				if (getsockopt(s->fd, IPPROTO_TCP, new_tcp_opts[i].opt, &v, &vl) < 0 || v != new_tcp_opts[i].v)
+					fail("%s: %s %d, want %d", s->name, new_tcp_opts[i].name, v, new_tcp_opts[i].v);
 			return;
 		}
 		struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};

@@ -4,7 +4,7 @@
 // restore, and make them talk.
 //
 // Usage: unixsk DIR [external PATH | stream-external PATH | rights |
-// eventfd | epoll | relative | overbound]. It
+// eventfd | epoll | relative | overbound | closed-client]. It
 // holds
 //   st0 st1     a stream socketpair: "abc" then "defg" queued to st1,
 //               which has a peek offset (SO_PEEK_OFF) of PEEKOFF,
@@ -51,6 +51,9 @@
 //               connected to it that sent "to-f1", the name removed since
 //               and a FIFO made there,
 //   ff          held open read-write
+//   l2 a2       closed-client (kept): a stream socket bound to DIR/l2,
+//               listening, and a2, below it, the connection it accepted
+//               from a client that sent "from-gone" and closed
 //   rel         relative (kept): a datagram socket bound to the relative
 //               name "rel" from DIR, its working directory from then on,
 //               to which a child that exited since sent "from-exited" by
@@ -335,6 +338,24 @@ int main(int argc, char **argv) {
 		if (ff < 0)
 			fail("open %s: %s", fifoed, strerror(errno));
 		snprintf(extra, sizeof extra, " o1=%d o2=%d f1=%d f2=%d ff=%d", o1, o2, f1, f2, ff);
+	} else if (strcmp(arg, "closed-client") == 0) {
+		// A server's connection whose client closed, at a descriptor
+		// below its listener's (the hole left for it), as a server
+		// holds it until it reads the end.
+		char l2_name[256];
+		snprintf(l2_name, sizeof l2_name, "%s/l2", dir);
+		int hole = open("/dev/null", O_RDONLY), l2 = sock(SOCK_STREAM), gc = sock(SOCK_STREAM);
+		xbind(l2, l2_name);
+		if (hole < 0 || listen(l2, 1) != 0)
+			fail("listen on %s: %s", l2_name, strerror(errno));
+		xconnect(gc, l2_name);
+		close(hole);
+		int a2 = accept(l2, NULL, NULL);
+		if (a2 != hole)
+			fail("accept: %d, want %d: %s", a2, hole, strerror(errno));
+		xsend(gc, "from-gone");
+		close(gc);
+		snprintf(extra, sizeof extra, " l2=%d a2=%d", l2, a2);
 	} else if (strcmp(arg, "epoll") == 0) {
 		int rt[2];
 		pair(SOCK_STREAM, rt);
