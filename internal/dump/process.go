@@ -128,7 +128,7 @@ func (d *dumper) dumpProcess() error {
 	if err != nil {
 		return err
 	}
-	if err := d.recordMDWE(); err != nil {
+	if err := d.recordProcessExtra(); err != nil {
 		return err
 	}
 	auxv, err := proc.ReadAuxv(d.view)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -194,25 +195,40 @@ func (d *dumper) recordThreadExtra(tid int) error {
 	return nil
 }
 
-// recordMDWE keeps the process's memory-deny-write-execute flags
-// (PR_SET_MDWE), which only the process may read, on its leader's record
-// of cryo-thread-extra.img: without them a restored process could make
-// writable memory executable, which it could not.
-func (d *dumper) recordMDWE() error {
-	flags, err := d.prctlRet(unix.PR_GET_MDWE)
-	switch {
-	case errors.Is(err, unix.EINVAL): // before Linux 6.3: none
-		return nil
-	case err != nil || flags == 0:
+// recordProcessExtra keeps, on its leader's record of
+// cryo-thread-extra.img, what the process holds that CRIU's images do
+// not: its memory-deny-write-execute flags (PR_SET_MDWE), which only the
+// process may read (without them a restored process could make writable
+// memory executable, which it could not), and its core dump filter when
+// it is not cryo's (which a restored process gets otherwise).
+func (d *dumper) recordProcessExtra() error {
+	mdwe, err := d.prctlRet(unix.PR_GET_MDWE)
+	if errors.Is(err, unix.EINVAL) { // before Linux 6.3: none
+		mdwe, err = 0, nil
+	}
+	if err != nil {
 		return err
 	}
-	for i := range d.threadExtras {
-		if d.threadExtras[i].TID == uint32(d.pid) {
-			d.threadExtras[i].MDWE = uint32(flags)
-			return nil
-		}
+	own, err := proc.ReadCoredumpFilter(0)
+	if err != nil {
+		return err
 	}
-	d.threadExtras = append(d.threadExtras, image.ThreadExtra{TID: uint32(d.pid), MDWE: uint32(flags)})
+	filter, err := proc.ReadCoredumpFilter(d.view)
+	if err != nil {
+		return err
+	}
+	if mdwe == 0 && filter == own {
+		return nil
+	}
+	i := slices.IndexFunc(d.threadExtras, func(x image.ThreadExtra) bool { return x.TID == uint32(d.pid) })
+	if i < 0 {
+		i = len(d.threadExtras)
+		d.threadExtras = append(d.threadExtras, image.ThreadExtra{TID: uint32(d.pid)})
+	}
+	d.threadExtras[i].MDWE = uint32(mdwe)
+	if filter != own {
+		d.threadExtras[i].CoredumpFilter = &filter
+	}
 	return nil
 }
 

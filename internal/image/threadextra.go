@@ -15,7 +15,9 @@ import (
 // taskset ties a process), and its I/O priority (ioprio_set, as ionice
 // sets it); and on the record of a process's leader, what the process
 // holds that CRIU's images do not: its memory-deny-write-execute flags
-// (PR_SET_MDWE, as systemd's MemoryDenyWriteExecute= may set them).
+// (PR_SET_MDWE, as systemd's MemoryDenyWriteExecute= may set them) and
+// its core dump filter (/proc/PID/coredump_filter), when it is not the
+// dumping cryo's.
 type ThreadExtra struct {
 	TID uint32
 	// CPUs is the mask, 64 CPUs a word, CPU 0 the lowest bit of the
@@ -28,6 +30,9 @@ type ThreadExtra struct {
 	// MDWE are the PR_SET_MDWE flags of the thread's process, on its
 	// leader's record only.
 	MDWE uint32
+	// CoredumpFilter is the core dump filter of the thread's process, on
+	// its leader's record only; nil when it was the dumping cryo's.
+	CoredumpFilter *uint32
 }
 
 // MaxCPUWords bounds a ThreadExtra's mask: 1,024 CPUs, as glibc's
@@ -42,13 +47,18 @@ const ioprioClassMax = 3
 // PR_MDWE_REFUSE_EXEC_GAIN and PR_MDWE_NO_INHERIT.
 const mdweFlags = 3
 
+// coredumpFilterMax has every bit of a core dump filter set (the
+// kernel's MMF_DUMP_FILTER_BITS are 9).
+const coredumpFilterMax = 1<<9 - 1
+
 // threadExtraType is the message type of cryo-thread-extra.img records,
 // cryo.thread_extra_entry.
 var threadExtraType = ownMessage("thread-extra", "thread_extra_entry",
 	ownField("tid", 1, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_REQUIRED),
 	ownField("cpus", 2, descriptorpb.FieldDescriptorProto_TYPE_UINT64, descriptorpb.FieldDescriptorProto_LABEL_REPEATED),
 	ownField("ioprio", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL),
-	ownField("mdwe", 4, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL))
+	ownField("mdwe", 4, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL),
+	ownField("coredump_filter", 5, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL))
 
 func (x ThreadExtra) message() proto.Message {
 	m := threadExtraType.New()
@@ -64,6 +74,9 @@ func (x ThreadExtra) message() proto.Message {
 	if x.MDWE != 0 {
 		m.Set(f.ByName("mdwe"), protoreflect.ValueOfUint32(x.MDWE))
 	}
+	if x.CoredumpFilter != nil {
+		m.Set(f.ByName("coredump_filter"), protoreflect.ValueOfUint32(*x.CoredumpFilter))
+	}
 	return m.Interface()
 }
 
@@ -71,6 +84,10 @@ func threadExtraOf(m protoreflect.Message) (ThreadExtra, error) {
 	f := m.Descriptor().Fields()
 	x := ThreadExtra{TID: uint32(m.Get(f.ByName("tid")).Uint()), IOPrio: uint32(m.Get(f.ByName("ioprio")).Uint()),
 		MDWE: uint32(m.Get(f.ByName("mdwe")).Uint())}
+	if cf := f.ByName("coredump_filter"); m.Has(cf) {
+		v := uint32(m.Get(cf).Uint())
+		x.CoredumpFilter = &v
+	}
 	cpus := m.Get(f.ByName("cpus")).List()
 	if cpus.Len() > MaxCPUWords {
 		return x, fmt.Errorf("%w: tid %d: a CPU mask of %d words, more than %d", ErrRecord, x.TID, cpus.Len(), MaxCPUWords)
@@ -88,6 +105,8 @@ func threadExtraOf(m protoreflect.Message) (ThreadExtra, error) {
 		return x, fmt.Errorf("%w: tid %d: I/O priority %#x", ErrRecord, x.TID, x.IOPrio)
 	case x.MDWE&^mdweFlags != 0:
 		return x, fmt.Errorf("%w: tid %d: PR_SET_MDWE flags %#x", ErrRecord, x.TID, x.MDWE)
+	case x.CoredumpFilter != nil && *x.CoredumpFilter > coredumpFilterMax:
+		return x, fmt.Errorf("%w: tid %d: core dump filter %#x", ErrRecord, x.TID, *x.CoredumpFilter)
 	}
 	return x, nil
 }

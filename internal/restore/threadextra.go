@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // What a thread holds beyond its core entry (cryo-thread-extra.img): the
@@ -22,7 +24,10 @@ import (
 type threadExtra struct {
 	cpus   *unix.CPUSet // nil: not tied
 	ioprio uint32
-	mdwe   uint32 // the process's, on its leader's
+	// The process's, on its leader's: PR_SET_MDWE flags, and the core
+	// dump filter (nil: cryo's).
+	mdwe           uint32
+	coredumpFilter *uint32
 }
 
 // loadThreadExtras reads cryo-thread-extra.img, if the checkpoint has it.
@@ -49,10 +54,10 @@ func (t *tree) loadThreadExtras() error {
 		if _, ok := t.threadExtras[x.TID]; ok {
 			return imageErr("%s: tid %d twice", image.ThreadExtras.FileName(0), x.TID)
 		}
-		if x.MDWE != 0 && !leaders[x.TID] {
-			return imageErr("%s: tid %d, which leads no process, has the PR_SET_MDWE flags of one", image.ThreadExtras.FileName(0), x.TID)
+		if (x.MDWE != 0 || x.CoredumpFilter != nil) && !leaders[x.TID] {
+			return imageErr("%s: tid %d, which leads no process, has what a process holds", image.ThreadExtras.FileName(0), x.TID)
 		}
-		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE}
+		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE, coredumpFilter: x.CoredumpFilter}
 		if x.CPUs != nil {
 			e.cpus = new(unix.CPUSet)
 			for i, w := range x.CPUs {
@@ -78,10 +83,16 @@ func (t *tree) pinStub() error {
 }
 
 // restoreThreadExtras gives each thread its CPUs and I/O priority, and
-// the process its memory-deny-write-execute flags, last, once the restore
-// maps and protects nothing more in it. A thread tied to CPUs none of
-// which this machine has runs on cryo's, which the log says.
+// the process its core dump filter and its memory-deny-write-execute
+// flags, last, once the restore maps and protects nothing more in it. A
+// thread tied to CPUs none of which this machine has runs on cryo's,
+// which the log says.
 func (r *restorer) restoreThreadExtras() error {
+	if f := r.threadExtras[uint32(r.pid)].coredumpFilter; f != nil {
+		if err := os.WriteFile(proc.Path(r.pid, "coredump_filter"), fmt.Appendf(nil, "%#x", *f), 0); err != nil {
+			return fmt.Errorf("set the core dump filter %#x: %w", *f, err)
+		}
+	}
 	if mdwe := r.threadExtras[uint32(r.pid)].mdwe; mdwe != 0 {
 		if err := r.sys(unix.SYS_PRCTL, unix.PR_SET_MDWE, uint64(mdwe), 0, 0, 0); err != nil {
 			return fmt.Errorf("set PR_SET_MDWE flags %#x: %w", mdwe, err)

@@ -1,11 +1,13 @@
 package restore_test
 
 import (
+	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -15,7 +17,8 @@ import (
 // to that CPU again, and the others, tied to none, may run on cryo's
 // CPUs, not on the one CPU every task the restore made was tied to
 // meanwhile. Two threads had I/O priorities (as ionice sets them), which
-// they have again; the others none.
+// they have again; the others none. The process's core dump filter is
+// its own again, not cryo's.
 func TestRestoreThreadExtras(t *testing.T) {
 	testutil.RequireRoot(t)
 	var own unix.CPUSet
@@ -49,10 +52,17 @@ func TestRestoreThreadExtras(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	const filter = 0x7f
+	if err := os.WriteFile(proc.Path(s.Pid, "coredump_filter"), []byte("0x7f"), 0); err != nil {
+		t.Fatal(err)
+	}
 	s.WaitTicks(t, 1)
 	c := dumpAndReap(t, s)
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 2)
+	if f, err := proc.ReadCoredumpFilter(s.Pid); err != nil || f != filter {
+		t.Errorf("core dump filter %#x, %v; want %#x", f, err, filter)
+	}
 	for _, tid := range tasks(t, s.Pid) {
 		want := own
 		if tid == tied {
@@ -78,6 +88,10 @@ func TestRestoreThreadExtras(t *testing.T) {
 func TestRestoreMDWE(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "mdwe.c"))}
+	const filter = 0x7f
+	if err := os.WriteFile(proc.Path(s.Pid, "coredump_filter"), []byte("0x7f"), 0); err != nil {
+		t.Fatal(err)
+	}
 	s.WaitTicks(t, 1)
 	c := dumpAndReap(t, s)
 	restoreSubject(t, s, c, restore.Options{})
