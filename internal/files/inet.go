@@ -45,7 +45,14 @@ func tcpStateName(s uint32) string {
 
 // inetProtos are the protocols of the sockets the kind claims, as
 // sockfs names them (the system.sockprotoname attribute).
-var inetProtos = map[string]bool{"TCP": true, "TCPv6": true, "UDP": true, "UDPv6": true, "MPTCP": true, "MPTCPv6": true}
+var inetProtos = map[string]bool{"TCP": true, "TCPv6": true, "UDP": true, "UDPv6": true, "MPTCP": true, "MPTCPv6": true,
+	"PING": true, "PINGv6": true}
+
+// isPing reports whether protocol is that of ping sockets (datagram
+// sockets of ICMP echoes, as ping makes without privileges).
+func isPing(protocol int) bool {
+	return protocol == unix.IPPROTO_ICMP || protocol == unix.IPPROTO_ICMPV6
+}
 
 func (inetKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_INETSK }
 
@@ -114,6 +121,58 @@ func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.In
 // UDP both bits together; SendShutdown alone on a TCP socket shows
 // nowhere (CRIU does not keep it either). A socket of another network
 // namespace than cryo's, or a connection that ended, is refused.
+// pingDiag is what sock_diag would say of ping socket fd, which it does
+// not list: its address and id (its port), the peer it is connected to,
+// if any, and whether a reply waits to be read. An error queued (with
+// IP_RECVERR), which no interface reads without taking it, is refused.
+func pingDiag(fd, family int, ino uint64) (kernel.InetDiag, error) {
+	same, err := kernel.InCryoNetns(fd)
+	if err != nil {
+		return kernel.InetDiag{}, fmt.Errorf("socket %d: %w", ino, err)
+	}
+	if !same {
+		return kernel.InetDiag{}, fmt.Errorf("%w: ping socket %d is not in cryo's network namespace", ErrUnsupported, ino)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return kernel.InetDiag{}, fmt.Errorf("read the address of ping socket %d: %w", ino, err)
+	}
+	d := kernel.InetDiag{InetDiagMsg: kernel.InetDiagMsg{Family: uint8(family), State: tcpClose, Inode: uint32(ino)}}
+	putSockaddr(&d.ID.Src, &d.ID.Sport, sa)
+	switch peer, err := unix.Getpeername(fd); {
+	case err == nil:
+		d.State = tcpEstablished
+		putSockaddr(&d.ID.Dst, &d.ID.Dport, peer)
+	case !errors.Is(err, unix.ENOTCONN):
+		return kernel.InetDiag{}, fmt.Errorf("read the peer of ping socket %d: %w", ino, err)
+	}
+	// Ping sockets answer no ioctl: a reply waiting makes the socket
+	// readable, which Rqueue says as 1.
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if _, err := unix.Poll(p, 0); err != nil {
+		return kernel.InetDiag{}, fmt.Errorf("poll ping socket %d: %w", ino, err)
+	}
+	if p[0].Revents&unix.POLLIN != 0 {
+		d.Rqueue = 1
+	}
+	if p[0].Revents&unix.POLLERR != 0 {
+		return kernel.InetDiag{}, fmt.Errorf("%w: ping socket %d has an error queued (IP_RECVERR), which cannot be read without taking it", ErrUnsupported, ino)
+	}
+	return d, nil
+}
+
+// putSockaddr writes the address and port of sa as sock_diag gives them.
+func putSockaddr(addr *[16]byte, port *[2]byte, sa unix.Sockaddr) {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		copy(addr[:], a.Addr[:])
+		binary.BigEndian.PutUint16(port[:], uint16(a.Port))
+	case *unix.SockaddrInet6:
+		*addr = a.Addr
+		binary.BigEndian.PutUint16(port[:], uint16(a.Port))
+	}
+}
+
 func unlistedDiag(fd, family, protocol int, ino uint64) (kernel.InetDiag, error) {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
@@ -175,9 +234,15 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 	}
 	family, typ, protocol := v[0], v[1], v[2]
-	diag, listed, err := t.diagOf(uint8(family), uint32(protocol), uint32(d.st.Ino))
-	if err == nil && !listed {
-		diag, err = unlistedDiag(fd, family, protocol, d.st.Ino)
+	var diag kernel.InetDiag
+	if isPing(protocol) {
+		diag, err = pingDiag(fd, family, d.st.Ino)
+	} else {
+		var listed bool
+		diag, listed, err = t.diagOf(uint8(family), uint32(protocol), uint32(d.st.Ino))
+		if err == nil && !listed {
+			diag, err = unlistedDiag(fd, family, protocol, d.st.Ino)
+		}
 	}
 	if err != nil {
 		return 0, err
@@ -186,7 +251,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	if local.Addr().Is6() && local.Addr().IsLinkLocalUnicast() {
 		return 0, fmt.Errorf("%w: socket bound to the link-local address %v", ErrUnsupported, local)
 	}
-	opts, err := DumpSockOpts(fd)
+	opts, err := DumpSockOpts(fd, true)
 	if err != nil {
 		return 0, err
 	}
@@ -204,6 +269,9 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		e.Shutdown = skopts.SkShutdown(diag.Shutdown).Enum()
 	}
 	if err := dumpInetOpts(fd, e); err != nil {
+		return 0, err
+	}
+	if err := t.dumpKeptOpts(fd, id, family); err != nil {
 		return 0, err
 	}
 	state := e.GetState()
@@ -241,6 +309,12 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		keep = true
 	case protocol == unix.IPPROTO_TCP:
 		return 0, fmt.Errorf("%w: TCP socket %v -> %v in state %s", ErrUnsupported, local, remote, tcpStateName(state))
+	case isPing(protocol) && (state == tcpClose || state == tcpEstablished):
+		// Echo replies are the kernel's to deliver, by the socket's id:
+		// one not read yet cannot be put back.
+		if diag.Rqueue != 0 {
+			return 0, fmt.Errorf("%w: ping socket %v holds a reply not read yet", ErrUnsupported, local)
+		}
 	case protocol == unix.IPPROTO_UDP && (state == tcpClose || state == tcpEstablished):
 		if err := t.dumpMemberships(fd, id, e.GetFamily(), local); err != nil {
 			return 0, err
@@ -377,17 +451,12 @@ var inetLostOpts = []struct {
 	udp bool
 }{
 	{unix.AF_INET, unix.SOL_IP, unix.IP_TRANSPARENT, "IP_TRANSPARENT", 0, false},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVERR, "IP_RECVERR", 0, false},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTTL, "IP_RECVTTL", 0, false},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTOS, "IP_RECVTOS", 0, false},
 	{unix.AF_INET, unix.SOL_IP, unix.IP_HDRINCL, "IP_HDRINCL", 0, false},
 	// An accepted TCP socket's multicast TTL is its SYN's TTL.
 	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_TTL, name: "IP_MULTICAST_TTL", value: 1, udp: true},
 	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_LOOP, name: "IP_MULTICAST_LOOP", value: 1, udp: true},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TRANSPARENT, "IPV6_TRANSPARENT", 0, false},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR", 0, false},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_TCLASS, "IPV6_TCLASS", 0, false},
-	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS", 0, false},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS", 64, false},
 	{family: unix.AF_INET6, level: unix.SOL_IPV6, opt: unix.IPV6_MULTICAST_LOOP, name: "IPV6_MULTICAST_LOOP", value: 1, udp: true},
 }
@@ -471,7 +540,7 @@ func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
 	case e.GetType() == unix.SOCK_STREAM && (p == unix.IPPROTO_TCP || p == unix.IPPROTO_MPTCP) && (st == tcpListen || st == tcpClose):
 	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && isConnection(st):
 		return s.checkConnection(f)
-	case e.GetType() == unix.SOCK_DGRAM && p == unix.IPPROTO_UDP && (st == tcpClose || st == tcpEstablished):
+	case e.GetType() == unix.SOCK_DGRAM && (p == unix.IPPROTO_UDP || isPing(int(p))) && (st == tcpClose || st == tcpEstablished):
 	default:
 		return fmt.Errorf("%w: file %d: inet socket of type %d, protocol %d, state %s", ErrUnsupported, f.GetId(), e.GetType(), p, tcpStateName(st))
 	}
@@ -503,7 +572,7 @@ func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		}
 	}
 	if err == nil {
-		err = errors.Join(r.set.joinGroups(fd, f.GetId()), r.set.setPeekOff(fd, f.GetId()), r.set.setTCPOpts(fd, f.GetId()))
+		err = errors.Join(r.set.joinGroups(fd, f.GetId()), r.set.setPeekOff(fd, f.GetId()), r.set.setTCPOpts(fd, f.GetId()), r.set.setKeptOpts(fd, f.GetId()))
 	}
 	if err == nil && e.GetFlags()&unix.O_ASYNC != 0 {
 		// Signal-driven I/O; its owner comes after (restoreOwner).
@@ -634,7 +703,7 @@ func setupInet(fd int, e *skinet.InetSkEntry, sharePort bool) error {
 		if err := unix.Listen(fd, int(e.GetBacklog())); err != nil {
 			return fmt.Errorf("listen on %v: %w", src, err)
 		}
-	case e.GetState() == tcpEstablished && e.GetProto() == unix.IPPROTO_UDP:
+	case e.GetState() == tcpEstablished && (e.GetProto() == unix.IPPROTO_UDP || isPing(int(e.GetProto()))):
 		if err := unix.Connect(fd, sockaddr(e.GetFamily(), dst)); err != nil {
 			return fmt.Errorf("connect %v to %v: %w", src, dst, err)
 		}

@@ -102,7 +102,7 @@ func (netlinkKind) dump(t *Table, d *desc) (uint32, error) {
 	for len(groups) > 0 && groups[len(groups)-1] == 0 {
 		groups = groups[:len(groups)-1]
 	}
-	opts, err := DumpSockOpts(fd)
+	opts, err := DumpSockOpts(fd, false)
 	if err != nil {
 		return 0, err
 	}

@@ -145,6 +145,13 @@ func (s *Set) loadSockExtras() error {
 			return imageErr("%s: file %d joined multicast groups, but is no UDP socket", image.SockExtras.FileName(0), x.ID)
 		case x.TCPFastOpen|x.TCPDeferAccept|x.TCPUserTimeout != 0 && (f.Isk == nil || f.Isk.GetProto() != unix.IPPROTO_TCP && f.Isk.GetProto() != unix.IPPROTO_MPTCP):
 			return imageErr("%s: file %d has TCP options, but is no TCP socket", image.SockExtras.FileName(0), x.ID)
+		case len(x.Opts) > 0 && f.Isk == nil:
+			return imageErr("%s: file %d has options of inet sockets, but is no inet socket", image.SockExtras.FileName(0), x.ID)
+		}
+		for _, o := range x.Opts {
+			if !isKeptOpt(int(o.Level), int(o.Name)) {
+				return imageErr("%s: file %d has option %d of level %d, which cryo does not keep", image.SockExtras.FileName(0), x.ID, o.Name, o.Level)
+			}
 		}
 		if _, dup := s.sockExtras[x.ID]; dup {
 			return imageErr("%s: file %d twice", image.SockExtras.FileName(0), x.ID)
@@ -193,6 +200,63 @@ func (s *Set) setPeekOff(fd int, id uint32) error {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEEK_OFF, int(x.PeekOff)); err != nil {
 		return fmt.Errorf("set peek offset %d: %w", x.PeekOff, err)
+	}
+	return nil
+}
+
+// keptOpts are the options on/off (or small values) of inet sockets that
+// CRIU's entries have no field for, kept in cryo-sk-extra.img when set:
+// what ping sets (timestamps, errors and TTLs with its replies) and their
+// kin.
+var keptOpts = []keptOpt{
+	{0, unix.SOL_SOCKET, unix.SO_TIMESTAMP_OLD, "SO_TIMESTAMP"},
+	{0, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_OLD, "SO_TIMESTAMPNS"},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVERR, "IP_RECVERR"},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTTL, "IP_RECVTTL"},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTOS, "IP_RECVTOS"},
+	{unix.AF_INET, unix.SOL_IP, unix.IP_RETOPTS, "IP_RETOPTS"},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR"},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT"},
+	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS"},
+}
+
+// keptOpt is an option of keptOpts; family 0 is any.
+type keptOpt struct {
+	family, level, opt int
+	name               string
+}
+
+// isKeptOpt reports whether option opt of level is one of keptOpts.
+func isKeptOpt(level, opt int) bool {
+	return slices.ContainsFunc(keptOpts, func(k keptOpt) bool { return k.level == level && k.opt == opt })
+}
+
+// dumpKeptOpts records the keptOpts inet socket fd of family, entry id,
+// has set.
+func (t *sockExtraTable) dumpKeptOpts(fd int, id uint32, family int) error {
+	for _, k := range keptOpts {
+		if k.family != 0 && k.family != family {
+			continue
+		}
+		v, err := unix.GetsockoptInt(fd, k.level, k.opt)
+		switch {
+		case notForThisSocket(err) || err == nil && v == 0:
+			continue
+		case err != nil:
+			return fmt.Errorf("read %s: %w", k.name, err)
+		}
+		x := t.extra(id)
+		x.Opts = append(x.Opts, image.SockOpt{Level: uint32(k.level), Name: uint32(k.opt), Value: int32(v)})
+	}
+	return nil
+}
+
+// setKeptOpts gives socket fd, entry id, the keptOpts it had set.
+func (s *Set) setKeptOpts(fd int, id uint32) error {
+	for _, o := range s.sockExtras[id].Opts {
+		if err := unix.SetsockoptInt(fd, int(o.Level), int(o.Name), int(o.Value)); err != nil {
+			return fmt.Errorf("set option %d of level %d to %d: %w", o.Name, o.Level, o.Value, err)
+		}
 	}
 	return nil
 }

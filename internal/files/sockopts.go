@@ -70,6 +70,8 @@ var sockLostOpts = []struct {
 	{unix.SO_TIMESTAMP_OLD, "SO_TIMESTAMP", 0},
 	{unix.SO_TIMESTAMPNS_OLD, "SO_TIMESTAMPNS", 0},
 	{unix.SO_TIMESTAMPING_OLD, "SO_TIMESTAMPING", 0},
+	{unix.SO_TIMESTAMP_NEW, "SO_TIMESTAMP_NEW", 0},
+	{unix.SO_TIMESTAMPNS_NEW, "SO_TIMESTAMPNS_NEW", 0},
 	{unix.SO_LOCK_FILTER, "SO_LOCK_FILTER", 0},
 	{unix.SO_PASSPIDFD, "SO_PASSPIDFD", 0},
 	{unix.SO_RCVMARK, "SO_RCVMARK", 0},
@@ -86,8 +88,10 @@ func notForThisSocket(err error) bool {
 
 // DumpSockOpts reads the options common to all sockets of fd, a socket
 // cryo holds (a duplicate of the process's). An option the images have
-// no field for, set otherwise than a new socket has it, is refused.
-func DumpSockOpts(fd int) (*skopts.SkOptsEntry, error) {
+// no field for, set otherwise than a new socket has it, is refused,
+// unless the caller keeps it in cryo-sk-extra.img (keptOpts: inet sockets
+// do).
+func DumpSockOpts(fd int, kept bool) (*skopts.SkOptsEntry, error) {
 	o := &skopts.SkOptsEntry{}
 	for _, b := range []struct {
 		opt int
@@ -130,6 +134,9 @@ func DumpSockOpts(fd int) (*skopts.SkOptsEntry, error) {
 		*n.field(o) = proto.Uint32(uint32(v))
 	}
 	for _, l := range sockLostOpts {
+		if kept && isKeptOpt(unix.SOL_SOCKET, l.opt) {
+			continue
+		}
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, l.opt)
 		if notForThisSocket(err) {
 			continue

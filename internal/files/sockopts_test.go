@@ -70,7 +70,7 @@ func TestSockOpts(t *testing.T) {
 			if err := tc.set(fd); err != nil {
 				t.Fatal(err)
 			}
-			got, err := DumpSockOpts(fd)
+			got, err := DumpSockOpts(fd, false)
 			if tc.err != "" {
 				if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("DumpSockOpts: %v, want %q refused", err, tc.err)
@@ -87,7 +87,7 @@ func TestSockOpts(t *testing.T) {
 			if err := RestoreSockOpts(fresh, got); err != nil {
 				t.Fatal(err)
 			}
-			again, err := DumpSockOpts(fresh)
+			again, err := DumpSockOpts(fresh, false)
 			if err != nil {
 				t.Fatal(err)
 			}

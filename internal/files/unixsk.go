@@ -140,7 +140,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	defer unix.Close(dup)
-	opts, err := DumpSockOpts(dup)
+	opts, err := DumpSockOpts(dup, false)
 	if err != nil {
 		return 0, err
 	}

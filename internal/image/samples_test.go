@@ -332,6 +332,7 @@ func samples() []sample {
 			MtimeNsec: 123456789, Dev: 0x803, Inode: 4242, BtimeSec: 1690000000, BtimeNsec: 5}.message()}}},
 		{kind: SockExtras, recs: []record{
 			{msg: SockExtra{ID: 7, PeekOff: 3}.message()},
+			{msg: SockExtra{ID: 8, PeekOff: -1, Opts: []SockOpt{{Level: 0, Name: 11, Value: 1}, {Level: 1, Name: 29, Value: 1}}}.message()},
 			{msg: SockExtra{ID: 9, PeekOff: -1, Groups: []McastGroup{{1, netip.MustParseAddr("239.7.7.7")}, {2, netip.MustParseAddr("ff15::777")}}}.message()},
 			{msg: SockExtra{ID: 11, PeekOff: -1, TCPFastOpen: 5, TCPDeferAccept: 15, TCPUserTimeout: 30000}.message()}}},
 		{kind: ThreadExtras, recs: []record{{msg: ThreadExtra{TID: 42, CPUs: []uint64{0b10}}.message()},

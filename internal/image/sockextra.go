@@ -29,6 +29,16 @@ type SockExtra struct {
 	// TCPUserTimeout is the milliseconds data may stay unacknowledged
 	// before the connection is dropped (TCP_USER_TIMEOUT).
 	TCPUserTimeout uint32
+	// Opts are more options the socket set, which sk_opts_entry has no
+	// field for (timestamps, IP_RECVERR...), each its level and name.
+	Opts []SockOpt
+}
+
+// SockOpt is a socket option set to Value, at level Level
+// (setsockopt(2)'s SOL_SOCKET, SOL_IP...).
+type SockOpt struct {
+	Level, Name uint32
+	Value       int32
 }
 
 // McastGroup is a multicast group joined on a network interface.
@@ -49,7 +59,10 @@ var sockExtraType = func() protoreflect.MessageType {
 		ownField("mcast_group", 4, descriptorpb.FieldDescriptorProto_TYPE_BYTES, rep),
 		ownField("tcp_fastopen", 5, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
 		ownField("tcp_defer_accept", 6, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
-		ownField("tcp_user_timeout", 7, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt))
+		ownField("tcp_user_timeout", 7, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
+		ownField("opt_level", 8, descriptorpb.FieldDescriptorProto_TYPE_UINT32, rep),
+		ownField("opt_name", 9, descriptorpb.FieldDescriptorProto_TYPE_UINT32, rep),
+		ownField("opt_value", 10, descriptorpb.FieldDescriptorProto_TYPE_INT32, rep))
 }()
 
 // sockExtraTCPOpts are the fields of SockExtra's TCP options.
@@ -77,6 +90,12 @@ func (s SockExtra) message() proto.Message {
 			m.Set(f.ByName(o.name), protoreflect.ValueOfUint32(v))
 		}
 	}
+	levels, names, values := m.Mutable(f.ByName("opt_level")).List(), m.Mutable(f.ByName("opt_name")).List(), m.Mutable(f.ByName("opt_value")).List()
+	for _, o := range s.Opts {
+		levels.Append(protoreflect.ValueOfUint32(o.Level))
+		names.Append(protoreflect.ValueOfUint32(o.Name))
+		values.Append(protoreflect.ValueOfInt32(o.Value))
+	}
 	return m.Interface()
 }
 
@@ -99,6 +118,13 @@ func sockExtraOf(m protoreflect.Message) (SockExtra, error) {
 	}
 	for _, o := range sockExtraTCPOpts {
 		*o.field(&s) = uint32(m.Get(f.ByName(o.name)).Uint())
+	}
+	levels, names, values := m.Get(f.ByName("opt_level")).List(), m.Get(f.ByName("opt_name")).List(), m.Get(f.ByName("opt_value")).List()
+	if levels.Len() != names.Len() || names.Len() != values.Len() {
+		return s, fmt.Errorf("%w: socket %d: options of %d levels, %d names and %d values", ErrRecord, s.ID, levels.Len(), names.Len(), values.Len())
+	}
+	for i := range levels.Len() {
+		s.Opts = append(s.Opts, SockOpt{Level: uint32(levels.Get(i).Uint()), Name: uint32(names.Get(i).Uint()), Value: int32(values.Get(i).Int())})
 	}
 	return s, nil
 }

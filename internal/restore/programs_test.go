@@ -594,3 +594,44 @@ func TestRestoreDnsmasq(t *testing.T) {
 	tc := dialProgram(t, s, port)
 	ask(tc, 3, true)
 }
+
+// TestRestorePing restores ping (iputils), which sends echoes on a ping
+// socket (an ICMP datagram socket) and asks for each reply's TTL, its
+// errors and a timestamp (IP_RECVTTL, IP_RECVERR, SO_TIMESTAMP), IPv4 and
+// IPv6: after the restore the echoes go on from the next sequence
+// number, every one of them answered, with its TTL.
+func TestRestorePing(t *testing.T) {
+	testutil.RequireRoot(t)
+	ping := program(t, "ping", "iputils-ping")
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		t.Run(addr, func(t *testing.T) {
+			s := startProgram(t, ping, "-i", "0.2", addr)
+			replies := func() []string {
+				var out []string
+				for _, l := range strings.Split(s.Output(), "\n") {
+					if strings.Contains(l, "icmp_seq=") {
+						out = append(out, l)
+					}
+				}
+				return out
+			}
+			waitReplies := func(n int) {
+				t.Helper()
+				for deadline := time.Now().Add(testutil.SubjectTimeout); len(replies()) < n; time.Sleep(50 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d replies, want %d:\n%s", len(replies()), n, s.Output())
+					}
+				}
+			}
+			waitReplies(3)
+			dumpRestoreProgram(t, s)
+			before := len(replies())
+			waitReplies(before + 3)
+			for i, l := range replies() {
+				if want := fmt.Sprintf("icmp_seq=%d ttl=", i+1); !strings.Contains(l, want) {
+					t.Fatalf("reply %d (%d before the dump): %q, want %q in it:\n%s", i+1, before, l, want, s.Output())
+				}
+			}
+		})
+	}
+}
