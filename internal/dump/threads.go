@@ -164,19 +164,16 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 // on, so that a process is not tied to the CPUs of the machine it was
 // dumped on unless it tied itself), and its I/O priority if one was set.
 func (d *dumper) recordThreadExtra(tid int) error {
-	if d.ownCPUs == nil {
-		var own unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &own); err != nil {
-			return fmt.Errorf("read cryo's CPU affinity: %w", err)
-		}
-		d.ownCPUs = &own
+	own, err := d.ownExtras()
+	if err != nil {
+		return err
 	}
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(tid, &set); err != nil {
 		return fmt.Errorf("read CPU affinity of tid %d: %w", tid, err)
 	}
 	x := image.ThreadExtra{TID: uint32(tid)}
-	if set != *d.ownCPUs {
+	if set != own.cpus {
 		for _, w := range set {
 			x.CPUs = append(x.CPUs, uint64(w))
 		}
@@ -209,7 +206,7 @@ func (d *dumper) recordProcessExtra() error {
 	if err != nil {
 		return err
 	}
-	own, err := proc.ReadCoredumpFilter(0)
+	own, err := d.ownExtras()
 	if err != nil {
 		return err
 	}
@@ -217,7 +214,7 @@ func (d *dumper) recordProcessExtra() error {
 	if err != nil {
 		return err
 	}
-	if mdwe == 0 && filter == own {
+	if mdwe == 0 && filter == own.coredumpFilter {
 		return nil
 	}
 	i := slices.IndexFunc(d.threadExtras, func(x image.ThreadExtra) bool { return x.TID == uint32(d.pid) })
@@ -226,10 +223,34 @@ func (d *dumper) recordProcessExtra() error {
 		d.threadExtras = append(d.threadExtras, image.ThreadExtra{TID: uint32(d.pid)})
 	}
 	d.threadExtras[i].MDWE = uint32(mdwe)
-	if filter != own {
+	if filter != own.coredumpFilter {
 		d.threadExtras[i].CoredumpFilter = &filter
 	}
 	return nil
+}
+
+// ownExtras are cryo's own CPUs and core dump filter, which a process
+// restored gets unless it had others: those the dump records.
+type ownExtras struct {
+	cpus           unix.CPUSet
+	coredumpFilter uint32
+}
+
+// ownExtras reads cryo's own, once per dump.
+func (t *tree) ownExtras() (*ownExtras, error) {
+	if t.own != nil {
+		return t.own, nil
+	}
+	own := &ownExtras{}
+	if err := unix.SchedGetaffinity(0, &own.cpus); err != nil {
+		return nil, fmt.Errorf("read cryo's CPU affinity: %w", err)
+	}
+	var err error
+	if own.coredumpFilter, err = proc.ReadCoredumpFilter(0); err != nil {
+		return nil, err
+	}
+	t.own = own
+	return own, nil
 }
 
 // defaultTimerSlack is the kernel's timer slack (50 µs), which every

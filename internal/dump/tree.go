@@ -39,9 +39,9 @@ type tree struct {
 	procs []*dumper
 	dead  []dead
 	// threadExtras are the threads' records of cryo-thread-extra.img;
-	// ownCPUs the CPUs cryo may run on (see recordThreadExtra).
+	// own what cryo's own are (see ownExtras).
 	threadExtras []image.ThreadExtra
-	ownCPUs      *unix.CPUSet
+	own          *ownExtras
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// sysvShm are the System V shared memory segments the tree attaches.

@@ -121,21 +121,56 @@ func (t *inetTable) diagOf(family uint8, protocol uint32, ino uint32) (kernel.In
 // UDP both bits together; SendShutdown alone on a TCP socket shows
 // nowhere (CRIU does not keep it either). A socket of another network
 // namespace than cryo's, or a connection that ended, is refused.
+func unlistedDiag(fd, family, protocol int, ino uint64) (kernel.InetDiag, error) {
+	sa, err := sockname(fd, ino)
+	if err != nil {
+		return kernel.InetDiag{}, err
+	}
+	if sockaddrPort(sa) != 0 {
+		// A connection that ended (CLOSE after TIME_WAIT or LAST_ACK)
+		// has given its port back but still says its address; a
+		// restore could not make it again without taking the port.
+		return kernel.InetDiag{}, fmt.Errorf("%w: socket %d was connected and is closed (it says a local port it no longer holds)", ErrUnsupported, ino)
+	}
+	d := kernel.InetDiag{InetDiagMsg: kernel.InetDiagMsg{Family: uint8(family), State: tcpClose, Inode: uint32(ino)}}
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	if _, err := unix.Poll(p, 0); err != nil {
+		return kernel.InetDiag{}, fmt.Errorf("poll socket %d: %w", ino, err)
+	}
+	if p[0].Revents&unix.POLLRDHUP != 0 {
+		d.Shutdown |= kernel.RcvShutdown
+	}
+	if protocol == unix.IPPROTO_UDP && p[0].Revents&unix.POLLHUP != 0 {
+		d.Shutdown |= kernel.RcvShutdown | kernel.SendShutdown
+	}
+	return d, nil
+}
+
+// sockname returns the address of socket fd, which sock_diag does not
+// list; one of another network namespace than cryo's is refused.
+func sockname(fd int, ino uint64) (unix.Sockaddr, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("read the address of socket %d: %w", ino, err)
+	}
+	same, err := kernel.InCryoNetns(fd)
+	if err != nil {
+		return nil, fmt.Errorf("socket %d: %w", ino, err)
+	}
+	if sa == nil || !same {
+		return nil, fmt.Errorf("%w: socket %d is not in cryo's network namespace (sock_diag does not know it)", ErrUnsupported, ino)
+	}
+	return sa, nil
+}
+
 // pingDiag is what sock_diag would say of ping socket fd, which it does
 // not list: its address and id (its port), the peer it is connected to,
 // if any, and whether a reply waits to be read. An error queued (with
 // IP_RECVERR), which no interface reads without taking it, is refused.
 func pingDiag(fd, family int, ino uint64) (kernel.InetDiag, error) {
-	same, err := kernel.InCryoNetns(fd)
+	sa, err := sockname(fd, ino)
 	if err != nil {
-		return kernel.InetDiag{}, fmt.Errorf("socket %d: %w", ino, err)
-	}
-	if !same {
-		return kernel.InetDiag{}, fmt.Errorf("%w: ping socket %d is not in cryo's network namespace", ErrUnsupported, ino)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return kernel.InetDiag{}, fmt.Errorf("read the address of ping socket %d: %w", ino, err)
+		return kernel.InetDiag{}, err
 	}
 	d := kernel.InetDiag{InetDiagMsg: kernel.InetDiagMsg{Family: uint8(family), State: tcpClose, Inode: uint32(ino)}}
 	putSockaddr(&d.ID.Src, &d.ID.Sport, sa)
@@ -171,38 +206,6 @@ func putSockaddr(addr *[16]byte, port *[2]byte, sa unix.Sockaddr) {
 		*addr = a.Addr
 		binary.BigEndian.PutUint16(port[:], uint16(a.Port))
 	}
-}
-
-func unlistedDiag(fd, family, protocol int, ino uint64) (kernel.InetDiag, error) {
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return kernel.InetDiag{}, fmt.Errorf("read the address of socket %d: %w", ino, err)
-	}
-	same, err := kernel.InCryoNetns(fd)
-	if err != nil {
-		return kernel.InetDiag{}, fmt.Errorf("socket %d: %w", ino, err)
-	}
-	if sa == nil || !same {
-		return kernel.InetDiag{}, fmt.Errorf("%w: socket %d is not in cryo's network namespace (sock_diag does not know it)", ErrUnsupported, ino)
-	}
-	if sockaddrPort(sa) != 0 {
-		// A connection that ended (CLOSE after TIME_WAIT or LAST_ACK)
-		// has given its port back but still says its address; a
-		// restore could not make it again without taking the port.
-		return kernel.InetDiag{}, fmt.Errorf("%w: socket %d was connected and is closed (it says a local port it no longer holds)", ErrUnsupported, ino)
-	}
-	d := kernel.InetDiag{InetDiagMsg: kernel.InetDiagMsg{Family: uint8(family), State: tcpClose, Inode: uint32(ino)}}
-	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-	if _, err := unix.Poll(p, 0); err != nil {
-		return kernel.InetDiag{}, fmt.Errorf("poll socket %d: %w", ino, err)
-	}
-	if p[0].Revents&unix.POLLRDHUP != 0 {
-		d.Shutdown |= kernel.RcvShutdown
-	}
-	if protocol == unix.IPPROTO_UDP && p[0].Revents&unix.POLLHUP != 0 {
-		d.Shutdown |= kernel.RcvShutdown | kernel.SendShutdown
-	}
-	return d, nil
 }
 
 // sockaddrPort is the port of an IPv4 or IPv6 address, 0 for another.

@@ -98,6 +98,12 @@ func (r *restorer) restoreThreadExtras() error {
 			return fmt.Errorf("set PR_SET_MDWE flags %#x: %w", mdwe, err)
 		}
 	}
+	// Every thread was cloned from the leader, with cryo's I/O priority
+	// (usually none), before any was set: read once.
+	born, err := kernel.IoprioGet(r.pid)
+	if err != nil {
+		return fmt.Errorf("read the I/O priority of pid %d: %w", r.pid, err)
+	}
 	for _, tid := range r.c.threads {
 		x := r.threadExtras[tid]
 		set := x.cpus
@@ -112,13 +118,10 @@ func (r *restorer) restoreThreadExtras() error {
 		if err != nil {
 			return fmt.Errorf("set the CPU affinity of tid %d: %w", tid, err)
 		}
-		// A thread inherits cryo's I/O priority, usually none.
-		cur, err := kernel.IoprioGet(int(tid))
-		if err == nil && cur != x.ioprio {
-			err = kernel.IoprioSet(int(tid), x.ioprio)
-		}
-		if err != nil {
-			return fmt.Errorf("set the I/O priority %#x of tid %d: %w", x.ioprio, tid, err)
+		if x.ioprio != born {
+			if err := kernel.IoprioSet(int(tid), x.ioprio); err != nil {
+				return fmt.Errorf("set the I/O priority %#x of tid %d: %w", x.ioprio, tid, err)
+			}
 		}
 	}
 	return nil

@@ -88,10 +88,6 @@ func TestRestoreThreadExtras(t *testing.T) {
 func TestRestoreMDWE(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "mdwe.c"))}
-	const filter = 0x7f
-	if err := os.WriteFile(proc.Path(s.Pid, "coredump_filter"), []byte("0x7f"), 0); err != nil {
-		t.Fatal(err)
-	}
 	s.WaitTicks(t, 1)
 	c := dumpAndReap(t, s)
 	restoreSubject(t, s, c, restore.Options{})
