@@ -174,6 +174,11 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		s[task+"stat/policy"] = strconv.FormatUint(uint64(st.Policy), 10)
 		s[task+"stat/exit_signal"] = strconv.Itoa(st.ExitSignal)
 		s[task+"comm"] = read(task + "comm")
+		prio, err := kernel.IoprioGet(tid)
+		if err != nil {
+			t.Fatalf("state oracle: I/O priority of tid %d: %v", tid, err)
+		}
+		s[task+"ioprio"] = fmt.Sprintf("%#x", prio)
 		// NR ARG1 ... ARG6 SP PC, in hex but NR.
 		if f := strings.Fields(read(task + "syscall")); len(f) == 9 {
 			if m, ok := maskSyscalls[f[0]]; ok && (m.arg == 0 || f[m.arg] != "0x0") {
@@ -256,7 +261,7 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 	s["locks"] = strings.Join(locks, " | ")
 
 	lines(read("limits"), "  ", func(k, v string) { s["limits/"+k] = strings.Join(strings.Fields(v), " ") })
-	for _, name := range []string{"oom_score_adj", "personality", "timerslack_ns", "cmdline", "environ", "auxv"} {
+	for _, name := range []string{"oom_score_adj", "personality", "timerslack_ns", "coredump_filter", "cmdline", "environ", "auxv"} {
 		s[name] = fmt.Sprintf("%q", read(name))
 	}
 	s["cwd"], s["root"], s["exe"] = link("cwd"), link("root"), link("exe")
