@@ -9,8 +9,10 @@ DEPS := gcc:gcc ping:iputils-ping crit:criu qemu-system-x86_64:qemu-system-x86 p
 
 all: build
 
+# Static (no cgo): a cryo that links glibc starts about 3 ms slower, and a
+# dump starts cryo twice.
 build:
-	$(GO) build -o bin/cryo ./cmd/cryo
+	CGO_ENABLED=0 $(GO) build -o bin/cryo ./cmd/cryo
 
 # deps installs the Debian packages whose commands are missing.
 deps:
