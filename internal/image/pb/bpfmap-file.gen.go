@@ -313,6 +313,67 @@ func (m *BpfmapFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *BpfmapFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Pos == nil {
+		v := uint64(0)
+		m.Pos = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.MapType == nil {
+		v := uint32(0)
+		m.MapType = &v
+	}
+	if m.KeySize == nil {
+		v := uint32(0)
+		m.KeySize = &v
+	}
+	if m.ValueSize == nil {
+		v := uint32(0)
+		m.ValueSize = &v
+	}
+	if m.MapId == nil {
+		v := uint32(0)
+		m.MapId = &v
+	}
+	if m.MaxEntries == nil {
+		v := uint32(0)
+		m.MaxEntries = &v
+	}
+	if m.MapFlags == nil {
+		v := uint32(0)
+		m.MapFlags = &v
+	}
+	if m.Memlock == nil {
+		v := uint64(0)
+		m.Memlock = &v
+	}
+	if m.Frozen == nil {
+		v := bool(false)
+		m.Frozen = &v
+	}
+	if m.MapName == nil {
+		v := string("")
+		m.MapName = &v
+	}
+	if m.Ifindex == nil {
+		v := uint32(0)
+		m.Ifindex = &v
+	}
+}
+
 func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -93,6 +93,21 @@ func (m *UserAarch64RegsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserAarch64RegsEntry) complete() {
+	if m.Sp == nil {
+		v := uint64(0)
+		m.Sp = &v
+	}
+	if m.Pc == nil {
+		v := uint64(0)
+		m.Pc = &v
+	}
+	if m.Pstate == nil {
+		v := uint64(0)
+		m.Pstate = &v
+	}
+}
+
 func (m *UserAarch64RegsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -234,6 +249,17 @@ func (m *UserAarch64FpsimdContextEntry) checkRequired() error {
 		return missing("user_aarch64_fpsimd_context_entry", "fpcr")
 	}
 	return nil
+}
+
+func (m *UserAarch64FpsimdContextEntry) complete() {
+	if m.Fpsr == nil {
+		v := uint32(0)
+		m.Fpsr = &v
+	}
+	if m.Fpcr == nil {
+		v := uint32(0)
+		m.Fpcr = &v
+	}
 }
 
 func (m *UserAarch64FpsimdContextEntry) unmarshal(b []byte) error {
@@ -481,6 +507,45 @@ func (m *PacAddressKeys) checkRequired() error {
 	return nil
 }
 
+func (m *PacAddressKeys) complete() {
+	if m.ApiakeyLo == nil {
+		v := uint64(0)
+		m.ApiakeyLo = &v
+	}
+	if m.ApiakeyHi == nil {
+		v := uint64(0)
+		m.ApiakeyHi = &v
+	}
+	if m.ApibkeyLo == nil {
+		v := uint64(0)
+		m.ApibkeyLo = &v
+	}
+	if m.ApibkeyHi == nil {
+		v := uint64(0)
+		m.ApibkeyHi = &v
+	}
+	if m.ApdakeyLo == nil {
+		v := uint64(0)
+		m.ApdakeyLo = &v
+	}
+	if m.ApdakeyHi == nil {
+		v := uint64(0)
+		m.ApdakeyHi = &v
+	}
+	if m.ApdbkeyLo == nil {
+		v := uint64(0)
+		m.ApdbkeyLo = &v
+	}
+	if m.ApdbkeyHi == nil {
+		v := uint64(0)
+		m.ApdbkeyHi = &v
+	}
+	if m.PacEnabledKey == nil {
+		v := uint64(0)
+		m.PacEnabledKey = &v
+	}
+}
+
 func (m *PacAddressKeys) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -638,6 +703,17 @@ func (m *PacGenericKeys) checkRequired() error {
 	return nil
 }
 
+func (m *PacGenericKeys) complete() {
+	if m.ApgakeyLo == nil {
+		v := uint64(0)
+		m.ApgakeyLo = &v
+	}
+	if m.ApgakeyHi == nil {
+		v := uint64(0)
+		m.ApgakeyHi = &v
+	}
+}
+
 func (m *PacGenericKeys) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -736,6 +812,15 @@ func (m *PacKeys) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *PacKeys) complete() {
+	if m.PacAddressKeys != nil {
+		m.PacAddressKeys.complete()
+	}
+	if m.PacGenericKeys != nil {
+		m.PacGenericKeys.complete()
+	}
 }
 
 func (m *PacKeys) unmarshal(b []byte) error {
@@ -907,6 +992,32 @@ func (m *ThreadInfoAarch64) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoAarch64) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Tls == nil {
+		v := uint64(0)
+		m.Tls = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserAarch64RegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpsimd == nil {
+		m.Fpsimd = new(UserAarch64FpsimdContextEntry)
+	}
+	if m.Fpsimd != nil {
+		m.Fpsimd.complete()
+	}
+	if m.PacKeys != nil {
+		m.PacKeys.complete()
+	}
 }
 
 func (m *ThreadInfoAarch64) unmarshal(b []byte) error {

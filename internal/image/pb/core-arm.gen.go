@@ -348,6 +348,81 @@ func (m *UserArmRegsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserArmRegsEntry) complete() {
+	if m.R0 == nil {
+		v := uint32(0)
+		m.R0 = &v
+	}
+	if m.R1 == nil {
+		v := uint32(0)
+		m.R1 = &v
+	}
+	if m.R2 == nil {
+		v := uint32(0)
+		m.R2 = &v
+	}
+	if m.R3 == nil {
+		v := uint32(0)
+		m.R3 = &v
+	}
+	if m.R4 == nil {
+		v := uint32(0)
+		m.R4 = &v
+	}
+	if m.R5 == nil {
+		v := uint32(0)
+		m.R5 = &v
+	}
+	if m.R6 == nil {
+		v := uint32(0)
+		m.R6 = &v
+	}
+	if m.R7 == nil {
+		v := uint32(0)
+		m.R7 = &v
+	}
+	if m.R8 == nil {
+		v := uint32(0)
+		m.R8 = &v
+	}
+	if m.R9 == nil {
+		v := uint32(0)
+		m.R9 = &v
+	}
+	if m.R10 == nil {
+		v := uint32(0)
+		m.R10 = &v
+	}
+	if m.Fp == nil {
+		v := uint32(0)
+		m.Fp = &v
+	}
+	if m.Ip == nil {
+		v := uint32(0)
+		m.Ip = &v
+	}
+	if m.Sp == nil {
+		v := uint32(0)
+		m.Sp = &v
+	}
+	if m.Lr == nil {
+		v := uint32(0)
+		m.Lr = &v
+	}
+	if m.Pc == nil {
+		v := uint32(0)
+		m.Pc = &v
+	}
+	if m.Cpsr == nil {
+		v := uint32(0)
+		m.Cpsr = &v
+	}
+	if m.OrigR0 == nil {
+		v := uint32(0)
+		m.OrigR0 = &v
+	}
+}
+
 func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -637,6 +712,25 @@ func (m *UserArmVfpstateEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserArmVfpstateEntry) complete() {
+	if m.Fpscr == nil {
+		v := uint32(0)
+		m.Fpscr = &v
+	}
+	if m.Fpexc == nil {
+		v := uint32(0)
+		m.Fpexc = &v
+	}
+	if m.Fpinst == nil {
+		v := uint32(0)
+		m.Fpinst = &v
+	}
+	if m.Fpinst2 == nil {
+		v := uint32(0)
+		m.Fpinst2 = &v
+	}
+}
+
 func (m *UserArmVfpstateEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -820,6 +914,29 @@ func (m *ThreadInfoArm) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoArm) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Tls == nil {
+		v := uint32(0)
+		m.Tls = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserArmRegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpstate == nil {
+		m.Fpstate = new(UserArmVfpstateEntry)
+	}
+	if m.Fpstate != nil {
+		m.Fpstate.complete()
+	}
 }
 
 func (m *ThreadInfoArm) unmarshal(b []byte) error {

@@ -57,6 +57,13 @@ func (m *UserLoongarch64GpregsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserLoongarch64GpregsEntry) complete() {
+	if m.Pc == nil {
+		v := uint64(0)
+		m.Pc = &v
+	}
+}
+
 func (m *UserLoongarch64GpregsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -180,6 +187,17 @@ func (m *UserLoongarch64FpregsEntry) checkRequired() error {
 		return missing("user_loongarch64_fpregs_entry", "fcsr")
 	}
 	return nil
+}
+
+func (m *UserLoongarch64FpregsEntry) complete() {
+	if m.Fcc == nil {
+		v := uint64(0)
+		m.Fcc = &v
+	}
+	if m.Fcsr == nil {
+		v := uint32(0)
+		m.Fcsr = &v
+	}
 }
 
 func (m *UserLoongarch64FpregsEntry) unmarshal(b []byte) error {
@@ -347,6 +365,29 @@ func (m *ThreadInfoLoongarch64) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoLoongarch64) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Tls == nil {
+		v := uint64(0)
+		m.Tls = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserLoongarch64GpregsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpregs == nil {
+		m.Fpregs = new(UserLoongarch64FpregsEntry)
+	}
+	if m.Fpregs != nil {
+		m.Fpregs.complete()
+	}
 }
 
 func (m *ThreadInfoLoongarch64) unmarshal(b []byte) error {

@@ -708,6 +708,161 @@ func (m *UserMipsRegsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserMipsRegsEntry) complete() {
+	if m.R0 == nil {
+		v := uint64(0)
+		m.R0 = &v
+	}
+	if m.R1 == nil {
+		v := uint64(0)
+		m.R1 = &v
+	}
+	if m.R2 == nil {
+		v := uint64(0)
+		m.R2 = &v
+	}
+	if m.R3 == nil {
+		v := uint64(0)
+		m.R3 = &v
+	}
+	if m.R4 == nil {
+		v := uint64(0)
+		m.R4 = &v
+	}
+	if m.R5 == nil {
+		v := uint64(0)
+		m.R5 = &v
+	}
+	if m.R6 == nil {
+		v := uint64(0)
+		m.R6 = &v
+	}
+	if m.R7 == nil {
+		v := uint64(0)
+		m.R7 = &v
+	}
+	if m.R8 == nil {
+		v := uint64(0)
+		m.R8 = &v
+	}
+	if m.R9 == nil {
+		v := uint64(0)
+		m.R9 = &v
+	}
+	if m.R10 == nil {
+		v := uint64(0)
+		m.R10 = &v
+	}
+	if m.R11 == nil {
+		v := uint64(0)
+		m.R11 = &v
+	}
+	if m.R12 == nil {
+		v := uint64(0)
+		m.R12 = &v
+	}
+	if m.R13 == nil {
+		v := uint64(0)
+		m.R13 = &v
+	}
+	if m.R14 == nil {
+		v := uint64(0)
+		m.R14 = &v
+	}
+	if m.R15 == nil {
+		v := uint64(0)
+		m.R15 = &v
+	}
+	if m.R16 == nil {
+		v := uint64(0)
+		m.R16 = &v
+	}
+	if m.R17 == nil {
+		v := uint64(0)
+		m.R17 = &v
+	}
+	if m.R18 == nil {
+		v := uint64(0)
+		m.R18 = &v
+	}
+	if m.R19 == nil {
+		v := uint64(0)
+		m.R19 = &v
+	}
+	if m.R20 == nil {
+		v := uint64(0)
+		m.R20 = &v
+	}
+	if m.R21 == nil {
+		v := uint64(0)
+		m.R21 = &v
+	}
+	if m.R22 == nil {
+		v := uint64(0)
+		m.R22 = &v
+	}
+	if m.R23 == nil {
+		v := uint64(0)
+		m.R23 = &v
+	}
+	if m.R24 == nil {
+		v := uint64(0)
+		m.R24 = &v
+	}
+	if m.R25 == nil {
+		v := uint64(0)
+		m.R25 = &v
+	}
+	if m.R26 == nil {
+		v := uint64(0)
+		m.R26 = &v
+	}
+	if m.R27 == nil {
+		v := uint64(0)
+		m.R27 = &v
+	}
+	if m.R28 == nil {
+		v := uint64(0)
+		m.R28 = &v
+	}
+	if m.R29 == nil {
+		v := uint64(0)
+		m.R29 = &v
+	}
+	if m.R30 == nil {
+		v := uint64(0)
+		m.R30 = &v
+	}
+	if m.R31 == nil {
+		v := uint64(0)
+		m.R31 = &v
+	}
+	if m.Lo == nil {
+		v := uint64(0)
+		m.Lo = &v
+	}
+	if m.Hi == nil {
+		v := uint64(0)
+		m.Hi = &v
+	}
+	if m.Cp0Epc == nil {
+		v := uint64(0)
+		m.Cp0Epc = &v
+	}
+	if m.Cp0Badvaddr == nil {
+		v := uint64(0)
+		m.Cp0Badvaddr = &v
+	}
+	if m.Cp0Status == nil {
+		v := uint64(0)
+		m.Cp0Status = &v
+	}
+	if m.Cp0Cause == nil {
+		v := uint64(0)
+		m.Cp0Cause = &v
+	}
+}
+
 func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -1738,6 +1893,153 @@ func (m *UserMipsFpregsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserMipsFpregsEntry) complete() {
+	if m.R0 == nil {
+		v := uint64(0)
+		m.R0 = &v
+	}
+	if m.R1 == nil {
+		v := uint64(0)
+		m.R1 = &v
+	}
+	if m.R2 == nil {
+		v := uint64(0)
+		m.R2 = &v
+	}
+	if m.R3 == nil {
+		v := uint64(0)
+		m.R3 = &v
+	}
+	if m.R4 == nil {
+		v := uint64(0)
+		m.R4 = &v
+	}
+	if m.R5 == nil {
+		v := uint64(0)
+		m.R5 = &v
+	}
+	if m.R6 == nil {
+		v := uint64(0)
+		m.R6 = &v
+	}
+	if m.R7 == nil {
+		v := uint64(0)
+		m.R7 = &v
+	}
+	if m.R8 == nil {
+		v := uint64(0)
+		m.R8 = &v
+	}
+	if m.R9 == nil {
+		v := uint64(0)
+		m.R9 = &v
+	}
+	if m.R10 == nil {
+		v := uint64(0)
+		m.R10 = &v
+	}
+	if m.R11 == nil {
+		v := uint64(0)
+		m.R11 = &v
+	}
+	if m.R12 == nil {
+		v := uint64(0)
+		m.R12 = &v
+	}
+	if m.R13 == nil {
+		v := uint64(0)
+		m.R13 = &v
+	}
+	if m.R14 == nil {
+		v := uint64(0)
+		m.R14 = &v
+	}
+	if m.R15 == nil {
+		v := uint64(0)
+		m.R15 = &v
+	}
+	if m.R16 == nil {
+		v := uint64(0)
+		m.R16 = &v
+	}
+	if m.R17 == nil {
+		v := uint64(0)
+		m.R17 = &v
+	}
+	if m.R18 == nil {
+		v := uint64(0)
+		m.R18 = &v
+	}
+	if m.R19 == nil {
+		v := uint64(0)
+		m.R19 = &v
+	}
+	if m.R20 == nil {
+		v := uint64(0)
+		m.R20 = &v
+	}
+	if m.R21 == nil {
+		v := uint64(0)
+		m.R21 = &v
+	}
+	if m.R22 == nil {
+		v := uint64(0)
+		m.R22 = &v
+	}
+	if m.R23 == nil {
+		v := uint64(0)
+		m.R23 = &v
+	}
+	if m.R24 == nil {
+		v := uint64(0)
+		m.R24 = &v
+	}
+	if m.R25 == nil {
+		v := uint64(0)
+		m.R25 = &v
+	}
+	if m.R26 == nil {
+		v := uint64(0)
+		m.R26 = &v
+	}
+	if m.R27 == nil {
+		v := uint64(0)
+		m.R27 = &v
+	}
+	if m.R28 == nil {
+		v := uint64(0)
+		m.R28 = &v
+	}
+	if m.R29 == nil {
+		v := uint64(0)
+		m.R29 = &v
+	}
+	if m.R30 == nil {
+		v := uint64(0)
+		m.R30 = &v
+	}
+	if m.R31 == nil {
+		v := uint64(0)
+		m.R31 = &v
+	}
+	if m.Lo == nil {
+		v := uint64(0)
+		m.Lo = &v
+	}
+	if m.Hi == nil {
+		v := uint64(0)
+		m.Hi = &v
+	}
+	if m.FpuFcr31 == nil {
+		v := uint32(0)
+		m.FpuFcr31 = &v
+	}
+	if m.FpuId == nil {
+		v := uint32(0)
+		m.FpuId = &v
+	}
+}
+
 func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -2184,6 +2486,29 @@ func (m *ThreadInfoMips) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoMips) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Tls == nil {
+		v := uint64(0)
+		m.Tls = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserMipsRegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpregs == nil {
+		m.Fpregs = new(UserMipsFpregsEntry)
+	}
+	if m.Fpregs != nil {
+		m.Fpregs.complete()
+	}
 }
 
 func (m *ThreadInfoMips) unmarshal(b []byte) error {

@@ -228,6 +228,41 @@ func (m *UserPpc64RegsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserPpc64RegsEntry) complete() {
+	if m.Nip == nil {
+		v := uint64(0)
+		m.Nip = &v
+	}
+	if m.Msr == nil {
+		v := uint64(0)
+		m.Msr = &v
+	}
+	if m.OrigGpr3 == nil {
+		v := uint64(0)
+		m.OrigGpr3 = &v
+	}
+	if m.Ctr == nil {
+		v := uint64(0)
+		m.Ctr = &v
+	}
+	if m.Link == nil {
+		v := uint64(0)
+		m.Link = &v
+	}
+	if m.Xer == nil {
+		v := uint64(0)
+		m.Xer = &v
+	}
+	if m.Ccr == nil {
+		v := uint64(0)
+		m.Ccr = &v
+	}
+	if m.Trap == nil {
+		v := uint64(0)
+		m.Trap = &v
+	}
+}
+
 func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -407,6 +442,9 @@ func (m *UserPpc64FpstateEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserPpc64FpstateEntry) complete() {
+}
+
 func (m *UserPpc64FpstateEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -505,6 +543,13 @@ func (m *UserPpc64VrstateEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserPpc64VrstateEntry) complete() {
+	if m.Vrsave == nil {
+		v := uint32(0)
+		m.Vrsave = &v
+	}
+}
+
 func (m *UserPpc64VrstateEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -592,6 +637,9 @@ func (m *UserPpc64VsxstateEntry) appendTo(b []byte) []byte {
 
 func (m *UserPpc64VsxstateEntry) checkRequired() error {
 	return nil
+}
+
+func (m *UserPpc64VsxstateEntry) complete() {
 }
 
 func (m *UserPpc64VsxstateEntry) unmarshal(b []byte) error {
@@ -734,6 +782,24 @@ func (m *UserPpc64TmRegsEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *UserPpc64TmRegsEntry) complete() {
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserPpc64RegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpstate != nil {
+		m.Fpstate.complete()
+	}
+	if m.Vrstate != nil {
+		m.Vrstate.complete()
+	}
+	if m.Vsxstate != nil {
+		m.Vsxstate.complete()
+	}
 }
 
 func (m *UserPpc64TmRegsEntry) unmarshal(b []byte) error {
@@ -942,6 +1008,31 @@ func (m *ThreadInfoPpc64) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoPpc64) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserPpc64RegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpstate != nil {
+		m.Fpstate.complete()
+	}
+	if m.Vrstate != nil {
+		m.Vrstate.complete()
+	}
+	if m.Vsxstate != nil {
+		m.Vsxstate.complete()
+	}
+	if m.Tmstate != nil {
+		m.Tmstate.complete()
+	}
 }
 
 func (m *ThreadInfoPpc64) unmarshal(b []byte) error {

@@ -600,6 +600,137 @@ func (m *UserRiscv64RegsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserRiscv64RegsEntry) complete() {
+	if m.Pc == nil {
+		v := uint64(0)
+		m.Pc = &v
+	}
+	if m.Ra == nil {
+		v := uint64(0)
+		m.Ra = &v
+	}
+	if m.Sp == nil {
+		v := uint64(0)
+		m.Sp = &v
+	}
+	if m.Gp == nil {
+		v := uint64(0)
+		m.Gp = &v
+	}
+	if m.Tp == nil {
+		v := uint64(0)
+		m.Tp = &v
+	}
+	if m.T0 == nil {
+		v := uint64(0)
+		m.T0 = &v
+	}
+	if m.T1 == nil {
+		v := uint64(0)
+		m.T1 = &v
+	}
+	if m.T2 == nil {
+		v := uint64(0)
+		m.T2 = &v
+	}
+	if m.S0 == nil {
+		v := uint64(0)
+		m.S0 = &v
+	}
+	if m.S1 == nil {
+		v := uint64(0)
+		m.S1 = &v
+	}
+	if m.A0 == nil {
+		v := uint64(0)
+		m.A0 = &v
+	}
+	if m.A1 == nil {
+		v := uint64(0)
+		m.A1 = &v
+	}
+	if m.A2 == nil {
+		v := uint64(0)
+		m.A2 = &v
+	}
+	if m.A3 == nil {
+		v := uint64(0)
+		m.A3 = &v
+	}
+	if m.A4 == nil {
+		v := uint64(0)
+		m.A4 = &v
+	}
+	if m.A5 == nil {
+		v := uint64(0)
+		m.A5 = &v
+	}
+	if m.A6 == nil {
+		v := uint64(0)
+		m.A6 = &v
+	}
+	if m.A7 == nil {
+		v := uint64(0)
+		m.A7 = &v
+	}
+	if m.S2 == nil {
+		v := uint64(0)
+		m.S2 = &v
+	}
+	if m.S3 == nil {
+		v := uint64(0)
+		m.S3 = &v
+	}
+	if m.S4 == nil {
+		v := uint64(0)
+		m.S4 = &v
+	}
+	if m.S5 == nil {
+		v := uint64(0)
+		m.S5 = &v
+	}
+	if m.S6 == nil {
+		v := uint64(0)
+		m.S6 = &v
+	}
+	if m.S7 == nil {
+		v := uint64(0)
+		m.S7 = &v
+	}
+	if m.S8 == nil {
+		v := uint64(0)
+		m.S8 = &v
+	}
+	if m.S9 == nil {
+		v := uint64(0)
+		m.S9 = &v
+	}
+	if m.S10 == nil {
+		v := uint64(0)
+		m.S10 = &v
+	}
+	if m.S11 == nil {
+		v := uint64(0)
+		m.S11 = &v
+	}
+	if m.T3 == nil {
+		v := uint64(0)
+		m.T3 = &v
+	}
+	if m.T4 == nil {
+		v := uint64(0)
+		m.T4 = &v
+	}
+	if m.T5 == nil {
+		v := uint64(0)
+		m.T5 = &v
+	}
+	if m.T6 == nil {
+		v := uint64(0)
+		m.T6 = &v
+	}
+}
+
 func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -961,6 +1092,13 @@ func (m *UserRiscv64DExtEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserRiscv64DExtEntry) complete() {
+	if m.Fcsr == nil {
+		v := uint32(0)
+		m.Fcsr = &v
+	}
+}
+
 func (m *UserRiscv64DExtEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -1117,6 +1255,29 @@ func (m *ThreadInfoRiscv64) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoRiscv64) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Tls == nil {
+		v := uint64(0)
+		m.Tls = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserRiscv64RegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpsimd == nil {
+		m.Fpsimd = new(UserRiscv64DExtEntry)
+	}
+	if m.Fpsimd != nil {
+		m.Fpsimd.complete()
+	}
 }
 
 func (m *ThreadInfoRiscv64) unmarshal(b []byte) error {

@@ -126,6 +126,25 @@ func (m *UserS390RegsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserS390RegsEntry) complete() {
+	if m.PswMask == nil {
+		v := uint64(0)
+		m.PswMask = &v
+	}
+	if m.PswAddr == nil {
+		v := uint64(0)
+		m.PswAddr = &v
+	}
+	if m.OrigGpr2 == nil {
+		v := uint64(0)
+		m.OrigGpr2 = &v
+	}
+	if m.SystemCall == nil {
+		v := uint32(0)
+		m.SystemCall = &v
+	}
+}
+
 func (m *UserS390RegsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -267,6 +286,9 @@ func (m *UserS390VxrsLowEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserS390VxrsLowEntry) complete() {
+}
+
 func (m *UserS390VxrsLowEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -345,6 +367,9 @@ func (m *UserS390VxrsHighEntry) appendTo(b []byte) []byte {
 
 func (m *UserS390VxrsHighEntry) checkRequired() error {
 	return nil
+}
+
+func (m *UserS390VxrsHighEntry) complete() {
 }
 
 func (m *UserS390VxrsHighEntry) unmarshal(b []byte) error {
@@ -445,6 +470,13 @@ func (m *UserS390FpregsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserS390FpregsEntry) complete() {
+	if m.Fpc == nil {
+		v := uint32(0)
+		m.Fpc = &v
+	}
+}
+
 func (m *UserS390FpregsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -532,6 +564,9 @@ func (m *UserS390GsCbEntry) appendTo(b []byte) []byte {
 
 func (m *UserS390GsCbEntry) checkRequired() error {
 	return nil
+}
+
+func (m *UserS390GsCbEntry) complete() {
 }
 
 func (m *UserS390GsCbEntry) unmarshal(b []byte) error {
@@ -630,6 +665,13 @@ func (m *UserS390RiEntry) checkRequired() error {
 		return missing("user_s390_ri_entry", "ri_on")
 	}
 	return nil
+}
+
+func (m *UserS390RiEntry) complete() {
+	if m.RiOn == nil {
+		v := uint32(0)
+		m.RiOn = &v
+	}
 }
 
 func (m *UserS390RiEntry) unmarshal(b []byte) error {
@@ -855,6 +897,40 @@ func (m *ThreadInfoS390) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoS390) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserS390RegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpregs == nil {
+		m.Fpregs = new(UserS390FpregsEntry)
+	}
+	if m.Fpregs != nil {
+		m.Fpregs.complete()
+	}
+	if m.VxrsLow != nil {
+		m.VxrsLow.complete()
+	}
+	if m.VxrsHigh != nil {
+		m.VxrsHigh.complete()
+	}
+	if m.GsCb != nil {
+		m.GsCb.complete()
+	}
+	if m.GsBc != nil {
+		m.GsBc.complete()
+	}
+	if m.RiCb != nil {
+		m.RiCb.complete()
+	}
 }
 
 func (m *ThreadInfoS390) unmarshal(b []byte) error {

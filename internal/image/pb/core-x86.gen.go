@@ -550,6 +550,117 @@ func (m *UserX86RegsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserX86RegsEntry) complete() {
+	if m.R15 == nil {
+		v := uint64(0)
+		m.R15 = &v
+	}
+	if m.R14 == nil {
+		v := uint64(0)
+		m.R14 = &v
+	}
+	if m.R13 == nil {
+		v := uint64(0)
+		m.R13 = &v
+	}
+	if m.R12 == nil {
+		v := uint64(0)
+		m.R12 = &v
+	}
+	if m.Bp == nil {
+		v := uint64(0)
+		m.Bp = &v
+	}
+	if m.Bx == nil {
+		v := uint64(0)
+		m.Bx = &v
+	}
+	if m.R11 == nil {
+		v := uint64(0)
+		m.R11 = &v
+	}
+	if m.R10 == nil {
+		v := uint64(0)
+		m.R10 = &v
+	}
+	if m.R9 == nil {
+		v := uint64(0)
+		m.R9 = &v
+	}
+	if m.R8 == nil {
+		v := uint64(0)
+		m.R8 = &v
+	}
+	if m.Ax == nil {
+		v := uint64(0)
+		m.Ax = &v
+	}
+	if m.Cx == nil {
+		v := uint64(0)
+		m.Cx = &v
+	}
+	if m.Dx == nil {
+		v := uint64(0)
+		m.Dx = &v
+	}
+	if m.Si == nil {
+		v := uint64(0)
+		m.Si = &v
+	}
+	if m.Di == nil {
+		v := uint64(0)
+		m.Di = &v
+	}
+	if m.OrigAx == nil {
+		v := uint64(0)
+		m.OrigAx = &v
+	}
+	if m.Ip == nil {
+		v := uint64(0)
+		m.Ip = &v
+	}
+	if m.Cs == nil {
+		v := uint64(0)
+		m.Cs = &v
+	}
+	if m.Flags == nil {
+		v := uint64(0)
+		m.Flags = &v
+	}
+	if m.Sp == nil {
+		v := uint64(0)
+		m.Sp = &v
+	}
+	if m.Ss == nil {
+		v := uint64(0)
+		m.Ss = &v
+	}
+	if m.FsBase == nil {
+		v := uint64(0)
+		m.FsBase = &v
+	}
+	if m.GsBase == nil {
+		v := uint64(0)
+		m.GsBase = &v
+	}
+	if m.Ds == nil {
+		v := uint64(0)
+		m.Ds = &v
+	}
+	if m.Es == nil {
+		v := uint64(0)
+		m.Es = &v
+	}
+	if m.Fs == nil {
+		v := uint64(0)
+		m.Fs = &v
+	}
+	if m.Gs == nil {
+		v := uint64(0)
+		m.Gs = &v
+	}
+}
+
 func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -878,6 +989,17 @@ func (m *UserX86CetEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserX86CetEntry) complete() {
+	if m.Cet == nil {
+		v := uint64(0)
+		m.Cet = &v
+	}
+	if m.Ssp == nil {
+		v := uint64(0)
+		m.Ssp = &v
+	}
+}
+
 func (m *UserX86CetEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -1078,6 +1200,16 @@ func (m *UserX86XsaveEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *UserX86XsaveEntry) complete() {
+	if m.XstateBv == nil {
+		v := uint64(0)
+		m.XstateBv = &v
+	}
+	if m.Cet != nil {
+		m.Cet.complete()
+	}
 }
 
 func (m *UserX86XsaveEntry) unmarshal(b []byte) error {
@@ -1527,6 +1659,44 @@ func (m *UserX86FpregsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UserX86FpregsEntry) complete() {
+	if m.Cwd == nil {
+		v := uint32(0)
+		m.Cwd = &v
+	}
+	if m.Swd == nil {
+		v := uint32(0)
+		m.Swd = &v
+	}
+	if m.Twd == nil {
+		v := uint32(0)
+		m.Twd = &v
+	}
+	if m.Fop == nil {
+		v := uint32(0)
+		m.Fop = &v
+	}
+	if m.Rip == nil {
+		v := uint64(0)
+		m.Rip = &v
+	}
+	if m.Rdp == nil {
+		v := uint64(0)
+		m.Rdp = &v
+	}
+	if m.Mxcsr == nil {
+		v := uint32(0)
+		m.Mxcsr = &v
+	}
+	if m.MxcsrMask == nil {
+		v := uint32(0)
+		m.MxcsrMask = &v
+	}
+	if m.Xsave != nil {
+		m.Xsave.complete()
+	}
+}
+
 func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -1907,6 +2077,49 @@ func (m *UserDescT) checkRequired() error {
 	return nil
 }
 
+func (m *UserDescT) complete() {
+	if m.EntryNumber == nil {
+		v := uint32(0)
+		m.EntryNumber = &v
+	}
+	if m.BaseAddr == nil {
+		v := uint32(0)
+		m.BaseAddr = &v
+	}
+	if m.Limit == nil {
+		v := uint32(0)
+		m.Limit = &v
+	}
+	if m.Seg_32Bit == nil {
+		v := bool(false)
+		m.Seg_32Bit = &v
+	}
+	if m.ContentsH == nil {
+		v := bool(false)
+		m.ContentsH = &v
+	}
+	if m.ContentsL == nil {
+		v := bool(false)
+		m.ContentsL = &v
+	}
+	if m.ReadExecOnly == nil {
+		v := bool(true)
+		m.ReadExecOnly = &v
+	}
+	if m.LimitInPages == nil {
+		v := bool(false)
+		m.LimitInPages = &v
+	}
+	if m.SegNotPresent == nil {
+		v := bool(true)
+		m.SegNotPresent = &v
+	}
+	if m.Usable == nil {
+		v := bool(false)
+		m.Usable = &v
+	}
+}
+
 func (m *UserDescT) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -2122,6 +2335,28 @@ func (m *ThreadInfoX86) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *ThreadInfoX86) complete() {
+	if m.ClearTidAddr == nil {
+		v := uint64(0)
+		m.ClearTidAddr = &v
+	}
+	if m.Gpregs == nil {
+		m.Gpregs = new(UserX86RegsEntry)
+	}
+	if m.Gpregs != nil {
+		m.Gpregs.complete()
+	}
+	if m.Fpregs == nil {
+		m.Fpregs = new(UserX86FpregsEntry)
+	}
+	if m.Fpregs != nil {
+		m.Fpregs.complete()
+	}
+	for _, v := range m.Tls {
+		v.complete()
+	}
 }
 
 func (m *ThreadInfoX86) unmarshal(b []byte) error {

@@ -194,6 +194,29 @@ func (m *CpuinfoX86Entry) checkRequired() error {
 	return nil
 }
 
+func (m *CpuinfoX86Entry) complete() {
+	if m.VendorId == nil {
+		v := CpuinfoX86EntryVendor(0)
+		m.VendorId = &v
+	}
+	if m.CpuFamily == nil {
+		v := uint32(0)
+		m.CpuFamily = &v
+	}
+	if m.Model == nil {
+		v := uint32(0)
+		m.Model = &v
+	}
+	if m.Stepping == nil {
+		v := uint32(0)
+		m.Stepping = &v
+	}
+	if m.CapabilityVer == nil {
+		v := uint32(0)
+		m.CapabilityVer = &v
+	}
+}
+
 func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -397,6 +420,13 @@ func (m *CpuinfoPpc64Entry) checkRequired() error {
 	return nil
 }
 
+func (m *CpuinfoPpc64Entry) complete() {
+	if m.Endian == nil {
+		v := CpuinfoPpc64EntryEndianness(0)
+		m.Endian = &v
+	}
+}
+
 func (m *CpuinfoPpc64Entry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -505,6 +535,9 @@ func (m *CpuinfoS390Entry) appendTo(b []byte) []byte {
 
 func (m *CpuinfoS390Entry) checkRequired() error {
 	return nil
+}
+
+func (m *CpuinfoS390Entry) complete() {
 }
 
 func (m *CpuinfoS390Entry) unmarshal(b []byte) error {
@@ -628,6 +661,18 @@ func (m *CpuinfoEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *CpuinfoEntry) complete() {
+	for _, v := range m.X86Entry {
+		v.complete()
+	}
+	for _, v := range m.Ppc64Entry {
+		v.complete()
+	}
+	for _, v := range m.S390Entry {
+		v.complete()
+	}
 }
 
 func (m *CpuinfoEntry) unmarshal(b []byte) error {

@@ -339,6 +339,45 @@ func (m *CredsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *CredsEntry) complete() {
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Gid == nil {
+		v := uint32(0)
+		m.Gid = &v
+	}
+	if m.Euid == nil {
+		v := uint32(0)
+		m.Euid = &v
+	}
+	if m.Egid == nil {
+		v := uint32(0)
+		m.Egid = &v
+	}
+	if m.Suid == nil {
+		v := uint32(0)
+		m.Suid = &v
+	}
+	if m.Sgid == nil {
+		v := uint32(0)
+		m.Sgid = &v
+	}
+	if m.Fsuid == nil {
+		v := uint32(0)
+		m.Fsuid = &v
+	}
+	if m.Fsgid == nil {
+		v := uint32(0)
+		m.Fsgid = &v
+	}
+	if m.Secbits == nil {
+		v := uint32(0)
+		m.Secbits = &v
+	}
+}
+
 func (m *CredsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -380,6 +380,45 @@ func (m *TaskCoreEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TaskCoreEntry) complete() {
+	if m.TaskState == nil {
+		v := uint32(0)
+		m.TaskState = &v
+	}
+	if m.ExitCode == nil {
+		v := uint32(0)
+		m.ExitCode = &v
+	}
+	if m.Personality == nil {
+		v := uint32(0)
+		m.Personality = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.BlkSigset == nil {
+		v := uint64(0)
+		m.BlkSigset = &v
+	}
+	if m.Comm == nil {
+		v := string("")
+		m.Comm = &v
+	}
+	if m.Timers != nil {
+		m.Timers.complete()
+	}
+	if m.Rlimits != nil {
+		m.Rlimits.complete()
+	}
+	if m.SignalsS != nil {
+		m.SignalsS.complete()
+	}
+	for _, v := range m.Sigactions {
+		v.complete()
+	}
+}
+
 func (m *TaskCoreEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -798,6 +837,25 @@ func (m *TaskKobjIdsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TaskKobjIdsEntry) complete() {
+	if m.VmId == nil {
+		v := uint32(0)
+		m.VmId = &v
+	}
+	if m.FilesId == nil {
+		v := uint32(0)
+		m.FilesId = &v
+	}
+	if m.FsId == nil {
+		v := uint32(0)
+		m.FsId = &v
+	}
+	if m.SighandId == nil {
+		v := uint32(0)
+		m.SighandId = &v
+	}
+}
+
 func (m *TaskKobjIdsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -998,6 +1056,21 @@ func (m *ThreadSasEntry) checkRequired() error {
 		return missing("thread_sas_entry", "ss_flags")
 	}
 	return nil
+}
+
+func (m *ThreadSasEntry) complete() {
+	if m.SsSp == nil {
+		v := uint64(0)
+		m.SsSp = &v
+	}
+	if m.SsSize == nil {
+		v := uint64(0)
+		m.SsSize = &v
+	}
+	if m.SsFlags == nil {
+		v := uint32(0)
+		m.SsFlags = &v
+	}
 }
 
 func (m *ThreadSasEntry) unmarshal(b []byte) error {
@@ -1338,6 +1411,29 @@ func (m *ThreadCoreEntry) checkRequired() error {
 	return nil
 }
 
+func (m *ThreadCoreEntry) complete() {
+	if m.FutexRla == nil {
+		v := uint64(0)
+		m.FutexRla = &v
+	}
+	if m.FutexRlaLen == nil {
+		v := uint32(0)
+		m.FutexRlaLen = &v
+	}
+	if m.Sas != nil {
+		m.Sas.complete()
+	}
+	if m.SignalsP != nil {
+		m.SignalsP.complete()
+	}
+	if m.Creds != nil {
+		m.Creds.complete()
+	}
+	if m.RseqEntry != nil {
+		m.RseqEntry.complete()
+	}
+}
+
 func (m *ThreadCoreEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -1557,6 +1653,12 @@ func (m *TaskRlimitsEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *TaskRlimitsEntry) complete() {
+	for _, v := range m.Rlimits {
+		v.complete()
+	}
 }
 
 func (m *TaskRlimitsEntry) unmarshal(b []byte) error {
@@ -1858,6 +1960,46 @@ func (m *CoreEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *CoreEntry) complete() {
+	if m.Mtype == nil {
+		v := CoreEntryMarch(0)
+		m.Mtype = &v
+	}
+	if m.ThreadInfo != nil {
+		m.ThreadInfo.complete()
+	}
+	if m.TiArm != nil {
+		m.TiArm.complete()
+	}
+	if m.TiAarch64 != nil {
+		m.TiAarch64.complete()
+	}
+	if m.TiPpc64 != nil {
+		m.TiPpc64.complete()
+	}
+	if m.TiS390 != nil {
+		m.TiS390.complete()
+	}
+	if m.TiMips != nil {
+		m.TiMips.complete()
+	}
+	if m.TiLoongarch64 != nil {
+		m.TiLoongarch64.complete()
+	}
+	if m.TiRiscv64 != nil {
+		m.TiRiscv64.complete()
+	}
+	if m.Tc != nil {
+		m.Tc.complete()
+	}
+	if m.Ids != nil {
+		m.Ids.complete()
+	}
+	if m.ThreadCore != nil {
+		m.ThreadCore.complete()
+	}
 }
 
 func (m *CoreEntry) unmarshal(b []byte) error {

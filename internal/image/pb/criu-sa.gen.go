@@ -126,6 +126,25 @@ func (m *SaEntry) checkRequired() error {
 	return nil
 }
 
+func (m *SaEntry) complete() {
+	if m.Sigaction == nil {
+		v := uint64(0)
+		m.Sigaction = &v
+	}
+	if m.Flags == nil {
+		v := uint64(0)
+		m.Flags = &v
+	}
+	if m.Restorer == nil {
+		v := uint64(0)
+		m.Restorer = &v
+	}
+	if m.Mask == nil {
+		v := uint64(0)
+		m.Mask = &v
+	}
+}
+
 func (m *SaEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

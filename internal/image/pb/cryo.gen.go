@@ -186,6 +186,45 @@ func (m *FileStatEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FileStatEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Gid == nil {
+		v := uint32(0)
+		m.Gid = &v
+	}
+	if m.MtimeSec == nil {
+		v := int64(0)
+		m.MtimeSec = &v
+	}
+	if m.MtimeNsec == nil {
+		v := uint32(0)
+		m.MtimeNsec = &v
+	}
+	if m.Dev == nil {
+		v := uint64(0)
+		m.Dev = &v
+	}
+	if m.Ino == nil {
+		v := uint64(0)
+		m.Ino = &v
+	}
+	if m.BtimeSec == nil {
+		v := int64(0)
+		m.BtimeSec = &v
+	}
+	if m.BtimeNsec == nil {
+		v := uint32(0)
+		m.BtimeNsec = &v
+	}
+}
+
 func (m *FileStatEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -464,6 +503,17 @@ func (m *SkExtraEntry) checkRequired() error {
 	return nil
 }
 
+func (m *SkExtraEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.PeekOff == nil {
+		v := int32(0)
+		m.PeekOff = &v
+	}
+}
+
 func (m *SkExtraEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -733,6 +783,13 @@ func (m *ThreadExtraEntry) checkRequired() error {
 		return missing("cryo.thread_extra_entry", "tid")
 	}
 	return nil
+}
+
+func (m *ThreadExtraEntry) complete() {
+	if m.Tid == nil {
+		v := uint32(0)
+		m.Tid = &v
+	}
 }
 
 func (m *ThreadExtraEntry) unmarshal(b []byte) error {

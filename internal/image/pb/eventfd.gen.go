@@ -102,6 +102,27 @@ func (m *EventfdFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *EventfdFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Counter == nil {
+		v := uint64(0)
+		m.Counter = &v
+	}
+}
+
 func (m *EventfdFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

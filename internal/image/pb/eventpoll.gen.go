@@ -141,6 +141,25 @@ func (m *EventpollTfdEntry) checkRequired() error {
 	return nil
 }
 
+func (m *EventpollTfdEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Tfd == nil {
+		v := uint32(0)
+		m.Tfd = &v
+	}
+	if m.Events == nil {
+		v := uint32(0)
+		m.Events = &v
+	}
+	if m.Data == nil {
+		v := uint64(0)
+		m.Data = &v
+	}
+}
+
 func (m *EventpollTfdEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -323,6 +342,26 @@ func (m *EventpollFileEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *EventpollFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	for _, v := range m.Tfd {
+		v.complete()
+	}
 }
 
 func (m *EventpollFileEntry) unmarshal(b []byte) error {

@@ -66,6 +66,19 @@ func (m *ExtFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *ExtFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+}
+
 func (m *ExtFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

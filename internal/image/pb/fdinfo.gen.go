@@ -200,6 +200,25 @@ func (m *FdinfoEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FdinfoEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Type == nil {
+		v := FdTypes(0)
+		m.Type = &v
+	}
+	if m.Fd == nil {
+		v := uint32(0)
+		m.Fd = &v
+	}
+}
+
 func (m *FdinfoEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -739,6 +758,77 @@ func (m *FileEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *FileEntry) complete() {
+	if m.Type == nil {
+		v := FdTypes(0)
+		m.Type = &v
+	}
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Reg != nil {
+		m.Reg.complete()
+	}
+	if m.Isk != nil {
+		m.Isk.complete()
+	}
+	if m.Nsf != nil {
+		m.Nsf.complete()
+	}
+	if m.Psk != nil {
+		m.Psk.complete()
+	}
+	if m.Nlsk != nil {
+		m.Nlsk.complete()
+	}
+	if m.Efd != nil {
+		m.Efd.complete()
+	}
+	if m.Epfd != nil {
+		m.Epfd.complete()
+	}
+	if m.Sgfd != nil {
+		m.Sgfd.complete()
+	}
+	if m.Tunf != nil {
+		m.Tunf.complete()
+	}
+	if m.Tfd != nil {
+		m.Tfd.complete()
+	}
+	if m.Ify != nil {
+		m.Ify.complete()
+	}
+	if m.Ffy != nil {
+		m.Ffy.complete()
+	}
+	if m.Ext != nil {
+		m.Ext.complete()
+	}
+	if m.Usk != nil {
+		m.Usk.complete()
+	}
+	if m.Fifo != nil {
+		m.Fifo.complete()
+	}
+	if m.Pipe != nil {
+		m.Pipe.complete()
+	}
+	if m.Tty != nil {
+		m.Tty.complete()
+	}
+	if m.Memfd != nil {
+		m.Memfd.complete()
+	}
+	if m.Bpf != nil {
+		m.Bpf.complete()
+	}
+	if m.Pidfd != nil {
+		m.Pidfd.complete()
+	}
 }
 
 func (m *FileEntry) unmarshal(b []byte) error {

@@ -128,6 +128,17 @@ func (m *FhEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FhEntry) complete() {
+	if m.Bytes == nil {
+		v := uint32(0)
+		m.Bytes = &v
+	}
+	if m.Type == nil {
+		v := uint32(0)
+		m.Type = &v
+	}
+}
+
 func (m *FhEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -282,6 +293,21 @@ func (m *IrmapCacheEntry) checkRequired() error {
 		return missing("irmap_cache_entry", "path")
 	}
 	return nil
+}
+
+func (m *IrmapCacheEntry) complete() {
+	if m.Dev == nil {
+		v := uint32(0)
+		m.Dev = &v
+	}
+	if m.Inode == nil {
+		v := uint64(0)
+		m.Inode = &v
+	}
+	if m.Path == nil {
+		v := string("")
+		m.Path = &v
+	}
 }
 
 func (m *IrmapCacheEntry) unmarshal(b []byte) error {

@@ -75,6 +75,17 @@ func (m *FifoEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FifoEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.PipeId == nil {
+		v := uint32(0)
+		m.PipeId = &v
+	}
+}
+
 func (m *FifoEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

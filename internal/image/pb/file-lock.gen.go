@@ -132,6 +132,33 @@ func (m *FileLockEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FileLockEntry) complete() {
+	if m.Flag == nil {
+		v := uint32(0)
+		m.Flag = &v
+	}
+	if m.Type == nil {
+		v := uint32(0)
+		m.Type = &v
+	}
+	if m.Pid == nil {
+		v := int32(0)
+		m.Pid = &v
+	}
+	if m.Fd == nil {
+		v := int32(0)
+		m.Fd = &v
+	}
+	if m.Start == nil {
+		v := int64(0)
+		m.Start = &v
+	}
+	if m.Len == nil {
+		v := int64(0)
+		m.Len = &v
+	}
+}
+
 func (m *FileLockEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

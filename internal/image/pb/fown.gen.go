@@ -114,6 +114,29 @@ func (m *FownEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FownEntry) complete() {
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Euid == nil {
+		v := uint32(0)
+		m.Euid = &v
+	}
+	if m.Signum == nil {
+		v := uint32(0)
+		m.Signum = &v
+	}
+	if m.PidType == nil {
+		v := uint32(0)
+		m.PidType = &v
+	}
+	if m.Pid == nil {
+		v := uint32(0)
+		m.Pid = &v
+	}
+}
+
 func (m *FownEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

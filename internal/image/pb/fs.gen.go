@@ -75,6 +75,17 @@ func (m *FsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FsEntry) complete() {
+	if m.CwdId == nil {
+		v := uint32(0)
+		m.CwdId = &v
+	}
+	if m.RootId == nil {
+		v := uint32(0)
+		m.RootId = &v
+	}
+}
+
 func (m *FsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -181,6 +181,39 @@ func (m *InotifyWdEntry) checkRequired() error {
 	return nil
 }
 
+func (m *InotifyWdEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.IIno == nil {
+		v := uint64(0)
+		m.IIno = &v
+	}
+	if m.Mask == nil {
+		v := uint32(0)
+		m.Mask = &v
+	}
+	if m.IgnoredMask == nil {
+		v := uint32(0)
+		m.IgnoredMask = &v
+	}
+	if m.SDev == nil {
+		v := uint32(0)
+		m.SDev = &v
+	}
+	if m.Wd == nil {
+		v := uint32(0)
+		m.Wd = &v
+	}
+	if m.FHandle == nil {
+		m.FHandle = new(FhEntry)
+	}
+	if m.FHandle != nil {
+		m.FHandle.complete()
+	}
+}
+
 func (m *InotifyWdEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -369,6 +402,26 @@ func (m *InotifyFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *InotifyFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	for _, v := range m.Wd {
+		v.complete()
+	}
+}
+
 func (m *InotifyFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -494,6 +547,19 @@ func (m *FanotifyInodeMarkEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FanotifyInodeMarkEntry) complete() {
+	if m.IIno == nil {
+		v := uint64(0)
+		m.IIno = &v
+	}
+	if m.FHandle == nil {
+		m.FHandle = new(FhEntry)
+	}
+	if m.FHandle != nil {
+		m.FHandle.complete()
+	}
+}
+
 func (m *FanotifyInodeMarkEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -588,6 +654,13 @@ func (m *FanotifyMountMarkEntry) checkRequired() error {
 		return missing("fanotify_mount_mark_entry", "mnt_id")
 	}
 	return nil
+}
+
+func (m *FanotifyMountMarkEntry) complete() {
+	if m.MntId == nil {
+		v := uint32(0)
+		m.MntId = &v
+	}
 }
 
 func (m *FanotifyMountMarkEntry) unmarshal(b []byte) error {
@@ -796,6 +869,39 @@ func (m *FanotifyMarkEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *FanotifyMarkEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Type == nil {
+		v := MarkType(0)
+		m.Type = &v
+	}
+	if m.Mflags == nil {
+		v := uint32(0)
+		m.Mflags = &v
+	}
+	if m.Mask == nil {
+		v := uint32(0)
+		m.Mask = &v
+	}
+	if m.IgnoredMask == nil {
+		v := uint32(0)
+		m.IgnoredMask = &v
+	}
+	if m.SDev == nil {
+		v := uint32(0)
+		m.SDev = &v
+	}
+	if m.Ie != nil {
+		m.Ie.complete()
+	}
+	if m.Me != nil {
+		m.Me.complete()
+	}
 }
 
 func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
@@ -1033,6 +1139,34 @@ func (m *FanotifyFileEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *FanotifyFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Faflags == nil {
+		v := uint32(0)
+		m.Faflags = &v
+	}
+	if m.Evflags == nil {
+		v := uint32(0)
+		m.Evflags = &v
+	}
+	for _, v := range m.Mark {
+		v.complete()
+	}
 }
 
 func (m *FanotifyFileEntry) unmarshal(b []byte) error {

@@ -211,6 +211,27 @@ func (m *GhostFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *GhostFileEntry) complete() {
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Gid == nil {
+		v := uint32(0)
+		m.Gid = &v
+	}
+	if m.Mode == nil {
+		v := uint32(0)
+		m.Mode = &v
+	}
+	if m.Atim != nil {
+		m.Atim.complete()
+	}
+	if m.Mtim != nil {
+		m.Mtim.complete()
+	}
+}
+
 func (m *GhostFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -392,6 +413,17 @@ func (m *GhostChunkEntry) checkRequired() error {
 		return missing("ghost_chunk_entry", "off")
 	}
 	return nil
+}
+
+func (m *GhostChunkEntry) complete() {
+	if m.Len == nil {
+		v := uint64(0)
+		m.Len = &v
+	}
+	if m.Off == nil {
+		v := uint64(0)
+		m.Off = &v
+	}
 }
 
 func (m *GhostChunkEntry) unmarshal(b []byte) error {

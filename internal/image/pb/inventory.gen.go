@@ -68,6 +68,9 @@ func (m *PluginsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *PluginsEntry) complete() {
+}
+
 func (m *PluginsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -320,6 +323,19 @@ func (m *InventoryEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *InventoryEntry) complete() {
+	if m.ImgVersion == nil {
+		v := uint32(0)
+		m.ImgVersion = &v
+	}
+	if m.RootIds != nil {
+		m.RootIds.complete()
+	}
+	if m.PluginsEntry != nil {
+		m.PluginsEntry.complete()
+	}
 }
 
 func (m *InventoryEntry) unmarshal(b []byte) error {

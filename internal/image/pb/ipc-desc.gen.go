@@ -150,6 +150,37 @@ func (m *IpcDescEntry) checkRequired() error {
 	return nil
 }
 
+func (m *IpcDescEntry) complete() {
+	if m.Key == nil {
+		v := uint32(0)
+		m.Key = &v
+	}
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Gid == nil {
+		v := uint32(0)
+		m.Gid = &v
+	}
+	if m.Cuid == nil {
+		v := uint32(0)
+		m.Cuid = &v
+	}
+	if m.Cgid == nil {
+		v := uint32(0)
+		m.Cgid = &v
+	}
+	if m.Mode == nil {
+		v := uint32(0)
+		m.Mode = &v
+	}
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+}
+
 func (m *IpcDescEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -60,6 +60,17 @@ func (m *IpcMsg) checkRequired() error {
 	return nil
 }
 
+func (m *IpcMsg) complete() {
+	if m.Mtype == nil {
+		v := uint64(0)
+		m.Mtype = &v
+	}
+	if m.Msize == nil {
+		v := uint32(0)
+		m.Msize = &v
+	}
+}
+
 func (m *IpcMsg) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -176,6 +187,23 @@ func (m *IpcMsgEntry) checkRequired() error {
 		return missing("ipc_msg_entry", "qnum")
 	}
 	return nil
+}
+
+func (m *IpcMsgEntry) complete() {
+	if m.Desc == nil {
+		m.Desc = new(IpcDescEntry)
+	}
+	if m.Desc != nil {
+		m.Desc.complete()
+	}
+	if m.Qbytes == nil {
+		v := uint32(0)
+		m.Qbytes = &v
+	}
+	if m.Qnum == nil {
+		v := uint32(0)
+		m.Qnum = &v
+	}
 }
 
 func (m *IpcMsgEntry) unmarshal(b []byte) error {

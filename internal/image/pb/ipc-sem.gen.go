@@ -66,6 +66,19 @@ func (m *IpcSemEntry) checkRequired() error {
 	return nil
 }
 
+func (m *IpcSemEntry) complete() {
+	if m.Desc == nil {
+		m.Desc = new(IpcDescEntry)
+	}
+	if m.Desc != nil {
+		m.Desc.complete()
+	}
+	if m.Nsems == nil {
+		v := uint32(0)
+		m.Nsems = &v
+	}
+}
+
 func (m *IpcSemEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

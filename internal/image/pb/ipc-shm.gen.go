@@ -96,6 +96,19 @@ func (m *IpcShmEntry) checkRequired() error {
 	return nil
 }
 
+func (m *IpcShmEntry) complete() {
+	if m.Desc == nil {
+		m.Desc = new(IpcDescEntry)
+	}
+	if m.Desc != nil {
+		m.Desc.complete()
+	}
+	if m.Size == nil {
+		v := uint64(0)
+		m.Size = &v
+	}
+}
+
 func (m *IpcShmEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -120,6 +120,31 @@ func (m *MemfdFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *MemfdFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Pos == nil {
+		v := uint64(0)
+		m.Pos = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.InodeId == nil {
+		v := uint32(0)
+		m.InodeId = &v
+	}
+}
+
 func (m *MemfdFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -364,6 +389,37 @@ func (m *MemfdInodeEntry) checkRequired() error {
 		return missing("memfd_inode_entry", "inode_id")
 	}
 	return nil
+}
+
+func (m *MemfdInodeEntry) complete() {
+	if m.Name == nil {
+		v := string("")
+		m.Name = &v
+	}
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Gid == nil {
+		v := uint32(0)
+		m.Gid = &v
+	}
+	if m.Size == nil {
+		v := uint64(0)
+		m.Size = &v
+	}
+	if m.Shmid == nil {
+		v := uint32(0)
+		m.Shmid = &v
+	}
+	if m.Seals == nil {
+		v := uint32(0)
+		m.Seals = &v
+	}
+	if m.InodeId == nil {
+		v := uint64(0)
+		m.InodeId = &v
+	}
 }
 
 func (m *MemfdInodeEntry) unmarshal(b []byte) error {

@@ -114,6 +114,7 @@ var allMessages = []Message{
 	new(SkOptsEntry),
 	new(ScmEntry),
 	new(SkPacketEntry),
+	new(SkUcredEntry),
 	new(FilePermsEntry),
 	new(UnixSkEntry),
 	new(TcpOptsEntry),

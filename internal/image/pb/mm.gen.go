@@ -78,6 +78,21 @@ func (m *AioRingEntry) checkRequired() error {
 	return nil
 }
 
+func (m *AioRingEntry) complete() {
+	if m.Id == nil {
+		v := uint64(0)
+		m.Id = &v
+	}
+	if m.NrReq == nil {
+		v := uint32(0)
+		m.NrReq = &v
+	}
+	if m.RingLen == nil {
+		v := uint32(0)
+		m.RingLen = &v
+	}
+}
+
 func (m *AioRingEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -446,6 +461,63 @@ func (m *MmEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *MmEntry) complete() {
+	if m.MmStartCode == nil {
+		v := uint64(0)
+		m.MmStartCode = &v
+	}
+	if m.MmEndCode == nil {
+		v := uint64(0)
+		m.MmEndCode = &v
+	}
+	if m.MmStartData == nil {
+		v := uint64(0)
+		m.MmStartData = &v
+	}
+	if m.MmEndData == nil {
+		v := uint64(0)
+		m.MmEndData = &v
+	}
+	if m.MmStartStack == nil {
+		v := uint64(0)
+		m.MmStartStack = &v
+	}
+	if m.MmStartBrk == nil {
+		v := uint64(0)
+		m.MmStartBrk = &v
+	}
+	if m.MmBrk == nil {
+		v := uint64(0)
+		m.MmBrk = &v
+	}
+	if m.MmArgStart == nil {
+		v := uint64(0)
+		m.MmArgStart = &v
+	}
+	if m.MmArgEnd == nil {
+		v := uint64(0)
+		m.MmArgEnd = &v
+	}
+	if m.MmEnvStart == nil {
+		v := uint64(0)
+		m.MmEnvStart = &v
+	}
+	if m.MmEnvEnd == nil {
+		v := uint64(0)
+		m.MmEnvEnd = &v
+	}
+	if m.ExeFileId == nil {
+		v := uint32(0)
+		m.ExeFileId = &v
+	}
+	for _, v := range m.Vmas {
+		v.complete()
+	}
+	for _, v := range m.Aios {
+		v.complete()
+	}
 }
 
 func (m *MmEntry) unmarshal(b []byte) error {

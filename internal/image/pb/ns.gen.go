@@ -96,6 +96,25 @@ func (m *NsFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *NsFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.NsId == nil {
+		v := uint32(0)
+		m.NsId = &v
+	}
+	if m.NsCflag == nil {
+		v := uint32(0)
+		m.NsCflag = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+}
+
 func (m *NsFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -79,6 +79,20 @@ func (m *PacketMclist) checkRequired() error {
 	return nil
 }
 
+func (m *PacketMclist) complete() {
+	if m.Index == nil {
+		v := uint32(0)
+		m.Index = &v
+	}
+	if m.Type == nil {
+		v := uint32(0)
+		m.Type = &v
+	}
+	if m.Addr == nil {
+		m.Addr = []byte{}
+	}
+}
+
 func (m *PacketMclist) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -269,6 +283,37 @@ func (m *PacketRing) checkRequired() error {
 		return missing("packet_ring", "features")
 	}
 	return nil
+}
+
+func (m *PacketRing) complete() {
+	if m.BlockSize == nil {
+		v := uint32(0)
+		m.BlockSize = &v
+	}
+	if m.BlockNr == nil {
+		v := uint32(0)
+		m.BlockNr = &v
+	}
+	if m.FrameSize == nil {
+		v := uint32(0)
+		m.FrameSize = &v
+	}
+	if m.FrameNr == nil {
+		v := uint32(0)
+		m.FrameNr = &v
+	}
+	if m.RetireTmo == nil {
+		v := uint32(0)
+		m.RetireTmo = &v
+	}
+	if m.SizeofPriv == nil {
+		v := uint32(0)
+		m.SizeofPriv = &v
+	}
+	if m.Features == nil {
+		v := uint32(0)
+		m.Features = &v
+	}
 }
 
 func (m *PacketRing) unmarshal(b []byte) error {
@@ -747,6 +792,82 @@ func (m *PacketSockEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *PacketSockEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Type == nil {
+		v := uint32(0)
+		m.Type = &v
+	}
+	if m.Protocol == nil {
+		v := uint32(0)
+		m.Protocol = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Ifindex == nil {
+		v := uint32(0)
+		m.Ifindex = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Opts == nil {
+		m.Opts = new(SkOptsEntry)
+	}
+	if m.Opts != nil {
+		m.Opts.complete()
+	}
+	if m.Version == nil {
+		v := uint32(0)
+		m.Version = &v
+	}
+	if m.Reserve == nil {
+		v := uint32(0)
+		m.Reserve = &v
+	}
+	if m.AuxData == nil {
+		v := bool(false)
+		m.AuxData = &v
+	}
+	if m.OrigDev == nil {
+		v := bool(false)
+		m.OrigDev = &v
+	}
+	if m.VnetHdr == nil {
+		v := bool(false)
+		m.VnetHdr = &v
+	}
+	if m.Loss == nil {
+		v := bool(false)
+		m.Loss = &v
+	}
+	if m.Timestamp == nil {
+		v := uint32(0)
+		m.Timestamp = &v
+	}
+	if m.CopyThresh == nil {
+		v := uint32(0)
+		m.CopyThresh = &v
+	}
+	for _, v := range m.Mclist {
+		v.complete()
+	}
+	if m.RxRing != nil {
+		m.RxRing.complete()
+	}
+	if m.TxRing != nil {
+		m.TxRing.complete()
+	}
 }
 
 func (m *PacketSockEntry) unmarshal(b []byte) error {

@@ -42,6 +42,13 @@ func (m *PagemapHead) checkRequired() error {
 	return nil
 }
 
+func (m *PagemapHead) complete() {
+	if m.PagesId == nil {
+		v := uint32(0)
+		m.PagesId = &v
+	}
+}
+
 func (m *PagemapHead) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -170,6 +177,17 @@ func (m *PagemapEntry) checkRequired() error {
 		return missing("pagemap_entry", "compat_nr_pages")
 	}
 	return nil
+}
+
+func (m *PagemapEntry) complete() {
+	if m.Vaddr == nil {
+		v := uint64(0)
+		m.Vaddr = &v
+	}
+	if m.CompatNrPages == nil {
+		v := uint32(0)
+		m.CompatNrPages = &v
+	}
 }
 
 func (m *PagemapEntry) unmarshal(b []byte) error {

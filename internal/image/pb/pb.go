@@ -12,6 +12,7 @@ type Message interface {
 	appendTo(b []byte) []byte
 	unmarshal(b []byte) error
 	checkRequired() error
+	complete()
 }
 
 // Size returns the length of m's encoding.
@@ -40,6 +41,11 @@ func Unmarshal(b []byte, m Message) error {
 	}
 	return m.checkRequired()
 }
+
+// Complete sets every required field m lacks, in it and the messages it
+// holds, to its default: for tests that spell out only the fields they
+// check.
+func Complete(m Message) { m.complete() }
 
 // Clone returns a deep copy of m.
 func Clone[T any, P interface {

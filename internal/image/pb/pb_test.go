@@ -277,3 +277,16 @@ func TestGenerated(t *testing.T) {
 		}
 	}
 }
+
+func TestComplete(t *testing.T) {
+	for _, m := range allMessages {
+		m := fresh(m)
+		Complete(m)
+		if _, err := Marshal(m); err != nil {
+			t.Errorf("%s after Complete: %v", m.ProtoName(), err)
+		}
+	}
+	if id := (&UnixSkEntry{}).GetMntId(); id != -1 {
+		t.Errorf("unix_sk_entry.mnt_id unset reads %d, want its default -1", id)
+	}
+}

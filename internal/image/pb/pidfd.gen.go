@@ -120,6 +120,31 @@ func (m *PidfdEntry) checkRequired() error {
 	return nil
 }
 
+func (m *PidfdEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Ino == nil {
+		v := uint32(0)
+		m.Ino = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Nspid == nil {
+		v := int32(0)
+		m.Nspid = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+}
+
 func (m *PidfdEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -75,6 +75,17 @@ func (m *PipeDataEntry) checkRequired() error {
 	return nil
 }
 
+func (m *PipeDataEntry) complete() {
+	if m.PipeId == nil {
+		v := uint32(0)
+		m.PipeId = &v
+	}
+	if m.Bytes == nil {
+		v := uint32(0)
+		m.Bytes = &v
+	}
+}
+
 func (m *PipeDataEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -102,6 +102,27 @@ func (m *PipeEntry) checkRequired() error {
 	return nil
 }
 
+func (m *PipeEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.PipeId == nil {
+		v := uint32(0)
+		m.PipeId = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+}
+
 func (m *PipeEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -111,6 +111,25 @@ func (m *PstreeEntry) checkRequired() error {
 	return nil
 }
 
+func (m *PstreeEntry) complete() {
+	if m.Pid == nil {
+		v := uint32(0)
+		m.Pid = &v
+	}
+	if m.Ppid == nil {
+		v := uint32(0)
+		m.Ppid = &v
+	}
+	if m.Pgid == nil {
+		v := uint32(0)
+		m.Pgid = &v
+	}
+	if m.Sid == nil {
+		v := uint32(0)
+		m.Sid = &v
+	}
+}
+
 func (m *PstreeEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -241,6 +241,31 @@ func (m *RegFileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *RegFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Pos == nil {
+		v := uint64(0)
+		m.Pos = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Name == nil {
+		v := string("")
+		m.Name = &v
+	}
+}
+
 func (m *RegFileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -103,6 +103,17 @@ func (m *RemapFilePathEntry) checkRequired() error {
 	return nil
 }
 
+func (m *RemapFilePathEntry) complete() {
+	if m.OrigId == nil {
+		v := uint32(0)
+		m.OrigId = &v
+	}
+	if m.RemapId == nil {
+		v := uint32(0)
+		m.RemapId = &v
+	}
+}
+
 func (m *RemapFilePathEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -60,6 +60,17 @@ func (m *RlimitEntry) checkRequired() error {
 	return nil
 }
 
+func (m *RlimitEntry) complete() {
+	if m.Cur == nil {
+		v := uint64(0)
+		m.Cur = &v
+	}
+	if m.Max == nil {
+		v := uint64(0)
+		m.Max = &v
+	}
+}
+
 func (m *RlimitEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -93,6 +93,21 @@ func (m *RseqEntry) checkRequired() error {
 	return nil
 }
 
+func (m *RseqEntry) complete() {
+	if m.RseqAbiPointer == nil {
+		v := uint64(0)
+		m.RseqAbiPointer = &v
+	}
+	if m.RseqAbiSize == nil {
+		v := uint32(0)
+		m.RseqAbiSize = &v
+	}
+	if m.Signature == nil {
+		v := uint32(0)
+		m.Signature = &v
+	}
+}
+
 func (m *RseqEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -73,6 +73,12 @@ func (m *SeccompFilter) checkRequired() error {
 	return nil
 }
 
+func (m *SeccompFilter) complete() {
+	if m.Filter == nil {
+		m.Filter = []byte{}
+	}
+}
+
 func (m *SeccompFilter) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -158,6 +164,12 @@ func (m *SeccompEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *SeccompEntry) complete() {
+	for _, v := range m.SeccompFilters {
+		v.complete()
+	}
 }
 
 func (m *SeccompEntry) unmarshal(b []byte) error {

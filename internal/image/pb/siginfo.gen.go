@@ -43,6 +43,12 @@ func (m *SiginfoEntry) checkRequired() error {
 	return nil
 }
 
+func (m *SiginfoEntry) complete() {
+	if m.Siginfo == nil {
+		m.Siginfo = []byte{}
+	}
+}
+
 func (m *SiginfoEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -110,6 +116,12 @@ func (m *SignalQueueEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *SignalQueueEntry) complete() {
+	for _, v := range m.Signals {
+		v.complete()
+	}
 }
 
 func (m *SignalQueueEntry) unmarshal(b []byte) error {

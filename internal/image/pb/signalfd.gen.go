@@ -102,6 +102,27 @@ func (m *SignalfdEntry) checkRequired() error {
 	return nil
 }
 
+func (m *SignalfdEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Sigmask == nil {
+		v := uint64(0)
+		m.Sigmask = &v
+	}
+}
+
 func (m *SignalfdEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -84,6 +84,9 @@ func (m *IpOptsRawEntry) checkRequired() error {
 	return nil
 }
 
+func (m *IpOptsRawEntry) complete() {
+}
+
 func (m *IpOptsRawEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -250,6 +253,12 @@ func (m *IpOptsEntry) appendTo(b []byte) []byte {
 
 func (m *IpOptsEntry) checkRequired() error {
 	return nil
+}
+
+func (m *IpOptsEntry) complete() {
+	if m.Raw != nil {
+		m.Raw.complete()
+	}
 }
 
 func (m *IpOptsEntry) unmarshal(b []byte) error {
@@ -690,6 +699,67 @@ func (m *InetSkEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *InetSkEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Ino == nil {
+		v := uint32(0)
+		m.Ino = &v
+	}
+	if m.Family == nil {
+		v := uint32(0)
+		m.Family = &v
+	}
+	if m.Type == nil {
+		v := uint32(0)
+		m.Type = &v
+	}
+	if m.Proto == nil {
+		v := uint32(0)
+		m.Proto = &v
+	}
+	if m.State == nil {
+		v := uint32(0)
+		m.State = &v
+	}
+	if m.SrcPort == nil {
+		v := uint32(0)
+		m.SrcPort = &v
+	}
+	if m.DstPort == nil {
+		v := uint32(0)
+		m.DstPort = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Backlog == nil {
+		v := uint32(0)
+		m.Backlog = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Opts == nil {
+		m.Opts = new(SkOptsEntry)
+	}
+	if m.Opts != nil {
+		m.Opts.complete()
+	}
+	if m.IpOpts != nil {
+		m.IpOpts.complete()
+	}
+	if m.TcpOpts != nil {
+		m.TcpOpts.complete()
+	}
 }
 
 func (m *InetSkEntry) unmarshal(b []byte) error {

@@ -246,6 +246,53 @@ func (m *NetlinkSkEntry) checkRequired() error {
 	return nil
 }
 
+func (m *NetlinkSkEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Ino == nil {
+		v := uint32(0)
+		m.Ino = &v
+	}
+	if m.Protocol == nil {
+		v := uint32(0)
+		m.Protocol = &v
+	}
+	if m.State == nil {
+		v := uint32(0)
+		m.State = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Portid == nil {
+		v := uint32(0)
+		m.Portid = &v
+	}
+	if m.DstPortid == nil {
+		v := uint32(0)
+		m.DstPortid = &v
+	}
+	if m.DstGroup == nil {
+		v := uint32(0)
+		m.DstGroup = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Opts == nil {
+		m.Opts = new(SkOptsEntry)
+	}
+	if m.Opts != nil {
+		m.Opts.complete()
+	}
+}
+
 func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -447,6 +447,33 @@ func (m *SkOptsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *SkOptsEntry) complete() {
+	if m.SoSndbuf == nil {
+		v := uint32(0)
+		m.SoSndbuf = &v
+	}
+	if m.SoRcvbuf == nil {
+		v := uint32(0)
+		m.SoRcvbuf = &v
+	}
+	if m.SoSndTmoSec == nil {
+		v := uint64(0)
+		m.SoSndTmoSec = &v
+	}
+	if m.SoSndTmoUsec == nil {
+		v := uint64(0)
+		m.SoSndTmoUsec = &v
+	}
+	if m.SoRcvTmoSec == nil {
+		v := uint64(0)
+		m.SoRcvTmoSec = &v
+	}
+	if m.SoRcvTmoUsec == nil {
+		v := uint64(0)
+		m.SoRcvTmoUsec = &v
+	}
+}
+
 func (m *SkOptsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

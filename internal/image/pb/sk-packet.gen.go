@@ -57,6 +57,13 @@ func (m *ScmEntry) checkRequired() error {
 	return nil
 }
 
+func (m *ScmEntry) complete() {
+	if m.Type == nil {
+		v := uint32(0)
+		m.Type = &v
+	}
+}
+
 func (m *ScmEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -114,6 +121,8 @@ type SkPacketEntry struct {
 	IdFor  *uint32
 	Length *uint32
 	Scm    []*ScmEntry
+	Addr   []byte
+	Ucred  *SkUcredEntry
 }
 
 // ProtoName returns the message's protobuf name.
@@ -143,6 +152,20 @@ func (m *SkPacketEntry) GetScm() []*ScmEntry {
 	return nil
 }
 
+func (m *SkPacketEntry) GetAddr() []byte {
+	if m != nil {
+		return m.Addr
+	}
+	return nil
+}
+
+func (m *SkPacketEntry) GetUcred() *SkUcredEntry {
+	if m != nil {
+		return m.Ucred
+	}
+	return nil
+}
+
 func (m *SkPacketEntry) size() (n int) {
 	if m.IdFor != nil {
 		n += 1 + sizeVarint(uint64(*m.IdFor))
@@ -152,6 +175,12 @@ func (m *SkPacketEntry) size() (n int) {
 	}
 	for _, v := range m.Scm {
 		n += 1 + sizeBytes(v.size())
+	}
+	if m.Addr != nil {
+		n += 1 + sizeBytes(len(m.Addr))
+	}
+	if m.Ucred != nil {
+		n += 2 + sizeBytes(m.Ucred.size())
 	}
 	return n
 }
@@ -170,6 +199,16 @@ func (m *SkPacketEntry) appendTo(b []byte) []byte {
 		b = appendVarint(b, uint64(v.size()))
 		b = v.appendTo(b)
 	}
+	if m.Addr != nil {
+		b = append(b, 0x1a)
+		b = appendVarint(b, uint64(len(m.Addr)))
+		b = append(b, m.Addr...)
+	}
+	if m.Ucred != nil {
+		b = append(b, 0x82, 0x8)
+		b = appendVarint(b, uint64(m.Ucred.size()))
+		b = m.Ucred.appendTo(b)
+	}
 	return b
 }
 
@@ -185,7 +224,29 @@ func (m *SkPacketEntry) checkRequired() error {
 			return err
 		}
 	}
+	if m.Ucred != nil {
+		if err := m.Ucred.checkRequired(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func (m *SkPacketEntry) complete() {
+	if m.IdFor == nil {
+		v := uint32(0)
+		m.IdFor = &v
+	}
+	if m.Length == nil {
+		v := uint32(0)
+		m.Length = &v
+	}
+	for _, v := range m.Scm {
+		v.complete()
+	}
+	if m.Ucred != nil {
+		m.Ucred.complete()
+	}
 }
 
 func (m *SkPacketEntry) unmarshal(b []byte) error {
@@ -226,10 +287,167 @@ func (m *SkPacketEntry) unmarshal(b []byte) error {
 			}
 			m.Scm = append(m.Scm, e)
 			continue
+		case num == 3 && typ == 2:
+			v, n := consumeBytes(b)
+			if n < 0 {
+				return corrupt("sk_packet_entry", 3)
+			}
+			b = b[n:]
+			m.Addr = append([]byte{}, v...)
+			continue
+		case num == 128 && typ == 2:
+			v, n := consumeBytes(b)
+			if n < 0 {
+				return corrupt("sk_packet_entry", 128)
+			}
+			b = b[n:]
+			if m.Ucred == nil {
+				m.Ucred = new(SkUcredEntry)
+			}
+			if err := m.Ucred.unmarshal(v); err != nil {
+				return err
+			}
+			continue
 		}
 		n = skipValue(b, typ)
 		if n < 0 {
 			return corrupt("sk_packet_entry", num)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// SkUcredEntry is sk_ucred_entry.
+type SkUcredEntry struct {
+	Uid *uint32
+	Gid *uint32
+	Pid *uint32
+}
+
+// ProtoName returns the message's protobuf name.
+func (*SkUcredEntry) ProtoName() string { return "sk_ucred_entry" }
+
+// Reset clears every field.
+func (m *SkUcredEntry) Reset() { *m = SkUcredEntry{} }
+
+func (m *SkUcredEntry) GetUid() uint32 {
+	if m != nil && m.Uid != nil {
+		return *m.Uid
+	}
+	return 0
+}
+
+func (m *SkUcredEntry) GetGid() uint32 {
+	if m != nil && m.Gid != nil {
+		return *m.Gid
+	}
+	return 0
+}
+
+func (m *SkUcredEntry) GetPid() uint32 {
+	if m != nil && m.Pid != nil {
+		return *m.Pid
+	}
+	return 0
+}
+
+func (m *SkUcredEntry) size() (n int) {
+	if m.Uid != nil {
+		n += 1 + sizeVarint(uint64(*m.Uid))
+	}
+	if m.Gid != nil {
+		n += 1 + sizeVarint(uint64(*m.Gid))
+	}
+	if m.Pid != nil {
+		n += 1 + sizeVarint(uint64(*m.Pid))
+	}
+	return n
+}
+
+func (m *SkUcredEntry) appendTo(b []byte) []byte {
+	if m.Uid != nil {
+		b = append(b, 0x8)
+		b = appendVarint(b, uint64(*m.Uid))
+	}
+	if m.Gid != nil {
+		b = append(b, 0x10)
+		b = appendVarint(b, uint64(*m.Gid))
+	}
+	if m.Pid != nil {
+		b = append(b, 0x18)
+		b = appendVarint(b, uint64(*m.Pid))
+	}
+	return b
+}
+
+func (m *SkUcredEntry) checkRequired() error {
+	if m.Uid == nil {
+		return missing("sk_ucred_entry", "uid")
+	}
+	if m.Gid == nil {
+		return missing("sk_ucred_entry", "gid")
+	}
+	if m.Pid == nil {
+		return missing("sk_ucred_entry", "pid")
+	}
+	return nil
+}
+
+func (m *SkUcredEntry) complete() {
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Gid == nil {
+		v := uint32(0)
+		m.Gid = &v
+	}
+	if m.Pid == nil {
+		v := uint32(0)
+		m.Pid = &v
+	}
+}
+
+func (m *SkUcredEntry) unmarshal(b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return corrupt("sk_ucred_entry", 0)
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == 0:
+			u, n := consumeVarint(b)
+			if n < 0 {
+				return corrupt("sk_ucred_entry", 1)
+			}
+			b = b[n:]
+			x := uint32(u)
+			m.Uid = &x
+			continue
+		case num == 2 && typ == 0:
+			u, n := consumeVarint(b)
+			if n < 0 {
+				return corrupt("sk_ucred_entry", 2)
+			}
+			b = b[n:]
+			x := uint32(u)
+			m.Gid = &x
+			continue
+		case num == 3 && typ == 0:
+			u, n := consumeVarint(b)
+			if n < 0 {
+				return corrupt("sk_ucred_entry", 3)
+			}
+			b = b[n:]
+			x := uint32(u)
+			m.Pid = &x
+			continue
+		}
+		n = skipValue(b, typ)
+		if n < 0 {
+			return corrupt("sk_ucred_entry", num)
 		}
 		b = b[n:]
 	}

@@ -78,6 +78,21 @@ func (m *FilePermsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *FilePermsEntry) complete() {
+	if m.Mode == nil {
+		v := uint32(0)
+		m.Mode = &v
+	}
+	if m.Uid == nil {
+		v := uint32(0)
+		m.Uid = &v
+	}
+	if m.Gid == nil {
+		v := uint32(0)
+		m.Gid = &v
+	}
+}
+
 func (m *FilePermsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -451,6 +466,59 @@ func (m *UnixSkEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *UnixSkEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Ino == nil {
+		v := uint32(0)
+		m.Ino = &v
+	}
+	if m.Type == nil {
+		v := uint32(0)
+		m.Type = &v
+	}
+	if m.State == nil {
+		v := uint32(0)
+		m.State = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Uflags == nil {
+		v := uint32(0)
+		m.Uflags = &v
+	}
+	if m.Backlog == nil {
+		v := uint32(0)
+		m.Backlog = &v
+	}
+	if m.Peer == nil {
+		v := uint32(0)
+		m.Peer = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Opts == nil {
+		m.Opts = new(SkOptsEntry)
+	}
+	if m.Opts != nil {
+		m.Opts.complete()
+	}
+	if m.Name == nil {
+		m.Name = []byte{}
+	}
+	if m.FilePerms != nil {
+		m.FilePerms.complete()
+	}
 }
 
 func (m *UnixSkEntry) unmarshal(b []byte) error {

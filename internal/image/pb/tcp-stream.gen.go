@@ -99,6 +99,9 @@ func (m *TcpOptsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TcpOptsEntry) complete() {
+}
+
 func (m *TcpOptsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -458,6 +461,37 @@ func (m *TcpStreamEntry) checkRequired() error {
 		return missing("tcp_stream_entry", "mss_clamp")
 	}
 	return nil
+}
+
+func (m *TcpStreamEntry) complete() {
+	if m.InqLen == nil {
+		v := uint32(0)
+		m.InqLen = &v
+	}
+	if m.InqSeq == nil {
+		v := uint32(0)
+		m.InqSeq = &v
+	}
+	if m.OutqLen == nil {
+		v := uint32(0)
+		m.OutqLen = &v
+	}
+	if m.OutqSeq == nil {
+		v := uint32(0)
+		m.OutqSeq = &v
+	}
+	if m.OptMask == nil {
+		v := uint32(0)
+		m.OptMask = &v
+	}
+	if m.SndWscale == nil {
+		v := uint32(0)
+		m.SndWscale = &v
+	}
+	if m.MssClamp == nil {
+		v := uint32(0)
+		m.MssClamp = &v
+	}
 }
 
 func (m *TcpStreamEntry) unmarshal(b []byte) error {

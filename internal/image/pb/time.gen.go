@@ -60,6 +60,17 @@ func (m *Timeval) checkRequired() error {
 	return nil
 }
 
+func (m *Timeval) complete() {
+	if m.TvSec == nil {
+		v := uint64(0)
+		m.TvSec = &v
+	}
+	if m.TvUsec == nil {
+		v := uint64(0)
+		m.TvUsec = &v
+	}
+}
+
 func (m *Timeval) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

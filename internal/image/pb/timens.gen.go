@@ -60,6 +60,17 @@ func (m *Timespec) checkRequired() error {
 	return nil
 }
 
+func (m *Timespec) complete() {
+	if m.TvSec == nil {
+		v := uint64(0)
+		m.TvSec = &v
+	}
+	if m.TvNsec == nil {
+		v := uint64(0)
+		m.TvNsec = &v
+	}
+}
+
 func (m *Timespec) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -164,6 +175,21 @@ func (m *TimensEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *TimensEntry) complete() {
+	if m.Monotonic == nil {
+		m.Monotonic = new(Timespec)
+	}
+	if m.Monotonic != nil {
+		m.Monotonic.complete()
+	}
+	if m.Boottime == nil {
+		m.Boottime = new(Timespec)
+	}
+	if m.Boottime != nil {
+		m.Boottime.complete()
+	}
 }
 
 func (m *TimensEntry) unmarshal(b []byte) error {

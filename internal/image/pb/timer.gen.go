@@ -96,6 +96,25 @@ func (m *ItimerEntry) checkRequired() error {
 	return nil
 }
 
+func (m *ItimerEntry) complete() {
+	if m.Isec == nil {
+		v := uint64(0)
+		m.Isec = &v
+	}
+	if m.Iusec == nil {
+		v := uint64(0)
+		m.Iusec = &v
+	}
+	if m.Vsec == nil {
+		v := uint64(0)
+		m.Vsec = &v
+	}
+	if m.Vusec == nil {
+		v := uint64(0)
+		m.Vusec = &v
+	}
+}
+
 func (m *ItimerEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -367,6 +386,49 @@ func (m *PosixTimerEntry) checkRequired() error {
 	return nil
 }
 
+func (m *PosixTimerEntry) complete() {
+	if m.ItId == nil {
+		v := uint32(0)
+		m.ItId = &v
+	}
+	if m.ClockId == nil {
+		v := uint32(0)
+		m.ClockId = &v
+	}
+	if m.SiSigno == nil {
+		v := uint32(0)
+		m.SiSigno = &v
+	}
+	if m.ItSigevNotify == nil {
+		v := uint32(0)
+		m.ItSigevNotify = &v
+	}
+	if m.SivalPtr == nil {
+		v := uint64(0)
+		m.SivalPtr = &v
+	}
+	if m.Overrun == nil {
+		v := uint32(0)
+		m.Overrun = &v
+	}
+	if m.Isec == nil {
+		v := uint64(0)
+		m.Isec = &v
+	}
+	if m.Insec == nil {
+		v := uint64(0)
+		m.Insec = &v
+	}
+	if m.Vsec == nil {
+		v := uint64(0)
+		m.Vsec = &v
+	}
+	if m.Vnsec == nil {
+		v := uint64(0)
+		m.Vnsec = &v
+	}
+}
+
 func (m *PosixTimerEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -597,6 +659,30 @@ func (m *TaskTimersEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *TaskTimersEntry) complete() {
+	if m.Real == nil {
+		m.Real = new(ItimerEntry)
+	}
+	if m.Real != nil {
+		m.Real.complete()
+	}
+	if m.Virt == nil {
+		m.Virt = new(ItimerEntry)
+	}
+	if m.Virt != nil {
+		m.Virt.complete()
+	}
+	if m.Prof == nil {
+		m.Prof = new(ItimerEntry)
+	}
+	if m.Prof != nil {
+		m.Prof.complete()
+	}
+	for _, v := range m.Posix {
+		v.complete()
+	}
 }
 
 func (m *TaskTimersEntry) unmarshal(b []byte) error {

@@ -210,6 +210,51 @@ func (m *TimerfdEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TimerfdEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
+	if m.Clockid == nil {
+		v := uint32(0)
+		m.Clockid = &v
+	}
+	if m.Ticks == nil {
+		v := uint64(0)
+		m.Ticks = &v
+	}
+	if m.SettimeFlags == nil {
+		v := uint32(0)
+		m.SettimeFlags = &v
+	}
+	if m.Vsec == nil {
+		v := uint64(0)
+		m.Vsec = &v
+	}
+	if m.Vnsec == nil {
+		v := uint64(0)
+		m.Vnsec = &v
+	}
+	if m.Isec == nil {
+		v := uint64(0)
+		m.Isec = &v
+	}
+	if m.Insec == nil {
+		v := uint64(0)
+		m.Insec = &v
+	}
+}
+
 func (m *TimerfdEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

@@ -136,6 +136,25 @@ func (m *WinsizeEntry) checkRequired() error {
 	return nil
 }
 
+func (m *WinsizeEntry) complete() {
+	if m.WsRow == nil {
+		v := uint32(0)
+		m.WsRow = &v
+	}
+	if m.WsCol == nil {
+		v := uint32(0)
+		m.WsCol = &v
+	}
+	if m.WsXpixel == nil {
+		v := uint32(0)
+		m.WsXpixel = &v
+	}
+	if m.WsYpixel == nil {
+		v := uint32(0)
+		m.WsYpixel = &v
+	}
+}
+
 func (m *WinsizeEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -353,6 +372,37 @@ func (m *TermiosEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TermiosEntry) complete() {
+	if m.CIflag == nil {
+		v := uint32(0)
+		m.CIflag = &v
+	}
+	if m.COflag == nil {
+		v := uint32(0)
+		m.COflag = &v
+	}
+	if m.CCflag == nil {
+		v := uint32(0)
+		m.CCflag = &v
+	}
+	if m.CLflag == nil {
+		v := uint32(0)
+		m.CLflag = &v
+	}
+	if m.CLine == nil {
+		v := uint32(0)
+		m.CLine = &v
+	}
+	if m.CIspeed == nil {
+		v := uint32(0)
+		m.CIspeed = &v
+	}
+	if m.COspeed == nil {
+		v := uint32(0)
+		m.COspeed = &v
+	}
+}
+
 func (m *TermiosEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -499,6 +549,13 @@ func (m *TtyPtyEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TtyPtyEntry) complete() {
+	if m.Index == nil {
+		v := uint32(0)
+		m.Index = &v
+	}
+}
+
 func (m *TtyPtyEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -583,6 +640,16 @@ func (m *TtyDataEntry) checkRequired() error {
 		return missing("tty_data_entry", "data")
 	}
 	return nil
+}
+
+func (m *TtyDataEntry) complete() {
+	if m.TtyId == nil {
+		v := uint32(0)
+		m.TtyId = &v
+	}
+	if m.Data == nil {
+		m.Data = []byte{}
+	}
 }
 
 func (m *TtyDataEntry) unmarshal(b []byte) error {
@@ -915,6 +982,53 @@ func (m *TtyInfoEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TtyInfoEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.Type == nil {
+		v := TtyType(0)
+		m.Type = &v
+	}
+	if m.Locked == nil {
+		v := bool(false)
+		m.Locked = &v
+	}
+	if m.Exclusive == nil {
+		v := bool(false)
+		m.Exclusive = &v
+	}
+	if m.PacketMode == nil {
+		v := bool(false)
+		m.PacketMode = &v
+	}
+	if m.Sid == nil {
+		v := uint32(0)
+		m.Sid = &v
+	}
+	if m.Pgrp == nil {
+		v := uint32(0)
+		m.Pgrp = &v
+	}
+	if m.Rdev == nil {
+		v := uint32(0)
+		m.Rdev = &v
+	}
+	if m.Termios != nil {
+		m.Termios.complete()
+	}
+	if m.TermiosLocked != nil {
+		m.TermiosLocked.complete()
+	}
+	if m.Winsize != nil {
+		m.Winsize.complete()
+	}
+	if m.Pty != nil {
+		m.Pty.complete()
+	}
+}
+
 func (m *TtyInfoEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -1197,6 +1311,27 @@ func (m *TtyFileEntry) checkRequired() error {
 		}
 	}
 	return nil
+}
+
+func (m *TtyFileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+	if m.TtyInfoId == nil {
+		v := uint32(0)
+		m.TtyInfoId = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Fown == nil {
+		m.Fown = new(FownEntry)
+	}
+	if m.Fown != nil {
+		m.Fown.complete()
+	}
 }
 
 func (m *TtyFileEntry) unmarshal(b []byte) error {

@@ -88,6 +88,13 @@ func (m *TunfileEntry) checkRequired() error {
 	return nil
 }
 
+func (m *TunfileEntry) complete() {
+	if m.Id == nil {
+		v := uint32(0)
+		m.Id = &v
+	}
+}
+
 func (m *TunfileEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -252,6 +259,29 @@ func (m *TunLinkEntry) checkRequired() error {
 		return missing("tun_link_entry", "sndbuf")
 	}
 	return nil
+}
+
+func (m *TunLinkEntry) complete() {
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Owner == nil {
+		v := int32(0)
+		m.Owner = &v
+	}
+	if m.Group == nil {
+		v := int32(0)
+		m.Group = &v
+	}
+	if m.Vnethdr == nil {
+		v := uint32(0)
+		m.Vnethdr = &v
+	}
+	if m.Sndbuf == nil {
+		v := uint32(0)
+		m.Sndbuf = &v
+	}
 }
 
 func (m *TunLinkEntry) unmarshal(b []byte) error {

@@ -62,6 +62,17 @@ func (m *UtsnsEntry) checkRequired() error {
 	return nil
 }
 
+func (m *UtsnsEntry) complete() {
+	if m.Nodename == nil {
+		v := string("")
+		m.Nodename = &v
+	}
+	if m.Domainname == nil {
+		v := string("")
+		m.Domainname = &v
+	}
+}
+
 func (m *UtsnsEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)

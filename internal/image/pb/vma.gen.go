@@ -198,6 +198,41 @@ func (m *VmaEntry) checkRequired() error {
 	return nil
 }
 
+func (m *VmaEntry) complete() {
+	if m.Start == nil {
+		v := uint64(0)
+		m.Start = &v
+	}
+	if m.End == nil {
+		v := uint64(0)
+		m.End = &v
+	}
+	if m.Pgoff == nil {
+		v := uint64(0)
+		m.Pgoff = &v
+	}
+	if m.Shmid == nil {
+		v := uint64(0)
+		m.Shmid = &v
+	}
+	if m.Prot == nil {
+		v := uint32(0)
+		m.Prot = &v
+	}
+	if m.Flags == nil {
+		v := uint32(0)
+		m.Flags = &v
+	}
+	if m.Status == nil {
+		v := uint32(0)
+		m.Status = &v
+	}
+	if m.Fd == nil {
+		v := int64(0)
+		m.Fd = &v
+	}
+}
+
 func (m *VmaEntry) unmarshal(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
