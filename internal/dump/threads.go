@@ -98,15 +98,15 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 		return nil, fmt.Errorf("get scheduling policy of tid %d: %w", tid, err)
 	}
 	sas := &pb.ThreadSasEntry{
-		SsSp:    pb.Uint64(out.Sas.Sp),
-		SsFlags: pb.Uint32(uint32(out.Sas.Flags)),
-		SsSize:  pb.Uint64(out.Sas.Size),
+		SsSp:    out.Sas.Sp,
+		SsFlags: uint32(out.Sas.Flags),
+		SsSize:  out.Sas.Size,
 	}
 	clearTid := out.ClearTid
 
 	tc := &pb.ThreadCoreEntry{
-		FutexRla:    pb.Uint64(robust.Head),
-		FutexRlaLen: pb.Uint32(uint32(robust.Len)),
+		FutexRla:    robust.Head,
+		FutexRlaLen: uint32(robust.Len),
 		SchedNice:   pb.Int32(int32(stat.Nice)),
 		SchedPolicy: pb.Uint32(policy),
 		SchedPrio:   pb.Uint32(stat.RTPriority),
@@ -137,16 +137,16 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 			return nil, fmt.Errorf("read rseq area of tid %d: %w", tid, err)
 		}
 		tc.RseqEntry = &pb.RseqEntry{
-			RseqAbiPointer: pb.Uint64(rs.RseqAbiPointer),
-			RseqAbiSize:    pb.Uint32(rs.RseqAbiSize),
-			Signature:      pb.Uint32(rs.Signature),
+			RseqAbiPointer: rs.RseqAbiPointer,
+			RseqAbiSize:    rs.RseqAbiSize,
+			Signature:      rs.Signature,
 			RseqCsPointer:  pb.Uint64(cs),
 		}
 	}
 	return &pb.CoreEntry{
-		Mtype: pb.CoreEntry_X86_64.Enum(),
+		Mtype: pb.CoreEntry_X86_64,
 		ThreadInfo: &pb.ThreadInfoX86{
-			ClearTidAddr: pb.Uint64(clearTid),
+			ClearTidAddr: clearTid,
 			Gpregs:       cpu.RegsToImage(&regs),
 			Fpregs:       fpregs,
 		},
@@ -332,20 +332,20 @@ func (d *dumper) dumpExitedLeader(tid int) (*pb.CoreEntry, error) {
 	}
 	d.log.Info("the thread group leader has exited: a restore makes it exit again", "tid", tid, "code", code, "site", fmt.Sprintf("%#x", site))
 	return &pb.CoreEntry{
-		Mtype: pb.CoreEntry_X86_64.Enum(),
+		Mtype: pb.CoreEntry_X86_64,
 		ThreadInfo: &pb.ThreadInfoX86{
-			ClearTidAddr: pb.Uint64(0),
+			ClearTidAddr: 0,
 			Gpregs:       cpu.RegsToImage(&regs),
 			Fpregs:       fpregs,
 		},
 		ThreadCore: &pb.ThreadCoreEntry{
-			FutexRla:    pb.Uint64(0),
-			FutexRlaLen: pb.Uint32(0),
+			FutexRla:    0,
+			FutexRlaLen: 0,
 			SchedNice:   pb.Int32(int32(stat.Nice)),
 			SchedPolicy: pb.Uint32(stat.Policy),
 			SchedPrio:   pb.Uint32(stat.RTPriority),
 			BlkSigset:   pb.Uint64(^uint64(0)),
-			Sas:         &pb.ThreadSasEntry{SsSp: pb.Uint64(0), SsFlags: pb.Uint32(kernel.SsDisable), SsSize: pb.Uint64(0)},
+			Sas:         &pb.ThreadSasEntry{SsSp: 0, SsFlags: kernel.SsDisable, SsSize: 0},
 			Comm:        pb.String(stat.Comm),
 			SignalsP:    &pb.SignalQueueEntry{},
 			PdeathSig:   pb.Uint32(0),
