@@ -101,6 +101,9 @@ func (d *dumper) dumpProcess() error {
 	if err := d.dumpProcState(tc); err != nil {
 		return err
 	}
+	if err := d.dumpCgroups(tc); err != nil {
+		return err
+	}
 	cr, err := d.dumpCreds()
 	if err != nil {
 		return err

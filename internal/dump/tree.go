@@ -37,6 +37,8 @@ type tree struct {
 	// own what cryo's own are (see ownExtras).
 	threadExtras []image.ThreadExtra
 	own          *ownExtras
+	// cgroups are the sets of cgroups of the processes (cgroup.go).
+	cgroups cgSets
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// sysvShm are the System V shared memory segments the tree attaches.
@@ -520,6 +522,7 @@ func (t *tree) writeImages() error {
 		RootIds:     rootIDs,
 		NsPerId:     pb.Bool(true),
 		Lsmtype:     pb.Lsmtype_NO_LSM.Enum(),
+		RootCgSet:   pb.Uint32(rootCgSet),
 	}
 	for _, d := range t.procs {
 		d.entry.Threads = d.images.threads
@@ -564,6 +567,9 @@ func (t *tree) writeImages() error {
 		if err := t.dir.WriteThreadExtras(t.threadExtras); err != nil {
 			return err
 		}
+	}
+	if err := t.writeCgroups(); err != nil {
+		return err
 	}
 	return t.files.WriteImages(t.dir)
 }

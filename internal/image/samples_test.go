@@ -226,6 +226,15 @@ func samples() []sample {
 			CapabilityVer: 0, ModelId: str("Intel(R) Xeon(R)"), XfeaturesMask: u64(0x602e7), XsaveSize: u32(11008),
 		}}}), crit: `{"magic": "CPUINFO", "entries": [{"x86_entry": [{"vendor_id": "INTEL", "cpu_family": 6, "model": 143,
 			"stepping": 8, "capability_ver": 0, "model_id": "Intel(R) Xeon(R)", "xfeatures_mask": 393959, "xsave_size": 11008}]}]}`},
+		{kind: Cgroup, recs: recs(&pb.CgroupEntry{
+			Sets: []*pb.CgSetEntry{
+				{Id: 1, Ctls: []*pb.CgMemberEntry{{Name: "memory", Path: "/"}, {Name: "", Path: "/"}}},
+				{Id: 2, Ctls: []*pb.CgMemberEntry{{Name: "memory", Path: "/job"}, {Name: "", Path: "/"}}},
+			},
+			Controllers: []*pb.CgControllerEntry{{Cnames: []string{"memory"}}, {Cnames: []string{""}}},
+		}), crit: `{"magic": "CGROUP", "entries": [{"sets": [{"id": 1, "ctls": [{"name": "memory", "path": "/"}, {"name": "", "path": "/"}]},
+			{"id": 2, "ctls": [{"name": "memory", "path": "/job"}, {"name": "", "path": "/"}]}],
+			"controllers": [{"cnames": ["memory"]}, {"cnames": [""]}]}]}`},
 		{kind: FileLocks, recs: recs(
 			&pb.FileLockEntry{Flag: 1, Type: 1, Pid: 4242, Fd: 3, Start: 0, Len: 10},
 			&pb.FileLockEntry{Flag: 2, Type: 0, Pid: 4242, Fd: 4, Start: 0, Len: 0},

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/bpfmap-file"
+	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cgroup"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"

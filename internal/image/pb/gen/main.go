@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/bpfmap-file"
+	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cgroup"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
