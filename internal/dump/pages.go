@@ -81,7 +81,7 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 	var runs []run
 	shared := map[uint64][]run{}
 	var shmids []uint64
-	var ranges []proc.PageRange
+	ranges := make([]proc.PageRange, 0, len(areas))
 	for _, a := range areas {
 		if a.dump != nil && !a.all {
 			ranges = append(ranges, proc.PageRange{Start: a.e.Start, End: a.e.End})

@@ -3,6 +3,7 @@ package dump
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -66,6 +67,9 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		return nil, nil, err
 	}
 	for _, a := range areas {
+		if a.memfd == "" && a.path == "" {
+			continue
+		}
 		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", a.e.Start, a.e.End))
 		if a.memfd != "" {
 			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
@@ -75,15 +79,13 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 			a.e.Shmid = uint64(id)
 			continue
 		}
-		if a.path == "" {
-			continue
-		}
 		id, err := d.files.RegFile(a.path, link, a.openFlags())
 		if err != nil {
 			return nil, nil, fmt.Errorf("mapping at %#x: %w", a.e.Start, err)
 		}
 		a.e.Shmid = uint64(id)
 	}
+	d.images.mm.Vmas = slices.Grow(d.images.mm.Vmas, len(areas)+len(guards))
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
 	}

@@ -115,11 +115,10 @@ func parseSmaps(entries []SmapsEntry, b []byte) ([]SmapsEntry, error) {
 		}
 		n := smapsBodyLen(body)
 		body, b = body[:n], body[n:]
-		e := SmapsEntry{Mapping: m}
-		if err := parseFields(body, e.fields(), nil); err != nil {
-			return nil, fmt.Errorf("parse smaps entry %d %#x-%#x: %w", len(entries)+1, m.Start, m.End, err)
+		entries = append(entries, SmapsEntry{Mapping: m})
+		if err := parseSmapsBody(&entries[len(entries)-1], body); err != nil {
+			return nil, fmt.Errorf("parse smaps entry %d %#x-%#x: %w", len(entries), m.Start, m.End, err)
 		}
-		entries = append(entries, e)
 	}
 	return entries, nil
 }
@@ -153,51 +152,132 @@ func isFieldLine(line []byte) bool {
 	return false
 }
 
-func (e *SmapsEntry) fields() []field {
-	return []field{
-		{key: "Rss", parse: kB(&e.Rss)},
-		{key: "Anonymous", parse: kB(&e.Anonymous)},
-		{key: "Swap", parse: kB(&e.Swap)},
-		{key: "ProtectionKey", optional: true, parse: num(&e.ProtectionKey, 10)},
-		{key: "VmFlags", parse: func(v string) error {
+// The keys parseSmapsBody reads, as bits of what it saw.
+const (
+	smapsRss = 1 << iota
+	smapsAnonymous
+	smapsSwap
+	smapsProtectionKey
+	smapsVmFlags
+	smapsRequired = smapsRss | smapsAnonymous | smapsSwap | smapsVmFlags
+)
+
+// parseSmapsBody reads the "Key: value" lines of one entry into e: Rss,
+// Anonymous, Swap and VmFlags once each, ProtectionKey at most once, the
+// others skipped. The smaps of a process with 60,000 mappings has a
+// million and a half lines: this allocates nothing but what e keeps.
+func parseSmapsBody(e *SmapsEntry, body []byte) error {
+	var seen int
+	for line := range bytes.Lines(body) {
+		k, v, ok := bytes.Cut(bytes.TrimSuffix(line, []byte{'\n'}), []byte{':'})
+		if !ok {
+			return fmt.Errorf("%w: no colon", ErrSyntax)
+		}
+		var key int
+		var err error
+		switch string(k) {
+		case "Rss":
+			key = smapsRss
+			e.Rss, err = parseKB(v)
+		case "Anonymous":
+			key = smapsAnonymous
+			e.Anonymous, err = parseKB(v)
+		case "Swap":
+			key = smapsSwap
+			e.Swap, err = parseKB(v)
+		case "ProtectionKey":
+			key = smapsProtectionKey
+			var n uint64
+			if n, err = decimal(bytes.TrimSpace(v)); err == nil && n > math.MaxUint32 {
+				err = fmt.Errorf("%w: protection key %d", ErrSyntax, n)
+			}
+			e.ProtectionKey = uint32(n)
+		case "VmFlags":
+			key = smapsVmFlags
 			e.Flags, e.OtherFlags = parseVmFlags(v)
-			return nil
-		}},
+		default:
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		if seen&key != 0 {
+			return fmt.Errorf("%w: repeated key %s", ErrSyntax, k)
+		}
+		seen |= key
 	}
+	if missing := smapsRequired &^ seen; missing != 0 {
+		return fmt.Errorf("%w: no %s line", ErrSyntax, []string{"Rss", "Anonymous", "Swap", "ProtectionKey", "VmFlags"}[bits.TrailingZeros(uint(missing))])
+	}
+	return nil
 }
 
 // parseVmFlags never fails: new kernels add codes, and a bit the kernel has
 // no name for prints as "??".
-func parseVmFlags(v string) (VmFlags, []string) {
+func parseVmFlags(v []byte) (VmFlags, []string) {
 	var flags VmFlags
 	var other []string
-	for _, code := range strings.Fields(v) {
-		if i := slices.Index(vmFlagCodes[:], code); i >= 0 {
+	for len(v) > 0 {
+		v = bytes.TrimLeft(v, " \t")
+		n := bytes.IndexAny(v, " \t")
+		if n < 0 {
+			n = len(v)
+		}
+		code := v[:n]
+		v = v[n:]
+		if len(code) == 0 {
+			continue
+		}
+		if i := slices.IndexFunc(vmFlagCodes[:], func(c string) bool { return c == string(code) }); i >= 0 {
 			flags |= 1 << i
 		} else {
-			other = append(other, code)
+			other = append(other, string(code))
 		}
 	}
 	return flags, other
 }
 
-// kB is the parser of a "N kB" value, stored in bytes.
+// kB is the parseFields parser of an "N kB" value, stored in bytes.
 func kB(p *uint64) func(string) error {
-	return func(v string) error {
-		n, ok := strings.CutSuffix(strings.Trim(v, " \t"), " kB")
-		if !ok {
-			return fmt.Errorf("%w: no kB unit", ErrSyntax)
-		}
-		x, err := parseNum[uint64](n, 10)
-		if err != nil {
-			return err
-		}
-		if x > math.MaxUint64>>10 {
-			return fmt.Errorf("%w: %s kB overflows", ErrSyntax, n)
-		}
-		*p = x << 10
-		return nil
+	return func(v string) (err error) {
+		*p, err = parseKB([]byte(v))
+		return err
 	}
+}
+
+// parseKB parses an "N kB" value, returning bytes.
+func parseKB(v []byte) (uint64, error) {
+	n, ok := bytes.CutSuffix(bytes.Trim(v, " \t"), []byte(" kB"))
+	if !ok {
+		return 0, fmt.Errorf("%w: no kB unit", ErrSyntax)
+	}
+	x, err := decimal(n)
+	if err != nil {
+		return 0, err
+	}
+	if x > math.MaxUint64>>10 {
+		return 0, fmt.Errorf("%w: %s kB overflows", ErrSyntax, n)
+	}
+	return x << 10, nil
+}
+
+// decimal parses an unsigned decimal number without allocating.
+func decimal(b []byte) (uint64, error) {
+	if len(b) == 0 {
+		return 0, fmt.Errorf("%w: empty number", ErrSyntax)
+	}
+	var x uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%w: number %q", ErrSyntax, b)
+		}
+		hi, lo := bits.Mul64(x, 10)
+		x = lo + uint64(c-'0')
+		if hi != 0 || x < lo {
+			return 0, fmt.Errorf("%w: number %s overflows", ErrSyntax, b)
+		}
+	}
+	return x, nil
 }
 
 // ReadSmaps reads and parses /proc/PID/smaps; pid 0 means the calling

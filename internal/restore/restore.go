@@ -364,7 +364,7 @@ func (r *restorer) takenRanges(pid int) ([]vdso.Range, error) {
 
 // dumpedRanges are the ranges of the dumped VMAs.
 func (r *restorer) dumpedRanges() []vdso.Range {
-	var out []vdso.Range
+	out := make([]vdso.Range, 0, len(r.c.mm.Vmas))
 	for _, v := range r.c.mm.Vmas {
 		out = append(out, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
 	}
