@@ -27,6 +27,7 @@ const (
 type PageWriter struct {
 	pm    *Writer
 	pages *bufio.Writer
+	ff    *flushingFile
 	f     *os.File
 	done  func(error)
 	name  string // of the pages file
@@ -63,13 +64,15 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 		pm.Close()
 		return nil, err
 	}
+	ff := &flushingFile{f: f, d: d}
 	return &PageWriter{
 		pm: pm,
 		// Large enough that the writes of small runs coalesce; writes of
 		// at least this size go to the file directly, without a copy. A
 		// dump copies memory in 1 MiB chunks: a buffer as large would
 		// be 1 MiB of RSS for nothing.
-		pages: bufio.NewWriterSize(f, 256<<10),
+		pages: bufio.NewWriterSize(ff, 256<<10),
+		ff:    ff,
 		f:     f,
 		done:  done,
 		name:  Pages.FileName(pagesID),
@@ -132,7 +135,9 @@ func (p *PageWriter) flush() error {
 	return nil
 }
 
-// Close writes the last entry, then flushes, fsyncs and closes both files.
+// Close writes the last entry, then flushes and closes both files; the
+// pages file is being made durable already (see flushingFile), the
+// pagemap is made durable by Sync.
 func (p *PageWriter) Close() error {
 	if errors.Is(p.err, os.ErrClosed) {
 		return p.err
@@ -149,6 +154,7 @@ func (p *PageWriter) Close() error {
 			err = fmt.Errorf("write %s: %w", p.name, ferr)
 		}
 	}
+	p.ff.finish()
 	if cerr := p.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close %s: %w", p.name, cerr)
 	}
