@@ -11,12 +11,10 @@ import (
 	"slices"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/steps"
@@ -90,7 +88,7 @@ type dumper struct {
 	// exited, whose memory and files are gone.
 	view int
 	// entry is its pstree.img entry.
-	entry *pstree.PstreeEntry
+	entry *pb.PstreeEntry
 	// filesID and fsID name the descriptor table and the filesystem
 	// context: its pid, or its parent's when it shares them.
 	filesID, fsID int
@@ -102,7 +100,7 @@ type dumper struct {
 	seccomp map[int]int
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
-	threads []*criucore.CoreEntry
+	threads []*pb.CoreEntry
 	images  images
 	// mem is /proc/PID/mem, open from the memory step to the pages step;
 	// runs and shared are the page runs found there.

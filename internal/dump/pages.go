@@ -9,11 +9,10 @@ import (
 	"os"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/steps"
@@ -85,12 +84,12 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 	var ranges []proc.PageRange
 	for _, a := range areas {
 		if a.dump != nil && !a.all {
-			ranges = append(ranges, proc.PageRange{Start: *a.e.Start, End: *a.e.End})
+			ranges = append(ranges, proc.PageRange{Start: a.e.Start, End: a.e.End})
 		}
 	}
 	pm := proc.NewPagemapReader(pagemap, ranges)
 	for _, a := range areas {
-		start, end := *a.e.Start, *a.e.End
+		start, end := a.e.Start, a.e.End
 		var rs []run
 		switch {
 		case a.all:
@@ -101,7 +100,7 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
 			for _, r := range prs {
-				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, start - *a.e.Pgoff})
+				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, start - a.e.Pgoff})
 			}
 		case a.dump != nil:
 			// process_vm_readv pins the pages it reads, and pinning a
@@ -128,7 +127,7 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 			runs = append(runs, rs...)
 			continue
 		}
-		id := *a.e.Shmid
+		id := a.e.Shmid
 		if _, ok := shared[id]; !ok {
 			shmids = append(shmids, id)
 		}
@@ -146,8 +145,8 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 // the others. The kernel finds them with PAGEMAP_SCAN, without reading the
 // pagemap of every mapping; one that cannot (before Linux 6.15) has none
 // to report or fails the dump when it reads them.
-func guardRegions(pagemap *os.File, start, end uint64) ([]*vma.VmaEntry, error) {
-	var guards []*vma.VmaEntry
+func guardRegions(pagemap *os.File, start, end uint64) ([]*pb.VmaEntry, error) {
+	var guards []*pb.VmaEntry
 	vec := make([]kernel.PageRegion, 64)
 	for start < end {
 		n, walkEnd, err := kernel.PagemapScan(int(pagemap.Fd()), start, end, kernel.PageIsGuard, vec)
@@ -158,10 +157,10 @@ func guardRegions(pagemap *os.File, start, end uint64) ([]*vma.VmaEntry, error) 
 			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: %w", start, err)
 		}
 		for _, r := range vec[:n] {
-			guards = append(guards, &vma.VmaEntry{
-				Start: proto.Uint64(r.Start), End: proto.Uint64(r.End),
-				Pgoff: proto.Uint64(0), Shmid: proto.Uint64(0), Prot: proto.Uint32(0), Flags: proto.Uint32(0),
-				Status: proto.Uint32(image.VMAAreaGuard), Fd: proto.Int64(-1),
+			guards = append(guards, &pb.VmaEntry{
+				Start: r.Start, End: r.End,
+				Pgoff: 0, Shmid: 0, Prot: 0, Flags: 0,
+				Status: image.VMAAreaGuard, Fd: -1,
 			})
 		}
 		if walkEnd <= start {

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -17,7 +16,7 @@ import (
 // dumpPosixTimers records the process's POSIX timers (timer_create): what
 // /proc says of each, and its time left, interval and overrun, which only
 // the process can ask (injected timer_gettime and timer_getoverrun).
-func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, error) {
+func (d *dumper) dumpPosixTimers(scratch uint64) ([]*pb.PosixTimerEntry, error) {
 	// A process may have turned PR_TIMER_CREATE_RESTORE_IDS on (a
 	// restorer of its own): images have no field for it.
 	on, err := d.tr.Syscall(d.view, unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0)
@@ -33,7 +32,7 @@ func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, erro
 		return nil, err
 	}
 	threads := d.tr.Threads()
-	var out []*timer.PosixTimerEntry
+	var out []*pb.PosixTimerEntry
 	for _, t := range timers {
 		if err := d.checkPosixTimer(t, threads); err != nil {
 			return nil, fmt.Errorf("%w: POSIX timer %d: %w", ErrUnsupported, t.ID, err)
@@ -49,20 +48,20 @@ func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, erro
 		if err != nil {
 			return nil, fmt.Errorf("get overrun of POSIX timer %d: %w", t.ID, err)
 		}
-		e := &timer.PosixTimerEntry{
-			ItId:          proto.Uint32(uint32(t.ID)),
-			ClockId:       proto.Uint32(uint32(t.ClockID)),
-			SiSigno:       proto.Uint32(uint32(t.Signo)),
-			ItSigevNotify: proto.Uint32(sigevNotify(t)),
-			SivalPtr:      proto.Uint64(t.Value),
-			Overrun:       proto.Uint32(uint32(overrun)),
-			Isec:          proto.Uint64(uint64(v.Interval.Sec)),
-			Insec:         proto.Uint64(uint64(v.Interval.Nsec)),
-			Vsec:          proto.Uint64(uint64(v.Value.Sec)),
-			Vnsec:         proto.Uint64(uint64(v.Value.Nsec)),
+		e := &pb.PosixTimerEntry{
+			ItId:          uint32(t.ID),
+			ClockId:       uint32(t.ClockID),
+			SiSigno:       uint32(t.Signo),
+			ItSigevNotify: sigevNotify(t),
+			SivalPtr:      t.Value,
+			Overrun:       uint32(overrun),
+			Isec:          uint64(v.Interval.Sec),
+			Insec:         uint64(v.Interval.Nsec),
+			Vsec:          uint64(v.Value.Sec),
+			Vnsec:         uint64(v.Value.Nsec),
 		}
 		if t.ToThread {
-			e.NotifyThreadId = proto.Int32(int32(t.NotifyPid))
+			e.NotifyThreadId = pb.Int32(int32(t.NotifyPid))
 		}
 		d.log.Debug("POSIX timer", "id", t.ID, "clock", t.ClockID, "signal", t.Signo, "notify", t.Notify,
 			"thread", e.NotifyThreadId, "value", v.Value, "interval", v.Interval, "overrun", overrun)
@@ -70,7 +69,7 @@ func (d *dumper) dumpPosixTimers(scratch uint64) ([]*timer.PosixTimerEntry, erro
 	}
 	// In id order, the order a restore on a kernel without
 	// PR_TIMER_CREATE_RESTORE_IDS must create them in.
-	slices.SortFunc(out, func(a, b *timer.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
+	slices.SortFunc(out, func(a, b *pb.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
 	return out, nil
 }
 

@@ -5,12 +5,10 @@ import (
 	"os"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/files"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -61,20 +59,20 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	}
 	lo, hi := ^uint64(0), uint64(0)
 	for _, a := range areas {
-		lo, hi = min(lo, *a.e.Start), max(hi, *a.e.End)
+		lo, hi = min(lo, a.e.Start), max(hi, a.e.End)
 	}
 	guards, err := guardRegions(pm, lo, hi)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, a := range areas {
-		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
+		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", a.e.Start, a.e.End))
 		if a.memfd != "" {
 			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
 			if err != nil {
-				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
+				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", a.e.Start, err)
 			}
-			a.e.Shmid = proto.Uint64(uint64(id))
+			a.e.Shmid = uint64(id)
 			continue
 		}
 		if a.path == "" {
@@ -82,9 +80,9 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		}
 		id, err := d.files.RegFile(a.path, link, a.openFlags())
 		if err != nil {
-			return nil, nil, fmt.Errorf("mapping at %#x: %w", *a.e.Start, err)
+			return nil, nil, fmt.Errorf("mapping at %#x: %w", a.e.Start, err)
 		}
-		a.e.Shmid = proto.Uint64(uint64(id))
+		a.e.Shmid = uint64(id)
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
@@ -101,6 +99,9 @@ func (d *dumper) dumpProcess() error {
 		return err
 	}
 	if err := d.dumpProcState(tc); err != nil {
+		return err
+	}
+	if err := d.dumpCgroups(tc); err != nil {
 		return err
 	}
 	cr, err := d.dumpCreds()
@@ -151,15 +152,15 @@ func (d *dumper) dumpProcess() error {
 	}
 	st := d.stat
 	m := &d.images.mm
-	m.MmStartCode, m.MmEndCode = proto.Uint64(st.StartCode), proto.Uint64(st.EndCode)
-	m.MmStartData, m.MmEndData = proto.Uint64(st.StartData), proto.Uint64(st.EndData)
-	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(brk)
-	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
-	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
-	m.ExeFileId = proto.Uint32(exeID)
+	m.MmStartCode, m.MmEndCode = st.StartCode, st.EndCode
+	m.MmStartData, m.MmEndData = st.StartData, st.EndData
+	m.MmStartStack, m.MmStartBrk, m.MmBrk = st.StartStack, st.StartBrk, brk
+	m.MmArgStart, m.MmArgEnd = st.ArgStart, st.ArgEnd
+	m.MmEnvStart, m.MmEnvEnd = st.EnvStart, st.EnvEnd
+	m.ExeFileId = exeID
 	m.MmSavedAuxv = saved
-	m.Dumpable = proto.Int32(int32(dumpable))
-	m.ThpDisabled = proto.Bool(thp != 0)
+	m.Dumpable = pb.Int32(int32(dumpable))
+	m.ThpDisabled = pb.Bool(thp != 0)
 
 	for _, tid := range d.tids() {
 		d.images.threads = append(d.images.threads, uint32(tid))
@@ -179,9 +180,8 @@ func (d *dumper) dumpProcess() error {
 // signal handlers are its own, numbered by its pid; its descriptor table
 // and filesystem context its own or its parent's (checkAlone); its
 // namespaces are the tree's.
-func (d *dumper) ids() *criucore.TaskKobjIdsEntry {
-	own := proto.Uint32(uint32(d.pid))
-	ids := &criucore.TaskKobjIdsEntry{VmId: own, FilesId: proto.Uint32(uint32(d.filesID)), FsId: proto.Uint32(uint32(d.fsID)), SighandId: own}
+func (d *dumper) ids() *pb.TaskKobjIdsEntry {
+	ids := &pb.TaskKobjIdsEntry{VmId: uint32(d.pid), FilesId: uint32(d.filesID), FsId: uint32(d.fsID), SighandId: uint32(d.pid)}
 	files.SetNsIDs(ids)
 	return ids
 }
@@ -217,10 +217,10 @@ func (d *dumper) dumpFiles() error {
 	if err != nil {
 		return fmt.Errorf("root directory: %w", err)
 	}
-	d.images.fs = &fs.FsEntry{
-		CwdId:  proto.Uint32(cwdID),
-		RootId: proto.Uint32(rootID),
-		Umask:  proto.Uint32(uint32(d.status.Umask)),
+	d.images.fs = &pb.FsEntry{
+		CwdId:  cwdID,
+		RootId: rootID,
+		Umask:  pb.Uint32(uint32(d.status.Umask)),
 	}
 	return nil
 }

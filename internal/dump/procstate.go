@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -17,7 +16,7 @@ const membarrierGetRegistrations = 1 << 9
 
 // dumpProcState adds to tc the state of the process's mm and its OOM
 // score adjustment, and refuses what it cannot keep of them.
-func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry) error {
+func (d *dumper) dumpProcState(tc *pb.TaskCoreEntry) error {
 	if err := d.refuseLockFuture(); err != nil {
 		return err
 	}
@@ -25,7 +24,7 @@ func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry) error {
 	if err != nil {
 		return err
 	}
-	tc.OomScoreAdj = proto.Int32(oom)
+	tc.OomScoreAdj = pb.Int32(oom)
 	// The registrations are the mm's, so any thread may ask.
 	mask, err := d.tr.Syscall(d.view, unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
 	switch {
@@ -35,7 +34,7 @@ func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry) error {
 	case err != nil:
 		return fmt.Errorf("get membarrier registrations: %w", err)
 	default:
-		tc.MembarrierRegistrationMask = proto.Uint32(uint32(mask))
+		tc.MembarrierRegistrationMask = pb.Uint32(uint32(mask))
 	}
 	return nil
 }

@@ -6,15 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/rlimit"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -23,7 +17,7 @@ const sigMax = 64
 
 // dumpTask collects the process-wide state: signal dispositions and the
 // shared queue, interval and POSIX timers, limits, personality, flags.
-func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
+func (d *dumper) dumpTask() (*pb.TaskCoreEntry, error) {
 	tr, pid := d.tr, d.view
 	scratch, err := tr.Scratch(pid)
 	if err != nil {
@@ -35,7 +29,7 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	}
 	// Only the task knows its handlers: ask about each signal it catches
 	// or ignores (the others are SIG_DFL), one injected rt_sigaction each.
-	var sigactions []*criusa.SaEntry
+	var sigactions []*pb.SaEntry
 	asked := d.status.SigCgt | d.status.SigIgn
 	for sig := 1; sig <= sigMax; sig++ {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
@@ -50,16 +44,16 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 				return nil, err
 			}
 		}
-		sigactions = append(sigactions, &criusa.SaEntry{
-			Sigaction:       proto.Uint64(act.Handler),
-			Flags:           proto.Uint64(act.Flags),
-			Restorer:        proto.Uint64(act.Restorer),
-			Mask:            proto.Uint64(act.Mask),
-			CompatSigaction: proto.Bool(false),
+		sigactions = append(sigactions, &pb.SaEntry{
+			Sigaction:       act.Handler,
+			Flags:           act.Flags,
+			Restorer:        act.Restorer,
+			Mask:            act.Mask,
+			CompatSigaction: pb.Bool(false),
 		})
 	}
 
-	var itimers [3]*timer.ItimerEntry
+	var itimers [3]*pb.ItimerEntry
 	for which := range itimers {
 		if _, err := tr.Syscall(pid, unix.SYS_GETITIMER, uint64(which), scratch); err != nil {
 			return nil, fmt.Errorf("get interval timer %d: %w", which, err)
@@ -68,9 +62,9 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 		if err := tr.ReadValue(scratch, &v); err != nil {
 			return nil, err
 		}
-		itimers[which] = &timer.ItimerEntry{
-			Isec: proto.Uint64(uint64(v.IntervalSec)), Iusec: proto.Uint64(uint64(v.IntervalUsec)),
-			Vsec: proto.Uint64(uint64(v.ValueSec)), Vusec: proto.Uint64(uint64(v.ValueUsec)),
+		itimers[which] = &pb.ItimerEntry{
+			Isec: uint64(v.IntervalSec), Iusec: uint64(v.IntervalUsec),
+			Vsec: uint64(v.ValueSec), Vusec: uint64(v.ValueUsec),
 		}
 	}
 
@@ -78,9 +72,9 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	rl := &criucore.TaskRlimitsEntry{}
+	rl := &pb.TaskRlimitsEntry{}
 	for _, l := range limits {
-		rl.Rlimits = append(rl.Rlimits, &rlimit.RlimitEntry{Cur: proto.Uint64(l.Soft), Max: proto.Uint64(l.Hard)})
+		rl.Rlimits = append(rl.Rlimits, &pb.RlimitEntry{Cur: l.Soft, Max: l.Hard})
 	}
 	shared, err := tr.QueuedSignals(pid, true)
 	if err != nil {
@@ -99,21 +93,21 @@ func (d *dumper) dumpTask() (*criucore.TaskCoreEntry, error) {
 	state := uint32(taskAlive)
 	var stopSig *uint32
 	if sig := tr.GroupStop(); sig != 0 {
-		state, stopSig = taskStopped, proto.Uint32(uint32(sig))
+		state, stopSig = taskStopped, pb.Uint32(uint32(sig))
 	}
-	return &criucore.TaskCoreEntry{
-		TaskState:      proto.Uint32(state),
+	return &pb.TaskCoreEntry{
+		TaskState:      state,
 		StopSigno:      stopSig,
-		ExitCode:       proto.Uint32(0),
-		Personality:    proto.Uint32(personality),
-		Flags:          proto.Uint32(d.stat.Flags),
-		BlkSigset:      proto.Uint64(blocked),
-		Comm:           proto.String(d.stat.Comm),
-		Timers:         &timer.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2], Posix: posixTimers},
+		ExitCode:       0,
+		Personality:    personality,
+		Flags:          d.stat.Flags,
+		BlkSigset:      blocked,
+		Comm:           d.stat.Comm,
+		Timers:         &pb.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2], Posix: posixTimers},
 		Rlimits:        rl,
 		SignalsS:       signalQueue(shared),
 		Sigactions:     sigactions,
-		ChildSubreaper: proto.Bool(subreaper != 0),
+		ChildSubreaper: pb.Bool(subreaper != 0),
 	}, nil
 }
 
@@ -158,7 +152,7 @@ func readPersonality(pid int) (uint32, error) {
 }
 
 // dumpCreds collects the process's credentials.
-func (d *dumper) dumpCreds() (*creds.CredsEntry, error) {
+func (d *dumper) dumpCreds() (*pb.CredsEntry, error) {
 	secbits, err := d.prctlRet(unix.PR_GET_SECUREBITS)
 	if err != nil {
 		return nil, err
@@ -169,20 +163,20 @@ func (d *dumper) dumpCreds() (*creds.CredsEntry, error) {
 	if s.NoNewPrivs {
 		nnp = 1
 	}
-	return &creds.CredsEntry{
-		Uid: proto.Uint32(s.Uid[0]), Euid: proto.Uint32(s.Uid[1]), Suid: proto.Uint32(s.Uid[2]), Fsuid: proto.Uint32(s.Uid[3]),
-		Gid: proto.Uint32(s.Gid[0]), Egid: proto.Uint32(s.Gid[1]), Sgid: proto.Uint32(s.Gid[2]), Fsgid: proto.Uint32(s.Gid[3]),
+	return &pb.CredsEntry{
+		Uid: s.Uid[0], Euid: s.Uid[1], Suid: s.Uid[2], Fsuid: s.Uid[3],
+		Gid: s.Gid[0], Egid: s.Gid[1], Sgid: s.Gid[2], Fsgid: s.Gid[3],
 		CapInh: caps(s.CapInh), CapPrm: caps(s.CapPrm), CapEff: caps(s.CapEff), CapBnd: caps(s.CapBnd), CapAmb: caps(s.CapAmb),
-		Secbits:    proto.Uint32(uint32(secbits)),
+		Secbits:    uint32(secbits),
 		Groups:     s.Groups,
-		NoNewPrivs: proto.Uint32(nnp),
+		NoNewPrivs: pb.Uint32(nnp),
 	}, nil
 }
 
 // dumpClocks reads CLOCK_MONOTONIC and CLOCK_BOOTTIME as the target sees
 // them (its time namespace may shift them), so a restore can continue
 // them.
-func dumpClocks(pid int) (*timens.TimensEntry, error) {
+func dumpClocks(pid int) (*pb.TimensEntry, error) {
 	offsets, err := proc.ReadTimensOffsets(pid)
 	if err != nil {
 		return nil, err
@@ -193,13 +187,13 @@ func dumpClocks(pid int) (*timens.TimensEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	read := func(clock int32, name string, ownOff, off int64) (*timens.Timespec, error) {
+	read := func(clock int32, name string, ownOff, off int64) (*pb.Timespec, error) {
 		var ts unix.Timespec
 		if err := unix.ClockGettime(clock, &ts); err != nil {
 			return nil, fmt.Errorf("read %s clock: %w", name, err)
 		}
 		ns := ts.Nano() - ownOff + off
-		return &timens.Timespec{TvSec: proto.Uint64(uint64(ns / 1e9)), TvNsec: proto.Uint64(uint64(ns % 1e9))}, nil
+		return &pb.Timespec{TvSec: uint64(ns / 1e9), TvNsec: uint64(ns % 1e9)}, nil
 	}
 	mono, err := read(unix.CLOCK_MONOTONIC, "monotonic", own.Monotonic, offsets.Monotonic)
 	if err != nil {
@@ -209,5 +203,5 @@ func dumpClocks(pid int) (*timens.TimensEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &timens.TimensEntry{Monotonic: mono, Boottime: boot}, nil
+	return &pb.TimensEntry{Monotonic: mono, Boottime: boot}, nil
 }

@@ -6,14 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	ipcmsg "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-msg"
-	ipcsem "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-sem"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
-	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
-	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // Kind is one kind of image file.
@@ -55,6 +48,7 @@ const (
 	IpcMsg                       // ipcns-msg-ID.img: the System V message queues of IPC namespace ID
 	SockExtras                   // cryo-sk-extra.img: socket state CRIU's entries lack (cryo's own)
 	ThreadExtras                 // cryo-thread-extra.img: thread state CRIU's core entries lack (cryo's own)
+	Cgroup                       // cgroup.img: the sets of cgroups processes are in
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -80,7 +74,7 @@ type kindDesc struct {
 	magic   uint32
 	// msgs lists the protobuf messages (full names) the records may hold;
 	// empty for raw images.
-	msgs []protoreflect.FullName
+	msgs []string
 }
 
 var kinds = [...]kindDesc{
@@ -116,19 +110,14 @@ var kinds = [...]kindDesc{
 	IpcMsg:    {"ipcns-msg", "ipcns-msg-%d.img", 0x55453737, names("ipc_msg_entry", "ipc_msg")},
 	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
 	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
+	Cgroup:    {"cgroup", "cgroup.img", 0x59383330, names("cgroup_entry")},
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats:    {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 	SockExtras:   {"cryo-sk-extra", "cryo-sk-extra.img", cryoSockExtraMagic, names("cryo.sk_extra_entry")},
 	ThreadExtras: {"cryo-thread-extra", "cryo-thread-extra.img", cryoThreadExtraMagic, names("cryo.thread_extra_entry")},
 }
 
-func names(s ...string) []protoreflect.FullName {
-	n := make([]protoreflect.FullName, len(s))
-	for i := range s {
-		n[i] = protoreflect.FullName(s[i])
-	}
-	return n
-}
+func names(s ...string) []string { return s }
 
 // desc panics on a Kind outside the table: that is a programming error.
 func (k Kind) desc() *kindDesc {
@@ -178,7 +167,7 @@ func (k Kind) header() []uint32 {
 }
 
 // holds reports whether a record of the kind may be message name.
-func (k Kind) holds(name protoreflect.FullName) bool {
+func (k Kind) holds(name string) bool {
 	return slices.Contains(k.desc().msgs, name)
 }
 
@@ -186,23 +175,23 @@ func (k Kind) holds(name protoreflect.FullName) bool {
 // contents a pipe data, socket packet or ghost chunk record announces, a
 // TCP stream's receive then send queue or, after a ghost file record
 // without chunks, the rest of the image (-1).
-func payloadLen(m proto.Message) int64 {
+func payloadLen(m pb.Message) int64 {
 	switch m := m.(type) {
-	case *pipedata.PipeDataEntry:
+	case *pb.PipeDataEntry:
 		return int64(m.GetBytes())
-	case *tcpstream.TcpStreamEntry:
+	case *pb.TcpStreamEntry:
 		return int64(m.GetInqLen()) + int64(m.GetOutqLen())
-	case *skpacket.SkPacketEntry:
+	case *pb.SkPacketEntry:
 		return int64(m.GetLength())
-	case *ipcsem.IpcSemEntry:
+	case *pb.IpcSemEntry:
 		// u16 values, padded to 8 bytes.
 		return (2*int64(m.GetNsems()) + 7) &^ 7
-	case *ipcmsg.IpcMsg:
+	case *pb.IpcMsg:
 		// The text, padded to 8 bytes.
 		return (int64(m.GetMsize()) + 7) &^ 7
-	case *ghostfile.GhostChunkEntry:
+	case *pb.GhostChunkEntry:
 		return int64(min(m.GetLen(), math.MaxInt64))
-	case *ghostfile.GhostFileEntry:
+	case *pb.GhostFileEntry:
 		if !m.GetChunks() {
 			return -1
 		}
