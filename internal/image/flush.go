@@ -23,7 +23,9 @@ const flushEvery = 2 << 20
 // wait for Sync, like other images); Dir.Sync waits for them to end and
 // fails on any error they met: an fdatasync that reports a write error
 // consumes it, and the fsync Sync does later through a new descriptor
-// would not see it.
+// would not see it. (Writing with O_DIRECT instead was slower on this
+// project's VM, 16 MiB or 1 GiB: the cost is the disk's flush of its
+// cache, which O_DIRECT writes need too, not the page cache.)
 type flushingFile struct {
 	f       *os.File
 	d       *Dir

@@ -26,8 +26,7 @@ const (
 type PageWriter struct {
 	pm    *Writer
 	pages *bufio.Writer
-	ff    *flushingFile
-	f     *os.File
+	ff    *flushingFile // the pages file
 	done  func(error)
 	name  string // of the pages file
 	psize uint64
@@ -72,7 +71,6 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 		// be 1 MiB of RSS for nothing.
 		pages: bufio.NewWriterSize(ff, 256<<10),
 		ff:    ff,
-		f:     f,
 		done:  done,
 		name:  Pages.FileName(pagesID),
 		psize: kernel.PageSize,
@@ -134,9 +132,9 @@ func (p *PageWriter) flush() error {
 	return nil
 }
 
-// Close writes the last entry, then flushes and closes both files; the
-// pages file is being made durable already (see flushingFile), the
-// pagemap is made durable by Sync.
+// Close writes the last entry, then flushes and closes both files. A large
+// pages file is being made durable already (see flushingFile), the rest
+// by Sync.
 func (p *PageWriter) Close() error {
 	if errors.Is(p.err, os.ErrClosed) {
 		return p.err
@@ -154,7 +152,7 @@ func (p *PageWriter) Close() error {
 		}
 	}
 	p.ff.finish()
-	if cerr := p.f.Close(); cerr != nil && err == nil {
+	if cerr := p.ff.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close %s: %w", p.name, cerr)
 	}
 	p.done(err)
