@@ -1,6 +1,7 @@
 package image
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -29,8 +30,11 @@ type Dir struct {
 
 	mu      sync.Mutex
 	open    int      // files created and not yet closed
-	err     error    // first error closing one of them
+	err     error    // first error closing or flushing one of them
 	written []string // files created, for Sync
+	// flushing counts the background flushes of pages files still
+	// running (see flushingFile).
+	flushing sync.WaitGroup
 }
 
 // Create prepares path for a new dump. It makes the directory if missing,
@@ -244,7 +248,8 @@ const syncfsFiles = 64
 // error; then all of them are fsynced at once (closing does not sync, so
 // that a dump waits for the disk once, not per file), or their filesystem
 // for many, and the directory, and its parent if Create made it, so that
-// the file names survive a crash too. A dump may kill its target only
+// the file names survive a crash too; the background flushes of pages
+// files must have ended without error. A dump may kill its target only
 // after Sync returns nil.
 func (d *Dir) Sync() error {
 	d.mu.Lock()
@@ -256,28 +261,35 @@ func (d *Dir) Sync() error {
 	if open > 0 {
 		return fmt.Errorf("sync %s: %d images still open", d.path, open)
 	}
+	// Everything is synced at once, while the background flushes of
+	// pages files end: each must be durable when Sync returns, in no
+	// particular order.
+	var syncs []func() error
 	if len(written) >= syncfsFiles {
-		if err := syncFS(d.path); err != nil {
-			return err
-		}
+		syncs = append(syncs, func() error { return syncFS(d.path) })
 	} else {
-		errs := make(chan error, len(written))
-		for _, name := range written {
-			go func() { errs <- syncFile(name) }()
-		}
-		for range written {
-			if err := <-errs; err != nil {
-				return err
-			}
-		}
-		if err := syncFile(d.path); err != nil {
-			return err
+		for _, name := range append(written, d.path) {
+			syncs = append(syncs, func() error { return syncFile(name) })
 		}
 	}
 	if d.created {
-		return syncFile(filepath.Dir(d.path))
+		syncs = append(syncs, func() error { return syncFile(filepath.Dir(d.path)) })
 	}
-	return nil
+	errs := make(chan error, len(syncs))
+	for _, f := range syncs {
+		go func() { errs <- f() }()
+	}
+	d.flushing.Wait()
+	for range syncs {
+		err = cmp.Or(err, <-errs)
+	}
+	d.mu.Lock()
+	ferr := d.err
+	d.mu.Unlock()
+	if ferr != nil {
+		return fmt.Errorf("sync %s: %w", d.path, ferr)
+	}
+	return err
 }
 
 // Discard removes what a failed dump wrote: every image created through

@@ -26,7 +26,7 @@ const (
 type PageWriter struct {
 	pm    *Writer
 	pages *bufio.Writer
-	f     *os.File
+	ff    *flushingFile // the pages file
 	done  func(error)
 	name  string // of the pages file
 	psize uint64
@@ -62,14 +62,15 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 		pm.Close()
 		return nil, err
 	}
+	ff := &flushingFile{f: f, d: d}
 	return &PageWriter{
 		pm: pm,
 		// Large enough that the writes of small runs coalesce; writes of
 		// at least this size go to the file directly, without a copy. A
 		// dump copies memory in 1 MiB chunks: a buffer as large would
 		// be 1 MiB of RSS for nothing.
-		pages: bufio.NewWriterSize(f, 256<<10),
-		f:     f,
+		pages: bufio.NewWriterSize(ff, 256<<10),
+		ff:    ff,
 		done:  done,
 		name:  Pages.FileName(pagesID),
 		psize: kernel.PageSize,
@@ -131,7 +132,9 @@ func (p *PageWriter) flush() error {
 	return nil
 }
 
-// Close writes the last entry, then flushes, fsyncs and closes both files.
+// Close writes the last entry, then flushes and closes both files. A large
+// pages file is being made durable already (see flushingFile), the rest
+// by Sync.
 func (p *PageWriter) Close() error {
 	if errors.Is(p.err, os.ErrClosed) {
 		return p.err
@@ -148,7 +151,8 @@ func (p *PageWriter) Close() error {
 			err = fmt.Errorf("write %s: %w", p.name, ferr)
 		}
 	}
-	if cerr := p.f.Close(); cerr != nil && err == nil {
+	p.ff.finish()
+	if cerr := p.ff.f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close %s: %w", p.name, cerr)
 	}
 	p.done(err)
