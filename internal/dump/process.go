@@ -96,17 +96,18 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 
 // dumpProcess collects what belongs to the process rather than a thread.
 func (d *dumper) dumpProcess() error {
-	tc, err := d.dumpTask()
+	p, err := d.askProcess()
 	if err != nil {
 		return err
 	}
-	if err := d.dumpProcState(tc); err != nil {
-		return err
-	}
-	cr, err := d.dumpCreds()
+	tc, err := d.dumpTask(p)
 	if err != nil {
 		return err
 	}
+	if err := d.dumpProcState(tc, p.membarrier); err != nil {
+		return err
+	}
+	cr := d.dumpCreds(p.secbits)
 	// The leader's core carries the process-wide state; every thread
 	// carries the credentials, as CRIU keeps them per thread.
 	for i, c := range d.threads {
@@ -116,19 +117,7 @@ func (d *dumper) dumpProcess() error {
 			c.Ids = d.ids()
 		}
 	}
-	brk, err := d.tr.Syscall(d.view, unix.SYS_BRK, 0)
-	if err != nil {
-		return fmt.Errorf("get brk: %w", err)
-	}
-	dumpable, err := d.prctlRet(unix.PR_GET_DUMPABLE)
-	if err != nil {
-		return err
-	}
-	thp, err := d.prctlRet(unix.PR_GET_THP_DISABLE)
-	if err != nil {
-		return err
-	}
-	if err := d.recordProcessExtra(); err != nil {
+	if err := d.recordProcessExtra(p.mdwe); err != nil {
 		return err
 	}
 	auxv, err := proc.ReadAuxv(d.view)
@@ -153,13 +142,13 @@ func (d *dumper) dumpProcess() error {
 	m := &d.images.mm
 	m.MmStartCode, m.MmEndCode = proto.Uint64(st.StartCode), proto.Uint64(st.EndCode)
 	m.MmStartData, m.MmEndData = proto.Uint64(st.StartData), proto.Uint64(st.EndData)
-	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(brk)
+	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(p.brk)
 	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
 	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
 	m.ExeFileId = proto.Uint32(exeID)
 	m.MmSavedAuxv = saved
-	m.Dumpable = proto.Int32(int32(dumpable))
-	m.ThpDisabled = proto.Bool(thp != 0)
+	m.Dumpable = proto.Int32(int32(p.dumpable))
+	m.ThpDisabled = proto.Bool(p.thp != 0)
 
 	for _, tid := range d.tids() {
 		d.images.threads = append(d.images.threads, uint32(tid))
