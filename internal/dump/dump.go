@@ -13,6 +13,7 @@ import (
 
 	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
@@ -188,7 +189,7 @@ func (t *tree) run(ctx context.Context) error {
 		{Name: "memory", Run: each(func(d *dumper) (err error) {
 			// Before any injection, so that the scratch mapping is not
 			// taken for the process's own.
-			if d.mem, err = os.Open(proc.Path(d.view, "mem")); err != nil {
+			if d.mem, err = proc.Open(proc.Path(d.view, "mem"), unix.O_RDONLY); err != nil {
 				return err
 			}
 			d.runs, d.shared, err = d.dumpMemory(d.mem)

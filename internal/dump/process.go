@@ -44,7 +44,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 			d.sysvKeys[s.Inode] = key
 		}
 	}
-	pm, err := os.Open(proc.Path(d.view, "pagemap"))
+	pm, err := proc.Open(proc.Path(d.view, "pagemap"), unix.O_RDONLY)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,9 +8,10 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"os"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // SmapsEntry is one VMA of /proc/PID/smaps.
@@ -203,7 +204,7 @@ func kB(p *uint64) func(string) error {
 // ReadSmaps reads and parses /proc/PID/smaps; pid 0 means the calling
 // process.
 func ReadSmaps(pid int) ([]SmapsEntry, error) {
-	f, err := os.Open(Path(pid, "smaps"))
+	f, err := Open(Path(pid, "smaps"), unix.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("read smaps: %w", err)
 	}
