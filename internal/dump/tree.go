@@ -111,14 +111,18 @@ func (t *tree) seize() error {
 		pid := queue[0]
 		queue = queue[1:]
 		d := &dumper{tree: t, pid: pid, ppid: parent[pid], filesID: pid, fsID: pid}
-		if err := d.inspect(); err != nil {
-			if d.status.State != 'Z' || pid == t.opts.Pid {
-				return t.named(pid, err)
+		// The root was inspected by the step before, a moment ago; every
+		// process is inspected again once frozen.
+		if pid != t.opts.Pid {
+			if err := d.inspect(); err != nil {
+				if d.status.State != 'Z' {
+					return t.named(pid, err)
+				}
+				if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
+					return t.named(pid, err)
+				}
+				continue
 			}
-			if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
-				return t.named(pid, err)
-			}
-			continue
 		}
 		var err error
 		if d.tr, err = ptrace.Seize(pid, 0); err != nil {
@@ -145,7 +149,7 @@ func (t *tree) seize() error {
 			Pgid: proto.Uint32(uint32(d.stat.Pgrp)), Sid: proto.Uint32(uint32(d.stat.Session)),
 		}
 		t.order = append(t.order, d.entry)
-		kids, err := children(pid)
+		kids, err := children(pid, d.tr.Threads())
 		if err != nil {
 			return t.named(pid, err)
 		}
@@ -172,15 +176,11 @@ func (t *tree) named(pid int, err error) error {
 	return fmt.Errorf("pid %d: %w", pid, err)
 }
 
-// children lists the children of every thread of a stopped process.
-func children(pid int) ([]int, error) {
-	tids, err := proc.ReadTasks(pid)
-	if err != nil {
-		return nil, err
-	}
+// children lists the children of the threads tids of a stopped process.
+func children(pid int, tids []int) ([]int, error) {
 	var out []int
 	for _, tid := range tids {
-		b, err := os.ReadFile(proc.Path(pid, fmt.Sprintf("task/%d/children", tid)))
+		b, err := proc.ReadTaskChildren(pid, tid)
 		if err != nil {
 			return nil, fmt.Errorf("read children: %w", err)
 		}
