@@ -104,7 +104,10 @@ type dumper struct {
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
 	threads []*criucore.CoreEntry
-	images  images
+	// asked is what the process told of itself with its view thread's
+	// asks (askProcess).
+	asked  *processAnswers
+	images images
 	// mem is /proc/PID/mem, open from the memory step to the pages step;
 	// runs and shared are the page runs found there.
 	mem    *os.File

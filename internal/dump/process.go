@@ -96,10 +96,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 
 // dumpProcess collects what belongs to the process rather than a thread.
 func (d *dumper) dumpProcess() error {
-	p, err := d.askProcess()
-	if err != nil {
-		return err
-	}
+	p := d.asked
 	tc, err := d.dumpTask(p)
 	if err != nil {
 		return err

@@ -23,7 +23,7 @@ import (
 const sigMax = 64
 
 // processAnswers are what the process tells of itself through injected
-// calls, all asked in one batch (askProcess).
+// calls, asked in the batch of its view thread's asks (askProcess).
 type processAnswers struct {
 	// restoreIDs is whether PR_TIMER_CREATE_RESTORE_IDS is on; EINVAL
 	// before Linux 6.17.
@@ -45,13 +45,10 @@ type answer struct {
 	err error
 }
 
-// askProcess asks the process, through its view thread, what only it can
-// tell of the process-wide state, in one batch.
-func (d *dumper) askProcess() (*processAnswers, error) {
-	a, err := d.newAsks(d.view)
-	if err != nil {
-		return nil, err
-	}
+// askProcess adds to a, a batch of asks to the view thread, what only the
+// process can tell of its process-wide state; the answers are read once
+// a has run, with the function it returns.
+func (d *dumper) askProcess(a *asks) func() (*processAnswers, error) {
 	restoreIDs := a.ask("PR_TIMER_CREATE_RESTORE_IDS", true, unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET)
 	// Only the task knows its handlers: ask about each signal it catches
 	// or ignores (the others are SIG_DFL).
@@ -78,38 +75,38 @@ func (d *dumper) askProcess() (*processAnswers, error) {
 	thp := a.ask("THP disable flag", false, unix.SYS_PRCTL, unix.PR_GET_THP_DISABLE)
 	secbits := a.ask("securebits", false, unix.SYS_PRCTL, unix.PR_GET_SECUREBITS)
 	mdwe := a.ask("memory-deny-write-execute flags", true, unix.SYS_PRCTL, unix.PR_GET_MDWE)
-	if err := a.run(); err != nil {
-		return nil, err
-	}
-	p := &processAnswers{}
-	for i, addr := range acts {
-		if addr == 0 {
-			continue
+	return func() (*processAnswers, error) {
+		p := &processAnswers{}
+		for i, addr := range acts {
+			if addr == 0 {
+				continue
+			}
+			if err := a.value(addr, &p.sigactions[i]); err != nil {
+				return nil, err
+			}
 		}
-		if err := a.value(addr, &p.sigactions[i]); err != nil {
+		for which, addr := range itimers {
+			if err := a.value(addr, &p.itimers[which]); err != nil {
+				return nil, err
+			}
+		}
+		if err := a.value(subreaper, &p.subreaper); err != nil {
 			return nil, err
 		}
-	}
-	for which, addr := range itimers {
-		if err := a.value(addr, &p.itimers[which]); err != nil {
-			return nil, err
+		p.restoreIDs.v, p.restoreIDs.err = a.ret(restoreIDs)
+		p.membarrier.v, p.membarrier.err = a.ret(membarrier)
+		p.mdwe.v, p.mdwe.err = a.ret(mdwe)
+		for _, r := range []struct {
+			i int
+			v *uint64
+		}{{brk, &p.brk}, {dumpable, &p.dumpable}, {thp, &p.thp}, {secbits, &p.secbits}} {
+			var err error
+			if *r.v, err = a.ret(r.i); err != nil {
+				return nil, err
+			}
 		}
+		return p, nil
 	}
-	if err := a.value(subreaper, &p.subreaper); err != nil {
-		return nil, err
-	}
-	p.restoreIDs.v, p.restoreIDs.err = a.ret(restoreIDs)
-	p.membarrier.v, p.membarrier.err = a.ret(membarrier)
-	p.mdwe.v, p.mdwe.err = a.ret(mdwe)
-	for _, r := range []struct {
-		i int
-		v *uint64
-	}{{brk, &p.brk}, {dumpable, &p.dumpable}, {thp, &p.thp}, {secbits, &p.secbits}} {
-		if *r.v, err = a.ret(r.i); err != nil {
-			return nil, err
-		}
-	}
-	return p, nil
 }
 
 // dumpTask collects the process-wide state: signal dispositions and the

@@ -68,10 +68,15 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 
 	// What only the thread can tell: its alternate signal stack, its
 	// clear_child_tid address, its parent-death signal and its timer
-	// slack, in one batch.
+	// slack, in one batch; the view's batch asks what only the process
+	// can tell too (dumpProcess reads it).
 	a, err := d.newAsks(tid)
 	if err != nil {
 		return nil, err
+	}
+	var processAnswers func() (*processAnswers, error)
+	if tid == d.view {
+		processAnswers = d.askProcess(a)
 	}
 	var sas kernel.StackT
 	var clearTid uint64 // int *, as PR_GET_TID_ADDRESS writes it
@@ -85,6 +90,11 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 	slack := a.ask("timer slack", false, unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK)
 	if err := a.run(); err != nil {
 		return nil, err
+	}
+	if processAnswers != nil {
+		if d.asked, err = processAnswers(); err != nil {
+			return nil, err
+		}
 	}
 	if err := errors.Join(a.value(sasAt, &sas), a.value(clearTidAt, &clearTid), a.value(pdeathAt, &pdeath)); err != nil {
 		return nil, err

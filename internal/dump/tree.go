@@ -493,6 +493,12 @@ func (t *tree) memoryToCopy() uint64 {
 // map, and each memfd's contents, read through its descriptor: pages no
 // mapping holds belong to the object too.
 func (t *tree) copyObjects() error {
+	memfds := t.files.MemfdCopies()
+	if len(t.sharedObjects) == 0 && len(t.sysvShm) == 0 && len(memfds) == 0 {
+		// Nor a buffer, which the tree would wait for frozen: fresh
+		// memory costs a page fault a page.
+		return nil
+	}
 	buf := make([]byte, copyChunk)
 	if err := t.copyShared(buf); err != nil {
 		return err
@@ -500,7 +506,7 @@ func (t *tree) copyObjects() error {
 	if err := t.copySysvShm(buf); err != nil {
 		return err
 	}
-	for _, m := range t.files.MemfdCopies() {
+	for _, m := range memfds {
 		w, err := t.dir.CreateShmemPages(m.Shmid, t.nextPagesID())
 		if err != nil {
 			return err
