@@ -2,12 +2,9 @@ package cpu
 
 import (
 	"errors"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"slices"
 	"testing"
-
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
-	"google.golang.org/protobuf/proto"
 )
 
 // Bits that Dispatched leaves out on purpose: [word, bit].
@@ -35,17 +32,17 @@ func capsWith(t *testing.T, names ...string) Caps {
 	return c
 }
 
-func record(c Caps, xcr0 uint64) *cpuinfo.CpuinfoEntry {
-	return &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{
-		CapabilityVer: proto.Uint32(capabilityVer), Capability: c[:], XfeaturesMask: proto.Uint64(xcr0),
+func record(c Caps, xcr0 uint64) *pb.CpuinfoEntry {
+	return &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{
+		CapabilityVer: pb.Uint32(capabilityVer), Capability: c[:], XfeaturesMask: pb.Uint64(xcr0),
 	}}}
 }
 
 // thread is a saved FPU state with every component of bv present at its
 // initial state (the kernel's default PKRU), then changed by set.
-func thread(bv uint64, set func(x *corex86.UserX86XsaveEntry)) *corex86.UserX86FpregsEntry {
-	x := &corex86.UserX86XsaveEntry{
-		XstateBv:    proto.Uint64(bv),
+func thread(bv uint64, set func(x *pb.UserX86XsaveEntry)) *pb.UserX86FpregsEntry {
+	x := &pb.UserX86XsaveEntry{
+		XstateBv:    pb.Uint64(bv),
 		YmmhSpace:   make([]uint32, 64),
 		BndregState: make([]uint64, 8),
 		BndcsrState: make([]uint64, 8),
@@ -57,7 +54,7 @@ func thread(bv uint64, set func(x *corex86.UserX86XsaveEntry)) *corex86.UserX86F
 	if set != nil {
 		set(x)
 	}
-	return &corex86.UserX86FpregsEntry{Xsave: x}
+	return &pb.UserX86FpregsEntry{Xsave: x}
 }
 
 func TestCheck(t *testing.T) {
@@ -77,55 +74,55 @@ func TestCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		host   *Host
-		info   *cpuinfo.CpuinfoEntry
-		fpregs []*corex86.UserX86FpregsEntry
+		info   *pb.CpuinfoEntry
+		fpregs []*pb.UserX86FpregsEntry
 		want   string // the error after "...uses: "; empty for none
 	}{
 		{name: "same CPU", host: small, info: record(small.Caps, xcr0Small),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(0x7, nil)}},
+			fpregs: []*pb.UserX86FpregsEntry{thread(0x7, nil)}},
 		{name: "no images of the CPU", host: small},
 		{name: "PKU, MPX, hypervisor bits unused", host: small, info: record(qemuMax, xcr0MPXPKU),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(tcgBV, nil), thread(tcgBV, nil)}},
+			fpregs: []*pb.UserX86FpregsEntry{thread(tcgBV, nil), thread(tcgBV, nil)}},
 		{name: "PKRU changed", host: small, info: record(qemuMax, xcr0MPXPKU),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(tcgBV, nil), thread(tcgBV, func(x *corex86.UserX86XsaveEntry) { x.Pkru[0] = 0x55555550 })},
+			fpregs: []*pb.UserX86FpregsEntry{thread(tcgBV, nil), thread(tcgBV, func(x *pb.UserX86XsaveEntry) { x.Pkru[0] = 0x55555550 })},
 			want:   "pkru (register state in use)"},
 		{name: "PKRU zero", host: small, info: record(qemuMax, xcr0MPXPKU),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(tcgBV, func(x *corex86.UserX86XsaveEntry) { x.Pkru[0] = 0 })},
+			fpregs: []*pb.UserX86FpregsEntry{thread(tcgBV, func(x *pb.UserX86XsaveEntry) { x.Pkru[0] = 0 })},
 			want:   "pkru (register state in use)"},
 		{name: "PKRU changed, CPU has PKU", host: &Host{Caps: qemuMax, XCR0: xcr0MPXPKU}, info: record(qemuMax, xcr0MPXPKU),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(tcgBV, func(x *corex86.UserX86XsaveEntry) { x.Pkru[0] = 0 })}},
+			fpregs: []*pb.UserX86FpregsEntry{thread(tcgBV, func(x *pb.UserX86XsaveEntry) { x.Pkru[0] = 0 })}},
 		{name: "MPX bounds set", host: small, info: record(qemuMax, xcr0MPXPKU),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(tcgBV, func(x *corex86.UserX86XsaveEntry) { x.BndregState[3] = 0x1000 })},
+			fpregs: []*pb.UserX86FpregsEntry{thread(tcgBV, func(x *pb.UserX86XsaveEntry) { x.BndregState[3] = 0x1000 })},
 			want:   "mpx-bndregs (register state in use)"},
 		{name: "MPX bit set, registers clear", host: small,
-			fpregs: []*corex86.UserX86FpregsEntry{thread(0x1f, nil)}},
+			fpregs: []*pb.UserX86FpregsEntry{thread(0x1f, nil)}},
 		{name: "AVX-512 offered", host: small, info: record(big, xcr0Big),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(0x7, nil)},
+			fpregs: []*pb.UserX86FpregsEntry{thread(0x7, nil)},
 			want:   "avx512bw avx512f rtm sha_ni (instruction sets the dump's CPU offered)"},
 		{name: "AVX-512 offered but not enabled by the kernel", host: small, info: record(capsWith(t, append(slices.Clone(basic), "avx512f")...), xcr0Small)},
 		{name: "AVX-512 in CPUID here but not enabled", host: &Host{Caps: big, XCR0: xcr0Small}, info: record(big, xcr0Big),
 			want: "avx512bw avx512f (instruction sets the dump's CPU offered)"},
 		{name: "AVX-512 offered and in use", host: small, info: record(big, xcr0Big),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(xcr0Big, func(x *corex86.UserX86XsaveEntry) { x.Hi16Zmm[5] = 1 })},
+			fpregs: []*pb.UserX86FpregsEntry{thread(xcr0Big, func(x *pb.UserX86XsaveEntry) { x.Hi16Zmm[5] = 1 })},
 			want:   "avx512bw avx512f rtm sha_ni (instruction sets the dump's CPU offered); avx512-hi16_zmm (register state in use)"},
 		{name: "AVX-512 state at init", host: small,
-			fpregs: []*corex86.UserX86FpregsEntry{thread(xcr0Big, nil)}},
+			fpregs: []*pb.UserX86FpregsEntry{thread(xcr0Big, nil)}},
 		{name: "bigger CPU", host: &Host{Caps: big, XCR0: xcr0All}, info: record(small.Caps, xcr0Small),
-			fpregs: []*corex86.UserX86FpregsEntry{thread(0x7, nil)}},
+			fpregs: []*pb.UserX86FpregsEntry{thread(0x7, nil)}},
 		{name: "image without CPUID words", host: small,
-			info: &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{XfeaturesMask: proto.Uint64(xcr0All)}}},
+			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{XfeaturesMask: pb.Uint64(xcr0All)}}},
 			want: "avx512-opmask avx512-zmm_hi256 avx512-hi16_zmm (register state the dump's CPU had enabled)"},
 		{name: "image without CPUID words, MPX and PKU", host: small,
-			info: &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{XfeaturesMask: proto.Uint64(xcr0MPXPKU)}}}},
+			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{XfeaturesMask: pb.Uint64(xcr0MPXPKU)}}}},
 		{name: "capability version 1 has no word 11", host: small,
-			info: &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{
-				CapabilityVer: proto.Uint32(1), Capability: v1[:12], XfeaturesMask: proto.Uint64(xcr0Small)}}}},
+			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{
+				CapabilityVer: pb.Uint32(1), Capability: v1[:12], XfeaturesMask: pb.Uint64(xcr0Small)}}}},
 		{name: "CRIU image without XCR0", host: small,
-			info: &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{CapabilityVer: proto.Uint32(capabilityVer), Capability: big[:]}}},
+			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{CapabilityVer: pb.Uint32(capabilityVer), Capability: big[:]}}},
 			want: "avx512bw avx512f rtm sha_ni (instruction sets the dump's CPU offered)"},
 		{name: "PKRU bit clear", host: small,
-			fpregs: []*corex86.UserX86FpregsEntry{thread(xcr0MPXPKU&^pkruBit, func(x *corex86.UserX86XsaveEntry) { x.Pkru = nil })}},
-		{name: "no xsave area", host: small, fpregs: []*corex86.UserX86FpregsEntry{{}}},
+			fpregs: []*pb.UserX86FpregsEntry{thread(xcr0MPXPKU&^pkruBit, func(x *pb.UserX86XsaveEntry) { x.Pkru = nil })}},
+		{name: "no xsave area", host: small, fpregs: []*pb.UserX86FpregsEntry{{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.host.Check(tc.info, tc.fpregs)

@@ -10,10 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/testing/protocmp"
 )
 
 func TestReadHost(t *testing.T) {
@@ -32,7 +31,7 @@ func TestReadHost(t *testing.T) {
 
 func TestRegsRoundTrip(t *testing.T) {
 	var r unix.PtraceRegs
-	for i, f := range regFields(&r, &corex86.UserX86RegsEntry{}) {
+	for i, f := range regFields(&r, &pb.UserX86RegsEntry{}) {
 		*f.reg = uint64(i+1) * 0x0101010101010101
 	}
 	got, err := RegsFromImage(RegsToImage(&r))
@@ -87,7 +86,7 @@ func TestXStateRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2.Padding = e.Padding
-	if d := cmp.Diff(e, e2, protocmp.Transform()); d != "" {
+	if d := cmp.Diff(e, e2); d != "" {
 		t.Errorf("image round trip (-first +second):\n%s", d)
 	}
 }
@@ -125,7 +124,7 @@ func TestXStateMissingFeatures(t *testing.T) {
 	if bv := le.Uint64(b[xstateBVOff:]); bv&0xe0 != 0 {
 		t.Errorf("xstate_bv %#x keeps AVX-512 components the CPU lacks", bv)
 	}
-	if err := small.Check(nil, []*corex86.UserX86FpregsEntry{e}); !errors.Is(err, ErrMissingFeatures) {
+	if err := small.Check(nil, []*pb.UserX86FpregsEntry{e}); !errors.Is(err, ErrMissingFeatures) {
 		t.Errorf("Check = %v, want ErrMissingFeatures", err)
 	}
 	// The same registers at their initial state go anywhere.
@@ -178,7 +177,7 @@ func TestImageChecksOnItsCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Check(e, []*corex86.UserX86FpregsEntry{fp}); err != nil {
+	if err := h.Check(e, []*pb.UserX86FpregsEntry{fp}); err != nil {
 		t.Errorf("this CPU lacks what it offers: %v", err)
 	}
 	t.Logf("%s: %s", h.ModelID, strings.Join(h.Caps.Usable(h.XCR0), " "))

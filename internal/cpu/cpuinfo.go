@@ -2,39 +2,36 @@ package cpu
 
 import (
 	"fmt"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"slices"
 	"strings"
-
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
-	"google.golang.org/protobuf/proto"
 )
 
 // Image describes this CPU for cpuinfo.img, as CRIU does: identity,
 // CPUID feature words and XSAVE layout.
-func (h *Host) Image() *cpuinfo.CpuinfoEntry {
-	vendor := cpuinfo.CpuinfoX86Entry_UNKNOWN
+func (h *Host) Image() *pb.CpuinfoEntry {
+	vendor := pb.CpuinfoX86Entry_UNKNOWN
 	switch h.Vendor {
 	case "GenuineIntel":
-		vendor = cpuinfo.CpuinfoX86Entry_INTEL
+		vendor = pb.CpuinfoX86Entry_INTEL
 	case "AuthenticAMD":
-		vendor = cpuinfo.CpuinfoX86Entry_AMD
+		vendor = pb.CpuinfoX86Entry_AMD
 	}
-	e := &cpuinfo.CpuinfoX86Entry{
+	e := &pb.CpuinfoX86Entry{
 		VendorId:      vendor.Enum(),
-		CpuFamily:     proto.Uint32(h.Family),
-		Model:         proto.Uint32(h.Model),
-		Stepping:      proto.Uint32(h.Stepping),
-		CapabilityVer: proto.Uint32(capabilityVer),
+		CpuFamily:     pb.Uint32(h.Family),
+		Model:         pb.Uint32(h.Model),
+		Stepping:      pb.Uint32(h.Stepping),
+		CapabilityVer: pb.Uint32(capabilityVer),
 		Capability:    slices.Clone(h.Caps[:]),
-		XfeaturesMask: proto.Uint64(h.XCR0),
-		XsaveSize:     proto.Uint32(h.XSaveSize),
-		XsaveSizeMax:  proto.Uint32(h.XSaveSizeMax),
+		XfeaturesMask: pb.Uint64(h.XCR0),
+		XsaveSize:     pb.Uint32(h.XSaveSize),
+		XsaveSizeMax:  pb.Uint32(h.XSaveSizeMax),
 	}
 	if h.ModelID != "" {
-		e.ModelId = proto.String(h.ModelID)
+		e.ModelId = pb.String(h.ModelID)
 	}
-	return &cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{e}}
+	return &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{e}}
 }
 
 // pkruDefault is the PKRU Linux gives every new thread: all access to
@@ -48,7 +45,7 @@ const pkruComponent Component = 9
 // kernel's default. x87 and SSE count as always in use. A set XSTATE_BV
 // bit alone does not mean use: XSAVE under emulators (qemu TCG) sets it
 // for every enabled component.
-func InUse(x *corex86.UserX86XsaveEntry) uint64 {
+func InUse(x *pb.UserX86XsaveEntry) uint64 {
 	used := uint64(legacyMask)
 	bv := x.GetXstateBv()
 	for _, ic := range imageComponents {
@@ -85,7 +82,7 @@ const legacyNeeds = 1<<2 | 0xe0
 // that this CPU lacks: AVX-512 registers, MPX bounds, a PKRU other than
 // the default. Enabled but unused state (MPX, PKU on a CPU that has
 // them) does not count.
-func (h *Host) Check(info *cpuinfo.CpuinfoEntry, fpregs []*corex86.UserX86FpregsEntry) error {
+func (h *Host) Check(info *pb.CpuinfoEntry, fpregs []*pb.UserX86FpregsEntry) error {
 	var insns []string
 	var legacy uint64
 	for _, x := range info.GetX86Entry() {

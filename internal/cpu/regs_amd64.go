@@ -1,14 +1,13 @@
 package cpu
 
 import (
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 )
 
 // regFields pairs each ptrace register with its CRIU field, in
 // user_regs_struct order.
-func regFields(r *unix.PtraceRegs, e *corex86.UserX86RegsEntry) []struct {
+func regFields(r *unix.PtraceRegs, e *pb.UserX86RegsEntry) []struct {
 	reg *uint64
 	img **uint64
 } {
@@ -27,18 +26,18 @@ func regFields(r *unix.PtraceRegs, e *corex86.UserX86RegsEntry) []struct {
 }
 
 // RegsToImage converts ptrace's general registers to CRIU's.
-func RegsToImage(r *unix.PtraceRegs) *corex86.UserX86RegsEntry {
-	e := &corex86.UserX86RegsEntry{Mode: corex86.UserX86RegsMode_NATIVE.Enum()}
+func RegsToImage(r *unix.PtraceRegs) *pb.UserX86RegsEntry {
+	e := &pb.UserX86RegsEntry{Mode: pb.UserX86RegsMode_NATIVE.Enum()}
 	for _, f := range regFields(r, e) {
-		*f.img = proto.Uint64(*f.reg)
+		*f.img = pb.Uint64(*f.reg)
 	}
 	return e
 }
 
 // RegsFromImage converts CRIU's general registers to ptrace's. Only native
 // 64-bit tasks are supported.
-func RegsFromImage(e *corex86.UserX86RegsEntry) (*unix.PtraceRegs, error) {
-	if e.GetMode() != corex86.UserX86RegsMode_NATIVE {
+func RegsFromImage(e *pb.UserX86RegsEntry) (*unix.PtraceRegs, error) {
+	if e.GetMode() != pb.UserX86RegsMode_NATIVE {
 		return nil, errorf("registers of a %v task: only native 64-bit tasks are supported", e.GetMode())
 	}
 	r := &unix.PtraceRegs{}

@@ -3,9 +3,7 @@ package cpu
 import (
 	"encoding/binary"
 	"fmt"
-
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
-	"google.golang.org/protobuf/proto"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 func errorf(format string, a ...any) error {
@@ -27,16 +25,16 @@ const (
 var imageComponents = []struct {
 	c Component
 	// u32 or u64 selects the field; exactly one is set.
-	u32 func(*corex86.UserX86XsaveEntry) *[]uint32
-	u64 func(*corex86.UserX86XsaveEntry) *[]uint64
+	u32 func(*pb.UserX86XsaveEntry) *[]uint32
+	u64 func(*pb.UserX86XsaveEntry) *[]uint64
 }{
-	{c: 2, u32: func(x *corex86.UserX86XsaveEntry) *[]uint32 { return &x.YmmhSpace }},
-	{c: 3, u64: func(x *corex86.UserX86XsaveEntry) *[]uint64 { return &x.BndregState }},
-	{c: 4, u64: func(x *corex86.UserX86XsaveEntry) *[]uint64 { return &x.BndcsrState }},
-	{c: 5, u64: func(x *corex86.UserX86XsaveEntry) *[]uint64 { return &x.OpmaskReg }},
-	{c: 6, u64: func(x *corex86.UserX86XsaveEntry) *[]uint64 { return &x.ZmmUpper }},
-	{c: 7, u64: func(x *corex86.UserX86XsaveEntry) *[]uint64 { return &x.Hi16Zmm }},
-	{c: 9, u32: func(x *corex86.UserX86XsaveEntry) *[]uint32 { return &x.Pkru }},
+	{c: 2, u32: func(x *pb.UserX86XsaveEntry) *[]uint32 { return &x.YmmhSpace }},
+	{c: 3, u64: func(x *pb.UserX86XsaveEntry) *[]uint64 { return &x.BndregState }},
+	{c: 4, u64: func(x *pb.UserX86XsaveEntry) *[]uint64 { return &x.BndcsrState }},
+	{c: 5, u64: func(x *pb.UserX86XsaveEntry) *[]uint64 { return &x.OpmaskReg }},
+	{c: 6, u64: func(x *pb.UserX86XsaveEntry) *[]uint64 { return &x.ZmmUpper }},
+	{c: 7, u64: func(x *pb.UserX86XsaveEntry) *[]uint64 { return &x.Hi16Zmm }},
+	{c: 9, u32: func(x *pb.UserX86XsaveEntry) *[]uint32 { return &x.Pkru }},
 }
 
 // ImageMask is the set of components CRIU's image format can carry.
@@ -53,19 +51,19 @@ var le = binary.LittleEndian
 // XStateToImage converts an NT_X86_XSTATE buffer taken on this CPU to
 // CRIU's FPU state. It refuses state CRIU cannot represent (AMX tiles,
 // APX), so a dump never silently loses registers.
-func (h *Host) XStateToImage(b []byte) (*corex86.UserX86FpregsEntry, error) {
+func (h *Host) XStateToImage(b []byte) (*pb.UserX86FpregsEntry, error) {
 	if len(b) < fxsaveSize {
 		return nil, errorf("%d-byte FPU state, want at least %d", len(b), fxsaveSize)
 	}
-	e := &corex86.UserX86FpregsEntry{
-		Cwd:       proto.Uint32(uint32(le.Uint16(b[0:]))),
-		Swd:       proto.Uint32(uint32(le.Uint16(b[2:]))),
-		Twd:       proto.Uint32(uint32(le.Uint16(b[4:]))),
-		Fop:       proto.Uint32(uint32(le.Uint16(b[6:]))),
-		Rip:       proto.Uint64(le.Uint64(b[8:])),
-		Rdp:       proto.Uint64(le.Uint64(b[16:])),
-		Mxcsr:     proto.Uint32(le.Uint32(b[24:])),
-		MxcsrMask: proto.Uint32(le.Uint32(b[28:])),
+	e := &pb.UserX86FpregsEntry{
+		Cwd:       pb.Uint32(uint32(le.Uint16(b[0:]))),
+		Swd:       pb.Uint32(uint32(le.Uint16(b[2:]))),
+		Twd:       pb.Uint32(uint32(le.Uint16(b[4:]))),
+		Fop:       pb.Uint32(uint32(le.Uint16(b[6:]))),
+		Rip:       pb.Uint64(le.Uint64(b[8:])),
+		Rdp:       pb.Uint64(le.Uint64(b[16:])),
+		Mxcsr:     pb.Uint32(le.Uint32(b[24:])),
+		MxcsrMask: pb.Uint32(le.Uint32(b[28:])),
 		StSpace:   words32(b[32:160]),
 		XmmSpace:  words32(b[160:416]),
 		Padding:   words32(b[416:512]),
@@ -77,7 +75,7 @@ func (h *Host) XStateToImage(b []byte) (*corex86.UserX86FpregsEntry, error) {
 	if extra := bv &^ ImageMask(); extra != 0 {
 		return nil, errorf("thread uses %s, which the image format cannot hold", Names(extra))
 	}
-	x := &corex86.UserX86XsaveEntry{XstateBv: proto.Uint64(bv)}
+	x := &pb.UserX86XsaveEntry{XstateBv: pb.Uint64(bv)}
 	for _, ic := range imageComponents {
 		off, size, ok := h.component(ic.c, len(b))
 		if !ok {
@@ -98,7 +96,7 @@ func (h *Host) XStateToImage(b []byte) (*corex86.UserX86FpregsEntry, error) {
 // FPU state. Components this CPU lacks are left out (their registers
 // start at init state); one in use (InUse) is an error unless
 // dropMissing.
-func (h *Host) XStateFromImage(e *corex86.UserX86FpregsEntry, dropMissing bool) ([]byte, error) {
+func (h *Host) XStateFromImage(e *pb.UserX86FpregsEntry, dropMissing bool) ([]byte, error) {
 	size := max(int(h.XSaveSize), fxsaveSize+xsaveHdrSize)
 	b := make([]byte, size)
 	le.PutUint16(b[0:], uint16(e.GetCwd()))

@@ -11,13 +11,12 @@ import (
 	"slices"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/steps"
@@ -91,7 +90,7 @@ type dumper struct {
 	// exited, whose memory and files are gone.
 	view int
 	// entry is its pstree.img entry.
-	entry *pstree.PstreeEntry
+	entry *pb.PstreeEntry
 	// filesID and fsID name the descriptor table and the filesystem
 	// context: its pid, or its parent's when it shares them.
 	filesID, fsID int
@@ -103,7 +102,7 @@ type dumper struct {
 	seccomp map[int]int
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
-	threads []*criucore.CoreEntry
+	threads []*pb.CoreEntry
 	// asked is what the process told of itself with its view thread's
 	// asks (askProcess).
 	asked  *processAnswers

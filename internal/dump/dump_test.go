@@ -20,20 +20,12 @@ import (
 	"testing"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -211,12 +203,12 @@ func (d *dumped) mapping(t *testing.T, path string) proc.Mapping {
 // images is the contents of an image directory of a one-process dump.
 type images struct {
 	dir    *image.Dir
-	pstree *pstree.PstreeEntry
-	mm     *mm.MmEntry
-	cores  map[uint32]*criucore.CoreEntry // by TID
-	files  map[uint32]*fdinfo.FileEntry   // by id
-	fds    map[uint32]*fdinfo.FdinfoEntry // by descriptor number
-	remaps []*remap.RemapFilePathEntry
+	pstree *pb.PstreeEntry
+	mm     *pb.MmEntry
+	cores  map[uint32]*pb.CoreEntry   // by TID
+	files  map[uint32]*pb.FileEntry   // by id
+	fds    map[uint32]*pb.FdinfoEntry // by descriptor number
+	remaps []*pb.RemapFilePathEntry
 	pages  []image.PageEntry
 	pr     *image.PageReader
 }
@@ -226,21 +218,21 @@ func readImages(t *testing.T, dir string, pid int) *images {
 	t.Helper()
 	c := testutil.ReadCheckpoint(t, dir, pid)
 	im := &images{dir: c.Dir, pstree: c.Pstree, mm: c.MM, cores: c.Cores, files: c.Files,
-		fds: map[uint32]*fdinfo.FdinfoEntry{}, pages: c.Pages, pr: c.Pagemap}
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.Dir, image.Fdinfo, uint32(pid))
+		fds: map[uint32]*pb.FdinfoEntry{}, pages: c.Pages, pr: c.Pagemap}
+	fds, err := image.ReadAll[pb.FdinfoEntry](c.Dir, image.Fdinfo, uint32(pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range fds {
 		im.fds[f.GetFd()] = f
 	}
-	if im.remaps, err = image.ReadAll[remap.RemapFilePathEntry](c.Dir, image.RemapFpath, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if im.remaps, err = image.ReadAll[pb.RemapFilePathEntry](c.Dir, image.RemapFpath, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	return im
 }
 
-func (im *images) leader() *criucore.CoreEntry { return im.cores[im.pstree.GetPid()] }
+func (im *images) leader() *pb.CoreEntry { return im.cores[im.pstree.GetPid()] }
 
 // pagesIn counts the stored pages in [start, end).
 func (im *images) pagesIn(start, end uint64) uint64 {
@@ -278,7 +270,7 @@ func (im *images) read(t *testing.T, addr uint64, n int) []byte {
 }
 
 // vma returns the VMA that holds addr, failing the test if none does.
-func (im *images) vma(t *testing.T, addr uint64) *vma.VmaEntry {
+func (im *images) vma(t *testing.T, addr uint64) *pb.VmaEntry {
 	t.Helper()
 	for _, v := range im.mm.Vmas {
 		if addr >= v.GetStart() && addr < v.GetEnd() {
@@ -291,7 +283,7 @@ func (im *images) vma(t *testing.T, addr uint64) *vma.VmaEntry {
 
 // file returns the file entry of descriptor fd, failing the test if there
 // is none.
-func (im *images) file(t *testing.T, fd uint32) *fdinfo.FileEntry {
+func (im *images) file(t *testing.T, fd uint32) *pb.FileEntry {
 	t.Helper()
 	e, ok := im.fds[fd]
 	if !ok {
@@ -310,7 +302,7 @@ func (im *images) file(t *testing.T, fd uint32) *fdinfo.FileEntry {
 // withPayloads reads an image of records followed by raw bytes.
 func withPayloads[T any, M interface {
 	*T
-	proto.Message
+	pb.Message
 }](t *testing.T, d *image.Dir, k image.Kind, id uint32) (recs []M, data [][]byte) {
 	t.Helper()
 	r, err := d.Open(k, id)
@@ -335,7 +327,7 @@ func withPayloads[T any, M interface {
 
 // sigaction returns the action of sig in a task core: the image lists
 // signals 1 to 64 but SIGKILL and SIGSTOP, as CRIU does.
-func sigaction(t *testing.T, tc *criucore.TaskCoreEntry, sig unix.Signal) (handler, flags uint64) {
+func sigaction(t *testing.T, tc *pb.TaskCoreEntry, sig unix.Signal) (handler, flags uint64) {
 	t.Helper()
 	if n := len(tc.Sigactions); n != 62 {
 		t.Fatalf("%d sigactions, want 62 (signals 1-64 but SIGKILL and SIGSTOP)", n)
@@ -500,7 +492,7 @@ func checkImages(t *testing.T, d *dumped, im *images, glibc bool) {
 			vvarEnd = m.End
 		}
 	}
-	var vdsos, vvars []*vma.VmaEntry
+	var vdsos, vvars []*pb.VmaEntry
 	for _, v := range im.mm.Vmas {
 		if v.GetStatus()&image.VMAAreaVDSO != 0 {
 			vdsos = append(vdsos, v)
@@ -619,7 +611,7 @@ func checkSinkImages(t *testing.T, s *sink, im *images) {
 
 	// File mappings: the private one stores its copied pages only, the
 	// shared one nothing; both name their file.
-	checkFileVMA := func(addr uint64, name string, status, flags uint32) *vma.VmaEntry {
+	checkFileVMA := func(addr uint64, name string, status, flags uint32) *pb.VmaEntry {
 		t.Helper()
 		v := im.vma(t, addr)
 		if v.GetStatus()&status == 0 || v.GetFlags() != flags || v.GetStart() != addr || v.GetEnd() != addr+filePages*pageSize {
@@ -692,10 +684,10 @@ func checkSinkImages(t *testing.T, s *sink, im *images) {
 
 func checkSinkFiles(t *testing.T, s *sink, im *images) {
 	t.Helper()
-	reg := func(key string) *fdinfo.FileEntry {
+	reg := func(key string) *pb.FileEntry {
 		t.Helper()
 		f := im.file(t, s.fd(t, key))
-		if f.GetType() != fdinfo.FdTypes_REG || f.GetReg() == nil {
+		if f.GetType() != pb.FdTypes_REG || f.GetReg() == nil {
 			t.Fatalf("fd %s: %v, want a regular file entry", key, f)
 		}
 		return f
@@ -719,13 +711,13 @@ func checkSinkFiles(t *testing.T, s *sink, im *images) {
 	if name := ghost.GetReg().GetName(); name != filepath.Join(s.dir, "ghost.txt") {
 		t.Errorf("unlinked file named %q", name)
 	}
-	i := slices.IndexFunc(im.remaps, func(r *remap.RemapFilePathEntry) bool { return r.GetOrigId() == ghost.GetId() })
+	i := slices.IndexFunc(im.remaps, func(r *pb.RemapFilePathEntry) bool { return r.GetOrigId() == ghost.GetId() })
 	if i < 0 {
 		t.Errorf("no remap-fpath entry for the unlinked file (id %d): %v", ghost.GetId(), im.remaps)
-	} else if r := im.remaps[i]; r.GetRemapType() != remap.RemapType_GHOST {
+	} else if r := im.remaps[i]; r.GetRemapType() != pb.RemapType_GHOST {
 		t.Errorf("unlinked file remapped as %v, want GHOST", r.GetRemapType())
 	} else {
-		recs, data := withPayloads[ghostfile.GhostFileEntry](t, im.dir, image.GhostFile, r.GetRemapId())
+		recs, data := withPayloads[pb.GhostFileEntry](t, im.dir, image.GhostFile, r.GetRemapId())
 		if len(recs) != 1 || string(data[0]) != ghostData || recs[0].GetSize() != uint64(len(ghostData)) ||
 			recs[0].GetMode()&unix.S_IFMT != unix.S_IFREG {
 			t.Errorf("ghost file %d: %v with %q, want %q", r.GetRemapId(), recs, data, ghostData)
@@ -734,7 +726,7 @@ func checkSinkFiles(t *testing.T, s *sink, im *images) {
 
 	// The pipe: both ends share one pipe id, whose data is stored once.
 	pr, pw := im.file(t, s.fd(t, "pipe_r")), im.file(t, s.fd(t, "pipe_w"))
-	if pr.GetType() != fdinfo.FdTypes_PIPE || pw.GetType() != fdinfo.FdTypes_PIPE || pr.GetPipe().GetPipeId() != pw.GetPipe().GetPipeId() {
+	if pr.GetType() != pb.FdTypes_PIPE || pw.GetType() != pb.FdTypes_PIPE || pr.GetPipe().GetPipeId() != pw.GetPipe().GetPipeId() {
 		t.Errorf("pipe ends: %v and %v", pr, pw)
 	}
 	checkPipeData(t, im, image.PipesData, pr.GetPipe().GetPipeId(), pipeData)
@@ -742,7 +734,7 @@ func checkSinkFiles(t *testing.T, s *sink, im *images) {
 	// The FIFO: a FIFO entry on a regular entry for its path, its data in
 	// fifo-data.img.
 	ff := im.file(t, s.fd(t, "fifo"))
-	if ff.GetType() != fdinfo.FdTypes_FIFO || ff.GetFifo() == nil {
+	if ff.GetType() != pb.FdTypes_FIFO || ff.GetFifo() == nil {
 		t.Fatalf("FIFO: %v", ff)
 	}
 	if r, ok := im.files[ff.GetFifo().GetRegfId()]; !ok || r.GetReg().GetName() != filepath.Join(s.dir, "fifo") {
@@ -755,7 +747,7 @@ func checkSinkFiles(t *testing.T, s *sink, im *images) {
 // once.
 func checkPipeData(t *testing.T, im *images, k image.Kind, id uint32, want string) {
 	t.Helper()
-	recs, data := withPayloads[pipedata.PipeDataEntry](t, im.dir, k, 0)
+	recs, data := withPayloads[pb.PipeDataEntry](t, im.dir, k, 0)
 	var got []string
 	for i, r := range recs {
 		if r.GetPipeId() == id {

@@ -8,12 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventpoll"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -63,7 +62,7 @@ func sortRegs(r []registration) []registration {
 }
 
 // imageRegs are the registrations an EVENTPOLL entry holds.
-func imageRegs(t *testing.T, f *fdinfo.FileEntry) []registration {
+func imageRegs(t *testing.T, f *pb.FileEntry) []registration {
 	t.Helper()
 	var out []registration
 	for _, tfd := range f.GetEpfd().GetTfd() {
@@ -99,7 +98,7 @@ func TestDumpEventpoll(t *testing.T) {
 		{"sem", fd("sem"), semCount, unix.O_RDWR | unix.EFD_SEMAPHORE, 0, ""},
 	} {
 		f := im.file(t, tc.fd)
-		if f.GetType() != fdinfo.FdTypes_EVENTFD || f.GetEfd() == nil {
+		if f.GetType() != pb.FdTypes_EVENTFD || f.GetEfd() == nil {
 			t.Errorf("%s (fd %d): %v entry, want EVENTFD", tc.name, tc.fd, f.GetType())
 			continue
 		}
@@ -128,7 +127,7 @@ func TestDumpEventpoll(t *testing.T) {
 		{"sleep_ep", fd("sleep_ep"), unix.O_RDWR, wantSleep},
 	} {
 		f := im.file(t, tc.fd)
-		if f.GetType() != fdinfo.FdTypes_EVENTPOLL || f.GetEpfd() == nil {
+		if f.GetType() != pb.FdTypes_EVENTPOLL || f.GetEpfd() == nil {
 			t.Errorf("%s (fd %d): %v entry, want EVENTPOLL", tc.name, tc.fd, f.GetType())
 			continue
 		}
@@ -225,9 +224,9 @@ func TestDumpGoNetpoller(t *testing.T) {
 	var epolls, eventfds []uint32 // descriptors
 	for n, e := range im.fds {
 		switch e.GetType() {
-		case fdinfo.FdTypes_EVENTPOLL:
+		case pb.FdTypes_EVENTPOLL:
 			epolls = append(epolls, n)
-		case fdinfo.FdTypes_EVENTFD:
+		case pb.FdTypes_EVENTFD:
 			eventfds = append(eventfds, n)
 		}
 	}
@@ -250,7 +249,7 @@ func TestDumpGoNetpoller(t *testing.T) {
 		t.Errorf("the netpoller's eventfd is blocking: flags %#o", efd.GetEfd().GetFlags())
 	}
 	// The epoll watches the eventfd for reading.
-	i := slices.IndexFunc(ep.GetEpfd().GetTfd(), func(r *eventpoll.EventpollTfdEntry) bool { return r.GetTfd() == eventfds[0] })
+	i := slices.IndexFunc(ep.GetEpfd().GetTfd(), func(r *pb.EventpollTfdEntry) bool { return r.GetTfd() == eventfds[0] })
 	if i < 0 {
 		t.Fatalf("the netpoller's epoll (fd %d) does not watch its eventfd (fd %d): %v", epolls[0], eventfds[0], ep.GetEpfd().GetTfd())
 	}

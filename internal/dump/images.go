@@ -1,22 +1,18 @@
 package dump
 
 import (
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // images is what a dump writes of one process but its pages and
 // descriptors.
 type images struct {
-	threads []uint32              // the leader first
-	cores   []*criucore.CoreEntry // in the order of threads
-	ids     *criucore.TaskKobjIdsEntry
-	mm      mm.MmEntry
-	fs      *fs.FsEntry
+	threads []uint32        // the leader first
+	cores   []*pb.CoreEntry // in the order of threads
+	ids     *pb.TaskKobjIdsEntry
+	mm      pb.MmEntry
+	fs      *pb.FsEntry
 }
 
 func (im *images) write(dir *image.Dir, pid uint32) error {
@@ -27,7 +23,7 @@ func (im *images) write(dir *image.Dir, pid uint32) error {
 	}
 	for _, w := range []struct {
 		kind image.Kind
-		msg  proto.Message
+		msg  pb.Message
 	}{
 		{image.IDs, im.ids},
 		{image.MM, &im.mm},

@@ -7,14 +7,13 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -43,11 +42,11 @@ func TestDumpFileLocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := image.ReadAll[fdinfo.FileEntry](dir, image.Files, 0)
+	files, err := image.ReadAll[pb.FileEntry](dir, image.Files, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mapped := slices.IndexFunc(files, func(f *fdinfo.FileEntry) bool { return f.GetReg().GetName() == filepath.Join(tmp, "mapped") })
+	mapped := slices.IndexFunc(files, func(f *pb.FileEntry) bool { return f.GetReg().GetName() == filepath.Join(tmp, "mapped") })
 	if mapped < 0 {
 		t.Fatalf("files.img has no entry of %s/mapped", tmp)
 	}
@@ -62,7 +61,7 @@ func TestDumpFileLocks(t *testing.T) {
 		{2, unix.F_WRLCK, pid, -int32(files[mapped].GetId()), 0, 0},
 	}
 	sortLocks := cmpopts.SortSlices(func(a, b critLock) bool { return a.Fd < b.Fd || a.Fd == b.Fd && a.Start < b.Start })
-	entries, err := image.ReadAll[filelock.FileLockEntry](dir, image.FileLocks, 0)
+	entries, err := image.ReadAll[pb.FileLockEntry](dir, image.FileLocks, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,12 +5,11 @@ import (
 	"io"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -30,20 +29,20 @@ func TestDumpMemfd(t *testing.T) {
 	im := readImages(t, d.dir, s.Pid)
 	critDecode(t, d.dir)
 
-	inodes, err := image.ReadAll[memfd.MemfdInodeEntry](im.dir, image.Memfd, 0)
+	inodes, err := image.ReadAll[pb.MemfdInodeEntry](im.dir, image.Memfd, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byID := map[uint64]*memfd.MemfdInodeEntry{}
+	byID := map[uint64]*pb.MemfdInodeEntry{}
 	for _, e := range inodes {
 		byID[e.GetInodeId()] = e
 	}
 	if len(inodes) != 4 || len(byID) != 4 {
 		t.Fatalf("memfd.img holds %d entries (%d ids), want 4", len(inodes), len(byID))
 	}
-	inodeOf := func(f *fdinfo.FileEntry) *memfd.MemfdInodeEntry {
+	inodeOf := func(f *pb.FileEntry) *pb.MemfdInodeEntry {
 		t.Helper()
-		if f.GetType() != fdinfo.FdTypes_MEMFD || f.Memfd == nil {
+		if f.GetType() != pb.FdTypes_MEMFD || f.Memfd == nil {
 			t.Fatalf("file %d is %v, want MEMFD", f.GetId(), f.GetType())
 		}
 		e := byID[uint64(f.Memfd.GetInodeId())]
@@ -100,7 +99,7 @@ func TestDumpMemfd(t *testing.T) {
 	// Contents once, at object offsets: all of the pattern memfd (shmem
 	// backs even a read of a hole, and the checks read the untouched
 	// quarter) and the sealed memfd's one written page.
-	objectPages := func(e *memfd.MemfdInodeEntry) (uint64, *image.PageReader, []image.PageEntry) {
+	objectPages := func(e *pb.MemfdInodeEntry) (uint64, *image.PageReader, []image.PageEntry) {
 		pr, err := im.dir.OpenShmemPages(uint64(e.GetShmid()))
 		if err != nil {
 			t.Fatal(err)

@@ -5,19 +5,18 @@ import (
 	"os"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
 // area is one VMA to dump: its image entry and where its pages come from.
 type area struct {
-	e *vma.VmaEntry
+	e *pb.VmaEntry
 	// dump says which present pages of the VMA to copy, nil for none.
 	dump func(pagemapEntry uint64) bool
 	// all copies every page of the VMA, present or not (the vDSO).
@@ -90,19 +89,19 @@ func protBits(r, w, x bool) uint32 {
 // place, so the image shows the process's own vDSO.
 func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 	areas := make([]area, 0, len(smaps))
-	var vvar *vma.VmaEntry
+	var vvar *pb.VmaEntry
 	for _, s := range smaps {
 		if s.ProtectionKey != 0 {
 			return nil, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
 		}
-		e := &vma.VmaEntry{
-			Start:  proto.Uint64(s.Start),
-			End:    proto.Uint64(s.End),
-			Pgoff:  proto.Uint64(s.Offset),
-			Shmid:  proto.Uint64(0),
-			Prot:   proto.Uint32(protOf(s.Perms)),
-			Fd:     proto.Int64(-1),
-			Status: proto.Uint32(image.VMAAreaRegular),
+		e := &pb.VmaEntry{
+			Start:  pb.Uint64(s.Start),
+			End:    pb.Uint64(s.End),
+			Pgoff:  pb.Uint64(s.Offset),
+			Shmid:  pb.Uint64(0),
+			Prot:   pb.Uint32(protOf(s.Perms)),
+			Fd:     pb.Int64(-1),
+			Status: pb.Uint32(image.VMAAreaRegular),
 		}
 		var madv uint64
 		for _, m := range madvFlags {
@@ -111,7 +110,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			}
 		}
 		if madv != 0 {
-			e.Madv = proto.Uint64(madv)
+			e.Madv = pb.Uint64(madv)
 		}
 		flags := uint32(unix.MAP_PRIVATE)
 		if s.Perms[3] == 's' {
@@ -145,12 +144,12 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			continue
 		case s.Path == "[vvar]" || s.Path == "[vvar_vclock]":
 			if vvar != nil && *vvar.End == s.Start {
-				vvar.End = proto.Uint64(s.End)
+				vvar.End = pb.Uint64(s.End)
 				continue
 			}
-			e.Status = proto.Uint32(status | image.VMAAreaVVAR)
-			e.Flags = proto.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
-			e.Pgoff = proto.Uint64(0)
+			e.Status = pb.Uint32(status | image.VMAAreaVVAR)
+			e.Flags = pb.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
+			e.Pgoff = pb.Uint64(0)
 			vvar = e
 			areas = append(areas, area{e: e})
 			continue
@@ -163,16 +162,16 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			if vvar != nil {
 				return nil, fmt.Errorf("proxy mark: vvar at %#x and %#x", *vvar.Start, s.Start)
 			}
-			e.Status = proto.Uint32(status | image.VMAAreaVVAR)
-			e.Flags = proto.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
-			e.Prot = proto.Uint32(unix.PROT_READ)
+			e.Status = pb.Uint32(status | image.VMAAreaVVAR)
+			e.Flags = pb.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
+			e.Prot = pb.Uint32(unix.PROT_READ)
 			vvar = e
 			areas = append(areas, area{e: e})
 			continue
 		case s.Path == "" || s.Path == "[heap]" || s.Path == "[stack]" || strings.HasPrefix(s.Path, "[anon:") || strings.HasPrefix(s.Path, "[stack:"):
 			status |= image.VMAAnonPrivate
 			flags |= unix.MAP_ANONYMOUS
-			e.Pgoff = proto.Uint64(0)
+			e.Pgoff = pb.Uint64(0)
 			a.dump = presentPage
 			if flags&unix.MAP_TYPE == image.MapDroppable {
 				// The kernel may drop its pages at any moment, and a
@@ -193,7 +192,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			// each VMA at its offset in the object.
 			status |= image.VMAAnonShared
 			flags |= unix.MAP_ANONYMOUS
-			e.Shmid = proto.Uint64(s.Inode)
+			e.Shmid = pb.Uint64(s.Inode)
 			a.dump, a.shared = presentPage, true
 		case pseudoPath(s.Path):
 			return nil, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
@@ -218,10 +217,10 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			}
 			status |= image.VMAAnonShared | image.VMAAreaSysvIPC
 			flags |= unix.MAP_ANONYMOUS
-			e.Shmid = proto.Uint64(s.Inode)
-			e.Fdflags = proto.Uint32(unix.O_RDWR)
+			e.Shmid = pb.Uint64(s.Inode)
+			e.Fdflags = pb.Uint32(unix.O_RDWR)
 			if !a.mayWrite {
-				e.Fdflags = proto.Uint32(unix.O_RDONLY)
+				e.Fdflags = pb.Uint32(unix.O_RDONLY)
 			}
 		case flags&unix.MAP_SHARED != 0:
 			status |= image.VMAFileShared
@@ -231,8 +230,8 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			a.path = s.Path
 			a.dump = anonPage
 		}
-		e.Status = proto.Uint32(status)
-		e.Flags = proto.Uint32(flags)
+		e.Status = pb.Uint32(status)
+		e.Flags = pb.Uint32(flags)
 		areas = append(areas, a)
 	}
 	return areas, nil

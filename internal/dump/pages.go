@@ -9,11 +9,10 @@ import (
 	"os"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/steps"
@@ -146,8 +145,8 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 // the others. The kernel finds them with PAGEMAP_SCAN, without reading the
 // pagemap of every mapping; one that cannot (before Linux 6.15) has none
 // to report or fails the dump when it reads them.
-func guardRegions(pagemap *os.File, start, end uint64) ([]*vma.VmaEntry, error) {
-	var guards []*vma.VmaEntry
+func guardRegions(pagemap *os.File, start, end uint64) ([]*pb.VmaEntry, error) {
+	var guards []*pb.VmaEntry
 	vec := make([]kernel.PageRegion, 64)
 	for start < end {
 		n, walkEnd, err := kernel.PagemapScan(int(pagemap.Fd()), start, end, kernel.PageIsGuard, vec)
@@ -158,10 +157,10 @@ func guardRegions(pagemap *os.File, start, end uint64) ([]*vma.VmaEntry, error) 
 			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: %w", start, err)
 		}
 		for _, r := range vec[:n] {
-			guards = append(guards, &vma.VmaEntry{
-				Start: proto.Uint64(r.Start), End: proto.Uint64(r.End),
-				Pgoff: proto.Uint64(0), Shmid: proto.Uint64(0), Prot: proto.Uint32(0), Flags: proto.Uint32(0),
-				Status: proto.Uint32(image.VMAAreaGuard), Fd: proto.Int64(-1),
+			guards = append(guards, &pb.VmaEntry{
+				Start: pb.Uint64(r.Start), End: pb.Uint64(r.End),
+				Pgoff: pb.Uint64(0), Shmid: pb.Uint64(0), Prot: pb.Uint32(0), Flags: pb.Uint32(0),
+				Status: pb.Uint32(image.VMAAreaGuard), Fd: pb.Int64(-1),
 			})
 		}
 		if walkEnd <= start {

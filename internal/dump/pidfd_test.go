@@ -5,10 +5,10 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -52,7 +52,7 @@ func TestDumpPidfd(t *testing.T) {
 		if err := unix.Stat(proc.Path(s.Pid, "fd/"+strconv.FormatUint(fd, 10)), &st); err != nil {
 			t.Fatal(err)
 		}
-		if f.GetType() != fdinfo.FdTypes_PIDFD || e.GetNspid() != pid || e.GetFlags() != tc.flags || e.GetIno() != uint32(st.Ino) {
+		if f.GetType() != pb.FdTypes_PIDFD || e.GetNspid() != pid || e.GetFlags() != tc.flags || e.GetIno() != uint32(st.Ino) {
 			t.Errorf("%s (fd %d): %v entry %v, want a pidfd of pid %d, flags %#o, inode %d", tc.name, fd, f.GetType(), e, pid, tc.flags, st.Ino)
 		}
 		c, ok := crit[f.GetId()]

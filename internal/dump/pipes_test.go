@@ -8,12 +8,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -37,7 +36,7 @@ func TestDumpPipes(t *testing.T) {
 	// Sizes, by the pipe id of a descriptor.
 	sizes := map[uint32]uint32{}
 	for _, k := range []image.Kind{image.PipesData, image.FifoData} {
-		es, err := image.ReadAll[pipedata.PipeDataEntry](im.dir, k, 0)
+		es, err := image.ReadAll[pb.PipeDataEntry](im.dir, k, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +50,7 @@ func TestDumpPipes(t *testing.T) {
 	}{{"pr", 64 << 10}, {"big_r", 1 << 20}, {"small_r", 256 << 10}, {"fifo", 128 << 10}, {"ghost_r", 64 << 10}} {
 		f := im.file(t, fd(tc.fd))
 		id := f.GetPipe().GetPipeId()
-		if f.GetType() == fdinfo.FdTypes_FIFO {
+		if f.GetType() == pb.FdTypes_FIFO {
 			id = f.GetFifo().GetPipeId()
 		}
 		if got := sizes[id]; got != tc.size {
@@ -67,7 +66,7 @@ func TestDumpPipes(t *testing.T) {
 	ghost := func(k string) uint32 {
 		f := im.file(t, fd(k))
 		g, ok := ghostOf[f.GetFifo().GetRegfId()]
-		if f.GetType() != fdinfo.FdTypes_FIFO || !ok {
+		if f.GetType() != pb.FdTypes_FIFO || !ok {
 			t.Fatalf("%s (fd %d): %v entry whose path is not remapped to a ghost file", k, fd(k), f.GetType())
 		}
 		return g

@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -20,7 +19,7 @@ import (
 // the process can tell (injected timer_gettime and timer_getoverrun, in
 // batches). restoreIDs is whether it turned PR_TIMER_CREATE_RESTORE_IDS
 // on.
-func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*timer.PosixTimerEntry, error) {
+func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*pb.PosixTimerEntry, error) {
 	// A process may have turned PR_TIMER_CREATE_RESTORE_IDS on (a
 	// restorer of its own): images have no field for it.
 	switch {
@@ -40,7 +39,7 @@ func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*timer.PosixTimerEntry, e
 			return nil, fmt.Errorf("%w: POSIX timer %d: %w", ErrUnsupported, t.ID, err)
 		}
 	}
-	var out []*timer.PosixTimerEntry
+	var out []*pb.PosixTimerEntry
 	size := uint64(binary.Size(unix.ItimerSpec{}))
 	for len(timers) > 0 {
 		a, err := d.newAsks(d.view)
@@ -69,20 +68,20 @@ func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*timer.PosixTimerEntry, e
 			if err != nil {
 				return nil, err
 			}
-			e := &timer.PosixTimerEntry{
-				ItId:          proto.Uint32(uint32(t.ID)),
-				ClockId:       proto.Uint32(uint32(t.ClockID)),
-				SiSigno:       proto.Uint32(uint32(t.Signo)),
-				ItSigevNotify: proto.Uint32(sigevNotify(t)),
-				SivalPtr:      proto.Uint64(t.Value),
-				Overrun:       proto.Uint32(uint32(overrun)),
-				Isec:          proto.Uint64(uint64(v.Interval.Sec)),
-				Insec:         proto.Uint64(uint64(v.Interval.Nsec)),
-				Vsec:          proto.Uint64(uint64(v.Value.Sec)),
-				Vnsec:         proto.Uint64(uint64(v.Value.Nsec)),
+			e := &pb.PosixTimerEntry{
+				ItId:          pb.Uint32(uint32(t.ID)),
+				ClockId:       pb.Uint32(uint32(t.ClockID)),
+				SiSigno:       pb.Uint32(uint32(t.Signo)),
+				ItSigevNotify: pb.Uint32(sigevNotify(t)),
+				SivalPtr:      pb.Uint64(t.Value),
+				Overrun:       pb.Uint32(uint32(overrun)),
+				Isec:          pb.Uint64(uint64(v.Interval.Sec)),
+				Insec:         pb.Uint64(uint64(v.Interval.Nsec)),
+				Vsec:          pb.Uint64(uint64(v.Value.Sec)),
+				Vnsec:         pb.Uint64(uint64(v.Value.Nsec)),
 			}
 			if t.ToThread {
-				e.NotifyThreadId = proto.Int32(int32(t.NotifyPid))
+				e.NotifyThreadId = pb.Int32(int32(t.NotifyPid))
 			}
 			d.log.Debug("POSIX timer", "id", t.ID, "clock", t.ClockID, "signal", t.Signo, "notify", t.Notify,
 				"thread", e.NotifyThreadId, "value", v.Value, "interval", v.Interval, "overrun", overrun)
@@ -91,7 +90,7 @@ func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*timer.PosixTimerEntry, e
 	}
 	// In id order, the order a restore on a kernel without
 	// PR_TIMER_CREATE_RESTORE_IDS must create them in.
-	slices.SortFunc(out, func(a, b *timer.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
+	slices.SortFunc(out, func(a, b *pb.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
 	return out, nil
 }
 

@@ -5,12 +5,10 @@ import (
 	"os"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/files"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -74,7 +72,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
 			}
-			a.e.Shmid = proto.Uint64(uint64(id))
+			a.e.Shmid = pb.Uint64(uint64(id))
 			continue
 		}
 		if a.path == "" {
@@ -84,7 +82,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("mapping at %#x: %w", *a.e.Start, err)
 		}
-		a.e.Shmid = proto.Uint64(uint64(id))
+		a.e.Shmid = pb.Uint64(uint64(id))
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
@@ -137,15 +135,15 @@ func (d *dumper) dumpProcess() error {
 	}
 	st := d.stat
 	m := &d.images.mm
-	m.MmStartCode, m.MmEndCode = proto.Uint64(st.StartCode), proto.Uint64(st.EndCode)
-	m.MmStartData, m.MmEndData = proto.Uint64(st.StartData), proto.Uint64(st.EndData)
-	m.MmStartStack, m.MmStartBrk, m.MmBrk = proto.Uint64(st.StartStack), proto.Uint64(st.StartBrk), proto.Uint64(p.brk)
-	m.MmArgStart, m.MmArgEnd = proto.Uint64(st.ArgStart), proto.Uint64(st.ArgEnd)
-	m.MmEnvStart, m.MmEnvEnd = proto.Uint64(st.EnvStart), proto.Uint64(st.EnvEnd)
-	m.ExeFileId = proto.Uint32(exeID)
+	m.MmStartCode, m.MmEndCode = pb.Uint64(st.StartCode), pb.Uint64(st.EndCode)
+	m.MmStartData, m.MmEndData = pb.Uint64(st.StartData), pb.Uint64(st.EndData)
+	m.MmStartStack, m.MmStartBrk, m.MmBrk = pb.Uint64(st.StartStack), pb.Uint64(st.StartBrk), pb.Uint64(p.brk)
+	m.MmArgStart, m.MmArgEnd = pb.Uint64(st.ArgStart), pb.Uint64(st.ArgEnd)
+	m.MmEnvStart, m.MmEnvEnd = pb.Uint64(st.EnvStart), pb.Uint64(st.EnvEnd)
+	m.ExeFileId = pb.Uint32(exeID)
 	m.MmSavedAuxv = saved
-	m.Dumpable = proto.Int32(int32(p.dumpable))
-	m.ThpDisabled = proto.Bool(p.thp != 0)
+	m.Dumpable = pb.Int32(int32(p.dumpable))
+	m.ThpDisabled = pb.Bool(p.thp != 0)
 
 	for _, tid := range d.tids() {
 		d.images.threads = append(d.images.threads, uint32(tid))
@@ -165,9 +163,9 @@ func (d *dumper) dumpProcess() error {
 // signal handlers are its own, numbered by its pid; its descriptor table
 // and filesystem context its own or its parent's (checkAlone); its
 // namespaces are the tree's.
-func (d *dumper) ids() *criucore.TaskKobjIdsEntry {
-	own := proto.Uint32(uint32(d.pid))
-	ids := &criucore.TaskKobjIdsEntry{VmId: own, FilesId: proto.Uint32(uint32(d.filesID)), FsId: proto.Uint32(uint32(d.fsID)), SighandId: own}
+func (d *dumper) ids() *pb.TaskKobjIdsEntry {
+	own := pb.Uint32(uint32(d.pid))
+	ids := &pb.TaskKobjIdsEntry{VmId: own, FilesId: pb.Uint32(uint32(d.filesID)), FsId: pb.Uint32(uint32(d.fsID)), SighandId: own}
 	files.SetNsIDs(ids)
 	return ids
 }
@@ -203,10 +201,10 @@ func (d *dumper) dumpFiles() error {
 	if err != nil {
 		return fmt.Errorf("root directory: %w", err)
 	}
-	d.images.fs = &fs.FsEntry{
-		CwdId:  proto.Uint32(cwdID),
-		RootId: proto.Uint32(rootID),
-		Umask:  proto.Uint32(uint32(d.status.Umask)),
+	d.images.fs = &pb.FsEntry{
+		CwdId:  pb.Uint32(cwdID),
+		RootId: pb.Uint32(rootID),
+		Umask:  pb.Uint32(uint32(d.status.Umask)),
 	}
 	return nil
 }

@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -18,7 +17,7 @@ const membarrierGetRegistrations = 1 << 9
 // dumpProcState adds to tc the state of the process's mm and its OOM
 // score adjustment, and refuses what it cannot keep of them. membarrier
 // is what the process said of its membarrier registrations.
-func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry, membarrier answer) error {
+func (d *dumper) dumpProcState(tc *pb.TaskCoreEntry, membarrier answer) error {
 	if err := d.refuseLockFuture(); err != nil {
 		return err
 	}
@@ -26,7 +25,7 @@ func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry, membarrier answer) er
 	if err != nil {
 		return err
 	}
-	tc.OomScoreAdj = proto.Int32(oom)
+	tc.OomScoreAdj = pb.Int32(oom)
 	switch err := membarrier.err; {
 	case errors.Is(err, unix.EINVAL):
 		// Nothing outside the process shows them on this kernel.
@@ -34,7 +33,7 @@ func (d *dumper) dumpProcState(tc *criucore.TaskCoreEntry, membarrier answer) er
 	case err != nil:
 		return err
 	default:
-		tc.MembarrierRegistrationMask = proto.Uint32(uint32(membarrier.v))
+		tc.MembarrierRegistrationMask = pb.Uint32(uint32(membarrier.v))
 	}
 	return nil
 }

@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"slices"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -77,7 +75,7 @@ func (d *dumper) dumpSeccomp() error {
 		default:
 			return fmt.Errorf("%w: tid %d: seccomp mode %d", ErrUnsupported, tid, mode)
 		}
-		d.threads[i].ThreadCore.SeccompMode = criucore.SeccompMode(mode).Enum()
+		d.threads[i].ThreadCore.SeccompMode = pb.SeccompMode(mode).Enum()
 	}
 	shared := chains[0] != nil && !slices.ContainsFunc(chains[1:], func(c []ptrace.SeccompFilter) bool {
 		return !slices.EqualFunc(c, chains[0], func(a, b ptrace.SeccompFilter) bool {
@@ -99,13 +97,13 @@ func (d *dumper) dumpSeccomp() error {
 			continue
 		}
 		for j := len(chain) - 1; j >= 0; j-- {
-			f := &seccomp.SeccompFilter{Filter: chain[j].Program, Flags: proto.Uint32(uint32(chain[j].Flags) | tsync)}
+			f := &pb.SeccompFilter{Filter: chain[j].Program, Flags: pb.Uint32(uint32(chain[j].Flags) | tsync)}
 			if j < len(chain)-1 {
-				f.Prev = proto.Uint32(uint32(len(entry.SeccompFilters) - 1))
+				f.Prev = pb.Uint32(uint32(len(entry.SeccompFilters) - 1))
 			}
 			entry.SeccompFilters = append(entry.SeccompFilters, f)
 		}
-		tc.SeccompFilter = proto.Uint32(uint32(len(entry.SeccompFilters) - 1))
+		tc.SeccompFilter = pb.Uint32(uint32(len(entry.SeccompFilters) - 1))
 	}
 	return nil
 }

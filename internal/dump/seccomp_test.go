@@ -8,13 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -61,9 +60,9 @@ func TestDumpSeccomp(t *testing.T) {
 			}
 			s.WaitTicks(t, s.Ticks()+3)
 			c := testutil.ReadCheckpoint(t, dir, s.Pid)
-			var filters []*seccomp.SeccompFilter
+			var filters []*pb.SeccompFilter
 			if strings.HasPrefix(tc.want[0], "filter") || len(tc.want) > 2 {
-				entry := &seccomp.SeccompEntry{}
+				entry := &pb.SeccompEntry{}
 				if err := c.Dir.ReadImage(image.Seccomp, 0, entry); err != nil {
 					t.Fatal(err)
 				}
@@ -95,12 +94,12 @@ func TestDumpRefusesSeccompListener(t *testing.T) {
 // describeSeccomp says what a thread core and the filters of seccomp.img
 // give the thread: "none", "strict", or "filter" and its filters, the
 // oldest first, following prev as CRIU's restore does.
-func describeSeccomp(t *testing.T, tc *criucore.ThreadCoreEntry, filters []*seccomp.SeccompFilter) string {
+func describeSeccomp(t *testing.T, tc *pb.ThreadCoreEntry, filters []*pb.SeccompFilter) string {
 	t.Helper()
 	switch tc.GetSeccompMode() {
-	case criucore.SeccompMode_disabled:
+	case pb.SeccompMode_disabled:
 		return "none"
-	case criucore.SeccompMode_strict:
+	case pb.SeccompMode_strict:
 		return "strict"
 	}
 	out := "filter"

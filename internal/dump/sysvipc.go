@@ -4,13 +4,10 @@ import (
 	"errors"
 	"fmt"
 
-	ipcdesc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
-	ipcmsg "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-msg"
-	ipcsem "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-sem"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -64,7 +61,7 @@ func (t *tree) dumpSysvIPC() error {
 			return fmt.Errorf("read System V semaphore set %d (GETALL): %w", s.ID, err)
 		}
 		t.sysvSem = append(t.sysvSem, image.SemSet{
-			Entry:  &ipcsem.IpcSemEntry{Desc: ipcDesc(s.Key, s.ID, s.Mode, s.UID, s.GID, s.CUID, s.CGID), Nsems: proto.Uint32(s.Nsems)},
+			Entry:  &pb.IpcSemEntry{Desc: ipcDesc(s.Key, s.ID, s.Mode, s.UID, s.GID, s.CUID, s.CGID), Nsems: pb.Uint32(s.Nsems)},
 			Values: vals,
 		})
 		t.log.Info("System V semaphore set", "id", s.ID, "key", fmt.Sprintf("%#x", uint32(s.Key)), "values", vals,
@@ -139,9 +136,9 @@ func (t *tree) dumpMsgQueue(q proc.SysvMsg) (image.MsgQueue, error) {
 	if err != nil {
 		return image.MsgQueue{}, fmt.Errorf("stat System V message queue %d: %w", q.ID, err)
 	}
-	mq := image.MsgQueue{Entry: &ipcmsg.IpcMsgEntry{
+	mq := image.MsgQueue{Entry: &pb.IpcMsgEntry{
 		Desc:   ipcDesc(q.Key, q.ID, q.Mode, q.UID, q.GID, q.CUID, q.CGID),
-		Qbytes: proto.Uint32(uint32(qbytes)),
+		Qbytes: pb.Uint32(uint32(qbytes)),
 	}}
 	// A message is no larger than the queue's bytes when listed, unless
 	// one came since: then the buffer grows.
@@ -165,10 +162,10 @@ func (t *tree) dumpMsgQueue(q proc.SysvMsg) (image.MsgQueue, error) {
 }
 
 // ipcDesc is the ipc_desc_entry of a System V object.
-func ipcDesc(key, id int32, mode, uid, gid, cuid, cgid uint32) *ipcdesc.IpcDescEntry {
-	return &ipcdesc.IpcDescEntry{
-		Key: proto.Uint32(uint32(key)), Id: proto.Uint32(uint32(id)), Mode: proto.Uint32(mode),
-		Uid: proto.Uint32(uid), Gid: proto.Uint32(gid), Cuid: proto.Uint32(cuid), Cgid: proto.Uint32(cgid),
+func ipcDesc(key, id int32, mode, uid, gid, cuid, cgid uint32) *pb.IpcDescEntry {
+	return &pb.IpcDescEntry{
+		Key: pb.Uint32(uint32(key)), Id: pb.Uint32(uint32(id)), Mode: pb.Uint32(mode),
+		Uid: pb.Uint32(uid), Gid: pb.Uint32(gid), Cuid: pb.Uint32(cuid), Cgid: pb.Uint32(cgid),
 	}
 }
 

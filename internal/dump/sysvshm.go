@@ -7,13 +7,11 @@ import (
 	"strconv"
 	"strings"
 
-	ipcdesc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
-	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -43,7 +41,7 @@ func sysvKey(m proc.Mapping) (uint32, bool) {
 
 // sysvSegment is a System V shared memory segment the tree attaches.
 type sysvSegment struct {
-	e *ipcshm.IpcShmEntry
+	e *pb.IpcShmEntry
 	// path is one of its attachments in /proc/PID/map_files, which opens
 	// the memory object behind it.
 	path string
@@ -97,13 +95,13 @@ func (t *tree) dumpSysvShm() error {
 			// it removes it, so that its attachments keep their name.
 			key = seg.made
 		}
-		seg.e = &ipcshm.IpcShmEntry{
-			Desc: &ipcdesc.IpcDescEntry{
-				Key: proto.Uint32(key), Uid: proto.Uint32(s.UID), Gid: proto.Uint32(s.GID),
-				Cuid: proto.Uint32(s.CUID), Cgid: proto.Uint32(s.CGID), Mode: proto.Uint32(s.Mode), Id: proto.Uint32(uint32(s.ID)),
+		seg.e = &pb.IpcShmEntry{
+			Desc: &pb.IpcDescEntry{
+				Key: pb.Uint32(key), Uid: pb.Uint32(s.UID), Gid: pb.Uint32(s.GID),
+				Cuid: pb.Uint32(s.CUID), Cgid: pb.Uint32(s.CGID), Mode: pb.Uint32(s.Mode), Id: pb.Uint32(uint32(s.ID)),
 			},
-			Size:       proto.Uint64(s.Size),
-			InPagemaps: proto.Bool(true),
+			Size:       pb.Uint64(s.Size),
+			InPagemaps: pb.Bool(true),
 		}
 		t.log.Info("System V shared memory", "id", s.ID, "key", fmt.Sprintf("%#x", uint32(s.Key)), "size", s.Size,
 			"mode", fmt.Sprintf("%#o", s.Mode), "uid", s.UID, "gid", s.GID, "attachments", users[uint64(s.ID)])
@@ -169,7 +167,7 @@ func (t *tree) writeSysvShm(ns uint32) error {
 	if len(t.sysvShm) == 0 {
 		return nil
 	}
-	es := make([]*ipcshm.IpcShmEntry, len(t.sysvShm))
+	es := make([]*pb.IpcShmEntry, len(t.sysvShm))
 	for i, s := range t.sysvShm {
 		es[i] = s.e
 	}

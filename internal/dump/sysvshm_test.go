@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -44,7 +44,7 @@ func TestDumpSysvShm(t *testing.T) {
 				t.Errorf("segment after the dump: %+v, before: %+v", after, before)
 			}
 			im := readImages(t, d.dir, s.Pid)
-			es, err := image.ReadAll[ipcshm.IpcShmEntry](im.dir, image.IpcShm, im.leader().GetIds().GetIpcNsId())
+			es, err := image.ReadAll[pb.IpcShmEntry](im.dir, image.IpcShm, im.leader().GetIds().GetIpcNsId())
 			if err != nil {
 				t.Fatal(err)
 			}

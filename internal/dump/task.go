@@ -7,15 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/rlimit"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -111,32 +105,32 @@ func (d *dumper) askProcess(a *asks) func() (*processAnswers, error) {
 
 // dumpTask collects the process-wide state: signal dispositions and the
 // shared queue, interval and POSIX timers, limits, personality, flags.
-func (d *dumper) dumpTask(p *processAnswers) (*criucore.TaskCoreEntry, error) {
+func (d *dumper) dumpTask(p *processAnswers) (*pb.TaskCoreEntry, error) {
 	tr, pid := d.tr, d.view
 	posixTimers, err := d.dumpPosixTimers(p.restoreIDs)
 	if err != nil {
 		return nil, err
 	}
-	var sigactions []*criusa.SaEntry
+	var sigactions []*pb.SaEntry
 	for sig := 1; sig <= sigMax; sig++ {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			continue
 		}
 		act := p.sigactions[sig-1]
-		sigactions = append(sigactions, &criusa.SaEntry{
-			Sigaction:       proto.Uint64(act.Handler),
-			Flags:           proto.Uint64(act.Flags),
-			Restorer:        proto.Uint64(act.Restorer),
-			Mask:            proto.Uint64(act.Mask),
-			CompatSigaction: proto.Bool(false),
+		sigactions = append(sigactions, &pb.SaEntry{
+			Sigaction:       pb.Uint64(act.Handler),
+			Flags:           pb.Uint64(act.Flags),
+			Restorer:        pb.Uint64(act.Restorer),
+			Mask:            pb.Uint64(act.Mask),
+			CompatSigaction: pb.Bool(false),
 		})
 	}
 
-	var itimers [3]*timer.ItimerEntry
+	var itimers [3]*pb.ItimerEntry
 	for which, v := range p.itimers {
-		itimers[which] = &timer.ItimerEntry{
-			Isec: proto.Uint64(uint64(v.IntervalSec)), Iusec: proto.Uint64(uint64(v.IntervalUsec)),
-			Vsec: proto.Uint64(uint64(v.ValueSec)), Vusec: proto.Uint64(uint64(v.ValueUsec)),
+		itimers[which] = &pb.ItimerEntry{
+			Isec: pb.Uint64(uint64(v.IntervalSec)), Iusec: pb.Uint64(uint64(v.IntervalUsec)),
+			Vsec: pb.Uint64(uint64(v.ValueSec)), Vusec: pb.Uint64(uint64(v.ValueUsec)),
 		}
 	}
 
@@ -144,9 +138,9 @@ func (d *dumper) dumpTask(p *processAnswers) (*criucore.TaskCoreEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	rl := &criucore.TaskRlimitsEntry{}
+	rl := &pb.TaskRlimitsEntry{}
 	for _, l := range limits {
-		rl.Rlimits = append(rl.Rlimits, &rlimit.RlimitEntry{Cur: proto.Uint64(l.Soft), Max: proto.Uint64(l.Hard)})
+		rl.Rlimits = append(rl.Rlimits, &pb.RlimitEntry{Cur: pb.Uint64(l.Soft), Max: pb.Uint64(l.Hard)})
 	}
 	shared, err := tr.QueuedSignals(pid, true)
 	if err != nil {
@@ -161,21 +155,21 @@ func (d *dumper) dumpTask(p *processAnswers) (*criucore.TaskCoreEntry, error) {
 	state := uint32(taskAlive)
 	var stopSig *uint32
 	if sig := tr.GroupStop(); sig != 0 {
-		state, stopSig = taskStopped, proto.Uint32(uint32(sig))
+		state, stopSig = taskStopped, pb.Uint32(uint32(sig))
 	}
-	return &criucore.TaskCoreEntry{
-		TaskState:      proto.Uint32(state),
+	return &pb.TaskCoreEntry{
+		TaskState:      pb.Uint32(state),
 		StopSigno:      stopSig,
-		ExitCode:       proto.Uint32(0),
-		Personality:    proto.Uint32(personality),
-		Flags:          proto.Uint32(d.stat.Flags),
-		BlkSigset:      proto.Uint64(blocked),
-		Comm:           proto.String(d.stat.Comm),
-		Timers:         &timer.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2], Posix: posixTimers},
+		ExitCode:       pb.Uint32(0),
+		Personality:    pb.Uint32(personality),
+		Flags:          pb.Uint32(d.stat.Flags),
+		BlkSigset:      pb.Uint64(blocked),
+		Comm:           pb.String(d.stat.Comm),
+		Timers:         &pb.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2], Posix: posixTimers},
 		Rlimits:        rl,
 		SignalsS:       signalQueue(shared),
 		Sigactions:     sigactions,
-		ChildSubreaper: proto.Bool(p.subreaper != 0),
+		ChildSubreaper: pb.Bool(p.subreaper != 0),
 	}, nil
 }
 
@@ -202,27 +196,27 @@ func readPersonality(pid int) (uint32, error) {
 }
 
 // dumpCreds collects the process's credentials.
-func (d *dumper) dumpCreds(secbits uint64) *creds.CredsEntry {
+func (d *dumper) dumpCreds(secbits uint64) *pb.CredsEntry {
 	s := d.status
 	caps := func(c uint64) []uint32 { return []uint32{uint32(c), uint32(c >> 32)} }
 	nnp := uint32(0)
 	if s.NoNewPrivs {
 		nnp = 1
 	}
-	return &creds.CredsEntry{
-		Uid: proto.Uint32(s.Uid[0]), Euid: proto.Uint32(s.Uid[1]), Suid: proto.Uint32(s.Uid[2]), Fsuid: proto.Uint32(s.Uid[3]),
-		Gid: proto.Uint32(s.Gid[0]), Egid: proto.Uint32(s.Gid[1]), Sgid: proto.Uint32(s.Gid[2]), Fsgid: proto.Uint32(s.Gid[3]),
+	return &pb.CredsEntry{
+		Uid: pb.Uint32(s.Uid[0]), Euid: pb.Uint32(s.Uid[1]), Suid: pb.Uint32(s.Uid[2]), Fsuid: pb.Uint32(s.Uid[3]),
+		Gid: pb.Uint32(s.Gid[0]), Egid: pb.Uint32(s.Gid[1]), Sgid: pb.Uint32(s.Gid[2]), Fsgid: pb.Uint32(s.Gid[3]),
 		CapInh: caps(s.CapInh), CapPrm: caps(s.CapPrm), CapEff: caps(s.CapEff), CapBnd: caps(s.CapBnd), CapAmb: caps(s.CapAmb),
-		Secbits:    proto.Uint32(uint32(secbits)),
+		Secbits:    pb.Uint32(uint32(secbits)),
 		Groups:     s.Groups,
-		NoNewPrivs: proto.Uint32(nnp),
+		NoNewPrivs: pb.Uint32(nnp),
 	}
 }
 
 // dumpClocks reads CLOCK_MONOTONIC and CLOCK_BOOTTIME as the target sees
 // them (its time namespace may shift them), so a restore can continue
 // them.
-func dumpClocks(pid int) (*timens.TimensEntry, error) {
+func dumpClocks(pid int) (*pb.TimensEntry, error) {
 	offsets, err := proc.ReadTimensOffsets(pid)
 	if err != nil {
 		return nil, err
@@ -233,13 +227,13 @@ func dumpClocks(pid int) (*timens.TimensEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	read := func(clock int32, name string, ownOff, off int64) (*timens.Timespec, error) {
+	read := func(clock int32, name string, ownOff, off int64) (*pb.Timespec, error) {
 		var ts unix.Timespec
 		if err := unix.ClockGettime(clock, &ts); err != nil {
 			return nil, fmt.Errorf("read %s clock: %w", name, err)
 		}
 		ns := ts.Nano() - ownOff + off
-		return &timens.Timespec{TvSec: proto.Uint64(uint64(ns / 1e9)), TvNsec: proto.Uint64(uint64(ns % 1e9))}, nil
+		return &pb.Timespec{TvSec: pb.Uint64(uint64(ns / 1e9)), TvNsec: pb.Uint64(uint64(ns % 1e9))}, nil
 	}
 	mono, err := read(unix.CLOCK_MONOTONIC, "monotonic", own.Monotonic, offsets.Monotonic)
 	if err != nil {
@@ -249,5 +243,5 @@ func dumpClocks(pid int) (*timens.TimensEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &timens.TimensEntry{Monotonic: mono, Boottime: boot}, nil
+	return &pb.TimensEntry{Monotonic: mono, Boottime: boot}, nil
 }

@@ -6,15 +6,11 @@ import (
 	"fmt"
 	"slices"
 
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/rseq"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/siginfo"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -27,7 +23,7 @@ const maxVDSOSteps = 100000
 
 // dumpThread collects the state of one stopped thread into its core image,
 // first stepping it out of the vDSO if it is inside.
-func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
+func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	tr := d.tr
 	regs, err := tr.GetRegs(tid)
 	if err != nil {
@@ -108,21 +104,21 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		return nil, fmt.Errorf("get scheduling policy of tid %d: %w", tid, err)
 	}
 
-	tc := &criucore.ThreadCoreEntry{
-		FutexRla:    proto.Uint64(robust.Head),
-		FutexRlaLen: proto.Uint32(uint32(robust.Len)),
-		SchedNice:   proto.Int32(int32(stat.Nice)),
-		SchedPolicy: proto.Uint32(policy),
-		SchedPrio:   proto.Uint32(stat.RTPriority),
-		BlkSigset:   proto.Uint64(blocked),
-		Sas: &criucore.ThreadSasEntry{
-			SsSp:    proto.Uint64(sas.Sp),
-			SsFlags: proto.Uint32(uint32(sas.Flags)),
-			SsSize:  proto.Uint64(sas.Size),
+	tc := &pb.ThreadCoreEntry{
+		FutexRla:    pb.Uint64(robust.Head),
+		FutexRlaLen: pb.Uint32(uint32(robust.Len)),
+		SchedNice:   pb.Int32(int32(stat.Nice)),
+		SchedPolicy: pb.Uint32(policy),
+		SchedPrio:   pb.Uint32(stat.RTPriority),
+		BlkSigset:   pb.Uint64(blocked),
+		Sas: &pb.ThreadSasEntry{
+			SsSp:    pb.Uint64(sas.Sp),
+			SsFlags: pb.Uint32(uint32(sas.Flags)),
+			SsSize:  pb.Uint64(sas.Size),
 		},
-		Comm:      proto.String(stat.Comm),
+		Comm:      pb.String(stat.Comm),
 		SignalsP:  signalQueue(queued),
-		PdeathSig: proto.Uint32(uint32(pdeath)),
+		PdeathSig: pb.Uint32(uint32(pdeath)),
 	}
 	if err := d.recordThreadExtra(tid); err != nil {
 		return nil, err
@@ -144,17 +140,17 @@ func (d *dumper) dumpThread(tid int) (*criucore.CoreEntry, error) {
 		if err := tr.ReadValue(rs.RseqAbiPointer+8, &cs); err != nil {
 			return nil, fmt.Errorf("read rseq area of tid %d: %w", tid, err)
 		}
-		tc.RseqEntry = &rseq.RseqEntry{
-			RseqAbiPointer: proto.Uint64(rs.RseqAbiPointer),
-			RseqAbiSize:    proto.Uint32(rs.RseqAbiSize),
-			Signature:      proto.Uint32(rs.Signature),
-			RseqCsPointer:  proto.Uint64(cs),
+		tc.RseqEntry = &pb.RseqEntry{
+			RseqAbiPointer: pb.Uint64(rs.RseqAbiPointer),
+			RseqAbiSize:    pb.Uint32(rs.RseqAbiSize),
+			Signature:      pb.Uint32(rs.Signature),
+			RseqCsPointer:  pb.Uint64(cs),
 		}
 	}
-	return &criucore.CoreEntry{
-		Mtype: criucore.CoreEntry_X86_64.Enum(),
-		ThreadInfo: &corex86.ThreadInfoX86{
-			ClearTidAddr: proto.Uint64(clearTid),
+	return &pb.CoreEntry{
+		Mtype: pb.CoreEntry_X86_64.Enum(),
+		ThreadInfo: &pb.ThreadInfoX86{
+			ClearTidAddr: pb.Uint64(clearTid),
 			Gpregs:       cpu.RegsToImage(&regs),
 			Fpregs:       fpregs,
 		},
@@ -283,10 +279,10 @@ func (d *dumper) addDeferredSignals() {
 }
 
 // signalQueue turns the siginfos ptrace peeked into the image's queue.
-func signalQueue(b []byte) *siginfo.SignalQueueEntry {
-	q := &siginfo.SignalQueueEntry{}
+func signalQueue(b []byte) *pb.SignalQueueEntry {
+	q := &pb.SignalQueueEntry{}
 	for len(b) >= kernel.SiginfoSize {
-		q.Signals = append(q.Signals, &siginfo.SiginfoEntry{Siginfo: b[:kernel.SiginfoSize]})
+		q.Signals = append(q.Signals, &pb.SiginfoEntry{Siginfo: b[:kernel.SiginfoSize]})
 		b = b[kernel.SiginfoSize:]
 	}
 	return q
@@ -301,7 +297,7 @@ func signalQueue(b []byte) *siginfo.SignalQueueEntry {
 // behalf first. Restored so, it becomes the zombie leader again while the
 // other threads run on. Its registers are otherwise the view thread's,
 // which hold valid segments.
-func (d *dumper) dumpExitedLeader(tid int) (*criucore.CoreEntry, error) {
+func (d *dumper) dumpExitedLeader(tid int) (*pb.CoreEntry, error) {
 	if len(d.seccomp) > 0 {
 		return nil, fmt.Errorf("%w: the thread group leader has exited and the process is under seccomp, whose filters a restored leader would need to exit again", ErrUnsupported)
 	}
@@ -336,24 +332,24 @@ func (d *dumper) dumpExitedLeader(tid int) (*criucore.CoreEntry, error) {
 		return nil, fmt.Errorf("tid %d: %w", d.view, err)
 	}
 	d.log.Info("the thread group leader has exited: a restore makes it exit again", "tid", tid, "code", code, "site", fmt.Sprintf("%#x", site))
-	return &criucore.CoreEntry{
-		Mtype: criucore.CoreEntry_X86_64.Enum(),
-		ThreadInfo: &corex86.ThreadInfoX86{
-			ClearTidAddr: proto.Uint64(0),
+	return &pb.CoreEntry{
+		Mtype: pb.CoreEntry_X86_64.Enum(),
+		ThreadInfo: &pb.ThreadInfoX86{
+			ClearTidAddr: pb.Uint64(0),
 			Gpregs:       cpu.RegsToImage(&regs),
 			Fpregs:       fpregs,
 		},
-		ThreadCore: &criucore.ThreadCoreEntry{
-			FutexRla:    proto.Uint64(0),
-			FutexRlaLen: proto.Uint32(0),
-			SchedNice:   proto.Int32(int32(stat.Nice)),
-			SchedPolicy: proto.Uint32(stat.Policy),
-			SchedPrio:   proto.Uint32(stat.RTPriority),
-			BlkSigset:   proto.Uint64(^uint64(0)),
-			Sas:         &criucore.ThreadSasEntry{SsSp: proto.Uint64(0), SsFlags: proto.Uint32(kernel.SsDisable), SsSize: proto.Uint64(0)},
-			Comm:        proto.String(stat.Comm),
-			SignalsP:    &siginfo.SignalQueueEntry{},
-			PdeathSig:   proto.Uint32(0),
+		ThreadCore: &pb.ThreadCoreEntry{
+			FutexRla:    pb.Uint64(0),
+			FutexRlaLen: pb.Uint32(0),
+			SchedNice:   pb.Int32(int32(stat.Nice)),
+			SchedPolicy: pb.Uint32(stat.Policy),
+			SchedPrio:   pb.Uint32(stat.RTPriority),
+			BlkSigset:   pb.Uint64(^uint64(0)),
+			Sas:         &pb.ThreadSasEntry{SsSp: pb.Uint64(0), SsFlags: pb.Uint32(kernel.SsDisable), SsSize: pb.Uint64(0)},
+			Comm:        pb.String(stat.Comm),
+			SignalsP:    &pb.SignalQueueEntry{},
+			PdeathSig:   pb.Uint32(0),
 		},
 	}, nil
 }

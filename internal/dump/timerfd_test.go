@@ -3,10 +3,10 @@ package dump_test
 import (
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -26,7 +26,7 @@ func TestDumpTimerfd(t *testing.T) {
 	for _, k := range []string{"clock", "fast", "once", "off", "parked", "slow", "abs", "wall"} {
 		f := im.file(t, uint32(s.ReadyUint(t, k)))
 		e := f.GetTfd()
-		if f.GetType() != fdinfo.FdTypes_TIMERFD || e == nil {
+		if f.GetType() != pb.FdTypes_TIMERFD || e == nil {
 			t.Errorf("%s: %v entry, want TIMERFD", k, f.GetType())
 			continue
 		}
@@ -44,7 +44,7 @@ func TestDumpTimerfd(t *testing.T) {
 	for _, k := range []string{"sfd", "sfd2"} {
 		f := im.file(t, uint32(s.ReadyUint(t, k)))
 		got := crit[f.GetId()].Sgfd
-		if f.GetType() != fdinfo.FdTypes_SIGNALFD || got == nil || got.Sigmask != f.GetSgfd().GetSigmask() ||
+		if f.GetType() != pb.FdTypes_SIGNALFD || got == nil || got.Sigmask != f.GetSgfd().GetSigmask() ||
 			got.Flags != f.GetSgfd().GetFlags() {
 			t.Errorf("%s: crit decodes the %v entry %v as %+v", k, f.GetType(), f, got)
 		}

@@ -10,17 +10,12 @@ import (
 	"strconv"
 	"strings"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -51,14 +46,14 @@ type tree struct {
 	sysvSem []image.SemSet
 	sysvMsg []image.MsgQueue
 	// order is every process, zombies included, as pstree.img lists them.
-	order   []*pstree.PstreeEntry
+	order   []*pb.PstreeEntry
 	pagesID uint32
 	// toCopy and copied count the bytes of memory of the pages step.
 	toCopy, copied uint64
-	timens         *timens.TimensEntry
+	timens         *pb.TimensEntry
 	// seccomp holds the filters of every thread of the tree in filter
 	// mode (dumpSeccomp).
-	seccomp seccomp.SeccompEntry
+	seccomp pb.SeccompEntry
 	stats   Stats
 }
 
@@ -144,9 +139,9 @@ func (t *tree) seize() error {
 		if err := t.checkAlone(d); err != nil {
 			return t.named(pid, err)
 		}
-		d.entry = &pstree.PstreeEntry{
-			Pid: proto.Uint32(uint32(pid)), Ppid: proto.Uint32(uint32(parent[pid])),
-			Pgid: proto.Uint32(uint32(d.stat.Pgrp)), Sid: proto.Uint32(uint32(d.stat.Session)),
+		d.entry = &pb.PstreeEntry{
+			Pid: pb.Uint32(uint32(pid)), Ppid: pb.Uint32(uint32(parent[pid])),
+			Pgid: pb.Uint32(uint32(d.stat.Pgrp)), Sid: pb.Uint32(uint32(d.stat.Session)),
 		}
 		t.order = append(t.order, d.entry)
 		kids, err := children(pid, d.tr.Threads())
@@ -206,9 +201,9 @@ func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
 	}
 	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
 	t.dead = append(t.dead, dead{pid: pid, state: taskDead, comm: st.Comm, flags: st.Flags, status: st.ExitCode})
-	t.order = append(t.order, &pstree.PstreeEntry{
-		Pid: proto.Uint32(uint32(pid)), Ppid: proto.Uint32(uint32(ppid)),
-		Pgid: proto.Uint32(uint32(st.Pgrp)), Sid: proto.Uint32(uint32(st.Session)), Threads: []uint32{uint32(pid)},
+	t.order = append(t.order, &pb.PstreeEntry{
+		Pid: pb.Uint32(uint32(pid)), Ppid: pb.Uint32(uint32(ppid)),
+		Pgid: pb.Uint32(uint32(st.Pgrp)), Sid: pb.Uint32(uint32(st.Session)), Threads: []uint32{uint32(pid)},
 	})
 	return nil
 }
@@ -326,7 +321,7 @@ func (t *tree) checkAlone(d *dumper) error {
 // born of the session's helper (CLONE_PARENT), which the parent makes.
 func (t *tree) checkSessions() error {
 	root := t.order[0]
-	byPid := map[uint32]*pstree.PstreeEntry{}
+	byPid := map[uint32]*pb.PstreeEntry{}
 	leaders := map[uint32]bool{}
 	for _, e := range t.order {
 		byPid[e.GetPid()] = e
@@ -336,13 +331,13 @@ func (t *tree) checkSessions() error {
 	}
 	// sessions are the sessions whose helpers are made here.
 	sessions := map[uint32]bool{}
-	helper := func(e, p *pstree.PstreeEntry, id uint32, what string) {
+	helper := func(e, p *pb.PstreeEntry, id uint32, what string) {
 		t.log.Info(what+" without its leader: a helper will make it", what, id, "member", e.GetPid())
 		leaders[id] = true
 		sessions[id] = id == e.GetSid()
-		h := &pstree.PstreeEntry{
-			Pid: proto.Uint32(id), Ppid: proto.Uint32(p.GetPid()),
-			Pgid: proto.Uint32(id), Sid: proto.Uint32(e.GetSid()), Threads: []uint32{id},
+		h := &pb.PstreeEntry{
+			Pid: pb.Uint32(id), Ppid: pb.Uint32(p.GetPid()),
+			Pgid: pb.Uint32(id), Sid: pb.Uint32(e.GetSid()), Threads: []uint32{id},
 		}
 		byPid[id] = h
 		t.dead = append(t.dead, dead{pid: int(id), state: taskHelper, comm: "cryo-helper"})
@@ -525,23 +520,23 @@ func (t *tree) copyObjects() error {
 // clocks and the seccomp filters.
 func (t *tree) writeImages() error {
 	rootIDs := t.procs[0].images.ids
-	inv := &inventory.InventoryEntry{
-		ImgVersion:  proto.Uint32(image.ImgVersion),
-		FdinfoPerId: proto.Bool(true),
+	inv := &pb.InventoryEntry{
+		ImgVersion:  pb.Uint32(image.ImgVersion),
+		FdinfoPerId: pb.Bool(true),
 		RootIds:     rootIDs,
-		NsPerId:     proto.Bool(true),
-		Lsmtype:     inventory.Lsmtype_NO_LSM.Enum(),
+		NsPerId:     pb.Bool(true),
+		Lsmtype:     pb.Lsmtype_NO_LSM.Enum(),
 	}
 	for _, d := range t.procs {
 		d.entry.Threads = d.images.threads
 	}
 	for _, z := range t.dead {
-		core := &criucore.CoreEntry{
-			Mtype: criucore.CoreEntry_X86_64.Enum(),
-			Tc: &criucore.TaskCoreEntry{
-				TaskState: proto.Uint32(z.state), ExitCode: proto.Uint32(uint32(z.status)),
-				Personality: proto.Uint32(0), Flags: proto.Uint32(z.flags), BlkSigset: proto.Uint64(0),
-				Comm: proto.String(z.comm),
+		core := &pb.CoreEntry{
+			Mtype: pb.CoreEntry_X86_64.Enum(),
+			Tc: &pb.TaskCoreEntry{
+				TaskState: pb.Uint32(z.state), ExitCode: pb.Uint32(uint32(z.status)),
+				Personality: pb.Uint32(0), Flags: pb.Uint32(z.flags), BlkSigset: pb.Uint64(0),
+				Comm: pb.String(z.comm),
 			},
 		}
 		if err := t.dir.WriteImage(image.Core, uint32(z.pid), core); err != nil {

@@ -8,14 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -40,16 +37,16 @@ func TestDumpTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, 0)
+	tree, err := image.ReadAll[pb.PstreeEntry](dir, image.Pstree, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := uint32(pids["root"])
-	entry := func(pid, ppid, pgid int, threads ...uint32) *pstree.PstreeEntry {
-		return &pstree.PstreeEntry{Pid: ptr(uint32(pid)), Ppid: ptr(uint32(ppid)), Pgid: ptr(uint32(pgid)), Sid: ptr(root), Threads: threads}
+	entry := func(pid, ppid, pgid int, threads ...uint32) *pb.PstreeEntry {
+		return &pb.PstreeEntry{Pid: ptr(uint32(pid)), Ppid: ptr(uint32(ppid)), Pgid: ptr(uint32(pgid)), Sid: ptr(root), Threads: threads}
 	}
 	one := func(pid int) []uint32 { return []uint32{uint32(pid)} }
-	want := []*pstree.PstreeEntry{
+	want := []*pb.PstreeEntry{
 		entry(pids["root"], 0, pids["root"], one(pids["root"])...),
 		entry(pids["writer"], pids["root"], pids["root"], one(pids["writer"])...),
 		entry(pids["reader"], pids["root"], pids["root"], one(pids["reader"])...),
@@ -61,7 +58,7 @@ func TestDumpTree(t *testing.T) {
 		entry(pids["grandchild"], pids["group"], pids["group"], one(pids["grandchild"])...),
 		entry(leader, pids["root"], leader, one(leader)...),
 	}
-	if diff := cmp.Diff(want, tree, protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(want, tree); diff != "" {
 		t.Errorf("pstree.img (-want +got):\n%s", diff)
 	}
 	for _, z := range []struct {
@@ -72,7 +69,7 @@ func TestDumpTree(t *testing.T) {
 		if z.name == "leader" {
 			pid = leader
 		}
-		core := &criucore.CoreEntry{}
+		core := &pb.CoreEntry{}
 		if err := dir.ReadImage(image.Core, uint32(pid), core); err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +83,7 @@ func TestDumpTree(t *testing.T) {
 	}
 	fileOf := func(pid int) uint32 {
 		t.Helper()
-		fds, err := image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, uint32(pid))
+		fds, err := image.ReadAll[pb.FdinfoEntry](dir, image.Fdinfo, uint32(pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +99,7 @@ func TestDumpTree(t *testing.T) {
 		t.Errorf("the shared file is entry %d in the root and %d in the writer, want one entry", a, b)
 	}
 	// The twin shares the root's descriptor table and filesystem context.
-	core := &criucore.CoreEntry{}
+	core := &pb.CoreEntry{}
 	if err := dir.ReadImage(image.Core, uint32(pids["twin"]), core); err != nil {
 		t.Fatal(err)
 	}

@@ -5,13 +5,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -28,18 +27,18 @@ func TestDumpPty(t *testing.T) {
 	s.WaitTicks(t, 5)
 	critDecode(t, d.dir)
 	im := readImages(t, d.dir, s.Pid)
-	infos, err := image.ReadAll[tty.TtyInfoEntry](im.dir, image.TTYInfo, 0)
+	infos, err := image.ReadAll[pb.TtyInfoEntry](im.dir, image.TTYInfo, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byID := map[uint32]*tty.TtyInfoEntry{}
+	byID := map[uint32]*pb.TtyInfoEntry{}
 	for _, e := range infos {
 		byID[e.GetId()] = e
 	}
-	info := func(k string) *tty.TtyInfoEntry {
+	info := func(k string) *pb.TtyInfoEntry {
 		t.Helper()
 		f := im.file(t, uint32(s.ReadyUint(t, k)))
-		if f.GetType() != fdinfo.FdTypes_TTY || byID[f.GetTty().GetTtyInfoId()] == nil {
+		if f.GetType() != pb.FdTypes_TTY || byID[f.GetTty().GetTtyInfoId()] == nil {
 			t.Fatalf("%s: %v entry without its tty-info", k, f.GetType())
 		}
 		reg := im.files[f.GetTty().GetRegfId()].GetReg()
@@ -52,7 +51,7 @@ func TestDumpPty(t *testing.T) {
 		return byID[f.GetTty().GetTtyInfoId()]
 	}
 	type end struct {
-		Type          tty.TtyType
+		Type          pb.TtyType
 		Master        bool
 		Sid           uint32
 		Rows, Cols    uint32
@@ -61,7 +60,7 @@ func TestDumpPty(t *testing.T) {
 		DataForReader string
 	}
 	data := map[uint32]string{}
-	datas, err := image.ReadAll[tty.TtyDataEntry](im.dir, image.TTYData, 0)
+	datas, err := image.ReadAll[pb.TtyDataEntry](im.dir, image.TTYData, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +75,11 @@ func TestDumpPty(t *testing.T) {
 	}
 	sid := uint32(s.Pid)
 	want := map[string]end{
-		"cm":  {Type: tty.TtyType_PTY, Master: true, Sid: sid, Rows: 33, Cols: 101, Canonical: true, DataForReader: "line one\r\nline two\r\npartial"},
-		"cs":  {Type: tty.TtyType_PTY, Sid: sid, Rows: 33, Cols: 101, Canonical: true, DataForReader: "line one\nline two\npartial"},
-		"tty": {Type: tty.TtyType_CTTY, Sid: sid},
-		"rm":  {Type: tty.TtyType_PTY, Master: true, Rows: 24, Cols: 80, DataForReader: "raw\nout\x04"},
-		"rs":  {Type: tty.TtyType_PTY, Rows: 24, Cols: 80, DataForReader: "raw\r\x7f\x03\x15in\n"},
+		"cm":  {Type: pb.TtyType_PTY, Master: true, Sid: sid, Rows: 33, Cols: 101, Canonical: true, DataForReader: "line one\r\nline two\r\npartial"},
+		"cs":  {Type: pb.TtyType_PTY, Sid: sid, Rows: 33, Cols: 101, Canonical: true, DataForReader: "line one\nline two\npartial"},
+		"tty": {Type: pb.TtyType_CTTY, Sid: sid},
+		"rm":  {Type: pb.TtyType_PTY, Master: true, Rows: 24, Cols: 80, DataForReader: "raw\nout\x04"},
+		"rs":  {Type: pb.TtyType_PTY, Rows: 24, Cols: 80, DataForReader: "raw\r\x7f\x03\x15in\n"},
 	}
 	got := map[string]end{}
 	for k := range want {

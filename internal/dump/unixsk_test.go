@@ -6,14 +6,12 @@ import (
 	"strconv"
 	"testing"
 
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
-	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -88,18 +86,18 @@ func TestDumpUnixSockets(t *testing.T) {
 		{"pend2", *e["pend2"], unixEntry{e["pend2"].Ino, unix.SOCK_STREAM, 1, e["lis"].Ino, 0, "\x00cryo-unixsk-" + pid + "-pend", false, 0, 0, unix.O_RDWR, false}},
 		{"gone", *e["gone"], unixEntry{e["gone"].Ino, unix.SOCK_DGRAM, 1, 0, 0, dir + "/gone\x00", true, 0, 0, unix.O_RDWR, false}},
 		{"goner", *e["goner"], unixEntry{e["goner"].Ino, unix.SOCK_DGRAM, 1, e["gone"].Ino, 0, "", false, 0, 0, unix.O_RDWR, false}},
-		{"sh0", *e["sh0"], unixEntry{e["sh0"].Ino, unix.SOCK_STREAM, 1, e["sh1"].Ino, 0, "", false, 0, skopts.SkShutdown_WRITE, unix.O_RDWR, false}},
-		{"sh1", *e["sh1"], unixEntry{e["sh1"].Ino, unix.SOCK_STREAM, 1, e["sh0"].Ino, 0, "", false, 0, skopts.SkShutdown_READ, unix.O_RDWR, false}},
+		{"sh0", *e["sh0"], unixEntry{e["sh0"].Ino, unix.SOCK_STREAM, 1, e["sh1"].Ino, 0, "", false, 0, pb.SkShutdown_WRITE, unix.O_RDWR, false}},
+		{"sh1", *e["sh1"], unixEntry{e["sh1"].Ino, unix.SOCK_STREAM, 1, e["sh0"].Ino, 0, "", false, 0, pb.SkShutdown_READ, unix.O_RDWR, false}},
 	} {
 		if diff := cmp.Diff(tc.want, tc.got); diff != "" {
 			t.Errorf("%s entry (-want +got):\n%s", tc.name, diff)
 		}
 	}
-	recs, data := withPayloads[skpacket.SkPacketEntry](t, im.dir, image.SkQueues, 0)
+	recs, data := withPayloads[pb.SkPacketEntry](t, im.dir, image.SkQueues, 0)
 	var got []string
 	for i, r := range recs {
 		if n, ok := ids[r.GetIdFor()]; ok && (n == "dg1" || n == "abs" || n == "st1" || n == "sp1" || n == "gone") {
-			got = append(got, n+" "+packetAddr(t, r)+"|"+string(data[i]))
+			got = append(got, n+" "+string(r.GetAddr())+"|"+string(data[i]))
 		}
 	}
 	want := []string{"st1 |abcdefg", "dg1 |one", "dg1 |three", "sp1 |p1", "sp1 |p22",
@@ -115,29 +113,9 @@ type unixEntry struct {
 	Name                            string
 	Deleted                         bool
 	Mode                            uint32
-	Shutdown                        skopts.SkShutdown
+	Shutdown                        pb.SkShutdown
 	Flags                           uint32
 	Passcred                        bool
-}
-
-// packetAddr is the sender's address a packet record holds, in the field
-// CRIU's .proto reserves for it (3), which go-criu's type lacks.
-func packetAddr(t *testing.T, r *skpacket.SkPacketEntry) string {
-	t.Helper()
-	b := r.ProtoReflect().GetUnknown()
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			t.Fatalf("packet's unknown fields: %v", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if num == 3 {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			return string(v)
-		}
-		b = b[n+m:]
-	}
-	return ""
 }
 
 // TestDumpUnixRefused dumps the subject holding a socket whose peer is

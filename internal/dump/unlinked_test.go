@@ -12,15 +12,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -56,7 +53,7 @@ func startUnlinked(t *testing.T, parts ...string) (*testutil.Subject, string) {
 }
 
 // remapOf returns the remap of file id, failing the test if it has none.
-func (im *images) remapOf(t *testing.T, id uint32) *remap.RemapFilePathEntry {
+func (im *images) remapOf(t *testing.T, id uint32) *pb.RemapFilePathEntry {
 	t.Helper()
 	for _, r := range im.remaps {
 		if r.GetOrigId() == id {
@@ -69,10 +66,10 @@ func (im *images) remapOf(t *testing.T, id uint32) *remap.RemapFilePathEntry {
 
 // ghostOf returns the ghost file that file id is remapped to: its entry,
 // and its chunks (one at offset 0 for a ghost without chunks).
-func (im *images) ghostOf(t *testing.T, id uint32) (uint32, *ghostfile.GhostFileEntry, []ghostChunk) {
+func (im *images) ghostOf(t *testing.T, id uint32) (uint32, *pb.GhostFileEntry, []ghostChunk) {
 	t.Helper()
 	r := im.remapOf(t, id)
-	if r.GetRemapType() != remap.RemapType_GHOST {
+	if r.GetRemapType() != pb.RemapType_GHOST {
 		t.Fatalf("file %d remapped as %v, want GHOST", id, r.GetRemapType())
 	}
 	rd, err := im.dir.Open(image.GhostFile, r.GetRemapId())
@@ -80,7 +77,7 @@ func (im *images) ghostOf(t *testing.T, id uint32) (uint32, *ghostfile.GhostFile
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	var e ghostfile.GhostFileEntry
+	var e pb.GhostFileEntry
 	if err := rd.Next(&e); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +90,7 @@ func (im *images) ghostOf(t *testing.T, id uint32) (uint32, *ghostfile.GhostFile
 		return r.GetRemapId(), &e, append(chunks, ghostChunk{0, b})
 	}
 	for {
-		var c ghostfile.GhostChunkEntry
+		var c pb.GhostChunkEntry
 		if err := rd.Next(&c); err == io.EOF {
 			break
 		} else if err != nil {
@@ -131,7 +128,7 @@ func TestDumpUnlinked(t *testing.T) {
 	critDecode(t, imgDir)
 	im := readImages(t, imgDir, s.Pid)
 	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
-	reg := func(k, name string) *fdinfo.FileEntry {
+	reg := func(k, name string) *pb.FileEntry {
 		t.Helper()
 		f := im.file(t, fd(k))
 		if f.GetReg().GetName() != filepath.Join(dir, name) {
@@ -211,7 +208,7 @@ func TestDumpUnlinked(t *testing.T) {
 	lk := reg("linked", "linked")
 	r := im.remapOf(t, lk.GetId())
 	link := im.files[r.GetRemapId()].GetReg().GetName()
-	if r.GetRemapType() != remap.RemapType_LINKED || filepath.Dir(link) != dir || !strings.HasPrefix(filepath.Base(link), "link_remap.") {
+	if r.GetRemapType() != pb.RemapType_LINKED || filepath.Dir(link) != dir || !strings.HasPrefix(filepath.Base(link), "link_remap.") {
 		t.Errorf("linked: remap %v to %q, want LINKED to %s/link_remap.ID", r, link, dir)
 	}
 	var lst, ost unix.Stat_t
@@ -227,7 +224,7 @@ func TestDumpUnlinked(t *testing.T) {
 	if e.GetMode() != unix.S_IFDIR|unlinkedDirMode {
 		t.Errorf("directory ghost mode %#o, want %#o", e.GetMode(), unix.S_IFDIR|unlinkedDirMode)
 	}
-	var fsEntry fsimg.FsEntry
+	var fsEntry pb.FsEntry
 	if err := im.dir.ReadImage(image.FS, uint32(s.Pid), &fsEntry); err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,9 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 )
@@ -52,7 +52,7 @@ type channel struct {
 type sending struct {
 	id uint32
 	// fds are the entry's numbers in the table, lowest first.
-	fds []*fdinfo.FdinfoEntry
+	fds []*pb.FdinfoEntry
 	// fd is cryo's descriptor.
 	fd int
 }

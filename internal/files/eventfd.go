@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventfd"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 )
 
 // eventfdKind is an eventfd with its counter and mode.
@@ -23,7 +21,7 @@ const efdSemaphoreFlag = unix.EFD_SEMAPHORE
 // efdMaxCount is the largest value an eventfd counter holds.
 const efdMaxCount = math.MaxUint64 - 1
 
-func (eventfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_EVENTFD }
+func (eventfdKind) typ() pb.FdTypes { return pb.FdTypes_EVENTFD }
 
 func (eventfdKind) claims(d *desc) bool { return d.link == "anon_inode:[eventfd]" }
 
@@ -37,15 +35,15 @@ func (eventfdKind) dump(t *Table, d *desc) (uint32, error) {
 		flags |= efdSemaphoreFlag
 	}
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_EVENTFD.Enum(), Id: proto.Uint32(id),
-		Efd: &eventfd.EventfdFileEntry{
-			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Fown: zeroFown(), Counter: proto.Uint64(ev.Count),
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_EVENTFD.Enum(), Id: pb.Uint32(id),
+		Efd: &pb.EventfdFileEntry{
+			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Fown: zeroFown(), Counter: pb.Uint64(ev.Count),
 		},
 	}), nil
 }
 
-func (eventfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (eventfdKind) check(s *Set, f *pb.FileEntry) error {
 	switch {
 	case f.Efd == nil:
 		return imageErr("file %d: EVENTFD without an efd entry", f.GetId())
@@ -56,7 +54,7 @@ func (eventfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open makes an eventfd in the process with its counter and mode.
-func (eventfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (eventfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Efd
 	flags := unix.EFD_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/eventpoll"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -25,7 +23,7 @@ import (
 // added under.
 type eventpollKind struct{}
 
-func (eventpollKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_EVENTPOLL }
+func (eventpollKind) typ() pb.FdTypes { return pb.FdTypes_EVENTPOLL }
 
 func (eventpollKind) claims(d *desc) bool { return d.link == "anon_inode:[eventpoll]" }
 
@@ -42,7 +40,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("read epoll fd %d: %w", d.fd, err)
 	}
 	id := t.nextID()
-	e := &eventpoll.EventpollFileEntry{Id: proto.Uint32(id), Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()}
+	e := &pb.EventpollFileEntry{Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown()}
 	tfds := make([]int, len(targets))
 	used := map[int]bool{} // descriptors registrations are added through
 	var moved []int        // registrations whose number no longer refers to their file
@@ -76,12 +74,12 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 	}
 	for i, tg := range targets {
-		e.Tfd = append(e.Tfd, &eventpoll.EventpollTfdEntry{
-			Id: proto.Uint32(id), Tfd: proto.Uint32(uint32(tfds[i])), Events: proto.Uint32(tg.Events), Data: proto.Uint64(tg.Data),
-			Dev: proto.Uint32(tg.Sdev), Inode: proto.Uint64(tg.Ino), Pos: proto.Uint64(uint64(tg.Pos)),
+		e.Tfd = append(e.Tfd, &pb.EventpollTfdEntry{
+			Id: pb.Uint32(id), Tfd: pb.Uint32(uint32(tfds[i])), Events: pb.Uint32(tg.Events), Data: pb.Uint64(tg.Data),
+			Dev: pb.Uint32(tg.Sdev), Inode: pb.Uint64(tg.Ino), Pos: pb.Uint64(uint64(tg.Pos)),
 		})
 	}
-	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_EVENTPOLL.Enum(), Id: proto.Uint32(id), Epfd: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_EVENTPOLL.Enum(), Id: pb.Uint32(id), Epfd: e}), nil
 }
 
 // epollHolder returns a descriptor, among fds and not in used, of the
@@ -111,7 +109,7 @@ func (t *Table) epollHolder(epPid, epfd, tfd int, toff uint32, fds []int, used m
 
 // check checks that every target of an epoll is a descriptor the restore
 // makes: a registration can only be made through one.
-func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (eventpollKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Epfd == nil {
 		return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
 	}
@@ -124,7 +122,7 @@ func (eventpollKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open makes an empty epoll in the process; placed registers its targets.
-func (eventpollKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (eventpollKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("make epoll: %w", err)
@@ -146,7 +144,7 @@ func (eventpollKind) placed(r *Restorer) error {
 	done := map[uint32]bool{}
 	for _, fd := range r.set.Fds {
 		f := r.set.Files[fd.GetId()]
-		if f.GetType() != fdinfo.FdTypes_EVENTPOLL || done[f.GetId()] || r.taken[f.GetId()] {
+		if f.GetType() != pb.FdTypes_EVENTPOLL || done[f.GetId()] || r.taken[f.GetId()] {
 			continue
 		}
 		done[f.GetId()] = true
@@ -169,7 +167,7 @@ var epollEventsPerPage = pageSize / binary.Size(unix.EpollEvent{})
 
 // addTargets registers targets with the process's epoll ep: their events
 // written in the scratch page, then one batch of epoll_ctl calls.
-func (r *Restorer) addTargets(ep uint64, targets []*eventpoll.EventpollTfdEntry) error {
+func (r *Restorer) addTargets(ep uint64, targets []*pb.EventpollTfdEntry) error {
 	scratch, err := r.scratch()
 	if err != nil {
 		return err

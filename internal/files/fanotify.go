@@ -3,11 +3,9 @@ package files
 import (
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fsnotify"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -24,7 +22,7 @@ type fanotifyKind struct{}
 // do not say.
 const fanotifyMflags = unix.FAN_MARK_IGNORED_SURV_MODIFY | unix.FAN_MARK_EVICTABLE
 
-func (fanotifyKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_FANOTIFY }
+func (fanotifyKind) typ() pb.FdTypes { return pb.FdTypes_FANOTIFY }
 
 func (fanotifyKind) claims(d *desc) bool { return d.link == "anon_inode:[fanotify]" }
 
@@ -40,17 +38,17 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	if st.CapEff&(1<<unix.CAP_SYS_ADMIN) == 0 {
 		return 0, fmt.Errorf("%w: fd %d is a fanotify, which the process could not make again without CAP_SYS_ADMIN", ErrUnsupported, d.fd)
 	}
-	e := &fsnotify.FanotifyFileEntry{
-		Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown(),
-		Faflags: proto.Uint32(fa.Flags), Evflags: proto.Uint32(fa.EventFlags),
+	e := &pb.FanotifyFileEntry{
+		Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown(),
+		Faflags: pb.Uint32(fa.Flags), Evflags: pb.Uint32(fa.EventFlags),
 	}
 	for _, m := range fa.Marks {
 		if m.Mflags&^fanotifyMflags != 0 {
 			return 0, fmt.Errorf("%w: fanotify fd %d has a mark with flags %#x", ErrUnsupported, d.fd, m.Mflags)
 		}
-		me := &fsnotify.FanotifyMarkEntry{
-			Mflags: proto.Uint32(m.Mflags), Mask: proto.Uint32(m.Mask),
-			IgnoredMask: proto.Uint32(m.IgnoredMask), SDev: proto.Uint32(m.Sdev),
+		me := &pb.FanotifyMarkEntry{
+			Mflags: pb.Uint32(m.Mflags), Mask: pb.Uint32(m.Mask),
+			IgnoredMask: pb.Uint32(m.IgnoredMask), SDev: pb.Uint32(m.Sdev),
 		}
 		switch m.Kind {
 		case proc.FanotifyInode:
@@ -58,8 +56,8 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			if err != nil {
 				return 0, err
 			}
-			me.Type = fsnotify.MarkType_INODE.Enum()
-			me.Ie = &fsnotify.FanotifyInodeMarkEntry{IIno: proto.Uint64(m.Ino), FHandle: h}
+			me.Type = pb.MarkType_INODE.Enum()
+			me.Ie = &pb.FanotifyInodeMarkEntry{IIno: pb.Uint64(m.Ino), FHandle: h}
 		case proc.FanotifyMount:
 			mnt, err := t.mount(m.MntID)
 			if err != nil {
@@ -67,9 +65,9 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			}
 			// CRIU's: the mount point without its leading slash, the
 			// device of the mount.
-			me.Type = fsnotify.MarkType_MOUNT.Enum()
-			me.SDev = proto.Uint32(kernel.KernelDev(mnt.Major, mnt.Minor))
-			me.Me = &fsnotify.FanotifyMountMarkEntry{MntId: proto.Uint32(uint32(m.MntID)), Path: proto.String(mnt.Point[1:])}
+			me.Type = pb.MarkType_MOUNT.Enum()
+			me.SDev = pb.Uint32(kernel.KernelDev(mnt.Major, mnt.Minor))
+			me.Me = &pb.FanotifyMountMarkEntry{MntId: pb.Uint32(uint32(m.MntID)), Path: pb.String(mnt.Point[1:])}
 		default:
 			return 0, fmt.Errorf("%w: fanotify fd %d has a %s mark, which CRIU's images cannot hold", ErrUnsupported, d.fd, markKindName(m.Kind))
 		}
@@ -80,11 +78,11 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	// After the marks: an unlinked inode's entry takes an id.
 	id := t.nextID()
-	e.Id = proto.Uint32(id)
+	e.Id = pb.Uint32(id)
 	for _, m := range e.Mark {
-		m.Id = proto.Uint32(id)
+		m.Id = pb.Uint32(id)
 	}
-	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_FANOTIFY.Enum(), Id: proto.Uint32(id), Ffy: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_FANOTIFY.Enum(), Id: pb.Uint32(id), Ffy: e}), nil
 }
 
 // atFDCWD is AT_FDCWD as a system call argument.
@@ -111,7 +109,7 @@ func (t *Table) mount(id int) (proc.Mount, error) {
 	return proc.Mount{}, fmt.Errorf("no mount %d in the process's mountinfo", id)
 }
 
-func (fanotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (fanotifyKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Ffy == nil {
 		return imageErr("file %d: FANOTIFY without an ffy entry", f.GetId())
 	}
@@ -120,11 +118,11 @@ func (fanotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 			return fmt.Errorf("%w: fanotify file %d has a mark with flags %#x", ErrUnsupported, f.GetId(), m.GetMflags())
 		}
 		switch {
-		case m.GetType() == fsnotify.MarkType_INODE && m.Ie != nil:
+		case m.GetType() == pb.MarkType_INODE && m.Ie != nil:
 			if err := checkHandle(f.GetId(), m.Ie.GetFHandle()); err != nil {
 				return err
 			}
-		case m.GetType() == fsnotify.MarkType_MOUNT && m.Me != nil:
+		case m.GetType() == pb.MarkType_MOUNT && m.Me != nil:
 		default:
 			return imageErr("fanotify file %d: a mark of type %v without its entry", f.GetId(), m.GetType())
 		}
@@ -134,7 +132,7 @@ func (fanotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open makes a fanotify in the process with its flags and marks, the
 // group being charged to it, and takes it.
-func (fanotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (fanotifyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Ffy
 	// FAN_CLOEXEC as it was: the group keeps its flags, fdinfo shows
 	// them; the descriptor's own flag is set once it has its number.

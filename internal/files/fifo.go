@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fifo"
-	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 )
 
 // fifoKind is a FIFO: a pipe reached through a path. Its entry refers to
@@ -20,7 +17,7 @@ import (
 // of the FIFO through it.
 type fifoKind struct{}
 
-func (fifoKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_FIFO }
+func (fifoKind) typ() pb.FdTypes { return pb.FdTypes_FIFO }
 
 func (fifoKind) claims(d *desc) bool {
 	return strings.HasPrefix(d.link, "/") && d.mode() == unix.S_IFIFO
@@ -32,7 +29,7 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	regID := t.nextID()
-	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: regEntry(regID, path, d)})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(regID), Reg: regEntry(regID, path, d)})
 	if deleted {
 		if err := t.unlinked(regID, path, d.path, &d.st); err != nil {
 			return 0, err
@@ -41,17 +38,17 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_FIFO.Enum(), Id: proto.Uint32(id),
-		Fifo: &fifo.FifoEntry{Id: proto.Uint32(id), PipeId: proto.Uint32(uint32(d.st.Ino)), RegfId: proto.Uint32(regID)},
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_FIFO.Enum(), Id: pb.Uint32(id),
+		Fifo: &pb.FifoEntry{Id: pb.Uint32(id), PipeId: pb.Uint32(uint32(d.st.Ino)), RegfId: pb.Uint32(regID)},
 	}), nil
 }
 
-func (fifoKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (fifoKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Fifo == nil || s.Files[f.Fifo.GetRegfId()] == nil || s.Files[f.Fifo.GetRegfId()].Reg == nil {
 		return imageErr("file %d: FIFO without its path entry", f.GetId())
 	}
-	if t, ok := s.remaps[f.Fifo.GetRegfId()]; ok && t.typ == remap.RemapType_GHOST && s.ghosts[t.id].GetMode()&unix.S_IFMT != unix.S_IFIFO {
+	if t, ok := s.remaps[f.Fifo.GetRegfId()]; ok && t.typ == pb.RemapType_GHOST && s.ghosts[t.id].GetMode()&unix.S_IFMT != unix.S_IFIFO {
 		return imageErr("file %d: FIFO whose unlinked node is of mode %#o", f.GetId(), s.ghosts[t.id].GetMode())
 	}
 	return nil
@@ -60,7 +57,7 @@ func (fifoKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open opens a FIFO by its path. A read-only or write-only open would
 // block until the other side shows up, so a read-write descriptor holds
 // the FIFO open meanwhile.
-func (fifoKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (fifoKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	reg := r.set.Files[f.Fifo.GetRegfId()].Reg
 	// An unlinked one is made again, and reached through cryo.
 	path, err := r.Path(f.Fifo.GetRegfId())

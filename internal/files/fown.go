@@ -5,11 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -20,26 +16,50 @@ import (
 // which decide whether the signal may be sent (F_GETOWNER_UIDS), and set
 // again by a thread with those uids.
 
-// entryFown returns the field that holds the fown entry of f's kind, if
-// that kind has one.
-func entryFown(f *fdinfo.FileEntry) (protoreflect.Message, protoreflect.FieldDescriptor) {
-	var m protoreflect.Message
-	var fd protoreflect.FieldDescriptor
-	f.ProtoReflect().Range(func(field protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if field.Kind() != protoreflect.MessageKind {
-			return true
-		}
-		if own := field.Message().Fields().ByName("fown"); own != nil {
-			m, fd = v.Message(), own
-			return false
-		}
-		return true
-	})
-	return m, fd
+// entryFown returns the fown field of the entry of f's kind, or nil if
+// that kind has none.
+func entryFown(f *pb.FileEntry) **pb.FownEntry {
+	switch {
+	case f.Reg != nil:
+		return &f.Reg.Fown
+	case f.Isk != nil:
+		return &f.Isk.Fown
+	case f.Psk != nil:
+		return &f.Psk.Fown
+	case f.Nlsk != nil:
+		return &f.Nlsk.Fown
+	case f.Efd != nil:
+		return &f.Efd.Fown
+	case f.Epfd != nil:
+		return &f.Epfd.Fown
+	case f.Sgfd != nil:
+		return &f.Sgfd.Fown
+	case f.Tfd != nil:
+		return &f.Tfd.Fown
+	case f.Ify != nil:
+		return &f.Ify.Fown
+	case f.Ffy != nil:
+		return &f.Ffy.Fown
+	case f.Ext != nil:
+		return &f.Ext.Fown
+	case f.Usk != nil:
+		return &f.Usk.Fown
+	case f.Pipe != nil:
+		return &f.Pipe.Fown
+	case f.Tty != nil:
+		return &f.Tty.Fown
+	case f.Memfd != nil:
+		return &f.Memfd.Fown
+	case f.Bpf != nil:
+		return &f.Bpf.Fown
+	case f.Pidfd != nil:
+		return &f.Pidfd.Fown
+	}
+	return nil
 }
 
 // dumpOwner records the owner of descriptor fd, entry f, if it has one.
-func (t *Table) dumpOwner(fd int, f *fdinfo.FileEntry) error {
+func (t *Table) dumpOwner(fd int, f *pb.FileEntry) error {
 	dup, err := kernel.Getfd(t.view, fd)
 	if err != nil {
 		return err
@@ -52,13 +72,12 @@ func (t *Table) dumpOwner(fd int, f *fdinfo.FileEntry) error {
 	if o.Pid != 0 && !t.ownerInTree(o) {
 		return fmt.Errorf("%w: fd %d: the owner of its signals (F_SETOWN) is %s %d, not one of the checkpoint's", ErrUnsupported, fd, o.Kind(), o.Pid)
 	}
-	m, field := entryFown(f)
-	if m == nil {
+	own := entryFown(f)
+	if own == nil {
 		return fmt.Errorf("%w: fd %d (%v) has an owner for its signals (F_SETOWN), which its kind's entry cannot hold", ErrUnsupported, fd, f.GetType())
 	}
-	e := &fown.FownEntry{Uid: proto.Uint32(o.UID), Euid: proto.Uint32(o.EUID), Signum: proto.Uint32(uint32(o.Sig)),
-		PidType: proto.Uint32(uint32(o.Type)), Pid: proto.Uint32(uint32(o.Pid))}
-	m.Set(field, protoreflect.ValueOfMessage(e.ProtoReflect()))
+	*own = &pb.FownEntry{Uid: pb.Uint32(o.UID), Euid: pb.Uint32(o.EUID), Signum: pb.Uint32(uint32(o.Sig)),
+		PidType: pb.Uint32(uint32(o.Type)), Pid: pb.Uint32(uint32(o.Pid))}
 	return nil
 }
 
@@ -95,12 +114,12 @@ func (r *Restorer) SetOwners(inTree func(kernel.Owner) bool) error {
 		}
 		done[id] = true
 		f := r.set.Files[id]
-		m, field := entryFown(f)
-		if m == nil || !m.Has(field) {
+		own := entryFown(f)
+		if own == nil || *own == nil {
 			continue
 		}
-		e, ok := m.Get(field).Message().Interface().(*fown.FownEntry)
-		if !ok || e.GetPid() == 0 && e.GetSignum() == 0 {
+		e := *own
+		if e.GetPid() == 0 && e.GetSignum() == 0 {
 			continue
 		}
 		o := kernel.Owner{Type: int(e.GetPidType()), Pid: int(e.GetPid()), Sig: int(e.GetSignum()), UID: e.GetUid(), EUID: e.GetEuid()}

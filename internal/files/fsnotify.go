@@ -9,13 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fh"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fsnotify"
-	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -41,12 +37,12 @@ const fhWords = 16
 // (an inotify or fanotify descriptor, for messages) is on: device sdev
 // (the kernel's dev_t), inode ino, handle h. Its path is a path that
 // reaches the inode, none for a ghost.
-func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHandle) (*fh.FhEntry, error) {
+func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHandle) (*pb.FhEntry, error) {
 	major, minor := kernel.KernelDevSplit(sdev)
 	if h == nil || len(h.Bytes) > fhWords*8 {
 		return nil, fmt.Errorf("%w: %s marks inode %#x on device %d:%d, which has no file handle", ErrUnsupported, what, ino, major, minor)
 	}
-	e := &fh.FhEntry{Bytes: proto.Uint32(uint32(len(h.Bytes))), Type: proto.Uint32(uint32(h.Type)), Handle: make([]uint64, fhWords)}
+	e := &pb.FhEntry{Bytes: pb.Uint32(uint32(len(h.Bytes))), Type: pb.Uint32(uint32(h.Type)), Handle: make([]uint64, fhWords)}
 	buf := make([]byte, fhWords*8)
 	copy(buf, h.Bytes)
 	for i := range e.Handle {
@@ -66,7 +62,7 @@ func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHand
 		}
 		if found {
 			if path != "" {
-				e.Path = proto.String(path)
+				e.Path = pb.String(path)
 			}
 			return e, nil
 		}
@@ -126,7 +122,7 @@ func (t *Table) inodeVia(m proc.Mount, h *proc.FileHandle, sdev uint32, ino uint
 		switch {
 		case target.id == 0: // its name is back
 			return strings.TrimSuffix(name, " (deleted)"), true, nil
-		case target.typ == remap.RemapType_LINKED:
+		case target.typ == pb.RemapType_LINKED:
 			return t.files[target.id-1].Reg.GetName(), true, nil
 		}
 		return "", true, nil
@@ -161,7 +157,7 @@ func (t *Table) refuseLost(d *desc, what string) error {
 }
 
 // handleBytes are the bytes of a handle entry, checked.
-func handleBytes(e *fh.FhEntry) ([]byte, error) {
+func handleBytes(e *pb.FhEntry) ([]byte, error) {
 	if e == nil || e.GetBytes() > uint32(8*len(e.GetHandle())) || e.GetBytes() > fhWords*8 {
 		return nil, fmt.Errorf("no file handle, or one of more bytes than it holds")
 	}
@@ -179,18 +175,18 @@ type mark struct {
 	// is the mount point of a mount mark.
 	sdev   uint32
 	ino    uint64
-	handle *fh.FhEntry
+	handle *pb.FhEntry
 	mount  string
 }
 
 // marks lists the marks of an inotify or fanotify entry, in its order.
-func marks(f *fdinfo.FileEntry) []mark {
+func marks(f *pb.FileEntry) []mark {
 	var out []mark
 	for _, w := range f.GetIfy().GetWd() {
 		out = append(out, mark{sdev: w.GetSDev(), ino: w.GetIIno(), handle: w.GetFHandle()})
 	}
 	for _, m := range f.GetFfy().GetMark() {
-		if m.GetType() == fsnotify.MarkType_MOUNT {
+		if m.GetType() == pb.MarkType_MOUNT {
 			out = append(out, mark{mount: "/" + m.GetMe().GetPath()})
 		} else {
 			out = append(out, mark{sdev: m.GetSDev(), ino: m.GetIe().GetIIno(), handle: m.GetIe().GetFHandle()})
@@ -228,11 +224,11 @@ type markSet struct {
 func (s *Set) remappedMark(m mark) (uint32, bool) {
 	for orig, t := range s.remaps {
 		switch t.typ {
-		case remap.RemapType_GHOST:
+		case pb.RemapType_GHOST:
 			if g := s.ghosts[t.id]; g.GetDev() == m.sdev && g.GetIno() == m.ino {
 				return orig, true
 			}
-		case remap.RemapType_LINKED:
+		case pb.RemapType_LINKED:
 			if p := m.handle.GetPath(); p != "" && s.Files[t.id].Reg.GetName() == p {
 				return orig, true
 			}
@@ -335,7 +331,7 @@ func (s *Set) closeMarks() {
 // markPath is the path through which the process being restored marks
 // mark i of entry f: cryo's descriptor of what Verify checked, or of the
 // unlinked file recreated or linked back.
-func (r *Restorer) markPath(f *fdinfo.FileEntry, i int, m mark) (string, error) {
+func (r *Restorer) markPath(f *pb.FileEntry, i int, m mark) (string, error) {
 	if m.mount == "" {
 		if orig, ok := r.set.remappedMark(m); ok {
 			return r.Path(orig)
@@ -349,7 +345,7 @@ func (r *Restorer) markPath(f *fdinfo.FileEntry, i int, m mark) (string, error) 
 }
 
 // checkHandle checks the handle entry of an inode mark of entry id.
-func checkHandle(id uint32, e *fh.FhEntry) error {
+func checkHandle(id uint32, e *pb.FhEntry) error {
 	if _, err := handleBytes(e); err != nil {
 		return imageErr("file %d: mark: %v", id, err)
 	}

@@ -8,11 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fsnotify"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -49,7 +47,7 @@ func TestVerifyMarks(t *testing.T) {
 	}
 	// watch is a watch entry of the file at path as the dump makes it,
 	// then named at name.
-	watch := func(path, name string) *fsnotify.InotifyWdEntry {
+	watch := func(path, name string) *pb.InotifyWdEntry {
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil {
 			t.Fatal(err)
@@ -66,8 +64,8 @@ func TestVerifyMarks(t *testing.T) {
 		if e.GetPath() != path {
 			t.Errorf("the dump found %s at %q", path, e.GetPath())
 		}
-		e.Path = proto.String(name)
-		return &fsnotify.InotifyWdEntry{Wd: proto.Uint32(1), SDev: proto.Uint32(sdev), IIno: proto.Uint64(st.Ino), FHandle: e}
+		e.Path = pb.String(name)
+		return &pb.InotifyWdEntry{Wd: pb.Uint32(1), SDev: pb.Uint32(sdev), IIno: pb.Uint64(st.Ino), FHandle: e}
 	}
 	nobody := kernel.FsCreds{Fsuid: 65534, Fsgid: 65534}
 	admin := nobody
@@ -76,7 +74,7 @@ func TestVerifyMarks(t *testing.T) {
 	otherHandle.FHandle.Handle[0] ^= 1
 	for _, tc := range []struct {
 		name  string
-		f     *fdinfo.FileEntry
+		f     *pb.FileEntry
 		creds kernel.FsCreds
 		err   error
 		says  string
@@ -91,8 +89,8 @@ func TestVerifyMarks(t *testing.T) {
 		{"a mount mark on /", fanotifyMountEntry("/"), admin, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &Set{Files: map[uint32]*fdinfo.FileEntry{1: tc.f}, Fds: []*fdinfo.FdinfoEntry{
-				{Id: proto.Uint32(1), Fd: proto.Uint32(3), Type: tc.f.Type},
+			s := &Set{Files: map[uint32]*pb.FileEntry{1: tc.f}, Fds: []*pb.FdinfoEntry{
+				{Id: pb.Uint32(1), Fd: pb.Uint32(3), Type: tc.f.Type},
 			}}
 			err := s.Verify(nil, VerifyOptions{Creds: tc.creds, Log: slog.New(slog.DiscardHandler)})
 			defer s.Close()
@@ -106,19 +104,19 @@ func TestVerifyMarks(t *testing.T) {
 	}
 }
 
-func inotifyEntry(w *fsnotify.InotifyWdEntry) *fdinfo.FileEntry {
-	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_INOTIFY.Enum(), Id: proto.Uint32(1), Ify: &fsnotify.InotifyFileEntry{
-		Id: proto.Uint32(1), Flags: proto.Uint32(0), Fown: zeroFown(), Wd: []*fsnotify.InotifyWdEntry{w},
+func inotifyEntry(w *pb.InotifyWdEntry) *pb.FileEntry {
+	return &pb.FileEntry{Type: pb.FdTypes_INOTIFY.Enum(), Id: pb.Uint32(1), Ify: &pb.InotifyFileEntry{
+		Id: pb.Uint32(1), Flags: pb.Uint32(0), Fown: zeroFown(), Wd: []*pb.InotifyWdEntry{w},
 	}}
 }
 
-func fanotifyMountEntry(point string) *fdinfo.FileEntry {
-	return &fdinfo.FileEntry{Type: fdinfo.FdTypes_FANOTIFY.Enum(), Id: proto.Uint32(1), Ffy: &fsnotify.FanotifyFileEntry{
-		Id: proto.Uint32(1), Flags: proto.Uint32(0), Fown: zeroFown(), Faflags: proto.Uint32(0), Evflags: proto.Uint32(0),
-		Mark: []*fsnotify.FanotifyMarkEntry{{
-			Id: proto.Uint32(1), Type: fsnotify.MarkType_MOUNT.Enum(), Mflags: proto.Uint32(0), Mask: proto.Uint32(unix.FAN_MODIFY),
-			IgnoredMask: proto.Uint32(0), SDev: proto.Uint32(0),
-			Me: &fsnotify.FanotifyMountMarkEntry{MntId: proto.Uint32(1), Path: proto.String(point[1:])},
+func fanotifyMountEntry(point string) *pb.FileEntry {
+	return &pb.FileEntry{Type: pb.FdTypes_FANOTIFY.Enum(), Id: pb.Uint32(1), Ffy: &pb.FanotifyFileEntry{
+		Id: pb.Uint32(1), Flags: pb.Uint32(0), Fown: zeroFown(), Faflags: pb.Uint32(0), Evflags: pb.Uint32(0),
+		Mark: []*pb.FanotifyMarkEntry{{
+			Id: pb.Uint32(1), Type: pb.MarkType_MOUNT.Enum(), Mflags: pb.Uint32(0), Mask: pb.Uint32(unix.FAN_MODIFY),
+			IgnoredMask: pb.Uint32(0), SDev: pb.Uint32(0),
+			Me: &pb.FanotifyMountMarkEntry{MntId: pb.Uint32(1), Path: pb.String(point[1:])},
 		}},
 	}}
 }

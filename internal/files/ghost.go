@@ -9,15 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
-	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
-	criutime "github.com/checkpoint-restore/go-criu/v8/crit/images/time"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -44,7 +39,7 @@ const ghostChunksFrom = 3 * 4096
 // remapTarget is what an unlinked file's entries are remapped to: a ghost
 // file image, or a REG entry (a link remap), by id.
 type remapTarget struct {
-	typ remap.RemapType
+	typ pb.RemapType
 	id  uint32
 }
 
@@ -55,7 +50,7 @@ type ghostTable struct {
 	linkRemap bool
 	targets   map[inode]remapTarget
 	ghosts    []ghost
-	remaps    []*remap.RemapFilePathEntry
+	remaps    []*pb.RemapFilePathEntry
 	// links are the link remaps this dump made, removed if it fails.
 	links []string
 }
@@ -64,7 +59,7 @@ type ghostTable struct {
 // chunks[0].data.
 type ghost struct {
 	id     uint32
-	e      *ghostfile.GhostFileEntry
+	e      *pb.GhostFileEntry
 	chunks []chunk
 }
 
@@ -106,8 +101,8 @@ func (t *Table) unlinked(id uint32, name, link string, st *unix.Stat_t) error {
 	if target.id == 0 {
 		return nil // reached by its name again
 	}
-	t.remaps = append(t.remaps, &remap.RemapFilePathEntry{
-		OrigId: proto.Uint32(id), RemapId: proto.Uint32(target.id), RemapType: target.typ.Enum(),
+	t.remaps = append(t.remaps, &pb.RemapFilePathEntry{
+		OrigId: pb.Uint32(id), RemapId: pb.Uint32(target.id), RemapType: target.typ.Enum(),
 	})
 	return nil
 }
@@ -183,10 +178,10 @@ func (t *Table) linkBack(name, link string, st *unix.Stat_t) (remapTarget, error
 		return remapTarget{}, fmt.Errorf("link %s back at %s: %w", name, path, err)
 	}
 	t.links = append(t.links, path)
-	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: &regfile.RegFileEntry{
-		Id: proto.Uint32(id), Flags: proto.Uint32(0), Pos: proto.Uint64(0), Fown: zeroFown(), Name: proto.String(path),
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(id), Reg: &pb.RegFileEntry{
+		Id: pb.Uint32(id), Flags: pb.Uint32(0), Pos: pb.Uint64(0), Fown: zeroFown(), Name: pb.String(path),
 	}})
-	return remapTarget{remap.RemapType_LINKED, id}, nil
+	return remapTarget{pb.RemapType_LINKED, id}, nil
 }
 
 // Abort undoes what a dump that failed did to the filesystem: it removes
@@ -202,9 +197,9 @@ func (t *Table) Abort() {
 // left. Its device is the kernel's dev_t, as CRIU keeps it: an inotify
 // or fanotify mark finds its ghost by device and inode.
 func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
-	g := ghost{id: uint32(len(t.ghosts) + 1), e: &ghostfile.GhostFileEntry{
-		Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid), Mode: proto.Uint32(st.Mode),
-		Dev: proto.Uint32(kernel.KernelDev(unix.Major(st.Dev), unix.Minor(st.Dev))), Ino: proto.Uint64(st.Ino),
+	g := ghost{id: uint32(len(t.ghosts) + 1), e: &pb.GhostFileEntry{
+		Uid: pb.Uint32(st.Uid), Gid: pb.Uint32(st.Gid), Mode: pb.Uint32(st.Mode),
+		Dev: pb.Uint32(kernel.KernelDev(unix.Major(st.Dev), unix.Minor(st.Dev))), Ino: pb.Uint64(st.Ino),
 		Atim: timeval(st.Atim), Mtim: timeval(st.Mtim),
 	}}
 	switch st.Mode & unix.S_IFMT {
@@ -214,9 +209,9 @@ func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
 			return remapTarget{}, err
 		}
 		defer f.Close()
-		g.e.Size = proto.Uint64(uint64(st.Size))
+		g.e.Size = pb.Uint64(uint64(st.Size))
 		if st.Size >= ghostChunksFrom {
-			g.e.Chunks = proto.Bool(true)
+			g.e.Chunks = pb.Bool(true)
 			err = forData(f, st.Size, func(off, end int64) error {
 				c := chunk{off: uint64(off), data: make([]byte, end-off)}
 				_, err := io.ReadFull(io.NewSectionReader(f, off, end-off), c.data)
@@ -236,12 +231,12 @@ func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
 		return remapTarget{}, fmt.Errorf("%w: unlinked file of mode %#o", ErrUnsupported, st.Mode)
 	}
 	t.ghosts = append(t.ghosts, g)
-	return remapTarget{remap.RemapType_GHOST, g.id}, nil
+	return remapTarget{pb.RemapType_GHOST, g.id}, nil
 }
 
 // timeval is a time in CRIU's ghost entries, to the microsecond.
-func timeval(ts unix.Timespec) *criutime.Timeval {
-	return &criutime.Timeval{TvSec: proto.Uint64(uint64(ts.Sec)), TvUsec: proto.Uint64(uint64(ts.Nsec / 1000))}
+func timeval(ts unix.Timespec) *pb.Timeval {
+	return &pb.Timeval{TvSec: pb.Uint64(uint64(ts.Sec)), TvUsec: pb.Uint64(uint64(ts.Nsec / 1000))}
 }
 
 // forData calls fn for each range [off, end) of f below size that holds
@@ -282,19 +277,19 @@ func (g *ghostTable) write(dir *image.Dir) error {
 			if len(gh.chunks) > 0 {
 				data = gh.chunks[0].data
 			}
-			if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1, func(int) (proto.Message, []byte) {
+			if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1, func(int) (pb.Message, []byte) {
 				return gh.e, data
 			}); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1+len(gh.chunks), func(i int) (proto.Message, []byte) {
+		if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1+len(gh.chunks), func(i int) (pb.Message, []byte) {
 			if i == 0 {
 				return gh.e, nil
 			}
 			c := gh.chunks[i-1]
-			return &ghostfile.GhostChunkEntry{Len: proto.Uint64(uint64(len(c.data))), Off: proto.Uint64(c.off)}, c.data
+			return &pb.GhostChunkEntry{Len: pb.Uint64(uint64(len(c.data))), Off: pb.Uint64(c.off)}, c.data
 		}); err != nil {
 			return err
 		}
@@ -306,11 +301,11 @@ func (g *ghostTable) write(dir *image.Dir) error {
 // that stands for one is remapped to, and the ghost entries, checked.
 type ghostSet struct {
 	remaps map[uint32]remapTarget
-	ghosts map[uint32]*ghostfile.GhostFileEntry
+	ghosts map[uint32]*pb.GhostFileEntry
 }
 
 func (s *Set) loadGhosts() error {
-	remaps, err := image.ReadAll[remap.RemapFilePathEntry](s.dir, image.RemapFpath, 0)
+	remaps, err := image.ReadAll[pb.RemapFilePathEntry](s.dir, image.RemapFpath, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -318,7 +313,7 @@ func (s *Set) loadGhosts() error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	s.remaps = map[uint32]remapTarget{}
-	s.ghosts = map[uint32]*ghostfile.GhostFileEntry{}
+	s.ghosts = map[uint32]*pb.GhostFileEntry{}
 	for _, rm := range remaps {
 		orig, target := rm.GetOrigId(), remapTarget{rm.GetRemapType(), rm.GetRemapId()}
 		if f := s.Files[orig]; f == nil || f.Reg == nil {
@@ -328,13 +323,13 @@ func (s *Set) loadGhosts() error {
 			return imageErr("remap-fpath.img: file %d remapped twice", orig)
 		}
 		switch target.typ {
-		case remap.RemapType_GHOST:
+		case pb.RemapType_GHOST:
 			if _, ok := s.ghosts[target.id]; !ok {
 				if s.ghosts[target.id], err = checkGhost(s.dir, target.id); err != nil {
 					return err
 				}
 			}
-		case remap.RemapType_LINKED:
+		case pb.RemapType_LINKED:
 			if f := s.Files[target.id]; f == nil || f.Reg == nil || target.id == orig {
 				return imageErr("remap-fpath.img: link remap of file %d to %d, which is not a regular file entry", orig, target.id)
 			}
@@ -348,20 +343,20 @@ func (s *Set) loadGhosts() error {
 
 // checkGhost reads ghost file image id through, checking that its chunks
 // are in order and within its size.
-func checkGhost(dir *image.Dir, id uint32) (*ghostfile.GhostFileEntry, error) {
-	var e *ghostfile.GhostFileEntry
-	err := readGhost(dir, id, func(g *ghostfile.GhostFileEntry) error {
+func checkGhost(dir *image.Dir, id uint32) (*pb.GhostFileEntry, error) {
+	var e *pb.GhostFileEntry
+	err := readGhost(dir, id, func(g *pb.GhostFileEntry) error {
 		e = g
 		return nil
-	}, func(*ghostfile.GhostChunkEntry, io.Reader) error { return nil })
+	}, func(*pb.GhostChunkEntry, io.Reader) error { return nil })
 	return e, err
 }
 
 // readGhost reads ghost file image id: its entry, given to head, then each
 // chunk with its data (the whole file, at offset 0, for a ghost without
 // chunks), given to body.
-func readGhost(dir *image.Dir, id uint32, head func(*ghostfile.GhostFileEntry) error,
-	body func(*ghostfile.GhostChunkEntry, io.Reader) error) error {
+func readGhost(dir *image.Dir, id uint32, head func(*pb.GhostFileEntry) error,
+	body func(*pb.GhostChunkEntry, io.Reader) error) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: ghost file %d: %s", ErrImage, id, fmt.Sprintf(format, a...))
 	}
@@ -370,7 +365,7 @@ func readGhost(dir *image.Dir, id uint32, head func(*ghostfile.GhostFileEntry) e
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer r.Close()
-	e := &ghostfile.GhostFileEntry{}
+	e := &pb.GhostFileEntry{}
 	if err := r.Next(e); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
@@ -389,14 +384,14 @@ func readGhost(dir *image.Dir, id uint32, head func(*ghostfile.GhostFileEntry) e
 		return nil
 	}
 	if !e.GetChunks() {
-		if err := body(&ghostfile.GhostChunkEntry{Len: proto.Uint64(e.GetSize()), Off: proto.Uint64(0)}, r.Payload()); err != nil {
+		if err := body(&pb.GhostChunkEntry{Len: pb.Uint64(e.GetSize()), Off: pb.Uint64(0)}, r.Payload()); err != nil {
 			return fmt.Errorf("ghost file %d: %w", id, err)
 		}
 		return nil
 	}
 	var end uint64
 	for {
-		c := &ghostfile.GhostChunkEntry{}
+		c := &pb.GhostChunkEntry{}
 		err := r.Next(c)
 		if err == io.EOF {
 			return nil
@@ -433,7 +428,7 @@ func (r *Restorer) remapped(t remapTarget, name string) (int, error) {
 	}
 	var fd int
 	var err error
-	if t.typ == remap.RemapType_GHOST {
+	if t.typ == pb.RemapType_GHOST {
 		fd, err = recreateGhost(r.set.dir, t.id, name)
 	} else {
 		link := r.set.Files[t.id].Reg.GetName()
@@ -513,12 +508,12 @@ func (s *Shared) Close() {
 // set-id bit is there to see). It returns cryo's descriptor of it.
 func recreateGhost(dir *image.Dir, id uint32, name string) (int, error) {
 	fd := -1
-	var e *ghostfile.GhostFileEntry
-	err := readGhost(dir, id, func(g *ghostfile.GhostFileEntry) (err error) {
+	var e *pb.GhostFileEntry
+	err := readGhost(dir, id, func(g *pb.GhostFileEntry) (err error) {
 		e = g
 		fd, err = createGhost(name, e.GetMode()&unix.S_IFMT)
 		return err
-	}, func(c *ghostfile.GhostChunkEntry, data io.Reader) error {
+	}, func(c *pb.GhostChunkEntry, data io.Reader) error {
 		_, err := io.Copy(io.NewOffsetWriter(fdAt(fd), int64(c.GetOff())), data)
 		return err
 	})
@@ -558,7 +553,7 @@ func (fd fdAt) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // applyGhostMeta gives a recreated ghost its size, owner, mode and times.
-func applyGhostMeta(fd int, e *ghostfile.GhostFileEntry) error {
+func applyGhostMeta(fd int, e *pb.GhostFileEntry) error {
 	self := "/proc/self/fd/" + strconv.Itoa(fd)
 	if e.GetMode()&unix.S_IFMT == unix.S_IFREG {
 		if err := unix.Ftruncate(fd, int64(e.GetSize())); err != nil {

@@ -10,11 +10,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // A file reached by its path may have changed between dump and restore:
@@ -67,15 +66,15 @@ func (t *identityTable) write(dir *image.Dir) error { return dir.WriteFileStats(
 // identify fills a reg entry for a file mapped or run by the process,
 // which via (a /proc path: map_files, exe, cwd) reaches, and records its
 // identity.
-func (t *Table) identify(reg *regfile.RegFileEntry, via string) error {
+func (t *Table) identify(reg *pb.RegFileEntry, via string) error {
 	st, err := statx(unix.AT_FDCWD, via, 0)
 	if err != nil {
 		return fmt.Errorf("%s: %w", via, err)
 	}
-	reg.Mode = proto.Uint32(uint32(st.Mode))
+	reg.Mode = pb.Uint32(uint32(st.Mode))
 	// Only a regular file is read: opening a device may do anything.
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
-		reg.Size = proto.Uint64(st.Size)
+		reg.Size = pb.Uint64(st.Size)
 		f, err := os.Open(via)
 		if err != nil {
 			return err

@@ -7,13 +7,9 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
-	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -54,7 +50,7 @@ func isPing(protocol int) bool {
 	return protocol == unix.IPPROTO_ICMP || protocol == unix.IPPROTO_ICMPV6
 }
 
-func (inetKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_INETSK }
+func (inetKind) typ() pb.FdTypes { return pb.FdTypes_INETSK }
 
 func (inetKind) claims(d *desc) bool {
 	return d.mode() == unix.S_IFSOCK && inetProtos[sockProtoName(d)]
@@ -259,17 +255,17 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	id := t.nextID()
-	e := &skinet.InetSkEntry{
-		Id: proto.Uint32(id), Ino: proto.Uint32(uint32(d.st.Ino)),
-		Family: proto.Uint32(uint32(family)), Type: proto.Uint32(uint32(typ)), Proto: proto.Uint32(uint32(protocol)),
-		State:   proto.Uint32(uint32(diag.State)),
-		SrcPort: proto.Uint32(uint32(local.Port())), DstPort: proto.Uint32(uint32(remote.Port())),
-		Flags: proto.Uint32(statusFlags(d.info)), Backlog: proto.Uint32(0),
+	e := &pb.InetSkEntry{
+		Id: pb.Uint32(id), Ino: pb.Uint32(uint32(d.st.Ino)),
+		Family: pb.Uint32(uint32(family)), Type: pb.Uint32(uint32(typ)), Proto: pb.Uint32(uint32(protocol)),
+		State:   pb.Uint32(uint32(diag.State)),
+		SrcPort: pb.Uint32(uint32(local.Port())), DstPort: pb.Uint32(uint32(remote.Port())),
+		Flags: pb.Uint32(statusFlags(d.info)), Backlog: pb.Uint32(0),
 		SrcAddr: addrWords(local.Addr()), DstAddr: addrWords(remote.Addr()),
 		Fown: zeroFown(), Opts: opts,
 	}
 	if diag.Shutdown != 0 {
-		e.Shutdown = skopts.SkShutdown(diag.Shutdown).Enum()
+		e.Shutdown = pb.SkShutdown(diag.Shutdown).Enum()
 	}
 	if err := dumpInetOpts(fd, e); err != nil {
 		return 0, err
@@ -292,7 +288,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		case diag.Rqueue != 0 && t.Dropped != nil:
 			t.Dropped(local, diag.Rqueue)
 		}
-		e.Backlog = proto.Uint32(diag.Wqueue)
+		e.Backlog = pb.Uint32(diag.Wqueue)
 	case stream && state == tcpClose:
 	case protocol == unix.IPPROTO_MPTCP:
 		// Both ends made it with MPTCP: a TCP client's connection to an
@@ -328,7 +324,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	default:
 		return 0, fmt.Errorf("%w: socket of protocol %d in state %s", ErrUnsupported, protocol, tcpStateName(state))
 	}
-	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_INETSK.Enum(), Id: proto.Uint32(id), Isk: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: pb.Uint32(id), Isk: e}), nil
 }
 
 // protoName names a stream socket's protocol in messages.
@@ -381,13 +377,13 @@ func sockaddr(family uint32, a netip.AddrPort) unix.Sockaddr {
 type inetOpt struct {
 	level, opt int
 	name       string
-	get        func(e *skinet.InetSkEntry) *uint32
-	set        func(e *skinet.InetSkEntry, v uint32)
+	get        func(e *pb.InetSkEntry) *uint32
+	set        func(e *pb.InetSkEntry, v uint32)
 }
 
-func boolOpt(level, opt int, name string, field func(e *skinet.InetSkEntry) **bool) inetOpt {
+func boolOpt(level, opt int, name string, field func(e *pb.InetSkEntry) **bool) inetOpt {
 	return inetOpt{level, opt, name,
-		func(e *skinet.InetSkEntry) *uint32 {
+		func(e *pb.InetSkEntry) *uint32 {
 			if p := *field(e); p != nil {
 				v := uint32(0)
 				if *p {
@@ -397,25 +393,25 @@ func boolOpt(level, opt int, name string, field func(e *skinet.InetSkEntry) **bo
 			}
 			return nil
 		},
-		func(e *skinet.InetSkEntry, v uint32) { *field(e) = proto.Bool(v != 0) }}
+		func(e *pb.InetSkEntry, v uint32) { *field(e) = pb.Bool(v != 0) }}
 }
 
-func intOpt(level, opt int, name string, field func(e *skinet.InetSkEntry) **uint32) inetOpt {
+func intOpt(level, opt int, name string, field func(e *pb.InetSkEntry) **uint32) inetOpt {
 	return inetOpt{level, opt, name,
-		func(e *skinet.InetSkEntry) *uint32 { return *field(e) },
-		func(e *skinet.InetSkEntry, v uint32) { *field(e) = proto.Uint32(v) }}
+		func(e *pb.InetSkEntry) *uint32 { return *field(e) },
+		func(e *pb.InetSkEntry, v uint32) { *field(e) = pb.Uint32(v) }}
 }
 
-func ipOpts(e *skinet.InetSkEntry) *skinet.IpOptsEntry {
+func ipOpts(e *pb.InetSkEntry) *pb.IpOptsEntry {
 	if e.IpOpts == nil {
-		e.IpOpts = &skinet.IpOptsEntry{}
+		e.IpOpts = &pb.IpOptsEntry{}
 	}
 	return e.IpOpts
 }
 
-func tcpOpts(e *skinet.InetSkEntry) *tcpstream.TcpOptsEntry {
+func tcpOpts(e *pb.InetSkEntry) *pb.TcpOptsEntry {
 	if e.TcpOpts == nil {
-		e.TcpOpts = &tcpstream.TcpOptsEntry{}
+		e.TcpOpts = &pb.TcpOptsEntry{}
 	}
 	return e.TcpOpts
 }
@@ -424,22 +420,22 @@ func tcpOpts(e *skinet.InetSkEntry) *tcpstream.TcpOptsEntry {
 // as CRIU keeps them.
 var (
 	ip4Opts = []inetOpt{
-		boolOpt(unix.SOL_IP, unix.IP_FREEBIND, "IP_FREEBIND", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Freebind }),
-		boolOpt(unix.SOL_IP, unix.IP_PKTINFO, "IP_PKTINFO", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Pktinfo }),
-		intOpt(unix.SOL_IP, unix.IP_TOS, "IP_TOS", func(e *skinet.InetSkEntry) **uint32 { return &ipOpts(e).Tos }),
-		intOpt(unix.SOL_IP, unix.IP_TTL, "IP_TTL", func(e *skinet.InetSkEntry) **uint32 { return &ipOpts(e).Ttl }),
+		boolOpt(unix.SOL_IP, unix.IP_FREEBIND, "IP_FREEBIND", func(e *pb.InetSkEntry) **bool { return &ipOpts(e).Freebind }),
+		boolOpt(unix.SOL_IP, unix.IP_PKTINFO, "IP_PKTINFO", func(e *pb.InetSkEntry) **bool { return &ipOpts(e).Pktinfo }),
+		intOpt(unix.SOL_IP, unix.IP_TOS, "IP_TOS", func(e *pb.InetSkEntry) **uint32 { return &ipOpts(e).Tos }),
+		intOpt(unix.SOL_IP, unix.IP_TTL, "IP_TTL", func(e *pb.InetSkEntry) **uint32 { return &ipOpts(e).Ttl }),
 	}
 	ip6Opts = []inetOpt{
-		boolOpt(unix.SOL_IPV6, unix.IPV6_V6ONLY, "IPV6_V6ONLY", func(e *skinet.InetSkEntry) **bool { return &e.V6Only }),
-		boolOpt(unix.SOL_IPV6, unix.IPV6_FREEBIND, "IPV6_FREEBIND", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Freebind }),
-		boolOpt(unix.SOL_IPV6, unix.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO", func(e *skinet.InetSkEntry) **bool { return &ipOpts(e).Pktinfo }),
+		boolOpt(unix.SOL_IPV6, unix.IPV6_V6ONLY, "IPV6_V6ONLY", func(e *pb.InetSkEntry) **bool { return &e.V6Only }),
+		boolOpt(unix.SOL_IPV6, unix.IPV6_FREEBIND, "IPV6_FREEBIND", func(e *pb.InetSkEntry) **bool { return &ipOpts(e).Freebind }),
+		boolOpt(unix.SOL_IPV6, unix.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO", func(e *pb.InetSkEntry) **bool { return &ipOpts(e).Pktinfo }),
 	}
 	tcpOptList = []inetOpt{
-		boolOpt(unix.SOL_TCP, unix.TCP_NODELAY, "TCP_NODELAY", func(e *skinet.InetSkEntry) **bool { return &tcpOpts(e).Nodelay }),
-		boolOpt(unix.SOL_TCP, unix.TCP_CORK, "TCP_CORK", func(e *skinet.InetSkEntry) **bool { return &tcpOpts(e).Cork }),
-		intOpt(unix.SOL_TCP, unix.TCP_KEEPCNT, "TCP_KEEPCNT", func(e *skinet.InetSkEntry) **uint32 { return &tcpOpts(e).Keepcnt }),
-		intOpt(unix.SOL_TCP, unix.TCP_KEEPIDLE, "TCP_KEEPIDLE", func(e *skinet.InetSkEntry) **uint32 { return &tcpOpts(e).Keepidle }),
-		intOpt(unix.SOL_TCP, unix.TCP_KEEPINTVL, "TCP_KEEPINTVL", func(e *skinet.InetSkEntry) **uint32 { return &tcpOpts(e).Keepintvl }),
+		boolOpt(unix.SOL_TCP, unix.TCP_NODELAY, "TCP_NODELAY", func(e *pb.InetSkEntry) **bool { return &tcpOpts(e).Nodelay }),
+		boolOpt(unix.SOL_TCP, unix.TCP_CORK, "TCP_CORK", func(e *pb.InetSkEntry) **bool { return &tcpOpts(e).Cork }),
+		intOpt(unix.SOL_TCP, unix.TCP_KEEPCNT, "TCP_KEEPCNT", func(e *pb.InetSkEntry) **uint32 { return &tcpOpts(e).Keepcnt }),
+		intOpt(unix.SOL_TCP, unix.TCP_KEEPIDLE, "TCP_KEEPIDLE", func(e *pb.InetSkEntry) **uint32 { return &tcpOpts(e).Keepidle }),
+		intOpt(unix.SOL_TCP, unix.TCP_KEEPINTVL, "TCP_KEEPINTVL", func(e *pb.InetSkEntry) **uint32 { return &tcpOpts(e).Keepintvl }),
 	}
 )
 
@@ -477,7 +473,7 @@ func inetOptsOf(family, protocol uint32) []inetOpt {
 }
 
 // dumpInetOpts reads the IP and TCP options of socket fd into e.
-func dumpInetOpts(fd int, e *skinet.InetSkEntry) error {
+func dumpInetOpts(fd int, e *pb.InetSkEntry) error {
 	for _, o := range inetOptsOf(e.GetFamily(), e.GetProto()) {
 		v, err := unix.GetsockoptInt(fd, o.level, o.opt)
 		if notForThisSocket(err) {
@@ -509,7 +505,7 @@ func dumpInetOpts(fd int, e *skinet.InetSkEntry) error {
 
 // restoreInetOpts sets on socket fd the IP and TCP options of e that a
 // new socket does not have already.
-func restoreInetOpts(fd int, e *skinet.InetSkEntry) error {
+func restoreInetOpts(fd int, e *pb.InetSkEntry) error {
 	for _, o := range inetOptsOf(e.GetFamily(), e.GetProto()) {
 		want := o.get(e)
 		if want == nil {
@@ -525,7 +521,7 @@ func restoreInetOpts(fd int, e *skinet.InetSkEntry) error {
 	return nil
 }
 
-func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (inetKind) check(s *Set, f *pb.FileEntry) error {
 	e := f.Isk
 	if e == nil {
 		return imageErr("file %d: INETSK without an isk entry", f.GetId())
@@ -553,7 +549,7 @@ func (inetKind) check(s *Set, f *fdinfo.FileEntry) error {
 // open makes the socket as the process (socketAsProcess), sets it up
 // from cryo (options, then bound, listening or connected as it was, its
 // datagrams queued), then gives it to the process.
-func (inetKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (inetKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Isk
 	typ := int(e.GetType())
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
@@ -600,7 +596,7 @@ type inetRestorer struct {
 // they were bound together while both had it, and one turned it off since
 // (zdtm socket-tcp-reuseport). It gets it for the time of the restore
 // (setupInet), or the second could not bind.
-func (r *Restorer) sharesPort(e *skinet.InetSkEntry) bool {
+func (r *Restorer) sharesPort(e *pb.InetSkEntry) bool {
 	if e.GetOpts().GetSoReuseport() || e.GetSrcPort() == 0 {
 		return false
 	}
@@ -682,7 +678,7 @@ func bindInet(fd int, family uint32, src netip.AddrPort) error {
 
 // setupInet sets socket fd up as entry e says, but for a connected TCP
 // socket's connection; with sharePort, SO_REUSEPORT on too (sharesPort).
-func setupInet(fd int, e *skinet.InetSkEntry, sharePort bool) error {
+func setupInet(fd int, e *pb.InetSkEntry, sharePort bool) error {
 	if err := RestoreSockOpts(fd, e.Opts); err != nil {
 		return err
 	}
@@ -711,7 +707,7 @@ func setupInet(fd int, e *skinet.InetSkEntry, sharePort bool) error {
 			return fmt.Errorf("connect %v to %v: %w", src, dst, err)
 		}
 	}
-	if e.Shutdown != nil && e.GetShutdown() != skopts.SkShutdown_NONE {
+	if e.Shutdown != nil && e.GetShutdown() != pb.SkShutdown_NONE {
 		// shutdown(2) takes SHUT_RD (0), SHUT_WR (1) or both (2); the
 		// entry holds sk_shutdown's bits. On a socket not connected it
 		// sets them and says ENOTCONN.

@@ -6,11 +6,9 @@ import (
 	"math"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fsnotify"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -29,7 +27,7 @@ type inotifyKind struct{}
 // IN_EXCL_UNLINK.
 const inotifyMask = unix.IN_ALL_EVENTS | unix.IN_ONESHOT | unix.IN_EXCL_UNLINK
 
-func (inotifyKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_INOTIFY }
+func (inotifyKind) typ() pb.FdTypes { return pb.FdTypes_INOTIFY }
 
 func (inotifyKind) claims(d *desc) bool { return d.link == "anon_inode:inotify" }
 
@@ -39,7 +37,7 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("read inotify fd %d: %w", d.fd, err)
 	}
 	slices.SortFunc(watches, func(a, b proc.InotifyWatch) int { return int(a.Wd) - int(b.Wd) })
-	e := &fsnotify.InotifyFileEntry{Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()}
+	e := &pb.InotifyFileEntry{Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown()}
 	for _, w := range watches {
 		if w.Mask&^inotifyMask != 0 {
 			return 0, fmt.Errorf("%w: inotify fd %d watch %d has mask %#x", ErrUnsupported, d.fd, w.Wd, w.Mask)
@@ -48,9 +46,9 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 		if err != nil {
 			return 0, err
 		}
-		e.Wd = append(e.Wd, &fsnotify.InotifyWdEntry{
-			IIno: proto.Uint64(w.Ino), Mask: proto.Uint32(w.Mask), IgnoredMask: proto.Uint32(w.IgnoredMask),
-			SDev: proto.Uint32(w.Sdev), Wd: proto.Uint32(uint32(w.Wd)), FHandle: h,
+		e.Wd = append(e.Wd, &pb.InotifyWdEntry{
+			IIno: pb.Uint64(w.Ino), Mask: pb.Uint32(w.Mask), IgnoredMask: pb.Uint32(w.IgnoredMask),
+			SDev: pb.Uint32(w.Sdev), Wd: pb.Uint32(uint32(w.Wd)), FHandle: h,
 		})
 	}
 	if err := t.refuseLost(d, "inotify"); err != nil {
@@ -58,14 +56,14 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	// After the marks: an unlinked inode's entry takes an id.
 	id := t.nextID()
-	e.Id = proto.Uint32(id)
+	e.Id = pb.Uint32(id)
 	for _, w := range e.Wd {
-		w.Id = proto.Uint32(id)
+		w.Id = pb.Uint32(id)
 	}
-	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_INOTIFY.Enum(), Id: proto.Uint32(id), Ify: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_INOTIFY.Enum(), Id: pb.Uint32(id), Ify: e}), nil
 }
 
-func (inotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (inotifyKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Ify == nil {
 		return imageErr("file %d: INOTIFY without an ify entry", f.GetId())
 	}
@@ -87,7 +85,7 @@ func (inotifyKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open makes an inotify in cryo and adds its watches, each with its
 // number.
-func (inotifyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (inotifyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	flags := unix.IN_CLOEXEC
 	if f.Ify.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.IN_NONBLOCK

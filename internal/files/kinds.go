@@ -3,16 +3,16 @@ package files
 import (
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // A kind is one kind of open file, both directions side by side.
 type kind interface {
 	// typ is the file type of the kind's entries in files.img.
-	typ() fdinfo.FdTypes
+	typ() pb.FdTypes
 	// claims reports whether a descriptor of the dumped process is of
 	// this kind.
 	claims(d *desc) bool
@@ -21,13 +21,13 @@ type kind interface {
 	dump(t *Table, d *desc) (uint32, error)
 	// check checks an entry read from the images before anything is
 	// built: every reference it makes resolves.
-	check(s *Set, f *fdinfo.FileEntry) error
+	check(s *Set, f *pb.FileEntry) error
 	// open makes a new open file description for entry f of the process
 	// being restored and returns cryo's descriptor of it, close-on-exec,
 	// which the restorer sends to the process (deliver.go) and closes;
 	// what else it opens it closes, but for what its kind holds until
 	// the entry's group is opened (grouper).
-	open(r *Restorer, f *fdinfo.FileEntry) (int, error)
+	open(r *Restorer, f *pb.FileEntry) (int, error)
 }
 
 // kinds is the table of kinds, in the order they are offered a
@@ -52,7 +52,7 @@ var kinds = []kind{
 }
 
 // kindOf returns the kind of the entries of type t.
-func kindOf(t fdinfo.FdTypes) (kind, bool) {
+func kindOf(t pb.FdTypes) (kind, bool) {
 	for _, k := range kinds {
 		if k.typ() == t {
 			return k, true

@@ -7,13 +7,10 @@ import (
 	"math"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -49,7 +46,7 @@ var lockTypes = map[string]uint32{proc.LockRead: unix.F_RDLCK, proc.LockWrite: u
 
 // lockTable is the locks of a process being dumped.
 type lockTable struct {
-	locks []*filelock.FileLockEntry
+	locks []*pb.FileLockEntry
 	// held are the locks recorded, as /proc/locks shows them (ID 0).
 	held []proc.Lock
 }
@@ -94,9 +91,9 @@ func (t *Table) recordLock(l proc.Lock, fd int32) error {
 	if !l.ToEOF() {
 		length = l.End - l.Start + 1
 	}
-	t.locks = append(t.locks, &filelock.FileLockEntry{
-		Flag: proto.Uint32(flag), Type: proto.Uint32(typ), Pid: proto.Int32(int32(t.pid)), Fd: proto.Int32(fd),
-		Start: proto.Int64(l.Start), Len: proto.Int64(length),
+	t.locks = append(t.locks, &pb.FileLockEntry{
+		Flag: pb.Uint32(flag), Type: pb.Uint32(typ), Pid: pb.Int32(int32(t.pid)), Fd: pb.Int32(fd),
+		Start: pb.Int64(l.Start), Len: pb.Int64(length),
 	})
 	l.ID = 0
 	t.held = append(t.held, l)
@@ -109,7 +106,7 @@ func (t *Table) recordLock(l proc.Lock, fd int32) error {
 // open file description that only a mapping of the process keeps open
 // when it can tell which mapping (mappingLock). vmas are the process's,
 // as the dump records them.
-func (t *Table) checkUnreachedLocks(vmas []*vma.VmaEntry) error {
+func (t *Table) checkUnreachedLocks(vmas []*pb.VmaEntry) error {
 	all, err := proc.ReadLocks()
 	if err != nil {
 		return err
@@ -163,7 +160,7 @@ func mapsFile(m proc.Mapping, l proc.Lock) bool {
 // m is the only mapping of the file in the system, of a file the restore
 // opens once for it alone (not a memfd). Else it cannot tell, and
 // refuses.
-func (t *Table) mappingLock(l proc.Lock, m proc.Mapping, vmas []*vma.VmaEntry) error {
+func (t *Table) mappingLock(l proc.Lock, m proc.Mapping, vmas []*pb.VmaEntry) error {
 	if l.Class != proc.LockFlock && l.Class != proc.LockOFD {
 		return fmt.Errorf("a %s lock", l.Class)
 	}
@@ -186,7 +183,7 @@ func (t *Table) mappingLock(l proc.Lock, m proc.Mapping, vmas []*vma.VmaEntry) e
 	if n != 1 {
 		return fmt.Errorf("the file has %d mappings in the system, and which holds the lock is unknown", n)
 	}
-	i := slices.IndexFunc(vmas, func(v *vma.VmaEntry) bool { return v.GetStart() == m.Start })
+	i := slices.IndexFunc(vmas, func(v *pb.VmaEntry) bool { return v.GetStart() == m.Start })
 	if i < 0 || vmas[i].GetStatus()&(image.VMAFilePrivate|image.VMAFileShared) == 0 || vmas[i].GetStatus()&image.VMAAreaMemfd != 0 {
 		return fmt.Errorf("a mapping of a kind whose locks a restore does not take")
 	}
@@ -241,13 +238,13 @@ func (t *lockTable) write(dir *image.Dir) error {
 }
 
 // lockSet is the locks of a checkpoint.
-type lockSet struct{ Locks []*filelock.FileLockEntry }
+type lockSet struct{ Locks []*pb.FileLockEntry }
 
 // loadLocks reads filelocks.img, if any, and checks every lock of the
 // process against its descriptor table. The other processes' locks are
 // theirs to check.
 func (s *Set) loadLocks() error {
-	locks, err := image.ReadAll[filelock.FileLockEntry](s.dir, image.FileLocks, 0)
+	locks, err := image.ReadAll[pb.FileLockEntry](s.dir, image.FileLocks, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -269,7 +266,7 @@ func (s *Set) loadLocks() error {
 			return imageErr("filelocks.img: flock lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
 		case fd < 0 && (l.GetFlag() == flPOSIX || s.Files[uint32(-fd)].GetReg() == nil):
 			return imageErr("filelocks.img: %s, not a file whose mapping may hold it", describeLock(l))
-		case fd >= 0 && int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e *fdinfo.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
+		case fd >= 0 && int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e *pb.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
 			return imageErr("filelocks.img: lock on fd %d, which the process does not have", fd)
 		}
 	}
@@ -293,7 +290,7 @@ func (s *Set) CheckMappingLocks(mapped func(id uint32) bool) error {
 // mappings.
 type lockRestorer struct {
 	// mappingLocks are those taken (TakeMappingLocks).
-	mappingLocks map[*filelock.FileLockEntry]bool
+	mappingLocks map[*pb.FileLockEntry]bool
 }
 
 // TakeMappingLocks takes the locks that the mapping of file id held, on
@@ -309,7 +306,7 @@ func (r *Restorer) TakeMappingLocks(id uint32, fd uint64) error {
 			return fmt.Errorf("take %s: %w", describeLock(l), err)
 		}
 		if r.mappingLocks == nil {
-			r.mappingLocks = map[*filelock.FileLockEntry]bool{}
+			r.mappingLocks = map[*pb.FileLockEntry]bool{}
 		}
 		r.mappingLocks[l] = true
 	}
@@ -342,7 +339,7 @@ func (r *Restorer) takeLocks() error {
 }
 
 // takeLock takes lock l through the process's descriptor fd.
-func (r *Restorer) takeLock(l *filelock.FileLockEntry, fd uint64) error {
+func (r *Restorer) takeLock(l *pb.FileLockEntry, fd uint64) error {
 	var err error
 	switch l.GetFlag() {
 	case flFlock:
@@ -375,7 +372,7 @@ func (r *Restorer) takeLock(l *filelock.FileLockEntry, fd uint64) error {
 // holder names who holds a lock that conflicts with l, from /proc/locks,
 // or from the descriptors of every process for an OFD lock, which
 // /proc/locks shows without its process.
-func (r *Restorer) holder(l *filelock.FileLockEntry, fd uint64) string {
+func (r *Restorer) holder(l *pb.FileLockEntry, fd uint64) string {
 	var st unix.Stat_t
 	if err := unix.Stat(proc.Path(r.pid, fmt.Sprintf("fd/%d", fd)), &st); err != nil {
 		return fmt.Sprintf("holder unknown (stat the file: %v)", err)
@@ -412,7 +409,7 @@ func (r *Restorer) holder(l *filelock.FileLockEntry, fd uint64) string {
 }
 
 // describeLock names a lock of the images for messages.
-func describeLock(l *filelock.FileLockEntry) string {
+func describeLock(l *pb.FileLockEntry) string {
 	kind := map[uint32]string{flPOSIX: "POSIX", flFlock: "flock", flOFD: "OFD"}[l.GetFlag()]
 	typ := "read"
 	if l.GetType() == unix.F_WRLCK {

@@ -5,11 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -18,13 +16,13 @@ import (
 // again become CRIU entries, every other kind is refused by name.
 func TestDumpLocks(t *testing.T) {
 	const pid, fd = 4242, 7
-	entry := func(flag, typ uint32, start, n int64) *filelock.FileLockEntry {
-		return &filelock.FileLockEntry{Flag: proto.Uint32(flag), Type: proto.Uint32(typ), Pid: proto.Int32(pid), Fd: proto.Int32(fd),
-			Start: proto.Int64(start), Len: proto.Int64(n)}
+	entry := func(flag, typ uint32, start, n int64) *pb.FileLockEntry {
+		return &pb.FileLockEntry{Flag: pb.Uint32(flag), Type: pb.Uint32(typ), Pid: pb.Int32(pid), Fd: pb.Int32(fd),
+			Start: pb.Int64(start), Len: pb.Int64(n)}
 	}
 	for _, tc := range []struct {
 		line string
-		want *filelock.FileLockEntry
+		want *pb.FileLockEntry
 		err  string // in the refusal
 	}{
 		{line: "1: POSIX  ADVISORY  WRITE 4242 fe:00:5 0 9", want: entry(flPOSIX, 1, 0, 10)},
@@ -55,7 +53,7 @@ func TestDumpLocks(t *testing.T) {
 		case err != nil:
 			t.Errorf("%q: %v", tc.line, err)
 		default:
-			if d := cmp.Diff([]*filelock.FileLockEntry{tc.want}, tb.locks, protocmp.Transform()); d != "" {
+			if d := cmp.Diff([]*pb.FileLockEntry{tc.want}, tb.locks); d != "" {
 				t.Errorf("%q: (-want +got):\n%s", tc.line, d)
 			}
 		}

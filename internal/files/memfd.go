@@ -8,12 +8,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -26,7 +24,7 @@ const pageSize = kernel.PageSize
 // through their shmid, as CRIU's do.
 type memfdKind struct{}
 
-func (memfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_MEMFD }
+func (memfdKind) typ() pb.FdTypes { return pb.FdTypes_MEMFD }
 
 // claims a memfd, which reads as a deleted file but is a shmem object: it
 // has no path to recreate it at.
@@ -81,13 +79,13 @@ type memfdTable struct {
 // memfdObject is one memfd inode: its memfd.img entry and a descriptor of
 // cryo's to read its contents through when the pages are copied.
 type memfdObject struct {
-	e *memfd.MemfdInodeEntry
+	e *pb.MemfdInodeEntry
 	f *os.File
 }
 
 // memfdInode returns the memfd.img entry of the memfd that path (a
 // /proc/PID/fd or map_files link) reaches, recording it the first time.
-func (t *Table) memfdInode(path, name string) (*memfd.MemfdInodeEntry, error) {
+func (t *Table) memfdInode(path, name string) (*pb.MemfdInodeEntry, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return nil, fmt.Errorf("stat memfd %s: %w", name, err)
@@ -107,11 +105,11 @@ func (t *Table) memfdInode(path, name string) (*memfd.MemfdInodeEntry, error) {
 		f.Close()
 		return nil, fmt.Errorf("get seals of memfd %s: %w", name, err)
 	}
-	e := &memfd.MemfdInodeEntry{
-		Name: proto.String(name), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid),
-		Size: proto.Uint64(uint64(st.Size)), Shmid: proto.Uint32(uint32(st.Ino)),
-		Seals: proto.Uint32(uint32(seals)), InodeId: proto.Uint64(uint64(len(t.memfdOrder) + 1)),
-		Mode: proto.Uint32(st.Mode),
+	e := &pb.MemfdInodeEntry{
+		Name: pb.String(name), Uid: pb.Uint32(st.Uid), Gid: pb.Uint32(st.Gid),
+		Size: pb.Uint64(uint64(st.Size)), Shmid: pb.Uint32(uint32(st.Ino)),
+		Seals: pb.Uint32(uint32(seals)), InodeId: pb.Uint64(uint64(len(t.memfdOrder) + 1)),
+		Mode: pb.Uint32(st.Mode),
 	}
 	t.memfds[st.Ino] = &memfdObject{e: e, f: f}
 	t.memfdOrder = append(t.memfdOrder, st.Ino)
@@ -125,11 +123,11 @@ func (t *Table) memfdFile(id uint32, path, name string, flags uint32, pos uint64
 	if err != nil {
 		return err
 	}
-	t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_MEMFD.Enum(), Id: proto.Uint32(id),
-		Memfd: &memfd.MemfdFileEntry{
-			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(pos),
-			Fown: zeroFown(), InodeId: proto.Uint32(uint32(e.GetInodeId())),
+	t.add(&pb.FileEntry{
+		Type: pb.FdTypes_MEMFD.Enum(), Id: pb.Uint32(id),
+		Memfd: &pb.MemfdFileEntry{
+			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Pos: pb.Uint64(pos),
+			Fown: zeroFown(), InodeId: pb.Uint32(uint32(e.GetInodeId())),
 		},
 	})
 	return nil
@@ -224,7 +222,7 @@ func CopyPages(f *os.File, size int64, w *image.PageWriter, buf []byte) (uint64,
 }
 
 func (m *memfdTable) write(dir *image.Dir) error {
-	es := make([]*memfd.MemfdInodeEntry, 0, len(m.memfdOrder))
+	es := make([]*pb.MemfdInodeEntry, 0, len(m.memfdOrder))
 	for _, ino := range m.memfdOrder {
 		es = append(es, m.memfds[ino].e)
 	}
@@ -233,13 +231,13 @@ func (m *memfdTable) write(dir *image.Dir) error {
 
 // memfdSet is the memfd inodes of a checkpoint, by inode id.
 type memfdSet struct {
-	memfds map[uint32]*memfd.MemfdInodeEntry
+	memfds map[uint32]*pb.MemfdInodeEntry
 }
 
 // loadMemfds reads memfd.img, absent from dumps without memfds.
 func (s *Set) loadMemfds() error {
-	s.memfds = map[uint32]*memfd.MemfdInodeEntry{}
-	es, err := image.ReadAll[memfd.MemfdInodeEntry](s.dir, image.Memfd, 0)
+	s.memfds = map[uint32]*pb.MemfdInodeEntry{}
+	es, err := image.ReadAll[pb.MemfdInodeEntry](s.dir, image.Memfd, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -255,7 +253,7 @@ func (s *Set) loadMemfds() error {
 	return nil
 }
 
-func (memfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (memfdKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Memfd == nil {
 		return imageErr("file %d: MEMFD without a memfd entry", f.GetId())
 	}
@@ -272,7 +270,7 @@ func (memfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // opened by memfd_create, it does not count as a writer of the inode,
 // which one opened again does, and a writer makes executing the memfd
 // (execveat, as runc runs itself) fail with ETXTBSY.
-func (memfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (memfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Memfd
 	m, err := r.memfd(e.GetInodeId())
 	if err != nil {
@@ -292,7 +290,7 @@ func (memfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 // memfdMade returns a descriptor of cryo's of the open file description
 // memfd_create made for memfd inode id, with entry e's status flags and
 // position.
-func (r *Restorer) memfdMade(id uint32, e *memfd.MemfdFileEntry) (int, error) {
+func (r *Restorer) memfdMade(id uint32, e *pb.MemfdFileEntry) (int, error) {
 	name := r.set.memfds[id].GetName()
 	fd, err := unix.FcntlInt(uintptr(r.shared.memfds[id]), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -393,7 +391,7 @@ func (r *Restorer) memfd(id uint32) (uint64, error) {
 // makeMemfd makes the memfd of entry e in the process, or the shmem file
 // of shared anonymous memory (shmemName): mapped, opened through its
 // map_files link, unmapped.
-func (r *Restorer) makeMemfd(e *memfd.MemfdInodeEntry) (uint64, error) {
+func (r *Restorer) makeMemfd(e *pb.MemfdInodeEntry) (uint64, error) {
 	if e.GetName() != shmemName {
 		scratch, err := r.tr.WriteString(r.pid, e.GetName())
 		if err != nil {
@@ -421,7 +419,7 @@ func (r *Restorer) makeMemfd(e *memfd.MemfdInodeEntry) (uint64, error) {
 
 // fillMemfd writes the stored contents of a memfd from outside, through a
 // duplicate of its descriptor: no mapping of it is needed.
-func (r *Restorer) fillMemfd(n uint64, e *memfd.MemfdInodeEntry) error {
+func (r *Restorer) fillMemfd(n uint64, e *pb.MemfdInodeEntry) error {
 	pr, err := r.set.dir.OpenShmemPages(uint64(e.GetShmid()))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // all holes
@@ -502,7 +500,7 @@ func (r *Restorer) memfdDescriptors() []uint64 {
 // use, for as long as the table is being made.
 func (r *Restorer) makeMemfds() error {
 	for _, fd := range r.byNumber {
-		if f := r.set.Files[fd.GetId()]; f.GetType() == fdinfo.FdTypes_MEMFD {
+		if f := r.set.Files[fd.GetId()]; f.GetType() == pb.FdTypes_MEMFD {
 			if _, err := r.memfd(f.Memfd.GetInodeId()); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 			}

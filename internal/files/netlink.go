@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	sknetlink "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-netlink"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -42,7 +40,7 @@ var netlinkOpts = []struct {
 // (NETLINK_CONNECTED, net/netlink/af_netlink.h).
 const netlinkConnected = 1
 
-func (netlinkKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_NETLINKSK }
+func (netlinkKind) typ() pb.FdTypes { return pb.FdTypes_NETLINKSK }
 
 func (netlinkKind) claims(d *desc) bool {
 	return d.mode() == unix.S_IFSOCK && sockProtoName(d) == "NETLINK"
@@ -107,21 +105,21 @@ func (netlinkKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	id := t.nextID()
-	e := &sknetlink.NetlinkSkEntry{
-		Id: proto.Uint32(id), Ino: proto.Uint32(uint32(d.st.Ino)), Protocol: proto.Uint32(uint32(protocol)),
-		State: proto.Uint32(0), Flags: proto.Uint32(statusFlags(d.info)), Portid: proto.Uint32(local.Pid), Groups: groups,
-		DstPortid: proto.Uint32(0), DstGroup: proto.Uint32(0), Fown: zeroFown(), Opts: opts,
+	e := &pb.NetlinkSkEntry{
+		Id: pb.Uint32(id), Ino: pb.Uint32(uint32(d.st.Ino)), Protocol: pb.Uint32(uint32(protocol)),
+		State: pb.Uint32(0), Flags: pb.Uint32(statusFlags(d.info)), Portid: pb.Uint32(local.Pid), Groups: groups,
+		DstPortid: pb.Uint32(0), DstGroup: pb.Uint32(0), Fown: zeroFown(), Opts: opts,
 	}
 	if sa, err := unix.Getpeername(fd); err == nil {
 		if peer, ok := sa.(*unix.SockaddrNetlink); ok && (peer.Pid != 0 || peer.Groups != 0) {
-			e.State = proto.Uint32(netlinkConnected)
-			e.DstPortid, e.DstGroup = proto.Uint32(peer.Pid), proto.Uint32(peer.Groups)
+			e.State = pb.Uint32(netlinkConnected)
+			e.DstPortid, e.DstGroup = pb.Uint32(peer.Pid), pb.Uint32(peer.Groups)
 		}
 	}
-	return t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_NETLINKSK.Enum(), Id: proto.Uint32(id), Nlsk: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_NETLINKSK.Enum(), Id: pb.Uint32(id), Nlsk: e}), nil
 }
 
-func (netlinkKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (netlinkKind) check(s *Set, f *pb.FileEntry) error {
 	e := f.Nlsk
 	switch {
 	case e == nil:
@@ -138,7 +136,7 @@ func (netlinkKind) check(s *Set, f *fdinfo.FileEntry) error {
 
 // open makes the netlink socket as the process, binds it to its port
 // and groups and connects it, then gives it to the process.
-func (netlinkKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (netlinkKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Nlsk
 	typ := unix.SOCK_RAW
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {

@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"strings"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/ns"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
@@ -46,9 +43,9 @@ var namespaces = []namespace{
 }
 
 // SetNsIDs gives the process's namespaces their ids in ids.
-func SetNsIDs(ids *criucore.TaskKobjIdsEntry) {
+func SetNsIDs(ids *pb.TaskKobjIdsEntry) {
 	for _, n := range namespaces {
-		id := proto.Uint32(n.id)
+		id := pb.Uint32(n.id)
 		switch n.cflag {
 		case unix.CLONE_NEWNET:
 			ids.NetNsId = id
@@ -70,7 +67,7 @@ func SetNsIDs(ids *criucore.TaskKobjIdsEntry) {
 	}
 }
 
-func (nsKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_NS }
+func (nsKind) typ() pb.FdTypes { return pb.FdTypes_NS }
 
 // nsOf returns the namespace kind a descriptor's link ("net:[INO]")
 // names.
@@ -103,14 +100,14 @@ func (nsKind) dump(t *Table, d *desc) (uint32, error) {
 			ErrUnsupported, d.fd, n.name, d.link, n.name, own.Ino)
 	}
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_NS.Enum(), Id: proto.Uint32(id),
-		Nsf: &ns.NsFileEntry{Id: proto.Uint32(id), NsId: proto.Uint32(n.id), NsCflag: proto.Uint32(n.cflag), Flags: proto.Uint32(statusFlags(d.info))},
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_NS.Enum(), Id: pb.Uint32(id),
+		Nsf: &pb.NsFileEntry{Id: pb.Uint32(id), NsId: pb.Uint32(n.id), NsCflag: pb.Uint32(n.cflag), Flags: pb.Uint32(statusFlags(d.info))},
 	}), nil
 }
 
 // nsByFlag returns the namespace kind of an NS entry.
-func nsByFlag(f *fdinfo.FileEntry) (namespace, error) {
+func nsByFlag(f *pb.FileEntry) (namespace, error) {
 	for _, n := range namespaces {
 		if n.cflag == f.Nsf.GetNsCflag() {
 			return n, nil
@@ -119,7 +116,7 @@ func nsByFlag(f *fdinfo.FileEntry) (namespace, error) {
 	return namespace{}, imageErr("file %d: namespace of clone flag %#x", f.GetId(), f.Nsf.GetNsCflag())
 }
 
-func (nsKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (nsKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Nsf == nil {
 		return imageErr("file %d: NS without an nsf entry", f.GetId())
 	}
@@ -128,7 +125,7 @@ func (nsKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open opens the restored process's own namespace of the entry's kind.
-func (nsKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (nsKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	n, err := nsByFlag(f)
 	if err != nil {
 		return -1, err

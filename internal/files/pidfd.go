@@ -3,11 +3,9 @@ package files
 import (
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pidfd"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -33,7 +31,7 @@ func (t *Table) SetProcesses(pids []int) {
 	}
 }
 
-func (pidfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_PIDFD }
+func (pidfdKind) typ() pb.FdTypes { return pb.FdTypes_PIDFD }
 
 func (pidfdKind) claims(d *desc) bool { return d.link == "anon_inode:[pidfd]" }
 
@@ -55,18 +53,18 @@ func (pidfdKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("%w: fd %d is a pidfd of pid %d with flags %#o", ErrUnsupported, d.fd, p.Pid, flags)
 	}
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_PIDFD.Enum(), Id: proto.Uint32(id),
-		Pidfd: &pidfd.PidfdEntry{
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_PIDFD.Enum(), Id: pb.Uint32(id),
+		Pidfd: &pb.PidfdEntry{
 			// The image's inode number is 32 bits; a restore makes the
 			// pidfd by its pid and does not use it.
-			Id: proto.Uint32(id), Ino: proto.Uint32(uint32(d.st.Ino)), Flags: proto.Uint32(flags),
-			Nspid: proto.Int32(int32(p.Pid)), Fown: zeroFown(),
+			Id: pb.Uint32(id), Ino: pb.Uint32(uint32(d.st.Ino)), Flags: pb.Uint32(flags),
+			Nspid: pb.Int32(int32(p.Pid)), Fown: zeroFown(),
 		},
 	}), nil
 }
 
-func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (pidfdKind) check(s *Set, f *pb.FileEntry) error {
 	e := f.Pidfd
 	switch {
 	case e == nil:
@@ -87,7 +85,7 @@ func (pidfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 // reaped before the processes run (Shared.ReapStandIns): the pidfds of one
 // process reaped, the same pidfs inode at the dump, are of one such
 // child, those of two are of two.
-func (pidfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (pidfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Pidfd
 	pid := int(e.GetNspid())
 	if pid == -1 {

@@ -9,13 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pipe"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -25,7 +22,7 @@ import (
 // and written back into the pipe made at restore.
 type pipeKind struct{}
 
-func (pipeKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_PIPE }
+func (pipeKind) typ() pb.FdTypes { return pb.FdTypes_PIPE }
 
 func (pipeKind) claims(d *desc) bool { return strings.HasPrefix(d.link, "pipe:[") }
 
@@ -38,13 +35,13 @@ func (pipeKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_PIPE.Enum(), Id: proto.Uint32(id),
-		Pipe: &pipe.PipeEntry{Id: proto.Uint32(id), PipeId: proto.Uint32(uint32(ino)), Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown()},
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_PIPE.Enum(), Id: pb.Uint32(id),
+		Pipe: &pb.PipeEntry{Id: pb.Uint32(id), PipeId: pb.Uint32(uint32(ino)), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown()},
 	}), nil
 }
 
-func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (pipeKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Pipe == nil {
 		return imageErr("file %d: PIPE without a pipe entry", f.GetId())
 	}
@@ -58,7 +55,7 @@ func (pipeKind) check(s *Set, f *fdinfo.FileEntry) error {
 // one). The status flags tell which an entry was: open() adds
 // O_LARGEFILE, which fcntl cannot set nor clear, and pipe() does not
 // (cryoPipe.take).
-func (pipeKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (pipeKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	id := f.Pipe.GetPipeId()
 	if p, ok := r.shared.cryoPipes[id]; ok {
 		// Made in cryo for an end in flight (unixsk_restore.go).
@@ -148,7 +145,7 @@ func (r *Restorer) openLivePipe(id, flags uint32) (int, error) {
 
 // pipeData is what a pipe or FIFO holds at the dump.
 type pipeData struct {
-	e    *pipedata.PipeDataEntry
+	e    *pb.PipeDataEntry
 	data []byte
 }
 
@@ -203,7 +200,7 @@ func (t *Table) takePipeData(d *desc, ino uint64, into *[]pipeData) error {
 		return fmt.Errorf("%w: %s holds packets of a packet-mode (O_DIRECT) writer, whose boundaries cannot be kept", ErrUnsupported, d)
 	}
 	*into = append(*into, pipeData{
-		e:    &pipedata.PipeDataEntry{PipeId: proto.Uint32(uint32(ino)), Bytes: proto.Uint32(uint32(n)), Size: proto.Uint32(uint32(size))},
+		e:    &pb.PipeDataEntry{PipeId: pb.Uint32(uint32(ino)), Bytes: pb.Uint32(uint32(n)), Size: pb.Uint32(uint32(size))},
 		data: data,
 	})
 	return nil
@@ -228,7 +225,7 @@ func (p *pipeTable) write(dir *image.Dir) error {
 		kind image.Kind
 		data []pipeData
 	}{{image.PipesData, p.pipes}, {image.FifoData, p.fifos}} {
-		if err := writeWithPayloads(dir, w.kind, 0, len(w.data), func(i int) (proto.Message, []byte) {
+		if err := writeWithPayloads(dir, w.kind, 0, len(w.data), func(i int) (pb.Message, []byte) {
 			return w.data[i].e, w.data[i].data
 		}); err != nil {
 			return err
@@ -247,10 +244,10 @@ type pipeSet struct {
 // the checkpoint has pipes or FIFOs: without it their data would be lost.
 func (s *Set) loadPipes() (err error) {
 	for _, w := range []struct {
-		typ  fdinfo.FdTypes
+		typ  pb.FdTypes
 		kind image.Kind
 		data *map[uint32]pipeData
-	}{{fdinfo.FdTypes_PIPE, image.PipesData, &s.pipes}, {fdinfo.FdTypes_FIFO, image.FifoData, &s.fifos}} {
+	}{{pb.FdTypes_PIPE, image.PipesData, &s.pipes}, {pb.FdTypes_FIFO, image.FifoData, &s.fifos}} {
 		*w.data, err = readPipeData(s.dir, w.kind)
 		if errors.Is(err, fs.ErrNotExist) {
 			*w.data = map[uint32]pipeData{}
@@ -281,7 +278,7 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
 	}
 	defer r.Close()
 	for {
-		e := &pipedata.PipeDataEntry{}
+		e := &pb.PipeDataEntry{}
 		if err := r.Next(e); errors.Is(err, io.EOF) {
 			return out, nil
 		} else if err != nil {
@@ -308,7 +305,7 @@ type pipeMade struct {
 }
 
 // group makes the entries of one pipe together.
-func (pipeKind) group(_ *Restorer, f *fdinfo.FileEntry) (uint32, bool) {
+func (pipeKind) group(_ *Restorer, f *pb.FileEntry) (uint32, bool) {
 	return f.Pipe.GetPipeId(), true
 }
 

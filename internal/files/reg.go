@@ -6,10 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 )
 
 // regKind is a file reached by its path: a regular file (an unlinked one
@@ -17,7 +15,7 @@ import (
 // (terminals are tty.go's).
 type regKind struct{}
 
-func (regKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_REG }
+func (regKind) typ() pb.FdTypes { return pb.FdTypes_REG }
 
 func (regKind) claims(d *desc) bool {
 	if !strings.HasPrefix(d.link, "/") {
@@ -37,9 +35,9 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	reg := regEntry(t.nextID(), path, d)
 	if d.mode() == unix.S_IFREG {
-		reg.Size = proto.Uint64(uint64(d.st.Size))
+		reg.Size = pb.Uint64(uint64(d.st.Size))
 	}
-	id := t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: reg.Id, Reg: reg})
+	id := t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: reg.Id, Reg: reg})
 	if deleted {
 		if err := t.unlinked(id, path, d.path, &d.st); err != nil {
 			return 0, err
@@ -51,10 +49,10 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 }
 
 // regEntry is the reg entry of a descriptor d reached at path.
-func regEntry(id uint32, path string, d *desc) *regfile.RegFileEntry {
-	return &regfile.RegFileEntry{
-		Id: proto.Uint32(id), Flags: proto.Uint32(statusFlags(d.info)), Pos: proto.Uint64(uint64(d.info.Pos)),
-		Fown: zeroFown(), Name: proto.String(path), Mode: proto.Uint32(d.st.Mode),
+func regEntry(id uint32, path string, d *desc) *pb.RegFileEntry {
+	return &pb.RegFileEntry{
+		Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Pos: pb.Uint64(uint64(d.info.Pos)),
+		Fown: zeroFown(), Name: pb.String(path), Mode: pb.Uint32(d.st.Mode),
 	}
 }
 
@@ -65,13 +63,13 @@ func regEntry(id uint32, path string, d *desc) *regfile.RegFileEntry {
 // records.
 func (t *Table) RegPath(path, via string, flags uint32) (uint32, error) {
 	var err error
-	id := t.keyed(path+"\x00"+strconv.FormatUint(uint64(flags), 8), func(id uint32) *fdinfo.FileEntry {
-		reg := &regfile.RegFileEntry{
-			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(0),
-			Fown: zeroFown(), Name: proto.String(path),
+	id := t.keyed(path+"\x00"+strconv.FormatUint(uint64(flags), 8), func(id uint32) *pb.FileEntry {
+		reg := &pb.RegFileEntry{
+			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Pos: pb.Uint64(0),
+			Fown: zeroFown(), Name: pb.String(path),
 		}
 		err = t.identify(reg, via)
-		return &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id), Reg: reg}
+		return &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(id), Reg: reg}
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", path, err)
@@ -98,12 +96,12 @@ func (t *Table) RegFile(path, link string, flags uint32) (uint32, error) {
 		return id, nil
 	}
 	id := t.nextID()
-	t.byKey[key] = t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_REG.Enum(),
-		Id:   proto.Uint32(id),
-		Reg: &regfile.RegFileEntry{
-			Id: proto.Uint32(id), Flags: proto.Uint32(flags), Pos: proto.Uint64(0),
-			Fown: zeroFown(), Name: proto.String(name), Mode: proto.Uint32(st.Mode),
+	t.byKey[key] = t.add(&pb.FileEntry{
+		Type: pb.FdTypes_REG.Enum(),
+		Id:   pb.Uint32(id),
+		Reg: &pb.RegFileEntry{
+			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Pos: pb.Uint64(0),
+			Fown: zeroFown(), Name: pb.String(name), Mode: pb.Uint32(st.Mode),
 		},
 	})
 	if err := t.unlinked(id, name, link, &st); err != nil {
@@ -112,14 +110,14 @@ func (t *Table) RegFile(path, link string, flags uint32) (uint32, error) {
 	return id, nil
 }
 
-func (regKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (regKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Reg == nil {
 		return imageErr("file %d: REG without a reg entry", f.GetId())
 	}
 	return nil
 }
 
-func (regKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (regKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	path, err := r.Path(f.GetId())
 	if err != nil {
 		return -1, err

@@ -7,10 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 )
@@ -133,7 +132,7 @@ func (r *Restorer) OpenAll() error {
 
 // ownFdFile reports whether f is the process's own /proc/PID/fd/N or
 // /proc/PID/fdinfo/N.
-func (r *Restorer) ownFdFile(f *fdinfo.FileEntry) bool {
+func (r *Restorer) ownFdFile(f *pb.FileEntry) bool {
 	if f.Reg == nil || !r.set.ownProc[f.GetId()] {
 		return false
 	}
@@ -152,7 +151,7 @@ type placer interface{ placed(r *Restorer) error }
 // before any is placed. group returns the group of entry f, or false for
 // an entry that is a group of its own.
 type grouper interface {
-	group(r *Restorer, f *fdinfo.FileEntry) (uint32, bool)
+	group(r *Restorer, f *pb.FileEntry) (uint32, bool)
 	groupOpened(r *Restorer) error
 }
 
@@ -162,9 +161,9 @@ type grouper interface {
 // asking the kernel.
 type placement struct {
 	// targets are the numbers of the table, with their entries.
-	targets map[uint64]*fdinfo.FdinfoEntry
+	targets map[uint64]*pb.FdinfoEntry
 	// byNumber is the table in the order of its numbers.
-	byNumber []*fdinfo.FdinfoEntry
+	byNumber []*pb.FdinfoEntry
 	// placed are the numbers that hold their descriptor.
 	placed map[uint64]bool
 	// kept are the numbers of descriptors kept for the whole making of
@@ -178,27 +177,27 @@ type placement struct {
 	temps map[uint64]int
 }
 
-func newPlacement(fds []*fdinfo.FdinfoEntry) placement {
-	p := placement{targets: map[uint64]*fdinfo.FdinfoEntry{}, placed: map[uint64]bool{}, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
+func newPlacement(fds []*pb.FdinfoEntry) placement {
+	p := placement{targets: map[uint64]*pb.FdinfoEntry{}, placed: map[uint64]bool{}, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
 	for _, fd := range fds {
 		p.targets[uint64(fd.GetFd())] = fd
 	}
-	p.byNumber = slices.SortedFunc(slices.Values(fds), func(a, b *fdinfo.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
+	p.byNumber = slices.SortedFunc(slices.Values(fds), func(a, b *pb.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
 	return p
 }
 
 // group is entries made together, each with its numbers, in the order of
 // their lowest numbers.
 type group struct {
-	entries []*fdinfo.FileEntry
-	fds     [][]*fdinfo.FdinfoEntry
+	entries []*pb.FileEntry
+	fds     [][]*pb.FdinfoEntry
 }
 
 // groups sorts the table's entries into groups, in the order of their
 // lowest numbers.
 func (r *Restorer) groups() []*group {
 	type key struct {
-		typ     fdinfo.FdTypes
+		typ     pb.FdTypes
 		id      uint32
 		grouped bool // id is a grouper's, not a file's
 	}
@@ -232,7 +231,7 @@ func (r *Restorer) groups() []*group {
 }
 
 // kindOfEntry is the kind of an entry Load checked.
-func kindOfEntry(f *fdinfo.FileEntry) kind {
+func kindOfEntry(f *pb.FileEntry) kind {
 	k, _ := kindOf(f.GetType())
 	return k
 }

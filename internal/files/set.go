@@ -3,9 +3,8 @@ package files
 import (
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // Set is the open files of a checkpoint, read from its images and checked.
@@ -15,9 +14,9 @@ type Set struct {
 	pid int
 	// Files are the files.img entries by id: descriptors, mappings, the
 	// executable, cwd and root refer to them.
-	Files map[uint32]*fdinfo.FileEntry
+	Files map[uint32]*pb.FileEntry
 	// Fds is the descriptor table.
-	Fds []*fdinfo.FdinfoEntry
+	Fds []*pb.FdinfoEntry
 	// numbers are the descriptor numbers of the table.
 	numbers map[uint32]bool
 	pipeSet
@@ -40,11 +39,11 @@ func imageErr(format string, a ...any) error {
 // descriptor table is fdinfo-filesID.img, and checks every entry a
 // descriptor refers to.
 func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
-	files, err := image.ReadAll[fdinfo.FileEntry](dir, image.Files, 0)
+	files, err := image.ReadAll[pb.FileEntry](dir, image.Files, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	s := &Set{dir: dir, pid: pid, Files: map[uint32]*fdinfo.FileEntry{}}
+	s := &Set{dir: dir, pid: pid, Files: map[uint32]*pb.FileEntry{}}
 	for _, f := range files {
 		if _, dup := s.Files[f.GetId()]; dup {
 			return nil, imageErr("files.img: id %d twice", f.GetId())
@@ -56,7 +55,7 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 			return nil, err
 		}
 	}
-	if s.Fds, err = image.ReadAll[fdinfo.FdinfoEntry](dir, image.Fdinfo, filesID); err != nil {
+	if s.Fds, err = image.ReadAll[pb.FdinfoEntry](dir, image.Fdinfo, filesID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	s.numbers = map[uint32]bool{}
@@ -91,7 +90,7 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 }
 
 // Check checks one entry with its kind.
-func (s *Set) Check(f *fdinfo.FileEntry) error {
+func (s *Set) Check(f *pb.FileEntry) error {
 	k, ok := kindOf(f.GetType())
 	if !ok {
 		return fmt.Errorf("%w: file %d of type %v", ErrUnsupported, f.GetId(), f.GetType())
@@ -101,7 +100,7 @@ func (s *Set) Check(f *fdinfo.FileEntry) error {
 
 // Reg returns the regular-file entry id, or an error if it is none: the
 // executable, cwd, root and file mappings refer to such entries.
-func (s *Set) Reg(id uint32) (*fdinfo.FileEntry, error) {
+func (s *Set) Reg(id uint32) (*pb.FileEntry, error) {
 	f := s.Files[id]
 	if f == nil || f.Reg == nil {
 		return nil, imageErr("file %d is not a regular file entry", id)

@@ -3,17 +3,15 @@ package files
 import (
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/signalfd"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 )
 
 // signalfdKind is a signalfd with the signals it reads. The signals
 // themselves are the reading process's, queued or blocked as dumped.
 type signalfdKind struct{}
 
-func (signalfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_SIGNALFD }
+func (signalfdKind) typ() pb.FdTypes { return pb.FdTypes_SIGNALFD }
 
 func (signalfdKind) claims(d *desc) bool { return d.link == "anon_inode:[signalfd]" }
 
@@ -23,13 +21,13 @@ func (signalfdKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("read signalfd fd %d: %w", d.fd, err)
 	}
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_SIGNALFD.Enum(), Id: proto.Uint32(id),
-		Sgfd: &signalfd.SignalfdEntry{Id: proto.Uint32(id), Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown(), Sigmask: proto.Uint64(mask)},
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_SIGNALFD.Enum(), Id: pb.Uint32(id),
+		Sgfd: &pb.SignalfdEntry{Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown(), Sigmask: pb.Uint64(mask)},
 	}), nil
 }
 
-func (signalfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (signalfdKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Sgfd == nil {
 		return imageErr("file %d: SIGNALFD without a sgfd entry", f.GetId())
 	}
@@ -37,7 +35,7 @@ func (signalfdKind) check(s *Set, f *fdinfo.FileEntry) error {
 }
 
 // open makes a signalfd in the process reading the dumped signals.
-func (signalfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (signalfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Sgfd
 	flags := unix.SFD_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -34,16 +33,16 @@ const maxSockFilter = 4096
 var sockBoolOpts = []struct {
 	opt   int
 	name  string
-	field func(*skopts.SkOptsEntry) **bool
+	field func(*pb.SkOptsEntry) **bool
 }{
-	{unix.SO_REUSEADDR, "SO_REUSEADDR", func(o *skopts.SkOptsEntry) **bool { return &o.Reuseaddr }},
-	{unix.SO_PASSCRED, "SO_PASSCRED", func(o *skopts.SkOptsEntry) **bool { return &o.SoPasscred }},
-	{unix.SO_PASSSEC, "SO_PASSSEC", func(o *skopts.SkOptsEntry) **bool { return &o.SoPasssec }},
-	{unix.SO_DONTROUTE, "SO_DONTROUTE", func(o *skopts.SkOptsEntry) **bool { return &o.SoDontroute }},
-	{unix.SO_NO_CHECK, "SO_NO_CHECK", func(o *skopts.SkOptsEntry) **bool { return &o.SoNoCheck }},
-	{unix.SO_REUSEPORT, "SO_REUSEPORT", func(o *skopts.SkOptsEntry) **bool { return &o.SoReuseport }},
-	{unix.SO_BROADCAST, "SO_BROADCAST", func(o *skopts.SkOptsEntry) **bool { return &o.SoBroadcast }},
-	{unix.SO_KEEPALIVE, "SO_KEEPALIVE", func(o *skopts.SkOptsEntry) **bool { return &o.SoKeepalive }},
+	{unix.SO_REUSEADDR, "SO_REUSEADDR", func(o *pb.SkOptsEntry) **bool { return &o.Reuseaddr }},
+	{unix.SO_PASSCRED, "SO_PASSCRED", func(o *pb.SkOptsEntry) **bool { return &o.SoPasscred }},
+	{unix.SO_PASSSEC, "SO_PASSSEC", func(o *pb.SkOptsEntry) **bool { return &o.SoPasssec }},
+	{unix.SO_DONTROUTE, "SO_DONTROUTE", func(o *pb.SkOptsEntry) **bool { return &o.SoDontroute }},
+	{unix.SO_NO_CHECK, "SO_NO_CHECK", func(o *pb.SkOptsEntry) **bool { return &o.SoNoCheck }},
+	{unix.SO_REUSEPORT, "SO_REUSEPORT", func(o *pb.SkOptsEntry) **bool { return &o.SoReuseport }},
+	{unix.SO_BROADCAST, "SO_BROADCAST", func(o *pb.SkOptsEntry) **bool { return &o.SoBroadcast }},
+	{unix.SO_KEEPALIVE, "SO_KEEPALIVE", func(o *pb.SkOptsEntry) **bool { return &o.SoKeepalive }},
 }
 
 // sockIntOpts are the SOL_SOCKET options of sk_opts_entry that are
@@ -51,12 +50,12 @@ var sockBoolOpts = []struct {
 var sockIntOpts = []struct {
 	opt   int
 	name  string
-	field func(*skopts.SkOptsEntry) **uint32
+	field func(*pb.SkOptsEntry) **uint32
 }{
-	{unix.SO_PRIORITY, "SO_PRIORITY", func(o *skopts.SkOptsEntry) **uint32 { return &o.SoPriority }},
-	{unix.SO_RCVLOWAT, "SO_RCVLOWAT", func(o *skopts.SkOptsEntry) **uint32 { return &o.SoRcvlowat }},
-	{unix.SO_MARK, "SO_MARK", func(o *skopts.SkOptsEntry) **uint32 { return &o.SoMark }},
-	{unix.SO_OOBINLINE, "SO_OOBINLINE", func(o *skopts.SkOptsEntry) **uint32 { return &o.SoOobinline }},
+	{unix.SO_PRIORITY, "SO_PRIORITY", func(o *pb.SkOptsEntry) **uint32 { return &o.SoPriority }},
+	{unix.SO_RCVLOWAT, "SO_RCVLOWAT", func(o *pb.SkOptsEntry) **uint32 { return &o.SoRcvlowat }},
+	{unix.SO_MARK, "SO_MARK", func(o *pb.SkOptsEntry) **uint32 { return &o.SoMark }},
+	{unix.SO_OOBINLINE, "SO_OOBINLINE", func(o *pb.SkOptsEntry) **uint32 { return &o.SoOobinline }},
 }
 
 // sockLostOpts are SOL_SOCKET options sk_opts_entry has no field for,
@@ -91,8 +90,8 @@ func notForThisSocket(err error) bool {
 // no field for, set otherwise than a new socket has it, is refused,
 // unless the caller keeps it in cryo-sk-extra.img (keptOpts: inet sockets
 // do).
-func DumpSockOpts(fd int, kept bool) (*skopts.SkOptsEntry, error) {
-	o := &skopts.SkOptsEntry{}
+func DumpSockOpts(fd int, kept bool) (*pb.SkOptsEntry, error) {
+	o := &pb.SkOptsEntry{}
 	for _, b := range []struct {
 		opt int
 		to  **uint32
@@ -101,7 +100,7 @@ func DumpSockOpts(fd int, kept bool) (*skopts.SkOptsEntry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read buffer size: %w", err)
 		}
-		*b.to = proto.Uint32(uint32(v))
+		*b.to = pb.Uint32(uint32(v))
 	}
 	for _, t := range []struct {
 		opt       int
@@ -111,7 +110,7 @@ func DumpSockOpts(fd int, kept bool) (*skopts.SkOptsEntry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read timeout: %w", err)
 		}
-		*t.sec, *t.usec = proto.Uint64(uint64(tv.Sec)), proto.Uint64(uint64(tv.Usec))
+		*t.sec, *t.usec = pb.Uint64(uint64(tv.Sec)), pb.Uint64(uint64(tv.Usec))
 	}
 	for _, b := range sockBoolOpts {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, b.opt)
@@ -121,7 +120,7 @@ func DumpSockOpts(fd int, kept bool) (*skopts.SkOptsEntry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", b.name, err)
 		}
-		*b.field(o) = proto.Bool(v != 0)
+		*b.field(o) = pb.Bool(v != 0)
 	}
 	for _, n := range sockIntOpts {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, n.opt)
@@ -131,7 +130,7 @@ func DumpSockOpts(fd int, kept bool) (*skopts.SkOptsEntry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", n.name, err)
 		}
-		*n.field(o) = proto.Uint32(uint32(v))
+		*n.field(o) = pb.Uint32(uint32(v))
 	}
 	for _, l := range sockLostOpts {
 		if kept && isKeptOpt(unix.SOL_SOCKET, l.opt) {
@@ -153,17 +152,17 @@ func DumpSockOpts(fd int, kept bool) (*skopts.SkOptsEntry, error) {
 	if l, err := unix.GetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER); err != nil && !notForThisSocket(err) {
 		return nil, fmt.Errorf("read SO_LINGER: %w", err)
 	} else if err == nil && l.Onoff != 0 {
-		o.SoLinger = proto.Uint32(uint32(l.Linger))
+		o.SoLinger = pb.Uint32(uint32(l.Linger))
 	}
 	if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUF_LOCK); err != nil && !notForThisSocket(err) {
 		return nil, fmt.Errorf("read SO_BUF_LOCK: %w", err)
 	} else if err == nil {
-		o.SoBufLock = proto.Uint32(uint32(v))
+		o.SoBufLock = pb.Uint32(uint32(v))
 	}
 	if dev, err := unix.GetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); err != nil && !notForThisSocket(err) {
 		return nil, fmt.Errorf("read SO_BINDTODEVICE: %w", err)
 	} else if err == nil && dev != "" {
-		o.SoBoundDev = proto.String(dev)
+		o.SoBoundDev = pb.String(dev)
 	}
 	filter, err := dumpSockFilter(fd)
 	if err != nil {
@@ -203,7 +202,7 @@ func dumpSockFilter(fd int) ([]uint64, error) {
 // process's), the options DumpSockOpts read. The buffer sizes are forced
 // (SO_SNDBUFFORCE, past the system's maximum, as they were) and their
 // lock, which setting them takes, is set back to what it was after.
-func RestoreSockOpts(fd int, o *skopts.SkOptsEntry) error {
+func RestoreSockOpts(fd int, o *pb.SkOptsEntry) error {
 	if err := RestoreSockBuffers(fd, o); err != nil {
 		return err
 	}
@@ -213,7 +212,7 @@ func RestoreSockOpts(fd int, o *skopts.SkOptsEntry) error {
 // RestoreSockBuffers sets the buffer sizes of sk_opts_entry on fd, a
 // socket cryo holds, forced (SO_SNDBUFFORCE) as RestoreSockOpts does; its
 // lock (SO_BUF_LOCK) is set back by RestoreSockOpts.
-func RestoreSockBuffers(fd int, o *skopts.SkOptsEntry) error {
+func RestoreSockBuffers(fd int, o *pb.SkOptsEntry) error {
 	for _, b := range []struct {
 		opt  int
 		name string
@@ -236,7 +235,7 @@ func RestoreSockBuffers(fd int, o *skopts.SkOptsEntry) error {
 
 // restoreOtherSockOpts sets the options of sk_opts_entry but the buffer
 // sizes.
-func restoreOtherSockOpts(fd int, o *skopts.SkOptsEntry) error {
+func restoreOtherSockOpts(fd int, o *pb.SkOptsEntry) error {
 	for _, t := range []struct {
 		opt       int
 		name      string

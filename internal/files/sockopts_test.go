@@ -5,10 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/testing/protocmp"
 )
 
 // TestSockOpts sets options on a real socket, reads them with
@@ -20,10 +19,10 @@ func TestSockOpts(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		set  func(fd int) error
-		want func(o *skopts.SkOptsEntry) bool // what the dump must have read
-		err  string                           // in the refusal
+		want func(o *pb.SkOptsEntry) bool // what the dump must have read
+		err  string                       // in the refusal
 	}{
-		{name: "defaults", set: func(int) error { return nil }, want: func(o *skopts.SkOptsEntry) bool {
+		{name: "defaults", set: func(int) error { return nil }, want: func(o *pb.SkOptsEntry) bool {
 			return o.GetSoSndbuf() > 0 && !o.GetSoPasscred() && o.SoLinger == nil && o.GetSoBufLock() == 0
 		}},
 		{name: "buffers", set: func(fd int) error {
@@ -31,7 +30,7 @@ func TestSockOpts(t *testing.T) {
 				return err
 			}
 			return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<22) // past rmem_max
-		}, want: func(o *skopts.SkOptsEntry) bool {
+		}, want: func(o *pb.SkOptsEntry) bool {
 			return o.GetSoSndbuf() == 80000 && o.GetSoRcvbuf() == 1<<23 && o.GetSoBufLock() == 3
 		}},
 		{name: "flags", set: func(fd int) error {
@@ -41,7 +40,7 @@ func TestSockOpts(t *testing.T) {
 				}
 			}
 			return nil
-		}, want: func(o *skopts.SkOptsEntry) bool { return o.GetSoPasscred() && o.GetReuseaddr() && o.GetSoKeepalive() }},
+		}, want: func(o *pb.SkOptsEntry) bool { return o.GetSoPasscred() && o.GetReuseaddr() && o.GetSoKeepalive() }},
 		{name: "numbers", set: func(fd int) error {
 			for _, o := range [][2]int{{unix.SO_PRIORITY, 5}, {unix.SO_MARK, 77}, {unix.SO_RCVLOWAT, 9}} {
 				if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], o[1]); err != nil {
@@ -49,7 +48,7 @@ func TestSockOpts(t *testing.T) {
 				}
 			}
 			return nil
-		}, want: func(o *skopts.SkOptsEntry) bool {
+		}, want: func(o *pb.SkOptsEntry) bool {
 			return o.GetSoPriority() == 5 && o.GetSoMark() == 77 && o.GetSoRcvlowat() == 9
 		}},
 		{name: "timeouts and linger", set: func(fd int) error {
@@ -57,12 +56,12 @@ func TestSockOpts(t *testing.T) {
 				return err
 			}
 			return unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
-		}, want: func(o *skopts.SkOptsEntry) bool {
+		}, want: func(o *pb.SkOptsEntry) bool {
 			return o.GetSoRcvTmoSec() == 3 && o.GetSoRcvTmoUsec() == 8000 && o.SoLinger != nil
 		}},
 		{name: "filter", set: func(fd int) error {
 			return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &bpf[0]})
-		}, want: func(o *skopts.SkOptsEntry) bool { return len(o.SoFilter) == 1 && o.SoFilter[0] == 0xffff_00000006 }},
+		}, want: func(o *pb.SkOptsEntry) bool { return len(o.SoFilter) == 1 && o.SoFilter[0] == 0xffff_00000006 }},
 		{name: "timestamps", set: func(fd int) error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMP, 1) }, err: "SO_TIMESTAMP is 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +90,7 @@ func TestSockOpts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(got, again, protocmp.Transform()); diff != "" {
+			if diff := cmp.Diff(got, again); diff != "" {
 				t.Errorf("restored options differ (-dumped +restored):\n%s", diff)
 			}
 		})

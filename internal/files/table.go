@@ -8,13 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -29,10 +26,10 @@ type Table struct {
 	// or another thread when the leader has exited.
 	view     int
 	shellJob bool
-	files    []*fdinfo.FileEntry
-	fds      map[uint32][]*fdinfo.FdinfoEntry // descriptor tables by files id
-	tables   []uint32                         // files ids in the order dumped
-	byKey    map[string]uint32                // entries made for a path or object, not a descriptor
+	files    []*pb.FileEntry
+	fds      map[uint32][]*pb.FdinfoEntry // descriptor tables by files id
+	tables   []uint32                     // files ids in the order dumped
+	byKey    map[string]uint32            // entries made for a path or object, not a descriptor
 	// described are the descriptors that made an entry, by inode: a
 	// descriptor can share an open file description only with one of
 	// the same inode, so kcmp compares so few; sorted by kcmp's order of
@@ -72,7 +69,7 @@ type fdRef struct {
 // file still linked elsewhere is linked back for the restore.
 func NewTable(pid int, shellJob, linkRemap bool) *Table {
 	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{}, ttyTable: ttyTable{root: pid},
-		fds: map[uint32][]*fdinfo.FdinfoEntry{}, described: map[inode][]fdRef{},
+		fds: map[uint32][]*pb.FdinfoEntry{}, described: map[inode][]fdRef{},
 		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}},
 		ghostTable: ghostTable{linkRemap: linkRemap, targets: map[inode]remapTarget{}}}
 }
@@ -81,14 +78,14 @@ func NewTable(pid int, shellJob, linkRemap bool) *Table {
 func (t *Table) nextID() uint32 { return uint32(len(t.files) + 1) }
 
 // add appends an entry whose id is nextID.
-func (t *Table) add(f *fdinfo.FileEntry) uint32 {
+func (t *Table) add(f *pb.FileEntry) uint32 {
 	t.files = append(t.files, f)
 	return f.GetId()
 }
 
 // keyed returns the id of the entry made for key, making it with mk the
 // first time.
-func (t *Table) keyed(key string, mk func(id uint32) *fdinfo.FileEntry) uint32 {
+func (t *Table) keyed(key string, mk func(id uint32) *pb.FileEntry) uint32 {
 	if id, ok := t.byKey[key]; ok {
 		return id
 	}
@@ -97,9 +94,9 @@ func (t *Table) keyed(key string, mk func(id uint32) *fdinfo.FileEntry) uint32 {
 	return id
 }
 
-func zeroFown() *fown.FownEntry {
-	z := proto.Uint32(0)
-	return &fown.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
+func zeroFown() *pb.FownEntry {
+	z := pb.Uint32(0)
+	return &pb.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
 }
 
 // statusFlags are the open flags a restore reopens a file with.
@@ -109,7 +106,7 @@ func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC 
 // filesID. Descriptors sharing an open file description (dup, or
 // inherited across fork by processes dumped together) share one file
 // entry. vmas are the process's mappings, whose files hold locks too.
-func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
+func (t *Table) Dump(pid int, filesID uint32, vmas []*pb.VmaEntry) error {
 	view, err := proc.View(pid)
 	if err != nil {
 		return err
@@ -156,7 +153,7 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 			// pipes and sockets set the flag again; those of other
 			// kinds do not.
 			switch typ := t.files[id-1].GetType(); {
-			case typ != fdinfo.FdTypes_PIPE && typ != fdinfo.FdTypes_UNIXSK && typ != fdinfo.FdTypes_INETSK:
+			case typ != pb.FdTypes_PIPE && typ != pb.FdTypes_UNIXSK && typ != pb.FdTypes_INETSK:
 				if info.Flags&unix.O_ASYNC != 0 {
 					return fmt.Errorf("%w: fd %d has O_ASYNC (signal-driven I/O), which the restore of a %v does not keep", ErrUnsupported, fd, typ)
 				}
@@ -167,8 +164,8 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*vma.VmaEntry) error {
 			}
 			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: view, fd: fd, id: id})
 		}
-		t.fds[filesID] = append(t.fds[filesID], &fdinfo.FdinfoEntry{
-			Id: proto.Uint32(id), Flags: proto.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: proto.Uint32(uint32(fd)),
+		t.fds[filesID] = append(t.fds[filesID], &pb.FdinfoEntry{
+			Id: pb.Uint32(id), Flags: pb.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: pb.Uint32(uint32(fd)),
 		})
 	}
 	if err := t.checkControllingTerminal(); err != nil {
@@ -256,7 +253,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 
 // writeWithPayloads writes an image of records, each followed by raw
 // bytes.
-func writeWithPayloads(dir *image.Dir, k image.Kind, id uint32, n int, rec func(int) (proto.Message, []byte)) error {
+func writeWithPayloads(dir *image.Dir, k image.Kind, id uint32, n int, rec func(int) (pb.Message, []byte)) error {
 	w, err := dir.Create(k, id)
 	if err != nil {
 		return err

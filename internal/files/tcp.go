@@ -9,14 +9,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	skinet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
-	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/netlock"
 )
@@ -106,14 +102,14 @@ type tcpTable struct {
 // tcpConn is an established connection being dumped.
 type tcpConn struct {
 	fd            int // cryo's duplicate
-	e             *skinet.InetSkEntry
+	e             *pb.InetSkEntry
 	local, remote netip.AddrPort
 	repaired      bool
-	stream        *tcpstream.TcpStreamEntry
+	stream        *pb.TcpStreamEntry
 	queues        []byte // the receive queue, then the send queue
 }
 
-func (t *tcpTable) addConnection(fd int, e *skinet.InetSkEntry, local, remote netip.AddrPort) error {
+func (t *tcpTable) addConnection(fd int, e *pb.InetSkEntry, local, remote netip.AddrPort) error {
 	// Shared by two processes, a socket is dumped once (sharedWith); a
 	// loopback connection whose both ends are in the checkpoint is two
 	// sockets, each dumped with its own stream.
@@ -167,7 +163,7 @@ func (t *Table) LockConnections() error {
 // dumpStream reads a connection, entry id, in repair mode. Its peek
 // offset, which the peeks at its receive queue would start from, is
 // recorded and set aside meanwhile.
-func (t *Table) dumpStream(fd int, id uint32) (*tcpstream.TcpStreamEntry, []byte, error) {
+func (t *Table) dumpStream(fd int, id uint32) (*pb.TcpStreamEntry, []byte, error) {
 	off, err := t.dumpPeekOff(fd, id)
 	if err != nil {
 		return nil, nil, err
@@ -247,21 +243,21 @@ func (t *Table) dumpStream(fd int, id uint32) (*tcpstream.TcpStreamEntry, []byte
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the window: %w", err)
 	}
-	s := &tcpstream.TcpStreamEntry{
-		InqLen: proto.Uint32(uint32(len(in))), InqSeq: proto.Uint32(inSeq),
-		OutqLen: proto.Uint32(uint32(len(out))), OutqSeq: proto.Uint32(outSeq),
-		OptMask: proto.Uint32(uint32(info.Options)), MssClamp: proto.Uint32(uint32(mss)),
-		SndWscale: proto.Uint32(uint32(info.Wscale & 0xf)), RcvWscale: proto.Uint32(uint32(info.Wscale >> 4)),
-		UnsqLen: proto.Uint32(uint32(unsent)),
-		SndWl1:  proto.Uint32(w.SndWl1), SndWnd: proto.Uint32(w.SndWnd), MaxWindow: proto.Uint32(w.MaxWindow),
-		RcvWnd: proto.Uint32(w.RcvWnd), RcvWup: proto.Uint32(w.RcvWup),
+	s := &pb.TcpStreamEntry{
+		InqLen: pb.Uint32(uint32(len(in))), InqSeq: pb.Uint32(inSeq),
+		OutqLen: pb.Uint32(uint32(len(out))), OutqSeq: pb.Uint32(outSeq),
+		OptMask: pb.Uint32(uint32(info.Options)), MssClamp: pb.Uint32(uint32(mss)),
+		SndWscale: pb.Uint32(uint32(info.Wscale & 0xf)), RcvWscale: pb.Uint32(uint32(info.Wscale >> 4)),
+		UnsqLen: pb.Uint32(uint32(unsent)),
+		SndWl1:  pb.Uint32(w.SndWl1), SndWnd: pb.Uint32(w.SndWnd), MaxWindow: pb.Uint32(w.MaxWindow),
+		RcvWnd: pb.Uint32(w.RcvWnd), RcvWup: pb.Uint32(w.RcvWup),
 	}
 	if info.Options&kernel.TCPIOptTimestamps != 0 {
 		ts, err := unix.GetsockoptInt(fd, unix.SOL_TCP, unix.TCP_TIMESTAMP)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read the timestamp: %w", err)
 		}
-		s.Timestamp = proto.Uint32(uint32(ts))
+		s.Timestamp = pb.Uint32(uint32(ts))
 	}
 	return s, append(in, out...), nil
 }
@@ -346,12 +342,12 @@ type tcpSet struct {
 }
 
 type tcpStream struct {
-	*tcpstream.TcpStreamEntry
+	*pb.TcpStreamEntry
 	in, out []byte
 }
 
 // checkConnection reads the stream of an established connection.
-func (s *Set) checkConnection(f *fdinfo.FileEntry) error {
+func (s *Set) checkConnection(f *pb.FileEntry) error {
 	ino := f.Isk.GetIno()
 	if _, ok := s.streams[ino]; ok {
 		return nil
@@ -361,7 +357,7 @@ func (s *Set) checkConnection(f *fdinfo.FileEntry) error {
 		return fmt.Errorf("%w: TCP connection of file %d: %w", ErrImage, f.GetId(), err)
 	}
 	defer r.Close()
-	e := &tcpstream.TcpStreamEntry{}
+	e := &pb.TcpStreamEntry{}
 	if err := r.Next(e); err != nil {
 		return fmt.Errorf("%w: TCP connection of file %d: %w", ErrImage, f.GetId(), err)
 	}
@@ -411,7 +407,7 @@ type restoredConn struct {
 	fin []byte
 	// opts are its socket options: its send buffer is larger until what
 	// it had not sent is queued again.
-	opts *skopts.SkOptsEntry
+	opts *pb.SkOptsEntry
 }
 
 // lockConnections makes sure the connections of the checkpoint (every
@@ -451,7 +447,7 @@ func (r *Restorer) lockConnections() error {
 // restoreConnection makes socket fd, which cryo holds, the connection
 // of entry f again, in repair mode until ResumeConnections, which closes
 // the duplicate it keeps.
-func (r *Restorer) restoreConnection(fd int, f *fdinfo.FileEntry) error {
+func (r *Restorer) restoreConnection(fd int, f *pb.FileEntry) error {
 	e := f.Isk
 	if err := r.lockConnections(); err != nil {
 		return err
@@ -513,7 +509,7 @@ func peerFin(c *restoredConn, s *tcpStream) []byte {
 
 // restoreStream sets up socket fd as connection e with stream s, and
 // leaves it in repair mode.
-func restoreStream(fd int, e *skinet.InetSkEntry, s *tcpStream, c *restoredConn) error {
+func restoreStream(fd int, e *pb.InetSkEntry, s *tcpStream, c *restoredConn) error {
 	if err := RestoreSockOpts(fd, e.Opts); err != nil {
 		return err
 	}
@@ -666,7 +662,7 @@ func (s *Shared) ResumeConnections() error {
 		}
 		// The send buffer as it was (RestoreSockOpts sets it, then the
 		// lock of its size).
-		if err := RestoreSockOpts(c.fd, &skopts.SkOptsEntry{SoSndbuf: c.opts.SoSndbuf, SoRcvbuf: c.opts.SoRcvbuf, SoBufLock: c.opts.SoBufLock}); err != nil {
+		if err := RestoreSockOpts(c.fd, &pb.SkOptsEntry{SoSndbuf: c.opts.SoSndbuf, SoRcvbuf: c.opts.SoRcvbuf, SoBufLock: c.opts.SoBufLock}); err != nil {
 			return fmt.Errorf("TCP connection %v -> %v: %w", c.src, c.dst, err)
 		}
 	}

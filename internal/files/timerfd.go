@@ -6,11 +6,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timerfd"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -34,7 +32,7 @@ type timerfdKind struct{}
 // before it gives up on one that keeps expiring meanwhile.
 const timerfdTries = 100
 
-func (timerfdKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_TIMERFD }
+func (timerfdKind) typ() pb.FdTypes { return pb.FdTypes_TIMERFD }
 
 func (timerfdKind) claims(d *desc) bool { return d.link == "anon_inode:[timerfd]" }
 
@@ -59,13 +57,13 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 	}
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_TIMERFD.Enum(), Id: proto.Uint32(id),
-		Tfd: &timerfd.TimerfdEntry{
-			Id: proto.Uint32(id), Flags: proto.Uint32(statusFlags(d.info)), Fown: zeroFown(),
-			Clockid: proto.Uint32(uint32(tf.Clockid)), Ticks: proto.Uint64(tf.Ticks), SettimeFlags: proto.Uint32(tf.SettimeFlags),
-			Vsec: proto.Uint64(uint64(tf.Value / time.Second)), Vnsec: proto.Uint64(uint64(tf.Value % time.Second)),
-			Isec: proto.Uint64(uint64(tf.Interval / time.Second)), Insec: proto.Uint64(uint64(tf.Interval % time.Second)),
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_TIMERFD.Enum(), Id: pb.Uint32(id),
+		Tfd: &pb.TimerfdEntry{
+			Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown(),
+			Clockid: pb.Uint32(uint32(tf.Clockid)), Ticks: pb.Uint64(tf.Ticks), SettimeFlags: pb.Uint32(tf.SettimeFlags),
+			Vsec: pb.Uint64(uint64(tf.Value / time.Second)), Vnsec: pb.Uint64(uint64(tf.Value % time.Second)),
+			Isec: pb.Uint64(uint64(tf.Interval / time.Second)), Insec: pb.Uint64(uint64(tf.Interval % time.Second)),
 		},
 	}), nil
 }
@@ -119,7 +117,7 @@ func readTimerfd(pid, fd int) (proc.Timerfd, time.Time, error) {
 // timerfdClocks are the clocks timerfd_create takes.
 var timerfdClocks = []uint32{unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM}
 
-func (timerfdKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (timerfdKind) check(s *Set, f *pb.FileEntry) error {
 	e := f.Tfd
 	switch {
 	case e == nil:
@@ -170,7 +168,7 @@ const timerfdMargin = time.Millisecond
 // then show it has not expired since; else it is armed again, with a
 // wider margin. An expiration can then come up to the margin early, never
 // be lost.
-func (timerfdKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (timerfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := f.Tfd
 	flags := uint64(0)
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {

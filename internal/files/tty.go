@@ -10,12 +10,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -31,7 +29,7 @@ import (
 // (CRIU's meaning) and to a REG entry holding the path.
 type ttyKind struct{}
 
-func (ttyKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_TTY }
+func (ttyKind) typ() pb.FdTypes { return pb.FdTypes_TTY }
 
 func (ttyKind) claims(d *desc) bool {
 	if !strings.HasPrefix(d.link, "/") || d.mode() != unix.S_IFCHR {
@@ -43,21 +41,21 @@ func (ttyKind) claims(d *desc) bool {
 
 // ttyTypeOf tells the type of terminal a character device is, by its
 // numbers (Documentation/admin-guide/devices.txt).
-func ttyTypeOf(rdev uint64) (tty.TtyType, bool) {
+func ttyTypeOf(rdev uint64) (pb.TtyType, bool) {
 	major, minor := unix.Major(rdev), unix.Minor(rdev)
 	switch {
 	case major == 5 && minor == 0:
-		return tty.TtyType_CTTY, true
+		return pb.TtyType_CTTY, true
 	case major == 5 && minor == 1:
-		return tty.TtyType_CONSOLE, true
+		return pb.TtyType_CONSOLE, true
 	case major == 5 && minor == 2, major >= 136 && major <= 143:
-		return tty.TtyType_PTY, true
+		return pb.TtyType_PTY, true
 	case major == 4 && minor < 64:
-		return tty.TtyType_VT, true
+		return pb.TtyType_VT, true
 	case major == 4:
-		return tty.TtyType_SERIAL, true
+		return pb.TtyType_SERIAL, true
 	}
-	return tty.TtyType_UNKNOWN, false
+	return pb.TtyType_UNKNOWN, false
 }
 
 // isPtmx reports whether a character device is the pseudo-terminal
@@ -87,8 +85,8 @@ type ptyEnds struct{ master, slave, slavePid int }
 // anew.
 type ttyTable struct {
 	root     int // the root of the tree dumped
-	ttyInfos []*tty.TtyInfoEntry
-	ttyData  []*tty.TtyDataEntry
+	ttyInfos []*pb.TtyInfoEntry
+	ttyData  []*pb.TtyDataEntry
 	// ptyInfos are the tty-info ids (slave, master) of the
 	// pseudo-terminals dumped, and externalPtys the slaves taken for a
 	// shell job's terminal, so that no pseudo-terminal is both.
@@ -110,8 +108,8 @@ type ttyTable struct {
 // process starts the terminals of another process.
 func (t *ttyTable) process() { t.ptys, t.stat = nil, nil }
 
-func (t *ttyTable) addInfo(e *tty.TtyInfoEntry) uint32 {
-	e.Id = proto.Uint32(uint32(len(t.ttyInfos) + 1))
+func (t *ttyTable) addInfo(e *pb.TtyInfoEntry) uint32 {
+	e.Id = pb.Uint32(uint32(len(t.ttyInfos) + 1))
 	t.ttyInfos = append(t.ttyInfos, e)
 	return e.GetId()
 }
@@ -136,13 +134,13 @@ func (ttyKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	regID := t.nextID()
-	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(regID), Reg: regEntry(regID, path, d)})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(regID), Reg: regEntry(regID, path, d)})
 	id := t.nextID()
-	return t.add(&fdinfo.FileEntry{
-		Type: fdinfo.FdTypes_TTY.Enum(), Id: proto.Uint32(id),
-		Tty: &tty.TtyFileEntry{
-			Id: proto.Uint32(id), TtyInfoId: proto.Uint32(info), Flags: proto.Uint32(statusFlags(d.info)),
-			Fown: zeroFown(), RegfId: proto.Uint32(regID),
+	return t.add(&pb.FileEntry{
+		Type: pb.FdTypes_TTY.Enum(), Id: pb.Uint32(id),
+		Tty: &pb.TtyFileEntry{
+			Id: pb.Uint32(id), TtyInfoId: pb.Uint32(info), Flags: pb.Uint32(statusFlags(d.info)),
+			Fown: zeroFown(), RegfId: pb.Uint32(regID),
 		},
 	}), nil
 }
@@ -163,10 +161,10 @@ func (t *Table) procStat() (*proc.Stat, error) {
 // the first time, or refuses a terminal the checkpoint cannot hold.
 func (t *Table) ttyInfo(d *desc, path string) (uint32, error) {
 	typ, _ := ttyTypeOf(d.st.Rdev)
-	if typ == tty.TtyType_CTTY {
+	if typ == pb.TtyType_CTTY {
 		return t.cttyInfo(d)
 	}
-	if typ == tty.TtyType_PTY {
+	if typ == pb.TtyType_PTY {
 		key, ends, err := t.ptyOf(d)
 		if err != nil {
 			return 0, fmt.Errorf("fd %d (%s): %w", d.fd, path, err)
@@ -245,7 +243,7 @@ func (t *Table) checkControllingTerminal() error {
 // entry has no settings: a hung-up terminal has none to give.
 func (t *Table) hungUpInfo(d *desc, path string) (uint32, error) {
 	refuse := fmt.Errorf("%w: fd %d is the deleted terminal %s", ErrUnsupported, d.fd, path)
-	if typ, _ := ttyTypeOf(d.st.Rdev); typ != tty.TtyType_PTY || isPtmx(d.st.Rdev) {
+	if typ, _ := ttyTypeOf(d.st.Rdev); typ != pb.TtyType_PTY || isPtmx(d.st.Rdev) {
 		return 0, refuse
 	}
 	fd, err := kernel.Getfd(t.view, d.fd)
@@ -264,10 +262,10 @@ func (t *Table) hungUpInfo(d *desc, path string) (uint32, error) {
 	if t.hungUp == nil {
 		t.hungUp = map[ptyKey]uint32{}
 	}
-	t.hungUp[key] = t.addInfo(&tty.TtyInfoEntry{
-		Type: tty.TtyType_PTY.Enum(), Locked: proto.Bool(false), Exclusive: proto.Bool(false), PacketMode: proto.Bool(false),
-		Sid: proto.Uint32(0), Pgrp: proto.Uint32(0), Rdev: proto.Uint32(uint32(d.st.Rdev)),
-		Pty: &tty.TtyPtyEntry{Index: proto.Uint32(key.index)}, Uid: proto.Uint32(d.st.Uid), Gid: proto.Uint32(d.st.Gid),
+	t.hungUp[key] = t.addInfo(&pb.TtyInfoEntry{
+		Type: pb.TtyType_PTY.Enum(), Locked: pb.Bool(false), Exclusive: pb.Bool(false), PacketMode: pb.Bool(false),
+		Sid: pb.Uint32(0), Pgrp: pb.Uint32(0), Rdev: pb.Uint32(uint32(d.st.Rdev)),
+		Pty: &pb.TtyPtyEntry{Index: pb.Uint32(key.index)}, Uid: pb.Uint32(d.st.Uid), Gid: pb.Uint32(d.st.Gid),
 	})
 	return t.hungUp[key], nil
 }
@@ -338,7 +336,7 @@ func (t *Table) laterSlave(key ptyKey) (pid, fd int, err error) {
 				continue // closed meanwhile, or not reachable
 			}
 			if st.Mode&unix.S_IFMT == unix.S_IFCHR && !isPtmx(st.Rdev) && st.Dev == key.dev && slaveIndex(st.Rdev) == key.index {
-				if typ, _ := ttyTypeOf(st.Rdev); typ == tty.TtyType_PTY {
+				if typ, _ := ttyTypeOf(st.Rdev); typ == pb.TtyType_PTY {
 					return p, fd, nil
 				}
 			}
@@ -395,7 +393,7 @@ func (t *Table) scanPtys() error {
 		if st.Mode&unix.S_IFMT != unix.S_IFCHR {
 			continue
 		}
-		if typ, _ := ttyTypeOf(st.Rdev); typ != tty.TtyType_PTY {
+		if typ, _ := ttyTypeOf(st.Rdev); typ != pb.TtyType_PTY {
 			continue
 		}
 		link, err := os.Readlink(path)
@@ -538,11 +536,11 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	}
 	var infos [2]uint32
 	for side, rdev := range []uint64{sst.Rdev, unix.Mkdev(5, 2)} {
-		infos[side] = t.addInfo(&tty.TtyInfoEntry{
-			Type: tty.TtyType_PTY.Enum(), Locked: proto.Bool(locked), Exclusive: proto.Bool(excl[side]),
-			PacketMode: proto.Bool(packet), Sid: proto.Uint32(sid), Pgrp: proto.Uint32(pgrp), Rdev: proto.Uint32(uint32(rdev)),
+		infos[side] = t.addInfo(&pb.TtyInfoEntry{
+			Type: pb.TtyType_PTY.Enum(), Locked: pb.Bool(locked), Exclusive: pb.Bool(excl[side]),
+			PacketMode: pb.Bool(packet), Sid: pb.Uint32(sid), Pgrp: pb.Uint32(pgrp), Rdev: pb.Uint32(uint32(rdev)),
 			Termios: termiosEntry(tio), Winsize: winsizeEntry(ws),
-			Pty: &tty.TtyPtyEntry{Index: proto.Uint32(key.index)}, Uid: proto.Uint32(sst.Uid), Gid: proto.Uint32(sst.Gid),
+			Pty: &pb.TtyPtyEntry{Index: pb.Uint32(key.index)}, Uid: pb.Uint32(sst.Uid), Gid: pb.Uint32(sst.Gid),
 		})
 	}
 	if t.ptyInfos == nil {
@@ -559,7 +557,7 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	}
 	for side, data := range [2][]byte{q.toSlave, q.toMaster} {
 		if len(data) > 0 {
-			t.ttyData = append(t.ttyData, &tty.TtyDataEntry{TtyId: proto.Uint32(infos[side]), Data: data})
+			t.ttyData = append(t.ttyData, &pb.TtyDataEntry{TtyId: pb.Uint32(infos[side]), Data: data})
 		}
 	}
 	return nil
@@ -579,9 +577,9 @@ func (t *Table) cttyInfo(d *desc) (uint32, error) {
 	if !t.shellJob && int(stat.Session) != t.pid {
 		return 0, fmt.Errorf("%w: fd %d is /dev/tty, and the controlling terminal is another session's: dump with --shell-job", ErrUnsupported, d.fd)
 	}
-	return t.addInfo(&tty.TtyInfoEntry{
-		Type: tty.TtyType_CTTY.Enum(), Locked: proto.Bool(false), Exclusive: proto.Bool(false), PacketMode: proto.Bool(false),
-		Sid: proto.Uint32(uint32(stat.Session)), Pgrp: proto.Uint32(0), Rdev: proto.Uint32(uint32(d.st.Rdev)),
+	return t.addInfo(&pb.TtyInfoEntry{
+		Type: pb.TtyType_CTTY.Enum(), Locked: pb.Bool(false), Exclusive: pb.Bool(false), PacketMode: pb.Bool(false),
+		Sid: pb.Uint32(uint32(stat.Session)), Pgrp: pb.Uint32(0), Rdev: pb.Uint32(uint32(d.st.Rdev)),
 	}), nil
 }
 
@@ -589,7 +587,7 @@ func (t *Table) cttyInfo(d *desc) (uint32, error) {
 // size, and, if it is the process's controlling terminal, its session and
 // foreground group. What is queued in it is the terminal's, not the
 // process's: it stays there.
-func (t *Table) externalInfo(d *desc, typ tty.TtyType) (uint32, error) {
+func (t *Table) externalInfo(d *desc, typ pb.TtyType) (uint32, error) {
 	if id, ok := t.external[d.st.Rdev]; ok {
 		return id, nil
 	}
@@ -615,12 +613,12 @@ func (t *Table) externalInfo(d *desc, typ tty.TtyType) (uint32, error) {
 		sid = uint32(stat.Session)
 		pgrp = uint32(max(stat.TPgid, 0))
 	}
-	e := &tty.TtyInfoEntry{
-		Type: typ.Enum(), Locked: proto.Bool(false), Exclusive: proto.Bool(false), PacketMode: proto.Bool(false),
-		Sid: proto.Uint32(sid), Pgrp: proto.Uint32(pgrp), Rdev: proto.Uint32(uint32(d.st.Rdev)),
-		Termios: termiosEntry(tio), Winsize: winsizeEntry(ws), Uid: proto.Uint32(d.st.Uid), Gid: proto.Uint32(d.st.Gid),
+	e := &pb.TtyInfoEntry{
+		Type: typ.Enum(), Locked: pb.Bool(false), Exclusive: pb.Bool(false), PacketMode: pb.Bool(false),
+		Sid: pb.Uint32(sid), Pgrp: pb.Uint32(pgrp), Rdev: pb.Uint32(uint32(d.st.Rdev)),
+		Termios: termiosEntry(tio), Winsize: winsizeEntry(ws), Uid: pb.Uint32(d.st.Uid), Gid: pb.Uint32(d.st.Gid),
 	}
-	if typ == tty.TtyType_PTY {
+	if typ == pb.TtyType_PTY {
 		key := ptyKey{d.st.Dev, slaveIndex(d.st.Rdev)}
 		if _, ok := t.ptyInfos[key]; ok {
 			return 0, fmt.Errorf("%w: fd %d is the slave of pseudo-terminal %d, which another process of the tree holds", ErrUnsupported, d.fd, key.index)
@@ -629,7 +627,7 @@ func (t *Table) externalInfo(d *desc, typ tty.TtyType) (uint32, error) {
 			t.externalPtys = map[ptyKey]bool{}
 		}
 		t.externalPtys[key] = true
-		e.Pty = &tty.TtyPtyEntry{Index: proto.Uint32(key.index)}
+		e.Pty = &pb.TtyPtyEntry{Index: pb.Uint32(key.index)}
 	}
 	if t.external == nil {
 		t.external = map[uint64]uint32{}
@@ -638,20 +636,20 @@ func (t *Table) externalInfo(d *desc, typ tty.TtyType) (uint32, error) {
 	return t.external[d.st.Rdev], nil
 }
 
-func termiosEntry(t *unix.Termios) *tty.TermiosEntry {
+func termiosEntry(t *unix.Termios) *pb.TermiosEntry {
 	cc := make([]uint32, len(t.Cc))
 	for i, c := range t.Cc {
 		cc[i] = uint32(c)
 	}
-	return &tty.TermiosEntry{
-		CIflag: proto.Uint32(t.Iflag), COflag: proto.Uint32(t.Oflag), CCflag: proto.Uint32(t.Cflag), CLflag: proto.Uint32(t.Lflag),
-		CLine: proto.Uint32(uint32(t.Line)), CIspeed: proto.Uint32(t.Ispeed), COspeed: proto.Uint32(t.Ospeed), CCc: cc,
+	return &pb.TermiosEntry{
+		CIflag: pb.Uint32(t.Iflag), COflag: pb.Uint32(t.Oflag), CCflag: pb.Uint32(t.Cflag), CLflag: pb.Uint32(t.Lflag),
+		CLine: pb.Uint32(uint32(t.Line)), CIspeed: pb.Uint32(t.Ispeed), COspeed: pb.Uint32(t.Ospeed), CCc: cc,
 	}
 }
 
 // termiosOf is the inverse of termiosEntry; control characters past the
 // kernel's (an image with a C library's 32) are dropped.
-func termiosOf(e *tty.TermiosEntry) *unix.Termios {
+func termiosOf(e *pb.TermiosEntry) *unix.Termios {
 	t := &unix.Termios{
 		Iflag: e.GetCIflag(), Oflag: e.GetCOflag(), Cflag: e.GetCCflag(), Lflag: e.GetCLflag(),
 		Line: uint8(e.GetCLine()), Ispeed: e.GetCIspeed(), Ospeed: e.GetCOspeed(),
@@ -664,19 +662,19 @@ func termiosOf(e *tty.TermiosEntry) *unix.Termios {
 	return t
 }
 
-func winsizeEntry(w *unix.Winsize) *tty.WinsizeEntry {
-	return &tty.WinsizeEntry{WsRow: proto.Uint32(uint32(w.Row)), WsCol: proto.Uint32(uint32(w.Col)),
-		WsXpixel: proto.Uint32(uint32(w.Xpixel)), WsYpixel: proto.Uint32(uint32(w.Ypixel))}
+func winsizeEntry(w *unix.Winsize) *pb.WinsizeEntry {
+	return &pb.WinsizeEntry{WsRow: pb.Uint32(uint32(w.Row)), WsCol: pb.Uint32(uint32(w.Col)),
+		WsXpixel: pb.Uint32(uint32(w.Xpixel)), WsYpixel: pb.Uint32(uint32(w.Ypixel))}
 }
 
-func winsizeOf(e *tty.WinsizeEntry) *unix.Winsize {
+func winsizeOf(e *pb.WinsizeEntry) *unix.Winsize {
 	return &unix.Winsize{Row: uint16(e.GetWsRow()), Col: uint16(e.GetWsCol()), Xpixel: uint16(e.GetWsXpixel()), Ypixel: uint16(e.GetWsYpixel())}
 }
 
 // ttySet is the terminals of a checkpoint: tty-info entries and queued
 // data, by tty-info id.
 type ttySet struct {
-	ttyInfos map[uint32]*tty.TtyInfoEntry
+	ttyInfos map[uint32]*pb.TtyInfoEntry
 	ttyData  map[uint32][]byte
 	// ptyPairs are the tty-info ids of each pseudo-terminal in the
 	// checkpoint by index: slave, master.
@@ -686,11 +684,11 @@ type ttySet struct {
 // loadTTYs reads tty-info.img and tty-data.img, which must be there when
 // the checkpoint has terminals, and pairs the pseudo-terminals' ends.
 func (s *Set) loadTTYs() error {
-	s.ttyInfos, s.ttyData, s.ptyPairs = map[uint32]*tty.TtyInfoEntry{}, map[uint32][]byte{}, map[uint32]*[2]uint32{}
-	infos, err := image.ReadAll[tty.TtyInfoEntry](s.dir, image.TTYInfo, 0)
+	s.ttyInfos, s.ttyData, s.ptyPairs = map[uint32]*pb.TtyInfoEntry{}, map[uint32][]byte{}, map[uint32]*[2]uint32{}
+	infos, err := image.ReadAll[pb.TtyInfoEntry](s.dir, image.TTYInfo, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		for _, f := range s.Files {
-			if f.GetType() == fdinfo.FdTypes_TTY {
+			if f.GetType() == pb.FdTypes_TTY {
 				return imageErr("%s is missing: file %d is a terminal", image.TTYInfo.FileName(0), f.GetId())
 			}
 		}
@@ -706,7 +704,7 @@ func (s *Set) loadTTYs() error {
 		s.ttyInfos[e.GetId()] = e
 	}
 	for _, e := range infos {
-		if e.GetType() != tty.TtyType_PTY || e.Pty == nil {
+		if e.GetType() != pb.TtyType_PTY || e.Pty == nil {
 			continue
 		}
 		p := s.ptyPairs[e.Pty.GetIndex()]
@@ -723,7 +721,7 @@ func (s *Set) loadTTYs() error {
 		}
 		p[side] = e.GetId()
 	}
-	datas, err := image.ReadAll[tty.TtyDataEntry](s.dir, image.TTYData, 0)
+	datas, err := image.ReadAll[pb.TtyDataEntry](s.dir, image.TTYData, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // CRIU writes it only for data
 	}
@@ -740,7 +738,7 @@ func (s *Set) loadTTYs() error {
 	return nil
 }
 
-func (ttyKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (ttyKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Tty == nil {
 		return imageErr("file %d: TTY without a tty entry", f.GetId())
 	}
@@ -751,9 +749,9 @@ func (ttyKind) check(s *Set, f *fdinfo.FileEntry) error {
 	switch {
 	case e == nil:
 		return imageErr("file %d: terminal %d, which tty-info.img lacks", f.GetId(), f.Tty.GetTtyInfoId())
-	case e.GetType() == tty.TtyType_PTY && e.Pty == nil:
+	case e.GetType() == pb.TtyType_PTY && e.Pty == nil:
 		return imageErr("file %d: pseudo-terminal %d without its index", f.GetId(), e.GetId())
-	case e.GetType() == tty.TtyType_PTY && isPtmx(uint64(e.GetRdev())) && s.ptyPairs[e.Pty.GetIndex()][0] == 0:
+	case e.GetType() == pb.TtyType_PTY && isPtmx(uint64(e.GetRdev())) && s.ptyPairs[e.Pty.GetIndex()][0] == 0:
 		return fmt.Errorf("%w: file %d is the master of pseudo-terminal %d, whose slave is not in the checkpoint", ErrUnsupported, f.GetId(), e.Pty.GetIndex())
 	}
 	return nil
@@ -762,8 +760,8 @@ func (ttyKind) check(s *Set, f *fdinfo.FileEntry) error {
 // inPair reports whether tty-info e is an end of a pseudo-terminal the
 // restore makes: one whose both ends are in the checkpoint, or a slave
 // hung up when its master closed (an entry without settings).
-func (s *Set) inPair(e *tty.TtyInfoEntry) bool {
-	if e.GetType() != tty.TtyType_PTY || e.Pty == nil {
+func (s *Set) inPair(e *pb.TtyInfoEntry) bool {
+	if e.GetType() != pb.TtyType_PTY || e.Pty == nil {
 		return false
 	}
 	p := s.ptyPairs[e.Pty.GetIndex()]
@@ -790,11 +788,11 @@ type ptyMade struct {
 	index, newIndex uint32
 	given           bool // the master went to an entry
 	m, s            int  // cryo's master and slave
-	slaveInfo       *tty.TtyInfoEntry
-	masterInfo      *tty.TtyInfoEntry
+	slaveInfo       *pb.TtyInfoEntry
+	masterInfo      *pb.TtyInfoEntry
 }
 
-func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (ttyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
 	flags := f.Tty.GetFlags() | unix.O_NOCTTY
 	switch {
@@ -816,7 +814,7 @@ func (ttyKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 		}
 		p.given = true
 		return unix.FcntlInt(uintptr(p.m), unix.F_DUPFD_CLOEXEC, 0)
-	case e.GetType() == tty.TtyType_CTTY:
+	case e.GetType() == pb.TtyType_CTTY:
 		// /dev/tty opens the controlling terminal of whoever opens it.
 		path, err := r.controllingTerminal()
 		if err != nil {
@@ -858,7 +856,7 @@ func ownTerminal() (string, error) {
 // settings and window size. The process sets them itself, with every
 // signal blocked, so that a background group's change is not stopped by
 // SIGTTOU.
-func (r *Restorer) settle(n uint64, e *tty.TtyInfoEntry) error {
+func (r *Restorer) settle(n uint64, e *pb.TtyInfoEntry) error {
 	scratch, err := r.tr.Scratch(r.pid)
 	if err != nil {
 		return err
@@ -1055,7 +1053,7 @@ func (p *ptyMade) finish() error {
 	}
 	for _, x := range []struct {
 		fd int
-		e  *tty.TtyInfoEntry
+		e  *pb.TtyInfoEntry
 	}{{p.m, p.masterInfo}, {p.s, p.slaveInfo}} {
 		if x.e.GetExclusive() {
 			if err := unix.IoctlSetInt(x.fd, unix.TIOCEXCL, 0); err != nil {
@@ -1087,11 +1085,11 @@ func (r *Restorer) Foreground(pgid int) ([]string, error) {
 	notes := r.ttyNotes
 	for _, fd := range r.set.Fds {
 		f := r.set.Files[fd.GetId()]
-		if f.GetType() != fdinfo.FdTypes_TTY {
+		if f.GetType() != pb.FdTypes_TTY {
 			continue
 		}
 		e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
-		if r.set.inPair(e) || e.GetType() == tty.TtyType_CTTY || e.GetSid() == 0 || !r.settled[e.GetId()] {
+		if r.set.inPair(e) || e.GetType() == pb.TtyType_CTTY || e.GetSid() == 0 || !r.settled[e.GetId()] {
 			continue
 		}
 		delete(r.settled, e.GetId()) // once per terminal

@@ -9,11 +9,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -68,7 +66,7 @@ func (t *Table) dumpDatagrams(fd int, id uint32, diag kernel.InetDiag, dev strin
 		default:
 			return fmt.Errorf("UDP socket %v: datagram from %T", diag.Local(), from)
 		}
-		p := unixPacket{e: &skpacket.SkPacketEntry{IdFor: proto.Uint32(id), Length: proto.Uint32(uint32(n))}, data: slices.Clone(buf[:n])}
+		p := unixPacket{e: &pb.SkPacketEntry{IdFor: pb.Uint32(id), Length: pb.Uint32(uint32(n))}, data: slices.Clone(buf[:n])}
 		setPacketExtras(p.e, binary.BigEndian.AppendUint16(src.Addr().AsSlice(), src.Port()), nil)
 		t.unixTable.queues = append(t.unixTable.queues, p)
 	}
@@ -86,7 +84,7 @@ func datagramSender(addr []byte) (netip.AddrPort, error) {
 
 // restoreDatagrams queues to socket fd the datagrams of entry f, in
 // order, each from its sender.
-func (r *Restorer) restoreDatagrams(fd int, f *fdinfo.FileEntry) error {
+func (r *Restorer) restoreDatagrams(fd int, f *pb.FileEntry) error {
 	packets := r.set.queued[f.GetId()]
 	if len(packets) == 0 {
 		return nil
@@ -126,7 +124,7 @@ func (r *Restorer) restoreDatagrams(fd int, f *fdinfo.FileEntry) error {
 		}
 	}()
 	for i, p := range packets {
-		addr, _, _ := packetExtras(p.e) // checked by Load
+		addr, _ := packetExtras(p.e)
 		src, err := datagramSender(addr)
 		if err != nil {
 			return err

@@ -12,15 +12,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
-	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
-	skunix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -50,7 +45,7 @@ const (
 // to, not made at restore.
 const uskExtern = 1
 
-func (unixKind) typ() fdinfo.FdTypes { return fdinfo.FdTypes_UNIXSK }
+func (unixKind) typ() pb.FdTypes { return pb.FdTypes_UNIXSK }
 
 func (unixKind) claims(d *desc) bool {
 	return d.mode() == unix.S_IFSOCK && socketFamily(d) == unix.AF_UNIX
@@ -93,7 +88,7 @@ type unixTable struct {
 
 // unixDumped is a socket recorded and the descriptor it was found at.
 type unixDumped struct {
-	e       *skunix.UnixSkEntry
+	e       *pb.UnixSkEntry
 	pid, fd int
 }
 
@@ -103,7 +98,7 @@ func (u *unixDumped) String() string {
 
 // unixPacket is a datagram, or a run of stream bytes, queued to a socket.
 type unixPacket struct {
-	e    *skpacket.SkPacketEntry
+	e    *pb.SkPacketEntry
 	data []byte
 }
 
@@ -145,19 +140,19 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	id := t.nextID()
-	e := &skunix.UnixSkEntry{
-		Id: proto.Uint32(id), Ino: proto.Uint32(s.Ino), Type: proto.Uint32(uint32(s.Type)), State: proto.Uint32(uint32(s.State)),
-		Flags: proto.Uint32(statusFlags(d.info)), Uflags: proto.Uint32(0), Backlog: proto.Uint32(0), Peer: proto.Uint32(s.Peer),
+	e := &pb.UnixSkEntry{
+		Id: pb.Uint32(id), Ino: pb.Uint32(s.Ino), Type: pb.Uint32(uint32(s.Type)), State: pb.Uint32(uint32(s.State)),
+		Flags: pb.Uint32(statusFlags(d.info)), Uflags: pb.Uint32(0), Backlog: pb.Uint32(0), Peer: pb.Uint32(s.Peer),
 		Fown: zeroFown(), Opts: opts, Name: s.Name,
 	}
 	if e.Name == nil {
 		e.Name = []byte{}
 	}
 	if s.State == tcpListen {
-		e.Backlog = proto.Uint32(s.Wqueue)
+		e.Backlog = pb.Uint32(s.Wqueue)
 	}
 	if s.Shutdown != 0 {
-		e.Shutdown = skopts.SkShutdown(s.Shutdown & 3).Enum()
+		e.Shutdown = pb.SkShutdown(s.Shutdown & 3).Enum()
 	}
 	if err := t.unixTable.dumpFile(t.view, e, s); err != nil {
 		return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
@@ -166,7 +161,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	// entries of their own.
 	t.unixTable.dumped[s.Ino] = &unixDumped{e: e, pid: t.pid, fd: d.fd}
 	t.unixTable.order = append(t.unixTable.order, s.Ino)
-	t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: e})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK.Enum(), Id: pb.Uint32(id), Usk: e})
 	// A stream socket has a queue once connected; a datagram one always.
 	if s.State == tcpEstablished || s.Type == unix.SOCK_DGRAM {
 		err = t.dumpUnixQueue(dup, e, s)
@@ -182,7 +177,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 // dumpFile records the file a socket bound to a path is at: its owner
 // and mode, or that it was removed (or replaced) since, and the working
 // directory a relative name is in.
-func (u *unixTable) dumpFile(pid int, e *skunix.UnixSkEntry, s *kernel.UnixSock) error {
+func (u *unixTable) dumpFile(pid int, e *pb.UnixSkEntry, s *kernel.UnixSock) error {
 	if len(s.Name) == 0 || s.Name[0] == 0 {
 		return nil
 	}
@@ -193,16 +188,16 @@ func (u *unixTable) dumpFile(pid int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 		if err != nil {
 			return fmt.Errorf("read working directory: %w", err)
 		}
-		e.NameDir = proto.String(cwd)
+		e.NameDir = pb.String(cwd)
 		at = filepath.Join(cwd, name)
 	}
 	var st unix.Stat_t
 	err := unix.Lstat(proc.Path(pid, "root")+at, &st)
 	if s.VFS == nil || err != nil || uint32(st.Ino) != s.VFS.Ino || unix.Major(st.Dev) != s.VFS.Dev>>20 || unix.Minor(st.Dev) != s.VFS.Dev&0xfffff {
-		e.Deleted = proto.Bool(true)
+		e.Deleted = pb.Bool(true)
 		return nil
 	}
-	e.FilePerms = &skunix.FilePermsEntry{Mode: proto.Uint32(st.Mode), Uid: proto.Uint32(st.Uid), Gid: proto.Uint32(st.Gid)}
+	e.FilePerms = &pb.FilePermsEntry{Mode: pb.Uint32(st.Mode), Uid: pb.Uint32(st.Uid), Gid: pb.Uint32(st.Gid)}
 	return nil
 }
 
@@ -211,7 +206,7 @@ func (u *unixTable) dumpFile(pid int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 // after. Credentials are read as the process would with SO_PASSCRED. A
 // descriptor in flight (SCM_RIGHTS), which the peek installs in cryo, is
 // recorded as a file entry (dumpInFlight).
-func (t *Table) dumpUnixQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock) error {
+func (t *Table) dumpUnixQueue(fd int, e *pb.UnixSkEntry, s *kernel.UnixSock) error {
 	u := &t.unixTable
 	off, err := t.dumpPeekOff(fd, e.GetId())
 	if err != nil {
@@ -266,14 +261,14 @@ func (t *Table) dumpUnixQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 			// (where a datagram of no bytes cannot be told from it).
 			return nil
 		}
-		p := unixPacket{e: &skpacket.SkPacketEntry{IdFor: e.Id, Length: proto.Uint32(uint32(n))}, data: slices.Clone(buf[:n])}
+		p := unixPacket{e: &pb.SkPacketEntry{IdFor: e.Id, Length: pb.Uint32(uint32(n))}, data: slices.Clone(buf[:n])}
 		var addr []byte
 		if sa, ok := from.(*unix.SockaddrUnix); ok && !stream && sa.Name != "" {
 			addr = sockaddrName(sa)
 		}
 		setPacketExtras(p.e, addr, cred)
 		if len(rights) > 0 {
-			scm := &skpacket.ScmEntry{Type: proto.Uint32(unix.SCM_RIGHTS)}
+			scm := &pb.ScmEntry{Type: pb.Uint32(unix.SCM_RIGHTS)}
 			for _, r := range rights {
 				id, err := t.dumpInFlight(r, u.dumped[s.Ino].String())
 				if err != nil {
@@ -281,7 +276,7 @@ func (t *Table) dumpUnixQueue(fd int, e *skunix.UnixSkEntry, s *kernel.UnixSock)
 				}
 				scm.Rights = append(scm.Rights, id)
 			}
-			p.e.Scm = []*skpacket.ScmEntry{scm}
+			p.e.Scm = []*pb.ScmEntry{scm}
 		}
 		u.queues = append(u.queues, p)
 	}
@@ -453,87 +448,22 @@ func (t *Table) dumpEpollInFlight(f inFlight) (uint32, error) {
 	return eventpollKind{}.dump(t, d)
 }
 
-// The fields of sk_packet_entry that CRIU's .proto reserves but go-criu's
-// types lack, kept as the wire holds them: the sender's address (bytes,
-// 3) and its credentials (sk_ucred_entry, 128: uid 1, gid 2, pid 3).
-const (
-	packetAddrField  = 3
-	packetUcredField = 128
-)
-
-// setPacketExtras records a datagram's sender address and credentials.
-func setPacketExtras(e *skpacket.SkPacketEntry, addr []byte, cred *unix.Ucred) {
-	var b []byte
-	if addr != nil {
-		b = protowire.AppendTag(b, packetAddrField, protowire.BytesType)
-		b = protowire.AppendBytes(b, addr)
-	}
+// setPacketExtras records a datagram's sender address and credentials,
+// in the fields of sk_packet_entry CRIU's .proto reserves for them.
+func setPacketExtras(e *pb.SkPacketEntry, addr []byte, cred *unix.Ucred) {
+	e.Addr, e.Ucred = addr, nil
 	if cred != nil {
-		var m []byte
-		for i, v := range []uint32{cred.Uid, cred.Gid, uint32(cred.Pid)} {
-			m = protowire.AppendTag(m, protowire.Number(i+1), protowire.VarintType)
-			m = protowire.AppendVarint(m, uint64(v))
-		}
-		b = protowire.AppendTag(b, packetUcredField, protowire.BytesType)
-		b = protowire.AppendBytes(b, m)
+		e.Ucred = &pb.SkUcredEntry{Uid: pb.Uint32(cred.Uid), Gid: pb.Uint32(cred.Gid), Pid: pb.Uint32(uint32(cred.Pid))}
 	}
-	e.ProtoReflect().SetUnknown(b)
 }
 
 // packetExtras reads what setPacketExtras recorded: nil for what is not
 // there.
-func packetExtras(e *skpacket.SkPacketEntry) (addr []byte, cred *unix.Ucred, err error) {
-	return parsePacketExtras(e.ProtoReflect().GetUnknown())
-}
-
-// parsePacketExtras parses the fields of a packet record go-criu does not
-// know, as the wire holds them; others are skipped.
-func parsePacketExtras(b []byte) (addr []byte, cred *unix.Ucred, err error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, nil, imageErr("socket packet: %v", protowire.ParseError(n))
-		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil, nil, imageErr("socket packet: %v", protowire.ParseError(n))
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, nil, imageErr("socket packet: %v", protowire.ParseError(n))
-		}
-		b = b[n:]
-		switch num {
-		case packetAddrField:
-			addr = slices.Clone(v)
-		case packetUcredField:
-			cred = &unix.Ucred{}
-			for len(v) > 0 {
-				f, t, n := protowire.ConsumeTag(v)
-				if n < 0 || t != protowire.VarintType {
-					return nil, nil, imageErr("socket packet credentials: field %d of type %d", f, t)
-				}
-				x, m := protowire.ConsumeVarint(v[n:])
-				if m < 0 {
-					return nil, nil, imageErr("socket packet credentials: %v", protowire.ParseError(m))
-				}
-				v = v[n+m:]
-				switch f {
-				case 1:
-					cred.Uid = uint32(x)
-				case 2:
-					cred.Gid = uint32(x)
-				case 3:
-					cred.Pid = int32(x)
-				}
-			}
-		}
+func packetExtras(e *pb.SkPacketEntry) (addr []byte, cred *unix.Ucred) {
+	if u := e.GetUcred(); u != nil {
+		cred = &unix.Ucred{Pid: int32(u.GetPid()), Uid: u.GetUid(), Gid: u.GetGid()}
 	}
-	return addr, cred, nil
+	return e.GetAddr(), cred
 }
 
 // finish checks, once every process is dumped, that each socket's peer
@@ -569,7 +499,7 @@ func (t *Table) finishUnix() error {
 			if s.Wqueue != 0 {
 				return fmt.Errorf("%w: %s sent %d bytes on a connection not accepted yet", ErrUnsupported, d, s.Wqueue)
 			}
-			d.e.Peer = proto.Uint32(l)
+			d.e.Peer = pb.Uint32(l)
 			continue
 		}
 		if s.State == tcpListen {
@@ -596,15 +526,15 @@ func (t *Table) finishUnix() error {
 			return fmt.Errorf("%w: %s is connected to %s (inode %d) outside the checkpoint: only a datagram socket connected to a bound one is kept", ErrUnsupported, d, name, peer)
 		}
 		id := t.nextID()
-		e := &skunix.UnixSkEntry{
-			Id: proto.Uint32(id), Ino: proto.Uint32(peer), Type: proto.Uint32(uint32(ps.Type)), State: proto.Uint32(uint32(ps.State)),
-			Flags: proto.Uint32(0), Uflags: proto.Uint32(uskExtern), Backlog: proto.Uint32(0), Peer: proto.Uint32(0),
-			Fown: zeroFown(), Opts: &skopts.SkOptsEntry{SoSndbuf: proto.Uint32(0), SoRcvbuf: proto.Uint32(0), SoSndTmoSec: proto.Uint64(0),
-				SoSndTmoUsec: proto.Uint64(0), SoRcvTmoSec: proto.Uint64(0), SoRcvTmoUsec: proto.Uint64(0)},
+		e := &pb.UnixSkEntry{
+			Id: pb.Uint32(id), Ino: pb.Uint32(peer), Type: pb.Uint32(uint32(ps.Type)), State: pb.Uint32(uint32(ps.State)),
+			Flags: pb.Uint32(0), Uflags: pb.Uint32(uskExtern), Backlog: pb.Uint32(0), Peer: pb.Uint32(0),
+			Fown: zeroFown(), Opts: &pb.SkOptsEntry{SoSndbuf: pb.Uint32(0), SoRcvbuf: pb.Uint32(0), SoSndTmoSec: pb.Uint64(0),
+				SoSndTmoUsec: pb.Uint64(0), SoRcvTmoSec: pb.Uint64(0), SoRcvTmoUsec: pb.Uint64(0)},
 			Name: ps.Name,
 		}
 		u.dumped[peer] = &unixDumped{e: e, pid: d.pid, fd: -1}
-		t.add(&fdinfo.FileEntry{Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: proto.Uint32(id), Usk: e})
+		t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK.Enum(), Id: pb.Uint32(id), Usk: e})
 	}
 	return nil
 }
@@ -631,10 +561,7 @@ func (u *unixTable) checkSenders() error {
 		if byID[p.e.GetIdFor()] == nil {
 			continue // queued to a UDP socket (udp.go)
 		}
-		addr, cred, err := packetExtras(p.e)
-		if err != nil {
-			return err
-		}
+		addr, cred := packetExtras(p.e)
 		if addr == nil || names[string(addr)] {
 			continue
 		}
@@ -652,7 +579,7 @@ func (u *unixTable) write(dir *image.Dir) error {
 	if len(u.dumped) == 0 && len(u.queues) == 0 {
 		return nil
 	}
-	return writeWithPayloads(dir, image.SkQueues, 0, len(u.queues), func(i int) (proto.Message, []byte) {
+	return writeWithPayloads(dir, image.SkQueues, 0, len(u.queues), func(i int) (pb.Message, []byte) {
 		return u.queues[i].e, u.queues[i].data
 	})
 }
@@ -660,7 +587,7 @@ func (u *unixTable) write(dir *image.Dir) error {
 // unixSet is a checkpoint's unix sockets, by inode, and the data queued
 // to them, by their entries' ids.
 type unixSet struct {
-	unixByIno map[uint32]*skunix.UnixSkEntry
+	unixByIno map[uint32]*pb.UnixSkEntry
 	queued    map[uint32][]unixPacket
 }
 
@@ -668,7 +595,7 @@ type unixSet struct {
 // has unix sockets; with UDP sockets only, it is there if datagrams were
 // queued to them.
 func (s *Set) loadUnix() error {
-	s.unixByIno, s.queued = map[uint32]*skunix.UnixSkEntry{}, map[uint32][]unixPacket{}
+	s.unixByIno, s.queued = map[uint32]*pb.UnixSkEntry{}, map[uint32][]unixPacket{}
 	udp := false
 	for _, f := range s.Files {
 		if f.Usk != nil {
@@ -691,7 +618,7 @@ func (s *Set) loadUnix() error {
 	}
 	defer r.Close()
 	for {
-		e := &skpacket.SkPacketEntry{}
+		e := &pb.SkPacketEntry{}
 		if err := r.Next(e); errors.Is(err, io.EOF) {
 			return nil
 		} else if err != nil {
@@ -711,14 +638,11 @@ func (s *Set) loadUnix() error {
 				}
 			}
 		}
-		if _, _, err := packetExtras(e); err != nil {
-			return err
-		}
 		s.queued[e.GetIdFor()] = append(s.queued[e.GetIdFor()], unixPacket{e: e, data: data})
 	}
 }
 
-func (unixKind) check(s *Set, f *fdinfo.FileEntry) error {
+func (unixKind) check(s *Set, f *pb.FileEntry) error {
 	e := f.Usk
 	switch {
 	case e == nil:

@@ -11,10 +11,9 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	skunix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -60,7 +59,7 @@ func (u *unixShared) closeUnix() {
 // sockets are made with them. Without, they are made with cryo's.
 func (r *Restorer) SetCreds(c kernel.Creds) { r.creds = &c }
 
-func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
+func (unixKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	ino := f.Usk.GetIno()
 	fd, ok := r.shared.unixMade[ino]
 	if !ok {
@@ -93,7 +92,7 @@ func (unixKind) open(r *Restorer, f *fdinfo.FileEntry) (int, error) {
 // to it, made together.
 type unixMaking struct {
 	r     *Restorer
-	byIno map[uint32]*skunix.UnixSkEntry
+	byIno map[uint32]*pb.UnixSkEntry
 	// unit are the sockets made, in order.
 	unit []uint32
 	// tmp are the other ends of sockets whose peer had closed: their
@@ -152,7 +151,7 @@ func (m *unixMaking) make(ino uint32) error {
 	case p.GetUflags()&uskExtern != 0 || p == e: // connected to itself too
 		return m.single(e, p)
 	case e.GetType() != unix.SOCK_DGRAM:
-		for _, side := range []*skunix.UnixSkEntry{e, p} {
+		for _, side := range []*pb.UnixSkEntry{e, p} {
 			if l := m.listenerOf(side); l != nil {
 				return m.listener(l)
 			}
@@ -172,7 +171,7 @@ func (m *unixMaking) make(ino uint32) error {
 
 // listenerOf returns the listening socket that accepted the connection of
 // socket e, which has its name; nil if none is in the checkpoint.
-func (m *unixMaking) listenerOf(e *skunix.UnixSkEntry) *skunix.UnixSkEntry {
+func (m *unixMaking) listenerOf(e *pb.UnixSkEntry) *pb.UnixSkEntry {
 	if len(e.GetName()) == 0 {
 		return nil
 	}
@@ -185,7 +184,7 @@ func (m *unixMaking) listenerOf(e *skunix.UnixSkEntry) *skunix.UnixSkEntry {
 }
 
 // bound makes socket e, bound to its name if it had one.
-func (m *unixMaking) bound(e *skunix.UnixSkEntry) (int, error) {
+func (m *unixMaking) bound(e *pb.UnixSkEntry) (int, error) {
 	fd, err := newUnixSocket(e)
 	if err != nil {
 		return 0, err
@@ -196,7 +195,7 @@ func (m *unixMaking) bound(e *skunix.UnixSkEntry) (int, error) {
 
 // single makes a socket on its own: bound if it was, connected to peer
 // if given (a bound datagram socket).
-func (m *unixMaking) single(e, peer *skunix.UnixSkEntry) error {
+func (m *unixMaking) single(e, peer *pb.UnixSkEntry) error {
 	return m.r.asProcess(func() error {
 		fd, err := m.bound(e)
 		if err != nil {
@@ -214,7 +213,7 @@ func (m *unixMaking) single(e, peer *skunix.UnixSkEntry) error {
 // pair makes e and its peer p by socketpair, each bound afterwards if it
 // was named; without p, e's other end is kept apart, for its queue, and
 // closed after.
-func (m *unixMaking) pair(e, p *skunix.UnixSkEntry) error {
+func (m *unixMaking) pair(e, p *pb.UnixSkEntry) error {
 	return m.r.asProcess(func() error {
 		fds, err := unix.Socketpair(unix.AF_UNIX, int(e.GetType())|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -245,12 +244,12 @@ func (m *unixMaking) pair(e, p *skunix.UnixSkEntry) error {
 // listener makes listening socket l, then every connection it accepted
 // (each connected to it and accepted at once), then those it had not
 // accepted yet, connected in turn and left pending.
-func (m *unixMaking) listener(l *skunix.UnixSkEntry) error {
+func (m *unixMaking) listener(l *pb.UnixSkEntry) error {
 	if _, ok := m.r.shared.unixMade[l.GetIno()]; ok {
 		// Its connections were made with it.
 		return imageErr("a connection of listening unix socket %d not made with it", l.GetIno())
 	}
-	var accepted, pending []*skunix.UnixSkEntry
+	var accepted, pending []*pb.UnixSkEntry
 	for _, ino := range slices.Sorted(maps.Keys(m.byIno)) {
 		e := m.byIno[ino]
 		switch {
@@ -383,13 +382,13 @@ func (m *unixMaking) finish() error {
 // fill sends the data queued to socket e back from where it came: its
 // peer for a stream; for a datagram the socket of the checkpoint bound to
 // the sender's address, else its peer or a socket of no name.
-func (m *unixMaking) fill(e *skunix.UnixSkEntry) error {
+func (m *unixMaking) fill(e *pb.UnixSkEntry) error {
 	packets := m.r.set.queued[e.GetId()]
 	if len(packets) == 0 {
 		return nil
 	}
 	for _, p := range packets {
-		addr, cred, _ := packetExtras(p.e) // checked by Load
+		addr, cred := packetExtras(p.e)
 		from, dest, err := m.sender(e, addr)
 		if err != nil {
 			return err
@@ -470,7 +469,7 @@ func (m *unixMaking) inFlight(id uint32) (int, error) {
 // the files the process watches: the registrations come back keyed by
 // those numbers (the images have no room for the original ones, as for
 // any epoll). It is where a second reference in flight takes it from.
-func (m *unixMaking) epollInFlight(f *fdinfo.FileEntry) (int, error) {
+func (m *unixMaking) epollInFlight(f *pb.FileEntry) (int, error) {
 	r := m.r
 	ep, err := eventpollKind{}.open(r, f)
 	if err != nil {
@@ -478,7 +477,7 @@ func (m *unixMaking) epollInFlight(f *fdinfo.FileEntry) (int, error) {
 	}
 	err = func() error {
 		for _, tg := range f.Epfd.GetTfd() {
-			i := slices.IndexFunc(r.set.Fds, func(fd *fdinfo.FdinfoEntry) bool { return fd.GetFd() == tg.GetTfd() })
+			i := slices.IndexFunc(r.set.Fds, func(fd *pb.FdinfoEntry) bool { return fd.GetFd() == tg.GetTfd() })
 			if i < 0 {
 				return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
 			}
@@ -512,7 +511,7 @@ func (m *unixMaking) epollInFlight(f *fdinfo.FileEntry) (int, error) {
 // where a process of the tree (this one too) has the pipe, else from a
 // pipe made in cryo and filled with its data, which the processes that
 // have it later get their ends of (Shared.cryoPipes).
-func (m *unixMaking) pipeEnd(f *fdinfo.FileEntry) (int, error) {
+func (m *unixMaking) pipeEnd(f *pb.FileEntry) (int, error) {
 	r, id := m.r, f.Pipe.GetPipeId()
 	if p, ok := r.shared.cryoPipes[id]; ok {
 		return p.take(f.Pipe.GetFlags())
@@ -592,7 +591,7 @@ func openCryoPipe(path string, flags uint32) (int, error) {
 
 // sender returns the socket a packet to e from addr is sent from, and
 // the address to send it to (nil: the sender's peer, e).
-func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.SockaddrUnix, error) {
+func (m *unixMaking) sender(e *pb.UnixSkEntry, addr []byte) (int, *unix.SockaddrUnix, error) {
 	if t, ok := m.tmp[e.GetIno()]; ok {
 		return t, nil, nil // its peer had closed
 	}
@@ -603,7 +602,7 @@ func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.Sock
 		return -1, nil, imageErr("data queued to unix socket %d without a peer", e.GetIno())
 	}
 	from := -1
-	var fromEntry *skunix.UnixSkEntry
+	var fromEntry *pb.UnixSkEntry
 	if addr != nil {
 		for _, s := range m.byIno {
 			if bytes.Equal(s.GetName(), addr) && s.GetUflags()&uskExtern == 0 && s.GetState() != tcpListen {
@@ -651,7 +650,7 @@ func (m *unixMaking) sender(e *skunix.UnixSkEntry, addr []byte) (int, *unix.Sock
 // sendName is the name cryo's threads send to socket e by: a relative
 // name joined to the directory it is in (the thread that sends is not
 // there), which must still fit in a socket address.
-func sendName(e *skunix.UnixSkEntry) (string, error) {
+func sendName(e *pb.UnixSkEntry) (string, error) {
 	name := addrString(e)
 	if e.GetName()[0] == 0 || filepath.IsAbs(name) || e.GetNameDir() == "" {
 		return name, nil
@@ -666,7 +665,7 @@ func sendName(e *skunix.UnixSkEntry) (string, error) {
 // unnamedClient returns a socket of no name that can send to e without
 // naming it, or e's peer of no name: any sends as the unnamed sender of a
 // datagram did. Nil if none.
-func (m *unixMaking) unnamedClient(e *skunix.UnixSkEntry) *skunix.UnixSkEntry {
+func (m *unixMaking) unnamedClient(e *pb.UnixSkEntry) *pb.UnixSkEntry {
 	for _, ino := range slices.Sorted(maps.Keys(m.byIno)) {
 		c := m.byIno[ino]
 		if c.GetPeer() == e.GetIno() && len(c.GetName()) == 0 && c.GetType() == unix.SOCK_DGRAM && c.GetUflags()&uskExtern == 0 {
@@ -745,7 +744,7 @@ func onThreadAs(c *kernel.Creds, f func() error) error {
 
 // newUnixSocket makes a socket of e's type, non-blocking until its flags
 // are set.
-func newUnixSocket(e *skunix.UnixSkEntry) (int, error) {
+func newUnixSocket(e *pb.UnixSkEntry) (int, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, int(e.GetType())|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("make a unix socket: %w", err)
@@ -755,7 +754,7 @@ func newUnixSocket(e *skunix.UnixSkEntry) (int, error) {
 
 // addrString is e's name as x/sys spells an address: "@" for the zero
 // byte of an abstract name, a path without its terminating zero.
-func addrString(e *skunix.UnixSkEntry) string {
+func addrString(e *pb.UnixSkEntry) string {
 	name := e.GetName()
 	if len(name) > 0 && name[0] == 0 {
 		return "@" + string(name[1:])
@@ -765,7 +764,7 @@ func addrString(e *skunix.UnixSkEntry) string {
 
 // chdirName moves the calling thread (asProcess's) to the directory a
 // relative name of e is in.
-func chdirName(e *skunix.UnixSkEntry) error {
+func chdirName(e *pb.UnixSkEntry) error {
 	if dir := e.GetNameDir(); dir != "" {
 		if err := unix.Chdir(dir); err != nil {
 			return fmt.Errorf("chdir %s, where %s is: %w", dir, sockName(e.GetName()), err)
@@ -782,7 +781,7 @@ func chdirName(e *skunix.UnixSkEntry) error {
 // name is removed again (moveAside, putBack). A path removed since
 // the dump, in a directory removed too, is bound in directories made
 // for the time of the restore (m.dirs), removed after.
-func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
+func (m *unixMaking) bindName(fd int, e *pb.UnixSkEntry) error {
 	name := e.GetName()
 	if len(name) == 0 {
 		return nil
@@ -840,7 +839,7 @@ func (m *unixMaking) bindName(fd int, e *skunix.UnixSkEntry) error {
 // moveAside renames the file at path, the removed name of socket e
 // (relative to its directory, the thread's), to a name of its own beside
 // it, on the thread of asProcess.
-func (m *unixMaking) moveAside(e *skunix.UnixSkEntry, path string) error {
+func (m *unixMaking) moveAside(e *pb.UnixSkEntry, path string) error {
 	abs := path
 	if !filepath.IsAbs(abs) {
 		abs = filepath.Join(e.GetNameDir(), path)
@@ -890,7 +889,7 @@ func (m *unixMaking) putBack() error {
 // release removes the name of datagram socket e, bound to a path removed
 // since (another may be bound there next), once the sockets connected to
 // it are: on the thread of asProcess.
-func (m *unixMaking) release(e *skunix.UnixSkEntry) error {
+func (m *unixMaking) release(e *pb.UnixSkEntry) error {
 	name := e.GetName()
 	if !e.GetDeleted() || len(name) == 0 || name[0] == 0 || e.GetType() != unix.SOCK_DGRAM {
 		return nil
@@ -961,7 +960,7 @@ func staleSocketFile(path string) bool {
 
 // connectName connects socket fd to the name of socket peer, on the
 // thread of asProcess.
-func connectName(fd int, peer *skunix.UnixSkEntry) error {
+func connectName(fd int, peer *pb.UnixSkEntry) error {
 	if len(peer.GetName()) == 0 {
 		return fmt.Errorf("%w: connect to an unnamed socket (inode %d)", ErrUnsupported, peer.GetIno())
 	}

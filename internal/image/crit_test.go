@@ -4,17 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pipe"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
-	"google.golang.org/protobuf/proto"
 )
 
 // The tests here check our images against crit, CRIU's own decoder (an
@@ -132,7 +127,7 @@ func TestCritExplore(t *testing.T) {
 	for _, s := range samples() {
 		switch s.kind {
 		case Inventory, Pstree, Core, MM, IDs, Fdinfo, FS:
-			var msgs []proto.Message
+			var msgs []pb.Message
 			for _, r := range s.recs {
 				msgs = append(msgs, r.msg)
 			}
@@ -141,14 +136,14 @@ func TestCritExplore(t *testing.T) {
 			}
 		}
 	}
-	reg := func(id uint32, name string) proto.Message {
-		return complete(&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(id),
-			Reg: &regfile.RegFileEntry{Id: proto.Uint32(id), Name: proto.String(name), Fown: &fown.FownEntry{}}})
+	reg := func(id uint32, name string) pb.Message {
+		return complete(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(id),
+			Reg: &pb.RegFileEntry{Id: pb.Uint32(id), Name: pb.String(name), Fown: &pb.FownEntry{}}})
 	}
 	err = d.WriteImage(Files, 0,
 		reg(9, "/usr/bin/sleep"),
-		complete(&fdinfo.FileEntry{Type: fdinfo.FdTypes_PIPE.Enum(), Id: proto.Uint32(10),
-			Pipe: &pipe.PipeEntry{Id: proto.Uint32(10), PipeId: proto.Uint32(77), Fown: &fown.FownEntry{}}}),
+		complete(&pb.FileEntry{Type: pb.FdTypes_PIPE.Enum(), Id: pb.Uint32(10),
+			Pipe: &pb.PipeEntry{Id: pb.Uint32(10), PipeId: pb.Uint32(77), Fown: &pb.FownEntry{}}}),
 		reg(11, "/tmp"), reg(12, "/"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 )
 
 // Dir is a directory of images. Its methods are safe for concurrent use;
@@ -145,7 +145,7 @@ func (d *Dir) Create(k Kind, id uint32) (*Writer, error) {
 
 // WriteImage writes a whole image of kind k for object id: one record per
 // message, in order.
-func (d *Dir) WriteImage(k Kind, id uint32, msgs ...proto.Message) error {
+func (d *Dir) WriteImage(k Kind, id uint32, msgs ...pb.Message) error {
 	w, err := d.Create(k, id)
 	if err != nil {
 		return err
@@ -179,7 +179,7 @@ func (d *Dir) Open(k Kind, id uint32) (*Reader, error) {
 }
 
 // ReadImage reads an image of kind k that holds exactly one record into m.
-func (d *Dir) ReadImage(k Kind, id uint32, m proto.Message) error {
+func (d *Dir) ReadImage(k Kind, id uint32, m pb.Message) error {
 	r, err := d.Open(k, id)
 	if err != nil {
 		return err
@@ -191,19 +191,19 @@ func (d *Dir) ReadImage(k Kind, id uint32, m proto.Message) error {
 	case err != nil:
 		return err
 	}
-	switch err := r.Next(m.ProtoReflect().New().Interface()); {
-	case err == nil:
-		return fmt.Errorf("read %s: %w: more than one record", r.name, ErrCount)
-	case !errors.Is(err, io.EOF):
+	switch more, err := r.more(); {
+	case err != nil:
 		return err
+	case more:
+		return fmt.Errorf("read %s: %w: more than one record", r.name, ErrCount)
 	}
 	return nil
 }
 
 // WriteAll writes records ms as the image of kind k for object id, the
 // other way of ReadAll.
-func WriteAll[M proto.Message](d *Dir, k Kind, id uint32, ms []M) error {
-	msgs := make([]proto.Message, len(ms))
+func WriteAll[M pb.Message](d *Dir, k Kind, id uint32, ms []M) error {
+	msgs := make([]pb.Message, len(ms))
 	for i, m := range ms {
 		msgs[i] = m
 	}
@@ -214,7 +214,7 @@ func WriteAll[M proto.Message](d *Dir, k Kind, id uint32, ms []M) error {
 // ReadAll[fdinfo.FdinfoEntry](d, Fdinfo, 1).
 func ReadAll[T any, M interface {
 	*T
-	proto.Message
+	pb.Message
 }](d *Dir, k Kind, id uint32) ([]M, error) {
 	r, err := d.Open(k, id)
 	if err != nil {

@@ -8,12 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/testing/protocmp"
 )
 
 func mode(t *testing.T, path string) fs.FileMode {
@@ -80,9 +76,9 @@ func TestDirImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := complete(&pstree.PstreeEntry{Pid: proto.Uint32(1)})
-	b := complete(&pstree.PstreeEntry{Pid: proto.Uint32(2), Ppid: proto.Uint32(1)})
-	f := complete(&fsimg.FsEntry{CwdId: proto.Uint32(3), Umask: proto.Uint32(0o22)})
+	a := complete(&pb.PstreeEntry{Pid: pb.Uint32(1)})
+	b := complete(&pb.PstreeEntry{Pid: pb.Uint32(2), Ppid: pb.Uint32(1)})
+	f := complete(&pb.FsEntry{CwdId: pb.Uint32(3), Umask: pb.Uint32(0o22)})
 	if err := d.WriteImage(Pstree, 0, a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -112,18 +108,18 @@ func TestDirImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := ReadAll[pstree.PstreeEntry](d, Pstree, 0)
+	all, err := ReadAll[pb.PstreeEntry](d, Pstree, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]*pstree.PstreeEntry{a.(*pstree.PstreeEntry), b.(*pstree.PstreeEntry)}, all, protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff([]*pb.PstreeEntry{a.(*pb.PstreeEntry), b.(*pb.PstreeEntry)}, all); diff != "" {
 		t.Errorf("ReadAll (-want +got):\n%s", diff)
 	}
-	var got fsimg.FsEntry
+	var got pb.FsEntry
 	if err := d.ReadImage(FS, 1, &got); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(f, &got, protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(f, &got); diff != "" {
 		t.Errorf("ReadImage (-want +got):\n%s", diff)
 	}
 
@@ -132,11 +128,11 @@ func TestDirImages(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"two records", d.ReadImage(Pstree, 0, &pstree.PstreeEntry{}), ErrCount},
+		{"two records", d.ReadImage(Pstree, 0, &pb.PstreeEntry{}), ErrCount},
 		{"no record", d.ReadImage(FS, 2, &got), ErrCount},
 		{"missing", d.ReadImage(FS, 3, &got), fs.ErrNotExist},
-		{"ReadAll missing", func() error { _, err := ReadAll[fsimg.FsEntry](d, FS, 3); return err }(), fs.ErrNotExist},
-		{"wrong kind", func() error { _, err := ReadAll[fsimg.FsEntry](d, Pstree, 0); return err }(), nil},
+		{"ReadAll missing", func() error { _, err := ReadAll[pb.FsEntry](d, FS, 3); return err }(), fs.ErrNotExist},
+		{"wrong kind", func() error { _, err := ReadAll[pb.FsEntry](d, Pstree, 0); return err }(), nil},
 	} {
 		if tc.want == nil {
 			if tc.err == nil {
@@ -168,7 +164,7 @@ func TestSync(t *testing.T) {
 		t.Errorf("Sync with an open image: %v", err)
 	}
 	// A record whose payload never comes: Close fails, and so must Sync.
-	if err := w.Write(complete(&pipedata.PipeDataEntry{Bytes: proto.Uint32(3)})); err != nil {
+	if err := w.Write(complete(&pb.PipeDataEntry{Bytes: pb.Uint32(3)})); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err == nil {

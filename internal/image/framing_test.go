@@ -8,13 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/testing/protocmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // decode reads every record of s's kind from b, the way s's records say,
@@ -27,7 +23,7 @@ func decode(t *testing.T, s sample, b []byte) []record {
 	}
 	var got []record
 	for _, want := range s.recs {
-		m := want.msg.ProtoReflect().New().Interface()
+		m := pb.New(want.msg.ProtoName())
 		if err := r.Next(m); err != nil {
 			t.Fatalf("record %d: %v", len(got), err)
 		}
@@ -39,7 +35,7 @@ func decode(t *testing.T, s sample, b []byte) []record {
 		}
 		got = append(got, rec)
 	}
-	if err := r.Next(s.recs[0].msg.ProtoReflect().New().Interface()); err != io.EOF {
+	if err := r.Next(pb.New(s.recs[0].msg.ProtoName())); err != io.EOF {
 		t.Fatalf("after the last record: %v, want io.EOF", err)
 	}
 	return got
@@ -49,7 +45,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, s := range samples() {
 		t.Run(s.kind.String(), func(t *testing.T) {
 			got := decode(t, s, encode(t, s))
-			if d := cmp.Diff(s.recs, got, protocmp.Transform(), cmp.AllowUnexported(record{})); d != "" {
+			if d := cmp.Diff(s.recs, got, cmp.AllowUnexported(record{}), cmpopts.EquateEmpty()); d != "" {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 		})
@@ -95,7 +91,7 @@ func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 func TestReaderErrors(t *testing.T) {
 	fsHdr := le(imgCommon, kinds[FS].magic)
 	okRec := func() []byte {
-		b, err := proto.Marshal(complete(&fs.FsEntry{CwdId: proto.Uint32(1)}))
+		b, err := pb.Marshal(complete(&pb.FsEntry{CwdId: pb.Uint32(1)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +174,7 @@ func TestPayload(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var e pipedata.PipeDataEntry
+			var e pb.PipeDataEntry
 			if err := r.Next(&e); err != nil {
 				t.Fatal(err)
 			}
@@ -228,7 +224,7 @@ func TestGhostRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(complete(&ghostfile.GhostFileEntry{Mode: proto.Uint32(0o100644)})); err != nil {
+	if err := w.Write(complete(&pb.GhostFileEntry{Mode: pb.Uint32(0o100644)})); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"all ", "the ", "rest"} {
@@ -236,7 +232,7 @@ func TestGhostRest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := w.Write(complete(&ghostfile.GhostChunkEntry{})); err == nil {
+	if err := w.Write(complete(&pb.GhostChunkEntry{})); err == nil {
 		t.Error("Write after a rest-of-image payload: no error")
 	}
 	if err := w.Close(); err != nil {
@@ -246,7 +242,7 @@ func TestGhostRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var g ghostfile.GhostFileEntry
+	var g pb.GhostFileEntry
 	if err := r.Next(&g); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +261,7 @@ func TestWriterPayloadAccounting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Write(complete(&pipedata.PipeDataEntry{Bytes: proto.Uint32(4)})); err != nil {
+		if err := w.Write(complete(&pb.PipeDataEntry{Bytes: pb.Uint32(4)})); err != nil {
 			t.Fatal(err)
 		}
 		return w
@@ -279,7 +275,7 @@ func TestWriterPayloadAccounting(t *testing.T) {
 	t.Run("short at Write", func(t *testing.T) {
 		w := announce(t)
 		w.WritePayload([]byte("12"))
-		err := w.Write(complete(&pipedata.PipeDataEntry{}))
+		err := w.Write(complete(&pb.PipeDataEntry{}))
 		if err == nil || !strings.Contains(err.Error(), "short by 2 bytes") {
 			t.Errorf("Write: %v", err)
 		}
@@ -303,9 +299,9 @@ func TestWriterPayloadAccounting(t *testing.T) {
 	})
 }
 
-func mustMarshal(t *testing.T, m proto.Message) []byte {
+func mustMarshal(t *testing.T, m pb.Message) []byte {
 	t.Helper()
-	b, err := proto.Marshal(m)
+	b, err := pb.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,11 +321,11 @@ func TestWriterErrors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		m    proto.Message
+		m    pb.Message
 		msg  string
 	}{
-		{"wrong type", complete(&pstree.PstreeEntry{}), "write fs-1.img: pstree_entry records do not belong in fs images"},
-		{"required field missing", &fs.FsEntry{CwdId: proto.Uint32(1)}, "root_id"},
+		{"wrong type", complete(&pb.PstreeEntry{}), "write fs-1.img: pstree_entry records do not belong in fs images"},
+		{"required field missing", &pb.FsEntry{CwdId: pb.Uint32(1)}, "root_id"},
 	} {
 		if err := w.Write(tc.m); err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.msg)
@@ -341,7 +337,7 @@ func TestWriterErrors(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(complete(&fs.FsEntry{})); err == nil {
+	if err := w.Write(complete(&pb.FsEntry{})); err == nil {
 		t.Error("Write after Close: no error")
 	}
 	if err := w.Close(); err == nil {
@@ -359,7 +355,7 @@ func TestWriterStickyError(t *testing.T) {
 	if err := w.Close(); err == nil || !strings.Contains(err.Error(), "write fs-1.img: disk full") {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := w.Write(complete(&fs.FsEntry{})); err == nil {
+	if err := w.Write(complete(&pb.FsEntry{})); err == nil {
 		t.Error("Write after a failed Close: no error")
 	}
 }

@@ -7,11 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
-	"google.golang.org/protobuf/proto"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 var update = flag.Bool("update", false, "rewrite the seed images in testdata/")
@@ -70,7 +69,7 @@ func TestSeedCorpus(t *testing.T) {
 
 // parsed is a record and its payload as read.
 type parsed struct {
-	msg     proto.Message
+	msg     pb.Message
 	payload []byte
 }
 
@@ -86,9 +85,9 @@ func parse(k Kind, in []byte) ([]parsed, error) {
 		m := newMessage(k)
 		switch {
 		case k == Pagemap && len(recs) > 0:
-			m = &pagemap.PagemapEntry{}
+			m = &pb.PagemapEntry{}
 		case k == GhostFile && len(recs) > 0:
-			m = &ghostfile.GhostChunkEntry{}
+			m = &pb.GhostChunkEntry{}
 		}
 		if err := r.Next(m); err == io.EOF {
 			return recs, nil
@@ -162,7 +161,7 @@ func fuzzKind(t *testing.T, k Kind, in []byte) {
 		t.Fatalf("%v: %d records, %d after rewriting", k, len(recs), len(again))
 	}
 	for i := range recs {
-		if !proto.Equal(recs[i].msg, again[i].msg) || !bytes.Equal(recs[i].payload, again[i].payload) {
+		if !reflect.DeepEqual(recs[i].msg, again[i].msg) || !bytes.Equal(recs[i].payload, again[i].payload) {
 			t.Fatalf("%v: record %d changed on rewriting: %v, now %v", k, i, recs[i].msg, again[i].msg)
 		}
 	}

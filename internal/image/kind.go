@@ -6,14 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	ipcmsg "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-msg"
-	ipcsem "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-sem"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
-	skpacket "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
-	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // Kind is one kind of image file.
@@ -80,7 +73,7 @@ type kindDesc struct {
 	magic   uint32
 	// msgs lists the protobuf messages (full names) the records may hold;
 	// empty for raw images.
-	msgs []protoreflect.FullName
+	msgs []string
 }
 
 var kinds = [...]kindDesc{
@@ -122,13 +115,7 @@ var kinds = [...]kindDesc{
 	ThreadExtras: {"cryo-thread-extra", "cryo-thread-extra.img", cryoThreadExtraMagic, names("cryo.thread_extra_entry")},
 }
 
-func names(s ...string) []protoreflect.FullName {
-	n := make([]protoreflect.FullName, len(s))
-	for i := range s {
-		n[i] = protoreflect.FullName(s[i])
-	}
-	return n
-}
+func names(s ...string) []string { return s }
 
 // desc panics on a Kind outside the table: that is a programming error.
 func (k Kind) desc() *kindDesc {
@@ -178,7 +165,7 @@ func (k Kind) header() []uint32 {
 }
 
 // holds reports whether a record of the kind may be message name.
-func (k Kind) holds(name protoreflect.FullName) bool {
+func (k Kind) holds(name string) bool {
 	return slices.Contains(k.desc().msgs, name)
 }
 
@@ -186,23 +173,23 @@ func (k Kind) holds(name protoreflect.FullName) bool {
 // contents a pipe data, socket packet or ghost chunk record announces, a
 // TCP stream's receive then send queue or, after a ghost file record
 // without chunks, the rest of the image (-1).
-func payloadLen(m proto.Message) int64 {
+func payloadLen(m pb.Message) int64 {
 	switch m := m.(type) {
-	case *pipedata.PipeDataEntry:
+	case *pb.PipeDataEntry:
 		return int64(m.GetBytes())
-	case *tcpstream.TcpStreamEntry:
+	case *pb.TcpStreamEntry:
 		return int64(m.GetInqLen()) + int64(m.GetOutqLen())
-	case *skpacket.SkPacketEntry:
+	case *pb.SkPacketEntry:
 		return int64(m.GetLength())
-	case *ipcsem.IpcSemEntry:
+	case *pb.IpcSemEntry:
 		// u16 values, padded to 8 bytes.
 		return (2*int64(m.GetNsems()) + 7) &^ 7
-	case *ipcmsg.IpcMsg:
+	case *pb.IpcMsg:
 		// The text, padded to 8 bytes.
 		return (int64(m.GetMsize()) + 7) &^ 7
-	case *ghostfile.GhostChunkEntry:
+	case *pb.GhostChunkEntry:
 		return int64(min(m.GetLen(), math.MaxInt64))
-	case *ghostfile.GhostFileEntry:
+	case *pb.GhostFileEntry:
 		if !m.GetChunks() {
 			return -1
 		}

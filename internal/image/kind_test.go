@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v8/magic"
-	"google.golang.org/protobuf/reflect/protoregistry"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // criuMagic names each kind's magic the way CRIU's magic.h does.
@@ -57,8 +57,8 @@ func TestMagicsMatchGoCRIU(t *testing.T) {
 func TestKindMessagesExist(t *testing.T) {
 	for _, k := range allKinds() {
 		for _, n := range k.desc().msgs {
-			if _, err := protoregistry.GlobalTypes.FindMessageByName(n); err != nil {
-				t.Errorf("%v: message %s: %v", k, n, err)
+			if pb.New(n) == nil {
+				t.Errorf("%v: no message %s", k, n)
 			}
 		}
 	}

@@ -8,10 +8,9 @@ import (
 	"math"
 	"os"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 )
 
 // Pagemap entry flags (pagemap_entry.flags), as CRIU defines them.
@@ -54,7 +53,7 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pm.Write(&pagemap.PagemapHead{PagesId: proto.Uint32(pagesID)}); err != nil {
+	if err := pm.Write(&pb.PagemapHead{PagesId: pb.Uint32(pagesID)}); err != nil {
 		pm.Close()
 		return nil, err
 	}
@@ -116,11 +115,11 @@ func (p *PageWriter) WritePages(vaddr uint64, data []byte) error {
 func (p *PageWriter) flush() error {
 	for p.nr > 0 {
 		nr := min(p.nr, math.MaxUint32)
-		err := p.pm.Write(&pagemap.PagemapEntry{
-			Vaddr:         proto.Uint64(p.vaddr),
-			CompatNrPages: proto.Uint32(uint32(nr)),
-			NrPages:       proto.Uint64(nr),
-			Flags:         proto.Uint32(PEPresent),
+		err := p.pm.Write(&pb.PagemapEntry{
+			Vaddr:         pb.Uint64(p.vaddr),
+			CompatNrPages: pb.Uint32(uint32(nr)),
+			NrPages:       pb.Uint64(nr),
+			Flags:         pb.Uint32(PEPresent),
 		})
 		if err != nil {
 			p.err = err
@@ -219,7 +218,7 @@ func (d *Dir) openPages(k Kind, id uint32) (*PageReader, error) {
 // readHead reads the record every pagemap starts with and returns the id
 // of its pages file.
 func readHead(pm *Reader) (uint32, error) {
-	var h pagemap.PagemapHead
+	var h pb.PagemapHead
 	if err := pm.Next(&h); err != nil {
 		if errors.Is(err, io.EOF) {
 			return 0, fmt.Errorf("read %s: %w: no pagemap head", pm.name, ErrCount)
@@ -233,7 +232,7 @@ func readHead(pm *Reader) (uint32, error) {
 // It checks that entries ascend, cover whole pages and stay within the
 // pages file, and that together they account for all of it.
 func (p *PageReader) Next() (PageEntry, error) {
-	var pe pagemap.PagemapEntry
+	var pe pb.PagemapEntry
 	if err := p.pm.Next(&pe); err != nil {
 		if errors.Is(err, io.EOF) && p.off != p.size {
 			return PageEntry{}, fmt.Errorf("read %s: %w: entries cover %d bytes of %s, which has %d",

@@ -11,11 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/testing/protocmp"
 )
 
 var psize = uint64(os.Getpagesize())
@@ -75,15 +73,15 @@ func TestPagesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry := func(vaddr uint64, nr uint32) proto.Message {
-		return &pagemap.PagemapEntry{Vaddr: proto.Uint64(vaddr), CompatNrPages: proto.Uint32(nr),
-			NrPages: proto.Uint64(uint64(nr)), Flags: proto.Uint32(PEPresent)}
+	entry := func(vaddr uint64, nr uint32) pb.Message {
+		return &pb.PagemapEntry{Vaddr: pb.Uint64(vaddr), CompatNrPages: pb.Uint32(nr),
+			NrPages: pb.Uint64(uint64(nr)), Flags: pb.Uint32(PEPresent)}
 	}
-	want := []proto.Message{
-		&pagemap.PagemapHead{PagesId: proto.Uint32(3)},
+	want := []pb.Message{
+		&pb.PagemapHead{PagesId: pb.Uint32(3)},
 		entry(base, 3), entry(base+8*psize, 3), entry(base+1<<30, 1),
 	}
-	if diff := cmp.Diff(want, recs, protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(want, recs); diff != "" {
 		t.Errorf("pagemap (-want +got):\n%s", diff)
 	}
 
@@ -123,15 +121,15 @@ func TestPagesRoundTrip(t *testing.T) {
 }
 
 // readPagemap returns the records of pagemap-pid.img.
-func readPagemap(t *testing.T, d *Dir, pid uint32) ([]proto.Message, error) {
+func readPagemap(t *testing.T, d *Dir, pid uint32) ([]pb.Message, error) {
 	t.Helper()
 	r, err := d.Open(Pagemap, pid)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	var m proto.Message = &pagemap.PagemapHead{}
-	var recs []proto.Message
+	var m pb.Message = &pb.PagemapHead{}
+	var recs []pb.Message
 	for {
 		if err := r.Next(m); err == io.EOF {
 			return recs, nil
@@ -139,7 +137,7 @@ func readPagemap(t *testing.T, d *Dir, pid uint32) ([]proto.Message, error) {
 			return nil, err
 		}
 		recs = append(recs, m)
-		m = &pagemap.PagemapEntry{}
+		m = &pb.PagemapEntry{}
 	}
 }
 
@@ -198,7 +196,7 @@ func TestPageWriterSplitsHugeRuns(t *testing.T) {
 	}
 	var got []uint64
 	for {
-		var e pagemap.PagemapEntry
+		var e pb.PagemapEntry
 		if err := r.Next(&e); err == io.EOF {
 			break
 		} else if err != nil {
@@ -229,14 +227,14 @@ func pageReader(pm, pagesData []byte) (*PageReader, error) {
 }
 
 // pagemapImage frames a head and entries as a pagemap image.
-func pagemapImage(t *testing.T, entries ...*pagemap.PagemapEntry) []byte {
+func pagemapImage(t *testing.T, entries ...*pb.PagemapEntry) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	w, err := NewWriter(&b, Pagemap, "pagemap-1.img")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(&pagemap.PagemapHead{PagesId: proto.Uint32(1)}); err != nil {
+	if err := w.Write(&pb.PagemapHead{PagesId: pb.Uint32(1)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
@@ -252,12 +250,12 @@ func pagemapImage(t *testing.T, entries ...*pagemap.PagemapEntry) []byte {
 
 func TestPageReader(t *testing.T) {
 	const base = 0x400000
-	ent := func(vaddr uint64, nr uint64, flags uint32) *pagemap.PagemapEntry {
-		return &pagemap.PagemapEntry{Vaddr: proto.Uint64(vaddr), NrPages: proto.Uint64(nr), Flags: proto.Uint32(flags)}
+	ent := func(vaddr uint64, nr uint64, flags uint32) *pb.PagemapEntry {
+		return &pb.PagemapEntry{Vaddr: pb.Uint64(vaddr), NrPages: pb.Uint64(nr), Flags: pb.Uint32(flags)}
 	}
 	for _, tc := range []struct {
 		name    string
-		entries []*pagemap.PagemapEntry
+		entries []*pb.PagemapEntry
 		pages   int // pages in the pages file
 		want    []PageEntry
 		err     string // the error after the wanted entries; "" for io.EOF
@@ -266,33 +264,33 @@ func TestPageReader(t *testing.T) {
 			name: "old entries", pages: 2,
 			// CRIU before 3.18: only compat_nr_pages; no flags means
 			// present unless in_parent.
-			entries: []*pagemap.PagemapEntry{
-				{Vaddr: proto.Uint64(base), CompatNrPages: proto.Uint32(2)},
-				{Vaddr: proto.Uint64(base + 4*psize), CompatNrPages: proto.Uint32(1), InParent: proto.Bool(true)},
+			entries: []*pb.PagemapEntry{
+				{Vaddr: pb.Uint64(base), CompatNrPages: pb.Uint32(2)},
+				{Vaddr: pb.Uint64(base + 4*psize), CompatNrPages: pb.Uint32(1), InParent: pb.Bool(true)},
 			},
 			want: []PageEntry{{base, 2, PEPresent, 0}, {base + 4*psize, 1, PEParent, int64(2 * psize)}},
 		},
 		{
 			name: "lazy and parent entries take no data", pages: 1,
-			entries: []*pagemap.PagemapEntry{ent(base, 5, PELazy), ent(base+5*psize, 1, PEPresent), ent(base+6*psize, 2, PEParent)},
+			entries: []*pb.PagemapEntry{ent(base, 5, PELazy), ent(base+5*psize, 1, PEPresent), ent(base+6*psize, 2, PEParent)},
 			want:    []PageEntry{{base, 5, PELazy, 0}, {base + 5*psize, 1, PEPresent, 0}, {base + 6*psize, 2, PEParent, int64(psize)}},
 		},
 		{
 			name: "nr_pages wins", pages: 3,
-			entries: []*pagemap.PagemapEntry{{Vaddr: proto.Uint64(base), CompatNrPages: proto.Uint32(1), NrPages: proto.Uint64(3)}},
+			entries: []*pb.PagemapEntry{{Vaddr: pb.Uint64(base), CompatNrPages: pb.Uint32(1), NrPages: pb.Uint64(3)}},
 			want:    []PageEntry{{base, 3, PEPresent, 0}},
 		},
-		{name: "empty", pages: 0, entries: []*pagemap.PagemapEntry{ent(base, 0, PEPresent)}, err: "empty"},
-		{name: "unaligned", pages: 1, entries: []*pagemap.PagemapEntry{ent(base+8, 1, PEPresent)}, err: "not page aligned"},
-		{name: "overlap", pages: 3, entries: []*pagemap.PagemapEntry{ent(base, 2, PEPresent), ent(base+psize, 1, PEPresent)},
+		{name: "empty", pages: 0, entries: []*pb.PagemapEntry{ent(base, 0, PEPresent)}, err: "empty"},
+		{name: "unaligned", pages: 1, entries: []*pb.PagemapEntry{ent(base+8, 1, PEPresent)}, err: "not page aligned"},
+		{name: "overlap", pages: 3, entries: []*pb.PagemapEntry{ent(base, 2, PEPresent), ent(base+psize, 1, PEPresent)},
 			want: []PageEntry{{base, 2, PEPresent, 0}}, err: "overlaps or precedes the previous entry"},
-		{name: "past the address space", pages: 1, entries: []*pagemap.PagemapEntry{ent(math.MaxUint64-psize+1, 1, PEPresent)},
+		{name: "past the address space", pages: 1, entries: []*pb.PagemapEntry{ent(math.MaxUint64-psize+1, 1, PEPresent)},
 			err: "past the end of the address space"},
-		{name: "huge count", pages: 1, entries: []*pagemap.PagemapEntry{ent(0, math.MaxUint64/2, PEPresent)},
+		{name: "huge count", pages: 1, entries: []*pb.PagemapEntry{ent(0, math.MaxUint64/2, PEPresent)},
 			err: "past the end of the address space"},
-		{name: "pages file short", pages: 1, entries: []*pagemap.PagemapEntry{ent(base, 2, PEPresent)},
+		{name: "pages file short", pages: 1, entries: []*pb.PagemapEntry{ent(base, 2, PEPresent)},
 			err: fmt.Sprintf("needs %d bytes at offset 0 of pages-1.img, which has %d", 2*psize, psize)},
-		{name: "pages file long", pages: 2, entries: []*pagemap.PagemapEntry{ent(base, 1, PEPresent)},
+		{name: "pages file long", pages: 2, entries: []*pb.PagemapEntry{ent(base, 1, PEPresent)},
 			want: []PageEntry{{base, 1, PEPresent, 0}}, err: fmt.Sprintf("entries cover %d bytes of pages-1.img, which has %d", psize, 2*psize)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -332,7 +330,7 @@ func TestOpenPagesErrors(t *testing.T) {
 	if _, err := d.OpenPages(1); !errors.Is(err, ErrCount) {
 		t.Errorf("pagemap without a head: %v, want ErrCount", err)
 	}
-	if err := d.WriteImage(Pagemap, 2, &pagemap.PagemapHead{PagesId: proto.Uint32(9)}); err != nil {
+	if err := d.WriteImage(Pagemap, 2, &pb.PagemapHead{PagesId: pb.Uint32(9)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.OpenPages(2); err == nil || !strings.Contains(err.Error(), "pages-9.img") {

@@ -8,8 +8,7 @@ import (
 	"io"
 	"slices"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // Reader parses the records of one image. It is not safe for concurrent
@@ -57,8 +56,8 @@ func (r *Reader) cut(err error, what string) error {
 // Next reads the next record into m, which must be one of the message types
 // the kind holds. It returns io.EOF, unwrapped, at the clean end of the
 // image. It skips whatever of the previous record's payload is unread.
-func (r *Reader) Next(m proto.Message) error {
-	typ := m.ProtoReflect().Descriptor().FullName()
+func (r *Reader) Next(m pb.Message) error {
+	typ := m.ProtoName()
 	if !r.kind.holds(typ) {
 		return fmt.Errorf("read %s: %s records do not belong in %s images", r.name, typ, r.kind)
 	}
@@ -68,7 +67,7 @@ func (r *Reader) Next(m proto.Message) error {
 	return r.err
 }
 
-func (r *Reader) next(m proto.Message, typ protoreflect.FullName) error {
+func (r *Reader) next(m pb.Message, typ string) error {
 	if err := r.skip(); err != nil {
 		return err
 	}
@@ -89,7 +88,7 @@ func (r *Reader) next(m proto.Message, typ protoreflect.FullName) error {
 	if err != nil {
 		return r.cut(err, fmt.Sprintf("%d-byte record", size))
 	}
-	if err := proto.Unmarshal(b, m); err != nil {
+	if err := pb.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("read %s: %s at offset %d: %w: %w", r.name, typ, r.off, ErrRecord, err)
 	}
 	r.off += int64(size)
@@ -146,6 +145,24 @@ func (p payload) Read(b []byte) (int, error) {
 		return n, fmt.Errorf("read %s: %w", r.name, err)
 	}
 	return n, nil
+}
+
+// more reports whether another record follows the current one and its
+// payload.
+func (r *Reader) more() (bool, error) {
+	if r.err != nil {
+		return false, r.err
+	}
+	if err := r.skip(); err != nil {
+		return false, err
+	}
+	switch _, err := r.r.Peek(1); {
+	case errors.Is(err, io.EOF):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read %s: %w", r.name, err)
+	}
+	return true, nil
 }
 
 // skip discards what is left of the current payload.

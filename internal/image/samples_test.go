@@ -5,47 +5,12 @@ import (
 	"net/netip"
 	"testing"
 
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	criusa "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-sa"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fown"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
-	ipcdesc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
-	ipcmsg "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-msg"
-	ipcsem "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-sem"
-	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/memfd"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pagemap"
-	pipedata "github.com/checkpoint-restore/go-criu/v8/crit/images/pipe-data"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/regfile"
-	remapfilepath "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
-	sk_inet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-inet"
-	sk_netlink "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-netlink"
-	sk_opts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
-	sk_packet "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-packet"
-	sk_unix "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-unix"
-	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/tty"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/utsns"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // record is one record of a sample image and the raw bytes after it.
 type record struct {
-	msg     proto.Message
+	msg     pb.Message
 	payload []byte
 }
 
@@ -60,7 +25,7 @@ type sample struct {
 	crit string
 }
 
-func recs(msgs ...proto.Message) []record {
+func recs(msgs ...pb.Message) []record {
 	r := make([]record, len(msgs))
 	for i, m := range msgs {
 		r[i] = record{msg: complete(m)}
@@ -70,89 +35,69 @@ func recs(msgs ...proto.Message) []record {
 
 // complete sets every unset required field of m, recursively, to its
 // default, so that samples need only spell out the fields they check.
-func complete(m proto.Message) proto.Message {
-	fill(m.ProtoReflect())
+func complete(m pb.Message) pb.Message {
+	pb.Complete(m)
 	return m
 }
 
-func fill(m protoreflect.Message) {
-	fields := m.Descriptor().Fields()
-	for i := range fields.Len() {
-		f := fields.Get(i)
-		switch {
-		case f.Message() != nil && f.IsList():
-			l := m.Get(f).List()
-			for j := range l.Len() {
-				fill(l.Get(j).Message())
-			}
-		case f.Message() != nil:
-			if m.Has(f) || f.Cardinality() == protoreflect.Required {
-				fill(m.Mutable(f).Message())
-			}
-		case f.Cardinality() == protoreflect.Required && !m.Has(f):
-			m.Set(f, f.Default())
-		}
-	}
-}
-
 var (
-	u32 = proto.Uint32
-	u64 = proto.Uint64
-	str = proto.String
+	u32 = pb.Uint32
+	u64 = pb.Uint64
+	str = pb.String
 )
 
 // samples returns one representative image of every kind with records.
 func samples() []sample {
-	ids := &criucore.TaskKobjIdsEntry{
+	ids := &pb.TaskKobjIdsEntry{
 		VmId: u32(1), FilesId: u32(2), FsId: u32(3), SighandId: u32(4),
 		PidNsId: u32(5), NetNsId: u32(6), MntNsId: u32(7), TimeNsId: u32(8),
 	}
 	return []sample{
-		{kind: Inventory, recs: recs(&inventory.InventoryEntry{
-			ImgVersion: u32(ImgVersion), FdinfoPerId: proto.Bool(true),
-			RootIds: proto.CloneOf(ids), Lsmtype: inventory.Lsmtype_NO_LSM.Enum(),
+		{kind: Inventory, recs: recs(&pb.InventoryEntry{
+			ImgVersion: u32(ImgVersion), FdinfoPerId: pb.Bool(true),
+			RootIds: pb.Clone(ids), Lsmtype: pb.Lsmtype_NO_LSM.Enum(),
 			DumpUptime: u64(123456789),
 		}), crit: `{"magic": "INVENTORY", "entries": [{"img_version": 2, "fdinfo_per_id": true,
 			"root_ids": {"vm_id": 1, "files_id": 2, "time_ns_id": 8}, "lsmtype": "NO_LSM", "dump_uptime": 123456789}]}`},
-		{kind: Pstree, recs: recs(&pstree.PstreeEntry{
+		{kind: Pstree, recs: recs(&pb.PstreeEntry{
 			Pid: u32(4242), Ppid: u32(0), Pgid: u32(4242), Sid: u32(4000), Threads: []uint32{4242, 4243},
 		}), crit: `{"magic": "PSTREE", "entries": [{"pid": 4242, "ppid": 0, "pgid": 4242, "sid": 4000, "threads": [4242, 4243]}]}`},
-		{kind: Core, id: 4242, recs: recs(&criucore.CoreEntry{
-			Mtype: criucore.CoreEntry_X86_64.Enum(),
-			ThreadInfo: &corex86.ThreadInfoX86{
+		{kind: Core, id: 4242, recs: recs(&pb.CoreEntry{
+			Mtype: pb.CoreEntry_X86_64.Enum(),
+			ThreadInfo: &pb.ThreadInfoX86{
 				ClearTidAddr: u64(0x7f0012345678),
-				Gpregs: &corex86.UserX86RegsEntry{
+				Gpregs: &pb.UserX86RegsEntry{
 					Ip: u64(0x401000), Sp: u64(0x7ffc0000f000), Ax: u64(0xfffffffffffffdfc),
-					OrigAx: u64(230), Mode: corex86.UserX86RegsMode_NATIVE.Enum(),
+					OrigAx: u64(230), Mode: pb.UserX86RegsMode_NATIVE.Enum(),
 				},
-				Fpregs: &corex86.UserX86FpregsEntry{Mxcsr: u32(0x1f80)},
+				Fpregs: &pb.UserX86FpregsEntry{Mxcsr: u32(0x1f80)},
 			},
-			Tc: &criucore.TaskCoreEntry{
+			Tc: &pb.TaskCoreEntry{
 				TaskState: u32(1), Comm: str("sleep"), BlkSigset: u64(1 << 13),
-				Sigactions: []*criusa.SaEntry{{Sigaction: u64(0x401234), Flags: u64(0x4000000)}},
+				Sigactions: []*pb.SaEntry{{Sigaction: u64(0x401234), Flags: u64(0x4000000)}},
 			},
-			ThreadCore: &criucore.ThreadCoreEntry{FutexRla: u64(0x7f0000001000), FutexRlaLen: u32(24)},
+			ThreadCore: &pb.ThreadCoreEntry{FutexRla: u64(0x7f0000001000), FutexRlaLen: u32(24)},
 		}), crit: `{"magic": "CORE", "entries": [{"mtype": "X86_64",
 			"thread_info": {"clear_tid_addr": "0x7f0012345678", "gpregs": {"ip": "0x401000", "sp": "0x7ffc0000f000",
 				"ax": "0xfffffffffffffdfc", "orig_ax": "0xe6", "mode": "NATIVE"}, "fpregs": {"mxcsr": 8064}},
 			"tc": {"task_state": "Alive", "comm": "sleep", "blk_sigset": "0x2000",
 				"sigactions": [{"sigaction": "0x401234", "flags": "0x4000000"}]},
 			"thread_core": {"futex_rla": 139637976731648, "futex_rla_len": 24}}]}`},
-		{kind: MM, id: 4242, recs: recs(&mm.MmEntry{
+		{kind: MM, id: 4242, recs: recs(&pb.MmEntry{
 			MmStartCode: u64(0x400000), MmEndCode: u64(0x401000), MmStartStack: u64(0x7ffc0000f000),
 			ExeFileId: u32(9), MmSavedAuxv: []uint64{33, 0x7ffc00100000, 0, 0},
-			Vmas: []*vma.VmaEntry{{
+			Vmas: []*pb.VmaEntry{{
 				Start: u64(0x400000), End: u64(0x401000), Prot: u32(5), Flags: u32(2),
-				Status: u32(1 | 1<<6), Shmid: u64(9), Fd: proto.Int64(-1),
+				Status: u32(1 | 1<<6), Shmid: u64(9), Fd: pb.Int64(-1),
 			}, {
 				Start: u64(0x7f0000000000), End: u64(0x7f0000004000), Prot: u32(3), Flags: u32(0x22),
-				Status: u32(1 | 1<<9), Fd: proto.Int64(-1),
+				Status: u32(1 | 1<<9), Fd: pb.Int64(-1),
 			}, {
 				Start: u64(0x7f0000010000), End: u64(0x7f0000013000), Prot: u32(1), Flags: u32(0x21),
-				Status: u32(1 | 1<<8 | 1<<10), Shmid: u64(12345), Fd: proto.Int64(-1), Fdflags: u32(0),
+				Status: u32(1 | 1<<8 | 1<<10), Shmid: u64(12345), Fd: pb.Int64(-1), Fdflags: u32(0),
 			}, {
 				Start: u64(0xffffffffff600000), End: u64(0xffffffffff601000), Prot: u32(4), Flags: u32(0x22),
-				Status: u32(1 | 1<<2), Fd: proto.Int64(-1),
+				Status: u32(1 | 1<<2), Fd: pb.Int64(-1),
 			}},
 		}), crit: `{"magic": "MM", "entries": [{"mm_start_code": "0x400000", "mm_end_code": "0x401000",
 			"exe_file_id": 9, "mm_saved_auxv": [33, 140720309534720, 0, 0],
@@ -164,51 +109,51 @@ func samples() []sample {
 				"flags": "MAP_SHARED | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_SHARED | VMA_AREA_SYSVIPC", "fdflags": "0x0"},
 				{"start": "0xffffffffff600000", "prot": "PROT_EXEC", "status": "VMA_AREA_REGULAR | VMA_AREA_VSYSCALL"}]}]}`},
 		{kind: Pagemap, id: 4242, recs: recs(
-			&pagemap.PagemapHead{PagesId: u32(1)},
-			&pagemap.PagemapEntry{Vaddr: u64(0x7f0000000000), CompatNrPages: u32(2), NrPages: u64(2), Flags: u32(PEPresent)},
+			&pb.PagemapHead{PagesId: u32(1)},
+			&pb.PagemapEntry{Vaddr: u64(0x7f0000000000), CompatNrPages: u32(2), NrPages: u64(2), Flags: u32(PEPresent)},
 		), crit: `{"magic": "PAGEMAP", "entries": [{"pages_id": 1},
 			{"vaddr": "0x7f0000000000", "nr_pages": 2, "flags": "PE_PRESENT"}]}`},
 		{kind: ShmemPagemap, id: 31337, recs: recs(
-			&pagemap.PagemapHead{PagesId: u32(2)},
-			&pagemap.PagemapEntry{Vaddr: u64(0), CompatNrPages: u32(3), NrPages: u64(3), Flags: u32(PEPresent)},
+			&pb.PagemapHead{PagesId: u32(2)},
+			&pb.PagemapEntry{Vaddr: u64(0), CompatNrPages: u32(3), NrPages: u64(3), Flags: u32(PEPresent)},
 		), crit: `{"magic": "PAGEMAP", "entries": [{"pages_id": 2},
 			{"vaddr": "0x0", "nr_pages": 3, "flags": "PE_PRESENT"}]}`},
-		{kind: Files, recs: recs(&fdinfo.FileEntry{
-			Type: fdinfo.FdTypes_REG.Enum(), Id: u32(9),
-			Reg: &regfile.RegFileEntry{Id: u32(9), Flags: u32(0o100000), Pos: u64(77), Name: str("/usr/bin/sleep"),
-				Fown: &fown.FownEntry{}, Size: u64(35336)},
+		{kind: Files, recs: recs(&pb.FileEntry{
+			Type: pb.FdTypes_REG.Enum(), Id: u32(9),
+			Reg: &pb.RegFileEntry{Id: u32(9), Flags: u32(0o100000), Pos: u64(77), Name: str("/usr/bin/sleep"),
+				Fown: &pb.FownEntry{}, Size: u64(35336)},
 		}), crit: `{"magic": "FILES", "entries": [{"type": "REG", "id": 9,
 			"reg": {"id": 9, "flags": "O_LARGEFILE", "pos": 77, "name": "/usr/bin/sleep", "size": 35336}}]}`},
-		{kind: Files, id: 0, recs: recs(&fdinfo.FileEntry{
-			Type: fdinfo.FdTypes_UNIXSK.Enum(), Id: u32(5),
-			Usk: &sk_unix.UnixSkEntry{Id: u32(5), Ino: u32(7001), Type: u32(1), State: u32(10), Flags: u32(0o4002), Uflags: u32(0),
-				Backlog: u32(16), Peer: u32(0), Fown: &fown.FownEntry{}, Name: []byte("/run/x.sock\x00"),
-				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
-					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), SoPasscred: proto.Bool(true)},
-				Shutdown:  sk_opts.SkShutdown_WRITE.Enum(),
-				FilePerms: &sk_unix.FilePermsEntry{Mode: u32(0o140755), Uid: u32(1000), Gid: u32(1000)},
+		{kind: Files, id: 0, recs: recs(&pb.FileEntry{
+			Type: pb.FdTypes_UNIXSK.Enum(), Id: u32(5),
+			Usk: &pb.UnixSkEntry{Id: u32(5), Ino: u32(7001), Type: u32(1), State: u32(10), Flags: u32(0o4002), Uflags: u32(0),
+				Backlog: u32(16), Peer: u32(0), Fown: &pb.FownEntry{}, Name: []byte("/run/x.sock\x00"),
+				Opts: &pb.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), SoPasscred: pb.Bool(true)},
+				Shutdown:  pb.SkShutdown_WRITE.Enum(),
+				FilePerms: &pb.FilePermsEntry{Mode: u32(0o140755), Uid: u32(1000), Gid: u32(1000)},
 			},
 		}), crit: `{"magic": "FILES", "entries": [{"type": "UNIXSK", "id": 5,
 			"usk": {"id": 5, "ino": 7001, "backlog": 16, "peer": 0, "shutdown": "WRITE",
 				"opts": {"so_sndbuf": 212992, "so_passcred": true},
 				"file_perms": {"mode": 49645, "uid": 1000, "gid": 1000}}}]}`},
-		{kind: Files, id: 0, recs: recs(&fdinfo.FileEntry{
-			Type: fdinfo.FdTypes_INETSK.Enum(), Id: u32(6),
-			Isk: &sk_inet.InetSkEntry{Id: u32(6), Ino: u32(7002), Family: u32(10), Type: u32(1), Proto: u32(6), State: u32(10),
+		{kind: Files, id: 0, recs: recs(&pb.FileEntry{
+			Type: pb.FdTypes_INETSK.Enum(), Id: u32(6),
+			Isk: &pb.InetSkEntry{Id: u32(6), Ino: u32(7002), Family: u32(10), Type: u32(1), Proto: u32(6), State: u32(10),
 				SrcPort: u32(8080), DstPort: u32(0), Flags: u32(0o4002), Backlog: u32(511),
-				SrcAddr: []uint32{0, 0, 0, 0x01000000}, DstAddr: []uint32{0, 0, 0, 0}, Fown: &fown.FownEntry{},
-				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(16384), SoRcvbuf: u32(131072), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
-					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), Reuseaddr: proto.Bool(true)},
-				V6Only: proto.Bool(true),
+				SrcAddr: []uint32{0, 0, 0, 0x01000000}, DstAddr: []uint32{0, 0, 0, 0}, Fown: &pb.FownEntry{},
+				Opts: &pb.SkOptsEntry{SoSndbuf: u32(16384), SoRcvbuf: u32(131072), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0), Reuseaddr: pb.Bool(true)},
+				V6Only: pb.Bool(true),
 				// Debian's crit (CRIU 3.17) predates tcp_opts: it reads
 				// the entry without them.
-				TcpOpts: &tcpstream.TcpOptsEntry{Nodelay: proto.Bool(true), Keepidle: u32(77)},
+				TcpOpts: &pb.TcpOptsEntry{Nodelay: pb.Bool(true), Keepidle: u32(77)},
 			},
-		}, &fdinfo.FileEntry{
-			Type: fdinfo.FdTypes_NETLINKSK.Enum(), Id: u32(7),
-			Nlsk: &sk_netlink.NetlinkSkEntry{Id: u32(7), Ino: u32(7003), Protocol: u32(0), State: u32(0), Flags: u32(2), Portid: u32(4242),
-				Groups: []uint32{0x11, 1}, DstPortid: u32(0), DstGroup: u32(0), Fown: &fown.FownEntry{},
-				Opts: &sk_opts.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
+		}, &pb.FileEntry{
+			Type: pb.FdTypes_NETLINKSK.Enum(), Id: u32(7),
+			Nlsk: &pb.NetlinkSkEntry{Id: u32(7), Ino: u32(7003), Protocol: u32(0), State: u32(0), Flags: u32(2), Portid: u32(4242),
+				Groups: []uint32{0x11, 1}, DstPortid: u32(0), DstGroup: u32(0), Fown: &pb.FownEntry{},
+				Opts: &pb.SkOptsEntry{SoSndbuf: u32(212992), SoRcvbuf: u32(212992), SoSndTmoSec: u64(0), SoSndTmoUsec: u64(0),
 					SoRcvTmoSec: u64(0), SoRcvTmoUsec: u64(0)}},
 		}), crit: `{"magic": "FILES", "entries": [{"type": "INETSK", "id": 6,
 			"isk": {"id": 6, "ino": 7002, "family": "INET6", "type": "STREAM", "proto": "TCP", "state": "LISTEN",
@@ -216,78 +161,78 @@ func samples() []sample {
 				"opts": {"so_sndbuf": 16384, "reuseaddr": true}}},
 			{"type": "NETLINKSK", "id": 7, "nlsk": {"id": 7, "ino": 7003, "portid": 4242, "groups": [17, 1]}}]}`},
 		{kind: Fdinfo, id: 2, recs: recs(
-			&fdinfo.FdinfoEntry{Id: u32(9), Flags: u32(1), Type: fdinfo.FdTypes_REG.Enum(), Fd: u32(3)},
-			&fdinfo.FdinfoEntry{Id: u32(10), Type: fdinfo.FdTypes_PIPE.Enum(), Fd: u32(4)},
+			&pb.FdinfoEntry{Id: u32(9), Flags: u32(1), Type: pb.FdTypes_REG.Enum(), Fd: u32(3)},
+			&pb.FdinfoEntry{Id: u32(10), Type: pb.FdTypes_PIPE.Enum(), Fd: u32(4)},
 		), crit: `{"magic": "FDINFO", "entries": [{"id": 9, "flags": 1, "type": "REG", "fd": 3},
 			{"id": 10, "type": "PIPE", "fd": 4}]}`},
-		{kind: FS, id: 4242, recs: recs(&fs.FsEntry{CwdId: u32(11), RootId: u32(12), Umask: u32(0o22)}),
+		{kind: FS, id: 4242, recs: recs(&pb.FsEntry{CwdId: u32(11), RootId: u32(12), Umask: u32(0o22)}),
 			crit: `{"magic": "FS", "entries": [{"cwd_id": 11, "root_id": 12, "umask": 18}]}`},
-		{kind: IDs, id: 4242, recs: recs(proto.CloneOf(ids)),
+		{kind: IDs, id: 4242, recs: recs(pb.Clone(ids)),
 			crit: `{"magic": "IDS", "entries": [{"vm_id": 1, "files_id": 2, "fs_id": 3, "sighand_id": 4,
 				"pid_ns_id": 5, "net_ns_id": 6, "mnt_ns_id": 7, "time_ns_id": 8}]}`},
-		{kind: Creds, id: 4242, recs: recs(&creds.CredsEntry{
+		{kind: Creds, id: 4242, recs: recs(&pb.CredsEntry{
 			Uid: u32(1000), Gid: u32(1001), Euid: u32(1000), Egid: u32(1001),
 			CapEff: []uint32{0, 0}, CapBnd: []uint32{0xffffffff, 0x1ff}, Secbits: u32(0),
 			Groups: []uint32{27, 100},
 		}), crit: `{"magic": "CREDS", "entries": [{"uid": 1000, "gid": 1001, "euid": 1000,
 			"cap_bnd": [4294967295, 511], "groups": [27, 100]}]}`},
 		{kind: PipesData, recs: []record{
-			{complete(&pipedata.PipeDataEntry{PipeId: u32(10), Bytes: u32(5), Size: u32(65536)}), []byte("hello")},
-			{complete(&pipedata.PipeDataEntry{PipeId: u32(11), Bytes: u32(3)}), []byte("abc")},
+			{complete(&pb.PipeDataEntry{PipeId: u32(10), Bytes: u32(5), Size: u32(65536)}), []byte("hello")},
+			{complete(&pb.PipeDataEntry{PipeId: u32(11), Bytes: u32(3)}), []byte("abc")},
 		}, crit: `{"magic": "PIPES_DATA", "entries": [{"pipe_id": 10, "bytes": 5, "size": 65536, "extra": "aGVsbG8=\n"},
 			{"pipe_id": 11, "bytes": 3, "extra": "YWJj\n"}]}`},
 		{kind: FifoData, recs: []record{
-			{complete(&pipedata.PipeDataEntry{PipeId: u32(12), Bytes: u32(4)}), []byte("fifo")},
+			{complete(&pb.PipeDataEntry{PipeId: u32(12), Bytes: u32(4)}), []byte("fifo")},
 		}, crit: `{"magic": "FIFO_DATA", "entries": [{"pipe_id": 12, "bytes": 4, "extra": "Zmlmbw==\n"}]}`},
 		{kind: SkQueues, recs: []record{
-			{complete(&sk_packet.SkPacketEntry{IdFor: u32(5), Length: u32(5)}), []byte("hello")},
-			{complete(&sk_packet.SkPacketEntry{IdFor: u32(6), Length: u32(0)}), []byte{}},
+			{complete(&pb.SkPacketEntry{IdFor: u32(5), Length: u32(5)}), []byte("hello")},
+			{complete(&pb.SkPacketEntry{IdFor: u32(6), Length: u32(0)}), []byte{}},
 		}, crit: `{"magic": "SK_QUEUES", "entries": [{"id_for": 5, "length": 5, "extra": "aGVsbG8=\n"},
 			{"id_for": 6, "length": 0}]}`},
-		{kind: RemapFpath, recs: recs(&remapfilepath.RemapFilePathEntry{
-			OrigId: u32(9), RemapId: u32(0x10), RemapType: remapfilepath.RemapType_GHOST.Enum(),
+		{kind: RemapFpath, recs: recs(&pb.RemapFilePathEntry{
+			OrigId: u32(9), RemapId: u32(0x10), RemapType: pb.RemapType_GHOST.Enum(),
 		}), crit: `{"magic": "REMAP_FPATH", "entries": [{"orig_id": 9, "remap_id": 16, "remap_type": "GHOST"}]}`},
 		{kind: GhostFile, id: 0x10, recs: []record{
-			{complete(&ghostfile.GhostFileEntry{Uid: u32(1000), Gid: u32(1000), Mode: u32(0o100600),
-				Chunks: proto.Bool(true), Size: u64(8192)}), nil},
-			{complete(&ghostfile.GhostChunkEntry{Len: u64(5), Off: u64(4096)}), []byte("ghost")},
+			{complete(&pb.GhostFileEntry{Uid: u32(1000), Gid: u32(1000), Mode: u32(0o100600),
+				Chunks: pb.Bool(true), Size: u64(8192)}), nil},
+			{complete(&pb.GhostChunkEntry{Len: u64(5), Off: u64(4096)}), []byte("ghost")},
 		}, crit: `{"magic": "GHOST_FILE", "entries": [{"uid": 1000, "gid": 1000, "mode": 33152, "chunks": true, "size": 8192},
 			{"len": 5, "off": 4096, "extra": "Z2hvc3Q=\n"}]}`},
-		{kind: Timens, id: 8, recs: recs(&timens.TimensEntry{
-			Monotonic: &timens.Timespec{TvSec: u64(100), TvNsec: u64(5)},
-			Boottime:  &timens.Timespec{TvSec: u64(200), TvNsec: u64(6)},
+		{kind: Timens, id: 8, recs: recs(&pb.TimensEntry{
+			Monotonic: &pb.Timespec{TvSec: u64(100), TvNsec: u64(5)},
+			Boottime:  &pb.Timespec{TvSec: u64(200), TvNsec: u64(6)},
 		}), crit: `{"magic": "TIMENS", "entries": [{"monotonic": {"tv_sec": 100, "tv_nsec": 5},
 			"boottime": {"tv_sec": 200, "tv_nsec": 6}}]}`},
-		{kind: TTYInfo, recs: recs(&tty.TtyInfoEntry{
-			Id: u32(13), Type: tty.TtyType_PTY.Enum(), Sid: u32(4000), Pgrp: u32(4242), Rdev: u32(0x8803),
-			Pty:     &tty.TtyPtyEntry{Index: u32(3)},
-			Winsize: &tty.WinsizeEntry{WsRow: u32(24), WsCol: u32(80)},
+		{kind: TTYInfo, recs: recs(&pb.TtyInfoEntry{
+			Id: u32(13), Type: pb.TtyType_PTY.Enum(), Sid: u32(4000), Pgrp: u32(4242), Rdev: u32(0x8803),
+			Pty:     &pb.TtyPtyEntry{Index: u32(3)},
+			Winsize: &pb.WinsizeEntry{WsRow: u32(24), WsCol: u32(80)},
 		}), crit: `{"magic": "TTY_INFO", "entries": [{"id": 13, "type": "PTY", "sid": 4000, "pgrp": 4242,
 			"rdev": 34819, "pty": {"index": 3}, "winsize": {"ws_row": 24, "ws_col": 80}}]}`},
-		{kind: TTYData, recs: recs(&tty.TtyDataEntry{TtyId: u32(13), Data: []byte("ls\n")}),
+		{kind: TTYData, recs: recs(&pb.TtyDataEntry{TtyId: u32(13), Data: []byte("ls\n")}),
 			crit: `{"magic": "TTY_DATA", "entries": [{"tty_id": 13, "data": "bHMK\n"}]}`},
-		{kind: Seccomp, recs: recs(&seccomp.SeccompEntry{SeccompFilters: []*seccomp.SeccompFilter{
+		{kind: Seccomp, recs: recs(&pb.SeccompEntry{SeccompFilters: []*pb.SeccompFilter{
 			{Filter: []byte{6, 0, 0, 0, 0, 0, 0xff, 0x7f}, Flags: u32(1)},
 		}}), crit: `{"magic": "SECCOMP", "entries": [{"seccomp_filters": [{"filter": "BgAAAAAA/38=\n", "flags": 1}]}]}`},
-		{kind: UTSNS, id: 14, recs: recs(&utsns.UtsnsEntry{Nodename: str("box"), Domainname: str("(none)")}),
+		{kind: UTSNS, id: 14, recs: recs(&pb.UtsnsEntry{Nodename: str("box"), Domainname: str("(none)")}),
 			crit: `{"magic": "UTSNS", "entries": [{"nodename": "box", "domainname": "(none)"}]}`},
-		{kind: Memfd, recs: recs(&memfd.MemfdInodeEntry{
+		{kind: Memfd, recs: recs(&pb.MemfdInodeEntry{
 			Name: str("memfd:jit"), Uid: u32(1000), Gid: u32(1000), Size: u64(8192), Shmid: u32(15),
 			Seals: u32(1), InodeId: u64(15),
 		}), crit: `{"magic": "MEMFD_INODE", "entries": [{"name": "memfd:jit", "uid": 1000, "size": 8192,
 			"shmid": 15, "seals": "F_SEAL_SEAL", "inode_id": 15}]}`},
-		{kind: Cpuinfo, recs: recs(&cpuinfo.CpuinfoEntry{X86Entry: []*cpuinfo.CpuinfoX86Entry{{
-			VendorId: cpuinfo.CpuinfoX86Entry_INTEL.Enum(), CpuFamily: u32(6), Model: u32(143), Stepping: u32(8),
+		{kind: Cpuinfo, recs: recs(&pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{
+			VendorId: pb.CpuinfoX86Entry_INTEL.Enum(), CpuFamily: u32(6), Model: u32(143), Stepping: u32(8),
 			CapabilityVer: u32(0), ModelId: str("Intel(R) Xeon(R)"), XfeaturesMask: u64(0x602e7), XsaveSize: u32(11008),
 		}}}), crit: `{"magic": "CPUINFO", "entries": [{"x86_entry": [{"vendor_id": "INTEL", "cpu_family": 6, "model": 143,
 			"stepping": 8, "capability_ver": 0, "model_id": "Intel(R) Xeon(R)", "xfeatures_mask": 393959, "xsave_size": 11008}]}]}`},
 		{kind: FileLocks, recs: recs(
-			&filelock.FileLockEntry{Flag: u32(1), Type: u32(1), Pid: proto.Int32(4242), Fd: proto.Int32(3), Start: proto.Int64(0), Len: proto.Int64(10)},
-			&filelock.FileLockEntry{Flag: u32(2), Type: u32(0), Pid: proto.Int32(4242), Fd: proto.Int32(4), Start: proto.Int64(0), Len: proto.Int64(0)},
+			&pb.FileLockEntry{Flag: u32(1), Type: u32(1), Pid: pb.Int32(4242), Fd: pb.Int32(3), Start: pb.Int64(0), Len: pb.Int64(10)},
+			&pb.FileLockEntry{Flag: u32(2), Type: u32(0), Pid: pb.Int32(4242), Fd: pb.Int32(4), Start: pb.Int64(0), Len: pb.Int64(0)},
 		), crit: `{"magic": "FILE_LOCKS", "entries": [{"flag": 1, "type": 1, "pid": 4242, "fd": 3, "start": 0, "len": 10},
 			{"flag": 2, "type": 0, "pid": 4242, "fd": 4, "start": 0, "len": 0}]}`},
 		{kind: TCPStream, id: 0x4d2, recs: []record{
-			{complete(&tcpstream.TcpStreamEntry{InqLen: u32(3), InqSeq: u32(1000), OutqLen: u32(4), OutqSeq: u32(2000),
+			{complete(&pb.TcpStreamEntry{InqLen: u32(3), InqSeq: u32(1000), OutqLen: u32(4), OutqSeq: u32(2000),
 				OptMask: u32(7), SndWscale: u32(7), MssClamp: u32(65483), RcvWscale: u32(7), Timestamp: u32(12345),
 				UnsqLen: u32(1), SndWl1: u32(999), SndWnd: u32(65536), MaxWindow: u32(65536), RcvWnd: u32(65536), RcvWup: u32(997)}),
 				[]byte("inqoutq")},
@@ -299,17 +244,17 @@ func samples() []sample {
 		// segment's size, the contents of images made before in_pagemaps
 		// (which it does not look at), so it shows only the first segment
 		// of an image that holds several, CRIU's as ours.
-		{kind: IpcShm, id: 4, recs: recs(&ipcshm.IpcShmEntry{
-			Desc: &ipcdesc.IpcDescEntry{Key: u32(0x1234abcd), Uid: u32(1000), Gid: u32(100), Cuid: u32(0), Cgid: u32(0),
+		{kind: IpcShm, id: 4, recs: recs(&pb.IpcShmEntry{
+			Desc: &pb.IpcDescEntry{Key: u32(0x1234abcd), Uid: u32(1000), Gid: u32(100), Cuid: u32(0), Cgid: u32(0),
 				Mode: u32(0o1640), Id: u32(12345)},
-			Size: u64(10000), InPagemaps: proto.Bool(true),
+			Size: u64(10000), InPagemaps: pb.Bool(true),
 		}), crit: `{"magic": "IPCNS_SHM", "entries": [{"desc": {"key": 305441741, "uid": 1000, "gid": 100, "cuid": 0, "cgid": 0,
 			"mode": 928, "id": 12345}, "size": 10000, "in_pagemaps": true}]}`},
 		// Each set's u16 values, padded to 8 bytes, follow its entry.
 		{kind: IpcSem, id: 4, recs: []record{
-			{complete(&ipcsem.IpcSemEntry{Desc: &ipcdesc.IpcDescEntry{Key: u32(0x1234abcd), Uid: u32(1000), Gid: u32(100),
+			{complete(&pb.IpcSemEntry{Desc: &pb.IpcDescEntry{Key: u32(0x1234abcd), Uid: u32(1000), Gid: u32(100),
 				Mode: u32(0o640), Id: u32(7)}, Nsems: u32(3)}), []byte{1, 0, 2, 0, 0xff, 0x7f, 0, 0}},
-			{complete(&ipcsem.IpcSemEntry{Desc: &ipcdesc.IpcDescEntry{Id: u32(32775), Mode: u32(0o600)}, Nsems: u32(4)}),
+			{complete(&pb.IpcSemEntry{Desc: &pb.IpcDescEntry{Id: u32(32775), Mode: u32(0o600)}, Nsems: u32(4)}),
 				[]byte{0, 0, 1, 0, 0, 0, 9, 0}},
 		}, crit: `{"magic": "IPCNS_SEM", "entries": [
 			{"desc": {"key": 305441741, "uid": 1000, "gid": 100, "cuid": 0, "cgid": 0, "mode": 416, "id": 7}, "nsems": 3, "extra": [1, 2, 32767]},
@@ -317,11 +262,11 @@ func samples() []sample {
 		// Each queue's entry is followed by its qnum messages: an ipc_msg,
 		// then the text padded to 8 bytes.
 		{kind: IpcMsg, id: 4, recs: []record{
-			{complete(&ipcmsg.IpcMsgEntry{Desc: &ipcdesc.IpcDescEntry{Key: u32(0x4321), Mode: u32(0o666), Id: u32(2)},
+			{complete(&pb.IpcMsgEntry{Desc: &pb.IpcDescEntry{Key: u32(0x4321), Mode: u32(0o666), Id: u32(2)},
 				Qbytes: u32(16384), Qnum: u32(2)}), nil},
-			{complete(&ipcmsg.IpcMsg{Mtype: u64(7), Msize: u32(6)}), []byte("hello\x00\x00\x00")},
-			{complete(&ipcmsg.IpcMsg{Mtype: u64(3), Msize: u32(9)}), []byte("123456789\x00\x00\x00\x00\x00\x00\x00")},
-			{complete(&ipcmsg.IpcMsgEntry{Desc: &ipcdesc.IpcDescEntry{Id: u32(3), Mode: u32(0o600)}, Qbytes: u32(100), Qnum: u32(0)}), nil},
+			{complete(&pb.IpcMsg{Mtype: u64(7), Msize: u32(6)}), []byte("hello\x00\x00\x00")},
+			{complete(&pb.IpcMsg{Mtype: u64(3), Msize: u32(9)}), []byte("123456789\x00\x00\x00\x00\x00\x00\x00")},
+			{complete(&pb.IpcMsgEntry{Desc: &pb.IpcDescEntry{Id: u32(3), Mode: u32(0o600)}, Qbytes: u32(100), Qnum: u32(0)}), nil},
 		}, crit: `{"magic": "IPCNS_MSG", "entries": [
 			{"desc": {"key": 17185, "uid": 0, "gid": 0, "cuid": 0, "cgid": 0, "mode": 438, "id": 2}, "qbytes": 16384, "qnum": 2,
 				"extra": [{"mtype": 7, "msize": 6}, "aGVsbG8A\n", {"mtype": 3, "msize": 9}, "MTIzNDU2Nzg5\n"]},
@@ -343,12 +288,8 @@ func samples() []sample {
 }
 
 // newMessage returns an empty message of the first type kind k holds.
-func newMessage(k Kind) proto.Message {
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(k.desc().msgs[0])
-	if err != nil {
-		panic(err)
-	}
-	return mt.New().Interface()
+func newMessage(k Kind) pb.Message {
+	return pb.New(k.desc().msgs[0])
 }
 
 // encode returns s as our Writer frames it.

@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // SockExtra is what a socket holds beyond the entry CRIU's images have
@@ -47,84 +45,64 @@ type McastGroup struct {
 	Group   netip.Addr
 }
 
-// sockExtraType is the message type of cryo-sk-extra.img records,
-// cryo.sk_extra_entry: each group's interface and address in two lists
-// of one length.
-var sockExtraType = func() protoreflect.MessageType {
-	req, rep, opt := descriptorpb.FieldDescriptorProto_LABEL_REQUIRED, descriptorpb.FieldDescriptorProto_LABEL_REPEATED, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
-	return ownMessage("sk-extra", "sk_extra_entry",
-		ownField("id", 1, descriptorpb.FieldDescriptorProto_TYPE_UINT32, req),
-		ownField("peek_off", 2, descriptorpb.FieldDescriptorProto_TYPE_INT32, req),
-		ownField("mcast_ifindex", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, rep),
-		ownField("mcast_group", 4, descriptorpb.FieldDescriptorProto_TYPE_BYTES, rep),
-		ownField("tcp_fastopen", 5, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
-		ownField("tcp_defer_accept", 6, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
-		ownField("tcp_user_timeout", 7, descriptorpb.FieldDescriptorProto_TYPE_UINT32, opt),
-		ownField("opt_level", 8, descriptorpb.FieldDescriptorProto_TYPE_UINT32, rep),
-		ownField("opt_name", 9, descriptorpb.FieldDescriptorProto_TYPE_UINT32, rep),
-		ownField("opt_value", 10, descriptorpb.FieldDescriptorProto_TYPE_INT32, rep))
-}()
-
-// sockExtraTCPOpts are the fields of SockExtra's TCP options.
+// sockExtraTCPOpts are SockExtra's TCP options, each with its field of
+// the record.
 var sockExtraTCPOpts = []struct {
-	name  protoreflect.Name
-	field func(*SockExtra) *uint32
+	field  func(*SockExtra) *uint32
+	record func(*pb.SkExtraEntry) **uint32
 }{
-	{"tcp_fastopen", func(s *SockExtra) *uint32 { return &s.TCPFastOpen }},
-	{"tcp_defer_accept", func(s *SockExtra) *uint32 { return &s.TCPDeferAccept }},
-	{"tcp_user_timeout", func(s *SockExtra) *uint32 { return &s.TCPUserTimeout }},
+	{func(s *SockExtra) *uint32 { return &s.TCPFastOpen }, func(m *pb.SkExtraEntry) **uint32 { return &m.TcpFastopen }},
+	{func(s *SockExtra) *uint32 { return &s.TCPDeferAccept }, func(m *pb.SkExtraEntry) **uint32 { return &m.TcpDeferAccept }},
+	{func(s *SockExtra) *uint32 { return &s.TCPUserTimeout }, func(m *pb.SkExtraEntry) **uint32 { return &m.TcpUserTimeout }},
 }
 
-func (s SockExtra) message() proto.Message {
-	m := sockExtraType.New()
-	f := m.Descriptor().Fields()
-	m.Set(f.ByName("id"), protoreflect.ValueOfUint32(s.ID))
-	m.Set(f.ByName("peek_off"), protoreflect.ValueOfInt32(s.PeekOff))
-	ifs, groups := m.Mutable(f.ByName("mcast_ifindex")).List(), m.Mutable(f.ByName("mcast_group")).List()
+// message is s as a cryo.sk_extra_entry record: each group's interface
+// and address in two lists of one length, each option's level, name and
+// value in three.
+func (s SockExtra) message() *pb.SkExtraEntry {
+	m := &pb.SkExtraEntry{Id: pb.Uint32(s.ID), PeekOff: pb.Int32(s.PeekOff)}
 	for _, g := range s.Groups {
-		ifs.Append(protoreflect.ValueOfUint32(g.Ifindex))
-		groups.Append(protoreflect.ValueOfBytes(g.Group.AsSlice()))
+		m.McastIfindex = append(m.McastIfindex, g.Ifindex)
+		m.McastGroup = append(m.McastGroup, g.Group.AsSlice())
 	}
 	for _, o := range sockExtraTCPOpts {
 		if v := *o.field(&s); v != 0 {
-			m.Set(f.ByName(o.name), protoreflect.ValueOfUint32(v))
+			*o.record(m) = pb.Uint32(v)
 		}
 	}
-	levels, names, values := m.Mutable(f.ByName("opt_level")).List(), m.Mutable(f.ByName("opt_name")).List(), m.Mutable(f.ByName("opt_value")).List()
 	for _, o := range s.Opts {
-		levels.Append(protoreflect.ValueOfUint32(o.Level))
-		names.Append(protoreflect.ValueOfUint32(o.Name))
-		values.Append(protoreflect.ValueOfInt32(o.Value))
+		m.OptLevel = append(m.OptLevel, o.Level)
+		m.OptName = append(m.OptName, o.Name)
+		m.OptValue = append(m.OptValue, o.Value)
 	}
-	return m.Interface()
+	return m
 }
 
-func sockExtraOf(m protoreflect.Message) (SockExtra, error) {
-	f := m.Descriptor().Fields()
-	s := SockExtra{ID: uint32(m.Get(f.ByName("id")).Uint()), PeekOff: int32(m.Get(f.ByName("peek_off")).Int())}
+func sockExtraOf(m *pb.SkExtraEntry) (SockExtra, error) {
+	s := SockExtra{ID: m.GetId(), PeekOff: m.GetPeekOff()}
 	if s.PeekOff < -1 {
 		return s, fmt.Errorf("%w: socket %d: peek offset %d", ErrRecord, s.ID, s.PeekOff)
 	}
-	ifs, groups := m.Get(f.ByName("mcast_ifindex")).List(), m.Get(f.ByName("mcast_group")).List()
-	if ifs.Len() != groups.Len() {
-		return s, fmt.Errorf("%w: socket %d: %d interfaces for %d multicast groups", ErrRecord, s.ID, ifs.Len(), groups.Len())
+	if len(m.McastIfindex) != len(m.McastGroup) {
+		return s, fmt.Errorf("%w: socket %d: %d interfaces for %d multicast groups", ErrRecord, s.ID, len(m.McastIfindex), len(m.McastGroup))
 	}
-	for i := range ifs.Len() {
-		a, ok := netip.AddrFromSlice(groups.Get(i).Bytes())
+	for i, ifindex := range m.McastIfindex {
+		a, ok := netip.AddrFromSlice(m.McastGroup[i])
 		if !ok || !a.IsMulticast() {
-			return s, fmt.Errorf("%w: socket %d: multicast group %x", ErrRecord, s.ID, groups.Get(i).Bytes())
+			return s, fmt.Errorf("%w: socket %d: multicast group %x", ErrRecord, s.ID, m.McastGroup[i])
 		}
-		s.Groups = append(s.Groups, McastGroup{uint32(ifs.Get(i).Uint()), a})
+		s.Groups = append(s.Groups, McastGroup{ifindex, a})
 	}
 	for _, o := range sockExtraTCPOpts {
-		*o.field(&s) = uint32(m.Get(f.ByName(o.name)).Uint())
+		if v := *o.record(m); v != nil {
+			*o.field(&s) = *v
+		}
 	}
-	levels, names, values := m.Get(f.ByName("opt_level")).List(), m.Get(f.ByName("opt_name")).List(), m.Get(f.ByName("opt_value")).List()
-	if levels.Len() != names.Len() || names.Len() != values.Len() {
-		return s, fmt.Errorf("%w: socket %d: options of %d levels, %d names and %d values", ErrRecord, s.ID, levels.Len(), names.Len(), values.Len())
+	if len(m.OptLevel) != len(m.OptName) || len(m.OptName) != len(m.OptValue) {
+		return s, fmt.Errorf("%w: socket %d: options of %d levels, %d names and %d values", ErrRecord, s.ID, len(m.OptLevel), len(m.OptName), len(m.OptValue))
 	}
-	for i := range levels.Len() {
-		s.Opts = append(s.Opts, SockOpt{Level: uint32(levels.Get(i).Uint()), Name: uint32(names.Get(i).Uint()), Value: int32(values.Get(i).Int())})
+	for i := range m.OptLevel {
+		s.Opts = append(s.Opts, SockOpt{Level: m.OptLevel[i], Name: m.OptName[i], Value: m.OptValue[i]})
 	}
 	return s, nil
 }
@@ -137,5 +115,5 @@ func (d *Dir) WriteSockExtras(extras []SockExtra) error {
 // ReadSockExtras reads cryo-sk-extra.img; a checkpoint without it (one
 // CRIU made, or an older cryo) gives an error wrapping fs.ErrNotExist.
 func (d *Dir) ReadSockExtras() ([]SockExtra, error) {
-	return readOwn(d, SockExtras, sockExtraType, sockExtraOf)
+	return readOwn(d, SockExtras, sockExtraOf)
 }

@@ -6,7 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 func TestSockExtras(t *testing.T) {
@@ -29,25 +30,17 @@ func TestSockExtras(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("read back (-written +read):\n%s", diff)
 	}
-	for _, bad := range []func(m protoreflect.Message){
-		func(m protoreflect.Message) {
-			m.Set(m.Descriptor().Fields().ByName("peek_off"), protoreflect.ValueOfInt32(-2))
+	for _, bad := range []func(m *pb.SkExtraEntry){
+		func(m *pb.SkExtraEntry) { m.PeekOff = pb.Int32(-2) },
+		func(m *pb.SkExtraEntry) { m.McastIfindex = append(m.McastIfindex, 1) },
+		func(m *pb.SkExtraEntry) {
+			m.McastIfindex, m.McastGroup = append(m.McastIfindex, 1), append(m.McastGroup, []byte{10, 0, 0, 1})
 		},
-		func(m protoreflect.Message) {
-			m.Mutable(m.Descriptor().Fields().ByName("mcast_ifindex")).List().Append(protoreflect.ValueOfUint32(1))
-		},
-		func(m protoreflect.Message) {
-			f := m.Descriptor().Fields()
-			m.Mutable(f.ByName("mcast_ifindex")).List().Append(protoreflect.ValueOfUint32(1))
-			m.Mutable(f.ByName("mcast_group")).List().Append(protoreflect.ValueOfBytes([]byte{10, 0, 0, 1}))
-		},
-		func(m protoreflect.Message) {
-			f := m.Descriptor().Fields()
-			m.Mutable(f.ByName("mcast_ifindex")).List().Append(protoreflect.ValueOfUint32(1))
-			m.Mutable(f.ByName("mcast_group")).List().Append(protoreflect.ValueOfBytes([]byte{239, 0, 0}))
+		func(m *pb.SkExtraEntry) {
+			m.McastIfindex, m.McastGroup = append(m.McastIfindex, 1), append(m.McastGroup, []byte{239, 0, 0})
 		},
 	} {
-		m := SockExtra{ID: 1, PeekOff: -1}.message().ProtoReflect()
+		m := SockExtra{ID: 1, PeekOff: -1}.message()
 		bad(m)
 		if s, err := sockExtraOf(m); !errors.Is(err, ErrRecord) {
 			t.Errorf("a bad record read as %+v, %v; want ErrRecord", s, err)

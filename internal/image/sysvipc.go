@@ -4,24 +4,21 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"io"
-
-	ipcmsg "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-msg"
-	ipcsem "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-sem"
-	"google.golang.org/protobuf/proto"
 )
 
 // SemSet is a System V semaphore set of an ipcns-sem image: its entry,
 // then its values.
 type SemSet struct {
-	Entry  *ipcsem.IpcSemEntry
+	Entry  *pb.IpcSemEntry
 	Values []uint16
 }
 
 // MsgQueue is a System V message queue of an ipcns-msg image: its entry,
 // then its messages, first to be received first.
 type MsgQueue struct {
-	Entry *ipcmsg.IpcMsgEntry
+	Entry *pb.IpcMsgEntry
 	Msgs  []Msg
 }
 
@@ -60,7 +57,7 @@ func WriteSemSets(d *Dir, ns uint32, sets []SemSet) error {
 func ReadSemSets(r *Reader) ([]SemSet, error) {
 	var sets []SemSet
 	for {
-		e := &ipcsem.IpcSemEntry{}
+		e := &pb.IpcSemEntry{}
 		switch err := r.Next(e); {
 		case errors.Is(err, io.EOF):
 			return sets, nil
@@ -87,12 +84,12 @@ func WriteMsgQueues(d *Dir, ns uint32, queues []MsgQueue) error {
 		return err
 	}
 	write := func(q MsgQueue) error {
-		q.Entry.Qnum = proto.Uint32(uint32(len(q.Msgs)))
+		q.Entry.Qnum = pb.Uint32(uint32(len(q.Msgs)))
 		if err := w.Write(q.Entry); err != nil {
 			return err
 		}
 		for _, m := range q.Msgs {
-			h := &ipcmsg.IpcMsg{Mtype: proto.Uint64(m.Type), Msize: proto.Uint32(uint32(len(m.Text)))}
+			h := &pb.IpcMsg{Mtype: pb.Uint64(m.Type), Msize: pb.Uint32(uint32(len(m.Text)))}
 			if err := w.Write(h); err != nil {
 				return err
 			}
@@ -116,7 +113,7 @@ func WriteMsgQueues(d *Dir, ns uint32, queues []MsgQueue) error {
 func ReadMsgQueues(r *Reader) ([]MsgQueue, error) {
 	var queues []MsgQueue
 	for {
-		e := &ipcmsg.IpcMsgEntry{}
+		e := &pb.IpcMsgEntry{}
 		switch err := r.Next(e); {
 		case errors.Is(err, io.EOF):
 			return queues, nil
@@ -125,7 +122,7 @@ func ReadMsgQueues(r *Reader) ([]MsgQueue, error) {
 		}
 		q := MsgQueue{Entry: e}
 		for range e.GetQnum() {
-			h := &ipcmsg.IpcMsg{}
+			h := &pb.IpcMsg{}
 			if err := r.Next(h); errors.Is(err, io.EOF) {
 				return nil, fmt.Errorf("read %s: queue %d: %w: %d messages of %d", r.name, e.GetDesc().GetId(), ErrCount, len(q.Msgs), e.GetQnum())
 			} else if err != nil {

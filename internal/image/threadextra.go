@@ -3,9 +3,7 @@ package image
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // ThreadExtra is what a thread holds beyond its core entry in CRIU's
@@ -51,55 +49,29 @@ const mdweFlags = 3
 // kernel's MMF_DUMP_FILTER_BITS are 9).
 const coredumpFilterMax = 1<<9 - 1
 
-// threadExtraType is the message type of cryo-thread-extra.img records,
-// cryo.thread_extra_entry.
-var threadExtraType = ownMessage("thread-extra", "thread_extra_entry",
-	ownField("tid", 1, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_REQUIRED),
-	ownField("cpus", 2, descriptorpb.FieldDescriptorProto_TYPE_UINT64, descriptorpb.FieldDescriptorProto_LABEL_REPEATED),
-	ownField("ioprio", 3, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL),
-	ownField("mdwe", 4, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL),
-	ownField("coredump_filter", 5, descriptorpb.FieldDescriptorProto_TYPE_UINT32, descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL))
-
-func (x ThreadExtra) message() proto.Message {
-	m := threadExtraType.New()
-	f := m.Descriptor().Fields()
-	m.Set(f.ByName("tid"), protoreflect.ValueOfUint32(x.TID))
-	cpus := m.Mutable(f.ByName("cpus")).List()
-	for _, w := range x.CPUs {
-		cpus.Append(protoreflect.ValueOfUint64(w))
-	}
+// message is x as a cryo.thread_extra_entry record.
+func (x ThreadExtra) message() *pb.ThreadExtraEntry {
+	m := &pb.ThreadExtraEntry{Tid: pb.Uint32(x.TID), Cpus: x.CPUs, CoredumpFilter: x.CoredumpFilter}
 	if x.IOPrio != 0 {
-		m.Set(f.ByName("ioprio"), protoreflect.ValueOfUint32(x.IOPrio))
+		m.Ioprio = pb.Uint32(x.IOPrio)
 	}
 	if x.MDWE != 0 {
-		m.Set(f.ByName("mdwe"), protoreflect.ValueOfUint32(x.MDWE))
+		m.Mdwe = pb.Uint32(x.MDWE)
 	}
-	if x.CoredumpFilter != nil {
-		m.Set(f.ByName("coredump_filter"), protoreflect.ValueOfUint32(*x.CoredumpFilter))
-	}
-	return m.Interface()
+	return m
 }
 
-func threadExtraOf(m protoreflect.Message) (ThreadExtra, error) {
-	f := m.Descriptor().Fields()
-	x := ThreadExtra{TID: uint32(m.Get(f.ByName("tid")).Uint()), IOPrio: uint32(m.Get(f.ByName("ioprio")).Uint()),
-		MDWE: uint32(m.Get(f.ByName("mdwe")).Uint())}
-	if cf := f.ByName("coredump_filter"); m.Has(cf) {
-		v := uint32(m.Get(cf).Uint())
-		x.CoredumpFilter = &v
-	}
-	cpus := m.Get(f.ByName("cpus")).List()
-	if cpus.Len() > MaxCPUWords {
-		return x, fmt.Errorf("%w: tid %d: a CPU mask of %d words, more than %d", ErrRecord, x.TID, cpus.Len(), MaxCPUWords)
+func threadExtraOf(m *pb.ThreadExtraEntry) (ThreadExtra, error) {
+	x := ThreadExtra{TID: m.GetTid(), CPUs: m.Cpus, IOPrio: m.GetIoprio(), MDWE: m.GetMdwe(), CoredumpFilter: m.CoredumpFilter}
+	if len(x.CPUs) > MaxCPUWords {
+		return x, fmt.Errorf("%w: tid %d: a CPU mask of %d words, more than %d", ErrRecord, x.TID, len(x.CPUs), MaxCPUWords)
 	}
 	var any uint64
-	for i := range cpus.Len() {
-		w := cpus.Get(i).Uint()
-		x.CPUs = append(x.CPUs, w)
+	for _, w := range x.CPUs {
 		any |= w
 	}
 	switch {
-	case cpus.Len() > 0 && any == 0:
+	case len(x.CPUs) > 0 && any == 0:
 		return x, fmt.Errorf("%w: tid %d: an empty CPU mask", ErrRecord, x.TID)
 	case x.IOPrio>>13 > ioprioClassMax || x.IOPrio > 0xffff || x.IOPrio != 0 && x.IOPrio>>13 == 0:
 		return x, fmt.Errorf("%w: tid %d: I/O priority %#x", ErrRecord, x.TID, x.IOPrio)
@@ -120,5 +92,5 @@ func (d *Dir) WriteThreadExtras(xs []ThreadExtra) error {
 // (one CRIU made, or an older cryo) gives an error wrapping
 // fs.ErrNotExist.
 func (d *Dir) ReadThreadExtras() ([]ThreadExtra, error) {
-	return readOwn(d, ThreadExtras, threadExtraType, threadExtraOf)
+	return readOwn(d, ThreadExtras, threadExtraOf)
 }

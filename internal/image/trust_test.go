@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -64,7 +63,7 @@ func TestUntrusted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := d.WriteImage(image.FS, 1, &fsimg.FsEntry{CwdId: proto.Uint32(1), RootId: proto.Uint32(1)}); err != nil {
+			if err := d.WriteImage(image.FS, 1, &pb.FsEntry{CwdId: pb.Uint32(1), RootId: pb.Uint32(1)}); err != nil {
 				t.Fatal(err)
 			}
 			// Trusted as written.
@@ -72,7 +71,7 @@ func TestUntrusted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := od.ReadImage(image.FS, 1, &fsimg.FsEntry{}); err != nil {
+			if err := od.ReadImage(image.FS, 1, &pb.FsEntry{}); err != nil {
 				t.Fatal(err)
 			}
 			tc.setup(t, dir, filepath.Join(dir, image.FS.FileName(1)))
@@ -83,7 +82,7 @@ func TestUntrusted(t *testing.T) {
 					if tc.dirErr {
 						t.Error("Open: no error")
 					}
-					err = od.ReadImage(image.FS, 1, &fsimg.FsEntry{})
+					err = od.ReadImage(image.FS, 1, &pb.FsEntry{})
 				}
 				done <- err
 			}()

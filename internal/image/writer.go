@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"google.golang.org/protobuf/proto"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // MaxRecord bounds the length of one record. Real records stay far below
@@ -56,11 +56,11 @@ func newWriter(w io.Writer, f *os.File, k Kind, name string) (*Writer, error) {
 // Write appends m as one record. m must be one of the message types the
 // kind holds, with every required field set. If the previous record
 // announced a payload, WritePayload must have written all of it.
-func (w *Writer) Write(m proto.Message) error {
+func (w *Writer) Write(m pb.Message) error {
 	if w.err != nil {
 		return w.err
 	}
-	typ := m.ProtoReflect().Descriptor().FullName()
+	typ := m.ProtoName()
 	if !w.kind.holds(typ) {
 		return fmt.Errorf("write %s: %s records do not belong in %s images", w.name, typ, w.kind)
 	}
@@ -70,10 +70,7 @@ func (w *Writer) Write(m proto.Message) error {
 	case w.owed < 0:
 		return fmt.Errorf("write %s: no record may follow %s, whose payload is the rest of the image", w.name, w.last)
 	}
-	// Deterministic: fields in number order for cryo's own messages too
-	// (dynamicpb's are otherwise in random order), so images are
-	// reproducible.
-	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(w.buf[:4], m)
+	b, err := pb.AppendMarshal(w.buf[:4], m)
 	if err != nil {
 		return fmt.Errorf("write %s: marshal %s: %w", w.name, typ, err)
 	}

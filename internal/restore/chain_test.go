@@ -4,19 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pipe"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/testing/protocmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -80,10 +72,10 @@ func TestRestoreChain(t *testing.T) {
 // (one with copied-on-write pages, the other without). The contents and
 // protections are the same either way. The vvar entry's madvise bits are
 // the kernel's (VM_DONTDUMP), not the process's, and no restore sets them.
-func mergeVMAs(vmas []*vma.VmaEntry) []*vma.VmaEntry {
-	var out []*vma.VmaEntry
+func mergeVMAs(vmas []*pb.VmaEntry) []*pb.VmaEntry {
+	var out []*pb.VmaEntry
 	for _, v := range vmas {
-		v = proto.Clone(v).(*vma.VmaEntry)
+		v = pb.Clone(v)
 		if v.GetStatus()&image.VMAAreaVVAR != 0 {
 			v.Madv = nil
 		}
@@ -109,14 +101,14 @@ func mergeVMAs(vmas []*vma.VmaEntry) []*vma.VmaEntry {
 func compareCheckpoints(t *testing.T, a, b *images) {
 	t.Helper()
 	opts := cmp.Options{
-		protocmp.Transform(),
-		protocmp.IgnoreFields(&corex86.ThreadInfoX86{}, "gpregs", "fpregs"),
-		protocmp.IgnoreFields(&timer.ItimerEntry{}, "vsec", "vusec"),
+		cmpopts.EquateEmpty(),
+		cmpopts.IgnoreFields(pb.ThreadInfoX86{}, "Gpregs", "Fpregs"),
+		cmpopts.IgnoreFields(pb.ItimerEntry{}, "Vsec", "Vusec"),
 	}
 	if d := cmp.Diff(a.pstree, b.pstree, opts); d != "" {
 		t.Errorf("pstree differs (-first +second):\n%s", d)
 	}
-	ma, mb := proto.Clone(a.mm).(*mm.MmEntry), proto.Clone(b.mm).(*mm.MmEntry)
+	ma, mb := pb.Clone(a.mm), pb.Clone(b.mm)
 	ma.Vmas, mb.Vmas = mergeVMAs(ma.Vmas), mergeVMAs(mb.Vmas)
 	if d := cmp.Diff(ma, mb, opts); d != "" {
 		t.Errorf("mm differs (-first +second):\n%s", d)
@@ -125,7 +117,7 @@ func compareCheckpoints(t *testing.T, a, b *images) {
 		// The task's PF_* flags tell how it came to be (PF_FORKNOEXEC)
 		// and whether it used privileges (PF_SUPERPRIV): a restored
 		// process differs there.
-		if d := cmp.Diff(ca, b.cores[tid], opts, protocmp.IgnoreFields(&criucore.TaskCoreEntry{}, "flags")); d != "" {
+		if d := cmp.Diff(ca, b.cores[tid], opts, cmpopts.IgnoreFields(pb.TaskCoreEntry{}, "Flags")); d != "" {
 			t.Errorf("core of thread %d differs (-first +second):\n%s", tid, d)
 		}
 	}
@@ -133,24 +125,24 @@ func compareCheckpoints(t *testing.T, a, b *images) {
 	// the subject's output file grows. An end of a pipe whose other end
 	// is outside the checkpoint (one the test's own parent left open to
 	// it) comes back reopened, with O_LARGEFILE.
-	files := func(m map[uint32]*fdinfo.FileEntry) map[uint32]*fdinfo.FileEntry {
-		out := map[uint32]*fdinfo.FileEntry{}
+	files := func(m map[uint32]*pb.FileEntry) map[uint32]*pb.FileEntry {
+		out := map[uint32]*pb.FileEntry{}
 		for id, f := range m {
-			f = proto.Clone(f).(*fdinfo.FileEntry)
+			f = pb.Clone(f)
 			if strings.HasSuffix(f.GetReg().GetName(), ".out") {
 				f.Reg.Pos, f.Reg.Size = nil, nil
 			}
 			if p := f.GetPipe(); p != nil {
-				p.Flags = proto.Uint32(p.GetFlags() &^ kernel.OLargefile)
+				p.Flags = pb.Uint32(p.GetFlags() &^ kernel.OLargefile)
 			}
 			out[id] = f
 		}
 		return out
 	}
-	if d := cmp.Diff(files(a.files), files(b.files), opts, protocmp.IgnoreFields(&pipe.PipeEntry{}, "pipe_id")); d != "" {
+	if d := cmp.Diff(files(a.files), files(b.files), opts, cmpopts.IgnoreFields(pb.PipeEntry{}, "PipeId")); d != "" {
 		t.Errorf("files differ (-first +second):\n%s", d)
 	}
-	fa, fb := &fsimg.FsEntry{}, &fsimg.FsEntry{}
+	fa, fb := &pb.FsEntry{}, &pb.FsEntry{}
 	if err := a.dir.ReadImage(image.FS, a.pstree.GetPid(), fa); err != nil {
 		t.Fatal(err)
 	}
@@ -160,11 +152,11 @@ func compareCheckpoints(t *testing.T, a, b *images) {
 	if d := cmp.Diff(fa, fb, opts); d != "" {
 		t.Errorf("fs differs (-first +second):\n%s", d)
 	}
-	fda, err := image.ReadAll[fdinfo.FdinfoEntry](a.dir, image.Fdinfo, a.pstree.GetPid())
+	fda, err := image.ReadAll[pb.FdinfoEntry](a.dir, image.Fdinfo, a.pstree.GetPid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fdb, err := image.ReadAll[fdinfo.FdinfoEntry](b.dir, image.Fdinfo, b.pstree.GetPid())
+	fdb, err := image.ReadAll[pb.FdinfoEntry](b.dir, image.Fdinfo, b.pstree.GetPid())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,16 +6,9 @@ import (
 	"io"
 	"slices"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	fsimg "github.com/checkpoint-restore/go-criu/v8/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timens"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
-
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // checkpoint is an image directory read and checked: everything but the
@@ -23,16 +16,16 @@ import (
 type checkpoint struct {
 	dir     *image.Dir
 	pid     int
-	task    *pstree.PstreeEntry
-	cores   map[uint32]*criucore.CoreEntry // by TID
-	mm      *mm.MmEntry
-	fs      *fsimg.FsEntry
+	task    *pb.PstreeEntry
+	cores   map[uint32]*pb.CoreEntry // by TID
+	mm      *pb.MmEntry
+	fs      *pb.FsEntry
 	files   *files.Set
-	timens  *timens.TimensEntry
+	timens  *pb.TimensEntry
 	pages   []image.PageEntry
-	vdso    *vma.VmaEntry // nil if the process had none
-	vvar    *vma.VmaEntry
-	guards  []*vma.VmaEntry          // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in mm.Vmas
+	vdso    *pb.VmaEntry // nil if the process had none
+	vvar    *pb.VmaEntry
+	guards  []*pb.VmaEntry           // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in mm.Vmas
 	threads []uint32                 // leader first
 	seccomp map[uint32]threadSeccomp // the threads under seccomp
 }
@@ -43,22 +36,22 @@ func imageErr(format string, a ...any) error {
 
 // loadProcess reads and checks the images of one live process of a
 // checkpoint, task its pstree.img entry.
-func loadProcess(dir *image.Dir, task *pstree.PstreeEntry, cores map[uint32]*criucore.CoreEntry) (*checkpoint, error) {
+func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.CoreEntry) (*checkpoint, error) {
 	c := &checkpoint{dir: dir, task: task, pid: int(task.GetPid())}
 	if c.pid <= 0 || len(c.task.Threads) == 0 || c.task.Threads[0] != uint32(c.pid) {
 		return nil, imageErr("pstree.img: pid %d with threads %v: the leader must come first", c.pid, c.task.Threads)
 	}
 	c.threads = c.task.Threads
-	c.cores = map[uint32]*criucore.CoreEntry{}
+	c.cores = map[uint32]*pb.CoreEntry{}
 	for _, tid := range c.threads {
 		core := cores[tid]
 		if core == nil {
-			core = &criucore.CoreEntry{}
+			core = &pb.CoreEntry{}
 			if err := dir.ReadImage(image.Core, tid, core); err != nil {
 				return nil, fmt.Errorf("%w: thread %d: %w", ErrImage, tid, err)
 			}
 		}
-		if core.GetMtype() != criucore.CoreEntry_X86_64 || core.ThreadInfo == nil || core.ThreadCore == nil {
+		if core.GetMtype() != pb.CoreEntry_X86_64 || core.ThreadInfo == nil || core.ThreadCore == nil {
 			return nil, fmt.Errorf("%w: thread %d: %v core: only x86_64 is supported", ErrUnsupported, tid, core.GetMtype())
 		}
 		if _, dup := c.cores[tid]; dup {
@@ -75,7 +68,7 @@ func loadProcess(dir *image.Dir, task *pstree.PstreeEntry, cores map[uint32]*cri
 	if st := c.cores[uint32(c.pid)].Tc.GetTaskState(); st != taskAlive && st != taskStopped {
 		return nil, fmt.Errorf("%w: task state %d (only running and stopped processes)", ErrUnsupported, st)
 	}
-	c.mm = &mm.MmEntry{}
+	c.mm = &pb.MmEntry{}
 	if err := dir.ReadImage(image.MM, uint32(c.pid), c.mm); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
@@ -91,7 +84,7 @@ func loadProcess(dir *image.Dir, task *pstree.PstreeEntry, cores map[uint32]*cri
 	// The clocks of the time namespace the ids name; a checkpoint whose
 	// ids name none has none.
 	if id := c.cores[uint32(c.pid)].GetIds().GetTimeNsId(); id != 0 {
-		c.timens = &timens.TimensEntry{}
+		c.timens = &pb.TimensEntry{}
 		if err := dir.ReadImage(image.Timens, id, c.timens); err != nil {
 			return nil, fmt.Errorf("%w: clocks of time namespace %d: %w", ErrImage, id, err)
 		}
@@ -167,8 +160,8 @@ func (c *checkpoint) checkGuards() error {
 }
 
 // vmaAt returns the VMA containing addr.
-func (c *checkpoint) vmaAt(addr uint64) *vma.VmaEntry {
-	i, found := slices.BinarySearchFunc(c.mm.Vmas, addr, func(v *vma.VmaEntry, a uint64) int {
+func (c *checkpoint) vmaAt(addr uint64) *pb.VmaEntry {
+	i, found := slices.BinarySearchFunc(c.mm.Vmas, addr, func(v *pb.VmaEntry, a uint64) int {
 		switch {
 		case v.GetEnd() <= a:
 			return -1
@@ -235,7 +228,7 @@ func (c *checkpoint) loadFiles() (err error) {
 	if c.files, err = files.Load(c.dir, c.pid, c.cores[uint32(c.pid)].GetIds().GetFilesId()); err != nil {
 		return err
 	}
-	c.fs = &fsimg.FsEntry{}
+	c.fs = &pb.FsEntry{}
 	if err := c.dir.ReadImage(image.FS, uint32(c.pid), c.fs); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
@@ -250,7 +243,7 @@ func (c *checkpoint) loadFiles() (err error) {
 		}
 		f := c.files.Files[uint32(v.GetShmid())]
 		if v.GetStatus()&image.VMAAreaMemfd != 0 {
-			if f == nil || f.GetType() != fdinfo.FdTypes_MEMFD {
+			if f == nil || f.GetType() != pb.FdTypes_MEMFD {
 				return imageErr("memfd mapping at %#x refers to file %d, which is not a memfd entry", v.GetStart(), v.GetShmid())
 			}
 			if err := c.files.Check(f); err != nil {
@@ -263,7 +256,7 @@ func (c *checkpoint) loadFiles() (err error) {
 		}
 	}
 	return c.files.CheckMappingLocks(func(id uint32) bool {
-		return slices.ContainsFunc(c.mm.Vmas, func(v *vma.VmaEntry) bool {
+		return slices.ContainsFunc(c.mm.Vmas, func(v *pb.VmaEntry) bool {
 			st := v.GetStatus()
 			return st&(image.VMAFilePrivate|image.VMAFileShared) != 0 && st&image.VMAAreaMemfd == 0 && v.GetShmid() == uint64(id)
 		})

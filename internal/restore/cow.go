@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
@@ -29,7 +29,7 @@ import (
 // cowPrivate reports whether v is private memory that a child inherits
 // from its parent copy-on-write: anonymous, the heap and the stack
 // included, or a file's private mapping.
-func cowPrivate(v *vma.VmaEntry) bool {
+func cowPrivate(v *pb.VmaEntry) bool {
 	st := v.GetStatus() &^ (image.VMAAreaHeap | image.VMAAreaStack)
 	return (st == image.VMAAreaRegular|image.VMAAnonPrivate || st == image.VMAAreaRegular|image.VMAFilePrivate) &&
 		v.GetFlags()&unix.MAP_TYPE == unix.MAP_PRIVATE
@@ -41,7 +41,7 @@ func cowPrivate(v *vma.VmaEntry) bool {
 // the same flags and, while the restore writes, protection (protect sets
 // the child's own; nothing before it set madvise flags in the parent), and
 // maps the same file at the same offsets.
-func inherits(v, p *vma.VmaEntry, writable func(*vma.VmaEntry) uint32) bool {
+func inherits(v, p *pb.VmaEntry, writable func(*pb.VmaEntry) uint32) bool {
 	same := cowPrivate(v) && p.GetStart() <= v.GetStart() && v.GetEnd() <= p.GetEnd() &&
 		v.GetStatus() == p.GetStatus() && v.GetFlags()&^unix.MAP_LOCKED == p.GetFlags()&^unix.MAP_LOCKED &&
 		writable(v) == writable(p)
@@ -63,10 +63,10 @@ func (r *restorer) findInherited() {
 	for _, v := range r.c.mm.Vmas {
 		// The parent's VMAs are sorted and disjoint: the first that ends
 		// after v starts is the only one that may cover it.
-		i, _ := slices.BinarySearchFunc(pv, v.GetStart(), func(p *vma.VmaEntry, at uint64) int { return cmp.Compare(p.GetEnd(), at+1) })
+		i, _ := slices.BinarySearchFunc(pv, v.GetStart(), func(p *pb.VmaEntry, at uint64) int { return cmp.Compare(p.GetEnd(), at+1) })
 		if i < len(pv) && inherits(v, pv[i], r.writableProt) {
 			if r.inherited == nil {
-				r.inherited = map[*vma.VmaEntry]bool{}
+				r.inherited = map[*pb.VmaEntry]bool{}
 			}
 			r.inherited[v] = true
 			r.keep = append(r.keep, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
@@ -66,14 +65,14 @@ func TestChanged(t *testing.T) {
 
 func TestInherits(t *testing.T) {
 	anon, file := uint32(image.VMAAreaRegular|image.VMAAnonPrivate), uint32(image.VMAAreaRegular|image.VMAFilePrivate)
-	v := func(start, end uint64, prot, flags, status uint32) *vma.VmaEntry {
-		return &vma.VmaEntry{Start: proto.Uint64(start), End: proto.Uint64(end), Prot: proto.Uint32(prot),
-			Flags: proto.Uint32(flags), Status: proto.Uint32(status), Shmid: proto.Uint64(0), Pgoff: proto.Uint64(0)}
+	v := func(start, end uint64, prot, flags, status uint32) *pb.VmaEntry {
+		return &pb.VmaEntry{Start: pb.Uint64(start), End: pb.Uint64(end), Prot: pb.Uint32(prot),
+			Flags: pb.Uint32(flags), Status: pb.Uint32(status), Shmid: pb.Uint64(0), Pgoff: pb.Uint64(0)}
 	}
 	// f maps file id at offset pgoff.
-	f := func(start, end, id, pgoff uint64) *vma.VmaEntry {
+	f := func(start, end, id, pgoff uint64) *pb.VmaEntry {
 		e := v(start, end, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE, file)
-		e.Shmid, e.Pgoff = proto.Uint64(id), proto.Uint64(pgoff)
+		e.Shmid, e.Pgoff = pb.Uint64(id), pb.Uint64(pgoff)
 		return e
 	}
 	rw, priv := uint32(unix.PROT_READ|unix.PROT_WRITE), uint32(unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
@@ -81,7 +80,7 @@ func TestInherits(t *testing.T) {
 	r := &restorer{}
 	tests := []struct {
 		name          string
-		child, parent *vma.VmaEntry
+		child, parent *pb.VmaEntry
 		want          bool
 	}{
 		{"same", v(0x1000, 0x9000, rw, priv, anon), anonParent, true},

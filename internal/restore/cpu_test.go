@@ -6,11 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -38,15 +36,15 @@ func TestRestoreFromEmulatedCPU(t *testing.T) {
 		x.Capability[11] |= 1<<3 | 1<<4 // PKU, OSPKE
 		x.Capability[9] |= 1 << 14      // MPX
 		x.Capability[4] |= 1 << 31      // hypervisor
-		x.XfeaturesMask = proto.Uint64(host.XCR0 | mpxPKRU)
+		x.XfeaturesMask = pb.Uint64(host.XCR0 | mpxPKRU)
 		rewriteImage(t, dir, image.Cpuinfo, 0, info)
 		for tid, core := range c.im.cores {
-			core = proto.Clone(core).(*criucore.CoreEntry)
+			core = pb.Clone(core)
 			xs := core.GetThreadInfo().GetFpregs().GetXsave()
 			if xs == nil {
 				t.Fatalf("tid %d: no XSAVE state in the image", tid)
 			}
-			xs.XstateBv = proto.Uint64(xs.GetXstateBv() | mpxPKRU)
+			xs.XstateBv = pb.Uint64(xs.GetXstateBv() | mpxPKRU)
 			xs.BndregState, xs.BndcsrState = make([]uint64, 8), make([]uint64, 8)
 			xs.BndregState[1] = bound
 			xs.Pkru = []uint32{0x55555554, 0}

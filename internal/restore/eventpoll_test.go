@@ -9,12 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -39,7 +38,7 @@ type fileState struct {
 func dumpedFileState(t *testing.T, c *checkpoint) fileState {
 	t.Helper()
 	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+	fds, err := image.ReadAll[pb.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +46,9 @@ func dumpedFileState(t *testing.T, c *checkpoint) fileState {
 	for _, fd := range fds {
 		f := c.im.files[fd.GetId()]
 		switch f.GetType() {
-		case fdinfo.FdTypes_EVENTFD:
+		case pb.FdTypes_EVENTFD:
 			st.Counters[int(fd.GetFd())] = f.GetEfd().GetCounter()
-		case fdinfo.FdTypes_EVENTPOLL:
+		case pb.FdTypes_EVENTPOLL:
 			var regs []registration
 			for _, tg := range f.GetEpfd().GetTfd() {
 				regs = append(regs, registration{int(tg.GetTfd()), tg.GetEvents(), tg.GetData()})
@@ -196,18 +195,18 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
 	restoreBrokenFiles(t, s, c, []brokenFile{
 		{name: "epoll target missing", fd: "epfd", image: true, want: []string{"watches fd 999"},
-			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(999) }},
+			edit: func(f *pb.FileEntry) { f.Epfd.Tfd[0].Tfd = pb.Uint32(999) }},
 		{name: "epoll without its entry", fd: "sleep_ep", image: true, want: []string{"EVENTPOLL without"},
-			edit: func(f *fdinfo.FileEntry) { f.Epfd = nil }},
+			edit: func(f *pb.FileEntry) { f.Epfd = nil }},
 		{name: "eventfd without its entry", fd: "sem", image: true, want: []string{"EVENTFD without"},
-			edit: func(f *fdinfo.FileEntry) { f.Efd = nil }},
+			edit: func(f *pb.FileEntry) { f.Efd = nil }},
 		{name: "eventfd counter too large", fd: "efd", image: true, want: []string{"counter 0xffffffffffffffff"},
-			edit: func(f *fdinfo.FileEntry) { f.Efd.Counter = proto.Uint64(^uint64(0)) }},
+			edit: func(f *pb.FileEntry) { f.Efd.Counter = pb.Uint64(^uint64(0)) }},
 		// The kernel refuses an epoll watching itself: found only when the
 		// restore registers it.
 		{name: "epoll watching itself", fd: "epfd",
 			want: []string{fmt.Sprintf("add fd %d to epoll fd %d", fd("epfd"), fd("epfd")), "invalid argument"},
-			edit: func(f *fdinfo.FileEntry) { f.Epfd.Tfd[0].Tfd = proto.Uint32(fd("epfd")) }},
+			edit: func(f *pb.FileEntry) { f.Epfd.Tfd[0].Tfd = pb.Uint32(fd("epfd")) }},
 	})
 }
 
@@ -215,7 +214,7 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 type brokenFile struct {
 	name  string
 	fd    string // the descriptor whose entry is broken, by its ready key
-	edit  func(f *fdinfo.FileEntry)
+	edit  func(f *pb.FileEntry)
 	image bool // the error wraps ErrImage
 	want  []string
 }
@@ -230,7 +229,7 @@ func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenF
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)
-			dir := editedFiles(t, c, map[uint32]func(*fdinfo.FileEntry){fd(tc.fd): tc.edit})
+			dir := editedFiles(t, c, map[uint32]func(*pb.FileEntry){fd(tc.fd): tc.edit})
 			log, buf := newLog()
 			_, err := restore.Restore(context.Background(), restore.Options{Dir: dir, Log: log})
 			if err == nil {
@@ -258,25 +257,25 @@ func restoreBrokenFiles(t *testing.T, s *subject, c *checkpoint, cases []brokenF
 
 // editedFiles copies checkpoint c with the file entries of some
 // descriptors changed, each by its edit, and returns the copy's directory.
-func editedFiles(t *testing.T, c *checkpoint, edits map[uint32]func(f *fdinfo.FileEntry)) string {
+func editedFiles(t *testing.T, c *checkpoint, edits map[uint32]func(f *pb.FileEntry)) string {
 	t.Helper()
 	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+	fds, err := image.ReadAll[pb.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 	if err != nil {
 		t.Fatal(err)
 	}
-	byID := map[uint32]func(f *fdinfo.FileEntry){}
+	byID := map[uint32]func(f *pb.FileEntry){}
 	for n, edit := range edits {
-		i := slices.IndexFunc(fds, func(e *fdinfo.FdinfoEntry) bool { return e.GetFd() == n })
+		i := slices.IndexFunc(fds, func(e *pb.FdinfoEntry) bool { return e.GetFd() == n })
 		if i < 0 {
 			t.Fatalf("no fd %d in the images", n)
 		}
 		byID[fds[i].GetId()] = edit
 	}
 	dir := copyDir(t, c.dir)
-	var msgs []proto.Message
+	var msgs []pb.Message
 	for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
-		f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
+		f := pb.Clone(c.im.files[id])
 		if edit := byID[id]; edit != nil {
 			edit(f)
 		}

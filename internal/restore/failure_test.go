@@ -17,15 +17,12 @@ import (
 	"testing"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -170,7 +167,7 @@ func copyDir(t *testing.T, src string) string {
 }
 
 // rewriteImage replaces an image with the records given.
-func rewriteImage(t *testing.T, dir string, k image.Kind, id uint32, msgs ...proto.Message) {
+func rewriteImage(t *testing.T, dir string, k image.Kind, id uint32, msgs ...pb.Message) {
 	t.Helper()
 	if err := os.Remove(filepath.Join(dir, k.FileName(id))); err != nil {
 		t.Fatal(err)
@@ -185,7 +182,7 @@ func rewriteImage(t *testing.T, dir string, k image.Kind, id uint32, msgs ...pro
 }
 
 // rewriteMM changes the mm image of pid in dir with edit.
-func rewriteMM(t *testing.T, dir string, pid int, edit func(vmas []*vma.VmaEntry) []*vma.VmaEntry) {
+func rewriteMM(t *testing.T, dir string, pid int, edit func(vmas []*pb.VmaEntry) []*pb.VmaEntry) {
 	t.Helper()
 	im := readImages(t, dir, pid)
 	im.mm.Vmas = edit(im.mm.Vmas)
@@ -201,9 +198,9 @@ func TestRestoreBadImages(t *testing.T) {
 	c := dumpAndReap(t, s)
 	pid := s.Pid
 	im := c.im
-	fileOf := func(t *testing.T, fd string) *fdinfo.FileEntry {
+	fileOf := func(t *testing.T, fd string) *pb.FileEntry {
 		t.Helper()
-		fds, err := image.ReadAll[fdinfo.FdinfoEntry](im.dir, image.Fdinfo, uint32(pid))
+		fds, err := image.ReadAll[pb.FdinfoEntry](im.dir, image.Fdinfo, uint32(pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,9 +265,9 @@ func TestRestoreBadImages(t *testing.T) {
 		}},
 		{name: "overlapping VMAs", image: true, want: []string{"overlaps"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
-			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
+			rewriteMM(t, dir, pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
 				// The second VMA starts a page before the first ends.
-				vmas[1].Start = proto.Uint64(vmas[0].GetEnd() - pageSize)
+				vmas[1].Start = pb.Uint64(vmas[0].GetEnd() - pageSize)
 				return vmas
 			})
 			return dir
@@ -305,10 +302,10 @@ func TestRestoreBadImages(t *testing.T) {
 		}},
 		{name: "VMA at address 0", image: true, want: []string{"mmap_min_addr"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
-			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
-				low := proto.CloneOf(vmas[0])
-				low.Start, low.End = proto.Uint64(0), proto.Uint64(pageSize)
-				return append([]*vma.VmaEntry{low}, vmas...)
+			rewriteMM(t, dir, pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
+				low := pb.Clone(vmas[0])
+				low.Start, low.End = pb.Uint64(0), pb.Uint64(pageSize)
+				return append([]*pb.VmaEntry{low}, vmas...)
 			})
 			return dir
 		}},
@@ -322,20 +319,20 @@ func TestRestoreBadImages(t *testing.T) {
 		{name: "pages outside every VMA", image: true, want: []string{"outside every VMA"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
 			anon := s.ReadyUint(t, "anon")
-			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
-				return slices.DeleteFunc(vmas, func(v *vma.VmaEntry) bool { return v.GetStart() <= anon && anon < v.GetEnd() })
+			rewriteMM(t, dir, pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
+				return slices.DeleteFunc(vmas, func(v *pb.VmaEntry) bool { return v.GetStart() <= anon && anon < v.GetEnd() })
 			})
 			return dir
 		}},
 		{name: "guard region outside every VMA", image: true, want: []string{"guard region 0x1000-0x2000"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
-			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry { return append(vmas, guardAt(0x1000)) })
+			rewriteMM(t, dir, pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry { return append(vmas, guardAt(0x1000)) })
 			return dir
 		}},
 		{name: "guard region among the VMAs", image: true, want: []string{"before a VMA"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
-			rewriteMM(t, dir, pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
-				return append([]*vma.VmaEntry{guardAt(vmas[0].GetStart())}, vmas...)
+			rewriteMM(t, dir, pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
+				return append([]*pb.VmaEntry{guardAt(vmas[0].GetStart())}, vmas...)
 			})
 			return dir
 		}},
@@ -344,15 +341,15 @@ func TestRestoreBadImages(t *testing.T) {
 				t.Skipf("cryo may lower oom_score_adj (CAP_SYS_RESOURCE) or its status is unreadable: %v", err)
 			}
 			dir := copyDir(t, c.dir)
-			core := proto.Clone(im.cores[uint32(pid)]).(*criucore.CoreEntry)
-			core.Tc.OomScoreAdj = proto.Int32(-500)
+			core := pb.Clone(im.cores[uint32(pid)])
+			core.Tc.OomScoreAdj = pb.Int32(-500)
 			rewriteImage(t, dir, image.Core, uint32(pid), core)
 			return dir
 		}},
 		{name: "fd of a file missing from files.img", image: true, want: []string{"files.img lacks"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
 			gone := fileOf(t, "reg").GetId()
-			var keep []proto.Message
+			var keep []pb.Message
 			for _, f := range slices.Sorted(maps.Keys(im.files)) {
 				if f != gone {
 					keep = append(keep, im.files[f])
@@ -392,11 +389,11 @@ func TestRestoreBadImages(t *testing.T) {
 			// shared with the other tests.
 			dir := copyDir(t, c.dir)
 			exe := im.files[im.mm.GetExeFileId()].GetReg().GetName()
-			var msgs []proto.Message
+			var msgs []pb.Message
 			for _, id := range slices.Sorted(maps.Keys(im.files)) {
-				f := proto.Clone(im.files[id]).(*fdinfo.FileEntry)
+				f := pb.Clone(im.files[id])
 				if f.GetReg().GetName() == exe {
-					f.Reg.Name = proto.String(exe + ".gone")
+					f.Reg.Name = pb.String(exe + ".gone")
 				}
 				msgs = append(msgs, f)
 			}
@@ -483,11 +480,11 @@ func TestRestoreRemapRefused(t *testing.T) {
 		t.Fatalf("the 6.1 vDSO has %d bytes, the dumped one %d", len(old.Bytes), vd.GetEnd()-vd.GetStart())
 	}
 	writePages(t, dir, c.im, vd.GetStart(), old.Bytes)
-	rewriteMM(t, dir, s.Pid, func(vmas []*vma.VmaEntry) []*vma.VmaEntry {
+	rewriteMM(t, dir, s.Pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
 		for _, v := range vmas {
 			if v.GetStatus()&image.VMAAreaVVAR != 0 {
-				v.Start = proto.Uint64(vd.GetStart() - old.Layout.VVarSize())
-				v.End = proto.Uint64(vd.GetStart())
+				v.Start = pb.Uint64(vd.GetStart() - old.Layout.VVarSize())
+				v.End = pb.Uint64(vd.GetStart())
 			}
 		}
 		return vmas
@@ -664,14 +661,14 @@ func TestRestoreCancelledPromptly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
+	files, err := image.ReadAll[pb.FileEntry](d, image.Files, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msgs []proto.Message
+	var msgs []pb.Message
 	for _, f := range files {
 		if f.GetReg().GetName() == reg {
-			f.Reg.Flags = proto.Uint32(unix.O_RDONLY)
+			f.Reg.Flags = pb.Uint32(unix.O_RDONLY)
 		}
 		msgs = append(msgs, f)
 	}
@@ -706,9 +703,9 @@ func TestRestoreCancelledPromptly(t *testing.T) {
 }
 
 // guardAt is a one-page guard region entry at addr.
-func guardAt(addr uint64) *vma.VmaEntry {
-	return &vma.VmaEntry{
-		Start: proto.Uint64(addr), End: proto.Uint64(addr + pageSize), Pgoff: proto.Uint64(0), Shmid: proto.Uint64(0),
-		Prot: proto.Uint32(0), Flags: proto.Uint32(0), Status: proto.Uint32(image.VMAAreaGuard), Fd: proto.Int64(-1),
+func guardAt(addr uint64) *pb.VmaEntry {
+	return &pb.VmaEntry{
+		Start: pb.Uint64(addr), End: pb.Uint64(addr + pageSize), Pgoff: pb.Uint64(0), Shmid: pb.Uint64(0),
+		Prot: pb.Uint32(0), Flags: pb.Uint32(0), Status: pb.Uint32(image.VMAAreaGuard), Fd: pb.Int64(-1),
 	}
 }

@@ -14,14 +14,9 @@ import (
 	"strings"
 	"testing"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
-
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -199,10 +194,10 @@ func restoreSubject(t *testing.T, s *subject, c *checkpoint, opts restore.Option
 // images is what the tests read of a one-process checkpoint.
 type images struct {
 	dir    *image.Dir
-	pstree *pstree.PstreeEntry
-	mm     *mm.MmEntry
-	cores  map[uint32]*criucore.CoreEntry
-	files  map[uint32]*fdinfo.FileEntry
+	pstree *pb.PstreeEntry
+	mm     *pb.MmEntry
+	cores  map[uint32]*pb.CoreEntry
+	files  map[uint32]*pb.FileEntry
 	pages  []image.PageEntry
 }
 
@@ -223,7 +218,7 @@ func (im *images) threads() []int {
 }
 
 // vmaWith returns the VMA with a status bit, nil if none has it.
-func (im *images) vmaWith(status uint32) *vma.VmaEntry {
+func (im *images) vmaWith(status uint32) *pb.VmaEntry {
 	for _, v := range im.mm.Vmas {
 		if v.GetStatus()&status != 0 {
 			return v
@@ -327,7 +322,7 @@ func (im *images) dumpedAreas(t *testing.T, vvarSplit uint64) []area {
 	return out
 }
 
-func permsOf(v *vma.VmaEntry) string {
+func permsOf(v *pb.VmaEntry) string {
 	p := []byte("---p")
 	if v.GetProt()&0x1 != 0 {
 		p[0] = 'r'

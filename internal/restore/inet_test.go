@@ -16,13 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	skopts "github.com/checkpoint-restore/go-criu/v8/crit/images/sk-opts"
-	tcpstream "github.com/checkpoint-restore/go-criu/v8/crit/images/tcp-stream"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/netlock"
 	"github.com/cryo-cr/cryo/internal/proc"
@@ -133,7 +131,7 @@ func TestRestoreInet(t *testing.T) {
 	dumped := dumpedFiles(t, c)
 	for _, k := range socks {
 		f := dumped[int(s.ReadyUint(t, k.name))]
-		if f.GetType() != fdinfo.FdTypes_INETSK || f.GetIsk().GetSrcPort() != uint32(s.ReadyUint(t, k.name+"_port")) {
+		if f.GetType() != pb.FdTypes_INETSK || f.GetIsk().GetSrcPort() != uint32(s.ReadyUint(t, k.name+"_port")) {
 			t.Errorf("%s: dumped as %v", k.name, f)
 		}
 	}
@@ -216,7 +214,7 @@ func TestRestoreInetBindings(t *testing.T) {
 		if e == nil || e.GetState() != 7 || e.GetSrcPort() != 0 {
 			t.Errorf("%s: dumped as %v, want a socket in state 7 (CLOSE) of no port", name, e)
 		}
-		if strings.HasPrefix(name, "unew") && e.GetShutdown() != skopts.SkShutdown_READ {
+		if strings.HasPrefix(name, "unew") && e.GetShutdown() != pb.SkShutdown_READ {
 			t.Errorf("%s: dumped shut down %v, want READ", name, e.GetShutdown())
 		}
 	}
@@ -326,7 +324,7 @@ func TestRestoreTCPEstablished(t *testing.T) {
 				c := dumpAndReap(t, s)
 				dumped := dumpedFiles(t, c)
 				e := dumped[int(s.ReadyUint(t, name))].GetIsk()
-				var st tcpstream.TcpStreamEntry
+				var st pb.TcpStreamEntry
 				r, err := c.im.dir.Open(image.TCPStream, e.GetIno())
 				if err != nil {
 					t.Fatal(err)

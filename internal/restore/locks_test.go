@@ -13,12 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	filelock "github.com/checkpoint-restore/go-criu/v8/crit/images/file-lock"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -303,7 +302,7 @@ func TestRestoreBadLockImages(t *testing.T) {
 	testutil.RequireRoot(t)
 	s, _ := startLocks(t)
 	c := dumpAndReap(t, s)
-	locks, err := image.ReadAll[filelock.FileLockEntry](c.im.dir, image.FileLocks, 0)
+	locks, err := image.ReadAll[pb.FileLockEntry](c.im.dir, image.FileLocks, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,34 +316,34 @@ func TestRestoreBadLockImages(t *testing.T) {
 			unmapped = int32(id)
 		}
 	}
-	mappingLock := func(fd int32) func(l *filelock.FileLockEntry) {
-		return func(l *filelock.FileLockEntry) {
-			l.Flag, l.Start, l.Len, l.Fd = proto.Uint32(2), proto.Int64(0), proto.Int64(0), proto.Int32(fd)
+	mappingLock := func(fd int32) func(l *pb.FileLockEntry) {
+		return func(l *pb.FileLockEntry) {
+			l.Flag, l.Start, l.Len, l.Fd = pb.Uint32(2), pb.Int64(0), pb.Int64(0), pb.Int32(fd)
 		}
 	}
 	for _, tc := range []struct {
 		name string
-		edit func(l *filelock.FileLockEntry)
+		edit func(l *pb.FileLockEntry)
 		// unsupported: the error wraps ErrUnsupported, not ErrImage.
 		unsupported bool
 		want        string
 	}{
-		{"lease", func(l *filelock.FileLockEntry) { l.Flag = proto.Uint32(8) }, true, "lease on fd"},
-		{"unknown kind", func(l *filelock.FileLockEntry) { l.Flag = proto.Uint32(3) }, false, "of kind 0x3"},
-		{"unknown type", func(l *filelock.FileLockEntry) { l.Type = proto.Uint32(2) }, false, "of type 2"},
-		{"negative start", func(l *filelock.FileLockEntry) { l.Start = proto.Int64(-1) }, false, "of range -1+"},
-		{"range past the largest offset", func(l *filelock.FileLockEntry) { l.Start, l.Len = proto.Int64(10), proto.Int64(math.MaxInt64) }, false, "of range 10+"},
-		{"no such descriptor", func(l *filelock.FileLockEntry) { l.Fd = proto.Int32(999) }, false, "fd 999, which the process does not have"},
+		{"lease", func(l *pb.FileLockEntry) { l.Flag = pb.Uint32(8) }, true, "lease on fd"},
+		{"unknown kind", func(l *pb.FileLockEntry) { l.Flag = pb.Uint32(3) }, false, "of kind 0x3"},
+		{"unknown type", func(l *pb.FileLockEntry) { l.Type = pb.Uint32(2) }, false, "of type 2"},
+		{"negative start", func(l *pb.FileLockEntry) { l.Start = pb.Int64(-1) }, false, "of range -1+"},
+		{"range past the largest offset", func(l *pb.FileLockEntry) { l.Start, l.Len = pb.Int64(10), pb.Int64(math.MaxInt64) }, false, "of range 10+"},
+		{"no such descriptor", func(l *pb.FileLockEntry) { l.Fd = pb.Int32(999) }, false, "fd 999, which the process does not have"},
 		{"mapping of no file", mappingLock(-999), false, "the mapping of file 999, not a file whose mapping may hold it"},
-		{"posix lock of a mapping", func(l *filelock.FileLockEntry) { l.Fd = proto.Int32(-unmapped) }, false, "not a file whose mapping may hold it"},
+		{"posix lock of a mapping", func(l *pb.FileLockEntry) { l.Fd = pb.Int32(-unmapped) }, false, "not a file whose mapping may hold it"},
 		{"mapping of a file not mapped", mappingLock(-unmapped), false, "a file the process does not map"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)
 			dir := copyDir(t, c.dir)
-			var msgs []proto.Message
+			var msgs []pb.Message
 			for i, l := range locks {
-				l = proto.Clone(l).(*filelock.FileLockEntry)
+				l = pb.Clone(l)
 				if i == 0 {
 					tc.edit(l)
 				}

@@ -10,11 +10,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -58,7 +58,7 @@ func TestRestoreManyFds(t *testing.T) {
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "manyfds.c"), dir, strconv.Itoa(count), strconv.Itoa(manyFdsSpare)), dir: dir}
 	c := dumpAndReap(t, s)
 	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+	fds, err := image.ReadAll[pb.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestRestoreFdBatches(t *testing.T) {
 			s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "manyfds.c"), dir, strconv.Itoa(count), strconv.Itoa(spare)), dir: dir}
 			c := dumpAndReap(t, s)
 			ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-			fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+			fds, err := image.ReadAll[pb.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 			if err != nil {
 				t.Fatal(err)
 			}

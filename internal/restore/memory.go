@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -78,7 +78,7 @@ func (r *restorer) mapVMAs() error {
 	// The mappings of their own are made in one batch, once the files
 	// they map are open.
 	var maps []ptrace.Sys
-	var mapped []*vma.VmaEntry
+	var mapped []*pb.VmaEntry
 	for _, v := range r.c.mm.Vmas {
 		st := v.GetStatus()
 		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
@@ -171,7 +171,7 @@ func (r *restorer) mapVMAs() error {
 }
 
 // mapWhat names the mapping that m, an mmap, makes of v.
-func mapWhat(v *vma.VmaEntry, m *ptrace.Sys) string {
+func mapWhat(v *pb.VmaEntry, m *ptrace.Sys) string {
 	return fmt.Sprintf("map VMA %#x-%#x (prot %#x flags %#x)", v.GetStart(), v.GetEnd(), m.Args[2], m.Args[3])
 }
 
@@ -191,7 +191,7 @@ func (r *restorer) droppableAsPrivate(m *ptrace.Sys) error {
 // writableProt is the protection a VMA is created with: its own, plus
 // write permission while its pages are written (process_vm_writev writes
 // only to writable memory).
-func (r *restorer) writableProt(v *vma.VmaEntry) uint32 {
+func (r *restorer) writableProt(v *pb.VmaEntry) uint32 {
 	if v.GetStatus()&image.VMAFileShared != 0 {
 		return v.GetProt()
 	}
@@ -392,7 +392,7 @@ func (r *restorer) protect() error {
 	// RLIMIT_MEMLOCK, which it may have lowered since it locked this
 	// memory, does not stop it.
 	var locks []ptrace.Sys
-	var locked []*vma.VmaEntry
+	var locked []*pb.VmaEntry
 	for _, v := range r.c.mm.Vmas {
 		if v.GetFlags()&unix.MAP_LOCKED == 0 || v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
@@ -408,7 +408,7 @@ func (r *restorer) protect() error {
 // protectVMAs gives every VMA its final protection and madvise flags.
 func (r *restorer) protectVMAs() error {
 	var calls []ptrace.Sys
-	var of []*vma.VmaEntry
+	var of []*pb.VmaEntry
 	for _, v := range r.c.mm.Vmas {
 		if v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue

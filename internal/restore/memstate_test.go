@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -121,7 +121,7 @@ func TestMemoryState(t *testing.T) {
 }
 
 // vmaAt returns the image's VMA that holds addr.
-func vmaAt(t *testing.T, im *images, addr uint64) *vma.VmaEntry {
+func vmaAt(t *testing.T, im *images, addr uint64) *pb.VmaEntry {
 	t.Helper()
 	for _, v := range im.mm.Vmas {
 		if v.GetStatus()&image.VMAAreaGuard == 0 && v.GetStart() <= addr && addr < v.GetEnd() {

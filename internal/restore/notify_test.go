@@ -14,14 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
@@ -119,7 +118,7 @@ func TestRestoreNotify(t *testing.T) {
 			ino := uint32(s.ReadyUint(t, "ino"))
 			var inoID uint32
 			for id, f := range c.im.files {
-				if f.GetType() == fdinfo.FdTypes_INOTIFY {
+				if f.GetType() == pb.FdTypes_INOTIFY {
 					inoID = id
 				}
 			}
@@ -197,12 +196,12 @@ func TestRestoreBadNotifyImages(t *testing.T) {
 	if err := os.WriteFile(other, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	edited := func(t *testing.T, edit func(f *fdinfo.FileEntry)) string {
+	edited := func(t *testing.T, edit func(f *pb.FileEntry)) string {
 		dir := copyDir(t, c.dir)
-		var msgs []proto.Message
+		var msgs []pb.Message
 		for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
-			f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
-			if f.GetType() == fdinfo.FdTypes_INOTIFY {
+			f := pb.Clone(c.im.files[id])
+			if f.GetType() == pb.FdTypes_INOTIFY {
 				edit(f)
 			}
 			msgs = append(msgs, f)
@@ -212,15 +211,15 @@ func TestRestoreBadNotifyImages(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		edit func(f *fdinfo.FileEntry)
+		edit func(f *pb.FileEntry)
 		want error
 		says string
 	}{
-		{"without its entry", func(f *fdinfo.FileEntry) { f.Ify = nil }, restore.ErrImage, "INOTIFY without"},
-		{"a watch number twice", func(f *fdinfo.FileEntry) { f.Ify.Wd[1].Wd = f.Ify.Wd[0].Wd }, restore.ErrImage, "repeated"},
-		{"a handle longer than its words", func(f *fdinfo.FileEntry) { f.Ify.Wd[0].FHandle.Handle = nil }, restore.ErrImage, "file handle"},
-		{"an unknown mask bit", func(f *fdinfo.FileEntry) { f.Ify.Wd[0].Mask = proto.Uint32(1 << 27) }, files.ErrUnsupported, "mask 0x8000000"},
-		{"another file at the path", func(f *fdinfo.FileEntry) { f.Ify.Wd[1].FHandle.Path = proto.String(other) }, files.ErrChanged, other},
+		{"without its entry", func(f *pb.FileEntry) { f.Ify = nil }, restore.ErrImage, "INOTIFY without"},
+		{"a watch number twice", func(f *pb.FileEntry) { f.Ify.Wd[1].Wd = f.Ify.Wd[0].Wd }, restore.ErrImage, "repeated"},
+		{"a handle longer than its words", func(f *pb.FileEntry) { f.Ify.Wd[0].FHandle.Handle = nil }, restore.ErrImage, "file handle"},
+		{"an unknown mask bit", func(f *pb.FileEntry) { f.Ify.Wd[0].Mask = pb.Uint32(1 << 27) }, files.ErrUnsupported, "mask 0x8000000"},
+		{"another file at the path", func(f *pb.FileEntry) { f.Ify.Wd[1].FHandle.Path = pb.String(other) }, files.ErrChanged, other},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)

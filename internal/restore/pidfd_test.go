@@ -8,11 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -46,18 +45,18 @@ func TestRestorePidfd(t *testing.T) {
 	for name, pid := range want {
 		fd := int(s.ReadyUint(t, name))
 		f := dumped[fd]
-		if f.GetType() != fdinfo.FdTypes_PIDFD || f.GetPidfd().GetNspid() != int32(pid) {
+		if f.GetType() != pb.FdTypes_PIDFD || f.GetPidfd().GetNspid() != int32(pid) {
 			t.Errorf("%s (fd %d): dumped as %v, want a pidfd of pid %d", name, fd, f, pid)
 		}
 	}
 
 	// A pidfd of pid 1, outside the checkpoint.
 	dir := copyDir(t, c.dir)
-	var msgs []proto.Message
+	var msgs []pb.Message
 	for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
-		f := proto.Clone(c.im.files[id]).(*fdinfo.FileEntry)
+		f := pb.Clone(c.im.files[id])
 		if p := f.GetPidfd(); p != nil && p.GetNspid() == int32(child) {
-			p.Nspid = proto.Int32(1)
+			p.Nspid = pb.Int32(1)
 		}
 		msgs = append(msgs, f)
 	}

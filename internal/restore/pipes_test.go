@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -42,7 +42,7 @@ func TestRestorePipes(t *testing.T) {
 	s.WaitTicks(t, 3)
 	c := dumpAndReap(t, s)
 	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+	fds, err := image.ReadAll[pb.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 	if err != nil {
 		t.Fatal(err)
 	}

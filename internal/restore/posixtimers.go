@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -39,7 +39,7 @@ func (r *restorer) restorePosixTimers() error {
 	if len(timers) == 0 {
 		return nil
 	}
-	slices.SortFunc(timers, func(a, b *timer.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
+	slices.SortFunc(timers, func(a, b *pb.PosixTimerEntry) int { return cmp.Compare(a.GetItId(), b.GetItId()) })
 	for i, t := range timers {
 		if err := r.checkPosixTimer(t); err != nil {
 			return err
@@ -102,7 +102,7 @@ func (r *restorer) restorePosixTimers() error {
 // checkPosixTimer refuses an entry the kernel would misread (times out
 // of range, an id timer_t cannot hold) or that would let the process
 // count the CPU time of another (a restore makes it as root).
-func (r *restorer) checkPosixTimer(t *timer.PosixTimerEntry) error {
+func (r *restorer) checkPosixTimer(t *pb.PosixTimerEntry) error {
 	const sec = 1 << 62
 	if t.GetItId() > 1<<31-1 || t.GetInsec() >= 1e9 || t.GetVnsec() >= 1e9 || t.GetIsec() >= sec || t.GetVsec() >= sec {
 		return fmt.Errorf("%w: POSIX timer %d: id or times out of range", ErrImage, t.GetItId())
@@ -117,7 +117,7 @@ func (r *restorer) checkPosixTimer(t *timer.PosixTimerEntry) error {
 // createPosixTimer injects the timer_create that makes timer t; with
 // PR_TIMER_CREATE_RESTORE_IDS on, the kernel takes its id from the
 // timer_t at scratch, and otherwise writes the id it gave there.
-func (r *restorer) createPosixTimer(t *timer.PosixTimerEntry, scratch uint64) error {
+func (r *restorer) createPosixTimer(t *pb.PosixTimerEntry, scratch uint64) error {
 	ev := kernel.Sigevent{Value: t.GetSivalPtr(), Signo: int32(t.GetSiSigno()), Notify: int32(t.GetItSigevNotify()), Tid: t.GetNotifyThreadId()}
 	id := int32(t.GetItId())
 	if err := r.tr.WriteValue(scratch, ev); err != nil {
@@ -143,7 +143,7 @@ func (r *restorer) createPosixTimer(t *timer.PosixTimerEntry, scratch uint64) er
 // reachPosixTimer makes timer t on a kernel that numbers timers in order,
 // next being the id it gives next: fillers take the ids below t's, each
 // deleted at once.
-func (r *restorer) reachPosixTimer(t *timer.PosixTimerEntry, scratch uint64, next *uint32) error {
+func (r *restorer) reachPosixTimer(t *pb.PosixTimerEntry, scratch uint64, next *uint32) error {
 	want := t.GetItId()
 	if want-*next > maxTimerFillers {
 		return fmt.Errorf("%w: POSIX timer %d: reaching its id takes %d timers made and deleted, over %d (this kernel lacks PR_TIMER_CREATE_RESTORE_IDS)",

@@ -8,13 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/timer"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -145,7 +143,7 @@ func TestRestorePendingTimerSignal(t *testing.T) {
 func TestRestorePosixTimerFarID(t *testing.T) {
 	testutil.RequireRoot(t)
 	const far = 5 + 1<<14 + 1
-	s, c := dumpEditTimer5(t, func(p *timer.PosixTimerEntry) { p.ItId = proto.Uint32(far) })
+	s, c := dumpEditTimer5(t, func(p *pb.PosixTimerEntry) { p.ItId = pb.Uint32(far) })
 
 	*restore.InIDOrder = true
 	t.Cleanup(func() { *restore.InIDOrder = false })
@@ -179,7 +177,7 @@ func TestRestorePosixTimerFarID(t *testing.T) {
 func TestRestorePosixTimerForeignClock(t *testing.T) {
 	testutil.RequireRoot(t)
 	initCPU := ^int32(1)<<3 | 2 // CPUCLOCK_SCHED of pid 1
-	s, c := dumpEditTimer5(t, func(p *timer.PosixTimerEntry) { p.ClockId = proto.Uint32(uint32(initCPU)) })
+	s, c := dumpEditTimer5(t, func(p *pb.PosixTimerEntry) { p.ClockId = pb.Uint32(uint32(initCPU)) })
 	before := testutil.Children(t)
 	_, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir})
 	if err == nil {
@@ -194,12 +192,12 @@ func TestRestorePosixTimerForeignClock(t *testing.T) {
 
 // dumpEditTimer5 dumps test/subjects/posixtimers.c and edits its timer 5
 // in the images.
-func dumpEditTimer5(t *testing.T, edit func(*timer.PosixTimerEntry)) (*subject, *checkpoint) {
+func dumpEditTimer5(t *testing.T, edit func(*pb.PosixTimerEntry)) (*subject, *checkpoint) {
 	t.Helper()
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "posixtimers.c"))}
 	s.WaitTicks(t, 2)
 	c := dumpAndReap(t, s)
-	core := proto.Clone(c.im.cores[uint32(s.Pid)]).(*criucore.CoreEntry)
+	core := pb.Clone(c.im.cores[uint32(s.Pid)])
 	posix := core.GetTc().GetTimers().GetPosix()
 	last := posix[len(posix)-1]
 	if last.GetItId() != 5 {

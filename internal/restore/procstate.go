@@ -6,15 +6,15 @@ import (
 	"math/bits"
 	"strconv"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // restoreProcState sets the process's OOM score adjustment and repeats
 // its membarrier registrations.
-func (r *restorer) restoreProcState(tc *criucore.TaskCoreEntry) error {
+func (r *restorer) restoreProcState(tc *pb.TaskCoreEntry) error {
 	if err := r.restoreOOMScoreAdj(tc); err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func (r *restorer) restoreProcState(tc *criucore.TaskCoreEntry) error {
 // CAP_SYS_RESOURCE cryo can set no value below the lowest the process
 // inherited from cryo: the restore fails then rather than leave the
 // process more likely to be killed than it was.
-func (r *restorer) restoreOOMScoreAdj(tc *criucore.TaskCoreEntry) error {
+func (r *restorer) restoreOOMScoreAdj(tc *pb.TaskCoreEntry) error {
 	if tc.OomScoreAdj == nil {
 		return nil
 	}

@@ -10,15 +10,12 @@ import (
 	"sync"
 	"time"
 
-	corex86 "github.com/checkpoint-restore/go-criu/v8/crit/images/core-x86"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/steps"
@@ -91,7 +88,7 @@ type restorer struct {
 	files *files.Restorer
 	// inherited are the VMAs kept from the parent, keep their ranges,
 	// sorted (findInherited).
-	inherited map[*vma.VmaEntry]bool
+	inherited map[*pb.VmaEntry]bool
 	keep      []vdso.Range
 	// regs are the threads' final registers, from the signals step.
 	regs map[int]unix.PtraceRegs
@@ -149,7 +146,7 @@ func (t *tree) run(ctx context.Context) error {
 	}
 	// The memory is made generation by generation: a child is cloned
 	// from its parent once the parent's is in place, to inherit it.
-	var gens [][]*pstree.PstreeEntry
+	var gens [][]*pb.PstreeEntry
 	build := func(g int) []steps.Step {
 		each := func(f func(*restorer) error) func() error {
 			return func() error { return t.eachOf(gens[g], f) }
@@ -294,11 +291,11 @@ func (t *tree) resume() error {
 func (t *tree) checkCPU() error {
 	// Every dump writes it: without it, nothing says what the process
 	// may depend on.
-	info := &cpuinfo.CpuinfoEntry{}
+	info := &pb.CpuinfoEntry{}
 	if err := t.dir.ReadImage(image.Cpuinfo, 0, info); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	var fpregs []*corex86.UserX86FpregsEntry
+	var fpregs []*pb.UserX86FpregsEntry
 	for _, r := range t.procs {
 		for _, core := range r.c.cores {
 			fpregs = append(fpregs, core.ThreadInfo.GetFpregs())

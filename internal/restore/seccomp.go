@@ -3,11 +3,10 @@ package restore
 import (
 	"fmt"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
@@ -16,7 +15,7 @@ import (
 type threadSeccomp struct {
 	strict bool
 	// filters are its filters, the oldest first, as installed.
-	filters []*seccomp.SeccompFilter
+	filters []*pb.SeccompFilter
 }
 
 // seccompFlags are the SECCOMP_FILTER_FLAG_* a filter may be restored
@@ -32,22 +31,22 @@ const seccompFlags = unix.SECCOMP_FILTER_FLAG_LOG | unix.SECCOMP_FILTER_FLAG_TSY
 // prev to the one installed after it (CRIU's layout, see dump).
 func (c *checkpoint) loadSeccomp() error {
 	c.seccomp = map[uint32]threadSeccomp{}
-	var entry *seccomp.SeccompEntry
+	var entry *pb.SeccompEntry
 	leaderSyncs := false
 	for i, tid := range c.threads {
 		tc := c.cores[tid].ThreadCore
 		switch tc.GetSeccompMode() {
-		case criucore.SeccompMode_disabled:
+		case pb.SeccompMode_disabled:
 			continue
-		case criucore.SeccompMode_strict:
+		case pb.SeccompMode_strict:
 			c.seccomp[tid] = threadSeccomp{strict: true}
 			continue
-		case criucore.SeccompMode_filter:
+		case pb.SeccompMode_filter:
 		default:
 			return fmt.Errorf("%w: thread %d: seccomp mode %d", ErrUnsupported, tid, tc.GetSeccompMode())
 		}
 		if entry == nil {
-			entry = &seccomp.SeccompEntry{}
+			entry = &pb.SeccompEntry{}
 			if err := c.dir.ReadImage(image.Seccomp, 0, entry); err != nil {
 				return fmt.Errorf("%w: thread %d is in seccomp filter mode: %w", ErrImage, tid, err)
 			}
@@ -56,7 +55,7 @@ func (c *checkpoint) loadSeccomp() error {
 			return imageErr("thread %d is in seccomp filter mode without a filter", tid)
 		}
 		all := entry.SeccompFilters
-		var chain []*seccomp.SeccompFilter
+		var chain []*pb.SeccompFilter
 		tsync := false
 		for at := tc.GetSeccompFilter(); ; at = all[at].GetPrev() {
 			// A thread has no more filters than the image: more is a loop.
@@ -139,7 +138,7 @@ func (r *restorer) restoreSeccomp() error {
 }
 
 // installFilter installs filter f in thread tid with seccomp(2).
-func (r *restorer) installFilter(tid int, f *seccomp.SeccompFilter) error {
+func (r *restorer) installFilter(tid int, f *pb.SeccompFilter) error {
 	fprog := kernel.SockFprog{Len: uint16(len(f.Filter) / unix.SizeofSockFilter)}
 	size := uint64(len(kernel.Encode(fprog)))
 	return r.withBuffer(size+uint64(len(f.Filter)), func(addr uint64) error {

@@ -11,14 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/seccomp"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -74,7 +71,7 @@ func TestRestoreSeccomp(t *testing.T) {
 			if _, err := dumpLeaveRunning(s.Pid, again); err != nil {
 				t.Fatal(err)
 			}
-			if d := cmp.Diff(seccompState(t, c.dir, s.Pid), seccompState(t, again, s.Pid), protocmp.Transform()); d != "" {
+			if d := cmp.Diff(seccompState(t, c.dir, s.Pid), seccompState(t, again, s.Pid)); d != "" {
 				t.Errorf("seccomp state dumped from the restored process differs (-first +second):\n%s", d)
 			}
 			if tc.tsync {
@@ -91,23 +88,23 @@ func TestRestoreSeccomp(t *testing.T) {
 // seccompImages is what a checkpoint holds of seccomp: each thread's mode
 // and first filter, and seccomp.img if there is one.
 type seccompImages struct {
-	Modes   map[uint32]criucore.SeccompMode
+	Modes   map[uint32]pb.SeccompMode
 	First   map[uint32]uint32
-	Filters []*seccomp.SeccompFilter
+	Filters []*pb.SeccompFilter
 }
 
 // seccompState reads the seccompImages of process pid in dir.
 func seccompState(t *testing.T, dir string, pid int) seccompImages {
 	t.Helper()
 	c := testutil.ReadCheckpoint(t, dir, pid)
-	st := seccompImages{Modes: map[uint32]criucore.SeccompMode{}, First: map[uint32]uint32{}}
+	st := seccompImages{Modes: map[uint32]pb.SeccompMode{}, First: map[uint32]uint32{}}
 	for tid, core := range c.Cores {
 		st.Modes[tid] = core.ThreadCore.GetSeccompMode()
 		if core.ThreadCore.SeccompFilter != nil {
 			st.First[tid] = core.ThreadCore.GetSeccompFilter()
 		}
 	}
-	entry := &seccomp.SeccompEntry{}
+	entry := &pb.SeccompEntry{}
 	switch err := c.Dir.ReadImage(image.Seccomp, 0, entry); {
 	case err == nil:
 		st.Filters = entry.SeccompFilters
@@ -127,15 +124,15 @@ func TestRestoreBadSeccompImages(t *testing.T) {
 	c := dumpAndReap(t, s)
 	tids := c.im.threads()
 	// editFilters rewrites seccomp.img of a copy of the checkpoint.
-	editFilters := func(t *testing.T, edit func(f []*seccomp.SeccompFilter)) string {
+	editFilters := func(t *testing.T, edit func(f []*pb.SeccompFilter)) string {
 		dir := copyDir(t, c.dir)
 		st := seccompState(t, dir, s.Pid)
 		edit(st.Filters)
-		rewriteImage(t, dir, image.Seccomp, 0, &seccomp.SeccompEntry{SeccompFilters: st.Filters})
+		rewriteImage(t, dir, image.Seccomp, 0, &pb.SeccompEntry{SeccompFilters: st.Filters})
 		return dir
 	}
 	// editCore rewrites the core of the leader of a copy.
-	editCore := func(t *testing.T, edit func(tc *criucore.ThreadCoreEntry)) string {
+	editCore := func(t *testing.T, edit func(tc *pb.ThreadCoreEntry)) string {
 		dir := copyDir(t, c.dir)
 		core := readImages(t, dir, s.Pid).cores[uint32(s.Pid)]
 		edit(core.ThreadCore)
@@ -157,34 +154,34 @@ func TestRestoreBadSeccompImages(t *testing.T) {
 			return dir
 		}, restore.ErrImage, "seccomp.img"},
 		{"filter mode without a filter", func(t *testing.T) string {
-			return editCore(t, func(tc *criucore.ThreadCoreEntry) { tc.SeccompFilter = nil })
+			return editCore(t, func(tc *pb.ThreadCoreEntry) { tc.SeccompFilter = nil })
 		}, restore.ErrImage, "without a filter"},
 		{"filter out of range", func(t *testing.T) string {
-			return editCore(t, func(tc *criucore.ThreadCoreEntry) { tc.SeccompFilter = proto.Uint32(99) })
+			return editCore(t, func(tc *pb.ThreadCoreEntry) { tc.SeccompFilter = pb.Uint32(99) })
 		}, restore.ErrImage, "filter 99 of 6"},
 		{"filters in a loop", func(t *testing.T) string {
-			return editFilters(t, func(f []*seccomp.SeccompFilter) { f[0].Prev = proto.Uint32(1) })
+			return editFilters(t, func(f []*pb.SeccompFilter) { f[0].Prev = pb.Uint32(1) })
 		}, restore.ErrImage, "after 6 filters"},
 		{"half an instruction", func(t *testing.T) string {
-			return editFilters(t, func(f []*seccomp.SeccompFilter) { f[1].Filter = f[1].Filter[:12] })
+			return editFilters(t, func(f []*pb.SeccompFilter) { f[1].Filter = f[1].Filter[:12] })
 		}, restore.ErrImage, "not a seccomp BPF program"},
 		{"a listener asked for", func(t *testing.T) string {
-			return editFilters(t, func(f []*seccomp.SeccompFilter) {
-				f[0].Flags = proto.Uint32(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+			return editFilters(t, func(f []*pb.SeccompFilter) {
+				f[0].Flags = pb.Uint32(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)
 			})
 		}, restore.ErrUnsupported, "flags 0x8"},
 		{"a filter that notifies a listener", func(t *testing.T) string {
-			return editFilters(t, func(f []*seccomp.SeccompFilter) { f[0].Filter = notify })
+			return editFilters(t, func(f []*pb.SeccompFilter) { f[0].Filter = notify })
 		}, restore.ErrUnsupported, "SECCOMP_RET_USER_NOTIF"},
 		{"TSYNC from another thread", func(t *testing.T) string {
 			// The second thread's only filter, C.
-			return editFilters(t, func(f []*seccomp.SeccompFilter) {
-				f[2].Flags = proto.Uint32(unix.SECCOMP_FILTER_FLAG_TSYNC)
+			return editFilters(t, func(f []*pb.SeccompFilter) {
+				f[2].Flags = pb.Uint32(unix.SECCOMP_FILTER_FLAG_TSYNC)
 			})
 		}, restore.ErrImage, fmt.Sprintf("thread %d, not the leader", tids[1])},
 		{"TSYNC from the leader beside other threads' own", func(t *testing.T) string {
-			return editFilters(t, func(f []*seccomp.SeccompFilter) {
-				f[0].Flags = proto.Uint32(unix.SECCOMP_FILTER_FLAG_TSYNC)
+			return editFilters(t, func(f []*pb.SeccompFilter) {
+				f[0].Flags = pb.Uint32(unix.SECCOMP_FILTER_FLAG_TSYNC)
 			})
 		}, restore.ErrImage, "another thread has its own"},
 	} {

@@ -3,9 +3,9 @@ package restore
 import (
 	"fmt"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 )
@@ -41,7 +41,7 @@ func (t *tree) checkSessions() error {
 }
 
 // entry returns the entry of pid in pstree.img, nil if none.
-func (t *tree) entry(pid int) *pstree.PstreeEntry {
+func (t *tree) entry(pid int) *pb.PstreeEntry {
 	for _, e := range t.entries {
 		if int(e.GetPid()) == pid {
 			return e
@@ -52,7 +52,7 @@ func (t *tree) entry(pid int) *pstree.PstreeEntry {
 
 // sessionHelper returns the helper a process is born of, one that made
 // its session and is a child of its parent, or nil.
-func (t *tree) sessionHelper(e *pstree.PstreeEntry) *zombie {
+func (t *tree) sessionHelper(e *pb.PstreeEntry) *zombie {
 	if e.GetSid() == e.GetPid() {
 		return nil
 	}
@@ -148,7 +148,7 @@ func idHolder(id int) (string, bool) {
 // helpers'). A process can make a session or group of its own but join
 // no other session: one that led neither stays in the session it was
 // born in.
-func (t *tree) lead(tr *ptrace.Tracer, e *pstree.PstreeEntry) error {
+func (t *tree) lead(tr *ptrace.Tracer, e *pb.PstreeEntry) error {
 	pid, sid, pgid := int(e.GetPid()), int(e.GetSid()), int(e.GetPgid())
 	switch {
 	case sid == pid:
@@ -170,7 +170,7 @@ func (t *tree) lead(tr *ptrace.Tracer, e *pstree.PstreeEntry) error {
 // once its leader, or the helper that makes it, is there. The root's
 // group is cryo's with --shell-job, and so is then that of the processes
 // that were in it.
-func (t *tree) joinGroup(tr *ptrace.Tracer, e *pstree.PstreeEntry) error {
+func (t *tree) joinGroup(tr *ptrace.Tracer, e *pb.PstreeEntry) error {
 	pid, pgid := int(e.GetPid()), int(e.GetPgid())
 	if pgid == pid || int(e.GetSid()) == pid {
 		return nil

@@ -6,18 +6,18 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
 // shmemObjects groups the shared anonymous VMAs by object, in address
 // order.
-func (c *checkpoint) shmemObjects() map[uint64][]*vma.VmaEntry {
-	objects := map[uint64][]*vma.VmaEntry{}
+func (c *checkpoint) shmemObjects() map[uint64][]*pb.VmaEntry {
+	objects := map[uint64][]*pb.VmaEntry{}
 	for _, v := range c.mm.Vmas {
 		if v.GetStatus()&image.VMAAnonShared != 0 && !isSysv(v) {
 			objects[v.GetShmid()] = append(objects[v.GetShmid()], v)
@@ -49,7 +49,7 @@ func (t *tree) shmemSizes() map[uint64]uint64 {
 
 // mapShared maps VMA v of a shared anonymous object that another process
 // of the tree made, through that one's mapping of it in map_files.
-func (r *restorer) mapShared(v *vma.VmaEntry, at shmemAt) error {
+func (r *restorer) mapShared(v *pb.VmaEntry, at shmemAt) error {
 	fd, err := r.openObject(at.pid, at.start, at.end)
 	if err != nil {
 		return fmt.Errorf("open shared memory %d of pid %d: %w", v.GetShmid(), at.pid, err)
@@ -90,14 +90,14 @@ func (r *restorer) openObject(pid int, start, end uint64) (uint64, error) {
 
 // alone reports whether an object is one VMA that maps it from its start,
 // which a plain mmap makes.
-func alone(vs []*vma.VmaEntry) bool { return len(vs) == 1 && vs[0].GetPgoff() == 0 }
+func alone(vs []*pb.VmaEntry) bool { return len(vs) == 1 && vs[0].GetPgoff() == 0 }
 
 // mapObject makes one shared anonymous object for the VMAs vs, as large
 // as the tree's mappings of it need, and maps each at its offset in it:
 // the object is mapped whole at a free place,
 // each VMA is a second mapping of part of it (mremap of old size 0), and
 // the whole goes.
-func (r *restorer) mapObject(vs []*vma.VmaEntry) error {
+func (r *restorer) mapObject(vs []*pb.VmaEntry) error {
 	size := r.shmemSize[vs[0].GetShmid()]
 	used, err := r.takenRanges(r.pid)
 	if err != nil {
@@ -143,7 +143,7 @@ func (r *restorer) writeShmem() error {
 // writeObject writes the stored pages of object shmid, mapped by the
 // VMAs vs, through a mapping of the whole object made for it: a page may
 // lie where only another process of the tree maps the object.
-func (r *restorer) writeObject(shmid uint64, vs []*vma.VmaEntry) error {
+func (r *restorer) writeObject(shmid uint64, vs []*pb.VmaEntry) error {
 	pr, err := r.c.dir.OpenShmemPages(shmid)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)

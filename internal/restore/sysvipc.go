@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"strings"
 
-	ipcdesc "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-desc"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -218,7 +218,7 @@ func (t *tree) prepareQueue(q *sysvQueue, listed []proc.SysvMsg) error {
 // createSysv makes the System V object of d, with its id through the
 // next_id file next, and its key and mode, by get(key, flags), and leaves
 // next at -1 whatever happens.
-func createSysv(next string, d *ipcdesc.IpcDescEntry, what string, get func(key, flags int) (int, error), remove func(int) error) (int, error) {
+func createSysv(next string, d *pb.IpcDescEntry, what string, get func(key, flags int) (int, error), remove func(int) error) (int, error) {
 	if err := writeProcFile(next, strconv.Itoa(int(d.GetId()))); err != nil {
 		return 0, fmt.Errorf("choose %s id %d: %w", what, d.GetId(), err)
 	}

@@ -10,12 +10,10 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
-	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/vma"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
@@ -32,7 +30,7 @@ const capIPCOwner = 15
 
 // sysvSegment is a System V shared memory segment of the checkpoint.
 type sysvSegment struct {
-	e *ipcshm.IpcShmEntry
+	e *pb.IpcShmEntry
 	// created says this restore made it (removed if the restore fails);
 	// filled that its contents are written.
 	created, filled bool
@@ -44,12 +42,12 @@ func (s *sysvSegment) mode() uint32 { return s.e.GetDesc().GetMode() }
 // pages is the segment's size in whole pages, as the kernel maps it.
 func (s *sysvSegment) pages() uint64 { return (s.e.GetSize() + pageSize - 1) &^ (pageSize - 1) }
 
-func isSysv(v *vma.VmaEntry) bool { return v.GetStatus()&image.VMAAreaSysvIPC != 0 }
+func isSysv(v *pb.VmaEntry) bool { return v.GetStatus()&image.VMAAreaSysvIPC != 0 }
 
 // sysvReadOnly says whether an attachment was made read-only
 // (SHM_RDONLY): its file open read-only, which the dump records in
 // fdflags; images without it (CRIU's) say it by the protection.
-func sysvReadOnly(v *vma.VmaEntry) bool {
+func sysvReadOnly(v *pb.VmaEntry) bool {
 	if v.Fdflags == nil {
 		return v.GetProt()&unix.PROT_WRITE == 0
 	}
@@ -59,7 +57,7 @@ func sysvReadOnly(v *vma.VmaEntry) bool {
 // loadSysvShm reads the segments the processes attach from the image of
 // their IPC namespace, and checks every attachment refers to one.
 func (t *tree) loadSysvShm() error {
-	var attached []*vma.VmaEntry
+	var attached []*pb.VmaEntry
 	for _, r := range t.procs {
 		for _, v := range r.c.mm.Vmas {
 			if isSysv(v) {
@@ -72,7 +70,7 @@ func (t *tree) loadSysvShm() error {
 		return nil
 	}
 	ns := t.procs[0].ids().GetIpcNsId()
-	es, err := image.ReadAll[ipcshm.IpcShmEntry](t.dir, image.IpcShm, ns)
+	es, err := image.ReadAll[pb.IpcShmEntry](t.dir, image.IpcShm, ns)
 	if errors.Is(err, fs.ErrNotExist) {
 		return imageErr("System V shared memory is attached, and %s is missing", image.IpcShm.FileName(ns))
 	}
@@ -187,7 +185,7 @@ func (r *restorer) mayAttach(s *sysvSegment, p unix.SysvIpcPerm) error {
 
 // inGroup reports whether gid is the fsgid or a supplementary group of
 // the credentials, as in_group_p does.
-func inGroup(cr *creds.CredsEntry, gid uint32) bool {
+func inGroup(cr *pb.CredsEntry, gid uint32) bool {
 	return cr.GetFsgid() == gid || slices.Contains(cr.GetGroups(), gid)
 }
 
@@ -305,9 +303,9 @@ func (t *tree) removeSysvShm() {
 // read-only if it was, and then each VMA is moved to its address, which
 // keeps its offset; what no VMA keeps is unmapped. A segment this
 // restore made is filled at its first attachment.
-func (r *restorer) attachSysvShm(v *vma.VmaEntry) error {
+func (r *restorer) attachSysvShm(v *pb.VmaEntry) error {
 	base := v.GetStart() - v.GetPgoff()
-	var vs []*vma.VmaEntry
+	var vs []*pb.VmaEntry
 	for _, o := range r.c.mm.Vmas {
 		if isSysv(o) && o.GetShmid() == v.GetShmid() && o.GetStart()-o.GetPgoff() == base {
 			vs = append(vs, o)

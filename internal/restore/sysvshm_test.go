@@ -9,12 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	ipcshm "github.com/checkpoint-restore/go-criu/v8/crit/images/ipc-shm"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -138,11 +137,11 @@ func TestSysvShm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			es, err := image.ReadAll[ipcshm.IpcShmEntry](d, image.IpcShm, ipcNS)
+			es, err := image.ReadAll[pb.IpcShmEntry](d, image.IpcShm, ipcNS)
 			if err != nil {
 				t.Fatal(err)
 			}
-			es[0].Size = proto.Uint64(pageSize)
+			es[0].Size = pb.Uint64(pageSize)
 			if err := os.Remove(filepath.Join(dir, image.IpcShm.FileName(ipcNS))); err != nil {
 				t.Fatal(err)
 			}

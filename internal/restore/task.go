@@ -10,10 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -188,7 +187,7 @@ func (r *restorer) stopSignal(sig unix.Signal) unix.Signal {
 // restoreLimits sets the resource limits. A hard limit above this one's
 // needs CAP_SYS_RESOURCE; without it the limit is kept as high as allowed,
 // and the log says so.
-func (r *restorer) restoreLimits(tc *criucore.TaskCoreEntry, scratch uint64) error {
+func (r *restorer) restoreLimits(tc *pb.TaskCoreEntry, scratch uint64) error {
 	cur, err := proc.ReadLimits(r.pid)
 	if err != nil {
 		return err
@@ -303,7 +302,7 @@ const secureNoSetuidFixup = 2
 // need CAP_SETPCAP, then the capabilities themselves, the ambient ones
 // (which must be permitted and inheritable) and no_new_privs. Nothing is
 // set if the thread has cr already: born, when known, or as read.
-func (r *restorer) restoreThreadCreds(tid int, cr *creds.CredsEntry, ownSecbits uint32, born *proc.Status) error {
+func (r *restorer) restoreThreadCreds(tid int, cr *pb.CredsEntry, ownSecbits uint32, born *proc.Status) error {
 	if cr == nil {
 		return nil
 	}

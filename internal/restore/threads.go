@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -116,7 +116,7 @@ func isCryo(id int) bool {
 // robust futex list, clear_child_tid, alternate signal stack, rseq,
 // scheduling policy and nice value, name. cur is the scheduling it was
 // born with.
-func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry, cur proc.Stat) error {
+func (r *restorer) restoreThread(tid int, core *pb.CoreEntry, cur proc.Stat) error {
 	tc := core.ThreadCore
 	scratch, err := r.scratch()
 	if err != nil {
@@ -176,7 +176,7 @@ func (r *restorer) restoreThread(tid int, core *criucore.CoreEntry, cur proc.Sta
 
 // finalRegs returns a thread's registers to resume with, after setting its
 // FPU state and signal mask.
-func (r *restorer) finalRegs(tid int, core *criucore.CoreEntry) (unix.PtraceRegs, error) {
+func (r *restorer) finalRegs(tid int, core *pb.CoreEntry) (unix.PtraceRegs, error) {
 	regs, err := cpu.RegsFromImage(core.ThreadInfo.GetGpregs())
 	if err != nil {
 		return unix.PtraceRegs{}, fmt.Errorf("tid %d: %w", tid, err)

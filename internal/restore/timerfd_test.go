@@ -6,11 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
@@ -32,14 +31,14 @@ const (
 const restoreDelay = 300 * time.Millisecond
 
 // dumpedFiles are a checkpoint's file entries by descriptor number.
-func dumpedFiles(t *testing.T, c *checkpoint) map[int]*fdinfo.FileEntry {
+func dumpedFiles(t *testing.T, c *checkpoint) map[int]*pb.FileEntry {
 	t.Helper()
 	ids := c.im.cores[c.im.pstree.GetPid()].GetIds()
-	fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
+	fds, err := image.ReadAll[pb.FdinfoEntry](c.im.dir, image.Fdinfo, ids.GetFilesId())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := map[int]*fdinfo.FileEntry{}
+	m := map[int]*pb.FileEntry{}
 	for _, fd := range fds {
 		m[int(fd.GetFd())] = c.im.files[fd.GetId()]
 	}
@@ -169,7 +168,7 @@ func checkDumpedTimerfds(t *testing.T, s *subject, c *checkpoint) map[string]pro
 	for k, w := range timerfdWants {
 		f := files[fd(k)]
 		e := f.GetTfd()
-		if f.GetType() != fdinfo.FdTypes_TIMERFD || e == nil {
+		if f.GetType() != pb.FdTypes_TIMERFD || e == nil {
 			t.Errorf("%s (fd %d): %v entry, want TIMERFD", k, fd(k), f.GetType())
 			continue
 		}
@@ -202,7 +201,7 @@ func checkDumpedTimerfds(t *testing.T, s *subject, c *checkpoint) map[string]pro
 		{"sfd2", 1<<(unix.SIGUSR2-1) | 1<<(tfdSig40-1), 0},
 	} {
 		f := files[fd(tc.name)]
-		if f.GetType() != fdinfo.FdTypes_SIGNALFD || f.GetSgfd().GetSigmask() != tc.mask ||
+		if f.GetType() != pb.FdTypes_SIGNALFD || f.GetSgfd().GetSigmask() != tc.mask ||
 			f.GetSgfd().GetFlags() != unix.O_RDWR|tc.flag {
 			t.Errorf("%s: dumped as %v, want SIGNALFD of mask %#x, flags %#o", tc.name, f, tc.mask, unix.O_RDWR|tc.flag)
 		}
@@ -252,17 +251,17 @@ func TestRestoreBadTimerfdImages(t *testing.T) {
 	c := dumpAndReap(t, s)
 	restoreBrokenFiles(t, s, c, []brokenFile{
 		{name: "timerfd without its entry", fd: "slow", image: true, want: []string{"TIMERFD without"},
-			edit: func(f *fdinfo.FileEntry) { f.Tfd = nil }},
+			edit: func(f *pb.FileEntry) { f.Tfd = nil }},
 		{name: "timerfd on a CPU clock", fd: "off", image: true, want: []string{"clock 2"},
-			edit: func(f *fdinfo.FileEntry) { f.Tfd.Clockid = proto.Uint32(unix.CLOCK_PROCESS_CPUTIME_ID) }},
+			edit: func(f *pb.FileEntry) { f.Tfd.Clockid = pb.Uint32(unix.CLOCK_PROCESS_CPUTIME_ID) }},
 		{name: "timerfd settime flags", fd: "abs", image: true, want: []string{"settime flags 0x5"},
-			edit: func(f *fdinfo.FileEntry) { f.Tfd.SettimeFlags = proto.Uint32(5) }},
+			edit: func(f *pb.FileEntry) { f.Tfd.SettimeFlags = pb.Uint32(5) }},
 		{name: "timerfd nanoseconds", fd: "fast", image: true, want: []string{"out of range"},
-			edit: func(f *fdinfo.FileEntry) { f.Tfd.Insec = proto.Uint64(1e9) }},
+			edit: func(f *pb.FileEntry) { f.Tfd.Insec = pb.Uint64(1e9) }},
 		{name: "timerfd time too long", fd: "slow", image: true, want: []string{"out of range"},
-			edit: func(f *fdinfo.FileEntry) { f.Tfd.Vsec = proto.Uint64(1 << 62) }},
+			edit: func(f *pb.FileEntry) { f.Tfd.Vsec = pb.Uint64(1 << 62) }},
 		{name: "signalfd without its entry", fd: "sfd", image: true, want: []string{"SIGNALFD without"},
-			edit: func(f *fdinfo.FileEntry) { f.Sgfd = nil }},
+			edit: func(f *pb.FileEntry) { f.Sgfd = nil }},
 	})
 }
 
@@ -279,14 +278,14 @@ func TestRestoreTimerfdDue(t *testing.T) {
 	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
 	const ticks = 5
 	due := *c
-	due.dir = editedFiles(t, c, map[uint32]func(*fdinfo.FileEntry){
+	due.dir = editedFiles(t, c, map[uint32]func(*pb.FileEntry){
 		// Its expiration not read, on CLOCK_BOOTTIME, which went on from
 		// the dump while the process was restored.
-		fd("once"): func(f *fdinfo.FileEntry) { f.Tfd.Vsec, f.Tfd.Vnsec = proto.Uint64(0), proto.Uint64(1000) },
+		fd("once"): func(f *pb.FileEntry) { f.Tfd.Vsec, f.Tfd.Vnsec = pb.Uint64(0), pb.Uint64(1000) },
 		// Absolute on CLOCK_REALTIME: the time left counts from the
 		// restore, and is less than the time arming takes.
-		fd("wall"): func(f *fdinfo.FileEntry) {
-			f.Tfd.Ticks, f.Tfd.Vsec, f.Tfd.Vnsec = proto.Uint64(ticks), proto.Uint64(0), proto.Uint64(1000)
+		fd("wall"): func(f *pb.FileEntry) {
+			f.Tfd.Ticks, f.Tfd.Vsec, f.Tfd.Vnsec = pb.Uint64(ticks), pb.Uint64(0), pb.Uint64(1000)
 		},
 	})
 	_, log := restoreSubject(t, s, &due, restore.Options{})

@@ -8,14 +8,12 @@ import (
 	"slices"
 	"time"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/inventory"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 )
@@ -28,7 +26,7 @@ type tree struct {
 	host *cpu.Host
 	dir  *image.Dir
 	// entries are pstree.img's, parents before children, the root first.
-	entries []*pstree.PstreeEntry
+	entries []*pb.PstreeEntry
 	// procs are the live processes, in the order of entries; zombies are
 	// the dead ones, made only to exit.
 	procs   []*restorer
@@ -69,7 +67,7 @@ type tree struct {
 // leader has exited, which exits, and is reaped, once the group's members
 // joined and the session's were born of it.
 type zombie struct {
-	entry  *pstree.PstreeEntry
+	entry  *pb.PstreeEntry
 	helper bool
 	// status is what its parent's wait reports.
 	status unix.WaitStatus
@@ -90,7 +88,7 @@ func (t *tree) each(f func(*restorer) error) func() error {
 }
 
 // eachOf runs f for every live process of entries, in order.
-func (t *tree) eachOf(entries []*pstree.PstreeEntry, f func(*restorer) error) error {
+func (t *tree) eachOf(entries []*pb.PstreeEntry, f func(*restorer) error) error {
 	for _, e := range entries {
 		r := t.proc(int(e.GetPid()))
 		if r == nil {
@@ -128,14 +126,14 @@ func (t *tree) load() error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	t.dir = dir
-	var inv inventory.InventoryEntry
+	var inv pb.InventoryEntry
 	if err := dir.ReadImage(image.Inventory, 0, &inv); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	if inv.GetImgVersion() != image.ImgVersion {
 		return imageErr("image version %d, want %d", inv.GetImgVersion(), image.ImgVersion)
 	}
-	if t.entries, err = image.ReadAll[pstree.PstreeEntry](dir, image.Pstree, 0); err != nil {
+	if t.entries, err = image.ReadAll[pb.PstreeEntry](dir, image.Pstree, 0); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	if len(t.entries) == 0 {
@@ -155,7 +153,7 @@ func (t *tree) load() error {
 			return imageErr("pstree.img: the parent %d of pid %d is not a live process listed before it", e.GetPpid(), pid)
 		}
 		seen[pid] = true
-		core := &criucore.CoreEntry{}
+		core := &pb.CoreEntry{}
 		if err := dir.ReadImage(image.Core, pid, core); err != nil {
 			return fmt.Errorf("%w: pid %d: %w", ErrImage, pid, err)
 		}
@@ -174,7 +172,7 @@ func (t *tree) load() error {
 			continue
 		}
 		live[pid] = true
-		c, err := loadProcess(dir, e, map[uint32]*criucore.CoreEntry{pid: core})
+		c, err := loadProcess(dir, e, map[uint32]*pb.CoreEntry{pid: core})
 		if err != nil {
 			return t.named(int(pid), err)
 		}
@@ -256,9 +254,9 @@ func (t *tree) load() error {
 // its children, theirs, and so on, each in the order of entries but for
 // the helpers, first (those that make a session before those that make
 // a group, which may be born of them), as others are born of them.
-func (t *tree) generations() [][]*pstree.PstreeEntry {
+func (t *tree) generations() [][]*pb.PstreeEntry {
 	depth := map[uint32]int{}
-	var gens [][]*pstree.PstreeEntry
+	var gens [][]*pb.PstreeEntry
 	for i, e := range t.entries {
 		d := 0
 		if i > 0 {
@@ -270,11 +268,11 @@ func (t *tree) generations() [][]*pstree.PstreeEntry {
 		}
 		gens[d] = append(gens[d], e)
 	}
-	helpers := map[*pstree.PstreeEntry]bool{}
+	helpers := map[*pb.PstreeEntry]bool{}
 	for _, z := range t.zombies {
 		helpers[z.entry] = z.helper
 	}
-	rank := func(e *pstree.PstreeEntry) int {
+	rank := func(e *pb.PstreeEntry) int {
 		switch {
 		case !helpers[e]:
 			return 2
@@ -284,7 +282,7 @@ func (t *tree) generations() [][]*pstree.PstreeEntry {
 		return 1
 	}
 	for _, gen := range gens {
-		slices.SortStableFunc(gen, func(a, b *pstree.PstreeEntry) int { return rank(a) - rank(b) })
+		slices.SortStableFunc(gen, func(a, b *pb.PstreeEntry) int { return rank(a) - rank(b) })
 	}
 	return gens
 }
@@ -299,7 +297,7 @@ func (t *tree) generations() [][]*pstree.PstreeEntry {
 // led a session or a process group makes it as soon as it is born, before
 // its children, which are born in it. Once the last generation is there,
 // the others join their groups, then the zombies exit.
-func (t *tree) cloneGeneration(gen []*pstree.PstreeEntry, last bool) error {
+func (t *tree) cloneGeneration(gen []*pb.PstreeEntry, last bool) error {
 	for _, e := range gen {
 		pid := int(e.GetPid())
 		var tr *ptrace.Tracer
@@ -430,7 +428,7 @@ func cloneArgs(flags uint64) kernel.CloneArgs {
 // sharing is what a process shares with its parent: CLONE_FILES and
 // CLONE_FS when its descriptor table or filesystem context is its
 // parent's.
-func (t *tree) sharing(e *pstree.PstreeEntry) uint64 {
+func (t *tree) sharing(e *pb.PstreeEntry) uint64 {
 	r, p := t.proc(int(e.GetPid())), t.proc(int(e.GetPpid()))
 	if r == nil || p == nil {
 		return 0
@@ -447,7 +445,7 @@ func (t *tree) sharing(e *pstree.PstreeEntry) uint64 {
 }
 
 // ids are the kernel object ids of the process.
-func (r *restorer) ids() *criucore.TaskKobjIdsEntry { return r.c.cores[uint32(r.pid)].GetIds() }
+func (r *restorer) ids() *pb.TaskKobjIdsEntry { return r.c.cores[uint32(r.pid)].GetIds() }
 
 // sharesFiles reports whether the process's descriptor table is one an
 // earlier process of the tree, its parent, makes.

@@ -10,15 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	ghostfile "github.com/checkpoint-restore/go-criu/v8/crit/images/ghost-file"
-	remap "github.com/checkpoint-restore/go-criu/v8/crit/images/remap-file-path"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -112,12 +109,12 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr", "linked", "holes"), dir: dir}
 	c := dumpAndReapWith(t, s, dump.Options{LinkRemap: true})
 	dumped := names(t, dir)
-	remaps, err := image.ReadAll[remap.RemapFilePathEntry](c.im.dir, image.RemapFpath, 0)
+	remaps, err := image.ReadAll[pb.RemapFilePathEntry](c.im.dir, image.RemapFpath, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fdFile := func(key string) uint32 {
-		fds, err := image.ReadAll[fdinfo.FdinfoEntry](c.im.dir, image.Fdinfo, uint32(s.Pid))
+		fds, err := image.ReadAll[pb.FdinfoEntry](c.im.dir, image.Fdinfo, uint32(s.Pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,16 +126,16 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 		t.Fatalf("no fd %s in the images", key)
 		return 0
 	}
-	remapOf := func(key string) *remap.RemapFilePathEntry {
+	remapOf := func(key string) *pb.RemapFilePathEntry {
 		id := fdFile(key)
-		i := slices.IndexFunc(remaps, func(r *remap.RemapFilePathEntry) bool { return r.GetOrigId() == id })
+		i := slices.IndexFunc(remaps, func(r *pb.RemapFilePathEntry) bool { return r.GetOrigId() == id })
 		if i < 0 {
 			t.Fatalf("fd %s (file %d) is not remapped", key, id)
 		}
 		return remaps[i]
 	}
 	// writeGhost replaces the ghost of fd key with an entry and chunks.
-	writeGhost := func(t *testing.T, dir, key string, e *ghostfile.GhostFileEntry, chunks ...*ghostfile.GhostChunkEntry) {
+	writeGhost := func(t *testing.T, dir, key string, e *pb.GhostFileEntry, chunks ...*pb.GhostChunkEntry) {
 		id := remapOf(key).GetRemapId()
 		if err := os.Remove(filepath.Join(dir, image.GhostFile.FileName(id))); err != nil {
 			t.Fatal(err)
@@ -163,10 +160,10 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	holes := &ghostfile.GhostFileEntry{Uid: proto.Uint32(0), Gid: proto.Uint32(0), Mode: proto.Uint32(unix.S_IFREG | 0o600),
-		Chunks: proto.Bool(true), Size: proto.Uint64(5 * pageSize)}
-	chunk := func(off, n uint64) *ghostfile.GhostChunkEntry {
-		return &ghostfile.GhostChunkEntry{Off: proto.Uint64(off), Len: proto.Uint64(n)}
+	holes := &pb.GhostFileEntry{Uid: pb.Uint32(0), Gid: pb.Uint32(0), Mode: pb.Uint32(unix.S_IFREG | 0o600),
+		Chunks: pb.Bool(true), Size: pb.Uint64(5 * pageSize)}
+	chunk := func(off, n uint64) *pb.GhostChunkEntry {
+		return &pb.GhostChunkEntry{Off: pb.Uint64(off), Len: pb.Uint64(n)}
 	}
 	tests := []struct {
 		name   string
@@ -186,7 +183,7 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 		}, restore.ErrImage, "chunk"},
 		{"chunks without a size", func(t *testing.T) string {
 			d := copyDir(t, c.dir)
-			e := proto.Clone(holes).(*ghostfile.GhostFileEntry)
+			e := pb.Clone(holes)
 			e.Size = nil
 			writeGhost(t, d, "holes", e, chunk(0, pageSize))
 			return d
@@ -205,16 +202,16 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 		}, restore.ErrImage, "ghost-file"},
 		{"ghost of a socket", func(t *testing.T) string {
 			d := copyDir(t, c.dir)
-			writeGhost(t, d, "attr", &ghostfile.GhostFileEntry{Uid: proto.Uint32(0), Gid: proto.Uint32(0), Mode: proto.Uint32(unix.S_IFSOCK | 0o600)})
+			writeGhost(t, d, "attr", &pb.GhostFileEntry{Uid: pb.Uint32(0), Gid: pb.Uint32(0), Mode: pb.Uint32(unix.S_IFSOCK | 0o600)})
 			return d
 		}, restore.ErrUnsupported, "mode"},
 		{"link remap to no entry", func(t *testing.T) string {
 			d := copyDir(t, c.dir)
-			var msgs []proto.Message
+			var msgs []pb.Message
 			for _, r := range remaps {
-				r = proto.Clone(r).(*remap.RemapFilePathEntry)
-				if r.GetRemapType() == remap.RemapType_LINKED {
-					r.RemapId = proto.Uint32(9999)
+				r = pb.Clone(r)
+				if r.GetRemapType() == pb.RemapType_LINKED {
+					r.RemapId = pb.Uint32(9999)
 				}
 				msgs = append(msgs, r)
 			}

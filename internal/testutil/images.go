@@ -5,21 +5,17 @@ import (
 	"io"
 	"testing"
 
-	criucore "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
-
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // Checkpoint is what the tests read of a one-process image directory.
 type Checkpoint struct {
 	Dir    *image.Dir
-	Pstree *pstree.PstreeEntry
-	MM     *mm.MmEntry
-	Cores  map[uint32]*criucore.CoreEntry // by TID
-	Files  map[uint32]*fdinfo.FileEntry   // by id
+	Pstree *pb.PstreeEntry
+	MM     *pb.MmEntry
+	Cores  map[uint32]*pb.CoreEntry // by TID
+	Files  map[uint32]*pb.FileEntry // by id
 	// Pages are the runs of pagemap-PID.img; Pagemap reads their contents
 	// until the test ends.
 	Pages   []image.PageEntry
@@ -34,9 +30,9 @@ func ReadCheckpoint(t testing.TB, dir string, pid int) *Checkpoint {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Checkpoint{Dir: d, Pstree: &pstree.PstreeEntry{}, MM: &mm.MmEntry{},
-		Cores: map[uint32]*criucore.CoreEntry{}, Files: map[uint32]*fdinfo.FileEntry{}}
-	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
+	c := &Checkpoint{Dir: d, Pstree: &pb.PstreeEntry{}, MM: &pb.MmEntry{},
+		Cores: map[uint32]*pb.CoreEntry{}, Files: map[uint32]*pb.FileEntry{}}
+	tree, err := image.ReadAll[pb.PstreeEntry](d, image.Pstree, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +48,13 @@ func ReadCheckpoint(t testing.TB, dir string, pid int) *Checkpoint {
 		t.Fatal(err)
 	}
 	for _, tid := range c.Pstree.Threads {
-		core := &criucore.CoreEntry{}
+		core := &pb.CoreEntry{}
 		if err := d.ReadImage(image.Core, tid, core); err != nil {
 			t.Fatal(err)
 		}
 		c.Cores[tid] = core
 	}
-	files, err := image.ReadAll[fdinfo.FileEntry](d, image.Files, 0)
+	files, err := image.ReadAll[pb.FileEntry](d, image.Files, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +85,7 @@ func DumpedPids(t testing.TB, dir string) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
+	tree, err := image.ReadAll[pb.PstreeEntry](d, image.Pstree, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/checkpoint-restore/go-criu/v8/crit/images/pstree"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 // RunnerOptions tune how long subjects are watched.
@@ -493,7 +493,7 @@ func treePids(images string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree, err := image.ReadAll[pstree.PstreeEntry](d, image.Pstree, 0)
+	tree, err := image.ReadAll[pb.PstreeEntry](d, image.Pstree, 0)
 	if err != nil {
 		return nil, err
 	}

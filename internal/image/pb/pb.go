@@ -1,0 +1,78 @@
+package pb
+
+// Message is one of the package's messages.
+type Message interface {
+	// ProtoName returns the message's name in CRIU's .proto files
+	// (vma_entry), or cryo.NAME for cryo's own.
+	ProtoName() string
+	// Reset clears every field.
+	Reset()
+
+	size() int
+	appendTo(b []byte) []byte
+	unmarshal(b []byte) error
+	checkRequired() error
+	complete()
+}
+
+// Size returns the length of m's encoding.
+func Size(m Message) int { return m.size() }
+
+// Marshal encodes m; it fails if m, or a message in it, lacks a required
+// field.
+func Marshal(m Message) ([]byte, error) { return AppendMarshal(nil, m) }
+
+// AppendMarshal appends m's encoding to b; it fails if m, or a message in
+// it, lacks a required field.
+func AppendMarshal(b []byte, m Message) ([]byte, error) {
+	if err := m.checkRequired(); err != nil {
+		return b, err
+	}
+	return m.appendTo(b), nil
+}
+
+// Unmarshal decodes b into m, cleared first; it fails on bytes that do
+// not follow the wire format and on a message that lacks a required
+// field. Fields it does not know are skipped.
+func Unmarshal(b []byte, m Message) error {
+	m.Reset()
+	if err := m.unmarshal(b); err != nil {
+		return err
+	}
+	return m.checkRequired()
+}
+
+// Complete sets every required field m lacks, in it and the messages it
+// holds, to its default: for tests that spell out only the fields they
+// check.
+func Complete(m Message) { m.complete() }
+
+// Clone returns a deep copy of m.
+func Clone[T any, P interface {
+	*T
+	Message
+}](m P) P {
+	c := P(new(T))
+	if m != nil {
+		c.unmarshal(m.appendTo(make([]byte, 0, m.size()))) // its own encoding: cannot fail
+	}
+	return c
+}
+
+// Bool returns a pointer to a copy of v, for a message's field.
+func Bool(v bool) *bool { return &v }
+
+// Int32 returns a pointer to a copy of v, for a message's field.
+func Int32(v int32) *int32 { return &v }
+
+// Int64 returns a pointer to a copy of v, for a message's field.
+func Int64(v int64) *int64 { return &v }
+
+// Uint32 returns a pointer to a copy of v, for a message's field.
+func Uint32(v uint32) *uint32 { return &v }
+
+// Uint64 returns a pointer to a copy of v, for a message's field.
+func Uint64(v uint64) *uint64 { return &v }
+
+// String returns a pointer to a copy of v, for a message's field.
+func String(v string) *string { return &v }
