@@ -95,8 +95,11 @@ type dumper struct {
 	// context: its pid, or its parent's when it shares them.
 	filesID, fsID int
 	tr            *ptrace.Tracer
-	status        proc.Status
-	stat          proc.Stat
+	// traced are the threads tr holds, sorted: a frozen process makes
+	// none, and asking the tracer costs a switch to its thread.
+	traced []int
+	status proc.Status
+	stat   proc.Stat
 
 	// seccomp holds the seccomp mode of each thread under seccomp.
 	seccomp map[int]int
@@ -359,7 +362,7 @@ func (d *dumper) leaderExited() bool { return d.view != d.pid }
 // core image carries the process-wide state.
 func (d *dumper) tids() []int {
 	tids := []int{d.pid}
-	for _, t := range d.tr.Threads() {
+	for _, t := range d.traced {
 		if t != d.pid {
 			tids = append(tids, t)
 		}

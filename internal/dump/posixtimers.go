@@ -33,7 +33,7 @@ func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*pb.PosixTimerEntry, erro
 	if err != nil {
 		return nil, err
 	}
-	threads := d.tr.Threads()
+	threads := d.traced
 	for _, t := range timers {
 		if err := d.checkPosixTimer(t, threads); err != nil {
 			return nil, fmt.Errorf("%w: POSIX timer %d: %w", ErrUnsupported, t.ID, err)

@@ -20,7 +20,7 @@ import (
 // it fails here, the process untouched.
 func (d *dumper) suspendSeccomp() error {
 	d.seccomp = map[int]int{}
-	for _, tid := range d.tr.Threads() {
+	for _, tid := range d.traced {
 		// The view's status was read since the freeze.
 		st := d.status
 		if tid != d.view {

@@ -3,7 +3,7 @@ package dump
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
+	"io"
 	"strconv"
 	"strings"
 
@@ -184,7 +184,12 @@ const (
 )
 
 func readPersonality(pid int) (uint32, error) {
-	b, err := os.ReadFile(proc.Path(pid, "personality"))
+	f, err := proc.Open(proc.Path(pid, "personality"), unix.O_RDONLY)
+	if err != nil {
+		return 0, fmt.Errorf("read personality: %w", err)
+	}
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return 0, fmt.Errorf("read personality: %w", err)
 	}

@@ -131,7 +131,8 @@ func (t *tree) seize() error {
 			return t.named(pid, err)
 		}
 		t.procs = append(t.procs, d)
-		t.log.Info("froze process", "pid", pid, "threads", len(d.tr.Threads()))
+		d.traced = d.tr.Threads()
+		t.log.Info("froze process", "pid", pid, "threads", len(d.traced))
 		// Anything read before the freeze may have changed.
 		if err := d.inspect(); err != nil {
 			return t.named(pid, err)
@@ -144,7 +145,7 @@ func (t *tree) seize() error {
 			Pgid: pb.Uint32(uint32(d.stat.Pgrp)), Sid: pb.Uint32(uint32(d.stat.Session)),
 		}
 		t.order = append(t.order, d.entry)
-		kids, err := children(pid, d.tr.Threads())
+		kids, err := children(pid, d.traced)
 		if err != nil {
 			return t.named(pid, err)
 		}
