@@ -62,6 +62,11 @@ type criuFlags struct {
 	// connections TCP listeners have not accepted yet are left behind
 	// (without it, refused).
 	tcpSkipInFlight bool
+	// manageCgroups is criu's --manage-cgroups: "ignore" restores every
+	// process into cryo's cgroups; the default puts each back into its
+	// own, which must exist (as criu's "strict", but that a restore
+	// changes no cgroup's properties).
+	manageCgroups string
 }
 
 // addCriuFlags adds the criu options cryo accepts to fs.
@@ -74,5 +79,6 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	fs.BoolVar(&c.tcpClose, "tcp-close", false, "restore: established TCP connections come back closed both ways (reads find the end of the stream, writes EPIPE), and their network lock goes (dump: no effect)")
 	fs.BoolVar(&c.extUnixSk, "ext-unix-sk", false, "dump: keep a datagram unix socket connected to a bound one outside the checkpoint (the system logger's), connected to its name again at restore; refused without it, as by criu (restore: no effect)")
 	fs.BoolVar(&c.tcpSkipInFlight, "skip-in-flight", false, "dump: leave behind the connections TCP listeners have not accepted yet (their clients find them reset once the dumped process ends), each listener said in the log; refused without it, as by criu (restore: no effect)")
+	fs.StringVar(&c.manageCgroups, "manage-cgroups", "", "restore: \"ignore\" leaves every process in cryo's cgroups; by default each goes back into the cgroups it was in, which must exist (dump: no effect)")
 	return &c
 }

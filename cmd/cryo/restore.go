@@ -55,6 +55,8 @@ func runRestore(args []string, stdout io.Writer) error {
 		return usageErrorf(fs, "give the image directory with -D DIR")
 	case m != restore.VDSOAuto && m != restore.VDSORemap && m != restore.VDSOProxy:
 		return usageErrorf(fs, "--vdso must be auto, remap or proxy, not %q", *mode)
+	case criu.manageCgroups != "" && criu.manageCgroups != "ignore" && criu.manageCgroups != "strict":
+		return usageErrorf(fs, "--manage-cgroups must be ignore or strict (the default): a restore changes no cgroup's properties and makes no cgroup, not %q", criu.manageCgroups)
 	}
 	if err := requirePrivilege(unix.CAP_SYS_PTRACE, unix.CAP_SYS_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID); err != nil {
 		return err
@@ -83,7 +85,7 @@ func runRestore(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	st, err := restore.Restore(ctx, restore.Options{
 		Dir: *dir, VDSO: restore.VDSOMode(*mode), NoTimens: *noTimens, ShellJob: *shellJob,
-		DropMissingCPU: *dropCPU, AllowChanged: allowChanged, TCPClose: criu.tcpClose, Log: log, Progress: progressBar(os.Stderr, "restoring memory"),
+		DropMissingCPU: *dropCPU, AllowChanged: allowChanged, TCPClose: criu.tcpClose, IgnoreCgroups: criu.manageCgroups == "ignore", Log: log, Progress: progressBar(os.Stderr, "restoring memory"),
 	})
 	stop()
 	if err != nil {

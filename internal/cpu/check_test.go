@@ -34,7 +34,7 @@ func capsWith(t *testing.T, names ...string) Caps {
 
 func record(c Caps, xcr0 uint64) *pb.CpuinfoEntry {
 	return &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{
-		CapabilityVer: pb.Uint32(capabilityVer), Capability: c[:], XfeaturesMask: pb.Uint64(xcr0),
+		CapabilityVer: capabilityVer, Capability: c[:], XfeaturesMask: pb.Uint64(xcr0),
 	}}}
 }
 
@@ -42,7 +42,7 @@ func record(c Caps, xcr0 uint64) *pb.CpuinfoEntry {
 // initial state (the kernel's default PKRU), then changed by set.
 func thread(bv uint64, set func(x *pb.UserX86XsaveEntry)) *pb.UserX86FpregsEntry {
 	x := &pb.UserX86XsaveEntry{
-		XstateBv:    pb.Uint64(bv),
+		XstateBv:    bv,
 		YmmhSpace:   make([]uint32, 64),
 		BndregState: make([]uint64, 8),
 		BndcsrState: make([]uint64, 8),
@@ -116,9 +116,9 @@ func TestCheck(t *testing.T) {
 			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{XfeaturesMask: pb.Uint64(xcr0MPXPKU)}}}},
 		{name: "capability version 1 has no word 11", host: small,
 			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{
-				CapabilityVer: pb.Uint32(1), Capability: v1[:12], XfeaturesMask: pb.Uint64(xcr0Small)}}}},
+				CapabilityVer: 1, Capability: v1[:12], XfeaturesMask: pb.Uint64(xcr0Small)}}}},
 		{name: "CRIU image without XCR0", host: small,
-			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{CapabilityVer: pb.Uint32(capabilityVer), Capability: big[:]}}},
+			info: &pb.CpuinfoEntry{X86Entry: []*pb.CpuinfoX86Entry{{CapabilityVer: capabilityVer, Capability: big[:]}}},
 			want: "avx512bw avx512f rtm sha_ni (instruction sets the dump's CPU offered)"},
 		{name: "PKRU bit clear", host: small,
 			fpregs: []*pb.UserX86FpregsEntry{thread(xcr0MPXPKU&^pkruBit, func(x *pb.UserX86XsaveEntry) { x.Pkru = nil })}},

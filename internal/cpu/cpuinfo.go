@@ -18,11 +18,11 @@ func (h *Host) Image() *pb.CpuinfoEntry {
 		vendor = pb.CpuinfoX86Entry_AMD
 	}
 	e := &pb.CpuinfoX86Entry{
-		VendorId:      vendor.Enum(),
-		CpuFamily:     pb.Uint32(h.Family),
-		Model:         pb.Uint32(h.Model),
-		Stepping:      pb.Uint32(h.Stepping),
-		CapabilityVer: pb.Uint32(capabilityVer),
+		VendorId:      vendor,
+		CpuFamily:     h.Family,
+		Model:         h.Model,
+		Stepping:      h.Stepping,
+		CapabilityVer: capabilityVer,
 		Capability:    slices.Clone(h.Caps[:]),
 		XfeaturesMask: pb.Uint64(h.XCR0),
 		XsaveSize:     pb.Uint32(h.XSaveSize),

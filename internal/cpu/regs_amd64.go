@@ -9,11 +9,11 @@ import (
 // user_regs_struct order.
 func regFields(r *unix.PtraceRegs, e *pb.UserX86RegsEntry) []struct {
 	reg *uint64
-	img **uint64
+	img *uint64
 } {
 	return []struct {
 		reg *uint64
-		img **uint64
+		img *uint64
 	}{
 		{&r.R15, &e.R15}, {&r.R14, &e.R14}, {&r.R13, &e.R13}, {&r.R12, &e.R12},
 		{&r.Rbp, &e.Bp}, {&r.Rbx, &e.Bx}, {&r.R11, &e.R11}, {&r.R10, &e.R10},
@@ -29,7 +29,7 @@ func regFields(r *unix.PtraceRegs, e *pb.UserX86RegsEntry) []struct {
 func RegsToImage(r *unix.PtraceRegs) *pb.UserX86RegsEntry {
 	e := &pb.UserX86RegsEntry{Mode: pb.UserX86RegsMode_NATIVE.Enum()}
 	for _, f := range regFields(r, e) {
-		*f.img = pb.Uint64(*f.reg)
+		*f.img = *f.reg
 	}
 	return e
 }
@@ -42,10 +42,7 @@ func RegsFromImage(e *pb.UserX86RegsEntry) (*unix.PtraceRegs, error) {
 	}
 	r := &unix.PtraceRegs{}
 	for _, f := range regFields(r, e) {
-		if *f.img == nil {
-			return nil, errorf("registers: a required register is missing")
-		}
-		*f.reg = **f.img
+		*f.reg = *f.img
 	}
 	return r, nil
 }

@@ -56,14 +56,14 @@ func (h *Host) XStateToImage(b []byte) (*pb.UserX86FpregsEntry, error) {
 		return nil, errorf("%d-byte FPU state, want at least %d", len(b), fxsaveSize)
 	}
 	e := &pb.UserX86FpregsEntry{
-		Cwd:       pb.Uint32(uint32(le.Uint16(b[0:]))),
-		Swd:       pb.Uint32(uint32(le.Uint16(b[2:]))),
-		Twd:       pb.Uint32(uint32(le.Uint16(b[4:]))),
-		Fop:       pb.Uint32(uint32(le.Uint16(b[6:]))),
-		Rip:       pb.Uint64(le.Uint64(b[8:])),
-		Rdp:       pb.Uint64(le.Uint64(b[16:])),
-		Mxcsr:     pb.Uint32(le.Uint32(b[24:])),
-		MxcsrMask: pb.Uint32(le.Uint32(b[28:])),
+		Cwd:       uint32(le.Uint16(b[0:])),
+		Swd:       uint32(le.Uint16(b[2:])),
+		Twd:       uint32(le.Uint16(b[4:])),
+		Fop:       uint32(le.Uint16(b[6:])),
+		Rip:       le.Uint64(b[8:]),
+		Rdp:       le.Uint64(b[16:]),
+		Mxcsr:     le.Uint32(b[24:]),
+		MxcsrMask: le.Uint32(b[28:]),
 		StSpace:   words32(b[32:160]),
 		XmmSpace:  words32(b[160:416]),
 		Padding:   words32(b[416:512]),
@@ -75,7 +75,7 @@ func (h *Host) XStateToImage(b []byte) (*pb.UserX86FpregsEntry, error) {
 	if extra := bv &^ ImageMask(); extra != 0 {
 		return nil, errorf("thread uses %s, which the image format cannot hold", Names(extra))
 	}
-	x := &pb.UserX86XsaveEntry{XstateBv: pb.Uint64(bv)}
+	x := &pb.UserX86XsaveEntry{XstateBv: bv}
 	for _, ic := range imageComponents {
 		off, size, ok := h.component(ic.c, len(b))
 		if !ok {

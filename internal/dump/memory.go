@@ -56,7 +56,7 @@ var madvFlags = []struct {
 // when a shared mapping may become writable, which the kernel allows only
 // of a file open for writing, whatever the mapping's protection now.
 func (a area) openFlags() uint32 {
-	if *a.e.Flags&unix.MAP_SHARED != 0 && a.mayWrite {
+	if a.e.Flags&unix.MAP_SHARED != 0 && a.mayWrite {
 		return unix.O_RDWR
 	}
 	return unix.O_RDONLY
@@ -95,13 +95,13 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			return nil, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
 		}
 		e := &pb.VmaEntry{
-			Start:  pb.Uint64(s.Start),
-			End:    pb.Uint64(s.End),
-			Pgoff:  pb.Uint64(s.Offset),
-			Shmid:  pb.Uint64(0),
-			Prot:   pb.Uint32(protOf(s.Perms)),
-			Fd:     pb.Int64(-1),
-			Status: pb.Uint32(image.VMAAreaRegular),
+			Start:  s.Start,
+			End:    s.End,
+			Pgoff:  s.Offset,
+			Shmid:  0,
+			Prot:   protOf(s.Perms),
+			Fd:     -1,
+			Status: image.VMAAreaRegular,
 		}
 		var madv uint64
 		for _, m := range madvFlags {
@@ -143,13 +143,13 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 		case inRuntimePair:
 			continue
 		case s.Path == "[vvar]" || s.Path == "[vvar_vclock]":
-			if vvar != nil && *vvar.End == s.Start {
-				vvar.End = pb.Uint64(s.End)
+			if vvar != nil && vvar.End == s.Start {
+				vvar.End = s.End
 				continue
 			}
-			e.Status = pb.Uint32(status | image.VMAAreaVVAR)
-			e.Flags = pb.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
-			e.Pgoff = pb.Uint64(0)
+			e.Status = status | image.VMAAreaVVAR
+			e.Flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
+			e.Pgoff = 0
 			vvar = e
 			areas = append(areas, area{e: e})
 			continue
@@ -160,18 +160,18 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 		case mark != nil && s.Start == mark.VVar:
 			// The old vvar range a proxy reserves.
 			if vvar != nil {
-				return nil, fmt.Errorf("proxy mark: vvar at %#x and %#x", *vvar.Start, s.Start)
+				return nil, fmt.Errorf("proxy mark: vvar at %#x and %#x", vvar.Start, s.Start)
 			}
-			e.Status = pb.Uint32(status | image.VMAAreaVVAR)
-			e.Flags = pb.Uint32(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
-			e.Prot = pb.Uint32(unix.PROT_READ)
+			e.Status = status | image.VMAAreaVVAR
+			e.Flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
+			e.Prot = unix.PROT_READ
 			vvar = e
 			areas = append(areas, area{e: e})
 			continue
 		case s.Path == "" || s.Path == "[heap]" || s.Path == "[stack]" || strings.HasPrefix(s.Path, "[anon:") || strings.HasPrefix(s.Path, "[stack:"):
 			status |= image.VMAAnonPrivate
 			flags |= unix.MAP_ANONYMOUS
-			e.Pgoff = pb.Uint64(0)
+			e.Pgoff = 0
 			a.dump = presentPage
 			if flags&unix.MAP_TYPE == image.MapDroppable {
 				// The kernel may drop its pages at any moment, and a
@@ -192,7 +192,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			// each VMA at its offset in the object.
 			status |= image.VMAAnonShared
 			flags |= unix.MAP_ANONYMOUS
-			e.Shmid = pb.Uint64(s.Inode)
+			e.Shmid = s.Inode
 			a.dump, a.shared = presentPage, true
 		case pseudoPath(s.Path):
 			return nil, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
@@ -217,7 +217,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			}
 			status |= image.VMAAnonShared | image.VMAAreaSysvIPC
 			flags |= unix.MAP_ANONYMOUS
-			e.Shmid = pb.Uint64(s.Inode)
+			e.Shmid = s.Inode
 			e.Fdflags = pb.Uint32(unix.O_RDWR)
 			if !a.mayWrite {
 				e.Fdflags = pb.Uint32(unix.O_RDONLY)
@@ -230,8 +230,8 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			a.path = s.Path
 			a.dump = anonPage
 		}
-		e.Status = pb.Uint32(status)
-		e.Flags = pb.Uint32(flags)
+		e.Status = status
+		e.Flags = flags
 		areas = append(areas, a)
 	}
 	return areas, nil

@@ -84,12 +84,12 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 	var ranges []proc.PageRange
 	for _, a := range areas {
 		if a.dump != nil && !a.all {
-			ranges = append(ranges, proc.PageRange{Start: *a.e.Start, End: *a.e.End})
+			ranges = append(ranges, proc.PageRange{Start: a.e.Start, End: a.e.End})
 		}
 	}
 	pm := proc.NewPagemapReader(pagemap, ranges)
 	for _, a := range areas {
-		start, end := *a.e.Start, *a.e.End
+		start, end := a.e.Start, a.e.End
 		var rs []run
 		switch {
 		case a.all:
@@ -100,7 +100,7 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
 			for _, r := range prs {
-				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, start - *a.e.Pgoff})
+				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, start - a.e.Pgoff})
 			}
 		case a.dump != nil:
 			// process_vm_readv pins the pages it reads, and pinning a
@@ -127,7 +127,7 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 			runs = append(runs, rs...)
 			continue
 		}
-		id := *a.e.Shmid
+		id := a.e.Shmid
 		if _, ok := shared[id]; !ok {
 			shmids = append(shmids, id)
 		}
@@ -158,9 +158,9 @@ func guardRegions(pagemap *os.File, start, end uint64) ([]*pb.VmaEntry, error) {
 		}
 		for _, r := range vec[:n] {
 			guards = append(guards, &pb.VmaEntry{
-				Start: pb.Uint64(r.Start), End: pb.Uint64(r.End),
-				Pgoff: pb.Uint64(0), Shmid: pb.Uint64(0), Prot: pb.Uint32(0), Flags: pb.Uint32(0),
-				Status: pb.Uint32(image.VMAAreaGuard), Fd: pb.Int64(-1),
+				Start: r.Start, End: r.End,
+				Pgoff: 0, Shmid: 0, Prot: 0, Flags: 0,
+				Status: image.VMAAreaGuard, Fd: -1,
 			})
 		}
 		if walkEnd <= start {

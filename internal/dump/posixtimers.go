@@ -69,16 +69,16 @@ func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*pb.PosixTimerEntry, erro
 				return nil, err
 			}
 			e := &pb.PosixTimerEntry{
-				ItId:          pb.Uint32(uint32(t.ID)),
-				ClockId:       pb.Uint32(uint32(t.ClockID)),
-				SiSigno:       pb.Uint32(uint32(t.Signo)),
-				ItSigevNotify: pb.Uint32(sigevNotify(t)),
-				SivalPtr:      pb.Uint64(t.Value),
-				Overrun:       pb.Uint32(uint32(overrun)),
-				Isec:          pb.Uint64(uint64(v.Interval.Sec)),
-				Insec:         pb.Uint64(uint64(v.Interval.Nsec)),
-				Vsec:          pb.Uint64(uint64(v.Value.Sec)),
-				Vnsec:         pb.Uint64(uint64(v.Value.Nsec)),
+				ItId:          uint32(t.ID),
+				ClockId:       uint32(t.ClockID),
+				SiSigno:       uint32(t.Signo),
+				ItSigevNotify: sigevNotify(t),
+				SivalPtr:      t.Value,
+				Overrun:       uint32(overrun),
+				Isec:          uint64(v.Interval.Sec),
+				Insec:         uint64(v.Interval.Nsec),
+				Vsec:          uint64(v.Value.Sec),
+				Vnsec:         uint64(v.Value.Nsec),
 			}
 			if t.ToThread {
 				e.NotifyThreadId = pb.Int32(int32(t.NotifyPid))

@@ -59,20 +59,20 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	}
 	lo, hi := ^uint64(0), uint64(0)
 	for _, a := range areas {
-		lo, hi = min(lo, *a.e.Start), max(hi, *a.e.End)
+		lo, hi = min(lo, a.e.Start), max(hi, a.e.End)
 	}
 	guards, err := guardRegions(pm, lo, hi)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, a := range areas {
-		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", *a.e.Start, *a.e.End))
+		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", a.e.Start, a.e.End))
 		if a.memfd != "" {
 			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
 			if err != nil {
-				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", *a.e.Start, err)
+				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", a.e.Start, err)
 			}
-			a.e.Shmid = pb.Uint64(uint64(id))
+			a.e.Shmid = uint64(id)
 			continue
 		}
 		if a.path == "" {
@@ -80,9 +80,9 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 		}
 		id, err := d.files.RegFile(a.path, link, a.openFlags())
 		if err != nil {
-			return nil, nil, fmt.Errorf("mapping at %#x: %w", *a.e.Start, err)
+			return nil, nil, fmt.Errorf("mapping at %#x: %w", a.e.Start, err)
 		}
-		a.e.Shmid = pb.Uint64(uint64(id))
+		a.e.Shmid = uint64(id)
 	}
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
@@ -100,6 +100,9 @@ func (d *dumper) dumpProcess() error {
 		return err
 	}
 	if err := d.dumpProcState(tc, p.membarrier); err != nil {
+		return err
+	}
+	if err := d.dumpCgroups(tc); err != nil {
 		return err
 	}
 	cr := d.dumpCreds(p.secbits)
@@ -135,12 +138,12 @@ func (d *dumper) dumpProcess() error {
 	}
 	st := d.stat
 	m := &d.images.mm
-	m.MmStartCode, m.MmEndCode = pb.Uint64(st.StartCode), pb.Uint64(st.EndCode)
-	m.MmStartData, m.MmEndData = pb.Uint64(st.StartData), pb.Uint64(st.EndData)
-	m.MmStartStack, m.MmStartBrk, m.MmBrk = pb.Uint64(st.StartStack), pb.Uint64(st.StartBrk), pb.Uint64(p.brk)
-	m.MmArgStart, m.MmArgEnd = pb.Uint64(st.ArgStart), pb.Uint64(st.ArgEnd)
-	m.MmEnvStart, m.MmEnvEnd = pb.Uint64(st.EnvStart), pb.Uint64(st.EnvEnd)
-	m.ExeFileId = pb.Uint32(exeID)
+	m.MmStartCode, m.MmEndCode = st.StartCode, st.EndCode
+	m.MmStartData, m.MmEndData = st.StartData, st.EndData
+	m.MmStartStack, m.MmStartBrk, m.MmBrk = st.StartStack, st.StartBrk, p.brk
+	m.MmArgStart, m.MmArgEnd = st.ArgStart, st.ArgEnd
+	m.MmEnvStart, m.MmEnvEnd = st.EnvStart, st.EnvEnd
+	m.ExeFileId = exeID
 	m.MmSavedAuxv = saved
 	m.Dumpable = pb.Int32(int32(p.dumpable))
 	m.ThpDisabled = pb.Bool(p.thp != 0)
@@ -164,8 +167,7 @@ func (d *dumper) dumpProcess() error {
 // and filesystem context its own or its parent's (checkAlone); its
 // namespaces are the tree's.
 func (d *dumper) ids() *pb.TaskKobjIdsEntry {
-	own := pb.Uint32(uint32(d.pid))
-	ids := &pb.TaskKobjIdsEntry{VmId: own, FilesId: pb.Uint32(uint32(d.filesID)), FsId: pb.Uint32(uint32(d.fsID)), SighandId: own}
+	ids := &pb.TaskKobjIdsEntry{VmId: uint32(d.pid), FilesId: uint32(d.filesID), FsId: uint32(d.fsID), SighandId: uint32(d.pid)}
 	files.SetNsIDs(ids)
 	return ids
 }
@@ -202,8 +204,8 @@ func (d *dumper) dumpFiles() error {
 		return fmt.Errorf("root directory: %w", err)
 	}
 	d.images.fs = &pb.FsEntry{
-		CwdId:  pb.Uint32(cwdID),
-		RootId: pb.Uint32(rootID),
+		CwdId:  cwdID,
+		RootId: rootID,
 		Umask:  pb.Uint32(uint32(d.status.Umask)),
 	}
 	return nil

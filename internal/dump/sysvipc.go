@@ -61,7 +61,7 @@ func (t *tree) dumpSysvIPC() error {
 			return fmt.Errorf("read System V semaphore set %d (GETALL): %w", s.ID, err)
 		}
 		t.sysvSem = append(t.sysvSem, image.SemSet{
-			Entry:  &pb.IpcSemEntry{Desc: ipcDesc(s.Key, s.ID, s.Mode, s.UID, s.GID, s.CUID, s.CGID), Nsems: pb.Uint32(s.Nsems)},
+			Entry:  &pb.IpcSemEntry{Desc: ipcDesc(s.Key, s.ID, s.Mode, s.UID, s.GID, s.CUID, s.CGID), Nsems: s.Nsems},
 			Values: vals,
 		})
 		t.log.Info("System V semaphore set", "id", s.ID, "key", fmt.Sprintf("%#x", uint32(s.Key)), "values", vals,
@@ -138,7 +138,7 @@ func (t *tree) dumpMsgQueue(q proc.SysvMsg) (image.MsgQueue, error) {
 	}
 	mq := image.MsgQueue{Entry: &pb.IpcMsgEntry{
 		Desc:   ipcDesc(q.Key, q.ID, q.Mode, q.UID, q.GID, q.CUID, q.CGID),
-		Qbytes: pb.Uint32(uint32(qbytes)),
+		Qbytes: uint32(qbytes),
 	}}
 	// A message is no larger than the queue's bytes when listed, unless
 	// one came since: then the buffer grows.
@@ -164,8 +164,8 @@ func (t *tree) dumpMsgQueue(q proc.SysvMsg) (image.MsgQueue, error) {
 // ipcDesc is the ipc_desc_entry of a System V object.
 func ipcDesc(key, id int32, mode, uid, gid, cuid, cgid uint32) *pb.IpcDescEntry {
 	return &pb.IpcDescEntry{
-		Key: pb.Uint32(uint32(key)), Id: pb.Uint32(uint32(id)), Mode: pb.Uint32(mode),
-		Uid: pb.Uint32(uid), Gid: pb.Uint32(gid), Cuid: pb.Uint32(cuid), Cgid: pb.Uint32(cgid),
+		Key: uint32(key), Id: uint32(id), Mode: mode,
+		Uid: uid, Gid: gid, Cuid: cuid, Cgid: cgid,
 	}
 }
 

@@ -97,10 +97,10 @@ func (t *tree) dumpSysvShm() error {
 		}
 		seg.e = &pb.IpcShmEntry{
 			Desc: &pb.IpcDescEntry{
-				Key: pb.Uint32(key), Uid: pb.Uint32(s.UID), Gid: pb.Uint32(s.GID),
-				Cuid: pb.Uint32(s.CUID), Cgid: pb.Uint32(s.CGID), Mode: pb.Uint32(s.Mode), Id: pb.Uint32(uint32(s.ID)),
+				Key: key, Uid: s.UID, Gid: s.GID,
+				Cuid: s.CUID, Cgid: s.CGID, Mode: s.Mode, Id: uint32(s.ID),
 			},
-			Size:       pb.Uint64(s.Size),
+			Size:       s.Size,
 			InPagemaps: pb.Bool(true),
 		}
 		t.log.Info("System V shared memory", "id", s.ID, "key", fmt.Sprintf("%#x", uint32(s.Key)), "size", s.Size,

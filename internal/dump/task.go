@@ -118,10 +118,10 @@ func (d *dumper) dumpTask(p *processAnswers) (*pb.TaskCoreEntry, error) {
 		}
 		act := p.sigactions[sig-1]
 		sigactions = append(sigactions, &pb.SaEntry{
-			Sigaction:       pb.Uint64(act.Handler),
-			Flags:           pb.Uint64(act.Flags),
-			Restorer:        pb.Uint64(act.Restorer),
-			Mask:            pb.Uint64(act.Mask),
+			Sigaction:       act.Handler,
+			Flags:           act.Flags,
+			Restorer:        act.Restorer,
+			Mask:            act.Mask,
 			CompatSigaction: pb.Bool(false),
 		})
 	}
@@ -129,8 +129,8 @@ func (d *dumper) dumpTask(p *processAnswers) (*pb.TaskCoreEntry, error) {
 	var itimers [3]*pb.ItimerEntry
 	for which, v := range p.itimers {
 		itimers[which] = &pb.ItimerEntry{
-			Isec: pb.Uint64(uint64(v.IntervalSec)), Iusec: pb.Uint64(uint64(v.IntervalUsec)),
-			Vsec: pb.Uint64(uint64(v.ValueSec)), Vusec: pb.Uint64(uint64(v.ValueUsec)),
+			Isec: uint64(v.IntervalSec), Iusec: uint64(v.IntervalUsec),
+			Vsec: uint64(v.ValueSec), Vusec: uint64(v.ValueUsec),
 		}
 	}
 
@@ -140,7 +140,7 @@ func (d *dumper) dumpTask(p *processAnswers) (*pb.TaskCoreEntry, error) {
 	}
 	rl := &pb.TaskRlimitsEntry{}
 	for _, l := range limits {
-		rl.Rlimits = append(rl.Rlimits, &pb.RlimitEntry{Cur: pb.Uint64(l.Soft), Max: pb.Uint64(l.Hard)})
+		rl.Rlimits = append(rl.Rlimits, &pb.RlimitEntry{Cur: l.Soft, Max: l.Hard})
 	}
 	shared, err := tr.QueuedSignals(pid, true)
 	if err != nil {
@@ -158,13 +158,13 @@ func (d *dumper) dumpTask(p *processAnswers) (*pb.TaskCoreEntry, error) {
 		state, stopSig = taskStopped, pb.Uint32(uint32(sig))
 	}
 	return &pb.TaskCoreEntry{
-		TaskState:      pb.Uint32(state),
+		TaskState:      state,
 		StopSigno:      stopSig,
-		ExitCode:       pb.Uint32(0),
-		Personality:    pb.Uint32(personality),
-		Flags:          pb.Uint32(d.stat.Flags),
-		BlkSigset:      pb.Uint64(blocked),
-		Comm:           pb.String(d.stat.Comm),
+		ExitCode:       0,
+		Personality:    personality,
+		Flags:          d.stat.Flags,
+		BlkSigset:      blocked,
+		Comm:           d.stat.Comm,
 		Timers:         &pb.TaskTimersEntry{Real: itimers[0], Virt: itimers[1], Prof: itimers[2], Posix: posixTimers},
 		Rlimits:        rl,
 		SignalsS:       signalQueue(shared),
@@ -209,10 +209,10 @@ func (d *dumper) dumpCreds(secbits uint64) *pb.CredsEntry {
 		nnp = 1
 	}
 	return &pb.CredsEntry{
-		Uid: pb.Uint32(s.Uid[0]), Euid: pb.Uint32(s.Uid[1]), Suid: pb.Uint32(s.Uid[2]), Fsuid: pb.Uint32(s.Uid[3]),
-		Gid: pb.Uint32(s.Gid[0]), Egid: pb.Uint32(s.Gid[1]), Sgid: pb.Uint32(s.Gid[2]), Fsgid: pb.Uint32(s.Gid[3]),
+		Uid: s.Uid[0], Euid: s.Uid[1], Suid: s.Uid[2], Fsuid: s.Uid[3],
+		Gid: s.Gid[0], Egid: s.Gid[1], Sgid: s.Gid[2], Fsgid: s.Gid[3],
 		CapInh: caps(s.CapInh), CapPrm: caps(s.CapPrm), CapEff: caps(s.CapEff), CapBnd: caps(s.CapBnd), CapAmb: caps(s.CapAmb),
-		Secbits:    pb.Uint32(uint32(secbits)),
+		Secbits:    uint32(secbits),
 		Groups:     s.Groups,
 		NoNewPrivs: pb.Uint32(nnp),
 	}
@@ -238,7 +238,7 @@ func dumpClocks(pid int) (*pb.TimensEntry, error) {
 			return nil, fmt.Errorf("read %s clock: %w", name, err)
 		}
 		ns := ts.Nano() - ownOff + off
-		return &pb.Timespec{TvSec: pb.Uint64(uint64(ns / 1e9)), TvNsec: pb.Uint64(uint64(ns % 1e9))}, nil
+		return &pb.Timespec{TvSec: uint64(ns / 1e9), TvNsec: uint64(ns % 1e9)}, nil
 	}
 	mono, err := read(unix.CLOCK_MONOTONIC, "monotonic", own.Monotonic, offsets.Monotonic)
 	if err != nil {

@@ -105,16 +105,16 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	}
 
 	tc := &pb.ThreadCoreEntry{
-		FutexRla:    pb.Uint64(robust.Head),
-		FutexRlaLen: pb.Uint32(uint32(robust.Len)),
+		FutexRla:    robust.Head,
+		FutexRlaLen: uint32(robust.Len),
 		SchedNice:   pb.Int32(int32(stat.Nice)),
 		SchedPolicy: pb.Uint32(policy),
 		SchedPrio:   pb.Uint32(stat.RTPriority),
 		BlkSigset:   pb.Uint64(blocked),
 		Sas: &pb.ThreadSasEntry{
-			SsSp:    pb.Uint64(sas.Sp),
-			SsFlags: pb.Uint32(uint32(sas.Flags)),
-			SsSize:  pb.Uint64(sas.Size),
+			SsSp:    sas.Sp,
+			SsFlags: uint32(sas.Flags),
+			SsSize:  sas.Size,
 		},
 		Comm:      pb.String(stat.Comm),
 		SignalsP:  signalQueue(queued),
@@ -141,16 +141,16 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 			return nil, fmt.Errorf("read rseq area of tid %d: %w", tid, err)
 		}
 		tc.RseqEntry = &pb.RseqEntry{
-			RseqAbiPointer: pb.Uint64(rs.RseqAbiPointer),
-			RseqAbiSize:    pb.Uint32(rs.RseqAbiSize),
-			Signature:      pb.Uint32(rs.Signature),
+			RseqAbiPointer: rs.RseqAbiPointer,
+			RseqAbiSize:    rs.RseqAbiSize,
+			Signature:      rs.Signature,
 			RseqCsPointer:  pb.Uint64(cs),
 		}
 	}
 	return &pb.CoreEntry{
-		Mtype: pb.CoreEntry_X86_64.Enum(),
+		Mtype: pb.CoreEntry_X86_64,
 		ThreadInfo: &pb.ThreadInfoX86{
-			ClearTidAddr: pb.Uint64(clearTid),
+			ClearTidAddr: clearTid,
 			Gpregs:       cpu.RegsToImage(&regs),
 			Fpregs:       fpregs,
 		},
@@ -197,10 +197,10 @@ func (d *dumper) recordThreadExtra(tid int) error {
 // not: its memory-deny-write-execute flags (PR_SET_MDWE), which only the
 // process may read (without them a restored process could make writable
 // memory executable, which it could not), and its core dump filter when
-// it is not cryo's (which a restored process gets otherwise). mdwe is
+// it is not cryo's (which a restored process gets otherwise). asked is
 // what the process said of its flags.
-func (d *dumper) recordProcessExtra(answer answer) error {
-	mdwe, err := answer.v, answer.err
+func (d *dumper) recordProcessExtra(asked answer) error {
+	mdwe, err := asked.v, asked.err
 	if errors.Is(err, unix.EINVAL) { // before Linux 6.3: none
 		mdwe, err = 0, nil
 	}
@@ -333,20 +333,20 @@ func (d *dumper) dumpExitedLeader(tid int) (*pb.CoreEntry, error) {
 	}
 	d.log.Info("the thread group leader has exited: a restore makes it exit again", "tid", tid, "code", code, "site", fmt.Sprintf("%#x", site))
 	return &pb.CoreEntry{
-		Mtype: pb.CoreEntry_X86_64.Enum(),
+		Mtype: pb.CoreEntry_X86_64,
 		ThreadInfo: &pb.ThreadInfoX86{
-			ClearTidAddr: pb.Uint64(0),
+			ClearTidAddr: 0,
 			Gpregs:       cpu.RegsToImage(&regs),
 			Fpregs:       fpregs,
 		},
 		ThreadCore: &pb.ThreadCoreEntry{
-			FutexRla:    pb.Uint64(0),
-			FutexRlaLen: pb.Uint32(0),
+			FutexRla:    0,
+			FutexRlaLen: 0,
 			SchedNice:   pb.Int32(int32(stat.Nice)),
 			SchedPolicy: pb.Uint32(stat.Policy),
 			SchedPrio:   pb.Uint32(stat.RTPriority),
 			BlkSigset:   pb.Uint64(^uint64(0)),
-			Sas:         &pb.ThreadSasEntry{SsSp: pb.Uint64(0), SsFlags: pb.Uint32(kernel.SsDisable), SsSize: pb.Uint64(0)},
+			Sas:         &pb.ThreadSasEntry{SsSp: 0, SsFlags: kernel.SsDisable, SsSize: 0},
 			Comm:        pb.String(stat.Comm),
 			SignalsP:    &pb.SignalQueueEntry{},
 			PdeathSig:   pb.Uint32(0),

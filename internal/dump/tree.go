@@ -37,6 +37,8 @@ type tree struct {
 	// own what cryo's own are (see ownExtras).
 	threadExtras []image.ThreadExtra
 	own          *ownExtras
+	// cgroups are the sets of cgroups of the processes (cgroup.go).
+	cgroups cgSets
 	// sharedObjects are the shared memory objects several processes map.
 	sharedObjects []sharedObject
 	// sysvShm are the System V shared memory segments the tree attaches.
@@ -141,8 +143,8 @@ func (t *tree) seize() error {
 			return t.named(pid, err)
 		}
 		d.entry = &pb.PstreeEntry{
-			Pid: pb.Uint32(uint32(pid)), Ppid: pb.Uint32(uint32(parent[pid])),
-			Pgid: pb.Uint32(uint32(d.stat.Pgrp)), Sid: pb.Uint32(uint32(d.stat.Session)),
+			Pid: uint32(pid), Ppid: uint32(parent[pid]),
+			Pgid: uint32(d.stat.Pgrp), Sid: uint32(d.stat.Session),
 		}
 		t.order = append(t.order, d.entry)
 		kids, err := children(pid, d.traced)
@@ -203,8 +205,8 @@ func (t *tree) addZombie(pid, ppid int, st proc.Stat) error {
 	t.log.Info("zombie", "pid", pid, "parent", ppid, "status", fmt.Sprintf("%#x", st.ExitCode))
 	t.dead = append(t.dead, dead{pid: pid, state: taskDead, comm: st.Comm, flags: st.Flags, status: st.ExitCode})
 	t.order = append(t.order, &pb.PstreeEntry{
-		Pid: pb.Uint32(uint32(pid)), Ppid: pb.Uint32(uint32(ppid)),
-		Pgid: pb.Uint32(uint32(st.Pgrp)), Sid: pb.Uint32(uint32(st.Session)), Threads: []uint32{uint32(pid)},
+		Pid: uint32(pid), Ppid: uint32(ppid),
+		Pgid: uint32(st.Pgrp), Sid: uint32(st.Session), Threads: []uint32{uint32(pid)},
 	})
 	return nil
 }
@@ -337,8 +339,8 @@ func (t *tree) checkSessions() error {
 		leaders[id] = true
 		sessions[id] = id == e.GetSid()
 		h := &pb.PstreeEntry{
-			Pid: pb.Uint32(id), Ppid: pb.Uint32(p.GetPid()),
-			Pgid: pb.Uint32(id), Sid: pb.Uint32(e.GetSid()), Threads: []uint32{id},
+			Pid: id, Ppid: p.GetPid(),
+			Pgid: id, Sid: e.GetSid(), Threads: []uint32{id},
 		}
 		byPid[id] = h
 		t.dead = append(t.dead, dead{pid: int(id), state: taskHelper, comm: "cryo-helper"})
@@ -522,22 +524,23 @@ func (t *tree) copyObjects() error {
 func (t *tree) writeImages() error {
 	rootIDs := t.procs[0].images.ids
 	inv := &pb.InventoryEntry{
-		ImgVersion:  pb.Uint32(image.ImgVersion),
+		ImgVersion:  image.ImgVersion,
 		FdinfoPerId: pb.Bool(true),
 		RootIds:     rootIDs,
 		NsPerId:     pb.Bool(true),
 		Lsmtype:     pb.Lsmtype_NO_LSM.Enum(),
+		RootCgSet:   pb.Uint32(rootCgSet),
 	}
 	for _, d := range t.procs {
 		d.entry.Threads = d.images.threads
 	}
 	for _, z := range t.dead {
 		core := &pb.CoreEntry{
-			Mtype: pb.CoreEntry_X86_64.Enum(),
+			Mtype: pb.CoreEntry_X86_64,
 			Tc: &pb.TaskCoreEntry{
-				TaskState: pb.Uint32(z.state), ExitCode: pb.Uint32(uint32(z.status)),
-				Personality: pb.Uint32(0), Flags: pb.Uint32(z.flags), BlkSigset: pb.Uint64(0),
-				Comm: pb.String(z.comm),
+				TaskState: z.state, ExitCode: uint32(z.status),
+				Personality: 0, Flags: z.flags, BlkSigset: 0,
+				Comm: z.comm,
 			},
 		}
 		if err := t.dir.WriteImage(image.Core, uint32(z.pid), core); err != nil {
@@ -571,6 +574,9 @@ func (t *tree) writeImages() error {
 		if err := t.dir.WriteThreadExtras(t.threadExtras); err != nil {
 			return err
 		}
+	}
+	if err := t.writeCgroups(); err != nil {
+		return err
 	}
 	return t.files.WriteImages(t.dir)
 }

@@ -43,7 +43,7 @@ func TestDumpTree(t *testing.T) {
 	}
 	root := uint32(pids["root"])
 	entry := func(pid, ppid, pgid int, threads ...uint32) *pb.PstreeEntry {
-		return &pb.PstreeEntry{Pid: ptr(uint32(pid)), Ppid: ptr(uint32(ppid)), Pgid: ptr(uint32(pgid)), Sid: ptr(root), Threads: threads}
+		return &pb.PstreeEntry{Pid: uint32(pid), Ppid: uint32(ppid), Pgid: uint32(pgid), Sid: root, Threads: threads}
 	}
 	one := func(pid int) []uint32 { return []uint32{uint32(pid)} }
 	want := []*pb.PstreeEntry{

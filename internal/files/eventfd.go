@@ -36,9 +36,9 @@ func (eventfdKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_EVENTFD.Enum(), Id: pb.Uint32(id),
+		Type: pb.FdTypes_EVENTFD, Id: id,
 		Efd: &pb.EventfdFileEntry{
-			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Fown: zeroFown(), Counter: pb.Uint64(ev.Count),
+			Id: id, Flags: flags, Fown: &pb.FownEntry{}, Counter: ev.Count,
 		},
 	}), nil
 }

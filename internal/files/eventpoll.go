@@ -40,7 +40,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("read epoll fd %d: %w", d.fd, err)
 	}
 	id := t.nextID()
-	e := &pb.EventpollFileEntry{Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown()}
+	e := &pb.EventpollFileEntry{Id: id, Flags: statusFlags(d.info), Fown: &pb.FownEntry{}}
 	tfds := make([]int, len(targets))
 	used := map[int]bool{} // descriptors registrations are added through
 	var moved []int        // registrations whose number no longer refers to their file
@@ -75,11 +75,11 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	for i, tg := range targets {
 		e.Tfd = append(e.Tfd, &pb.EventpollTfdEntry{
-			Id: pb.Uint32(id), Tfd: pb.Uint32(uint32(tfds[i])), Events: pb.Uint32(tg.Events), Data: pb.Uint64(tg.Data),
+			Id: id, Tfd: uint32(tfds[i]), Events: tg.Events, Data: tg.Data,
 			Dev: pb.Uint32(tg.Sdev), Inode: pb.Uint64(tg.Ino), Pos: pb.Uint64(uint64(tg.Pos)),
 		})
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_EVENTPOLL.Enum(), Id: pb.Uint32(id), Epfd: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_EVENTPOLL, Id: id, Epfd: e}), nil
 }
 
 // epollHolder returns a descriptor, among fds and not in used, of the

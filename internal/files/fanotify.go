@@ -39,16 +39,16 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("%w: fd %d is a fanotify, which the process could not make again without CAP_SYS_ADMIN", ErrUnsupported, d.fd)
 	}
 	e := &pb.FanotifyFileEntry{
-		Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown(),
-		Faflags: pb.Uint32(fa.Flags), Evflags: pb.Uint32(fa.EventFlags),
+		Flags: statusFlags(d.info), Fown: &pb.FownEntry{},
+		Faflags: fa.Flags, Evflags: fa.EventFlags,
 	}
 	for _, m := range fa.Marks {
 		if m.Mflags&^fanotifyMflags != 0 {
 			return 0, fmt.Errorf("%w: fanotify fd %d has a mark with flags %#x", ErrUnsupported, d.fd, m.Mflags)
 		}
 		me := &pb.FanotifyMarkEntry{
-			Mflags: pb.Uint32(m.Mflags), Mask: pb.Uint32(m.Mask),
-			IgnoredMask: pb.Uint32(m.IgnoredMask), SDev: pb.Uint32(m.Sdev),
+			Mflags: m.Mflags, Mask: m.Mask,
+			IgnoredMask: m.IgnoredMask, SDev: m.Sdev,
 		}
 		switch m.Kind {
 		case proc.FanotifyInode:
@@ -56,8 +56,8 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			if err != nil {
 				return 0, err
 			}
-			me.Type = pb.MarkType_INODE.Enum()
-			me.Ie = &pb.FanotifyInodeMarkEntry{IIno: pb.Uint64(m.Ino), FHandle: h}
+			me.Type = pb.MarkType_INODE
+			me.Ie = &pb.FanotifyInodeMarkEntry{IIno: m.Ino, FHandle: h}
 		case proc.FanotifyMount:
 			mnt, err := t.mount(m.MntID)
 			if err != nil {
@@ -65,9 +65,9 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			}
 			// CRIU's: the mount point without its leading slash, the
 			// device of the mount.
-			me.Type = pb.MarkType_MOUNT.Enum()
-			me.SDev = pb.Uint32(kernel.KernelDev(mnt.Major, mnt.Minor))
-			me.Me = &pb.FanotifyMountMarkEntry{MntId: pb.Uint32(uint32(m.MntID)), Path: pb.String(mnt.Point[1:])}
+			me.Type = pb.MarkType_MOUNT
+			me.SDev = kernel.KernelDev(mnt.Major, mnt.Minor)
+			me.Me = &pb.FanotifyMountMarkEntry{MntId: uint32(m.MntID), Path: pb.String(mnt.Point[1:])}
 		default:
 			return 0, fmt.Errorf("%w: fanotify fd %d has a %s mark, which CRIU's images cannot hold", ErrUnsupported, d.fd, markKindName(m.Kind))
 		}
@@ -78,11 +78,11 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	// After the marks: an unlinked inode's entry takes an id.
 	id := t.nextID()
-	e.Id = pb.Uint32(id)
+	e.Id = id
 	for _, m := range e.Mark {
-		m.Id = pb.Uint32(id)
+		m.Id = id
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_FANOTIFY.Enum(), Id: pb.Uint32(id), Ffy: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_FANOTIFY, Id: id, Ffy: e}), nil
 }
 
 // atFDCWD is AT_FDCWD as a system call argument.

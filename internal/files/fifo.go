@@ -29,7 +29,7 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	regID := t.nextID()
-	t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(regID), Reg: regEntry(regID, path, d)})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: regID, Reg: regEntry(regID, path, d)})
 	if deleted {
 		if err := t.unlinked(regID, path, d.path, &d.st); err != nil {
 			return 0, err
@@ -39,8 +39,8 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_FIFO.Enum(), Id: pb.Uint32(id),
-		Fifo: &pb.FifoEntry{Id: pb.Uint32(id), PipeId: pb.Uint32(uint32(d.st.Ino)), RegfId: pb.Uint32(regID)},
+		Type: pb.FdTypes_FIFO, Id: id,
+		Fifo: &pb.FifoEntry{Id: id, PipeId: uint32(d.st.Ino), RegfId: pb.Uint32(regID)},
 	}), nil
 }
 

@@ -76,8 +76,8 @@ func (t *Table) dumpOwner(fd int, f *pb.FileEntry) error {
 	if own == nil {
 		return fmt.Errorf("%w: fd %d (%v) has an owner for its signals (F_SETOWN), which its kind's entry cannot hold", ErrUnsupported, fd, f.GetType())
 	}
-	*own = &pb.FownEntry{Uid: pb.Uint32(o.UID), Euid: pb.Uint32(o.EUID), Signum: pb.Uint32(uint32(o.Sig)),
-		PidType: pb.Uint32(uint32(o.Type)), Pid: pb.Uint32(uint32(o.Pid))}
+	*own = &pb.FownEntry{Uid: o.UID, Euid: o.EUID, Signum: uint32(o.Sig),
+		PidType: uint32(o.Type), Pid: uint32(o.Pid)}
 	return nil
 }
 

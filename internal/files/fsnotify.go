@@ -42,7 +42,7 @@ func (t *Table) markEntry(what string, sdev uint32, ino uint64, h *proc.FileHand
 	if h == nil || len(h.Bytes) > fhWords*8 {
 		return nil, fmt.Errorf("%w: %s marks inode %#x on device %d:%d, which has no file handle", ErrUnsupported, what, ino, major, minor)
 	}
-	e := &pb.FhEntry{Bytes: pb.Uint32(uint32(len(h.Bytes))), Type: pb.Uint32(uint32(h.Type)), Handle: make([]uint64, fhWords)}
+	e := &pb.FhEntry{Bytes: uint32(len(h.Bytes)), Type: uint32(h.Type), Handle: make([]uint64, fhWords)}
 	buf := make([]byte, fhWords*8)
 	copy(buf, h.Bytes)
 	for i := range e.Handle {

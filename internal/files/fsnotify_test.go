@@ -65,7 +65,7 @@ func TestVerifyMarks(t *testing.T) {
 			t.Errorf("the dump found %s at %q", path, e.GetPath())
 		}
 		e.Path = pb.String(name)
-		return &pb.InotifyWdEntry{Wd: pb.Uint32(1), SDev: pb.Uint32(sdev), IIno: pb.Uint64(st.Ino), FHandle: e}
+		return &pb.InotifyWdEntry{Wd: 1, SDev: sdev, IIno: st.Ino, FHandle: e}
 	}
 	nobody := kernel.FsCreds{Fsuid: 65534, Fsgid: 65534}
 	admin := nobody
@@ -90,7 +90,7 @@ func TestVerifyMarks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Set{Files: map[uint32]*pb.FileEntry{1: tc.f}, Fds: []*pb.FdinfoEntry{
-				{Id: pb.Uint32(1), Fd: pb.Uint32(3), Type: tc.f.Type},
+				{Id: 1, Fd: 3, Type: tc.f.Type},
 			}}
 			err := s.Verify(nil, VerifyOptions{Creds: tc.creds, Log: slog.New(slog.DiscardHandler)})
 			defer s.Close()
@@ -105,18 +105,18 @@ func TestVerifyMarks(t *testing.T) {
 }
 
 func inotifyEntry(w *pb.InotifyWdEntry) *pb.FileEntry {
-	return &pb.FileEntry{Type: pb.FdTypes_INOTIFY.Enum(), Id: pb.Uint32(1), Ify: &pb.InotifyFileEntry{
-		Id: pb.Uint32(1), Flags: pb.Uint32(0), Fown: zeroFown(), Wd: []*pb.InotifyWdEntry{w},
+	return &pb.FileEntry{Type: pb.FdTypes_INOTIFY, Id: 1, Ify: &pb.InotifyFileEntry{
+		Id: 1, Flags: 0, Fown: &pb.FownEntry{}, Wd: []*pb.InotifyWdEntry{w},
 	}}
 }
 
 func fanotifyMountEntry(point string) *pb.FileEntry {
-	return &pb.FileEntry{Type: pb.FdTypes_FANOTIFY.Enum(), Id: pb.Uint32(1), Ffy: &pb.FanotifyFileEntry{
-		Id: pb.Uint32(1), Flags: pb.Uint32(0), Fown: zeroFown(), Faflags: pb.Uint32(0), Evflags: pb.Uint32(0),
+	return &pb.FileEntry{Type: pb.FdTypes_FANOTIFY, Id: 1, Ffy: &pb.FanotifyFileEntry{
+		Id: 1, Flags: 0, Fown: &pb.FownEntry{}, Faflags: 0, Evflags: 0,
 		Mark: []*pb.FanotifyMarkEntry{{
-			Id: pb.Uint32(1), Type: pb.MarkType_MOUNT.Enum(), Mflags: pb.Uint32(0), Mask: pb.Uint32(unix.FAN_MODIFY),
-			IgnoredMask: pb.Uint32(0), SDev: pb.Uint32(0),
-			Me: &pb.FanotifyMountMarkEntry{MntId: pb.Uint32(1), Path: pb.String(point[1:])},
+			Id: 1, Type: pb.MarkType_MOUNT, Mflags: 0, Mask: unix.FAN_MODIFY,
+			IgnoredMask: 0, SDev: 0,
+			Me: &pb.FanotifyMountMarkEntry{MntId: 1, Path: pb.String(point[1:])},
 		}},
 	}}
 }

@@ -102,7 +102,7 @@ func (t *Table) unlinked(id uint32, name, link string, st *unix.Stat_t) error {
 		return nil // reached by its name again
 	}
 	t.remaps = append(t.remaps, &pb.RemapFilePathEntry{
-		OrigId: pb.Uint32(id), RemapId: pb.Uint32(target.id), RemapType: target.typ.Enum(),
+		OrigId: id, RemapId: target.id, RemapType: target.typ.Enum(),
 	})
 	return nil
 }
@@ -178,8 +178,8 @@ func (t *Table) linkBack(name, link string, st *unix.Stat_t) (remapTarget, error
 		return remapTarget{}, fmt.Errorf("link %s back at %s: %w", name, path, err)
 	}
 	t.links = append(t.links, path)
-	t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(id), Reg: &pb.RegFileEntry{
-		Id: pb.Uint32(id), Flags: pb.Uint32(0), Pos: pb.Uint64(0), Fown: zeroFown(), Name: pb.String(path),
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: id, Reg: &pb.RegFileEntry{
+		Id: id, Flags: 0, Pos: 0, Fown: &pb.FownEntry{}, Name: path,
 	}})
 	return remapTarget{pb.RemapType_LINKED, id}, nil
 }
@@ -198,7 +198,7 @@ func (t *Table) Abort() {
 // or fanotify mark finds its ghost by device and inode.
 func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
 	g := ghost{id: uint32(len(t.ghosts) + 1), e: &pb.GhostFileEntry{
-		Uid: pb.Uint32(st.Uid), Gid: pb.Uint32(st.Gid), Mode: pb.Uint32(st.Mode),
+		Uid: st.Uid, Gid: st.Gid, Mode: st.Mode,
 		Dev: pb.Uint32(kernel.KernelDev(unix.Major(st.Dev), unix.Minor(st.Dev))), Ino: pb.Uint64(st.Ino),
 		Atim: timeval(st.Atim), Mtim: timeval(st.Mtim),
 	}}
@@ -236,7 +236,7 @@ func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
 
 // timeval is a time in CRIU's ghost entries, to the microsecond.
 func timeval(ts unix.Timespec) *pb.Timeval {
-	return &pb.Timeval{TvSec: pb.Uint64(uint64(ts.Sec)), TvUsec: pb.Uint64(uint64(ts.Nsec / 1000))}
+	return &pb.Timeval{TvSec: uint64(ts.Sec), TvUsec: uint64(ts.Nsec / 1000)}
 }
 
 // forData calls fn for each range [off, end) of f below size that holds
@@ -289,7 +289,7 @@ func (g *ghostTable) write(dir *image.Dir) error {
 				return gh.e, nil
 			}
 			c := gh.chunks[i-1]
-			return &pb.GhostChunkEntry{Len: pb.Uint64(uint64(len(c.data))), Off: pb.Uint64(c.off)}, c.data
+			return &pb.GhostChunkEntry{Len: uint64(len(c.data)), Off: c.off}, c.data
 		}); err != nil {
 			return err
 		}
@@ -384,7 +384,7 @@ func readGhost(dir *image.Dir, id uint32, head func(*pb.GhostFileEntry) error,
 		return nil
 	}
 	if !e.GetChunks() {
-		if err := body(&pb.GhostChunkEntry{Len: pb.Uint64(e.GetSize()), Off: pb.Uint64(0)}, r.Payload()); err != nil {
+		if err := body(&pb.GhostChunkEntry{Len: e.GetSize(), Off: 0}, r.Payload()); err != nil {
 			return fmt.Errorf("ghost file %d: %w", id, err)
 		}
 		return nil

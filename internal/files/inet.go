@@ -256,13 +256,13 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	e := &pb.InetSkEntry{
-		Id: pb.Uint32(id), Ino: pb.Uint32(uint32(d.st.Ino)),
-		Family: pb.Uint32(uint32(family)), Type: pb.Uint32(uint32(typ)), Proto: pb.Uint32(uint32(protocol)),
-		State:   pb.Uint32(uint32(diag.State)),
-		SrcPort: pb.Uint32(uint32(local.Port())), DstPort: pb.Uint32(uint32(remote.Port())),
-		Flags: pb.Uint32(statusFlags(d.info)), Backlog: pb.Uint32(0),
+		Id: id, Ino: uint32(d.st.Ino),
+		Family: uint32(family), Type: uint32(typ), Proto: uint32(protocol),
+		State:   uint32(diag.State),
+		SrcPort: uint32(local.Port()), DstPort: uint32(remote.Port()),
+		Flags: statusFlags(d.info), Backlog: 0,
 		SrcAddr: addrWords(local.Addr()), DstAddr: addrWords(remote.Addr()),
-		Fown: zeroFown(), Opts: opts,
+		Fown: &pb.FownEntry{}, Opts: opts,
 	}
 	if diag.Shutdown != 0 {
 		e.Shutdown = pb.SkShutdown(diag.Shutdown).Enum()
@@ -288,7 +288,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		case diag.Rqueue != 0 && t.Dropped != nil:
 			t.Dropped(local, diag.Rqueue)
 		}
-		e.Backlog = pb.Uint32(diag.Wqueue)
+		e.Backlog = diag.Wqueue
 	case stream && state == tcpClose:
 	case protocol == unix.IPPROTO_MPTCP:
 		// Both ends made it with MPTCP: a TCP client's connection to an
@@ -324,7 +324,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	default:
 		return 0, fmt.Errorf("%w: socket of protocol %d in state %s", ErrUnsupported, protocol, tcpStateName(state))
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_INETSK.Enum(), Id: pb.Uint32(id), Isk: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_INETSK, Id: id, Isk: e}), nil
 }
 
 // protoName names a stream socket's protocol in messages.

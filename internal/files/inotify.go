@@ -37,7 +37,7 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("read inotify fd %d: %w", d.fd, err)
 	}
 	slices.SortFunc(watches, func(a, b proc.InotifyWatch) int { return int(a.Wd) - int(b.Wd) })
-	e := &pb.InotifyFileEntry{Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown()}
+	e := &pb.InotifyFileEntry{Flags: statusFlags(d.info), Fown: &pb.FownEntry{}}
 	for _, w := range watches {
 		if w.Mask&^inotifyMask != 0 {
 			return 0, fmt.Errorf("%w: inotify fd %d watch %d has mask %#x", ErrUnsupported, d.fd, w.Wd, w.Mask)
@@ -47,8 +47,8 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 			return 0, err
 		}
 		e.Wd = append(e.Wd, &pb.InotifyWdEntry{
-			IIno: pb.Uint64(w.Ino), Mask: pb.Uint32(w.Mask), IgnoredMask: pb.Uint32(w.IgnoredMask),
-			SDev: pb.Uint32(w.Sdev), Wd: pb.Uint32(uint32(w.Wd)), FHandle: h,
+			IIno: w.Ino, Mask: w.Mask, IgnoredMask: w.IgnoredMask,
+			SDev: w.Sdev, Wd: uint32(w.Wd), FHandle: h,
 		})
 	}
 	if err := t.refuseLost(d, "inotify"); err != nil {
@@ -56,11 +56,11 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	// After the marks: an unlinked inode's entry takes an id.
 	id := t.nextID()
-	e.Id = pb.Uint32(id)
+	e.Id = id
 	for _, w := range e.Wd {
-		w.Id = pb.Uint32(id)
+		w.Id = id
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_INOTIFY.Enum(), Id: pb.Uint32(id), Ify: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_INOTIFY, Id: id, Ify: e}), nil
 }
 
 func (inotifyKind) check(s *Set, f *pb.FileEntry) error {

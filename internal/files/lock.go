@@ -92,8 +92,8 @@ func (t *Table) recordLock(l proc.Lock, fd int32) error {
 		length = l.End - l.Start + 1
 	}
 	t.locks = append(t.locks, &pb.FileLockEntry{
-		Flag: pb.Uint32(flag), Type: pb.Uint32(typ), Pid: pb.Int32(int32(t.pid)), Fd: pb.Int32(fd),
-		Start: pb.Int64(l.Start), Len: pb.Int64(length),
+		Flag: flag, Type: typ, Pid: int32(t.pid), Fd: fd,
+		Start: l.Start, Len: length,
 	})
 	l.ID = 0
 	t.held = append(t.held, l)

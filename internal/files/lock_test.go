@@ -17,8 +17,8 @@ import (
 func TestDumpLocks(t *testing.T) {
 	const pid, fd = 4242, 7
 	entry := func(flag, typ uint32, start, n int64) *pb.FileLockEntry {
-		return &pb.FileLockEntry{Flag: pb.Uint32(flag), Type: pb.Uint32(typ), Pid: pb.Int32(pid), Fd: pb.Int32(fd),
-			Start: pb.Int64(start), Len: pb.Int64(n)}
+		return &pb.FileLockEntry{Flag: flag, Type: typ, Pid: pid, Fd: fd,
+			Start: start, Len: n}
 	}
 	for _, tc := range []struct {
 		line string

@@ -106,9 +106,9 @@ func (t *Table) memfdInode(path, name string) (*pb.MemfdInodeEntry, error) {
 		return nil, fmt.Errorf("get seals of memfd %s: %w", name, err)
 	}
 	e := &pb.MemfdInodeEntry{
-		Name: pb.String(name), Uid: pb.Uint32(st.Uid), Gid: pb.Uint32(st.Gid),
-		Size: pb.Uint64(uint64(st.Size)), Shmid: pb.Uint32(uint32(st.Ino)),
-		Seals: pb.Uint32(uint32(seals)), InodeId: pb.Uint64(uint64(len(t.memfdOrder) + 1)),
+		Name: name, Uid: st.Uid, Gid: st.Gid,
+		Size: uint64(st.Size), Shmid: uint32(st.Ino),
+		Seals: uint32(seals), InodeId: uint64(len(t.memfdOrder) + 1),
 		Mode: pb.Uint32(st.Mode),
 	}
 	t.memfds[st.Ino] = &memfdObject{e: e, f: f}
@@ -124,10 +124,10 @@ func (t *Table) memfdFile(id uint32, path, name string, flags uint32, pos uint64
 		return err
 	}
 	t.add(&pb.FileEntry{
-		Type: pb.FdTypes_MEMFD.Enum(), Id: pb.Uint32(id),
+		Type: pb.FdTypes_MEMFD, Id: id,
 		Memfd: &pb.MemfdFileEntry{
-			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Pos: pb.Uint64(pos),
-			Fown: zeroFown(), InodeId: pb.Uint32(uint32(e.GetInodeId())),
+			Id: id, Flags: flags, Pos: pos,
+			Fown: &pb.FownEntry{}, InodeId: uint32(e.GetInodeId()),
 		},
 	})
 	return nil

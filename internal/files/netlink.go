@@ -106,17 +106,17 @@ func (netlinkKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	e := &pb.NetlinkSkEntry{
-		Id: pb.Uint32(id), Ino: pb.Uint32(uint32(d.st.Ino)), Protocol: pb.Uint32(uint32(protocol)),
-		State: pb.Uint32(0), Flags: pb.Uint32(statusFlags(d.info)), Portid: pb.Uint32(local.Pid), Groups: groups,
-		DstPortid: pb.Uint32(0), DstGroup: pb.Uint32(0), Fown: zeroFown(), Opts: opts,
+		Id: id, Ino: uint32(d.st.Ino), Protocol: uint32(protocol),
+		State: 0, Flags: statusFlags(d.info), Portid: local.Pid, Groups: groups,
+		DstPortid: 0, DstGroup: 0, Fown: &pb.FownEntry{}, Opts: opts,
 	}
 	if sa, err := unix.Getpeername(fd); err == nil {
 		if peer, ok := sa.(*unix.SockaddrNetlink); ok && (peer.Pid != 0 || peer.Groups != 0) {
-			e.State = pb.Uint32(netlinkConnected)
-			e.DstPortid, e.DstGroup = pb.Uint32(peer.Pid), pb.Uint32(peer.Groups)
+			e.State = netlinkConnected
+			e.DstPortid, e.DstGroup = peer.Pid, peer.Groups
 		}
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_NETLINKSK.Enum(), Id: pb.Uint32(id), Nlsk: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_NETLINKSK, Id: id, Nlsk: e}), nil
 }
 
 func (netlinkKind) check(s *Set, f *pb.FileEntry) error {

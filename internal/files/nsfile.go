@@ -101,8 +101,8 @@ func (nsKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_NS.Enum(), Id: pb.Uint32(id),
-		Nsf: &pb.NsFileEntry{Id: pb.Uint32(id), NsId: pb.Uint32(n.id), NsCflag: pb.Uint32(n.cflag), Flags: pb.Uint32(statusFlags(d.info))},
+		Type: pb.FdTypes_NS, Id: id,
+		Nsf: &pb.NsFileEntry{Id: id, NsId: n.id, NsCflag: n.cflag, Flags: statusFlags(d.info)},
 	}), nil
 }
 

@@ -54,12 +54,12 @@ func (pidfdKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_PIDFD.Enum(), Id: pb.Uint32(id),
+		Type: pb.FdTypes_PIDFD, Id: id,
 		Pidfd: &pb.PidfdEntry{
 			// The image's inode number is 32 bits; a restore makes the
 			// pidfd by its pid and does not use it.
-			Id: pb.Uint32(id), Ino: pb.Uint32(uint32(d.st.Ino)), Flags: pb.Uint32(flags),
-			Nspid: pb.Int32(int32(p.Pid)), Fown: zeroFown(),
+			Id: id, Ino: uint32(d.st.Ino), Flags: flags,
+			Nspid: int32(p.Pid), Fown: &pb.FownEntry{},
 		},
 	}), nil
 }

@@ -36,8 +36,8 @@ func (pipeKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_PIPE.Enum(), Id: pb.Uint32(id),
-		Pipe: &pb.PipeEntry{Id: pb.Uint32(id), PipeId: pb.Uint32(uint32(ino)), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown()},
+		Type: pb.FdTypes_PIPE, Id: id,
+		Pipe: &pb.PipeEntry{Id: id, PipeId: uint32(ino), Flags: statusFlags(d.info), Fown: &pb.FownEntry{}},
 	}), nil
 }
 
@@ -200,7 +200,7 @@ func (t *Table) takePipeData(d *desc, ino uint64, into *[]pipeData) error {
 		return fmt.Errorf("%w: %s holds packets of a packet-mode (O_DIRECT) writer, whose boundaries cannot be kept", ErrUnsupported, d)
 	}
 	*into = append(*into, pipeData{
-		e:    &pb.PipeDataEntry{PipeId: pb.Uint32(uint32(ino)), Bytes: pb.Uint32(uint32(n)), Size: pb.Uint32(uint32(size))},
+		e:    &pb.PipeDataEntry{PipeId: uint32(ino), Bytes: uint32(n), Size: pb.Uint32(uint32(size))},
 		data: data,
 	})
 	return nil

@@ -37,7 +37,7 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	if d.mode() == unix.S_IFREG {
 		reg.Size = pb.Uint64(uint64(d.st.Size))
 	}
-	id := t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: reg.Id, Reg: reg})
+	id := t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: reg.Id, Reg: reg})
 	if deleted {
 		if err := t.unlinked(id, path, d.path, &d.st); err != nil {
 			return 0, err
@@ -51,8 +51,8 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 // regEntry is the reg entry of a descriptor d reached at path.
 func regEntry(id uint32, path string, d *desc) *pb.RegFileEntry {
 	return &pb.RegFileEntry{
-		Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Pos: pb.Uint64(uint64(d.info.Pos)),
-		Fown: zeroFown(), Name: pb.String(path), Mode: pb.Uint32(d.st.Mode),
+		Id: id, Flags: statusFlags(d.info), Pos: uint64(d.info.Pos),
+		Fown: &pb.FownEntry{}, Name: path, Mode: pb.Uint32(d.st.Mode),
 	}
 }
 
@@ -65,11 +65,11 @@ func (t *Table) RegPath(path, via string, flags uint32) (uint32, error) {
 	var err error
 	id := t.keyed(path+"\x00"+strconv.FormatUint(uint64(flags), 8), func(id uint32) *pb.FileEntry {
 		reg := &pb.RegFileEntry{
-			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Pos: pb.Uint64(0),
-			Fown: zeroFown(), Name: pb.String(path),
+			Id: id, Flags: flags, Pos: 0,
+			Fown: &pb.FownEntry{}, Name: path,
 		}
 		err = t.identify(reg, via)
-		return &pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(id), Reg: reg}
+		return &pb.FileEntry{Type: pb.FdTypes_REG, Id: id, Reg: reg}
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", path, err)
@@ -97,11 +97,11 @@ func (t *Table) RegFile(path, link string, flags uint32) (uint32, error) {
 	}
 	id := t.nextID()
 	t.byKey[key] = t.add(&pb.FileEntry{
-		Type: pb.FdTypes_REG.Enum(),
-		Id:   pb.Uint32(id),
+		Type: pb.FdTypes_REG,
+		Id:   id,
 		Reg: &pb.RegFileEntry{
-			Id: pb.Uint32(id), Flags: pb.Uint32(flags), Pos: pb.Uint64(0),
-			Fown: zeroFown(), Name: pb.String(name), Mode: pb.Uint32(st.Mode),
+			Id: id, Flags: flags, Pos: 0,
+			Fown: &pb.FownEntry{}, Name: name, Mode: pb.Uint32(st.Mode),
 		},
 	})
 	if err := t.unlinked(id, name, link, &st); err != nil {

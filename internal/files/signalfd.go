@@ -22,8 +22,8 @@ func (signalfdKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_SIGNALFD.Enum(), Id: pb.Uint32(id),
-		Sgfd: &pb.SignalfdEntry{Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown(), Sigmask: pb.Uint64(mask)},
+		Type: pb.FdTypes_SIGNALFD, Id: id,
+		Sgfd: &pb.SignalfdEntry{Id: id, Flags: statusFlags(d.info), Fown: &pb.FownEntry{}, Sigmask: mask},
 	}), nil
 }
 

@@ -94,23 +94,23 @@ func DumpSockOpts(fd int, kept bool) (*pb.SkOptsEntry, error) {
 	o := &pb.SkOptsEntry{}
 	for _, b := range []struct {
 		opt int
-		to  **uint32
+		to  *uint32
 	}{{unix.SO_SNDBUF, &o.SoSndbuf}, {unix.SO_RCVBUF, &o.SoRcvbuf}} {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, b.opt)
 		if err != nil {
 			return nil, fmt.Errorf("read buffer size: %w", err)
 		}
-		*b.to = pb.Uint32(uint32(v))
+		*b.to = uint32(v)
 	}
 	for _, t := range []struct {
 		opt       int
-		sec, usec **uint64
+		sec, usec *uint64
 	}{{unix.SO_SNDTIMEO, &o.SoSndTmoSec, &o.SoSndTmoUsec}, {unix.SO_RCVTIMEO, &o.SoRcvTmoSec, &o.SoRcvTmoUsec}} {
 		tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, t.opt)
 		if err != nil {
 			return nil, fmt.Errorf("read timeout: %w", err)
 		}
-		*t.sec, *t.usec = pb.Uint64(uint64(tv.Sec)), pb.Uint64(uint64(tv.Usec))
+		*t.sec, *t.usec = uint64(tv.Sec), uint64(tv.Usec)
 	}
 	for _, b := range sockBoolOpts {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, b.opt)

@@ -94,11 +94,6 @@ func (t *Table) keyed(key string, mk func(id uint32) *pb.FileEntry) uint32 {
 	return id
 }
 
-func zeroFown() *pb.FownEntry {
-	z := pb.Uint32(0)
-	return &pb.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
-}
-
 // statusFlags are the open flags a restore reopens a file with.
 func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC }
 
@@ -165,7 +160,7 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*pb.VmaEntry) error {
 			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: view, fd: fd, id: id})
 		}
 		t.fds[filesID] = append(t.fds[filesID], &pb.FdinfoEntry{
-			Id: pb.Uint32(id), Flags: pb.Uint32(fdFlags), Type: t.files[id-1].GetType().Enum(), Fd: pb.Uint32(uint32(fd)),
+			Id: id, Flags: fdFlags, Type: t.files[id-1].GetType(), Fd: uint32(fd),
 		})
 	}
 	if err := t.checkControllingTerminal(); err != nil {

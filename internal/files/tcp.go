@@ -244,10 +244,10 @@ func (t *Table) dumpStream(fd int, id uint32) (*pb.TcpStreamEntry, []byte, error
 		return nil, nil, fmt.Errorf("read the window: %w", err)
 	}
 	s := &pb.TcpStreamEntry{
-		InqLen: pb.Uint32(uint32(len(in))), InqSeq: pb.Uint32(inSeq),
-		OutqLen: pb.Uint32(uint32(len(out))), OutqSeq: pb.Uint32(outSeq),
-		OptMask: pb.Uint32(uint32(info.Options)), MssClamp: pb.Uint32(uint32(mss)),
-		SndWscale: pb.Uint32(uint32(info.Wscale & 0xf)), RcvWscale: pb.Uint32(uint32(info.Wscale >> 4)),
+		InqLen: uint32(len(in)), InqSeq: inSeq,
+		OutqLen: uint32(len(out)), OutqSeq: outSeq,
+		OptMask: uint32(info.Options), MssClamp: uint32(mss),
+		SndWscale: uint32(info.Wscale & 0xf), RcvWscale: pb.Uint32(uint32(info.Wscale >> 4)),
 		UnsqLen: pb.Uint32(uint32(unsent)),
 		SndWl1:  pb.Uint32(w.SndWl1), SndWnd: pb.Uint32(w.SndWnd), MaxWindow: pb.Uint32(w.MaxWindow),
 		RcvWnd: pb.Uint32(w.RcvWnd), RcvWup: pb.Uint32(w.RcvWup),

@@ -58,12 +58,12 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_TIMERFD.Enum(), Id: pb.Uint32(id),
+		Type: pb.FdTypes_TIMERFD, Id: id,
 		Tfd: &pb.TimerfdEntry{
-			Id: pb.Uint32(id), Flags: pb.Uint32(statusFlags(d.info)), Fown: zeroFown(),
-			Clockid: pb.Uint32(uint32(tf.Clockid)), Ticks: pb.Uint64(tf.Ticks), SettimeFlags: pb.Uint32(tf.SettimeFlags),
-			Vsec: pb.Uint64(uint64(tf.Value / time.Second)), Vnsec: pb.Uint64(uint64(tf.Value % time.Second)),
-			Isec: pb.Uint64(uint64(tf.Interval / time.Second)), Insec: pb.Uint64(uint64(tf.Interval % time.Second)),
+			Id: id, Flags: statusFlags(d.info), Fown: &pb.FownEntry{},
+			Clockid: uint32(tf.Clockid), Ticks: tf.Ticks, SettimeFlags: tf.SettimeFlags,
+			Vsec: uint64(tf.Value / time.Second), Vnsec: uint64(tf.Value % time.Second),
+			Isec: uint64(tf.Interval / time.Second), Insec: uint64(tf.Interval % time.Second),
 		},
 	}), nil
 }

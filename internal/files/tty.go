@@ -109,7 +109,7 @@ type ttyTable struct {
 func (t *ttyTable) process() { t.ptys, t.stat = nil, nil }
 
 func (t *ttyTable) addInfo(e *pb.TtyInfoEntry) uint32 {
-	e.Id = pb.Uint32(uint32(len(t.ttyInfos) + 1))
+	e.Id = uint32(len(t.ttyInfos) + 1)
 	t.ttyInfos = append(t.ttyInfos, e)
 	return e.GetId()
 }
@@ -134,13 +134,13 @@ func (ttyKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	regID := t.nextID()
-	t.add(&pb.FileEntry{Type: pb.FdTypes_REG.Enum(), Id: pb.Uint32(regID), Reg: regEntry(regID, path, d)})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: regID, Reg: regEntry(regID, path, d)})
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
-		Type: pb.FdTypes_TTY.Enum(), Id: pb.Uint32(id),
+		Type: pb.FdTypes_TTY, Id: id,
 		Tty: &pb.TtyFileEntry{
-			Id: pb.Uint32(id), TtyInfoId: pb.Uint32(info), Flags: pb.Uint32(statusFlags(d.info)),
-			Fown: zeroFown(), RegfId: pb.Uint32(regID),
+			Id: id, TtyInfoId: info, Flags: statusFlags(d.info),
+			Fown: &pb.FownEntry{}, RegfId: pb.Uint32(regID),
 		},
 	}), nil
 }
@@ -263,9 +263,9 @@ func (t *Table) hungUpInfo(d *desc, path string) (uint32, error) {
 		t.hungUp = map[ptyKey]uint32{}
 	}
 	t.hungUp[key] = t.addInfo(&pb.TtyInfoEntry{
-		Type: pb.TtyType_PTY.Enum(), Locked: pb.Bool(false), Exclusive: pb.Bool(false), PacketMode: pb.Bool(false),
-		Sid: pb.Uint32(0), Pgrp: pb.Uint32(0), Rdev: pb.Uint32(uint32(d.st.Rdev)),
-		Pty: &pb.TtyPtyEntry{Index: pb.Uint32(key.index)}, Uid: pb.Uint32(d.st.Uid), Gid: pb.Uint32(d.st.Gid),
+		Type: pb.TtyType_PTY, Locked: false, Exclusive: false, PacketMode: false,
+		Sid: 0, Pgrp: 0, Rdev: uint32(d.st.Rdev),
+		Pty: &pb.TtyPtyEntry{Index: key.index}, Uid: pb.Uint32(d.st.Uid), Gid: pb.Uint32(d.st.Gid),
 	})
 	return t.hungUp[key], nil
 }
@@ -537,10 +537,10 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	var infos [2]uint32
 	for side, rdev := range []uint64{sst.Rdev, unix.Mkdev(5, 2)} {
 		infos[side] = t.addInfo(&pb.TtyInfoEntry{
-			Type: pb.TtyType_PTY.Enum(), Locked: pb.Bool(locked), Exclusive: pb.Bool(excl[side]),
-			PacketMode: pb.Bool(packet), Sid: pb.Uint32(sid), Pgrp: pb.Uint32(pgrp), Rdev: pb.Uint32(uint32(rdev)),
+			Type: pb.TtyType_PTY, Locked: locked, Exclusive: excl[side],
+			PacketMode: packet, Sid: sid, Pgrp: pgrp, Rdev: uint32(rdev),
 			Termios: termiosEntry(tio), Winsize: winsizeEntry(ws),
-			Pty: &pb.TtyPtyEntry{Index: pb.Uint32(key.index)}, Uid: pb.Uint32(sst.Uid), Gid: pb.Uint32(sst.Gid),
+			Pty: &pb.TtyPtyEntry{Index: key.index}, Uid: pb.Uint32(sst.Uid), Gid: pb.Uint32(sst.Gid),
 		})
 	}
 	if t.ptyInfos == nil {
@@ -557,7 +557,7 @@ func (t *Table) dumpPty(key ptyKey, ends *ptyEnds) error {
 	}
 	for side, data := range [2][]byte{q.toSlave, q.toMaster} {
 		if len(data) > 0 {
-			t.ttyData = append(t.ttyData, &pb.TtyDataEntry{TtyId: pb.Uint32(infos[side]), Data: data})
+			t.ttyData = append(t.ttyData, &pb.TtyDataEntry{TtyId: infos[side], Data: data})
 		}
 	}
 	return nil
@@ -578,8 +578,8 @@ func (t *Table) cttyInfo(d *desc) (uint32, error) {
 		return 0, fmt.Errorf("%w: fd %d is /dev/tty, and the controlling terminal is another session's: dump with --shell-job", ErrUnsupported, d.fd)
 	}
 	return t.addInfo(&pb.TtyInfoEntry{
-		Type: pb.TtyType_CTTY.Enum(), Locked: pb.Bool(false), Exclusive: pb.Bool(false), PacketMode: pb.Bool(false),
-		Sid: pb.Uint32(uint32(stat.Session)), Pgrp: pb.Uint32(0), Rdev: pb.Uint32(uint32(d.st.Rdev)),
+		Type: pb.TtyType_CTTY, Locked: false, Exclusive: false, PacketMode: false,
+		Sid: uint32(stat.Session), Pgrp: 0, Rdev: uint32(d.st.Rdev),
 	}), nil
 }
 
@@ -614,8 +614,8 @@ func (t *Table) externalInfo(d *desc, typ pb.TtyType) (uint32, error) {
 		pgrp = uint32(max(stat.TPgid, 0))
 	}
 	e := &pb.TtyInfoEntry{
-		Type: typ.Enum(), Locked: pb.Bool(false), Exclusive: pb.Bool(false), PacketMode: pb.Bool(false),
-		Sid: pb.Uint32(sid), Pgrp: pb.Uint32(pgrp), Rdev: pb.Uint32(uint32(d.st.Rdev)),
+		Type: typ, Locked: false, Exclusive: false, PacketMode: false,
+		Sid: sid, Pgrp: pgrp, Rdev: uint32(d.st.Rdev),
 		Termios: termiosEntry(tio), Winsize: winsizeEntry(ws), Uid: pb.Uint32(d.st.Uid), Gid: pb.Uint32(d.st.Gid),
 	}
 	if typ == pb.TtyType_PTY {
@@ -627,7 +627,7 @@ func (t *Table) externalInfo(d *desc, typ pb.TtyType) (uint32, error) {
 			t.externalPtys = map[ptyKey]bool{}
 		}
 		t.externalPtys[key] = true
-		e.Pty = &pb.TtyPtyEntry{Index: pb.Uint32(key.index)}
+		e.Pty = &pb.TtyPtyEntry{Index: key.index}
 	}
 	if t.external == nil {
 		t.external = map[uint64]uint32{}
@@ -642,8 +642,8 @@ func termiosEntry(t *unix.Termios) *pb.TermiosEntry {
 		cc[i] = uint32(c)
 	}
 	return &pb.TermiosEntry{
-		CIflag: pb.Uint32(t.Iflag), COflag: pb.Uint32(t.Oflag), CCflag: pb.Uint32(t.Cflag), CLflag: pb.Uint32(t.Lflag),
-		CLine: pb.Uint32(uint32(t.Line)), CIspeed: pb.Uint32(t.Ispeed), COspeed: pb.Uint32(t.Ospeed), CCc: cc,
+		CIflag: t.Iflag, COflag: t.Oflag, CCflag: t.Cflag, CLflag: t.Lflag,
+		CLine: uint32(t.Line), CIspeed: t.Ispeed, COspeed: t.Ospeed, CCc: cc,
 	}
 }
 
@@ -663,8 +663,8 @@ func termiosOf(e *pb.TermiosEntry) *unix.Termios {
 }
 
 func winsizeEntry(w *unix.Winsize) *pb.WinsizeEntry {
-	return &pb.WinsizeEntry{WsRow: pb.Uint32(uint32(w.Row)), WsCol: pb.Uint32(uint32(w.Col)),
-		WsXpixel: pb.Uint32(uint32(w.Xpixel)), WsYpixel: pb.Uint32(uint32(w.Ypixel))}
+	return &pb.WinsizeEntry{WsRow: uint32(w.Row), WsCol: uint32(w.Col),
+		WsXpixel: uint32(w.Xpixel), WsYpixel: uint32(w.Ypixel)}
 }
 
 func winsizeOf(e *pb.WinsizeEntry) *unix.Winsize {

@@ -66,7 +66,7 @@ func (t *Table) dumpDatagrams(fd int, id uint32, diag kernel.InetDiag, dev strin
 		default:
 			return fmt.Errorf("UDP socket %v: datagram from %T", diag.Local(), from)
 		}
-		p := unixPacket{e: &pb.SkPacketEntry{IdFor: pb.Uint32(id), Length: pb.Uint32(uint32(n))}, data: slices.Clone(buf[:n])}
+		p := unixPacket{e: &pb.SkPacketEntry{IdFor: id, Length: uint32(n)}, data: slices.Clone(buf[:n])}
 		setPacketExtras(p.e, binary.BigEndian.AppendUint16(src.Addr().AsSlice(), src.Port()), nil)
 		t.unixTable.queues = append(t.unixTable.queues, p)
 	}

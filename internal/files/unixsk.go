@@ -141,15 +141,15 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	}
 	id := t.nextID()
 	e := &pb.UnixSkEntry{
-		Id: pb.Uint32(id), Ino: pb.Uint32(s.Ino), Type: pb.Uint32(uint32(s.Type)), State: pb.Uint32(uint32(s.State)),
-		Flags: pb.Uint32(statusFlags(d.info)), Uflags: pb.Uint32(0), Backlog: pb.Uint32(0), Peer: pb.Uint32(s.Peer),
-		Fown: zeroFown(), Opts: opts, Name: s.Name,
+		Id: id, Ino: s.Ino, Type: uint32(s.Type), State: uint32(s.State),
+		Flags: statusFlags(d.info), Uflags: 0, Backlog: 0, Peer: s.Peer,
+		Fown: &pb.FownEntry{}, Opts: opts, Name: s.Name,
 	}
 	if e.Name == nil {
 		e.Name = []byte{}
 	}
 	if s.State == tcpListen {
-		e.Backlog = pb.Uint32(s.Wqueue)
+		e.Backlog = s.Wqueue
 	}
 	if s.Shutdown != 0 {
 		e.Shutdown = pb.SkShutdown(s.Shutdown & 3).Enum()
@@ -161,7 +161,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	// entries of their own.
 	t.unixTable.dumped[s.Ino] = &unixDumped{e: e, pid: t.pid, fd: d.fd}
 	t.unixTable.order = append(t.unixTable.order, s.Ino)
-	t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK.Enum(), Id: pb.Uint32(id), Usk: e})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK, Id: id, Usk: e})
 	// A stream socket has a queue once connected; a datagram one always.
 	if s.State == tcpEstablished || s.Type == unix.SOCK_DGRAM {
 		err = t.dumpUnixQueue(dup, e, s)
@@ -197,7 +197,7 @@ func (u *unixTable) dumpFile(pid int, e *pb.UnixSkEntry, s *kernel.UnixSock) err
 		e.Deleted = pb.Bool(true)
 		return nil
 	}
-	e.FilePerms = &pb.FilePermsEntry{Mode: pb.Uint32(st.Mode), Uid: pb.Uint32(st.Uid), Gid: pb.Uint32(st.Gid)}
+	e.FilePerms = &pb.FilePermsEntry{Mode: st.Mode, Uid: st.Uid, Gid: st.Gid}
 	return nil
 }
 
@@ -261,14 +261,14 @@ func (t *Table) dumpUnixQueue(fd int, e *pb.UnixSkEntry, s *kernel.UnixSock) err
 			// (where a datagram of no bytes cannot be told from it).
 			return nil
 		}
-		p := unixPacket{e: &pb.SkPacketEntry{IdFor: e.Id, Length: pb.Uint32(uint32(n))}, data: slices.Clone(buf[:n])}
+		p := unixPacket{e: &pb.SkPacketEntry{IdFor: e.Id, Length: uint32(n)}, data: slices.Clone(buf[:n])}
 		var addr []byte
 		if sa, ok := from.(*unix.SockaddrUnix); ok && !stream && sa.Name != "" {
 			addr = sockaddrName(sa)
 		}
 		setPacketExtras(p.e, addr, cred)
 		if len(rights) > 0 {
-			scm := &pb.ScmEntry{Type: pb.Uint32(unix.SCM_RIGHTS)}
+			scm := &pb.ScmEntry{Type: unix.SCM_RIGHTS}
 			for _, r := range rights {
 				id, err := t.dumpInFlight(r, u.dumped[s.Ino].String())
 				if err != nil {
@@ -453,7 +453,7 @@ func (t *Table) dumpEpollInFlight(f inFlight) (uint32, error) {
 func setPacketExtras(e *pb.SkPacketEntry, addr []byte, cred *unix.Ucred) {
 	e.Addr, e.Ucred = addr, nil
 	if cred != nil {
-		e.Ucred = &pb.SkUcredEntry{Uid: pb.Uint32(cred.Uid), Gid: pb.Uint32(cred.Gid), Pid: pb.Uint32(uint32(cred.Pid))}
+		e.Ucred = &pb.SkUcredEntry{Uid: cred.Uid, Gid: cred.Gid, Pid: uint32(cred.Pid)}
 	}
 }
 
@@ -499,7 +499,7 @@ func (t *Table) finishUnix() error {
 			if s.Wqueue != 0 {
 				return fmt.Errorf("%w: %s sent %d bytes on a connection not accepted yet", ErrUnsupported, d, s.Wqueue)
 			}
-			d.e.Peer = pb.Uint32(l)
+			d.e.Peer = l
 			continue
 		}
 		if s.State == tcpListen {
@@ -527,14 +527,14 @@ func (t *Table) finishUnix() error {
 		}
 		id := t.nextID()
 		e := &pb.UnixSkEntry{
-			Id: pb.Uint32(id), Ino: pb.Uint32(peer), Type: pb.Uint32(uint32(ps.Type)), State: pb.Uint32(uint32(ps.State)),
-			Flags: pb.Uint32(0), Uflags: pb.Uint32(uskExtern), Backlog: pb.Uint32(0), Peer: pb.Uint32(0),
-			Fown: zeroFown(), Opts: &pb.SkOptsEntry{SoSndbuf: pb.Uint32(0), SoRcvbuf: pb.Uint32(0), SoSndTmoSec: pb.Uint64(0),
-				SoSndTmoUsec: pb.Uint64(0), SoRcvTmoSec: pb.Uint64(0), SoRcvTmoUsec: pb.Uint64(0)},
+			Id: id, Ino: peer, Type: uint32(ps.Type), State: uint32(ps.State),
+			Flags: 0, Uflags: uskExtern, Backlog: 0, Peer: 0,
+			Fown: &pb.FownEntry{}, Opts: &pb.SkOptsEntry{SoSndbuf: 0, SoRcvbuf: 0, SoSndTmoSec: 0,
+				SoSndTmoUsec: 0, SoRcvTmoSec: 0, SoRcvTmoUsec: 0},
 			Name: ps.Name,
 		}
 		u.dumped[peer] = &unixDumped{e: e, pid: d.pid, fd: -1}
-		t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK.Enum(), Id: pb.Uint32(id), Usk: e})
+		t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK, Id: id, Usk: e})
 	}
 	return nil
 }

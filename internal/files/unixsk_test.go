@@ -22,7 +22,7 @@ func TestPacketExtras(t *testing.T) {
 		{[]byte("\x00abstract"), &unix.Ucred{Pid: 4242, Uid: 1000, Gid: 100}},
 		{nil, &unix.Ucred{}},
 	} {
-		e := &pb.SkPacketEntry{IdFor: pb.Uint32(3), Length: pb.Uint32(0)}
+		e := &pb.SkPacketEntry{IdFor: 3, Length: 0}
 		setPacketExtras(e, tc.addr, tc.cred)
 		b, err := pb.Marshal(e)
 		if err != nil {

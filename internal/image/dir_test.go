@@ -76,9 +76,9 @@ func TestDirImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := complete(&pb.PstreeEntry{Pid: pb.Uint32(1)})
-	b := complete(&pb.PstreeEntry{Pid: pb.Uint32(2), Ppid: pb.Uint32(1)})
-	f := complete(&pb.FsEntry{CwdId: pb.Uint32(3), Umask: pb.Uint32(0o22)})
+	a := complete(&pb.PstreeEntry{Pid: 1})
+	b := complete(&pb.PstreeEntry{Pid: 2, Ppid: 1})
+	f := complete(&pb.FsEntry{CwdId: 3, Umask: pb.Uint32(0o22)})
 	if err := d.WriteImage(Pstree, 0, a, b); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestSync(t *testing.T) {
 		t.Errorf("Sync with an open image: %v", err)
 	}
 	// A record whose payload never comes: Close fails, and so must Sync.
-	if err := w.Write(complete(&pb.PipeDataEntry{Bytes: pb.Uint32(3)})); err != nil {
+	if err := w.Write(complete(&pb.PipeDataEntry{Bytes: 3})); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err == nil {

@@ -26,10 +26,10 @@ type FileStat struct {
 // message is s as a cryo.file_stat_entry record.
 func (s FileStat) message() *pb.FileStatEntry {
 	return &pb.FileStatEntry{
-		Id: pb.Uint32(s.ID), Uid: pb.Uint32(s.UID), Gid: pb.Uint32(s.GID),
-		MtimeSec: pb.Int64(s.MtimeSec), MtimeNsec: pb.Uint32(s.MtimeNsec),
-		Dev: pb.Uint64(s.Dev), Ino: pb.Uint64(s.Inode),
-		BtimeSec: pb.Int64(s.BtimeSec), BtimeNsec: pb.Uint32(s.BtimeNsec),
+		Id: s.ID, Uid: s.UID, Gid: s.GID,
+		MtimeSec: s.MtimeSec, MtimeNsec: s.MtimeNsec,
+		Dev: s.Dev, Ino: s.Inode,
+		BtimeSec: s.BtimeSec, BtimeNsec: s.BtimeNsec,
 	}
 }
 

@@ -91,7 +91,7 @@ func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 func TestReaderErrors(t *testing.T) {
 	fsHdr := le(imgCommon, kinds[FS].magic)
 	okRec := func() []byte {
-		b, err := pb.Marshal(complete(&pb.FsEntry{CwdId: pb.Uint32(1)}))
+		b, err := pb.Marshal(complete(&pb.FsEntry{CwdId: 1}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +224,7 @@ func TestGhostRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(complete(&pb.GhostFileEntry{Mode: pb.Uint32(0o100644)})); err != nil {
+	if err := w.Write(complete(&pb.GhostFileEntry{Mode: 0o100644})); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"all ", "the ", "rest"} {
@@ -261,7 +261,7 @@ func TestWriterPayloadAccounting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Write(complete(&pb.PipeDataEntry{Bytes: pb.Uint32(4)})); err != nil {
+		if err := w.Write(complete(&pb.PipeDataEntry{Bytes: 4})); err != nil {
 			t.Fatal(err)
 		}
 		return w
@@ -325,11 +325,17 @@ func TestWriterErrors(t *testing.T) {
 		msg  string
 	}{
 		{"wrong type", complete(&pb.PstreeEntry{}), "write fs-1.img: pstree_entry records do not belong in fs images"},
-		{"required field missing", &pb.FsEntry{CwdId: pb.Uint32(1)}, "root_id"},
 	} {
 		if err := w.Write(tc.m); err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.msg)
 		}
+	}
+	files, err := NewWriter(io.Discard, Files, "files.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.Write(&pb.FileEntry{Type: pb.FdTypes_PIPE, Id: 1, Pipe: &pb.PipeEntry{Id: 1, PipeId: 2}}); err == nil || !strings.Contains(err.Error(), "fown") {
+		t.Errorf("a pipe entry without its required fown: %v, want an error naming fown", err)
 	}
 	if err := w.WritePayload([]byte("x")); err == nil {
 		t.Error("WritePayload on an fs image: no error")

@@ -48,6 +48,7 @@ const (
 	IpcMsg                       // ipcns-msg-ID.img: the System V message queues of IPC namespace ID
 	SockExtras                   // cryo-sk-extra.img: socket state CRIU's entries lack (cryo's own)
 	ThreadExtras                 // cryo-thread-extra.img: thread state CRIU's core entries lack (cryo's own)
+	Cgroup                       // cgroup.img: the sets of cgroups processes are in
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -109,6 +110,7 @@ var kinds = [...]kindDesc{
 	IpcMsg:    {"ipcns-msg", "ipcns-msg-%d.img", 0x55453737, names("ipc_msg_entry", "ipc_msg")},
 	SkQueues:  {"sk-queues", "sk-queues.img", 0x56264026, names("sk_packet_entry")},
 	TCPStream: {"tcp-stream", "tcp-stream-%x.img", 0x51465506, names("tcp_stream_entry")},
+	Cgroup:    {"cgroup", "cgroup.img", 0x59383330, names("cgroup_entry")},
 	// cryo's own kind: a magic CRIU does not use.
 	FileStats:    {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 	SockExtras:   {"cryo-sk-extra", "cryo-sk-extra.img", cryoSockExtraMagic, names("cryo.sk_extra_entry")},

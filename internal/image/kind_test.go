@@ -15,7 +15,7 @@ var criuMagic = map[Kind]string{
 	GhostFile: "GHOST_FILE", Timens: "TIMENS", TTYInfo: "TTY_INFO", TTYData: "TTY_DATA",
 	Seccomp: "SECCOMP", UTSNS: "UTSNS", Memfd: "MEMFD_INODE",
 	Cpuinfo: "CPUINFO", FileLocks: "FILE_LOCKS", SkQueues: "SK_QUEUES", TCPStream: "TCP_STREAM", IpcShm: "IPCNS_SHM",
-	IpcSem: "IPCNS_SEM", IpcMsg: "IPCNS_MSG",
+	IpcSem: "IPCNS_SEM", IpcMsg: "IPCNS_MSG", Cgroup: "CGROUP",
 }
 
 // allKinds lists every kind in the table.

@@ -53,7 +53,7 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pm.Write(&pb.PagemapHead{PagesId: pb.Uint32(pagesID)}); err != nil {
+	if err := pm.Write(&pb.PagemapHead{PagesId: pagesID}); err != nil {
 		pm.Close()
 		return nil, err
 	}
@@ -116,8 +116,8 @@ func (p *PageWriter) flush() error {
 	for p.nr > 0 {
 		nr := min(p.nr, math.MaxUint32)
 		err := p.pm.Write(&pb.PagemapEntry{
-			Vaddr:         pb.Uint64(p.vaddr),
-			CompatNrPages: pb.Uint32(uint32(nr)),
+			Vaddr:         p.vaddr,
+			CompatNrPages: uint32(nr),
 			NrPages:       pb.Uint64(nr),
 			Flags:         pb.Uint32(PEPresent),
 		})

@@ -74,11 +74,11 @@ func TestPagesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	entry := func(vaddr uint64, nr uint32) pb.Message {
-		return &pb.PagemapEntry{Vaddr: pb.Uint64(vaddr), CompatNrPages: pb.Uint32(nr),
+		return &pb.PagemapEntry{Vaddr: vaddr, CompatNrPages: nr,
 			NrPages: pb.Uint64(uint64(nr)), Flags: pb.Uint32(PEPresent)}
 	}
 	want := []pb.Message{
-		&pb.PagemapHead{PagesId: pb.Uint32(3)},
+		&pb.PagemapHead{PagesId: 3},
 		entry(base, 3), entry(base+8*psize, 3), entry(base+1<<30, 1),
 	}
 	if diff := cmp.Diff(want, recs); diff != "" {
@@ -234,7 +234,7 @@ func pagemapImage(t *testing.T, entries ...*pb.PagemapEntry) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Write(&pb.PagemapHead{PagesId: pb.Uint32(1)}); err != nil {
+	if err := w.Write(&pb.PagemapHead{PagesId: 1}); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
@@ -251,7 +251,7 @@ func pagemapImage(t *testing.T, entries ...*pb.PagemapEntry) []byte {
 func TestPageReader(t *testing.T) {
 	const base = 0x400000
 	ent := func(vaddr uint64, nr uint64, flags uint32) *pb.PagemapEntry {
-		return &pb.PagemapEntry{Vaddr: pb.Uint64(vaddr), NrPages: pb.Uint64(nr), Flags: pb.Uint32(flags)}
+		return &pb.PagemapEntry{Vaddr: vaddr, NrPages: pb.Uint64(nr), Flags: pb.Uint32(flags)}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -265,8 +265,8 @@ func TestPageReader(t *testing.T) {
 			// CRIU before 3.18: only compat_nr_pages; no flags means
 			// present unless in_parent.
 			entries: []*pb.PagemapEntry{
-				{Vaddr: pb.Uint64(base), CompatNrPages: pb.Uint32(2)},
-				{Vaddr: pb.Uint64(base + 4*psize), CompatNrPages: pb.Uint32(1), InParent: pb.Bool(true)},
+				{Vaddr: base, CompatNrPages: 2},
+				{Vaddr: base + 4*psize, CompatNrPages: 1, InParent: pb.Bool(true)},
 			},
 			want: []PageEntry{{base, 2, PEPresent, 0}, {base + 4*psize, 1, PEParent, int64(2 * psize)}},
 		},
@@ -277,7 +277,7 @@ func TestPageReader(t *testing.T) {
 		},
 		{
 			name: "nr_pages wins", pages: 3,
-			entries: []*pb.PagemapEntry{{Vaddr: pb.Uint64(base), CompatNrPages: pb.Uint32(1), NrPages: pb.Uint64(3)}},
+			entries: []*pb.PagemapEntry{{Vaddr: base, CompatNrPages: 1, NrPages: pb.Uint64(3)}},
 			want:    []PageEntry{{base, 3, PEPresent, 0}},
 		},
 		{name: "empty", pages: 0, entries: []*pb.PagemapEntry{ent(base, 0, PEPresent)}, err: "empty"},
@@ -330,7 +330,7 @@ func TestOpenPagesErrors(t *testing.T) {
 	if _, err := d.OpenPages(1); !errors.Is(err, ErrCount) {
 		t.Errorf("pagemap without a head: %v, want ErrCount", err)
 	}
-	if err := d.WriteImage(Pagemap, 2, &pb.PagemapHead{PagesId: pb.Uint32(9)}); err != nil {
+	if err := d.WriteImage(Pagemap, 2, &pb.PagemapHead{PagesId: 9}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.OpenPages(2); err == nil || !strings.Contains(err.Error(), "pages-9.img") {

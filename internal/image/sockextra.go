@@ -60,7 +60,7 @@ var sockExtraTCPOpts = []struct {
 // and address in two lists of one length, each option's level, name and
 // value in three.
 func (s SockExtra) message() *pb.SkExtraEntry {
-	m := &pb.SkExtraEntry{Id: pb.Uint32(s.ID), PeekOff: pb.Int32(s.PeekOff)}
+	m := &pb.SkExtraEntry{Id: s.ID, PeekOff: s.PeekOff}
 	for _, g := range s.Groups {
 		m.McastIfindex = append(m.McastIfindex, g.Ifindex)
 		m.McastGroup = append(m.McastGroup, g.Group.AsSlice())

@@ -31,7 +31,7 @@ func TestSockExtras(t *testing.T) {
 		t.Errorf("read back (-written +read):\n%s", diff)
 	}
 	for _, bad := range []func(m *pb.SkExtraEntry){
-		func(m *pb.SkExtraEntry) { m.PeekOff = pb.Int32(-2) },
+		func(m *pb.SkExtraEntry) { m.PeekOff = -2 },
 		func(m *pb.SkExtraEntry) { m.McastIfindex = append(m.McastIfindex, 1) },
 		func(m *pb.SkExtraEntry) {
 			m.McastIfindex, m.McastGroup = append(m.McastIfindex, 1), append(m.McastGroup, []byte{10, 0, 0, 1})

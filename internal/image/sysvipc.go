@@ -84,12 +84,12 @@ func WriteMsgQueues(d *Dir, ns uint32, queues []MsgQueue) error {
 		return err
 	}
 	write := func(q MsgQueue) error {
-		q.Entry.Qnum = pb.Uint32(uint32(len(q.Msgs)))
+		q.Entry.Qnum = uint32(len(q.Msgs))
 		if err := w.Write(q.Entry); err != nil {
 			return err
 		}
 		for _, m := range q.Msgs {
-			h := &pb.IpcMsg{Mtype: pb.Uint64(m.Type), Msize: pb.Uint32(uint32(len(m.Text)))}
+			h := &pb.IpcMsg{Mtype: m.Type, Msize: uint32(len(m.Text))}
 			if err := w.Write(h); err != nil {
 				return err
 			}

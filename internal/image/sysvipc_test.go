@@ -14,17 +14,17 @@ import (
 // knows them (samples_test.go) the same way.
 func TestSysvIPCRoundTrip(t *testing.T) {
 	desc := func(id uint32) *pb.IpcDescEntry {
-		return complete(&pb.IpcDescEntry{Id: pb.Uint32(id), Key: pb.Uint32(id + 100), Mode: pb.Uint32(0o640)}).(*pb.IpcDescEntry)
+		return complete(&pb.IpcDescEntry{Id: id, Key: id + 100, Mode: 0o640}).(*pb.IpcDescEntry)
 	}
 	sets := []SemSet{
-		{Entry: &pb.IpcSemEntry{Desc: desc(1), Nsems: pb.Uint32(5)}, Values: []uint16{1, 2, 3, 4, 32767}},
-		{Entry: &pb.IpcSemEntry{Desc: desc(2), Nsems: pb.Uint32(4)}, Values: []uint16{0, 0, 0, 9}},
+		{Entry: &pb.IpcSemEntry{Desc: desc(1), Nsems: 5}, Values: []uint16{1, 2, 3, 4, 32767}},
+		{Entry: &pb.IpcSemEntry{Desc: desc(2), Nsems: 4}, Values: []uint16{0, 0, 0, 9}},
 	}
 	queues := []MsgQueue{
-		{Entry: &pb.IpcMsgEntry{Desc: desc(3), Qbytes: pb.Uint32(16384)}, Msgs: []Msg{
+		{Entry: &pb.IpcMsgEntry{Desc: desc(3), Qbytes: 16384}, Msgs: []Msg{
 			{Type: 7, Text: []byte("hello")}, {Type: 1, Text: []byte{}}, {Type: 1 << 40, Text: bytes.Repeat([]byte{0xa5}, 8193)},
 		}},
-		{Entry: &pb.IpcMsgEntry{Desc: desc(4), Qbytes: pb.Uint32(10)}},
+		{Entry: &pb.IpcMsgEntry{Desc: desc(4), Qbytes: 10}},
 	}
 	d, err := Create(t.TempDir())
 	if err != nil {

@@ -51,7 +51,7 @@ const coredumpFilterMax = 1<<9 - 1
 
 // message is x as a cryo.thread_extra_entry record.
 func (x ThreadExtra) message() *pb.ThreadExtraEntry {
-	m := &pb.ThreadExtraEntry{Tid: pb.Uint32(x.TID), Cpus: x.CPUs, CoredumpFilter: x.CoredumpFilter}
+	m := &pb.ThreadExtraEntry{Tid: x.TID, Cpus: x.CPUs, CoredumpFilter: x.CoredumpFilter}
 	if x.IOPrio != 0 {
 		m.Ioprio = pb.Uint32(x.IOPrio)
 	}

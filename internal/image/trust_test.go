@@ -63,7 +63,7 @@ func TestUntrusted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := d.WriteImage(image.FS, 1, &pb.FsEntry{CwdId: pb.Uint32(1), RootId: pb.Uint32(1)}); err != nil {
+			if err := d.WriteImage(image.FS, 1, &pb.FsEntry{CwdId: 1, RootId: 1}); err != nil {
 				t.Fatal(err)
 			}
 			// Trusted as written.

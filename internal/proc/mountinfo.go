@@ -15,6 +15,9 @@ type Mount struct {
 	// Root is the directory of the file system mounted at Point, both
 	// unescaped.
 	Root, Point string
+	// FSType is the file system's type; Super its own options (for a
+	// cgroup hierarchy, its controllers among them).
+	FSType, Super string
 }
 
 // ParseMountinfo parses the contents of /proc/PID/mountinfo.
@@ -56,6 +59,7 @@ func ParseMountinfo(b []byte) ([]Mount, error) {
 		if m.Point, err = unescapeOctal(words[4]); err != nil {
 			return err
 		}
+		m.FSType, m.Super = words[sep+1], words[sep+3]
 		out = append(out, m)
 		return nil
 	})

@@ -16,10 +16,10 @@ func TestParseMountinfo(t *testing.T) {
 		t.Errorf("%d mounts, want 20", len(got))
 	}
 	want := []Mount{
-		{ID: 21, Parent: 26, Major: 0, Minor: 20, Root: "/", Point: "/proc"},
-		{ID: 26, Parent: 1, Major: 254, Minor: 0, Root: "/", Point: "/"},
+		{ID: 21, Parent: 26, Major: 0, Minor: 20, Root: "/", Point: "/proc", FSType: "proc", Super: "rw"},
+		{ID: 26, Parent: 1, Major: 254, Minor: 0, Root: "/", Point: "/", FSType: "ext4", Super: "rw,discard,resv_strict,resuid=65534,resgid=65534"},
 		// Blanks and backslashes are escaped; optional fields precede "-".
-		{ID: 41, Parent: 25, Major: 0, Minor: 50, Root: "/a dir", Point: `/mnt/with blank\x`},
+		{ID: 41, Parent: 25, Major: 0, Minor: 50, Root: "/a dir", Point: `/mnt/with blank\x`, FSType: "tmpfs", Super: "rw"},
 	}
 	for _, w := range want {
 		found := false

@@ -130,10 +130,10 @@ func compareCheckpoints(t *testing.T, a, b *images) {
 		for id, f := range m {
 			f = pb.Clone(f)
 			if strings.HasSuffix(f.GetReg().GetName(), ".out") {
-				f.Reg.Pos, f.Reg.Size = nil, nil
+				f.Reg.Pos, f.Reg.Size = 0, nil
 			}
 			if p := f.GetPipe(); p != nil {
-				p.Flags = pb.Uint32(p.GetFlags() &^ kernel.OLargefile)
+				p.Flags = p.GetFlags() &^ kernel.OLargefile
 			}
 			out[id] = f
 		}

@@ -66,13 +66,13 @@ func TestChanged(t *testing.T) {
 func TestInherits(t *testing.T) {
 	anon, file := uint32(image.VMAAreaRegular|image.VMAAnonPrivate), uint32(image.VMAAreaRegular|image.VMAFilePrivate)
 	v := func(start, end uint64, prot, flags, status uint32) *pb.VmaEntry {
-		return &pb.VmaEntry{Start: pb.Uint64(start), End: pb.Uint64(end), Prot: pb.Uint32(prot),
-			Flags: pb.Uint32(flags), Status: pb.Uint32(status), Shmid: pb.Uint64(0), Pgoff: pb.Uint64(0)}
+		return &pb.VmaEntry{Start: start, End: end, Prot: prot,
+			Flags: flags, Status: status, Shmid: 0, Pgoff: 0}
 	}
 	// f maps file id at offset pgoff.
 	f := func(start, end, id, pgoff uint64) *pb.VmaEntry {
 		e := v(start, end, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE, file)
-		e.Shmid, e.Pgoff = pb.Uint64(id), pb.Uint64(pgoff)
+		e.Shmid, e.Pgoff = id, pgoff
 		return e
 	}
 	rw, priv := uint32(unix.PROT_READ|unix.PROT_WRITE), uint32(unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)

@@ -44,7 +44,7 @@ func TestRestoreFromEmulatedCPU(t *testing.T) {
 			if xs == nil {
 				t.Fatalf("tid %d: no XSAVE state in the image", tid)
 			}
-			xs.XstateBv = pb.Uint64(xs.GetXstateBv() | mpxPKRU)
+			xs.XstateBv = xs.GetXstateBv() | mpxPKRU
 			xs.BndregState, xs.BndcsrState = make([]uint64, 8), make([]uint64, 8)
 			xs.BndregState[1] = bound
 			xs.Pkru = []uint32{0x55555554, 0}

@@ -267,7 +267,7 @@ func TestRestoreBadImages(t *testing.T) {
 			dir := copyDir(t, c.dir)
 			rewriteMM(t, dir, pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
 				// The second VMA starts a page before the first ends.
-				vmas[1].Start = pb.Uint64(vmas[0].GetEnd() - pageSize)
+				vmas[1].Start = vmas[0].GetEnd() - pageSize
 				return vmas
 			})
 			return dir
@@ -304,7 +304,7 @@ func TestRestoreBadImages(t *testing.T) {
 			dir := copyDir(t, c.dir)
 			rewriteMM(t, dir, pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
 				low := pb.Clone(vmas[0])
-				low.Start, low.End = pb.Uint64(0), pb.Uint64(pageSize)
+				low.Start, low.End = 0, pageSize
 				return append([]*pb.VmaEntry{low}, vmas...)
 			})
 			return dir
@@ -393,7 +393,7 @@ func TestRestoreBadImages(t *testing.T) {
 			for _, id := range slices.Sorted(maps.Keys(im.files)) {
 				f := pb.Clone(im.files[id])
 				if f.GetReg().GetName() == exe {
-					f.Reg.Name = pb.String(exe + ".gone")
+					f.Reg.Name = exe + ".gone"
 				}
 				msgs = append(msgs, f)
 			}
@@ -483,8 +483,8 @@ func TestRestoreRemapRefused(t *testing.T) {
 	rewriteMM(t, dir, s.Pid, func(vmas []*pb.VmaEntry) []*pb.VmaEntry {
 		for _, v := range vmas {
 			if v.GetStatus()&image.VMAAreaVVAR != 0 {
-				v.Start = pb.Uint64(vd.GetStart() - old.Layout.VVarSize())
-				v.End = pb.Uint64(vd.GetStart())
+				v.Start = vd.GetStart() - old.Layout.VVarSize()
+				v.End = vd.GetStart()
 			}
 		}
 		return vmas
@@ -668,7 +668,7 @@ func TestRestoreCancelledPromptly(t *testing.T) {
 	var msgs []pb.Message
 	for _, f := range files {
 		if f.GetReg().GetName() == reg {
-			f.Reg.Flags = pb.Uint32(unix.O_RDONLY)
+			f.Reg.Flags = unix.O_RDONLY
 		}
 		msgs = append(msgs, f)
 	}
@@ -705,7 +705,7 @@ func TestRestoreCancelledPromptly(t *testing.T) {
 // guardAt is a one-page guard region entry at addr.
 func guardAt(addr uint64) *pb.VmaEntry {
 	return &pb.VmaEntry{
-		Start: pb.Uint64(addr), End: pb.Uint64(addr + pageSize), Pgoff: pb.Uint64(0), Shmid: pb.Uint64(0),
-		Prot: pb.Uint32(0), Flags: pb.Uint32(0), Status: pb.Uint32(image.VMAAreaGuard), Fd: pb.Int64(-1),
+		Start: addr, End: addr + pageSize, Pgoff: 0, Shmid: 0,
+		Prot: 0, Flags: 0, Status: image.VMAAreaGuard, Fd: -1,
 	}
 }

@@ -318,7 +318,7 @@ func TestRestoreBadLockImages(t *testing.T) {
 	}
 	mappingLock := func(fd int32) func(l *pb.FileLockEntry) {
 		return func(l *pb.FileLockEntry) {
-			l.Flag, l.Start, l.Len, l.Fd = pb.Uint32(2), pb.Int64(0), pb.Int64(0), pb.Int32(fd)
+			l.Flag, l.Start, l.Len, l.Fd = 2, 0, 0, fd
 		}
 	}
 	for _, tc := range []struct {
@@ -328,14 +328,14 @@ func TestRestoreBadLockImages(t *testing.T) {
 		unsupported bool
 		want        string
 	}{
-		{"lease", func(l *pb.FileLockEntry) { l.Flag = pb.Uint32(8) }, true, "lease on fd"},
-		{"unknown kind", func(l *pb.FileLockEntry) { l.Flag = pb.Uint32(3) }, false, "of kind 0x3"},
-		{"unknown type", func(l *pb.FileLockEntry) { l.Type = pb.Uint32(2) }, false, "of type 2"},
-		{"negative start", func(l *pb.FileLockEntry) { l.Start = pb.Int64(-1) }, false, "of range -1+"},
-		{"range past the largest offset", func(l *pb.FileLockEntry) { l.Start, l.Len = pb.Int64(10), pb.Int64(math.MaxInt64) }, false, "of range 10+"},
-		{"no such descriptor", func(l *pb.FileLockEntry) { l.Fd = pb.Int32(999) }, false, "fd 999, which the process does not have"},
+		{"lease", func(l *pb.FileLockEntry) { l.Flag = 8 }, true, "lease on fd"},
+		{"unknown kind", func(l *pb.FileLockEntry) { l.Flag = 3 }, false, "of kind 0x3"},
+		{"unknown type", func(l *pb.FileLockEntry) { l.Type = 2 }, false, "of type 2"},
+		{"negative start", func(l *pb.FileLockEntry) { l.Start = -1 }, false, "of range -1+"},
+		{"range past the largest offset", func(l *pb.FileLockEntry) { l.Start, l.Len = 10, math.MaxInt64 }, false, "of range 10+"},
+		{"no such descriptor", func(l *pb.FileLockEntry) { l.Fd = 999 }, false, "fd 999, which the process does not have"},
 		{"mapping of no file", mappingLock(-999), false, "the mapping of file 999, not a file whose mapping may hold it"},
-		{"posix lock of a mapping", func(l *pb.FileLockEntry) { l.Fd = pb.Int32(-unmapped) }, false, "not a file whose mapping may hold it"},
+		{"posix lock of a mapping", func(l *pb.FileLockEntry) { l.Fd = -unmapped }, false, "not a file whose mapping may hold it"},
 		{"mapping of a file not mapped", mappingLock(-unmapped), false, "a file the process does not map"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

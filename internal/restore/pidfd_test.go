@@ -56,7 +56,7 @@ func TestRestorePidfd(t *testing.T) {
 	for _, id := range slices.Sorted(maps.Keys(c.im.files)) {
 		f := pb.Clone(c.im.files[id])
 		if p := f.GetPidfd(); p != nil && p.GetNspid() == int32(child) {
-			p.Nspid = pb.Int32(1)
+			p.Nspid = 1
 		}
 		msgs = append(msgs, f)
 	}

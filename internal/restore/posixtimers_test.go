@@ -143,7 +143,7 @@ func TestRestorePendingTimerSignal(t *testing.T) {
 func TestRestorePosixTimerFarID(t *testing.T) {
 	testutil.RequireRoot(t)
 	const far = 5 + 1<<14 + 1
-	s, c := dumpEditTimer5(t, func(p *pb.PosixTimerEntry) { p.ItId = pb.Uint32(far) })
+	s, c := dumpEditTimer5(t, func(p *pb.PosixTimerEntry) { p.ItId = far })
 
 	*restore.InIDOrder = true
 	t.Cleanup(func() { *restore.InIDOrder = false })
@@ -177,7 +177,7 @@ func TestRestorePosixTimerFarID(t *testing.T) {
 func TestRestorePosixTimerForeignClock(t *testing.T) {
 	testutil.RequireRoot(t)
 	initCPU := ^int32(1)<<3 | 2 // CPUCLOCK_SCHED of pid 1
-	s, c := dumpEditTimer5(t, func(p *pb.PosixTimerEntry) { p.ClockId = pb.Uint32(uint32(initCPU)) })
+	s, c := dumpEditTimer5(t, func(p *pb.PosixTimerEntry) { p.ClockId = uint32(initCPU) })
 	before := testutil.Children(t)
 	_, err := restore.Restore(context.Background(), restore.Options{Dir: c.dir})
 	if err == nil {

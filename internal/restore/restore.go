@@ -49,6 +49,9 @@ type Options struct {
 	// AllowChanged are files restored even though they changed since the
 	// dump (files.VerifyOptions).
 	AllowChanged []string
+	// IgnoreCgroups leaves every process in the restoring cryo's cgroups,
+	// wherever it was (criu's --manage-cgroups=ignore).
+	IgnoreCgroups bool
 	// Restored, if set, is called for each live process when it is
 	// complete but for its registers, still held, before it resumes: the
 	// hook the tests use to compare it with what was dumped (the state

@@ -141,7 +141,7 @@ func TestSysvShm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			es[0].Size = pb.Uint64(pageSize)
+			es[0].Size = pageSize
 			if err := os.Remove(filepath.Join(dir, image.IpcShm.FileName(ipcNS))); err != nil {
 				t.Fatal(err)
 			}

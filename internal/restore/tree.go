@@ -32,6 +32,8 @@ type tree struct {
 	procs   []*restorer
 	zombies []*zombie
 	rootPid int
+	// cgroups are the sets of cgroups the processes go back into.
+	cgroups cgroups
 	// rootHelpers are the pids of the processes that make the session
 	// and process group the root was in, whose leaders have exited, and
 	// make the root in them (planRootSession).
@@ -223,6 +225,9 @@ func (t *tree) load() error {
 	if err := t.loadSysvIPC(); err != nil {
 		return err
 	}
+	if err := t.loadCgroups(&inv); err != nil {
+		return err
+	}
 	// A pidfd is made again only of a process the restore brings back,
 	// never of one outside the tree.
 	members := maps.Clone(live)
@@ -314,6 +319,9 @@ func (t *tree) cloneGeneration(gen []*pb.PstreeEntry, last bool) error {
 			return t.named(pid, err)
 		}
 		if err := t.lead(tr, e); err != nil {
+			return t.named(pid, err)
+		}
+		if err := t.enterCgroups(pid); err != nil {
 			return t.named(pid, err)
 		}
 		if r := t.proc(pid); r != nil {

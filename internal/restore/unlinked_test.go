@@ -160,10 +160,10 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	holes := &pb.GhostFileEntry{Uid: pb.Uint32(0), Gid: pb.Uint32(0), Mode: pb.Uint32(unix.S_IFREG | 0o600),
+	holes := &pb.GhostFileEntry{Uid: 0, Gid: 0, Mode: unix.S_IFREG | 0o600,
 		Chunks: pb.Bool(true), Size: pb.Uint64(5 * pageSize)}
 	chunk := func(off, n uint64) *pb.GhostChunkEntry {
-		return &pb.GhostChunkEntry{Off: pb.Uint64(off), Len: pb.Uint64(n)}
+		return &pb.GhostChunkEntry{Off: off, Len: n}
 	}
 	tests := []struct {
 		name   string
@@ -202,7 +202,7 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 		}, restore.ErrImage, "ghost-file"},
 		{"ghost of a socket", func(t *testing.T) string {
 			d := copyDir(t, c.dir)
-			writeGhost(t, d, "attr", &pb.GhostFileEntry{Uid: pb.Uint32(0), Gid: pb.Uint32(0), Mode: pb.Uint32(unix.S_IFSOCK | 0o600)})
+			writeGhost(t, d, "attr", &pb.GhostFileEntry{Uid: 0, Gid: 0, Mode: unix.S_IFSOCK | 0o600})
 			return d
 		}, restore.ErrUnsupported, "mode"},
 		{"link remap to no entry", func(t *testing.T) string {
@@ -211,7 +211,7 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 			for _, r := range remaps {
 				r = pb.Clone(r)
 				if r.GetRemapType() == pb.RemapType_LINKED {
-					r.RemapId = pb.Uint32(9999)
+					r.RemapId = 9999
 				}
 				msgs = append(msgs, r)
 			}

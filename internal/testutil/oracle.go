@@ -174,6 +174,7 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		s[task+"stat/policy"] = strconv.FormatUint(uint64(st.Policy), 10)
 		s[task+"stat/exit_signal"] = strconv.Itoa(st.ExitSignal)
 		s[task+"comm"] = read(task + "comm")
+		s[task+"cgroup"] = read(task + "cgroup")
 		prio, err := kernel.IoprioGet(tid)
 		if err != nil {
 			t.Fatalf("state oracle: I/O priority of tid %d: %v", tid, err)

@@ -4,20 +4,20 @@ package pb
 
 // BpfmapFileEntry is bpfmap_file_entry.
 type BpfmapFileEntry struct {
-	Id         *uint32
-	Flags      *uint32
-	Pos        *uint64
+	Id         uint32
+	Flags      uint32
+	Pos        uint64
 	Fown       *FownEntry
-	MapType    *uint32
-	KeySize    *uint32
-	ValueSize  *uint32
-	MapId      *uint32
-	MaxEntries *uint32
-	MapFlags   *uint32
-	Memlock    *uint64
-	Frozen     *bool
-	MapName    *string
-	Ifindex    *uint32
+	MapType    uint32
+	KeySize    uint32
+	ValueSize  uint32
+	MapId      uint32
+	MaxEntries uint32
+	MapFlags   uint32
+	Memlock    uint64
+	Frozen     bool
+	MapName    string
+	Ifindex    uint32
 	MntId      *int32
 	MapExtra   *uint64
 }
@@ -29,22 +29,22 @@ func (*BpfmapFileEntry) ProtoName() string { return "bpfmap_file_entry" }
 func (m *BpfmapFileEntry) Reset() { *m = BpfmapFileEntry{} }
 
 func (m *BpfmapFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetPos() uint64 {
-	if m != nil && m.Pos != nil {
-		return *m.Pos
+	if m != nil {
+		return m.Pos
 	}
 	return 0
 }
@@ -57,71 +57,71 @@ func (m *BpfmapFileEntry) GetFown() *FownEntry {
 }
 
 func (m *BpfmapFileEntry) GetMapType() uint32 {
-	if m != nil && m.MapType != nil {
-		return *m.MapType
+	if m != nil {
+		return m.MapType
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetKeySize() uint32 {
-	if m != nil && m.KeySize != nil {
-		return *m.KeySize
+	if m != nil {
+		return m.KeySize
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetValueSize() uint32 {
-	if m != nil && m.ValueSize != nil {
-		return *m.ValueSize
+	if m != nil {
+		return m.ValueSize
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetMapId() uint32 {
-	if m != nil && m.MapId != nil {
-		return *m.MapId
+	if m != nil {
+		return m.MapId
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetMaxEntries() uint32 {
-	if m != nil && m.MaxEntries != nil {
-		return *m.MaxEntries
+	if m != nil {
+		return m.MaxEntries
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetMapFlags() uint32 {
-	if m != nil && m.MapFlags != nil {
-		return *m.MapFlags
+	if m != nil {
+		return m.MapFlags
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetMemlock() uint64 {
-	if m != nil && m.Memlock != nil {
-		return *m.Memlock
+	if m != nil {
+		return m.Memlock
 	}
 	return 0
 }
 
 func (m *BpfmapFileEntry) GetFrozen() bool {
-	if m != nil && m.Frozen != nil {
-		return *m.Frozen
+	if m != nil {
+		return m.Frozen
 	}
 	return false
 }
 
 func (m *BpfmapFileEntry) GetMapName() string {
-	if m != nil && m.MapName != nil {
-		return *m.MapName
+	if m != nil {
+		return m.MapName
 	}
 	return ""
 }
 
 func (m *BpfmapFileEntry) GetIfindex() uint32 {
-	if m != nil && m.Ifindex != nil {
-		return *m.Ifindex
+	if m != nil {
+		return m.Ifindex
 	}
 	return 0
 }
@@ -141,48 +141,22 @@ func (m *BpfmapFileEntry) GetMapExtra() uint64 {
 }
 
 func (m *BpfmapFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Pos != nil {
-		n += 1 + sizeVarint(uint64(*m.Pos))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Pos))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
-	if m.MapType != nil {
-		n += 1 + sizeVarint(uint64(*m.MapType))
-	}
-	if m.KeySize != nil {
-		n += 1 + sizeVarint(uint64(*m.KeySize))
-	}
-	if m.ValueSize != nil {
-		n += 1 + sizeVarint(uint64(*m.ValueSize))
-	}
-	if m.MapId != nil {
-		n += 1 + sizeVarint(uint64(*m.MapId))
-	}
-	if m.MaxEntries != nil {
-		n += 1 + sizeVarint(uint64(*m.MaxEntries))
-	}
-	if m.MapFlags != nil {
-		n += 1 + sizeVarint(uint64(*m.MapFlags))
-	}
-	if m.Memlock != nil {
-		n += 1 + sizeVarint(uint64(*m.Memlock))
-	}
-	if m.Frozen != nil {
-		n += 1 + 1
-	}
-	if m.MapName != nil {
-		n += 1 + sizeBytes(len(*m.MapName))
-	}
-	if m.Ifindex != nil {
-		n += 1 + sizeVarint(uint64(*m.Ifindex))
-	}
+	n += 1 + sizeVarint(uint64(m.MapType))
+	n += 1 + sizeVarint(uint64(m.KeySize))
+	n += 1 + sizeVarint(uint64(m.ValueSize))
+	n += 1 + sizeVarint(uint64(m.MapId))
+	n += 1 + sizeVarint(uint64(m.MaxEntries))
+	n += 1 + sizeVarint(uint64(m.MapFlags))
+	n += 1 + sizeVarint(uint64(m.Memlock))
+	n += 1 + 1
+	n += 1 + sizeBytes(len(m.MapName))
+	n += 1 + sizeVarint(uint64(m.Ifindex))
 	if m.MntId != nil {
 		n += 1 + sizeVarint(uint64(uint32(*m.MntId)<<1^uint32(*m.MntId>>31)))
 	}
@@ -193,64 +167,38 @@ func (m *BpfmapFileEntry) size() (n int) {
 }
 
 func (m *BpfmapFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Pos != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pos))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pos))
 	if m.Fown != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(m.Fown.size()))
 		b = m.Fown.appendTo(b)
 	}
-	if m.MapType != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.MapType))
-	}
-	if m.KeySize != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.KeySize))
-	}
-	if m.ValueSize != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.ValueSize))
-	}
-	if m.MapId != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.MapId))
-	}
-	if m.MaxEntries != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.MaxEntries))
-	}
-	if m.MapFlags != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.MapFlags))
-	}
-	if m.Memlock != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, uint64(*m.Memlock))
-	}
-	if m.Frozen != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, b2u(*m.Frozen))
-	}
-	if m.MapName != nil {
-		b = append(b, 0x6a)
-		b = appendVarint(b, uint64(len(*m.MapName)))
-		b = append(b, *m.MapName...)
-	}
-	if m.Ifindex != nil {
-		b = append(b, 0x70)
-		b = appendVarint(b, uint64(*m.Ifindex))
-	}
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.MapType))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.KeySize))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.ValueSize))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.MapId))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.MaxEntries))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.MapFlags))
+	b = append(b, 0x58)
+	b = appendVarint(b, uint64(m.Memlock))
+	b = append(b, 0x60)
+	b = appendVarint(b, b2u(m.Frozen))
+	b = append(b, 0x6a)
+	b = appendVarint(b, uint64(len(m.MapName)))
+	b = append(b, m.MapName...)
+	b = append(b, 0x70)
+	b = appendVarint(b, uint64(m.Ifindex))
 	if m.MntId != nil {
 		b = append(b, 0x78)
 		b = appendVarint(b, uint64(uint32(*m.MntId)<<1^uint32(*m.MntId>>31)))
@@ -263,15 +211,6 @@ func (m *BpfmapFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *BpfmapFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("bpfmap_file_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("bpfmap_file_entry", "flags")
-	}
-	if m.Pos == nil {
-		return missing("bpfmap_file_entry", "pos")
-	}
 	if m.Fown == nil {
 		return missing("bpfmap_file_entry", "fown")
 	}
@@ -280,101 +219,20 @@ func (m *BpfmapFileEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.MapType == nil {
-		return missing("bpfmap_file_entry", "map_type")
-	}
-	if m.KeySize == nil {
-		return missing("bpfmap_file_entry", "key_size")
-	}
-	if m.ValueSize == nil {
-		return missing("bpfmap_file_entry", "value_size")
-	}
-	if m.MapId == nil {
-		return missing("bpfmap_file_entry", "map_id")
-	}
-	if m.MaxEntries == nil {
-		return missing("bpfmap_file_entry", "max_entries")
-	}
-	if m.MapFlags == nil {
-		return missing("bpfmap_file_entry", "map_flags")
-	}
-	if m.Memlock == nil {
-		return missing("bpfmap_file_entry", "memlock")
-	}
-	if m.Frozen == nil {
-		return missing("bpfmap_file_entry", "frozen")
-	}
-	if m.MapName == nil {
-		return missing("bpfmap_file_entry", "map_name")
-	}
-	if m.Ifindex == nil {
-		return missing("bpfmap_file_entry", "ifindex")
-	}
 	return nil
 }
 
 func (m *BpfmapFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Pos == nil {
-		v := uint64(0)
-		m.Pos = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
 	if m.Fown != nil {
 		m.Fown.complete()
 	}
-	if m.MapType == nil {
-		v := uint32(0)
-		m.MapType = &v
-	}
-	if m.KeySize == nil {
-		v := uint32(0)
-		m.KeySize = &v
-	}
-	if m.ValueSize == nil {
-		v := uint32(0)
-		m.ValueSize = &v
-	}
-	if m.MapId == nil {
-		v := uint32(0)
-		m.MapId = &v
-	}
-	if m.MaxEntries == nil {
-		v := uint32(0)
-		m.MaxEntries = &v
-	}
-	if m.MapFlags == nil {
-		v := uint32(0)
-		m.MapFlags = &v
-	}
-	if m.Memlock == nil {
-		v := uint64(0)
-		m.Memlock = &v
-	}
-	if m.Frozen == nil {
-		v := bool(false)
-		m.Frozen = &v
-	}
-	if m.MapName == nil {
-		v := string("")
-		m.MapName = &v
-	}
-	if m.Ifindex == nil {
-		v := uint32(0)
-		m.Ifindex = &v
-	}
 }
 
 func (m *BpfmapFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -388,8 +246,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -397,8 +255,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -406,8 +264,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pos = &x
+			m.Pos = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 2:
 			v, n := consumeBytes(b)
@@ -428,8 +286,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MapType = &x
+			m.MapType = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -437,8 +295,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.KeySize = &x
+			m.KeySize = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -446,8 +304,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.ValueSize = &x
+			m.ValueSize = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -455,8 +313,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MapId = &x
+			m.MapId = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -464,8 +322,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 9)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MaxEntries = &x
+			m.MaxEntries = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -473,8 +331,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 10)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MapFlags = &x
+			m.MapFlags = uint32(u)
+			seen |= 0x100
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -482,8 +340,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 11)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Memlock = &x
+			m.Memlock = uint64(u)
+			seen |= 0x200
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -491,8 +349,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 12)
 			}
 			b = b[n:]
-			x := u != 0
-			m.Frozen = &x
+			m.Frozen = u != 0
+			seen |= 0x400
 			continue
 		case num == 13 && typ == 2:
 			v, n := consumeBytes(b)
@@ -500,8 +358,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 13)
 			}
 			b = b[n:]
-			s := string(v)
-			m.MapName = &s
+			m.MapName = string(v)
+			seen |= 0x800
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -509,8 +367,8 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 				return corrupt("bpfmap_file_entry", 14)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ifindex = &x
+			m.Ifindex = uint32(u)
+			seen |= 0x1000
 			continue
 		case num == 15 && typ == 0:
 			u, n := consumeVarint(b)
@@ -536,6 +394,45 @@ func (m *BpfmapFileEntry) unmarshal(b []byte) error {
 			return corrupt("bpfmap_file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("bpfmap_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("bpfmap_file_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("bpfmap_file_entry", "pos")
+	}
+	if seen&0x8 == 0 {
+		return missing("bpfmap_file_entry", "map_type")
+	}
+	if seen&0x10 == 0 {
+		return missing("bpfmap_file_entry", "key_size")
+	}
+	if seen&0x20 == 0 {
+		return missing("bpfmap_file_entry", "value_size")
+	}
+	if seen&0x40 == 0 {
+		return missing("bpfmap_file_entry", "map_id")
+	}
+	if seen&0x80 == 0 {
+		return missing("bpfmap_file_entry", "max_entries")
+	}
+	if seen&0x100 == 0 {
+		return missing("bpfmap_file_entry", "map_flags")
+	}
+	if seen&0x200 == 0 {
+		return missing("bpfmap_file_entry", "memlock")
+	}
+	if seen&0x400 == 0 {
+		return missing("bpfmap_file_entry", "frozen")
+	}
+	if seen&0x800 == 0 {
+		return missing("bpfmap_file_entry", "map_name")
+	}
+	if seen&0x1000 == 0 {
+		return missing("bpfmap_file_entry", "ifindex")
 	}
 	return nil
 }

@@ -5,9 +5,9 @@ package pb
 // UserAarch64RegsEntry is user_aarch64_regs_entry.
 type UserAarch64RegsEntry struct {
 	Regs   []uint64
-	Sp     *uint64
-	Pc     *uint64
-	Pstate *uint64
+	Sp     uint64
+	Pc     uint64
+	Pstate uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -24,22 +24,22 @@ func (m *UserAarch64RegsEntry) GetRegs() []uint64 {
 }
 
 func (m *UserAarch64RegsEntry) GetSp() uint64 {
-	if m != nil && m.Sp != nil {
-		return *m.Sp
+	if m != nil {
+		return m.Sp
 	}
 	return 0
 }
 
 func (m *UserAarch64RegsEntry) GetPc() uint64 {
-	if m != nil && m.Pc != nil {
-		return *m.Pc
+	if m != nil {
+		return m.Pc
 	}
 	return 0
 }
 
 func (m *UserAarch64RegsEntry) GetPstate() uint64 {
-	if m != nil && m.Pstate != nil {
-		return *m.Pstate
+	if m != nil {
+		return m.Pstate
 	}
 	return 0
 }
@@ -48,15 +48,9 @@ func (m *UserAarch64RegsEntry) size() (n int) {
 	for _, v := range m.Regs {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Sp != nil {
-		n += 1 + sizeVarint(uint64(*m.Sp))
-	}
-	if m.Pc != nil {
-		n += 1 + sizeVarint(uint64(*m.Pc))
-	}
-	if m.Pstate != nil {
-		n += 1 + sizeVarint(uint64(*m.Pstate))
-	}
+	n += 1 + sizeVarint(uint64(m.Sp))
+	n += 1 + sizeVarint(uint64(m.Pc))
+	n += 1 + sizeVarint(uint64(m.Pstate))
 	return n
 }
 
@@ -65,50 +59,24 @@ func (m *UserAarch64RegsEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Sp != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Sp))
-	}
-	if m.Pc != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pc))
-	}
-	if m.Pstate != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Pstate))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Sp))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pc))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Pstate))
 	return b
 }
 
 func (m *UserAarch64RegsEntry) checkRequired() error {
-	if m.Sp == nil {
-		return missing("user_aarch64_regs_entry", "sp")
-	}
-	if m.Pc == nil {
-		return missing("user_aarch64_regs_entry", "pc")
-	}
-	if m.Pstate == nil {
-		return missing("user_aarch64_regs_entry", "pstate")
-	}
 	return nil
 }
 
 func (m *UserAarch64RegsEntry) complete() {
-	if m.Sp == nil {
-		v := uint64(0)
-		m.Sp = &v
-	}
-	if m.Pc == nil {
-		v := uint64(0)
-		m.Pc = &v
-	}
-	if m.Pstate == nil {
-		v := uint64(0)
-		m.Pstate = &v
-	}
 }
 
 func (m *UserAarch64RegsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -147,8 +115,8 @@ func (m *UserAarch64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_aarch64_regs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Sp = &x
+			m.Sp = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -156,8 +124,8 @@ func (m *UserAarch64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_aarch64_regs_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pc = &x
+			m.Pc = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -165,8 +133,8 @@ func (m *UserAarch64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_aarch64_regs_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pstate = &x
+			m.Pstate = uint64(u)
+			seen |= 0x4
 			continue
 		}
 		n = skipValue(b, typ)
@@ -175,14 +143,23 @@ func (m *UserAarch64RegsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_aarch64_regs_entry", "sp")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_aarch64_regs_entry", "pc")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_aarch64_regs_entry", "pstate")
+	}
 	return nil
 }
 
 // UserAarch64FpsimdContextEntry is user_aarch64_fpsimd_context_entry.
 type UserAarch64FpsimdContextEntry struct {
 	Vregs []uint64
-	Fpsr  *uint32
-	Fpcr  *uint32
+	Fpsr  uint32
+	Fpcr  uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -199,15 +176,15 @@ func (m *UserAarch64FpsimdContextEntry) GetVregs() []uint64 {
 }
 
 func (m *UserAarch64FpsimdContextEntry) GetFpsr() uint32 {
-	if m != nil && m.Fpsr != nil {
-		return *m.Fpsr
+	if m != nil {
+		return m.Fpsr
 	}
 	return 0
 }
 
 func (m *UserAarch64FpsimdContextEntry) GetFpcr() uint32 {
-	if m != nil && m.Fpcr != nil {
-		return *m.Fpcr
+	if m != nil {
+		return m.Fpcr
 	}
 	return 0
 }
@@ -216,12 +193,8 @@ func (m *UserAarch64FpsimdContextEntry) size() (n int) {
 	for _, v := range m.Vregs {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Fpsr != nil {
-		n += 1 + sizeVarint(uint64(*m.Fpsr))
-	}
-	if m.Fpcr != nil {
-		n += 1 + sizeVarint(uint64(*m.Fpcr))
-	}
+	n += 1 + sizeVarint(uint64(m.Fpsr))
+	n += 1 + sizeVarint(uint64(m.Fpcr))
 	return n
 }
 
@@ -230,39 +203,22 @@ func (m *UserAarch64FpsimdContextEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Fpsr != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Fpsr))
-	}
-	if m.Fpcr != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Fpcr))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Fpsr))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Fpcr))
 	return b
 }
 
 func (m *UserAarch64FpsimdContextEntry) checkRequired() error {
-	if m.Fpsr == nil {
-		return missing("user_aarch64_fpsimd_context_entry", "fpsr")
-	}
-	if m.Fpcr == nil {
-		return missing("user_aarch64_fpsimd_context_entry", "fpcr")
-	}
 	return nil
 }
 
 func (m *UserAarch64FpsimdContextEntry) complete() {
-	if m.Fpsr == nil {
-		v := uint32(0)
-		m.Fpsr = &v
-	}
-	if m.Fpcr == nil {
-		v := uint32(0)
-		m.Fpcr = &v
-	}
 }
 
 func (m *UserAarch64FpsimdContextEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -301,8 +257,8 @@ func (m *UserAarch64FpsimdContextEntry) unmarshal(b []byte) error {
 				return corrupt("user_aarch64_fpsimd_context_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fpsr = &x
+			m.Fpsr = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -310,8 +266,8 @@ func (m *UserAarch64FpsimdContextEntry) unmarshal(b []byte) error {
 				return corrupt("user_aarch64_fpsimd_context_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fpcr = &x
+			m.Fpcr = uint32(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -320,20 +276,26 @@ func (m *UserAarch64FpsimdContextEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_aarch64_fpsimd_context_entry", "fpsr")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_aarch64_fpsimd_context_entry", "fpcr")
+	}
 	return nil
 }
 
 // PacAddressKeys is pac_address_keys.
 type PacAddressKeys struct {
-	ApiakeyLo     *uint64
-	ApiakeyHi     *uint64
-	ApibkeyLo     *uint64
-	ApibkeyHi     *uint64
-	ApdakeyLo     *uint64
-	ApdakeyHi     *uint64
-	ApdbkeyLo     *uint64
-	ApdbkeyHi     *uint64
-	PacEnabledKey *uint64
+	ApiakeyLo     uint64
+	ApiakeyHi     uint64
+	ApibkeyLo     uint64
+	ApibkeyHi     uint64
+	ApdakeyLo     uint64
+	ApdakeyHi     uint64
+	ApdbkeyLo     uint64
+	ApdbkeyHi     uint64
+	PacEnabledKey uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -343,210 +305,112 @@ func (*PacAddressKeys) ProtoName() string { return "pac_address_keys" }
 func (m *PacAddressKeys) Reset() { *m = PacAddressKeys{} }
 
 func (m *PacAddressKeys) GetApiakeyLo() uint64 {
-	if m != nil && m.ApiakeyLo != nil {
-		return *m.ApiakeyLo
+	if m != nil {
+		return m.ApiakeyLo
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetApiakeyHi() uint64 {
-	if m != nil && m.ApiakeyHi != nil {
-		return *m.ApiakeyHi
+	if m != nil {
+		return m.ApiakeyHi
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetApibkeyLo() uint64 {
-	if m != nil && m.ApibkeyLo != nil {
-		return *m.ApibkeyLo
+	if m != nil {
+		return m.ApibkeyLo
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetApibkeyHi() uint64 {
-	if m != nil && m.ApibkeyHi != nil {
-		return *m.ApibkeyHi
+	if m != nil {
+		return m.ApibkeyHi
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetApdakeyLo() uint64 {
-	if m != nil && m.ApdakeyLo != nil {
-		return *m.ApdakeyLo
+	if m != nil {
+		return m.ApdakeyLo
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetApdakeyHi() uint64 {
-	if m != nil && m.ApdakeyHi != nil {
-		return *m.ApdakeyHi
+	if m != nil {
+		return m.ApdakeyHi
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetApdbkeyLo() uint64 {
-	if m != nil && m.ApdbkeyLo != nil {
-		return *m.ApdbkeyLo
+	if m != nil {
+		return m.ApdbkeyLo
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetApdbkeyHi() uint64 {
-	if m != nil && m.ApdbkeyHi != nil {
-		return *m.ApdbkeyHi
+	if m != nil {
+		return m.ApdbkeyHi
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) GetPacEnabledKey() uint64 {
-	if m != nil && m.PacEnabledKey != nil {
-		return *m.PacEnabledKey
+	if m != nil {
+		return m.PacEnabledKey
 	}
 	return 0
 }
 
 func (m *PacAddressKeys) size() (n int) {
-	if m.ApiakeyLo != nil {
-		n += 1 + sizeVarint(uint64(*m.ApiakeyLo))
-	}
-	if m.ApiakeyHi != nil {
-		n += 1 + sizeVarint(uint64(*m.ApiakeyHi))
-	}
-	if m.ApibkeyLo != nil {
-		n += 1 + sizeVarint(uint64(*m.ApibkeyLo))
-	}
-	if m.ApibkeyHi != nil {
-		n += 1 + sizeVarint(uint64(*m.ApibkeyHi))
-	}
-	if m.ApdakeyLo != nil {
-		n += 1 + sizeVarint(uint64(*m.ApdakeyLo))
-	}
-	if m.ApdakeyHi != nil {
-		n += 1 + sizeVarint(uint64(*m.ApdakeyHi))
-	}
-	if m.ApdbkeyLo != nil {
-		n += 1 + sizeVarint(uint64(*m.ApdbkeyLo))
-	}
-	if m.ApdbkeyHi != nil {
-		n += 1 + sizeVarint(uint64(*m.ApdbkeyHi))
-	}
-	if m.PacEnabledKey != nil {
-		n += 1 + sizeVarint(uint64(*m.PacEnabledKey))
-	}
+	n += 1 + sizeVarint(uint64(m.ApiakeyLo))
+	n += 1 + sizeVarint(uint64(m.ApiakeyHi))
+	n += 1 + sizeVarint(uint64(m.ApibkeyLo))
+	n += 1 + sizeVarint(uint64(m.ApibkeyHi))
+	n += 1 + sizeVarint(uint64(m.ApdakeyLo))
+	n += 1 + sizeVarint(uint64(m.ApdakeyHi))
+	n += 1 + sizeVarint(uint64(m.ApdbkeyLo))
+	n += 1 + sizeVarint(uint64(m.ApdbkeyHi))
+	n += 1 + sizeVarint(uint64(m.PacEnabledKey))
 	return n
 }
 
 func (m *PacAddressKeys) appendTo(b []byte) []byte {
-	if m.ApiakeyLo != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ApiakeyLo))
-	}
-	if m.ApiakeyHi != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.ApiakeyHi))
-	}
-	if m.ApibkeyLo != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.ApibkeyLo))
-	}
-	if m.ApibkeyHi != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.ApibkeyHi))
-	}
-	if m.ApdakeyLo != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.ApdakeyLo))
-	}
-	if m.ApdakeyHi != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.ApdakeyHi))
-	}
-	if m.ApdbkeyLo != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.ApdbkeyLo))
-	}
-	if m.ApdbkeyHi != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.ApdbkeyHi))
-	}
-	if m.PacEnabledKey != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.PacEnabledKey))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ApiakeyLo))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.ApiakeyHi))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.ApibkeyLo))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.ApibkeyHi))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.ApdakeyLo))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.ApdakeyHi))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.ApdbkeyLo))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.ApdbkeyHi))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.PacEnabledKey))
 	return b
 }
 
 func (m *PacAddressKeys) checkRequired() error {
-	if m.ApiakeyLo == nil {
-		return missing("pac_address_keys", "apiakey_lo")
-	}
-	if m.ApiakeyHi == nil {
-		return missing("pac_address_keys", "apiakey_hi")
-	}
-	if m.ApibkeyLo == nil {
-		return missing("pac_address_keys", "apibkey_lo")
-	}
-	if m.ApibkeyHi == nil {
-		return missing("pac_address_keys", "apibkey_hi")
-	}
-	if m.ApdakeyLo == nil {
-		return missing("pac_address_keys", "apdakey_lo")
-	}
-	if m.ApdakeyHi == nil {
-		return missing("pac_address_keys", "apdakey_hi")
-	}
-	if m.ApdbkeyLo == nil {
-		return missing("pac_address_keys", "apdbkey_lo")
-	}
-	if m.ApdbkeyHi == nil {
-		return missing("pac_address_keys", "apdbkey_hi")
-	}
-	if m.PacEnabledKey == nil {
-		return missing("pac_address_keys", "pac_enabled_key")
-	}
 	return nil
 }
 
 func (m *PacAddressKeys) complete() {
-	if m.ApiakeyLo == nil {
-		v := uint64(0)
-		m.ApiakeyLo = &v
-	}
-	if m.ApiakeyHi == nil {
-		v := uint64(0)
-		m.ApiakeyHi = &v
-	}
-	if m.ApibkeyLo == nil {
-		v := uint64(0)
-		m.ApibkeyLo = &v
-	}
-	if m.ApibkeyHi == nil {
-		v := uint64(0)
-		m.ApibkeyHi = &v
-	}
-	if m.ApdakeyLo == nil {
-		v := uint64(0)
-		m.ApdakeyLo = &v
-	}
-	if m.ApdakeyHi == nil {
-		v := uint64(0)
-		m.ApdakeyHi = &v
-	}
-	if m.ApdbkeyLo == nil {
-		v := uint64(0)
-		m.ApdbkeyLo = &v
-	}
-	if m.ApdbkeyHi == nil {
-		v := uint64(0)
-		m.ApdbkeyHi = &v
-	}
-	if m.PacEnabledKey == nil {
-		v := uint64(0)
-		m.PacEnabledKey = &v
-	}
 }
 
 func (m *PacAddressKeys) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -560,8 +424,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApiakeyLo = &x
+			m.ApiakeyLo = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -569,8 +433,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApiakeyHi = &x
+			m.ApiakeyHi = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -578,8 +442,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApibkeyLo = &x
+			m.ApibkeyLo = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -587,8 +451,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApibkeyHi = &x
+			m.ApibkeyHi = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -596,8 +460,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApdakeyLo = &x
+			m.ApdakeyLo = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -605,8 +469,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApdakeyHi = &x
+			m.ApdakeyHi = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -614,8 +478,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApdbkeyLo = &x
+			m.ApdbkeyLo = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -623,8 +487,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApdbkeyHi = &x
+			m.ApdbkeyHi = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -632,8 +496,8 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 				return corrupt("pac_address_keys", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.PacEnabledKey = &x
+			m.PacEnabledKey = uint64(u)
+			seen |= 0x100
 			continue
 		}
 		n = skipValue(b, typ)
@@ -642,13 +506,40 @@ func (m *PacAddressKeys) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("pac_address_keys", "apiakey_lo")
+	}
+	if seen&0x2 == 0 {
+		return missing("pac_address_keys", "apiakey_hi")
+	}
+	if seen&0x4 == 0 {
+		return missing("pac_address_keys", "apibkey_lo")
+	}
+	if seen&0x8 == 0 {
+		return missing("pac_address_keys", "apibkey_hi")
+	}
+	if seen&0x10 == 0 {
+		return missing("pac_address_keys", "apdakey_lo")
+	}
+	if seen&0x20 == 0 {
+		return missing("pac_address_keys", "apdakey_hi")
+	}
+	if seen&0x40 == 0 {
+		return missing("pac_address_keys", "apdbkey_lo")
+	}
+	if seen&0x80 == 0 {
+		return missing("pac_address_keys", "apdbkey_hi")
+	}
+	if seen&0x100 == 0 {
+		return missing("pac_address_keys", "pac_enabled_key")
+	}
 	return nil
 }
 
 // PacGenericKeys is pac_generic_keys.
 type PacGenericKeys struct {
-	ApgakeyLo *uint64
-	ApgakeyHi *uint64
+	ApgakeyLo uint64
+	ApgakeyHi uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -658,63 +549,42 @@ func (*PacGenericKeys) ProtoName() string { return "pac_generic_keys" }
 func (m *PacGenericKeys) Reset() { *m = PacGenericKeys{} }
 
 func (m *PacGenericKeys) GetApgakeyLo() uint64 {
-	if m != nil && m.ApgakeyLo != nil {
-		return *m.ApgakeyLo
+	if m != nil {
+		return m.ApgakeyLo
 	}
 	return 0
 }
 
 func (m *PacGenericKeys) GetApgakeyHi() uint64 {
-	if m != nil && m.ApgakeyHi != nil {
-		return *m.ApgakeyHi
+	if m != nil {
+		return m.ApgakeyHi
 	}
 	return 0
 }
 
 func (m *PacGenericKeys) size() (n int) {
-	if m.ApgakeyLo != nil {
-		n += 1 + sizeVarint(uint64(*m.ApgakeyLo))
-	}
-	if m.ApgakeyHi != nil {
-		n += 1 + sizeVarint(uint64(*m.ApgakeyHi))
-	}
+	n += 1 + sizeVarint(uint64(m.ApgakeyLo))
+	n += 1 + sizeVarint(uint64(m.ApgakeyHi))
 	return n
 }
 
 func (m *PacGenericKeys) appendTo(b []byte) []byte {
-	if m.ApgakeyLo != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ApgakeyLo))
-	}
-	if m.ApgakeyHi != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.ApgakeyHi))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ApgakeyLo))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.ApgakeyHi))
 	return b
 }
 
 func (m *PacGenericKeys) checkRequired() error {
-	if m.ApgakeyLo == nil {
-		return missing("pac_generic_keys", "apgakey_lo")
-	}
-	if m.ApgakeyHi == nil {
-		return missing("pac_generic_keys", "apgakey_hi")
-	}
 	return nil
 }
 
 func (m *PacGenericKeys) complete() {
-	if m.ApgakeyLo == nil {
-		v := uint64(0)
-		m.ApgakeyLo = &v
-	}
-	if m.ApgakeyHi == nil {
-		v := uint64(0)
-		m.ApgakeyHi = &v
-	}
 }
 
 func (m *PacGenericKeys) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -728,8 +598,8 @@ func (m *PacGenericKeys) unmarshal(b []byte) error {
 				return corrupt("pac_generic_keys", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApgakeyLo = &x
+			m.ApgakeyLo = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -737,8 +607,8 @@ func (m *PacGenericKeys) unmarshal(b []byte) error {
 				return corrupt("pac_generic_keys", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ApgakeyHi = &x
+			m.ApgakeyHi = uint64(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -746,6 +616,12 @@ func (m *PacGenericKeys) unmarshal(b []byte) error {
 			return corrupt("pac_generic_keys", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("pac_generic_keys", "apgakey_lo")
+	}
+	if seen&0x2 == 0 {
+		return missing("pac_generic_keys", "apgakey_hi")
 	}
 	return nil
 }
@@ -869,8 +745,8 @@ func (m *PacKeys) unmarshal(b []byte) error {
 
 // ThreadInfoAarch64 is thread_info_aarch64.
 type ThreadInfoAarch64 struct {
-	ClearTidAddr *uint64
-	Tls          *uint64
+	ClearTidAddr uint64
+	Tls          uint64
 	Gpregs       *UserAarch64RegsEntry
 	Fpsimd       *UserAarch64FpsimdContextEntry
 	PacKeys      *PacKeys
@@ -883,15 +759,15 @@ func (*ThreadInfoAarch64) ProtoName() string { return "thread_info_aarch64" }
 func (m *ThreadInfoAarch64) Reset() { *m = ThreadInfoAarch64{} }
 
 func (m *ThreadInfoAarch64) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
 
 func (m *ThreadInfoAarch64) GetTls() uint64 {
-	if m != nil && m.Tls != nil {
-		return *m.Tls
+	if m != nil {
+		return m.Tls
 	}
 	return 0
 }
@@ -918,12 +794,8 @@ func (m *ThreadInfoAarch64) GetPacKeys() *PacKeys {
 }
 
 func (m *ThreadInfoAarch64) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		n += 1 + sizeVarint(uint64(*m.Tls))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
+	n += 1 + sizeVarint(uint64(m.Tls))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -937,14 +809,10 @@ func (m *ThreadInfoAarch64) size() (n int) {
 }
 
 func (m *ThreadInfoAarch64) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Tls))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Tls))
 	if m.Gpregs != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -964,12 +832,6 @@ func (m *ThreadInfoAarch64) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoAarch64) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_aarch64", "clear_tid_addr")
-	}
-	if m.Tls == nil {
-		return missing("thread_info_aarch64", "tls")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_aarch64", "gpregs")
 	}
@@ -995,14 +857,6 @@ func (m *ThreadInfoAarch64) checkRequired() error {
 }
 
 func (m *ThreadInfoAarch64) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
-	if m.Tls == nil {
-		v := uint64(0)
-		m.Tls = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserAarch64RegsEntry)
 	}
@@ -1021,6 +875,7 @@ func (m *ThreadInfoAarch64) complete() {
 }
 
 func (m *ThreadInfoAarch64) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1034,8 +889,8 @@ func (m *ThreadInfoAarch64) unmarshal(b []byte) error {
 				return corrupt("thread_info_aarch64", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1043,8 +898,8 @@ func (m *ThreadInfoAarch64) unmarshal(b []byte) error {
 				return corrupt("thread_info_aarch64", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Tls = &x
+			m.Tls = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1091,6 +946,12 @@ func (m *ThreadInfoAarch64) unmarshal(b []byte) error {
 			return corrupt("thread_info_aarch64", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_aarch64", "clear_tid_addr")
+	}
+	if seen&0x2 == 0 {
+		return missing("thread_info_aarch64", "tls")
 	}
 	return nil
 }

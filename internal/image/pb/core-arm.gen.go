@@ -4,24 +4,24 @@ package pb
 
 // UserArmRegsEntry is user_arm_regs_entry.
 type UserArmRegsEntry struct {
-	R0     *uint32
-	R1     *uint32
-	R2     *uint32
-	R3     *uint32
-	R4     *uint32
-	R5     *uint32
-	R6     *uint32
-	R7     *uint32
-	R8     *uint32
-	R9     *uint32
-	R10    *uint32
-	Fp     *uint32
-	Ip     *uint32
-	Sp     *uint32
-	Lr     *uint32
-	Pc     *uint32
-	Cpsr   *uint32
-	OrigR0 *uint32
+	R0     uint32
+	R1     uint32
+	R2     uint32
+	R3     uint32
+	R4     uint32
+	R5     uint32
+	R6     uint32
+	R7     uint32
+	R8     uint32
+	R9     uint32
+	R10    uint32
+	Fp     uint32
+	Ip     uint32
+	Sp     uint32
+	Lr     uint32
+	Pc     uint32
+	Cpsr   uint32
+	OrigR0 uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -31,399 +31,202 @@ func (*UserArmRegsEntry) ProtoName() string { return "user_arm_regs_entry" }
 func (m *UserArmRegsEntry) Reset() { *m = UserArmRegsEntry{} }
 
 func (m *UserArmRegsEntry) GetR0() uint32 {
-	if m != nil && m.R0 != nil {
-		return *m.R0
+	if m != nil {
+		return m.R0
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR1() uint32 {
-	if m != nil && m.R1 != nil {
-		return *m.R1
+	if m != nil {
+		return m.R1
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR2() uint32 {
-	if m != nil && m.R2 != nil {
-		return *m.R2
+	if m != nil {
+		return m.R2
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR3() uint32 {
-	if m != nil && m.R3 != nil {
-		return *m.R3
+	if m != nil {
+		return m.R3
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR4() uint32 {
-	if m != nil && m.R4 != nil {
-		return *m.R4
+	if m != nil {
+		return m.R4
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR5() uint32 {
-	if m != nil && m.R5 != nil {
-		return *m.R5
+	if m != nil {
+		return m.R5
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR6() uint32 {
-	if m != nil && m.R6 != nil {
-		return *m.R6
+	if m != nil {
+		return m.R6
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR7() uint32 {
-	if m != nil && m.R7 != nil {
-		return *m.R7
+	if m != nil {
+		return m.R7
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR8() uint32 {
-	if m != nil && m.R8 != nil {
-		return *m.R8
+	if m != nil {
+		return m.R8
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR9() uint32 {
-	if m != nil && m.R9 != nil {
-		return *m.R9
+	if m != nil {
+		return m.R9
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetR10() uint32 {
-	if m != nil && m.R10 != nil {
-		return *m.R10
+	if m != nil {
+		return m.R10
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetFp() uint32 {
-	if m != nil && m.Fp != nil {
-		return *m.Fp
+	if m != nil {
+		return m.Fp
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetIp() uint32 {
-	if m != nil && m.Ip != nil {
-		return *m.Ip
+	if m != nil {
+		return m.Ip
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetSp() uint32 {
-	if m != nil && m.Sp != nil {
-		return *m.Sp
+	if m != nil {
+		return m.Sp
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetLr() uint32 {
-	if m != nil && m.Lr != nil {
-		return *m.Lr
+	if m != nil {
+		return m.Lr
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetPc() uint32 {
-	if m != nil && m.Pc != nil {
-		return *m.Pc
+	if m != nil {
+		return m.Pc
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetCpsr() uint32 {
-	if m != nil && m.Cpsr != nil {
-		return *m.Cpsr
+	if m != nil {
+		return m.Cpsr
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) GetOrigR0() uint32 {
-	if m != nil && m.OrigR0 != nil {
-		return *m.OrigR0
+	if m != nil {
+		return m.OrigR0
 	}
 	return 0
 }
 
 func (m *UserArmRegsEntry) size() (n int) {
-	if m.R0 != nil {
-		n += 1 + sizeVarint(uint64(*m.R0))
-	}
-	if m.R1 != nil {
-		n += 1 + sizeVarint(uint64(*m.R1))
-	}
-	if m.R2 != nil {
-		n += 1 + sizeVarint(uint64(*m.R2))
-	}
-	if m.R3 != nil {
-		n += 1 + sizeVarint(uint64(*m.R3))
-	}
-	if m.R4 != nil {
-		n += 1 + sizeVarint(uint64(*m.R4))
-	}
-	if m.R5 != nil {
-		n += 1 + sizeVarint(uint64(*m.R5))
-	}
-	if m.R6 != nil {
-		n += 1 + sizeVarint(uint64(*m.R6))
-	}
-	if m.R7 != nil {
-		n += 1 + sizeVarint(uint64(*m.R7))
-	}
-	if m.R8 != nil {
-		n += 1 + sizeVarint(uint64(*m.R8))
-	}
-	if m.R9 != nil {
-		n += 1 + sizeVarint(uint64(*m.R9))
-	}
-	if m.R10 != nil {
-		n += 1 + sizeVarint(uint64(*m.R10))
-	}
-	if m.Fp != nil {
-		n += 1 + sizeVarint(uint64(*m.Fp))
-	}
-	if m.Ip != nil {
-		n += 1 + sizeVarint(uint64(*m.Ip))
-	}
-	if m.Sp != nil {
-		n += 1 + sizeVarint(uint64(*m.Sp))
-	}
-	if m.Lr != nil {
-		n += 1 + sizeVarint(uint64(*m.Lr))
-	}
-	if m.Pc != nil {
-		n += 2 + sizeVarint(uint64(*m.Pc))
-	}
-	if m.Cpsr != nil {
-		n += 2 + sizeVarint(uint64(*m.Cpsr))
-	}
-	if m.OrigR0 != nil {
-		n += 2 + sizeVarint(uint64(*m.OrigR0))
-	}
+	n += 1 + sizeVarint(uint64(m.R0))
+	n += 1 + sizeVarint(uint64(m.R1))
+	n += 1 + sizeVarint(uint64(m.R2))
+	n += 1 + sizeVarint(uint64(m.R3))
+	n += 1 + sizeVarint(uint64(m.R4))
+	n += 1 + sizeVarint(uint64(m.R5))
+	n += 1 + sizeVarint(uint64(m.R6))
+	n += 1 + sizeVarint(uint64(m.R7))
+	n += 1 + sizeVarint(uint64(m.R8))
+	n += 1 + sizeVarint(uint64(m.R9))
+	n += 1 + sizeVarint(uint64(m.R10))
+	n += 1 + sizeVarint(uint64(m.Fp))
+	n += 1 + sizeVarint(uint64(m.Ip))
+	n += 1 + sizeVarint(uint64(m.Sp))
+	n += 1 + sizeVarint(uint64(m.Lr))
+	n += 2 + sizeVarint(uint64(m.Pc))
+	n += 2 + sizeVarint(uint64(m.Cpsr))
+	n += 2 + sizeVarint(uint64(m.OrigR0))
 	return n
 }
 
 func (m *UserArmRegsEntry) appendTo(b []byte) []byte {
-	if m.R0 != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.R0))
-	}
-	if m.R1 != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.R1))
-	}
-	if m.R2 != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.R2))
-	}
-	if m.R3 != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.R3))
-	}
-	if m.R4 != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.R4))
-	}
-	if m.R5 != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.R5))
-	}
-	if m.R6 != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.R6))
-	}
-	if m.R7 != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.R7))
-	}
-	if m.R8 != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.R8))
-	}
-	if m.R9 != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.R9))
-	}
-	if m.R10 != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, uint64(*m.R10))
-	}
-	if m.Fp != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, uint64(*m.Fp))
-	}
-	if m.Ip != nil {
-		b = append(b, 0x68)
-		b = appendVarint(b, uint64(*m.Ip))
-	}
-	if m.Sp != nil {
-		b = append(b, 0x70)
-		b = appendVarint(b, uint64(*m.Sp))
-	}
-	if m.Lr != nil {
-		b = append(b, 0x78)
-		b = appendVarint(b, uint64(*m.Lr))
-	}
-	if m.Pc != nil {
-		b = append(b, 0x80, 0x1)
-		b = appendVarint(b, uint64(*m.Pc))
-	}
-	if m.Cpsr != nil {
-		b = append(b, 0x88, 0x1)
-		b = appendVarint(b, uint64(*m.Cpsr))
-	}
-	if m.OrigR0 != nil {
-		b = append(b, 0x90, 0x1)
-		b = appendVarint(b, uint64(*m.OrigR0))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.R0))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.R1))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.R2))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.R3))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.R4))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.R5))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.R6))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.R7))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.R8))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.R9))
+	b = append(b, 0x58)
+	b = appendVarint(b, uint64(m.R10))
+	b = append(b, 0x60)
+	b = appendVarint(b, uint64(m.Fp))
+	b = append(b, 0x68)
+	b = appendVarint(b, uint64(m.Ip))
+	b = append(b, 0x70)
+	b = appendVarint(b, uint64(m.Sp))
+	b = append(b, 0x78)
+	b = appendVarint(b, uint64(m.Lr))
+	b = append(b, 0x80, 0x1)
+	b = appendVarint(b, uint64(m.Pc))
+	b = append(b, 0x88, 0x1)
+	b = appendVarint(b, uint64(m.Cpsr))
+	b = append(b, 0x90, 0x1)
+	b = appendVarint(b, uint64(m.OrigR0))
 	return b
 }
 
 func (m *UserArmRegsEntry) checkRequired() error {
-	if m.R0 == nil {
-		return missing("user_arm_regs_entry", "r0")
-	}
-	if m.R1 == nil {
-		return missing("user_arm_regs_entry", "r1")
-	}
-	if m.R2 == nil {
-		return missing("user_arm_regs_entry", "r2")
-	}
-	if m.R3 == nil {
-		return missing("user_arm_regs_entry", "r3")
-	}
-	if m.R4 == nil {
-		return missing("user_arm_regs_entry", "r4")
-	}
-	if m.R5 == nil {
-		return missing("user_arm_regs_entry", "r5")
-	}
-	if m.R6 == nil {
-		return missing("user_arm_regs_entry", "r6")
-	}
-	if m.R7 == nil {
-		return missing("user_arm_regs_entry", "r7")
-	}
-	if m.R8 == nil {
-		return missing("user_arm_regs_entry", "r8")
-	}
-	if m.R9 == nil {
-		return missing("user_arm_regs_entry", "r9")
-	}
-	if m.R10 == nil {
-		return missing("user_arm_regs_entry", "r10")
-	}
-	if m.Fp == nil {
-		return missing("user_arm_regs_entry", "fp")
-	}
-	if m.Ip == nil {
-		return missing("user_arm_regs_entry", "ip")
-	}
-	if m.Sp == nil {
-		return missing("user_arm_regs_entry", "sp")
-	}
-	if m.Lr == nil {
-		return missing("user_arm_regs_entry", "lr")
-	}
-	if m.Pc == nil {
-		return missing("user_arm_regs_entry", "pc")
-	}
-	if m.Cpsr == nil {
-		return missing("user_arm_regs_entry", "cpsr")
-	}
-	if m.OrigR0 == nil {
-		return missing("user_arm_regs_entry", "orig_r0")
-	}
 	return nil
 }
 
 func (m *UserArmRegsEntry) complete() {
-	if m.R0 == nil {
-		v := uint32(0)
-		m.R0 = &v
-	}
-	if m.R1 == nil {
-		v := uint32(0)
-		m.R1 = &v
-	}
-	if m.R2 == nil {
-		v := uint32(0)
-		m.R2 = &v
-	}
-	if m.R3 == nil {
-		v := uint32(0)
-		m.R3 = &v
-	}
-	if m.R4 == nil {
-		v := uint32(0)
-		m.R4 = &v
-	}
-	if m.R5 == nil {
-		v := uint32(0)
-		m.R5 = &v
-	}
-	if m.R6 == nil {
-		v := uint32(0)
-		m.R6 = &v
-	}
-	if m.R7 == nil {
-		v := uint32(0)
-		m.R7 = &v
-	}
-	if m.R8 == nil {
-		v := uint32(0)
-		m.R8 = &v
-	}
-	if m.R9 == nil {
-		v := uint32(0)
-		m.R9 = &v
-	}
-	if m.R10 == nil {
-		v := uint32(0)
-		m.R10 = &v
-	}
-	if m.Fp == nil {
-		v := uint32(0)
-		m.Fp = &v
-	}
-	if m.Ip == nil {
-		v := uint32(0)
-		m.Ip = &v
-	}
-	if m.Sp == nil {
-		v := uint32(0)
-		m.Sp = &v
-	}
-	if m.Lr == nil {
-		v := uint32(0)
-		m.Lr = &v
-	}
-	if m.Pc == nil {
-		v := uint32(0)
-		m.Pc = &v
-	}
-	if m.Cpsr == nil {
-		v := uint32(0)
-		m.Cpsr = &v
-	}
-	if m.OrigR0 == nil {
-		v := uint32(0)
-		m.OrigR0 = &v
-	}
 }
 
 func (m *UserArmRegsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -437,8 +240,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R0 = &x
+			m.R0 = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -446,8 +249,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R1 = &x
+			m.R1 = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -455,8 +258,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R2 = &x
+			m.R2 = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -464,8 +267,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R3 = &x
+			m.R3 = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -473,8 +276,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R4 = &x
+			m.R4 = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -482,8 +285,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R5 = &x
+			m.R5 = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -491,8 +294,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R6 = &x
+			m.R6 = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -500,8 +303,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R7 = &x
+			m.R7 = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -509,8 +312,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 9)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R8 = &x
+			m.R8 = uint32(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -518,8 +321,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 10)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R9 = &x
+			m.R9 = uint32(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -527,8 +330,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 11)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.R10 = &x
+			m.R10 = uint32(u)
+			seen |= 0x400
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -536,8 +339,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 12)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fp = &x
+			m.Fp = uint32(u)
+			seen |= 0x800
 			continue
 		case num == 13 && typ == 0:
 			u, n := consumeVarint(b)
@@ -545,8 +348,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 13)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ip = &x
+			m.Ip = uint32(u)
+			seen |= 0x1000
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -554,8 +357,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 14)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Sp = &x
+			m.Sp = uint32(u)
+			seen |= 0x2000
 			continue
 		case num == 15 && typ == 0:
 			u, n := consumeVarint(b)
@@ -563,8 +366,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 15)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Lr = &x
+			m.Lr = uint32(u)
+			seen |= 0x4000
 			continue
 		case num == 16 && typ == 0:
 			u, n := consumeVarint(b)
@@ -572,8 +375,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 16)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Pc = &x
+			m.Pc = uint32(u)
+			seen |= 0x8000
 			continue
 		case num == 17 && typ == 0:
 			u, n := consumeVarint(b)
@@ -581,8 +384,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 17)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Cpsr = &x
+			m.Cpsr = uint32(u)
+			seen |= 0x10000
 			continue
 		case num == 18 && typ == 0:
 			u, n := consumeVarint(b)
@@ -590,8 +393,8 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_regs_entry", 18)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.OrigR0 = &x
+			m.OrigR0 = uint32(u)
+			seen |= 0x20000
 			continue
 		}
 		n = skipValue(b, typ)
@@ -600,16 +403,70 @@ func (m *UserArmRegsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_arm_regs_entry", "r0")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_arm_regs_entry", "r1")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_arm_regs_entry", "r2")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_arm_regs_entry", "r3")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_arm_regs_entry", "r4")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_arm_regs_entry", "r5")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_arm_regs_entry", "r6")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_arm_regs_entry", "r7")
+	}
+	if seen&0x100 == 0 {
+		return missing("user_arm_regs_entry", "r8")
+	}
+	if seen&0x200 == 0 {
+		return missing("user_arm_regs_entry", "r9")
+	}
+	if seen&0x400 == 0 {
+		return missing("user_arm_regs_entry", "r10")
+	}
+	if seen&0x800 == 0 {
+		return missing("user_arm_regs_entry", "fp")
+	}
+	if seen&0x1000 == 0 {
+		return missing("user_arm_regs_entry", "ip")
+	}
+	if seen&0x2000 == 0 {
+		return missing("user_arm_regs_entry", "sp")
+	}
+	if seen&0x4000 == 0 {
+		return missing("user_arm_regs_entry", "lr")
+	}
+	if seen&0x8000 == 0 {
+		return missing("user_arm_regs_entry", "pc")
+	}
+	if seen&0x10000 == 0 {
+		return missing("user_arm_regs_entry", "cpsr")
+	}
+	if seen&0x20000 == 0 {
+		return missing("user_arm_regs_entry", "orig_r0")
+	}
 	return nil
 }
 
 // UserArmVfpstateEntry is user_arm_vfpstate_entry.
 type UserArmVfpstateEntry struct {
 	VfpRegs []uint64
-	Fpscr   *uint32
-	Fpexc   *uint32
-	Fpinst  *uint32
-	Fpinst2 *uint32
+	Fpscr   uint32
+	Fpexc   uint32
+	Fpinst  uint32
+	Fpinst2 uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -626,29 +483,29 @@ func (m *UserArmVfpstateEntry) GetVfpRegs() []uint64 {
 }
 
 func (m *UserArmVfpstateEntry) GetFpscr() uint32 {
-	if m != nil && m.Fpscr != nil {
-		return *m.Fpscr
+	if m != nil {
+		return m.Fpscr
 	}
 	return 0
 }
 
 func (m *UserArmVfpstateEntry) GetFpexc() uint32 {
-	if m != nil && m.Fpexc != nil {
-		return *m.Fpexc
+	if m != nil {
+		return m.Fpexc
 	}
 	return 0
 }
 
 func (m *UserArmVfpstateEntry) GetFpinst() uint32 {
-	if m != nil && m.Fpinst != nil {
-		return *m.Fpinst
+	if m != nil {
+		return m.Fpinst
 	}
 	return 0
 }
 
 func (m *UserArmVfpstateEntry) GetFpinst2() uint32 {
-	if m != nil && m.Fpinst2 != nil {
-		return *m.Fpinst2
+	if m != nil {
+		return m.Fpinst2
 	}
 	return 0
 }
@@ -657,18 +514,10 @@ func (m *UserArmVfpstateEntry) size() (n int) {
 	for _, v := range m.VfpRegs {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Fpscr != nil {
-		n += 1 + sizeVarint(uint64(*m.Fpscr))
-	}
-	if m.Fpexc != nil {
-		n += 1 + sizeVarint(uint64(*m.Fpexc))
-	}
-	if m.Fpinst != nil {
-		n += 1 + sizeVarint(uint64(*m.Fpinst))
-	}
-	if m.Fpinst2 != nil {
-		n += 1 + sizeVarint(uint64(*m.Fpinst2))
-	}
+	n += 1 + sizeVarint(uint64(m.Fpscr))
+	n += 1 + sizeVarint(uint64(m.Fpexc))
+	n += 1 + sizeVarint(uint64(m.Fpinst))
+	n += 1 + sizeVarint(uint64(m.Fpinst2))
 	return n
 }
 
@@ -677,61 +526,26 @@ func (m *UserArmVfpstateEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Fpscr != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Fpscr))
-	}
-	if m.Fpexc != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Fpexc))
-	}
-	if m.Fpinst != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Fpinst))
-	}
-	if m.Fpinst2 != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Fpinst2))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Fpscr))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Fpexc))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Fpinst))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Fpinst2))
 	return b
 }
 
 func (m *UserArmVfpstateEntry) checkRequired() error {
-	if m.Fpscr == nil {
-		return missing("user_arm_vfpstate_entry", "fpscr")
-	}
-	if m.Fpexc == nil {
-		return missing("user_arm_vfpstate_entry", "fpexc")
-	}
-	if m.Fpinst == nil {
-		return missing("user_arm_vfpstate_entry", "fpinst")
-	}
-	if m.Fpinst2 == nil {
-		return missing("user_arm_vfpstate_entry", "fpinst2")
-	}
 	return nil
 }
 
 func (m *UserArmVfpstateEntry) complete() {
-	if m.Fpscr == nil {
-		v := uint32(0)
-		m.Fpscr = &v
-	}
-	if m.Fpexc == nil {
-		v := uint32(0)
-		m.Fpexc = &v
-	}
-	if m.Fpinst == nil {
-		v := uint32(0)
-		m.Fpinst = &v
-	}
-	if m.Fpinst2 == nil {
-		v := uint32(0)
-		m.Fpinst2 = &v
-	}
 }
 
 func (m *UserArmVfpstateEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -770,8 +584,8 @@ func (m *UserArmVfpstateEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_vfpstate_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fpscr = &x
+			m.Fpscr = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -779,8 +593,8 @@ func (m *UserArmVfpstateEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_vfpstate_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fpexc = &x
+			m.Fpexc = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -788,8 +602,8 @@ func (m *UserArmVfpstateEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_vfpstate_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fpinst = &x
+			m.Fpinst = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -797,8 +611,8 @@ func (m *UserArmVfpstateEntry) unmarshal(b []byte) error {
 				return corrupt("user_arm_vfpstate_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fpinst2 = &x
+			m.Fpinst2 = uint32(u)
+			seen |= 0x8
 			continue
 		}
 		n = skipValue(b, typ)
@@ -807,13 +621,25 @@ func (m *UserArmVfpstateEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_arm_vfpstate_entry", "fpscr")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_arm_vfpstate_entry", "fpexc")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_arm_vfpstate_entry", "fpinst")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_arm_vfpstate_entry", "fpinst2")
+	}
 	return nil
 }
 
 // ThreadInfoArm is thread_info_arm.
 type ThreadInfoArm struct {
-	ClearTidAddr *uint64
-	Tls          *uint32
+	ClearTidAddr uint64
+	Tls          uint32
 	Gpregs       *UserArmRegsEntry
 	Fpstate      *UserArmVfpstateEntry
 }
@@ -825,15 +651,15 @@ func (*ThreadInfoArm) ProtoName() string { return "thread_info_arm" }
 func (m *ThreadInfoArm) Reset() { *m = ThreadInfoArm{} }
 
 func (m *ThreadInfoArm) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
 
 func (m *ThreadInfoArm) GetTls() uint32 {
-	if m != nil && m.Tls != nil {
-		return *m.Tls
+	if m != nil {
+		return m.Tls
 	}
 	return 0
 }
@@ -853,12 +679,8 @@ func (m *ThreadInfoArm) GetFpstate() *UserArmVfpstateEntry {
 }
 
 func (m *ThreadInfoArm) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		n += 1 + sizeVarint(uint64(*m.Tls))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
+	n += 1 + sizeVarint(uint64(m.Tls))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -869,14 +691,10 @@ func (m *ThreadInfoArm) size() (n int) {
 }
 
 func (m *ThreadInfoArm) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Tls))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Tls))
 	if m.Gpregs != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -891,12 +709,6 @@ func (m *ThreadInfoArm) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoArm) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_arm", "clear_tid_addr")
-	}
-	if m.Tls == nil {
-		return missing("thread_info_arm", "tls")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_arm", "gpregs")
 	}
@@ -917,14 +729,6 @@ func (m *ThreadInfoArm) checkRequired() error {
 }
 
 func (m *ThreadInfoArm) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
-	if m.Tls == nil {
-		v := uint32(0)
-		m.Tls = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserArmRegsEntry)
 	}
@@ -940,6 +744,7 @@ func (m *ThreadInfoArm) complete() {
 }
 
 func (m *ThreadInfoArm) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -953,8 +758,8 @@ func (m *ThreadInfoArm) unmarshal(b []byte) error {
 				return corrupt("thread_info_arm", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -962,8 +767,8 @@ func (m *ThreadInfoArm) unmarshal(b []byte) error {
 				return corrupt("thread_info_arm", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Tls = &x
+			m.Tls = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -997,6 +802,12 @@ func (m *ThreadInfoArm) unmarshal(b []byte) error {
 			return corrupt("thread_info_arm", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_arm", "clear_tid_addr")
+	}
+	if seen&0x2 == 0 {
+		return missing("thread_info_arm", "tls")
 	}
 	return nil
 }

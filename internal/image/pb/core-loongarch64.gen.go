@@ -5,7 +5,7 @@ package pb
 // UserLoongarch64GpregsEntry is user_loongarch64_gpregs_entry.
 type UserLoongarch64GpregsEntry struct {
 	Regs []uint64
-	Pc   *uint64
+	Pc   uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -22,8 +22,8 @@ func (m *UserLoongarch64GpregsEntry) GetRegs() []uint64 {
 }
 
 func (m *UserLoongarch64GpregsEntry) GetPc() uint64 {
-	if m != nil && m.Pc != nil {
-		return *m.Pc
+	if m != nil {
+		return m.Pc
 	}
 	return 0
 }
@@ -32,9 +32,7 @@ func (m *UserLoongarch64GpregsEntry) size() (n int) {
 	for _, v := range m.Regs {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Pc != nil {
-		n += 1 + sizeVarint(uint64(*m.Pc))
-	}
+	n += 1 + sizeVarint(uint64(m.Pc))
 	return n
 }
 
@@ -43,28 +41,20 @@ func (m *UserLoongarch64GpregsEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Pc != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Pc))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Pc))
 	return b
 }
 
 func (m *UserLoongarch64GpregsEntry) checkRequired() error {
-	if m.Pc == nil {
-		return missing("user_loongarch64_gpregs_entry", "pc")
-	}
 	return nil
 }
 
 func (m *UserLoongarch64GpregsEntry) complete() {
-	if m.Pc == nil {
-		v := uint64(0)
-		m.Pc = &v
-	}
 }
 
 func (m *UserLoongarch64GpregsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -103,8 +93,8 @@ func (m *UserLoongarch64GpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_loongarch64_gpregs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pc = &x
+			m.Pc = uint64(u)
+			seen |= 0x1
 			continue
 		}
 		n = skipValue(b, typ)
@@ -113,14 +103,17 @@ func (m *UserLoongarch64GpregsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_loongarch64_gpregs_entry", "pc")
+	}
 	return nil
 }
 
 // UserLoongarch64FpregsEntry is user_loongarch64_fpregs_entry.
 type UserLoongarch64FpregsEntry struct {
 	Regs []uint64
-	Fcc  *uint64
-	Fcsr *uint32
+	Fcc  uint64
+	Fcsr uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -137,15 +130,15 @@ func (m *UserLoongarch64FpregsEntry) GetRegs() []uint64 {
 }
 
 func (m *UserLoongarch64FpregsEntry) GetFcc() uint64 {
-	if m != nil && m.Fcc != nil {
-		return *m.Fcc
+	if m != nil {
+		return m.Fcc
 	}
 	return 0
 }
 
 func (m *UserLoongarch64FpregsEntry) GetFcsr() uint32 {
-	if m != nil && m.Fcsr != nil {
-		return *m.Fcsr
+	if m != nil {
+		return m.Fcsr
 	}
 	return 0
 }
@@ -154,12 +147,8 @@ func (m *UserLoongarch64FpregsEntry) size() (n int) {
 	for _, v := range m.Regs {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Fcc != nil {
-		n += 1 + sizeVarint(uint64(*m.Fcc))
-	}
-	if m.Fcsr != nil {
-		n += 1 + sizeVarint(uint64(*m.Fcsr))
-	}
+	n += 1 + sizeVarint(uint64(m.Fcc))
+	n += 1 + sizeVarint(uint64(m.Fcsr))
 	return n
 }
 
@@ -168,39 +157,22 @@ func (m *UserLoongarch64FpregsEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Fcc != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Fcc))
-	}
-	if m.Fcsr != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Fcsr))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Fcc))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Fcsr))
 	return b
 }
 
 func (m *UserLoongarch64FpregsEntry) checkRequired() error {
-	if m.Fcc == nil {
-		return missing("user_loongarch64_fpregs_entry", "fcc")
-	}
-	if m.Fcsr == nil {
-		return missing("user_loongarch64_fpregs_entry", "fcsr")
-	}
 	return nil
 }
 
 func (m *UserLoongarch64FpregsEntry) complete() {
-	if m.Fcc == nil {
-		v := uint64(0)
-		m.Fcc = &v
-	}
-	if m.Fcsr == nil {
-		v := uint32(0)
-		m.Fcsr = &v
-	}
 }
 
 func (m *UserLoongarch64FpregsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -239,8 +211,8 @@ func (m *UserLoongarch64FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_loongarch64_fpregs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Fcc = &x
+			m.Fcc = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -248,8 +220,8 @@ func (m *UserLoongarch64FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_loongarch64_fpregs_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fcsr = &x
+			m.Fcsr = uint32(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -258,13 +230,19 @@ func (m *UserLoongarch64FpregsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_loongarch64_fpregs_entry", "fcc")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_loongarch64_fpregs_entry", "fcsr")
+	}
 	return nil
 }
 
 // ThreadInfoLoongarch64 is thread_info_loongarch64.
 type ThreadInfoLoongarch64 struct {
-	ClearTidAddr *uint64
-	Tls          *uint64
+	ClearTidAddr uint64
+	Tls          uint64
 	Gpregs       *UserLoongarch64GpregsEntry
 	Fpregs       *UserLoongarch64FpregsEntry
 }
@@ -276,15 +254,15 @@ func (*ThreadInfoLoongarch64) ProtoName() string { return "thread_info_loongarch
 func (m *ThreadInfoLoongarch64) Reset() { *m = ThreadInfoLoongarch64{} }
 
 func (m *ThreadInfoLoongarch64) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
 
 func (m *ThreadInfoLoongarch64) GetTls() uint64 {
-	if m != nil && m.Tls != nil {
-		return *m.Tls
+	if m != nil {
+		return m.Tls
 	}
 	return 0
 }
@@ -304,12 +282,8 @@ func (m *ThreadInfoLoongarch64) GetFpregs() *UserLoongarch64FpregsEntry {
 }
 
 func (m *ThreadInfoLoongarch64) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		n += 1 + sizeVarint(uint64(*m.Tls))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
+	n += 1 + sizeVarint(uint64(m.Tls))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -320,14 +294,10 @@ func (m *ThreadInfoLoongarch64) size() (n int) {
 }
 
 func (m *ThreadInfoLoongarch64) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Tls))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Tls))
 	if m.Gpregs != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -342,12 +312,6 @@ func (m *ThreadInfoLoongarch64) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoLoongarch64) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_loongarch64", "clear_tid_addr")
-	}
-	if m.Tls == nil {
-		return missing("thread_info_loongarch64", "tls")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_loongarch64", "gpregs")
 	}
@@ -368,14 +332,6 @@ func (m *ThreadInfoLoongarch64) checkRequired() error {
 }
 
 func (m *ThreadInfoLoongarch64) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
-	if m.Tls == nil {
-		v := uint64(0)
-		m.Tls = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserLoongarch64GpregsEntry)
 	}
@@ -391,6 +347,7 @@ func (m *ThreadInfoLoongarch64) complete() {
 }
 
 func (m *ThreadInfoLoongarch64) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -404,8 +361,8 @@ func (m *ThreadInfoLoongarch64) unmarshal(b []byte) error {
 				return corrupt("thread_info_loongarch64", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -413,8 +370,8 @@ func (m *ThreadInfoLoongarch64) unmarshal(b []byte) error {
 				return corrupt("thread_info_loongarch64", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Tls = &x
+			m.Tls = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -448,6 +405,12 @@ func (m *ThreadInfoLoongarch64) unmarshal(b []byte) error {
 			return corrupt("thread_info_loongarch64", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_loongarch64", "clear_tid_addr")
+	}
+	if seen&0x2 == 0 {
+		return missing("thread_info_loongarch64", "tls")
 	}
 	return nil
 }

@@ -4,44 +4,44 @@ package pb
 
 // UserMipsRegsEntry is user_mips_regs_entry.
 type UserMipsRegsEntry struct {
-	R0          *uint64
-	R1          *uint64
-	R2          *uint64
-	R3          *uint64
-	R4          *uint64
-	R5          *uint64
-	R6          *uint64
-	R7          *uint64
-	R8          *uint64
-	R9          *uint64
-	R10         *uint64
-	R11         *uint64
-	R12         *uint64
-	R13         *uint64
-	R14         *uint64
-	R15         *uint64
-	R16         *uint64
-	R17         *uint64
-	R18         *uint64
-	R19         *uint64
-	R20         *uint64
-	R21         *uint64
-	R22         *uint64
-	R23         *uint64
-	R24         *uint64
-	R25         *uint64
-	R26         *uint64
-	R27         *uint64
-	R28         *uint64
-	R29         *uint64
-	R30         *uint64
-	R31         *uint64
-	Lo          *uint64
-	Hi          *uint64
-	Cp0Epc      *uint64
-	Cp0Badvaddr *uint64
-	Cp0Status   *uint64
-	Cp0Cause    *uint64
+	R0          uint64
+	R1          uint64
+	R2          uint64
+	R3          uint64
+	R4          uint64
+	R5          uint64
+	R6          uint64
+	R7          uint64
+	R8          uint64
+	R9          uint64
+	R10         uint64
+	R11         uint64
+	R12         uint64
+	R13         uint64
+	R14         uint64
+	R15         uint64
+	R16         uint64
+	R17         uint64
+	R18         uint64
+	R19         uint64
+	R20         uint64
+	R21         uint64
+	R22         uint64
+	R23         uint64
+	R24         uint64
+	R25         uint64
+	R26         uint64
+	R27         uint64
+	R28         uint64
+	R29         uint64
+	R30         uint64
+	R31         uint64
+	Lo          uint64
+	Hi          uint64
+	Cp0Epc      uint64
+	Cp0Badvaddr uint64
+	Cp0Status   uint64
+	Cp0Cause    uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -51,819 +51,402 @@ func (*UserMipsRegsEntry) ProtoName() string { return "user_mips_regs_entry" }
 func (m *UserMipsRegsEntry) Reset() { *m = UserMipsRegsEntry{} }
 
 func (m *UserMipsRegsEntry) GetR0() uint64 {
-	if m != nil && m.R0 != nil {
-		return *m.R0
+	if m != nil {
+		return m.R0
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR1() uint64 {
-	if m != nil && m.R1 != nil {
-		return *m.R1
+	if m != nil {
+		return m.R1
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR2() uint64 {
-	if m != nil && m.R2 != nil {
-		return *m.R2
+	if m != nil {
+		return m.R2
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR3() uint64 {
-	if m != nil && m.R3 != nil {
-		return *m.R3
+	if m != nil {
+		return m.R3
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR4() uint64 {
-	if m != nil && m.R4 != nil {
-		return *m.R4
+	if m != nil {
+		return m.R4
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR5() uint64 {
-	if m != nil && m.R5 != nil {
-		return *m.R5
+	if m != nil {
+		return m.R5
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR6() uint64 {
-	if m != nil && m.R6 != nil {
-		return *m.R6
+	if m != nil {
+		return m.R6
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR7() uint64 {
-	if m != nil && m.R7 != nil {
-		return *m.R7
+	if m != nil {
+		return m.R7
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR8() uint64 {
-	if m != nil && m.R8 != nil {
-		return *m.R8
+	if m != nil {
+		return m.R8
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR9() uint64 {
-	if m != nil && m.R9 != nil {
-		return *m.R9
+	if m != nil {
+		return m.R9
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR10() uint64 {
-	if m != nil && m.R10 != nil {
-		return *m.R10
+	if m != nil {
+		return m.R10
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR11() uint64 {
-	if m != nil && m.R11 != nil {
-		return *m.R11
+	if m != nil {
+		return m.R11
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR12() uint64 {
-	if m != nil && m.R12 != nil {
-		return *m.R12
+	if m != nil {
+		return m.R12
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR13() uint64 {
-	if m != nil && m.R13 != nil {
-		return *m.R13
+	if m != nil {
+		return m.R13
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR14() uint64 {
-	if m != nil && m.R14 != nil {
-		return *m.R14
+	if m != nil {
+		return m.R14
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR15() uint64 {
-	if m != nil && m.R15 != nil {
-		return *m.R15
+	if m != nil {
+		return m.R15
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR16() uint64 {
-	if m != nil && m.R16 != nil {
-		return *m.R16
+	if m != nil {
+		return m.R16
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR17() uint64 {
-	if m != nil && m.R17 != nil {
-		return *m.R17
+	if m != nil {
+		return m.R17
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR18() uint64 {
-	if m != nil && m.R18 != nil {
-		return *m.R18
+	if m != nil {
+		return m.R18
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR19() uint64 {
-	if m != nil && m.R19 != nil {
-		return *m.R19
+	if m != nil {
+		return m.R19
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR20() uint64 {
-	if m != nil && m.R20 != nil {
-		return *m.R20
+	if m != nil {
+		return m.R20
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR21() uint64 {
-	if m != nil && m.R21 != nil {
-		return *m.R21
+	if m != nil {
+		return m.R21
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR22() uint64 {
-	if m != nil && m.R22 != nil {
-		return *m.R22
+	if m != nil {
+		return m.R22
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR23() uint64 {
-	if m != nil && m.R23 != nil {
-		return *m.R23
+	if m != nil {
+		return m.R23
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR24() uint64 {
-	if m != nil && m.R24 != nil {
-		return *m.R24
+	if m != nil {
+		return m.R24
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR25() uint64 {
-	if m != nil && m.R25 != nil {
-		return *m.R25
+	if m != nil {
+		return m.R25
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR26() uint64 {
-	if m != nil && m.R26 != nil {
-		return *m.R26
+	if m != nil {
+		return m.R26
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR27() uint64 {
-	if m != nil && m.R27 != nil {
-		return *m.R27
+	if m != nil {
+		return m.R27
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR28() uint64 {
-	if m != nil && m.R28 != nil {
-		return *m.R28
+	if m != nil {
+		return m.R28
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR29() uint64 {
-	if m != nil && m.R29 != nil {
-		return *m.R29
+	if m != nil {
+		return m.R29
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR30() uint64 {
-	if m != nil && m.R30 != nil {
-		return *m.R30
+	if m != nil {
+		return m.R30
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetR31() uint64 {
-	if m != nil && m.R31 != nil {
-		return *m.R31
+	if m != nil {
+		return m.R31
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetLo() uint64 {
-	if m != nil && m.Lo != nil {
-		return *m.Lo
+	if m != nil {
+		return m.Lo
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetHi() uint64 {
-	if m != nil && m.Hi != nil {
-		return *m.Hi
+	if m != nil {
+		return m.Hi
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetCp0Epc() uint64 {
-	if m != nil && m.Cp0Epc != nil {
-		return *m.Cp0Epc
+	if m != nil {
+		return m.Cp0Epc
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetCp0Badvaddr() uint64 {
-	if m != nil && m.Cp0Badvaddr != nil {
-		return *m.Cp0Badvaddr
+	if m != nil {
+		return m.Cp0Badvaddr
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetCp0Status() uint64 {
-	if m != nil && m.Cp0Status != nil {
-		return *m.Cp0Status
+	if m != nil {
+		return m.Cp0Status
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) GetCp0Cause() uint64 {
-	if m != nil && m.Cp0Cause != nil {
-		return *m.Cp0Cause
+	if m != nil {
+		return m.Cp0Cause
 	}
 	return 0
 }
 
 func (m *UserMipsRegsEntry) size() (n int) {
-	if m.R0 != nil {
-		n += 1 + sizeVarint(uint64(*m.R0))
-	}
-	if m.R1 != nil {
-		n += 1 + sizeVarint(uint64(*m.R1))
-	}
-	if m.R2 != nil {
-		n += 1 + sizeVarint(uint64(*m.R2))
-	}
-	if m.R3 != nil {
-		n += 1 + sizeVarint(uint64(*m.R3))
-	}
-	if m.R4 != nil {
-		n += 1 + sizeVarint(uint64(*m.R4))
-	}
-	if m.R5 != nil {
-		n += 1 + sizeVarint(uint64(*m.R5))
-	}
-	if m.R6 != nil {
-		n += 1 + sizeVarint(uint64(*m.R6))
-	}
-	if m.R7 != nil {
-		n += 1 + sizeVarint(uint64(*m.R7))
-	}
-	if m.R8 != nil {
-		n += 1 + sizeVarint(uint64(*m.R8))
-	}
-	if m.R9 != nil {
-		n += 1 + sizeVarint(uint64(*m.R9))
-	}
-	if m.R10 != nil {
-		n += 1 + sizeVarint(uint64(*m.R10))
-	}
-	if m.R11 != nil {
-		n += 1 + sizeVarint(uint64(*m.R11))
-	}
-	if m.R12 != nil {
-		n += 1 + sizeVarint(uint64(*m.R12))
-	}
-	if m.R13 != nil {
-		n += 1 + sizeVarint(uint64(*m.R13))
-	}
-	if m.R14 != nil {
-		n += 1 + sizeVarint(uint64(*m.R14))
-	}
-	if m.R15 != nil {
-		n += 2 + sizeVarint(uint64(*m.R15))
-	}
-	if m.R16 != nil {
-		n += 2 + sizeVarint(uint64(*m.R16))
-	}
-	if m.R17 != nil {
-		n += 2 + sizeVarint(uint64(*m.R17))
-	}
-	if m.R18 != nil {
-		n += 2 + sizeVarint(uint64(*m.R18))
-	}
-	if m.R19 != nil {
-		n += 2 + sizeVarint(uint64(*m.R19))
-	}
-	if m.R20 != nil {
-		n += 2 + sizeVarint(uint64(*m.R20))
-	}
-	if m.R21 != nil {
-		n += 2 + sizeVarint(uint64(*m.R21))
-	}
-	if m.R22 != nil {
-		n += 2 + sizeVarint(uint64(*m.R22))
-	}
-	if m.R23 != nil {
-		n += 2 + sizeVarint(uint64(*m.R23))
-	}
-	if m.R24 != nil {
-		n += 2 + sizeVarint(uint64(*m.R24))
-	}
-	if m.R25 != nil {
-		n += 2 + sizeVarint(uint64(*m.R25))
-	}
-	if m.R26 != nil {
-		n += 2 + sizeVarint(uint64(*m.R26))
-	}
-	if m.R27 != nil {
-		n += 2 + sizeVarint(uint64(*m.R27))
-	}
-	if m.R28 != nil {
-		n += 2 + sizeVarint(uint64(*m.R28))
-	}
-	if m.R29 != nil {
-		n += 2 + sizeVarint(uint64(*m.R29))
-	}
-	if m.R30 != nil {
-		n += 2 + sizeVarint(uint64(*m.R30))
-	}
-	if m.R31 != nil {
-		n += 2 + sizeVarint(uint64(*m.R31))
-	}
-	if m.Lo != nil {
-		n += 2 + sizeVarint(uint64(*m.Lo))
-	}
-	if m.Hi != nil {
-		n += 2 + sizeVarint(uint64(*m.Hi))
-	}
-	if m.Cp0Epc != nil {
-		n += 2 + sizeVarint(uint64(*m.Cp0Epc))
-	}
-	if m.Cp0Badvaddr != nil {
-		n += 2 + sizeVarint(uint64(*m.Cp0Badvaddr))
-	}
-	if m.Cp0Status != nil {
-		n += 2 + sizeVarint(uint64(*m.Cp0Status))
-	}
-	if m.Cp0Cause != nil {
-		n += 2 + sizeVarint(uint64(*m.Cp0Cause))
-	}
+	n += 1 + sizeVarint(uint64(m.R0))
+	n += 1 + sizeVarint(uint64(m.R1))
+	n += 1 + sizeVarint(uint64(m.R2))
+	n += 1 + sizeVarint(uint64(m.R3))
+	n += 1 + sizeVarint(uint64(m.R4))
+	n += 1 + sizeVarint(uint64(m.R5))
+	n += 1 + sizeVarint(uint64(m.R6))
+	n += 1 + sizeVarint(uint64(m.R7))
+	n += 1 + sizeVarint(uint64(m.R8))
+	n += 1 + sizeVarint(uint64(m.R9))
+	n += 1 + sizeVarint(uint64(m.R10))
+	n += 1 + sizeVarint(uint64(m.R11))
+	n += 1 + sizeVarint(uint64(m.R12))
+	n += 1 + sizeVarint(uint64(m.R13))
+	n += 1 + sizeVarint(uint64(m.R14))
+	n += 2 + sizeVarint(uint64(m.R15))
+	n += 2 + sizeVarint(uint64(m.R16))
+	n += 2 + sizeVarint(uint64(m.R17))
+	n += 2 + sizeVarint(uint64(m.R18))
+	n += 2 + sizeVarint(uint64(m.R19))
+	n += 2 + sizeVarint(uint64(m.R20))
+	n += 2 + sizeVarint(uint64(m.R21))
+	n += 2 + sizeVarint(uint64(m.R22))
+	n += 2 + sizeVarint(uint64(m.R23))
+	n += 2 + sizeVarint(uint64(m.R24))
+	n += 2 + sizeVarint(uint64(m.R25))
+	n += 2 + sizeVarint(uint64(m.R26))
+	n += 2 + sizeVarint(uint64(m.R27))
+	n += 2 + sizeVarint(uint64(m.R28))
+	n += 2 + sizeVarint(uint64(m.R29))
+	n += 2 + sizeVarint(uint64(m.R30))
+	n += 2 + sizeVarint(uint64(m.R31))
+	n += 2 + sizeVarint(uint64(m.Lo))
+	n += 2 + sizeVarint(uint64(m.Hi))
+	n += 2 + sizeVarint(uint64(m.Cp0Epc))
+	n += 2 + sizeVarint(uint64(m.Cp0Badvaddr))
+	n += 2 + sizeVarint(uint64(m.Cp0Status))
+	n += 2 + sizeVarint(uint64(m.Cp0Cause))
 	return n
 }
 
 func (m *UserMipsRegsEntry) appendTo(b []byte) []byte {
-	if m.R0 != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.R0))
-	}
-	if m.R1 != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.R1))
-	}
-	if m.R2 != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.R2))
-	}
-	if m.R3 != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.R3))
-	}
-	if m.R4 != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.R4))
-	}
-	if m.R5 != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.R5))
-	}
-	if m.R6 != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.R6))
-	}
-	if m.R7 != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.R7))
-	}
-	if m.R8 != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.R8))
-	}
-	if m.R9 != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.R9))
-	}
-	if m.R10 != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, uint64(*m.R10))
-	}
-	if m.R11 != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, uint64(*m.R11))
-	}
-	if m.R12 != nil {
-		b = append(b, 0x68)
-		b = appendVarint(b, uint64(*m.R12))
-	}
-	if m.R13 != nil {
-		b = append(b, 0x70)
-		b = appendVarint(b, uint64(*m.R13))
-	}
-	if m.R14 != nil {
-		b = append(b, 0x78)
-		b = appendVarint(b, uint64(*m.R14))
-	}
-	if m.R15 != nil {
-		b = append(b, 0x80, 0x1)
-		b = appendVarint(b, uint64(*m.R15))
-	}
-	if m.R16 != nil {
-		b = append(b, 0x88, 0x1)
-		b = appendVarint(b, uint64(*m.R16))
-	}
-	if m.R17 != nil {
-		b = append(b, 0x90, 0x1)
-		b = appendVarint(b, uint64(*m.R17))
-	}
-	if m.R18 != nil {
-		b = append(b, 0x98, 0x1)
-		b = appendVarint(b, uint64(*m.R18))
-	}
-	if m.R19 != nil {
-		b = append(b, 0xa0, 0x1)
-		b = appendVarint(b, uint64(*m.R19))
-	}
-	if m.R20 != nil {
-		b = append(b, 0xa8, 0x1)
-		b = appendVarint(b, uint64(*m.R20))
-	}
-	if m.R21 != nil {
-		b = append(b, 0xb0, 0x1)
-		b = appendVarint(b, uint64(*m.R21))
-	}
-	if m.R22 != nil {
-		b = append(b, 0xb8, 0x1)
-		b = appendVarint(b, uint64(*m.R22))
-	}
-	if m.R23 != nil {
-		b = append(b, 0xc0, 0x1)
-		b = appendVarint(b, uint64(*m.R23))
-	}
-	if m.R24 != nil {
-		b = append(b, 0xc8, 0x1)
-		b = appendVarint(b, uint64(*m.R24))
-	}
-	if m.R25 != nil {
-		b = append(b, 0xd0, 0x1)
-		b = appendVarint(b, uint64(*m.R25))
-	}
-	if m.R26 != nil {
-		b = append(b, 0xd8, 0x1)
-		b = appendVarint(b, uint64(*m.R26))
-	}
-	if m.R27 != nil {
-		b = append(b, 0xe0, 0x1)
-		b = appendVarint(b, uint64(*m.R27))
-	}
-	if m.R28 != nil {
-		b = append(b, 0xe8, 0x1)
-		b = appendVarint(b, uint64(*m.R28))
-	}
-	if m.R29 != nil {
-		b = append(b, 0xf0, 0x1)
-		b = appendVarint(b, uint64(*m.R29))
-	}
-	if m.R30 != nil {
-		b = append(b, 0xf8, 0x1)
-		b = appendVarint(b, uint64(*m.R30))
-	}
-	if m.R31 != nil {
-		b = append(b, 0x80, 0x2)
-		b = appendVarint(b, uint64(*m.R31))
-	}
-	if m.Lo != nil {
-		b = append(b, 0x88, 0x2)
-		b = appendVarint(b, uint64(*m.Lo))
-	}
-	if m.Hi != nil {
-		b = append(b, 0x90, 0x2)
-		b = appendVarint(b, uint64(*m.Hi))
-	}
-	if m.Cp0Epc != nil {
-		b = append(b, 0x98, 0x2)
-		b = appendVarint(b, uint64(*m.Cp0Epc))
-	}
-	if m.Cp0Badvaddr != nil {
-		b = append(b, 0xa0, 0x2)
-		b = appendVarint(b, uint64(*m.Cp0Badvaddr))
-	}
-	if m.Cp0Status != nil {
-		b = append(b, 0xa8, 0x2)
-		b = appendVarint(b, uint64(*m.Cp0Status))
-	}
-	if m.Cp0Cause != nil {
-		b = append(b, 0xb0, 0x2)
-		b = appendVarint(b, uint64(*m.Cp0Cause))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.R0))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.R1))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.R2))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.R3))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.R4))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.R5))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.R6))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.R7))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.R8))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.R9))
+	b = append(b, 0x58)
+	b = appendVarint(b, uint64(m.R10))
+	b = append(b, 0x60)
+	b = appendVarint(b, uint64(m.R11))
+	b = append(b, 0x68)
+	b = appendVarint(b, uint64(m.R12))
+	b = append(b, 0x70)
+	b = appendVarint(b, uint64(m.R13))
+	b = append(b, 0x78)
+	b = appendVarint(b, uint64(m.R14))
+	b = append(b, 0x80, 0x1)
+	b = appendVarint(b, uint64(m.R15))
+	b = append(b, 0x88, 0x1)
+	b = appendVarint(b, uint64(m.R16))
+	b = append(b, 0x90, 0x1)
+	b = appendVarint(b, uint64(m.R17))
+	b = append(b, 0x98, 0x1)
+	b = appendVarint(b, uint64(m.R18))
+	b = append(b, 0xa0, 0x1)
+	b = appendVarint(b, uint64(m.R19))
+	b = append(b, 0xa8, 0x1)
+	b = appendVarint(b, uint64(m.R20))
+	b = append(b, 0xb0, 0x1)
+	b = appendVarint(b, uint64(m.R21))
+	b = append(b, 0xb8, 0x1)
+	b = appendVarint(b, uint64(m.R22))
+	b = append(b, 0xc0, 0x1)
+	b = appendVarint(b, uint64(m.R23))
+	b = append(b, 0xc8, 0x1)
+	b = appendVarint(b, uint64(m.R24))
+	b = append(b, 0xd0, 0x1)
+	b = appendVarint(b, uint64(m.R25))
+	b = append(b, 0xd8, 0x1)
+	b = appendVarint(b, uint64(m.R26))
+	b = append(b, 0xe0, 0x1)
+	b = appendVarint(b, uint64(m.R27))
+	b = append(b, 0xe8, 0x1)
+	b = appendVarint(b, uint64(m.R28))
+	b = append(b, 0xf0, 0x1)
+	b = appendVarint(b, uint64(m.R29))
+	b = append(b, 0xf8, 0x1)
+	b = appendVarint(b, uint64(m.R30))
+	b = append(b, 0x80, 0x2)
+	b = appendVarint(b, uint64(m.R31))
+	b = append(b, 0x88, 0x2)
+	b = appendVarint(b, uint64(m.Lo))
+	b = append(b, 0x90, 0x2)
+	b = appendVarint(b, uint64(m.Hi))
+	b = append(b, 0x98, 0x2)
+	b = appendVarint(b, uint64(m.Cp0Epc))
+	b = append(b, 0xa0, 0x2)
+	b = appendVarint(b, uint64(m.Cp0Badvaddr))
+	b = append(b, 0xa8, 0x2)
+	b = appendVarint(b, uint64(m.Cp0Status))
+	b = append(b, 0xb0, 0x2)
+	b = appendVarint(b, uint64(m.Cp0Cause))
 	return b
 }
 
 func (m *UserMipsRegsEntry) checkRequired() error {
-	if m.R0 == nil {
-		return missing("user_mips_regs_entry", "r0")
-	}
-	if m.R1 == nil {
-		return missing("user_mips_regs_entry", "r1")
-	}
-	if m.R2 == nil {
-		return missing("user_mips_regs_entry", "r2")
-	}
-	if m.R3 == nil {
-		return missing("user_mips_regs_entry", "r3")
-	}
-	if m.R4 == nil {
-		return missing("user_mips_regs_entry", "r4")
-	}
-	if m.R5 == nil {
-		return missing("user_mips_regs_entry", "r5")
-	}
-	if m.R6 == nil {
-		return missing("user_mips_regs_entry", "r6")
-	}
-	if m.R7 == nil {
-		return missing("user_mips_regs_entry", "r7")
-	}
-	if m.R8 == nil {
-		return missing("user_mips_regs_entry", "r8")
-	}
-	if m.R9 == nil {
-		return missing("user_mips_regs_entry", "r9")
-	}
-	if m.R10 == nil {
-		return missing("user_mips_regs_entry", "r10")
-	}
-	if m.R11 == nil {
-		return missing("user_mips_regs_entry", "r11")
-	}
-	if m.R12 == nil {
-		return missing("user_mips_regs_entry", "r12")
-	}
-	if m.R13 == nil {
-		return missing("user_mips_regs_entry", "r13")
-	}
-	if m.R14 == nil {
-		return missing("user_mips_regs_entry", "r14")
-	}
-	if m.R15 == nil {
-		return missing("user_mips_regs_entry", "r15")
-	}
-	if m.R16 == nil {
-		return missing("user_mips_regs_entry", "r16")
-	}
-	if m.R17 == nil {
-		return missing("user_mips_regs_entry", "r17")
-	}
-	if m.R18 == nil {
-		return missing("user_mips_regs_entry", "r18")
-	}
-	if m.R19 == nil {
-		return missing("user_mips_regs_entry", "r19")
-	}
-	if m.R20 == nil {
-		return missing("user_mips_regs_entry", "r20")
-	}
-	if m.R21 == nil {
-		return missing("user_mips_regs_entry", "r21")
-	}
-	if m.R22 == nil {
-		return missing("user_mips_regs_entry", "r22")
-	}
-	if m.R23 == nil {
-		return missing("user_mips_regs_entry", "r23")
-	}
-	if m.R24 == nil {
-		return missing("user_mips_regs_entry", "r24")
-	}
-	if m.R25 == nil {
-		return missing("user_mips_regs_entry", "r25")
-	}
-	if m.R26 == nil {
-		return missing("user_mips_regs_entry", "r26")
-	}
-	if m.R27 == nil {
-		return missing("user_mips_regs_entry", "r27")
-	}
-	if m.R28 == nil {
-		return missing("user_mips_regs_entry", "r28")
-	}
-	if m.R29 == nil {
-		return missing("user_mips_regs_entry", "r29")
-	}
-	if m.R30 == nil {
-		return missing("user_mips_regs_entry", "r30")
-	}
-	if m.R31 == nil {
-		return missing("user_mips_regs_entry", "r31")
-	}
-	if m.Lo == nil {
-		return missing("user_mips_regs_entry", "lo")
-	}
-	if m.Hi == nil {
-		return missing("user_mips_regs_entry", "hi")
-	}
-	if m.Cp0Epc == nil {
-		return missing("user_mips_regs_entry", "cp0_epc")
-	}
-	if m.Cp0Badvaddr == nil {
-		return missing("user_mips_regs_entry", "cp0_badvaddr")
-	}
-	if m.Cp0Status == nil {
-		return missing("user_mips_regs_entry", "cp0_status")
-	}
-	if m.Cp0Cause == nil {
-		return missing("user_mips_regs_entry", "cp0_cause")
-	}
 	return nil
 }
 
 func (m *UserMipsRegsEntry) complete() {
-	if m.R0 == nil {
-		v := uint64(0)
-		m.R0 = &v
-	}
-	if m.R1 == nil {
-		v := uint64(0)
-		m.R1 = &v
-	}
-	if m.R2 == nil {
-		v := uint64(0)
-		m.R2 = &v
-	}
-	if m.R3 == nil {
-		v := uint64(0)
-		m.R3 = &v
-	}
-	if m.R4 == nil {
-		v := uint64(0)
-		m.R4 = &v
-	}
-	if m.R5 == nil {
-		v := uint64(0)
-		m.R5 = &v
-	}
-	if m.R6 == nil {
-		v := uint64(0)
-		m.R6 = &v
-	}
-	if m.R7 == nil {
-		v := uint64(0)
-		m.R7 = &v
-	}
-	if m.R8 == nil {
-		v := uint64(0)
-		m.R8 = &v
-	}
-	if m.R9 == nil {
-		v := uint64(0)
-		m.R9 = &v
-	}
-	if m.R10 == nil {
-		v := uint64(0)
-		m.R10 = &v
-	}
-	if m.R11 == nil {
-		v := uint64(0)
-		m.R11 = &v
-	}
-	if m.R12 == nil {
-		v := uint64(0)
-		m.R12 = &v
-	}
-	if m.R13 == nil {
-		v := uint64(0)
-		m.R13 = &v
-	}
-	if m.R14 == nil {
-		v := uint64(0)
-		m.R14 = &v
-	}
-	if m.R15 == nil {
-		v := uint64(0)
-		m.R15 = &v
-	}
-	if m.R16 == nil {
-		v := uint64(0)
-		m.R16 = &v
-	}
-	if m.R17 == nil {
-		v := uint64(0)
-		m.R17 = &v
-	}
-	if m.R18 == nil {
-		v := uint64(0)
-		m.R18 = &v
-	}
-	if m.R19 == nil {
-		v := uint64(0)
-		m.R19 = &v
-	}
-	if m.R20 == nil {
-		v := uint64(0)
-		m.R20 = &v
-	}
-	if m.R21 == nil {
-		v := uint64(0)
-		m.R21 = &v
-	}
-	if m.R22 == nil {
-		v := uint64(0)
-		m.R22 = &v
-	}
-	if m.R23 == nil {
-		v := uint64(0)
-		m.R23 = &v
-	}
-	if m.R24 == nil {
-		v := uint64(0)
-		m.R24 = &v
-	}
-	if m.R25 == nil {
-		v := uint64(0)
-		m.R25 = &v
-	}
-	if m.R26 == nil {
-		v := uint64(0)
-		m.R26 = &v
-	}
-	if m.R27 == nil {
-		v := uint64(0)
-		m.R27 = &v
-	}
-	if m.R28 == nil {
-		v := uint64(0)
-		m.R28 = &v
-	}
-	if m.R29 == nil {
-		v := uint64(0)
-		m.R29 = &v
-	}
-	if m.R30 == nil {
-		v := uint64(0)
-		m.R30 = &v
-	}
-	if m.R31 == nil {
-		v := uint64(0)
-		m.R31 = &v
-	}
-	if m.Lo == nil {
-		v := uint64(0)
-		m.Lo = &v
-	}
-	if m.Hi == nil {
-		v := uint64(0)
-		m.Hi = &v
-	}
-	if m.Cp0Epc == nil {
-		v := uint64(0)
-		m.Cp0Epc = &v
-	}
-	if m.Cp0Badvaddr == nil {
-		v := uint64(0)
-		m.Cp0Badvaddr = &v
-	}
-	if m.Cp0Status == nil {
-		v := uint64(0)
-		m.Cp0Status = &v
-	}
-	if m.Cp0Cause == nil {
-		v := uint64(0)
-		m.Cp0Cause = &v
-	}
 }
 
 func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -877,8 +460,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R0 = &x
+			m.R0 = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -886,8 +469,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R1 = &x
+			m.R1 = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -895,8 +478,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R2 = &x
+			m.R2 = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -904,8 +487,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R3 = &x
+			m.R3 = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -913,8 +496,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R4 = &x
+			m.R4 = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -922,8 +505,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R5 = &x
+			m.R5 = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -931,8 +514,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R6 = &x
+			m.R6 = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -940,8 +523,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R7 = &x
+			m.R7 = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -949,8 +532,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R8 = &x
+			m.R8 = uint64(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -958,8 +541,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 10)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R9 = &x
+			m.R9 = uint64(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -967,8 +550,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 11)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R10 = &x
+			m.R10 = uint64(u)
+			seen |= 0x400
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -976,8 +559,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 12)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R11 = &x
+			m.R11 = uint64(u)
+			seen |= 0x800
 			continue
 		case num == 13 && typ == 0:
 			u, n := consumeVarint(b)
@@ -985,8 +568,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 13)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R12 = &x
+			m.R12 = uint64(u)
+			seen |= 0x1000
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -994,8 +577,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 14)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R13 = &x
+			m.R13 = uint64(u)
+			seen |= 0x2000
 			continue
 		case num == 15 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1003,8 +586,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 15)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R14 = &x
+			m.R14 = uint64(u)
+			seen |= 0x4000
 			continue
 		case num == 16 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1012,8 +595,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 16)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R15 = &x
+			m.R15 = uint64(u)
+			seen |= 0x8000
 			continue
 		case num == 17 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1021,8 +604,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 17)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R16 = &x
+			m.R16 = uint64(u)
+			seen |= 0x10000
 			continue
 		case num == 18 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1030,8 +613,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 18)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R17 = &x
+			m.R17 = uint64(u)
+			seen |= 0x20000
 			continue
 		case num == 19 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1039,8 +622,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 19)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R18 = &x
+			m.R18 = uint64(u)
+			seen |= 0x40000
 			continue
 		case num == 20 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1048,8 +631,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 20)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R19 = &x
+			m.R19 = uint64(u)
+			seen |= 0x80000
 			continue
 		case num == 21 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1057,8 +640,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 21)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R20 = &x
+			m.R20 = uint64(u)
+			seen |= 0x100000
 			continue
 		case num == 22 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1066,8 +649,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 22)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R21 = &x
+			m.R21 = uint64(u)
+			seen |= 0x200000
 			continue
 		case num == 23 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1075,8 +658,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 23)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R22 = &x
+			m.R22 = uint64(u)
+			seen |= 0x400000
 			continue
 		case num == 24 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1084,8 +667,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 24)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R23 = &x
+			m.R23 = uint64(u)
+			seen |= 0x800000
 			continue
 		case num == 25 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1093,8 +676,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 25)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R24 = &x
+			m.R24 = uint64(u)
+			seen |= 0x1000000
 			continue
 		case num == 26 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1102,8 +685,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 26)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R25 = &x
+			m.R25 = uint64(u)
+			seen |= 0x2000000
 			continue
 		case num == 27 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1111,8 +694,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 27)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R26 = &x
+			m.R26 = uint64(u)
+			seen |= 0x4000000
 			continue
 		case num == 28 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1120,8 +703,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 28)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R27 = &x
+			m.R27 = uint64(u)
+			seen |= 0x8000000
 			continue
 		case num == 29 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1129,8 +712,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 29)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R28 = &x
+			m.R28 = uint64(u)
+			seen |= 0x10000000
 			continue
 		case num == 30 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1138,8 +721,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 30)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R29 = &x
+			m.R29 = uint64(u)
+			seen |= 0x20000000
 			continue
 		case num == 31 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1147,8 +730,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 31)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R30 = &x
+			m.R30 = uint64(u)
+			seen |= 0x40000000
 			continue
 		case num == 32 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1156,8 +739,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 32)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R31 = &x
+			m.R31 = uint64(u)
+			seen |= 0x80000000
 			continue
 		case num == 33 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1165,8 +748,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 33)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Lo = &x
+			m.Lo = uint64(u)
+			seen |= 0x100000000
 			continue
 		case num == 34 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1174,8 +757,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 34)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Hi = &x
+			m.Hi = uint64(u)
+			seen |= 0x200000000
 			continue
 		case num == 35 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1183,8 +766,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 35)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cp0Epc = &x
+			m.Cp0Epc = uint64(u)
+			seen |= 0x400000000
 			continue
 		case num == 36 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1192,8 +775,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 36)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cp0Badvaddr = &x
+			m.Cp0Badvaddr = uint64(u)
+			seen |= 0x800000000
 			continue
 		case num == 37 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1201,8 +784,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 37)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cp0Status = &x
+			m.Cp0Status = uint64(u)
+			seen |= 0x1000000000
 			continue
 		case num == 38 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1210,8 +793,8 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_regs_entry", 38)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cp0Cause = &x
+			m.Cp0Cause = uint64(u)
+			seen |= 0x2000000000
 			continue
 		}
 		n = skipValue(b, typ)
@@ -1220,47 +803,161 @@ func (m *UserMipsRegsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_mips_regs_entry", "r0")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_mips_regs_entry", "r1")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_mips_regs_entry", "r2")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_mips_regs_entry", "r3")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_mips_regs_entry", "r4")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_mips_regs_entry", "r5")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_mips_regs_entry", "r6")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_mips_regs_entry", "r7")
+	}
+	if seen&0x100 == 0 {
+		return missing("user_mips_regs_entry", "r8")
+	}
+	if seen&0x200 == 0 {
+		return missing("user_mips_regs_entry", "r9")
+	}
+	if seen&0x400 == 0 {
+		return missing("user_mips_regs_entry", "r10")
+	}
+	if seen&0x800 == 0 {
+		return missing("user_mips_regs_entry", "r11")
+	}
+	if seen&0x1000 == 0 {
+		return missing("user_mips_regs_entry", "r12")
+	}
+	if seen&0x2000 == 0 {
+		return missing("user_mips_regs_entry", "r13")
+	}
+	if seen&0x4000 == 0 {
+		return missing("user_mips_regs_entry", "r14")
+	}
+	if seen&0x8000 == 0 {
+		return missing("user_mips_regs_entry", "r15")
+	}
+	if seen&0x10000 == 0 {
+		return missing("user_mips_regs_entry", "r16")
+	}
+	if seen&0x20000 == 0 {
+		return missing("user_mips_regs_entry", "r17")
+	}
+	if seen&0x40000 == 0 {
+		return missing("user_mips_regs_entry", "r18")
+	}
+	if seen&0x80000 == 0 {
+		return missing("user_mips_regs_entry", "r19")
+	}
+	if seen&0x100000 == 0 {
+		return missing("user_mips_regs_entry", "r20")
+	}
+	if seen&0x200000 == 0 {
+		return missing("user_mips_regs_entry", "r21")
+	}
+	if seen&0x400000 == 0 {
+		return missing("user_mips_regs_entry", "r22")
+	}
+	if seen&0x800000 == 0 {
+		return missing("user_mips_regs_entry", "r23")
+	}
+	if seen&0x1000000 == 0 {
+		return missing("user_mips_regs_entry", "r24")
+	}
+	if seen&0x2000000 == 0 {
+		return missing("user_mips_regs_entry", "r25")
+	}
+	if seen&0x4000000 == 0 {
+		return missing("user_mips_regs_entry", "r26")
+	}
+	if seen&0x8000000 == 0 {
+		return missing("user_mips_regs_entry", "r27")
+	}
+	if seen&0x10000000 == 0 {
+		return missing("user_mips_regs_entry", "r28")
+	}
+	if seen&0x20000000 == 0 {
+		return missing("user_mips_regs_entry", "r29")
+	}
+	if seen&0x40000000 == 0 {
+		return missing("user_mips_regs_entry", "r30")
+	}
+	if seen&0x80000000 == 0 {
+		return missing("user_mips_regs_entry", "r31")
+	}
+	if seen&0x100000000 == 0 {
+		return missing("user_mips_regs_entry", "lo")
+	}
+	if seen&0x200000000 == 0 {
+		return missing("user_mips_regs_entry", "hi")
+	}
+	if seen&0x400000000 == 0 {
+		return missing("user_mips_regs_entry", "cp0_epc")
+	}
+	if seen&0x800000000 == 0 {
+		return missing("user_mips_regs_entry", "cp0_badvaddr")
+	}
+	if seen&0x1000000000 == 0 {
+		return missing("user_mips_regs_entry", "cp0_status")
+	}
+	if seen&0x2000000000 == 0 {
+		return missing("user_mips_regs_entry", "cp0_cause")
+	}
 	return nil
 }
 
 // UserMipsFpregsEntry is user_mips_fpregs_entry.
 type UserMipsFpregsEntry struct {
-	R0       *uint64
-	R1       *uint64
-	R2       *uint64
-	R3       *uint64
-	R4       *uint64
-	R5       *uint64
-	R6       *uint64
-	R7       *uint64
-	R8       *uint64
-	R9       *uint64
-	R10      *uint64
-	R11      *uint64
-	R12      *uint64
-	R13      *uint64
-	R14      *uint64
-	R15      *uint64
-	R16      *uint64
-	R17      *uint64
-	R18      *uint64
-	R19      *uint64
-	R20      *uint64
-	R21      *uint64
-	R22      *uint64
-	R23      *uint64
-	R24      *uint64
-	R25      *uint64
-	R26      *uint64
-	R27      *uint64
-	R28      *uint64
-	R29      *uint64
-	R30      *uint64
-	R31      *uint64
-	Lo       *uint64
-	Hi       *uint64
-	FpuFcr31 *uint32
-	FpuId    *uint32
+	R0       uint64
+	R1       uint64
+	R2       uint64
+	R3       uint64
+	R4       uint64
+	R5       uint64
+	R6       uint64
+	R7       uint64
+	R8       uint64
+	R9       uint64
+	R10      uint64
+	R11      uint64
+	R12      uint64
+	R13      uint64
+	R14      uint64
+	R15      uint64
+	R16      uint64
+	R17      uint64
+	R18      uint64
+	R19      uint64
+	R20      uint64
+	R21      uint64
+	R22      uint64
+	R23      uint64
+	R24      uint64
+	R25      uint64
+	R26      uint64
+	R27      uint64
+	R28      uint64
+	R29      uint64
+	R30      uint64
+	R31      uint64
+	Lo       uint64
+	Hi       uint64
+	FpuFcr31 uint32
+	FpuId    uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -1270,777 +967,382 @@ func (*UserMipsFpregsEntry) ProtoName() string { return "user_mips_fpregs_entry"
 func (m *UserMipsFpregsEntry) Reset() { *m = UserMipsFpregsEntry{} }
 
 func (m *UserMipsFpregsEntry) GetR0() uint64 {
-	if m != nil && m.R0 != nil {
-		return *m.R0
+	if m != nil {
+		return m.R0
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR1() uint64 {
-	if m != nil && m.R1 != nil {
-		return *m.R1
+	if m != nil {
+		return m.R1
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR2() uint64 {
-	if m != nil && m.R2 != nil {
-		return *m.R2
+	if m != nil {
+		return m.R2
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR3() uint64 {
-	if m != nil && m.R3 != nil {
-		return *m.R3
+	if m != nil {
+		return m.R3
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR4() uint64 {
-	if m != nil && m.R4 != nil {
-		return *m.R4
+	if m != nil {
+		return m.R4
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR5() uint64 {
-	if m != nil && m.R5 != nil {
-		return *m.R5
+	if m != nil {
+		return m.R5
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR6() uint64 {
-	if m != nil && m.R6 != nil {
-		return *m.R6
+	if m != nil {
+		return m.R6
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR7() uint64 {
-	if m != nil && m.R7 != nil {
-		return *m.R7
+	if m != nil {
+		return m.R7
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR8() uint64 {
-	if m != nil && m.R8 != nil {
-		return *m.R8
+	if m != nil {
+		return m.R8
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR9() uint64 {
-	if m != nil && m.R9 != nil {
-		return *m.R9
+	if m != nil {
+		return m.R9
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR10() uint64 {
-	if m != nil && m.R10 != nil {
-		return *m.R10
+	if m != nil {
+		return m.R10
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR11() uint64 {
-	if m != nil && m.R11 != nil {
-		return *m.R11
+	if m != nil {
+		return m.R11
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR12() uint64 {
-	if m != nil && m.R12 != nil {
-		return *m.R12
+	if m != nil {
+		return m.R12
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR13() uint64 {
-	if m != nil && m.R13 != nil {
-		return *m.R13
+	if m != nil {
+		return m.R13
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR14() uint64 {
-	if m != nil && m.R14 != nil {
-		return *m.R14
+	if m != nil {
+		return m.R14
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR15() uint64 {
-	if m != nil && m.R15 != nil {
-		return *m.R15
+	if m != nil {
+		return m.R15
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR16() uint64 {
-	if m != nil && m.R16 != nil {
-		return *m.R16
+	if m != nil {
+		return m.R16
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR17() uint64 {
-	if m != nil && m.R17 != nil {
-		return *m.R17
+	if m != nil {
+		return m.R17
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR18() uint64 {
-	if m != nil && m.R18 != nil {
-		return *m.R18
+	if m != nil {
+		return m.R18
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR19() uint64 {
-	if m != nil && m.R19 != nil {
-		return *m.R19
+	if m != nil {
+		return m.R19
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR20() uint64 {
-	if m != nil && m.R20 != nil {
-		return *m.R20
+	if m != nil {
+		return m.R20
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR21() uint64 {
-	if m != nil && m.R21 != nil {
-		return *m.R21
+	if m != nil {
+		return m.R21
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR22() uint64 {
-	if m != nil && m.R22 != nil {
-		return *m.R22
+	if m != nil {
+		return m.R22
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR23() uint64 {
-	if m != nil && m.R23 != nil {
-		return *m.R23
+	if m != nil {
+		return m.R23
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR24() uint64 {
-	if m != nil && m.R24 != nil {
-		return *m.R24
+	if m != nil {
+		return m.R24
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR25() uint64 {
-	if m != nil && m.R25 != nil {
-		return *m.R25
+	if m != nil {
+		return m.R25
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR26() uint64 {
-	if m != nil && m.R26 != nil {
-		return *m.R26
+	if m != nil {
+		return m.R26
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR27() uint64 {
-	if m != nil && m.R27 != nil {
-		return *m.R27
+	if m != nil {
+		return m.R27
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR28() uint64 {
-	if m != nil && m.R28 != nil {
-		return *m.R28
+	if m != nil {
+		return m.R28
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR29() uint64 {
-	if m != nil && m.R29 != nil {
-		return *m.R29
+	if m != nil {
+		return m.R29
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR30() uint64 {
-	if m != nil && m.R30 != nil {
-		return *m.R30
+	if m != nil {
+		return m.R30
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetR31() uint64 {
-	if m != nil && m.R31 != nil {
-		return *m.R31
+	if m != nil {
+		return m.R31
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetLo() uint64 {
-	if m != nil && m.Lo != nil {
-		return *m.Lo
+	if m != nil {
+		return m.Lo
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetHi() uint64 {
-	if m != nil && m.Hi != nil {
-		return *m.Hi
+	if m != nil {
+		return m.Hi
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetFpuFcr31() uint32 {
-	if m != nil && m.FpuFcr31 != nil {
-		return *m.FpuFcr31
+	if m != nil {
+		return m.FpuFcr31
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) GetFpuId() uint32 {
-	if m != nil && m.FpuId != nil {
-		return *m.FpuId
+	if m != nil {
+		return m.FpuId
 	}
 	return 0
 }
 
 func (m *UserMipsFpregsEntry) size() (n int) {
-	if m.R0 != nil {
-		n += 1 + sizeVarint(uint64(*m.R0))
-	}
-	if m.R1 != nil {
-		n += 1 + sizeVarint(uint64(*m.R1))
-	}
-	if m.R2 != nil {
-		n += 1 + sizeVarint(uint64(*m.R2))
-	}
-	if m.R3 != nil {
-		n += 1 + sizeVarint(uint64(*m.R3))
-	}
-	if m.R4 != nil {
-		n += 1 + sizeVarint(uint64(*m.R4))
-	}
-	if m.R5 != nil {
-		n += 1 + sizeVarint(uint64(*m.R5))
-	}
-	if m.R6 != nil {
-		n += 1 + sizeVarint(uint64(*m.R6))
-	}
-	if m.R7 != nil {
-		n += 1 + sizeVarint(uint64(*m.R7))
-	}
-	if m.R8 != nil {
-		n += 1 + sizeVarint(uint64(*m.R8))
-	}
-	if m.R9 != nil {
-		n += 1 + sizeVarint(uint64(*m.R9))
-	}
-	if m.R10 != nil {
-		n += 1 + sizeVarint(uint64(*m.R10))
-	}
-	if m.R11 != nil {
-		n += 1 + sizeVarint(uint64(*m.R11))
-	}
-	if m.R12 != nil {
-		n += 1 + sizeVarint(uint64(*m.R12))
-	}
-	if m.R13 != nil {
-		n += 1 + sizeVarint(uint64(*m.R13))
-	}
-	if m.R14 != nil {
-		n += 1 + sizeVarint(uint64(*m.R14))
-	}
-	if m.R15 != nil {
-		n += 2 + sizeVarint(uint64(*m.R15))
-	}
-	if m.R16 != nil {
-		n += 2 + sizeVarint(uint64(*m.R16))
-	}
-	if m.R17 != nil {
-		n += 2 + sizeVarint(uint64(*m.R17))
-	}
-	if m.R18 != nil {
-		n += 2 + sizeVarint(uint64(*m.R18))
-	}
-	if m.R19 != nil {
-		n += 2 + sizeVarint(uint64(*m.R19))
-	}
-	if m.R20 != nil {
-		n += 2 + sizeVarint(uint64(*m.R20))
-	}
-	if m.R21 != nil {
-		n += 2 + sizeVarint(uint64(*m.R21))
-	}
-	if m.R22 != nil {
-		n += 2 + sizeVarint(uint64(*m.R22))
-	}
-	if m.R23 != nil {
-		n += 2 + sizeVarint(uint64(*m.R23))
-	}
-	if m.R24 != nil {
-		n += 2 + sizeVarint(uint64(*m.R24))
-	}
-	if m.R25 != nil {
-		n += 2 + sizeVarint(uint64(*m.R25))
-	}
-	if m.R26 != nil {
-		n += 2 + sizeVarint(uint64(*m.R26))
-	}
-	if m.R27 != nil {
-		n += 2 + sizeVarint(uint64(*m.R27))
-	}
-	if m.R28 != nil {
-		n += 2 + sizeVarint(uint64(*m.R28))
-	}
-	if m.R29 != nil {
-		n += 2 + sizeVarint(uint64(*m.R29))
-	}
-	if m.R30 != nil {
-		n += 2 + sizeVarint(uint64(*m.R30))
-	}
-	if m.R31 != nil {
-		n += 2 + sizeVarint(uint64(*m.R31))
-	}
-	if m.Lo != nil {
-		n += 2 + sizeVarint(uint64(*m.Lo))
-	}
-	if m.Hi != nil {
-		n += 2 + sizeVarint(uint64(*m.Hi))
-	}
-	if m.FpuFcr31 != nil {
-		n += 2 + sizeVarint(uint64(*m.FpuFcr31))
-	}
-	if m.FpuId != nil {
-		n += 2 + sizeVarint(uint64(*m.FpuId))
-	}
+	n += 1 + sizeVarint(uint64(m.R0))
+	n += 1 + sizeVarint(uint64(m.R1))
+	n += 1 + sizeVarint(uint64(m.R2))
+	n += 1 + sizeVarint(uint64(m.R3))
+	n += 1 + sizeVarint(uint64(m.R4))
+	n += 1 + sizeVarint(uint64(m.R5))
+	n += 1 + sizeVarint(uint64(m.R6))
+	n += 1 + sizeVarint(uint64(m.R7))
+	n += 1 + sizeVarint(uint64(m.R8))
+	n += 1 + sizeVarint(uint64(m.R9))
+	n += 1 + sizeVarint(uint64(m.R10))
+	n += 1 + sizeVarint(uint64(m.R11))
+	n += 1 + sizeVarint(uint64(m.R12))
+	n += 1 + sizeVarint(uint64(m.R13))
+	n += 1 + sizeVarint(uint64(m.R14))
+	n += 2 + sizeVarint(uint64(m.R15))
+	n += 2 + sizeVarint(uint64(m.R16))
+	n += 2 + sizeVarint(uint64(m.R17))
+	n += 2 + sizeVarint(uint64(m.R18))
+	n += 2 + sizeVarint(uint64(m.R19))
+	n += 2 + sizeVarint(uint64(m.R20))
+	n += 2 + sizeVarint(uint64(m.R21))
+	n += 2 + sizeVarint(uint64(m.R22))
+	n += 2 + sizeVarint(uint64(m.R23))
+	n += 2 + sizeVarint(uint64(m.R24))
+	n += 2 + sizeVarint(uint64(m.R25))
+	n += 2 + sizeVarint(uint64(m.R26))
+	n += 2 + sizeVarint(uint64(m.R27))
+	n += 2 + sizeVarint(uint64(m.R28))
+	n += 2 + sizeVarint(uint64(m.R29))
+	n += 2 + sizeVarint(uint64(m.R30))
+	n += 2 + sizeVarint(uint64(m.R31))
+	n += 2 + sizeVarint(uint64(m.Lo))
+	n += 2 + sizeVarint(uint64(m.Hi))
+	n += 2 + sizeVarint(uint64(m.FpuFcr31))
+	n += 2 + sizeVarint(uint64(m.FpuId))
 	return n
 }
 
 func (m *UserMipsFpregsEntry) appendTo(b []byte) []byte {
-	if m.R0 != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.R0))
-	}
-	if m.R1 != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.R1))
-	}
-	if m.R2 != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.R2))
-	}
-	if m.R3 != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.R3))
-	}
-	if m.R4 != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.R4))
-	}
-	if m.R5 != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.R5))
-	}
-	if m.R6 != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.R6))
-	}
-	if m.R7 != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.R7))
-	}
-	if m.R8 != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.R8))
-	}
-	if m.R9 != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.R9))
-	}
-	if m.R10 != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, uint64(*m.R10))
-	}
-	if m.R11 != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, uint64(*m.R11))
-	}
-	if m.R12 != nil {
-		b = append(b, 0x68)
-		b = appendVarint(b, uint64(*m.R12))
-	}
-	if m.R13 != nil {
-		b = append(b, 0x70)
-		b = appendVarint(b, uint64(*m.R13))
-	}
-	if m.R14 != nil {
-		b = append(b, 0x78)
-		b = appendVarint(b, uint64(*m.R14))
-	}
-	if m.R15 != nil {
-		b = append(b, 0x80, 0x1)
-		b = appendVarint(b, uint64(*m.R15))
-	}
-	if m.R16 != nil {
-		b = append(b, 0x88, 0x1)
-		b = appendVarint(b, uint64(*m.R16))
-	}
-	if m.R17 != nil {
-		b = append(b, 0x90, 0x1)
-		b = appendVarint(b, uint64(*m.R17))
-	}
-	if m.R18 != nil {
-		b = append(b, 0x98, 0x1)
-		b = appendVarint(b, uint64(*m.R18))
-	}
-	if m.R19 != nil {
-		b = append(b, 0xa0, 0x1)
-		b = appendVarint(b, uint64(*m.R19))
-	}
-	if m.R20 != nil {
-		b = append(b, 0xa8, 0x1)
-		b = appendVarint(b, uint64(*m.R20))
-	}
-	if m.R21 != nil {
-		b = append(b, 0xb0, 0x1)
-		b = appendVarint(b, uint64(*m.R21))
-	}
-	if m.R22 != nil {
-		b = append(b, 0xb8, 0x1)
-		b = appendVarint(b, uint64(*m.R22))
-	}
-	if m.R23 != nil {
-		b = append(b, 0xc0, 0x1)
-		b = appendVarint(b, uint64(*m.R23))
-	}
-	if m.R24 != nil {
-		b = append(b, 0xc8, 0x1)
-		b = appendVarint(b, uint64(*m.R24))
-	}
-	if m.R25 != nil {
-		b = append(b, 0xd0, 0x1)
-		b = appendVarint(b, uint64(*m.R25))
-	}
-	if m.R26 != nil {
-		b = append(b, 0xd8, 0x1)
-		b = appendVarint(b, uint64(*m.R26))
-	}
-	if m.R27 != nil {
-		b = append(b, 0xe0, 0x1)
-		b = appendVarint(b, uint64(*m.R27))
-	}
-	if m.R28 != nil {
-		b = append(b, 0xe8, 0x1)
-		b = appendVarint(b, uint64(*m.R28))
-	}
-	if m.R29 != nil {
-		b = append(b, 0xf0, 0x1)
-		b = appendVarint(b, uint64(*m.R29))
-	}
-	if m.R30 != nil {
-		b = append(b, 0xf8, 0x1)
-		b = appendVarint(b, uint64(*m.R30))
-	}
-	if m.R31 != nil {
-		b = append(b, 0x80, 0x2)
-		b = appendVarint(b, uint64(*m.R31))
-	}
-	if m.Lo != nil {
-		b = append(b, 0x88, 0x2)
-		b = appendVarint(b, uint64(*m.Lo))
-	}
-	if m.Hi != nil {
-		b = append(b, 0x90, 0x2)
-		b = appendVarint(b, uint64(*m.Hi))
-	}
-	if m.FpuFcr31 != nil {
-		b = append(b, 0x98, 0x2)
-		b = appendVarint(b, uint64(*m.FpuFcr31))
-	}
-	if m.FpuId != nil {
-		b = append(b, 0xa0, 0x2)
-		b = appendVarint(b, uint64(*m.FpuId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.R0))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.R1))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.R2))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.R3))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.R4))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.R5))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.R6))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.R7))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.R8))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.R9))
+	b = append(b, 0x58)
+	b = appendVarint(b, uint64(m.R10))
+	b = append(b, 0x60)
+	b = appendVarint(b, uint64(m.R11))
+	b = append(b, 0x68)
+	b = appendVarint(b, uint64(m.R12))
+	b = append(b, 0x70)
+	b = appendVarint(b, uint64(m.R13))
+	b = append(b, 0x78)
+	b = appendVarint(b, uint64(m.R14))
+	b = append(b, 0x80, 0x1)
+	b = appendVarint(b, uint64(m.R15))
+	b = append(b, 0x88, 0x1)
+	b = appendVarint(b, uint64(m.R16))
+	b = append(b, 0x90, 0x1)
+	b = appendVarint(b, uint64(m.R17))
+	b = append(b, 0x98, 0x1)
+	b = appendVarint(b, uint64(m.R18))
+	b = append(b, 0xa0, 0x1)
+	b = appendVarint(b, uint64(m.R19))
+	b = append(b, 0xa8, 0x1)
+	b = appendVarint(b, uint64(m.R20))
+	b = append(b, 0xb0, 0x1)
+	b = appendVarint(b, uint64(m.R21))
+	b = append(b, 0xb8, 0x1)
+	b = appendVarint(b, uint64(m.R22))
+	b = append(b, 0xc0, 0x1)
+	b = appendVarint(b, uint64(m.R23))
+	b = append(b, 0xc8, 0x1)
+	b = appendVarint(b, uint64(m.R24))
+	b = append(b, 0xd0, 0x1)
+	b = appendVarint(b, uint64(m.R25))
+	b = append(b, 0xd8, 0x1)
+	b = appendVarint(b, uint64(m.R26))
+	b = append(b, 0xe0, 0x1)
+	b = appendVarint(b, uint64(m.R27))
+	b = append(b, 0xe8, 0x1)
+	b = appendVarint(b, uint64(m.R28))
+	b = append(b, 0xf0, 0x1)
+	b = appendVarint(b, uint64(m.R29))
+	b = append(b, 0xf8, 0x1)
+	b = appendVarint(b, uint64(m.R30))
+	b = append(b, 0x80, 0x2)
+	b = appendVarint(b, uint64(m.R31))
+	b = append(b, 0x88, 0x2)
+	b = appendVarint(b, uint64(m.Lo))
+	b = append(b, 0x90, 0x2)
+	b = appendVarint(b, uint64(m.Hi))
+	b = append(b, 0x98, 0x2)
+	b = appendVarint(b, uint64(m.FpuFcr31))
+	b = append(b, 0xa0, 0x2)
+	b = appendVarint(b, uint64(m.FpuId))
 	return b
 }
 
 func (m *UserMipsFpregsEntry) checkRequired() error {
-	if m.R0 == nil {
-		return missing("user_mips_fpregs_entry", "r0")
-	}
-	if m.R1 == nil {
-		return missing("user_mips_fpregs_entry", "r1")
-	}
-	if m.R2 == nil {
-		return missing("user_mips_fpregs_entry", "r2")
-	}
-	if m.R3 == nil {
-		return missing("user_mips_fpregs_entry", "r3")
-	}
-	if m.R4 == nil {
-		return missing("user_mips_fpregs_entry", "r4")
-	}
-	if m.R5 == nil {
-		return missing("user_mips_fpregs_entry", "r5")
-	}
-	if m.R6 == nil {
-		return missing("user_mips_fpregs_entry", "r6")
-	}
-	if m.R7 == nil {
-		return missing("user_mips_fpregs_entry", "r7")
-	}
-	if m.R8 == nil {
-		return missing("user_mips_fpregs_entry", "r8")
-	}
-	if m.R9 == nil {
-		return missing("user_mips_fpregs_entry", "r9")
-	}
-	if m.R10 == nil {
-		return missing("user_mips_fpregs_entry", "r10")
-	}
-	if m.R11 == nil {
-		return missing("user_mips_fpregs_entry", "r11")
-	}
-	if m.R12 == nil {
-		return missing("user_mips_fpregs_entry", "r12")
-	}
-	if m.R13 == nil {
-		return missing("user_mips_fpregs_entry", "r13")
-	}
-	if m.R14 == nil {
-		return missing("user_mips_fpregs_entry", "r14")
-	}
-	if m.R15 == nil {
-		return missing("user_mips_fpregs_entry", "r15")
-	}
-	if m.R16 == nil {
-		return missing("user_mips_fpregs_entry", "r16")
-	}
-	if m.R17 == nil {
-		return missing("user_mips_fpregs_entry", "r17")
-	}
-	if m.R18 == nil {
-		return missing("user_mips_fpregs_entry", "r18")
-	}
-	if m.R19 == nil {
-		return missing("user_mips_fpregs_entry", "r19")
-	}
-	if m.R20 == nil {
-		return missing("user_mips_fpregs_entry", "r20")
-	}
-	if m.R21 == nil {
-		return missing("user_mips_fpregs_entry", "r21")
-	}
-	if m.R22 == nil {
-		return missing("user_mips_fpregs_entry", "r22")
-	}
-	if m.R23 == nil {
-		return missing("user_mips_fpregs_entry", "r23")
-	}
-	if m.R24 == nil {
-		return missing("user_mips_fpregs_entry", "r24")
-	}
-	if m.R25 == nil {
-		return missing("user_mips_fpregs_entry", "r25")
-	}
-	if m.R26 == nil {
-		return missing("user_mips_fpregs_entry", "r26")
-	}
-	if m.R27 == nil {
-		return missing("user_mips_fpregs_entry", "r27")
-	}
-	if m.R28 == nil {
-		return missing("user_mips_fpregs_entry", "r28")
-	}
-	if m.R29 == nil {
-		return missing("user_mips_fpregs_entry", "r29")
-	}
-	if m.R30 == nil {
-		return missing("user_mips_fpregs_entry", "r30")
-	}
-	if m.R31 == nil {
-		return missing("user_mips_fpregs_entry", "r31")
-	}
-	if m.Lo == nil {
-		return missing("user_mips_fpregs_entry", "lo")
-	}
-	if m.Hi == nil {
-		return missing("user_mips_fpregs_entry", "hi")
-	}
-	if m.FpuFcr31 == nil {
-		return missing("user_mips_fpregs_entry", "fpu_fcr31")
-	}
-	if m.FpuId == nil {
-		return missing("user_mips_fpregs_entry", "fpu_id")
-	}
 	return nil
 }
 
 func (m *UserMipsFpregsEntry) complete() {
-	if m.R0 == nil {
-		v := uint64(0)
-		m.R0 = &v
-	}
-	if m.R1 == nil {
-		v := uint64(0)
-		m.R1 = &v
-	}
-	if m.R2 == nil {
-		v := uint64(0)
-		m.R2 = &v
-	}
-	if m.R3 == nil {
-		v := uint64(0)
-		m.R3 = &v
-	}
-	if m.R4 == nil {
-		v := uint64(0)
-		m.R4 = &v
-	}
-	if m.R5 == nil {
-		v := uint64(0)
-		m.R5 = &v
-	}
-	if m.R6 == nil {
-		v := uint64(0)
-		m.R6 = &v
-	}
-	if m.R7 == nil {
-		v := uint64(0)
-		m.R7 = &v
-	}
-	if m.R8 == nil {
-		v := uint64(0)
-		m.R8 = &v
-	}
-	if m.R9 == nil {
-		v := uint64(0)
-		m.R9 = &v
-	}
-	if m.R10 == nil {
-		v := uint64(0)
-		m.R10 = &v
-	}
-	if m.R11 == nil {
-		v := uint64(0)
-		m.R11 = &v
-	}
-	if m.R12 == nil {
-		v := uint64(0)
-		m.R12 = &v
-	}
-	if m.R13 == nil {
-		v := uint64(0)
-		m.R13 = &v
-	}
-	if m.R14 == nil {
-		v := uint64(0)
-		m.R14 = &v
-	}
-	if m.R15 == nil {
-		v := uint64(0)
-		m.R15 = &v
-	}
-	if m.R16 == nil {
-		v := uint64(0)
-		m.R16 = &v
-	}
-	if m.R17 == nil {
-		v := uint64(0)
-		m.R17 = &v
-	}
-	if m.R18 == nil {
-		v := uint64(0)
-		m.R18 = &v
-	}
-	if m.R19 == nil {
-		v := uint64(0)
-		m.R19 = &v
-	}
-	if m.R20 == nil {
-		v := uint64(0)
-		m.R20 = &v
-	}
-	if m.R21 == nil {
-		v := uint64(0)
-		m.R21 = &v
-	}
-	if m.R22 == nil {
-		v := uint64(0)
-		m.R22 = &v
-	}
-	if m.R23 == nil {
-		v := uint64(0)
-		m.R23 = &v
-	}
-	if m.R24 == nil {
-		v := uint64(0)
-		m.R24 = &v
-	}
-	if m.R25 == nil {
-		v := uint64(0)
-		m.R25 = &v
-	}
-	if m.R26 == nil {
-		v := uint64(0)
-		m.R26 = &v
-	}
-	if m.R27 == nil {
-		v := uint64(0)
-		m.R27 = &v
-	}
-	if m.R28 == nil {
-		v := uint64(0)
-		m.R28 = &v
-	}
-	if m.R29 == nil {
-		v := uint64(0)
-		m.R29 = &v
-	}
-	if m.R30 == nil {
-		v := uint64(0)
-		m.R30 = &v
-	}
-	if m.R31 == nil {
-		v := uint64(0)
-		m.R31 = &v
-	}
-	if m.Lo == nil {
-		v := uint64(0)
-		m.Lo = &v
-	}
-	if m.Hi == nil {
-		v := uint64(0)
-		m.Hi = &v
-	}
-	if m.FpuFcr31 == nil {
-		v := uint32(0)
-		m.FpuFcr31 = &v
-	}
-	if m.FpuId == nil {
-		v := uint32(0)
-		m.FpuId = &v
-	}
 }
 
 func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -2054,8 +1356,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R0 = &x
+			m.R0 = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2063,8 +1365,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R1 = &x
+			m.R1 = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2072,8 +1374,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R2 = &x
+			m.R2 = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2081,8 +1383,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R3 = &x
+			m.R3 = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2090,8 +1392,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R4 = &x
+			m.R4 = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2099,8 +1401,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R5 = &x
+			m.R5 = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2108,8 +1410,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R6 = &x
+			m.R6 = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2117,8 +1419,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R7 = &x
+			m.R7 = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2126,8 +1428,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R8 = &x
+			m.R8 = uint64(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2135,8 +1437,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 10)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R9 = &x
+			m.R9 = uint64(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2144,8 +1446,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 11)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R10 = &x
+			m.R10 = uint64(u)
+			seen |= 0x400
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2153,8 +1455,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 12)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R11 = &x
+			m.R11 = uint64(u)
+			seen |= 0x800
 			continue
 		case num == 13 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2162,8 +1464,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 13)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R12 = &x
+			m.R12 = uint64(u)
+			seen |= 0x1000
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2171,8 +1473,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 14)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R13 = &x
+			m.R13 = uint64(u)
+			seen |= 0x2000
 			continue
 		case num == 15 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2180,8 +1482,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 15)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R14 = &x
+			m.R14 = uint64(u)
+			seen |= 0x4000
 			continue
 		case num == 16 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2189,8 +1491,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 16)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R15 = &x
+			m.R15 = uint64(u)
+			seen |= 0x8000
 			continue
 		case num == 17 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2198,8 +1500,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 17)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R16 = &x
+			m.R16 = uint64(u)
+			seen |= 0x10000
 			continue
 		case num == 18 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2207,8 +1509,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 18)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R17 = &x
+			m.R17 = uint64(u)
+			seen |= 0x20000
 			continue
 		case num == 19 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2216,8 +1518,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 19)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R18 = &x
+			m.R18 = uint64(u)
+			seen |= 0x40000
 			continue
 		case num == 20 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2225,8 +1527,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 20)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R19 = &x
+			m.R19 = uint64(u)
+			seen |= 0x80000
 			continue
 		case num == 21 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2234,8 +1536,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 21)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R20 = &x
+			m.R20 = uint64(u)
+			seen |= 0x100000
 			continue
 		case num == 22 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2243,8 +1545,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 22)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R21 = &x
+			m.R21 = uint64(u)
+			seen |= 0x200000
 			continue
 		case num == 23 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2252,8 +1554,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 23)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R22 = &x
+			m.R22 = uint64(u)
+			seen |= 0x400000
 			continue
 		case num == 24 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2261,8 +1563,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 24)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R23 = &x
+			m.R23 = uint64(u)
+			seen |= 0x800000
 			continue
 		case num == 25 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2270,8 +1572,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 25)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R24 = &x
+			m.R24 = uint64(u)
+			seen |= 0x1000000
 			continue
 		case num == 26 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2279,8 +1581,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 26)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R25 = &x
+			m.R25 = uint64(u)
+			seen |= 0x2000000
 			continue
 		case num == 27 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2288,8 +1590,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 27)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R26 = &x
+			m.R26 = uint64(u)
+			seen |= 0x4000000
 			continue
 		case num == 28 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2297,8 +1599,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 28)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R27 = &x
+			m.R27 = uint64(u)
+			seen |= 0x8000000
 			continue
 		case num == 29 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2306,8 +1608,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 29)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R28 = &x
+			m.R28 = uint64(u)
+			seen |= 0x10000000
 			continue
 		case num == 30 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2315,8 +1617,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 30)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R29 = &x
+			m.R29 = uint64(u)
+			seen |= 0x20000000
 			continue
 		case num == 31 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2324,8 +1626,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 31)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R30 = &x
+			m.R30 = uint64(u)
+			seen |= 0x40000000
 			continue
 		case num == 32 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2333,8 +1635,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 32)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R31 = &x
+			m.R31 = uint64(u)
+			seen |= 0x80000000
 			continue
 		case num == 33 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2342,8 +1644,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 33)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Lo = &x
+			m.Lo = uint64(u)
+			seen |= 0x100000000
 			continue
 		case num == 34 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2351,8 +1653,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 34)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Hi = &x
+			m.Hi = uint64(u)
+			seen |= 0x200000000
 			continue
 		case num == 35 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2360,8 +1662,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 35)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.FpuFcr31 = &x
+			m.FpuFcr31 = uint32(u)
+			seen |= 0x400000000
 			continue
 		case num == 36 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2369,8 +1671,8 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_mips_fpregs_entry", 36)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.FpuId = &x
+			m.FpuId = uint32(u)
+			seen |= 0x800000000
 			continue
 		}
 		n = skipValue(b, typ)
@@ -2379,13 +1681,121 @@ func (m *UserMipsFpregsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_mips_fpregs_entry", "r0")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_mips_fpregs_entry", "r1")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_mips_fpregs_entry", "r2")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_mips_fpregs_entry", "r3")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_mips_fpregs_entry", "r4")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_mips_fpregs_entry", "r5")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_mips_fpregs_entry", "r6")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_mips_fpregs_entry", "r7")
+	}
+	if seen&0x100 == 0 {
+		return missing("user_mips_fpregs_entry", "r8")
+	}
+	if seen&0x200 == 0 {
+		return missing("user_mips_fpregs_entry", "r9")
+	}
+	if seen&0x400 == 0 {
+		return missing("user_mips_fpregs_entry", "r10")
+	}
+	if seen&0x800 == 0 {
+		return missing("user_mips_fpregs_entry", "r11")
+	}
+	if seen&0x1000 == 0 {
+		return missing("user_mips_fpregs_entry", "r12")
+	}
+	if seen&0x2000 == 0 {
+		return missing("user_mips_fpregs_entry", "r13")
+	}
+	if seen&0x4000 == 0 {
+		return missing("user_mips_fpregs_entry", "r14")
+	}
+	if seen&0x8000 == 0 {
+		return missing("user_mips_fpregs_entry", "r15")
+	}
+	if seen&0x10000 == 0 {
+		return missing("user_mips_fpregs_entry", "r16")
+	}
+	if seen&0x20000 == 0 {
+		return missing("user_mips_fpregs_entry", "r17")
+	}
+	if seen&0x40000 == 0 {
+		return missing("user_mips_fpregs_entry", "r18")
+	}
+	if seen&0x80000 == 0 {
+		return missing("user_mips_fpregs_entry", "r19")
+	}
+	if seen&0x100000 == 0 {
+		return missing("user_mips_fpregs_entry", "r20")
+	}
+	if seen&0x200000 == 0 {
+		return missing("user_mips_fpregs_entry", "r21")
+	}
+	if seen&0x400000 == 0 {
+		return missing("user_mips_fpregs_entry", "r22")
+	}
+	if seen&0x800000 == 0 {
+		return missing("user_mips_fpregs_entry", "r23")
+	}
+	if seen&0x1000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r24")
+	}
+	if seen&0x2000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r25")
+	}
+	if seen&0x4000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r26")
+	}
+	if seen&0x8000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r27")
+	}
+	if seen&0x10000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r28")
+	}
+	if seen&0x20000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r29")
+	}
+	if seen&0x40000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r30")
+	}
+	if seen&0x80000000 == 0 {
+		return missing("user_mips_fpregs_entry", "r31")
+	}
+	if seen&0x100000000 == 0 {
+		return missing("user_mips_fpregs_entry", "lo")
+	}
+	if seen&0x200000000 == 0 {
+		return missing("user_mips_fpregs_entry", "hi")
+	}
+	if seen&0x400000000 == 0 {
+		return missing("user_mips_fpregs_entry", "fpu_fcr31")
+	}
+	if seen&0x800000000 == 0 {
+		return missing("user_mips_fpregs_entry", "fpu_id")
+	}
 	return nil
 }
 
 // ThreadInfoMips is thread_info_mips.
 type ThreadInfoMips struct {
-	ClearTidAddr *uint64
-	Tls          *uint64
+	ClearTidAddr uint64
+	Tls          uint64
 	Gpregs       *UserMipsRegsEntry
 	Fpregs       *UserMipsFpregsEntry
 }
@@ -2397,15 +1807,15 @@ func (*ThreadInfoMips) ProtoName() string { return "thread_info_mips" }
 func (m *ThreadInfoMips) Reset() { *m = ThreadInfoMips{} }
 
 func (m *ThreadInfoMips) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
 
 func (m *ThreadInfoMips) GetTls() uint64 {
-	if m != nil && m.Tls != nil {
-		return *m.Tls
+	if m != nil {
+		return m.Tls
 	}
 	return 0
 }
@@ -2425,12 +1835,8 @@ func (m *ThreadInfoMips) GetFpregs() *UserMipsFpregsEntry {
 }
 
 func (m *ThreadInfoMips) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		n += 1 + sizeVarint(uint64(*m.Tls))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
+	n += 1 + sizeVarint(uint64(m.Tls))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -2441,14 +1847,10 @@ func (m *ThreadInfoMips) size() (n int) {
 }
 
 func (m *ThreadInfoMips) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Tls))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Tls))
 	if m.Gpregs != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -2463,12 +1865,6 @@ func (m *ThreadInfoMips) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoMips) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_mips", "clear_tid_addr")
-	}
-	if m.Tls == nil {
-		return missing("thread_info_mips", "tls")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_mips", "gpregs")
 	}
@@ -2489,14 +1885,6 @@ func (m *ThreadInfoMips) checkRequired() error {
 }
 
 func (m *ThreadInfoMips) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
-	if m.Tls == nil {
-		v := uint64(0)
-		m.Tls = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserMipsRegsEntry)
 	}
@@ -2512,6 +1900,7 @@ func (m *ThreadInfoMips) complete() {
 }
 
 func (m *ThreadInfoMips) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -2525,8 +1914,8 @@ func (m *ThreadInfoMips) unmarshal(b []byte) error {
 				return corrupt("thread_info_mips", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2534,8 +1923,8 @@ func (m *ThreadInfoMips) unmarshal(b []byte) error {
 				return corrupt("thread_info_mips", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Tls = &x
+			m.Tls = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -2569,6 +1958,12 @@ func (m *ThreadInfoMips) unmarshal(b []byte) error {
 			return corrupt("thread_info_mips", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_mips", "clear_tid_addr")
+	}
+	if seen&0x2 == 0 {
+		return missing("thread_info_mips", "tls")
 	}
 	return nil
 }

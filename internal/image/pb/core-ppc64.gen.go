@@ -5,14 +5,14 @@ package pb
 // UserPpc64RegsEntry is user_ppc64_regs_entry.
 type UserPpc64RegsEntry struct {
 	Gpr      []uint64
-	Nip      *uint64
-	Msr      *uint64
-	OrigGpr3 *uint64
-	Ctr      *uint64
-	Link     *uint64
-	Xer      *uint64
-	Ccr      *uint64
-	Trap     *uint64
+	Nip      uint64
+	Msr      uint64
+	OrigGpr3 uint64
+	Ctr      uint64
+	Link     uint64
+	Xer      uint64
+	Ccr      uint64
+	Trap     uint64
 	Texasr   *uint64
 	Tfhar    *uint64
 	Tfiar    *uint64
@@ -32,57 +32,57 @@ func (m *UserPpc64RegsEntry) GetGpr() []uint64 {
 }
 
 func (m *UserPpc64RegsEntry) GetNip() uint64 {
-	if m != nil && m.Nip != nil {
-		return *m.Nip
+	if m != nil {
+		return m.Nip
 	}
 	return 0
 }
 
 func (m *UserPpc64RegsEntry) GetMsr() uint64 {
-	if m != nil && m.Msr != nil {
-		return *m.Msr
+	if m != nil {
+		return m.Msr
 	}
 	return 0
 }
 
 func (m *UserPpc64RegsEntry) GetOrigGpr3() uint64 {
-	if m != nil && m.OrigGpr3 != nil {
-		return *m.OrigGpr3
+	if m != nil {
+		return m.OrigGpr3
 	}
 	return 0
 }
 
 func (m *UserPpc64RegsEntry) GetCtr() uint64 {
-	if m != nil && m.Ctr != nil {
-		return *m.Ctr
+	if m != nil {
+		return m.Ctr
 	}
 	return 0
 }
 
 func (m *UserPpc64RegsEntry) GetLink() uint64 {
-	if m != nil && m.Link != nil {
-		return *m.Link
+	if m != nil {
+		return m.Link
 	}
 	return 0
 }
 
 func (m *UserPpc64RegsEntry) GetXer() uint64 {
-	if m != nil && m.Xer != nil {
-		return *m.Xer
+	if m != nil {
+		return m.Xer
 	}
 	return 0
 }
 
 func (m *UserPpc64RegsEntry) GetCcr() uint64 {
-	if m != nil && m.Ccr != nil {
-		return *m.Ccr
+	if m != nil {
+		return m.Ccr
 	}
 	return 0
 }
 
 func (m *UserPpc64RegsEntry) GetTrap() uint64 {
-	if m != nil && m.Trap != nil {
-		return *m.Trap
+	if m != nil {
+		return m.Trap
 	}
 	return 0
 }
@@ -112,30 +112,14 @@ func (m *UserPpc64RegsEntry) size() (n int) {
 	for _, v := range m.Gpr {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Nip != nil {
-		n += 1 + sizeVarint(uint64(*m.Nip))
-	}
-	if m.Msr != nil {
-		n += 1 + sizeVarint(uint64(*m.Msr))
-	}
-	if m.OrigGpr3 != nil {
-		n += 1 + sizeVarint(uint64(*m.OrigGpr3))
-	}
-	if m.Ctr != nil {
-		n += 1 + sizeVarint(uint64(*m.Ctr))
-	}
-	if m.Link != nil {
-		n += 1 + sizeVarint(uint64(*m.Link))
-	}
-	if m.Xer != nil {
-		n += 1 + sizeVarint(uint64(*m.Xer))
-	}
-	if m.Ccr != nil {
-		n += 1 + sizeVarint(uint64(*m.Ccr))
-	}
-	if m.Trap != nil {
-		n += 1 + sizeVarint(uint64(*m.Trap))
-	}
+	n += 1 + sizeVarint(uint64(m.Nip))
+	n += 1 + sizeVarint(uint64(m.Msr))
+	n += 1 + sizeVarint(uint64(m.OrigGpr3))
+	n += 1 + sizeVarint(uint64(m.Ctr))
+	n += 1 + sizeVarint(uint64(m.Link))
+	n += 1 + sizeVarint(uint64(m.Xer))
+	n += 1 + sizeVarint(uint64(m.Ccr))
+	n += 1 + sizeVarint(uint64(m.Trap))
 	if m.Texasr != nil {
 		n += 1 + sizeVarint(uint64(*m.Texasr))
 	}
@@ -153,38 +137,22 @@ func (m *UserPpc64RegsEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Nip != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Nip))
-	}
-	if m.Msr != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Msr))
-	}
-	if m.OrigGpr3 != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.OrigGpr3))
-	}
-	if m.Ctr != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Ctr))
-	}
-	if m.Link != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Link))
-	}
-	if m.Xer != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Xer))
-	}
-	if m.Ccr != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Ccr))
-	}
-	if m.Trap != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.Trap))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Nip))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Msr))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.OrigGpr3))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Ctr))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Link))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Xer))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Ccr))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.Trap))
 	if m.Texasr != nil {
 		b = append(b, 0x50)
 		b = appendVarint(b, uint64(*m.Texasr))
@@ -201,69 +169,14 @@ func (m *UserPpc64RegsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *UserPpc64RegsEntry) checkRequired() error {
-	if m.Nip == nil {
-		return missing("user_ppc64_regs_entry", "nip")
-	}
-	if m.Msr == nil {
-		return missing("user_ppc64_regs_entry", "msr")
-	}
-	if m.OrigGpr3 == nil {
-		return missing("user_ppc64_regs_entry", "orig_gpr3")
-	}
-	if m.Ctr == nil {
-		return missing("user_ppc64_regs_entry", "ctr")
-	}
-	if m.Link == nil {
-		return missing("user_ppc64_regs_entry", "link")
-	}
-	if m.Xer == nil {
-		return missing("user_ppc64_regs_entry", "xer")
-	}
-	if m.Ccr == nil {
-		return missing("user_ppc64_regs_entry", "ccr")
-	}
-	if m.Trap == nil {
-		return missing("user_ppc64_regs_entry", "trap")
-	}
 	return nil
 }
 
 func (m *UserPpc64RegsEntry) complete() {
-	if m.Nip == nil {
-		v := uint64(0)
-		m.Nip = &v
-	}
-	if m.Msr == nil {
-		v := uint64(0)
-		m.Msr = &v
-	}
-	if m.OrigGpr3 == nil {
-		v := uint64(0)
-		m.OrigGpr3 = &v
-	}
-	if m.Ctr == nil {
-		v := uint64(0)
-		m.Ctr = &v
-	}
-	if m.Link == nil {
-		v := uint64(0)
-		m.Link = &v
-	}
-	if m.Xer == nil {
-		v := uint64(0)
-		m.Xer = &v
-	}
-	if m.Ccr == nil {
-		v := uint64(0)
-		m.Ccr = &v
-	}
-	if m.Trap == nil {
-		v := uint64(0)
-		m.Trap = &v
-	}
 }
 
 func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -302,8 +215,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Nip = &x
+			m.Nip = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -311,8 +224,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Msr = &x
+			m.Msr = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -320,8 +233,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.OrigGpr3 = &x
+			m.OrigGpr3 = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -329,8 +242,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ctr = &x
+			m.Ctr = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -338,8 +251,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Link = &x
+			m.Link = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -347,8 +260,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Xer = &x
+			m.Xer = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -356,8 +269,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ccr = &x
+			m.Ccr = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -365,8 +278,8 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_regs_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Trap = &x
+			m.Trap = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -401,6 +314,30 @@ func (m *UserPpc64RegsEntry) unmarshal(b []byte) error {
 			return corrupt("user_ppc64_regs_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("user_ppc64_regs_entry", "nip")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_ppc64_regs_entry", "msr")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_ppc64_regs_entry", "orig_gpr3")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_ppc64_regs_entry", "ctr")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_ppc64_regs_entry", "link")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_ppc64_regs_entry", "xer")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_ppc64_regs_entry", "ccr")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_ppc64_regs_entry", "trap")
 	}
 	return nil
 }
@@ -491,7 +428,7 @@ func (m *UserPpc64FpstateEntry) unmarshal(b []byte) error {
 // UserPpc64VrstateEntry is user_ppc64_vrstate_entry.
 type UserPpc64VrstateEntry struct {
 	Vrregs []uint64
-	Vrsave *uint32
+	Vrsave uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -508,8 +445,8 @@ func (m *UserPpc64VrstateEntry) GetVrregs() []uint64 {
 }
 
 func (m *UserPpc64VrstateEntry) GetVrsave() uint32 {
-	if m != nil && m.Vrsave != nil {
-		return *m.Vrsave
+	if m != nil {
+		return m.Vrsave
 	}
 	return 0
 }
@@ -518,9 +455,7 @@ func (m *UserPpc64VrstateEntry) size() (n int) {
 	for _, v := range m.Vrregs {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Vrsave != nil {
-		n += 1 + sizeVarint(uint64(*m.Vrsave))
-	}
+	n += 1 + sizeVarint(uint64(m.Vrsave))
 	return n
 }
 
@@ -529,28 +464,20 @@ func (m *UserPpc64VrstateEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Vrsave != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Vrsave))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Vrsave))
 	return b
 }
 
 func (m *UserPpc64VrstateEntry) checkRequired() error {
-	if m.Vrsave == nil {
-		return missing("user_ppc64_vrstate_entry", "vrsave")
-	}
 	return nil
 }
 
 func (m *UserPpc64VrstateEntry) complete() {
-	if m.Vrsave == nil {
-		v := uint32(0)
-		m.Vrsave = &v
-	}
 }
 
 func (m *UserPpc64VrstateEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -589,8 +516,8 @@ func (m *UserPpc64VrstateEntry) unmarshal(b []byte) error {
 				return corrupt("user_ppc64_vrstate_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Vrsave = &x
+			m.Vrsave = uint32(u)
+			seen |= 0x1
 			continue
 		}
 		n = skipValue(b, typ)
@@ -598,6 +525,9 @@ func (m *UserPpc64VrstateEntry) unmarshal(b []byte) error {
 			return corrupt("user_ppc64_vrstate_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("user_ppc64_vrstate_entry", "vrsave")
 	}
 	return nil
 }
@@ -874,7 +804,7 @@ func (m *UserPpc64TmRegsEntry) unmarshal(b []byte) error {
 
 // ThreadInfoPpc64 is thread_info_ppc64.
 type ThreadInfoPpc64 struct {
-	ClearTidAddr *uint64
+	ClearTidAddr uint64
 	Gpregs       *UserPpc64RegsEntry
 	Fpstate      *UserPpc64FpstateEntry
 	Vrstate      *UserPpc64VrstateEntry
@@ -889,8 +819,8 @@ func (*ThreadInfoPpc64) ProtoName() string { return "thread_info_ppc64" }
 func (m *ThreadInfoPpc64) Reset() { *m = ThreadInfoPpc64{} }
 
 func (m *ThreadInfoPpc64) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
@@ -931,9 +861,7 @@ func (m *ThreadInfoPpc64) GetTmstate() *UserPpc64TmRegsEntry {
 }
 
 func (m *ThreadInfoPpc64) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -953,10 +881,8 @@ func (m *ThreadInfoPpc64) size() (n int) {
 }
 
 func (m *ThreadInfoPpc64) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
 	if m.Gpregs != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -986,9 +912,6 @@ func (m *ThreadInfoPpc64) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoPpc64) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_ppc64", "clear_tid_addr")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_ppc64", "gpregs")
 	}
@@ -1011,10 +934,6 @@ func (m *ThreadInfoPpc64) checkRequired() error {
 }
 
 func (m *ThreadInfoPpc64) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserPpc64RegsEntry)
 	}
@@ -1036,6 +955,7 @@ func (m *ThreadInfoPpc64) complete() {
 }
 
 func (m *ThreadInfoPpc64) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1049,8 +969,8 @@ func (m *ThreadInfoPpc64) unmarshal(b []byte) error {
 				return corrupt("thread_info_ppc64", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1123,6 +1043,9 @@ func (m *ThreadInfoPpc64) unmarshal(b []byte) error {
 			return corrupt("thread_info_ppc64", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_ppc64", "clear_tid_addr")
 	}
 	return nil
 }

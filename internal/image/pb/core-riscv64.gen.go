@@ -4,38 +4,38 @@ package pb
 
 // UserRiscv64RegsEntry is user_riscv64_regs_entry.
 type UserRiscv64RegsEntry struct {
-	Pc  *uint64
-	Ra  *uint64
-	Sp  *uint64
-	Gp  *uint64
-	Tp  *uint64
-	T0  *uint64
-	T1  *uint64
-	T2  *uint64
-	S0  *uint64
-	S1  *uint64
-	A0  *uint64
-	A1  *uint64
-	A2  *uint64
-	A3  *uint64
-	A4  *uint64
-	A5  *uint64
-	A6  *uint64
-	A7  *uint64
-	S2  *uint64
-	S3  *uint64
-	S4  *uint64
-	S5  *uint64
-	S6  *uint64
-	S7  *uint64
-	S8  *uint64
-	S9  *uint64
-	S10 *uint64
-	S11 *uint64
-	T3  *uint64
-	T4  *uint64
-	T5  *uint64
-	T6  *uint64
+	Pc  uint64
+	Ra  uint64
+	Sp  uint64
+	Gp  uint64
+	Tp  uint64
+	T0  uint64
+	T1  uint64
+	T2  uint64
+	S0  uint64
+	S1  uint64
+	A0  uint64
+	A1  uint64
+	A2  uint64
+	A3  uint64
+	A4  uint64
+	A5  uint64
+	A6  uint64
+	A7  uint64
+	S2  uint64
+	S3  uint64
+	S4  uint64
+	S5  uint64
+	S6  uint64
+	S7  uint64
+	S8  uint64
+	S9  uint64
+	S10 uint64
+	S11 uint64
+	T3  uint64
+	T4  uint64
+	T5  uint64
+	T6  uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -45,693 +45,342 @@ func (*UserRiscv64RegsEntry) ProtoName() string { return "user_riscv64_regs_entr
 func (m *UserRiscv64RegsEntry) Reset() { *m = UserRiscv64RegsEntry{} }
 
 func (m *UserRiscv64RegsEntry) GetPc() uint64 {
-	if m != nil && m.Pc != nil {
-		return *m.Pc
+	if m != nil {
+		return m.Pc
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetRa() uint64 {
-	if m != nil && m.Ra != nil {
-		return *m.Ra
+	if m != nil {
+		return m.Ra
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetSp() uint64 {
-	if m != nil && m.Sp != nil {
-		return *m.Sp
+	if m != nil {
+		return m.Sp
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetGp() uint64 {
-	if m != nil && m.Gp != nil {
-		return *m.Gp
+	if m != nil {
+		return m.Gp
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetTp() uint64 {
-	if m != nil && m.Tp != nil {
-		return *m.Tp
+	if m != nil {
+		return m.Tp
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetT0() uint64 {
-	if m != nil && m.T0 != nil {
-		return *m.T0
+	if m != nil {
+		return m.T0
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetT1() uint64 {
-	if m != nil && m.T1 != nil {
-		return *m.T1
+	if m != nil {
+		return m.T1
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetT2() uint64 {
-	if m != nil && m.T2 != nil {
-		return *m.T2
+	if m != nil {
+		return m.T2
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS0() uint64 {
-	if m != nil && m.S0 != nil {
-		return *m.S0
+	if m != nil {
+		return m.S0
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS1() uint64 {
-	if m != nil && m.S1 != nil {
-		return *m.S1
+	if m != nil {
+		return m.S1
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA0() uint64 {
-	if m != nil && m.A0 != nil {
-		return *m.A0
+	if m != nil {
+		return m.A0
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA1() uint64 {
-	if m != nil && m.A1 != nil {
-		return *m.A1
+	if m != nil {
+		return m.A1
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA2() uint64 {
-	if m != nil && m.A2 != nil {
-		return *m.A2
+	if m != nil {
+		return m.A2
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA3() uint64 {
-	if m != nil && m.A3 != nil {
-		return *m.A3
+	if m != nil {
+		return m.A3
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA4() uint64 {
-	if m != nil && m.A4 != nil {
-		return *m.A4
+	if m != nil {
+		return m.A4
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA5() uint64 {
-	if m != nil && m.A5 != nil {
-		return *m.A5
+	if m != nil {
+		return m.A5
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA6() uint64 {
-	if m != nil && m.A6 != nil {
-		return *m.A6
+	if m != nil {
+		return m.A6
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetA7() uint64 {
-	if m != nil && m.A7 != nil {
-		return *m.A7
+	if m != nil {
+		return m.A7
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS2() uint64 {
-	if m != nil && m.S2 != nil {
-		return *m.S2
+	if m != nil {
+		return m.S2
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS3() uint64 {
-	if m != nil && m.S3 != nil {
-		return *m.S3
+	if m != nil {
+		return m.S3
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS4() uint64 {
-	if m != nil && m.S4 != nil {
-		return *m.S4
+	if m != nil {
+		return m.S4
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS5() uint64 {
-	if m != nil && m.S5 != nil {
-		return *m.S5
+	if m != nil {
+		return m.S5
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS6() uint64 {
-	if m != nil && m.S6 != nil {
-		return *m.S6
+	if m != nil {
+		return m.S6
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS7() uint64 {
-	if m != nil && m.S7 != nil {
-		return *m.S7
+	if m != nil {
+		return m.S7
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS8() uint64 {
-	if m != nil && m.S8 != nil {
-		return *m.S8
+	if m != nil {
+		return m.S8
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS9() uint64 {
-	if m != nil && m.S9 != nil {
-		return *m.S9
+	if m != nil {
+		return m.S9
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS10() uint64 {
-	if m != nil && m.S10 != nil {
-		return *m.S10
+	if m != nil {
+		return m.S10
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetS11() uint64 {
-	if m != nil && m.S11 != nil {
-		return *m.S11
+	if m != nil {
+		return m.S11
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetT3() uint64 {
-	if m != nil && m.T3 != nil {
-		return *m.T3
+	if m != nil {
+		return m.T3
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetT4() uint64 {
-	if m != nil && m.T4 != nil {
-		return *m.T4
+	if m != nil {
+		return m.T4
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetT5() uint64 {
-	if m != nil && m.T5 != nil {
-		return *m.T5
+	if m != nil {
+		return m.T5
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) GetT6() uint64 {
-	if m != nil && m.T6 != nil {
-		return *m.T6
+	if m != nil {
+		return m.T6
 	}
 	return 0
 }
 
 func (m *UserRiscv64RegsEntry) size() (n int) {
-	if m.Pc != nil {
-		n += 1 + sizeVarint(uint64(*m.Pc))
-	}
-	if m.Ra != nil {
-		n += 1 + sizeVarint(uint64(*m.Ra))
-	}
-	if m.Sp != nil {
-		n += 1 + sizeVarint(uint64(*m.Sp))
-	}
-	if m.Gp != nil {
-		n += 1 + sizeVarint(uint64(*m.Gp))
-	}
-	if m.Tp != nil {
-		n += 1 + sizeVarint(uint64(*m.Tp))
-	}
-	if m.T0 != nil {
-		n += 1 + sizeVarint(uint64(*m.T0))
-	}
-	if m.T1 != nil {
-		n += 1 + sizeVarint(uint64(*m.T1))
-	}
-	if m.T2 != nil {
-		n += 1 + sizeVarint(uint64(*m.T2))
-	}
-	if m.S0 != nil {
-		n += 1 + sizeVarint(uint64(*m.S0))
-	}
-	if m.S1 != nil {
-		n += 1 + sizeVarint(uint64(*m.S1))
-	}
-	if m.A0 != nil {
-		n += 1 + sizeVarint(uint64(*m.A0))
-	}
-	if m.A1 != nil {
-		n += 1 + sizeVarint(uint64(*m.A1))
-	}
-	if m.A2 != nil {
-		n += 1 + sizeVarint(uint64(*m.A2))
-	}
-	if m.A3 != nil {
-		n += 1 + sizeVarint(uint64(*m.A3))
-	}
-	if m.A4 != nil {
-		n += 1 + sizeVarint(uint64(*m.A4))
-	}
-	if m.A5 != nil {
-		n += 2 + sizeVarint(uint64(*m.A5))
-	}
-	if m.A6 != nil {
-		n += 2 + sizeVarint(uint64(*m.A6))
-	}
-	if m.A7 != nil {
-		n += 2 + sizeVarint(uint64(*m.A7))
-	}
-	if m.S2 != nil {
-		n += 2 + sizeVarint(uint64(*m.S2))
-	}
-	if m.S3 != nil {
-		n += 2 + sizeVarint(uint64(*m.S3))
-	}
-	if m.S4 != nil {
-		n += 2 + sizeVarint(uint64(*m.S4))
-	}
-	if m.S5 != nil {
-		n += 2 + sizeVarint(uint64(*m.S5))
-	}
-	if m.S6 != nil {
-		n += 2 + sizeVarint(uint64(*m.S6))
-	}
-	if m.S7 != nil {
-		n += 2 + sizeVarint(uint64(*m.S7))
-	}
-	if m.S8 != nil {
-		n += 2 + sizeVarint(uint64(*m.S8))
-	}
-	if m.S9 != nil {
-		n += 2 + sizeVarint(uint64(*m.S9))
-	}
-	if m.S10 != nil {
-		n += 2 + sizeVarint(uint64(*m.S10))
-	}
-	if m.S11 != nil {
-		n += 2 + sizeVarint(uint64(*m.S11))
-	}
-	if m.T3 != nil {
-		n += 2 + sizeVarint(uint64(*m.T3))
-	}
-	if m.T4 != nil {
-		n += 2 + sizeVarint(uint64(*m.T4))
-	}
-	if m.T5 != nil {
-		n += 2 + sizeVarint(uint64(*m.T5))
-	}
-	if m.T6 != nil {
-		n += 2 + sizeVarint(uint64(*m.T6))
-	}
+	n += 1 + sizeVarint(uint64(m.Pc))
+	n += 1 + sizeVarint(uint64(m.Ra))
+	n += 1 + sizeVarint(uint64(m.Sp))
+	n += 1 + sizeVarint(uint64(m.Gp))
+	n += 1 + sizeVarint(uint64(m.Tp))
+	n += 1 + sizeVarint(uint64(m.T0))
+	n += 1 + sizeVarint(uint64(m.T1))
+	n += 1 + sizeVarint(uint64(m.T2))
+	n += 1 + sizeVarint(uint64(m.S0))
+	n += 1 + sizeVarint(uint64(m.S1))
+	n += 1 + sizeVarint(uint64(m.A0))
+	n += 1 + sizeVarint(uint64(m.A1))
+	n += 1 + sizeVarint(uint64(m.A2))
+	n += 1 + sizeVarint(uint64(m.A3))
+	n += 1 + sizeVarint(uint64(m.A4))
+	n += 2 + sizeVarint(uint64(m.A5))
+	n += 2 + sizeVarint(uint64(m.A6))
+	n += 2 + sizeVarint(uint64(m.A7))
+	n += 2 + sizeVarint(uint64(m.S2))
+	n += 2 + sizeVarint(uint64(m.S3))
+	n += 2 + sizeVarint(uint64(m.S4))
+	n += 2 + sizeVarint(uint64(m.S5))
+	n += 2 + sizeVarint(uint64(m.S6))
+	n += 2 + sizeVarint(uint64(m.S7))
+	n += 2 + sizeVarint(uint64(m.S8))
+	n += 2 + sizeVarint(uint64(m.S9))
+	n += 2 + sizeVarint(uint64(m.S10))
+	n += 2 + sizeVarint(uint64(m.S11))
+	n += 2 + sizeVarint(uint64(m.T3))
+	n += 2 + sizeVarint(uint64(m.T4))
+	n += 2 + sizeVarint(uint64(m.T5))
+	n += 2 + sizeVarint(uint64(m.T6))
 	return n
 }
 
 func (m *UserRiscv64RegsEntry) appendTo(b []byte) []byte {
-	if m.Pc != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Pc))
-	}
-	if m.Ra != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Ra))
-	}
-	if m.Sp != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Sp))
-	}
-	if m.Gp != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Gp))
-	}
-	if m.Tp != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Tp))
-	}
-	if m.T0 != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.T0))
-	}
-	if m.T1 != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.T1))
-	}
-	if m.T2 != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.T2))
-	}
-	if m.S0 != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.S0))
-	}
-	if m.S1 != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.S1))
-	}
-	if m.A0 != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, uint64(*m.A0))
-	}
-	if m.A1 != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, uint64(*m.A1))
-	}
-	if m.A2 != nil {
-		b = append(b, 0x68)
-		b = appendVarint(b, uint64(*m.A2))
-	}
-	if m.A3 != nil {
-		b = append(b, 0x70)
-		b = appendVarint(b, uint64(*m.A3))
-	}
-	if m.A4 != nil {
-		b = append(b, 0x78)
-		b = appendVarint(b, uint64(*m.A4))
-	}
-	if m.A5 != nil {
-		b = append(b, 0x80, 0x1)
-		b = appendVarint(b, uint64(*m.A5))
-	}
-	if m.A6 != nil {
-		b = append(b, 0x88, 0x1)
-		b = appendVarint(b, uint64(*m.A6))
-	}
-	if m.A7 != nil {
-		b = append(b, 0x90, 0x1)
-		b = appendVarint(b, uint64(*m.A7))
-	}
-	if m.S2 != nil {
-		b = append(b, 0x98, 0x1)
-		b = appendVarint(b, uint64(*m.S2))
-	}
-	if m.S3 != nil {
-		b = append(b, 0xa0, 0x1)
-		b = appendVarint(b, uint64(*m.S3))
-	}
-	if m.S4 != nil {
-		b = append(b, 0xa8, 0x1)
-		b = appendVarint(b, uint64(*m.S4))
-	}
-	if m.S5 != nil {
-		b = append(b, 0xb0, 0x1)
-		b = appendVarint(b, uint64(*m.S5))
-	}
-	if m.S6 != nil {
-		b = append(b, 0xb8, 0x1)
-		b = appendVarint(b, uint64(*m.S6))
-	}
-	if m.S7 != nil {
-		b = append(b, 0xc0, 0x1)
-		b = appendVarint(b, uint64(*m.S7))
-	}
-	if m.S8 != nil {
-		b = append(b, 0xc8, 0x1)
-		b = appendVarint(b, uint64(*m.S8))
-	}
-	if m.S9 != nil {
-		b = append(b, 0xd0, 0x1)
-		b = appendVarint(b, uint64(*m.S9))
-	}
-	if m.S10 != nil {
-		b = append(b, 0xd8, 0x1)
-		b = appendVarint(b, uint64(*m.S10))
-	}
-	if m.S11 != nil {
-		b = append(b, 0xe0, 0x1)
-		b = appendVarint(b, uint64(*m.S11))
-	}
-	if m.T3 != nil {
-		b = append(b, 0xe8, 0x1)
-		b = appendVarint(b, uint64(*m.T3))
-	}
-	if m.T4 != nil {
-		b = append(b, 0xf0, 0x1)
-		b = appendVarint(b, uint64(*m.T4))
-	}
-	if m.T5 != nil {
-		b = append(b, 0xf8, 0x1)
-		b = appendVarint(b, uint64(*m.T5))
-	}
-	if m.T6 != nil {
-		b = append(b, 0x80, 0x2)
-		b = appendVarint(b, uint64(*m.T6))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Pc))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Ra))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Sp))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Gp))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Tp))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.T0))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.T1))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.T2))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.S0))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.S1))
+	b = append(b, 0x58)
+	b = appendVarint(b, uint64(m.A0))
+	b = append(b, 0x60)
+	b = appendVarint(b, uint64(m.A1))
+	b = append(b, 0x68)
+	b = appendVarint(b, uint64(m.A2))
+	b = append(b, 0x70)
+	b = appendVarint(b, uint64(m.A3))
+	b = append(b, 0x78)
+	b = appendVarint(b, uint64(m.A4))
+	b = append(b, 0x80, 0x1)
+	b = appendVarint(b, uint64(m.A5))
+	b = append(b, 0x88, 0x1)
+	b = appendVarint(b, uint64(m.A6))
+	b = append(b, 0x90, 0x1)
+	b = appendVarint(b, uint64(m.A7))
+	b = append(b, 0x98, 0x1)
+	b = appendVarint(b, uint64(m.S2))
+	b = append(b, 0xa0, 0x1)
+	b = appendVarint(b, uint64(m.S3))
+	b = append(b, 0xa8, 0x1)
+	b = appendVarint(b, uint64(m.S4))
+	b = append(b, 0xb0, 0x1)
+	b = appendVarint(b, uint64(m.S5))
+	b = append(b, 0xb8, 0x1)
+	b = appendVarint(b, uint64(m.S6))
+	b = append(b, 0xc0, 0x1)
+	b = appendVarint(b, uint64(m.S7))
+	b = append(b, 0xc8, 0x1)
+	b = appendVarint(b, uint64(m.S8))
+	b = append(b, 0xd0, 0x1)
+	b = appendVarint(b, uint64(m.S9))
+	b = append(b, 0xd8, 0x1)
+	b = appendVarint(b, uint64(m.S10))
+	b = append(b, 0xe0, 0x1)
+	b = appendVarint(b, uint64(m.S11))
+	b = append(b, 0xe8, 0x1)
+	b = appendVarint(b, uint64(m.T3))
+	b = append(b, 0xf0, 0x1)
+	b = appendVarint(b, uint64(m.T4))
+	b = append(b, 0xf8, 0x1)
+	b = appendVarint(b, uint64(m.T5))
+	b = append(b, 0x80, 0x2)
+	b = appendVarint(b, uint64(m.T6))
 	return b
 }
 
 func (m *UserRiscv64RegsEntry) checkRequired() error {
-	if m.Pc == nil {
-		return missing("user_riscv64_regs_entry", "pc")
-	}
-	if m.Ra == nil {
-		return missing("user_riscv64_regs_entry", "ra")
-	}
-	if m.Sp == nil {
-		return missing("user_riscv64_regs_entry", "sp")
-	}
-	if m.Gp == nil {
-		return missing("user_riscv64_regs_entry", "gp")
-	}
-	if m.Tp == nil {
-		return missing("user_riscv64_regs_entry", "tp")
-	}
-	if m.T0 == nil {
-		return missing("user_riscv64_regs_entry", "t0")
-	}
-	if m.T1 == nil {
-		return missing("user_riscv64_regs_entry", "t1")
-	}
-	if m.T2 == nil {
-		return missing("user_riscv64_regs_entry", "t2")
-	}
-	if m.S0 == nil {
-		return missing("user_riscv64_regs_entry", "s0")
-	}
-	if m.S1 == nil {
-		return missing("user_riscv64_regs_entry", "s1")
-	}
-	if m.A0 == nil {
-		return missing("user_riscv64_regs_entry", "a0")
-	}
-	if m.A1 == nil {
-		return missing("user_riscv64_regs_entry", "a1")
-	}
-	if m.A2 == nil {
-		return missing("user_riscv64_regs_entry", "a2")
-	}
-	if m.A3 == nil {
-		return missing("user_riscv64_regs_entry", "a3")
-	}
-	if m.A4 == nil {
-		return missing("user_riscv64_regs_entry", "a4")
-	}
-	if m.A5 == nil {
-		return missing("user_riscv64_regs_entry", "a5")
-	}
-	if m.A6 == nil {
-		return missing("user_riscv64_regs_entry", "a6")
-	}
-	if m.A7 == nil {
-		return missing("user_riscv64_regs_entry", "a7")
-	}
-	if m.S2 == nil {
-		return missing("user_riscv64_regs_entry", "s2")
-	}
-	if m.S3 == nil {
-		return missing("user_riscv64_regs_entry", "s3")
-	}
-	if m.S4 == nil {
-		return missing("user_riscv64_regs_entry", "s4")
-	}
-	if m.S5 == nil {
-		return missing("user_riscv64_regs_entry", "s5")
-	}
-	if m.S6 == nil {
-		return missing("user_riscv64_regs_entry", "s6")
-	}
-	if m.S7 == nil {
-		return missing("user_riscv64_regs_entry", "s7")
-	}
-	if m.S8 == nil {
-		return missing("user_riscv64_regs_entry", "s8")
-	}
-	if m.S9 == nil {
-		return missing("user_riscv64_regs_entry", "s9")
-	}
-	if m.S10 == nil {
-		return missing("user_riscv64_regs_entry", "s10")
-	}
-	if m.S11 == nil {
-		return missing("user_riscv64_regs_entry", "s11")
-	}
-	if m.T3 == nil {
-		return missing("user_riscv64_regs_entry", "t3")
-	}
-	if m.T4 == nil {
-		return missing("user_riscv64_regs_entry", "t4")
-	}
-	if m.T5 == nil {
-		return missing("user_riscv64_regs_entry", "t5")
-	}
-	if m.T6 == nil {
-		return missing("user_riscv64_regs_entry", "t6")
-	}
 	return nil
 }
 
 func (m *UserRiscv64RegsEntry) complete() {
-	if m.Pc == nil {
-		v := uint64(0)
-		m.Pc = &v
-	}
-	if m.Ra == nil {
-		v := uint64(0)
-		m.Ra = &v
-	}
-	if m.Sp == nil {
-		v := uint64(0)
-		m.Sp = &v
-	}
-	if m.Gp == nil {
-		v := uint64(0)
-		m.Gp = &v
-	}
-	if m.Tp == nil {
-		v := uint64(0)
-		m.Tp = &v
-	}
-	if m.T0 == nil {
-		v := uint64(0)
-		m.T0 = &v
-	}
-	if m.T1 == nil {
-		v := uint64(0)
-		m.T1 = &v
-	}
-	if m.T2 == nil {
-		v := uint64(0)
-		m.T2 = &v
-	}
-	if m.S0 == nil {
-		v := uint64(0)
-		m.S0 = &v
-	}
-	if m.S1 == nil {
-		v := uint64(0)
-		m.S1 = &v
-	}
-	if m.A0 == nil {
-		v := uint64(0)
-		m.A0 = &v
-	}
-	if m.A1 == nil {
-		v := uint64(0)
-		m.A1 = &v
-	}
-	if m.A2 == nil {
-		v := uint64(0)
-		m.A2 = &v
-	}
-	if m.A3 == nil {
-		v := uint64(0)
-		m.A3 = &v
-	}
-	if m.A4 == nil {
-		v := uint64(0)
-		m.A4 = &v
-	}
-	if m.A5 == nil {
-		v := uint64(0)
-		m.A5 = &v
-	}
-	if m.A6 == nil {
-		v := uint64(0)
-		m.A6 = &v
-	}
-	if m.A7 == nil {
-		v := uint64(0)
-		m.A7 = &v
-	}
-	if m.S2 == nil {
-		v := uint64(0)
-		m.S2 = &v
-	}
-	if m.S3 == nil {
-		v := uint64(0)
-		m.S3 = &v
-	}
-	if m.S4 == nil {
-		v := uint64(0)
-		m.S4 = &v
-	}
-	if m.S5 == nil {
-		v := uint64(0)
-		m.S5 = &v
-	}
-	if m.S6 == nil {
-		v := uint64(0)
-		m.S6 = &v
-	}
-	if m.S7 == nil {
-		v := uint64(0)
-		m.S7 = &v
-	}
-	if m.S8 == nil {
-		v := uint64(0)
-		m.S8 = &v
-	}
-	if m.S9 == nil {
-		v := uint64(0)
-		m.S9 = &v
-	}
-	if m.S10 == nil {
-		v := uint64(0)
-		m.S10 = &v
-	}
-	if m.S11 == nil {
-		v := uint64(0)
-		m.S11 = &v
-	}
-	if m.T3 == nil {
-		v := uint64(0)
-		m.T3 = &v
-	}
-	if m.T4 == nil {
-		v := uint64(0)
-		m.T4 = &v
-	}
-	if m.T5 == nil {
-		v := uint64(0)
-		m.T5 = &v
-	}
-	if m.T6 == nil {
-		v := uint64(0)
-		m.T6 = &v
-	}
 }
 
 func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -745,8 +394,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pc = &x
+			m.Pc = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -754,8 +403,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ra = &x
+			m.Ra = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -763,8 +412,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Sp = &x
+			m.Sp = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -772,8 +421,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Gp = &x
+			m.Gp = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -781,8 +430,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Tp = &x
+			m.Tp = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -790,8 +439,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.T0 = &x
+			m.T0 = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -799,8 +448,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.T1 = &x
+			m.T1 = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -808,8 +457,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.T2 = &x
+			m.T2 = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -817,8 +466,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S0 = &x
+			m.S0 = uint64(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -826,8 +475,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 10)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S1 = &x
+			m.S1 = uint64(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -835,8 +484,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 11)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A0 = &x
+			m.A0 = uint64(u)
+			seen |= 0x400
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -844,8 +493,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 12)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A1 = &x
+			m.A1 = uint64(u)
+			seen |= 0x800
 			continue
 		case num == 13 && typ == 0:
 			u, n := consumeVarint(b)
@@ -853,8 +502,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 13)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A2 = &x
+			m.A2 = uint64(u)
+			seen |= 0x1000
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -862,8 +511,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 14)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A3 = &x
+			m.A3 = uint64(u)
+			seen |= 0x2000
 			continue
 		case num == 15 && typ == 0:
 			u, n := consumeVarint(b)
@@ -871,8 +520,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 15)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A4 = &x
+			m.A4 = uint64(u)
+			seen |= 0x4000
 			continue
 		case num == 16 && typ == 0:
 			u, n := consumeVarint(b)
@@ -880,8 +529,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 16)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A5 = &x
+			m.A5 = uint64(u)
+			seen |= 0x8000
 			continue
 		case num == 17 && typ == 0:
 			u, n := consumeVarint(b)
@@ -889,8 +538,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 17)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A6 = &x
+			m.A6 = uint64(u)
+			seen |= 0x10000
 			continue
 		case num == 18 && typ == 0:
 			u, n := consumeVarint(b)
@@ -898,8 +547,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 18)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.A7 = &x
+			m.A7 = uint64(u)
+			seen |= 0x20000
 			continue
 		case num == 19 && typ == 0:
 			u, n := consumeVarint(b)
@@ -907,8 +556,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 19)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S2 = &x
+			m.S2 = uint64(u)
+			seen |= 0x40000
 			continue
 		case num == 20 && typ == 0:
 			u, n := consumeVarint(b)
@@ -916,8 +565,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 20)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S3 = &x
+			m.S3 = uint64(u)
+			seen |= 0x80000
 			continue
 		case num == 21 && typ == 0:
 			u, n := consumeVarint(b)
@@ -925,8 +574,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 21)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S4 = &x
+			m.S4 = uint64(u)
+			seen |= 0x100000
 			continue
 		case num == 22 && typ == 0:
 			u, n := consumeVarint(b)
@@ -934,8 +583,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 22)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S5 = &x
+			m.S5 = uint64(u)
+			seen |= 0x200000
 			continue
 		case num == 23 && typ == 0:
 			u, n := consumeVarint(b)
@@ -943,8 +592,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 23)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S6 = &x
+			m.S6 = uint64(u)
+			seen |= 0x400000
 			continue
 		case num == 24 && typ == 0:
 			u, n := consumeVarint(b)
@@ -952,8 +601,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 24)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S7 = &x
+			m.S7 = uint64(u)
+			seen |= 0x800000
 			continue
 		case num == 25 && typ == 0:
 			u, n := consumeVarint(b)
@@ -961,8 +610,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 25)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S8 = &x
+			m.S8 = uint64(u)
+			seen |= 0x1000000
 			continue
 		case num == 26 && typ == 0:
 			u, n := consumeVarint(b)
@@ -970,8 +619,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 26)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S9 = &x
+			m.S9 = uint64(u)
+			seen |= 0x2000000
 			continue
 		case num == 27 && typ == 0:
 			u, n := consumeVarint(b)
@@ -979,8 +628,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 27)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S10 = &x
+			m.S10 = uint64(u)
+			seen |= 0x4000000
 			continue
 		case num == 28 && typ == 0:
 			u, n := consumeVarint(b)
@@ -988,8 +637,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 28)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.S11 = &x
+			m.S11 = uint64(u)
+			seen |= 0x8000000
 			continue
 		case num == 29 && typ == 0:
 			u, n := consumeVarint(b)
@@ -997,8 +646,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 29)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.T3 = &x
+			m.T3 = uint64(u)
+			seen |= 0x10000000
 			continue
 		case num == 30 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1006,8 +655,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 30)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.T4 = &x
+			m.T4 = uint64(u)
+			seen |= 0x20000000
 			continue
 		case num == 31 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1015,8 +664,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 31)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.T5 = &x
+			m.T5 = uint64(u)
+			seen |= 0x40000000
 			continue
 		case num == 32 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1024,8 +673,8 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_regs_entry", 32)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.T6 = &x
+			m.T6 = uint64(u)
+			seen |= 0x80000000
 			continue
 		}
 		n = skipValue(b, typ)
@@ -1034,13 +683,109 @@ func (m *UserRiscv64RegsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_riscv64_regs_entry", "pc")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_riscv64_regs_entry", "ra")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_riscv64_regs_entry", "sp")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_riscv64_regs_entry", "gp")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_riscv64_regs_entry", "tp")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_riscv64_regs_entry", "t0")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_riscv64_regs_entry", "t1")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_riscv64_regs_entry", "t2")
+	}
+	if seen&0x100 == 0 {
+		return missing("user_riscv64_regs_entry", "s0")
+	}
+	if seen&0x200 == 0 {
+		return missing("user_riscv64_regs_entry", "s1")
+	}
+	if seen&0x400 == 0 {
+		return missing("user_riscv64_regs_entry", "a0")
+	}
+	if seen&0x800 == 0 {
+		return missing("user_riscv64_regs_entry", "a1")
+	}
+	if seen&0x1000 == 0 {
+		return missing("user_riscv64_regs_entry", "a2")
+	}
+	if seen&0x2000 == 0 {
+		return missing("user_riscv64_regs_entry", "a3")
+	}
+	if seen&0x4000 == 0 {
+		return missing("user_riscv64_regs_entry", "a4")
+	}
+	if seen&0x8000 == 0 {
+		return missing("user_riscv64_regs_entry", "a5")
+	}
+	if seen&0x10000 == 0 {
+		return missing("user_riscv64_regs_entry", "a6")
+	}
+	if seen&0x20000 == 0 {
+		return missing("user_riscv64_regs_entry", "a7")
+	}
+	if seen&0x40000 == 0 {
+		return missing("user_riscv64_regs_entry", "s2")
+	}
+	if seen&0x80000 == 0 {
+		return missing("user_riscv64_regs_entry", "s3")
+	}
+	if seen&0x100000 == 0 {
+		return missing("user_riscv64_regs_entry", "s4")
+	}
+	if seen&0x200000 == 0 {
+		return missing("user_riscv64_regs_entry", "s5")
+	}
+	if seen&0x400000 == 0 {
+		return missing("user_riscv64_regs_entry", "s6")
+	}
+	if seen&0x800000 == 0 {
+		return missing("user_riscv64_regs_entry", "s7")
+	}
+	if seen&0x1000000 == 0 {
+		return missing("user_riscv64_regs_entry", "s8")
+	}
+	if seen&0x2000000 == 0 {
+		return missing("user_riscv64_regs_entry", "s9")
+	}
+	if seen&0x4000000 == 0 {
+		return missing("user_riscv64_regs_entry", "s10")
+	}
+	if seen&0x8000000 == 0 {
+		return missing("user_riscv64_regs_entry", "s11")
+	}
+	if seen&0x10000000 == 0 {
+		return missing("user_riscv64_regs_entry", "t3")
+	}
+	if seen&0x20000000 == 0 {
+		return missing("user_riscv64_regs_entry", "t4")
+	}
+	if seen&0x40000000 == 0 {
+		return missing("user_riscv64_regs_entry", "t5")
+	}
+	if seen&0x80000000 == 0 {
+		return missing("user_riscv64_regs_entry", "t6")
+	}
 	return nil
 }
 
 // UserRiscv64DExtEntry is user_riscv64_d_ext_entry.
 type UserRiscv64DExtEntry struct {
 	F    []uint64
-	Fcsr *uint32
+	Fcsr uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -1057,8 +802,8 @@ func (m *UserRiscv64DExtEntry) GetF() []uint64 {
 }
 
 func (m *UserRiscv64DExtEntry) GetFcsr() uint32 {
-	if m != nil && m.Fcsr != nil {
-		return *m.Fcsr
+	if m != nil {
+		return m.Fcsr
 	}
 	return 0
 }
@@ -1067,9 +812,7 @@ func (m *UserRiscv64DExtEntry) size() (n int) {
 	for _, v := range m.F {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Fcsr != nil {
-		n += 1 + sizeVarint(uint64(*m.Fcsr))
-	}
+	n += 1 + sizeVarint(uint64(m.Fcsr))
 	return n
 }
 
@@ -1078,28 +821,20 @@ func (m *UserRiscv64DExtEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x8)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Fcsr != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Fcsr))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Fcsr))
 	return b
 }
 
 func (m *UserRiscv64DExtEntry) checkRequired() error {
-	if m.Fcsr == nil {
-		return missing("user_riscv64_d_ext_entry", "fcsr")
-	}
 	return nil
 }
 
 func (m *UserRiscv64DExtEntry) complete() {
-	if m.Fcsr == nil {
-		v := uint32(0)
-		m.Fcsr = &v
-	}
 }
 
 func (m *UserRiscv64DExtEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1138,8 +873,8 @@ func (m *UserRiscv64DExtEntry) unmarshal(b []byte) error {
 				return corrupt("user_riscv64_d_ext_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fcsr = &x
+			m.Fcsr = uint32(u)
+			seen |= 0x1
 			continue
 		}
 		n = skipValue(b, typ)
@@ -1148,13 +883,16 @@ func (m *UserRiscv64DExtEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_riscv64_d_ext_entry", "fcsr")
+	}
 	return nil
 }
 
 // ThreadInfoRiscv64 is thread_info_riscv64.
 type ThreadInfoRiscv64 struct {
-	ClearTidAddr *uint64
-	Tls          *uint64
+	ClearTidAddr uint64
+	Tls          uint64
 	Gpregs       *UserRiscv64RegsEntry
 	Fpsimd       *UserRiscv64DExtEntry
 }
@@ -1166,15 +904,15 @@ func (*ThreadInfoRiscv64) ProtoName() string { return "thread_info_riscv64" }
 func (m *ThreadInfoRiscv64) Reset() { *m = ThreadInfoRiscv64{} }
 
 func (m *ThreadInfoRiscv64) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
 
 func (m *ThreadInfoRiscv64) GetTls() uint64 {
-	if m != nil && m.Tls != nil {
-		return *m.Tls
+	if m != nil {
+		return m.Tls
 	}
 	return 0
 }
@@ -1194,12 +932,8 @@ func (m *ThreadInfoRiscv64) GetFpsimd() *UserRiscv64DExtEntry {
 }
 
 func (m *ThreadInfoRiscv64) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		n += 1 + sizeVarint(uint64(*m.Tls))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
+	n += 1 + sizeVarint(uint64(m.Tls))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -1210,14 +944,10 @@ func (m *ThreadInfoRiscv64) size() (n int) {
 }
 
 func (m *ThreadInfoRiscv64) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
-	if m.Tls != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Tls))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Tls))
 	if m.Gpregs != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -1232,12 +962,6 @@ func (m *ThreadInfoRiscv64) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoRiscv64) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_riscv64", "clear_tid_addr")
-	}
-	if m.Tls == nil {
-		return missing("thread_info_riscv64", "tls")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_riscv64", "gpregs")
 	}
@@ -1258,14 +982,6 @@ func (m *ThreadInfoRiscv64) checkRequired() error {
 }
 
 func (m *ThreadInfoRiscv64) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
-	if m.Tls == nil {
-		v := uint64(0)
-		m.Tls = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserRiscv64RegsEntry)
 	}
@@ -1281,6 +997,7 @@ func (m *ThreadInfoRiscv64) complete() {
 }
 
 func (m *ThreadInfoRiscv64) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1294,8 +1011,8 @@ func (m *ThreadInfoRiscv64) unmarshal(b []byte) error {
 				return corrupt("thread_info_riscv64", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1303,8 +1020,8 @@ func (m *ThreadInfoRiscv64) unmarshal(b []byte) error {
 				return corrupt("thread_info_riscv64", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Tls = &x
+			m.Tls = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1338,6 +1055,12 @@ func (m *ThreadInfoRiscv64) unmarshal(b []byte) error {
 			return corrupt("thread_info_riscv64", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_riscv64", "clear_tid_addr")
+	}
+	if seen&0x2 == 0 {
+		return missing("thread_info_riscv64", "tls")
 	}
 	return nil
 }

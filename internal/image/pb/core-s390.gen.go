@@ -4,12 +4,12 @@ package pb
 
 // UserS390RegsEntry is user_s390_regs_entry.
 type UserS390RegsEntry struct {
-	PswMask    *uint64
-	PswAddr    *uint64
+	PswMask    uint64
+	PswAddr    uint64
 	Gprs       []uint64
 	Acrs       []uint32
-	OrigGpr2   *uint64
-	SystemCall *uint32
+	OrigGpr2   uint64
+	SystemCall uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -19,15 +19,15 @@ func (*UserS390RegsEntry) ProtoName() string { return "user_s390_regs_entry" }
 func (m *UserS390RegsEntry) Reset() { *m = UserS390RegsEntry{} }
 
 func (m *UserS390RegsEntry) GetPswMask() uint64 {
-	if m != nil && m.PswMask != nil {
-		return *m.PswMask
+	if m != nil {
+		return m.PswMask
 	}
 	return 0
 }
 
 func (m *UserS390RegsEntry) GetPswAddr() uint64 {
-	if m != nil && m.PswAddr != nil {
-		return *m.PswAddr
+	if m != nil {
+		return m.PswAddr
 	}
 	return 0
 }
@@ -47,50 +47,38 @@ func (m *UserS390RegsEntry) GetAcrs() []uint32 {
 }
 
 func (m *UserS390RegsEntry) GetOrigGpr2() uint64 {
-	if m != nil && m.OrigGpr2 != nil {
-		return *m.OrigGpr2
+	if m != nil {
+		return m.OrigGpr2
 	}
 	return 0
 }
 
 func (m *UserS390RegsEntry) GetSystemCall() uint32 {
-	if m != nil && m.SystemCall != nil {
-		return *m.SystemCall
+	if m != nil {
+		return m.SystemCall
 	}
 	return 0
 }
 
 func (m *UserS390RegsEntry) size() (n int) {
-	if m.PswMask != nil {
-		n += 1 + sizeVarint(uint64(*m.PswMask))
-	}
-	if m.PswAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.PswAddr))
-	}
+	n += 1 + sizeVarint(uint64(m.PswMask))
+	n += 1 + sizeVarint(uint64(m.PswAddr))
 	for _, v := range m.Gprs {
 		n += 1 + sizeVarint(uint64(v))
 	}
 	for _, v := range m.Acrs {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.OrigGpr2 != nil {
-		n += 1 + sizeVarint(uint64(*m.OrigGpr2))
-	}
-	if m.SystemCall != nil {
-		n += 1 + sizeVarint(uint64(*m.SystemCall))
-	}
+	n += 1 + sizeVarint(uint64(m.OrigGpr2))
+	n += 1 + sizeVarint(uint64(m.SystemCall))
 	return n
 }
 
 func (m *UserS390RegsEntry) appendTo(b []byte) []byte {
-	if m.PswMask != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.PswMask))
-	}
-	if m.PswAddr != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.PswAddr))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.PswMask))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.PswAddr))
 	for _, v := range m.Gprs {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(v))
@@ -99,53 +87,22 @@ func (m *UserS390RegsEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.OrigGpr2 != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.OrigGpr2))
-	}
-	if m.SystemCall != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.SystemCall))
-	}
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.OrigGpr2))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.SystemCall))
 	return b
 }
 
 func (m *UserS390RegsEntry) checkRequired() error {
-	if m.PswMask == nil {
-		return missing("user_s390_regs_entry", "psw_mask")
-	}
-	if m.PswAddr == nil {
-		return missing("user_s390_regs_entry", "psw_addr")
-	}
-	if m.OrigGpr2 == nil {
-		return missing("user_s390_regs_entry", "orig_gpr2")
-	}
-	if m.SystemCall == nil {
-		return missing("user_s390_regs_entry", "system_call")
-	}
 	return nil
 }
 
 func (m *UserS390RegsEntry) complete() {
-	if m.PswMask == nil {
-		v := uint64(0)
-		m.PswMask = &v
-	}
-	if m.PswAddr == nil {
-		v := uint64(0)
-		m.PswAddr = &v
-	}
-	if m.OrigGpr2 == nil {
-		v := uint64(0)
-		m.OrigGpr2 = &v
-	}
-	if m.SystemCall == nil {
-		v := uint32(0)
-		m.SystemCall = &v
-	}
 }
 
 func (m *UserS390RegsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -159,8 +116,8 @@ func (m *UserS390RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_s390_regs_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.PswMask = &x
+			m.PswMask = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -168,8 +125,8 @@ func (m *UserS390RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_s390_regs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.PswAddr = &x
+			m.PswAddr = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -227,8 +184,8 @@ func (m *UserS390RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_s390_regs_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.OrigGpr2 = &x
+			m.OrigGpr2 = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -236,8 +193,8 @@ func (m *UserS390RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_s390_regs_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SystemCall = &x
+			m.SystemCall = uint32(u)
+			seen |= 0x8
 			continue
 		}
 		n = skipValue(b, typ)
@@ -245,6 +202,18 @@ func (m *UserS390RegsEntry) unmarshal(b []byte) error {
 			return corrupt("user_s390_regs_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("user_s390_regs_entry", "psw_mask")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_s390_regs_entry", "psw_addr")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_s390_regs_entry", "orig_gpr2")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_s390_regs_entry", "system_call")
 	}
 	return nil
 }
@@ -417,7 +386,7 @@ func (m *UserS390VxrsHighEntry) unmarshal(b []byte) error {
 
 // UserS390FpregsEntry is user_s390_fpregs_entry.
 type UserS390FpregsEntry struct {
-	Fpc  *uint32
+	Fpc  uint32
 	Fprs []uint64
 }
 
@@ -428,8 +397,8 @@ func (*UserS390FpregsEntry) ProtoName() string { return "user_s390_fpregs_entry"
 func (m *UserS390FpregsEntry) Reset() { *m = UserS390FpregsEntry{} }
 
 func (m *UserS390FpregsEntry) GetFpc() uint32 {
-	if m != nil && m.Fpc != nil {
-		return *m.Fpc
+	if m != nil {
+		return m.Fpc
 	}
 	return 0
 }
@@ -442,9 +411,7 @@ func (m *UserS390FpregsEntry) GetFprs() []uint64 {
 }
 
 func (m *UserS390FpregsEntry) size() (n int) {
-	if m.Fpc != nil {
-		n += 1 + sizeVarint(uint64(*m.Fpc))
-	}
+	n += 1 + sizeVarint(uint64(m.Fpc))
 	for _, v := range m.Fprs {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -452,10 +419,8 @@ func (m *UserS390FpregsEntry) size() (n int) {
 }
 
 func (m *UserS390FpregsEntry) appendTo(b []byte) []byte {
-	if m.Fpc != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Fpc))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Fpc))
 	for _, v := range m.Fprs {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(v))
@@ -464,20 +429,14 @@ func (m *UserS390FpregsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *UserS390FpregsEntry) checkRequired() error {
-	if m.Fpc == nil {
-		return missing("user_s390_fpregs_entry", "fpc")
-	}
 	return nil
 }
 
 func (m *UserS390FpregsEntry) complete() {
-	if m.Fpc == nil {
-		v := uint32(0)
-		m.Fpc = &v
-	}
 }
 
 func (m *UserS390FpregsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -491,8 +450,8 @@ func (m *UserS390FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_s390_fpregs_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fpc = &x
+			m.Fpc = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -525,6 +484,9 @@ func (m *UserS390FpregsEntry) unmarshal(b []byte) error {
 			return corrupt("user_s390_fpregs_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("user_s390_fpregs_entry", "fpc")
 	}
 	return nil
 }
@@ -614,7 +576,7 @@ func (m *UserS390GsCbEntry) unmarshal(b []byte) error {
 
 // UserS390RiEntry is user_s390_ri_entry.
 type UserS390RiEntry struct {
-	RiOn *uint32
+	RiOn uint32
 	Regs []uint64
 }
 
@@ -625,8 +587,8 @@ func (*UserS390RiEntry) ProtoName() string { return "user_s390_ri_entry" }
 func (m *UserS390RiEntry) Reset() { *m = UserS390RiEntry{} }
 
 func (m *UserS390RiEntry) GetRiOn() uint32 {
-	if m != nil && m.RiOn != nil {
-		return *m.RiOn
+	if m != nil {
+		return m.RiOn
 	}
 	return 0
 }
@@ -639,9 +601,7 @@ func (m *UserS390RiEntry) GetRegs() []uint64 {
 }
 
 func (m *UserS390RiEntry) size() (n int) {
-	if m.RiOn != nil {
-		n += 1 + sizeVarint(uint64(*m.RiOn))
-	}
+	n += 1 + sizeVarint(uint64(m.RiOn))
 	for _, v := range m.Regs {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -649,10 +609,8 @@ func (m *UserS390RiEntry) size() (n int) {
 }
 
 func (m *UserS390RiEntry) appendTo(b []byte) []byte {
-	if m.RiOn != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.RiOn))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.RiOn))
 	for _, v := range m.Regs {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(v))
@@ -661,20 +619,14 @@ func (m *UserS390RiEntry) appendTo(b []byte) []byte {
 }
 
 func (m *UserS390RiEntry) checkRequired() error {
-	if m.RiOn == nil {
-		return missing("user_s390_ri_entry", "ri_on")
-	}
 	return nil
 }
 
 func (m *UserS390RiEntry) complete() {
-	if m.RiOn == nil {
-		v := uint32(0)
-		m.RiOn = &v
-	}
 }
 
 func (m *UserS390RiEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -688,8 +640,8 @@ func (m *UserS390RiEntry) unmarshal(b []byte) error {
 				return corrupt("user_s390_ri_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.RiOn = &x
+			m.RiOn = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -723,12 +675,15 @@ func (m *UserS390RiEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_s390_ri_entry", "ri_on")
+	}
 	return nil
 }
 
 // ThreadInfoS390 is thread_info_s390.
 type ThreadInfoS390 struct {
-	ClearTidAddr *uint64
+	ClearTidAddr uint64
 	Gpregs       *UserS390RegsEntry
 	Fpregs       *UserS390FpregsEntry
 	VxrsLow      *UserS390VxrsLowEntry
@@ -745,8 +700,8 @@ func (*ThreadInfoS390) ProtoName() string { return "thread_info_s390" }
 func (m *ThreadInfoS390) Reset() { *m = ThreadInfoS390{} }
 
 func (m *ThreadInfoS390) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
@@ -801,9 +756,7 @@ func (m *ThreadInfoS390) GetRiCb() *UserS390RiEntry {
 }
 
 func (m *ThreadInfoS390) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -829,10 +782,8 @@ func (m *ThreadInfoS390) size() (n int) {
 }
 
 func (m *ThreadInfoS390) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
 	if m.Gpregs != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -872,9 +823,6 @@ func (m *ThreadInfoS390) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoS390) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_s390", "clear_tid_addr")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_s390", "gpregs")
 	}
@@ -900,10 +848,6 @@ func (m *ThreadInfoS390) checkRequired() error {
 }
 
 func (m *ThreadInfoS390) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserS390RegsEntry)
 	}
@@ -934,6 +878,7 @@ func (m *ThreadInfoS390) complete() {
 }
 
 func (m *ThreadInfoS390) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -947,8 +892,8 @@ func (m *ThreadInfoS390) unmarshal(b []byte) error {
 				return corrupt("thread_info_s390", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1047,6 +992,9 @@ func (m *ThreadInfoS390) unmarshal(b []byte) error {
 			return corrupt("thread_info_s390", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_s390", "clear_tid_addr")
 	}
 	return nil
 }

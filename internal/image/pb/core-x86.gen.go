@@ -29,33 +29,33 @@ func (x UserX86RegsMode) String() string {
 
 // UserX86RegsEntry is user_x86_regs_entry.
 type UserX86RegsEntry struct {
-	R15    *uint64
-	R14    *uint64
-	R13    *uint64
-	R12    *uint64
-	Bp     *uint64
-	Bx     *uint64
-	R11    *uint64
-	R10    *uint64
-	R9     *uint64
-	R8     *uint64
-	Ax     *uint64
-	Cx     *uint64
-	Dx     *uint64
-	Si     *uint64
-	Di     *uint64
-	OrigAx *uint64
-	Ip     *uint64
-	Cs     *uint64
-	Flags  *uint64
-	Sp     *uint64
-	Ss     *uint64
-	FsBase *uint64
-	GsBase *uint64
-	Ds     *uint64
-	Es     *uint64
-	Fs     *uint64
-	Gs     *uint64
+	R15    uint64
+	R14    uint64
+	R13    uint64
+	R12    uint64
+	Bp     uint64
+	Bx     uint64
+	R11    uint64
+	R10    uint64
+	R9     uint64
+	R8     uint64
+	Ax     uint64
+	Cx     uint64
+	Dx     uint64
+	Si     uint64
+	Di     uint64
+	OrigAx uint64
+	Ip     uint64
+	Cs     uint64
+	Flags  uint64
+	Sp     uint64
+	Ss     uint64
+	FsBase uint64
+	GsBase uint64
+	Ds     uint64
+	Es     uint64
+	Fs     uint64
+	Gs     uint64
 	Mode   *UserX86RegsMode
 }
 
@@ -66,190 +66,190 @@ func (*UserX86RegsEntry) ProtoName() string { return "user_x86_regs_entry" }
 func (m *UserX86RegsEntry) Reset() { *m = UserX86RegsEntry{} }
 
 func (m *UserX86RegsEntry) GetR15() uint64 {
-	if m != nil && m.R15 != nil {
-		return *m.R15
+	if m != nil {
+		return m.R15
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetR14() uint64 {
-	if m != nil && m.R14 != nil {
-		return *m.R14
+	if m != nil {
+		return m.R14
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetR13() uint64 {
-	if m != nil && m.R13 != nil {
-		return *m.R13
+	if m != nil {
+		return m.R13
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetR12() uint64 {
-	if m != nil && m.R12 != nil {
-		return *m.R12
+	if m != nil {
+		return m.R12
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetBp() uint64 {
-	if m != nil && m.Bp != nil {
-		return *m.Bp
+	if m != nil {
+		return m.Bp
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetBx() uint64 {
-	if m != nil && m.Bx != nil {
-		return *m.Bx
+	if m != nil {
+		return m.Bx
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetR11() uint64 {
-	if m != nil && m.R11 != nil {
-		return *m.R11
+	if m != nil {
+		return m.R11
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetR10() uint64 {
-	if m != nil && m.R10 != nil {
-		return *m.R10
+	if m != nil {
+		return m.R10
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetR9() uint64 {
-	if m != nil && m.R9 != nil {
-		return *m.R9
+	if m != nil {
+		return m.R9
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetR8() uint64 {
-	if m != nil && m.R8 != nil {
-		return *m.R8
+	if m != nil {
+		return m.R8
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetAx() uint64 {
-	if m != nil && m.Ax != nil {
-		return *m.Ax
+	if m != nil {
+		return m.Ax
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetCx() uint64 {
-	if m != nil && m.Cx != nil {
-		return *m.Cx
+	if m != nil {
+		return m.Cx
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetDx() uint64 {
-	if m != nil && m.Dx != nil {
-		return *m.Dx
+	if m != nil {
+		return m.Dx
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetSi() uint64 {
-	if m != nil && m.Si != nil {
-		return *m.Si
+	if m != nil {
+		return m.Si
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetDi() uint64 {
-	if m != nil && m.Di != nil {
-		return *m.Di
+	if m != nil {
+		return m.Di
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetOrigAx() uint64 {
-	if m != nil && m.OrigAx != nil {
-		return *m.OrigAx
+	if m != nil {
+		return m.OrigAx
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetIp() uint64 {
-	if m != nil && m.Ip != nil {
-		return *m.Ip
+	if m != nil {
+		return m.Ip
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetCs() uint64 {
-	if m != nil && m.Cs != nil {
-		return *m.Cs
+	if m != nil {
+		return m.Cs
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetFlags() uint64 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetSp() uint64 {
-	if m != nil && m.Sp != nil {
-		return *m.Sp
+	if m != nil {
+		return m.Sp
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetSs() uint64 {
-	if m != nil && m.Ss != nil {
-		return *m.Ss
+	if m != nil {
+		return m.Ss
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetFsBase() uint64 {
-	if m != nil && m.FsBase != nil {
-		return *m.FsBase
+	if m != nil {
+		return m.FsBase
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetGsBase() uint64 {
-	if m != nil && m.GsBase != nil {
-		return *m.GsBase
+	if m != nil {
+		return m.GsBase
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetDs() uint64 {
-	if m != nil && m.Ds != nil {
-		return *m.Ds
+	if m != nil {
+		return m.Ds
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetEs() uint64 {
-	if m != nil && m.Es != nil {
-		return *m.Es
+	if m != nil {
+		return m.Es
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetFs() uint64 {
-	if m != nil && m.Fs != nil {
-		return *m.Fs
+	if m != nil {
+		return m.Fs
 	}
 	return 0
 }
 
 func (m *UserX86RegsEntry) GetGs() uint64 {
-	if m != nil && m.Gs != nil {
-		return *m.Gs
+	if m != nil {
+		return m.Gs
 	}
 	return 0
 }
@@ -262,87 +262,33 @@ func (m *UserX86RegsEntry) GetMode() UserX86RegsMode {
 }
 
 func (m *UserX86RegsEntry) size() (n int) {
-	if m.R15 != nil {
-		n += 1 + sizeVarint(uint64(*m.R15))
-	}
-	if m.R14 != nil {
-		n += 1 + sizeVarint(uint64(*m.R14))
-	}
-	if m.R13 != nil {
-		n += 1 + sizeVarint(uint64(*m.R13))
-	}
-	if m.R12 != nil {
-		n += 1 + sizeVarint(uint64(*m.R12))
-	}
-	if m.Bp != nil {
-		n += 1 + sizeVarint(uint64(*m.Bp))
-	}
-	if m.Bx != nil {
-		n += 1 + sizeVarint(uint64(*m.Bx))
-	}
-	if m.R11 != nil {
-		n += 1 + sizeVarint(uint64(*m.R11))
-	}
-	if m.R10 != nil {
-		n += 1 + sizeVarint(uint64(*m.R10))
-	}
-	if m.R9 != nil {
-		n += 1 + sizeVarint(uint64(*m.R9))
-	}
-	if m.R8 != nil {
-		n += 1 + sizeVarint(uint64(*m.R8))
-	}
-	if m.Ax != nil {
-		n += 1 + sizeVarint(uint64(*m.Ax))
-	}
-	if m.Cx != nil {
-		n += 1 + sizeVarint(uint64(*m.Cx))
-	}
-	if m.Dx != nil {
-		n += 1 + sizeVarint(uint64(*m.Dx))
-	}
-	if m.Si != nil {
-		n += 1 + sizeVarint(uint64(*m.Si))
-	}
-	if m.Di != nil {
-		n += 1 + sizeVarint(uint64(*m.Di))
-	}
-	if m.OrigAx != nil {
-		n += 2 + sizeVarint(uint64(*m.OrigAx))
-	}
-	if m.Ip != nil {
-		n += 2 + sizeVarint(uint64(*m.Ip))
-	}
-	if m.Cs != nil {
-		n += 2 + sizeVarint(uint64(*m.Cs))
-	}
-	if m.Flags != nil {
-		n += 2 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Sp != nil {
-		n += 2 + sizeVarint(uint64(*m.Sp))
-	}
-	if m.Ss != nil {
-		n += 2 + sizeVarint(uint64(*m.Ss))
-	}
-	if m.FsBase != nil {
-		n += 2 + sizeVarint(uint64(*m.FsBase))
-	}
-	if m.GsBase != nil {
-		n += 2 + sizeVarint(uint64(*m.GsBase))
-	}
-	if m.Ds != nil {
-		n += 2 + sizeVarint(uint64(*m.Ds))
-	}
-	if m.Es != nil {
-		n += 2 + sizeVarint(uint64(*m.Es))
-	}
-	if m.Fs != nil {
-		n += 2 + sizeVarint(uint64(*m.Fs))
-	}
-	if m.Gs != nil {
-		n += 2 + sizeVarint(uint64(*m.Gs))
-	}
+	n += 1 + sizeVarint(uint64(m.R15))
+	n += 1 + sizeVarint(uint64(m.R14))
+	n += 1 + sizeVarint(uint64(m.R13))
+	n += 1 + sizeVarint(uint64(m.R12))
+	n += 1 + sizeVarint(uint64(m.Bp))
+	n += 1 + sizeVarint(uint64(m.Bx))
+	n += 1 + sizeVarint(uint64(m.R11))
+	n += 1 + sizeVarint(uint64(m.R10))
+	n += 1 + sizeVarint(uint64(m.R9))
+	n += 1 + sizeVarint(uint64(m.R8))
+	n += 1 + sizeVarint(uint64(m.Ax))
+	n += 1 + sizeVarint(uint64(m.Cx))
+	n += 1 + sizeVarint(uint64(m.Dx))
+	n += 1 + sizeVarint(uint64(m.Si))
+	n += 1 + sizeVarint(uint64(m.Di))
+	n += 2 + sizeVarint(uint64(m.OrigAx))
+	n += 2 + sizeVarint(uint64(m.Ip))
+	n += 2 + sizeVarint(uint64(m.Cs))
+	n += 2 + sizeVarint(uint64(m.Flags))
+	n += 2 + sizeVarint(uint64(m.Sp))
+	n += 2 + sizeVarint(uint64(m.Ss))
+	n += 2 + sizeVarint(uint64(m.FsBase))
+	n += 2 + sizeVarint(uint64(m.GsBase))
+	n += 2 + sizeVarint(uint64(m.Ds))
+	n += 2 + sizeVarint(uint64(m.Es))
+	n += 2 + sizeVarint(uint64(m.Fs))
+	n += 2 + sizeVarint(uint64(m.Gs))
 	if m.Mode != nil {
 		n += 2 + sizeVarint(uint64(*m.Mode))
 	}
@@ -350,114 +296,60 @@ func (m *UserX86RegsEntry) size() (n int) {
 }
 
 func (m *UserX86RegsEntry) appendTo(b []byte) []byte {
-	if m.R15 != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.R15))
-	}
-	if m.R14 != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.R14))
-	}
-	if m.R13 != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.R13))
-	}
-	if m.R12 != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.R12))
-	}
-	if m.Bp != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Bp))
-	}
-	if m.Bx != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Bx))
-	}
-	if m.R11 != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.R11))
-	}
-	if m.R10 != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.R10))
-	}
-	if m.R9 != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.R9))
-	}
-	if m.R8 != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.R8))
-	}
-	if m.Ax != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, uint64(*m.Ax))
-	}
-	if m.Cx != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, uint64(*m.Cx))
-	}
-	if m.Dx != nil {
-		b = append(b, 0x68)
-		b = appendVarint(b, uint64(*m.Dx))
-	}
-	if m.Si != nil {
-		b = append(b, 0x70)
-		b = appendVarint(b, uint64(*m.Si))
-	}
-	if m.Di != nil {
-		b = append(b, 0x78)
-		b = appendVarint(b, uint64(*m.Di))
-	}
-	if m.OrigAx != nil {
-		b = append(b, 0x80, 0x1)
-		b = appendVarint(b, uint64(*m.OrigAx))
-	}
-	if m.Ip != nil {
-		b = append(b, 0x88, 0x1)
-		b = appendVarint(b, uint64(*m.Ip))
-	}
-	if m.Cs != nil {
-		b = append(b, 0x90, 0x1)
-		b = appendVarint(b, uint64(*m.Cs))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x98, 0x1)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Sp != nil {
-		b = append(b, 0xa0, 0x1)
-		b = appendVarint(b, uint64(*m.Sp))
-	}
-	if m.Ss != nil {
-		b = append(b, 0xa8, 0x1)
-		b = appendVarint(b, uint64(*m.Ss))
-	}
-	if m.FsBase != nil {
-		b = append(b, 0xb0, 0x1)
-		b = appendVarint(b, uint64(*m.FsBase))
-	}
-	if m.GsBase != nil {
-		b = append(b, 0xb8, 0x1)
-		b = appendVarint(b, uint64(*m.GsBase))
-	}
-	if m.Ds != nil {
-		b = append(b, 0xc0, 0x1)
-		b = appendVarint(b, uint64(*m.Ds))
-	}
-	if m.Es != nil {
-		b = append(b, 0xc8, 0x1)
-		b = appendVarint(b, uint64(*m.Es))
-	}
-	if m.Fs != nil {
-		b = append(b, 0xd0, 0x1)
-		b = appendVarint(b, uint64(*m.Fs))
-	}
-	if m.Gs != nil {
-		b = append(b, 0xd8, 0x1)
-		b = appendVarint(b, uint64(*m.Gs))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.R15))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.R14))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.R13))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.R12))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Bp))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Bx))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.R11))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.R10))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.R9))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.R8))
+	b = append(b, 0x58)
+	b = appendVarint(b, uint64(m.Ax))
+	b = append(b, 0x60)
+	b = appendVarint(b, uint64(m.Cx))
+	b = append(b, 0x68)
+	b = appendVarint(b, uint64(m.Dx))
+	b = append(b, 0x70)
+	b = appendVarint(b, uint64(m.Si))
+	b = append(b, 0x78)
+	b = appendVarint(b, uint64(m.Di))
+	b = append(b, 0x80, 0x1)
+	b = appendVarint(b, uint64(m.OrigAx))
+	b = append(b, 0x88, 0x1)
+	b = appendVarint(b, uint64(m.Ip))
+	b = append(b, 0x90, 0x1)
+	b = appendVarint(b, uint64(m.Cs))
+	b = append(b, 0x98, 0x1)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0xa0, 0x1)
+	b = appendVarint(b, uint64(m.Sp))
+	b = append(b, 0xa8, 0x1)
+	b = appendVarint(b, uint64(m.Ss))
+	b = append(b, 0xb0, 0x1)
+	b = appendVarint(b, uint64(m.FsBase))
+	b = append(b, 0xb8, 0x1)
+	b = appendVarint(b, uint64(m.GsBase))
+	b = append(b, 0xc0, 0x1)
+	b = appendVarint(b, uint64(m.Ds))
+	b = append(b, 0xc8, 0x1)
+	b = appendVarint(b, uint64(m.Es))
+	b = append(b, 0xd0, 0x1)
+	b = appendVarint(b, uint64(m.Fs))
+	b = append(b, 0xd8, 0x1)
+	b = appendVarint(b, uint64(m.Gs))
 	if m.Mode != nil {
 		b = append(b, 0xe0, 0x1)
 		b = appendVarint(b, uint64(*m.Mode))
@@ -466,202 +358,14 @@ func (m *UserX86RegsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *UserX86RegsEntry) checkRequired() error {
-	if m.R15 == nil {
-		return missing("user_x86_regs_entry", "r15")
-	}
-	if m.R14 == nil {
-		return missing("user_x86_regs_entry", "r14")
-	}
-	if m.R13 == nil {
-		return missing("user_x86_regs_entry", "r13")
-	}
-	if m.R12 == nil {
-		return missing("user_x86_regs_entry", "r12")
-	}
-	if m.Bp == nil {
-		return missing("user_x86_regs_entry", "bp")
-	}
-	if m.Bx == nil {
-		return missing("user_x86_regs_entry", "bx")
-	}
-	if m.R11 == nil {
-		return missing("user_x86_regs_entry", "r11")
-	}
-	if m.R10 == nil {
-		return missing("user_x86_regs_entry", "r10")
-	}
-	if m.R9 == nil {
-		return missing("user_x86_regs_entry", "r9")
-	}
-	if m.R8 == nil {
-		return missing("user_x86_regs_entry", "r8")
-	}
-	if m.Ax == nil {
-		return missing("user_x86_regs_entry", "ax")
-	}
-	if m.Cx == nil {
-		return missing("user_x86_regs_entry", "cx")
-	}
-	if m.Dx == nil {
-		return missing("user_x86_regs_entry", "dx")
-	}
-	if m.Si == nil {
-		return missing("user_x86_regs_entry", "si")
-	}
-	if m.Di == nil {
-		return missing("user_x86_regs_entry", "di")
-	}
-	if m.OrigAx == nil {
-		return missing("user_x86_regs_entry", "orig_ax")
-	}
-	if m.Ip == nil {
-		return missing("user_x86_regs_entry", "ip")
-	}
-	if m.Cs == nil {
-		return missing("user_x86_regs_entry", "cs")
-	}
-	if m.Flags == nil {
-		return missing("user_x86_regs_entry", "flags")
-	}
-	if m.Sp == nil {
-		return missing("user_x86_regs_entry", "sp")
-	}
-	if m.Ss == nil {
-		return missing("user_x86_regs_entry", "ss")
-	}
-	if m.FsBase == nil {
-		return missing("user_x86_regs_entry", "fs_base")
-	}
-	if m.GsBase == nil {
-		return missing("user_x86_regs_entry", "gs_base")
-	}
-	if m.Ds == nil {
-		return missing("user_x86_regs_entry", "ds")
-	}
-	if m.Es == nil {
-		return missing("user_x86_regs_entry", "es")
-	}
-	if m.Fs == nil {
-		return missing("user_x86_regs_entry", "fs")
-	}
-	if m.Gs == nil {
-		return missing("user_x86_regs_entry", "gs")
-	}
 	return nil
 }
 
 func (m *UserX86RegsEntry) complete() {
-	if m.R15 == nil {
-		v := uint64(0)
-		m.R15 = &v
-	}
-	if m.R14 == nil {
-		v := uint64(0)
-		m.R14 = &v
-	}
-	if m.R13 == nil {
-		v := uint64(0)
-		m.R13 = &v
-	}
-	if m.R12 == nil {
-		v := uint64(0)
-		m.R12 = &v
-	}
-	if m.Bp == nil {
-		v := uint64(0)
-		m.Bp = &v
-	}
-	if m.Bx == nil {
-		v := uint64(0)
-		m.Bx = &v
-	}
-	if m.R11 == nil {
-		v := uint64(0)
-		m.R11 = &v
-	}
-	if m.R10 == nil {
-		v := uint64(0)
-		m.R10 = &v
-	}
-	if m.R9 == nil {
-		v := uint64(0)
-		m.R9 = &v
-	}
-	if m.R8 == nil {
-		v := uint64(0)
-		m.R8 = &v
-	}
-	if m.Ax == nil {
-		v := uint64(0)
-		m.Ax = &v
-	}
-	if m.Cx == nil {
-		v := uint64(0)
-		m.Cx = &v
-	}
-	if m.Dx == nil {
-		v := uint64(0)
-		m.Dx = &v
-	}
-	if m.Si == nil {
-		v := uint64(0)
-		m.Si = &v
-	}
-	if m.Di == nil {
-		v := uint64(0)
-		m.Di = &v
-	}
-	if m.OrigAx == nil {
-		v := uint64(0)
-		m.OrigAx = &v
-	}
-	if m.Ip == nil {
-		v := uint64(0)
-		m.Ip = &v
-	}
-	if m.Cs == nil {
-		v := uint64(0)
-		m.Cs = &v
-	}
-	if m.Flags == nil {
-		v := uint64(0)
-		m.Flags = &v
-	}
-	if m.Sp == nil {
-		v := uint64(0)
-		m.Sp = &v
-	}
-	if m.Ss == nil {
-		v := uint64(0)
-		m.Ss = &v
-	}
-	if m.FsBase == nil {
-		v := uint64(0)
-		m.FsBase = &v
-	}
-	if m.GsBase == nil {
-		v := uint64(0)
-		m.GsBase = &v
-	}
-	if m.Ds == nil {
-		v := uint64(0)
-		m.Ds = &v
-	}
-	if m.Es == nil {
-		v := uint64(0)
-		m.Es = &v
-	}
-	if m.Fs == nil {
-		v := uint64(0)
-		m.Fs = &v
-	}
-	if m.Gs == nil {
-		v := uint64(0)
-		m.Gs = &v
-	}
 }
 
 func (m *UserX86RegsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -675,8 +379,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R15 = &x
+			m.R15 = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -684,8 +388,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R14 = &x
+			m.R14 = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -693,8 +397,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R13 = &x
+			m.R13 = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -702,8 +406,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R12 = &x
+			m.R12 = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -711,8 +415,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Bp = &x
+			m.Bp = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -720,8 +424,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Bx = &x
+			m.Bx = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -729,8 +433,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R11 = &x
+			m.R11 = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -738,8 +442,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R10 = &x
+			m.R10 = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -747,8 +451,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R9 = &x
+			m.R9 = uint64(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -756,8 +460,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 10)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.R8 = &x
+			m.R8 = uint64(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -765,8 +469,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 11)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ax = &x
+			m.Ax = uint64(u)
+			seen |= 0x400
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -774,8 +478,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 12)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cx = &x
+			m.Cx = uint64(u)
+			seen |= 0x800
 			continue
 		case num == 13 && typ == 0:
 			u, n := consumeVarint(b)
@@ -783,8 +487,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 13)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Dx = &x
+			m.Dx = uint64(u)
+			seen |= 0x1000
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -792,8 +496,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 14)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Si = &x
+			m.Si = uint64(u)
+			seen |= 0x2000
 			continue
 		case num == 15 && typ == 0:
 			u, n := consumeVarint(b)
@@ -801,8 +505,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 15)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Di = &x
+			m.Di = uint64(u)
+			seen |= 0x4000
 			continue
 		case num == 16 && typ == 0:
 			u, n := consumeVarint(b)
@@ -810,8 +514,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 16)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.OrigAx = &x
+			m.OrigAx = uint64(u)
+			seen |= 0x8000
 			continue
 		case num == 17 && typ == 0:
 			u, n := consumeVarint(b)
@@ -819,8 +523,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 17)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ip = &x
+			m.Ip = uint64(u)
+			seen |= 0x10000
 			continue
 		case num == 18 && typ == 0:
 			u, n := consumeVarint(b)
@@ -828,8 +532,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 18)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cs = &x
+			m.Cs = uint64(u)
+			seen |= 0x20000
 			continue
 		case num == 19 && typ == 0:
 			u, n := consumeVarint(b)
@@ -837,8 +541,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 19)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Flags = &x
+			m.Flags = uint64(u)
+			seen |= 0x40000
 			continue
 		case num == 20 && typ == 0:
 			u, n := consumeVarint(b)
@@ -846,8 +550,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 20)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Sp = &x
+			m.Sp = uint64(u)
+			seen |= 0x80000
 			continue
 		case num == 21 && typ == 0:
 			u, n := consumeVarint(b)
@@ -855,8 +559,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 21)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ss = &x
+			m.Ss = uint64(u)
+			seen |= 0x100000
 			continue
 		case num == 22 && typ == 0:
 			u, n := consumeVarint(b)
@@ -864,8 +568,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 22)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.FsBase = &x
+			m.FsBase = uint64(u)
+			seen |= 0x200000
 			continue
 		case num == 23 && typ == 0:
 			u, n := consumeVarint(b)
@@ -873,8 +577,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 23)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.GsBase = &x
+			m.GsBase = uint64(u)
+			seen |= 0x400000
 			continue
 		case num == 24 && typ == 0:
 			u, n := consumeVarint(b)
@@ -882,8 +586,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 24)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ds = &x
+			m.Ds = uint64(u)
+			seen |= 0x800000
 			continue
 		case num == 25 && typ == 0:
 			u, n := consumeVarint(b)
@@ -891,8 +595,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 25)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Es = &x
+			m.Es = uint64(u)
+			seen |= 0x1000000
 			continue
 		case num == 26 && typ == 0:
 			u, n := consumeVarint(b)
@@ -900,8 +604,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 26)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Fs = &x
+			m.Fs = uint64(u)
+			seen |= 0x2000000
 			continue
 		case num == 27 && typ == 0:
 			u, n := consumeVarint(b)
@@ -909,8 +613,8 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_regs_entry", 27)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Gs = &x
+			m.Gs = uint64(u)
+			seen |= 0x4000000
 			continue
 		case num == 28 && typ == 0:
 			u, n := consumeVarint(b)
@@ -928,13 +632,94 @@ func (m *UserX86RegsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_x86_regs_entry", "r15")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_x86_regs_entry", "r14")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_x86_regs_entry", "r13")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_x86_regs_entry", "r12")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_x86_regs_entry", "bp")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_x86_regs_entry", "bx")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_x86_regs_entry", "r11")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_x86_regs_entry", "r10")
+	}
+	if seen&0x100 == 0 {
+		return missing("user_x86_regs_entry", "r9")
+	}
+	if seen&0x200 == 0 {
+		return missing("user_x86_regs_entry", "r8")
+	}
+	if seen&0x400 == 0 {
+		return missing("user_x86_regs_entry", "ax")
+	}
+	if seen&0x800 == 0 {
+		return missing("user_x86_regs_entry", "cx")
+	}
+	if seen&0x1000 == 0 {
+		return missing("user_x86_regs_entry", "dx")
+	}
+	if seen&0x2000 == 0 {
+		return missing("user_x86_regs_entry", "si")
+	}
+	if seen&0x4000 == 0 {
+		return missing("user_x86_regs_entry", "di")
+	}
+	if seen&0x8000 == 0 {
+		return missing("user_x86_regs_entry", "orig_ax")
+	}
+	if seen&0x10000 == 0 {
+		return missing("user_x86_regs_entry", "ip")
+	}
+	if seen&0x20000 == 0 {
+		return missing("user_x86_regs_entry", "cs")
+	}
+	if seen&0x40000 == 0 {
+		return missing("user_x86_regs_entry", "flags")
+	}
+	if seen&0x80000 == 0 {
+		return missing("user_x86_regs_entry", "sp")
+	}
+	if seen&0x100000 == 0 {
+		return missing("user_x86_regs_entry", "ss")
+	}
+	if seen&0x200000 == 0 {
+		return missing("user_x86_regs_entry", "fs_base")
+	}
+	if seen&0x400000 == 0 {
+		return missing("user_x86_regs_entry", "gs_base")
+	}
+	if seen&0x800000 == 0 {
+		return missing("user_x86_regs_entry", "ds")
+	}
+	if seen&0x1000000 == 0 {
+		return missing("user_x86_regs_entry", "es")
+	}
+	if seen&0x2000000 == 0 {
+		return missing("user_x86_regs_entry", "fs")
+	}
+	if seen&0x4000000 == 0 {
+		return missing("user_x86_regs_entry", "gs")
+	}
 	return nil
 }
 
 // UserX86CetEntry is user_x86_cet_entry.
 type UserX86CetEntry struct {
-	Cet *uint64
-	Ssp *uint64
+	Cet uint64
+	Ssp uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -944,63 +729,42 @@ func (*UserX86CetEntry) ProtoName() string { return "user_x86_cet_entry" }
 func (m *UserX86CetEntry) Reset() { *m = UserX86CetEntry{} }
 
 func (m *UserX86CetEntry) GetCet() uint64 {
-	if m != nil && m.Cet != nil {
-		return *m.Cet
+	if m != nil {
+		return m.Cet
 	}
 	return 0
 }
 
 func (m *UserX86CetEntry) GetSsp() uint64 {
-	if m != nil && m.Ssp != nil {
-		return *m.Ssp
+	if m != nil {
+		return m.Ssp
 	}
 	return 0
 }
 
 func (m *UserX86CetEntry) size() (n int) {
-	if m.Cet != nil {
-		n += 1 + sizeVarint(uint64(*m.Cet))
-	}
-	if m.Ssp != nil {
-		n += 1 + sizeVarint(uint64(*m.Ssp))
-	}
+	n += 1 + sizeVarint(uint64(m.Cet))
+	n += 1 + sizeVarint(uint64(m.Ssp))
 	return n
 }
 
 func (m *UserX86CetEntry) appendTo(b []byte) []byte {
-	if m.Cet != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Cet))
-	}
-	if m.Ssp != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Ssp))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Cet))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Ssp))
 	return b
 }
 
 func (m *UserX86CetEntry) checkRequired() error {
-	if m.Cet == nil {
-		return missing("user_x86_cet_entry", "cet")
-	}
-	if m.Ssp == nil {
-		return missing("user_x86_cet_entry", "ssp")
-	}
 	return nil
 }
 
 func (m *UserX86CetEntry) complete() {
-	if m.Cet == nil {
-		v := uint64(0)
-		m.Cet = &v
-	}
-	if m.Ssp == nil {
-		v := uint64(0)
-		m.Ssp = &v
-	}
 }
 
 func (m *UserX86CetEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1014,8 +778,8 @@ func (m *UserX86CetEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_cet_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cet = &x
+			m.Cet = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1023,8 +787,8 @@ func (m *UserX86CetEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_cet_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ssp = &x
+			m.Ssp = uint64(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -1033,12 +797,18 @@ func (m *UserX86CetEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_x86_cet_entry", "cet")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_x86_cet_entry", "ssp")
+	}
 	return nil
 }
 
 // UserX86XsaveEntry is user_x86_xsave_entry.
 type UserX86XsaveEntry struct {
-	XstateBv    *uint64
+	XstateBv    uint64
 	YmmhSpace   []uint32
 	BndregState []uint64
 	BndcsrState []uint64
@@ -1056,8 +826,8 @@ func (*UserX86XsaveEntry) ProtoName() string { return "user_x86_xsave_entry" }
 func (m *UserX86XsaveEntry) Reset() { *m = UserX86XsaveEntry{} }
 
 func (m *UserX86XsaveEntry) GetXstateBv() uint64 {
-	if m != nil && m.XstateBv != nil {
-		return *m.XstateBv
+	if m != nil {
+		return m.XstateBv
 	}
 	return 0
 }
@@ -1119,9 +889,7 @@ func (m *UserX86XsaveEntry) GetCet() *UserX86CetEntry {
 }
 
 func (m *UserX86XsaveEntry) size() (n int) {
-	if m.XstateBv != nil {
-		n += 1 + sizeVarint(uint64(*m.XstateBv))
-	}
+	n += 1 + sizeVarint(uint64(m.XstateBv))
 	for _, v := range m.YmmhSpace {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -1150,10 +918,8 @@ func (m *UserX86XsaveEntry) size() (n int) {
 }
 
 func (m *UserX86XsaveEntry) appendTo(b []byte) []byte {
-	if m.XstateBv != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.XstateBv))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.XstateBv))
 	for _, v := range m.YmmhSpace {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(v))
@@ -1191,9 +957,6 @@ func (m *UserX86XsaveEntry) appendTo(b []byte) []byte {
 }
 
 func (m *UserX86XsaveEntry) checkRequired() error {
-	if m.XstateBv == nil {
-		return missing("user_x86_xsave_entry", "xstate_bv")
-	}
 	if m.Cet != nil {
 		if err := m.Cet.checkRequired(); err != nil {
 			return err
@@ -1203,16 +966,13 @@ func (m *UserX86XsaveEntry) checkRequired() error {
 }
 
 func (m *UserX86XsaveEntry) complete() {
-	if m.XstateBv == nil {
-		v := uint64(0)
-		m.XstateBv = &v
-	}
 	if m.Cet != nil {
 		m.Cet.complete()
 	}
 }
 
 func (m *UserX86XsaveEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1226,8 +986,8 @@ func (m *UserX86XsaveEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_xsave_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.XstateBv = &x
+			m.XstateBv = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1424,19 +1184,22 @@ func (m *UserX86XsaveEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_x86_xsave_entry", "xstate_bv")
+	}
 	return nil
 }
 
 // UserX86FpregsEntry is user_x86_fpregs_entry.
 type UserX86FpregsEntry struct {
-	Cwd       *uint32
-	Swd       *uint32
-	Twd       *uint32
-	Fop       *uint32
-	Rip       *uint64
-	Rdp       *uint64
-	Mxcsr     *uint32
-	MxcsrMask *uint32
+	Cwd       uint32
+	Swd       uint32
+	Twd       uint32
+	Fop       uint32
+	Rip       uint64
+	Rdp       uint64
+	Mxcsr     uint32
+	MxcsrMask uint32
 	StSpace   []uint32
 	XmmSpace  []uint32
 	Padding   []uint32
@@ -1450,57 +1213,57 @@ func (*UserX86FpregsEntry) ProtoName() string { return "user_x86_fpregs_entry" }
 func (m *UserX86FpregsEntry) Reset() { *m = UserX86FpregsEntry{} }
 
 func (m *UserX86FpregsEntry) GetCwd() uint32 {
-	if m != nil && m.Cwd != nil {
-		return *m.Cwd
+	if m != nil {
+		return m.Cwd
 	}
 	return 0
 }
 
 func (m *UserX86FpregsEntry) GetSwd() uint32 {
-	if m != nil && m.Swd != nil {
-		return *m.Swd
+	if m != nil {
+		return m.Swd
 	}
 	return 0
 }
 
 func (m *UserX86FpregsEntry) GetTwd() uint32 {
-	if m != nil && m.Twd != nil {
-		return *m.Twd
+	if m != nil {
+		return m.Twd
 	}
 	return 0
 }
 
 func (m *UserX86FpregsEntry) GetFop() uint32 {
-	if m != nil && m.Fop != nil {
-		return *m.Fop
+	if m != nil {
+		return m.Fop
 	}
 	return 0
 }
 
 func (m *UserX86FpregsEntry) GetRip() uint64 {
-	if m != nil && m.Rip != nil {
-		return *m.Rip
+	if m != nil {
+		return m.Rip
 	}
 	return 0
 }
 
 func (m *UserX86FpregsEntry) GetRdp() uint64 {
-	if m != nil && m.Rdp != nil {
-		return *m.Rdp
+	if m != nil {
+		return m.Rdp
 	}
 	return 0
 }
 
 func (m *UserX86FpregsEntry) GetMxcsr() uint32 {
-	if m != nil && m.Mxcsr != nil {
-		return *m.Mxcsr
+	if m != nil {
+		return m.Mxcsr
 	}
 	return 0
 }
 
 func (m *UserX86FpregsEntry) GetMxcsrMask() uint32 {
-	if m != nil && m.MxcsrMask != nil {
-		return *m.MxcsrMask
+	if m != nil {
+		return m.MxcsrMask
 	}
 	return 0
 }
@@ -1534,30 +1297,14 @@ func (m *UserX86FpregsEntry) GetXsave() *UserX86XsaveEntry {
 }
 
 func (m *UserX86FpregsEntry) size() (n int) {
-	if m.Cwd != nil {
-		n += 1 + sizeVarint(uint64(*m.Cwd))
-	}
-	if m.Swd != nil {
-		n += 1 + sizeVarint(uint64(*m.Swd))
-	}
-	if m.Twd != nil {
-		n += 1 + sizeVarint(uint64(*m.Twd))
-	}
-	if m.Fop != nil {
-		n += 1 + sizeVarint(uint64(*m.Fop))
-	}
-	if m.Rip != nil {
-		n += 1 + sizeVarint(uint64(*m.Rip))
-	}
-	if m.Rdp != nil {
-		n += 1 + sizeVarint(uint64(*m.Rdp))
-	}
-	if m.Mxcsr != nil {
-		n += 1 + sizeVarint(uint64(*m.Mxcsr))
-	}
-	if m.MxcsrMask != nil {
-		n += 1 + sizeVarint(uint64(*m.MxcsrMask))
-	}
+	n += 1 + sizeVarint(uint64(m.Cwd))
+	n += 1 + sizeVarint(uint64(m.Swd))
+	n += 1 + sizeVarint(uint64(m.Twd))
+	n += 1 + sizeVarint(uint64(m.Fop))
+	n += 1 + sizeVarint(uint64(m.Rip))
+	n += 1 + sizeVarint(uint64(m.Rdp))
+	n += 1 + sizeVarint(uint64(m.Mxcsr))
+	n += 1 + sizeVarint(uint64(m.MxcsrMask))
 	for _, v := range m.StSpace {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -1574,38 +1321,22 @@ func (m *UserX86FpregsEntry) size() (n int) {
 }
 
 func (m *UserX86FpregsEntry) appendTo(b []byte) []byte {
-	if m.Cwd != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Cwd))
-	}
-	if m.Swd != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Swd))
-	}
-	if m.Twd != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Twd))
-	}
-	if m.Fop != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Fop))
-	}
-	if m.Rip != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Rip))
-	}
-	if m.Rdp != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Rdp))
-	}
-	if m.Mxcsr != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Mxcsr))
-	}
-	if m.MxcsrMask != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.MxcsrMask))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Cwd))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Swd))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Twd))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Fop))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Rip))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Rdp))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Mxcsr))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.MxcsrMask))
 	for _, v := range m.StSpace {
 		b = append(b, 0x48)
 		b = appendVarint(b, uint64(v))
@@ -1627,30 +1358,6 @@ func (m *UserX86FpregsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *UserX86FpregsEntry) checkRequired() error {
-	if m.Cwd == nil {
-		return missing("user_x86_fpregs_entry", "cwd")
-	}
-	if m.Swd == nil {
-		return missing("user_x86_fpregs_entry", "swd")
-	}
-	if m.Twd == nil {
-		return missing("user_x86_fpregs_entry", "twd")
-	}
-	if m.Fop == nil {
-		return missing("user_x86_fpregs_entry", "fop")
-	}
-	if m.Rip == nil {
-		return missing("user_x86_fpregs_entry", "rip")
-	}
-	if m.Rdp == nil {
-		return missing("user_x86_fpregs_entry", "rdp")
-	}
-	if m.Mxcsr == nil {
-		return missing("user_x86_fpregs_entry", "mxcsr")
-	}
-	if m.MxcsrMask == nil {
-		return missing("user_x86_fpregs_entry", "mxcsr_mask")
-	}
 	if m.Xsave != nil {
 		if err := m.Xsave.checkRequired(); err != nil {
 			return err
@@ -1660,44 +1367,13 @@ func (m *UserX86FpregsEntry) checkRequired() error {
 }
 
 func (m *UserX86FpregsEntry) complete() {
-	if m.Cwd == nil {
-		v := uint32(0)
-		m.Cwd = &v
-	}
-	if m.Swd == nil {
-		v := uint32(0)
-		m.Swd = &v
-	}
-	if m.Twd == nil {
-		v := uint32(0)
-		m.Twd = &v
-	}
-	if m.Fop == nil {
-		v := uint32(0)
-		m.Fop = &v
-	}
-	if m.Rip == nil {
-		v := uint64(0)
-		m.Rip = &v
-	}
-	if m.Rdp == nil {
-		v := uint64(0)
-		m.Rdp = &v
-	}
-	if m.Mxcsr == nil {
-		v := uint32(0)
-		m.Mxcsr = &v
-	}
-	if m.MxcsrMask == nil {
-		v := uint32(0)
-		m.MxcsrMask = &v
-	}
 	if m.Xsave != nil {
 		m.Xsave.complete()
 	}
 }
 
 func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1711,8 +1387,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Cwd = &x
+			m.Cwd = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1720,8 +1396,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Swd = &x
+			m.Swd = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1729,8 +1405,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Twd = &x
+			m.Twd = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1738,8 +1414,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fop = &x
+			m.Fop = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1747,8 +1423,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Rip = &x
+			m.Rip = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1756,8 +1432,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Rdp = &x
+			m.Rdp = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1765,8 +1441,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Mxcsr = &x
+			m.Mxcsr = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1774,8 +1450,8 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 				return corrupt("user_x86_fpregs_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MxcsrMask = &x
+			m.MxcsrMask = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1872,21 +1548,45 @@ func (m *UserX86FpregsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_x86_fpregs_entry", "cwd")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_x86_fpregs_entry", "swd")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_x86_fpregs_entry", "twd")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_x86_fpregs_entry", "fop")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_x86_fpregs_entry", "rip")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_x86_fpregs_entry", "rdp")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_x86_fpregs_entry", "mxcsr")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_x86_fpregs_entry", "mxcsr_mask")
+	}
 	return nil
 }
 
 // UserDescT is user_desc_t.
 type UserDescT struct {
-	EntryNumber   *uint32
-	BaseAddr      *uint32
-	Limit         *uint32
-	Seg_32Bit     *bool
-	ContentsH     *bool
-	ContentsL     *bool
-	ReadExecOnly  *bool
-	LimitInPages  *bool
-	SegNotPresent *bool
-	Usable        *bool
+	EntryNumber   uint32
+	BaseAddr      uint32
+	Limit         uint32
+	Seg_32Bit     bool
+	ContentsH     bool
+	ContentsL     bool
+	ReadExecOnly  bool
+	LimitInPages  bool
+	SegNotPresent bool
+	Usable        bool
 }
 
 // ProtoName returns the message's protobuf name.
@@ -1896,231 +1596,122 @@ func (*UserDescT) ProtoName() string { return "user_desc_t" }
 func (m *UserDescT) Reset() { *m = UserDescT{} }
 
 func (m *UserDescT) GetEntryNumber() uint32 {
-	if m != nil && m.EntryNumber != nil {
-		return *m.EntryNumber
+	if m != nil {
+		return m.EntryNumber
 	}
 	return 0
 }
 
 func (m *UserDescT) GetBaseAddr() uint32 {
-	if m != nil && m.BaseAddr != nil {
-		return *m.BaseAddr
+	if m != nil {
+		return m.BaseAddr
 	}
 	return 0
 }
 
 func (m *UserDescT) GetLimit() uint32 {
-	if m != nil && m.Limit != nil {
-		return *m.Limit
+	if m != nil {
+		return m.Limit
 	}
 	return 0
 }
 
 func (m *UserDescT) GetSeg_32Bit() bool {
-	if m != nil && m.Seg_32Bit != nil {
-		return *m.Seg_32Bit
+	if m != nil {
+		return m.Seg_32Bit
 	}
 	return false
 }
 
 func (m *UserDescT) GetContentsH() bool {
-	if m != nil && m.ContentsH != nil {
-		return *m.ContentsH
+	if m != nil {
+		return m.ContentsH
 	}
 	return false
 }
 
 func (m *UserDescT) GetContentsL() bool {
-	if m != nil && m.ContentsL != nil {
-		return *m.ContentsL
+	if m != nil {
+		return m.ContentsL
 	}
 	return false
 }
 
 func (m *UserDescT) GetReadExecOnly() bool {
-	if m != nil && m.ReadExecOnly != nil {
-		return *m.ReadExecOnly
+	if m != nil {
+		return m.ReadExecOnly
 	}
 	return true
 }
 
 func (m *UserDescT) GetLimitInPages() bool {
-	if m != nil && m.LimitInPages != nil {
-		return *m.LimitInPages
+	if m != nil {
+		return m.LimitInPages
 	}
 	return false
 }
 
 func (m *UserDescT) GetSegNotPresent() bool {
-	if m != nil && m.SegNotPresent != nil {
-		return *m.SegNotPresent
+	if m != nil {
+		return m.SegNotPresent
 	}
 	return true
 }
 
 func (m *UserDescT) GetUsable() bool {
-	if m != nil && m.Usable != nil {
-		return *m.Usable
+	if m != nil {
+		return m.Usable
 	}
 	return false
 }
 
 func (m *UserDescT) size() (n int) {
-	if m.EntryNumber != nil {
-		n += 1 + sizeVarint(uint64(*m.EntryNumber))
-	}
-	if m.BaseAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.BaseAddr))
-	}
-	if m.Limit != nil {
-		n += 1 + sizeVarint(uint64(*m.Limit))
-	}
-	if m.Seg_32Bit != nil {
-		n += 1 + 1
-	}
-	if m.ContentsH != nil {
-		n += 1 + 1
-	}
-	if m.ContentsL != nil {
-		n += 1 + 1
-	}
-	if m.ReadExecOnly != nil {
-		n += 1 + 1
-	}
-	if m.LimitInPages != nil {
-		n += 1 + 1
-	}
-	if m.SegNotPresent != nil {
-		n += 1 + 1
-	}
-	if m.Usable != nil {
-		n += 1 + 1
-	}
+	n += 1 + sizeVarint(uint64(m.EntryNumber))
+	n += 1 + sizeVarint(uint64(m.BaseAddr))
+	n += 1 + sizeVarint(uint64(m.Limit))
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
 	return n
 }
 
 func (m *UserDescT) appendTo(b []byte) []byte {
-	if m.EntryNumber != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.EntryNumber))
-	}
-	if m.BaseAddr != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.BaseAddr))
-	}
-	if m.Limit != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Limit))
-	}
-	if m.Seg_32Bit != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, b2u(*m.Seg_32Bit))
-	}
-	if m.ContentsH != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, b2u(*m.ContentsH))
-	}
-	if m.ContentsL != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, b2u(*m.ContentsL))
-	}
-	if m.ReadExecOnly != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, b2u(*m.ReadExecOnly))
-	}
-	if m.LimitInPages != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, b2u(*m.LimitInPages))
-	}
-	if m.SegNotPresent != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, b2u(*m.SegNotPresent))
-	}
-	if m.Usable != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, b2u(*m.Usable))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.EntryNumber))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.BaseAddr))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Limit))
+	b = append(b, 0x20)
+	b = appendVarint(b, b2u(m.Seg_32Bit))
+	b = append(b, 0x28)
+	b = appendVarint(b, b2u(m.ContentsH))
+	b = append(b, 0x30)
+	b = appendVarint(b, b2u(m.ContentsL))
+	b = append(b, 0x38)
+	b = appendVarint(b, b2u(m.ReadExecOnly))
+	b = append(b, 0x40)
+	b = appendVarint(b, b2u(m.LimitInPages))
+	b = append(b, 0x48)
+	b = appendVarint(b, b2u(m.SegNotPresent))
+	b = append(b, 0x50)
+	b = appendVarint(b, b2u(m.Usable))
 	return b
 }
 
 func (m *UserDescT) checkRequired() error {
-	if m.EntryNumber == nil {
-		return missing("user_desc_t", "entry_number")
-	}
-	if m.BaseAddr == nil {
-		return missing("user_desc_t", "base_addr")
-	}
-	if m.Limit == nil {
-		return missing("user_desc_t", "limit")
-	}
-	if m.Seg_32Bit == nil {
-		return missing("user_desc_t", "seg_32bit")
-	}
-	if m.ContentsH == nil {
-		return missing("user_desc_t", "contents_h")
-	}
-	if m.ContentsL == nil {
-		return missing("user_desc_t", "contents_l")
-	}
-	if m.ReadExecOnly == nil {
-		return missing("user_desc_t", "read_exec_only")
-	}
-	if m.LimitInPages == nil {
-		return missing("user_desc_t", "limit_in_pages")
-	}
-	if m.SegNotPresent == nil {
-		return missing("user_desc_t", "seg_not_present")
-	}
-	if m.Usable == nil {
-		return missing("user_desc_t", "usable")
-	}
 	return nil
 }
 
 func (m *UserDescT) complete() {
-	if m.EntryNumber == nil {
-		v := uint32(0)
-		m.EntryNumber = &v
-	}
-	if m.BaseAddr == nil {
-		v := uint32(0)
-		m.BaseAddr = &v
-	}
-	if m.Limit == nil {
-		v := uint32(0)
-		m.Limit = &v
-	}
-	if m.Seg_32Bit == nil {
-		v := bool(false)
-		m.Seg_32Bit = &v
-	}
-	if m.ContentsH == nil {
-		v := bool(false)
-		m.ContentsH = &v
-	}
-	if m.ContentsL == nil {
-		v := bool(false)
-		m.ContentsL = &v
-	}
-	if m.ReadExecOnly == nil {
-		v := bool(true)
-		m.ReadExecOnly = &v
-	}
-	if m.LimitInPages == nil {
-		v := bool(false)
-		m.LimitInPages = &v
-	}
-	if m.SegNotPresent == nil {
-		v := bool(true)
-		m.SegNotPresent = &v
-	}
-	if m.Usable == nil {
-		v := bool(false)
-		m.Usable = &v
-	}
 }
 
 func (m *UserDescT) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -2134,8 +1725,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.EntryNumber = &x
+			m.EntryNumber = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2143,8 +1734,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.BaseAddr = &x
+			m.BaseAddr = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2152,8 +1743,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Limit = &x
+			m.Limit = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2161,8 +1752,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 4)
 			}
 			b = b[n:]
-			x := u != 0
-			m.Seg_32Bit = &x
+			m.Seg_32Bit = u != 0
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2170,8 +1761,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 5)
 			}
 			b = b[n:]
-			x := u != 0
-			m.ContentsH = &x
+			m.ContentsH = u != 0
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2179,8 +1770,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 6)
 			}
 			b = b[n:]
-			x := u != 0
-			m.ContentsL = &x
+			m.ContentsL = u != 0
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2188,8 +1779,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 7)
 			}
 			b = b[n:]
-			x := u != 0
-			m.ReadExecOnly = &x
+			m.ReadExecOnly = u != 0
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2197,8 +1788,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 8)
 			}
 			b = b[n:]
-			x := u != 0
-			m.LimitInPages = &x
+			m.LimitInPages = u != 0
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2206,8 +1797,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 9)
 			}
 			b = b[n:]
-			x := u != 0
-			m.SegNotPresent = &x
+			m.SegNotPresent = u != 0
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -2215,8 +1806,8 @@ func (m *UserDescT) unmarshal(b []byte) error {
 				return corrupt("user_desc_t", 10)
 			}
 			b = b[n:]
-			x := u != 0
-			m.Usable = &x
+			m.Usable = u != 0
+			seen |= 0x200
 			continue
 		}
 		n = skipValue(b, typ)
@@ -2225,12 +1816,42 @@ func (m *UserDescT) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("user_desc_t", "entry_number")
+	}
+	if seen&0x2 == 0 {
+		return missing("user_desc_t", "base_addr")
+	}
+	if seen&0x4 == 0 {
+		return missing("user_desc_t", "limit")
+	}
+	if seen&0x8 == 0 {
+		return missing("user_desc_t", "seg_32bit")
+	}
+	if seen&0x10 == 0 {
+		return missing("user_desc_t", "contents_h")
+	}
+	if seen&0x20 == 0 {
+		return missing("user_desc_t", "contents_l")
+	}
+	if seen&0x40 == 0 {
+		return missing("user_desc_t", "read_exec_only")
+	}
+	if seen&0x80 == 0 {
+		return missing("user_desc_t", "limit_in_pages")
+	}
+	if seen&0x100 == 0 {
+		return missing("user_desc_t", "seg_not_present")
+	}
+	if seen&0x200 == 0 {
+		return missing("user_desc_t", "usable")
+	}
 	return nil
 }
 
 // ThreadInfoX86 is thread_info_x86.
 type ThreadInfoX86 struct {
-	ClearTidAddr *uint64
+	ClearTidAddr uint64
 	Gpregs       *UserX86RegsEntry
 	Fpregs       *UserX86FpregsEntry
 	Tls          []*UserDescT
@@ -2243,8 +1864,8 @@ func (*ThreadInfoX86) ProtoName() string { return "thread_info_x86" }
 func (m *ThreadInfoX86) Reset() { *m = ThreadInfoX86{} }
 
 func (m *ThreadInfoX86) GetClearTidAddr() uint64 {
-	if m != nil && m.ClearTidAddr != nil {
-		return *m.ClearTidAddr
+	if m != nil {
+		return m.ClearTidAddr
 	}
 	return 0
 }
@@ -2271,9 +1892,7 @@ func (m *ThreadInfoX86) GetTls() []*UserDescT {
 }
 
 func (m *ThreadInfoX86) size() (n int) {
-	if m.ClearTidAddr != nil {
-		n += 1 + sizeVarint(uint64(*m.ClearTidAddr))
-	}
+	n += 1 + sizeVarint(uint64(m.ClearTidAddr))
 	if m.Gpregs != nil {
 		n += 1 + sizeBytes(m.Gpregs.size())
 	}
@@ -2287,10 +1906,8 @@ func (m *ThreadInfoX86) size() (n int) {
 }
 
 func (m *ThreadInfoX86) appendTo(b []byte) []byte {
-	if m.ClearTidAddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ClearTidAddr))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ClearTidAddr))
 	if m.Gpregs != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(m.Gpregs.size()))
@@ -2310,9 +1927,6 @@ func (m *ThreadInfoX86) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadInfoX86) checkRequired() error {
-	if m.ClearTidAddr == nil {
-		return missing("thread_info_x86", "clear_tid_addr")
-	}
 	if m.Gpregs == nil {
 		return missing("thread_info_x86", "gpregs")
 	}
@@ -2338,10 +1952,6 @@ func (m *ThreadInfoX86) checkRequired() error {
 }
 
 func (m *ThreadInfoX86) complete() {
-	if m.ClearTidAddr == nil {
-		v := uint64(0)
-		m.ClearTidAddr = &v
-	}
 	if m.Gpregs == nil {
 		m.Gpregs = new(UserX86RegsEntry)
 	}
@@ -2360,6 +1970,7 @@ func (m *ThreadInfoX86) complete() {
 }
 
 func (m *ThreadInfoX86) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -2373,8 +1984,8 @@ func (m *ThreadInfoX86) unmarshal(b []byte) error {
 				return corrupt("thread_info_x86", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.ClearTidAddr = &x
+			m.ClearTidAddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -2420,6 +2031,9 @@ func (m *ThreadInfoX86) unmarshal(b []byte) error {
 			return corrupt("thread_info_x86", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("thread_info_x86", "clear_tid_addr")
 	}
 	return nil
 }

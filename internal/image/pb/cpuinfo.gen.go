@@ -8,11 +8,11 @@ import (
 
 // CpuinfoX86Entry is cpuinfo_x86_entry.
 type CpuinfoX86Entry struct {
-	VendorId      *CpuinfoX86EntryVendor
-	CpuFamily     *uint32
-	Model         *uint32
-	Stepping      *uint32
-	CapabilityVer *uint32
+	VendorId      CpuinfoX86EntryVendor
+	CpuFamily     uint32
+	Model         uint32
+	Stepping      uint32
+	CapabilityVer uint32
 	Capability    []uint32
 	ModelId       *string
 	XfeaturesMask *uint64
@@ -27,36 +27,36 @@ func (*CpuinfoX86Entry) ProtoName() string { return "cpuinfo_x86_entry" }
 func (m *CpuinfoX86Entry) Reset() { *m = CpuinfoX86Entry{} }
 
 func (m *CpuinfoX86Entry) GetVendorId() CpuinfoX86EntryVendor {
-	if m != nil && m.VendorId != nil {
-		return *m.VendorId
+	if m != nil {
+		return m.VendorId
 	}
 	return 0
 }
 
 func (m *CpuinfoX86Entry) GetCpuFamily() uint32 {
-	if m != nil && m.CpuFamily != nil {
-		return *m.CpuFamily
+	if m != nil {
+		return m.CpuFamily
 	}
 	return 0
 }
 
 func (m *CpuinfoX86Entry) GetModel() uint32 {
-	if m != nil && m.Model != nil {
-		return *m.Model
+	if m != nil {
+		return m.Model
 	}
 	return 0
 }
 
 func (m *CpuinfoX86Entry) GetStepping() uint32 {
-	if m != nil && m.Stepping != nil {
-		return *m.Stepping
+	if m != nil {
+		return m.Stepping
 	}
 	return 0
 }
 
 func (m *CpuinfoX86Entry) GetCapabilityVer() uint32 {
-	if m != nil && m.CapabilityVer != nil {
-		return *m.CapabilityVer
+	if m != nil {
+		return m.CapabilityVer
 	}
 	return 0
 }
@@ -97,21 +97,11 @@ func (m *CpuinfoX86Entry) GetXsaveSizeMax() uint32 {
 }
 
 func (m *CpuinfoX86Entry) size() (n int) {
-	if m.VendorId != nil {
-		n += 1 + sizeVarint(uint64(*m.VendorId))
-	}
-	if m.CpuFamily != nil {
-		n += 1 + sizeVarint(uint64(*m.CpuFamily))
-	}
-	if m.Model != nil {
-		n += 1 + sizeVarint(uint64(*m.Model))
-	}
-	if m.Stepping != nil {
-		n += 1 + sizeVarint(uint64(*m.Stepping))
-	}
-	if m.CapabilityVer != nil {
-		n += 1 + sizeVarint(uint64(*m.CapabilityVer))
-	}
+	n += 1 + sizeVarint(uint64(m.VendorId))
+	n += 1 + sizeVarint(uint64(m.CpuFamily))
+	n += 1 + sizeVarint(uint64(m.Model))
+	n += 1 + sizeVarint(uint64(m.Stepping))
+	n += 1 + sizeVarint(uint64(m.CapabilityVer))
 	for _, v := range m.Capability {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -131,26 +121,16 @@ func (m *CpuinfoX86Entry) size() (n int) {
 }
 
 func (m *CpuinfoX86Entry) appendTo(b []byte) []byte {
-	if m.VendorId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.VendorId))
-	}
-	if m.CpuFamily != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.CpuFamily))
-	}
-	if m.Model != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Model))
-	}
-	if m.Stepping != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Stepping))
-	}
-	if m.CapabilityVer != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.CapabilityVer))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.VendorId))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.CpuFamily))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Model))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Stepping))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.CapabilityVer))
 	for _, v := range m.Capability {
 		b = append(b, 0x30)
 		b = appendVarint(b, uint64(v))
@@ -176,48 +156,14 @@ func (m *CpuinfoX86Entry) appendTo(b []byte) []byte {
 }
 
 func (m *CpuinfoX86Entry) checkRequired() error {
-	if m.VendorId == nil {
-		return missing("cpuinfo_x86_entry", "vendor_id")
-	}
-	if m.CpuFamily == nil {
-		return missing("cpuinfo_x86_entry", "cpu_family")
-	}
-	if m.Model == nil {
-		return missing("cpuinfo_x86_entry", "model")
-	}
-	if m.Stepping == nil {
-		return missing("cpuinfo_x86_entry", "stepping")
-	}
-	if m.CapabilityVer == nil {
-		return missing("cpuinfo_x86_entry", "capability_ver")
-	}
 	return nil
 }
 
 func (m *CpuinfoX86Entry) complete() {
-	if m.VendorId == nil {
-		v := CpuinfoX86EntryVendor(0)
-		m.VendorId = &v
-	}
-	if m.CpuFamily == nil {
-		v := uint32(0)
-		m.CpuFamily = &v
-	}
-	if m.Model == nil {
-		v := uint32(0)
-		m.Model = &v
-	}
-	if m.Stepping == nil {
-		v := uint32(0)
-		m.Stepping = &v
-	}
-	if m.CapabilityVer == nil {
-		v := uint32(0)
-		m.CapabilityVer = &v
-	}
 }
 
 func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -231,8 +177,8 @@ func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
 				return corrupt("cpuinfo_x86_entry", 1)
 			}
 			b = b[n:]
-			x := CpuinfoX86EntryVendor(u)
-			m.VendorId = &x
+			m.VendorId = CpuinfoX86EntryVendor(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -240,8 +186,8 @@ func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
 				return corrupt("cpuinfo_x86_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CpuFamily = &x
+			m.CpuFamily = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -249,8 +195,8 @@ func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
 				return corrupt("cpuinfo_x86_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Model = &x
+			m.Model = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -258,8 +204,8 @@ func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
 				return corrupt("cpuinfo_x86_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Stepping = &x
+			m.Stepping = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -267,8 +213,8 @@ func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
 				return corrupt("cpuinfo_x86_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CapabilityVer = &x
+			m.CapabilityVer = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -338,6 +284,21 @@ func (m *CpuinfoX86Entry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("cpuinfo_x86_entry", "vendor_id")
+	}
+	if seen&0x2 == 0 {
+		return missing("cpuinfo_x86_entry", "cpu_family")
+	}
+	if seen&0x4 == 0 {
+		return missing("cpuinfo_x86_entry", "model")
+	}
+	if seen&0x8 == 0 {
+		return missing("cpuinfo_x86_entry", "stepping")
+	}
+	if seen&0x10 == 0 {
+		return missing("cpuinfo_x86_entry", "capability_ver")
+	}
 	return nil
 }
 
@@ -367,7 +328,7 @@ func (x CpuinfoX86EntryVendor) String() string {
 
 // CpuinfoPpc64Entry is cpuinfo_ppc64_entry.
 type CpuinfoPpc64Entry struct {
-	Endian *CpuinfoPpc64EntryEndianness
+	Endian CpuinfoPpc64EntryEndianness
 	Hwcap  []uint64
 }
 
@@ -378,8 +339,8 @@ func (*CpuinfoPpc64Entry) ProtoName() string { return "cpuinfo_ppc64_entry" }
 func (m *CpuinfoPpc64Entry) Reset() { *m = CpuinfoPpc64Entry{} }
 
 func (m *CpuinfoPpc64Entry) GetEndian() CpuinfoPpc64EntryEndianness {
-	if m != nil && m.Endian != nil {
-		return *m.Endian
+	if m != nil {
+		return m.Endian
 	}
 	return 0
 }
@@ -392,9 +353,7 @@ func (m *CpuinfoPpc64Entry) GetHwcap() []uint64 {
 }
 
 func (m *CpuinfoPpc64Entry) size() (n int) {
-	if m.Endian != nil {
-		n += 1 + sizeVarint(uint64(*m.Endian))
-	}
+	n += 1 + sizeVarint(uint64(m.Endian))
 	for _, v := range m.Hwcap {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -402,10 +361,8 @@ func (m *CpuinfoPpc64Entry) size() (n int) {
 }
 
 func (m *CpuinfoPpc64Entry) appendTo(b []byte) []byte {
-	if m.Endian != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Endian))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Endian))
 	for _, v := range m.Hwcap {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(v))
@@ -414,20 +371,14 @@ func (m *CpuinfoPpc64Entry) appendTo(b []byte) []byte {
 }
 
 func (m *CpuinfoPpc64Entry) checkRequired() error {
-	if m.Endian == nil {
-		return missing("cpuinfo_ppc64_entry", "endian")
-	}
 	return nil
 }
 
 func (m *CpuinfoPpc64Entry) complete() {
-	if m.Endian == nil {
-		v := CpuinfoPpc64EntryEndianness(0)
-		m.Endian = &v
-	}
 }
 
 func (m *CpuinfoPpc64Entry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -441,8 +392,8 @@ func (m *CpuinfoPpc64Entry) unmarshal(b []byte) error {
 				return corrupt("cpuinfo_ppc64_entry", 1)
 			}
 			b = b[n:]
-			x := CpuinfoPpc64EntryEndianness(u)
-			m.Endian = &x
+			m.Endian = CpuinfoPpc64EntryEndianness(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -475,6 +426,9 @@ func (m *CpuinfoPpc64Entry) unmarshal(b []byte) error {
 			return corrupt("cpuinfo_ppc64_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("cpuinfo_ppc64_entry", "endian")
 	}
 	return nil
 }

@@ -4,19 +4,19 @@ package pb
 
 // CredsEntry is creds_entry.
 type CredsEntry struct {
-	Uid           *uint32
-	Gid           *uint32
-	Euid          *uint32
-	Egid          *uint32
-	Suid          *uint32
-	Sgid          *uint32
-	Fsuid         *uint32
-	Fsgid         *uint32
+	Uid           uint32
+	Gid           uint32
+	Euid          uint32
+	Egid          uint32
+	Suid          uint32
+	Sgid          uint32
+	Fsuid         uint32
+	Fsgid         uint32
 	CapInh        []uint32
 	CapPrm        []uint32
 	CapEff        []uint32
 	CapBnd        []uint32
-	Secbits       *uint32
+	Secbits       uint32
 	Groups        []uint32
 	LsmProfile    *string
 	LsmSockcreate *string
@@ -32,57 +32,57 @@ func (*CredsEntry) ProtoName() string { return "creds_entry" }
 func (m *CredsEntry) Reset() { *m = CredsEntry{} }
 
 func (m *CredsEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *CredsEntry) GetGid() uint32 {
-	if m != nil && m.Gid != nil {
-		return *m.Gid
+	if m != nil {
+		return m.Gid
 	}
 	return 0
 }
 
 func (m *CredsEntry) GetEuid() uint32 {
-	if m != nil && m.Euid != nil {
-		return *m.Euid
+	if m != nil {
+		return m.Euid
 	}
 	return 0
 }
 
 func (m *CredsEntry) GetEgid() uint32 {
-	if m != nil && m.Egid != nil {
-		return *m.Egid
+	if m != nil {
+		return m.Egid
 	}
 	return 0
 }
 
 func (m *CredsEntry) GetSuid() uint32 {
-	if m != nil && m.Suid != nil {
-		return *m.Suid
+	if m != nil {
+		return m.Suid
 	}
 	return 0
 }
 
 func (m *CredsEntry) GetSgid() uint32 {
-	if m != nil && m.Sgid != nil {
-		return *m.Sgid
+	if m != nil {
+		return m.Sgid
 	}
 	return 0
 }
 
 func (m *CredsEntry) GetFsuid() uint32 {
-	if m != nil && m.Fsuid != nil {
-		return *m.Fsuid
+	if m != nil {
+		return m.Fsuid
 	}
 	return 0
 }
 
 func (m *CredsEntry) GetFsgid() uint32 {
-	if m != nil && m.Fsgid != nil {
-		return *m.Fsgid
+	if m != nil {
+		return m.Fsgid
 	}
 	return 0
 }
@@ -116,8 +116,8 @@ func (m *CredsEntry) GetCapBnd() []uint32 {
 }
 
 func (m *CredsEntry) GetSecbits() uint32 {
-	if m != nil && m.Secbits != nil {
-		return *m.Secbits
+	if m != nil {
+		return m.Secbits
 	}
 	return 0
 }
@@ -165,30 +165,14 @@ func (m *CredsEntry) GetCapAmb() []uint32 {
 }
 
 func (m *CredsEntry) size() (n int) {
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		n += 1 + sizeVarint(uint64(*m.Gid))
-	}
-	if m.Euid != nil {
-		n += 1 + sizeVarint(uint64(*m.Euid))
-	}
-	if m.Egid != nil {
-		n += 1 + sizeVarint(uint64(*m.Egid))
-	}
-	if m.Suid != nil {
-		n += 1 + sizeVarint(uint64(*m.Suid))
-	}
-	if m.Sgid != nil {
-		n += 1 + sizeVarint(uint64(*m.Sgid))
-	}
-	if m.Fsuid != nil {
-		n += 1 + sizeVarint(uint64(*m.Fsuid))
-	}
-	if m.Fsgid != nil {
-		n += 1 + sizeVarint(uint64(*m.Fsgid))
-	}
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Gid))
+	n += 1 + sizeVarint(uint64(m.Euid))
+	n += 1 + sizeVarint(uint64(m.Egid))
+	n += 1 + sizeVarint(uint64(m.Suid))
+	n += 1 + sizeVarint(uint64(m.Sgid))
+	n += 1 + sizeVarint(uint64(m.Fsuid))
+	n += 1 + sizeVarint(uint64(m.Fsgid))
 	for _, v := range m.CapInh {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -201,9 +185,7 @@ func (m *CredsEntry) size() (n int) {
 	for _, v := range m.CapBnd {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.Secbits != nil {
-		n += 1 + sizeVarint(uint64(*m.Secbits))
-	}
+	n += 1 + sizeVarint(uint64(m.Secbits))
 	for _, v := range m.Groups {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -226,38 +208,22 @@ func (m *CredsEntry) size() (n int) {
 }
 
 func (m *CredsEntry) appendTo(b []byte) []byte {
-	if m.Uid != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Gid))
-	}
-	if m.Euid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Euid))
-	}
-	if m.Egid != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Egid))
-	}
-	if m.Suid != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Suid))
-	}
-	if m.Sgid != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Sgid))
-	}
-	if m.Fsuid != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Fsuid))
-	}
-	if m.Fsgid != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Fsgid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Gid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Euid))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Egid))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Suid))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Sgid))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Fsuid))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Fsgid))
 	for _, v := range m.CapInh {
 		b = append(b, 0x48)
 		b = appendVarint(b, uint64(v))
@@ -274,10 +240,8 @@ func (m *CredsEntry) appendTo(b []byte) []byte {
 		b = append(b, 0x60)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.Secbits != nil {
-		b = append(b, 0x68)
-		b = appendVarint(b, uint64(*m.Secbits))
-	}
+	b = append(b, 0x68)
+	b = appendVarint(b, uint64(m.Secbits))
 	for _, v := range m.Groups {
 		b = append(b, 0x70)
 		b = appendVarint(b, uint64(v))
@@ -309,76 +273,14 @@ func (m *CredsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *CredsEntry) checkRequired() error {
-	if m.Uid == nil {
-		return missing("creds_entry", "uid")
-	}
-	if m.Gid == nil {
-		return missing("creds_entry", "gid")
-	}
-	if m.Euid == nil {
-		return missing("creds_entry", "euid")
-	}
-	if m.Egid == nil {
-		return missing("creds_entry", "egid")
-	}
-	if m.Suid == nil {
-		return missing("creds_entry", "suid")
-	}
-	if m.Sgid == nil {
-		return missing("creds_entry", "sgid")
-	}
-	if m.Fsuid == nil {
-		return missing("creds_entry", "fsuid")
-	}
-	if m.Fsgid == nil {
-		return missing("creds_entry", "fsgid")
-	}
-	if m.Secbits == nil {
-		return missing("creds_entry", "secbits")
-	}
 	return nil
 }
 
 func (m *CredsEntry) complete() {
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Gid == nil {
-		v := uint32(0)
-		m.Gid = &v
-	}
-	if m.Euid == nil {
-		v := uint32(0)
-		m.Euid = &v
-	}
-	if m.Egid == nil {
-		v := uint32(0)
-		m.Egid = &v
-	}
-	if m.Suid == nil {
-		v := uint32(0)
-		m.Suid = &v
-	}
-	if m.Sgid == nil {
-		v := uint32(0)
-		m.Sgid = &v
-	}
-	if m.Fsuid == nil {
-		v := uint32(0)
-		m.Fsuid = &v
-	}
-	if m.Fsgid == nil {
-		v := uint32(0)
-		m.Fsgid = &v
-	}
-	if m.Secbits == nil {
-		v := uint32(0)
-		m.Secbits = &v
-	}
 }
 
 func (m *CredsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -392,8 +294,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -401,8 +303,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Gid = &x
+			m.Gid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -410,8 +312,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Euid = &x
+			m.Euid = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -419,8 +321,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Egid = &x
+			m.Egid = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -428,8 +330,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Suid = &x
+			m.Suid = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -437,8 +339,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Sgid = &x
+			m.Sgid = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -446,8 +348,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fsuid = &x
+			m.Fsuid = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -455,8 +357,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fsgid = &x
+			m.Fsgid = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -564,8 +466,8 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 				return corrupt("creds_entry", 13)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Secbits = &x
+			m.Secbits = uint32(u)
+			seen |= 0x100
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -658,6 +560,33 @@ func (m *CredsEntry) unmarshal(b []byte) error {
 			return corrupt("creds_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("creds_entry", "uid")
+	}
+	if seen&0x2 == 0 {
+		return missing("creds_entry", "gid")
+	}
+	if seen&0x4 == 0 {
+		return missing("creds_entry", "euid")
+	}
+	if seen&0x8 == 0 {
+		return missing("creds_entry", "egid")
+	}
+	if seen&0x10 == 0 {
+		return missing("creds_entry", "suid")
+	}
+	if seen&0x20 == 0 {
+		return missing("creds_entry", "sgid")
+	}
+	if seen&0x40 == 0 {
+		return missing("creds_entry", "fsuid")
+	}
+	if seen&0x80 == 0 {
+		return missing("creds_entry", "fsgid")
+	}
+	if seen&0x100 == 0 {
+		return missing("creds_entry", "secbits")
 	}
 	return nil
 }

@@ -32,12 +32,12 @@ func (x SeccompMode) String() string {
 
 // TaskCoreEntry is task_core_entry.
 type TaskCoreEntry struct {
-	TaskState                  *uint32
-	ExitCode                   *uint32
-	Personality                *uint32
-	Flags                      *uint32
-	BlkSigset                  *uint64
-	Comm                       *string
+	TaskState                  uint32
+	ExitCode                   uint32
+	Personality                uint32
+	Flags                      uint32
+	BlkSigset                  uint64
+	Comm                       string
 	Timers                     *TaskTimersEntry
 	Rlimits                    *TaskRlimitsEntry
 	CgSet                      *uint32
@@ -60,43 +60,43 @@ func (*TaskCoreEntry) ProtoName() string { return "task_core_entry" }
 func (m *TaskCoreEntry) Reset() { *m = TaskCoreEntry{} }
 
 func (m *TaskCoreEntry) GetTaskState() uint32 {
-	if m != nil && m.TaskState != nil {
-		return *m.TaskState
+	if m != nil {
+		return m.TaskState
 	}
 	return 0
 }
 
 func (m *TaskCoreEntry) GetExitCode() uint32 {
-	if m != nil && m.ExitCode != nil {
-		return *m.ExitCode
+	if m != nil {
+		return m.ExitCode
 	}
 	return 0
 }
 
 func (m *TaskCoreEntry) GetPersonality() uint32 {
-	if m != nil && m.Personality != nil {
-		return *m.Personality
+	if m != nil {
+		return m.Personality
 	}
 	return 0
 }
 
 func (m *TaskCoreEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *TaskCoreEntry) GetBlkSigset() uint64 {
-	if m != nil && m.BlkSigset != nil {
-		return *m.BlkSigset
+	if m != nil {
+		return m.BlkSigset
 	}
 	return 0
 }
 
 func (m *TaskCoreEntry) GetComm() string {
-	if m != nil && m.Comm != nil {
-		return *m.Comm
+	if m != nil {
+		return m.Comm
 	}
 	return ""
 }
@@ -193,24 +193,12 @@ func (m *TaskCoreEntry) GetMembarrierRegistrationMask() uint32 {
 }
 
 func (m *TaskCoreEntry) size() (n int) {
-	if m.TaskState != nil {
-		n += 1 + sizeVarint(uint64(*m.TaskState))
-	}
-	if m.ExitCode != nil {
-		n += 1 + sizeVarint(uint64(*m.ExitCode))
-	}
-	if m.Personality != nil {
-		n += 1 + sizeVarint(uint64(*m.Personality))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.BlkSigset != nil {
-		n += 1 + sizeVarint(uint64(*m.BlkSigset))
-	}
-	if m.Comm != nil {
-		n += 1 + sizeBytes(len(*m.Comm))
-	}
+	n += 1 + sizeVarint(uint64(m.TaskState))
+	n += 1 + sizeVarint(uint64(m.ExitCode))
+	n += 1 + sizeVarint(uint64(m.Personality))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.BlkSigset))
+	n += 1 + sizeBytes(len(m.Comm))
 	if m.Timers != nil {
 		n += 1 + sizeBytes(m.Timers.size())
 	}
@@ -254,31 +242,19 @@ func (m *TaskCoreEntry) size() (n int) {
 }
 
 func (m *TaskCoreEntry) appendTo(b []byte) []byte {
-	if m.TaskState != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.TaskState))
-	}
-	if m.ExitCode != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.ExitCode))
-	}
-	if m.Personality != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Personality))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.BlkSigset != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.BlkSigset))
-	}
-	if m.Comm != nil {
-		b = append(b, 0x32)
-		b = appendVarint(b, uint64(len(*m.Comm)))
-		b = append(b, *m.Comm...)
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.TaskState))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.ExitCode))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Personality))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.BlkSigset))
+	b = append(b, 0x32)
+	b = appendVarint(b, uint64(len(m.Comm)))
+	b = append(b, m.Comm...)
 	if m.Timers != nil {
 		b = append(b, 0x3a)
 		b = appendVarint(b, uint64(m.Timers.size()))
@@ -339,24 +315,6 @@ func (m *TaskCoreEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TaskCoreEntry) checkRequired() error {
-	if m.TaskState == nil {
-		return missing("task_core_entry", "task_state")
-	}
-	if m.ExitCode == nil {
-		return missing("task_core_entry", "exit_code")
-	}
-	if m.Personality == nil {
-		return missing("task_core_entry", "personality")
-	}
-	if m.Flags == nil {
-		return missing("task_core_entry", "flags")
-	}
-	if m.BlkSigset == nil {
-		return missing("task_core_entry", "blk_sigset")
-	}
-	if m.Comm == nil {
-		return missing("task_core_entry", "comm")
-	}
 	if m.Timers != nil {
 		if err := m.Timers.checkRequired(); err != nil {
 			return err
@@ -381,30 +339,6 @@ func (m *TaskCoreEntry) checkRequired() error {
 }
 
 func (m *TaskCoreEntry) complete() {
-	if m.TaskState == nil {
-		v := uint32(0)
-		m.TaskState = &v
-	}
-	if m.ExitCode == nil {
-		v := uint32(0)
-		m.ExitCode = &v
-	}
-	if m.Personality == nil {
-		v := uint32(0)
-		m.Personality = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.BlkSigset == nil {
-		v := uint64(0)
-		m.BlkSigset = &v
-	}
-	if m.Comm == nil {
-		v := string("")
-		m.Comm = &v
-	}
 	if m.Timers != nil {
 		m.Timers.complete()
 	}
@@ -420,6 +354,7 @@ func (m *TaskCoreEntry) complete() {
 }
 
 func (m *TaskCoreEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -433,8 +368,8 @@ func (m *TaskCoreEntry) unmarshal(b []byte) error {
 				return corrupt("task_core_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.TaskState = &x
+			m.TaskState = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -442,8 +377,8 @@ func (m *TaskCoreEntry) unmarshal(b []byte) error {
 				return corrupt("task_core_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.ExitCode = &x
+			m.ExitCode = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -451,8 +386,8 @@ func (m *TaskCoreEntry) unmarshal(b []byte) error {
 				return corrupt("task_core_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Personality = &x
+			m.Personality = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -460,8 +395,8 @@ func (m *TaskCoreEntry) unmarshal(b []byte) error {
 				return corrupt("task_core_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -469,8 +404,8 @@ func (m *TaskCoreEntry) unmarshal(b []byte) error {
 				return corrupt("task_core_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.BlkSigset = &x
+			m.BlkSigset = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 2:
 			v, n := consumeBytes(b)
@@ -478,8 +413,8 @@ func (m *TaskCoreEntry) unmarshal(b []byte) error {
 				return corrupt("task_core_entry", 6)
 			}
 			b = b[n:]
-			s := string(v)
-			m.Comm = &s
+			m.Comm = string(v)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 2:
 			v, n := consumeBytes(b)
@@ -620,15 +555,33 @@ func (m *TaskCoreEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("task_core_entry", "task_state")
+	}
+	if seen&0x2 == 0 {
+		return missing("task_core_entry", "exit_code")
+	}
+	if seen&0x4 == 0 {
+		return missing("task_core_entry", "personality")
+	}
+	if seen&0x8 == 0 {
+		return missing("task_core_entry", "flags")
+	}
+	if seen&0x10 == 0 {
+		return missing("task_core_entry", "blk_sigset")
+	}
+	if seen&0x20 == 0 {
+		return missing("task_core_entry", "comm")
+	}
 	return nil
 }
 
 // TaskKobjIdsEntry is task_kobj_ids_entry.
 type TaskKobjIdsEntry struct {
-	VmId       *uint32
-	FilesId    *uint32
-	FsId       *uint32
-	SighandId  *uint32
+	VmId       uint32
+	FilesId    uint32
+	FsId       uint32
+	SighandId  uint32
 	PidNsId    *uint32
 	NetNsId    *uint32
 	IpcNsId    *uint32
@@ -646,29 +599,29 @@ func (*TaskKobjIdsEntry) ProtoName() string { return "task_kobj_ids_entry" }
 func (m *TaskKobjIdsEntry) Reset() { *m = TaskKobjIdsEntry{} }
 
 func (m *TaskKobjIdsEntry) GetVmId() uint32 {
-	if m != nil && m.VmId != nil {
-		return *m.VmId
+	if m != nil {
+		return m.VmId
 	}
 	return 0
 }
 
 func (m *TaskKobjIdsEntry) GetFilesId() uint32 {
-	if m != nil && m.FilesId != nil {
-		return *m.FilesId
+	if m != nil {
+		return m.FilesId
 	}
 	return 0
 }
 
 func (m *TaskKobjIdsEntry) GetFsId() uint32 {
-	if m != nil && m.FsId != nil {
-		return *m.FsId
+	if m != nil {
+		return m.FsId
 	}
 	return 0
 }
 
 func (m *TaskKobjIdsEntry) GetSighandId() uint32 {
-	if m != nil && m.SighandId != nil {
-		return *m.SighandId
+	if m != nil {
+		return m.SighandId
 	}
 	return 0
 }
@@ -730,18 +683,10 @@ func (m *TaskKobjIdsEntry) GetTimeNsId() uint32 {
 }
 
 func (m *TaskKobjIdsEntry) size() (n int) {
-	if m.VmId != nil {
-		n += 1 + sizeVarint(uint64(*m.VmId))
-	}
-	if m.FilesId != nil {
-		n += 1 + sizeVarint(uint64(*m.FilesId))
-	}
-	if m.FsId != nil {
-		n += 1 + sizeVarint(uint64(*m.FsId))
-	}
-	if m.SighandId != nil {
-		n += 1 + sizeVarint(uint64(*m.SighandId))
-	}
+	n += 1 + sizeVarint(uint64(m.VmId))
+	n += 1 + sizeVarint(uint64(m.FilesId))
+	n += 1 + sizeVarint(uint64(m.FsId))
+	n += 1 + sizeVarint(uint64(m.SighandId))
 	if m.PidNsId != nil {
 		n += 1 + sizeVarint(uint64(*m.PidNsId))
 	}
@@ -770,22 +715,14 @@ func (m *TaskKobjIdsEntry) size() (n int) {
 }
 
 func (m *TaskKobjIdsEntry) appendTo(b []byte) []byte {
-	if m.VmId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.VmId))
-	}
-	if m.FilesId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.FilesId))
-	}
-	if m.FsId != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.FsId))
-	}
-	if m.SighandId != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.SighandId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.VmId))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.FilesId))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.FsId))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.SighandId))
 	if m.PidNsId != nil {
 		b = append(b, 0x28)
 		b = appendVarint(b, uint64(*m.PidNsId))
@@ -822,41 +759,14 @@ func (m *TaskKobjIdsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TaskKobjIdsEntry) checkRequired() error {
-	if m.VmId == nil {
-		return missing("task_kobj_ids_entry", "vm_id")
-	}
-	if m.FilesId == nil {
-		return missing("task_kobj_ids_entry", "files_id")
-	}
-	if m.FsId == nil {
-		return missing("task_kobj_ids_entry", "fs_id")
-	}
-	if m.SighandId == nil {
-		return missing("task_kobj_ids_entry", "sighand_id")
-	}
 	return nil
 }
 
 func (m *TaskKobjIdsEntry) complete() {
-	if m.VmId == nil {
-		v := uint32(0)
-		m.VmId = &v
-	}
-	if m.FilesId == nil {
-		v := uint32(0)
-		m.FilesId = &v
-	}
-	if m.FsId == nil {
-		v := uint32(0)
-		m.FsId = &v
-	}
-	if m.SighandId == nil {
-		v := uint32(0)
-		m.SighandId = &v
-	}
 }
 
 func (m *TaskKobjIdsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -870,8 +780,8 @@ func (m *TaskKobjIdsEntry) unmarshal(b []byte) error {
 				return corrupt("task_kobj_ids_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.VmId = &x
+			m.VmId = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -879,8 +789,8 @@ func (m *TaskKobjIdsEntry) unmarshal(b []byte) error {
 				return corrupt("task_kobj_ids_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.FilesId = &x
+			m.FilesId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -888,8 +798,8 @@ func (m *TaskKobjIdsEntry) unmarshal(b []byte) error {
 				return corrupt("task_kobj_ids_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.FsId = &x
+			m.FsId = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -897,8 +807,8 @@ func (m *TaskKobjIdsEntry) unmarshal(b []byte) error {
 				return corrupt("task_kobj_ids_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SighandId = &x
+			m.SighandId = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -979,14 +889,26 @@ func (m *TaskKobjIdsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("task_kobj_ids_entry", "vm_id")
+	}
+	if seen&0x2 == 0 {
+		return missing("task_kobj_ids_entry", "files_id")
+	}
+	if seen&0x4 == 0 {
+		return missing("task_kobj_ids_entry", "fs_id")
+	}
+	if seen&0x8 == 0 {
+		return missing("task_kobj_ids_entry", "sighand_id")
+	}
 	return nil
 }
 
 // ThreadSasEntry is thread_sas_entry.
 type ThreadSasEntry struct {
-	SsSp    *uint64
-	SsSize  *uint64
-	SsFlags *uint32
+	SsSp    uint64
+	SsSize  uint64
+	SsFlags uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -996,84 +918,52 @@ func (*ThreadSasEntry) ProtoName() string { return "thread_sas_entry" }
 func (m *ThreadSasEntry) Reset() { *m = ThreadSasEntry{} }
 
 func (m *ThreadSasEntry) GetSsSp() uint64 {
-	if m != nil && m.SsSp != nil {
-		return *m.SsSp
+	if m != nil {
+		return m.SsSp
 	}
 	return 0
 }
 
 func (m *ThreadSasEntry) GetSsSize() uint64 {
-	if m != nil && m.SsSize != nil {
-		return *m.SsSize
+	if m != nil {
+		return m.SsSize
 	}
 	return 0
 }
 
 func (m *ThreadSasEntry) GetSsFlags() uint32 {
-	if m != nil && m.SsFlags != nil {
-		return *m.SsFlags
+	if m != nil {
+		return m.SsFlags
 	}
 	return 0
 }
 
 func (m *ThreadSasEntry) size() (n int) {
-	if m.SsSp != nil {
-		n += 1 + sizeVarint(uint64(*m.SsSp))
-	}
-	if m.SsSize != nil {
-		n += 1 + sizeVarint(uint64(*m.SsSize))
-	}
-	if m.SsFlags != nil {
-		n += 1 + sizeVarint(uint64(*m.SsFlags))
-	}
+	n += 1 + sizeVarint(uint64(m.SsSp))
+	n += 1 + sizeVarint(uint64(m.SsSize))
+	n += 1 + sizeVarint(uint64(m.SsFlags))
 	return n
 }
 
 func (m *ThreadSasEntry) appendTo(b []byte) []byte {
-	if m.SsSp != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.SsSp))
-	}
-	if m.SsSize != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.SsSize))
-	}
-	if m.SsFlags != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.SsFlags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.SsSp))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.SsSize))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.SsFlags))
 	return b
 }
 
 func (m *ThreadSasEntry) checkRequired() error {
-	if m.SsSp == nil {
-		return missing("thread_sas_entry", "ss_sp")
-	}
-	if m.SsSize == nil {
-		return missing("thread_sas_entry", "ss_size")
-	}
-	if m.SsFlags == nil {
-		return missing("thread_sas_entry", "ss_flags")
-	}
 	return nil
 }
 
 func (m *ThreadSasEntry) complete() {
-	if m.SsSp == nil {
-		v := uint64(0)
-		m.SsSp = &v
-	}
-	if m.SsSize == nil {
-		v := uint64(0)
-		m.SsSize = &v
-	}
-	if m.SsFlags == nil {
-		v := uint32(0)
-		m.SsFlags = &v
-	}
 }
 
 func (m *ThreadSasEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1087,8 +977,8 @@ func (m *ThreadSasEntry) unmarshal(b []byte) error {
 				return corrupt("thread_sas_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.SsSp = &x
+			m.SsSp = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1096,8 +986,8 @@ func (m *ThreadSasEntry) unmarshal(b []byte) error {
 				return corrupt("thread_sas_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.SsSize = &x
+			m.SsSize = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1105,8 +995,8 @@ func (m *ThreadSasEntry) unmarshal(b []byte) error {
 				return corrupt("thread_sas_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SsFlags = &x
+			m.SsFlags = uint32(u)
+			seen |= 0x4
 			continue
 		}
 		n = skipValue(b, typ)
@@ -1115,13 +1005,22 @@ func (m *ThreadSasEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("thread_sas_entry", "ss_sp")
+	}
+	if seen&0x2 == 0 {
+		return missing("thread_sas_entry", "ss_size")
+	}
+	if seen&0x4 == 0 {
+		return missing("thread_sas_entry", "ss_flags")
+	}
 	return nil
 }
 
 // ThreadCoreEntry is thread_core_entry.
 type ThreadCoreEntry struct {
-	FutexRla          *uint64
-	FutexRlaLen       *uint32
+	FutexRla          uint64
+	FutexRlaLen       uint32
 	SchedNice         *int32
 	SchedPolicy       *uint32
 	SchedPrio         *uint32
@@ -1145,15 +1044,15 @@ func (*ThreadCoreEntry) ProtoName() string { return "thread_core_entry" }
 func (m *ThreadCoreEntry) Reset() { *m = ThreadCoreEntry{} }
 
 func (m *ThreadCoreEntry) GetFutexRla() uint64 {
-	if m != nil && m.FutexRla != nil {
-		return *m.FutexRla
+	if m != nil {
+		return m.FutexRla
 	}
 	return 0
 }
 
 func (m *ThreadCoreEntry) GetFutexRlaLen() uint32 {
-	if m != nil && m.FutexRlaLen != nil {
-		return *m.FutexRlaLen
+	if m != nil {
+		return m.FutexRlaLen
 	}
 	return 0
 }
@@ -1257,12 +1156,8 @@ func (m *ThreadCoreEntry) GetCgSet() uint32 {
 }
 
 func (m *ThreadCoreEntry) size() (n int) {
-	if m.FutexRla != nil {
-		n += 1 + sizeVarint(uint64(*m.FutexRla))
-	}
-	if m.FutexRlaLen != nil {
-		n += 1 + sizeVarint(uint64(*m.FutexRlaLen))
-	}
+	n += 1 + sizeVarint(uint64(m.FutexRla))
+	n += 1 + sizeVarint(uint64(m.FutexRlaLen))
 	if m.SchedNice != nil {
 		n += 1 + sizeVarint(uint64(uint32(*m.SchedNice)<<1^uint32(*m.SchedNice>>31)))
 	}
@@ -1309,14 +1204,10 @@ func (m *ThreadCoreEntry) size() (n int) {
 }
 
 func (m *ThreadCoreEntry) appendTo(b []byte) []byte {
-	if m.FutexRla != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.FutexRla))
-	}
-	if m.FutexRlaLen != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.FutexRlaLen))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.FutexRla))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.FutexRlaLen))
 	if m.SchedNice != nil {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(uint32(*m.SchedNice)<<1^uint32(*m.SchedNice>>31)))
@@ -1382,12 +1273,6 @@ func (m *ThreadCoreEntry) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadCoreEntry) checkRequired() error {
-	if m.FutexRla == nil {
-		return missing("thread_core_entry", "futex_rla")
-	}
-	if m.FutexRlaLen == nil {
-		return missing("thread_core_entry", "futex_rla_len")
-	}
 	if m.Sas != nil {
 		if err := m.Sas.checkRequired(); err != nil {
 			return err
@@ -1412,14 +1297,6 @@ func (m *ThreadCoreEntry) checkRequired() error {
 }
 
 func (m *ThreadCoreEntry) complete() {
-	if m.FutexRla == nil {
-		v := uint64(0)
-		m.FutexRla = &v
-	}
-	if m.FutexRlaLen == nil {
-		v := uint32(0)
-		m.FutexRlaLen = &v
-	}
 	if m.Sas != nil {
 		m.Sas.complete()
 	}
@@ -1435,6 +1312,7 @@ func (m *ThreadCoreEntry) complete() {
 }
 
 func (m *ThreadCoreEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1448,8 +1326,8 @@ func (m *ThreadCoreEntry) unmarshal(b []byte) error {
 				return corrupt("thread_core_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.FutexRla = &x
+			m.FutexRla = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1457,8 +1335,8 @@ func (m *ThreadCoreEntry) unmarshal(b []byte) error {
 				return corrupt("thread_core_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.FutexRlaLen = &x
+			m.FutexRlaLen = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1609,6 +1487,12 @@ func (m *ThreadCoreEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("thread_core_entry", "futex_rla")
+	}
+	if seen&0x2 == 0 {
+		return missing("thread_core_entry", "futex_rla_len")
+	}
 	return nil
 }
 
@@ -1693,7 +1577,7 @@ func (m *TaskRlimitsEntry) unmarshal(b []byte) error {
 
 // CoreEntry is core_entry.
 type CoreEntry struct {
-	Mtype         *CoreEntryMarch
+	Mtype         CoreEntryMarch
 	ThreadInfo    *ThreadInfoX86
 	TiArm         *ThreadInfoArm
 	TiAarch64     *ThreadInfoAarch64
@@ -1714,8 +1598,8 @@ func (*CoreEntry) ProtoName() string { return "core_entry" }
 func (m *CoreEntry) Reset() { *m = CoreEntry{} }
 
 func (m *CoreEntry) GetMtype() CoreEntryMarch {
-	if m != nil && m.Mtype != nil {
-		return *m.Mtype
+	if m != nil {
+		return m.Mtype
 	}
 	return 0
 }
@@ -1798,9 +1682,7 @@ func (m *CoreEntry) GetThreadCore() *ThreadCoreEntry {
 }
 
 func (m *CoreEntry) size() (n int) {
-	if m.Mtype != nil {
-		n += 1 + sizeVarint(uint64(*m.Mtype))
-	}
+	n += 1 + sizeVarint(uint64(m.Mtype))
 	if m.ThreadInfo != nil {
 		n += 1 + sizeBytes(m.ThreadInfo.size())
 	}
@@ -1838,10 +1720,8 @@ func (m *CoreEntry) size() (n int) {
 }
 
 func (m *CoreEntry) appendTo(b []byte) []byte {
-	if m.Mtype != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Mtype))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Mtype))
 	if m.ThreadInfo != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(m.ThreadInfo.size()))
@@ -1901,9 +1781,6 @@ func (m *CoreEntry) appendTo(b []byte) []byte {
 }
 
 func (m *CoreEntry) checkRequired() error {
-	if m.Mtype == nil {
-		return missing("core_entry", "mtype")
-	}
 	if m.ThreadInfo != nil {
 		if err := m.ThreadInfo.checkRequired(); err != nil {
 			return err
@@ -1963,10 +1840,6 @@ func (m *CoreEntry) checkRequired() error {
 }
 
 func (m *CoreEntry) complete() {
-	if m.Mtype == nil {
-		v := CoreEntryMarch(0)
-		m.Mtype = &v
-	}
 	if m.ThreadInfo != nil {
 		m.ThreadInfo.complete()
 	}
@@ -2003,6 +1876,7 @@ func (m *CoreEntry) complete() {
 }
 
 func (m *CoreEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -2016,8 +1890,8 @@ func (m *CoreEntry) unmarshal(b []byte) error {
 				return corrupt("core_entry", 1)
 			}
 			b = b[n:]
-			x := CoreEntryMarch(u)
-			m.Mtype = &x
+			m.Mtype = CoreEntryMarch(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -2168,6 +2042,9 @@ func (m *CoreEntry) unmarshal(b []byte) error {
 			return corrupt("core_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("core_entry", "mtype")
 	}
 	return nil
 }

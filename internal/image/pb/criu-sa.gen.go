@@ -4,10 +4,10 @@ package pb
 
 // SaEntry is sa_entry.
 type SaEntry struct {
-	Sigaction       *uint64
-	Flags           *uint64
-	Restorer        *uint64
-	Mask            *uint64
+	Sigaction       uint64
+	Flags           uint64
+	Restorer        uint64
+	Mask            uint64
 	CompatSigaction *bool
 	MaskExtended    *uint64
 }
@@ -19,29 +19,29 @@ func (*SaEntry) ProtoName() string { return "sa_entry" }
 func (m *SaEntry) Reset() { *m = SaEntry{} }
 
 func (m *SaEntry) GetSigaction() uint64 {
-	if m != nil && m.Sigaction != nil {
-		return *m.Sigaction
+	if m != nil {
+		return m.Sigaction
 	}
 	return 0
 }
 
 func (m *SaEntry) GetFlags() uint64 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *SaEntry) GetRestorer() uint64 {
-	if m != nil && m.Restorer != nil {
-		return *m.Restorer
+	if m != nil {
+		return m.Restorer
 	}
 	return 0
 }
 
 func (m *SaEntry) GetMask() uint64 {
-	if m != nil && m.Mask != nil {
-		return *m.Mask
+	if m != nil {
+		return m.Mask
 	}
 	return 0
 }
@@ -61,18 +61,10 @@ func (m *SaEntry) GetMaskExtended() uint64 {
 }
 
 func (m *SaEntry) size() (n int) {
-	if m.Sigaction != nil {
-		n += 1 + sizeVarint(uint64(*m.Sigaction))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Restorer != nil {
-		n += 1 + sizeVarint(uint64(*m.Restorer))
-	}
-	if m.Mask != nil {
-		n += 1 + sizeVarint(uint64(*m.Mask))
-	}
+	n += 1 + sizeVarint(uint64(m.Sigaction))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Restorer))
+	n += 1 + sizeVarint(uint64(m.Mask))
 	if m.CompatSigaction != nil {
 		n += 1 + 1
 	}
@@ -83,22 +75,14 @@ func (m *SaEntry) size() (n int) {
 }
 
 func (m *SaEntry) appendTo(b []byte) []byte {
-	if m.Sigaction != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Sigaction))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Restorer != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Restorer))
-	}
-	if m.Mask != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Mask))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Sigaction))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Restorer))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Mask))
 	if m.CompatSigaction != nil {
 		b = append(b, 0x28)
 		b = appendVarint(b, b2u(*m.CompatSigaction))
@@ -111,41 +95,14 @@ func (m *SaEntry) appendTo(b []byte) []byte {
 }
 
 func (m *SaEntry) checkRequired() error {
-	if m.Sigaction == nil {
-		return missing("sa_entry", "sigaction")
-	}
-	if m.Flags == nil {
-		return missing("sa_entry", "flags")
-	}
-	if m.Restorer == nil {
-		return missing("sa_entry", "restorer")
-	}
-	if m.Mask == nil {
-		return missing("sa_entry", "mask")
-	}
 	return nil
 }
 
 func (m *SaEntry) complete() {
-	if m.Sigaction == nil {
-		v := uint64(0)
-		m.Sigaction = &v
-	}
-	if m.Flags == nil {
-		v := uint64(0)
-		m.Flags = &v
-	}
-	if m.Restorer == nil {
-		v := uint64(0)
-		m.Restorer = &v
-	}
-	if m.Mask == nil {
-		v := uint64(0)
-		m.Mask = &v
-	}
 }
 
 func (m *SaEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -159,8 +116,8 @@ func (m *SaEntry) unmarshal(b []byte) error {
 				return corrupt("sa_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Sigaction = &x
+			m.Sigaction = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -168,8 +125,8 @@ func (m *SaEntry) unmarshal(b []byte) error {
 				return corrupt("sa_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Flags = &x
+			m.Flags = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -177,8 +134,8 @@ func (m *SaEntry) unmarshal(b []byte) error {
 				return corrupt("sa_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Restorer = &x
+			m.Restorer = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -186,8 +143,8 @@ func (m *SaEntry) unmarshal(b []byte) error {
 				return corrupt("sa_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Mask = &x
+			m.Mask = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -213,6 +170,18 @@ func (m *SaEntry) unmarshal(b []byte) error {
 			return corrupt("sa_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("sa_entry", "sigaction")
+	}
+	if seen&0x2 == 0 {
+		return missing("sa_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("sa_entry", "restorer")
+	}
+	if seen&0x8 == 0 {
+		return missing("sa_entry", "mask")
 	}
 	return nil
 }

@@ -4,15 +4,15 @@ package pb
 
 // FileStatEntry is cryo.file_stat_entry.
 type FileStatEntry struct {
-	Id        *uint32
-	Uid       *uint32
-	Gid       *uint32
-	MtimeSec  *int64
-	MtimeNsec *uint32
-	Dev       *uint64
-	Ino       *uint64
-	BtimeSec  *int64
-	BtimeNsec *uint32
+	Id        uint32
+	Uid       uint32
+	Gid       uint32
+	MtimeSec  int64
+	MtimeNsec uint32
+	Dev       uint64
+	Ino       uint64
+	BtimeSec  int64
+	BtimeNsec uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -22,210 +22,112 @@ func (*FileStatEntry) ProtoName() string { return "cryo.file_stat_entry" }
 func (m *FileStatEntry) Reset() { *m = FileStatEntry{} }
 
 func (m *FileStatEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetGid() uint32 {
-	if m != nil && m.Gid != nil {
-		return *m.Gid
+	if m != nil {
+		return m.Gid
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetMtimeSec() int64 {
-	if m != nil && m.MtimeSec != nil {
-		return *m.MtimeSec
+	if m != nil {
+		return m.MtimeSec
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetMtimeNsec() uint32 {
-	if m != nil && m.MtimeNsec != nil {
-		return *m.MtimeNsec
+	if m != nil {
+		return m.MtimeNsec
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetDev() uint64 {
-	if m != nil && m.Dev != nil {
-		return *m.Dev
+	if m != nil {
+		return m.Dev
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetIno() uint64 {
-	if m != nil && m.Ino != nil {
-		return *m.Ino
+	if m != nil {
+		return m.Ino
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetBtimeSec() int64 {
-	if m != nil && m.BtimeSec != nil {
-		return *m.BtimeSec
+	if m != nil {
+		return m.BtimeSec
 	}
 	return 0
 }
 
 func (m *FileStatEntry) GetBtimeNsec() uint32 {
-	if m != nil && m.BtimeNsec != nil {
-		return *m.BtimeNsec
+	if m != nil {
+		return m.BtimeNsec
 	}
 	return 0
 }
 
 func (m *FileStatEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		n += 1 + sizeVarint(uint64(*m.Gid))
-	}
-	if m.MtimeSec != nil {
-		n += 1 + sizeVarint(uint64(*m.MtimeSec))
-	}
-	if m.MtimeNsec != nil {
-		n += 1 + sizeVarint(uint64(*m.MtimeNsec))
-	}
-	if m.Dev != nil {
-		n += 1 + sizeVarint(uint64(*m.Dev))
-	}
-	if m.Ino != nil {
-		n += 1 + sizeVarint(uint64(*m.Ino))
-	}
-	if m.BtimeSec != nil {
-		n += 1 + sizeVarint(uint64(*m.BtimeSec))
-	}
-	if m.BtimeNsec != nil {
-		n += 1 + sizeVarint(uint64(*m.BtimeNsec))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Gid))
+	n += 1 + sizeVarint(uint64(m.MtimeSec))
+	n += 1 + sizeVarint(uint64(m.MtimeNsec))
+	n += 1 + sizeVarint(uint64(m.Dev))
+	n += 1 + sizeVarint(uint64(m.Ino))
+	n += 1 + sizeVarint(uint64(m.BtimeSec))
+	n += 1 + sizeVarint(uint64(m.BtimeNsec))
 	return n
 }
 
 func (m *FileStatEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Uid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Gid))
-	}
-	if m.MtimeSec != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.MtimeSec))
-	}
-	if m.MtimeNsec != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.MtimeNsec))
-	}
-	if m.Dev != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Dev))
-	}
-	if m.Ino != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Ino))
-	}
-	if m.BtimeSec != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.BtimeSec))
-	}
-	if m.BtimeNsec != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.BtimeNsec))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Gid))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.MtimeSec))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.MtimeNsec))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Dev))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Ino))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.BtimeSec))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.BtimeNsec))
 	return b
 }
 
 func (m *FileStatEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("cryo.file_stat_entry", "id")
-	}
-	if m.Uid == nil {
-		return missing("cryo.file_stat_entry", "uid")
-	}
-	if m.Gid == nil {
-		return missing("cryo.file_stat_entry", "gid")
-	}
-	if m.MtimeSec == nil {
-		return missing("cryo.file_stat_entry", "mtime_sec")
-	}
-	if m.MtimeNsec == nil {
-		return missing("cryo.file_stat_entry", "mtime_nsec")
-	}
-	if m.Dev == nil {
-		return missing("cryo.file_stat_entry", "dev")
-	}
-	if m.Ino == nil {
-		return missing("cryo.file_stat_entry", "ino")
-	}
-	if m.BtimeSec == nil {
-		return missing("cryo.file_stat_entry", "btime_sec")
-	}
-	if m.BtimeNsec == nil {
-		return missing("cryo.file_stat_entry", "btime_nsec")
-	}
 	return nil
 }
 
 func (m *FileStatEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Gid == nil {
-		v := uint32(0)
-		m.Gid = &v
-	}
-	if m.MtimeSec == nil {
-		v := int64(0)
-		m.MtimeSec = &v
-	}
-	if m.MtimeNsec == nil {
-		v := uint32(0)
-		m.MtimeNsec = &v
-	}
-	if m.Dev == nil {
-		v := uint64(0)
-		m.Dev = &v
-	}
-	if m.Ino == nil {
-		v := uint64(0)
-		m.Ino = &v
-	}
-	if m.BtimeSec == nil {
-		v := int64(0)
-		m.BtimeSec = &v
-	}
-	if m.BtimeNsec == nil {
-		v := uint32(0)
-		m.BtimeNsec = &v
-	}
 }
 
 func (m *FileStatEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -239,8 +141,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -248,8 +150,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -257,8 +159,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Gid = &x
+			m.Gid = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -266,8 +168,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 4)
 			}
 			b = b[n:]
-			x := int64(u)
-			m.MtimeSec = &x
+			m.MtimeSec = int64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -275,8 +177,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MtimeNsec = &x
+			m.MtimeNsec = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -284,8 +186,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Dev = &x
+			m.Dev = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -293,8 +195,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ino = &x
+			m.Ino = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -302,8 +204,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 8)
 			}
 			b = b[n:]
-			x := int64(u)
-			m.BtimeSec = &x
+			m.BtimeSec = int64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -311,8 +213,8 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.file_stat_entry", 9)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.BtimeNsec = &x
+			m.BtimeNsec = uint32(u)
+			seen |= 0x100
 			continue
 		}
 		n = skipValue(b, typ)
@@ -321,13 +223,40 @@ func (m *FileStatEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("cryo.file_stat_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("cryo.file_stat_entry", "uid")
+	}
+	if seen&0x4 == 0 {
+		return missing("cryo.file_stat_entry", "gid")
+	}
+	if seen&0x8 == 0 {
+		return missing("cryo.file_stat_entry", "mtime_sec")
+	}
+	if seen&0x10 == 0 {
+		return missing("cryo.file_stat_entry", "mtime_nsec")
+	}
+	if seen&0x20 == 0 {
+		return missing("cryo.file_stat_entry", "dev")
+	}
+	if seen&0x40 == 0 {
+		return missing("cryo.file_stat_entry", "ino")
+	}
+	if seen&0x80 == 0 {
+		return missing("cryo.file_stat_entry", "btime_sec")
+	}
+	if seen&0x100 == 0 {
+		return missing("cryo.file_stat_entry", "btime_nsec")
+	}
 	return nil
 }
 
 // SkExtraEntry is cryo.sk_extra_entry.
 type SkExtraEntry struct {
-	Id             *uint32
-	PeekOff        *int32
+	Id             uint32
+	PeekOff        int32
 	McastIfindex   []uint32
 	McastGroup     [][]byte
 	TcpFastopen    *uint32
@@ -345,15 +274,15 @@ func (*SkExtraEntry) ProtoName() string { return "cryo.sk_extra_entry" }
 func (m *SkExtraEntry) Reset() { *m = SkExtraEntry{} }
 
 func (m *SkExtraEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *SkExtraEntry) GetPeekOff() int32 {
-	if m != nil && m.PeekOff != nil {
-		return *m.PeekOff
+	if m != nil {
+		return m.PeekOff
 	}
 	return 0
 }
@@ -415,12 +344,8 @@ func (m *SkExtraEntry) GetOptValue() []int32 {
 }
 
 func (m *SkExtraEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.PeekOff != nil {
-		n += 1 + sizeVarint(uint64(*m.PeekOff))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.PeekOff))
 	for _, v := range m.McastIfindex {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -449,14 +374,10 @@ func (m *SkExtraEntry) size() (n int) {
 }
 
 func (m *SkExtraEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.PeekOff != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.PeekOff))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.PeekOff))
 	for _, v := range m.McastIfindex {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(v))
@@ -494,27 +415,14 @@ func (m *SkExtraEntry) appendTo(b []byte) []byte {
 }
 
 func (m *SkExtraEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("cryo.sk_extra_entry", "id")
-	}
-	if m.PeekOff == nil {
-		return missing("cryo.sk_extra_entry", "peek_off")
-	}
 	return nil
 }
 
 func (m *SkExtraEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.PeekOff == nil {
-		v := int32(0)
-		m.PeekOff = &v
-	}
 }
 
 func (m *SkExtraEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -528,8 +436,8 @@ func (m *SkExtraEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.sk_extra_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -537,8 +445,8 @@ func (m *SkExtraEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.sk_extra_entry", 2)
 			}
 			b = b[n:]
-			x := int32(u)
-			m.PeekOff = &x
+			m.PeekOff = int32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -682,12 +590,18 @@ func (m *SkExtraEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("cryo.sk_extra_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("cryo.sk_extra_entry", "peek_off")
+	}
 	return nil
 }
 
 // ThreadExtraEntry is cryo.thread_extra_entry.
 type ThreadExtraEntry struct {
-	Tid            *uint32
+	Tid            uint32
 	Cpus           []uint64
 	Ioprio         *uint32
 	Mdwe           *uint32
@@ -701,8 +615,8 @@ func (*ThreadExtraEntry) ProtoName() string { return "cryo.thread_extra_entry" }
 func (m *ThreadExtraEntry) Reset() { *m = ThreadExtraEntry{} }
 
 func (m *ThreadExtraEntry) GetTid() uint32 {
-	if m != nil && m.Tid != nil {
-		return *m.Tid
+	if m != nil {
+		return m.Tid
 	}
 	return 0
 }
@@ -736,9 +650,7 @@ func (m *ThreadExtraEntry) GetCoredumpFilter() uint32 {
 }
 
 func (m *ThreadExtraEntry) size() (n int) {
-	if m.Tid != nil {
-		n += 1 + sizeVarint(uint64(*m.Tid))
-	}
+	n += 1 + sizeVarint(uint64(m.Tid))
 	for _, v := range m.Cpus {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -755,10 +667,8 @@ func (m *ThreadExtraEntry) size() (n int) {
 }
 
 func (m *ThreadExtraEntry) appendTo(b []byte) []byte {
-	if m.Tid != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Tid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Tid))
 	for _, v := range m.Cpus {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(v))
@@ -779,20 +689,14 @@ func (m *ThreadExtraEntry) appendTo(b []byte) []byte {
 }
 
 func (m *ThreadExtraEntry) checkRequired() error {
-	if m.Tid == nil {
-		return missing("cryo.thread_extra_entry", "tid")
-	}
 	return nil
 }
 
 func (m *ThreadExtraEntry) complete() {
-	if m.Tid == nil {
-		v := uint32(0)
-		m.Tid = &v
-	}
 }
 
 func (m *ThreadExtraEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -806,8 +710,8 @@ func (m *ThreadExtraEntry) unmarshal(b []byte) error {
 				return corrupt("cryo.thread_extra_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Tid = &x
+			m.Tid = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -867,6 +771,9 @@ func (m *ThreadExtraEntry) unmarshal(b []byte) error {
 			return corrupt("cryo.thread_extra_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("cryo.thread_extra_entry", "tid")
 	}
 	return nil
 }

@@ -4,10 +4,10 @@ package pb
 
 // EventpollTfdEntry is eventpoll_tfd_entry.
 type EventpollTfdEntry struct {
-	Id     *uint32
-	Tfd    *uint32
-	Events *uint32
-	Data   *uint64
+	Id     uint32
+	Tfd    uint32
+	Events uint32
+	Data   uint64
 	Dev    *uint32
 	Inode  *uint64
 	Pos    *uint64
@@ -20,29 +20,29 @@ func (*EventpollTfdEntry) ProtoName() string { return "eventpoll_tfd_entry" }
 func (m *EventpollTfdEntry) Reset() { *m = EventpollTfdEntry{} }
 
 func (m *EventpollTfdEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *EventpollTfdEntry) GetTfd() uint32 {
-	if m != nil && m.Tfd != nil {
-		return *m.Tfd
+	if m != nil {
+		return m.Tfd
 	}
 	return 0
 }
 
 func (m *EventpollTfdEntry) GetEvents() uint32 {
-	if m != nil && m.Events != nil {
-		return *m.Events
+	if m != nil {
+		return m.Events
 	}
 	return 0
 }
 
 func (m *EventpollTfdEntry) GetData() uint64 {
-	if m != nil && m.Data != nil {
-		return *m.Data
+	if m != nil {
+		return m.Data
 	}
 	return 0
 }
@@ -69,18 +69,10 @@ func (m *EventpollTfdEntry) GetPos() uint64 {
 }
 
 func (m *EventpollTfdEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Tfd != nil {
-		n += 1 + sizeVarint(uint64(*m.Tfd))
-	}
-	if m.Events != nil {
-		n += 1 + sizeVarint(uint64(*m.Events))
-	}
-	if m.Data != nil {
-		n += 1 + sizeVarint(uint64(*m.Data))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Tfd))
+	n += 1 + sizeVarint(uint64(m.Events))
+	n += 1 + sizeVarint(uint64(m.Data))
 	if m.Dev != nil {
 		n += 1 + sizeVarint(uint64(*m.Dev))
 	}
@@ -94,22 +86,14 @@ func (m *EventpollTfdEntry) size() (n int) {
 }
 
 func (m *EventpollTfdEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Tfd != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Tfd))
-	}
-	if m.Events != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Events))
-	}
-	if m.Data != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Data))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Tfd))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Events))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Data))
 	if m.Dev != nil {
 		b = append(b, 0x28)
 		b = appendVarint(b, uint64(*m.Dev))
@@ -126,41 +110,14 @@ func (m *EventpollTfdEntry) appendTo(b []byte) []byte {
 }
 
 func (m *EventpollTfdEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("eventpoll_tfd_entry", "id")
-	}
-	if m.Tfd == nil {
-		return missing("eventpoll_tfd_entry", "tfd")
-	}
-	if m.Events == nil {
-		return missing("eventpoll_tfd_entry", "events")
-	}
-	if m.Data == nil {
-		return missing("eventpoll_tfd_entry", "data")
-	}
 	return nil
 }
 
 func (m *EventpollTfdEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Tfd == nil {
-		v := uint32(0)
-		m.Tfd = &v
-	}
-	if m.Events == nil {
-		v := uint32(0)
-		m.Events = &v
-	}
-	if m.Data == nil {
-		v := uint64(0)
-		m.Data = &v
-	}
 }
 
 func (m *EventpollTfdEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -174,8 +131,8 @@ func (m *EventpollTfdEntry) unmarshal(b []byte) error {
 				return corrupt("eventpoll_tfd_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -183,8 +140,8 @@ func (m *EventpollTfdEntry) unmarshal(b []byte) error {
 				return corrupt("eventpoll_tfd_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Tfd = &x
+			m.Tfd = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -192,8 +149,8 @@ func (m *EventpollTfdEntry) unmarshal(b []byte) error {
 				return corrupt("eventpoll_tfd_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Events = &x
+			m.Events = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -201,8 +158,8 @@ func (m *EventpollTfdEntry) unmarshal(b []byte) error {
 				return corrupt("eventpoll_tfd_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Data = &x
+			m.Data = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -238,13 +195,25 @@ func (m *EventpollTfdEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("eventpoll_tfd_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("eventpoll_tfd_entry", "tfd")
+	}
+	if seen&0x4 == 0 {
+		return missing("eventpoll_tfd_entry", "events")
+	}
+	if seen&0x8 == 0 {
+		return missing("eventpoll_tfd_entry", "data")
+	}
 	return nil
 }
 
 // EventpollFileEntry is eventpoll_file_entry.
 type EventpollFileEntry struct {
-	Id    *uint32
-	Flags *uint32
+	Id    uint32
+	Flags uint32
 	Fown  *FownEntry
 	Tfd   []*EventpollTfdEntry
 }
@@ -256,15 +225,15 @@ func (*EventpollFileEntry) ProtoName() string { return "eventpoll_file_entry" }
 func (m *EventpollFileEntry) Reset() { *m = EventpollFileEntry{} }
 
 func (m *EventpollFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *EventpollFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
@@ -284,12 +253,8 @@ func (m *EventpollFileEntry) GetTfd() []*EventpollTfdEntry {
 }
 
 func (m *EventpollFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -300,14 +265,10 @@ func (m *EventpollFileEntry) size() (n int) {
 }
 
 func (m *EventpollFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
 	if m.Fown != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -322,12 +283,6 @@ func (m *EventpollFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *EventpollFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("eventpoll_file_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("eventpoll_file_entry", "flags")
-	}
 	if m.Fown == nil {
 		return missing("eventpoll_file_entry", "fown")
 	}
@@ -345,14 +300,6 @@ func (m *EventpollFileEntry) checkRequired() error {
 }
 
 func (m *EventpollFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -365,6 +312,7 @@ func (m *EventpollFileEntry) complete() {
 }
 
 func (m *EventpollFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -378,8 +326,8 @@ func (m *EventpollFileEntry) unmarshal(b []byte) error {
 				return corrupt("eventpoll_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -387,8 +335,8 @@ func (m *EventpollFileEntry) unmarshal(b []byte) error {
 				return corrupt("eventpoll_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -421,6 +369,12 @@ func (m *EventpollFileEntry) unmarshal(b []byte) error {
 			return corrupt("eventpoll_file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("eventpoll_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("eventpoll_file_entry", "flags")
 	}
 	return nil
 }

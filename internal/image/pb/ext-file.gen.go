@@ -4,7 +4,7 @@ package pb
 
 // ExtFileEntry is ext_file_entry.
 type ExtFileEntry struct {
-	Id   *uint32
+	Id   uint32
 	Fown *FownEntry
 }
 
@@ -15,8 +15,8 @@ func (*ExtFileEntry) ProtoName() string { return "ext_file_entry" }
 func (m *ExtFileEntry) Reset() { *m = ExtFileEntry{} }
 
 func (m *ExtFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
@@ -29,9 +29,7 @@ func (m *ExtFileEntry) GetFown() *FownEntry {
 }
 
 func (m *ExtFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -39,10 +37,8 @@ func (m *ExtFileEntry) size() (n int) {
 }
 
 func (m *ExtFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
 	if m.Fown != nil {
 		b = append(b, 0x2a)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -52,9 +48,6 @@ func (m *ExtFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *ExtFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("ext_file_entry", "id")
-	}
 	if m.Fown == nil {
 		return missing("ext_file_entry", "fown")
 	}
@@ -67,10 +60,6 @@ func (m *ExtFileEntry) checkRequired() error {
 }
 
 func (m *ExtFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -80,6 +69,7 @@ func (m *ExtFileEntry) complete() {
 }
 
 func (m *ExtFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -93,8 +83,8 @@ func (m *ExtFileEntry) unmarshal(b []byte) error {
 				return corrupt("ext_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 5 && typ == 2:
 			v, n := consumeBytes(b)
@@ -115,6 +105,9 @@ func (m *ExtFileEntry) unmarshal(b []byte) error {
 			return corrupt("ext_file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("ext_file_entry", "id")
 	}
 	return nil
 }

@@ -92,10 +92,10 @@ func (x FdTypes) String() string {
 
 // FdinfoEntry is fdinfo_entry.
 type FdinfoEntry struct {
-	Id                   *uint32
-	Flags                *uint32
-	Type                 *FdTypes
-	Fd                   *uint32
+	Id                   uint32
+	Flags                uint32
+	Type                 FdTypes
+	Fd                   uint32
 	XattrSecuritySelinux *string
 }
 
@@ -106,29 +106,29 @@ func (*FdinfoEntry) ProtoName() string { return "fdinfo_entry" }
 func (m *FdinfoEntry) Reset() { *m = FdinfoEntry{} }
 
 func (m *FdinfoEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *FdinfoEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *FdinfoEntry) GetType() FdTypes {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *FdinfoEntry) GetFd() uint32 {
-	if m != nil && m.Fd != nil {
-		return *m.Fd
+	if m != nil {
+		return m.Fd
 	}
 	return 0
 }
@@ -141,18 +141,10 @@ func (m *FdinfoEntry) GetXattrSecuritySelinux() string {
 }
 
 func (m *FdinfoEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.Fd != nil {
-		n += 1 + sizeVarint(uint64(*m.Fd))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + sizeVarint(uint64(m.Fd))
 	if m.XattrSecuritySelinux != nil {
 		n += 1 + sizeBytes(len(*m.XattrSecuritySelinux))
 	}
@@ -160,22 +152,14 @@ func (m *FdinfoEntry) size() (n int) {
 }
 
 func (m *FdinfoEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Type != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.Fd != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Fd))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Fd))
 	if m.XattrSecuritySelinux != nil {
 		b = append(b, 0x2a)
 		b = appendVarint(b, uint64(len(*m.XattrSecuritySelinux)))
@@ -185,41 +169,14 @@ func (m *FdinfoEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FdinfoEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("fdinfo_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("fdinfo_entry", "flags")
-	}
-	if m.Type == nil {
-		return missing("fdinfo_entry", "type")
-	}
-	if m.Fd == nil {
-		return missing("fdinfo_entry", "fd")
-	}
 	return nil
 }
 
 func (m *FdinfoEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Type == nil {
-		v := FdTypes(0)
-		m.Type = &v
-	}
-	if m.Fd == nil {
-		v := uint32(0)
-		m.Fd = &v
-	}
 }
 
 func (m *FdinfoEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -233,8 +190,8 @@ func (m *FdinfoEntry) unmarshal(b []byte) error {
 				return corrupt("fdinfo_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -242,8 +199,8 @@ func (m *FdinfoEntry) unmarshal(b []byte) error {
 				return corrupt("fdinfo_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -251,8 +208,8 @@ func (m *FdinfoEntry) unmarshal(b []byte) error {
 				return corrupt("fdinfo_entry", 3)
 			}
 			b = b[n:]
-			x := FdTypes(u)
-			m.Type = &x
+			m.Type = FdTypes(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -260,8 +217,8 @@ func (m *FdinfoEntry) unmarshal(b []byte) error {
 				return corrupt("fdinfo_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Fd = &x
+			m.Fd = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 2:
 			v, n := consumeBytes(b)
@@ -279,13 +236,25 @@ func (m *FdinfoEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("fdinfo_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("fdinfo_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("fdinfo_entry", "type")
+	}
+	if seen&0x8 == 0 {
+		return missing("fdinfo_entry", "fd")
+	}
 	return nil
 }
 
 // FileEntry is file_entry.
 type FileEntry struct {
-	Type  *FdTypes
-	Id    *uint32
+	Type  FdTypes
+	Id    uint32
 	Reg   *RegFileEntry
 	Isk   *InetSkEntry
 	Nsf   *NsFileEntry
@@ -315,15 +284,15 @@ func (*FileEntry) ProtoName() string { return "file_entry" }
 func (m *FileEntry) Reset() { *m = FileEntry{} }
 
 func (m *FileEntry) GetType() FdTypes {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *FileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
@@ -469,12 +438,8 @@ func (m *FileEntry) GetPidfd() *PidfdEntry {
 }
 
 func (m *FileEntry) size() (n int) {
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + sizeVarint(uint64(m.Id))
 	if m.Reg != nil {
 		n += 1 + sizeBytes(m.Reg.size())
 	}
@@ -539,14 +504,10 @@ func (m *FileEntry) size() (n int) {
 }
 
 func (m *FileEntry) appendTo(b []byte) []byte {
-	if m.Type != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.Id != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Id))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Id))
 	if m.Reg != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Reg.size()))
@@ -651,12 +612,6 @@ func (m *FileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FileEntry) checkRequired() error {
-	if m.Type == nil {
-		return missing("file_entry", "type")
-	}
-	if m.Id == nil {
-		return missing("file_entry", "id")
-	}
 	if m.Reg != nil {
 		if err := m.Reg.checkRequired(); err != nil {
 			return err
@@ -761,14 +716,6 @@ func (m *FileEntry) checkRequired() error {
 }
 
 func (m *FileEntry) complete() {
-	if m.Type == nil {
-		v := FdTypes(0)
-		m.Type = &v
-	}
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
 	if m.Reg != nil {
 		m.Reg.complete()
 	}
@@ -832,6 +779,7 @@ func (m *FileEntry) complete() {
 }
 
 func (m *FileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -845,8 +793,8 @@ func (m *FileEntry) unmarshal(b []byte) error {
 				return corrupt("file_entry", 1)
 			}
 			b = b[n:]
-			x := FdTypes(u)
-			m.Type = &x
+			m.Type = FdTypes(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -854,8 +802,8 @@ func (m *FileEntry) unmarshal(b []byte) error {
 				return corrupt("file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1123,6 +1071,12 @@ func (m *FileEntry) unmarshal(b []byte) error {
 			return corrupt("file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("file_entry", "type")
+	}
+	if seen&0x2 == 0 {
+		return missing("file_entry", "id")
 	}
 	return nil
 }

@@ -26,8 +26,8 @@ func (x FhEntrySizes) String() string {
 
 // FhEntry is fh_entry.
 type FhEntry struct {
-	Bytes  *uint32
-	Type   *uint32
+	Bytes  uint32
+	Type   uint32
 	Handle []uint64
 	Path   *string
 	MntId  *uint32
@@ -40,15 +40,15 @@ func (*FhEntry) ProtoName() string { return "fh_entry" }
 func (m *FhEntry) Reset() { *m = FhEntry{} }
 
 func (m *FhEntry) GetBytes() uint32 {
-	if m != nil && m.Bytes != nil {
-		return *m.Bytes
+	if m != nil {
+		return m.Bytes
 	}
 	return 0
 }
 
 func (m *FhEntry) GetType() uint32 {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
@@ -75,12 +75,8 @@ func (m *FhEntry) GetMntId() uint32 {
 }
 
 func (m *FhEntry) size() (n int) {
-	if m.Bytes != nil {
-		n += 1 + sizeVarint(uint64(*m.Bytes))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
+	n += 1 + sizeVarint(uint64(m.Bytes))
+	n += 1 + sizeVarint(uint64(m.Type))
 	for _, v := range m.Handle {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -94,14 +90,10 @@ func (m *FhEntry) size() (n int) {
 }
 
 func (m *FhEntry) appendTo(b []byte) []byte {
-	if m.Bytes != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Bytes))
-	}
-	if m.Type != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Type))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Bytes))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Type))
 	for _, v := range m.Handle {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(v))
@@ -119,27 +111,14 @@ func (m *FhEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FhEntry) checkRequired() error {
-	if m.Bytes == nil {
-		return missing("fh_entry", "bytes")
-	}
-	if m.Type == nil {
-		return missing("fh_entry", "type")
-	}
 	return nil
 }
 
 func (m *FhEntry) complete() {
-	if m.Bytes == nil {
-		v := uint32(0)
-		m.Bytes = &v
-	}
-	if m.Type == nil {
-		v := uint32(0)
-		m.Type = &v
-	}
 }
 
 func (m *FhEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -153,8 +132,8 @@ func (m *FhEntry) unmarshal(b []byte) error {
 				return corrupt("fh_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Bytes = &x
+			m.Bytes = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -162,8 +141,8 @@ func (m *FhEntry) unmarshal(b []byte) error {
 				return corrupt("fh_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Type = &x
+			m.Type = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -215,14 +194,20 @@ func (m *FhEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("fh_entry", "bytes")
+	}
+	if seen&0x2 == 0 {
+		return missing("fh_entry", "type")
+	}
 	return nil
 }
 
 // IrmapCacheEntry is irmap_cache_entry.
 type IrmapCacheEntry struct {
-	Dev   *uint32
-	Inode *uint64
-	Path  *string
+	Dev   uint32
+	Inode uint64
+	Path  string
 }
 
 // ProtoName returns the message's protobuf name.
@@ -232,85 +217,53 @@ func (*IrmapCacheEntry) ProtoName() string { return "irmap_cache_entry" }
 func (m *IrmapCacheEntry) Reset() { *m = IrmapCacheEntry{} }
 
 func (m *IrmapCacheEntry) GetDev() uint32 {
-	if m != nil && m.Dev != nil {
-		return *m.Dev
+	if m != nil {
+		return m.Dev
 	}
 	return 0
 }
 
 func (m *IrmapCacheEntry) GetInode() uint64 {
-	if m != nil && m.Inode != nil {
-		return *m.Inode
+	if m != nil {
+		return m.Inode
 	}
 	return 0
 }
 
 func (m *IrmapCacheEntry) GetPath() string {
-	if m != nil && m.Path != nil {
-		return *m.Path
+	if m != nil {
+		return m.Path
 	}
 	return ""
 }
 
 func (m *IrmapCacheEntry) size() (n int) {
-	if m.Dev != nil {
-		n += 1 + sizeVarint(uint64(*m.Dev))
-	}
-	if m.Inode != nil {
-		n += 1 + sizeVarint(uint64(*m.Inode))
-	}
-	if m.Path != nil {
-		n += 1 + sizeBytes(len(*m.Path))
-	}
+	n += 1 + sizeVarint(uint64(m.Dev))
+	n += 1 + sizeVarint(uint64(m.Inode))
+	n += 1 + sizeBytes(len(m.Path))
 	return n
 }
 
 func (m *IrmapCacheEntry) appendTo(b []byte) []byte {
-	if m.Dev != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Dev))
-	}
-	if m.Inode != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Inode))
-	}
-	if m.Path != nil {
-		b = append(b, 0x1a)
-		b = appendVarint(b, uint64(len(*m.Path)))
-		b = append(b, *m.Path...)
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Dev))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Inode))
+	b = append(b, 0x1a)
+	b = appendVarint(b, uint64(len(m.Path)))
+	b = append(b, m.Path...)
 	return b
 }
 
 func (m *IrmapCacheEntry) checkRequired() error {
-	if m.Dev == nil {
-		return missing("irmap_cache_entry", "dev")
-	}
-	if m.Inode == nil {
-		return missing("irmap_cache_entry", "inode")
-	}
-	if m.Path == nil {
-		return missing("irmap_cache_entry", "path")
-	}
 	return nil
 }
 
 func (m *IrmapCacheEntry) complete() {
-	if m.Dev == nil {
-		v := uint32(0)
-		m.Dev = &v
-	}
-	if m.Inode == nil {
-		v := uint64(0)
-		m.Inode = &v
-	}
-	if m.Path == nil {
-		v := string("")
-		m.Path = &v
-	}
 }
 
 func (m *IrmapCacheEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -324,8 +277,8 @@ func (m *IrmapCacheEntry) unmarshal(b []byte) error {
 				return corrupt("irmap_cache_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Dev = &x
+			m.Dev = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -333,8 +286,8 @@ func (m *IrmapCacheEntry) unmarshal(b []byte) error {
 				return corrupt("irmap_cache_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Inode = &x
+			m.Inode = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -342,8 +295,8 @@ func (m *IrmapCacheEntry) unmarshal(b []byte) error {
 				return corrupt("irmap_cache_entry", 3)
 			}
 			b = b[n:]
-			s := string(v)
-			m.Path = &s
+			m.Path = string(v)
+			seen |= 0x4
 			continue
 		}
 		n = skipValue(b, typ)
@@ -351,6 +304,15 @@ func (m *IrmapCacheEntry) unmarshal(b []byte) error {
 			return corrupt("irmap_cache_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("irmap_cache_entry", "dev")
+	}
+	if seen&0x2 == 0 {
+		return missing("irmap_cache_entry", "inode")
+	}
+	if seen&0x4 == 0 {
+		return missing("irmap_cache_entry", "path")
 	}
 	return nil
 }

@@ -4,8 +4,8 @@ package pb
 
 // FifoEntry is fifo_entry.
 type FifoEntry struct {
-	Id     *uint32
-	PipeId *uint32
+	Id     uint32
+	PipeId uint32
 	RegfId *uint32
 }
 
@@ -16,15 +16,15 @@ func (*FifoEntry) ProtoName() string { return "fifo_entry" }
 func (m *FifoEntry) Reset() { *m = FifoEntry{} }
 
 func (m *FifoEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *FifoEntry) GetPipeId() uint32 {
-	if m != nil && m.PipeId != nil {
-		return *m.PipeId
+	if m != nil {
+		return m.PipeId
 	}
 	return 0
 }
@@ -37,12 +37,8 @@ func (m *FifoEntry) GetRegfId() uint32 {
 }
 
 func (m *FifoEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.PipeId != nil {
-		n += 1 + sizeVarint(uint64(*m.PipeId))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.PipeId))
 	if m.RegfId != nil {
 		n += 1 + sizeVarint(uint64(*m.RegfId))
 	}
@@ -50,14 +46,10 @@ func (m *FifoEntry) size() (n int) {
 }
 
 func (m *FifoEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.PipeId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.PipeId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.PipeId))
 	if m.RegfId != nil {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(*m.RegfId))
@@ -66,27 +58,14 @@ func (m *FifoEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FifoEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("fifo_entry", "id")
-	}
-	if m.PipeId == nil {
-		return missing("fifo_entry", "pipe_id")
-	}
 	return nil
 }
 
 func (m *FifoEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.PipeId == nil {
-		v := uint32(0)
-		m.PipeId = &v
-	}
 }
 
 func (m *FifoEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -100,8 +79,8 @@ func (m *FifoEntry) unmarshal(b []byte) error {
 				return corrupt("fifo_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -109,8 +88,8 @@ func (m *FifoEntry) unmarshal(b []byte) error {
 				return corrupt("fifo_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.PipeId = &x
+			m.PipeId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -127,6 +106,12 @@ func (m *FifoEntry) unmarshal(b []byte) error {
 			return corrupt("fifo_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("fifo_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("fifo_entry", "pipe_id")
 	}
 	return nil
 }

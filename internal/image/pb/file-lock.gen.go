@@ -4,12 +4,12 @@ package pb
 
 // FileLockEntry is file_lock_entry.
 type FileLockEntry struct {
-	Flag  *uint32
-	Type  *uint32
-	Pid   *int32
-	Fd    *int32
-	Start *int64
-	Len   *int64
+	Flag  uint32
+	Type  uint32
+	Pid   int32
+	Fd    int32
+	Start int64
+	Len   int64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -19,147 +19,82 @@ func (*FileLockEntry) ProtoName() string { return "file_lock_entry" }
 func (m *FileLockEntry) Reset() { *m = FileLockEntry{} }
 
 func (m *FileLockEntry) GetFlag() uint32 {
-	if m != nil && m.Flag != nil {
-		return *m.Flag
+	if m != nil {
+		return m.Flag
 	}
 	return 0
 }
 
 func (m *FileLockEntry) GetType() uint32 {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *FileLockEntry) GetPid() int32 {
-	if m != nil && m.Pid != nil {
-		return *m.Pid
+	if m != nil {
+		return m.Pid
 	}
 	return 0
 }
 
 func (m *FileLockEntry) GetFd() int32 {
-	if m != nil && m.Fd != nil {
-		return *m.Fd
+	if m != nil {
+		return m.Fd
 	}
 	return 0
 }
 
 func (m *FileLockEntry) GetStart() int64 {
-	if m != nil && m.Start != nil {
-		return *m.Start
+	if m != nil {
+		return m.Start
 	}
 	return 0
 }
 
 func (m *FileLockEntry) GetLen() int64 {
-	if m != nil && m.Len != nil {
-		return *m.Len
+	if m != nil {
+		return m.Len
 	}
 	return 0
 }
 
 func (m *FileLockEntry) size() (n int) {
-	if m.Flag != nil {
-		n += 1 + sizeVarint(uint64(*m.Flag))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.Pid != nil {
-		n += 1 + sizeVarint(uint64(*m.Pid))
-	}
-	if m.Fd != nil {
-		n += 1 + sizeVarint(uint64(*m.Fd))
-	}
-	if m.Start != nil {
-		n += 1 + sizeVarint(uint64(*m.Start))
-	}
-	if m.Len != nil {
-		n += 1 + sizeVarint(uint64(*m.Len))
-	}
+	n += 1 + sizeVarint(uint64(m.Flag))
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + sizeVarint(uint64(m.Pid))
+	n += 1 + sizeVarint(uint64(m.Fd))
+	n += 1 + sizeVarint(uint64(m.Start))
+	n += 1 + sizeVarint(uint64(m.Len))
 	return n
 }
 
 func (m *FileLockEntry) appendTo(b []byte) []byte {
-	if m.Flag != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Flag))
-	}
-	if m.Type != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.Pid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pid))
-	}
-	if m.Fd != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Fd))
-	}
-	if m.Start != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Start))
-	}
-	if m.Len != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Len))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Flag))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pid))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Fd))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Start))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Len))
 	return b
 }
 
 func (m *FileLockEntry) checkRequired() error {
-	if m.Flag == nil {
-		return missing("file_lock_entry", "flag")
-	}
-	if m.Type == nil {
-		return missing("file_lock_entry", "type")
-	}
-	if m.Pid == nil {
-		return missing("file_lock_entry", "pid")
-	}
-	if m.Fd == nil {
-		return missing("file_lock_entry", "fd")
-	}
-	if m.Start == nil {
-		return missing("file_lock_entry", "start")
-	}
-	if m.Len == nil {
-		return missing("file_lock_entry", "len")
-	}
 	return nil
 }
 
 func (m *FileLockEntry) complete() {
-	if m.Flag == nil {
-		v := uint32(0)
-		m.Flag = &v
-	}
-	if m.Type == nil {
-		v := uint32(0)
-		m.Type = &v
-	}
-	if m.Pid == nil {
-		v := int32(0)
-		m.Pid = &v
-	}
-	if m.Fd == nil {
-		v := int32(0)
-		m.Fd = &v
-	}
-	if m.Start == nil {
-		v := int64(0)
-		m.Start = &v
-	}
-	if m.Len == nil {
-		v := int64(0)
-		m.Len = &v
-	}
 }
 
 func (m *FileLockEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -173,8 +108,8 @@ func (m *FileLockEntry) unmarshal(b []byte) error {
 				return corrupt("file_lock_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flag = &x
+			m.Flag = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -182,8 +117,8 @@ func (m *FileLockEntry) unmarshal(b []byte) error {
 				return corrupt("file_lock_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Type = &x
+			m.Type = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -191,8 +126,8 @@ func (m *FileLockEntry) unmarshal(b []byte) error {
 				return corrupt("file_lock_entry", 3)
 			}
 			b = b[n:]
-			x := int32(u)
-			m.Pid = &x
+			m.Pid = int32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -200,8 +135,8 @@ func (m *FileLockEntry) unmarshal(b []byte) error {
 				return corrupt("file_lock_entry", 4)
 			}
 			b = b[n:]
-			x := int32(u)
-			m.Fd = &x
+			m.Fd = int32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -209,8 +144,8 @@ func (m *FileLockEntry) unmarshal(b []byte) error {
 				return corrupt("file_lock_entry", 5)
 			}
 			b = b[n:]
-			x := int64(u)
-			m.Start = &x
+			m.Start = int64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -218,8 +153,8 @@ func (m *FileLockEntry) unmarshal(b []byte) error {
 				return corrupt("file_lock_entry", 6)
 			}
 			b = b[n:]
-			x := int64(u)
-			m.Len = &x
+			m.Len = int64(u)
+			seen |= 0x20
 			continue
 		}
 		n = skipValue(b, typ)
@@ -227,6 +162,24 @@ func (m *FileLockEntry) unmarshal(b []byte) error {
 			return corrupt("file_lock_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("file_lock_entry", "flag")
+	}
+	if seen&0x2 == 0 {
+		return missing("file_lock_entry", "type")
+	}
+	if seen&0x4 == 0 {
+		return missing("file_lock_entry", "pid")
+	}
+	if seen&0x8 == 0 {
+		return missing("file_lock_entry", "fd")
+	}
+	if seen&0x10 == 0 {
+		return missing("file_lock_entry", "start")
+	}
+	if seen&0x20 == 0 {
+		return missing("file_lock_entry", "len")
 	}
 	return nil
 }

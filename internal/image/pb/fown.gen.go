@@ -4,11 +4,11 @@ package pb
 
 // FownEntry is fown_entry.
 type FownEntry struct {
-	Uid     *uint32
-	Euid    *uint32
-	Signum  *uint32
-	PidType *uint32
-	Pid     *uint32
+	Uid     uint32
+	Euid    uint32
+	Signum  uint32
+	PidType uint32
+	Pid     uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -18,126 +18,72 @@ func (*FownEntry) ProtoName() string { return "fown_entry" }
 func (m *FownEntry) Reset() { *m = FownEntry{} }
 
 func (m *FownEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *FownEntry) GetEuid() uint32 {
-	if m != nil && m.Euid != nil {
-		return *m.Euid
+	if m != nil {
+		return m.Euid
 	}
 	return 0
 }
 
 func (m *FownEntry) GetSignum() uint32 {
-	if m != nil && m.Signum != nil {
-		return *m.Signum
+	if m != nil {
+		return m.Signum
 	}
 	return 0
 }
 
 func (m *FownEntry) GetPidType() uint32 {
-	if m != nil && m.PidType != nil {
-		return *m.PidType
+	if m != nil {
+		return m.PidType
 	}
 	return 0
 }
 
 func (m *FownEntry) GetPid() uint32 {
-	if m != nil && m.Pid != nil {
-		return *m.Pid
+	if m != nil {
+		return m.Pid
 	}
 	return 0
 }
 
 func (m *FownEntry) size() (n int) {
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Euid != nil {
-		n += 1 + sizeVarint(uint64(*m.Euid))
-	}
-	if m.Signum != nil {
-		n += 1 + sizeVarint(uint64(*m.Signum))
-	}
-	if m.PidType != nil {
-		n += 1 + sizeVarint(uint64(*m.PidType))
-	}
-	if m.Pid != nil {
-		n += 1 + sizeVarint(uint64(*m.Pid))
-	}
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Euid))
+	n += 1 + sizeVarint(uint64(m.Signum))
+	n += 1 + sizeVarint(uint64(m.PidType))
+	n += 1 + sizeVarint(uint64(m.Pid))
 	return n
 }
 
 func (m *FownEntry) appendTo(b []byte) []byte {
-	if m.Uid != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Euid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Euid))
-	}
-	if m.Signum != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Signum))
-	}
-	if m.PidType != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.PidType))
-	}
-	if m.Pid != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Pid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Euid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Signum))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.PidType))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Pid))
 	return b
 }
 
 func (m *FownEntry) checkRequired() error {
-	if m.Uid == nil {
-		return missing("fown_entry", "uid")
-	}
-	if m.Euid == nil {
-		return missing("fown_entry", "euid")
-	}
-	if m.Signum == nil {
-		return missing("fown_entry", "signum")
-	}
-	if m.PidType == nil {
-		return missing("fown_entry", "pid_type")
-	}
-	if m.Pid == nil {
-		return missing("fown_entry", "pid")
-	}
 	return nil
 }
 
 func (m *FownEntry) complete() {
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Euid == nil {
-		v := uint32(0)
-		m.Euid = &v
-	}
-	if m.Signum == nil {
-		v := uint32(0)
-		m.Signum = &v
-	}
-	if m.PidType == nil {
-		v := uint32(0)
-		m.PidType = &v
-	}
-	if m.Pid == nil {
-		v := uint32(0)
-		m.Pid = &v
-	}
 }
 
 func (m *FownEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -151,8 +97,8 @@ func (m *FownEntry) unmarshal(b []byte) error {
 				return corrupt("fown_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -160,8 +106,8 @@ func (m *FownEntry) unmarshal(b []byte) error {
 				return corrupt("fown_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Euid = &x
+			m.Euid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -169,8 +115,8 @@ func (m *FownEntry) unmarshal(b []byte) error {
 				return corrupt("fown_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Signum = &x
+			m.Signum = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -178,8 +124,8 @@ func (m *FownEntry) unmarshal(b []byte) error {
 				return corrupt("fown_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.PidType = &x
+			m.PidType = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -187,8 +133,8 @@ func (m *FownEntry) unmarshal(b []byte) error {
 				return corrupt("fown_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Pid = &x
+			m.Pid = uint32(u)
+			seen |= 0x10
 			continue
 		}
 		n = skipValue(b, typ)
@@ -196,6 +142,21 @@ func (m *FownEntry) unmarshal(b []byte) error {
 			return corrupt("fown_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("fown_entry", "uid")
+	}
+	if seen&0x2 == 0 {
+		return missing("fown_entry", "euid")
+	}
+	if seen&0x4 == 0 {
+		return missing("fown_entry", "signum")
+	}
+	if seen&0x8 == 0 {
+		return missing("fown_entry", "pid_type")
+	}
+	if seen&0x10 == 0 {
+		return missing("fown_entry", "pid")
 	}
 	return nil
 }

@@ -4,8 +4,8 @@ package pb
 
 // FsEntry is fs_entry.
 type FsEntry struct {
-	CwdId  *uint32
-	RootId *uint32
+	CwdId  uint32
+	RootId uint32
 	Umask  *uint32
 }
 
@@ -16,15 +16,15 @@ func (*FsEntry) ProtoName() string { return "fs_entry" }
 func (m *FsEntry) Reset() { *m = FsEntry{} }
 
 func (m *FsEntry) GetCwdId() uint32 {
-	if m != nil && m.CwdId != nil {
-		return *m.CwdId
+	if m != nil {
+		return m.CwdId
 	}
 	return 0
 }
 
 func (m *FsEntry) GetRootId() uint32 {
-	if m != nil && m.RootId != nil {
-		return *m.RootId
+	if m != nil {
+		return m.RootId
 	}
 	return 0
 }
@@ -37,12 +37,8 @@ func (m *FsEntry) GetUmask() uint32 {
 }
 
 func (m *FsEntry) size() (n int) {
-	if m.CwdId != nil {
-		n += 1 + sizeVarint(uint64(*m.CwdId))
-	}
-	if m.RootId != nil {
-		n += 1 + sizeVarint(uint64(*m.RootId))
-	}
+	n += 1 + sizeVarint(uint64(m.CwdId))
+	n += 1 + sizeVarint(uint64(m.RootId))
 	if m.Umask != nil {
 		n += 1 + sizeVarint(uint64(*m.Umask))
 	}
@@ -50,14 +46,10 @@ func (m *FsEntry) size() (n int) {
 }
 
 func (m *FsEntry) appendTo(b []byte) []byte {
-	if m.CwdId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.CwdId))
-	}
-	if m.RootId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.RootId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.CwdId))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.RootId))
 	if m.Umask != nil {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(*m.Umask))
@@ -66,27 +58,14 @@ func (m *FsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FsEntry) checkRequired() error {
-	if m.CwdId == nil {
-		return missing("fs_entry", "cwd_id")
-	}
-	if m.RootId == nil {
-		return missing("fs_entry", "root_id")
-	}
 	return nil
 }
 
 func (m *FsEntry) complete() {
-	if m.CwdId == nil {
-		v := uint32(0)
-		m.CwdId = &v
-	}
-	if m.RootId == nil {
-		v := uint32(0)
-		m.RootId = &v
-	}
 }
 
 func (m *FsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -100,8 +79,8 @@ func (m *FsEntry) unmarshal(b []byte) error {
 				return corrupt("fs_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CwdId = &x
+			m.CwdId = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -109,8 +88,8 @@ func (m *FsEntry) unmarshal(b []byte) error {
 				return corrupt("fs_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.RootId = &x
+			m.RootId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -127,6 +106,12 @@ func (m *FsEntry) unmarshal(b []byte) error {
 			return corrupt("fs_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("fs_entry", "cwd_id")
+	}
+	if seen&0x2 == 0 {
+		return missing("fs_entry", "root_id")
 	}
 	return nil
 }

@@ -29,12 +29,12 @@ func (x MarkType) String() string {
 
 // InotifyWdEntry is inotify_wd_entry.
 type InotifyWdEntry struct {
-	Id          *uint32
-	IIno        *uint64
-	Mask        *uint32
-	IgnoredMask *uint32
-	SDev        *uint32
-	Wd          *uint32
+	Id          uint32
+	IIno        uint64
+	Mask        uint32
+	IgnoredMask uint32
+	SDev        uint32
+	Wd          uint32
 	FHandle     *FhEntry
 }
 
@@ -45,43 +45,43 @@ func (*InotifyWdEntry) ProtoName() string { return "inotify_wd_entry" }
 func (m *InotifyWdEntry) Reset() { *m = InotifyWdEntry{} }
 
 func (m *InotifyWdEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *InotifyWdEntry) GetIIno() uint64 {
-	if m != nil && m.IIno != nil {
-		return *m.IIno
+	if m != nil {
+		return m.IIno
 	}
 	return 0
 }
 
 func (m *InotifyWdEntry) GetMask() uint32 {
-	if m != nil && m.Mask != nil {
-		return *m.Mask
+	if m != nil {
+		return m.Mask
 	}
 	return 0
 }
 
 func (m *InotifyWdEntry) GetIgnoredMask() uint32 {
-	if m != nil && m.IgnoredMask != nil {
-		return *m.IgnoredMask
+	if m != nil {
+		return m.IgnoredMask
 	}
 	return 0
 }
 
 func (m *InotifyWdEntry) GetSDev() uint32 {
-	if m != nil && m.SDev != nil {
-		return *m.SDev
+	if m != nil {
+		return m.SDev
 	}
 	return 0
 }
 
 func (m *InotifyWdEntry) GetWd() uint32 {
-	if m != nil && m.Wd != nil {
-		return *m.Wd
+	if m != nil {
+		return m.Wd
 	}
 	return 0
 }
@@ -94,24 +94,12 @@ func (m *InotifyWdEntry) GetFHandle() *FhEntry {
 }
 
 func (m *InotifyWdEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.IIno != nil {
-		n += 1 + sizeVarint(uint64(*m.IIno))
-	}
-	if m.Mask != nil {
-		n += 1 + sizeVarint(uint64(*m.Mask))
-	}
-	if m.IgnoredMask != nil {
-		n += 1 + sizeVarint(uint64(*m.IgnoredMask))
-	}
-	if m.SDev != nil {
-		n += 1 + sizeVarint(uint64(*m.SDev))
-	}
-	if m.Wd != nil {
-		n += 1 + sizeVarint(uint64(*m.Wd))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.IIno))
+	n += 1 + sizeVarint(uint64(m.Mask))
+	n += 1 + sizeVarint(uint64(m.IgnoredMask))
+	n += 1 + sizeVarint(uint64(m.SDev))
+	n += 1 + sizeVarint(uint64(m.Wd))
 	if m.FHandle != nil {
 		n += 1 + sizeBytes(m.FHandle.size())
 	}
@@ -119,30 +107,18 @@ func (m *InotifyWdEntry) size() (n int) {
 }
 
 func (m *InotifyWdEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.IIno != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.IIno))
-	}
-	if m.Mask != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Mask))
-	}
-	if m.IgnoredMask != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.IgnoredMask))
-	}
-	if m.SDev != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.SDev))
-	}
-	if m.Wd != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Wd))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.IIno))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Mask))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.IgnoredMask))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.SDev))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Wd))
 	if m.FHandle != nil {
 		b = append(b, 0x3a)
 		b = appendVarint(b, uint64(m.FHandle.size()))
@@ -152,24 +128,6 @@ func (m *InotifyWdEntry) appendTo(b []byte) []byte {
 }
 
 func (m *InotifyWdEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("inotify_wd_entry", "id")
-	}
-	if m.IIno == nil {
-		return missing("inotify_wd_entry", "i_ino")
-	}
-	if m.Mask == nil {
-		return missing("inotify_wd_entry", "mask")
-	}
-	if m.IgnoredMask == nil {
-		return missing("inotify_wd_entry", "ignored_mask")
-	}
-	if m.SDev == nil {
-		return missing("inotify_wd_entry", "s_dev")
-	}
-	if m.Wd == nil {
-		return missing("inotify_wd_entry", "wd")
-	}
 	if m.FHandle == nil {
 		return missing("inotify_wd_entry", "f_handle")
 	}
@@ -182,30 +140,6 @@ func (m *InotifyWdEntry) checkRequired() error {
 }
 
 func (m *InotifyWdEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.IIno == nil {
-		v := uint64(0)
-		m.IIno = &v
-	}
-	if m.Mask == nil {
-		v := uint32(0)
-		m.Mask = &v
-	}
-	if m.IgnoredMask == nil {
-		v := uint32(0)
-		m.IgnoredMask = &v
-	}
-	if m.SDev == nil {
-		v := uint32(0)
-		m.SDev = &v
-	}
-	if m.Wd == nil {
-		v := uint32(0)
-		m.Wd = &v
-	}
 	if m.FHandle == nil {
 		m.FHandle = new(FhEntry)
 	}
@@ -215,6 +149,7 @@ func (m *InotifyWdEntry) complete() {
 }
 
 func (m *InotifyWdEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -228,8 +163,8 @@ func (m *InotifyWdEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_wd_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -237,8 +172,8 @@ func (m *InotifyWdEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_wd_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.IIno = &x
+			m.IIno = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -246,8 +181,8 @@ func (m *InotifyWdEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_wd_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Mask = &x
+			m.Mask = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -255,8 +190,8 @@ func (m *InotifyWdEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_wd_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.IgnoredMask = &x
+			m.IgnoredMask = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -264,8 +199,8 @@ func (m *InotifyWdEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_wd_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SDev = &x
+			m.SDev = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -273,8 +208,8 @@ func (m *InotifyWdEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_wd_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Wd = &x
+			m.Wd = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 2:
 			v, n := consumeBytes(b)
@@ -296,13 +231,31 @@ func (m *InotifyWdEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("inotify_wd_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("inotify_wd_entry", "i_ino")
+	}
+	if seen&0x4 == 0 {
+		return missing("inotify_wd_entry", "mask")
+	}
+	if seen&0x8 == 0 {
+		return missing("inotify_wd_entry", "ignored_mask")
+	}
+	if seen&0x10 == 0 {
+		return missing("inotify_wd_entry", "s_dev")
+	}
+	if seen&0x20 == 0 {
+		return missing("inotify_wd_entry", "wd")
+	}
 	return nil
 }
 
 // InotifyFileEntry is inotify_file_entry.
 type InotifyFileEntry struct {
-	Id    *uint32
-	Flags *uint32
+	Id    uint32
+	Flags uint32
 	Fown  *FownEntry
 	Wd    []*InotifyWdEntry
 }
@@ -314,15 +267,15 @@ func (*InotifyFileEntry) ProtoName() string { return "inotify_file_entry" }
 func (m *InotifyFileEntry) Reset() { *m = InotifyFileEntry{} }
 
 func (m *InotifyFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *InotifyFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
@@ -342,12 +295,8 @@ func (m *InotifyFileEntry) GetWd() []*InotifyWdEntry {
 }
 
 func (m *InotifyFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -358,14 +307,10 @@ func (m *InotifyFileEntry) size() (n int) {
 }
 
 func (m *InotifyFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
 	if m.Fown != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -380,12 +325,6 @@ func (m *InotifyFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *InotifyFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("inotify_file_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("inotify_file_entry", "flags")
-	}
 	if m.Fown == nil {
 		return missing("inotify_file_entry", "fown")
 	}
@@ -403,14 +342,6 @@ func (m *InotifyFileEntry) checkRequired() error {
 }
 
 func (m *InotifyFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -423,6 +354,7 @@ func (m *InotifyFileEntry) complete() {
 }
 
 func (m *InotifyFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -436,8 +368,8 @@ func (m *InotifyFileEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -445,8 +377,8 @@ func (m *InotifyFileEntry) unmarshal(b []byte) error {
 				return corrupt("inotify_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 4 && typ == 2:
 			v, n := consumeBytes(b)
@@ -480,12 +412,18 @@ func (m *InotifyFileEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("inotify_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("inotify_file_entry", "flags")
+	}
 	return nil
 }
 
 // FanotifyInodeMarkEntry is fanotify_inode_mark_entry.
 type FanotifyInodeMarkEntry struct {
-	IIno    *uint64
+	IIno    uint64
 	FHandle *FhEntry
 }
 
@@ -496,8 +434,8 @@ func (*FanotifyInodeMarkEntry) ProtoName() string { return "fanotify_inode_mark_
 func (m *FanotifyInodeMarkEntry) Reset() { *m = FanotifyInodeMarkEntry{} }
 
 func (m *FanotifyInodeMarkEntry) GetIIno() uint64 {
-	if m != nil && m.IIno != nil {
-		return *m.IIno
+	if m != nil {
+		return m.IIno
 	}
 	return 0
 }
@@ -510,9 +448,7 @@ func (m *FanotifyInodeMarkEntry) GetFHandle() *FhEntry {
 }
 
 func (m *FanotifyInodeMarkEntry) size() (n int) {
-	if m.IIno != nil {
-		n += 1 + sizeVarint(uint64(*m.IIno))
-	}
+	n += 1 + sizeVarint(uint64(m.IIno))
 	if m.FHandle != nil {
 		n += 1 + sizeBytes(m.FHandle.size())
 	}
@@ -520,10 +456,8 @@ func (m *FanotifyInodeMarkEntry) size() (n int) {
 }
 
 func (m *FanotifyInodeMarkEntry) appendTo(b []byte) []byte {
-	if m.IIno != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.IIno))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.IIno))
 	if m.FHandle != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(m.FHandle.size()))
@@ -533,9 +467,6 @@ func (m *FanotifyInodeMarkEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FanotifyInodeMarkEntry) checkRequired() error {
-	if m.IIno == nil {
-		return missing("fanotify_inode_mark_entry", "i_ino")
-	}
 	if m.FHandle == nil {
 		return missing("fanotify_inode_mark_entry", "f_handle")
 	}
@@ -548,10 +479,6 @@ func (m *FanotifyInodeMarkEntry) checkRequired() error {
 }
 
 func (m *FanotifyInodeMarkEntry) complete() {
-	if m.IIno == nil {
-		v := uint64(0)
-		m.IIno = &v
-	}
 	if m.FHandle == nil {
 		m.FHandle = new(FhEntry)
 	}
@@ -561,6 +488,7 @@ func (m *FanotifyInodeMarkEntry) complete() {
 }
 
 func (m *FanotifyInodeMarkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -574,8 +502,8 @@ func (m *FanotifyInodeMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_inode_mark_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.IIno = &x
+			m.IIno = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -597,12 +525,15 @@ func (m *FanotifyInodeMarkEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("fanotify_inode_mark_entry", "i_ino")
+	}
 	return nil
 }
 
 // FanotifyMountMarkEntry is fanotify_mount_mark_entry.
 type FanotifyMountMarkEntry struct {
-	MntId *uint32
+	MntId uint32
 	Path  *string
 }
 
@@ -613,8 +544,8 @@ func (*FanotifyMountMarkEntry) ProtoName() string { return "fanotify_mount_mark_
 func (m *FanotifyMountMarkEntry) Reset() { *m = FanotifyMountMarkEntry{} }
 
 func (m *FanotifyMountMarkEntry) GetMntId() uint32 {
-	if m != nil && m.MntId != nil {
-		return *m.MntId
+	if m != nil {
+		return m.MntId
 	}
 	return 0
 }
@@ -627,9 +558,7 @@ func (m *FanotifyMountMarkEntry) GetPath() string {
 }
 
 func (m *FanotifyMountMarkEntry) size() (n int) {
-	if m.MntId != nil {
-		n += 1 + sizeVarint(uint64(*m.MntId))
-	}
+	n += 1 + sizeVarint(uint64(m.MntId))
 	if m.Path != nil {
 		n += 1 + sizeBytes(len(*m.Path))
 	}
@@ -637,10 +566,8 @@ func (m *FanotifyMountMarkEntry) size() (n int) {
 }
 
 func (m *FanotifyMountMarkEntry) appendTo(b []byte) []byte {
-	if m.MntId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.MntId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.MntId))
 	if m.Path != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(len(*m.Path)))
@@ -650,20 +577,14 @@ func (m *FanotifyMountMarkEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FanotifyMountMarkEntry) checkRequired() error {
-	if m.MntId == nil {
-		return missing("fanotify_mount_mark_entry", "mnt_id")
-	}
 	return nil
 }
 
 func (m *FanotifyMountMarkEntry) complete() {
-	if m.MntId == nil {
-		v := uint32(0)
-		m.MntId = &v
-	}
 }
 
 func (m *FanotifyMountMarkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -677,8 +598,8 @@ func (m *FanotifyMountMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_mount_mark_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MntId = &x
+			m.MntId = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -696,17 +617,20 @@ func (m *FanotifyMountMarkEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("fanotify_mount_mark_entry", "mnt_id")
+	}
 	return nil
 }
 
 // FanotifyMarkEntry is fanotify_mark_entry.
 type FanotifyMarkEntry struct {
-	Id          *uint32
-	Type        *MarkType
-	Mflags      *uint32
-	Mask        *uint32
-	IgnoredMask *uint32
-	SDev        *uint32
+	Id          uint32
+	Type        MarkType
+	Mflags      uint32
+	Mask        uint32
+	IgnoredMask uint32
+	SDev        uint32
 	Ie          *FanotifyInodeMarkEntry
 	Me          *FanotifyMountMarkEntry
 }
@@ -718,43 +642,43 @@ func (*FanotifyMarkEntry) ProtoName() string { return "fanotify_mark_entry" }
 func (m *FanotifyMarkEntry) Reset() { *m = FanotifyMarkEntry{} }
 
 func (m *FanotifyMarkEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *FanotifyMarkEntry) GetType() MarkType {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *FanotifyMarkEntry) GetMflags() uint32 {
-	if m != nil && m.Mflags != nil {
-		return *m.Mflags
+	if m != nil {
+		return m.Mflags
 	}
 	return 0
 }
 
 func (m *FanotifyMarkEntry) GetMask() uint32 {
-	if m != nil && m.Mask != nil {
-		return *m.Mask
+	if m != nil {
+		return m.Mask
 	}
 	return 0
 }
 
 func (m *FanotifyMarkEntry) GetIgnoredMask() uint32 {
-	if m != nil && m.IgnoredMask != nil {
-		return *m.IgnoredMask
+	if m != nil {
+		return m.IgnoredMask
 	}
 	return 0
 }
 
 func (m *FanotifyMarkEntry) GetSDev() uint32 {
-	if m != nil && m.SDev != nil {
-		return *m.SDev
+	if m != nil {
+		return m.SDev
 	}
 	return 0
 }
@@ -774,24 +698,12 @@ func (m *FanotifyMarkEntry) GetMe() *FanotifyMountMarkEntry {
 }
 
 func (m *FanotifyMarkEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.Mflags != nil {
-		n += 1 + sizeVarint(uint64(*m.Mflags))
-	}
-	if m.Mask != nil {
-		n += 1 + sizeVarint(uint64(*m.Mask))
-	}
-	if m.IgnoredMask != nil {
-		n += 1 + sizeVarint(uint64(*m.IgnoredMask))
-	}
-	if m.SDev != nil {
-		n += 1 + sizeVarint(uint64(*m.SDev))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + sizeVarint(uint64(m.Mflags))
+	n += 1 + sizeVarint(uint64(m.Mask))
+	n += 1 + sizeVarint(uint64(m.IgnoredMask))
+	n += 1 + sizeVarint(uint64(m.SDev))
 	if m.Ie != nil {
 		n += 1 + sizeBytes(m.Ie.size())
 	}
@@ -802,30 +714,18 @@ func (m *FanotifyMarkEntry) size() (n int) {
 }
 
 func (m *FanotifyMarkEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Type != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.Mflags != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Mflags))
-	}
-	if m.Mask != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Mask))
-	}
-	if m.IgnoredMask != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.IgnoredMask))
-	}
-	if m.SDev != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.SDev))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Mflags))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Mask))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.IgnoredMask))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.SDev))
 	if m.Ie != nil {
 		b = append(b, 0x3a)
 		b = appendVarint(b, uint64(m.Ie.size()))
@@ -840,24 +740,6 @@ func (m *FanotifyMarkEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FanotifyMarkEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("fanotify_mark_entry", "id")
-	}
-	if m.Type == nil {
-		return missing("fanotify_mark_entry", "type")
-	}
-	if m.Mflags == nil {
-		return missing("fanotify_mark_entry", "mflags")
-	}
-	if m.Mask == nil {
-		return missing("fanotify_mark_entry", "mask")
-	}
-	if m.IgnoredMask == nil {
-		return missing("fanotify_mark_entry", "ignored_mask")
-	}
-	if m.SDev == nil {
-		return missing("fanotify_mark_entry", "s_dev")
-	}
 	if m.Ie != nil {
 		if err := m.Ie.checkRequired(); err != nil {
 			return err
@@ -872,30 +754,6 @@ func (m *FanotifyMarkEntry) checkRequired() error {
 }
 
 func (m *FanotifyMarkEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Type == nil {
-		v := MarkType(0)
-		m.Type = &v
-	}
-	if m.Mflags == nil {
-		v := uint32(0)
-		m.Mflags = &v
-	}
-	if m.Mask == nil {
-		v := uint32(0)
-		m.Mask = &v
-	}
-	if m.IgnoredMask == nil {
-		v := uint32(0)
-		m.IgnoredMask = &v
-	}
-	if m.SDev == nil {
-		v := uint32(0)
-		m.SDev = &v
-	}
 	if m.Ie != nil {
 		m.Ie.complete()
 	}
@@ -905,6 +763,7 @@ func (m *FanotifyMarkEntry) complete() {
 }
 
 func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -918,8 +777,8 @@ func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_mark_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -927,8 +786,8 @@ func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_mark_entry", 2)
 			}
 			b = b[n:]
-			x := MarkType(u)
-			m.Type = &x
+			m.Type = MarkType(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -936,8 +795,8 @@ func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_mark_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Mflags = &x
+			m.Mflags = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -945,8 +804,8 @@ func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_mark_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Mask = &x
+			m.Mask = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -954,8 +813,8 @@ func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_mark_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.IgnoredMask = &x
+			m.IgnoredMask = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -963,8 +822,8 @@ func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_mark_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SDev = &x
+			m.SDev = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 2:
 			v, n := consumeBytes(b)
@@ -999,16 +858,34 @@ func (m *FanotifyMarkEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("fanotify_mark_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("fanotify_mark_entry", "type")
+	}
+	if seen&0x4 == 0 {
+		return missing("fanotify_mark_entry", "mflags")
+	}
+	if seen&0x8 == 0 {
+		return missing("fanotify_mark_entry", "mask")
+	}
+	if seen&0x10 == 0 {
+		return missing("fanotify_mark_entry", "ignored_mask")
+	}
+	if seen&0x20 == 0 {
+		return missing("fanotify_mark_entry", "s_dev")
+	}
 	return nil
 }
 
 // FanotifyFileEntry is fanotify_file_entry.
 type FanotifyFileEntry struct {
-	Id      *uint32
-	Flags   *uint32
+	Id      uint32
+	Flags   uint32
 	Fown    *FownEntry
-	Faflags *uint32
-	Evflags *uint32
+	Faflags uint32
+	Evflags uint32
 	Mark    []*FanotifyMarkEntry
 }
 
@@ -1019,15 +896,15 @@ func (*FanotifyFileEntry) ProtoName() string { return "fanotify_file_entry" }
 func (m *FanotifyFileEntry) Reset() { *m = FanotifyFileEntry{} }
 
 func (m *FanotifyFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *FanotifyFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
@@ -1040,15 +917,15 @@ func (m *FanotifyFileEntry) GetFown() *FownEntry {
 }
 
 func (m *FanotifyFileEntry) GetFaflags() uint32 {
-	if m != nil && m.Faflags != nil {
-		return *m.Faflags
+	if m != nil {
+		return m.Faflags
 	}
 	return 0
 }
 
 func (m *FanotifyFileEntry) GetEvflags() uint32 {
-	if m != nil && m.Evflags != nil {
-		return *m.Evflags
+	if m != nil {
+		return m.Evflags
 	}
 	return 0
 }
@@ -1061,21 +938,13 @@ func (m *FanotifyFileEntry) GetMark() []*FanotifyMarkEntry {
 }
 
 func (m *FanotifyFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
-	if m.Faflags != nil {
-		n += 1 + sizeVarint(uint64(*m.Faflags))
-	}
-	if m.Evflags != nil {
-		n += 1 + sizeVarint(uint64(*m.Evflags))
-	}
+	n += 1 + sizeVarint(uint64(m.Faflags))
+	n += 1 + sizeVarint(uint64(m.Evflags))
 	for _, v := range m.Mark {
 		n += 1 + sizeBytes(v.size())
 	}
@@ -1083,27 +952,19 @@ func (m *FanotifyFileEntry) size() (n int) {
 }
 
 func (m *FanotifyFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
 	if m.Fown != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Fown.size()))
 		b = m.Fown.appendTo(b)
 	}
-	if m.Faflags != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Faflags))
-	}
-	if m.Evflags != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Evflags))
-	}
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Faflags))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Evflags))
 	for _, v := range m.Mark {
 		b = append(b, 0x32)
 		b = appendVarint(b, uint64(v.size()))
@@ -1113,12 +974,6 @@ func (m *FanotifyFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *FanotifyFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("fanotify_file_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("fanotify_file_entry", "flags")
-	}
 	if m.Fown == nil {
 		return missing("fanotify_file_entry", "fown")
 	}
@@ -1126,12 +981,6 @@ func (m *FanotifyFileEntry) checkRequired() error {
 		if err := m.Fown.checkRequired(); err != nil {
 			return err
 		}
-	}
-	if m.Faflags == nil {
-		return missing("fanotify_file_entry", "faflags")
-	}
-	if m.Evflags == nil {
-		return missing("fanotify_file_entry", "evflags")
 	}
 	for _, v := range m.Mark {
 		if err := v.checkRequired(); err != nil {
@@ -1142,27 +991,11 @@ func (m *FanotifyFileEntry) checkRequired() error {
 }
 
 func (m *FanotifyFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
 	if m.Fown != nil {
 		m.Fown.complete()
-	}
-	if m.Faflags == nil {
-		v := uint32(0)
-		m.Faflags = &v
-	}
-	if m.Evflags == nil {
-		v := uint32(0)
-		m.Evflags = &v
 	}
 	for _, v := range m.Mark {
 		v.complete()
@@ -1170,6 +1003,7 @@ func (m *FanotifyFileEntry) complete() {
 }
 
 func (m *FanotifyFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1183,8 +1017,8 @@ func (m *FanotifyFileEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1192,8 +1026,8 @@ func (m *FanotifyFileEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1214,8 +1048,8 @@ func (m *FanotifyFileEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_file_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Faflags = &x
+			m.Faflags = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1223,8 +1057,8 @@ func (m *FanotifyFileEntry) unmarshal(b []byte) error {
 				return corrupt("fanotify_file_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Evflags = &x
+			m.Evflags = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 6 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1244,6 +1078,18 @@ func (m *FanotifyFileEntry) unmarshal(b []byte) error {
 			return corrupt("fanotify_file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("fanotify_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("fanotify_file_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("fanotify_file_entry", "faflags")
+	}
+	if seen&0x8 == 0 {
+		return missing("fanotify_file_entry", "evflags")
 	}
 	return nil
 }

@@ -4,9 +4,9 @@ package pb
 
 // GhostFileEntry is ghost_file_entry.
 type GhostFileEntry struct {
-	Uid          *uint32
-	Gid          *uint32
-	Mode         *uint32
+	Uid          uint32
+	Gid          uint32
+	Mode         uint32
 	Dev          *uint32
 	Ino          *uint64
 	Rdev         *uint32
@@ -24,22 +24,22 @@ func (*GhostFileEntry) ProtoName() string { return "ghost_file_entry" }
 func (m *GhostFileEntry) Reset() { *m = GhostFileEntry{} }
 
 func (m *GhostFileEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *GhostFileEntry) GetGid() uint32 {
-	if m != nil && m.Gid != nil {
-		return *m.Gid
+	if m != nil {
+		return m.Gid
 	}
 	return 0
 }
 
 func (m *GhostFileEntry) GetMode() uint32 {
-	if m != nil && m.Mode != nil {
-		return *m.Mode
+	if m != nil {
+		return m.Mode
 	}
 	return 0
 }
@@ -101,15 +101,9 @@ func (m *GhostFileEntry) GetSymlnkTarget() string {
 }
 
 func (m *GhostFileEntry) size() (n int) {
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		n += 1 + sizeVarint(uint64(*m.Gid))
-	}
-	if m.Mode != nil {
-		n += 1 + sizeVarint(uint64(*m.Mode))
-	}
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Gid))
+	n += 1 + sizeVarint(uint64(m.Mode))
 	if m.Dev != nil {
 		n += 1 + sizeVarint(uint64(*m.Dev))
 	}
@@ -138,18 +132,12 @@ func (m *GhostFileEntry) size() (n int) {
 }
 
 func (m *GhostFileEntry) appendTo(b []byte) []byte {
-	if m.Uid != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Gid))
-	}
-	if m.Mode != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Mode))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Gid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Mode))
 	if m.Dev != nil {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(*m.Dev))
@@ -189,15 +177,6 @@ func (m *GhostFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *GhostFileEntry) checkRequired() error {
-	if m.Uid == nil {
-		return missing("ghost_file_entry", "uid")
-	}
-	if m.Gid == nil {
-		return missing("ghost_file_entry", "gid")
-	}
-	if m.Mode == nil {
-		return missing("ghost_file_entry", "mode")
-	}
 	if m.Atim != nil {
 		if err := m.Atim.checkRequired(); err != nil {
 			return err
@@ -212,18 +191,6 @@ func (m *GhostFileEntry) checkRequired() error {
 }
 
 func (m *GhostFileEntry) complete() {
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Gid == nil {
-		v := uint32(0)
-		m.Gid = &v
-	}
-	if m.Mode == nil {
-		v := uint32(0)
-		m.Mode = &v
-	}
 	if m.Atim != nil {
 		m.Atim.complete()
 	}
@@ -233,6 +200,7 @@ func (m *GhostFileEntry) complete() {
 }
 
 func (m *GhostFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -246,8 +214,8 @@ func (m *GhostFileEntry) unmarshal(b []byte) error {
 				return corrupt("ghost_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -255,8 +223,8 @@ func (m *GhostFileEntry) unmarshal(b []byte) error {
 				return corrupt("ghost_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Gid = &x
+			m.Gid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -264,8 +232,8 @@ func (m *GhostFileEntry) unmarshal(b []byte) error {
 				return corrupt("ghost_file_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Mode = &x
+			m.Mode = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -354,13 +322,22 @@ func (m *GhostFileEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("ghost_file_entry", "uid")
+	}
+	if seen&0x2 == 0 {
+		return missing("ghost_file_entry", "gid")
+	}
+	if seen&0x4 == 0 {
+		return missing("ghost_file_entry", "mode")
+	}
 	return nil
 }
 
 // GhostChunkEntry is ghost_chunk_entry.
 type GhostChunkEntry struct {
-	Len *uint64
-	Off *uint64
+	Len uint64
+	Off uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -370,63 +347,42 @@ func (*GhostChunkEntry) ProtoName() string { return "ghost_chunk_entry" }
 func (m *GhostChunkEntry) Reset() { *m = GhostChunkEntry{} }
 
 func (m *GhostChunkEntry) GetLen() uint64 {
-	if m != nil && m.Len != nil {
-		return *m.Len
+	if m != nil {
+		return m.Len
 	}
 	return 0
 }
 
 func (m *GhostChunkEntry) GetOff() uint64 {
-	if m != nil && m.Off != nil {
-		return *m.Off
+	if m != nil {
+		return m.Off
 	}
 	return 0
 }
 
 func (m *GhostChunkEntry) size() (n int) {
-	if m.Len != nil {
-		n += 1 + sizeVarint(uint64(*m.Len))
-	}
-	if m.Off != nil {
-		n += 1 + sizeVarint(uint64(*m.Off))
-	}
+	n += 1 + sizeVarint(uint64(m.Len))
+	n += 1 + sizeVarint(uint64(m.Off))
 	return n
 }
 
 func (m *GhostChunkEntry) appendTo(b []byte) []byte {
-	if m.Len != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Len))
-	}
-	if m.Off != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Off))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Len))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Off))
 	return b
 }
 
 func (m *GhostChunkEntry) checkRequired() error {
-	if m.Len == nil {
-		return missing("ghost_chunk_entry", "len")
-	}
-	if m.Off == nil {
-		return missing("ghost_chunk_entry", "off")
-	}
 	return nil
 }
 
 func (m *GhostChunkEntry) complete() {
-	if m.Len == nil {
-		v := uint64(0)
-		m.Len = &v
-	}
-	if m.Off == nil {
-		v := uint64(0)
-		m.Off = &v
-	}
 }
 
 func (m *GhostChunkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -440,8 +396,8 @@ func (m *GhostChunkEntry) unmarshal(b []byte) error {
 				return corrupt("ghost_chunk_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Len = &x
+			m.Len = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -449,8 +405,8 @@ func (m *GhostChunkEntry) unmarshal(b []byte) error {
 				return corrupt("ghost_chunk_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Off = &x
+			m.Off = uint64(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -458,6 +414,12 @@ func (m *GhostChunkEntry) unmarshal(b []byte) error {
 			return corrupt("ghost_chunk_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("ghost_chunk_entry", "len")
+	}
+	if seen&0x2 == 0 {
+		return missing("ghost_chunk_entry", "off")
 	}
 	return nil
 }

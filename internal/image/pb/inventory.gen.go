@@ -99,7 +99,7 @@ func (m *PluginsEntry) unmarshal(b []byte) error {
 
 // InventoryEntry is inventory_entry.
 type InventoryEntry struct {
-	ImgVersion        *uint32
+	ImgVersion        uint32
 	FdinfoPerId       *bool
 	RootIds           *TaskKobjIdsEntry
 	NsPerId           *bool
@@ -121,8 +121,8 @@ func (*InventoryEntry) ProtoName() string { return "inventory_entry" }
 func (m *InventoryEntry) Reset() { *m = InventoryEntry{} }
 
 func (m *InventoryEntry) GetImgVersion() uint32 {
-	if m != nil && m.ImgVersion != nil {
-		return *m.ImgVersion
+	if m != nil {
+		return m.ImgVersion
 	}
 	return 0
 }
@@ -212,9 +212,7 @@ func (m *InventoryEntry) GetAllowUprobes() bool {
 }
 
 func (m *InventoryEntry) size() (n int) {
-	if m.ImgVersion != nil {
-		n += 1 + sizeVarint(uint64(*m.ImgVersion))
-	}
+	n += 1 + sizeVarint(uint64(m.ImgVersion))
 	if m.FdinfoPerId != nil {
 		n += 1 + 1
 	}
@@ -255,10 +253,8 @@ func (m *InventoryEntry) size() (n int) {
 }
 
 func (m *InventoryEntry) appendTo(b []byte) []byte {
-	if m.ImgVersion != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ImgVersion))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ImgVersion))
 	if m.FdinfoPerId != nil {
 		b = append(b, 0x10)
 		b = appendVarint(b, b2u(*m.FdinfoPerId))
@@ -314,9 +310,6 @@ func (m *InventoryEntry) appendTo(b []byte) []byte {
 }
 
 func (m *InventoryEntry) checkRequired() error {
-	if m.ImgVersion == nil {
-		return missing("inventory_entry", "img_version")
-	}
 	if m.RootIds != nil {
 		if err := m.RootIds.checkRequired(); err != nil {
 			return err
@@ -326,10 +319,6 @@ func (m *InventoryEntry) checkRequired() error {
 }
 
 func (m *InventoryEntry) complete() {
-	if m.ImgVersion == nil {
-		v := uint32(0)
-		m.ImgVersion = &v
-	}
 	if m.RootIds != nil {
 		m.RootIds.complete()
 	}
@@ -339,6 +328,7 @@ func (m *InventoryEntry) complete() {
 }
 
 func (m *InventoryEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -352,8 +342,8 @@ func (m *InventoryEntry) unmarshal(b []byte) error {
 				return corrupt("inventory_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.ImgVersion = &x
+			m.ImgVersion = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -477,6 +467,9 @@ func (m *InventoryEntry) unmarshal(b []byte) error {
 			return corrupt("inventory_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("inventory_entry", "img_version")
 	}
 	return nil
 }

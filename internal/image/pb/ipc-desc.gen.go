@@ -4,13 +4,13 @@ package pb
 
 // IpcDescEntry is ipc_desc_entry.
 type IpcDescEntry struct {
-	Key  *uint32
-	Uid  *uint32
-	Gid  *uint32
-	Cuid *uint32
-	Cgid *uint32
-	Mode *uint32
-	Id   *uint32
+	Key  uint32
+	Uid  uint32
+	Gid  uint32
+	Cuid uint32
+	Cgid uint32
+	Mode uint32
+	Id   uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -20,168 +20,92 @@ func (*IpcDescEntry) ProtoName() string { return "ipc_desc_entry" }
 func (m *IpcDescEntry) Reset() { *m = IpcDescEntry{} }
 
 func (m *IpcDescEntry) GetKey() uint32 {
-	if m != nil && m.Key != nil {
-		return *m.Key
+	if m != nil {
+		return m.Key
 	}
 	return 0
 }
 
 func (m *IpcDescEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *IpcDescEntry) GetGid() uint32 {
-	if m != nil && m.Gid != nil {
-		return *m.Gid
+	if m != nil {
+		return m.Gid
 	}
 	return 0
 }
 
 func (m *IpcDescEntry) GetCuid() uint32 {
-	if m != nil && m.Cuid != nil {
-		return *m.Cuid
+	if m != nil {
+		return m.Cuid
 	}
 	return 0
 }
 
 func (m *IpcDescEntry) GetCgid() uint32 {
-	if m != nil && m.Cgid != nil {
-		return *m.Cgid
+	if m != nil {
+		return m.Cgid
 	}
 	return 0
 }
 
 func (m *IpcDescEntry) GetMode() uint32 {
-	if m != nil && m.Mode != nil {
-		return *m.Mode
+	if m != nil {
+		return m.Mode
 	}
 	return 0
 }
 
 func (m *IpcDescEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *IpcDescEntry) size() (n int) {
-	if m.Key != nil {
-		n += 1 + sizeVarint(uint64(*m.Key))
-	}
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		n += 1 + sizeVarint(uint64(*m.Gid))
-	}
-	if m.Cuid != nil {
-		n += 1 + sizeVarint(uint64(*m.Cuid))
-	}
-	if m.Cgid != nil {
-		n += 1 + sizeVarint(uint64(*m.Cgid))
-	}
-	if m.Mode != nil {
-		n += 1 + sizeVarint(uint64(*m.Mode))
-	}
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
+	n += 1 + sizeVarint(uint64(m.Key))
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Gid))
+	n += 1 + sizeVarint(uint64(m.Cuid))
+	n += 1 + sizeVarint(uint64(m.Cgid))
+	n += 1 + sizeVarint(uint64(m.Mode))
+	n += 1 + sizeVarint(uint64(m.Id))
 	return n
 }
 
 func (m *IpcDescEntry) appendTo(b []byte) []byte {
-	if m.Key != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Key))
-	}
-	if m.Uid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Gid))
-	}
-	if m.Cuid != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Cuid))
-	}
-	if m.Cgid != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Cgid))
-	}
-	if m.Mode != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Mode))
-	}
-	if m.Id != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Id))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Key))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Gid))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Cuid))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Cgid))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Mode))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Id))
 	return b
 }
 
 func (m *IpcDescEntry) checkRequired() error {
-	if m.Key == nil {
-		return missing("ipc_desc_entry", "key")
-	}
-	if m.Uid == nil {
-		return missing("ipc_desc_entry", "uid")
-	}
-	if m.Gid == nil {
-		return missing("ipc_desc_entry", "gid")
-	}
-	if m.Cuid == nil {
-		return missing("ipc_desc_entry", "cuid")
-	}
-	if m.Cgid == nil {
-		return missing("ipc_desc_entry", "cgid")
-	}
-	if m.Mode == nil {
-		return missing("ipc_desc_entry", "mode")
-	}
-	if m.Id == nil {
-		return missing("ipc_desc_entry", "id")
-	}
 	return nil
 }
 
 func (m *IpcDescEntry) complete() {
-	if m.Key == nil {
-		v := uint32(0)
-		m.Key = &v
-	}
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Gid == nil {
-		v := uint32(0)
-		m.Gid = &v
-	}
-	if m.Cuid == nil {
-		v := uint32(0)
-		m.Cuid = &v
-	}
-	if m.Cgid == nil {
-		v := uint32(0)
-		m.Cgid = &v
-	}
-	if m.Mode == nil {
-		v := uint32(0)
-		m.Mode = &v
-	}
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
 }
 
 func (m *IpcDescEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -195,8 +119,8 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_desc_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Key = &x
+			m.Key = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -204,8 +128,8 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_desc_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -213,8 +137,8 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_desc_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Gid = &x
+			m.Gid = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -222,8 +146,8 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_desc_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Cuid = &x
+			m.Cuid = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -231,8 +155,8 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_desc_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Cgid = &x
+			m.Cgid = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -240,8 +164,8 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_desc_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Mode = &x
+			m.Mode = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -249,8 +173,8 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_desc_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x40
 			continue
 		}
 		n = skipValue(b, typ)
@@ -258,6 +182,27 @@ func (m *IpcDescEntry) unmarshal(b []byte) error {
 			return corrupt("ipc_desc_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("ipc_desc_entry", "key")
+	}
+	if seen&0x2 == 0 {
+		return missing("ipc_desc_entry", "uid")
+	}
+	if seen&0x4 == 0 {
+		return missing("ipc_desc_entry", "gid")
+	}
+	if seen&0x8 == 0 {
+		return missing("ipc_desc_entry", "cuid")
+	}
+	if seen&0x10 == 0 {
+		return missing("ipc_desc_entry", "cgid")
+	}
+	if seen&0x20 == 0 {
+		return missing("ipc_desc_entry", "mode")
+	}
+	if seen&0x40 == 0 {
+		return missing("ipc_desc_entry", "id")
 	}
 	return nil
 }

@@ -4,8 +4,8 @@ package pb
 
 // IpcMsg is ipc_msg.
 type IpcMsg struct {
-	Mtype *uint64
-	Msize *uint32
+	Mtype uint64
+	Msize uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -15,63 +15,42 @@ func (*IpcMsg) ProtoName() string { return "ipc_msg" }
 func (m *IpcMsg) Reset() { *m = IpcMsg{} }
 
 func (m *IpcMsg) GetMtype() uint64 {
-	if m != nil && m.Mtype != nil {
-		return *m.Mtype
+	if m != nil {
+		return m.Mtype
 	}
 	return 0
 }
 
 func (m *IpcMsg) GetMsize() uint32 {
-	if m != nil && m.Msize != nil {
-		return *m.Msize
+	if m != nil {
+		return m.Msize
 	}
 	return 0
 }
 
 func (m *IpcMsg) size() (n int) {
-	if m.Mtype != nil {
-		n += 1 + sizeVarint(uint64(*m.Mtype))
-	}
-	if m.Msize != nil {
-		n += 1 + sizeVarint(uint64(*m.Msize))
-	}
+	n += 1 + sizeVarint(uint64(m.Mtype))
+	n += 1 + sizeVarint(uint64(m.Msize))
 	return n
 }
 
 func (m *IpcMsg) appendTo(b []byte) []byte {
-	if m.Mtype != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Mtype))
-	}
-	if m.Msize != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Msize))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Mtype))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Msize))
 	return b
 }
 
 func (m *IpcMsg) checkRequired() error {
-	if m.Mtype == nil {
-		return missing("ipc_msg", "mtype")
-	}
-	if m.Msize == nil {
-		return missing("ipc_msg", "msize")
-	}
 	return nil
 }
 
 func (m *IpcMsg) complete() {
-	if m.Mtype == nil {
-		v := uint64(0)
-		m.Mtype = &v
-	}
-	if m.Msize == nil {
-		v := uint32(0)
-		m.Msize = &v
-	}
 }
 
 func (m *IpcMsg) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -85,8 +64,8 @@ func (m *IpcMsg) unmarshal(b []byte) error {
 				return corrupt("ipc_msg", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Mtype = &x
+			m.Mtype = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -94,8 +73,8 @@ func (m *IpcMsg) unmarshal(b []byte) error {
 				return corrupt("ipc_msg", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Msize = &x
+			m.Msize = uint32(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -104,14 +83,20 @@ func (m *IpcMsg) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("ipc_msg", "mtype")
+	}
+	if seen&0x2 == 0 {
+		return missing("ipc_msg", "msize")
+	}
 	return nil
 }
 
 // IpcMsgEntry is ipc_msg_entry.
 type IpcMsgEntry struct {
 	Desc   *IpcDescEntry
-	Qbytes *uint32
-	Qnum   *uint32
+	Qbytes uint32
+	Qnum   uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -128,15 +113,15 @@ func (m *IpcMsgEntry) GetDesc() *IpcDescEntry {
 }
 
 func (m *IpcMsgEntry) GetQbytes() uint32 {
-	if m != nil && m.Qbytes != nil {
-		return *m.Qbytes
+	if m != nil {
+		return m.Qbytes
 	}
 	return 0
 }
 
 func (m *IpcMsgEntry) GetQnum() uint32 {
-	if m != nil && m.Qnum != nil {
-		return *m.Qnum
+	if m != nil {
+		return m.Qnum
 	}
 	return 0
 }
@@ -145,12 +130,8 @@ func (m *IpcMsgEntry) size() (n int) {
 	if m.Desc != nil {
 		n += 1 + sizeBytes(m.Desc.size())
 	}
-	if m.Qbytes != nil {
-		n += 1 + sizeVarint(uint64(*m.Qbytes))
-	}
-	if m.Qnum != nil {
-		n += 1 + sizeVarint(uint64(*m.Qnum))
-	}
+	n += 1 + sizeVarint(uint64(m.Qbytes))
+	n += 1 + sizeVarint(uint64(m.Qnum))
 	return n
 }
 
@@ -160,14 +141,10 @@ func (m *IpcMsgEntry) appendTo(b []byte) []byte {
 		b = appendVarint(b, uint64(m.Desc.size()))
 		b = m.Desc.appendTo(b)
 	}
-	if m.Qbytes != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Qbytes))
-	}
-	if m.Qnum != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Qnum))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Qbytes))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Qnum))
 	return b
 }
 
@@ -180,12 +157,6 @@ func (m *IpcMsgEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.Qbytes == nil {
-		return missing("ipc_msg_entry", "qbytes")
-	}
-	if m.Qnum == nil {
-		return missing("ipc_msg_entry", "qnum")
-	}
 	return nil
 }
 
@@ -196,17 +167,10 @@ func (m *IpcMsgEntry) complete() {
 	if m.Desc != nil {
 		m.Desc.complete()
 	}
-	if m.Qbytes == nil {
-		v := uint32(0)
-		m.Qbytes = &v
-	}
-	if m.Qnum == nil {
-		v := uint32(0)
-		m.Qnum = &v
-	}
 }
 
 func (m *IpcMsgEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -233,8 +197,8 @@ func (m *IpcMsgEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_msg_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Qbytes = &x
+			m.Qbytes = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -242,8 +206,8 @@ func (m *IpcMsgEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_msg_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Qnum = &x
+			m.Qnum = uint32(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -251,6 +215,12 @@ func (m *IpcMsgEntry) unmarshal(b []byte) error {
 			return corrupt("ipc_msg_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("ipc_msg_entry", "qbytes")
+	}
+	if seen&0x2 == 0 {
+		return missing("ipc_msg_entry", "qnum")
 	}
 	return nil
 }

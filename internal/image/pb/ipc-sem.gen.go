@@ -5,7 +5,7 @@ package pb
 // IpcSemEntry is ipc_sem_entry.
 type IpcSemEntry struct {
 	Desc  *IpcDescEntry
-	Nsems *uint32
+	Nsems uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -22,8 +22,8 @@ func (m *IpcSemEntry) GetDesc() *IpcDescEntry {
 }
 
 func (m *IpcSemEntry) GetNsems() uint32 {
-	if m != nil && m.Nsems != nil {
-		return *m.Nsems
+	if m != nil {
+		return m.Nsems
 	}
 	return 0
 }
@@ -32,9 +32,7 @@ func (m *IpcSemEntry) size() (n int) {
 	if m.Desc != nil {
 		n += 1 + sizeBytes(m.Desc.size())
 	}
-	if m.Nsems != nil {
-		n += 1 + sizeVarint(uint64(*m.Nsems))
-	}
+	n += 1 + sizeVarint(uint64(m.Nsems))
 	return n
 }
 
@@ -44,10 +42,8 @@ func (m *IpcSemEntry) appendTo(b []byte) []byte {
 		b = appendVarint(b, uint64(m.Desc.size()))
 		b = m.Desc.appendTo(b)
 	}
-	if m.Nsems != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Nsems))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Nsems))
 	return b
 }
 
@@ -60,9 +56,6 @@ func (m *IpcSemEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.Nsems == nil {
-		return missing("ipc_sem_entry", "nsems")
-	}
 	return nil
 }
 
@@ -73,13 +66,10 @@ func (m *IpcSemEntry) complete() {
 	if m.Desc != nil {
 		m.Desc.complete()
 	}
-	if m.Nsems == nil {
-		v := uint32(0)
-		m.Nsems = &v
-	}
 }
 
 func (m *IpcSemEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -106,8 +96,8 @@ func (m *IpcSemEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_sem_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Nsems = &x
+			m.Nsems = uint32(u)
+			seen |= 0x1
 			continue
 		}
 		n = skipValue(b, typ)
@@ -115,6 +105,9 @@ func (m *IpcSemEntry) unmarshal(b []byte) error {
 			return corrupt("ipc_sem_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("ipc_sem_entry", "nsems")
 	}
 	return nil
 }

@@ -5,7 +5,7 @@ package pb
 // IpcShmEntry is ipc_shm_entry.
 type IpcShmEntry struct {
 	Desc        *IpcDescEntry
-	Size        *uint64
+	Size        uint64
 	InPagemaps  *bool
 	HugetlbFlag *uint32
 }
@@ -24,8 +24,8 @@ func (m *IpcShmEntry) GetDesc() *IpcDescEntry {
 }
 
 func (m *IpcShmEntry) GetSize() uint64 {
-	if m != nil && m.Size != nil {
-		return *m.Size
+	if m != nil {
+		return m.Size
 	}
 	return 0
 }
@@ -48,9 +48,7 @@ func (m *IpcShmEntry) size() (n int) {
 	if m.Desc != nil {
 		n += 1 + sizeBytes(m.Desc.size())
 	}
-	if m.Size != nil {
-		n += 1 + sizeVarint(uint64(*m.Size))
-	}
+	n += 1 + sizeVarint(uint64(m.Size))
 	if m.InPagemaps != nil {
 		n += 1 + 1
 	}
@@ -66,10 +64,8 @@ func (m *IpcShmEntry) appendTo(b []byte) []byte {
 		b = appendVarint(b, uint64(m.Desc.size()))
 		b = m.Desc.appendTo(b)
 	}
-	if m.Size != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Size))
-	}
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Size))
 	if m.InPagemaps != nil {
 		b = append(b, 0x18)
 		b = appendVarint(b, b2u(*m.InPagemaps))
@@ -90,9 +86,6 @@ func (m *IpcShmEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.Size == nil {
-		return missing("ipc_shm_entry", "size")
-	}
 	return nil
 }
 
@@ -103,13 +96,10 @@ func (m *IpcShmEntry) complete() {
 	if m.Desc != nil {
 		m.Desc.complete()
 	}
-	if m.Size == nil {
-		v := uint64(0)
-		m.Size = &v
-	}
 }
 
 func (m *IpcShmEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -136,8 +126,8 @@ func (m *IpcShmEntry) unmarshal(b []byte) error {
 				return corrupt("ipc_shm_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Size = &x
+			m.Size = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -163,6 +153,9 @@ func (m *IpcShmEntry) unmarshal(b []byte) error {
 			return corrupt("ipc_shm_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("ipc_shm_entry", "size")
 	}
 	return nil
 }

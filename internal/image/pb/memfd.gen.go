@@ -4,11 +4,11 @@ package pb
 
 // MemfdFileEntry is memfd_file_entry.
 type MemfdFileEntry struct {
-	Id      *uint32
-	Flags   *uint32
-	Pos     *uint64
+	Id      uint32
+	Flags   uint32
+	Pos     uint64
 	Fown    *FownEntry
-	InodeId *uint32
+	InodeId uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -18,22 +18,22 @@ func (*MemfdFileEntry) ProtoName() string { return "memfd_file_entry" }
 func (m *MemfdFileEntry) Reset() { *m = MemfdFileEntry{} }
 
 func (m *MemfdFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *MemfdFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *MemfdFileEntry) GetPos() uint64 {
-	if m != nil && m.Pos != nil {
-		return *m.Pos
+	if m != nil {
+		return m.Pos
 	}
 	return 0
 }
@@ -46,66 +46,41 @@ func (m *MemfdFileEntry) GetFown() *FownEntry {
 }
 
 func (m *MemfdFileEntry) GetInodeId() uint32 {
-	if m != nil && m.InodeId != nil {
-		return *m.InodeId
+	if m != nil {
+		return m.InodeId
 	}
 	return 0
 }
 
 func (m *MemfdFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Pos != nil {
-		n += 1 + sizeVarint(uint64(*m.Pos))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Pos))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
-	if m.InodeId != nil {
-		n += 1 + sizeVarint(uint64(*m.InodeId))
-	}
+	n += 1 + sizeVarint(uint64(m.InodeId))
 	return n
 }
 
 func (m *MemfdFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Pos != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pos))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pos))
 	if m.Fown != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(m.Fown.size()))
 		b = m.Fown.appendTo(b)
 	}
-	if m.InodeId != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.InodeId))
-	}
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.InodeId))
 	return b
 }
 
 func (m *MemfdFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("memfd_file_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("memfd_file_entry", "flags")
-	}
-	if m.Pos == nil {
-		return missing("memfd_file_entry", "pos")
-	}
 	if m.Fown == nil {
 		return missing("memfd_file_entry", "fown")
 	}
@@ -114,38 +89,20 @@ func (m *MemfdFileEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.InodeId == nil {
-		return missing("memfd_file_entry", "inode_id")
-	}
 	return nil
 }
 
 func (m *MemfdFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Pos == nil {
-		v := uint64(0)
-		m.Pos = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
 	if m.Fown != nil {
 		m.Fown.complete()
 	}
-	if m.InodeId == nil {
-		v := uint32(0)
-		m.InodeId = &v
-	}
 }
 
 func (m *MemfdFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -159,8 +116,8 @@ func (m *MemfdFileEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -168,8 +125,8 @@ func (m *MemfdFileEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -177,8 +134,8 @@ func (m *MemfdFileEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_file_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pos = &x
+			m.Pos = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 2:
 			v, n := consumeBytes(b)
@@ -199,8 +156,8 @@ func (m *MemfdFileEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_file_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.InodeId = &x
+			m.InodeId = uint32(u)
+			seen |= 0x8
 			continue
 		}
 		n = skipValue(b, typ)
@@ -209,18 +166,30 @@ func (m *MemfdFileEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("memfd_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("memfd_file_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("memfd_file_entry", "pos")
+	}
+	if seen&0x8 == 0 {
+		return missing("memfd_file_entry", "inode_id")
+	}
 	return nil
 }
 
 // MemfdInodeEntry is memfd_inode_entry.
 type MemfdInodeEntry struct {
-	Name        *string
-	Uid         *uint32
-	Gid         *uint32
-	Size        *uint64
-	Shmid       *uint32
-	Seals       *uint32
-	InodeId     *uint64
+	Name        string
+	Uid         uint32
+	Gid         uint32
+	Size        uint64
+	Shmid       uint32
+	Seals       uint32
+	InodeId     uint64
 	HugetlbFlag *uint32
 	Mode        *uint32
 }
@@ -232,50 +201,50 @@ func (*MemfdInodeEntry) ProtoName() string { return "memfd_inode_entry" }
 func (m *MemfdInodeEntry) Reset() { *m = MemfdInodeEntry{} }
 
 func (m *MemfdInodeEntry) GetName() string {
-	if m != nil && m.Name != nil {
-		return *m.Name
+	if m != nil {
+		return m.Name
 	}
 	return ""
 }
 
 func (m *MemfdInodeEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *MemfdInodeEntry) GetGid() uint32 {
-	if m != nil && m.Gid != nil {
-		return *m.Gid
+	if m != nil {
+		return m.Gid
 	}
 	return 0
 }
 
 func (m *MemfdInodeEntry) GetSize() uint64 {
-	if m != nil && m.Size != nil {
-		return *m.Size
+	if m != nil {
+		return m.Size
 	}
 	return 0
 }
 
 func (m *MemfdInodeEntry) GetShmid() uint32 {
-	if m != nil && m.Shmid != nil {
-		return *m.Shmid
+	if m != nil {
+		return m.Shmid
 	}
 	return 0
 }
 
 func (m *MemfdInodeEntry) GetSeals() uint32 {
-	if m != nil && m.Seals != nil {
-		return *m.Seals
+	if m != nil {
+		return m.Seals
 	}
 	return 0
 }
 
 func (m *MemfdInodeEntry) GetInodeId() uint64 {
-	if m != nil && m.InodeId != nil {
-		return *m.InodeId
+	if m != nil {
+		return m.InodeId
 	}
 	return 0
 }
@@ -295,27 +264,13 @@ func (m *MemfdInodeEntry) GetMode() uint32 {
 }
 
 func (m *MemfdInodeEntry) size() (n int) {
-	if m.Name != nil {
-		n += 1 + sizeBytes(len(*m.Name))
-	}
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		n += 1 + sizeVarint(uint64(*m.Gid))
-	}
-	if m.Size != nil {
-		n += 1 + sizeVarint(uint64(*m.Size))
-	}
-	if m.Shmid != nil {
-		n += 1 + sizeVarint(uint64(*m.Shmid))
-	}
-	if m.Seals != nil {
-		n += 1 + sizeVarint(uint64(*m.Seals))
-	}
-	if m.InodeId != nil {
-		n += 1 + sizeVarint(uint64(*m.InodeId))
-	}
+	n += 1 + sizeBytes(len(m.Name))
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Gid))
+	n += 1 + sizeVarint(uint64(m.Size))
+	n += 1 + sizeVarint(uint64(m.Shmid))
+	n += 1 + sizeVarint(uint64(m.Seals))
+	n += 1 + sizeVarint(uint64(m.InodeId))
 	if m.HugetlbFlag != nil {
 		n += 1 + sizeVarint(uint64(*m.HugetlbFlag))
 	}
@@ -326,35 +281,21 @@ func (m *MemfdInodeEntry) size() (n int) {
 }
 
 func (m *MemfdInodeEntry) appendTo(b []byte) []byte {
-	if m.Name != nil {
-		b = append(b, 0xa)
-		b = appendVarint(b, uint64(len(*m.Name)))
-		b = append(b, *m.Name...)
-	}
-	if m.Uid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Gid))
-	}
-	if m.Size != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Size))
-	}
-	if m.Shmid != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Shmid))
-	}
-	if m.Seals != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Seals))
-	}
-	if m.InodeId != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.InodeId))
-	}
+	b = append(b, 0xa)
+	b = appendVarint(b, uint64(len(m.Name)))
+	b = append(b, m.Name...)
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Gid))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Size))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Shmid))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Seals))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.InodeId))
 	if m.HugetlbFlag != nil {
 		b = append(b, 0x40)
 		b = appendVarint(b, uint64(*m.HugetlbFlag))
@@ -367,62 +308,14 @@ func (m *MemfdInodeEntry) appendTo(b []byte) []byte {
 }
 
 func (m *MemfdInodeEntry) checkRequired() error {
-	if m.Name == nil {
-		return missing("memfd_inode_entry", "name")
-	}
-	if m.Uid == nil {
-		return missing("memfd_inode_entry", "uid")
-	}
-	if m.Gid == nil {
-		return missing("memfd_inode_entry", "gid")
-	}
-	if m.Size == nil {
-		return missing("memfd_inode_entry", "size")
-	}
-	if m.Shmid == nil {
-		return missing("memfd_inode_entry", "shmid")
-	}
-	if m.Seals == nil {
-		return missing("memfd_inode_entry", "seals")
-	}
-	if m.InodeId == nil {
-		return missing("memfd_inode_entry", "inode_id")
-	}
 	return nil
 }
 
 func (m *MemfdInodeEntry) complete() {
-	if m.Name == nil {
-		v := string("")
-		m.Name = &v
-	}
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Gid == nil {
-		v := uint32(0)
-		m.Gid = &v
-	}
-	if m.Size == nil {
-		v := uint64(0)
-		m.Size = &v
-	}
-	if m.Shmid == nil {
-		v := uint32(0)
-		m.Shmid = &v
-	}
-	if m.Seals == nil {
-		v := uint32(0)
-		m.Seals = &v
-	}
-	if m.InodeId == nil {
-		v := uint64(0)
-		m.InodeId = &v
-	}
 }
 
 func (m *MemfdInodeEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -436,8 +329,8 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_inode_entry", 1)
 			}
 			b = b[n:]
-			s := string(v)
-			m.Name = &s
+			m.Name = string(v)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -445,8 +338,8 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_inode_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -454,8 +347,8 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_inode_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Gid = &x
+			m.Gid = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -463,8 +356,8 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_inode_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Size = &x
+			m.Size = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -472,8 +365,8 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_inode_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Shmid = &x
+			m.Shmid = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -481,8 +374,8 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_inode_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Seals = &x
+			m.Seals = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -490,8 +383,8 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 				return corrupt("memfd_inode_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.InodeId = &x
+			m.InodeId = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -517,6 +410,27 @@ func (m *MemfdInodeEntry) unmarshal(b []byte) error {
 			return corrupt("memfd_inode_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("memfd_inode_entry", "name")
+	}
+	if seen&0x2 == 0 {
+		return missing("memfd_inode_entry", "uid")
+	}
+	if seen&0x4 == 0 {
+		return missing("memfd_inode_entry", "gid")
+	}
+	if seen&0x8 == 0 {
+		return missing("memfd_inode_entry", "size")
+	}
+	if seen&0x10 == 0 {
+		return missing("memfd_inode_entry", "shmid")
+	}
+	if seen&0x20 == 0 {
+		return missing("memfd_inode_entry", "seals")
+	}
+	if seen&0x40 == 0 {
+		return missing("memfd_inode_entry", "inode_id")
 	}
 	return nil
 }

@@ -5,6 +5,13 @@ package pb
 // allMessages holds one of each message, for the tests.
 var allMessages = []Message{
 	new(BpfmapFileEntry),
+	new(CgroupPerms),
+	new(CgroupPropEntry),
+	new(CgroupDirEntry),
+	new(CgControllerEntry),
+	new(CgMemberEntry),
+	new(CgSetEntry),
+	new(CgroupEntry),
 	new(UserAarch64RegsEntry),
 	new(UserAarch64FpsimdContextEntry),
 	new(PacAddressKeys),

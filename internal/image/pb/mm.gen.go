@@ -4,9 +4,9 @@ package pb
 
 // AioRingEntry is aio_ring_entry.
 type AioRingEntry struct {
-	Id      *uint64
-	NrReq   *uint32
-	RingLen *uint32
+	Id      uint64
+	NrReq   uint32
+	RingLen uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -16,84 +16,52 @@ func (*AioRingEntry) ProtoName() string { return "aio_ring_entry" }
 func (m *AioRingEntry) Reset() { *m = AioRingEntry{} }
 
 func (m *AioRingEntry) GetId() uint64 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *AioRingEntry) GetNrReq() uint32 {
-	if m != nil && m.NrReq != nil {
-		return *m.NrReq
+	if m != nil {
+		return m.NrReq
 	}
 	return 0
 }
 
 func (m *AioRingEntry) GetRingLen() uint32 {
-	if m != nil && m.RingLen != nil {
-		return *m.RingLen
+	if m != nil {
+		return m.RingLen
 	}
 	return 0
 }
 
 func (m *AioRingEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.NrReq != nil {
-		n += 1 + sizeVarint(uint64(*m.NrReq))
-	}
-	if m.RingLen != nil {
-		n += 1 + sizeVarint(uint64(*m.RingLen))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.NrReq))
+	n += 1 + sizeVarint(uint64(m.RingLen))
 	return n
 }
 
 func (m *AioRingEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.NrReq != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.NrReq))
-	}
-	if m.RingLen != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.RingLen))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.NrReq))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.RingLen))
 	return b
 }
 
 func (m *AioRingEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("aio_ring_entry", "id")
-	}
-	if m.NrReq == nil {
-		return missing("aio_ring_entry", "nr_req")
-	}
-	if m.RingLen == nil {
-		return missing("aio_ring_entry", "ring_len")
-	}
 	return nil
 }
 
 func (m *AioRingEntry) complete() {
-	if m.Id == nil {
-		v := uint64(0)
-		m.Id = &v
-	}
-	if m.NrReq == nil {
-		v := uint32(0)
-		m.NrReq = &v
-	}
-	if m.RingLen == nil {
-		v := uint32(0)
-		m.RingLen = &v
-	}
 }
 
 func (m *AioRingEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -107,8 +75,8 @@ func (m *AioRingEntry) unmarshal(b []byte) error {
 				return corrupt("aio_ring_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Id = &x
+			m.Id = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -116,8 +84,8 @@ func (m *AioRingEntry) unmarshal(b []byte) error {
 				return corrupt("aio_ring_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.NrReq = &x
+			m.NrReq = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -125,8 +93,8 @@ func (m *AioRingEntry) unmarshal(b []byte) error {
 				return corrupt("aio_ring_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.RingLen = &x
+			m.RingLen = uint32(u)
+			seen |= 0x4
 			continue
 		}
 		n = skipValue(b, typ)
@@ -135,23 +103,32 @@ func (m *AioRingEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("aio_ring_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("aio_ring_entry", "nr_req")
+	}
+	if seen&0x4 == 0 {
+		return missing("aio_ring_entry", "ring_len")
+	}
 	return nil
 }
 
 // MmEntry is mm_entry.
 type MmEntry struct {
-	MmStartCode  *uint64
-	MmEndCode    *uint64
-	MmStartData  *uint64
-	MmEndData    *uint64
-	MmStartStack *uint64
-	MmStartBrk   *uint64
-	MmBrk        *uint64
-	MmArgStart   *uint64
-	MmArgEnd     *uint64
-	MmEnvStart   *uint64
-	MmEnvEnd     *uint64
-	ExeFileId    *uint32
+	MmStartCode  uint64
+	MmEndCode    uint64
+	MmStartData  uint64
+	MmEndData    uint64
+	MmStartStack uint64
+	MmStartBrk   uint64
+	MmBrk        uint64
+	MmArgStart   uint64
+	MmArgEnd     uint64
+	MmEnvStart   uint64
+	MmEnvEnd     uint64
+	ExeFileId    uint32
 	MmSavedAuxv  []uint64
 	Vmas         []*VmaEntry
 	Dumpable     *int32
@@ -166,85 +143,85 @@ func (*MmEntry) ProtoName() string { return "mm_entry" }
 func (m *MmEntry) Reset() { *m = MmEntry{} }
 
 func (m *MmEntry) GetMmStartCode() uint64 {
-	if m != nil && m.MmStartCode != nil {
-		return *m.MmStartCode
+	if m != nil {
+		return m.MmStartCode
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmEndCode() uint64 {
-	if m != nil && m.MmEndCode != nil {
-		return *m.MmEndCode
+	if m != nil {
+		return m.MmEndCode
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmStartData() uint64 {
-	if m != nil && m.MmStartData != nil {
-		return *m.MmStartData
+	if m != nil {
+		return m.MmStartData
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmEndData() uint64 {
-	if m != nil && m.MmEndData != nil {
-		return *m.MmEndData
+	if m != nil {
+		return m.MmEndData
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmStartStack() uint64 {
-	if m != nil && m.MmStartStack != nil {
-		return *m.MmStartStack
+	if m != nil {
+		return m.MmStartStack
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmStartBrk() uint64 {
-	if m != nil && m.MmStartBrk != nil {
-		return *m.MmStartBrk
+	if m != nil {
+		return m.MmStartBrk
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmBrk() uint64 {
-	if m != nil && m.MmBrk != nil {
-		return *m.MmBrk
+	if m != nil {
+		return m.MmBrk
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmArgStart() uint64 {
-	if m != nil && m.MmArgStart != nil {
-		return *m.MmArgStart
+	if m != nil {
+		return m.MmArgStart
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmArgEnd() uint64 {
-	if m != nil && m.MmArgEnd != nil {
-		return *m.MmArgEnd
+	if m != nil {
+		return m.MmArgEnd
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmEnvStart() uint64 {
-	if m != nil && m.MmEnvStart != nil {
-		return *m.MmEnvStart
+	if m != nil {
+		return m.MmEnvStart
 	}
 	return 0
 }
 
 func (m *MmEntry) GetMmEnvEnd() uint64 {
-	if m != nil && m.MmEnvEnd != nil {
-		return *m.MmEnvEnd
+	if m != nil {
+		return m.MmEnvEnd
 	}
 	return 0
 }
 
 func (m *MmEntry) GetExeFileId() uint32 {
-	if m != nil && m.ExeFileId != nil {
-		return *m.ExeFileId
+	if m != nil {
+		return m.ExeFileId
 	}
 	return 0
 }
@@ -285,42 +262,18 @@ func (m *MmEntry) GetThpDisabled() bool {
 }
 
 func (m *MmEntry) size() (n int) {
-	if m.MmStartCode != nil {
-		n += 1 + sizeVarint(uint64(*m.MmStartCode))
-	}
-	if m.MmEndCode != nil {
-		n += 1 + sizeVarint(uint64(*m.MmEndCode))
-	}
-	if m.MmStartData != nil {
-		n += 1 + sizeVarint(uint64(*m.MmStartData))
-	}
-	if m.MmEndData != nil {
-		n += 1 + sizeVarint(uint64(*m.MmEndData))
-	}
-	if m.MmStartStack != nil {
-		n += 1 + sizeVarint(uint64(*m.MmStartStack))
-	}
-	if m.MmStartBrk != nil {
-		n += 1 + sizeVarint(uint64(*m.MmStartBrk))
-	}
-	if m.MmBrk != nil {
-		n += 1 + sizeVarint(uint64(*m.MmBrk))
-	}
-	if m.MmArgStart != nil {
-		n += 1 + sizeVarint(uint64(*m.MmArgStart))
-	}
-	if m.MmArgEnd != nil {
-		n += 1 + sizeVarint(uint64(*m.MmArgEnd))
-	}
-	if m.MmEnvStart != nil {
-		n += 1 + sizeVarint(uint64(*m.MmEnvStart))
-	}
-	if m.MmEnvEnd != nil {
-		n += 1 + sizeVarint(uint64(*m.MmEnvEnd))
-	}
-	if m.ExeFileId != nil {
-		n += 1 + sizeVarint(uint64(*m.ExeFileId))
-	}
+	n += 1 + sizeVarint(uint64(m.MmStartCode))
+	n += 1 + sizeVarint(uint64(m.MmEndCode))
+	n += 1 + sizeVarint(uint64(m.MmStartData))
+	n += 1 + sizeVarint(uint64(m.MmEndData))
+	n += 1 + sizeVarint(uint64(m.MmStartStack))
+	n += 1 + sizeVarint(uint64(m.MmStartBrk))
+	n += 1 + sizeVarint(uint64(m.MmBrk))
+	n += 1 + sizeVarint(uint64(m.MmArgStart))
+	n += 1 + sizeVarint(uint64(m.MmArgEnd))
+	n += 1 + sizeVarint(uint64(m.MmEnvStart))
+	n += 1 + sizeVarint(uint64(m.MmEnvEnd))
+	n += 1 + sizeVarint(uint64(m.ExeFileId))
 	for _, v := range m.MmSavedAuxv {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -340,54 +293,30 @@ func (m *MmEntry) size() (n int) {
 }
 
 func (m *MmEntry) appendTo(b []byte) []byte {
-	if m.MmStartCode != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.MmStartCode))
-	}
-	if m.MmEndCode != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.MmEndCode))
-	}
-	if m.MmStartData != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.MmStartData))
-	}
-	if m.MmEndData != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.MmEndData))
-	}
-	if m.MmStartStack != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.MmStartStack))
-	}
-	if m.MmStartBrk != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.MmStartBrk))
-	}
-	if m.MmBrk != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.MmBrk))
-	}
-	if m.MmArgStart != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.MmArgStart))
-	}
-	if m.MmArgEnd != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.MmArgEnd))
-	}
-	if m.MmEnvStart != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.MmEnvStart))
-	}
-	if m.MmEnvEnd != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, uint64(*m.MmEnvEnd))
-	}
-	if m.ExeFileId != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, uint64(*m.ExeFileId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.MmStartCode))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.MmEndCode))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.MmStartData))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.MmEndData))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.MmStartStack))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.MmStartBrk))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.MmBrk))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.MmArgStart))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.MmArgEnd))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.MmEnvStart))
+	b = append(b, 0x58)
+	b = appendVarint(b, uint64(m.MmEnvEnd))
+	b = append(b, 0x60)
+	b = appendVarint(b, uint64(m.ExeFileId))
 	for _, v := range m.MmSavedAuxv {
 		b = append(b, 0x68)
 		b = appendVarint(b, uint64(v))
@@ -414,42 +343,6 @@ func (m *MmEntry) appendTo(b []byte) []byte {
 }
 
 func (m *MmEntry) checkRequired() error {
-	if m.MmStartCode == nil {
-		return missing("mm_entry", "mm_start_code")
-	}
-	if m.MmEndCode == nil {
-		return missing("mm_entry", "mm_end_code")
-	}
-	if m.MmStartData == nil {
-		return missing("mm_entry", "mm_start_data")
-	}
-	if m.MmEndData == nil {
-		return missing("mm_entry", "mm_end_data")
-	}
-	if m.MmStartStack == nil {
-		return missing("mm_entry", "mm_start_stack")
-	}
-	if m.MmStartBrk == nil {
-		return missing("mm_entry", "mm_start_brk")
-	}
-	if m.MmBrk == nil {
-		return missing("mm_entry", "mm_brk")
-	}
-	if m.MmArgStart == nil {
-		return missing("mm_entry", "mm_arg_start")
-	}
-	if m.MmArgEnd == nil {
-		return missing("mm_entry", "mm_arg_end")
-	}
-	if m.MmEnvStart == nil {
-		return missing("mm_entry", "mm_env_start")
-	}
-	if m.MmEnvEnd == nil {
-		return missing("mm_entry", "mm_env_end")
-	}
-	if m.ExeFileId == nil {
-		return missing("mm_entry", "exe_file_id")
-	}
 	for _, v := range m.Vmas {
 		if err := v.checkRequired(); err != nil {
 			return err
@@ -464,54 +357,6 @@ func (m *MmEntry) checkRequired() error {
 }
 
 func (m *MmEntry) complete() {
-	if m.MmStartCode == nil {
-		v := uint64(0)
-		m.MmStartCode = &v
-	}
-	if m.MmEndCode == nil {
-		v := uint64(0)
-		m.MmEndCode = &v
-	}
-	if m.MmStartData == nil {
-		v := uint64(0)
-		m.MmStartData = &v
-	}
-	if m.MmEndData == nil {
-		v := uint64(0)
-		m.MmEndData = &v
-	}
-	if m.MmStartStack == nil {
-		v := uint64(0)
-		m.MmStartStack = &v
-	}
-	if m.MmStartBrk == nil {
-		v := uint64(0)
-		m.MmStartBrk = &v
-	}
-	if m.MmBrk == nil {
-		v := uint64(0)
-		m.MmBrk = &v
-	}
-	if m.MmArgStart == nil {
-		v := uint64(0)
-		m.MmArgStart = &v
-	}
-	if m.MmArgEnd == nil {
-		v := uint64(0)
-		m.MmArgEnd = &v
-	}
-	if m.MmEnvStart == nil {
-		v := uint64(0)
-		m.MmEnvStart = &v
-	}
-	if m.MmEnvEnd == nil {
-		v := uint64(0)
-		m.MmEnvEnd = &v
-	}
-	if m.ExeFileId == nil {
-		v := uint32(0)
-		m.ExeFileId = &v
-	}
 	for _, v := range m.Vmas {
 		v.complete()
 	}
@@ -521,6 +366,7 @@ func (m *MmEntry) complete() {
 }
 
 func (m *MmEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -534,8 +380,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmStartCode = &x
+			m.MmStartCode = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -543,8 +389,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmEndCode = &x
+			m.MmEndCode = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -552,8 +398,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmStartData = &x
+			m.MmStartData = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -561,8 +407,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmEndData = &x
+			m.MmEndData = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -570,8 +416,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmStartStack = &x
+			m.MmStartStack = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -579,8 +425,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmStartBrk = &x
+			m.MmStartBrk = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -588,8 +434,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmBrk = &x
+			m.MmBrk = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -597,8 +443,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmArgStart = &x
+			m.MmArgStart = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -606,8 +452,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmArgEnd = &x
+			m.MmArgEnd = uint64(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -615,8 +461,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 10)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmEnvStart = &x
+			m.MmEnvStart = uint64(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -624,8 +470,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 11)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.MmEnvEnd = &x
+			m.MmEnvEnd = uint64(u)
+			seen |= 0x400
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -633,8 +479,8 @@ func (m *MmEntry) unmarshal(b []byte) error {
 				return corrupt("mm_entry", 12)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.ExeFileId = &x
+			m.ExeFileId = uint32(u)
+			seen |= 0x800
 			continue
 		case num == 13 && typ == 0:
 			u, n := consumeVarint(b)
@@ -709,6 +555,42 @@ func (m *MmEntry) unmarshal(b []byte) error {
 			return corrupt("mm_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("mm_entry", "mm_start_code")
+	}
+	if seen&0x2 == 0 {
+		return missing("mm_entry", "mm_end_code")
+	}
+	if seen&0x4 == 0 {
+		return missing("mm_entry", "mm_start_data")
+	}
+	if seen&0x8 == 0 {
+		return missing("mm_entry", "mm_end_data")
+	}
+	if seen&0x10 == 0 {
+		return missing("mm_entry", "mm_start_stack")
+	}
+	if seen&0x20 == 0 {
+		return missing("mm_entry", "mm_start_brk")
+	}
+	if seen&0x40 == 0 {
+		return missing("mm_entry", "mm_brk")
+	}
+	if seen&0x80 == 0 {
+		return missing("mm_entry", "mm_arg_start")
+	}
+	if seen&0x100 == 0 {
+		return missing("mm_entry", "mm_arg_end")
+	}
+	if seen&0x200 == 0 {
+		return missing("mm_entry", "mm_env_start")
+	}
+	if seen&0x400 == 0 {
+		return missing("mm_entry", "mm_env_end")
+	}
+	if seen&0x800 == 0 {
+		return missing("mm_entry", "exe_file_id")
 	}
 	return nil
 }

@@ -8,6 +8,20 @@ func New(name string) Message {
 	switch name {
 	case "bpfmap_file_entry":
 		return new(BpfmapFileEntry)
+	case "cgroup_perms":
+		return new(CgroupPerms)
+	case "cgroup_prop_entry":
+		return new(CgroupPropEntry)
+	case "cgroup_dir_entry":
+		return new(CgroupDirEntry)
+	case "cg_controller_entry":
+		return new(CgControllerEntry)
+	case "cg_member_entry":
+		return new(CgMemberEntry)
+	case "cg_set_entry":
+		return new(CgSetEntry)
+	case "cgroup_entry":
+		return new(CgroupEntry)
 	case "user_aarch64_regs_entry":
 		return new(UserAarch64RegsEntry)
 	case "user_aarch64_fpsimd_context_entry":

@@ -4,10 +4,10 @@ package pb
 
 // NsFileEntry is ns_file_entry.
 type NsFileEntry struct {
-	Id      *uint32
-	NsId    *uint32
-	NsCflag *uint32
-	Flags   *uint32
+	Id      uint32
+	NsId    uint32
+	NsCflag uint32
+	Flags   uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -17,105 +17,62 @@ func (*NsFileEntry) ProtoName() string { return "ns_file_entry" }
 func (m *NsFileEntry) Reset() { *m = NsFileEntry{} }
 
 func (m *NsFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *NsFileEntry) GetNsId() uint32 {
-	if m != nil && m.NsId != nil {
-		return *m.NsId
+	if m != nil {
+		return m.NsId
 	}
 	return 0
 }
 
 func (m *NsFileEntry) GetNsCflag() uint32 {
-	if m != nil && m.NsCflag != nil {
-		return *m.NsCflag
+	if m != nil {
+		return m.NsCflag
 	}
 	return 0
 }
 
 func (m *NsFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *NsFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.NsId != nil {
-		n += 1 + sizeVarint(uint64(*m.NsId))
-	}
-	if m.NsCflag != nil {
-		n += 1 + sizeVarint(uint64(*m.NsCflag))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.NsId))
+	n += 1 + sizeVarint(uint64(m.NsCflag))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	return n
 }
 
 func (m *NsFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.NsId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.NsId))
-	}
-	if m.NsCflag != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.NsCflag))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.NsId))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.NsCflag))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Flags))
 	return b
 }
 
 func (m *NsFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("ns_file_entry", "id")
-	}
-	if m.NsId == nil {
-		return missing("ns_file_entry", "ns_id")
-	}
-	if m.NsCflag == nil {
-		return missing("ns_file_entry", "ns_cflag")
-	}
-	if m.Flags == nil {
-		return missing("ns_file_entry", "flags")
-	}
 	return nil
 }
 
 func (m *NsFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.NsId == nil {
-		v := uint32(0)
-		m.NsId = &v
-	}
-	if m.NsCflag == nil {
-		v := uint32(0)
-		m.NsCflag = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 }
 
 func (m *NsFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -129,8 +86,8 @@ func (m *NsFileEntry) unmarshal(b []byte) error {
 				return corrupt("ns_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -138,8 +95,8 @@ func (m *NsFileEntry) unmarshal(b []byte) error {
 				return corrupt("ns_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.NsId = &x
+			m.NsId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -147,8 +104,8 @@ func (m *NsFileEntry) unmarshal(b []byte) error {
 				return corrupt("ns_file_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.NsCflag = &x
+			m.NsCflag = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -156,8 +113,8 @@ func (m *NsFileEntry) unmarshal(b []byte) error {
 				return corrupt("ns_file_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x8
 			continue
 		}
 		n = skipValue(b, typ)
@@ -165,6 +122,18 @@ func (m *NsFileEntry) unmarshal(b []byte) error {
 			return corrupt("ns_file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("ns_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("ns_file_entry", "ns_id")
+	}
+	if seen&0x4 == 0 {
+		return missing("ns_file_entry", "ns_cflag")
+	}
+	if seen&0x8 == 0 {
+		return missing("ns_file_entry", "flags")
 	}
 	return nil
 }

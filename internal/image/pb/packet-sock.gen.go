@@ -4,8 +4,8 @@ package pb
 
 // PacketMclist is packet_mclist.
 type PacketMclist struct {
-	Index *uint32
-	Type  *uint32
+	Index uint32
+	Type  uint32
 	Addr  []byte
 }
 
@@ -16,15 +16,15 @@ func (*PacketMclist) ProtoName() string { return "packet_mclist" }
 func (m *PacketMclist) Reset() { *m = PacketMclist{} }
 
 func (m *PacketMclist) GetIndex() uint32 {
-	if m != nil && m.Index != nil {
-		return *m.Index
+	if m != nil {
+		return m.Index
 	}
 	return 0
 }
 
 func (m *PacketMclist) GetType() uint32 {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
@@ -37,12 +37,8 @@ func (m *PacketMclist) GetAddr() []byte {
 }
 
 func (m *PacketMclist) size() (n int) {
-	if m.Index != nil {
-		n += 1 + sizeVarint(uint64(*m.Index))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
+	n += 1 + sizeVarint(uint64(m.Index))
+	n += 1 + sizeVarint(uint64(m.Type))
 	if m.Addr != nil {
 		n += 1 + sizeBytes(len(m.Addr))
 	}
@@ -50,14 +46,10 @@ func (m *PacketMclist) size() (n int) {
 }
 
 func (m *PacketMclist) appendTo(b []byte) []byte {
-	if m.Index != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Index))
-	}
-	if m.Type != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Type))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Index))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Type))
 	if m.Addr != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(len(m.Addr)))
@@ -67,12 +59,6 @@ func (m *PacketMclist) appendTo(b []byte) []byte {
 }
 
 func (m *PacketMclist) checkRequired() error {
-	if m.Index == nil {
-		return missing("packet_mclist", "index")
-	}
-	if m.Type == nil {
-		return missing("packet_mclist", "type")
-	}
 	if m.Addr == nil {
 		return missing("packet_mclist", "addr")
 	}
@@ -80,20 +66,13 @@ func (m *PacketMclist) checkRequired() error {
 }
 
 func (m *PacketMclist) complete() {
-	if m.Index == nil {
-		v := uint32(0)
-		m.Index = &v
-	}
-	if m.Type == nil {
-		v := uint32(0)
-		m.Type = &v
-	}
 	if m.Addr == nil {
 		m.Addr = []byte{}
 	}
 }
 
 func (m *PacketMclist) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -107,8 +86,8 @@ func (m *PacketMclist) unmarshal(b []byte) error {
 				return corrupt("packet_mclist", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Index = &x
+			m.Index = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -116,8 +95,8 @@ func (m *PacketMclist) unmarshal(b []byte) error {
 				return corrupt("packet_mclist", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Type = &x
+			m.Type = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -134,18 +113,24 @@ func (m *PacketMclist) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("packet_mclist", "index")
+	}
+	if seen&0x2 == 0 {
+		return missing("packet_mclist", "type")
+	}
 	return nil
 }
 
 // PacketRing is packet_ring.
 type PacketRing struct {
-	BlockSize  *uint32
-	BlockNr    *uint32
-	FrameSize  *uint32
-	FrameNr    *uint32
-	RetireTmo  *uint32
-	SizeofPriv *uint32
-	Features   *uint32
+	BlockSize  uint32
+	BlockNr    uint32
+	FrameSize  uint32
+	FrameNr    uint32
+	RetireTmo  uint32
+	SizeofPriv uint32
+	Features   uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -155,168 +140,92 @@ func (*PacketRing) ProtoName() string { return "packet_ring" }
 func (m *PacketRing) Reset() { *m = PacketRing{} }
 
 func (m *PacketRing) GetBlockSize() uint32 {
-	if m != nil && m.BlockSize != nil {
-		return *m.BlockSize
+	if m != nil {
+		return m.BlockSize
 	}
 	return 0
 }
 
 func (m *PacketRing) GetBlockNr() uint32 {
-	if m != nil && m.BlockNr != nil {
-		return *m.BlockNr
+	if m != nil {
+		return m.BlockNr
 	}
 	return 0
 }
 
 func (m *PacketRing) GetFrameSize() uint32 {
-	if m != nil && m.FrameSize != nil {
-		return *m.FrameSize
+	if m != nil {
+		return m.FrameSize
 	}
 	return 0
 }
 
 func (m *PacketRing) GetFrameNr() uint32 {
-	if m != nil && m.FrameNr != nil {
-		return *m.FrameNr
+	if m != nil {
+		return m.FrameNr
 	}
 	return 0
 }
 
 func (m *PacketRing) GetRetireTmo() uint32 {
-	if m != nil && m.RetireTmo != nil {
-		return *m.RetireTmo
+	if m != nil {
+		return m.RetireTmo
 	}
 	return 0
 }
 
 func (m *PacketRing) GetSizeofPriv() uint32 {
-	if m != nil && m.SizeofPriv != nil {
-		return *m.SizeofPriv
+	if m != nil {
+		return m.SizeofPriv
 	}
 	return 0
 }
 
 func (m *PacketRing) GetFeatures() uint32 {
-	if m != nil && m.Features != nil {
-		return *m.Features
+	if m != nil {
+		return m.Features
 	}
 	return 0
 }
 
 func (m *PacketRing) size() (n int) {
-	if m.BlockSize != nil {
-		n += 1 + sizeVarint(uint64(*m.BlockSize))
-	}
-	if m.BlockNr != nil {
-		n += 1 + sizeVarint(uint64(*m.BlockNr))
-	}
-	if m.FrameSize != nil {
-		n += 1 + sizeVarint(uint64(*m.FrameSize))
-	}
-	if m.FrameNr != nil {
-		n += 1 + sizeVarint(uint64(*m.FrameNr))
-	}
-	if m.RetireTmo != nil {
-		n += 1 + sizeVarint(uint64(*m.RetireTmo))
-	}
-	if m.SizeofPriv != nil {
-		n += 1 + sizeVarint(uint64(*m.SizeofPriv))
-	}
-	if m.Features != nil {
-		n += 1 + sizeVarint(uint64(*m.Features))
-	}
+	n += 1 + sizeVarint(uint64(m.BlockSize))
+	n += 1 + sizeVarint(uint64(m.BlockNr))
+	n += 1 + sizeVarint(uint64(m.FrameSize))
+	n += 1 + sizeVarint(uint64(m.FrameNr))
+	n += 1 + sizeVarint(uint64(m.RetireTmo))
+	n += 1 + sizeVarint(uint64(m.SizeofPriv))
+	n += 1 + sizeVarint(uint64(m.Features))
 	return n
 }
 
 func (m *PacketRing) appendTo(b []byte) []byte {
-	if m.BlockSize != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.BlockSize))
-	}
-	if m.BlockNr != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.BlockNr))
-	}
-	if m.FrameSize != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.FrameSize))
-	}
-	if m.FrameNr != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.FrameNr))
-	}
-	if m.RetireTmo != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.RetireTmo))
-	}
-	if m.SizeofPriv != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.SizeofPriv))
-	}
-	if m.Features != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Features))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.BlockSize))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.BlockNr))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.FrameSize))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.FrameNr))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.RetireTmo))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.SizeofPriv))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Features))
 	return b
 }
 
 func (m *PacketRing) checkRequired() error {
-	if m.BlockSize == nil {
-		return missing("packet_ring", "block_size")
-	}
-	if m.BlockNr == nil {
-		return missing("packet_ring", "block_nr")
-	}
-	if m.FrameSize == nil {
-		return missing("packet_ring", "frame_size")
-	}
-	if m.FrameNr == nil {
-		return missing("packet_ring", "frame_nr")
-	}
-	if m.RetireTmo == nil {
-		return missing("packet_ring", "retire_tmo")
-	}
-	if m.SizeofPriv == nil {
-		return missing("packet_ring", "sizeof_priv")
-	}
-	if m.Features == nil {
-		return missing("packet_ring", "features")
-	}
 	return nil
 }
 
 func (m *PacketRing) complete() {
-	if m.BlockSize == nil {
-		v := uint32(0)
-		m.BlockSize = &v
-	}
-	if m.BlockNr == nil {
-		v := uint32(0)
-		m.BlockNr = &v
-	}
-	if m.FrameSize == nil {
-		v := uint32(0)
-		m.FrameSize = &v
-	}
-	if m.FrameNr == nil {
-		v := uint32(0)
-		m.FrameNr = &v
-	}
-	if m.RetireTmo == nil {
-		v := uint32(0)
-		m.RetireTmo = &v
-	}
-	if m.SizeofPriv == nil {
-		v := uint32(0)
-		m.SizeofPriv = &v
-	}
-	if m.Features == nil {
-		v := uint32(0)
-		m.Features = &v
-	}
 }
 
 func (m *PacketRing) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -330,8 +239,8 @@ func (m *PacketRing) unmarshal(b []byte) error {
 				return corrupt("packet_ring", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.BlockSize = &x
+			m.BlockSize = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -339,8 +248,8 @@ func (m *PacketRing) unmarshal(b []byte) error {
 				return corrupt("packet_ring", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.BlockNr = &x
+			m.BlockNr = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -348,8 +257,8 @@ func (m *PacketRing) unmarshal(b []byte) error {
 				return corrupt("packet_ring", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.FrameSize = &x
+			m.FrameSize = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -357,8 +266,8 @@ func (m *PacketRing) unmarshal(b []byte) error {
 				return corrupt("packet_ring", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.FrameNr = &x
+			m.FrameNr = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -366,8 +275,8 @@ func (m *PacketRing) unmarshal(b []byte) error {
 				return corrupt("packet_ring", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.RetireTmo = &x
+			m.RetireTmo = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -375,8 +284,8 @@ func (m *PacketRing) unmarshal(b []byte) error {
 				return corrupt("packet_ring", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SizeofPriv = &x
+			m.SizeofPriv = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -384,8 +293,8 @@ func (m *PacketRing) unmarshal(b []byte) error {
 				return corrupt("packet_ring", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Features = &x
+			m.Features = uint32(u)
+			seen |= 0x40
 			continue
 		}
 		n = skipValue(b, typ)
@@ -394,26 +303,47 @@ func (m *PacketRing) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("packet_ring", "block_size")
+	}
+	if seen&0x2 == 0 {
+		return missing("packet_ring", "block_nr")
+	}
+	if seen&0x4 == 0 {
+		return missing("packet_ring", "frame_size")
+	}
+	if seen&0x8 == 0 {
+		return missing("packet_ring", "frame_nr")
+	}
+	if seen&0x10 == 0 {
+		return missing("packet_ring", "retire_tmo")
+	}
+	if seen&0x20 == 0 {
+		return missing("packet_ring", "sizeof_priv")
+	}
+	if seen&0x40 == 0 {
+		return missing("packet_ring", "features")
+	}
 	return nil
 }
 
 // PacketSockEntry is packet_sock_entry.
 type PacketSockEntry struct {
-	Id         *uint32
-	Type       *uint32
-	Protocol   *uint32
-	Flags      *uint32
-	Ifindex    *uint32
+	Id         uint32
+	Type       uint32
+	Protocol   uint32
+	Flags      uint32
+	Ifindex    uint32
 	Fown       *FownEntry
 	Opts       *SkOptsEntry
-	Version    *uint32
-	Reserve    *uint32
-	AuxData    *bool
-	OrigDev    *bool
-	VnetHdr    *bool
-	Loss       *bool
-	Timestamp  *uint32
-	CopyThresh *uint32
+	Version    uint32
+	Reserve    uint32
+	AuxData    bool
+	OrigDev    bool
+	VnetHdr    bool
+	Loss       bool
+	Timestamp  uint32
+	CopyThresh uint32
 	Mclist     []*PacketMclist
 	Fanout     *uint32
 	RxRing     *PacketRing
@@ -428,36 +358,36 @@ func (*PacketSockEntry) ProtoName() string { return "packet_sock_entry" }
 func (m *PacketSockEntry) Reset() { *m = PacketSockEntry{} }
 
 func (m *PacketSockEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *PacketSockEntry) GetType() uint32 {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *PacketSockEntry) GetProtocol() uint32 {
-	if m != nil && m.Protocol != nil {
-		return *m.Protocol
+	if m != nil {
+		return m.Protocol
 	}
 	return 0
 }
 
 func (m *PacketSockEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *PacketSockEntry) GetIfindex() uint32 {
-	if m != nil && m.Ifindex != nil {
-		return *m.Ifindex
+	if m != nil {
+		return m.Ifindex
 	}
 	return 0
 }
@@ -477,57 +407,57 @@ func (m *PacketSockEntry) GetOpts() *SkOptsEntry {
 }
 
 func (m *PacketSockEntry) GetVersion() uint32 {
-	if m != nil && m.Version != nil {
-		return *m.Version
+	if m != nil {
+		return m.Version
 	}
 	return 0
 }
 
 func (m *PacketSockEntry) GetReserve() uint32 {
-	if m != nil && m.Reserve != nil {
-		return *m.Reserve
+	if m != nil {
+		return m.Reserve
 	}
 	return 0
 }
 
 func (m *PacketSockEntry) GetAuxData() bool {
-	if m != nil && m.AuxData != nil {
-		return *m.AuxData
+	if m != nil {
+		return m.AuxData
 	}
 	return false
 }
 
 func (m *PacketSockEntry) GetOrigDev() bool {
-	if m != nil && m.OrigDev != nil {
-		return *m.OrigDev
+	if m != nil {
+		return m.OrigDev
 	}
 	return false
 }
 
 func (m *PacketSockEntry) GetVnetHdr() bool {
-	if m != nil && m.VnetHdr != nil {
-		return *m.VnetHdr
+	if m != nil {
+		return m.VnetHdr
 	}
 	return false
 }
 
 func (m *PacketSockEntry) GetLoss() bool {
-	if m != nil && m.Loss != nil {
-		return *m.Loss
+	if m != nil {
+		return m.Loss
 	}
 	return false
 }
 
 func (m *PacketSockEntry) GetTimestamp() uint32 {
-	if m != nil && m.Timestamp != nil {
-		return *m.Timestamp
+	if m != nil {
+		return m.Timestamp
 	}
 	return 0
 }
 
 func (m *PacketSockEntry) GetCopyThresh() uint32 {
-	if m != nil && m.CopyThresh != nil {
-		return *m.CopyThresh
+	if m != nil {
+		return m.CopyThresh
 	}
 	return 0
 }
@@ -568,51 +498,25 @@ func (m *PacketSockEntry) GetNsId() uint32 {
 }
 
 func (m *PacketSockEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.Protocol != nil {
-		n += 1 + sizeVarint(uint64(*m.Protocol))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Ifindex != nil {
-		n += 1 + sizeVarint(uint64(*m.Ifindex))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + sizeVarint(uint64(m.Protocol))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Ifindex))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
 	if m.Opts != nil {
 		n += 1 + sizeBytes(m.Opts.size())
 	}
-	if m.Version != nil {
-		n += 1 + sizeVarint(uint64(*m.Version))
-	}
-	if m.Reserve != nil {
-		n += 1 + sizeVarint(uint64(*m.Reserve))
-	}
-	if m.AuxData != nil {
-		n += 1 + 1
-	}
-	if m.OrigDev != nil {
-		n += 1 + 1
-	}
-	if m.VnetHdr != nil {
-		n += 1 + 1
-	}
-	if m.Loss != nil {
-		n += 1 + 1
-	}
-	if m.Timestamp != nil {
-		n += 1 + sizeVarint(uint64(*m.Timestamp))
-	}
-	if m.CopyThresh != nil {
-		n += 1 + sizeVarint(uint64(*m.CopyThresh))
-	}
+	n += 1 + sizeVarint(uint64(m.Version))
+	n += 1 + sizeVarint(uint64(m.Reserve))
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + sizeVarint(uint64(m.Timestamp))
+	n += 1 + sizeVarint(uint64(m.CopyThresh))
 	for _, v := range m.Mclist {
 		n += 2 + sizeBytes(v.size())
 	}
@@ -632,26 +536,16 @@ func (m *PacketSockEntry) size() (n int) {
 }
 
 func (m *PacketSockEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Type != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.Protocol != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Protocol))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Ifindex != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Ifindex))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Protocol))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Ifindex))
 	if m.Fown != nil {
 		b = append(b, 0x32)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -662,38 +556,22 @@ func (m *PacketSockEntry) appendTo(b []byte) []byte {
 		b = appendVarint(b, uint64(m.Opts.size()))
 		b = m.Opts.appendTo(b)
 	}
-	if m.Version != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Version))
-	}
-	if m.Reserve != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.Reserve))
-	}
-	if m.AuxData != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, b2u(*m.AuxData))
-	}
-	if m.OrigDev != nil {
-		b = append(b, 0x58)
-		b = appendVarint(b, b2u(*m.OrigDev))
-	}
-	if m.VnetHdr != nil {
-		b = append(b, 0x60)
-		b = appendVarint(b, b2u(*m.VnetHdr))
-	}
-	if m.Loss != nil {
-		b = append(b, 0x68)
-		b = appendVarint(b, b2u(*m.Loss))
-	}
-	if m.Timestamp != nil {
-		b = append(b, 0x70)
-		b = appendVarint(b, uint64(*m.Timestamp))
-	}
-	if m.CopyThresh != nil {
-		b = append(b, 0x78)
-		b = appendVarint(b, uint64(*m.CopyThresh))
-	}
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Version))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.Reserve))
+	b = append(b, 0x50)
+	b = appendVarint(b, b2u(m.AuxData))
+	b = append(b, 0x58)
+	b = appendVarint(b, b2u(m.OrigDev))
+	b = append(b, 0x60)
+	b = appendVarint(b, b2u(m.VnetHdr))
+	b = append(b, 0x68)
+	b = appendVarint(b, b2u(m.Loss))
+	b = append(b, 0x70)
+	b = appendVarint(b, uint64(m.Timestamp))
+	b = append(b, 0x78)
+	b = appendVarint(b, uint64(m.CopyThresh))
 	for _, v := range m.Mclist {
 		b = append(b, 0x82, 0x1)
 		b = appendVarint(b, uint64(v.size()))
@@ -721,21 +599,6 @@ func (m *PacketSockEntry) appendTo(b []byte) []byte {
 }
 
 func (m *PacketSockEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("packet_sock_entry", "id")
-	}
-	if m.Type == nil {
-		return missing("packet_sock_entry", "type")
-	}
-	if m.Protocol == nil {
-		return missing("packet_sock_entry", "protocol")
-	}
-	if m.Flags == nil {
-		return missing("packet_sock_entry", "flags")
-	}
-	if m.Ifindex == nil {
-		return missing("packet_sock_entry", "ifindex")
-	}
 	if m.Fown == nil {
 		return missing("packet_sock_entry", "fown")
 	}
@@ -751,30 +614,6 @@ func (m *PacketSockEntry) checkRequired() error {
 		if err := m.Opts.checkRequired(); err != nil {
 			return err
 		}
-	}
-	if m.Version == nil {
-		return missing("packet_sock_entry", "version")
-	}
-	if m.Reserve == nil {
-		return missing("packet_sock_entry", "reserve")
-	}
-	if m.AuxData == nil {
-		return missing("packet_sock_entry", "aux_data")
-	}
-	if m.OrigDev == nil {
-		return missing("packet_sock_entry", "orig_dev")
-	}
-	if m.VnetHdr == nil {
-		return missing("packet_sock_entry", "vnet_hdr")
-	}
-	if m.Loss == nil {
-		return missing("packet_sock_entry", "loss")
-	}
-	if m.Timestamp == nil {
-		return missing("packet_sock_entry", "timestamp")
-	}
-	if m.CopyThresh == nil {
-		return missing("packet_sock_entry", "copy_thresh")
 	}
 	for _, v := range m.Mclist {
 		if err := v.checkRequired(); err != nil {
@@ -795,26 +634,6 @@ func (m *PacketSockEntry) checkRequired() error {
 }
 
 func (m *PacketSockEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Type == nil {
-		v := uint32(0)
-		m.Type = &v
-	}
-	if m.Protocol == nil {
-		v := uint32(0)
-		m.Protocol = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Ifindex == nil {
-		v := uint32(0)
-		m.Ifindex = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -826,38 +645,6 @@ func (m *PacketSockEntry) complete() {
 	}
 	if m.Opts != nil {
 		m.Opts.complete()
-	}
-	if m.Version == nil {
-		v := uint32(0)
-		m.Version = &v
-	}
-	if m.Reserve == nil {
-		v := uint32(0)
-		m.Reserve = &v
-	}
-	if m.AuxData == nil {
-		v := bool(false)
-		m.AuxData = &v
-	}
-	if m.OrigDev == nil {
-		v := bool(false)
-		m.OrigDev = &v
-	}
-	if m.VnetHdr == nil {
-		v := bool(false)
-		m.VnetHdr = &v
-	}
-	if m.Loss == nil {
-		v := bool(false)
-		m.Loss = &v
-	}
-	if m.Timestamp == nil {
-		v := uint32(0)
-		m.Timestamp = &v
-	}
-	if m.CopyThresh == nil {
-		v := uint32(0)
-		m.CopyThresh = &v
 	}
 	for _, v := range m.Mclist {
 		v.complete()
@@ -871,6 +658,7 @@ func (m *PacketSockEntry) complete() {
 }
 
 func (m *PacketSockEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -884,8 +672,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -893,8 +681,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Type = &x
+			m.Type = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -902,8 +690,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Protocol = &x
+			m.Protocol = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -911,8 +699,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -920,8 +708,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ifindex = &x
+			m.Ifindex = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 2:
 			v, n := consumeBytes(b)
@@ -955,8 +743,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Version = &x
+			m.Version = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -964,8 +752,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 9)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Reserve = &x
+			m.Reserve = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -973,8 +761,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 10)
 			}
 			b = b[n:]
-			x := u != 0
-			m.AuxData = &x
+			m.AuxData = u != 0
+			seen |= 0x80
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -982,8 +770,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 11)
 			}
 			b = b[n:]
-			x := u != 0
-			m.OrigDev = &x
+			m.OrigDev = u != 0
+			seen |= 0x100
 			continue
 		case num == 12 && typ == 0:
 			u, n := consumeVarint(b)
@@ -991,8 +779,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 12)
 			}
 			b = b[n:]
-			x := u != 0
-			m.VnetHdr = &x
+			m.VnetHdr = u != 0
+			seen |= 0x200
 			continue
 		case num == 13 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1000,8 +788,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 13)
 			}
 			b = b[n:]
-			x := u != 0
-			m.Loss = &x
+			m.Loss = u != 0
+			seen |= 0x400
 			continue
 		case num == 14 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1009,8 +797,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 14)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Timestamp = &x
+			m.Timestamp = uint32(u)
+			seen |= 0x800
 			continue
 		case num == 15 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1018,8 +806,8 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 				return corrupt("packet_sock_entry", 15)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CopyThresh = &x
+			m.CopyThresh = uint32(u)
+			seen |= 0x1000
 			continue
 		case num == 16 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1083,6 +871,45 @@ func (m *PacketSockEntry) unmarshal(b []byte) error {
 			return corrupt("packet_sock_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("packet_sock_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("packet_sock_entry", "type")
+	}
+	if seen&0x4 == 0 {
+		return missing("packet_sock_entry", "protocol")
+	}
+	if seen&0x8 == 0 {
+		return missing("packet_sock_entry", "flags")
+	}
+	if seen&0x10 == 0 {
+		return missing("packet_sock_entry", "ifindex")
+	}
+	if seen&0x20 == 0 {
+		return missing("packet_sock_entry", "version")
+	}
+	if seen&0x40 == 0 {
+		return missing("packet_sock_entry", "reserve")
+	}
+	if seen&0x80 == 0 {
+		return missing("packet_sock_entry", "aux_data")
+	}
+	if seen&0x100 == 0 {
+		return missing("packet_sock_entry", "orig_dev")
+	}
+	if seen&0x200 == 0 {
+		return missing("packet_sock_entry", "vnet_hdr")
+	}
+	if seen&0x400 == 0 {
+		return missing("packet_sock_entry", "loss")
+	}
+	if seen&0x800 == 0 {
+		return missing("packet_sock_entry", "timestamp")
+	}
+	if seen&0x1000 == 0 {
+		return missing("packet_sock_entry", "copy_thresh")
 	}
 	return nil
 }

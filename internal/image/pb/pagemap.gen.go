@@ -4,7 +4,7 @@ package pb
 
 // PagemapHead is pagemap_head.
 type PagemapHead struct {
-	PagesId *uint32
+	PagesId uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -14,42 +14,32 @@ func (*PagemapHead) ProtoName() string { return "pagemap_head" }
 func (m *PagemapHead) Reset() { *m = PagemapHead{} }
 
 func (m *PagemapHead) GetPagesId() uint32 {
-	if m != nil && m.PagesId != nil {
-		return *m.PagesId
+	if m != nil {
+		return m.PagesId
 	}
 	return 0
 }
 
 func (m *PagemapHead) size() (n int) {
-	if m.PagesId != nil {
-		n += 1 + sizeVarint(uint64(*m.PagesId))
-	}
+	n += 1 + sizeVarint(uint64(m.PagesId))
 	return n
 }
 
 func (m *PagemapHead) appendTo(b []byte) []byte {
-	if m.PagesId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.PagesId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.PagesId))
 	return b
 }
 
 func (m *PagemapHead) checkRequired() error {
-	if m.PagesId == nil {
-		return missing("pagemap_head", "pages_id")
-	}
 	return nil
 }
 
 func (m *PagemapHead) complete() {
-	if m.PagesId == nil {
-		v := uint32(0)
-		m.PagesId = &v
-	}
 }
 
 func (m *PagemapHead) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -63,8 +53,8 @@ func (m *PagemapHead) unmarshal(b []byte) error {
 				return corrupt("pagemap_head", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.PagesId = &x
+			m.PagesId = uint32(u)
+			seen |= 0x1
 			continue
 		}
 		n = skipValue(b, typ)
@@ -73,13 +63,16 @@ func (m *PagemapHead) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("pagemap_head", "pages_id")
+	}
 	return nil
 }
 
 // PagemapEntry is pagemap_entry.
 type PagemapEntry struct {
-	Vaddr         *uint64
-	CompatNrPages *uint32
+	Vaddr         uint64
+	CompatNrPages uint32
 	InParent      *bool
 	Flags         *uint32
 	NrPages       *uint64
@@ -92,15 +85,15 @@ func (*PagemapEntry) ProtoName() string { return "pagemap_entry" }
 func (m *PagemapEntry) Reset() { *m = PagemapEntry{} }
 
 func (m *PagemapEntry) GetVaddr() uint64 {
-	if m != nil && m.Vaddr != nil {
-		return *m.Vaddr
+	if m != nil {
+		return m.Vaddr
 	}
 	return 0
 }
 
 func (m *PagemapEntry) GetCompatNrPages() uint32 {
-	if m != nil && m.CompatNrPages != nil {
-		return *m.CompatNrPages
+	if m != nil {
+		return m.CompatNrPages
 	}
 	return 0
 }
@@ -127,12 +120,8 @@ func (m *PagemapEntry) GetNrPages() uint64 {
 }
 
 func (m *PagemapEntry) size() (n int) {
-	if m.Vaddr != nil {
-		n += 1 + sizeVarint(uint64(*m.Vaddr))
-	}
-	if m.CompatNrPages != nil {
-		n += 1 + sizeVarint(uint64(*m.CompatNrPages))
-	}
+	n += 1 + sizeVarint(uint64(m.Vaddr))
+	n += 1 + sizeVarint(uint64(m.CompatNrPages))
 	if m.InParent != nil {
 		n += 1 + 1
 	}
@@ -146,14 +135,10 @@ func (m *PagemapEntry) size() (n int) {
 }
 
 func (m *PagemapEntry) appendTo(b []byte) []byte {
-	if m.Vaddr != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Vaddr))
-	}
-	if m.CompatNrPages != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.CompatNrPages))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Vaddr))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.CompatNrPages))
 	if m.InParent != nil {
 		b = append(b, 0x18)
 		b = appendVarint(b, b2u(*m.InParent))
@@ -170,27 +155,14 @@ func (m *PagemapEntry) appendTo(b []byte) []byte {
 }
 
 func (m *PagemapEntry) checkRequired() error {
-	if m.Vaddr == nil {
-		return missing("pagemap_entry", "vaddr")
-	}
-	if m.CompatNrPages == nil {
-		return missing("pagemap_entry", "compat_nr_pages")
-	}
 	return nil
 }
 
 func (m *PagemapEntry) complete() {
-	if m.Vaddr == nil {
-		v := uint64(0)
-		m.Vaddr = &v
-	}
-	if m.CompatNrPages == nil {
-		v := uint32(0)
-		m.CompatNrPages = &v
-	}
 }
 
 func (m *PagemapEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -204,8 +176,8 @@ func (m *PagemapEntry) unmarshal(b []byte) error {
 				return corrupt("pagemap_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Vaddr = &x
+			m.Vaddr = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -213,8 +185,8 @@ func (m *PagemapEntry) unmarshal(b []byte) error {
 				return corrupt("pagemap_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CompatNrPages = &x
+			m.CompatNrPages = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -249,6 +221,12 @@ func (m *PagemapEntry) unmarshal(b []byte) error {
 			return corrupt("pagemap_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("pagemap_entry", "vaddr")
+	}
+	if seen&0x2 == 0 {
+		return missing("pagemap_entry", "compat_nr_pages")
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/bpfmap-file"
+	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cgroup"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -174,10 +175,9 @@ func TestMatchesProtobuf(t *testing.T) {
 }
 
 func TestClone(t *testing.T) {
-	v := &VmaEntry{Start: Uint64(0x1000), End: Uint64(0x2000), Pgoff: Uint64(0), Shmid: Uint64(0),
-		Prot: Uint32(3), Flags: Uint32(0x22), Status: Uint32(1), Fd: Int64(-1)}
+	v := &VmaEntry{Start: 0x1000, End: 0x2000, Prot: 3, Flags: 0x22, Status: 1, Fd: -1, Madv: Uint64(1)}
 	c := Clone(v)
-	if c == v || c.Start == v.Start || !reflect.DeepEqual(c, v) {
+	if c == v || c.Madv == v.Madv || !reflect.DeepEqual(c, v) {
 		t.Fatalf("Clone(%+v) = %+v: not a deep copy", v, c)
 	}
 	if got := Clone((*VmaEntry)(nil)); got == nil || !reflect.DeepEqual(got, &VmaEntry{}) {
@@ -188,15 +188,19 @@ func TestClone(t *testing.T) {
 // TestRequired checks that neither direction lets a message go without a
 // required field, nested ones included.
 func TestRequired(t *testing.T) {
-	if _, err := Marshal(&VmaEntry{Start: Uint64(1)}); !errors.Is(err, ErrMissingField) {
-		t.Errorf("Marshal of a vma_entry without end: %v, want ErrMissingField", err)
+	if _, err := Marshal(&PipeEntry{Id: 1, PipeId: 2, Flags: 3}); !errors.Is(err, ErrMissingField) {
+		t.Errorf("Marshal of a pipe_entry without fown: %v, want ErrMissingField", err)
 	}
-	if err := Unmarshal(nil, new(VmaEntry)); !errors.Is(err, ErrMissingField) {
-		t.Errorf("Unmarshal of an empty vma_entry: %v, want ErrMissingField", err)
+	b, err := Marshal(&VmaEntry{Start: 1, End: 2})
+	if err != nil {
+		t.Fatal(err)
 	}
-	mm := &MmEntry{MmStartCode: Uint64(1), Vmas: []*VmaEntry{{Start: Uint64(1)}}}
-	if _, err := Marshal(mm); !errors.Is(err, ErrMissingField) {
-		t.Errorf("Marshal of an mm_entry holding an incomplete vma_entry: %v, want ErrMissingField", err)
+	if err := Unmarshal(b[:4], new(VmaEntry)); !errors.Is(err, ErrMissingField) {
+		t.Errorf("Unmarshal of a vma_entry with only start and end: %v, want ErrMissingField", err)
+	}
+	f := &FileEntry{Type: FdTypes_PIPE, Id: 1, Pipe: &PipeEntry{Id: 1, PipeId: 2, Flags: 3}}
+	if _, err := Marshal(f); !errors.Is(err, ErrMissingField) {
+		t.Errorf("Marshal of a file_entry holding an incomplete pipe_entry: %v, want ErrMissingField", err)
 	}
 }
 

@@ -4,10 +4,10 @@ package pb
 
 // PidfdEntry is pidfd_entry.
 type PidfdEntry struct {
-	Id    *uint32
-	Ino   *uint32
-	Flags *uint32
-	Nspid *int32
+	Id    uint32
+	Ino   uint32
+	Flags uint32
+	Nspid int32
 	Fown  *FownEntry
 }
 
@@ -18,29 +18,29 @@ func (*PidfdEntry) ProtoName() string { return "pidfd_entry" }
 func (m *PidfdEntry) Reset() { *m = PidfdEntry{} }
 
 func (m *PidfdEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *PidfdEntry) GetIno() uint32 {
-	if m != nil && m.Ino != nil {
-		return *m.Ino
+	if m != nil {
+		return m.Ino
 	}
 	return 0
 }
 
 func (m *PidfdEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *PidfdEntry) GetNspid() int32 {
-	if m != nil && m.Nspid != nil {
-		return *m.Nspid
+	if m != nil {
+		return m.Nspid
 	}
 	return 0
 }
@@ -53,18 +53,10 @@ func (m *PidfdEntry) GetFown() *FownEntry {
 }
 
 func (m *PidfdEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		n += 1 + sizeVarint(uint64(*m.Ino))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Nspid != nil {
-		n += 1 + sizeVarint(uint64(*m.Nspid))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Ino))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Nspid))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -72,22 +64,14 @@ func (m *PidfdEntry) size() (n int) {
 }
 
 func (m *PidfdEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Ino))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Nspid != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Nspid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Ino))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Nspid))
 	if m.Fown != nil {
 		b = append(b, 0x2a)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -97,18 +81,6 @@ func (m *PidfdEntry) appendTo(b []byte) []byte {
 }
 
 func (m *PidfdEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("pidfd_entry", "id")
-	}
-	if m.Ino == nil {
-		return missing("pidfd_entry", "ino")
-	}
-	if m.Flags == nil {
-		return missing("pidfd_entry", "flags")
-	}
-	if m.Nspid == nil {
-		return missing("pidfd_entry", "nspid")
-	}
 	if m.Fown == nil {
 		return missing("pidfd_entry", "fown")
 	}
@@ -121,22 +93,6 @@ func (m *PidfdEntry) checkRequired() error {
 }
 
 func (m *PidfdEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Ino == nil {
-		v := uint32(0)
-		m.Ino = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Nspid == nil {
-		v := int32(0)
-		m.Nspid = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -146,6 +102,7 @@ func (m *PidfdEntry) complete() {
 }
 
 func (m *PidfdEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -159,8 +116,8 @@ func (m *PidfdEntry) unmarshal(b []byte) error {
 				return corrupt("pidfd_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -168,8 +125,8 @@ func (m *PidfdEntry) unmarshal(b []byte) error {
 				return corrupt("pidfd_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ino = &x
+			m.Ino = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -177,8 +134,8 @@ func (m *PidfdEntry) unmarshal(b []byte) error {
 				return corrupt("pidfd_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -186,8 +143,8 @@ func (m *PidfdEntry) unmarshal(b []byte) error {
 				return corrupt("pidfd_entry", 4)
 			}
 			b = b[n:]
-			x := int32(u)
-			m.Nspid = &x
+			m.Nspid = int32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 2:
 			v, n := consumeBytes(b)
@@ -208,6 +165,18 @@ func (m *PidfdEntry) unmarshal(b []byte) error {
 			return corrupt("pidfd_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("pidfd_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("pidfd_entry", "ino")
+	}
+	if seen&0x4 == 0 {
+		return missing("pidfd_entry", "flags")
+	}
+	if seen&0x8 == 0 {
+		return missing("pidfd_entry", "nspid")
 	}
 	return nil
 }

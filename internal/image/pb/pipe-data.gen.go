@@ -4,8 +4,8 @@ package pb
 
 // PipeDataEntry is pipe_data_entry.
 type PipeDataEntry struct {
-	PipeId *uint32
-	Bytes  *uint32
+	PipeId uint32
+	Bytes  uint32
 	Size   *uint32
 }
 
@@ -16,15 +16,15 @@ func (*PipeDataEntry) ProtoName() string { return "pipe_data_entry" }
 func (m *PipeDataEntry) Reset() { *m = PipeDataEntry{} }
 
 func (m *PipeDataEntry) GetPipeId() uint32 {
-	if m != nil && m.PipeId != nil {
-		return *m.PipeId
+	if m != nil {
+		return m.PipeId
 	}
 	return 0
 }
 
 func (m *PipeDataEntry) GetBytes() uint32 {
-	if m != nil && m.Bytes != nil {
-		return *m.Bytes
+	if m != nil {
+		return m.Bytes
 	}
 	return 0
 }
@@ -37,12 +37,8 @@ func (m *PipeDataEntry) GetSize() uint32 {
 }
 
 func (m *PipeDataEntry) size() (n int) {
-	if m.PipeId != nil {
-		n += 1 + sizeVarint(uint64(*m.PipeId))
-	}
-	if m.Bytes != nil {
-		n += 1 + sizeVarint(uint64(*m.Bytes))
-	}
+	n += 1 + sizeVarint(uint64(m.PipeId))
+	n += 1 + sizeVarint(uint64(m.Bytes))
 	if m.Size != nil {
 		n += 1 + sizeVarint(uint64(*m.Size))
 	}
@@ -50,14 +46,10 @@ func (m *PipeDataEntry) size() (n int) {
 }
 
 func (m *PipeDataEntry) appendTo(b []byte) []byte {
-	if m.PipeId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.PipeId))
-	}
-	if m.Bytes != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Bytes))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.PipeId))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Bytes))
 	if m.Size != nil {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(*m.Size))
@@ -66,27 +58,14 @@ func (m *PipeDataEntry) appendTo(b []byte) []byte {
 }
 
 func (m *PipeDataEntry) checkRequired() error {
-	if m.PipeId == nil {
-		return missing("pipe_data_entry", "pipe_id")
-	}
-	if m.Bytes == nil {
-		return missing("pipe_data_entry", "bytes")
-	}
 	return nil
 }
 
 func (m *PipeDataEntry) complete() {
-	if m.PipeId == nil {
-		v := uint32(0)
-		m.PipeId = &v
-	}
-	if m.Bytes == nil {
-		v := uint32(0)
-		m.Bytes = &v
-	}
 }
 
 func (m *PipeDataEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -100,8 +79,8 @@ func (m *PipeDataEntry) unmarshal(b []byte) error {
 				return corrupt("pipe_data_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.PipeId = &x
+			m.PipeId = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -109,8 +88,8 @@ func (m *PipeDataEntry) unmarshal(b []byte) error {
 				return corrupt("pipe_data_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Bytes = &x
+			m.Bytes = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -127,6 +106,12 @@ func (m *PipeDataEntry) unmarshal(b []byte) error {
 			return corrupt("pipe_data_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("pipe_data_entry", "pipe_id")
+	}
+	if seen&0x2 == 0 {
+		return missing("pipe_data_entry", "bytes")
 	}
 	return nil
 }

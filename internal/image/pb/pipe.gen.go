@@ -4,9 +4,9 @@ package pb
 
 // PipeEntry is pipe_entry.
 type PipeEntry struct {
-	Id     *uint32
-	PipeId *uint32
-	Flags  *uint32
+	Id     uint32
+	PipeId uint32
+	Flags  uint32
 	Fown   *FownEntry
 }
 
@@ -17,22 +17,22 @@ func (*PipeEntry) ProtoName() string { return "pipe_entry" }
 func (m *PipeEntry) Reset() { *m = PipeEntry{} }
 
 func (m *PipeEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *PipeEntry) GetPipeId() uint32 {
-	if m != nil && m.PipeId != nil {
-		return *m.PipeId
+	if m != nil {
+		return m.PipeId
 	}
 	return 0
 }
 
 func (m *PipeEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
@@ -45,15 +45,9 @@ func (m *PipeEntry) GetFown() *FownEntry {
 }
 
 func (m *PipeEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.PipeId != nil {
-		n += 1 + sizeVarint(uint64(*m.PipeId))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.PipeId))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -61,18 +55,12 @@ func (m *PipeEntry) size() (n int) {
 }
 
 func (m *PipeEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.PipeId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.PipeId))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.PipeId))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Flags))
 	if m.Fown != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -82,15 +70,6 @@ func (m *PipeEntry) appendTo(b []byte) []byte {
 }
 
 func (m *PipeEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("pipe_entry", "id")
-	}
-	if m.PipeId == nil {
-		return missing("pipe_entry", "pipe_id")
-	}
-	if m.Flags == nil {
-		return missing("pipe_entry", "flags")
-	}
 	if m.Fown == nil {
 		return missing("pipe_entry", "fown")
 	}
@@ -103,18 +82,6 @@ func (m *PipeEntry) checkRequired() error {
 }
 
 func (m *PipeEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.PipeId == nil {
-		v := uint32(0)
-		m.PipeId = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -124,6 +91,7 @@ func (m *PipeEntry) complete() {
 }
 
 func (m *PipeEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -137,8 +105,8 @@ func (m *PipeEntry) unmarshal(b []byte) error {
 				return corrupt("pipe_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -146,8 +114,8 @@ func (m *PipeEntry) unmarshal(b []byte) error {
 				return corrupt("pipe_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.PipeId = &x
+			m.PipeId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -155,8 +123,8 @@ func (m *PipeEntry) unmarshal(b []byte) error {
 				return corrupt("pipe_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 2:
 			v, n := consumeBytes(b)
@@ -177,6 +145,15 @@ func (m *PipeEntry) unmarshal(b []byte) error {
 			return corrupt("pipe_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("pipe_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("pipe_entry", "pipe_id")
+	}
+	if seen&0x4 == 0 {
+		return missing("pipe_entry", "flags")
 	}
 	return nil
 }

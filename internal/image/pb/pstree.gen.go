@@ -4,10 +4,10 @@ package pb
 
 // PstreeEntry is pstree_entry.
 type PstreeEntry struct {
-	Pid     *uint32
-	Ppid    *uint32
-	Pgid    *uint32
-	Sid     *uint32
+	Pid     uint32
+	Ppid    uint32
+	Pgid    uint32
+	Sid     uint32
 	Threads []uint32
 }
 
@@ -18,29 +18,29 @@ func (*PstreeEntry) ProtoName() string { return "pstree_entry" }
 func (m *PstreeEntry) Reset() { *m = PstreeEntry{} }
 
 func (m *PstreeEntry) GetPid() uint32 {
-	if m != nil && m.Pid != nil {
-		return *m.Pid
+	if m != nil {
+		return m.Pid
 	}
 	return 0
 }
 
 func (m *PstreeEntry) GetPpid() uint32 {
-	if m != nil && m.Ppid != nil {
-		return *m.Ppid
+	if m != nil {
+		return m.Ppid
 	}
 	return 0
 }
 
 func (m *PstreeEntry) GetPgid() uint32 {
-	if m != nil && m.Pgid != nil {
-		return *m.Pgid
+	if m != nil {
+		return m.Pgid
 	}
 	return 0
 }
 
 func (m *PstreeEntry) GetSid() uint32 {
-	if m != nil && m.Sid != nil {
-		return *m.Sid
+	if m != nil {
+		return m.Sid
 	}
 	return 0
 }
@@ -53,18 +53,10 @@ func (m *PstreeEntry) GetThreads() []uint32 {
 }
 
 func (m *PstreeEntry) size() (n int) {
-	if m.Pid != nil {
-		n += 1 + sizeVarint(uint64(*m.Pid))
-	}
-	if m.Ppid != nil {
-		n += 1 + sizeVarint(uint64(*m.Ppid))
-	}
-	if m.Pgid != nil {
-		n += 1 + sizeVarint(uint64(*m.Pgid))
-	}
-	if m.Sid != nil {
-		n += 1 + sizeVarint(uint64(*m.Sid))
-	}
+	n += 1 + sizeVarint(uint64(m.Pid))
+	n += 1 + sizeVarint(uint64(m.Ppid))
+	n += 1 + sizeVarint(uint64(m.Pgid))
+	n += 1 + sizeVarint(uint64(m.Sid))
 	for _, v := range m.Threads {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -72,22 +64,14 @@ func (m *PstreeEntry) size() (n int) {
 }
 
 func (m *PstreeEntry) appendTo(b []byte) []byte {
-	if m.Pid != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Pid))
-	}
-	if m.Ppid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Ppid))
-	}
-	if m.Pgid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pgid))
-	}
-	if m.Sid != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Sid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Pid))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Ppid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pgid))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Sid))
 	for _, v := range m.Threads {
 		b = append(b, 0x28)
 		b = appendVarint(b, uint64(v))
@@ -96,41 +80,14 @@ func (m *PstreeEntry) appendTo(b []byte) []byte {
 }
 
 func (m *PstreeEntry) checkRequired() error {
-	if m.Pid == nil {
-		return missing("pstree_entry", "pid")
-	}
-	if m.Ppid == nil {
-		return missing("pstree_entry", "ppid")
-	}
-	if m.Pgid == nil {
-		return missing("pstree_entry", "pgid")
-	}
-	if m.Sid == nil {
-		return missing("pstree_entry", "sid")
-	}
 	return nil
 }
 
 func (m *PstreeEntry) complete() {
-	if m.Pid == nil {
-		v := uint32(0)
-		m.Pid = &v
-	}
-	if m.Ppid == nil {
-		v := uint32(0)
-		m.Ppid = &v
-	}
-	if m.Pgid == nil {
-		v := uint32(0)
-		m.Pgid = &v
-	}
-	if m.Sid == nil {
-		v := uint32(0)
-		m.Sid = &v
-	}
 }
 
 func (m *PstreeEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -144,8 +101,8 @@ func (m *PstreeEntry) unmarshal(b []byte) error {
 				return corrupt("pstree_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Pid = &x
+			m.Pid = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -153,8 +110,8 @@ func (m *PstreeEntry) unmarshal(b []byte) error {
 				return corrupt("pstree_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ppid = &x
+			m.Ppid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -162,8 +119,8 @@ func (m *PstreeEntry) unmarshal(b []byte) error {
 				return corrupt("pstree_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Pgid = &x
+			m.Pgid = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -171,8 +128,8 @@ func (m *PstreeEntry) unmarshal(b []byte) error {
 				return corrupt("pstree_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Sid = &x
+			m.Sid = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -205,6 +162,18 @@ func (m *PstreeEntry) unmarshal(b []byte) error {
 			return corrupt("pstree_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("pstree_entry", "pid")
+	}
+	if seen&0x2 == 0 {
+		return missing("pstree_entry", "ppid")
+	}
+	if seen&0x4 == 0 {
+		return missing("pstree_entry", "pgid")
+	}
+	if seen&0x8 == 0 {
+		return missing("pstree_entry", "sid")
 	}
 	return nil
 }

@@ -4,11 +4,11 @@ package pb
 
 // RegFileEntry is reg_file_entry.
 type RegFileEntry struct {
-	Id                *uint32
-	Flags             *uint32
-	Pos               *uint64
+	Id                uint32
+	Flags             uint32
+	Pos               uint64
 	Fown              *FownEntry
-	Name              *string
+	Name              string
 	MntId             *int32
 	Size              *uint64
 	Ext               *bool
@@ -26,22 +26,22 @@ func (*RegFileEntry) ProtoName() string { return "reg_file_entry" }
 func (m *RegFileEntry) Reset() { *m = RegFileEntry{} }
 
 func (m *RegFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *RegFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *RegFileEntry) GetPos() uint64 {
-	if m != nil && m.Pos != nil {
-		return *m.Pos
+	if m != nil {
+		return m.Pos
 	}
 	return 0
 }
@@ -54,8 +54,8 @@ func (m *RegFileEntry) GetFown() *FownEntry {
 }
 
 func (m *RegFileEntry) GetName() string {
-	if m != nil && m.Name != nil {
-		return *m.Name
+	if m != nil {
+		return m.Name
 	}
 	return ""
 }
@@ -117,21 +117,13 @@ func (m *RegFileEntry) GetChecksumParameter() uint32 {
 }
 
 func (m *RegFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Pos != nil {
-		n += 1 + sizeVarint(uint64(*m.Pos))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Pos))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
-	if m.Name != nil {
-		n += 1 + sizeBytes(len(*m.Name))
-	}
+	n += 1 + sizeBytes(len(m.Name))
 	if m.MntId != nil {
 		n += 1 + sizeVarint(uint64(uint32(*m.MntId)<<1^uint32(*m.MntId>>31)))
 	}
@@ -160,28 +152,20 @@ func (m *RegFileEntry) size() (n int) {
 }
 
 func (m *RegFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Pos != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pos))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pos))
 	if m.Fown != nil {
 		b = append(b, 0x2a)
 		b = appendVarint(b, uint64(m.Fown.size()))
 		b = m.Fown.appendTo(b)
 	}
-	if m.Name != nil {
-		b = append(b, 0x32)
-		b = appendVarint(b, uint64(len(*m.Name)))
-		b = append(b, *m.Name...)
-	}
+	b = append(b, 0x32)
+	b = appendVarint(b, uint64(len(m.Name)))
+	b = append(b, m.Name...)
 	if m.MntId != nil {
 		b = append(b, 0x38)
 		b = appendVarint(b, uint64(uint32(*m.MntId)<<1^uint32(*m.MntId>>31)))
@@ -218,15 +202,6 @@ func (m *RegFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *RegFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("reg_file_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("reg_file_entry", "flags")
-	}
-	if m.Pos == nil {
-		return missing("reg_file_entry", "pos")
-	}
 	if m.Fown == nil {
 		return missing("reg_file_entry", "fown")
 	}
@@ -235,38 +210,20 @@ func (m *RegFileEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.Name == nil {
-		return missing("reg_file_entry", "name")
-	}
 	return nil
 }
 
 func (m *RegFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Pos == nil {
-		v := uint64(0)
-		m.Pos = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
 	if m.Fown != nil {
 		m.Fown.complete()
 	}
-	if m.Name == nil {
-		v := string("")
-		m.Name = &v
-	}
 }
 
 func (m *RegFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -280,8 +237,8 @@ func (m *RegFileEntry) unmarshal(b []byte) error {
 				return corrupt("reg_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -289,8 +246,8 @@ func (m *RegFileEntry) unmarshal(b []byte) error {
 				return corrupt("reg_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -298,8 +255,8 @@ func (m *RegFileEntry) unmarshal(b []byte) error {
 				return corrupt("reg_file_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pos = &x
+			m.Pos = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 5 && typ == 2:
 			v, n := consumeBytes(b)
@@ -320,8 +277,8 @@ func (m *RegFileEntry) unmarshal(b []byte) error {
 				return corrupt("reg_file_entry", 6)
 			}
 			b = b[n:]
-			s := string(v)
-			m.Name = &s
+			m.Name = string(v)
+			seen |= 0x8
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -417,6 +374,18 @@ func (m *RegFileEntry) unmarshal(b []byte) error {
 			return corrupt("reg_file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("reg_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("reg_file_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("reg_file_entry", "pos")
+	}
+	if seen&0x8 == 0 {
+		return missing("reg_file_entry", "name")
 	}
 	return nil
 }

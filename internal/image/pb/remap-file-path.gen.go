@@ -32,8 +32,8 @@ func (x RemapType) String() string {
 
 // RemapFilePathEntry is remap_file_path_entry.
 type RemapFilePathEntry struct {
-	OrigId    *uint32
-	RemapId   *uint32
+	OrigId    uint32
+	RemapId   uint32
 	RemapType *RemapType
 }
 
@@ -44,15 +44,15 @@ func (*RemapFilePathEntry) ProtoName() string { return "remap_file_path_entry" }
 func (m *RemapFilePathEntry) Reset() { *m = RemapFilePathEntry{} }
 
 func (m *RemapFilePathEntry) GetOrigId() uint32 {
-	if m != nil && m.OrigId != nil {
-		return *m.OrigId
+	if m != nil {
+		return m.OrigId
 	}
 	return 0
 }
 
 func (m *RemapFilePathEntry) GetRemapId() uint32 {
-	if m != nil && m.RemapId != nil {
-		return *m.RemapId
+	if m != nil {
+		return m.RemapId
 	}
 	return 0
 }
@@ -65,12 +65,8 @@ func (m *RemapFilePathEntry) GetRemapType() RemapType {
 }
 
 func (m *RemapFilePathEntry) size() (n int) {
-	if m.OrigId != nil {
-		n += 1 + sizeVarint(uint64(*m.OrigId))
-	}
-	if m.RemapId != nil {
-		n += 1 + sizeVarint(uint64(*m.RemapId))
-	}
+	n += 1 + sizeVarint(uint64(m.OrigId))
+	n += 1 + sizeVarint(uint64(m.RemapId))
 	if m.RemapType != nil {
 		n += 1 + sizeVarint(uint64(*m.RemapType))
 	}
@@ -78,14 +74,10 @@ func (m *RemapFilePathEntry) size() (n int) {
 }
 
 func (m *RemapFilePathEntry) appendTo(b []byte) []byte {
-	if m.OrigId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.OrigId))
-	}
-	if m.RemapId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.RemapId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.OrigId))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.RemapId))
 	if m.RemapType != nil {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(*m.RemapType))
@@ -94,27 +86,14 @@ func (m *RemapFilePathEntry) appendTo(b []byte) []byte {
 }
 
 func (m *RemapFilePathEntry) checkRequired() error {
-	if m.OrigId == nil {
-		return missing("remap_file_path_entry", "orig_id")
-	}
-	if m.RemapId == nil {
-		return missing("remap_file_path_entry", "remap_id")
-	}
 	return nil
 }
 
 func (m *RemapFilePathEntry) complete() {
-	if m.OrigId == nil {
-		v := uint32(0)
-		m.OrigId = &v
-	}
-	if m.RemapId == nil {
-		v := uint32(0)
-		m.RemapId = &v
-	}
 }
 
 func (m *RemapFilePathEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -128,8 +107,8 @@ func (m *RemapFilePathEntry) unmarshal(b []byte) error {
 				return corrupt("remap_file_path_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.OrigId = &x
+			m.OrigId = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -137,8 +116,8 @@ func (m *RemapFilePathEntry) unmarshal(b []byte) error {
 				return corrupt("remap_file_path_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.RemapId = &x
+			m.RemapId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -155,6 +134,12 @@ func (m *RemapFilePathEntry) unmarshal(b []byte) error {
 			return corrupt("remap_file_path_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("remap_file_path_entry", "orig_id")
+	}
+	if seen&0x2 == 0 {
+		return missing("remap_file_path_entry", "remap_id")
 	}
 	return nil
 }

@@ -4,8 +4,8 @@ package pb
 
 // RlimitEntry is rlimit_entry.
 type RlimitEntry struct {
-	Cur *uint64
-	Max *uint64
+	Cur uint64
+	Max uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -15,63 +15,42 @@ func (*RlimitEntry) ProtoName() string { return "rlimit_entry" }
 func (m *RlimitEntry) Reset() { *m = RlimitEntry{} }
 
 func (m *RlimitEntry) GetCur() uint64 {
-	if m != nil && m.Cur != nil {
-		return *m.Cur
+	if m != nil {
+		return m.Cur
 	}
 	return 0
 }
 
 func (m *RlimitEntry) GetMax() uint64 {
-	if m != nil && m.Max != nil {
-		return *m.Max
+	if m != nil {
+		return m.Max
 	}
 	return 0
 }
 
 func (m *RlimitEntry) size() (n int) {
-	if m.Cur != nil {
-		n += 1 + sizeVarint(uint64(*m.Cur))
-	}
-	if m.Max != nil {
-		n += 1 + sizeVarint(uint64(*m.Max))
-	}
+	n += 1 + sizeVarint(uint64(m.Cur))
+	n += 1 + sizeVarint(uint64(m.Max))
 	return n
 }
 
 func (m *RlimitEntry) appendTo(b []byte) []byte {
-	if m.Cur != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Cur))
-	}
-	if m.Max != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Max))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Cur))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Max))
 	return b
 }
 
 func (m *RlimitEntry) checkRequired() error {
-	if m.Cur == nil {
-		return missing("rlimit_entry", "cur")
-	}
-	if m.Max == nil {
-		return missing("rlimit_entry", "max")
-	}
 	return nil
 }
 
 func (m *RlimitEntry) complete() {
-	if m.Cur == nil {
-		v := uint64(0)
-		m.Cur = &v
-	}
-	if m.Max == nil {
-		v := uint64(0)
-		m.Max = &v
-	}
 }
 
 func (m *RlimitEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -85,8 +64,8 @@ func (m *RlimitEntry) unmarshal(b []byte) error {
 				return corrupt("rlimit_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Cur = &x
+			m.Cur = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -94,8 +73,8 @@ func (m *RlimitEntry) unmarshal(b []byte) error {
 				return corrupt("rlimit_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Max = &x
+			m.Max = uint64(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -103,6 +82,12 @@ func (m *RlimitEntry) unmarshal(b []byte) error {
 			return corrupt("rlimit_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("rlimit_entry", "cur")
+	}
+	if seen&0x2 == 0 {
+		return missing("rlimit_entry", "max")
 	}
 	return nil
 }

@@ -4,9 +4,9 @@ package pb
 
 // RseqEntry is rseq_entry.
 type RseqEntry struct {
-	RseqAbiPointer *uint64
-	RseqAbiSize    *uint32
-	Signature      *uint32
+	RseqAbiPointer uint64
+	RseqAbiSize    uint32
+	Signature      uint32
 	RseqCsPointer  *uint64
 }
 
@@ -17,22 +17,22 @@ func (*RseqEntry) ProtoName() string { return "rseq_entry" }
 func (m *RseqEntry) Reset() { *m = RseqEntry{} }
 
 func (m *RseqEntry) GetRseqAbiPointer() uint64 {
-	if m != nil && m.RseqAbiPointer != nil {
-		return *m.RseqAbiPointer
+	if m != nil {
+		return m.RseqAbiPointer
 	}
 	return 0
 }
 
 func (m *RseqEntry) GetRseqAbiSize() uint32 {
-	if m != nil && m.RseqAbiSize != nil {
-		return *m.RseqAbiSize
+	if m != nil {
+		return m.RseqAbiSize
 	}
 	return 0
 }
 
 func (m *RseqEntry) GetSignature() uint32 {
-	if m != nil && m.Signature != nil {
-		return *m.Signature
+	if m != nil {
+		return m.Signature
 	}
 	return 0
 }
@@ -45,15 +45,9 @@ func (m *RseqEntry) GetRseqCsPointer() uint64 {
 }
 
 func (m *RseqEntry) size() (n int) {
-	if m.RseqAbiPointer != nil {
-		n += 1 + sizeVarint(uint64(*m.RseqAbiPointer))
-	}
-	if m.RseqAbiSize != nil {
-		n += 1 + sizeVarint(uint64(*m.RseqAbiSize))
-	}
-	if m.Signature != nil {
-		n += 1 + sizeVarint(uint64(*m.Signature))
-	}
+	n += 1 + sizeVarint(uint64(m.RseqAbiPointer))
+	n += 1 + sizeVarint(uint64(m.RseqAbiSize))
+	n += 1 + sizeVarint(uint64(m.Signature))
 	if m.RseqCsPointer != nil {
 		n += 1 + sizeVarint(uint64(*m.RseqCsPointer))
 	}
@@ -61,18 +55,12 @@ func (m *RseqEntry) size() (n int) {
 }
 
 func (m *RseqEntry) appendTo(b []byte) []byte {
-	if m.RseqAbiPointer != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.RseqAbiPointer))
-	}
-	if m.RseqAbiSize != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.RseqAbiSize))
-	}
-	if m.Signature != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Signature))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.RseqAbiPointer))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.RseqAbiSize))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Signature))
 	if m.RseqCsPointer != nil {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(*m.RseqCsPointer))
@@ -81,34 +69,14 @@ func (m *RseqEntry) appendTo(b []byte) []byte {
 }
 
 func (m *RseqEntry) checkRequired() error {
-	if m.RseqAbiPointer == nil {
-		return missing("rseq_entry", "rseq_abi_pointer")
-	}
-	if m.RseqAbiSize == nil {
-		return missing("rseq_entry", "rseq_abi_size")
-	}
-	if m.Signature == nil {
-		return missing("rseq_entry", "signature")
-	}
 	return nil
 }
 
 func (m *RseqEntry) complete() {
-	if m.RseqAbiPointer == nil {
-		v := uint64(0)
-		m.RseqAbiPointer = &v
-	}
-	if m.RseqAbiSize == nil {
-		v := uint32(0)
-		m.RseqAbiSize = &v
-	}
-	if m.Signature == nil {
-		v := uint32(0)
-		m.Signature = &v
-	}
 }
 
 func (m *RseqEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -122,8 +90,8 @@ func (m *RseqEntry) unmarshal(b []byte) error {
 				return corrupt("rseq_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.RseqAbiPointer = &x
+			m.RseqAbiPointer = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -131,8 +99,8 @@ func (m *RseqEntry) unmarshal(b []byte) error {
 				return corrupt("rseq_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.RseqAbiSize = &x
+			m.RseqAbiSize = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -140,8 +108,8 @@ func (m *RseqEntry) unmarshal(b []byte) error {
 				return corrupt("rseq_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Signature = &x
+			m.Signature = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -158,6 +126,15 @@ func (m *RseqEntry) unmarshal(b []byte) error {
 			return corrupt("rseq_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("rseq_entry", "rseq_abi_pointer")
+	}
+	if seen&0x2 == 0 {
+		return missing("rseq_entry", "rseq_abi_size")
+	}
+	if seen&0x4 == 0 {
+		return missing("rseq_entry", "signature")
 	}
 	return nil
 }

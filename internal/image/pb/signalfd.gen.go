@@ -4,10 +4,10 @@ package pb
 
 // SignalfdEntry is signalfd_entry.
 type SignalfdEntry struct {
-	Id      *uint32
-	Flags   *uint32
+	Id      uint32
+	Flags   uint32
 	Fown    *FownEntry
-	Sigmask *uint64
+	Sigmask uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -17,15 +17,15 @@ func (*SignalfdEntry) ProtoName() string { return "signalfd_entry" }
 func (m *SignalfdEntry) Reset() { *m = SignalfdEntry{} }
 
 func (m *SignalfdEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *SignalfdEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
@@ -38,56 +38,38 @@ func (m *SignalfdEntry) GetFown() *FownEntry {
 }
 
 func (m *SignalfdEntry) GetSigmask() uint64 {
-	if m != nil && m.Sigmask != nil {
-		return *m.Sigmask
+	if m != nil {
+		return m.Sigmask
 	}
 	return 0
 }
 
 func (m *SignalfdEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
-	if m.Sigmask != nil {
-		n += 1 + sizeVarint(uint64(*m.Sigmask))
-	}
+	n += 1 + sizeVarint(uint64(m.Sigmask))
 	return n
 }
 
 func (m *SignalfdEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
 	if m.Fown != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Fown.size()))
 		b = m.Fown.appendTo(b)
 	}
-	if m.Sigmask != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Sigmask))
-	}
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Sigmask))
 	return b
 }
 
 func (m *SignalfdEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("signalfd_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("signalfd_entry", "flags")
-	}
 	if m.Fown == nil {
 		return missing("signalfd_entry", "fown")
 	}
@@ -96,34 +78,20 @@ func (m *SignalfdEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.Sigmask == nil {
-		return missing("signalfd_entry", "sigmask")
-	}
 	return nil
 }
 
 func (m *SignalfdEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
 	if m.Fown != nil {
 		m.Fown.complete()
 	}
-	if m.Sigmask == nil {
-		v := uint64(0)
-		m.Sigmask = &v
-	}
 }
 
 func (m *SignalfdEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -137,8 +105,8 @@ func (m *SignalfdEntry) unmarshal(b []byte) error {
 				return corrupt("signalfd_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -146,8 +114,8 @@ func (m *SignalfdEntry) unmarshal(b []byte) error {
 				return corrupt("signalfd_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -168,8 +136,8 @@ func (m *SignalfdEntry) unmarshal(b []byte) error {
 				return corrupt("signalfd_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Sigmask = &x
+			m.Sigmask = uint64(u)
+			seen |= 0x4
 			continue
 		}
 		n = skipValue(b, typ)
@@ -177,6 +145,15 @@ func (m *SignalfdEntry) unmarshal(b []byte) error {
 			return corrupt("signalfd_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("signalfd_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("signalfd_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("signalfd_entry", "sigmask")
 	}
 	return nil
 }

@@ -330,16 +330,16 @@ func (m *IpOptsEntry) unmarshal(b []byte) error {
 
 // InetSkEntry is inet_sk_entry.
 type InetSkEntry struct {
-	Id       *uint32
-	Ino      *uint32
-	Family   *uint32
-	Type     *uint32
-	Proto    *uint32
-	State    *uint32
-	SrcPort  *uint32
-	DstPort  *uint32
-	Flags    *uint32
-	Backlog  *uint32
+	Id       uint32
+	Ino      uint32
+	Family   uint32
+	Type     uint32
+	Proto    uint32
+	State    uint32
+	SrcPort  uint32
+	DstPort  uint32
+	Flags    uint32
+	Backlog  uint32
 	SrcAddr  []uint32
 	DstAddr  []uint32
 	Fown     *FownEntry
@@ -359,71 +359,71 @@ func (*InetSkEntry) ProtoName() string { return "inet_sk_entry" }
 func (m *InetSkEntry) Reset() { *m = InetSkEntry{} }
 
 func (m *InetSkEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetIno() uint32 {
-	if m != nil && m.Ino != nil {
-		return *m.Ino
+	if m != nil {
+		return m.Ino
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetFamily() uint32 {
-	if m != nil && m.Family != nil {
-		return *m.Family
+	if m != nil {
+		return m.Family
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetType() uint32 {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetProto() uint32 {
-	if m != nil && m.Proto != nil {
-		return *m.Proto
+	if m != nil {
+		return m.Proto
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetState() uint32 {
-	if m != nil && m.State != nil {
-		return *m.State
+	if m != nil {
+		return m.State
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetSrcPort() uint32 {
-	if m != nil && m.SrcPort != nil {
-		return *m.SrcPort
+	if m != nil {
+		return m.SrcPort
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetDstPort() uint32 {
-	if m != nil && m.DstPort != nil {
-		return *m.DstPort
+	if m != nil {
+		return m.DstPort
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *InetSkEntry) GetBacklog() uint32 {
-	if m != nil && m.Backlog != nil {
-		return *m.Backlog
+	if m != nil {
+		return m.Backlog
 	}
 	return 0
 }
@@ -499,36 +499,16 @@ func (m *InetSkEntry) GetTcpOpts() *TcpOptsEntry {
 }
 
 func (m *InetSkEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		n += 1 + sizeVarint(uint64(*m.Ino))
-	}
-	if m.Family != nil {
-		n += 1 + sizeVarint(uint64(*m.Family))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.Proto != nil {
-		n += 1 + sizeVarint(uint64(*m.Proto))
-	}
-	if m.State != nil {
-		n += 1 + sizeVarint(uint64(*m.State))
-	}
-	if m.SrcPort != nil {
-		n += 1 + sizeVarint(uint64(*m.SrcPort))
-	}
-	if m.DstPort != nil {
-		n += 1 + sizeVarint(uint64(*m.DstPort))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Backlog != nil {
-		n += 1 + sizeVarint(uint64(*m.Backlog))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Ino))
+	n += 1 + sizeVarint(uint64(m.Family))
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + sizeVarint(uint64(m.Proto))
+	n += 1 + sizeVarint(uint64(m.State))
+	n += 1 + sizeVarint(uint64(m.SrcPort))
+	n += 1 + sizeVarint(uint64(m.DstPort))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Backlog))
 	for _, v := range m.SrcAddr {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -563,46 +543,26 @@ func (m *InetSkEntry) size() (n int) {
 }
 
 func (m *InetSkEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Ino))
-	}
-	if m.Family != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Family))
-	}
-	if m.Type != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.Proto != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Proto))
-	}
-	if m.State != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.State))
-	}
-	if m.SrcPort != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.SrcPort))
-	}
-	if m.DstPort != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.DstPort))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Backlog != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.Backlog))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Ino))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Family))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Proto))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.State))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.SrcPort))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.DstPort))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.Backlog))
 	for _, v := range m.SrcAddr {
 		b = append(b, 0x58)
 		b = appendVarint(b, uint64(v))
@@ -652,36 +612,6 @@ func (m *InetSkEntry) appendTo(b []byte) []byte {
 }
 
 func (m *InetSkEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("inet_sk_entry", "id")
-	}
-	if m.Ino == nil {
-		return missing("inet_sk_entry", "ino")
-	}
-	if m.Family == nil {
-		return missing("inet_sk_entry", "family")
-	}
-	if m.Type == nil {
-		return missing("inet_sk_entry", "type")
-	}
-	if m.Proto == nil {
-		return missing("inet_sk_entry", "proto")
-	}
-	if m.State == nil {
-		return missing("inet_sk_entry", "state")
-	}
-	if m.SrcPort == nil {
-		return missing("inet_sk_entry", "src_port")
-	}
-	if m.DstPort == nil {
-		return missing("inet_sk_entry", "dst_port")
-	}
-	if m.Flags == nil {
-		return missing("inet_sk_entry", "flags")
-	}
-	if m.Backlog == nil {
-		return missing("inet_sk_entry", "backlog")
-	}
 	if m.Fown == nil {
 		return missing("inet_sk_entry", "fown")
 	}
@@ -702,46 +632,6 @@ func (m *InetSkEntry) checkRequired() error {
 }
 
 func (m *InetSkEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Ino == nil {
-		v := uint32(0)
-		m.Ino = &v
-	}
-	if m.Family == nil {
-		v := uint32(0)
-		m.Family = &v
-	}
-	if m.Type == nil {
-		v := uint32(0)
-		m.Type = &v
-	}
-	if m.Proto == nil {
-		v := uint32(0)
-		m.Proto = &v
-	}
-	if m.State == nil {
-		v := uint32(0)
-		m.State = &v
-	}
-	if m.SrcPort == nil {
-		v := uint32(0)
-		m.SrcPort = &v
-	}
-	if m.DstPort == nil {
-		v := uint32(0)
-		m.DstPort = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Backlog == nil {
-		v := uint32(0)
-		m.Backlog = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -763,6 +653,7 @@ func (m *InetSkEntry) complete() {
 }
 
 func (m *InetSkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -776,8 +667,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -785,8 +676,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ino = &x
+			m.Ino = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -794,8 +685,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Family = &x
+			m.Family = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -803,8 +694,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Type = &x
+			m.Type = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -812,8 +703,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Proto = &x
+			m.Proto = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -821,8 +712,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.State = &x
+			m.State = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -830,8 +721,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SrcPort = &x
+			m.SrcPort = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -839,8 +730,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.DstPort = &x
+			m.DstPort = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -848,8 +739,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 9)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -857,8 +748,8 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 				return corrupt("inet_sk_entry", 10)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Backlog = &x
+			m.Backlog = uint32(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1004,6 +895,36 @@ func (m *InetSkEntry) unmarshal(b []byte) error {
 			return corrupt("inet_sk_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("inet_sk_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("inet_sk_entry", "ino")
+	}
+	if seen&0x4 == 0 {
+		return missing("inet_sk_entry", "family")
+	}
+	if seen&0x8 == 0 {
+		return missing("inet_sk_entry", "type")
+	}
+	if seen&0x10 == 0 {
+		return missing("inet_sk_entry", "proto")
+	}
+	if seen&0x20 == 0 {
+		return missing("inet_sk_entry", "state")
+	}
+	if seen&0x40 == 0 {
+		return missing("inet_sk_entry", "src_port")
+	}
+	if seen&0x80 == 0 {
+		return missing("inet_sk_entry", "dst_port")
+	}
+	if seen&0x100 == 0 {
+		return missing("inet_sk_entry", "flags")
+	}
+	if seen&0x200 == 0 {
+		return missing("inet_sk_entry", "backlog")
 	}
 	return nil
 }

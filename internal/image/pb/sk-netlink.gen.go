@@ -4,15 +4,15 @@ package pb
 
 // NetlinkSkEntry is netlink_sk_entry.
 type NetlinkSkEntry struct {
-	Id        *uint32
-	Ino       *uint32
-	Protocol  *uint32
-	State     *uint32
-	Flags     *uint32
-	Portid    *uint32
+	Id        uint32
+	Ino       uint32
+	Protocol  uint32
+	State     uint32
+	Flags     uint32
+	Portid    uint32
 	Groups    []uint32
-	DstPortid *uint32
-	DstGroup  *uint32
+	DstPortid uint32
+	DstGroup  uint32
 	Fown      *FownEntry
 	Opts      *SkOptsEntry
 	NsId      *uint32
@@ -25,43 +25,43 @@ func (*NetlinkSkEntry) ProtoName() string { return "netlink_sk_entry" }
 func (m *NetlinkSkEntry) Reset() { *m = NetlinkSkEntry{} }
 
 func (m *NetlinkSkEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *NetlinkSkEntry) GetIno() uint32 {
-	if m != nil && m.Ino != nil {
-		return *m.Ino
+	if m != nil {
+		return m.Ino
 	}
 	return 0
 }
 
 func (m *NetlinkSkEntry) GetProtocol() uint32 {
-	if m != nil && m.Protocol != nil {
-		return *m.Protocol
+	if m != nil {
+		return m.Protocol
 	}
 	return 0
 }
 
 func (m *NetlinkSkEntry) GetState() uint32 {
-	if m != nil && m.State != nil {
-		return *m.State
+	if m != nil {
+		return m.State
 	}
 	return 0
 }
 
 func (m *NetlinkSkEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *NetlinkSkEntry) GetPortid() uint32 {
-	if m != nil && m.Portid != nil {
-		return *m.Portid
+	if m != nil {
+		return m.Portid
 	}
 	return 0
 }
@@ -74,15 +74,15 @@ func (m *NetlinkSkEntry) GetGroups() []uint32 {
 }
 
 func (m *NetlinkSkEntry) GetDstPortid() uint32 {
-	if m != nil && m.DstPortid != nil {
-		return *m.DstPortid
+	if m != nil {
+		return m.DstPortid
 	}
 	return 0
 }
 
 func (m *NetlinkSkEntry) GetDstGroup() uint32 {
-	if m != nil && m.DstGroup != nil {
-		return *m.DstGroup
+	if m != nil {
+		return m.DstGroup
 	}
 	return 0
 }
@@ -109,33 +109,17 @@ func (m *NetlinkSkEntry) GetNsId() uint32 {
 }
 
 func (m *NetlinkSkEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		n += 1 + sizeVarint(uint64(*m.Ino))
-	}
-	if m.Protocol != nil {
-		n += 1 + sizeVarint(uint64(*m.Protocol))
-	}
-	if m.State != nil {
-		n += 1 + sizeVarint(uint64(*m.State))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Portid != nil {
-		n += 1 + sizeVarint(uint64(*m.Portid))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Ino))
+	n += 1 + sizeVarint(uint64(m.Protocol))
+	n += 1 + sizeVarint(uint64(m.State))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Portid))
 	for _, v := range m.Groups {
 		n += 1 + sizeVarint(uint64(v))
 	}
-	if m.DstPortid != nil {
-		n += 1 + sizeVarint(uint64(*m.DstPortid))
-	}
-	if m.DstGroup != nil {
-		n += 1 + sizeVarint(uint64(*m.DstGroup))
-	}
+	n += 1 + sizeVarint(uint64(m.DstPortid))
+	n += 1 + sizeVarint(uint64(m.DstGroup))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -149,42 +133,26 @@ func (m *NetlinkSkEntry) size() (n int) {
 }
 
 func (m *NetlinkSkEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Ino))
-	}
-	if m.Protocol != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Protocol))
-	}
-	if m.State != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.State))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Portid != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Portid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Ino))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Protocol))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.State))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Portid))
 	for _, v := range m.Groups {
 		b = append(b, 0x40)
 		b = appendVarint(b, uint64(v))
 	}
-	if m.DstPortid != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.DstPortid))
-	}
-	if m.DstGroup != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.DstGroup))
-	}
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.DstPortid))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.DstGroup))
 	if m.Fown != nil {
 		b = append(b, 0x5a)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -203,30 +171,6 @@ func (m *NetlinkSkEntry) appendTo(b []byte) []byte {
 }
 
 func (m *NetlinkSkEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("netlink_sk_entry", "id")
-	}
-	if m.Ino == nil {
-		return missing("netlink_sk_entry", "ino")
-	}
-	if m.Protocol == nil {
-		return missing("netlink_sk_entry", "protocol")
-	}
-	if m.State == nil {
-		return missing("netlink_sk_entry", "state")
-	}
-	if m.Flags == nil {
-		return missing("netlink_sk_entry", "flags")
-	}
-	if m.Portid == nil {
-		return missing("netlink_sk_entry", "portid")
-	}
-	if m.DstPortid == nil {
-		return missing("netlink_sk_entry", "dst_portid")
-	}
-	if m.DstGroup == nil {
-		return missing("netlink_sk_entry", "dst_group")
-	}
 	if m.Fown == nil {
 		return missing("netlink_sk_entry", "fown")
 	}
@@ -247,38 +191,6 @@ func (m *NetlinkSkEntry) checkRequired() error {
 }
 
 func (m *NetlinkSkEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Ino == nil {
-		v := uint32(0)
-		m.Ino = &v
-	}
-	if m.Protocol == nil {
-		v := uint32(0)
-		m.Protocol = &v
-	}
-	if m.State == nil {
-		v := uint32(0)
-		m.State = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Portid == nil {
-		v := uint32(0)
-		m.Portid = &v
-	}
-	if m.DstPortid == nil {
-		v := uint32(0)
-		m.DstPortid = &v
-	}
-	if m.DstGroup == nil {
-		v := uint32(0)
-		m.DstGroup = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -294,6 +206,7 @@ func (m *NetlinkSkEntry) complete() {
 }
 
 func (m *NetlinkSkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -307,8 +220,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -316,8 +229,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ino = &x
+			m.Ino = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -325,8 +238,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Protocol = &x
+			m.Protocol = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -334,8 +247,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.State = &x
+			m.State = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -343,8 +256,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -352,8 +265,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Portid = &x
+			m.Portid = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -386,8 +299,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 9)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.DstPortid = &x
+			m.DstPortid = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -395,8 +308,8 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 				return corrupt("netlink_sk_entry", 10)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.DstGroup = &x
+			m.DstGroup = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 11 && typ == 2:
 			v, n := consumeBytes(b)
@@ -439,6 +352,30 @@ func (m *NetlinkSkEntry) unmarshal(b []byte) error {
 			return corrupt("netlink_sk_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("netlink_sk_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("netlink_sk_entry", "ino")
+	}
+	if seen&0x4 == 0 {
+		return missing("netlink_sk_entry", "protocol")
+	}
+	if seen&0x8 == 0 {
+		return missing("netlink_sk_entry", "state")
+	}
+	if seen&0x10 == 0 {
+		return missing("netlink_sk_entry", "flags")
+	}
+	if seen&0x20 == 0 {
+		return missing("netlink_sk_entry", "portid")
+	}
+	if seen&0x40 == 0 {
+		return missing("netlink_sk_entry", "dst_portid")
+	}
+	if seen&0x80 == 0 {
+		return missing("netlink_sk_entry", "dst_group")
 	}
 	return nil
 }

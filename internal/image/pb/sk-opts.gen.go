@@ -35,12 +35,12 @@ func (x SkShutdown) String() string {
 
 // SkOptsEntry is sk_opts_entry.
 type SkOptsEntry struct {
-	SoSndbuf     *uint32
-	SoRcvbuf     *uint32
-	SoSndTmoSec  *uint64
-	SoSndTmoUsec *uint64
-	SoRcvTmoSec  *uint64
-	SoRcvTmoUsec *uint64
+	SoSndbuf     uint32
+	SoRcvbuf     uint32
+	SoSndTmoSec  uint64
+	SoSndTmoUsec uint64
+	SoRcvTmoSec  uint64
+	SoRcvTmoUsec uint64
 	Reuseaddr    *bool
 	SoPriority   *uint32
 	SoRcvlowat   *uint32
@@ -69,43 +69,43 @@ func (*SkOptsEntry) ProtoName() string { return "sk_opts_entry" }
 func (m *SkOptsEntry) Reset() { *m = SkOptsEntry{} }
 
 func (m *SkOptsEntry) GetSoSndbuf() uint32 {
-	if m != nil && m.SoSndbuf != nil {
-		return *m.SoSndbuf
+	if m != nil {
+		return m.SoSndbuf
 	}
 	return 0
 }
 
 func (m *SkOptsEntry) GetSoRcvbuf() uint32 {
-	if m != nil && m.SoRcvbuf != nil {
-		return *m.SoRcvbuf
+	if m != nil {
+		return m.SoRcvbuf
 	}
 	return 0
 }
 
 func (m *SkOptsEntry) GetSoSndTmoSec() uint64 {
-	if m != nil && m.SoSndTmoSec != nil {
-		return *m.SoSndTmoSec
+	if m != nil {
+		return m.SoSndTmoSec
 	}
 	return 0
 }
 
 func (m *SkOptsEntry) GetSoSndTmoUsec() uint64 {
-	if m != nil && m.SoSndTmoUsec != nil {
-		return *m.SoSndTmoUsec
+	if m != nil {
+		return m.SoSndTmoUsec
 	}
 	return 0
 }
 
 func (m *SkOptsEntry) GetSoRcvTmoSec() uint64 {
-	if m != nil && m.SoRcvTmoSec != nil {
-		return *m.SoRcvTmoSec
+	if m != nil {
+		return m.SoRcvTmoSec
 	}
 	return 0
 }
 
 func (m *SkOptsEntry) GetSoRcvTmoUsec() uint64 {
-	if m != nil && m.SoRcvTmoUsec != nil {
-		return *m.SoRcvTmoUsec
+	if m != nil {
+		return m.SoRcvTmoUsec
 	}
 	return 0
 }
@@ -244,24 +244,12 @@ func (m *SkOptsEntry) GetSoBufLock() uint32 {
 }
 
 func (m *SkOptsEntry) size() (n int) {
-	if m.SoSndbuf != nil {
-		n += 1 + sizeVarint(uint64(*m.SoSndbuf))
-	}
-	if m.SoRcvbuf != nil {
-		n += 1 + sizeVarint(uint64(*m.SoRcvbuf))
-	}
-	if m.SoSndTmoSec != nil {
-		n += 1 + sizeVarint(uint64(*m.SoSndTmoSec))
-	}
-	if m.SoSndTmoUsec != nil {
-		n += 1 + sizeVarint(uint64(*m.SoSndTmoUsec))
-	}
-	if m.SoRcvTmoSec != nil {
-		n += 1 + sizeVarint(uint64(*m.SoRcvTmoSec))
-	}
-	if m.SoRcvTmoUsec != nil {
-		n += 1 + sizeVarint(uint64(*m.SoRcvTmoUsec))
-	}
+	n += 1 + sizeVarint(uint64(m.SoSndbuf))
+	n += 1 + sizeVarint(uint64(m.SoRcvbuf))
+	n += 1 + sizeVarint(uint64(m.SoSndTmoSec))
+	n += 1 + sizeVarint(uint64(m.SoSndTmoUsec))
+	n += 1 + sizeVarint(uint64(m.SoRcvTmoSec))
+	n += 1 + sizeVarint(uint64(m.SoRcvTmoUsec))
 	if m.Reuseaddr != nil {
 		n += 1 + 1
 	}
@@ -321,30 +309,18 @@ func (m *SkOptsEntry) size() (n int) {
 }
 
 func (m *SkOptsEntry) appendTo(b []byte) []byte {
-	if m.SoSndbuf != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.SoSndbuf))
-	}
-	if m.SoRcvbuf != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.SoRcvbuf))
-	}
-	if m.SoSndTmoSec != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.SoSndTmoSec))
-	}
-	if m.SoSndTmoUsec != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.SoSndTmoUsec))
-	}
-	if m.SoRcvTmoSec != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.SoRcvTmoSec))
-	}
-	if m.SoRcvTmoUsec != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.SoRcvTmoUsec))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.SoSndbuf))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.SoRcvbuf))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.SoSndTmoSec))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.SoSndTmoUsec))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.SoRcvTmoSec))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.SoRcvTmoUsec))
 	if m.Reuseaddr != nil {
 		b = append(b, 0x38)
 		b = appendVarint(b, b2u(*m.Reuseaddr))
@@ -426,55 +402,14 @@ func (m *SkOptsEntry) appendTo(b []byte) []byte {
 }
 
 func (m *SkOptsEntry) checkRequired() error {
-	if m.SoSndbuf == nil {
-		return missing("sk_opts_entry", "so_sndbuf")
-	}
-	if m.SoRcvbuf == nil {
-		return missing("sk_opts_entry", "so_rcvbuf")
-	}
-	if m.SoSndTmoSec == nil {
-		return missing("sk_opts_entry", "so_snd_tmo_sec")
-	}
-	if m.SoSndTmoUsec == nil {
-		return missing("sk_opts_entry", "so_snd_tmo_usec")
-	}
-	if m.SoRcvTmoSec == nil {
-		return missing("sk_opts_entry", "so_rcv_tmo_sec")
-	}
-	if m.SoRcvTmoUsec == nil {
-		return missing("sk_opts_entry", "so_rcv_tmo_usec")
-	}
 	return nil
 }
 
 func (m *SkOptsEntry) complete() {
-	if m.SoSndbuf == nil {
-		v := uint32(0)
-		m.SoSndbuf = &v
-	}
-	if m.SoRcvbuf == nil {
-		v := uint32(0)
-		m.SoRcvbuf = &v
-	}
-	if m.SoSndTmoSec == nil {
-		v := uint64(0)
-		m.SoSndTmoSec = &v
-	}
-	if m.SoSndTmoUsec == nil {
-		v := uint64(0)
-		m.SoSndTmoUsec = &v
-	}
-	if m.SoRcvTmoSec == nil {
-		v := uint64(0)
-		m.SoRcvTmoSec = &v
-	}
-	if m.SoRcvTmoUsec == nil {
-		v := uint64(0)
-		m.SoRcvTmoUsec = &v
-	}
 }
 
 func (m *SkOptsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -488,8 +423,8 @@ func (m *SkOptsEntry) unmarshal(b []byte) error {
 				return corrupt("sk_opts_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SoSndbuf = &x
+			m.SoSndbuf = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -497,8 +432,8 @@ func (m *SkOptsEntry) unmarshal(b []byte) error {
 				return corrupt("sk_opts_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SoRcvbuf = &x
+			m.SoRcvbuf = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -506,8 +441,8 @@ func (m *SkOptsEntry) unmarshal(b []byte) error {
 				return corrupt("sk_opts_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.SoSndTmoSec = &x
+			m.SoSndTmoSec = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -515,8 +450,8 @@ func (m *SkOptsEntry) unmarshal(b []byte) error {
 				return corrupt("sk_opts_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.SoSndTmoUsec = &x
+			m.SoSndTmoUsec = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -524,8 +459,8 @@ func (m *SkOptsEntry) unmarshal(b []byte) error {
 				return corrupt("sk_opts_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.SoRcvTmoSec = &x
+			m.SoRcvTmoSec = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -533,8 +468,8 @@ func (m *SkOptsEntry) unmarshal(b []byte) error {
 				return corrupt("sk_opts_entry", 6)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.SoRcvTmoUsec = &x
+			m.SoRcvTmoUsec = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -729,6 +664,24 @@ func (m *SkOptsEntry) unmarshal(b []byte) error {
 			return corrupt("sk_opts_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("sk_opts_entry", "so_sndbuf")
+	}
+	if seen&0x2 == 0 {
+		return missing("sk_opts_entry", "so_rcvbuf")
+	}
+	if seen&0x4 == 0 {
+		return missing("sk_opts_entry", "so_snd_tmo_sec")
+	}
+	if seen&0x8 == 0 {
+		return missing("sk_opts_entry", "so_snd_tmo_usec")
+	}
+	if seen&0x10 == 0 {
+		return missing("sk_opts_entry", "so_rcv_tmo_sec")
+	}
+	if seen&0x20 == 0 {
+		return missing("sk_opts_entry", "so_rcv_tmo_usec")
 	}
 	return nil
 }

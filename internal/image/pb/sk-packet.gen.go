@@ -4,7 +4,7 @@ package pb
 
 // ScmEntry is scm_entry.
 type ScmEntry struct {
-	Type   *uint32
+	Type   uint32
 	Rights []uint32
 }
 
@@ -15,8 +15,8 @@ func (*ScmEntry) ProtoName() string { return "scm_entry" }
 func (m *ScmEntry) Reset() { *m = ScmEntry{} }
 
 func (m *ScmEntry) GetType() uint32 {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
@@ -29,9 +29,7 @@ func (m *ScmEntry) GetRights() []uint32 {
 }
 
 func (m *ScmEntry) size() (n int) {
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
+	n += 1 + sizeVarint(uint64(m.Type))
 	for _, v := range m.Rights {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -39,10 +37,8 @@ func (m *ScmEntry) size() (n int) {
 }
 
 func (m *ScmEntry) appendTo(b []byte) []byte {
-	if m.Type != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Type))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Type))
 	for _, v := range m.Rights {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(v))
@@ -51,20 +47,14 @@ func (m *ScmEntry) appendTo(b []byte) []byte {
 }
 
 func (m *ScmEntry) checkRequired() error {
-	if m.Type == nil {
-		return missing("scm_entry", "type")
-	}
 	return nil
 }
 
 func (m *ScmEntry) complete() {
-	if m.Type == nil {
-		v := uint32(0)
-		m.Type = &v
-	}
 }
 
 func (m *ScmEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -78,8 +68,8 @@ func (m *ScmEntry) unmarshal(b []byte) error {
 				return corrupt("scm_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Type = &x
+			m.Type = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -113,13 +103,16 @@ func (m *ScmEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("scm_entry", "type")
+	}
 	return nil
 }
 
 // SkPacketEntry is sk_packet_entry.
 type SkPacketEntry struct {
-	IdFor  *uint32
-	Length *uint32
+	IdFor  uint32
+	Length uint32
 	Scm    []*ScmEntry
 	Addr   []byte
 	Ucred  *SkUcredEntry
@@ -132,15 +125,15 @@ func (*SkPacketEntry) ProtoName() string { return "sk_packet_entry" }
 func (m *SkPacketEntry) Reset() { *m = SkPacketEntry{} }
 
 func (m *SkPacketEntry) GetIdFor() uint32 {
-	if m != nil && m.IdFor != nil {
-		return *m.IdFor
+	if m != nil {
+		return m.IdFor
 	}
 	return 0
 }
 
 func (m *SkPacketEntry) GetLength() uint32 {
-	if m != nil && m.Length != nil {
-		return *m.Length
+	if m != nil {
+		return m.Length
 	}
 	return 0
 }
@@ -167,12 +160,8 @@ func (m *SkPacketEntry) GetUcred() *SkUcredEntry {
 }
 
 func (m *SkPacketEntry) size() (n int) {
-	if m.IdFor != nil {
-		n += 1 + sizeVarint(uint64(*m.IdFor))
-	}
-	if m.Length != nil {
-		n += 1 + sizeVarint(uint64(*m.Length))
-	}
+	n += 1 + sizeVarint(uint64(m.IdFor))
+	n += 1 + sizeVarint(uint64(m.Length))
 	for _, v := range m.Scm {
 		n += 1 + sizeBytes(v.size())
 	}
@@ -186,14 +175,10 @@ func (m *SkPacketEntry) size() (n int) {
 }
 
 func (m *SkPacketEntry) appendTo(b []byte) []byte {
-	if m.IdFor != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.IdFor))
-	}
-	if m.Length != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Length))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.IdFor))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Length))
 	for _, v := range m.Scm {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(v.size()))
@@ -213,12 +198,6 @@ func (m *SkPacketEntry) appendTo(b []byte) []byte {
 }
 
 func (m *SkPacketEntry) checkRequired() error {
-	if m.IdFor == nil {
-		return missing("sk_packet_entry", "id_for")
-	}
-	if m.Length == nil {
-		return missing("sk_packet_entry", "length")
-	}
 	for _, v := range m.Scm {
 		if err := v.checkRequired(); err != nil {
 			return err
@@ -233,14 +212,6 @@ func (m *SkPacketEntry) checkRequired() error {
 }
 
 func (m *SkPacketEntry) complete() {
-	if m.IdFor == nil {
-		v := uint32(0)
-		m.IdFor = &v
-	}
-	if m.Length == nil {
-		v := uint32(0)
-		m.Length = &v
-	}
 	for _, v := range m.Scm {
 		v.complete()
 	}
@@ -250,6 +221,7 @@ func (m *SkPacketEntry) complete() {
 }
 
 func (m *SkPacketEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -263,8 +235,8 @@ func (m *SkPacketEntry) unmarshal(b []byte) error {
 				return corrupt("sk_packet_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.IdFor = &x
+			m.IdFor = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -272,8 +244,8 @@ func (m *SkPacketEntry) unmarshal(b []byte) error {
 				return corrupt("sk_packet_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Length = &x
+			m.Length = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 4 && typ == 2:
 			v, n := consumeBytes(b)
@@ -315,14 +287,20 @@ func (m *SkPacketEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("sk_packet_entry", "id_for")
+	}
+	if seen&0x2 == 0 {
+		return missing("sk_packet_entry", "length")
+	}
 	return nil
 }
 
 // SkUcredEntry is sk_ucred_entry.
 type SkUcredEntry struct {
-	Uid *uint32
-	Gid *uint32
-	Pid *uint32
+	Uid uint32
+	Gid uint32
+	Pid uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -332,84 +310,52 @@ func (*SkUcredEntry) ProtoName() string { return "sk_ucred_entry" }
 func (m *SkUcredEntry) Reset() { *m = SkUcredEntry{} }
 
 func (m *SkUcredEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *SkUcredEntry) GetGid() uint32 {
-	if m != nil && m.Gid != nil {
-		return *m.Gid
+	if m != nil {
+		return m.Gid
 	}
 	return 0
 }
 
 func (m *SkUcredEntry) GetPid() uint32 {
-	if m != nil && m.Pid != nil {
-		return *m.Pid
+	if m != nil {
+		return m.Pid
 	}
 	return 0
 }
 
 func (m *SkUcredEntry) size() (n int) {
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		n += 1 + sizeVarint(uint64(*m.Gid))
-	}
-	if m.Pid != nil {
-		n += 1 + sizeVarint(uint64(*m.Pid))
-	}
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Gid))
+	n += 1 + sizeVarint(uint64(m.Pid))
 	return n
 }
 
 func (m *SkUcredEntry) appendTo(b []byte) []byte {
-	if m.Uid != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Gid))
-	}
-	if m.Pid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Gid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pid))
 	return b
 }
 
 func (m *SkUcredEntry) checkRequired() error {
-	if m.Uid == nil {
-		return missing("sk_ucred_entry", "uid")
-	}
-	if m.Gid == nil {
-		return missing("sk_ucred_entry", "gid")
-	}
-	if m.Pid == nil {
-		return missing("sk_ucred_entry", "pid")
-	}
 	return nil
 }
 
 func (m *SkUcredEntry) complete() {
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Gid == nil {
-		v := uint32(0)
-		m.Gid = &v
-	}
-	if m.Pid == nil {
-		v := uint32(0)
-		m.Pid = &v
-	}
 }
 
 func (m *SkUcredEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -423,8 +369,8 @@ func (m *SkUcredEntry) unmarshal(b []byte) error {
 				return corrupt("sk_ucred_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -432,8 +378,8 @@ func (m *SkUcredEntry) unmarshal(b []byte) error {
 				return corrupt("sk_ucred_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Gid = &x
+			m.Gid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -441,8 +387,8 @@ func (m *SkUcredEntry) unmarshal(b []byte) error {
 				return corrupt("sk_ucred_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Pid = &x
+			m.Pid = uint32(u)
+			seen |= 0x4
 			continue
 		}
 		n = skipValue(b, typ)
@@ -450,6 +396,15 @@ func (m *SkUcredEntry) unmarshal(b []byte) error {
 			return corrupt("sk_ucred_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("sk_ucred_entry", "uid")
+	}
+	if seen&0x2 == 0 {
+		return missing("sk_ucred_entry", "gid")
+	}
+	if seen&0x4 == 0 {
+		return missing("sk_ucred_entry", "pid")
 	}
 	return nil
 }

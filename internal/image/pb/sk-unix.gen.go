@@ -4,9 +4,9 @@ package pb
 
 // FilePermsEntry is file_perms_entry.
 type FilePermsEntry struct {
-	Mode *uint32
-	Uid  *uint32
-	Gid  *uint32
+	Mode uint32
+	Uid  uint32
+	Gid  uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -16,84 +16,52 @@ func (*FilePermsEntry) ProtoName() string { return "file_perms_entry" }
 func (m *FilePermsEntry) Reset() { *m = FilePermsEntry{} }
 
 func (m *FilePermsEntry) GetMode() uint32 {
-	if m != nil && m.Mode != nil {
-		return *m.Mode
+	if m != nil {
+		return m.Mode
 	}
 	return 0
 }
 
 func (m *FilePermsEntry) GetUid() uint32 {
-	if m != nil && m.Uid != nil {
-		return *m.Uid
+	if m != nil {
+		return m.Uid
 	}
 	return 0
 }
 
 func (m *FilePermsEntry) GetGid() uint32 {
-	if m != nil && m.Gid != nil {
-		return *m.Gid
+	if m != nil {
+		return m.Gid
 	}
 	return 0
 }
 
 func (m *FilePermsEntry) size() (n int) {
-	if m.Mode != nil {
-		n += 1 + sizeVarint(uint64(*m.Mode))
-	}
-	if m.Uid != nil {
-		n += 1 + sizeVarint(uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		n += 1 + sizeVarint(uint64(*m.Gid))
-	}
+	n += 1 + sizeVarint(uint64(m.Mode))
+	n += 1 + sizeVarint(uint64(m.Uid))
+	n += 1 + sizeVarint(uint64(m.Gid))
 	return n
 }
 
 func (m *FilePermsEntry) appendTo(b []byte) []byte {
-	if m.Mode != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Mode))
-	}
-	if m.Uid != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Uid))
-	}
-	if m.Gid != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Gid))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Mode))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Uid))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Gid))
 	return b
 }
 
 func (m *FilePermsEntry) checkRequired() error {
-	if m.Mode == nil {
-		return missing("file_perms_entry", "mode")
-	}
-	if m.Uid == nil {
-		return missing("file_perms_entry", "uid")
-	}
-	if m.Gid == nil {
-		return missing("file_perms_entry", "gid")
-	}
 	return nil
 }
 
 func (m *FilePermsEntry) complete() {
-	if m.Mode == nil {
-		v := uint32(0)
-		m.Mode = &v
-	}
-	if m.Uid == nil {
-		v := uint32(0)
-		m.Uid = &v
-	}
-	if m.Gid == nil {
-		v := uint32(0)
-		m.Gid = &v
-	}
 }
 
 func (m *FilePermsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -107,8 +75,8 @@ func (m *FilePermsEntry) unmarshal(b []byte) error {
 				return corrupt("file_perms_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Mode = &x
+			m.Mode = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -116,8 +84,8 @@ func (m *FilePermsEntry) unmarshal(b []byte) error {
 				return corrupt("file_perms_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uid = &x
+			m.Uid = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -125,8 +93,8 @@ func (m *FilePermsEntry) unmarshal(b []byte) error {
 				return corrupt("file_perms_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Gid = &x
+			m.Gid = uint32(u)
+			seen |= 0x4
 			continue
 		}
 		n = skipValue(b, typ)
@@ -135,19 +103,28 @@ func (m *FilePermsEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("file_perms_entry", "mode")
+	}
+	if seen&0x2 == 0 {
+		return missing("file_perms_entry", "uid")
+	}
+	if seen&0x4 == 0 {
+		return missing("file_perms_entry", "gid")
+	}
 	return nil
 }
 
 // UnixSkEntry is unix_sk_entry.
 type UnixSkEntry struct {
-	Id        *uint32
-	Ino       *uint32
-	Type      *uint32
-	State     *uint32
-	Flags     *uint32
-	Uflags    *uint32
-	Backlog   *uint32
-	Peer      *uint32
+	Id        uint32
+	Ino       uint32
+	Type      uint32
+	State     uint32
+	Flags     uint32
+	Uflags    uint32
+	Backlog   uint32
+	Peer      uint32
 	Fown      *FownEntry
 	Opts      *SkOptsEntry
 	Name      []byte
@@ -166,57 +143,57 @@ func (*UnixSkEntry) ProtoName() string { return "unix_sk_entry" }
 func (m *UnixSkEntry) Reset() { *m = UnixSkEntry{} }
 
 func (m *UnixSkEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *UnixSkEntry) GetIno() uint32 {
-	if m != nil && m.Ino != nil {
-		return *m.Ino
+	if m != nil {
+		return m.Ino
 	}
 	return 0
 }
 
 func (m *UnixSkEntry) GetType() uint32 {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *UnixSkEntry) GetState() uint32 {
-	if m != nil && m.State != nil {
-		return *m.State
+	if m != nil {
+		return m.State
 	}
 	return 0
 }
 
 func (m *UnixSkEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *UnixSkEntry) GetUflags() uint32 {
-	if m != nil && m.Uflags != nil {
-		return *m.Uflags
+	if m != nil {
+		return m.Uflags
 	}
 	return 0
 }
 
 func (m *UnixSkEntry) GetBacklog() uint32 {
-	if m != nil && m.Backlog != nil {
-		return *m.Backlog
+	if m != nil {
+		return m.Backlog
 	}
 	return 0
 }
 
 func (m *UnixSkEntry) GetPeer() uint32 {
-	if m != nil && m.Peer != nil {
-		return *m.Peer
+	if m != nil {
+		return m.Peer
 	}
 	return 0
 }
@@ -285,30 +262,14 @@ func (m *UnixSkEntry) GetMntId() int32 {
 }
 
 func (m *UnixSkEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		n += 1 + sizeVarint(uint64(*m.Ino))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.State != nil {
-		n += 1 + sizeVarint(uint64(*m.State))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Uflags != nil {
-		n += 1 + sizeVarint(uint64(*m.Uflags))
-	}
-	if m.Backlog != nil {
-		n += 1 + sizeVarint(uint64(*m.Backlog))
-	}
-	if m.Peer != nil {
-		n += 1 + sizeVarint(uint64(*m.Peer))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Ino))
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + sizeVarint(uint64(m.State))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Uflags))
+	n += 1 + sizeVarint(uint64(m.Backlog))
+	n += 1 + sizeVarint(uint64(m.Peer))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -340,38 +301,22 @@ func (m *UnixSkEntry) size() (n int) {
 }
 
 func (m *UnixSkEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Ino != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Ino))
-	}
-	if m.Type != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.State != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.State))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Uflags != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Uflags))
-	}
-	if m.Backlog != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Backlog))
-	}
-	if m.Peer != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Peer))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Ino))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.State))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Uflags))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Backlog))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Peer))
 	if m.Fown != nil {
 		b = append(b, 0x4a)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -417,30 +362,6 @@ func (m *UnixSkEntry) appendTo(b []byte) []byte {
 }
 
 func (m *UnixSkEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("unix_sk_entry", "id")
-	}
-	if m.Ino == nil {
-		return missing("unix_sk_entry", "ino")
-	}
-	if m.Type == nil {
-		return missing("unix_sk_entry", "type")
-	}
-	if m.State == nil {
-		return missing("unix_sk_entry", "state")
-	}
-	if m.Flags == nil {
-		return missing("unix_sk_entry", "flags")
-	}
-	if m.Uflags == nil {
-		return missing("unix_sk_entry", "uflags")
-	}
-	if m.Backlog == nil {
-		return missing("unix_sk_entry", "backlog")
-	}
-	if m.Peer == nil {
-		return missing("unix_sk_entry", "peer")
-	}
 	if m.Fown == nil {
 		return missing("unix_sk_entry", "fown")
 	}
@@ -469,38 +390,6 @@ func (m *UnixSkEntry) checkRequired() error {
 }
 
 func (m *UnixSkEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Ino == nil {
-		v := uint32(0)
-		m.Ino = &v
-	}
-	if m.Type == nil {
-		v := uint32(0)
-		m.Type = &v
-	}
-	if m.State == nil {
-		v := uint32(0)
-		m.State = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Uflags == nil {
-		v := uint32(0)
-		m.Uflags = &v
-	}
-	if m.Backlog == nil {
-		v := uint32(0)
-		m.Backlog = &v
-	}
-	if m.Peer == nil {
-		v := uint32(0)
-		m.Peer = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -522,6 +411,7 @@ func (m *UnixSkEntry) complete() {
 }
 
 func (m *UnixSkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -535,8 +425,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -544,8 +434,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Ino = &x
+			m.Ino = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -553,8 +443,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Type = &x
+			m.Type = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -562,8 +452,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.State = &x
+			m.State = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -571,8 +461,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -580,8 +470,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Uflags = &x
+			m.Uflags = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -589,8 +479,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Backlog = &x
+			m.Backlog = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -598,8 +488,8 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 				return corrupt("unix_sk_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Peer = &x
+			m.Peer = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 2:
 			v, n := consumeBytes(b)
@@ -699,6 +589,30 @@ func (m *UnixSkEntry) unmarshal(b []byte) error {
 			return corrupt("unix_sk_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("unix_sk_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("unix_sk_entry", "ino")
+	}
+	if seen&0x4 == 0 {
+		return missing("unix_sk_entry", "type")
+	}
+	if seen&0x8 == 0 {
+		return missing("unix_sk_entry", "state")
+	}
+	if seen&0x10 == 0 {
+		return missing("unix_sk_entry", "flags")
+	}
+	if seen&0x20 == 0 {
+		return missing("unix_sk_entry", "uflags")
+	}
+	if seen&0x40 == 0 {
+		return missing("unix_sk_entry", "backlog")
+	}
+	if seen&0x80 == 0 {
+		return missing("unix_sk_entry", "peer")
 	}
 	return nil
 }

@@ -167,13 +167,13 @@ func (m *TcpOptsEntry) unmarshal(b []byte) error {
 
 // TcpStreamEntry is tcp_stream_entry.
 type TcpStreamEntry struct {
-	InqLen    *uint32
-	InqSeq    *uint32
-	OutqLen   *uint32
-	OutqSeq   *uint32
-	OptMask   *uint32
-	SndWscale *uint32
-	MssClamp  *uint32
+	InqLen    uint32
+	InqSeq    uint32
+	OutqLen   uint32
+	OutqSeq   uint32
+	OptMask   uint32
+	SndWscale uint32
+	MssClamp  uint32
 	RcvWscale *uint32
 	Timestamp *uint32
 	Cork      *bool
@@ -193,50 +193,50 @@ func (*TcpStreamEntry) ProtoName() string { return "tcp_stream_entry" }
 func (m *TcpStreamEntry) Reset() { *m = TcpStreamEntry{} }
 
 func (m *TcpStreamEntry) GetInqLen() uint32 {
-	if m != nil && m.InqLen != nil {
-		return *m.InqLen
+	if m != nil {
+		return m.InqLen
 	}
 	return 0
 }
 
 func (m *TcpStreamEntry) GetInqSeq() uint32 {
-	if m != nil && m.InqSeq != nil {
-		return *m.InqSeq
+	if m != nil {
+		return m.InqSeq
 	}
 	return 0
 }
 
 func (m *TcpStreamEntry) GetOutqLen() uint32 {
-	if m != nil && m.OutqLen != nil {
-		return *m.OutqLen
+	if m != nil {
+		return m.OutqLen
 	}
 	return 0
 }
 
 func (m *TcpStreamEntry) GetOutqSeq() uint32 {
-	if m != nil && m.OutqSeq != nil {
-		return *m.OutqSeq
+	if m != nil {
+		return m.OutqSeq
 	}
 	return 0
 }
 
 func (m *TcpStreamEntry) GetOptMask() uint32 {
-	if m != nil && m.OptMask != nil {
-		return *m.OptMask
+	if m != nil {
+		return m.OptMask
 	}
 	return 0
 }
 
 func (m *TcpStreamEntry) GetSndWscale() uint32 {
-	if m != nil && m.SndWscale != nil {
-		return *m.SndWscale
+	if m != nil {
+		return m.SndWscale
 	}
 	return 0
 }
 
 func (m *TcpStreamEntry) GetMssClamp() uint32 {
-	if m != nil && m.MssClamp != nil {
-		return *m.MssClamp
+	if m != nil {
+		return m.MssClamp
 	}
 	return 0
 }
@@ -312,27 +312,13 @@ func (m *TcpStreamEntry) GetRcvWup() uint32 {
 }
 
 func (m *TcpStreamEntry) size() (n int) {
-	if m.InqLen != nil {
-		n += 1 + sizeVarint(uint64(*m.InqLen))
-	}
-	if m.InqSeq != nil {
-		n += 1 + sizeVarint(uint64(*m.InqSeq))
-	}
-	if m.OutqLen != nil {
-		n += 1 + sizeVarint(uint64(*m.OutqLen))
-	}
-	if m.OutqSeq != nil {
-		n += 1 + sizeVarint(uint64(*m.OutqSeq))
-	}
-	if m.OptMask != nil {
-		n += 1 + sizeVarint(uint64(*m.OptMask))
-	}
-	if m.SndWscale != nil {
-		n += 1 + sizeVarint(uint64(*m.SndWscale))
-	}
-	if m.MssClamp != nil {
-		n += 1 + sizeVarint(uint64(*m.MssClamp))
-	}
+	n += 1 + sizeVarint(uint64(m.InqLen))
+	n += 1 + sizeVarint(uint64(m.InqSeq))
+	n += 1 + sizeVarint(uint64(m.OutqLen))
+	n += 1 + sizeVarint(uint64(m.OutqSeq))
+	n += 1 + sizeVarint(uint64(m.OptMask))
+	n += 1 + sizeVarint(uint64(m.SndWscale))
+	n += 1 + sizeVarint(uint64(m.MssClamp))
 	if m.RcvWscale != nil {
 		n += 1 + sizeVarint(uint64(*m.RcvWscale))
 	}
@@ -367,34 +353,20 @@ func (m *TcpStreamEntry) size() (n int) {
 }
 
 func (m *TcpStreamEntry) appendTo(b []byte) []byte {
-	if m.InqLen != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.InqLen))
-	}
-	if m.InqSeq != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.InqSeq))
-	}
-	if m.OutqLen != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.OutqLen))
-	}
-	if m.OutqSeq != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.OutqSeq))
-	}
-	if m.OptMask != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.OptMask))
-	}
-	if m.SndWscale != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.SndWscale))
-	}
-	if m.MssClamp != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.MssClamp))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.InqLen))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.InqSeq))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.OutqLen))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.OutqSeq))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.OptMask))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.SndWscale))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.MssClamp))
 	if m.RcvWscale != nil {
 		b = append(b, 0x40)
 		b = appendVarint(b, uint64(*m.RcvWscale))
@@ -439,62 +411,14 @@ func (m *TcpStreamEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TcpStreamEntry) checkRequired() error {
-	if m.InqLen == nil {
-		return missing("tcp_stream_entry", "inq_len")
-	}
-	if m.InqSeq == nil {
-		return missing("tcp_stream_entry", "inq_seq")
-	}
-	if m.OutqLen == nil {
-		return missing("tcp_stream_entry", "outq_len")
-	}
-	if m.OutqSeq == nil {
-		return missing("tcp_stream_entry", "outq_seq")
-	}
-	if m.OptMask == nil {
-		return missing("tcp_stream_entry", "opt_mask")
-	}
-	if m.SndWscale == nil {
-		return missing("tcp_stream_entry", "snd_wscale")
-	}
-	if m.MssClamp == nil {
-		return missing("tcp_stream_entry", "mss_clamp")
-	}
 	return nil
 }
 
 func (m *TcpStreamEntry) complete() {
-	if m.InqLen == nil {
-		v := uint32(0)
-		m.InqLen = &v
-	}
-	if m.InqSeq == nil {
-		v := uint32(0)
-		m.InqSeq = &v
-	}
-	if m.OutqLen == nil {
-		v := uint32(0)
-		m.OutqLen = &v
-	}
-	if m.OutqSeq == nil {
-		v := uint32(0)
-		m.OutqSeq = &v
-	}
-	if m.OptMask == nil {
-		v := uint32(0)
-		m.OptMask = &v
-	}
-	if m.SndWscale == nil {
-		v := uint32(0)
-		m.SndWscale = &v
-	}
-	if m.MssClamp == nil {
-		v := uint32(0)
-		m.MssClamp = &v
-	}
 }
 
 func (m *TcpStreamEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -508,8 +432,8 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 				return corrupt("tcp_stream_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.InqLen = &x
+			m.InqLen = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -517,8 +441,8 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 				return corrupt("tcp_stream_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.InqSeq = &x
+			m.InqSeq = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -526,8 +450,8 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 				return corrupt("tcp_stream_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.OutqLen = &x
+			m.OutqLen = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -535,8 +459,8 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 				return corrupt("tcp_stream_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.OutqSeq = &x
+			m.OutqSeq = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -544,8 +468,8 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 				return corrupt("tcp_stream_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.OptMask = &x
+			m.OptMask = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -553,8 +477,8 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 				return corrupt("tcp_stream_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SndWscale = &x
+			m.SndWscale = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -562,8 +486,8 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 				return corrupt("tcp_stream_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.MssClamp = &x
+			m.MssClamp = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -661,6 +585,27 @@ func (m *TcpStreamEntry) unmarshal(b []byte) error {
 			return corrupt("tcp_stream_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("tcp_stream_entry", "inq_len")
+	}
+	if seen&0x2 == 0 {
+		return missing("tcp_stream_entry", "inq_seq")
+	}
+	if seen&0x4 == 0 {
+		return missing("tcp_stream_entry", "outq_len")
+	}
+	if seen&0x8 == 0 {
+		return missing("tcp_stream_entry", "outq_seq")
+	}
+	if seen&0x10 == 0 {
+		return missing("tcp_stream_entry", "opt_mask")
+	}
+	if seen&0x20 == 0 {
+		return missing("tcp_stream_entry", "snd_wscale")
+	}
+	if seen&0x40 == 0 {
+		return missing("tcp_stream_entry", "mss_clamp")
 	}
 	return nil
 }

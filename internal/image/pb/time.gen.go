@@ -4,8 +4,8 @@ package pb
 
 // Timeval is timeval.
 type Timeval struct {
-	TvSec  *uint64
-	TvUsec *uint64
+	TvSec  uint64
+	TvUsec uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -15,63 +15,42 @@ func (*Timeval) ProtoName() string { return "timeval" }
 func (m *Timeval) Reset() { *m = Timeval{} }
 
 func (m *Timeval) GetTvSec() uint64 {
-	if m != nil && m.TvSec != nil {
-		return *m.TvSec
+	if m != nil {
+		return m.TvSec
 	}
 	return 0
 }
 
 func (m *Timeval) GetTvUsec() uint64 {
-	if m != nil && m.TvUsec != nil {
-		return *m.TvUsec
+	if m != nil {
+		return m.TvUsec
 	}
 	return 0
 }
 
 func (m *Timeval) size() (n int) {
-	if m.TvSec != nil {
-		n += 1 + sizeVarint(uint64(*m.TvSec))
-	}
-	if m.TvUsec != nil {
-		n += 1 + sizeVarint(uint64(*m.TvUsec))
-	}
+	n += 1 + sizeVarint(uint64(m.TvSec))
+	n += 1 + sizeVarint(uint64(m.TvUsec))
 	return n
 }
 
 func (m *Timeval) appendTo(b []byte) []byte {
-	if m.TvSec != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.TvSec))
-	}
-	if m.TvUsec != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.TvUsec))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.TvSec))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.TvUsec))
 	return b
 }
 
 func (m *Timeval) checkRequired() error {
-	if m.TvSec == nil {
-		return missing("timeval", "tv_sec")
-	}
-	if m.TvUsec == nil {
-		return missing("timeval", "tv_usec")
-	}
 	return nil
 }
 
 func (m *Timeval) complete() {
-	if m.TvSec == nil {
-		v := uint64(0)
-		m.TvSec = &v
-	}
-	if m.TvUsec == nil {
-		v := uint64(0)
-		m.TvUsec = &v
-	}
 }
 
 func (m *Timeval) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -85,8 +64,8 @@ func (m *Timeval) unmarshal(b []byte) error {
 				return corrupt("timeval", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.TvSec = &x
+			m.TvSec = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -94,8 +73,8 @@ func (m *Timeval) unmarshal(b []byte) error {
 				return corrupt("timeval", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.TvUsec = &x
+			m.TvUsec = uint64(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -103,6 +82,12 @@ func (m *Timeval) unmarshal(b []byte) error {
 			return corrupt("timeval", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("timeval", "tv_sec")
+	}
+	if seen&0x2 == 0 {
+		return missing("timeval", "tv_usec")
 	}
 	return nil
 }

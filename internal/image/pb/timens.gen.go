@@ -4,8 +4,8 @@ package pb
 
 // Timespec is timespec.
 type Timespec struct {
-	TvSec  *uint64
-	TvNsec *uint64
+	TvSec  uint64
+	TvNsec uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -15,63 +15,42 @@ func (*Timespec) ProtoName() string { return "timespec" }
 func (m *Timespec) Reset() { *m = Timespec{} }
 
 func (m *Timespec) GetTvSec() uint64 {
-	if m != nil && m.TvSec != nil {
-		return *m.TvSec
+	if m != nil {
+		return m.TvSec
 	}
 	return 0
 }
 
 func (m *Timespec) GetTvNsec() uint64 {
-	if m != nil && m.TvNsec != nil {
-		return *m.TvNsec
+	if m != nil {
+		return m.TvNsec
 	}
 	return 0
 }
 
 func (m *Timespec) size() (n int) {
-	if m.TvSec != nil {
-		n += 1 + sizeVarint(uint64(*m.TvSec))
-	}
-	if m.TvNsec != nil {
-		n += 1 + sizeVarint(uint64(*m.TvNsec))
-	}
+	n += 1 + sizeVarint(uint64(m.TvSec))
+	n += 1 + sizeVarint(uint64(m.TvNsec))
 	return n
 }
 
 func (m *Timespec) appendTo(b []byte) []byte {
-	if m.TvSec != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.TvSec))
-	}
-	if m.TvNsec != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.TvNsec))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.TvSec))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.TvNsec))
 	return b
 }
 
 func (m *Timespec) checkRequired() error {
-	if m.TvSec == nil {
-		return missing("timespec", "tv_sec")
-	}
-	if m.TvNsec == nil {
-		return missing("timespec", "tv_nsec")
-	}
 	return nil
 }
 
 func (m *Timespec) complete() {
-	if m.TvSec == nil {
-		v := uint64(0)
-		m.TvSec = &v
-	}
-	if m.TvNsec == nil {
-		v := uint64(0)
-		m.TvNsec = &v
-	}
 }
 
 func (m *Timespec) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -85,8 +64,8 @@ func (m *Timespec) unmarshal(b []byte) error {
 				return corrupt("timespec", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.TvSec = &x
+			m.TvSec = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -94,8 +73,8 @@ func (m *Timespec) unmarshal(b []byte) error {
 				return corrupt("timespec", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.TvNsec = &x
+			m.TvNsec = uint64(u)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -103,6 +82,12 @@ func (m *Timespec) unmarshal(b []byte) error {
 			return corrupt("timespec", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("timespec", "tv_sec")
+	}
+	if seen&0x2 == 0 {
+		return missing("timespec", "tv_nsec")
 	}
 	return nil
 }

@@ -4,10 +4,10 @@ package pb
 
 // ItimerEntry is itimer_entry.
 type ItimerEntry struct {
-	Isec  *uint64
-	Iusec *uint64
-	Vsec  *uint64
-	Vusec *uint64
+	Isec  uint64
+	Iusec uint64
+	Vsec  uint64
+	Vusec uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -17,105 +17,62 @@ func (*ItimerEntry) ProtoName() string { return "itimer_entry" }
 func (m *ItimerEntry) Reset() { *m = ItimerEntry{} }
 
 func (m *ItimerEntry) GetIsec() uint64 {
-	if m != nil && m.Isec != nil {
-		return *m.Isec
+	if m != nil {
+		return m.Isec
 	}
 	return 0
 }
 
 func (m *ItimerEntry) GetIusec() uint64 {
-	if m != nil && m.Iusec != nil {
-		return *m.Iusec
+	if m != nil {
+		return m.Iusec
 	}
 	return 0
 }
 
 func (m *ItimerEntry) GetVsec() uint64 {
-	if m != nil && m.Vsec != nil {
-		return *m.Vsec
+	if m != nil {
+		return m.Vsec
 	}
 	return 0
 }
 
 func (m *ItimerEntry) GetVusec() uint64 {
-	if m != nil && m.Vusec != nil {
-		return *m.Vusec
+	if m != nil {
+		return m.Vusec
 	}
 	return 0
 }
 
 func (m *ItimerEntry) size() (n int) {
-	if m.Isec != nil {
-		n += 1 + sizeVarint(uint64(*m.Isec))
-	}
-	if m.Iusec != nil {
-		n += 1 + sizeVarint(uint64(*m.Iusec))
-	}
-	if m.Vsec != nil {
-		n += 1 + sizeVarint(uint64(*m.Vsec))
-	}
-	if m.Vusec != nil {
-		n += 1 + sizeVarint(uint64(*m.Vusec))
-	}
+	n += 1 + sizeVarint(uint64(m.Isec))
+	n += 1 + sizeVarint(uint64(m.Iusec))
+	n += 1 + sizeVarint(uint64(m.Vsec))
+	n += 1 + sizeVarint(uint64(m.Vusec))
 	return n
 }
 
 func (m *ItimerEntry) appendTo(b []byte) []byte {
-	if m.Isec != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Isec))
-	}
-	if m.Iusec != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Iusec))
-	}
-	if m.Vsec != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Vsec))
-	}
-	if m.Vusec != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Vusec))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Isec))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Iusec))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Vsec))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Vusec))
 	return b
 }
 
 func (m *ItimerEntry) checkRequired() error {
-	if m.Isec == nil {
-		return missing("itimer_entry", "isec")
-	}
-	if m.Iusec == nil {
-		return missing("itimer_entry", "iusec")
-	}
-	if m.Vsec == nil {
-		return missing("itimer_entry", "vsec")
-	}
-	if m.Vusec == nil {
-		return missing("itimer_entry", "vusec")
-	}
 	return nil
 }
 
 func (m *ItimerEntry) complete() {
-	if m.Isec == nil {
-		v := uint64(0)
-		m.Isec = &v
-	}
-	if m.Iusec == nil {
-		v := uint64(0)
-		m.Iusec = &v
-	}
-	if m.Vsec == nil {
-		v := uint64(0)
-		m.Vsec = &v
-	}
-	if m.Vusec == nil {
-		v := uint64(0)
-		m.Vusec = &v
-	}
 }
 
 func (m *ItimerEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -129,8 +86,8 @@ func (m *ItimerEntry) unmarshal(b []byte) error {
 				return corrupt("itimer_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Isec = &x
+			m.Isec = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -138,8 +95,8 @@ func (m *ItimerEntry) unmarshal(b []byte) error {
 				return corrupt("itimer_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Iusec = &x
+			m.Iusec = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -147,8 +104,8 @@ func (m *ItimerEntry) unmarshal(b []byte) error {
 				return corrupt("itimer_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Vsec = &x
+			m.Vsec = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -156,8 +113,8 @@ func (m *ItimerEntry) unmarshal(b []byte) error {
 				return corrupt("itimer_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Vusec = &x
+			m.Vusec = uint64(u)
+			seen |= 0x8
 			continue
 		}
 		n = skipValue(b, typ)
@@ -166,21 +123,33 @@ func (m *ItimerEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("itimer_entry", "isec")
+	}
+	if seen&0x2 == 0 {
+		return missing("itimer_entry", "iusec")
+	}
+	if seen&0x4 == 0 {
+		return missing("itimer_entry", "vsec")
+	}
+	if seen&0x8 == 0 {
+		return missing("itimer_entry", "vusec")
+	}
 	return nil
 }
 
 // PosixTimerEntry is posix_timer_entry.
 type PosixTimerEntry struct {
-	ItId           *uint32
-	ClockId        *uint32
-	SiSigno        *uint32
-	ItSigevNotify  *uint32
-	SivalPtr       *uint64
-	Overrun        *uint32
-	Isec           *uint64
-	Insec          *uint64
-	Vsec           *uint64
-	Vnsec          *uint64
+	ItId           uint32
+	ClockId        uint32
+	SiSigno        uint32
+	ItSigevNotify  uint32
+	SivalPtr       uint64
+	Overrun        uint32
+	Isec           uint64
+	Insec          uint64
+	Vsec           uint64
+	Vnsec          uint64
 	NotifyThreadId *int32
 }
 
@@ -191,71 +160,71 @@ func (*PosixTimerEntry) ProtoName() string { return "posix_timer_entry" }
 func (m *PosixTimerEntry) Reset() { *m = PosixTimerEntry{} }
 
 func (m *PosixTimerEntry) GetItId() uint32 {
-	if m != nil && m.ItId != nil {
-		return *m.ItId
+	if m != nil {
+		return m.ItId
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetClockId() uint32 {
-	if m != nil && m.ClockId != nil {
-		return *m.ClockId
+	if m != nil {
+		return m.ClockId
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetSiSigno() uint32 {
-	if m != nil && m.SiSigno != nil {
-		return *m.SiSigno
+	if m != nil {
+		return m.SiSigno
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetItSigevNotify() uint32 {
-	if m != nil && m.ItSigevNotify != nil {
-		return *m.ItSigevNotify
+	if m != nil {
+		return m.ItSigevNotify
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetSivalPtr() uint64 {
-	if m != nil && m.SivalPtr != nil {
-		return *m.SivalPtr
+	if m != nil {
+		return m.SivalPtr
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetOverrun() uint32 {
-	if m != nil && m.Overrun != nil {
-		return *m.Overrun
+	if m != nil {
+		return m.Overrun
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetIsec() uint64 {
-	if m != nil && m.Isec != nil {
-		return *m.Isec
+	if m != nil {
+		return m.Isec
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetInsec() uint64 {
-	if m != nil && m.Insec != nil {
-		return *m.Insec
+	if m != nil {
+		return m.Insec
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetVsec() uint64 {
-	if m != nil && m.Vsec != nil {
-		return *m.Vsec
+	if m != nil {
+		return m.Vsec
 	}
 	return 0
 }
 
 func (m *PosixTimerEntry) GetVnsec() uint64 {
-	if m != nil && m.Vnsec != nil {
-		return *m.Vnsec
+	if m != nil {
+		return m.Vnsec
 	}
 	return 0
 }
@@ -268,36 +237,16 @@ func (m *PosixTimerEntry) GetNotifyThreadId() int32 {
 }
 
 func (m *PosixTimerEntry) size() (n int) {
-	if m.ItId != nil {
-		n += 1 + sizeVarint(uint64(*m.ItId))
-	}
-	if m.ClockId != nil {
-		n += 1 + sizeVarint(uint64(*m.ClockId))
-	}
-	if m.SiSigno != nil {
-		n += 1 + sizeVarint(uint64(*m.SiSigno))
-	}
-	if m.ItSigevNotify != nil {
-		n += 1 + sizeVarint(uint64(*m.ItSigevNotify))
-	}
-	if m.SivalPtr != nil {
-		n += 1 + sizeVarint(uint64(*m.SivalPtr))
-	}
-	if m.Overrun != nil {
-		n += 1 + sizeVarint(uint64(*m.Overrun))
-	}
-	if m.Isec != nil {
-		n += 1 + sizeVarint(uint64(*m.Isec))
-	}
-	if m.Insec != nil {
-		n += 1 + sizeVarint(uint64(*m.Insec))
-	}
-	if m.Vsec != nil {
-		n += 1 + sizeVarint(uint64(*m.Vsec))
-	}
-	if m.Vnsec != nil {
-		n += 1 + sizeVarint(uint64(*m.Vnsec))
-	}
+	n += 1 + sizeVarint(uint64(m.ItId))
+	n += 1 + sizeVarint(uint64(m.ClockId))
+	n += 1 + sizeVarint(uint64(m.SiSigno))
+	n += 1 + sizeVarint(uint64(m.ItSigevNotify))
+	n += 1 + sizeVarint(uint64(m.SivalPtr))
+	n += 1 + sizeVarint(uint64(m.Overrun))
+	n += 1 + sizeVarint(uint64(m.Isec))
+	n += 1 + sizeVarint(uint64(m.Insec))
+	n += 1 + sizeVarint(uint64(m.Vsec))
+	n += 1 + sizeVarint(uint64(m.Vnsec))
 	if m.NotifyThreadId != nil {
 		n += 1 + sizeVarint(uint64(*m.NotifyThreadId))
 	}
@@ -305,46 +254,26 @@ func (m *PosixTimerEntry) size() (n int) {
 }
 
 func (m *PosixTimerEntry) appendTo(b []byte) []byte {
-	if m.ItId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.ItId))
-	}
-	if m.ClockId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.ClockId))
-	}
-	if m.SiSigno != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.SiSigno))
-	}
-	if m.ItSigevNotify != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.ItSigevNotify))
-	}
-	if m.SivalPtr != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.SivalPtr))
-	}
-	if m.Overrun != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Overrun))
-	}
-	if m.Isec != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Isec))
-	}
-	if m.Insec != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Insec))
-	}
-	if m.Vsec != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.Vsec))
-	}
-	if m.Vnsec != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.Vnsec))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.ItId))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.ClockId))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.SiSigno))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.ItSigevNotify))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.SivalPtr))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Overrun))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Isec))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Insec))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.Vsec))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.Vnsec))
 	if m.NotifyThreadId != nil {
 		b = append(b, 0x58)
 		b = appendVarint(b, uint64(*m.NotifyThreadId))
@@ -353,83 +282,14 @@ func (m *PosixTimerEntry) appendTo(b []byte) []byte {
 }
 
 func (m *PosixTimerEntry) checkRequired() error {
-	if m.ItId == nil {
-		return missing("posix_timer_entry", "it_id")
-	}
-	if m.ClockId == nil {
-		return missing("posix_timer_entry", "clock_id")
-	}
-	if m.SiSigno == nil {
-		return missing("posix_timer_entry", "si_signo")
-	}
-	if m.ItSigevNotify == nil {
-		return missing("posix_timer_entry", "it_sigev_notify")
-	}
-	if m.SivalPtr == nil {
-		return missing("posix_timer_entry", "sival_ptr")
-	}
-	if m.Overrun == nil {
-		return missing("posix_timer_entry", "overrun")
-	}
-	if m.Isec == nil {
-		return missing("posix_timer_entry", "isec")
-	}
-	if m.Insec == nil {
-		return missing("posix_timer_entry", "insec")
-	}
-	if m.Vsec == nil {
-		return missing("posix_timer_entry", "vsec")
-	}
-	if m.Vnsec == nil {
-		return missing("posix_timer_entry", "vnsec")
-	}
 	return nil
 }
 
 func (m *PosixTimerEntry) complete() {
-	if m.ItId == nil {
-		v := uint32(0)
-		m.ItId = &v
-	}
-	if m.ClockId == nil {
-		v := uint32(0)
-		m.ClockId = &v
-	}
-	if m.SiSigno == nil {
-		v := uint32(0)
-		m.SiSigno = &v
-	}
-	if m.ItSigevNotify == nil {
-		v := uint32(0)
-		m.ItSigevNotify = &v
-	}
-	if m.SivalPtr == nil {
-		v := uint64(0)
-		m.SivalPtr = &v
-	}
-	if m.Overrun == nil {
-		v := uint32(0)
-		m.Overrun = &v
-	}
-	if m.Isec == nil {
-		v := uint64(0)
-		m.Isec = &v
-	}
-	if m.Insec == nil {
-		v := uint64(0)
-		m.Insec = &v
-	}
-	if m.Vsec == nil {
-		v := uint64(0)
-		m.Vsec = &v
-	}
-	if m.Vnsec == nil {
-		v := uint64(0)
-		m.Vnsec = &v
-	}
 }
 
 func (m *PosixTimerEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -443,8 +303,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.ItId = &x
+			m.ItId = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -452,8 +312,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.ClockId = &x
+			m.ClockId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -461,8 +321,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SiSigno = &x
+			m.SiSigno = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -470,8 +330,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.ItSigevNotify = &x
+			m.ItSigevNotify = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -479,8 +339,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.SivalPtr = &x
+			m.SivalPtr = uint64(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -488,8 +348,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Overrun = &x
+			m.Overrun = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -497,8 +357,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Isec = &x
+			m.Isec = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -506,8 +366,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Insec = &x
+			m.Insec = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -515,8 +375,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Vsec = &x
+			m.Vsec = uint64(u)
+			seen |= 0x100
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -524,8 +384,8 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 				return corrupt("posix_timer_entry", 10)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Vnsec = &x
+			m.Vnsec = uint64(u)
+			seen |= 0x200
 			continue
 		case num == 11 && typ == 0:
 			u, n := consumeVarint(b)
@@ -542,6 +402,36 @@ func (m *PosixTimerEntry) unmarshal(b []byte) error {
 			return corrupt("posix_timer_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("posix_timer_entry", "it_id")
+	}
+	if seen&0x2 == 0 {
+		return missing("posix_timer_entry", "clock_id")
+	}
+	if seen&0x4 == 0 {
+		return missing("posix_timer_entry", "si_signo")
+	}
+	if seen&0x8 == 0 {
+		return missing("posix_timer_entry", "it_sigev_notify")
+	}
+	if seen&0x10 == 0 {
+		return missing("posix_timer_entry", "sival_ptr")
+	}
+	if seen&0x20 == 0 {
+		return missing("posix_timer_entry", "overrun")
+	}
+	if seen&0x40 == 0 {
+		return missing("posix_timer_entry", "isec")
+	}
+	if seen&0x80 == 0 {
+		return missing("posix_timer_entry", "insec")
+	}
+	if seen&0x100 == 0 {
+		return missing("posix_timer_entry", "vsec")
+	}
+	if seen&0x200 == 0 {
+		return missing("posix_timer_entry", "vnsec")
 	}
 	return nil
 }

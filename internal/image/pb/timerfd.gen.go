@@ -4,16 +4,16 @@ package pb
 
 // TimerfdEntry is timerfd_entry.
 type TimerfdEntry struct {
-	Id           *uint32
-	Flags        *uint32
+	Id           uint32
+	Flags        uint32
 	Fown         *FownEntry
-	Clockid      *uint32
-	Ticks        *uint64
-	SettimeFlags *uint32
-	Vsec         *uint64
-	Vnsec        *uint64
-	Isec         *uint64
-	Insec        *uint64
+	Clockid      uint32
+	Ticks        uint64
+	SettimeFlags uint32
+	Vsec         uint64
+	Vnsec        uint64
+	Isec         uint64
+	Insec        uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -23,15 +23,15 @@ func (*TimerfdEntry) ProtoName() string { return "timerfd_entry" }
 func (m *TimerfdEntry) Reset() { *m = TimerfdEntry{} }
 
 func (m *TimerfdEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
@@ -44,140 +44,98 @@ func (m *TimerfdEntry) GetFown() *FownEntry {
 }
 
 func (m *TimerfdEntry) GetClockid() uint32 {
-	if m != nil && m.Clockid != nil {
-		return *m.Clockid
+	if m != nil {
+		return m.Clockid
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) GetTicks() uint64 {
-	if m != nil && m.Ticks != nil {
-		return *m.Ticks
+	if m != nil {
+		return m.Ticks
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) GetSettimeFlags() uint32 {
-	if m != nil && m.SettimeFlags != nil {
-		return *m.SettimeFlags
+	if m != nil {
+		return m.SettimeFlags
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) GetVsec() uint64 {
-	if m != nil && m.Vsec != nil {
-		return *m.Vsec
+	if m != nil {
+		return m.Vsec
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) GetVnsec() uint64 {
-	if m != nil && m.Vnsec != nil {
-		return *m.Vnsec
+	if m != nil {
+		return m.Vnsec
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) GetIsec() uint64 {
-	if m != nil && m.Isec != nil {
-		return *m.Isec
+	if m != nil {
+		return m.Isec
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) GetInsec() uint64 {
-	if m != nil && m.Insec != nil {
-		return *m.Insec
+	if m != nil {
+		return m.Insec
 	}
 	return 0
 }
 
 func (m *TimerfdEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
-	if m.Clockid != nil {
-		n += 1 + sizeVarint(uint64(*m.Clockid))
-	}
-	if m.Ticks != nil {
-		n += 1 + sizeVarint(uint64(*m.Ticks))
-	}
-	if m.SettimeFlags != nil {
-		n += 1 + sizeVarint(uint64(*m.SettimeFlags))
-	}
-	if m.Vsec != nil {
-		n += 1 + sizeVarint(uint64(*m.Vsec))
-	}
-	if m.Vnsec != nil {
-		n += 1 + sizeVarint(uint64(*m.Vnsec))
-	}
-	if m.Isec != nil {
-		n += 1 + sizeVarint(uint64(*m.Isec))
-	}
-	if m.Insec != nil {
-		n += 1 + sizeVarint(uint64(*m.Insec))
-	}
+	n += 1 + sizeVarint(uint64(m.Clockid))
+	n += 1 + sizeVarint(uint64(m.Ticks))
+	n += 1 + sizeVarint(uint64(m.SettimeFlags))
+	n += 1 + sizeVarint(uint64(m.Vsec))
+	n += 1 + sizeVarint(uint64(m.Vnsec))
+	n += 1 + sizeVarint(uint64(m.Isec))
+	n += 1 + sizeVarint(uint64(m.Insec))
 	return n
 }
 
 func (m *TimerfdEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Flags))
 	if m.Fown != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(m.Fown.size()))
 		b = m.Fown.appendTo(b)
 	}
-	if m.Clockid != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Clockid))
-	}
-	if m.Ticks != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Ticks))
-	}
-	if m.SettimeFlags != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.SettimeFlags))
-	}
-	if m.Vsec != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Vsec))
-	}
-	if m.Vnsec != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Vnsec))
-	}
-	if m.Isec != nil {
-		b = append(b, 0x48)
-		b = appendVarint(b, uint64(*m.Isec))
-	}
-	if m.Insec != nil {
-		b = append(b, 0x50)
-		b = appendVarint(b, uint64(*m.Insec))
-	}
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Clockid))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Ticks))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.SettimeFlags))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Vsec))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Vnsec))
+	b = append(b, 0x48)
+	b = appendVarint(b, uint64(m.Isec))
+	b = append(b, 0x50)
+	b = appendVarint(b, uint64(m.Insec))
 	return b
 }
 
 func (m *TimerfdEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("timerfd_entry", "id")
-	}
-	if m.Flags == nil {
-		return missing("timerfd_entry", "flags")
-	}
 	if m.Fown == nil {
 		return missing("timerfd_entry", "fown")
 	}
@@ -186,76 +144,20 @@ func (m *TimerfdEntry) checkRequired() error {
 			return err
 		}
 	}
-	if m.Clockid == nil {
-		return missing("timerfd_entry", "clockid")
-	}
-	if m.Ticks == nil {
-		return missing("timerfd_entry", "ticks")
-	}
-	if m.SettimeFlags == nil {
-		return missing("timerfd_entry", "settime_flags")
-	}
-	if m.Vsec == nil {
-		return missing("timerfd_entry", "vsec")
-	}
-	if m.Vnsec == nil {
-		return missing("timerfd_entry", "vnsec")
-	}
-	if m.Isec == nil {
-		return missing("timerfd_entry", "isec")
-	}
-	if m.Insec == nil {
-		return missing("timerfd_entry", "insec")
-	}
 	return nil
 }
 
 func (m *TimerfdEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
 	if m.Fown != nil {
 		m.Fown.complete()
 	}
-	if m.Clockid == nil {
-		v := uint32(0)
-		m.Clockid = &v
-	}
-	if m.Ticks == nil {
-		v := uint64(0)
-		m.Ticks = &v
-	}
-	if m.SettimeFlags == nil {
-		v := uint32(0)
-		m.SettimeFlags = &v
-	}
-	if m.Vsec == nil {
-		v := uint64(0)
-		m.Vsec = &v
-	}
-	if m.Vnsec == nil {
-		v := uint64(0)
-		m.Vnsec = &v
-	}
-	if m.Isec == nil {
-		v := uint64(0)
-		m.Isec = &v
-	}
-	if m.Insec == nil {
-		v := uint64(0)
-		m.Insec = &v
-	}
 }
 
 func (m *TimerfdEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -269,8 +171,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -278,8 +180,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 2:
 			v, n := consumeBytes(b)
@@ -300,8 +202,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Clockid = &x
+			m.Clockid = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -309,8 +211,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 5)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Ticks = &x
+			m.Ticks = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -318,8 +220,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.SettimeFlags = &x
+			m.SettimeFlags = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -327,8 +229,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 7)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Vsec = &x
+			m.Vsec = uint64(u)
+			seen |= 0x20
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -336,8 +238,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 8)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Vnsec = &x
+			m.Vnsec = uint64(u)
+			seen |= 0x40
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -345,8 +247,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 9)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Isec = &x
+			m.Isec = uint64(u)
+			seen |= 0x80
 			continue
 		case num == 10 && typ == 0:
 			u, n := consumeVarint(b)
@@ -354,8 +256,8 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 				return corrupt("timerfd_entry", 10)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Insec = &x
+			m.Insec = uint64(u)
+			seen |= 0x100
 			continue
 		}
 		n = skipValue(b, typ)
@@ -363,6 +265,33 @@ func (m *TimerfdEntry) unmarshal(b []byte) error {
 			return corrupt("timerfd_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("timerfd_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("timerfd_entry", "flags")
+	}
+	if seen&0x4 == 0 {
+		return missing("timerfd_entry", "clockid")
+	}
+	if seen&0x8 == 0 {
+		return missing("timerfd_entry", "ticks")
+	}
+	if seen&0x10 == 0 {
+		return missing("timerfd_entry", "settime_flags")
+	}
+	if seen&0x20 == 0 {
+		return missing("timerfd_entry", "vsec")
+	}
+	if seen&0x40 == 0 {
+		return missing("timerfd_entry", "vnsec")
+	}
+	if seen&0x80 == 0 {
+		return missing("timerfd_entry", "isec")
+	}
+	if seen&0x100 == 0 {
+		return missing("timerfd_entry", "insec")
 	}
 	return nil
 }

@@ -44,10 +44,10 @@ func (x TtyType) String() string {
 
 // WinsizeEntry is winsize_entry.
 type WinsizeEntry struct {
-	WsRow    *uint32
-	WsCol    *uint32
-	WsXpixel *uint32
-	WsYpixel *uint32
+	WsRow    uint32
+	WsCol    uint32
+	WsXpixel uint32
+	WsYpixel uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -57,105 +57,62 @@ func (*WinsizeEntry) ProtoName() string { return "winsize_entry" }
 func (m *WinsizeEntry) Reset() { *m = WinsizeEntry{} }
 
 func (m *WinsizeEntry) GetWsRow() uint32 {
-	if m != nil && m.WsRow != nil {
-		return *m.WsRow
+	if m != nil {
+		return m.WsRow
 	}
 	return 0
 }
 
 func (m *WinsizeEntry) GetWsCol() uint32 {
-	if m != nil && m.WsCol != nil {
-		return *m.WsCol
+	if m != nil {
+		return m.WsCol
 	}
 	return 0
 }
 
 func (m *WinsizeEntry) GetWsXpixel() uint32 {
-	if m != nil && m.WsXpixel != nil {
-		return *m.WsXpixel
+	if m != nil {
+		return m.WsXpixel
 	}
 	return 0
 }
 
 func (m *WinsizeEntry) GetWsYpixel() uint32 {
-	if m != nil && m.WsYpixel != nil {
-		return *m.WsYpixel
+	if m != nil {
+		return m.WsYpixel
 	}
 	return 0
 }
 
 func (m *WinsizeEntry) size() (n int) {
-	if m.WsRow != nil {
-		n += 1 + sizeVarint(uint64(*m.WsRow))
-	}
-	if m.WsCol != nil {
-		n += 1 + sizeVarint(uint64(*m.WsCol))
-	}
-	if m.WsXpixel != nil {
-		n += 1 + sizeVarint(uint64(*m.WsXpixel))
-	}
-	if m.WsYpixel != nil {
-		n += 1 + sizeVarint(uint64(*m.WsYpixel))
-	}
+	n += 1 + sizeVarint(uint64(m.WsRow))
+	n += 1 + sizeVarint(uint64(m.WsCol))
+	n += 1 + sizeVarint(uint64(m.WsXpixel))
+	n += 1 + sizeVarint(uint64(m.WsYpixel))
 	return n
 }
 
 func (m *WinsizeEntry) appendTo(b []byte) []byte {
-	if m.WsRow != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.WsRow))
-	}
-	if m.WsCol != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.WsCol))
-	}
-	if m.WsXpixel != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.WsXpixel))
-	}
-	if m.WsYpixel != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.WsYpixel))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.WsRow))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.WsCol))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.WsXpixel))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.WsYpixel))
 	return b
 }
 
 func (m *WinsizeEntry) checkRequired() error {
-	if m.WsRow == nil {
-		return missing("winsize_entry", "ws_row")
-	}
-	if m.WsCol == nil {
-		return missing("winsize_entry", "ws_col")
-	}
-	if m.WsXpixel == nil {
-		return missing("winsize_entry", "ws_xpixel")
-	}
-	if m.WsYpixel == nil {
-		return missing("winsize_entry", "ws_ypixel")
-	}
 	return nil
 }
 
 func (m *WinsizeEntry) complete() {
-	if m.WsRow == nil {
-		v := uint32(0)
-		m.WsRow = &v
-	}
-	if m.WsCol == nil {
-		v := uint32(0)
-		m.WsCol = &v
-	}
-	if m.WsXpixel == nil {
-		v := uint32(0)
-		m.WsXpixel = &v
-	}
-	if m.WsYpixel == nil {
-		v := uint32(0)
-		m.WsYpixel = &v
-	}
 }
 
 func (m *WinsizeEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -169,8 +126,8 @@ func (m *WinsizeEntry) unmarshal(b []byte) error {
 				return corrupt("winsize_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.WsRow = &x
+			m.WsRow = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -178,8 +135,8 @@ func (m *WinsizeEntry) unmarshal(b []byte) error {
 				return corrupt("winsize_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.WsCol = &x
+			m.WsCol = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -187,8 +144,8 @@ func (m *WinsizeEntry) unmarshal(b []byte) error {
 				return corrupt("winsize_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.WsXpixel = &x
+			m.WsXpixel = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -196,8 +153,8 @@ func (m *WinsizeEntry) unmarshal(b []byte) error {
 				return corrupt("winsize_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.WsYpixel = &x
+			m.WsYpixel = uint32(u)
+			seen |= 0x8
 			continue
 		}
 		n = skipValue(b, typ)
@@ -206,18 +163,30 @@ func (m *WinsizeEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("winsize_entry", "ws_row")
+	}
+	if seen&0x2 == 0 {
+		return missing("winsize_entry", "ws_col")
+	}
+	if seen&0x4 == 0 {
+		return missing("winsize_entry", "ws_xpixel")
+	}
+	if seen&0x8 == 0 {
+		return missing("winsize_entry", "ws_ypixel")
+	}
 	return nil
 }
 
 // TermiosEntry is termios_entry.
 type TermiosEntry struct {
-	CIflag  *uint32
-	COflag  *uint32
-	CCflag  *uint32
-	CLflag  *uint32
-	CLine   *uint32
-	CIspeed *uint32
-	COspeed *uint32
+	CIflag  uint32
+	COflag  uint32
+	CCflag  uint32
+	CLflag  uint32
+	CLine   uint32
+	CIspeed uint32
+	COspeed uint32
 	CCc     []uint32
 }
 
@@ -228,50 +197,50 @@ func (*TermiosEntry) ProtoName() string { return "termios_entry" }
 func (m *TermiosEntry) Reset() { *m = TermiosEntry{} }
 
 func (m *TermiosEntry) GetCIflag() uint32 {
-	if m != nil && m.CIflag != nil {
-		return *m.CIflag
+	if m != nil {
+		return m.CIflag
 	}
 	return 0
 }
 
 func (m *TermiosEntry) GetCOflag() uint32 {
-	if m != nil && m.COflag != nil {
-		return *m.COflag
+	if m != nil {
+		return m.COflag
 	}
 	return 0
 }
 
 func (m *TermiosEntry) GetCCflag() uint32 {
-	if m != nil && m.CCflag != nil {
-		return *m.CCflag
+	if m != nil {
+		return m.CCflag
 	}
 	return 0
 }
 
 func (m *TermiosEntry) GetCLflag() uint32 {
-	if m != nil && m.CLflag != nil {
-		return *m.CLflag
+	if m != nil {
+		return m.CLflag
 	}
 	return 0
 }
 
 func (m *TermiosEntry) GetCLine() uint32 {
-	if m != nil && m.CLine != nil {
-		return *m.CLine
+	if m != nil {
+		return m.CLine
 	}
 	return 0
 }
 
 func (m *TermiosEntry) GetCIspeed() uint32 {
-	if m != nil && m.CIspeed != nil {
-		return *m.CIspeed
+	if m != nil {
+		return m.CIspeed
 	}
 	return 0
 }
 
 func (m *TermiosEntry) GetCOspeed() uint32 {
-	if m != nil && m.COspeed != nil {
-		return *m.COspeed
+	if m != nil {
+		return m.COspeed
 	}
 	return 0
 }
@@ -284,27 +253,13 @@ func (m *TermiosEntry) GetCCc() []uint32 {
 }
 
 func (m *TermiosEntry) size() (n int) {
-	if m.CIflag != nil {
-		n += 1 + sizeVarint(uint64(*m.CIflag))
-	}
-	if m.COflag != nil {
-		n += 1 + sizeVarint(uint64(*m.COflag))
-	}
-	if m.CCflag != nil {
-		n += 1 + sizeVarint(uint64(*m.CCflag))
-	}
-	if m.CLflag != nil {
-		n += 1 + sizeVarint(uint64(*m.CLflag))
-	}
-	if m.CLine != nil {
-		n += 1 + sizeVarint(uint64(*m.CLine))
-	}
-	if m.CIspeed != nil {
-		n += 1 + sizeVarint(uint64(*m.CIspeed))
-	}
-	if m.COspeed != nil {
-		n += 1 + sizeVarint(uint64(*m.COspeed))
-	}
+	n += 1 + sizeVarint(uint64(m.CIflag))
+	n += 1 + sizeVarint(uint64(m.COflag))
+	n += 1 + sizeVarint(uint64(m.CCflag))
+	n += 1 + sizeVarint(uint64(m.CLflag))
+	n += 1 + sizeVarint(uint64(m.CLine))
+	n += 1 + sizeVarint(uint64(m.CIspeed))
+	n += 1 + sizeVarint(uint64(m.COspeed))
 	for _, v := range m.CCc {
 		n += 1 + sizeVarint(uint64(v))
 	}
@@ -312,34 +267,20 @@ func (m *TermiosEntry) size() (n int) {
 }
 
 func (m *TermiosEntry) appendTo(b []byte) []byte {
-	if m.CIflag != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.CIflag))
-	}
-	if m.COflag != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.COflag))
-	}
-	if m.CCflag != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.CCflag))
-	}
-	if m.CLflag != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.CLflag))
-	}
-	if m.CLine != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.CLine))
-	}
-	if m.CIspeed != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.CIspeed))
-	}
-	if m.COspeed != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.COspeed))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.CIflag))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.COflag))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.CCflag))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.CLflag))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.CLine))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.CIspeed))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.COspeed))
 	for _, v := range m.CCc {
 		b = append(b, 0x40)
 		b = appendVarint(b, uint64(v))
@@ -348,62 +289,14 @@ func (m *TermiosEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TermiosEntry) checkRequired() error {
-	if m.CIflag == nil {
-		return missing("termios_entry", "c_iflag")
-	}
-	if m.COflag == nil {
-		return missing("termios_entry", "c_oflag")
-	}
-	if m.CCflag == nil {
-		return missing("termios_entry", "c_cflag")
-	}
-	if m.CLflag == nil {
-		return missing("termios_entry", "c_lflag")
-	}
-	if m.CLine == nil {
-		return missing("termios_entry", "c_line")
-	}
-	if m.CIspeed == nil {
-		return missing("termios_entry", "c_ispeed")
-	}
-	if m.COspeed == nil {
-		return missing("termios_entry", "c_ospeed")
-	}
 	return nil
 }
 
 func (m *TermiosEntry) complete() {
-	if m.CIflag == nil {
-		v := uint32(0)
-		m.CIflag = &v
-	}
-	if m.COflag == nil {
-		v := uint32(0)
-		m.COflag = &v
-	}
-	if m.CCflag == nil {
-		v := uint32(0)
-		m.CCflag = &v
-	}
-	if m.CLflag == nil {
-		v := uint32(0)
-		m.CLflag = &v
-	}
-	if m.CLine == nil {
-		v := uint32(0)
-		m.CLine = &v
-	}
-	if m.CIspeed == nil {
-		v := uint32(0)
-		m.CIspeed = &v
-	}
-	if m.COspeed == nil {
-		v := uint32(0)
-		m.COspeed = &v
-	}
 }
 
 func (m *TermiosEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -417,8 +310,8 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 				return corrupt("termios_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CIflag = &x
+			m.CIflag = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -426,8 +319,8 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 				return corrupt("termios_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.COflag = &x
+			m.COflag = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -435,8 +328,8 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 				return corrupt("termios_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CCflag = &x
+			m.CCflag = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -444,8 +337,8 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 				return corrupt("termios_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CLflag = &x
+			m.CLflag = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -453,8 +346,8 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 				return corrupt("termios_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CLine = &x
+			m.CLine = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -462,8 +355,8 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 				return corrupt("termios_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.CIspeed = &x
+			m.CIspeed = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -471,8 +364,8 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 				return corrupt("termios_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.COspeed = &x
+			m.COspeed = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -506,12 +399,33 @@ func (m *TermiosEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("termios_entry", "c_iflag")
+	}
+	if seen&0x2 == 0 {
+		return missing("termios_entry", "c_oflag")
+	}
+	if seen&0x4 == 0 {
+		return missing("termios_entry", "c_cflag")
+	}
+	if seen&0x8 == 0 {
+		return missing("termios_entry", "c_lflag")
+	}
+	if seen&0x10 == 0 {
+		return missing("termios_entry", "c_line")
+	}
+	if seen&0x20 == 0 {
+		return missing("termios_entry", "c_ispeed")
+	}
+	if seen&0x40 == 0 {
+		return missing("termios_entry", "c_ospeed")
+	}
 	return nil
 }
 
 // TtyPtyEntry is tty_pty_entry.
 type TtyPtyEntry struct {
-	Index *uint32
+	Index uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -521,42 +435,32 @@ func (*TtyPtyEntry) ProtoName() string { return "tty_pty_entry" }
 func (m *TtyPtyEntry) Reset() { *m = TtyPtyEntry{} }
 
 func (m *TtyPtyEntry) GetIndex() uint32 {
-	if m != nil && m.Index != nil {
-		return *m.Index
+	if m != nil {
+		return m.Index
 	}
 	return 0
 }
 
 func (m *TtyPtyEntry) size() (n int) {
-	if m.Index != nil {
-		n += 1 + sizeVarint(uint64(*m.Index))
-	}
+	n += 1 + sizeVarint(uint64(m.Index))
 	return n
 }
 
 func (m *TtyPtyEntry) appendTo(b []byte) []byte {
-	if m.Index != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Index))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Index))
 	return b
 }
 
 func (m *TtyPtyEntry) checkRequired() error {
-	if m.Index == nil {
-		return missing("tty_pty_entry", "index")
-	}
 	return nil
 }
 
 func (m *TtyPtyEntry) complete() {
-	if m.Index == nil {
-		v := uint32(0)
-		m.Index = &v
-	}
 }
 
 func (m *TtyPtyEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -570,8 +474,8 @@ func (m *TtyPtyEntry) unmarshal(b []byte) error {
 				return corrupt("tty_pty_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Index = &x
+			m.Index = uint32(u)
+			seen |= 0x1
 			continue
 		}
 		n = skipValue(b, typ)
@@ -580,12 +484,15 @@ func (m *TtyPtyEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("tty_pty_entry", "index")
+	}
 	return nil
 }
 
 // TtyDataEntry is tty_data_entry.
 type TtyDataEntry struct {
-	TtyId *uint32
+	TtyId uint32
 	Data  []byte
 }
 
@@ -596,8 +503,8 @@ func (*TtyDataEntry) ProtoName() string { return "tty_data_entry" }
 func (m *TtyDataEntry) Reset() { *m = TtyDataEntry{} }
 
 func (m *TtyDataEntry) GetTtyId() uint32 {
-	if m != nil && m.TtyId != nil {
-		return *m.TtyId
+	if m != nil {
+		return m.TtyId
 	}
 	return 0
 }
@@ -610,9 +517,7 @@ func (m *TtyDataEntry) GetData() []byte {
 }
 
 func (m *TtyDataEntry) size() (n int) {
-	if m.TtyId != nil {
-		n += 1 + sizeVarint(uint64(*m.TtyId))
-	}
+	n += 1 + sizeVarint(uint64(m.TtyId))
 	if m.Data != nil {
 		n += 1 + sizeBytes(len(m.Data))
 	}
@@ -620,10 +525,8 @@ func (m *TtyDataEntry) size() (n int) {
 }
 
 func (m *TtyDataEntry) appendTo(b []byte) []byte {
-	if m.TtyId != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.TtyId))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.TtyId))
 	if m.Data != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(len(m.Data)))
@@ -633,9 +536,6 @@ func (m *TtyDataEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TtyDataEntry) checkRequired() error {
-	if m.TtyId == nil {
-		return missing("tty_data_entry", "tty_id")
-	}
 	if m.Data == nil {
 		return missing("tty_data_entry", "data")
 	}
@@ -643,16 +543,13 @@ func (m *TtyDataEntry) checkRequired() error {
 }
 
 func (m *TtyDataEntry) complete() {
-	if m.TtyId == nil {
-		v := uint32(0)
-		m.TtyId = &v
-	}
 	if m.Data == nil {
 		m.Data = []byte{}
 	}
 }
 
 func (m *TtyDataEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -666,8 +563,8 @@ func (m *TtyDataEntry) unmarshal(b []byte) error {
 				return corrupt("tty_data_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.TtyId = &x
+			m.TtyId = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -684,19 +581,22 @@ func (m *TtyDataEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("tty_data_entry", "tty_id")
+	}
 	return nil
 }
 
 // TtyInfoEntry is tty_info_entry.
 type TtyInfoEntry struct {
-	Id            *uint32
-	Type          *TtyType
-	Locked        *bool
-	Exclusive     *bool
-	PacketMode    *bool
-	Sid           *uint32
-	Pgrp          *uint32
-	Rdev          *uint32
+	Id            uint32
+	Type          TtyType
+	Locked        bool
+	Exclusive     bool
+	PacketMode    bool
+	Sid           uint32
+	Pgrp          uint32
+	Rdev          uint32
 	Termios       *TermiosEntry
 	TermiosLocked *TermiosEntry
 	Winsize       *WinsizeEntry
@@ -713,57 +613,57 @@ func (*TtyInfoEntry) ProtoName() string { return "tty_info_entry" }
 func (m *TtyInfoEntry) Reset() { *m = TtyInfoEntry{} }
 
 func (m *TtyInfoEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *TtyInfoEntry) GetType() TtyType {
-	if m != nil && m.Type != nil {
-		return *m.Type
+	if m != nil {
+		return m.Type
 	}
 	return 0
 }
 
 func (m *TtyInfoEntry) GetLocked() bool {
-	if m != nil && m.Locked != nil {
-		return *m.Locked
+	if m != nil {
+		return m.Locked
 	}
 	return false
 }
 
 func (m *TtyInfoEntry) GetExclusive() bool {
-	if m != nil && m.Exclusive != nil {
-		return *m.Exclusive
+	if m != nil {
+		return m.Exclusive
 	}
 	return false
 }
 
 func (m *TtyInfoEntry) GetPacketMode() bool {
-	if m != nil && m.PacketMode != nil {
-		return *m.PacketMode
+	if m != nil {
+		return m.PacketMode
 	}
 	return false
 }
 
 func (m *TtyInfoEntry) GetSid() uint32 {
-	if m != nil && m.Sid != nil {
-		return *m.Sid
+	if m != nil {
+		return m.Sid
 	}
 	return 0
 }
 
 func (m *TtyInfoEntry) GetPgrp() uint32 {
-	if m != nil && m.Pgrp != nil {
-		return *m.Pgrp
+	if m != nil {
+		return m.Pgrp
 	}
 	return 0
 }
 
 func (m *TtyInfoEntry) GetRdev() uint32 {
-	if m != nil && m.Rdev != nil {
-		return *m.Rdev
+	if m != nil {
+		return m.Rdev
 	}
 	return 0
 }
@@ -818,30 +718,14 @@ func (m *TtyInfoEntry) GetGid() uint32 {
 }
 
 func (m *TtyInfoEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.Type != nil {
-		n += 1 + sizeVarint(uint64(*m.Type))
-	}
-	if m.Locked != nil {
-		n += 1 + 1
-	}
-	if m.Exclusive != nil {
-		n += 1 + 1
-	}
-	if m.PacketMode != nil {
-		n += 1 + 1
-	}
-	if m.Sid != nil {
-		n += 1 + sizeVarint(uint64(*m.Sid))
-	}
-	if m.Pgrp != nil {
-		n += 1 + sizeVarint(uint64(*m.Pgrp))
-	}
-	if m.Rdev != nil {
-		n += 1 + sizeVarint(uint64(*m.Rdev))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.Type))
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + 1
+	n += 1 + sizeVarint(uint64(m.Sid))
+	n += 1 + sizeVarint(uint64(m.Pgrp))
+	n += 1 + sizeVarint(uint64(m.Rdev))
 	if m.Termios != nil {
 		n += 1 + sizeBytes(m.Termios.size())
 	}
@@ -867,38 +751,22 @@ func (m *TtyInfoEntry) size() (n int) {
 }
 
 func (m *TtyInfoEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.Type != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Type))
-	}
-	if m.Locked != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, b2u(*m.Locked))
-	}
-	if m.Exclusive != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, b2u(*m.Exclusive))
-	}
-	if m.PacketMode != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, b2u(*m.PacketMode))
-	}
-	if m.Sid != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Sid))
-	}
-	if m.Pgrp != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Pgrp))
-	}
-	if m.Rdev != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Rdev))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Type))
+	b = append(b, 0x18)
+	b = appendVarint(b, b2u(m.Locked))
+	b = append(b, 0x20)
+	b = appendVarint(b, b2u(m.Exclusive))
+	b = append(b, 0x28)
+	b = appendVarint(b, b2u(m.PacketMode))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Sid))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Pgrp))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Rdev))
 	if m.Termios != nil {
 		b = append(b, 0x4a)
 		b = appendVarint(b, uint64(m.Termios.size()))
@@ -935,30 +803,6 @@ func (m *TtyInfoEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TtyInfoEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("tty_info_entry", "id")
-	}
-	if m.Type == nil {
-		return missing("tty_info_entry", "type")
-	}
-	if m.Locked == nil {
-		return missing("tty_info_entry", "locked")
-	}
-	if m.Exclusive == nil {
-		return missing("tty_info_entry", "exclusive")
-	}
-	if m.PacketMode == nil {
-		return missing("tty_info_entry", "packet_mode")
-	}
-	if m.Sid == nil {
-		return missing("tty_info_entry", "sid")
-	}
-	if m.Pgrp == nil {
-		return missing("tty_info_entry", "pgrp")
-	}
-	if m.Rdev == nil {
-		return missing("tty_info_entry", "rdev")
-	}
 	if m.Termios != nil {
 		if err := m.Termios.checkRequired(); err != nil {
 			return err
@@ -983,38 +827,6 @@ func (m *TtyInfoEntry) checkRequired() error {
 }
 
 func (m *TtyInfoEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.Type == nil {
-		v := TtyType(0)
-		m.Type = &v
-	}
-	if m.Locked == nil {
-		v := bool(false)
-		m.Locked = &v
-	}
-	if m.Exclusive == nil {
-		v := bool(false)
-		m.Exclusive = &v
-	}
-	if m.PacketMode == nil {
-		v := bool(false)
-		m.PacketMode = &v
-	}
-	if m.Sid == nil {
-		v := uint32(0)
-		m.Sid = &v
-	}
-	if m.Pgrp == nil {
-		v := uint32(0)
-		m.Pgrp = &v
-	}
-	if m.Rdev == nil {
-		v := uint32(0)
-		m.Rdev = &v
-	}
 	if m.Termios != nil {
 		m.Termios.complete()
 	}
@@ -1030,6 +842,7 @@ func (m *TtyInfoEntry) complete() {
 }
 
 func (m *TtyInfoEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1043,8 +856,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1052,8 +865,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 2)
 			}
 			b = b[n:]
-			x := TtyType(u)
-			m.Type = &x
+			m.Type = TtyType(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1061,8 +874,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 3)
 			}
 			b = b[n:]
-			x := u != 0
-			m.Locked = &x
+			m.Locked = u != 0
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1070,8 +883,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 4)
 			}
 			b = b[n:]
-			x := u != 0
-			m.Exclusive = &x
+			m.Exclusive = u != 0
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1079,8 +892,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 5)
 			}
 			b = b[n:]
-			x := u != 0
-			m.PacketMode = &x
+			m.PacketMode = u != 0
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1088,8 +901,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Sid = &x
+			m.Sid = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1097,8 +910,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Pgrp = &x
+			m.Pgrp = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1106,8 +919,8 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 				return corrupt("tty_info_entry", 8)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Rdev = &x
+			m.Rdev = uint32(u)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1195,14 +1008,38 @@ func (m *TtyInfoEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("tty_info_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("tty_info_entry", "type")
+	}
+	if seen&0x4 == 0 {
+		return missing("tty_info_entry", "locked")
+	}
+	if seen&0x8 == 0 {
+		return missing("tty_info_entry", "exclusive")
+	}
+	if seen&0x10 == 0 {
+		return missing("tty_info_entry", "packet_mode")
+	}
+	if seen&0x20 == 0 {
+		return missing("tty_info_entry", "sid")
+	}
+	if seen&0x40 == 0 {
+		return missing("tty_info_entry", "pgrp")
+	}
+	if seen&0x80 == 0 {
+		return missing("tty_info_entry", "rdev")
+	}
 	return nil
 }
 
 // TtyFileEntry is tty_file_entry.
 type TtyFileEntry struct {
-	Id        *uint32
-	TtyInfoId *uint32
-	Flags     *uint32
+	Id        uint32
+	TtyInfoId uint32
+	Flags     uint32
 	Fown      *FownEntry
 	RegfId    *uint32
 }
@@ -1214,22 +1051,22 @@ func (*TtyFileEntry) ProtoName() string { return "tty_file_entry" }
 func (m *TtyFileEntry) Reset() { *m = TtyFileEntry{} }
 
 func (m *TtyFileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
 
 func (m *TtyFileEntry) GetTtyInfoId() uint32 {
-	if m != nil && m.TtyInfoId != nil {
-		return *m.TtyInfoId
+	if m != nil {
+		return m.TtyInfoId
 	}
 	return 0
 }
 
 func (m *TtyFileEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
@@ -1249,15 +1086,9 @@ func (m *TtyFileEntry) GetRegfId() uint32 {
 }
 
 func (m *TtyFileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
-	if m.TtyInfoId != nil {
-		n += 1 + sizeVarint(uint64(*m.TtyInfoId))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
+	n += 1 + sizeVarint(uint64(m.TtyInfoId))
+	n += 1 + sizeVarint(uint64(m.Flags))
 	if m.Fown != nil {
 		n += 1 + sizeBytes(m.Fown.size())
 	}
@@ -1268,18 +1099,12 @@ func (m *TtyFileEntry) size() (n int) {
 }
 
 func (m *TtyFileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
-	if m.TtyInfoId != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.TtyInfoId))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.TtyInfoId))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Flags))
 	if m.Fown != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(m.Fown.size()))
@@ -1293,15 +1118,6 @@ func (m *TtyFileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TtyFileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("tty_file_entry", "id")
-	}
-	if m.TtyInfoId == nil {
-		return missing("tty_file_entry", "tty_info_id")
-	}
-	if m.Flags == nil {
-		return missing("tty_file_entry", "flags")
-	}
 	if m.Fown == nil {
 		return missing("tty_file_entry", "fown")
 	}
@@ -1314,18 +1130,6 @@ func (m *TtyFileEntry) checkRequired() error {
 }
 
 func (m *TtyFileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
-	if m.TtyInfoId == nil {
-		v := uint32(0)
-		m.TtyInfoId = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
 	if m.Fown == nil {
 		m.Fown = new(FownEntry)
 	}
@@ -1335,6 +1139,7 @@ func (m *TtyFileEntry) complete() {
 }
 
 func (m *TtyFileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -1348,8 +1153,8 @@ func (m *TtyFileEntry) unmarshal(b []byte) error {
 				return corrupt("tty_file_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1357,8 +1162,8 @@ func (m *TtyFileEntry) unmarshal(b []byte) error {
 				return corrupt("tty_file_entry", 2)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.TtyInfoId = &x
+			m.TtyInfoId = uint32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -1366,8 +1171,8 @@ func (m *TtyFileEntry) unmarshal(b []byte) error {
 				return corrupt("tty_file_entry", 3)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 2:
 			v, n := consumeBytes(b)
@@ -1397,6 +1202,15 @@ func (m *TtyFileEntry) unmarshal(b []byte) error {
 			return corrupt("tty_file_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("tty_file_entry", "id")
+	}
+	if seen&0x2 == 0 {
+		return missing("tty_file_entry", "tty_info_id")
+	}
+	if seen&0x4 == 0 {
+		return missing("tty_file_entry", "flags")
 	}
 	return nil
 }

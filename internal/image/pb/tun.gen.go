@@ -4,7 +4,7 @@ package pb
 
 // TunfileEntry is tunfile_entry.
 type TunfileEntry struct {
-	Id       *uint32
+	Id       uint32
 	Netdev   *string
 	Detached *bool
 	NsId     *uint32
@@ -17,8 +17,8 @@ func (*TunfileEntry) ProtoName() string { return "tunfile_entry" }
 func (m *TunfileEntry) Reset() { *m = TunfileEntry{} }
 
 func (m *TunfileEntry) GetId() uint32 {
-	if m != nil && m.Id != nil {
-		return *m.Id
+	if m != nil {
+		return m.Id
 	}
 	return 0
 }
@@ -45,9 +45,7 @@ func (m *TunfileEntry) GetNsId() uint32 {
 }
 
 func (m *TunfileEntry) size() (n int) {
-	if m.Id != nil {
-		n += 1 + sizeVarint(uint64(*m.Id))
-	}
+	n += 1 + sizeVarint(uint64(m.Id))
 	if m.Netdev != nil {
 		n += 1 + sizeBytes(len(*m.Netdev))
 	}
@@ -61,10 +59,8 @@ func (m *TunfileEntry) size() (n int) {
 }
 
 func (m *TunfileEntry) appendTo(b []byte) []byte {
-	if m.Id != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Id))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Id))
 	if m.Netdev != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(len(*m.Netdev)))
@@ -82,20 +78,14 @@ func (m *TunfileEntry) appendTo(b []byte) []byte {
 }
 
 func (m *TunfileEntry) checkRequired() error {
-	if m.Id == nil {
-		return missing("tunfile_entry", "id")
-	}
 	return nil
 }
 
 func (m *TunfileEntry) complete() {
-	if m.Id == nil {
-		v := uint32(0)
-		m.Id = &v
-	}
 }
 
 func (m *TunfileEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -109,8 +99,8 @@ func (m *TunfileEntry) unmarshal(b []byte) error {
 				return corrupt("tunfile_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Id = &x
+			m.Id = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -146,16 +136,19 @@ func (m *TunfileEntry) unmarshal(b []byte) error {
 		}
 		b = b[n:]
 	}
+	if seen&0x1 == 0 {
+		return missing("tunfile_entry", "id")
+	}
 	return nil
 }
 
 // TunLinkEntry is tun_link_entry.
 type TunLinkEntry struct {
-	Flags   *uint32
-	Owner   *int32
-	Group   *int32
-	Vnethdr *uint32
-	Sndbuf  *uint32
+	Flags   uint32
+	Owner   int32
+	Group   int32
+	Vnethdr uint32
+	Sndbuf  uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -165,126 +158,72 @@ func (*TunLinkEntry) ProtoName() string { return "tun_link_entry" }
 func (m *TunLinkEntry) Reset() { *m = TunLinkEntry{} }
 
 func (m *TunLinkEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *TunLinkEntry) GetOwner() int32 {
-	if m != nil && m.Owner != nil {
-		return *m.Owner
+	if m != nil {
+		return m.Owner
 	}
 	return 0
 }
 
 func (m *TunLinkEntry) GetGroup() int32 {
-	if m != nil && m.Group != nil {
-		return *m.Group
+	if m != nil {
+		return m.Group
 	}
 	return 0
 }
 
 func (m *TunLinkEntry) GetVnethdr() uint32 {
-	if m != nil && m.Vnethdr != nil {
-		return *m.Vnethdr
+	if m != nil {
+		return m.Vnethdr
 	}
 	return 0
 }
 
 func (m *TunLinkEntry) GetSndbuf() uint32 {
-	if m != nil && m.Sndbuf != nil {
-		return *m.Sndbuf
+	if m != nil {
+		return m.Sndbuf
 	}
 	return 0
 }
 
 func (m *TunLinkEntry) size() (n int) {
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Owner != nil {
-		n += 1 + sizeVarint(uint64(*m.Owner))
-	}
-	if m.Group != nil {
-		n += 1 + sizeVarint(uint64(*m.Group))
-	}
-	if m.Vnethdr != nil {
-		n += 1 + sizeVarint(uint64(*m.Vnethdr))
-	}
-	if m.Sndbuf != nil {
-		n += 1 + sizeVarint(uint64(*m.Sndbuf))
-	}
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Owner))
+	n += 1 + sizeVarint(uint64(m.Group))
+	n += 1 + sizeVarint(uint64(m.Vnethdr))
+	n += 1 + sizeVarint(uint64(m.Sndbuf))
 	return n
 }
 
 func (m *TunLinkEntry) appendTo(b []byte) []byte {
-	if m.Flags != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Owner != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.Owner))
-	}
-	if m.Group != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Group))
-	}
-	if m.Vnethdr != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Vnethdr))
-	}
-	if m.Sndbuf != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Sndbuf))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.Owner))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Group))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Vnethdr))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Sndbuf))
 	return b
 }
 
 func (m *TunLinkEntry) checkRequired() error {
-	if m.Flags == nil {
-		return missing("tun_link_entry", "flags")
-	}
-	if m.Owner == nil {
-		return missing("tun_link_entry", "owner")
-	}
-	if m.Group == nil {
-		return missing("tun_link_entry", "group")
-	}
-	if m.Vnethdr == nil {
-		return missing("tun_link_entry", "vnethdr")
-	}
-	if m.Sndbuf == nil {
-		return missing("tun_link_entry", "sndbuf")
-	}
 	return nil
 }
 
 func (m *TunLinkEntry) complete() {
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Owner == nil {
-		v := int32(0)
-		m.Owner = &v
-	}
-	if m.Group == nil {
-		v := int32(0)
-		m.Group = &v
-	}
-	if m.Vnethdr == nil {
-		v := uint32(0)
-		m.Vnethdr = &v
-	}
-	if m.Sndbuf == nil {
-		v := uint32(0)
-		m.Sndbuf = &v
-	}
 }
 
 func (m *TunLinkEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -298,8 +237,8 @@ func (m *TunLinkEntry) unmarshal(b []byte) error {
 				return corrupt("tun_link_entry", 1)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -307,8 +246,8 @@ func (m *TunLinkEntry) unmarshal(b []byte) error {
 				return corrupt("tun_link_entry", 2)
 			}
 			b = b[n:]
-			x := int32(u)
-			m.Owner = &x
+			m.Owner = int32(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -316,8 +255,8 @@ func (m *TunLinkEntry) unmarshal(b []byte) error {
 				return corrupt("tun_link_entry", 3)
 			}
 			b = b[n:]
-			x := int32(u)
-			m.Group = &x
+			m.Group = int32(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -325,8 +264,8 @@ func (m *TunLinkEntry) unmarshal(b []byte) error {
 				return corrupt("tun_link_entry", 4)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Vnethdr = &x
+			m.Vnethdr = uint32(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -334,8 +273,8 @@ func (m *TunLinkEntry) unmarshal(b []byte) error {
 				return corrupt("tun_link_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Sndbuf = &x
+			m.Sndbuf = uint32(u)
+			seen |= 0x10
 			continue
 		}
 		n = skipValue(b, typ)
@@ -343,6 +282,21 @@ func (m *TunLinkEntry) unmarshal(b []byte) error {
 			return corrupt("tun_link_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("tun_link_entry", "flags")
+	}
+	if seen&0x2 == 0 {
+		return missing("tun_link_entry", "owner")
+	}
+	if seen&0x4 == 0 {
+		return missing("tun_link_entry", "group")
+	}
+	if seen&0x8 == 0 {
+		return missing("tun_link_entry", "vnethdr")
+	}
+	if seen&0x10 == 0 {
+		return missing("tun_link_entry", "sndbuf")
 	}
 	return nil
 }

@@ -4,8 +4,8 @@ package pb
 
 // UtsnsEntry is utsns_entry.
 type UtsnsEntry struct {
-	Nodename   *string
-	Domainname *string
+	Nodename   string
+	Domainname string
 }
 
 // ProtoName returns the message's protobuf name.
@@ -15,65 +15,44 @@ func (*UtsnsEntry) ProtoName() string { return "utsns_entry" }
 func (m *UtsnsEntry) Reset() { *m = UtsnsEntry{} }
 
 func (m *UtsnsEntry) GetNodename() string {
-	if m != nil && m.Nodename != nil {
-		return *m.Nodename
+	if m != nil {
+		return m.Nodename
 	}
 	return ""
 }
 
 func (m *UtsnsEntry) GetDomainname() string {
-	if m != nil && m.Domainname != nil {
-		return *m.Domainname
+	if m != nil {
+		return m.Domainname
 	}
 	return ""
 }
 
 func (m *UtsnsEntry) size() (n int) {
-	if m.Nodename != nil {
-		n += 1 + sizeBytes(len(*m.Nodename))
-	}
-	if m.Domainname != nil {
-		n += 1 + sizeBytes(len(*m.Domainname))
-	}
+	n += 1 + sizeBytes(len(m.Nodename))
+	n += 1 + sizeBytes(len(m.Domainname))
 	return n
 }
 
 func (m *UtsnsEntry) appendTo(b []byte) []byte {
-	if m.Nodename != nil {
-		b = append(b, 0xa)
-		b = appendVarint(b, uint64(len(*m.Nodename)))
-		b = append(b, *m.Nodename...)
-	}
-	if m.Domainname != nil {
-		b = append(b, 0x12)
-		b = appendVarint(b, uint64(len(*m.Domainname)))
-		b = append(b, *m.Domainname...)
-	}
+	b = append(b, 0xa)
+	b = appendVarint(b, uint64(len(m.Nodename)))
+	b = append(b, m.Nodename...)
+	b = append(b, 0x12)
+	b = appendVarint(b, uint64(len(m.Domainname)))
+	b = append(b, m.Domainname...)
 	return b
 }
 
 func (m *UtsnsEntry) checkRequired() error {
-	if m.Nodename == nil {
-		return missing("utsns_entry", "nodename")
-	}
-	if m.Domainname == nil {
-		return missing("utsns_entry", "domainname")
-	}
 	return nil
 }
 
 func (m *UtsnsEntry) complete() {
-	if m.Nodename == nil {
-		v := string("")
-		m.Nodename = &v
-	}
-	if m.Domainname == nil {
-		v := string("")
-		m.Domainname = &v
-	}
 }
 
 func (m *UtsnsEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -87,8 +66,8 @@ func (m *UtsnsEntry) unmarshal(b []byte) error {
 				return corrupt("utsns_entry", 1)
 			}
 			b = b[n:]
-			s := string(v)
-			m.Nodename = &s
+			m.Nodename = string(v)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 2:
 			v, n := consumeBytes(b)
@@ -96,8 +75,8 @@ func (m *UtsnsEntry) unmarshal(b []byte) error {
 				return corrupt("utsns_entry", 2)
 			}
 			b = b[n:]
-			s := string(v)
-			m.Domainname = &s
+			m.Domainname = string(v)
+			seen |= 0x2
 			continue
 		}
 		n = skipValue(b, typ)
@@ -105,6 +84,12 @@ func (m *UtsnsEntry) unmarshal(b []byte) error {
 			return corrupt("utsns_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("utsns_entry", "nodename")
+	}
+	if seen&0x2 == 0 {
+		return missing("utsns_entry", "domainname")
 	}
 	return nil
 }

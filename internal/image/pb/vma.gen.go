@@ -4,14 +4,14 @@ package pb
 
 // VmaEntry is vma_entry.
 type VmaEntry struct {
-	Start   *uint64
-	End     *uint64
-	Pgoff   *uint64
-	Shmid   *uint64
-	Prot    *uint32
-	Flags   *uint32
-	Status  *uint32
-	Fd      *int64
+	Start   uint64
+	End     uint64
+	Pgoff   uint64
+	Shmid   uint64
+	Prot    uint32
+	Flags   uint32
+	Status  uint32
+	Fd      int64
 	Madv    *uint64
 	Fdflags *uint32
 }
@@ -23,57 +23,57 @@ func (*VmaEntry) ProtoName() string { return "vma_entry" }
 func (m *VmaEntry) Reset() { *m = VmaEntry{} }
 
 func (m *VmaEntry) GetStart() uint64 {
-	if m != nil && m.Start != nil {
-		return *m.Start
+	if m != nil {
+		return m.Start
 	}
 	return 0
 }
 
 func (m *VmaEntry) GetEnd() uint64 {
-	if m != nil && m.End != nil {
-		return *m.End
+	if m != nil {
+		return m.End
 	}
 	return 0
 }
 
 func (m *VmaEntry) GetPgoff() uint64 {
-	if m != nil && m.Pgoff != nil {
-		return *m.Pgoff
+	if m != nil {
+		return m.Pgoff
 	}
 	return 0
 }
 
 func (m *VmaEntry) GetShmid() uint64 {
-	if m != nil && m.Shmid != nil {
-		return *m.Shmid
+	if m != nil {
+		return m.Shmid
 	}
 	return 0
 }
 
 func (m *VmaEntry) GetProt() uint32 {
-	if m != nil && m.Prot != nil {
-		return *m.Prot
+	if m != nil {
+		return m.Prot
 	}
 	return 0
 }
 
 func (m *VmaEntry) GetFlags() uint32 {
-	if m != nil && m.Flags != nil {
-		return *m.Flags
+	if m != nil {
+		return m.Flags
 	}
 	return 0
 }
 
 func (m *VmaEntry) GetStatus() uint32 {
-	if m != nil && m.Status != nil {
-		return *m.Status
+	if m != nil {
+		return m.Status
 	}
 	return 0
 }
 
 func (m *VmaEntry) GetFd() int64 {
-	if m != nil && m.Fd != nil {
-		return *m.Fd
+	if m != nil {
+		return m.Fd
 	}
 	return 0
 }
@@ -93,30 +93,14 @@ func (m *VmaEntry) GetFdflags() uint32 {
 }
 
 func (m *VmaEntry) size() (n int) {
-	if m.Start != nil {
-		n += 1 + sizeVarint(uint64(*m.Start))
-	}
-	if m.End != nil {
-		n += 1 + sizeVarint(uint64(*m.End))
-	}
-	if m.Pgoff != nil {
-		n += 1 + sizeVarint(uint64(*m.Pgoff))
-	}
-	if m.Shmid != nil {
-		n += 1 + sizeVarint(uint64(*m.Shmid))
-	}
-	if m.Prot != nil {
-		n += 1 + sizeVarint(uint64(*m.Prot))
-	}
-	if m.Flags != nil {
-		n += 1 + sizeVarint(uint64(*m.Flags))
-	}
-	if m.Status != nil {
-		n += 1 + sizeVarint(uint64(*m.Status))
-	}
-	if m.Fd != nil {
-		n += 1 + sizeVarint(uint64(*m.Fd<<1)^uint64(*m.Fd>>63))
-	}
+	n += 1 + sizeVarint(uint64(m.Start))
+	n += 1 + sizeVarint(uint64(m.End))
+	n += 1 + sizeVarint(uint64(m.Pgoff))
+	n += 1 + sizeVarint(uint64(m.Shmid))
+	n += 1 + sizeVarint(uint64(m.Prot))
+	n += 1 + sizeVarint(uint64(m.Flags))
+	n += 1 + sizeVarint(uint64(m.Status))
+	n += 1 + sizeVarint(uint64(m.Fd<<1)^uint64(m.Fd>>63))
 	if m.Madv != nil {
 		n += 1 + sizeVarint(uint64(*m.Madv))
 	}
@@ -127,38 +111,22 @@ func (m *VmaEntry) size() (n int) {
 }
 
 func (m *VmaEntry) appendTo(b []byte) []byte {
-	if m.Start != nil {
-		b = append(b, 0x8)
-		b = appendVarint(b, uint64(*m.Start))
-	}
-	if m.End != nil {
-		b = append(b, 0x10)
-		b = appendVarint(b, uint64(*m.End))
-	}
-	if m.Pgoff != nil {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(*m.Pgoff))
-	}
-	if m.Shmid != nil {
-		b = append(b, 0x20)
-		b = appendVarint(b, uint64(*m.Shmid))
-	}
-	if m.Prot != nil {
-		b = append(b, 0x28)
-		b = appendVarint(b, uint64(*m.Prot))
-	}
-	if m.Flags != nil {
-		b = append(b, 0x30)
-		b = appendVarint(b, uint64(*m.Flags))
-	}
-	if m.Status != nil {
-		b = append(b, 0x38)
-		b = appendVarint(b, uint64(*m.Status))
-	}
-	if m.Fd != nil {
-		b = append(b, 0x40)
-		b = appendVarint(b, uint64(*m.Fd<<1)^uint64(*m.Fd>>63))
-	}
+	b = append(b, 0x8)
+	b = appendVarint(b, uint64(m.Start))
+	b = append(b, 0x10)
+	b = appendVarint(b, uint64(m.End))
+	b = append(b, 0x18)
+	b = appendVarint(b, uint64(m.Pgoff))
+	b = append(b, 0x20)
+	b = appendVarint(b, uint64(m.Shmid))
+	b = append(b, 0x28)
+	b = appendVarint(b, uint64(m.Prot))
+	b = append(b, 0x30)
+	b = appendVarint(b, uint64(m.Flags))
+	b = append(b, 0x38)
+	b = appendVarint(b, uint64(m.Status))
+	b = append(b, 0x40)
+	b = appendVarint(b, uint64(m.Fd<<1)^uint64(m.Fd>>63))
 	if m.Madv != nil {
 		b = append(b, 0x48)
 		b = appendVarint(b, uint64(*m.Madv))
@@ -171,69 +139,14 @@ func (m *VmaEntry) appendTo(b []byte) []byte {
 }
 
 func (m *VmaEntry) checkRequired() error {
-	if m.Start == nil {
-		return missing("vma_entry", "start")
-	}
-	if m.End == nil {
-		return missing("vma_entry", "end")
-	}
-	if m.Pgoff == nil {
-		return missing("vma_entry", "pgoff")
-	}
-	if m.Shmid == nil {
-		return missing("vma_entry", "shmid")
-	}
-	if m.Prot == nil {
-		return missing("vma_entry", "prot")
-	}
-	if m.Flags == nil {
-		return missing("vma_entry", "flags")
-	}
-	if m.Status == nil {
-		return missing("vma_entry", "status")
-	}
-	if m.Fd == nil {
-		return missing("vma_entry", "fd")
-	}
 	return nil
 }
 
 func (m *VmaEntry) complete() {
-	if m.Start == nil {
-		v := uint64(0)
-		m.Start = &v
-	}
-	if m.End == nil {
-		v := uint64(0)
-		m.End = &v
-	}
-	if m.Pgoff == nil {
-		v := uint64(0)
-		m.Pgoff = &v
-	}
-	if m.Shmid == nil {
-		v := uint64(0)
-		m.Shmid = &v
-	}
-	if m.Prot == nil {
-		v := uint32(0)
-		m.Prot = &v
-	}
-	if m.Flags == nil {
-		v := uint32(0)
-		m.Flags = &v
-	}
-	if m.Status == nil {
-		v := uint32(0)
-		m.Status = &v
-	}
-	if m.Fd == nil {
-		v := int64(0)
-		m.Fd = &v
-	}
 }
 
 func (m *VmaEntry) unmarshal(b []byte) error {
+	var seen uint64
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -247,8 +160,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 1)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Start = &x
+			m.Start = uint64(u)
+			seen |= 0x1
 			continue
 		case num == 2 && typ == 0:
 			u, n := consumeVarint(b)
@@ -256,8 +169,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 2)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.End = &x
+			m.End = uint64(u)
+			seen |= 0x2
 			continue
 		case num == 3 && typ == 0:
 			u, n := consumeVarint(b)
@@ -265,8 +178,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 3)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Pgoff = &x
+			m.Pgoff = uint64(u)
+			seen |= 0x4
 			continue
 		case num == 4 && typ == 0:
 			u, n := consumeVarint(b)
@@ -274,8 +187,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 4)
 			}
 			b = b[n:]
-			x := uint64(u)
-			m.Shmid = &x
+			m.Shmid = uint64(u)
+			seen |= 0x8
 			continue
 		case num == 5 && typ == 0:
 			u, n := consumeVarint(b)
@@ -283,8 +196,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 5)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Prot = &x
+			m.Prot = uint32(u)
+			seen |= 0x10
 			continue
 		case num == 6 && typ == 0:
 			u, n := consumeVarint(b)
@@ -292,8 +205,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 6)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Flags = &x
+			m.Flags = uint32(u)
+			seen |= 0x20
 			continue
 		case num == 7 && typ == 0:
 			u, n := consumeVarint(b)
@@ -301,8 +214,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 7)
 			}
 			b = b[n:]
-			x := uint32(u)
-			m.Status = &x
+			m.Status = uint32(u)
+			seen |= 0x40
 			continue
 		case num == 8 && typ == 0:
 			u, n := consumeVarint(b)
@@ -310,8 +223,8 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 				return corrupt("vma_entry", 8)
 			}
 			b = b[n:]
-			x := int64(u>>1) ^ -int64(u&1)
-			m.Fd = &x
+			m.Fd = int64(u>>1) ^ -int64(u&1)
+			seen |= 0x80
 			continue
 		case num == 9 && typ == 0:
 			u, n := consumeVarint(b)
@@ -337,6 +250,30 @@ func (m *VmaEntry) unmarshal(b []byte) error {
 			return corrupt("vma_entry", num)
 		}
 		b = b[n:]
+	}
+	if seen&0x1 == 0 {
+		return missing("vma_entry", "start")
+	}
+	if seen&0x2 == 0 {
+		return missing("vma_entry", "end")
+	}
+	if seen&0x4 == 0 {
+		return missing("vma_entry", "pgoff")
+	}
+	if seen&0x8 == 0 {
+		return missing("vma_entry", "shmid")
+	}
+	if seen&0x10 == 0 {
+		return missing("vma_entry", "prot")
+	}
+	if seen&0x20 == 0 {
+		return missing("vma_entry", "flags")
+	}
+	if seen&0x40 == 0 {
+		return missing("vma_entry", "status")
+	}
+	if seen&0x80 == 0 {
+		return missing("vma_entry", "fd")
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/bpfmap-file"
+	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cgroup"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/cpuinfo"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/creds"
 	_ "github.com/checkpoint-restore/go-criu/v8/crit/images/criu-core"
@@ -368,7 +369,8 @@ type field struct {
 	name   string // Go field name
 	elem   string // Go type of a value: uint32, *VmaEntry, ...
 	repeat bool
-	ptr    bool // a pointer to elem in the struct (proto2 optional and required scalars)
+	ptr    bool // a pointer to elem in the struct, nil when unset (optional scalars)
+	val    bool // elem itself in the struct (required scalars, always set)
 }
 
 func (g *gen) fields(m protoreflect.MessageDescriptor) []field {
@@ -406,7 +408,9 @@ func (g *gen) fields(m protoreflect.MessageDescriptor) []field {
 		default:
 			log.Fatalf("%s: kind %v not supported", d.FullName(), d.Kind())
 		}
-		f.ptr = !f.repeat && d.Kind() != protoreflect.MessageKind && d.Kind() != protoreflect.BytesKind
+		scalar := !f.repeat && d.Kind() != protoreflect.MessageKind && d.Kind() != protoreflect.BytesKind
+		f.val = scalar && d.Cardinality() == protoreflect.Required
+		f.ptr = scalar && !f.val
 		fs = append(fs, f)
 	}
 	return fs
@@ -421,6 +425,9 @@ func (f field) goType() string {
 	}
 	return f.elem
 }
+
+// required reports whether f is required and may be unset: a pointer.
+func (f field) required() bool { return f.d.Cardinality() == protoreflect.Required && !f.val }
 
 // wire is the wire type of one value of f.
 func (f field) wire() int {
@@ -570,6 +577,8 @@ func (g *gen) message(m protoreflect.MessageDescriptor) {
 			g.p("}")
 		case f.repeat:
 			g.p("%s", g.sumSizes(f, "n +=", strconv.Itoa(k)))
+		case f.val:
+			g.p("n += %d + %s", k, g.sizeOf(f, "m."+f.name))
 		case f.ptr:
 			g.p("if m.%s != nil { n += %d + %s }", f.name, k, g.sizeOf(f, "*m."+f.name))
 		default: // bytes or message, nil when unset
@@ -594,6 +603,9 @@ func (g *gen) message(m protoreflect.MessageDescriptor) {
 			g.p("b = append(b, %s)", f.tag(f.wire()))
 			g.p("%s", g.appendValue(f, "v"))
 			g.p("}")
+		case f.val:
+			g.p("b = append(b, %s)", f.tag(f.wire()))
+			g.p("%s", g.appendValue(f, "m."+f.name))
 		case f.ptr:
 			g.p("if m.%s != nil {", f.name)
 			g.p("b = append(b, %s)", f.tag(f.wire()))
@@ -611,7 +623,7 @@ func (g *gen) message(m protoreflect.MessageDescriptor) {
 
 	g.p("func (m *%s) checkRequired() error {", name)
 	for _, f := range fs {
-		if f.d.Cardinality() == protoreflect.Required {
+		if f.required() {
 			g.p("if m.%s == nil { return missing(%q, %q) }", f.name, m.FullName(), f.d.Name())
 		}
 		if f.d.Kind() != protoreflect.MessageKind || !hasRequired(f.d.Message(), nil) {
@@ -637,23 +649,40 @@ func (g *gen) message(m protoreflect.MessageDescriptor) {
 				g.p("if m.%s == nil { m.%s = new(%s) }", f.name, f.name, strings.TrimPrefix(f.elem, "*"))
 			}
 			g.p("if m.%s != nil { m.%s.complete() }", f.name, f.name)
-		case req && f.ptr:
-			g.p("if m.%s == nil { v := %s(%s); m.%s = &v }", f.name, f.elem, g.zero(f), f.name)
+		case f.val || f.ptr:
 		case req:
 			g.p("if m.%s == nil { m.%s = []byte{} }", f.name, f.name)
 		}
 	}
 	g.p("}\n")
 
+	var vals []field
+	for _, f := range fs {
+		if f.val {
+			vals = append(vals, f)
+		}
+	}
+	if len(vals) > 64 {
+		log.Fatalf("%s: more than 64 required scalars", m.FullName())
+	}
 	g.p("func (m *%s) unmarshal(b []byte) error {", name)
+	if len(vals) > 0 {
+		g.p("var seen uint64")
+	}
 	g.p("for len(b) > 0 {")
 	g.p("num, typ, n := consumeTag(b)")
 	g.p("if n < 0 { return corrupt(%q, 0) }", m.FullName())
 	g.p("b = b[n:]")
 	if len(fs) > 0 {
 		g.p("switch {")
+		bit := 0
 		for _, f := range fs {
-			g.unmarshalField(m, f)
+			seen := ""
+			if f.val {
+				seen = fmt.Sprintf("\nseen |= %#x", uint64(1)<<bit)
+				bit++
+			}
+			g.unmarshalField(m, f, seen)
 		}
 		g.p("}")
 	}
@@ -661,6 +690,9 @@ func (g *gen) message(m protoreflect.MessageDescriptor) {
 	g.p("if n < 0 { return corrupt(%q, num) }", m.FullName())
 	g.p("b = b[n:]")
 	g.p("}")
+	for i, f := range vals {
+		g.p("if seen&%#x == 0 { return missing(%q, %q) }", uint64(1)<<i, m.FullName(), f.d.Name())
+	}
 	g.p("return nil")
 	g.p("}\n")
 }
@@ -693,6 +725,9 @@ func (g *gen) getter(msg string, f field) {
 	}
 	g.p("func (m *%s) Get%s() %s {", msg, f.name, typ)
 	switch {
+	case f.val:
+		g.p("if m != nil { return m.%s }", f.name)
+		g.p("return %s", g.zero(f))
 	case f.ptr:
 		g.p("if m != nil && m.%s != nil { return *m.%s }", f.name, f.name)
 		g.p("return %s", g.zero(f))
@@ -731,7 +766,7 @@ func (g *gen) zero(f field) string {
 	return fmt.Sprint(v.Uint())
 }
 
-func (g *gen) unmarshalField(m protoreflect.MessageDescriptor, f field) {
+func (g *gen) unmarshalField(m protoreflect.MessageDescriptor, f field, seen string) {
 	num := f.d.Number()
 	bad := fmt.Sprintf("return corrupt(%q, %d)", m.FullName(), num)
 	w := f.wire()
@@ -764,6 +799,8 @@ func (g *gen) unmarshalField(m protoreflect.MessageDescriptor, f field) {
 			g.p("if err := m.%s.unmarshal(v); err != nil { return err }", f.name)
 		case f.d.Kind() == protoreflect.StringKind && f.repeat:
 			g.p("m.%s = append(m.%s, string(v))", f.name, f.name)
+		case f.d.Kind() == protoreflect.StringKind && f.val:
+			g.p("m.%s = string(v)%s", f.name, seen)
 		case f.d.Kind() == protoreflect.StringKind:
 			g.p("s := string(v)")
 			g.p("m.%s = &s", f.name)
@@ -786,6 +823,10 @@ func (g *gen) unmarshalField(m protoreflect.MessageDescriptor, f field) {
 		read(fmt.Sprintf("m.%s = append(m.%s, $)", f.name, f.name))
 		g.p("v = b")
 		g.p("}")
+		g.p("continue")
+	case f.val:
+		g.p("case num == %d && typ == %d:", num, w)
+		read(fmt.Sprintf("m.%s = $%s", f.name, seen))
 		g.p("continue")
 	default:
 		g.p("case num == %d && typ == %d:", num, w)
