@@ -59,12 +59,13 @@ func (d *dumper) dumpCgroups(tc *pb.TaskCoreEntry) error {
 			return fmt.Errorf("cryo's own cgroups: %w", err)
 		}
 	}
-	text, err := proc.ReadCgroupFile(d.pid, 0)
+	// Through a live thread: an exited leader shows the root cgroups.
+	text, err := proc.ReadCgroupFile(d.pid, d.view)
 	if err != nil {
 		return err
 	}
 	for _, tid := range d.tids() {
-		if tid == d.pid {
+		if tid == d.view || tid == d.pid && d.leaderExited() {
 			continue
 		}
 		t, err := proc.ReadCgroupFile(d.pid, tid)
