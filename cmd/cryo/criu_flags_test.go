@@ -35,7 +35,12 @@ func TestCriuOptions(t *testing.T) {
 		t.Fatalf("cryo %s: exit status %d\n%s", strings.Join(args, " "), code, errOut)
 	}
 	s.ReapDumped(t)
-	args = append([]string{"restore", "-D", dir, "-d"}, criuOptions...)
+	// criu's --manage-cgroups modes that would make or change cgroups
+	// are refused before anything is restored.
+	if _, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d", "--manage-cgroups=soft"); code != 2 || !strings.Contains(errOut, "--manage-cgroups must be ignore or strict") {
+		t.Errorf("cryo restore --manage-cgroups=soft: exit status %d, want 2 and the modes named\n%s", code, errOut)
+	}
+	args = append([]string{"restore", "-D", dir, "-d", "--manage-cgroups=strict"}, criuOptions...)
 	_, errOut, code := runBinary(t, bin, args...)
 	s.Restored()
 	if code != 0 {
