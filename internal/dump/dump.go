@@ -11,6 +11,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -93,15 +95,21 @@ type dumper struct {
 	// context: its pid, or its parent's when it shares them.
 	filesID, fsID int
 	tr            *ptrace.Tracer
-	status        proc.Status
-	stat          proc.Stat
+	// traced are the threads tr holds, sorted: a frozen process makes
+	// none, and asking the tracer costs a switch to its thread.
+	traced []int
+	status proc.Status
+	stat   proc.Stat
 
 	// seccomp holds the seccomp mode of each thread under seccomp.
 	seccomp map[int]int
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
 	threads []*pb.CoreEntry
-	images  images
+	// asked is what the process told of itself with its view thread's
+	// asks (askProcess).
+	asked  *processAnswers
+	images images
 	// mem is /proc/PID/mem, open from the memory step to the pages step;
 	// runs and shared are the page runs found there.
 	mem    *os.File
@@ -186,7 +194,7 @@ func (t *tree) run(ctx context.Context) error {
 		{Name: "memory", Run: each(func(d *dumper) (err error) {
 			// Before any injection, so that the scratch mapping is not
 			// taken for the process's own.
-			if d.mem, err = os.Open(proc.Path(d.view, "mem")); err != nil {
+			if d.mem, err = proc.Open(proc.Path(d.view, "mem"), unix.O_RDONLY); err != nil {
 				return err
 			}
 			d.runs, d.shared, err = d.dumpMemory(d.mem)
@@ -354,7 +362,7 @@ func (d *dumper) leaderExited() bool { return d.view != d.pid }
 // core image carries the process-wide state.
 func (d *dumper) tids() []int {
 	tids := []int{d.pid}
-	for _, t := range d.tr.Threads() {
+	for _, t := range d.traced {
 		if t != d.pid {
 			tids = append(tids, t)
 		}

@@ -2,6 +2,7 @@ package dump
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,57 +16,77 @@ import (
 
 // dumpPosixTimers records the process's POSIX timers (timer_create): what
 // /proc says of each, and its time left, interval and overrun, which only
-// the process can ask (injected timer_gettime and timer_getoverrun).
-func (d *dumper) dumpPosixTimers(scratch uint64) ([]*pb.PosixTimerEntry, error) {
+// the process can tell (injected timer_gettime and timer_getoverrun, in
+// batches). restoreIDs is whether it turned PR_TIMER_CREATE_RESTORE_IDS
+// on.
+func (d *dumper) dumpPosixTimers(restoreIDs answer) ([]*pb.PosixTimerEntry, error) {
 	// A process may have turned PR_TIMER_CREATE_RESTORE_IDS on (a
 	// restorer of its own): images have no field for it.
-	on, err := d.tr.Syscall(d.view, unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0)
 	switch {
-	case errors.Is(err, unix.EINVAL): // before Linux 6.17
-	case err != nil:
-		return nil, fmt.Errorf("get PR_TIMER_CREATE_RESTORE_IDS: %w", err)
-	case on != 0:
+	case errors.Is(restoreIDs.err, unix.EINVAL): // before Linux 6.17
+	case restoreIDs.err != nil:
+		return nil, restoreIDs.err
+	case restoreIDs.v != 0:
 		return nil, fmt.Errorf("%w: PR_TIMER_CREATE_RESTORE_IDS is on (CRIU's images have no field for it)", ErrUnsupported)
 	}
 	timers, err := proc.ReadPosixTimers(d.view)
 	if err != nil {
 		return nil, err
 	}
-	threads := d.tr.Threads()
-	var out []*pb.PosixTimerEntry
+	threads := d.traced
 	for _, t := range timers {
 		if err := d.checkPosixTimer(t, threads); err != nil {
 			return nil, fmt.Errorf("%w: POSIX timer %d: %w", ErrUnsupported, t.ID, err)
 		}
-		if _, err := d.tr.Syscall(d.view, unix.SYS_TIMER_GETTIME, uint64(t.ID), scratch); err != nil {
-			return nil, fmt.Errorf("get time of POSIX timer %d: %w", t.ID, err)
-		}
-		var v unix.ItimerSpec
-		if err := d.tr.ReadValue(scratch, &v); err != nil {
+	}
+	var out []*pb.PosixTimerEntry
+	size := uint64(binary.Size(unix.ItimerSpec{}))
+	for len(timers) > 0 {
+		a, err := d.newAsks(d.view)
+		if err != nil {
 			return nil, err
 		}
-		overrun, err := d.tr.Syscall(d.view, unix.SYS_TIMER_GETOVERRUN, uint64(t.ID))
-		if err != nil {
-			return nil, fmt.Errorf("get overrun of POSIX timer %d: %w", t.ID, err)
+		var batch []proc.PosixTimer
+		var values []uint64
+		var overruns []int
+		for ; len(timers) > 0 && a.room(size); timers = timers[1:] {
+			t := timers[0]
+			batch = append(batch, t)
+			values = append(values, a.buf(size))
+			a.ask(fmt.Sprintf("time of POSIX timer %d", t.ID), false, unix.SYS_TIMER_GETTIME, uint64(t.ID), values[len(values)-1])
+			overruns = append(overruns, a.ask(fmt.Sprintf("overrun of POSIX timer %d", t.ID), false, unix.SYS_TIMER_GETOVERRUN, uint64(t.ID)))
 		}
-		e := &pb.PosixTimerEntry{
-			ItId:          uint32(t.ID),
-			ClockId:       uint32(t.ClockID),
-			SiSigno:       uint32(t.Signo),
-			ItSigevNotify: sigevNotify(t),
-			SivalPtr:      t.Value,
-			Overrun:       uint32(overrun),
-			Isec:          uint64(v.Interval.Sec),
-			Insec:         uint64(v.Interval.Nsec),
-			Vsec:          uint64(v.Value.Sec),
-			Vnsec:         uint64(v.Value.Nsec),
+		if err := a.run(); err != nil {
+			return nil, err
 		}
-		if t.ToThread {
-			e.NotifyThreadId = pb.Int32(int32(t.NotifyPid))
+		for i, t := range batch {
+			var v unix.ItimerSpec
+			if err := a.value(values[i], &v); err != nil {
+				return nil, err
+			}
+			overrun, err := a.ret(overruns[i])
+			if err != nil {
+				return nil, err
+			}
+			e := &pb.PosixTimerEntry{
+				ItId:          uint32(t.ID),
+				ClockId:       uint32(t.ClockID),
+				SiSigno:       uint32(t.Signo),
+				ItSigevNotify: sigevNotify(t),
+				SivalPtr:      t.Value,
+				Overrun:       uint32(overrun),
+				Isec:          uint64(v.Interval.Sec),
+				Insec:         uint64(v.Interval.Nsec),
+				Vsec:          uint64(v.Value.Sec),
+				Vnsec:         uint64(v.Value.Nsec),
+			}
+			if t.ToThread {
+				e.NotifyThreadId = pb.Int32(int32(t.NotifyPid))
+			}
+			d.log.Debug("POSIX timer", "id", t.ID, "clock", t.ClockID, "signal", t.Signo, "notify", t.Notify,
+				"thread", e.NotifyThreadId, "value", v.Value, "interval", v.Interval, "overrun", overrun)
+			out = append(out, e)
 		}
-		d.log.Debug("POSIX timer", "id", t.ID, "clock", t.ClockID, "signal", t.Signo, "notify", t.Notify,
-			"thread", e.NotifyThreadId, "value", v.Value, "interval", v.Interval, "overrun", overrun)
-		out = append(out, e)
 	}
 	// In id order, the order a restore on a kernel without
 	// PR_TIMER_CREATE_RESTORE_IDS must create them in.

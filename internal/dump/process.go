@@ -43,7 +43,7 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 			d.sysvKeys[s.Inode] = key
 		}
 	}
-	pm, err := os.Open(proc.Path(d.view, "pagemap"))
+	pm, err := proc.Open(proc.Path(d.view, "pagemap"), unix.O_RDONLY)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,20 +96,18 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 
 // dumpProcess collects what belongs to the process rather than a thread.
 func (d *dumper) dumpProcess() error {
-	tc, err := d.dumpTask()
+	p := d.asked
+	tc, err := d.dumpTask(p)
 	if err != nil {
 		return err
 	}
-	if err := d.dumpProcState(tc); err != nil {
+	if err := d.dumpProcState(tc, p.membarrier); err != nil {
 		return err
 	}
 	if err := d.dumpCgroups(tc); err != nil {
 		return err
 	}
-	cr, err := d.dumpCreds()
-	if err != nil {
-		return err
-	}
+	cr := d.dumpCreds(p.secbits)
 	// The leader's core carries the process-wide state; every thread
 	// carries the credentials, as CRIU keeps them per thread.
 	for i, c := range d.threads {
@@ -119,19 +117,7 @@ func (d *dumper) dumpProcess() error {
 			c.Ids = d.ids()
 		}
 	}
-	brk, err := d.tr.Syscall(d.view, unix.SYS_BRK, 0)
-	if err != nil {
-		return fmt.Errorf("get brk: %w", err)
-	}
-	dumpable, err := d.prctlRet(unix.PR_GET_DUMPABLE)
-	if err != nil {
-		return err
-	}
-	thp, err := d.prctlRet(unix.PR_GET_THP_DISABLE)
-	if err != nil {
-		return err
-	}
-	if err := d.recordProcessExtra(); err != nil {
+	if err := d.recordProcessExtra(p.mdwe); err != nil {
 		return err
 	}
 	auxv, err := proc.ReadAuxv(d.view)
@@ -156,13 +142,13 @@ func (d *dumper) dumpProcess() error {
 	m := &d.images.mm
 	m.MmStartCode, m.MmEndCode = st.StartCode, st.EndCode
 	m.MmStartData, m.MmEndData = st.StartData, st.EndData
-	m.MmStartStack, m.MmStartBrk, m.MmBrk = st.StartStack, st.StartBrk, brk
+	m.MmStartStack, m.MmStartBrk, m.MmBrk = st.StartStack, st.StartBrk, p.brk
 	m.MmArgStart, m.MmArgEnd = st.ArgStart, st.ArgEnd
 	m.MmEnvStart, m.MmEnvEnd = st.EnvStart, st.EnvEnd
 	m.ExeFileId = exeID
 	m.MmSavedAuxv = saved
-	m.Dumpable = pb.Int32(int32(dumpable))
-	m.ThpDisabled = pb.Bool(thp != 0)
+	m.Dumpable = pb.Int32(int32(p.dumpable))
+	m.ThpDisabled = pb.Bool(p.thp != 0)
 
 	for _, tid := range d.tids() {
 		d.images.threads = append(d.images.threads, uint32(tid))

@@ -15,8 +15,9 @@ import (
 const membarrierGetRegistrations = 1 << 9
 
 // dumpProcState adds to tc the state of the process's mm and its OOM
-// score adjustment, and refuses what it cannot keep of them.
-func (d *dumper) dumpProcState(tc *pb.TaskCoreEntry) error {
+// score adjustment, and refuses what it cannot keep of them. membarrier
+// is what the process said of its membarrier registrations.
+func (d *dumper) dumpProcState(tc *pb.TaskCoreEntry, membarrier answer) error {
 	if err := d.refuseLockFuture(); err != nil {
 		return err
 	}
@@ -25,16 +26,14 @@ func (d *dumper) dumpProcState(tc *pb.TaskCoreEntry) error {
 		return err
 	}
 	tc.OomScoreAdj = pb.Int32(oom)
-	// The registrations are the mm's, so any thread may ask.
-	mask, err := d.tr.Syscall(d.view, unix.SYS_MEMBARRIER, membarrierGetRegistrations, 0, 0)
-	switch {
+	switch err := membarrier.err; {
 	case errors.Is(err, unix.EINVAL):
 		// Nothing outside the process shows them on this kernel.
 		d.log.Warn("this kernel cannot tell membarrier registrations (Linux < 6.3): a restore will not have them")
 	case err != nil:
-		return fmt.Errorf("get membarrier registrations: %w", err)
+		return err
 	default:
-		tc.MembarrierRegistrationMask = pb.Uint32(uint32(mask))
+		tc.MembarrierRegistrationMask = pb.Uint32(uint32(membarrier.v))
 	}
 	return nil
 }

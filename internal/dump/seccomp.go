@@ -20,10 +20,14 @@ import (
 // it fails here, the process untouched.
 func (d *dumper) suspendSeccomp() error {
 	d.seccomp = map[int]int{}
-	for _, tid := range d.tr.Threads() {
-		st, err := proc.ReadTaskStatus(d.pid, tid)
-		if err != nil {
-			return err
+	for _, tid := range d.traced {
+		// The view's status was read since the freeze.
+		st := d.status
+		if tid != d.view {
+			var err error
+			if st, err = proc.ReadTaskStatus(d.pid, tid); err != nil {
+				return err
+			}
 		}
 		if st.Seccomp != unix.SECCOMP_MODE_DISABLED {
 			d.seccomp[tid] = st.Seccomp

@@ -110,7 +110,7 @@ func (d *dumper) takeSnapshot() error {
 	} else {
 		pid := c.Pid()
 		d.snap = &snapshot{tr: c, noFork: map[uint64][]byte{}}
-		if d.snap.mem, err = os.Open(proc.Path(pid, "mem")); err != nil {
+		if d.snap.mem, err = proc.Open(proc.Path(pid, "mem"), unix.O_RDONLY); err != nil {
 			return fmt.Errorf("snapshot pid %d: %w", pid, err)
 		}
 		d.log.Info("snapshot: private memory read from a copy-on-write child", "pid", d.pid, "child", pid)
@@ -141,7 +141,7 @@ func (d *dumper) attachesSysvShm() bool {
 // process pid, the process or its snapshot child, and adds them to the
 // runs to copy.
 func (d *dumper) findDeferred(pid int) error {
-	pm, err := os.Open(proc.Path(pid, "pagemap"))
+	pm, err := proc.Open(proc.Path(pid, "pagemap"), unix.O_RDONLY)
 	if err != nil {
 		return err
 	}

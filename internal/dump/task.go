@@ -1,8 +1,9 @@
 package dump
 
 import (
+	"encoding/binary"
 	"fmt"
-	"os"
+	"io"
 	"strconv"
 	"strings"
 
@@ -15,35 +16,107 @@ import (
 
 const sigMax = 64
 
+// processAnswers are what the process tells of itself through injected
+// calls, asked in the batch of its view thread's asks (askProcess).
+type processAnswers struct {
+	// restoreIDs is whether PR_TIMER_CREATE_RESTORE_IDS is on; EINVAL
+	// before Linux 6.17.
+	restoreIDs answer
+	// sigactions are the actions of the signals it catches or ignores,
+	// by signal number less one; the others are SIG_DFL.
+	sigactions [sigMax]kernel.Sigaction
+	itimers    [3]kernel.Itimerval
+	subreaper  uint32
+	// membarrier are its membarrier registrations, mdwe its
+	// memory-deny-write-execute flags; EINVAL before Linux 6.3.
+	membarrier, mdwe            answer
+	brk, dumpable, thp, secbits uint64
+}
+
+// answer is what an injected call that may fail returned.
+type answer struct {
+	v   uint64
+	err error
+}
+
+// askProcess adds to a, a batch of asks to the view thread, what only the
+// process can tell of its process-wide state; the answers are read once
+// a has run, with the function it returns.
+func (d *dumper) askProcess(a *asks) func() (*processAnswers, error) {
+	restoreIDs := a.ask("PR_TIMER_CREATE_RESTORE_IDS", true, unix.SYS_PRCTL, unix.PR_TIMER_CREATE_RESTORE_IDS, unix.PR_TIMER_CREATE_RESTORE_IDS_GET)
+	// Only the task knows its handlers: ask about each signal it catches
+	// or ignores (the others are SIG_DFL).
+	var acts [sigMax]uint64
+	asked := d.status.SigCgt | d.status.SigIgn
+	for sig := 1; sig <= sigMax; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || asked&(1<<(sig-1)) == 0 {
+			continue
+		}
+		acts[sig-1] = a.buf(uint64(binary.Size(kernel.Sigaction{})))
+		a.ask(fmt.Sprintf("action of signal %d", sig), false, unix.SYS_RT_SIGACTION, uint64(sig), 0, acts[sig-1], 8)
+	}
+	var itimers [3]uint64
+	for which := range itimers {
+		itimers[which] = a.buf(uint64(binary.Size(kernel.Itimerval{})))
+		a.ask(fmt.Sprintf("interval timer %d", which), false, unix.SYS_GETITIMER, uint64(which), itimers[which])
+	}
+	subreaper := a.buf(4)
+	a.ask("child subreaper flag", false, unix.SYS_PRCTL, unix.PR_GET_CHILD_SUBREAPER, subreaper)
+	// The registrations are the mm's, so any thread may ask.
+	membarrier := a.ask("membarrier registrations", true, unix.SYS_MEMBARRIER, membarrierGetRegistrations)
+	brk := a.ask("brk", false, unix.SYS_BRK)
+	dumpable := a.ask("dumpable flag", false, unix.SYS_PRCTL, unix.PR_GET_DUMPABLE)
+	thp := a.ask("THP disable flag", false, unix.SYS_PRCTL, unix.PR_GET_THP_DISABLE)
+	secbits := a.ask("securebits", false, unix.SYS_PRCTL, unix.PR_GET_SECUREBITS)
+	mdwe := a.ask("memory-deny-write-execute flags", true, unix.SYS_PRCTL, unix.PR_GET_MDWE)
+	return func() (*processAnswers, error) {
+		p := &processAnswers{}
+		for i, addr := range acts {
+			if addr == 0 {
+				continue
+			}
+			if err := a.value(addr, &p.sigactions[i]); err != nil {
+				return nil, err
+			}
+		}
+		for which, addr := range itimers {
+			if err := a.value(addr, &p.itimers[which]); err != nil {
+				return nil, err
+			}
+		}
+		if err := a.value(subreaper, &p.subreaper); err != nil {
+			return nil, err
+		}
+		p.restoreIDs.v, p.restoreIDs.err = a.ret(restoreIDs)
+		p.membarrier.v, p.membarrier.err = a.ret(membarrier)
+		p.mdwe.v, p.mdwe.err = a.ret(mdwe)
+		for _, r := range []struct {
+			i int
+			v *uint64
+		}{{brk, &p.brk}, {dumpable, &p.dumpable}, {thp, &p.thp}, {secbits, &p.secbits}} {
+			var err error
+			if *r.v, err = a.ret(r.i); err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
+	}
+}
+
 // dumpTask collects the process-wide state: signal dispositions and the
 // shared queue, interval and POSIX timers, limits, personality, flags.
-func (d *dumper) dumpTask() (*pb.TaskCoreEntry, error) {
+func (d *dumper) dumpTask(p *processAnswers) (*pb.TaskCoreEntry, error) {
 	tr, pid := d.tr, d.view
-	scratch, err := tr.Scratch(pid)
+	posixTimers, err := d.dumpPosixTimers(p.restoreIDs)
 	if err != nil {
 		return nil, err
 	}
-	posixTimers, err := d.dumpPosixTimers(scratch)
-	if err != nil {
-		return nil, err
-	}
-	// Only the task knows its handlers: ask about each signal it catches
-	// or ignores (the others are SIG_DFL), one injected rt_sigaction each.
 	var sigactions []*pb.SaEntry
-	asked := d.status.SigCgt | d.status.SigIgn
 	for sig := 1; sig <= sigMax; sig++ {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			continue
 		}
-		var act kernel.Sigaction
-		if asked&(1<<(sig-1)) != 0 {
-			if _, err := tr.Syscall(pid, unix.SYS_RT_SIGACTION, uint64(sig), 0, scratch, 8); err != nil {
-				return nil, fmt.Errorf("get action of signal %d: %w", sig, err)
-			}
-			if err := tr.ReadValue(scratch, &act); err != nil {
-				return nil, err
-			}
-		}
+		act := p.sigactions[sig-1]
 		sigactions = append(sigactions, &pb.SaEntry{
 			Sigaction:       act.Handler,
 			Flags:           act.Flags,
@@ -54,14 +127,7 @@ func (d *dumper) dumpTask() (*pb.TaskCoreEntry, error) {
 	}
 
 	var itimers [3]*pb.ItimerEntry
-	for which := range itimers {
-		if _, err := tr.Syscall(pid, unix.SYS_GETITIMER, uint64(which), scratch); err != nil {
-			return nil, fmt.Errorf("get interval timer %d: %w", which, err)
-		}
-		var v kernel.Itimerval
-		if err := tr.ReadValue(scratch, &v); err != nil {
-			return nil, err
-		}
+	for which, v := range p.itimers {
 		itimers[which] = &pb.ItimerEntry{
 			Isec: uint64(v.IntervalSec), Iusec: uint64(v.IntervalUsec),
 			Vsec: uint64(v.ValueSec), Vusec: uint64(v.ValueUsec),
@@ -86,10 +152,6 @@ func (d *dumper) dumpTask() (*pb.TaskCoreEntry, error) {
 	}
 	// The leader's, as its thread core has it.
 	blocked := d.threads[0].ThreadCore.GetBlkSigset()
-	subreaper, err := d.prctlInt(unix.PR_GET_CHILD_SUBREAPER, scratch)
-	if err != nil {
-		return nil, err
-	}
 	state := uint32(taskAlive)
 	var stopSig *uint32
 	if sig := tr.GroupStop(); sig != 0 {
@@ -107,7 +169,7 @@ func (d *dumper) dumpTask() (*pb.TaskCoreEntry, error) {
 		Rlimits:        rl,
 		SignalsS:       signalQueue(shared),
 		Sigactions:     sigactions,
-		ChildSubreaper: pb.Bool(subreaper != 0),
+		ChildSubreaper: pb.Bool(p.subreaper != 0),
 	}, nil
 }
 
@@ -121,26 +183,13 @@ const (
 	taskHelper  = 4
 )
 
-// prctlInt injects a prctl that writes an int to *arg2 and returns it.
-func (d *dumper) prctlInt(option int, scratch uint64) (uint32, error) {
-	if _, err := d.tr.Syscall(d.view, unix.SYS_PRCTL, uint64(option), scratch); err != nil {
-		return 0, fmt.Errorf("prctl %d: %w", option, err)
-	}
-	var v uint32
-	return v, d.tr.ReadValue(scratch, &v)
-}
-
-// prctlRet injects a prctl whose answer is its return value.
-func (d *dumper) prctlRet(option int) (uint64, error) {
-	v, err := d.tr.Syscall(d.view, unix.SYS_PRCTL, uint64(option), 0, 0, 0, 0)
-	if err != nil {
-		return 0, fmt.Errorf("prctl %d: %w", option, err)
-	}
-	return v, nil
-}
-
 func readPersonality(pid int) (uint32, error) {
-	b, err := os.ReadFile(proc.Path(pid, "personality"))
+	f, err := proc.Open(proc.Path(pid, "personality"), unix.O_RDONLY)
+	if err != nil {
+		return 0, fmt.Errorf("read personality: %w", err)
+	}
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return 0, fmt.Errorf("read personality: %w", err)
 	}
@@ -152,11 +201,7 @@ func readPersonality(pid int) (uint32, error) {
 }
 
 // dumpCreds collects the process's credentials.
-func (d *dumper) dumpCreds() (*pb.CredsEntry, error) {
-	secbits, err := d.prctlRet(unix.PR_GET_SECUREBITS)
-	if err != nil {
-		return nil, err
-	}
+func (d *dumper) dumpCreds(secbits uint64) *pb.CredsEntry {
 	s := d.status
 	caps := func(c uint64) []uint32 { return []uint32{uint32(c), uint32(c >> 32)} }
 	nnp := uint32(0)
@@ -170,7 +215,7 @@ func (d *dumper) dumpCreds() (*pb.CredsEntry, error) {
 		Secbits:    uint32(secbits),
 		Groups:     s.Groups,
 		NoNewPrivs: pb.Uint32(nnp),
-	}, nil
+	}
 }
 
 // dumpClocks reads CLOCK_MONOTONIC and CLOCK_BOOTTIME as the target sees

@@ -63,33 +63,39 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	}
 
 	// What only the thread can tell: its alternate signal stack, its
-	// clear_child_tid address and its parent-death signal, written into
-	// scratch memory.
-	scratch, err := tr.Scratch(tid)
+	// clear_child_tid address, its parent-death signal and its timer
+	// slack, in one batch; the view's batch asks what only the process
+	// can tell too (dumpProcess reads it).
+	a, err := d.newAsks(tid)
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		Sas      kernel.StackT
-		ClearTid uint64 // int *, as PR_GET_TID_ADDRESS writes it
-		Pdeath   int32
+	var processAnswers func() (*processAnswers, error)
+	if tid == d.view {
+		processAnswers = d.askProcess(a)
 	}
-	gets := []ptrace.Sys{
-		{Nr: unix.SYS_SIGALTSTACK, Args: [6]uint64{0, scratch}},
-		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_TID_ADDRESS, scratch + uint64(binary.Size(out.Sas))}},
-		{Nr: unix.SYS_PRCTL, Args: [6]uint64{unix.PR_GET_PDEATHSIG, scratch + uint64(binary.Size(out.Sas)) + 8}},
+	var sas kernel.StackT
+	var clearTid uint64 // int *, as PR_GET_TID_ADDRESS writes it
+	var pdeath int32
+	sasAt := a.buf(uint64(binary.Size(sas)))
+	a.ask("sigaltstack", false, unix.SYS_SIGALTSTACK, 0, sasAt)
+	clearTidAt := a.buf(8)
+	a.ask("clear_child_tid", false, unix.SYS_PRCTL, unix.PR_GET_TID_ADDRESS, clearTidAt)
+	pdeathAt := a.buf(4)
+	a.ask("parent-death signal", false, unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, pdeathAt)
+	slack := a.ask("timer slack", false, unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK)
+	if err := a.run(); err != nil {
+		return nil, err
 	}
-	if err := tr.Syscalls(tid, gets); err != nil {
-		var se *ptrace.SyscallError
-		if errors.As(err, &se) {
-			err = fmt.Errorf("get %s of tid %d: %w", []string{"sigaltstack", "clear_child_tid", "parent-death signal"}[se.Index], tid, se.Err)
+	if processAnswers != nil {
+		if d.asked, err = processAnswers(); err != nil {
+			return nil, err
 		}
+	}
+	if err := errors.Join(a.value(sasAt, &sas), a.value(clearTidAt, &clearTid), a.value(pdeathAt, &pdeath)); err != nil {
 		return nil, err
 	}
-	if err := tr.ReadValue(scratch, &out); err != nil {
-		return nil, err
-	}
-	if err := d.checkTimerSlack(tid, stat.Policy); err != nil {
+	if err := checkTimerSlack(tid, a.calls[slack].Ret, stat.Policy); err != nil {
 		return nil, err
 	}
 	// With SCHED_RESET_ON_FORK, which stat leaves out; CRIU keeps it so.
@@ -97,12 +103,6 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get scheduling policy of tid %d: %w", tid, err)
 	}
-	sas := &pb.ThreadSasEntry{
-		SsSp:    out.Sas.Sp,
-		SsFlags: uint32(out.Sas.Flags),
-		SsSize:  out.Sas.Size,
-	}
-	clearTid := out.ClearTid
 
 	tc := &pb.ThreadCoreEntry{
 		FutexRla:    robust.Head,
@@ -111,10 +111,14 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 		SchedPolicy: pb.Uint32(policy),
 		SchedPrio:   pb.Uint32(stat.RTPriority),
 		BlkSigset:   pb.Uint64(blocked),
-		Sas:         sas,
-		Comm:        pb.String(stat.Comm),
-		SignalsP:    signalQueue(queued),
-		PdeathSig:   pb.Uint32(uint32(out.Pdeath)),
+		Sas: &pb.ThreadSasEntry{
+			SsSp:    sas.Sp,
+			SsFlags: uint32(sas.Flags),
+			SsSize:  sas.Size,
+		},
+		Comm:      pb.String(stat.Comm),
+		SignalsP:  signalQueue(queued),
+		PdeathSig: pb.Uint32(uint32(pdeath)),
 	}
 	if err := d.recordThreadExtra(tid); err != nil {
 		return nil, err
@@ -193,9 +197,10 @@ func (d *dumper) recordThreadExtra(tid int) error {
 // not: its memory-deny-write-execute flags (PR_SET_MDWE), which only the
 // process may read (without them a restored process could make writable
 // memory executable, which it could not), and its core dump filter when
-// it is not cryo's (which a restored process gets otherwise).
-func (d *dumper) recordProcessExtra() error {
-	mdwe, err := d.prctlRet(unix.PR_GET_MDWE)
+// it is not cryo's (which a restored process gets otherwise). asked is
+// what the process said of its flags.
+func (d *dumper) recordProcessExtra(asked answer) error {
+	mdwe, err := asked.v, asked.err
 	if errors.Is(err, unix.EINVAL) { // before Linux 6.3: none
 		mdwe, err = 0, nil
 	}
@@ -255,11 +260,7 @@ const defaultTimerSlack = 50000
 
 // checkTimerSlack refuses a thread whose timer slack is not the default:
 // CRIU's images have no field for it. A real-time thread has none.
-func (d *dumper) checkTimerSlack(tid int, policy uint32) error {
-	slack, err := d.tr.Syscall(tid, unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
-	if err != nil {
-		return fmt.Errorf("get timer slack of tid %d: %w", tid, err)
-	}
+func checkTimerSlack(tid int, slack uint64, policy uint32) error {
 	rt := policy == unix.SCHED_FIFO || policy == unix.SCHED_RR
 	if slack != defaultTimerSlack && !(rt && slack == 0) {
 		return fmt.Errorf("%w: tid %d has a timer slack of %d ns (PR_SET_TIMERSLACK), not the default %d", ErrUnsupported, tid, slack, defaultTimerSlack)

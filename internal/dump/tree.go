@@ -108,14 +108,18 @@ func (t *tree) seize() error {
 		pid := queue[0]
 		queue = queue[1:]
 		d := &dumper{tree: t, pid: pid, ppid: parent[pid], filesID: pid, fsID: pid}
-		if err := d.inspect(); err != nil {
-			if d.status.State != 'Z' || pid == t.opts.Pid {
-				return t.named(pid, err)
+		// The root was inspected by the step before, a moment ago; every
+		// process is inspected again once frozen.
+		if pid != t.opts.Pid {
+			if err := d.inspect(); err != nil {
+				if d.status.State != 'Z' {
+					return t.named(pid, err)
+				}
+				if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
+					return t.named(pid, err)
+				}
+				continue
 			}
-			if err := t.addZombie(pid, parent[pid], d.stat); err != nil {
-				return t.named(pid, err)
-			}
-			continue
 		}
 		var err error
 		if d.tr, err = ptrace.Seize(pid, 0); err != nil {
@@ -129,7 +133,8 @@ func (t *tree) seize() error {
 			return t.named(pid, err)
 		}
 		t.procs = append(t.procs, d)
-		t.log.Info("froze process", "pid", pid, "threads", len(d.tr.Threads()))
+		d.traced = d.tr.Threads()
+		t.log.Info("froze process", "pid", pid, "threads", len(d.traced))
 		// Anything read before the freeze may have changed.
 		if err := d.inspect(); err != nil {
 			return t.named(pid, err)
@@ -142,7 +147,7 @@ func (t *tree) seize() error {
 			Pgid: uint32(d.stat.Pgrp), Sid: uint32(d.stat.Session),
 		}
 		t.order = append(t.order, d.entry)
-		kids, err := children(pid)
+		kids, err := children(pid, d.traced)
 		if err != nil {
 			return t.named(pid, err)
 		}
@@ -169,15 +174,11 @@ func (t *tree) named(pid int, err error) error {
 	return fmt.Errorf("pid %d: %w", pid, err)
 }
 
-// children lists the children of every thread of a stopped process.
-func children(pid int) ([]int, error) {
-	tids, err := proc.ReadTasks(pid)
-	if err != nil {
-		return nil, err
-	}
+// children lists the children of the threads tids of a stopped process.
+func children(pid int, tids []int) ([]int, error) {
 	var out []int
 	for _, tid := range tids {
-		b, err := os.ReadFile(proc.Path(pid, fmt.Sprintf("task/%d/children", tid)))
+		b, err := proc.ReadTaskChildren(pid, tid)
 		if err != nil {
 			return nil, fmt.Errorf("read children: %w", err)
 		}
@@ -490,6 +491,12 @@ func (t *tree) memoryToCopy() uint64 {
 // map, and each memfd's contents, read through its descriptor: pages no
 // mapping holds belong to the object too.
 func (t *tree) copyObjects() error {
+	memfds := t.files.MemfdCopies()
+	if len(t.sharedObjects) == 0 && len(t.sysvShm) == 0 && len(memfds) == 0 {
+		// Nor a buffer, which the tree would wait for frozen: fresh
+		// memory costs a page fault a page.
+		return nil
+	}
 	buf := make([]byte, copyChunk)
 	if err := t.copyShared(buf); err != nil {
 		return err
@@ -497,7 +504,7 @@ func (t *tree) copyObjects() error {
 	if err := t.copySysvShm(buf); err != nil {
 		return err
 	}
-	for _, m := range t.files.MemfdCopies() {
+	for _, m := range memfds {
 		w, err := t.dir.CreateShmemPages(m.Shmid, t.nextPagesID())
 		if err != nil {
 			return err

@@ -3,7 +3,6 @@ package proc
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 )
 
 // AuxEntry is one entry of the auxiliary vector: an AT_* type and its value.
@@ -48,7 +47,7 @@ func ParseAuxv(b []byte) (Auxv, error) {
 // A zombie has no auxv (ESRCH), nor has a task whose file is empty: both
 // are errors.
 func ReadAuxv(pid int) (Auxv, error) {
-	b, err := os.ReadFile(Path(pid, "auxv"))
+	b, err := readSmall(Path(pid, "auxv"))
 	if err != nil {
 		return nil, fmt.Errorf("read auxv: %w", err)
 	}

@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"os"
 )
 
 // CoredumpFilterMax has every bit of a core dump filter set: the kernel
@@ -27,7 +26,7 @@ func ParseCoredumpFilter(b []byte) (uint32, error) {
 // ReadCoredumpFilter reads the core dump filter of process pid; pid 0
 // means the calling process.
 func ReadCoredumpFilter(pid int) (uint32, error) {
-	b, err := os.ReadFile(Path(pid, "coredump_filter"))
+	b, err := readSmall(Path(pid, "coredump_filter"))
 	if err != nil {
 		return 0, fmt.Errorf("read coredump_filter: %w", err)
 	}

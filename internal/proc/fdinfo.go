@@ -3,6 +3,7 @@ package proc
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"strconv"
 
@@ -66,9 +67,10 @@ func ReadFdinfo(pid, fd int) (Fdinfo, error) {
 	return ParseFdinfo(b)
 }
 
-// readSmall reads a small file with plain system calls: a dump reads one
-// per descriptor, and os.ReadFile's other calls (fstat, the poller's
-// registration) were a large part of its cost.
+// readSmall reads a file of /proc with plain system calls: a dump reads
+// them with the process frozen, one per descriptor for fdinfo, and
+// os.ReadFile's other calls (fstat, and four fcntl and an epoll_ctl for
+// the poller's registration) were a large part of their cost.
 func readSmall(path string) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -91,6 +93,17 @@ func readSmall(path string) ([]byte, error) {
 			b = b[:len(b)+n]
 		}
 	}
+}
+
+// Open opens a file of /proc, read-only or as flag says, without the
+// poller's registration os.Open attempts (four fcntl and an epoll_ctl,
+// which /proc files refuse): a dump opens them with the process frozen.
+func Open(path string, flag int) (*os.File, error) {
+	fd, err := unix.Open(path, flag|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // ReadFds lists the open file descriptors of a process, sorted; pid 0 means

@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
@@ -104,7 +103,7 @@ func parseLimit(s string) (uint64, error) {
 // ReadLimits reads and parses /proc/PID/limits; pid 0 means the calling
 // process.
 func ReadLimits(pid int) (Limits, error) {
-	b, err := os.ReadFile(Path(pid, "limits"))
+	b, err := readSmall(Path(pid, "limits"))
 	if err != nil {
 		return Limits{}, fmt.Errorf("read limits: %w", err)
 	}

@@ -3,7 +3,6 @@ package proc
 import (
 	"fmt"
 	"math"
-	"os"
 	"strings"
 )
 
@@ -155,7 +154,7 @@ func (l *Lock) parseInode(s string) error {
 // ReadLocks reads and parses /proc/locks: every lock of the system, seen
 // from cryo's PID namespace.
 func ReadLocks() ([]Lock, error) {
-	b, err := os.ReadFile("/proc/locks")
+	b, err := readSmall("/proc/locks")
 	if err != nil {
 		return nil, fmt.Errorf("read locks: %w", err)
 	}

@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mapping is one line of /proc/PID/maps.
@@ -121,7 +122,7 @@ func parseHex(b []byte, bits int) (uint64, error) {
 
 // ReadMaps reads and parses /proc/PID/maps; pid 0 means the calling process.
 func ReadMaps(pid int) ([]Mapping, error) {
-	b, err := os.ReadFile(Path(pid, "maps"))
+	b, err := readSmall(Path(pid, "maps"))
 	if err != nil {
 		return nil, fmt.Errorf("read maps: %w", err)
 	}
@@ -132,7 +133,7 @@ func ReadMaps(pid int) ([]Mapping, error) {
 // accepts, reading no further than it, and whether there is one: a
 // process may have tens of thousands of mappings.
 func FindMapping(pid int, match func(Mapping) bool) (Mapping, bool, error) {
-	f, err := os.Open(Path(pid, "maps"))
+	f, err := Open(Path(pid, "maps"), unix.O_RDONLY)
 	if err != nil {
 		return Mapping{}, false, fmt.Errorf("read maps: %w", err)
 	}

@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"os"
 )
 
 // OOM score adjustments run from OOMScoreAdjMin (never killed) to
@@ -29,7 +28,7 @@ func ParseOOMScoreAdj(b []byte) (int32, error) {
 // ReadOOMScoreAdj reads the OOM score adjustment of process pid; pid 0
 // means the calling process.
 func ReadOOMScoreAdj(pid int) (int32, error) {
-	b, err := os.ReadFile(Path(pid, "oom_score_adj"))
+	b, err := readSmall(Path(pid, "oom_score_adj"))
 	if err != nil {
 		return 0, fmt.Errorf("read oom_score_adj: %w", err)
 	}

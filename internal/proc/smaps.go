@@ -8,9 +8,10 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"os"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // SmapsEntry is one VMA of /proc/PID/smaps.
@@ -283,7 +284,7 @@ func decimal(b []byte) (uint64, error) {
 // ReadSmaps reads and parses /proc/PID/smaps; pid 0 means the calling
 // process.
 func ReadSmaps(pid int) ([]SmapsEntry, error) {
-	f, err := os.Open(Path(pid, "smaps"))
+	f, err := Open(Path(pid, "smaps"), unix.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("read smaps: %w", err)
 	}
@@ -295,11 +296,14 @@ func ReadSmaps(pid int) ([]SmapsEntry, error) {
 // process with 60,000 mappings runs to 34 MB, its entries to far less.
 // The entries gather in chunks, copied once into a slice of their number
 // at the end: a slice grown by append would allocate five times its final
-// size, fresh memory that is slow the first time it is touched.
+// size, fresh memory that is slow the first time it is touched (a page
+// fault a page). The chunks double from a small one up to maxChunk, so
+// that a process of a few mappings costs a few pages, not the 34 of a
+// chunk of maxChunk entries, while the dump waits with it frozen.
 func readSmaps(r *bufio.Reader) ([]SmapsEntry, error) {
-	const chunk = 1024
+	const minChunk, maxChunk = 32, 1024
 	var chunks [][]SmapsEntry
-	entries := make([]SmapsEntry, 0, chunk)
+	entries := make([]SmapsEntry, 0, minChunk)
 	var entry []byte
 	for {
 		line, err := r.ReadSlice('\n')
@@ -312,7 +316,7 @@ func readSmaps(r *bufio.Reader) ([]SmapsEntry, error) {
 				entry = append(entry, line...)
 			}
 			if len(entries) == cap(entries) {
-				chunks, entries = append(chunks, entries), make([]SmapsEntry, 0, chunk)
+				chunks, entries = append(chunks, entries), make([]SmapsEntry, 0, min(2*cap(entries), maxChunk))
 			}
 			var perr error
 			if entries, perr = parseSmaps(entries, entry); perr != nil {

@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"os"
 )
 
 // Stat holds the fields of /proc/PID/stat, named as in proc(5). Times are in
@@ -135,7 +134,7 @@ func ReadTaskStat(pid, tid int) (Stat, error) {
 }
 
 func readStat(path string) (Stat, error) {
-	b, err := os.ReadFile(path)
+	b, err := readSmall(path)
 	if err != nil {
 		return Stat{}, fmt.Errorf("read stat: %w", err)
 	}

@@ -2,7 +2,6 @@ package proc
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -175,7 +174,7 @@ func ReadTaskStatus(pid, tid int) (Status, error) {
 }
 
 func readStatus(path string) (Status, error) {
-	b, err := os.ReadFile(path)
+	b, err := readSmall(path)
 	if err != nil {
 		return Status{}, fmt.Errorf("read status: %w", err)
 	}

@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -99,7 +98,7 @@ func ReadSysvShm() ([]SysvShm, error) {
 
 // readSysv reads /proc/sysvipc/NAME with parse.
 func readSysv[T any](name string, parse func([]byte) ([]T, error)) ([]T, error) {
-	b, err := os.ReadFile("/proc/sysvipc/" + name)
+	b, err := readSmall("/proc/sysvipc/" + name)
 	if err != nil {
 		return nil, fmt.Errorf("read sysvipc/%s: %w", name, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"golang.org/x/sys/unix"
 )
 
 // ReadTasks lists the thread IDs of a process, sorted; pid 0 means the
@@ -20,7 +22,7 @@ func ReadTasks(pid int) ([]int, error) {
 
 // readIDs lists a directory whose entries are all numbers, sorted.
 func readIDs(dir string) ([]int, error) {
-	f, err := os.Open(dir)
+	f, err := Open(dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +44,7 @@ func readIDs(dir string) ([]int, error) {
 // ReadComm reads /proc/PID/comm, the task's name without escaping; pid 0
 // means the calling process.
 func ReadComm(pid int) (string, error) {
-	b, err := os.ReadFile(Path(pid, "comm"))
+	b, err := readSmall(Path(pid, "comm"))
 	if err != nil {
 		return "", fmt.Errorf("read comm: %w", err)
 	}
@@ -104,6 +106,16 @@ func ReadPids() ([]int, error) {
 	}
 	slices.Sort(pids)
 	return pids, nil
+}
+
+// ReadTaskChildren reads /proc/PID/task/TID/children: the pids of the
+// children of thread tid, separated by spaces.
+func ReadTaskChildren(pid, tid int) ([]byte, error) {
+	b, err := readSmall(taskPath(pid, tid, "children"))
+	if err != nil {
+		return nil, fmt.Errorf("read children: %w", err)
+	}
+	return b, nil
 }
 
 // View returns the thread through which /proc shows process pid's memory,

@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strconv"
 )
 
@@ -49,7 +48,7 @@ func ParseTimensOffsets(b []byte) (TimensOffsets, error) {
 // ReadTimensOffsets reads the offsets of the time namespace of process
 // pid; pid 0 means the calling process.
 func ReadTimensOffsets(pid int) (TimensOffsets, error) {
-	b, err := os.ReadFile(Path(pid, "timens_offsets"))
+	b, err := readSmall(Path(pid, "timens_offsets"))
 	if err != nil {
 		return TimensOffsets{}, fmt.Errorf("read time namespace offsets: %w", err)
 	}

@@ -3,7 +3,6 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -103,7 +102,7 @@ func parseTimerNotify(v string, t *PosixTimer) error {
 
 // ReadPosixTimers reads the POSIX timers of process pid.
 func ReadPosixTimers(pid int) ([]PosixTimer, error) {
-	b, err := os.ReadFile(Path(pid, "timers"))
+	b, err := readSmall(Path(pid, "timers"))
 	if err != nil {
 		return nil, fmt.Errorf("read POSIX timers: %w", err)
 	}

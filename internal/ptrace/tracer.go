@@ -104,7 +104,7 @@ func Seize(pid, options int) (*Tracer, error) {
 }
 
 func (t *Tracer) openMem() error {
-	mem, err := os.OpenFile(proc.Path(t.view, "mem"), os.O_RDWR, 0)
+	mem, err := proc.Open(proc.Path(t.view, "mem"), unix.O_RDWR)
 	if err != nil {
 		return fmt.Errorf("open memory: %w", err)
 	}
