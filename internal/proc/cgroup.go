@@ -2,7 +2,6 @@ package proc
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
@@ -49,7 +48,7 @@ func ReadCgroupFile(pid, tid int) ([]byte, error) {
 	if tid != 0 {
 		name = fmt.Sprintf("task/%d/cgroup", tid)
 	}
-	b, err := os.ReadFile(Path(pid, name))
+	b, err := readSmall(Path(pid, name))
 	if err != nil {
 		return nil, fmt.Errorf("read cgroups: %w", err)
 	}
