@@ -570,10 +570,8 @@ func (t *tree) writeImages() error {
 			return err
 		}
 	}
-	if len(t.threadExtras) > 0 {
-		if err := t.dir.WriteThreadExtras(t.threadExtras); err != nil {
-			return err
-		}
+	if err := t.dir.WriteThreadExtras(t.threadExtras); err != nil {
+		return err
 	}
 	if err := t.writeCgroups(); err != nil {
 		return err

@@ -268,7 +268,7 @@ func forData(f *os.File, size int64, fn func(off, end int64) error) error {
 }
 
 func (g *ghostTable) write(dir *image.Dir) error {
-	if err := image.WriteAll(dir, image.RemapFpath, 0, g.remaps); err != nil {
+	if err := image.WriteSome(dir, image.RemapFpath, 0, g.remaps); err != nil {
 		return err
 	}
 	for _, gh := range g.ghosts {

@@ -231,10 +231,7 @@ func lockOnDescriptor(l proc.Lock, skip int) (pid, fd int, found bool) {
 }
 
 func (t *lockTable) write(dir *image.Dir) error {
-	if len(t.locks) == 0 {
-		return nil
-	}
-	return image.WriteAll(dir, image.FileLocks, 0, t.locks)
+	return image.WriteSome(dir, image.FileLocks, 0, t.locks)
 }
 
 // lockSet is the locks of a checkpoint.

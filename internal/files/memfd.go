@@ -226,7 +226,7 @@ func (m *memfdTable) write(dir *image.Dir) error {
 	for _, ino := range m.memfdOrder {
 		es = append(es, m.memfds[ino].e)
 	}
-	return image.WriteAll(dir, image.Memfd, 0, es)
+	return image.WriteSome(dir, image.Memfd, 0, es)
 }
 
 // memfdSet is the memfd inodes of a checkpoint, by inode id.

@@ -115,10 +115,10 @@ func (t *ttyTable) addInfo(e *pb.TtyInfoEntry) uint32 {
 }
 
 func (t *ttyTable) write(dir *image.Dir) error {
-	if err := image.WriteAll(dir, image.TTYInfo, 0, t.ttyInfos); err != nil {
+	if err := image.WriteSome(dir, image.TTYInfo, 0, t.ttyInfos); err != nil {
 		return err
 	}
-	return image.WriteAll(dir, image.TTYData, 0, t.ttyData)
+	return image.WriteSome(dir, image.TTYData, 0, t.ttyData)
 }
 
 func (ttyKind) dump(t *Table, d *desc) (uint32, error) {

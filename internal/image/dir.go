@@ -204,6 +204,16 @@ func (d *Dir) ReadImage(k Kind, id uint32, m pb.Message) error {
 	return nil
 }
 
+// WriteSome writes records ms as WriteAll does, but no image at all for
+// none: for the kinds a restore takes the absence of for no records, so
+// that a dump makes and syncs no empty file.
+func WriteSome[M pb.Message](d *Dir, k Kind, id uint32, ms []M) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	return WriteAll(d, k, id, ms)
+}
+
 // WriteAll writes records ms as the image of kind k for object id, the
 // other way of ReadAll.
 func WriteAll[M pb.Message](d *Dir, k Kind, id uint32, ms []M) error {

@@ -54,13 +54,14 @@ func (d *Dir) ReadFileStats() ([]FileStat, error) {
 }
 
 // writeOwn writes the records of one of cryo's own images, each item
-// made a message by msg.
+// made a message by msg; none, no image (a restore reads its absence as
+// none).
 func writeOwn[T any, M pb.Message](d *Dir, k Kind, items []T, msg func(T) M) error {
-	msgs := make([]pb.Message, len(items))
+	msgs := make([]M, len(items))
 	for i, it := range items {
 		msgs[i] = msg(it)
 	}
-	return d.WriteImage(k, 0, msgs...)
+	return WriteSome(d, k, 0, msgs)
 }
 
 // readOwn reads the records of one of cryo's own images, each made an
