@@ -2,6 +2,7 @@ package dump
 
 import (
 	"fmt"
+	"iter"
 	"os"
 	"strings"
 
@@ -82,17 +83,54 @@ func protBits(r, w, x bool) uint32 {
 	return p
 }
 
-// classify turns the target's smaps into the areas to dump. The vDSO's
-// special mappings become one [vdso] area and one vvar area; when the
-// target was restored by a proxy (its [vdso] carries the mark), the
-// runtime pair is left out and the marked original addresses take their
-// place, so the image shows the process's own vDSO.
-func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
-	areas := make([]area, 0, len(smaps))
+// allSmaps yields the entries of smaps' chunks in order.
+func allSmaps(chunks [][]proc.SmapsEntry) iter.Seq[*proc.SmapsEntry] {
+	return func(yield func(*proc.SmapsEntry) bool) {
+		for _, c := range chunks {
+			for i := range c {
+				if !yield(&c[i]) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// classify turns the target's smaps into the areas to dump, letting each
+// chunk of entries go once done with (the areas of 60,000 mappings would
+// otherwise add to all their entries). The vDSO's special mappings become
+// one [vdso] area and one vvar area; when the target was restored by a
+// proxy (its [vdso] carries the mark), the runtime pair is left out and
+// the marked original addresses take their place, so the image shows the
+// process's own vDSO.
+func classify(smaps [][]proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
+	n := 0
+	for _, c := range smaps {
+		n += len(c)
+	}
+	areas := make([]area, 0, n)
 	var vvar *pb.VmaEntry
+	var pairEnd uint64
+	if mark != nil {
+		pairEnd = runtimeEnd(smaps, mark)
+	}
+	for i, c := range smaps {
+		smaps[i] = nil
+		var err error
+		if areas, vvar, err = classifyChunk(areas, vvar, c, mark, pairEnd); err != nil {
+			return nil, err
+		}
+	}
+	return areas, nil
+}
+
+// classifyChunk appends the areas of a chunk of entries to areas; vvar is
+// the vvar area so far, which the next may extend. The runtime vvar and
+// vDSO of a proxied process end at pairEnd.
+func classifyChunk(areas []area, vvar *pb.VmaEntry, smaps []proc.SmapsEntry, mark *vdso.Mark, pairEnd uint64) ([]area, *pb.VmaEntry, error) {
 	for _, s := range smaps {
 		if s.ProtectionKey != 0 {
-			return nil, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
+			return nil, nil, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
 		}
 		e := &pb.VmaEntry{
 			Start:  s.Start,
@@ -129,14 +167,14 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			// Locked with mlock() or mapped with MAP_LOCKED: CRIU's
 			// image says MAP_LOCKED for both.
 			if s.Flags&proc.VmLockOnFault != 0 {
-				return nil, fmt.Errorf("%w: memory locked on fault (mlock2 MLOCK_ONFAULT) at %#x-%#x", ErrUnsupported, s.Start, s.End)
+				return nil, nil, fmt.Errorf("%w: memory locked on fault (mlock2 MLOCK_ONFAULT) at %#x-%#x", ErrUnsupported, s.Start, s.End)
 			}
 			flags |= unix.MAP_LOCKED
 		}
 		a := area{e: e, viaMem: s.Perms[0] != 'r', mayWrite: s.Flags&proc.VmMayWrite != 0}
 		status := uint32(image.VMAAreaRegular)
 
-		inRuntimePair := mark != nil && (s.Start >= mark.RuntimeVVar && s.Start < runtimeEnd(smaps, mark))
+		inRuntimePair := mark != nil && s.Start >= mark.RuntimeVVar && s.Start < pairEnd
 		switch {
 		case s.Path == "[vsyscall]":
 			continue
@@ -160,7 +198,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 		case mark != nil && s.Start == mark.VVar:
 			// The old vvar range a proxy reserves.
 			if vvar != nil {
-				return nil, fmt.Errorf("proxy mark: vvar at %#x and %#x", vvar.Start, s.Start)
+				return nil, nil, fmt.Errorf("proxy mark: vvar at %#x and %#x", vvar.Start, s.Start)
 			}
 			e.Status = status | image.VMAAreaVVAR
 			e.Flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
@@ -195,7 +233,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			e.Shmid = s.Inode
 			a.dump, a.shared = presentPage, true
 		case pseudoPath(s.Path):
-			return nil, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
+			return nil, nil, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
 		case strings.HasPrefix(s.Path, "/memfd:") && deletedPath(s.Path):
 			// A memfd's contents are stored once per inode, read through a
 			// descriptor; a private mapping adds its copied-on-write pages.
@@ -213,7 +251,7 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 			// (sysvshm.go), and a read-only attachment (SHM_RDONLY) maps
 			// a file open read-only, as fdflags says of file mappings.
 			if s.Flags&proc.VmHugeTLB != 0 {
-				return nil, fmt.Errorf("%w: System V shared memory %d of huge pages (SHM_HUGETLB) at %#x-%#x", ErrUnsupported, s.Inode, s.Start, s.End)
+				return nil, nil, fmt.Errorf("%w: System V shared memory %d of huge pages (SHM_HUGETLB) at %#x-%#x", ErrUnsupported, s.Inode, s.Start, s.End)
 			}
 			status |= image.VMAAnonShared | image.VMAAreaSysvIPC
 			flags |= unix.MAP_ANONYMOUS
@@ -234,13 +272,13 @@ func classify(smaps []proc.SmapsEntry, mark *vdso.Mark) ([]area, error) {
 		e.Flags = flags
 		areas = append(areas, a)
 	}
-	return areas, nil
+	return areas, vvar, nil
 }
 
 // runtimeEnd is the end of the runtime vvar/vdso block of a proxied
 // process: the [vdso] that follows the runtime vvar.
-func runtimeEnd(smaps []proc.SmapsEntry, mark *vdso.Mark) uint64 {
-	for _, s := range smaps {
+func runtimeEnd(smaps [][]proc.SmapsEntry, mark *vdso.Mark) uint64 {
+	for s := range allSmaps(smaps) {
 		if s.Path == "[vdso]" && s.Start >= mark.RuntimeVVar {
 			return s.End
 		}
@@ -249,8 +287,8 @@ func runtimeEnd(smaps []proc.SmapsEntry, mark *vdso.Mark) uint64 {
 }
 
 // readMark returns the proxy mark of a process's [vdso], nil if none.
-func readMark(mem *os.File, smaps []proc.SmapsEntry) (*vdso.Mark, error) {
-	for _, s := range smaps {
+func readMark(mem *os.File, smaps [][]proc.SmapsEntry) (*vdso.Mark, error) {
+	for s := range allSmaps(smaps) {
 		if s.Path != "[vdso]" {
 			continue
 		}

@@ -19,7 +19,7 @@ const timensID = files.TimeNsID
 // dumpMemory lists the VMAs and the page runs to copy, and the ranges
 // threads must be stepped out of.
 func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
-	smaps, err := proc.ReadSmaps(d.view)
+	smaps, err := proc.ReadSmapsChunks(d.view)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -30,18 +30,19 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	if mark != nil {
 		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", mark.VDSO), "vvar", fmt.Sprintf("%#x", mark.VVar))
 	}
-	areas, err := classify(smaps, mark)
-	if err != nil {
-		return nil, nil, err
-	}
 	d.sysvKeys = map[uint64]uint32{}
-	for _, s := range smaps {
+	for s := range allSmaps(smaps) {
 		if s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO) {
 			d.vdsos = append(d.vdsos, s.Mapping)
 		}
 		if key, ok := sysvKey(s.Mapping); ok {
 			d.sysvKeys[s.Inode] = key
 		}
+	}
+	// Last: it lets each chunk go.
+	areas, err := classify(smaps, mark)
+	if err != nil {
+		return nil, nil, err
 	}
 	pm, err := proc.Open(proc.Path(d.view, "pagemap"), unix.O_RDONLY)
 	if err != nil {

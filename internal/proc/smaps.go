@@ -284,6 +284,17 @@ func decimal(b []byte) (uint64, error) {
 // ReadSmaps reads and parses /proc/PID/smaps; pid 0 means the calling
 // process.
 func ReadSmaps(pid int) ([]SmapsEntry, error) {
+	chunks, err := ReadSmapsChunks(pid)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Concat(chunks...), nil
+}
+
+// ReadSmapsChunks is ReadSmaps in chunks of entries, in their order, as
+// they were read: a caller that lets each chunk go once used holds less
+// of a large smaps at once (60,000 entries are 9 MB), and none is copied.
+func ReadSmapsChunks(pid int) ([][]SmapsEntry, error) {
 	f, err := Open(Path(pid, "smaps"), unix.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("read smaps: %w", err)
@@ -294,13 +305,13 @@ func ReadSmaps(pid int) ([]SmapsEntry, error) {
 
 // readSmaps parses smaps an entry at a time as it reads r: the text of a
 // process with 60,000 mappings runs to 34 MB, its entries to far less.
-// The entries gather in chunks, copied once into a slice of their number
-// at the end: a slice grown by append would allocate five times its final
-// size, fresh memory that is slow the first time it is touched (a page
-// fault a page). The chunks double from a small one up to maxChunk, so
-// that a process of a few mappings costs a few pages, not the 34 of a
-// chunk of maxChunk entries, while the dump waits with it frozen.
-func readSmaps(r *bufio.Reader) ([]SmapsEntry, error) {
+// The entries gather in chunks: a slice grown by append would allocate
+// five times its final size, fresh memory that is slow the first time it
+// is touched (a page fault a page). The chunks double from a small one
+// up to maxChunk, so that a process of a few mappings costs a few pages,
+// not the 34 of a chunk of maxChunk entries, while the dump waits with it
+// frozen.
+func readSmaps(r *bufio.Reader) ([][]SmapsEntry, error) {
 	const minChunk, maxChunk = 32, 1024
 	var chunks [][]SmapsEntry
 	entries := make([]SmapsEntry, 0, minChunk)
@@ -323,7 +334,7 @@ func readSmaps(r *bufio.Reader) ([]SmapsEntry, error) {
 				return nil, perr
 			}
 			if eof {
-				return slices.Concat(append(chunks, entries)...), nil
+				return append(chunks, entries), nil
 			}
 			entry = entry[:0]
 		}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -191,11 +192,11 @@ func TestReadSmapsStreams(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := readSmaps(bufio.NewReaderSize(bytes.NewReader(in), 16))
+		chunks, err := readSmaps(bufio.NewReaderSize(bytes.NewReader(in), 16))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(want, slices.Concat(chunks...)); diff != "" {
 			t.Errorf("streamed smaps differ (-whole +streamed):\n%s", diff)
 		}
 	}
