@@ -203,6 +203,7 @@ func writeGo(dir, name, from, body string) {
 	}
 }
 
+// messageDescs lists ms and the messages nested in them, each before its own.
 func messageDescs(ms protoreflect.MessageDescriptors) []protoreflect.MessageDescriptor {
 	var all []protoreflect.MessageDescriptor
 	for i := 0; i < ms.Len(); i++ {
@@ -214,31 +215,22 @@ func messageDescs(ms protoreflect.MessageDescriptors) []protoreflect.MessageDesc
 
 type gen struct {
 	bytes.Buffer
-	fd      protoreflect.FileDescriptor
 	imports map[string]bool
 }
 
 func (g *gen) p(format string, args ...any) { fmt.Fprintf(g, format+"\n", args...) }
 
 func genFile(fd protoreflect.FileDescriptor) *gen {
-	g := &gen{fd: fd, imports: map[string]bool{}}
-	var walkEnums func(protoreflect.EnumDescriptors)
-	var walkMsgs func(protoreflect.MessageDescriptors)
-	walkEnums = func(es protoreflect.EnumDescriptors) {
-		for i := 0; i < es.Len(); i++ {
-			g.enum(es.Get(i))
+	g := &gen{imports: map[string]bool{}}
+	for i := 0; i < fd.Enums().Len(); i++ {
+		g.enum(fd.Enums().Get(i))
+	}
+	for _, m := range messageDescs(fd.Messages()) {
+		g.message(m)
+		for i := 0; i < m.Enums().Len(); i++ {
+			g.enum(m.Enums().Get(i))
 		}
 	}
-	walkMsgs = func(ms protoreflect.MessageDescriptors) {
-		for i := 0; i < ms.Len(); i++ {
-			m := ms.Get(i)
-			g.message(m)
-			walkEnums(m.Enums())
-			walkMsgs(m.Messages())
-		}
-	}
-	walkEnums(fd.Enums())
-	walkMsgs(fd.Messages())
 	return g
 }
 
