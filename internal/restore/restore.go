@@ -362,10 +362,17 @@ func (r *restorer) takenRanges(pid int) ([]vdso.Range, error) {
 	return used, nil
 }
 
-// dumpedRanges are the ranges of the dumped VMAs.
+// dumpedRanges are the ranges the dumped VMAs cover, adjacent ones
+// merged: a process of 60,000 VMAs may have far fewer such ranges, which
+// the placements that search them copy.
 func (r *restorer) dumpedRanges() []vdso.Range {
-	out := make([]vdso.Range, 0, len(r.c.mm.Vmas))
+	var out []vdso.Range
 	for _, v := range r.c.mm.Vmas {
+		// The VMAs are in order (checkVMAs).
+		if n := len(out); n > 0 && out[n-1].End == v.GetStart() {
+			out[n-1].End = v.GetEnd()
+			continue
+		}
 		out = append(out, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
 	}
 	return out
