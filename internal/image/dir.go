@@ -184,12 +184,25 @@ func (d *Dir) Open(k Kind, id uint32) (*Reader, error) {
 
 // ReadImage reads an image of kind k that holds exactly one record into m.
 func (d *Dir) ReadImage(k Kind, id uint32, m pb.Message) error {
+	return d.readOne(k, id, func(r *Reader) error { return r.Next(m) })
+}
+
+// ReadImageEach reads an image of kind k that holds exactly one record
+// into m as ReadImage does, except the elements of its repeated message
+// field number field, which it hands to f one at a time, decoded into
+// elem (pb.UnmarshalEach).
+func (d *Dir) ReadImageEach(k Kind, id uint32, m pb.Message, field int32, elem pb.Message, f func()) error {
+	return d.readOne(k, id, func(r *Reader) error { return r.NextEach(m, field, elem, f) })
+}
+
+// readOne reads the one record of an image of kind k with next.
+func (d *Dir) readOne(k Kind, id uint32, next func(*Reader) error) error {
 	r, err := d.Open(k, id)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	switch err := r.Next(m); {
+	switch err := next(r); {
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("read %s: %w: no record", r.name, ErrCount)
 	case err != nil:

@@ -174,3 +174,44 @@ func TestSync(t *testing.T) {
 		t.Errorf("Sync after a failed Close: %v", err)
 	}
 }
+
+// TestReadImageEach checks an mm image read with its VMAs handed over one
+// at a time gives what ReadImage does, and the errors ReadImage gives.
+func TestReadImageEach(t *testing.T) {
+	d, err := Create(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm := complete(&pb.MmEntry{ExeFileId: 5, MmSavedAuxv: []uint64{6, 4096}, Vmas: []*pb.VmaEntry{
+		{Start: 0x1000, End: 0x3000, Madv: pb.Uint64(1 << 14)},
+		{Start: 0x5000, End: 0x6000, Fdflags: pb.Uint32(2)},
+		{Start: 0x7000, End: 0x8000},
+	}})
+	if err := d.WriteImage(MM, 1, mm); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteImage(MM, 2, mm, mm); err != nil {
+		t.Fatal(err)
+	}
+	read := func(id uint32) (*pb.MmEntry, error) {
+		var got pb.MmEntry
+		var vma pb.VmaEntry
+		var vmas []*pb.VmaEntry
+		err := d.ReadImageEach(MM, id, &got, MMVmasField, &vma, func() { vmas = append(vmas, pb.Clone(&vma)) })
+		got.Vmas = vmas
+		return &got, err
+	}
+	got, err := read(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(mm, got); diff != "" {
+		t.Errorf("ReadImageEach (-want +got):\n%s", diff)
+	}
+	if _, err := read(2); !errors.Is(err, ErrCount) {
+		t.Errorf("two records: %v, want %v", err, ErrCount)
+	}
+	if _, err := read(3); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing: %v, want %v", err, fs.ErrNotExist)
+	}
+}

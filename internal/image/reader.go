@@ -57,17 +57,29 @@ func (r *Reader) cut(err error, what string) error {
 // the kind holds. It returns io.EOF, unwrapped, at the clean end of the
 // image. It skips whatever of the previous record's payload is unread.
 func (r *Reader) Next(m pb.Message) error {
+	return r.next(m, func(b []byte) error { return pb.Unmarshal(b, m) })
+}
+
+// NextEach reads the next record into m as Next does, except the
+// elements of its repeated message field number field, which it hands to
+// f one at a time, decoded into elem (pb.UnmarshalEach).
+func (r *Reader) NextEach(m pb.Message, field int32, elem pb.Message, f func()) error {
+	return r.next(m, func(b []byte) error { return pb.UnmarshalEach(b, m, field, elem, f) })
+}
+
+// next reads the next record, which decode decodes into m.
+func (r *Reader) next(m pb.Message, decode func([]byte) error) error {
 	typ := m.ProtoName()
 	if !r.kind.holds(typ) {
 		return fmt.Errorf("read %s: %s records do not belong in %s images", r.name, typ, r.kind)
 	}
 	if r.err == nil {
-		r.err = r.next(m, typ)
+		r.err = r.record(m, typ, decode)
 	}
 	return r.err
 }
 
-func (r *Reader) next(m pb.Message, typ string) error {
+func (r *Reader) record(m pb.Message, typ string, decode func([]byte) error) error {
 	if err := r.skip(); err != nil {
 		return err
 	}
@@ -88,7 +100,7 @@ func (r *Reader) next(m pb.Message, typ string) error {
 	if err != nil {
 		return r.cut(err, fmt.Sprintf("%d-byte record", size))
 	}
-	if err := pb.Unmarshal(b, m); err != nil {
+	if err := decode(b); err != nil {
 		return fmt.Errorf("read %s: %s at offset %d: %w: %w", r.name, typ, r.off, ErrRecord, err)
 	}
 	r.off += int64(size)

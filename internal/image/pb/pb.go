@@ -42,6 +42,45 @@ func Unmarshal(b []byte, m Message) error {
 	return m.checkRequired()
 }
 
+// UnmarshalEach decodes b into m as Unmarshal does, except the elements
+// of m's repeated message field number field: it decodes each into elem,
+// cleared first, and calls f, and m keeps none of them. A caller that
+// keeps what it needs of each holds no message per element: the 60,000
+// VMAs of an mm image took 5.1 MB as messages of their own.
+func UnmarshalEach(b []byte, m Message, field int32, elem Message, f func()) error {
+	m.Reset()
+	var rest []byte // m's other fields
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return corrupt(m.ProtoName(), 0)
+		}
+		each := num == field && typ == 2
+		var v []byte
+		var l int
+		if each {
+			v, l = consumeBytes(b[n:])
+		} else {
+			l = skipValue(b[n:], typ)
+		}
+		if l < 0 {
+			return corrupt(m.ProtoName(), num)
+		}
+		if !each {
+			rest = append(rest, b[:n+l]...)
+		} else if err := Unmarshal(v, elem); err != nil {
+			return err
+		} else {
+			f()
+		}
+		b = b[n+l:]
+	}
+	if err := m.unmarshal(rest); err != nil {
+		return err
+	}
+	return m.checkRequired()
+}
+
 // Complete sets every required field m lacks, in it and the messages it
 // holds, to its default: for tests that spell out only the fields they
 // check.

@@ -253,6 +253,33 @@ func FuzzUnmarshal(f *testing.F) {
 }
 
 // TestGenerated checks that the generated files are what ./gen writes now.
+// FuzzUnmarshalEach checks that UnmarshalEach decodes what Unmarshal
+// does, the elements handed over one at a time, and fails where it fails.
+func FuzzUnmarshalEach(f *testing.F) {
+	for _, s := range []string{"testdata/seeds/mm", "testdata/seeds/vma"} {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := &MmEntry{}
+		wantErr := Unmarshal(b, want)
+		got := &MmEntry{}
+		var vma VmaEntry
+		var vmas []*VmaEntry
+		err := UnmarshalEach(b, got, 14, &vma, func() { vmas = append(vmas, Clone(&vma)) })
+		got.Vmas = vmas
+		switch {
+		case (err == nil) != (wantErr == nil):
+			t.Fatalf("%x: UnmarshalEach: %v, Unmarshal: %v", b, err, wantErr)
+		case err == nil && !reflect.DeepEqual(got, want):
+			t.Fatalf("%x: UnmarshalEach decoded %+v, Unmarshal %+v", b, got, want)
+		}
+	})
+}
+
 func TestGenerated(t *testing.T) {
 	gotool, err := exec.LookPath("go")
 	if err != nil {
