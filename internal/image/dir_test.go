@@ -197,7 +197,12 @@ func TestReadImageEach(t *testing.T) {
 		var got pb.MmEntry
 		var vma pb.VmaEntry
 		var vmas []*pb.VmaEntry
-		err := d.ReadImageEach(MM, id, &got, MMVmasField, &vma, func() { vmas = append(vmas, pb.Clone(&vma)) })
+		err := d.ReadImageEach(MM, id, &got, MMVmasField, &vma, func(i, n int) {
+			if i != len(vmas) || n != len(mm.(*pb.MmEntry).Vmas) {
+				t.Errorf("VMA %d of %d handed over as %d of %d", len(vmas), len(mm.(*pb.MmEntry).Vmas), i, n)
+			}
+			vmas = append(vmas, pb.Clone(&vma))
+		})
 		got.Vmas = vmas
 		return &got, err
 	}

@@ -63,7 +63,7 @@ func (r *Reader) Next(m pb.Message) error {
 // NextEach reads the next record into m as Next does, except the
 // elements of its repeated message field number field, which it hands to
 // f one at a time, decoded into elem (pb.UnmarshalEach).
-func (r *Reader) NextEach(m pb.Message, field int32, elem pb.Message, f func()) error {
+func (r *Reader) NextEach(m pb.Message, field int32, elem pb.Message, f func(i, n int)) error {
 	return r.next(m, func(b []byte) error { return pb.UnmarshalEach(b, m, field, elem, f) })
 }
 

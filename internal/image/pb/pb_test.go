@@ -269,7 +269,7 @@ func FuzzUnmarshalEach(f *testing.F) {
 		got := &MmEntry{}
 		var vma VmaEntry
 		var vmas []*VmaEntry
-		err := UnmarshalEach(b, got, 14, &vma, func() { vmas = append(vmas, Clone(&vma)) })
+		err := UnmarshalEach(b, got, 14, &vma, func(int, int) { vmas = append(vmas, Clone(&vma)) })
 		got.Vmas = vmas
 		switch {
 		case (err == nil) != (wantErr == nil):
