@@ -18,14 +18,15 @@ type checkpoint struct {
 	pid     int
 	task    *pb.PstreeEntry
 	cores   map[uint32]*pb.CoreEntry // by TID
-	mm      *pb.MmEntry
+	mm      *pb.MmEntry              // its VMAs are in vmas
+	vmas    []vma                    // in address order, without the guard regions
 	fs      *pb.FsEntry
 	files   *files.Set
 	timens  *pb.TimensEntry
 	pages   []image.PageEntry
-	vdso    *pb.VmaEntry // nil if the process had none
-	vvar    *pb.VmaEntry
-	guards  []*pb.VmaEntry           // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in mm.Vmas
+	vdso    *vma // in vmas; nil if the process had none
+	vvar    *vma
+	guards  []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
 	threads []uint32                 // leader first
 	seccomp map[uint32]threadSeccomp // the threads under seccomp
 }
@@ -68,9 +69,8 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 	if st := c.cores[uint32(c.pid)].Tc.GetTaskState(); st != taskAlive && st != taskStopped {
 		return nil, fmt.Errorf("%w: task state %d (only running and stopped processes)", ErrUnsupported, st)
 	}
-	c.mm = &pb.MmEntry{}
-	if err := dir.ReadImage(image.MM, uint32(c.pid), c.mm); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrImage, err)
+	if err := c.readMM(); err != nil {
+		return nil, err
 	}
 	if err := c.checkVMAs(); err != nil {
 		return nil, err
@@ -95,18 +95,19 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 // checkVMAs checks the VMAs are page-aligned, ordered and disjoint, and
 // finds the vDSO pair; it moves the guard regions out of the VMAs.
 func (c *checkpoint) checkVMAs() error {
-	n := len(c.mm.Vmas)
-	for n > 0 && c.mm.Vmas[n-1].GetStatus()&image.VMAAreaGuard != 0 {
+	n := len(c.vmas)
+	for n > 0 && c.vmas[n-1].status&image.VMAAreaGuard != 0 {
 		n--
 	}
-	c.mm.Vmas, c.guards = c.mm.Vmas[:n], c.mm.Vmas[n:]
+	c.vmas, c.guards = c.vmas[:n], c.vmas[n:]
 	var prevEnd uint64
 	minAddr := mmapMinAddr()
-	for i, v := range c.mm.Vmas {
-		if v.GetStatus()&image.VMAAreaGuard != 0 {
-			return imageErr("mm-%d.img: guard region %d at %#x-%#x before a VMA", c.pid, i, v.GetStart(), v.GetEnd())
+	for i := range c.vmas {
+		v := &c.vmas[i]
+		if v.status&image.VMAAreaGuard != 0 {
+			return imageErr("mm-%d.img: guard region %d at %#x-%#x before a VMA", c.pid, i, v.start, v.end)
 		}
-		start, end := v.GetStart(), v.GetEnd()
+		start, end := v.start, v.end
 		switch {
 		case start < minAddr:
 			// Only a process with CAP_SYS_RAWIO maps there, and cryo
@@ -118,7 +119,7 @@ func (c *checkpoint) checkVMAs() error {
 			return imageErr("mm-%d.img: VMA %d at %#x-%#x overlaps the one before, which ends at %#x", c.pid, i, start, end, prevEnd)
 		}
 		prevEnd = end
-		st := v.GetStatus()
+		st := v.status
 		switch {
 		case st&image.VMAAreaVDSO != 0:
 			if c.vdso != nil {
@@ -140,7 +141,7 @@ func (c *checkpoint) checkVMAs() error {
 func (c *checkpoint) checkGuards() error {
 	var prevEnd uint64
 	for _, g := range c.guards {
-		start, end := g.GetStart(), g.GetEnd()
+		start, end := g.start, g.end
 		switch {
 		case start%pageSize != 0 || end%pageSize != 0 || end <= start:
 			return imageErr("mm-%d.img: guard region %#x-%#x is not a page-aligned range", c.pid, start, end)
@@ -150,22 +151,22 @@ func (c *checkpoint) checkGuards() error {
 		prevEnd = end
 		for addr := start; addr < end; {
 			v := c.vmaAt(addr)
-			if v == nil || v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+			if v == nil || v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 				return imageErr("mm-%d.img: guard region %#x-%#x is not inside the process's VMAs", c.pid, start, end)
 			}
-			addr = v.GetEnd()
+			addr = v.end
 		}
 	}
 	return nil
 }
 
 // vmaAt returns the VMA containing addr.
-func (c *checkpoint) vmaAt(addr uint64) *pb.VmaEntry {
-	i, found := slices.BinarySearchFunc(c.mm.Vmas, addr, func(v *pb.VmaEntry, a uint64) int {
+func (c *checkpoint) vmaAt(addr uint64) *vma {
+	i, found := slices.BinarySearchFunc(c.vmas, addr, func(v vma, a uint64) int {
 		switch {
-		case v.GetEnd() <= a:
+		case v.end <= a:
 			return -1
-		case v.GetStart() > a:
+		case v.start > a:
 			return 1
 		}
 		return 0
@@ -173,7 +174,7 @@ func (c *checkpoint) vmaAt(addr uint64) *pb.VmaEntry {
 	if !found {
 		return nil
 	}
-	return c.mm.Vmas[i]
+	return &c.vmas[i]
 }
 
 // loadPages reads the pagemap and checks every run lies in a VMA that
@@ -192,10 +193,10 @@ func (c *checkpoint) loadPages() error {
 			if v == nil {
 				return imageErr("pagemap-%d.img: pages at %#x-%#x are outside every VMA", c.pid, addr, end)
 			}
-			if v.GetStatus()&(image.VMAAreaVVAR|image.VMAFileShared) != 0 {
+			if v.status&(image.VMAAreaVVAR|image.VMAFileShared) != 0 {
 				return imageErr("pagemap-%d.img: pages at %#x in a VMA whose contents are not dumped", c.pid, addr)
 			}
-			addr = v.GetEnd()
+			addr = v.end
 		}
 		c.pages = append(c.pages, e)
 		return nil
@@ -237,14 +238,15 @@ func (c *checkpoint) loadFiles() (err error) {
 			return fmt.Errorf("cwd, root or executable: %w", err)
 		}
 	}
-	for _, v := range c.mm.Vmas {
-		if v.GetStatus()&(image.VMAFilePrivate|image.VMAFileShared) == 0 {
+	for i := range c.vmas {
+		v := &c.vmas[i]
+		if v.status&(image.VMAFilePrivate|image.VMAFileShared) == 0 {
 			continue
 		}
-		f := c.files.Files[uint32(v.GetShmid())]
-		if v.GetStatus()&image.VMAAreaMemfd != 0 {
+		f := c.files.Files[uint32(v.shmid)]
+		if v.status&image.VMAAreaMemfd != 0 {
 			if f == nil || f.GetType() != pb.FdTypes_MEMFD {
-				return imageErr("memfd mapping at %#x refers to file %d, which is not a memfd entry", v.GetStart(), v.GetShmid())
+				return imageErr("memfd mapping at %#x refers to file %d, which is not a memfd entry", v.start, v.shmid)
 			}
 			if err := c.files.Check(f); err != nil {
 				return err
@@ -252,13 +254,13 @@ func (c *checkpoint) loadFiles() (err error) {
 			continue
 		}
 		if f == nil || f.Reg == nil {
-			return imageErr("mapping at %#x refers to file %d, which files.img lacks", v.GetStart(), v.GetShmid())
+			return imageErr("mapping at %#x refers to file %d, which files.img lacks", v.start, v.shmid)
 		}
 	}
 	return c.files.CheckMappingLocks(func(id uint32) bool {
-		return slices.ContainsFunc(c.mm.Vmas, func(v *pb.VmaEntry) bool {
-			st := v.GetStatus()
-			return st&(image.VMAFilePrivate|image.VMAFileShared) != 0 && st&image.VMAAreaMemfd == 0 && v.GetShmid() == uint64(id)
+		return slices.ContainsFunc(c.vmas, func(v vma) bool {
+			st := v.status
+			return st&(image.VMAFilePrivate|image.VMAFileShared) != 0 && st&image.VMAAreaMemfd == 0 && v.shmid == uint64(id)
 		})
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
-	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/ptrace"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
@@ -29,10 +28,10 @@ import (
 // cowPrivate reports whether v is private memory that a child inherits
 // from its parent copy-on-write: anonymous, the heap and the stack
 // included, or a file's private mapping.
-func cowPrivate(v *pb.VmaEntry) bool {
-	st := v.GetStatus() &^ (image.VMAAreaHeap | image.VMAAreaStack)
+func cowPrivate(v *vma) bool {
+	st := v.status &^ (image.VMAAreaHeap | image.VMAAreaStack)
 	return (st == image.VMAAreaRegular|image.VMAAnonPrivate || st == image.VMAAreaRegular|image.VMAFilePrivate) &&
-		v.GetFlags()&unix.MAP_TYPE == unix.MAP_PRIVATE
+		v.flags&unix.MAP_TYPE == unix.MAP_PRIVATE
 }
 
 // inherits reports whether the child's VMA v is made by keeping the
@@ -41,14 +40,14 @@ func cowPrivate(v *pb.VmaEntry) bool {
 // the same flags and, while the restore writes, protection (protect sets
 // the child's own; nothing before it set madvise flags in the parent), and
 // maps the same file at the same offsets.
-func inherits(v, p *pb.VmaEntry, writable func(*pb.VmaEntry) uint32) bool {
-	same := cowPrivate(v) && p.GetStart() <= v.GetStart() && v.GetEnd() <= p.GetEnd() &&
-		v.GetStatus() == p.GetStatus() && v.GetFlags()&^unix.MAP_LOCKED == p.GetFlags()&^unix.MAP_LOCKED &&
+func inherits(v, p *vma, writable func(*vma) uint32) bool {
+	same := cowPrivate(v) && p.start <= v.start && v.end <= p.end &&
+		v.status == p.status && v.flags&^unix.MAP_LOCKED == p.flags&^unix.MAP_LOCKED &&
 		writable(v) == writable(p)
-	if !same || v.GetStatus()&image.VMAFilePrivate == 0 {
+	if !same || v.status&image.VMAFilePrivate == 0 {
 		return same
 	}
-	return v.GetShmid() == p.GetShmid() && v.GetPgoff()-p.GetPgoff() == v.GetStart()-p.GetStart()
+	return v.shmid == p.shmid && v.pgoff-p.pgoff == v.start-p.start
 }
 
 // findInherited sets the VMAs the process keeps from its parent, nil for
@@ -59,17 +58,18 @@ func (r *restorer) findInherited() {
 	if p == nil {
 		return
 	}
-	pv := p.c.mm.Vmas
-	for _, v := range r.c.mm.Vmas {
+	pv := p.c.vmas
+	for i := range r.c.vmas {
+		v := &r.c.vmas[i]
 		// The parent's VMAs are sorted and disjoint: the first that ends
 		// after v starts is the only one that may cover it.
-		i, _ := slices.BinarySearchFunc(pv, v.GetStart(), func(p *pb.VmaEntry, at uint64) int { return cmp.Compare(p.GetEnd(), at+1) })
-		if i < len(pv) && inherits(v, pv[i], r.writableProt) {
+		j, _ := slices.BinarySearchFunc(pv, v.start, func(p vma, at uint64) int { return cmp.Compare(p.end, at+1) })
+		if j < len(pv) && inherits(v, &pv[j], r.writableProt) {
 			if r.inherited == nil {
-				r.inherited = map[*pb.VmaEntry]bool{}
+				r.inherited = map[*vma]bool{}
 			}
 			r.inherited[v] = true
-			r.keep = append(r.keep, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
+			r.keep = append(r.keep, vdso.Range{Start: v.start, End: v.end})
 		}
 	}
 	r.log.Info("memory kept from the parent", "pid", r.pid, "vmas", len(r.keep))

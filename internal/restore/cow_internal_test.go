@@ -101,7 +101,8 @@ func TestInherits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := inherits(tt.child, tt.parent, r.writableProt); got != tt.want {
+			child, parent := vmaOf(tt.child), vmaOf(tt.parent)
+			if got := inherits(&child, &parent, r.writableProt); got != tt.want {
 				t.Errorf("inherits = %v, want %v", got, tt.want)
 			}
 		})

@@ -16,13 +16,14 @@ import (
 func (r *restorer) verifyFiles(tree map[uint32]bool) error {
 	c := r.c
 	need := map[uint32]uint32{}
-	for _, v := range c.mm.Vmas {
-		st := v.GetStatus()
+	for i := range c.vmas {
+		v := &c.vmas[i]
+		st := v.status
 		if st&(image.VMAFilePrivate|image.VMAFileShared) == 0 || st&image.VMAAreaMemfd != 0 {
 			continue
 		}
 		// As mapVMAs opens it: for writing too if shared and open so.
-		id := uint32(v.GetShmid())
+		id := uint32(v.shmid)
 		need[id] |= unix.R_OK
 		if st&image.VMAFileShared != 0 && c.files.Files[id].GetReg().GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
 			need[id] |= unix.W_OK

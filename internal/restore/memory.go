@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
-	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -39,15 +38,15 @@ const (
 type callBatch struct {
 	r     *restorer
 	calls []ptrace.Sys
-	of    []*pb.VmaEntry // the VMA each call is for
+	of    []*vma // the VMA each call is for
 	// what names a call that failed; done, if set, looks at each call
 	// once its batch ran.
-	what func(c *ptrace.Sys, v *pb.VmaEntry) string
-	done func(c *ptrace.Sys, v *pb.VmaEntry) error
+	what func(c *ptrace.Sys, v *vma) string
+	done func(c *ptrace.Sys, v *vma) error
 }
 
 // add adds call c, for VMA v, injecting the batch once it is full.
-func (b *callBatch) add(c ptrace.Sys, v *pb.VmaEntry) error {
+func (b *callBatch) add(c ptrace.Sys, v *vma) error {
 	b.calls, b.of = append(b.calls, c), append(b.of, v)
 	if len(b.calls) < batchCalls {
 		return nil
@@ -113,21 +112,22 @@ func (r *restorer) mapVMAs() error {
 	objects := r.c.shmemObjects()
 	// The mappings of their own are made in batches, once the files they
 	// map are open.
-	maps := callBatch{r: r, what: mapWhat, done: func(c *ptrace.Sys, v *pb.VmaEntry) error {
+	maps := callBatch{r: r, what: mapWhat, done: func(c *ptrace.Sys, v *vma) error {
 		if err := r.droppableAsPrivate(c); err != nil {
 			return fmt.Errorf("%s: %w", mapWhat(c, v), err)
 		}
 		return nil
 	}}
-	for _, v := range r.c.mm.Vmas {
-		st := v.GetStatus()
+	for i := range r.c.vmas {
+		v := &r.c.vmas[i]
+		st := v.status
 		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}
 		if r.inherited[v] {
 			continue
 		}
-		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
+		start, length := v.start, v.end-v.start
 		if isSysv(v) {
 			if err := r.attachSysvShm(v); err != nil {
 				return err
@@ -135,14 +135,14 @@ func (r *restorer) mapVMAs() error {
 			continue
 		}
 		if st&image.VMAAnonShared != 0 {
-			vs := objects[v.GetShmid()]
-			switch at := r.shmem[v.GetShmid()]; {
+			vs := objects[v.shmid]
+			switch at := r.shmem[v.shmid]; {
 			case at.pid != 0 && at.pid != r.pid:
 				if err := r.mapShared(v, at); err != nil {
 					return err
 				}
 				continue
-			case !alone(vs) || r.shmemSize[v.GetShmid()] != length:
+			case !alone(vs) || r.shmemSize[v.shmid] != length:
 				if vs[0] == v {
 					if err := r.mapObject(vs); err != nil {
 						return err
@@ -152,16 +152,16 @@ func (r *restorer) mapVMAs() error {
 			}
 		}
 		// Locking comes once the pages are written (protect).
-		flags := uint64(v.GetFlags())&^unix.MAP_LOCKED | unix.MAP_FIXED
+		flags := uint64(v.flags)&^unix.MAP_LOCKED | unix.MAP_FIXED
 		prot := uint64(r.writableProt(v))
 		fd := ^uint64(0) // -1
 		if st&image.VMAAreaMemfd != 0 {
 			var err error
-			if fd, err = r.files.MemfdMapping(uint32(v.GetShmid())); err != nil {
+			if fd, err = r.files.MemfdMapping(uint32(v.shmid)); err != nil {
 				return fmt.Errorf("map VMA %#x-%#x: %w", start, start+length, err)
 			}
 		} else if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 {
-			id := v.GetShmid()
+			id := v.shmid
 			if _, ok := fds[id]; !ok {
 				f := r.c.files.Files[uint32(id)].Reg
 				// An unlinked file is recreated or linked back first.
@@ -188,7 +188,7 @@ func (r *restorer) mapVMAs() error {
 			fd = fds[id]
 		}
 		err := maps.add(ptrace.Sys{
-			Nr: unix.SYS_MMAP, Args: [6]uint64{start, length, prot, flags, fd, v.GetPgoff()},
+			Nr: unix.SYS_MMAP, Args: [6]uint64{start, length, prot, flags, fd, v.pgoff},
 			MayFail: flags&unix.MAP_TYPE == image.MapDroppable,
 		}, v)
 		if err != nil {
@@ -200,15 +200,15 @@ func (r *restorer) mapVMAs() error {
 	}
 	for id, vs := range objects {
 		if r.shmem[id].pid == 0 {
-			r.shmem[id] = shmemAt{pid: r.pid, start: vs[0].GetStart(), end: vs[0].GetEnd()}
+			r.shmem[id] = shmemAt{pid: r.pid, start: vs[0].start, end: vs[0].end}
 		}
 	}
 	return r.files.SealMemfds()
 }
 
 // mapWhat names the mapping that m, an mmap, makes of v.
-func mapWhat(m *ptrace.Sys, v *pb.VmaEntry) string {
-	return fmt.Sprintf("map VMA %#x-%#x (prot %#x flags %#x)", v.GetStart(), v.GetEnd(), m.Args[2], m.Args[3])
+func mapWhat(m *ptrace.Sys, v *vma) string {
+	return fmt.Sprintf("map VMA %#x-%#x (prot %#x flags %#x)", v.start, v.end, m.Args[2], m.Args[3])
 }
 
 // droppableAsPrivate maps droppable memory as plain private memory where
@@ -227,18 +227,18 @@ func (r *restorer) droppableAsPrivate(m *ptrace.Sys) error {
 // writableProt is the protection a VMA is created with: its own, plus
 // write permission while its pages are written (process_vm_writev writes
 // only to writable memory).
-func (r *restorer) writableProt(v *pb.VmaEntry) uint32 {
-	if v.GetStatus()&image.VMAFileShared != 0 {
-		return v.GetProt()
+func (r *restorer) writableProt(v *vma) uint32 {
+	if v.status&image.VMAFileShared != 0 {
+		return v.prot
 	}
 	if isSysv(v) {
 		// As attached (attachSysvShm); cryo writes its contents.
-		if sysvReadOnly(v) {
+		if v.readOnly {
 			return unix.PROT_READ
 		}
 		return unix.PROT_READ | unix.PROT_WRITE
 	}
-	return v.GetProt() | unix.PROT_READ | unix.PROT_WRITE
+	return v.prot | unix.PROT_READ | unix.PROT_WRITE
 }
 
 // writePages copies the page contents from the image into the process;
@@ -319,7 +319,7 @@ func (r *restorer) vdsoPages() vdso.Range {
 	if r.c.vdso == nil {
 		return vdso.Range{}
 	}
-	return vdso.Range{Start: r.c.vdso.GetStart(), End: r.c.vdso.GetEnd()}
+	return vdso.Range{Start: r.c.vdso.start, End: r.c.vdso.end}
 }
 
 // pagesToWrite is how many bytes writePages writes into the process,
@@ -426,21 +426,22 @@ func (r *restorer) protect() error {
 	// A locked VMA takes no guard regions: these were installed before
 	// any lock.
 	for _, g := range r.c.guards {
-		if err := r.sys(unix.SYS_MADVISE, g.GetStart(), g.GetEnd()-g.GetStart(), madvGuardInstall); err != nil {
-			return fmt.Errorf("install guard region %#x-%#x (MADV_GUARD_INSTALL, Linux >= 6.13): %w", g.GetStart(), g.GetEnd(), err)
+		if err := r.sys(unix.SYS_MADVISE, g.start, g.end-g.start, madvGuardInstall); err != nil {
+			return fmt.Errorf("install guard region %#x-%#x (MADV_GUARD_INSTALL, Linux >= 6.13): %w", g.start, g.end, err)
 		}
 	}
 	// The restore runs with CAP_IPC_LOCK, so the process's
 	// RLIMIT_MEMLOCK, which it may have lowered since it locked this
 	// memory, does not stop it.
-	locks := callBatch{r: r, what: func(_ *ptrace.Sys, v *pb.VmaEntry) string {
-		return fmt.Sprintf("lock VMA %#x-%#x", v.GetStart(), v.GetEnd())
+	locks := callBatch{r: r, what: func(_ *ptrace.Sys, v *vma) string {
+		return fmt.Sprintf("lock VMA %#x-%#x", v.start, v.end)
 	}}
-	for _, v := range r.c.mm.Vmas {
-		if v.GetFlags()&unix.MAP_LOCKED == 0 || v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+	for i := range r.c.vmas {
+		v := &r.c.vmas[i]
+		if v.flags&unix.MAP_LOCKED == 0 || v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}
-		if err := locks.add(ptrace.Sys{Nr: unix.SYS_MLOCK, Args: [6]uint64{v.GetStart(), v.GetEnd() - v.GetStart()}}, v); err != nil {
+		if err := locks.add(ptrace.Sys{Nr: unix.SYS_MLOCK, Args: [6]uint64{v.start, v.end - v.start}}, v); err != nil {
 			return err
 		}
 	}
@@ -449,24 +450,25 @@ func (r *restorer) protect() error {
 
 // protectVMAs gives every VMA its final protection and madvise flags.
 func (r *restorer) protectVMAs() error {
-	calls := callBatch{r: r, what: func(c *ptrace.Sys, v *pb.VmaEntry) string {
+	calls := callBatch{r: r, what: func(c *ptrace.Sys, v *vma) string {
 		if c.Nr == unix.SYS_MPROTECT {
-			return fmt.Sprintf("protect VMA %#x-%#x", v.GetStart(), v.GetEnd())
+			return fmt.Sprintf("protect VMA %#x-%#x", v.start, v.end)
 		}
-		return fmt.Sprintf("madvise %d on %#x-%#x", c.Args[2], v.GetStart(), v.GetEnd())
+		return fmt.Sprintf("madvise %d on %#x-%#x", c.Args[2], v.start, v.end)
 	}}
-	for _, v := range r.c.mm.Vmas {
-		if v.GetStatus()&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+	for i := range r.c.vmas {
+		v := &r.c.vmas[i]
+		if v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}
-		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
-		if r.writableProt(v) != v.GetProt() {
-			if err := calls.add(ptrace.Sys{Nr: unix.SYS_MPROTECT, Args: [6]uint64{start, length, uint64(v.GetProt())}}, v); err != nil {
+		start, length := v.start, v.end-v.start
+		if r.writableProt(v) != v.prot {
+			if err := calls.add(ptrace.Sys{Nr: unix.SYS_MPROTECT, Args: [6]uint64{start, length, uint64(v.prot)}}, v); err != nil {
 				return err
 			}
 		}
 		for bit := range uint64(64) {
-			if v.GetMadv()&(1<<bit) == 0 {
+			if v.madv&(1<<bit) == 0 {
 				continue
 			}
 			if err := calls.add(ptrace.Sys{Nr: unix.SYS_MADVISE, Args: [6]uint64{start, length, bit}}, v); err != nil {

@@ -91,7 +91,7 @@ type restorer struct {
 	files *files.Restorer
 	// inherited are the VMAs kept from the parent, keep their ranges,
 	// sorted (findInherited).
-	inherited map[*pb.VmaEntry]bool
+	inherited map[*vma]bool
 	keep      []vdso.Range
 	// regs are the threads' final registers, from the signals step.
 	regs map[int]unix.PtraceRegs
@@ -367,13 +367,14 @@ func (r *restorer) takenRanges(pid int) ([]vdso.Range, error) {
 // the placements that search them copy.
 func (r *restorer) dumpedRanges() []vdso.Range {
 	var out []vdso.Range
-	for _, v := range r.c.mm.Vmas {
+	for i := range r.c.vmas {
+		v := &r.c.vmas[i]
 		// The VMAs are in order (checkVMAs).
-		if n := len(out); n > 0 && out[n-1].End == v.GetStart() {
-			out[n-1].End = v.GetEnd()
+		if n := len(out); n > 0 && out[n-1].End == v.start {
+			out[n-1].End = v.end
 			continue
 		}
-		out = append(out, vdso.Range{Start: v.GetStart(), End: v.GetEnd()})
+		out = append(out, vdso.Range{Start: v.start, End: v.end})
 	}
 	return out
 }

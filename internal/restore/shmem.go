@@ -9,18 +9,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/image"
-	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
 // shmemObjects groups the shared anonymous VMAs by object, in address
 // order.
-func (c *checkpoint) shmemObjects() map[uint64][]*pb.VmaEntry {
-	objects := map[uint64][]*pb.VmaEntry{}
-	for _, v := range c.mm.Vmas {
-		if v.GetStatus()&image.VMAAnonShared != 0 && !isSysv(v) {
-			objects[v.GetShmid()] = append(objects[v.GetShmid()], v)
+func (c *checkpoint) shmemObjects() map[uint64][]*vma {
+	objects := map[uint64][]*vma{}
+	for i := range c.vmas {
+		v := &c.vmas[i]
+		if v.status&image.VMAAnonShared != 0 && !isSysv(v) {
+			objects[v.shmid] = append(objects[v.shmid], v)
 		}
 	}
 	return objects
@@ -38,9 +38,10 @@ type shmemAt struct {
 func (t *tree) shmemSizes() map[uint64]uint64 {
 	sizes := map[uint64]uint64{}
 	for _, r := range t.procs {
-		for _, v := range r.c.mm.Vmas {
-			if v.GetStatus()&image.VMAAnonShared != 0 && !isSysv(v) {
-				sizes[v.GetShmid()] = max(sizes[v.GetShmid()], v.GetPgoff()+v.GetEnd()-v.GetStart())
+		for i := range r.c.vmas {
+			v := &r.c.vmas[i]
+			if v.status&image.VMAAnonShared != 0 && !isSysv(v) {
+				sizes[v.shmid] = max(sizes[v.shmid], v.pgoff+v.end-v.start)
 			}
 		}
 	}
@@ -49,20 +50,20 @@ func (t *tree) shmemSizes() map[uint64]uint64 {
 
 // mapShared maps VMA v of a shared anonymous object that another process
 // of the tree made, through that one's mapping of it in map_files.
-func (r *restorer) mapShared(v *pb.VmaEntry, at shmemAt) error {
+func (r *restorer) mapShared(v *vma, at shmemAt) error {
 	fd, err := r.openObject(at.pid, at.start, at.end)
 	if err != nil {
-		return fmt.Errorf("open shared memory %d of pid %d: %w", v.GetShmid(), at.pid, err)
+		return fmt.Errorf("open shared memory %d of pid %d: %w", v.shmid, at.pid, err)
 	}
-	start, length := v.GetStart(), v.GetEnd()-v.GetStart()
+	start, length := v.start, v.end-v.start
 	// The object's file, not new anonymous memory.
-	flags := uint64(v.GetFlags())&^(unix.MAP_LOCKED|unix.MAP_ANONYMOUS) | unix.MAP_FIXED
-	_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, start, length, uint64(r.writableProt(v)), flags, fd, v.GetPgoff())
+	flags := uint64(v.flags)&^(unix.MAP_LOCKED|unix.MAP_ANONYMOUS) | unix.MAP_FIXED
+	_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, start, length, uint64(r.writableProt(v)), flags, fd, v.pgoff)
 	if cerr := r.sys(unix.SYS_CLOSE, fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("map VMA %#x-%#x of shared memory %d of pid %d: %w", start, start+length, v.GetShmid(), at.pid, err)
+		return fmt.Errorf("map VMA %#x-%#x of shared memory %d of pid %d: %w", start, start+length, v.shmid, at.pid, err)
 	}
 	return nil
 }
@@ -90,32 +91,32 @@ func (r *restorer) openObject(pid int, start, end uint64) (uint64, error) {
 
 // alone reports whether an object is one VMA that maps it from its start,
 // which a plain mmap makes.
-func alone(vs []*pb.VmaEntry) bool { return len(vs) == 1 && vs[0].GetPgoff() == 0 }
+func alone(vs []*vma) bool { return len(vs) == 1 && vs[0].pgoff == 0 }
 
 // mapObject makes one shared anonymous object for the VMAs vs, as large
 // as the tree's mappings of it need, and maps each at its offset in it:
 // the object is mapped whole at a free place,
 // each VMA is a second mapping of part of it (mremap of old size 0), and
 // the whole goes.
-func (r *restorer) mapObject(vs []*pb.VmaEntry) error {
-	size := r.shmemSize[vs[0].GetShmid()]
+func (r *restorer) mapObject(vs []*vma) error {
+	size := r.shmemSize[vs[0].shmid]
 	used, err := r.takenRanges(r.pid)
 	if err != nil {
 		return err
 	}
-	shmid := vs[0].GetShmid()
-	at, err := vdso.FindHole(used, size, vs[0].GetStart(), mmapMinAddr(), taskSize)
+	shmid := vs[0].shmid
+	at, err := vdso.FindHole(used, size, vs[0].start, mmapMinAddr(), taskSize)
 	if err != nil {
 		return fmt.Errorf("place shared memory %d: %w", shmid, err)
 	}
-	flags := uint64(vs[0].GetFlags())&^unix.MAP_LOCKED | unix.MAP_FIXED_NOREPLACE
+	flags := uint64(vs[0].flags)&^unix.MAP_LOCKED | unix.MAP_FIXED_NOREPLACE
 	if _, err := r.tr.Syscall(r.pid, unix.SYS_MMAP, at, size, unix.PROT_READ|unix.PROT_WRITE, flags, ^uint64(0), 0); err != nil {
 		return fmt.Errorf("map shared memory %d (%d bytes) at %#x: %w", shmid, size, at, err)
 	}
 	for _, v := range vs {
-		start, length := v.GetStart(), v.GetEnd()-v.GetStart()
-		if _, err := r.tr.Syscall(r.pid, unix.SYS_MREMAP, at+v.GetPgoff(), 0, length, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, start); err != nil {
-			return fmt.Errorf("map VMA %#x-%#x of shared memory %d at offset %#x: %w", start, start+length, shmid, v.GetPgoff(), err)
+		start, length := v.start, v.end-v.start
+		if _, err := r.tr.Syscall(r.pid, unix.SYS_MREMAP, at+v.pgoff, 0, length, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, start); err != nil {
+			return fmt.Errorf("map VMA %#x-%#x of shared memory %d at offset %#x: %w", start, start+length, shmid, v.pgoff, err)
 		}
 	}
 	if err := r.sys(unix.SYS_MUNMAP, at, size); err != nil {
@@ -128,13 +129,14 @@ func (r *restorer) mapObject(vs []*pb.VmaEntry) error {
 // mapVMAs, with its contents.
 func (r *restorer) writeShmem() error {
 	objects := r.c.shmemObjects()
-	for _, v := range r.c.mm.Vmas {
-		vs := objects[v.GetShmid()]
-		if v.GetStatus()&image.VMAAnonShared == 0 || isSysv(v) || vs[0] != v || r.shmem[v.GetShmid()].pid != r.pid {
+	for i := range r.c.vmas {
+		v := &r.c.vmas[i]
+		vs := objects[v.shmid]
+		if v.status&image.VMAAnonShared == 0 || isSysv(v) || vs[0] != v || r.shmem[v.shmid].pid != r.pid {
 			continue // made, and filled, by another process
 		}
-		if err := r.writeObject(v.GetShmid(), vs); err != nil {
-			return fmt.Errorf("shared memory %d at %#x: %w", v.GetShmid(), v.GetStart(), err)
+		if err := r.writeObject(v.shmid, vs); err != nil {
+			return fmt.Errorf("shared memory %d at %#x: %w", v.shmid, v.start, err)
 		}
 	}
 	return nil
@@ -143,21 +145,21 @@ func (r *restorer) writeShmem() error {
 // writeObject writes the stored pages of object shmid, mapped by the
 // VMAs vs, through a mapping of the whole object made for it: a page may
 // lie where only another process of the tree maps the object.
-func (r *restorer) writeObject(shmid uint64, vs []*pb.VmaEntry) error {
+func (r *restorer) writeObject(shmid uint64, vs []*vma) error {
 	pr, err := r.c.dir.OpenShmemPages(shmid)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
 	size := r.shmemSize[shmid]
-	fd, err := r.openObject(r.pid, vs[0].GetStart(), vs[0].GetEnd())
+	fd, err := r.openObject(r.pid, vs[0].start, vs[0].end)
 	if err != nil {
 		return fmt.Errorf("open the object: %w", err)
 	}
 	used, err := r.takenRanges(r.pid)
 	if err == nil {
 		var at uint64
-		if at, err = vdso.FindHole(used, size, vs[0].GetStart(), mmapMinAddr(), taskSize); err == nil {
+		if at, err = vdso.FindHole(used, size, vs[0].start, mmapMinAddr(), taskSize); err == nil {
 			_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, at, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, 0)
 			if err == nil {
 				err = r.writeRuns(pr, size, at)

@@ -42,7 +42,7 @@ func (s *sysvSegment) mode() uint32 { return s.e.GetDesc().GetMode() }
 // pages is the segment's size in whole pages, as the kernel maps it.
 func (s *sysvSegment) pages() uint64 { return (s.e.GetSize() + pageSize - 1) &^ (pageSize - 1) }
 
-func isSysv(v *pb.VmaEntry) bool { return v.GetStatus()&image.VMAAreaSysvIPC != 0 }
+func isSysv(v *vma) bool { return v.status&image.VMAAreaSysvIPC != 0 }
 
 // sysvReadOnly says whether an attachment was made read-only
 // (SHM_RDONLY): its file open read-only, which the dump records in
@@ -57,9 +57,10 @@ func sysvReadOnly(v *pb.VmaEntry) bool {
 // loadSysvShm reads the segments the processes attach from the image of
 // their IPC namespace, and checks every attachment refers to one.
 func (t *tree) loadSysvShm() error {
-	var attached []*pb.VmaEntry
+	var attached []*vma
 	for _, r := range t.procs {
-		for _, v := range r.c.mm.Vmas {
+		for i := range r.c.vmas {
+			v := &r.c.vmas[i]
 			if isSysv(v) {
 				attached = append(attached, v)
 			}
@@ -96,13 +97,13 @@ func (t *tree) loadSysvShm() error {
 		t.sysvOrder = append(t.sysvOrder, id)
 	}
 	for _, v := range attached {
-		s := t.sysv[v.GetShmid()]
+		s := t.sysv[v.shmid]
 		switch {
 		case s == nil:
-			return imageErr("the System V shared memory %d attached at %#x is not in %s", v.GetShmid(), v.GetStart(), image.IpcShm.FileName(ns))
-		case v.GetFlags()&unix.MAP_SHARED == 0 || v.GetPgoff()%pageSize != 0 || v.GetPgoff() > s.pages() || v.GetEnd()-v.GetStart() > s.pages()-v.GetPgoff():
+			return imageErr("the System V shared memory %d attached at %#x is not in %s", v.shmid, v.start, image.IpcShm.FileName(ns))
+		case v.flags&unix.MAP_SHARED == 0 || v.pgoff%pageSize != 0 || v.pgoff > s.pages() || v.end-v.start > s.pages()-v.pgoff:
 			return imageErr("System V shared memory %d attached at %#x-%#x, offset %#x, flags %#x: not within its %d bytes",
-				v.GetShmid(), v.GetStart(), v.GetEnd(), v.GetPgoff(), v.GetFlags(), s.e.GetSize())
+				v.shmid, v.start, v.end, v.pgoff, v.flags, s.e.GetSize())
 		}
 	}
 	return nil
@@ -160,12 +161,13 @@ func (t *tree) prepareSysvShm() error {
 // what the images hold, and needs no check.)
 func (r *restorer) mayAttach(s *sysvSegment, p unix.SysvIpcPerm) error {
 	cr := r.c.cores[uint32(r.pid)].GetThreadCore().GetCreds()
-	for _, v := range r.c.mm.Vmas {
-		if !isSysv(v) || v.GetShmid() != uint64(s.id()) {
+	for i := range r.c.vmas {
+		v := &r.c.vmas[i]
+		if !isSysv(v) || v.shmid != uint64(s.id()) {
 			continue
 		}
 		want := uint32(0o4)
-		if !sysvReadOnly(v) {
+		if !v.readOnly {
 			want |= 0o2
 		}
 		granted := p.Mode
@@ -177,7 +179,7 @@ func (r *restorer) mayAttach(s *sysvSegment, p unix.SysvIpcPerm) error {
 		}
 		if want&^granted&0o7 != 0 && !hasCap(cr.GetCapEff(), capIPCOwner) {
 			return fmt.Errorf("%w: segment %d (mode %#o, owner %d:%d) at %#x, with the process's credentials (euid %d, fsgid %d, groups %v)",
-				ErrSysvShmDenied, s.id(), p.Mode, p.Uid, p.Gid, v.GetStart(), cr.GetEuid(), cr.GetFsgid(), cr.GetGroups())
+				ErrSysvShmDenied, s.id(), p.Mode, p.Uid, p.Gid, v.start, cr.GetEuid(), cr.GetFsgid(), cr.GetGroups())
 		}
 	}
 	return nil
@@ -303,18 +305,19 @@ func (t *tree) removeSysvShm() {
 // read-only if it was, and then each VMA is moved to its address, which
 // keeps its offset; what no VMA keeps is unmapped. A segment this
 // restore made is filled at its first attachment.
-func (r *restorer) attachSysvShm(v *pb.VmaEntry) error {
-	base := v.GetStart() - v.GetPgoff()
-	var vs []*pb.VmaEntry
-	for _, o := range r.c.mm.Vmas {
-		if isSysv(o) && o.GetShmid() == v.GetShmid() && o.GetStart()-o.GetPgoff() == base {
+func (r *restorer) attachSysvShm(v *vma) error {
+	base := v.start - v.pgoff
+	var vs []*vma
+	for i := range r.c.vmas {
+		o := &r.c.vmas[i]
+		if isSysv(o) && o.shmid == v.shmid && o.start-o.pgoff == base {
 			vs = append(vs, o)
 		}
 	}
 	if vs[0] != v {
 		return nil // attached with the first
 	}
-	s := r.sysv[v.GetShmid()]
+	s := r.sysv[v.shmid]
 	size := s.pages()
 	used, err := r.takenRanges(r.pid)
 	if err != nil {
@@ -325,7 +328,7 @@ func (r *restorer) attachSysvShm(v *pb.VmaEntry) error {
 		return fmt.Errorf("place System V shared memory %d: %w", s.id(), err)
 	}
 	flags := uint64(0)
-	if sysvReadOnly(v) {
+	if v.readOnly {
 		flags = unix.SHM_RDONLY
 	}
 	if _, err := r.tr.Syscall(r.pid, unix.SYS_SHMAT, uint64(s.id()), at, flags); err != nil {
@@ -339,8 +342,8 @@ func (r *restorer) attachSysvShm(v *pb.VmaEntry) error {
 	}
 	left := []vdso.Range{{Start: at, End: at + size}}
 	for _, o := range vs {
-		start, length := o.GetStart(), o.GetEnd()-o.GetStart()
-		from := at + o.GetPgoff()
+		start, length := o.start, o.end-o.start
+		from := at + o.pgoff
 		if from != start {
 			if _, err := r.tr.Syscall(r.pid, unix.SYS_MREMAP, from, length, length, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, start); err != nil {
 				return fmt.Errorf("move VMA %#x-%#x of System V shared memory %d from %#x: %w", start, start+length, s.id(), from, err)

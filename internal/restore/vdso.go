@@ -34,18 +34,19 @@ const taskSize = 0x7ffffffff000
 // code from the pages image.
 func (c *checkpoint) oldVDSO() (*vdso.Snapshot, error) {
 	var l vdso.Layout
-	for _, v := range c.mm.Vmas {
-		switch st := v.GetStatus(); {
+	for i := range c.vmas {
+		v := &c.vmas[i]
+		switch st := v.status; {
 		case st&image.VMAAreaVVAR != 0:
-			l = append(l, vdso.Region{Kind: vdso.KindVVar, Start: v.GetStart(), End: v.GetEnd()})
+			l = append(l, vdso.Region{Kind: vdso.KindVVar, Start: v.start, End: v.end})
 		case st&image.VMAAreaVDSO != 0:
-			l = append(l, vdso.Region{Kind: vdso.KindVDSO, Start: v.GetStart(), End: v.GetEnd()})
+			l = append(l, vdso.Region{Kind: vdso.KindVDSO, Start: v.start, End: v.end})
 		}
 	}
 	if c.vdso == nil {
 		return vdso.NewSnapshot(l, nil)
 	}
-	start, end := c.vdso.GetStart(), c.vdso.GetEnd()
+	start, end := c.vdso.start, c.vdso.end
 	code := make([]byte, end-start)
 	pr, err := c.dir.OpenPages(uint32(c.pid))
 	if err != nil {
