@@ -178,7 +178,7 @@ func (d *Dir) Open(k Kind, id uint32) (*Reader, error) {
 		f.Close()
 		return nil, err
 	}
-	r.c = f
+	r.c, r.at = f, f
 	return r, nil
 }
 
@@ -190,7 +190,7 @@ func (d *Dir) ReadImage(k Kind, id uint32, m pb.Message) error {
 // ReadImageEach reads an image of kind k that holds exactly one record
 // into m as ReadImage does, except the elements of its repeated message
 // field number field, which it hands to f one at a time, decoded into
-// elem (pb.UnmarshalEach).
+// elem, without holding the record whole (pb.UnmarshalEachAt).
 func (d *Dir) ReadImageEach(k Kind, id uint32, m pb.Message, field int32, elem pb.Message, f func(i, n int)) error {
 	return d.readOne(k, id, func(r *Reader) error { return r.NextEach(m, field, elem, f) })
 }

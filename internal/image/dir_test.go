@@ -219,4 +219,22 @@ func TestReadImageEach(t *testing.T) {
 	if _, err := read(3); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing: %v, want %v", err, fs.ErrNotExist)
 	}
+	// Cut in its last VMA, and with its last varint unended.
+	img, err := os.ReadFile(filepath.Join(d.path, MM.FileName(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.path, MM.FileName(4)), img[:len(img)-3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(4); !errors.Is(err, ErrTruncated) {
+		t.Errorf("truncated: %v, want %v", err, ErrTruncated)
+	}
+	img[len(img)-1] = 0x80
+	if err := os.WriteFile(filepath.Join(d.path, MM.FileName(5)), img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(5); !errors.Is(err, ErrRecord) {
+		t.Errorf("corrupt: %v, want %v", err, ErrRecord)
+	}
 }

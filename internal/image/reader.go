@@ -15,7 +15,8 @@ import (
 // use.
 type Reader struct {
 	r       *bufio.Reader
-	c       io.Closer // the file the Reader owns, or nil
+	c       io.Closer   // the file the Reader owns, or nil
+	at      io.ReaderAt // the same file, for NextEach; nil for a stream
 	kind    Kind
 	name    string
 	off     int64 // bytes consumed so far, for error messages
@@ -57,29 +58,61 @@ func (r *Reader) cut(err error, what string) error {
 // the kind holds. It returns io.EOF, unwrapped, at the clean end of the
 // image. It skips whatever of the previous record's payload is unread.
 func (r *Reader) Next(m pb.Message) error {
-	return r.next(m, func(b []byte) error { return pb.Unmarshal(b, m) })
+	return r.next(m, func(size int) error {
+		b, err := r.read(size)
+		if err != nil {
+			return r.cut(err, fmt.Sprintf("%d-byte record", size))
+		}
+		return r.decoded(m, pb.Unmarshal(b, m))
+	})
 }
 
 // NextEach reads the next record into m as Next does, except the
 // elements of its repeated message field number field, which it hands to
-// f one at a time, decoded into elem (pb.UnmarshalEach).
+// f one at a time, decoded into elem, without holding the record whole
+// (pb.UnmarshalEachAt). The Reader must read a file (Dir.Open).
 func (r *Reader) NextEach(m pb.Message, field int32, elem pb.Message, f func(i, n int)) error {
-	return r.next(m, func(b []byte) error { return pb.UnmarshalEach(b, m, field, elem, f) })
+	if r.at == nil {
+		return fmt.Errorf("read %s: a record is read in parts only from a file", r.name)
+	}
+	return r.next(m, func(size int) error {
+		err := pb.UnmarshalEachAt(r.at, r.off, int64(size), m, field, elem, f)
+		switch {
+		case errors.Is(err, pb.ErrCorrupt) || errors.Is(err, pb.ErrMissingField):
+			return r.decoded(m, err)
+		case err != nil:
+			return r.cut(err, fmt.Sprintf("%d-byte record", size))
+		}
+		// The stream is still at the record's start.
+		if _, err := r.r.Discard(size); err != nil {
+			return r.cut(err, fmt.Sprintf("%d-byte record", size))
+		}
+		return nil
+	})
 }
 
-// next reads the next record, which decode decodes into m.
-func (r *Reader) next(m pb.Message, decode func([]byte) error) error {
+// next reads the next record with read, which decodes its size bytes
+// into m.
+func (r *Reader) next(m pb.Message, read func(size int) error) error {
 	typ := m.ProtoName()
 	if !r.kind.holds(typ) {
 		return fmt.Errorf("read %s: %s records do not belong in %s images", r.name, typ, r.kind)
 	}
 	if r.err == nil {
-		r.err = r.record(m, typ, decode)
+		r.err = r.record(m, read)
 	}
 	return r.err
 }
 
-func (r *Reader) record(m pb.Message, typ string, decode func([]byte) error) error {
+// decoded wraps err, from decoding the record at r.off into m.
+func (r *Reader) decoded(m pb.Message, err error) error {
+	if err != nil {
+		return fmt.Errorf("read %s: %s at offset %d: %w: %w", r.name, m.ProtoName(), r.off, ErrRecord, err)
+	}
+	return nil
+}
+
+func (r *Reader) record(m pb.Message, read func(size int) error) error {
 	if err := r.skip(); err != nil {
 		return err
 	}
@@ -96,12 +129,8 @@ func (r *Reader) record(m pb.Message, typ string, decode func([]byte) error) err
 			r.name, r.off, size, ErrTooLarge, MaxRecord)
 	}
 	r.off += 4
-	b, err := r.read(int(size))
-	if err != nil {
-		return r.cut(err, fmt.Sprintf("%d-byte record", size))
-	}
-	if err := decode(b); err != nil {
-		return fmt.Errorf("read %s: %s at offset %d: %w: %w", r.name, typ, r.off, ErrRecord, err)
+	if err := read(int(size)); err != nil {
+		return err
 	}
 	r.off += int64(size)
 	r.pending = payloadLen(m)

@@ -253,29 +253,46 @@ func FuzzUnmarshal(f *testing.F) {
 }
 
 // TestGenerated checks that the generated files are what ./gen writes now.
-// FuzzUnmarshalEach checks that UnmarshalEach decodes what Unmarshal
-// does, the elements handed over one at a time, and fails where it fails.
-func FuzzUnmarshalEach(f *testing.F) {
+// FuzzUnmarshalEachAt checks that unmarshalEachAt decodes what Unmarshal
+// does, the elements handed over one at a time, and fails where it fails,
+// with windows of any size: the fuzzer's first byte is the window's,
+// past maxFieldHead.
+func FuzzUnmarshalEachAt(f *testing.F) {
 	for _, s := range []string{"testdata/seeds/mm", "testdata/seeds/vma"} {
 		b, err := os.ReadFile(s)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(b)
+		f.Add(append([]byte{0}, b...))
+		f.Add(append([]byte{30}, b...))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 {
+			return
+		}
+		window, b := maxFieldHead+int(b[0]), b[1:]
 		want := &MmEntry{}
 		wantErr := Unmarshal(b, want)
+		// At an offset, in a reader that holds more after the encoding.
+		in := bytes.NewReader(append(append([]byte("ab"), b...), "cd"...))
 		got := &MmEntry{}
 		var vma VmaEntry
 		var vmas []*VmaEntry
-		err := UnmarshalEach(b, got, 14, &vma, func(int, int) { vmas = append(vmas, Clone(&vma)) })
+		total := 0
+		err := unmarshalEachAt(in, 2, int64(len(b)), window, got, 14, &vma, func(i, n int) {
+			if i != len(vmas) {
+				t.Fatalf("element %d handed over as %d", len(vmas), i)
+			}
+			vmas, total = append(vmas, Clone(&vma)), n
+		})
 		got.Vmas = vmas
 		switch {
+		case err == nil && total != len(vmas):
+			t.Fatalf("%d elements handed over, said to be %d", len(vmas), total)
 		case (err == nil) != (wantErr == nil):
-			t.Fatalf("%x: UnmarshalEach: %v, Unmarshal: %v", b, err, wantErr)
+			t.Fatalf("window %d, %x: unmarshalEachAt: %v, Unmarshal: %v", window, b, err, wantErr)
 		case err == nil && !reflect.DeepEqual(got, want):
-			t.Fatalf("%x: UnmarshalEach decoded %+v, Unmarshal %+v", b, got, want)
+			t.Fatalf("window %d, %x: unmarshalEachAt decoded %+v, Unmarshal %+v", window, b, got, want)
 		}
 	})
 }
