@@ -9,26 +9,31 @@ import (
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
+	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
 // checkpoint is an image directory read and checked: everything but the
 // page contents, which are read while they are written into the process.
 type checkpoint struct {
-	dir     *image.Dir
-	pid     int
-	task    *pb.PstreeEntry
-	cores   map[uint32]*pb.CoreEntry // by TID
-	mm      *pb.MmEntry              // its VMAs are in vmas
-	vmas    []vma                    // in address order, without the guard regions
-	fs      *pb.FsEntry
-	files   *files.Set
-	timens  *pb.TimensEntry
-	pages   []image.PageEntry
-	vdso    *vma // in vmas; nil if the process had none
-	vvar    *vma
-	guards  []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
-	threads []uint32                 // leader first
-	seccomp map[uint32]threadSeccomp // the threads under seccomp
+	dir    *image.Dir
+	pid    int
+	task   *pb.PstreeEntry
+	cores  map[uint32]*pb.CoreEntry // by TID
+	mm     *pb.MmEntry              // its VMAs are in vmas
+	vmas   []vma                    // in address order, without the guard regions
+	fs     *pb.FsEntry
+	files  *files.Set
+	timens *pb.TimensEntry
+	// toWrite is how many bytes of pages the pages step writes, and
+	// vdsoRuns the runs of pages of the vDSO: the pagemap is read again
+	// where it is needed, as 30,000 runs held took 1 MB.
+	toWrite  uint64
+	vdsoRuns []image.PageEntry
+	vdso     *vma // in vmas; nil if the process had none
+	vvar     *vma
+	guards   []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
+	threads  []uint32                 // leader first
+	seccomp  map[uint32]threadSeccomp // the threads under seccomp
 }
 
 func imageErr(format string, a ...any) error {
@@ -178,7 +183,8 @@ func (c *checkpoint) vmaAt(addr uint64) *vma {
 }
 
 // loadPages reads the pagemap and checks every run lies in a VMA that
-// takes page contents.
+// takes page contents; it counts the bytes the pages step writes, and
+// keeps the runs of the vDSO's pages.
 func (c *checkpoint) loadPages() error {
 	pr, err := c.dir.OpenPages(uint32(c.pid))
 	if err != nil {
@@ -198,9 +204,24 @@ func (c *checkpoint) loadPages() error {
 			}
 			addr = v.end
 		}
-		c.pages = append(c.pages, e)
+		in, out := split(vdso.Range{Start: e.Vaddr, End: end}, []vdso.Range{c.vdsoPages()})
+		for _, p := range out {
+			c.toWrite += p.End - p.Start
+		}
+		if len(in) > 0 {
+			c.vdsoRuns = append(c.vdsoRuns, e)
+		}
 		return nil
 	})
+}
+
+// vdsoPages is the range of the vDSO's pages, which the vDSO step
+// placed; a run may hold them too, and the pages step leaves them out.
+func (c *checkpoint) vdsoPages() vdso.Range {
+	if c.vdso == nil {
+		return vdso.Range{}
+	}
+	return vdso.Range{Start: c.vdso.start, End: c.vdso.end}
 }
 
 // eachRun calls f on every run of a pagemap, in order. Runs whose pages

@@ -115,9 +115,16 @@ func (r *restorer) openParentPages() (*parentPages, error) {
 	if err != nil {
 		return nil, err
 	}
-	pp := &parentPages{pr: pr, entries: p.c.pages}
-	for _, e := range p.c.pages {
+	pp := &parentPages{pr: pr}
+	// Its runs, read again: the loaded checkpoint does not hold them.
+	err = eachRun(pr, func(e image.PageEntry) error {
+		pp.entries = append(pp.entries, e)
 		pp.ranges = append(pp.ranges, vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize})
+		return nil
+	})
+	if err != nil {
+		pr.Close()
+		return nil, err
 	}
 	return pp, nil
 }

@@ -257,7 +257,7 @@ func (r *restorer) writePages() error {
 		}
 		defer parent.pr.Close()
 	}
-	skip := r.vdsoPages()
+	skip := r.c.vdsoPages()
 	progress := func(n uint64) {
 		r.written += n
 		if r.opts.Progress != nil {
@@ -270,7 +270,19 @@ func (r *restorer) writePages() error {
 	// which hold the pages file's contents in order.
 	var pieces, kept []piece
 	var written []vdso.Range // in kept memory
-	for i, e := range r.c.pages {
+	flush := func() error {
+		// In the order of the pages file.
+		slices.SortFunc(pieces, func(a, b piece) int {
+			af, _ := a.file()
+			bf, _ := b.file()
+			return cmp.Compare(af, bf)
+		})
+		err := r.writePieces(pr, pieces, progress)
+		pieces = pieces[:0]
+		return err
+	}
+	// The runs, read again: the loaded checkpoint does not hold them.
+	err = eachRun(pr, func(e image.PageEntry) error {
 		for _, p := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, skip) {
 			in, fresh := split(p, r.keep)
 			for _, f := range fresh {
@@ -287,19 +299,16 @@ func (r *restorer) writePages() error {
 			}
 			written = append(written, in...)
 		}
-		if len(pieces) < batchCalls && i < len(r.c.pages)-1 {
-			continue
+		if len(pieces) < batchCalls {
+			return nil
 		}
-		// In the order of the pages file.
-		slices.SortFunc(pieces, func(a, b piece) int {
-			af, _ := a.file()
-			bf, _ := b.file()
-			return cmp.Compare(af, bf)
-		})
-		if err := r.writePieces(pr, pieces, progress); err != nil {
-			return err
-		}
-		pieces = pieces[:0]
+		return flush()
+	})
+	if err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if len(r.keep) > 0 {
 		if err := r.writeKept(pr, parent, kept, progress); err != nil {
@@ -311,27 +320,6 @@ func (r *restorer) writePages() error {
 		}
 	}
 	return r.writeShmem()
-}
-
-// vdsoPages is the range of the vDSO's pages, which the vDSO step
-// placed; a run may hold them too, and writePages leaves them out.
-func (r *restorer) vdsoPages() vdso.Range {
-	if r.c.vdso == nil {
-		return vdso.Range{}
-	}
-	return vdso.Range{Start: r.c.vdso.start, End: r.c.vdso.end}
-}
-
-// pagesToWrite is how many bytes writePages writes into the process,
-// which the progress counts.
-func (r *restorer) pagesToWrite() uint64 {
-	var n uint64
-	for _, e := range r.c.pages {
-		for _, piece := range subtract(vdso.Range{Start: e.Vaddr, End: e.Vaddr + e.NrPages*pageSize}, r.vdsoPages()) {
-			n += piece.End - piece.Start
-		}
-	}
-	return n
 }
 
 // A piece is the part r of run e, whose first page goes at e.Vaddr+shift

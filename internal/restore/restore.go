@@ -241,7 +241,7 @@ func (t *tree) run(ctx context.Context) error {
 	}
 	gens = t.generations()
 	for _, r := range t.procs {
-		t.toWrite += r.pagesToWrite()
+		t.toWrite += r.c.toWrite
 	}
 	for g := range gens {
 		if err := steps.Run(ctx, t.log, t.opts.FailAt, ErrInjected, build(g)); err != nil {

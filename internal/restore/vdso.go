@@ -54,7 +54,7 @@ func (c *checkpoint) oldVDSO() (*vdso.Snapshot, error) {
 	}
 	defer pr.Close()
 	covered := uint64(0)
-	for _, e := range c.pages {
+	for _, e := range c.vdsoRuns {
 		eEnd := e.Vaddr + e.NrPages*pageSize
 		if eEnd <= start || e.Vaddr >= end {
 			continue
