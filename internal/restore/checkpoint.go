@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -20,7 +19,7 @@ type checkpoint struct {
 	task   *pb.PstreeEntry
 	cores  map[uint32]*pb.CoreEntry // by TID
 	mm     *pb.MmEntry              // its VMAs are in vmas
-	vmas   []vma                    // in address order, without the guard regions
+	vmas   vmaList                  // in address order (checkVMAs), without the guard regions
 	fs     *pb.FsEntry
 	files  *files.Set
 	timens *pb.TimensEntry
@@ -29,8 +28,8 @@ type checkpoint struct {
 	// where it is needed, as 30,000 runs held took 1 MB.
 	toWrite  uint64
 	vdsoRuns []image.PageEntry
-	vdso     *vma // in vmas; nil if the process had none
-	vvar     *vma
+	vdso     *vma                     // nil if the process had none
+	vvar     *vma                     // nil if the process had none
 	guards   []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
 	threads  []uint32                 // leader first
 	seccomp  map[uint32]threadSeccomp // the threads under seccomp
@@ -98,20 +97,13 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 }
 
 // checkVMAs checks the VMAs are page-aligned, ordered and disjoint, and
-// finds the vDSO pair; it moves the guard regions out of the VMAs.
+// finds the vDSO pair.
 func (c *checkpoint) checkVMAs() error {
-	n := len(c.vmas)
-	for n > 0 && c.vmas[n-1].status&image.VMAAreaGuard != 0 {
-		n--
-	}
-	c.vmas, c.guards = c.vmas[:n], c.vmas[n:]
 	var prevEnd uint64
 	minAddr := mmapMinAddr()
-	for i := range c.vmas {
-		v := &c.vmas[i]
-		if v.status&image.VMAAreaGuard != 0 {
-			return imageErr("mm-%d.img: guard region %d at %#x-%#x before a VMA", c.pid, i, v.start, v.end)
-		}
+	i := -1
+	for v := range c.vmas.all() {
+		i++
 		start, end := v.start, v.end
 		switch {
 		case start < minAddr:
@@ -130,12 +122,14 @@ func (c *checkpoint) checkVMAs() error {
 			if c.vdso != nil {
 				return imageErr("mm-%d.img: two vDSO VMAs", c.pid)
 			}
-			c.vdso = v
+			vdso := *v
+			c.vdso = &vdso
 		case st&image.VMAAreaVVAR != 0:
 			if c.vvar != nil {
 				return imageErr("mm-%d.img: two vvar VMAs", c.pid)
 			}
-			c.vvar = v
+			vvar := *v
+			c.vvar = &vvar
 		}
 	}
 	return c.checkGuards()
@@ -145,6 +139,7 @@ func (c *checkpoint) checkVMAs() error {
 // disjoint, and inside VMAs the process maps itself.
 func (c *checkpoint) checkGuards() error {
 	var prevEnd uint64
+	vmas := c.vmas.reader()
 	for _, g := range c.guards {
 		start, end := g.start, g.end
 		switch {
@@ -155,7 +150,7 @@ func (c *checkpoint) checkGuards() error {
 		}
 		prevEnd = end
 		for addr := start; addr < end; {
-			v := c.vmaAt(addr)
+			v := vmas.at(addr)
 			if v == nil || v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 				return imageErr("mm-%d.img: guard region %#x-%#x is not inside the process's VMAs", c.pid, start, end)
 			}
@@ -163,23 +158,6 @@ func (c *checkpoint) checkGuards() error {
 		}
 	}
 	return nil
-}
-
-// vmaAt returns the VMA containing addr.
-func (c *checkpoint) vmaAt(addr uint64) *vma {
-	i, found := slices.BinarySearchFunc(c.vmas, addr, func(v vma, a uint64) int {
-		switch {
-		case v.end <= a:
-			return -1
-		case v.start > a:
-			return 1
-		}
-		return 0
-	})
-	if !found {
-		return nil
-	}
-	return &c.vmas[i]
 }
 
 // loadPages reads the pagemap and checks every run lies in a VMA that
@@ -191,11 +169,12 @@ func (c *checkpoint) loadPages() error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	defer pr.Close()
+	vmas := c.vmas.reader() // the runs ascend too
 	return eachRun(pr, func(e image.PageEntry) error {
 		// A run may span adjacent VMAs.
 		end := e.Vaddr + e.NrPages*pageSize
 		for addr := e.Vaddr; addr < end; {
-			v := c.vmaAt(addr)
+			v := vmas.at(addr)
 			if v == nil {
 				return imageErr("pagemap-%d.img: pages at %#x-%#x are outside every VMA", c.pid, addr, end)
 			}
@@ -259,8 +238,7 @@ func (c *checkpoint) loadFiles() (err error) {
 			return fmt.Errorf("cwd, root or executable: %w", err)
 		}
 	}
-	for i := range c.vmas {
-		v := &c.vmas[i]
+	for v := range c.vmas.all() {
 		if v.status&(image.VMAFilePrivate|image.VMAFileShared) == 0 {
 			continue
 		}
@@ -279,9 +257,12 @@ func (c *checkpoint) loadFiles() (err error) {
 		}
 	}
 	return c.files.CheckMappingLocks(func(id uint32) bool {
-		return slices.ContainsFunc(c.vmas, func(v vma) bool {
+		for v := range c.vmas.all() {
 			st := v.status
-			return st&(image.VMAFilePrivate|image.VMAFileShared) != 0 && st&image.VMAAreaMemfd == 0 && v.shmid == uint64(id)
-		})
+			if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 && st&image.VMAAreaMemfd == 0 && v.shmid == uint64(id) {
+				return true
+			}
+		}
+		return false
 	})
 }

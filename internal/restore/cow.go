@@ -58,17 +58,15 @@ func (r *restorer) findInherited() {
 	if p == nil {
 		return
 	}
-	pv := p.c.vmas
-	for i := range r.c.vmas {
-		v := &r.c.vmas[i]
+	pv := p.c.vmas.reader()
+	for v := range r.c.vmas.all() {
 		// The parent's VMAs are sorted and disjoint: the first that ends
 		// after v starts is the only one that may cover it.
-		j, _ := slices.BinarySearchFunc(pv, v.start, func(p vma, at uint64) int { return cmp.Compare(p.end, at+1) })
-		if j < len(pv) && inherits(v, &pv[j], r.writableProt) {
+		if pv.seek(v.start) && inherits(v, &pv.v, r.writableProt) {
 			if r.inherited == nil {
-				r.inherited = map[*vma]bool{}
+				r.inherited = map[uint64]bool{}
 			}
-			r.inherited[v] = true
+			r.inherited[v.start] = true
 			r.keep = append(r.keep, vdso.Range{Start: v.start, End: v.end})
 		}
 	}

@@ -16,8 +16,7 @@ import (
 func (r *restorer) verifyFiles(tree map[uint32]bool) error {
 	c := r.c
 	need := map[uint32]uint32{}
-	for i := range c.vmas {
-		v := &c.vmas[i]
+	for v := range c.vmas.all() {
 		st := v.status
 		if st&(image.VMAFilePrivate|image.VMAFileShared) == 0 || st&image.VMAAreaMemfd != 0 {
 			continue

@@ -38,7 +38,7 @@ const (
 type callBatch struct {
 	r     *restorer
 	calls []ptrace.Sys
-	of    []*vma // the VMA each call is for
+	of    []vma // the VMA each call is for
 	// what names a call that failed; done, if set, looks at each call
 	// once its batch ran.
 	what func(c *ptrace.Sys, v *vma) string
@@ -47,7 +47,7 @@ type callBatch struct {
 
 // add adds call c, for VMA v, injecting the batch once it is full.
 func (b *callBatch) add(c ptrace.Sys, v *vma) error {
-	b.calls, b.of = append(b.calls, c), append(b.of, v)
+	b.calls, b.of = append(b.calls, c), append(b.of, *v)
 	if len(b.calls) < batchCalls {
 		return nil
 	}
@@ -56,9 +56,9 @@ func (b *callBatch) add(c ptrace.Sys, v *vma) error {
 
 // flush injects the calls added since the last batch.
 func (b *callBatch) flush() error {
-	err := b.r.syscalls(b.r.pid, b.calls, func(i int) string { return b.what(&b.calls[i], b.of[i]) })
+	err := b.r.syscalls(b.r.pid, b.calls, func(i int) string { return b.what(&b.calls[i], &b.of[i]) })
 	for i := 0; i < len(b.calls) && err == nil && b.done != nil; i++ {
-		err = b.done(&b.calls[i], b.of[i])
+		err = b.done(&b.calls[i], &b.of[i])
 	}
 	b.calls, b.of = b.calls[:0], b.of[:0]
 	return err
@@ -118,13 +118,12 @@ func (r *restorer) mapVMAs() error {
 		}
 		return nil
 	}}
-	for i := range r.c.vmas {
-		v := &r.c.vmas[i]
+	for v := range r.c.vmas.all() {
 		st := v.status
 		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}
-		if r.inherited[v] {
+		if r.inherited[v.start] {
 			continue
 		}
 		start, length := v.start, v.end-v.start
@@ -143,7 +142,7 @@ func (r *restorer) mapVMAs() error {
 				}
 				continue
 			case !alone(vs) || r.shmemSize[v.shmid] != length:
-				if vs[0] == v {
+				if vs[0].start == v.start {
 					if err := r.mapObject(vs); err != nil {
 						return err
 					}
@@ -424,8 +423,7 @@ func (r *restorer) protect() error {
 	locks := callBatch{r: r, what: func(_ *ptrace.Sys, v *vma) string {
 		return fmt.Sprintf("lock VMA %#x-%#x", v.start, v.end)
 	}}
-	for i := range r.c.vmas {
-		v := &r.c.vmas[i]
+	for v := range r.c.vmas.all() {
 		if v.flags&unix.MAP_LOCKED == 0 || v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}
@@ -444,8 +442,7 @@ func (r *restorer) protectVMAs() error {
 		}
 		return fmt.Sprintf("madvise %d on %#x-%#x", c.Args[2], v.start, v.end)
 	}}
-	for i := range r.c.vmas {
-		v := &r.c.vmas[i]
+	for v := range r.c.vmas.all() {
 		if v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}

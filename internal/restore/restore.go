@@ -91,7 +91,7 @@ type restorer struct {
 	files *files.Restorer
 	// inherited are the VMAs kept from the parent, keep their ranges,
 	// sorted (findInherited).
-	inherited map[*vma]bool
+	inherited map[uint64]bool // by start
 	keep      []vdso.Range
 	// regs are the threads' final registers, from the signals step.
 	regs map[int]unix.PtraceRegs
@@ -367,8 +367,7 @@ func (r *restorer) takenRanges(pid int) ([]vdso.Range, error) {
 // the placements that search them copy.
 func (r *restorer) dumpedRanges() []vdso.Range {
 	var out []vdso.Range
-	for i := range r.c.vmas {
-		v := &r.c.vmas[i]
+	for v := range r.c.vmas.all() {
 		// The VMAs are in order (checkVMAs).
 		if n := len(out); n > 0 && out[n-1].End == v.start {
 			out[n-1].End = v.end

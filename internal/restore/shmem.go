@@ -15,12 +15,11 @@ import (
 
 // shmemObjects groups the shared anonymous VMAs by object, in address
 // order.
-func (c *checkpoint) shmemObjects() map[uint64][]*vma {
-	objects := map[uint64][]*vma{}
-	for i := range c.vmas {
-		v := &c.vmas[i]
+func (c *checkpoint) shmemObjects() map[uint64][]vma {
+	objects := map[uint64][]vma{}
+	for v := range c.vmas.all() {
 		if v.status&image.VMAAnonShared != 0 && !isSysv(v) {
-			objects[v.shmid] = append(objects[v.shmid], v)
+			objects[v.shmid] = append(objects[v.shmid], *v)
 		}
 	}
 	return objects
@@ -38,8 +37,7 @@ type shmemAt struct {
 func (t *tree) shmemSizes() map[uint64]uint64 {
 	sizes := map[uint64]uint64{}
 	for _, r := range t.procs {
-		for i := range r.c.vmas {
-			v := &r.c.vmas[i]
+		for v := range r.c.vmas.all() {
 			if v.status&image.VMAAnonShared != 0 && !isSysv(v) {
 				sizes[v.shmid] = max(sizes[v.shmid], v.pgoff+v.end-v.start)
 			}
@@ -91,14 +89,14 @@ func (r *restorer) openObject(pid int, start, end uint64) (uint64, error) {
 
 // alone reports whether an object is one VMA that maps it from its start,
 // which a plain mmap makes.
-func alone(vs []*vma) bool { return len(vs) == 1 && vs[0].pgoff == 0 }
+func alone(vs []vma) bool { return len(vs) == 1 && vs[0].pgoff == 0 }
 
 // mapObject makes one shared anonymous object for the VMAs vs, as large
 // as the tree's mappings of it need, and maps each at its offset in it:
 // the object is mapped whole at a free place,
 // each VMA is a second mapping of part of it (mremap of old size 0), and
 // the whole goes.
-func (r *restorer) mapObject(vs []*vma) error {
+func (r *restorer) mapObject(vs []vma) error {
 	size := r.shmemSize[vs[0].shmid]
 	used, err := r.takenRanges(r.pid)
 	if err != nil {
@@ -129,10 +127,9 @@ func (r *restorer) mapObject(vs []*vma) error {
 // mapVMAs, with its contents.
 func (r *restorer) writeShmem() error {
 	objects := r.c.shmemObjects()
-	for i := range r.c.vmas {
-		v := &r.c.vmas[i]
+	for v := range r.c.vmas.all() {
 		vs := objects[v.shmid]
-		if v.status&image.VMAAnonShared == 0 || isSysv(v) || vs[0] != v || r.shmem[v.shmid].pid != r.pid {
+		if v.status&image.VMAAnonShared == 0 || isSysv(v) || vs[0].start != v.start || r.shmem[v.shmid].pid != r.pid {
 			continue // made, and filled, by another process
 		}
 		if err := r.writeObject(v.shmid, vs); err != nil {
@@ -145,7 +142,7 @@ func (r *restorer) writeShmem() error {
 // writeObject writes the stored pages of object shmid, mapped by the
 // VMAs vs, through a mapping of the whole object made for it: a page may
 // lie where only another process of the tree maps the object.
-func (r *restorer) writeObject(shmid uint64, vs []*vma) error {
+func (r *restorer) writeObject(shmid uint64, vs []vma) error {
 	pr, err := r.c.dir.OpenShmemPages(shmid)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)

@@ -57,12 +57,11 @@ func sysvReadOnly(v *pb.VmaEntry) bool {
 // loadSysvShm reads the segments the processes attach from the image of
 // their IPC namespace, and checks every attachment refers to one.
 func (t *tree) loadSysvShm() error {
-	var attached []*vma
+	var attached []vma
 	for _, r := range t.procs {
-		for i := range r.c.vmas {
-			v := &r.c.vmas[i]
+		for v := range r.c.vmas.all() {
 			if isSysv(v) {
-				attached = append(attached, v)
+				attached = append(attached, *v)
 			}
 		}
 	}
@@ -161,8 +160,7 @@ func (t *tree) prepareSysvShm() error {
 // what the images hold, and needs no check.)
 func (r *restorer) mayAttach(s *sysvSegment, p unix.SysvIpcPerm) error {
 	cr := r.c.cores[uint32(r.pid)].GetThreadCore().GetCreds()
-	for i := range r.c.vmas {
-		v := &r.c.vmas[i]
+	for v := range r.c.vmas.all() {
 		if !isSysv(v) || v.shmid != uint64(s.id()) {
 			continue
 		}
@@ -307,14 +305,13 @@ func (t *tree) removeSysvShm() {
 // restore made is filled at its first attachment.
 func (r *restorer) attachSysvShm(v *vma) error {
 	base := v.start - v.pgoff
-	var vs []*vma
-	for i := range r.c.vmas {
-		o := &r.c.vmas[i]
+	var vs []vma
+	for o := range r.c.vmas.all() {
 		if isSysv(o) && o.shmid == v.shmid && o.start-o.pgoff == base {
-			vs = append(vs, o)
+			vs = append(vs, *o)
 		}
 	}
-	if vs[0] != v {
+	if vs[0].start != v.start {
 		return nil // attached with the first
 	}
 	s := r.sysv[v.shmid]

@@ -34,8 +34,7 @@ const taskSize = 0x7ffffffff000
 // code from the pages image.
 func (c *checkpoint) oldVDSO() (*vdso.Snapshot, error) {
 	var l vdso.Layout
-	for i := range c.vmas {
-		v := &c.vmas[i]
+	for v := range c.vmas.all() {
 		switch st := v.status; {
 		case st&image.VMAAreaVVAR != 0:
 			l = append(l, vdso.Region{Kind: vdso.KindVVar, Start: v.start, End: v.end})
