@@ -26,20 +26,33 @@ func vmaOf(e *pb.VmaEntry) vma {
 }
 
 // vmaList holds a process's VMAs, in their order in the image, packed:
-// each field a varint, its start from the end of the one before. The GC
-// lets the heap grow to twice what is live before it collects, and the
-// VMAs are live from the load to the end: 60,000 took 5.1 MB as
-// vma_entry messages and 3.4 MB as vma structs, which set the restore's
-// peak memory; they take 0.7 MB so, and a walk of them decodes them
-// (under a millisecond).
+// each field a varint, its start from the end of the one before, in
+// chunks that are never copied to grow. The GC lets the heap grow to
+// twice what is live before it collects, and the VMAs are live from the
+// load to the end: 60,000 took 5.1 MB as vma_entry messages and 3.4 MB
+// as vma structs, which set the restore's peak memory; they take 0.7 MB
+// so, and a walk of them decodes them (under a millisecond).
 type vmaList struct {
-	b    []byte
-	last uint64 // the end of the last VMA
+	chunks [][]byte
+	last   uint64 // the end of the last VMA
 }
+
+const (
+	// vmaChunk is the size of a chunk of a vmaList.
+	vmaChunk = 64 << 10
+	// maxPackedVMA is the most bytes add packs a VMA in: eight varints
+	// and a byte.
+	maxPackedVMA = 8*binary.MaxVarintLen64 + 1
+)
 
 // add appends v.
 func (l *vmaList) add(v *vma) {
-	b := binary.AppendVarint(l.b, int64(v.start-l.last))
+	n := len(l.chunks)
+	if n == 0 || cap(l.chunks[n-1])-len(l.chunks[n-1]) < maxPackedVMA {
+		l.chunks = append(l.chunks, make([]byte, 0, vmaChunk))
+		n++
+	}
+	b := binary.AppendVarint(l.chunks[n-1], int64(v.start-l.last))
 	b = binary.AppendVarint(b, int64(v.end-v.start))
 	for _, u := range []uint64{v.pgoff, v.shmid, v.madv, uint64(v.prot), uint64(v.flags), uint64(v.status)} {
 		b = binary.AppendUvarint(b, u)
@@ -48,7 +61,7 @@ func (l *vmaList) add(v *vma) {
 	if v.readOnly {
 		ro = 1
 	}
-	l.b, l.last = append(b, ro), v.end
+	l.chunks[n-1], l.last = append(b, ro), v.end
 }
 
 // all yields the VMAs in order, each decoded into the same vma: one kept
@@ -65,21 +78,25 @@ func (l *vmaList) all() iter.Seq[*vma] {
 
 // reader returns a vmaReader at the first VMA.
 func (l *vmaList) reader() *vmaReader {
-	d := &vmaReader{b: l.b}
+	d := &vmaReader{chunks: l.chunks}
 	d.next()
 	return d
 }
 
 // vmaReader decodes the VMAs of a vmaList in order.
 type vmaReader struct {
-	b    []byte // what is left to decode
-	prev uint64 // the end of the VMA before
-	v    vma    // the current VMA, if ok
-	ok   bool
+	chunks [][]byte // those after b
+	b      []byte   // what is left to decode of a chunk
+	prev   uint64   // the end of the VMA before
+	v      vma      // the current VMA, if ok
+	ok     bool
 }
 
 // next moves to the next VMA; ok is false past the last.
 func (d *vmaReader) next() {
+	for len(d.b) == 0 && len(d.chunks) > 0 {
+		d.b, d.chunks = d.chunks[0], d.chunks[1:]
+	}
 	if d.ok = len(d.b) > 0; !d.ok {
 		return
 	}

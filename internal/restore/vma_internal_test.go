@@ -60,4 +60,23 @@ func TestVMAList(t *testing.T) {
 	if d.seek(0x7f0000001000) {
 		t.Errorf("seek past the last VMA found %#x-%#x", d.v.start, d.v.end)
 	}
+
+	// Enough for several chunks.
+	l = vmaList{}
+	var many []vma
+	for i := range uint64(30000) {
+		v := vma{start: 0x10000 + 3*i*pageSize, end: 0x10000 + (3*i+1+i%2)*pageSize, pgoff: i << 20, shmid: i % 7, madv: i % 3, prot: uint32(i % 8)}
+		many = append(many, v)
+		l.add(&v)
+	}
+	if len(l.chunks) < 2 {
+		t.Fatalf("%d VMAs in %d chunk", len(many), len(l.chunks))
+	}
+	got = got[:0]
+	for v := range l.all() {
+		got = append(got, *v)
+	}
+	if diff := cmp.Diff(many, got, cmp.AllowUnexported(vma{})); diff != "" {
+		t.Errorf("all of %d chunks (-want +got):\n%s", len(l.chunks), diff)
+	}
 }
