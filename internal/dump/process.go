@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -19,28 +20,12 @@ const timensID = files.TimeNsID
 // dumpMemory lists the VMAs and the page runs to copy, and the ranges
 // threads must be stepped out of.
 func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
-	smaps, err := proc.ReadSmapsChunks(d.view)
-	if err != nil {
-		return nil, nil, err
+	var c classifier
+	areas, err := d.listAreas(mem, &c)
+	if errors.Is(err, errProxied) {
+		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", c.mark.VDSO), "vvar", fmt.Sprintf("%#x", c.mark.VVar))
+		areas, err = d.listAreas(mem, &c)
 	}
-	mark, err := readMark(mem, smaps)
-	if err != nil {
-		return nil, nil, err
-	}
-	if mark != nil {
-		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", mark.VDSO), "vvar", fmt.Sprintf("%#x", mark.VVar))
-	}
-	d.sysvKeys = map[uint64]uint32{}
-	for s := range allSmaps(smaps) {
-		if s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO) {
-			d.vdsos = append(d.vdsos, s.Mapping)
-		}
-		if key, ok := sysvKey(s.Mapping); ok {
-			d.sysvKeys[s.Inode] = key
-		}
-	}
-	// Last: it lets each chunk go.
-	areas, err := classify(smaps, mark)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,25 +52,6 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, a := range areas {
-		if a.memfd == "" && a.path == "" {
-			continue
-		}
-		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", a.e.Start, a.e.End))
-		if a.memfd != "" {
-			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
-			if err != nil {
-				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", a.e.Start, err)
-			}
-			a.e.Shmid = uint64(id)
-			continue
-		}
-		id, err := d.files.RegFile(a.path, link, a.openFlags())
-		if err != nil {
-			return nil, nil, fmt.Errorf("mapping at %#x: %w", a.e.Start, err)
-		}
-		a.e.Shmid = uint64(id)
-	}
 	d.images.mm.Vmas = slices.Grow(d.images.mm.Vmas, len(areas)+len(guards))
 	for _, a := range areas {
 		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
@@ -93,6 +59,74 @@ func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
 	d.images.mm.Vmas = append(d.images.mm.Vmas, guards...)
 	d.stats.VMAs += len(areas)
 	return runs, shared, nil
+}
+
+// errProxied stops a listing of the areas of a process found to run on a
+// vDSO proxy, which starts again knowing it.
+var errProxied = errors.New("process runs on a vDSO proxy")
+
+// listAreas reads the process's smaps into the areas to dump, an entry at
+// a time, and records the files they map. The entries before [vdso]
+// depend on whether it carries a proxy's mark: once it is found to, with
+// c.mark unset, the listing stops with errProxied, c.mark set, to be
+// started again.
+func (d *dumper) listAreas(mem *os.File, c *classifier) ([]area, error) {
+	var areas []area
+	c.vvar, d.vdsos, d.sysvKeys = nil, nil, map[uint64]uint32{}
+	err := proc.ScanSmaps(d.view, func(s *proc.SmapsEntry) error {
+		if s.Path == "[vdso]" && c.mark == nil {
+			mark, err := readMark(mem, s.Start)
+			if err != nil {
+				return err
+			}
+			if mark != nil {
+				c.mark, c.pairEnd = mark, mark.RuntimeVVar
+				if s.Start >= mark.RuntimeVVar {
+					c.pairEnd = s.End
+				}
+				return errProxied
+			}
+		}
+		if s.Path == "[vdso]" || (c.mark != nil && s.Start == c.mark.VDSO) {
+			d.vdsos = append(d.vdsos, s.Mapping)
+		}
+		if key, ok := sysvKey(s.Mapping); ok {
+			d.sysvKeys[s.Inode] = key
+		}
+		a, f, ok, err := c.next(s)
+		if err != nil || !ok {
+			return err
+		}
+		if err := d.recordMapped(a.e, f); err != nil {
+			return err
+		}
+		areas = append(areas, a)
+		return nil
+	})
+	return areas, err
+}
+
+// recordMapped records the file a VMA maps in the files table, which the
+// VMA's shmid names.
+func (d *dumper) recordMapped(e *pb.VmaEntry, f mappedFile) error {
+	if f.memfd == "" && f.path == "" {
+		return nil
+	}
+	link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", e.Start, e.End))
+	if f.memfd != "" {
+		id, err := d.files.MemfdMapping(link, f.memfd, f.flags)
+		if err != nil {
+			return fmt.Errorf("memfd mapping at %#x: %w", e.Start, err)
+		}
+		e.Shmid = uint64(id)
+		return nil
+	}
+	id, err := d.files.RegFile(f.path, link, f.flags)
+	if err != nil {
+		return fmt.Errorf("mapping at %#x: %w", e.Start, err)
+	}
+	e.Shmid = uint64(id)
+	return nil
 }
 
 // dumpProcess collects what belongs to the process rather than a thread.
