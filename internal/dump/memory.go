@@ -14,9 +14,15 @@ import (
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
-// area is one VMA to dump: its image entry and where its pages come from.
+// area is a VMA whose pages may be dumped, and where they come from. It
+// does not point to the VMA's record, which goes to the mm image as soon
+// as it is made (MmBuilder): a dump holds every area of a snapshot, and
+// 60,000 records are 6 MB.
 type area struct {
-	e *pb.VmaEntry
+	start, end uint64
+	// shmid and base place the pages of shared anonymous memory in their
+	// object: base is the address of its offset 0.
+	shmid, base uint64
 	// dump says which present pages of the VMA to copy, nil for none.
 	dump func(pagemapEntry uint64) bool
 	// all copies every page of the VMA, present or not (the vDSO).
@@ -24,11 +30,12 @@ type area struct {
 	// viaMem reads through /proc/PID/mem, which can read pages that
 	// process_vm_readv cannot (PROT_NONE, execute-only).
 	viaMem bool
-	// path is the backing file, "" for anonymous memory.
-	path string
 	// shared marks shared anonymous memory, whose contents are stored
 	// once per object (shmid), at their offsets in the object.
 	shared bool
+	// noFork marks an area a fork does not copy (MADV_DONTFORK,
+	// MADV_WIPEONFORK).
+	noFork bool
 }
 
 // mappedFile is the file an area maps, which the files table records
@@ -93,14 +100,15 @@ type classifier struct {
 	vvar *pb.VmaEntry
 }
 
-// next classifies an entry: its area and the file it maps, ok false for
-// an entry that makes no area of its own.
-func (c *classifier) next(s *proc.SmapsEntry) (a area, f mappedFile, ok bool, err error) {
+// next classifies an entry: its VMA record, where its pages come from
+// and the file it maps; a nil record for an entry that makes no VMA of
+// its own.
+func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedFile, err error) {
 	mark := c.mark
 	if s.ProtectionKey != 0 {
-		return a, f, false, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
+		return nil, a, f, fmt.Errorf("%w: protection key %d on the mapping at %#x-%#x (images have no place for it)", ErrUnsupported, s.ProtectionKey, s.Start, s.End)
 	}
-	e := &pb.VmaEntry{
+	e = &pb.VmaEntry{
 		Start:  s.Start,
 		End:    s.End,
 		Pgoff:  s.Offset,
@@ -135,28 +143,28 @@ func (c *classifier) next(s *proc.SmapsEntry) (a area, f mappedFile, ok bool, er
 		// Locked with mlock() or mapped with MAP_LOCKED: CRIU's
 		// image says MAP_LOCKED for both.
 		if s.Flags&proc.VmLockOnFault != 0 {
-			return a, f, false, fmt.Errorf("%w: memory locked on fault (mlock2 MLOCK_ONFAULT) at %#x-%#x", ErrUnsupported, s.Start, s.End)
+			return nil, a, f, fmt.Errorf("%w: memory locked on fault (mlock2 MLOCK_ONFAULT) at %#x-%#x", ErrUnsupported, s.Start, s.End)
 		}
 		flags |= unix.MAP_LOCKED
 	}
-	a = area{e: e, viaMem: s.Perms[0] != 'r'}
+	a = area{start: s.Start, end: s.End, viaMem: s.Perms[0] != 'r', noFork: madv&noForkFlags != 0}
 	mayWrite := s.Flags&proc.VmMayWrite != 0
 	status := uint32(image.VMAAreaRegular)
 
 	inRuntimePair := mark != nil && s.Start >= mark.RuntimeVVar && s.Start < c.pairEnd
 	switch {
 	case s.Path == "[vsyscall]" || inRuntimePair:
-		return a, f, false, nil
+		return nil, a, f, nil
 	case s.Path == "[vvar]" || s.Path == "[vvar_vclock]":
 		if c.vvar != nil && c.vvar.End == s.Start {
 			c.vvar.End = s.End
-			return a, f, false, nil
+			return nil, a, f, nil
 		}
 		e.Status = status | image.VMAAreaVVAR
 		e.Flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
 		e.Pgoff = 0
 		c.vvar = e
-		return area{e: e}, f, true, nil
+		return e, area{}, f, nil
 	case s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO):
 		status |= image.VMAAreaVDSO
 		flags |= unix.MAP_ANONYMOUS
@@ -164,13 +172,13 @@ func (c *classifier) next(s *proc.SmapsEntry) (a area, f mappedFile, ok bool, er
 	case mark != nil && s.Start == mark.VVar:
 		// The old vvar range a proxy reserves.
 		if c.vvar != nil {
-			return a, f, false, fmt.Errorf("proxy mark: vvar at %#x and %#x", c.vvar.Start, s.Start)
+			return nil, a, f, fmt.Errorf("proxy mark: vvar at %#x and %#x", c.vvar.Start, s.Start)
 		}
 		e.Status = status | image.VMAAreaVVAR
 		e.Flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS
 		e.Prot = unix.PROT_READ
 		c.vvar = e
-		return area{e: e}, f, true, nil
+		return e, area{}, f, nil
 	case s.Path == "" || s.Path == "[heap]" || s.Path == "[stack]" || strings.HasPrefix(s.Path, "[anon:") || strings.HasPrefix(s.Path, "[stack:"):
 		status |= image.VMAAnonPrivate
 		flags |= unix.MAP_ANONYMOUS
@@ -197,8 +205,9 @@ func (c *classifier) next(s *proc.SmapsEntry) (a area, f mappedFile, ok bool, er
 		flags |= unix.MAP_ANONYMOUS
 		e.Shmid = s.Inode
 		a.dump, a.shared = presentPage, true
+		a.shmid, a.base = s.Inode, s.Start-s.Offset
 	case pseudoPath(s.Path):
-		return a, f, false, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
+		return nil, a, f, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
 	case strings.HasPrefix(s.Path, "/memfd:") && deletedPath(s.Path):
 		// A memfd's contents are stored once per inode, read through a
 		// descriptor; a private mapping adds its copied-on-write pages.
@@ -216,7 +225,7 @@ func (c *classifier) next(s *proc.SmapsEntry) (a area, f mappedFile, ok bool, er
 		// (sysvshm.go), and a read-only attachment (SHM_RDONLY) maps
 		// a file open read-only, as fdflags says of file mappings.
 		if s.Flags&proc.VmHugeTLB != 0 {
-			return a, f, false, fmt.Errorf("%w: System V shared memory %d of huge pages (SHM_HUGETLB) at %#x-%#x", ErrUnsupported, s.Inode, s.Start, s.End)
+			return nil, a, f, fmt.Errorf("%w: System V shared memory %d of huge pages (SHM_HUGETLB) at %#x-%#x", ErrUnsupported, s.Inode, s.Start, s.End)
 		}
 		status |= image.VMAAnonShared | image.VMAAreaSysvIPC
 		flags |= unix.MAP_ANONYMOUS
@@ -239,7 +248,7 @@ func (c *classifier) next(s *proc.SmapsEntry) (a area, f mappedFile, ok bool, er
 	}
 	e.Status = status
 	e.Flags = flags
-	return a, f, true, nil
+	return e, a, f, nil
 }
 
 // readMark returns the proxy mark of the process's [vdso] at addr, nil if
