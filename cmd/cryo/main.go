@@ -49,6 +49,7 @@ func main() {
 	// A process that cryo check re-executed runs its probe and exits here.
 	check.MaybeRunChild()
 	demo.MaybeRunSubject()
+	limitMemory()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -118,6 +118,10 @@ type dumper struct {
 	// deferred are the areas whose pages a snapshot child holds: their
 	// runs are not in runs yet.
 	deferred []area
+	// objectVMAs are the VMAs that map an object other than the process's
+	// own memory (a file, shared memory), which the steps that tie the
+	// tree's objects together consult; the others only go to the image.
+	objectVMAs []*pb.VmaEntry
 	// snap is the snapshot child of a dump that lets the process run on.
 	snap *snapshot
 	// sysvKeys are the keys the System V shared memory segments it
@@ -197,8 +201,7 @@ func (t *tree) run(ctx context.Context) error {
 			if d.mem, err = proc.Open(proc.Path(d.view, "mem"), unix.O_RDONLY); err != nil {
 				return err
 			}
-			d.runs, d.shared, err = d.dumpMemory(d.mem)
-			return err
+			return d.dumpMemory(d.mem)
 		})},
 		{Name: "threads", Run: func() error {
 			if err := each((*dumper).dumpThreads)(); err != nil {

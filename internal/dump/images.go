@@ -11,7 +11,7 @@ type images struct {
 	threads []uint32        // the leader first
 	cores   []*pb.CoreEntry // in the order of threads
 	ids     *pb.TaskKobjIdsEntry
-	mm      pb.MmEntry
+	mm      pb.MmBuilder
 	fs      *pb.FsEntry
 }
 

@@ -75,21 +75,27 @@ func splitOwn(all, own []proc.PageRun, viaMem bool) []run {
 	return rs
 }
 
-// pageRuns lists the pages to dump, in address order: the process's own,
-// and those of each shared memory object.
-func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
-	var runs []run
-	shared := map[uint64][]run{}
-	var shmids []uint64
+// runLister lists the pages to dump of areas given in address order, a
+// batch at a time: the process's own, and those of each shared memory
+// object.
+type runLister struct {
+	runs   []run
+	shared map[uint64][]run
+	shmids []uint64 // the objects' ids, in the order found
+}
+
+// add lists the pages of areas, which follow those added before, read
+// from pagemap.
+func (l *runLister) add(pagemap io.ReaderAt, areas []area) error {
 	ranges := make([]proc.PageRange, 0, len(areas))
 	for _, a := range areas {
 		if a.dump != nil && !a.all {
-			ranges = append(ranges, proc.PageRange{Start: a.e.Start, End: a.e.End})
+			ranges = append(ranges, proc.PageRange{Start: a.start, End: a.end})
 		}
 	}
 	pm := proc.NewPagemapReader(pagemap, ranges)
 	for _, a := range areas {
-		start, end := a.e.Start, a.e.End
+		start, end := a.start, a.end
 		var rs []run
 		switch {
 		case a.all:
@@ -97,10 +103,10 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 		case a.dump != nil && a.shared:
 			prs, err := pm.Runs(start, end, a.dump)
 			if err != nil {
-				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+				return fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
 			for _, r := range prs {
-				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, start - a.e.Pgoff})
+				rs = append(rs, run{r.Addr, r.Pages * pageSize, a.viaMem, a.base})
 			}
 		case a.dump != nil:
 			// process_vm_readv pins the pages it reads, and pinning a
@@ -113,31 +119,39 @@ func pageRuns(pagemap io.ReaderAt, areas []area) ([]run, []shmemRuns, error) {
 			// not fall between them.
 			all, err := pm.Runs(start, end, a.dump)
 			if err != nil {
-				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+				return fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
 			own, err := pm.Runs(start, end, func(e uint64) bool {
 				return a.dump(e) && proc.PageExclusive(e)
 			})
 			if err != nil {
-				return nil, nil, fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
+				return fmt.Errorf("read pagemap of %#x-%#x: %w", start, end, err)
 			}
 			rs = splitOwn(all, own, a.viaMem)
 		}
 		if !a.shared {
-			runs = append(runs, rs...)
+			l.runs = append(l.runs, rs...)
 			continue
 		}
-		id := a.e.Shmid
-		if _, ok := shared[id]; !ok {
-			shmids = append(shmids, id)
+		if _, ok := l.shared[a.shmid]; !ok {
+			if l.shared == nil {
+				l.shared = map[uint64][]run{}
+			}
+			l.shmids = append(l.shmids, a.shmid)
 		}
-		shared[id] = append(shared[id], rs...)
+		l.shared[a.shmid] = append(l.shared[a.shmid], rs...)
 	}
+	return nil
+}
+
+// objects gives the runs of each shared memory object, in the order of
+// their offsets in it.
+func (l *runLister) objects() []shmemRuns {
 	var objects []shmemRuns
-	for _, id := range shmids {
-		objects = append(objects, shmemRuns{shmid: id, runs: byOffset(shared[id])})
+	for _, id := range l.shmids {
+		objects = append(objects, shmemRuns{shmid: id, runs: byOffset(l.shared[id])})
 	}
-	return runs, objects, nil
+	return objects
 }
 
 // guardRegions lists the guard regions (madvise(MADV_GUARD_INSTALL)) in

@@ -1,14 +1,15 @@
 package dump
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/files"
+	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/proc"
 )
@@ -16,83 +17,147 @@ import (
 // timensID is the id of the one time namespace of a dump.
 const timensID = files.TimeNsID
 
-// dumpMemory lists the VMAs and the page runs to copy, and the ranges
-// threads must be stepped out of.
-func (d *dumper) dumpMemory(mem *os.File) ([]run, []shmemRuns, error) {
-	smaps, err := proc.ReadSmapsChunks(d.view)
+// dumpMemory lists the VMAs into the mm image, the page runs to copy and
+// the ranges threads must be stepped out of.
+func (d *dumper) dumpMemory(mem *os.File) error {
+	pm, err := proc.Open(proc.Path(d.view, "pagemap"), unix.O_RDONLY)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	mark, err := readMark(mem, smaps)
-	if err != nil {
-		return nil, nil, err
+	defer pm.Close()
+	var c classifier
+	err = d.listMemory(mem, pm, &c)
+	if errors.Is(err, errProxied) {
+		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", c.mark.VDSO), "vvar", fmt.Sprintf("%#x", c.mark.VVar))
+		err = d.listMemory(mem, pm, &c)
 	}
-	if mark != nil {
-		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", mark.VDSO), "vvar", fmt.Sprintf("%#x", mark.VVar))
+	return err
+}
+
+// errProxied stops a listing of the memory of a process found to run on a
+// vDSO proxy, which starts again knowing it.
+var errProxied = errors.New("process runs on a vDSO proxy")
+
+// areaBatch is how many areas have their pages found at a time.
+const areaBatch = 512
+
+// listMemory reads the process's smaps an entry at a time: each VMA goes
+// to the mm image, the files they map to the files table, and the pages
+// of each batch of areas are found in pagemap pm. What it holds of the
+// VMAs is the image's encoding of them and the objectVMAs. The entries
+// before [vdso] depend on whether it carries a proxy's mark: once it is
+// found to, with c.mark unset, the listing stops with errProxied and
+// c.mark set, to be started again.
+func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
+	c.vvar = nil
+	d.vdsos, d.sysvKeys = nil, map[uint64]uint32{}
+	d.images.mm, d.objectVMAs, d.deferred = pb.MmBuilder{}, nil, nil
+	var (
+		runs   runLister
+		batch  []area
+		last   *pb.VmaEntry // the next entry may extend it (a vvar)
+		lo, hi = ^uint64(0), uint64(0)
+	)
+	add := func(e *pb.VmaEntry) {
+		d.images.mm.AddVma(e)
+		lo, hi = min(lo, e.Start), max(hi, e.End)
+		if e.Status&image.VMAAnonPrivate == 0 {
+			d.objectVMAs = append(d.objectVMAs, e)
+		}
 	}
-	d.sysvKeys = map[uint64]uint32{}
-	for s := range allSmaps(smaps) {
-		if s.Path == "[vdso]" || (mark != nil && s.Start == mark.VDSO) {
+	// The private memory a snapshot child will hold has its pages found
+	// in the child's pagemap, once the process runs on.
+	flush := func() error {
+		now := batch
+		if d.snapshotting() {
+			var forked []area
+			now, forked = splitForked(batch)
+			d.deferred = append(d.deferred, forked...)
+		}
+		batch = batch[:0]
+		return runs.add(pm, now)
+	}
+	err := proc.ScanSmaps(d.view, func(s *proc.SmapsEntry) error {
+		if s.Path == "[vdso]" && c.mark == nil {
+			mark, err := readMark(mem, s.Start)
+			if err != nil {
+				return err
+			}
+			if mark != nil {
+				c.mark, c.pairEnd = mark, mark.RuntimeVVar
+				if s.Start >= mark.RuntimeVVar {
+					c.pairEnd = s.End
+				}
+				return errProxied
+			}
+		}
+		if s.Path == "[vdso]" || (c.mark != nil && s.Start == c.mark.VDSO) {
 			d.vdsos = append(d.vdsos, s.Mapping)
 		}
 		if key, ok := sysvKey(s.Mapping); ok {
 			d.sysvKeys[s.Inode] = key
 		}
-	}
-	// Last: it lets each chunk go.
-	areas, err := classify(smaps, mark)
+		e, a, f, err := c.next(s)
+		if err != nil || e == nil {
+			return err
+		}
+		if err := d.recordMapped(e, f); err != nil {
+			return err
+		}
+		if last != nil {
+			add(last)
+		}
+		last = e
+		if a.dump == nil && !a.all {
+			return nil
+		}
+		if batch = append(batch, a); len(batch) == areaBatch {
+			return flush()
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	pm, err := proc.Open(proc.Path(d.view, "pagemap"), unix.O_RDONLY)
-	if err != nil {
-		return nil, nil, err
+	if last != nil {
+		add(last)
 	}
-	defer pm.Close()
-	// The private memory a snapshot child will hold has its pages found
-	// in the child's pagemap, once the process runs on.
-	now := areas
-	if d.snapshotting() {
-		now, d.deferred = splitForked(areas)
+	if err := flush(); err != nil {
+		return err
 	}
-	runs, shared, err := pageRuns(pm, now)
-	if err != nil {
-		return nil, nil, err
-	}
-	lo, hi := ^uint64(0), uint64(0)
-	for _, a := range areas {
-		lo, hi = min(lo, a.e.Start), max(hi, a.e.End)
-	}
+	d.stats.VMAs += d.images.mm.AddedVmas()
 	guards, err := guardRegions(pm, lo, hi)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	for _, a := range areas {
-		if a.memfd == "" && a.path == "" {
-			continue
-		}
-		link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", a.e.Start, a.e.End))
-		if a.memfd != "" {
-			id, err := d.files.MemfdMapping(link, a.memfd, a.openFlags())
-			if err != nil {
-				return nil, nil, fmt.Errorf("memfd mapping at %#x: %w", a.e.Start, err)
-			}
-			a.e.Shmid = uint64(id)
-			continue
-		}
-		id, err := d.files.RegFile(a.path, link, a.openFlags())
+	for _, g := range guards {
+		d.images.mm.AddVma(g)
+	}
+	d.runs, d.shared = runs.runs, runs.objects()
+	return nil
+}
+
+// recordMapped records the file a VMA maps in the files table, which the
+// VMA's shmid names.
+func (d *dumper) recordMapped(e *pb.VmaEntry, f mappedFile) error {
+	if f.memfd == "" && f.path == "" {
+		return nil
+	}
+	link := proc.Path(d.view, fmt.Sprintf("map_files/%x-%x", e.Start, e.End))
+	if f.memfd != "" {
+		id, err := d.files.MemfdMapping(link, f.memfd, f.flags)
 		if err != nil {
-			return nil, nil, fmt.Errorf("mapping at %#x: %w", a.e.Start, err)
+			return fmt.Errorf("memfd mapping at %#x: %w", e.Start, err)
 		}
-		a.e.Shmid = uint64(id)
+		e.Shmid = uint64(id)
+		return nil
 	}
-	d.images.mm.Vmas = slices.Grow(d.images.mm.Vmas, len(areas)+len(guards))
-	for _, a := range areas {
-		d.images.mm.Vmas = append(d.images.mm.Vmas, a.e)
+	id, err := d.files.RegFile(f.path, link, f.flags)
+	if err != nil {
+		return fmt.Errorf("mapping at %#x: %w", e.Start, err)
 	}
-	d.images.mm.Vmas = append(d.images.mm.Vmas, guards...)
-	d.stats.VMAs += len(areas)
-	return runs, shared, nil
+	e.Shmid = uint64(id)
+	return nil
 }
 
 // dumpProcess collects what belongs to the process rather than a thread.
@@ -179,7 +244,7 @@ func (d *dumper) ids() *pb.TaskKobjIdsEntry {
 func (d *dumper) dumpFiles() error {
 	// A table shared with the parent is the parent's, dumped once.
 	if d.filesID == d.pid {
-		if err := d.files.Dump(d.pid, uint32(d.pid), d.images.mm.Vmas); err != nil {
+		if err := d.files.Dump(d.pid, uint32(d.pid), d.objectVMAs); err != nil {
 			return err
 		}
 	}

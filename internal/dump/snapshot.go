@@ -74,7 +74,7 @@ func (t *tree) snapshotting() bool { return t.opts.LeaveRunning && !t.opts.NoSna
 // which a snapshot child holds, from the others.
 func splitForked(areas []area) (others, forked []area) {
 	for _, a := range areas {
-		if !a.shared && (a.dump != nil || a.all) && a.e.GetMadv()&noForkFlags == 0 {
+		if !a.shared && (a.dump != nil || a.all) && !a.noFork {
 			forked = append(forked, a)
 		} else {
 			others = append(others, a)
@@ -129,7 +129,7 @@ func (d *dumper) takeSnapshot() error {
 // attachesSysvShm reports whether the process attaches System V shared
 // memory.
 func (d *dumper) attachesSysvShm() bool {
-	for _, v := range d.images.mm.Vmas {
+	for _, v := range d.objectVMAs {
 		if v.GetStatus()&image.VMAAreaSysvIPC != 0 {
 			return true
 		}
@@ -146,11 +146,12 @@ func (d *dumper) findDeferred(pid int) error {
 		return err
 	}
 	defer pm.Close()
-	runs, _, err := pageRuns(pm, d.deferred)
-	if err != nil {
+	var l runLister
+	if err := l.add(pm, d.deferred); err != nil {
 		return err
 	}
 	d.deferred = nil
+	runs := l.runs
 	for _, r := range runs {
 		d.toCopy += r.n
 	}

@@ -58,7 +58,7 @@ func (t *tree) dumpSysvShm() error {
 	users := map[uint64]int{}
 	others := map[uint64]bool{} // ids of shared anonymous memory and memfds
 	for _, d := range t.procs {
-		for _, v := range d.images.mm.Vmas {
+		for _, v := range d.objectVMAs {
 			id := v.GetShmid()
 			if v.GetStatus()&image.VMAAreaSysvIPC == 0 {
 				if v.GetStatus()&(image.VMAAnonShared|image.VMAAreaMemfd) != 0 {

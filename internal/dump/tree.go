@@ -383,7 +383,7 @@ func (t *tree) shareMemory() error {
 	mappers := map[uint64][]*dumper{}
 	var order []uint64
 	for _, d := range t.procs {
-		for _, v := range d.images.mm.Vmas {
+		for _, v := range d.objectVMAs {
 			id := v.GetShmid()
 			if v.GetStatus()&image.VMAAnonShared == 0 || v.GetStatus()&image.VMAAreaSysvIPC != 0 {
 				continue
@@ -405,7 +405,7 @@ func (t *tree) shareMemory() error {
 		for _, d := range ds {
 			d.shared = slices.DeleteFunc(d.shared, func(s shmemRuns) bool { return s.shmid == id })
 		}
-		for _, v := range ds[0].images.mm.Vmas {
+		for _, v := range ds[0].objectVMAs {
 			if v.GetShmid() == id && v.GetStatus()&(image.VMAAnonShared|image.VMAAreaSysvIPC) == image.VMAAnonShared {
 				t.sharedObjects = append(t.sharedObjects, sharedObject{shmid: id,
 					path: proc.Path(ds[0].view, fmt.Sprintf("map_files/%x-%x", v.GetStart(), v.GetEnd()))})
@@ -425,7 +425,7 @@ func (t *tree) refuseMappedShmemFd() error {
 		held[m.Shmid] = true
 	}
 	for _, d := range t.procs {
-		for _, v := range d.images.mm.Vmas {
+		for _, v := range d.objectVMAs {
 			if v.GetStatus()&(image.VMAAnonShared|image.VMAAreaSysvIPC) == image.VMAAnonShared && held[v.GetShmid()] {
 				return t.named(d.pid, fmt.Errorf("%w: shared anonymous memory at %#x is held by a descriptor too", ErrUnsupported, v.GetStart()))
 			}

@@ -284,12 +284,26 @@ func readPipeData(dir *image.Dir, k image.Kind) (map[uint32]pipeData, error) {
 		} else if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrImage, err)
 		}
-		data, err := io.ReadAll(r.Payload())
+		data, err := readPipeBytes(r.Payload(), e.GetBytes())
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s data of pipe %d: %w", ErrImage, k, e.GetPipeId(), err)
 		}
 		out[e.GetPipeId()] = pipeData{e: e, data: data}
 	}
+}
+
+// readPipeBytes reads the n bytes of a pipe's data. Up to 64 KiB, the
+// size of a pipe's buffer by default, they are read into a buffer of
+// their size (io.ReadAll's starts at 512 bytes: 2,000 pipes of a few
+// bytes each took 1 MB); more grows as it comes, so that a corrupt
+// count cannot make a restore allocate it.
+func readPipeBytes(r io.Reader, n uint32) ([]byte, error) {
+	if n > 64<<10 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, n)
+	_, err := io.ReadFull(r, b)
+	return b, err
 }
 
 // pipeRestorer holds the pipes of the group being opened, by pipe id.

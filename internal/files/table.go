@@ -100,7 +100,8 @@ func statusFlags(info proc.Fdinfo) uint32 { return info.Flags &^ unix.O_CLOEXEC 
 // Dump records every descriptor of process pid as descriptor table
 // filesID. Descriptors sharing an open file description (dup, or
 // inherited across fork by processes dumped together) share one file
-// entry. vmas are the process's mappings, whose files hold locks too.
+// entry. vmas are the process's mappings of files (at least), whose
+// files hold locks too.
 func (t *Table) Dump(pid int, filesID uint32, vmas []*pb.VmaEntry) error {
 	view, err := proc.View(pid)
 	if err != nil {

@@ -100,28 +100,34 @@ func (f VmFlags) String() string {
 // VmFlags are required, ProtectionKey is read where present; other keys
 // are skipped.
 func ParseSmaps(b []byte) ([]SmapsEntry, error) {
-	return parseSmaps(nil, b)
-}
-
-// parseSmaps appends the entries of b to entries.
-func parseSmaps(entries []SmapsEntry, b []byte) ([]SmapsEntry, error) {
-	for len(b) > 0 {
-		header, body := b, []byte(nil)
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			header, body = b[:i], b[i+1:]
-		}
-		m, err := parseMapsLine(header)
-		if err != nil {
-			return nil, fmt.Errorf("parse smaps entry %d %q: %w", len(entries)+1, header, err)
-		}
-		n := smapsBodyLen(body)
-		body, b = body[:n], body[n:]
-		entries = append(entries, SmapsEntry{Mapping: m})
-		if err := parseSmapsBody(&entries[len(entries)-1], body); err != nil {
-			return nil, fmt.Errorf("parse smaps entry %d %#x-%#x: %w", len(entries), m.Start, m.End, err)
+	var entries []SmapsEntry
+	for n := 1; len(b) > 0; n++ {
+		entries = append(entries, SmapsEntry{})
+		var err error
+		if b, err = parseSmapsEntry(&entries[len(entries)-1], b, n); err != nil {
+			return nil, err
 		}
 	}
 	return entries, nil
+}
+
+// parseSmapsEntry parses the first entry of b, the nth of its smaps, into
+// e, and returns the rest of b.
+func parseSmapsEntry(e *SmapsEntry, b []byte, n int) ([]byte, error) {
+	header, body := b, []byte(nil)
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		header, body = b[:i], b[i+1:]
+	}
+	m, err := parseMapsLine(header)
+	if err != nil {
+		return nil, fmt.Errorf("parse smaps entry %d %q: %w", n, header, err)
+	}
+	l := smapsBodyLen(body)
+	*e = SmapsEntry{Mapping: m}
+	if err := parseSmapsBody(e, body[:l]); err != nil {
+		return nil, fmt.Errorf("parse smaps entry %d %#x-%#x: %w", n, m.Start, m.End, err)
+	}
+	return body[l:], nil
 }
 
 // smapsBodyLen is the length of the "Key: value" lines at the start of b. A
@@ -284,57 +290,54 @@ func decimal(b []byte) (uint64, error) {
 // ReadSmaps reads and parses /proc/PID/smaps; pid 0 means the calling
 // process.
 func ReadSmaps(pid int) ([]SmapsEntry, error) {
-	chunks, err := ReadSmapsChunks(pid)
-	if err != nil {
-		return nil, err
-	}
-	return slices.Concat(chunks...), nil
+	var entries []SmapsEntry
+	err := ScanSmaps(pid, func(e *SmapsEntry) error {
+		entries = append(entries, *e)
+		return nil
+	})
+	return entries, err
 }
 
-// ReadSmapsChunks is ReadSmaps in chunks of entries, in their order, as
-// they were read: a caller that lets each chunk go once used holds less
-// of a large smaps at once (60,000 entries are 9 MB), and none is copied.
-func ReadSmapsChunks(pid int) ([][]SmapsEntry, error) {
+// ScanSmaps calls fn with each entry of /proc/PID/smaps, in order, parsed
+// as it is read: the text of a process with 60,000 mappings runs to 34 MB,
+// its entries to 9 MB, and a caller that keeps less than the entries
+// holds neither. fn gets the same SmapsEntry each time, overwritten by
+// the next (what it points to is fresh); an error from fn stops the scan
+// and is returned as is.
+func ScanSmaps(pid int, fn func(*SmapsEntry) error) error {
 	f, err := Open(Path(pid, "smaps"), unix.O_RDONLY)
 	if err != nil {
-		return nil, fmt.Errorf("read smaps: %w", err)
+		return fmt.Errorf("read smaps: %w", err)
 	}
 	defer f.Close()
-	return readSmaps(bufio.NewReader(f))
+	return scanSmaps(bufio.NewReader(f), fn)
 }
 
-// readSmaps parses smaps an entry at a time as it reads r: the text of a
-// process with 60,000 mappings runs to 34 MB, its entries to far less.
-// The entries gather in chunks: a slice grown by append would allocate
-// five times its final size, fresh memory that is slow the first time it
-// is touched (a page fault a page). The chunks double from a small one
-// up to maxChunk, so that a process of a few mappings costs a few pages,
-// not the 34 of a chunk of maxChunk entries, while the dump waits with it
-// frozen.
-func readSmaps(r *bufio.Reader) ([][]SmapsEntry, error) {
-	const minChunk, maxChunk = 32, 1024
-	var chunks [][]SmapsEntry
-	entries := make([]SmapsEntry, 0, minChunk)
+// scanSmaps is ScanSmaps of what r reads.
+func scanSmaps(r *bufio.Reader, fn func(*SmapsEntry) error) error {
+	var e SmapsEntry
 	var entry []byte
-	for {
+	for n := 1; ; {
 		line, err := r.ReadSlice('\n')
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read smaps: %w", err)
+			return fmt.Errorf("read smaps: %w", err)
 		}
 		// A maps line (but the rest of a long one) begins the next entry.
 		if eof := errors.Is(err, io.EOF); eof || len(entry) > 0 && entry[len(entry)-1] == '\n' && !isFieldLine(line) {
 			if eof {
 				entry = append(entry, line...)
 			}
-			if len(entries) == cap(entries) {
-				chunks, entries = append(chunks, entries), make([]SmapsEntry, 0, min(2*cap(entries), maxChunk))
-			}
-			var perr error
-			if entries, perr = parseSmaps(entries, entry); perr != nil {
-				return nil, perr
+			for rest := entry; len(rest) > 0; n++ {
+				var perr error
+				if rest, perr = parseSmapsEntry(&e, rest, n); perr != nil {
+					return perr
+				}
+				if err := fn(&e); err != nil {
+					return err
+				}
 			}
 			if eof {
-				return append(chunks, entries), nil
+				return nil
 			}
 			entry = entry[:0]
 		}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -192,15 +191,19 @@ func TestReadSmapsStreams(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		chunks, err := readSmaps(bufio.NewReaderSize(bytes.NewReader(in), 16))
+		var got []SmapsEntry
+		err = scanSmaps(bufio.NewReaderSize(bytes.NewReader(in), 16), func(e *SmapsEntry) error {
+			got = append(got, *e)
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, slices.Concat(chunks...)); diff != "" {
+		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("streamed smaps differ (-whole +streamed):\n%s", diff)
 		}
 	}
-	if _, err := readSmaps(bufio.NewReader(strings.NewReader("not smaps\n"))); !errors.Is(err, ErrSyntax) {
+	if err := scanSmaps(bufio.NewReader(strings.NewReader("not smaps\n")), func(*SmapsEntry) error { return nil }); !errors.Is(err, ErrSyntax) {
 		t.Errorf("bad smaps: got %v, want ErrSyntax", err)
 	}
 }

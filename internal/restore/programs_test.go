@@ -79,6 +79,34 @@ func dialProgram(t *testing.T, s *subject, port int) net.Conn {
 	}
 }
 
+// waitAccepted waits until the TCP listener of 127.0.0.1:port has no
+// connection waiting to be accepted: /proc/net/tcp shows the length of
+// a listener's accept queue as its rx_queue.
+func waitAccepted(t *testing.T, port int) {
+	t.Helper()
+	local := fmt.Sprintf("0100007F:%04X", port)
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiting := ""
+		for line := range strings.Lines(string(b)) {
+			// sl local_address rem_address st tx_queue:rx_queue ...
+			if f := strings.Fields(line); len(f) > 4 && f[1] == local && f[3] == "0A" {
+				waiting = f[4][strings.IndexByte(f[4], ':')+1:]
+			}
+		}
+		if waiting == "00000000" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener of port %d: accept queue %q", port, waiting)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // dumpRestoreProgram checkpoints s and the processes under it, which the
 // dump kills, and restores them: the state oracle compares the root, and
 // the processes others of the tree, with what they were. It returns the
@@ -557,6 +585,9 @@ func TestRestoreDnsmasq(t *testing.T) {
 	s := startProgram(t, dnsmasq, "-k", "-d", "-p", fmt.Sprint(port), "--listen-address=127.0.0.1", "--bind-interfaces",
 		"--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--addn-hosts="+hosts, "--user=root", "--pid-file=")
 	dialProgram(t, s, port).Close()
+	// Until dnsmasq accepts it, the connection that found it listening
+	// waits on its listener, which a dump refuses.
+	waitAccepted(t, port)
 	c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
