@@ -121,6 +121,12 @@ func eachFieldAt(r io.ReaderAt, off, size int64, window int, m Message, f func(n
 				if used > 0 {
 					break // read again from this field
 				}
+				// Only a field the input holds to its end, so that a
+				// corrupt length costs no memory the input does not back.
+				var last [1]byte
+				if _, err := r.ReadAt(last[:], off+int64(l)-1); err != nil {
+					return err
+				}
 				whole := make([]byte, l)
 				if _, err := r.ReadAt(whole, off); err != nil {
 					return err
