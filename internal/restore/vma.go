@@ -26,12 +26,12 @@ func vmaOf(e *pb.VmaEntry) vma {
 }
 
 // vmaList holds a process's VMAs, in their order in the image, packed:
-// each field a varint, its start from the end of the one before, in
-// chunks that are never copied to grow (vmaChunk). The GC lets the heap grow to
-// twice what is live before it collects, and the VMAs are live from the
-// load to the end: 60,000 took 5.1 MB as vma_entry messages and 3.4 MB
-// as vma structs, which set the restore's peak memory; they take 0.7 MB
-// so, and a walk of them decodes them (under a millisecond).
+// each field a varint, a VMA's start from the end of the one before, in
+// chunks that are never copied to grow (vmaChunk). The VMAs are live from
+// the load to the end, and the GC lets the heap grow to twice what is
+// live before it collects: 60,000 took 5.1 MB as vma_entry messages and
+// 3.4 MB as vma structs, which set the restore's peak memory; packed,
+// they take 0.7 MB, and a walk decodes them in under a millisecond.
 type vmaList struct {
 	chunks [][]byte
 	last   uint64 // the end of the last VMA
