@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 
+	"github.com/cryo-cr/cryo/internal/chunked"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
 )
@@ -27,38 +28,24 @@ func vmaOf(e *pb.VmaEntry) vma {
 
 // vmaList holds a process's VMAs, in their order in the image, packed:
 // each field a varint, a VMA's start from the end of the one before, in
-// chunks that are never copied to grow (vmaChunk). The VMAs are live from
+// chunks that are never copied to grow. The VMAs are live from
 // the load to the end, and the GC lets the heap grow to twice what is
 // live before it collects: 60,000 took 5.1 MB as vma_entry messages and
 // 3.4 MB as vma structs, which set the restore's peak memory; packed,
 // they take 0.7 MB, and a walk decodes them in under a millisecond.
 type vmaList struct {
-	chunks [][]byte
+	packed chunked.Bytes
 	last   uint64 // the end of the last VMA
 }
 
-const (
-	// vmaChunk is the size of the chunks of a vmaList, after the first
-	// ones, from 1 KiB, each twice the one before: a process of 30 VMAs
-	// takes one of 1 KiB.
-	vmaChunk = 64 << 10
-	// maxPackedVMA is the most bytes add packs a VMA in: eight varints
-	// and a byte.
-	maxPackedVMA = 8*binary.MaxVarintLen64 + 1
-)
+// maxPackedVMA is the most bytes add packs a VMA in: eight varints and a
+// byte.
+const maxPackedVMA = 8*binary.MaxVarintLen64 + 1
 
 // add appends v.
 func (l *vmaList) add(v *vma) {
-	n := len(l.chunks)
-	if n == 0 || cap(l.chunks[n-1])-len(l.chunks[n-1]) < maxPackedVMA {
-		size := 1 << 10
-		if n > 0 {
-			size = min(2*cap(l.chunks[n-1]), vmaChunk)
-		}
-		l.chunks = append(l.chunks, make([]byte, 0, size))
-		n++
-	}
-	b := binary.AppendVarint(l.chunks[n-1], int64(v.start-l.last))
+	c := l.packed.Tail(maxPackedVMA)
+	b := binary.AppendVarint(*c, int64(v.start-l.last))
 	b = binary.AppendVarint(b, int64(v.end-v.start))
 	for _, u := range []uint64{v.pgoff, v.shmid, v.madv, uint64(v.prot), uint64(v.flags), uint64(v.status)} {
 		b = binary.AppendUvarint(b, u)
@@ -67,7 +54,7 @@ func (l *vmaList) add(v *vma) {
 	if v.readOnly {
 		ro = 1
 	}
-	l.chunks[n-1], l.last = append(b, ro), v.end
+	*c, l.last = append(b, ro), v.end
 }
 
 // all yields the VMAs in order, each decoded into the same vma: one kept
@@ -84,7 +71,7 @@ func (l *vmaList) all() iter.Seq[*vma] {
 
 // reader returns a vmaReader at the first VMA.
 func (l *vmaList) reader() *vmaReader {
-	d := &vmaReader{chunks: l.chunks}
+	d := &vmaReader{chunks: l.packed.Chunks()}
 	d.next()
 	return d
 }

@@ -69,14 +69,14 @@ func TestVMAList(t *testing.T) {
 		many = append(many, v)
 		l.add(&v)
 	}
-	if len(l.chunks) < 2 {
-		t.Fatalf("%d VMAs in %d chunk", len(many), len(l.chunks))
+	if len(l.packed.Chunks()) < 2 {
+		t.Fatalf("%d VMAs in %d chunk", len(many), len(l.packed.Chunks()))
 	}
 	got = got[:0]
 	for v := range l.all() {
 		got = append(got, *v)
 	}
 	if diff := cmp.Diff(many, got, cmp.AllowUnexported(vma{})); diff != "" {
-		t.Errorf("all of %d chunks (-want +got):\n%s", len(l.chunks), diff)
+		t.Errorf("all of %d chunks (-want +got):\n%s", len(l.packed.Chunks()), diff)
 	}
 }
