@@ -95,7 +95,10 @@ func (t *Tracer) Syscalls(tid int, calls []Sys) error {
 // call number first of the caller's. Tracer thread only.
 func (t *Tracer) runBatch(tid int, gadget uint64, calls []Sys, first int) error {
 	entries := gadget + 2*pageSize
-	b := make([]byte, 0, len(calls)*entrySize)
+	if cap(t.batch) < len(calls)*entrySize {
+		t.batch = make([]byte, 0, len(calls)*entrySize)
+	}
+	b := t.batch[:0]
 	for _, c := range calls {
 		b = binary.NativeEndian.AppendUint64(b, uint64(c.Nr))
 		for _, a := range c.Args {
