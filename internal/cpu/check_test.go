@@ -125,7 +125,7 @@ func TestCheck(t *testing.T) {
 		{name: "no xsave area", host: small, fpregs: []*pb.UserX86FpregsEntry{{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.host.Check(tc.info, tc.fpregs)
+			err := tc.host.Check(tc.info, FpregsInUse(tc.fpregs...))
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("Check = %v, want nil", err)

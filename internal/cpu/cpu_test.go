@@ -124,7 +124,7 @@ func TestXStateMissingFeatures(t *testing.T) {
 	if bv := le.Uint64(b[xstateBVOff:]); bv&0xe0 != 0 {
 		t.Errorf("xstate_bv %#x keeps AVX-512 components the CPU lacks", bv)
 	}
-	if err := small.Check(nil, []*pb.UserX86FpregsEntry{e}); !errors.Is(err, ErrMissingFeatures) {
+	if err := small.Check(nil, FpregsInUse(e)); !errors.Is(err, ErrMissingFeatures) {
 		t.Errorf("Check = %v, want ErrMissingFeatures", err)
 	}
 	// The same registers at their initial state go anywhere.
@@ -177,7 +177,7 @@ func TestImageChecksOnItsCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Check(e, []*pb.UserX86FpregsEntry{fp}); err != nil {
+	if err := h.Check(e, FpregsInUse(fp)); err != nil {
 		t.Errorf("this CPU lacks what it offers: %v", err)
 	}
 	t.Logf("%s: %s", h.ModelID, strings.Join(h.Caps.Usable(h.XCR0), " "))

@@ -74,15 +74,27 @@ func InUse(x *pb.UserX86XsaveEntry) uint64 {
 // enabled, as libraries pick AVX code paths by it.
 const legacyNeeds = 1<<2 | 0xe0
 
+// FpregsInUse returns the components of the threads' saved states fpregs
+// that are in use (InUse), for Check.
+func FpregsInUse(fpregs ...*pb.UserX86FpregsEntry) uint64 {
+	var used uint64
+	for _, f := range fpregs {
+		if x := f.GetXsave(); x != nil {
+			used |= InUse(x)
+		}
+	}
+	return used
+}
+
 // Check decides whether the process of a checkpoint can run on this CPU.
 // It refuses, naming them, for the instruction-set extensions the dump's
 // CPU offered (info, nil for a checkpoint without cpuinfo.img) that this
 // one lacks, since libraries and runtimes chose their code by them at
-// start-up; and for the register state its threads have in use (fpregs)
-// that this CPU lacks: AVX-512 registers, MPX bounds, a PKRU other than
-// the default. Enabled but unused state (MPX, PKU on a CPU that has
-// them) does not count.
-func (h *Host) Check(info *pb.CpuinfoEntry, fpregs []*pb.UserX86FpregsEntry) error {
+// start-up; and for the register state its threads have in use (used,
+// from FpregsInUse) that this CPU lacks: AVX-512 registers, MPX bounds, a
+// PKRU other than the default. Enabled but unused state (MPX, PKU on a
+// CPU that has them) does not count.
+func (h *Host) Check(info *pb.CpuinfoEntry, used uint64) error {
 	var insns []string
 	var legacy uint64
 	for _, x := range info.GetX86Entry() {
@@ -96,12 +108,6 @@ func (h *Host) Check(info *pb.CpuinfoEntry, fpregs []*pb.UserX86FpregsEntry) err
 			insns = append(insns, h.missingInstructions(&caps, xcr0)...)
 		} else {
 			legacy |= x.GetXfeaturesMask() & legacyNeeds
-		}
-	}
-	var used uint64
-	for _, f := range fpregs {
-		if x := f.GetXsave(); x != nil {
-			used |= InUse(x)
 		}
 	}
 	var parts []string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
@@ -14,12 +15,18 @@ import (
 // checkpoint is an image directory read and checked: everything but the
 // page contents, which are read while they are written into the process.
 type checkpoint struct {
-	dir    *image.Dir
-	pid    int
-	task   *pb.PstreeEntry
-	cores  map[uint32]*pb.CoreEntry // by TID
-	mm     *pb.MmEntry              // its VMAs are in vmas
-	vmas   vmaList                  // in address order (checkVMAs), without the guard regions
+	dir   *image.Dir
+	pid   int
+	task  *pb.PstreeEntry
+	cores map[uint32]*pb.CoreEntry // by TID, without their FPU state
+	// fpregs are the threads' FPU states, by TID, kept encoded until
+	// finalRegs sets them: decoded, those of 1,000 threads took 3.4 MB
+	// (with AVX-512), the most of what a restore of them held. fpUsed is
+	// what of them is in use (cpu.FpregsInUse), for checkCPU.
+	fpregs map[uint32][]byte
+	fpUsed uint64
+	mm     *pb.MmEntry // its VMAs are in vmas
+	vmas   vmaList     // in address order (checkVMAs), without the guard regions
 	fs     *pb.FsEntry
 	files  *files.Set
 	timens *pb.TimensEntry
@@ -47,7 +54,7 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 		return nil, imageErr("pstree.img: pid %d with threads %v: the leader must come first", c.pid, c.task.Threads)
 	}
 	c.threads = c.task.Threads
-	c.cores = map[uint32]*pb.CoreEntry{}
+	c.cores, c.fpregs = map[uint32]*pb.CoreEntry{}, map[uint32][]byte{}
 	for _, tid := range c.threads {
 		core := cores[tid]
 		if core == nil {
@@ -63,6 +70,14 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 			return nil, imageErr("thread %d listed twice", tid)
 		}
 		c.cores[tid] = core
+		if fp := core.ThreadInfo.Fpregs; fp != nil {
+			c.fpUsed |= cpu.FpregsInUse(fp)
+			b, err := pb.Marshal(fp)
+			if err != nil {
+				return nil, fmt.Errorf("%w: thread %d: %w", ErrImage, tid, err)
+			}
+			c.fpregs[tid], core.ThreadInfo.Fpregs = b, nil
+		}
 	}
 	if err := c.loadSeccomp(); err != nil {
 		return nil, err

@@ -298,13 +298,11 @@ func (t *tree) checkCPU() error {
 	if err := t.dir.ReadImage(image.Cpuinfo, 0, info); err != nil {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	var fpregs []*pb.UserX86FpregsEntry
+	var used uint64
 	for _, r := range t.procs {
-		for _, core := range r.c.cores {
-			fpregs = append(fpregs, core.ThreadInfo.GetFpregs())
-		}
+		used |= r.c.fpUsed
 	}
-	err := t.host.Check(info, fpregs)
+	err := t.host.Check(info, used)
 	if err != nil && t.opts.DropMissingCPU {
 		t.log.Warn("restoring on a CPU without features the process may use", "err", err)
 		return nil
