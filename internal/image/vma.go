@@ -25,7 +25,3 @@ const (
 // MapDroppable is the MAP_DROPPABLE mapping type (Linux >= 6.11), which
 // vma_entry.flags holds in place of MAP_PRIVATE or MAP_SHARED.
 const MapDroppable = 0x08
-
-// MMVmasField is the number of mm_entry's field vmas (mm.proto), for
-// Dir.ReadImageEach.
-const MMVmasField = 14

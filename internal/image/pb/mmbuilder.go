@@ -12,8 +12,13 @@ type MmBuilder struct {
 	n    int
 }
 
-// mmVmasTag is the key of mm_entry's vmas, field 14 of wire type 2.
-const mmVmasTag = 14<<3 | 2
+// MmVmasField is the number of mm_entry's field vmas (mm.proto), which
+// MmBuilder writes and a reader may take one at a time
+// (UnmarshalEachAt).
+const MmVmasField = 14
+
+// mmVmasTag is the key of mm_entry's vmas: the field, of wire type 2.
+const mmVmasTag = MmVmasField<<3 | 2
 
 // AddVma appends e to the VMAs. (A vma_entry cannot lack a required
 // field: they are all values, always encoded.)
