@@ -191,7 +191,7 @@ func (d *Dir) ReadImage(k Kind, id uint32, m pb.Message) error {
 // into m as ReadImage does, except the elements of its repeated message
 // field number field, which it hands to f one at a time, decoded into
 // elem, without holding the record whole (pb.UnmarshalEachAt).
-func (d *Dir) ReadImageEach(k Kind, id uint32, m pb.Message, field int32, elem pb.Message, f func(i, n int)) error {
+func (d *Dir) ReadImageEach(k Kind, id uint32, m pb.Message, field int32, elem pb.Message, f func(i int)) error {
 	return d.readOne(k, id, func(r *Reader) error { return r.NextEach(m, field, elem, f) })
 }
 

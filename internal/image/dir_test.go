@@ -197,9 +197,9 @@ func TestReadImageEach(t *testing.T) {
 		var got pb.MmEntry
 		var vma pb.VmaEntry
 		var vmas []*pb.VmaEntry
-		err := d.ReadImageEach(MM, id, &got, pb.MmVmasField, &vma, func(i, n int) {
-			if i != len(vmas) || n != len(mm.(*pb.MmEntry).Vmas) {
-				t.Errorf("VMA %d of %d handed over as %d of %d", len(vmas), len(mm.(*pb.MmEntry).Vmas), i, n)
+		err := d.ReadImageEach(MM, id, &got, pb.MmVmasField, &vma, func(i int) {
+			if i != len(vmas) {
+				t.Errorf("VMA %d of %d handed over as %d", len(vmas), len(mm.(*pb.MmEntry).Vmas), i)
 			}
 			vmas = append(vmas, pb.Clone(&vma))
 		})

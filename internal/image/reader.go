@@ -71,7 +71,7 @@ func (r *Reader) Next(m pb.Message) error {
 // elements of its repeated message field number field, which it hands to
 // f one at a time, decoded into elem, without holding the record whole
 // (pb.UnmarshalEachAt). The Reader must read a file (Dir.Open).
-func (r *Reader) NextEach(m pb.Message, field int32, elem pb.Message, f func(i, n int)) error {
+func (r *Reader) NextEach(m pb.Message, field int32, elem pb.Message, f func(i int)) error {
 	if r.at == nil {
 		return fmt.Errorf("read %s: a record is read in parts only from a file", r.name)
 	}

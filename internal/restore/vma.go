@@ -141,7 +141,7 @@ func (c *checkpoint) readMM() error {
 	c.mm = &pb.MmEntry{}
 	var e pb.VmaEntry
 	var misplaced error
-	err := c.dir.ReadImageEach(image.MM, uint32(c.pid), c.mm, pb.MmVmasField, &e, func(i, _ int) {
+	err := c.dir.ReadImageEach(image.MM, uint32(c.pid), c.mm, pb.MmVmasField, &e, func(i int) {
 		v := vmaOf(&e)
 		switch {
 		case v.status&image.VMAAreaGuard != 0:

@@ -46,35 +46,23 @@ func Unmarshal(b []byte, m Message) error {
 
 // UnmarshalEachAt decodes the size bytes at off in r into m as Unmarshal
 // does, except the elements of m's repeated message field number field:
-// it decodes each into elem, cleared first, and calls f with its index
-// and the number of elements, and m keeps none of them. It reads the
-// bytes eachWindow at a time, twice (the first time to count the
-// elements): a caller that keeps what it needs of each element holds
-// neither the encoding nor a message per element, and sizes what it keeps
-// at once. The 60,000 VMAs of an mm image are 1.9 MB encoded, and took
-// 5.1 MB as messages of their own.
-func UnmarshalEachAt(r io.ReaderAt, off, size int64, m Message, field int32, elem Message, f func(i, n int)) error {
+// it decodes each into elem, cleared first, and calls f with its index,
+// and m keeps none of them. It reads the bytes eachWindow at a time: a
+// caller that keeps what it needs of each element holds neither the
+// encoding nor a message per element. The 60,000 VMAs of an mm image are
+// 1.9 MB encoded, and took 5.1 MB as messages of their own.
+func UnmarshalEachAt(r io.ReaderAt, off, size int64, m Message, field int32, elem Message, f func(i int)) error {
 	return unmarshalEachAt(r, off, size, eachWindow, m, field, elem, f)
 }
 
 // eachWindow is how many bytes UnmarshalEachAt reads at a time.
 const eachWindow = 64 << 10
 
-func unmarshalEachAt(r io.ReaderAt, off, size int64, window int, m Message, field int32, elem Message, f func(i, n int)) error {
-	n := 0
-	err := eachFieldAt(r, off, size, window, m, func(num int32, typ int, _, _ []byte) error {
-		if num == field && typ == 2 {
-			n++
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
+func unmarshalEachAt(r io.ReaderAt, off, size int64, window int, m Message, field int32, elem Message, f func(i int)) error {
 	m.Reset()
 	var rest []byte // m's other fields
 	i := 0
-	err = eachFieldAt(r, off, size, window, m, func(num int32, typ int, all, value []byte) error {
+	err := eachFieldAt(r, off, size, window, m, func(num int32, typ int, all, value []byte) error {
 		if num != field || typ != 2 {
 			rest = append(rest, all...)
 			return nil
@@ -82,7 +70,7 @@ func unmarshalEachAt(r io.ReaderAt, off, size int64, window int, m Message, fiel
 		if err := Unmarshal(value, elem); err != nil {
 			return err
 		}
-		f(i, n)
+		f(i)
 		i++
 		return nil
 	})
