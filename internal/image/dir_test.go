@@ -216,6 +216,25 @@ func TestReadImageEach(t *testing.T) {
 	if _, err := read(2); !errors.Is(err, ErrCount) {
 		t.Errorf("two records: %v, want %v", err, ErrCount)
 	}
+	// An MmBuilder's added VMAs, in chunks, are written as they are held,
+	// after its Vmas.
+	b := pb.MmBuilder{MmEntry: *pb.Clone(mm.(*pb.MmEntry))}
+	want := pb.Clone(mm.(*pb.MmEntry))
+	for i := range 5000 {
+		v := &pb.VmaEntry{Start: uint64(0x10000+2*i) << 12, End: uint64(0x10001+2*i) << 12}
+		b.AddVma(v)
+		want.Vmas = append(want.Vmas, v)
+	}
+	if err := d.WriteImage(MM, 6, &b); err != nil {
+		t.Fatal(err)
+	}
+	got, err = read(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.Vmas, got.Vmas); diff != "" {
+		t.Errorf("ReadImageEach of an MmBuilder's image (-want +got):\n%s", diff)
+	}
 	if _, err := read(3); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing: %v, want %v", err, fs.ErrNotExist)
 	}

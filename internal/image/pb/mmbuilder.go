@@ -43,12 +43,16 @@ func (m *MmBuilder) Reset() { *m = MmBuilder{} }
 func (m *MmBuilder) size() int { return m.MmEntry.size() + m.vmas.Len() }
 
 func (m *MmBuilder) appendTo(b []byte) []byte {
-	b = m.MmEntry.appendTo(b)
-	for _, c := range m.vmas.Chunks() {
+	b = m.appendHead(b)
+	for _, c := range m.tail() {
 		b = append(b, c...)
 	}
 	return b
 }
+
+func (m *MmBuilder) appendHead(b []byte) []byte { return m.MmEntry.appendTo(b) }
+
+func (m *MmBuilder) tail() [][]byte { return m.vmas.Chunks() }
 
 // unmarshal decodes an mm_entry, whose VMAs become the added ones.
 func (m *MmBuilder) unmarshal(b []byte) error {

@@ -1,6 +1,7 @@
 package pb
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -32,6 +33,16 @@ func TestMmBuilder(t *testing.T) {
 	}
 	if len(b) != Size(m) {
 		t.Errorf("encoded %d bytes, Size says %d", len(b), Size(m))
+	}
+	head, pieces, err := AppendMarshalHead(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pieces) < 2 {
+		t.Errorf("AppendMarshalHead gave %d pieces; the added VMAs span several chunks", len(pieces))
+	}
+	if joined := bytes.Join(append([][]byte{head}, pieces...), nil); !bytes.Equal(joined, b) {
+		t.Errorf("AppendMarshalHead's head and pieces (%d bytes) differ from Marshal's %d", len(joined), len(b))
 	}
 	var got MmEntry
 	if err := Unmarshal(b, &got); err != nil {

@@ -33,6 +33,25 @@ func AppendMarshal(b []byte, m Message) ([]byte, error) {
 	return m.appendTo(b), nil
 }
 
+// AppendMarshalHead is AppendMarshal for a message that holds the end of
+// its encoding in pieces (the VMAs an MmBuilder added): it appends the
+// rest, and returns those pieces, to follow b, rather than copy them.
+func AppendMarshalHead(b []byte, m Message) ([]byte, [][]byte, error) {
+	if err := m.checkRequired(); err != nil {
+		return b, nil, err
+	}
+	if t, ok := m.(encodedTail); ok {
+		return t.appendHead(b), t.tail(), nil
+	}
+	return m.appendTo(b), nil, nil
+}
+
+// encodedTail is a message whose encoding ends with pieces it holds.
+type encodedTail interface {
+	appendHead(b []byte) []byte
+	tail() [][]byte
+}
+
 // Unmarshal decodes b into m, cleared first; it fails on bytes that do
 // not follow the wire format and on a message that lacks a required
 // field. Fields it does not know are skipped.
