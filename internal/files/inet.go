@@ -16,7 +16,9 @@ import (
 // inetKind is a TCP or UDP socket, IPv4 or IPv6 (CRIU's inet_sk_entry):
 // a TCP listener, a TCP socket not connected (bound or not), an
 // established TCP connection (tcp.go), a UDP socket bound or connected
-// with the datagrams queued to it (udp.go). The dump reads it on cryo's
+// with the datagrams queued to it (udp.go), a ping socket, or a raw
+// socket (as ping makes when ping sockets are not allowed to it) with
+// nothing queued. The dump reads it on cryo's
 // duplicate of the process's socket and asks sock_diag what the socket
 // itself cannot say (a listener's backlog, the shutdown state); the
 // restore makes the socket as the process, sets it up as root (a
@@ -42,12 +44,13 @@ func tcpStateName(s uint32) string {
 // inetProtos are the protocols of the sockets the kind claims, as
 // sockfs names them (the system.sockprotoname attribute).
 var inetProtos = map[string]bool{"TCP": true, "TCPv6": true, "UDP": true, "UDPv6": true, "MPTCP": true, "MPTCPv6": true,
-	"PING": true, "PINGv6": true}
+	"PING": true, "PINGv6": true, "RAW": true, "RAWv6": true}
 
-// isPing reports whether protocol is that of ping sockets (datagram
-// sockets of ICMP echoes, as ping makes without privileges).
-func isPing(protocol int) bool {
-	return protocol == unix.IPPROTO_ICMP || protocol == unix.IPPROTO_ICMPV6
+// isPing reports whether a socket of type typ and protocol is a ping
+// socket (a datagram socket of ICMP echoes, as ping makes without
+// privileges).
+func isPing(typ, protocol int) bool {
+	return typ == unix.SOCK_DGRAM && (protocol == unix.IPPROTO_ICMP || protocol == unix.IPPROTO_ICMPV6)
 }
 
 func (inetKind) typ() pb.FdTypes { return pb.FdTypes_INETSK }
@@ -159,11 +162,12 @@ func sockname(fd int, ino uint64) (unix.Sockaddr, error) {
 	return sa, nil
 }
 
-// pingDiag is what sock_diag would say of ping socket fd, which it does
-// not list: its address and id (its port), the peer it is connected to,
-// if any, and whether a reply waits to be read. An error queued (with
-// IP_RECVERR), which no interface reads without taking it, is refused.
-func pingDiag(fd, family int, ino uint64) (kernel.InetDiag, error) {
+// probeDiag is what sock_diag would say of ping or raw socket fd (what
+// names it in errors), which it does not list: its address and id or
+// protocol (its port), the peer it is connected to, if any, and whether
+// something waits to be read. An error queued (with IP_RECVERR), which no
+// interface reads without taking it, is refused.
+func probeDiag(fd, family int, ino uint64, what string) (kernel.InetDiag, error) {
 	sa, err := sockname(fd, ino)
 	if err != nil {
 		return kernel.InetDiag{}, err
@@ -175,19 +179,19 @@ func pingDiag(fd, family int, ino uint64) (kernel.InetDiag, error) {
 		d.State = tcpEstablished
 		putSockaddr(&d.ID.Dst, &d.ID.Dport, peer)
 	case !errors.Is(err, unix.ENOTCONN):
-		return kernel.InetDiag{}, fmt.Errorf("read the peer of ping socket %d: %w", ino, err)
+		return kernel.InetDiag{}, fmt.Errorf("read the peer of %s %d: %w", what, ino, err)
 	}
-	// Ping sockets answer no ioctl: a reply waiting makes the socket
+	// Ping sockets answer no ioctl: a packet waiting makes the socket
 	// readable, which Rqueue says as 1.
 	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	if _, err := unix.Poll(p, 0); err != nil {
-		return kernel.InetDiag{}, fmt.Errorf("poll ping socket %d: %w", ino, err)
+		return kernel.InetDiag{}, fmt.Errorf("poll %s %d: %w", what, ino, err)
 	}
 	if p[0].Revents&unix.POLLIN != 0 {
 		d.Rqueue = 1
 	}
 	if p[0].Revents&unix.POLLERR != 0 {
-		return kernel.InetDiag{}, fmt.Errorf("%w: ping socket %d has an error queued (IP_RECVERR), which cannot be read without taking it", ErrUnsupported, ino)
+		return kernel.InetDiag{}, fmt.Errorf("%w: %s %d has an error queued (IP_RECVERR), which cannot be read without taking it", ErrUnsupported, what, ino)
 	}
 	return d, nil
 }
@@ -233,10 +237,14 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		}
 	}
 	family, typ, protocol := v[0], v[1], v[2]
+	raw := typ == unix.SOCK_RAW
 	var diag kernel.InetDiag
-	if isPing(protocol) {
-		diag, err = pingDiag(fd, family, d.st.Ino)
-	} else {
+	switch {
+	case raw:
+		diag, err = probeDiag(fd, family, d.st.Ino, "raw socket")
+	case isPing(typ, protocol):
+		diag, err = probeDiag(fd, family, d.st.Ino, "ping socket")
+	default:
 		var listed bool
 		diag, listed, err = t.diagOf(uint8(family), uint32(protocol), uint32(d.st.Ino))
 		if err == nil && !listed {
@@ -274,13 +282,21 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	state := e.GetState()
-	stream := protocol == unix.IPPROTO_TCP || protocol == unix.IPPROTO_MPTCP
+	stream := typ == unix.SOCK_STREAM
 	if stream {
 		if err := t.dumpTCPOpts(fd, id, state); err != nil {
 			return 0, err
 		}
 	}
 	switch {
+	case raw && (state == tcpClose || state == tcpEstablished):
+		// What a raw socket has queued came from the network or the
+		// kernel: sent again from cryo it would reach every raw socket
+		// of its protocol, and the kernel would act on it (answer an
+		// echo request).
+		if diag.Rqueue != 0 {
+			return 0, fmt.Errorf("%w: raw socket %v of protocol %d holds a packet not read yet", ErrUnsupported, local.Addr(), protocol)
+		}
 	case stream && state == tcpListen:
 		switch {
 		case diag.Rqueue != 0 && !t.SkipInFlight:
@@ -308,13 +324,13 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 		keep = true
 	case protocol == unix.IPPROTO_TCP:
 		return 0, fmt.Errorf("%w: TCP socket %v -> %v in state %s", ErrUnsupported, local, remote, tcpStateName(state))
-	case isPing(protocol) && (state == tcpClose || state == tcpEstablished):
+	case isPing(typ, protocol) && (state == tcpClose || state == tcpEstablished):
 		// Echo replies are the kernel's to deliver, by the socket's id:
 		// one not read yet cannot be put back.
 		if diag.Rqueue != 0 {
 			return 0, fmt.Errorf("%w: ping socket %v holds a reply not read yet", ErrUnsupported, local)
 		}
-	case protocol == unix.IPPROTO_UDP && (state == tcpClose || state == tcpEstablished):
+	case typ == unix.SOCK_DGRAM && protocol == unix.IPPROTO_UDP && (state == tcpClose || state == tcpEstablished):
 		if err := t.dumpMemberships(fd, id, e.GetFamily(), local); err != nil {
 			return 0, err
 		}
@@ -409,6 +425,13 @@ func ipOpts(e *pb.InetSkEntry) *pb.IpOptsEntry {
 	return e.IpOpts
 }
 
+func rawOpts(e *pb.InetSkEntry) *pb.IpOptsRawEntry {
+	if ipOpts(e).Raw == nil {
+		e.IpOpts.Raw = &pb.IpOptsRawEntry{}
+	}
+	return e.IpOpts.Raw
+}
+
 func tcpOpts(e *pb.InetSkEntry) *pb.TcpOptsEntry {
 	if e.TcpOpts == nil {
 		e.TcpOpts = &pb.TcpOptsEntry{}
@@ -430,6 +453,13 @@ var (
 		boolOpt(unix.SOL_IPV6, unix.IPV6_FREEBIND, "IPV6_FREEBIND", func(e *pb.InetSkEntry) **bool { return &ipOpts(e).Freebind }),
 		boolOpt(unix.SOL_IPV6, unix.IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO", func(e *pb.InetSkEntry) **bool { return &ipOpts(e).Pktinfo }),
 	}
+	raw4Opts = []inetOpt{
+		boolOpt(unix.SOL_IP, unix.IP_HDRINCL, "IP_HDRINCL", func(e *pb.InetSkEntry) **bool { return &rawOpts(e).Hdrincl }),
+		boolOpt(unix.SOL_IP, unix.IP_NODEFRAG, "IP_NODEFRAG", func(e *pb.InetSkEntry) **bool { return &rawOpts(e).Nodefrag }),
+	}
+	raw6Opts = []inetOpt{
+		boolOpt(unix.SOL_IPV6, unix.IPV6_HDRINCL, "IPV6_HDRINCL", func(e *pb.InetSkEntry) **bool { return &rawOpts(e).Hdrincl }),
+	}
 	tcpOptList = []inetOpt{
 		boolOpt(unix.SOL_TCP, unix.TCP_NODELAY, "TCP_NODELAY", func(e *pb.InetSkEntry) **bool { return &tcpOpts(e).Nodelay }),
 		boolOpt(unix.SOL_TCP, unix.TCP_CORK, "TCP_CORK", func(e *pb.InetSkEntry) **bool { return &tcpOpts(e).Cork }),
@@ -450,7 +480,6 @@ var inetLostOpts = []struct {
 	udp bool
 }{
 	{unix.AF_INET, unix.SOL_IP, unix.IP_TRANSPARENT, "IP_TRANSPARENT", 0, false},
-	{unix.AF_INET, unix.SOL_IP, unix.IP_HDRINCL, "IP_HDRINCL", 0, false},
 	// An accepted TCP socket's multicast TTL is its SYN's TTL.
 	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_TTL, name: "IP_MULTICAST_TTL", value: 1, udp: true},
 	{family: unix.AF_INET, level: unix.SOL_IP, opt: unix.IP_MULTICAST_LOOP, name: "IP_MULTICAST_LOOP", value: 1, udp: true},
@@ -460,13 +489,17 @@ var inetLostOpts = []struct {
 	{family: unix.AF_INET6, level: unix.SOL_IPV6, opt: unix.IPV6_MULTICAST_LOOP, name: "IPV6_MULTICAST_LOOP", value: 1, udp: true},
 }
 
-// inetOptsOf lists the options an entry of family and protocol has.
-func inetOptsOf(family, protocol uint32) []inetOpt {
-	l := ip6Opts
-	if family == unix.AF_INET {
-		l = ip4Opts
+// inetOptsOf lists the options entry e has, by its family, type and
+// protocol.
+func inetOptsOf(e *pb.InetSkEntry) []inetOpt {
+	l, raw := ip6Opts, raw6Opts
+	if e.GetFamily() == unix.AF_INET {
+		l, raw = ip4Opts, raw4Opts
 	}
-	if protocol == unix.IPPROTO_TCP || protocol == unix.IPPROTO_MPTCP {
+	switch {
+	case e.GetType() == unix.SOCK_RAW:
+		l = append(l[:len(l):len(l)], raw...)
+	case e.GetType() == unix.SOCK_STREAM:
 		l = append(l[:len(l):len(l)], tcpOptList...)
 	}
 	return l
@@ -474,7 +507,7 @@ func inetOptsOf(family, protocol uint32) []inetOpt {
 
 // dumpInetOpts reads the IP and TCP options of socket fd into e.
 func dumpInetOpts(fd int, e *pb.InetSkEntry) error {
-	for _, o := range inetOptsOf(e.GetFamily(), e.GetProto()) {
+	for _, o := range inetOptsOf(e) {
 		v, err := unix.GetsockoptInt(fd, o.level, o.opt)
 		if notForThisSocket(err) {
 			continue
@@ -500,13 +533,71 @@ func dumpInetOpts(fd int, e *pb.InetSkEntry) error {
 			return fmt.Errorf("%w: socket option %s is %d (a checkpoint cannot hold it)", ErrUnsupported, l.name, v)
 		}
 	}
+	if e.GetType() == unix.SOCK_RAW {
+		return dumpRawOpts(fd, e)
+	}
+	return nil
+}
+
+// dumpRawOpts reads into e the ICMP type filter of raw socket fd, and
+// refuses an IPv6 one that computes a checksum at an offset of its own
+// (IPV6_CHECKSUM), which the images cannot hold: an ICMPv6 socket's is
+// the kernel's, at 2; another's is off (-1).
+func dumpRawOpts(fd int, e *pb.InetSkEntry) error {
+	family, protocol := int(e.GetFamily()), int(e.GetProto())
+	if level, opt, words, ok := kernel.ICMPFilterOf(family, protocol); ok {
+		buf := make([]byte, 4*words)
+		n, err := kernel.GetsockoptBytes(fd, level, opt, buf)
+		if err != nil {
+			return fmt.Errorf("read the ICMP type filter: %w", err)
+		}
+		if n != len(buf) {
+			return fmt.Errorf("read the ICMP type filter: %d bytes, want %d", n, len(buf))
+		}
+		f := make([]uint32, words)
+		for i := range f {
+			f[i] = binary.NativeEndian.Uint32(buf[4*i:])
+		}
+		rawOpts(e).IcmpvFilter = f
+	}
+	if family != unix.AF_INET6 {
+		return nil
+	}
+	v, err := unix.GetsockoptInt(fd, unix.SOL_RAW, unix.IPV6_CHECKSUM)
+	if err != nil {
+		return fmt.Errorf("read IPV6_CHECKSUM: %w", err)
+	}
+	want := -1
+	if protocol == unix.IPPROTO_ICMPV6 {
+		want = 2
+	}
+	if v != want {
+		return fmt.Errorf("%w: socket option IPV6_CHECKSUM is %d (a checkpoint cannot hold it)", ErrUnsupported, v)
+	}
+	return nil
+}
+
+// restoreRawOpts sets on raw socket fd the ICMP type filter of e.
+func restoreRawOpts(fd int, e *pb.InetSkEntry) error {
+	f := e.GetIpOpts().GetRaw().GetIcmpvFilter()
+	if len(f) == 0 {
+		return nil
+	}
+	level, opt, _, _ := kernel.ICMPFilterOf(int(e.GetFamily()), int(e.GetProto()))
+	buf := make([]byte, 0, 4*len(f))
+	for _, w := range f {
+		buf = binary.NativeEndian.AppendUint32(buf, w)
+	}
+	if err := unix.SetsockoptString(fd, level, opt, string(buf)); err != nil {
+		return fmt.Errorf("set the ICMP type filter: %w", err)
+	}
 	return nil
 }
 
 // restoreInetOpts sets on socket fd the IP and TCP options of e that a
 // new socket does not have already.
 func restoreInetOpts(fd int, e *pb.InetSkEntry) error {
-	for _, o := range inetOptsOf(e.GetFamily(), e.GetProto()) {
+	for _, o := range inetOptsOf(e) {
 		want := o.get(e)
 		if want == nil {
 			continue
@@ -517,6 +608,9 @@ func restoreInetOpts(fd int, e *pb.InetSkEntry) error {
 		if err := unix.SetsockoptInt(fd, o.level, o.opt, int(*want)); err != nil {
 			return fmt.Errorf("set %s to %d: %w", o.name, *want, err)
 		}
+	}
+	if e.GetType() == unix.SOCK_RAW {
+		return restoreRawOpts(fd, e)
 	}
 	return nil
 }
@@ -539,7 +633,12 @@ func (inetKind) check(s *Set, f *pb.FileEntry) error {
 	case e.GetType() == unix.SOCK_STREAM && (p == unix.IPPROTO_TCP || p == unix.IPPROTO_MPTCP) && (st == tcpListen || st == tcpClose):
 	case e.GetType() == unix.SOCK_STREAM && p == unix.IPPROTO_TCP && isConnection(st):
 		return s.checkConnection(f)
-	case e.GetType() == unix.SOCK_DGRAM && (p == unix.IPPROTO_UDP || isPing(int(p))) && (st == tcpClose || st == tcpEstablished):
+	case e.GetType() == unix.SOCK_DGRAM && (p == unix.IPPROTO_UDP || isPing(unix.SOCK_DGRAM, int(p))) && (st == tcpClose || st == tcpEstablished):
+	case e.GetType() == unix.SOCK_RAW && (st == tcpClose || st == tcpEstablished):
+		filter := e.GetIpOpts().GetRaw().GetIcmpvFilter()
+		if _, _, words, ok := kernel.ICMPFilterOf(int(e.GetFamily()), int(p)); len(filter) != 0 && (!ok || len(filter) != words) {
+			return imageErr("file %d: ICMP type filter of %d words on a raw socket of family %d, protocol %d", f.GetId(), len(filter), e.GetFamily(), p)
+		}
 	default:
 		return fmt.Errorf("%w: file %d: inet socket of type %d, protocol %d, state %s", ErrUnsupported, f.GetId(), e.GetType(), p, tcpStateName(st))
 	}
@@ -640,12 +739,30 @@ func (inetKind) opened(r *Restorer) error {
 // credentials of the process: it is the process's (its owner, which
 // sock_diag shows and netfilter matches). Binding it, even to a
 // privileged port, is done as cryo: the process had it bound.
+//
+// A raw socket takes CAP_NET_RAW, which the process had when it made it
+// (as root, or by a file capability as ping may have) and may have
+// dropped since: it is made with the process's filesystem ids, which make
+// its owner, and CAP_NET_RAW alone.
 func (r *Restorer) socketAsProcess(family, typ, protocol int) (int, error) {
 	fd := -1
-	err := r.asProcess(func() (err error) {
+	socket := func() (err error) {
 		fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, protocol)
 		return err
-	})
+	}
+	var err error
+	switch c := r.creds; {
+	case typ&0xf == unix.SOCK_RAW && c != nil:
+		err = onThreadAs(nil, func() error {
+			fs := kernel.FsCreds{Fsuid: c.EUID, Fsgid: c.EGID, Groups: c.Groups, Effective: 1 << unix.CAP_NET_RAW}
+			if err := kernel.SetThreadFsCreds(fs); err != nil {
+				return err
+			}
+			return socket()
+		})
+	default:
+		err = r.asProcess(socket)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("make socket: %w", err)
 	}
@@ -702,7 +819,7 @@ func setupInet(fd int, e *pb.InetSkEntry, sharePort bool) error {
 		if err := unix.Listen(fd, int(e.GetBacklog())); err != nil {
 			return fmt.Errorf("listen on %v: %w", src, err)
 		}
-	case e.GetState() == tcpEstablished && (e.GetProto() == unix.IPPROTO_UDP || isPing(int(e.GetProto()))):
+	case e.GetState() == tcpEstablished && e.GetType() != unix.SOCK_STREAM:
 		if err := unix.Connect(fd, sockaddr(e.GetFamily(), dst)); err != nil {
 			return fmt.Errorf("connect %v to %v: %w", src, dst, err)
 		}

@@ -90,8 +90,8 @@ func (r *Restorer) restoreDatagrams(fd int, f *pb.FileEntry) error {
 		return nil
 	}
 	e := f.Isk
-	if e.GetProto() != unix.IPPROTO_UDP {
-		return imageErr("file %d: datagrams queued to a socket of protocol %d", f.GetId(), e.GetProto())
+	if e.GetType() != unix.SOCK_DGRAM || e.GetProto() != unix.IPPROTO_UDP {
+		return imageErr("file %d: datagrams queued to a socket of type %d, protocol %d", f.GetId(), e.GetType(), e.GetProto())
 	}
 	dst, _ := wordsAddr(e.GetFamily(), e.SrcAddr, e.GetSrcPort())
 	if dst.Addr().IsUnspecified() {

@@ -653,6 +653,49 @@ func TestRestoreInetPrivilegedPort(t *testing.T) {
 	}
 }
 
+// TestRestoreRawICMP restores raw ICMP sockets, IPv4 and IPv6, as ping
+// makes when it may not make ping sockets, of a process that became
+// nobody since: each is bound to the loopback address again, with the
+// ICMP type filter it had (which the subject checks every tick), owned
+// by the process, and the subject's echo requests sent on it after the
+// restore are answered on it.
+func TestRestoreRawICMP(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := startInet(t, "raw4", "raw6", "drop")
+	s.WaitTicks(t, 2)
+	c := dumpAndReap(t, s)
+	dumped := dumpedFiles(t, c)
+	for name, words := range map[string]int{"raw4": 1, "raw6": 8} {
+		e := dumped[int(s.ReadyUint(t, name))].GetIsk()
+		if e.GetType() != unix.SOCK_RAW || len(e.GetIpOpts().GetRaw().GetIcmpvFilter()) != words {
+			t.Errorf("%s: dumped as %v, want a raw socket with an ICMP type filter of %d words", name, e, words)
+		}
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	for _, name := range []string{"raw4", "raw6"} {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", s.Pid, s.ReadyUint(t, name)), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != nobody {
+			t.Errorf("%s: restored owned by %d, want %d", name, st.Uid, nobody)
+		}
+	}
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(testutil.SubjectTimeout); ; {
+		s.WaitTicks(t, 1)
+		out := s.Output()
+		if strings.Contains(out, "got raw4 echo ") && strings.Contains(out, "got raw6 echo ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no echo reply on both restored raw sockets:\n%s", out)
+		}
+	}
+}
+
 // TestRestoreTCPHalfClosed restores connections the subject shut down
 // for writing, their peer outside the checkpoint: with data still queued
 // ahead of its FIN (FIN_WAIT1), and with its FIN acknowledged

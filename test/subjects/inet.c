@@ -48,7 +48,13 @@
 //   ufree4, ufree6    a UDP socket bound with IP_FREEBIND to an address
 //                     not local (192.0.2.1, 2001:db8::1), IP_FREEBIND
 //                     turned off since; checked every tick too
-//   raw               a raw ICMP socket (a dump refuses it)
+//   raw4, raw6        a raw ICMP socket (as ping makes when it may not
+//                     make a ping socket) bound to 127.0.0.1 or ::1, whose
+//                     ICMP type filter passes echo replies alone; checked
+//                     every tick; serving, it sends an echo request to
+//                     itself and says "got NAME echo SEQ" of each reply
+//   rawq4             the same, an echo reply queued to it (a dump
+//                     refuses it)
 //   drop              not a socket: once the sockets before it are set up,
 //                     the subject becomes uid and gid 65534 (nobody), all
 //                     its capabilities gone
@@ -69,6 +75,8 @@
 #include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <netinet/icmp6.h>
+#include <netinet/ip_icmp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -89,10 +97,16 @@
 #define IPPROTO_MPTCP 262
 #endif
 
+// ICMP_FILTER and its struct (linux/icmp.h, which clashes with net/if.h).
+#define ICMP_FILTER 1
+struct icmp_filter {
+	unsigned int data;
+};
+
 #define PERIOD_MS 20
 #define FILL (4 << 20)
 
-enum kind { LISTEN, UDP, TCP, RAW, NETLINK, NEW, FREE, REUSE };
+enum kind { LISTEN, UDP, TCP, IDLE, NETLINK, NEW, FREE, REUSE, ICMP };
 
 struct sock {
 	char name[32];
@@ -177,6 +191,8 @@ static int local_port(int fd) {
 		return ntohs(((struct sockaddr_in *)&sa)->sin_port);
 	return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
 }
+
+static void echo(struct sock *s);
 
 static void setup(struct sock *s, const char *arg) {
 	const char *colon = strchr(arg, ':');
@@ -325,16 +341,101 @@ static void setup(struct sock *s, const char *arg) {
 			for (size_t i = 0; i < sizeof new_tcp_opts / sizeof new_tcp_opts[0]; i++)
 				setint(s->fd, IPPROTO_TCP, new_tcp_opts[i].opt, new_tcp_opts[i].v, new_tcp_opts[i].name);
 		}
-	} else if (!strcmp(arg, "raw")) {
-		s->kind = RAW;
-		s->fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+	} else if (!strncmp(arg, "raw", 3)) {
+		s->kind = ICMP;
+		s->fd = socket(family, SOCK_RAW | SOCK_NONBLOCK, family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
 		if (s->fd < 0)
 			fail("socket: %s", strerror(errno));
-		return;
+		if (family == AF_INET) {
+			struct icmp_filter f = {~(1U << ICMP_ECHOREPLY)};
+			if (setsockopt(s->fd, SOL_RAW, ICMP_FILTER, &f, sizeof f) < 0)
+				fail("setsockopt ICMP_FILTER: %s", strerror(errno));
+		} else {
+			struct icmp6_filter f;
+			ICMP6_FILTER_SETBLOCKALL(&f);
+			ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &f);
+			if (setsockopt(s->fd, IPPROTO_ICMPV6, ICMP6_FILTER, &f, sizeof f) < 0)
+				fail("setsockopt ICMP6_FILTER: %s", strerror(errno));
+		}
+		len = loopback(family, 0, &sa);
+		if (bind(s->fd, (struct sockaddr *)&sa, len) < 0)
+			fail("bind: %s", strerror(errno));
+		if (arg[3] == 'q') {
+			echo(s);
+			struct pollfd p = {.fd = s->fd, .events = POLLIN};
+			if (poll(&p, 1, 5000) != 1)
+				fail("no echo reply queued");
+		}
 	} else {
 		fail("unknown socket %s", arg);
 	}
 	s->port = local_port(s->fd);
+}
+
+// echo sends an echo request to the loopback address of raw ICMP socket
+// s, of id the pid and sequence number its count of requests; serving,
+// it first says "got NAME echo SEQ" of each echo reply to it queued.
+static void echo(struct sock *s) {
+	static int seq;
+	unsigned char buf[2048];
+	struct sockaddr_storage sa;
+	int v6 = s->name[strlen(s->name) - 1] == '6';
+	for (ssize_t n; serving && (n = recv(s->fd, buf, sizeof buf, 0)) != 0;) {
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			fail("recv %s: %s", s->name, strerror(errno));
+		// An IPv4 raw socket reads the IP header first.
+		size_t off = v6 ? 0 : (buf[0] & 0xf) * 4;
+		if ((size_t)n < off + 8)
+			fail("%s: a packet of %zd bytes", s->name, n);
+		unsigned char *icmp = buf + off;
+		if (icmp[0] != (v6 ? ICMP6_ECHO_REPLY : ICMP_ECHOREPLY))
+			fail("%s: ICMP type %d passed its filter", s->name, icmp[0]);
+		if ((icmp[4] << 8 | icmp[5]) == (getpid() & 0xffff))
+			printf("got %s echo %d\n", s->name, icmp[6] << 8 | icmp[7]);
+	}
+	seq++;
+	unsigned char req[16] = {v6 ? ICMP6_ECHO_REQUEST : ICMP_ECHO, 0, 0, 0, getpid() >> 8 & 0xff, getpid() & 0xff, seq >> 8 & 0xff, seq & 0xff};
+	if (!v6) { // the kernel sums ICMPv6, not ICMP
+		unsigned sum = 0;
+		for (size_t i = 0; i < sizeof req; i += 2)
+			sum += req[i] << 8 | req[i + 1];
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = ~(sum + (sum >> 16)) & 0xffff;
+		req[2] = sum >> 8, req[3] = sum & 0xff;
+	}
+	socklen_t len = loopback(v6 ? AF_INET6 : AF_INET, 0, &sa);
+	if (sendto(s->fd, req, sizeof req, 0, (struct sockaddr *)&sa, len) != sizeof req)
+		fail("send an echo request from %s: %s", s->name, strerror(errno));
+}
+
+// check_icmp fails unless raw ICMP socket s still passes echo replies
+// alone and is bound to the loopback address.
+static void check_icmp(struct sock *s) {
+	int v6 = s->name[strlen(s->name) - 1] == '6';
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof sa;
+	if (getsockname(s->fd, (struct sockaddr *)&sa, &sl) < 0)
+		fail("getsockname %s: %s", s->name, strerror(errno));
+	int bound = v6 ? !memcmp(&((struct sockaddr_in6 *)&sa)->sin6_addr, &in6addr_loopback, 16)
+		       : ((struct sockaddr_in *)&sa)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+	if (!bound)
+		fail("%s is not bound to the loopback address", s->name);
+	if (v6) {
+		struct icmp6_filter f;
+		socklen_t fl = sizeof f;
+		if (getsockopt(s->fd, IPPROTO_ICMPV6, ICMP6_FILTER, &f, &fl) < 0)
+			fail("getsockopt ICMP6_FILTER %s: %s", s->name, strerror(errno));
+		for (int t = 0; t < 256; t++)
+			if (ICMP6_FILTER_WILLPASS(t, &f) != (t == ICMP6_ECHO_REPLY))
+				fail("%s: its filter %s ICMPv6 type %d", s->name, ICMP6_FILTER_WILLPASS(t, &f) ? "passes" : "blocks", t);
+		return;
+	}
+	struct icmp_filter f;
+	socklen_t fl = sizeof f;
+	if (getsockopt(s->fd, SOL_RAW, ICMP_FILTER, &f, &fl) < 0 || f.data != ~(1U << ICMP_ECHOREPLY))
+		fail("%s: ICMP_FILTER %#x, want %#x", s->name, f.data, ~(1U << ICMP_ECHOREPLY));
 }
 
 static void got(struct sock *s, const char *data, ssize_t n) {
@@ -385,7 +486,7 @@ static void serve(struct sock *s) {
 			got(s, "EOF", 3);
 			if (!s->shut && (write(s->fd, "bye|", 4) != 4 || shutdown(s->fd, SHUT_WR) < 0))
 				fail("write %s: %s", s->name, strerror(errno));
-			s->kind = RAW;
+			s->kind = IDLE;
 			return;
 		}
 		if (n <= 0)
@@ -449,7 +550,12 @@ static void serve(struct sock *s) {
 			fail("%s: IP_FREEBIND %d, want 0", s->name, v);
 		return;
 	}
-	case RAW:
+	case ICMP:
+		check_icmp(s);
+		if (serving)
+			echo(s);
+		return;
+	case IDLE:
 	case NETLINK:
 		return;
 	}
@@ -466,7 +572,7 @@ int main(int argc, char **argv) {
 		if (!strcmp(argv[i + 1], "drop")) {
 			if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
 				fail("become nobody: %s", strerror(errno));
-			socks[i].kind = RAW;
+			socks[i].kind = IDLE;
 			socks[i].fd = -1;
 			snprintf(socks[i].name, sizeof socks[i].name, "drop");
 			continue;
