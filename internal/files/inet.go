@@ -541,8 +541,9 @@ func dumpInetOpts(fd int, e *pb.InetSkEntry) error {
 
 // dumpRawOpts reads into e the ICMP type filter of raw socket fd, and
 // refuses an IPv6 one that computes a checksum at an offset of its own
-// (IPV6_CHECKSUM), which the images cannot hold: an ICMPv6 socket's is
-// the kernel's, at 2; another's is off (-1).
+// (IPV6_CHECKSUM), which the images cannot hold: a new socket's is the
+// kernel's for ICMPv6 (at 2) and mobility headers (IPPROTO_MH, at 4), and
+// off (-1) for other protocols.
 func dumpRawOpts(fd int, e *pb.InetSkEntry) error {
 	family, protocol := int(e.GetFamily()), int(e.GetProto())
 	if level, opt, words, ok := kernel.ICMPFilterOf(family, protocol); ok {
@@ -568,8 +569,11 @@ func dumpRawOpts(fd int, e *pb.InetSkEntry) error {
 		return fmt.Errorf("read IPV6_CHECKSUM: %w", err)
 	}
 	want := -1
-	if protocol == unix.IPPROTO_ICMPV6 {
+	switch protocol {
+	case unix.IPPROTO_ICMPV6:
 		want = 2
+	case unix.IPPROTO_MH:
+		want = 4
 	}
 	if v != want {
 		return fmt.Errorf("%w: socket option IPV6_CHECKSUM is %d (a checkpoint cannot hold it)", ErrUnsupported, v)
