@@ -308,7 +308,12 @@ func (d *dumper) dumpThreads() error {
 		if tid == d.pid && d.leaderExited() {
 			dumpThread = d.dumpExitedLeader
 		}
-		core, err := dumpThread(tid)
+		// On the tracer thread: a dozen calls to the tracer per thread.
+		var core *pb.CoreEntry
+		err := d.tr.Run(func() (err error) {
+			core, err = dumpThread(tid)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("tid %d: %w", tid, err)
 		}

@@ -333,6 +333,50 @@ func TestRegsets(t *testing.T) {
 	})
 }
 
+// TestRun runs a Tracer's calls on its tracer thread: they work there as
+// from any goroutine, a Run within a Run too, all on one thread; Run
+// returns f's error, and ErrDetached once the Tracer is detached.
+func TestRun(t *testing.T) {
+	forEachSubject(t, func(t *testing.T, s *subject) {
+		tr := seize(t, s)
+		tids := tr.Threads()
+		var threads []int // the OS threads f and the inner f ran on
+		err := tr.Run(func() error {
+			threads = append(threads, unix.Gettid())
+			for _, tid := range tids {
+				if _, err := tr.GetRegs(tid); err != nil {
+					return err
+				}
+			}
+			if pid, err := tr.Syscall(s.pid, unix.SYS_GETPID); err != nil || int(pid) != s.pid {
+				return fmt.Errorf("getpid injected: %d, %v; want %d", pid, err, s.pid)
+			}
+			return tr.Run(func() error {
+				threads = append(threads, unix.Gettid())
+				if got := tr.Threads(); !slices.Equal(got, tids) {
+					return fmt.Errorf("threads %v in a Run within a Run, want %v", got, tids)
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(threads) != 2 || threads[0] != threads[1] || threads[0] == unix.Gettid() {
+			t.Errorf("f ran on threads %v, the test on %d: want one thread, not the test's", threads, unix.Gettid())
+		}
+		errMine := errors.New("mine")
+		if err := tr.Run(func() error { return errMine }); err != errMine {
+			t.Errorf("Run returned %v, want f's error", err)
+		}
+		detach(t, tr)
+		if err := tr.Run(func() error { return nil }); !errors.Is(err, ptrace.ErrDetached) {
+			t.Errorf("Run after Detach: %v, want ErrDetached", err)
+		}
+		s.count(t, 20)
+	})
+}
+
 // TestTracerExit checks what becomes of a tracee when its tracer's process
 // exits without detaching.
 func TestTracerExit(t *testing.T) {

@@ -8,8 +8,11 @@
 // traces it, and a task born of a tracee is traced by that same thread. So
 // the Tracers that share a tracer thread share a session: one goroutine
 // locked to its OS thread for the session's whole life, which runs every
-// request of theirs. Seize and Spawn start a session with one Tracer; a
-// process born of an injection gets its own Tracer on its parent's session.
+// request of theirs; a caller with many requests to make in a row makes
+// them on that thread (Tracer.Run), for a request from another goroutine
+// is a trip to the thread and back. Seize and Spawn start a session with
+// one Tracer; a process born of an injection gets its own Tracer on its
+// parent's session.
 // The thread is never unlocked: when the session's last Tracer ends, the
 // goroutine returns and the thread exits with it, which makes the kernel
 // release any tracee still attached (and kill those traced with
@@ -36,6 +39,7 @@ import (
 type session struct {
 	calls chan func()
 	done  chan struct{} // closed when the session goroutine has ended
+	tid   int           // the tracer thread's
 
 	// Owned by the session goroutine.
 	tracers []*Tracer // the live ones, parents before children; the session ends when none is left
@@ -79,7 +83,9 @@ func newTracer(pid, options int, born bool) *Tracer {
 // startSession starts a session whose first Tracer is t.
 func startSession(t *Tracer) {
 	t.s = &session{calls: make(chan func()), done: make(chan struct{}), tracers: []*Tracer{t}}
-	go t.s.loop()
+	tid := make(chan int)
+	go t.s.loop(tid)
+	t.s.tid = <-tid
 }
 
 // Seize stops every thread of process pid: PTRACE_SEIZE and
@@ -117,8 +123,9 @@ func (t *Tracer) openMem() error {
 
 // loop runs the requests; it locks its thread for good (see the package
 // comment).
-func (s *session) loop() {
+func (s *session) loop(tid chan<- int) {
 	runtime.LockOSThread()
+	tid <- unix.Gettid()
 	defer close(s.done)
 	for len(s.tracers) > 0 {
 		(<-s.calls)()
@@ -127,6 +134,12 @@ func (s *session) loop() {
 
 // do runs f on the session thread.
 func (s *session) do(f func() error) error {
+	// Only the session goroutine runs on the tracer thread: from there
+	// (a function Run runs) f runs at once, or the thread would wait for
+	// itself.
+	if unix.Gettid() == s.tid {
+		return f()
+	}
 	errc := make(chan error, 1)
 	select {
 	case s.calls <- func() { errc <- f() }:
@@ -145,6 +158,15 @@ func (t *Tracer) do(f func() error) error {
 		return f()
 	})
 }
+
+// Run runs f on the tracer thread, where each call f makes to the
+// Tracers of t's session runs at once: from another goroutine, a call is
+// a trip to that thread and back, two thread switches (30 us on this
+// kind of VM).
+// A caller with many calls to make in a row (a dump reading each thread)
+// makes them through Run. f must not wait for another goroutine that
+// calls the session's Tracers.
+func (t *Tracer) Run(f func() error) error { return t.do(f) }
 
 // leave runs f on the tracer thread as t's last request, whether f fails
 // or not.

@@ -195,41 +195,47 @@ func (t *tree) run(ctx context.Context) error {
 		}},
 		{Name: "fs", Run: t.each((*restorer).restoreFS)},
 		{Name: "task", Run: t.each((*restorer).restoreTask)},
+		// The steps that make many calls to the tracer per thread make
+		// them on the tracer thread (ptrace.Tracer.Run).
 		{Name: "threads", Run: t.each(func(r *restorer) error {
-			if err := r.createThreads(); err != nil {
-				return err
-			}
-			// Every thread was cloned from the leader, with its
-			// scheduling, before any was set: read once.
-			born, err := proc.ReadTaskStat(r.pid, r.pid)
-			if err != nil {
-				return err
-			}
-			for _, tid := range r.c.threads {
-				if err := r.restoreThread(int(tid), r.c.cores[tid], born); err != nil {
+			return r.tr.Run(func() error {
+				if err := r.createThreads(); err != nil {
 					return err
 				}
-			}
-			return r.restorePosixTimers()
+				// Every thread was cloned from the leader, with its
+				// scheduling, before any was set: read once.
+				born, err := proc.ReadTaskStat(r.pid, r.pid)
+				if err != nil {
+					return err
+				}
+				for _, tid := range r.c.threads {
+					if err := r.restoreThread(int(tid), r.c.cores[tid], born); err != nil {
+						return err
+					}
+				}
+				return r.restorePosixTimers()
+			})
 		})},
 		{Name: "seccomp", Run: t.each((*restorer).restoreSeccomp)},
 		{Name: "creds", Run: t.each((*restorer).restoreCreds)},
 		{Name: "signals", Run: t.each(func(r *restorer) error {
-			if err := r.restoreOwners(); err != nil {
-				return err
-			}
-			if err := r.queueSignals(); err != nil {
-				return err
-			}
-			r.regs = map[int]unix.PtraceRegs{}
-			for _, tid := range r.c.threads {
-				rg, err := r.finalRegs(int(tid), r.c.cores[tid])
-				if err != nil {
+			return r.tr.Run(func() error {
+				if err := r.restoreOwners(); err != nil {
 					return err
 				}
-				r.regs[int(tid)] = rg
-			}
-			return r.restoreThreadExtras()
+				if err := r.queueSignals(); err != nil {
+					return err
+				}
+				r.regs = map[int]unix.PtraceRegs{}
+				for _, tid := range r.c.threads {
+					rg, err := r.finalRegs(int(tid), r.c.cores[tid])
+					if err != nil {
+						return err
+					}
+					r.regs[int(tid)] = rg
+				}
+				return r.restoreThreadExtras()
+			})
 		})},
 		{Name: "resume", Run: t.resume},
 	}
