@@ -204,7 +204,8 @@ func (t *tree) run(ctx context.Context) error {
 			return d.dumpMemory(d.mem)
 		})},
 		{Name: "threads", Run: func() error {
-			if err := each((*dumper).dumpThreads)(); err != nil {
+			// On the tracer thread: a dozen calls to it per thread.
+			if err := each(func(d *dumper) error { return d.tr.Run(d.dumpThreads) })(); err != nil {
 				return err
 			}
 			return t.refuseParentDeathSignals()
@@ -308,12 +309,7 @@ func (d *dumper) dumpThreads() error {
 		if tid == d.pid && d.leaderExited() {
 			dumpThread = d.dumpExitedLeader
 		}
-		// On the tracer thread: a dozen calls to the tracer per thread.
-		var core *pb.CoreEntry
-		err := d.tr.Run(func() (err error) {
-			core, err = dumpThread(tid)
-			return err
-		})
+		core, err := dumpThread(tid)
 		if err != nil {
 			return fmt.Errorf("tid %d: %w", tid, err)
 		}
