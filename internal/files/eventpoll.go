@@ -107,16 +107,11 @@ func (t *Table) epollHolder(epPid, epfd, tfd int, toff uint32, fds []int, used m
 	return 0, fmt.Errorf("%w: epoll fd %d watches a file that fd %d referred to and that no descriptor holds now", ErrUnsupported, epfd, tfd)
 }
 
-// check checks that every target of an epoll is a descriptor the restore
-// makes: a registration can only be made through one.
+// check checks that an epoll has its entry; placed checks the descriptors
+// its registrations are added through.
 func (eventpollKind) check(s *Set, f *pb.FileEntry) error {
 	if f.Epfd == nil {
 		return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
-	}
-	for _, tg := range f.Epfd.GetTfd() {
-		if !s.numbers[tg.GetTfd()] {
-			return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
-		}
 	}
 	return nil
 }
@@ -150,6 +145,15 @@ func (eventpollKind) placed(r *Restorer) error {
 		done[f.GetId()] = true
 		ep := uint64(fd.GetFd()) // any of its numbers will do
 		tfds := f.Epfd.GetTfd()
+		// A registration is added through a descriptor of the process
+		// that opens the epoll, the first of the tree to hold it, as the
+		// dump found it: another may have closed the watched files (a
+		// child that saves redis's data closes its sockets).
+		for _, tg := range tfds {
+			if !r.set.numbers[tg.GetTfd()] {
+				return imageErr("fd %d: epoll file %d watches fd %d, which pid %d, the first to hold the epoll, does not have", fd.GetFd(), f.GetId(), tg.GetTfd(), r.pid)
+			}
+		}
 		for len(tfds) > 0 {
 			n := min(len(tfds), epollEventsPerPage)
 			if err := r.addTargets(ep, tfds[:n]); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -144,6 +145,12 @@ func TestRestoreEventpoll(t *testing.T) {
 		{"epoll-reused", func(t *testing.T) *subject {
 			return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"), "reused")}
 		}, true, true},
+		// The epoll is shared with a child that has closed the files it
+		// watches: its registrations come back through the subject's
+		// descriptors.
+		{"epoll-forked", func(t *testing.T) *subject {
+			return &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "epoll.c"), "fork")}
+		}, true, true},
 		{"goclock", func(t *testing.T) *subject { return kind(t, "goclock").start(t) }, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,6 +162,12 @@ func TestRestoreEventpoll(t *testing.T) {
 				woken = waitField(t, s, "woken", func(v int) bool { return v >= 1 })
 			}
 			c := dumpAndReap(t, s)
+			if child, _ := strconv.Atoi(s.Ready["child"]); child != 0 {
+				if err := testutil.WaitPidsFree(child); err != nil {
+					t.Fatal(err)
+				}
+				testutil.KillPidsAtCleanup(t, s.Pid, child)
+			}
 			want := dumpedFileState(t, c)
 			if len(want.Epolls) == 0 || len(want.Counters) == 0 {
 				t.Fatalf("dumped eventfds %v and epolls %v: want some of each", want.Counters, want.Epolls)

@@ -13,7 +13,7 @@
 //   sleep_ep an epoll watching only empty_r, which it sleeps in: so that a
 //            dump mostly finds it blocked in epoll_wait
 //
-// Usage: epoll [closed|reused|twice|orphan]
+// Usage: epoll [closed|reused|twice|orphan|fork]
 //   closed   also register a readable eventfd in epfd under a number
 //            (stale), then move it to another (moved): the registration
 //            stays, under a number that is closed
@@ -23,6 +23,10 @@
 //            once epfd reports it readable: the test makes it so by
 //            writing into its own duplicate of it, which then is the only
 //            descriptor of the file left
+//   fork     fork a child that holds epfd and has closed the pipe and
+//            the eventfds epfd watches (as redis's child that saves its
+//            data does with its sockets), and sleeps until the subject
+//            ends; ready says child=PID
 //
 // Once set up it prints
 //   ready efd=FD efd_dup=FD sem=FD pipe_r=FD pipe_w=FD empty_r=FD empty_w=FD epfd=FD sleep_ep=FD stale=FD moved=FD
@@ -136,11 +140,12 @@ int main(int argc, char **argv) {
 	add(sleep_ep, q[0], EPOLLIN, TAG_EMPTY);
 	// A registration whose number no longer refers to its file.
 	int stale = -1, moved = -1, orphan = 0, orphaned = 0, twice = 0;
-	if (argc > 1) {
+	int forked = argc > 1 && !strcmp(argv[1], "fork");
+	if (argc > 1 && !forked) {
 		orphan = !strcmp(argv[1], "orphan");
 		twice = !strcmp(argv[1], "twice");
 		if (strcmp(argv[1], "closed") && strcmp(argv[1], "reused") && !twice && !orphan)
-			fail("usage: epoll [closed|reused|twice|orphan]");
+			fail("usage: epoll [closed|reused|twice|orphan|fork]");
 		stale = eventfd(!orphan, 0);
 		add(ep, stale, EPOLLIN, TAG_STALE);
 		if (!orphan && ((moved = dup(stale)) < 0 || close(stale) != 0))
@@ -150,9 +155,21 @@ int main(int argc, char **argv) {
 		if (twice)
 			add(ep, moved, EPOLLIN, TAG_STALE);
 	}
+	pid_t child = 0;
+	if (forked) {
+		pid_t parent = getpid();
+		if ((child = fork()) < 0)
+			fail("fork: %s", strerror(errno));
+		if (child == 0) {
+			close(efd), close(efd_dup), close(sem), close(p[0]), close(p[1]);
+			while (getppid() == parent)
+				usleep(20000);
+			_exit(0);
+		}
+	}
 	printf("ready efd=%d efd_dup=%d sem=%d pipe_r=%d pipe_w=%d empty_r=%d empty_w=%d epfd=%d sleep_ep=%d stale=%d "
-	       "moved=%d\n",
-	       efd, efd_dup, sem, p[0], p[1], q[0], q[1], ep, sleep_ep, stale, moved);
+	       "moved=%d child=%d\n",
+	       efd, efd_dup, sem, p[0], p[1], q[0], q[1], ep, sleep_ep, stale, moved, child);
 
 	long woken = 0;
 	for (long tick = 0;; tick++) {
