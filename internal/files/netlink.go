@@ -11,15 +11,25 @@ import (
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
-// netlinkKind is a NETLINK_ROUTE socket a program keeps open to hear of
-// links, addresses and routes (CRIU's netlink_sk_entry): its port id,
-// the multicast groups it listens to, the peer it is connected to. The
-// restore makes it in the process and binds it again through cryo's
-// duplicate. What it has queued (answers not read, notifications) is
-// refused: replaying them would tell the program of a state of the
-// network that is gone; so are other netlink protocols, and the
-// netlink options the images have no field for.
+// netlinkKind is a netlink socket of a protocol whose whole state is in
+// the socket (CRIU's netlink_sk_entry): its port id, the multicast groups
+// it listens to, the peer it is connected to. A program keeps a
+// NETLINK_ROUTE one to hear of links, addresses and routes, a
+// NETLINK_KOBJECT_UEVENT one to hear of devices (udev's monitors), a
+// NETLINK_AUDIT one to send audit records (dbus-daemon); it asks things of
+// NETLINK_SOCK_DIAG. The restore makes it in the process and binds it
+// again through cryo's duplicate. What it has queued (answers not read,
+// notifications) is refused: replaying them would tell the program of a
+// state that is gone; so are the audit daemon's socket, the kernel's
+// registration of which dies with it, the other protocols, where the
+// kernel keeps state per socket (a generic netlink family's, a netfilter
+// queue's binding), and the netlink options the images have no field for.
 type netlinkKind struct{}
+
+// netlinkProtocols are the protocols of the netlink sockets kept.
+var netlinkProtocols = map[int]bool{
+	unix.NETLINK_ROUTE: true, unix.NETLINK_SOCK_DIAG: true, unix.NETLINK_KOBJECT_UEVENT: true, unix.NETLINK_AUDIT: true,
+}
 
 // netlinkOpts are the SOL_NETLINK flags a socket may have, off on a new
 // one, which netlink_sk_entry cannot hold.
@@ -56,8 +66,17 @@ func (netlinkKind) dump(t *Table, d *desc) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read netlink protocol: %w", err)
 	}
-	if protocol != unix.NETLINK_ROUTE {
-		return 0, fmt.Errorf("%w: netlink socket of protocol %d (only NETLINK_ROUTE is kept)", ErrUnsupported, protocol)
+	if !netlinkProtocols[protocol] {
+		return 0, fmt.Errorf("%w: netlink socket of protocol %d (NETLINK_ROUTE, NETLINK_SOCK_DIAG, NETLINK_KOBJECT_UEVENT and NETLINK_AUDIT are kept)", ErrUnsupported, protocol)
+	}
+	if protocol == unix.NETLINK_AUDIT {
+		daemon, err := kernel.AuditDaemonPid()
+		if err != nil {
+			return 0, err
+		}
+		if daemon != 0 && int(daemon) == t.pid {
+			return 0, fmt.Errorf("%w: NETLINK_AUDIT socket of the audit daemon: the kernel's registration of it ends with the process", ErrUnsupported)
+		}
 	}
 	if typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || (typ != unix.SOCK_RAW && typ != unix.SOCK_DGRAM) {
 		return 0, fmt.Errorf("netlink socket of type %d: %w", typ, err)
@@ -126,7 +145,7 @@ func (netlinkKind) check(s *Set, f *pb.FileEntry) error {
 		return imageErr("file %d: NETLINKSK without a netlink entry", f.GetId())
 	case e.Opts == nil:
 		return imageErr("file %d: netlink socket without options", f.GetId())
-	case e.GetProtocol() != unix.NETLINK_ROUTE:
+	case !netlinkProtocols[int(e.GetProtocol())]:
 		return fmt.Errorf("%w: file %d: netlink socket of protocol %d", ErrUnsupported, f.GetId(), e.GetProtocol())
 	case len(e.Groups) > 32:
 		return imageErr("file %d: netlink socket in %d words of groups", f.GetId(), len(e.Groups))

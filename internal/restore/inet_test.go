@@ -519,20 +519,30 @@ func TestRestoreUDPQueued(t *testing.T) {
 	}
 }
 
-// TestRestoreNetlink restores a NETLINK_ROUTE socket bound to groups,
-// one of them past the 32 its address holds: it has its port id and
-// every group again.
+// TestRestoreNetlink restores netlink sockets: a NETLINK_ROUTE one bound
+// to groups, one of them past the 32 its address holds, a
+// NETLINK_KOBJECT_UEVENT one in the group of the kernel's uevents and a
+// NETLINK_AUDIT one: each has its protocol, port id and every group again.
 func TestRestoreNetlink(t *testing.T) {
 	testutil.RequireRoot(t)
-	s := startInet(t, "netlink")
-	fd := int(s.ReadyUint(t, "netlink"))
-	groups := func() (uint32, []byte) {
+	names := []string{"netlink", "uevent", "audit"}
+	s := startInet(t, names...)
+	type state struct {
+		protocol int
+		port     uint32
+		groups   string
+	}
+	read := func(name string) state {
 		t.Helper()
-		dup, err := kernel.Getfd(s.Pid, fd)
+		dup, err := kernel.Getfd(s.Pid, int(s.ReadyUint(t, name)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer unix.Close(dup)
+		protocol, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sa, err := unix.Getsockname(dup)
 		if err != nil {
 			t.Fatal(err)
@@ -542,18 +552,28 @@ func TestRestoreNetlink(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return sa.(*unix.SockaddrNetlink).Pid, buf[:min(n, len(buf))]
+		return state{protocol, sa.(*unix.SockaddrNetlink).Pid, fmt.Sprintf("%x", buf[:min(n, len(buf))])}
 	}
-	port, before := groups()
-	if port != uint32(s.ReadyUint(t, "netlink_port")) || len(before) < 8 || before[0] != 0x11 || before[4] != 1 {
-		t.Fatalf("before the dump: port %d, groups %x; want %s, 11000000 01000000", port, before, s.Ready["netlink_port"])
+	before := map[string]state{}
+	for _, name := range names {
+		before[name] = read(name)
+		if before[name].port != uint32(s.ReadyUint(t, name+"_port")) {
+			t.Fatalf("%s before the dump: %+v, port %s", name, before[name], s.Ready[name+"_port"])
+		}
+	}
+	if g := before["netlink"].groups; len(g) < 16 || g[:16] != "1100000001000000" {
+		t.Fatalf("netlink before the dump: groups %s, want 11000000 01000000", g)
+	}
+	if before["uevent"].groups[:2] != "01" {
+		t.Fatalf("uevent before the dump: groups %s, want group 1", before["uevent"].groups)
 	}
 	c := dumpAndReap(t, s)
 	restoreSubject(t, s, c, restore.Options{})
 	s.WaitTicks(t, 3)
-	portAfter, after := groups()
-	if portAfter != port || string(after) != string(before) {
-		t.Errorf("restored: port %d, groups %x; want %d, %x", portAfter, after, port, before)
+	for _, name := range names {
+		if got := read(name); got != before[name] {
+			t.Errorf("%s restored: %+v, want %+v", name, got, before[name])
+		}
 	}
 }
 

@@ -60,7 +60,9 @@
 //                     its capabilities gone
 //   netlink           a NETLINK_ROUTE socket bound to the groups of links
 //                     (RTMGRP_LINK) and IPv4 addresses, and in group 33
-//   netlinkq          the same, with the answer to a request queued (a
+//   uevent, audit     a NETLINK_KOBJECT_UEVENT socket bound to the group of
+//                     the kernel's uevents, a NETLINK_AUDIT socket bound
+//   netlinkq          the netlink one, with the answer to a request queued (a
 //                     dump refuses it)
 // The sockets are left alone until the subject gets SIGUSR1; from then
 // on, every tick, a listener accepts and the others read what is queued
@@ -277,15 +279,19 @@ static void setup(struct sock *s, const char *arg) {
 			if (shutdown(s->fd, SHUT_WR) < 0)
 				fail("shutdown: %s", strerror(errno));
 		}
-	} else if (!strncmp(arg, "netlink", 7)) {
+	} else if (!strncmp(arg, "netlink", 7) || !strcmp(arg, "uevent") || !strcmp(arg, "audit")) {
 		s->kind = NETLINK;
-		s->fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+		int protocol = arg[0] == 'u' ? NETLINK_KOBJECT_UEVENT : arg[0] == 'a' ? NETLINK_AUDIT : NETLINK_ROUTE;
+		s->fd = socket(AF_NETLINK, SOCK_RAW, protocol);
 		if (s->fd < 0)
 			fail("socket: %s", strerror(errno));
 		struct sockaddr_nl nl = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR};
+		if (protocol != NETLINK_ROUTE)
+			nl.nl_groups = protocol == NETLINK_KOBJECT_UEVENT; // the kernel's uevents
 		if (bind(s->fd, (struct sockaddr *)&nl, sizeof nl) < 0)
 			fail("bind netlink: %s", strerror(errno));
-		setint(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 33, "NETLINK_ADD_MEMBERSHIP");
+		if (protocol == NETLINK_ROUTE)
+			setint(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 33, "NETLINK_ADD_MEMBERSHIP");
 		if (!strcmp(arg, "netlinkq")) {
 			struct {
 				struct nlmsghdr h;
