@@ -84,7 +84,8 @@ func TestDumpNamespaceFiles(t *testing.T) {
 // TestDumpRefusesOtherNamespaces checks that a process in another
 // namespace than cryo's, of each kind a restore would give it cryo's of,
 // is refused, naming the kind, and goes on: before, it was dumped, and
-// restored in cryo's network, mounts, host name...
+// restored in cryo's network, mounts, users... (a UTS namespace of its
+// own is kept: TestRestoreUTSNamespace)
 func TestDumpRefusesOtherNamespaces(t *testing.T) {
 	testutil.RequireRoot(t)
 	unshare, err := exec.LookPath("unshare")
@@ -93,7 +94,7 @@ func TestDumpRefusesOtherNamespaces(t *testing.T) {
 	}
 	mdwe := testutil.BuildC(t, "mdwe.c")
 	for _, tc := range []struct{ flag, ns string }{
-		{"--net", "net"}, {"--uts", "uts"}, {"--mount", "mnt"}, {"--user", "user"}, {"--cgroup", "cgroup"},
+		{"--net", "net"}, {"--mount", "mnt"}, {"--user", "user"}, {"--cgroup", "cgroup"},
 	} {
 		t.Run(tc.ns, func(t *testing.T) {
 			s := testutil.StartSubject(t, unshare, tc.flag, mdwe)

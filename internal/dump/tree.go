@@ -53,6 +53,10 @@ type tree struct {
 	// toCopy and copied count the bytes of memory of the pages step.
 	toCopy, copied uint64
 	timens         *pb.TimensEntry
+	// ownUTS is whether the root is in another UTS namespace than cryo:
+	// the dump keeps its host and domain names, and a restore makes one
+	// with them.
+	ownUTS bool
 	// seccomp holds the filters of every thread of the tree in filter
 	// mode (dumpSeccomp).
 	seccomp pb.SeccompEntry
@@ -85,11 +89,11 @@ func (t *tree) inspect() error {
 	if err := root.inspect(); err != nil {
 		return err
 	}
-	if err := checkNamespaces(root.view); err != nil {
+	var err error
+	if t.ownUTS, err = checkNamespaces(root.view); err != nil {
 		return err
 	}
 	if t.dir == nil {
-		var err error
 		if t.dir, err = image.Create(t.opts.Dir); err != nil {
 			return err
 		}
@@ -225,11 +229,12 @@ func refuseThreadedZombie(pid int) error {
 var namespaces = []string{"mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"}
 
 // checkNamespaces refuses a root process in other namespaces than cryo's
-// (but its time namespace, whose clock offsets the dump reads): a restore
-// makes no namespace, and the process would come back in cryo's, its
-// network, mounts, host name, users, cgroup root and pids not its own.
-// cryo keeps the System V objects of its own IPC namespace only.
-func checkNamespaces(pid int) error {
+// but its time and UTS namespaces, whose clock offsets and names the dump
+// keeps and a restore makes a namespace with: the process would come back
+// in cryo's, its network, mounts, users, cgroup root and pids not its
+// own. cryo keeps the System V objects of its own IPC namespace only.
+// ownUTS is whether the UTS namespace is another than cryo's.
+func checkNamespaces(pid int) (ownUTS bool, err error) {
 	for _, ns := range namespaces {
 		if ns == "time" {
 			continue
@@ -240,14 +245,16 @@ func checkNamespaces(pid int) error {
 		case errors.Is(errOwn, fs.ErrNotExist) && errors.Is(errIts, fs.ErrNotExist):
 			continue // a namespace this kernel lacks
 		case errOwn != nil:
-			return errOwn
+			return false, errOwn
 		case errIts != nil:
-			return errIts
+			return false, errIts
+		case its != own && ns == "uts":
+			ownUTS = true
 		case its != own:
-			return fmt.Errorf("%w: the process is in %s namespace %s, not cryo's %s: a restore makes no namespace, and it would come back in cryo's (dump it from within its namespaces)", ErrUnsupported, ns, its, own)
+			return false, fmt.Errorf("%w: the process is in %s namespace %s, not cryo's %s: a restore makes no such namespace, and it would come back in cryo's (dump it from within its namespaces)", ErrUnsupported, ns, its, own)
 		}
 	}
-	return nil
+	return ownUTS, nil
 }
 
 // checkAlone refuses a process that shares with another process of the
@@ -558,6 +565,13 @@ func (t *tree) writeImages() error {
 	}
 	if err := t.dir.WriteImage(image.Timens, timensID, t.timens); err != nil {
 		return err
+	}
+	if t.ownUTS {
+		uts := t.procs[0].asked.uts
+		names := &pb.UtsnsEntry{Nodename: unix.ByteSliceToString(uts.Nodename[:]), Domainname: unix.ByteSliceToString(uts.Domainname[:])}
+		if err := t.dir.WriteImage(image.UTSNS, rootIDs.GetUtsNsId(), names); err != nil {
+			return err
+		}
 	}
 	if err := t.writeSysvShm(rootIDs.GetIpcNsId()); err != nil {
 		return err

@@ -144,7 +144,12 @@ func (t *tree) run(ctx context.Context) error {
 	head := []steps.Step{
 		{Name: "images", Run: t.load},
 		{Name: "cpu", Run: t.checkCPU},
-		{Name: "stub", Run: t.startStub},
+		{Name: "stub", Run: func() error {
+			if err := t.startStub(); err != nil {
+				return err
+			}
+			return t.utsNamespace()
+		}},
 		{Name: "timens", Run: t.timeNamespace},
 	}
 	// The memory is made generation by generation: a child is cloned
@@ -380,6 +385,37 @@ func (r *restorer) dumpedRanges() []vdso.Range {
 		out = append(out, vdso.Range{Start: v.start, End: v.end})
 	}
 	return out
+}
+
+// maxUTSName is the longest host or domain name (__NEW_UTS_LEN).
+const maxUTSName = 64
+
+// utsNamespace moves the stub, and so the processes it forks, into a new
+// UTS namespace with the names the dump kept, when the root had one of its
+// own.
+func (t *tree) utsNamespace() error {
+	uts := t.procs[0].c.uts
+	if uts == nil {
+		return nil
+	}
+	stub := t.stub.Pid()
+	if _, err := t.stub.Syscall(stub, unix.SYS_UNSHARE, unix.CLONE_NEWUTS); err != nil {
+		return fmt.Errorf("unshare UTS namespace: %w", err)
+	}
+	for _, n := range []struct {
+		nr         int
+		name, what string
+	}{{unix.SYS_SETHOSTNAME, uts.GetNodename(), "host name"}, {unix.SYS_SETDOMAINNAME, uts.GetDomainname(), "domain name"}} {
+		at, err := t.stub.WriteString(stub, n.name)
+		if err != nil {
+			return err
+		}
+		if _, err := t.stub.Syscall(stub, n.nr, at, uint64(len(n.name))); err != nil {
+			return fmt.Errorf("set %s %q: %w", n.what, n.name, err)
+		}
+	}
+	t.log.Info("UTS namespace of its own", "hostname", uts.GetNodename(), "domainname", uts.GetDomainname())
+	return nil
 }
 
 // timeNamespace gives the stub a new time namespace for its children in
