@@ -36,6 +36,7 @@ var sysNames = map[int]string{
 	unix.SYS_SIGALTSTACK: "sigaltstack", unix.SYS_TIMER_CREATE: "timer_create", unix.SYS_TIMER_DELETE: "timer_delete",
 	unix.SYS_TIMER_GETOVERRUN: "timer_getoverrun", unix.SYS_TIMER_GETTIME: "timer_gettime",
 	unix.SYS_TIMER_SETTIME: "timer_settime", unix.SYS_UMASK: "umask", unix.SYS_UNSHARE: "unshare",
+	unix.SYS_UNAME: "uname", unix.SYS_SETHOSTNAME: "sethostname", unix.SYS_SETDOMAINNAME: "setdomainname",
 	unix.SYS_SIGNALFD4: "signalfd4", unix.SYS_TIMERFD_CREATE: "timerfd_create", unix.SYS_TIMERFD_SETTIME: "timerfd_settime",
 	unix.SYS_USERFAULTFD: "userfaultfd", unix.SYS_WAIT4: "wait4", unix.SYS_WRITE: "write", unix.SYS_PWRITE64: "pwrite64",
 }
