@@ -2,6 +2,8 @@ package dump_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -340,4 +342,43 @@ func orphan(t *testing.T, s *testutil.Subject) {
 		}
 		s.WaitTicks(t, 1)
 	}
+}
+
+// TestDumpRefusesFileNotAtItsPath dumps descriptors whose file a restore
+// could not open at the path /proc shows: a POSIX message queue, its
+// name removed or not (its path is in the mqueue filesystem, which is
+// mounted nowhere here), and a file a mount has hidden since it was
+// opened. Each is refused, naming it, and the subject goes on.
+func TestDumpRefusesFileNotAtItsPath(t *testing.T) {
+	testutil.RequireRoot(t)
+	mqueue := testutil.BuildC(t, "mqueue.c")
+	for _, unlink := range []bool{false, true} {
+		t.Run(fmt.Sprintf("mqueue unlink=%v", unlink), func(t *testing.T) {
+			name := fmt.Sprintf("/cryo-test-%d", os.Getpid())
+			args := []string{name}
+			if unlink {
+				args = append(args, "unlink")
+			}
+			s := testutil.StartSubject(t, mqueue, args...)
+			t.Cleanup(func() { // mq_unlink, through a mount of the queues
+				mnt := t.TempDir()
+				if err := unix.Mount("mqueue", mnt, "mqueue", 0, ""); err == nil {
+					os.Remove(mnt + name)
+					unix.Unmount(mnt, unix.MNT_DETACH)
+				}
+			})
+			s.WaitTicks(t, 2)
+			expectRefused(t, s, dump.Options{LeaveRunning: true}, "is the POSIX message queue "+name)
+		})
+	}
+	t.Run("hidden by a mount", func(t *testing.T) {
+		dir := t.TempDir()
+		s := testutil.StartSubject(t, testutil.BuildC(t, "manyfds.c"), dir, "20", "10")
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		s.WaitTicks(t, 2)
+		expectRefused(t, s, dump.Options{LeaveRunning: true}, "is not the file the process holds at that path")
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cryo-cr/cryo/internal/image/pb"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +34,9 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	if d.mode() == unix.S_IFCHR && deleted {
 		return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
 	}
+	if err := atItsPath(d, path, deleted); err != nil {
+		return 0, err
+	}
 	reg := regEntry(t.nextID(), path, d)
 	if d.mode() == unix.S_IFREG {
 		reg.Size = pb.Uint64(uint64(d.st.Size))
@@ -46,6 +50,31 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	return id, nil
+}
+
+// atItsPath checks that path, where /proc shows descriptor d's file, is
+// that file for cryo too, unless it was deleted: a restore opens it
+// there. It may not be: a POSIX message queue shows its path in the
+// mqueue filesystem, mounted or not, and a file can be hidden by a mount
+// made over it since it was opened.
+func atItsPath(d *desc, path string, deleted bool) error {
+	var st unix.Stat_t
+	err := unix.Stat(path, &st)
+	if !deleted && err == nil && st.Dev == d.st.Dev && st.Ino == d.st.Ino {
+		return nil
+	}
+	var sfs unix.Statfs_t
+	if unix.Statfs(d.path, &sfs) == nil && sfs.Type == kernel.MqueueMagic {
+		return fmt.Errorf("%w: fd %d is the POSIX message queue %s, which cryo cannot keep", ErrUnsupported, d.fd, path)
+	}
+	if deleted {
+		return nil // a ghost file or a link back (unlinked)
+	}
+	what := "another file is there"
+	if err != nil {
+		what = err.Error()
+	}
+	return fmt.Errorf("%w: fd %d: %s is not the file the process holds at that path (%s: a mount hides it, or it is of a filesystem not mounted there)", ErrUnsupported, d.fd, path, what)
 }
 
 // regEntry is the reg entry of a descriptor d reached at path.

@@ -12,3 +12,7 @@ package kernel
 
 // PageSize is the size of a page on x86_64, the architecture cryo runs on.
 const PageSize = 4096
+
+// MqueueMagic is the filesystem magic of POSIX message queues
+// (MQUEUE_MAGIC, include/uapi/linux/magic.h), as statfs reports it.
+const MqueueMagic = 0x19800202
