@@ -1,6 +1,7 @@
 package dump_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -381,4 +382,39 @@ func TestDumpRefusesFileNotAtItsPath(t *testing.T) {
 		s.WaitTicks(t, 2)
 		expectRefused(t, s, dump.Options{LeaveRunning: true}, "is not the file the process holds at that path")
 	})
+}
+
+// TestDumpDevices dumps descriptors of character devices: the memory
+// devices, and /dev/kmsg written, are dumped; a device that holds state
+// of its own per open (FUSE, tun), and /dev/kmsg read, are refused,
+// naming them, and the subject goes on.
+func TestDumpDevices(t *testing.T) {
+	testutil.RequireRoot(t)
+	sleeper := testutil.BuildC(t, "sleeper.c")
+	for _, tc := range []struct {
+		open string // a shell redirection of fd 3
+		want string // in the refusal; "" if dumped
+	}{
+		{"3</dev/urandom 4>/dev/null 5</dev/zero", ""},
+		{"3>/dev/kmsg", ""},
+		{"3</dev/kmsg", "reads the kernel log (/dev/kmsg)"},
+		{"3<>/dev/fuse", "is the character device /dev/fuse (10:229)"},
+		{"3<>/dev/net/tun", "is the character device /dev/net/tun (10:200)"},
+	} {
+		t.Run(tc.open, func(t *testing.T) {
+			if _, err := os.Stat(strings.Fields(strings.TrimLeft(tc.open, "345<>"))[0]); err != nil {
+				t.Skipf("no such device here: %v", err)
+			}
+			s := testutil.StartSubject(t, "/bin/sh", "-c", "exec "+tc.open+` "$0"`, sleeper)
+			s.WaitTicks(t, 2)
+			if tc.want != "" {
+				expectRefused(t, s, dump.Options{LeaveRunning: true}, tc.want)
+				return
+			}
+			log, buf := newLog()
+			if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images"), Log: log, LeaveRunning: true}); err != nil {
+				t.Fatalf("dump: %v\nlog:\n%s", err, buf)
+			}
+		})
+	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // regKind is a file reached by its path: a regular file (an unlinked one
-// too: ghost.go), a directory, or a character device such as /dev/null
+// too: ghost.go), a directory, or a memory device such as /dev/null
 // (terminals are tty.go's).
 type regKind struct{}
 
@@ -31,8 +31,13 @@ func (regKind) claims(d *desc) bool {
 
 func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	path, deleted := strings.CutSuffix(d.link, " (deleted)")
-	if d.mode() == unix.S_IFCHR && deleted {
-		return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
+	if d.mode() == unix.S_IFCHR {
+		if deleted {
+			return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
+		}
+		if err := statelessDevice(d, path); err != nil {
+			return 0, err
+		}
 	}
 	if err := atItsPath(d, path, deleted); err != nil {
 		return 0, err
@@ -50,6 +55,30 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	return id, nil
+}
+
+// The memory devices (Documentation/admin-guide/devices.txt): /dev/mem,
+// /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/kmsg...
+const (
+	memMajor  = 1
+	kmsgMinor = 11
+)
+
+// statelessDevice refuses a character device a new open would not make
+// again: one holds state of its own per open (a FUSE connection, a tun
+// interface, a virtual machine, an armed watchdog, a sound stream), so
+// the memory devices alone are kept (terminals are tty.go's), and
+// /dev/kmsg written, not read: a reader's place in the kernel log cannot
+// be set again.
+func statelessDevice(d *desc, path string) error {
+	major, minor := unix.Major(d.st.Rdev), unix.Minor(d.st.Rdev)
+	switch {
+	case major == memMajor && minor == kmsgMinor && statusFlags(d.info)&unix.O_ACCMODE != unix.O_WRONLY:
+		return fmt.Errorf("%w: fd %d reads the kernel log (%s): its place in it cannot be set again", ErrUnsupported, d.fd, path)
+	case major != memMajor:
+		return fmt.Errorf("%w: fd %d is the character device %s (%d:%d), whose state of each open a new one would not have (cryo keeps /dev/null, /dev/zero, /dev/random and the other memory devices, and terminals)", ErrUnsupported, d.fd, path, major, minor)
+	}
+	return nil
 }
 
 // atItsPath checks that path, where /proc shows descriptor d's file, is
