@@ -218,6 +218,8 @@ var keptOpts = []keptOpt{
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVERR, "IPV6_RECVERR"},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVHOPLIMIT, "IPV6_RECVHOPLIMIT"},
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS"},
+	// A TCP socket's: what is left to read, told with each read.
+	{0, unix.SOL_TCP, unix.TCP_INQ, "TCP_INQ"},
 }
 
 // keptOpt is an option of keptOpts; family 0 is any.

@@ -219,6 +219,11 @@ func TestRestoreInetBindings(t *testing.T) {
 		}
 	}
 	restoreSubject(t, s, c, restore.Options{})
+	// Serving, the subject checks each socket's binding, options and
+	// shutdown state every tick.
+	if err := unix.Kill(s.Pid, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
 	s.WaitTicks(t, 5)
 	for _, name := range names {
 		dup, err := kernel.Getfd(s.Pid, int(s.ReadyUint(t, name)))

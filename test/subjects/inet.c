@@ -37,7 +37,8 @@
 //                     listen since Go 1.24
 //   new4, new6        a TCP socket never bound, with SO_LINGER (on, 5 s),
 //                     TCP_NODELAY, SO_KEEPALIVE, TCP_FASTOPEN=5,
-//                     TCP_DEFER_ACCEPT=15 and TCP_USER_TIMEOUT=30000
+//                     TCP_DEFER_ACCEPT=15, TCP_USER_TIMEOUT=30000 and
+//                     TCP_INQ
 //   unew4, unew6      a UDP socket never bound, shut down for reading
 //                     (shutdown says ENOTCONN, and sets it)
 //                     Every tick the subject checks that these are still
@@ -144,6 +145,7 @@ static const struct {
 	{TCP_FASTOPEN, 5, "TCP_FASTOPEN"},
 	{TCP_DEFER_ACCEPT, 15, "TCP_DEFER_ACCEPT"},
 	{TCP_USER_TIMEOUT, 30000, "TCP_USER_TIMEOUT"},
+	{TCP_INQ, 1, "TCP_INQ"},
 };
 
 static void setint(int fd, int level, int opt, int v, const char *name) {
