@@ -31,7 +31,7 @@ type processAnswers struct {
 	// memory-deny-write-execute flags; EINVAL before Linux 6.3.
 	membarrier, mdwe            answer
 	brk, dumpable, thp, secbits uint64
-	// uts are the names of its UTS namespace.
+	// uts are the names of its UTS namespace, asked when it is not cryo's.
 	uts unix.Utsname
 }
 
@@ -71,12 +71,17 @@ func (d *dumper) askProcess(a *asks) func() (*processAnswers, error) {
 	thp := a.ask("THP disable flag", false, unix.SYS_PRCTL, unix.PR_GET_THP_DISABLE)
 	secbits := a.ask("securebits", false, unix.SYS_PRCTL, unix.PR_GET_SECUREBITS)
 	mdwe := a.ask("memory-deny-write-execute flags", true, unix.SYS_PRCTL, unix.PR_GET_MDWE)
-	uts := a.buf(uint64(binary.Size(unix.Utsname{})))
-	a.ask("host and domain names", false, unix.SYS_UNAME, uts)
+	var uts uint64
+	if d.ownUTS {
+		uts = a.buf(uint64(binary.Size(unix.Utsname{})))
+		a.ask("host and domain names", false, unix.SYS_UNAME, uts)
+	}
 	return func() (*processAnswers, error) {
 		p := &processAnswers{}
-		if err := a.value(uts, &p.uts); err != nil {
-			return nil, err
+		if uts != 0 {
+			if err := a.value(uts, &p.uts); err != nil {
+				return nil, err
+			}
 		}
 		for i, addr := range acts {
 			if addr == 0 {

@@ -354,8 +354,11 @@ func protoName(protocol int) string {
 // addrWords is an address as inet_sk_entry holds it: its bytes in
 // network order, read as native 32-bit words (one for IPv4, four for
 // IPv6).
-func addrWords(a netip.Addr) []uint32 {
-	b := a.AsSlice()
+func addrWords(a netip.Addr) []uint32 { return nativeWords(a.AsSlice()) }
+
+// nativeWords reads b as native 32-bit words, as the images hold bytes
+// of the kernel's (an address, an ICMP type filter).
+func nativeWords(b []byte) []uint32 {
 	w := make([]uint32, len(b)/4)
 	for i := range w {
 		w[i] = binary.NativeEndian.Uint32(b[4*i:])
@@ -363,13 +366,19 @@ func addrWords(a netip.Addr) []uint32 {
 	return w
 }
 
-// wordsAddr is the address of an entry's words and port, for the
-// entry's family.
-func wordsAddr(family uint32, w []uint32, port uint32) (netip.AddrPort, error) {
-	var b []byte
+// wordsBytes is the bytes of native 32-bit words w (nativeWords).
+func wordsBytes(w []uint32) []byte {
+	b := make([]byte, 0, 4*len(w))
 	for _, x := range w {
 		b = binary.NativeEndian.AppendUint32(b, x)
 	}
+	return b
+}
+
+// wordsAddr is the address of an entry's words and port, for the
+// entry's family.
+func wordsAddr(family uint32, w []uint32, port uint32) (netip.AddrPort, error) {
+	b := wordsBytes(w)
 	switch {
 	case port > 0xffff:
 		return netip.AddrPort{}, fmt.Errorf("port %d", port)
@@ -555,11 +564,7 @@ func dumpRawOpts(fd int, e *pb.InetSkEntry) error {
 		if n != len(buf) {
 			return fmt.Errorf("read the ICMP type filter: %d bytes, want %d", n, len(buf))
 		}
-		f := make([]uint32, words)
-		for i := range f {
-			f[i] = binary.NativeEndian.Uint32(buf[4*i:])
-		}
-		rawOpts(e).IcmpvFilter = f
+		rawOpts(e).IcmpvFilter = nativeWords(buf)
 	}
 	if family != unix.AF_INET6 {
 		return nil
@@ -588,11 +593,7 @@ func restoreRawOpts(fd int, e *pb.InetSkEntry) error {
 		return nil
 	}
 	level, opt, _, _ := kernel.ICMPFilterOf(int(e.GetFamily()), int(e.GetProto()))
-	buf := make([]byte, 0, 4*len(f))
-	for _, w := range f {
-		buf = binary.NativeEndian.AppendUint32(buf, w)
-	}
-	if err := unix.SetsockoptString(fd, level, opt, string(buf)); err != nil {
+	if err := unix.SetsockoptString(fd, level, opt, string(wordsBytes(f))); err != nil {
 		return fmt.Errorf("set the ICMP type filter: %w", err)
 	}
 	return nil

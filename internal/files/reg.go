@@ -87,10 +87,12 @@ func statelessDevice(d *desc, path string) error {
 // mqueue filesystem, mounted or not, and a file can be hidden by a mount
 // made over it since it was opened.
 func atItsPath(d *desc, path string, deleted bool) error {
-	var st unix.Stat_t
-	err := unix.Stat(path, &st)
-	if !deleted && err == nil && st.Dev == d.st.Dev && st.Ino == d.st.Ino {
-		return nil
+	var err error
+	if !deleted {
+		var st unix.Stat_t
+		if err = unix.Stat(path, &st); err == nil && st.Dev == d.st.Dev && st.Ino == d.st.Ino {
+			return nil
+		}
 	}
 	var sfs unix.Statfs_t
 	if unix.Statfs(d.path, &sfs) == nil && sfs.Type == kernel.MqueueMagic {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
@@ -31,9 +30,6 @@ type checkpoint struct {
 	fs     *pb.FsEntry
 	files  *files.Set
 	timens *pb.TimensEntry
-	// uts are the names of the UTS namespace the process had of its own,
-	// nil if it was in the dumping cryo's.
-	uts *pb.UtsnsEntry
 	// toWrite is how many bytes of pages the pages step writes, and
 	// vdsoRuns the runs of pages of the vDSO: the pagemap is read again
 	// where it is needed, as 30,000 runs held took 1 MB.
@@ -110,19 +106,6 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 		c.timens = &pb.TimensEntry{}
 		if err := dir.ReadImage(image.Timens, id, c.timens); err != nil {
 			return nil, fmt.Errorf("%w: clocks of time namespace %d: %w", ErrImage, id, err)
-		}
-	}
-	// The names of the UTS namespace the ids name, if the dump kept them.
-	if id := c.cores[uint32(c.pid)].GetIds().GetUtsNsId(); id != 0 {
-		uts := &pb.UtsnsEntry{}
-		switch err := dir.ReadImage(image.UTSNS, id, uts); {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("%w: names of UTS namespace %d: %w", ErrImage, id, err)
-		case len(uts.GetNodename()) > maxUTSName || len(uts.GetDomainname()) > maxUTSName:
-			return nil, fmt.Errorf("%w: UTS namespace %d: names of %d and %d bytes, above %d", ErrImage, id, len(uts.GetNodename()), len(uts.GetDomainname()), maxUTSName)
-		default:
-			c.uts = uts
 		}
 	}
 	return c, nil

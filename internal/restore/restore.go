@@ -387,37 +387,6 @@ func (r *restorer) dumpedRanges() []vdso.Range {
 	return out
 }
 
-// maxUTSName is the longest host or domain name (__NEW_UTS_LEN).
-const maxUTSName = 64
-
-// utsNamespace moves the stub, and so the processes it forks, into a new
-// UTS namespace with the names the dump kept, when the root had one of its
-// own.
-func (t *tree) utsNamespace() error {
-	uts := t.procs[0].c.uts
-	if uts == nil {
-		return nil
-	}
-	stub := t.stub.Pid()
-	if _, err := t.stub.Syscall(stub, unix.SYS_UNSHARE, unix.CLONE_NEWUTS); err != nil {
-		return fmt.Errorf("unshare UTS namespace: %w", err)
-	}
-	for _, n := range []struct {
-		nr         int
-		name, what string
-	}{{unix.SYS_SETHOSTNAME, uts.GetNodename(), "host name"}, {unix.SYS_SETDOMAINNAME, uts.GetDomainname(), "domain name"}} {
-		at, err := t.stub.WriteString(stub, n.name)
-		if err != nil {
-			return err
-		}
-		if _, err := t.stub.Syscall(stub, n.nr, at, uint64(len(n.name))); err != nil {
-			return fmt.Errorf("set %s %q: %w", n.what, n.name, err)
-		}
-	}
-	t.log.Info("UTS namespace of its own", "hostname", uts.GetNodename(), "domainname", uts.GetDomainname())
-	return nil
-}
-
 // timeNamespace gives the stub a new time namespace for its children in
 // which CLOCK_MONOTONIC and CLOCK_BOOTTIME continue from the dump.
 func (t *tree) timeNamespace() error {

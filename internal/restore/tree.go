@@ -53,6 +53,9 @@ type tree struct {
 	// queues of the checkpoint (sysvipc.go).
 	sysvSem []*sysvSemSet
 	sysvMsg []*sysvQueue
+	// uts are the names of the UTS namespace the tree had of its own, nil
+	// if it was in the dumping cryo's (utsNamespace).
+	uts *pb.UtsnsEntry
 	// threadExtras are what threads hold beyond their core entries
 	// (threadextra.go), cpus the CPUs cryo may run on.
 	threadExtras map[uint32]threadExtra
@@ -223,6 +226,9 @@ func (t *tree) load() error {
 		return err
 	}
 	if err := t.loadSysvIPC(); err != nil {
+		return err
+	}
+	if err := t.loadUTS(); err != nil {
 		return err
 	}
 	if err := t.loadCgroups(&inv); err != nil {
