@@ -19,6 +19,10 @@ type pmScanArg struct {
 
 // Constants of include/uapi/linux/fs.h.
 const (
+	// PageIsPresent is PAGE_IS_PRESENT, a page in memory.
+	PageIsPresent = 1 << 3
+	// PageIsSwapped is PAGE_IS_SWAPPED, a page swapped out.
+	PageIsSwapped = 1 << 4
 	// PageIsGuard is PAGE_IS_GUARD, a page of a guard region
 	// (MADV_GUARD_INSTALL); PAGEMAP_SCAN knows it since Linux 6.15.
 	PageIsGuard = 1 << 8

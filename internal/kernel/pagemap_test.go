@@ -52,7 +52,7 @@ func TestPagemapScanGuards(t *testing.T) {
 	var got []kernel.PageRegion
 	vec := make([]kernel.PageRegion, 1)
 	for start := base; start < end; {
-		n, walkEnd, err := kernel.PagemapScan(int(f.Fd()), start, end, kernel.PageIsGuard, vec)
+		n, walkEnd, err := kernel.PagemapScan(int(f.Fd()), start, end, kernel.PageIsGuard, 0, vec)
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
 			t.Skipf("PAGEMAP_SCAN of guard regions: %v (Linux >= 6.15)", err)
 		}
@@ -71,5 +71,43 @@ func TestPagemapScanGuards(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("guard regions (-want +got):\n%s", d)
+	}
+}
+
+// TestPagemapScanPopulated finds the pages of fresh memory that were
+// touched, asking for pages present or swapped out.
+func TestPagemapScanPopulated(t *testing.T) {
+	const page = 4096
+	mem, err := unix.Mmap(-1, 0, 8*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for _, p := range []int{1, 2, 6} {
+		mem[p*page] = 1
+	}
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	base := uint64(reflect.ValueOf(mem).Pointer())
+	vec := make([]kernel.PageRegion, 4)
+	n, walkEnd, err := kernel.PagemapScan(int(f.Fd()), base, base+8*page, 0, kernel.PageIsPresent|kernel.PageIsSwapped, vec)
+	if errors.Is(err, unix.ENOTTY) {
+		t.Skipf("PAGEMAP_SCAN: %v (Linux >= 6.7)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if walkEnd != base+8*page {
+		t.Errorf("the walk ended at %#x, want %#x", walkEnd, base+8*page)
+	}
+	want := []kernel.PageRegion{
+		{Start: base + 1*page, End: base + 3*page, Categories: kernel.PageIsPresent},
+		{Start: base + 6*page, End: base + 7*page, Categories: kernel.PageIsPresent},
+	}
+	if d := cmp.Diff(want, vec[:n]); d != "" {
+		t.Errorf("populated regions (-want +got):\n%s", d)
 	}
 }

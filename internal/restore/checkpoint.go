@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -40,6 +42,10 @@ type checkpoint struct {
 	guards   []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
 	threads  []uint32                 // leader first
 	seccomp  map[uint32]threadSeccomp // the threads under seccomp
+
+	// filledReadOnly are the starts of the VMAs without write permission
+	// that have pages to write (writableProt).
+	filledReadOnly map[uint64]bool
 }
 
 func imageErr(format string, a ...any) error {
@@ -195,6 +201,12 @@ func (c *checkpoint) loadPages() error {
 			}
 			if v.status&(image.VMAAreaVVAR|image.VMAFileShared) != 0 {
 				return imageErr("pagemap-%d.img: pages at %#x in a VMA whose contents are not dumped", c.pid, addr)
+			}
+			if v.prot&unix.PROT_WRITE == 0 {
+				if c.filledReadOnly == nil {
+					c.filledReadOnly = map[uint64]bool{}
+				}
+				c.filledReadOnly[v.start] = true
 			}
 			addr = v.end
 		}

@@ -39,11 +39,12 @@ func cowPrivate(v *vma) bool {
 // before the child was cloned, covers it and is of the same kind, with
 // the same flags and, while the restore writes, protection (protect sets
 // the child's own; nothing before it set madvise flags in the parent), and
-// maps the same file at the same offsets.
-func inherits(v, p *vma, writable func(*vma) uint32) bool {
+// maps the same file at the same offsets. writable and parentWritable
+// give the protections the child's and the parent's VMAs are made with.
+func inherits(v, p *vma, writable, parentWritable func(*vma) uint32) bool {
 	same := cowPrivate(v) && p.start <= v.start && v.end <= p.end &&
 		v.status == p.status && v.flags&^unix.MAP_LOCKED == p.flags&^unix.MAP_LOCKED &&
-		writable(v) == writable(p)
+		writable(v) == parentWritable(p)
 	if !same || v.status&image.VMAFilePrivate == 0 {
 		return same
 	}
@@ -62,7 +63,7 @@ func (r *restorer) findInherited() {
 	for v := range r.c.vmas.all() {
 		// The parent's VMAs are sorted and disjoint: the first that ends
 		// after v starts is the only one that may cover it.
-		if pv.seek(v.start) && inherits(v, &pv.v, r.writableProt) {
+		if pv.seek(v.start) && inherits(v, &pv.v, r.writableProt, p.writableProt) {
 			if r.inherited == nil {
 				r.inherited = map[uint64]bool{}
 			}

@@ -77,7 +77,9 @@ func TestInherits(t *testing.T) {
 	}
 	rw, priv := uint32(unix.PROT_READ|unix.PROT_WRITE), uint32(unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	anonParent, fileParent := v(0x1000, 0x9000, rw, priv, anon), f(0x1000, 0x9000, 7, 0x10000)
-	r := &restorer{}
+	// The child has pages to write at 0x2000, none at 0x4000.
+	child := &restorer{c: &checkpoint{filledReadOnly: map[uint64]bool{0x2000: true}}}
+	parent := &restorer{c: &checkpoint{}}
 	tests := []struct {
 		name          string
 		child, parent *pb.VmaEntry
@@ -86,6 +88,8 @@ func TestInherits(t *testing.T) {
 		{"same", v(0x1000, 0x9000, rw, priv, anon), anonParent, true},
 		{"inside", v(0x2000, 0x3000, rw, priv, anon), anonParent, true},
 		{"read-only after the fork", v(0x2000, 0x3000, unix.PROT_READ, priv, anon), anonParent, true},
+		// Made as it is, not writable: nothing to keep.
+		{"read-only and empty", v(0x4000, 0x5000, unix.PROT_READ, priv, anon), anonParent, false},
 		{"locked", v(0x2000, 0x3000, rw, priv|unix.MAP_LOCKED, anon), anonParent, true},
 		{"executable", v(0x2000, 0x3000, rw|unix.PROT_EXEC, priv, anon), anonParent, false},
 		{"past the end", v(0x8000, 0xa000, rw, priv, anon), anonParent, false},
@@ -101,8 +105,8 @@ func TestInherits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			child, parent := vmaOf(tt.child), vmaOf(tt.parent)
-			if got := inherits(&child, &parent, r.writableProt); got != tt.want {
+			c, p := vmaOf(tt.child), vmaOf(tt.parent)
+			if got := inherits(&c, &p, child.writableProt, parent.writableProt); got != tt.want {
 				t.Errorf("inherits = %v, want %v", got, tt.want)
 			}
 		})

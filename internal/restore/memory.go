@@ -225,9 +225,16 @@ func (r *restorer) droppableAsPrivate(m *ptrace.Sys) error {
 
 // writableProt is the protection a VMA is created with: its own, plus
 // write permission while its pages are written (process_vm_writev writes
-// only to writable memory).
+// only to writable memory). A private mapping without write permission
+// and without pages is made as it is: made writable, the kernel would
+// charge it to the commit limit, which a large reservation exceeds
+// (MariaDB maps 8 TiB inaccessible).
 func (r *restorer) writableProt(v *vma) uint32 {
 	if v.status&image.VMAFileShared != 0 {
+		return v.prot
+	}
+	private := v.status&(image.VMAAnonPrivate|image.VMAFilePrivate) != 0 && v.flags&unix.MAP_TYPE == unix.MAP_PRIVATE
+	if private && v.prot&unix.PROT_WRITE == 0 && !r.c.filledReadOnly[v.start] {
 		return v.prot
 	}
 	if isSysv(v) {

@@ -87,6 +87,27 @@ func TestMemoryState(t *testing.T) {
 				}
 			}
 		}},
+		{mode: "reserve", state: reserveState, image: func(t *testing.T, s *subject, im *images) {
+			reserved, sparse, hidden := s.ReadyUint(t, "reserved"), s.ReadyUint(t, "sparse"), s.ReadyUint(t, "hidden")
+			want := [][2]uint64{
+				{sparse, 1}, {sparse + 123456789*pageSize, 1}, {sparse + (1 << 40) - pageSize, 1},
+				{reserved + 3<<40, 4},
+			}
+			var got [][2]uint64
+			hiddenDumped := false
+			for _, e := range im.pages {
+				if e.Vaddr >= sparse && e.Vaddr < reserved+8<<40 {
+					got = append(got, [2]uint64{e.Vaddr, e.NrPages})
+				}
+				hiddenDumped = hiddenDumped || e.Vaddr <= hidden && hidden+2*pageSize <= e.Vaddr+e.NrPages*pageSize
+			}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("page runs of the reservation and the sparse mapping (-want +got):\n%s", d)
+			}
+			if !hiddenDumped {
+				t.Errorf("the pages of the inaccessible mapping at %#x are not in the image", hidden)
+			}
+		}},
 		{mode: "oom", state: func(t *testing.T, s *subject) string { return readProc(t, s.Pid, "oom_score_adj") },
 			image: func(t *testing.T, s *subject, im *images) {
 				if got := im.cores[uint32(s.Pid)].Tc.GetOomScoreAdj(); got != 400 {
@@ -118,6 +139,22 @@ func TestMemoryState(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reserveState describes the VMAs of the subject's reservation, sparse
+// mapping and inaccessible mapping: their protection, flags (a restore
+// must not give them MAP_NORESERVE, which changes how the kernel charges
+// them) and resident memory (nor fill them).
+func reserveState(t *testing.T, s *subject) string {
+	t.Helper()
+	reserved, sparse, hidden := s.ReadyUint(t, "reserved"), s.ReadyUint(t, "sparse"), s.ReadyUint(t, "hidden")
+	var b strings.Builder
+	for _, e := range smaps(t, s.Pid) {
+		if e.End > sparse && e.Start < reserved+8<<40 || e.Start == hidden {
+			fmt.Fprintf(&b, "%x-%x %s %s rss %d\n", e.Start, e.End, e.Perms, e.Flags, e.Rss)
+		}
+	}
+	return b.String()
 }
 
 // vmaAt returns the image's VMA that holds addr.

@@ -10,6 +10,11 @@
 //   fileprot    a shared read-only mapping of a file opened read-write,
 //               and one of a file opened read-only
 //   oom         oom_score_adj 400
+//   reserve     an 8 TiB inaccessible reservation, more than the commit
+//               limit lets a writable mapping have, with a writable part
+//               holding data; a 1 TiB sparse MAP_NORESERVE mapping with
+//               data in three pages far apart; and an inaccessible
+//               mapping holding data
 //   membarrier  every membarrier registration the kernel offers
 // It prints "ready key=value...", then every 20 ms checks its state from
 // inside and prints "tick N ... ok", or "FAIL ..." and exits.
@@ -34,7 +39,14 @@
 #define MEMBARRIER_CMD_GET_REGISTRATIONS_ (1 << 9)
 
 static char *locked, *halflocked, *onfault, *guarded, *shsplit, *shdup, *shtail, *rwmap, *romap;
+static char *reserved, *sparse, *hidden;
 static int oom, barriers;
+
+// Pages of the reservation and of the sparse mapping that hold data.
+#define RESERVED_SIZE (8UL << 40)
+#define RESERVED_PART (3UL << 40)
+#define SPARSE_SIZE (1UL << 40)
+static const size_t sparse_pages[] = {0, 123456789, (SPARSE_SIZE / PAGE) - 1};
 static char line[4096];
 static size_t used;
 
@@ -148,6 +160,19 @@ static void setup(const char *dir, const char *mode) {
 		romap = mapped(1, PROT_READ, MAP_SHARED, fd);
 		close(fd);
 		READY(" rwmap=%p romap=%p", (void *)rwmap, (void *)romap);
+	} else if (!strcmp(mode, "reserve")) {
+		reserved = mapped(RESERVED_SIZE / PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		if (mprotect(reserved + RESERVED_PART, 4 * PAGE, PROT_READ | PROT_WRITE))
+			fail("mprotect reserved");
+		fill(reserved + RESERVED_PART, 4);
+		sparse = mapped(SPARSE_SIZE / PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+		for (size_t i = 0; i < sizeof(sparse_pages) / sizeof(sparse_pages[0]); i++)
+			fill(sparse + sparse_pages[i] * PAGE, 1);
+		hidden = mapped(2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		fill(hidden, 2);
+		if (mprotect(hidden, 2 * PAGE, PROT_NONE))
+			fail("mprotect hidden");
+		READY(" reserved=%p sparse=%p hidden=%p", (void *)reserved, (void *)sparse, (void *)hidden);
 	} else if (!strcmp(mode, "oom")) {
 		snprintf(path, sizeof(path), "/proc/self/oom_score_adj");
 		int fd = open(path, O_WRONLY);
@@ -174,6 +199,23 @@ static void setup(const char *dir, const char *mode) {
 }
 
 static void check_all(unsigned long tick) {
+	if (reserved) {
+		check("reserved", reserved + RESERVED_PART, 0, 4);
+		for (size_t i = 0; i < sizeof(sparse_pages) / sizeof(sparse_pages[0]); i++)
+			check("sparse", sparse + sparse_pages[i] * PAGE, 0, 1);
+		if (!faults(reserved) || !faults(hidden)) {
+			printf("FAIL an inaccessible page reads\n");
+			exit(1);
+		}
+		// Read through /proc/self/mem, which reads what is mapped
+		// inaccessible, so that its VMA stays as it is.
+		static char copy[2 * PAGE];
+		int fd = open("/proc/self/mem", O_RDONLY);
+		if (fd < 0 || pread(fd, copy, sizeof(copy), (off_t)(uintptr_t)hidden) != sizeof(copy))
+			fail("read hidden");
+		close(fd);
+		check("hidden", copy, 0, 2);
+	}
 	if (locked) {
 		check("locked", locked, 0, 4);
 		check("halflocked", halflocked, 0, 4);
