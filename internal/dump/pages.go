@@ -191,25 +191,35 @@ func (a *area) runs(pm *proc.PagemapReader, start, end uint64) ([]run, error) {
 // shorter than scanGap are kept in the parts.
 func populated(pagemap *os.File, start, end uint64) ([]proc.PageRange, error) {
 	var parts []proc.PageRange
+	err := scanPagemap(pagemap, start, end, 0, kernel.PageIsPresent|kernel.PageIsSwapped, func(r kernel.PageRegion) {
+		if k := len(parts); k > 0 && r.Start-parts[k-1].End < scanGap {
+			parts[k-1].End = r.End
+		} else {
+			parts = append(parts, proc.PageRange{Start: r.Start, End: r.End})
+		}
+	})
+	return parts, err
+}
+
+// scanPagemap calls each with the regions of [start, end) whose pages are
+// in every category of all and in one or more of anyOf, in order, as
+// PAGEMAP_SCAN finds them in pagemap.
+func scanPagemap(pagemap *os.File, start, end, all, anyOf uint64, each func(kernel.PageRegion)) error {
 	vec := make([]kernel.PageRegion, 64)
 	for start < end {
-		n, walkEnd, err := kernel.PagemapScan(int(pagemap.Fd()), start, end, 0, kernel.PageIsPresent|kernel.PageIsSwapped, vec)
+		n, walkEnd, err := kernel.PagemapScan(int(pagemap.Fd()), start, end, all, anyOf, vec)
 		if err != nil {
-			return nil, fmt.Errorf("scan pagemap for pages from %#x: %w", start, err)
+			return fmt.Errorf("scan pagemap from %#x: %w", start, err)
 		}
 		for _, r := range vec[:n] {
-			if k := len(parts); k > 0 && r.Start-parts[k-1].End < scanGap {
-				parts[k-1].End = r.End
-			} else {
-				parts = append(parts, proc.PageRange{Start: r.Start, End: r.End})
-			}
+			each(r)
 		}
 		if walkEnd <= start {
-			return nil, fmt.Errorf("scan pagemap for pages from %#x: the walk ended at %#x", start, walkEnd)
+			return fmt.Errorf("scan pagemap from %#x: the walk ended at %#x", start, walkEnd)
 		}
 		start = walkEnd
 	}
-	return parts, nil
+	return nil
 }
 
 // objects gives the runs of each shared memory object, in the order of
@@ -229,26 +239,18 @@ func (l *runLister) objects() []shmemRuns {
 // to report or fails the dump when it reads them.
 func guardRegions(pagemap *os.File, start, end uint64) ([]*pb.VmaEntry, error) {
 	var guards []*pb.VmaEntry
-	vec := make([]kernel.PageRegion, 64)
-	for start < end {
-		n, walkEnd, err := kernel.PagemapScan(int(pagemap.Fd()), start, end, kernel.PageIsGuard, 0, vec)
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: %w", start, err)
-		}
-		for _, r := range vec[:n] {
-			guards = append(guards, &pb.VmaEntry{
-				Start: r.Start, End: r.End,
-				Pgoff: 0, Shmid: 0, Prot: 0, Flags: 0,
-				Status: image.VMAAreaGuard, Fd: -1,
-			})
-		}
-		if walkEnd <= start {
-			return nil, fmt.Errorf("scan pagemap for guard regions from %#x: the walk ended at %#x", start, walkEnd)
-		}
-		start = walkEnd
+	err := scanPagemap(pagemap, start, end, kernel.PageIsGuard, 0, func(r kernel.PageRegion) {
+		guards = append(guards, &pb.VmaEntry{
+			Start: r.Start, End: r.End,
+			Pgoff: 0, Shmid: 0, Prot: 0, Flags: 0,
+			Status: image.VMAAreaGuard, Fd: -1,
+		})
+	})
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find guard regions: %w", err)
 	}
 	return guards, nil
 }

@@ -10,8 +10,9 @@ import (
 // PagemapScan asks an open /proc/PID/pagemap, fd, for the regions of
 // [start, end) whose pages are in every category of all and in one or
 // more of anyOf (each ignored if 0), into vec; a region's pages are in
-// the same of these categories. It returns how many regions it filled and where its walk stopped:
-// before end when vec is full, so the caller goes on from there. Kernels
+// the same of these categories. It returns how many regions it filled
+// and where its walk stopped: before end when vec is full, so the caller
+// goes on from there. Kernels
 // without PAGEMAP_SCAN answer ENOTTY, and those that do not know one of
 // the categories EINVAL.
 func PagemapScan(fd int, start, end, all, anyOf uint64, vec []PageRegion) (int, uint64, error) {

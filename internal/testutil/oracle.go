@@ -241,7 +241,8 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		}
 		// An end of a pipe whose other end is outside the checkpoint
 		// comes back reopened through /proc, which sets O_LARGEFILE for
-		// good; the pipes' own tests check their ends' flags.
+		// good; the pipes' own tests check their ends' flags. Flags
+		// that acted at the open are pending losses (openOnlyFlags).
 		pipe := strings.HasPrefix(s[key+"link"], "pipe:")
 		for i, v := range multi["flags"] {
 			if f, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
