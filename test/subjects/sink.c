@@ -158,11 +158,15 @@ static void on_usr1(int sig, siginfo_t *si, void *uc) {
 
 // sleep_ms sleeps; a handler may cut the sleep short (EINTR), nothing
 // else may: a tracer that put registers back wrongly shows up here as an
-// odd errno (516 is a leaked ERESTART_RESTARTBLOCK).
+// odd errno (516 is a leaked ERESTART_RESTARTBLOCK). The rest is then
+// slept, so that a tick lasts PERIOD_MS under a storm of signals too
+// (TestDumpUnderSignals), which gives the other threads that long to show
+// progress.
 static void sleep_ms(long ms, const char *who) {
 	struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
-	if (nanosleep(&d, NULL) != 0 && errno != EINTR)
-		fail("%s nanosleep: errno %d", who, errno);
+	while (nanosleep(&d, &d) != 0)
+		if (errno != EINTR)
+			fail("%s nanosleep: errno %d", who, errno);
 }
 
 // reader waits in read() on a pipe that is empty but for the byte the main
