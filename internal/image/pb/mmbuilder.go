@@ -23,11 +23,11 @@ const mmVmasTag = MmVmasField<<3 | 2
 // AddVma appends e to the VMAs. (A vma_entry cannot lack a required
 // field: they are all values, always encoded.)
 func (m *MmBuilder) AddVma(e *VmaEntry) {
-	n := e.size()
+	n := sizeOf(e)
 	c := m.vmas.Tail(1 + sizeBytes(n))
 	*c = appendVarint(*c, mmVmasTag)
 	*c = appendVarint(*c, uint64(n))
-	*c = e.appendTo(*c)
+	*c = appendMsg(*c, e)
 	m.n++
 }
 
@@ -40,7 +40,7 @@ func (*MmBuilder) ProtoName() string { return "mm_entry" }
 // Reset clears m.
 func (m *MmBuilder) Reset() { *m = MmBuilder{} }
 
-func (m *MmBuilder) size() int { return m.MmEntry.size() + m.vmas.Len() }
+func (m *MmBuilder) size() int { return sizeOf(&m.MmEntry) + m.vmas.Len() }
 
 func (m *MmBuilder) appendTo(b []byte) []byte {
 	b = m.appendHead(b)
@@ -50,13 +50,13 @@ func (m *MmBuilder) appendTo(b []byte) []byte {
 	return b
 }
 
-func (m *MmBuilder) appendHead(b []byte) []byte { return m.MmEntry.appendTo(b) }
+func (m *MmBuilder) appendHead(b []byte) []byte { return appendMsg(b, &m.MmEntry) }
 
 func (m *MmBuilder) tail() [][]byte { return m.vmas.Chunks() }
 
 // unmarshal decodes an mm_entry, whose VMAs become the added ones.
 func (m *MmBuilder) unmarshal(b []byte) error {
-	if err := m.MmEntry.unmarshal(b); err != nil {
+	if err := unmarshalMsg(b, &m.MmEntry); err != nil {
 		return err
 	}
 	vmas := m.Vmas

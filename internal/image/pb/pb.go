@@ -10,15 +10,11 @@ type Message interface {
 	// Reset clears every field.
 	Reset()
 
-	size() int
-	appendTo(b []byte) []byte
-	unmarshal(b []byte) error
-	checkRequired() error
-	complete()
+	msg() ref // its table and where it is, for the codec
 }
 
 // Size returns the length of m's encoding.
-func Size(m Message) int { return m.size() }
+func Size(m Message) int { return sizeOf(m) }
 
 // Marshal encodes m; it fails if m, or a message in it, lacks a required
 // field.
@@ -27,23 +23,23 @@ func Marshal(m Message) ([]byte, error) { return AppendMarshal(nil, m) }
 // AppendMarshal appends m's encoding to b; it fails if m, or a message in
 // it, lacks a required field.
 func AppendMarshal(b []byte, m Message) ([]byte, error) {
-	if err := m.checkRequired(); err != nil {
+	if err := checkRequired(m); err != nil {
 		return b, err
 	}
-	return m.appendTo(b), nil
+	return appendMsg(b, m), nil
 }
 
 // AppendMarshalHead is AppendMarshal for a message that holds the end of
 // its encoding in pieces (the VMAs an MmBuilder added): it appends the
 // rest, and returns those pieces, to follow b, rather than copy them.
 func AppendMarshalHead(b []byte, m Message) ([]byte, [][]byte, error) {
-	if err := m.checkRequired(); err != nil {
+	if err := checkRequired(m); err != nil {
 		return b, nil, err
 	}
 	if t, ok := m.(encodedTail); ok {
 		return t.appendHead(b), t.tail(), nil
 	}
-	return m.appendTo(b), nil, nil
+	return appendMsg(b, m), nil, nil
 }
 
 // encodedTail is a message whose encoding ends with pieces it holds.
@@ -57,10 +53,10 @@ type encodedTail interface {
 // field. Fields it does not know are skipped.
 func Unmarshal(b []byte, m Message) error {
 	m.Reset()
-	if err := m.unmarshal(b); err != nil {
+	if err := unmarshalMsg(b, m); err != nil {
 		return err
 	}
-	return m.checkRequired()
+	return checkRequired(m)
 }
 
 // UnmarshalEachAt decodes the size bytes at off in r into m as Unmarshal
@@ -96,10 +92,10 @@ func unmarshalEachAt(r io.ReaderAt, off, size int64, window int, m Message, fiel
 	if err != nil {
 		return err
 	}
-	if err := m.unmarshal(rest); err != nil {
+	if err := unmarshalMsg(rest, m); err != nil {
 		return err
 	}
-	return m.checkRequired()
+	return checkRequired(m)
 }
 
 // maxFieldHead is the most bytes a field's key and length, or key and
@@ -205,7 +201,7 @@ func eachField(b []byte, m Message, f func(num int32, typ int, all, value []byte
 // Complete sets every required field m lacks, in it and the messages it
 // holds, to its default: for tests that spell out only the fields they
 // check.
-func Complete(m Message) { m.complete() }
+func Complete(m Message) { complete(m) }
 
 // Clone returns a deep copy of m.
 func Clone[T any, P interface {
@@ -214,7 +210,7 @@ func Clone[T any, P interface {
 }](m P) P {
 	c := P(new(T))
 	if m != nil {
-		c.unmarshal(m.appendTo(make([]byte, 0, m.size()))) // its own encoding: cannot fail
+		unmarshalMsg(appendMsg(make([]byte, 0, sizeOf(m)), m), c) // its own encoding: cannot fail
 	}
 	return c
 }

@@ -20,61 +20,6 @@ func (m *SiginfoEntry) GetSiginfo() []byte {
 	return nil
 }
 
-func (m *SiginfoEntry) size() (n int) {
-	if m.Siginfo != nil {
-		n += 1 + sizeBytes(len(m.Siginfo))
-	}
-	return n
-}
-
-func (m *SiginfoEntry) appendTo(b []byte) []byte {
-	if m.Siginfo != nil {
-		b = append(b, 0xa)
-		b = appendVarint(b, uint64(len(m.Siginfo)))
-		b = append(b, m.Siginfo...)
-	}
-	return b
-}
-
-func (m *SiginfoEntry) checkRequired() error {
-	if m.Siginfo == nil {
-		return missing("siginfo_entry", "siginfo")
-	}
-	return nil
-}
-
-func (m *SiginfoEntry) complete() {
-	if m.Siginfo == nil {
-		m.Siginfo = []byte{}
-	}
-}
-
-func (m *SiginfoEntry) unmarshal(b []byte) error {
-	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
-			return corrupt("siginfo_entry", 0)
-		}
-		b = b[n:]
-		switch {
-		case num == 1 && typ == 2:
-			v, n := consumeBytes(b)
-			if n < 0 {
-				return corrupt("siginfo_entry", 1)
-			}
-			b = b[n:]
-			m.Siginfo = append([]byte{}, v...)
-			continue
-		}
-		n = skipValue(b, typ)
-		if n < 0 {
-			return corrupt("siginfo_entry", num)
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
 // SignalQueueEntry is signal_queue_entry.
 type SignalQueueEntry struct {
 	Signals []*SiginfoEntry
@@ -89,67 +34,6 @@ func (m *SignalQueueEntry) Reset() { *m = SignalQueueEntry{} }
 func (m *SignalQueueEntry) GetSignals() []*SiginfoEntry {
 	if m != nil {
 		return m.Signals
-	}
-	return nil
-}
-
-func (m *SignalQueueEntry) size() (n int) {
-	for _, v := range m.Signals {
-		n += 1 + sizeBytes(v.size())
-	}
-	return n
-}
-
-func (m *SignalQueueEntry) appendTo(b []byte) []byte {
-	for _, v := range m.Signals {
-		b = append(b, 0xa)
-		b = appendVarint(b, uint64(v.size()))
-		b = v.appendTo(b)
-	}
-	return b
-}
-
-func (m *SignalQueueEntry) checkRequired() error {
-	for _, v := range m.Signals {
-		if err := v.checkRequired(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (m *SignalQueueEntry) complete() {
-	for _, v := range m.Signals {
-		v.complete()
-	}
-}
-
-func (m *SignalQueueEntry) unmarshal(b []byte) error {
-	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
-			return corrupt("signal_queue_entry", 0)
-		}
-		b = b[n:]
-		switch {
-		case num == 1 && typ == 2:
-			v, n := consumeBytes(b)
-			if n < 0 {
-				return corrupt("signal_queue_entry", 1)
-			}
-			b = b[n:]
-			e := new(SiginfoEntry)
-			if err := e.unmarshal(v); err != nil {
-				return err
-			}
-			m.Signals = append(m.Signals, e)
-			continue
-		}
-		n = skipValue(b, typ)
-		if n < 0 {
-			return corrupt("signal_queue_entry", num)
-		}
-		b = b[n:]
 	}
 	return nil
 }

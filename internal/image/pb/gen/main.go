@@ -14,11 +14,11 @@ import (
 	"go/format"
 	"log"
 	"maps"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -173,12 +173,15 @@ func main() {
 	files = append(files, ownFile)
 	slices.SortFunc(files, func(a, b protoreflect.FileDescriptor) int { return strings.Compare(a.Path(), b.Path()) })
 	var cases, news strings.Builder
+	var all []protoreflect.MessageDescriptor
 	for _, fd := range files {
 		for _, m := range messageDescs(fd.Messages()) {
 			fmt.Fprintf(&cases, "case %q: return new(%s)\n", m.FullName(), goName(m))
 			fmt.Fprintf(&news, "new(%s),\n", goName(m))
+			all = append(all, m)
 		}
 	}
+	writeGo(*out, "tables_gen_unsafe.go", "", tables(all))
 	writeGo(*out, "new.gen.go", "", "// New returns a new message of the given ProtoName, or nil for a name\n// no message has.\nfunc New(name string) Message {\nswitch name {\n"+cases.String()+"}\nreturn nil\n}\n")
 	writeGo(*out, "messages_gen_test.go", "", "// allMessages holds one of each message, for the tests.\nvar allMessages = []Message{\n"+news.String()+"}\n")
 	for _, fd := range files {
@@ -406,129 +409,6 @@ func (f field) goType() string {
 	return f.elem
 }
 
-// required reports whether f is required and may be unset: a pointer.
-func (f field) required() bool { return f.d.Cardinality() == protoreflect.Required && !f.val }
-
-// wire is the wire type of one value of f.
-func (f field) wire() int {
-	switch f.d.Kind() {
-	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
-		return 1
-	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.MessageKind:
-		return 2
-	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
-		return 5
-	}
-	return 0
-}
-
-// tag returns the encoded key of f with wire type w, as a Go byte list.
-func (f field) tag(w int) string {
-	v := uint64(f.d.Number())<<3 | uint64(w)
-	var parts []string
-	for v >= 0x80 {
-		parts = append(parts, fmt.Sprintf("%#x", byte(v)|0x80))
-		v >>= 7
-	}
-	parts = append(parts, fmt.Sprintf("%#x", byte(v)))
-	return strings.Join(parts, ", ")
-}
-
-func (f field) tagLen() int { return strings.Count(f.tag(0), ",") + 1 }
-
-// toWire is the Go expression turning value v of f into the uint64 the
-// wire holds, for varint and fixed kinds.
-func (g *gen) toWire(f field, v string) string {
-	switch f.d.Kind() {
-	case protoreflect.BoolKind:
-		return "b2u(" + v + ")"
-	case protoreflect.Int32Kind, protoreflect.Int64Kind, protoreflect.EnumKind, protoreflect.Sfixed64Kind:
-		return "uint64(" + v + ")"
-	case protoreflect.Sint32Kind:
-		return "uint64(uint32(" + v + ")<<1 ^ uint32(" + v + ">>31))"
-	case protoreflect.Sint64Kind:
-		return "uint64(" + v + "<<1) ^ uint64(" + v + ">>63)"
-	case protoreflect.DoubleKind:
-		g.imports["math"] = true
-		return "math.Float64bits(" + v + ")"
-	case protoreflect.FloatKind:
-		g.imports["math"] = true
-		return "uint64(math.Float32bits(" + v + "))"
-	case protoreflect.Sfixed32Kind:
-		return "uint64(uint32(" + v + "))"
-	}
-	return "uint64(" + v + ")"
-}
-
-// fromWire is the Go expression turning u, a uint64 off the wire, into a
-// value of f.
-func (g *gen) fromWire(f field, u string) string {
-	switch f.d.Kind() {
-	case protoreflect.BoolKind:
-		return u + " != 0"
-	case protoreflect.Sint32Kind:
-		return "int32(uint32(" + u + ")>>1) ^ -int32(" + u + "&1)"
-	case protoreflect.Sint64Kind:
-		return "int64(" + u + ">>1) ^ -int64(" + u + "&1)"
-	case protoreflect.DoubleKind:
-		g.imports["math"] = true
-		return "math.Float64frombits(" + u + ")"
-	case protoreflect.FloatKind:
-		g.imports["math"] = true
-		return "math.Float32frombits(uint32(" + u + "))"
-	}
-	return f.elem + "(" + u + ")"
-}
-
-// sizeOf is the Go expression for the encoded size of value v of f,
-// without its key.
-func (g *gen) sizeOf(f field, v string) string {
-	switch f.wire() {
-	case 1:
-		return "8"
-	case 5:
-		return "4"
-	case 2:
-		if f.d.Kind() == protoreflect.MessageKind {
-			return "sizeBytes(" + v + ".size())"
-		}
-		return "sizeBytes(len(" + v + "))"
-	}
-	if f.d.Kind() == protoreflect.BoolKind {
-		return "1"
-	}
-	return "sizeVarint(" + g.toWire(f, v) + ")"
-}
-
-// sumSizes is the Go statement "lhs" the sum over f's values of each
-// one's size plus per.
-func (g *gen) sumSizes(f field, lhs, per string) string {
-	if one := g.sizeOf(f, "v"); !strings.Contains(one, "v") {
-		return fmt.Sprintf("%s len(m.%s) * (%s + %s)", lhs, f.name, per, one)
-	}
-	s := fmt.Sprintf("%s 0\n", strings.TrimSuffix(lhs, "+="))
-	if strings.HasSuffix(lhs, "+=") {
-		s = ""
-	}
-	return s + fmt.Sprintf("for _, v := range m.%s { %s %s + %s }", f.name, strings.Replace(lhs, ":=", "+=", 1), per, g.sizeOf(f, "v"))
-}
-
-// appendValue is the Go statement appending value v of f, without key.
-func (g *gen) appendValue(f field, v string) string {
-	switch f.wire() {
-	case 1:
-		return "b = appendFixed64(b, " + g.toWire(f, v) + ")"
-	case 5:
-		return "b = appendFixed32(b, uint32(" + g.toWire(f, v) + "))"
-	case 2:
-		if f.d.Kind() == protoreflect.MessageKind {
-			return "b = appendVarint(b, uint64(" + v + ".size())); b = " + v + ".appendTo(b)"
-		}
-		return "b = appendVarint(b, uint64(len(" + v + "))); b = append(b, " + v + "...)"
-	}
-	return "b = appendVarint(b, " + g.toWire(f, v) + ")"
-}
-
 func (g *gen) message(m protoreflect.MessageDescriptor) {
 	name := goName(m)
 	fs := g.fields(m)
@@ -546,135 +426,6 @@ func (g *gen) message(m protoreflect.MessageDescriptor) {
 		g.getter(name, f)
 	}
 
-	g.p("func (m *%s) size() (n int) {", name)
-	for _, f := range fs {
-		k := f.tagLen()
-		switch {
-		case f.repeat && f.d.IsPacked():
-			g.p("if len(m.%s) > 0 {", f.name)
-			g.p("%s", g.sumSizes(f, "p :=", "0"))
-			g.p("n += %d + sizeBytes(p)", k)
-			g.p("}")
-		case f.repeat:
-			g.p("%s", g.sumSizes(f, "n +=", strconv.Itoa(k)))
-		case f.val:
-			g.p("n += %d + %s", k, g.sizeOf(f, "m."+f.name))
-		case f.ptr:
-			g.p("if m.%s != nil { n += %d + %s }", f.name, k, g.sizeOf(f, "*m."+f.name))
-		default: // bytes or message, nil when unset
-			g.p("if m.%s != nil { n += %d + %s }", f.name, k, g.sizeOf(f, "m."+f.name))
-		}
-	}
-	g.p("return n")
-	g.p("}\n")
-
-	g.p("func (m *%s) appendTo(b []byte) []byte {", name)
-	for _, f := range fs {
-		switch {
-		case f.repeat && f.d.IsPacked():
-			g.p("if len(m.%s) > 0 {", f.name)
-			g.p("%s", g.sumSizes(f, "p :=", "0"))
-			g.p("b = append(b, %s)", f.tag(2))
-			g.p("b = appendVarint(b, uint64(p))")
-			g.p("for _, v := range m.%s { %s }", f.name, g.appendValue(f, "v"))
-			g.p("}")
-		case f.repeat:
-			g.p("for _, v := range m.%s {", f.name)
-			g.p("b = append(b, %s)", f.tag(f.wire()))
-			g.p("%s", g.appendValue(f, "v"))
-			g.p("}")
-		case f.val:
-			g.p("b = append(b, %s)", f.tag(f.wire()))
-			g.p("%s", g.appendValue(f, "m."+f.name))
-		case f.ptr:
-			g.p("if m.%s != nil {", f.name)
-			g.p("b = append(b, %s)", f.tag(f.wire()))
-			g.p("%s", g.appendValue(f, "*m."+f.name))
-			g.p("}")
-		default:
-			g.p("if m.%s != nil {", f.name)
-			g.p("b = append(b, %s)", f.tag(f.wire()))
-			g.p("%s", g.appendValue(f, "m."+f.name))
-			g.p("}")
-		}
-	}
-	g.p("return b")
-	g.p("}\n")
-
-	g.p("func (m *%s) checkRequired() error {", name)
-	for _, f := range fs {
-		if f.required() {
-			g.p("if m.%s == nil { return missing(%q, %q) }", f.name, m.FullName(), f.d.Name())
-		}
-		if f.d.Kind() != protoreflect.MessageKind || !hasRequired(f.d.Message(), nil) {
-			continue
-		}
-		if f.repeat {
-			g.p("for _, v := range m.%s { if err := v.checkRequired(); err != nil { return err } }", f.name)
-		} else {
-			g.p("if m.%s != nil { if err := m.%s.checkRequired(); err != nil { return err } }", f.name, f.name)
-		}
-	}
-	g.p("return nil")
-	g.p("}\n")
-
-	g.p("func (m *%s) complete() {", name)
-	for _, f := range fs {
-		req := f.d.Cardinality() == protoreflect.Required
-		switch {
-		case f.d.Kind() == protoreflect.MessageKind && f.repeat:
-			g.p("for _, v := range m.%s { v.complete() }", f.name)
-		case f.d.Kind() == protoreflect.MessageKind:
-			if req {
-				g.p("if m.%s == nil { m.%s = new(%s) }", f.name, f.name, strings.TrimPrefix(f.elem, "*"))
-			}
-			g.p("if m.%s != nil { m.%s.complete() }", f.name, f.name)
-		case f.val || f.ptr:
-		case req:
-			g.p("if m.%s == nil { m.%s = []byte{} }", f.name, f.name)
-		}
-	}
-	g.p("}\n")
-
-	var vals []field
-	for _, f := range fs {
-		if f.val {
-			vals = append(vals, f)
-		}
-	}
-	if len(vals) > 64 {
-		log.Fatalf("%s: more than 64 required scalars", m.FullName())
-	}
-	g.p("func (m *%s) unmarshal(b []byte) error {", name)
-	if len(vals) > 0 {
-		g.p("var seen uint64")
-	}
-	g.p("for len(b) > 0 {")
-	g.p("num, typ, n := consumeTag(b)")
-	g.p("if n < 0 { return corrupt(%q, 0) }", m.FullName())
-	g.p("b = b[n:]")
-	if len(fs) > 0 {
-		g.p("switch {")
-		bit := 0
-		for _, f := range fs {
-			seen := ""
-			if f.val {
-				seen = fmt.Sprintf("\nseen |= %#x", uint64(1)<<bit)
-				bit++
-			}
-			g.unmarshalField(m, f, seen)
-		}
-		g.p("}")
-	}
-	g.p("n = skipValue(b, typ)")
-	g.p("if n < 0 { return corrupt(%q, num) }", m.FullName())
-	g.p("b = b[n:]")
-	g.p("}")
-	for i, f := range vals {
-		g.p("if seen&%#x == 0 { return missing(%q, %q) }", uint64(1)<<i, m.FullName(), f.d.Name())
-	}
-	g.p("return nil")
-	g.p("}\n")
 }
 
 // hasRequired reports whether messages of m can miss a required field.
@@ -746,71 +497,80 @@ func (g *gen) zero(f field) string {
 	return fmt.Sprint(v.Uint())
 }
 
-func (g *gen) unmarshalField(m protoreflect.MessageDescriptor, f field, seen string) {
-	num := f.d.Number()
-	bad := fmt.Sprintf("return corrupt(%q, %d)", m.FullName(), num)
-	w := f.wire()
-	read := func(dst string) { // reads one value of wire type w into dst
-		switch w {
-		case 0:
-			g.p("u, n := consumeVarint(b)")
-		case 1:
-			g.p("u, n := consumeFixed64(b)")
-		case 5:
-			g.p("u, n := consumeFixed32(b)")
+// kinds maps a field's kind to the codec's.
+var kinds = map[protoreflect.Kind]string{
+	protoreflect.BoolKind: "kBool", protoreflect.Int32Kind: "kInt32", protoreflect.EnumKind: "kInt32",
+	protoreflect.Sint32Kind: "kSint32", protoreflect.Sfixed32Kind: "kSfixed32",
+	protoreflect.Uint32Kind: "kUint32", protoreflect.Fixed32Kind: "kFixed32",
+	protoreflect.Int64Kind: "kInt64", protoreflect.Sint64Kind: "kSint64", protoreflect.Sfixed64Kind: "kSfixed64",
+	protoreflect.Uint64Kind: "kUint64", protoreflect.Fixed64Kind: "kFixed64",
+	protoreflect.FloatKind: "kFloat", protoreflect.DoubleKind: "kDouble",
+	protoreflect.StringKind: "kString", protoreflect.BytesKind: "kBytes", protoreflect.MessageKind: "kMessage",
+}
+
+// tables returns the source of tables_gen_unsafe.go: each message's table for
+// the codec (codec_unsafe.go), in infos, and its method giving it.
+func tables(all []protoreflect.MessageDescriptor) string {
+	index := map[protoreflect.FullName]int{}
+	nested := map[protoreflect.FullName]bool{}
+	for i, m := range all {
+		index[m.FullName()] = i
+		for j := 0; j < m.Fields().Len(); j++ {
+			if f := m.Fields().Get(j); f.Kind() == protoreflect.MessageKind {
+				nested[f.Message().FullName()] = true
+			}
 		}
-		g.p("if n < 0 { %s }", bad)
-		g.p("b = b[n:]")
-		g.p("%s", strings.ReplaceAll(dst, "$", g.fromWire(f, "u")))
 	}
-	switch {
-	case w == 2:
-		g.p("case num == %d && typ == 2:", num)
-		g.p("v, n := consumeBytes(b)")
-		g.p("if n < 0 { %s }", bad)
-		g.p("b = b[n:]")
-		switch {
-		case f.d.Kind() == protoreflect.MessageKind && f.repeat:
-			g.p("e := new(%s)", strings.TrimPrefix(f.elem, "*"))
-			g.p("if err := e.unmarshal(v); err != nil { return err }")
-			g.p("m.%s = append(m.%s, e)", f.name, f.name)
-		case f.d.Kind() == protoreflect.MessageKind:
-			g.p("if m.%s == nil { m.%s = new(%s) }", f.name, f.name, strings.TrimPrefix(f.elem, "*"))
-			g.p("if err := m.%s.unmarshal(v); err != nil { return err }", f.name)
-		case f.d.Kind() == protoreflect.StringKind && f.repeat:
-			g.p("m.%s = append(m.%s, string(v))", f.name, f.name)
-		case f.d.Kind() == protoreflect.StringKind && f.val:
-			g.p("m.%s = string(v)%s", f.name, seen)
-		case f.d.Kind() == protoreflect.StringKind:
-			g.p("s := string(v)")
-			g.p("m.%s = &s", f.name)
-		case f.repeat: // bytes
-			g.p("m.%s = append(m.%s, append([]byte{}, v...))", f.name, f.name)
-		default:
-			g.p("m.%s = append([]byte{}, v...)", f.name)
+	g := &gen{}
+	g.p("import \"unsafe\"\n")
+	for i, m := range all {
+		g.p("func (m *%s) msg() ref { return ref{unsafe.Pointer(m), &infos[%d]} }\n", goName(m), i)
+	}
+	g.p("var infos = [...]msgInfo{")
+	for _, m := range all {
+		name := goName(m)
+		g.p("{name: %q, check: %v,", m.FullName(), hasRequired(m, nil))
+		if nested[m.FullName()] {
+			g.p("new: func() unsafe.Pointer { return unsafe.Pointer(new(%s)) },", name)
 		}
-		g.p("continue")
-	case f.repeat:
-		g.p("case num == %d && typ == %d:", num, w)
-		read(fmt.Sprintf("m.%s = append(m.%s, $)", f.name, f.name))
-		g.p("continue")
-		g.p("case num == %d && typ == 2:", num)
-		g.p("v, n := consumeBytes(b)")
-		g.p("if n < 0 { %s }", bad)
-		g.p("b = b[n:]")
-		g.p("for len(v) > 0 {")
-		g.p("b := v")
-		read(fmt.Sprintf("m.%s = append(m.%s, $)", f.name, f.name))
-		g.p("v = b")
-		g.p("}")
-		g.p("continue")
-	case f.val:
-		g.p("case num == %d && typ == %d:", num, w)
-		read(fmt.Sprintf("m.%s = $%s", f.name, seen))
-		g.p("continue")
-	default:
-		g.p("case num == %d && typ == %d:", num, w)
-		read(fmt.Sprintf("x := $\nm.%s = &x", f.name))
-		g.p("continue")
+		var vals uint64
+		g.p("fields: []fieldInfo{")
+		for _, f := range g.fields(m) {
+			card := "cOpt"
+			switch {
+			case f.repeat && f.d.IsPacked():
+				card = "cPacked"
+			case f.repeat:
+				card = "cRep"
+			case f.val:
+				card = "cVal"
+			case f.ptr:
+				card = "cPtr"
+			}
+			extra := ""
+			if f.val {
+				bit := bits.OnesCount64(vals)
+				if bit == 64 {
+					log.Fatalf("%s: more than 64 required scalars", m.FullName())
+				}
+				extra += fmt.Sprintf(", bit: %d", bit)
+				vals |= 1 << bit
+			}
+			if f.d.Cardinality() == protoreflect.Required && !f.val {
+				extra += ", required: true"
+			}
+			if f.d.Kind() == protoreflect.MessageKind {
+				extra += fmt.Sprintf(", msg: %d", index[f.d.Message().FullName()])
+			}
+			g.p("{off: unsafe.Offsetof(%s{}.%s), num: %d, kind: %s, card: %s%s, name: %q},",
+				name, f.name, f.d.Number(), kinds[f.d.Kind()], card, extra, f.d.Name())
+		}
+		g.p("},")
+		if vals != 0 {
+			g.p("vals: %#x,", vals)
+		}
+		g.p("},")
 	}
+	g.p("}")
+	return g.String()
 }
