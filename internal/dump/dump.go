@@ -310,6 +310,9 @@ func (d *dumper) dumpThreads() error {
 			dumpThread = d.dumpExitedLeader
 		}
 		core, err := dumpThread(tid)
+		if err == nil {
+			err = d.images.holdFpregs(core)
+		}
 		if err != nil {
 			return fmt.Errorf("tid %d: %w", tid, err)
 		}

@@ -181,12 +181,9 @@ func (r *restorer) finalRegs(tid int, core *pb.CoreEntry) (unix.PtraceRegs, erro
 	if err != nil {
 		return unix.PtraceRegs{}, fmt.Errorf("tid %d: %w", tid, err)
 	}
-	var fp *pb.UserX86FpregsEntry
-	if b, ok := r.c.fpregs[uint32(tid)]; ok {
-		fp = &pb.UserX86FpregsEntry{}
-		if err := pb.Unmarshal(b, fp); err != nil {
-			return unix.PtraceRegs{}, fmt.Errorf("tid %d: FPU state: %w", tid, err)
-		}
+	fp, err := r.c.fpregs(tid)
+	if err != nil {
+		return unix.PtraceRegs{}, err
 	}
 	xstate, err := r.host.XStateFromImage(fp, r.opts.DropMissingCPU)
 	if err != nil {
