@@ -7,13 +7,19 @@ import (
 	"time"
 )
 
-// TestLimitMemory checks that the memory limit starts at the floor, rises
-// with a live heap larger than it, so that the runtime does not collect
-// back to back, and comes down to the floor once that heap is gone.
+// TestLimitMemory checks that GOGC is cryo's, and that the memory limit
+// starts at the floor, rises with a live heap larger than it, so that the
+// runtime does not collect back to back, and comes down to the floor once
+// that heap is gone.
 func TestLimitMemory(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv("GOGC", "")
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	limitMemory()
+	if got := debug.SetGCPercent(gcPercent); got != gcPercent {
+		t.Fatalf("GOGC %d, want %d", got, gcPercent)
+	}
 	if got := debug.SetMemoryLimit(-1); got != memoryFloor {
 		t.Fatalf("limit %d at the start, want the floor %d", got, memoryFloor)
 	}
