@@ -106,7 +106,18 @@ var tcpExtraOpts = []struct {
 // in state state, has set. TCP_FASTOPEN can be set again only on a
 // socket listening or not connected yet; a connection's is refused (an
 // accepted one has none).
+//
+// A socket with an upper-layer protocol attached (TCP_ULP) other than
+// MPTCP's own subflow one is refused: kernel TLS's keys and record
+// sequence numbers the kernel does not give back, and a socket made again
+// without it would send its data in the clear.
 func (t *sockExtraTable) dumpTCPOpts(fd int, id, state uint32) error {
+	switch ulp, err := unix.GetsockoptString(fd, unix.SOL_TCP, unix.TCP_ULP); {
+	case err != nil && !notForThisSocket(err):
+		return fmt.Errorf("read TCP_ULP: %w", err)
+	case err == nil && ulp != "" && ulp != "mptcp":
+		return fmt.Errorf("%w: TCP socket with the upper-layer protocol %q (TCP_ULP) attached", ErrUnsupported, ulp)
+	}
 	for _, o := range tcpExtraOpts {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_TCP, o.opt)
 		switch {
