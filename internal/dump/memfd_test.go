@@ -42,18 +42,18 @@ func TestDumpMemfd(t *testing.T) {
 	}
 	inodeOf := func(f *pb.FileEntry) *pb.MemfdInodeEntry {
 		t.Helper()
-		if f.GetType() != pb.FdTypes_MEMFD || f.Memfd == nil {
+		if f.GetType() != pb.FdTypes_MEMFD || f.GetMemfd() == nil {
 			t.Fatalf("file %d is %v, want MEMFD", f.GetId(), f.GetType())
 		}
-		e := byID[uint64(f.Memfd.GetInodeId())]
+		e := byID[uint64(f.GetMemfd().GetInodeId())]
 		if e == nil {
-			t.Fatalf("file %d refers to memfd inode %d, which memfd.img lacks", f.GetId(), f.Memfd.GetInodeId())
+			t.Fatalf("file %d refers to memfd inode %d, which memfd.img lacks", f.GetId(), f.GetMemfd().GetInodeId())
 		}
 		return e
 	}
 
 	pat := inodeOf(im.file(t, fd))
-	if f := im.file(t, fd).Memfd; f.GetPos() != 12345 || f.GetFlags()&unix.O_ACCMODE != unix.O_RDWR {
+	if f := im.file(t, fd).GetMemfd(); f.GetPos() != 12345 || f.GetFlags()&unix.O_ACCMODE != unix.O_RDWR {
 		t.Errorf("fd %d: pos %d flags %#o, want 12345 and O_RDWR", fd, f.GetPos(), f.GetFlags())
 	}
 	if im.fds[fd].GetFlags()&unix.FD_CLOEXEC == 0 {
@@ -64,7 +64,7 @@ func TestDumpMemfd(t *testing.T) {
 	}
 	// Shared anonymous memory held by a descriptor, kept as a memfd of
 	// the name a restore makes it again by.
-	if z, f := inodeOf(im.file(t, zfd)), im.file(t, zfd).Memfd; z.GetName() != "/dev/zero" || f.GetPos() != 3 || f.GetFlags()&unix.O_APPEND == 0 {
+	if z, f := inodeOf(im.file(t, zfd)), im.file(t, zfd).GetMemfd(); z.GetName() != "/dev/zero" || f.GetPos() != 3 || f.GetFlags()&unix.O_APPEND == 0 {
 		t.Errorf("shared anonymous memory descriptor: name %q pos %d flags %#o, want /dev/zero, 3 and O_APPEND", z.GetName(), f.GetPos(), f.GetFlags())
 	}
 	sealed := inodeOf(im.file(t, sfd))

@@ -59,11 +59,11 @@ func TestDumpUnixSockets(t *testing.T) {
 	usk := func(name string) (uint32, *unixEntry) {
 		t.Helper()
 		f := im.file(t, uint32(s.ReadyUint(t, name)))
-		if f.Usk == nil {
+		if f.GetUsk() == nil {
 			t.Fatalf("%s: %v entry, want UNIXSK", name, f.GetType())
 		}
-		return f.GetId(), &unixEntry{f.Usk.GetIno(), f.Usk.GetType(), f.Usk.GetState(), f.Usk.GetPeer(), f.Usk.GetBacklog(),
-			string(f.Usk.GetName()), f.Usk.GetDeleted(), f.Usk.GetFilePerms().GetMode(), f.Usk.GetShutdown(), f.Usk.GetFlags(), f.Usk.GetOpts().GetSoPasscred()}
+		return f.GetId(), &unixEntry{f.GetUsk().GetIno(), f.GetUsk().GetType(), f.GetUsk().GetState(), f.GetUsk().GetPeer(), f.GetUsk().GetBacklog(),
+			string(f.GetUsk().GetName()), f.GetUsk().GetDeleted(), f.GetUsk().GetFilePerms().GetMode(), f.GetUsk().GetShutdown(), f.GetUsk().GetFlags(), f.GetUsk().GetOpts().GetSoPasscred()}
 	}
 	e := map[string]*unixEntry{}
 	ids := map[uint32]string{}

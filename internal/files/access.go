@@ -76,11 +76,11 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 	for _, fd := range s.Fds {
 		f := s.Files[fd.GetId()]
 		switch {
-		case f.Reg != nil:
-			all[f.GetId()] |= accessOf(f.Reg.GetFlags())
-		case f.Fifo != nil:
-			reg := s.Files[f.Fifo.GetRegfId()].Reg
-			all[f.Fifo.GetRegfId()] |= accessOf(reg.GetFlags())
+		case f.GetReg() != nil:
+			all[f.GetId()] |= accessOf(f.GetReg().GetFlags())
+		case f.GetFifo() != nil:
+			reg := s.Files[f.GetFifo().GetRegfId()].GetReg()
+			all[f.GetFifo().GetRegfId()] |= accessOf(reg.GetFlags())
 		}
 	}
 	s.opened, s.ownProc, s.special = map[uint32]int{}, map[uint32]bool{}, map[uint32]bool{}
@@ -92,12 +92,12 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		if _, remapped := s.remaps[id]; remapped {
 			continue // unlinked: recreated or linked back
 		}
-		if pid, rest, ok := procFile(f.Reg.GetName()); ok && o.Pid > 0 && (pid == o.Pid || o.Tree[uint32(pid)]) {
+		if pid, rest, ok := procFile(f.GetReg().GetName()); ok && o.Pid > 0 && (pid == o.Pid || o.Tree[uint32(pid)]) {
 			// A restored process's own, on procfs, where no one can
 			// put a link or another file.
 			if pid != o.Pid && (strings.HasPrefix(rest, "fd/") || strings.HasPrefix(rest, "fdinfo/")) {
 				s.Close()
-				return fmt.Errorf("%w: file %s: a descriptor of another process of the checkpoint, which may not be made yet", ErrUnsupported, f.Reg.GetName())
+				return fmt.Errorf("%w: file %s: a descriptor of another process of the checkpoint, which may not be made yet", ErrUnsupported, f.GetReg().GetName())
 			}
 			s.ownProc[id] = true
 			continue
@@ -105,7 +105,7 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		fd, err := s.verify(id, all[id], o)
 		if err != nil {
 			s.Close()
-			return fmt.Errorf("file %s: %w", f.Reg.GetName(), err)
+			return fmt.Errorf("file %s: %w", f.GetReg().GetName(), err)
 		}
 		s.opened[id] = fd
 	}
@@ -145,7 +145,7 @@ func accessOf(flags uint32) uint32 {
 }
 
 func (s *Set) verify(id uint32, need uint32, o VerifyOptions) (int, error) {
-	reg := s.Files[id].Reg
+	reg := s.Files[id].GetReg()
 	name := reg.GetName()
 	fd, allowed, err := openAs(o.Creds, name, need)
 	if err != nil {
@@ -282,7 +282,7 @@ func openNoSymlinks(path string) (int, error) {
 // for the process's own /proc files, their path.
 func (s *Set) Path(id uint32) (string, error) {
 	if s.ownProc[id] {
-		return s.Files[id].Reg.GetName(), nil
+		return s.Files[id].GetReg().GetName(), nil
 	}
 	fd, ok := s.opened[id]
 	if !ok {

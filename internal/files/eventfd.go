@@ -37,7 +37,7 @@ func (eventfdKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_EVENTFD, Id: id,
-		Efd: &pb.EventfdFileEntry{
+		Entry: &pb.EventfdFileEntry{
 			Id: id, Flags: flags, Fown: &pb.FownEntry{}, Counter: ev.Count,
 		},
 	}), nil
@@ -45,17 +45,17 @@ func (eventfdKind) dump(t *Table, d *desc) (uint32, error) {
 
 func (eventfdKind) check(s *Set, f *pb.FileEntry) error {
 	switch {
-	case f.Efd == nil:
+	case f.GetEfd() == nil:
 		return imageErr("file %d: EVENTFD without an efd entry", f.GetId())
-	case f.Efd.GetCounter() > efdMaxCount:
-		return imageErr("file %d: eventfd counter %#x is above the largest, %#x", f.GetId(), f.Efd.GetCounter(), uint64(efdMaxCount))
+	case f.GetEfd().GetCounter() > efdMaxCount:
+		return imageErr("file %d: eventfd counter %#x is above the largest, %#x", f.GetId(), f.GetEfd().GetCounter(), uint64(efdMaxCount))
 	}
 	return nil
 }
 
 // open makes an eventfd in the process with its counter and mode.
 func (eventfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Efd
+	e := f.GetEfd()
 	flags := unix.EFD_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.EFD_NONBLOCK

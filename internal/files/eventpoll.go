@@ -79,7 +79,7 @@ func (eventpollKind) dump(t *Table, d *desc) (uint32, error) {
 			Dev: pb.Uint32(tg.Sdev), Inode: pb.Uint64(tg.Ino), Pos: pb.Uint64(uint64(tg.Pos)),
 		})
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_EVENTPOLL, Id: id, Epfd: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_EVENTPOLL, Id: id, Entry: e}), nil
 }
 
 // epollHolder returns a descriptor, among fds and not in used, of the
@@ -110,7 +110,7 @@ func (t *Table) epollHolder(epPid, epfd, tfd int, toff uint32, fds []int, used m
 // check checks that an epoll has its entry; placed checks the descriptors
 // its registrations are added through.
 func (eventpollKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Epfd == nil {
+	if f.GetEpfd() == nil {
 		return imageErr("file %d: EVENTPOLL without an epfd entry", f.GetId())
 	}
 	return nil
@@ -123,7 +123,7 @@ func (eventpollKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 		return -1, fmt.Errorf("make epoll: %w", err)
 	}
 	// O_NONBLOCK, say, set with fcntl.
-	if fl := f.Epfd.GetFlags() &^ (unix.O_ACCMODE | unix.O_CLOEXEC); fl != 0 {
+	if fl := f.GetEpfd().GetFlags() &^ (unix.O_ACCMODE | unix.O_CLOEXEC); fl != 0 {
 		if err := setStatusFlags(fd, fl); err != nil {
 			unix.Close(fd)
 			return -1, fmt.Errorf("set epoll flags %#o: %w", fl, err)
@@ -144,7 +144,7 @@ func (eventpollKind) placed(r *Restorer) error {
 		}
 		done[f.GetId()] = true
 		ep := uint64(fd.GetFd()) // any of its numbers will do
-		tfds := f.Epfd.GetTfd()
+		tfds := f.GetEpfd().GetTfd()
 		// A registration is added through a descriptor of the process
 		// that opens the epoll, the first of the tree to hold it, as the
 		// dump found it: another may have closed the watched files (a

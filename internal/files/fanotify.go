@@ -82,7 +82,7 @@ func (fanotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	for _, m := range e.Mark {
 		m.Id = id
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_FANOTIFY, Id: id, Ffy: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_FANOTIFY, Id: id, Entry: e}), nil
 }
 
 // atFDCWD is AT_FDCWD as a system call argument.
@@ -110,10 +110,10 @@ func (t *Table) mount(id int) (proc.Mount, error) {
 }
 
 func (fanotifyKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Ffy == nil {
+	if f.GetFfy() == nil {
 		return imageErr("file %d: FANOTIFY without an ffy entry", f.GetId())
 	}
-	for _, m := range f.Ffy.GetMark() {
+	for _, m := range f.GetFfy().GetMark() {
 		if m.GetMflags()&^fanotifyMflags != 0 {
 			return fmt.Errorf("%w: fanotify file %d has a mark with flags %#x", ErrUnsupported, f.GetId(), m.GetMflags())
 		}
@@ -133,7 +133,7 @@ func (fanotifyKind) check(s *Set, f *pb.FileEntry) error {
 // open makes a fanotify in the process with its flags and marks, the
 // group being charged to it, and takes it.
 func (fanotifyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Ffy
+	e := f.GetFfy()
 	// FAN_CLOEXEC as it was: the group keeps its flags, fdinfo shows
 	// them; the descriptor's own flag is set once it has its number.
 	n, err := r.tr.Syscall(r.pid, unix.SYS_FANOTIFY_INIT, uint64(e.GetFaflags()), uint64(e.GetEvflags()))

@@ -29,7 +29,7 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	regID := t.nextID()
-	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: regID, Reg: regEntry(regID, path, d)})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: regID, Entry: regEntry(regID, path, d)})
 	if deleted {
 		if err := t.unlinked(regID, path, d.path, &d.st); err != nil {
 			return 0, err
@@ -40,15 +40,15 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_FIFO, Id: id,
-		Fifo: &pb.FifoEntry{Id: id, PipeId: uint32(d.st.Ino), RegfId: pb.Uint32(regID)},
+		Entry: &pb.FifoEntry{Id: id, PipeId: uint32(d.st.Ino), RegfId: pb.Uint32(regID)},
 	}), nil
 }
 
 func (fifoKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Fifo == nil || s.Files[f.Fifo.GetRegfId()] == nil || s.Files[f.Fifo.GetRegfId()].Reg == nil {
+	if f.GetFifo() == nil || s.Files[f.GetFifo().GetRegfId()] == nil || s.Files[f.GetFifo().GetRegfId()].GetReg() == nil {
 		return imageErr("file %d: FIFO without its path entry", f.GetId())
 	}
-	if t, ok := s.remaps[f.Fifo.GetRegfId()]; ok && t.typ == pb.RemapType_GHOST && s.ghosts[t.id].GetMode()&unix.S_IFMT != unix.S_IFIFO {
+	if t, ok := s.remaps[f.GetFifo().GetRegfId()]; ok && t.typ == pb.RemapType_GHOST && s.ghosts[t.id].GetMode()&unix.S_IFMT != unix.S_IFIFO {
 		return imageErr("file %d: FIFO whose unlinked node is of mode %#o", f.GetId(), s.ghosts[t.id].GetMode())
 	}
 	return nil
@@ -58,9 +58,9 @@ func (fifoKind) check(s *Set, f *pb.FileEntry) error {
 // block until the other side shows up, so a read-write descriptor holds
 // the FIFO open meanwhile.
 func (fifoKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	reg := r.set.Files[f.Fifo.GetRegfId()].Reg
+	reg := r.set.Files[f.GetFifo().GetRegfId()].GetReg()
 	// An unlinked one is made again, and reached through cryo.
-	path, err := r.Path(f.Fifo.GetRegfId())
+	path, err := r.Path(f.GetFifo().GetRegfId())
 	if err != nil {
 		return -1, err
 	}
@@ -73,8 +73,8 @@ func (fifoKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if d, ok := r.set.fifos[f.Fifo.GetPipeId()]; ok && !r.shared.filled[f.Fifo.GetPipeId()] {
-		r.shared.filled[f.Fifo.GetPipeId()] = true // size and fill once in the tree
+	if d, ok := r.set.fifos[f.GetFifo().GetPipeId()]; ok && !r.shared.filled[f.GetFifo().GetPipeId()] {
+		r.shared.filled[f.GetFifo().GetPipeId()] = true // size and fill once in the tree
 		if err := fillPipeFd(holder, int(d.e.GetSize()), d.data); err != nil {
 			unix.Close(fd)
 			return -1, fmt.Errorf("FIFO %s: %w", path, err)

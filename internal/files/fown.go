@@ -20,40 +20,40 @@ import (
 // that kind has none.
 func entryFown(f *pb.FileEntry) **pb.FownEntry {
 	switch {
-	case f.Reg != nil:
-		return &f.Reg.Fown
-	case f.Isk != nil:
-		return &f.Isk.Fown
-	case f.Psk != nil:
-		return &f.Psk.Fown
-	case f.Nlsk != nil:
-		return &f.Nlsk.Fown
-	case f.Efd != nil:
-		return &f.Efd.Fown
-	case f.Epfd != nil:
-		return &f.Epfd.Fown
-	case f.Sgfd != nil:
-		return &f.Sgfd.Fown
-	case f.Tfd != nil:
-		return &f.Tfd.Fown
-	case f.Ify != nil:
-		return &f.Ify.Fown
-	case f.Ffy != nil:
-		return &f.Ffy.Fown
-	case f.Ext != nil:
-		return &f.Ext.Fown
-	case f.Usk != nil:
-		return &f.Usk.Fown
-	case f.Pipe != nil:
-		return &f.Pipe.Fown
-	case f.Tty != nil:
-		return &f.Tty.Fown
-	case f.Memfd != nil:
-		return &f.Memfd.Fown
-	case f.Bpf != nil:
-		return &f.Bpf.Fown
-	case f.Pidfd != nil:
-		return &f.Pidfd.Fown
+	case f.GetReg() != nil:
+		return &f.GetReg().Fown
+	case f.GetIsk() != nil:
+		return &f.GetIsk().Fown
+	case f.GetPsk() != nil:
+		return &f.GetPsk().Fown
+	case f.GetNlsk() != nil:
+		return &f.GetNlsk().Fown
+	case f.GetEfd() != nil:
+		return &f.GetEfd().Fown
+	case f.GetEpfd() != nil:
+		return &f.GetEpfd().Fown
+	case f.GetSgfd() != nil:
+		return &f.GetSgfd().Fown
+	case f.GetTfd() != nil:
+		return &f.GetTfd().Fown
+	case f.GetIfy() != nil:
+		return &f.GetIfy().Fown
+	case f.GetFfy() != nil:
+		return &f.GetFfy().Fown
+	case f.GetExt() != nil:
+		return &f.GetExt().Fown
+	case f.GetUsk() != nil:
+		return &f.GetUsk().Fown
+	case f.GetPipe() != nil:
+		return &f.GetPipe().Fown
+	case f.GetTty() != nil:
+		return &f.GetTty().Fown
+	case f.GetMemfd() != nil:
+		return &f.GetMemfd().Fown
+	case f.GetBpf() != nil:
+		return &f.GetBpf().Fown
+	case f.GetPidfd() != nil:
+		return &f.GetPidfd().Fown
 	}
 	return nil
 }

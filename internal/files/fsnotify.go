@@ -123,7 +123,7 @@ func (t *Table) inodeVia(m proc.Mount, h *proc.FileHandle, sdev uint32, ino uint
 		case target.id == 0: // its name is back
 			return strings.TrimSuffix(name, " (deleted)"), true, nil
 		case target.typ == pb.RemapType_LINKED:
-			return t.files[target.id-1].Reg.GetName(), true, nil
+			return t.files[target.id-1].GetReg().GetName(), true, nil
 		}
 		return "", true, nil
 	}
@@ -229,7 +229,7 @@ func (s *Set) remappedMark(m mark) (uint32, bool) {
 				return orig, true
 			}
 		case pb.RemapType_LINKED:
-			if p := m.handle.GetPath(); p != "" && s.Files[t.id].Reg.GetName() == p {
+			if p := m.handle.GetPath(); p != "" && s.Files[t.id].GetReg().GetName() == p {
 				return orig, true
 			}
 		}
@@ -244,11 +244,11 @@ func (s *Set) verifyMarks(o VerifyOptions) error {
 	done := map[uint32]bool{}
 	for _, fd := range s.Fds {
 		f := s.Files[fd.GetId()]
-		if done[f.GetId()] || (f.Ify == nil && f.Ffy == nil) {
+		if done[f.GetId()] || (f.GetIfy() == nil && f.GetFfy() == nil) {
 			continue
 		}
 		done[f.GetId()] = true
-		if f.Ffy != nil && o.Creds.Effective&(1<<unix.CAP_SYS_ADMIN) == 0 {
+		if f.GetFfy() != nil && o.Creds.Effective&(1<<unix.CAP_SYS_ADMIN) == 0 {
 			return fmt.Errorf("fd %d: %w: a fanotify needs CAP_SYS_ADMIN, which the process did not have", fd.GetFd(), ErrAccess)
 		}
 		for i, m := range marks(f) {

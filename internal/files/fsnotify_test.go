@@ -105,13 +105,13 @@ func TestVerifyMarks(t *testing.T) {
 }
 
 func inotifyEntry(w *pb.InotifyWdEntry) *pb.FileEntry {
-	return &pb.FileEntry{Type: pb.FdTypes_INOTIFY, Id: 1, Ify: &pb.InotifyFileEntry{
+	return &pb.FileEntry{Type: pb.FdTypes_INOTIFY, Id: 1, Entry: &pb.InotifyFileEntry{
 		Id: 1, Flags: 0, Fown: &pb.FownEntry{}, Wd: []*pb.InotifyWdEntry{w},
 	}}
 }
 
 func fanotifyMountEntry(point string) *pb.FileEntry {
-	return &pb.FileEntry{Type: pb.FdTypes_FANOTIFY, Id: 1, Ffy: &pb.FanotifyFileEntry{
+	return &pb.FileEntry{Type: pb.FdTypes_FANOTIFY, Id: 1, Entry: &pb.FanotifyFileEntry{
 		Id: 1, Flags: 0, Fown: &pb.FownEntry{}, Faflags: 0, Evflags: 0,
 		Mark: []*pb.FanotifyMarkEntry{{
 			Id: 1, Type: pb.MarkType_MOUNT, Mflags: 0, Mask: unix.FAN_MODIFY,

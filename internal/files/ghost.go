@@ -178,7 +178,7 @@ func (t *Table) linkBack(name, link string, st *unix.Stat_t) (remapTarget, error
 		return remapTarget{}, fmt.Errorf("link %s back at %s: %w", name, path, err)
 	}
 	t.links = append(t.links, path)
-	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: id, Reg: &pb.RegFileEntry{
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: id, Entry: &pb.RegFileEntry{
 		Id: id, Flags: 0, Pos: 0, Fown: &pb.FownEntry{}, Name: path,
 	}})
 	return remapTarget{pb.RemapType_LINKED, id}, nil
@@ -316,7 +316,7 @@ func (s *Set) loadGhosts() error {
 	s.ghosts = map[uint32]*pb.GhostFileEntry{}
 	for _, rm := range remaps {
 		orig, target := rm.GetOrigId(), remapTarget{rm.GetRemapType(), rm.GetRemapId()}
-		if f := s.Files[orig]; f == nil || f.Reg == nil {
+		if f := s.Files[orig]; f == nil || f.GetReg() == nil {
 			return imageErr("remap-fpath.img: file %d is not a regular file entry", orig)
 		}
 		if _, dup := s.remaps[orig]; dup {
@@ -330,7 +330,7 @@ func (s *Set) loadGhosts() error {
 				}
 			}
 		case pb.RemapType_LINKED:
-			if f := s.Files[target.id]; f == nil || f.Reg == nil || target.id == orig {
+			if f := s.Files[target.id]; f == nil || f.GetReg() == nil || target.id == orig {
 				return imageErr("remap-fpath.img: link remap of file %d to %d, which is not a regular file entry", orig, target.id)
 			}
 		default:
@@ -431,7 +431,7 @@ func (r *Restorer) remapped(t remapTarget, name string) (int, error) {
 	if t.typ == pb.RemapType_GHOST {
 		fd, err = recreateGhost(r.set.dir, t.id, name)
 	} else {
-		link := r.set.Files[t.id].Reg.GetName()
+		link := r.set.Files[t.id].GetReg().GetName()
 		if fd, err = unix.Open(link, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			err = fmt.Errorf("open link remap %s of %s: %w", link, name, err)
 		} else {

@@ -124,7 +124,7 @@ func (s *Set) loadStats() error {
 	}
 	s.stats = map[uint32]image.FileStat{}
 	for _, st := range stats {
-		if f := s.Files[st.ID]; f == nil || f.Reg == nil {
+		if f := s.Files[st.ID]; f == nil || f.GetReg() == nil {
 			return imageErr("cryo-file-stat.img: file %d is not a regular file entry", st.ID)
 		}
 		if _, dup := s.stats[st.ID]; dup {
@@ -145,7 +145,7 @@ type change struct {
 // changes lists how the file cryo holds at fd, with status st, differs
 // from what the dump recorded of entry id.
 func (s *Set) changes(id uint32, fd int, st *unix.Statx_t) []change {
-	reg := s.Files[id].Reg
+	reg := s.Files[id].GetReg()
 	var out []change
 	add := func(content bool, format string, a ...any) {
 		out = append(out, change{fmt.Sprintf(format, a...), content})

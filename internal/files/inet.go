@@ -340,7 +340,7 @@ func (inetKind) dump(t *Table, d *desc) (uint32, error) {
 	default:
 		return 0, fmt.Errorf("%w: socket of protocol %d in state %s", ErrUnsupported, protocol, tcpStateName(state))
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_INETSK, Id: id, Isk: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_INETSK, Id: id, Entry: e}), nil
 }
 
 // protoName names a stream socket's protocol in messages.
@@ -621,7 +621,7 @@ func restoreInetOpts(fd int, e *pb.InetSkEntry) error {
 }
 
 func (inetKind) check(s *Set, f *pb.FileEntry) error {
-	e := f.Isk
+	e := f.GetIsk()
 	if e == nil {
 		return imageErr("file %d: INETSK without an isk entry", f.GetId())
 	}
@@ -654,7 +654,7 @@ func (inetKind) check(s *Set, f *pb.FileEntry) error {
 // from cryo (options, then bound, listening or connected as it was, its
 // datagrams queued), then gives it to the process.
 func (inetKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Isk
+	e := f.GetIsk()
 	typ := int(e.GetType())
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		typ |= unix.SOCK_NONBLOCK

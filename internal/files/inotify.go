@@ -60,15 +60,15 @@ func (inotifyKind) dump(t *Table, d *desc) (uint32, error) {
 	for _, w := range e.Wd {
 		w.Id = id
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_INOTIFY, Id: id, Ify: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_INOTIFY, Id: id, Entry: e}), nil
 }
 
 func (inotifyKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Ify == nil {
+	if f.GetIfy() == nil {
 		return imageErr("file %d: INOTIFY without an ify entry", f.GetId())
 	}
 	seen := map[uint32]bool{}
-	for _, w := range f.Ify.GetWd() {
+	for _, w := range f.GetIfy().GetWd() {
 		switch {
 		case w.GetWd() == 0 || w.GetWd() > math.MaxInt32 || seen[w.GetWd()]:
 			return imageErr("inotify file %d: watch number %d is zero, too large or repeated", f.GetId(), w.GetWd())
@@ -87,7 +87,7 @@ func (inotifyKind) check(s *Set, f *pb.FileEntry) error {
 // number.
 func (inotifyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	flags := unix.IN_CLOEXEC
-	if f.Ify.GetFlags()&unix.O_NONBLOCK != 0 {
+	if f.GetIfy().GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.IN_NONBLOCK
 	}
 	fd, err := unix.InotifyInit1(flags)
@@ -99,7 +99,7 @@ func (inotifyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	for i := range order {
 		order[i] = i
 	}
-	wds := f.Ify.GetWd()
+	wds := f.GetIfy().GetWd()
 	slices.SortFunc(order, func(a, b int) int { return int(wds[a].GetWd()) - int(wds[b].GetWd()) })
 	for _, i := range order {
 		w := wds[i]

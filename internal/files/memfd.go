@@ -125,7 +125,7 @@ func (t *Table) memfdFile(id uint32, path, name string, flags uint32, pos uint64
 	}
 	t.add(&pb.FileEntry{
 		Type: pb.FdTypes_MEMFD, Id: id,
-		Memfd: &pb.MemfdFileEntry{
+		Entry: &pb.MemfdFileEntry{
 			Id: id, Flags: flags, Pos: pos,
 			Fown: &pb.FownEntry{}, InodeId: uint32(e.GetInodeId()),
 		},
@@ -254,11 +254,11 @@ func (s *Set) loadMemfds() error {
 }
 
 func (memfdKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Memfd == nil {
+	if f.GetMemfd() == nil {
 		return imageErr("file %d: MEMFD without a memfd entry", f.GetId())
 	}
-	if s.memfds[f.Memfd.GetInodeId()] == nil {
-		return imageErr("file %d: memfd inode %d, which memfd.img lacks", f.GetId(), f.Memfd.GetInodeId())
+	if s.memfds[f.GetMemfd().GetInodeId()] == nil {
+		return imageErr("file %d: memfd inode %d, which memfd.img lacks", f.GetId(), f.GetMemfd().GetInodeId())
 	}
 	return nil
 }
@@ -271,7 +271,7 @@ func (memfdKind) check(s *Set, f *pb.FileEntry) error {
 // which one opened again does, and a writer makes executing the memfd
 // (execveat, as runc runs itself) fail with ETXTBSY.
 func (memfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Memfd
+	e := f.GetMemfd()
 	m, err := r.memfd(e.GetInodeId())
 	if err != nil {
 		return -1, err
@@ -328,10 +328,10 @@ type memfdRestorer struct {
 // MEMFD entry id stands for, to map it, making the memfd on first use.
 func (r *Restorer) MemfdMapping(id uint32) (uint64, error) {
 	f := r.set.Files[id]
-	if f == nil || f.Memfd == nil {
+	if f == nil || f.GetMemfd() == nil {
 		return 0, imageErr("file %d is not a memfd entry", id)
 	}
-	return r.memfd(f.Memfd.GetInodeId())
+	return r.memfd(f.GetMemfd().GetInodeId())
 }
 
 // memfd returns the process's descriptor of memfd inode id, making the
@@ -501,7 +501,7 @@ func (r *Restorer) memfdDescriptors() []uint64 {
 func (r *Restorer) makeMemfds() error {
 	for _, fd := range r.byNumber {
 		if f := r.set.Files[fd.GetId()]; f.GetType() == pb.FdTypes_MEMFD {
-			if _, err := r.memfd(f.Memfd.GetInodeId()); err != nil {
+			if _, err := r.memfd(f.GetMemfd().GetInodeId()); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 			}
 		}

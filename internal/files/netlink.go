@@ -135,11 +135,11 @@ func (netlinkKind) dump(t *Table, d *desc) (uint32, error) {
 			e.DstPortid, e.DstGroup = peer.Pid, peer.Groups
 		}
 	}
-	return t.add(&pb.FileEntry{Type: pb.FdTypes_NETLINKSK, Id: id, Nlsk: e}), nil
+	return t.add(&pb.FileEntry{Type: pb.FdTypes_NETLINKSK, Id: id, Entry: e}), nil
 }
 
 func (netlinkKind) check(s *Set, f *pb.FileEntry) error {
-	e := f.Nlsk
+	e := f.GetNlsk()
 	switch {
 	case e == nil:
 		return imageErr("file %d: NETLINKSK without a netlink entry", f.GetId())
@@ -156,7 +156,7 @@ func (netlinkKind) check(s *Set, f *pb.FileEntry) error {
 // open makes the netlink socket as the process, binds it to its port
 // and groups and connects it, then gives it to the process.
 func (netlinkKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Nlsk
+	e := f.GetNlsk()
 	typ := unix.SOCK_RAW
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		typ |= unix.SOCK_NONBLOCK

@@ -102,22 +102,22 @@ func (nsKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_NS, Id: id,
-		Nsf: &pb.NsFileEntry{Id: id, NsId: n.id, NsCflag: n.cflag, Flags: statusFlags(d.info)},
+		Entry: &pb.NsFileEntry{Id: id, NsId: n.id, NsCflag: n.cflag, Flags: statusFlags(d.info)},
 	}), nil
 }
 
 // nsByFlag returns the namespace kind of an NS entry.
 func nsByFlag(f *pb.FileEntry) (namespace, error) {
 	for _, n := range namespaces {
-		if n.cflag == f.Nsf.GetNsCflag() {
+		if n.cflag == f.GetNsf().GetNsCflag() {
 			return n, nil
 		}
 	}
-	return namespace{}, imageErr("file %d: namespace of clone flag %#x", f.GetId(), f.Nsf.GetNsCflag())
+	return namespace{}, imageErr("file %d: namespace of clone flag %#x", f.GetId(), f.GetNsf().GetNsCflag())
 }
 
 func (nsKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Nsf == nil {
+	if f.GetNsf() == nil {
 		return imageErr("file %d: NS without an nsf entry", f.GetId())
 	}
 	_, err := nsByFlag(f)
@@ -130,5 +130,5 @@ func (nsKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	return r.reopen(fmt.Sprintf("/proc/%d/ns/%s", r.pid, n.name), f.Nsf.GetFlags(), 0)
+	return r.reopen(fmt.Sprintf("/proc/%d/ns/%s", r.pid, n.name), f.GetNsf().GetFlags(), 0)
 }

@@ -55,7 +55,7 @@ func (pidfdKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_PIDFD, Id: id,
-		Pidfd: &pb.PidfdEntry{
+		Entry: &pb.PidfdEntry{
 			// The image's inode number is 32 bits; a restore makes the
 			// pidfd by its pid and does not use it.
 			Id: id, Ino: uint32(d.st.Ino), Flags: flags,
@@ -65,7 +65,7 @@ func (pidfdKind) dump(t *Table, d *desc) (uint32, error) {
 }
 
 func (pidfdKind) check(s *Set, f *pb.FileEntry) error {
-	e := f.Pidfd
+	e := f.GetPidfd()
 	switch {
 	case e == nil:
 		return imageErr("file %d: PIDFD without a pidfd entry", f.GetId())
@@ -86,7 +86,7 @@ func (pidfdKind) check(s *Set, f *pb.FileEntry) error {
 // process reaped, the same pidfs inode at the dump, are of one such
 // child, those of two are of two.
 func (pidfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Pidfd
+	e := f.GetPidfd()
 	pid := int(e.GetNspid())
 	if pid == -1 {
 		var err error

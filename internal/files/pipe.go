@@ -37,12 +37,12 @@ func (pipeKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_PIPE, Id: id,
-		Pipe: &pb.PipeEntry{Id: id, PipeId: uint32(ino), Flags: statusFlags(d.info), Fown: &pb.FownEntry{}},
+		Entry: &pb.PipeEntry{Id: id, PipeId: uint32(ino), Flags: statusFlags(d.info), Fown: &pb.FownEntry{}},
 	}), nil
 }
 
 func (pipeKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Pipe == nil {
+	if f.GetPipe() == nil {
 		return imageErr("file %d: PIPE without a pipe entry", f.GetId())
 	}
 	return nil
@@ -56,20 +56,20 @@ func (pipeKind) check(s *Set, f *pb.FileEntry) error {
 // O_LARGEFILE, which fcntl cannot set nor clear, and pipe() does not
 // (cryoPipe.take).
 func (pipeKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	id := f.Pipe.GetPipeId()
+	id := f.GetPipe().GetPipeId()
 	if p, ok := r.shared.cryoPipes[id]; ok {
 		// Made in cryo for an end in flight (unixsk_restore.go).
-		return p.take(f.Pipe.GetFlags())
+		return p.take(f.GetPipe().GetFlags())
 	}
 	if path := r.sharedPipe(id); path != "" {
 		// Made and filled by another process of the tree.
-		return openCryoPipe(path, f.Pipe.GetFlags())
+		return openCryoPipe(path, f.GetPipe().GetFlags())
 	}
 	// Its other end may be a process's outside the checkpoint (a
 	// pipeline's, a supervisor's), which holds it still, with whatever
 	// it has not read: the same pipe, not a new one whose other end
 	// nobody holds.
-	if fd, err := r.openLivePipe(id, f.Pipe.GetFlags()); fd >= 0 || err != nil {
+	if fd, err := r.openLivePipe(id, f.GetPipe().GetFlags()); fd >= 0 || err != nil {
 		return fd, err
 	}
 	p, ok := r.pipes[id]
@@ -83,7 +83,7 @@ func (pipeKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 		}
 		r.pipes[id] = p
 	}
-	return p.take(f.Pipe.GetFlags())
+	return p.take(f.GetPipe().GetFlags())
 }
 
 // openLivePipe opens pipe id, in cryo, with flags, where a process that
@@ -320,7 +320,7 @@ type pipeMade struct {
 
 // group makes the entries of one pipe together.
 func (pipeKind) group(_ *Restorer, f *pb.FileEntry) (uint32, bool) {
-	return f.Pipe.GetPipeId(), true
+	return f.GetPipe().GetPipeId(), true
 }
 
 // groupOpened gives the pipe of the group just opened its size and data

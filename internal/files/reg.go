@@ -46,7 +46,7 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	if d.mode() == unix.S_IFREG {
 		reg.Size = pb.Uint64(uint64(d.st.Size))
 	}
-	id := t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: reg.Id, Reg: reg})
+	id := t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: reg.Id, Entry: reg})
 	if deleted {
 		if err := t.unlinked(id, path, d.path, &d.st); err != nil {
 			return 0, err
@@ -129,7 +129,7 @@ func (t *Table) RegPath(path, via string, flags uint32) (uint32, error) {
 			Fown: &pb.FownEntry{}, Name: path,
 		}
 		err = t.identify(reg, via)
-		return &pb.FileEntry{Type: pb.FdTypes_REG, Id: id, Reg: reg}
+		return &pb.FileEntry{Type: pb.FdTypes_REG, Id: id, Entry: reg}
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", path, err)
@@ -159,7 +159,7 @@ func (t *Table) RegFile(path, link string, flags uint32) (uint32, error) {
 	t.byKey[key] = t.add(&pb.FileEntry{
 		Type: pb.FdTypes_REG,
 		Id:   id,
-		Reg: &pb.RegFileEntry{
+		Entry: &pb.RegFileEntry{
 			Id: id, Flags: flags, Pos: 0,
 			Fown: &pb.FownEntry{}, Name: name, Mode: pb.Uint32(st.Mode),
 		},
@@ -171,7 +171,7 @@ func (t *Table) RegFile(path, link string, flags uint32) (uint32, error) {
 }
 
 func (regKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Reg == nil {
+	if f.GetReg() == nil {
 		return imageErr("file %d: REG without a reg entry", f.GetId())
 	}
 	return nil
@@ -183,12 +183,12 @@ func (regKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 		return -1, err
 	}
 	reopen := r.reopen
-	if r.set.special[f.GetId()] || specialFile(f.Reg.GetMode()) {
+	if r.set.special[f.GetId()] || specialFile(f.GetReg().GetMode()) {
 		reopen = r.reopenHere
 	}
-	fd, err := reopen(path, f.Reg.GetFlags(), f.Reg.GetPos())
+	fd, err := reopen(path, f.GetReg().GetFlags(), f.GetReg().GetPos())
 	if err != nil {
-		return -1, fmt.Errorf("%s: %w", f.Reg.GetName(), err)
+		return -1, fmt.Errorf("%s: %w", f.GetReg().GetName(), err)
 	}
 	return fd, nil
 }
@@ -202,7 +202,7 @@ func (r *Restorer) Path(id uint32) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name := f.Reg.GetName()
+	name := f.GetReg().GetName()
 	if t, ok := r.set.remaps[id]; ok {
 		fd, err := r.remapped(t, name)
 		if err != nil {

@@ -133,10 +133,10 @@ func (r *Restorer) OpenAll() error {
 // ownFdFile reports whether f is the process's own /proc/PID/fd/N or
 // /proc/PID/fdinfo/N.
 func (r *Restorer) ownFdFile(f *pb.FileEntry) bool {
-	if f.Reg == nil || !r.set.ownProc[f.GetId()] {
+	if f.GetReg() == nil || !r.set.ownProc[f.GetId()] {
 		return false
 	}
-	rest, _ := strings.CutPrefix(f.Reg.GetName(), fmt.Sprintf("/proc/%d/", r.pid))
+	rest, _ := strings.CutPrefix(f.GetReg().GetName(), fmt.Sprintf("/proc/%d/", r.pid))
 	return strings.HasPrefix(rest, "fd/") || strings.HasPrefix(rest, "fdinfo/")
 }
 

@@ -102,7 +102,7 @@ func (s *Set) Check(f *pb.FileEntry) error {
 // executable, cwd, root and file mappings refer to such entries.
 func (s *Set) Reg(id uint32) (*pb.FileEntry, error) {
 	f := s.Files[id]
-	if f == nil || f.Reg == nil {
+	if f == nil || f.GetReg() == nil {
 		return nil, imageErr("file %d is not a regular file entry", id)
 	}
 	return f, nil

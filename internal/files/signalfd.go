@@ -23,12 +23,12 @@ func (signalfdKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_SIGNALFD, Id: id,
-		Sgfd: &pb.SignalfdEntry{Id: id, Flags: statusFlags(d.info), Fown: &pb.FownEntry{}, Sigmask: mask},
+		Entry: &pb.SignalfdEntry{Id: id, Flags: statusFlags(d.info), Fown: &pb.FownEntry{}, Sigmask: mask},
 	}), nil
 }
 
 func (signalfdKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Sgfd == nil {
+	if f.GetSgfd() == nil {
 		return imageErr("file %d: SIGNALFD without a sgfd entry", f.GetId())
 	}
 	return nil
@@ -36,7 +36,7 @@ func (signalfdKind) check(s *Set, f *pb.FileEntry) error {
 
 // open makes a signalfd in the process reading the dumped signals.
 func (signalfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Sgfd
+	e := f.GetSgfd()
 	flags := unix.SFD_CLOEXEC
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.SFD_NONBLOCK

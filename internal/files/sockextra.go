@@ -150,13 +150,13 @@ func (s *Set) loadSockExtras() error {
 	for _, x := range extras {
 		f := s.Files[x.ID]
 		switch {
-		case f == nil || f.Usk == nil && f.Isk == nil:
+		case f == nil || f.GetUsk() == nil && f.GetIsk() == nil:
 			return imageErr("%s: file %d is not a socket entry", image.SockExtras.FileName(0), x.ID)
-		case len(x.Groups) > 0 && f.Isk.GetProto() != unix.IPPROTO_UDP:
+		case len(x.Groups) > 0 && f.GetIsk().GetProto() != unix.IPPROTO_UDP:
 			return imageErr("%s: file %d joined multicast groups, but is no UDP socket", image.SockExtras.FileName(0), x.ID)
-		case x.TCPFastOpen|x.TCPDeferAccept|x.TCPUserTimeout != 0 && (f.Isk == nil || f.Isk.GetProto() != unix.IPPROTO_TCP && f.Isk.GetProto() != unix.IPPROTO_MPTCP):
+		case x.TCPFastOpen|x.TCPDeferAccept|x.TCPUserTimeout != 0 && (f.GetIsk() == nil || f.GetIsk().GetProto() != unix.IPPROTO_TCP && f.GetIsk().GetProto() != unix.IPPROTO_MPTCP):
 			return imageErr("%s: file %d has TCP options, but is no TCP socket", image.SockExtras.FileName(0), x.ID)
-		case len(x.Opts) > 0 && f.Isk == nil:
+		case len(x.Opts) > 0 && f.GetIsk() == nil:
 			return imageErr("%s: file %d has options of inet sockets, but is no inet socket", image.SockExtras.FileName(0), x.ID)
 		}
 		for _, o := range x.Opts {

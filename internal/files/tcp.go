@@ -348,7 +348,7 @@ type tcpStream struct {
 
 // checkConnection reads the stream of an established connection.
 func (s *Set) checkConnection(f *pb.FileEntry) error {
-	ino := f.Isk.GetIno()
+	ino := f.GetIsk().GetIno()
 	if _, ok := s.streams[ino]; ok {
 		return nil
 	}
@@ -448,7 +448,7 @@ func (r *Restorer) lockConnections() error {
 // of entry f again, in repair mode until ResumeConnections, which closes
 // the duplicate it keeps.
 func (r *Restorer) restoreConnection(fd int, f *pb.FileEntry) error {
-	e := f.Isk
+	e := f.GetIsk()
 	if err := r.lockConnections(); err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func (timerfdKind) dump(t *Table, d *desc) (uint32, error) {
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_TIMERFD, Id: id,
-		Tfd: &pb.TimerfdEntry{
+		Entry: &pb.TimerfdEntry{
 			Id: id, Flags: statusFlags(d.info), Fown: &pb.FownEntry{},
 			Clockid: uint32(tf.Clockid), Ticks: tf.Ticks, SettimeFlags: tf.SettimeFlags,
 			Vsec: uint64(tf.Value / time.Second), Vnsec: uint64(tf.Value % time.Second),
@@ -118,7 +118,7 @@ func readTimerfd(pid, fd int) (proc.Timerfd, time.Time, error) {
 var timerfdClocks = []uint32{unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM}
 
 func (timerfdKind) check(s *Set, f *pb.FileEntry) error {
-	e := f.Tfd
+	e := f.GetTfd()
 	switch {
 	case e == nil:
 		return imageErr("file %d: TIMERFD without a tfd entry", f.GetId())
@@ -169,7 +169,7 @@ const timerfdMargin = time.Millisecond
 // wider margin. An expiration can then come up to the margin early, never
 // be lost.
 func (timerfdKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := f.Tfd
+	e := f.GetTfd()
 	flags := uint64(0)
 	if e.GetFlags()&unix.O_NONBLOCK != 0 {
 		flags |= unix.TFD_NONBLOCK

@@ -134,11 +134,11 @@ func (ttyKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	regID := t.nextID()
-	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: regID, Reg: regEntry(regID, path, d)})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: regID, Entry: regEntry(regID, path, d)})
 	id := t.nextID()
 	return t.add(&pb.FileEntry{
 		Type: pb.FdTypes_TTY, Id: id,
-		Tty: &pb.TtyFileEntry{
+		Entry: &pb.TtyFileEntry{
 			Id: id, TtyInfoId: info, Flags: statusFlags(d.info),
 			Fown: &pb.FownEntry{}, RegfId: pb.Uint32(regID),
 		},
@@ -739,16 +739,16 @@ func (s *Set) loadTTYs() error {
 }
 
 func (ttyKind) check(s *Set, f *pb.FileEntry) error {
-	if f.Tty == nil {
+	if f.GetTty() == nil {
 		return imageErr("file %d: TTY without a tty entry", f.GetId())
 	}
-	if reg := s.Files[f.Tty.GetRegfId()]; reg == nil || reg.Reg == nil {
+	if reg := s.Files[f.GetTty().GetRegfId()]; reg == nil || reg.GetReg() == nil {
 		return imageErr("file %d: TTY without its path entry", f.GetId())
 	}
-	e := s.ttyInfos[f.Tty.GetTtyInfoId()]
+	e := s.ttyInfos[f.GetTty().GetTtyInfoId()]
 	switch {
 	case e == nil:
-		return imageErr("file %d: terminal %d, which tty-info.img lacks", f.GetId(), f.Tty.GetTtyInfoId())
+		return imageErr("file %d: terminal %d, which tty-info.img lacks", f.GetId(), f.GetTty().GetTtyInfoId())
 	case e.GetType() == pb.TtyType_PTY && e.Pty == nil:
 		return imageErr("file %d: pseudo-terminal %d without its index", f.GetId(), e.GetId())
 	case e.GetType() == pb.TtyType_PTY && isPtmx(uint64(e.GetRdev())) && s.ptyPairs[e.Pty.GetIndex()][0] == 0:
@@ -793,8 +793,8 @@ type ptyMade struct {
 }
 
 func (ttyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
-	flags := f.Tty.GetFlags() | unix.O_NOCTTY
+	e := r.set.ttyInfos[f.GetTty().GetTtyInfoId()]
+	flags := f.GetTty().GetFlags() | unix.O_NOCTTY
 	switch {
 	case r.set.inPair(e):
 		p, err := r.pty(e.Pty.GetIndex())
@@ -809,8 +809,8 @@ func (ttyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 		if p.given {
 			return -1, fmt.Errorf("%w: pseudo-terminal %d: its master held twice, apart", ErrUnsupported, p.index)
 		}
-		if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.Tty.GetFlags())); err != nil {
-			return -1, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.Tty.GetFlags(), p.index, err)
+		if _, err := unix.FcntlInt(uintptr(p.m), unix.F_SETFL, int(f.GetTty().GetFlags())); err != nil {
+			return -1, fmt.Errorf("set flags %#o of the master of pseudo-terminal %d: %w", f.GetTty().GetFlags(), p.index, err)
 		}
 		p.given = true
 		return unix.FcntlInt(uintptr(p.m), unix.F_DUPFD_CLOEXEC, 0)
@@ -823,7 +823,7 @@ func (ttyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 		return r.reopenHere(path, flags, 0)
 	}
 	if !r.shellJob {
-		name := r.set.Files[f.Tty.GetRegfId()].Reg.GetName()
+		name := r.set.Files[f.GetTty().GetRegfId()].GetReg().GetName()
 		return -1, fmt.Errorf("%w: %s is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported, name)
 	}
 	path, err := ownTerminal()
@@ -1088,7 +1088,7 @@ func (r *Restorer) Foreground(pgid int) ([]string, error) {
 		if f.GetType() != pb.FdTypes_TTY {
 			continue
 		}
-		e := r.set.ttyInfos[f.Tty.GetTtyInfoId()]
+		e := r.set.ttyInfos[f.GetTty().GetTtyInfoId()]
 		if r.set.inPair(e) || e.GetType() == pb.TtyType_CTTY || e.GetSid() == 0 || !r.settled[e.GetId()] {
 			continue
 		}

@@ -89,7 +89,7 @@ func (r *Restorer) restoreDatagrams(fd int, f *pb.FileEntry) error {
 	if len(packets) == 0 {
 		return nil
 	}
-	e := f.Isk
+	e := f.GetIsk()
 	if e.GetType() != unix.SOCK_DGRAM || e.GetProto() != unix.IPPROTO_UDP {
 		return imageErr("file %d: datagrams queued to a socket of type %d, protocol %d", f.GetId(), e.GetType(), e.GetProto())
 	}

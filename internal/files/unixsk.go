@@ -161,7 +161,7 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 	// entries of their own.
 	t.unixTable.dumped[s.Ino] = &unixDumped{e: e, pid: t.pid, fd: d.fd}
 	t.unixTable.order = append(t.unixTable.order, s.Ino)
-	t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK, Id: id, Usk: e})
+	t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK, Id: id, Entry: e})
 	// A stream socket has a queue once connected; a datagram one always.
 	if s.State == tcpEstablished || s.Type == unix.SOCK_DGRAM {
 		err = t.dumpUnixQueue(dup, e, s)
@@ -534,7 +534,7 @@ func (t *Table) finishUnix() error {
 			Name: ps.Name,
 		}
 		u.dumped[peer] = &unixDumped{e: e, pid: d.pid, fd: -1}
-		t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK, Id: id, Usk: e})
+		t.add(&pb.FileEntry{Type: pb.FdTypes_UNIXSK, Id: id, Entry: e})
 	}
 	return nil
 }
@@ -598,8 +598,8 @@ func (s *Set) loadUnix() error {
 	s.unixByIno, s.queued = map[uint32]*pb.UnixSkEntry{}, map[uint32][]unixPacket{}
 	udp := false
 	for _, f := range s.Files {
-		if f.Usk != nil {
-			s.unixByIno[f.Usk.GetIno()] = f.Usk
+		if f.GetUsk() != nil {
+			s.unixByIno[f.GetUsk().GetIno()] = f.GetUsk()
 		}
 		udp = udp || f.GetIsk().GetProto() == unix.IPPROTO_UDP
 	}
@@ -643,7 +643,7 @@ func (s *Set) loadUnix() error {
 }
 
 func (unixKind) check(s *Set, f *pb.FileEntry) error {
-	e := f.Usk
+	e := f.GetUsk()
 	switch {
 	case e == nil:
 		return imageErr("file %d: UNIXSK without a unix socket entry", f.GetId())

@@ -60,7 +60,7 @@ func (u *unixShared) closeUnix() {
 func (r *Restorer) SetCreds(c kernel.Creds) { r.creds = &c }
 
 func (unixKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	ino := f.Usk.GetIno()
+	ino := f.GetUsk().GetIno()
 	fd, ok := r.shared.unixMade[ino]
 	if !ok {
 		// What goes in flight with its queues may be an entry of the
@@ -81,7 +81,7 @@ func (unixKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 			unix.Close(t)
 		}
 		if err != nil {
-			return -1, fmt.Errorf("unix socket %s: %w", sockName(f.Usk.GetName()), err)
+			return -1, fmt.Errorf("unix socket %s: %w", sockName(f.GetUsk().GetName()), err)
 		}
 		fd = r.shared.unixMade[ino]
 	}
@@ -427,11 +427,11 @@ func closeAll(fds []int) {
 func (m *unixMaking) inFlight(id uint32) (int, error) {
 	r := m.r
 	f := r.set.Files[id]
-	if f.Usk != nil {
-		if err := m.make(f.Usk.GetIno()); err != nil {
+	if f.GetUsk() != nil {
+		if err := m.make(f.GetUsk().GetIno()); err != nil {
 			return -1, err
 		}
-		return unix.FcntlInt(uintptr(m.fd(f.Usk.GetIno())), unix.F_DUPFD_CLOEXEC, 0)
+		return unix.FcntlInt(uintptr(m.fd(f.GetUsk().GetIno())), unix.F_DUPFD_CLOEXEC, 0)
 	}
 	if ref, ok := r.shared.opened[id]; ok {
 		if ref.pid == os.Getpid() {
@@ -444,10 +444,10 @@ func (m *unixMaking) inFlight(id uint32) (int, error) {
 			return r.getfd(uint64(fd.GetFd()))
 		}
 	}
-	if f.Epfd != nil {
+	if f.GetEpfd() != nil {
 		return m.epollInFlight(f)
 	}
-	if f.Pipe == nil {
+	if f.GetPipe() == nil {
 		return -1, fmt.Errorf("%w: a %v in flight (SCM_RIGHTS) that no process of the tree has open before", ErrUnsupported, f.GetType())
 	}
 	fd, err := m.pipeEnd(f)
@@ -476,7 +476,7 @@ func (m *unixMaking) epollInFlight(f *pb.FileEntry) (int, error) {
 		return -1, err
 	}
 	err = func() error {
-		for _, tg := range f.Epfd.GetTfd() {
+		for _, tg := range f.GetEpfd().GetTfd() {
 			i := slices.IndexFunc(r.set.Fds, func(fd *pb.FdinfoEntry) bool { return fd.GetFd() == tg.GetTfd() })
 			if i < 0 {
 				return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
@@ -512,9 +512,9 @@ func (m *unixMaking) epollInFlight(f *pb.FileEntry) (int, error) {
 // pipe made in cryo and filled with its data, which the processes that
 // have it later get their ends of (Shared.cryoPipes).
 func (m *unixMaking) pipeEnd(f *pb.FileEntry) (int, error) {
-	r, id := m.r, f.Pipe.GetPipeId()
+	r, id := m.r, f.GetPipe().GetPipeId()
 	if p, ok := r.shared.cryoPipes[id]; ok {
-		return p.take(f.Pipe.GetFlags())
+		return p.take(f.GetPipe().GetFlags())
 	}
 	path := ""
 	if ref, ok := r.shared.pipes[id]; ok {
@@ -526,7 +526,7 @@ func (m *unixMaking) pipeEnd(f *pb.FileEntry) (int, error) {
 		}
 	}
 	if path != "" {
-		return openCryoPipe(path, f.Pipe.GetFlags())
+		return openCryoPipe(path, f.GetPipe().GetFlags())
 	}
 	var ends [2]int
 	if err := unix.Pipe2(ends[:], unix.O_CLOEXEC); err != nil {
@@ -542,7 +542,7 @@ func (m *unixMaking) pipeEnd(f *pb.FileEntry) (int, error) {
 		r.shared.cryoPipes = map[uint32]*cryoPipe{}
 	}
 	r.shared.cryoPipes[id] = p
-	return p.take(f.Pipe.GetFlags())
+	return p.take(f.GetPipe().GetFlags())
 }
 
 // cryoPipe is a pipe made in cryo for one of its ends in flight: the

@@ -138,12 +138,12 @@ func TestCritExplore(t *testing.T) {
 	}
 	reg := func(id uint32, name string) pb.Message {
 		return complete(&pb.FileEntry{Type: pb.FdTypes_REG, Id: id,
-			Reg: &pb.RegFileEntry{Id: id, Name: name, Fown: &pb.FownEntry{}}})
+			Entry: &pb.RegFileEntry{Id: id, Name: name, Fown: &pb.FownEntry{}}})
 	}
 	err = d.WriteImage(Files, 0,
 		reg(9, "/usr/bin/sleep"),
 		complete(&pb.FileEntry{Type: pb.FdTypes_PIPE, Id: 10,
-			Pipe: &pb.PipeEntry{Id: 10, PipeId: 77, Fown: &pb.FownEntry{}}}),
+			Entry: &pb.PipeEntry{Id: 10, PipeId: 77, Fown: &pb.FownEntry{}}}),
 		reg(11, "/tmp"), reg(12, "/"))
 	if err != nil {
 		t.Fatal(err)

@@ -334,7 +334,7 @@ func TestWriterErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := files.Write(&pb.FileEntry{Type: pb.FdTypes_PIPE, Id: 1, Pipe: &pb.PipeEntry{Id: 1, PipeId: 2}}); err == nil || !strings.Contains(err.Error(), "fown") {
+	if err := files.Write(&pb.FileEntry{Type: pb.FdTypes_PIPE, Id: 1, Entry: &pb.PipeEntry{Id: 1, PipeId: 2}}); err == nil || !strings.Contains(err.Error(), "fown") {
 		t.Errorf("a pipe entry without its required fown: %v, want an error naming fown", err)
 	}
 	if err := w.WritePayload([]byte("x")); err == nil {

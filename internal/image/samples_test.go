@@ -120,13 +120,13 @@ func samples() []sample {
 			{"vaddr": "0x0", "nr_pages": 3, "flags": "PE_PRESENT"}]}`},
 		{kind: Files, recs: recs(&pb.FileEntry{
 			Type: pb.FdTypes_REG, Id: 9,
-			Reg: &pb.RegFileEntry{Id: 9, Flags: 0o100000, Pos: 77, Name: "/usr/bin/sleep",
+			Entry: &pb.RegFileEntry{Id: 9, Flags: 0o100000, Pos: 77, Name: "/usr/bin/sleep",
 				Fown: &pb.FownEntry{}, Size: u64(35336)},
 		}), crit: `{"magic": "FILES", "entries": [{"type": "REG", "id": 9,
 			"reg": {"id": 9, "flags": "O_LARGEFILE", "pos": 77, "name": "/usr/bin/sleep", "size": 35336}}]}`},
 		{kind: Files, id: 0, recs: recs(&pb.FileEntry{
 			Type: pb.FdTypes_UNIXSK, Id: 5,
-			Usk: &pb.UnixSkEntry{Id: 5, Ino: 7001, Type: 1, State: 10, Flags: 0o4002, Uflags: 0,
+			Entry: &pb.UnixSkEntry{Id: 5, Ino: 7001, Type: 1, State: 10, Flags: 0o4002, Uflags: 0,
 				Backlog: 16, Peer: 0, Fown: &pb.FownEntry{}, Name: []byte("/run/x.sock\x00"),
 				Opts: &pb.SkOptsEntry{SoSndbuf: 212992, SoRcvbuf: 212992, SoSndTmoSec: 0, SoSndTmoUsec: 0,
 					SoRcvTmoSec: 0, SoRcvTmoUsec: 0, SoPasscred: pb.Bool(true)},
@@ -139,7 +139,7 @@ func samples() []sample {
 				"file_perms": {"mode": 49645, "uid": 1000, "gid": 1000}}}]}`},
 		{kind: Files, id: 0, recs: recs(&pb.FileEntry{
 			Type: pb.FdTypes_INETSK, Id: 6,
-			Isk: &pb.InetSkEntry{Id: 6, Ino: 7002, Family: 10, Type: 1, Proto: 6, State: 10,
+			Entry: &pb.InetSkEntry{Id: 6, Ino: 7002, Family: 10, Type: 1, Proto: 6, State: 10,
 				SrcPort: 8080, DstPort: 0, Flags: 0o4002, Backlog: 511,
 				SrcAddr: []uint32{0, 0, 0, 0x01000000}, DstAddr: []uint32{0, 0, 0, 0}, Fown: &pb.FownEntry{},
 				Opts: &pb.SkOptsEntry{SoSndbuf: 16384, SoRcvbuf: 131072, SoSndTmoSec: 0, SoSndTmoUsec: 0,
@@ -151,7 +151,7 @@ func samples() []sample {
 			},
 		}, &pb.FileEntry{
 			Type: pb.FdTypes_NETLINKSK, Id: 7,
-			Nlsk: &pb.NetlinkSkEntry{Id: 7, Ino: 7003, Protocol: 0, State: 0, Flags: 2, Portid: 4242,
+			Entry: &pb.NetlinkSkEntry{Id: 7, Ino: 7003, Protocol: 0, State: 0, Flags: 2, Portid: 4242,
 				Groups: []uint32{0x11, 1}, DstPortid: 0, DstGroup: 0, Fown: &pb.FownEntry{},
 				Opts: &pb.SkOptsEntry{SoSndbuf: 212992, SoRcvbuf: 212992, SoSndTmoSec: 0, SoSndTmoUsec: 0,
 					SoRcvTmoSec: 0, SoRcvTmoUsec: 0}},

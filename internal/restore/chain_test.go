@@ -130,7 +130,7 @@ func compareCheckpoints(t *testing.T, a, b *images) {
 		for id, f := range m {
 			f = pb.Clone(f)
 			if strings.HasSuffix(f.GetReg().GetName(), ".out") {
-				f.Reg.Pos, f.Reg.Size = 0, nil
+				f.GetReg().Pos, f.GetReg().Size = 0, nil
 			}
 			if p := f.GetPipe(); p != nil {
 				p.Flags = p.GetFlags() &^ kernel.OLargefile

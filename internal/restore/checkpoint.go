@@ -285,7 +285,7 @@ func (c *checkpoint) loadFiles() (err error) {
 			}
 			continue
 		}
-		if f == nil || f.Reg == nil {
+		if f == nil || f.GetReg() == nil {
 			return imageErr("mapping at %#x refers to file %d, which files.img lacks", v.start, v.shmid)
 		}
 	}

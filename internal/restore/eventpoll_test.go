@@ -208,18 +208,18 @@ func TestRestoreBadEventpollImages(t *testing.T) {
 	fd := func(k string) uint32 { return uint32(s.ReadyUint(t, k)) }
 	restoreBrokenFiles(t, s, c, []brokenFile{
 		{name: "epoll target missing", fd: "epfd", image: true, want: []string{"watches fd 999"},
-			edit: func(f *pb.FileEntry) { f.Epfd.Tfd[0].Tfd = 999 }},
+			edit: func(f *pb.FileEntry) { f.GetEpfd().Tfd[0].Tfd = 999 }},
 		{name: "epoll without its entry", fd: "sleep_ep", image: true, want: []string{"EVENTPOLL without"},
-			edit: func(f *pb.FileEntry) { f.Epfd = nil }},
+			edit: func(f *pb.FileEntry) { f.Entry = nil }},
 		{name: "eventfd without its entry", fd: "sem", image: true, want: []string{"EVENTFD without"},
-			edit: func(f *pb.FileEntry) { f.Efd = nil }},
+			edit: func(f *pb.FileEntry) { f.Entry = nil }},
 		{name: "eventfd counter too large", fd: "efd", image: true, want: []string{"counter 0xffffffffffffffff"},
-			edit: func(f *pb.FileEntry) { f.Efd.Counter = ^uint64(0) }},
+			edit: func(f *pb.FileEntry) { f.GetEfd().Counter = ^uint64(0) }},
 		// The kernel refuses an epoll watching itself: found only when the
 		// restore registers it.
 		{name: "epoll watching itself", fd: "epfd",
 			want: []string{fmt.Sprintf("add fd %d to epoll fd %d", fd("epfd"), fd("epfd")), "invalid argument"},
-			edit: func(f *pb.FileEntry) { f.Epfd.Tfd[0].Tfd = fd("epfd") }},
+			edit: func(f *pb.FileEntry) { f.GetEpfd().Tfd[0].Tfd = fd("epfd") }},
 	})
 }
 

@@ -393,7 +393,7 @@ func TestRestoreBadImages(t *testing.T) {
 			for _, id := range slices.Sorted(maps.Keys(im.files)) {
 				f := pb.Clone(im.files[id])
 				if f.GetReg().GetName() == exe {
-					f.Reg.Name = exe + ".gone"
+					f.GetReg().Name = exe + ".gone"
 				}
 				msgs = append(msgs, f)
 			}
@@ -668,7 +668,7 @@ func TestRestoreCancelledPromptly(t *testing.T) {
 	var msgs []pb.Message
 	for _, f := range files {
 		if f.GetReg().GetName() == reg {
-			f.Reg.Flags = unix.O_RDONLY
+			f.GetReg().Flags = unix.O_RDONLY
 		}
 		msgs = append(msgs, f)
 	}

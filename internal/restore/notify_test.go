@@ -215,11 +215,11 @@ func TestRestoreBadNotifyImages(t *testing.T) {
 		want error
 		says string
 	}{
-		{"without its entry", func(f *pb.FileEntry) { f.Ify = nil }, restore.ErrImage, "INOTIFY without"},
-		{"a watch number twice", func(f *pb.FileEntry) { f.Ify.Wd[1].Wd = f.Ify.Wd[0].Wd }, restore.ErrImage, "repeated"},
-		{"a handle longer than its words", func(f *pb.FileEntry) { f.Ify.Wd[0].FHandle.Handle = nil }, restore.ErrImage, "file handle"},
-		{"an unknown mask bit", func(f *pb.FileEntry) { f.Ify.Wd[0].Mask = 1 << 27 }, files.ErrUnsupported, "mask 0x8000000"},
-		{"another file at the path", func(f *pb.FileEntry) { f.Ify.Wd[1].FHandle.Path = pb.String(other) }, files.ErrChanged, other},
+		{"without its entry", func(f *pb.FileEntry) { f.Entry = nil }, restore.ErrImage, "INOTIFY without"},
+		{"a watch number twice", func(f *pb.FileEntry) { f.GetIfy().Wd[1].Wd = f.GetIfy().Wd[0].Wd }, restore.ErrImage, "repeated"},
+		{"a handle longer than its words", func(f *pb.FileEntry) { f.GetIfy().Wd[0].FHandle.Handle = nil }, restore.ErrImage, "file handle"},
+		{"an unknown mask bit", func(f *pb.FileEntry) { f.GetIfy().Wd[0].Mask = 1 << 27 }, files.ErrUnsupported, "mask 0x8000000"},
+		{"another file at the path", func(f *pb.FileEntry) { f.GetIfy().Wd[1].FHandle.Path = pb.String(other) }, files.ErrChanged, other},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.Children(t)

@@ -251,17 +251,17 @@ func TestRestoreBadTimerfdImages(t *testing.T) {
 	c := dumpAndReap(t, s)
 	restoreBrokenFiles(t, s, c, []brokenFile{
 		{name: "timerfd without its entry", fd: "slow", image: true, want: []string{"TIMERFD without"},
-			edit: func(f *pb.FileEntry) { f.Tfd = nil }},
+			edit: func(f *pb.FileEntry) { f.Entry = nil }},
 		{name: "timerfd on a CPU clock", fd: "off", image: true, want: []string{"clock 2"},
-			edit: func(f *pb.FileEntry) { f.Tfd.Clockid = unix.CLOCK_PROCESS_CPUTIME_ID }},
+			edit: func(f *pb.FileEntry) { f.GetTfd().Clockid = unix.CLOCK_PROCESS_CPUTIME_ID }},
 		{name: "timerfd settime flags", fd: "abs", image: true, want: []string{"settime flags 0x5"},
-			edit: func(f *pb.FileEntry) { f.Tfd.SettimeFlags = 5 }},
+			edit: func(f *pb.FileEntry) { f.GetTfd().SettimeFlags = 5 }},
 		{name: "timerfd nanoseconds", fd: "fast", image: true, want: []string{"out of range"},
-			edit: func(f *pb.FileEntry) { f.Tfd.Insec = 1e9 }},
+			edit: func(f *pb.FileEntry) { f.GetTfd().Insec = 1e9 }},
 		{name: "timerfd time too long", fd: "slow", image: true, want: []string{"out of range"},
-			edit: func(f *pb.FileEntry) { f.Tfd.Vsec = 1 << 62 }},
+			edit: func(f *pb.FileEntry) { f.GetTfd().Vsec = 1 << 62 }},
 		{name: "signalfd without its entry", fd: "sfd", image: true, want: []string{"SIGNALFD without"},
-			edit: func(f *pb.FileEntry) { f.Sgfd = nil }},
+			edit: func(f *pb.FileEntry) { f.Entry = nil }},
 	})
 }
 
@@ -281,11 +281,11 @@ func TestRestoreTimerfdDue(t *testing.T) {
 	due.dir = editedFiles(t, c, map[uint32]func(*pb.FileEntry){
 		// Its expiration not read, on CLOCK_BOOTTIME, which went on from
 		// the dump while the process was restored.
-		fd("once"): func(f *pb.FileEntry) { f.Tfd.Vsec, f.Tfd.Vnsec = 0, 1000 },
+		fd("once"): func(f *pb.FileEntry) { f.GetTfd().Vsec, f.GetTfd().Vnsec = 0, 1000 },
 		// Absolute on CLOCK_REALTIME: the time left counts from the
 		// restore, and is less than the time arming takes.
 		fd("wall"): func(f *pb.FileEntry) {
-			f.Tfd.Ticks, f.Tfd.Vsec, f.Tfd.Vnsec = ticks, 0, 1000
+			f.GetTfd().Ticks, f.GetTfd().Vsec, f.GetTfd().Vnsec = ticks, 0, 1000
 		},
 	})
 	_, log := restoreSubject(t, s, &due, restore.Options{})

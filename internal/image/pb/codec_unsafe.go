@@ -56,6 +56,7 @@ const (
 	cOpt                // bytes or a message: nil when unset
 	cRep                // repeated, each value with its key
 	cPacked             // repeated, the values in one length-delimited field
+	cEntry              // a message of a Message field that holds one of several
 )
 
 // fieldInfo describes one field of a message.
@@ -74,9 +75,9 @@ type fieldInfo struct {
 type msgInfo struct {
 	name   string // full protobuf name
 	fields []fieldInfo
-	vals   uint64                // the bits of its cVal fields
-	check  bool                  // it can lack a required field, or hold a message that can
-	new    func() unsafe.Pointer // a new message, if one is ever a field
+	vals   uint64         // the bits of its cVal fields
+	check  bool           // it can lack a required field, or hold a message that can
+	new    func() Message // a new message, if one is ever a field
 }
 
 // ref is a message, as the codec sees it.
@@ -296,6 +297,13 @@ func (f *fieldInfo) value(p unsafe.Pointer) unsafe.Pointer {
 	switch {
 	case f.card == cPtr:
 		return *(*unsafe.Pointer)(p)
+	case f.card == cEntry:
+		m := *(*Message)(p)
+		if m == nil || m.msg().mi != &infos[f.msg] {
+			return nil
+		}
+		// The interface's second word, its pointer to the message.
+		return unsafe.Add(p, unsafe.Sizeof(p))
 	case f.card != cOpt:
 	case f.kind == kBytes && *(*[]byte)(p) == nil, f.kind == kMessage && *(*unsafe.Pointer)(p) == nil:
 		return nil
@@ -308,7 +316,7 @@ func (mi *msgInfo) size(p unsafe.Pointer) (n int) {
 		f := &mi.fields[i]
 		fp := unsafe.Add(p, f.off)
 		switch f.card {
-		case cVal, cPtr, cOpt:
+		case cVal, cPtr, cOpt, cEntry:
 			if v := f.value(fp); v != nil {
 				n += sizeVarint(f.key(0)) + f.valueSize(v)
 			}
@@ -335,7 +343,7 @@ func (mi *msgInfo) appendTo(b []byte, p unsafe.Pointer) []byte {
 		f := &mi.fields[i]
 		fp := unsafe.Add(p, f.off)
 		switch f.card {
-		case cVal, cPtr, cOpt:
+		case cVal, cPtr, cOpt, cEntry:
 			if v := f.value(fp); v != nil {
 				b = f.appendValue(appendVarint(b, f.key(f.kind.wire())), v)
 			}
@@ -484,7 +492,7 @@ func (f *fieldInfo) storeBytes(p unsafe.Pointer, v []byte) error {
 	case kMessage:
 		mi := &infos[f.msg]
 		if rep {
-			e := mi.new()
+			e := mi.new().msg().p
 			if err := mi.unmarshal(v, e); err != nil {
 				return err
 			}
@@ -492,9 +500,18 @@ func (f *fieldInfo) storeBytes(p unsafe.Pointer, v []byte) error {
 			*l = append(*l, e)
 			return nil
 		}
+		if f.card == cEntry {
+			m := (*Message)(p)
+			if *m == nil {
+				*m = mi.new()
+			} else if (*m).msg().mi != mi {
+				return corrupt(mi.name, f.num) // a second entry, of another kind
+			}
+			return mi.unmarshal(v, (*m).msg().p)
+		}
 		e := (*unsafe.Pointer)(p)
 		if *e == nil {
-			*e = mi.new()
+			*e = mi.new().msg().p
 		}
 		return mi.unmarshal(v, *e)
 	}
@@ -519,8 +536,8 @@ func (mi *msgInfo) checkRequired(p unsafe.Pointer) error {
 		}
 		if f.card == cRep {
 			f.each(fp, check)
-		} else if *(*unsafe.Pointer)(fp) != nil {
-			check(fp)
+		} else if v := f.value(fp); v != nil {
+			check(v)
 		}
 		if err != nil {
 			return err
@@ -536,10 +553,14 @@ func (mi *msgInfo) complete(p unsafe.Pointer) {
 		switch {
 		case f.kind == kMessage && f.card == cRep:
 			f.each(fp, func(v unsafe.Pointer) { infos[f.msg].complete(*(*unsafe.Pointer)(v)) })
+		case f.card == cEntry:
+			if v := f.value(fp); v != nil {
+				infos[f.msg].complete(*(*unsafe.Pointer)(v))
+			}
 		case f.kind == kMessage:
 			e := (*unsafe.Pointer)(fp)
 			if f.required && *e == nil {
-				*e = infos[f.msg].new()
+				*e = infos[f.msg].new().msg().p
 			}
 			if *e != nil {
 				infos[f.msg].complete(*e)

@@ -142,28 +142,10 @@ func (m *FdinfoEntry) GetXattrSecuritySelinux() string {
 
 // FileEntry is file_entry.
 type FileEntry struct {
-	Type  FdTypes
-	Id    uint32
-	Reg   *RegFileEntry
-	Isk   *InetSkEntry
-	Nsf   *NsFileEntry
-	Psk   *PacketSockEntry
-	Nlsk  *NetlinkSkEntry
-	Efd   *EventfdFileEntry
-	Epfd  *EventpollFileEntry
-	Sgfd  *SignalfdEntry
-	Tunf  *TunfileEntry
-	Tfd   *TimerfdEntry
-	Ify   *InotifyFileEntry
-	Ffy   *FanotifyFileEntry
-	Ext   *ExtFileEntry
-	Usk   *UnixSkEntry
-	Fifo  *FifoEntry
-	Pipe  *PipeEntry
-	Tty   *TtyFileEntry
-	Memfd *MemfdFileEntry
-	Bpf   *BpfmapFileEntry
-	Pidfd *PidfdEntry
+	Type FdTypes
+	Id   uint32
+	// Entry holds the message's one entry, of its kind: what one of the getters of *RegFileEntry, *InetSkEntry, *NsFileEntry, *PacketSockEntry, *NetlinkSkEntry, *EventfdFileEntry, *EventpollFileEntry, *SignalfdEntry, *TunfileEntry, *TimerfdEntry, *InotifyFileEntry, *FanotifyFileEntry, *ExtFileEntry, *UnixSkEntry, *FifoEntry, *PipeEntry, *TtyFileEntry, *MemfdFileEntry, *BpfmapFileEntry, *PidfdEntry returns.
+	Entry Message
 }
 
 // ProtoName returns the message's protobuf name.
@@ -171,6 +153,13 @@ func (*FileEntry) ProtoName() string { return "file_entry" }
 
 // Reset clears every field.
 func (m *FileEntry) Reset() { *m = FileEntry{} }
+
+func (m *FileEntry) GetEntry() Message {
+	if m != nil {
+		return m.Entry
+	}
+	return nil
+}
 
 func (m *FileEntry) GetType() FdTypes {
 	if m != nil {
@@ -187,141 +176,101 @@ func (m *FileEntry) GetId() uint32 {
 }
 
 func (m *FileEntry) GetReg() *RegFileEntry {
-	if m != nil {
-		return m.Reg
-	}
-	return nil
+	e, _ := m.GetEntry().(*RegFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetIsk() *InetSkEntry {
-	if m != nil {
-		return m.Isk
-	}
-	return nil
+	e, _ := m.GetEntry().(*InetSkEntry)
+	return e
 }
 
 func (m *FileEntry) GetNsf() *NsFileEntry {
-	if m != nil {
-		return m.Nsf
-	}
-	return nil
+	e, _ := m.GetEntry().(*NsFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetPsk() *PacketSockEntry {
-	if m != nil {
-		return m.Psk
-	}
-	return nil
+	e, _ := m.GetEntry().(*PacketSockEntry)
+	return e
 }
 
 func (m *FileEntry) GetNlsk() *NetlinkSkEntry {
-	if m != nil {
-		return m.Nlsk
-	}
-	return nil
+	e, _ := m.GetEntry().(*NetlinkSkEntry)
+	return e
 }
 
 func (m *FileEntry) GetEfd() *EventfdFileEntry {
-	if m != nil {
-		return m.Efd
-	}
-	return nil
+	e, _ := m.GetEntry().(*EventfdFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetEpfd() *EventpollFileEntry {
-	if m != nil {
-		return m.Epfd
-	}
-	return nil
+	e, _ := m.GetEntry().(*EventpollFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetSgfd() *SignalfdEntry {
-	if m != nil {
-		return m.Sgfd
-	}
-	return nil
+	e, _ := m.GetEntry().(*SignalfdEntry)
+	return e
 }
 
 func (m *FileEntry) GetTunf() *TunfileEntry {
-	if m != nil {
-		return m.Tunf
-	}
-	return nil
+	e, _ := m.GetEntry().(*TunfileEntry)
+	return e
 }
 
 func (m *FileEntry) GetTfd() *TimerfdEntry {
-	if m != nil {
-		return m.Tfd
-	}
-	return nil
+	e, _ := m.GetEntry().(*TimerfdEntry)
+	return e
 }
 
 func (m *FileEntry) GetIfy() *InotifyFileEntry {
-	if m != nil {
-		return m.Ify
-	}
-	return nil
+	e, _ := m.GetEntry().(*InotifyFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetFfy() *FanotifyFileEntry {
-	if m != nil {
-		return m.Ffy
-	}
-	return nil
+	e, _ := m.GetEntry().(*FanotifyFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetExt() *ExtFileEntry {
-	if m != nil {
-		return m.Ext
-	}
-	return nil
+	e, _ := m.GetEntry().(*ExtFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetUsk() *UnixSkEntry {
-	if m != nil {
-		return m.Usk
-	}
-	return nil
+	e, _ := m.GetEntry().(*UnixSkEntry)
+	return e
 }
 
 func (m *FileEntry) GetFifo() *FifoEntry {
-	if m != nil {
-		return m.Fifo
-	}
-	return nil
+	e, _ := m.GetEntry().(*FifoEntry)
+	return e
 }
 
 func (m *FileEntry) GetPipe() *PipeEntry {
-	if m != nil {
-		return m.Pipe
-	}
-	return nil
+	e, _ := m.GetEntry().(*PipeEntry)
+	return e
 }
 
 func (m *FileEntry) GetTty() *TtyFileEntry {
-	if m != nil {
-		return m.Tty
-	}
-	return nil
+	e, _ := m.GetEntry().(*TtyFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetMemfd() *MemfdFileEntry {
-	if m != nil {
-		return m.Memfd
-	}
-	return nil
+	e, _ := m.GetEntry().(*MemfdFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetBpf() *BpfmapFileEntry {
-	if m != nil {
-		return m.Bpf
-	}
-	return nil
+	e, _ := m.GetEntry().(*BpfmapFileEntry)
+	return e
 }
 
 func (m *FileEntry) GetPidfd() *PidfdEntry {
-	if m != nil {
-		return m.Pidfd
-	}
-	return nil
+	e, _ := m.GetEntry().(*PidfdEntry)
+	return e
 }

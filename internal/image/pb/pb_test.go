@@ -68,13 +68,21 @@ func reference(t *testing.T, m Message) protoreflect.MessageType {
 func fresh(m Message) Message { return reflect.New(reflect.TypeOf(m).Elem()).Interface().(Message) }
 
 // fill sets m's required fields, and at random its others, to random
-// values, down to depth levels of optional messages.
+// values, down to depth levels of optional messages; of a message that
+// holds one entry of its kind (FileEntry), one of them at most.
 func fill(m protoreflect.Message, rng *rand.Rand, depth int) {
 	fields := m.Descriptor().Fields()
+	oneEntry := holdsOneEntry(m.Descriptor())
+	entries := 0
 	for i := range fields.Len() {
 		f := fields.Get(i)
 		if f.Cardinality() != protoreflect.Required && (depth <= 0 || rng.IntN(2) == 0) {
 			continue
+		}
+		if oneEntry && f.Message() != nil && !f.IsList() {
+			if entries++; entries > 1 {
+				continue
+			}
 		}
 		switch {
 		case f.IsList():
@@ -94,6 +102,17 @@ func fill(m protoreflect.Message, rng *rand.Rand, depth int) {
 			m.Set(f, value(f, rng))
 		}
 	}
+}
+
+// holdsOneEntry reports whether our type of d holds one entry of its kind
+// in its field Entry, rather than a field per kind.
+func holdsOneEntry(d protoreflect.MessageDescriptor) bool {
+	m := New(string(d.FullName()))
+	if m == nil {
+		return false
+	}
+	_, ok := reflect.TypeOf(m).Elem().FieldByName("Entry")
+	return ok
 }
 
 // value returns a random value of scalar field f, extremes often.
@@ -198,7 +217,7 @@ func TestRequired(t *testing.T) {
 	if err := Unmarshal(b[:4], new(VmaEntry)); !errors.Is(err, ErrMissingField) {
 		t.Errorf("Unmarshal of a vma_entry with only start and end: %v, want ErrMissingField", err)
 	}
-	f := &FileEntry{Type: FdTypes_PIPE, Id: 1, Pipe: &PipeEntry{Id: 1, PipeId: 2, Flags: 3}}
+	f := &FileEntry{Type: FdTypes_PIPE, Id: 1, Entry: &PipeEntry{Id: 1, PipeId: 2, Flags: 3}}
 	if _, err := Marshal(f); !errors.Is(err, ErrMissingField) {
 		t.Errorf("Marshal of a file_entry holding an incomplete pipe_entry: %v, want ErrMissingField", err)
 	}
@@ -217,6 +236,22 @@ func TestCorrupt(t *testing.T) {
 				t.Errorf("Unmarshal(%x) into %s: %v, want ErrCorrupt", b, m.ProtoName(), err)
 			}
 		}
+	}
+	// A file_entry holds the entry of its type alone.
+	var b []byte
+	for _, f := range []*FileEntry{
+		{Type: FdTypes_EVENTFD, Id: 1, Entry: &EventfdFileEntry{Id: 1, Flags: 2, Counter: 3, Fown: &FownEntry{}}},
+		{Entry: &PidfdEntry{Id: 1, Flags: 2, Fown: &FownEntry{}}},
+	} {
+		Complete(f)
+		e, err := Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, e...)
+	}
+	if err := Unmarshal(b, new(FileEntry)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Unmarshal of a file_entry with an eventfd and a pidfd entry: %v, want ErrCorrupt", err)
 	}
 }
 

@@ -284,7 +284,7 @@ func (m *VmaEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[138]} }
 
 var infos = [...]msgInfo{
 	{name: "bpfmap_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(BpfmapFileEntry)) },
+		new: func() Message { return new(BpfmapFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -306,7 +306,7 @@ var infos = [...]msgInfo{
 		vals: 0x1fff,
 	},
 	{name: "cgroup_perms", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CgroupPerms)) },
+		new: func() Message { return new(CgroupPerms) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgroupPerms{}.Mode), num: 1, kind: kUint32, card: cVal, bit: 0, name: "mode"},
 			{off: unsafe.Offsetof(CgroupPerms{}.Uid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "uid"},
@@ -315,7 +315,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "cgroup_prop_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CgroupPropEntry)) },
+		new: func() Message { return new(CgroupPropEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgroupPropEntry{}.Name), num: 1, kind: kString, card: cVal, bit: 0, name: "name"},
 			{off: unsafe.Offsetof(CgroupPropEntry{}.Value), num: 2, kind: kString, card: cVal, bit: 1, name: "value"},
@@ -324,7 +324,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "cgroup_dir_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CgroupDirEntry)) },
+		new: func() Message { return new(CgroupDirEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgroupDirEntry{}.DirName), num: 1, kind: kString, card: cVal, bit: 0, name: "dir_name"},
 			{off: unsafe.Offsetof(CgroupDirEntry{}.Children), num: 2, kind: kMessage, card: cRep, msg: 3, name: "children"},
@@ -334,7 +334,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "cg_controller_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CgControllerEntry)) },
+		new: func() Message { return new(CgControllerEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgControllerEntry{}.Cnames), num: 1, kind: kString, card: cRep, name: "cnames"},
 			{off: unsafe.Offsetof(CgControllerEntry{}.Dirs), num: 2, kind: kMessage, card: cRep, msg: 3, name: "dirs"},
@@ -342,7 +342,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "cg_member_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CgMemberEntry)) },
+		new: func() Message { return new(CgMemberEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgMemberEntry{}.Name), num: 1, kind: kString, card: cVal, bit: 0, name: "name"},
 			{off: unsafe.Offsetof(CgMemberEntry{}.Path), num: 2, kind: kString, card: cVal, bit: 1, name: "path"},
@@ -351,7 +351,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "cg_set_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CgSetEntry)) },
+		new: func() Message { return new(CgSetEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgSetEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(CgSetEntry{}.Ctls), num: 2, kind: kMessage, card: cRep, msg: 5, name: "ctls"},
@@ -365,7 +365,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "user_aarch64_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserAarch64RegsEntry)) },
+		new: func() Message { return new(UserAarch64RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserAarch64RegsEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 			{off: unsafe.Offsetof(UserAarch64RegsEntry{}.Sp), num: 2, kind: kUint64, card: cVal, bit: 0, name: "sp"},
@@ -375,7 +375,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "user_aarch64_fpsimd_context_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserAarch64FpsimdContextEntry)) },
+		new: func() Message { return new(UserAarch64FpsimdContextEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserAarch64FpsimdContextEntry{}.Vregs), num: 1, kind: kUint64, card: cRep, name: "vregs"},
 			{off: unsafe.Offsetof(UserAarch64FpsimdContextEntry{}.Fpsr), num: 2, kind: kUint32, card: cVal, bit: 0, name: "fpsr"},
@@ -384,7 +384,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "pac_address_keys", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PacAddressKeys)) },
+		new: func() Message { return new(PacAddressKeys) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacAddressKeys{}.ApiakeyLo), num: 1, kind: kUint64, card: cVal, bit: 0, name: "apiakey_lo"},
 			{off: unsafe.Offsetof(PacAddressKeys{}.ApiakeyHi), num: 2, kind: kUint64, card: cVal, bit: 1, name: "apiakey_hi"},
@@ -399,7 +399,7 @@ var infos = [...]msgInfo{
 		vals: 0x1ff,
 	},
 	{name: "pac_generic_keys", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PacGenericKeys)) },
+		new: func() Message { return new(PacGenericKeys) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacGenericKeys{}.ApgakeyLo), num: 1, kind: kUint64, card: cVal, bit: 0, name: "apgakey_lo"},
 			{off: unsafe.Offsetof(PacGenericKeys{}.ApgakeyHi), num: 2, kind: kUint64, card: cVal, bit: 1, name: "apgakey_hi"},
@@ -407,14 +407,14 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "pac_keys", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PacKeys)) },
+		new: func() Message { return new(PacKeys) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacKeys{}.PacAddressKeys), num: 6, kind: kMessage, card: cOpt, msg: 10, name: "pac_address_keys"},
 			{off: unsafe.Offsetof(PacKeys{}.PacGenericKeys), num: 7, kind: kMessage, card: cOpt, msg: 11, name: "pac_generic_keys"},
 		},
 	},
 	{name: "thread_info_aarch64", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoAarch64)) },
+		new: func() Message { return new(ThreadInfoAarch64) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoAarch64{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoAarch64{}.Tls), num: 2, kind: kUint64, card: cVal, bit: 1, name: "tls"},
@@ -425,7 +425,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "user_arm_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserArmRegsEntry)) },
+		new: func() Message { return new(UserArmRegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserArmRegsEntry{}.R0), num: 1, kind: kUint32, card: cVal, bit: 0, name: "r0"},
 			{off: unsafe.Offsetof(UserArmRegsEntry{}.R1), num: 2, kind: kUint32, card: cVal, bit: 1, name: "r1"},
@@ -449,7 +449,7 @@ var infos = [...]msgInfo{
 		vals: 0x3ffff,
 	},
 	{name: "user_arm_vfpstate_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserArmVfpstateEntry)) },
+		new: func() Message { return new(UserArmVfpstateEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserArmVfpstateEntry{}.VfpRegs), num: 1, kind: kUint64, card: cRep, name: "vfp_regs"},
 			{off: unsafe.Offsetof(UserArmVfpstateEntry{}.Fpscr), num: 2, kind: kUint32, card: cVal, bit: 0, name: "fpscr"},
@@ -460,7 +460,7 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "thread_info_arm", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoArm)) },
+		new: func() Message { return new(ThreadInfoArm) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoArm{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoArm{}.Tls), num: 2, kind: kUint32, card: cVal, bit: 1, name: "tls"},
@@ -470,7 +470,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "user_loongarch64_gpregs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserLoongarch64GpregsEntry)) },
+		new: func() Message { return new(UserLoongarch64GpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserLoongarch64GpregsEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 			{off: unsafe.Offsetof(UserLoongarch64GpregsEntry{}.Pc), num: 2, kind: kUint64, card: cVal, bit: 0, name: "pc"},
@@ -478,7 +478,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "user_loongarch64_fpregs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserLoongarch64FpregsEntry)) },
+		new: func() Message { return new(UserLoongarch64FpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserLoongarch64FpregsEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 			{off: unsafe.Offsetof(UserLoongarch64FpregsEntry{}.Fcc), num: 2, kind: kUint64, card: cVal, bit: 0, name: "fcc"},
@@ -487,7 +487,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "thread_info_loongarch64", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoLoongarch64)) },
+		new: func() Message { return new(ThreadInfoLoongarch64) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoLoongarch64{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoLoongarch64{}.Tls), num: 2, kind: kUint64, card: cVal, bit: 1, name: "tls"},
@@ -497,7 +497,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "user_mips_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserMipsRegsEntry)) },
+		new: func() Message { return new(UserMipsRegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserMipsRegsEntry{}.R0), num: 1, kind: kUint64, card: cVal, bit: 0, name: "r0"},
 			{off: unsafe.Offsetof(UserMipsRegsEntry{}.R1), num: 2, kind: kUint64, card: cVal, bit: 1, name: "r1"},
@@ -541,7 +541,7 @@ var infos = [...]msgInfo{
 		vals: 0x3fffffffff,
 	},
 	{name: "user_mips_fpregs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserMipsFpregsEntry)) },
+		new: func() Message { return new(UserMipsFpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserMipsFpregsEntry{}.R0), num: 1, kind: kUint64, card: cVal, bit: 0, name: "r0"},
 			{off: unsafe.Offsetof(UserMipsFpregsEntry{}.R1), num: 2, kind: kUint64, card: cVal, bit: 1, name: "r1"},
@@ -583,7 +583,7 @@ var infos = [...]msgInfo{
 		vals: 0xfffffffff,
 	},
 	{name: "thread_info_mips", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoMips)) },
+		new: func() Message { return new(ThreadInfoMips) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoMips{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoMips{}.Tls), num: 2, kind: kUint64, card: cVal, bit: 1, name: "tls"},
@@ -593,7 +593,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "user_ppc64_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserPpc64RegsEntry)) },
+		new: func() Message { return new(UserPpc64RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserPpc64RegsEntry{}.Gpr), num: 1, kind: kUint64, card: cRep, name: "gpr"},
 			{off: unsafe.Offsetof(UserPpc64RegsEntry{}.Nip), num: 2, kind: kUint64, card: cVal, bit: 0, name: "nip"},
@@ -611,13 +611,13 @@ var infos = [...]msgInfo{
 		vals: 0xff,
 	},
 	{name: "user_ppc64_fpstate_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserPpc64FpstateEntry)) },
+		new: func() Message { return new(UserPpc64FpstateEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserPpc64FpstateEntry{}.Fpregs), num: 1, kind: kUint64, card: cRep, name: "fpregs"},
 		},
 	},
 	{name: "user_ppc64_vrstate_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserPpc64VrstateEntry)) },
+		new: func() Message { return new(UserPpc64VrstateEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserPpc64VrstateEntry{}.Vrregs), num: 1, kind: kUint64, card: cRep, name: "vrregs"},
 			{off: unsafe.Offsetof(UserPpc64VrstateEntry{}.Vrsave), num: 2, kind: kUint32, card: cVal, bit: 0, name: "vrsave"},
@@ -625,13 +625,13 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "user_ppc64_vsxstate_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserPpc64VsxstateEntry)) },
+		new: func() Message { return new(UserPpc64VsxstateEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserPpc64VsxstateEntry{}.Vsxregs), num: 1, kind: kUint64, card: cRep, name: "vsxregs"},
 		},
 	},
 	{name: "user_ppc64_tm_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserPpc64TmRegsEntry)) },
+		new: func() Message { return new(UserPpc64TmRegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserPpc64TmRegsEntry{}.Gpregs), num: 1, kind: kMessage, card: cOpt, required: true, msg: 23, name: "gpregs"},
 			{off: unsafe.Offsetof(UserPpc64TmRegsEntry{}.Fpstate), num: 2, kind: kMessage, card: cOpt, msg: 24, name: "fpstate"},
@@ -640,7 +640,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "thread_info_ppc64", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoPpc64)) },
+		new: func() Message { return new(ThreadInfoPpc64) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoPpc64{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoPpc64{}.Gpregs), num: 2, kind: kMessage, card: cOpt, required: true, msg: 23, name: "gpregs"},
@@ -652,7 +652,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "user_riscv64_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserRiscv64RegsEntry)) },
+		new: func() Message { return new(UserRiscv64RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserRiscv64RegsEntry{}.Pc), num: 1, kind: kUint64, card: cVal, bit: 0, name: "pc"},
 			{off: unsafe.Offsetof(UserRiscv64RegsEntry{}.Ra), num: 2, kind: kUint64, card: cVal, bit: 1, name: "ra"},
@@ -690,7 +690,7 @@ var infos = [...]msgInfo{
 		vals: 0xffffffff,
 	},
 	{name: "user_riscv64_d_ext_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserRiscv64DExtEntry)) },
+		new: func() Message { return new(UserRiscv64DExtEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserRiscv64DExtEntry{}.F), num: 1, kind: kUint64, card: cRep, name: "f"},
 			{off: unsafe.Offsetof(UserRiscv64DExtEntry{}.Fcsr), num: 2, kind: kUint32, card: cVal, bit: 0, name: "fcsr"},
@@ -698,7 +698,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "thread_info_riscv64", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoRiscv64)) },
+		new: func() Message { return new(ThreadInfoRiscv64) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoRiscv64{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoRiscv64{}.Tls), num: 2, kind: kUint64, card: cVal, bit: 1, name: "tls"},
@@ -708,7 +708,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "user_s390_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserS390RegsEntry)) },
+		new: func() Message { return new(UserS390RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390RegsEntry{}.PswMask), num: 1, kind: kUint64, card: cVal, bit: 0, name: "psw_mask"},
 			{off: unsafe.Offsetof(UserS390RegsEntry{}.PswAddr), num: 2, kind: kUint64, card: cVal, bit: 1, name: "psw_addr"},
@@ -720,19 +720,19 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "user_s390_vxrs_low_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserS390VxrsLowEntry)) },
+		new: func() Message { return new(UserS390VxrsLowEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390VxrsLowEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 		},
 	},
 	{name: "user_s390_vxrs_high_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserS390VxrsHighEntry)) },
+		new: func() Message { return new(UserS390VxrsHighEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390VxrsHighEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 		},
 	},
 	{name: "user_s390_fpregs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserS390FpregsEntry)) },
+		new: func() Message { return new(UserS390FpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390FpregsEntry{}.Fpc), num: 1, kind: kUint32, card: cVal, bit: 0, name: "fpc"},
 			{off: unsafe.Offsetof(UserS390FpregsEntry{}.Fprs), num: 2, kind: kUint64, card: cRep, name: "fprs"},
@@ -740,13 +740,13 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "user_s390_gs_cb_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserS390GsCbEntry)) },
+		new: func() Message { return new(UserS390GsCbEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390GsCbEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 		},
 	},
 	{name: "user_s390_ri_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserS390RiEntry)) },
+		new: func() Message { return new(UserS390RiEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390RiEntry{}.RiOn), num: 1, kind: kUint32, card: cVal, bit: 0, name: "ri_on"},
 			{off: unsafe.Offsetof(UserS390RiEntry{}.Regs), num: 2, kind: kUint64, card: cRep, name: "regs"},
@@ -754,7 +754,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "thread_info_s390", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoS390)) },
+		new: func() Message { return new(ThreadInfoS390) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoS390{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoS390{}.Gpregs), num: 2, kind: kMessage, card: cOpt, required: true, msg: 32, name: "gpregs"},
@@ -768,7 +768,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "user_x86_regs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserX86RegsEntry)) },
+		new: func() Message { return new(UserX86RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86RegsEntry{}.R15), num: 1, kind: kUint64, card: cVal, bit: 0, name: "r15"},
 			{off: unsafe.Offsetof(UserX86RegsEntry{}.R14), num: 2, kind: kUint64, card: cVal, bit: 1, name: "r14"},
@@ -802,7 +802,7 @@ var infos = [...]msgInfo{
 		vals: 0x7ffffff,
 	},
 	{name: "user_x86_cet_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserX86CetEntry)) },
+		new: func() Message { return new(UserX86CetEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86CetEntry{}.Cet), num: 1, kind: kUint64, card: cVal, bit: 0, name: "cet"},
 			{off: unsafe.Offsetof(UserX86CetEntry{}.Ssp), num: 2, kind: kUint64, card: cVal, bit: 1, name: "ssp"},
@@ -810,7 +810,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "user_x86_xsave_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserX86XsaveEntry)) },
+		new: func() Message { return new(UserX86XsaveEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86XsaveEntry{}.XstateBv), num: 1, kind: kUint64, card: cVal, bit: 0, name: "xstate_bv"},
 			{off: unsafe.Offsetof(UserX86XsaveEntry{}.YmmhSpace), num: 2, kind: kUint32, card: cRep, name: "ymmh_space"},
@@ -825,7 +825,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "user_x86_fpregs_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserX86FpregsEntry)) },
+		new: func() Message { return new(UserX86FpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86FpregsEntry{}.Cwd), num: 1, kind: kUint32, card: cVal, bit: 0, name: "cwd"},
 			{off: unsafe.Offsetof(UserX86FpregsEntry{}.Swd), num: 2, kind: kUint32, card: cVal, bit: 1, name: "swd"},
@@ -843,7 +843,7 @@ var infos = [...]msgInfo{
 		vals: 0xff,
 	},
 	{name: "user_desc_t", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UserDescT)) },
+		new: func() Message { return new(UserDescT) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserDescT{}.EntryNumber), num: 1, kind: kUint32, card: cVal, bit: 0, name: "entry_number"},
 			{off: unsafe.Offsetof(UserDescT{}.BaseAddr), num: 2, kind: kUint32, card: cVal, bit: 1, name: "base_addr"},
@@ -859,7 +859,7 @@ var infos = [...]msgInfo{
 		vals: 0x3ff,
 	},
 	{name: "thread_info_x86", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadInfoX86)) },
+		new: func() Message { return new(ThreadInfoX86) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadInfoX86{}.ClearTidAddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "clear_tid_addr"},
 			{off: unsafe.Offsetof(ThreadInfoX86{}.Gpregs), num: 2, kind: kMessage, card: cOpt, required: true, msg: 39, name: "gpregs"},
@@ -869,7 +869,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "cpuinfo_x86_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CpuinfoX86Entry)) },
+		new: func() Message { return new(CpuinfoX86Entry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CpuinfoX86Entry{}.VendorId), num: 1, kind: kInt32, card: cVal, bit: 0, name: "vendor_id"},
 			{off: unsafe.Offsetof(CpuinfoX86Entry{}.CpuFamily), num: 2, kind: kUint32, card: cVal, bit: 1, name: "cpu_family"},
@@ -885,7 +885,7 @@ var infos = [...]msgInfo{
 		vals: 0x1f,
 	},
 	{name: "cpuinfo_ppc64_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CpuinfoPpc64Entry)) },
+		new: func() Message { return new(CpuinfoPpc64Entry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CpuinfoPpc64Entry{}.Endian), num: 1, kind: kInt32, card: cVal, bit: 0, name: "endian"},
 			{off: unsafe.Offsetof(CpuinfoPpc64Entry{}.Hwcap), num: 2, kind: kUint64, card: cRep, name: "hwcap"},
@@ -893,7 +893,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "cpuinfo_s390_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CpuinfoS390Entry)) },
+		new: func() Message { return new(CpuinfoS390Entry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CpuinfoS390Entry{}.Hwcap), num: 2, kind: kUint64, card: cRep, name: "hwcap"},
 		},
@@ -906,7 +906,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "creds_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(CredsEntry)) },
+		new: func() Message { return new(CredsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CredsEntry{}.Uid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "uid"},
 			{off: unsafe.Offsetof(CredsEntry{}.Gid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "gid"},
@@ -931,7 +931,7 @@ var infos = [...]msgInfo{
 		vals: 0x1ff,
 	},
 	{name: "task_core_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TaskCoreEntry)) },
+		new: func() Message { return new(TaskCoreEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TaskCoreEntry{}.TaskState), num: 1, kind: kUint32, card: cVal, bit: 0, name: "task_state"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.ExitCode), num: 2, kind: kUint32, card: cVal, bit: 1, name: "exit_code"},
@@ -956,7 +956,7 @@ var infos = [...]msgInfo{
 		vals: 0x3f,
 	},
 	{name: "task_kobj_ids_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TaskKobjIdsEntry)) },
+		new: func() Message { return new(TaskKobjIdsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TaskKobjIdsEntry{}.VmId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "vm_id"},
 			{off: unsafe.Offsetof(TaskKobjIdsEntry{}.FilesId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "files_id"},
@@ -974,7 +974,7 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "thread_sas_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadSasEntry)) },
+		new: func() Message { return new(ThreadSasEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadSasEntry{}.SsSp), num: 1, kind: kUint64, card: cVal, bit: 0, name: "ss_sp"},
 			{off: unsafe.Offsetof(ThreadSasEntry{}.SsSize), num: 2, kind: kUint64, card: cVal, bit: 1, name: "ss_size"},
@@ -983,7 +983,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "thread_core_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ThreadCoreEntry)) },
+		new: func() Message { return new(ThreadCoreEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.FutexRla), num: 1, kind: kUint64, card: cVal, bit: 0, name: "futex_rla"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.FutexRlaLen), num: 2, kind: kUint32, card: cVal, bit: 1, name: "futex_rla_len"},
@@ -1005,7 +1005,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "task_rlimits_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TaskRlimitsEntry)) },
+		new: func() Message { return new(TaskRlimitsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TaskRlimitsEntry{}.Rlimits), num: 1, kind: kMessage, card: cRep, msg: 103, name: "rlimits"},
 		},
@@ -1028,7 +1028,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "sa_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(SaEntry)) },
+		new: func() Message { return new(SaEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SaEntry{}.Sigaction), num: 1, kind: kUint64, card: cVal, bit: 0, name: "sigaction"},
 			{off: unsafe.Offsetof(SaEntry{}.Flags), num: 2, kind: kUint64, card: cVal, bit: 1, name: "flags"},
@@ -1079,7 +1079,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "eventfd_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(EventfdFileEntry)) },
+		new: func() Message { return new(EventfdFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(EventfdFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(EventfdFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1089,7 +1089,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "eventpoll_tfd_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(EventpollTfdEntry)) },
+		new: func() Message { return new(EventpollTfdEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(EventpollTfdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(EventpollTfdEntry{}.Tfd), num: 2, kind: kUint32, card: cVal, bit: 1, name: "tfd"},
@@ -1102,7 +1102,7 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "eventpoll_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(EventpollFileEntry)) },
+		new: func() Message { return new(EventpollFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(EventpollFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(EventpollFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1112,7 +1112,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "ext_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ExtFileEntry)) },
+		new: func() Message { return new(ExtFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ExtFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(ExtFileEntry{}.Fown), num: 5, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
@@ -1133,31 +1133,31 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FileEntry{}.Type), num: 1, kind: kInt32, card: cVal, bit: 0, name: "type"},
 			{off: unsafe.Offsetof(FileEntry{}.Id), num: 2, kind: kUint32, card: cVal, bit: 1, name: "id"},
-			{off: unsafe.Offsetof(FileEntry{}.Reg), num: 3, kind: kMessage, card: cOpt, msg: 101, name: "reg"},
-			{off: unsafe.Offsetof(FileEntry{}.Isk), num: 4, kind: kMessage, card: cOpt, msg: 112, name: "isk"},
-			{off: unsafe.Offsetof(FileEntry{}.Nsf), num: 5, kind: kMessage, card: cOpt, msg: 91, name: "nsf"},
-			{off: unsafe.Offsetof(FileEntry{}.Psk), num: 6, kind: kMessage, card: cOpt, msg: 94, name: "psk"},
-			{off: unsafe.Offsetof(FileEntry{}.Nlsk), num: 7, kind: kMessage, card: cOpt, msg: 113, name: "nlsk"},
-			{off: unsafe.Offsetof(FileEntry{}.Efd), num: 8, kind: kMessage, card: cOpt, msg: 60, name: "efd"},
-			{off: unsafe.Offsetof(FileEntry{}.Epfd), num: 9, kind: kMessage, card: cOpt, msg: 62, name: "epfd"},
-			{off: unsafe.Offsetof(FileEntry{}.Sgfd), num: 10, kind: kMessage, card: cOpt, msg: 109, name: "sgfd"},
-			{off: unsafe.Offsetof(FileEntry{}.Tunf), num: 11, kind: kMessage, card: cOpt, msg: 135, name: "tunf"},
-			{off: unsafe.Offsetof(FileEntry{}.Tfd), num: 12, kind: kMessage, card: cOpt, msg: 128, name: "tfd"},
-			{off: unsafe.Offsetof(FileEntry{}.Ify), num: 13, kind: kMessage, card: cOpt, msg: 73, name: "ify"},
-			{off: unsafe.Offsetof(FileEntry{}.Ffy), num: 14, kind: kMessage, card: cOpt, msg: 77, name: "ffy"},
-			{off: unsafe.Offsetof(FileEntry{}.Ext), num: 15, kind: kMessage, card: cOpt, msg: 63, name: "ext"},
-			{off: unsafe.Offsetof(FileEntry{}.Usk), num: 16, kind: kMessage, card: cOpt, msg: 119, name: "usk"},
-			{off: unsafe.Offsetof(FileEntry{}.Fifo), num: 17, kind: kMessage, card: cOpt, msg: 68, name: "fifo"},
-			{off: unsafe.Offsetof(FileEntry{}.Pipe), num: 18, kind: kMessage, card: cOpt, msg: 99, name: "pipe"},
-			{off: unsafe.Offsetof(FileEntry{}.Tty), num: 19, kind: kMessage, card: cOpt, msg: 134, name: "tty"},
-			{off: unsafe.Offsetof(FileEntry{}.Memfd), num: 20, kind: kMessage, card: cOpt, msg: 87, name: "memfd"},
-			{off: unsafe.Offsetof(FileEntry{}.Bpf), num: 21, kind: kMessage, card: cOpt, msg: 0, name: "bpf"},
-			{off: unsafe.Offsetof(FileEntry{}.Pidfd), num: 22, kind: kMessage, card: cOpt, msg: 97, name: "pidfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 3, kind: kMessage, card: cEntry, msg: 101, name: "reg"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 4, kind: kMessage, card: cEntry, msg: 112, name: "isk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 5, kind: kMessage, card: cEntry, msg: 91, name: "nsf"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 6, kind: kMessage, card: cEntry, msg: 94, name: "psk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 7, kind: kMessage, card: cEntry, msg: 113, name: "nlsk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 8, kind: kMessage, card: cEntry, msg: 60, name: "efd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 9, kind: kMessage, card: cEntry, msg: 62, name: "epfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 10, kind: kMessage, card: cEntry, msg: 109, name: "sgfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 11, kind: kMessage, card: cEntry, msg: 135, name: "tunf"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 12, kind: kMessage, card: cEntry, msg: 128, name: "tfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 13, kind: kMessage, card: cEntry, msg: 73, name: "ify"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 14, kind: kMessage, card: cEntry, msg: 77, name: "ffy"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 15, kind: kMessage, card: cEntry, msg: 63, name: "ext"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 16, kind: kMessage, card: cEntry, msg: 119, name: "usk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 17, kind: kMessage, card: cEntry, msg: 68, name: "fifo"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 18, kind: kMessage, card: cEntry, msg: 99, name: "pipe"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 19, kind: kMessage, card: cEntry, msg: 134, name: "tty"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 20, kind: kMessage, card: cEntry, msg: 87, name: "memfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 21, kind: kMessage, card: cEntry, msg: 0, name: "bpf"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 22, kind: kMessage, card: cEntry, msg: 97, name: "pidfd"},
 		},
 		vals: 0x3,
 	},
 	{name: "fh_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FhEntry)) },
+		new: func() Message { return new(FhEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FhEntry{}.Bytes), num: 1, kind: kUint32, card: cVal, bit: 0, name: "bytes"},
 			{off: unsafe.Offsetof(FhEntry{}.Type), num: 2, kind: kUint32, card: cVal, bit: 1, name: "type"},
@@ -1176,7 +1176,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "fifo_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FifoEntry)) },
+		new: func() Message { return new(FifoEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FifoEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(FifoEntry{}.PipeId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "pipe_id"},
@@ -1196,7 +1196,7 @@ var infos = [...]msgInfo{
 		vals: 0x3f,
 	},
 	{name: "fown_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FownEntry)) },
+		new: func() Message { return new(FownEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FownEntry{}.Uid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "uid"},
 			{off: unsafe.Offsetof(FownEntry{}.Euid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "euid"},
@@ -1215,7 +1215,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "inotify_wd_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(InotifyWdEntry)) },
+		new: func() Message { return new(InotifyWdEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(InotifyWdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(InotifyWdEntry{}.IIno), num: 2, kind: kUint64, card: cVal, bit: 1, name: "i_ino"},
@@ -1228,7 +1228,7 @@ var infos = [...]msgInfo{
 		vals: 0x3f,
 	},
 	{name: "inotify_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(InotifyFileEntry)) },
+		new: func() Message { return new(InotifyFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(InotifyFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(InotifyFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1238,7 +1238,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "fanotify_inode_mark_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FanotifyInodeMarkEntry)) },
+		new: func() Message { return new(FanotifyInodeMarkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FanotifyInodeMarkEntry{}.IIno), num: 1, kind: kUint64, card: cVal, bit: 0, name: "i_ino"},
 			{off: unsafe.Offsetof(FanotifyInodeMarkEntry{}.FHandle), num: 2, kind: kMessage, card: cOpt, required: true, msg: 66, name: "f_handle"},
@@ -1246,7 +1246,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "fanotify_mount_mark_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FanotifyMountMarkEntry)) },
+		new: func() Message { return new(FanotifyMountMarkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FanotifyMountMarkEntry{}.MntId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "mnt_id"},
 			{off: unsafe.Offsetof(FanotifyMountMarkEntry{}.Path), num: 2, kind: kString, card: cPtr, name: "path"},
@@ -1254,7 +1254,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "fanotify_mark_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FanotifyMarkEntry)) },
+		new: func() Message { return new(FanotifyMarkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FanotifyMarkEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(FanotifyMarkEntry{}.Type), num: 2, kind: kInt32, card: cVal, bit: 1, name: "type"},
@@ -1268,7 +1268,7 @@ var infos = [...]msgInfo{
 		vals: 0x3f,
 	},
 	{name: "fanotify_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FanotifyFileEntry)) },
+		new: func() Message { return new(FanotifyFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FanotifyFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(FanotifyFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1303,7 +1303,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "plugins_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PluginsEntry)) },
+		new: func() Message { return new(PluginsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PluginsEntry{}.Plugins), num: 12, kind: kString, card: cRep, name: "plugins"},
 		},
@@ -1327,7 +1327,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "ipc_desc_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(IpcDescEntry)) },
+		new: func() Message { return new(IpcDescEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(IpcDescEntry{}.Key), num: 1, kind: kUint32, card: cVal, bit: 0, name: "key"},
 			{off: unsafe.Offsetof(IpcDescEntry{}.Uid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "uid"},
@@ -1371,7 +1371,7 @@ var infos = [...]msgInfo{
 		vals: 0x1,
 	},
 	{name: "memfd_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(MemfdFileEntry)) },
+		new: func() Message { return new(MemfdFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(MemfdFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(MemfdFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1396,7 +1396,7 @@ var infos = [...]msgInfo{
 		vals: 0x7f,
 	},
 	{name: "aio_ring_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(AioRingEntry)) },
+		new: func() Message { return new(AioRingEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(AioRingEntry{}.Id), num: 1, kind: kUint64, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(AioRingEntry{}.NrReq), num: 2, kind: kUint32, card: cVal, bit: 1, name: "nr_req"},
@@ -1427,7 +1427,7 @@ var infos = [...]msgInfo{
 		vals: 0xfff,
 	},
 	{name: "ns_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(NsFileEntry)) },
+		new: func() Message { return new(NsFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(NsFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(NsFileEntry{}.NsId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ns_id"},
@@ -1437,7 +1437,7 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "packet_mclist", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PacketMclist)) },
+		new: func() Message { return new(PacketMclist) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacketMclist{}.Index), num: 1, kind: kUint32, card: cVal, bit: 0, name: "index"},
 			{off: unsafe.Offsetof(PacketMclist{}.Type), num: 2, kind: kUint32, card: cVal, bit: 1, name: "type"},
@@ -1446,7 +1446,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "packet_ring", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PacketRing)) },
+		new: func() Message { return new(PacketRing) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacketRing{}.BlockSize), num: 1, kind: kUint32, card: cVal, bit: 0, name: "block_size"},
 			{off: unsafe.Offsetof(PacketRing{}.BlockNr), num: 2, kind: kUint32, card: cVal, bit: 1, name: "block_nr"},
@@ -1459,7 +1459,7 @@ var infos = [...]msgInfo{
 		vals: 0x7f,
 	},
 	{name: "packet_sock_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PacketSockEntry)) },
+		new: func() Message { return new(PacketSockEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacketSockEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.Type), num: 2, kind: kUint32, card: cVal, bit: 1, name: "type"},
@@ -1501,7 +1501,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "pidfd_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PidfdEntry)) },
+		new: func() Message { return new(PidfdEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PidfdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(PidfdEntry{}.Ino), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ino"},
@@ -1520,7 +1520,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "pipe_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PipeEntry)) },
+		new: func() Message { return new(PipeEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PipeEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(PipeEntry{}.PipeId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "pipe_id"},
@@ -1540,7 +1540,7 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "reg_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(RegFileEntry)) },
+		new: func() Message { return new(RegFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(RegFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(RegFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1567,7 +1567,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "rlimit_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(RlimitEntry)) },
+		new: func() Message { return new(RlimitEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(RlimitEntry{}.Cur), num: 1, kind: kUint64, card: cVal, bit: 0, name: "cur"},
 			{off: unsafe.Offsetof(RlimitEntry{}.Max), num: 2, kind: kUint64, card: cVal, bit: 1, name: "max"},
@@ -1575,7 +1575,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "rseq_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(RseqEntry)) },
+		new: func() Message { return new(RseqEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(RseqEntry{}.RseqAbiPointer), num: 1, kind: kUint64, card: cVal, bit: 0, name: "rseq_abi_pointer"},
 			{off: unsafe.Offsetof(RseqEntry{}.RseqAbiSize), num: 2, kind: kUint32, card: cVal, bit: 1, name: "rseq_abi_size"},
@@ -1585,7 +1585,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "seccomp_filter", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(SeccompFilter)) },
+		new: func() Message { return new(SeccompFilter) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SeccompFilter{}.Filter), num: 1, kind: kBytes, card: cOpt, required: true, name: "filter"},
 			{off: unsafe.Offsetof(SeccompFilter{}.Prev), num: 2, kind: kUint32, card: cPtr, name: "prev"},
@@ -1598,19 +1598,19 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "siginfo_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(SiginfoEntry)) },
+		new: func() Message { return new(SiginfoEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SiginfoEntry{}.Siginfo), num: 1, kind: kBytes, card: cOpt, required: true, name: "siginfo"},
 		},
 	},
 	{name: "signal_queue_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(SignalQueueEntry)) },
+		new: func() Message { return new(SignalQueueEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SignalQueueEntry{}.Signals), num: 1, kind: kMessage, card: cRep, msg: 107, name: "signals"},
 		},
 	},
 	{name: "signalfd_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(SignalfdEntry)) },
+		new: func() Message { return new(SignalfdEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SignalfdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(SignalfdEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1620,7 +1620,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "ip_opts_raw_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(IpOptsRawEntry)) },
+		new: func() Message { return new(IpOptsRawEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(IpOptsRawEntry{}.Hdrincl), num: 1, kind: kBool, card: cPtr, name: "hdrincl"},
 			{off: unsafe.Offsetof(IpOptsRawEntry{}.Nodefrag), num: 2, kind: kBool, card: cPtr, name: "nodefrag"},
@@ -1629,7 +1629,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "ip_opts_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(IpOptsEntry)) },
+		new: func() Message { return new(IpOptsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(IpOptsEntry{}.Freebind), num: 1, kind: kBool, card: cPtr, name: "freebind"},
 			{off: unsafe.Offsetof(IpOptsEntry{}.Raw), num: 4, kind: kMessage, card: cOpt, msg: 110, name: "raw"},
@@ -1639,7 +1639,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "inet_sk_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(InetSkEntry)) },
+		new: func() Message { return new(InetSkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(InetSkEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(InetSkEntry{}.Ino), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ino"},
@@ -1665,7 +1665,7 @@ var infos = [...]msgInfo{
 		vals: 0x3ff,
 	},
 	{name: "netlink_sk_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(NetlinkSkEntry)) },
+		new: func() Message { return new(NetlinkSkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(NetlinkSkEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(NetlinkSkEntry{}.Ino), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ino"},
@@ -1683,7 +1683,7 @@ var infos = [...]msgInfo{
 		vals: 0xff,
 	},
 	{name: "sk_opts_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(SkOptsEntry)) },
+		new: func() Message { return new(SkOptsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SkOptsEntry{}.SoSndbuf), num: 1, kind: kUint32, card: cVal, bit: 0, name: "so_sndbuf"},
 			{off: unsafe.Offsetof(SkOptsEntry{}.SoRcvbuf), num: 2, kind: kUint32, card: cVal, bit: 1, name: "so_rcvbuf"},
@@ -1714,7 +1714,7 @@ var infos = [...]msgInfo{
 		vals: 0x3f,
 	},
 	{name: "scm_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ScmEntry)) },
+		new: func() Message { return new(ScmEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ScmEntry{}.Type), num: 1, kind: kUint32, card: cVal, bit: 0, name: "type"},
 			{off: unsafe.Offsetof(ScmEntry{}.Rights), num: 2, kind: kUint32, card: cRep, name: "rights"},
@@ -1732,7 +1732,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "sk_ucred_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(SkUcredEntry)) },
+		new: func() Message { return new(SkUcredEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SkUcredEntry{}.Uid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "uid"},
 			{off: unsafe.Offsetof(SkUcredEntry{}.Gid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "gid"},
@@ -1741,7 +1741,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "file_perms_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(FilePermsEntry)) },
+		new: func() Message { return new(FilePermsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FilePermsEntry{}.Mode), num: 1, kind: kUint32, card: cVal, bit: 0, name: "mode"},
 			{off: unsafe.Offsetof(FilePermsEntry{}.Uid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "uid"},
@@ -1750,7 +1750,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "unix_sk_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(UnixSkEntry)) },
+		new: func() Message { return new(UnixSkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UnixSkEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.Ino), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ino"},
@@ -1773,7 +1773,7 @@ var infos = [...]msgInfo{
 		vals: 0xff,
 	},
 	{name: "tcp_opts_entry", check: false,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TcpOptsEntry)) },
+		new: func() Message { return new(TcpOptsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TcpOptsEntry{}.Cork), num: 1, kind: kBool, card: cPtr, name: "cork"},
 			{off: unsafe.Offsetof(TcpOptsEntry{}.Nodelay), num: 2, kind: kBool, card: cPtr, name: "nodelay"},
@@ -1805,7 +1805,7 @@ var infos = [...]msgInfo{
 		vals: 0x7f,
 	},
 	{name: "timeval", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(Timeval)) },
+		new: func() Message { return new(Timeval) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(Timeval{}.TvSec), num: 1, kind: kUint64, card: cVal, bit: 0, name: "tv_sec"},
 			{off: unsafe.Offsetof(Timeval{}.TvUsec), num: 2, kind: kUint64, card: cVal, bit: 1, name: "tv_usec"},
@@ -1813,7 +1813,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "timespec", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(Timespec)) },
+		new: func() Message { return new(Timespec) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(Timespec{}.TvSec), num: 1, kind: kUint64, card: cVal, bit: 0, name: "tv_sec"},
 			{off: unsafe.Offsetof(Timespec{}.TvNsec), num: 2, kind: kUint64, card: cVal, bit: 1, name: "tv_nsec"},
@@ -1827,7 +1827,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "itimer_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(ItimerEntry)) },
+		new: func() Message { return new(ItimerEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ItimerEntry{}.Isec), num: 1, kind: kUint64, card: cVal, bit: 0, name: "isec"},
 			{off: unsafe.Offsetof(ItimerEntry{}.Iusec), num: 2, kind: kUint64, card: cVal, bit: 1, name: "iusec"},
@@ -1837,7 +1837,7 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "posix_timer_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(PosixTimerEntry)) },
+		new: func() Message { return new(PosixTimerEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PosixTimerEntry{}.ItId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "it_id"},
 			{off: unsafe.Offsetof(PosixTimerEntry{}.ClockId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "clock_id"},
@@ -1854,7 +1854,7 @@ var infos = [...]msgInfo{
 		vals: 0x3ff,
 	},
 	{name: "task_timers_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TaskTimersEntry)) },
+		new: func() Message { return new(TaskTimersEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TaskTimersEntry{}.Real), num: 1, kind: kMessage, card: cOpt, required: true, msg: 125, name: "real"},
 			{off: unsafe.Offsetof(TaskTimersEntry{}.Virt), num: 2, kind: kMessage, card: cOpt, required: true, msg: 125, name: "virt"},
@@ -1863,7 +1863,7 @@ var infos = [...]msgInfo{
 		},
 	},
 	{name: "timerfd_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TimerfdEntry)) },
+		new: func() Message { return new(TimerfdEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TimerfdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(TimerfdEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1879,7 +1879,7 @@ var infos = [...]msgInfo{
 		vals: 0x1ff,
 	},
 	{name: "winsize_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(WinsizeEntry)) },
+		new: func() Message { return new(WinsizeEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(WinsizeEntry{}.WsRow), num: 1, kind: kUint32, card: cVal, bit: 0, name: "ws_row"},
 			{off: unsafe.Offsetof(WinsizeEntry{}.WsCol), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ws_col"},
@@ -1889,7 +1889,7 @@ var infos = [...]msgInfo{
 		vals: 0xf,
 	},
 	{name: "termios_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TermiosEntry)) },
+		new: func() Message { return new(TermiosEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TermiosEntry{}.CIflag), num: 1, kind: kUint32, card: cVal, bit: 0, name: "c_iflag"},
 			{off: unsafe.Offsetof(TermiosEntry{}.COflag), num: 2, kind: kUint32, card: cVal, bit: 1, name: "c_oflag"},
@@ -1903,7 +1903,7 @@ var infos = [...]msgInfo{
 		vals: 0x7f,
 	},
 	{name: "tty_pty_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TtyPtyEntry)) },
+		new: func() Message { return new(TtyPtyEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TtyPtyEntry{}.Index), num: 1, kind: kUint32, card: cVal, bit: 0, name: "index"},
 		},
@@ -1937,7 +1937,7 @@ var infos = [...]msgInfo{
 		vals: 0xff,
 	},
 	{name: "tty_file_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TtyFileEntry)) },
+		new: func() Message { return new(TtyFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TtyFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(TtyFileEntry{}.TtyInfoId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "tty_info_id"},
@@ -1948,7 +1948,7 @@ var infos = [...]msgInfo{
 		vals: 0x7,
 	},
 	{name: "tunfile_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(TunfileEntry)) },
+		new: func() Message { return new(TunfileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TunfileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(TunfileEntry{}.Netdev), num: 2, kind: kString, card: cPtr, name: "netdev"},
@@ -1975,7 +1975,7 @@ var infos = [...]msgInfo{
 		vals: 0x3,
 	},
 	{name: "vma_entry", check: true,
-		new: func() unsafe.Pointer { return unsafe.Pointer(new(VmaEntry)) },
+		new: func() Message { return new(VmaEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(VmaEntry{}.Start), num: 1, kind: kUint64, card: cVal, bit: 0, name: "start"},
 			{off: unsafe.Offsetof(VmaEntry{}.End), num: 2, kind: kUint64, card: cVal, bit: 1, name: "end"},
