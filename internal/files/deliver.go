@@ -100,7 +100,7 @@ func (r *Restorer) channelNumber(a, b uint64) (uint64, error) {
 	if len(r.byNumber) > 0 {
 		top = uint64(r.byNumber[len(r.byNumber)-1].GetFd())
 		for m := top; m > 0; m-- {
-			if n := m - 1; r.targets[n] == nil && !r.kept[n] {
+			if n := m - 1; !r.isTarget(n) && !r.kept[n] {
 				return n, nil
 			}
 		}
@@ -263,7 +263,7 @@ func (r *Restorer) plan(batch []sending, got []uint64) ([]ptrace.Sys, []uint32) 
 				if cloexec {
 					add(fd.GetFd(), unix.SYS_FCNTL, n, unix.F_SETFD, unix.FD_CLOEXEC)
 				}
-				r.placed[to] = true
+				r.placed.add(to)
 				continue
 			}
 			if other, ok := r.temps[to]; ok {
@@ -278,12 +278,12 @@ func (r *Restorer) plan(batch []sending, got []uint64) ([]ptrace.Sys, []uint32) 
 				flags = unix.O_CLOEXEC
 			}
 			add(fd.GetFd(), unix.SYS_DUP3, n, to, flags)
-			r.placed[to] = true
+			r.placed.add(to)
 		}
 		delete(r.temps, n)
 		switch {
 		case stays:
-		case r.targets[n] == nil && !r.beyond(n):
+		case !r.isTarget(n) && !r.beyond(n):
 			r.plugs[n] = true
 		default:
 			add(s.fds[0].GetFd(), unix.SYS_CLOSE, n)

@@ -150,7 +150,7 @@ func (eventpollKind) placed(r *Restorer) error {
 		// dump found it: another may have closed the watched files (a
 		// child that saves redis's data closes its sockets).
 		for _, tg := range tfds {
-			if !r.set.numbers[tg.GetTfd()] {
+			if r.set.fd(tg.GetTfd()) == nil {
 				return imageErr("fd %d: epoll file %d watches fd %d, which pid %d, the first to hold the epoll, does not have", fd.GetFd(), f.GetId(), tg.GetTfd(), r.pid)
 			}
 		}

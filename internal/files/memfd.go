@@ -507,7 +507,7 @@ func (r *Restorer) makeMemfds() error {
 		}
 	}
 	for _, n := range r.memfds {
-		if r.targets[n] == nil {
+		if !r.isTarget(n) {
 			r.kept[n] = true
 		}
 	}
@@ -515,7 +515,7 @@ func (r *Restorer) makeMemfds() error {
 		if r.kept[n] {
 			continue
 		}
-		free := r.free(0, func(m uint64) bool { return r.targets[m] != nil })
+		free := r.free(0, r.isTarget)
 		if err := r.sys(unix.SYS_DUP3, n, free, unix.O_CLOEXEC); err != nil {
 			return fmt.Errorf("move memfd descriptor %d out of the table to %d: %w", n, free, err)
 		}

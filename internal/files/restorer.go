@@ -160,12 +160,10 @@ type grouper interface {
 // these, so that a number to move a descriptor to is known free without
 // asking the kernel.
 type placement struct {
-	// targets are the numbers of the table, with their entries.
-	targets map[uint64]*pb.FdinfoEntry
-	// byNumber is the table in the order of its numbers.
+	// byNumber is the table in the order of its numbers (Set.Fds).
 	byNumber []*pb.FdinfoEntry
 	// placed are the numbers that hold their descriptor.
-	placed map[uint64]bool
+	placed numberSet
 	// kept are the numbers of descriptors kept for the whole making of
 	// the table (memfds), out of the table's numbers.
 	kept map[uint64]bool
@@ -177,13 +175,26 @@ type placement struct {
 	temps map[uint64]int
 }
 
-func newPlacement(fds []*pb.FdinfoEntry) placement {
-	p := placement{targets: map[uint64]*pb.FdinfoEntry{}, placed: map[uint64]bool{}, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
-	for _, fd := range fds {
-		p.targets[uint64(fd.GetFd())] = fd
+func newPlacement(byNumber []*pb.FdinfoEntry) placement {
+	return placement{byNumber: byNumber, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
+}
+
+// isTarget reports whether n is a number of the table.
+func (p *placement) isTarget(n uint64) bool {
+	_, ok := slices.BinarySearchFunc(p.byNumber, n, func(e *pb.FdinfoEntry, n uint64) int { return cmp.Compare(uint64(e.GetFd()), n) })
+	return ok
+}
+
+// numberSet is a set of descriptor numbers, a bit each.
+type numberSet []uint64
+
+func (s numberSet) has(n uint64) bool { return n/64 < uint64(len(s)) && s[n/64]&(1<<(n%64)) != 0 }
+
+func (s *numberSet) add(n uint64) {
+	for uint64(len(*s)) <= n/64 {
+		*s = append(*s, 0)
 	}
-	p.byNumber = slices.SortedFunc(slices.Values(fds), func(a, b *pb.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
-	return p
+	(*s)[n/64] |= 1 << (n % 64)
 }
 
 // group is entries made together, each with its numbers, in the order of
@@ -278,7 +289,7 @@ func (r *Restorer) free(from uint64, avoid func(uint64) bool) uint64 {
 	for _, start := range []uint64{from, 0} {
 		for m := start; m < end; m++ {
 			_, temp := r.temps[m]
-			if !temp && !r.placed[m] && !r.kept[m] && !r.plugs[m] && !avoid(m) {
+			if !temp && !r.placed.has(m) && !r.kept[m] && !r.plugs[m] && !avoid(m) {
 				return m
 			}
 		}

@@ -1,7 +1,9 @@
 package files
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
@@ -15,10 +17,9 @@ type Set struct {
 	// Files are the files.img entries by id: descriptors, mappings, the
 	// executable, cwd and root refer to them.
 	Files map[uint32]*pb.FileEntry
-	// Fds is the descriptor table.
+	// Fds is the descriptor table, in the order of its numbers (fd finds
+	// one by its number).
 	Fds []*pb.FdinfoEntry
-	// numbers are the descriptor numbers of the table.
-	numbers map[uint32]bool
 	pipeSet
 	ghostSet
 	memfdSet
@@ -58,12 +59,11 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 	if s.Fds, err = image.ReadAll[pb.FdinfoEntry](dir, image.Fdinfo, filesID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	s.numbers = map[uint32]bool{}
-	for _, fd := range s.Fds {
-		if s.numbers[fd.GetFd()] {
-			return nil, imageErr("fd %d twice", fd.GetFd())
+	slices.SortFunc(s.Fds, func(a, b *pb.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
+	for i := 1; i < len(s.Fds); i++ {
+		if s.Fds[i].GetFd() == s.Fds[i-1].GetFd() {
+			return nil, imageErr("fd %d twice", s.Fds[i].GetFd())
 		}
-		s.numbers[fd.GetFd()] = true
 	}
 	for _, fd := range s.Fds {
 		f, ok := s.Files[fd.GetId()]
@@ -87,6 +87,14 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// fd returns the table's descriptor number n, or nil.
+func (s *Set) fd(n uint32) *pb.FdinfoEntry {
+	if i, ok := slices.BinarySearchFunc(s.Fds, n, func(e *pb.FdinfoEntry, n uint32) int { return cmp.Compare(e.GetFd(), n) }); ok {
+		return s.Fds[i]
+	}
+	return nil
 }
 
 // Check checks one entry with its kind.

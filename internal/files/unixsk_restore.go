@@ -440,7 +440,7 @@ func (m *unixMaking) inFlight(id uint32) (int, error) {
 		return kernel.Getfd(ref.pid, ref.fd)
 	}
 	for _, fd := range r.set.Fds {
-		if fd.GetId() == id && r.placed[uint64(fd.GetFd())] {
+		if fd.GetId() == id && r.placed.has(uint64(fd.GetFd())) {
 			return r.getfd(uint64(fd.GetFd()))
 		}
 	}
@@ -521,7 +521,7 @@ func (m *unixMaking) pipeEnd(f *pb.FileEntry) (int, error) {
 		path = "/proc/" + strconv.Itoa(ref.pid) + "/fd/" + strconv.Itoa(ref.fd)
 	}
 	for _, fd := range r.set.Fds {
-		if p := r.set.Files[fd.GetId()].GetPipe(); p != nil && p.GetPipeId() == id && r.placed[uint64(fd.GetFd())] {
+		if p := r.set.Files[fd.GetId()].GetPipe(); p != nil && p.GetPipeId() == id && r.placed.has(uint64(fd.GetFd())) {
 			path = "/proc/" + strconv.Itoa(r.pid) + "/fd/" + strconv.Itoa(int(fd.GetFd()))
 		}
 	}
