@@ -113,6 +113,7 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		s.Close()
 		return err
 	}
+	s.stats = nil
 	return nil
 }
 

@@ -92,6 +92,8 @@ func (t *Table) identify(reg *pb.RegFileEntry, via string) error {
 // identitySet is the recorded identities of a checkpoint's files, by the
 // id of their REG entry; checkpoints CRIU made have none.
 type identitySet struct {
+	// stats are the identities until Verify has checked them (those of
+	// 10,000 descriptors took 320 KB for the rest of a restore).
 	stats map[uint32]image.FileStat
 	// opened are cryo's O_PATH descriptors of the files Verify checked,
 	// by entry id: the process opens exactly those (Path).
