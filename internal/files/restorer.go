@@ -88,18 +88,14 @@ func (r *Restorer) OpenAll() error {
 	}
 	// The process's own /proc/PID/fd/N and fdinfo/N exist only once
 	// descriptor N has its number: they are opened last.
-	var early, late []*group
-	for _, g := range r.groups() {
-		if r.ownFdFile(g.entries[0]) { // a regular file: a group of its own
-			late = append(late, g)
-		} else {
-			early = append(early, g)
-		}
-	}
-	for _, gs := range [][]*group{early, late} {
-		for _, g := range gs {
-			if err := r.openGroup(g); err != nil {
-				return err
+	gs := r.groups()
+	for _, late := range []bool{false, true} {
+		for i := range gs.ends {
+			// A regular file, the group's only entry.
+			if g := gs.group(i); r.ownFdFile(g.entries()[0]) == late {
+				if err := r.openGroup(g); err != nil {
+					return err
+				}
 			}
 		}
 		if err := r.deliver(true); err != nil {
@@ -197,48 +193,117 @@ func (s *numberSet) add(n uint64) {
 	(*s)[n/64] |= 1 << (n % 64)
 }
 
-// group is entries made together, each with its numbers, in the order of
-// their lowest numbers.
-type group struct {
-	entries []*pb.FileEntry
-	fds     [][]*pb.FdinfoEntry
+// groups are the table's entries sorted into groups of entries made
+// together, in the order of their lowest numbers, each entry with its
+// numbers; held flat: a restore of 10,000 descriptors has thousands of
+// groups of one entry, which took 600 KB as slices of their own.
+type groups struct {
+	entries []*pb.FileEntry   // group after group
+	ends    []int32           // the end of each group in entries
+	fdEnds  []int32           // the end of each entry's numbers in fds
+	fds     []*pb.FdinfoEntry // entry after entry, each's lowest first
 }
 
-// groups sorts the table's entries into groups, in the order of their
-// lowest numbers.
-func (r *Restorer) groups() []*group {
+// group is the i-th group.
+func (gs *groups) group(i int) group {
+	g := group{gs: gs, to: gs.ends[i]}
+	if i > 0 {
+		g.from = gs.ends[i-1]
+	}
+	return g
+}
+
+// group is entries made together, each with its numbers.
+type group struct {
+	gs       *groups
+	from, to int32
+}
+
+func (g group) entries() []*pb.FileEntry { return g.gs.entries[g.from:g.to] }
+
+// fds are the numbers of the group's i-th entry, lowest first.
+func (g group) fds(i int) []*pb.FdinfoEntry {
+	e, start := g.from+int32(i), int32(0)
+	if e > 0 {
+		start = g.gs.fdEnds[e-1]
+	}
+	return g.gs.fds[start:g.gs.fdEnds[e]]
+}
+
+// groups sorts the table's entries into groups.
+func (r *Restorer) groups() *groups {
 	type key struct {
 		typ     pb.FdTypes
 		id      uint32
 		grouped bool // id is a grouper's, not a file's
 	}
-	var out []*group
-	groups := map[key]*group{}
-	entry := map[uint32]int{} // file id -> index in its group
-	for _, fd := range r.byNumber {
+	// The entries and groups in the order of their lowest numbers.
+	groupOf := map[key]int32{}
+	entryOf := map[uint32]int32{} // file id -> entry
+	var entries []*pb.FileEntry
+	var entryGroup, groupSize []int32
+	fdEntry := make([]int32, len(r.byNumber))
+	for n, fd := range r.byNumber {
 		f := r.set.Files[fd.GetId()]
-		k := key{typ: f.GetType(), id: f.GetId()}
-		if gk, ok := kindOfEntry(f).(grouper); ok {
-			if id, ok := gk.group(r, f); ok {
-				k.id, k.grouped = id, true
-			}
-		}
-		g := groups[k]
-		if g == nil {
-			g = &group{}
-			groups[k] = g
-			out = append(out, g)
-		}
-		i, ok := entry[f.GetId()]
+		e, ok := entryOf[f.GetId()]
 		if !ok {
-			i = len(g.entries)
-			entry[f.GetId()] = i
-			g.entries = append(g.entries, f)
-			g.fds = append(g.fds, nil)
+			k := key{typ: f.GetType(), id: f.GetId()}
+			if gk, ok := kindOfEntry(f).(grouper); ok {
+				if id, ok := gk.group(r, f); ok {
+					k.id, k.grouped = id, true
+				}
+			}
+			g, ok := groupOf[k]
+			if !ok {
+				g = int32(len(groupSize))
+				groupOf[k] = g
+				groupSize = append(groupSize, 0)
+			}
+			e = int32(len(entries))
+			entryOf[f.GetId()] = e
+			entries = append(entries, f)
+			entryGroup = append(entryGroup, g)
+			groupSize[g]++
 		}
-		g.fds[i] = append(g.fds[i], fd)
+		fdEntry[n] = e
 	}
-	return out
+	// Then each group's entries together, and each entry's numbers.
+	gs := &groups{entries: make([]*pb.FileEntry, len(entries)), ends: cumulative(slices.Clone(groupSize)),
+		fdEnds: make([]int32, len(entries)), fds: make([]*pb.FdinfoEntry, len(r.byNumber))}
+	next := make([]int32, len(groupSize)) // the next slot of each group
+	for g := range next {
+		next[g] = gs.ends[g] - groupSize[g]
+	}
+	at := make([]int32, len(entries)) // each entry's slot
+	for e, g := range entryGroup {
+		at[e], gs.entries[next[g]] = next[g], entries[e]
+		next[g]++
+	}
+	for _, e := range fdEntry {
+		gs.fdEnds[at[e]]++
+	}
+	cumulative(gs.fdEnds)
+	filled := make([]int32, len(entries)) // numbers placed of each slot
+	for n, e := range fdEntry {
+		slot, start := at[e], int32(0)
+		if slot > 0 {
+			start = gs.fdEnds[slot-1]
+		}
+		gs.fds[start+filled[slot]] = r.byNumber[n]
+		filled[slot]++
+	}
+	return gs
+}
+
+// cumulative turns sizes, in place, into the end of each in a sequence
+// of them.
+func cumulative(sizes []int32) []int32 {
+	var sum int32
+	for i, n := range sizes {
+		sum += n
+		sizes[i] = sum
+	}
+	return sizes
 }
 
 // kindOfEntry is the kind of an entry Load checked.
@@ -249,21 +314,21 @@ func kindOfEntry(f *pb.FileEntry) kind {
 
 // openGroup opens the entries of a group in cryo and queues them for the
 // process, sending the batches that are full.
-func (r *Restorer) openGroup(g *group) error {
-	for i, f := range g.entries {
+func (r *Restorer) openGroup(g group) error {
+	for i, f := range g.entries() {
 		fd, taken, err := r.takeShared(f.GetId())
 		if err == nil && !taken {
 			fd, err = kindOfEntry(f).open(r, f)
 		}
 		if err != nil {
-			return fmt.Errorf("fd %d (%v): %w", g.fds[i][0].GetFd(), f.GetType(), err)
+			return fmt.Errorf("fd %d (%v): %w", g.fds(i)[0].GetFd(), f.GetType(), err)
 		}
 		if taken {
 			r.taken[f.GetId()] = true
 		}
-		r.pending = append(r.pending, sending{id: f.GetId(), fds: g.fds[i], fd: fd})
+		r.pending = append(r.pending, sending{id: f.GetId(), fds: g.fds(i), fd: fd})
 	}
-	if gk, ok := kindOfEntry(g.entries[0]).(grouper); ok {
+	if gk, ok := kindOfEntry(g.entries()[0]).(grouper); ok {
 		if err := gk.groupOpened(r); err != nil {
 			return err
 		}
