@@ -17,7 +17,11 @@ type images struct {
 	// threads took 2.2 MB, the most of what their dump held.
 	fpregs [][]byte
 	ids    *pb.TaskKobjIdsEntry
-	mm     pb.MmBuilder
+	// mm is the mm image, whose VMAs are written as the memory step
+	// lists them (a record in parts), and mmHead its other fields, which
+	// follow them.
+	mm     *image.RecordWriter
+	mmHead pb.MmEntry
 	fs     *pb.FsEntry
 }
 
@@ -27,19 +31,13 @@ func (im *images) write(dir *image.Dir, pid uint32) error {
 			return err
 		}
 	}
-	for _, w := range []struct {
-		kind image.Kind
-		msg  pb.Message
-	}{
-		{image.IDs, im.ids},
-		{image.MM, &im.mm},
-		{image.FS, im.fs},
-	} {
-		if err := dir.WriteImage(w.kind, pid, w.msg); err != nil {
-			return err
-		}
+	if err := dir.WriteImage(image.IDs, pid, im.ids); err != nil {
+		return err
 	}
-	return nil
+	if err := im.mm.Finish(&im.mmHead); err != nil {
+		return err
+	}
+	return dir.WriteImage(image.FS, pid, im.fs)
 }
 
 // holdFpregs takes the FPU state out of core, the next thread's, and

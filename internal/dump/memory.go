@@ -15,9 +15,9 @@ import (
 )
 
 // area is a VMA whose pages may be dumped, and where they come from. It
-// does not point to the VMA's record, which goes to the mm image as soon
-// as it is made (MmBuilder): a dump holds every area of a snapshot, and
-// 60,000 records are 6 MB.
+// does not point to the VMA's record, which is written to the mm image as
+// soon as it is made: a dump holds every area of a snapshot, and 60,000
+// records are 6 MB.
 type area struct {
 	start, end uint64
 	// shmid and base place the pages of shared anonymous memory in their

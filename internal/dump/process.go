@@ -25,13 +25,19 @@ func (d *dumper) dumpMemory(mem *os.File) error {
 		return err
 	}
 	defer pm.Close()
+	if d.images.mm, err = d.dir.CreateRecord(image.MM, uint32(d.pid)); err != nil {
+		return err
+	}
 	var c classifier
 	err = d.listMemory(mem, pm, &c)
 	if errors.Is(err, errProxied) {
 		d.log.Info("process runs on a vDSO proxy: dumping its original vDSO", "vdso", fmt.Sprintf("%#x", c.mark.VDSO), "vvar", fmt.Sprintf("%#x", c.mark.VVar))
-		err = d.listMemory(mem, pm, &c)
+		if err = d.images.mm.Restart(); err == nil {
+			err = d.listMemory(mem, pm, &c)
+		}
 	}
-	return err
+	// The image is finished once the task is read (images.write).
+	return errors.Join(err, d.images.mm.Pause())
 }
 
 // errProxied stops a listing of the memory of a process found to run on a
@@ -42,28 +48,30 @@ var errProxied = errors.New("process runs on a vDSO proxy")
 const areaBatch = 512
 
 // listMemory reads the process's smaps an entry at a time: each VMA goes
-// to the mm image, the files they map to the files table, and the pages
-// of each batch of areas are found in pagemap pm. What it holds of the
-// VMAs is the image's encoding of them and the objectVMAs. The entries
+// to the mm image, written as it comes, the files they map to the files
+// table, and the pages of each batch of areas are found in pagemap pm.
+// What it holds of the VMAs is the objectVMAs. The entries
 // before [vdso] depend on whether it carries a proxy's mark: once it is
 // found to, with c.mark unset, the listing stops with errProxied and
 // c.mark set, to be started again.
 func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 	c.vvar = nil
 	d.vdsos, d.sysvKeys = nil, map[uint64]uint32{}
-	d.images.mm, d.objectVMAs, d.deferred = pb.MmBuilder{}, nil, nil
+	d.objectVMAs, d.deferred = nil, nil
 	var (
 		runs   runLister
 		batch  []area
 		last   *pb.VmaEntry // the next entry may extend it (a vvar)
 		lo, hi = ^uint64(0), uint64(0)
+		vmas   int
 	)
-	add := func(e *pb.VmaEntry) {
-		d.images.mm.AddVma(e)
+	add := func(e *pb.VmaEntry) error {
+		vmas++
 		lo, hi = min(lo, e.Start), max(hi, e.End)
 		if e.Status&image.VMAAnonPrivate == 0 {
 			d.objectVMAs = append(d.objectVMAs, e)
 		}
+		return d.images.mm.Add(pb.MmVmasField, e)
 	}
 	// The private memory a snapshot child will hold has its pages found
 	// in the child's pagemap, once the process runs on.
@@ -105,7 +113,9 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 			return err
 		}
 		if last != nil {
-			add(last)
+			if err := add(last); err != nil {
+				return err
+			}
 		}
 		last = e
 		if a.dump == nil && !a.all {
@@ -120,18 +130,22 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 		return err
 	}
 	if last != nil {
-		add(last)
+		if err := add(last); err != nil {
+			return err
+		}
 	}
 	if err := flush(); err != nil {
 		return err
 	}
-	d.stats.VMAs += d.images.mm.AddedVmas()
+	d.stats.VMAs += vmas
 	guards, err := guardRegions(pm, lo, hi)
 	if err != nil {
 		return err
 	}
 	for _, g := range guards {
-		d.images.mm.AddVma(g)
+		if err := d.images.mm.Add(pb.MmVmasField, g); err != nil {
+			return err
+		}
 	}
 	d.runs, d.shared = runs.runs, runs.objects()
 	return nil
@@ -205,7 +219,7 @@ func (d *dumper) dumpProcess() error {
 		return fmt.Errorf("executable: %w", err)
 	}
 	st := d.stat
-	m := &d.images.mm
+	m := &d.images.mmHead
 	m.MmStartCode, m.MmEndCode = st.StartCode, st.EndCode
 	m.MmStartData, m.MmEndData = st.StartData, st.EndData
 	m.MmStartStack, m.MmStartBrk, m.MmBrk = st.StartStack, st.StartBrk, p.brk

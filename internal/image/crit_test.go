@@ -126,7 +126,23 @@ func TestCritExplore(t *testing.T) {
 	}
 	for _, s := range samples() {
 		switch s.kind {
-		case Inventory, Pstree, Core, MM, IDs, Fdinfo, FS:
+		case MM:
+			// As a dump writes it: the VMAs in parts, then the rest.
+			mm := pb.Clone(s.recs[0].msg.(*pb.MmEntry))
+			r, err := d.CreateRecord(MM, s.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range mm.Vmas {
+				if err := r.Add(pb.MmVmasField, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mm.Vmas = nil
+			if err := r.Finish(mm); err != nil {
+				t.Fatal(err)
+			}
+		case Inventory, Pstree, Core, IDs, Fdinfo, FS:
 			var msgs []pb.Message
 			for _, r := range s.recs {
 				msgs = append(msgs, r.msg)

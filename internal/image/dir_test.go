@@ -216,25 +216,6 @@ func TestReadImageEach(t *testing.T) {
 	if _, err := read(2); !errors.Is(err, ErrCount) {
 		t.Errorf("two records: %v, want %v", err, ErrCount)
 	}
-	// An MmBuilder's added VMAs, in chunks, are written as they are held,
-	// after its Vmas.
-	b := pb.MmBuilder{MmEntry: *pb.Clone(mm.(*pb.MmEntry))}
-	want := pb.Clone(mm.(*pb.MmEntry))
-	for i := range 5000 {
-		v := &pb.VmaEntry{Start: uint64(0x10000+2*i) << 12, End: uint64(0x10001+2*i) << 12}
-		b.AddVma(v)
-		want.Vmas = append(want.Vmas, v)
-	}
-	if err := d.WriteImage(MM, 6, &b); err != nil {
-		t.Fatal(err)
-	}
-	got, err = read(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want.Vmas, got.Vmas); diff != "" {
-		t.Errorf("ReadImageEach of an MmBuilder's image (-want +got):\n%s", diff)
-	}
 	if _, err := read(3); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing: %v, want %v", err, fs.ErrNotExist)
 	}
@@ -255,5 +236,92 @@ func TestReadImageEach(t *testing.T) {
 	}
 	if _, err := read(5); !errors.Is(err, ErrRecord) {
 		t.Errorf("corrupt: %v, want %v", err, ErrRecord)
+	}
+}
+
+// TestRecordWriter writes an mm image's VMAs in parts, paused, two
+// listings dropped (Restart), then its other fields: it reads as the
+// mm_entry that holds them, whole and a VMA at a time, and crit reads the
+// same.
+func TestRecordWriter(t *testing.T) {
+	d, err := Create(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.CreateRecord(MM, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vma := func(i int) *pb.VmaEntry {
+		return &pb.VmaEntry{Start: uint64(0x10000+2*i) << 12, End: uint64(0x10001+2*i) << 12, Fd: -1}
+	}
+	// Dropped with the header still in the buffer, then from the file.
+	for _, pause := range []bool{false, true} {
+		for i := range 100 {
+			if err := r.Add(pb.MmVmasField, vma(-i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if pause {
+			if err := r.Pause(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := &pb.MmEntry{ExeFileId: 5, MmSavedAuxv: []uint64{6, 4096}, Dumpable: pb.Int32(1)}
+	pb.Complete(want)
+	for i := range 5000 {
+		v := vma(i)
+		if i == 4000 {
+			v.Madv = pb.Uint64(1 << 14)
+		}
+		if err := r.Add(pb.MmVmasField, v); err != nil {
+			t.Fatal(err)
+		}
+		want.Vmas = append(want.Vmas, v)
+		if i%1000 == 0 {
+			if err := r.Pause(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := d.Sync(); err == nil {
+		t.Error("Sync with a record unfinished: no error")
+	}
+	head := *want
+	head.Vmas = nil
+	if err := r.Finish(&head); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(pb.MmVmasField, vma(0)); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Add after Finish: %v, want %v", err, os.ErrClosed)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var got pb.MmEntry
+	if err := d.ReadImage(MM, 1, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, &got); diff != "" {
+		t.Errorf("ReadImage (-want +got):\n%s", diff)
+	}
+	var each pb.MmEntry
+	var v pb.VmaEntry
+	n := 0
+	err = d.ReadImageEach(MM, 1, &each, pb.MmVmasField, &v, func(i int) {
+		if diff := cmp.Diff(want.Vmas[i], &v); diff != "" {
+			t.Errorf("VMA %d (-want +got):\n%s", i, diff)
+		}
+		n++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&head, &each); n != len(want.Vmas) || diff != "" {
+		t.Errorf("ReadImageEach: %d VMAs, want %d; the rest (-want +got):\n%s", n, len(want.Vmas), diff)
 	}
 }

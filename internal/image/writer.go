@@ -70,28 +70,18 @@ func (w *Writer) Write(m pb.Message) error {
 	case w.owed < 0:
 		return fmt.Errorf("write %s: no record may follow %s, whose payload is the rest of the image", w.name, w.last)
 	}
-	// A large record (an mm_entry of many VMAs) may come in pieces, which
-	// are written as they are: a copy into one buffer would double it.
-	b, pieces, err := pb.AppendMarshalHead(w.buf[:4], m)
+	b, err := pb.AppendMarshal(w.buf[:4], m)
 	if err != nil {
 		return fmt.Errorf("write %s: marshal %s: %w", w.name, typ, err)
 	}
 	w.buf = b[:4]
 	n := len(b) - 4
-	for _, p := range pieces {
-		n += len(p)
-	}
 	if n > MaxRecord {
 		return fmt.Errorf("write %s: %s of %d bytes: %w", w.name, typ, n, ErrTooLarge)
 	}
 	binary.LittleEndian.PutUint32(b, uint32(n))
 	if err := w.put(b); err != nil {
 		return err
-	}
-	for _, p := range pieces {
-		if err := w.put(p); err != nil {
-			return err
-		}
 	}
 	w.owed, w.last = payloadLen(m), string(typ)
 	return nil

@@ -86,33 +86,17 @@ type ref struct {
 	mi *msgInfo
 }
 
-// coder is a message that encodes and decodes itself (MmBuilder).
-type coder interface {
-	size() int
-	appendTo(b []byte) []byte
-	unmarshal(b []byte) error
-}
-
 func sizeOf(m Message) int {
-	if c, ok := m.(coder); ok {
-		return c.size()
-	}
 	r := m.msg()
 	return r.mi.size(r.p)
 }
 
 func appendMsg(b []byte, m Message) []byte {
-	if c, ok := m.(coder); ok {
-		return c.appendTo(b)
-	}
 	r := m.msg()
 	return r.mi.appendTo(b, r.p)
 }
 
 func unmarshalMsg(b []byte, m Message) error {
-	if c, ok := m.(coder); ok {
-		return c.unmarshal(b)
-	}
 	r := m.msg()
 	return r.mi.unmarshal(b, r.p)
 }

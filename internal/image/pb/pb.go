@@ -29,24 +29,23 @@ func AppendMarshal(b []byte, m Message) ([]byte, error) {
 	return appendMsg(b, m), nil
 }
 
-// AppendMarshalHead is AppendMarshal for a message that holds the end of
-// its encoding in pieces (the VMAs an MmBuilder added): it appends the
-// rest, and returns those pieces, to follow b, rather than copy them.
-func AppendMarshalHead(b []byte, m Message) ([]byte, [][]byte, error) {
+// AppendField appends m as an element of the repeated message field
+// number field of the message whose encoding b holds: its key, length
+// and encoding. It fails if m, or a message in it, lacks a required
+// field.
+func AppendField(b []byte, field int32, m Message) ([]byte, error) {
 	if err := checkRequired(m); err != nil {
-		return b, nil, err
+		return b, err
 	}
-	if t, ok := m.(encodedTail); ok {
-		return t.appendHead(b), t.tail(), nil
-	}
-	return appendMsg(b, m), nil, nil
+	b = appendVarint(b, uint64(field)<<3|2)
+	b = appendVarint(b, uint64(sizeOf(m)))
+	return appendMsg(b, m), nil
 }
 
-// encodedTail is a message whose encoding ends with pieces it holds.
-type encodedTail interface {
-	appendHead(b []byte) []byte
-	tail() [][]byte
-}
+// MmVmasField is the number of mm_entry's field vmas (mm.proto), which a
+// dump writes an element at a time (AppendField) and a restore reads so
+// (UnmarshalEachAt).
+const MmVmasField = 14
 
 // Unmarshal decodes b into m, cleared first; it fails on bytes that do
 // not follow the wire format and on a message that lacks a required

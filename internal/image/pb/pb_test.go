@@ -193,6 +193,57 @@ func TestMatchesProtobuf(t *testing.T) {
 	}
 }
 
+// TestAppendField checks that an mm_entry encoded as its VMAs
+// (AppendField) and then its other fields, as a dump writes it, is what
+// the protobuf runtime decodes to the same message, and so do we.
+func TestAppendField(t *testing.T) {
+	mm := &MmEntry{MmStartCode: 0x400000, MmBrk: 0x600000, ExeFileId: 7, MmSavedAuxv: []uint64{6, 4096},
+		Dumpable: Int32(1), ThpDisabled: Bool(true)}
+	var b []byte
+	for i := range 300 {
+		v := &VmaEntry{Start: uint64(i) << 12, End: uint64(i+1) << 12, Prot: 3, Flags: 0x22, Status: 0x21, Fd: -1}
+		if i%7 == 0 {
+			v.Madv = Uint64(1 << 14)
+		}
+		var err error
+		if b, err = AppendField(b, MmVmasField, v); err != nil {
+			t.Fatal(err)
+		}
+		mm.Vmas = append(mm.Vmas, v)
+	}
+	head := *mm
+	head.Vmas = nil
+	b, err := AppendMarshal(b, &head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Marshal(mm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reference(t, mm)
+	w, g := ref.New().Interface(), ref.New().Interface()
+	if err := proto.Unmarshal(want, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := proto.Unmarshal(b, g); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(w, g) {
+		t.Errorf("protobuf decodes the VMAs first as\n%v\nnot\n%v", g, w)
+	}
+	var got MmEntry
+	if err := Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, mm) {
+		t.Errorf("decoded the VMAs first as %+v, not %+v", &got, mm)
+	}
+	if _, err := AppendField(nil, MmVmasField, &PipeEntry{Id: 1}); !errors.Is(err, ErrMissingField) {
+		t.Errorf("AppendField of an incomplete pipe_entry: %v, want ErrMissingField", err)
+	}
+}
+
 func TestClone(t *testing.T) {
 	v := &VmaEntry{Start: 0x1000, End: 0x2000, Prot: 3, Flags: 0x22, Status: 1, Fd: -1, Madv: Uint64(1)}
 	c := Clone(v)
