@@ -297,16 +297,20 @@ func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, w *image.
 		defer close(free)
 		var done uint64
 		for c := range full {
-			off := uint64(0)
-			for _, p := range c.pieces {
-				if werr = w.WritePages(p.addr-p.base, c.data[off:off+p.n]); werr != nil {
-					close(failed)
-					return
+			werr = w.WriteRanges(c.data, func(yield func(uint64, uint64) bool) {
+				for _, p := range c.pieces {
+					if !yield(p.addr-p.base, p.n) {
+						return
+					}
 				}
-				off += p.n
+			})
+			if werr != nil {
+				close(failed)
+				return
 			}
-			done += off
-			st.pages += off / pageSize
+			n := uint64(len(c.data))
+			done += n
+			st.pages += n / pageSize
 			if progress != nil {
 				progress(done)
 			}

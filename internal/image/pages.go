@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
 
@@ -67,9 +68,9 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 		pm: pm,
 		// Large enough that the writes of small runs coalesce; writes of
 		// at least this size go to the file directly, without a copy. A
-		// dump copies memory in 1 MiB chunks: a buffer as large would
-		// be 1 MiB of RSS for nothing.
-		pages: bufio.NewWriterSize(ff, 256<<10),
+		// dump copies memory in chunks that it writes whole
+		// (WriteRanges): a buffer as large would be RSS for nothing.
+		pages: bufio.NewWriterSize(ff, 32<<10),
 		ff:    ff,
 		done:  done,
 		name:  Pages.FileName(pagesID),
@@ -81,32 +82,52 @@ func (d *Dir) createPages(k Kind, id, pagesID uint32) (*PageWriter, error) {
 // memory at vaddr. Ranges must come in ascending address order; adjacent
 // ones share a pagemap entry.
 func (p *PageWriter) WritePages(vaddr uint64, data []byte) error {
+	return p.WriteRanges(data, func(yield func(uint64, uint64) bool) { yield(vaddr, uint64(len(data))) })
+}
+
+// WriteRanges stores data as the contents of ranges of memory, each an
+// address and a length in bytes, laid back to back in it, as WritePages
+// would one at a time: the data goes to the pages file in one write, not
+// through a buffer.
+func (p *PageWriter) WriteRanges(data []byte, ranges iter.Seq2[uint64, uint64]) error {
 	if p.err != nil {
 		return p.err
 	}
-	n := uint64(len(data))
-	if n == 0 {
-		return nil
+	// Checked whole before any is recorded.
+	end, total := p.end, uint64(0)
+	for vaddr, n := range ranges {
+		if n == 0 {
+			continue
+		}
+		if vaddr%p.psize != 0 || n%p.psize != 0 {
+			return fmt.Errorf("write %s: %d bytes at %#x: %w: not whole pages", p.name, n, vaddr, ErrPagemap)
+		}
+		if vaddr < end || vaddr+n < vaddr {
+			return fmt.Errorf("write %s: %d bytes at %#x after %#x: %w: ranges must ascend",
+				p.name, n, vaddr, end, ErrPagemap)
+		}
+		end, total = vaddr+n, total+n
 	}
-	if vaddr%p.psize != 0 || n%p.psize != 0 {
-		return fmt.Errorf("write %s: %d bytes at %#x: %w: not whole pages", p.name, n, vaddr, ErrPagemap)
-	}
-	if vaddr < p.end || vaddr+n < vaddr {
-		return fmt.Errorf("write %s: %d bytes at %#x after %#x: %w: ranges must ascend",
-			p.name, n, vaddr, p.end, ErrPagemap)
+	if total != uint64(len(data)) {
+		return fmt.Errorf("write %s: %d bytes for ranges of %d", p.name, len(data), total)
 	}
 	if _, err := p.pages.Write(data); err != nil {
 		p.err = fmt.Errorf("write %s: %w", p.name, err)
 		return p.err
 	}
-	if vaddr != p.end {
-		if err := p.flush(); err != nil {
-			return err
+	for vaddr, n := range ranges {
+		if n == 0 {
+			continue
 		}
-		p.vaddr = vaddr
+		if vaddr != p.end {
+			if err := p.flush(); err != nil {
+				return err
+			}
+			p.vaddr = vaddr
+		}
+		p.nr += n / p.psize
+		p.end = vaddr + n
 	}
-	p.nr += n / p.psize
-	p.end = vaddr + n
 	return nil
 }
 

@@ -362,3 +362,69 @@ func BenchmarkPageWriter(b *testing.B) {
 		}
 	}
 }
+
+// TestWriteRanges writes ranges back to back in one chunk: the pagemap
+// and pages file are those of WritePages one range at a time; a chunk
+// that ranges do not cover, or a range out of order, is refused with
+// nothing written.
+func TestWriteRanges(t *testing.T) {
+	const base = 0x7f0000000000
+	ranges := [][2]uint64{{base, psize}, {base + psize, 2 * psize}, {base + 8*psize, 0}, {base + 8*psize, 3 * psize}, {base + 1<<30, psize}}
+	data := pages(7, 1)
+	write := func(whole bool) (pagemap []pb.Message, raw []byte) {
+		d, err := Create(filepath.Join(t.TempDir(), "d"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, err := d.CreatePages(42, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		each := func(rs [][2]uint64) func(func(uint64, uint64) bool) {
+			return func(yield func(uint64, uint64) bool) {
+				for _, r := range rs {
+					if !yield(r[0], r[1]) {
+						return
+					}
+				}
+			}
+		}
+		if whole {
+			if err := pw.WriteRanges(data[2*psize:], each(ranges[1:])); err == nil {
+				t.Error("WriteRanges of a chunk shorter than its ranges: no error")
+			}
+			if err := pw.WriteRanges(data, each([][2]uint64{ranges[1], ranges[0]})); !errors.Is(err, ErrPagemap) {
+				t.Errorf("WriteRanges of descending ranges: %v, want ErrPagemap", err)
+			}
+			if err := pw.WriteRanges(data, each(ranges)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			off := uint64(0)
+			for _, r := range ranges {
+				if err := pw.WritePages(r[0], data[off:off+r[1]]); err != nil {
+					t.Fatal(err)
+				}
+				off += r[1]
+			}
+		}
+		if err := pw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = os.ReadFile(filepath.Join(d.Path(), "pages-3.img")); err != nil {
+			t.Fatal(err)
+		}
+		if pagemap, err = readPagemap(t, d, 42); err != nil {
+			t.Fatal(err)
+		}
+		return pagemap, raw
+	}
+	wantMap, wantRaw := write(false)
+	gotMap, gotRaw := write(true)
+	if diff := cmp.Diff(wantMap, gotMap); diff != "" {
+		t.Errorf("pagemap (-WritePages +WriteRanges):\n%s", diff)
+	}
+	if !bytes.Equal(gotRaw, wantRaw) || !bytes.Equal(gotRaw, data) {
+		t.Errorf("pages file: %d bytes, want the %d written", len(gotRaw), len(data))
+	}
+}
