@@ -74,12 +74,12 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		all = map[uint32]uint32{}
 	}
 	for _, fd := range s.Fds {
-		f := s.Files[fd.GetId()]
+		f := s.File(fd.GetId())
 		switch {
 		case f.GetReg() != nil:
 			all[f.GetId()] |= accessOf(f.GetReg().GetFlags())
 		case f.GetFifo() != nil:
-			reg := s.Files[f.GetFifo().GetRegfId()].GetReg()
+			reg := s.File(f.GetFifo().GetRegfId()).GetReg()
 			all[f.GetFifo().GetRegfId()] |= accessOf(reg.GetFlags())
 		}
 	}
@@ -146,7 +146,7 @@ func accessOf(flags uint32) uint32 {
 }
 
 func (s *Set) verify(id uint32, need uint32, o VerifyOptions) (int, error) {
-	reg := s.Files[id].GetReg()
+	reg := s.File(id).GetReg()
 	name := reg.GetName()
 	fd, allowed, err := openAs(o.Creds, name, need)
 	if err != nil {
@@ -283,7 +283,7 @@ func openNoSymlinks(path string) (int, error) {
 // for the process's own /proc files, their path.
 func (s *Set) Path(id uint32) (string, error) {
 	if s.ownProc[id] {
-		return s.Files[id].GetReg().GetName(), nil
+		return s.File(id).GetReg().GetName(), nil
 	}
 	fd, ok := s.opened[id]
 	if !ok {

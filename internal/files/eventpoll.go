@@ -138,7 +138,7 @@ func (eventpollKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 func (eventpollKind) placed(r *Restorer) error {
 	done := map[uint32]bool{}
 	for _, fd := range r.set.Fds {
-		f := r.set.Files[fd.GetId()]
+		f := r.set.File(fd.GetId())
 		if f.GetType() != pb.FdTypes_EVENTPOLL || done[f.GetId()] || r.taken[f.GetId()] {
 			continue
 		}

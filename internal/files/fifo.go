@@ -45,7 +45,7 @@ func (fifoKind) dump(t *Table, d *desc) (uint32, error) {
 }
 
 func (fifoKind) check(s *Set, f *pb.FileEntry) error {
-	if f.GetFifo() == nil || s.Files[f.GetFifo().GetRegfId()] == nil || s.Files[f.GetFifo().GetRegfId()].GetReg() == nil {
+	if f.GetFifo() == nil || s.File(f.GetFifo().GetRegfId()) == nil || s.File(f.GetFifo().GetRegfId()).GetReg() == nil {
 		return imageErr("file %d: FIFO without its path entry", f.GetId())
 	}
 	if t, ok := s.remaps[f.GetFifo().GetRegfId()]; ok && t.typ == pb.RemapType_GHOST && s.ghosts[t.id].GetMode()&unix.S_IFMT != unix.S_IFIFO {
@@ -58,7 +58,7 @@ func (fifoKind) check(s *Set, f *pb.FileEntry) error {
 // block until the other side shows up, so a read-write descriptor holds
 // the FIFO open meanwhile.
 func (fifoKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
-	reg := r.set.Files[f.GetFifo().GetRegfId()].GetReg()
+	reg := r.set.File(f.GetFifo().GetRegfId()).GetReg()
 	// An unlinked one is made again, and reached through cryo.
 	path, err := r.Path(f.GetFifo().GetRegfId())
 	if err != nil {

@@ -113,7 +113,7 @@ func (r *Restorer) SetOwners(inTree func(kernel.Owner) bool) error {
 			continue
 		}
 		done[id] = true
-		f := r.set.Files[id]
+		f := r.set.File(id)
 		own := entryFown(f)
 		if own == nil || *own == nil {
 			continue

@@ -229,7 +229,7 @@ func (s *Set) remappedMark(m mark) (uint32, bool) {
 				return orig, true
 			}
 		case pb.RemapType_LINKED:
-			if p := m.handle.GetPath(); p != "" && s.Files[t.id].GetReg().GetName() == p {
+			if p := m.handle.GetPath(); p != "" && s.File(t.id).GetReg().GetName() == p {
 				return orig, true
 			}
 		}
@@ -243,7 +243,7 @@ func (s *Set) verifyMarks(o VerifyOptions) error {
 	s.markFds = map[markKey]int{}
 	done := map[uint32]bool{}
 	for _, fd := range s.Fds {
-		f := s.Files[fd.GetId()]
+		f := s.File(fd.GetId())
 		if done[f.GetId()] || (f.GetIfy() == nil && f.GetFfy() == nil) {
 			continue
 		}

@@ -316,7 +316,7 @@ func (s *Set) loadGhosts() error {
 	s.ghosts = map[uint32]*pb.GhostFileEntry{}
 	for _, rm := range remaps {
 		orig, target := rm.GetOrigId(), remapTarget{rm.GetRemapType(), rm.GetRemapId()}
-		if f := s.Files[orig]; f == nil || f.GetReg() == nil {
+		if f := s.File(orig); f == nil || f.GetReg() == nil {
 			return imageErr("remap-fpath.img: file %d is not a regular file entry", orig)
 		}
 		if _, dup := s.remaps[orig]; dup {
@@ -330,7 +330,7 @@ func (s *Set) loadGhosts() error {
 				}
 			}
 		case pb.RemapType_LINKED:
-			if f := s.Files[target.id]; f == nil || f.GetReg() == nil || target.id == orig {
+			if f := s.File(target.id); f == nil || f.GetReg() == nil || target.id == orig {
 				return imageErr("remap-fpath.img: link remap of file %d to %d, which is not a regular file entry", orig, target.id)
 			}
 		default:
@@ -431,7 +431,7 @@ func (r *Restorer) remapped(t remapTarget, name string) (int, error) {
 	if t.typ == pb.RemapType_GHOST {
 		fd, err = recreateGhost(r.set.dir, t.id, name)
 	} else {
-		link := r.set.Files[t.id].GetReg().GetName()
+		link := r.set.File(t.id).GetReg().GetName()
 		if fd, err = unix.Open(link, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			err = fmt.Errorf("open link remap %s of %s: %w", link, name, err)
 		} else {

@@ -126,7 +126,7 @@ func (s *Set) loadStats() error {
 	}
 	s.stats = map[uint32]image.FileStat{}
 	for _, st := range stats {
-		if f := s.Files[st.ID]; f == nil || f.GetReg() == nil {
+		if f := s.File(st.ID); f == nil || f.GetReg() == nil {
 			return imageErr("cryo-file-stat.img: file %d is not a regular file entry", st.ID)
 		}
 		if _, dup := s.stats[st.ID]; dup {
@@ -147,7 +147,7 @@ type change struct {
 // changes lists how the file cryo holds at fd, with status st, differs
 // from what the dump recorded of entry id.
 func (s *Set) changes(id uint32, fd int, st *unix.Statx_t) []change {
-	reg := s.Files[id].GetReg()
+	reg := s.File(id).GetReg()
 	var out []change
 	add := func(content bool, format string, a ...any) {
 		out = append(out, change{fmt.Sprintf(format, a...), content})

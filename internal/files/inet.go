@@ -705,7 +705,7 @@ func (r *Restorer) sharesPort(e *pb.InetSkEntry) bool {
 		return false
 	}
 	for _, fde := range r.set.Fds {
-		o := r.set.Files[fde.GetId()].GetIsk()
+		o := r.set.File(fde.GetId()).GetIsk()
 		if o != nil && o != e && o.GetOpts().GetSoReuseport() && !isConnection(o.GetState()) && o.GetFamily() == e.GetFamily() &&
 			o.GetProto() == e.GetProto() && o.GetSrcPort() == e.GetSrcPort() && slices.Equal(o.SrcAddr, e.SrcAddr) {
 			return true

@@ -327,7 +327,7 @@ type memfdRestorer struct {
 // MemfdMapping returns the process's descriptor of the memfd that the
 // MEMFD entry id stands for, to map it, making the memfd on first use.
 func (r *Restorer) MemfdMapping(id uint32) (uint64, error) {
-	f := r.set.Files[id]
+	f := r.set.File(id)
 	if f == nil || f.GetMemfd() == nil {
 		return 0, imageErr("file %d is not a memfd entry", id)
 	}
@@ -500,7 +500,7 @@ func (r *Restorer) memfdDescriptors() []uint64 {
 // use, for as long as the table is being made.
 func (r *Restorer) makeMemfds() error {
 	for _, fd := range r.byNumber {
-		if f := r.set.Files[fd.GetId()]; f.GetType() == pb.FdTypes_MEMFD {
+		if f := r.set.File(fd.GetId()); f.GetType() == pb.FdTypes_MEMFD {
 			if _, err := r.memfd(f.GetMemfd().GetInodeId()); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.GetFd(), err)
 			}

@@ -244,7 +244,7 @@ func (r *Restorer) groups() *groups {
 	var entryGroup, groupSize []int32
 	fdEntry := make([]int32, len(r.byNumber))
 	for n, fd := range r.byNumber {
-		f := r.set.Files[fd.GetId()]
+		f := r.set.File(fd.GetId())
 		e, ok := entryOf[f.GetId()]
 		if !ok {
 			k := key{typ: f.GetType(), id: f.GetId()}

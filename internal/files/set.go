@@ -14,9 +14,10 @@ type Set struct {
 	dir *image.Dir
 	// pid is the process whose descriptor table Fds is.
 	pid int
-	// Files are the files.img entries by id: descriptors, mappings, the
-	// executable, cwd and root refer to them.
-	Files map[uint32]*pb.FileEntry
+	// Files are the files.img entries in the order of their ids (File
+	// finds one by its id): descriptors, mappings, the executable, cwd
+	// and root refer to them.
+	Files []*pb.FileEntry
 	// Fds is the descriptor table, in the order of its numbers (fd finds
 	// one by its number).
 	Fds []*pb.FdinfoEntry
@@ -44,12 +45,12 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	s := &Set{dir: dir, pid: pid, Files: map[uint32]*pb.FileEntry{}}
-	for _, f := range files {
-		if _, dup := s.Files[f.GetId()]; dup {
-			return nil, imageErr("files.img: id %d twice", f.GetId())
+	s := &Set{dir: dir, pid: pid, Files: files}
+	slices.SortFunc(s.Files, func(a, b *pb.FileEntry) int { return cmp.Compare(a.GetId(), b.GetId()) })
+	for i := 1; i < len(s.Files); i++ {
+		if s.Files[i].GetId() == s.Files[i-1].GetId() {
+			return nil, imageErr("files.img: id %d twice", s.Files[i].GetId())
 		}
-		s.Files[f.GetId()] = f
 	}
 	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs, s.loadUnix} {
 		if err := load(); err != nil {
@@ -66,9 +67,9 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		}
 	}
 	for _, fd := range s.Fds {
-		f, ok := s.Files[fd.GetId()]
+		f := s.File(fd.GetId())
 		switch {
-		case !ok:
+		case f == nil:
 			return nil, imageErr("fd %d refers to file %d, which files.img lacks", fd.GetFd(), fd.GetId())
 		case f.GetType() != fd.GetType():
 			return nil, imageErr("fd %d: type %v, but file %d is %v", fd.GetFd(), fd.GetType(), f.GetId(), f.GetType())
@@ -87,6 +88,14 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// File returns the entry id, or nil.
+func (s *Set) File(id uint32) *pb.FileEntry {
+	if i, ok := slices.BinarySearchFunc(s.Files, id, func(f *pb.FileEntry, id uint32) int { return cmp.Compare(f.GetId(), id) }); ok {
+		return s.Files[i]
+	}
+	return nil
 }
 
 // fd returns the table's descriptor number n, or nil.
@@ -109,7 +118,7 @@ func (s *Set) Check(f *pb.FileEntry) error {
 // Reg returns the regular-file entry id, or an error if it is none: the
 // executable, cwd, root and file mappings refer to such entries.
 func (s *Set) Reg(id uint32) (*pb.FileEntry, error) {
-	f := s.Files[id]
+	f := s.File(id)
 	if f == nil || f.GetReg() == nil {
 		return nil, imageErr("file %d is not a regular file entry", id)
 	}

@@ -55,7 +55,7 @@ func (s *Shared) note(r *Restorer) {
 		if _, ok := s.opened[id]; !ok {
 			s.opened[id] = fdRef{pid: r.pid, fd: int(fd.GetFd()), id: id}
 		}
-		if p := r.set.Files[id].GetPipe(); p != nil {
+		if p := r.set.File(id).GetPipe(); p != nil {
 			if _, ok := s.pipes[p.GetPipeId()]; !ok {
 				s.pipes[p.GetPipeId()] = fdRef{pid: r.pid, fd: int(fd.GetFd())}
 			}

@@ -148,7 +148,7 @@ func (s *Set) loadSockExtras() error {
 	}
 	s.sockExtras = map[uint32]image.SockExtra{}
 	for _, x := range extras {
-		f := s.Files[x.ID]
+		f := s.File(x.ID)
 		switch {
 		case f == nil || f.GetUsk() == nil && f.GetIsk() == nil:
 			return imageErr("%s: file %d is not a socket entry", image.SockExtras.FileName(0), x.ID)

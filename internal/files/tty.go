@@ -742,7 +742,7 @@ func (ttyKind) check(s *Set, f *pb.FileEntry) error {
 	if f.GetTty() == nil {
 		return imageErr("file %d: TTY without a tty entry", f.GetId())
 	}
-	if reg := s.Files[f.GetTty().GetRegfId()]; reg == nil || reg.GetReg() == nil {
+	if reg := s.File(f.GetTty().GetRegfId()); reg == nil || reg.GetReg() == nil {
 		return imageErr("file %d: TTY without its path entry", f.GetId())
 	}
 	e := s.ttyInfos[f.GetTty().GetTtyInfoId()]
@@ -823,7 +823,7 @@ func (ttyKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 		return r.reopenHere(path, flags, 0)
 	}
 	if !r.shellJob {
-		name := r.set.Files[f.GetTty().GetRegfId()].GetReg().GetName()
+		name := r.set.File(f.GetTty().GetRegfId()).GetReg().GetName()
 		return -1, fmt.Errorf("%w: %s is a terminal outside the checkpoint: restore with --shell-job", ErrUnsupported, name)
 	}
 	path, err := ownTerminal()
@@ -1084,7 +1084,7 @@ func (s *Shared) closePtys() {
 func (r *Restorer) Foreground(pgid int) ([]string, error) {
 	notes := r.ttyNotes
 	for _, fd := range r.set.Fds {
-		f := r.set.Files[fd.GetId()]
+		f := r.set.File(fd.GetId())
 		if f.GetType() != pb.FdTypes_TTY {
 			continue
 		}

@@ -633,7 +633,7 @@ func (s *Set) loadUnix() error {
 				return fmt.Errorf("%w: packet for socket %d carries a control message of type %d", ErrUnsupported, e.GetIdFor(), scm.GetType())
 			}
 			for _, id := range scm.Rights {
-				if s.Files[id] == nil {
+				if s.File(id) == nil {
 					return imageErr("packet for socket %d carries file %d, which files.img lacks", e.GetIdFor(), id)
 				}
 			}

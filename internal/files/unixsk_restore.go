@@ -426,7 +426,7 @@ func closeAll(fds []int) {
 // processes that hold it later take it from (Shared.opened).
 func (m *unixMaking) inFlight(id uint32) (int, error) {
 	r := m.r
-	f := r.set.Files[id]
+	f := r.set.File(id)
 	if f.GetUsk() != nil {
 		if err := m.make(f.GetUsk().GetIno()); err != nil {
 			return -1, err
@@ -521,7 +521,7 @@ func (m *unixMaking) pipeEnd(f *pb.FileEntry) (int, error) {
 		path = "/proc/" + strconv.Itoa(ref.pid) + "/fd/" + strconv.Itoa(ref.fd)
 	}
 	for _, fd := range r.set.Fds {
-		if p := r.set.Files[fd.GetId()].GetPipe(); p != nil && p.GetPipeId() == id && r.placed.has(uint64(fd.GetFd())) {
+		if p := r.set.File(fd.GetId()).GetPipe(); p != nil && p.GetPipeId() == id && r.placed.has(uint64(fd.GetFd())) {
 			path = "/proc/" + strconv.Itoa(r.pid) + "/fd/" + strconv.Itoa(int(fd.GetFd()))
 		}
 	}

@@ -275,7 +275,7 @@ func (c *checkpoint) loadFiles() (err error) {
 		if v.status&(image.VMAFilePrivate|image.VMAFileShared) == 0 {
 			continue
 		}
-		f := c.files.Files[uint32(v.shmid)]
+		f := c.files.File(uint32(v.shmid))
 		if v.status&image.VMAAreaMemfd != 0 {
 			if f == nil || f.GetType() != pb.FdTypes_MEMFD {
 				return imageErr("memfd mapping at %#x refers to file %d, which is not a memfd entry", v.start, v.shmid)

@@ -24,7 +24,7 @@ func (r *restorer) verifyFiles(tree map[uint32]bool) error {
 		// As mapVMAs opens it: for writing too if shared and open so.
 		id := uint32(v.shmid)
 		need[id] |= unix.R_OK
-		if st&image.VMAFileShared != 0 && c.files.Files[id].GetReg().GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
+		if st&image.VMAFileShared != 0 && c.files.File(id).GetReg().GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
 			need[id] |= unix.W_OK
 		}
 	}

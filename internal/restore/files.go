@@ -52,7 +52,7 @@ func (r *restorer) openFiles() error {
 
 // restoreFS sets the working directory, root and umask.
 func (r *restorer) restoreFS() error {
-	root := r.c.files.Files[r.c.fs.GetRootId()].GetReg().GetName()
+	root := r.c.files.File(r.c.fs.GetRootId()).GetReg().GetName()
 	if root != "/" {
 		return fmt.Errorf("%w: root directory %s", ErrUnsupported, root)
 	}
@@ -65,7 +65,7 @@ func (r *restorer) restoreFS() error {
 		return err
 	}
 	if err := r.sys(unix.SYS_CHDIR, scratch); err != nil {
-		return fmt.Errorf("chdir %s: %w", r.c.files.Files[r.c.fs.GetCwdId()].GetReg().GetName(), err)
+		return fmt.Errorf("chdir %s: %w", r.c.files.File(r.c.fs.GetCwdId()).GetReg().GetName(), err)
 	}
 	if err := r.sys(unix.SYS_UMASK, uint64(r.c.fs.GetUmask())); err != nil {
 		return fmt.Errorf("umask: %w", err)

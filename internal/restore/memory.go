@@ -162,7 +162,7 @@ func (r *restorer) mapVMAs() error {
 		} else if st&(image.VMAFilePrivate|image.VMAFileShared) != 0 {
 			id := v.shmid
 			if _, ok := fds[id]; !ok {
-				f := r.c.files.Files[uint32(id)].GetReg()
+				f := r.c.files.File(uint32(id)).GetReg()
 				// An unlinked file is recreated or linked back first.
 				path, err := r.files.Path(uint32(id))
 				if err != nil {

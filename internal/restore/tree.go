@@ -242,7 +242,7 @@ func (t *tree) load() error {
 	}
 	for _, r := range t.procs {
 		for _, fd := range r.c.files.Fds {
-			if p := r.c.files.Files[fd.GetId()].GetPidfd(); p != nil && p.GetNspid() != -1 && !members[uint32(p.GetNspid())] {
+			if p := r.c.files.File(fd.GetId()).GetPidfd(); p != nil && p.GetNspid() != -1 && !members[uint32(p.GetNspid())] {
 				return t.named(r.pid, imageErr("fd %d: a pidfd of pid %d, which is not a process of the checkpoint", fd.GetFd(), p.GetNspid()))
 			}
 		}
