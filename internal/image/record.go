@@ -43,12 +43,7 @@ func (d *Dir) CreateRecord(k Kind, id uint32) (*RecordWriter, error) {
 	}
 	r := &RecordWriter{kind: k, name: k.FileName(id), path: f.Name(), f: f, w: bufio.NewWriter(f), done: done}
 	// The header, and room for the length.
-	var b [12]byte
-	h := k.header()
-	for i, m := range h {
-		binary.LittleEndian.PutUint32(b[4*i:], m)
-	}
-	if err := r.put(b[:r.lengthAt()+4]); err != nil {
+	if err := r.put(append(k.appendHeader(nil), 0, 0, 0, 0)); err != nil {
 		f.Close()
 		done(err)
 		return nil, err

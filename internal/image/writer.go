@@ -42,15 +42,18 @@ func newWriter(w io.Writer, f *os.File, k Kind, name string) (*Writer, error) {
 		return nil, fmt.Errorf("write %s: %s images hold raw data, not records", name, k)
 	}
 	iw := &Writer{w: bufio.NewWriter(w), f: f, kind: k, name: name, buf: make([]byte, 4, 512)}
-	var hdr [8]byte
-	h := k.header()
-	for i, m := range h {
-		binary.LittleEndian.PutUint32(hdr[4*i:], m)
-	}
-	if _, err := iw.w.Write(hdr[:4*len(h)]); err != nil {
+	if _, err := iw.w.Write(k.appendHeader(nil)); err != nil {
 		return nil, fmt.Errorf("write %s: %w", name, err)
 	}
 	return iw, nil
+}
+
+// appendHeader appends the magic numbers images of kind k start with.
+func (k Kind) appendHeader(b []byte) []byte {
+	for _, m := range k.header() {
+		b = binary.LittleEndian.AppendUint32(b, m)
+	}
+	return b
 }
 
 // Write appends m as one record. m must be one of the message types the
