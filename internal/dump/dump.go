@@ -85,6 +85,9 @@ type Stats struct {
 type dumper struct {
 	*tree
 	pid, ppid int
+	// semWaits and msgWaits are the System V semaphore sets and message
+	// queues the process's threads were blocked on (noteSysvWait).
+	semWaits, msgWaits []int32
 	// view is the thread through which the process is read and injected
 	// into (proc.View): pid, or the first live thread when the leader has
 	// exited, whose memory and files are gone.
@@ -311,7 +314,8 @@ func (d *dumper) dumpThreads() error {
 		}
 		core, err := dumpThread(tid)
 		if err == nil {
-			err = d.images.holdFpregs(core)
+			d.noteSysvWait(core.GetThreadInfo().GetGpregs())
+			err = d.images.holdThreadInfo(core)
 		}
 		if err != nil {
 			return fmt.Errorf("tid %d: %w", tid, err)

@@ -11,12 +11,13 @@ import (
 // descriptors.
 type images struct {
 	threads []uint32        // the leader first
-	cores   []*pb.CoreEntry // in the order of threads, without their FPU state
-	// fpregs are the threads' FPU states, in the order of threads, held
-	// encoded until their cores are written: decoded, those of 1,000
-	// threads took 2.2 MB, the most of what their dump held.
-	fpregs [][]byte
-	ids    *pb.TaskKobjIdsEntry
+	cores   []*pb.CoreEntry // in the order of threads, without their thread_info
+	// infos are the threads' registers, FPU states and TLS (thread_info),
+	// in the order of threads, held encoded until their cores are
+	// written: decoded, those of 1,000 threads took 2.6 MB, the most of
+	// what their dump held.
+	infos [][]byte
+	ids   *pb.TaskKobjIdsEntry
 	// mm is the mm image, whose VMAs are written as the memory step
 	// lists them (a record in parts), and mmHead its other fields, which
 	// follow them.
@@ -40,30 +41,25 @@ func (im *images) write(dir *image.Dir, pid uint32) error {
 	return dir.WriteImage(image.FS, pid, im.fs)
 }
 
-// holdFpregs takes the FPU state out of core, the next thread's, and
-// holds it encoded.
-func (im *images) holdFpregs(core *pb.CoreEntry) error {
-	var b []byte
-	if fp := core.GetThreadInfo().GetFpregs(); fp != nil {
-		var err error
-		if b, err = pb.Marshal(fp); err != nil {
-			return fmt.Errorf("encode FPU state: %w", err)
-		}
-		core.ThreadInfo.Fpregs = nil
+// holdThreadInfo takes the thread_info out of core, the next thread's,
+// and holds it encoded.
+func (im *images) holdThreadInfo(core *pb.CoreEntry) error {
+	b, err := pb.Marshal(core.ThreadInfo)
+	if err != nil {
+		return fmt.Errorf("encode thread_info: %w", err)
 	}
-	im.fpregs = append(im.fpregs, b)
+	core.ThreadInfo = nil
+	im.infos = append(im.infos, b)
 	return nil
 }
 
-// writeCore writes the core of the i-th thread, with its FPU state.
+// writeCore writes the core of the i-th thread, with its thread_info.
 func (im *images) writeCore(dir *image.Dir, i int, c *pb.CoreEntry) error {
-	if b := im.fpregs[i]; b != nil {
-		fp := &pb.UserX86FpregsEntry{}
-		if err := pb.Unmarshal(b, fp); err != nil {
-			return fmt.Errorf("tid %d: decode FPU state: %w", im.threads[i], err)
-		}
-		c.ThreadInfo.Fpregs = fp
-		defer func() { c.ThreadInfo.Fpregs, im.fpregs[i] = nil, nil }()
+	info := &pb.ThreadInfoX86{}
+	if err := pb.Unmarshal(im.infos[i], info); err != nil {
+		return fmt.Errorf("tid %d: decode thread_info: %w", im.threads[i], err)
 	}
+	c.ThreadInfo = info
+	defer func() { c.ThreadInfo, im.infos[i] = nil, nil }()
 	return dir.WriteImage(image.Core, im.threads[i], c)
 }

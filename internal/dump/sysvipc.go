@@ -91,27 +91,35 @@ func (t *tree) dumpSysvIPC() error {
 	return nil
 }
 
+// noteSysvWait notes the id of the semaphore set or message queue that
+// a thread of the process, with registers r, was blocked on when frozen:
+// the call it was in (orig_rax) was interrupted (rax holds EINTR, which
+// semop returns even to a stop, or a restart code), and its first
+// argument is the id.
+func (d *dumper) noteSysvWait(r *pb.UserX86RegsEntry) {
+	switch unix.Errno(-r.GetAx()) {
+	case unix.EINTR, kernel.ErestartSys, kernel.ErestartNoIntr, kernel.ErestartNoHand, kernel.ErestartRestartBlock:
+	default:
+		return
+	}
+	switch r.GetOrigAx() {
+	case unix.SYS_SEMOP, unix.SYS_SEMTIMEDOP:
+		d.semWaits = append(d.semWaits, int32(r.GetDi()))
+	case unix.SYS_MSGSND, unix.SYS_MSGRCV:
+		d.msgWaits = append(d.msgWaits, int32(r.GetDi()))
+	}
+}
+
 // sysvWaits returns the ids of the semaphore sets and message queues
-// that threads of the tree were blocked on when frozen: the call a
-// thread was in (orig_rax) was interrupted (rax holds EINTR, which semop
-// returns even to a stop, or a restart code), and its first argument is
-// the id.
+// that threads of the tree were blocked on when frozen (noteSysvWait).
 func (t *tree) sysvWaits() (sems, queues map[int32]bool) {
 	sems, queues = map[int32]bool{}, map[int32]bool{}
 	for _, d := range t.procs {
-		for _, c := range d.threads {
-			r := c.GetThreadInfo().GetGpregs()
-			switch unix.Errno(-r.GetAx()) {
-			case unix.EINTR, kernel.ErestartSys, kernel.ErestartNoIntr, kernel.ErestartNoHand, kernel.ErestartRestartBlock:
-			default:
-				continue
-			}
-			switch r.GetOrigAx() {
-			case unix.SYS_SEMOP, unix.SYS_SEMTIMEDOP:
-				sems[int32(r.GetDi())] = true
-			case unix.SYS_MSGSND, unix.SYS_MSGRCV:
-				queues[int32(r.GetDi())] = true
-			}
+		for _, id := range d.semWaits {
+			sems[id] = true
+		}
+		for _, id := range d.msgWaits {
+			queues[id] = true
 		}
 	}
 	return sems, queues
