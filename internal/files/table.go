@@ -27,9 +27,9 @@ type Table struct {
 	view     int
 	shellJob bool
 	files    []*pb.FileEntry
-	fds      map[uint32][]*pb.FdinfoEntry // descriptor tables by files id
-	tables   []uint32                     // files ids in the order dumped
-	byKey    map[string]uint32            // entries made for a path or object, not a descriptor
+	fds      map[uint32][]fdEntry // descriptor tables by files id
+	tables   []uint32             // files ids in the order dumped
+	byKey    map[string]uint32    // entries made for a path or object, not a descriptor
 	// described are the descriptors that made an entry, by inode: a
 	// descriptor can share an open file description only with one of
 	// the same inode, so kcmp compares so few; sorted by kcmp's order of
@@ -57,6 +57,11 @@ type Table struct {
 	unixTable
 }
 
+// fdEntry is a descriptor of a table: the fdinfo entry WriteImages makes
+// of it, but for the type, its file's: under half the size of one and
+// its pointer, for tables of many descriptors held until the images step.
+type fdEntry struct{ fd, id, flags uint32 }
+
 // fdRef is a descriptor of a dumped process and the entry it refers to.
 type fdRef struct {
 	pid, fd int
@@ -69,7 +74,7 @@ type fdRef struct {
 // file still linked elsewhere is linked back for the restore.
 func NewTable(pid int, shellJob, linkRemap bool) *Table {
 	return &Table{pid: pid, shellJob: shellJob, byKey: map[string]uint32{}, ttyTable: ttyTable{root: pid},
-		fds: map[uint32][]*pb.FdinfoEntry{}, described: map[inode][]fdRef{},
+		fds: map[uint32][]fdEntry{}, described: map[inode][]fdRef{},
 		pipeTable: pipeTable{seen: map[uint64]bool{}}, memfdTable: memfdTable{memfds: map[uint64]*memfdObject{}},
 		ghostTable: ghostTable{linkRemap: linkRemap, targets: map[inode]remapTarget{}}}
 }
@@ -160,9 +165,7 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*pb.VmaEntry) error {
 			}
 			t.described[ino] = slices.Insert(t.described[ino], at, fdRef{pid: view, fd: fd, id: id})
 		}
-		t.fds[filesID] = append(t.fds[filesID], &pb.FdinfoEntry{
-			Id: id, Flags: fdFlags, Type: t.files[id-1].GetType(), Fd: uint32(fd),
-		})
+		t.fds[filesID] = append(t.fds[filesID], fdEntry{fd: uint32(fd), id: id, flags: fdFlags})
 	}
 	if err := t.checkControllingTerminal(); err != nil {
 		return err
@@ -234,8 +237,14 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 	if err := image.WriteAll(dir, image.Files, 0, t.files); err != nil {
 		return err
 	}
+	var e pb.FdinfoEntry // one for all: Write encodes each at once
 	for _, id := range t.tables {
-		if err := image.WriteAll(dir, image.Fdinfo, id, t.fds[id]); err != nil {
+		fds := t.fds[id]
+		if err := writeWithPayloads(dir, image.Fdinfo, id, len(fds), func(i int) (pb.Message, []byte) {
+			fd := fds[i]
+			e = pb.FdinfoEntry{Id: fd.id, Flags: fd.flags, Type: t.files[fd.id-1].GetType(), Fd: fd.fd}
+			return &e, nil
+		}); err != nil {
 			return err
 		}
 	}
@@ -248,7 +257,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 }
 
 // writeWithPayloads writes an image of records, each followed by raw
-// bytes.
+// bytes, if any.
 func writeWithPayloads(dir *image.Dir, k image.Kind, id uint32, n int, rec func(int) (pb.Message, []byte)) error {
 	w, err := dir.Create(k, id)
 	if err != nil {
