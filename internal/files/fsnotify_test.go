@@ -89,7 +89,7 @@ func TestVerifyMarks(t *testing.T) {
 		{"a mount mark on /", fanotifyMountEntry("/"), admin, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &Set{Files: []*pb.FileEntry{tc.f}, Fds: []*pb.FdinfoEntry{
+			s := &Set{Files: []*pb.FileEntry{tc.f}, Fds: []pb.FdinfoEntry{
 				{Id: 1, Fd: 3, Type: tc.f.Type},
 			}}
 			err := s.Verify(nil, VerifyOptions{Creds: tc.creds, Log: slog.New(slog.DiscardHandler)})

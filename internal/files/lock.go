@@ -263,7 +263,7 @@ func (s *Set) loadLocks() error {
 			return imageErr("filelocks.img: flock lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
 		case fd < 0 && (l.GetFlag() == flPOSIX || s.File(uint32(-fd)).GetReg() == nil):
 			return imageErr("filelocks.img: %s, not a file whose mapping may hold it", describeLock(l))
-		case fd >= 0 && int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e *pb.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
+		case fd >= 0 && int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e pb.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
 			return imageErr("filelocks.img: lock on fd %d, which the process does not have", fd)
 		}
 	}

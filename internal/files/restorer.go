@@ -157,7 +157,7 @@ type grouper interface {
 // asking the kernel.
 type placement struct {
 	// byNumber is the table in the order of its numbers (Set.Fds).
-	byNumber []*pb.FdinfoEntry
+	byNumber []pb.FdinfoEntry
 	// placed are the numbers that hold their descriptor.
 	placed numberSet
 	// kept are the numbers of descriptors kept for the whole making of
@@ -171,13 +171,13 @@ type placement struct {
 	temps map[uint64]int
 }
 
-func newPlacement(byNumber []*pb.FdinfoEntry) placement {
+func newPlacement(byNumber []pb.FdinfoEntry) placement {
 	return placement{byNumber: byNumber, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
 }
 
 // isTarget reports whether n is a number of the table.
 func (p *placement) isTarget(n uint64) bool {
-	_, ok := slices.BinarySearchFunc(p.byNumber, n, func(e *pb.FdinfoEntry, n uint64) int { return cmp.Compare(uint64(e.GetFd()), n) })
+	_, ok := slices.BinarySearchFunc(p.byNumber, n, func(e pb.FdinfoEntry, n uint64) int { return cmp.Compare(uint64(e.GetFd()), n) })
 	return ok
 }
 
@@ -289,7 +289,7 @@ func (r *Restorer) groups() *groups {
 		if slot > 0 {
 			start = gs.fdEnds[slot-1]
 		}
-		gs.fds[start+filled[slot]] = r.byNumber[n]
+		gs.fds[start+filled[slot]] = &r.byNumber[n]
 		filled[slot]++
 	}
 	return gs

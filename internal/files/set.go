@@ -19,8 +19,8 @@ type Set struct {
 	// and root refer to them.
 	Files []*pb.FileEntry
 	// Fds is the descriptor table, in the order of its numbers (fd finds
-	// one by its number).
-	Fds []*pb.FdinfoEntry
+	// one by its number); values, for tables of thousands.
+	Fds []pb.FdinfoEntry
 	pipeSet
 	ghostSet
 	memfdSet
@@ -57,10 +57,10 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 			return nil, err
 		}
 	}
-	if s.Fds, err = image.ReadAll[pb.FdinfoEntry](dir, image.Fdinfo, filesID); err != nil {
+	if s.Fds, err = image.ReadValues[pb.FdinfoEntry](dir, image.Fdinfo, filesID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrImage, err)
 	}
-	slices.SortFunc(s.Fds, func(a, b *pb.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
+	slices.SortFunc(s.Fds, func(a, b pb.FdinfoEntry) int { return cmp.Compare(a.GetFd(), b.GetFd()) })
 	for i := 1; i < len(s.Fds); i++ {
 		if s.Fds[i].GetFd() == s.Fds[i-1].GetFd() {
 			return nil, imageErr("fd %d twice", s.Fds[i].GetFd())
@@ -100,8 +100,8 @@ func (s *Set) File(id uint32) *pb.FileEntry {
 
 // fd returns the table's descriptor number n, or nil.
 func (s *Set) fd(n uint32) *pb.FdinfoEntry {
-	if i, ok := slices.BinarySearchFunc(s.Fds, n, func(e *pb.FdinfoEntry, n uint32) int { return cmp.Compare(e.GetFd(), n) }); ok {
-		return s.Fds[i]
+	if i, ok := slices.BinarySearchFunc(s.Fds, n, func(e pb.FdinfoEntry, n uint32) int { return cmp.Compare(e.GetFd(), n) }); ok {
+		return &s.Fds[i]
 	}
 	return nil
 }

@@ -477,7 +477,7 @@ func (m *unixMaking) epollInFlight(f *pb.FileEntry) (int, error) {
 	}
 	err = func() error {
 		for _, tg := range f.GetEpfd().GetTfd() {
-			i := slices.IndexFunc(r.set.Fds, func(fd *pb.FdinfoEntry) bool { return fd.GetFd() == tg.GetTfd() })
+			i := slices.IndexFunc(r.set.Fds, func(fd pb.FdinfoEntry) bool { return fd.GetFd() == tg.GetTfd() })
 			if i < 0 {
 				return imageErr("epoll file %d watches fd %d, which the process does not have", f.GetId(), tg.GetTfd())
 			}

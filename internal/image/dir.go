@@ -243,21 +243,51 @@ func ReadAll[T any, M interface {
 	*T
 	pb.Message
 }](d *Dir, k Kind, id uint32) ([]M, error) {
-	r, err := d.Open(k, id)
-	if err != nil {
+	var all []M
+	n, err := readRecords(d, k, id, func() pb.Message {
+		all = append(all, M(new(T)))
+		return all[len(all)-1]
+	})
+	if err != nil || n == 0 {
 		return nil, err
 	}
+	return all[:n], nil
+}
+
+// ReadValues reads every record as ReadAll does, into one slice of
+// values, without a pointer and an allocation each: for images of many
+// small records, such as a table of thousands of descriptors.
+func ReadValues[T any, M interface {
+	*T
+	pb.Message
+}](d *Dir, k Kind, id uint32) ([]T, error) {
+	var all []T
+	n, err := readRecords(d, k, id, func() pb.Message {
+		all = append(all, *new(T))
+		return M(&all[len(all)-1])
+	})
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	return all[:n], nil
+}
+
+// readRecords reads each record of the image of kind k for object id
+// into the message next gives for it, and returns how many it read: next
+// gives one more, which the image's end leaves unread.
+func readRecords(d *Dir, k Kind, id uint32, next func() pb.Message) (int, error) {
+	r, err := d.Open(k, id)
+	if err != nil {
+		return 0, err
+	}
 	defer r.Close()
-	var all []M
-	for {
-		m := M(new(T))
-		switch err := r.Next(m); {
+	for n := 0; ; n++ {
+		switch err := r.Next(next()); {
 		case errors.Is(err, io.EOF):
-			return all, nil
+			return n, nil
 		case err != nil:
-			return nil, err
+			return 0, err
 		}
-		all = append(all, m)
 	}
 }
 
