@@ -279,8 +279,9 @@ func byOffset(rs []run) []run {
 }
 
 // copyPages copies the runs from process pid into w, each at its address
-// less its base, progress reporting bytes done after each chunk. Reading the next chunk out of the process
-// overlaps writing the last one, with two buffers in flight.
+// less its base, progress reporting bytes done after each chunk. Reading
+// the next chunk out of the process overlaps writing the last one, with
+// two buffers in flight.
 func copyPages(ctx context.Context, pid int, mem *os.File, runs []run, w *image.PageWriter, progress func(done uint64)) (pageStats, error) {
 	type chunk struct {
 		data   []byte

@@ -97,8 +97,8 @@ func (r *Restorer) openChannel() error {
 // RLIMIT_NOFILE must allow.
 func (r *Restorer) channelNumber(a, b uint64) (uint64, error) {
 	top := uint64(0)
-	if len(r.byNumber) > 0 {
-		top = uint64(r.byNumber[len(r.byNumber)-1].GetFd())
+	if len(r.set.Fds) > 0 {
+		top = uint64(r.set.Fds[len(r.set.Fds)-1].GetFd())
 		for m := top; m > 0; m-- {
 			if n := m - 1; !r.isTarget(n) && !r.kept[n] {
 				return n, nil
@@ -117,7 +117,7 @@ func (r *Restorer) channelNumber(a, b uint64) (uint64, error) {
 		return 0, fmt.Errorf("read RLIMIT_NOFILE of pid %d: %w", r.pid, err)
 	}
 	if top >= rl.Cur {
-		return 0, fmt.Errorf("%w: the table of %d descriptors fills every number below the RLIMIT_NOFILE of %d of pid %d: none is left for the socket they travel through", ErrUnsupported, len(r.byNumber), rl.Cur, r.pid)
+		return 0, fmt.Errorf("%w: the table of %d descriptors fills every number below the RLIMIT_NOFILE of %d of pid %d: none is left for the socket they travel through", ErrUnsupported, len(r.set.Fds), rl.Cur, r.pid)
 	}
 	return top, nil
 }

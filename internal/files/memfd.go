@@ -499,7 +499,7 @@ func (r *Restorer) memfdDescriptors() []uint64 {
 // and moves every memfd the process holds to a number the table does not
 // use, for as long as the table is being made.
 func (r *Restorer) makeMemfds() error {
-	for _, fd := range r.byNumber {
+	for _, fd := range r.set.Fds {
 		if f := r.set.File(fd.GetId()); f.GetType() == pb.FdTypes_MEMFD {
 			if _, err := r.memfd(f.GetMemfd().GetInodeId()); err != nil {
 				return fmt.Errorf("fd %d: %w", fd.GetFd(), err)

@@ -1,9 +1,9 @@
 package files
 
 import (
-	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 
@@ -77,11 +77,11 @@ func (r *Restorer) OpenAll() error {
 		unix.Close(r.pidfd)
 		r.pidfd = -1
 	}()
-	r.placement = newPlacement(r.set.Fds)
+	r.placement = newPlacement()
 	if err := r.makeMemfds(); err != nil {
 		return err
 	}
-	if len(r.byNumber) > 0 {
+	if len(r.set.Fds) > 0 {
 		if err := r.openChannel(); err != nil {
 			return err
 		}
@@ -156,8 +156,6 @@ type grouper interface {
 // these, so that a number to move a descriptor to is known free without
 // asking the kernel.
 type placement struct {
-	// byNumber is the table in the order of its numbers (Set.Fds).
-	byNumber []pb.FdinfoEntry
 	// placed are the numbers that hold their descriptor.
 	placed numberSet
 	// kept are the numbers of descriptors kept for the whole making of
@@ -171,14 +169,13 @@ type placement struct {
 	temps map[uint64]int
 }
 
-func newPlacement(byNumber []pb.FdinfoEntry) placement {
-	return placement{byNumber: byNumber, kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
+func newPlacement() placement {
+	return placement{kept: map[uint64]bool{}, plugs: map[uint64]bool{}}
 }
 
 // isTarget reports whether n is a number of the table.
-func (p *placement) isTarget(n uint64) bool {
-	_, ok := slices.BinarySearchFunc(p.byNumber, n, func(e pb.FdinfoEntry, n uint64) int { return cmp.Compare(uint64(e.GetFd()), n) })
-	return ok
+func (r *Restorer) isTarget(n uint64) bool {
+	return n <= math.MaxUint32 && r.set.fd(uint32(n)) != nil
 }
 
 // numberSet is a set of descriptor numbers, a bit each.
@@ -242,8 +239,8 @@ func (r *Restorer) groups() *groups {
 	entryOf := map[uint32]int32{} // file id -> entry
 	var entries []*pb.FileEntry
 	var entryGroup, groupSize []int32
-	fdEntry := make([]int32, len(r.byNumber))
-	for n, fd := range r.byNumber {
+	fdEntry := make([]int32, len(r.set.Fds))
+	for n, fd := range r.set.Fds {
 		f := r.set.File(fd.GetId())
 		e, ok := entryOf[f.GetId()]
 		if !ok {
@@ -269,7 +266,7 @@ func (r *Restorer) groups() *groups {
 	}
 	// Then each group's entries together, and each entry's numbers.
 	gs := &groups{entries: make([]*pb.FileEntry, len(entries)), ends: cumulative(slices.Clone(groupSize)),
-		fdEnds: make([]int32, len(entries)), fds: make([]*pb.FdinfoEntry, len(r.byNumber))}
+		fdEnds: make([]int32, len(entries)), fds: make([]*pb.FdinfoEntry, len(r.set.Fds))}
 	next := make([]int32, len(groupSize)) // the next slot of each group
 	for g := range next {
 		next[g] = gs.ends[g] - groupSize[g]
@@ -289,7 +286,7 @@ func (r *Restorer) groups() *groups {
 		if slot > 0 {
 			start = gs.fdEnds[slot-1]
 		}
-		gs.fds[start+filled[slot]] = &r.byNumber[n]
+		gs.fds[start+filled[slot]] = &r.set.Fds[n]
 		filled[slot]++
 	}
 	return gs
@@ -337,8 +334,9 @@ func (r *Restorer) openGroup(g group) error {
 }
 
 // beyond reports whether number n is above every number of the table.
-func (p *placement) beyond(n uint64) bool {
-	return len(p.byNumber) == 0 || n > uint64(p.byNumber[len(p.byNumber)-1].GetFd())
+func (r *Restorer) beyond(n uint64) bool {
+	fds := r.set.Fds
+	return len(fds) == 0 || n > uint64(fds[len(fds)-1].GetFd())
 }
 
 // free returns the lowest number from (else from 0) that nothing holds
@@ -348,8 +346,8 @@ func (p *placement) beyond(n uint64) bool {
 // call that uses it fails.
 func (r *Restorer) free(from uint64, avoid func(uint64) bool) uint64 {
 	end := uint64(len(r.kept)+len(r.plugs)+len(r.temps)) + 1
-	if len(r.byNumber) > 0 {
-		end += uint64(r.byNumber[len(r.byNumber)-1].GetFd()) + 1
+	if len(r.set.Fds) > 0 {
+		end += uint64(r.set.Fds[len(r.set.Fds)-1].GetFd()) + 1
 	}
 	for _, start := range []uint64{from, 0} {
 		for m := start; m < end; m++ {

@@ -151,11 +151,10 @@ func (k kind) toWire(p unsafe.Pointer) uint64 {
 			return 1
 		}
 		return 0
-	case kInt32, kSfixed32:
-		if k == kSfixed32 {
-			return uint64(uint32(*(*int32)(p)))
-		}
-		return uint64(*(*int32)(p))
+	case kInt32:
+		return uint64(*(*int32)(p)) // sign-extended, as protobuf has it
+	case kSfixed32:
+		return uint64(uint32(*(*int32)(p)))
 	case kSint32:
 		v := *(*int32)(p)
 		return uint64(uint32(v)<<1 ^ uint32(v>>31))

@@ -16,9 +16,9 @@ type Message interface {
 // Size returns the length of m's encoding.
 func Size(m Message) int { return sizeOf(m) }
 
-// Marshal encodes m, into a slice of just its size (the dump holds its
-// threads' encoded); it fails if m, or a message in it, lacks a required
-// field.
+// Marshal encodes m into a slice of just its size (a dump holds what it
+// encodes of each thread until the end); it fails if m, or a message in
+// it, lacks a required field.
 func Marshal(m Message) ([]byte, error) { return AppendMarshal(make([]byte, 0, sizeOf(m)), m) }
 
 // AppendMarshal appends m's encoding to b; it fails if m, or a message in

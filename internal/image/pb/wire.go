@@ -13,13 +13,6 @@ func sizeVarint(v uint64) int { return 1 + (bits.Len64(v|1)-1)/7 }
 
 func sizeBytes(n int) int { return sizeVarint(uint64(n)) + n }
 
-func b2u(v bool) uint64 {
-	if v {
-		return 1
-	}
-	return 0
-}
-
 func appendVarint(b []byte, v uint64) []byte {
 	for v >= 0x80 {
 		b = append(b, byte(v)|0x80)
