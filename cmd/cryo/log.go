@@ -3,24 +3,25 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/clog"
 )
 
 // newLogger makes the logger of -v N and -o FILE: level 0 and 1 report
 // errors and warnings, 2 what each step does, 3 and up every detail. The
 // log goes to stderr unless a file is given.
-func newLogger(verbosity int, path string, stderr io.Writer) (*slog.Logger, func() error, error) {
-	level := slog.LevelWarn
+func newLogger(verbosity int, path string, stderr io.Writer) (*clog.Logger, func() error, error) {
+	level := clog.LevelWarn
 	switch {
 	case verbosity >= 3:
-		level = slog.LevelDebug
+		level = clog.LevelDebug
 	case verbosity == 2:
-		level = slog.LevelInfo
+		level = clog.LevelInfo
 	}
 	w, closer := stderr, func() error { return nil }
 	if path != "" {
@@ -30,15 +31,15 @@ func newLogger(verbosity int, path string, stderr io.Writer) (*slog.Logger, func
 		}
 		w, closer = f, f.Close
 		if verbosity < 2 {
-			level = slog.LevelInfo // a log file is for reading later
+			level = clog.LevelInfo // a log file is for reading later
 		}
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+	return clog.New(w, level), closer, nil
 }
 
 // logged writes a command's failure into its log file too, if it has one
 // (stderr shows it anyway), and returns it.
-func logged(log *slog.Logger, logFile string, err error) error {
+func logged(log *clog.Logger, logFile string, err error) error {
 	if logFile != "" {
 		log.Error("failed", "err", err)
 	}

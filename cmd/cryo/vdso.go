@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -60,7 +59,7 @@ func runVDSO(args []string, stdout io.Writer) error {
 			return err
 		}
 		if *asJSON {
-			return printJSON(stdout, plan)
+			return printJSON(stdout, planJSON(plan))
 		}
 		printPlan(stdout, plan)
 		switch {
@@ -108,38 +107,102 @@ func loadSnapshot(source string) (*vdso.Snapshot, error) {
 	return vdso.Load(source)
 }
 
-type regionJSON struct {
-	Kind       vdso.Kind
-	Start, End uint64
-	Size       uint64
-}
-
-type snapshotOut struct {
-	Regions       []regionJSON
-	Adjacent      bool
-	LayoutUnknown bool   `json:",omitempty"`
-	Machine       string `json:",omitempty"`
-	Class         string `json:",omitempty"`
-	Symbols       []vdso.Symbol
-}
-
-func snapshotJSON(s *vdso.Snapshot) snapshotOut {
-	out := snapshotOut{Adjacent: s.Layout.Adjacent() && !s.LayoutUnknown, LayoutUnknown: s.LayoutUnknown,
-		Regions: []regionJSON{}, Symbols: []vdso.Symbol{}}
+// snapshotJSON is s for scripts: its mappings, whether they are
+// adjacent, and its symbols.
+func snapshotJSON(s *vdso.Snapshot) []byte {
+	var w jsonWriter
+	w.open('{')
+	w.key("Regions")
+	w.open('[')
 	for _, r := range s.Layout {
-		out.Regions = append(out.Regions, regionJSON{r.Kind, r.Start, r.End, r.Size()})
+		w.open('{')
+		w.key("Kind")
+		w.str(r.Kind.String())
+		w.key("Start")
+		w.uint(r.Start)
+		w.key("End")
+		w.uint(r.End)
+		w.key("Size")
+		w.uint(r.Size())
+		w.close('}')
 	}
+	w.close(']')
+	w.key("Adjacent")
+	w.bool(s.Layout.Adjacent() && !s.LayoutUnknown)
+	if s.LayoutUnknown {
+		w.key("LayoutUnknown")
+		w.bool(true)
+	}
+	var symbols []vdso.Symbol
 	if s.Image != nil {
-		out.Machine, out.Class = s.Image.Machine.String(), s.Image.Class.String()
-		out.Symbols = s.Image.Symbols
+		w.key("Machine")
+		w.str(s.Image.Machine.String())
+		w.key("Class")
+		w.str(s.Image.Class.String())
+		symbols = s.Image.Symbols
 	}
-	return out
+	w.key("Symbols")
+	w.open('[')
+	for _, sym := range symbols {
+		w.open('{')
+		symbolFields(&w, sym)
+		w.close('}')
+	}
+	w.close(']')
+	w.close('}')
+	return w.b
 }
 
-func printJSON(w io.Writer, v any) error {
-	e := json.NewEncoder(w)
-	e.SetIndent("", "  ")
-	return e.Encode(v)
+// planJSON is p for scripts: its mode, why, and each function's fate.
+func planJSON(p *vdso.Plan) []byte {
+	var w jsonWriter
+	w.open('{')
+	w.key("Mode")
+	w.str(p.Mode.String())
+	if len(p.Reasons) > 0 {
+		w.key("Reasons")
+		w.strs(p.Reasons)
+	}
+	if len(p.LayoutUnknown) > 0 {
+		w.key("LayoutUnknown")
+		w.strs(p.LayoutUnknown)
+	}
+	w.key("Entries")
+	w.open('[')
+	for _, e := range p.Entries {
+		w.open('{')
+		symbolFields(&w, e.Symbol)
+		w.key("Target")
+		w.open('{')
+		symbolFields(&w, e.Target)
+		w.close('}')
+		if e.Missing {
+			w.key("Missing")
+			w.bool(true)
+		}
+		w.key("Kind")
+		w.str(e.Kind.String())
+		w.close('}')
+	}
+	w.close(']')
+	w.close('}')
+	return w.b
+}
+
+func symbolFields(w *jsonWriter, s vdso.Symbol) {
+	w.key("Name")
+	w.str(s.Name)
+	w.key("Version")
+	w.str(s.Version)
+	w.key("Offset")
+	w.uint(s.Offset)
+	w.key("Size")
+	w.uint(s.Size)
+}
+
+func printJSON(w io.Writer, b []byte) error {
+	_, err := w.Write(append(b, '\n'))
+	return err
 }
 
 func printSnapshot(w io.Writer, s *vdso.Snapshot) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -45,7 +45,7 @@ type Options struct {
 	// log. Without it such a listener is refused.
 	TCPSkipInFlight bool
 	// Log receives the dump's progress; nil logs nothing.
-	Log *slog.Logger
+	Log *clog.Logger
 	// Progress, if set, is told how many bytes of memory have been copied
 	// out of total.
 	Progress func(done, total uint64)
@@ -140,7 +140,7 @@ func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob, opts.LinkRemap)}
 	t.files.ExtUnixSk = opts.ExtUnixSk
 	if t.log == nil {
-		t.log = slog.New(slog.DiscardHandler)
+		t.log = nil
 	}
 	t.files.SkipInFlight = opts.TCPSkipInFlight
 	t.files.Dropped = func(l netip.AddrPort, n uint32) {

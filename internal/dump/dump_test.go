@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
@@ -120,9 +120,9 @@ type dumped struct {
 
 // newLog returns a logger into a buffer, to show with a failure or to
 // look into.
-func newLog() (*slog.Logger, *bytes.Buffer) {
+func newLog() (*clog.Logger, *bytes.Buffer) {
 	var buf bytes.Buffer
-	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf
+	return clog.New(&buf, clog.LevelDebug), &buf
 }
 
 // dumpProcess dumps pid into a new directory and fails the test if the

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -25,7 +25,7 @@ import (
 // and what they share (the image directory, the open files).
 type tree struct {
 	opts  Options
-	log   *slog.Logger
+	log   *clog.Logger
 	host  *cpu.Host
 	dir   *image.Dir
 	files *files.Table

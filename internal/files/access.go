@@ -3,7 +3,6 @@ package files
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"os"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
@@ -59,7 +59,7 @@ type VerifyOptions struct {
 	// dump; never one the process may not open and did not provably
 	// hold.
 	AllowChanged []string
-	Log          *slog.Logger
+	Log          *clog.Logger
 }
 
 // Verify checks and opens every file the process gets by path: the

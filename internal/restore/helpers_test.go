@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/dump"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
@@ -81,9 +81,9 @@ func startSink(t *testing.T, args ...string) *subject {
 
 // newLog returns a logger into a buffer, to show with a failure or to
 // look into.
-func newLog() (*slog.Logger, *bytes.Buffer) {
+func newLog() (*clog.Logger, *bytes.Buffer) {
 	var buf bytes.Buffer
-	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf
+	return clog.New(&buf, clog.LevelDebug), &buf
 }
 
 // checkpoint is a dump of a subject that killed it, and what the test saw

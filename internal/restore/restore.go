@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"slices"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -37,7 +37,7 @@ type Options struct {
 	// depend on (cpu.Host.Check), leaving registers this CPU lacks at
 	// their initial state.
 	DropMissingCPU bool
-	Log            *slog.Logger
+	Log            *clog.Logger
 	// Progress, if set, is told how many bytes of memory have been written
 	// out of total.
 	Progress func(done, total uint64)
@@ -105,7 +105,7 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), shared: files.NewShared()}
 	t.shared.CloseConnections = opts.TCPClose
 	if t.log == nil {
-		t.log = slog.New(slog.DiscardHandler)
+		t.log = nil
 	}
 	if t.opts.VDSO == "" {
 		t.opts.VDSO = VDSOAuto
@@ -470,7 +470,7 @@ const reapWait = 5 * time.Second
 // it is handed to the nearest child subreaper, which a restore's caller
 // is meant to be (cryo restore makes itself one), and so is a zombie of
 // the tree once its parent is gone.
-func (b *built) reap(log *slog.Logger) {
+func (b *built) reap(log *clog.Logger) {
 	b.mu.Lock()
 	pids := slices.Clone(b.pids)
 	b.mu.Unlock()

@@ -3,13 +3,13 @@ package restore
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/cpu"
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
@@ -22,7 +22,7 @@ import (
 // again parents first, each a child of its own parent as it was.
 type tree struct {
 	opts Options
-	log  *slog.Logger
+	log  *clog.Logger
 	host *cpu.Host
 	dir  *image.Dir
 	// entries are pstree.img's, parents before children, the root first.

@@ -7,8 +7,9 @@ package steps
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
+
+	"github.com/cryo-cr/cryo/internal/clog"
 )
 
 // Step is one named step.
@@ -19,7 +20,7 @@ type Step struct {
 
 // Run runs the steps in order and stops at the first error, which names
 // the step. The step named failAt fails with injected instead of running.
-func Run(ctx context.Context, log *slog.Logger, failAt string, injected error, steps []Step) error {
+func Run(ctx context.Context, log *clog.Logger, failAt string, injected error, steps []Step) error {
 	for _, s := range steps {
 		if err := Cancelled(ctx); err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)

@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -41,7 +40,7 @@ func TestRun(t *testing.T) {
 					return nil
 				}})
 			}
-			err := Run(tt.ctx, slog.New(slog.DiscardHandler), tt.failAt, injected, ss)
+			err := Run(tt.ctx, nil, tt.failAt, injected, ss)
 			if !errors.Is(err, tt.want) || (err != nil && err.Error() != tt.wantMsg) {
 				t.Errorf("Run = %v, want %q wrapping %v", err, tt.wantMsg, tt.want)
 			}

@@ -267,6 +267,3 @@ func permsOf(k Kind) string {
 	}
 	return "r--p"
 }
-
-// MarshalText makes kinds readable in JSON.
-func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }

@@ -25,19 +25,16 @@ func (m Mode) String() string {
 	return "proxy"
 }
 
-// MarshalText makes modes readable in JSON.
-func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
-
 // Entry is the fate of one exported function of the dumped vDSO.
 type Entry struct {
 	Symbol
 	// Target is the same function in the runtime vDSO; Missing means the
 	// runtime has none, and Kind says which fallback stub replaces it.
-	Target  Symbol `json:",omitempty"`
-	Missing bool   `json:",omitempty"`
+	Target  Symbol
+	Missing bool
 	Kind    TrampKind
 	// Code is the bytes a proxy writes at the old function, nil for remap.
-	Code []byte `json:"-"`
+	Code []byte
 }
 
 // Plan says what a restore does with a dumped vDSO.
@@ -45,11 +42,11 @@ type Plan struct {
 	Mode Mode
 	// Reasons says why a proxy is needed; empty for remap and for a forced
 	// proxy between matching vDSOs.
-	Reasons []string `json:",omitempty"`
+	Reasons []string
 	// LayoutUnknown names the vDSOs ("dumped", "runtime") that are raw
 	// images: the plan then compares the functions and the image size,
 	// not the [vvar] size and order, which a restore also needs equal.
-	LayoutUnknown []string `json:",omitempty"`
+	LayoutUnknown []string
 	Entries       []Entry
 }
 

@@ -45,9 +45,6 @@ var trampNames = [...]string{
 
 func (k TrampKind) String() string { return trampNames[k] }
 
-// MarshalText makes kinds readable in JSON.
-func (k TrampKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
-
 // amd64Syscalls are the system calls behind the x86_64 vDSO functions. Each
 // takes its arguments in the same registers as the function (getrandom's
 // extra state arguments are simply ignored), so a stub only loads the
