@@ -47,6 +47,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSeccompProgram$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzParseInetDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzUnixDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
+	$(GO) test -run '^$$' -fuzz '^FuzzNlAcks$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
+	$(GO) test -run '^$$' -fuzz '^FuzzNlAttrs$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
+	$(GO) test -run '^$$' -fuzz '^FuzzNftTables$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzInotifyWatches FuzzFanotify FuzzParseMountinfo FuzzParsePosixTimers FuzzTimerfd FuzzSignalfd FuzzParseSysvShm; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/proc || exit 1; \
 	done

@@ -7,15 +7,12 @@
 package netlock
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
-	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
@@ -31,8 +28,7 @@ const tablePrefix = "cryo-"
 type Lock struct {
 	id    string
 	sets  []setKeys
-	conn  *nftables.Conn // nil once kept or released
-	nl    *netlink.Conn  // conn's socket, which owns the table
+	nft   *kernel.NftSocket // owns the table; nil once kept or released
 	state state
 }
 
@@ -51,9 +47,9 @@ const (
 // (loopback, both in the checkpoint) is matched once.
 //
 // The function is Take rather than Lock, as the type is Lock. The table is
-// made in a batch of its own before the one with the rules: nftables v0.3.0
-// always sends table flags 0 and the owner flag cannot be set on an
-// existing table; the empty table drops nothing meanwhile.
+// made in a batch of its own before the one with the rules, so that an
+// error of that batch is the table's (an id taken, a kernel without
+// NFT_TABLE_F_OWNER); the empty table drops nothing meanwhile.
 func Take(id string, conns []Conn) (*Lock, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
@@ -62,29 +58,24 @@ func Take(id string, conns []Conn) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", id, err)
 	}
-	var nl *netlink.Conn
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(s *netlink.Conn) error {
-		nl = s
-		if err := s.SetOption(netlink.CapAcknowledge, true); err != nil {
-			return err
-		}
-		return setBuffers(s, sets)
-	}))
+	s, err := kernel.OpenNftSocket()
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: open netlink: %w", id, err)
 	}
-	l := &Lock{id: id, sets: sets, conn: c, nl: nl}
+	if err := s.SetBuffers(buffers(sets)); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("lock %s: %w", id, err)
+	}
+	l := &Lock{id: id, sets: sets, nft: s}
 	if err := l.newOwnedTable(); err != nil {
-		c.CloseLasting()
+		s.Close()
 		return nil, fmt.Errorf("lock %s: %w", id, err)
 	}
-	if err := addRules(c, table(id), sets); err != nil {
-		c.CloseLasting()
-		return nil, fmt.Errorf("lock %s: %w", id, err)
-	}
-	if err := c.Flush(); err != nil {
+	b := s.Batch(batchSize(sets))
+	addRules(b, tablePrefix+id, sets)
+	if err := s.Commit(b); err != nil {
 		// Closing the socket removes the owned table.
-		c.CloseLasting()
+		s.Close()
 		return nil, fmt.Errorf("lock %s: add rules: %w", id, err)
 	}
 	return l, nil
@@ -92,93 +83,60 @@ func Take(id string, conns []Conn) (*Lock, error) {
 
 // newOwnedTable makes l's table owned by l's socket.
 func (l *Lock) newOwnedTable() error {
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_TABLE_NAME, Data: []byte(tablePrefix + l.id + "\x00")},
-		{Type: unix.NFTA_TABLE_FLAGS, Data: binary.BigEndian.AppendUint32(nil, kernel.NftTableFOwner)},
-	})
-	if err != nil {
-		return fmt.Errorf("encode table: %w", err)
+	b := l.nft.Batch(0)
+	addTable(b, l.id, kernel.NftTableFOwner)
+	err := l.nft.Commit(b)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EEXIST):
+		return ErrExists
+	case errors.Is(err, os.ErrPermission) && held(l.id):
+		// The kernel refuses to look up a table owned by another
+		// socket.
+		return ErrHeld
+	case errors.Is(err, unix.EOPNOTSUPP):
+		return fmt.Errorf("add table owned by its socket (NFT_TABLE_F_OWNER, Linux >= 5.12): %w", err)
 	}
-	msgs := []netlink.Message{
-		batchMessage(unix.NFNL_MSG_BATCH_BEGIN),
-		{
-			Header: netlink.Header{
-				Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
-				Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Excl,
-			},
-			Data: append(nfgenmsg(unix.NFPROTO_INET, 0), attrs...),
-		},
-		batchMessage(unix.NFNL_MSG_BATCH_END),
-	}
-	if _, err := l.nl.SendMessages(msgs); err != nil {
-		return fmt.Errorf("send table: %w", err)
-	}
-	if _, err := l.nl.Receive(); err != nil {
-		switch {
-		case errors.Is(err, unix.EEXIST):
-			return ErrExists
-		case errors.Is(err, os.ErrPermission) && held(l.conn, l.id):
-			// The kernel refuses to look up a table owned by another
-			// socket.
-			return ErrHeld
-		case errors.Is(err, unix.EOPNOTSUPP):
-			return fmt.Errorf("add table owned by its socket (NFT_TABLE_F_OWNER, Linux >= 5.12): %w", err)
-		}
-		return fmt.Errorf("add table: %w", err)
-	}
-	return nil
+	return fmt.Errorf("add table: %w", err)
+}
+
+// addTable queues the making of the table of id, with flags
+// (NFT_TABLE_F_*).
+func addTable(b *kernel.NftBatch, id string, flags uint32) {
+	b.Add(unix.NFT_MSG_NEWTABLE, unix.NLM_F_CREATE|unix.NLM_F_EXCL, unix.NFPROTO_INET)
+	b.AttrString(unix.NFTA_TABLE_NAME, tablePrefix+id)
+	b.AttrBE32(unix.NFTA_TABLE_FLAGS, flags)
+}
+
+// delTable queues the deletion of the table of id.
+func delTable(b *kernel.NftBatch, id string) {
+	b.Add(unix.NFT_MSG_DELTABLE, 0, unix.NFPROTO_INET)
+	b.AttrString(unix.NFTA_TABLE_NAME, tablePrefix+id)
 }
 
 // buffers is a bound on the sizes of the batch of the rules of sets and of
 // the acknowledgements it brings back, one a message, each in a buffer of
 // its own (768 bytes on x86_64).
 func buffers(sets []setKeys) (send, receive int) {
-	send, msgs := 1<<16, 16 // tables, chains, sets, rules, message headers
+	msgs := 16 // tables, chains, sets, rules
 	for _, s := range sets {
-		for _, k := range s.keys {
-			send += len(k) + 12 // the element's three attribute headers
-		}
 		msgs += (len(s.keys) + setMax - 1) / setMax
 	}
-	return send, msgs * 2048
+	return batchSize(sets), msgs * 2048
 }
 
-// setBuffers makes s's buffers hold the batch of the rules of sets and its
-// acknowledgements: a batch goes in one sendmsg, and 10,000 IPv6
-// connections make one of 1 MiB, beyond the default 208 KiB and often
-// beyond wmem_max, which SO_SNDBUFFORCE and SO_RCVBUFFORCE (root) ignore.
-func setBuffers(s *netlink.Conn, sets []setKeys) error {
-	send, receive := buffers(sets)
-	raw, err := s.SyscallConn()
-	if err != nil {
-		return err
+// batchSize is a bound on the size of the batch of the rules of sets: 10,000
+// IPv6 connections make one of 1 MiB, beyond the default socket buffer of
+// 208 KiB and often beyond wmem_max, which SO_SNDBUFFORCE ignores.
+func batchSize(sets []setKeys) int {
+	n := 1 << 16 // tables, chains, sets, rules, message headers
+	for _, s := range sets {
+		for _, k := range s.keys {
+			n += len(k) + 12 // the element's three attribute headers
+		}
 	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = errors.Join(
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, send),
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receive))
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("set socket buffers to %d and %d bytes: %w", send, receive, serr)
-	}
-	return nil
-}
-
-// batchMessage begins or ends a batch of nf_tables messages.
-func batchMessage(typ int) netlink.Message {
-	return netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request},
-		Data:   nfgenmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES),
-	}
-}
-
-// nfgenmsg is struct nfgenmsg (include/uapi/linux/netfilter/nfnetlink.h):
-// family, version, and the resource id in network order.
-func nfgenmsg(family byte, resID uint16) []byte {
-	return []byte{family, unix.NFNETLINK_V0, byte(resID >> 8), byte(resID)}
+	return n
 }
 
 // Keep turns the lock into one that outlives the process, so that a dump
@@ -191,18 +149,16 @@ func (l *Lock) Keep() error {
 	if l.state != owned {
 		return fmt.Errorf("keep lock %s: not held", l.id)
 	}
-	t := table(l.id)
-	l.conn.DelTable(t)
-	l.conn.AddTable(t)
-	if err := addRules(l.conn, t, l.sets); err != nil {
-		return fmt.Errorf("keep lock %s: %w", l.id, err)
-	}
-	if err := l.conn.Flush(); err != nil {
+	b := l.nft.Batch(batchSize(l.sets))
+	delTable(b, l.id)
+	addTable(b, l.id, 0)
+	addRules(b, tablePrefix+l.id, l.sets)
+	if err := l.nft.Commit(b); err != nil {
 		return fmt.Errorf("keep lock %s: %w", l.id, err)
 	}
 	l.state = kept
-	l.conn.CloseLasting()
-	l.conn, l.nl = nil, nil
+	l.nft.Close()
+	l.nft = nil
 	return nil
 }
 
@@ -216,14 +172,15 @@ func (l *Lock) Release() error {
 		return Unlock(l.id)
 	}
 	l.state = released
-	l.conn.DelTable(table(l.id))
-	err := l.conn.Flush()
+	b := l.nft.Batch(0)
+	delTable(b, l.id)
+	err := l.nft.Commit(b)
 	// Closing the socket removes the owned table even when the delete
 	// failed.
-	if cerr := l.conn.CloseLasting(); err == nil {
+	if cerr := l.nft.Close(); err == nil {
 		err = cerr
 	}
-	l.conn, l.nl = nil, nil
+	l.nft = nil
 	if err != nil {
 		return fmt.Errorf("release lock %s: %w", l.id, err)
 	}
@@ -237,42 +194,40 @@ func Unlock(id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	c, err := nftables.New()
+	s, err := kernel.OpenNftSocket()
 	if err != nil {
 		return fmt.Errorf("unlock %s: open netlink: %w", id, err)
 	}
-	c.DelTable(table(id))
-	err = c.Flush()
+	defer s.Close()
+	b := s.Batch(0)
+	delTable(b, id)
+	err = s.Commit(b)
 	switch {
 	case err == nil, errors.Is(err, unix.ENOENT):
 		return nil
-	case errors.Is(err, os.ErrPermission) && held(c, id):
+	case errors.Is(err, os.ErrPermission) && held(id):
 		return fmt.Errorf("unlock %s: %w", id, ErrHeld)
 	}
 	return fmt.Errorf("unlock %s: %w", id, err)
 }
 
 // held reports whether the table of id is owned by a socket.
-func held(c *nftables.Conn, id string) bool {
-	t, err := c.ListTableOfFamily(tablePrefix+id, nftables.TableFamilyINet)
-	return err == nil && isOwned(t)
+func held(id string) bool {
+	ts, err := kernel.NftTables(unix.NFPROTO_INET)
+	if err != nil {
+		return false
+	}
+	i := slices.IndexFunc(ts, func(t kernel.NftTable) bool { return t.Name == tablePrefix+id })
+	return i >= 0 && isOwned(ts[i])
 }
 
-// isOwned reports whether t is owned by a socket. nftables v0.3.0 decodes
-// NFTA_TABLE_FLAGS in host order; the kernel sends it in network order.
-func isOwned(t *nftables.Table) bool {
-	flags := binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, t.Flags))
-	return flags&kernel.NftTableFOwner != 0
-}
+// isOwned reports whether t is owned by a socket.
+func isOwned(t kernel.NftTable) bool { return t.Flags&kernel.NftTableFOwner != 0 }
 
 // Locks lists the ids of the kept locks on this host (in this network
 // namespace), sorted.
 func Locks() ([]string, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return nil, fmt.Errorf("list locks: open netlink: %w", err)
-	}
-	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	ts, err := kernel.NftTables(unix.NFPROTO_INET)
 	if err != nil {
 		return nil, fmt.Errorf("list locks: %w", err)
 	}
@@ -282,7 +237,7 @@ func Locks() ([]string, error) {
 			ids = append(ids, id)
 		}
 	}
-	sort.Strings(ids)
+	slices.Sort(ids)
 	return ids, nil
 }
 
@@ -292,9 +247,4 @@ func checkID(id string) error {
 		return fmt.Errorf("%w %q", ErrBadID, id)
 	}
 	return nil
-}
-
-// table is the table of the lock of id.
-func table(id string) *nftables.Table {
-	return &nftables.Table{Name: tablePrefix + id, Family: nftables.TableFamilyINet}
 }

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
@@ -457,11 +457,7 @@ func locks(t *testing.T) []string {
 // tableOwned is whether the table of id is owned, and whether it exists.
 func tableOwned(t *testing.T, id string) (owned, ok bool) {
 	t.Helper()
-	c, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	ts, err := kernel.NftTables(unix.NFPROTO_INET)
 	if err != nil {
 		t.Fatal(err)
 	}
