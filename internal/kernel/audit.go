@@ -29,28 +29,21 @@ func AuditDaemonPid() (uint32, error) {
 		return 0, fmt.Errorf("ask the audit status: %w", err)
 	}
 	buf := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
+	d, err := recvNl(fd, buf)
 	if err != nil {
 		return 0, fmt.Errorf("read the audit status: %w", err)
 	}
-	return ParseAuditStatus(buf[:n])
+	return ParseAuditStatus(d)
 }
 
 // ParseAuditStatus returns the audit daemon's pid from the kernel's
 // answer to AUDIT_GET: one netlink message holding a struct audit_status,
 // or an NLMSG_ERROR, returned as its errno.
 func ParseAuditStatus(b []byte) (uint32, error) {
-	var h nlmsgHeader
-	if len(b) < nlmsgHeaderLen {
-		return 0, fmt.Errorf("%w: %d bytes, short of a header", ErrNetlink, len(b))
-	}
-	if err := Decode(b[:nlmsgHeaderLen], &h); err != nil {
+	h, body, _, err := nextNlMsg(b)
+	if err != nil {
 		return 0, err
 	}
-	if h.Len < nlmsgHeaderLen || int(h.Len) > len(b) {
-		return 0, fmt.Errorf("%w: message of %d bytes in %d", ErrNetlink, h.Len, len(b))
-	}
-	body := b[nlmsgHeaderLen:h.Len]
 	switch h.Type {
 	case unix.NLMSG_ERROR:
 		if len(body) < 4 {

@@ -8,6 +8,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// nlmsgHeader mirrors struct nlmsghdr (include/uapi/linux/netlink.h).
+type nlmsgHeader struct {
+	Len   uint32
+	Type  uint16
+	Flags uint16
+	Seq   uint32
+	Pid   uint32
+}
+
+// The sizes of struct nlmsghdr and struct nlattr.
+const (
+	nlmsgHeaderLen = 16
+	nlaHdrLen      = 4
+)
+
+// nlmAlign is NLMSG_ALIGN and NLA_ALIGN: messages and attributes begin
+// at multiples of 4 bytes.
+func nlmAlign(n int) int { return (n + 3) &^ 3 }
+
 // nlBuffer builds netlink messages (struct nlmsghdr,
 // include/uapi/linux/netlink.h) and their attributes (struct nlattr) in one
 // buffer, so that many of them go in one sendmsg. The length of a message

@@ -72,17 +72,6 @@ func (InetDiagSockID) addrPort(family uint8, a [16]byte, p [2]byte) netip.AddrPo
 	return netip.AddrPortFrom(netip.AddrFrom16(a), port)
 }
 
-// nlmsgHeader mirrors struct nlmsghdr (include/uapi/linux/netlink.h).
-type nlmsgHeader struct {
-	Len   uint32
-	Type  uint16
-	Flags uint16
-	Seq   uint32
-	Pid   uint32
-}
-
-const nlmsgHeaderLen = 16
-
 // inetDiagReqProtocol is INET_DIAG_REQ_PROTOCOL (include/uapi/linux/
 // inet_diag.h): an attribute of a request holding its protocol as 32 bits,
 // for a protocol above 255 (IPPROTO_MPTCP), which the request's own byte
@@ -110,18 +99,11 @@ func InetDiagRequest(family uint8, protocol uint32, seq uint32) []byte {
 func ParseInetDiag(b []byte) (socks []InetDiag, done bool, err error) {
 	msgLen := binary.Size(InetDiagMsg{})
 	for len(b) > 0 {
-		var h nlmsgHeader
-		if len(b) < nlmsgHeaderLen {
-			return nil, false, fmt.Errorf("%w: %d bytes left, short of a header", ErrNetlink, len(b))
-		}
-		if err := Decode(b[:nlmsgHeaderLen], &h); err != nil {
+		h, body, rest, err := nextNlMsg(b)
+		if err != nil {
 			return nil, false, err
 		}
-		if h.Len < nlmsgHeaderLen || int(h.Len) > len(b) {
-			return nil, false, fmt.Errorf("%w: message of %d bytes in %d", ErrNetlink, h.Len, len(b))
-		}
-		body := b[nlmsgHeaderLen:h.Len]
-		b = b[min(nlmAlign(int(h.Len)), len(b)):]
+		b = rest
 		switch h.Type {
 		case unix.NLMSG_DONE:
 			return socks, true, nil
@@ -144,26 +126,18 @@ func ParseInetDiag(b []byte) (socks []InetDiag, done bool, err error) {
 		if err := Decode(body[:msgLen], &d.InetDiagMsg); err != nil {
 			return nil, false, err
 		}
-		attrs := body[min(nlmAlign(msgLen), len(body)):]
-		for len(attrs) > 0 {
-			if len(attrs) < 4 {
-				return nil, false, fmt.Errorf("%w: %d bytes left, short of an attribute", ErrNetlink, len(attrs))
+		if err := ParseNlAttrs(body[min(nlmAlign(msgLen), len(body)):], func(typ uint16, v []byte) error {
+			if typ == inetDiagShutdown && len(v) > 0 {
+				d.Shutdown = v[0]
 			}
-			l, typ := int(binary.LittleEndian.Uint16(attrs)), binary.LittleEndian.Uint16(attrs[2:])
-			if l < 4 || l > len(attrs) {
-				return nil, false, fmt.Errorf("%w: attribute of %d bytes in %d", ErrNetlink, l, len(attrs))
-			}
-			if typ&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER) == inetDiagShutdown && l > 4 {
-				d.Shutdown = attrs[4]
-			}
-			attrs = attrs[min(nlmAlign(l), len(attrs)):]
+			return nil
+		}); err != nil {
+			return nil, false, err
 		}
 		socks = append(socks, d)
 	}
 	return socks, false, nil
 }
-
-func nlmAlign(n int) int { return (n + 3) &^ 3 }
 
 // InetDiagDump asks sock_diag for every socket of family and protocol
 // (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MPTCP...) in cryo's network namespace.
@@ -179,11 +153,11 @@ func InetDiagDump(family uint8, protocol uint32) ([]InetDiag, error) {
 	var all []InetDiag
 	buf := make([]byte, 64<<10)
 	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
+		d, err := recvNl(fd, buf)
 		if err != nil {
 			return nil, fmt.Errorf("read sock_diag: %w", err)
 		}
-		socks, done, err := ParseInetDiag(buf[:n])
+		socks, done, err := ParseInetDiag(d)
 		if err != nil {
 			return nil, fmt.Errorf("read sock_diag: %w", err)
 		}

@@ -52,8 +52,6 @@ const (
 	unixDiagShutdown  = 6
 	unixDiagUID       = 7
 	sockDiagByFamily  = 20
-	nlmsgHdrLen       = 16
-	nlaHdrLen         = 4
 	unixDiagMsgLen    = 16
 	unixDiagReqLength = 24
 )
@@ -97,11 +95,8 @@ func UnixSockets() (map[uint32]*UnixSock, error) {
 		return nil, fmt.Errorf("open sock_diag: %w", err)
 	}
 	defer unix.Close(fd)
-	req := make([]byte, nlmsgHdrLen, nlmsgHdrLen+unixDiagReqLength)
-	binary.LittleEndian.PutUint32(req[0:], nlmsgHdrLen+unixDiagReqLength)
-	binary.LittleEndian.PutUint16(req[4:], sockDiagByFamily)
-	binary.LittleEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.LittleEndian.PutUint32(req[8:], 1)
+	req := Encode(nlmsgHeader{Len: nlmsgHeaderLen + unixDiagReqLength, Type: sockDiagByFamily,
+		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: 1})
 	req = append(req, Encode(unixDiagReq{Family: unix.AF_UNIX, States: ^uint32(0),
 		Show: udiagShowName | udiagShowVFS | udiagShowPeer | udiagShowIcons | udiagShowRqlen | udiagShowUID})...)
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
@@ -110,11 +105,11 @@ func UnixSockets() (map[uint32]*UnixSock, error) {
 	out := map[uint32]*UnixSock{}
 	buf := make([]byte, 1<<16)
 	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
+		d, err := recvNl(fd, buf)
 		if err != nil {
 			return nil, fmt.Errorf("read sock_diag: %w", err)
 		}
-		socks, done, err := ParseUnixDiag(buf[:n])
+		socks, done, err := ParseUnixDiag(d)
 		if err != nil {
 			return nil, err
 		}
@@ -132,17 +127,12 @@ func UnixSockets() (map[uint32]*UnixSock, error) {
 // ended (NLMSG_DONE); a netlink error is returned as the errno.
 func ParseUnixDiag(b []byte) (socks []*UnixSock, done bool, err error) {
 	for len(b) > 0 {
-		if len(b) < nlmsgHdrLen {
-			return nil, false, fmt.Errorf("%w: %d bytes left, a header is %d", ErrNetlink, len(b), nlmsgHdrLen)
+		h, body, rest, err := nextNlMsg(b)
+		if err != nil {
+			return nil, false, err
 		}
-		l := binary.LittleEndian.Uint32(b)
-		typ := binary.LittleEndian.Uint16(b[4:])
-		if l < nlmsgHdrLen || uint64(l) > uint64(len(b)) {
-			return nil, false, fmt.Errorf("%w: message of %d bytes in %d", ErrNetlink, l, len(b))
-		}
-		body := b[nlmsgHdrLen:l]
-		b = b[min(uint64(len(b)), align4(uint64(l))):]
-		switch typ {
+		b = rest
+		switch h.Type {
 		case unix.NLMSG_DONE:
 			return socks, true, nil
 		case unix.NLMSG_ERROR:
@@ -166,8 +156,6 @@ func ParseUnixDiag(b []byte) (socks []*UnixSock, done bool, err error) {
 	return socks, false, nil
 }
 
-func align4(n uint64) uint64 { return (n + 3) &^ 3 }
-
 // parseUnixDiagMsg parses a unix_diag_msg and its attributes.
 func parseUnixDiagMsg(b []byte) (*UnixSock, error) {
 	if len(b) < unixDiagMsgLen {
@@ -178,17 +166,7 @@ func parseUnixDiagMsg(b []byte) (*UnixSock, error) {
 		return nil, err
 	}
 	s := &UnixSock{Ino: m.Ino, Type: m.Type, State: m.State}
-	for a := b[unixDiagMsgLen:]; len(a) > 0; {
-		if len(a) < nlaHdrLen {
-			return nil, fmt.Errorf("%w: socket %d: %d bytes left, an attribute header is %d", ErrNetlink, s.Ino, len(a), nlaHdrLen)
-		}
-		l := binary.LittleEndian.Uint16(a)
-		typ := binary.LittleEndian.Uint16(a[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if l < nlaHdrLen || int(l) > len(a) {
-			return nil, fmt.Errorf("%w: socket %d: attribute of %d bytes in %d", ErrNetlink, s.Ino, l, len(a))
-		}
-		v := a[nlaHdrLen:l]
-		a = a[min(uint64(len(a)), align4(uint64(l))):]
+	err := ParseNlAttrs(b[unixDiagMsgLen:], func(typ uint16, v []byte) error {
 		var err error
 		switch typ {
 		case unixDiagName:
@@ -217,8 +195,12 @@ func parseUnixDiagMsg(b []byte) (*UnixSock, error) {
 			err = Decode(v, &s.UID)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: socket %d: attribute %d: %w", ErrNetlink, s.Ino, typ, err)
+			return fmt.Errorf("%w: attribute %d: %w", ErrNetlink, typ, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("socket %d: %w", s.Ino, err)
 	}
 	return s, nil
 }
