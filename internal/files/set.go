@@ -52,6 +52,7 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 			return nil, imageErr("files.img: id %d twice", s.Files[i].GetId())
 		}
 	}
+	shareNoOwner(s.Files)
 	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs, s.loadUnix} {
 		if err := load(); err != nil {
 			return nil, err
