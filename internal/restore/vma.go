@@ -32,7 +32,7 @@ func vmaOf(e *pb.VmaEntry) vma {
 // the load to the end, and the GC lets the heap grow to twice what is
 // live before it collects: 60,000 took 5.1 MB as vma_entry messages and
 // 3.4 MB as vma structs, which set the restore's peak memory; packed,
-// they take 0.7 MB, and a walk decodes them in under a millisecond.
+// they take 0.7 MB, and a walk decodes them in 1.4 ms.
 type vmaList struct {
 	packed chunked.Bytes
 	last   uint64 // the end of the last VMA
@@ -93,11 +93,26 @@ func (d *vmaReader) next() {
 	if d.ok = len(d.b) > 0; !d.ok {
 		return
 	}
-	d.v.start = d.prev + uint64(d.varint())
-	d.v.end = d.v.start + uint64(d.varint())
-	d.v.pgoff, d.v.shmid, d.v.madv = d.uvarint(), d.uvarint(), d.uvarint()
-	d.v.prot, d.v.flags, d.v.status = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
-	d.v.readOnly, d.b = d.b[0] != 0, d.b[1:]
+	// Most fields take a byte, read in place: a walk of 60,000 VMAs
+	// takes 1.4 ms, where one call a field took 1.8-2.1.
+	var f [8]uint64
+	b, i := d.b, 0
+	for k := range f {
+		if c := b[i]; c < 0x80 {
+			f[k] = uint64(c)
+			i++
+			continue
+		}
+		u, n := binary.Uvarint(b[i:])
+		f[k] = u
+		i += n
+	}
+	zigzag := func(u uint64) uint64 { return uint64(int64(u>>1) ^ -int64(u&1)) }
+	d.v.start = d.prev + zigzag(f[0])
+	d.v.end = d.v.start + zigzag(f[1])
+	d.v.pgoff, d.v.shmid, d.v.madv = f[2], f[3], f[4]
+	d.v.prot, d.v.flags, d.v.status = uint32(f[5]), uint32(f[6]), uint32(f[7])
+	d.v.readOnly, d.b = b[i] != 0, b[i+1:]
 	d.prev = d.v.end
 }
 
@@ -117,22 +132,6 @@ func (d *vmaReader) at(addr uint64) *vma {
 		return &d.v
 	}
 	return nil
-}
-
-// The varints were written by add: they are whole.
-func (d *vmaReader) uvarint() uint64 {
-	if c := d.b[0]; c < 0x80 {
-		d.b = d.b[1:]
-		return uint64(c)
-	}
-	u, n := binary.Uvarint(d.b)
-	d.b = d.b[n:]
-	return u
-}
-
-func (d *vmaReader) varint() int64 {
-	u := d.uvarint()
-	return int64(u>>1) ^ -int64(u&1)
 }
 
 // readMM reads the process's mm image: its VMAs into c.vmas, the guard
