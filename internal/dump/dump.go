@@ -184,7 +184,13 @@ func (t *tree) run(ctx context.Context) error {
 		}
 	}
 	list := []steps.Step{
-		{Name: "inspect", Run: t.inspect},
+		{Name: "inspect", Run: func() error {
+			if err := t.inspect(); err != nil {
+				return err
+			}
+			t.files.PrimeLocks()
+			return nil
+		}},
 		{Name: "seize", Run: func() error {
 			frozen = time.Now()
 			if err := t.seize(); err != nil {
@@ -193,6 +199,7 @@ func (t *tree) run(ctx context.Context) error {
 			if err := each((*dumper).suspendSeccomp)(); err != nil {
 				return err
 			}
+			t.files.ReadLocks()
 			if t.opts.Frozen != nil {
 				t.opts.Frozen()
 			}

@@ -49,6 +49,49 @@ type lockTable struct {
 	locks []*pb.FileLockEntry
 	// held are the locks recorded, as /proc/locks shows them (ID 0).
 	held []proc.Lock
+	// system is /proc/locks, read once for every process (ReadLocks).
+	system *systemLocks
+}
+
+// systemLocks is a read of /proc/locks, done when done is closed.
+type systemLocks struct {
+	done  chan struct{}
+	locks []proc.Lock
+	err   error
+}
+
+// A read of /proc/locks write-locks the kernel's lock lists, whose first
+// writer in a while waits for an RCU grace period: 10-11 ms here, even
+// with no lock in the system, where the reads that follow within a grace
+// period take 0.02-0.06 ms. PrimeLocks reads it just before the processes
+// are frozen, and ReadLocks just after, so that the frozen time does not
+// pay the wait: a --leave-running dump of 16 MiB was frozen 11-22 ms,
+// now 3-6. Every process's checks share the frozen read, where each read
+// /proc/locks again.
+
+// PrimeLocks reads /proc/locks and forgets it.
+func (t *Table) PrimeLocks() { proc.ReadLocks() }
+
+// ReadLocks reads /proc/locks in the background, for the checks of every
+// process's Dump: called once the processes are frozen, so that their
+// locks are as they will be dumped.
+func (t *Table) ReadLocks() {
+	l := &systemLocks{done: make(chan struct{})}
+	t.system = l
+	go func() {
+		defer close(l.done)
+		l.locks, l.err = proc.ReadLocks()
+	}()
+}
+
+// systemLocks returns what ReadLocks read, reading it now if it was not
+// asked to.
+func (t *Table) systemLocks() ([]proc.Lock, error) {
+	if t.system == nil {
+		t.ReadLocks()
+	}
+	<-t.system.done
+	return t.system.locks, t.system.err
 }
 
 // dumpLocks records the locks that the fdinfo of descriptor fd shows: those
@@ -107,7 +150,7 @@ func (t *Table) recordLock(l proc.Lock, fd int32) error {
 // when it can tell which mapping (mappingLock). vmas are the process's,
 // as the dump records them.
 func (t *Table) checkUnreachedLocks(vmas []*pb.VmaEntry) error {
-	all, err := proc.ReadLocks()
+	all, err := t.systemLocks()
 	if err != nil {
 		return err
 	}
