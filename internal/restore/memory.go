@@ -372,7 +372,10 @@ func (r *restorer) writePieces(pr *image.PageReader, pieces []piece, done func(n
 			calls = append(calls, ptrace.Sys{Nr: unix.SYS_MADVISE, Args: [6]uint64{p.r.Start + p.shift, p.r.End - p.r.Start, unix.MADV_POPULATE_WRITE}, MayFail: true})
 		}
 		faulted := make(chan error, 1)
-		go func() { faulted <- r.syscalls(r.pid, calls, nil) }()
+		go func() {
+			prefetch(pr, chunk)
+			faulted <- r.syscalls(r.pid, calls, nil)
+		}()
 		return faulted
 	}
 	chunk, pieces := cutPieces(pieces, populateChunk)
@@ -394,6 +397,28 @@ func (r *restorer) writePieces(pr *image.PageReader, pieces []piece, done func(n
 		chunk = next
 	}
 	return nil
+}
+
+// prefetch has the pages file's contents of pieces, which are in its
+// order, read into the page cache in the background: each stretch of
+// them with one call. The images of a dump may have left the page cache
+// (DAMON's reclaim on this machine pages out cold page cache; a reboot
+// empties it): 1 GiB was then restored in 1.7-2.6 s, and in 0.67-0.88
+// with this, its disk reading it in 0.6-0.76 (CRIU 4.2: 0.95-2.06 s).
+func prefetch(pr *image.PageReader, pieces []piece) {
+	if len(pieces) == 0 {
+		return
+	}
+	from, to := pieces[0].file()
+	for _, p := range pieces[1:] {
+		f, t := p.file()
+		if f != to {
+			pr.Prefetch(from, to-from)
+			from = f
+		}
+		to = t
+	}
+	pr.Prefetch(from, to-from)
 }
 
 // cutPieces returns the first n bytes of pieces, in populateCalls pieces
