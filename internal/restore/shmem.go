@@ -17,6 +17,9 @@ import (
 // order.
 func (c *checkpoint) shmemObjects() map[uint64][]vma {
 	objects := map[uint64][]vma{}
+	if !c.vmas.any(image.VMAAnonShared) {
+		return objects
+	}
 	for v := range c.vmas.all() {
 		if v.status&image.VMAAnonShared != 0 && !isSysv(v) {
 			objects[v.shmid] = append(objects[v.shmid], *v)
@@ -37,6 +40,9 @@ type shmemAt struct {
 func (t *tree) shmemSizes() map[uint64]uint64 {
 	sizes := map[uint64]uint64{}
 	for _, r := range t.procs {
+		if !r.c.vmas.any(image.VMAAnonShared) {
+			continue
+		}
 		for v := range r.c.vmas.all() {
 			if v.status&image.VMAAnonShared != 0 && !isSysv(v) {
 				sizes[v.shmid] = max(sizes[v.shmid], v.pgoff+v.end-v.start)
@@ -127,6 +133,9 @@ func (r *restorer) mapObject(vs []vma) error {
 // mapVMAs, with its contents.
 func (r *restorer) writeShmem() error {
 	objects := r.c.shmemObjects()
+	if len(objects) == 0 {
+		return nil
+	}
 	for v := range r.c.vmas.all() {
 		vs := objects[v.shmid]
 		if v.status&image.VMAAnonShared == 0 || isSysv(v) || vs[0].start != v.start || r.shmem[v.shmid].pid != r.pid {

@@ -59,6 +59,9 @@ func sysvReadOnly(v *pb.VmaEntry) bool {
 func (t *tree) loadSysvShm() error {
 	var attached []vma
 	for _, r := range t.procs {
+		if !r.c.vmas.any(image.VMAAreaSysvIPC) {
+			continue
+		}
 		for v := range r.c.vmas.all() {
 			if isSysv(v) {
 				attached = append(attached, *v)
