@@ -139,9 +139,6 @@ func Dump(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
 	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), files: files.NewTable(opts.Pid, opts.ShellJob, opts.LinkRemap)}
 	t.files.ExtUnixSk = opts.ExtUnixSk
-	if t.log == nil {
-		t.log = nil
-	}
 	t.files.SkipInFlight = opts.TCPSkipInFlight
 	t.files.Dropped = func(l netip.AddrPort, n uint32) {
 		t.log.Warn("connections not accepted yet left behind (--skip-in-flight): their clients find them reset", "listener", l, "connections", n)

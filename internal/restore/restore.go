@@ -104,9 +104,6 @@ func Restore(ctx context.Context, opts Options) (*Stats, error) {
 	start := time.Now()
 	t := &tree{opts: opts, log: opts.Log, host: cpu.ReadHost(), shared: files.NewShared()}
 	t.shared.CloseConnections = opts.TCPClose
-	if t.log == nil {
-		t.log = nil
-	}
 	if t.opts.VDSO == "" {
 		t.opts.VDSO = VDSOAuto
 	}
