@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -265,6 +267,13 @@ func (r *restorer) writePages() error {
 		return err
 	}
 	defer pr.Close()
+	r.uffd = r.openUffd()
+	defer func() {
+		if r.uffd >= 0 {
+			unix.Close(r.uffd)
+			r.uffd = -1
+		}
+	}()
 	var parent *parentPages
 	if len(r.keep) > 0 {
 		if parent, err = r.openParentPages(); err != nil {
@@ -360,6 +369,10 @@ func (p piece) file() (from, to int64) {
 // copies take two CPUs at once. done, if set, is told how many bytes
 // each write moved.
 func (r *restorer) writePieces(pr *image.PageReader, pieces []piece, done func(n uint64)) error {
+	pieces, err := r.copyPieces(pr, pieces, done)
+	if err != nil {
+		return err
+	}
 	populate := func(chunk []piece) <-chan error {
 		calls := make([]ptrace.Sys, 0, len(chunk))
 		for _, p := range chunk {
@@ -397,6 +410,102 @@ func (r *restorer) writePieces(pr *image.PageReader, pieces []piece, done func(n
 		chunk = next
 	}
 	return nil
+}
+
+// openUffd makes a userfaultfd in the process and returns cryo's
+// descriptor of it, through which cryo fills the process's memory; -1 if
+// the kernel has none or refuses it (vm.unprivileged_userfaultfd does not
+// bind root; a seccomp filter might), and then the pages are faulted in
+// and written. The process's own descriptor is closed at once: it never
+// runs with it.
+func (r *restorer) openUffd() int {
+	fd, err := r.tr.Syscall(r.pid, unix.SYS_USERFAULTFD, unix.O_CLOEXEC|unix.O_NONBLOCK)
+	if err != nil {
+		r.log.Debug("no userfaultfd: pages faulted in, then written", "pid", r.pid, "err", err)
+		return -1
+	}
+	ours, err := kernel.Getfd(r.pid, int(fd))
+	if cerr := r.sys(unix.SYS_CLOSE, fd); err == nil && cerr != nil {
+		unix.Close(ours)
+		err = cerr
+	}
+	if err == nil {
+		if _, err = kernel.UffdHandshake(ours, 0); err != nil {
+			unix.Close(ours)
+		}
+	}
+	if err != nil {
+		r.log.Debug("no userfaultfd: pages faulted in, then written", "pid", r.pid, "err", err)
+		return -1
+	}
+	return ours
+}
+
+// uffdMin is the smallest piece copyPieces copies: a smaller one costs
+// more in the calls that register it than it saves.
+const uffdMin = 16 * pageSize
+
+// copyPieces copies the pieces of uffdMin bytes or more into the process
+// through its userfaultfd, if it has one (r.uffd), and returns the others:
+// UFFDIO_COPY allocates each page and copies into it, where faulting it
+// in zeroes it first. A piece that is not anonymous memory (a private
+// file mapping's), which a userfaultfd does not take, is returned too.
+func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n uint64)) ([]piece, error) {
+	if r.uffd < 0 {
+		return pieces, nil
+	}
+	rest := pieces[:0]
+	for _, p := range pieces {
+		at, n := p.r.Start+p.shift, p.r.End-p.r.Start
+		if n < uffdMin || kernel.UffdRegister(r.uffd, at, n) != nil {
+			rest = append(rest, p)
+			continue
+		}
+		from, _ := p.file()
+		// Two copiers, a window at a time each, on the two CPUs.
+		var next atomic.Uint64
+		var mu sync.Mutex
+		copier := func() error {
+			for {
+				off := next.Add(writeChunk) - writeChunk
+				if off >= n {
+					return nil
+				}
+				w := min(writeChunk, n-off)
+				pr.Prefetch(from+int64(off+2*writeChunk), int64(min(2*writeChunk, n-min(n, off+2*writeChunk))))
+				data, release, err := pr.MapFile(from+int64(off), int64(w))
+				if err != nil {
+					return err
+				}
+				err = kernel.UffdCopy(r.uffd, at+off, data)
+				release()
+				if err != nil {
+					return fmt.Errorf("write pages: %w", err)
+				}
+				if done != nil {
+					mu.Lock()
+					done(w)
+					mu.Unlock()
+				}
+			}
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- copier() }()
+		err := cmp.Or(copier(), <-errc)
+		if uerr := kernel.UffdUnregister(r.uffd, at, n); err == nil {
+			err = uerr
+		}
+		switch {
+		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EEXIST):
+			// The piece spans two VMAs, which one copy may not; or a
+			// page is there already. Written as the other pieces are,
+			// over what was copied.
+			rest = append(rest, p)
+		case err != nil:
+			return nil, err
+		}
+	}
+	return rest, nil
 }
 
 // prefetch has the pages file's contents of pieces, which are in its

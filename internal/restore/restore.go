@@ -85,9 +85,12 @@ type Stats struct {
 // restored.
 type restorer struct {
 	*tree
-	c     *checkpoint
-	pid   int
-	tr    *ptrace.Tracer // the restored process
+	c   *checkpoint
+	pid int
+	tr  *ptrace.Tracer // the restored process
+	// uffd is cryo's descriptor of a userfaultfd of the process while its
+	// pages are written (writePages), -1 otherwise or if it has none.
+	uffd  int
 	files *files.Restorer
 	// inherited are the VMAs kept from the parent, keep their ranges,
 	// sorted (findInherited).
