@@ -52,10 +52,12 @@ func UffdUnregister(fd int, start, n uint64) error {
 // UffdCopy fills the missing pages at dst, in the address space of the
 // process that made userfaultfd fd, with src, len(src) bytes of this
 // process's memory, page aligned: each page allocated and copied into,
-// never zeroed first (UFFDIO_COPY).
-func UffdCopy(fd int, dst uint64, src []byte) error {
+// never zeroed first (UFFDIO_COPY). It returns how many bytes it copied,
+// all unless it fails.
+func UffdCopy(fd int, dst uint64, src []byte) (int, error) {
 	defer runtime.KeepAlive(src)
-	for done, stalls := 0, 0; done < len(src); {
+	done, stalls := 0, 0
+	for done < len(src) {
 		c := UffdioCopy{Dst: dst + uint64(done), Src: uint64(uintptr(unsafe.Pointer(&src[done]))), Len: uint64(len(src) - done)}
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), UffdioCopyRequest, uintptr(unsafe.Pointer(&c)))
 		if c.Copy > 0 {
@@ -66,8 +68,8 @@ func UffdCopy(fd int, dst uint64, src []byte) error {
 		// EAGAIN: the address space changed while it copied (or a
 		// signal); what it copied is counted, and the rest is tried again.
 		if errno != 0 && (errno != unix.EAGAIN || stalls > 100) {
-			return fmt.Errorf("copy %d bytes to %#x through userfaultfd: %w", len(src)-done, dst+uint64(done), errno)
+			return done, fmt.Errorf("copy %d bytes to %#x through userfaultfd: %w", len(src)-done, dst+uint64(done), errno)
 		}
 	}
-	return nil
+	return done, nil
 }

@@ -451,12 +451,14 @@ const uffdMin = 16 * pageSize
 // through its userfaultfd, if it has one (r.uffd), and returns the others:
 // UFFDIO_COPY allocates each page and copies into it, where faulting it
 // in zeroes it first. A piece that is not anonymous memory (a private
-// file mapping's), which a userfaultfd does not take, is returned too.
+// file mapping's), which a userfaultfd does not take, is returned whole;
+// what of a piece one copy could not fill (a window across two VMAs, or
+// one that finds a page there already), in parts.
 func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n uint64)) ([]piece, error) {
 	if r.uffd < 0 {
 		return pieces, nil
 	}
-	rest := pieces[:0]
+	var rest []piece
 	for _, p := range pieces {
 		at, n := p.r.Start+p.shift, p.r.End-p.r.Start
 		if n < uffdMin || kernel.UffdRegister(r.uffd, at, n) != nil {
@@ -475,7 +477,8 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 		// Two copiers, a window at a time each: 1 GiB took 0.34-0.38 s
 		// with one, 0.26-0.29 with two.
 		var next atomic.Uint64
-		var mu sync.Mutex
+		var mu sync.Mutex // guards done and left
+		var left []piece
 		copier := func() error {
 			for {
 				off := next.Add(writeChunk) - writeChunk
@@ -490,15 +493,20 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 				if err != nil {
 					return err
 				}
-				err = kernel.UffdCopy(r.uffd, at+off, data)
+				copied, err := kernel.UffdCopy(r.uffd, at+off, data)
 				release()
+				mu.Lock()
+				if done != nil {
+					done(uint64(copied))
+				}
+				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EEXIST) {
+					lp := p
+					lp.r = vdso.Range{Start: p.r.Start + off + uint64(copied), End: p.r.Start + off + w}
+					left, err = append(left, lp), nil
+				}
+				mu.Unlock()
 				if err != nil {
 					return fmt.Errorf("write pages: %w", err)
-				}
-				if done != nil {
-					mu.Lock()
-					done(w)
-					mu.Unlock()
 				}
 			}
 		}
@@ -508,15 +516,11 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 		if uerr := kernel.UffdUnregister(r.uffd, at, n); err == nil {
 			err = uerr
 		}
-		switch {
-		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EEXIST):
-			// The piece spans two VMAs, which one copy may not; or a
-			// page is there already. Written as the other pieces are,
-			// over what was copied.
-			rest = append(rest, p)
-		case err != nil:
+		if err != nil {
 			return nil, err
 		}
+		slices.SortFunc(left, func(a, b piece) int { return cmp.Compare(a.r.Start, b.r.Start) })
+		rest = append(rest, left...)
 	}
 	return rest, nil
 }

@@ -16,6 +16,9 @@
 //               data in three pages far apart; and an inaccessible
 //               mapping holding data
 //   membarrier  every membarrier registration the kernel offers
+//   runsplit    4 MiB written whole, whose middle MiB, mapped again with
+//               MAP_NORESERVE, is a VMA of its own: one run of pages
+//               across three VMAs, their bounds not on a MiB
 // It prints "ready key=value...", then every 20 ms checks its state from
 // inside and prints "tick N ... ok", or "FAIL ..." and exits.
 #define _GNU_SOURCE
@@ -39,8 +42,11 @@
 #define MEMBARRIER_CMD_GET_REGISTRATIONS_ (1 << 9)
 
 static char *locked, *halflocked, *onfault, *guarded, *shsplit, *shdup, *shtail, *rwmap, *romap;
-static char *reserved, *sparse, *hidden;
+static char *reserved, *sparse, *hidden, *runsplit;
 static int oom, barriers;
+
+#define RUNSPLIT_PAGES 1024
+#define RUNSPLIT_MID (384 * PAGE)
 
 // Pages of the reservation and of the sparse mapping that hold data.
 #define RESERVED_SIZE (8UL << 40)
@@ -173,6 +179,13 @@ static void setup(const char *dir, const char *mode) {
 		if (mprotect(hidden, 2 * PAGE, PROT_NONE))
 			fail("mprotect hidden");
 		READY(" reserved=%p sparse=%p hidden=%p", (void *)reserved, (void *)sparse, (void *)hidden);
+	} else if (!strcmp(mode, "runsplit")) {
+		runsplit = mapped(RUNSPLIT_PAGES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		if (mmap(runsplit + RUNSPLIT_MID, 256 * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+			fail("mmap the middle of runsplit");
+		fill(runsplit, RUNSPLIT_PAGES);
+		READY(" runsplit=%p", (void *)runsplit);
 	} else if (!strcmp(mode, "oom")) {
 		snprintf(path, sizeof(path), "/proc/self/oom_score_adj");
 		int fd = open(path, O_WRONLY);
@@ -199,6 +212,8 @@ static void setup(const char *dir, const char *mode) {
 }
 
 static void check_all(unsigned long tick) {
+	if (runsplit)
+		check("runsplit", runsplit, 0, RUNSPLIT_PAGES);
 	if (reserved) {
 		check("reserved", reserved + RESERVED_PART, 0, 4);
 		for (size_t i = 0; i < sizeof(sparse_pages) / sizeof(sparse_pages[0]); i++)
