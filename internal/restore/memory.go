@@ -29,13 +29,14 @@ const (
 	// restored as fast as with 16 MiB windows, in the same run).
 	writeChunk = 1 << 20
 	// populateChunk is how much memory the process faults in ahead of
-	// cryo's writes into it: 1 GiB was restored in 0.33-0.36 s with 64
-	// MiB, 0.35-0.40 with 32, 0.35-0.38 with 128 and 0.42-0.49 with 8;
-	// in 0.63-0.65 s faulting it all before writing any.
+	// cryo's writes into it, and how much of the pages file is read
+	// ahead: without a userfaultfd, 1 GiB was restored in 0.33-0.36 s
+	// with 64 MiB, 0.35-0.40 with 32, 0.35-0.38 with 128 and 0.42-0.49
+	// with 8; in 0.63-0.65 s faulting it all before writing any.
 	populateChunk = 64 << 20
 	// populateCalls is how many pieces at most the process faults in
-	// ahead, so that small pieces too (one page per mapping) are faulted
-	// while others are written.
+	// ahead, so that pieces of a few pages, one a mapping, are faulted
+	// while others are written too.
 	populateCalls = 512
 	// batchCalls is how many of a step's system calls, one per VMA or
 	// run of pages, are held and injected at once: a list of all of them
