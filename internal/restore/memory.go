@@ -403,7 +403,7 @@ func (r *restorer) writePieces(pr *image.PageReader, pieces []piece, done func(n
 		if next, pieces = cutPieces(pieces, populateChunk); len(next) > 0 {
 			faulted = populate(next)
 		}
-		if err := r.writeChunk(pr, chunk, done); err != nil {
+		if err := r.writeWindows(pr, chunk, done); err != nil {
 			if len(next) > 0 {
 				<-faulted
 			}
@@ -571,11 +571,11 @@ func cutPieces(pieces []piece, n uint64) (head, rest []piece) {
 	return pieces, nil
 }
 
-// writeChunk writes pieces, in the order of the pages file and faulted
+// writeWindows writes pieces, in the order of the pages file and faulted
 // in, into the process: those within writeChunk bytes of the file at a
 // time are mapped from it together and written with one
 // process_vm_writev.
-func (r *restorer) writeChunk(pr *image.PageReader, pieces []piece, done func(n uint64)) error {
+func (r *restorer) writeWindows(pr *image.PageReader, pieces []piece, done func(n uint64)) error {
 	for len(pieces) > 0 {
 		var win []piece
 		if p := pieces[0]; p.r.End-p.r.Start > writeChunk {

@@ -115,14 +115,16 @@ func (d *vmaReader) next() {
 		f[k] = u
 		i += n
 	}
-	zigzag := func(u uint64) uint64 { return uint64(int64(u>>1) ^ -int64(u&1)) }
-	d.v.start = d.prev + zigzag(f[0])
-	d.v.end = d.v.start + zigzag(f[1])
+	d.v.start = d.prev + unzigzag(f[0])
+	d.v.end = d.v.start + unzigzag(f[1])
 	d.v.pgoff, d.v.shmid, d.v.madv = f[2], f[3], f[4]
 	d.v.prot, d.v.flags, d.v.status = uint32(f[5]), uint32(f[6]), uint32(f[7])
 	d.v.readOnly, d.b = b[i] != 0, b[i+1:]
 	d.prev = d.v.end
 }
+
+// unzigzag undoes the zig-zag encoding of binary.AppendVarint.
+func unzigzag(u uint64) uint64 { return uint64(int64(u>>1) ^ -int64(u&1)) }
 
 // seek moves past the VMAs that end at or before addr, which must not be
 // below the address of an earlier seek: the VMAs are ordered and
