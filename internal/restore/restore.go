@@ -89,7 +89,8 @@ type restorer struct {
 	pid int
 	tr  *ptrace.Tracer // the restored process
 	// uffd is cryo's descriptor of a userfaultfd of the process while its
-	// pages are written (writePages), -1 otherwise or if it has none.
+	// pages are written (writePages), uffdNone otherwise or if it has
+	// none, uffdUnopened until one is needed.
 	uffd  int
 	files *files.Restorer
 	// inherited are the VMAs kept from the parent, keep their ranges,

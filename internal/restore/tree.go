@@ -181,7 +181,7 @@ func (t *tree) load() error {
 		if err != nil {
 			return t.named(int(pid), err)
 		}
-		t.procs = append(t.procs, &restorer{tree: t, c: c, pid: c.pid, uffd: -1})
+		t.procs = append(t.procs, &restorer{tree: t, c: c, pid: c.pid, uffd: uffdNone})
 	}
 	// A child made with CLONE_FILES or CLONE_FS shares its parent's
 	// descriptor table or filesystem context; nothing else can be made
