@@ -184,21 +184,18 @@ func TestCrossKernel(t *testing.T) {
 			os.RemoveAll(work)
 		})
 	}
-	// Guest dumps get PIDs this machine leaves free, so that the host can
-	// restore them with those PIDs.
+	// Guest dumps get PIDs this machine leaves free, and holds until the
+	// host restores them with those PIDs.
 	var guestDumps []string
 	for _, k := range kernels[:3] {
 		for _, s := range subjects {
 			guestDumps = append(guestDumps, k+"/"+s.Name)
 		}
 	}
-	blocks, err := FreePidBlocks(len(guestDumps), 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	holds := holdPidBlocks(t, len(guestDumps), 64)
 	pids := map[string]int{}
 	for i, d := range guestDumps {
-		pids[d] = blocks[i]
+		pids[d] = holds[i].Start
 	}
 	plan, err := NewPlan(root, host, kernels, subjects, pairs, chain, pids)
 	if err != nil {
@@ -233,6 +230,14 @@ func TestCrossKernel(t *testing.T) {
 	}
 	if os.Getenv(envConsole) != "" {
 		cfg.Console = logw
+	}
+	cfg.FreePid = func(pid int) error {
+		for _, h := range holds {
+			if h.Holds(pid) {
+				return h.Release()
+			}
+		}
+		return nil
 	}
 	rep, err := Run(ctx, cfg)
 	if err != nil {
@@ -318,4 +323,39 @@ func (w *testWriter) Write(b []byte) (int, error) {
 		}
 		w.t.Log(strings.TrimRight(line, "\n"))
 	}
+}
+
+// holdPidBlocks holds n blocks of size PIDs that this machine leaves
+// free, until the test ends at the latest.
+func holdPidBlocks(t *testing.T, n, size int) []*PidHold {
+	t.Helper()
+	// A few more than needed: a PID found free may be taken before it
+	// is held.
+	blocks, err := FreePidBlocks(n+4, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holds []*PidHold
+	t.Cleanup(func() {
+		for _, h := range holds {
+			if err := h.Release(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	for _, b := range blocks {
+		if len(holds) == n {
+			break
+		}
+		h, err := HoldPids(b, size)
+		if err != nil {
+			t.Logf("block %d: %v", b, err)
+			continue
+		}
+		holds = append(holds, h)
+	}
+	if len(holds) < n {
+		t.Fatalf("held %d blocks of %d PIDs, want %d", len(holds), size, n)
+	}
+	return holds
 }

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// Tests of the harness's pieces that need no VM and no root.
+// Tests of the harness's pieces that need no VM (and no root, but TestHoldPids).
 
 func TestParseTick(t *testing.T) {
 	tests := []struct {
@@ -288,6 +290,41 @@ func TestFreePidBlocks(t *testing.T) {
 			if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
 				t.Errorf("block %d: pid %d in use", b, pid)
 			}
+		}
+	}
+}
+
+func TestHoldPids(t *testing.T) {
+	testutil.RequireRoot(t)
+	blocks, err := FreePidBlocks(1, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := HoldPids(blocks[0], 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exists := func(pid int) bool {
+		_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
+		return err == nil
+	}
+	for pid := blocks[0]; pid < blocks[0]+8; pid++ {
+		if !h.Holds(pid) || !exists(pid) {
+			t.Errorf("pid %d: held %v, exists %v", pid, h.Holds(pid), exists(pid))
+		}
+	}
+	if _, err := HoldPids(blocks[0]+4, 8); err == nil {
+		t.Error("held a block overlapping a held one")
+	}
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(); err != nil {
+		t.Errorf("second release: %v", err)
+	}
+	for pid := blocks[0]; pid < blocks[0]+8; pid++ {
+		if exists(pid) {
+			t.Errorf("pid %d still in use after the release", pid)
 		}
 	}
 }

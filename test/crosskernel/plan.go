@@ -1,11 +1,17 @@
 package crosskernel
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cryo-cr/cryo/internal/kernel"
 )
 
 // Subject is a program the matrix dumps and restores.
@@ -181,6 +187,47 @@ func FreePidBlocks(n, size int) ([]int, error) {
 		return nil, fmt.Errorf("no %d free blocks of %d PIDs below pid_max %d", n, size, pidMax)
 	}
 	return blocks, nil
+}
+
+// PidHold keeps a block of PIDs from the rest of the machine until a
+// restore needs them: each is a zombie child of this process, made with
+// clone3's set_tid, until Release reaps them. A PID left free is handed
+// out again once the allocator wraps, which the test suite's thousands of
+// threads make it do within a run (pid_max is 32768 here).
+type PidHold struct {
+	Start, Size int
+	mu          sync.Mutex
+	pids        []int
+}
+
+// HoldPids holds the size PIDs from start, all or none.
+func HoldPids(start, size int) (*PidHold, error) {
+	h := &PidHold{Start: start, Size: size}
+	for p := start; p < start+size; p++ {
+		pid, err := kernel.Clone3Exit([]int32{int32(p)})
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("hold pid %d: %w", p, err), h.Release())
+		}
+		h.pids = append(h.pids, pid)
+	}
+	return h, nil
+}
+
+// Holds reports whether pid is one of the block's.
+func (h *PidHold) Holds(pid int) bool { return pid >= h.Start && pid < h.Start+h.Size }
+
+// Release frees the PIDs; again, it does nothing.
+func (h *PidHold) Release() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	for _, p := range h.pids {
+		if _, err := unix.Wait4(p, nil, 0, nil); err != nil {
+			errs = append(errs, fmt.Errorf("release pid %d: %w", p, err))
+		}
+	}
+	h.pids = nil
+	return errors.Join(errs...)
 }
 
 func readInt(path string) (int, error) {

@@ -46,6 +46,9 @@ type Runner struct {
 	// Guest allows the runner to choose PIDs through ns_last_pid: only a
 	// guest's init may do that without racing the rest of the machine.
 	Guest bool
+	// FreePid, if set, is called before the restore of a process dumped
+	// as pid, to free the PIDs held for it (HoldPids).
+	FreePid func(pid int) error
 	// Log receives a line per step; nil discards.
 	Log io.Writer
 }
@@ -206,6 +209,11 @@ func (r *Runner) runRestore(ctx context.Context, job Job, res *Result) error {
 	}
 	logPath := filepath.Join(r.Root, logDir, strings.ReplaceAll(job.ID, "/", "_")+".log")
 	os.Remove(logPath)
+	if r.FreePid != nil {
+		if err := r.FreePid(a.Pid); err != nil {
+			return err
+		}
+	}
 	args := append([]string{"restore", "-D", artifactImages(r.Root, job.From), "-d", "-v", "2", "-o", logPath}, job.RestoreArgs...)
 	t := time.Now()
 	stdout, err := r.command(ctx, args...)
