@@ -2,6 +2,7 @@ package pb
 
 import (
 	"math"
+	"slices"
 	"unsafe"
 )
 
@@ -345,16 +346,19 @@ func (mi *msgInfo) appendTo(b []byte, p unsafe.Pointer) []byte {
 // field returns the field of number num that a value of wire type typ
 // can be, or nil: one the message does not know, to skip.
 func (mi *msgInfo) field(num int32, typ int) *fieldInfo {
-	for i := range mi.fields {
-		f := &mi.fields[i]
-		if f.num != num {
-			continue
-		}
-		w := f.kind.wire()
-		if typ == w || typ == 2 && (f.card == cRep || f.card == cPacked) {
-			return f
-		}
+	// Most messages number their fields 1 to n, in order: a field is
+	// then where its number says (a VMA's decoding spent a quarter of its
+	// time looking for its fields).
+	var f *fieldInfo
+	if i := int(num) - 1; i >= 0 && i < len(mi.fields) && mi.fields[i].num == num {
+		f = &mi.fields[i]
+	} else if i := slices.IndexFunc(mi.fields, func(f fieldInfo) bool { return f.num == num }); i >= 0 {
+		f = &mi.fields[i]
+	} else {
 		return nil
+	}
+	if typ == f.kind.wire() || typ == 2 && (f.card == cRep || f.card == cPacked) {
+		return f
 	}
 	return nil
 }
@@ -502,6 +506,9 @@ func (f *fieldInfo) storeBytes(p unsafe.Pointer, v []byte) error {
 }
 
 func (mi *msgInfo) checkRequired(p unsafe.Pointer) error {
+	if !mi.check {
+		return nil
+	}
 	for i := range mi.fields {
 		f := &mi.fields[i]
 		fp := unsafe.Add(p, f.off)

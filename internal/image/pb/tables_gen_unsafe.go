@@ -305,7 +305,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1fff,
 	},
-	{name: "cgroup_perms", check: true,
+	{name: "cgroup_perms", check: false,
 		new: func() Message { return new(CgroupPerms) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgroupPerms{}.Mode), num: 1, kind: kUint32, card: cVal, bit: 0, name: "mode"},
@@ -314,7 +314,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "cgroup_prop_entry", check: true,
+	{name: "cgroup_prop_entry", check: false,
 		new: func() Message { return new(CgroupPropEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgroupPropEntry{}.Name), num: 1, kind: kString, card: cVal, bit: 0, name: "name"},
@@ -323,7 +323,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "cgroup_dir_entry", check: true,
+	{name: "cgroup_dir_entry", check: false,
 		new: func() Message { return new(CgroupDirEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgroupDirEntry{}.DirName), num: 1, kind: kString, card: cVal, bit: 0, name: "dir_name"},
@@ -333,7 +333,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "cg_controller_entry", check: true,
+	{name: "cg_controller_entry", check: false,
 		new: func() Message { return new(CgControllerEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgControllerEntry{}.Cnames), num: 1, kind: kString, card: cRep, name: "cnames"},
@@ -341,7 +341,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(CgControllerEntry{}.IsThreaded), num: 3, kind: kBool, card: cPtr, name: "is_threaded"},
 		},
 	},
-	{name: "cg_member_entry", check: true,
+	{name: "cg_member_entry", check: false,
 		new: func() Message { return new(CgMemberEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgMemberEntry{}.Name), num: 1, kind: kString, card: cVal, bit: 0, name: "name"},
@@ -350,7 +350,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "cg_set_entry", check: true,
+	{name: "cg_set_entry", check: false,
 		new: func() Message { return new(CgSetEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgSetEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
@@ -358,13 +358,13 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "cgroup_entry", check: true,
+	{name: "cgroup_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CgroupEntry{}.Sets), num: 1, kind: kMessage, card: cRep, msg: 6, name: "sets"},
 			{off: unsafe.Offsetof(CgroupEntry{}.Controllers), num: 2, kind: kMessage, card: cRep, msg: 4, name: "controllers"},
 		},
 	},
-	{name: "user_aarch64_regs_entry", check: true,
+	{name: "user_aarch64_regs_entry", check: false,
 		new: func() Message { return new(UserAarch64RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserAarch64RegsEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
@@ -374,7 +374,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "user_aarch64_fpsimd_context_entry", check: true,
+	{name: "user_aarch64_fpsimd_context_entry", check: false,
 		new: func() Message { return new(UserAarch64FpsimdContextEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserAarch64FpsimdContextEntry{}.Vregs), num: 1, kind: kUint64, card: cRep, name: "vregs"},
@@ -383,7 +383,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "pac_address_keys", check: true,
+	{name: "pac_address_keys", check: false,
 		new: func() Message { return new(PacAddressKeys) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacAddressKeys{}.ApiakeyLo), num: 1, kind: kUint64, card: cVal, bit: 0, name: "apiakey_lo"},
@@ -398,7 +398,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1ff,
 	},
-	{name: "pac_generic_keys", check: true,
+	{name: "pac_generic_keys", check: false,
 		new: func() Message { return new(PacGenericKeys) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacGenericKeys{}.ApgakeyLo), num: 1, kind: kUint64, card: cVal, bit: 0, name: "apgakey_lo"},
@@ -406,7 +406,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "pac_keys", check: true,
+	{name: "pac_keys", check: false,
 		new: func() Message { return new(PacKeys) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacKeys{}.PacAddressKeys), num: 6, kind: kMessage, card: cOpt, msg: 10, name: "pac_address_keys"},
@@ -424,7 +424,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "user_arm_regs_entry", check: true,
+	{name: "user_arm_regs_entry", check: false,
 		new: func() Message { return new(UserArmRegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserArmRegsEntry{}.R0), num: 1, kind: kUint32, card: cVal, bit: 0, name: "r0"},
@@ -448,7 +448,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3ffff,
 	},
-	{name: "user_arm_vfpstate_entry", check: true,
+	{name: "user_arm_vfpstate_entry", check: false,
 		new: func() Message { return new(UserArmVfpstateEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserArmVfpstateEntry{}.VfpRegs), num: 1, kind: kUint64, card: cRep, name: "vfp_regs"},
@@ -469,7 +469,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "user_loongarch64_gpregs_entry", check: true,
+	{name: "user_loongarch64_gpregs_entry", check: false,
 		new: func() Message { return new(UserLoongarch64GpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserLoongarch64GpregsEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
@@ -477,7 +477,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "user_loongarch64_fpregs_entry", check: true,
+	{name: "user_loongarch64_fpregs_entry", check: false,
 		new: func() Message { return new(UserLoongarch64FpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserLoongarch64FpregsEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
@@ -496,7 +496,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "user_mips_regs_entry", check: true,
+	{name: "user_mips_regs_entry", check: false,
 		new: func() Message { return new(UserMipsRegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserMipsRegsEntry{}.R0), num: 1, kind: kUint64, card: cVal, bit: 0, name: "r0"},
@@ -540,7 +540,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3fffffffff,
 	},
-	{name: "user_mips_fpregs_entry", check: true,
+	{name: "user_mips_fpregs_entry", check: false,
 		new: func() Message { return new(UserMipsFpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserMipsFpregsEntry{}.R0), num: 1, kind: kUint64, card: cVal, bit: 0, name: "r0"},
@@ -592,7 +592,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "user_ppc64_regs_entry", check: true,
+	{name: "user_ppc64_regs_entry", check: false,
 		new: func() Message { return new(UserPpc64RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserPpc64RegsEntry{}.Gpr), num: 1, kind: kUint64, card: cRep, name: "gpr"},
@@ -616,7 +616,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(UserPpc64FpstateEntry{}.Fpregs), num: 1, kind: kUint64, card: cRep, name: "fpregs"},
 		},
 	},
-	{name: "user_ppc64_vrstate_entry", check: true,
+	{name: "user_ppc64_vrstate_entry", check: false,
 		new: func() Message { return new(UserPpc64VrstateEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserPpc64VrstateEntry{}.Vrregs), num: 1, kind: kUint64, card: cRep, name: "vrregs"},
@@ -651,7 +651,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "user_riscv64_regs_entry", check: true,
+	{name: "user_riscv64_regs_entry", check: false,
 		new: func() Message { return new(UserRiscv64RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserRiscv64RegsEntry{}.Pc), num: 1, kind: kUint64, card: cVal, bit: 0, name: "pc"},
@@ -689,7 +689,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xffffffff,
 	},
-	{name: "user_riscv64_d_ext_entry", check: true,
+	{name: "user_riscv64_d_ext_entry", check: false,
 		new: func() Message { return new(UserRiscv64DExtEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserRiscv64DExtEntry{}.F), num: 1, kind: kUint64, card: cRep, name: "f"},
@@ -707,7 +707,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "user_s390_regs_entry", check: true,
+	{name: "user_s390_regs_entry", check: false,
 		new: func() Message { return new(UserS390RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390RegsEntry{}.PswMask), num: 1, kind: kUint64, card: cVal, bit: 0, name: "psw_mask"},
@@ -731,7 +731,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(UserS390VxrsHighEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 		},
 	},
-	{name: "user_s390_fpregs_entry", check: true,
+	{name: "user_s390_fpregs_entry", check: false,
 		new: func() Message { return new(UserS390FpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390FpregsEntry{}.Fpc), num: 1, kind: kUint32, card: cVal, bit: 0, name: "fpc"},
@@ -745,7 +745,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(UserS390GsCbEntry{}.Regs), num: 1, kind: kUint64, card: cRep, name: "regs"},
 		},
 	},
-	{name: "user_s390_ri_entry", check: true,
+	{name: "user_s390_ri_entry", check: false,
 		new: func() Message { return new(UserS390RiEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserS390RiEntry{}.RiOn), num: 1, kind: kUint32, card: cVal, bit: 0, name: "ri_on"},
@@ -767,7 +767,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "user_x86_regs_entry", check: true,
+	{name: "user_x86_regs_entry", check: false,
 		new: func() Message { return new(UserX86RegsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86RegsEntry{}.R15), num: 1, kind: kUint64, card: cVal, bit: 0, name: "r15"},
@@ -801,7 +801,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7ffffff,
 	},
-	{name: "user_x86_cet_entry", check: true,
+	{name: "user_x86_cet_entry", check: false,
 		new: func() Message { return new(UserX86CetEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86CetEntry{}.Cet), num: 1, kind: kUint64, card: cVal, bit: 0, name: "cet"},
@@ -809,7 +809,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "user_x86_xsave_entry", check: true,
+	{name: "user_x86_xsave_entry", check: false,
 		new: func() Message { return new(UserX86XsaveEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86XsaveEntry{}.XstateBv), num: 1, kind: kUint64, card: cVal, bit: 0, name: "xstate_bv"},
@@ -824,7 +824,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "user_x86_fpregs_entry", check: true,
+	{name: "user_x86_fpregs_entry", check: false,
 		new: func() Message { return new(UserX86FpregsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserX86FpregsEntry{}.Cwd), num: 1, kind: kUint32, card: cVal, bit: 0, name: "cwd"},
@@ -842,7 +842,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xff,
 	},
-	{name: "user_desc_t", check: true,
+	{name: "user_desc_t", check: false,
 		new: func() Message { return new(UserDescT) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UserDescT{}.EntryNumber), num: 1, kind: kUint32, card: cVal, bit: 0, name: "entry_number"},
@@ -868,7 +868,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "cpuinfo_x86_entry", check: true,
+	{name: "cpuinfo_x86_entry", check: false,
 		new: func() Message { return new(CpuinfoX86Entry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CpuinfoX86Entry{}.VendorId), num: 1, kind: kInt32, card: cVal, bit: 0, name: "vendor_id"},
@@ -884,7 +884,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1f,
 	},
-	{name: "cpuinfo_ppc64_entry", check: true,
+	{name: "cpuinfo_ppc64_entry", check: false,
 		new: func() Message { return new(CpuinfoPpc64Entry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CpuinfoPpc64Entry{}.Endian), num: 1, kind: kInt32, card: cVal, bit: 0, name: "endian"},
@@ -898,14 +898,14 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(CpuinfoS390Entry{}.Hwcap), num: 2, kind: kUint64, card: cRep, name: "hwcap"},
 		},
 	},
-	{name: "cpuinfo_entry", check: true,
+	{name: "cpuinfo_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CpuinfoEntry{}.X86Entry), num: 1, kind: kMessage, card: cRep, msg: 45, name: "x86_entry"},
 			{off: unsafe.Offsetof(CpuinfoEntry{}.Ppc64Entry), num: 2, kind: kMessage, card: cRep, msg: 46, name: "ppc64_entry"},
 			{off: unsafe.Offsetof(CpuinfoEntry{}.S390Entry), num: 3, kind: kMessage, card: cRep, msg: 47, name: "s390_entry"},
 		},
 	},
-	{name: "creds_entry", check: true,
+	{name: "creds_entry", check: false,
 		new: func() Message { return new(CredsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(CredsEntry{}.Uid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "uid"},
@@ -955,7 +955,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3f,
 	},
-	{name: "task_kobj_ids_entry", check: true,
+	{name: "task_kobj_ids_entry", check: false,
 		new: func() Message { return new(TaskKobjIdsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TaskKobjIdsEntry{}.VmId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "vm_id"},
@@ -973,7 +973,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "thread_sas_entry", check: true,
+	{name: "thread_sas_entry", check: false,
 		new: func() Message { return new(ThreadSasEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadSasEntry{}.SsSp), num: 1, kind: kUint64, card: cVal, bit: 0, name: "ss_sp"},
@@ -1004,7 +1004,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "task_rlimits_entry", check: true,
+	{name: "task_rlimits_entry", check: false,
 		new: func() Message { return new(TaskRlimitsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TaskRlimitsEntry{}.Rlimits), num: 1, kind: kMessage, card: cRep, msg: 103, name: "rlimits"},
@@ -1027,7 +1027,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "sa_entry", check: true,
+	{name: "sa_entry", check: false,
 		new: func() Message { return new(SaEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SaEntry{}.Sigaction), num: 1, kind: kUint64, card: cVal, bit: 0, name: "sigaction"},
@@ -1039,7 +1039,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "cryo.file_stat_entry", check: true,
+	{name: "cryo.file_stat_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FileStatEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(FileStatEntry{}.Uid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "uid"},
@@ -1053,7 +1053,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1ff,
 	},
-	{name: "cryo.sk_extra_entry", check: true,
+	{name: "cryo.sk_extra_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SkExtraEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(SkExtraEntry{}.PeekOff), num: 2, kind: kInt32, card: cVal, bit: 1, name: "peek_off"},
@@ -1068,7 +1068,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "cryo.thread_extra_entry", check: true,
+	{name: "cryo.thread_extra_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.Tid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "tid"},
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.Cpus), num: 2, kind: kUint64, card: cRep, name: "cpus"},
@@ -1088,7 +1088,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "eventpoll_tfd_entry", check: true,
+	{name: "eventpoll_tfd_entry", check: false,
 		new: func() Message { return new(EventpollTfdEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(EventpollTfdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
@@ -1119,7 +1119,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "fdinfo_entry", check: true,
+	{name: "fdinfo_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FdinfoEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(FdinfoEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
@@ -1156,7 +1156,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "fh_entry", check: true,
+	{name: "fh_entry", check: false,
 		new: func() Message { return new(FhEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FhEntry{}.Bytes), num: 1, kind: kUint32, card: cVal, bit: 0, name: "bytes"},
@@ -1167,7 +1167,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "irmap_cache_entry", check: true,
+	{name: "irmap_cache_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(IrmapCacheEntry{}.Dev), num: 1, kind: kUint32, card: cVal, bit: 0, name: "dev"},
 			{off: unsafe.Offsetof(IrmapCacheEntry{}.Inode), num: 2, kind: kUint64, card: cVal, bit: 1, name: "inode"},
@@ -1175,7 +1175,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "fifo_entry", check: true,
+	{name: "fifo_entry", check: false,
 		new: func() Message { return new(FifoEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FifoEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
@@ -1184,7 +1184,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "file_lock_entry", check: true,
+	{name: "file_lock_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FileLockEntry{}.Flag), num: 1, kind: kUint32, card: cVal, bit: 0, name: "flag"},
 			{off: unsafe.Offsetof(FileLockEntry{}.Type), num: 2, kind: kUint32, card: cVal, bit: 1, name: "type"},
@@ -1195,7 +1195,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3f,
 	},
-	{name: "fown_entry", check: true,
+	{name: "fown_entry", check: false,
 		new: func() Message { return new(FownEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FownEntry{}.Uid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "uid"},
@@ -1206,7 +1206,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1f,
 	},
-	{name: "fs_entry", check: true,
+	{name: "fs_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FsEntry{}.CwdId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "cwd_id"},
 			{off: unsafe.Offsetof(FsEntry{}.RootId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "root_id"},
@@ -1245,7 +1245,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "fanotify_mount_mark_entry", check: true,
+	{name: "fanotify_mount_mark_entry", check: false,
 		new: func() Message { return new(FanotifyMountMarkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FanotifyMountMarkEntry{}.MntId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "mnt_id"},
@@ -1279,7 +1279,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "ghost_file_entry", check: true,
+	{name: "ghost_file_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(GhostFileEntry{}.Uid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "uid"},
 			{off: unsafe.Offsetof(GhostFileEntry{}.Gid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "gid"},
@@ -1295,7 +1295,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "ghost_chunk_entry", check: true,
+	{name: "ghost_chunk_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(GhostChunkEntry{}.Len), num: 1, kind: kUint64, card: cVal, bit: 0, name: "len"},
 			{off: unsafe.Offsetof(GhostChunkEntry{}.Off), num: 2, kind: kUint64, card: cVal, bit: 1, name: "off"},
@@ -1308,7 +1308,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(PluginsEntry{}.Plugins), num: 12, kind: kString, card: cRep, name: "plugins"},
 		},
 	},
-	{name: "inventory_entry", check: true,
+	{name: "inventory_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(InventoryEntry{}.ImgVersion), num: 1, kind: kUint32, card: cVal, bit: 0, name: "img_version"},
 			{off: unsafe.Offsetof(InventoryEntry{}.FdinfoPerId), num: 2, kind: kBool, card: cPtr, name: "fdinfo_per_id"},
@@ -1326,7 +1326,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "ipc_desc_entry", check: true,
+	{name: "ipc_desc_entry", check: false,
 		new: func() Message { return new(IpcDescEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(IpcDescEntry{}.Key), num: 1, kind: kUint32, card: cVal, bit: 0, name: "key"},
@@ -1339,7 +1339,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7f,
 	},
-	{name: "ipc_msg", check: true,
+	{name: "ipc_msg", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(IpcMsg{}.Mtype), num: 1, kind: kUint64, card: cVal, bit: 0, name: "mtype"},
 			{off: unsafe.Offsetof(IpcMsg{}.Msize), num: 2, kind: kUint32, card: cVal, bit: 1, name: "msize"},
@@ -1381,7 +1381,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "memfd_inode_entry", check: true,
+	{name: "memfd_inode_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(MemfdInodeEntry{}.Name), num: 1, kind: kString, card: cVal, bit: 0, name: "name"},
 			{off: unsafe.Offsetof(MemfdInodeEntry{}.Uid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "uid"},
@@ -1395,7 +1395,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7f,
 	},
-	{name: "aio_ring_entry", check: true,
+	{name: "aio_ring_entry", check: false,
 		new: func() Message { return new(AioRingEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(AioRingEntry{}.Id), num: 1, kind: kUint64, card: cVal, bit: 0, name: "id"},
@@ -1404,7 +1404,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "mm_entry", check: true,
+	{name: "mm_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(MmEntry{}.MmStartCode), num: 1, kind: kUint64, card: cVal, bit: 0, name: "mm_start_code"},
 			{off: unsafe.Offsetof(MmEntry{}.MmEndCode), num: 2, kind: kUint64, card: cVal, bit: 1, name: "mm_end_code"},
@@ -1426,7 +1426,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xfff,
 	},
-	{name: "ns_file_entry", check: true,
+	{name: "ns_file_entry", check: false,
 		new: func() Message { return new(NsFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(NsFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
@@ -1445,7 +1445,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "packet_ring", check: true,
+	{name: "packet_ring", check: false,
 		new: func() Message { return new(PacketRing) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PacketRing{}.BlockSize), num: 1, kind: kUint32, card: cVal, bit: 0, name: "block_size"},
@@ -1484,13 +1484,13 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1fff,
 	},
-	{name: "pagemap_head", check: true,
+	{name: "pagemap_head", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PagemapHead{}.PagesId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "pages_id"},
 		},
 		vals: 0x1,
 	},
-	{name: "pagemap_entry", check: true,
+	{name: "pagemap_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PagemapEntry{}.Vaddr), num: 1, kind: kUint64, card: cVal, bit: 0, name: "vaddr"},
 			{off: unsafe.Offsetof(PagemapEntry{}.CompatNrPages), num: 2, kind: kUint32, card: cVal, bit: 1, name: "compat_nr_pages"},
@@ -1511,7 +1511,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "pipe_data_entry", check: true,
+	{name: "pipe_data_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PipeDataEntry{}.PipeId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "pipe_id"},
 			{off: unsafe.Offsetof(PipeDataEntry{}.Bytes), num: 2, kind: kUint32, card: cVal, bit: 1, name: "bytes"},
@@ -1529,7 +1529,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "pstree_entry", check: true,
+	{name: "pstree_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PstreeEntry{}.Pid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "pid"},
 			{off: unsafe.Offsetof(PstreeEntry{}.Ppid), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ppid"},
@@ -1558,7 +1558,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "remap_file_path_entry", check: true,
+	{name: "remap_file_path_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(RemapFilePathEntry{}.OrigId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "orig_id"},
 			{off: unsafe.Offsetof(RemapFilePathEntry{}.RemapId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "remap_id"},
@@ -1566,7 +1566,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "rlimit_entry", check: true,
+	{name: "rlimit_entry", check: false,
 		new: func() Message { return new(RlimitEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(RlimitEntry{}.Cur), num: 1, kind: kUint64, card: cVal, bit: 0, name: "cur"},
@@ -1574,7 +1574,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "rseq_entry", check: true,
+	{name: "rseq_entry", check: false,
 		new: func() Message { return new(RseqEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(RseqEntry{}.RseqAbiPointer), num: 1, kind: kUint64, card: cVal, bit: 0, name: "rseq_abi_pointer"},
@@ -1682,7 +1682,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xff,
 	},
-	{name: "sk_opts_entry", check: true,
+	{name: "sk_opts_entry", check: false,
 		new: func() Message { return new(SkOptsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SkOptsEntry{}.SoSndbuf), num: 1, kind: kUint32, card: cVal, bit: 0, name: "so_sndbuf"},
@@ -1713,7 +1713,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3f,
 	},
-	{name: "scm_entry", check: true,
+	{name: "scm_entry", check: false,
 		new: func() Message { return new(ScmEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ScmEntry{}.Type), num: 1, kind: kUint32, card: cVal, bit: 0, name: "type"},
@@ -1721,7 +1721,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "sk_packet_entry", check: true,
+	{name: "sk_packet_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SkPacketEntry{}.IdFor), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id_for"},
 			{off: unsafe.Offsetof(SkPacketEntry{}.Length), num: 2, kind: kUint32, card: cVal, bit: 1, name: "length"},
@@ -1731,7 +1731,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "sk_ucred_entry", check: true,
+	{name: "sk_ucred_entry", check: false,
 		new: func() Message { return new(SkUcredEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SkUcredEntry{}.Uid), num: 1, kind: kUint32, card: cVal, bit: 0, name: "uid"},
@@ -1740,7 +1740,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "file_perms_entry", check: true,
+	{name: "file_perms_entry", check: false,
 		new: func() Message { return new(FilePermsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FilePermsEntry{}.Mode), num: 1, kind: kUint32, card: cVal, bit: 0, name: "mode"},
@@ -1782,7 +1782,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(TcpOptsEntry{}.Keepintvl), num: 5, kind: kUint32, card: cPtr, name: "keepintvl"},
 		},
 	},
-	{name: "tcp_stream_entry", check: true,
+	{name: "tcp_stream_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TcpStreamEntry{}.InqLen), num: 1, kind: kUint32, card: cVal, bit: 0, name: "inq_len"},
 			{off: unsafe.Offsetof(TcpStreamEntry{}.InqSeq), num: 2, kind: kUint32, card: cVal, bit: 1, name: "inq_seq"},
@@ -1804,7 +1804,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7f,
 	},
-	{name: "timeval", check: true,
+	{name: "timeval", check: false,
 		new: func() Message { return new(Timeval) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(Timeval{}.TvSec), num: 1, kind: kUint64, card: cVal, bit: 0, name: "tv_sec"},
@@ -1812,7 +1812,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x3,
 	},
-	{name: "timespec", check: true,
+	{name: "timespec", check: false,
 		new: func() Message { return new(Timespec) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(Timespec{}.TvSec), num: 1, kind: kUint64, card: cVal, bit: 0, name: "tv_sec"},
@@ -1826,7 +1826,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(TimensEntry{}.Boottime), num: 2, kind: kMessage, card: cOpt, required: true, msg: 123, name: "boottime"},
 		},
 	},
-	{name: "itimer_entry", check: true,
+	{name: "itimer_entry", check: false,
 		new: func() Message { return new(ItimerEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ItimerEntry{}.Isec), num: 1, kind: kUint64, card: cVal, bit: 0, name: "isec"},
@@ -1836,7 +1836,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "posix_timer_entry", check: true,
+	{name: "posix_timer_entry", check: false,
 		new: func() Message { return new(PosixTimerEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(PosixTimerEntry{}.ItId), num: 1, kind: kUint32, card: cVal, bit: 0, name: "it_id"},
@@ -1878,7 +1878,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1ff,
 	},
-	{name: "winsize_entry", check: true,
+	{name: "winsize_entry", check: false,
 		new: func() Message { return new(WinsizeEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(WinsizeEntry{}.WsRow), num: 1, kind: kUint32, card: cVal, bit: 0, name: "ws_row"},
@@ -1888,7 +1888,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0xf,
 	},
-	{name: "termios_entry", check: true,
+	{name: "termios_entry", check: false,
 		new: func() Message { return new(TermiosEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TermiosEntry{}.CIflag), num: 1, kind: kUint32, card: cVal, bit: 0, name: "c_iflag"},
@@ -1902,7 +1902,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7f,
 	},
-	{name: "tty_pty_entry", check: true,
+	{name: "tty_pty_entry", check: false,
 		new: func() Message { return new(TtyPtyEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TtyPtyEntry{}.Index), num: 1, kind: kUint32, card: cVal, bit: 0, name: "index"},
@@ -1916,7 +1916,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "tty_info_entry", check: true,
+	{name: "tty_info_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Type), num: 2, kind: kInt32, card: cVal, bit: 1, name: "type"},
@@ -1947,7 +1947,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x7,
 	},
-	{name: "tunfile_entry", check: true,
+	{name: "tunfile_entry", check: false,
 		new: func() Message { return new(TunfileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TunfileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
@@ -1957,7 +1957,7 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
-	{name: "tun_link_entry", check: true,
+	{name: "tun_link_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TunLinkEntry{}.Flags), num: 1, kind: kUint32, card: cVal, bit: 0, name: "flags"},
 			{off: unsafe.Offsetof(TunLinkEntry{}.Owner), num: 2, kind: kInt32, card: cVal, bit: 1, name: "owner"},
@@ -1967,14 +1967,14 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1f,
 	},
-	{name: "utsns_entry", check: true,
+	{name: "utsns_entry", check: false,
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(UtsnsEntry{}.Nodename), num: 1, kind: kString, card: cVal, bit: 0, name: "nodename"},
 			{off: unsafe.Offsetof(UtsnsEntry{}.Domainname), num: 2, kind: kString, card: cVal, bit: 1, name: "domainname"},
 		},
 		vals: 0x3,
 	},
-	{name: "vma_entry", check: true,
+	{name: "vma_entry", check: false,
 		new: func() Message { return new(VmaEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(VmaEntry{}.Start), num: 1, kind: kUint64, card: cVal, bit: 0, name: "start"},

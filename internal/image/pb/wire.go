@@ -26,6 +26,9 @@ func appendFixed64(b []byte, v uint64) []byte { return binary.LittleEndian.Appen
 func appendFixed32(b []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(b, v) }
 
 func consumeVarint(b []byte) (uint64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1 // most keys and many values
+	}
 	var v uint64
 	for i := 0; i < len(b) && i < 10; i++ {
 		c := b[i]

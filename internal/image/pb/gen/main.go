@@ -465,7 +465,8 @@ func hasRequired(m protoreflect.MessageDescriptor, seen map[protoreflect.FullNam
 	seen[m.FullName()] = true
 	for i := 0; i < m.Fields().Len(); i++ {
 		f := m.Fields().Get(i)
-		if f.Cardinality() == protoreflect.Required {
+		// Decoding sees to required scalars (held as values, cVal).
+		if f.Cardinality() == protoreflect.Required && (f.Kind() == protoreflect.MessageKind || f.Kind() == protoreflect.BytesKind) {
 			return true
 		}
 		if f.Kind() == protoreflect.MessageKind && hasRequired(f.Message(), seen) {
