@@ -15,7 +15,7 @@ import (
 // it was: events not read yet, a watch on a file no path reaches (procfs
 // encodes handles it cannot open), a fanotify filesystem mark (CRIU's
 // images have no room for it), signal-driven I/O, a fanotify of a
-// process without CAP_SYS_ADMIN.
+// process without CAP_SYS_ADMIN, a dnotify registration.
 func TestDumpRefusesNotify(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
@@ -28,6 +28,7 @@ func TestDumpRefusesNotify(t *testing.T) {
 		{"filesystem mark", []string{"fanotify", "fs"}, []string{"fanotify fd {fan} has a filesystem mark"}},
 		{"signal-driven", []string{"async"}, []string{"inotify fd {ino} has O_ASYNC"}},
 		{"no CAP_SYS_ADMIN", []string{"fanotify", "nocap"}, []string{"fd {fan} is a fanotify", "without CAP_SYS_ADMIN"}},
+		{"dnotify", []string{"dnotify"}, []string{"fd {dn} is a directory", "dnotify"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, err := filepath.EvalSymlinks(t.TempDir())
@@ -40,7 +41,7 @@ func TestDumpRefusesNotify(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r := strings.NewReplacer("{ino}", s.Ready["ino"], "{fan}", s.Ready["fan"])
+			r := strings.NewReplacer("{ino}", s.Ready["ino"], "{fan}", s.Ready["fan"], "{dn}", s.Ready["dn"])
 			var want []string
 			for _, w := range tc.want {
 				want = append(want, r.Replace(w))

@@ -96,6 +96,25 @@ func (t *Table) dumpOwner(fd int, f *pb.FileEntry) error {
 	return nil
 }
 
+// refuseDnotify refuses descriptor fd, entry f, if it is a directory with
+// an owner: F_NOTIFY makes the caller a directory's owner, and what it
+// registers no interface reads, so a restore could not bring it back.
+func (t *Table) refuseDnotify(fd int, f *pb.FileEntry) error {
+	if f.GetReg().GetMode()&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	dup, err := kernel.Getfd(t.view, fd)
+	if err != nil {
+		return err
+	}
+	o, err := kernel.GetOwner(dup)
+	closeAll([]int{dup})
+	if err != nil || o.Pid == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: fd %d is a directory with an owner for its signals (F_SETOWN), as a dnotify registration (F_NOTIFY) makes it, which cryo cannot keep", ErrUnsupported, fd)
+}
+
 // ownerInTree says whether o is a thread, process or process group of
 // the processes dumped. (The kernel says 0 for an owner that has exited.)
 func (t *Table) ownerInTree(o kernel.Owner) bool {

@@ -158,6 +158,9 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*pb.VmaEntry) error {
 				if info.Flags&unix.O_ASYNC != 0 {
 					return fmt.Errorf("%w: fd %d has O_ASYNC (signal-driven I/O), which the restore of a %v does not keep", ErrUnsupported, fd, typ)
 				}
+				if err := t.refuseDnotify(fd, t.files[id-1]); err != nil {
+					return fmt.Errorf("dump fd %d: %w", fd, err)
+				}
 			default:
 				if err := t.dumpOwner(fd, t.files[id-1]); err != nil {
 					return fmt.Errorf("dump fd %d: %w", fd, err)

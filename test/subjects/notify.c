@@ -1,7 +1,7 @@
 // notify: a checkpoint/restore subject holding an inotify, and a fanotify
 // if asked, which prints every event they report.
 //
-// Usage: notify DIR [deleted] [fanotify [mount|fs|nocap]] [proc] [noread] [fdinfo] [async]
+// Usage: notify DIR [deleted] [fanotify [mount|fs|nocap]] [proc] [noread] [fdinfo] [async] [dnotify]
 //   DIR       an existing directory; the inotify watches it (IN_CREATE,
 //             IN_DELETE: watch 1), DIR/gone (watch 2, removed: the
 //             numbers have a gap) and DIR/watched (IN_MODIFY: watch 3)
@@ -18,9 +18,11 @@
 //   async     the inotify is O_ASYNC (signal-driven I/O)
 //   fdinfo    it holds /proc/self/fdinfo/INO open, and checks every tick
 //             that it shows watch 1
+//   dnotify   it also holds DIR open with a dnotify registration
+//             (F_NOTIFY, DN_CREATE), SIGIO ignored
 //
 // Once set up, the events of the set-up read, it prints
-//   ready ino=FD fan=FD held=FD
+//   ready ino=FD fan=FD held=FD dn=FD
 // then every PERIOD_MS, first each event read since the last tick,
 //   event wd=W mask=0xM name=NAME
 //   fanevent mask=0xM ino=INODE
@@ -31,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,7 +115,7 @@ int main(int argc, char **argv) {
 	if (argc < 2)
 		fail("usage: notify DIR [deleted] [fanotify]");
 	dir = argv[1];
-	int deleted = 0, fanotify = 0, mount = 0, fs = 0, nocap = 0, procfs = 0, noread = 0, fdinfo = 0, async = 0;
+	int deleted = 0, fanotify = 0, mount = 0, fs = 0, nocap = 0, procfs = 0, noread = 0, fdinfo = 0, async = 0, dnotify = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "deleted") == 0)
 			deleted = 1;
@@ -132,6 +135,8 @@ int main(int argc, char **argv) {
 			fdinfo = 1;
 		else if (strcmp(argv[i], "async") == 0)
 			async = 1;
+		else if (strcmp(argv[i], "dnotify") == 0)
+			dnotify = 1;
 		else
 			fail("unknown part %s", argv[i]);
 	}
@@ -189,8 +194,16 @@ int main(int argc, char **argv) {
 		if ((info = open(p, O_RDONLY)) < 0)
 			fail("open %s: %s", p, strerror(errno));
 	}
+	int dn = -1;
+	if (dnotify) {
+		signal(SIGIO, SIG_IGN);
+		if ((dn = open(dir, O_RDONLY | O_DIRECTORY)) < 0)
+			fail("open %s: %s", dir, strerror(errno));
+		if (fcntl(dn, F_NOTIFY, DN_CREATE | DN_MULTISHOT) != 0)
+			fail("fcntl F_NOTIFY: %s", strerror(errno));
+	}
 	drain(ino, 0);
-	printf("ready ino=%d fan=%d held=%d\n", ino, fan, held);
+	printf("ready ino=%d fan=%d held=%d dn=%d\n", ino, fan, held, dn);
 	for (unsigned long n = 0;; n++) {
 		if (!noread)
 			drain(ino, 1);
