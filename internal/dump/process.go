@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,9 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 		last   *pb.VmaEntry // the next entry may extend it (a vvar)
 		lo, hi = ^uint64(0), uint64(0)
 		vmas   int
+		// named counts the anonymous VMAs with a name, the first named.
+		named int
+		first string
 	)
 	add := func(e *pb.VmaEntry) error {
 		vmas++
@@ -109,6 +113,11 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 		if err != nil || e == nil {
 			return err
 		}
+		if strings.HasPrefix(s.Path, "[anon:") {
+			if named++; first == "" {
+				first = s.Path
+			}
+		}
 		if err := d.recordMapped(e, f); err != nil {
 			return err
 		}
@@ -138,6 +147,12 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 		return err
 	}
 	d.stats.VMAs += vmas
+	if named > 0 {
+		// Go since 1.25 names its memory where the kernel allows it
+		// (CONFIG_ANON_VMA_NAME): refusing it would refuse every Go
+		// program there, and the names change nothing but /proc.
+		d.log.Warn("the names of anonymous memory (PR_SET_VMA_ANON_NAME) are not kept: the restored VMAs have none", "pid", d.pid, "vmas", named, "first", first)
+	}
 	guards, err := guardRegions(pm, lo, hi)
 	if err != nil {
 		return err
