@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -425,6 +426,11 @@ func (d *dumper) inspect() (err error) {
 		// Its tagged pointers would fault after a restore, which does
 		// not enable it.
 		return fmt.Errorf("%w: the process uses linear address masking (ARCH_ENABLE_TAGGED_ADDR, untag_mask %#x)", ErrUnsupported, m)
+	}
+	if f := d.status.ThreadFeatures; len(f) > 0 {
+		// A restore does not enable them, and the shadow stack's
+		// mapping would come back as plain memory.
+		return fmt.Errorf("%w: the process has x86 thread features enabled (arch_prctl ARCH_SHSTK_ENABLE: %s)", ErrUnsupported, strings.Join(f, " "))
 	}
 	return nil
 }

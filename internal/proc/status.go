@@ -47,6 +47,10 @@ type Status struct {
 	// (x86 linear address masking, which arch_prctl enables): all ones
 	// without it, and 0 where the kernel omits it.
 	UntagMask uint64
+	// ThreadFeatures are the x86 features the thread has enabled through
+	// arch_prctl (shstk, wrss: the shadow stack); nil where the kernel
+	// prints none (without CONFIG_X86_USER_SHADOW_STACK).
+	ThreadFeatures []string
 }
 
 // ParseStatus parses the contents of /proc/PID/status or
@@ -122,6 +126,10 @@ func ParseStatus(b []byte) (Status, error) {
 		{key: "Seccomp_filters", optional: true, parse: num(&s.SeccompFilters, 10)},
 		{key: "VmLck", optional: true, parse: kB(&s.VmLck)},
 		{key: "untag_mask", optional: true, parse: num(&s.UntagMask, 0)},
+		{key: "x86_Thread_features", optional: true, parse: func(v string) error {
+			s.ThreadFeatures = strings.Fields(v)
+			return nil
+		}},
 	}, nil)
 	if err != nil {
 		return Status{}, fmt.Errorf("parse status: %w", err)

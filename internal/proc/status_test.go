@@ -54,13 +54,14 @@ func TestParseStatus(t *testing.T) {
 				"NoNewPrivs:\t0", "NoNewPrivs:\t1",
 				"State:\tR (running)", "State:\tZ",
 			).Replace(statusMin) +
-				"Umask:\t0777\nSeccomp:\t2\nSeccomp_filters:\t3\nNSpid:\t8\t1\nNStgid:\t7\t1\nNSpgid:\t1\t1\nNSsid:\t1\t1\nVmLck:\t      24 kB\nuntag_mask:\t0x7fffffffffff\nFuture:\tx\n",
+				"Umask:\t0777\nSeccomp:\t2\nSeccomp_filters:\t3\nNSpid:\t8\t1\nNStgid:\t7\t1\nNSpgid:\t1\t1\nNSsid:\t1\t1\nVmLck:\t      24 kB\nuntag_mask:\t0x7fffffffffff\nx86_Thread_features:\tshstk wrss \nx86_Thread_features_locked:\tshstk\nFuture:\tx\n",
 			want: Status{
 				Name: " a\nb\\c\td:", Umask: 0o777, State: 'Z', Tgid: 7, Pid: 8, PPid: 1,
 				Uid: [4]uint32{1, 2, 3, 4}, Gid: [4]uint32{5, 6, 7, 8}, Groups: []uint32{0, 4, 27},
 				NStgid: []int{7, 1}, NSpid: []int{8, 1}, NSpgid: []int{1, 1}, NSsid: []int{1, 1},
 				Threads: 2, SigQueued: 3, SigQueueLimit: RlimInfinity,
 				SigBlk: 0xfffffffe7ffbfeff, CapAmb: 1 << 10, NoNewPrivs: true, Seccomp: 2, SeccompFilters: 3, VmLck: 24 << 10, UntagMask: 0x7fffffffffff,
+				ThreadFeatures: []string{"shstk", "wrss"},
 			},
 		},
 	} {
