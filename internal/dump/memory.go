@@ -66,6 +66,10 @@ var madvFlags = []struct {
 	{proc.VmWipeOnFork, unix.MADV_WIPEONFORK},
 }
 
+// kernelMappings are the mappings the kernel makes, which it may seal
+// itself (CONFIG_MSEAL_SYSTEM_MAPPINGS).
+var kernelMappings = map[string]bool{"[vdso]": true, "[vvar]": true, "[vvar_vclock]": true, "[vsyscall]": true, "[uprobes]": true}
+
 func anonPage(e uint64) bool     { return proc.PresentOrSwapped(e) && !proc.PageFileOrSharedAnon(e) }
 func presentPage(e uint64) bool  { return proc.PresentOrSwapped(e) }
 func deletedPath(p string) bool  { return strings.HasSuffix(p, " (deleted)") }
@@ -146,6 +150,12 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 			return nil, a, f, fmt.Errorf("%w: memory locked on fault (mlock2 MLOCK_ONFAULT) at %#x-%#x", ErrUnsupported, s.Start, s.End)
 		}
 		flags |= unix.MAP_LOCKED
+	}
+	if s.Flags&proc.VmSealed != 0 && !kernelMappings[s.Path] {
+		return nil, a, f, fmt.Errorf("%w: the mapping at %#x-%#x %s is sealed (mseal), which images have no place for", ErrUnsupported, s.Start, s.End, s.Path)
+	}
+	if s.Flags&proc.VmHugeTLB != 0 && !isSysvShm(s.Mapping) {
+		return nil, a, f, fmt.Errorf("%w: huge page memory (MAP_HUGETLB, hugetlbfs) at %#x-%#x %s", ErrUnsupported, s.Start, s.End, s.Path)
 	}
 	a = area{start: s.Start, end: s.End, viaMem: s.Perms[0] != 'r', noFork: madv&noForkFlags != 0}
 	mayWrite := s.Flags&proc.VmMayWrite != 0

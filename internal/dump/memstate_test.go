@@ -3,6 +3,7 @@ package dump_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,18 +15,24 @@ import (
 	"github.com/cryo-cr/cryo/internal/testutil"
 )
 
-// TestDumpRefusesMemoryLocks checks that memory locks CRIU's images cannot
-// describe are refused, naming them, and leave the target running.
-func TestDumpRefusesMemoryLocks(t *testing.T) {
+// TestDumpRefusesMemory checks that memory locks, seals and huge pages,
+// which CRIU's images cannot describe, are refused, naming them, and leave
+// the target running.
+func TestDumpRefusesMemory(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tt := range []struct {
 		mode string
-		want []string // substrings of the error
+		want []string // substrings of the error; a key of the ready line stands for its address
 	}{
 		{"lockall", []string{"mlockall(MCL_FUTURE)"}},
 		{"lockonfault", []string{"MLOCK_ONFAULT", "onfault"}},
+		{"seal", []string{"sealed (mseal)", "sealed"}},
+		{"hugetlb", []string{"huge page memory (MAP_HUGETLB", "huge"}},
 	} {
 		t.Run(tt.mode, func(t *testing.T) {
+			if tt.mode == "hugetlb" {
+				reserveHugePage(t)
+			}
 			s := startSinkBinary(t, testutil.BuildC(t, "memstate.c"), tt.mode)
 			maps := readMaps(t, s.Pid)
 			dir := filepath.Join(t.TempDir(), "images")
@@ -34,8 +41,8 @@ func TestDumpRefusesMemoryLocks(t *testing.T) {
 				t.Fatalf("dump: %v, want %v", err, dump.ErrUnsupported)
 			}
 			for _, w := range tt.want {
-				if w == "onfault" {
-					w = s.Ready[w][2:] // the address, without 0x
+				if v, ok := s.Ready[w]; ok {
+					w = v[2:] // the address, without 0x
 				}
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
@@ -74,4 +81,22 @@ func TestDumpMemoryStateCrit(t *testing.T) {
 	}
 	critDecode(t, dir)
 	s.WaitTicks(t, 3)
+}
+
+// reserveHugePage has the kernel keep a huge page for the test
+// (vm.nr_hugepages), if it keeps none, until the test ends.
+func reserveHugePage(t *testing.T) {
+	t.Helper()
+	const knob = "/proc/sys/vm/nr_hugepages"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(old)) != "0" {
+		return
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(knob, old, 0) })
 }

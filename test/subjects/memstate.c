@@ -3,6 +3,9 @@
 //   lock        a MAP_LOCKED mapping, and a mapping half locked with mlock
 //   lockall     mlockall(MCL_FUTURE)
 //   lockonfault a mapping locked with mlock2(MLOCK_ONFAULT)
+//   seal        a mapping sealed with mseal (Linux 6.10)
+//   hugetlb     a mapping of huge pages (MAP_HUGETLB: needs one 2 MiB
+//               page reserved, vm.nr_hugepages)
 //   guard       guard regions (MADV_GUARD_INSTALL) inside a mapping
 //   shmsplit    shared anonymous memory split in three VMAs by mprotect,
 //               its first page mapped a second time (mremap of old size
@@ -125,6 +128,15 @@ static void setup(const char *dir, const char *mode) {
 		if (syscall(SYS_mlock2, onfault, 4 * PAGE, MLOCK_ONFAULT_))
 			fail("mlock2");
 		READY(" onfault=%p", (void *)onfault);
+	} else if (!strcmp(mode, "seal")) {
+		char *sealed = mapped(2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+		if (syscall(462 /* mseal */, sealed, 2 * PAGE, 0))
+			fail("mseal");
+		READY(" sealed=%p", (void *)sealed);
+	} else if (!strcmp(mode, "hugetlb")) {
+		char *huge = mapped(512, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1);
+		huge[0] = 1;
+		READY(" huge=%p", (void *)huge);
 	} else if (!strcmp(mode, "guard")) {
 		// Pages 2-3 and 6 are guards; the others hold the pattern.
 		guarded = mapped(8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
