@@ -2,6 +2,7 @@ package dump
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"strings"
 
@@ -65,6 +66,9 @@ var madvFlags = []struct {
 	{proc.VmDontDump, unix.MADV_DONTDUMP},
 	{proc.VmWipeOnFork, unix.MADV_WIPEONFORK},
 }
+
+// anonHugePath is what maps shows for anonymous memory of huge pages.
+const anonHugePath = "/anon_hugepage (deleted)"
 
 // kernelMappings are the mappings the kernel makes, which it may seal
 // itself (CONFIG_MSEAL_SYSTEM_MAPPINGS).
@@ -154,8 +158,9 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 	if s.Flags&proc.VmSealed != 0 && !kernelMappings[s.Path] {
 		return nil, a, f, fmt.Errorf("%w: the mapping at %#x-%#x %s is sealed (mseal), which images have no place for", ErrUnsupported, s.Start, s.End, s.Path)
 	}
-	if s.Flags&proc.VmHugeTLB != 0 && !isSysvShm(s.Mapping) {
-		return nil, a, f, fmt.Errorf("%w: huge page memory (MAP_HUGETLB, hugetlbfs) at %#x-%#x %s", ErrUnsupported, s.Start, s.End, s.Path)
+	hugetlb := s.Flags&proc.VmHugeTLB != 0 && !isSysvShm(s.Mapping)
+	if hugetlb && (flags&unix.MAP_TYPE != unix.MAP_PRIVATE || s.Path != anonHugePath) {
+		return nil, a, f, fmt.Errorf("%w: shared huge page memory or a hugetlbfs file (MAP_HUGETLB) at %#x-%#x %s", ErrUnsupported, s.Start, s.End, s.Path)
 	}
 	a = area{start: s.Start, end: s.End, viaMem: s.Perms[0] != 'r', noFork: madv&noForkFlags != 0}
 	mayWrite := s.Flags&proc.VmMayWrite != 0
@@ -189,6 +194,21 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 		e.Prot = unix.PROT_READ
 		c.vvar = e
 		return e, area{}, f, nil
+	case hugetlb:
+		// Private anonymous memory of huge pages (MAP_HUGETLB), which
+		// CRIU's images mark in the flags, with the pages' size. A
+		// snapshot child would share its pages with the process, whose
+		// writes may then take them from the child (the child holds no
+		// reservation): it is read while the process is frozen.
+		status |= image.VMAAnonPrivate
+		flags |= unix.MAP_ANONYMOUS | unix.MAP_HUGETLB
+		if sz := s.KernelPageSize; sz > pageSize {
+			// MAP_HUGE_2MB and its kin: the size's log2 (the default
+			// size's pages without it).
+			flags |= uint32(bits.TrailingZeros64(sz)) << unix.MAP_HUGE_SHIFT
+		}
+		e.Pgoff = 0
+		a.dump, a.noFork = presentPage, true
 	case s.Path == "" || s.Path == "[heap]" || s.Path == "[stack]" || strings.HasPrefix(s.Path, "[anon:") || strings.HasPrefix(s.Path, "[stack:"):
 		status |= image.VMAAnonPrivate
 		flags |= unix.MAP_ANONYMOUS

@@ -3,7 +3,6 @@ package dump_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,11 +26,11 @@ func TestDumpRefusesMemory(t *testing.T) {
 		{"lockall", []string{"mlockall(MCL_FUTURE)"}},
 		{"lockonfault", []string{"MLOCK_ONFAULT", "onfault"}},
 		{"seal", []string{"sealed (mseal)", "sealed"}},
-		{"hugetlb", []string{"huge page memory (MAP_HUGETLB", "huge"}},
+		{"hugeshared", []string{"shared huge page memory", "huge"}},
 	} {
 		t.Run(tt.mode, func(t *testing.T) {
-			if tt.mode == "hugetlb" {
-				reserveHugePage(t)
+			if tt.mode == "hugeshared" {
+				testutil.ReserveHugePages(t, 1)
 			}
 			s := startSinkBinary(t, testutil.BuildC(t, "memstate.c"), tt.mode)
 			maps := readMaps(t, s.Pid)
@@ -81,22 +80,4 @@ func TestDumpMemoryStateCrit(t *testing.T) {
 	}
 	critDecode(t, dir)
 	s.WaitTicks(t, 3)
-}
-
-// reserveHugePage has the kernel keep a huge page for the test
-// (vm.nr_hugepages), if it keeps none, until the test ends.
-func reserveHugePage(t *testing.T) {
-	t.Helper()
-	const knob = "/proc/sys/vm/nr_hugepages"
-	old, err := os.ReadFile(knob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(string(old)) != "0" {
-		return
-	}
-	if err := os.WriteFile(knob, []byte("1"), 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.WriteFile(knob, old, 0) })
 }

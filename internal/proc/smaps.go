@@ -22,7 +22,10 @@ type SmapsEntry struct {
 	// ProtectionKey is the mapping's memory protection key; the line is
 	// there only where the kernel enabled protection keys.
 	ProtectionKey uint32
-	Flags         VmFlags
+	// KernelPageSize is the size of the pages backing the mapping, in
+	// bytes: more than a page for huge pages (hugetlb); 0 if not shown.
+	KernelPageSize uint64
+	Flags          VmFlags
 	// OtherFlags are the VmFlags codes VmFlags has no constant for, in the
 	// kernel's order.
 	OtherFlags []string
@@ -97,8 +100,8 @@ func (f VmFlags) String() string {
 
 // ParseSmaps parses the contents of /proc/PID/smaps: per VMA a maps line,
 // then "Key: value" lines up to the next maps line. Rss, Anonymous, Swap and
-// VmFlags are required, ProtectionKey is read where present; other keys
-// are skipped.
+// VmFlags are required, ProtectionKey and KernelPageSize are read where
+// present; other keys are skipped.
 func ParseSmaps(b []byte) ([]SmapsEntry, error) {
 	var entries []SmapsEntry
 	for n := 1; len(b) > 0; n++ {
@@ -166,12 +169,13 @@ const (
 	smapsSwap
 	smapsProtectionKey
 	smapsVmFlags
+	smapsKernelPageSize
 	smapsRequired = smapsRss | smapsAnonymous | smapsSwap | smapsVmFlags
 )
 
 // parseSmapsBody reads the "Key: value" lines of one entry into e: Rss,
-// Anonymous, Swap and VmFlags once each, ProtectionKey at most once, the
-// others skipped. The smaps of a process with 60,000 mappings has a
+// Anonymous, Swap and VmFlags once each, ProtectionKey and KernelPageSize
+// at most once, the others skipped. The smaps of a process with 60,000 mappings has a
 // million and a half lines: this allocates nothing but what e keeps.
 func parseSmapsBody(e *SmapsEntry, body []byte) error {
 	var seen int
@@ -202,6 +206,9 @@ func parseSmapsBody(e *SmapsEntry, body []byte) error {
 		case "VmFlags":
 			key = smapsVmFlags
 			e.Flags, e.OtherFlags = parseVmFlags(v)
+		case "KernelPageSize":
+			key = smapsKernelPageSize
+			e.KernelPageSize, err = parseKB(v)
 		default:
 			continue
 		}

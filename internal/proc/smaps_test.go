@@ -15,6 +15,7 @@ import (
 
 const smapsVvar = `7f936efab000-7f936efaf000 r--p 00000000 00:00 0                          [vvar]
 Size:                 16 kB
+KernelPageSize:        4 kB
 Rss:                   0 kB
 Anonymous:             0 kB
 Swap:                  0 kB
@@ -28,6 +29,7 @@ func TestParseSmaps(t *testing.T) {
 		"Rss:                   8 kB\n" +
 		"Anonymous:             8 kB\n" +
 		"ProtectionKey:         0\n" +
+		"KernelPageSize:     2048 kB\n" +
 		"Swap:                  4 kB\n" +
 		"VmFlags: rd wr mr mw me ac dc wf hg ?? zz sl\n" +
 		"7fff00000000-7fff00001000 rw-p 00000000 00:00 0    [stack]\n" +
@@ -38,14 +40,16 @@ func TestParseSmaps(t *testing.T) {
 		"Rss: 18014398509481983 kB"
 	want := []SmapsEntry{
 		{
-			Mapping: Mapping{0x7f936efab000, 0x7f936efaf000, "r--p", 0, 0, 0, 0, "[vvar]"},
-			Flags:   VmRead | VmMayRead | VmPfnMap | VmIO | VmDontExpand | VmDontDump,
+			Mapping:        Mapping{0x7f936efab000, 0x7f936efaf000, "r--p", 0, 0, 0, 0, "[vvar]"},
+			KernelPageSize: 4096,
+			Flags:          VmRead | VmMayRead | VmPfnMap | VmIO | VmDontExpand | VmDontDump,
 		},
 		{
-			Mapping:   Mapping{0x7f0000000000, 0x7f0000004000, "rw-p", 0, 0, 0, 0, ""},
-			Rss:       8192,
-			Anonymous: 8192,
-			Swap:      4096,
+			Mapping:        Mapping{0x7f0000000000, 0x7f0000004000, "rw-p", 0, 0, 0, 0, ""},
+			Rss:            8192,
+			Anonymous:      8192,
+			Swap:           4096,
+			KernelPageSize: 2 << 20,
 			Flags: VmRead | VmWrite | VmMayRead | VmMayWrite | VmMayExec | VmAccount |
 				VmDontCopy | VmWipeOnFork | VmHugePage | VmSealed,
 			OtherFlags: []string{"??", "zz"},

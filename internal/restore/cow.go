@@ -27,11 +27,12 @@ import (
 
 // cowPrivate reports whether v is private memory that a child inherits
 // from its parent copy-on-write: anonymous, the heap and the stack
-// included, or a file's private mapping.
+// included, or a file's private mapping; not huge pages, whose writes by
+// the parent may take them from the child (it holds no reservation).
 func cowPrivate(v *vma) bool {
 	st := v.status &^ (image.VMAAreaHeap | image.VMAAreaStack)
 	return (st == image.VMAAreaRegular|image.VMAAnonPrivate || st == image.VMAAreaRegular|image.VMAFilePrivate) &&
-		v.flags&unix.MAP_TYPE == unix.MAP_PRIVATE
+		v.flags&unix.MAP_TYPE == unix.MAP_PRIVATE && v.flags&unix.MAP_HUGETLB == 0
 }
 
 // inherits reports whether the child's VMA v is made by keeping the

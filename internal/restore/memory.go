@@ -219,7 +219,11 @@ func (r *restorer) mapVMAs() error {
 
 // mapWhat names the mapping that m, an mmap, makes of v.
 func mapWhat(m *ptrace.Sys, v *vma) string {
-	return fmt.Sprintf("map VMA %#x-%#x (prot %#x flags %#x)", v.start, v.end, m.Args[2], m.Args[3])
+	huge := ""
+	if v.flags&unix.MAP_HUGETLB != 0 {
+		huge = " of huge pages (vm.nr_hugepages keeps them)"
+	}
+	return fmt.Sprintf("map VMA %#x-%#x%s (prot %#x flags %#x)", v.start, v.end, huge, m.Args[2], m.Args[3])
 }
 
 // droppableAsPrivate maps droppable memory as plain private memory where
@@ -480,6 +484,12 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 		at, n := p.r.Start+p.shift, p.r.End-p.r.Start
 		if n >= uffdMin && r.uffd == uffdUnopened {
 			r.uffd = r.openUffd()
+		}
+		// A copy into huge pages must cover whole ones: they are
+		// written as a file mapping's are.
+		if in, _ := split(vdso.Range{Start: at, End: at + n}, r.c.huge); len(in) > 0 {
+			rest = append(rest, p)
+			continue
 		}
 		if n < uffdMin || r.uffd < 0 || kernel.UffdRegister(r.uffd, at, n) != nil {
 			rest = append(rest, p)

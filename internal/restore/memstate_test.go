@@ -120,6 +120,14 @@ func TestMemoryState(t *testing.T) {
 			}
 			t.Errorf("no page run holds the 4 MiB at %#x: the test no longer has a run across VMAs", at)
 		}},
+		// A private mapping of a huge page, written whole: made again of
+		// a huge page of the same size, whose contents the subject checks.
+		{mode: "hugetlb", state: hugeState, image: func(t *testing.T, s *subject, im *images) {
+			const want = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_HUGETLB | 21<<unix.MAP_HUGE_SHIFT
+			if v := vmaAt(t, im, s.ReadyUint(t, "huge")); v.GetFlags() != want || v.GetStatus() != image.VMAAreaRegular|image.VMAAnonPrivate {
+				t.Errorf("huge page VMA: flags %#x status %#x, want %#x and a private anonymous one", v.GetFlags(), v.GetStatus(), want)
+			}
+		}},
 		{mode: "oom", state: func(t *testing.T, s *subject) string { return readProc(t, s.Pid, "oom_score_adj") },
 			image: func(t *testing.T, s *subject, im *images) {
 				if got := im.cores[uint32(s.Pid)].Tc.GetOomScoreAdj(); got != 400 {
@@ -139,6 +147,9 @@ func TestMemoryState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
+			if tt.mode == "hugetlb" {
+				testutil.ReserveHugePages(t, 1)
+			}
 			s := startMemstate(t, tt.mode)
 			s.WaitTicks(t, 2)
 			before := tt.state(t, s)
@@ -167,6 +178,20 @@ func reserveState(t *testing.T, s *subject) string {
 		}
 	}
 	return b.String()
+}
+
+// hugeState describes the VMA of the subject's huge page: its size,
+// protection, flags and page size.
+func hugeState(t *testing.T, s *subject) string {
+	t.Helper()
+	at := s.ReadyUint(t, "huge")
+	for _, e := range smaps(t, s.Pid) {
+		if e.Start == at {
+			return fmt.Sprintf("%#x %s %s page %d", e.End-e.Start, e.Perms, e.Flags, e.KernelPageSize)
+		}
+	}
+	t.Fatalf("no VMA at %#x", at)
+	return ""
 }
 
 func runsplitState(t *testing.T, s *subject) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -66,5 +67,39 @@ func reapChildren() error {
 		default:
 			return fmt.Errorf("reap children: %w", err)
 		}
+	}
+}
+
+// ReserveHugePages has the kernel keep at least n huge pages of the
+// default size (vm.nr_hugepages) until the test ends.
+func ReserveHugePages(t testing.TB, n int) {
+	t.Helper()
+	const knob = "/proc/sys/vm/nr_hugepages"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := strconv.Atoi(strings.TrimSpace(string(old)))
+	if err != nil {
+		t.Fatalf("%s: %v", knob, err)
+	}
+	if have >= n {
+		return
+	}
+	if err := os.WriteFile(knob, []byte(strconv.Itoa(n)), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(knob, old, 0); err != nil {
+			t.Errorf("restore %s: %v", knob, err)
+		}
+	})
+	// The kernel may find fewer free.
+	got, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := strconv.Atoi(strings.TrimSpace(string(got))); g < n {
+		t.Fatalf("%s: %d huge pages kept, want %d", knob, g, n)
 	}
 }

@@ -4,8 +4,9 @@
 //   lockall     mlockall(MCL_FUTURE)
 //   lockonfault a mapping locked with mlock2(MLOCK_ONFAULT)
 //   seal        a mapping sealed with mseal (Linux 6.10)
-//   hugetlb     a mapping of huge pages (MAP_HUGETLB: needs one 2 MiB
-//               page reserved, vm.nr_hugepages)
+//   hugetlb     a private mapping of a 2 MiB huge page, written whole
+//               (MAP_HUGETLB: needs one reserved, vm.nr_hugepages)
+//   hugeshared  a shared one (MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB)
 //   guard       guard regions (MADV_GUARD_INSTALL) inside a mapping
 //   shmsplit    shared anonymous memory split in three VMAs by mprotect,
 //               its first page mapped a second time (mremap of old size
@@ -44,6 +45,8 @@
 #define MEMBARRIER_CMD_QUERY_ 0
 #define MEMBARRIER_CMD_GET_REGISTRATIONS_ (1 << 9)
 
+#define HUGE_PAGES 512 // a 2 MiB huge page
+static char *huge;
 static char *locked, *halflocked, *onfault, *guarded, *shsplit, *shdup, *shtail, *rwmap, *romap;
 static char *reserved, *sparse, *hidden, *runsplit;
 static int oom, barriers;
@@ -133,9 +136,10 @@ static void setup(const char *dir, const char *mode) {
 		if (syscall(462 /* mseal */, sealed, 2 * PAGE, 0))
 			fail("mseal");
 		READY(" sealed=%p", (void *)sealed);
-	} else if (!strcmp(mode, "hugetlb")) {
-		char *huge = mapped(512, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1);
-		huge[0] = 1;
+	} else if (!strcmp(mode, "hugetlb") || !strcmp(mode, "hugeshared")) {
+		int type = strcmp(mode, "hugetlb") ? MAP_SHARED : MAP_PRIVATE;
+		huge = mapped(HUGE_PAGES, PROT_READ | PROT_WRITE, type | MAP_ANONYMOUS | MAP_HUGETLB, -1);
+		fill(huge, HUGE_PAGES);
 		READY(" huge=%p", (void *)huge);
 	} else if (!strcmp(mode, "guard")) {
 		// Pages 2-3 and 6 are guards; the others hold the pattern.
@@ -224,6 +228,8 @@ static void setup(const char *dir, const char *mode) {
 }
 
 static void check_all(unsigned long tick) {
+	if (huge)
+		check("huge", huge, 0, HUGE_PAGES);
 	if (runsplit)
 		check("runsplit", runsplit, 0, RUNSPLIT_PAGES);
 	if (reserved) {
