@@ -95,6 +95,9 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	if err := errors.Join(a.value(sasAt, &sas), a.value(clearTidAt, &clearTid), a.value(pdeathAt, &pdeath)); err != nil {
 		return nil, err
 	}
+	if stat.Policy == unix.SCHED_DEADLINE {
+		return nil, fmt.Errorf("%w: tid %d runs under SCHED_DEADLINE, whose runtime, deadline and period CRIU's images have no place for", ErrUnsupported, tid)
+	}
 	if err := checkTimerSlack(tid, a.calls[slack].Ret, stat.Policy); err != nil {
 		return nil, err
 	}

@@ -24,16 +24,23 @@ func TestRestoreSettings(t *testing.T) {
 	s.WaitTicks(t, c.ticks+3)
 }
 
-// TestDumpRefusesTimerSlack dumps a process one of whose threads set its
-// timer slack, which CRIU's images cannot hold: the dump refuses, naming
-// it, and the process goes on.
-func TestDumpRefusesTimerSlack(t *testing.T) {
+// TestDumpRefusesThreadSettings dumps a process one of whose threads set
+// its timer slack, or runs under SCHED_DEADLINE, which CRIU's images
+// cannot hold: the dump refuses, naming it, and the process goes on.
+func TestDumpRefusesThreadSettings(t *testing.T) {
 	testutil.RequireRoot(t)
-	s := testutil.StartSubject(t, testutil.BuildC(t, "settings.c"), "slack")
-	s.WaitTicks(t, 3)
-	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images")})
-	if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), "timer slack of 2000000 ns") {
-		t.Fatalf("dump: %v, want a refusal naming the timer slack", err)
+	for _, tc := range []struct{ mode, want string }{
+		{"slack", "timer slack of 2000000 ns"},
+		{"deadline", "runs under SCHED_DEADLINE"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			s := testutil.StartSubject(t, testutil.BuildC(t, "settings.c"), tc.mode)
+			s.WaitTicks(t, 3)
+			_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: filepath.Join(t.TempDir(), "images")})
+			if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("dump: %v, want a refusal saying %q", err, tc.want)
+			}
+			s.WaitTicks(t, s.Ticks()+3)
+		})
 	}
-	s.WaitTicks(t, s.Ticks()+3)
 }

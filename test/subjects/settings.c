@@ -4,14 +4,17 @@
 //   tick N pid=P ok
 // A restore must give every setting back; the state oracle compares them
 // in /proc. With the argument "slack" its second thread also sets its
-// timer slack, which no image can hold.
+// timer slack, which no image can hold; with "deadline" it runs under
+// SCHED_DEADLINE, whose parameters no image can hold either.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,14 +27,30 @@ static void fail(const char *what) {
 	_exit(1);
 }
 
+// sched_attr is struct sched_attr of include/uapi/linux/sched/types.h.
+struct sched_attr {
+	uint32_t size, policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+};
+
 static void *worker(void *arg) {
+	const char *mode = arg;
 	// A thread's own name and nice value.
 	if (prctl(PR_SET_NAME, "settings-worker") != 0)
 		fail("PR_SET_NAME");
-	if (arg && prctl(PR_SET_TIMERSLACK, 2000000) != 0)
+	if (mode && strcmp(mode, "slack") == 0 && prctl(PR_SET_TIMERSLACK, 2000000) != 0)
 		fail("PR_SET_TIMERSLACK");
 	if (setpriority(PRIO_PROCESS, 0, 3) != 0)
 		fail("setpriority");
+	if (mode && strcmp(mode, "deadline") == 0) {
+		struct sched_attr a = {.size = sizeof(a), .policy = 6 /* SCHED_DEADLINE */,
+				       .runtime = 1000000, .deadline = 10000000, .period = 10000000};
+		if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
+			fail("sched_setattr SCHED_DEADLINE");
+	}
 	for (;;)
 		pause();
 	return NULL;
@@ -45,8 +64,7 @@ int main(int argc, char **argv) {
 	if (prctl(PR_SET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, PR_SPEC_DISABLE, 0, 0) != 0 && errno != ENXIO && errno != EINVAL)
 		fail("PR_SET_SPECULATION_CTRL");
 	pthread_t t;
-	void *slack = argc > 1 && strcmp(argv[1], "slack") == 0 ? argv[1] : NULL;
-	if (pthread_create(&t, NULL, worker, slack) != 0)
+	if (pthread_create(&t, NULL, worker, argc > 1 ? argv[1] : NULL) != 0)
 		fail("pthread_create");
 	for (unsigned long tick = 0;; tick++) {
 		printf("tick %lu pid=%d ok\n", tick, getpid());
