@@ -84,6 +84,9 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	pdeathAt := a.buf(4)
 	a.ask("parent-death signal", false, unix.SYS_PRCTL, unix.PR_GET_PDEATHSIG, pdeathAt)
 	slack := a.ask("timer slack", false, unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK)
+	// Without NUMA (ENOSYS), the thread has none.
+	modeAt, nodesAt := a.buf(4), a.buf(image.MaxNodeWords*8)
+	mempolicy := a.ask("memory policy", true, unix.SYS_GET_MEMPOLICY, modeAt, nodesAt, image.MaxNodeWords*64, 0, 0)
 	if err := a.run(); err != nil {
 		return nil, err
 	}
@@ -123,7 +126,14 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 		SignalsP:  signalQueue(queued),
 		PdeathSig: pb.Uint32(uint32(pdeath)),
 	}
-	if err := d.recordThreadExtra(tid); err != nil {
+	var mem memPolicy
+	if a.calls[mempolicy].Failed() == nil {
+		mem.nodes = make([]uint64, image.MaxNodeWords)
+		if err := errors.Join(a.value(modeAt, &mem.mode), a.value(nodesAt, mem.nodes)); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.recordThreadExtra(tid, mem); err != nil {
 		return nil, err
 	}
 	rs, err := tr.GetRseqConfiguration(tid)
@@ -161,12 +171,19 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	}, nil
 }
 
+// memPolicy is a thread's NUMA memory policy, as get_mempolicy gives it.
+type memPolicy struct {
+	mode  uint32
+	nodes []uint64
+}
+
 // recordThreadExtra keeps what thread tid holds that CRIU's core entry
 // does not: the CPUs it may run on when they are not the ones cryo may
 // (a restore gives a thread without them the CPUs its own cryo may run
 // on, so that a process is not tied to the CPUs of the machine it was
-// dumped on unless it tied itself), and its I/O priority if one was set.
-func (d *dumper) recordThreadExtra(tid int) error {
+// dumped on unless it tied itself), its I/O priority if one was set, and
+// its memory policy, policy, if it has one.
+func (d *dumper) recordThreadExtra(tid int, policy memPolicy) error {
 	own, err := d.ownExtras()
 	if err != nil {
 		return err
@@ -189,7 +206,13 @@ func (d *dumper) recordThreadExtra(tid int) error {
 		return fmt.Errorf("read I/O priority of tid %d: %w", tid, err)
 	}
 	x.IOPrio = prio
-	if x.CPUs != nil || x.IOPrio != 0 {
+	if policy.mode != unix.MPOL_DEFAULT {
+		x.MemPolicy, x.MemNodes = policy.mode, policy.nodes
+		for len(x.MemNodes) > 0 && x.MemNodes[len(x.MemNodes)-1] == 0 {
+			x.MemNodes = x.MemNodes[:len(x.MemNodes)-1]
+		}
+	}
+	if x.CPUs != nil || x.IOPrio != 0 || x.MemPolicy != 0 {
 		d.threadExtras = append(d.threadExtras, x)
 	}
 	return nil

@@ -15,7 +15,8 @@ import (
 // holds that CRIU's images do not: its memory-deny-write-execute flags
 // (PR_SET_MDWE, as systemd's MemoryDenyWriteExecute= may set them) and
 // its core dump filter (/proc/PID/coredump_filter), when it is not the
-// dumping cryo's.
+// dumping cryo's; and a thread's NUMA memory policy (set_mempolicy, as
+// numactl --interleave sets it) when it has one.
 type ThreadExtra struct {
 	TID uint32
 	// CPUs is the mask, 64 CPUs a word, CPU 0 the lowest bit of the
@@ -31,7 +32,24 @@ type ThreadExtra struct {
 	// CoredumpFilter is the core dump filter of the thread's process, on
 	// its leader's record only; nil when it was the dumping cryo's.
 	CoredumpFilter *uint32
+	// MemPolicy is the memory policy as get_mempolicy gives it, a mode
+	// (MPOL_*) and its flags; 0, MPOL_DEFAULT, for none. MemNodes are its
+	// nodes, 64 a word, node 0 the lowest bit of the first.
+	MemPolicy uint32
+	MemNodes  []uint64
 }
+
+// MaxNodeWords bounds a ThreadExtra's nodes: 1,024 nodes, as the kernel's
+// MAX_NUMNODES at most.
+const MaxNodeWords = 16
+
+// The modes and flags of a memory policy (include/uapi/linux/mempolicy.h):
+// the modes below MPOL_MAX (7, since Linux 6.9), and MPOL_F_STATIC_NODES,
+// MPOL_F_RELATIVE_NODES and MPOL_F_NUMA_BALANCING.
+const (
+	mpolModes = 7
+	mpolFlags = 1<<15 | 1<<14 | 1<<13
+)
 
 // MaxCPUWords bounds a ThreadExtra's mask: 1,024 CPUs, as glibc's
 // cpu_set_t.
@@ -58,11 +76,15 @@ func (x ThreadExtra) message() *pb.ThreadExtraEntry {
 	if x.MDWE != 0 {
 		m.Mdwe = pb.Uint32(x.MDWE)
 	}
+	if x.MemPolicy != 0 {
+		m.Mempolicy, m.MempolicyNodes = pb.Uint32(x.MemPolicy), x.MemNodes
+	}
 	return m
 }
 
 func threadExtraOf(m *pb.ThreadExtraEntry) (ThreadExtra, error) {
-	x := ThreadExtra{TID: m.GetTid(), CPUs: m.Cpus, IOPrio: m.GetIoprio(), MDWE: m.GetMdwe(), CoredumpFilter: m.CoredumpFilter}
+	x := ThreadExtra{TID: m.GetTid(), CPUs: m.Cpus, IOPrio: m.GetIoprio(), MDWE: m.GetMdwe(), CoredumpFilter: m.CoredumpFilter,
+		MemPolicy: m.GetMempolicy(), MemNodes: m.MempolicyNodes}
 	if len(x.CPUs) > MaxCPUWords {
 		return x, fmt.Errorf("%w: tid %d: a CPU mask of %d words, more than %d", ErrRecord, x.TID, len(x.CPUs), MaxCPUWords)
 	}
@@ -79,6 +101,8 @@ func threadExtraOf(m *pb.ThreadExtraEntry) (ThreadExtra, error) {
 		return x, fmt.Errorf("%w: tid %d: PR_SET_MDWE flags %#x", ErrRecord, x.TID, x.MDWE)
 	case x.CoredumpFilter != nil && *x.CoredumpFilter > coredumpFilterMax:
 		return x, fmt.Errorf("%w: tid %d: core dump filter %#x", ErrRecord, x.TID, *x.CoredumpFilter)
+	case x.MemPolicy&^mpolFlags >= mpolModes || len(x.MemNodes) > MaxNodeWords || x.MemPolicy == 0 && len(x.MemNodes) > 0:
+		return x, fmt.Errorf("%w: tid %d: memory policy %#x with %d words of nodes", ErrRecord, x.TID, x.MemPolicy, len(x.MemNodes))
 	}
 	return x, nil
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // What a thread holds beyond its core entry (cryo-thread-extra.img): the
-// CPUs it may run on and its I/O priority. The restore runs with every
+// CPUs it may run on, its I/O priority and its memory policy. The restore runs with every
 // task it makes tied to the tracer's CPU (ptrace.Tracer.PinWithSession);
 // once they are made, each thread gets the CPUs it was tied to at the
 // dump, or, when it was not tied to any but the dumping cryo's, the CPUs
@@ -24,6 +24,10 @@ import (
 type threadExtra struct {
 	cpus   *unix.CPUSet // nil: not tied
 	ioprio uint32
+	// mempolicy is the memory policy's mode and flags, 0 for the
+	// default; nodes its nodes.
+	mempolicy uint32
+	nodes     []uint64
 	// The process's, on its leader's: PR_SET_MDWE flags, and the core
 	// dump filter (nil: cryo's).
 	mdwe           uint32
@@ -57,7 +61,7 @@ func (t *tree) loadThreadExtras() error {
 		if (x.MDWE != 0 || x.CoredumpFilter != nil) && !leaders[x.TID] {
 			return imageErr("%s: tid %d, which leads no process, has what a process holds", image.ThreadExtras.FileName(0), x.TID)
 		}
-		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE, coredumpFilter: x.CoredumpFilter}
+		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE, coredumpFilter: x.CoredumpFilter, mempolicy: x.MemPolicy, nodes: x.MemNodes}
 		if x.CPUs != nil {
 			e.cpus = new(unix.CPUSet)
 			for i, w := range x.CPUs {
@@ -82,11 +86,13 @@ func (t *tree) pinStub() error {
 	return t.stub.PinWithSession()
 }
 
-// restoreThreadExtras gives each thread its CPUs and I/O priority, and
-// the process its core dump filter and its memory-deny-write-execute
-// flags, last, once the restore maps and protects nothing more in it. A
-// thread tied to CPUs none of which this machine has runs on cryo's,
-// which the log says.
+// restoreThreadExtras gives each thread its CPUs, I/O priority and
+// memory policy, and the process its core dump filter and its
+// memory-deny-write-execute flags, last, once the restore maps and
+// protects nothing more in it: the pages written before follow cryo's
+// policy. A thread tied to CPUs none of which this machine has runs on
+// cryo's, and one whose policy names nodes it lacks has the default
+// policy, which the log says.
 func (r *restorer) restoreThreadExtras() error {
 	if f := r.threadExtras[uint32(r.pid)].coredumpFilter; f != nil {
 		if err := os.WriteFile(proc.Path(r.pid, "coredump_filter"), fmt.Appendf(nil, "%#x", *f), 0); err != nil {
@@ -123,6 +129,38 @@ func (r *restorer) restoreThreadExtras() error {
 				return fmt.Errorf("set the I/O priority %#x of tid %d: %w", x.ioprio, tid, err)
 			}
 		}
+		if err := r.setMemPolicy(int(tid), x.mempolicy, x.nodes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setMemPolicy gives thread tid the memory policy mode over nodes, if it
+// is not the default.
+func (r *restorer) setMemPolicy(tid int, mode uint32, nodes []uint64) error {
+	if mode == unix.MPOL_DEFAULT {
+		return nil
+	}
+	var at, maxnode uint64
+	if len(nodes) > 0 {
+		scratch, err := r.scratch()
+		if err != nil {
+			return err
+		}
+		if err := r.tr.WriteValue(scratch, nodes); err != nil {
+			return err
+		}
+		// The kernel reads one bit less than it is told.
+		at, maxnode = scratch, uint64(len(nodes))*64+1
+	}
+	_, err := r.tr.Syscall(tid, unix.SYS_SET_MEMPOLICY, uint64(mode), at, maxnode)
+	if errors.Is(err, unix.EINVAL) {
+		r.log.Warn("a thread's memory policy names NUMA nodes this machine lacks; it has the default policy", "tid", tid, "mode", mode, "nodes", fmt.Sprintf("%#x", nodes))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("set the memory policy %#x of tid %d: %w", mode, tid, err)
 	}
 	return nil
 }

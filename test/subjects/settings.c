@@ -5,13 +5,16 @@
 // A restore must give every setting back; the state oracle compares them
 // in /proc. With the argument "slack" its second thread also sets its
 // timer slack, which no image can hold; with "deadline" it runs under
-// SCHED_DEADLINE, whose parameters no image can hold either.
+// SCHED_DEADLINE, whose parameters no image can hold either. Its main
+// thread interleaves its memory over node 0 (set_mempolicy), and checks
+// every tick that it still does.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -26,6 +29,10 @@ static void fail(const char *what) {
 	fflush(stdout);
 	_exit(1);
 }
+
+// From include/uapi/linux/mempolicy.h, which glibc does not ship.
+#define MPOL_INTERLEAVE_ 3
+#define MPOL_F_STATIC_NODES_ (1 << 15)
 
 // sched_attr is struct sched_attr of include/uapi/linux/sched/types.h.
 struct sched_attr {
@@ -66,7 +73,21 @@ int main(int argc, char **argv) {
 	pthread_t t;
 	if (pthread_create(&t, NULL, worker, argc > 1 ? argv[1] : NULL) != 0)
 		fail("pthread_create");
+	// The main thread's memory policy (not the worker's, born before):
+	// interleaving over node 0, as numactl --interleave=0 would set it,
+	// with MPOL_F_STATIC_NODES; none without NUMA.
+	unsigned long node0 = 1;
+	int numa = syscall(SYS_set_mempolicy, MPOL_INTERLEAVE_ | MPOL_F_STATIC_NODES_, &node0, 64 + 1) == 0;
+	if (!numa && errno != ENOSYS)
+		fail("set_mempolicy");
 	for (unsigned long tick = 0;; tick++) {
+		int mode = -1;
+		unsigned long nodes[16] = {0};
+		if (numa && (syscall(SYS_get_mempolicy, &mode, nodes, 1024, 0, 0) != 0 ||
+			     mode != (MPOL_INTERLEAVE_ | MPOL_F_STATIC_NODES_) || nodes[0] != 1)) {
+			printf("FAIL memory policy %#x nodes %#lx\n", mode, nodes[0]);
+			exit(1);
+		}
 		printf("tick %lu pid=%d ok\n", tick, getpid());
 		struct timespec d = {0, PERIOD_MS * 1000000L};
 		while (nanosleep(&d, &d) != 0 && errno == EINTR)

@@ -181,6 +181,8 @@ type ThreadExtraEntry struct {
 	Ioprio         *uint32
 	Mdwe           *uint32
 	CoredumpFilter *uint32
+	Mempolicy      *uint32
+	MempolicyNodes []uint64
 }
 
 // ProtoName returns the message's protobuf name.
@@ -222,4 +224,18 @@ func (m *ThreadExtraEntry) GetCoredumpFilter() uint32 {
 		return *m.CoredumpFilter
 	}
 	return 0
+}
+
+func (m *ThreadExtraEntry) GetMempolicy() uint32 {
+	if m != nil && m.Mempolicy != nil {
+		return *m.Mempolicy
+	}
+	return 0
+}
+
+func (m *ThreadExtraEntry) GetMempolicyNodes() []uint64 {
+	if m != nil {
+		return m.MempolicyNodes
+	}
+	return nil
 }

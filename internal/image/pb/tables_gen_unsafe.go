@@ -1075,6 +1075,8 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.Ioprio), num: 3, kind: kUint32, card: cPtr, name: "ioprio"},
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.Mdwe), num: 4, kind: kUint32, card: cPtr, name: "mdwe"},
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.CoredumpFilter), num: 5, kind: kUint32, card: cPtr, name: "coredump_filter"},
+			{off: unsafe.Offsetof(ThreadExtraEntry{}.Mempolicy), num: 6, kind: kUint32, card: cPtr, name: "mempolicy"},
+			{off: unsafe.Offsetof(ThreadExtraEntry{}.MempolicyNodes), num: 7, kind: kUint64, card: cRep, name: "mempolicy_nodes"},
 		},
 		vals: 0x1,
 	},

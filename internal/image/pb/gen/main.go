@@ -111,7 +111,8 @@ func own() *descriptorpb.FileDescriptorProto {
 			// cryo-thread-extra.img
 			msg("thread_extra_entry",
 				field("tid", 1, u32, req), field("cpus", 2, u64, rep), field("ioprio", 3, u32, opt),
-				field("mdwe", 4, u32, opt), field("coredump_filter", 5, u32, opt)),
+				field("mdwe", 4, u32, opt), field("coredump_filter", 5, u32, opt),
+				field("mempolicy", 6, u32, opt), field("mempolicy_nodes", 7, u64, rep)),
 		},
 	}
 }
