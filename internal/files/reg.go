@@ -178,6 +178,11 @@ func (regKind) check(s *Set, f *pb.FileEntry) error {
 }
 
 func (regKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
+	// A FIFO's entry, which only a FIFO entry refers to: opened for
+	// reading or writing alone, it would wait for its other side.
+	if f.GetReg().GetMode()&unix.S_IFMT == unix.S_IFIFO {
+		return -1, imageErr("file %d: a descriptor of the FIFO %s as a REG entry", f.GetId(), f.GetReg().GetName())
+	}
 	path, err := r.Path(f.GetId())
 	if err != nil {
 		return -1, err

@@ -293,6 +293,10 @@ func (c *checkpoint) loadFiles() (err error) {
 		if f == nil || f.GetReg() == nil {
 			return imageErr("mapping at %#x refers to file %d, which files.img lacks", v.start, v.shmid)
 		}
+		// A FIFO's entry, say, would block the open that maps it.
+		if m := f.GetReg().Mode; m != nil && *m&unix.S_IFMT != unix.S_IFREG {
+			return imageErr("mapping at %#x refers to file %d, %s, of mode %#o, not a regular file", v.start, v.shmid, f.GetReg().GetName(), *m)
+		}
 	}
 	return c.files.CheckMappingLocks(func(id uint32) bool {
 		for v := range c.vmas.all() {

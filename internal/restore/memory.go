@@ -186,6 +186,12 @@ func (r *restorer) mapVMAs() error {
 				if st&image.VMAFileShared != 0 && f.GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
 					openFlags = unix.O_RDWR
 				}
+				// What is there now must be a file: the open of a FIFO,
+				// say, would block.
+				var fst unix.Stat_t
+				if err := unix.Stat(path, &fst); err == nil && fst.Mode&unix.S_IFMT != unix.S_IFREG {
+					return fmt.Errorf("open mapped file %s: %s is of mode %#o, not a regular file", f.GetName(), path, fst.Mode)
+				}
 				n, err := r.open(path, openFlags, 0)
 				if err != nil {
 					return fmt.Errorf("open mapped file %s: %w", f.GetName(), err)
