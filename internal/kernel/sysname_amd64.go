@@ -29,6 +29,7 @@ var sysNames = map[int]string{
 	unix.SYS_PRLIMIT64: "prlimit64", unix.SYS_RSEQ: "rseq", unix.SYS_RT_SIGACTION: "rt_sigaction",
 	unix.SYS_RT_SIGPROCMASK: "rt_sigprocmask", unix.SYS_RT_SIGQUEUEINFO: "rt_sigqueueinfo",
 	unix.SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo", unix.SYS_SCHED_SETSCHEDULER: "sched_setscheduler",
+	unix.SYS_GET_MEMPOLICY: "get_mempolicy", unix.SYS_SET_MEMPOLICY: "set_mempolicy",
 	unix.SYS_SETFSGID: "setfsgid", unix.SYS_SETFSUID: "setfsuid", unix.SYS_SETGROUPS: "setgroups",
 	unix.SYS_SETITIMER: "setitimer", unix.SYS_SETPGID: "setpgid", unix.SYS_SETPRIORITY: "setpriority",
 	unix.SYS_SECCOMP: "seccomp", unix.SYS_SETRESGID: "setresgid", unix.SYS_SETRESUID: "setresuid", unix.SYS_SETSID: "setsid",
