@@ -130,12 +130,22 @@ func (r *restorer) mapVMAs() error {
 		}
 		return nil
 	}}
+	runs := r.anonRuns()
 	for v := range r.c.vmas.all() {
 		st := v.status
 		if st&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
 			continue
 		}
 		if r.inherited[v.start] {
+			continue
+		}
+		for len(runs) > 0 && runs[0].end <= v.start {
+			runs = runs[1:]
+		}
+		if len(runs) > 0 && runs[0].start <= v.start {
+			if err := r.mapInRun(&maps, runs[0], v); err != nil {
+				return err
+			}
 			continue
 		}
 		start, length := v.start, v.end-v.start
@@ -223,8 +233,81 @@ func (r *restorer) mapVMAs() error {
 	return r.files.SealMemfds()
 }
 
-// mapWhat names the mapping that m, an mmap, makes of v.
+// An anonRun is a stretch of adjacent VMAs of plain private anonymous
+// memory with the same flags, which one mmap makes, with prot, and an
+// mprotect each of those with another protection splits apart: 30,000
+// mappings of a page written and a page read-only (60,000 VMAs) took
+// 54-96 ms to make with an mmap each, 44-58 with an mmap and 30,000
+// mprotects (in C, by hand). A VMA made writable so gets charged to the
+// commit limit as one mapped writable is (VM_ACCOUNT): prot is the first
+// protection of the run without write permission.
+type anonRun struct {
+	start, end uint64
+	prot       uint32
+}
+
+// plainAnon reports whether v may be part of an anonRun.
+func (r *restorer) plainAnon(v *vma) bool {
+	return v.status == image.VMAAreaRegular|image.VMAAnonPrivate && !r.inherited[v.start] &&
+		v.flags&(unix.MAP_TYPE|unix.MAP_HUGETLB) == unix.MAP_PRIVATE
+}
+
+// anonRuns returns the anonRuns of two VMAs or more, in order.
+func (r *restorer) anonRuns() []anonRun {
+	var runs []anonRun
+	var cur anonRun
+	var n int // VMAs in cur
+	var flags uint32
+	end := func() {
+		if n > 1 {
+			runs = append(runs, cur)
+		}
+		n = 0
+	}
+	for v := range r.c.vmas.all() {
+		if !r.plainAnon(v) || n > 0 && (v.start != cur.end || v.flags&^unix.MAP_LOCKED != flags) {
+			end()
+		}
+		if !r.plainAnon(v) {
+			continue
+		}
+		prot := r.writableProt(v)
+		if n == 0 {
+			cur, flags = anonRun{start: v.start, prot: prot}, v.flags&^unix.MAP_LOCKED
+		} else if cur.prot&unix.PROT_WRITE != 0 && prot&unix.PROT_WRITE == 0 {
+			cur.prot = prot
+		}
+		cur.end = v.end
+		n++
+	}
+	end()
+	return runs
+}
+
+// mapInRun adds to maps the calls that make VMA v of run: the mmap of the
+// whole run at its first VMA, then v's own protection.
+func (r *restorer) mapInRun(maps *callBatch, run anonRun, v *vma) error {
+	if v.start == run.start {
+		whole := *v
+		whole.end = run.end
+		flags := uint64(v.flags)&^unix.MAP_LOCKED | unix.MAP_FIXED
+		err := maps.add(ptrace.Sys{Nr: unix.SYS_MMAP, Args: [6]uint64{run.start, run.end - run.start, uint64(run.prot), flags, ^uint64(0), 0}}, &whole)
+		if err != nil {
+			return err
+		}
+	}
+	if prot := r.writableProt(v); prot != run.prot {
+		return maps.add(ptrace.Sys{Nr: unix.SYS_MPROTECT, Args: [6]uint64{v.start, v.end - v.start, uint64(prot)}}, v)
+	}
+	return nil
+}
+
+// mapWhat names the mapping that m, an mmap or the mprotect of a VMA of
+// an anonRun, makes of v.
 func mapWhat(m *ptrace.Sys, v *vma) string {
+	if m.Nr == unix.SYS_MPROTECT {
+		return fmt.Sprintf("map VMA %#x-%#x (mprotect to prot %#x)", v.start, v.end, m.Args[2])
+	}
 	huge := ""
 	if v.flags&unix.MAP_HUGETLB != 0 {
 		huge = " of huge pages (vm.nr_hugepages keeps them)"
