@@ -158,9 +158,19 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 	if s.Flags&proc.VmSealed != 0 && !kernelMappings[s.Path] {
 		return nil, a, f, fmt.Errorf("%w: the mapping at %#x-%#x %s is sealed (mseal), which images have no place for", ErrUnsupported, s.Start, s.End, s.Path)
 	}
-	hugetlb := s.Flags&proc.VmHugeTLB != 0 && !isSysvShm(s.Mapping)
-	if hugetlb && (flags&unix.MAP_TYPE != unix.MAP_PRIVATE || s.Path != anonHugePath) {
-		return nil, a, f, fmt.Errorf("%w: shared huge page memory or a hugetlbfs file (MAP_HUGETLB) at %#x-%#x %s", ErrUnsupported, s.Start, s.End, s.Path)
+	// Anonymous memory of huge pages (MAP_HUGETLB), which CRIU's images
+	// mark in the flags, with the pages' size.
+	var hugeFlags uint32
+	if s.Flags&proc.VmHugeTLB != 0 && !isSysvShm(s.Mapping) {
+		if s.Path != anonHugePath {
+			return nil, a, f, fmt.Errorf("%w: a file of huge pages (hugetlbfs, MFD_HUGETLB) mapped at %#x-%#x %s", ErrUnsupported, s.Start, s.End, s.Path)
+		}
+		hugeFlags = unix.MAP_HUGETLB
+		if sz := s.KernelPageSize; sz > pageSize {
+			// MAP_HUGE_2MB and its kin: the size's log2 (the default
+			// size's pages without it).
+			hugeFlags |= uint32(bits.TrailingZeros64(sz)) << unix.MAP_HUGE_SHIFT
+		}
 	}
 	a = area{start: s.Start, end: s.End, viaMem: s.Perms[0] != 'r', noFork: madv&noForkFlags != 0}
 	mayWrite := s.Flags&proc.VmMayWrite != 0
@@ -194,19 +204,13 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 		e.Prot = unix.PROT_READ
 		c.vvar = e
 		return e, area{}, f, nil
-	case hugetlb:
-		// Private anonymous memory of huge pages (MAP_HUGETLB), which
-		// CRIU's images mark in the flags, with the pages' size. A
-		// snapshot child would share its pages with the process, whose
-		// writes may then take them from the child (the child holds no
-		// reservation): it is read while the process is frozen.
+	case hugeFlags != 0 && flags&unix.MAP_TYPE == unix.MAP_PRIVATE:
+		// A snapshot child would share its pages with the process,
+		// whose writes may then take them from the child (the child
+		// holds no reservation): it is read while the process is
+		// frozen.
 		status |= image.VMAAnonPrivate
-		flags |= unix.MAP_ANONYMOUS | unix.MAP_HUGETLB
-		if sz := s.KernelPageSize; sz > pageSize {
-			// MAP_HUGE_2MB and its kin: the size's log2 (the default
-			// size's pages without it).
-			flags |= uint32(bits.TrailingZeros64(sz)) << unix.MAP_HUGE_SHIFT
-		}
+		flags |= unix.MAP_ANONYMOUS | hugeFlags
 		e.Pgoff = 0
 		a.dump, a.noFork = presentPage, true
 	case s.Path == "" || s.Path == "[heap]" || s.Path == "[stack]" || strings.HasPrefix(s.Path, "[anon:") || strings.HasPrefix(s.Path, "[stack:"):
@@ -226,13 +230,13 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 		case "[stack]":
 			status |= image.VMAAreaStack
 		}
-	case s.Path == "/dev/zero (deleted)" && flags&unix.MAP_SHARED != 0:
+	case (s.Path == "/dev/zero (deleted)" || hugeFlags != 0) && flags&unix.MAP_SHARED != 0:
 		// Shared anonymous memory: a shmem object named after
-		// /dev/zero, identified by its inode. It may be mapped
-		// more than once (an mprotect of part of it splits it),
-		// each VMA at its offset in the object.
+		// /dev/zero (or of huge pages, a hugetlbfs one), identified by
+		// its inode. It may be mapped more than once (an mprotect of
+		// part of it splits it), each VMA at its offset in the object.
 		status |= image.VMAAnonShared
-		flags |= unix.MAP_ANONYMOUS
+		flags |= unix.MAP_ANONYMOUS | hugeFlags
 		e.Shmid = s.Inode
 		a.dump, a.shared = presentPage, true
 		a.shmid, a.base = s.Inode, s.Start-s.Offset

@@ -26,10 +26,10 @@ func TestDumpRefusesMemory(t *testing.T) {
 		{"lockall", []string{"mlockall(MCL_FUTURE)"}},
 		{"lockonfault", []string{"MLOCK_ONFAULT", "onfault"}},
 		{"seal", []string{"sealed (mseal)", "sealed"}},
-		{"hugeshared", []string{"shared huge page memory", "huge"}},
+		{"hugememfd", []string{"a file of huge pages", "huge"}},
 	} {
 		t.Run(tt.mode, func(t *testing.T) {
-			if tt.mode == "hugeshared" {
+			if tt.mode == "hugememfd" {
 				testutil.ReserveHugePages(t, 1)
 			}
 			s := startSinkBinary(t, testutil.BuildC(t, "memstate.c"), tt.mode)

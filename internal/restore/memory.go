@@ -619,7 +619,9 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 				if done != nil {
 					done(uint64(copied))
 				}
-				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EEXIST) {
+				// A window the copy cannot fill, as not whole huge pages
+				// (EINVAL), goes the other way too.
+				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EINVAL) && copied == 0 {
 					lp := p
 					lp.r = vdso.Range{Start: p.r.Start + off + uint64(copied), End: p.r.Start + off + w}
 					left, err = append(left, lp), nil

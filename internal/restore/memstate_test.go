@@ -128,6 +128,15 @@ func TestMemoryState(t *testing.T) {
 				t.Errorf("huge page VMA: flags %#x status %#x, want %#x and a private anonymous one", v.GetFlags(), v.GetStatus(), want)
 			}
 		}},
+		// A shared one (PostgreSQL's with huge_pages=on): an object of
+		// two huge pages, its second read-only (two VMAs of it), made
+		// again with its contents.
+		{mode: "hugeshared", state: hugeState, image: func(t *testing.T, s *subject, im *images) {
+			const want = unix.MAP_SHARED | unix.MAP_ANONYMOUS | unix.MAP_HUGETLB | 21<<unix.MAP_HUGE_SHIFT
+			if v := vmaAt(t, im, s.ReadyUint(t, "huge")); v.GetFlags() != want || v.GetStatus() != image.VMAAreaRegular|image.VMAAnonShared {
+				t.Errorf("huge page VMA: flags %#x status %#x, want %#x and a shared anonymous one", v.GetFlags(), v.GetStatus(), want)
+			}
+		}},
 		{mode: "oom", state: func(t *testing.T, s *subject) string { return readProc(t, s.Pid, "oom_score_adj") },
 			image: func(t *testing.T, s *subject, im *images) {
 				if got := im.cores[uint32(s.Pid)].Tc.GetOomScoreAdj(); got != 400 {
@@ -147,8 +156,8 @@ func TestMemoryState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
-			if tt.mode == "hugetlb" {
-				testutil.ReserveHugePages(t, 1)
+			if strings.HasPrefix(tt.mode, "huge") {
+				testutil.ReserveHugePages(t, 2)
 			}
 			s := startMemstate(t, tt.mode)
 			s.WaitTicks(t, 2)
@@ -180,18 +189,21 @@ func reserveState(t *testing.T, s *subject) string {
 	return b.String()
 }
 
-// hugeState describes the VMA of the subject's huge page: its size,
-// protection, flags and page size.
+// hugeState describes the VMAs of the subject's huge pages: their
+// place, size, protection, flags and page size.
 func hugeState(t *testing.T, s *subject) string {
 	t.Helper()
 	at := s.ReadyUint(t, "huge")
+	var b strings.Builder
 	for _, e := range smaps(t, s.Pid) {
-		if e.Start == at {
-			return fmt.Sprintf("%#x %s %s page %d", e.End-e.Start, e.Perms, e.Flags, e.KernelPageSize)
+		if e.Start >= at && e.Start < at+4<<20 {
+			fmt.Fprintf(&b, "%#x %#x %s %s page %d\n", e.Start-at, e.End-e.Start, e.Perms, e.Flags, e.KernelPageSize)
 		}
 	}
-	t.Fatalf("no VMA at %#x", at)
-	return ""
+	if b.Len() == 0 {
+		t.Fatalf("no VMA at %#x", at)
+	}
+	return b.String()
 }
 
 func runsplitState(t *testing.T, s *subject) string {

@@ -109,7 +109,7 @@ func (r *restorer) mapObject(vs []vma) error {
 		return err
 	}
 	shmid := vs[0].shmid
-	at, err := vdso.FindHole(used, size, vs[0].start, mmapMinAddr(), taskSize)
+	at, err := findHole(used, size, vs[0].start, vs[0].flags)
 	if err != nil {
 		return fmt.Errorf("place shared memory %d: %w", shmid, err)
 	}
@@ -118,6 +118,14 @@ func (r *restorer) mapObject(vs []vma) error {
 		return fmt.Errorf("map shared memory %d (%d bytes) at %#x: %w", shmid, size, at, err)
 	}
 	for _, v := range vs {
+		if v.flags&unix.MAP_HUGETLB != 0 {
+			// mremap does not map huge pages again (an old size of 0):
+			// the VMA maps the object's file, as another process's does.
+			if err := r.mapShared(&v, shmemAt{pid: r.pid, start: at, end: at + size}); err != nil {
+				return err
+			}
+			continue
+		}
 		start, length := v.start, v.end-v.start
 		if _, err := r.tr.Syscall(r.pid, unix.SYS_MREMAP, at+v.pgoff, 0, length, unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED, start); err != nil {
 			return fmt.Errorf("map VMA %#x-%#x of shared memory %d at offset %#x: %w", start, start+length, shmid, v.pgoff, err)
@@ -127,6 +135,21 @@ func (r *restorer) mapObject(vs []vma) error {
 		return fmt.Errorf("unmap shared memory %d at %#x: %w", shmid, at, err)
 	}
 	return nil
+}
+
+// findHole finds where in the process to map size bytes of memory of
+// mmap flags, near near: at an address its pages' size divides, huge
+// pages' (MAP_HUGETLB) too.
+func findHole(used []vdso.Range, size, near uint64, flags uint32) (uint64, error) {
+	align := uint64(pageSize)
+	if flags&unix.MAP_HUGETLB != 0 {
+		align = 2 << 20 // the default huge pages' size here
+		if shift := flags >> unix.MAP_HUGE_SHIFT & unix.MAP_HUGE_MASK; shift != 0 {
+			align = 1 << shift
+		}
+	}
+	at, err := vdso.FindHole(used, size+align-pageSize, near, mmapMinAddr(), taskSize)
+	return (at + align - 1) &^ (align - 1), err
 }
 
 // writeShmem fills each shared anonymous object, created empty by
@@ -165,7 +188,7 @@ func (r *restorer) writeObject(shmid uint64, vs []vma) error {
 	used, err := r.takenRanges(r.pid)
 	if err == nil {
 		var at uint64
-		if at, err = vdso.FindHole(used, size, vs[0].start, mmapMinAddr(), taskSize); err == nil {
+		if at, err = findHole(used, size, vs[0].start, vs[0].flags); err == nil {
 			_, err = r.tr.Syscall(r.pid, unix.SYS_MMAP, at, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, 0)
 			if err == nil {
 				err = r.writeRuns(pr, size, at)

@@ -6,7 +6,10 @@
 //   seal        a mapping sealed with mseal (Linux 6.10)
 //   hugetlb     a private mapping of a 2 MiB huge page, written whole
 //               (MAP_HUGETLB: needs one reserved, vm.nr_hugepages)
-//   hugeshared  a shared one (MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB)
+//   hugeshared  a shared one of two huge pages (MAP_SHARED | MAP_ANONYMOUS
+//               | MAP_HUGETLB), the second made read-only: two VMAs of one
+//               object
+//   hugememfd   a shared mapping of a memfd of huge pages (MFD_HUGETLB)
 //   guard       guard regions (MADV_GUARD_INSTALL) inside a mapping
 //   shmsplit    shared anonymous memory split in three VMAs by mprotect,
 //               its first page mapped a second time (mremap of old size
@@ -47,6 +50,7 @@
 
 #define HUGE_PAGES 512 // a 2 MiB huge page
 static char *huge;
+static size_t huge_pages = HUGE_PAGES;
 static char *locked, *halflocked, *onfault, *guarded, *shsplit, *shdup, *shtail, *rwmap, *romap;
 static char *reserved, *sparse, *hidden, *runsplit;
 static int oom, barriers;
@@ -136,10 +140,23 @@ static void setup(const char *dir, const char *mode) {
 		if (syscall(462 /* mseal */, sealed, 2 * PAGE, 0))
 			fail("mseal");
 		READY(" sealed=%p", (void *)sealed);
-	} else if (!strcmp(mode, "hugetlb") || !strcmp(mode, "hugeshared")) {
-		int type = strcmp(mode, "hugetlb") ? MAP_SHARED : MAP_PRIVATE;
-		huge = mapped(HUGE_PAGES, PROT_READ | PROT_WRITE, type | MAP_ANONYMOUS | MAP_HUGETLB, -1);
-		fill(huge, HUGE_PAGES);
+	} else if (!strcmp(mode, "hugetlb")) {
+		huge = mapped(huge_pages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1);
+		fill(huge, huge_pages);
+		READY(" huge=%p", (void *)huge);
+	} else if (!strcmp(mode, "hugeshared")) {
+		huge_pages = 2 * HUGE_PAGES;
+		huge = mapped(huge_pages, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, -1);
+		fill(huge, huge_pages);
+		if (mprotect(huge + HUGE_PAGES * PAGE, HUGE_PAGES * PAGE, PROT_READ))
+			fail("mprotect hugeshared");
+		READY(" huge=%p", (void *)huge);
+	} else if (!strcmp(mode, "hugememfd")) {
+		int fd = memfd_create("huge", MFD_HUGETLB);
+		if (fd < 0 || ftruncate(fd, HUGE_PAGES * PAGE))
+			fail("memfd_create MFD_HUGETLB");
+		huge = mapped(huge_pages, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		fill(huge, huge_pages);
 		READY(" huge=%p", (void *)huge);
 	} else if (!strcmp(mode, "guard")) {
 		// Pages 2-3 and 6 are guards; the others hold the pattern.
@@ -229,7 +246,7 @@ static void setup(const char *dir, const char *mode) {
 
 static void check_all(unsigned long tick) {
 	if (huge)
-		check("huge", huge, 0, HUGE_PAGES);
+		check("huge", huge, 0, huge_pages);
 	if (runsplit)
 		check("runsplit", runsplit, 0, RUNSPLIT_PAGES);
 	if (reserved) {
