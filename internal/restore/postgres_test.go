@@ -112,9 +112,21 @@ func (p *pgConn) query(t *testing.T, sql string) []string {
 // /dev/shm), with a client's connection to its backend: after the
 // restore the client's next queries on that connection see and change
 // what it wrote before, and a new client's backend, forked by the
-// restored postmaster, sees it all.
+// restored postmaster, sees it all. Its main segment is of small pages,
+// then of huge pages (huge_pages=on, as production servers have it).
 func TestRestorePostgres(t *testing.T) {
 	testutil.RequireRoot(t)
+	t.Run("small pages", func(t *testing.T) { testPostgres(t, "huge_pages=off") })
+	t.Run("huge pages", func(t *testing.T) {
+		// 16 MiB of buffers: a segment of 20-25 MiB, once for the
+		// server, once for its restore.
+		testutil.ReserveHugePages(t, 32)
+		testPostgres(t, "huge_pages=on", "shared_buffers=16MB")
+	})
+}
+
+// testPostgres is TestRestorePostgres with the server settings settings.
+func testPostgres(t *testing.T, settings ...string) {
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	if len(bins) == 0 {
 		program(t, "postgres", "postgresql")
@@ -144,8 +156,12 @@ func TestRestorePostgres(t *testing.T) {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	port := freePort(t)
-	s := startProgram(t, "/usr/bin/setpriv", append(asPostgres, filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-p", fmt.Sprint(port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "autovacuum=off")...)
+	args := append(asPostgres, filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-p", fmt.Sprint(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "autovacuum=off")
+	for _, set := range settings {
+		args = append(args, "-c", set)
+	}
+	s := startProgram(t, "/usr/bin/setpriv", args...)
 	c := pgConnect(t, s, port)
 	c.query(t, "create table t (i int); insert into t values (1), (2)")
 	if got := c.query(t, "select sum(i) from t"); len(got) != 1 || got[0] != "3" {
