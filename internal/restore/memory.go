@@ -572,16 +572,14 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 	var rest []piece
 	for _, p := range pieces {
 		at, n := p.r.Start+p.shift, p.r.End-p.r.Start
-		if n >= uffdMin && r.uffd == uffdUnopened {
-			r.uffd = r.openUffd()
-		}
-		// A copy into huge pages must cover whole ones: they are
-		// written as a file mapping's are.
-		if in, _ := split(vdso.Range{Start: at, End: at + n}, r.c.huge); len(in) > 0 {
+		if n < uffdMin || r.inHuge(at, n) {
 			rest = append(rest, p)
 			continue
 		}
-		if n < uffdMin || r.uffd < 0 || kernel.UffdRegister(r.uffd, at, n) != nil {
+		if r.uffd == uffdUnopened {
+			r.uffd = r.openUffd()
+		}
+		if r.uffd < 0 || kernel.UffdRegister(r.uffd, at, n) != nil {
 			rest = append(rest, p)
 			continue
 		}
@@ -645,6 +643,17 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 		rest = append(rest, left...)
 	}
 	return rest, nil
+}
+
+// inHuge reports whether the n bytes at at are in memory of huge pages,
+// which a copy must cover whole: it is written as a file mapping's is.
+func (r *restorer) inHuge(at, n uint64) bool {
+	for _, h := range r.c.huge {
+		if h.Start < at+n && at < h.End {
+			return true
+		}
+	}
+	return false
 }
 
 // prefetch has the pages file's contents of pieces, which are in its
