@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,8 @@ type Stats struct {
 type dumper struct {
 	*tree
 	pid, ppid int
+	// label is its security label, cryo's; "" without a security module.
+	label string
 	// semWaits and msgWaits are the System V semaphore sets and message
 	// queues the process's threads were blocked on (noteSysvWait).
 	semWaits, msgWaits []int32
@@ -426,6 +429,17 @@ func (d *dumper) inspect() (err error) {
 		// Its tagged pointers would fault after a restore, which does
 		// not enable it.
 		return fmt.Errorf("%w: the process uses linear address masking (ARCH_ENABLE_TAGGED_ADDR, untag_mask %#x)", ErrUnsupported, m)
+	}
+	// A restored process is born with cryo's security label (AppArmor
+	// profile, SELinux context), and the restore does not change it:
+	// another would let the process do what it could not, or not what it
+	// could.
+	own, err := proc.ReadSecurityLabel(0)
+	if err != nil {
+		return err
+	}
+	if d.label, err = proc.ReadSecurityLabel(d.view); err != nil || d.label != own {
+		return cmp.Or(err, fmt.Errorf("%w: the process's security label is %q, not cryo's %q, which a restored process would have", ErrUnsupported, d.label, own))
 	}
 	if f := d.status.ThreadFeatures; len(f) > 0 {
 		// A restore does not enable them, and the shadow stack's

@@ -220,7 +220,7 @@ func (d *dumper) dumpCreds(secbits uint64) *pb.CredsEntry {
 	if s.NoNewPrivs {
 		nnp = 1
 	}
-	return &pb.CredsEntry{
+	cr := &pb.CredsEntry{
 		Uid: s.Uid[0], Euid: s.Uid[1], Suid: s.Uid[2], Fsuid: s.Uid[3],
 		Gid: s.Gid[0], Egid: s.Gid[1], Sgid: s.Gid[2], Fsgid: s.Gid[3],
 		CapInh: caps(s.CapInh), CapPrm: caps(s.CapPrm), CapEff: caps(s.CapEff), CapBnd: caps(s.CapBnd), CapAmb: caps(s.CapAmb),
@@ -228,6 +228,11 @@ func (d *dumper) dumpCreds(secbits uint64) *pb.CredsEntry {
 		Groups:     s.Groups,
 		NoNewPrivs: pb.Uint32(nnp),
 	}
+	if d.label != "" {
+		// For the restore to check it is its own (CRIU sets it again).
+		cr.LsmProfile = pb.String(d.label)
+	}
+	return cr
 }
 
 // dumpClocks reads CLOCK_MONOTONIC and CLOCK_BOOTTIME as the target sees

@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -49,6 +50,21 @@ func ReadComm(pid int) (string, error) {
 		return "", fmt.Errorf("read comm: %w", err)
 	}
 	return string(bytes.TrimSuffix(b, []byte{'\n'})), nil
+}
+
+// ReadSecurityLabel reads /proc/PID/attr/current, the task's label of
+// the kernel's major security module (AppArmor's profile, SELinux's
+// context), without its trailing newline and NULs; pid 0 means the
+// calling process. It is "" where no module gives one (EINVAL).
+func ReadSecurityLabel(pid int) (string, error) {
+	b, err := readSmall(Path(pid, "attr/current"))
+	if errors.Is(err, unix.EINVAL) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read security label: %w", err)
+	}
+	return string(bytes.TrimRight(b, "\n\x00")), nil
 }
 
 // ReadCmdline reads the arguments of a process from /proc/PID/cmdline; pid

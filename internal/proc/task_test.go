@@ -3,9 +3,11 @@ package proc
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -111,5 +113,26 @@ func TestReadPids(t *testing.T) {
 	}
 	if !slices.IsSorted(pids) || !slices.Contains(pids, os.Getpid()) || !slices.Contains(pids, 1) {
 		t.Errorf("ReadPids = %v: want a sorted list with 1 and this process, %d", pids, os.Getpid())
+	}
+}
+
+// TestReadSecurityLabel reads this process's label, "" without a major
+// security module (this kernel has none), and a child's, the same.
+func TestReadSecurityLabel(t *testing.T) {
+	own, err := ReadSecurityLabel(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	if got, err := ReadSecurityLabel(cmd.Process.Pid); err != nil || got != own {
+		t.Errorf("child's label %q (%v), want %q", got, err, own)
+	}
+	if strings.ContainsAny(own, "\n\x00") {
+		t.Errorf("label %q keeps its newline or NULs", own)
 	}
 }

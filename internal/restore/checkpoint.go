@@ -11,6 +11,7 @@ import (
 	"github.com/cryo-cr/cryo/internal/files"
 	"github.com/cryo-cr/cryo/internal/image"
 	"github.com/cryo-cr/cryo/internal/image/pb"
+	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/vdso"
 )
 
@@ -85,6 +86,18 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 	}
 	if err := c.loadSeccomp(); err != nil {
 		return nil, err
+	}
+	// The process is born with cryo's security label, which the restore
+	// does not change: another than it had could let it do what it could
+	// not.
+	if want := c.cores[uint32(c.pid)].GetThreadCore().GetCreds().GetLsmProfile(); want != "" {
+		own, err := proc.ReadSecurityLabel(0)
+		if err != nil {
+			return nil, err
+		}
+		if own != want {
+			return nil, fmt.Errorf("%w: the process's security label was %q, and a restored one would have cryo's %q", ErrUnsupported, want, own)
+		}
 	}
 	if c.cores[uint32(c.pid)].Tc == nil {
 		return nil, imageErr("core-%d.img has no task state", c.pid)

@@ -346,6 +346,13 @@ func TestRestoreBadImages(t *testing.T) {
 			rewriteImage(t, dir, image.Core, uint32(pid), core)
 			return dir
 		}},
+		{name: "another security label", want: []string{`security label was "confined (enforce)"`, "cryo's"}, broken: func(t *testing.T) string {
+			dir := copyDir(t, c.dir)
+			core := pb.Clone(im.cores[uint32(pid)])
+			core.ThreadCore.Creds.LsmProfile = pb.String("confined (enforce)")
+			rewriteImage(t, dir, image.Core, uint32(pid), core)
+			return dir
+		}},
 		{name: "fd of a file missing from files.img", image: true, want: []string{"files.img lacks"}, broken: func(t *testing.T) string {
 			dir := copyDir(t, c.dir)
 			gone := fileOf(t, "reg").GetId()
