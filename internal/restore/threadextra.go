@@ -16,10 +16,9 @@ import (
 // What a thread holds beyond its core entry (cryo-thread-extra.img): the
 // CPUs it may run on, its I/O priority and its memory policy. The restore
 // runs with every task it makes tied to the tracer's CPU
-// (ptrace.Tracer.PinWithSession);
-// once they are made, each thread gets the CPUs it was tied to at the
-// dump, or, when it was not tied to any but the dumping cryo's, the CPUs
-// this cryo may use.
+// (ptrace.Tracer.PinWithSession); once they are made, each thread gets
+// the CPUs it was tied to at the dump, or, when it was not tied to any but
+// the dumping cryo's, the CPUs this cryo may use.
 
 // threadExtra is a thread's record, ready to set.
 type threadExtra struct {
