@@ -434,12 +434,12 @@ func (d *dumper) inspect() (err error) {
 	// profile, SELinux context), and the restore does not change it:
 	// another would let the process do what it could not, or not what it
 	// could.
-	own, err := proc.ReadSecurityLabel(0)
+	own, err := d.ownExtras()
 	if err != nil {
 		return err
 	}
-	if d.label, err = proc.ReadSecurityLabel(d.view); err != nil || d.label != own {
-		return cmp.Or(err, fmt.Errorf("%w: the process's security label is %q, not cryo's %q, which a restored process would have", ErrUnsupported, d.label, own))
+	if d.label, err = proc.ReadSecurityLabel(d.view); err != nil || d.label != own.label {
+		return cmp.Or(err, fmt.Errorf("%w: the process's security label is %q, not cryo's %q, which a restored process would have", ErrUnsupported, d.label, own.label))
 	}
 	if f := d.status.ThreadFeatures; len(f) > 0 {
 		// A restore does not enable them, and the shadow stack's

@@ -261,6 +261,7 @@ func (d *dumper) recordProcessExtra(asked answer) error {
 type ownExtras struct {
 	cpus           unix.CPUSet
 	coredumpFilter uint32
+	label          string // security label, "" without a module
 }
 
 // ownExtras reads cryo's own, once per dump.
@@ -274,6 +275,9 @@ func (t *tree) ownExtras() (*ownExtras, error) {
 	}
 	var err error
 	if own.coredumpFilter, err = proc.ReadCoredumpFilter(0); err != nil {
+		return nil, err
+	}
+	if own.label, err = proc.ReadSecurityLabel(0); err != nil {
 		return nil, err
 	}
 	t.own = own

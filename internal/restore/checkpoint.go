@@ -47,8 +47,6 @@ type checkpoint struct {
 	// filledReadOnly are the starts of the VMAs without write permission
 	// that have pages to write (writableProt).
 	filledReadOnly map[uint64]bool
-	// huge are the VMAs of huge pages (MAP_HUGETLB), in order.
-	huge []vdso.Range
 }
 
 func imageErr(format string, a ...any) error {
@@ -160,9 +158,6 @@ func (c *checkpoint) checkVMAs() error {
 			return imageErr("mm-%d.img: VMA %d at %#x-%#x overlaps the one before, which ends at %#x", c.pid, i, start, end, prevEnd)
 		}
 		prevEnd = end
-		if v.flags&unix.MAP_HUGETLB != 0 {
-			c.huge = append(c.huge, vdso.Range{Start: start, End: end})
-		}
 		st := v.status
 		switch {
 		case st&image.VMAAreaVDSO != 0:

@@ -196,12 +196,6 @@ func (r *restorer) mapVMAs() error {
 				if st&image.VMAFileShared != 0 && f.GetFlags()&unix.O_ACCMODE == unix.O_RDWR {
 					openFlags = unix.O_RDWR
 				}
-				// What is there now must be a file: the open of a FIFO,
-				// say, would block.
-				var fst unix.Stat_t
-				if err := unix.Stat(path, &fst); err == nil && fst.Mode&unix.S_IFMT != unix.S_IFREG {
-					return fmt.Errorf("open mapped file %s: %s is of mode %#o, not a regular file", f.GetName(), path, fst.Mode)
-				}
 				n, err := r.open(path, openFlags, 0)
 				if err != nil {
 					return fmt.Errorf("open mapped file %s: %w", f.GetName(), err)
@@ -266,10 +260,11 @@ func (r *restorer) anonRuns() []anonRun {
 		n = 0
 	}
 	for v := range r.c.vmas.all() {
-		if !r.plainAnon(v) || n > 0 && (v.start != cur.end || v.flags&^unix.MAP_LOCKED != flags) {
+		plain := r.plainAnon(v)
+		if !plain || n > 0 && (v.start != cur.end || v.flags&^unix.MAP_LOCKED != flags) {
 			end()
 		}
-		if !r.plainAnon(v) {
+		if !plain {
 			continue
 		}
 		prot := r.writableProt(v)
@@ -563,8 +558,8 @@ const uffdMin = 16 * pageSize
 // UFFDIO_COPY allocates each page and copies into it, where faulting it
 // in zeroes it first. A piece that is not anonymous memory (a private
 // file mapping's), which a userfaultfd does not take, is returned whole;
-// what of a piece one copy could not fill (a window across two VMAs, or
-// one that finds a page there already), in parts.
+// what of a piece one copy could not fill (a window across two VMAs, one
+// that finds a page there already, or not whole huge pages), in parts.
 func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n uint64)) ([]piece, error) {
 	if r.uffd == uffdNone {
 		return pieces, nil
@@ -572,7 +567,7 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 	var rest []piece
 	for _, p := range pieces {
 		at, n := p.r.Start+p.shift, p.r.End-p.r.Start
-		if n < uffdMin || r.inHuge(at, n) {
+		if n < uffdMin {
 			rest = append(rest, p)
 			continue
 		}
@@ -618,7 +613,8 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 					done(uint64(copied))
 				}
 				// A window the copy cannot fill, as not whole huge pages
-				// (EINVAL), goes the other way too.
+				// (EINVAL; their VMA registers where its bounds are a
+				// piece's), goes the other way too.
 				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EINVAL) && copied == 0 {
 					lp := p
 					lp.r = vdso.Range{Start: p.r.Start + off + uint64(copied), End: p.r.Start + off + w}
@@ -643,17 +639,6 @@ func (r *restorer) copyPieces(pr *image.PageReader, pieces []piece, done func(n 
 		rest = append(rest, left...)
 	}
 	return rest, nil
-}
-
-// inHuge reports whether the n bytes at at are in memory of huge pages,
-// which a copy must cover whole: it is written as a file mapping's is.
-func (r *restorer) inHuge(at, n uint64) bool {
-	for _, h := range r.c.huge {
-		if h.Start < at+n && at < h.End {
-			return true
-		}
-	}
-	return false
 }
 
 // prefetch has the pages file's contents of pieces, which are in its
