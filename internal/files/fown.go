@@ -73,14 +73,19 @@ func shareNoOwner(files []*pb.FileEntry) {
 	}
 }
 
-// dumpOwner records the owner of descriptor fd, entry f, if it has one.
-func (t *Table) dumpOwner(fd int, f *pb.FileEntry) error {
+// owner reads the owner of the process's descriptor fd, through a copy.
+func (t *Table) owner(fd int) (kernel.Owner, error) {
 	dup, err := kernel.Getfd(t.view, fd)
 	if err != nil {
-		return err
+		return kernel.Owner{}, err
 	}
-	o, err := kernel.GetOwner(dup)
-	closeAll([]int{dup})
+	defer closeAll([]int{dup})
+	return kernel.GetOwner(dup)
+}
+
+// dumpOwner records the owner of descriptor fd, entry f, if it has one.
+func (t *Table) dumpOwner(fd int, f *pb.FileEntry) error {
+	o, err := t.owner(fd)
 	if err != nil || o.Pid == 0 && o.Sig == 0 {
 		return err
 	}
@@ -103,12 +108,7 @@ func (t *Table) refuseDnotify(fd int, f *pb.FileEntry) error {
 	if f.GetReg().GetMode()&unix.S_IFMT != unix.S_IFDIR {
 		return nil
 	}
-	dup, err := kernel.Getfd(t.view, fd)
-	if err != nil {
-		return err
-	}
-	o, err := kernel.GetOwner(dup)
-	closeAll([]int{dup})
+	o, err := t.owner(fd)
 	if err != nil || o.Pid == 0 {
 		return err
 	}
