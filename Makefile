@@ -50,7 +50,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNlAcks$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzNlAttrs$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzNftTables$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
-	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzInotifyWatches FuzzFanotify FuzzParseMountinfo FuzzParsePosixTimers FuzzTimerfd FuzzSignalfd FuzzParseSysvShm; do \
+	for f in FuzzParseMaps FuzzParseSmaps FuzzParseStatus FuzzParseStat FuzzParseLimits FuzzParseFdinfo FuzzParseAuxv FuzzPageRuns FuzzParseTimensOffsets FuzzParseLocks FuzzParseOOMScoreAdj FuzzParseLoginUID FuzzInotifyWatches FuzzFanotify FuzzParseMountinfo FuzzParsePosixTimers FuzzTimerfd FuzzSignalfd FuzzParseSysvShm; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/proc || exit 1; \
 	done
 

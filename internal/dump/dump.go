@@ -110,6 +110,9 @@ type dumper struct {
 
 	// seccomp holds the seccomp mode of each thread under seccomp.
 	seccomp map[int]int
+	// loginUID is the audit login UID of the process, its view thread's:
+	// nil on a kernel without audit support.
+	loginUID *uint32
 	// vdsos are the vDSO code ranges no thread may be left inside.
 	vdsos   []proc.Mapping
 	threads []*pb.CoreEntry
@@ -315,6 +318,14 @@ func (t *tree) run(ctx context.Context) error {
 // dumpThreads collects the core of every thread, the leader first, and
 // the seccomp filters.
 func (d *dumper) dumpThreads() error {
+	switch uid, err := proc.ReadLoginUID(d.view); {
+	case errors.Is(err, fs.ErrNotExist):
+		// A kernel without audit support: no process has one.
+	case err != nil:
+		return err
+	default:
+		d.loginUID = &uid
+	}
 	for _, tid := range d.tids() {
 		dumpThread := d.dumpThread
 		if tid == d.pid && d.leaderExited() {

@@ -14,8 +14,9 @@ import (
 // >= 6.3): the registration commands the caller's mm has issued.
 const membarrierGetRegistrations = 1 << 9
 
-// dumpProcState adds to tc the state of the process's mm and its OOM
-// score adjustment, and refuses what it cannot keep of them. membarrier
+// dumpProcState adds to tc the state of the process's mm, its OOM score
+// adjustment and its audit login UID, and refuses what it cannot keep of
+// them. membarrier
 // is what the process said of its membarrier registrations.
 func (d *dumper) dumpProcState(tc *pb.TaskCoreEntry, membarrier answer) error {
 	if err := d.refuseLockFuture(); err != nil {
@@ -26,6 +27,7 @@ func (d *dumper) dumpProcState(tc *pb.TaskCoreEntry, membarrier answer) error {
 		return err
 	}
 	tc.OomScoreAdj = pb.Int32(oom)
+	tc.Loginuid = d.loginUID
 	switch err := membarrier.err; {
 	case errors.Is(err, unix.EINVAL):
 		// Nothing outside the process shows them on this kernel.

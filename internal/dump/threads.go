@@ -212,7 +212,18 @@ func (d *dumper) recordThreadExtra(tid int, policy memPolicy) error {
 			x.MemNodes = x.MemNodes[:len(x.MemNodes)-1]
 		}
 	}
-	if x.CPUs != nil || x.IOPrio != 0 || x.MemPolicy != 0 {
+	// A thread may have set its own (through /proc/thread-self), and a
+	// restored one has its leader's.
+	if d.loginUID != nil {
+		uid, err := proc.ReadLoginUID(tid)
+		if err != nil {
+			return err
+		}
+		if uid != *d.loginUID {
+			x.LoginUID = &uid
+		}
+	}
+	if x.CPUs != nil || x.IOPrio != 0 || x.MemPolicy != 0 || x.LoginUID != nil {
 		d.threadExtras = append(d.threadExtras, x)
 	}
 	return nil

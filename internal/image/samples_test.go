@@ -293,7 +293,8 @@ func samples() []sample {
 			{msg: ThreadExtra{TID: 43, CPUs: []uint64{0, 1 << 63}, IOPrio: 3 << 13}.message()},
 			{msg: ThreadExtra{TID: 44, IOPrio: 2<<13 | 7, MDWE: 1, CoredumpFilter: new(uint32(0x7f))}.message()},
 			{msg: ThreadExtra{TID: 45, CoredumpFilter: new(uint32(0))}.message()},
-			{msg: ThreadExtra{TID: 46, MemPolicy: 3 | 1<<15, MemNodes: []uint64{0b101}}.message()}}},
+			{msg: ThreadExtra{TID: 46, MemPolicy: 3 | 1<<15, MemNodes: []uint64{0b101}}.message()},
+			{msg: ThreadExtra{TID: 47, LoginUID: new(uint32(1000))}.message()}}},
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 // (PR_SET_MDWE, as systemd's MemoryDenyWriteExecute= may set them) and
 // its core dump filter (/proc/PID/coredump_filter), when it is not the
 // dumping cryo's; and a thread's NUMA memory policy (set_mempolicy, as
-// numactl --interleave sets it) when it has one.
+// numactl --interleave sets it) when it has one, and its audit login
+// UID when it is not its process's.
 type ThreadExtra struct {
 	TID uint32
 	// CPUs is the mask, 64 CPUs a word, CPU 0 the lowest bit of the
@@ -37,6 +38,9 @@ type ThreadExtra struct {
 	// nodes, 64 a word, node 0 the lowest bit of the first.
 	MemPolicy uint32
 	MemNodes  []uint64
+	// LoginUID is the thread's audit login UID when it is not its
+	// process's, which CRIU's core entry of the leader holds (loginuid).
+	LoginUID *uint32
 }
 
 // MaxNodeWords bounds a ThreadExtra's nodes: 1,024 nodes, as the kernel's
@@ -69,7 +73,7 @@ const coredumpFilterMax = 1<<9 - 1
 
 // message is x as a cryo.thread_extra_entry record.
 func (x ThreadExtra) message() *pb.ThreadExtraEntry {
-	m := &pb.ThreadExtraEntry{Tid: x.TID, Cpus: x.CPUs, CoredumpFilter: x.CoredumpFilter}
+	m := &pb.ThreadExtraEntry{Tid: x.TID, Cpus: x.CPUs, CoredumpFilter: x.CoredumpFilter, Loginuid: x.LoginUID}
 	if x.IOPrio != 0 {
 		m.Ioprio = pb.Uint32(x.IOPrio)
 	}
@@ -84,7 +88,7 @@ func (x ThreadExtra) message() *pb.ThreadExtraEntry {
 
 func threadExtraOf(m *pb.ThreadExtraEntry) (ThreadExtra, error) {
 	x := ThreadExtra{TID: m.GetTid(), CPUs: m.Cpus, IOPrio: m.GetIoprio(), MDWE: m.GetMdwe(), CoredumpFilter: m.CoredumpFilter,
-		MemPolicy: m.GetMempolicy(), MemNodes: m.MempolicyNodes}
+		MemPolicy: m.GetMempolicy(), MemNodes: m.MempolicyNodes, LoginUID: m.Loginuid}
 	if len(x.CPUs) > MaxCPUWords {
 		return x, fmt.Errorf("%w: tid %d: a CPU mask of %d words, more than %d", ErrRecord, x.TID, len(x.CPUs), MaxCPUWords)
 	}

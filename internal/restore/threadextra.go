@@ -14,7 +14,8 @@ import (
 )
 
 // What a thread holds beyond its core entry (cryo-thread-extra.img): the
-// CPUs it may run on, its I/O priority and its memory policy. The restore
+// CPUs it may run on, its I/O priority, its memory policy and its audit
+// login UID. The restore
 // runs with every task it makes tied to the tracer's CPU
 // (ptrace.Tracer.PinWithSession); once they are made, each thread gets
 // the CPUs it was tied to at the dump, or, when it was not tied to any but
@@ -32,6 +33,9 @@ type threadExtra struct {
 	// dump filter (nil: cryo's).
 	mdwe           uint32
 	coredumpFilter *uint32
+	// loginUID is the thread's audit login UID when it is not its
+	// process's (nil), which it inherits.
+	loginUID *uint32
 }
 
 // loadThreadExtras reads cryo-thread-extra.img, if the checkpoint has it.
@@ -61,7 +65,7 @@ func (t *tree) loadThreadExtras() error {
 		if (x.MDWE != 0 || x.CoredumpFilter != nil) && !leaders[x.TID] {
 			return imageErr("%s: tid %d, which leads no process, has what a process holds", image.ThreadExtras.FileName(0), x.TID)
 		}
-		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE, coredumpFilter: x.CoredumpFilter, mempolicy: x.MemPolicy, nodes: x.MemNodes}
+		e := threadExtra{ioprio: x.IOPrio, mdwe: x.MDWE, coredumpFilter: x.CoredumpFilter, mempolicy: x.MemPolicy, nodes: x.MemNodes, loginUID: x.LoginUID}
 		if x.CPUs != nil {
 			e.cpus = new(unix.CPUSet)
 			for i, w := range x.CPUs {

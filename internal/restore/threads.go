@@ -171,7 +171,14 @@ func (r *restorer) restoreThread(tid int, core *pb.CoreEntry, cur proc.Stat) err
 		}
 		inject("set name", unix.SYS_PRCTL, unix.PR_SET_NAME, scratch+commAt)
 	}
-	return r.syscalls(tid, calls, func(i int) string { return fmt.Sprintf("tid %d: %s", tid, whats[i]) })
+	if err := r.syscalls(tid, calls, func(i int) string { return fmt.Sprintf("tid %d: %s", tid, whats[i]) }); err != nil {
+		return err
+	}
+	// A thread born of its leader has the process's login UID.
+	if uid := r.threadExtras[uint32(tid)].loginUID; uid != nil {
+		return r.setLoginUID(tid, *uid)
+	}
+	return nil
 }
 
 // finalRegs returns a thread's registers to resume with, after setting its

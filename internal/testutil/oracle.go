@@ -186,6 +186,10 @@ func RecordState(t testing.TB, pid int, skip ...uint64) State {
 		s[task+"stat/policy"] = strconv.FormatUint(uint64(st.Policy), 10)
 		s[task+"stat/exit_signal"] = strconv.Itoa(st.ExitSignal)
 		s[task+"comm"] = read(task + "comm")
+		// A kernel without audit support has no login UID to compare.
+		if _, err := os.Stat(proc.Path(view, task+"loginuid")); err == nil {
+			s[task+"loginuid"] = read(task + "loginuid")
+		}
 		s[task+"cgroup"] = read(task + "cgroup")
 		prio, err := kernel.IoprioGet(tid)
 		if err != nil {

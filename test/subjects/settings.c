@@ -7,9 +7,12 @@
 // timer slack, which no image can hold; with "deadline" it runs under
 // SCHED_DEADLINE, whose parameters no image can hold either. Its main
 // thread interleaves its memory over node 0 (set_mempolicy), and checks
-// every tick that it still does.
+// every tick that it still does; the process sets its audit login UID
+// (as a login would, which needs CAP_AUDIT_CONTROL) where the kernel has
+// one, and checks it every tick too.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -23,6 +26,7 @@
 #include <unistd.h>
 
 #define PERIOD_MS 20
+#define LOGINUID "4242"
 
 static void fail(const char *what) {
 	printf("FAIL %s: %s\n", what, strerror(errno));
@@ -80,12 +84,24 @@ int main(int argc, char **argv) {
 	int numa = syscall(SYS_set_mempolicy, MPOL_INTERLEAVE_ | MPOL_F_STATIC_NODES_, &node0, 64 + 1) == 0;
 	if (!numa && errno != ENOSYS)
 		fail("set_mempolicy");
+	int audit = 1;
+	int lfd = open("/proc/self/loginuid", O_WRONLY);
+	if (lfd < 0 && errno == ENOENT)
+		audit = 0;
+	else if (lfd < 0 || write(lfd, LOGINUID, strlen(LOGINUID)) != (ssize_t)strlen(LOGINUID) || close(lfd) != 0)
+		fail("set loginuid");
 	for (unsigned long tick = 0;; tick++) {
 		int mode = -1;
 		unsigned long nodes[16] = {0};
 		if (numa && (syscall(SYS_get_mempolicy, &mode, nodes, 1024, 0, 0) != 0 ||
 			     mode != (MPOL_INTERLEAVE_ | MPOL_F_STATIC_NODES_) || nodes[0] != 1)) {
 			printf("FAIL memory policy %#x nodes %#lx\n", mode, nodes[0]);
+			exit(1);
+		}
+		char uid[16] = {0};
+		int rfd = audit ? open("/proc/self/loginuid", O_RDONLY) : -1;
+		if (audit && (rfd < 0 || read(rfd, uid, sizeof(uid) - 1) < 0 || close(rfd) != 0 || strcmp(uid, LOGINUID) != 0)) {
+			printf("FAIL loginuid %s\n", uid);
 			exit(1);
 		}
 		printf("tick %lu pid=%d ok\n", tick, getpid());

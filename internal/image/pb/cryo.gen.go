@@ -183,6 +183,7 @@ type ThreadExtraEntry struct {
 	CoredumpFilter *uint32
 	Mempolicy      *uint32
 	MempolicyNodes []uint64
+	Loginuid       *uint32
 }
 
 // ProtoName returns the message's protobuf name.
@@ -238,4 +239,11 @@ func (m *ThreadExtraEntry) GetMempolicyNodes() []uint64 {
 		return m.MempolicyNodes
 	}
 	return nil
+}
+
+func (m *ThreadExtraEntry) GetLoginuid() uint32 {
+	if m != nil && m.Loginuid != nil {
+		return *m.Loginuid
+	}
+	return 0
 }

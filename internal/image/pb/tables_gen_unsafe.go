@@ -1077,6 +1077,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.CoredumpFilter), num: 5, kind: kUint32, card: cPtr, name: "coredump_filter"},
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.Mempolicy), num: 6, kind: kUint32, card: cPtr, name: "mempolicy"},
 			{off: unsafe.Offsetof(ThreadExtraEntry{}.MempolicyNodes), num: 7, kind: kUint64, card: cRep, name: "mempolicy_nodes"},
+			{off: unsafe.Offsetof(ThreadExtraEntry{}.Loginuid), num: 8, kind: kUint32, card: cPtr, name: "loginuid"},
 		},
 		vals: 0x1,
 	},

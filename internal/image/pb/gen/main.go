@@ -112,7 +112,8 @@ func own() *descriptorpb.FileDescriptorProto {
 			msg("thread_extra_entry",
 				field("tid", 1, u32, req), field("cpus", 2, u64, rep), field("ioprio", 3, u32, opt),
 				field("mdwe", 4, u32, opt), field("coredump_filter", 5, u32, opt),
-				field("mempolicy", 6, u32, opt), field("mempolicy_nodes", 7, u64, rep)),
+				field("mempolicy", 6, u32, opt), field("mempolicy_nodes", 7, u64, rep),
+				field("loginuid", 8, u32, opt)),
 		},
 	}
 }
