@@ -30,15 +30,19 @@ func TestCriuOptions(t *testing.T) {
 	s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), t.TempDir())
 	s.WaitTicks(t, 3)
 	dir := filepath.Join(t.TempDir(), "images")
-	args := append([]string{"dump", "-t", strconv.Itoa(s.Pid), "-D", dir}, criuOptions...)
+	// criu takes --manage-cgroups without a mode too.
+	args := append([]string{"dump", "-t", strconv.Itoa(s.Pid), "-D", dir, "--manage-cgroups"}, criuOptions...)
 	if _, errOut, code := runBinary(t, bin, args...); code != 0 {
 		t.Fatalf("cryo %s: exit status %d\n%s", strings.Join(args, " "), code, errOut)
 	}
 	s.ReapDumped(t)
 	// criu's --manage-cgroups modes that would make or change cgroups
-	// are refused before anything is restored.
-	if _, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d", "--manage-cgroups=soft"); code != 2 || !strings.Contains(errOut, "--manage-cgroups must be ignore or strict") {
-		t.Errorf("cryo restore --manage-cgroups=soft: exit status %d, want 2 and the modes named\n%s", code, errOut)
+	// are refused before anything is restored; without a mode it is
+	// criu's soft.
+	for _, o := range []string{"--manage-cgroups=soft", "--manage-cgroups"} {
+		if _, errOut, code := runBinary(t, bin, "restore", "-D", dir, "-d", o); code != 2 || !strings.Contains(errOut, `--manage-cgroups must be ignore or strict`) || !strings.Contains(errOut, `not "soft"`) {
+			t.Errorf("cryo restore %s: exit status %d, want 2 and the modes named\n%s", o, code, errOut)
+		}
 	}
 	args = append([]string{"restore", "-D", dir, "-d", "--manage-cgroups=strict"}, criuOptions...)
 	_, errOut, code := runBinary(t, bin, args...)

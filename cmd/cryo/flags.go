@@ -79,6 +79,26 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	fs.BoolVar(&c.tcpClose, "tcp-close", false, "restore: established TCP connections come back closed both ways (reads find the end of the stream, writes EPIPE), and their network lock goes (dump: no effect)")
 	fs.BoolVar(&c.extUnixSk, "ext-unix-sk", false, "dump: keep a datagram unix socket connected to a bound one outside the checkpoint (the system logger's), connected to its name again at restore; refused without it, as by criu (restore: no effect)")
 	fs.BoolVar(&c.tcpSkipInFlight, "skip-in-flight", false, "dump: leave behind the connections TCP listeners have not accepted yet (their clients find them reset once the dumped process ends), each listener said in the log; refused without it, as by criu (restore: no effect)")
-	fs.StringVar(&c.manageCgroups, "manage-cgroups", "", "restore: \"ignore\" leaves every process in cryo's cgroups; by default each goes back into the cgroups it was in, which must exist (dump: no effect)")
+	fs.BoolVar(&none, "force-irmap", false, "accepted for criu compatibility: the path of every inode an inotify or fanotify mark is on is always found, through its file handle")
+	var scanPath string
+	fs.StringVar(&scanPath, "irmap-scan-path", "", "accepted for criu compatibility: no effect, as cryo finds marked inodes through their file handles and scans no directory")
+	fs.Var((*cgroupMode)(&c.manageCgroups), "manage-cgroups", "restore: \"ignore\" leaves every process in cryo's cgroups; by default each goes back into the cgroups it was in, which must exist; without a mode, criu's soft, which would make cgroups and is refused (dump: no effect)")
 	return &c
 }
+
+// cgroupMode is the value of --manage-cgroups, which criu lets go
+// without one, meaning its soft mode.
+type cgroupMode string
+
+func (m *cgroupMode) String() string { return string(*m) }
+
+func (m *cgroupMode) Set(s string) error {
+	if s == "true" { // the option alone
+		s = "soft"
+	}
+	*m = cgroupMode(s)
+	return nil
+}
+
+// IsBoolFlag lets the option come without a value, as in criu.
+func (m *cgroupMode) IsBoolFlag() bool { return true }
