@@ -37,13 +37,19 @@ func TestCutPieces(t *testing.T) {
 			}
 		})
 	}
-	// No more than populateCalls pieces at once.
-	many := make([]piece, populateCalls+10)
-	for i := range many {
-		many[i] = p(uint64(i)*10, uint64(i)*10+1)
-	}
-	if head, rest := cutPieces(many, 1<<40); len(head) != populateCalls || len(rest) != 10 || rest[0] != many[populateCalls] {
-		t.Errorf("%d pieces of a page: cut into %d and %d", len(many), len(head), len(rest))
+	// No more than populateCalls pieces to fault in at once; pieces of
+	// a page, which take no call, do not count.
+	for _, tc := range []struct {
+		size       uint64
+		head, rest int
+	}{{2 * pageSize, populateCalls, 10}, {pageSize, populateCalls + 10, 0}} {
+		many := make([]piece, populateCalls+10)
+		for i := range many {
+			many[i] = p(uint64(i)*4*pageSize, uint64(i)*4*pageSize+tc.size)
+		}
+		if head, rest := cutPieces(many, 1<<40); len(head) != tc.head || len(rest) != tc.rest || len(rest) > 0 && rest[0] != many[tc.head] {
+			t.Errorf("%d pieces of %d bytes: cut into %d and %d, want %d and %d", len(many), tc.size, len(head), len(rest), tc.head, tc.rest)
+		}
 	}
 	// Cut again and again, the chunks are the pieces, in order.
 	var got []piece
