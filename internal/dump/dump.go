@@ -137,6 +137,8 @@ type dumper struct {
 	// sysvKeys are the keys the System V shared memory segments it
 	// attaches were made with, by id.
 	sysvKeys map[uint64]uint32
+	// aioRings are the rings of its AIO contexts (aio.go).
+	aioRings []aioRing
 }
 
 // Dump checkpoints process opts.Pid and its descendants into opts.Dir. On
@@ -264,6 +266,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.copyObjects(); err != nil || !t.opts.LeaveRunning {
 				return err
 			}
+			if err := each((*dumper).refuseAioInFlight)(); err != nil {
+				return err
+			}
 			// Everything is read but what the snapshots hold: the tree
 			// may go on while that is read and the rest written.
 			if err := t.files.ReleaseConnections(); err != nil {
@@ -308,6 +313,9 @@ func (t *tree) run(ctx context.Context) error {
 	}
 	// The images are durable: the tree can go, its connections locked
 	// until the restore.
+	if err := each((*dumper).refuseAioInFlight)(); err != nil {
+		return err
+	}
 	if err := t.files.KeepConnections(); err != nil {
 		return err
 	}

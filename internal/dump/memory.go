@@ -240,6 +240,12 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 		e.Shmid = s.Inode
 		a.dump, a.shared = presentPage, true
 		a.shmid, a.base = s.Inode, s.Start-s.Offset
+	case s.Path == aioRingPath && flags&unix.MAP_TYPE == unix.MAP_SHARED:
+		// The ring of an AIO context (aio.go), read whole while the
+		// process is frozen: a fork does not copy it.
+		e.Status, e.Flags = image.VMAAreaAIORing, flags
+		a.all, a.viaMem, a.noFork = true, true, true
+		return e, a, f, nil
 	case pseudoPath(s.Path):
 		return nil, a, f, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
 	case strings.HasPrefix(s.Path, "/memfd:") && deletedPath(s.Path):

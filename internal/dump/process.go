@@ -59,6 +59,7 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 	c.vvar = nil
 	d.vdsos, d.sysvKeys = nil, map[uint64]uint32{}
 	d.objectVMAs, d.deferred = nil, nil
+	d.aioRings, d.images.mmHead.Aios = nil, nil
 	var (
 		runs   runLister
 		batch  []area
@@ -120,6 +121,11 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 		}
 		if err := d.recordMapped(e, f); err != nil {
 			return err
+		}
+		if e.Status == image.VMAAreaAIORing {
+			if err := d.recordAioRing(mem, e.Start, e.End); err != nil {
+				return err
+			}
 		}
 		if last != nil {
 			if err := add(last); err != nil {

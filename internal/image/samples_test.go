@@ -96,9 +96,13 @@ func samples() []sample {
 				Start: 0x7f0000010000, End: 0x7f0000013000, Prot: 1, Flags: 0x21,
 				Status: 1 | 1<<8 | 1<<10, Shmid: 12345, Fd: -1, Fdflags: u32(0),
 			}, {
+				Start: 0x7f0000020000, End: 0x7f0000021000, Prot: 3, Flags: 1,
+				Status: 1 << 13, Fd: -1,
+			}, {
 				Start: 0xffffffffff600000, End: 0xffffffffff601000, Prot: 4, Flags: 0x22,
 				Status: 1 | 1<<2, Fd: -1,
 			}},
+			Aios: []*pb.AioRingEntry{{Id: 0x7f0000020000, NrReq: 62, RingLen: 4096}},
 		}), crit: `{"magic": "MM", "entries": [{"mm_start_code": "0x400000", "mm_end_code": "0x401000",
 			"exe_file_id": 9, "mm_saved_auxv": [33, 140720309534720, 0, 0],
 			"vmas": [{"start": "0x400000", "end": "0x401000", "shmid": 9, "prot": "PROT_READ | PROT_EXEC",
@@ -107,7 +111,10 @@ func samples() []sample {
 				"flags": "MAP_PRIVATE | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_PRIVATE"},
 				{"start": "0x7f0000010000", "end": "0x7f0000013000", "shmid": 12345, "prot": "PROT_READ",
 				"flags": "MAP_SHARED | MAP_ANON", "status": "VMA_AREA_REGULAR | VMA_ANON_SHARED | VMA_AREA_SYSVIPC", "fdflags": "0x0"},
-				{"start": "0xffffffffff600000", "prot": "PROT_EXEC", "status": "VMA_AREA_REGULAR | VMA_AREA_VSYSCALL"}]}]}`},
+				{"start": "0x7f0000020000", "end": "0x7f0000021000", "prot": "PROT_READ | PROT_WRITE",
+				"flags": "MAP_SHARED", "status": "VMA_AREA_AIORING"},
+				{"start": "0xffffffffff600000", "prot": "PROT_EXEC", "status": "VMA_AREA_REGULAR | VMA_AREA_VSYSCALL"}],
+			"aios": [{"id": 139637976858624, "nr_req": 62, "ring_len": 4096}]}]}`},
 		{kind: Pagemap, id: 4242, recs: recs(
 			&pb.PagemapHead{PagesId: 1},
 			&pb.PagemapEntry{Vaddr: 0x7f0000000000, CompatNrPages: 2, NrPages: u64(2), Flags: u32(PEPresent)},

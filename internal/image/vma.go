@@ -15,6 +15,10 @@ const (
 	// VMAAnonShared); its shmid is the segment's id.
 	VMAAreaSysvIPC = 1 << 10
 	VMAAreaVVAR    = 1 << 12 // [vvar] and [vvar_vclock]: never dumped
+	// VMAAreaAIORing marks the ring of an AIO context (io_setup), alone,
+	// as CRIU marks it: its pages are dumped, and the mm image's aios
+	// entry for its address tells how to make it again.
+	VMAAreaAIORing = 1 << 13
 	VMAAreaMemfd   = 1 << 14
 	// VMAAreaGuard marks an entry that is no VMA but a guard region
 	// (madvise(MADV_GUARD_INSTALL)) inside one; such entries come after

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,8 @@ func TestStructSizes(t *testing.T) {
 		{"seccomp_metadata", kernel.SeccompMetadata{}, 16},
 		{"sock_fprog", kernel.SockFprog{}, 16},
 		{"sigevent", kernel.Sigevent{}, 64},
+		{"aio_ring", kernel.AioRing{}, kernel.AioRingHeaderSize},
+		{"iocb", kernel.Iocb{}, 64},
 		{"itimerspec (x/sys)", unix.ItimerSpec{}, 32},
 		{"rlimit (x/sys)", unix.Rlimit{}, 16},
 		{"epoll_event (x/sys, packed on x86_64)", unix.EpollEvent{}, 12},
@@ -179,5 +182,41 @@ func TestInotifySetNextWd(t *testing.T) {
 	}
 	if ma, mi := kernel.KernelDevSplit(0xfe00003); ma != 254 || mi != 3 {
 		t.Errorf("KernelDevSplit(0xfe00003) = %d, %d", ma, mi)
+	}
+}
+
+// TestAioRing checks the check of a ring's header and the nr_events that
+// makes a ring of a length again.
+func TestAioRing(t *testing.T) {
+	whole := kernel.AioRing{Nr: 127, Head: 126, Tail: 0, Magic: kernel.AioRingMagic, CompatFeatures: 1, HeaderLength: 32}
+	if err := whole.Check(kernel.PageSize); err != nil {
+		t.Errorf("a one-page ring: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(r *kernel.AioRing)
+		length uint64
+		saying string
+	}{
+		{"magic", func(r *kernel.AioRing) { r.Magic = 0 }, kernel.PageSize, "magic"},
+		{"features", func(r *kernel.AioRing) { r.IncompatFeatures = 1 }, kernel.PageSize, "features"},
+		{"header", func(r *kernel.AioRing) { r.HeaderLength = 64 }, kernel.PageSize, "header of 64 bytes"},
+		{"part of a ring", func(*kernel.AioRing) {}, 2 * kernel.PageSize, "127 events where 8192 bytes hold 255"},
+		{"head", func(r *kernel.AioRing) { r.Head = 127 }, kernel.PageSize, "head 127"},
+		{"tail", func(r *kernel.AioRing) { r.Tail = 1000 }, kernel.PageSize, "tail 1000"},
+	} {
+		r := whole
+		tc.change(&r)
+		if err := r.Check(tc.length); err == nil || !strings.Contains(err.Error(), tc.saying) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.saying)
+		}
+	}
+	// io_setup(62) makes a ring of one page on a machine of up to 15
+	// possible CPUs: 2*62+2 events of 32 bytes and the header, 4096
+	// bytes; 254 one of four.
+	for length, want := range map[uint64]uint64{kernel.PageSize: 62, 4 * kernel.PageSize: 254} {
+		if got := kernel.AioNrEvents(length); got != want || (2*got+2+1)*32 > length {
+			t.Errorf("nr_events for a ring of %d bytes: %d, want %d", length, got, want)
+		}
 	}
 }

@@ -111,6 +111,9 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 	if err := c.checkVMAs(); err != nil {
 		return nil, err
 	}
+	if err := c.checkAios(); err != nil {
+		return nil, err
+	}
 	if err := c.loadPages(); err != nil {
 		return nil, err
 	}

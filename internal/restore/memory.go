@@ -212,6 +212,11 @@ func (r *restorer) mapVMAs() error {
 		}
 		// Locking comes once the pages are written (protect).
 		flags := uint64(v.flags)&^unix.MAP_LOCKED | unix.MAP_FIXED
+		if st&image.VMAAreaAIORing != 0 {
+			// Memory for the ring's pages, which the context made
+			// again takes the place of (makeAioRings).
+			flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED
+		}
 		prot := uint64(r.writableProt(v))
 		fd := ^uint64(0) // -1
 		if st&image.VMAAreaMemfd != 0 {

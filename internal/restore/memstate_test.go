@@ -1,9 +1,12 @@
 package restore_test
 
 import (
+	stdcmp "cmp"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -41,6 +44,9 @@ func TestMemoryState(t *testing.T) {
 		state func(t *testing.T, s *subject) string
 		// image checks the images.
 		image func(t *testing.T, s *subject, im *images)
+		// after, if set, acts on the restored subject before its state
+		// is compared.
+		after func(t *testing.T, s *subject)
 	}{
 		{mode: "lock", state: lockedState, image: func(t *testing.T, s *subject, im *images) {
 			// Adjacent locked VMAs may have merged: page by page.
@@ -137,6 +143,35 @@ func TestMemoryState(t *testing.T) {
 				t.Errorf("huge page VMA: flags %#x status %#x, want %#x and a shared anonymous one", v.GetFlags(), v.GetStatus(), want)
 			}
 		}},
+		// Three AIO contexts, two holding completed events not reaped,
+		// one of them across the end of its ring: the subject checks
+		// them in its rings at every tick, then reaps them when told,
+		// and makes round trips through every context.
+		{mode: "aio", state: aioState, image: func(t *testing.T, s *subject, im *images) {
+			want := []*pb.AioRingEntry{
+				{Id: s.ReadyUint(t, "aio0"), NrReq: 62, RingLen: pageSize},
+				{Id: s.ReadyUint(t, "aio1"), NrReq: 254, RingLen: 4 * pageSize},
+				{Id: s.ReadyUint(t, "aio2"), NrReq: 62, RingLen: pageSize},
+			}
+			// In the order of their addresses, as the VMAs.
+			slices.SortFunc(want, func(a, b *pb.AioRingEntry) int { return stdcmp.Compare(a.Id, b.Id) })
+			if d := cmp.Diff(want, im.mm.Aios); d != "" {
+				t.Errorf("aios of the mm image (-want +got):\n%s", d)
+			}
+			for _, a := range want {
+				if v := vmaAt(t, im, a.Id); v.GetStart() != a.Id || v.GetEnd() != a.Id+uint64(a.RingLen) || v.GetStatus() != image.VMAAreaAIORing || v.GetFlags() != unix.MAP_SHARED {
+					t.Errorf("ring VMA %#x-%#x status %#x flags %#x, want %#x-%#x of VMA_AREA_AIORING, MAP_SHARED", v.GetStart(), v.GetEnd(), v.GetStatus(), v.GetFlags(), a.Id, a.Id+uint64(a.RingLen))
+				}
+				if magic := binary.LittleEndian.Uint32(im.read(t, a.Id+16, 4)); magic != 0xa10a10a1 {
+					t.Errorf("ring %#x: magic %#x in the pages image", a.Id, magic)
+				}
+			}
+		}, after: func(t *testing.T, s *subject) {
+			if err := os.WriteFile(filepath.Join(s.dir, "aio.reap"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s.WaitLine(t, "aio reaped 3")
+		}},
 		{mode: "oom", state: func(t *testing.T, s *subject) string { return readProc(t, s.Pid, "oom_score_adj") },
 			image: func(t *testing.T, s *subject, im *images) {
 				if got := im.cores[uint32(s.Pid)].Tc.GetOomScoreAdj(); got != 400 {
@@ -165,12 +200,34 @@ func TestMemoryState(t *testing.T) {
 			c := dumpAndReap(t, s)
 			tt.image(t, s, c.im)
 			restoreSubject(t, s, c, restore.Options{})
+			if tt.after != nil {
+				tt.after(t, s)
+			}
 			s.WaitTicks(t, 5)
 			if d := cmp.Diff(before, tt.state(t, s)); d != "" {
 				t.Errorf("%s state after the restore (-before +after):\n%s", tt.mode, d)
 			}
 		})
 	}
+}
+
+// aioState describes the VMAs of the subject's AIO rings: their place,
+// size, protection, flags and name (their files are new ones).
+func aioState(t *testing.T, s *subject) string {
+	t.Helper()
+	var b strings.Builder
+	for _, key := range []string{"aio0", "aio1", "aio2"} {
+		at := s.ReadyUint(t, key)
+		for _, e := range smaps(t, s.Pid) {
+			if e.Start == at {
+				fmt.Fprintf(&b, "%s %x-%x %s %s %s\n", key, e.Start, e.End, e.Perms, e.Flags, e.Path)
+			}
+		}
+	}
+	if strings.Count(b.String(), "/[aio] (deleted)") != 3 {
+		t.Fatalf("AIO rings:\n%s", b.String())
+	}
+	return b.String()
 }
 
 // reserveState describes the VMAs of the subject's reservation, sparse

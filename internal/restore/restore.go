@@ -187,7 +187,12 @@ func (t *tree) run(ctx context.Context) error {
 				}
 				return nil
 			}},
-			{Name: "pages", Run: each((*restorer).writePages)},
+			{Name: "pages", Run: each(func(r *restorer) error {
+				if err := r.writePages(); err != nil {
+					return err
+				}
+				return r.makeAioRings()
+			})},
 		}
 	}
 	tail := []steps.Step{

@@ -26,11 +26,25 @@
 //   runsplit    4 MiB written whole, whose middle MiB, mapped again with
 //               MAP_NORESERVE, is a VMA of its own: one run of pages
 //               across three VMAs, their bounds not on a MiB
+//   aio         three native AIO contexts (io_setup) writing to and
+//               reading from DIR/aio.dat: the first's ring gone round
+//               once, holding one completed event not reaped whose slot
+//               is past the end (its tail before its head), the second's
+//               (a ring of four pages) two; every tick checks they are
+//               there, reading the rings as libaio does, and makes a
+//               round trip through the third. Once DIR/aio.reap exists
+//               it reaps them with io_getevents, prints "aio reaped 3",
+//               and from then on makes a round trip through every context
+//               each tick
+//   aiopoll     an AIO context with a request in flight: a poll of a
+//               pipe that nothing writes; "aiopipe" is its write end
 // It prints "ready key=value...", then every 20 ms checks its state from
 // inside and prints "tick N ... ok", or "FAIL ..." and exits.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -65,6 +79,26 @@ static int oom, barriers;
 static const size_t sparse_pages[] = {0, 123456789, (SPARSE_SIZE / PAGE) - 1};
 static char line[4096];
 static size_t used;
+
+// aio_ring is the header of an AIO context's ring (struct aio_ring of the
+// kernel's fs/aio.c), which libaio reads to reap without a system call.
+struct aio_ring {
+	unsigned id, nr, head, tail, magic, compat_features, incompat_features, header_length;
+	struct io_event events[];
+};
+
+#define AIO_CONTEXTS 3
+static aio_context_t aio_ctx[AIO_CONTEXTS];
+// aio_pending are the tags of the completed events each context holds
+// unreaped, until DIR/aio.reap exists.
+static const uint64_t aio_pending[AIO_CONTEXTS][2] = {{0xa0}, {0xa1, 0xa2}, {0}};
+static const int aio_npending[AIO_CONTEXTS] = {1, 2, 0};
+static int aio_fd = -1, aio_reaped;
+static char aio_trigger[4096];
+// The iocbs and buffers of the pending writes stay as they were
+// submitted.
+static struct iocb aio_cbs[AIO_CONTEXTS][2];
+static uint64_t aio_bufs[AIO_CONTEXTS][2];
 
 #define READY(...) (used += snprintf(line + used, sizeof(line) - used, __VA_ARGS__))
 
@@ -116,6 +150,115 @@ static int faults(volatile char *p) {
 }
 
 static long membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
+
+static struct aio_ring *ring_of(int i) { return (struct aio_ring *)aio_ctx[i]; }
+
+// aio_submit submits an iocb of context i: a write or read of the 8 bytes
+// at buf, at offset off of DIR/aio.dat, tagged tag.
+static void aio_submit(int i, struct iocb *cb, int opcode, uint64_t *buf, off_t off, uint64_t tag) {
+	memset(cb, 0, sizeof(*cb));
+	cb->aio_fildes = aio_fd;
+	cb->aio_lio_opcode = opcode;
+	cb->aio_buf = (uint64_t)(uintptr_t)buf;
+	cb->aio_nbytes = sizeof(*buf);
+	cb->aio_offset = off;
+	cb->aio_data = tag;
+	if (syscall(SYS_io_submit, aio_ctx[i], 1, &cb) != 1)
+		fail("io_submit");
+}
+
+// aio_reap reaps n events of context i, which must be tagged tags, in
+// order, and done with 8 bytes.
+static void aio_reap(int i, const uint64_t *tags, int n) {
+	struct io_event ev[2];
+	struct timespec limit = {5, 0};
+	long got = syscall(SYS_io_getevents, aio_ctx[i], n, n, ev, &limit);
+	if (got != n)
+		fail("io_getevents");
+	for (int k = 0; k < n; k++)
+		if (ev[k].data != tags[k] || ev[k].res != 8) {
+			printf("FAIL AIO context %d: event %d tagged %#llx res %lld, want %#llx res 8\n", i, k,
+			       (unsigned long long)ev[k].data, (long long)ev[k].res, (unsigned long long)tags[k]);
+			exit(1);
+		}
+}
+
+// aio_round_trip writes tick through context i, and reads it back.
+static void aio_round_trip(int i, unsigned long tick) {
+	struct iocb cb;
+	uint64_t out = tick * 16 + (uint64_t)i, in = 0, tag = tick << 8 | (uint64_t)i << 4;
+	aio_submit(i, &cb, IOCB_CMD_PWRITE, &out, 64 * (i + 1), tag | 1);
+	aio_reap(i, (uint64_t[]){tag | 1}, 1);
+	aio_submit(i, &cb, IOCB_CMD_PREAD, &in, 64 * (i + 1), tag | 2);
+	aio_reap(i, (uint64_t[]){tag | 2}, 1);
+	if (in != out) {
+		printf("FAIL AIO context %d read %#llx back, wrote %#llx\n", i, (unsigned long long)in, (unsigned long long)out);
+		exit(1);
+	}
+}
+
+// aio_check_pending checks, as libaio reads a ring, that context i holds
+// its pending events, and no other.
+static void aio_check_pending(int i) {
+	struct aio_ring *r = ring_of(i);
+	if (r->magic != 0xa10a10a1 || (r->tail + r->nr - r->head) % r->nr != (unsigned)aio_npending[i]) {
+		printf("FAIL AIO context %d: ring magic %#x head %u tail %u of %u, want %d events\n", i, r->magic, r->head, r->tail, r->nr, aio_npending[i]);
+		exit(1);
+	}
+	for (int k = 0; k < aio_npending[i]; k++) {
+		struct io_event *e = &r->events[(r->head + k) % r->nr];
+		if (e->data != aio_pending[i][k] || e->res != 8 || e->obj != (uint64_t)(uintptr_t)&aio_cbs[i][k]) {
+			printf("FAIL AIO context %d: pending event %d tagged %#llx\n", i, k, (unsigned long long)e->data);
+			exit(1);
+		}
+	}
+}
+
+static void aio_setup(const char *dir) {
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/aio.dat", dir);
+	if ((aio_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) < 0)
+		fail("create aio.dat");
+	snprintf(aio_trigger, sizeof(aio_trigger), "%s/aio.reap", dir);
+	// Rings of one page (nr_events 1 or 4 are raised to four per CPU),
+	// and of four.
+	const unsigned events[AIO_CONTEXTS] = {1, 200, 4};
+	for (int i = 0; i < AIO_CONTEXTS; i++)
+		if (syscall(SYS_io_setup, events[i], &aio_ctx[i]))
+			fail("io_setup");
+	// The first ring goes round to its last slot (a round trip is two
+	// events, and the ring's count is odd), the second a few.
+	for (unsigned k = 0; k < (ring_of(0)->nr - 1) / 2; k++)
+		aio_round_trip(0, k);
+	for (unsigned k = 0; k < 5; k++)
+		aio_round_trip(1, k);
+	for (int i = 0; i < AIO_CONTEXTS; i++)
+		for (int k = 0; k < aio_npending[i]; k++) {
+			aio_bufs[i][k] = aio_pending[i][k];
+			aio_submit(i, &aio_cbs[i][k], IOCB_CMD_PWRITE, &aio_bufs[i][k], 4096 + 64 * (2 * i + k), aio_pending[i][k]);
+		}
+	if (ring_of(0)->tail >= ring_of(0)->head)
+		fail("the first ring's tail is not before its head");
+	READY(" aio0=%p aio1=%p aio2=%p", (void *)aio_ctx[0], (void *)aio_ctx[1], (void *)aio_ctx[2]);
+}
+
+static void aio_tick(unsigned long tick) {
+	if (!aio_reaped && access(aio_trigger, F_OK) == 0) {
+		for (int i = 0; i < AIO_CONTEXTS; i++) {
+			aio_check_pending(i);
+			aio_reap(i, aio_pending[i], aio_npending[i]);
+		}
+		aio_reaped = 1;
+		printf("aio reaped 3\n");
+	}
+	for (int i = 0; i < AIO_CONTEXTS; i++) {
+		if (!aio_reaped && aio_npending[i]) {
+			aio_check_pending(i);
+			continue;
+		}
+		aio_round_trip(i, tick);
+	}
+}
 
 static void setup(const char *dir, const char *mode) {
 	char path[4096];
@@ -219,6 +362,21 @@ static void setup(const char *dir, const char *mode) {
 			fail("mmap the middle of runsplit");
 		fill(runsplit, RUNSPLIT_PAGES);
 		READY(" runsplit=%p", (void *)runsplit);
+	} else if (!strcmp(mode, "aio")) {
+		aio_setup(dir);
+	} else if (!strcmp(mode, "aiopoll")) {
+		static struct iocb cb;
+		struct iocb *p = &cb;
+		int pipes[2];
+		aio_context_t ctx = 0;
+		if (pipe(pipes) || syscall(SYS_io_setup, 1, &ctx))
+			fail("pipe, io_setup");
+		cb.aio_fildes = pipes[0];
+		cb.aio_lio_opcode = IOCB_CMD_POLL;
+		cb.aio_buf = POLLIN;
+		if (syscall(SYS_io_submit, ctx, 1, &p) != 1)
+			fail("io_submit poll");
+		READY(" aiopoll=%p aiopipe=%d", (void *)ctx, pipes[1]);
 	} else if (!strcmp(mode, "oom")) {
 		snprintf(path, sizeof(path), "/proc/self/oom_score_adj");
 		int fd = open(path, O_WRONLY);
@@ -245,6 +403,8 @@ static void setup(const char *dir, const char *mode) {
 }
 
 static void check_all(unsigned long tick) {
+	if (aio_fd >= 0)
+		aio_tick(tick);
 	if (huge)
 		check("huge", huge, 0, huge_pages);
 	if (runsplit)

@@ -19,8 +19,6 @@
 //   exe     its own executable, unlinked (run a copy: the binary goes):
 //           the executable and the mappings of its code must stay one
 //           deleted file
-//   aio     an AIO context, whose ring is a mapping of "/[aio] (deleted)",
-//           a file of an internal mount that a dump must refuse
 //
 // Once set up it prints
 //   ready attr=FD shared1=FD shared2=FD map1=0xADDR map2=0xADDR linked=FD holes=FD dir=FD
@@ -30,7 +28,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/aio_abi.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,7 +35,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -284,11 +280,6 @@ int main(int argc, char **argv) {
 			self[n] = 0;
 			xunlink(self);
 			exe_deleted = 1;
-		} else if (!strcmp(part, "aio")) {
-			aio_context_t ctx = 0;
-			if (syscall(SYS_io_setup, 8, &ctx))
-				fail("io_setup");
-			rl += snprintf(ready + rl, sizeof ready - rl, " aio=%#llx", (unsigned long long)ctx);
 		} else {
 			fail("unknown part %s", part);
 		}
