@@ -230,3 +230,18 @@ func PacketDiagDump() (map[uint32]PacketDiag, error) {
 		}
 	}
 }
+
+// PacketMreqMax mirrors struct packet_mreq (include/uapi/linux/if_packet.h)
+// with room for an address of MAX_ADDR_LEN bytes, as the kernel reads
+// PACKET_ADD_MEMBERSHIP's value (its struct packet_mreq_max).
+type PacketMreqMax struct {
+	Ifindex    int32
+	Type, Alen uint16
+	Address    [32]byte
+}
+
+// SetsockoptPacketMreqMax adds membership m to packet socket fd
+// (PACKET_ADD_MEMBERSHIP).
+func SetsockoptPacketMreqMax(fd int, m PacketMreqMax) error {
+	return unix.SetsockoptString(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, string(Encode(m)))
+}
