@@ -265,7 +265,7 @@ func (packetKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	}
 	if err := setupPacket(fd, e); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: %w", packetName(0, uint8(e.GetType()), uint16(e.GetProtocol()), e.GetIfindex()), err)
+		return -1, fmt.Errorf("packet socket file %d (ethertype %#04x, interface %d): %w", f.GetId(), ntohs(uint16(e.GetProtocol())), e.GetIfindex(), err)
 	}
 	if err := r.set.setKeptOpts(fd, f.GetId()); err != nil {
 		unix.Close(fd)
