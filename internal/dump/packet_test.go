@@ -60,7 +60,7 @@ func TestDumpPacket(t *testing.T) {
 	}{
 		{"raw", critPacketSk{Type: 3, Protocol: 0xb588, Ifindex: uint32(lo.Index), Version: 1, Reserve: 64, OrigDev: true, Fanout: noFanout,
 			Mclist: []struct{ Index, Type uint32 }{{uint32(lo.Index), 1}}}},
-		{"dgram", critPacketSk{Type: 2, Protocol: 0xb688, Ifindex: uint32(lo.Index), AuxData: true, Loss: true, CopyThresh: 1, Fanout: 0x4242 | 1<<16 | 0x10<<24,
+		{"dgram", critPacketSk{Type: 2, Protocol: 0xb688, Ifindex: uint32(lo.Index), AuxData: true, Loss: true, CopyThresh: 1, Fanout: uint32(s.Pid&0xffff) | 1<<16 | 0x10<<24,
 			Mclist: []struct{ Index, Type uint32 }{{uint32(lo.Index), 2}, {uint32(lo.Index), 0}, {uint32(lo.Index), 0}}}},
 		{"send", critPacketSk{Type: 3, VnetHdr: true, Fanout: noFanout}},
 	} {

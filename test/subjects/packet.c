@@ -5,14 +5,13 @@
 //   raw     a SOCK_RAW socket made with protocol 0 and bound to lo and
 //           ethertype 0x88b5 (as libpcap makes and binds its own), with
 //           PACKET_VERSION TPACKET_V2, PACKET_RESERVE 64, PACKET_ORIGDEV,
-//           PACKET_IGNORE_OUTGOING, PACKET_TIMESTAMP, SO_RCVTIMEO, a
-//           socket filter taking ethertype 0x88b5 alone, and a
-//           promiscuous membership of lo
+//           PACKET_IGNORE_OUTGOING, PACKET_TIMESTAMP, SO_RCVTIMEO, the
+//           subject's socket filter, and a promiscuous membership of lo
 //   dgram   a SOCK_DGRAM socket of ethertype 0x88b6 bound to lo, with
 //           PACKET_AUXDATA, PACKET_LOSS, PACKET_COPY_THRESH 1, memberships
 //           of lo's multicast address 01:00:5e:00:00:fb (twice) and of all
-//           multicast, in fanout group 0x4242 (PACKET_FANOUT_LB with
-//           PACKET_FANOUT_FLAG_ROLLOVER)
+//           multicast, in fanout group PID & 0xffff (PACKET_FANOUT_LB with
+//           PACKET_FANOUT_FLAG_ROLLOVER), with the subject's socket filter
 //   send    a SOCK_RAW socket of protocol 0, never bound, with
 //           PACKET_VNET_HDR and PACKET_QDISC_BYPASS
 //   ring    a SOCK_RAW socket with a receive ring (PACKET_RX_RING), mapped
@@ -22,6 +21,10 @@
 //   drop    not a socket: once the sockets before it are set up, the
 //           subject becomes uid and gid 65534 (nobody), all its
 //           capabilities gone
+// The subject's frames come from a link address that begins with its pid
+// (4 bytes, big-endian); its socket filter takes those alone, and its
+// fanout group is its own, so that subjects running side by side (tests
+// of several packages) do not see each other's frames.
 // Every tick the subject checks that each socket is as it set it
 // (getsockname, getsockopt). From SIGUSR1 on, with send among them, it
 // also sends a frame of each ethertype on lo every tick, and raw and dgram
@@ -41,6 +44,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -54,7 +58,7 @@
 #define ETH_RAW 0x88b5
 #define ETH_DGRAM 0x88b6
 #define ETH_QUEUED 0x88b7
-#define FANOUT (0x4242 | (PACKET_FANOUT_LB | PACKET_FANOUT_FLAG_ROLLOVER) << 16)
+#define FANOUT_TYPE ((PACKET_FANOUT_LB | PACKET_FANOUT_FLAG_ROLLOVER) << 16)
 
 enum kind { RAW, DGRAM, SEND, RING, QUEUED, IDLE };
 
@@ -113,20 +117,36 @@ static void member(int fd, int type, const unsigned char *addr, int alen) {
 
 static const unsigned char mcast[ETH_ALEN] = {0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb};
 
-// raw_filter takes the frames of ethertype ETH_RAW alone.
-static struct sock_filter raw_filter[] = {
-	BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
-	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_RAW, 0, 1),
+// own_filter takes the frames whose source link address begins with the
+// subject's pid (set in main), read below a SOCK_DGRAM socket's data too.
+static struct sock_filter own_filter[] = {
+	BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_LL_OFF + 6),
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
 	BPF_STMT(BPF_RET | BPF_K, 0xffff),
 	BPF_STMT(BPF_RET | BPF_K, 0),
 };
+
+static void attach_own_filter(int fd) {
+	struct sock_fprog prog = {.len = sizeof own_filter / sizeof own_filter[0], .filter = own_filter};
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+		fail("attach filter: %s", strerror(errno));
+}
+
+static void check_own_filter(const char *name, int fd) {
+	struct sock_filter f[8];
+	socklen_t l = 8; // SO_GET_FILTER's length is in instructions
+	if (getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, f, &l) < 0 || l != 4 || memcmp(f, own_filter, sizeof own_filter))
+		fail("%s: filter of %d instructions, not the one attached", name, (int)l);
+}
 
 // send_frame sends a frame of ethertype on lo through fd, which has
 // PACKET_VNET_HDR (vnet) or not.
 static void send_frame(int fd, int ethertype, const char *payload, int vnet) {
 	unsigned char buf[128] = {0};
 	int off = vnet ? 10 : 0; // struct virtio_net_hdr, no offloads
-	// To lo's address (all zeros), from it.
+	// To lo's address (all zeros), from one beginning with the pid.
+	uint32_t pid = htonl(getpid());
+	memcpy(buf + off + 6, &pid, 4);
 	buf[off + 12] = ethertype >> 8;
 	buf[off + 13] = ethertype & 0xff;
 	int n = snprintf((char *)buf + off + 14, sizeof buf - off - 14, "%s", payload);
@@ -140,9 +160,7 @@ static void setup(struct sock *s, const char *arg) {
 	if (!strcmp(arg, "raw")) {
 		s->kind = RAW;
 		s->fd = packet_socket(SOCK_RAW, 0);
-		struct sock_fprog prog = {.len = sizeof raw_filter / sizeof raw_filter[0], .filter = raw_filter};
-		if (setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
-			fail("attach filter: %s", strerror(errno));
+		attach_own_filter(s->fd);
 		bind_lo(s->fd, ETH_RAW);
 		setint(s->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "PACKET_VERSION");
 		setint(s->fd, SOL_PACKET, PACKET_RESERVE, 64, "PACKET_RESERVE");
@@ -156,6 +174,7 @@ static void setup(struct sock *s, const char *arg) {
 	} else if (!strcmp(arg, "dgram")) {
 		s->kind = DGRAM;
 		s->fd = packet_socket(SOCK_DGRAM | SOCK_NONBLOCK, htons(ETH_DGRAM));
+		attach_own_filter(s->fd);
 		bind_lo(s->fd, ETH_DGRAM);
 		setint(s->fd, SOL_PACKET, PACKET_AUXDATA, 1, "PACKET_AUXDATA");
 		setint(s->fd, SOL_PACKET, PACKET_LOSS, 1, "PACKET_LOSS");
@@ -163,7 +182,7 @@ static void setup(struct sock *s, const char *arg) {
 		member(s->fd, PACKET_MR_MULTICAST, mcast, ETH_ALEN);
 		member(s->fd, PACKET_MR_MULTICAST, mcast, ETH_ALEN);
 		member(s->fd, PACKET_MR_ALLMULTI, NULL, 0);
-		setint(s->fd, SOL_PACKET, PACKET_FANOUT, FANOUT, "PACKET_FANOUT");
+		setint(s->fd, SOL_PACKET, PACKET_FANOUT, (getpid() & 0xffff) | FANOUT_TYPE, "PACKET_FANOUT");
 	} else if (!strcmp(arg, "send")) {
 		s->kind = SEND;
 		s->fd = packet_socket(SOCK_RAW, 0);
@@ -212,11 +231,7 @@ static void check_raw(int fd) {
 	l = sizeof tv;
 	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) < 0 || tv.tv_sec != 1 || tv.tv_usec != 500000)
 		fail("raw: SO_RCVTIMEO %ld.%06ld, want 1.5", (long)tv.tv_sec, (long)tv.tv_usec);
-	struct sock_filter f[8];
-	l = 8; // SO_GET_FILTER's length is in instructions
-
-	if (getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, f, &l) < 0 || l != 4 || memcmp(f, raw_filter, sizeof raw_filter))
-		fail("raw: filter of %d instructions, not the one attached", (int)l);
+	check_own_filter("raw", fd);
 }
 
 static void check_dgram(int fd) {
@@ -232,8 +247,9 @@ static void check_dgram(int fd) {
 	    getint(fd, SOL_PACKET, PACKET_VERSION, "PACKET_VERSION") != TPACKET_V1)
 		fail("dgram: PACKET_AUXDATA, PACKET_LOSS or PACKET_VERSION not as set");
 	int fanout = getint(fd, SOL_PACKET, PACKET_FANOUT, "PACKET_FANOUT");
-	if ((unsigned)fanout != (0x4242u | (unsigned)PACKET_FANOUT_LB << 16 | (unsigned)(PACKET_FANOUT_FLAG_ROLLOVER >> 8) << 24))
+	if ((unsigned)fanout != ((getpid() & 0xffffu) | (unsigned)PACKET_FANOUT_LB << 16 | (unsigned)(PACKET_FANOUT_FLAG_ROLLOVER >> 8) << 24))
 		fail("dgram: PACKET_FANOUT %#x", fanout);
+	check_own_filter("dgram", fd);
 }
 
 static void check_send(int fd) {
@@ -272,6 +288,7 @@ int main(int argc, char **argv) {
 	int n = argc - 1;
 	if (n < 1 || n > 8)
 		fail("usage: packet SOCKET...");
+	own_filter[1].k = getpid();
 	lo = if_nametoindex("lo");
 	if (!lo)
 		fail("no lo");
