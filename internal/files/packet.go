@@ -2,7 +2,6 @@ package files
 
 import (
 	"fmt"
-	"net"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -71,8 +70,8 @@ func packetName(ino uint32, typ uint8, protocol uint16, ifindex uint32) string {
 	on := "every interface"
 	if ifindex != 0 {
 		on = fmt.Sprintf("interface %d", ifindex)
-		if i, err := net.InterfaceByIndex(int(ifindex)); err == nil {
-			on = i.Name
+		if n, err := kernel.InterfaceName(ifindex); err == nil {
+			on = n
 		}
 	}
 	return fmt.Sprintf("packet socket %d (%s, ethertype %#04x, on %s)", ino, t, ntohs(protocol), on)
@@ -143,11 +142,11 @@ func (packetKind) dump(t *Table, d *desc) (uint32, error) {
 		if i == 0 || slices.ContainsFunc(x.Ifaces, func(f image.Iface) bool { return f.Index == i }) {
 			continue
 		}
-		iface, err := net.InterfaceByIndex(int(i))
+		n, err := kernel.InterfaceName(i)
 		if err != nil {
-			return 0, fmt.Errorf("%s: name interface %d: %w", name, i, err)
+			return 0, fmt.Errorf("%s: %w", name, err)
 		}
-		x.Ifaces = append(x.Ifaces, image.Iface{Index: i, Name: iface.Name})
+		x.Ifaces = append(x.Ifaces, image.Iface{Index: i, Name: n})
 	}
 	return t.add(&pb.FileEntry{Type: pb.FdTypes_PACKETSK, Id: id, Entry: e}), nil
 }
@@ -233,15 +232,15 @@ func (packetKind) check(s *Set, f *pb.FileEntry) error {
 		if i == 0 {
 			continue
 		}
-		iface, err := net.InterfaceByIndex(int(i))
+		here, err := kernel.InterfaceName(i)
 		at := slices.IndexFunc(x.Ifaces, func(f image.Iface) bool { return f.Index == i })
 		switch {
 		case err != nil && at >= 0:
 			return fmt.Errorf("%w: packet socket file %d uses interface %d (%s at the dump), which this machine does not have: %v", ErrInterface, f.GetId(), i, x.Ifaces[at].Name, err)
 		case err != nil:
 			return fmt.Errorf("%w: packet socket file %d uses interface %d, which this machine does not have: %v", ErrInterface, f.GetId(), i, err)
-		case at >= 0 && iface.Name != x.Ifaces[at].Name:
-			return fmt.Errorf("%w: packet socket file %d uses interface %d, %s at the dump, which is %s here", ErrInterface, f.GetId(), i, x.Ifaces[at].Name, iface.Name)
+		case at >= 0 && here != x.Ifaces[at].Name:
+			return fmt.Errorf("%w: packet socket file %d uses interface %d, %s at the dump, which is %s here", ErrInterface, f.GetId(), i, x.Ifaces[at].Name, here)
 		}
 	}
 	return nil

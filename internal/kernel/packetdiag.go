@@ -245,3 +245,23 @@ type PacketMreqMax struct {
 func SetsockoptPacketMreqMax(fd int, m PacketMreqMax) error {
 	return unix.SetsockoptString(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, string(Encode(m)))
 }
+
+// InterfaceName returns the name of network interface index in cryo's
+// network namespace (SIOCGIFNAME); an error wrapping ENODEV if it has
+// none of that index.
+func InterfaceName(index uint32) (string, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("name interface %d: %w", index, err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return "", fmt.Errorf("name interface %d: %w", index, err)
+	}
+	ifr.SetUint32(index)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr); err != nil {
+		return "", fmt.Errorf("name interface %d: %w", index, err)
+	}
+	return ifr.Name(), nil
+}
