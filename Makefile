@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSeccompProgram$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzParseInetDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzUnixDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePacketDiag$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzNlAcks$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzNlAttrs$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel
 	$(GO) test -run '^$$' -fuzz '^FuzzNftTables$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/kernel

@@ -19,4 +19,8 @@ var (
 	// ErrAccess means the process being restored could not open a file
 	// itself and did not provably hold it: cryo will not open it for it.
 	ErrAccess = errors.New("not the process's to open")
+	// ErrInterface means a network interface a socket of the checkpoint
+	// uses is missing on this machine, or has another name: the message
+	// names it.
+	ErrInterface = errors.New("network interface not as dumped")
 )

@@ -745,8 +745,8 @@ func (inetKind) opened(r *Restorer) error {
 // sock_diag shows and netfilter matches). Binding it, even to a
 // privileged port, is done as cryo: the process had it bound.
 //
-// A raw socket takes CAP_NET_RAW, which the process had when it made it
-// (as root, or by a file capability as ping may have) and may have
+// A raw or packet socket takes CAP_NET_RAW, which the process had when it
+// made it (as root, or by a file capability as ping may have) and may have
 // dropped since: it is made with the process's filesystem ids, which make
 // its owner, and CAP_NET_RAW alone.
 func (r *Restorer) socketAsProcess(family, typ, protocol int) (int, error) {
@@ -757,7 +757,7 @@ func (r *Restorer) socketAsProcess(family, typ, protocol int) (int, error) {
 	}
 	var err error
 	switch c := r.creds; {
-	case typ&0xf == unix.SOCK_RAW && c != nil:
+	case (typ&0xf == unix.SOCK_RAW || family == unix.AF_PACKET) && c != nil:
 		err = onThreadAs(nil, func() error {
 			fs := kernel.FsCreds{Fsuid: c.EUID, Fsgid: c.EGID, Groups: c.Groups, Effective: 1 << unix.CAP_NET_RAW}
 			if err := kernel.SetThreadFsCreds(fs); err != nil {

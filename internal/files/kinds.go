@@ -48,6 +48,7 @@ var kinds = []kind{
 	ttyKind{},
 	inetKind{},
 	netlinkKind{},
+	packetKind{},
 	regKind{},
 }
 

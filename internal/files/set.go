@@ -67,6 +67,10 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 			return nil, imageErr("fd %d twice", s.Fds[i].GetFd())
 		}
 	}
+	// A packet socket's check reads its extras.
+	if err := s.loadSockExtras(); err != nil {
+		return nil, err
+	}
 	for _, fd := range s.Fds {
 		f := s.File(fd.GetId())
 		switch {
@@ -83,9 +87,6 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		return nil, err
 	}
 	if err := s.loadStats(); err != nil {
-		return nil, err
-	}
-	if err := s.loadSockExtras(); err != nil {
 		return nil, err
 	}
 	return s, nil

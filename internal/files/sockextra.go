@@ -150,18 +150,22 @@ func (s *Set) loadSockExtras() error {
 	for _, x := range extras {
 		f := s.File(x.ID)
 		switch {
-		case f == nil || f.GetUsk() == nil && f.GetIsk() == nil:
+		case f == nil || f.GetUsk() == nil && f.GetIsk() == nil && f.GetPsk() == nil:
 			return imageErr("%s: file %d is not a socket entry", image.SockExtras.FileName(0), x.ID)
 		case len(x.Groups) > 0 && f.GetIsk().GetProto() != unix.IPPROTO_UDP:
 			return imageErr("%s: file %d joined multicast groups, but is no UDP socket", image.SockExtras.FileName(0), x.ID)
 		case x.TCPFastOpen|x.TCPDeferAccept|x.TCPUserTimeout != 0 && (f.GetIsk() == nil || f.GetIsk().GetProto() != unix.IPPROTO_TCP && f.GetIsk().GetProto() != unix.IPPROTO_MPTCP):
 			return imageErr("%s: file %d has TCP options, but is no TCP socket", image.SockExtras.FileName(0), x.ID)
-		case len(x.Opts) > 0 && f.GetIsk() == nil:
-			return imageErr("%s: file %d has options of inet sockets, but is no inet socket", image.SockExtras.FileName(0), x.ID)
+		case len(x.Ifaces) > 0 && f.GetPsk() == nil:
+			return imageErr("%s: file %d names network interfaces, but is no packet socket", image.SockExtras.FileName(0), x.ID)
+		}
+		family := int(f.GetIsk().GetFamily())
+		if f.GetPsk() != nil {
+			family = unix.AF_PACKET
 		}
 		for _, o := range x.Opts {
-			if !isKeptOpt(int(o.Level), int(o.Name)) {
-				return imageErr("%s: file %d has option %d of level %d, which cryo does not keep", image.SockExtras.FileName(0), x.ID, o.Name, o.Level)
+			if f.GetUsk() != nil || !isKeptOpt(family, int(o.Level), int(o.Name)) {
+				return imageErr("%s: file %d has option %d of level %d, which cryo does not keep for its sockets", image.SockExtras.FileName(0), x.ID, o.Name, o.Level)
 			}
 		}
 		if _, dup := s.sockExtras[x.ID]; dup {
@@ -215,8 +219,8 @@ func (s *Set) setPeekOff(fd int, id uint32) error {
 	return nil
 }
 
-// keptOpts are the options on/off (or small values) of inet sockets that
-// CRIU's entries have no field for, kept in cryo-sk-extra.img when set:
+// keptOpts are the options on/off (or small values) of inet and packet
+// sockets that CRIU's entries have no field for, kept in cryo-sk-extra.img when set:
 // what ping sets (timestamps, errors and TTLs with its replies) and their
 // kin.
 var keptOpts = []keptOpt{
@@ -231,6 +235,12 @@ var keptOpts = []keptOpt{
 	{unix.AF_INET6, unix.SOL_IPV6, unix.IPV6_RECVTCLASS, "IPV6_RECVTCLASS"},
 	// A TCP socket's: what is left to read, told with each read.
 	{0, unix.SOL_TCP, unix.TCP_INQ, "TCP_INQ"},
+	// A packet socket's, which packet_sock_entry lacks: frames sent past
+	// the qdisc layer, its own sent frames not seen, and a transmit
+	// ring's frames with their data at an offset of their own.
+	{unix.AF_PACKET, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, "PACKET_QDISC_BYPASS"},
+	{unix.AF_PACKET, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, "PACKET_IGNORE_OUTGOING"},
+	{unix.AF_PACKET, unix.SOL_PACKET, unix.PACKET_TX_HAS_OFF, "PACKET_TX_HAS_OFF"},
 }
 
 // keptOpt is an option of keptOpts; family 0 is any.
@@ -239,9 +249,12 @@ type keptOpt struct {
 	name               string
 }
 
-// isKeptOpt reports whether option opt of level is one of keptOpts.
-func isKeptOpt(level, opt int) bool {
-	return slices.ContainsFunc(keptOpts, func(k keptOpt) bool { return k.level == level && k.opt == opt })
+// isKeptOpt reports whether option opt of level is one of keptOpts for
+// sockets of family (0: any).
+func isKeptOpt(family, level, opt int) bool {
+	return slices.ContainsFunc(keptOpts, func(k keptOpt) bool {
+		return k.level == level && k.opt == opt && (family == 0 || k.family == 0 || k.family == family)
+	})
 }
 
 // dumpKeptOpts records the keptOpts inet socket fd of family, entry id,

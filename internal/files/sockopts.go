@@ -133,7 +133,7 @@ func DumpSockOpts(fd int, kept bool) (*pb.SkOptsEntry, error) {
 		*n.field(o) = pb.Uint32(uint32(v))
 	}
 	for _, l := range sockLostOpts {
-		if kept && isKeptOpt(unix.SOL_SOCKET, l.opt) {
+		if kept && isKeptOpt(0, unix.SOL_SOCKET, l.opt) {
 			continue
 		}
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, l.opt)

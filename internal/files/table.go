@@ -55,6 +55,7 @@ type Table struct {
 	ttyTable
 	inetTable
 	unixTable
+	packetTable
 }
 
 // fdEntry is a descriptor of a table: the fdinfo entry WriteImages makes

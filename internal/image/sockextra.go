@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/cryo-cr/cryo/internal/image/pb"
 )
@@ -11,8 +12,9 @@ import (
 // for it, which cryo keeps in an image of its own, cryo-sk-extra.img, one
 // record per socket entry of files.img that has any: its peek offset
 // (SO_PEEK_OFF; -1, the kernel's default, when it has none), the
-// multicast groups a UDP socket joined, and a TCP socket's options that
-// CRIU's tcp_opts lack, each 0 when not set (the kernel's default).
+// multicast groups a UDP socket joined, a TCP socket's options that
+// CRIU's tcp_opts lack, each 0 when not set (the kernel's default), and
+// the interfaces a packet socket uses.
 type SockExtra struct {
 	// ID is the socket's files.img entry.
 	ID      uint32
@@ -30,6 +32,16 @@ type SockExtra struct {
 	// Opts are more options the socket set, which sk_opts_entry has no
 	// field for (timestamps, IP_RECVERR...), each its level and name.
 	Opts []SockOpt
+	// Ifaces are the network interfaces the socket names by index (a
+	// packet socket's binding and memberships), with their names at the
+	// dump, for the restore to check it finds the same ones.
+	Ifaces []Iface
+}
+
+// Iface is a network interface, by index and name.
+type Iface struct {
+	Index uint32
+	Name  string
 }
 
 // SockOpt is a socket option set to Value, at level Level
@@ -75,6 +87,10 @@ func (s SockExtra) message() *pb.SkExtraEntry {
 		m.OptName = append(m.OptName, o.Name)
 		m.OptValue = append(m.OptValue, o.Value)
 	}
+	for _, i := range s.Ifaces {
+		m.IfIndex = append(m.IfIndex, i.Index)
+		m.IfName = append(m.IfName, i.Name)
+	}
 	return m
 }
 
@@ -103,6 +119,16 @@ func sockExtraOf(m *pb.SkExtraEntry) (SockExtra, error) {
 	}
 	for i := range m.OptLevel {
 		s.Opts = append(s.Opts, SockOpt{Level: m.OptLevel[i], Name: m.OptName[i], Value: m.OptValue[i]})
+	}
+	if len(m.IfIndex) != len(m.IfName) {
+		return s, fmt.Errorf("%w: socket %d: %d interface indexes for %d names", ErrRecord, s.ID, len(m.IfIndex), len(m.IfName))
+	}
+	for i, index := range m.IfIndex {
+		// IFNAMSIZ holds the name and its terminating zero.
+		if name := m.IfName[i]; index == 0 || name == "" || len(name) >= 16 || strings.ContainsAny(name, "/\x00") {
+			return s, fmt.Errorf("%w: socket %d: interface %d named %q", ErrRecord, s.ID, index, name)
+		}
+		s.Ifaces = append(s.Ifaces, Iface{index, m.IfName[i]})
 	}
 	return s, nil
 }

@@ -19,6 +19,7 @@ func TestSockExtras(t *testing.T) {
 		{ID: 7, PeekOff: 3},
 		{ID: 9, PeekOff: -1, Groups: []McastGroup{{1, netip.MustParseAddr("239.7.7.7")}, {2, netip.MustParseAddr("ff15::777")}}},
 		{ID: 11, PeekOff: -1, TCPFastOpen: 5, TCPDeferAccept: 15, TCPUserTimeout: 30000},
+		{ID: 13, PeekOff: -1, Ifaces: []Iface{{1, "lo"}, {3, "eth0"}}},
 	}
 	if err := d.WriteSockExtras(want); err != nil {
 		t.Fatal(err)
@@ -38,6 +39,13 @@ func TestSockExtras(t *testing.T) {
 		},
 		func(m *pb.SkExtraEntry) {
 			m.McastIfindex, m.McastGroup = append(m.McastIfindex, 1), append(m.McastGroup, []byte{239, 0, 0})
+		},
+		func(m *pb.SkExtraEntry) { m.IfIndex = append(m.IfIndex, 1) },
+		func(m *pb.SkExtraEntry) { m.IfIndex, m.IfName = append(m.IfIndex, 0), append(m.IfName, "lo") },
+		func(m *pb.SkExtraEntry) { m.IfIndex, m.IfName = append(m.IfIndex, 1), append(m.IfName, "") },
+		func(m *pb.SkExtraEntry) { m.IfIndex, m.IfName = append(m.IfIndex, 1), append(m.IfName, "a/b") },
+		func(m *pb.SkExtraEntry) {
+			m.IfIndex, m.IfName = append(m.IfIndex, 1), append(m.IfName, "sixteen-bytes-xx")
 		},
 	} {
 		m := SockExtra{ID: 1, PeekOff: -1}.message()

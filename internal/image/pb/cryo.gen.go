@@ -96,6 +96,8 @@ type SkExtraEntry struct {
 	OptLevel       []uint32
 	OptName        []uint32
 	OptValue       []int32
+	IfIndex        []uint32
+	IfName         []string
 }
 
 // ProtoName returns the message's protobuf name.
@@ -170,6 +172,20 @@ func (m *SkExtraEntry) GetOptName() []uint32 {
 func (m *SkExtraEntry) GetOptValue() []int32 {
 	if m != nil {
 		return m.OptValue
+	}
+	return nil
+}
+
+func (m *SkExtraEntry) GetIfIndex() []uint32 {
+	if m != nil {
+		return m.IfIndex
+	}
+	return nil
+}
+
+func (m *SkExtraEntry) GetIfName() []string {
+	if m != nil {
+		return m.IfName
 	}
 	return nil
 }

@@ -1065,6 +1065,8 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(SkExtraEntry{}.OptLevel), num: 8, kind: kUint32, card: cRep, name: "opt_level"},
 			{off: unsafe.Offsetof(SkExtraEntry{}.OptName), num: 9, kind: kUint32, card: cRep, name: "opt_name"},
 			{off: unsafe.Offsetof(SkExtraEntry{}.OptValue), num: 10, kind: kInt32, card: cRep, name: "opt_value"},
+			{off: unsafe.Offsetof(SkExtraEntry{}.IfIndex), num: 11, kind: kUint32, card: cRep, name: "if_index"},
+			{off: unsafe.Offsetof(SkExtraEntry{}.IfName), num: 12, kind: kString, card: cRep, name: "if_name"},
 		},
 		vals: 0x3,
 	},

@@ -83,6 +83,7 @@ func own() *descriptorpb.FileDescriptorProto {
 		u64 = descriptorpb.FieldDescriptorProto_TYPE_UINT64
 		i64 = descriptorpb.FieldDescriptorProto_TYPE_INT64
 		byt = descriptorpb.FieldDescriptorProto_TYPE_BYTES
+		str = descriptorpb.FieldDescriptorProto_TYPE_STRING
 		req = descriptorpb.FieldDescriptorProto_LABEL_REQUIRED
 		opt = descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
 		rep = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
@@ -107,7 +108,8 @@ func own() *descriptorpb.FileDescriptorProto {
 				field("mcast_ifindex", 3, u32, rep), field("mcast_group", 4, byt, rep),
 				field("tcp_fastopen", 5, u32, opt), field("tcp_defer_accept", 6, u32, opt),
 				field("tcp_user_timeout", 7, u32, opt),
-				field("opt_level", 8, u32, rep), field("opt_name", 9, u32, rep), field("opt_value", 10, i32, rep)),
+				field("opt_level", 8, u32, rep), field("opt_name", 9, u32, rep), field("opt_value", 10, i32, rep),
+				field("if_index", 11, u32, rep), field("if_name", 12, str, rep)),
 			// cryo-thread-extra.img
 			msg("thread_extra_entry",
 				field("tid", 1, u32, req), field("cpus", 2, u64, rep), field("ioprio", 3, u32, opt),
