@@ -1048,7 +1048,7 @@ func TestDumpRefuses(t *testing.T) {
 		want func(s *sink) []string // substrings of the error
 	}{
 		{name: "socket", args: []string{"socket"}, is: dump.ErrUnsupported,
-			want: func(s *sink) []string { return []string{fmt.Sprintf("fd %s ", s.Ready["socket"]), "PACKET socket"} }},
+			want: func(s *sink) []string { return []string{fmt.Sprintf("fd %s ", s.Ready["socket"]), "UDP-Lite socket"} }},
 		{name: "images already there", args: []string{}, is: image.ErrNotEmpty,
 			dir: func(t *testing.T, dir string) {
 				if err := os.Mkdir(dir, 0o700); err != nil {

@@ -6,7 +6,7 @@
 //
 // Usage: sink DIR [socket] [child] [churn] [big=MIB]
 //   DIR     an existing directory for the files it creates and maps
-//   socket  also hold a packet socket (a kind of fd a dump refuses)
+//   socket  also hold a UDP-Lite socket (a kind of fd a dump refuses)
 //   child   also have a child process (a dump refuses process trees)
 //   churn   also start and end short-lived threads all the time
 //   big=N   also hold N MiB of touched anonymous memory
@@ -33,6 +33,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -422,7 +423,7 @@ int main(int argc, char **argv) {
 	zero_fd = xopen("/dev/zero", O_RDONLY);
 	urandom_fd = xopen("/dev/urandom", O_RDONLY);
 	int sock_fd = -1;
-	if (want_socket && (sock_fd = socket(AF_PACKET, SOCK_DGRAM, 0)) < 0)
+	if (want_socket && (sock_fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE)) < 0)
 		fail("socket: %s", strerror(errno));
 
 	// Signals.
