@@ -36,13 +36,16 @@ type checkpoint struct {
 	// toWrite is how many bytes of pages the pages step writes, and
 	// vdsoRuns the runs of pages of the vDSO: the pagemap is read again
 	// where it is needed, as 30,000 runs held took 1 MB.
-	toWrite  uint64
-	vdsoRuns []image.PageEntry
-	vdso     *vma                     // nil if the process had none
-	vvar     *vma                     // nil if the process had none
-	guards   []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
-	threads  []uint32                 // leader first
-	seccomp  map[uint32]threadSeccomp // the threads under seccomp
+	toWrite uint64
+	// copyPages is how many of those pages are in runs of uffdMin bytes
+	// or more, which a userfaultfd would copy.
+	copyPages uint64
+	vdsoRuns  []image.PageEntry
+	vdso      *vma                     // nil if the process had none
+	vvar      *vma                     // nil if the process had none
+	guards    []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
+	threads   []uint32                 // leader first
+	seccomp   map[uint32]threadSeccomp // the threads under seccomp
 
 	// filledReadOnly are the starts of the VMAs without write permission
 	// that have pages to write (writableProt).
@@ -237,6 +240,9 @@ func (c *checkpoint) loadPages() error {
 		in, out := split(vdso.Range{Start: e.Vaddr, End: end}, []vdso.Range{c.vdsoPages()})
 		for _, p := range out {
 			c.toWrite += p.End - p.Start
+			if p.End-p.Start >= uffdMin {
+				c.copyPages += (p.End - p.Start) / pageSize
+			}
 		}
 		if len(in) > 0 {
 			c.vdsoRuns = append(c.vdsoRuns, e)

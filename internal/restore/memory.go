@@ -403,6 +403,14 @@ func (r *restorer) writePages() error {
 	}
 	defer pr.Close()
 	r.uffd = uffdUnopened
+	// Closing a userfaultfd walks every VMA of the process, and each
+	// piece it copies splits its VMA and merges it again; copying spares
+	// the zeroing of a page. A restore of 60,000 VMAs, with one piece of
+	// 61 pages to copy, took 10-17 ms longer with one: it is made where
+	// there are more pages to copy than VMAs.
+	if r.c.copyPages < uint64(r.c.vmas.n) {
+		r.uffd = uffdNone
+	}
 	defer func() {
 		if r.uffd >= 0 {
 			unix.Close(r.uffd)

@@ -40,6 +40,7 @@ type vmaList struct {
 	// VMAs of a kind none has is skipped (a walk of 60,000 takes 1.4 ms,
 	// and a restore walks them for shared memory alone five times).
 	statuses uint32
+	n        int // how many
 }
 
 // any reports whether a VMA has a status bit of mask.
@@ -63,6 +64,7 @@ func (l *vmaList) add(v *vma) {
 	}
 	*c, l.last = append(b, ro), v.end
 	l.statuses |= v.status
+	l.n++
 }
 
 // all yields the VMAs in order, each decoded into the same vma: one kept
