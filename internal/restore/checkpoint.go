@@ -36,11 +36,11 @@ type checkpoint struct {
 	// toWrite is how many bytes of pages the pages step writes, and
 	// vdsoRuns the runs of pages of the vDSO: the pagemap is read again
 	// where it is needed, as 30,000 runs held took 1 MB.
-	toWrite uint64
-	// copyPages is how many of those pages are in runs of uffdMin bytes
-	// or more, which a userfaultfd would copy.
+	toWrite  uint64
+	vdsoRuns []image.PageEntry
+	// copyPages is how many of the pages to write are in runs of uffdMin
+	// bytes or more, which a userfaultfd would copy.
 	copyPages uint64
-	vdsoRuns  []image.PageEntry
 	vdso      *vma                     // nil if the process had none
 	vvar      *vma                     // nil if the process had none
 	guards    []vma                    // MADV_GUARD_INSTALL regions, after the VMAs in the image, not in vmas
