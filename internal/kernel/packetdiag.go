@@ -110,43 +110,17 @@ func PacketDiagRequest(seq uint32) []byte {
 // PacketDiagRequest: the sockets it holds, and whether it ends the answer
 // (NLMSG_DONE). An NLMSG_ERROR message is returned as its errno.
 func ParsePacketDiag(b []byte) (socks []PacketDiag, done bool, err error) {
-	msgLen := binary.Size(packetDiagMsg{})
-	for len(b) > 0 {
-		h, body, rest, err := nextNlMsg(b)
-		if err != nil {
-			return nil, false, err
-		}
-		b = rest
-		switch h.Type {
-		case unix.NLMSG_DONE:
-			return socks, true, nil
-		case unix.NLMSG_ERROR:
-			errno, err := nlErrno(body)
-			if err != nil {
-				return nil, false, err
-			}
-			if errno != 0 {
-				return nil, false, errno
-			}
-			continue
-		case unix.SOCK_DIAG_BY_FAMILY:
-		default:
-			return nil, false, fmt.Errorf("%w: message type %d", ErrNetlink, h.Type)
-		}
-		if len(body) < msgLen {
-			return nil, false, fmt.Errorf("%w: packet_diag_msg of %d bytes", ErrNetlink, len(body))
-		}
+	return parseDiag(b, func(body []byte) (PacketDiag, error) {
 		var m packetDiagMsg
+		msgLen := binary.Size(m)
+		if len(body) < msgLen {
+			return PacketDiag{}, fmt.Errorf("%w: packet_diag_msg of %d bytes", ErrNetlink, len(body))
+		}
 		if err := Decode(body[:msgLen], &m); err != nil {
-			return nil, false, err
+			return PacketDiag{}, err
 		}
-		s, err := parsePacketDiagAttrs(m, body[msgLen:])
-		if err != nil {
-			return nil, false, err
-		}
-		socks = append(socks, s)
-	}
-	return socks, false, nil
+		return parsePacketDiagAttrs(m, body[msgLen:])
+	})
 }
 
 // parsePacketDiagAttrs reads the attributes of the answer about socket m.

@@ -97,7 +97,29 @@ func InetDiagRequest(family uint8, protocol uint32, seq uint32) []byte {
 // InetDiagRequest: the sockets it holds, and whether it ends the answer
 // (NLMSG_DONE). An NLMSG_ERROR message is returned as its errno.
 func ParseInetDiag(b []byte) (socks []InetDiag, done bool, err error) {
-	msgLen := binary.Size(InetDiagMsg{})
+	return parseDiag(b, func(body []byte) (InetDiag, error) {
+		var d InetDiag
+		msgLen := binary.Size(InetDiagMsg{})
+		if len(body) < msgLen {
+			return d, fmt.Errorf("%w: inet_diag_msg of %d bytes", ErrNetlink, len(body))
+		}
+		if err := Decode(body[:msgLen], &d.InetDiagMsg); err != nil {
+			return d, err
+		}
+		err := ParseNlAttrs(body[min(nlmAlign(msgLen), len(body)):], func(typ uint16, v []byte) error {
+			if typ == inetDiagShutdown && len(v) > 0 {
+				d.Shutdown = v[0]
+			}
+			return nil
+		})
+		return d, err
+	})
+}
+
+// parseDiag parses one read of sock_diag replies, each message's body
+// with parse: the sockets they hold, and whether the dump ended
+// (NLMSG_DONE). A netlink error is returned as its errno.
+func parseDiag[T any](b []byte, parse func(body []byte) (T, error)) (socks []T, done bool, err error) {
 	for len(b) > 0 {
 		h, body, rest, err := nextNlMsg(b)
 		if err != nil {
@@ -108,33 +130,23 @@ func ParseInetDiag(b []byte) (socks []InetDiag, done bool, err error) {
 		case unix.NLMSG_DONE:
 			return socks, true, nil
 		case unix.NLMSG_ERROR:
-			if len(body) < 4 {
-				return nil, false, fmt.Errorf("%w: error message of %d bytes", ErrNetlink, len(body))
+			errno, err := nlErrno(body)
+			if err != nil {
+				return nil, false, err
 			}
-			if errno := int32(binary.LittleEndian.Uint32(body)); errno < 0 {
-				return nil, false, unix.Errno(-errno)
+			if errno != 0 {
+				return nil, false, errno
 			}
 			continue
 		case unix.SOCK_DIAG_BY_FAMILY:
 		default:
 			return nil, false, fmt.Errorf("%w: message type %d", ErrNetlink, h.Type)
 		}
-		if len(body) < msgLen {
-			return nil, false, fmt.Errorf("%w: inet_diag_msg of %d bytes", ErrNetlink, len(body))
-		}
-		var d InetDiag
-		if err := Decode(body[:msgLen], &d.InetDiagMsg); err != nil {
+		s, err := parse(body)
+		if err != nil {
 			return nil, false, err
 		}
-		if err := ParseNlAttrs(body[min(nlmAlign(msgLen), len(body)):], func(typ uint16, v []byte) error {
-			if typ == inetDiagShutdown && len(v) > 0 {
-				d.Shutdown = v[0]
-			}
-			return nil
-		}); err != nil {
-			return nil, false, err
-		}
-		socks = append(socks, d)
+		socks = append(socks, s)
 	}
 	return socks, false, nil
 }

@@ -51,7 +51,6 @@ const (
 	unixDiagRQLen     = 4
 	unixDiagShutdown  = 6
 	unixDiagUID       = 7
-	sockDiagByFamily  = 20
 	unixDiagMsgLen    = 16
 	unixDiagReqLength = 24
 )
@@ -95,7 +94,7 @@ func UnixSockets() (map[uint32]*UnixSock, error) {
 		return nil, fmt.Errorf("open sock_diag: %w", err)
 	}
 	defer unix.Close(fd)
-	req := Encode(nlmsgHeader{Len: nlmsgHeaderLen + unixDiagReqLength, Type: sockDiagByFamily,
+	req := Encode(nlmsgHeader{Len: nlmsgHeaderLen + unixDiagReqLength, Type: unix.SOCK_DIAG_BY_FAMILY,
 		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: 1})
 	req = append(req, Encode(unixDiagReq{Family: unix.AF_UNIX, States: ^uint32(0),
 		Show: udiagShowName | udiagShowVFS | udiagShowPeer | udiagShowIcons | udiagShowRqlen | udiagShowUID})...)
@@ -126,34 +125,7 @@ func UnixSockets() (map[uint32]*UnixSock, error) {
 // netlink messages of unix_diag_msg and attributes. done says the dump
 // ended (NLMSG_DONE); a netlink error is returned as the errno.
 func ParseUnixDiag(b []byte) (socks []*UnixSock, done bool, err error) {
-	for len(b) > 0 {
-		h, body, rest, err := nextNlMsg(b)
-		if err != nil {
-			return nil, false, err
-		}
-		b = rest
-		switch h.Type {
-		case unix.NLMSG_DONE:
-			return socks, true, nil
-		case unix.NLMSG_ERROR:
-			if len(body) < 4 {
-				return nil, false, fmt.Errorf("%w: error message of %d bytes", ErrNetlink, len(body))
-			}
-			if errno := int32(binary.LittleEndian.Uint32(body)); errno != 0 {
-				return nil, false, fmt.Errorf("sock_diag: %w", unix.Errno(-errno))
-			}
-			continue
-		case sockDiagByFamily:
-		default:
-			continue
-		}
-		s, err := parseUnixDiagMsg(body)
-		if err != nil {
-			return nil, false, err
-		}
-		socks = append(socks, s)
-	}
-	return socks, false, nil
+	return parseDiag(b, parseUnixDiagMsg)
 }
 
 // parseUnixDiagMsg parses a unix_diag_msg and its attributes.
