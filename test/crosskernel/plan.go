@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/kernel"
+	"github.com/cryo-cr/cryo/internal/proc"
 )
 
 // Subject is a program the matrix dumps and restores.
@@ -132,8 +133,8 @@ func round(pending []Job, made map[string]bool) map[string][]Job {
 	return groups
 }
 
-// FreePidBlocks finds n blocks of size consecutive PIDs that no task of
-// this machine uses, just behind the PID allocator's position: the
+// FreePidBlocks finds n blocks of size consecutive PIDs that no task,
+// process group or session of this machine uses, just behind the PID allocator's position: the
 // allocator reaches them last, after going round all other PIDs.
 func FreePidBlocks(n, size int) ([]int, error) {
 	last, err := readInt("/proc/sys/kernel/ns_last_pid")
@@ -155,6 +156,11 @@ func FreePidBlocks(n, size int) ([]int, error) {
 			continue
 		}
 		used[pid] = true
+		// A process group or session keeps its PID allocated after its
+		// leader is gone, while a member lives: clone3 finds it taken.
+		if st, err := proc.ReadStat(pid); err == nil {
+			used[st.Pgrp], used[st.Session] = true, true
+		}
 		tasks, _ := os.ReadDir(filepath.Join("/proc", e.Name(), "task"))
 		for _, t := range tasks {
 			if tid, err := strconv.Atoi(t.Name()); err == nil {
