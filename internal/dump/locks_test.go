@@ -2,9 +2,12 @@ package dump_test
 
 import (
 	"encoding/json"
+	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -86,25 +89,53 @@ func TestDumpFileLocks(t *testing.T) {
 	s.WaitTicks(t, 3)
 }
 
-// TestDumpRefusesLocks checks that a lease, a lock only a mapping keeps of
-// a file mapped twice (which mapping holds it is unknown), and an OFD
-// write lock only a private mapping keeps (the restore maps the file
-// from a descriptor open for reading) are refused by name, and that the refused dump leaves the process running
-// with its locks.
+// TestDumpRefusesLocks checks that a lease being broken, a lock only a
+// mapping keeps of a file mapped twice (which mapping holds it is
+// unknown), and an OFD write lock only a private mapping keeps (the
+// restore maps the file from a descriptor open for reading) are refused
+// by name, and that the refused dump leaves the process running with its
+// locks.
 func TestDumpRefusesLocks(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
 		mode string
+		// then is done to the subject's directory once it is ready.
+		then func(t *testing.T, dir string)
 		want []string
 	}{
-		{"lease", []string{"lease (F_SETLEASE)", "LEASE"}},
-		{"mapped2", []string{"FLOCK WRITE", "held through the mapping of", "/mapped", "2 mappings"}},
-		{"mapped-ofd", []string{"OFDLCK WRITE", "held through the mapping of", "/mapped", "does not write the file"}},
+		{"lease", breakLease, []string{"lease being broken", "LEASE UNLCK"}},
+		{"mapped2", nil, []string{"FLOCK WRITE", "held through the mapping of", "/mapped", "2 mappings"}},
+		{"mapped-ofd", nil, []string{"OFDLCK WRITE", "held through the mapping of", "/mapped", "does not write the file"}},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), t.TempDir(), tc.mode)
+			dir := t.TempDir()
+			s := testutil.StartSubject(t, testutil.BuildC(t, "locks.c"), dir, tc.mode)
+			if tc.then != nil {
+				tc.then(t, dir)
+			}
 			// Its own check as it ticks on: it still holds its 5 locks.
 			expectRefused(t, s, dump.Options{}, tc.want...)
 		})
+	}
+}
+
+// breakLease starts the break of the subject's read lease, as another
+// process's open for writing does: a non-blocking open fails, and the
+// lease shows BREAKING, to go (UNLCK), until its holder gives it up or
+// the kernel's lease-break-time (45 s) runs out.
+func breakLease(t *testing.T, dir string) {
+	fd, err := unix.Open(filepath.Join(dir, "lease"), unix.O_WRONLY|unix.O_NONBLOCK, 0)
+	if err == nil {
+		unix.Close(fd)
+	}
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("open of the leased file for writing: %v, want EWOULDBLOCK", err)
+	}
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "LEASE  BREAKING  UNLCK") {
+		t.Fatalf("/proc/locks shows no lease breaking to none:\n%s", b)
 	}
 }

@@ -113,6 +113,10 @@ func (s *Set) Verify(need map[uint32]uint32, o VerifyOptions) error {
 		s.Close()
 		return err
 	}
+	if err := s.checkLeases(o.Creds); err != nil {
+		s.Close()
+		return err
+	}
 	s.stats = nil
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"math"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -27,7 +28,19 @@ import (
 // description before the descriptor is closed. CRIU, which has no such
 // entries, fails on the descriptor rather than lose the lock.
 //
-// Leases, delegations and mandatory locks are refused at dump.
+// A lease (fcntl F_SETLEASE) belongs to an open file description too, and
+// is an entry of flag FL_LEASE, type F_RDLCK or F_WRLCK, on the whole
+// file, as CRIU writes it. The restore takes it again from inside the
+// process: the kernel counts the lease as the caller's (the pid
+// /proc/locks shows), makes the caller the file's owner, who is told of
+// a break, and, as it runs before the credentials are restored, lets
+// root's CAP_LEASE stand in for owning the file, which the restore
+// checks the process did instead. A lease being broken (a conflicting
+// open has started a break: BREAKING) is refused: CRIU breaks it again
+// at restore by opening the file, which restarts the break's timeout and
+// signals the holder once more.
+//
+// Delegations and mandatory locks are refused at dump.
 
 // The kinds of lock in an entry's flag, CRIU's FL_* values.
 const (
@@ -38,7 +51,7 @@ const (
 )
 
 // lockFlags maps the kernel's class of a lock to its flag.
-var lockFlags = map[string]uint32{proc.LockPOSIX: flPOSIX, proc.LockFlock: flFlock, proc.LockOFD: flOFD}
+var lockFlags = map[string]uint32{proc.LockPOSIX: flPOSIX, proc.LockFlock: flFlock, proc.LockOFD: flOFD, proc.LockLease: flLease}
 
 // lockTypes maps the kernel's word for a lock's type to the entry's type,
 // F_RDLCK or F_WRLCK (flock locks too: shared is read, exclusive write).
@@ -96,18 +109,20 @@ func (t *Table) systemLocks() ([]proc.Lock, error) {
 
 // dumpLocks records the locks that the fdinfo of descriptor fd shows: those
 // of its open file description, and the POSIX locks the process took
-// through it. It runs once per open file description.
-func (t *Table) dumpLocks(fd int, info proc.Fdinfo) error {
+// through it. It runs once per open file description, and reports
+// whether the description holds a lease.
+func (t *Table) dumpLocks(fd int, info proc.Fdinfo) (leased bool, err error) {
 	locks, err := info.Locks()
 	if err != nil {
-		return fmt.Errorf("fd %d: %w", fd, err)
+		return false, fmt.Errorf("fd %d: %w", fd, err)
 	}
 	for _, l := range locks {
 		if err := t.recordLock(l, int32(fd)); err != nil {
-			return fmt.Errorf("%w: fd %d holds %w", ErrUnsupported, fd, err)
+			return false, fmt.Errorf("%w: fd %d holds %w", ErrUnsupported, fd, err)
 		}
+		leased = leased || l.Class == proc.LockLease
 	}
-	return nil
+	return leased, nil
 }
 
 // recordLock records lock l, to be taken again through descriptor fd or,
@@ -117,13 +132,17 @@ func (t *Table) recordLock(l proc.Lock, fd int32) error {
 	flag, ok := lockFlags[l.Class]
 	typ, typed := lockTypes[l.Type]
 	switch {
-	case l.Class == proc.LockLease || l.Class == proc.LockDeleg:
-		return fmt.Errorf("a lease (F_SETLEASE): %v", l)
+	case l.Class == proc.LockDeleg:
+		return fmt.Errorf("a delegation (an NFS server's lease): %v", l)
 	case !ok:
 		return fmt.Errorf("a lock of class %s: %v", l.Class, l)
+	case l.Class == proc.LockLease && l.Mode == "BREAKING":
+		return fmt.Errorf("a lease being broken (F_SETLEASE; another process's open of the file waits or failed, and the lease is to go): %v", l)
+	case l.Class == proc.LockLease && (l.Mode != "ACTIVE" || !typed || l.Waiting):
+		return fmt.Errorf("a lease in state %s %s: %v", l.Mode, l.Type, l)
 	case l.Mode == "MANDATORY" || l.Mode == "MSNFS":
 		return fmt.Errorf("a mandatory lock: %v", l)
-	case l.Mode != "ADVISORY" || !typed || l.Waiting:
+	case l.Class != proc.LockLease && (l.Mode != "ADVISORY" || !typed || l.Waiting):
 		return fmt.Errorf("a lock in state %s %s: %v", l.Mode, l.Type, l)
 	case l.Class == proc.LockPOSIX && l.Pid != t.pid:
 		// The descriptor table is shared with another process
@@ -307,16 +326,16 @@ func (s *Set) loadLocks() error {
 	for _, l := range locks {
 		fd := l.GetFd()
 		switch {
-		case l.GetFlag() == flLease:
-			return fmt.Errorf("%w: lease on fd %d", ErrUnsupported, fd)
-		case !slices.Contains([]uint32{flPOSIX, flFlock, flOFD}, l.GetFlag()):
+		case !slices.Contains([]uint32{flPOSIX, flFlock, flOFD, flLease}, l.GetFlag()):
 			return imageErr("filelocks.img: lock on fd %d of kind %#x", fd, l.GetFlag())
 		case l.GetType() != unix.F_RDLCK && l.GetType() != unix.F_WRLCK:
 			return imageErr("filelocks.img: lock on fd %d of type %d", fd, l.GetType())
 		case l.GetStart() < 0 || l.GetLen() < 0 || l.GetLen() > math.MaxInt64-l.GetStart():
 			return imageErr("filelocks.img: lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
-		case l.GetFlag() == flFlock && (l.GetStart() != 0 || l.GetLen() != 0):
-			return imageErr("filelocks.img: flock lock on fd %d of range %d+%d", fd, l.GetStart(), l.GetLen())
+		case (l.GetFlag() == flFlock || l.GetFlag() == flLease) && (l.GetStart() != 0 || l.GetLen() != 0):
+			return imageErr("filelocks.img: %s of range %d+%d", describeLock(l), l.GetStart(), l.GetLen())
+		case l.GetFlag() == flLease && fd < 0:
+			return imageErr("filelocks.img: %s, which no descriptor holds", describeLock(l))
 		case fd < 0 && (l.GetFlag() == flPOSIX || s.File(uint32(-fd)).GetReg() == nil):
 			return imageErr("filelocks.img: %s, not a file whose mapping may hold it", describeLock(l))
 		case fd >= 0 && int(l.GetPid()) == s.pid && !slices.ContainsFunc(s.Fds, func(e pb.FdinfoEntry) bool { return int32(e.GetFd()) == fd }):
@@ -334,6 +353,37 @@ func (s *Set) CheckMappingLocks(mapped func(id uint32) bool) error {
 	for _, l := range s.Locks {
 		if int(l.GetPid()) == s.pid && l.GetFd() < 0 && !mapped(uint32(-l.GetFd())) {
 			return imageErr("filelocks.img: %s, a file the process does not map", describeLock(l))
+		}
+	}
+	return nil
+}
+
+// checkLeases checks that the process, with credentials c, may take each
+// of its leases again, as the kernel would let it (generic_setlease): it
+// owns the file (its fsuid), or has CAP_LEASE. The restore takes them
+// before the credentials are restored, with root's CAP_LEASE, which
+// would let it take a lease on a file it no longer owns. It runs once
+// Verify has opened the files the process gets by path.
+func (s *Set) checkLeases(c kernel.FsCreds) error {
+	for _, l := range s.Locks {
+		if l.GetFlag() != flLease || int(l.GetPid()) != s.pid {
+			continue
+		}
+		i := slices.IndexFunc(s.Fds, func(e pb.FdinfoEntry) bool { return int32(e.GetFd()) == l.GetFd() })
+		id := s.Fds[i].GetId() // loadLocks checked it
+		name := s.File(id).GetReg().GetName()
+		fd, ok := s.opened[id]
+		if !ok {
+			// Recreated or linked back by the restore, which decides
+			// whose it is then, or the process's own under /proc.
+			return fmt.Errorf("%w: %s of %s, a file the restore makes again or opens only once the process has it", ErrUnsupported, describeLock(l), name)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", name, err)
+		}
+		if st.Uid != c.Fsuid && c.Effective&(1<<unix.CAP_LEASE) == 0 {
+			return fmt.Errorf("%w: %s of %s: the file is uid %d's, and the process (fsuid %d) has no CAP_LEASE", ErrAccess, describeLock(l), name, st.Uid, c.Fsuid)
 		}
 	}
 	return nil
@@ -395,6 +445,13 @@ func (r *Restorer) takeLocks() error {
 func (r *Restorer) takeLock(l *pb.FileLockEntry, fd uint64) error {
 	var err error
 	switch l.GetFlag() {
+	case flLease:
+		// EAGAIN: the file is open elsewhere in a way the lease does
+		// not allow, or another holds a lease that conflicts.
+		if err = r.sys(unix.SYS_FCNTL, fd, unix.F_SETLEASE, uint64(l.GetType())); errors.Is(err, unix.EAGAIN) {
+			return fmt.Errorf("%w: %s", ErrLocked, leaseConflict(l, r.pid, fd))
+		}
+		return err
 	case flFlock:
 		how := uint64(unix.LOCK_SH)
 		if l.GetType() == unix.F_WRLCK {
@@ -461,6 +518,47 @@ func (r *Restorer) holder(l *pb.FileLockEntry, fd uint64) string {
 	return "holder gone since"
 }
 
+// leaseConflict names what keeps the process from taking lease l
+// through its descriptor fd: the processes with the file open (in the
+// ways that conflict), and the leases of others on it.
+func leaseConflict(l *pb.FileLockEntry, pid int, fd uint64) string {
+	var st unix.Stat_t
+	if err := unix.Stat(proc.Path(pid, fmt.Sprintf("fd/%d", fd)), &st); err != nil {
+		return fmt.Sprintf("the file is open elsewhere (stat it: %v)", err)
+	}
+	var who []string
+	if all, err := proc.ReadLocks(); err == nil {
+		for _, o := range all {
+			if o.Class == proc.LockLease && o.Major == unix.Major(st.Dev) && o.Minor == unix.Minor(st.Dev) && o.Ino == st.Ino && o.Pid != pid {
+				who = append(who, fmt.Sprintf("pid %d (%v)", o.Pid, o))
+			}
+		}
+	}
+	pids, _ := proc.ReadPids()
+	for _, p := range pids {
+		fds, err := proc.ReadFds(p)
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		for _, n := range fds {
+			var o unix.Stat_t
+			if p == pid && uint64(n) == fd || unix.Stat(proc.Path(p, fmt.Sprintf("fd/%d", n)), &o) != nil || o.Dev != st.Dev || o.Ino != st.Ino {
+				continue
+			}
+			info, err := proc.ReadFdinfo(p, n)
+			// A read lease conflicts with writers, a write lease with
+			// any other open but an O_PATH one, which opens nothing.
+			if err == nil && info.Flags&unix.O_PATH == 0 && (l.GetType() == unix.F_WRLCK || info.Flags&unix.O_ACCMODE != unix.O_RDONLY) {
+				who = append(who, fmt.Sprintf("pid %d fd %d", p, n))
+			}
+		}
+	}
+	if len(who) == 0 {
+		return "the file is open elsewhere (holder gone since)"
+	}
+	return "the file is open by " + strings.Join(who, ", ")
+}
+
 // describeLock names a lock of the images for messages.
 func describeLock(l *pb.FileLockEntry) string {
 	kind := map[uint32]string{flPOSIX: "POSIX", flFlock: "flock", flOFD: "OFD"}[l.GetFlag()]
@@ -472,7 +570,10 @@ func describeLock(l *pb.FileLockEntry) string {
 	if l.GetFd() < 0 {
 		on = fmt.Sprintf("the mapping of file %d", -l.GetFd())
 	}
-	if l.GetFlag() == flFlock {
+	switch l.GetFlag() {
+	case flLease:
+		return fmt.Sprintf("%s lease on %s", typ, on)
+	case flFlock:
 		return fmt.Sprintf("%s %s lock on %s", typ, kind, on)
 	}
 	end := "EOF"

@@ -29,9 +29,12 @@ func TestDumpLocks(t *testing.T) {
 		{line: "1: POSIX  ADVISORY  READ 4242 fe:00:5 100 EOF", want: entry(flPOSIX, 0, 100, 0)},
 		{line: "1: OFDLCK ADVISORY  WRITE -1 fe:00:5 5 5", want: entry(flOFD, 1, 5, 1)},
 		{line: "1: FLOCK  ADVISORY  READ 99 fe:00:5 0 EOF", want: entry(flFlock, 0, 0, 0)}, // taken by a parent
-		{line: "1: LEASE  ACTIVE    READ 4242 fe:00:5 0 EOF", err: "lease (F_SETLEASE)"},
-		{line: "1: LEASE  BREAKING  UNLCK 4242 fe:00:5 0 EOF", err: "lease (F_SETLEASE)"},
-		{line: "1: DELEG  ACTIVE    READ 4242 fe:00:5 0 EOF", err: "lease (F_SETLEASE)"},
+		{line: "1: LEASE  ACTIVE    READ 4242 fe:00:5 0 EOF", want: entry(flLease, 0, 0, 0)},
+		{line: "1: LEASE  ACTIVE    WRITE 4242 fe:00:5 0 EOF", want: entry(flLease, 1, 0, 0)},
+		{line: "1: LEASE  BREAKING  UNLCK 4242 fe:00:5 0 EOF", err: "lease being broken"},
+		{line: "1: LEASE  BREAKING  READ 4242 fe:00:5 0 EOF", err: "lease being broken"},
+		{line: "1: LEASE  ACTIVE    UNLCK 4242 fe:00:5 0 EOF", err: "lease in state ACTIVE UNLCK"},
+		{line: "1: DELEG  ACTIVE    READ 4242 fe:00:5 0 EOF", err: "delegation"},
 		{line: "1: POSIX  MANDATORY WRITE 4242 fe:00:5 0 EOF", err: "mandatory lock"},
 		{line: "1: FLOCK  MSNFS     RW    4242 fe:00:5 0 EOF", err: "mandatory lock"},
 		{line: "1: ACCESS ADVISORY  READ 4242 fe:00:5 0 EOF", err: "lock of class ACCESS"},
@@ -44,7 +47,7 @@ func TestDumpLocks(t *testing.T) {
 		{line: "1: FLOCK  ADVISORY  EXCL 4242 fe:00:5 0 EOF", err: "in state ADVISORY EXCL"},
 	} {
 		tb := NewTable(pid, false, false)
-		err := tb.dumpLocks(fd, proc.Fdinfo{Extra: []proc.KeyValue{{Key: "lock", Value: tc.line}}})
+		_, err := tb.dumpLocks(fd, proc.Fdinfo{Extra: []proc.KeyValue{{Key: "lock", Value: tc.line}}})
 		switch {
 		case tc.err != "":
 			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "fd 7") {

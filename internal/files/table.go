@@ -146,15 +146,22 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*pb.VmaEntry) error {
 			if id, err = t.dumpFd(fd, info); err != nil {
 				return fmt.Errorf("dump fd %d: %w", fd, err)
 			}
-			if err := t.dumpLocks(fd, info); err != nil {
+			leased, err := t.dumpLocks(fd, info)
+			if err != nil {
 				return err
 			}
 			// Signal-driven I/O, and a socket's SIGURG, go to the
-			// file's owner, set before or after O_ASYNC. (A lease sets
-			// O_ASYNC too, refused above by name.) The restores of
-			// pipes and sockets set the flag again; those of other
-			// kinds do not.
+			// file's owner, set before or after O_ASYNC. The restores
+			// of pipes and sockets set the flag again; those of other
+			// kinds do not. A lease sets O_ASYNC, and makes its taker
+			// the owner, told of a break by the owner's signal
+			// (F_SETSIG): the restore's F_SETLEASE sets the flag again,
+			// and the owner kept here after it.
 			switch typ := t.files[id-1].GetType(); {
+			case leased:
+				if err := t.dumpOwner(fd, t.files[id-1]); err != nil {
+					return fmt.Errorf("dump fd %d: %w", fd, err)
+				}
 			case typ != pb.FdTypes_PIPE && typ != pb.FdTypes_UNIXSK && typ != pb.FdTypes_INETSK:
 				if info.Flags&unix.O_ASYNC != 0 {
 					return fmt.Errorf("%w: fd %d has O_ASYNC (signal-driven I/O), which the restore of a %v does not keep", ErrUnsupported, fd, typ)

@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -328,7 +329,7 @@ func TestRestoreBadLockImages(t *testing.T) {
 		unsupported bool
 		want        string
 	}{
-		{"lease", func(l *pb.FileLockEntry) { l.Flag = 8 }, true, "lease on fd"},
+		{"lease of a range", func(l *pb.FileLockEntry) { l.Flag = 8 }, false, "write lease on fd"},
 		{"unknown kind", func(l *pb.FileLockEntry) { l.Flag = 3 }, false, "of kind 0x3"},
 		{"unknown type", func(l *pb.FileLockEntry) { l.Type = 2 }, false, "of type 2"},
 		{"negative start", func(l *pb.FileLockEntry) { l.Start = -1 }, false, "of range -1+"},
@@ -360,6 +361,123 @@ func TestRestoreBadLockImages(t *testing.T) {
 			}
 			t.Logf("error: %v", err)
 			checkNothingLeft(t, before, s.Pid)
+		})
+	}
+	restoreSubject(t, s, c, restore.Options{})
+	s.WaitTicks(t, 3)
+}
+
+// TestRestoreLeases dumps a process holding a read lease and a write
+// lease whose breaks it is told of with SIGUSR2 (F_SETSIG), and restores
+// it: crit reads the leases in filelocks.img as CRIU writes them (FL_LEASE
+// 8, F_RDLCK 0 or F_WRLCK 1, the whole file), the state oracle finds the
+// same /proc/locks lines of the process, the process finds its leases
+// every tick (F_GETLEASE, F_GETSIG), and the break an open of the write
+// lease's file starts signals it with SIGUSR2.
+func TestRestoreLeases(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, dir := startLocks(t, "lease")
+	s.WaitTicks(t, 3)
+	c := dumpAndReap(t, s)
+	out, err := exec.Command("crit", "decode", "-i", filepath.Join(c.dir, "filelocks.img")).Output()
+	if err != nil {
+		t.Fatalf("crit decode filelocks.img: %v", err)
+	}
+	var img struct {
+		Entries []struct {
+			Flag, Type uint32
+			Pid, Fd    int32
+			Start, Len int64
+		}
+	}
+	if err := json.Unmarshal(out, &img); err != nil {
+		t.Fatalf("crit's filelocks.img JSON: %v", err)
+	}
+	leases := map[int32]uint32{}
+	for _, e := range img.Entries {
+		if e.Flag == 8 {
+			if e.Pid != int32(s.Pid) || e.Start != 0 || e.Len != 0 {
+				t.Errorf("lease entry %+v, want pid %d, the whole file", e, s.Pid)
+			}
+			leases[e.Fd] = e.Type
+		}
+	}
+	want := map[int32]uint32{int32(s.ReadyUint(t, "lease")): unix.F_RDLCK, int32(s.ReadyUint(t, "wlease")): unix.F_WRLCK}
+	if d := cmp.Diff(want, leases); d != "" {
+		t.Errorf("leases of filelocks.img by fd, as crit reads them (-want +got):\n%s", d)
+	}
+
+	restoreSubject(t, s, c, restore.Options{}) // the state oracle compares /proc/locks
+	s.WaitTicks(t, 3)                          // its own check: F_GETLEASE, F_GETSIG
+	var active int
+	all, err := proc.ReadLocks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range all {
+		if l.Class == proc.LockLease && l.Pid == s.Pid && l.Mode == "ACTIVE" {
+			active++
+		}
+	}
+	if active != 2 {
+		t.Errorf("/proc/locks shows %d active leases of pid %d, want 2", active, s.Pid)
+	}
+	fd, err := unix.Open(filepath.Join(dir, "wlease"), unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err == nil {
+		unix.Close(fd)
+	}
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("open of the write lease's file: %v, want EWOULDBLOCK", err)
+	}
+	waitField(t, s, "breaks", func(v int) bool { return v >= 1 })
+}
+
+// TestRestoreLeaseRefused restores a checkpoint of a process holding
+// leases while the test holds the write lease's file open, then with the
+// read lease's file another user's and the process without CAP_LEASE in
+// its images (the restore takes the lease with root's): the first fails
+// naming the test's descriptor, the second as the process may not take
+// the lease; each leaves nothing behind, and the intact checkpoint
+// restores once the file is open nowhere else.
+func TestRestoreLeaseRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, dir := startLocks(t, "lease")
+	c := dumpAndReap(t, s)
+	for _, tc := range []struct {
+		name string
+		// broken makes the restore of the images it returns fail.
+		broken func(t *testing.T) string
+		// allowChanged lets the restore past a file changed since.
+		allowChanged string
+		want         string
+	}{
+		{"open elsewhere", func(t *testing.T) string {
+			openIn(t, dir, "wlease") // until the subtest ends
+			return c.dir
+		}, "", fmt.Sprintf("write lease on fd %s: %v: the file is open by pid %d fd", s.Ready["wlease"], restore.ErrLocked, os.Getpid())},
+		{"not the owner", func(t *testing.T) string {
+			path := filepath.Join(dir, "lease")
+			if err := os.Chown(path, 4242, 4242); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chown(path, 0, 0) })
+			images := copyDir(t, c.dir)
+			core := pb.Clone(c.im.cores[uint32(s.Pid)])
+			core.ThreadCore.Creds.CapEff = []uint32{0, 0}
+			rewriteImage(t, images, image.Core, uint32(s.Pid), core)
+			return images
+		}, filepath.Join(dir, "lease"), fmt.Sprintf("read lease on fd %s of %s: the file is uid 4242's, and the process (fsuid 0) has no CAP_LEASE", s.Ready["lease"], filepath.Join(dir, "lease"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			images := tc.broken(t)
+			children := testutil.Children(t)
+			log, buf := newLog()
+			_, err := restore.Restore(context.Background(), restore.Options{Dir: images, Log: log, AllowChanged: []string{tc.allowChanged}})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore: %v, want an error saying %q\nlog:\n%s", err, tc.want, buf)
+			}
+			t.Logf("refused: %v", err)
+			checkNothingLeft(t, children, s.Pid)
 		})
 	}
 	restoreSubject(t, s, c, restore.Options{})

@@ -8,7 +8,12 @@
 //   shared   a shared flock
 //
 // Usage: locks DIR [lease|mapped|mapped2|mapped-ofd]
-//   lease       also hold a read lease (F_SETLEASE) on DIR/lease
+//   lease       also hold a read lease (F_SETLEASE) on DIR/lease, open
+//               read-only, and a write lease on DIR/wlease, open for
+//               reading and writing, whose breaks it asks to be told of
+//               with SIGUSR2 (F_SETSIG); it checks them every tick
+//               (F_GETLEASE, F_GETSIG) until it is told of a break, which
+//               it lets run its course
 //   mapped      also hold an exclusive flock on DIR/mapped through a
 //               shared mapping of it only, its descriptor closed (as the
 //               JVM holds its hsperfdata file)
@@ -17,12 +22,13 @@
 //               private mapping of it
 //
 // Once set up it prints
-//   ready posix=FD ofd=FD ofd_dup=FD flock=FD shared=FD
+//   ready posix=FD ofd=FD ofd_dup=FD flock=FD shared=FD [lease=FD wlease=FD]
 // then every PERIOD_MS
-//   tick N pid=P locks=K unlocked=U ok
+//   tick N pid=P locks=K unlocked=U breaks=B ok
 // where K counts the lock lines of its descriptors' fdinfo: 5 while it
 // holds its locks, 0 once it has released them (U=1), which SIGUSR1 asks
-// for; any other count prints "FAIL ..." and exits 1.
+// for; any other count prints "FAIL ..." and exits 1. B counts the lease
+// break signals received (SIGIO for DIR/lease, SIGUSR2 for DIR/wlease).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -40,11 +46,24 @@
 
 #define PERIOD_MS 20
 
-static volatile sig_atomic_t unlock_asked;
+static volatile sig_atomic_t unlock_asked, breaks;
 
 static void on_usr1(int sig) {
 	(void)sig;
 	unlock_asked = 1;
+}
+
+static void on_break(int sig) {
+	(void)sig;
+	breaks++;
+}
+
+// check_lease fails unless fd holds a lease of type want whose breaks
+// are signalled with sig (0: SIGIO).
+static void check_lease(int fd, int want, int sig) {
+	int got = fcntl(fd, F_GETLEASE), got_sig = fcntl(fd, F_GETSIG);
+	if (got != want || got_sig != sig)
+		fail("fd %d: lease %d signal %d, want lease %d signal %d", fd, got, got_sig, want, sig);
 }
 
 static int open_in(const char *dir, const char *name, int flags) {
@@ -101,9 +120,15 @@ int main(int argc, char **argv) {
 	do_flock(fl, LOCK_EX);
 	int shared = open_in(dir, "shared", O_RDONLY);
 	do_flock(shared, LOCK_SH);
+	int lease = -1, wlease = -1;
 	if (strcmp(mode, "lease") == 0) {
-		int l = open_in(dir, "lease", O_RDONLY);
-		if (fcntl(l, F_SETLEASE, F_RDLCK) != 0)
+		struct sigaction br = {.sa_handler = on_break};
+		if (sigaction(SIGIO, &br, NULL) != 0 || sigaction(SIGUSR2, &br, NULL) != 0)
+			fail("sigaction: %s", strerror(errno));
+		lease = open_in(dir, "lease", O_RDONLY);
+		wlease = open_in(dir, "wlease", O_RDWR);
+		if (fcntl(lease, F_SETLEASE, F_RDLCK) != 0 || fcntl(wlease, F_SETLEASE, F_WRLCK) != 0 ||
+		    fcntl(wlease, F_SETSIG, SIGUSR2) != 0)
 			fail("F_SETLEASE: %s", strerror(errno));
 	} else if (strncmp(mode, "mapped", 6) == 0) {
 		int ofd_lock = strcmp(mode, "mapped-ofd") == 0;
@@ -119,7 +144,10 @@ int main(int argc, char **argv) {
 			close(m);
 		}
 	}
-	printf("ready posix=%d ofd=%d ofd_dup=%d flock=%d shared=%d\n", posix, ofd, ofd_dup, fl, shared);
+	printf("ready posix=%d ofd=%d ofd_dup=%d flock=%d shared=%d", posix, ofd, ofd_dup, fl, shared);
+	if (lease >= 0)
+		printf(" lease=%d wlease=%d", lease, wlease);
+	printf("\n");
 
 	int unlocked = 0;
 	for (unsigned long tick = 0;; tick++) {
@@ -133,7 +161,11 @@ int main(int argc, char **argv) {
 		int n = count_locks(posix) + count_locks(ofd) + count_locks(fl) + count_locks(shared);
 		if (n != (unlocked ? 0 : 5))
 			fail("tick %lu: %d locks, unlocked=%d", tick, n, unlocked);
-		printf("tick %lu pid=%d locks=%d unlocked=%d ok\n", tick, getpid(), n, unlocked);
+		if (lease >= 0 && !breaks) {
+			check_lease(lease, F_RDLCK, 0);
+			check_lease(wlease, F_WRLCK, SIGUSR2);
+		}
+		printf("tick %lu pid=%d locks=%d unlocked=%d breaks=%d ok\n", tick, getpid(), n, unlocked, (int)breaks);
 		struct timespec d = {0, PERIOD_MS * 1000000L};
 		while (nanosleep(&d, &d) != 0 && errno == EINTR)
 			;
