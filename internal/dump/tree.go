@@ -98,6 +98,7 @@ func (t *tree) inspect() error {
 			return err
 		}
 	}
+	t.files.SetDir(t.dir)
 	return nil
 }
 

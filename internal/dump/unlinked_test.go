@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,6 +237,34 @@ func TestDumpUnlinked(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("dump log:\n%s", buf)
+	}
+}
+
+// TestDumpUnlinkedBig dumps a process holding an unlinked file of 48 MiB:
+// the dump writes the file's ghost image as it reads the file, and
+// allocates far less than the file (it held the whole file before).
+func TestDumpUnlinkedBig(t *testing.T) {
+	testutil.RequireRoot(t)
+	const size = 48 << 20 // BIG_SIZE in unlinked.c
+	s, _ := startUnlinked(t, "big")
+	imgDir := filepath.Join(t.TempDir(), "images")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: imgDir, LeaveRunning: true})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > size/4 {
+		t.Errorf("the dump allocated %d bytes, a file of %d unlinked", got, size)
+	}
+	s.WaitTicks(t, s.Ticks()+3)
+	ghosts, _ := filepath.Glob(filepath.Join(imgDir, "ghost-file-*.img"))
+	if len(ghosts) != 1 {
+		t.Fatalf("ghost images %v, want one", ghosts)
+	}
+	if st, err := os.Stat(ghosts[0]); err != nil || st.Size() < size {
+		t.Errorf("ghost image %s: %v, want %d bytes of data at least", ghosts[0], err, size)
 	}
 }
 

@@ -48,25 +48,21 @@ type inode struct{ dev, ino uint64 }
 // ghostTable is what a dump saves of unlinked files.
 type ghostTable struct {
 	linkRemap bool
-	targets   map[inode]remapTarget
-	ghosts    []ghost
-	remaps    []*pb.RemapFilePathEntry
+	// dir is the image directory, where a ghost's image is written as
+	// the dump finds the file (SetDir): its data is not held.
+	dir     *image.Dir
+	targets map[inode]remapTarget
+	ghosts  uint32 // how many ghost file images are written
+	remaps  []*pb.RemapFilePathEntry
 	// links are the link remaps this dump made, removed if it fails.
 	links []string
 }
 
-// ghost is an unlinked file's saved state: without chunks, its data is
-// chunks[0].data.
-type ghost struct {
-	id     uint32
-	e      *pb.GhostFileEntry
-	chunks []chunk
-}
-
-type chunk struct {
-	off  uint64
-	data []byte
-}
+// SetDir tells the table the image directory, where it writes the image
+// of each unlinked file it saves as it finds it, while the process is
+// frozen: held until the images step, a deleted log file of 500 MB took
+// as much of cryo's memory.
+func (t *Table) SetDir(dir *image.Dir) { t.dir = dir }
 
 // unlinked remaps entry id, for the unlinked file that /proc showed at
 // name and that link (a /proc link of the process) reaches, to the file's
@@ -194,44 +190,73 @@ func (t *Table) Abort() {
 }
 
 // takeGhost saves the unlinked file reached at link, of which no name is
-// left. Its device is the kernel's dev_t, as CRIU keeps it: an inotify
-// or fanotify mark finds its ghost by device and inode.
+// left, in a ghost file image. Its device is the kernel's dev_t, as CRIU
+// keeps it: an inotify or fanotify mark finds its ghost by device and
+// inode.
 func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
-	g := ghost{id: uint32(len(t.ghosts) + 1), e: &pb.GhostFileEntry{
+	e := &pb.GhostFileEntry{
 		Uid: st.Uid, Gid: st.Gid, Mode: st.Mode,
 		Dev: pb.Uint32(kernel.KernelDev(unix.Major(st.Dev), unix.Minor(st.Dev))), Ino: pb.Uint64(st.Ino),
 		Atim: timeval(st.Atim), Mtim: timeval(st.Mtim),
-	}}
+	}
+	var f *os.File
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		f, err := os.Open(link)
-		if err != nil {
+		var err error
+		if f, err = os.Open(link); err != nil {
 			return remapTarget{}, err
 		}
 		defer f.Close()
-		g.e.Size = pb.Uint64(uint64(st.Size))
-		if st.Size >= ghostChunksFrom {
-			g.e.Chunks = pb.Bool(true)
-			err = forData(f, st.Size, func(off, end int64) error {
-				c := chunk{off: uint64(off), data: make([]byte, end-off)}
-				_, err := io.ReadFull(io.NewSectionReader(f, off, end-off), c.data)
-				g.chunks = append(g.chunks, c)
-				return err
-			})
-		} else {
-			c := chunk{data: make([]byte, st.Size)}
-			_, err = io.ReadFull(f, c.data)
-			g.chunks = []chunk{c}
-		}
-		if err != nil {
-			return remapTarget{}, fmt.Errorf("read unlinked file: %w", err)
-		}
+		e.Size = pb.Uint64(uint64(st.Size))
+		e.Chunks = pb.Bool(st.Size >= ghostChunksFrom)
 	case unix.S_IFDIR, unix.S_IFIFO:
 	default:
 		return remapTarget{}, fmt.Errorf("%w: unlinked file of mode %#o", ErrUnsupported, st.Mode)
 	}
-	t.ghosts = append(t.ghosts, g)
-	return remapTarget{pb.RemapType_GHOST, g.id}, nil
+	if t.dir == nil {
+		return remapTarget{}, errors.New("save unlinked file: no image directory")
+	}
+	id := t.ghosts + 1
+	w, err := t.dir.Create(image.GhostFile, id)
+	if err != nil {
+		return remapTarget{}, err
+	}
+	err = w.Write(e)
+	switch {
+	case err != nil || f == nil:
+	case e.GetChunks():
+		// Its data ranges, holes left out, as CRIU's ghosts hold them.
+		err = forData(f, st.Size, func(off, end int64) error {
+			if err := w.Write(&pb.GhostChunkEntry{Len: uint64(end - off), Off: uint64(off)}); err != nil {
+				return err
+			}
+			return copyPayload(w, f, off, end-off)
+		})
+	default:
+		err = copyPayload(w, f, 0, st.Size)
+	}
+	if err := errors.Join(err, w.Close()); err != nil {
+		return remapTarget{}, fmt.Errorf("save unlinked file: %w", err)
+	}
+	t.ghosts = id
+	return remapTarget{pb.RemapType_GHOST, id}, nil
+}
+
+// copyPayload copies n bytes of f from off to w, as the payload of the
+// record written last, a piece at a time.
+func copyPayload(w *image.Writer, f *os.File, off, n int64) error {
+	buf := make([]byte, min(n, 256<<10))
+	for n > 0 {
+		b := buf[:min(n, int64(len(buf)))]
+		if _, err := f.ReadAt(b, off); err != nil {
+			return fmt.Errorf("read unlinked file at %d: %w", off, err)
+		}
+		if err := w.WritePayload(b); err != nil {
+			return err
+		}
+		off, n = off+int64(len(b)), n-int64(len(b))
+	}
+	return nil
 }
 
 // timeval is a time in CRIU's ghost entries, to the microsecond.
@@ -268,33 +293,7 @@ func forData(f *os.File, size int64, fn func(off, end int64) error) error {
 }
 
 func (g *ghostTable) write(dir *image.Dir) error {
-	if err := image.WriteSome(dir, image.RemapFpath, 0, g.remaps); err != nil {
-		return err
-	}
-	for _, gh := range g.ghosts {
-		if !gh.e.GetChunks() {
-			var data []byte
-			if len(gh.chunks) > 0 {
-				data = gh.chunks[0].data
-			}
-			if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1, func(int) (pb.Message, []byte) {
-				return gh.e, data
-			}); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := writeWithPayloads(dir, image.GhostFile, gh.id, 1+len(gh.chunks), func(i int) (pb.Message, []byte) {
-			if i == 0 {
-				return gh.e, nil
-			}
-			c := gh.chunks[i-1]
-			return &pb.GhostChunkEntry{Len: uint64(len(c.data)), Off: c.off}, c.data
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return image.WriteSome(dir, image.RemapFpath, 0, g.remaps)
 }
 
 // ghostSet is the unlinked files of a checkpoint: what each REG entry

@@ -50,7 +50,7 @@ func TestRestoreUnlinked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr", "shared", "linked", "holes", "dir"), dir: dir}
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr", "shared", "linked", "holes", "dir", "big"), dir: dir}
 	c := dumpAndReapWith(t, s, dump.Options{LinkRemap: true})
 	dumped := names(t, dir)
 	i := slices.IndexFunc(dumped, func(n string) bool { return strings.HasPrefix(n, "link_remap.") })

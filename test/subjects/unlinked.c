@@ -13,6 +13,8 @@
 //           descriptor must stay on the inode DIR/linked.link names
 //   holes   DIR/holes, unlinked, HOLES_BLOCKS blocks with data in blocks
 //           1 and 3 only: the holes must stay holes
+//   big     DIR/big, BIG_SIZE bytes of data, unlinked: a dump must not hold
+//           it in memory (its first, middle and last blocks are checked)
 //   dir     DIR/gone, a directory with mode DIR_MODE, opened, made the
 //           working directory, removed: descriptor and working directory
 //           must stay one deleted directory
@@ -46,6 +48,7 @@
 #define ATTR_DATA "the contents of an unlinked file with esoteric permissions\n"
 #define SHARED_SIZE (3 * BLOCK)
 #define HOLES_BLOCKS 5
+#define BIG_SIZE (48 << 20)
 #define DIR_MODE 0751
 
 static const char *dir;
@@ -103,7 +106,7 @@ static void xunlink(const char *p) {
 		fail("unlink %s", p);
 }
 
-static int attr_fd = -1, shared1 = -1, shared2 = -1, linked_fd = -1, holes_fd = -1, dir_fd = -1;
+static int attr_fd = -1, shared1 = -1, shared2 = -1, linked_fd = -1, holes_fd = -1, dir_fd = -1, big_fd = -1;
 static uint8_t *map1, *map2;
 static uint8_t counter;
 
@@ -158,6 +161,15 @@ static void check_linked(void) {
 	if (pread(fd, &got, 1, 10) != 1 || got != c)
 		fail("linked: a write through the descriptor does not show through the link");
 	close(fd);
+}
+
+static void check_big(void) {
+	struct stat st;
+	if (fstat(big_fd, &st) || st.st_size != BIG_SIZE || st.st_nlink != 0)
+		fail("big: size %ld, %ld links", (long)st.st_size, (long)st.st_nlink);
+	off_t offs[] = {0, BIG_SIZE / 2, BIG_SIZE - BLOCK};
+	for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++)
+		check_fill(big_fd, offs[i], BLOCK, 77, "big");
 }
 
 static void check_holes(void) {
@@ -265,6 +277,11 @@ int main(int argc, char **argv) {
 			if (ftruncate(holes_fd, HOLES_BLOCKS * BLOCK))
 				fail("truncate holes");
 			rl += snprintf(ready + rl, sizeof ready - rl, " holes=%d", holes_fd);
+		} else if (!strcmp(part, "big")) {
+			big_fd = xopen(path("big"), O_RDWR | O_CREAT | O_EXCL);
+			xunlink(path("big"));
+			fill(big_fd, 0, BIG_SIZE, 77);
+			rl += snprintf(ready + rl, sizeof ready - rl, " big=%d", big_fd);
 		} else if (!strcmp(part, "dir")) {
 			if (mkdir(path("gone"), DIR_MODE) || chmod(path("gone"), DIR_MODE))
 				fail("mkdir");
@@ -296,6 +313,8 @@ int main(int argc, char **argv) {
 			check_holes();
 		if (dir_fd >= 0)
 			check_dir();
+		if (big_fd >= 0)
+			check_big();
 		if (exe_deleted)
 			check_exe();
 		printf("tick %lu pid=%d ok\n", tick, getpid());
