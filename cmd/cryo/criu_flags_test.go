@@ -52,3 +52,29 @@ func TestCriuOptions(t *testing.T) {
 	}
 	s.WaitTicks(t, 5)
 }
+
+// TestByteSize parses sizes as criu's --ghost-limit takes them.
+func TestByteSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"4096", 4096, true},
+		{"8M", 8 << 20, true},
+		{"1k", 1 << 10, true},
+		{"2G", 2 << 30, true},
+		{"", 0, false},
+		{"M", 0, false},
+		{"-1", 0, false},
+		{"1x", 0, false},
+		{"9000000000000G", 0, false},
+	} {
+		var b byteSize
+		err := b.Set(tc.in)
+		if (err == nil) != tc.ok || tc.ok && int64(b) != tc.want {
+			t.Errorf("Set(%q) = %d, %v; want %d, ok %v", tc.in, b, err, tc.want, tc.ok)
+		}
+	}
+}

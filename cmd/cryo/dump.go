@@ -62,7 +62,7 @@ func runDump(args []string, stdout io.Writer) error {
 	defer stop()
 	st, err := dump.Dump(ctx, dump.Options{
 		Pid: *pid, Dir: *dir, LeaveRunning: *leave, NoSnapshot: *noSnapshot, ShellJob: *shellJob,
-		LinkRemap: criu.linkRemap, ExtUnixSk: criu.extUnixSk, TCPSkipInFlight: criu.tcpSkipInFlight,
+		LinkRemap: criu.linkRemap, GhostLimit: int64(criu.ghostLimit), ExtUnixSk: criu.extUnixSk, TCPSkipInFlight: criu.tcpSkipInFlight,
 		Log: log, Progress: progressBar(os.Stderr, "dumping memory"),
 	})
 	if err != nil {

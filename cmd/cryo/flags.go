@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
+	"strconv"
 )
 
 // newFlagSet returns a flag set whose usage message names the command.
@@ -62,6 +64,10 @@ type criuFlags struct {
 	// connections TCP listeners have not accepted yet are left behind
 	// (without it, refused).
 	tcpSkipInFlight bool
+	// ghostLimit is criu's --ghost-limit: at dump, the largest unlinked
+	// file with no name left that is saved (a larger one is refused); 0,
+	// the default, for any (criu's default is 1 MiB).
+	ghostLimit byteSize
 	// manageCgroups is criu's --manage-cgroups: "ignore" restores every
 	// process into cryo's cgroups; the default puts each back into its
 	// own, which must exist (as criu's "strict", but that a restore
@@ -82,6 +88,8 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	fs.BoolVar(&none, "force-irmap", false, "accepted for criu compatibility: the path of every inode an inotify or fanotify mark is on is always found, through its file handle")
 	var scanPath string
 	fs.StringVar(&scanPath, "irmap-scan-path", "", "accepted for criu compatibility: no effect, as cryo finds marked inodes through their file handles and scans no directory")
+	fs.Var(&c.ghostLimit, "ghost-limit", "dump: the largest unlinked file with no name left that is saved, in bytes or with a K, M or G suffix; a larger one is refused, as by criu (default: any; restore: no effect)")
+	fs.BoolVar(&none, "no-ghost-fiemap", false, "accepted for criu compatibility: an unlinked file's holes are always found, with SEEK_DATA and SEEK_HOLE")
 	fs.Var((*cgroupMode)(&c.manageCgroups), "manage-cgroups", "restore: \"ignore\" leaves every process in cryo's cgroups; by default each goes back into the cgroups it was in, which must exist; without a mode, criu's soft, which would make cgroups and is refused (dump: no effect)")
 	return &c
 }
@@ -102,3 +110,32 @@ func (m *cgroupMode) Set(s string) error {
 
 // IsBoolFlag lets the option come without a value, as in criu.
 func (m *cgroupMode) IsBoolFlag() bool { return true }
+
+// byteSize is a size in bytes, given as a number with an optional K, M or
+// G suffix (powers of 1024), as criu takes them.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	shift := 0
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			shift = 10
+		case 'M', 'm':
+			shift = 20
+		case 'G', 'g':
+			shift = 30
+		}
+		if shift > 0 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64>>shift {
+		return fmt.Errorf("%q is not a size in bytes", s)
+	}
+	*b = byteSize(v << shift)
+	return nil
+}

@@ -38,6 +38,10 @@ type Options struct {
 	// each is linked back beside its old name (link_remap.ID) for the
 	// restore, which removes the link. Without it they are refused.
 	LinkRemap bool
+	// GhostLimit, if not 0, is the largest unlinked file with no name
+	// left that the dump saves (criu's --ghost-limit): a larger one is
+	// refused.
+	GhostLimit int64
 	// ExtUnixSk keeps a datagram unix socket connected to a bound one
 	// outside the checkpoint, connected to that name again at restore
 	// (criu's --ext-unix-sk). Without it such a socket is refused.

@@ -98,7 +98,7 @@ func (t *tree) inspect() error {
 			return err
 		}
 	}
-	t.files.SetDir(t.dir)
+	t.files.SaveGhosts(t.dir, t.opts.GhostLimit)
 	return nil
 }
 

@@ -242,15 +242,26 @@ func TestDumpUnlinked(t *testing.T) {
 
 // TestDumpUnlinkedBig dumps a process holding an unlinked file of 48 MiB:
 // the dump writes the file's ghost image as it reads the file, and
-// allocates far less than the file (it held the whole file before).
+// allocates far less than the file (it held the whole file before); with
+// a smaller ghost limit the dump refuses it.
 func TestDumpUnlinkedBig(t *testing.T) {
 	testutil.RequireRoot(t)
 	const size = 48 << 20 // BIG_SIZE in unlinked.c
-	s, _ := startUnlinked(t, "big")
+	s, dir := startUnlinked(t, "big")
 	imgDir := filepath.Join(t.TempDir(), "images")
+	// Beyond a ghost limit (criu's --ghost-limit), refused, naming the
+	// file, and the process goes on.
+	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: imgDir, GhostLimit: 8 << 20})
+	if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), filepath.Join(dir, "big")) || !strings.Contains(err.Error(), "--ghost-limit") {
+		t.Fatalf("dump with a ghost limit of 8 MiB: %v, want a refusal naming the file and --ghost-limit", err)
+	}
+	if _, err := os.Stat(imgDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("images left behind: %v", err)
+	}
+	s.WaitTicks(t, s.Ticks()+3)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: imgDir, LeaveRunning: true})
+	_, err = dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: imgDir, LeaveRunning: true})
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatalf("dump: %v", err)

@@ -49,8 +49,10 @@ type inode struct{ dev, ino uint64 }
 type ghostTable struct {
 	linkRemap bool
 	// dir is the image directory, where a ghost's image is written as
-	// the dump finds the file (SetDir): its data is not held.
-	dir     *image.Dir
+	// the dump finds the file (SaveGhosts): its data is not held.
+	dir *image.Dir
+	// limit is the largest unlinked file saved, 0 for any.
+	limit   int64
 	targets map[inode]remapTarget
 	ghosts  uint32 // how many ghost file images are written
 	remaps  []*pb.RemapFilePathEntry
@@ -58,11 +60,12 @@ type ghostTable struct {
 	links []string
 }
 
-// SetDir tells the table the image directory, where it writes the image
-// of each unlinked file it saves as it finds it, while the process is
-// frozen: held until the images step, a deleted log file of 500 MB took
-// as much of cryo's memory.
-func (t *Table) SetDir(dir *image.Dir) { t.dir = dir }
+// SaveGhosts tells the table the image directory, where it writes the
+// image of each unlinked file it saves as it finds it, while the process
+// is frozen (held until the images step, a deleted log file of 500 MB
+// took as much of cryo's memory), and the largest file it saves, 0 for
+// any (criu's --ghost-limit): a larger one is refused.
+func (t *Table) SaveGhosts(dir *image.Dir, limit int64) { t.dir, t.limit = dir, limit }
 
 // unlinked remaps entry id, for the unlinked file that /proc showed at
 // name and that link (a /proc link of the process) reaches, to the file's
@@ -87,7 +90,7 @@ func (t *Table) unlinked(id uint32, name, link string, st *unix.Stat_t) error {
 		if st.Nlink > 0 {
 			target, err = t.linkBack(name, link, st)
 		} else {
-			target, err = t.takeGhost(link, st)
+			target, err = t.takeGhost(name, link, st)
 		}
 		if err != nil {
 			return err
@@ -189,11 +192,11 @@ func (t *Table) Abort() {
 	t.links = nil
 }
 
-// takeGhost saves the unlinked file reached at link, of which no name is
-// left, in a ghost file image. Its device is the kernel's dev_t, as CRIU
-// keeps it: an inotify or fanotify mark finds its ghost by device and
-// inode.
-func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
+// takeGhost saves the unlinked file name reached at link, of which no
+// name is left, in a ghost file image. Its device is the kernel's dev_t,
+// as CRIU keeps it: an inotify or fanotify mark finds its ghost by device
+// and inode.
+func (t *Table) takeGhost(name, link string, st *unix.Stat_t) (remapTarget, error) {
 	e := &pb.GhostFileEntry{
 		Uid: st.Uid, Gid: st.Gid, Mode: st.Mode,
 		Dev: pb.Uint32(kernel.KernelDev(unix.Major(st.Dev), unix.Minor(st.Dev))), Ino: pb.Uint64(st.Ino),
@@ -207,6 +210,9 @@ func (t *Table) takeGhost(link string, st *unix.Stat_t) (remapTarget, error) {
 			return remapTarget{}, err
 		}
 		defer f.Close()
+		if t.limit > 0 && st.Size > t.limit {
+			return remapTarget{}, fmt.Errorf("%w: the unlinked file %s has %d bytes, more than the ghost limit of %d (--ghost-limit)", ErrUnsupported, name, st.Size, t.limit)
+		}
 		e.Size = pb.Uint64(uint64(st.Size))
 		e.Chunks = pb.Bool(st.Size >= ghostChunksFrom)
 	case unix.S_IFDIR, unix.S_IFIFO:
