@@ -89,7 +89,8 @@ func addCriuFlags(fs *flag.FlagSet) *criuFlags {
 	var scanPath string
 	fs.StringVar(&scanPath, "irmap-scan-path", "", "accepted for criu compatibility: no effect, as cryo finds marked inodes through their file handles and scans no directory")
 	fs.Var(&c.ghostLimit, "ghost-limit", "dump: the largest unlinked file with no name left that is saved, in bytes or with a K, M or G suffix; a larger one is refused, as by criu (default: any; restore: no effect)")
-	fs.BoolVar(&none, "no-ghost-fiemap", false, "accepted for criu compatibility: an unlinked file's holes are always found, with SEEK_DATA and SEEK_HOLE")
+	fs.BoolVar(&none, "ghost-fiemap", false, "accepted for criu compatibility: an unlinked file's holes are always found, with SEEK_DATA and SEEK_HOLE")
+	fs.BoolVar(&none, "no-ghost-fiemap", false, "accepted for criu compatibility: as --ghost-fiemap")
 	fs.Var((*cgroupMode)(&c.manageCgroups), "manage-cgroups", "restore: \"ignore\" leaves every process in cryo's cgroups; by default each goes back into the cgroups it was in, which must exist; without a mode, criu's soft, which would make cgroups and is refused (dump: no effect)")
 	return &c
 }
