@@ -178,6 +178,7 @@ type critFile struct {
 	}
 	Pidfd *struct{ Nspid int32 }
 	Isk   *critInetSk
+	Psk   *critPacketSk
 }
 
 // critInetSk is crit's JSON of an inet socket entry: names for the
@@ -198,10 +199,11 @@ type critTimerfd struct {
 	Vsec, Vnsec, Isec, Insec uint64
 }
 
-// critFiles decodes files.img with crit, by file id.
-func critFiles(t *testing.T, dir string) map[uint32]critFile {
+// critFiles decodes files.img with crit, given flags (--pretty: names
+// and addresses as text), by file id.
+func critFiles(t *testing.T, dir string, flags ...string) map[uint32]critFile {
 	t.Helper()
-	out, err := exec.Command("crit", "decode", "-i", filepath.Join(dir, "files.img")).Output()
+	out, err := exec.Command("crit", append([]string{"decode", "-i", filepath.Join(dir, "files.img")}, flags...)...).Output()
 	if err != nil {
 		t.Fatalf("crit decode files.img: %v", err)
 	}

@@ -2,10 +2,8 @@ package dump_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,18 +36,7 @@ func TestDumpInet(t *testing.T) {
 	critDecode(t, d.dir)
 	im := readImages(t, d.dir, s.Pid)
 	// Names and addresses are crit's --pretty output.
-	out, err := exec.Command("crit", "decode", "--pretty", "-i", filepath.Join(d.dir, "files.img")).Output()
-	if err != nil {
-		t.Fatalf("crit decode files.img: %v", err)
-	}
-	var img struct{ Entries []critFile }
-	if err := json.Unmarshal(out, &img); err != nil {
-		t.Fatalf("crit's files.img JSON: %v", err)
-	}
-	crit := map[uint32]critFile{}
-	for _, e := range img.Entries {
-		crit[e.ID] = e
-	}
+	crit := critFiles(t, d.dir, "--pretty")
 	for _, tc := range []struct {
 		name string
 		want critInetSk

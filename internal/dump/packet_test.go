@@ -1,10 +1,7 @@
 package dump_test
 
 import (
-	"encoding/json"
 	"net"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -36,19 +33,7 @@ func TestDumpPacket(t *testing.T) {
 	s.WaitTicks(t, 3)
 	critDecode(t, d.dir)
 	im := readImages(t, d.dir, s.Pid)
-	out, err := exec.Command("crit", "decode", "--pretty", "-i", filepath.Join(d.dir, "files.img")).Output()
-	if err != nil {
-		t.Fatalf("crit decode files.img: %v", err)
-	}
-	var img struct {
-		Entries []struct {
-			ID  uint32
-			Psk *critPacketSk
-		}
-	}
-	if err := json.Unmarshal(out, &img); err != nil {
-		t.Fatalf("crit's files.img JSON: %v", err)
-	}
+	crit := critFiles(t, d.dir, "--pretty")
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
 		t.Fatal(err)
@@ -65,12 +50,7 @@ func TestDumpPacket(t *testing.T) {
 		{"send", critPacketSk{Type: 3, VnetHdr: true, Fanout: noFanout}},
 	} {
 		id := im.file(t, uint32(s.ReadyUint(t, tc.name))).GetId()
-		var got *critPacketSk
-		for _, e := range img.Entries {
-			if e.ID == id {
-				got = e.Psk
-			}
-		}
+		got := crit[id].Psk
 		if got == nil {
 			t.Errorf("%s: crit shows no packet socket as entry %d", tc.name, id)
 			continue

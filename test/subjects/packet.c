@@ -296,8 +296,7 @@ int main(int argc, char **argv) {
 	printf("ready");
 	for (int i = 0; i < n; i++) {
 		if (!strcmp(argv[i + 1], "drop")) {
-			if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
-				fail("become nobody: %s", strerror(errno));
+			become_nobody();
 			socks[i].kind = IDLE;
 			socks[i].fd = -1;
 			continue;

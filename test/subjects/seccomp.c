@@ -287,8 +287,7 @@ int main(int argc, char **argv) {
 	} else if (strcmp(mode, "nonnp") == 0) {
 		must_install(filter_a, 0);
 		must_install(filter_b, 0);
-		if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
-			fail("become nobody: %s", strerror(errno));
+		become_nobody();
 	} else if (strcmp(mode, "fork") == 0) {
 		must_install(filter_a, 0);
 		want = chain_a;

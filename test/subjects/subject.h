@@ -2,9 +2,13 @@
 #ifndef CRYO_SUBJECT_H
 #define CRYO_SUBJECT_H
 
+#include <errno.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 // fail prints "FAIL <message>", which ends a test that watches the
 // subject, and exits.
@@ -17,6 +21,14 @@ static void fail(const char *fmt, ...) {
 	va_end(ap);
 	fflush(stdout);
 	exit(1);
+}
+
+// become_nobody gives up root for good: the process runs as nobody
+// (uid and gid 65534, no supplementary groups; as root, setgid and
+// setuid set the real, effective and saved ids alike).
+static inline void become_nobody(void) {
+	if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+		fail("become nobody: %s", strerror(errno));
 }
 
 #endif

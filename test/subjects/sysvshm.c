@@ -81,8 +81,8 @@ int main(int argc, char **argv) {
 		fail("mprotect: %m");
 	if (rmid && shmctl(id, IPC_RMID, NULL) != 0)
 		fail("shmctl IPC_RMID: %m");
-	if (drop && (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0))
-		fail("become nobody: %m");
+	if (drop)
+		become_nobody();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	pid_t child = 0;
 	if (forked) {
