@@ -192,10 +192,10 @@ func TestCrossKernel(t *testing.T) {
 			guestDumps = append(guestDumps, k+"/"+s.Name)
 		}
 	}
-	holds := holdPidBlocks(t, len(guestDumps), 64)
+	starts, holds := holdPidBlocks(t, len(guestDumps), 64)
 	pids := map[string]int{}
 	for i, d := range guestDumps {
-		pids[d] = holds[i].Start
+		pids[d] = starts[i]
 	}
 	plan, err := NewPlan(root, host, kernels, subjects, pairs, chain, pids)
 	if err != nil {
@@ -231,7 +231,31 @@ func TestCrossKernel(t *testing.T) {
 	if os.Getenv(envConsole) != "" {
 		cfg.Console = logw
 	}
+	// A host dump's IDs are free once it ends; holding them keeps the
+	// restore of the chain's last hop from finding them taken.
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range holds[len(starts):] {
+			if err := h.Release(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	cfg.HoldPids = func(ids []int) error {
+		h, err := HoldPids(ids)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		holds = append(holds, h)
+		return nil
+	}
 	cfg.FreePid = func(pid int) error {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, h := range holds {
 			if h.Holds(pid) {
 				return h.Release()
@@ -326,8 +350,8 @@ func (w *testWriter) Write(b []byte) (int, error) {
 }
 
 // holdPidBlocks holds n blocks of size PIDs that this machine leaves
-// free, until the test ends at the latest.
-func holdPidBlocks(t *testing.T, n, size int) []*PidHold {
+// free, until the test ends at the latest, and returns where each starts.
+func holdPidBlocks(t *testing.T, n, size int) ([]int, []*PidHold) {
 	t.Helper()
 	// A few more than needed: a PID found free may be taken before it
 	// is held.
@@ -335,6 +359,7 @@ func holdPidBlocks(t *testing.T, n, size int) []*PidHold {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var starts []int
 	var holds []*PidHold
 	t.Cleanup(func() {
 		for _, h := range holds {
@@ -347,15 +372,15 @@ func holdPidBlocks(t *testing.T, n, size int) []*PidHold {
 		if len(holds) == n {
 			break
 		}
-		h, err := HoldPids(b, size)
+		h, err := HoldPids(PidBlock(b, size))
 		if err != nil {
 			t.Logf("block %d: %v", b, err)
 			continue
 		}
-		holds = append(holds, h)
+		starts, holds = append(starts, b), append(holds, h)
 	}
 	if len(holds) < n {
 		t.Fatalf("held %d blocks of %d PIDs, want %d", len(holds), size, n)
 	}
-	return holds
+	return starts, holds
 }

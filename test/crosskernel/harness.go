@@ -45,8 +45,10 @@ type Config struct {
 	Memory, CPU string
 	// Log receives progress; Console, if set, every guest's console.
 	Log, Console io.Writer
-	// FreePid is the host runner's (Runner.FreePid).
-	FreePid func(pid int) error
+	// HoldPids and FreePid are the host runner's (Runner.HoldPids and
+	// Runner.FreePid).
+	HoldPids func(ids []int) error
+	FreePid  func(pid int) error
 }
 
 // Boot records one guest boot.
@@ -254,7 +256,7 @@ func (h *harness) why(artifact string) (job, reason string) {
 }
 
 func (h *harness) runHost(ctx context.Context, jobs []Job) {
-	r := &Runner{Root: h.cfg.Root, Kernel: h.cfg.Plan.Host, Release: Release(), Opts: h.cfg.Opts, Log: h.cfg.Log, FreePid: h.cfg.FreePid}
+	r := &Runner{Root: h.cfg.Root, Kernel: h.cfg.Plan.Host, Release: Release(), Opts: h.cfg.Opts, Log: h.cfg.Log, HoldPids: h.cfg.HoldPids, FreePid: h.cfg.FreePid}
 	for i, res := range RunJobs(ctx, r, jobs) {
 		if res.OK && jobs[i].Into != "" {
 			h.record(res, jobs[i].Into)

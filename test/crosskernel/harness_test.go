@@ -300,7 +300,7 @@ func TestHoldPids(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := HoldPids(blocks[0], 8)
+	h, err := HoldPids(PidBlock(blocks[0], 8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestHoldPids(t *testing.T) {
 			t.Errorf("pid %d: held %v, exists %v", pid, h.Holds(pid), exists(pid))
 		}
 	}
-	if _, err := HoldPids(blocks[0]+4, 8); err == nil {
+	if _, err := HoldPids(PidBlock(blocks[0]+4, 8)); err == nil {
 		t.Error("held a block overlapping a held one")
 	}
 	if err := h.Release(); err != nil {

@@ -195,44 +195,54 @@ func FreePidBlocks(n, size int) ([]int, error) {
 	return blocks, nil
 }
 
-// PidHold keeps a block of PIDs from the rest of the machine until a
-// restore needs them: each is a zombie child of this process, made with
-// clone3's set_tid, until Release reaps them. A PID left free is handed
-// out again once the allocator wraps, which the test suite's thousands of
-// threads make it do within a run (pid_max is 32768 here).
+// PidHold keeps PIDs from the rest of the machine until a restore needs
+// them: each is a zombie child of this process, made with clone3's set_tid,
+// until Release reaps them. A PID left free is handed out again once the
+// allocator wraps, which the test suite's thousands of threads make it do
+// within a run (pid_max is 32768 here).
 type PidHold struct {
-	Start, Size int
-	mu          sync.Mutex
-	pids        []int
+	want map[int]bool
+	mu   sync.Mutex
+	held []int
 }
 
-// HoldPids holds the size PIDs from start, all or none.
-func HoldPids(start, size int) (*PidHold, error) {
-	h := &PidHold{Start: start, Size: size}
-	for p := start; p < start+size; p++ {
+// PidBlock lists the size PIDs from start.
+func PidBlock(start, size int) []int {
+	pids := make([]int, size)
+	for i := range pids {
+		pids[i] = start + i
+	}
+	return pids
+}
+
+// HoldPids holds pids, all or none.
+func HoldPids(pids []int) (*PidHold, error) {
+	h := &PidHold{want: map[int]bool{}}
+	for _, p := range pids {
+		h.want[p] = true
 		pid, err := kernel.Clone3Exit([]int32{int32(p)})
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("hold pid %d: %w", p, err), h.Release())
 		}
-		h.pids = append(h.pids, pid)
+		h.held = append(h.held, pid)
 	}
 	return h, nil
 }
 
-// Holds reports whether pid is one of the block's.
-func (h *PidHold) Holds(pid int) bool { return pid >= h.Start && pid < h.Start+h.Size }
+// Holds reports whether pid is one of those held, or were before Release.
+func (h *PidHold) Holds(pid int) bool { return h.want[pid] }
 
 // Release frees the PIDs; again, it does nothing.
 func (h *PidHold) Release() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
-	for _, p := range h.pids {
+	for _, p := range h.held {
 		if _, err := unix.Wait4(p, nil, 0, nil); err != nil {
 			errs = append(errs, fmt.Errorf("release pid %d: %w", p, err))
 		}
 	}
-	h.pids = nil
+	h.held = nil
 	return errors.Join(errs...)
 }
 

@@ -46,6 +46,9 @@ type Runner struct {
 	// Guest allows the runner to choose PIDs through ns_last_pid: only a
 	// guest's init may do that without racing the rest of the machine.
 	Guest bool
+	// HoldPids, if set, is called after a dump with the IDs of the
+	// dumped tree's processes and threads, which are free again, to keep them for a restore here.
+	HoldPids func(ids []int) error
 	// FreePid, if set, is called before the restore of a process dumped
 	// as pid, to free the PIDs held for it (HoldPids).
 	FreePid func(pid int) error
@@ -146,9 +149,14 @@ func (r *Runner) dump(ctx context.Context, job Job, pid int, out, vdsoMode strin
 		killAndReap(pid)
 		return fmt.Errorf("after the dump: %w", err)
 	}
-	below, err := treePids(images)
+	below, ids, err := treeIDs(images)
 	if err == nil {
 		err = freePids(below)
+	}
+	if err == nil && r.HoldPids != nil {
+		if err = r.HoldPids(ids); err == nil {
+			r.logf("%s: holding PIDs %v for a restore here", job.ID, ids)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("after the dump: %w", err)
@@ -495,21 +503,34 @@ func freePids(pids []int) error {
 	return nil
 }
 
-// treePids lists the processes of a checkpoint but its root.
-func treePids(images string) ([]int, error) {
+// treeIDs lists the processes of a checkpoint but its root, and every ID
+// its restore takes: its processes' and threads'.
+func treeIDs(images string) (below, ids []int, err error) {
 	d, err := image.Open(images)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tree, err := image.ReadAll[pb.PstreeEntry](d, image.Pstree, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []int
-	for _, e := range tree[min(1, len(tree)):] {
-		out = append(out, int(e.GetPid()))
+	seen := map[uint32]bool{}
+	add := func(id uint32) {
+		if id != 0 && !seen[id] {
+			seen[id] = true
+			ids = append(ids, int(id))
+		}
 	}
-	return out, nil
+	for i, e := range tree {
+		if i > 0 {
+			below = append(below, int(e.Pid))
+		}
+		add(e.Pid)
+		for _, t := range e.Threads {
+			add(t)
+		}
+	}
+	return below, ids, nil
 }
 
 func describe(ws unix.WaitStatus) string {
