@@ -160,11 +160,14 @@ func (s *Set) loadSockExtras() error {
 			return imageErr("%s: file %d names network interfaces, but is no packet socket", image.SockExtras.FileName(0), x.ID)
 		}
 		family := int(f.GetIsk().GetFamily())
-		if f.GetPsk() != nil {
+		switch {
+		case f.GetPsk() != nil:
 			family = unix.AF_PACKET
+		case f.GetUsk() != nil:
+			family = unix.AF_UNIX
 		}
 		for _, o := range x.Opts {
-			if f.GetUsk() != nil || !isKeptOpt(family, int(o.Level), int(o.Name)) {
+			if !isKeptOpt(family, int(o.Level), int(o.Name)) {
 				return imageErr("%s: file %d has option %d of level %d, which cryo does not keep for its sockets", image.SockExtras.FileName(0), x.ID, o.Name, o.Level)
 			}
 		}
@@ -219,10 +222,10 @@ func (s *Set) setPeekOff(fd int, id uint32) error {
 	return nil
 }
 
-// keptOpts are the options on/off (or small values) of inet and packet
-// sockets that CRIU's entries have no field for, kept in cryo-sk-extra.img when set:
-// what ping sets (timestamps, errors and TTLs with its replies) and their
-// kin.
+// keptOpts are the options on/off (or small values) of inet, unix and
+// packet sockets that CRIU's entries have no field for, kept in
+// cryo-sk-extra.img when set: what ping sets (timestamps, errors and TTLs
+// with its replies) and their kin; rsyslog's log socket has timestamps.
 var keptOpts = []keptOpt{
 	{0, unix.SOL_SOCKET, unix.SO_TIMESTAMP_OLD, "SO_TIMESTAMP"},
 	{0, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_OLD, "SO_TIMESTAMPNS"},
@@ -257,8 +260,8 @@ func isKeptOpt(family, level, opt int) bool {
 	})
 }
 
-// dumpKeptOpts records the keptOpts inet socket fd of family, entry id,
-// has set.
+// dumpKeptOpts records the keptOpts socket fd of family, entry id, has
+// set.
 func (t *sockExtraTable) dumpKeptOpts(fd int, id uint32, family int) error {
 	for _, k := range keptOpts {
 		if k.family != 0 && k.family != family {

@@ -88,8 +88,8 @@ func notForThisSocket(err error) bool {
 // DumpSockOpts reads the options common to all sockets of fd, a socket
 // cryo holds (a duplicate of the process's). An option the images have
 // no field for, set otherwise than a new socket has it, is refused,
-// unless the caller keeps it in cryo-sk-extra.img (keptOpts: inet sockets
-// do).
+// unless the caller keeps it in cryo-sk-extra.img (keptOpts: inet, unix
+// and packet sockets do).
 func DumpSockOpts(fd int, kept bool) (*pb.SkOptsEntry, error) {
 	o := &pb.SkOptsEntry{}
 	for _, b := range []struct {

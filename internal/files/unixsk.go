@@ -135,11 +135,14 @@ func (unixKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	defer unix.Close(dup)
-	opts, err := DumpSockOpts(dup, false)
+	opts, err := DumpSockOpts(dup, true)
 	if err != nil {
 		return 0, err
 	}
 	id := t.nextID()
+	if err := t.dumpKeptOpts(dup, id, unix.AF_UNIX); err != nil {
+		return 0, fmt.Errorf("unix socket %s: %w", sockName(s.Name), err)
+	}
 	e := &pb.UnixSkEntry{
 		Id: id, Ino: s.Ino, Type: uint32(s.Type), State: uint32(s.State),
 		Flags: statusFlags(d.info), Uflags: 0, Backlog: 0, Peer: s.Peer,
@@ -316,6 +319,9 @@ func parseControl(b []byte) (*unix.Ucred, []int, error) {
 			if err != nil {
 				return nil, rights, err
 			}
+		case unix.SCM_TIMESTAMP, unix.SCM_TIMESTAMPNS:
+			// The socket asked when each message came (SO_TIMESTAMP):
+			// the restore queues it again, and the kernel stamps it then.
 		default:
 			return nil, rights, fmt.Errorf("%w: control message of type %d in its queue", ErrUnsupported, m.Header.Type)
 		}

@@ -343,7 +343,7 @@ func (m *unixMaking) finish() error {
 		if err := RestoreSockOpts(fd, e.GetOpts()); err != nil {
 			return fmt.Errorf("unix socket %d: %w", ino, err)
 		}
-		if err := m.r.set.setPeekOff(fd, e.GetId()); err != nil {
+		if err := errors.Join(m.r.set.setPeekOff(fd, e.GetId()), m.r.set.setKeptOpts(fd, e.GetId())); err != nil {
 			return fmt.Errorf("unix socket %d: %w", ino, err)
 		}
 		if sh := e.GetShutdown(); sh != 0 {

@@ -17,13 +17,15 @@ type UnixSock struct {
 	Name, Peer string // "" unnamed, "@..." abstract
 	// Queue is what is queued to it, peeked: each datagram as
 	// "SENDER|DATA", a stream's bytes as one string.
-	Queue            []string
-	Sndbuf, Rcvbuf   int
-	Passcred         bool
-	PeekOff          int // SO_PEEK_OFF
-	Flags            int // status flags
-	State, Shutdown  uint8
-	Pending, Backlog uint32 // of a listening socket
+	Queue          []string
+	Sndbuf, Rcvbuf int
+	Passcred       bool
+	// SO_TIMESTAMP, SO_TIMESTAMPNS: what each message read comes with.
+	Timestamp, TimestampNS bool
+	PeekOff                int // SO_PEEK_OFF
+	Flags                  int // status flags
+	State, Shutdown        uint8
+	Pending, Backlog       uint32 // of a listening socket
 }
 
 // UnixSocket returns what descriptor fd of process pid, a unix socket,
@@ -49,6 +51,9 @@ func UnixSocket(t testing.TB, pid, fd int) UnixSock {
 	s.Rcvbuf, _ = unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_RCVBUF)
 	pc, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_PASSCRED)
 	s.Passcred = pc != 0
+	ts, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TIMESTAMP)
+	tsns, _ := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS)
+	s.Timestamp, s.TimestampNS = ts != 0, tsns != 0
 	if s.Flags, err = unix.FcntlInt(uintptr(dup), unix.F_GETFL, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,15 @@
 //               buffer of SNDBUF
 //   dg0 dg1     a datagram socketpair: "one" and "three" queued to
 //               dg1, "x" to dg0; dg1 with a receive buffer of RCVBUF
+//               and SO_TIMESTAMP (as rsyslog's log socket)
 //   sp0 sp1     a seqpacket socketpair: "p1" and "p22" queued to sp1
 //   lis         a stream socket bound to DIR/lis (mode 0640), listening
 //               with a backlog of 5, which accepted
 //   cli acc     a connection: "to-acc" queued to acc, "to-cli" to cli
 //   pend1 pend2 and has two not accepted yet: pend1 unnamed, pend2 bound
 //               to @cryo-unixsk-PID-pend
-//   abs         a datagram socket bound to @cryo-unixsk-PID, to which are
-//               queued "from-named" sent by
+//   abs         a datagram socket bound to @cryo-unixsk-PID, with
+//               SO_TIMESTAMPNS, to which are queued "from-named" sent by
 //   named       a datagram socket bound to DIR/named, "from-anon" sent by
 //               an unnamed socket closed since, and "from-absz" sent by
 //   absz        a datagram socket bound to the abstract name
@@ -199,6 +200,7 @@ int main(int argc, char **argv) {
 	xsend(dg[0], "three");
 	xsend(dg[1], "x");
 	setint(dg[1], SO_RCVBUF, RCVBUF);
+	setint(dg[1], SO_TIMESTAMP, 1);
 
 	pair(SOCK_SEQPACKET, sp);
 	xsend(sp[0], "p1");
@@ -224,6 +226,7 @@ int main(int argc, char **argv) {
 
 	int abs = sock(SOCK_DGRAM), named = sock(SOCK_DGRAM), anon = sock(SOCK_DGRAM);
 	xbind(abs, abs_name);
+	setint(abs, SO_TIMESTAMPNS, 1);
 	xbind(named, named_name);
 	xsendto(named, "from-named", abs_name);
 	xsendto(anon, "from-anon", abs_name);
