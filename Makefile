@@ -3,7 +3,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 GO ?= go
 # Debian packages the tests need, as "command:package" pairs.
-DEPS := gcc:gcc ping:iputils-ping crit:criu qemu-system-x86_64:qemu-system-x86 python3:python3 redis-server:redis-server nginx:nginx java:default-jre-headless tmux:tmux vim:vim stress-ng:stress-ng memcached:memcached node:nodejs dnsmasq:dnsmasq-base psql:postgresql mariadbd:mariadb-server
+DEPS := gcc:gcc ping:iputils-ping crit:criu qemu-system-x86_64:qemu-system-x86 python3:python3 redis-server:redis-server nginx:nginx java:default-jre-headless tmux:tmux vim:vim stress-ng:stress-ng memcached:memcached node:nodejs dnsmasq:dnsmasq-base psql:postgresql mariadbd:mariadb-server chronyd:chrony rsyslogd:rsyslog
 
 .PHONY: all build demo test deps fuzz fixtures bench matrix clean
 

@@ -76,6 +76,7 @@ func TestDumpInetRefused(t *testing.T) {
 	}{
 		{name: "raw socket queue", arg: "rawq4", want: []string{"raw socket 127.0.0.1 of protocol 1 holds a packet not read yet"}},
 		{name: "netlink queue", arg: "netlinkq", want: []string{"netlink socket with a message of"}},
+		{name: "timestamping counter", arg: "udpt4", want: []string{"SO_TIMESTAMPING flags 0x80", "packet counter"}},
 		{name: "accept queue", arg: "listen4", before: func(t *testing.T, s *testutil.Subject, _ net.Conn) {
 			c, err := net.DialTimeout("tcp", "127.0.0.1:"+s.Ready["listen4_port"], 5*time.Second)
 			if err != nil {

@@ -229,6 +229,8 @@ func (s *Set) setPeekOff(fd int, id uint32) error {
 var keptOpts = []keptOpt{
 	{0, unix.SOL_SOCKET, unix.SO_TIMESTAMP_OLD, "SO_TIMESTAMP"},
 	{0, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_OLD, "SO_TIMESTAMPNS"},
+	// chronyd's NTP socket's; flags only (an int sets them).
+	{0, unix.SOL_SOCKET, unix.SO_TIMESTAMPING_OLD, "SO_TIMESTAMPING"},
 	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVERR, "IP_RECVERR"},
 	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTTL, "IP_RECVTTL"},
 	{unix.AF_INET, unix.SOL_IP, unix.IP_RECVTOS, "IP_RECVTOS"},
@@ -252,6 +254,30 @@ type keptOpt struct {
 	name               string
 }
 
+// keptOptChecks refuse values of keptOpts, by level and option, that the
+// restore cannot give back whole.
+var keptOptChecks = map[[2]int]func(fd, v int) error{
+	{unix.SOL_SOCKET, unix.SO_TIMESTAMPING_OLD}: checkTimestamping,
+}
+
+// checkTimestamping refuses SO_TIMESTAMPING flags v of socket fd that
+// carry state besides the flags: the counter of OPT_ID, the clock of
+// BIND_PHC, and transmit timestamps waiting in the error queue, which no
+// interface reads without taking them.
+func checkTimestamping(fd, v int) error {
+	if lost := v & (unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_ID_TCP | unix.SOF_TIMESTAMPING_BIND_PHC); lost != 0 {
+		return fmt.Errorf("%w: SO_TIMESTAMPING flags %#x: a restore cannot give back their packet counter or clock", ErrUnsupported, lost)
+	}
+	p := []unix.PollFd{{Fd: int32(fd)}}
+	if _, err := unix.Poll(p, 0); err != nil {
+		return fmt.Errorf("poll for queued errors: %w", err)
+	}
+	if p[0].Revents&unix.POLLERR != 0 {
+		return fmt.Errorf("%w: an error or a transmit timestamp is queued (SO_TIMESTAMPING), which cannot be read without taking it", ErrUnsupported)
+	}
+	return nil
+}
+
 // isKeptOpt reports whether option opt of level is one of keptOpts for
 // sockets of family (0: any).
 func isKeptOpt(family, level, opt int) bool {
@@ -273,6 +299,11 @@ func (t *sockExtraTable) dumpKeptOpts(fd int, id uint32, family int) error {
 			continue
 		case err != nil:
 			return fmt.Errorf("read %s: %w", k.name, err)
+		}
+		if check := keptOptChecks[[2]int{k.level, k.opt}]; check != nil {
+			if err := check(fd, v); err != nil {
+				return err
+			}
 		}
 		x := t.extra(id)
 		x.Opts = append(x.Opts, image.SockOpt{Level: uint32(k.level), Name: uint32(k.opt), Value: int32(v)})

@@ -319,7 +319,7 @@ func parseControl(b []byte) (*unix.Ucred, []int, error) {
 			if err != nil {
 				return nil, rights, err
 			}
-		case unix.SCM_TIMESTAMP, unix.SCM_TIMESTAMPNS:
+		case unix.SCM_TIMESTAMP, unix.SCM_TIMESTAMPNS, unix.SCM_TIMESTAMPING:
 			// The socket asked when each message came (SO_TIMESTAMP):
 			// the restore queues it again, and the kernel stamps it then.
 		default:

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/proc"
 	"github.com/cryo-cr/cryo/internal/restore"
 	"github.com/cryo-cr/cryo/internal/testutil"
@@ -665,6 +666,113 @@ func TestRestorePing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestoreChrony restores chronyd serving NTP, whose socket asks the
+// kernel for receive timestamps (SO_TIMESTAMPING, which the dump refused):
+// after the restore it has the same flags and answers again.
+func TestRestoreChrony(t *testing.T) {
+	testutil.RequireRoot(t)
+	chronyd := program(t, "chronyd", "chrony")
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := filepath.Join(dir, "chrony.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("pidfile %s/pid\ndriftfile %s/drift\nport %d\ncmdport 0\nlocal stratum 10\nallow 127.0.0.1\n", dir, dir, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startProgram(t, chronyd, "-d", "-x", "-f", conf)
+	c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// ask sends an NTP client request until chronyd answers, as the
+	// local stratum 10 server it was told to be.
+	ask := func() {
+		t.Helper()
+		req := append([]byte{0x23}, make([]byte, 47)...) // version 4, client
+		buf := make([]byte, 64)
+		for deadline := time.Now().Add(testutil.SubjectTimeout); ; {
+			c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+			c.Write(req)
+			n, err := c.Read(buf)
+			if err == nil && n >= 48 {
+				if buf[1] != 10 {
+					t.Fatalf("stratum %d, want 10", buf[1])
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no answer from chronyd: %v\n%s", err, s.Output())
+			}
+		}
+	}
+	ask()
+	flags := func() int {
+		t.Helper()
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.Pid))
+		for _, e := range fds {
+			fd, _ := strconv.Atoi(e.Name())
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", s.Pid, fd)); !strings.HasPrefix(l, "socket:") {
+				continue
+			}
+			dup, err := kernel.Getfd(s.Pid, fd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TIMESTAMPING)
+			unix.Close(dup)
+			if err == nil && v != 0 {
+				return v
+			}
+		}
+		t.Fatalf("chronyd (pid %d) has no socket with SO_TIMESTAMPING", s.Pid)
+		return 0
+	}
+	before := flags()
+
+	dumpRestoreProgram(t, s)
+
+	if after := flags(); after != before {
+		t.Errorf("SO_TIMESTAMPING flags %#x after the restore, want %#x", after, before)
+	}
+	ask()
+}
+
+// TestRestoreRsyslog restores rsyslogd listening on a log socket of its
+// own, a unix datagram socket with SO_TIMESTAMP (which the dump refused):
+// messages sent before and after the restore are logged.
+func TestRestoreRsyslog(t *testing.T) {
+	testutil.RequireRoot(t)
+	rsyslogd := program(t, "rsyslogd", "rsyslog")
+	dir := t.TempDir()
+	sock, logged := filepath.Join(dir, "log.sock"), filepath.Join(dir, "messages")
+	conf := filepath.Join(dir, "rsyslog.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("module(load=\"imuxsock\" SysSock.Use=\"off\")\ninput(type=\"imuxsock\" Socket=\"%s\")\n*.* %s\n", sock, logged)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startProgram(t, rsyslogd, "-n", "-f", conf, "-i", filepath.Join(dir, "pid"))
+	// logs sends msg and waits for rsyslogd to write it.
+	logs := func(msg string) {
+		t.Helper()
+		for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(100 * time.Millisecond) {
+			if c, err := net.Dial("unixgram", sock); err == nil {
+				fmt.Fprintf(c, "<13>cryo-test: %s", msg)
+				c.Close()
+			}
+			if b, _ := os.ReadFile(logged); strings.Contains(string(b), msg) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rsyslogd did not log %q:\n%s", msg, s.Output())
+			}
+		}
+	}
+	logs("before the dump")
+
+	dumpRestoreProgram(t, s)
+
+	logs("after the restore")
 }
 
 // TestRestoreMariaDB checkpoints a MariaDB server with a table it wrote.

@@ -15,6 +15,8 @@
 //                     ff15::777 on the loopback interface, with a peek
 //                     offset (SO_PEEK_OFF) of 0, and signal-driven I/O
 //                     (O_ASYNC) to the process, signal SIGUSR2 (ignored)
+//   udpt4             the same, with SO_TIMESTAMPING flags that number
+//                     the packets sent (OPT_ID: a dump refuses it)
 //   udpc4:PORT, udpc6:PORT
 //                     the same, connected to PORT on 127.0.0.1 or ::1
 //   tcp4:PORT, tcp6:PORT
@@ -76,6 +78,7 @@
 // and for each answer "got NAME DATA" (DATA up to 64 bytes).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/net_tstamp.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/icmp6.h>
@@ -247,6 +250,8 @@ static void setup(struct sock *s, const char *arg) {
 			    fcntl(s->fd, F_SETSIG, SIGUSR2) < 0 || fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_ASYNC) < 0)
 				fail("signal-driven I/O: %s", strerror(errno));
 		}
+		if (arg[3] == 't')
+			setint(s->fd, SOL_SOCKET, SO_TIMESTAMPING, SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID, "SO_TIMESTAMPING");
 		len = loopback(family, colon ? atoi(colon + 1) : 0, &sa);
 		if (colon && connect(s->fd, (struct sockaddr *)&sa, len) < 0)
 			fail("connect to %s: %s", arg, strerror(errno));
