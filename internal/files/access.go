@@ -152,7 +152,13 @@ func accessOf(flags uint32) uint32 {
 func (s *Set) verify(id uint32, need uint32, o VerifyOptions) (int, error) {
 	reg := s.File(id).GetReg()
 	name := reg.GetName()
-	fd, allowed, err := openAs(o.Creds, name, need)
+	// A descriptor of a symbolic link itself (O_PATH|O_NOFOLLOW) is
+	// opened so: its path ends in the link.
+	var nofollow int
+	if reg.GetMode()&unix.S_IFMT == unix.S_IFLNK {
+		nofollow = unix.O_NOFOLLOW
+	}
+	fd, allowed, err := openAs(o.Creds, name, need, nofollow)
 	if err != nil {
 		return -1, err
 	}
@@ -217,11 +223,11 @@ func accessName(need uint32) string {
 	return strings.Join(verbs, " and ")
 }
 
-// openAs opens path O_PATH without following symbolic links, on a thread
-// with the filesystem credentials c, and reports whether c may access the
-// file as need says. A file c cannot even reach is opened as cryo, and
-// reported not allowed.
-func openAs(c kernel.FsCreds, path string, need uint32) (fd int, allowed bool, err error) {
+// openAs opens path O_PATH, with the open flags extra (O_NOFOLLOW), without
+// following symbolic links, on a thread with the filesystem credentials c,
+// and reports whether c may access the file as need says. A file c cannot
+// even reach is opened as cryo, and reported not allowed.
+func openAs(c kernel.FsCreds, path string, need uint32, extra int) (fd int, allowed bool, err error) {
 	type result struct {
 		fd      int
 		allowed bool
@@ -239,7 +245,7 @@ func openAs(c kernel.FsCreds, path string, need uint32) (fd int, allowed bool, e
 		}
 		res := result{fd: -1}
 		if res.err = kernel.SetThreadFsCreds(c); res.err == nil {
-			res.fd, res.err = openNoSymlinks(path)
+			res.fd, res.err = openNoSymlinks(path, extra)
 			switch {
 			case res.err == nil:
 				res.allowed = unix.Faccessat2(res.fd, "", need, unix.AT_EMPTY_PATH|unix.AT_EACCESS) == nil
@@ -262,16 +268,16 @@ func openAs(c kernel.FsCreds, path string, need uint32) (fd int, allowed bool, e
 	}()
 	res := <-done
 	if res.denied {
-		res.fd, res.err = openNoSymlinks(path)
+		res.fd, res.err = openNoSymlinks(path, extra)
 	}
 	return res.fd, res.allowed, res.err
 }
 
-// openNoSymlinks opens path O_PATH, refusing a symbolic link anywhere in
-// it.
-func openNoSymlinks(path string) (int, error) {
+// openNoSymlinks opens path O_PATH with the open flags extra, refusing a
+// symbolic link anywhere in it, but for its last part with O_NOFOLLOW.
+func openNoSymlinks(path string, extra int) (int, error) {
 	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
-		Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS,
+		Flags: uint64(unix.O_PATH | unix.O_CLOEXEC | extra), Resolve: unix.RESOLVE_NO_SYMLINKS,
 	})
 	if errors.Is(err, unix.ELOOP) {
 		return -1, fmt.Errorf("%w: a symbolic link is in its path now", ErrChanged)
@@ -294,6 +300,20 @@ func (s *Set) Path(id uint32) (string, error) {
 		return "", fmt.Errorf("file %d was not verified", id)
 	}
 	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd), nil
+}
+
+// dupVerified returns a duplicate, close-on-exec, of cryo's descriptor of
+// entry id that Verify opened (O_PATH).
+func (s *Set) dupVerified(id uint32) (int, error) {
+	fd, ok := s.opened[id]
+	if !ok {
+		return -1, fmt.Errorf("file %d was not verified", id)
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("duplicate descriptor of file %d: %w", id, err)
+	}
+	return dup, nil
 }
 
 // Close closes the descriptors Verify opened.

@@ -68,7 +68,7 @@ func TestOpenAs(t *testing.T) {
 		{"root", kernel.FsCreds{Effective: ^uint64(0)}, rootOnly, unix.R_OK | unix.W_OK, true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fd, allowed, err := openAs(tc.creds, tc.path, tc.need)
+			fd, allowed, err := openAs(tc.creds, tc.path, tc.need, 0)
 			if fd >= 0 {
 				defer unix.Close(fd)
 			}

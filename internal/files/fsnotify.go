@@ -267,7 +267,7 @@ func (s *Set) verifyMarks(o VerifyOptions) error {
 
 func (s *Set) verifyMark(m mark, o VerifyOptions) (int, error) {
 	if m.mount != "" {
-		fd, _, err := openAs(o.Creds, m.mount, 0)
+		fd, _, err := openAs(o.Creds, m.mount, 0, 0)
 		if err != nil {
 			return -1, err
 		}
@@ -289,7 +289,7 @@ func (s *Set) verifyMark(m mark, o VerifyOptions) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	fd, allowed, err := openAs(o.Creds, path, unix.R_OK)
+	fd, allowed, err := openAs(o.Creds, path, unix.R_OK, 0)
 	if err != nil {
 		return -1, err
 	}

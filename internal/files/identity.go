@@ -167,8 +167,9 @@ func (s *Set) changes(id uint32, fd int, st *unix.Statx_t) []change {
 		add(false, "owner %d:%d at dump, %d:%d now", rec.UID, rec.GID, st.Uid, st.Gid)
 	}
 	// Directories, devices and FIFOs change their times and sizes as
-	// they are used: only a regular file's are its contents'.
-	if typ != unix.S_IFREG {
+	// they are used: only a regular file's are its contents', and a
+	// symbolic link's, its target's.
+	if typ != unix.S_IFREG && typ != unix.S_IFLNK {
 		return out
 	}
 	if reg.Size != nil && reg.GetSize() != st.Size {

@@ -25,12 +25,18 @@ func (regKind) claims(d *desc) bool {
 	switch d.mode() {
 	case unix.S_IFREG, unix.S_IFDIR, unix.S_IFCHR:
 		return true
+	case unix.S_IFLNK:
+		// A symbolic link itself, opened O_PATH|O_NOFOLLOW.
+		return d.info.Flags&unix.O_PATH != 0
 	}
 	return false
 }
 
 func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	path, deleted := strings.CutSuffix(d.link, " (deleted)")
+	if d.mode() == unix.S_IFLNK && deleted {
+		return 0, fmt.Errorf("%w: fd %d is the removed symbolic link %s", ErrUnsupported, d.fd, path)
+	}
 	if d.mode() == unix.S_IFCHR {
 		if deleted {
 			return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
@@ -43,7 +49,7 @@ func (regKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, err
 	}
 	reg := regEntry(t.nextID(), path, d)
-	if d.mode() == unix.S_IFREG {
+	if d.mode() == unix.S_IFREG || d.mode() == unix.S_IFLNK {
 		reg.Size = pb.Uint64(uint64(d.st.Size))
 	}
 	id := t.add(&pb.FileEntry{Type: pb.FdTypes_REG, Id: reg.Id, Entry: reg})
@@ -90,7 +96,11 @@ func atItsPath(d *desc, path string, deleted bool) error {
 	var err error
 	if !deleted {
 		var st unix.Stat_t
-		if err = unix.Stat(path, &st); err == nil && st.Dev == d.st.Dev && st.Ino == d.st.Ino {
+		stat := unix.Stat
+		if d.mode() == unix.S_IFLNK {
+			stat = unix.Lstat
+		}
+		if err = stat(path, &st); err == nil && st.Dev == d.st.Dev && st.Ino == d.st.Ino {
 			return nil
 		}
 	}
@@ -186,6 +196,11 @@ func (regKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	path, err := r.Path(f.GetId())
 	if err != nil {
 		return -1, err
+	}
+	if f.GetReg().GetMode()&unix.S_IFMT == unix.S_IFLNK {
+		// Reopened through its magic link, a symbolic link would lose
+		// O_NOFOLLOW: the process gets the description Verify opened.
+		return r.set.dupVerified(f.GetId())
 	}
 	reopen := r.reopen
 	if r.set.special[f.GetId()] || specialFile(f.GetReg().GetMode()) {

@@ -110,6 +110,15 @@ func TestRestoreChangedFiles(t *testing.T) {
 			want: files.ErrChanged, says: "symbolic link", file: func(e fileidEnv) string { return e.own },
 		},
 		{
+			name: "its symbolic link replaced by one to a root-only file",
+			change: func(t *testing.T, e fileidEnv) {
+				must(t, os.Remove(e.own+".link"))
+				must(t, os.Symlink(e.shadow, e.own+".link"))
+				must(t, os.Lchown(e.own+".link", nobody, nobody))
+			},
+			want: files.ErrChanged, says: "size", file: func(e fileidEnv) string { return e.own + ".link" },
+		},
+		{
 			name: "own file replaced by another",
 			change: func(t *testing.T, e fileidEnv) {
 				time.Sleep(10 * time.Millisecond) // a later mtime even on coarse clocks

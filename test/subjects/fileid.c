@@ -3,7 +3,9 @@
 //   fileid OWN ROOT
 // opens ROOT read-only while still root, drops to uid and gid 65534 (no
 // supplementary groups), then opens OWN read-write and its own
-// /proc/PID/stat. Once set up it prints
+// /proc/PID/stat, makes the symbolic link OWN.link to ROOT and opens the
+// link itself (O_PATH|O_NOFOLLOW), which it checks every tick (still a
+// link to ROOT, with those flags). Once set up it prints
 //   ready own=FD root=FD
 // then every PERIOD_MS
 //   tick N uid=U own=WORD root=WORD proc=PID ok
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +53,13 @@ int main(int argc, char **argv) {
 	int proc = open("/proc/self/stat", O_RDONLY);
 	if (proc < 0)
 		fail("open /proc/self/stat: %s", strerror(errno));
+	char link[4096];
+	snprintf(link, sizeof link, "%s.link", argv[1]);
+	if (symlink(argv[2], link) != 0)
+		fail("symlink %s: %s", link, strerror(errno));
+	int lnk = open(link, O_PATH | O_NOFOLLOW);
+	if (lnk < 0)
+		fail("open %s O_PATH|O_NOFOLLOW: %s", link, strerror(errno));
 	printf("ready own=%d root=%d\n", own, root);
 	fflush(stdout);
 	for (unsigned long n = 0;; n++) {
@@ -57,6 +67,15 @@ int main(int argc, char **argv) {
 		word(own, a, sizeof a);
 		word(root, b, sizeof b);
 		word(proc, c, sizeof c);
+		struct stat st;
+		char to[4096];
+		ssize_t got = readlinkat(lnk, "", to, sizeof to - 1);
+		int fl = fcntl(lnk, F_GETFL);
+		if (fstat(lnk, &st) != 0 || !S_ISLNK(st.st_mode) || got < 0 || fl < 0)
+			fail("fd %d is no symbolic link: %s", lnk, strerror(errno));
+		to[got] = 0;
+		if (strcmp(to, argv[2]) != 0 || (fl & (O_PATH | O_NOFOLLOW)) != (O_PATH | O_NOFOLLOW))
+			fail("fd %d links to %s with flags %#o, want %s and O_PATH|O_NOFOLLOW", lnk, to, fl, argv[2]);
 		printf("tick %lu uid=%d own=%s root=%s proc=%s ok\n", n, (int)getuid(), a, b, c);
 		fflush(stdout);
 		struct timespec ts = {0, PERIOD_MS * 1000000L};
