@@ -302,20 +302,6 @@ func (s *Set) Path(id uint32) (string, error) {
 	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd), nil
 }
 
-// dupVerified returns a duplicate, close-on-exec, of cryo's descriptor of
-// entry id that Verify opened (O_PATH).
-func (s *Set) dupVerified(id uint32) (int, error) {
-	fd, ok := s.opened[id]
-	if !ok {
-		return -1, fmt.Errorf("file %d was not verified", id)
-	}
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("duplicate descriptor of file %d: %w", id, err)
-	}
-	return dup, nil
-}
-
 // Close closes the descriptors Verify opened.
 func (s *Set) Close() {
 	for _, fd := range s.opened {

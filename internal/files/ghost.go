@@ -215,6 +215,12 @@ func (t *Table) takeGhost(name, link string, st *unix.Stat_t) (remapTarget, erro
 		}
 		e.Size = pb.Uint64(uint64(st.Size))
 		e.Chunks = pb.Bool(st.Size >= ghostChunksFrom)
+	case unix.S_IFLNK:
+		target, err := linkTarget(link)
+		if err != nil {
+			return remapTarget{}, fmt.Errorf("read the removed symbolic link %s: %w", name, err)
+		}
+		e.SymlnkTarget = pb.String(target)
 	case unix.S_IFDIR, unix.S_IFIFO:
 	default:
 		return remapTarget{}, fmt.Errorf("%w: unlinked file of mode %#o", ErrUnsupported, st.Mode)
@@ -246,6 +252,22 @@ func (t *Table) takeGhost(name, link string, st *unix.Stat_t) (remapTarget, erro
 	}
 	t.ghosts = id
 	return remapTarget{pb.RemapType_GHOST, id}, nil
+}
+
+// linkTarget reads what the symbolic link that link (/proc/PID/fd/N)
+// reaches points to.
+func linkTarget(link string) (string, error) {
+	fd, err := unix.Open(link, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(fd, "", buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
 
 // copyPayload copies n bytes of f from off to w, as the payload of the
@@ -376,6 +398,10 @@ func readGhost(dir *image.Dir, id uint32, head func(*pb.GhostFileEntry) error,
 	}
 	switch e.GetMode() & unix.S_IFMT {
 	case unix.S_IFREG, unix.S_IFDIR, unix.S_IFIFO:
+	case unix.S_IFLNK:
+		if e.GetSymlnkTarget() == "" {
+			return bad("a symbolic link to nothing")
+		}
 	default:
 		return fmt.Errorf("%w: ghost file %d of mode %#o", ErrUnsupported, id, e.GetMode())
 	}
@@ -516,7 +542,7 @@ func recreateGhost(dir *image.Dir, id uint32, name string) (int, error) {
 	var e *pb.GhostFileEntry
 	err := readGhost(dir, id, func(g *pb.GhostFileEntry) (err error) {
 		e = g
-		fd, err = createGhost(name, e.GetMode()&unix.S_IFMT)
+		fd, err = createGhost(name, e.GetMode()&unix.S_IFMT, e.GetSymlnkTarget())
 		return err
 	}, func(c *pb.GhostChunkEntry, data io.Reader) error {
 		_, err := io.Copy(io.NewOffsetWriter(fdAt(fd), int64(c.GetOff())), data)
@@ -557,9 +583,16 @@ func (fd fdAt) WriteAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// applyGhostMeta gives a recreated ghost its size, owner, mode and times.
+// applyGhostMeta gives a recreated ghost its size, owner, mode and times;
+// a symbolic link its owner alone (its mode is always 0777).
 func applyGhostMeta(fd int, e *pb.GhostFileEntry) error {
 	self := "/proc/self/fd/" + strconv.Itoa(fd)
+	if e.GetMode()&unix.S_IFMT == unix.S_IFLNK {
+		if err := unix.Fchownat(fd, "", int(e.GetUid()), int(e.GetGid()), unix.AT_EMPTY_PATH); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", e.GetUid(), e.GetGid(), err)
+		}
+		return nil
+	}
 	if e.GetMode()&unix.S_IFMT == unix.S_IFREG {
 		if err := unix.Ftruncate(fd, int64(e.GetSize())); err != nil {
 			return fmt.Errorf("truncate to %d: %w", e.GetSize(), err)
@@ -585,13 +618,13 @@ func applyGhostMeta(fd int, e *pb.GhostFileEntry) error {
 }
 
 // createGhost makes an empty file of type typ (private to root until its
-// metadata is applied) at name, or beside it if the name is taken, in the
+// metadata is applied; a symbolic link to target) at name, or beside it if the name is taken, in the
 // nearest directory left, removes the name and returns a descriptor of
 // the file: read-write for a regular file, to fill it, O_PATH for the
 // others. The directory is reached without following any symbolic link:
 // the dumped name is canonical, so a link in it was put there since, and
 // root must not create files where it leads.
-func createGhost(name string, typ uint32) (int, error) {
+func createGhost(name string, typ uint32, target string) (int, error) {
 	dir, err := nearestDir(name)
 	if err != nil {
 		return -1, err
@@ -605,7 +638,7 @@ func createGhost(name string, typ uint32) (int, error) {
 	defer unix.Close(dfd)
 	base := filepath.Base(name)
 	for i := 1; ; i++ {
-		fd, err := createNode(dfd, base, typ)
+		fd, err := createNode(dfd, base, typ, target)
 		if err == nil {
 			unlink := 0
 			if typ == unix.S_IFDIR {
@@ -624,8 +657,9 @@ func createGhost(name string, typ uint32) (int, error) {
 	}
 }
 
-// createNode makes name, of type typ, in directory dfd.
-func createNode(dfd int, name string, typ uint32) (int, error) {
+// createNode makes name, of type typ (a symbolic link to target), in
+// directory dfd.
+func createNode(dfd int, name string, typ uint32, target string) (int, error) {
 	flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	var err error
 	switch typ {
@@ -636,6 +670,8 @@ func createNode(dfd int, name string, typ uint32) (int, error) {
 		flags |= unix.O_DIRECTORY
 	case unix.S_IFIFO:
 		err = unix.Mknodat(dfd, name, unix.S_IFIFO|0o600, 0)
+	case unix.S_IFLNK:
+		err = unix.Symlinkat(target, dfd, name)
 	}
 	if err != nil {
 		return -1, err

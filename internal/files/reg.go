@@ -34,9 +34,6 @@ func (regKind) claims(d *desc) bool {
 
 func (regKind) dump(t *Table, d *desc) (uint32, error) {
 	path, deleted := strings.CutSuffix(d.link, " (deleted)")
-	if d.mode() == unix.S_IFLNK && deleted {
-		return 0, fmt.Errorf("%w: fd %d is the removed symbolic link %s", ErrUnsupported, d.fd, path)
-	}
 	if d.mode() == unix.S_IFCHR {
 		if deleted {
 			return 0, fmt.Errorf("%w: fd %d is the deleted device %s", ErrUnsupported, d.fd, path)
@@ -199,8 +196,18 @@ func (regKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	}
 	if f.GetReg().GetMode()&unix.S_IFMT == unix.S_IFLNK {
 		// Reopened through its magic link, a symbolic link would lose
-		// O_NOFOLLOW: the process gets the description Verify opened.
-		return r.set.dupVerified(f.GetId())
+		// O_NOFOLLOW: the process gets the description Verify opened,
+		// or the one of the removed link made again.
+		fd, ok := r.set.opened[f.GetId()]
+		if t, remapped := r.set.remaps[f.GetId()]; remapped {
+			var err error
+			if fd, err = r.remapped(t, f.GetReg().GetName()); err != nil {
+				return -1, err
+			}
+		} else if !ok {
+			return -1, fmt.Errorf("file %d was not verified", f.GetId())
+		}
+		return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	}
 	reopen := r.reopen
 	if r.set.special[f.GetId()] || specialFile(f.GetReg().GetMode()) {

@@ -50,7 +50,7 @@ func TestRestoreUnlinked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr", "shared", "linked", "holes", "dir", "big"), dir: dir}
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr", "shared", "linked", "holes", "dir", "big", "symlink"), dir: dir}
 	c := dumpAndReapWith(t, s, dump.Options{LinkRemap: true})
 	dumped := names(t, dir)
 	i := slices.IndexFunc(dumped, func(n string) bool { return strings.HasPrefix(n, "link_remap.") })
@@ -78,6 +78,7 @@ func TestRestoreUnlinked(t *testing.T) {
 		{"fd/" + s.Ready["attr"], "attr (deleted)"},
 		{"fd/" + s.Ready["holes"], "holes (deleted)"},
 		{"fd/" + s.Ready["dir"], "gone (deleted)"},
+		{"fd/" + s.Ready["symlink"], "symlink (deleted)"},
 		{"cwd", "gone (deleted)"},
 	} {
 		if got, err := os.Readlink(proc.Path(s.Pid, l.link)); err != nil || got != filepath.Join(dir, l.want) {

@@ -18,6 +18,9 @@
 //   dir     DIR/gone, a directory with mode DIR_MODE, opened, made the
 //           working directory, removed: descriptor and working directory
 //           must stay one deleted directory
+//   symlink DIR/symlink, a symbolic link to SYMLINK_TARGET, opened itself
+//           (O_PATH|O_NOFOLLOW), removed: the descriptor must stay a
+//           link to it, with those flags
 //   exe     its own executable, unlinked (run a copy: the binary goes):
 //           the executable and the mappings of its code must stay one
 //           deleted file
@@ -48,6 +51,7 @@
 #define ATTR_DATA "the contents of an unlinked file with esoteric permissions\n"
 #define SHARED_SIZE (3 * BLOCK)
 #define HOLES_BLOCKS 5
+#define SYMLINK_TARGET "../somewhere/it/pointed"
 #define BIG_SIZE (48 << 20)
 #define DIR_MODE 0751
 
@@ -92,6 +96,20 @@ static void check_fill(int fd, off_t off, size_t n, uint8_t seed, const char *wh
 			if (b[i] != pat(done + i, seed))
 				fail("%s: byte %ld", what, (long)(off + done + i));
 	}
+}
+
+static int symlink_fd = -1;
+
+static void check_symlink(void) {
+	struct stat st;
+	char to[256];
+	ssize_t n = readlinkat(symlink_fd, "", to, sizeof to - 1);
+	int fl = fcntl(symlink_fd, F_GETFL);
+	if (fstat(symlink_fd, &st) || !S_ISLNK(st.st_mode) || n < 0 || fl < 0)
+		fail("symlink: not a symbolic link");
+	to[n] = 0;
+	if (strcmp(to, SYMLINK_TARGET) || (fl & (O_PATH | O_NOFOLLOW)) != (O_PATH | O_NOFOLLOW))
+		fail("symlink: links to %s with flags %#o", to, fl);
 }
 
 static int xopen(const char *p, int flags) {
@@ -289,6 +307,12 @@ int main(int argc, char **argv) {
 			if (chdir(path("gone")) || rmdir(path("gone")))
 				fail("chdir or rmdir");
 			rl += snprintf(ready + rl, sizeof ready - rl, " dir=%d", dir_fd);
+		} else if (!strcmp(part, "symlink")) {
+			if (symlink(SYMLINK_TARGET, path("symlink")))
+				fail("symlink");
+			symlink_fd = xopen(path("symlink"), O_PATH | O_NOFOLLOW);
+			xunlink(path("symlink"));
+			rl += snprintf(ready + rl, sizeof ready - rl, " symlink=%d", symlink_fd);
 		} else if (!strcmp(part, "exe")) {
 			char self[4096];
 			ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -315,6 +339,8 @@ int main(int argc, char **argv) {
 			check_dir();
 		if (big_fd >= 0)
 			check_big();
+		if (symlink_fd >= 0)
+			check_symlink();
 		if (exe_deleted)
 			check_exe();
 		printf("tick %lu pid=%d ok\n", tick, getpid());
