@@ -294,6 +294,7 @@ func TestDumpUnlinkedRefused(t *testing.T) {
 	}{
 		{"without --link-remap", "linked", dump.Options{}, dump.ErrUnsupported, "--link-remap"},
 		{"failed dump", "linked", dump.Options{LinkRemap: true, FailAt: "sync"}, dump.ErrInjected, "sync"},
+		{"deleted /dev/kmsg", "devkmsg", dump.Options{}, dump.ErrUnsupported, "only null, zero, full, random and urandom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, dir := startUnlinked(t, tc.part)

@@ -221,6 +221,11 @@ func (t *Table) takeGhost(name, link string, st *unix.Stat_t) (remapTarget, erro
 			return remapTarget{}, fmt.Errorf("read the removed symbolic link %s: %w", name, err)
 		}
 		e.SymlnkTarget = pb.String(target)
+	case unix.S_IFCHR:
+		if !harmlessDevice(unix.Major(st.Rdev), unix.Minor(st.Rdev)) {
+			return remapTarget{}, fmt.Errorf("%w: the deleted device %s (%d:%d): only null, zero, full, random and urandom are made again", ErrUnsupported, name, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+		e.Rdev = pb.Uint32(kernel.KernelDev(unix.Major(st.Rdev), unix.Minor(st.Rdev)))
 	case unix.S_IFDIR, unix.S_IFIFO:
 	default:
 		return remapTarget{}, fmt.Errorf("%w: unlinked file of mode %#o", ErrUnsupported, st.Mode)
@@ -252,6 +257,14 @@ func (t *Table) takeGhost(name, link string, st *unix.Stat_t) (remapTarget, erro
 	}
 	t.ghosts = id
 	return remapTarget{pb.RemapType_GHOST, id}, nil
+}
+
+// harmlessDevice reports whether a character device is one that root may
+// make a node of for any process, as the restore of a deleted one does
+// without an access check: /dev/null, zero, full, random and urandom, not
+// the memory or the kernel log.
+func harmlessDevice(major, minor uint32) bool {
+	return major == memMajor && (minor == 3 || minor == 5 || minor == 7 || minor == 8 || minor == 9)
 }
 
 // linkTarget reads what the symbolic link that link (/proc/PID/fd/N)
@@ -402,6 +415,13 @@ func readGhost(dir *image.Dir, id uint32, head func(*pb.GhostFileEntry) error,
 		if e.GetSymlnkTarget() == "" {
 			return bad("a symbolic link to nothing")
 		}
+	case unix.S_IFCHR:
+		if e.Rdev == nil {
+			return bad("a device with no number")
+		}
+		if major, minor := e.GetRdev()>>20, e.GetRdev()&0xfffff; !harmlessDevice(major, minor) {
+			return fmt.Errorf("%w: ghost file %d is the character device %d:%d, not null, zero, full, random or urandom", ErrUnsupported, id, major, minor)
+		}
 	default:
 		return fmt.Errorf("%w: ghost file %d of mode %#o", ErrUnsupported, id, e.GetMode())
 	}
@@ -542,7 +562,7 @@ func recreateGhost(dir *image.Dir, id uint32, name string) (int, error) {
 	var e *pb.GhostFileEntry
 	err := readGhost(dir, id, func(g *pb.GhostFileEntry) (err error) {
 		e = g
-		fd, err = createGhost(name, e.GetMode()&unix.S_IFMT, e.GetSymlnkTarget())
+		fd, err = createGhost(name, e)
 		return err
 	}, func(c *pb.GhostChunkEntry, data io.Reader) error {
 		_, err := io.Copy(io.NewOffsetWriter(fdAt(fd), int64(c.GetOff())), data)
@@ -617,14 +637,16 @@ func applyGhostMeta(fd int, e *pb.GhostFileEntry) error {
 	return nil
 }
 
-// createGhost makes an empty file of type typ (private to root until its
-// metadata is applied; a symbolic link to target) at name, or beside it if the name is taken, in the
+// createGhost makes an empty file of ghost e's type (private to root until
+// its metadata is applied; a symbolic link to its target, a device of its
+// number) at name, or beside it if the name is taken, in the
 // nearest directory left, removes the name and returns a descriptor of
 // the file: read-write for a regular file, to fill it, O_PATH for the
 // others. The directory is reached without following any symbolic link:
 // the dumped name is canonical, so a link in it was put there since, and
 // root must not create files where it leads.
-func createGhost(name string, typ uint32, target string) (int, error) {
+func createGhost(name string, e *pb.GhostFileEntry) (int, error) {
+	typ := e.GetMode() & unix.S_IFMT
 	dir, err := nearestDir(name)
 	if err != nil {
 		return -1, err
@@ -638,7 +660,7 @@ func createGhost(name string, typ uint32, target string) (int, error) {
 	defer unix.Close(dfd)
 	base := filepath.Base(name)
 	for i := 1; ; i++ {
-		fd, err := createNode(dfd, base, typ, target)
+		fd, err := createNode(dfd, base, e)
 		if err == nil {
 			unlink := 0
 			if typ == unix.S_IFDIR {
@@ -657,9 +679,9 @@ func createGhost(name string, typ uint32, target string) (int, error) {
 	}
 }
 
-// createNode makes name, of type typ (a symbolic link to target), in
-// directory dfd.
-func createNode(dfd int, name string, typ uint32, target string) (int, error) {
+// createNode makes name, of ghost e's type, in directory dfd.
+func createNode(dfd int, name string, e *pb.GhostFileEntry) (int, error) {
+	typ := e.GetMode() & unix.S_IFMT
 	flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	var err error
 	switch typ {
@@ -671,7 +693,10 @@ func createNode(dfd int, name string, typ uint32, target string) (int, error) {
 	case unix.S_IFIFO:
 		err = unix.Mknodat(dfd, name, unix.S_IFIFO|0o600, 0)
 	case unix.S_IFLNK:
-		err = unix.Symlinkat(target, dfd, name)
+		err = unix.Symlinkat(e.GetSymlnkTarget(), dfd, name)
+	case unix.S_IFCHR:
+		rdev := unix.Mkdev(e.GetRdev()>>20, e.GetRdev()&0xfffff)
+		err = unix.Mknodat(dfd, name, unix.S_IFCHR|0o600, int(rdev))
 	}
 	if err != nil {
 		return -1, err

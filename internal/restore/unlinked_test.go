@@ -50,7 +50,7 @@ func TestRestoreUnlinked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr", "shared", "linked", "holes", "dir", "big", "symlink"), dir: dir}
+	s := &subject{Subject: testutil.StartSubject(t, testutil.BuildC(t, "unlinked.c"), dir, "attr", "shared", "linked", "holes", "dir", "big", "symlink", "dev"), dir: dir}
 	c := dumpAndReapWith(t, s, dump.Options{LinkRemap: true})
 	dumped := names(t, dir)
 	i := slices.IndexFunc(dumped, func(n string) bool { return strings.HasPrefix(n, "link_remap.") })
@@ -79,6 +79,7 @@ func TestRestoreUnlinked(t *testing.T) {
 		{"fd/" + s.Ready["holes"], "holes (deleted)"},
 		{"fd/" + s.Ready["dir"], "gone (deleted)"},
 		{"fd/" + s.Ready["symlink"], "symlink (deleted)"},
+		{"fd/" + s.Ready["dev"], "null (deleted)"},
 		{"cwd", "gone (deleted)"},
 	} {
 		if got, err := os.Readlink(proc.Path(s.Pid, l.link)); err != nil || got != filepath.Join(dir, l.want) {
@@ -206,6 +207,21 @@ func TestRestoreBadUnlinkedImages(t *testing.T) {
 			writeGhost(t, d, "attr", &pb.GhostFileEntry{Uid: 0, Gid: 0, Mode: unix.S_IFSOCK | 0o600})
 			return d
 		}, restore.ErrUnsupported, "mode"},
+		{"ghost of /dev/mem", func(t *testing.T) string {
+			d := copyDir(t, c.dir)
+			writeGhost(t, d, "attr", &pb.GhostFileEntry{Uid: 65534, Gid: 65534, Mode: unix.S_IFCHR | 0o600, Rdev: pb.Uint32(1<<20 | 1)})
+			return d
+		}, restore.ErrUnsupported, "not null, zero"},
+		{"ghost of a device of no number", func(t *testing.T) string {
+			d := copyDir(t, c.dir)
+			writeGhost(t, d, "attr", &pb.GhostFileEntry{Uid: 0, Gid: 0, Mode: unix.S_IFCHR | 0o600})
+			return d
+		}, restore.ErrImage, "no number"},
+		{"symbolic link to nothing", func(t *testing.T) string {
+			d := copyDir(t, c.dir)
+			writeGhost(t, d, "attr", &pb.GhostFileEntry{Uid: 0, Gid: 0, Mode: unix.S_IFLNK | 0o777})
+			return d
+		}, restore.ErrImage, "to nothing"},
 		{"link remap to no entry", func(t *testing.T) string {
 			d := copyDir(t, c.dir)
 			var msgs []pb.Message

@@ -21,6 +21,10 @@
 //   symlink DIR/symlink, a symbolic link to SYMLINK_TARGET, opened itself
 //           (O_PATH|O_NOFOLLOW), removed: the descriptor must stay a
 //           link to it, with those flags
+//   dev     DIR/null, a node of /dev/null's device made with mknod (root
+//           only), opened read-write, removed: it must stay that device
+//   devkmsg DIR/kmsg, the same of /dev/kmsg's, opened write-only (a dump
+//           refuses it)
 //   exe     its own executable, unlinked (run a copy: the binary goes):
 //           the executable and the mappings of its code must stay one
 //           deleted file
@@ -40,6 +44,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,6 +115,18 @@ static void check_symlink(void) {
 	to[n] = 0;
 	if (strcmp(to, SYMLINK_TARGET) || (fl & (O_PATH | O_NOFOLLOW)) != (O_PATH | O_NOFOLLOW))
 		fail("symlink: links to %s with flags %#o", to, fl);
+}
+
+static int dev_fd = -1;
+static unsigned dev_minor;
+
+static void check_dev(void) {
+	struct stat st;
+	if (fstat(dev_fd, &st) || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 1 || minor(st.st_rdev) != dev_minor)
+		fail("dev: not device 1:%u", dev_minor);
+	char c;
+	if (dev_minor == 3 && (write(dev_fd, "x", 1) != 1 || read(dev_fd, &c, 1) != 0))
+		fail("dev: not /dev/null's");
 }
 
 static int xopen(const char *p, int flags) {
@@ -313,6 +330,15 @@ int main(int argc, char **argv) {
 			symlink_fd = xopen(path("symlink"), O_PATH | O_NOFOLLOW);
 			xunlink(path("symlink"));
 			rl += snprintf(ready + rl, sizeof ready - rl, " symlink=%d", symlink_fd);
+		} else if (!strcmp(part, "dev") || !strcmp(part, "devkmsg")) {
+			int null = !strcmp(part, "dev");
+			const char *p = path(null ? "null" : "kmsg");
+			dev_minor = null ? 3 : 11;
+			if (mknod(p, S_IFCHR | 0600, makedev(1, dev_minor)))
+				fail("mknod %s", p);
+			dev_fd = xopen(p, null ? O_RDWR : O_WRONLY);
+			xunlink(p);
+			rl += snprintf(ready + rl, sizeof ready - rl, " %s=%d", part, dev_fd);
 		} else if (!strcmp(part, "exe")) {
 			char self[4096];
 			ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -341,6 +367,8 @@ int main(int argc, char **argv) {
 			check_big();
 		if (symlink_fd >= 0)
 			check_symlink();
+		if (dev_fd >= 0)
+			check_dev();
 		if (exe_deleted)
 			check_exe();
 		printf("tick %lu pid=%d ok\n", tick, getpid());
