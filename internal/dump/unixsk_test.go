@@ -101,7 +101,7 @@ func TestDumpUnixSockets(t *testing.T) {
 		}
 	}
 	want := []string{"st1 |abcdefg", "dg1 |one", "dg1 |three", "sp1 |p1", "sp1 |p22",
-		"abs " + dir + "/named\x00|from-named", "abs |from-anon", "abs \x00cryo-unixsk-" + pid + "-z\x00|from-absz", "gone |to-gone"}
+		"abs " + dir + "/named\x00|from-named", "abs |from-anon", "abs \x00cryo-unixsk-" + pid + "-z\x00|from-absz", "abs \x00cryo-unixsk-" + pid + "-gone\x00|from-gone", "gone |to-gone"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("queued packets (-want +got):\n%s", diff)
 	}
@@ -149,6 +149,21 @@ func TestDumpUnixRefused(t *testing.T) {
 			func(t *testing.T, s *testutil.Subject) {
 				abs := &net.UnixAddr{Name: "@cryo-unixsk-" + strconv.Itoa(s.Pid), Net: "unixgram"}
 				if _, err := logger.WriteToUnix([]byte("from outside"), abs); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"datagram from an abstract name outside, still bound", nil, dump.Options{},
+			func(s *testutil.Subject) []string {
+				return []string{"fd " + s.Ready["abs"] + " of pid " + strconv.Itoa(s.Pid), "a datagram from \"@cryo-test-sender-" + strconv.Itoa(s.Pid), "bound to that name still"}
+			},
+			func(t *testing.T, s *testutil.Subject) {
+				c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "@cryo-test-sender-" + strconv.Itoa(s.Pid), Net: "unixgram"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				abs := &net.UnixAddr{Name: "@cryo-unixsk-" + strconv.Itoa(s.Pid), Net: "unixgram"}
+				if _, err := c.WriteToUnix([]byte("from outside"), abs); err != nil {
 					t.Fatal(err)
 				}
 			}},

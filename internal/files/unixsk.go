@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -230,7 +229,7 @@ func (t *Table) dumpUnixQueue(fd int, e *pb.UnixSkEntry, s *kernel.UnixSock) err
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(253*4))
 	for {
-		n, oobn, flags, from, err := unix.Recvmsg(fd, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC|unix.MSG_CMSG_CLOEXEC)
+		n, oobn, flags, from, err := kernel.Recvmsg(fd, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC|unix.MSG_CMSG_CLOEXEC)
 		if errors.Is(err, unix.EAGAIN) {
 			return nil
 		}
@@ -266,8 +265,8 @@ func (t *Table) dumpUnixQueue(fd int, e *pb.UnixSkEntry, s *kernel.UnixSock) err
 		}
 		p := unixPacket{e: &pb.SkPacketEntry{IdFor: e.Id, Length: uint32(n)}, data: slices.Clone(buf[:n])}
 		var addr []byte
-		if sa, ok := from.(*unix.SockaddrUnix); ok && !stream && sa.Name != "" {
-			addr = sockaddrName(sa)
+		if !stream && len(from) > 0 {
+			addr = from
 		}
 		setPacketExtras(p.e, addr, cred)
 		if len(rights) > 0 {
@@ -283,15 +282,6 @@ func (t *Table) dumpUnixQueue(fd int, e *pb.UnixSkEntry, s *kernel.UnixSock) err
 		}
 		u.queues = append(u.queues, p)
 	}
-}
-
-// sockaddrName is the name bytes of an address x/sys decoded: "@" for
-// the leading zero byte of an abstract one.
-func sockaddrName(sa *unix.SockaddrUnix) []byte {
-	if sa.Name[0] == '@' {
-		return append([]byte{0}, sa.Name[1:]...)
-	}
-	return append([]byte(sa.Name), 0)
 }
 
 // parseControl reads the control messages of a peek: the credentials,
@@ -545,37 +535,36 @@ func (t *Table) finishUnix() error {
 	return nil
 }
 
-// checkSenders refuses a datagram queued by a bound socket outside the
-// checkpoint: the restore could not send it from that address again. An
-// abstract address, which x/sys cuts at its first zero byte past the
-// leading one, becomes the whole name of the one socket of the checkpoint
-// it is the start of.
+// checkSenders refuses a datagram queued by a socket outside the
+// checkpoint that is still bound to the name it came from: the restore
+// could not send it from that name again. One whose abstract name nothing
+// holds now (its socket closed since) is sent again from a socket of
+// cryo's bound to it for the while.
 func (u *unixTable) checkSenders() error {
 	names := map[string]bool{}
-	abstract := map[string][]string{} // cut name -> whole names
 	byID := map[uint32]*unixDumped{}
 	for _, d := range u.dumped {
-		name := string(d.e.GetName())
-		names[name] = true
+		names[string(d.e.GetName())] = true
 		byID[d.e.GetId()] = d
-		if len(name) > 0 && name[0] == 0 {
-			cut, _, _ := strings.Cut(name[1:], "\x00")
-			abstract[cut] = append(abstract[cut], name)
-		}
+	}
+	live := map[string]bool{}
+	for _, s := range u.socks {
+		live[string(s.Name)] = true
 	}
 	for _, p := range u.queues {
 		if byID[p.e.GetIdFor()] == nil {
 			continue // queued to a UDP socket (udp.go)
 		}
-		addr, cred := packetExtras(p.e)
-		if addr == nil || names[string(addr)] {
-			continue
+		addr, _ := packetExtras(p.e)
+		switch {
+		case addr == nil || names[string(addr)]:
+		case addr[0] == 0 && !live[string(addr)]:
+			// From an abstract name nothing is bound to now.
+		case addr[0] == 0:
+			return fmt.Errorf("%w: %s holds a datagram from %s, a socket outside the checkpoint, bound to that name still", ErrUnsupported, byID[p.e.GetIdFor()], sockName(addr))
+		default:
+			return fmt.Errorf("%w: %s holds a datagram from %s, outside the checkpoint", ErrUnsupported, byID[p.e.GetIdFor()], sockName(addr))
 		}
-		if whole := abstract[string(addr[1:])]; addr[0] == 0 && len(whole) == 1 {
-			setPacketExtras(p.e, []byte(whole[0]), cred)
-			continue
-		}
-		return fmt.Errorf("%w: %s holds a datagram from %s, outside the checkpoint", ErrUnsupported, byID[p.e.GetIdFor()], sockName(addr))
 	}
 	return nil
 }

@@ -80,6 +80,9 @@ func (unixKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 		for _, t := range m.tmp {
 			unix.Close(t)
 		}
+		for _, g := range m.gone {
+			unix.Close(g)
+		}
 		if err != nil {
 			return -1, fmt.Errorf("unix socket %s: %w", sockName(f.GetUsk().GetName()), err)
 		}
@@ -98,6 +101,9 @@ type unixMaking struct {
 	// tmp are the other ends of sockets whose peer had closed: their
 	// queues are sent from there, then they are closed.
 	tmp map[uint32]int
+	// gone are the sockets bound to the abstract names of datagrams'
+	// senders closed since the dump, by name (goneSender).
+	gone map[string]int
 	// dirs are the directories made to bind names removed with them,
 	// removed once the names are.
 	dirs []string
@@ -610,13 +616,23 @@ func (m *unixMaking) sender(e *pb.UnixSkEntry, addr []byte) (int, *unix.Sockaddr
 				break
 			}
 		}
-		if fromEntry == nil {
+		switch {
+		case fromEntry != nil:
+			if err := m.make(fromEntry.GetIno()); err != nil {
+				return -1, nil, err
+			}
+			from = m.fd(fromEntry.GetIno())
+		case addr[0] == 0:
+			// A socket closed since the datagram was sent (checkSenders):
+			// one of cryo's bound to its abstract name sends it, and is
+			// closed with the other temporary ones.
+			var err error
+			if from, err = m.goneSender(addr); err != nil {
+				return -1, nil, err
+			}
+		default:
 			return -1, nil, imageErr("a datagram from %s, which is not in the checkpoint", sockName(addr))
 		}
-		if err := m.make(fromEntry.GetIno()); err != nil {
-			return -1, nil, err
-		}
-		from = m.fd(fromEntry.GetIno())
 	} else if c := m.unnamedClient(e); c != nil {
 		if err := m.make(c.GetIno()); err != nil {
 			return -1, nil, err
@@ -645,6 +661,28 @@ func (m *unixMaking) sender(e *pb.UnixSkEntry, addr []byte) (int, *unix.Sockaddr
 		return -1, nil, err
 	}
 	return from, &unix.SockaddrUnix{Name: dest}, nil
+}
+
+// goneSender returns a datagram socket of cryo's bound to the abstract
+// name addr, which no socket holds (the sender of a datagram queued at the
+// dump closed since), made once per name.
+func (m *unixMaking) goneSender(addr []byte) (int, error) {
+	if fd, ok := m.gone[string(addr)]; ok {
+		return fd, nil
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: "@" + string(addr[1:])}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind to %s, the name of a datagram's sender closed since the dump: %w", sockName(addr), err)
+	}
+	if m.gone == nil {
+		m.gone = map[string]int{}
+	}
+	m.gone[string(addr)] = fd
+	return fd, nil
 }
 
 // sendName is the name cryo's threads send to socket e by: a relative

@@ -69,7 +69,7 @@ func TestRestoreUnixSockets(t *testing.T) {
 	pid := strconv.Itoa(s.Pid)
 	for name, want := range map[string][]string{
 		"st1": {"abcdefg"}, "st0": {"ba"}, "dg1": {"|one", "|three"}, "sp1": {"|p1", "|p22"},
-		"acc": {"to-acc"}, "abs": {s.dir + "/named|from-named", "|from-anon", "@cryo-unixsk-" + pid + "-z|from-absz"}, "gone": {"|to-gone"}, "tr1": {"to-child"}, "tr0": {"to-parent"},
+		"acc": {"to-acc"}, "abs": {s.dir + "/named|from-named", "|from-anon", "@cryo-unixsk-" + pid + "-z\x00|from-absz", "@cryo-unixsk-" + pid + "-gone\x00|from-gone"}, "gone": {"|to-gone"}, "tr1": {"to-child"}, "tr0": {"to-parent"},
 	} {
 		if got := before[name].Queue; !cmp.Equal(got, want) {
 			t.Fatalf("%s holds %q before the dump, want %q", name, got, want)

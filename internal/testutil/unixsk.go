@@ -3,6 +3,7 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -16,7 +17,8 @@ type UnixSock struct {
 	Type       int
 	Name, Peer string // "" unnamed, "@..." abstract
 	// Queue is what is queued to it, peeked: each datagram as
-	// "SENDER|DATA", a stream's bytes as one string.
+	// "SENDER|DATA" (an abstract SENDER's zero bytes kept), a stream's
+	// bytes as one string.
 	Queue          []string
 	Sndbuf, Rcvbuf int
 	Passcred       bool
@@ -94,7 +96,7 @@ func peekQueue(fd, typ, off int) ([]string, error) {
 	stream := ""
 	buf := make([]byte, 1<<16)
 	for range 1000 {
-		n, _, _, from, err := unix.Recvmsg(fd, buf, nil, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		n, _, _, from, err := kernel.Recvmsg(fd, buf, nil, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINVAL) { // empty, or not connected
 			break
 		}
@@ -108,9 +110,11 @@ func peekQueue(fd, typ, off int) ([]string, error) {
 			stream += string(buf[:n])
 			continue
 		}
-		sender := ""
-		if sa, ok := from.(*unix.SockaddrUnix); ok {
-			sender = sa.Name
+		// The sender's name whole: "@" and every byte of an abstract
+		// one, a path without its ending zero byte.
+		sender := strings.TrimRight(string(from), "\x00")
+		if len(from) > 0 && from[0] == 0 {
+			sender = "@" + string(from[1:])
 		}
 		out = append(out, sender+"|"+string(buf[:n]))
 	}

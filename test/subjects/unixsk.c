@@ -24,7 +24,9 @@
 //   named       a datagram socket bound to DIR/named, "from-anon" sent by
 //               an unnamed socket closed since, and "from-absz" sent by
 //   absz        a datagram socket bound to the abstract name
-//               @cryo-unixsk-PID-z followed by a zero byte
+//               @cryo-unixsk-PID-z followed by a zero byte, and "from-gone" sent
+//               by a socket bound to @cryo-unixsk-PID-gone and a zero
+//               byte, closed since
 //   gone        a datagram socket bound to DIR/gone, since removed, to
 //               which is queued "to-gone" sent by
 //   goner       an unnamed datagram socket connected to it
@@ -240,6 +242,15 @@ int main(int argc, char **argv) {
 	if (bind(absz, (struct sockaddr *)&absz_addr, absz_len) != 0)
 		fail("bind absz: %s", strerror(errno));
 	xsendto(absz, "from-absz", abs_name);
+	char gone_abs[64];
+	snprintf(gone_abs, sizeof gone_abs, "@cryo-unixsk-%d-gone", getpid());
+	struct sockaddr_un gone_addr;
+	socklen_t gone_len = addr(&gone_addr, gone_abs) + 1;
+	int goner_abs = sock(SOCK_DGRAM);
+	if (bind(goner_abs, (struct sockaddr *)&gone_addr, gone_len) != 0)
+		fail("bind gone: %s", strerror(errno));
+	xsendto(goner_abs, "from-gone", abs_name);
+	close(goner_abs);
 
 	int gone = sock(SOCK_DGRAM), goner = sock(SOCK_DGRAM);
 	xbind(gone, gone_name);
