@@ -448,6 +448,11 @@ func (d *dumper) inspect() (err error) {
 	if d.status.TracerPid != 0 && d.tr == nil {
 		return fmt.Errorf("process is already traced by pid %d", d.status.TracerPid)
 	}
+	if d.tr == nil {
+		if err := refuseVforkWait(d.pid); err != nil {
+			return err
+		}
+	}
 	if m := d.status.UntagMask; m != 0 && m != ^uint64(0) {
 		// Its tagged pointers would fault after a restore, which does
 		// not enable it.

@@ -199,6 +199,27 @@ func children(pid int, tids []int) ([]int, error) {
 	return out, nil
 }
 
+// refuseVforkWait refuses a process one of whose threads shares its
+// memory with a child (vfork, or clone with CLONE_VM): a thread waiting in
+// vfork for its child to exec or exit cannot be stopped, and seizing it
+// would wait as long. checkAlone would refuse such a child anyway.
+func refuseVforkWait(pid int) error {
+	tids, err := proc.ReadTasks(pid)
+	if err != nil {
+		return err
+	}
+	kids, err := children(pid, tids)
+	if err != nil {
+		return err
+	}
+	for _, k := range kids {
+		if same, err := kernel.Kcmp(pid, k, kernel.KcmpVM, 0, 0); err == nil && same == 0 {
+			return fmt.Errorf("%w: its child pid %d shares its memory (vfork, or clone with CLONE_VM): a parent in vfork cannot be stopped until the child execs or exits; dump again once it has", ErrUnsupported, k)
+		}
+	}
+	return nil
+}
+
 // addZombie records a child that has exited and not been waited for. A
 // zombie leader whose other threads are still there but could not be
 // seized (they are exiting) is refused: a leader that has exited while its

@@ -145,3 +145,18 @@ func TestDumpTreeRefuses(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDumpRefusesVforkWait dumps test/subjects/vforker.c, whose child
+// waits in vfork for a grandchild that never execs: that child cannot be
+// stopped, and a dump that tried waited for ever (zdtm vfork00 hung). It
+// is refused before anything of it is seized, both ways, and the subject
+// goes on.
+func TestDumpRefusesVforkWait(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "vforker.c"))
+	s.WaitTicks(t, 2)
+	for _, leave := range []bool{true, false} {
+		expectRefused(t, s, dump.Options{LeaveRunning: leave}, "pid "+s.Ready["child"], "shares its memory (vfork")
+		s.WaitTicks(t, 2)
+	}
+}
