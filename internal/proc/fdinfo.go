@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,6 +25,10 @@ type Fdinfo struct {
 	// Extra are the other lines in order, e.g. "eventfd-count", "tfd" (one
 	// per epoll target), "lock", "sigmask". Keys repeat.
 	Extra []KeyValue
+	// Uring is the text from an io_uring's "SqMask:" line on, whose
+	// sections the key-value lines do not describe (IOUring parses it);
+	// nil for other files.
+	Uring []byte
 }
 
 // KeyValue is one line of a "Key: value" file. Key is the text before the
@@ -43,6 +48,10 @@ func (f Fdinfo) Lookup(key string) (string, bool) {
 // ParseFdinfo parses the contents of /proc/PID/fdinfo/FD.
 func ParseFdinfo(b []byte) (Fdinfo, error) {
 	var f Fdinfo
+	// An io_uring's lines follow the common ones; some have no colon.
+	if i := bytes.Index(b, []byte("\nSqMask:")); i >= 0 {
+		b, f.Uring = b[:i+1], bytes.Clone(b[i+1:])
+	}
 	err := parseFields(b, []field{
 		{key: "pos", parse: num(&f.Pos, 10)},
 		{key: "flags", parse: num(&f.Flags, 8)},

@@ -28,27 +28,27 @@ func TestParseFdinfo(t *testing.T) {
 		{"fdinfo-epoll.txt", Fdinfo{0, cloexec | unix.O_RDWR, 17, 1038, []KeyValue{
 			{"tfd", "6 events: 80000019 data:                6  pos:0 ino:40e sdev:10"},
 			{"tfd", "5 events:       19 data:                5  pos:0 ino:40e sdev:10"},
-		}}},
+		}, nil}},
 		{"fdinfo-eventfd.txt", Fdinfo{0, cloexec | nonblock | unix.O_RDWR, 17, 1038, []KeyValue{
 			{"eventfd-count", "5"}, {"eventfd-id", "1"}, {"eventfd-semaphore", "0"},
-		}}},
+		}, nil}},
 		{"fdinfo-file-locked.txt", Fdinfo{5, cloexec | largefile | unix.O_RDWR, 27, 9978145, []KeyValue{
 			{"lock", "1: FLOCK  ADVISORY  WRITE 12930 fe:00:9978145 0 EOF"},
-		}}},
+		}, nil}},
 		{"fdinfo-inotify.txt", Fdinfo{0, cloexec, 17, 1038, []KeyValue{
 			{"inotify wd", "1 ino:3c4a3 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a3c4030000000000"},
-		}}},
+		}, nil}},
 		{"fdinfo-pidfd.txt", Fdinfo{0, cloexec | unix.O_RDWR, 4, 12931, []KeyValue{
 			{"Pid", "12930"}, {"NSpid", "12930"},
-		}}},
-		{"fdinfo-pipe.txt", Fdinfo{0, nonblock | unix.O_WRONLY, 16, 21459, nil}},
+		}, nil}},
+		{"fdinfo-pipe.txt", Fdinfo{0, nonblock | unix.O_WRONLY, 16, 21459, nil, nil}},
 		{"fdinfo-signalfd.txt", Fdinfo{0, cloexec | unix.O_RDWR, 17, 1038, []KeyValue{
 			{"sigmask", "0000000000000201"},
-		}}},
+		}, nil}},
 		{"fdinfo-timerfd.txt", Fdinfo{0, cloexec | unix.O_RDWR, 17, 1038, []KeyValue{
 			{"clockid", "1"}, {"ticks", "0"}, {"settime flags", "00"},
 			{"it_value", "(99, 999990189)"}, {"it_interval", "(1, 500)"},
-		}}},
+		}, nil}},
 		// Before Linux 5.14 there is no ino line.
 		{"", Fdinfo{Pos: -1, Flags: 0o2, MntID: 3}},
 	} {
