@@ -235,6 +235,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := each((*dumper).dumpFiles)(); err != nil {
 				return err
 			}
+			if err := t.files.FinishIOUrings(); err != nil {
+				return err
+			}
 			if err := t.files.LockConnections(); err != nil {
 				return err
 			}

@@ -246,6 +246,16 @@ func (c *classifier) next(s *proc.SmapsEntry) (e *pb.VmaEntry, a area, f mappedF
 		e.Status, e.Flags = image.VMAAreaAIORing, flags
 		a.all, a.viaMem, a.noFork = true, true, true
 		return e, a, f, nil
+	case s.Path == files.IOUringPath:
+		// A ring of an io_uring (files/iouring.go), mapped again from
+		// the ring made again; its memory is read through the
+		// descriptor. The shmid is the ring's inode until listMemory
+		// makes it the ring's entry.
+		if flags&unix.MAP_TYPE != unix.MAP_SHARED {
+			return nil, a, f, fmt.Errorf("%w: private mapping of an io_uring at %#x-%#x", ErrUnsupported, s.Start, s.End)
+		}
+		e.Status, e.Flags, e.Shmid = image.VMAAreaIOUring, flags, s.Inode
+		return e, area{}, f, nil
 	case pseudoPath(s.Path):
 		return nil, a, f, fmt.Errorf("%w: mapping %s at %#x-%#x", ErrUnsupported, s.Path, s.Start, s.End)
 	case strings.HasPrefix(s.Path, "/memfd:") && deletedPath(s.Path):

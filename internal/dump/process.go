@@ -122,6 +122,9 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 		if err := d.recordMapped(e, f); err != nil {
 			return err
 		}
+		if e.Status == image.VMAAreaIOUring {
+			e.Shmid = uint64(d.files.IOUringMapping(d.pid, e.Shmid, e.Start, e.End, e.Pgoff))
+		}
 		if e.Status == image.VMAAreaAIORing {
 			if err := d.recordAioRing(mem, e.Start, e.End); err != nil {
 				return err

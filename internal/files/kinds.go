@@ -42,6 +42,7 @@ var kinds = []kind{
 	inotifyKind{},
 	fanotifyKind{},
 	pidfdKind{},
+	ioUringKind{},
 	memfdKind{},
 	nsKind{},
 	fifoKind{},

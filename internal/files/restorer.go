@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cryo-cr/cryo/internal/clog"
 	"github.com/cryo-cr/cryo/internal/image/pb"
 	"github.com/cryo-cr/cryo/internal/kernel"
 	"github.com/cryo-cr/cryo/internal/ptrace"
@@ -32,6 +33,11 @@ type Restorer struct {
 	scratchAt uint64
 	// creds are the process's, which the unix sockets are made with.
 	creds *kernel.Creds
+	// ioUringAt are the rings made in the process, by entry, at the
+	// numbers they wait at until placed (iouring.go).
+	ioUringAt map[uint32]uint64
+	// log says what takes time (a ring's counters brought back).
+	log *clog.Logger
 	placement
 	channel
 	lockRestorer
@@ -48,6 +54,9 @@ type Restorer struct {
 func NewRestorer(tr *ptrace.Tracer, pid int, set *Set, shared *Shared, shellJob bool) *Restorer {
 	return &Restorer{tr: tr, pid: pid, set: set, shared: shared, shellJob: shellJob, taken: map[uint32]bool{}, pidfd: -1, channel: channel{fd: -1}}
 }
+
+// SetLog gives the restorer a logger.
+func (r *Restorer) SetLog(l *clog.Logger) { r.log = l }
 
 // OpenAll recreates the descriptor table: every descriptor at its number
 // with its flags and position, descriptors that shared an open file

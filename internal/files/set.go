@@ -31,6 +31,7 @@ type Set struct {
 	tcpSet
 	unixSet
 	sockExtraSet
+	ioUringSet
 }
 
 func imageErr(format string, a ...any) error {
@@ -53,7 +54,7 @@ func Load(dir *image.Dir, pid int, filesID uint32) (*Set, error) {
 		}
 	}
 	shareNoOwner(s.Files)
-	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs, s.loadUnix} {
+	for _, load := range []func() error{s.loadMemfds, s.loadPipes, s.loadGhosts, s.loadTTYs, s.loadUnix, s.loadIOUrings} {
 		if err := load(); err != nil {
 			return nil, err
 		}

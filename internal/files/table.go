@@ -56,6 +56,7 @@ type Table struct {
 	inetTable
 	unixTable
 	packetTable
+	ioUringTable
 }
 
 // fdEntry is a descriptor of a table: the fdinfo entry WriteImages makes
@@ -119,6 +120,7 @@ func (t *Table) Dump(pid int, filesID uint32, vmas []*pb.VmaEntry) error {
 		return fmt.Errorf("descriptor table %d dumped twice", filesID)
 	}
 	t.tables = append(t.tables, filesID)
+	t.processFiles(pid, filesID)
 	t.fds[filesID] = nil
 	fds, err := proc.ReadFds(view)
 	if err != nil {
@@ -259,7 +261,7 @@ func (t *Table) WriteImages(dir *image.Dir) error {
 			return err
 		}
 	}
-	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.tcpTable.writeStreams, t.unixTable.write, t.sockExtraTable.write} {
+	for _, write := range []func(*image.Dir) error{t.pipeTable.write, t.ghostTable.write, t.memfdTable.write, t.lockTable.write, t.identityTable.write, t.ttyTable.write, t.tcpTable.writeStreams, t.unixTable.write, t.sockExtraTable.write, t.ioUringTable.write} {
 		if err := write(dir); err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ func seeds(t *testing.T) []seed {
 	var ss []seed
 	for _, s := range samples() {
 		switch s.kind {
-		case Inventory, Core, MM, Pagemap, Fdinfo, PipesData, GhostFile, FileStats, SockExtras, ThreadExtras:
+		case Inventory, Core, MM, Pagemap, Fdinfo, PipesData, GhostFile, FileStats, SockExtras, ThreadExtras, IOUrings:
 			enc[s.kind] = encode(t, s)
 			ss = append(ss, seed{s.kind.FileName(s.id), s.kind, enc[s.kind], nil})
 		}

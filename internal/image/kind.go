@@ -49,6 +49,7 @@ const (
 	SockExtras                   // cryo-sk-extra.img: socket state CRIU's entries lack (cryo's own)
 	ThreadExtras                 // cryo-thread-extra.img: thread state CRIU's core entries lack (cryo's own)
 	Cgroup                       // cgroup.img: the sets of cgroups processes are in
+	IOUrings                     // cryo-io-uring.img: io_uring instances, their geometry, counters and ring memory (cryo's own)
 )
 
 // imgCommon is the first magic of every image but the inventory (whose
@@ -62,6 +63,7 @@ const (
 	cryoFileStatMagic    = 0x43525946
 	cryoSockExtraMagic   = 0x4352534b
 	cryoThreadExtraMagic = 0x43525458
+	cryoIOUringMagic     = 0x43524955
 )
 
 // ImgVersion is the value InventoryEntry.img_version must hold: CRIU's
@@ -115,6 +117,7 @@ var kinds = [...]kindDesc{
 	FileStats:    {"cryo-file-stat", "cryo-file-stat.img", cryoFileStatMagic, names("cryo.file_stat_entry")},
 	SockExtras:   {"cryo-sk-extra", "cryo-sk-extra.img", cryoSockExtraMagic, names("cryo.sk_extra_entry")},
 	ThreadExtras: {"cryo-thread-extra", "cryo-thread-extra.img", cryoThreadExtraMagic, names("cryo.thread_extra_entry")},
+	IOUrings:     {"cryo-io-uring", "cryo-io-uring.img", cryoIOUringMagic, names("cryo.io_uring_entry")},
 }
 
 func names(s ...string) []string { return s }
@@ -151,7 +154,9 @@ func (k Kind) raw() bool { return k.desc().magic == 0 }
 
 // Own reports whether the kind is cryo's own, one CRIU's tools know
 // nothing of.
-func (k Kind) Own() bool { return k == FileStats || k == SockExtras || k == ThreadExtras }
+func (k Kind) Own() bool {
+	return k == FileStats || k == SockExtras || k == ThreadExtras || k == IOUrings
+}
 
 // header returns the magic words the kind's files start with.
 func (k Kind) header() []uint32 {

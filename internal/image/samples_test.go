@@ -302,6 +302,7 @@ func samples() []sample {
 			{msg: ThreadExtra{TID: 45, CoredumpFilter: new(uint32(0))}.message()},
 			{msg: ThreadExtra{TID: 46, MemPolicy: 3 | 1<<15, MemNodes: []uint64{0b101}}.message()},
 			{msg: ThreadExtra{TID: 47, LoginUID: new(uint32(1000))}.message()}}},
+		{kind: IOUrings, recs: []record{{msg: sampleIOUring().message()}}},
 	}
 }
 
@@ -332,4 +333,14 @@ func encode(t testing.TB, s sample) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// sampleIOUring is a ring of 2 SQEs and 4 CQEs with the offsets Linux
+// 6.18 gives, a CQE not reaped and an SQE not submitted.
+func sampleIOUring() IOUring {
+	u := IOUring{ID: 5, SqEntries: 2, CqEntries: 4, SqHead: 17, SqTail: 18, CqHead: 16, CqTail: 17,
+		SqOff: [IOUringOffsets]uint32{0, 4, 16, 24, 36, 32, 128}, CqOff: [IOUringOffsets]uint32{8, 12, 20, 28, 44, 64, 40},
+		Rings: make([]byte, 136), SQEs: make([]byte, 2*IOUringSQESize)}
+	u.SQEs[64] = 1
+	return u
 }

@@ -232,6 +232,16 @@ func (t *Tracer) seize() error {
 				continue
 			}
 			seen[tid] = true
+			if ioWorker(t.pid, tid) {
+				// An io_uring worker (io-wq's iou-wrk, SQPOLL's
+				// iou-sqp): a kernel thread of the process that never
+				// returns to user space, so never runs an injected
+				// call. It holds no state of the process's own: the
+				// kernel makes workers again as a ring needs them (a
+				// ring with an SQPOLL thread is refused with its
+				// descriptor).
+				continue
+			}
 			if err := unix.PtraceSeize(tid); err != nil {
 				if errors.Is(err, unix.ESRCH) || (errors.Is(err, unix.EPERM) && exiting(t.pid, tid)) {
 					// Exited since the listing, or exiting: it cannot be
@@ -622,4 +632,15 @@ func (t *Tracer) PinWithSession() error {
 		}
 		return nil
 	})
+}
+
+// pfIOWorker is PF_IO_WORKER (include/linux/sched.h): a thread io_uring
+// made for a process.
+const pfIOWorker = 0x10
+
+// ioWorker reports whether thread tid of process pid is an io_uring
+// worker.
+func ioWorker(pid, tid int) bool {
+	st, err := proc.ReadTaskStat(pid, tid)
+	return err == nil && st.Flags&pfIOWorker != 0
 }

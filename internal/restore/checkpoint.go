@@ -123,6 +123,9 @@ func loadProcess(dir *image.Dir, task *pb.PstreeEntry, cores map[uint32]*pb.Core
 	if err := c.loadFiles(); err != nil {
 		return nil, err
 	}
+	if err := c.checkIOUringVMAs(); err != nil {
+		return nil, err
+	}
 	// The clocks of the time namespace the ids name; a checkpoint whose
 	// ids name none has none.
 	if id := c.cores[uint32(c.pid)].GetIds().GetTimeNsId(); id != 0 {

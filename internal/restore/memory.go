@@ -220,6 +220,12 @@ func (r *restorer) mapVMAs() error {
 			flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED
 		}
 		prot := uint64(r.writableProt(v))
+		if st&image.VMAAreaIOUring != 0 {
+			// The address, reserved for the ring's mapping once the
+			// ring is made (mapIOUrings).
+			flags = unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_NORESERVE | unix.MAP_FIXED
+			prot = unix.PROT_NONE
+		}
 		fd := ^uint64(0) // -1
 		if st&image.VMAAreaMemfd != 0 {
 			var err error
@@ -815,7 +821,7 @@ func (r *restorer) protect() error {
 		return fmt.Sprintf("lock VMA %#x-%#x", v.start, v.end)
 	}}
 	for v := range r.c.vmas.all() {
-		if v.flags&unix.MAP_LOCKED == 0 || v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+		if v.flags&unix.MAP_LOCKED == 0 || v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR|image.VMAAreaIOUring) != 0 {
 			continue
 		}
 		if err := locks.add(ptrace.Sys{Nr: unix.SYS_MLOCK, Args: [6]uint64{v.start, v.end - v.start}}, v); err != nil {
@@ -834,7 +840,7 @@ func (r *restorer) protectVMAs() error {
 		return fmt.Sprintf("madvise %d on %#x-%#x", c.Args[2], v.start, v.end)
 	}}
 	for v := range r.c.vmas.all() {
-		if v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR) != 0 {
+		if v.status&(image.VMAAreaVDSO|image.VMAAreaVVAR|image.VMAAreaIOUring) != 0 {
 			continue
 		}
 		start, length := v.start, v.end-v.start

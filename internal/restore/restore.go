@@ -202,6 +202,9 @@ func (t *tree) run(ctx context.Context) error {
 			if err := t.each((*restorer).openFiles)(); err != nil {
 				return err
 			}
+			if err := t.each((*restorer).mapIOUrings)(); err != nil {
+				return err
+			}
 			return t.shared.PtysOpened()
 		}},
 		{Name: "fs", Run: t.each((*restorer).restoreFS)},

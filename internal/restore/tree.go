@@ -373,6 +373,7 @@ func (t *tree) cloneGeneration(gen []*pb.PstreeEntry, last bool) error {
 func (r *restorer) born(tr *ptrace.Tracer) {
 	r.tr = tr
 	r.files = files.NewRestorer(r.tr, r.pid, r.c.files, r.shared, r.opts.ShellJob)
+	r.files.SetLog(r.log)
 	if cr := r.c.cores[uint32(r.pid)].ThreadCore.GetCreds(); cr != nil {
 		r.files.SetCreds(kernel.Creds{UID: cr.GetUid(), EUID: cr.GetEuid(), SUID: cr.GetSuid(),
 			GID: cr.GetGid(), EGID: cr.GetEgid(), SGID: cr.GetSgid(), Groups: cr.Groups})

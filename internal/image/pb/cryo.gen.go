@@ -263,3 +263,109 @@ func (m *ThreadExtraEntry) GetLoginuid() uint32 {
 	}
 	return 0
 }
+
+// IoUringEntry is cryo.io_uring_entry.
+type IoUringEntry struct {
+	Id        uint32
+	SqEntries uint32
+	CqEntries uint32
+	Flags     uint32
+	SqHead    uint32
+	SqTail    uint32
+	CqHead    uint32
+	CqTail    uint32
+	SqOff     []uint32
+	CqOff     []uint32
+	Rings     []byte
+	Sqes      []byte
+}
+
+// ProtoName returns the message's protobuf name.
+func (*IoUringEntry) ProtoName() string { return "cryo.io_uring_entry" }
+
+// Reset clears every field.
+func (m *IoUringEntry) Reset() { *m = IoUringEntry{} }
+
+func (m *IoUringEntry) GetId() uint32 {
+	if m != nil {
+		return m.Id
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetSqEntries() uint32 {
+	if m != nil {
+		return m.SqEntries
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetCqEntries() uint32 {
+	if m != nil {
+		return m.CqEntries
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetFlags() uint32 {
+	if m != nil {
+		return m.Flags
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetSqHead() uint32 {
+	if m != nil {
+		return m.SqHead
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetSqTail() uint32 {
+	if m != nil {
+		return m.SqTail
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetCqHead() uint32 {
+	if m != nil {
+		return m.CqHead
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetCqTail() uint32 {
+	if m != nil {
+		return m.CqTail
+	}
+	return 0
+}
+
+func (m *IoUringEntry) GetSqOff() []uint32 {
+	if m != nil {
+		return m.SqOff
+	}
+	return nil
+}
+
+func (m *IoUringEntry) GetCqOff() []uint32 {
+	if m != nil {
+		return m.CqOff
+	}
+	return nil
+}
+
+func (m *IoUringEntry) GetRings() []byte {
+	if m != nil {
+		return m.Rings
+	}
+	return nil
+}
+
+func (m *IoUringEntry) GetSqes() []byte {
+	if m != nil {
+		return m.Sqes
+	}
+	return nil
+}

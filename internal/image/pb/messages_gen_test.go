@@ -64,6 +64,7 @@ var allMessages = []Message{
 	new(FileStatEntry),
 	new(SkExtraEntry),
 	new(ThreadExtraEntry),
+	new(IoUringEntry),
 	new(EventfdFileEntry),
 	new(EventpollTfdEntry),
 	new(EventpollFileEntry),

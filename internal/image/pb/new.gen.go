@@ -126,6 +126,8 @@ func New(name string) Message {
 		return new(SkExtraEntry)
 	case "cryo.thread_extra_entry":
 		return new(ThreadExtraEntry)
+	case "cryo.io_uring_entry":
+		return new(IoUringEntry)
 	case "eventfd_file_entry":
 		return new(EventfdFileEntry)
 	case "eventpoll_tfd_entry":

@@ -124,163 +124,165 @@ func (m *SkExtraEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[58]} }
 
 func (m *ThreadExtraEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[59]} }
 
-func (m *EventfdFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[60]} }
+func (m *IoUringEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[60]} }
 
-func (m *EventpollTfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[61]} }
+func (m *EventfdFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[61]} }
 
-func (m *EventpollFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[62]} }
+func (m *EventpollTfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[62]} }
 
-func (m *ExtFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[63]} }
+func (m *EventpollFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[63]} }
 
-func (m *FdinfoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[64]} }
+func (m *ExtFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[64]} }
 
-func (m *FileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[65]} }
+func (m *FdinfoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[65]} }
 
-func (m *FhEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[66]} }
+func (m *FileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[66]} }
 
-func (m *IrmapCacheEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[67]} }
+func (m *FhEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[67]} }
 
-func (m *FifoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[68]} }
+func (m *IrmapCacheEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[68]} }
 
-func (m *FileLockEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[69]} }
+func (m *FifoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[69]} }
 
-func (m *FownEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[70]} }
+func (m *FileLockEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[70]} }
 
-func (m *FsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[71]} }
+func (m *FownEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[71]} }
 
-func (m *InotifyWdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[72]} }
+func (m *FsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[72]} }
 
-func (m *InotifyFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[73]} }
+func (m *InotifyWdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[73]} }
 
-func (m *FanotifyInodeMarkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[74]} }
+func (m *InotifyFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[74]} }
 
-func (m *FanotifyMountMarkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[75]} }
+func (m *FanotifyInodeMarkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[75]} }
 
-func (m *FanotifyMarkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[76]} }
+func (m *FanotifyMountMarkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[76]} }
 
-func (m *FanotifyFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[77]} }
+func (m *FanotifyMarkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[77]} }
 
-func (m *GhostFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[78]} }
+func (m *FanotifyFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[78]} }
 
-func (m *GhostChunkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[79]} }
+func (m *GhostFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[79]} }
 
-func (m *PluginsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[80]} }
+func (m *GhostChunkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[80]} }
 
-func (m *InventoryEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[81]} }
+func (m *PluginsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[81]} }
 
-func (m *IpcDescEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[82]} }
+func (m *InventoryEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[82]} }
 
-func (m *IpcMsg) msg() ref { return ref{unsafe.Pointer(m), &infos[83]} }
+func (m *IpcDescEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[83]} }
 
-func (m *IpcMsgEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[84]} }
+func (m *IpcMsg) msg() ref { return ref{unsafe.Pointer(m), &infos[84]} }
 
-func (m *IpcSemEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[85]} }
+func (m *IpcMsgEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[85]} }
 
-func (m *IpcShmEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[86]} }
+func (m *IpcSemEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[86]} }
 
-func (m *MemfdFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[87]} }
+func (m *IpcShmEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[87]} }
 
-func (m *MemfdInodeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[88]} }
+func (m *MemfdFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[88]} }
 
-func (m *AioRingEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[89]} }
+func (m *MemfdInodeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[89]} }
 
-func (m *MmEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[90]} }
+func (m *AioRingEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[90]} }
 
-func (m *NsFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[91]} }
+func (m *MmEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[91]} }
 
-func (m *PacketMclist) msg() ref { return ref{unsafe.Pointer(m), &infos[92]} }
+func (m *NsFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[92]} }
 
-func (m *PacketRing) msg() ref { return ref{unsafe.Pointer(m), &infos[93]} }
+func (m *PacketMclist) msg() ref { return ref{unsafe.Pointer(m), &infos[93]} }
 
-func (m *PacketSockEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[94]} }
+func (m *PacketRing) msg() ref { return ref{unsafe.Pointer(m), &infos[94]} }
 
-func (m *PagemapHead) msg() ref { return ref{unsafe.Pointer(m), &infos[95]} }
+func (m *PacketSockEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[95]} }
 
-func (m *PagemapEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[96]} }
+func (m *PagemapHead) msg() ref { return ref{unsafe.Pointer(m), &infos[96]} }
 
-func (m *PidfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[97]} }
+func (m *PagemapEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[97]} }
 
-func (m *PipeDataEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[98]} }
+func (m *PidfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[98]} }
 
-func (m *PipeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[99]} }
+func (m *PipeDataEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[99]} }
 
-func (m *PstreeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[100]} }
+func (m *PipeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[100]} }
 
-func (m *RegFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[101]} }
+func (m *PstreeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[101]} }
 
-func (m *RemapFilePathEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[102]} }
+func (m *RegFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[102]} }
 
-func (m *RlimitEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[103]} }
+func (m *RemapFilePathEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[103]} }
 
-func (m *RseqEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[104]} }
+func (m *RlimitEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[104]} }
 
-func (m *SeccompFilter) msg() ref { return ref{unsafe.Pointer(m), &infos[105]} }
+func (m *RseqEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[105]} }
 
-func (m *SeccompEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[106]} }
+func (m *SeccompFilter) msg() ref { return ref{unsafe.Pointer(m), &infos[106]} }
 
-func (m *SiginfoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[107]} }
+func (m *SeccompEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[107]} }
 
-func (m *SignalQueueEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[108]} }
+func (m *SiginfoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[108]} }
 
-func (m *SignalfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[109]} }
+func (m *SignalQueueEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[109]} }
 
-func (m *IpOptsRawEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[110]} }
+func (m *SignalfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[110]} }
 
-func (m *IpOptsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[111]} }
+func (m *IpOptsRawEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[111]} }
 
-func (m *InetSkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[112]} }
+func (m *IpOptsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[112]} }
 
-func (m *NetlinkSkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[113]} }
+func (m *InetSkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[113]} }
 
-func (m *SkOptsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[114]} }
+func (m *NetlinkSkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[114]} }
 
-func (m *ScmEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[115]} }
+func (m *SkOptsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[115]} }
 
-func (m *SkPacketEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[116]} }
+func (m *ScmEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[116]} }
 
-func (m *SkUcredEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[117]} }
+func (m *SkPacketEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[117]} }
 
-func (m *FilePermsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[118]} }
+func (m *SkUcredEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[118]} }
 
-func (m *UnixSkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[119]} }
+func (m *FilePermsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[119]} }
 
-func (m *TcpOptsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[120]} }
+func (m *UnixSkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[120]} }
 
-func (m *TcpStreamEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[121]} }
+func (m *TcpOptsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[121]} }
 
-func (m *Timeval) msg() ref { return ref{unsafe.Pointer(m), &infos[122]} }
+func (m *TcpStreamEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[122]} }
 
-func (m *Timespec) msg() ref { return ref{unsafe.Pointer(m), &infos[123]} }
+func (m *Timeval) msg() ref { return ref{unsafe.Pointer(m), &infos[123]} }
 
-func (m *TimensEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[124]} }
+func (m *Timespec) msg() ref { return ref{unsafe.Pointer(m), &infos[124]} }
 
-func (m *ItimerEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[125]} }
+func (m *TimensEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[125]} }
 
-func (m *PosixTimerEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[126]} }
+func (m *ItimerEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[126]} }
 
-func (m *TaskTimersEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[127]} }
+func (m *PosixTimerEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[127]} }
 
-func (m *TimerfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[128]} }
+func (m *TaskTimersEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[128]} }
 
-func (m *WinsizeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[129]} }
+func (m *TimerfdEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[129]} }
 
-func (m *TermiosEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[130]} }
+func (m *WinsizeEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[130]} }
 
-func (m *TtyPtyEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[131]} }
+func (m *TermiosEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[131]} }
 
-func (m *TtyDataEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[132]} }
+func (m *TtyPtyEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[132]} }
 
-func (m *TtyInfoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[133]} }
+func (m *TtyDataEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[133]} }
 
-func (m *TtyFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[134]} }
+func (m *TtyInfoEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[134]} }
 
-func (m *TunfileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[135]} }
+func (m *TtyFileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[135]} }
 
-func (m *TunLinkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[136]} }
+func (m *TunfileEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[136]} }
 
-func (m *UtsnsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[137]} }
+func (m *TunLinkEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[137]} }
 
-func (m *VmaEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[138]} }
+func (m *UtsnsEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[138]} }
+
+func (m *VmaEntry) msg() ref { return ref{unsafe.Pointer(m), &infos[139]} }
 
 var infos = [...]msgInfo{
 	{name: "bpfmap_file_entry", check: true,
@@ -289,7 +291,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.Pos), num: 3, kind: kUint64, card: cVal, bit: 2, name: "pos"},
-			{off: unsafe.Offsetof(BpfmapFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(BpfmapFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.MapType), num: 5, kind: kUint32, card: cVal, bit: 3, name: "map_type"},
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.KeySize), num: 6, kind: kUint32, card: cVal, bit: 4, name: "key_size"},
 			{off: unsafe.Offsetof(BpfmapFileEntry{}.ValueSize), num: 7, kind: kUint32, card: cVal, bit: 5, name: "value_size"},
@@ -939,10 +941,10 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(TaskCoreEntry{}.Flags), num: 4, kind: kUint32, card: cVal, bit: 3, name: "flags"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.BlkSigset), num: 5, kind: kUint64, card: cVal, bit: 4, name: "blk_sigset"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.Comm), num: 6, kind: kString, card: cVal, bit: 5, name: "comm"},
-			{off: unsafe.Offsetof(TaskCoreEntry{}.Timers), num: 7, kind: kMessage, card: cOpt, msg: 127, name: "timers"},
+			{off: unsafe.Offsetof(TaskCoreEntry{}.Timers), num: 7, kind: kMessage, card: cOpt, msg: 128, name: "timers"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.Rlimits), num: 8, kind: kMessage, card: cOpt, msg: 54, name: "rlimits"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.CgSet), num: 9, kind: kUint32, card: cPtr, name: "cg_set"},
-			{off: unsafe.Offsetof(TaskCoreEntry{}.SignalsS), num: 10, kind: kMessage, card: cOpt, msg: 108, name: "signals_s"},
+			{off: unsafe.Offsetof(TaskCoreEntry{}.SignalsS), num: 10, kind: kMessage, card: cOpt, msg: 109, name: "signals_s"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.OldSeccompMode), num: 11, kind: kInt32, card: cPtr, name: "old_seccomp_mode"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.OldSeccompFilter), num: 12, kind: kUint32, card: cPtr, name: "old_seccomp_filter"},
 			{off: unsafe.Offsetof(TaskCoreEntry{}.Loginuid), num: 13, kind: kUint32, card: cPtr, name: "loginuid"},
@@ -993,13 +995,13 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.BlkSigset), num: 6, kind: kUint64, card: cPtr, name: "blk_sigset"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.Sas), num: 7, kind: kMessage, card: cOpt, msg: 52, name: "sas"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.PdeathSig), num: 8, kind: kUint32, card: cPtr, name: "pdeath_sig"},
-			{off: unsafe.Offsetof(ThreadCoreEntry{}.SignalsP), num: 9, kind: kMessage, card: cOpt, msg: 108, name: "signals_p"},
+			{off: unsafe.Offsetof(ThreadCoreEntry{}.SignalsP), num: 9, kind: kMessage, card: cOpt, msg: 109, name: "signals_p"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.Creds), num: 10, kind: kMessage, card: cOpt, msg: 49, name: "creds"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.SeccompMode), num: 11, kind: kInt32, card: cPtr, name: "seccomp_mode"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.SeccompFilter), num: 12, kind: kUint32, card: cPtr, name: "seccomp_filter"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.Comm), num: 13, kind: kString, card: cPtr, name: "comm"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.BlkSigsetExtended), num: 14, kind: kUint64, card: cPtr, name: "blk_sigset_extended"},
-			{off: unsafe.Offsetof(ThreadCoreEntry{}.RseqEntry), num: 15, kind: kMessage, card: cOpt, msg: 104, name: "rseq_entry"},
+			{off: unsafe.Offsetof(ThreadCoreEntry{}.RseqEntry), num: 15, kind: kMessage, card: cOpt, msg: 105, name: "rseq_entry"},
 			{off: unsafe.Offsetof(ThreadCoreEntry{}.CgSet), num: 16, kind: kUint32, card: cPtr, name: "cg_set"},
 		},
 		vals: 0x3,
@@ -1007,7 +1009,7 @@ var infos = [...]msgInfo{
 	{name: "task_rlimits_entry", check: false,
 		new: func() Message { return new(TaskRlimitsEntry) },
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(TaskRlimitsEntry{}.Rlimits), num: 1, kind: kMessage, card: cRep, msg: 103, name: "rlimits"},
+			{off: unsafe.Offsetof(TaskRlimitsEntry{}.Rlimits), num: 1, kind: kMessage, card: cRep, msg: 104, name: "rlimits"},
 		},
 	},
 	{name: "core_entry", check: true,
@@ -1083,12 +1085,29 @@ var infos = [...]msgInfo{
 		},
 		vals: 0x1,
 	},
+	{name: "cryo.io_uring_entry", check: true,
+		fields: []fieldInfo{
+			{off: unsafe.Offsetof(IoUringEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
+			{off: unsafe.Offsetof(IoUringEntry{}.SqEntries), num: 2, kind: kUint32, card: cVal, bit: 1, name: "sq_entries"},
+			{off: unsafe.Offsetof(IoUringEntry{}.CqEntries), num: 3, kind: kUint32, card: cVal, bit: 2, name: "cq_entries"},
+			{off: unsafe.Offsetof(IoUringEntry{}.Flags), num: 4, kind: kUint32, card: cVal, bit: 3, name: "flags"},
+			{off: unsafe.Offsetof(IoUringEntry{}.SqHead), num: 5, kind: kUint32, card: cVal, bit: 4, name: "sq_head"},
+			{off: unsafe.Offsetof(IoUringEntry{}.SqTail), num: 6, kind: kUint32, card: cVal, bit: 5, name: "sq_tail"},
+			{off: unsafe.Offsetof(IoUringEntry{}.CqHead), num: 7, kind: kUint32, card: cVal, bit: 6, name: "cq_head"},
+			{off: unsafe.Offsetof(IoUringEntry{}.CqTail), num: 8, kind: kUint32, card: cVal, bit: 7, name: "cq_tail"},
+			{off: unsafe.Offsetof(IoUringEntry{}.SqOff), num: 9, kind: kUint32, card: cRep, name: "sq_off"},
+			{off: unsafe.Offsetof(IoUringEntry{}.CqOff), num: 10, kind: kUint32, card: cRep, name: "cq_off"},
+			{off: unsafe.Offsetof(IoUringEntry{}.Rings), num: 11, kind: kBytes, card: cOpt, required: true, name: "rings"},
+			{off: unsafe.Offsetof(IoUringEntry{}.Sqes), num: 12, kind: kBytes, card: cOpt, required: true, name: "sqes"},
+		},
+		vals: 0xff,
+	},
 	{name: "eventfd_file_entry", check: true,
 		new: func() Message { return new(EventfdFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(EventfdFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(EventfdFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
-			{off: unsafe.Offsetof(EventfdFileEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(EventfdFileEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(EventfdFileEntry{}.Counter), num: 4, kind: kUint64, card: cVal, bit: 2, name: "counter"},
 		},
 		vals: 0x7,
@@ -1111,8 +1130,8 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(EventpollFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(EventpollFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
-			{off: unsafe.Offsetof(EventpollFileEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
-			{off: unsafe.Offsetof(EventpollFileEntry{}.Tfd), num: 4, kind: kMessage, card: cRep, msg: 61, name: "tfd"},
+			{off: unsafe.Offsetof(EventpollFileEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
+			{off: unsafe.Offsetof(EventpollFileEntry{}.Tfd), num: 4, kind: kMessage, card: cRep, msg: 62, name: "tfd"},
 		},
 		vals: 0x3,
 	},
@@ -1120,7 +1139,7 @@ var infos = [...]msgInfo{
 		new: func() Message { return new(ExtFileEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(ExtFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
-			{off: unsafe.Offsetof(ExtFileEntry{}.Fown), num: 5, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(ExtFileEntry{}.Fown), num: 5, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 		},
 		vals: 0x1,
 	},
@@ -1138,26 +1157,26 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FileEntry{}.Type), num: 1, kind: kInt32, card: cVal, bit: 0, name: "type"},
 			{off: unsafe.Offsetof(FileEntry{}.Id), num: 2, kind: kUint32, card: cVal, bit: 1, name: "id"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 3, kind: kMessage, card: cEntry, msg: 101, name: "reg"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 4, kind: kMessage, card: cEntry, msg: 112, name: "isk"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 5, kind: kMessage, card: cEntry, msg: 91, name: "nsf"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 6, kind: kMessage, card: cEntry, msg: 94, name: "psk"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 7, kind: kMessage, card: cEntry, msg: 113, name: "nlsk"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 8, kind: kMessage, card: cEntry, msg: 60, name: "efd"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 9, kind: kMessage, card: cEntry, msg: 62, name: "epfd"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 10, kind: kMessage, card: cEntry, msg: 109, name: "sgfd"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 11, kind: kMessage, card: cEntry, msg: 135, name: "tunf"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 12, kind: kMessage, card: cEntry, msg: 128, name: "tfd"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 13, kind: kMessage, card: cEntry, msg: 73, name: "ify"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 14, kind: kMessage, card: cEntry, msg: 77, name: "ffy"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 15, kind: kMessage, card: cEntry, msg: 63, name: "ext"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 16, kind: kMessage, card: cEntry, msg: 119, name: "usk"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 17, kind: kMessage, card: cEntry, msg: 68, name: "fifo"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 18, kind: kMessage, card: cEntry, msg: 99, name: "pipe"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 19, kind: kMessage, card: cEntry, msg: 134, name: "tty"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 20, kind: kMessage, card: cEntry, msg: 87, name: "memfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 3, kind: kMessage, card: cEntry, msg: 102, name: "reg"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 4, kind: kMessage, card: cEntry, msg: 113, name: "isk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 5, kind: kMessage, card: cEntry, msg: 92, name: "nsf"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 6, kind: kMessage, card: cEntry, msg: 95, name: "psk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 7, kind: kMessage, card: cEntry, msg: 114, name: "nlsk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 8, kind: kMessage, card: cEntry, msg: 61, name: "efd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 9, kind: kMessage, card: cEntry, msg: 63, name: "epfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 10, kind: kMessage, card: cEntry, msg: 110, name: "sgfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 11, kind: kMessage, card: cEntry, msg: 136, name: "tunf"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 12, kind: kMessage, card: cEntry, msg: 129, name: "tfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 13, kind: kMessage, card: cEntry, msg: 74, name: "ify"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 14, kind: kMessage, card: cEntry, msg: 78, name: "ffy"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 15, kind: kMessage, card: cEntry, msg: 64, name: "ext"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 16, kind: kMessage, card: cEntry, msg: 120, name: "usk"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 17, kind: kMessage, card: cEntry, msg: 69, name: "fifo"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 18, kind: kMessage, card: cEntry, msg: 100, name: "pipe"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 19, kind: kMessage, card: cEntry, msg: 135, name: "tty"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 20, kind: kMessage, card: cEntry, msg: 88, name: "memfd"},
 			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 21, kind: kMessage, card: cEntry, msg: 0, name: "bpf"},
-			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 22, kind: kMessage, card: cEntry, msg: 97, name: "pidfd"},
+			{off: unsafe.Offsetof(FileEntry{}.Entry), num: 22, kind: kMessage, card: cEntry, msg: 98, name: "pidfd"},
 		},
 		vals: 0x3,
 	},
@@ -1228,7 +1247,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(InotifyWdEntry{}.IgnoredMask), num: 4, kind: kUint32, card: cVal, bit: 3, name: "ignored_mask"},
 			{off: unsafe.Offsetof(InotifyWdEntry{}.SDev), num: 5, kind: kUint32, card: cVal, bit: 4, name: "s_dev"},
 			{off: unsafe.Offsetof(InotifyWdEntry{}.Wd), num: 6, kind: kUint32, card: cVal, bit: 5, name: "wd"},
-			{off: unsafe.Offsetof(InotifyWdEntry{}.FHandle), num: 7, kind: kMessage, card: cOpt, required: true, msg: 66, name: "f_handle"},
+			{off: unsafe.Offsetof(InotifyWdEntry{}.FHandle), num: 7, kind: kMessage, card: cOpt, required: true, msg: 67, name: "f_handle"},
 		},
 		vals: 0x3f,
 	},
@@ -1237,8 +1256,8 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(InotifyFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(InotifyFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
-			{off: unsafe.Offsetof(InotifyFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
-			{off: unsafe.Offsetof(InotifyFileEntry{}.Wd), num: 5, kind: kMessage, card: cRep, msg: 72, name: "wd"},
+			{off: unsafe.Offsetof(InotifyFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
+			{off: unsafe.Offsetof(InotifyFileEntry{}.Wd), num: 5, kind: kMessage, card: cRep, msg: 73, name: "wd"},
 		},
 		vals: 0x3,
 	},
@@ -1246,7 +1265,7 @@ var infos = [...]msgInfo{
 		new: func() Message { return new(FanotifyInodeMarkEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FanotifyInodeMarkEntry{}.IIno), num: 1, kind: kUint64, card: cVal, bit: 0, name: "i_ino"},
-			{off: unsafe.Offsetof(FanotifyInodeMarkEntry{}.FHandle), num: 2, kind: kMessage, card: cOpt, required: true, msg: 66, name: "f_handle"},
+			{off: unsafe.Offsetof(FanotifyInodeMarkEntry{}.FHandle), num: 2, kind: kMessage, card: cOpt, required: true, msg: 67, name: "f_handle"},
 		},
 		vals: 0x1,
 	},
@@ -1267,8 +1286,8 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(FanotifyMarkEntry{}.Mask), num: 4, kind: kUint32, card: cVal, bit: 3, name: "mask"},
 			{off: unsafe.Offsetof(FanotifyMarkEntry{}.IgnoredMask), num: 5, kind: kUint32, card: cVal, bit: 4, name: "ignored_mask"},
 			{off: unsafe.Offsetof(FanotifyMarkEntry{}.SDev), num: 6, kind: kUint32, card: cVal, bit: 5, name: "s_dev"},
-			{off: unsafe.Offsetof(FanotifyMarkEntry{}.Ie), num: 7, kind: kMessage, card: cOpt, msg: 74, name: "ie"},
-			{off: unsafe.Offsetof(FanotifyMarkEntry{}.Me), num: 8, kind: kMessage, card: cOpt, msg: 75, name: "me"},
+			{off: unsafe.Offsetof(FanotifyMarkEntry{}.Ie), num: 7, kind: kMessage, card: cOpt, msg: 75, name: "ie"},
+			{off: unsafe.Offsetof(FanotifyMarkEntry{}.Me), num: 8, kind: kMessage, card: cOpt, msg: 76, name: "me"},
 		},
 		vals: 0x3f,
 	},
@@ -1277,10 +1296,10 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(FanotifyFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(FanotifyFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
-			{off: unsafe.Offsetof(FanotifyFileEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(FanotifyFileEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(FanotifyFileEntry{}.Faflags), num: 4, kind: kUint32, card: cVal, bit: 2, name: "faflags"},
 			{off: unsafe.Offsetof(FanotifyFileEntry{}.Evflags), num: 5, kind: kUint32, card: cVal, bit: 3, name: "evflags"},
-			{off: unsafe.Offsetof(FanotifyFileEntry{}.Mark), num: 6, kind: kMessage, card: cRep, msg: 76, name: "mark"},
+			{off: unsafe.Offsetof(FanotifyFileEntry{}.Mark), num: 6, kind: kMessage, card: cRep, msg: 77, name: "mark"},
 		},
 		vals: 0xf,
 	},
@@ -1292,8 +1311,8 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(GhostFileEntry{}.Dev), num: 4, kind: kUint32, card: cPtr, name: "dev"},
 			{off: unsafe.Offsetof(GhostFileEntry{}.Ino), num: 5, kind: kUint64, card: cPtr, name: "ino"},
 			{off: unsafe.Offsetof(GhostFileEntry{}.Rdev), num: 6, kind: kUint32, card: cPtr, name: "rdev"},
-			{off: unsafe.Offsetof(GhostFileEntry{}.Atim), num: 7, kind: kMessage, card: cOpt, msg: 122, name: "atim"},
-			{off: unsafe.Offsetof(GhostFileEntry{}.Mtim), num: 8, kind: kMessage, card: cOpt, msg: 122, name: "mtim"},
+			{off: unsafe.Offsetof(GhostFileEntry{}.Atim), num: 7, kind: kMessage, card: cOpt, msg: 123, name: "atim"},
+			{off: unsafe.Offsetof(GhostFileEntry{}.Mtim), num: 8, kind: kMessage, card: cOpt, msg: 123, name: "mtim"},
 			{off: unsafe.Offsetof(GhostFileEntry{}.Chunks), num: 9, kind: kBool, card: cPtr, name: "chunks"},
 			{off: unsafe.Offsetof(GhostFileEntry{}.Size), num: 10, kind: kUint64, card: cPtr, name: "size"},
 			{off: unsafe.Offsetof(GhostFileEntry{}.SymlnkTarget), num: 11, kind: kString, card: cPtr, name: "symlnk_target"},
@@ -1325,7 +1344,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(InventoryEntry{}.PreDumpMode), num: 9, kind: kUint32, card: cPtr, name: "pre_dump_mode"},
 			{off: unsafe.Offsetof(InventoryEntry{}.TcpClose), num: 10, kind: kBool, card: cPtr, name: "tcp_close"},
 			{off: unsafe.Offsetof(InventoryEntry{}.NetworkLockMethod), num: 11, kind: kUint32, card: cPtr, name: "network_lock_method"},
-			{off: unsafe.Offsetof(InventoryEntry{}.PluginsEntry), num: 12, kind: kMessage, card: cOpt, msg: 80, name: "plugins_entry"},
+			{off: unsafe.Offsetof(InventoryEntry{}.PluginsEntry), num: 12, kind: kMessage, card: cOpt, msg: 81, name: "plugins_entry"},
 			{off: unsafe.Offsetof(InventoryEntry{}.DumpCriuRunId), num: 13, kind: kString, card: cPtr, name: "dump_criu_run_id"},
 			{off: unsafe.Offsetof(InventoryEntry{}.AllowUprobes), num: 14, kind: kBool, card: cPtr, name: "allow_uprobes"},
 		},
@@ -1353,7 +1372,7 @@ var infos = [...]msgInfo{
 	},
 	{name: "ipc_msg_entry", check: true,
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(IpcMsgEntry{}.Desc), num: 1, kind: kMessage, card: cOpt, required: true, msg: 82, name: "desc"},
+			{off: unsafe.Offsetof(IpcMsgEntry{}.Desc), num: 1, kind: kMessage, card: cOpt, required: true, msg: 83, name: "desc"},
 			{off: unsafe.Offsetof(IpcMsgEntry{}.Qbytes), num: 2, kind: kUint32, card: cVal, bit: 0, name: "qbytes"},
 			{off: unsafe.Offsetof(IpcMsgEntry{}.Qnum), num: 3, kind: kUint32, card: cVal, bit: 1, name: "qnum"},
 		},
@@ -1361,14 +1380,14 @@ var infos = [...]msgInfo{
 	},
 	{name: "ipc_sem_entry", check: true,
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(IpcSemEntry{}.Desc), num: 1, kind: kMessage, card: cOpt, required: true, msg: 82, name: "desc"},
+			{off: unsafe.Offsetof(IpcSemEntry{}.Desc), num: 1, kind: kMessage, card: cOpt, required: true, msg: 83, name: "desc"},
 			{off: unsafe.Offsetof(IpcSemEntry{}.Nsems), num: 2, kind: kUint32, card: cVal, bit: 0, name: "nsems"},
 		},
 		vals: 0x1,
 	},
 	{name: "ipc_shm_entry", check: true,
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(IpcShmEntry{}.Desc), num: 1, kind: kMessage, card: cOpt, required: true, msg: 82, name: "desc"},
+			{off: unsafe.Offsetof(IpcShmEntry{}.Desc), num: 1, kind: kMessage, card: cOpt, required: true, msg: 83, name: "desc"},
 			{off: unsafe.Offsetof(IpcShmEntry{}.Size), num: 2, kind: kUint64, card: cVal, bit: 0, name: "size"},
 			{off: unsafe.Offsetof(IpcShmEntry{}.InPagemaps), num: 3, kind: kBool, card: cPtr, name: "in_pagemaps"},
 			{off: unsafe.Offsetof(IpcShmEntry{}.HugetlbFlag), num: 4, kind: kUint32, card: cPtr, name: "hugetlb_flag"},
@@ -1381,7 +1400,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(MemfdFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(MemfdFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
 			{off: unsafe.Offsetof(MemfdFileEntry{}.Pos), num: 3, kind: kUint64, card: cVal, bit: 2, name: "pos"},
-			{off: unsafe.Offsetof(MemfdFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(MemfdFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(MemfdFileEntry{}.InodeId), num: 5, kind: kUint32, card: cVal, bit: 3, name: "inode_id"},
 		},
 		vals: 0xf,
@@ -1424,9 +1443,9 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(MmEntry{}.MmEnvEnd), num: 11, kind: kUint64, card: cVal, bit: 10, name: "mm_env_end"},
 			{off: unsafe.Offsetof(MmEntry{}.ExeFileId), num: 12, kind: kUint32, card: cVal, bit: 11, name: "exe_file_id"},
 			{off: unsafe.Offsetof(MmEntry{}.MmSavedAuxv), num: 13, kind: kUint64, card: cRep, name: "mm_saved_auxv"},
-			{off: unsafe.Offsetof(MmEntry{}.Vmas), num: 14, kind: kMessage, card: cRep, msg: 138, name: "vmas"},
+			{off: unsafe.Offsetof(MmEntry{}.Vmas), num: 14, kind: kMessage, card: cRep, msg: 139, name: "vmas"},
 			{off: unsafe.Offsetof(MmEntry{}.Dumpable), num: 15, kind: kInt32, card: cPtr, name: "dumpable"},
-			{off: unsafe.Offsetof(MmEntry{}.Aios), num: 16, kind: kMessage, card: cRep, msg: 89, name: "aios"},
+			{off: unsafe.Offsetof(MmEntry{}.Aios), num: 16, kind: kMessage, card: cRep, msg: 90, name: "aios"},
 			{off: unsafe.Offsetof(MmEntry{}.ThpDisabled), num: 17, kind: kBool, card: cPtr, name: "thp_disabled"},
 		},
 		vals: 0xfff,
@@ -1471,8 +1490,8 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(PacketSockEntry{}.Protocol), num: 3, kind: kUint32, card: cVal, bit: 2, name: "protocol"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.Flags), num: 4, kind: kUint32, card: cVal, bit: 3, name: "flags"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.Ifindex), num: 5, kind: kUint32, card: cVal, bit: 4, name: "ifindex"},
-			{off: unsafe.Offsetof(PacketSockEntry{}.Fown), num: 6, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
-			{off: unsafe.Offsetof(PacketSockEntry{}.Opts), num: 7, kind: kMessage, card: cOpt, required: true, msg: 114, name: "opts"},
+			{off: unsafe.Offsetof(PacketSockEntry{}.Fown), num: 6, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
+			{off: unsafe.Offsetof(PacketSockEntry{}.Opts), num: 7, kind: kMessage, card: cOpt, required: true, msg: 115, name: "opts"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.Version), num: 8, kind: kUint32, card: cVal, bit: 5, name: "version"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.Reserve), num: 9, kind: kUint32, card: cVal, bit: 6, name: "reserve"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.AuxData), num: 10, kind: kBool, card: cVal, bit: 7, name: "aux_data"},
@@ -1481,10 +1500,10 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(PacketSockEntry{}.Loss), num: 13, kind: kBool, card: cVal, bit: 10, name: "loss"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.Timestamp), num: 14, kind: kUint32, card: cVal, bit: 11, name: "timestamp"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.CopyThresh), num: 15, kind: kUint32, card: cVal, bit: 12, name: "copy_thresh"},
-			{off: unsafe.Offsetof(PacketSockEntry{}.Mclist), num: 16, kind: kMessage, card: cRep, msg: 92, name: "mclist"},
+			{off: unsafe.Offsetof(PacketSockEntry{}.Mclist), num: 16, kind: kMessage, card: cRep, msg: 93, name: "mclist"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.Fanout), num: 17, kind: kUint32, card: cPtr, name: "fanout"},
-			{off: unsafe.Offsetof(PacketSockEntry{}.RxRing), num: 18, kind: kMessage, card: cOpt, msg: 93, name: "rx_ring"},
-			{off: unsafe.Offsetof(PacketSockEntry{}.TxRing), num: 19, kind: kMessage, card: cOpt, msg: 93, name: "tx_ring"},
+			{off: unsafe.Offsetof(PacketSockEntry{}.RxRing), num: 18, kind: kMessage, card: cOpt, msg: 94, name: "rx_ring"},
+			{off: unsafe.Offsetof(PacketSockEntry{}.TxRing), num: 19, kind: kMessage, card: cOpt, msg: 94, name: "tx_ring"},
 			{off: unsafe.Offsetof(PacketSockEntry{}.NsId), num: 20, kind: kUint32, card: cPtr, name: "ns_id"},
 		},
 		vals: 0x1fff,
@@ -1512,7 +1531,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(PidfdEntry{}.Ino), num: 2, kind: kUint32, card: cVal, bit: 1, name: "ino"},
 			{off: unsafe.Offsetof(PidfdEntry{}.Flags), num: 3, kind: kUint32, card: cVal, bit: 2, name: "flags"},
 			{off: unsafe.Offsetof(PidfdEntry{}.Nspid), num: 4, kind: kInt32, card: cVal, bit: 3, name: "nspid"},
-			{off: unsafe.Offsetof(PidfdEntry{}.Fown), num: 5, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(PidfdEntry{}.Fown), num: 5, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 		},
 		vals: 0xf,
 	},
@@ -1530,7 +1549,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(PipeEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(PipeEntry{}.PipeId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "pipe_id"},
 			{off: unsafe.Offsetof(PipeEntry{}.Flags), num: 3, kind: kUint32, card: cVal, bit: 2, name: "flags"},
-			{off: unsafe.Offsetof(PipeEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(PipeEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 		},
 		vals: 0x7,
 	},
@@ -1550,7 +1569,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(RegFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(RegFileEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
 			{off: unsafe.Offsetof(RegFileEntry{}.Pos), num: 3, kind: kUint64, card: cVal, bit: 2, name: "pos"},
-			{off: unsafe.Offsetof(RegFileEntry{}.Fown), num: 5, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(RegFileEntry{}.Fown), num: 5, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(RegFileEntry{}.Name), num: 6, kind: kString, card: cVal, bit: 3, name: "name"},
 			{off: unsafe.Offsetof(RegFileEntry{}.MntId), num: 7, kind: kSint32, card: cPtr, name: "mnt_id"},
 			{off: unsafe.Offsetof(RegFileEntry{}.Size), num: 8, kind: kUint64, card: cPtr, name: "size"},
@@ -1599,7 +1618,7 @@ var infos = [...]msgInfo{
 	},
 	{name: "seccomp_entry", check: true,
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(SeccompEntry{}.SeccompFilters), num: 1, kind: kMessage, card: cRep, msg: 105, name: "seccomp_filters"},
+			{off: unsafe.Offsetof(SeccompEntry{}.SeccompFilters), num: 1, kind: kMessage, card: cRep, msg: 106, name: "seccomp_filters"},
 		},
 	},
 	{name: "siginfo_entry", check: true,
@@ -1611,7 +1630,7 @@ var infos = [...]msgInfo{
 	{name: "signal_queue_entry", check: true,
 		new: func() Message { return new(SignalQueueEntry) },
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(SignalQueueEntry{}.Signals), num: 1, kind: kMessage, card: cRep, msg: 107, name: "signals"},
+			{off: unsafe.Offsetof(SignalQueueEntry{}.Signals), num: 1, kind: kMessage, card: cRep, msg: 108, name: "signals"},
 		},
 	},
 	{name: "signalfd_entry", check: true,
@@ -1619,7 +1638,7 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SignalfdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(SignalfdEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
-			{off: unsafe.Offsetof(SignalfdEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(SignalfdEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(SignalfdEntry{}.Sigmask), num: 4, kind: kUint64, card: cVal, bit: 2, name: "sigmask"},
 		},
 		vals: 0x7,
@@ -1637,7 +1656,7 @@ var infos = [...]msgInfo{
 		new: func() Message { return new(IpOptsEntry) },
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(IpOptsEntry{}.Freebind), num: 1, kind: kBool, card: cPtr, name: "freebind"},
-			{off: unsafe.Offsetof(IpOptsEntry{}.Raw), num: 4, kind: kMessage, card: cOpt, msg: 110, name: "raw"},
+			{off: unsafe.Offsetof(IpOptsEntry{}.Raw), num: 4, kind: kMessage, card: cOpt, msg: 111, name: "raw"},
 			{off: unsafe.Offsetof(IpOptsEntry{}.Pktinfo), num: 5, kind: kBool, card: cPtr, name: "pktinfo"},
 			{off: unsafe.Offsetof(IpOptsEntry{}.Tos), num: 6, kind: kUint32, card: cPtr, name: "tos"},
 			{off: unsafe.Offsetof(IpOptsEntry{}.Ttl), num: 7, kind: kUint32, card: cPtr, name: "ttl"},
@@ -1658,14 +1677,14 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(InetSkEntry{}.Backlog), num: 10, kind: kUint32, card: cVal, bit: 9, name: "backlog"},
 			{off: unsafe.Offsetof(InetSkEntry{}.SrcAddr), num: 11, kind: kUint32, card: cRep, name: "src_addr"},
 			{off: unsafe.Offsetof(InetSkEntry{}.DstAddr), num: 12, kind: kUint32, card: cRep, name: "dst_addr"},
-			{off: unsafe.Offsetof(InetSkEntry{}.Fown), num: 13, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
-			{off: unsafe.Offsetof(InetSkEntry{}.Opts), num: 14, kind: kMessage, card: cOpt, required: true, msg: 114, name: "opts"},
+			{off: unsafe.Offsetof(InetSkEntry{}.Fown), num: 13, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
+			{off: unsafe.Offsetof(InetSkEntry{}.Opts), num: 14, kind: kMessage, card: cOpt, required: true, msg: 115, name: "opts"},
 			{off: unsafe.Offsetof(InetSkEntry{}.V6Only), num: 15, kind: kBool, card: cPtr, name: "v6only"},
-			{off: unsafe.Offsetof(InetSkEntry{}.IpOpts), num: 16, kind: kMessage, card: cOpt, msg: 111, name: "ip_opts"},
+			{off: unsafe.Offsetof(InetSkEntry{}.IpOpts), num: 16, kind: kMessage, card: cOpt, msg: 112, name: "ip_opts"},
 			{off: unsafe.Offsetof(InetSkEntry{}.Ifname), num: 17, kind: kString, card: cPtr, name: "ifname"},
 			{off: unsafe.Offsetof(InetSkEntry{}.NsId), num: 18, kind: kUint32, card: cPtr, name: "ns_id"},
 			{off: unsafe.Offsetof(InetSkEntry{}.Shutdown), num: 19, kind: kInt32, card: cPtr, name: "shutdown"},
-			{off: unsafe.Offsetof(InetSkEntry{}.TcpOpts), num: 20, kind: kMessage, card: cOpt, msg: 120, name: "tcp_opts"},
+			{off: unsafe.Offsetof(InetSkEntry{}.TcpOpts), num: 20, kind: kMessage, card: cOpt, msg: 121, name: "tcp_opts"},
 		},
 		vals: 0x3ff,
 	},
@@ -1681,8 +1700,8 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(NetlinkSkEntry{}.Groups), num: 8, kind: kUint32, card: cRep, name: "groups"},
 			{off: unsafe.Offsetof(NetlinkSkEntry{}.DstPortid), num: 9, kind: kUint32, card: cVal, bit: 6, name: "dst_portid"},
 			{off: unsafe.Offsetof(NetlinkSkEntry{}.DstGroup), num: 10, kind: kUint32, card: cVal, bit: 7, name: "dst_group"},
-			{off: unsafe.Offsetof(NetlinkSkEntry{}.Fown), num: 11, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
-			{off: unsafe.Offsetof(NetlinkSkEntry{}.Opts), num: 12, kind: kMessage, card: cOpt, required: true, msg: 114, name: "opts"},
+			{off: unsafe.Offsetof(NetlinkSkEntry{}.Fown), num: 11, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
+			{off: unsafe.Offsetof(NetlinkSkEntry{}.Opts), num: 12, kind: kMessage, card: cOpt, required: true, msg: 115, name: "opts"},
 			{off: unsafe.Offsetof(NetlinkSkEntry{}.NsId), num: 13, kind: kUint32, card: cPtr, name: "ns_id"},
 		},
 		vals: 0xff,
@@ -1730,9 +1749,9 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(SkPacketEntry{}.IdFor), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id_for"},
 			{off: unsafe.Offsetof(SkPacketEntry{}.Length), num: 2, kind: kUint32, card: cVal, bit: 1, name: "length"},
-			{off: unsafe.Offsetof(SkPacketEntry{}.Scm), num: 4, kind: kMessage, card: cRep, msg: 115, name: "scm"},
+			{off: unsafe.Offsetof(SkPacketEntry{}.Scm), num: 4, kind: kMessage, card: cRep, msg: 116, name: "scm"},
 			{off: unsafe.Offsetof(SkPacketEntry{}.Addr), num: 3, kind: kBytes, card: cOpt, name: "addr"},
-			{off: unsafe.Offsetof(SkPacketEntry{}.Ucred), num: 128, kind: kMessage, card: cOpt, msg: 117, name: "ucred"},
+			{off: unsafe.Offsetof(SkPacketEntry{}.Ucred), num: 128, kind: kMessage, card: cOpt, msg: 118, name: "ucred"},
 		},
 		vals: 0x3,
 	},
@@ -1765,11 +1784,11 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(UnixSkEntry{}.Uflags), num: 6, kind: kUint32, card: cVal, bit: 5, name: "uflags"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.Backlog), num: 7, kind: kUint32, card: cVal, bit: 6, name: "backlog"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.Peer), num: 8, kind: kUint32, card: cVal, bit: 7, name: "peer"},
-			{off: unsafe.Offsetof(UnixSkEntry{}.Fown), num: 9, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
-			{off: unsafe.Offsetof(UnixSkEntry{}.Opts), num: 10, kind: kMessage, card: cOpt, required: true, msg: 114, name: "opts"},
+			{off: unsafe.Offsetof(UnixSkEntry{}.Fown), num: 9, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
+			{off: unsafe.Offsetof(UnixSkEntry{}.Opts), num: 10, kind: kMessage, card: cOpt, required: true, msg: 115, name: "opts"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.Name), num: 11, kind: kBytes, card: cOpt, required: true, name: "name"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.Shutdown), num: 12, kind: kInt32, card: cPtr, name: "shutdown"},
-			{off: unsafe.Offsetof(UnixSkEntry{}.FilePerms), num: 13, kind: kMessage, card: cOpt, msg: 118, name: "file_perms"},
+			{off: unsafe.Offsetof(UnixSkEntry{}.FilePerms), num: 13, kind: kMessage, card: cOpt, msg: 119, name: "file_perms"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.NameDir), num: 14, kind: kString, card: cPtr, name: "name_dir"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.Deleted), num: 15, kind: kBool, card: cPtr, name: "deleted"},
 			{off: unsafe.Offsetof(UnixSkEntry{}.NsId), num: 16, kind: kUint32, card: cPtr, name: "ns_id"},
@@ -1827,8 +1846,8 @@ var infos = [...]msgInfo{
 	},
 	{name: "timens_entry", check: true,
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(TimensEntry{}.Monotonic), num: 1, kind: kMessage, card: cOpt, required: true, msg: 123, name: "monotonic"},
-			{off: unsafe.Offsetof(TimensEntry{}.Boottime), num: 2, kind: kMessage, card: cOpt, required: true, msg: 123, name: "boottime"},
+			{off: unsafe.Offsetof(TimensEntry{}.Monotonic), num: 1, kind: kMessage, card: cOpt, required: true, msg: 124, name: "monotonic"},
+			{off: unsafe.Offsetof(TimensEntry{}.Boottime), num: 2, kind: kMessage, card: cOpt, required: true, msg: 124, name: "boottime"},
 		},
 	},
 	{name: "itimer_entry", check: false,
@@ -1861,10 +1880,10 @@ var infos = [...]msgInfo{
 	{name: "task_timers_entry", check: true,
 		new: func() Message { return new(TaskTimersEntry) },
 		fields: []fieldInfo{
-			{off: unsafe.Offsetof(TaskTimersEntry{}.Real), num: 1, kind: kMessage, card: cOpt, required: true, msg: 125, name: "real"},
-			{off: unsafe.Offsetof(TaskTimersEntry{}.Virt), num: 2, kind: kMessage, card: cOpt, required: true, msg: 125, name: "virt"},
-			{off: unsafe.Offsetof(TaskTimersEntry{}.Prof), num: 3, kind: kMessage, card: cOpt, required: true, msg: 125, name: "prof"},
-			{off: unsafe.Offsetof(TaskTimersEntry{}.Posix), num: 4, kind: kMessage, card: cRep, msg: 126, name: "posix"},
+			{off: unsafe.Offsetof(TaskTimersEntry{}.Real), num: 1, kind: kMessage, card: cOpt, required: true, msg: 126, name: "real"},
+			{off: unsafe.Offsetof(TaskTimersEntry{}.Virt), num: 2, kind: kMessage, card: cOpt, required: true, msg: 126, name: "virt"},
+			{off: unsafe.Offsetof(TaskTimersEntry{}.Prof), num: 3, kind: kMessage, card: cOpt, required: true, msg: 126, name: "prof"},
+			{off: unsafe.Offsetof(TaskTimersEntry{}.Posix), num: 4, kind: kMessage, card: cRep, msg: 127, name: "posix"},
 		},
 	},
 	{name: "timerfd_entry", check: true,
@@ -1872,7 +1891,7 @@ var infos = [...]msgInfo{
 		fields: []fieldInfo{
 			{off: unsafe.Offsetof(TimerfdEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(TimerfdEntry{}.Flags), num: 2, kind: kUint32, card: cVal, bit: 1, name: "flags"},
-			{off: unsafe.Offsetof(TimerfdEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(TimerfdEntry{}.Fown), num: 3, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(TimerfdEntry{}.Clockid), num: 4, kind: kUint32, card: cVal, bit: 2, name: "clockid"},
 			{off: unsafe.Offsetof(TimerfdEntry{}.Ticks), num: 5, kind: kUint64, card: cVal, bit: 3, name: "ticks"},
 			{off: unsafe.Offsetof(TimerfdEntry{}.SettimeFlags), num: 6, kind: kUint32, card: cVal, bit: 4, name: "settime_flags"},
@@ -1931,10 +1950,10 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Sid), num: 6, kind: kUint32, card: cVal, bit: 5, name: "sid"},
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Pgrp), num: 7, kind: kUint32, card: cVal, bit: 6, name: "pgrp"},
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Rdev), num: 8, kind: kUint32, card: cVal, bit: 7, name: "rdev"},
-			{off: unsafe.Offsetof(TtyInfoEntry{}.Termios), num: 9, kind: kMessage, card: cOpt, msg: 130, name: "termios"},
-			{off: unsafe.Offsetof(TtyInfoEntry{}.TermiosLocked), num: 10, kind: kMessage, card: cOpt, msg: 130, name: "termios_locked"},
-			{off: unsafe.Offsetof(TtyInfoEntry{}.Winsize), num: 11, kind: kMessage, card: cOpt, msg: 129, name: "winsize"},
-			{off: unsafe.Offsetof(TtyInfoEntry{}.Pty), num: 12, kind: kMessage, card: cOpt, msg: 131, name: "pty"},
+			{off: unsafe.Offsetof(TtyInfoEntry{}.Termios), num: 9, kind: kMessage, card: cOpt, msg: 131, name: "termios"},
+			{off: unsafe.Offsetof(TtyInfoEntry{}.TermiosLocked), num: 10, kind: kMessage, card: cOpt, msg: 131, name: "termios_locked"},
+			{off: unsafe.Offsetof(TtyInfoEntry{}.Winsize), num: 11, kind: kMessage, card: cOpt, msg: 130, name: "winsize"},
+			{off: unsafe.Offsetof(TtyInfoEntry{}.Pty), num: 12, kind: kMessage, card: cOpt, msg: 132, name: "pty"},
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Dev), num: 13, kind: kUint32, card: cPtr, name: "dev"},
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Uid), num: 14, kind: kUint32, card: cPtr, name: "uid"},
 			{off: unsafe.Offsetof(TtyInfoEntry{}.Gid), num: 15, kind: kUint32, card: cPtr, name: "gid"},
@@ -1947,7 +1966,7 @@ var infos = [...]msgInfo{
 			{off: unsafe.Offsetof(TtyFileEntry{}.Id), num: 1, kind: kUint32, card: cVal, bit: 0, name: "id"},
 			{off: unsafe.Offsetof(TtyFileEntry{}.TtyInfoId), num: 2, kind: kUint32, card: cVal, bit: 1, name: "tty_info_id"},
 			{off: unsafe.Offsetof(TtyFileEntry{}.Flags), num: 3, kind: kUint32, card: cVal, bit: 2, name: "flags"},
-			{off: unsafe.Offsetof(TtyFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 70, name: "fown"},
+			{off: unsafe.Offsetof(TtyFileEntry{}.Fown), num: 4, kind: kMessage, card: cOpt, required: true, msg: 71, name: "fown"},
 			{off: unsafe.Offsetof(TtyFileEntry{}.RegfId), num: 6, kind: kUint32, card: cPtr, name: "regf_id"},
 		},
 		vals: 0x7,

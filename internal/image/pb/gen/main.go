@@ -116,6 +116,14 @@ func own() *descriptorpb.FileDescriptorProto {
 				field("mdwe", 4, u32, opt), field("coredump_filter", 5, u32, opt),
 				field("mempolicy", 6, u32, opt), field("mempolicy_nodes", 7, u64, rep),
 				field("loginuid", 8, u32, opt)),
+			// cryo-io-uring.img
+			msg("io_uring_entry",
+				field("id", 1, u32, req), field("sq_entries", 2, u32, req), field("cq_entries", 3, u32, req),
+				field("flags", 4, u32, req),
+				field("sq_head", 5, u32, req), field("sq_tail", 6, u32, req),
+				field("cq_head", 7, u32, req), field("cq_tail", 8, u32, req),
+				field("sq_off", 9, u32, rep), field("cq_off", 10, u32, rep),
+				field("rings", 11, byt, req), field("sqes", 12, byt, req)),
 		},
 	}
 }

@@ -1,0 +1,54 @@
+package dump_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cryo-cr/cryo/internal/dump"
+	"github.com/cryo-cr/cryo/internal/testutil"
+)
+
+// TestDumpIOUringRefused checks that a dump refuses an io_uring it
+// cannot bring back exactly (test/subjects/uring.c's modes), naming the
+// process, the descriptor and why, and leaves the subject running and no
+// images behind.
+func TestDumpIOUringRefused(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tc := range []struct{ mode, want string }{
+		{"inflight", "in flight armed with poll"},
+		{"timeout", "requests in flight"},
+		{"files", "registered files"},
+		{"eventfd", "registered eventfd"},
+		{"pbuf", "provided buffers in group 7"},
+		{"sqpoll", "SQPOLL thread"},
+		{"single", "IORING_SETUP_SINGLE_ISSUER"},
+		{"iopoll", "IORING_SETUP_IOPOLL"},
+		{"sqe128", "IORING_SETUP_SQE128"},
+		{"disabled", "IORING_SETUP_R_DISABLED"},
+		{"unmapped", "not mapped"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			dir := t.TempDir()
+			s := testutil.StartSubject(t, testutil.BuildC(t, "uring.c"), dir, tc.mode)
+			s.WaitTicks(t, 1)
+			fd := s.ReadyUint(t, "fd")
+			images := filepath.Join(t.TempDir(), "images")
+			_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: images})
+			for _, w := range []string{tc.want, fmt.Sprintf("fd %d", fd), fmt.Sprintf("pid %d", s.Pid)} {
+				if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), w) {
+					t.Fatalf("dump: %v, want %v naming %q", err, dump.ErrUnsupported, w)
+				}
+			}
+			t.Logf("refused: %v", err)
+			s.WaitTicks(t, 3)
+			if _, err := os.Stat(images); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("images left behind: %v", err)
+			}
+		})
+	}
+}
