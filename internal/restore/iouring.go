@@ -99,20 +99,23 @@ func (r *restorer) mapIOUring(v *vma, fd uint64) error {
 	if err != nil {
 		return err
 	}
-	// The free ranges that would fit, but v's own.
+	// The free ranges that would fit, but v's own; and the free ranges
+	// next to v's, whatever their size, so that v's is a free range of
+	// its own: placed top-down the mapping takes the top of a range,
+	// bottom-up (above the mmap base) its bottom.
 	var fills [][2]uint64
-	fill := func(lo, hi uint64) {
-		if hi > lo && hi-lo >= length {
+	fill := func(lo, hi uint64, any bool) {
+		if hi > lo && (any || hi-lo >= length) {
 			fills = append(fills, [2]uint64{lo, hi})
 		}
 	}
 	gap := func(lo, hi uint64) {
 		if lo <= v.start && v.end <= hi {
-			fill(lo, v.start)
-			fill(v.end, hi)
+			fill(lo, v.start, true)
+			fill(v.end, hi, true)
 			return
 		}
-		fill(lo, hi)
+		fill(lo, hi, false)
 	}
 	free := max(mmapMinAddr(), pageSize)
 	for _, m := range maps {

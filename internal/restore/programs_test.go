@@ -780,44 +780,108 @@ func TestRestoreRsyslog(t *testing.T) {
 // read that mapping's page map for 21 s, and the restore could not map it
 // (made writable while the pages are written, it exceeded the commit
 // limit). After the restore the server serves the rows written before and
-// takes more. InnoDB's native asynchronous I/O is off: it would use
-// io_uring, which cryo refuses.
+// takes more, and writes its table's pages to disk. With its default
+// settings InnoDB's asynchronous I/O goes through an io_uring (liburing),
+// which a thread waits on in io_uring_enter: the ring is kept; without
+// native asynchronous I/O there is none.
 func TestRestoreMariaDB(t *testing.T) {
 	testutil.RequireRoot(t)
 	server := program(t, "mariadbd", "mariadb-server")
 	client := program(t, "mariadb", "mariadb-server")
-	dir, err := filepath.EvalSymlinks(t.TempDir())
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		uring bool
+	}{
+		{name: "io_uring", uring: true},
+		{name: "no-native-aio", args: []string{"--innodb-use-native-aio=0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, sock := filepath.Join(dir, "data"), filepath.Join(dir, "mysqld.sock")
+			if out, err := exec.Command(program(t, "mariadb-install-db", "mariadb-server"), "--user=root", "--datadir="+data,
+				"--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput(); err != nil {
+				t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+			}
+			args := append([]string{"--no-defaults", "--user=root", "--datadir=" + data, "--socket=" + sock, "--skip-networking",
+				"--pid-file=" + filepath.Join(dir, "pid"), "--innodb-flush-log-at-trx-commit=0"}, tc.args...)
+			s := startProgram(t, server, args...)
+			sql := func(q string) string {
+				t.Helper()
+				var out []byte
+				var err error
+				for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(100 * time.Millisecond) {
+					out, err = exec.Command(client, "--no-defaults", "--socket="+sock, "-N", "-e", q).CombinedOutput()
+					// The server may not listen yet.
+					if err == nil || !strings.Contains(string(out), "Can't connect") || time.Now().After(deadline) {
+						break
+					}
+				}
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", q, err, out)
+				}
+				return strings.TrimSpace(string(out))
+			}
+			sql("create database d; create table d.t (i int primary key) engine=innodb; insert into d.t values (1), (2)")
+			if got := ioUringFd(t, s.Pid) >= 0; got != tc.uring {
+				t.Fatalf("server holds an io_uring: %v, want %v", got, tc.uring)
+			}
+
+			dumpRestoreProgram(t, s)
+			ring := ioUringFd(t, s.Pid)
+			var restored proc.Uring
+			if tc.uring {
+				restored = readUring(t, s.Pid, ring)
+			}
+
+			// FLUSH TABLES FOR EXPORT writes the table's pages.
+			if got := sql("insert into d.t values (3); flush tables d.t for export; unlock tables; select sum(i) from d.t"); got != "6" {
+				t.Errorf("sum of the rows after the restore: %q, want 6", got)
+			}
+			if got := sql("insert into d.t select i + 10 from d.t; select count(*) from d.t"); got != "6" {
+				t.Errorf("rows after a second insert: %q, want 6", got)
+			}
+			// The pages went through the restored ring.
+			if tc.uring {
+				if now := readUring(t, s.Pid, ring); now.SqHead == restored.SqHead {
+					t.Errorf("the restored io_uring took no request (SQ head %d)", now.SqHead)
+				} else {
+					t.Logf("the restored io_uring took %d requests", now.SqHead-restored.SqHead)
+				}
+			}
+		})
+	}
+}
+
+// readUring reads the fdinfo of io_uring fd of process pid.
+func readUring(t *testing.T, pid, fd int) proc.Uring {
+	t.Helper()
+	info, err := proc.ReadFdinfo(pid, fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, sock := filepath.Join(dir, "data"), filepath.Join(dir, "mysqld.sock")
-	if out, err := exec.Command(program(t, "mariadb-install-db", "mariadb-server"), "--user=root", "--datadir="+data,
-		"--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput(); err != nil {
-		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+	u, err := info.IOUring()
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := startProgram(t, server, "--no-defaults", "--user=root", "--datadir="+data, "--socket="+sock, "--skip-networking",
-		"--pid-file="+filepath.Join(dir, "pid"), "--innodb-use-native-aio=0", "--innodb-flush-log-at-trx-commit=0")
-	sql := func(q string) string {
-		t.Helper()
-		var out []byte
-		var err error
-		for deadline := time.Now().Add(testutil.SubjectTimeout); ; time.Sleep(100 * time.Millisecond) {
-			out, err = exec.Command(client, "--no-defaults", "--socket="+sock, "-N", "-e", q).CombinedOutput()
-			// The server may not listen yet.
-			if err == nil || !strings.Contains(string(out), "Can't connect") || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", q, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	sql("create database d; create table d.t (i int primary key) engine=innodb; insert into d.t values (1), (2)")
+	return u
+}
 
-	dumpRestoreProgram(t, s)
-
-	if got := sql("insert into d.t values (3); select sum(i) from d.t"); got != "6" {
-		t.Errorf("sum of the rows after the restore: %q, want 6", got)
+// ioUringFd returns the descriptor of an io_uring process pid holds, -1
+// if none.
+func ioUringFd(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := proc.ReadFds(pid)
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(proc.Path(pid, fmt.Sprintf("fd/%d", fd))); err == nil && l == "anon_inode:[io_uring]" {
+			return fd
+		}
+	}
+	return -1
 }
