@@ -47,6 +47,7 @@ func TestClaims(t *testing.T) {
 		{"anon_inode:inotify", 0, pb.FdTypes_INOTIFY, 0},
 		{"anon_inode:[fanotify]", 0, pb.FdTypes_FANOTIFY, 0},
 		{"anon_inode:[pidfd]", 0, pb.FdTypes_PIDFD, 0},
+		{"anon_inode:[io_uring]", 0, pb.FdTypes_EXT, 0},
 	} {
 		d := &desc{link: tc.link, st: unix.Stat_t{Mode: tc.mode | 0o644, Rdev: tc.rdev}}
 		got := none
