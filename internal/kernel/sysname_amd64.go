@@ -19,6 +19,7 @@ var sysNames = map[int]string{
 	unix.SYS_FLOCK: "flock", unix.SYS_FTRUNCATE: "ftruncate", unix.SYS_GETITIMER: "getitimer",
 	unix.SYS_GETCPU: "getcpu", unix.SYS_GETPID: "getpid", unix.SYS_IOPRIO_GET: "ioprio_get", unix.SYS_IOPRIO_SET: "ioprio_set", unix.SYS_GETSOCKOPT: "getsockopt", unix.SYS_GET_ROBUST_LIST: "get_robust_list", unix.SYS_IOCTL: "ioctl",
 	unix.SYS_IO_SETUP: "io_setup", unix.SYS_IO_SUBMIT: "io_submit",
+	unix.SYS_IO_URING_SETUP: "io_uring_setup", unix.SYS_IO_URING_ENTER: "io_uring_enter", unix.SYS_IO_URING_REGISTER: "io_uring_register",
 	unix.SYS_KCMP: "kcmp", unix.SYS_LSEEK: "lseek", unix.SYS_MADVISE: "madvise",
 	unix.SYS_MEMBARRIER: "membarrier", unix.SYS_MEMFD_CREATE: "memfd_create", unix.SYS_MKNODAT: "mknodat",
 	unix.SYS_MLOCK: "mlock", unix.SYS_MLOCK2: "mlock2", unix.SYS_MMAP: "mmap", unix.SYS_MPROTECT: "mprotect", unix.SYS_SHMAT: "shmat",
