@@ -1,8 +1,11 @@
 package restore_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cryo-cr/cryo/internal/image"
@@ -71,6 +74,10 @@ func TestRestoreIOUring(t *testing.T) {
 				}
 			}
 
+			if tc.mode == "idle" {
+				refuseIOUringImages(t, c, u)
+			}
+
 			_, log := restoreSubject(t, s, c, restore.Options{})
 			s.WaitTicks(t, c.ticks+5)
 			info, err := proc.ReadFdinfo(s.Pid, fd)
@@ -89,5 +96,38 @@ func TestRestoreIOUring(t *testing.T) {
 			}
 			t.Logf("restore log:\n%s", log)
 		})
+	}
+}
+
+// refuseIOUringImages checks that a restore refuses, naming why, a
+// checkpoint whose ring another kernel laid out (its offsets differ from
+// this kernel's), or whose ring's record is missing; and leaves the pid
+// free for the next.
+func refuseIOUringImages(t *testing.T, c *checkpoint, u image.IOUring) {
+	t.Helper()
+	other := copyDir(t, c.dir)
+	moved := u
+	moved.SqOff[image.SqOffFlags] += 4
+	d, err := image.Open(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(other, image.IOUrings.FileName(0))); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteIOUrings([]image.IOUring{moved}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Restore(context.Background(), restore.Options{Dir: other}); !errors.Is(err, restore.ErrUnsupported) ||
+		!strings.Contains(err.Error(), "lays the rings out otherwise") {
+		t.Fatalf("restore of a ring laid out otherwise: %v, want ErrUnsupported saying so", err)
+	}
+	missing := copyDir(t, c.dir)
+	if err := os.Remove(filepath.Join(missing, image.IOUrings.FileName(0))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restore.Restore(context.Background(), restore.Options{Dir: missing}); !errors.Is(err, restore.ErrUnsupported) ||
+		!strings.Contains(err.Error(), "not an io_uring") {
+		t.Fatalf("restore without %s: %v, want ErrUnsupported naming the EXT entry", image.IOUrings.FileName(0), err)
 	}
 }
