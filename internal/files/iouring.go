@@ -82,10 +82,11 @@ type ioUringMapping struct {
 // (sizes[0]) and as each set of the flags fdinfo does not show would
 // (the rest).
 type ioUringGeometry struct {
-	pid   int
-	fd    int
-	sizes [][2]uint64
-	flags []uint32
+	pid    int
+	fd     int
+	sizes  [][2]uint64
+	flags  []uint32
+	params []kernel.IOUringParams
 }
 
 // ioUringKey is the files.img key of the ring of inode ino.
@@ -142,10 +143,12 @@ func (ioUringKind) dump(t *Table, d *desc) (uint32, error) {
 		return 0, fmt.Errorf("io_uring fd %d of pid %d: %w", d.fd, t.pid, err)
 	}
 	id := t.keyed(ioUringKey(d.st.Ino), newIOUringEntry)
-	noSQArray, why := ioUringLayout(t.ioUringTable.maps[id], geo)
+	layout, noSQArray, why := ioUringLayout(t.ioUringTable.maps[id], geo)
 	if why != "" {
 		return fail("%s", why)
 	}
+	p = &geo.params[layout]
+	flags = p.Flags
 	rings, sqes, err := readIOUring(dup, sq, cq, p)
 	if err != nil {
 		return 0, fmt.Errorf("read io_uring fd %d of pid %d: %w", d.fd, t.pid, err)
@@ -397,6 +400,7 @@ func ioUringGeometries(sq, cq, flags uint32) (ioUringGeometry, *kernel.IOUringPa
 		rings, sqes := ioUringSizes(&p)
 		g.sizes = append(g.sizes, [2]uint64{pageUp(rings), pageUp(sqes)})
 		g.flags = append(g.flags, f)
+		g.params = append(g.params, p)
 		if set == 0 {
 			first = &p
 		}
@@ -498,12 +502,17 @@ func (t *Table) FinishIOUrings() error {
 // ioUringLayout checks the mappings ms of a ring of geometry geo: each
 // at the offset of one of its two regions (the SQ and CQ rings, and the
 // SQEs), no longer than the region; and both regions mapped whole, their
-// sizes telling the flags that change them (ioUringAltFlags), which must
-// be none. It says why not, or whether the sizes fit a ring without an
-// SQ array (IORING_SETUP_NO_SQARRAY) too.
-func ioUringLayout(ms []ioUringMapping, geo ioUringGeometry) (noSQArray bool, why string) {
+// sizes telling the flags that change them (ioUringAltFlags): none, or
+// IORING_SETUP_NO_SQARRAY (liburing 2.5 and later ask for it). It returns
+// the index in geo of the layout the sizes tell, and whether they fit a
+// ring without an SQ array too; or says why not.
+func ioUringLayout(ms []ioUringMapping, geo ioUringGeometry) (layout int, noSQArray bool, why string) {
 	if len(ms) == 0 {
-		return false, "not mapped by the processes dumped (IORING_SETUP_NO_MMAP, or unmapped): cryo cannot tell its setup flags"
+		return 0, false, "not mapped by the processes dumped (IORING_SETUP_NO_MMAP, or unmapped): cryo cannot tell its setup flags"
+	}
+	largest := [2]uint64{}
+	for _, s := range geo.sizes {
+		largest[0], largest[1] = max(largest[0], s[0]), max(largest[1], s[1])
 	}
 	var size [2]uint64
 	for _, m := range ms {
@@ -513,28 +522,31 @@ func ioUringLayout(ms []ioUringMapping, geo ioUringGeometry) (noSQArray bool, wh
 		case kernel.IORingOffSQEs:
 			region = 1
 		default:
-			return false, fmt.Sprintf("mapped by pid %d at offset %#x (%#x-%#x), not one of its regions' (a provided buffer ring?)", m.pid, m.pgoff, m.start, m.end)
+			return 0, false, fmt.Sprintf("mapped by pid %d at offset %#x (%#x-%#x), not one of its regions' (a provided buffer ring?)", m.pid, m.pgoff, m.start, m.end)
 		}
-		if m.end-m.start > geo.sizes[0][region] {
-			return false, fmt.Sprintf("mapped by pid %d at %#x-%#x, past its region of %#x bytes at offset %#x: set up with IORING_SETUP_SQE128 or CQE32, which cryo does not restore", m.pid, m.start, m.end, geo.sizes[0][region], m.pgoff)
+		if m.end-m.start > largest[region] {
+			return 0, false, fmt.Sprintf("mapped by pid %d at %#x-%#x, past the largest region of %#x bytes at offset %#x a ring of its entries has", m.pid, m.start, m.end, largest[region], m.pgoff)
 		}
 		if m.pgoff != kernel.IORingOffCQRing {
 			size[region] = max(size[region], m.end-m.start)
 		}
 	}
 	var match []uint32
+	var at []int
 	for i, s := range geo.sizes {
 		if s == size {
 			match = append(match, geo.flags[i])
+			at = append(at, i)
 		}
 	}
+	base, noArray := geo.flags[0], geo.flags[0]|kernel.IORingSetupNoSQArray
 	switch {
-	case len(match) == 1 && match[0] == geo.flags[0]:
-		return false, ""
-	case len(match) == 2 && match[0] == geo.flags[0] && match[1] == geo.flags[0]|kernel.IORingSetupNoSQArray:
-		return true, ""
+	case len(match) == 1 && (match[0] == base || match[0] == noArray):
+		return at[0], false, ""
+	case len(match) == 2 && match[0] == base && match[1] == noArray:
+		return at[0], true, ""
 	}
-	return false, fmt.Sprintf("mapped as %#x bytes of rings and %#x of SQEs: cryo cannot tell its setup flags (IORING_SETUP_SQE128, CQE32 or NO_SQARRAY: these sizes fit flags %#x; without them %#x and %#x); a ring must be mapped whole", size[0], size[1], match, geo.sizes[0][0], geo.sizes[0][1])
+	return 0, false, fmt.Sprintf("mapped as %#x bytes of rings and %#x of SQEs: cryo cannot tell its setup flags, or they are ones it does not restore (IORING_SETUP_SQE128, CQE32: these sizes fit flags %#x; without them %#x and %#x); a ring must be mapped whole", size[0], size[1], match, geo.sizes[0][0], geo.sizes[0][1])
 }
 
 func (t *ioUringTable) write(dir *image.Dir) error {
@@ -584,7 +596,7 @@ func (ioUringKind) check(s *Set, f *pb.FileEntry) error {
 	if !ok {
 		return fmt.Errorf("%w: file %d is an external file (EXT) that is not an io_uring of %s", ErrUnsupported, f.GetId(), image.IOUrings.FileName(0))
 	}
-	if u.Flags&^kernel.IORingSetupCQSize != 0 {
+	if u.Flags&^(kernel.IORingSetupCQSize|kernel.IORingSetupNoSQArray) != 0 {
 		return fmt.Errorf("%w: io_uring %d has setup flags %#x", ErrUnsupported, f.GetId(), u.Flags)
 	}
 	return nil
@@ -739,9 +751,11 @@ func (r *Restorer) fillIOUring(u *image.IOUring, p *kernel.IOUringParams, n uint
 // requests costs 4 billion NOPs (about 16 million a second here).
 func (r *Restorer) advanceIOUring(u *image.IOUring, n uint64, rings, sqes []byte) error {
 	le := binary.LittleEndian
-	array := u.SqOff[image.SqOffArray]
-	for i := range u.SqEntries {
-		le.PutUint32(rings[array+4*i:], i)
+	if u.Flags&kernel.IORingSetupNoSQArray == 0 {
+		array := u.SqOff[image.SqOffArray]
+		for i := range u.SqEntries {
+			le.PutUint32(rings[array+4*i:], i)
+		}
 	}
 	clear(sqes) // a zeroed SQE is a NOP (IORING_OP_NOP = 0)
 	var done uint32

@@ -71,22 +71,24 @@ func TestIOUringLayout(t *testing.T) {
 		ms        []ioUringMapping
 		noSQArray bool
 		why       string
+		layout    int
 	}{
-		{"MariaDB", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffSQEs, 0x20000)}, false, ""},
-		{"CQ ring mapped apart", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffCQRing, 0x11000), m(kernel.IORingOffSQEs, 0x20000)}, false, ""},
-		{"not mapped", big, nil, false, "not mapped"},
-		{"SQEs not mapped", big, []ioUringMapping{m(0, 0x13000)}, false, "cannot tell its setup flags"},
-		{"rings in part", big, []ioUringMapping{m(0, 0x1000), m(kernel.IORingOffSQEs, 0x20000)}, false, "cannot tell its setup flags"},
-		{"SQE128", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffSQEs, 0x40000)}, false, "IORING_SETUP_SQE128 or CQE32"},
-		{"CQE32", big, []ioUringMapping{m(0, 0x23000), m(kernel.IORingOffSQEs, 0x20000)}, false, "IORING_SETUP_SQE128 or CQE32"},
-		{"NO_SQARRAY", big, []ioUringMapping{m(0, 0x11000), m(kernel.IORingOffSQEs, 0x20000)}, false, "cannot tell its setup flags"},
-		{"buffer ring", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffSQEs, 0x20000), m(0x80000000, 0x1000)}, false, "not one of its regions'"},
-		{"small", small, []ioUringMapping{m(0, 0x1000), m(kernel.IORingOffSQEs, 0x1000)}, true, ""},
-		{"tiny", tiny, []ioUringMapping{m(0, 0x1000), m(kernel.IORingOffSQEs, 0x1000)}, false, "cannot tell its setup flags"},
+		{"MariaDB", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffSQEs, 0x20000)}, false, "", 0},
+		{"CQ ring mapped apart", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffCQRing, 0x11000), m(kernel.IORingOffSQEs, 0x20000)}, false, "", 0},
+		{"not mapped", big, nil, false, "not mapped", 0},
+		{"SQEs not mapped", big, []ioUringMapping{m(0, 0x13000)}, false, "cannot tell its setup flags", 0},
+		{"rings in part", big, []ioUringMapping{m(0, 0x1000), m(kernel.IORingOffSQEs, 0x20000)}, false, "cannot tell its setup flags", 0},
+		{"SQE128", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffSQEs, 0x40000)}, false, "IORING_SETUP_SQE128, CQE32", 0},
+		{"CQE32", big, []ioUringMapping{m(0, 0x23000), m(kernel.IORingOffSQEs, 0x20000)}, false, "IORING_SETUP_SQE128, CQE32", 0},
+		{"larger than any", big, []ioUringMapping{m(0, 0x24000), m(kernel.IORingOffSQEs, 0x20000)}, false, "past the largest region", 0},
+		{"NO_SQARRAY", big, []ioUringMapping{m(0, 0x11000), m(kernel.IORingOffSQEs, 0x20000)}, false, "", 4},
+		{"buffer ring", big, []ioUringMapping{m(0, 0x13000), m(kernel.IORingOffSQEs, 0x20000), m(0x80000000, 0x1000)}, false, "not one of its regions'", 0},
+		{"small", small, []ioUringMapping{m(0, 0x1000), m(kernel.IORingOffSQEs, 0x1000)}, true, "", 0},
+		{"tiny", tiny, []ioUringMapping{m(0, 0x1000), m(kernel.IORingOffSQEs, 0x1000)}, false, "cannot tell its setup flags", 0},
 	} {
-		noSQArray, why := ioUringLayout(tc.ms, tc.geo)
-		if noSQArray != tc.noSQArray || (tc.why == "") != (why == "") || !strings.Contains(why, tc.why) {
-			t.Errorf("%s: %v, %q; want %v, %q", tc.name, noSQArray, why, tc.noSQArray, tc.why)
+		layout, noSQArray, why := ioUringLayout(tc.ms, tc.geo)
+		if layout != tc.layout || noSQArray != tc.noSQArray || (tc.why == "") != (why == "") || !strings.Contains(why, tc.why) {
+			t.Errorf("%s: %d, %v, %q; want %d, %v, %q", tc.name, layout, noSQArray, why, tc.layout, tc.noSQArray, tc.why)
 		}
 	}
 }

@@ -28,6 +28,10 @@ type IOUring struct {
 	Rings, SQEs    []byte
 }
 
+// IOUringSetupNoSQArray is IORING_SETUP_NO_SQARRAY: the ring has no SQ
+// array, and its SQ offsets' array is not one.
+const IOUringSetupNoSQArray = 1 << 16
+
 // IOUringOffsets is the count of offsets of an io_sqring_offsets, or an
 // io_cqring_offsets, that IOUring keeps.
 const IOUringOffsets = 7
@@ -80,7 +84,7 @@ func ioUringOf(m *pb.IoUringEntry) (IOUring, error) {
 			return bad("offset %d (%d) outside its %d bytes of rings", i, off, len(u.Rings))
 		}
 	}
-	if end := uint64(u.SqOff[SqOffArray]) + 4*uint64(u.SqEntries); end > uint64(len(u.Rings)) {
+	if end := uint64(u.SqOff[SqOffArray]) + 4*uint64(u.SqEntries); u.Flags&IOUringSetupNoSQArray == 0 && end > uint64(len(u.Rings)) {
 		return bad("SQ array ends at %d, past its %d bytes of rings", end, len(u.Rings))
 	}
 	if end := uint64(u.CqOff[CqOffCqes]) + IOUringCQESize*uint64(u.CqEntries); end > uint64(len(u.Rings)) {

@@ -32,7 +32,8 @@ func TestRestoreIOUring(t *testing.T) {
 		cqHead, cqTail uint32
 		exactCounters  bool
 	}{
-		{mode: "idle", sq: 64, cq: 128},
+		{mode: "idle", sq: 64, cq: 128, sqHead: 70000},
+		{mode: "nosqarray", sq: 1024, cq: 2048, flags: 1 << 16, sqHead: 5000},
 		{mode: "pending", sq: 64, cq: 256, flags: 1 << 3, sqHead: 1002, sqTail: 1003, cqHead: 1000, cqTail: 1002, exactCounters: true},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
@@ -64,8 +65,8 @@ func TestRestoreIOUring(t *testing.T) {
 				if u.SqHead != tc.sqHead || u.SqTail != tc.sqTail || u.CqHead != tc.cqHead || u.CqTail != tc.cqTail {
 					t.Errorf("counters SQ %d-%d, CQ %d-%d; want SQ %d-%d, CQ %d-%d", u.SqHead, u.SqTail, u.CqHead, u.CqTail, tc.sqHead, tc.sqTail, tc.cqHead, tc.cqTail)
 				}
-			} else if u.SqHead < 70000 || u.SqHead != u.SqTail || u.CqHead != u.CqTail || u.SqHead != u.CqTail {
-				t.Errorf("counters SQ %d-%d, CQ %d-%d; want an idle ring past 70000", u.SqHead, u.SqTail, u.CqHead, u.CqTail)
+			} else if u.SqHead < tc.sqHead || u.SqHead != u.SqTail || u.CqHead != u.CqTail || u.SqHead != u.CqTail {
+				t.Errorf("counters SQ %d-%d, CQ %d-%d; want an idle ring past %d", u.SqHead, u.SqTail, u.CqHead, u.CqTail, tc.sqHead)
 			}
 			for key, pgoff := range map[string]uint64{"rings": 0, "sqes": 0x10000000} {
 				v := vmaAt(t, c.im, s.ReadyUint(t, key))

@@ -18,6 +18,9 @@
 //            there, untouched, until DIR/uring.go exists: then it reaps
 //            the two, submits the pending SQE and checks its CQE, prints
 //            "uring drained", and goes on as idle
+//   nosqarray  as idle, with a ring of 1024 SQEs without an SQ array
+//            (IORING_SETUP_NO_SQARRAY, as liburing 2.5 and later ask for)
+//            after 5,000 NOPs
 // Modes a dump must refuse:
 //   inflight  a read of an empty pipe, in flight (armed with poll)
 //   timeout   a timeout of an hour, in flight
@@ -57,6 +60,9 @@
 #ifndef IORING_SETUP_SQE128
 #define IORING_SETUP_SQE128 (1U << 10)
 #endif
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
 #ifndef IORING_SETUP_SINGLE_ISSUER
 #define IORING_SETUP_SINGLE_ISSUER (1U << 12)
 #endif
@@ -95,7 +101,7 @@ static void setup(unsigned entries, unsigned flags, unsigned cq) {
 		fail("io_uring_setup %u flags %#x: %s", entries, flags, strerror(errno));
 	if (!(p.features & IORING_FEAT_SINGLE_MMAP))
 		fail("no IORING_FEAT_SINGLE_MMAP");
-	size_t sqsz = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	size_t sqsz = (flags & IORING_SETUP_NO_SQARRAY) ? 0 : p.sq_off.array + p.sq_entries * sizeof(unsigned);
 	size_t cqsz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
 	rings_size = sqsz > cqsz ? sqsz : cqsz;
 	sqes_size = p.sq_entries * ((flags & IORING_SETUP_SQE128) ? 128 : 64);
@@ -120,7 +126,8 @@ static struct io_uring_sqe *get_sqe(void) {
 	unsigned i = my_sq_tail & (p.sq_entries - 1);
 	struct io_uring_sqe *e = &sqes[i];
 	memset(e, 0, sizeof *e);
-	sq_array[i] = i;
+	if (!(p.flags & IORING_SETUP_NO_SQARRAY))
+		sq_array[i] = i;
 	my_sq_tail++;
 	return e;
 }
@@ -291,9 +298,13 @@ int main(int argc, char **argv) {
 	if (pipe(pipefd) != 0)
 		fail("pipe: %s", strerror(errno));
 	int pending = strcmp(mode, "pending") == 0;
+	int idle = strcmp(mode, "idle") == 0 || strcmp(mode, "nosqarray") == 0;
 	if (strcmp(mode, "idle") == 0) {
 		setup(64, 0, 0);
 		advance(70000);
+	} else if (strcmp(mode, "nosqarray") == 0) {
+		setup(1024, IORING_SETUP_NO_SQARRAY, 0);
+		advance(5000);
 	} else if (pending) {
 		setup(64, IORING_SETUP_CQSIZE, 256);
 		advance(1000);
@@ -353,7 +364,7 @@ int main(int argc, char **argv) {
 	} else {
 		fail("unknown mode %s", mode);
 	}
-	int running = strcmp(mode, "idle") == 0 || pending;
+	int running = idle || pending;
 	char trigger[4096];
 	snprintf(trigger, sizeof trigger, "%s/uring.go", dir);
 	printf("ready fd=%d rings=%#lx sqes=%#lx\n", ring_fd, (unsigned long)rings, (unsigned long)sqes);
