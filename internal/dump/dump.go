@@ -143,6 +143,9 @@ type dumper struct {
 	sysvKeys map[uint64]uint32
 	// aioRings are the rings of its AIO contexts (aio.go).
 	aioRings []aioRing
+	// mapsIOUring says the process maps an io_uring: its threads are
+	// asked for registered ring descriptors (refuseRegisteredRings).
+	mapsIOUring bool
 }
 
 // Dump checkpoints process opts.Pid and its descendants into opts.Dir. On

@@ -60,6 +60,7 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 	d.vdsos, d.sysvKeys = nil, map[uint64]uint32{}
 	d.objectVMAs, d.deferred = nil, nil
 	d.aioRings, d.images.mmHead.Aios = nil, nil
+	d.mapsIOUring = false
 	var (
 		runs   runLister
 		batch  []area
@@ -124,6 +125,7 @@ func (d *dumper) listMemory(mem, pm *os.File, c *classifier) error {
 		}
 		if e.Status == image.VMAAreaIOUring {
 			e.Shmid = uint64(d.files.IOUringMapping(d.pid, e.Shmid, e.Start, e.End, e.Pgoff))
+			d.mapsIOUring = true
 		}
 		if e.Status == image.VMAAreaAIORing {
 			if err := d.recordAioRing(mem, e.Start, e.End); err != nil {

@@ -87,7 +87,14 @@ func (d *dumper) dumpThread(tid int) (*pb.CoreEntry, error) {
 	// Without NUMA (ENOSYS), the thread has none.
 	modeAt, nodesAt := a.buf(4), a.buf(image.MaxNodeWords*8)
 	mempolicy := a.ask("memory policy", true, unix.SYS_GET_MEMPOLICY, modeAt, nodesAt, image.MaxNodeWords*64, 0, 0)
+	var rings []int
+	if d.mapsIOUring {
+		rings = askRegisteredRings(a)
+	}
 	if err := a.run(); err != nil {
+		return nil, err
+	}
+	if err := refuseRegisteredRings(a, tid, rings); err != nil {
 		return nil, err
 	}
 	if processAnswers != nil {
@@ -397,4 +404,39 @@ func (d *dumper) dumpExitedLeader(tid int) (*pb.CoreEntry, error) {
 			PdeathSig:   pb.Uint32(0),
 		},
 	}, nil
+}
+
+// ioRingFdRegMax is IO_RINGFD_REG_MAX (io_uring/tctx.h): how many ring
+// descriptors a thread may register (IORING_REGISTER_RING_FDS).
+const ioRingFdRegMax = 16
+
+// askRegisteredRings asks the thread of a whether it registered an
+// io_uring's descriptor at each index it may (IORING_REGISTER_RING_FDS):
+// io_uring_enter with IORING_ENTER_REGISTERED_RING and nothing to do
+// returns at once for one it did, and fails with EBADF for an index it
+// did not, EINVAL if it registered none (measured on Linux 6.18). It
+// returns the calls' indexes.
+func askRegisteredRings(a *asks) []int {
+	calls := make([]int, ioRingFdRegMax)
+	for i := range calls {
+		calls[i] = a.ask("registered io_uring descriptor", true, unix.SYS_IO_URING_ENTER, uint64(i), 0, 0, ioRingEnterRegisteredRing, 0, 0)
+	}
+	return calls
+}
+
+// ioRingEnterRegisteredRing is IORING_ENTER_REGISTERED_RING.
+const ioRingEnterRegisteredRing = 1 << 4
+
+// refuseRegisteredRings refuses a thread that registered an io_uring's
+// descriptor: the restore does not register it again, and the program
+// would submit through an index that names nothing.
+func refuseRegisteredRings(a *asks, tid int, calls []int) error {
+	for i, c := range calls {
+		err := a.calls[c].Failed()
+		if errors.Is(err, unix.EBADF) || errors.Is(err, unix.EINVAL) {
+			continue
+		}
+		return fmt.Errorf("%w: tid %d registered an io_uring descriptor at index %d (IORING_REGISTER_RING_FDS), which cryo does not restore", ErrUnsupported, tid, i)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ func TestDumpIOUringRefused(t *testing.T) {
 		{"timeout", "requests in flight"},
 		{"files", "registered files"},
 		{"eventfd", "registered eventfd"},
+		{"regring", "registered an io_uring descriptor at index 0"},
 		{"pbuf", "provided buffers in group 7"},
 		{"sqpoll", "SQPOLL thread"},
 		{"single", "IORING_SETUP_SINGLE_ISSUER"},
@@ -39,7 +40,12 @@ func TestDumpIOUringRefused(t *testing.T) {
 			fd := s.ReadyUint(t, "fd")
 			images := filepath.Join(t.TempDir(), "images")
 			_, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: images})
-			for _, w := range []string{tc.want, fmt.Sprintf("fd %d", fd), fmt.Sprintf("pid %d", s.Pid)} {
+			wants := []string{tc.want, fmt.Sprintf("fd %d", fd), fmt.Sprintf("pid %d", s.Pid)}
+			if tc.mode == "regring" {
+				// A thread's registration names no descriptor.
+				wants[1] = fmt.Sprintf("tid %d", s.Pid)
+			}
+			for _, w := range wants {
 				if !errors.Is(err, dump.ErrUnsupported) || !strings.Contains(err.Error(), w) {
 					t.Fatalf("dump: %v, want %v naming %q", err, dump.ErrUnsupported, w)
 				}

@@ -43,8 +43,9 @@ import (
 // IORING_SETUP_COOP_TASKRUN, TASKRUN_FLAG (hints when to run completion
 // work), SUBMIT_ALL (whether a batch goes on after an SQE that fails),
 // ATTACH_WQ (sharing another ring's async workers), the io-wq limits and
-// CPU affinity (IORING_REGISTER_IOWQ_*), and a thread's registered ring
-// descriptors (IORING_REGISTER_RING_FDS), which are the thread's.
+// CPU affinity (IORING_REGISTER_IOWQ_*). A thread's registered ring
+// descriptors (IORING_REGISTER_RING_FDS) are the thread's: the dump of
+// threads refuses them (dump/threads.go).
 type ioUringKind struct{}
 
 // ioUringLink is what /proc/PID/fd/N reads, and the maps show, for an

@@ -26,6 +26,7 @@
 //   timeout   a timeout of an hour, in flight
 //   files     a registered file (IORING_REGISTER_FILES)
 //   eventfd   a registered eventfd (IORING_REGISTER_EVENTFD)
+//   regring   its descriptor registered (IORING_REGISTER_RING_FDS)
 //   pbuf      provided buffers (IORING_OP_PROVIDE_BUFFERS)
 //   sqpoll    IORING_SETUP_SQPOLL
 //   single    IORING_SETUP_SINGLE_ISSUER
@@ -347,6 +348,11 @@ int main(int argc, char **argv) {
 		submit(1);
 		my_cq_head = *cq_tail;
 		*cq_head = my_cq_head;
+	} else if (strcmp(mode, "regring") == 0) {
+		setup(8, 0, 0);
+		struct io_uring_rsrc_update up = {.offset = -1U, .data = ring_fd};
+		if (sys_register(20 /* IORING_REGISTER_RING_FDS */, &up, 1) != 1)
+			fail("register ring fd: %s", strerror(errno));
 	} else if (strcmp(mode, "sqpoll") == 0) {
 		setup(8, IORING_SETUP_SQPOLL, 0);
 	} else if (strcmp(mode, "single") == 0) {
