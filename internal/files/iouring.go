@@ -719,6 +719,9 @@ func (r *Restorer) fillIOUring(u *image.IOUring, p *kernel.IOUringParams, n uint
 	}
 	defer unix.Munmap(sqes)
 	start := time.Now()
+	if r.log != nil && u.SqHead >= ioUringLongAdvance {
+		r.log.Info("bringing an io_uring's counters to the dumped ones with NOPs: about a second per 10 million", "pid", r.pid, "fd", n, "nops", u.SqHead)
+	}
 	if err := r.advanceIOUring(u, n, rings, sqes); err != nil {
 		return err
 	}
@@ -741,6 +744,10 @@ func (r *Restorer) fillIOUring(u *image.IOUring, p *kernel.IOUringParams, n uint
 	}
 	return nil
 }
+
+// ioUringLongAdvance is how many NOPs make a restore say it is moving a
+// ring's counters before it does.
+const ioUringLongAdvance = 10_000_000
 
 // advanceIOUring brings the kernel's own counters of the new ring n of
 // the process, which the process cannot set, to the dumped ring's: the
