@@ -58,3 +58,21 @@ func TestDumpIOUringRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestDumpIOUringLeaveRunning dumps the uring subject's idle ring,
+// leaving it running: its probes leave the ring as it was, and the
+// subject goes on writing and reading through it, its counters checked
+// at every tick.
+func TestDumpIOUringLeaveRunning(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := testutil.StartSubject(t, testutil.BuildC(t, "uring.c"), t.TempDir(), "idle")
+	s.WaitTicks(t, 2)
+	images := filepath.Join(t.TempDir(), "images")
+	if _, err := dump.Dump(context.Background(), dump.Options{Pid: s.Pid, Dir: images, LeaveRunning: true}); err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(images, "cryo-io-uring.img")); err != nil {
+		t.Errorf("no ring record: %v", err)
+	}
+	s.WaitTicks(t, s.Ticks()+5)
+}
