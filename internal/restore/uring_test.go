@@ -22,7 +22,8 @@ import (
 // through it, its thread blocked in io_uring_enter reaping, and checks
 // the ring's counters against its own copies; with CQEs not reaped and
 // an SQE not submitted at the dump, it checks they are there at every
-// tick, then reaps them and submits the SQE.
+// tick, then reaps them and submits the SQE. The restored ring is dumped
+// and restored again.
 func TestRestoreIOUring(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, tc := range []struct {
@@ -96,6 +97,11 @@ func TestRestoreIOUring(t *testing.T) {
 				s.WaitTicks(t, s.Ticks()+5)
 			}
 			t.Logf("restore log:\n%s", log)
+
+			// The restored ring, dumped and restored again.
+			c = dumpAndReap(t, s)
+			restoreSubject(t, s, c, restore.Options{})
+			s.WaitTicks(t, c.ticks+5)
 		})
 	}
 }
