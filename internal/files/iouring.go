@@ -284,6 +284,13 @@ func ioUringProbe(dup int, u proc.Uring) (string, error) {
 	if iopoll {
 		return "that polls for completions (IORING_SETUP_IOPOLL), which cryo does not restore", nil
 	}
+	first, err := freshIOUring()
+	if err != nil {
+		return "", err
+	}
+	if !first.bufStatus {
+		return "whose provided buffers cryo cannot see on this kernel (no IORING_REGISTER_PBUF_STATUS, Linux 6.8)", nil
+	}
 	for bgid := uint32(0); bgid <= kernel.IOUringMaxBufGroup; bgid++ {
 		switch err := kernel.IOUringBufGroupStatus(dup, bgid); err {
 		case unix.ENOENT:
@@ -295,10 +302,6 @@ func ioUringProbe(dup int, u proc.Uring) (string, error) {
 			return "", fmt.Errorf("io_uring_register(IORING_REGISTER_PBUF_STATUS, %d): %w", bgid, err)
 		}
 	}
-	first, err := firstPersonality()
-	if err != nil {
-		return "", err
-	}
 	id, err := kernel.IOUringRegister(dup, kernel.IORingRegisterPersonality, nil, 0)
 	if err != nil {
 		return "", fmt.Errorf("io_uring_register(IORING_REGISTER_PERSONALITY): %w", err)
@@ -306,7 +309,7 @@ func ioUringProbe(dup int, u proc.Uring) (string, error) {
 	if _, err := kernel.IOUringRegister(dup, kernel.IORingUnregisterPersonality, nil, uint32(id)); err != nil {
 		return "", fmt.Errorf("io_uring_register(IORING_UNREGISTER_PERSONALITY, %d): %w", id, err)
 	}
-	if id != first {
+	if id != first.personality {
 		return fmt.Sprintf("that has or had registered personalities (IORING_REGISTER_PERSONALITY: the next id is %d), which cryo does not restore", id), nil
 	}
 	return "", nil
@@ -354,19 +357,29 @@ func ioUringPolls(dup int, u proc.Uring) (bool, error) {
 // ioUringPollWait is how long ioUringPolls waits on a ring holding CQEs.
 const ioUringPollWait = 20 * time.Millisecond
 
-// firstPersonality is the id a ring's first personality gets.
-func firstPersonality() (int, error) {
+// freshRing is what the probes find on a ring just made.
+type freshRing struct {
+	// personality is the id its first personality gets.
+	personality int
+	// bufStatus says IORING_REGISTER_PBUF_STATUS tells a buffer group
+	// without provided buffers (ENOENT): not on kernels before 6.8.
+	bufStatus bool
+}
+
+// freshIOUring makes a ring in cryo and probes it.
+func freshIOUring() (freshRing, error) {
+	var f freshRing
 	var p kernel.IOUringParams
 	fd, err := kernel.IOUringSetup(1, &p)
 	if err != nil {
-		return 0, fmt.Errorf("io_uring_setup: %w", err)
+		return f, fmt.Errorf("io_uring_setup: %w", err)
 	}
 	defer unix.Close(fd)
-	id, err := kernel.IOUringRegister(fd, kernel.IORingRegisterPersonality, nil, 0)
-	if err != nil {
-		return 0, fmt.Errorf("io_uring_register(IORING_REGISTER_PERSONALITY): %w", err)
+	f.bufStatus = kernel.IOUringBufGroupStatus(fd, 0) == unix.ENOENT
+	if f.personality, err = kernel.IOUringRegister(fd, kernel.IORingRegisterPersonality, nil, 0); err != nil {
+		return f, fmt.Errorf("io_uring_register(IORING_REGISTER_PERSONALITY): %w", err)
 	}
-	return id, nil
+	return f, nil
 }
 
 // ioUringAltFlags are the setup flags that change the sizes of a ring's
@@ -677,6 +690,9 @@ func ioUringMake(r *Restorer, f *pb.FileEntry) (uint64, error) {
 	}
 	n, err := r.tr.Syscall(r.pid, unix.SYS_IO_URING_SETUP, uint64(u.SqEntries), scratch)
 	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			err = fmt.Errorf("%w (io_uring disabled here? sysctl kernel.io_uring_disabled)", err)
+		}
 		return 0, fmt.Errorf("make io_uring of %d SQEs, %d CQEs (flags %#x): %w", u.SqEntries, u.CqEntries, u.Flags, err)
 	}
 	dup, err := r.getfd(n)
