@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/cryo-cr/cryo/internal/image/pb"
 )
 
 func TestIOUringRoundTrip(t *testing.T) {
@@ -54,4 +56,36 @@ func TestIOUringRecordErrors(t *testing.T) {
 	if _, err := ioUringOf(m); !errors.Is(err, ErrRecord) {
 		t.Errorf("6 SQ offsets: %v, want ErrRecord", err)
 	}
+}
+
+// FuzzIOUringRecord checks that a cryo.io_uring_entry record either
+// fails ioUringOf's checks with ErrRecord or makes a ring whose regions
+// hold every offset it names.
+func FuzzIOUringRecord(f *testing.F) {
+	b, err := pb.Marshal(sampleIOUring().message())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m pb.IoUringEntry
+		if err := pb.Unmarshal(b, &m); err != nil {
+			return
+		}
+		u, err := ioUringOf(&m)
+		if err != nil {
+			if !errors.Is(err, ErrRecord) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		for _, off := range append(u.SqOff[:SqOffArray:SqOffArray], u.CqOff[:CqOffCqes]...) {
+			if uint64(off)+4 > uint64(len(u.Rings)) {
+				t.Fatalf("offset %d past %d bytes of rings", off, len(u.Rings))
+			}
+		}
+		if uint64(u.CqOff[CqOffCqes])+IOUringCQESize*uint64(u.CqEntries) > uint64(len(u.Rings)) || uint64(len(u.SQEs)) != IOUringSQESize*uint64(u.SqEntries) {
+			t.Fatalf("regions too short: %d SQEs, %d CQEs in %d and %d bytes", u.SqEntries, u.CqEntries, len(u.SQEs), len(u.Rings))
+		}
+	})
 }
