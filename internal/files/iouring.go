@@ -34,8 +34,9 @@ import (
 //   - setup flags that change what the kernel does with the ring and that
 //     fdinfo does not show, found by probes on a duplicate of the
 //     descriptor (ioUringProbe): IORING_SETUP_R_DISABLED, SINGLE_ISSUER
-//     (and DEFER_TASKRUN, which needs it), IOPOLL, SQE128, CQE32,
-//     NO_SQARRAY, NO_MMAP;
+//     (and DEFER_TASKRUN, which needs it), IOPOLL, NO_MMAP; and SQE128,
+//     CQE32 and NO_SQARRAY, which are kept, when the sizes of the ring's
+//     mappings tell them (ioUringLayout);
 //   - a ring not mapped whole by the processes that hold it, or mapped by
 //     one that holds no descriptor of it.
 //
@@ -382,6 +383,9 @@ func freshIOUring() (freshRing, error) {
 	return f, nil
 }
 
+// ioUringFlagsKept are the setup flags a restore makes a ring with.
+const ioUringFlagsKept = kernel.IORingSetupCQSize | kernel.IORingSetupSQE128 | kernel.IORingSetupCQE32 | kernel.IORingSetupNoSQArray
+
 // ioUringAltFlags are the setup flags that change the sizes of a ring's
 // regions, and which nothing but those sizes shows.
 var ioUringAltFlags = []uint32{kernel.IORingSetupSQE128, kernel.IORingSetupCQE32, kernel.IORingSetupNoSQArray}
@@ -516,8 +520,9 @@ func (t *Table) FinishIOUrings() error {
 // ioUringLayout checks the mappings ms of a ring of geometry geo: each
 // at the offset of one of its two regions (the SQ and CQ rings, and the
 // SQEs), no longer than the region; and both regions mapped whole, their
-// sizes telling the flags that change them (ioUringAltFlags): none, or
-// IORING_SETUP_NO_SQARRAY (liburing 2.5 and later ask for it). It returns
+// sizes telling the flags that change them (ioUringAltFlags:
+// IORING_SETUP_NO_SQARRAY, which liburing 2.5 and later ask for, SQE128,
+// CQE32), which must be one set of them. It returns
 // the index in geo of the layout the sizes tell, and whether they fit a
 // ring without an SQ array too; or says why not.
 func ioUringLayout(ms []ioUringMapping, geo ioUringGeometry) (layout int, noSQArray bool, why string) {
@@ -553,14 +558,13 @@ func ioUringLayout(ms []ioUringMapping, geo ioUringGeometry) (layout int, noSQAr
 			at = append(at, i)
 		}
 	}
-	base, noArray := geo.flags[0], geo.flags[0]|kernel.IORingSetupNoSQArray
 	switch {
-	case len(match) == 1 && (match[0] == base || match[0] == noArray):
+	case len(match) == 1:
 		return at[0], false, ""
-	case len(match) == 2 && match[0] == base && match[1] == noArray:
+	case len(match) == 2 && match[1] == match[0]|kernel.IORingSetupNoSQArray:
 		return at[0], true, ""
 	}
-	return 0, false, fmt.Sprintf("mapped as %#x bytes of rings and %#x of SQEs: cryo cannot tell its setup flags, or they are ones it does not restore (IORING_SETUP_SQE128, CQE32: these sizes fit flags %#x; without them %#x and %#x); a ring must be mapped whole", size[0], size[1], match, geo.sizes[0][0], geo.sizes[0][1])
+	return 0, false, fmt.Sprintf("mapped as %#x bytes of rings and %#x of SQEs: cryo cannot tell its setup flags (IORING_SETUP_SQE128, CQE32, NO_SQARRAY: these sizes fit flags %#x; without them %#x and %#x); a ring must be mapped whole", size[0], size[1], match, geo.sizes[0][0], geo.sizes[0][1])
 }
 
 func (t *ioUringTable) write(dir *image.Dir) error {
@@ -610,7 +614,7 @@ func (ioUringKind) check(s *Set, f *pb.FileEntry) error {
 	if !ok {
 		return fmt.Errorf("%w: file %d is an external file (EXT) that is not an io_uring of %s", ErrUnsupported, f.GetId(), image.IOUrings.FileName(0))
 	}
-	if u.Flags&^(kernel.IORingSetupCQSize|kernel.IORingSetupNoSQArray) != 0 {
+	if u.Flags&^ioUringFlagsKept != 0 {
 		return fmt.Errorf("%w: io_uring %d has setup flags %#x", ErrUnsupported, f.GetId(), u.Flags)
 	}
 	return nil

@@ -32,6 +32,29 @@ type IOUring struct {
 // array, and its SQ offsets' array is not one.
 const IOUringSetupNoSQArray = 1 << 16
 
+// IOUringSetupSQE128 and IOUringSetupCQE32 are IORING_SETUP_SQE128 and
+// CQE32: SQEs of 128 bytes, CQEs of 32.
+const (
+	IOUringSetupSQE128 = 1 << 10
+	IOUringSetupCQE32  = 1 << 11
+)
+
+// SQESize is the size of the ring's SQEs.
+func (u *IOUring) SQESize() uint64 {
+	if u.Flags&IOUringSetupSQE128 != 0 {
+		return 2 * IOUringSQESize
+	}
+	return IOUringSQESize
+}
+
+// CQESize is the size of the ring's CQEs.
+func (u *IOUring) CQESize() uint64 {
+	if u.Flags&IOUringSetupCQE32 != 0 {
+		return 2 * IOUringCQESize
+	}
+	return IOUringCQESize
+}
+
 // IOUringOffsets is the count of offsets of an io_sqring_offsets, or an
 // io_cqring_offsets, that IOUring keeps.
 const IOUringOffsets = 7
@@ -76,7 +99,7 @@ func ioUringOf(m *pb.IoUringEntry) (IOUring, error) {
 		return bad("%d SQ and %d CQ entries", u.SqEntries, u.CqEntries)
 	case u.SqTail-u.SqHead > u.SqEntries || u.CqTail-u.CqHead > u.CqEntries:
 		return bad("SQ head %d, tail %d and CQ head %d, tail %d are more than a ring apart", u.SqHead, u.SqTail, u.CqHead, u.CqTail)
-	case uint64(len(u.SQEs)) != uint64(u.SqEntries)*IOUringSQESize:
+	case uint64(len(u.SQEs)) != uint64(u.SqEntries)*u.SQESize():
 		return bad("%d bytes of SQEs for %d entries", len(u.SQEs), u.SqEntries)
 	}
 	for i, off := range append(u.SqOff[:SqOffArray:SqOffArray], u.CqOff[:CqOffCqes]...) {
@@ -87,7 +110,7 @@ func ioUringOf(m *pb.IoUringEntry) (IOUring, error) {
 	if end := uint64(u.SqOff[SqOffArray]) + 4*uint64(u.SqEntries); u.Flags&IOUringSetupNoSQArray == 0 && end > uint64(len(u.Rings)) {
 		return bad("SQ array ends at %d, past its %d bytes of rings", end, len(u.Rings))
 	}
-	if end := uint64(u.CqOff[CqOffCqes]) + IOUringCQESize*uint64(u.CqEntries); end > uint64(len(u.Rings)) {
+	if end := uint64(u.CqOff[CqOffCqes]) + u.CQESize()*uint64(u.CqEntries); end > uint64(len(u.Rings)) {
 		return bad("CQEs end at %d, past its %d bytes of rings", end, len(u.Rings))
 	}
 	return u, nil

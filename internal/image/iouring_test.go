@@ -84,7 +84,7 @@ func FuzzIOUringRecord(f *testing.F) {
 				t.Fatalf("offset %d past %d bytes of rings", off, len(u.Rings))
 			}
 		}
-		if uint64(u.CqOff[CqOffCqes])+IOUringCQESize*uint64(u.CqEntries) > uint64(len(u.Rings)) || uint64(len(u.SQEs)) != IOUringSQESize*uint64(u.SqEntries) {
+		if uint64(u.CqOff[CqOffCqes])+u.CQESize()*uint64(u.CqEntries) > uint64(len(u.Rings)) || uint64(len(u.SQEs)) != u.SQESize()*uint64(u.SqEntries) {
 			t.Fatalf("regions too short: %d SQEs, %d CQEs in %d and %d bytes", u.SqEntries, u.CqEntries, len(u.SQEs), len(u.Rings))
 		}
 	})

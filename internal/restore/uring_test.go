@@ -34,6 +34,7 @@ func TestRestoreIOUring(t *testing.T) {
 		exactCounters  bool
 	}{
 		{mode: "idle", sq: 64, cq: 128, sqHead: 70000},
+		{mode: "big", sq: 64, cq: 128, flags: 1<<10 | 1<<11, sqHead: 5000},
 		{mode: "nosqarray", sq: 1024, cq: 2048, flags: 1 << 16, sqHead: 5000},
 		{mode: "pending", sq: 64, cq: 256, flags: 1 << 3, sqHead: 1002, sqTail: 1003, cqHead: 1000, cqTail: 1002, exactCounters: true},
 	} {

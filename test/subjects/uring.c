@@ -18,6 +18,8 @@
 //            there, untouched, until DIR/uring.go exists: then it reaps
 //            the two, submits the pending SQE and checks its CQE, prints
 //            "uring drained", and goes on as idle
+//   big      as idle, with a ring of 64 SQEs of 128 bytes and 128 CQEs
+//            of 32 (IORING_SETUP_SQE128, CQE32) after 5,000 NOPs
 //   nosqarray  as idle, with a ring of 1024 SQEs without an SQ array
 //            (IORING_SETUP_NO_SQARRAY, as liburing 2.5 and later ask for)
 //            after 5,000 NOPs
@@ -64,6 +66,9 @@
 #ifndef IORING_SETUP_NO_SQARRAY
 #define IORING_SETUP_NO_SQARRAY (1U << 16)
 #endif
+#ifndef IORING_SETUP_CQE32
+#define IORING_SETUP_CQE32 (1U << 11)
+#endif
 #ifndef IORING_SETUP_SINGLE_ISSUER
 #define IORING_SETUP_SINGLE_ISSUER (1U << 12)
 #endif
@@ -103,7 +108,7 @@ static void setup(unsigned entries, unsigned flags, unsigned cq) {
 	if (!(p.features & IORING_FEAT_SINGLE_MMAP))
 		fail("no IORING_FEAT_SINGLE_MMAP");
 	size_t sqsz = (flags & IORING_SETUP_NO_SQARRAY) ? 0 : p.sq_off.array + p.sq_entries * sizeof(unsigned);
-	size_t cqsz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	size_t cqsz = p.cq_off.cqes + p.cq_entries * ((flags & IORING_SETUP_CQE32) ? 32 : 16);
 	rings_size = sqsz > cqsz ? sqsz : cqsz;
 	sqes_size = p.sq_entries * ((flags & IORING_SETUP_SQE128) ? 128 : 64);
 	rings = mmap(NULL, rings_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring_fd, IORING_OFF_SQ_RING);
@@ -122,11 +127,21 @@ static void setup(unsigned entries, unsigned flags, unsigned cq) {
 	my_cq_head = *cq_head;
 }
 
+// sqe_at is SQE i; cqe_at the CQE of counter n (of 128 and 32 bytes
+// with IORING_SETUP_SQE128, CQE32).
+static struct io_uring_sqe *sqe_at(unsigned i) {
+	return (struct io_uring_sqe *)((char *)sqes + ((size_t)i << ((p.flags & IORING_SETUP_SQE128) ? 7 : 6)));
+}
+static struct io_uring_cqe *cqe_at(unsigned n) {
+	size_t i = n & (p.cq_entries - 1);
+	return (struct io_uring_cqe *)((char *)cqes + (i << ((p.flags & IORING_SETUP_CQE32) ? 5 : 4)));
+}
+
 // get_sqe returns the next SQE, zeroed, and puts it in the SQ array.
 static struct io_uring_sqe *get_sqe(void) {
 	unsigned i = my_sq_tail & (p.sq_entries - 1);
-	struct io_uring_sqe *e = &sqes[i];
-	memset(e, 0, sizeof *e);
+	struct io_uring_sqe *e = sqe_at(i);
+	memset(e, 0, (p.flags & IORING_SETUP_SQE128) ? 128 : 64);
 	if (!(p.flags & IORING_SETUP_NO_SQARRAY))
 		sq_array[i] = i;
 	my_sq_tail++;
@@ -160,7 +175,7 @@ static void *reaper(void *arg) {
 		pthread_mutex_lock(&mu);
 		unsigned tail = __atomic_load_n(cq_tail, __ATOMIC_ACQUIRE);
 		while (my_cq_head != tail) {
-			struct io_uring_cqe *c = &cqes[my_cq_head & (p.cq_entries - 1)];
+			struct io_uring_cqe *c = cqe_at(my_cq_head);
 			if (c->user_data >= TAGS)
 				fail("CQE with tag %#llx", (unsigned long long)c->user_data);
 			results[c->user_data] = c->res;
@@ -256,14 +271,14 @@ static void check_pending(void) {
 	if (*cq_head != pend_cq_head || *cq_tail != pend_cq_head + 2)
 		fail("pending CQEs: CQ head %u tail %u, want %u and %u", *cq_head, *cq_tail, pend_cq_head, pend_cq_head + 2);
 	for (int i = 0; i < 2; i++) {
-		struct io_uring_cqe *c = &cqes[(pend_cq_head + i) & (p.cq_entries - 1)];
+		struct io_uring_cqe *c = cqe_at(pend_cq_head + i);
 		if (c->user_data != pend_cqe[i] || c->res != 0)
 			fail("pending CQE %d: tag %#llx res %d", i, (unsigned long long)c->user_data, c->res);
 	}
 	unsigned h = *sq_head;
 	if (*sq_tail != h + 1 || my_sq_tail != h + 1)
 		fail("pending SQE: SQ head %u tail %u (mine %u)", h, *sq_tail, my_sq_tail);
-	struct io_uring_sqe *e = &sqes[sq_array[h & (p.sq_entries - 1)]];
+	struct io_uring_sqe *e = sqe_at(sq_array[h & (p.sq_entries - 1)]);
 	if (e->opcode != IORING_OP_NOP || e->user_data != pend_sqe)
 		fail("pending SQE: opcode %d tag %#llx", e->opcode, (unsigned long long)e->user_data);
 }
@@ -271,7 +286,7 @@ static void check_pending(void) {
 // drain reaps the pending CQEs and submits the pending SQE.
 static void drain(void) {
 	for (int i = 0; i < 2; i++) {
-		struct io_uring_cqe *c = &cqes[my_cq_head & (p.cq_entries - 1)];
+		struct io_uring_cqe *c = cqe_at(my_cq_head);
 		if (c->user_data != pend_cqe[i])
 			fail("drain CQE %d: tag %#llx", i, (unsigned long long)c->user_data);
 		my_cq_head++;
@@ -279,7 +294,7 @@ static void drain(void) {
 	__atomic_store_n(cq_head, my_cq_head, __ATOMIC_RELEASE);
 	if (sys_enter(1, 1, IORING_ENTER_GETEVENTS) != 1)
 		fail("submit the pending SQE: %s", strerror(errno));
-	if (*cq_tail != my_cq_head + 1 || cqes[my_cq_head & (p.cq_entries - 1)].user_data != pend_sqe)
+	if (*cq_tail != my_cq_head + 1 || cqe_at(my_cq_head)->user_data != pend_sqe)
 		fail("the pending SQE's CQE: CQ tail %u, head %u", *cq_tail, my_cq_head);
 	my_cq_head++;
 	__atomic_store_n(cq_head, my_cq_head, __ATOMIC_RELEASE);
@@ -299,10 +314,13 @@ int main(int argc, char **argv) {
 	if (pipe(pipefd) != 0)
 		fail("pipe: %s", strerror(errno));
 	int pending = strcmp(mode, "pending") == 0;
-	int idle = strcmp(mode, "idle") == 0 || strcmp(mode, "nosqarray") == 0;
+	int idle = strcmp(mode, "idle") == 0 || strcmp(mode, "nosqarray") == 0 || strcmp(mode, "big") == 0;
 	if (strcmp(mode, "idle") == 0) {
 		setup(64, 0, 0);
 		advance(70000);
+	} else if (strcmp(mode, "big") == 0) {
+		setup(64, IORING_SETUP_SQE128 | IORING_SETUP_CQE32, 0);
+		advance(5000);
 	} else if (strcmp(mode, "nosqarray") == 0) {
 		setup(1024, IORING_SETUP_NO_SQARRAY, 0);
 		advance(5000);
