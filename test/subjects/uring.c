@@ -33,7 +33,8 @@
 //   sqpoll    IORING_SETUP_SQPOLL
 //   single    IORING_SETUP_SINGLE_ISSUER
 //   iopoll    IORING_SETUP_IOPOLL
-//   sqe128    IORING_SETUP_SQE128
+//   sqe128    IORING_SETUP_SQE128 on a ring of 8 SQEs, whose mappings
+//             take a page whatever its flags: they cannot tell it
 //   disabled  IORING_SETUP_R_DISABLED
 //   unmapped  the rings unmapped after setup
 // (The refused modes use no waiting thread.)
