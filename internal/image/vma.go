@@ -25,10 +25,11 @@ const (
 	// every VMA.
 	VMAAreaGuard = 1 << 16
 	// VMAAreaIOUring marks a mapping of an io_uring instance's rings or
-	// SQEs, alone (cryo's own: CRIU has no such status). Its shmid is the
+	// SQEs, alone (cryo's own: CRIU has no such status, and leaves bits
+	// 18 to 26 unused; its 17 is VMA_AREA_UPROBES). Its shmid is the
 	// ring's files.img entry, its pgoff the region's mmap offset; its
 	// pages are not dumped (cryo-io-uring.img holds the ring's memory).
-	VMAAreaIOUring = 1 << 17
+	VMAAreaIOUring = 1 << 20
 )
 
 // MapDroppable is the MAP_DROPPABLE mapping type (Linux >= 6.11), which

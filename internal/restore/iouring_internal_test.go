@@ -55,10 +55,10 @@ func TestCheckIOUringVMAs(t *testing.T) {
 		saying string // "" for none
 	}{
 		{"a ring", []vma{rings, sqes}, ""},
-		{"of no ring", []vma{with(rings, func(v *vma) { v.shmid = 2 })}, "io_uring VMA at 0x7f0000010000-0x7f0000011000 has status 0x20000, flags 0x1, file 2"},
+		{"of no ring", []vma{with(rings, func(v *vma) { v.shmid = 2 })}, "io_uring VMA at 0x7f0000010000-0x7f0000011000 has status 0x100000, flags 0x1, file 2"},
 		{"of a ring without a descriptor", []vma{with(rings, func(v *vma) { v.shmid = 3 })}, "holds no descriptor of"},
 		{"private", []vma{with(rings, func(v *vma) { v.flags = unix.MAP_PRIVATE })}, "flags 0x2"},
-		{"of another status too", []vma{with(rings, func(v *vma) { v.status |= image.VMAAreaRegular })}, "status 0x20001"},
+		{"of another status too", []vma{with(rings, func(v *vma) { v.status |= image.VMAAreaRegular })}, "status 0x100001"},
 		{"at another offset", []vma{with(rings, func(v *vma) { v.pgoff = pageSize })}, "offset 0x1000"},
 		{"longer than its region", []vma{with(rings, func(v *vma) { v.end += pageSize })}, "longer than its region of 136 bytes"},
 	} {
