@@ -208,13 +208,17 @@ func refuseVforkWait(pid int) error {
 	if err != nil {
 		return err
 	}
-	kids, err := children(pid, tids)
-	if err != nil {
-		return err
-	}
-	for _, k := range kids {
-		if same, err := kernel.Kcmp(pid, k, kernel.KcmpVM, 0, 0); err == nil && same == 0 {
-			return fmt.Errorf("%w: its child pid %d shares its memory (vfork, or clone with CLONE_VM): a parent in vfork cannot be stopped until the child execs or exits; dump again once it has", ErrUnsupported, k)
+	for _, tid := range tids {
+		kids, err := children(pid, []int{tid})
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			// Each child with the thread that made it: a leader that has
+			// exited has no memory, which kcmp finds equal to another's.
+			if same, err := kernel.Kcmp(tid, k, kernel.KcmpVM, 0, 0); err == nil && same == 0 {
+				return fmt.Errorf("%w: its child pid %d shares its memory (vfork, or clone with CLONE_VM): a parent in vfork cannot be stopped until the child execs or exits; dump again once it has", ErrUnsupported, k)
+			}
 		}
 	}
 	return nil
