@@ -210,6 +210,9 @@ func refuseVforkWait(pid int) error {
 	}
 	for _, tid := range tids {
 		kids, err := children(pid, []int{tid})
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a thread that has exited since: it is not frozen yet
+		}
 		if err != nil {
 			return err
 		}
