@@ -603,12 +603,7 @@ func restoreStream(fd int, e *pb.InetSkEntry, s *tcpStream, c *restoredConn) err
 		return fmt.Errorf("select no queue: %w", err)
 	}
 	if s.RcvWnd != nil {
-		w := kernel.TCPRepairWindow{SndWl1: s.GetSndWl1(), SndWnd: s.GetSndWnd(), MaxWindow: s.GetMaxWindow(), RcvWnd: s.GetRcvWnd(), RcvWup: s.GetRcvWup()}
-		// Where the window was last advertised may count the peer's
-		// FIN, which has not come yet: not past what has.
-		if rcvNxt := s.GetInqSeq() - finIn; int32(w.RcvWup-rcvNxt) > 0 {
-			w.RcvWup = rcvNxt
-		}
+		w := repairWindow(s.TcpStreamEntry, finIn)
 		if err := kernel.SetTCPRepairWindow(fd, w); err != nil {
 			return fmt.Errorf("set the window %+v: %w", w, err)
 		}
@@ -746,4 +741,28 @@ func (s *Shared) closeConnections() {
 		s.lock.Release()
 		s.lock, s.lockID = nil, ""
 	}
+}
+
+// repairWindow is the window to give connection s back with
+// TCP_REPAIR_WINDOW once its receive queue is back (finIn: 1 if that
+// counts the peer's FIN), which the kernel takes only within what was
+// received in order.
+func repairWindow(s *pb.TcpStreamEntry, finIn uint32) kernel.TCPRepairWindow {
+	w := kernel.TCPRepairWindow{SndWl1: s.GetSndWl1(), SndWnd: s.GetSndWnd(), MaxWindow: s.GetMaxWindow(), RcvWnd: s.GetRcvWnd(), RcvWup: s.GetRcvWup()}
+	rcvNxt := s.GetInqSeq() - finIn
+	// Where the window was last advertised may count the peer's FIN,
+	// which has not come yet: not past what has.
+	if int32(w.RcvWup-rcvNxt) > 0 {
+		w.RcvWup = rcvNxt
+	}
+	// The segment that last moved the send window may be one the socket
+	// held out of order, past what it had received in order (its
+	// receive buffer full): such segments are not kept, the peer sends
+	// them again, and the kernel refuses a window updated from past the
+	// receive window (EINVAL; zdtm socket-tcpbuf-local, now and then).
+	// Any segment from what was received on may update it again.
+	if int32(w.SndWl1-(rcvNxt+w.RcvWnd)) > 0 {
+		w.SndWl1 = rcvNxt
+	}
+	return w
 }
