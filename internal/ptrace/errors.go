@@ -8,6 +8,9 @@ var (
 	ErrDetached = errors.New("tracer detached")
 	// ErrExited means a traced thread, or the whole process, has exited.
 	ErrExited = errors.New("tracee exited")
+	// ErrNoStop means a thread did not stop for Seize in time: it sleeps
+	// uninterruptibly (in vfork, on a stuck filesystem).
+	ErrNoStop = errors.New("did not stop")
 	// ErrNotThread means a tid is not one of the traced process's threads.
 	ErrNotThread = errors.New("not a traced thread")
 	// ErrFault means injected code stopped with a signal of its own making

@@ -260,7 +260,7 @@ func (t *Tracer) seize() error {
 			break
 		}
 		for _, tid := range fresh {
-			ws, err := waitStop(tid, interruptStop)
+			ws, err := waitStopBy(tid, interruptStop, time.Now().Add(seizeWait))
 			if err != nil {
 				if errors.Is(err, ErrExited) && tid != t.pid {
 					continue
@@ -325,8 +325,14 @@ var (
 // signal dequeued before it is delivered as the kernel was about to; the
 // stop awaited stays pending and comes right after. Tracer thread only.
 func waitStop(tid int, isStop func(unix.WaitStatus) bool) (unix.WaitStatus, error) {
+	return waitStopBy(tid, isStop, time.Time{})
+}
+
+// waitStopBy is waitStop that gives up at deadline, unless it is zero,
+// with ErrNoStop.
+func waitStopBy(tid int, isStop func(unix.WaitStatus) bool, deadline time.Time) (unix.WaitStatus, error) {
 	for {
-		ws, err := wait(tid)
+		ws, err := waitBy(tid, deadline)
 		if err != nil {
 			return ws, err
 		}
@@ -345,13 +351,32 @@ func waitStop(tid int, isStop func(unix.WaitStatus) bool) (unix.WaitStatus, erro
 
 // wait waits for the next stop of a traced thread; its death is ErrExited.
 // Tracer thread only.
-func wait(tid int) (unix.WaitStatus, error) {
+func wait(tid int) (unix.WaitStatus, error) { return waitBy(tid, time.Time{}) }
+
+// seizeWait is how long Seize waits for a thread to stop. A thread in
+// uninterruptible sleep stops only once it wakes, which may be never (a
+// stuck NFS server): the dump then fails, naming it, instead of waiting.
+var seizeWait = 30 * time.Second
+
+// waitBy is wait that gives up at deadline, unless it is zero, with
+// ErrNoStop, polling the while.
+func waitBy(tid int, deadline time.Time) (unix.WaitStatus, error) {
 	defer watchDeath(tid)()
 	var ws unix.WaitStatus
+	options := unix.WALL
+	if !deadline.IsZero() {
+		options |= unix.WNOHANG
+	}
 	for {
-		_, err := unix.Wait4(tid, &ws, unix.WALL, nil)
+		got, err := unix.Wait4(tid, &ws, options, nil)
 		switch {
 		case err == unix.EINTR:
+			continue
+		case err == nil && got == 0:
+			if time.Now().After(deadline) {
+				return ws, fmt.Errorf("tid %d (%s): %w within %v", tid, whereAsleep(tid), ErrNoStop, seizeWait)
+			}
+			time.Sleep(time.Millisecond)
 			continue
 		case err != nil:
 			return ws, fmt.Errorf("wait for tid %d: %w", tid, err)
@@ -643,4 +668,15 @@ const pfIOWorker = 0x10
 func ioWorker(pid, tid int) bool {
 	st, err := proc.ReadTaskStat(pid, tid)
 	return err == nil && st.Flags&pfIOWorker != 0
+}
+
+// whereAsleep says where thread tid of a process sleeps: its state and the
+// kernel function it waits in.
+func whereAsleep(tid int) string {
+	st, err := proc.ReadStat(tid)
+	if err != nil {
+		return "state unknown"
+	}
+	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", tid))
+	return fmt.Sprintf("state %c, waiting in %s", st.State, cmp.Or(string(wchan), "?"))
 }
