@@ -2,8 +2,6 @@ package ptrace
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,8 +12,9 @@ import (
 
 // TestSeizeNoStop seizes test/subjects/vforker.c's child, which waits in
 // vfork and cannot stop: Seize gives up after seizeWait, naming the
-// thread and where it sleeps, and leaves it untraced and its parent
-// running.
+// thread and where it sleeps, and its parent runs on. (The thread stays
+// attached to the tracer thread, which cannot detach a thread that is not
+// stopped, until that thread ends: a cryo command exits at once.)
 func TestSeizeNoStop(t *testing.T) {
 	testutil.RequireRoot(t)
 	defer func(w time.Duration) { seizeWait = w }(seizeWait)
@@ -36,17 +35,5 @@ func TestSeizeNoStop(t *testing.T) {
 		t.Errorf("seize gave up after %v, want about %v", took, seizeWait)
 	}
 	t.Logf("refused: %v", err)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(child), "status"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(string(b), "TracerPid:\t0\n") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d is still traced:\n%s", child, b)
-		}
-	}
 	s.WaitTicks(t, 2)
 }

@@ -47,6 +47,8 @@ struct sched_attr {
 	uint64_t runtime, deadline, period;
 };
 
+static int worker_ready[2];
+
 static void *worker(void *arg) {
 	const char *mode = arg;
 	// A thread's own name and nice value.
@@ -62,6 +64,9 @@ static void *worker(void *arg) {
 		if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
 			fail("sched_setattr SCHED_DEADLINE");
 	}
+	// Set up: the main thread ticks from now on.
+	if (write(worker_ready[1], "", 1) != 1)
+		fail("tell the worker is set up");
 	for (;;)
 		pause();
 	return NULL;
@@ -75,8 +80,17 @@ int main(int argc, char **argv) {
 	if (prctl(PR_SET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, PR_SPEC_DISABLE, 0, 0) != 0 && errno != ENXIO && errno != EINVAL)
 		fail("PR_SET_SPECULATION_CTRL");
 	pthread_t t;
+	char c;
+	if (pipe(worker_ready) != 0)
+		fail("pipe");
 	if (pthread_create(&t, NULL, worker, argc > 1 ? argv[1] : NULL) != 0)
 		fail("pthread_create");
+	// The worker sets itself up (name, slack, SCHED_DEADLINE) before the
+	// first tick: a dump after it sees all of it.
+	if (read(worker_ready[0], &c, 1) != 1)
+		fail("wait for the worker");
+	close(worker_ready[0]);
+	close(worker_ready[1]);
 	// The main thread's memory policy (not the worker's, born before):
 	// interleaving over node 0, as numactl --interleave=0 would set it,
 	// with MPOL_F_STATIC_NODES; none without NUMA.
