@@ -419,7 +419,7 @@ func readGhost(dir *image.Dir, id uint32, head func(*pb.GhostFileEntry) error,
 		if e.Rdev == nil {
 			return bad("a device with no number")
 		}
-		if major, minor := e.GetRdev()>>20, e.GetRdev()&0xfffff; !harmlessDevice(major, minor) {
+		if major, minor := kernel.KernelDevSplit(e.GetRdev()); !harmlessDevice(major, minor) {
 			return fmt.Errorf("%w: ghost file %d is the character device %d:%d, not null, zero, full, random or urandom", ErrUnsupported, id, major, minor)
 		}
 	default:
@@ -695,7 +695,7 @@ func createNode(dfd int, name string, e *pb.GhostFileEntry) (int, error) {
 	case unix.S_IFLNK:
 		err = unix.Symlinkat(e.GetSymlnkTarget(), dfd, name)
 	case unix.S_IFCHR:
-		rdev := unix.Mkdev(e.GetRdev()>>20, e.GetRdev()&0xfffff)
+		rdev := unix.Mkdev(kernel.KernelDevSplit(e.GetRdev()))
 		err = unix.Mknodat(dfd, name, unix.S_IFCHR|0o600, int(rdev))
 	}
 	if err != nil {

@@ -188,10 +188,6 @@ func (regKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 	if f.GetReg().GetMode()&unix.S_IFMT == unix.S_IFIFO {
 		return -1, imageErr("file %d: a descriptor of the FIFO %s as a REG entry", f.GetId(), f.GetReg().GetName())
 	}
-	path, err := r.Path(f.GetId())
-	if err != nil {
-		return -1, err
-	}
 	if f.GetReg().GetMode()&unix.S_IFMT == unix.S_IFLNK {
 		// Reopened through its magic link, a symbolic link would lose
 		// O_NOFOLLOW: the process gets the description Verify opened,
@@ -206,6 +202,10 @@ func (regKind) open(r *Restorer, f *pb.FileEntry) (int, error) {
 			return -1, fmt.Errorf("file %d was not verified", f.GetId())
 		}
 		return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	}
+	path, err := r.Path(f.GetId())
+	if err != nil {
+		return -1, err
 	}
 	reopen := r.reopen
 	if r.set.special[f.GetId()] || specialFile(f.GetReg().GetMode()) {

@@ -131,12 +131,6 @@ static void on_usr1(int sig) {
 	serving = 1;
 }
 
-static void nap(void) {
-	struct timespec ts = {0, PERIOD_MS * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 // new_tcp_opts are the TCP options of a TCP socket never bound, which
 // CRIU's images have no field for (cryo keeps them in its own): a
 // listener's to be, and a connection's to be. TCP_DEFER_ACCEPT's is in
@@ -597,7 +591,7 @@ int main(int argc, char **argv) {
 	printf("\n");
 	fflush(stdout);
 	for (long tick = 1;; tick++) {
-		nap();
+		nap_ms(PERIOD_MS);
 		for (int i = 0; i < n; i++)
 			serve(&socks[i]);
 		printf("tick %ld pid=%d ok\n", tick, getpid());

@@ -76,12 +76,6 @@ static void on_usr1(int sig) {
 	serving = 1;
 }
 
-static void nap(void) {
-	struct timespec ts = {0, PERIOD_MS * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static int packet_socket(int type, int protocol) {
 	int fd = socket(AF_PACKET, type, protocol);
 	if (fd < 0)
@@ -311,7 +305,7 @@ int main(int argc, char **argv) {
 		if (socks[i].kind == SEND)
 			tx = socks[i].fd;
 	for (long tick = 1;; tick++) {
-		nap();
+		nap_ms(PERIOD_MS);
 		char payload[32];
 		snprintf(payload, sizeof payload, "seq %ld", tick);
 		for (int i = 0; i < n; i++) {

@@ -64,12 +64,6 @@ static int pidfd_open(pid_t pid, unsigned flags) {
 	return syscall(SYS_pidfd_open, pid, flags);
 }
 
-static void nap(void) {
-	struct timespec ts = {0, PERIOD_MS * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 // fdinfo_pid returns the pid the fdinfo of descriptor fd names.
 static long fdinfo_pid(int fd) {
 	char path[64], line[256];
@@ -170,7 +164,7 @@ int main(int argc, char **argv) {
 	       samefd, otherfd, extra);
 	fflush(stdout);
 	for (long n = 1;; n++) {
-		nap();
+		nap_ms(PERIOD_MS);
 		check(pidfd, "pidfd", child);
 		check(nbfd, "nbfd", child);
 		check(tfd, "tfd", child);

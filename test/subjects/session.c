@@ -32,12 +32,6 @@
 
 #define PERIOD_MS 20
 
-static void nap(void) {
-	struct timespec ts = {0, PERIOD_MS * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 // behind makes a child of the caller through a helper that leads a new
 // session (or only a process group) and makes the child with
 // CLONE_PARENT, then exits and is reaped: the child is left in a session
@@ -86,7 +80,7 @@ static void watch(int root) {
 			fail("%d: group %d and session %d, want %d and %d", getpid(), getpgrp(), getsid(0), pgid, sid);
 		if (root)
 			printf("tick %ld pid=%d ok\n", tick, getpid());
-		nap();
+		nap_ms(PERIOD_MS);
 	}
 }
 

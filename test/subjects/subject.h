@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 // fail prints "FAIL <message>", which ends a test that watches the
@@ -21,6 +22,14 @@ static void fail(const char *fmt, ...) {
 	va_end(ap);
 	fflush(stdout);
 	exit(1);
+}
+
+// nap_ms sleeps ms milliseconds, the whole of them through signals
+// caught.
+static inline void nap_ms(long ms) {
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
 }
 
 // become_nobody gives up root for good: the process runs as nobody

@@ -63,12 +63,6 @@
 // emulation is slow, but never 20 s.
 #define STALL_TICKS 1000
 
-static void nap(void) {
-	struct timespec ts = {0, PERIOD_MS * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 // watch checks, for a child, that its parent and its group are still the
 // ones it was born with.
 static void watch(pid_t parent, pid_t pgid, const char *who) {
@@ -93,7 +87,7 @@ static void writer(int out, int file, pid_t parent) {
 		if (write(file, line, len) != len)
 			fail("writer: append to the shared file: %s", strerror(errno));
 		watch(parent, parent, "writer");
-		nap();
+		nap_ms(PERIOD_MS);
 	}
 }
 
@@ -122,7 +116,7 @@ static void grandchild(pid_t parent) {
 		if (orphaned)
 			_exit(0); // its parent died: nothing is left to check
 		watch(parent, parent, "grandchild");
-		nap();
+		nap_ms(PERIOD_MS);
 	}
 }
 
@@ -182,7 +176,7 @@ int main(int argc, char **argv) {
 			watch(root, me, "group");
 			if (getpgid(gc) != me)
 				fail("group: grandchild %d in group %d, want %d", gc, getpgid(gc), me);
-			nap();
+			nap_ms(PERIOD_MS);
 		}
 	}
 	static char stack[64 << 10];
@@ -301,6 +295,6 @@ int main(int argc, char **argv) {
 		clock_gettime(CLOCK_MONOTONIC, &m);
 		printf("tick %d mono_ns=%lld pid=%d ok\n", tick, m.tv_sec * 1000000000LL + m.tv_nsec, root);
 		fflush(stdout);
-		nap();
+		nap_ms(PERIOD_MS);
 	}
 }

@@ -88,12 +88,6 @@
 #define PEEKOFF 2
 #define RCVBUF 100000
 
-static void nap(void) {
-	struct timespec ts = {0, PERIOD_MS * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 // addr fills a with name: a path, or an abstract name for a leading '@'.
 static socklen_t addr(struct sockaddr_un *a, const char *name) {
 	memset(a, 0, sizeof *a);
@@ -285,7 +279,7 @@ int main(int argc, char **argv) {
 		char c;
 		if (recv(tr[0], &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
 			break;
-		nap();
+		nap_ms(PERIOD_MS);
 	}
 
 	char extra[64] = "";
@@ -388,7 +382,7 @@ int main(int argc, char **argv) {
 	       sh[0], sh[1], tr[0], tr[1], child, extra);
 	fflush(stdout);
 	for (long n = 1;; n++) {
-		nap();
+		nap_ms(PERIOD_MS);
 		check(lis, lis_name);
 		check(abs, abs_name);
 		check(named, named_name);

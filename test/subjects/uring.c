@@ -92,12 +92,6 @@ static int sys_enter(unsigned submit, unsigned min, unsigned flags) {
 }
 static int sys_register(unsigned op, void *arg, unsigned n) { return syscall(SYS_io_uring_register, ring_fd, op, arg, n); }
 
-static void nap(void) {
-	struct timespec ts = {0, PERIOD_MS * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static void setup(unsigned entries, unsigned flags, unsigned cq) {
 	memset(&p, 0, sizeof p);
 	p.flags = flags;
@@ -397,7 +391,7 @@ int main(int argc, char **argv) {
 	if (running && !pending)
 		start_reaper();
 	for (unsigned long tick = 1;; tick++) {
-		nap();
+		nap_ms(PERIOD_MS);
 		if (pending) {
 			struct stat st;
 			if (stat(trigger, &st) != 0) {
